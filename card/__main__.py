@@ -1,0 +1,5 @@
+"""``python -m card``: the same as the ``card`` command."""
+
+from card.cli import main
+
+main()

@@ -1,0 +1,5 @@
+"""``python -m issuer``: the same as the ``issuer`` command."""
+
+from issuer.cli import main
+
+main()

@@ -1,0 +1,32 @@
+# Shared set-up of scripts/demo, scripts/test and scripts/lint (sourced, not run).
+# Makes .venv with Python >= 3.11 and installs tapstack with the pinned versions of
+# constraints.txt. Re-installs only when pyproject.toml or constraints.txt changed.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+VENV="${TAPSTACK_VENV:-$ROOT/.venv}"
+PY="${PYTHON:-python3}"
+
+if ! "$PY" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
+    echo "tapstack needs Python >= 3.11 (found: $("$PY" --version 2>&1)); set PYTHON=..." >&2
+    exit 2
+fi
+if [ ! -x "$VENV/bin/python" ]; then
+    echo "== creating $VENV" >&2
+    "$PY" -m venv "$VENV"
+fi
+stamp="$VENV/.tapstack-installed"
+want="$(cat pyproject.toml constraints.txt | sha256sum | cut -c1-16)"
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+    echo "== installing tapstack and its pinned dependencies into $VENV" >&2
+    "$VENV/bin/python" -m pip install -q --upgrade pip >&2
+    "$VENV/bin/python" -m pip install -q -c constraints.txt -e ".[test,lint,hsm,fuzz]" >&2
+    # pyscard builds from source: it needs gcc, swig and libpcsclite-dev. Without them
+    # the PC/SC tests skip (and fail in CI, which installs them).
+    if ! "$VENV/bin/python" -m pip install -q -c constraints.txt -e ".[pcsc]" >&2; then
+        echo "!! pyscard did not build (apt-get install swig libpcsclite-dev gcc);" \
+             "PC/SC tests will be skipped" >&2
+    fi
+    echo "$want" > "$stamp"
+fi
+export PATH="$VENV/bin:$PATH"
