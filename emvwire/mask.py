@@ -36,6 +36,8 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
+from emvwire.dictionary import format_of, sensitive_tags
+
 __all__ = [
     "MASK_CHAR",
     "MASK_STRATEGIES",
@@ -178,29 +180,26 @@ MASK_STRATEGIES: dict[int, Callable[[bytes], str]] = {
 
 
 def is_sensitive(tag: int) -> bool:
-    """Whether values of ``tag`` are masked: listed here or flagged in the dictionary."""
-    if tag in MASK_STRATEGIES:
-        return True
-    try:
-        from emvwire.dictionary import describe
-    except ImportError:  # pragma: no cover - the dictionary ships with emvwire
-        return False
-    info = describe(tag)
-    return info is not None and info.sensitive
+    """Whether values of ``tag`` are masked: listed here or flagged in the dictionary.
+
+    A tag counts as sensitive if any kernel's meaning of it is flagged.
+    """
+    return tag in MASK_STRATEGIES or tag in sensitive_tags()
 
 
 def mask_value(tag: int, value: bytes) -> str:
     """The displayable form of a data object value.
 
-    A sensitive tag (see :func:`is_sensitive`) is masked by its strategy; other values
-    are returned as upper-case hex. Never raises on any ``value``.
+    A sensitive tag (see :func:`is_sensitive`) is masked by its strategy, or else
+    character for character if its format is text and as hex digits otherwise; other
+    values are returned as upper-case hex. Never raises on any ``value``.
     """
     value = bytes(value)
     strategy = MASK_STRATEGIES.get(tag)
     if strategy is not None:
         return strategy(value)
     if is_sensitive(tag):
-        return mask_hex(value)
+        return mask_text(value) if format_of(tag).is_text else mask_hex(value)
     return value.hex().upper()
 
 
