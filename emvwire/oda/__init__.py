@@ -1,0 +1,67 @@
+"""Offline data authentication: CA keys, certificates, SDA, DDA, fDDA, CDA (EMV Book 2).
+
+The verifying side (a terminal) uses :class:`CaKeyStore`, :func:`recover_issuer_key`,
+:func:`recover_icc_key`, :func:`build_static_data`, :func:`verify_sda`,
+:func:`verify_dda`, :func:`verify_fdda` and :func:`verify_cda`; every failure is an
+:class:`~emvwire.errors.OdaError` naming the check. The signing side (test CA, issuer,
+card emulator) uses :class:`SigningKey`, :func:`issue_issuer_certificate`,
+:func:`issue_icc_certificate`, :func:`sign_sda` and the ``sign_*`` functions of
+:mod:`emvwire.oda.dynamic`.
+"""
+
+from emvwire.oda.capk import CaKey, CaKeyStore, parse_key_file, parse_terminal_config
+from emvwire.oda.certificates import (
+    CertificateParts,
+    IccPublicKey,
+    IssuerPublicKey,
+    issue_icc_certificate,
+    issue_issuer_certificate,
+    recover_icc_key,
+    recover_issuer_key,
+)
+from emvwire.oda.dynamic import (
+    CdaResult,
+    DynamicData,
+    sign_cda,
+    sign_dda,
+    sign_dynamic_data,
+    sign_fdda,
+    transaction_data_hash,
+    verify_cda,
+    verify_dda,
+    verify_fdda,
+)
+from emvwire.oda.rsa import RsaPublicKey, SigningKey
+from emvwire.oda.sda import sign_sda, verify_sda
+from emvwire.oda.static_data import StaticData, build_static_data, oda_records
+
+__all__ = [
+    "CaKey",
+    "CaKeyStore",
+    "CdaResult",
+    "CertificateParts",
+    "DynamicData",
+    "IccPublicKey",
+    "IssuerPublicKey",
+    "RsaPublicKey",
+    "SigningKey",
+    "StaticData",
+    "build_static_data",
+    "issue_icc_certificate",
+    "issue_issuer_certificate",
+    "oda_records",
+    "parse_key_file",
+    "parse_terminal_config",
+    "recover_icc_key",
+    "recover_issuer_key",
+    "sign_cda",
+    "sign_dda",
+    "sign_dynamic_data",
+    "sign_fdda",
+    "sign_sda",
+    "transaction_data_hash",
+    "verify_cda",
+    "verify_dda",
+    "verify_fdda",
+    "verify_sda",
+]

@@ -1,0 +1,113 @@
+"""The static data to be authenticated (EMV Book 3 §10.3; Book 2 §5.4, §6.4).
+
+Records named by the AFL for offline data authentication are concatenated in AFL
+order: for SFI 1-10 the value of the record's template ``70`` (its tag and length
+left out), for SFI 11-30 the whole record, tag and length included. A record of SFI
+1-10 that is not a template ``70`` makes ODA fail. If the Static Data Authentication
+Tag List (``9F4A``) is present it may name only the AIP (``82``), whose value is then
+appended; any other tag makes ODA fail.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from emvwire import tlv
+from emvwire.errors import DecodeError, OdaError
+
+__all__ = ["AIP_TAG", "RECORD_TEMPLATE", "StaticData", "build_static_data", "oda_records"]
+
+#: READ RECORD response template (Book 3 §6.5.11.4).
+RECORD_TEMPLATE = 0x70
+#: Application Interchange Profile, the one tag the SDA tag list may name (Book 3 §10.3).
+AIP_TAG = 0x82
+_AFL_ENTRY = 4
+
+
+def oda_records(afl: bytes) -> list[tuple[int, int]]:
+    """The ``(sfi, record number)`` pairs the AFL marks for ODA, in AFL order.
+
+    Each four-byte AFL entry (Book 3 §10.2) is: SFI in bits 8-4 of byte 1, first and
+    last record numbers, and the number of records, from the first, that take part in
+    offline data authentication. A malformed AFL raises :class:`DecodeError`.
+    """
+    afl = bytes(afl)
+    if len(afl) % _AFL_ENTRY:
+        raise DecodeError(f"AFL length {len(afl)} is not a multiple of 4")
+    out: list[tuple[int, int]] = []
+    for pos in range(0, len(afl), _AFL_ENTRY):
+        sfi_byte, first, last, count = afl[pos : pos + _AFL_ENTRY]
+        sfi = sfi_byte >> 3
+        if sfi_byte & 0x07 or not 1 <= sfi <= 30:
+            raise DecodeError(f"AFL entry has invalid SFI byte {sfi_byte:02X}", offset=pos)
+        if first == 0 or last < first:
+            raise DecodeError("AFL entry has invalid record range", offset=pos)
+        if count > last - first + 1:
+            raise DecodeError("AFL entry names more ODA records than it holds", offset=pos)
+        out.extend((sfi, number) for number in range(first, first + count))
+    return out
+
+
+def _record_part(sfi: int, record: bytes) -> bytes:
+    if not 1 <= sfi <= 30:
+        raise OdaError(f"SFI {sfi} is not 1-30")
+    if sfi > 10:
+        return record
+    try:
+        tag, pos = tlv.read_tag(record)
+        length, pos = tlv.read_length(record, pos)
+    except DecodeError:
+        raise OdaError(f"record of SFI {sfi} is not a template 70") from None
+    if tag != RECORD_TEMPLATE:
+        raise OdaError(f"record of SFI {sfi} is not a template 70")
+    if pos + length != len(record):
+        raise OdaError(f"record of SFI {sfi}: template 70 length does not match the record")
+    return record[pos:]
+
+
+def _sda_tag_list_part(aip: bytes | None, sda_tag_list: bytes | None) -> bytes:
+    if not sda_tag_list:
+        return b""
+    if bytes(sda_tag_list) != bytes((AIP_TAG,)):
+        raise OdaError("SDA tag list names tags other than 82")
+    if aip is None:
+        raise OdaError("SDA tag list names 82 but the AIP is missing")
+    return bytes(aip)
+
+
+class StaticData:
+    """Builds the static data to be authenticated, one record at a time (Book 3 §10.3).
+
+    Add the records the AFL marks for ODA (see :func:`oda_records`) in AFL order with
+    :meth:`add_record`, then take :meth:`value` with the AIP and the SDA tag list.
+    """
+
+    def __init__(self) -> None:
+        self._parts: list[bytes] = []
+
+    def add_record(self, sfi: int, record: bytes) -> None:
+        """Add a READ RECORD response body (without status word) read from ``sfi``."""
+        self._parts.append(_record_part(sfi, bytes(record)))
+
+    def value(self, *, aip: bytes | None = None, sda_tag_list: bytes | None = None) -> bytes:
+        """The concatenation, with the AIP if ``sda_tag_list`` (``9F4A``) names it."""
+        return b"".join(self._parts) + _sda_tag_list_part(aip, sda_tag_list)
+
+    def __len__(self) -> int:
+        return sum(map(len, self._parts))
+
+    def __repr__(self) -> str:
+        return f"StaticData({len(self._parts)} records, {len(self)} bytes)"
+
+
+def build_static_data(
+    records: Iterable[tuple[int, bytes]],
+    *,
+    aip: bytes | None = None,
+    sda_tag_list: bytes | None = None,
+) -> bytes:
+    """The static data to be authenticated from ``(sfi, record)`` pairs in AFL order."""
+    builder = StaticData()
+    for sfi, record in records:
+        builder.add_record(sfi, record)
+    return builder.value(aip=aip, sda_tag_list=sda_tag_list)
