@@ -23,12 +23,12 @@ internal data objects of Book C-2 are listed with source terminal.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from enum import IntEnum, StrEnum
 from types import MappingProxyType
 
-from emvwire.tlv import is_constructed, tag_hex
+from emvwire.tlv import Tlv, is_constructed, tag_hex
 
 __all__ = [
     "DICTIONARY",
@@ -38,6 +38,7 @@ __all__ = [
     "Source",
     "TagInfo",
     "describe",
+    "dump",
     "entries",
     "format_of",
     "name_of",
@@ -504,3 +505,15 @@ _SENSITIVE = frozenset(e.tag for e in entries() if e.sensitive)
 def sensitive_tags() -> frozenset[int]:
     """Tags whose values are masked in every output (any kernel's meaning)."""
     return _SENSITIVE
+
+
+def dump(
+    data: bytes | Tlv | Iterable[Tlv], *, reveal: bool = False, kernel: int | None = None
+) -> str:
+    """A human-readable tree of ``data`` with names and masked values.
+
+    The same as :func:`emvwire.dump.dump`, offered here next to the dictionary it reads.
+    """
+    from emvwire.dump import dump as _dump  # emvwire.dump imports this module
+
+    return _dump(data, reveal=reveal, kernel=kernel)
