@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import string
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -152,7 +154,7 @@ def test_scrub_free_text() -> None:
     assert scrub("ATC 0077, ARQC 48325309BE82CBA2") == "ATC 0077, ARQC 48325309BE82CBA2"
 
 
-_NOISE = st.text(alphabet=st.characters(exclude_categories=("Nd",)), max_size=20)
+_NOISE = st.text(alphabet=string.ascii_letters + string.punctuation + " é", max_size=20)
 
 
 @given(st.text(alphabet="0123456789", min_size=12, max_size=19), _NOISE, _NOISE)
