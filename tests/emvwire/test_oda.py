@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -22,6 +24,9 @@ from emvwire.errors import CryptoError, DecodeError, OdaError, VerificationError
 from emvwire.oda import (
     CaKey,
     CaKeyStore,
+    CdaResult,
+    IccPublicKey,
+    IssuerPublicKey,
     SigningKey,
     build_static_data,
     issue_icc_certificate,
@@ -155,8 +160,8 @@ def visa(keys: dict[str, SigningKey]) -> Chain:
     return _chain("A000000003-F1", keys["issuer1024e3"], keys["icc1024e3"])
 
 
-def _issuer(c: Chain, **kw: object) -> object:
-    args: dict[str, object] = {
+def _issuer(c: Chain, **kw: Any) -> IssuerPublicKey:
+    args: dict[str, Any] = {
         "certificate": c.issuer_cert.certificate,
         "remainder": c.issuer_cert.remainder,
         "exponent": c.issuer_cert.exponent,
@@ -164,12 +169,12 @@ def _issuer(c: Chain, **kw: object) -> object:
         "today": TODAY,
     }
     args.update(kw)
-    return recover_issuer_key(c.ca, **args)  # type: ignore[arg-type]
+    return recover_issuer_key(c.ca, **args)
 
 
-def _icc(c: Chain, **kw: object) -> object:
+def _icc(c: Chain, **kw: Any) -> IccPublicKey:
     issuer_key = recover_issuer_key(c.ca, *c.issuer_cert, PAN_5A, TODAY)
-    args: dict[str, object] = {
+    args: dict[str, Any] = {
         "certificate": c.icc_cert.certificate,
         "remainder": c.icc_cert.remainder,
         "exponent": c.icc_cert.exponent,
@@ -178,7 +183,7 @@ def _icc(c: Chain, **kw: object) -> object:
         "today": TODAY,
     }
     args.update(kw)
-    return recover_icc_key(issuer_key, **args)  # type: ignore[arg-type]
+    return recover_icc_key(issuer_key, **args)
 
 
 def _sha1(data: bytes) -> bytes:
@@ -222,7 +227,7 @@ def test_sda_round_trip(chain: Chain) -> None:
 def test_dda_round_trip(chain: Chain) -> None:
     icc = _icc(chain)
     ddol_data = bytes.fromhex("CAFEBABE")
-    result = verify_dda(icc, sign_dda(chain.icc, DN, ddol_data), ddol_data)  # type: ignore[arg-type]
+    result = verify_dda(icc, sign_dda(chain.icc, DN, ddol_data), ddol_data)
     assert result.icc_dynamic_number == DN
     assert result.icc_dynamic_data == b"\x04" + DN
 
@@ -230,14 +235,14 @@ def test_dda_round_trip(chain: Chain) -> None:
 @pytest.mark.parametrize("card_auth_data", [bytes.fromhex("0169C16C99"), None, b"\x00"])
 def test_fdda_round_trip(chain: Chain, card_auth_data: bytes | None) -> None:
     icc = _icc(chain)
-    txn = {
+    txn: dict[str, Any] = {
         "unpredictable_number": UN,
         "amount_authorised": bytes.fromhex("000000000200"),
         "currency_code": bytes.fromhex("0840"),
         "card_auth_data": card_auth_data,
     }
-    signed = sign_fdda(chain.icc, b"\x00\x15", **txn)  # type: ignore[arg-type]
-    assert verify_fdda(icc, signed, **txn).icc_dynamic_number == b"\x00\x15"  # type: ignore[arg-type]
+    signed = sign_fdda(chain.icc, b"\x00\x15", **txn)
+    assert verify_fdda(icc, signed, **txn).icc_dynamic_number == b"\x00\x15"
 
 
 def test_fdda_version_01_signs_amount_and_version_00_only_the_un() -> None:
@@ -279,7 +284,7 @@ def test_cda_round_trip(chain: Chain) -> None:
     response = _cda_response(chain.icc)
     result = verify_cda(
         icc, response, unpredictable_number=UN, pdol_data=PDOL_DATA, cdol1_data=CDOL1_DATA
-    )  # type: ignore[arg-type]
+    )
     assert (result.cid, result.cryptogram, result.icc_dynamic_number) == (0x80, AC, DN)
     objects = tlv.decode_one(response, 0x77).children
     rest = b"".join(o.encode() for o in objects if o.tag != 0x9F4B)
@@ -291,15 +296,15 @@ def test_cda_second_generate_ac_hashes_cdol2_data(visa: Chain) -> None:
     cdol2 = bytes.fromhex("3030 0000000000 55667788")
     response = _cda_response(visa.icc, cid=0x40, cdol2=cdol2)
     common = {"pdol_data": PDOL_DATA, "cdol1_data": CDOL1_DATA, "unpredictable_number": UN}
-    assert verify_cda(icc, response, cdol2_data=cdol2, **common).cid == 0x40  # type: ignore[arg-type]
+    assert verify_cda(icc, response, cdol2_data=cdol2, **common).cid == 0x40
     with pytest.raises(OdaError, match="transaction data hash code does not match"):
-        verify_cda(icc, response, **common)  # type: ignore[arg-type]
+        verify_cda(icc, response, **common)
 
 
 def test_cda_accepts_a_clear_cryptogram_equal_to_the_signed_one(visa: Chain) -> None:
     response = _cda_response(visa.icc, clear_ac=AC)
     result = verify_cda(
-        _icc(visa),  # type: ignore[arg-type]
+        _icc(visa),
         response,
         unpredictable_number=UN,
         pdol_data=PDOL_DATA,
@@ -406,13 +411,13 @@ def test_issuer_identifier_against_pan(visa: Chain, identifier: str, pan: str, o
 
 
 def _issuer_block(visa: Chain, **kw: object) -> tuple[bytes, bytes]:
-    args: dict[str, object] = {
+    args: dict[str, Any] = {
         "issuer_identifier": "541333",
         "expiry": EXPIRY,
         "serial": b"\x00\x00\x07",
     }
     args.update(kw)
-    return build_issuer_certificate_block(128, visa.issuer.public, **args)  # type: ignore[arg-type]
+    return build_issuer_certificate_block(128, visa.issuer.public, **args)
 
 
 @pytest.mark.parametrize(
@@ -427,9 +432,9 @@ def _issuer_block(visa: Chain, **kw: object) -> tuple[bytes, bytes]:
 )
 def test_issuer_block_field_checks(visa: Chain, pos: int, value: int, reason: str) -> None:
     block, remainder = _issuer_block(visa)
-    block = bytearray(block)
-    block[pos] = value
-    cert = visa.ca_signer.sign(bytes(block))
+    changed = bytearray(block)
+    changed[pos] = value
+    cert = visa.ca_signer.sign(bytes(changed))
     with pytest.raises(OdaError, match=reason):
         recover_issuer_key(visa.ca, cert, remainder, b"\x03", PAN_5A, TODAY)
 
@@ -594,16 +599,16 @@ def test_dda_failures(visa: Chain) -> None:
     icc = _icc(visa)
     signed = sign_dda(visa.icc, DN, b"\x01\x02\x03\x04")
     with pytest.raises(OdaError, match=r"^signed dynamic application data hash does not match$"):
-        verify_dda(icc, signed, b"\x01\x02\x03\x05")  # type: ignore[arg-type]
+        verify_dda(icc, signed, b"\x01\x02\x03\x05")
     with pytest.raises(OdaError, match=r"^signed dynamic application data"):
-        verify_dda(icc, _flip(signed, 100), b"\x01\x02\x03\x04")  # type: ignore[arg-type]
+        verify_dda(icc, _flip(signed, 100), b"\x01\x02\x03\x04")
     bad_number = sign_dynamic_data(visa.icc, b"\x09" + bytes(9), b"")
     with pytest.raises(OdaError, match="ICC dynamic number length is invalid"):
-        verify_dda(icc, bad_number, b"")  # type: ignore[arg-type]
+        verify_dda(icc, bad_number, b"")
     # L_DD beyond the block: build the block by hand.
     block = bytearray(b"\x6a\x05\x01\xff" + b"\xbb" * 103 + bytes(20) + b"\xbc")
     with pytest.raises(OdaError, match="ICC dynamic data length runs past the pad pattern"):
-        verify_dda(icc, visa.icc.sign(bytes(block)), b"")  # type: ignore[arg-type]
+        verify_dda(icc, visa.icc.sign(bytes(block)), b"")
 
 
 @pytest.mark.parametrize(
@@ -618,16 +623,16 @@ def test_fdda_tampered_transaction_data(visa: Chain, change: str) -> None:
         "currency_code": bytes.fromhex("0840"),
         "card_auth_data": bytes.fromhex("0169C16C99"),
     }
-    signed = sign_fdda(visa.icc, b"\x00\x15", **txn)  # type: ignore[arg-type]
+    signed = sign_fdda(visa.icc, b"\x00\x15", **txn)
     txn[change] = _flip(txn[change], len(txn[change]) - 1)
     with pytest.raises(OdaError, match=r"^signed dynamic application data hash does not match$"):
-        verify_fdda(icc, signed, **txn)  # type: ignore[arg-type]
+        verify_fdda(icc, signed, **txn)
 
 
 def test_fdda_unknown_version(visa: Chain) -> None:
     with pytest.raises(OdaError, match="fDDA version 02 is not supported"):
         verify_fdda(
-            _icc(visa),  # type: ignore[arg-type]
+            _icc(visa),
             b"",
             unpredictable_number=UN,
             amount_authorised=bytes(6),
@@ -639,10 +644,10 @@ def test_fdda_unknown_version(visa: Chain) -> None:
 # --------------------------------------------------------------------------- CDA checks
 
 
-def _verify_cda(c: Chain, response: bytes, **kw: bytes) -> object:
+def _verify_cda(c: Chain, response: bytes, **kw: bytes) -> CdaResult:
     args = {"unpredictable_number": UN, "pdol_data": PDOL_DATA, "cdol1_data": CDOL1_DATA}
     args.update(kw)
-    return verify_cda(_icc(c), response, **args)  # type: ignore[arg-type]
+    return verify_cda(_icc(c), response, **args)
 
 
 def test_cda_tampered_amount(visa: Chain) -> None:
@@ -769,7 +774,7 @@ def test_garbage_raises_only_oda_error(
 ) -> None:
     issuer = recover_issuer_key(visa.ca, *visa.issuer_cert, PAN_5A, TODAY)
     icc = recover_icc_key(issuer, *visa.icc_cert, PAN_5A, STATIC, TODAY)
-    calls = [
+    calls: list[Callable[[], object]] = [
         lambda: recover_issuer_key(visa.ca, cert, remainder, exponent, pan, TODAY),
         lambda: recover_icc_key(issuer, cert, remainder, exponent, pan, static, TODAY),
         lambda: verify_sda(issuer, cert, static),
