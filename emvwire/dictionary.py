@@ -459,8 +459,9 @@ def _table(rows: tuple[TagInfo, ...]) -> Mapping[int, TagInfo]:
 #: Default meaning of each tag (read-only).
 DICTIONARY: Mapping[int, TagInfo] = _table(_DEFAULT)
 #: Per-kernel meanings that differ from :data:`DICTIONARY`.
-KERNEL_DICTIONARIES: Mapping[Kernel, Mapping[int, TagInfo]] = MappingProxyType(
-    {Kernel.MASTERCARD: _table(_MASTERCARD), Kernel.VISA: _table(_VISA)}
+#: Keyed by the kernel number (``Kernel.MASTERCARD`` or plain ``2`` both work).
+KERNEL_DICTIONARIES: Mapping[int, Mapping[int, TagInfo]] = MappingProxyType(
+    {int(Kernel.MASTERCARD): _table(_MASTERCARD), int(Kernel.VISA): _table(_VISA)}
 )
 
 
@@ -471,12 +472,11 @@ def describe(tag: int, kernel: int | None = None) -> TagInfo | None:
     differs from the default one.
     """
     if kernel is not None:
-        try:
-            special = KERNEL_DICTIONARIES[Kernel(kernel)].get(tag)
-        except ValueError:
-            special = None
-        if special is not None:
-            return special
+        table = KERNEL_DICTIONARIES.get(int(kernel))
+        if table is not None:
+            special = table.get(tag)
+            if special is not None:
+                return special
     return DICTIONARY.get(tag)
 
 

@@ -14,7 +14,19 @@ from emvwire.dump import dump, explain, render_value
 from emvwire.mask import mask_pan
 from emvwire.tlv import Tlv, decode, encode
 
-TRANSCRIPTS = Path("/work/shared/transcripts")
+# The public transcripts (MohamedHassanNasr/emv mock/): the repository's copy, else the
+# shared one.
+TRANSCRIPTS = next(
+    (
+        p
+        for p in (
+            Path(__file__).parents[2] / "fixtures" / "transcripts",
+            Path("/work/shared/transcripts"),
+        )
+        if (p / "mock-msc-online.json").exists()
+    ),
+    Path("/work/shared/transcripts"),
+)
 
 
 def _responses(name: str) -> list[bytes]:
