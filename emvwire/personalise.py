@@ -1,0 +1,327 @@
+"""Personalisation: lay out a Visa qVSDC or Mastercard M/Chip card as a card profile.
+
+Both an issuer (which personalises cards from its own keys) and the tests (which need
+cards) build profiles the same way, so the layout lives here, beside the profile
+format. The caller brings the secrets: ICC master keys already derived (an HSM
+derives them without letting the issuer master keys out), the ICC RSA key, and the
+issuer key with its certificate. What is built:
+
+- Visa (Book C-3, qVSDC): PPSE entry with kernel id 03, a PDOL asking for TTQ, amounts,
+  country, TVR, currency, date, type and UN; AIP ``2000`` (DDA, used for fDDA); one
+  ODA record with the PAN, expiry and AUC; the issuer and ICC certificates; card
+  authentication related data (9F69, version 01) in a record of its own (the card
+  fills it per transaction).
+- Mastercard (Book C-2, M/Chip): PPSE entry with kernel id 02, no PDOL; AIP ``1981``
+  (cardholder verification, terminal risk management, CDA; EMV mode and relay
+  resistance); records with track 2, CDOL1/CDOL2, CVM list, IACs; certificates.
+
+Track 2 equivalent data (57) is ``PAN D YYMM service-code discretionary F``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from datetime import date
+
+from emvwire.errors import EmvWireError
+from emvwire.oda import CertificateParts, SigningKey, build_static_data, issue_icc_certificate
+from emvwire.profile import (
+    Application,
+    CardProfile,
+    Counters,
+    Form,
+    IccKeys,
+    IccRsaKey,
+    Kernel,
+    ProfileError,
+    Record,
+    TokenInfo,
+)
+from emvwire.tlv import encode
+
+__all__ = [
+    "DEFAULT_ATR",
+    "MASTERCARD_CDOL1",
+    "VISA_PDOL",
+    "IssuerCertificate",
+    "personalise",
+    "track2_equivalent",
+]
+
+#: ATR a PC/SC reader synthesises for a contactless ISO 14443-4A card with no
+#: historical bytes (PC/SC Part 3 §3.1.3.2.3.1).
+DEFAULT_ATR = bytes.fromhex("3B8080010101")
+#: The qVSDC PDOL of the public Visa transcripts (shared/notes/emv.md).
+VISA_PDOL = bytes.fromhex("9F66049F02069F03069F1A0295055F2A029A039C019F3704")
+#: Mastercard CDOL1, 66 bytes of data (shared/notes/emv.md, "Typical CDOL1").
+MASTERCARD_CDOL1 = bytes.fromhex(
+    "9F02069F03069F1A0295055F2A029A039C019F37049F35019F45029F4C089F34039F21039F7C14"
+)
+#: Mastercard CDOL2 (Book 3 §9.2.1): authorisation response code, TVR, UN.
+MASTERCARD_CDOL2 = bytes.fromhex("8A029505 9F3704".replace(" ", ""))
+
+_VISA_AID = bytes.fromhex("A0000000031010")
+_MASTERCARD_AID = bytes.fromhex("A0000000041010")
+
+
+@dataclass(frozen=True, slots=True)
+class IssuerCertificate:
+    """The issuer's RSA key with its certificate from a CA (tags 8F, 90, 92, 9F32)."""
+
+    key: SigningKey
+    ca_index: int
+    parts: CertificateParts
+
+    def __repr__(self) -> str:
+        return f"IssuerCertificate(CA index {self.ca_index:02X})"
+
+
+def _bcd(digits: str) -> bytes:
+    if len(digits) % 2:
+        digits += "F"
+    return bytes.fromhex(digits)
+
+
+def _yymmdd(d: date) -> bytes:
+    return bytes.fromhex(d.strftime("%y%m%d"))
+
+
+def track2_equivalent(pan: str, expiry: date, service_code: str = "201") -> bytes:
+    """Tag 57 (Book 3 Annex A): PAN, separator D, YYMM, service code, discretionary.
+
+    The discretionary data is zeros: the card's dynamic data goes in its own tags.
+    """
+    body = f"{pan}D{expiry.strftime('%y%m')}{service_code}0000000000"
+    return _bcd(body)
+
+
+def _common_data(
+    pan: str, psn: str, expiry: date, effective: date, holder: str
+) -> dict[int, bytes]:
+    return {
+        0x5A: _bcd(pan),
+        0x5F34: bytes.fromhex(psn),
+        0x5F24: _yymmdd(expiry),
+        0x5F25: _yymmdd(effective),
+        0x5F20: (holder or "/").upper().encode("ascii", "replace")[:26],
+        0x57: track2_equivalent(pan, expiry),
+        0x9F07: bytes.fromhex("FF00"),  # application usage control: valid everywhere
+    }
+
+
+def personalise(
+    *,
+    kernel: Kernel,
+    form: Form,
+    name: str,
+    pan: str,
+    psn: str,
+    expiry: date,
+    cvn: int,
+    icc_keys: IccKeys,
+    icc_key: SigningKey,
+    issuer: IssuerCertificate,
+    effective: date | None = None,
+    cardholder: str = "",
+    token: TokenInfo | None = None,
+    uid: bytes = bytes.fromhex("08A1B2C3"),
+    country: str = "0250",
+    currency: str = "0978",
+    limits: Mapping[str, int] | None = None,
+    counters: Counters | None = None,
+) -> CardProfile:
+    """Build the profile of a one-application card (or phone wallet) of ``kernel``.
+
+    For ``form="phone"`` the PAN is the payment token and ``token`` carries the
+    requestor id, PAR and last 4 digits of the funding PAN (9F19, 9F24, 9F25); the
+    application declares consumer device CVM (CDCVM) capability.
+    """
+    if form == "phone" and token is None:
+        raise ProfileError("token", "a phone wallet application needs its token data")
+    effective = effective or date(expiry.year - 5, expiry.month, 1)
+    data = _common_data(pan, psn, expiry, effective, cardholder)
+    data[0x5F28] = bytes.fromhex(country)  # issuer country code
+    data[0x9F42] = bytes.fromhex(currency)  # application currency code
+    data[0x8F] = bytes((issuer.ca_index,))
+    data[0x90] = issuer.parts.certificate
+    data[0x9F32] = issuer.parts.exponent
+    if issuer.parts.remainder:
+        data[0x92] = issuer.parts.remainder
+    if token is not None:
+        data[0x9F19] = _bcd(token.requestor_id)
+        data[0x9F24] = token.par.encode("ascii")
+        data[0x9F25] = bytes.fromhex(token.pan_last4)
+    if kernel == "visa":
+        app = _visa(form, pan, psn, expiry, cvn, icc_keys, icc_key, issuer, data, token)
+    elif kernel == "mastercard":
+        app = _mastercard(form, pan, psn, expiry, cvn, icc_keys, icc_key, issuer, data, token)
+    else:  # pragma: no cover - Literal guards it for typed callers
+        raise ProfileError("kernel", f"unknown kernel {kernel!r}")
+    app = replace(app, limits=dict(limits or {}), counters=counters or Counters())
+    return CardProfile(
+        name=name,
+        form=form,
+        atr=DEFAULT_ATR,
+        uid=uid,
+        applications=(app,),
+    )
+
+
+def _certify(
+    records: list[Record],
+    data: dict[int, bytes],
+    aip: bytes,
+    pan: str,
+    expiry: date,
+    icc_key: SigningKey,
+    issuer: IssuerCertificate,
+) -> None:
+    """Sign the ICC key over the static data of the ODA records (Book 2 §6.4)."""
+    oda = []
+    for rec in records:
+        if rec.oda:
+            body = b"".join(encode(t, data[t]) for t in rec.tags)
+            oda.append((rec.sfi, encode(0x70, body)))
+    static = build_static_data(oda, aip=aip, sda_tag_list=data.get(0x9F4A))
+    try:
+        parts = issue_icc_certificate(
+            issuer.key, icc_key.public, pan=pan, static_data=static, expiry=expiry
+        )
+    except EmvWireError as exc:
+        raise ProfileError("rsa", f"cannot certify the ICC key: {exc}") from None
+    data[0x9F46] = parts.certificate
+    data[0x9F47] = parts.exponent
+    if parts.remainder:
+        data[0x9F48] = parts.remainder
+
+
+def _cert_tags(data: Mapping[int, bytes], *tags: int) -> tuple[int, ...]:
+    return tuple(t for t in tags if t in data)
+
+
+def _visa(
+    form: Form,
+    pan: str,
+    psn: str,
+    expiry: date,
+    cvn: int,
+    icc_keys: IccKeys,
+    icc_key: SigningKey,
+    issuer: IssuerCertificate,
+    data: dict[int, bytes],
+    token: TokenInfo | None,
+) -> Application:
+    aip = bytes.fromhex("2000")
+    data[0x9F4A] = b"\x82"
+    # 9F69 version 01: 01 | card unpredictable number (4) | CTQ (2); filled per tap.
+    data[0x9F69] = bytes.fromhex("01000000000000")
+    data[0x9F6E] = bytes.fromhex("20700000") if form == "card" else bytes.fromhex("23880000")
+    records = [
+        Record(2, 1, (0x5A, 0x5F24, 0x5F25, 0x5F34, 0x9F07, 0x9F4A, 0x5F28), oda=True),
+        Record(2, 2, _cert_tags(data, 0x8F, 0x90, 0x92, 0x9F32)),
+    ]
+    _certify(records, data, aip, pan, expiry, icc_key, issuer)
+    records.append(Record(2, 3, _cert_tags(data, 0x9F46, 0x9F47, 0x9F48)))
+    records.append(Record(3, 1, (0x9F69,)))
+    if token is not None:
+        records.append(Record(3, 2, (0x9F19, 0x9F24, 0x9F25)))
+    return Application(
+        aid=_VISA_AID,
+        label="VISA CREDIT" if form == "card" else "VISA PHONE",
+        kernel="visa",
+        cvn=cvn,
+        pan=pan,
+        psn=psn,
+        data=data,
+        records=tuple(records),
+        pdol=VISA_PDOL,
+        aip=aip,
+        keys=icc_keys,
+        priority=1,
+        kernel_id=b"\x03",
+        rsa=IccRsaKey(icc_key.to_pem()),
+        token=token,
+        cdcvm=form == "phone",
+    )
+
+
+def _mastercard(
+    form: Form,
+    pan: str,
+    psn: str,
+    expiry: date,
+    cvn: int,
+    icc_keys: IccKeys,
+    icc_key: SigningKey,
+    issuer: IssuerCertificate,
+    data: dict[int, bytes],
+    token: TokenInfo | None,
+) -> Application:
+    aip = bytes.fromhex("1981")
+    data.update(
+        {
+            0x8C: MASTERCARD_CDOL1,
+            0x8D: MASTERCARD_CDOL2,
+            # CVM list (Book 3 §10.5): X = Y = 0; online PIN if the terminal supports
+            # it, then signature, then no CVM.
+            0x8E: bytes.fromhex("000000000000000042031E031F03"),
+            0x9F08: bytes.fromhex("0002"),
+            0x9F0D: bytes.fromhex("0000000000"),
+            0x9F0E: bytes.fromhex("0000000000"),
+            0x9F0F: bytes.fromhex("0000000000"),
+            0x9F4A: b"\x82",
+            # Relay resistance (Book C-2 §5.3): min and max time to process ERRD and the
+            # estimated transmission time of its answer, in 100 us units.
+            0xDF8303: bytes.fromhex("0000"),
+            0xDF8304: bytes.fromhex("0032"),
+            0xDF8305: bytes.fromhex("0012"),
+        }
+    )
+    records = [
+        Record(1, 1, (0x57, 0x5F20, 0x5F34), oda=False),
+        Record(
+            2,
+            1,
+            (
+                0x5A,
+                0x5F24,
+                0x5F25,
+                0x5F28,
+                0x9F07,
+                0x8C,
+                0x8D,
+                0x8E,
+                0x9F08,
+                0x9F0D,
+                0x9F0E,
+                0x9F0F,
+                0x9F42,
+                0x9F4A,
+            ),
+            oda=True,
+        ),
+        Record(3, 1, _cert_tags(data, 0x8F, 0x90, 0x92, 0x9F32)),
+    ]
+    _certify(records, data, aip, pan, expiry, icc_key, issuer)
+    records.append(Record(3, 2, _cert_tags(data, 0x9F46, 0x9F47, 0x9F48)))
+    if token is not None:
+        records.append(Record(4, 1, (0x9F19, 0x9F24, 0x9F25)))
+    return Application(
+        aid=_MASTERCARD_AID,
+        label="MASTERCARD" if form == "card" else "MASTERCARD PHONE",
+        kernel="mastercard",
+        cvn=cvn,
+        pan=pan,
+        psn=psn,
+        data=data,
+        records=tuple(records),
+        pdol=b"",
+        aip=aip,
+        keys=icc_keys,
+        priority=1,
+        kernel_id=b"\x02",
+        rsa=IccRsaKey(icc_key.to_pem()),
+        token=token,
+        cdcvm=form == "phone",
+    )

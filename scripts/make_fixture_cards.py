@@ -1,0 +1,90 @@
+"""Write the fixture card profiles of fixtures/cards/ (run: .venv/bin/python scripts/make_fixture_cards.py).
+
+Everything is personalised under published test keys: the issuer master keys of
+fixtures/issuer/test-master-keys.json (the AC key is the IMK of pyemv's published
+vectors) and the tapstack test CA of fixtures/ca/. Test issuer RSA keys are created
+once in fixtures/ca/ and reused, so re-running only renews the ICC RSA keys.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import date
+from pathlib import Path
+
+from emvwire.crypto.des import kcv
+from emvwire.crypto.kdf import derive_icc_mk_a
+from emvwire.oda import SigningKey, issue_issuer_certificate
+from emvwire.personalise import IssuerCertificate, personalise
+from emvwire.profile import IccKeys, TokenInfo
+
+ROOT = Path(__file__).resolve().parents[1]
+CA_DIR = ROOT / "fixtures" / "ca"
+CARDS = ROOT / "fixtures" / "cards"
+MASTER_KEYS = ROOT / "fixtures" / "issuer" / "test-master-keys.json"
+
+#: scheme -> (CA private key file, CA index, issuer key bits, ICC key bits, exponent)
+SCHEMES = {
+    "visa": ("test-ca-A000000003-F1-private.pem", 0xF1, 1024, 1024, 3),
+    "mastercard": ("test-ca-A000000004-99-private.pem", 0x99, 1152, 1024, 65537),
+}
+
+CARDS_TO_MAKE = [
+    # file, kernel, form, PAN (or token), PSN, CVN, holder, token data
+    ("visa-card", "visa", "card", "4761739001010010", "01", 18, "VISA/TEST CARD", None),
+    ("visa-phone", "visa", "phone", "4895370000000013", "00", 22, "",
+     TokenInfo("40010030273", "V0010013020331234567890123456", "0010")),
+    ("mastercard-card", "mastercard", "card", "5413330089601034", "00", 17, "MC/TEST CARD", None),
+    ("mastercard-phone", "mastercard", "phone", "5204740000001002", "00", 21, "",
+     TokenInfo("50110030273", "M0010013020331234567890123456", "1034")),
+]  # fmt: skip
+
+
+def _issuer(scheme: str, pan: str) -> IssuerCertificate:
+    ca_file, index, bits, _, exponent = SCHEMES[scheme]
+    ca = SigningKey.from_pem((CA_DIR / ca_file).read_bytes())
+    path = CA_DIR / f"test-issuer-{scheme}-private.pem"
+    if path.exists():
+        key = SigningKey.from_pem(path.read_bytes())
+    else:
+        key = SigningKey.generate(bits, exponent)
+        path.write_bytes(key.to_pem())
+    # The issuer identifier is the BIN the certificate vouches for (Book 2 §6.3):
+    # a token range has its own certificate for the same issuer key.
+    parts = issue_issuer_certificate(
+        ca, key.public, issuer_identifier=pan[:6], expiry=date(2040, 12, 31)
+    )
+    return IssuerCertificate(key, index, parts)
+
+
+def main() -> None:
+    master = json.loads(MASTER_KEYS.read_text())
+    CARDS.mkdir(parents=True, exist_ok=True)
+    for file, kernel, form, pan, psn, cvn, holder, token in CARDS_TO_MAKE:
+        imks = master["schemes"][kernel]
+        keys = IccKeys(
+            *(derive_icc_mk_a(bytes.fromhex(imks[k]), pan, psn) for k in ("ac", "smi", "smc"))
+        )
+        bits, exponent = SCHEMES[kernel][3], SCHEMES[kernel][4]
+        profile = personalise(
+            kernel=kernel,  # type: ignore[arg-type]
+            form=form,  # type: ignore[arg-type]
+            name=file,
+            pan=pan,
+            psn=psn,
+            expiry=date(2030, 12, 31),
+            cvn=cvn,
+            icc_keys=keys,
+            icc_key=SigningKey.generate(bits, exponent),
+            issuer=_issuer(kernel, pan),
+            cardholder=holder,
+            token=token,
+            uid=bytes.fromhex({"visa": "08A1B2C3", "mastercard": "08C4D5E6"}[kernel]),
+            limits={"offline_amount": 5000, "offline_count": 3} if kernel == "visa" else {},
+        )
+        profile.dump(CARDS / f"{file}.json")
+        print(f"{file}: AC key KCV {kcv(keys.ac).hex().upper()}")
+
+
+if __name__ == "__main__":
+    main()
