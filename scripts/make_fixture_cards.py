@@ -1,4 +1,6 @@
-"""Write the fixture card profiles of fixtures/cards/ (run: .venv/bin/python scripts/make_fixture_cards.py).
+"""Write the fixture card profiles of fixtures/cards/.
+
+Run: .venv/bin/python scripts/make_fixture_cards.py
 
 Everything is personalised under published test keys: the issuer master keys of
 fixtures/issuer/test-master-keys.json (the AC key is the IMK of pyemv's published
