@@ -353,6 +353,8 @@ def cvn_spec(cvn: Cvn | int | CvnSpec) -> CvnSpec:
     """The :class:`CvnSpec` for a CVN; :class:`CryptoError` if it is not supported."""
     if isinstance(cvn, CvnSpec):
         return cvn
+    if not isinstance(cvn, int) or isinstance(cvn, bool):
+        raise CryptoError("a CVN is a Cvn, an int or a CvnSpec")
     try:
         return CVN_TABLE[cvn]  # type: ignore[index]
     except (KeyError, TypeError):
