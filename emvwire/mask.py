@@ -7,16 +7,16 @@ a PAN itself.
 PAN rule (:func:`mask_pan`), following PCI DSS v4.0 Requirement 3.4.1 ("BIN and last
 four digits" is the most that may be displayed) and tightened for short PANs:
 
-=================  ==================  ===========================================
-PAN length L       shown               why
-=================  ==================  ===========================================
-16 to 19 digits    first 6, last 4     PCI DSS maximum; at least 6 digits hidden
-13 to 15 digits    first L//2-4, last 4  never more than half the digits
-1 to 12 digits     last min(4, L//2)   never more than half, no leading digits
-=================  ==================  ===========================================
+================  =====================  ==========================================
+PAN length L      shown                  why
+================  =====================  ==========================================
+16 digits and up  first 6, last 4        PCI DSS maximum; at least 6 digits hidden
+13 to 15 digits   first L//2-4, last 4   never more than half the digits
+1 to 12 digits    last min(4, L//2)      never more than half, no leading digits
+================  =====================  ==========================================
 
 So a masked PAN never shows more than 10 digits, never a digit from position 7 to
-L-4 (the account number proper, ISO/IEC 7812-1 §4), and below 16 digits never more
+L-4 (the individual account identification, ISO/IEC 7812-1), and below 16 digits never more
 than half of them. Hidden digits become ``*``; the length is kept. A string that is
 not a PAN (non-digits after the ``F`` padding of format ``cn`` is removed) is masked
 entirely.
