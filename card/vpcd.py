@@ -21,7 +21,8 @@ import socket
 import struct
 import threading
 import time
-from typing import Protocol
+
+from card.transport import CardApplication
 
 __all__ = ["VPCD_PORT", "CardApplication", "VpcdConnection", "serve_once"]
 
@@ -32,27 +33,6 @@ VPCD_PORT = 35963
 
 _POWER_OFF, _POWER_ON, _RESET, _GET_ATR = 0, 1, 2, 4
 _STOP_POLL = 0.05
-
-
-class CardApplication(Protocol):
-    """What a reader needs of a card: an ATR, power control and APDU processing."""
-
-    @property
-    def atr(self) -> bytes:
-        """The answer to reset."""
-        ...
-
-    def power_on(self) -> None:
-        """The field came on (or a reset): volatile state starts afresh."""
-        ...
-
-    def power_off(self) -> None:
-        """The field went off."""
-        ...
-
-    def process(self, c_apdu: bytes) -> bytes:
-        """Answer one C-APDU with an R-APDU (data || SW1 SW2)."""
-        ...
 
 
 def _quickack(sock: socket.socket) -> None:

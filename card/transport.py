@@ -1,0 +1,34 @@
+"""What every card transport (vpcd, nfcpy, in-process) needs of a software card.
+
+The transports present a card to a reader: card/vpcd.py through pcscd (ISO/IEC 7816-3
+power control and ATR), card/nfc.py over an ISO/IEC 14443-4 contactless link. Both drive
+the same :class:`CardApplication`: power control at activation and deactivation, and
+ISO/IEC 7816-4 C-APDU in, R-APDU out.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+__all__ = ["CardApplication"]
+
+
+class CardApplication(Protocol):
+    """What a reader needs of a card: an ATR, power control and APDU processing."""
+
+    @property
+    def atr(self) -> bytes:
+        """The answer to reset."""
+        ...
+
+    def power_on(self) -> None:
+        """The field came on (or a reset): volatile state starts afresh."""
+        ...
+
+    def power_off(self) -> None:
+        """The field went off."""
+        ...
+
+    def process(self, c_apdu: bytes) -> bytes:
+        """Answer one C-APDU with an R-APDU (data || SW1 SW2)."""
+        ...
