@@ -45,7 +45,7 @@ from typing import Final
 
 from emvwire.crypto import _ctx
 from emvwire.crypto.aes import aes_cmac
-from emvwire.crypto.kdf import derive_common_sk, derive_common_sk_aes
+from emvwire.crypto.kdf import _common_sk, _common_sk_aes
 from emvwire.crypto.mac import _retail_mac_padded, pad_iso9797_1, pad_iso9797_2
 from emvwire.errors import CryptoError, VerificationError
 
@@ -349,16 +349,22 @@ CVN_TABLE: Final = MappingProxyType(
 )
 
 
+#: CVN_TABLE as a plain dict, for the hot path.
+_SPECS: Final[dict[int, CvnSpec]] = {cvn: spec for cvn, spec in CVN_TABLE.items()}
+
+
 def cvn_spec(cvn: Cvn | int | CvnSpec) -> CvnSpec:
     """The :class:`CvnSpec` for a CVN; :class:`CryptoError` if it is not supported."""
+    if type(cvn) is Cvn:
+        return _SPECS[cvn]
     if isinstance(cvn, CvnSpec):
         return cvn
     if not isinstance(cvn, int) or isinstance(cvn, bool):
         raise CryptoError("a CVN is a Cvn, an int or a CvnSpec")
-    try:
-        return CVN_TABLE[cvn]  # type: ignore[index]
-    except (KeyError, TypeError):
-        raise CryptoError("unsupported cryptogram version number") from None
+    spec = _SPECS.get(cvn)
+    if spec is None:
+        raise CryptoError("unsupported cryptogram version number")
+    return spec
 
 
 #: Fixed lengths (bytes) of the data elements of :class:`CryptogramData`
@@ -454,7 +460,7 @@ def _padded_input(spec: CvnSpec, data: CryptogramData) -> bytes:
     # The padded input is a pure function of (CVN, data); frozen data objects
     # keep it, so that verifying after generating does not rebuild it.
     # Only rows of CVN_TABLE are cached (a caller's own CvnSpec may share a CVN).
-    table_row = CVN_TABLE.get(spec.cvn) is spec
+    table_row = _SPECS.get(spec.cvn) is spec
     cached = data._cache.get(spec.cvn) if table_row else None
     if cached is None:
         raw = build_cryptogram_input(spec, data)
@@ -470,8 +476,25 @@ def _padded_input(spec: CvnSpec, data: CryptogramData) -> bytes:
 
 
 def _check_mk(icc_mk: bytes) -> None:
-    if not isinstance(icc_mk, bytes) or len(icc_mk) != 16:
+    if type(icc_mk) is not bytes or len(icc_mk) != 16:
         raise CryptoError("the ICC master key must be 16 bytes")
+
+
+def _session_key(spec: CvnSpec, icc_mk: bytes, data: CryptogramData) -> bytes:
+    # ``data`` lengths were checked when it was built and ``icc_mk``'s by the
+    # caller, so the derivations are called below their argument checks.
+    method = spec.session_key
+    if method is SessionKeyDerivation.EMV_CSK:
+        return _common_sk(icc_mk, data.tag_9f36 + _ZEROS_6)
+    if method is SessionKeyDerivation.MASTERCARD_SKD:
+        return _common_sk(icc_mk, data.tag_9f36 + b"\x00\x00" + data.tag_9f37)
+    if method is SessionKeyDerivation.EMV_CSK_AES:
+        return _common_sk_aes(icc_mk, data.tag_9f36 + _ZEROS_14)
+    return icc_mk
+
+
+_ZEROS_6 = bytes(6)
+_ZEROS_14 = bytes(14)
 
 
 def derive_ac_session_key(cvn: Cvn | int | CvnSpec, icc_mk: bytes, data: CryptogramData) -> bytes:
@@ -481,20 +504,7 @@ def derive_ac_session_key(cvn: Cvn | int | CvnSpec, icc_mk: bytes, data: Cryptog
     """
     spec = cvn_spec(cvn)
     _check_mk(icc_mk)
-    method = spec.session_key
-    if method is SessionKeyDerivation.EMV_CSK:
-        return derive_common_sk(icc_mk, data.tag_9f36 + bytes(6))
-    if method is SessionKeyDerivation.MASTERCARD_SKD:
-        return derive_common_sk(icc_mk, data.tag_9f36 + b"\x00\x00" + data.tag_9f37)
-    if method is SessionKeyDerivation.EMV_CSK_AES:
-        return derive_common_sk_aes(icc_mk, data.tag_9f36 + bytes(14))
-    return icc_mk
-
-
-def _mac(spec: CvnSpec, key: bytes, padded: bytes) -> bytes:
-    if spec.mac is MacAlgorithm.AES_CMAC:
-        return aes_cmac(key, padded, spec.ac_length)
-    return _retail_mac_padded(key, padded)[: spec.ac_length]
+    return _session_key(spec, icc_mk, data)
 
 
 def generate_arqc(cvn: Cvn | int | CvnSpec, icc_mk: bytes, data: CryptogramData) -> bytes:
@@ -504,14 +514,17 @@ def generate_arqc(cvn: Cvn | int | CvnSpec, icc_mk: bytes, data: CryptogramData)
     CVN). EMV 4.3 Book 2 §8.1.
     """
     spec = cvn_spec(cvn)
-    sk = derive_ac_session_key(spec, icc_mk, data)
-    return _mac(spec, sk, _padded_input(spec, data))
+    _check_mk(icc_mk)
+    sk = _session_key(spec, icc_mk, data)
+    if spec.mac is MacAlgorithm.AES_CMAC:
+        return aes_cmac(sk, _padded_input(spec, data), spec.ac_length)
+    return _retail_mac_padded(sk, _padded_input(spec, data))[: spec.ac_length]
 
 
 def verify_arqc(cvn: Cvn | int | CvnSpec, icc_mk: bytes, data: CryptogramData, arqc: bytes) -> None:
     """Check an application cryptogram; raise :class:`VerificationError` if wrong."""
     expected = generate_arqc(cvn, icc_mk, data)
-    if not isinstance(arqc, bytes) or not hmac.compare_digest(expected, arqc):
+    if type(arqc) is not bytes or not hmac.compare_digest(expected, arqc):
         raise VerificationError("application cryptogram does not verify")
 
 
@@ -580,7 +593,8 @@ def generate_arpc(
         _check_mk(icc_mk)
         key = icc_mk
     else:
-        key = derive_ac_session_key(spec, icc_mk, data)
+        _check_mk(icc_mk)
+        key = _session_key(spec, icc_mk, data)
     if spec.arpc_method == 1:
         if arc is None:
             raise CryptoError("ARPC method 1 needs the authorisation response code")

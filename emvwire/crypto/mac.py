@@ -23,9 +23,10 @@ import functools
 import hmac
 
 from cryptography.hazmat.decrepit.ciphers.algorithms import TripleDES
-from cryptography.hazmat.primitives.ciphers import Cipher, CipherContext, modes
+from cryptography.hazmat.primitives.ciphers import Cipher, modes
 
 from emvwire.crypto import _ctx
+from emvwire.crypto._ctx import get_ident
 from emvwire.crypto.aes import aes_cmac
 from emvwire.errors import CryptoError, VerificationError
 
@@ -38,7 +39,8 @@ __all__ = [
 ]
 
 _BLOCK = 8
-_ZERO_BLOCK = bytes(_BLOCK)
+#: One CBC mode object (zero IV) shared by every chain context: modes are immutable.
+_CBC_ZERO_IV = modes.CBC(bytes(_BLOCK))
 
 
 def pad_iso9797_1(data: bytes, block_size: int = _BLOCK) -> bytes:
@@ -56,28 +58,32 @@ def pad_iso9797_2(data: bytes, block_size: int = _BLOCK) -> bytes:
     return data + b"\x80" + bytes(-(len(data) + 1) % block_size)
 
 
-class _Chain:
-    """A reusable single-DES CBC context and the last block it produced.
+class _RetailState:
+    """The keyed contexts of one MAC algorithm 3 key, for one thread.
 
-    A CBC context carries its last output block into the next call as the chaining
-    value. XOR-ing that value into the first block of a new message cancels it,
-    so one keyed context can serve every message: the whole CBC pass is then a
-    single ``update`` call in C, not a Python loop over blocks.
+    ``chain`` is a single-DES (``K1``) CBC encryptor that is reused for every
+    message: a CBC context carries its last output block (``last``) into the
+    next call as the chaining value, and XOR-ing that value into the first block
+    of a new message cancels it. The whole CBC pass is then one ``update`` call
+    in C rather than a Python loop over blocks. ``final`` is the two-key TDES ECB
+    encryptor that applies output transformation 3.
     """
 
-    __slots__ = ("ctx", "last")
+    __slots__ = ("chain", "final", "last")
 
-    def __init__(self, ctx: CipherContext) -> None:
-        self.ctx = ctx
+    def __init__(self, key: bytes, tid: int) -> None:
+        k1 = key[:8]
+        self.chain = Cipher(TripleDES(k1 * 3), _CBC_ZERO_IV).encryptor()
+        self.final = _ctx.tdes_ecb_encryptor(key, tid)
         self.last = 0
 
 
 @functools.lru_cache(maxsize=_ctx.CACHE_SIZE)
-def _des_chain(k1: bytes, tid: int) -> _Chain:
-    return _Chain(Cipher(TripleDES(k1 * 3), modes.CBC(_ZERO_BLOCK)).encryptor())
+def _retail_state(key: bytes, tid: int) -> _RetailState:
+    return _RetailState(key, tid)
 
 
-_ctx.register(_des_chain)
+_ctx.register(_retail_state)
 
 
 def _retail_mac_padded(key: bytes, data: bytes) -> bytes:
@@ -87,18 +93,16 @@ def _retail_mac_padded(key: bytes, data: bytes) -> bytes:
     ``D`` the last block, the MAC is ``E_K1(D_K2(E_K1(D xor H)))``: one two-key
     TDES encipherment of ``D xor H`` under ``K1 || K2 || K1``.
     """
-    tid = _ctx.get_ident()
-    n = len(data)
-    if n > _BLOCK:
-        chain = _des_chain(key[:8], tid)
-        first = (int.from_bytes(data[:_BLOCK]) ^ chain.last).to_bytes(_BLOCK)
-        out = chain.ctx.update(first + data[_BLOCK : n - _BLOCK])
+    state = _retail_state(key, get_ident())
+    n = len(data) - _BLOCK
+    if n:
+        out = state.chain.update(
+            (int.from_bytes(data[:_BLOCK]) ^ state.last).to_bytes(_BLOCK) + data[_BLOCK:n]
+        )
         h = int.from_bytes(out[-_BLOCK:])
-        chain.last = h
-        last = (int.from_bytes(data[n - _BLOCK :]) ^ h).to_bytes(_BLOCK)
-    else:
-        last = data
-    return _ctx.tdes_ecb_encryptor(key, tid).update(last)
+        state.last = h
+        return state.final.update((int.from_bytes(data[n:]) ^ h).to_bytes(_BLOCK))
+    return state.final.update(data)
 
 
 def mac_iso9797_alg3(key: bytes, data: bytes, padding: int = 2, length: int = 8) -> bytes:
