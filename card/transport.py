@@ -10,7 +10,17 @@ from __future__ import annotations
 
 from typing import Protocol
 
-__all__ = ["CardApplication"]
+__all__ = ["CardApplication", "CardRemoved"]
+
+
+class CardRemoved(Exception):  # noqa: N818 - the name the transports and card share
+    """The card left the field (a pulled card): raised by ``process`` instead of an answer.
+
+    A software card raises it when its profile asks it to leave the field
+    (``faults.pull_after``); it stays away until the next ``power_on``. A transport
+    ends the presentation as a real removal would: vpcd closes its socket, the NFC
+    transport stops answering the reader.
+    """
 
 
 class CardApplication(Protocol):
