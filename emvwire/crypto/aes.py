@@ -74,6 +74,8 @@ _ctx.register(_cmac_prototype)
 def aes_cmac(key: bytes, data: bytes, length: int = AES_BLOCK) -> bytes:
     """AES-CMAC (NIST SP 800-38B), truncated to the leftmost ``length`` bytes."""
     _check_key(key)
+    if type(data) is not bytes:
+        raise CryptoError("data must be bytes")
     if not 4 <= length <= AES_BLOCK:
         raise CryptoError("an AES-CMAC is 4 to 16 bytes")
     mac = _cmac_prototype(key, _ctx.get_ident()).copy()

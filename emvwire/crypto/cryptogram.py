@@ -18,6 +18,15 @@ ARPC methods (EMV 4.3 Book 2 §8.2):
 Verification recomputes and compares with :func:`hmac.compare_digest`, raising
 :class:`~emvwire.errors.VerificationError` on a mismatch.
 
+Performance: keying a cipher in ``cryptography`` costs about ten times a block
+encipherment, so master-key contexts, derived session keys and their MAC
+contexts are cached (bounded, per thread), and a :class:`CryptogramData` keeps
+its padded cryptogram input. Verifying a cryptogram just generated, or ARPC
+generation after ARQC verification, reuses all of them. A transaction with a new
+TDES session key still keys two cipher contexts (single-DES ``K1`` for the CBC
+pass, two-key TDES for the output transformation), which bounds the throughput
+of fresh-session-key CVNs; see bench/test_bench_crypto.py.
+
 >>> data = CryptogramData(
 ...     tag_9f02=bytes.fromhex("000000004000"), tag_9f03=bytes(6),
 ...     tag_9f1a=bytes.fromhex("0124"), tag_95=bytes.fromhex("8000048000"),
@@ -445,6 +454,7 @@ def build_cryptogram_input(cvn: Cvn | int | CvnSpec, data: CryptogramData) -> by
     ('cvr', 'counters')
     """
     spec = cvn_spec(cvn)
+    _check_data(data)
     parts = []
     for name in spec.data_elements:
         if name == "cvr":
@@ -480,6 +490,11 @@ def _check_mk(icc_mk: bytes) -> None:
         raise CryptoError("the ICC master key must be 16 bytes")
 
 
+def _check_data(data: CryptogramData) -> None:
+    if type(data) is not CryptogramData:
+        raise CryptoError("data must be a CryptogramData")
+
+
 def _session_key(spec: CvnSpec, icc_mk: bytes, data: CryptogramData) -> bytes:
     # ``data`` lengths were checked when it was built and ``icc_mk``'s by the
     # caller, so the derivations are called below their argument checks.
@@ -504,6 +519,7 @@ def derive_ac_session_key(cvn: Cvn | int | CvnSpec, icc_mk: bytes, data: Cryptog
     """
     spec = cvn_spec(cvn)
     _check_mk(icc_mk)
+    _check_data(data)
     return _session_key(spec, icc_mk, data)
 
 
@@ -515,6 +531,7 @@ def generate_arqc(cvn: Cvn | int | CvnSpec, icc_mk: bytes, data: CryptogramData)
     """
     spec = cvn_spec(cvn)
     _check_mk(icc_mk)
+    _check_data(data)
     sk = _session_key(spec, icc_mk, data)
     if spec.mac is MacAlgorithm.AES_CMAC:
         return aes_cmac(sk, _padded_input(spec, data), spec.ac_length)
@@ -524,7 +541,9 @@ def generate_arqc(cvn: Cvn | int | CvnSpec, icc_mk: bytes, data: CryptogramData)
 def verify_arqc(cvn: Cvn | int | CvnSpec, icc_mk: bytes, data: CryptogramData, arqc: bytes) -> None:
     """Check an application cryptogram; raise :class:`VerificationError` if wrong."""
     expected = generate_arqc(cvn, icc_mk, data)
-    if type(arqc) is not bytes or not hmac.compare_digest(expected, arqc):
+    if type(arqc) is not bytes:
+        raise CryptoError("the cryptogram must be bytes")
+    if not hmac.compare_digest(expected, arqc):
         raise VerificationError("application cryptogram does not verify")
 
 
@@ -589,6 +608,7 @@ def generate_arpc(
     for the session key.
     """
     spec = cvn_spec(cvn)
+    _check_data(data)
     if spec.arpc_key is ArpcKey.MASTER_KEY:
         _check_mk(icc_mk)
         key = icc_mk
@@ -617,5 +637,7 @@ def verify_arpc(
 ) -> None:
     """Check an ARPC (as the card does); raise :class:`VerificationError` if wrong."""
     expected = generate_arpc(cvn, icc_mk, data, arqc, arc=arc, csu=csu, proprietary=proprietary)
-    if not isinstance(arpc, bytes) or not hmac.compare_digest(expected, arpc):
+    if type(arpc) is not bytes:
+        raise CryptoError("the ARPC must be bytes")
+    if not hmac.compare_digest(expected, arpc):
         raise VerificationError("authorisation response cryptogram does not verify")

@@ -43,11 +43,19 @@ _BLOCK = 8
 _CBC_ZERO_IV = modes.CBC(bytes(_BLOCK))
 
 
+def _check_data(data: bytes, block_size: int = _BLOCK) -> None:
+    if type(data) is not bytes:
+        raise CryptoError("data must be bytes")
+    if type(block_size) is not int or block_size < 1:
+        raise CryptoError("the block size must be a positive int")
+
+
 def pad_iso9797_1(data: bytes, block_size: int = _BLOCK) -> bytes:
     """ISO/IEC 9797-1 padding method 1: append the fewest ``00`` bytes (maybe none).
 
     An empty input becomes one block of zeros (ISO/IEC 9797-1:2011 §6.3.1).
     """
+    _check_data(data, block_size)
     if not data:
         return bytes(block_size)
     return data + bytes(-len(data) % block_size)
@@ -55,6 +63,7 @@ def pad_iso9797_1(data: bytes, block_size: int = _BLOCK) -> bytes:
 
 def pad_iso9797_2(data: bytes, block_size: int = _BLOCK) -> bytes:
     """ISO/IEC 9797-1 padding method 2: append ``80`` then the fewest ``00`` bytes."""
+    _check_data(data, block_size)
     return data + b"\x80" + bytes(-(len(data) + 1) % block_size)
 
 
@@ -126,5 +135,7 @@ def mac_iso9797_alg3(key: bytes, data: bytes, padding: int = 2, length: int = 8)
 
 def verify_mac(expected: bytes, received: bytes, what: str = "MAC") -> None:
     """Compare two MACs in constant time; raise :class:`VerificationError` if unequal."""
+    if type(expected) is not bytes or type(received) is not bytes:
+        raise CryptoError("MACs must be bytes")
     if not hmac.compare_digest(expected, received):
         raise VerificationError(f"{what} does not verify")

@@ -13,6 +13,7 @@ from emvwire.crypto import (
     CryptogramData,
     Cvn,
     MacAlgorithm,
+    aes_cmac,
     arpc_method_1,
     arpc_method_2,
     build_cryptogram_input,
@@ -25,8 +26,12 @@ from emvwire.crypto import (
     derive_mastercard_sk,
     generate_arpc,
     generate_arqc,
+    mac_iso9797_alg3,
+    pad_iso9797_1,
+    pad_iso9797_2,
     verify_arpc,
     verify_arqc,
+    verify_mac,
 )
 from emvwire.crypto import cryptogram as cryptogram_module
 from emvwire.errors import CryptoError, EmvWireError, VerificationError
@@ -179,6 +184,27 @@ def test_unknown_cvn(cvn: Any) -> None:
     ],
 )
 def test_bad_input_raises_crypto_error(call: Any) -> None:
+    with pytest.raises(CryptoError):
+        call()
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda: mac_iso9797_alg3(IMK, "text"),  # type: ignore[arg-type]
+        lambda: mac_iso9797_alg3(IMK, bytearray(8)),  # type: ignore[arg-type]
+        lambda: aes_cmac(IMK, "text"),  # type: ignore[arg-type]
+        lambda: pad_iso9797_2([1, 2]),  # type: ignore[arg-type]
+        lambda: pad_iso9797_1(b"", 0),
+        lambda: verify_mac("a", "a"),  # type: ignore[arg-type]
+        lambda: generate_arqc(Cvn.VISA_18, IMK, {"tag_9f02": b""}),  # type: ignore[arg-type]
+        lambda: build_cryptogram_input(Cvn.VISA_18, None),  # type: ignore[arg-type]
+        lambda: verify_arqc(Cvn.VISA_18, IMK, DATA, "00" * 8),  # type: ignore[arg-type]
+        lambda: verify_arpc(Cvn.VISA_18, IMK, DATA, bytes(8), 1, csu=bytes(4)),  # type: ignore[arg-type]
+        lambda: derive_icc_mk_a(bytearray(IMK), PAN),  # type: ignore[arg-type]
+    ],
+)
+def test_wrong_types_raise_crypto_error(call: Any) -> None:
     with pytest.raises(CryptoError):
         call()
 
