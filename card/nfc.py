@@ -22,6 +22,8 @@ link over loopback datagrams). Notes on that driver that shape the code:
 - Each ``clf.listen`` closes and re-binds the socket: a SENS_REQ sent in that gap is
   lost and the reader polls again a second later. :func:`wait_listening` tells a reader
   when the card answers.
+- A listen waits at least 0.5 s for a datagram; :func:`serve_nfc` cuts it short when
+  ``stop`` is set by sending its own card a frame.
 """
 
 from __future__ import annotations
@@ -40,15 +42,20 @@ from typing import Any, NamedTuple
 from card.transport import CardApplication
 
 __all__ = [
+    "CARRIER_HZ",
     "DEFAULT_PATH",
     "FS_TABLE",
+    "SAK_ISO_DEP",
+    "SW_NO_PRECISE_DIAGNOSIS",
     "IsoDepPicc",
     "PiccParameters",
     "ServeStats",
+    "SessionEnd",
     "Step",
     "StepKind",
     "fwt_seconds",
     "parse_rats",
+    "sens_res_for",
     "serve_nfc",
     "wait_listening",
 ]
@@ -58,7 +65,7 @@ log = logging.getLogger(__name__)
 #: nfcpy's default for ``udp`` paths (nfc/clf/device.py), on loopback.
 DEFAULT_PATH = "udp:127.0.0.1:54321"
 
-#: FSDI/FSCI -> FSD/FSC in bytes (ISO/IEC 14443-4:2018 §5.2.3 and §5.3.3). Frame sizes
+#: FSDI/FSCI -> FSD/FSC in bytes (ISO/IEC 14443-4:2018 §5.2 and §5.3.3). Frame sizes
 #: count the PCB, the INF field and the two-byte EDC. Codes above 8 are read as 256: the
 #: 2018 edition's 512-4096 do not fit the udp driver's 290-byte frames.
 FS_TABLE = (16, 24, 32, 40, 48, 64, 96, 128, 256)
@@ -101,7 +108,7 @@ def parse_rats(frame: bytes) -> tuple[int, int] | None:
     """FSD and CID from a RATS (ISO/IEC 14443-4:2018 §5.2), or ``None`` if it is not one.
 
     RATS is ``E0 PARAM``: FSDI in the high nibble of PARAM, CID in the low one. CID 15 is
-    RFU and the frame is then no valid RATS (§5.2.4); the PICC stays silent (§5.7.1.2).
+    RFU, so the frame is then no valid RATS, and the PICC stays silent (§5.7.1.2).
     """
     if len(frame) != 2 or frame[0] != 0xE0 or frame[1] & 0x0F == 0x0F:
         return None
@@ -197,21 +204,23 @@ class IsoDepPicc:
     """The PICC side of the ISO-DEP half-duplex block protocol (ISO/IEC 14443-4:2018 §7).
 
     Pure: frames (PCB || INF, without EDC) in, decisions out. No CID and no NAD are
-    supported (TC(1) = 00), so blocks carrying either are invalid and ignored
-    (§7.2.2.2, §7.6.7.2). ``fsd`` and ``fsc`` are frame sizes with the EDC counted.
+    supported (TC(1) = 00), so blocks carrying either are invalid (§7.2.2.2); invalid
+    blocks get no answer and change nothing (§7.6.7.2). ``fsd`` and ``fsc`` are frame
+    sizes with the EDC counted.
 
-    Block numbering (§7.6.4.2): the PICC block number starts at 1 (rule C), toggles when
-    an I-block arrives (rule D) and when an R(ACK) with another number arrives (rule E).
-    An I-block carrying the PICC's current number breaks the PCD rules; the note to
-    rule D lets the PICC ignore it, which it does.
+    Block numbering (§7.6.4.2): the PICC block number starts at 1, toggles when an
+    I-block arrives and when an R(ACK) with the other number arrives. An I-block that
+    carries the PICC's current number breaks the PCD's numbering rules; the standard
+    lets the PICC leave it unanswered, and it does.
 
-    Block handling (§7.6.5): an I-block with chaining is answered with R(ACK) (rule 2),
-    one without with an I-block (rule 11) carrying the R-APDU, chained in pieces of at
-    most FSD - 3 bytes. R(ACK) or R(NAK) with the current number: the last block again
-    (rule 11 of 2008, 12 of 2018 — the same wording); R(NAK) with the other number:
-    R(ACK) (the presence check of §7.6.6.2, nfcpy's); R(ACK) with the other number
-    while chaining: the next piece. An empty I-block is the presence check of §7.6.6.1
-    and is answered with an empty I-block without reaching the application.
+    Block handling (§7.6.3 chaining, §7.6.5 rules): an I-block with the chaining bit is
+    acknowledged with R(ACK); the last one yields the whole C-APDU, answered with
+    I-blocks of at most FSD - 3 INF bytes, chained. R(ACK) or R(NAK) with the PICC's
+    current number: the last block again. R(NAK) with the other number: R(ACK) (this is
+    nfcpy's presence check, §7.6.6). R(ACK) with the other number while chaining: the
+    next piece. An empty I-block (the other presence check of §7.6.6) is answered with
+    an empty I-block without reaching the application. S(DESELECT) is answered in kind
+    (§8). S(WTX) (§7.4) is the PICC's to ask: :meth:`wtx_request`.
     """
 
     def __init__(self, *, fsd: int, fsc: int) -> None:
@@ -328,6 +337,16 @@ class IsoDepPicc:
         return frame
 
 
+class SessionEnd(enum.Enum):
+    """Why an ISO-DEP session (one tap) ended."""
+
+    DESELECTED = "deselected"  #: S(DESELECT) from the reader (§8)
+    FIELD_OFF = "field off"  #: the reader's RFOFF, or a new poll from a reader that lost us
+    IDLE = "idle"  #: ``idle_timeout`` passed without a frame
+    STOPPED = "stopped"  #: the caller's ``stop`` was set
+    PULLED_AWAY = "pulled away"  #: ``max_apdus`` answered
+
+
 @dataclass
 class ServeStats:
     """Counters of one :func:`serve_nfc` run (read them while it runs or after)."""
@@ -337,17 +356,14 @@ class ServeStats:
     apdus: int = 0  #: C-APDUs answered
     ignored_blocks: int = 0  #: invalid blocks, left unanswered (§7.6.7.2)
     wtx_requests: int = 0  #: S(WTX) requests sent
-    deselected: int = 0  #: sessions ended by S(DESELECT)
-    field_off: int = 0  #: sessions ended by field loss (RFOFF, a new poll, idle time-out)
-    pulled_away: int = 0  #: sessions ended by ``max_apdus``
-    ends: list[str] = field(default_factory=list)  #: why each session ended, in order
+    ends: list[SessionEnd] = field(default_factory=list)  #: why each session ended, in order
 
 
 class _SessionEndedError(Exception):
     """Internal: the ISO-DEP session is over, for ``reason``."""
 
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
+    def __init__(self, reason: SessionEnd) -> None:
+        super().__init__(reason.value)
         self.reason = reason
 
 
@@ -371,9 +387,10 @@ class _Link:
     def exchange(self, frame: bytes | None) -> bytes:
         """Transmit ``frame`` (if any) and return the next frame from the reader.
 
-        Raises :class:`_SessionEndedError` on field loss (``RFOFF``), when ``stop`` is set, or
-        after ``idle_timeout`` seconds without a frame. A datagram the driver cannot
-        parse comes back as ``b""``, an invalid block.
+        Raises :class:`_SessionEndedError` on field loss (``RFOFF``, or REQA/WUPA: a
+        reader polling anew lost the card without switching its field off, e.g. it
+        crashed), when ``stop`` is set, or after ``idle_timeout`` seconds without a
+        frame. A datagram the driver cannot parse comes back as ``b""``, an invalid block.
         """
         out = None if frame is None else bytearray(frame)
         deadline = None if self._idle_timeout is None else time.monotonic() + self._idle_timeout
@@ -381,24 +398,26 @@ class _Link:
             if self._stop is not None and self._stop.is_set():
                 if out is not None:
                     self._clf.exchange(out, 0)
-                raise _SessionEndedError("stopped")
+                raise _SessionEndedError(SessionEnd.STOPPED)
             wait = _POLL if self._stop is not None or deadline is not None else None
             if deadline is not None:
                 left = deadline - time.monotonic()
                 if left <= 0:
-                    raise _SessionEndedError("idle")
+                    raise _SessionEndedError(SessionEnd.IDLE)
                 wait = min(_POLL, left)
             try:
                 data = self._clf.exchange(out, wait)
             except self._broken as exc:
-                raise _SessionEndedError("field off") from exc
+                raise _SessionEndedError(SessionEnd.FIELD_OFF) from exc
             except self._timeout:
                 out = None
                 continue
             except (self._transmission, ValueError):  # a datagram that is no frame
                 return b""
-            if data is None:
-                raise _SessionEndedError("field off")
+            if data is None or bytes(data) in _POLL_COMMANDS:
+                raise _SessionEndedError(SessionEnd.FIELD_OFF)
+            if self._stop is not None and self._stop.is_set():
+                raise _SessionEndedError(SessionEnd.STOPPED)
             return bytes(data)
 
 
@@ -455,7 +474,7 @@ class _Emulator:
                     elif step.kind is StepKind.DESELECT:
                         future.result()  # the application finishes before power-off
                         link.send(step.data)
-                        raise _SessionEndedError("deselected")
+                        raise _SessionEndedError(SessionEnd.DESELECTED)
                     else:
                         self.stats.ignored_blocks += 1
             except _SessionEndedError:
@@ -464,7 +483,7 @@ class _Emulator:
                 raise
             wait = fwt * _WTXM / 2
 
-    def session(self, link: _Link, fsd: int, max_apdus: int | None) -> str:
+    def session(self, link: _Link, fsd: int, max_apdus: int | None) -> SessionEnd:
         """Send the ATS and run ISO-DEP until the session ends; return why it ended."""
         picc = IsoDepPicc(fsd=fsd, fsc=self.params.fsc)
         answered = 0
@@ -474,8 +493,6 @@ class _Emulator:
             while True:
                 frame = link.exchange(out)
                 out = None
-                if frame in _POLL_COMMANDS:
-                    raise _SessionEndedError("field off")  # the reader polls anew: it lost us
                 if not seen_block:
                     seen_block = True
                     self.stats.taps += 1
@@ -488,7 +505,7 @@ class _Emulator:
                     out = step.data
                 elif step.kind is StepKind.DESELECT:
                     link.send(step.data)
-                    return "deselected"
+                    return SessionEnd.DESELECTED
                 else:
                     self.stats.ignored_blocks += 1
                     log.debug("ignored invalid block %s", frame[:8].hex())
@@ -499,7 +516,7 @@ class _Emulator:
                     and not picc.chaining
                 ):
                     link.send(out)
-                    return "pulled away"
+                    return SessionEnd.PULLED_AWAY
         except _SessionEndedError as end:
             return end.reason
 
@@ -552,6 +569,10 @@ def serve_nfc(
     """
     import nfc.clf
 
+    if taps is not None and taps < 1:
+        raise ValueError("taps must be at least 1 (or None)")
+    if max_apdus is not None and max_apdus < 1:
+        raise ValueError("max_apdus must be at least 1 (or None)")
     params = params or PiccParameters()
     stats = stats if stats is not None else ServeStats()
     emulator = _Emulator(card, params, stats, wtx=wtx, stop=stop, idle_timeout=idle_timeout)
@@ -586,15 +607,9 @@ def serve_nfc(
             finally:
                 card.power_off()
             stats.ends.append(reason)
-            if reason == "deselected":
-                stats.deselected += 1
-            elif reason == "pulled away":
-                stats.pulled_away += 1
-            elif reason in ("field off", "idle"):
-                stats.field_off += 1
             if stats.taps > taps_before:
                 uid = params.tap_uid()
-            log.debug("session ended: %s", reason)
+            log.debug("session ended: %s", reason.value)
     finally:
         done.set()
         clf.close()

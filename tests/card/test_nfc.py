@@ -28,6 +28,7 @@ from card.nfc import (
     IsoDepPicc,
     PiccParameters,
     ServeStats,
+    SessionEnd,
     Step,
     StepKind,
     fwt_seconds,
@@ -367,7 +368,7 @@ def test_select_is_answered_over_nfcpy(serve: Callable[..., Served], reader: Any
     assert tag.is_present  # nfcpy's R(NAK) presence check gets an R(ACK)
     clf.device.mute()  # RFOFF: the field goes, the tap ends
     assert served.join() == 1
-    assert served.stats.ends == ["field off"]
+    assert served.stats.ends == [SessionEnd.FIELD_OFF]
     assert (served.card.powered_on, served.card.powered_off) == (1, 1)
 
 
@@ -421,7 +422,7 @@ def test_a_card_pulled_away_makes_the_reader_time_out(
         tag.send_apdu(0x00, 0xCA, 0x9F, 0x36, mrl=256)
     assert failure.value.errno == nfc.tag.TIMEOUT_ERROR
     assert not tag.is_present
-    assert served.stats.ends == ["pulled away"]
+    assert served.stats.ends == [SessionEnd.PULLED_AWAY]
     assert served.card.powered_off == 1
 
 
@@ -461,7 +462,7 @@ def test_a_reader_that_polls_anew_ends_the_old_session(
     assert _connect(second).send_apdu(0x00, 0xCA, 0x9F, 0x36, mrl=256) == b"\xca\x02\x01"
     second.device.mute()
     assert served.join() == 2
-    assert served.stats.ends == ["field off", "field off"]
+    assert served.stats.ends == [SessionEnd.FIELD_OFF] * 2
 
 
 def test_idle_time_out_counts_as_field_loss(serve: Callable[..., Served], reader: Any) -> None:
@@ -469,7 +470,7 @@ def test_idle_time_out_counts_as_field_loss(serve: Callable[..., Served], reader
     tag = _connect(reader(served.path))
     assert tag.is_present  # one block: this is a tap
     assert served.card.off.wait(10)
-    assert served.stats.ends == ["idle"]
+    assert served.stats.ends == [SessionEnd.IDLE]
     served.stop.set()
     assert served.join() == 0
 
@@ -480,7 +481,7 @@ def test_stop_ends_a_session_and_a_listen(serve: Callable[..., Served], reader: 
     assert tag.is_present
     served.stop.set()
     assert served.join() == 0
-    assert served.stats.ends == ["stopped"]
+    assert served.stats.ends == [SessionEnd.STOPPED]
     assert served.card.powered_off == 1
 
     idle = serve()  # stopped while listening, before any reader came
@@ -550,7 +551,7 @@ def test_small_fsd_chains_in_exact_frames(serve: Callable[..., Served], reader: 
     # S(DESELECT) -> S(DESELECT); the card powers off and the tap is over
     assert bytes(clf.exchange(bytearray(b"\xc2"), 1.0)) == b"\xc2"
     assert served.join() == 2
-    assert served.stats.ends == ["deselected"]
+    assert served.stats.ends == [SessionEnd.DESELECTED]
     assert served.card.powered_off == 1
 
 
@@ -582,3 +583,26 @@ def test_malformed_blocks_get_no_answer_and_the_card_goes_on(
     assert served.stats.ignored_blocks == len(garbage) + 1
     assert bytes(clf.exchange(bytearray(b"\xc2"), 1.0)) == b"\xc2"
     assert served.join() == 1
+
+
+def test_a_fixed_double_size_uid_goes_through_two_cascade_levels(
+    serve: Callable[..., Served], reader: Any
+) -> None:
+    uid = bytes.fromhex("04A1B2C3D4E5F6")
+    served = serve(taps=1, params=PiccParameters(uid=uid))
+    clf = reader(served.path)
+    tag = _connect(clf)
+    assert tag.identifier == uid
+    assert tag.target.sens_res == b"\x44\x00"  # ATQA: double-size UID
+    assert tag.send_apdu(0x00, 0xCA, 0x9F, 0x36, mrl=256) == b"\xca\x01\x01"
+    clf.device.mute()
+    assert served.join() == 1
+
+
+def test_serve_arguments_are_checked() -> None:
+    with pytest.raises(ValueError, match="taps"):
+        serve_nfc(EchoCard(), taps=0)
+    with pytest.raises(ValueError, match="max_apdus"):
+        serve_nfc(EchoCard(), max_apdus=0)
+    with pytest.raises(ValueError, match="udp"):
+        wait_listening("usb:054c:06c3")
