@@ -6,8 +6,8 @@ emvwire call is ``flatten(decode(...))``. ``decode`` alone builds the full tree.
 
 from __future__ import annotations
 
-from pathlib import Path
 import json
+from pathlib import Path
 
 import pyemv
 import pytest

@@ -157,28 +157,32 @@ def test_repr_never_shows_the_value() -> None:
 # --- properties -----------------------------------------------------------------------
 
 # Valid EMV tags: the first byte is never 00/FF (padding); multi-byte tags end with a
-# byte whose b8 is clear, and a continuation byte is never 80 (X.690 8.1.2.4.2 c).
-_one_byte = st.integers(0x01, 0xFE).filter(lambda b: b & 0x1F != 0x1F)
-_two_byte = st.tuples(st.sampled_from([0x1F, 0x5F, 0x9F, 0xBF, 0xDF, 0xFF & 0xDF]),
-                      st.integers(0x01, 0x7F))  # fmt: skip
-_three_byte = st.tuples(st.sampled_from([0x9F, 0xBF, 0xDF]), st.integers(0x81, 0xFF),
-                        st.integers(0x00, 0x7F))  # fmt: skip
-tags = st.one_of(
-    _one_byte,
-    _two_byte.map(lambda t: (t[0] << 8) | t[1]),
-    _three_byte.map(lambda t: (t[0] << 16) | (t[1] << 8) | t[2]),
-)
+# byte whose b8 is clear; b6 of the first byte says constructed. Strategies build
+# primitive and constructed tags directly rather than filtering, to keep hypothesis fast.
 
 
-def _primitive(tag: int) -> bool:
-    return not tlv.is_constructed(tag)
+def _tags(constructed: bool) -> st.SearchStrategy[int]:
+    flag = 0x20 if constructed else 0x00
+    one = (
+        st.integers(0x01, 0xFE)
+        .map(lambda b: (b & ~0x20) | flag)
+        .filter(lambda b: b & 0x1F != 0x1F and b not in (0x00, 0xFF))
+    )
+    # 0xDF | 0x20 would be FF, which is padding, not a tag.
+    firsts = [0x1F, 0x5F, 0x9F, 0xDF] if not constructed else [0x3F, 0x7F, 0xBF]
+    classes = st.sampled_from(firsts)
+    two = st.tuples(classes, st.integers(0x01, 0x7F)).map(lambda t: (t[0] << 8) | t[1])
+    three = st.tuples(classes, st.integers(0x81, 0xFF), st.integers(0x00, 0x7F)).map(
+        lambda t: (t[0] << 16) | (t[1] << 8) | t[2]
+    )
+    return st.one_of(one, two, three)
 
 
 objects = st.recursive(
-    st.builds(Tlv, tags.filter(_primitive), st.binary(max_size=300)),
+    st.builds(Tlv, _tags(constructed=False), st.binary(max_size=300)),
     lambda kids: st.builds(
         lambda tag, children: Tlv(tag, b"".join(c.encode() for c in children), tuple(children)),
-        tags.filter(tlv.is_constructed),
+        _tags(constructed=True),
         st.lists(kids, min_size=1, max_size=4),
     ),
     max_leaves=12,
