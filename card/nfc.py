@@ -641,14 +641,16 @@ def _wake_on_stop(stop: threading.Event, done: threading.Event, path: str) -> No
             return
 
 
-def wait_listening(path: str = DEFAULT_PATH, timeout: float = 5.0, interval: float = 0.01) -> bool:
+def wait_listening(path: str = DEFAULT_PATH, timeout: float = 5.0, interval: float = 0.002) -> bool:
     """Poll a card on an nfcpy ``udp`` path with SENS_REQ until it answers (or time-out).
 
     For a reader about to ``connect``: a card that has just been started, or has just
     ended a tap, re-binds its socket first, and nfcpy's reader waits a whole second
     before polling again when its first SENS_REQ is lost. The probe speaks the udp
     driver's datagram format (``106A 26``) from a socket of its own; a listening card
-    answers any SENS_REQ with its SENS_RES and keeps listening (ISO/IEC 14443-3).
+    answers any SENS_REQ with its SENS_RES and keeps listening (ISO/IEC 14443-3). A
+    card still in a session takes the SENS_REQ for a reader that lost it and ends that
+    session (see :func:`serve_nfc`): probe only when no other reader is mid-tap.
     """
     address = _udp_address(path)
     deadline = time.monotonic() + timeout

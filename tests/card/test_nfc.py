@@ -308,18 +308,20 @@ def serve() -> Iterator[Callable[..., Served]]:
 
     def start(card: EchoCard | None = None, **options: Any) -> Served:
         path = f"udp:127.0.0.1:{_free_udp_port()}"
-        served = Served(path, card or EchoCard(), ServeStats(), threading.Event(), None)  # type: ignore[arg-type]
+        card = card or EchoCard()
+        stats = ServeStats()
+        stop = threading.Event()
+        outcome: dict[str, Any] = {}
 
         def run() -> None:
             try:
-                served.outcome["answered"] = serve_nfc(
-                    served.card, path=path, stop=served.stop, stats=served.stats, **options
-                )
+                outcome["answered"] = serve_nfc(card, path=path, stop=stop, stats=stats, **options)
             except BaseException as exc:
-                served.outcome["error"] = exc
+                outcome["error"] = exc
 
-        served.thread = threading.Thread(target=run, name="test-card", daemon=True)
-        served.thread.start()
+        thread = threading.Thread(target=run, name="test-card", daemon=True)
+        served = Served(path, card, stats, stop, thread, outcome)
+        thread.start()
         running.append(served)
         assert wait_listening(path, timeout=10), "the card never listened"
         return served
@@ -360,8 +362,8 @@ def test_select_is_answered_over_nfcpy(serve: Callable[..., Served], reader: Any
     served = serve(taps=1)
     clf = reader(served.path)
     tag = _connect(clf)
-    assert tag._dep.miu == 253  # FSC 256 from the ATS, minus PCB and EDC
-    assert tag._dep.fwt == pytest.approx(fwt_seconds(9))
+    # nfcpy read FSC 256 from the ATS (minus PCB and EDC: 253 bytes a block) and FWI 9
+    assert str(tag) == f"Type4ATag MIU=253 FWT={fwt_seconds(9):f}"
     answer = tag.send_apdu(0x00, 0xA4, 0x04, 0x00, SELECT_PPSE[5:-1], mrl=256)
     assert answer == b"\xa4\x01\x01" + SELECT_PPSE[5:-1]
     assert served.card.seen == [SELECT_PPSE]
@@ -559,6 +561,11 @@ def test_malformed_blocks_get_no_answer_and_the_card_goes_on(
     serve: Callable[..., Served], reader: Any
 ) -> None:
     served = serve(taps=1)
+    port = int(served.path.rsplit(":", 1)[1])
+    stranger = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    # A datagram the udp driver cannot even parse, while the card listens
+    stranger.sendto(b"106A zz", ("127.0.0.1", port))
+    assert wait_listening(served.path, timeout=10)
     clf = reader(served.path)
     _raw_session(clf, b"\xe0\x80")
     garbage = [
@@ -574,9 +581,9 @@ def test_malformed_blocks_get_no_answer_and_the_card_goes_on(
     ]
     for frame in garbage:
         clf.exchange(bytearray(frame), 0)  # send only
-    # A datagram the udp driver cannot even parse, from another socket
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as stranger:
-        stranger.sendto(b"106A zz", ("127.0.0.1", int(served.path.rsplit(":", 1)[1])))
+    # ...and one in the session, from another socket
+    with stranger:
+        stranger.sendto(b"106A zz", ("127.0.0.1", port))
     # Had the card answered any of them, that answer would come first: frames stay in order
     answer = bytes(clf.exchange(bytearray(b"\x02\x00\xca\x9f\x36\x00"), 1.0))
     assert answer == b"\x02\xca\x01\x01\x90\x00"
