@@ -272,8 +272,7 @@ class IsoDepPicc:
             return self._receive_i_block(frame)
         if pcb & 0xE6 == _R_ACK:
             return self._receive_r_block(frame)
-        if pcb & 0xF7 == _S_DESELECT and len(frame) == 1:
-            self._last = frame
+        if pcb == _S_DESELECT and len(frame) == 1:
             return Step(StepKind.DESELECT, bytes((_S_DESELECT,)))
         return Step(StepKind.IGNORE)
 
@@ -309,12 +308,12 @@ class IsoDepPicc:
 
     def _receive_in_wtx(self, frame: bytes) -> Step:
         pcb = frame[0]
-        if pcb & 0xF7 == _S_WTX and len(frame) == 2 and pcb & _CID_FOLLOWING == 0:
+        if pcb == _S_WTX and len(frame) == 2:
             if frame[1] & 0x3F == self._wtxm:
                 self._wtxm = None
                 return Step(StepKind.WTX_GRANTED)
             return Step(StepKind.IGNORE)
-        if pcb & 0xF7 == _S_DESELECT and len(frame) == 1:
+        if pcb == _S_DESELECT and len(frame) == 1:
             self._wtxm = None
             return Step(StepKind.DESELECT, bytes((_S_DESELECT,)))
         if pcb & 0xFE == _R_NAK and len(frame) == 1 and self._last is not None:

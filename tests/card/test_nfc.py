@@ -182,6 +182,7 @@ def test_presence_checks() -> None:
         ("F201", "S(WTX) response nobody asked for"),
         ("F0", "S(PARAMETERS), not supported"),
         ("C200", "S(DESELECT) with an INF field"),
+        ("CA00", "S(DESELECT) with CID"),
         ("40", "no block type"),
         ("02" + "00" * 254, "frame larger than FSC"),
     ],
