@@ -442,8 +442,9 @@ def test_application_errors_are_answered_6f00(serve: Callable[..., Served], read
 def test_slow_application_gets_waiting_time_extensions(
     serve: Callable[..., Served], reader: Any
 ) -> None:
-    # FWT 38.7 ms; the application takes 150 ms; S(WTX) goes out every half FWT
-    served = serve(EchoCard(delay=0.15), taps=1, wtx=True, params=PiccParameters(fwi=7))
+    # FWT 77 ms; the application takes 200 ms; S(WTX) goes out after FWT/2, then every
+    # FWT while the reader waits 2 x FWT for each
+    served = serve(EchoCard(delay=0.2), taps=1, wtx=True, params=PiccParameters(fwi=8))
     clf = reader(served.path)
     tag = _connect(clf)
     assert tag.send_apdu(0x00, 0xCA, 0x9F, 0x36, mrl=256) == b"\xca\x01\x01"
