@@ -17,6 +17,7 @@ counters live in :class:`card.state.CardState`.
 from __future__ import annotations
 
 import enum
+import functools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import ClassVar, Final
@@ -110,6 +111,12 @@ def int_to_bcd(number: int, length: int) -> bytes:
     return bytes.fromhex(digits)
 
 
+@functools.lru_cache(maxsize=64)
+def _signing_key(pem: bytes) -> SigningKey:
+    """The ICC key of a PEM, parsed once per process (parsing checks the key: ~10 ms)."""
+    return SigningKey.from_pem(pem)
+
+
 def _date_key(yymmdd: bytes) -> tuple[int, int, int]:
     """A YYMMDD (n6) date as a sortable tuple, YY < 50 read as 20YY (Book 4 §6.7.3)."""
     nibbles = [b >> 4 for b in yymmdd[:3]] + [b & 0x0F for b in yymmdd[:3]]
@@ -178,7 +185,7 @@ class PaymentApplication:
         self._records: dict[tuple[int, int], Record] = {(r.sfi, r.number): r for r in app.records}
         self._sfis = frozenset(r.sfi for r in app.records)
         self._afl = app.afl()
-        self._signer = SigningKey.from_pem(app.rsa.pem) if app.rsa is not None else None
+        self._signer = _signing_key(app.rsa.pem) if app.rsa is not None else None
         key = app.keys.ac
         # faults.wrong_key: a key the issuer does not have (every byte changed).
         self._ac_key = bytes(b ^ 0x5A for b in key) if wrong_key else key
