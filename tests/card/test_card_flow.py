@@ -18,6 +18,7 @@ from card.emv import EmvCard, default_state_path
 from card.probe import CardProbe
 from emvwire import tlv
 from emvwire.apdu import generate_ac, get_data, read_record, select
+from emvwire.mask import mask_pan
 from emvwire.profile import Application, CardProfile, load_profile
 
 CARDS = Path(__file__).resolve().parents[2] / "fixtures" / "cards"
@@ -286,3 +287,21 @@ def test_mastercard_generate_ac_only_once(profiles: dict[str, CardProfile]) -> N
     tap = probe.tap(gen_ac=0x80)
     assert probe.send(generate_ac(0x80, tap.cdol1_data)).sw == 0x6985
     assert card.counters().atc == 1
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_nothing_logged_or_shown_holds_the_pan_or_keys(
+    profiles: dict[str, CardProfile], name: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    profile = profiles[name]
+    app = _app(profile)
+    card = EmvCard(profile)
+    with caplog.at_level("DEBUG"):
+        CardProbe(card).tap()
+        card.process(b"\x00\xb2")
+    assert "C-APDU INS A8" in caplog.text  # the debug trace is there
+    shown = caplog.text + repr(card) + repr(card.applications[0]) + repr(card.state.to_json())
+    assert app.pan not in shown
+    assert mask_pan(app.pan) in repr(card.applications[0])  # shown masked, if at all
+    for key in (app.keys.ac, app.keys.smi, app.keys.smc):
+        assert key.hex() not in shown.lower()

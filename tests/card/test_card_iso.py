@@ -271,3 +271,19 @@ def test_mutated_valid_commands_never_raise(case: tuple[str, list[bytes]]) -> No
     card.power_on()
     for apdu in sequence:
         _check(card.process(apdu))
+
+
+def test_an_internal_fault_is_6f00_and_logged_without_data(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from dataclasses import replace
+
+    app = PROFILES["visa-card"].applications[0]
+    broken = replace(app, data={t: v for t, v in app.data.items() if t != 0x57})
+    card = EmvCard(replace(PROFILES["visa-card"], applications=(broken,)))
+    CardProbe(card).expect(select(VISA_AID))
+    with caplog.at_level("DEBUG", logger="card"):
+        answer = card.process(get_processing_options(_visa_pdol_data()).encode())
+    assert answer == b"\x6f\x00"
+    assert "KeyError" in caplog.text
+    assert app.pan not in caplog.text
