@@ -17,7 +17,7 @@ Decision (:func:`decide`), in order:
 4. otherwise TC (offline approval), and the offline counters move.
 
 fDDA (the SDAD ``9F4B`` in the GPO answer, with the AFL so that the reader can fetch the
-certificates) is produced for a TC and for an ARQC when the reader supports ODA for
+certificates) is produced for a TC, and for any answer when the reader supports ODA for
 online authorisations (TTQ byte 1 bit 1). It signs ``9F37 || 9F02 || 5F2A || 9F69``
 with ``9F69`` = version ``01`` || card unpredictable number (4) || CTQ (2); the card
 serves that ``9F69`` in its record, so the CTQ a reader acts on is signed (Basin,
@@ -143,7 +143,7 @@ def decide(
         ac = AcType.ARQC
     else:
         ac = AcType.TC
-    fdda = ac is AcType.TC or (ac is AcType.ARQC and _bit(ttq, TTQ_BITS["oda_for_online"]))
+    fdda = ac is AcType.TC or _bit(ttq, TTQ_BITS["oda_for_online"])
     cdcvm = cdcvm_capable and _bit(ttq, TTQ_BITS["cvm_required"])
     return VisaDecision(ac, fdda, cdcvm, offline)
 

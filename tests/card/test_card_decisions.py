@@ -155,6 +155,9 @@ def test_decide_table() -> None:
     d = decide(ONLINE_REQUIRED, ok, usable=True, cdcvm_capable=False)
     assert d.fdda is False
     assert decide(bytes.fromhex("37804000"), ok, usable=True, cdcvm_capable=False).fdda
+    declined = decide(bytes.fromhex("37804000"), ok, usable=False, cdcvm_capable=False)
+    assert (declined.ac, declined.fdda) == (0x00, True)  # ODA for online: always signed
+    assert decide(OFFLINE_ONLY, over, usable=True, cdcvm_capable=False).fdda is False
 
 
 # --- Mastercard ----------------------------------------------------------------------
