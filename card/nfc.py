@@ -39,7 +39,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-from card.transport import CardApplication
+from card.transport import CardApplication, CardRemoved
 
 __all__ = [
     "CARRIER_HZ",
@@ -441,9 +441,14 @@ class _Emulator:
         self.pool = concurrent.futures.ThreadPoolExecutor(1, "card-nfc") if wtx else None
 
     def call_card(self, c_apdu: bytes) -> bytes:
-        """``card.process``; an exception becomes SW 6F00 and never ends the loop."""
+        """``card.process``; an exception becomes SW 6F00 and never ends the loop.
+
+        :class:`CardRemoved` is the card leaving the field: it goes up to end the tap.
+        """
         try:
             return bytes(self.card.process(c_apdu))
+        except CardRemoved:
+            raise
         except Exception:
             log.exception("card application failed on INS %02X", c_apdu[1] if c_apdu[1:] else 0)
             return SW_NO_PRECISE_DIAGNOSIS
@@ -497,7 +502,11 @@ class _Emulator:
                     self.stats.taps += 1
                 step = picc.receive(frame)
                 if step.kind is StepKind.PROCESS:
-                    out = picc.respond(self.process(step.data, picc, link))
+                    try:
+                        answer = self.process(step.data, picc, link)
+                    except CardRemoved:
+                        return SessionEnd.PULLED_AWAY  # silent: the card is out of the field
+                    out = picc.respond(answer)
                     answered += 1
                     self.stats.apdus += 1
                 elif step.kind is StepKind.SEND:

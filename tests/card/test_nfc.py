@@ -615,3 +615,47 @@ def test_serve_arguments_are_checked() -> None:
         serve_nfc(EchoCard(), max_apdus=0)
     with pytest.raises(ValueError, match="udp"):
         wait_listening("usb:054c:06c3")
+
+
+def test_card_removed_by_the_application_ends_the_tap_silently() -> None:
+    """A card whose application raises CardRemoved (the pull fault) stops answering:
+    the reader sees a time-out, not an error status word."""
+    from card.transport import CardRemoved
+
+    class PulledCard:
+        atr = b""
+
+        def __init__(self) -> None:
+            self.answered = 0
+
+        def power_on(self) -> None:
+            pass
+
+        def power_off(self) -> None:
+            pass
+
+        def process(self, c_apdu: bytes) -> bytes:
+            if self.answered >= 1:
+                raise CardRemoved("left")
+            self.answered += 1
+            return b"\x90\x00"
+
+    port = _free_udp_port()
+    stop = threading.Event()
+    card = PulledCard()
+    server = threading.Thread(
+        target=serve_nfc, args=(card,), kwargs={"path": f"udp:127.0.0.1:{port}", "taps": 1,
+                                                "stop": stop}, daemon=True)  # fmt: skip
+    server.start()
+    assert wait_listening(f"udp:127.0.0.1:{port}")
+    clf = nfc.ContactlessFrontend(f"udp:127.0.0.1:{port}")
+    try:
+        tag = clf.connect(rdwr={"targets": ["106A"], "on-connect": lambda t: False})
+        assert tag.send_apdu(0x00, 0xA4, 0x04, 0x00, b"\xa0\x00\x00\x00\x03") == b""
+        with pytest.raises(nfc.tag.tt4.Type4TagCommandError) as err:
+            tag.send_apdu(0x00, 0xB2, 0x01, 0x0C)
+        assert err.value.errno == nfc.tag.TIMEOUT_ERROR
+    finally:
+        clf.close()
+        stop.set()
+        server.join(timeout=5)
