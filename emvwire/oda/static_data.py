@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from emvwire import tlv
+from emvwire.apdu import parse_afl
 from emvwire.errors import DecodeError, OdaError
 
 __all__ = ["AIP_TAG", "RECORD_TEMPLATE", "StaticData", "build_static_data", "oda_records"]
@@ -21,31 +22,20 @@ __all__ = ["AIP_TAG", "RECORD_TEMPLATE", "StaticData", "build_static_data", "oda
 RECORD_TEMPLATE = 0x70
 #: Application Interchange Profile, the one tag the SDA tag list may name (Book 3 §10.3).
 AIP_TAG = 0x82
-_AFL_ENTRY = 4
 
 
 def oda_records(afl: bytes) -> list[tuple[int, int]]:
     """The ``(sfi, record number)`` pairs the AFL marks for ODA, in AFL order.
 
-    Each four-byte AFL entry (Book 3 §10.2) is: SFI in bits 8-4 of byte 1, first and
-    last record numbers, and the number of records, from the first, that take part in
-    offline data authentication. A malformed AFL raises :class:`DecodeError`.
+    Each four-byte AFL entry (Book 3 §10.2) counts, in its fourth byte, the records
+    from its first that take part in offline data authentication. A malformed AFL
+    raises :class:`DecodeError` (from :func:`emvwire.apdu.parse_afl`).
     """
-    afl = bytes(afl)
-    if len(afl) % _AFL_ENTRY:
-        raise DecodeError(f"AFL length {len(afl)} is not a multiple of 4")
-    out: list[tuple[int, int]] = []
-    for pos in range(0, len(afl), _AFL_ENTRY):
-        sfi_byte, first, last, count = afl[pos : pos + _AFL_ENTRY]
-        sfi = sfi_byte >> 3
-        if sfi_byte & 0x07 or not 1 <= sfi <= 30:
-            raise DecodeError(f"AFL entry has invalid SFI byte {sfi_byte:02X}", offset=pos)
-        if first == 0 or last < first:
-            raise DecodeError("AFL entry has invalid record range", offset=pos)
-        if count > last - first + 1:
-            raise DecodeError("AFL entry names more ODA records than it holds", offset=pos)
-        out.extend((sfi, number) for number in range(first, first + count))
-    return out
+    return [
+        (entry.sfi, number)
+        for entry in parse_afl(afl)
+        for number in range(entry.first, entry.first + entry.oda_count)
+    ]
 
 
 def _record_part(sfi: int, record: bytes) -> bytes:
