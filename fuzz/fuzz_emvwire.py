@@ -1,35 +1,89 @@
 """Coverage-guided fuzz target for emvwire's decoders (atheris / libFuzzer).
 
-Run for a set time (seconds) with::
+Run for a set time (seconds) with ``scripts/fuzz SECONDS``, or directly::
 
-    .venv/bin/python fuzz/fuzz_emvwire.py -max_total_time=60 fuzz/corpus
+    .venv/bin/python fuzz/fuzz_emvwire.py -max_total_time=60 CORPUS_DIR
 
-Every decoder that takes bytes from a card or a terminal is fed the input; the only
-exceptions allowed out are emvwire's own (``EmvWireError`` and subclasses). Anything
-else is a crash that libFuzzer reports with the input that caused it.
+The first input byte picks a decoder; the rest is its input. Every decoder that takes
+bytes from a card or a terminal is covered: BER-TLV (and re-encoding what decoded),
+DOL parsing and splitting, C-APDU and R-APDU decoding, AFL parsing, the TLV dump, and
+certificate recovery. The only exceptions allowed out are emvwire's own
+(``EmvWireError`` and subclasses); anything else is a crash that libFuzzer reports
+with the input that caused it.
 """
 
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
+from datetime import date
 
 import atheris
 
 with atheris.instrument_imports():
-    from emvwire import tlv
+    from emvwire import apdu, dol, dump, oda, tlv
     from emvwire.errors import EmvWireError
+
+_CA = oda.CaKey(
+    rid=bytes.fromhex("A000000003"),
+    index=0x01,
+    modulus=bytes.fromhex("C0" + "5A" * 95 + "7B"),
+    exponent=3,
+)
+_TODAY = date(2026, 1, 1)
+
+
+def _tlv(data: bytes) -> None:
+    for obj in tlv.decode(data):
+        if tlv.decode(obj.encode()) != [obj]:
+            raise AssertionError(f"re-encoding changed {obj!r}")
+
+
+def _dol(data: bytes) -> None:
+    cut = data[0] if data else 0
+    entries = dol.parse(data[1 : 1 + cut])
+    dol.split(data[1 : 1 + cut], data[1 + cut :])
+    dol.build(data[1 : 1 + cut], {e.tag: data[:4] for e in entries})
+
+
+def _apdu(data: bytes) -> None:
+    apdu.CApdu.decode(data)
+    apdu.RApdu.decode(data)
+
+
+def _afl(data: bytes) -> None:
+    apdu.parse_afl(data)
+
+
+def _dump(data: bytes) -> None:
+    text = dump.dump(data)
+    if not isinstance(text, str):
+        raise AssertionError("dump returned no text")
+
+
+def _certificate(data: bytes) -> None:
+    oda.recover_issuer_key(_CA, data, b"", b"\x03", pan="4761739001010010", today=_TODAY)
+
+
+_TARGETS: tuple[Callable[[bytes], None], ...] = (
+    _tlv,
+    _dol,
+    _apdu,
+    _afl,
+    _dump,
+    _certificate,
+)
 
 
 def one_input(data: bytes) -> None:
-    """Decode ``data`` as BER-TLV and re-encode what decoded."""
+    """Feed ``data[1:]`` to the decoder ``data[0]`` picks."""
+    if not data:
+        return
+    target = _TARGETS[data[0] % len(_TARGETS)]
     try:
-        objects = tlv.decode(data)
+        target(data[1:])
     except EmvWireError:
         return
-    for obj in objects:
-        again = tlv.decode(obj.encode())
-        if again != [obj]:
-            raise AssertionError(f"re-encoding changed {obj!r}")
 
 
 def main() -> None:
