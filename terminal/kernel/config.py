@@ -1,0 +1,246 @@
+"""Terminal and kernel configuration as data (EMV Book B §3.1, Book A §5.7).
+
+A terminal is configured the way contactless readers are: terminal-wide data objects
+(country 9F1A, currency 5F2A, merchant category 9F15, terminal type 9F35, capabilities
+9F33/9F40, terminal id 9F1C, ...), CA public keys, and a list of **combinations**,
+each an AID and a kernel id with the Entry Point parameters of Book B §3.1.1
+(transaction types, status check, zero amount, extended selection, the reader
+contactless transaction/floor/CVM limits, terminal floor limit 9F1B, TTQ) and the
+kernel's own configuration data objects (e.g. Kernel 2's DF8120-DF8122 terminal
+action codes and DF8132-DF8137 relay resistance thresholds). Every parameter may be
+absent, as Book B allows.
+
+The file format is JSON, schema ``tapstack.terminal-config/1``; :func:`load_config`
+validates it and names the first problem with its path. :func:`default_config` is
+the configuration the CLI uses when none is given.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from emvwire.errors import EmvWireError
+from emvwire.oda import CaKeyStore
+
+__all__ = [
+    "SCHEMA",
+    "TRANSACTION_TYPES",
+    "Combination",
+    "ConfigError",
+    "TerminalConfig",
+    "default_config",
+    "load_config",
+    "parse_config",
+]
+
+SCHEMA = "tapstack.terminal-config/1"
+
+#: Transaction type (9C) by name (ISO 8583 processing code, first two digits).
+TRANSACTION_TYPES: Mapping[str, int] = {
+    "purchase": 0x00,
+    "cash_advance": 0x01,
+    "cashback": 0x09,
+    "refund": 0x20,
+}
+
+
+class ConfigError(EmvWireError, ValueError):
+    """A configuration is malformed; ``path`` says where (``combinations[2].ttq``)."""
+
+    def __init__(self, path: str, message: str) -> None:
+        self.path = path
+        super().__init__(f"{path}: {message}" if path else message)
+
+
+@dataclass(frozen=True, slots=True)
+class Combination:
+    """One AID + kernel combination with its Entry Point parameters (Book B §3.1.1).
+
+    Amounts are in minor units of the terminal currency. ``None`` means absent.
+    """
+
+    aid: bytes
+    kernel_id: bytes
+    transaction_types: frozenset[int] = frozenset(TRANSACTION_TYPES.values())
+    status_check: bool = False
+    zero_amount_allowed: bool | None = True
+    extended_selection: bool = False
+    transaction_limit: int | None = None
+    floor_limit: int | None = None
+    terminal_floor_limit: int | None = None
+    cvm_required_limit: int | None = None
+    ttq: bytes | None = None
+    kernel_data: Mapping[int, bytes] = field(default_factory=dict)
+
+    def __repr__(self) -> str:
+        return f"Combination({self.aid.hex().upper()}, kernel {self.kernel_id.hex().upper()})"
+
+
+@dataclass(frozen=True, slots=True)
+class TerminalConfig:
+    """Terminal-wide data objects, CA keys and the combinations, in priority order."""
+
+    terminal_data: Mapping[int, bytes]
+    combinations: tuple[Combination, ...]
+    ca_keys: CaKeyStore
+
+    def data(self, tag: int, default: bytes = b"") -> bytes:
+        """A terminal data object (9F1A, 5F2A, ...), or ``default``."""
+        return self.terminal_data.get(tag, default)
+
+
+# --- parsing -----------------------------------------------------------------------------
+
+
+def _hex(value: Any, path: str, lengths: tuple[int, ...] | None = None) -> bytes:
+    if not isinstance(value, str):
+        raise ConfigError(path, "expected a hex string")
+    try:
+        out = bytes.fromhex(value)
+    except ValueError:
+        raise ConfigError(path, "not a hex string") from None
+    if lengths is not None and len(out) not in lengths:
+        raise ConfigError(path, f"{len(out)} bytes, need {' or '.join(map(str, lengths))}")
+    return out
+
+
+def _tag(text: Any, path: str) -> int:
+    return int.from_bytes(_hex(text, path, (1, 2, 3)), "big")
+
+
+def _data_objects(obj: Any, path: str) -> dict[int, bytes]:
+    if not isinstance(obj, dict):
+        raise ConfigError(path, "expected an object of tag -> hex value")
+    return {_tag(t, path): _hex(v, f"{path}.{t}") for t, v in obj.items()}
+
+
+def _amount(obj: dict[str, Any], key: str, path: str) -> int | None:
+    value = obj.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ConfigError(f"{path}.{key}", "expected an amount in minor units >= 0, or null")
+    return value
+
+
+def _flag(obj: dict[str, Any], key: str, path: str, default: bool | None) -> bool | None:
+    value = obj.get(key, default)
+    if value is not None and not isinstance(value, bool):
+        raise ConfigError(f"{path}.{key}", "expected true, false or null")
+    return value
+
+
+_COMBINATION_KEYS = {
+    "aid", "kernel_id", "transaction_types", "status_check", "zero_amount_allowed",
+    "extended_selection", "limits", "ttq", "kernel",
+}  # fmt: skip
+_LIMIT_KEYS = {"transaction", "floor", "terminal_floor", "cvm_required"}
+
+
+def _combination(obj: Any, path: str) -> Combination:
+    if not isinstance(obj, dict):
+        raise ConfigError(path, "expected an object")
+    unknown = set(obj) - _COMBINATION_KEYS
+    if unknown:
+        raise ConfigError(path, f"unknown keys {sorted(unknown)}")
+    if "aid" not in obj or "kernel_id" not in obj:
+        raise ConfigError(path, "a combination needs an aid and a kernel_id")
+    types_raw = obj.get("transaction_types", list(TRANSACTION_TYPES))
+    if not isinstance(types_raw, list) or not types_raw:
+        raise ConfigError(f"{path}.transaction_types", "expected a non-empty list")
+    types = set()
+    for name in types_raw:
+        if name not in TRANSACTION_TYPES:
+            known = ", ".join(TRANSACTION_TYPES)
+            raise ConfigError(f"{path}.transaction_types", f"{name!r} is not one of {known}")
+        types.add(TRANSACTION_TYPES[name])
+    limits = obj.get("limits", {})
+    if not isinstance(limits, dict) or set(limits) - _LIMIT_KEYS:
+        raise ConfigError(f"{path}.limits", f"expected an object with keys {sorted(_LIMIT_KEYS)}")
+    ttq = obj.get("ttq")
+    zero = _flag(obj, "zero_amount_allowed", path, True)
+    return Combination(
+        aid=_hex(obj["aid"], f"{path}.aid", tuple(range(5, 17))),
+        kernel_id=_hex(obj["kernel_id"], f"{path}.kernel_id", (1, 3)),
+        transaction_types=frozenset(types),
+        status_check=bool(_flag(obj, "status_check", path, False)),
+        zero_amount_allowed=zero,
+        extended_selection=bool(_flag(obj, "extended_selection", path, False)),
+        transaction_limit=_amount(limits, "transaction", f"{path}.limits"),
+        floor_limit=_amount(limits, "floor", f"{path}.limits"),
+        terminal_floor_limit=_amount(limits, "terminal_floor", f"{path}.limits"),
+        cvm_required_limit=_amount(limits, "cvm_required", f"{path}.limits"),
+        ttq=None if ttq is None else _hex(ttq, f"{path}.ttq", (4,)),
+        kernel_data=_data_objects(obj.get("kernel", {}), f"{path}.kernel"),
+    )
+
+
+def parse_config(obj: Any, *, base: Path | None = None) -> TerminalConfig:
+    """Validate JSON data into a :class:`TerminalConfig` (or raise :class:`ConfigError`).
+
+    ``ca_keys`` is a list whose items are either key files/folders (paths relative to
+    ``base``, read with :meth:`CaKeyStore.load`) or inline key objects.
+    """
+    if not isinstance(obj, dict):
+        raise ConfigError("", "a configuration is a JSON object")
+    if obj.get("schema") != SCHEMA:
+        raise ConfigError("schema", f"expected {SCHEMA!r}, found {obj.get('schema')!r}")
+    terminal = _data_objects(obj.get("terminal", {}), "terminal")
+    combos_raw = obj.get("combinations")
+    if not isinstance(combos_raw, list) or not combos_raw:
+        raise ConfigError("combinations", "expected a non-empty list")
+    combos = tuple(_combination(c, f"combinations[{i}]") for i, c in enumerate(combos_raw))
+    seen = set()
+    for i, c in enumerate(combos):
+        key = (c.aid, c.kernel_id)
+        if key in seen:
+            raise ConfigError(f"combinations[{i}]", "the same AID and kernel id appear twice")
+        seen.add(key)
+    store = _ca_keys(obj.get("ca_keys", []), base)
+    return TerminalConfig(terminal, combos, store)
+
+
+def _ca_keys(items: Any, base: Path | None) -> CaKeyStore:
+    if not isinstance(items, list):
+        raise ConfigError("ca_keys", "expected a list of key files or folders")
+    paths = []
+    for i, item in enumerate(items):
+        if not isinstance(item, str):
+            raise ConfigError(f"ca_keys[{i}]", "expected a path to a key file or folder")
+        path = Path(item)
+        if not path.is_absolute() and base is not None:
+            path = base / path
+        if not path.exists():
+            raise ConfigError(f"ca_keys[{i}]", f"{path} does not exist")
+        paths.append(path)
+    try:
+        return CaKeyStore.load(*paths) if paths else CaKeyStore([])
+    except EmvWireError as exc:
+        raise ConfigError("ca_keys", str(exc)) from None
+
+
+def load_config(path: str | Path) -> TerminalConfig:
+    """Read and validate a configuration file; every problem is a :class:`ConfigError`."""
+    file = Path(path)
+    try:
+        text = file.read_text()
+    except OSError as exc:
+        raise ConfigError("", f"cannot read configuration {file}: {exc.strerror}") from None
+    try:
+        obj = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError("", f"{file} is not JSON: line {exc.lineno}: {exc.msg}") from None
+    return parse_config(obj, base=file.parent)
+
+
+def default_config() -> TerminalConfig:
+    """The built-in configuration: Visa and Mastercard in EUR in France, the EMV test
+    CA keys and the tapstack test CA (``terminal/kernel/default_config.json``)."""
+    ref = resources.files("terminal.kernel").joinpath("default_config.json")
+    with resources.as_file(ref) as file:
+        return load_config(file)

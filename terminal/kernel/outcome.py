@@ -1,0 +1,190 @@
+"""Outcomes and user interface requests (EMV Book A §6 and §9, Book B §3.5).
+
+A kernel ends every transaction with exactly one :class:`Outcome`, carried with its
+parameters (:class:`OutcomeParameters`, the Outcome Parameter Set DF8129 of Book A
+Table 6.1) and the message the cardholder sees (:class:`UiRequest`, the User Interface
+Request Data DF8116 of Book A Table 9.1/§9.4). The values are the ones of the spec so
+they can be put on the wire or compared with a kernel's DF8129 byte 1.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+__all__ = [
+    "CvmOutcome",
+    "Outcome",
+    "OutcomeParameters",
+    "Start",
+    "Status",
+    "UiMessage",
+    "UiRequest",
+]
+
+
+class Outcome(enum.IntEnum):
+    """Outcome Parameter Set byte 1, high nibble (Book A Table 6.1; emv.md)."""
+
+    APPROVED = 0x1
+    DECLINED = 0x2
+    ONLINE_REQUEST = 0x3
+    END_APPLICATION = 0x4
+    SELECT_NEXT = 0x5
+    TRY_ANOTHER_INTERFACE = 0x6
+    TRY_AGAIN = 0x7
+    NA = 0xF
+
+    @property
+    def label(self) -> str:
+        """Lower-case words for output: ``online request``."""
+        return self.name.lower().replace("_", " ")
+
+
+class Start(enum.IntEnum):
+    """Where the entry point restarts (Book B §3.5 start points; DF8129 byte 2)."""
+
+    A = 0x0
+    B = 0x1
+    C = 0x2
+    D = 0x3
+    NA = 0xF
+
+
+class CvmOutcome(enum.IntEnum):
+    """CVM of the outcome (Book A Table 6.1 byte 4, high nibble)."""
+
+    NO_CVM = 0x0
+    SIGNATURE = 0x1
+    ONLINE_PIN = 0x2
+    CONFIRMATION_CODE_VERIFIED = 0x3
+    NA = 0xF
+
+
+class UiMessage(enum.IntEnum):
+    """Message identifiers of Book A §9.4 (User Interface Request Data byte 1)."""
+
+    APPROVED = 0x03
+    NOT_AUTHORISED = 0x07
+    PLEASE_ENTER_YOUR_PIN = 0x09
+    PROCESSING_ERROR = 0x0F
+    REMOVE_CARD = 0x10
+    WELCOME = 0x14
+    PRESENT_CARD = 0x15
+    PROCESSING = 0x16
+    CARD_READ_OK = 0x17
+    INSERT_OR_SWIPE = 0x18
+    PRESENT_ONE_CARD_ONLY = 0x19
+    APPROVED_PLEASE_SIGN = 0x1A
+    AUTHORISING = 0x1B
+    INSERT_SWIPE_OR_TRY_ANOTHER_CARD = 0x1C
+    PLEASE_INSERT_CARD = 0x1D
+    SEE_PHONE = 0x20
+    PRESENT_CARD_AGAIN = 0x21
+    NA = 0xFF
+
+    @property
+    def text(self) -> str:
+        """The English text of the message (Book A §9.4)."""
+        return _TEXT[self]
+
+
+_TEXT = {
+    UiMessage.APPROVED: "Approved",
+    UiMessage.NOT_AUTHORISED: "Not authorised",
+    UiMessage.PLEASE_ENTER_YOUR_PIN: "Please enter your PIN",
+    UiMessage.PROCESSING_ERROR: "Processing error",
+    UiMessage.REMOVE_CARD: "Please remove card",
+    UiMessage.WELCOME: "Welcome",
+    UiMessage.PRESENT_CARD: "Present card",
+    UiMessage.PROCESSING: "Processing",
+    UiMessage.CARD_READ_OK: "Card read OK, please remove card",
+    UiMessage.INSERT_OR_SWIPE: "Please insert or swipe card",
+    UiMessage.PRESENT_ONE_CARD_ONLY: "Please present one card only",
+    UiMessage.APPROVED_PLEASE_SIGN: "Approved, please sign",
+    UiMessage.AUTHORISING: "Authorising, please wait",
+    UiMessage.INSERT_SWIPE_OR_TRY_ANOTHER_CARD: "Insert, swipe or try another card",
+    UiMessage.PLEASE_INSERT_CARD: "Please insert card",
+    UiMessage.SEE_PHONE: "See phone for instructions",
+    UiMessage.PRESENT_CARD_AGAIN: "Present card again",
+    UiMessage.NA: "",
+}
+
+
+class Status(enum.IntEnum):
+    """Reader status of a UI request (Book A §9.2, User Interface Request Data byte 2)."""
+
+    NOT_READY = 0x00
+    IDLE = 0x01
+    READY_TO_READ = 0x02
+    PROCESSING = 0x03
+    CARD_READ_SUCCESSFULLY = 0x04
+    PROCESSING_ERROR = 0x05
+    NA = 0xFF
+
+
+@dataclass(frozen=True, slots=True)
+class UiRequest:
+    """A User Interface Request (Book A §9.4): message, status, hold time, language,
+    and an amount with its currency to show (the value qualifier)."""
+
+    message: UiMessage
+    status: Status = Status.NA
+    hold_time_ms: int = 0
+    language: str = ""
+    value: int | None = None
+    currency: bytes = b""
+
+    def encode(self) -> bytes:
+        """DF8116 User Interface Request Data (Book A Table 9.1, 22 bytes)."""
+        hold = min(self.hold_time_ms // 100, 0xFFFFFF).to_bytes(3, "big")
+        lang = self.language.encode("ascii", "replace")[:8].ljust(8, b"\x00")
+        qualifier = 0x00 if self.value is None else 0x10
+        value = bytes.fromhex(f"{self.value or 0:012d}")  # n 12
+        currency = self.currency[:2].rjust(2, b"\x00")
+        return (
+            bytes((self.message, self.status))
+            + hold
+            + lang
+            + bytes((qualifier,))
+            + value
+            + (currency)
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class OutcomeParameters:
+    """The Outcome Parameter Set (Book A §6.2, DF8129) in typed form."""
+
+    outcome: Outcome
+    start: Start = Start.NA
+    online_response_data: bool = False
+    cvm: CvmOutcome = CvmOutcome.NA
+    ui_on_outcome: UiRequest | None = None
+    ui_on_restart: UiRequest | None = None
+    data_record: bool = False
+    discretionary_data: bool = False
+    receipt: bool = False
+    alternate_interface: int = 0x0
+    field_off_request_ms: int | None = None
+    removal_timeout_ms: int = 0
+    reasons: tuple[str, ...] = field(default_factory=tuple)
+
+    def encode(self) -> bytes:
+        """DF8129, 8 bytes (Book A Table 6.1)."""
+        b1 = self.outcome << 4
+        b2 = self.start << 4
+        b3 = 0x00 if self.online_response_data else 0xF0
+        b4 = (self.cvm << 4) & 0xF0
+        b5 = (
+            (0x80 if self.ui_on_outcome else 0)
+            | (0x40 if self.ui_on_restart else 0)
+            | (0x20 if self.data_record else 0)
+            | (0x10 if self.discretionary_data else 0)
+            | (0x08 if self.receipt else 0)
+        )
+        b6 = (self.alternate_interface << 4) & 0xF0 | 0x0F
+        b7 = 0xFF if self.field_off_request_ms is None else min(self.field_off_request_ms // 100,
+                                                                  0xFE)  # fmt: skip
+        b8 = min(self.removal_timeout_ms // 100, 0xFF)
+        return bytes((b1, b2, b3, b4, b5, b6, b7, b8))
