@@ -1,0 +1,343 @@
+"""An APDU trace of any reader, masked: what went to the card and what came back.
+
+:class:`TracingReader` wraps a :class:`~terminal.readers.base.Reader` and hands one
+:class:`TraceEntry` per event to a sink: the card's arrival (ATR, UID), each C-APDU /
+R-APDU pair with the command's name (EMV Book 1 §11, Book 3 §6.5, Book C-2 §5,
+ISO/IEC 7816-4 §11, PC/SC Part 3 reader commands), the status word's meaning
+(:func:`emvwire.apdu.describe_sw`), the response data decoded by :func:`emvwire.dump.dump`
+and the round-trip time; re-powers and errors as well. Tracing is off unless asked
+for (:func:`traced` with a sink; the CLI's ``--trace``).
+
+Masking: response data go through :func:`emvwire.dump.dump`, which masks PAN, track
+images, names and every tag the dictionary flags; data it cannot decode are shown as
+hex only after :func:`emvwire.mask.scrub`. Command data are shown only for commands
+whose data come from the terminal (SELECT names, DOL data of GET PROCESSING OPTIONS,
+GENERATE AC, INTERNAL AUTHENTICATE, EXCHANGE RELAY RESISTANCE DATA, COMPUTE
+CRYPTOGRAPHIC CHECKSUM); VERIFY (a PIN block), issuer script commands and anything
+unknown show their length only. Everything but the SELECT name, the ATR and the UID
+(never cardholder data) passes :func:`emvwire.mask.scrub` as a backstop: any run of 12
+or more digits is masked as a PAN would be, so no full PAN or track 2 image and no key
+material reaches a trace (AIDs and binary values are sometimes masked too; the
+backstop errs that way).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Final, TextIO
+
+from emvwire.apdu import describe_sw
+from emvwire.dump import dump
+from emvwire.mask import scrub
+from emvwire.tlv import decode
+from terminal.readers.base import CardInfo, Reader, ReaderError
+
+__all__ = [
+    "COMMANDS",
+    "READER_COMMANDS",
+    "ListSink",
+    "TraceEntry",
+    "TraceSink",
+    "TracingReader",
+    "command_name",
+    "logging_sink",
+    "render_command",
+    "render_response",
+    "text_sink",
+    "traced",
+]
+
+#: Instruction -> (name, whether its data field is terminal data that may be shown),
+#: for the interindustry class (CLA b8 = 0): EMV Book 1 §11.3, Book 3 §6.5, ISO/IEC
+#: 7816-4 §11.
+_ISO: Final = {
+    0xA4: ("SELECT", True),
+    0xB2: ("READ RECORD", False),
+    0xB0: ("READ BINARY", False),
+    0xC0: ("GET RESPONSE", False),
+    0xCA: ("GET DATA", False),
+    0x88: ("INTERNAL AUTHENTICATE", True),
+    0x82: ("EXTERNAL AUTHENTICATE", False),
+    0x84: ("GET CHALLENGE", False),
+    0x20: ("VERIFY", False),
+}
+#: The same for the proprietary classes 80-FE (EMV Book 3 §6.5, Book C-2 §5; issuer
+#: script commands of Book 3 §6.5.1-6.5.10 in class 84).
+_PROPRIETARY: Final = {
+    0xA8: ("GET PROCESSING OPTIONS", True),
+    0xAE: ("GENERATE AC", True),
+    0xCA: ("GET DATA", False),
+    0xEA: ("EXCHANGE RELAY RESISTANCE DATA", True),
+    0x2A: ("COMPUTE CRYPTOGRAPHIC CHECKSUM", True),
+    0x1E: ("APPLICATION BLOCK", False),
+    0x18: ("APPLICATION UNBLOCK", False),
+    0x16: ("CARD BLOCK", False),
+    0x24: ("PIN CHANGE/UNBLOCK", False),
+    0xDA: ("PUT DATA", False),
+    0xDC: ("UPDATE RECORD", False),
+}
+#: Both tables, keyed by (class kind, INS): "iso" or "proprietary".
+COMMANDS: Final = {
+    **{("iso", ins): entry for ins, entry in _ISO.items()},
+    **{("proprietary", ins): entry for ins, entry in _PROPRIETARY.items()},
+}
+#: Reader pseudo-APDUs of class FF: (INS, P1) -> name. PC/SC Part 3 §3.2.2.1.3 (GET
+#: DATA), ACS ACR122U API v2.04 §6 (the FF 00 family).
+READER_COMMANDS: Final = {
+    (0xCA, 0x00): "reader GET DATA (UID)",
+    (0xCA, 0x01): "reader GET DATA (ATS)",
+    (0x00, 0x40): "reader LED/BUZZER",
+    (0x00, 0x48): "reader FIRMWARE VERSION",
+    (0x00, 0x50): "reader GET PICC PARAMETER",
+    (0x00, 0x51): "reader SET PICC PARAMETER",
+    (0x00, 0x52): "reader DETECTION BUZZER",
+    (0x00, 0x00): "reader DIRECT TRANSMIT",
+}
+_DF_NAMES: Final = {b"2PAY.SYS.DDF01": "PPSE", b"1PAY.SYS.DDF01": "PSE"}
+
+
+def _lookup(c_apdu: bytes) -> tuple[str, bool]:
+    if len(c_apdu) < 4:
+        return "(not an APDU)", False
+    cla, ins, p1 = c_apdu[0], c_apdu[1], c_apdu[2]
+    if cla == 0xFF:
+        return READER_COMMANDS.get((ins, p1), f"reader command {ins:02X}"), False
+    kind = "iso" if cla & 0x80 == 0 else "proprietary"
+    return COMMANDS.get((kind, ins), (f"INS {ins:02X}", False))
+
+
+def command_name(c_apdu: bytes) -> str:
+    """The command's name with its parameters (``READ RECORD SFI 1 record 2``)."""
+    name, _ = _lookup(c_apdu)
+    if len(c_apdu) < 4:
+        return name
+    p1, p2 = c_apdu[2], c_apdu[3]
+    if name == "READ RECORD":
+        return f"READ RECORD SFI {p2 >> 3} record {p1}"
+    if name == "GET DATA" and c_apdu[0] != 0xFF:
+        return f"GET DATA {p1:02X}{p2:02X}" if p1 else f"GET DATA {p2:02X}"
+    if name == "GENERATE AC":
+        kind = {0x00: "AAC", 0x40: "TC", 0x80: "ARQC"}.get(p1 & 0xC0, "RFU")
+        return f"GENERATE AC {kind}{' CDA' if p1 & 0x10 else ''}"
+    if name == "SELECT":
+        data = _data(c_apdu)
+        label = _DF_NAMES.get(data or b"", None)
+        which = "" if p2 & 0x03 == 0 else " next"
+        return f"SELECT{which} {label}" if label else f"SELECT{which} {(data or b'').hex().upper()}"
+    return name
+
+
+def _data(c_apdu: bytes) -> bytes | None:
+    """The data field of a short-form C-APDU (``None`` when there is none)."""
+    if len(c_apdu) <= 5:
+        return None
+    lc = c_apdu[4]
+    if lc and len(c_apdu) in (5 + lc, 6 + lc):
+        return c_apdu[5 : 5 + lc]
+    return None
+
+
+def render_command(c_apdu: bytes) -> str:
+    """The C-APDU in hex with its data field shown only where it is terminal data."""
+    name, show = _lookup(c_apdu)
+    data = _data(c_apdu)
+    if data is None or name == "SELECT":  # a DF name is never cardholder data
+        return c_apdu.hex().upper()
+    if show:
+        return scrub(c_apdu.hex().upper())
+    head = c_apdu[:5].hex().upper()
+    le = c_apdu[5 + len(data) :].hex().upper()
+    return f"{head} <{len(data)} bytes hidden>{' ' + le if le else ''}"
+
+
+def render_response(r_apdu: bytes) -> list[str]:
+    """The response data as :func:`emvwire.dump.dump` lines (masked), or scrubbed hex."""
+    data = r_apdu[:-2]
+    if not data:
+        return []
+    try:
+        decode(data)
+    except Exception:
+        return [scrub(f"{len(data)} bytes, not BER-TLV: {data.hex().upper()}")]
+    return [scrub(line) for line in dump(data).splitlines()]
+
+
+@dataclass(frozen=True)
+class TraceEntry:
+    """One traced event: ``card``, ``apdu``, ``repower``, ``removed`` or ``error``."""
+
+    seq: int
+    kind: str
+    at: float  #: wall-clock time (``time.time()``)
+    reader: str
+    elapsed_ms: float = 0.0
+    command: str = ""  #: the command's name
+    c_apdu: str = ""  #: the C-APDU as rendered (masked)
+    sw: str = ""  #: SW1-SW2 in hex
+    sw_meaning: str = ""
+    response: tuple[str, ...] = ()  #: the decoded response lines (masked)
+    detail: str = ""  #: ATR/UID of a card, the error message
+
+    def render(self) -> str:
+        """The entry as text, first line timestamped.
+
+        The fields are masked when the entry is made (:class:`TracingReader`), so the
+        text holds no card data the fields did not.
+        """
+        stamp = datetime.fromtimestamp(self.at).strftime("%H:%M:%S.%f")[:-3]
+        head = f"{stamp} #{self.seq} {self.reader}"
+        if self.kind == "apdu":
+            out = [
+                f"{head} {self.command} -> {self.sw} {self.sw_meaning} ({self.elapsed_ms:.2f} ms)",
+                f"  C-APDU {self.c_apdu}",
+            ]
+            out += [
+                f"  R-APDU {line}" if i == 0 else f"         {line}"
+                for i, line in enumerate(self.response)
+            ]
+            return "\n".join(out)
+        timing = f" ({self.elapsed_ms:.2f} ms)" if self.elapsed_ms else ""
+        return f"{head} {self.kind}: {self.detail}{timing}"
+
+
+#: Where entries go: any callable taking one entry.
+TraceSink = Callable[[TraceEntry], None]
+
+
+def text_sink(stream: TextIO | None = None) -> TraceSink:
+    """A sink writing rendered entries to ``stream`` (standard error by default)."""
+
+    def write(entry: TraceEntry) -> None:
+        out = sys.stderr if stream is None else stream
+        out.write(entry.render() + "\n")
+        out.flush()
+
+    return write
+
+
+def logging_sink(logger: logging.Logger, level: int = logging.DEBUG) -> TraceSink:
+    """A sink logging rendered entries to ``logger`` at ``level``."""
+
+    def write(entry: TraceEntry) -> None:
+        if logger.isEnabledFor(level):
+            logger.log(level, "%s", entry.render())
+
+    return write
+
+
+class ListSink:
+    """A sink that keeps the entries (tests, a CLI's ``--json`` trace)."""
+
+    def __init__(self) -> None:
+        self.entries: list[TraceEntry] = []
+
+    def __call__(self, entry: TraceEntry) -> None:
+        self.entries.append(entry)
+
+    def text(self) -> str:
+        """Every entry rendered, one after the other."""
+        return "\n".join(e.render() for e in self.entries)
+
+
+def _card_detail(info: CardInfo) -> str:
+    parts = [f"protocol {info.protocol}"]
+    if info.atr:
+        parts.insert(0, f"ATR {info.atr.hex().upper()}")
+    if info.uid:
+        parts.insert(0, f"UID {info.uid.hex().upper()}")
+    return ", ".join(parts)
+
+
+class TracingReader(Reader):
+    """``reader`` with each event handed to ``sink`` as a :class:`TraceEntry`.
+
+    A sink that raises is logged and ignored: tracing never changes the outcome.
+    """
+
+    def __init__(self, reader: Reader, sink: TraceSink) -> None:
+        self.reader = reader
+        self.sink = sink
+        self.path = reader.path
+        self.feedback = reader.feedback
+        self._seq = 0
+
+    def _emit(self, kind: str, **fields: Any) -> None:
+        self._seq += 1
+        entry = TraceEntry(self._seq, kind, time.time(), self.path, **fields)
+        try:
+            self.sink(entry)
+        except Exception as exc:
+            logging.getLogger(__name__).warning("trace sink failed: %s", exc)
+
+    def _error(self, started: float, what: str, exc: ReaderError) -> None:
+        elapsed = 1e3 * (time.perf_counter() - started)
+        kind = "removed" if type(exc).__name__ == "CardRemovedError" else "error"
+        detail = scrub(f"{what}: {type(exc).__name__}: {exc}")
+        self._emit(kind, elapsed_ms=elapsed, detail=detail)
+
+    def wait_for_card(self, timeout: float | None = None) -> CardInfo:
+        started = time.perf_counter()
+        try:
+            info = self.reader.wait_for_card(timeout)
+        except ReaderError as exc:
+            self._error(started, "waiting for a card", exc)
+            raise
+        self._emit(
+            "card", elapsed_ms=1e3 * (time.perf_counter() - started), detail=_card_detail(info)
+        )
+        return info
+
+    def transmit(self, c_apdu: bytes) -> bytes:
+        c_apdu = bytes(c_apdu)
+        started = time.perf_counter()
+        try:
+            r_apdu = self.reader.transmit(c_apdu)
+        except ReaderError as exc:
+            self._error(started, command_name(c_apdu), exc)
+            raise
+        elapsed = 1e3 * (time.perf_counter() - started)
+        sw1, sw2 = (r_apdu[-2], r_apdu[-1]) if len(r_apdu) >= 2 else (0, 0)
+        self._emit(
+            "apdu",
+            elapsed_ms=elapsed,
+            command=command_name(c_apdu),
+            c_apdu=render_command(c_apdu),
+            sw=f"{sw1:02X}{sw2:02X}",
+            sw_meaning=describe_sw(sw1, sw2),
+            response=tuple(render_response(r_apdu)),
+        )
+        return r_apdu
+
+    def card_present(self) -> bool:
+        return self.reader.card_present()
+
+    def wait_for_removal(self, timeout: float | None = None, poll: float = 0.05) -> bool:
+        gone = self.reader.wait_for_removal(timeout, poll)
+        if gone:
+            self._emit("removed", detail="the card left the field")
+        return gone
+
+    def repower(self) -> CardInfo:
+        started = time.perf_counter()
+        try:
+            info = self.reader.repower()
+        except ReaderError as exc:
+            self._error(started, "repower", exc)
+            raise
+        self._emit(
+            "repower", elapsed_ms=1e3 * (time.perf_counter() - started), detail=_card_detail(info)
+        )
+        return info
+
+    def close(self) -> None:
+        self.reader.close()
+
+
+def traced(reader: Reader, sink: TraceSink | None) -> Reader:
+    """``reader`` traced into ``sink``, or ``reader`` itself when ``sink`` is ``None``."""
+    return reader if sink is None else TracingReader(reader, sink)
