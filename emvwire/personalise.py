@@ -21,7 +21,7 @@ Track 2 equivalent data (57) is ``PAN D YYMM service-code discretionary F``.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import date
 
 from emvwire.errors import EmvWireError
@@ -139,6 +139,8 @@ def personalise(
     """
     if form == "phone" and token is None:
         raise ProfileError("token", "a phone wallet application needs its token data")
+    if kernel not in _LAYOUTS:
+        raise ProfileError("kernel", f"unknown kernel {kernel!r}")
     effective = effective or date(expiry.year - 5, expiry.month, 1)
     data = _common_data(pan, psn, expiry, effective, cardholder)
     data[0x5F28] = bytes.fromhex(country)  # issuer country code
@@ -152,24 +154,66 @@ def personalise(
         data[0x9F19] = _bcd(token.requestor_id)
         data[0x9F24] = token.par.encode("ascii")
         data[0x9F25] = bytes.fromhex(token.pan_last4)
-    if kernel == "visa":
-        app = _visa(form, pan, psn, expiry, cvn, icc_keys, icc_key, issuer, data, token)
-    elif kernel == "mastercard":
-        app = _mastercard(form, pan, psn, expiry, cvn, icc_keys, icc_key, issuer, data, token)
-    else:  # pragma: no cover - Literal guards it for typed callers
-        raise ProfileError("kernel", f"unknown kernel {kernel!r}")
-    app = replace(app, limits=dict(limits or {}), counters=counters or Counters())
-    return CardProfile(
-        name=name,
-        form=form,
-        atr=DEFAULT_ATR,
-        uid=uid,
-        applications=(app,),
+    layout = _LAYOUTS[kernel](form, data)
+    # The ICC certificate signs the static data of the ODA records (Book 2 §6.4), so it
+    # is made once the layout is known, and stored in the record after the issuer's.
+    _certify(layout.records, data, layout.aip, pan, expiry, icc_key, issuer)
+    records = list(layout.records)
+    cert_sfi = records[-1].sfi
+    records.append(
+        Record(cert_sfi, records[-1].number + 1, _cert_tags(data, 0x9F46, 0x9F47, 0x9F48))
     )
+    records.extend(layout.after_certificates)
+    if token is not None:
+        records.append(Record(layout.token_sfi, 1 + _last_record(records, layout.token_sfi),
+                              (0x9F19, 0x9F24, 0x9F25)))  # fmt: skip
+    app = Application(
+        aid=layout.aid,
+        label=layout.label if form == "card" else f"{layout.label} PHONE",
+        kernel=kernel,
+        cvn=cvn,
+        pan=pan,
+        psn=psn,
+        data=data,
+        records=tuple(records),
+        pdol=layout.pdol,
+        aip=layout.aip,
+        keys=icc_keys,
+        priority=1,
+        kernel_id=layout.kernel_id,
+        rsa=IccRsaKey(icc_key.to_pem()),
+        token=token,
+        cdcvm=form == "phone",
+        limits=dict(limits or {}),
+        counters=counters or Counters(),
+    )
+    return CardProfile(name=name, form=form, atr=DEFAULT_ATR, uid=uid, applications=(app,))
+
+
+@dataclass(frozen=True, slots=True)
+class _Layout:
+    """What differs between the schemes: identity, AIP, PDOL and record layout.
+
+    ``records`` end with the record holding the issuer certificate; the ICC
+    certificate record follows it, then ``after_certificates``.
+    """
+
+    aid: bytes
+    label: str
+    kernel_id: bytes
+    aip: bytes
+    pdol: bytes
+    records: tuple[Record, ...]
+    after_certificates: tuple[Record, ...]
+    token_sfi: int
+
+
+def _last_record(records: list[Record], sfi: int) -> int:
+    return max((r.number for r in records if r.sfi == sfi), default=0)
 
 
 def _certify(
-    records: list[Record],
+    records: tuple[Record, ...],
     data: dict[int, bytes],
     aip: bytes,
     pan: str,
@@ -200,65 +244,29 @@ def _cert_tags(data: Mapping[int, bytes], *tags: int) -> tuple[int, ...]:
     return tuple(t for t in tags if t in data)
 
 
-def _visa(
-    form: Form,
-    pan: str,
-    psn: str,
-    expiry: date,
-    cvn: int,
-    icc_keys: IccKeys,
-    icc_key: SigningKey,
-    issuer: IssuerCertificate,
-    data: dict[int, bytes],
-    token: TokenInfo | None,
-) -> Application:
-    aip = bytes.fromhex("2000")
+def _visa(form: Form, data: dict[int, bytes]) -> _Layout:
+    """Visa qVSDC (Book C-3): fDDA data in SFI 2, card authentication data in SFI 3."""
     data[0x9F4A] = b"\x82"
     # 9F69 version 01: 01 | card unpredictable number (4) | CTQ (2); filled per tap.
     data[0x9F69] = bytes.fromhex("01000000000000")
     data[0x9F6E] = bytes.fromhex("20700000") if form == "card" else bytes.fromhex("23880000")
-    records = [
-        Record(2, 1, (0x5A, 0x5F24, 0x5F25, 0x5F34, 0x9F07, 0x9F4A, 0x5F28), oda=True),
-        Record(2, 2, _cert_tags(data, 0x8F, 0x90, 0x92, 0x9F32)),
-    ]
-    _certify(records, data, aip, pan, expiry, icc_key, issuer)
-    records.append(Record(2, 3, _cert_tags(data, 0x9F46, 0x9F47, 0x9F48)))
-    records.append(Record(3, 1, (0x9F69,)))
-    if token is not None:
-        records.append(Record(3, 2, (0x9F19, 0x9F24, 0x9F25)))
-    return Application(
+    return _Layout(
         aid=_VISA_AID,
-        label="VISA CREDIT" if form == "card" else "VISA PHONE",
-        kernel="visa",
-        cvn=cvn,
-        pan=pan,
-        psn=psn,
-        data=data,
-        records=tuple(records),
-        pdol=VISA_PDOL,
-        aip=aip,
-        keys=icc_keys,
-        priority=1,
+        label="VISA CREDIT" if form == "card" else "VISA",
         kernel_id=b"\x03",
-        rsa=IccRsaKey(icc_key.to_pem()),
-        token=token,
-        cdcvm=form == "phone",
+        aip=bytes.fromhex("2000"),
+        pdol=VISA_PDOL,
+        records=(
+            Record(2, 1, (0x5A, 0x5F24, 0x5F25, 0x5F34, 0x9F07, 0x9F4A, 0x5F28), oda=True),
+            Record(2, 2, _cert_tags(data, 0x8F, 0x90, 0x92, 0x9F32)),
+        ),
+        after_certificates=(Record(3, 1, (0x9F69,)),),
+        token_sfi=3,
     )
 
 
-def _mastercard(
-    form: Form,
-    pan: str,
-    psn: str,
-    expiry: date,
-    cvn: int,
-    icc_keys: IccKeys,
-    icc_key: SigningKey,
-    issuer: IssuerCertificate,
-    data: dict[int, bytes],
-    token: TokenInfo | None,
-) -> Application:
-    aip = bytes.fromhex("1981")
+def _mastercard(form: Form, data: dict[int, bytes]) -> _Layout:
+    """Mastercard M/Chip (Book C-2): track 2 in SFI 1, risk data in SFI 2, certificates in 3."""
     data.update(
         {
             0x8C: MASTERCARD_CDOL1,
@@ -278,50 +286,40 @@ def _mastercard(
             0xDF8305: bytes.fromhex("0012"),
         }
     )
-    records = [
-        Record(1, 1, (0x57, 0x5F20, 0x5F34), oda=False),
-        Record(
-            2,
-            1,
-            (
-                0x5A,
-                0x5F24,
-                0x5F25,
-                0x5F28,
-                0x9F07,
-                0x8C,
-                0x8D,
-                0x8E,
-                0x9F08,
-                0x9F0D,
-                0x9F0E,
-                0x9F0F,
-                0x9F42,
-                0x9F4A,
-            ),
-            oda=True,
-        ),
-        Record(3, 1, _cert_tags(data, 0x8F, 0x90, 0x92, 0x9F32)),
-    ]
-    _certify(records, data, aip, pan, expiry, icc_key, issuer)
-    records.append(Record(3, 2, _cert_tags(data, 0x9F46, 0x9F47, 0x9F48)))
-    if token is not None:
-        records.append(Record(4, 1, (0x9F19, 0x9F24, 0x9F25)))
-    return Application(
+    return _Layout(
         aid=_MASTERCARD_AID,
-        label="MASTERCARD" if form == "card" else "MASTERCARD PHONE",
-        kernel="mastercard",
-        cvn=cvn,
-        pan=pan,
-        psn=psn,
-        data=data,
-        records=tuple(records),
-        pdol=b"",
-        aip=aip,
-        keys=icc_keys,
-        priority=1,
+        label="MASTERCARD",
         kernel_id=b"\x02",
-        rsa=IccRsaKey(icc_key.to_pem()),
-        token=token,
-        cdcvm=form == "phone",
+        aip=bytes.fromhex("1981"),
+        pdol=b"",
+        records=(
+            Record(1, 1, (0x57, 0x5F20, 0x5F34)),
+            Record(
+                2,
+                1,
+                (
+                    0x5A,
+                    0x5F24,
+                    0x5F25,
+                    0x5F28,
+                    0x9F07,
+                    0x8C,
+                    0x8D,
+                    0x8E,
+                    0x9F08,
+                    0x9F0D,
+                    0x9F0E,
+                    0x9F0F,
+                    0x9F42,
+                    0x9F4A,
+                ),
+                oda=True,
+            ),
+            Record(3, 1, _cert_tags(data, 0x8F, 0x90, 0x92, 0x9F32)),
+        ),
+        after_certificates=(),
+        token_sfi=4,
     )
+
+
+_LAYOUTS = {"visa": _visa, "mastercard": _mastercard}
