@@ -1,13 +1,77 @@
-"""The ``card`` command: a click group (``card --help``)."""
+"""The ``card`` command: run a software EMV card from a profile, or look inside one.
+
+``card serve PROFILE --via pcsc|nfc`` presents the card (:class:`card.emv.EmvCard`) to
+a reader: through pcscd and the vsmartcard vpcd driver (:mod:`card.vpcd`, ISO/IEC 7816-3
+power control and ATR, ISO/IEC 7816-4 APDUs), or as an ISO/IEC 14443-4 Type A card
+over nfcpy's udp frontend (:mod:`card.nfc`). Faults (fixtures/cards/README.md) come
+from the profile and can be overridden per run by options.
+
+What one *tap* is:
+
+- ``--via pcsc``: one presentation to the vpcd reader (a TCP connection: the card is in
+  the reader). It begins when the card is presented and ends, once at least one C-APDU
+  came, when the reader powers the card off (a PC/SC client released it: pcscd powers
+  an unused card down at once), when ``--idle-timeout`` passes without a C-APDU, or
+  when the card leaves the field (the ``pull_after`` fault). The card is then removed
+  (the connection closes) and, after half a second so that pcscd's 400 ms poll sees
+  the reader empty, presented again for the next tap.
+- ``--via nfc``: one ISO-DEP session (RATS to DESELECT, field off, ``--idle-timeout``
+  or the card pulled away) in which the reader sent at least one block
+  (:func:`card.nfc.serve_nfc`).
+
+``card show PROFILE`` prints what the card holds with the PAN and track data masked
+(:mod:`emvwire.mask`) and keys shown only by their check values (ANSI X9.24-1 KCV).
+"""
 
 from __future__ import annotations
 
+import json
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from pathlib import Path
+from types import FrameType
+from typing import Any, Final
+
 import click
 
-__all__ = ["cli", "main"]
+from card.emv import EmvCard, default_state_path
+from card.state import CardState, StateError
+from card.transport import CardRemoved
+from card.vpcd import VPCD_PORT, ReaderBusyError, TapEnd, serve_tap
+from emvwire import dol
+from emvwire.crypto import kcv, kcv_aes
+from emvwire.dictionary import Kernel, name_of
+from emvwire.dump import render_value
+from emvwire.errors import EmvWireError
+from emvwire.mask import is_sensitive, mask_pan, mask_value
+from emvwire.profile import Application, CardProfile, Faults, ProfileError, load_profile
+from emvwire.tlv import tag_hex
+
+__all__ = ["DEFAULT_NFC_PORT", "REVEALABLE_TAGS", "cli", "describe_card", "main"]
+
+#: nfcpy's default udp port (nfc/clf/device.py).
+DEFAULT_NFC_PORT: Final = 54321
+#: What ``--reveal`` unmasks: the PAN (5A) and track 2 images (57, 9F6B; Book 3 Annex A,
+#: Book C-2 Annex A). Every other sensitive object (names, track 1) stays masked.
+REVEALABLE_TAGS: Final = frozenset({0x5A, 0x57, 0x9F6B})
+#: Kernel numbers of the profile's kernels (Book B §3.2), for the dictionary.
+_KERNEL_NUMBER: Final = {"visa": int(Kernel.VISA), "mastercard": int(Kernel.MASTERCARD)}
+#: Seconds between two pcsc presentations: longer than pcscd's 400 ms presence poll.
+_REMOVAL_GAP: Final = 0.5
+#: Seconds to wait for vpcd's first message before calling the reader busy.
+_BUSY_TIMEOUT: Final = 3.0
+#: Text output shows at most this many hex digits of a long value.
+_SHOW_HEX: Final = 40
+_STATUS_WORD_FIRST = frozenset(range(0x61, 0x70)) | frozenset(range(0x90, 0xA0))
+
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(context_settings=CONTEXT)
 @click.version_option(package_name="tapstack")
 def cli() -> None:
     """tapstack card: EMV contactless cards in software."""
@@ -16,3 +80,638 @@ def cli() -> None:
 def main() -> None:
     """Console-script entry point."""
     cli(prog_name="card")
+
+
+# --- options -------------------------------------------------------------------------
+
+
+def _hex_byte_pairs(
+    value: tuple[str, ...], option: str, parse_right: Callable[[str], Any], example: str
+) -> dict[int, Any]:
+    out: dict[int, Any] = {}
+    for item in value:
+        left, sep, right = item.partition("=")
+        try:
+            if not sep or len(left.strip()) != 2:
+                raise ValueError
+            ins = bytes.fromhex(left.strip())[0]
+            out[ins] = parse_right(right.strip())
+        except ValueError as exc:
+            detail = f" ({exc})" if str(exc) else ""
+            raise click.BadParameter(
+                f"{item!r}: expected INS={example}{detail}", param_hint=option
+            ) from None
+    return out
+
+
+def _status_word(text: str) -> int:
+    if len(text) != 4:
+        raise ValueError("the status word is 4 hex digits")
+    sw = int.from_bytes(bytes.fromhex(text), "big")
+    if sw >> 8 not in _STATUS_WORD_FIRST:
+        raise ValueError("SW1 must be 61-6F or 90-9F (ISO/IEC 7816-4 §5.1.3)")
+    return sw
+
+
+def _corrupt_mode(text: str) -> str:
+    if text not in ("truncate", "garble"):
+        raise ValueError("the mode is truncate or garble")
+    return text
+
+
+def _wrong_sw_option(_ctx: click.Context, _param: click.Parameter, value: tuple[str, ...]) -> Any:
+    return _hex_byte_pairs(value, "--wrong-sw", _status_word, "SW in hex, e.g. A8=6985")
+
+
+def _corrupt_option(_ctx: click.Context, _param: click.Parameter, value: tuple[str, ...]) -> Any:
+    return _hex_byte_pairs(value, "--corrupt", _corrupt_mode, "truncate|garble, e.g. A8=garble")
+
+
+def _load(path: Path) -> CardProfile:
+    try:
+        return load_profile(path)
+    except ProfileError as exc:
+        raise click.BadParameter(f"{path}: {exc}", param_hint="PROFILE") from None
+
+
+def _faults(
+    base: Faults,
+    *,
+    pull_after: int | None,
+    delay_ms: float | None,
+    wrong_sw: Mapping[int, int],
+    corrupt: Mapping[int, str],
+    wrong_key: bool,
+    atc_rollback: int | None,
+) -> Faults:
+    """The profile's faults with the command line's on top (mappings merge per INS)."""
+    return Faults(
+        pull_after=base.pull_after if pull_after is None else pull_after,
+        delay_ms=base.delay_ms if delay_ms is None else delay_ms,
+        wrong_sw={**base.wrong_sw, **wrong_sw},
+        corrupt={**base.corrupt, **corrupt},
+        wrong_key=base.wrong_key or wrong_key,
+        atc_rollback=base.atc_rollback if atc_rollback is None else atc_rollback,
+    )
+
+
+def _describe_faults(f: Faults) -> str:
+    parts = []
+    if f.pull_after is not None:
+        parts.append(f"pull after {f.pull_after} APDUs")
+    if f.delay_ms:
+        parts.append(f"delay {f.delay_ms:g} ms")
+    parts += [f"INS {ins:02X} -> {sw:04X}" for ins, sw in sorted(f.wrong_sw.items())]
+    parts += [f"INS {ins:02X} {mode}" for ins, mode in sorted(f.corrupt.items())]
+    if f.wrong_key:
+        parts.append("wrong key")
+    if f.atc_rollback:
+        parts.append(f"ATC rollback {f.atc_rollback}")
+    return ", ".join(parts) or "none"
+
+
+# --- serve ---------------------------------------------------------------------------
+
+
+@dataclass
+class _TapWatch:
+    """A :class:`~card.transport.CardApplication` in front of the card, counting a tap."""
+
+    card: EmvCard
+    received: int = 0
+    answered: int = 0
+    pulled: bool = False
+    aid: bytes | None = None
+    first: float = 0.0
+    last: float = 0.0
+
+    @property
+    def atr(self) -> bytes:
+        return self.card.atr
+
+    def power_on(self) -> None:
+        self.card.power_on()
+
+    def power_off(self) -> None:
+        self.card.power_off()
+
+    def process(self, c_apdu: bytes) -> bytes:
+        now = time.perf_counter()
+        if not self.received:
+            self.first = now
+        self.received += 1
+        try:
+            answer = self.card.process(c_apdu)
+        except CardRemoved:
+            self.pulled = True
+            raise
+        finally:
+            self.last = time.perf_counter()
+            selected = self.card.selected
+            if selected is not None:
+                self.aid = selected.aid
+        self.answered += 1
+        return answer
+
+    def reset(self) -> None:
+        self.received = self.answered = 0
+        self.pulled = False
+        self.aid = None
+
+    def report(self, number: int, via: str, end: str) -> dict[str, Any]:
+        """The tap as JSON-ready data (no PAN: AID, label, counts, ATC)."""
+        app = next(
+            (a for a in self.card.profile.applications if a.aid == self.aid),
+            self.card.profile.applications[0],
+        )
+        return {
+            "tap": number,
+            "via": via,
+            "apdus": self.answered,
+            "end": end,
+            "aid": app.aid.hex().upper() if self.aid is not None else None,
+            "label": app.label if self.aid is not None else None,
+            "atc": self.card.counters(app.aid).atc,
+            "ms": round(1e3 * (self.last - self.first), 3) if self.received else 0.0,
+        }
+
+
+@contextmanager
+def _stop_on_signals() -> Iterator[threading.Event]:
+    """An event set by SIGINT or SIGTERM (in the main thread; elsewhere just an event)."""
+    stop = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield stop
+        return
+
+    def handler(_signum: int, _frame: FrameType | None) -> None:
+        stop.set()
+
+    old = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield stop
+    finally:
+        for sig, previous in old.items():
+            signal.signal(sig, previous)
+
+
+def _emit(report: dict[str, Any], as_json: bool) -> None:
+    atc = f"ATC {report['atc']:04X}"
+    where = f", {report['label']}" if report["label"] else ""
+    click.echo(
+        f"tap {report['tap']}: {report['apdus']} APDUs, {atc}{where}, {report['end']}"
+        f" ({report['ms']:.1f} ms)",
+        err=True,
+    )
+    if as_json:
+        click.echo(json.dumps(report, separators=(",", ":")))
+
+
+def _serve_pcsc(
+    watch: _TapWatch,
+    port: int,
+    taps: int | None,
+    idle_timeout: float | None,
+    stop: threading.Event,
+    as_json: bool,
+) -> int:
+    done = 0
+    while taps is None or done < taps:
+        watch.reset()
+        try:
+            tap = serve_tap(
+                watch,
+                port=port,
+                stop=stop,
+                end_on_power_off=True,
+                idle_timeout=idle_timeout,
+                busy_timeout=_BUSY_TIMEOUT,
+            )
+        except ReaderBusyError:
+            raise click.ClickException(
+                f"the vpcd reader on port {port} is busy: another card is presented there "
+                f"(or pcscd does not poll it)"
+            ) from None
+        except ConnectionRefusedError:
+            raise click.ClickException(
+                f"vpcd is not listening on 127.0.0.1:{port}: is pcscd with vsmartcard-vpcd "
+                f"running? (apt-get install pcscd vsmartcard-vpcd; pcscd --foreground)"
+            ) from None
+        except OSError as exc:
+            raise click.ClickException(f"cannot reach vpcd on port {port}: {exc}") from None
+        if watch.received:
+            done += 1
+            _emit(watch.report(done, "pcsc", tap.end.value), as_json)
+        elif tap.end is TapEnd.CLOSED:
+            raise click.ClickException(
+                f"vpcd on port {port} closed the connection (pcscd stopped?)"
+            )
+        if tap.end is TapEnd.STOPPED or (taps is not None and done >= taps):
+            break
+        if stop.wait(_REMOVAL_GAP):
+            break
+    return done
+
+
+def _serve_nfc(
+    watch: _TapWatch,
+    port: int,
+    taps: int | None,
+    idle_timeout: float | None,
+    stop: threading.Event,
+    as_json: bool,
+) -> int:
+    from card.nfc import PiccParameters, ServeStats, serve_nfc
+
+    uid = watch.card.uid
+    params = PiccParameters(uid=uid if len(uid) in (4, 7) and uid[0] != 0x88 else None)
+    path = f"udp:127.0.0.1:{port}"
+    done = 0
+    while (taps is None or done < taps) and not stop.is_set():
+        watch.reset()
+        stats = ServeStats()
+        try:
+            serve_nfc(
+                watch,
+                path=path,
+                taps=1,
+                stop=stop,
+                params=params,
+                idle_timeout=idle_timeout,
+                stats=stats,
+            )
+        except OSError as exc:
+            raise click.ClickException(
+                f"cannot listen on {path}: {exc.strerror or exc} (is the port busy?)"
+            ) from None
+        if stats.taps:
+            done += 1
+            _emit(watch.report(done, "nfc", stats.ends[-1].value), as_json)
+    return done
+
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("profile", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--via",
+    type=click.Choice(["pcsc", "nfc"]),
+    required=True,
+    help="pcsc: a vpcd reader of pcscd; nfc: nfcpy's udp frontend.",
+)
+@click.option(
+    "--reader",
+    type=click.IntRange(min=0),
+    default=None,
+    help="vpcd reader number (pcsc): 0 = 'Virtual PCD 00 00' (port 35963), 1 = '00 01'.",
+)
+@click.option(
+    "--port", type=click.IntRange(1, 65535), help="TCP port of vpcd, or udp port for nfc (54321)."
+)
+@click.option(
+    "--taps",
+    type=click.IntRange(min=1),
+    help="Serve this many taps, then exit (default: until Ctrl-C).",
+)
+@click.option(
+    "--state",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Counters file (default: NAME.state.json beside the profile).",
+)
+@click.option("--no-persist", is_flag=True, help="Keep counters in memory only.")
+@click.option(
+    "--idle-timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    metavar="SECONDS",
+    help="End a tap this long after its last C-APDU (default: never).",
+)
+@click.option("--no-faults", is_flag=True, help="Ignore the profile's faults.")
+@click.option(
+    "--pull-after",
+    type=click.IntRange(min=0),
+    metavar="N",
+    help="Fault: leave the field after answering N C-APDUs.",
+)
+@click.option(
+    "--delay-ms",
+    type=click.FloatRange(min=0),
+    metavar="MS",
+    help="Fault: hold every answer back MS milliseconds.",
+)
+@click.option(
+    "--wrong-sw",
+    multiple=True,
+    callback=_wrong_sw_option,
+    metavar="INS=SW",
+    help="Fault: answer INS with status word SW (hex, repeatable), e.g. A8=6985.",
+)
+@click.option(
+    "--corrupt",
+    multiple=True,
+    callback=_corrupt_option,
+    metavar="INS=MODE",
+    help="Fault: truncate or garble the answer to INS (repeatable).",
+)
+@click.option("--wrong-key", is_flag=True, help="Fault: cryptograms under a key the issuer lacks.")
+@click.option(
+    "--atc-rollback",
+    type=click.IntRange(0, 0xFFFF),
+    metavar="N",
+    help="Fault: set the ATC back by N at every power on (a clone).",
+)
+@click.option("--json", "as_json", is_flag=True, help="One JSON line per tap on stdout.")
+def serve(
+    profile: Path,
+    via: str,
+    reader: int | None,
+    port: int | None,
+    taps: int | None,
+    state: Path | None,
+    no_persist: bool,
+    idle_timeout: float | None,
+    no_faults: bool,
+    pull_after: int | None,
+    delay_ms: float | None,
+    wrong_sw: dict[int, int],
+    corrupt: dict[int, str],
+    wrong_key: bool,
+    atc_rollback: int | None,
+    as_json: bool,
+) -> None:
+    """Present the card of PROFILE to a reader, one tap after another.
+
+    A pcsc tap ends when the reader powers the card off after a C-APDU (the client
+    released it), after --idle-timeout, or when the card is pulled (pull-after); the
+    card is then removed and presented again. Progress goes to stderr; Ctrl-C or
+    SIGTERM stops cleanly.
+    """
+    if state is not None and no_persist:
+        raise click.UsageError("--state and --no-persist exclude each other")
+    if via == "nfc" and reader is not None:
+        raise click.UsageError("--reader is for --via pcsc; give --port for nfc")
+    loaded = _load(profile)
+    faults = _faults(
+        Faults() if no_faults else loaded.faults,
+        pull_after=pull_after,
+        delay_ms=delay_ms,
+        wrong_sw=wrong_sw,
+        corrupt=corrupt,
+        wrong_key=wrong_key,
+        atc_rollback=atc_rollback,
+    )
+    loaded = replace(loaded, faults=faults)
+    state_path = None if no_persist else (state or default_state_path(profile))
+    try:
+        card = EmvCard(loaded, state_path=state_path)
+    except StateError as exc:
+        raise click.BadParameter(f"{state_path}: {exc}", param_hint="--state") from None
+    if via == "pcsc":
+        target = port if port is not None else VPCD_PORT + (reader or 0)
+        where = f"vpcd port {target} (reader 'Virtual PCD 00 {target - VPCD_PORT:02d}')"
+    else:
+        target = port if port is not None else DEFAULT_NFC_PORT
+        where = f"nfcpy udp:127.0.0.1:{target}"
+    click.echo(
+        f"presenting {loaded.name!r} on {where}; faults: {_describe_faults(faults)}; "
+        f"counters: {state_path or 'in memory'}",
+        err=True,
+    )
+    watch = _TapWatch(card)
+    with _stop_on_signals() as stop:
+        run = _serve_pcsc if via == "pcsc" else _serve_nfc
+        done = run(watch, target, taps, idle_timeout, stop, as_json)
+        if stop.is_set():
+            click.echo(f"stopped after {done} taps", err=True)
+
+
+# --- show ----------------------------------------------------------------------------
+
+
+def _key_check(key: bytes) -> dict[str, str]:
+    """KCV of a key (never the key): TDES for 16/24 bytes, AES (CMAC method) for 32."""
+    if len(key) in (16, 24):
+        return {"algorithm": "TDES", "kcv": kcv(key).hex().upper()}
+    return {"algorithm": "AES", "kcv": kcv_aes(key).hex().upper()}
+
+
+def _rsa_summary(pem: bytes) -> dict[str, Any]:
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+    try:
+        key = load_pem_private_key(pem, password=None)
+    except (ValueError, TypeError):
+        return {"error": "not a readable PEM private key"}
+    if not isinstance(key, rsa.RSAPrivateKey):
+        return {"error": "not an RSA key"}
+    public = key.public_key().public_numbers()
+    return {"bits": public.n.bit_length(), "exponent": public.e}
+
+
+def _data_object(tag: int, value: bytes, kernel: int, reveal: bool) -> dict[str, Any]:
+    clear = reveal and tag in REVEALABLE_TAGS
+    masked = is_sensitive(tag) and not clear
+    return {
+        "tag": tag_hex(tag),
+        "name": name_of(tag, kernel),
+        "length": len(value),
+        "value": mask_value(tag, value) if masked else value.hex().upper(),
+        "display": render_value(tag, value, reveal=not masked, kernel=kernel),
+        "masked": masked,
+    }
+
+
+def _date(value: bytes | None) -> str | None:
+    if value is None or len(value) != 3:
+        return None
+    text = value.hex()
+    return f"20{text[:2]}-{text[2:4]}-{text[4:]}" if text.isdigit() else None
+
+
+def _application(app: Application, counters: dict[str, Any], reveal: bool) -> dict[str, Any]:
+    kernel = _KERNEL_NUMBER[app.kernel]
+    in_records = {tag for rec in app.records for tag in rec.tags}
+    try:
+        pdol = [
+            {"tag": tag_hex(e.tag), "name": name_of(e.tag, kernel), "length": e.length}
+            for e in dol.parse(app.pdol)
+        ]
+    except EmvWireError:
+        pdol = [{"error": "malformed PDOL", "hex": app.pdol.hex().upper()}]
+    return {
+        "aid": app.aid.hex().upper(),
+        "label": app.label,
+        "kernel": app.kernel,
+        "cvn": app.cvn,
+        "pan": app.pan if reveal else mask_pan(app.pan),
+        "psn": app.psn,
+        "expiry": _date(app.data.get(0x5F24)),
+        "effective": _date(app.data.get(0x5F25)),
+        "priority": app.priority,
+        "kernel_id": app.kernel_id.hex().upper() if app.kernel_id is not None else None,
+        "aip": app.aip.hex().upper(),
+        "afl": app.afl().hex().upper(),
+        "pdol": pdol,
+        "keys": {
+            "ac": _key_check(app.keys.ac),
+            "smi": _key_check(app.keys.smi),
+            "smc": _key_check(app.keys.smc),
+        },
+        "icc_rsa_key": _rsa_summary(app.rsa.pem) if app.rsa is not None else None,
+        "token": (
+            {
+                "requestor_id": app.token.requestor_id,
+                "par": mask_value(0x9F24, app.token.par.encode())
+                if is_sensitive(0x9F24)
+                else app.token.par,
+                "pan_last4": app.token.pan_last4,
+            }
+            if app.token is not None
+            else None
+        ),
+        "cdcvm": app.cdcvm,
+        "limits": dict(app.limits),
+        "counters": counters,
+        "records": [
+            {
+                "sfi": rec.sfi,
+                "record": rec.number,
+                "oda": rec.oda,
+                "objects": [
+                    _data_object(t, app.data[t], kernel, reveal)
+                    if t in app.data
+                    else {"tag": tag_hex(t), "name": name_of(t, kernel), "missing": True}
+                    for t in rec.tags
+                ],
+            }
+            for rec in app.records
+        ],
+        "other_data": [
+            _data_object(t, v, kernel, reveal) for t, v in app.data.items() if t not in in_records
+        ],
+    }
+
+
+def describe_card(
+    profile: CardProfile, state_path: Path | None, *, reveal: bool = False
+) -> dict[str, Any]:
+    """What ``card show`` prints, as JSON-ready data: no key, PAN and tracks masked.
+
+    Counters come from ``state_path`` when that file exists, else from the profile.
+    ``reveal`` unmasks the PAN and track 2 only (:data:`REVEALABLE_TAGS`).
+    """
+    source = "profile"
+    state = None
+    if state_path is not None and state_path.exists():
+        state = CardState(profile.applications, state_path)
+        source = str(state_path)
+    apps = []
+    for app in profile.applications:
+        if state is not None:
+            counters = state[app.aid].to_json()
+        else:
+            c = app.counters
+            counters = {
+                "atc": c.atc,
+                "last_online_atc": c.last_online_atc,
+                "offline_count": c.offline_count,
+                "offline_amount": c.offline_amount,
+                "blocked": False,
+            }
+        apps.append(_application(app, counters, reveal))
+    return {
+        "name": profile.name,
+        "form": profile.form,
+        "atr": profile.atr.hex().upper(),
+        "uid": profile.uid.hex().upper(),
+        "pse": profile.pse,
+        "faults": _describe_faults(profile.faults),
+        "counters_from": source,
+        "applications": apps,
+    }
+
+
+def _object_line(obj: dict[str, Any]) -> str:
+    head = f"      {obj['tag']:<6} {obj['name']}: "
+    if obj.get("missing"):
+        return head + "(not held)"
+    if obj["masked"] or len(obj["value"]) <= _SHOW_HEX:
+        return head + str(obj["display"])
+    return head + f"{obj['value'][:_SHOW_HEX]}... ({obj['length']} bytes)"
+
+
+def _render(info: dict[str, Any]) -> str:
+    lines = [
+        f"{info['name']} ({info['form']})",
+        f"  ATR {info['atr']}, UID {info['uid']}, PSE {'yes' if info['pse'] else 'no'}",
+        f"  faults: {info['faults']}",
+        f"  counters from: {info['counters_from']}",
+    ]
+    for a in info["applications"]:
+        keys = ", ".join(
+            f"{name.upper()} {k['algorithm']} KCV {k['kcv']}" for name, k in a["keys"].items()
+        )
+        c = a["counters"]
+        lines += [
+            "",
+            f"Application {a['aid']} {a['label']!r}: {a['kernel']}, CVN {a['cvn']}",
+            f"  PAN {a['pan']}, PSN {a['psn']}, expiry {a['expiry']} (effective {a['effective']})",
+            f"  priority {a['priority']}, kernel id {a['kernel_id']}, AIP {a['aip']},"
+            f" AFL {a['afl']}",
+        ]
+        lines += [f"  PDOL:{' none' if not a['pdol'] else ''}"] + [
+            f"      {e['tag']:<6} {e['name']}: {e['length']} bytes"
+            if "tag" in e
+            else f"      {e['error']}: {e['hex']}"
+            for e in a["pdol"]
+        ]
+        lines.append(f"  keys: {keys}")
+        rsa = a["icc_rsa_key"]
+        if rsa is not None:
+            lines.append(
+                f"  ICC RSA key: {rsa['bits']} bits, exponent {rsa['exponent']}"
+                if "bits" in rsa
+                else f"  ICC RSA key: {rsa['error']}"
+            )
+        token = a["token"]
+        if token is not None:
+            lines.append(
+                f"  token: requestor {token['requestor_id']}, PAR {token['par']},"
+                f" PAN last 4 {token['pan_last4']}"
+            )
+        limits = ", ".join(f"{k} {v}" for k, v in a["limits"].items()) or "none"
+        lines += [
+            f"  CDCVM {'yes' if a['cdcvm'] else 'no'}; limits: {limits}",
+            f"  counters: ATC {c['atc']:04X}, last online ATC {c['last_online_atc']:04X},"
+            f" offline {c['offline_count']} taps / {c['offline_amount']},"
+            f" {'BLOCKED' if c['blocked'] else 'not blocked'}",
+            "  records:",
+        ]
+        for rec in a["records"]:
+            oda = ", signed for ODA" if rec["oda"] else ""
+            lines.append(f"    SFI {rec['sfi']} record {rec['record']}{oda}")
+            lines += [_object_line(o) for o in rec["objects"]]
+        lines.append("  other data (FCI, GPO, GENERATE AC):")
+        lines += [_object_line(o) for o in a["other_data"]]
+    return "\n".join(lines)
+
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("profile", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="JSON on stdout.")
+@click.option("--reveal", is_flag=True, help="Show the PAN and track 2 in clear (never keys).")
+@click.option(
+    "--state",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Counters file (default: NAME.state.json beside the profile, if there).",
+)
+def show(profile: Path, as_json: bool, reveal: bool, state: Path | None) -> None:
+    """What the card of PROFILE holds: applications, masked data, key KCVs, counters."""
+    loaded = _load(profile)
+    try:
+        info = describe_card(loaded, state or default_state_path(profile), reveal=reveal)
+    except StateError as exc:
+        raise click.BadParameter(str(exc), param_hint="--state") from None
+    if as_json:
+        click.echo(json.dumps(info, indent=2))
+    else:
+        click.echo(_render(info))
