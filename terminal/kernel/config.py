@@ -10,6 +10,11 @@ kernel's own configuration data objects (e.g. Kernel 2's DF8120-DF8122 terminal
 action codes and DF8132-DF8137 relay resistance thresholds). Every parameter may be
 absent, as Book B allows.
 
+``card_reference_key`` (hex, 16 to 64 bytes) keys the HMAC that turns a PAN or token
+into a card reference (:func:`terminal.kernel.transaction.card_reference`); absent, the
+published demo key :data:`DEMO_CARD_REFERENCE_KEY` is used, which is fine for demos and
+tests and wrong for production (anyone can recompute references under it).
+
 The file format is JSON, schema ``tapstack.terminal-config/1``; :func:`load_config`
 validates it and names the first problem with its path. :func:`default_config` is
 the configuration the CLI uses when none is given.
@@ -28,6 +33,7 @@ from emvwire.errors import EmvWireError
 from emvwire.oda import CaKeyStore
 
 __all__ = [
+    "DEMO_CARD_REFERENCE_KEY",
     "SCHEMA",
     "TRANSACTION_TYPES",
     "Combination",
@@ -39,6 +45,12 @@ __all__ = [
 ]
 
 SCHEMA = "tapstack.terminal-config/1"
+
+#: The card reference key of demos and tests: SHA-256 of the ASCII text
+#: ``tapstack demo card reference key`` (published, so not for production).
+DEMO_CARD_REFERENCE_KEY = bytes.fromhex(
+    "26c9338fe8e03c6cac1226b883ca617ba0979f5003ffcc395db9c94175588218"
+)
 
 #: Transaction type (9C) by name (ISO 8583 processing code, first two digits).
 TRANSACTION_TYPES: Mapping[str, int] = {
@@ -88,6 +100,7 @@ class TerminalConfig:
     terminal_data: Mapping[int, bytes]
     combinations: tuple[Combination, ...]
     ca_keys: CaKeyStore
+    card_reference_key: bytes = field(default=DEMO_CARD_REFERENCE_KEY, repr=False)
 
     def data(self, tag: int, default: bytes = b"") -> bytes:
         """A terminal data object (9F1A, 5F2A, ...), or ``default``."""
@@ -202,7 +215,13 @@ def parse_config(obj: Any, *, base: Path | None = None) -> TerminalConfig:
             raise ConfigError(f"combinations[{i}]", "the same AID and kernel id appear twice")
         seen.add(key)
     store = _ca_keys(obj.get("ca_keys", []), base)
-    return TerminalConfig(terminal, combos, store)
+    raw_key = obj.get("card_reference_key")
+    ref_key = (
+        DEMO_CARD_REFERENCE_KEY
+        if raw_key is None
+        else _hex(raw_key, "card_reference_key", tuple(range(16, 65)))
+    )
+    return TerminalConfig(terminal, combos, store, ref_key)
 
 
 def _ca_keys(items: Any, base: Path | None) -> CaKeyStore:

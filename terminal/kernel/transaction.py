@@ -1,0 +1,533 @@
+"""A transaction request and what a kernel gives back (EMV Book A §5-§6, Book B §3).
+
+:class:`Transaction` is what the payment application asks for: an amount in minor
+units (9F02), an other amount (9F03, cashback), a currency (5F2A, the terminal's by
+default), a transaction type (9C) and a date and time (9A, 9F21).
+
+:class:`TransactionResult` is what comes back from the entry point once the kernel
+has reached its outcome: the :class:`~terminal.kernel.outcome.Outcome` with its
+parameter set (DF8129), the user interface requests shown, in order, the kernel and
+application used, and for the acquirer the **authorisation data**: one BER-TLV blob of
+the data objects ISO 8583 field 55 carries (:data:`FIELD_55_TAGS`). Track 2
+equivalent data (57) is kept apart because it is sensitive; the PAN is only ever held
+masked, and a card is identified by :func:`card_reference`, a keyed hash that is not
+the PAN (the practice of open-loop transit, conventions.md).
+
+Every ``repr`` is masked: no PAN, track 2, cryptogram or field 55 content reaches a
+log through it.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import hmac
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any, Final
+
+from emvwire.errors import DecodeError
+from emvwire.mask import mask_pan, mask_track2
+from emvwire.tlv import decode as tlv_decode
+from emvwire.tlv import encode as tlv_encode
+from emvwire.tlv import tag_hex
+from terminal.kernel.config import TerminalConfig
+from terminal.kernel.outcome import (
+    CvmOutcome,
+    Outcome,
+    OutcomeParameters,
+    Start,
+    Status,
+    UiMessage,
+    UiRequest,
+)
+
+__all__ = [
+    "CURRENCIES",
+    "DEFAULT_UI",
+    "FIELD_55_TAGS",
+    "TVR_BITS",
+    "Currency",
+    "Cvm",
+    "OdaResult",
+    "Transaction",
+    "TransactionResult",
+    "authorisation_data",
+    "bcd",
+    "build_result",
+    "card_reference",
+    "currency_by_code",
+    "parse_amount",
+    "track2_expiry",
+    "track2_pan",
+]
+
+#: Largest amount 9F02 can carry: n 12 (Book 3 Annex A).
+MAX_AMOUNT: Final = 999_999_999_999
+
+
+def bcd(value: int, length: int) -> bytes:
+    """``value`` as ``length`` bytes of packed BCD (format n, Book 3 §4.3)."""
+    if value < 0 or value >= 10 ** (2 * length):
+        raise ValueError(f"{value} does not fit {length} BCD bytes")
+    return bytes.fromhex(f"{value:0{2 * length}d}")
+
+
+@dataclass(frozen=True, slots=True)
+class Currency:
+    """An ISO 4217 currency: alphabetic code, numeric code (5F2A value), minor unit."""
+
+    alpha: str
+    numeric: int
+    exponent: int
+
+    @property
+    def code(self) -> bytes:
+        """The 5F2A value: numeric code as n 3 in two bytes."""
+        return bcd(self.numeric, 2)
+
+
+#: ISO 4217 currencies a terminal commonly takes (code, number, minor unit digits).
+CURRENCIES: Final[Mapping[str, Currency]] = {
+    c.alpha: c
+    for c in (
+        Currency("EUR", 978, 2),
+        Currency("USD", 840, 2),
+        Currency("GBP", 826, 2),
+        Currency("CHF", 756, 2),
+        Currency("SEK", 752, 2),
+        Currency("NOK", 578, 2),
+        Currency("DKK", 208, 2),
+        Currency("PLN", 985, 2),
+        Currency("CZK", 203, 2),
+        Currency("CAD", 124, 2),
+        Currency("AUD", 36, 2),
+        Currency("JPY", 392, 0),
+        Currency("KRW", 410, 0),
+        Currency("CNY", 156, 2),
+        Currency("INR", 356, 2),
+        Currency("BRL", 986, 2),
+        Currency("MXN", 484, 2),
+        Currency("SGD", 702, 2),
+        Currency("HKD", 344, 2),
+        Currency("ZAR", 710, 2),
+        Currency("TND", 788, 3),
+        Currency("KWD", 414, 3),
+    )
+}
+
+
+def currency_by_code(text: str | bytes) -> Currency:
+    """A currency by alphabetic code (``EUR``), number (``978``) or 5F2A bytes.
+
+    An unknown number is accepted with two decimals (ISO 4217 default); an unknown
+    alphabetic code is a ``ValueError``.
+    """
+    if isinstance(text, bytes):
+        text = text.hex()
+    key = text.strip().upper()
+    if key in CURRENCIES:
+        return CURRENCIES[key]
+    if key.isdigit() and 1 <= len(key) <= 4 and int(key) < 1000:
+        number = int(key)
+        for cur in CURRENCIES.values():
+            if cur.numeric == number:
+                return cur
+        return Currency(f"{number:03d}", number, 2)
+    known = ", ".join(sorted(CURRENCIES))
+    raise ValueError(f"unknown currency {text!r}: use an ISO 4217 number or one of {known}")
+
+
+def parse_amount(text: str, exponent: int = 2) -> int:
+    """``"12.34"`` -> ``1234`` minor units for a currency with ``exponent`` decimals.
+
+    More decimals than the currency has, a negative or a non-number is a ``ValueError``.
+    """
+    try:
+        value = Decimal(text.strip())
+    except InvalidOperation:
+        raise ValueError(f"{text!r} is not an amount") from None
+    if not value.is_finite() or value < 0:
+        raise ValueError(f"{text!r} is not an amount >= 0")
+    minor = value.scaleb(exponent)
+    if minor != minor.to_integral_value():
+        raise ValueError(f"{text!r} has more than {exponent} decimals")
+    out = int(minor)
+    if out > MAX_AMOUNT:
+        raise ValueError(f"{text!r} is more than 9F02 can carry")
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class Transaction:
+    """One transaction request (Book A §5.5; the data of Book 3 Annex A).
+
+    ``amount`` and ``other_amount`` are minor units (9F02, 9F03); ``currency`` the 5F2A
+    value (``None``: the terminal's); ``type`` the 9C value (00 purchase, 01 cash
+    advance, 09 purchase with cashback, 20 refund); ``when`` the date and time (``None``:
+    the clock's at the start of the transaction).
+    """
+
+    amount: int
+    other_amount: int = 0
+    currency: bytes | None = None
+    type: int = 0x00
+    when: datetime | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("amount", "other_amount"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise TypeError(f"{name} is an int of minor units")
+            if not 0 <= value <= MAX_AMOUNT:
+                raise ValueError(f"{name} must be 0 to {MAX_AMOUNT} minor units")
+        if self.currency is not None and len(self.currency) != 2:
+            raise ValueError("currency is the two-byte 5F2A value (n 3)")
+        if not 0 <= self.type <= 0xFF:
+            raise ValueError("type is the one-byte 9C value")
+
+    def at(self, when: datetime) -> Transaction:
+        """The same request dated ``when``."""
+        return replace(self, when=when)
+
+    def data(self, terminal_currency: bytes) -> dict[int, bytes]:
+        """The transaction data objects: 9F02, 9F03, 5F2A, 9C and, when dated, 9A, 9F21."""
+        out = {
+            0x9F02: bcd(self.amount, 6),
+            0x9F03: bcd(self.other_amount, 6),
+            0x5F2A: self.currency if self.currency is not None else terminal_currency,
+            0x9C: bytes((self.type,)),
+        }
+        if self.when is not None:
+            w = self.when
+            out[0x9A] = bcd(w.year % 100 * 10000 + w.month * 100 + w.day, 3)
+            out[0x9F21] = bcd(w.hour * 10000 + w.minute * 100 + w.second, 3)
+        return out
+
+
+class Cvm(enum.Enum):
+    """The cardholder verification performed or asked for (Book A §6.2 byte 4, with
+    the consumer device CVM of Book C-3 split out)."""
+
+    NO_CVM = "no CVM"
+    SIGNATURE = "signature"
+    ONLINE_PIN = "online PIN"
+    CDCVM = "consumer device CVM"
+    NOT_DETERMINED = "not determined"
+
+    @property
+    def outcome_cvm(self) -> CvmOutcome:
+        """The CVM field of the outcome parameter set (CDCVM: confirmation code verified)."""
+        return _CVM_OUTCOME[self]
+
+
+_CVM_OUTCOME: Final = {
+    Cvm.NO_CVM: CvmOutcome.NO_CVM,
+    Cvm.SIGNATURE: CvmOutcome.SIGNATURE,
+    Cvm.ONLINE_PIN: CvmOutcome.ONLINE_PIN,
+    Cvm.CDCVM: CvmOutcome.CONFIRMATION_CODE_VERIFIED,
+    Cvm.NOT_DETERMINED: CvmOutcome.NA,
+}
+
+
+class OdaResult(enum.Enum):
+    """Offline data authentication: not done, passed or failed (TVR byte 1)."""
+
+    NOT_PERFORMED = "not performed"
+    PASSED = "passed"
+    FAILED = "failed"
+
+
+#: Terminal Verification Results bits (Book 3 Annex C5): name -> (byte index, mask).
+TVR_BITS: Final[Mapping[str, tuple[int, int]]] = {
+    "oda_not_performed": (0, 0x80),
+    "sda_failed": (0, 0x40),
+    "icc_data_missing": (0, 0x20),
+    "dda_failed": (0, 0x08),
+    "cda_failed": (0, 0x04),
+    "expired_application": (1, 0x40),
+    "application_not_yet_effective": (1, 0x20),
+    "service_not_allowed": (1, 0x10),
+    "cardholder_verification_failed": (2, 0x80),
+    "online_pin_entered": (2, 0x04),
+    "floor_limit_exceeded": (3, 0x80),
+    "relay_resistance_threshold_exceeded": (4, 0x08),
+    "relay_resistance_time_limits_exceeded": (4, 0x04),
+}
+
+#: The data objects of ISO 8583 field 55 (ICC system related data), in the order an
+#: authorisation request carries them: cryptogram and its inputs (Book 2 §8.1.1, the
+#: ARQC data of emv.md), the card's and the terminal's context, and for Visa the TTQ,
+#: CTQ and form factor (Visa field 55 usage). Absent objects are left out.
+FIELD_55_TAGS: Final[tuple[int, ...]] = (
+    0x9F26,  # application cryptogram
+    0x9F27,  # cryptogram information data
+    0x9F10,  # issuer application data
+    0x9F37,  # unpredictable number
+    0x9F36,  # application transaction counter
+    0x95,  # terminal verification results
+    0x9A,  # transaction date
+    0x9C,  # transaction type
+    0x9F02,  # amount, authorised
+    0x9F03,  # amount, other
+    0x5F2A,  # transaction currency code
+    0x82,  # application interchange profile
+    0x9F1A,  # terminal country code
+    0x9F34,  # CVM results
+    0x9F33,  # terminal capabilities
+    0x9F35,  # terminal type
+    0x9F1E,  # interface device serial number
+    0x84,  # dedicated file name
+    0x9F09,  # application version number (terminal)
+    0x9F6E,  # form factor indicator / third party data
+    0x5F34,  # PAN sequence number
+    0x9F66,  # terminal transaction qualifiers (Visa)
+    0x9F6C,  # card transaction qualifiers (Visa)
+    0x9F7C,  # customer exclusive data (Visa) / merchant custom data
+)
+
+
+def authorisation_data(values: Mapping[int, bytes], tags: Iterable[int] = FIELD_55_TAGS) -> bytes:
+    """The TLV blob of field 55: each of ``tags`` that ``values`` holds, in that order."""
+    return b"".join(tlv_encode(t, values[t]) for t in tags if t in values)
+
+
+def track2_pan(track2: bytes) -> str:
+    """The PAN digits of Track 2 Equivalent Data (57): the nibbles before ``D``.
+
+    A value without separator or with non-digits before it gives ``""``.
+    """
+    text = track2.hex().upper()
+    pan, sep, _ = text.partition("D")
+    return pan if sep and pan.isdigit() and 1 <= len(pan) <= 19 else ""
+
+
+def track2_expiry(track2: bytes) -> bytes:
+    """The expiry date YYMM (two BCD bytes) after the separator of 57, or ``b""``."""
+    text = track2.hex().upper()
+    _, sep, rest = text.partition("D")
+    if not sep or len(rest) < 4 or not rest[:4].isdigit():
+        return b""
+    return bytes.fromhex(rest[:4])
+
+
+def card_reference(key: bytes, pan: str, psn: bytes | None = None) -> str:
+    """A stable reference of the card that is not its PAN: 32 hex digits.
+
+    HMAC-SHA256 under the terminal's ``card_reference_key`` over the PAN (or token)
+    digits, ``|`` and the PAN sequence number (5F34, two hex digits; ``--`` when
+    absent), truncated to 128 bits. The same card gives the same reference on every
+    terminal with the same key; without the key it tells nothing about the PAN.
+    """
+    psn_text = "--" if not psn else psn.hex().upper()
+    mac = hmac.new(bytes(key), f"{pan}|{psn_text}".encode("ascii"), hashlib.sha256)
+    return mac.hexdigest()[:32]
+
+
+#: The message each outcome shows by default, and the reader status with it (Book A
+#: §9.4 messages; Book C-3 / C-2 outcome tables).
+DEFAULT_UI: Final[Mapping[Outcome, tuple[UiMessage, Status]]] = {
+    Outcome.APPROVED: (UiMessage.APPROVED, Status.CARD_READ_SUCCESSFULLY),
+    Outcome.DECLINED: (UiMessage.NOT_AUTHORISED, Status.CARD_READ_SUCCESSFULLY),
+    Outcome.ONLINE_REQUEST: (UiMessage.AUTHORISING, Status.CARD_READ_SUCCESSFULLY),
+    Outcome.END_APPLICATION: (UiMessage.INSERT_SWIPE_OR_TRY_ANOTHER_CARD, Status.READY_TO_READ),
+    Outcome.SELECT_NEXT: (UiMessage.NA, Status.NA),
+    Outcome.TRY_ANOTHER_INTERFACE: (UiMessage.INSERT_OR_SWIPE, Status.READY_TO_READ),
+    Outcome.TRY_AGAIN: (UiMessage.PRESENT_CARD_AGAIN, Status.READY_TO_READ),
+    Outcome.NA: (UiMessage.NA, Status.NA),
+}
+
+
+@dataclass(slots=True)
+class TransactionResult:
+    """The end of one transaction (module docstring).
+
+    ``authorisation_data`` is the field 55 blob (no PAN, no track 2); ``track2`` the
+    Track 2 Equivalent Data (57) for the authorisation request's field 35, kept apart
+    and never shown unmasked; ``masked_pan`` the PAN or token as it may be displayed;
+    ``card_reference`` the keyed hash of :func:`card_reference`. ``timings_ms`` holds the
+    time of each step (``select_ppse``, ``select_aid``, ``gpo``, ``read_records``,
+    ``oda``, ``card`` for the time spent waiting for the card, ``total``).
+    ``data`` holds every data object the kernel gathered (terminal and card side)
+    for an application that needs more (a receipt); it is never shown by ``repr``.
+    """
+
+    outcome: Outcome
+    parameters: OutcomeParameters
+    ui: list[UiRequest] = field(default_factory=list)
+    kernel: str = ""
+    kernel_id: bytes = b""
+    aid: bytes = b""
+    label: str = ""
+    authorisation_data: bytes = field(default=b"", repr=False)
+    track2: bytes = field(default=b"", repr=False)
+    masked_pan: str = ""
+    token: bool = False
+    card_reference: str = ""
+    cvm: Cvm = Cvm.NOT_DETERMINED
+    oda: OdaResult = OdaResult.NOT_PERFORMED
+    oda_method: str = ""
+    tvr: bytes = bytes(5)
+    timings_ms: dict[str, float] = field(default_factory=dict)
+    apdu_count: int = 0
+    reasons: tuple[str, ...] = ()
+    data: dict[int, bytes] = field(default_factory=dict, repr=False)
+
+    def __repr__(self) -> str:
+        app = f", {self.aid.hex().upper()}" if self.aid else ""
+        pan = f", {self.masked_pan}" if self.masked_pan else ""
+        why = f", reasons={list(self.reasons)!r}" if self.reasons else ""
+        return (
+            f"TransactionResult({self.outcome.label}{app}{pan}, cvm={self.cvm.value}, "
+            f"oda={self.oda.value}, {self.apdu_count} APDUs{why})"
+        )
+
+    __str__ = __repr__
+
+    @property
+    def online_pin_required(self) -> bool:
+        """Whether the application must ask for an online PIN before going online."""
+        return self.outcome is Outcome.ONLINE_REQUEST and self.cvm is Cvm.ONLINE_PIN
+
+    @property
+    def signature_required(self) -> bool:
+        """Whether the cardholder must sign the receipt."""
+        return self.cvm is Cvm.SIGNATURE and self.outcome in (
+            Outcome.APPROVED,
+            Outcome.ONLINE_REQUEST,
+        )
+
+    @property
+    def masked_track2(self) -> str:
+        """Track 2 equivalent data as it may be shown."""
+        return mask_track2(self.track2) if self.track2 else ""
+
+    @property
+    def cryptogram(self) -> bytes:
+        """The application cryptogram (9F26), or ``b""``."""
+        return self.data.get(0x9F26, b"")
+
+    def summary(self) -> dict[str, Any]:
+        """A JSON-ready view, masked: what ``terminal pay --json`` prints."""
+        return {
+            "outcome": self.outcome.label,
+            "message": self.ui[-1].message.text if self.ui else "",
+            "reasons": list(self.reasons),
+            "kernel": self.kernel,
+            "kernel_id": self.kernel_id.hex().upper(),
+            "aid": self.aid.hex().upper(),
+            "label": self.label,
+            "pan": self.masked_pan,
+            "token": self.token,
+            "card_reference": self.card_reference,
+            "cvm": self.cvm.value,
+            "online_pin_required": self.online_pin_required,
+            "oda": self.oda.value,
+            "oda_method": self.oda_method,
+            "tvr": self.tvr.hex().upper(),
+            "outcome_parameters": self.parameters.encode().hex().upper(),
+            "authorisation_data": self.authorisation_data.hex().upper(),
+            "authorisation_tags": _tag_names(self.authorisation_data),
+            "track2": self.masked_track2,
+            "apdus": self.apdu_count,
+            "timings_ms": {k: round(v, 3) for k, v in self.timings_ms.items()},
+        }
+
+
+def _tag_names(blob: bytes) -> list[str]:
+    try:
+        return [tag_hex(t.tag) for t in tlv_decode(blob)]
+    except DecodeError:
+        return []
+
+
+def build_result(
+    outcome: Outcome,
+    *,
+    config: TerminalConfig,
+    transaction: Transaction,
+    ui: Iterable[UiRequest] = (),
+    kernel: str = "",
+    kernel_id: bytes = b"",
+    aid: bytes = b"",
+    label: str = "",
+    reasons: tuple[str, ...] = (),
+    data: Mapping[int, bytes] | None = None,
+    cvm: Cvm = Cvm.NOT_DETERMINED,
+    oda: OdaResult = OdaResult.NOT_PERFORMED,
+    oda_method: str = "",
+    tvr: bytes | None = None,
+    field55_tags: Iterable[int] = FIELD_55_TAGS,
+    pan: str = "",
+    psn: bytes | None = None,
+    token: bool = False,
+    message: UiMessage | None = None,
+    receipt: bool = False,
+    timings_ms: Mapping[str, float] | None = None,
+    apdu_count: int = 0,
+) -> TransactionResult:
+    """Assemble a :class:`TransactionResult` with its outcome parameter set (Book A §6.2).
+
+    The UI requests are ``ui`` (shown during the flow) followed by the outcome's
+    message (``message`` or :data:`DEFAULT_UI`; "Approved, please sign" for an approval
+    with signature, "Please enter your PIN" for an online request with online PIN);
+    Try Again restarts at B with "Present card again" (Book A §6.2, Book C-3 outcomes),
+    Select Next at C. Field 55 is built only when ``data`` holds a cryptogram (9F26).
+    """
+    tvr = bytes(5) if tvr is None else bytes(tvr)
+    values = dict(data or {})
+    values[0x95] = tvr
+    if message is None:
+        message = DEFAULT_UI[outcome][0]
+        if outcome is Outcome.APPROVED and cvm is Cvm.SIGNATURE:
+            message = UiMessage.APPROVED_PLEASE_SIGN
+        elif outcome is Outcome.ONLINE_REQUEST and cvm is Cvm.ONLINE_PIN:
+            message = UiMessage.PLEASE_ENTER_YOUR_PIN
+    status = DEFAULT_UI[outcome][1]
+    currency = transaction.currency or config.data(0x5F2A)
+    shown: UiRequest | None = None
+    restart: UiRequest | None = None
+    if outcome is Outcome.TRY_AGAIN:
+        restart = UiRequest(message, status, hold_time_ms=0)
+    elif message is not UiMessage.NA:
+        value = transaction.amount if outcome is Outcome.APPROVED else None
+        shown = UiRequest(message, status, hold_time_ms=1300, value=value, currency=currency)
+    start = {Outcome.TRY_AGAIN: Start.B, Outcome.SELECT_NEXT: Start.C}.get(outcome, Start.NA)
+    receipt = receipt or cvm is Cvm.SIGNATURE
+    parameters = OutcomeParameters(
+        outcome=outcome,
+        start=start,
+        cvm=cvm.outcome_cvm,
+        ui_on_outcome=shown,
+        ui_on_restart=restart,
+        data_record=outcome in (Outcome.APPROVED, Outcome.DECLINED, Outcome.ONLINE_REQUEST),
+        receipt=receipt,
+        alternate_interface=0x1 if outcome is Outcome.TRY_ANOTHER_INTERFACE else 0xF,
+        reasons=reasons,
+    )
+    ui_list = list(ui) + [r for r in (shown, restart) if r is not None]
+    blob = authorisation_data(values, field55_tags) if 0x9F26 in values else b""
+    return TransactionResult(
+        outcome=outcome,
+        parameters=parameters,
+        ui=ui_list,
+        kernel=kernel,
+        kernel_id=bytes(kernel_id),
+        aid=bytes(aid),
+        label=label,
+        authorisation_data=blob,
+        track2=values.get(0x57, b""),
+        masked_pan=mask_pan(pan) if pan else "",
+        token=token,
+        card_reference=card_reference(config.card_reference_key, pan, psn) if pan else "",
+        cvm=cvm,
+        oda=oda,
+        oda_method=oda_method,
+        tvr=tvr,
+        timings_ms=dict(timings_ms or {}),
+        apdu_count=apdu_count,
+        reasons=reasons,
+        data=values,
+    )
