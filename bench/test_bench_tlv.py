@@ -41,6 +41,11 @@ def test_emvwire_decode_flat(benchmark) -> None:
     assert 0x9F26 in result
 
 
+def test_emvwire_decode_flat_one_pass(benchmark) -> None:
+    result = benchmark(tlv.decode_flat, GPO)
+    assert 0x9F26 in result
+
+
 def test_pyemv_decode_flat(benchmark) -> None:
     result = benchmark(pyemv.tlv.decode, GPO, flatten=True)
     assert "9F26" in result

@@ -14,7 +14,7 @@ being decoded, the offset of the failure and the objects decoded before it.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from emvwire.errors import DecodeError
 
@@ -22,6 +22,7 @@ __all__ = [
     "MAX_LENGTH",
     "Tlv",
     "decode",
+    "decode_flat",
     "decode_one",
     "encode",
     "encode_length",
@@ -113,8 +114,7 @@ def encode_length(length: int) -> bytes:
     return bytes((0x80 | len(body),)) + body
 
 
-@dataclass(frozen=True, slots=True)
-class Tlv:
+class Tlv(NamedTuple):
     """One data object: its tag, its value bytes and, if constructed, its children.
 
     ``value`` is always the raw value field; for a constructed object ``children``
@@ -139,40 +139,87 @@ class Tlv:
         kids = f", {len(self.children)} children" if self.children else ""
         return f"Tlv({tag_hex(self.tag)}, {len(self.value)} bytes{kids})"
 
-    __str__ = __repr__
+    def __str__(self) -> str:
+        return self.__repr__()
 
 
-def _decode(data: bytes, start: int, end: int, depth: int, out: list[Tlv]) -> None:
+def _header_error(data: bytes, at: int, end: int, out: list[Tlv]) -> DecodeError:
+    """The precise error for a malformed tag or length at ``at`` (the slow path)."""
+    try:
+        tag, pos = read_tag(data[:end], at)
+        if pos >= end:
+            return DecodeError(
+                "length expected, data ended", tag=tag, offset=pos, decoded=list(out)
+            )
+        read_length(data[:end], pos)
+    except DecodeError as exc:
+        return DecodeError(exc.message, tag=exc.tag, offset=exc.offset, decoded=list(out))
+    return DecodeError("malformed tag or length", offset=at, decoded=list(out))  # pragma: no cover
+
+
+def _decode(
+    data: bytes,
+    start: int,
+    end: int,
+    depth: int,
+    out: list[Tlv],
+    flat: dict[int, bytes] | None = None,
+) -> None:
+    """Decode ``data[start:end]`` into ``out``, or with ``flat`` into a tag -> value map.
+
+    The loop reads tags (B1) and lengths (B2) inline, as this is the hot path of every
+    card answer; anything irregular goes to :func:`_header_error` for the exact message.
+    With ``flat`` given, primitive objects go to it (first occurrence wins) and
+    templates are only descended into, so no :class:`Tlv` is built.
+    """
     pos = start
+    append = out.append
     while pos < end:
-        if data[pos] in _PADDING:
+        tag = data[pos]
+        if tag == 0x00 or tag == 0xFF:  # padding between objects (B1)
             pos += 1
             continue
         tag_at = pos
-        try:
-            tag, pos = read_tag(data, pos)
+        pos += 1
+        if tag & 0x1F == 0x1F:  # subsequent tag bytes follow
             if pos >= end:
-                raise DecodeError("length expected, data ended", tag=tag, offset=pos)
-            length, pos = read_length(data, pos)
-        except DecodeError as exc:
-            raise DecodeError(
-                exc.message, tag=exc.tag, offset=exc.offset, decoded=list(out)
-            ) from None
-        if pos + length > end:
+                raise _header_error(data, tag_at, end, out)
+            b = data[pos]
+            tag = (tag << 8) | b
+            pos += 1
+            if b & 0x80:
+                if pos >= end or data[pos] & 0x80:
+                    raise _header_error(data, tag_at, end, out)
+                tag = (tag << 8) | data[pos]
+                pos += 1
+        if pos >= end:
+            raise _header_error(data, tag_at, end, out)
+        length = data[pos]
+        pos += 1
+        if length & 0x80:
+            count = length & 0x7F
+            if count == 0 or count > 3 or pos + count > end:
+                raise _header_error(data, tag_at, end, out)
+            length = int.from_bytes(data[pos : pos + count], "big")
+            pos += count
+        stop = pos + length
+        if stop > end:
             raise DecodeError(
                 f"value of {length} bytes runs past the end ({end - pos} left)",
                 tag=tag,
                 offset=tag_at,
                 decoded=list(out),
             )
-        value = data[pos : pos + length]
-        children: tuple[Tlv, ...] = ()
-        if is_constructed(tag) and length:
+        value = data[pos:stop]
+        first = tag
+        while first > 0xFF:
+            first >>= 8
+        if first & 0x20 and length:  # constructed (B1, b6 of the first byte)
             if depth >= MAX_DEPTH:
                 raise DecodeError("templates nested too deep", tag=tag, offset=tag_at)
             kids: list[Tlv] = []
             try:
-                _decode(data, pos, pos + length, depth + 1, kids)
+                _decode(data, pos, stop, depth + 1, kids, flat)
             except DecodeError as exc:
                 raise DecodeError(
                     exc.message,
@@ -180,9 +227,13 @@ def _decode(data: bytes, start: int, end: int, depth: int, out: list[Tlv]) -> No
                     offset=exc.offset,
                     decoded=[*out, Tlv(tag, value, tuple(kids))],
                 ) from None
-            children = tuple(kids)
-        out.append(Tlv(tag, value, children))
-        pos += length
+            if flat is None:
+                append(Tlv(tag, value, tuple(kids)))
+        elif flat is None:
+            append(Tlv(tag, value))
+        elif first & 0x20 == 0 and tag not in flat:
+            flat[tag] = value
+        pos = stop
 
 
 def decode(data: bytes) -> list[Tlv]:
@@ -195,6 +246,19 @@ def decode(data: bytes) -> list[Tlv]:
     out: list[Tlv] = []
     _decode(data, 0, len(data), 0, out)
     return out
+
+
+def decode_flat(data: bytes) -> dict[int, bytes]:
+    """Decode and :func:`flatten` in one pass: primitive tag -> first value.
+
+    The same checks as :func:`decode` (any malformed input raises
+    :class:`DecodeError`), without building the tree: the fast path for a kernel
+    that only needs the data objects of a card answer.
+    """
+    data = bytes(data)
+    flat: dict[int, bytes] = {}
+    _decode(data, 0, len(data), 0, [], flat)
+    return flat
 
 
 def decode_one(data: bytes, tag: int | None = None) -> Tlv:
@@ -254,7 +318,12 @@ def flatten(objects: Sequence[Tlv]) -> dict[int, bytes]:
     a second occurrence of a tag is an error the caller checks with :func:`find_all`).
     """
     out: dict[int, bytes] = {}
-    for obj in _walk(objects):
-        if not obj.constructed and obj.tag not in out:
+    stack = list(reversed(objects))
+    pop, extend = stack.pop, stack.extend
+    while stack:
+        obj = pop()
+        if obj.children:
+            extend(reversed(obj.children))
+        elif obj.tag not in out and not is_constructed(obj.tag):
             out[obj.tag] = obj.value
     return out

@@ -179,7 +179,7 @@ def _tags(constructed: bool) -> st.SearchStrategy[int]:
 
 
 objects = st.recursive(
-    st.builds(Tlv, _tags(constructed=False), st.binary(max_size=300)),
+    st.builds(Tlv, _tags(constructed=False), st.binary(max_size=300), st.just(())),
     lambda kids: st.builds(
         lambda tag, children: Tlv(tag, b"".join(c.encode() for c in children), tuple(children)),
         _tags(constructed=True),
@@ -211,3 +211,22 @@ def test_arbitrary_bytes_raise_only_decode_error(data: bytes) -> None:
         # gives the same objects.
         again = tlv.decode(b"".join(o.encode() for o in decoded))
         assert again == decoded
+
+
+@given(st.lists(objects, max_size=5))
+def test_decode_flat_equals_flatten_of_decode(objs: list[Tlv]) -> None:
+    data = b"".join(o.encode() for o in objs)
+    assert tlv.decode_flat(data) == tlv.flatten(tlv.decode(data))
+
+
+@given(st.binary(max_size=200))
+def test_decode_flat_fails_exactly_where_decode_fails(data: bytes) -> None:
+    try:
+        expected: dict[int, bytes] | str = tlv.flatten(tlv.decode(data))
+    except DecodeError as err:
+        expected = err.message
+    try:
+        got: dict[int, bytes] | str = tlv.decode_flat(data)
+    except DecodeError as err:
+        got = err.message
+    assert got == expected
