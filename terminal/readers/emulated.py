@@ -24,6 +24,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from importlib import metadata
+from pathlib import Path
 from typing import Any, Final, Protocol
 
 from emvwire.mask import scrub
@@ -228,11 +229,11 @@ def open_emulated(
     """
     if not profile:
         raise ReaderError("an emulated path names a card profile: emulated:PROFILE_PATH")
+    if not Path(profile).is_file():
+        raise ReaderError(f"no card profile {profile!r} (not a file)")
     make = card_factory() if factory is None else factory
     try:
         card = make(profile)
-    except FileNotFoundError as exc:
-        raise ReaderError(f"no card profile {profile!r}") from exc
     except Exception as exc:
         # scrub: a message about a bad field must not carry a PAN or track 2 image
         raise ReaderError(

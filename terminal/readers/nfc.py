@@ -181,10 +181,13 @@ class NfcReader(Reader):
     def wait_for_card(self, timeout: float | None = None) -> CardInfo:
         """Poll Type A and Type B until an ISO-DEP card is activated (module docstring).
 
-        A card activated before is dropped first (``clf.sense`` switches the field off
-        before polling), so every call gives a freshly activated card.
+        A card activated before is dropped first: the field goes off for the reset
+        time before polling, so every call gives a freshly activated card.
         """
-        self._tag = None
+        if self._tag is not None:
+            self._tag = None
+            self._mute()
+            time.sleep(RESET_TIME)
         deadline = None if timeout is None else time.monotonic() + max(0.0, timeout)
         return self._poll(deadline, self.targets)
 

@@ -21,7 +21,8 @@ Status words ``61xx`` and ``6Cxx`` are followed to a final answer
   time-outs, on APDUs of about 40 bytes and with stale state after a card is pulled
   away (pyscard issue #70 "Failed to transmit with protocol T1. Transaction failed",
   acsccid issue #28 "Card not transacted" after ``LIBUSB_ERROR_IO``). vpcd gives
-  ``SCARD_E_NOT_TRANSACTED`` for a card pulled before pcscd's next presence poll.
+  ``SCARD_E_NOT_TRANSACTED``, or success with an empty answer, for a card pulled
+  before pcscd's next presence poll; an answer without status word counts as transient.
 
 Retry policy for transient failures (decided here, see :data:`RETRY_SAFE`): one
 ``SCardReconnect`` (``SCARD_LEAVE_CARD``: the card keeps its state) and one re-send of
@@ -468,6 +469,12 @@ class PcscReader(Reader):
         rc, response = self._api.SCardTransmit(self._card, self._protocol, list(apdu))
         if _code(rc) != ScardCode.S_SUCCESS:
             raise _error(self._api, rc, f"transmitting INS {apdu[1]:02X}")
+        if len(response) < 2:
+            # vpcd answers so for a card pulled before pcscd noticed: a lost exchange
+            raise _TransientError(
+                f"transmitting INS {apdu[1]:02X}: {len(response)} bytes back, no status word",
+                ScardCode.E_NOT_TRANSACTED,
+            )
         return bytes(response)
 
     def transmit(self, c_apdu: bytes) -> bytes:

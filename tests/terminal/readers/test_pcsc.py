@@ -1,0 +1,158 @@
+"""The pcsc driver through the real pcscd and vpcd, with software cards in a thread."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+
+from emvwire import apdu
+from emvwire.tlv import decode, find
+from terminal.readers import CardRemovedError, NoCardError, open_reader
+from terminal.readers.pcsc import PcscReader
+from tests.terminal.conftest import TestCard, VpcdCard, visa_card
+
+pytestmark = pytest.mark.pcsc
+
+SELECT_PPSE = apdu.select("2PAY.SYS.DDF01").encode()
+VISA_AID = bytes.fromhex("A0000000031010")
+# PDOL data for the Visa fixture's PDOL 9F66 04 9F02 06 9F03 06 9F1A 02 95 05 5F2A 02
+# 9A 03 9C 01 9F37 04: TTQ, 15.00, 0.00, country 0250, TVR 0, EUR, 2025-01-01, purchase, UN.
+PDOL_DATA = bytes.fromhex("B6204000" "000000001500" "000000000000" "0250" "0000000000" "0978")
+PDOL_DATA += bytes.fromhex("250101" "00" "01020304")
+
+
+class StatusWordCard:
+    """Answers like a T=0 card: SELECT with 61xx (300 bytes in two GET RESPONSEs),
+    READ RECORD with 6C05 until Le is 5."""
+
+    atr = b""
+    LONG = bytes(i % 251 for i in range(300))
+
+    def __init__(self) -> None:
+        self.left = b""
+
+    def power_on(self) -> None:
+        self.left = b""
+
+    def power_off(self) -> None:
+        pass
+
+    def process(self, c_apdu: bytes) -> bytes:
+        ins = c_apdu[1]
+        if ins == 0xA4:
+            self.left = self.LONG
+            return b"\x61\x00"  # 256 bytes (and more) wait
+        if ins == 0xC0:
+            wanted = c_apdu[4] or 256
+            chunk, self.left = self.left[:wanted], self.left[wanted:]
+            return chunk + (bytes((0x61, len(self.left))) if self.left else b"\x90\x00")
+        if ins == 0xB2:
+            return b"\x6c\x05" if c_apdu[4:] != b"\x05" else b"\x01\x02\x03\x04\x05\x90\x00"
+        return b"\x6d\x00"
+
+
+def _open(served: VpcdCard) -> PcscReader:
+    reader = PcscReader(served.reader, removal_settle=3.0)
+    info = reader.wait_for_card(10)
+    assert info.atr == served.card.atr, "another process's card is in the reader"
+    return reader
+
+
+def test_select_ppse_on_a_fixture_card(vpcd: Callable[..., VpcdCard]) -> None:
+    served = vpcd(visa_card())
+    with _open(served) as reader:
+        assert reader.path == f"pcsc:{served.reader}"
+        assert reader.card_present()
+        answer = reader.transmit(SELECT_PPSE)
+        assert answer[-2:] == b"\x90\x00"
+        fci = decode(answer[:-2])
+        assert find(fci, 0x4F) is not None and find(fci, 0x4F).value == VISA_AID  # type: ignore[union-attr]
+        assert served.card.seen == [SELECT_PPSE]
+
+
+def test_61xx_is_followed_with_get_response_through_vpcd(vpcd: Callable[..., VpcdCard]) -> None:
+    served = vpcd(StatusWordCard())
+    with _open(served) as reader:
+        answer = reader.transmit(SELECT_PPSE)
+        assert answer == StatusWordCard.LONG + b"\x90\x00"
+        assert served.card.seen == [
+            SELECT_PPSE,
+            bytes.fromhex("00C0000000"),  # GET RESPONSE, Le 00 = 256 (SW 6100)
+            bytes.fromhex("00C000002C"),  # GET RESPONSE for the last 44 (SW 612C)
+        ]
+
+
+def test_6cxx_resends_with_the_right_le_through_vpcd(vpcd: Callable[..., VpcdCard]) -> None:
+    served = vpcd(StatusWordCard())
+    with _open(served) as reader:
+        assert reader.transmit(bytes.fromhex("00B2010C00")) == bytes.fromhex("01020304059000")
+        assert served.card.seen == [
+            bytes.fromhex("00B2010C00"),  # READ RECORD, Le 256 -> 6C05
+            bytes.fromhex("00B2010C05"),  # the same with Le 05 -> data, 9000
+        ]
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        pytest.param(apdu.get_processing_options(PDOL_DATA).encode(), id="GPO-not-resent"),
+        pytest.param(apdu.read_record(2, 1).encode(), id="READ-RECORD-retried"),
+    ],
+)
+def test_a_card_pulled_mid_session_is_card_removed(
+    vpcd: Callable[..., VpcdCard], command: bytes
+) -> None:
+    served = vpcd(visa_card(), max_apdus=2)  # answers SELECT twice, then leaves
+    with _open(served) as reader:
+        assert reader.transmit(SELECT_PPSE)[-2:] == b"\x90\x00"
+        assert reader.transmit(apdu.select(VISA_AID).encode())[-2:] == b"\x90\x00"
+        with pytest.raises(CardRemovedError, match="left"):
+            reader.transmit(command)
+        assert not reader.card_present()
+        with pytest.raises(NoCardError):
+            reader.transmit(SELECT_PPSE)  # the handle is gone with the card
+    assert served.card.seen.count(command) == 0  # vpcd never got it to the card
+
+
+def test_repower_resets_the_card(vpcd: Callable[..., VpcdCard]) -> None:
+    served = vpcd(visa_card())
+    with _open(served) as reader:
+        assert reader.transmit(apdu.select(VISA_AID).encode())[-2:] == b"\x90\x00"
+        gpo = reader.transmit(apdu.get_processing_options(PDOL_DATA).encode())
+        assert gpo[-2:] == b"\x90\x00"
+        ons, offs = served.card.power_ons, served.card.power_offs
+        info = reader.repower()
+        assert info.atr == served.card.atr
+        assert served.card.power_ons == ons + 1
+        assert served.card.power_offs == offs + 1
+        # Nothing is selected after a power cycle: READ RECORD is out of sequence.
+        assert reader.transmit(apdu.read_record(2, 1).encode())[-2:] == b"\x69\x85"
+
+
+def test_wait_for_card_times_out_without_a_card(free_vpcd_reader: str) -> None:
+    with open_reader(f"pcsc:{free_vpcd_reader}") as reader:
+        assert not reader.card_present()
+        with pytest.raises(NoCardError, match="no card"):
+            reader.wait_for_card(0.2)
+        assert reader.wait_for_removal(0.1)
+
+
+def test_wait_for_removal_sees_the_card_leave(vpcd: Callable[..., VpcdCard]) -> None:
+    served = vpcd(TestCard(visa_card()))
+    with _open(served) as reader:
+        assert not reader.wait_for_removal(0.1)  # still there
+        served.stop.set()
+        assert reader.wait_for_removal(10)
+        assert not reader.card_present()
+
+
+def test_recording_feedback_on_a_reader_without_led(vpcd: Callable[..., VpcdCard]) -> None:
+    from terminal.readers import SUCCESS, RecordingFeedback, signal_outcome
+
+    served = vpcd(visa_card())
+    with _open(served) as reader:
+        assert isinstance(reader.feedback, RecordingFeedback)
+        assert signal_outcome(reader.feedback, "APPROVED") == SUCCESS
+        assert reader.feedback.signals == [SUCCESS]
+        assert served.card.seen == []  # no pseudo-APDU reached the card
