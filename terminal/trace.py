@@ -277,7 +277,7 @@ class TracingReader(Reader):
     def _error(self, started: float, what: str, exc: ReaderError) -> None:
         elapsed = 1e3 * (time.perf_counter() - started)
         kind = "removed" if type(exc).__name__ == "CardRemovedError" else "error"
-        detail = scrub(f"{what}: {type(exc).__name__}: {exc}")
+        detail = f"{what}: {type(exc).__name__}: {scrub(str(exc))}"
         self._emit(kind, elapsed_ms=elapsed, detail=detail)
 
     def wait_for_card(self, timeout: float | None = None) -> CardInfo:

@@ -25,6 +25,7 @@ from card.vpcd import VPCD_PORT, serve_tap
 from emvwire.profile import load_profile
 
 ROOT = Path(__file__).resolve().parents[2]
+_GROUP, _NAME = "tapstack.cards", "profile"  # terminal.readers.emulated's entry point
 CARDS = ROOT / "fixtures" / "cards"
 #: The PAN of fixtures/cards/visa-card.json (the public Visa test PAN of the transcripts).
 VISA_PAN = "4761739001010010"
@@ -181,6 +182,27 @@ def vpcd(pcscd: str) -> Iterator[Callable[..., VpcdCard]]:
     yield present
     for served in running:
         served.remove()
+
+
+# --- the card factory entry point -------------------------------------------------------
+
+
+@pytest.fixture
+def distribution(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A distribution on sys.path whose metadata registers card.emv's loader.
+
+    importlib.metadata finds *.dist-info folders on sys.path: this is the mechanism an
+    installed tapstack uses, without installing anything.
+    """
+    site = tmp_path / "site"
+    info = site / "tapstack_test_cards-0.0.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: tapstack-test-cards\nVersion: 0.0\n"
+    )
+    (info / "entry_points.txt").write_text(f"[{_GROUP}]\n{_NAME} = card.emv:EmvCard.from_file\n")
+    monkeypatch.syspath_prepend(str(site))
+    return tmp_path
 
 
 # --- nfcpy udp ---------------------------------------------------------------------------

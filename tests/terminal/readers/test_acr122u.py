@@ -103,7 +103,8 @@ def test_a_reader_without_the_command_degrades_at_once(answer: str) -> None:
 
 
 def test_errors_degrade_only_when_they_repeat() -> None:
-    answers = [OSError("card gone"), b"\x90\x00", b"\x63\x00", OSError("x"), OSError("y")]
+    answers: list[bytes | OSError] = [OSError("card gone"), b"\x90\x00", b"\x63\x00", OSError("x")]
+    answers.append(OSError("y"))
 
     def send(apdu: bytes) -> bytes:
         item = answers.pop(0)

@@ -80,8 +80,8 @@ def test_broken_answers_are_protocol_errors() -> None:
 
 
 def test_standard_signals_follow_book_a() -> None:
-    assert SUCCESS == Signal("green", 1, 500)  # the success tone: one, about 500 ms
-    assert FAILURE == Signal("red", 2, 200)  # the alert tone: two of about 200 ms
+    assert Signal("green", 1, 500) == SUCCESS  # the success tone: one, about 500 ms
+    assert Signal("red", 2, 200) == FAILURE  # the alert tone: two of about 200 ms
     assert PROCESSING.beeps == 0
     assert REMOVE.led == "green"
 

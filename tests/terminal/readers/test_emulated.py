@@ -89,7 +89,7 @@ def test_card_removed_is_matched_by_name_or_attribute() -> None:
     class CardRemoved(Exception):  # noqa: N818 - the name is the contract
         pass
 
-    class Gone(Exception):
+    class GoneError(Exception):
         card_removed = True
 
     class Subclass(CardRemoved):
@@ -97,7 +97,7 @@ def test_card_removed_is_matched_by_name_or_attribute() -> None:
 
     assert is_card_removed(CardRemoved())
     assert is_card_removed(Subclass())
-    assert is_card_removed(Gone())
+    assert is_card_removed(GoneError())
     assert not is_card_removed(ValueError("CardRemoved"))
 
 
@@ -160,24 +160,6 @@ def test_installed_metadata_registers_the_card_factory(tmp_path: Path) -> None:
     with open_reader(f"emulated:{profile}") as reader:
         reader.wait_for_card(0)
         assert reader.transmit(SELECT_PPSE)[-2:] == b"\x90\x00"
-
-
-@pytest.fixture
-def distribution(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A distribution on sys.path whose metadata registers card.emv's loader.
-
-    importlib.metadata finds *.dist-info folders on sys.path: this is the mechanism an
-    installed tapstack uses, without installing anything.
-    """
-    site = tmp_path / "site"
-    info = site / "tapstack_test_cards-0.0.dist-info"
-    info.mkdir(parents=True)
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: tapstack-test-cards\nVersion: 0.0\n")
-    (info / "entry_points.txt").write_text(
-        f"[{ENTRY_POINT_GROUP}]\n{ENTRY_POINT_NAME} = card.emv:EmvCard.from_file\n"
-    )
-    monkeypatch.syspath_prepend(str(site))
-    return tmp_path
 
 
 def test_emulated_path_resolves_the_entry_point(distribution: Path) -> None:

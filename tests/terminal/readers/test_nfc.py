@@ -30,7 +30,8 @@ def test_select_ppse_on_a_fixture_card(nfc_card: Callable[..., NfcCard]) -> None
         answer = reader.transmit(SELECT_PPSE)
         assert answer[-2:] == b"\x90\x00"
         aid = find(decode(answer[:-2]), 0x4F)
-        assert aid is not None and aid.value == VISA_AID
+        assert aid is not None
+        assert aid.value == VISA_AID
         assert served.card.seen == [SELECT_PPSE]
 
 

@@ -18,8 +18,8 @@ SELECT_PPSE = apdu.select("2PAY.SYS.DDF01").encode()
 VISA_AID = bytes.fromhex("A0000000031010")
 # PDOL data for the Visa fixture's PDOL 9F66 04 9F02 06 9F03 06 9F1A 02 95 05 5F2A 02
 # 9A 03 9C 01 9F37 04: TTQ, 15.00, 0.00, country 0250, TVR 0, EUR, 2025-01-01, purchase, UN.
-PDOL_DATA = bytes.fromhex("B6204000" "000000001500" "000000000000" "0250" "0000000000" "0978")
-PDOL_DATA += bytes.fromhex("250101" "00" "01020304")
+PDOL_DATA = bytes.fromhex("B6204000000000001500000000000000025000000000000978")
+PDOL_DATA += bytes.fromhex("2501010001020304")
 
 
 class StatusWordCard:
@@ -66,8 +66,9 @@ def test_select_ppse_on_a_fixture_card(vpcd: Callable[..., VpcdCard]) -> None:
         assert reader.card_present()
         answer = reader.transmit(SELECT_PPSE)
         assert answer[-2:] == b"\x90\x00"
-        fci = decode(answer[:-2])
-        assert find(fci, 0x4F) is not None and find(fci, 0x4F).value == VISA_AID  # type: ignore[union-attr]
+        aid = find(decode(answer[:-2]), 0x4F)
+        assert aid is not None
+        assert aid.value == VISA_AID
         assert served.card.seen == [SELECT_PPSE]
 
 

@@ -141,7 +141,7 @@ def test_no_card_within_the_time_out() -> None:
     api = _api()
     api.present = False
     reader = PcscReader("0", api=api)
-    with pytest.raises(NoCardError, match="within 0.05 s"):
+    with pytest.raises(NoCardError, match=r"within 0\.05 s"):
         reader.wait_for_card(0.05)
     with pytest.raises(NoCardError):
         reader.repower()

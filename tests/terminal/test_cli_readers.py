@@ -1,0 +1,188 @@
+"""`terminal readers` and `terminal watch` through click's CliRunner."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+import terminal.cli
+from card.vpcd import VPCD_PORT, serve_tap
+from terminal.cli import cli
+from terminal.readers import ReaderScan, open_reader
+from terminal.trace import TraceEntry, TracingReader
+from tests.terminal.conftest import CARDS, TestCard, visa_card
+
+
+@pytest.fixture
+def runner() -> CliRunner:
+    return CliRunner()
+
+
+@pytest.mark.pcsc
+def test_readers_json_lists_the_vpcd_readers(runner: CliRunner, pcscd: str) -> None:
+    result = runner.invoke(cli, ["readers", "--json"])
+    assert result.exit_code == 0, result.output
+    document = json.loads(result.stdout)
+    listed = {r["name"]: r for r in document["readers"]}
+    assert pcscd in listed
+    assert listed[pcscd]["path"] == f"pcsc:{pcscd}"
+    assert listed[pcscd]["driver"] == "pcsc"
+    assert listed[pcscd]["feedback"] == "recording"
+    assert [r["index"] for r in document["readers"]] == list(range(len(document["readers"])))
+    assert isinstance(document["problems"], list)
+
+
+@pytest.mark.pcsc
+def test_readers_text_is_a_numbered_list_with_paths(runner: CliRunner, pcscd: str) -> None:
+    result = runner.invoke(cli, ["readers"])
+    assert result.exit_code == 0
+    line = next(line for line in result.stdout.splitlines() if f"pcsc:{pcscd}" in line)
+    assert line.split(":", 1)[0].strip().isdigit()
+    assert "feedback: recording" in line
+
+
+def test_readers_says_why_a_driver_found_nothing(
+    runner: CliRunner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "smartcard", None)  # as if pyscard were not installed
+    result = runner.invoke(cli, ["readers"])
+    assert result.exit_code == 0
+    assert "pyscard is not installed" in result.stderr
+    result = runner.invoke(cli, ["readers", "--json"])
+    assert any("pyscard" in p for p in json.loads(result.stdout)["problems"])
+
+
+def _watch_json(output: str) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in output.splitlines() if line.startswith("{")]
+
+
+@pytest.mark.pcsc
+def test_watch_sees_a_vpcd_card_arrive_and_leave(
+    runner: CliRunner, free_vpcd_reader: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    card = TestCard(visa_card())
+    stop = threading.Event()
+    port = VPCD_PORT + int(free_vpcd_reader.rsplit(" ", 1)[1])
+    server = threading.Thread(
+        target=serve_tap, args=(card,), kwargs={"port": port, "stop": stop}, daemon=True
+    )
+
+    def take_away_once_seen(entry: TraceEntry) -> None:
+        if entry.kind == "card":  # the watch reported the arrival: now the card leaves
+            stop.set()
+
+    def open_watched(path: str, **options: Any) -> TracingReader:
+        return TracingReader(open_reader(path, **options), take_away_once_seen)
+
+    monkeypatch.setattr(terminal.cli, "open_reader", open_watched)
+    server.start()
+    try:
+        result = runner.invoke(
+            cli,
+            [
+                "watch",
+                "--reader",
+                f"pcsc:{free_vpcd_reader}",
+                "--count",
+                "2",
+                "--timeout",
+                "20",
+                "--json",
+            ],
+        )
+    finally:
+        stop.set()
+        server.join(10)
+    assert result.exit_code == 0, result.output
+    events = _watch_json(result.stdout)
+    assert [e["event"] for e in events] == ["arrived", "left"]
+    assert events[0]["atr"] == card.atr.hex().upper()
+    assert events[0]["reader"] == f"pcsc:{free_vpcd_reader}"
+    assert events[0]["protocol"] == "T=1"
+    assert events[0]["time"] < events[1]["time"]
+
+
+@pytest.mark.pcsc
+def test_watch_times_out_with_exit_code_4(runner: CliRunner, free_vpcd_reader: str) -> None:
+    result = runner.invoke(
+        cli, ["watch", "--reader", f"pcsc:{free_vpcd_reader}", "--timeout", "0.2"]
+    )
+    assert result.exit_code == 4
+    assert "no card arrived" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_watch_on_an_emulated_card_text_output(runner: CliRunner, distribution: Path) -> None:
+    profile = distribution / "visa-card.json"
+    shutil.copy(CARDS / "visa-card.json", profile)
+    result = runner.invoke(cli, ["watch", "--reader", f"emulated:{profile}", "--count", "1"])
+    assert result.exit_code == 0, result.output
+    (line,) = result.stdout.splitlines()
+    assert "card arrived" in line
+    assert "ATR 3B" in line
+    assert "UID " in line
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["watch", "--reader", "bogus"], "bad reader path"),
+        (["watch", "--reader", "pcsc:"], "names a reader"),
+        (["watch", "--reader", "nfc:usb:04e6:5591"], "no contactless frontend"),
+        (["watch", "--reader", "emulated:/no/such.json"], "no card profile"),
+    ],
+)
+def test_watch_errors_are_messages_with_exit_code_3(
+    runner: CliRunner, args: list[str], message: str
+) -> None:
+    result = runner.invoke(cli, args)
+    assert result.exit_code == 3, result.output
+    assert message in result.output
+    assert "Traceback" not in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
+def test_watch_without_any_reader(runner: CliRunner, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(terminal.cli.READER_ENV, raising=False)
+    empty = ReaderScan((), ("pcsc: pcscd is not running",))
+    monkeypatch.setattr(terminal.cli, "scan_readers", lambda: empty)
+    result = runner.invoke(cli, ["watch"])
+    assert result.exit_code == 3
+    assert "no reader found (pcsc: pcscd is not running)" in result.output
+
+
+def test_watch_reader_from_the_environment_and_ctrl_c(
+    runner: CliRunner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    opened: list[str] = []
+
+    class Interrupted:
+        path = "emulated:x"
+
+        def wait_for_card(self, timeout: float | None = None) -> Any:
+            raise KeyboardInterrupt
+
+        def close(self) -> None:
+            opened.append("closed")
+
+    def fake_open(path: str, **options: Any) -> Any:
+        opened.append(path)
+        return Interrupted()
+
+    monkeypatch.setattr(terminal.cli, "open_reader", fake_open)
+    result = runner.invoke(cli, ["watch"], env={terminal.cli.READER_ENV: "pcsc:Some Reader"})
+    assert result.exit_code == 0
+    assert opened == ["pcsc:Some Reader", "closed"]
+    assert "stopped" in result.stderr
+
+
+def test_count_and_timeout_are_checked(runner: CliRunner) -> None:
+    assert runner.invoke(cli, ["watch", "--count", "0"]).exit_code == 2
+    assert runner.invoke(cli, ["watch", "--timeout", "-1"]).exit_code == 2
