@@ -36,6 +36,7 @@ __all__ = [
     "DEMO_CARD_REFERENCE_KEY",
     "SCHEMA",
     "TRANSACTION_TYPES",
+    "UNVERIFIED_CDCVM_POLICIES",
     "Combination",
     "ConfigError",
     "TerminalConfig",
@@ -88,6 +89,11 @@ class Combination:
     cvm_required_limit: int | None = None
     ttq: bytes | None = None
     kernel_data: Mapping[int, bytes] = field(default_factory=dict)
+    #: What kernel 3 does when the card claims a consumer device CVM (CTQ byte 2 bit 8)
+    #: on a transaction needing a CVM, and no verified fDDA signature covers that claim
+    #: (Basin, Sasse, Toro-Pozo, S&P 2021): ``decline`` (the default) or ``require_cvm``
+    #: (ignore the claim and ask for the reader's own CVM: online PIN or signature).
+    unverified_cdcvm: str = "decline"
 
     def __repr__(self) -> str:
         return f"Combination({self.aid.hex().upper()}, kernel {self.kernel_id.hex().upper()})"
@@ -150,8 +156,10 @@ def _flag(obj: dict[str, Any], key: str, path: str, default: bool | None) -> boo
 
 _COMBINATION_KEYS = {
     "aid", "kernel_id", "transaction_types", "status_check", "zero_amount_allowed",
-    "extended_selection", "limits", "ttq", "kernel",
+    "extended_selection", "limits", "ttq", "kernel", "unverified_cdcvm",
 }  # fmt: skip
+#: Values of a combination's ``unverified_cdcvm``.
+UNVERIFIED_CDCVM_POLICIES = ("decline", "require_cvm")
 _LIMIT_KEYS = {"transaction", "floor", "terminal_floor", "cvm_required"}
 
 
@@ -177,6 +185,11 @@ def _combination(obj: Any, path: str) -> Combination:
         raise ConfigError(f"{path}.limits", f"expected an object with keys {sorted(_LIMIT_KEYS)}")
     ttq = obj.get("ttq")
     zero = _flag(obj, "zero_amount_allowed", path, True)
+    cdcvm_policy = obj.get("unverified_cdcvm", "decline")
+    if cdcvm_policy not in UNVERIFIED_CDCVM_POLICIES:
+        raise ConfigError(
+            f"{path}.unverified_cdcvm", f"expected one of {list(UNVERIFIED_CDCVM_POLICIES)}"
+        )
     return Combination(
         aid=_hex(obj["aid"], f"{path}.aid", tuple(range(5, 17))),
         kernel_id=_hex(obj["kernel_id"], f"{path}.kernel_id", (1, 3)),
@@ -190,6 +203,7 @@ def _combination(obj: Any, path: str) -> Combination:
         cvm_required_limit=_amount(limits, "cvm_required", f"{path}.limits"),
         ttq=None if ttq is None else _hex(ttq, f"{path}.ttq", (4,)),
         kernel_data=_data_objects(obj.get("kernel", {}), f"{path}.kernel"),
+        unverified_cdcvm=cdcvm_policy,
     )
 
 

@@ -1,0 +1,535 @@
+"""Kernel 3: Visa qVSDC (EMV Book C-3), with the defences of the published attacks.
+
+Flow, from the selected application (the entry point has sent SELECT PPSE and SELECT
+AID):
+
+1. FCI (Book C-3 §5.2): template 6F with A5; a malformed FCI asks for the next
+   application (Select Next). The PDOL (9F38) must ask for the TTQ (9F66): a card that
+   does not is not a qVSDC card, and mag-stripe mode (MSD) is not supported
+   (Roland and Langer, WOOT 2013: no downgrade to mag-stripe), so it is declined.
+2. GET PROCESSING OPTIONS (§5.3) with the PDOL data built by Book 3 §5.4 from the
+   terminal data, the transaction, the TTQ copy of pre-processing and a fresh
+   Unpredictable Number from the context's CSPRNG (Bond et al., S&P 2014). Status
+   ``6984`` or ``6986``: Try Another Interface; ``6985``: Select Next; any other not
+   9000: End Application.
+3. The answer (§5.4) must be template 77 (a format 1 answer ``80`` carries no
+   cryptogram: declined, no mag-stripe mode). Each data object at most once (§5.4.2.2),
+   of a valid length (:data:`CARD_LENGTHS`); no cryptogram (9F26): declined;
+   AIP, ATC, IAD and track 2 equivalent data mandatory (§5.4.2.1): End Application. The
+   cryptogram type is 9F27, or, absent, the CVR inside the IAD (§5.4.3.1).
+4. READ RECORD of every AFL record, **only when needed**: for an offline approval
+   (a TC: fDDA is required) and when the card claims a consumer device CVM on a
+   transaction that needs a CVM (the claim must be covered by the signature). An
+   online transaction otherwise takes three APDUs (PPSE, SELECT, GPO). A data object
+   read twice must have the same value (the PAN in 5A must be the one in 57).
+5. Restrictions (§5.5): the PAN must belong to the AID's brand (Basin et al., USENIX
+   Security 2021, card brand mixup: declined); an expired application with a TC goes
+   online if the CTQ asks for it (byte 1 bit 4), else is declined; with an ARQC the TVR
+   says so and the issuer decides. A TC although pre-processing required an online
+   cryptogram goes online (§5.4.3.2).
+6. fDDA (§5.6, Book 2 §6.5 with Visa's 9F37 || 9F02 || 5F2A || 9F69 tail): CA key by RID
+   and 8F, issuer and ICC keys recovered, static data from the ODA records (with the AIP
+   when 9F4A names it), the SDAD 9F4B checked against the UN, amount and currency sent.
+   For a TC that fails: online if the CTQ says "go online if ODA fails" and the reader
+   is online capable; Try Another Interface if it says "switch interface"; else
+   declined. A verified signature whose 9F69 holds a CTQ other than the card's 9F6C
+   means the CTQ was changed on the way: declined.
+7. CVM (§5.7) by :func:`terminal.kernel.cvm.visa_cvm` (consumer device CVM trusted only
+   under a verified signature, Basin, Sasse, Toro-Pozo, S&P 2021).
+8. Outcome: AAC declined; ARQC (or online forced) Online Request, unless the reader
+   is offline-only; TC with fDDA passed Approved.
+
+Every answer of the card, however malformed, ends in one of these outcomes with a
+reason; reader errors (card pulled away) go up to the entry point (Try Again).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import date
+from typing import Final
+
+from emvwire import dol, tlv
+from emvwire.apdu import ApduError, get_processing_options, parse_afl, read_record
+from emvwire.errors import DecodeError, EmvWireError
+from emvwire.oda import (
+    build_static_data,
+    recover_icc_key,
+    recover_issuer_key,
+    verify_fdda,
+)
+from terminal.kernel.brand import brand_mismatch
+from terminal.kernel.cvm import CVM_RESULTS, CvmDecision, visa_cvm
+from terminal.kernel.outcome import Outcome, UiMessage
+from terminal.kernel.registry import KernelContext
+from terminal.kernel.transaction import (
+    TVR_BITS,
+    Cvm,
+    OdaResult,
+    TransactionResult,
+    track2_expiry,
+    track2_pan,
+)
+
+__all__ = ["CARD_LENGTHS", "KERNEL", "KERNEL_NAME", "Kernel3", "cryptogram_type"]
+
+KERNEL_NAME: Final = "kernel 3 (Visa qVSDC)"
+
+#: Cryptogram types (9F27 bits 8-7; Book 3 Table 14).
+AAC: Final = 0x00
+TC: Final = 0x40
+ARQC: Final = 0x80
+_AC_NAMES: Final = {AAC: "AAC", TC: "TC", ARQC: "ARQC"}
+
+#: Lengths (minimum, maximum) a card's data objects may have (Book 3 Annex A, Book C-3
+#: Annex A). A value outside ends the application.
+CARD_LENGTHS: Final[Mapping[int, tuple[int, int]]] = {
+    0x57: (1, 19),
+    0x5A: (1, 10),
+    0x5F24: (3, 3),
+    0x5F25: (3, 3),
+    0x5F28: (2, 2),
+    0x5F34: (1, 1),
+    0x82: (2, 2),
+    0x8F: (1, 1),
+    0x94: (4, 252),
+    0x9F07: (2, 2),
+    0x9F10: (1, 32),
+    0x9F19: (6, 6),
+    0x9F24: (29, 29),
+    0x9F25: (2, 2),
+    0x9F26: (8, 8),
+    0x9F27: (1, 1),
+    0x9F32: (1, 3),
+    0x9F36: (2, 2),
+    0x9F47: (1, 3),
+    0x9F5D: (6, 6),
+    0x9F69: (1, 16),
+    0x9F6C: (2, 2),
+    0x9F6E: (4, 32),
+}
+#: Data objects the GPO answer must hold (Book C-3 §5.4.2.1).
+MANDATORY: Final = {0x82: "AIP", 0x9F36: "ATC", 0x9F10: "IAD", 0x57: "track 2 equivalent data"}
+#: Data objects fDDA needs from the card.
+_FDDA_TAGS: Final = {
+    0x9F4B: "SDAD",
+    0x8F: "CA key index",
+    0x90: "issuer certificate",
+    0x9F32: "issuer exponent",
+    0x9F46: "ICC certificate",
+    0x9F47: "ICC exponent",
+    0x9F69: "card authentication related data",
+}
+#: TTQ byte 1 bits, CTQ byte 1 bits (Book C-3 Annex A).
+_TTQ_OFFLINE_ONLY: Final = 0x08
+_TTQ_CONTACT: Final = 0x10
+_TTQ_ONLINE_REQUIRED: Final = 0x80
+_TTQ_CVM_REQUIRED: Final = 0x40
+_CTQ_ONLINE_IF_ODA_FAILS: Final = 0x20
+_CTQ_SWITCH_IF_ODA_FAILS: Final = 0x10
+_CTQ_ONLINE_IF_EXPIRED: Final = 0x08
+_CTQ_CDCVM: Final = 0x80
+_AIP_DDA: Final = 0x20
+#: Visa form factor indicator (9F6E byte 1 bits 5-1) of a mobile phone: such
+#: credentials are tokens.
+_FFI_MOBILE_PHONE: Final = 0x03
+#: Data objects not kept in the result (cardholder name, the PAN itself: the track 2
+#: equivalent data travels apart) nor the certificates.
+_DROPPED: Final = frozenset({0x5A, 0x5F20, 0x90, 0x92, 0x9F46, 0x9F48, 0x9F4B})
+
+
+def cryptogram_type(cid: bytes | None, iad: bytes) -> int | None:
+    """The cryptogram type: 9F27 bits 8-7, or without a CID the AC type of the CVR in
+    the IAD (Visa IAD formats 0/1/3: CVR data byte 1 at IAD byte 5; format 2 (IAD
+    byte 1 ``1F``): at IAD byte 4; bits 6-5: 00 AAC, 01 TC, 10 ARQC). ``None`` when
+    neither tells (an RFU type, or an IAD too short)."""
+    if cid:
+        kind = cid[0] & 0xC0
+        return kind if kind in _AC_NAMES else None
+    index = 3 if iad[:1] == b"\x1f" else 4
+    if len(iad) <= index:
+        return None
+    bits = (iad[index] >> 4) & 0x03
+    return {0: AAC, 1: TC, 2: ARQC}.get(bits)
+
+
+def _year(yy: int) -> int:
+    return 2000 + yy if yy < 50 else 1900 + yy
+
+
+def _bcd(value: bytes) -> int | None:
+    text = value.hex()
+    return int(text) if text.isdigit() else None
+
+
+class _StopError(Exception):
+    """Internal: the flow ends here with an outcome."""
+
+    def __init__(self, outcome: Outcome, reason: str, message: UiMessage | None = None) -> None:
+        super().__init__(reason)
+        self.outcome = outcome
+        self.reason = reason
+        self.message = message
+
+
+class _Run:
+    """One kernel 3 transaction over a :class:`KernelContext`."""
+
+    def __init__(self, ctx: KernelContext) -> None:
+        self.ctx = ctx
+        self.term = ctx.terminal_data()
+        self.ttq = bytearray(self.term.get(0x9F66, bytes(4)).ljust(4, b"\x00")[:4])
+        self.card: dict[int, bytes] = {}
+        self.oda_records: list[tuple[int, bytes]] = []
+        self.tvr = bytearray(5)
+        self.reasons: list[str] = []
+        self.cvm = Cvm.NOT_DETERMINED
+        self.oda = OdaResult.NOT_PERFORMED
+        self.pan = ""
+
+    # --- helpers --------------------------------------------------------------------
+
+    def _set_tvr(self, name: str) -> None:
+        index, mask = TVR_BITS[name]
+        self.tvr[index] |= mask
+
+    def _store(self, objects: list[tlv.Tlv], where: str) -> None:
+        """Keep the primitive objects of one template: once each, valid lengths, the
+        same value when seen again elsewhere (§5.4.2.2)."""
+        seen: set[int] = set()
+        for obj in objects:
+            if obj.constructed:
+                continue
+            name = tlv.tag_hex(obj.tag)
+            if obj.tag in seen:
+                raise _StopError(Outcome.END_APPLICATION, f"{where}: tag {name} appears twice")
+            seen.add(obj.tag)
+            bounds = CARD_LENGTHS.get(obj.tag)
+            if bounds is not None and not bounds[0] <= len(obj.value) <= bounds[1]:
+                raise _StopError(
+                    Outcome.END_APPLICATION,
+                    f"{where}: tag {name} has a wrong length ({len(obj.value)} bytes)",
+                )
+            old = self.card.get(obj.tag)
+            if old is not None and old != obj.value:
+                raise _StopError(
+                    Outcome.END_APPLICATION, f"{where}: tag {name} differs from its earlier value"
+                )
+            self.card[obj.tag] = obj.value
+        if 0x5A in self.card and 0x57 in self.card:
+            pan_5a = self.card[0x5A].hex().upper().rstrip("F")
+            if pan_5a != track2_pan(self.card[0x57]):
+                raise _StopError(
+                    Outcome.END_APPLICATION,
+                    f"{where}: the PAN (5A) is not the one of the track 2 data (57)",
+                )
+
+    # --- steps ----------------------------------------------------------------------
+
+    def _pdol(self) -> bytes:
+        try:
+            top = tlv.decode_one(self.ctx.fci, 0x6F)
+        except DecodeError as exc:
+            raise _StopError(Outcome.SELECT_NEXT, f"malformed FCI: {exc.message}") from None
+        a5 = next((c for c in top.children if c.tag == 0xA5), None)
+        if a5 is None:
+            raise _StopError(Outcome.SELECT_NEXT, "the FCI has no proprietary template (A5)")
+        fields = {c.tag: c.value for c in a5.children}
+        if not self.ctx.label and fields.get(0x50):
+            self.ctx.label = fields[0x50].decode("latin-1").strip()
+        pdol = fields.get(0x9F38, b"")
+        try:
+            entries = dol.parse(pdol)
+        except EmvWireError:
+            raise _StopError(Outcome.END_APPLICATION, "malformed PDOL (9F38)") from None
+        if not any(e.tag == 0x9F66 for e in entries):
+            raise _StopError(
+                Outcome.DECLINED,
+                "the card offers no qVSDC (its PDOL does not ask for the TTQ): "
+                "mag-stripe mode is not supported",
+            )
+        return dol.build(entries, self.term)
+
+    def _gpo(self, pdol_data: bytes) -> None:
+        try:
+            command = get_processing_options(pdol_data)
+            command.encode()
+        except ApduError:
+            raise _StopError(
+                Outcome.END_APPLICATION, "the PDOL asks for more data than fits"
+            ) from None
+        with self.ctx.step("gpo"):
+            answer = self.ctx.exchange(command)
+        sw = answer.sw
+        if sw in (0x6984, 0x6986):
+            raise _StopError(
+                Outcome.TRY_ANOTHER_INTERFACE,
+                f"GET PROCESSING OPTIONS answered {sw:04X}",
+                UiMessage.PLEASE_INSERT_CARD,
+            )
+        if sw == 0x6985:
+            raise _StopError(Outcome.SELECT_NEXT, "GET PROCESSING OPTIONS answered 6985")
+        if sw != 0x9000:
+            raise _StopError(Outcome.END_APPLICATION, f"GET PROCESSING OPTIONS answered {sw:04X}")
+        data = answer.data
+        if data[:1] == b"\x80":
+            raise _StopError(
+                Outcome.DECLINED,
+                "a format 1 GPO answer carries no cryptogram: mag-stripe mode is not supported",
+            )
+        try:
+            template = tlv.decode_one(data, 0x77)
+        except DecodeError as exc:
+            raise _StopError(
+                Outcome.END_APPLICATION, f"malformed GPO answer: {exc.message}"
+            ) from None
+        self._store(list(template.children), "GPO answer")
+        if 0x9F26 not in self.card:
+            raise _StopError(
+                Outcome.DECLINED,
+                "no application cryptogram in the GPO answer: mag-stripe mode is not supported",
+            )
+        missing = [name for tag, name in MANDATORY.items() if tag not in self.card]
+        if missing:
+            raise _StopError(
+                Outcome.END_APPLICATION, "mandatory data missing: " + ", ".join(missing)
+            )
+
+    def _read_records(self) -> None:
+        afl_raw = self.card.get(0x94)
+        if afl_raw is None:
+            return
+        try:
+            afl = parse_afl(afl_raw)
+        except DecodeError:
+            raise _StopError(Outcome.END_APPLICATION, "malformed AFL (94)") from None
+        with self.ctx.step("read_records"):
+            for entry in afl:
+                for number in entry.records:
+                    answer = self.ctx.exchange(read_record(entry.sfi, number))
+                    where = f"SFI {entry.sfi} record {number}"
+                    if answer.sw != 0x9000:
+                        raise _StopError(
+                            Outcome.END_APPLICATION, f"READ RECORD {where} answered {answer.sw:04X}"
+                        )
+                    try:
+                        record = tlv.decode_one(answer.data, 0x70)
+                    except DecodeError as exc:
+                        raise _StopError(
+                            Outcome.END_APPLICATION, f"malformed record {where}: {exc.message}"
+                        ) from None
+                    self._store(list(record.children), where)
+                    if number in entry.oda_records:
+                        self.oda_records.append((entry.sfi, answer.data))
+
+    def _fdda(self, today: date) -> str | None:
+        """Verify fDDA; ``None`` when it passes, else why it failed."""
+        card = self.card
+        if not card.get(0x82, b"\x00")[0] & _AIP_DDA:
+            return "the card does not support fDDA (AIP)"
+        missing = [name for tag, name in _FDDA_TAGS.items() if tag not in card]
+        if missing:
+            return "fDDA data missing: " + ", ".join(missing)
+        card_auth = card[0x9F69]
+        if card_auth[0] != 0x01:
+            return f"fDDA version {card_auth[0]:02X} is not supported"
+        pan = card[0x5A].hex().upper().rstrip("F") if 0x5A in card else self.pan
+        rid = self.ctx.aid[:5]
+        try:
+            with self.ctx.step("oda"):
+                ca_key = self.ctx.ca_keys.get(rid, card[0x8F][0], today=today)
+                issuer = recover_issuer_key(
+                    ca_key, card[0x90], card.get(0x92), card[0x9F32], pan, today
+                )
+                static = build_static_data(
+                    self.oda_records, aip=card[0x82], sda_tag_list=card.get(0x9F4A)
+                )
+                icc = recover_icc_key(
+                    issuer, card[0x9F46], card.get(0x9F48), card[0x9F47], pan, static, today
+                )
+                verify_fdda(
+                    icc,
+                    card[0x9F4B],
+                    unpredictable_number=self.term[0x9F37],
+                    amount_authorised=self.term[0x9F02],
+                    currency_code=self.term[0x5F2A],
+                    card_auth_data=card_auth,
+                )
+        except EmvWireError as exc:
+            return f"fDDA failed: {exc}"
+        return None
+
+    def _expired(self, today: date) -> bool:
+        raw = self.card.get(0x5F24)
+        if raw is not None:
+            value = _bcd(raw)
+            if value is None:
+                raise _StopError(Outcome.END_APPLICATION, "malformed expiry date (5F24)")
+            expiry = (_year(value // 10000), value // 100 % 100, value % 100)
+            return (today.year, today.month, today.day) > expiry
+        yymm = track2_expiry(self.card[0x57])
+        if not yymm:
+            raise _StopError(Outcome.END_APPLICATION, "no expiry date in the track 2 data")
+        value = _bcd(yymm)
+        assert value is not None  # track2_expiry checked the digits
+        return (today.year, today.month) > (_year(value // 100), value % 100)
+
+    # --- the flow -------------------------------------------------------------------
+
+    def run(self) -> TransactionResult:
+        try:
+            return self._flow()
+        except _StopError as stop:
+            self.reasons.append(stop.reason)
+            self.ctx.note(f"{KERNEL_NAME}: {stop.outcome.label}: {stop.reason}")
+            if stop.outcome is Outcome.DECLINED and self.cvm is Cvm.NOT_DETERMINED:
+                self.cvm = Cvm.NO_CVM
+            return self._result(stop.outcome, message=stop.message)
+
+    def _flow(self) -> TransactionResult:
+        ctx = self.ctx
+        today = ctx.when.date()
+        pdol_data = self._pdol()
+        self._gpo(pdol_data)
+        card = self.card
+        kind = cryptogram_type(card.get(0x9F27), card[0x9F10])
+        if kind is None:
+            raise _StopError(Outcome.DECLINED, "the cryptogram type is RFU or cannot be told")
+        ctx.note(f"{KERNEL_NAME}: the card answered an {_AC_NAMES[kind]}")
+        self.pan = track2_pan(card[0x57])
+        if not self.pan:
+            raise _StopError(Outcome.END_APPLICATION, "malformed track 2 equivalent data (57)")
+        ctq = card.get(0x9F6C)
+        cvm_required = bool(self.ttq[1] & _TTQ_CVM_REQUIRED)
+        online_required = bool(self.ttq[1] & _TTQ_ONLINE_REQUIRED)
+        offline_only = bool(self.ttq[0] & _TTQ_OFFLINE_ONLY)
+        offline_approval = kind == TC and not online_required
+        cdcvm_claimed = ctq is not None and bool(ctq[1] & _CTQ_CDCVM)
+        need_signature = kind != AAC and (offline_approval or (cdcvm_claimed and cvm_required))
+        if need_signature:
+            self._read_records()
+        mixup = brand_mismatch(ctx.aid, self.pan)
+        if mixup:
+            raise _StopError(Outcome.DECLINED, mixup)
+        if kind == AAC:
+            raise _StopError(Outcome.DECLINED, "the card declined (AAC)")
+        go_online = kind == ARQC
+        if kind == TC and online_required:
+            self.reasons.append("a TC although an online cryptogram was required: online")
+            go_online = True
+        if self._expired(today):
+            self._set_tvr("expired_application")
+            if kind == TC and not go_online:
+                if ctq is not None and ctq[0] & _CTQ_ONLINE_IF_EXPIRED and not offline_only:
+                    self.reasons.append("application expired: online as the CTQ asks")
+                    go_online = True
+                else:
+                    raise _StopError(Outcome.DECLINED, "application expired")
+        if ctx.indicators.floor_limit_exceeded:
+            self._set_tvr("floor_limit_exceeded")
+        cdcvm_verified = False
+        if need_signature:
+            failure = self._fdda(today)
+            if failure is None:
+                self.oda = OdaResult.PASSED
+                signed = card[0x9F69]
+                if ctq is not None and len(signed) >= 7:
+                    if signed[5:7] != ctq:
+                        raise _StopError(
+                            Outcome.DECLINED,
+                            "the CTQ differs from the copy the card signed (9F69): "
+                            "changed on the way",
+                        )
+                    cdcvm_verified = cdcvm_claimed
+            else:
+                self.oda = OdaResult.FAILED
+                self._set_tvr("dda_failed")
+                self.reasons.append(failure)
+                if offline_approval and not go_online:
+                    go_online = self._after_oda_failure(ctq, offline_only)
+        else:
+            self._set_tvr("oda_not_performed")
+        decision = visa_cvm(
+            ttq=bytes(self.ttq),
+            ctq=ctq,
+            online_cryptogram=go_online or kind == ARQC,
+            cdcvm_verified=cdcvm_verified,
+            policy=ctx.combination.unverified_cdcvm,
+        )
+        self._apply_cvm(decision)
+        if decision.online and not go_online:
+            if kind != ARQC:
+                raise _StopError(
+                    Outcome.DECLINED, "online PIN is required but the card approved offline"
+                )
+            go_online = True
+        if go_online:
+            if offline_only:
+                raise _StopError(
+                    Outcome.DECLINED, "the card asks to go online; the reader is offline-only"
+                )
+            return self._result(Outcome.ONLINE_REQUEST)
+        return self._result(Outcome.APPROVED)
+
+    def _after_oda_failure(self, ctq: bytes | None, offline_only: bool) -> bool:
+        """Book C-3 §5.6.1.2: online, another interface, or decline (returns True: online)."""
+        if ctq is not None and ctq[0] & _CTQ_ONLINE_IF_ODA_FAILS and not offline_only:
+            self.reasons.append("fDDA failed: online as the CTQ asks")
+            return True
+        if ctq is not None and ctq[0] & _CTQ_SWITCH_IF_ODA_FAILS and self.ttq[0] & _TTQ_CONTACT:
+            raise _StopError(
+                Outcome.TRY_ANOTHER_INTERFACE,
+                "fDDA failed: another interface as the CTQ asks",
+                UiMessage.PLEASE_INSERT_CARD,
+            )
+        raise _StopError(Outcome.DECLINED, "fDDA failed on an offline approval")
+
+    def _apply_cvm(self, decision: CvmDecision) -> None:
+        self.cvm = decision.cvm
+        if decision.reason and not decision.decline:
+            self.reasons.append(decision.reason)
+        if decision.decline:
+            self._set_tvr("cardholder_verification_failed")
+            raise _StopError(Outcome.DECLINED, decision.reason)
+
+    def _result(self, outcome: Outcome, message: UiMessage | None = None) -> TransactionResult:
+        ctx = self.ctx
+        data = {t: v for t, v in self.term.items()}
+        data.update({t: v for t, v in self.card.items() if t not in _DROPPED})
+        data[0x84] = ctx.aid
+        if self.cvm is not Cvm.NOT_DETERMINED:
+            data[0x9F34] = CVM_RESULTS[self.cvm]
+        ffi = self.card.get(0x9F6E, b"")
+        token = 0x9F19 in self.card or (bool(ffi) and ffi[0] & 0x1F == _FFI_MOBILE_PHONE)
+        return ctx.result(
+            outcome,
+            kernel=KERNEL_NAME,
+            reasons=self.reasons,
+            data=data,
+            cvm=self.cvm,
+            oda=self.oda,
+            oda_method="fDDA" if self.oda is not OdaResult.NOT_PERFORMED else "",
+            tvr=bytes(self.tvr),
+            pan=self.pan,
+            psn=self.card.get(0x5F34),
+            token=token,
+            message=message,
+        )
+
+
+class Kernel3:
+    """Kernel 3 (module docstring); stateless, one instance serves every transaction."""
+
+    kernel_id: bytes = b"\x03"
+    name: str = KERNEL_NAME
+
+    def activate(self, ctx: KernelContext) -> TransactionResult:
+        """Run a qVSDC transaction on the selected application to its outcome."""
+        return _Run(ctx).run()
+
+    def __repr__(self) -> str:
+        return "Kernel3()"
+
+
+#: The instance :func:`terminal.kernel.registry.default_registry` registers.
+KERNEL: Final = Kernel3()
