@@ -1,9 +1,14 @@
 """The ``terminal`` command: a click group (``terminal --help``).
 
 ``terminal readers`` lists the readers attached with the path that opens each one;
-``terminal watch`` reports cards arriving and leaving, as pcsc_scan does. Reader
-failures are :class:`click.ClickException` subclasses with their own exit codes
-(:class:`ReaderFailure` 3, :class:`NoCardEvent` 4): a message, never a traceback.
+``terminal watch`` reports cards arriving and leaving, as pcsc_scan does;
+``terminal read`` shows what a card reveals (masked); ``terminal pay`` runs one
+transaction to its outcome (EMV Book B entry point, kernels 2 and 3) and, with no
+issuer to ask yet, stops at "online request" and prints the authorisation request,
+masked. Failures are :class:`click.ClickException` subclasses with their own exit
+codes (:class:`ConfigFailure` 2, :class:`ReaderFailure` 3, :class:`NoCardEvent` 4,
+:class:`NotCompleted` 5 for a transaction declined, ended or to be tried again): a
+message, never a traceback. Data go to standard output, messages to standard error.
 """
 
 from __future__ import annotations
@@ -14,6 +19,23 @@ from typing import Any
 
 import click
 
+from emvwire.dump import dump
+from terminal.kernel.config import (
+    TRANSACTION_TYPES,
+    ConfigError,
+    TerminalConfig,
+    default_config,
+    load_config,
+)
+from terminal.kernel.entry_point import EntryPoint
+from terminal.kernel.outcome import Outcome
+from terminal.kernel.reading import read_card
+from terminal.kernel.transaction import (
+    Transaction,
+    TransactionResult,
+    currency_by_code,
+    parse_amount,
+)
 from terminal.readers import (
     CardInfo,
     NoCardError,
@@ -21,9 +43,11 @@ from terminal.readers import (
     ReaderError,
     open_reader,
     scan_readers,
+    signal_outcome,
 )
+from terminal.trace import text_sink, traced
 
-__all__ = ["NoCardEvent", "ReaderFailure", "cli", "main"]
+__all__ = ["ConfigFailure", "NoCardEvent", "NotCompleted", "ReaderFailure", "cli", "main"]
 
 #: Environment variable naming the reader when ``--reader`` is not given.
 READER_ENV = "TAPSTACK_READER"
@@ -170,6 +194,205 @@ def watch_command(
         raise ReaderFailure(f"{reader.path}: {exc}") from exc
     finally:
         reader.close()
+
+
+# --- read and pay ----------------------------------------------------------------------
+
+
+class ConfigFailure(click.ClickException):
+    """A terminal configuration that cannot be read or is invalid (exit code 2)."""
+
+    exit_code = 2
+
+
+class NotCompleted(click.ClickException):
+    """The transaction was declined, ended, or must be tried again (exit code 5)."""
+
+    exit_code = 5
+
+
+def _config(path: str | None) -> TerminalConfig:
+    try:
+        return default_config() if path is None else load_config(path)
+    except ConfigError as exc:
+        raise ConfigFailure(f"configuration: {exc}") from exc
+
+
+def _prepare(reader_path: str | None, trace: bool) -> tuple[Reader, Reader]:
+    """The reader opened, and the same traced to standard error with ``--trace``."""
+    reader = _open(reader_path)
+    return reader, traced(reader, text_sink() if trace else None)
+
+
+def _wait(reader: Reader, timeout: float | None) -> None:
+    click.echo(f"Present a card to {reader.path}", err=True)
+    try:
+        reader.wait_for_card(timeout)
+    except NoCardError as exc:
+        raise NoCardEvent(f"no card at {reader.path} within {timeout:g} s") from exc
+
+
+def _print_objects(objects: list[dict[str, Any]], indent: str) -> None:
+    for obj in objects:
+        if "error" in obj:
+            click.echo(f"{indent}!! {obj['error']}")
+        else:
+            click.echo(f"{indent}{obj['tag']:<6} {obj['name']}: {obj['value']}")
+
+
+@cli.command("read")
+@click.option(
+    "--reader",
+    "reader_path",
+    envvar=READER_ENV,
+    metavar="PATH",
+    help=f"Reader path (see `terminal readers`); default ${READER_ENV}, else the first one.",
+)
+@click.option("--config", "config_path", metavar="FILE", help="Terminal configuration (JSON).")
+@click.option("--timeout", type=click.FloatRange(min=0), metavar="S", help="Wait S s at most.")
+@click.option("--no-gpo", is_flag=True, help="Stop after SELECT: no GPO, no records.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON document instead of text.")
+@click.option("--trace", is_flag=True, help="Every APDU to standard error (masked).")
+def read_command(
+    reader_path: str | None,
+    config_path: str | None,
+    timeout: float | None,
+    no_gpo: bool,
+    as_json: bool,
+    trace: bool,
+) -> None:
+    """Show what a card reveals: applications, AID, label, PAN (masked), expiry and the
+    data objects of every record, named.
+
+    GET PROCESSING OPTIONS is sent (cards serve records only after it) for a zero
+    amount: the card counts one transaction. --no-gpo avoids that.
+    """
+    config = _config(config_path)
+    raw, reader = _prepare(reader_path, trace)
+    try:
+        _wait(reader, timeout)
+        reading = read_card(reader, config, gpo=not no_gpo)
+    except ReaderError as exc:
+        raise ReaderFailure(f"{raw.path}: {exc}") from exc
+    finally:
+        reader.close()
+    summary = reading.summary()
+    if as_json:
+        click.echo(json.dumps(summary, indent=2))
+        return
+    for app in summary["applications"]:
+        click.echo(f"Application {app['aid']}  {app['label']}")
+        click.echo(f"  priority {app['priority'] or '-'}, kernel id {app['kernel_id'] or '-'}")
+        click.echo(f"  PAN {app['pan'] or '-'}, expiry {app['expiry'] or '-'}")
+        if app["gpo"]:
+            click.echo(f"  GET PROCESSING OPTIONS ({app['gpo_sw']}):")
+            _print_objects(app["gpo"], "    ")
+        for record in app["records"]:
+            click.echo(f"  Record SFI {record['sfi']} #{record['record']} ({record['sw']}):")
+            _print_objects(record["objects"], "    ")
+        for problem in app["problems"]:
+            click.echo(f"  problem: {problem}")
+    for problem in summary["problems"]:
+        click.echo(f"problem: {problem}")
+    click.echo(f"{summary['apdus']} APDUs", err=True)
+
+
+_TYPES = {**TRANSACTION_TYPES, "cash": TRANSACTION_TYPES["cash_advance"]}
+
+
+@cli.command("pay")
+@click.option(
+    "--reader",
+    "reader_path",
+    envvar=READER_ENV,
+    metavar="PATH",
+    help=f"Reader path (see `terminal readers`); default ${READER_ENV}, else the first one.",
+)
+@click.option("--amount", required=True, metavar="AMOUNT", help="Amount, e.g. 12.34.")
+@click.option("--other-amount", default="0", metavar="AMOUNT", help="Cashback amount.")
+@click.option(
+    "--currency", metavar="CODE", help="ISO 4217 code or number (EUR, 978); default the terminal's."
+)
+@click.option(
+    "--type",
+    "txn_type",
+    type=click.Choice(sorted(_TYPES)),
+    default="purchase",
+    show_default=True,
+    help="Transaction type (9C).",
+)
+@click.option("--config", "config_path", metavar="FILE", help="Terminal configuration (JSON).")
+@click.option("--timeout", type=click.FloatRange(min=0), metavar="S", help="Wait S s at most.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON document instead of text.")
+@click.option("--trace", is_flag=True, help="Every APDU and kernel step to standard error.")
+def pay_command(
+    reader_path: str | None,
+    amount: str,
+    other_amount: str,
+    currency: str | None,
+    txn_type: str,
+    config_path: str | None,
+    timeout: float | None,
+    as_json: bool,
+    trace: bool,
+) -> None:
+    """Run one contactless transaction to its outcome.
+
+    There is no issuer connection yet: an online request ends here, and the
+    authorisation request (ISO 8583 field 55 data, track 2 masked) is printed.
+    Exit code 0 for approved or online request, 5 for declined, ended or try again.
+    """
+    config = _config(config_path)
+    try:
+        cur = currency_by_code(currency if currency else config.data(0x5F2A, b"\x09\x78"))
+        minor = parse_amount(amount, cur.exponent)
+        other = parse_amount(other_amount, cur.exponent)
+        transaction = Transaction(minor, other, currency=cur.code if currency else None,
+                                  type=_TYPES[txn_type])  # fmt: skip
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from exc
+    raw, reader = _prepare(reader_path, trace)
+    steps = (lambda line: click.echo(f"  kernel: {line}", err=True)) if trace else None
+    entry = EntryPoint(config, trace=steps)
+    try:
+        _wait(reader, timeout)
+        result = entry.run(reader, transaction, wait=False)
+    except ReaderError as exc:
+        raise ReaderFailure(f"{raw.path}: {exc}") from exc
+    finally:
+        reader.close()
+    signal_outcome(raw.feedback, result.outcome.label)
+    summary = result.summary()
+    summary["amount"] = f"{minor / 10**cur.exponent:.{cur.exponent}f} {cur.alpha}"
+    if as_json:
+        click.echo(json.dumps(summary, indent=2))
+    else:
+        _print_result(summary, result)
+    if result.outcome not in (Outcome.APPROVED, Outcome.ONLINE_REQUEST):
+        why = "; ".join(result.reasons) or result.outcome.label
+        raise NotCompleted(f"{result.outcome.label}: {why}")
+
+
+def _print_result(summary: dict[str, Any], result: TransactionResult) -> None:
+    click.echo(f"{summary['outcome'].upper()}: {summary['message']}")
+    click.echo(f"  amount     {summary['amount']}")
+    if summary["aid"]:
+        click.echo(f"  application {summary['aid']} {summary['label']} ({summary['kernel']})")
+    if summary["pan"]:
+        token = " (token)" if summary["token"] else ""
+        click.echo(f"  card       {summary['pan']}{token}, reference {summary['card_reference']}")
+    click.echo(f"  CVM        {summary['cvm']}; ODA {summary['oda']} {summary['oda_method']}")
+    if result.online_pin_required:
+        click.echo("  online PIN required: the application must ask for the PIN")
+    click.echo(f"  TVR        {summary['tvr']}")
+    for reason in summary["reasons"]:
+        click.echo(f"  reason     {reason}")
+    timing = ", ".join(f"{k} {v:.1f} ms" for k, v in summary["timings_ms"].items())
+    click.echo(f"  {summary['apdus']} APDUs; {timing}")
+    if result.authorisation_data:
+        click.echo("Authorisation request (field 55, masked where sensitive):")
+        click.echo("\n".join("  " + line for line in dump(result.authorisation_data).splitlines()))
+        click.echo(f"  57 track 2 equivalent data: {summary['track2']}")
 
 
 def main() -> None:
