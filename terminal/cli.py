@@ -163,14 +163,15 @@ def _event(kind: str, reader: Reader, info: CardInfo | None, as_json: bool) -> N
     help="Fail (exit code 4) when no event comes within S seconds.",
 )
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per event and line.")
+@click.option("--trace", is_flag=True, help="Trace the reader's events on standard error.")
 def watch_command(
-    reader_path: str | None, count: int | None, timeout: float | None, as_json: bool
+    reader_path: str | None, count: int | None, timeout: float | None, as_json: bool, trace: bool
 ) -> None:
     """Report cards arriving at and leaving a reader, with ATR and UID, timestamped.
 
     Runs until Ctrl-C, or N events with --count.
     """
-    reader = _open(reader_path)
+    reader = traced(_open(reader_path), text_sink() if trace else None)
     if not as_json:
         click.echo(f"Watching {reader.path} (Ctrl-C to stop)", err=True)
     events = 0

@@ -128,6 +128,12 @@ def test_watch_on_an_emulated_card_text_output(runner: CliRunner, distribution: 
     assert "card arrived" in line
     assert "ATR 3B" in line
     assert "UID " in line
+    assert " card: " not in result.stderr  # no trace unless asked for
+    traced = runner.invoke(
+        cli, ["watch", "--reader", f"emulated:{profile}", "--count", "1", "--trace"]
+    )
+    assert traced.exit_code == 0, traced.output
+    assert f"emulated:{profile} card: UID" in traced.stderr
 
 
 @pytest.mark.parametrize(
