@@ -8,8 +8,13 @@ and ``emulated:PROFILE``.
 
 Errors are split as nfcpy and pyscard split them: a communication failure (the card
 left, the reader timed out) is apart from a protocol failure (an answer that makes no
-sense). The kernel maps ``CardRemovedError`` and ``CommunicationError`` to the
-outcome "try again" (Book A §9.2, "present card again").
+sense, :class:`ProtocolError`). The kernel maps ``CardRemovedError`` and
+``CommunicationError`` to the outcome "try again" (Book A §9.2, "present card again").
+
+Also shared by every driver: :func:`complete_exchange` (the T=0 status words ``61xx``
+and ``6Cxx`` followed to a final answer), the standard signals of Book A §9.3
+(:data:`PROCESSING`, :data:`REMOVE`, :data:`SUCCESS`, :data:`FAILURE`, :data:`IDLE`)
+and :func:`signal_outcome`, and :class:`ReaderDescription` for reader listings.
 """
 
 from __future__ import annotations
