@@ -76,7 +76,7 @@ from emvwire.errors import DecodeError
 from emvwire.profile import Application, CardProfile, Counters, load_profile
 from emvwire.tlv import encode, encode_length, read_length, read_tag, tag_bytes
 
-__all__ = ["PPSE", "PSE", "PSE_DIRECTORY_SFI", "EmvCard", "default_state_path"]
+__all__ = ["PPSE", "PSE", "PSE_DIRECTORY_SFI", "EmvCard", "default_state_path", "load_card"]
 
 log = logging.getLogger(__name__)
 
@@ -380,3 +380,10 @@ def _corrupt(answer: bytes, mode: str) -> bytes:
     except DecodeError:
         return bytes((data[0] ^ 0xFF,)) + data[1:] + sw
     return tag_bytes(tag) + encode_length(length + 16) + data[pos:] + sw
+
+
+def load_card(path: str) -> EmvCard:
+    """The ``tapstack.cards`` entry point: a card from a profile path, for ``emulated:``
+    readers. Its counters persist beside the profile (``NAME.state.json``), so the ATC
+    keeps rising across processes as a real card's does."""
+    return EmvCard.from_file(path)
