@@ -1,0 +1,219 @@
+"""Wiring: one place that turns an issuer home into a ledger, a key store and the
+domain services (style habit 9; cosmicpython's ``bootstrap.py``).
+
+The CLI and the authorisation service both call :func:`open_issuer`; tests can build an
+:class:`IssuerApp` from any :class:`~issuer.ledger.repository.Ledger` and
+:class:`~issuer.keys.base.KeyStore` directly.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from issuer.config import (
+    ENV_KEYSTORE_KEY,
+    ENV_PKCS11_PIN,
+    IssuerConfig,
+    load_config,
+    save_config,
+)
+from issuer.domain.service import IssuerService
+from issuer.domain.vault import TokenVault
+from issuer.errors import ConfigError, ConflictError
+from issuer.keys.base import KeyStore
+from issuer.keys.file import DEFAULT_COST_LOG2, FileKeyStore
+from issuer.ledger import Ledger, open_ledger
+from issuer.personalisation.ranges import (
+    DEFAULT_RANGES,
+    Progress,
+    RangeSpec,
+    ca_key_file,
+    certify_range,
+    ensure_ca,
+    ensure_issuer_key,
+    ensure_master_keys,
+)
+
+__all__ = ["CA_FILE", "IssuerApp", "Secret", "init_issuer", "open_issuer", "open_keystore"]
+
+#: The CA public key file written into the home (for terminals).
+CA_FILE = "ca.json"
+
+#: A secret given directly, or asked for when needed (a prompt).
+Secret = str | bytes | Callable[[], str | bytes] | None
+
+
+@dataclass
+class IssuerApp:
+    """An opened issuer: configuration, ledger, key store, services."""
+
+    config: IssuerConfig
+    ledger: Ledger
+    keys: KeyStore
+    service: IssuerService = field(init=False)
+    vault: TokenVault = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.service = IssuerService(self.ledger, self.keys)
+        self.vault = TokenVault(self.keys)
+
+    def close(self) -> None:
+        """Close the ledger and the key store."""
+        try:
+            self.ledger.close()
+        finally:
+            self.keys.close()
+
+    def __enter__(self) -> IssuerApp:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _secret(value: Secret, env: str, what: str) -> bytes:
+    if value is None:
+        text = os.environ.get(env)
+        if not text:
+            raise ConfigError(f"the {what} is needed: set {env} (or run interactively)")
+        return text.encode()
+    if callable(value):
+        value = value()
+    data = value.encode() if isinstance(value, str) else bytes(value)
+    if not data:
+        raise ConfigError(f"the {what} is empty")
+    return data
+
+
+def open_keystore(
+    config: IssuerConfig, *, passphrase: Secret = None, pin: Secret = None
+) -> KeyStore:
+    """The home's key store, unlocked."""
+    kind = config.keystore.get("type")
+    if kind == "file":
+        return FileKeyStore.open(
+            config.keystore_path(), _secret(passphrase, ENV_KEYSTORE_KEY, "key store passphrase")
+        )
+    if kind == "pkcs11":
+        from issuer.keys.pkcs11 import Pkcs11KeyStore
+
+        return Pkcs11KeyStore(
+            config.keystore["module"],
+            config.keystore["token"],
+            _secret(pin, ENV_PKCS11_PIN, "PKCS#11 user PIN").decode(),
+        )
+    raise ConfigError(f"unknown key store type {kind!r}")
+
+
+def open_issuer(
+    home: Path,
+    *,
+    db_url: str | None = None,
+    passphrase: Secret = None,
+    pin: Secret = None,
+) -> IssuerApp:
+    """Open an initialised home: key store unlocked, database migrated."""
+    config = load_config(home)
+    keys = open_keystore(config, passphrase=passphrase, pin=pin)
+    try:
+        ledger = open_ledger(config.db_url(db_url))
+        try:
+            ledger.migrate()
+        except BaseException:
+            ledger.close()
+            raise
+    except BaseException:
+        keys.close()
+        raise
+    return IssuerApp(config, ledger, keys)
+
+
+def _quiet(_: str) -> None:
+    return None
+
+
+def init_issuer(
+    home: Path,
+    *,
+    db_url: str | None = None,
+    keystore: str = "file",
+    passphrase: Secret = None,
+    pkcs11_module: str | None = None,
+    pkcs11_token: str | None = None,
+    pin: Secret = None,
+    ca: str = "test",
+    ca_dir: Path | None = None,
+    kdf_cost: int = DEFAULT_COST_LOG2,
+    ranges: Sequence[RangeSpec] = DEFAULT_RANGES,
+    progress: Progress = _quiet,
+) -> IssuerApp:
+    """Make a fresh issuer in ``home``: key store, database, CA, issuer keys, master
+    keys and certificates of the ``ranges``. Refused if ``home`` is initialised already;
+    an init interrupted before its end can be run again (what exists is kept)."""
+    if (home / "config.json").exists():
+        raise ConflictError(f"an issuer is initialised at {home} already")
+    if ca not in ("test", "new"):
+        raise ConfigError("the CA is 'test' (the published test CA) or 'new'")
+    home.mkdir(parents=True, exist_ok=True, mode=0o700)
+    if keystore == "file":
+        store_conf = {"type": "file", "path": "keystore.json"}
+    elif keystore == "pkcs11":
+        if not pkcs11_module or not pkcs11_token:
+            raise ConfigError("a PKCS#11 key store needs --pkcs11-module and --pkcs11-token")
+        store_conf = {"type": "pkcs11", "module": pkcs11_module, "token": pkcs11_token}
+    else:
+        raise ConfigError("the key store is file or pkcs11")
+    config = IssuerConfig(home=home, db=db_url or "sqlite:issuer.db", keystore=store_conf, ca=ca)
+    if keystore == "file" and not config.keystore_path().exists():
+        keys: KeyStore = FileKeyStore.create(
+            config.keystore_path(),
+            _secret(passphrase, ENV_KEYSTORE_KEY, "key store passphrase"),
+            cost_log2=kdf_cost,
+        )
+    else:
+        keys = open_keystore(config, passphrase=passphrase, pin=pin)
+    try:
+        keys.ensure_data_keys()
+        ledger = open_ledger(config.db_url())
+        try:
+            ledger.migrate()
+            _setup_ranges(keys, ledger, ranges, ca, ca_dir, progress, home)
+        except BaseException:
+            ledger.close()
+            raise
+    except BaseException:
+        keys.close()
+        raise
+    save_config(config)
+    return IssuerApp(config, ledger, keys)
+
+
+def _setup_ranges(
+    keys: KeyStore,
+    ledger: Ledger,
+    ranges: Sequence[RangeSpec],
+    ca: str,
+    ca_dir: Path | None,
+    progress: Progress,
+    home: Path,
+) -> None:
+    cas = {}
+    for scheme in dict.fromkeys(r.scheme for r in ranges):
+        cas[scheme] = ensure_ca(keys, scheme, mode=ca, ca_dir=ca_dir, progress=progress)
+        ensure_issuer_key(keys, scheme, progress=progress)
+    with ledger.unit_of_work(write=False) as uow:
+        existing = {r.prefix for r in uow.bins.list()}
+    for spec in ranges:
+        ensure_master_keys(keys, spec.scheme, spec.prefix, spec.cvn)
+        if spec.prefix in existing:
+            continue
+        bin_range = certify_range(keys, spec, cas[spec.scheme])
+        with ledger.unit_of_work() as uow:
+            uow.bins.add(bin_range)
+            uow.commit()
+    ca_path = home / CA_FILE
+    ca_path.write_text(json.dumps(ca_key_file(cas.values()), indent=2) + "\n")

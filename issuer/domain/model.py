@@ -1,0 +1,450 @@
+"""The issuer's domain objects: accounts, cards, tokens, terminals, authorisations,
+journals and their states, as immutable values.
+
+Names follow the issuing platforms users know (shared/notes/conventions.md):
+
+- card states ``active | paused | closed`` (Lithic ``OPEN | PAUSED | CLOSED``, Stripe
+  ``active | inactive | canceled``);
+- token states ``active | suspended | deleted`` (Stripe Issuing tokens);
+- authorisation states ``pending | closed | reversed | expired`` (Stripe Issuing; a
+  merchant reversal is kept apart from an issuer-side expiry), with ``approved`` and a
+  decline reason from a closed set (:mod:`issuer.domain.decline`).
+
+Amounts are integers in the currency's minor unit (ISO 4217). Times are UTC ISO 8601
+strings (``2026-01-31T12:00:00.000000Z``), which sort as they read. A card or token
+never holds its PAN in clear: it holds the masked form (PCI DSS v4.0 Req. 3.4.1), a
+keyed hash for look-up and the PAN sealed under the key store's data key
+(:mod:`issuer.keys.base`).
+"""
+
+from __future__ import annotations
+
+import enum
+import secrets
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from typing import Any
+
+__all__ = [
+    "SYSTEM_ACCOUNTS",
+    "Account",
+    "AccountKind",
+    "AccountStatus",
+    "AtcVerdict",
+    "Authorisation",
+    "AuthorisationEvent",
+    "AuthorisationKind",
+    "AuthorisationStatus",
+    "BinRange",
+    "Book",
+    "Card",
+    "CardOrigin",
+    "CardStatus",
+    "Entry",
+    "Journal",
+    "JournalKind",
+    "Terminal",
+    "TerminalStatus",
+    "Token",
+    "TokenStatus",
+    "new_id",
+    "utc_now",
+]
+
+
+def utc_now() -> str:
+    """Now, as the UTC ISO 8601 text every record carries."""
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def new_id(prefix: str) -> str:
+    """A random identifier with a type prefix: ``card_3f9a0c1d22b4e5f6``."""
+    return f"{prefix}_{secrets.token_hex(8)}"
+
+
+class AccountKind(enum.StrEnum):
+    """A debit (prepaid) account spends its balance; a credit account its limit too."""
+
+    DEBIT = "debit"
+    CREDIT = "credit"
+    SYSTEM = "system"
+
+
+class AccountStatus(enum.StrEnum):
+    """An account is open or, for good, closed."""
+
+    OPEN = "open"
+    CLOSED = "closed"
+
+
+class CardStatus(enum.StrEnum):
+    """Card states (Lithic OPEN / PAUSED / CLOSED)."""
+
+    ACTIVE = "active"
+    PAUSED = "paused"
+    CLOSED = "closed"
+
+
+class CardOrigin(enum.StrEnum):
+    """How a card came to be: personalised here, personalised elsewhere from this
+    issuer's master keys (``register``), or a funding PAN behind tokens only."""
+
+    PROVISIONED = "provisioned"
+    REGISTERED = "registered"
+    FUNDING = "funding"
+
+
+class TokenStatus(enum.StrEnum):
+    """Token states (Stripe Issuing tokens; ``requested`` is not used here)."""
+
+    ACTIVE = "active"
+    SUSPENDED = "suspended"
+    DELETED = "deleted"
+
+
+class TerminalStatus(enum.StrEnum):
+    """A terminal's credential is accepted (active) or no longer (revoked)."""
+
+    ACTIVE = "active"
+    REVOKED = "revoked"
+
+
+class AuthorisationKind(enum.StrEnum):
+    """An authorisation (purchase, possibly captured later) or a refund."""
+
+    AUTHORISATION = "authorisation"
+    REFUND = "refund"
+
+
+class AuthorisationStatus(enum.StrEnum):
+    """Authorisation states (Stripe Issuing). A declined authorisation is ``closed``."""
+
+    PENDING = "pending"
+    CLOSED = "closed"
+    REVERSED = "reversed"
+    EXPIRED = "expired"
+
+
+class Book(enum.StrEnum):
+    """The two books of an account: money posted, and money held by authorisations."""
+
+    POSTED = "posted"
+    HELD = "held"
+
+
+class JournalKind(enum.StrEnum):
+    """Why money moved."""
+
+    CREDIT = "credit"
+    HOLD = "hold"
+    RELEASE = "release"
+    CAPTURE = "capture"
+    REFUND = "refund"
+
+
+class AtcVerdict(enum.StrEnum):
+    """The answer of the ATC window check (EMV Book 2 §8.1; replay defences of
+    shared/notes/emv.md)."""
+
+    NEW = "new"
+    REPLAYED = "replayed"
+    ROLLED_BACK = "rolled_back"
+    JUMPED = "jumped"
+
+
+#: Accounts of the issuer itself, the other side of every journal (double entry):
+#: where credited money comes from, where holds are reserved, what merchants are owed.
+SYSTEM_ACCOUNTS = {
+    "funding": "sys_funding",
+    "holds": "sys_holds",
+    "settlement": "sys_settlement",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Account:
+    """A cardholder account. ``balance`` (posted) and ``held`` always equal the sums
+    of their entries (:meth:`issuer.ledger.repository.UnitOfWork`)."""
+
+    id: str
+    holder: str
+    kind: AccountKind
+    currency: str
+    credit_limit: int
+    status: AccountStatus
+    created_at: str
+    balance: int = 0
+    held: int = 0
+
+    @property
+    def available(self) -> int:
+        """What an authorisation may still take: balance + credit limit - held."""
+        return self.balance + self.credit_limit - self.held
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-ready data."""
+        return {
+            "id": self.id,
+            "holder": self.holder,
+            "kind": self.kind.value,
+            "currency": self.currency,
+            "credit_limit": self.credit_limit,
+            "status": self.status.value,
+            "balance": self.balance,
+            "held": self.held,
+            "available": self.available,
+            "created_at": self.created_at,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class BinRange:
+    """A range of PANs (or tokens) this issuer hands out, with the issuer public key
+    certificate a card of the range carries (tags 8F, 90, 92, 9F32; Book 2 §5.1)."""
+
+    prefix: str
+    scheme: str
+    kind: str  # "card" or "token"
+    cvn: int
+    pan_length: int
+    issuer_key_id: str
+    ca_rid: bytes
+    ca_index: int
+    certificate: bytes
+    remainder: bytes
+    exponent: bytes
+    created_at: str
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-ready data (public values only)."""
+        return {
+            "prefix": self.prefix,
+            "scheme": self.scheme,
+            "kind": self.kind,
+            "cvn": self.cvn,
+            "pan_length": self.pan_length,
+            "issuer_key": self.issuer_key_id,
+            "ca": f"{self.ca_rid.hex().upper()}/{self.ca_index:02X}",
+            "created_at": self.created_at,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Card:
+    """A card (a PAN with its PSN, expiry and CVN) of an account."""
+
+    id: str
+    account_id: str
+    scheme: str
+    bin: str
+    pan_masked: str
+    pan_last4: str
+    pan_hash: bytes = field(repr=False)
+    pan_sealed: bytes = field(repr=False)
+    psn: str
+    expiry: date
+    cvn: int
+    par: str
+    status: CardStatus
+    origin: CardOrigin
+    created_at: str
+    flag: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-ready data: the PAN masked."""
+        return {
+            "id": self.id,
+            "account": self.account_id,
+            "scheme": self.scheme,
+            "pan": self.pan_masked,
+            "last4": self.pan_last4,
+            "psn": self.psn,
+            "expiry": self.expiry.strftime("%Y-%m"),
+            "cvn": self.cvn,
+            "par": self.par,
+            "status": self.status.value,
+            "origin": self.origin.value,
+            "flag": self.flag,
+            "created_at": self.created_at,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Token:
+    """A payment token bound to a card, with its domain restriction controls (EMVCo
+    Payment Tokenisation: requestor id 9F19, PAR 9F24, channel and MCC limits)."""
+
+    id: str
+    card_id: str
+    account_id: str
+    scheme: str
+    bin: str
+    token_masked: str
+    token_last4: str
+    token_hash: bytes = field(repr=False)
+    token_sealed: bytes = field(repr=False)
+    psn: str
+    expiry: date
+    cvn: int
+    par: str
+    requestor_id: str
+    status: TokenStatus
+    contactless_only: bool
+    allowed_mccs: tuple[str, ...] | None
+    blocked_mccs: tuple[str, ...] | None
+    created_at: str
+    flag: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-ready data: the token masked."""
+        return {
+            "id": self.id,
+            "card": self.card_id,
+            "account": self.account_id,
+            "scheme": self.scheme,
+            "token": self.token_masked,
+            "last4": self.token_last4,
+            "psn": self.psn,
+            "expiry": self.expiry.strftime("%Y-%m"),
+            "cvn": self.cvn,
+            "par": self.par,
+            "requestor_id": self.requestor_id,
+            "status": self.status.value,
+            "contactless_only": self.contactless_only,
+            "allowed_mccs": list(self.allowed_mccs) if self.allowed_mccs is not None else None,
+            "blocked_mccs": list(self.blocked_mccs) if self.blocked_mccs is not None else None,
+            "flag": self.flag,
+            "created_at": self.created_at,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Terminal:
+    """A terminal allowed to ask for authorisations, with its credential's hash."""
+
+    id: str
+    merchant: str
+    mcc: str
+    credential_hash: str = field(repr=False)
+    status: TerminalStatus
+    created_at: str
+    country: str = "0250"
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-ready data (never the credential or its hash)."""
+        return {
+            "id": self.id,
+            "merchant": self.merchant,
+            "mcc": self.mcc,
+            "country": self.country,
+            "status": self.status.value,
+            "created_at": self.created_at,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Authorisation:
+    """One authorisation record (append-only: only ``status``, ``captured_amount``,
+    ``released_amount`` and ``updated_at`` change, each change with an event).
+
+    ``request_id`` is unique per terminal: a retried request finds this record and
+    answers ``response`` again. ``held_amount`` is what was put on hold.
+    """
+
+    id: str
+    kind: AuthorisationKind
+    terminal_id: str
+    request_id: str
+    request_hash: str
+    amount: int
+    currency: str
+    approved: bool
+    response_code: str
+    status: AuthorisationStatus
+    created_at: str
+    updated_at: str
+    card_id: str | None = None
+    token_id: str | None = None
+    account_id: str | None = None
+    parent_id: str | None = None
+    mcc: str | None = None
+    decline_reason: str | None = None
+    atc: int | None = None
+    held_amount: int = 0
+    captured_amount: int = 0
+    released_amount: int = 0
+    expires_at: str | None = None
+    response: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-ready data."""
+        return {
+            "id": self.id,
+            "kind": self.kind.value,
+            "terminal": self.terminal_id,
+            "request_id": self.request_id,
+            "card": self.card_id,
+            "token": self.token_id,
+            "account": self.account_id,
+            "parent": self.parent_id,
+            "amount": self.amount,
+            "currency": self.currency,
+            "mcc": self.mcc,
+            "approved": self.approved,
+            "decline_reason": self.decline_reason,
+            "response_code": self.response_code,
+            "status": self.status.value,
+            "atc": self.atc,
+            "held_amount": self.held_amount,
+            "captured_amount": self.captured_amount,
+            "released_amount": self.released_amount,
+            "created_at": self.created_at,
+            "updated_at": self.updated_at,
+            "expires_at": self.expires_at,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class AuthorisationEvent:
+    """A change of an authorisation (append-only): created, captured, reversed, ..."""
+
+    transaction_id: str
+    kind: str
+    amount: int
+    created_at: str
+    request_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One line of a journal: a signed amount on one book of one account."""
+
+    account_id: str
+    book: Book
+    amount: int
+
+
+@dataclass(frozen=True, slots=True)
+class Journal:
+    """A balanced set of entries (double entry: each book sums to zero)."""
+
+    id: str
+    kind: JournalKind
+    entries: tuple[Entry, ...]
+    created_at: str
+    transaction_id: str | None = None
+    memo: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-ready data."""
+        return {
+            "id": self.id,
+            "kind": self.kind.value,
+            "transaction": self.transaction_id,
+            "memo": self.memo,
+            "created_at": self.created_at,
+            "entries": [
+                {"account": e.account_id, "book": e.book.value, "amount": e.amount}
+                for e in self.entries
+            ],
+        }

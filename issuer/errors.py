@@ -1,0 +1,84 @@
+"""The error tree of the issuer.
+
+Everything the issuer's domain, ledger and key stores raise on a bad request is an
+:class:`IssuerError`; each class carries the process exit code the CLI uses for it
+(clig.dev: non-zero exit on failure, distinct codes for distinct causes). Messages
+never hold a full PAN, a track image or a key (PCI DSS v4.0 Req. 3.4.1).
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ConfigError",
+    "ConflictError",
+    "IntegrityError",
+    "InvalidStateError",
+    "IssuerError",
+    "KcvMismatchError",
+    "KeyStoreError",
+    "LedgerError",
+    "NotFoundError",
+    "TransientError",
+    "ValidationError",
+]
+
+
+class IssuerError(Exception):
+    """Base class of every error the issuer raises on a bad request or state."""
+
+    exit_code = 1
+
+
+class ValidationError(IssuerError, ValueError):
+    """An argument is malformed (a PAN that fails Luhn, an MCC of 3 digits, ...)."""
+
+    exit_code = 2
+
+
+class NotFoundError(IssuerError, LookupError):
+    """No account, card, token, terminal, key or transaction by that identifier."""
+
+    exit_code = 3
+
+
+class ConflictError(IssuerError):
+    """The object already exists (a PAN registered twice, a key id taken)."""
+
+    exit_code = 4
+
+
+class InvalidStateError(IssuerError):
+    """A life-cycle rule forbids the change (resuming a closed card, ...)."""
+
+    exit_code = 4
+
+
+class KeyStoreError(IssuerError):
+    """The key store cannot do what was asked (locked, wrong passphrase, no such key)."""
+
+    exit_code = 5
+
+
+class KcvMismatchError(KeyStoreError):
+    """An imported key does not match the key check value given with it."""
+
+
+class ConfigError(IssuerError):
+    """The issuer home is missing or its configuration is unusable."""
+
+    exit_code = 6
+
+
+class LedgerError(IssuerError):
+    """The database refused an operation."""
+
+    exit_code = 7
+
+
+class IntegrityError(LedgerError):
+    """A ledger invariant does not hold (a balance differs from its entries)."""
+
+
+class TransientError(LedgerError):
+    """A concurrency failure (lock time-out, serialisation failure, deadlock) that a
+    caller may retry with the same unit of work."""

@@ -1,0 +1,343 @@
+"""Repository interfaces of the issuer's database, and the unit of work joining them.
+
+The domain (:mod:`issuer.domain`) and the authorisation service talk to these
+interfaces only (cosmicpython's repository and unit-of-work patterns; style habit 9).
+:mod:`issuer.ledger.sql` implements them once over SQL for both adapters,
+:mod:`issuer.ledger.sqlite` and :mod:`issuer.ledger.postgres`.
+
+A :class:`UnitOfWork` is one database transaction::
+
+    with ledger.unit_of_work() as uow:
+        account = uow.accounts.get(account_id, for_update=True)
+        uow.journals.post(journal)
+        uow.commit()
+
+Leaving the block without :meth:`UnitOfWork.commit` rolls back. ``for_update=True``
+locks the row until the end of the transaction (``SELECT ... FOR UPDATE`` on
+PostgreSQL; SQLite write transactions are ``BEGIN IMMEDIATE`` and so serialised).
+Lock order, to avoid deadlocks between concurrent authorisations: ATC state, then
+account, then authorisation rows.
+
+Concurrency failures (lock time-out, serialisation failure, deadlock) raise
+:class:`issuer.errors.TransientError`: retry the whole unit of work.
+"""
+
+from __future__ import annotations
+
+import builtins
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Protocol
+
+from issuer.domain.model import (
+    Account,
+    AccountStatus,
+    AtcVerdict,
+    Authorisation,
+    AuthorisationEvent,
+    AuthorisationStatus,
+    BinRange,
+    Card,
+    CardStatus,
+    Entry,
+    Journal,
+    Terminal,
+    TerminalStatus,
+    Token,
+    TokenStatus,
+)
+
+__all__ = [
+    "AccountRepository",
+    "AtcRepository",
+    "AuthorisationRepository",
+    "BinRangeRepository",
+    "CardRepository",
+    "Discrepancy",
+    "JournalRepository",
+    "Ledger",
+    "TerminalRepository",
+    "TokenRepository",
+    "UnitOfWork",
+]
+
+
+class AccountRepository(Protocol):
+    """Accounts. Balances change only through :meth:`JournalRepository.post`."""
+
+    def add(self, account: Account) -> None:
+        """Insert a new account (balance and held start at zero)."""
+
+    def get(self, account_id: str, *, for_update: bool = False) -> Account:
+        """One account; :class:`NotFoundError` if absent."""
+
+    def list(self, *, include_system: bool = False, limit: int = 1000) -> list[Account]:
+        """Accounts, oldest first."""
+
+    def set_status(self, account_id: str, status: AccountStatus) -> None:
+        """Change an account's status."""
+
+
+class BinRangeRepository(Protocol):
+    """The issuer's PAN and token ranges."""
+
+    def add(self, bin_range: BinRange) -> None:
+        """Insert a range; :class:`ConflictError` if the prefix exists."""
+
+    def get(self, prefix: str) -> BinRange:
+        """One range; :class:`NotFoundError` if absent."""
+
+    def list(self) -> list[BinRange]:
+        """All ranges, by prefix."""
+
+
+class CardRepository(Protocol):
+    """Cards (PANs of accounts)."""
+
+    def add(self, card: Card) -> None:
+        """Insert a card; :class:`ConflictError` if its PAN hash is taken."""
+
+    def get(self, card_id: str, *, for_update: bool = False) -> Card:
+        """One card; :class:`NotFoundError` if absent."""
+
+    def find_by_pan_hash(self, pan_hash: bytes) -> Card | None:
+        """The card with this keyed PAN hash, if any."""
+
+    def list(
+        self, *, account_id: str | None = None, status: CardStatus | None = None
+    ) -> list[Card]:
+        """Cards, oldest first, optionally of one account or status."""
+
+    def set_status(self, card_id: str, status: CardStatus) -> None:
+        """Change a card's status."""
+
+    def set_flag(self, card_id: str, flag: str | None) -> None:
+        """Mark (or clear) a card as suspect, with a reason."""
+
+
+class TokenRepository(Protocol):
+    """Payment tokens (the token vault's table)."""
+
+    def add(self, token: Token) -> None:
+        """Insert a token; :class:`ConflictError` if its hash is taken."""
+
+    def get(self, token_id: str, *, for_update: bool = False) -> Token:
+        """One token; :class:`NotFoundError` if absent."""
+
+    def find_by_token_hash(self, token_hash: bytes) -> Token | None:
+        """The token with this keyed hash, if any."""
+
+    def list(
+        self,
+        *,
+        card_id: str | None = None,
+        account_id: str | None = None,
+        status: TokenStatus | None = None,
+    ) -> list[Token]:
+        """Tokens, oldest first."""
+
+    def set_status(self, token_id: str, status: TokenStatus) -> None:
+        """Change a token's status."""
+
+    def set_flag(self, token_id: str, flag: str | None) -> None:
+        """Mark (or clear) a token as suspect."""
+
+
+class TerminalRepository(Protocol):
+    """Terminals and their credential hashes."""
+
+    def add(self, terminal: Terminal) -> None:
+        """Insert a terminal."""
+
+    def get(self, terminal_id: str) -> Terminal:
+        """One terminal; :class:`NotFoundError` if absent."""
+
+    def list(self) -> list[Terminal]:
+        """All terminals, oldest first."""
+
+    def set_status(self, terminal_id: str, status: TerminalStatus) -> None:
+        """Change a terminal's status."""
+
+
+class AuthorisationRepository(Protocol):
+    """Authorisation records (append-only but for their state) and their events."""
+
+    def add(self, auth: Authorisation) -> bool:
+        """Insert ``auth`` with a ``created`` event. ``False`` (and nothing written) if
+        its terminal already sent that request id: the caller then replays
+        :meth:`find_by_request`."""
+
+    def get(self, transaction_id: str, *, for_update: bool = False) -> Authorisation:
+        """One record; :class:`NotFoundError` if absent."""
+
+    def find_by_request(self, terminal_id: str, request_id: str) -> Authorisation | None:
+        """The record of a terminal's request id, if any (idempotency)."""
+
+    def list(
+        self,
+        *,
+        card_id: str | None = None,
+        account_id: str | None = None,
+        terminal_id: str | None = None,
+        token_id: str | None = None,
+        parent_id: str | None = None,
+        status: AuthorisationStatus | None = None,
+        limit: int = 100,
+    ) -> list[Authorisation]:
+        """Records, newest first."""
+
+    def transition(
+        self,
+        transaction_id: str,
+        *,
+        expected: AuthorisationStatus,
+        status: AuthorisationStatus,
+        event: str,
+        amount: int = 0,
+        captured_amount: int | None = None,
+        released_amount: int | None = None,
+        request_id: str | None = None,
+    ) -> bool:
+        """Compare and set: move from ``expected`` to ``status`` and append an event.
+        ``False`` if the record was not in ``expected`` (someone else moved it): so a
+        hold is released exactly once."""
+
+    def events(self, transaction_id: str) -> builtins.list[AuthorisationEvent]:
+        """A record's events, oldest first."""
+
+    def pending_expired(self, now: str, *, limit: int = 100) -> builtins.list[Authorisation]:
+        """Pending records whose ``expires_at`` is before ``now``."""
+
+    def count_since(self, *, card_id: str | None, token_id: str | None, since: str) -> int:
+        """Approved authorisations of a card or token since ``since`` (velocity)."""
+
+
+class JournalRepository(Protocol):
+    """The double-entry ledger: append-only journals of entries."""
+
+    def post(self, journal: Journal) -> None:
+        """Append a balanced journal and apply it to the accounts' books.
+        :class:`IntegrityError` if any book of it does not sum to zero."""
+
+    def for_account(self, account_id: str, *, limit: int = 100) -> list[Journal]:
+        """Journals touching an account, newest first."""
+
+    def for_transaction(self, transaction_id: str) -> list[Journal]:
+        """Journals of an authorisation, oldest first."""
+
+    def entries(self, account_id: str) -> list[Entry]:
+        """Every entry of an account, oldest first."""
+
+
+class AtcRepository(Protocol):
+    """Application Transaction Counters seen per card application (card or token).
+
+    ``check_and_record`` decides, atomically under concurrency, whether an ATC is
+    strictly new within the window: the instrument's state row is locked (``FOR
+    UPDATE``), and ``(instrument, atc)`` is a primary key, so two transactions can never
+    both record one ATC.
+    """
+
+    def check_and_record(
+        self,
+        instrument_id: str,
+        atc: int,
+        *,
+        window: int,
+        max_jump: int | None = None,
+        transaction_id: str | None = None,
+    ) -> AtcVerdict:
+        """:attr:`AtcVerdict.NEW` (and recorded) if ``atc`` was never seen and is above
+        ``highest - window``; ``REPLAYED`` if seen; ``ROLLED_BACK`` if at or below the
+        window; ``JUMPED`` if more than ``max_jump`` above the highest."""
+
+    def highest(self, instrument_id: str) -> int | None:
+        """The highest ATC recorded, if any."""
+
+
+@dataclass(frozen=True, slots=True)
+class Discrepancy:
+    """A ledger invariant that does not hold (:meth:`Ledger.check`)."""
+
+    what: str
+    subject: str
+    expected: int
+    actual: int
+
+    def __str__(self) -> str:
+        return f"{self.what} {self.subject}: expected {self.expected}, found {self.actual}"
+
+
+class UnitOfWork(ABC):
+    """One database transaction with every repository (module docstring)."""
+
+    accounts: AccountRepository
+    bins: BinRangeRepository
+    cards: CardRepository
+    tokens: TokenRepository
+    terminals: TerminalRepository
+    authorisations: AuthorisationRepository
+    journals: JournalRepository
+    atcs: AtcRepository
+
+    @abstractmethod
+    def commit(self) -> None:
+        """Make the transaction's changes durable."""
+
+    @abstractmethod
+    def rollback(self) -> None:
+        """Undo the transaction's changes."""
+
+    def __enter__(self) -> UnitOfWork:
+        return self
+
+    @abstractmethod
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        """Roll back unless committed; give the connection back."""
+
+
+class Ledger(ABC):
+    """A database: migrations, units of work, the invariant check."""
+
+    #: ``"sqlite"`` or ``"postgresql"``.
+    dialect: str = ""
+
+    @abstractmethod
+    def migrate(self) -> list[int]:
+        """Apply missing migrations; the versions applied now."""
+
+    @abstractmethod
+    def schema_version(self) -> int:
+        """The highest migration applied (0 for an empty database)."""
+
+    @abstractmethod
+    def unit_of_work(self, *, write: bool = True) -> UnitOfWork:
+        """A new transaction (``write=False``: read only, takes no write lock)."""
+
+    def check(self) -> Sequence[Discrepancy]:
+        """Every broken invariant: an account whose balance or held amount differs from
+        the sum of its entries, a journal whose book does not sum to zero. Empty when
+        the ledger is consistent."""
+        with self.unit_of_work(write=False) as uow:
+            return self._check(uow)
+
+    @abstractmethod
+    def _check(self, uow: UnitOfWork) -> Sequence[Discrepancy]:
+        """:meth:`check` inside a unit of work."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Close every connection."""
+
+    def __enter__(self) -> Ledger:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

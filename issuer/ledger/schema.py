@@ -1,0 +1,349 @@
+"""The issuer's database schema: one list of migrations for SQLite and PostgreSQL.
+
+Each :class:`Migration` is a list of statements written once with three
+placeholders filled per dialect (``{blob}``, ``{bigint}``, ``{serial_pk}``), plus
+statements of its own per dialect where the two differ (triggers). The applied
+versions are kept in ``schema_migrations`` (version, name, checksum, applied_at);
+migrating applies the missing ones in order, in one transaction, under a lock
+(PostgreSQL ``pg_advisory_xact_lock``, SQLite ``BEGIN IMMEDIATE``), so that two
+services starting together migrate once.
+
+Design (documented here because the tables are the contract):
+
+- **PANs** are never stored in clear: ``pan_masked`` (first 6 / last 4, PCI DSS v4.0
+  Req. 3.4.1) for display, ``pan_hash`` (HMAC-SHA256 under a key-store key: a keyed
+  hash, since a plain one is brute-forced inside a BIN) for look-up and uniqueness,
+  ``pan_sealed`` (AES-256-GCM under a key-store key, the card id as associated data)
+  for the rare need of the PAN itself (``issuer card show --reveal``). Tokens alike.
+- **Money** is double entry: ``journals`` of ``entries`` (account, book, signed
+  amount), each book of a journal summing to zero against the issuer's system
+  accounts. ``accounts.balance`` and ``accounts.held`` are the sums of the account's
+  ``posted`` and ``held`` entries, updated in the same transaction; ``Ledger.check``
+  proves it. Journals, entries and authorisation events are append-only (triggers
+  refuse UPDATE, DELETE and, on PostgreSQL, TRUNCATE).
+- **Authorisations** are append-only records; only ``status`` (from ``pending``,
+  once), ``captured_amount``, ``released_amount`` and ``updated_at`` may change, each
+  change logged in ``authorisation_events``. ``(terminal_id, request_id)`` is unique:
+  the idempotency key.
+- **ATCs**: ``atc_state`` keeps the highest ATC per card application (card or token),
+  locked ``FOR UPDATE`` while an ATC is checked; ``atc_seen`` keeps the ATCs of the
+  window with ``(instrument_id, atc)`` as primary key, so one ATC is accepted once
+  even by two services on one PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Final
+
+__all__ = ["DIALECT_TYPES", "MIGRATIONS", "Migration", "statements_for"]
+
+#: Column types per dialect.
+DIALECT_TYPES: Final[Mapping[str, Mapping[str, str]]] = {
+    "sqlite": {
+        "blob": "BLOB",
+        "bigint": "INTEGER",
+        "serial_pk": "INTEGER PRIMARY KEY AUTOINCREMENT",
+    },
+    "postgresql": {
+        "blob": "BYTEA",
+        "bigint": "BIGINT",
+        "serial_pk": "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY",
+    },
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    """One schema version: common statements, then each dialect's own."""
+
+    version: int
+    name: str
+    common: tuple[str, ...]
+    per_dialect: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+
+    def checksum(self, dialect: str) -> str:
+        """SHA-256 of the statements this dialect runs (drift detection)."""
+        text = "\n;\n".join(statements_for(self, dialect))
+        return hashlib.sha256(text.encode()).hexdigest()
+
+
+def statements_for(migration: Migration, dialect: str) -> list[str]:
+    """The statements of ``migration`` for ``dialect``, placeholders filled."""
+    types = DIALECT_TYPES[dialect]
+    out = [s.format(**types) for s in migration.common]
+    out.extend(migration.per_dialect.get(dialect, ()))
+    return out
+
+
+_CORE_TABLES: Final = (
+    """CREATE TABLE accounts (
+        id TEXT PRIMARY KEY,
+        holder TEXT NOT NULL,
+        kind TEXT NOT NULL CHECK (kind IN ('debit', 'credit', 'system')),
+        currency TEXT NOT NULL,
+        credit_limit {bigint} NOT NULL DEFAULT 0 CHECK (credit_limit >= 0),
+        status TEXT NOT NULL CHECK (status IN ('open', 'closed')),
+        balance {bigint} NOT NULL DEFAULT 0,
+        held {bigint} NOT NULL DEFAULT 0,
+        created_at TEXT NOT NULL
+    )""",
+    """INSERT INTO accounts (id, holder, kind, currency, status, created_at) VALUES
+        ('sys_funding', 'issuer: funding', 'system', 'XXX', 'open', '1970-01-01T00:00:00Z'),
+        ('sys_holds', 'issuer: holds', 'system', 'XXX', 'open', '1970-01-01T00:00:00Z'),
+        ('sys_settlement', 'issuer: settlement', 'system', 'XXX', 'open',
+         '1970-01-01T00:00:00Z')""",
+    """CREATE TABLE bin_ranges (
+        prefix TEXT PRIMARY KEY,
+        scheme TEXT NOT NULL,
+        kind TEXT NOT NULL CHECK (kind IN ('card', 'token')),
+        cvn INTEGER NOT NULL,
+        pan_length INTEGER NOT NULL CHECK (pan_length BETWEEN 12 AND 19),
+        issuer_key_id TEXT NOT NULL,
+        ca_rid {blob} NOT NULL,
+        ca_index INTEGER NOT NULL,
+        certificate {blob} NOT NULL,
+        remainder {blob} NOT NULL,
+        exponent {blob} NOT NULL,
+        created_at TEXT NOT NULL
+    )""",
+    """CREATE TABLE cards (
+        id TEXT PRIMARY KEY,
+        account_id TEXT NOT NULL REFERENCES accounts (id),
+        scheme TEXT NOT NULL,
+        bin TEXT NOT NULL REFERENCES bin_ranges (prefix),
+        pan_masked TEXT NOT NULL,
+        pan_last4 TEXT NOT NULL,
+        pan_hash {blob} NOT NULL UNIQUE,
+        pan_sealed {blob} NOT NULL,
+        psn TEXT NOT NULL,
+        expiry TEXT NOT NULL,
+        cvn INTEGER NOT NULL,
+        par TEXT NOT NULL,
+        status TEXT NOT NULL CHECK (status IN ('active', 'paused', 'closed')),
+        origin TEXT NOT NULL CHECK (origin IN ('provisioned', 'registered', 'funding')),
+        flag TEXT,
+        created_at TEXT NOT NULL
+    )""",
+    "CREATE INDEX cards_account ON cards (account_id)",
+    """CREATE TABLE tokens (
+        id TEXT PRIMARY KEY,
+        card_id TEXT NOT NULL REFERENCES cards (id),
+        account_id TEXT NOT NULL REFERENCES accounts (id),
+        scheme TEXT NOT NULL,
+        bin TEXT NOT NULL REFERENCES bin_ranges (prefix),
+        token_masked TEXT NOT NULL,
+        token_last4 TEXT NOT NULL,
+        token_hash {blob} NOT NULL UNIQUE,
+        token_sealed {blob} NOT NULL,
+        psn TEXT NOT NULL,
+        expiry TEXT NOT NULL,
+        cvn INTEGER NOT NULL,
+        par TEXT NOT NULL,
+        requestor_id TEXT NOT NULL,
+        status TEXT NOT NULL CHECK (status IN ('active', 'suspended', 'deleted')),
+        contactless_only INTEGER NOT NULL CHECK (contactless_only IN (0, 1)),
+        allowed_mccs TEXT,
+        blocked_mccs TEXT,
+        flag TEXT,
+        created_at TEXT NOT NULL,
+        CHECK (allowed_mccs IS NULL OR blocked_mccs IS NULL)
+    )""",
+    "CREATE INDEX tokens_card ON tokens (card_id)",
+    "CREATE INDEX tokens_account ON tokens (account_id)",
+    """CREATE TABLE terminals (
+        id TEXT PRIMARY KEY,
+        merchant TEXT NOT NULL,
+        mcc TEXT NOT NULL,
+        country TEXT NOT NULL,
+        credential_hash TEXT NOT NULL,
+        status TEXT NOT NULL CHECK (status IN ('active', 'revoked')),
+        created_at TEXT NOT NULL
+    )""",
+    """CREATE TABLE authorisations (
+        id TEXT PRIMARY KEY,
+        kind TEXT NOT NULL CHECK (kind IN ('authorisation', 'refund')),
+        terminal_id TEXT NOT NULL REFERENCES terminals (id),
+        request_id TEXT NOT NULL,
+        request_hash TEXT NOT NULL,
+        card_id TEXT REFERENCES cards (id),
+        token_id TEXT REFERENCES tokens (id),
+        account_id TEXT REFERENCES accounts (id),
+        parent_id TEXT REFERENCES authorisations (id),
+        amount {bigint} NOT NULL CHECK (amount >= 0),
+        currency TEXT NOT NULL,
+        mcc TEXT,
+        approved INTEGER NOT NULL CHECK (approved IN (0, 1)),
+        decline_reason TEXT,
+        response_code TEXT NOT NULL,
+        status TEXT NOT NULL CHECK (status IN ('pending', 'closed', 'reversed', 'expired')),
+        atc INTEGER,
+        held_amount {bigint} NOT NULL DEFAULT 0 CHECK (held_amount >= 0),
+        captured_amount {bigint} NOT NULL DEFAULT 0 CHECK (captured_amount >= 0),
+        released_amount {bigint} NOT NULL DEFAULT 0 CHECK (released_amount >= 0),
+        response TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        expires_at TEXT,
+        UNIQUE (terminal_id, request_id),
+        CHECK (released_amount <= held_amount)
+    )""",
+    "CREATE INDEX authorisations_card ON authorisations (card_id, created_at)",
+    "CREATE INDEX authorisations_token ON authorisations (token_id, created_at)",
+    "CREATE INDEX authorisations_account ON authorisations (account_id, created_at)",
+    "CREATE INDEX authorisations_pending ON authorisations (status, expires_at)",
+    "CREATE INDEX authorisations_parent ON authorisations (parent_id)",
+    """CREATE TABLE authorisation_events (
+        seq {serial_pk},
+        transaction_id TEXT NOT NULL REFERENCES authorisations (id),
+        kind TEXT NOT NULL,
+        amount {bigint} NOT NULL,
+        request_id TEXT,
+        created_at TEXT NOT NULL
+    )""",
+    "CREATE INDEX authorisation_events_txn ON authorisation_events (transaction_id)",
+    """CREATE TABLE journals (
+        seq {serial_pk},
+        id TEXT NOT NULL UNIQUE,
+        kind TEXT NOT NULL CHECK (kind IN ('credit', 'hold', 'release', 'capture', 'refund')),
+        transaction_id TEXT REFERENCES authorisations (id),
+        memo TEXT NOT NULL,
+        created_at TEXT NOT NULL
+    )""",
+    "CREATE INDEX journals_txn ON journals (transaction_id)",
+    """CREATE TABLE entries (
+        seq {serial_pk},
+        journal_id TEXT NOT NULL REFERENCES journals (id),
+        account_id TEXT NOT NULL REFERENCES accounts (id),
+        book TEXT NOT NULL CHECK (book IN ('posted', 'held')),
+        amount {bigint} NOT NULL CHECK (amount <> 0)
+    )""",
+    "CREATE INDEX entries_account ON entries (account_id)",
+    "CREATE INDEX entries_journal ON entries (journal_id)",
+    """CREATE TABLE atc_state (
+        instrument_id TEXT PRIMARY KEY,
+        highest_atc INTEGER NOT NULL,
+        updated_at TEXT NOT NULL
+    )""",
+    """CREATE TABLE atc_seen (
+        instrument_id TEXT NOT NULL,
+        atc INTEGER NOT NULL CHECK (atc BETWEEN 0 AND 65535),
+        transaction_id TEXT,
+        seen_at TEXT NOT NULL,
+        PRIMARY KEY (instrument_id, atc)
+    )""",
+)
+
+#: Columns of an authorisation record that never change once written.
+IMMUTABLE_AUTHORISATION_COLUMNS: Final = (
+    "id",
+    "kind",
+    "terminal_id",
+    "request_id",
+    "request_hash",
+    "card_id",
+    "token_id",
+    "account_id",
+    "parent_id",
+    "amount",
+    "currency",
+    "mcc",
+    "approved",
+    "decline_reason",
+    "response_code",
+    "atc",
+    "held_amount",
+    "response",
+    "created_at",
+    "expires_at",
+)
+
+_APPEND_ONLY: Final = ("journals", "entries", "authorisation_events")
+
+
+def _sqlite_guards() -> tuple[str, ...]:
+    out = []
+    for table in _APPEND_ONLY:
+        for op in ("UPDATE", "DELETE"):
+            out.append(
+                f"CREATE TRIGGER {table}_no_{op.lower()} BEFORE {op} ON {table} "
+                f"BEGIN SELECT RAISE(ABORT, '{table} are append-only'); END"
+            )
+    out.append(
+        "CREATE TRIGGER authorisations_no_delete BEFORE DELETE ON authorisations "
+        "BEGIN SELECT RAISE(ABORT, 'authorisations are append-only'); END"
+    )
+    columns = ", ".join(IMMUTABLE_AUTHORISATION_COLUMNS)
+    out.append(
+        f"CREATE TRIGGER authorisations_immutable BEFORE UPDATE OF {columns} "
+        "ON authorisations "
+        "BEGIN SELECT RAISE(ABORT, 'authorisations are append-only'); END"
+    )
+    out.append(
+        "CREATE TRIGGER authorisations_state BEFORE UPDATE OF status ON authorisations "
+        "WHEN OLD.status <> 'pending' AND NEW.status <> OLD.status "
+        "BEGIN SELECT RAISE(ABORT, 'only a pending authorisation changes state'); END"
+    )
+    return tuple(out)
+
+
+def _postgres_guards() -> tuple[str, ...]:
+    columns = ", ".join(IMMUTABLE_AUTHORISATION_COLUMNS)
+    new = ", ".join(f"NEW.{c}" for c in IMMUTABLE_AUTHORISATION_COLUMNS)
+    old = ", ".join(f"OLD.{c}" for c in IMMUTABLE_AUTHORISATION_COLUMNS)
+    del columns
+    out = [
+        """CREATE FUNCTION tapstack_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            RAISE EXCEPTION '% are append-only', TG_TABLE_NAME
+                USING ERRCODE = 'restrict_violation';
+        END $$""",
+        f"""CREATE FUNCTION tapstack_authorisation_guard() RETURNS trigger
+        LANGUAGE plpgsql AS $$
+        BEGIN
+            IF TG_OP <> 'UPDATE' THEN
+                RAISE EXCEPTION 'authorisations are append-only'
+                    USING ERRCODE = 'restrict_violation';
+            END IF;
+            IF ROW({new}) IS DISTINCT FROM ROW({old}) THEN
+                RAISE EXCEPTION 'authorisations are append-only'
+                    USING ERRCODE = 'restrict_violation';
+            END IF;
+            IF NEW.status <> OLD.status AND OLD.status <> 'pending' THEN
+                RAISE EXCEPTION 'only a pending authorisation changes state'
+                    USING ERRCODE = 'restrict_violation';
+            END IF;
+            RETURN NEW;
+        END $$""",
+    ]
+    for table in _APPEND_ONLY:
+        out.append(
+            f"CREATE TRIGGER {table}_append_only BEFORE UPDATE OR DELETE ON {table} "
+            "FOR EACH ROW EXECUTE FUNCTION tapstack_append_only()"
+        )
+        out.append(
+            f"CREATE TRIGGER {table}_no_truncate BEFORE TRUNCATE ON {table} "
+            "FOR EACH STATEMENT EXECUTE FUNCTION tapstack_append_only()"
+        )
+    out.append(
+        "CREATE TRIGGER authorisations_guard BEFORE UPDATE OR DELETE ON authorisations "
+        "FOR EACH ROW EXECUTE FUNCTION tapstack_authorisation_guard()"
+    )
+    out.append(
+        "CREATE TRIGGER authorisations_no_truncate BEFORE TRUNCATE ON authorisations "
+        "FOR EACH STATEMENT EXECUTE FUNCTION tapstack_append_only()"
+    )
+    return tuple(out)
+
+
+#: Every schema version, in order.
+MIGRATIONS: Final[tuple[Migration, ...]] = (
+    Migration(
+        1,
+        "accounts, ranges, cards, tokens, terminals, authorisations, ledger, ATCs",
+        _CORE_TABLES,
+        {"sqlite": _sqlite_guards(), "postgresql": _postgres_guards()},
+    ),
+)

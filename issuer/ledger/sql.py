@@ -1,0 +1,912 @@
+# ruff: noqa: S105, S608 - statements (and column lists) are assembled from module constants only, never input
+"""The repositories of :mod:`issuer.ledger.repository`, written once in SQL.
+
+Statements use ``?`` placeholders; a :class:`Dialect` turns them into the driver's
+(``%s`` for psycopg) and says how a dialect spells ``FOR UPDATE`` and which driver
+errors are unique violations or transient. The adapters
+(:mod:`issuer.ledger.sqlite`, :mod:`issuer.ledger.postgres`) supply connections.
+"""
+
+from __future__ import annotations
+
+import builtins
+import functools
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import date
+from types import TracebackType
+from typing import Any, Final
+
+from issuer.domain.model import (
+    Account,
+    AccountKind,
+    AccountStatus,
+    AtcVerdict,
+    Authorisation,
+    AuthorisationEvent,
+    AuthorisationKind,
+    AuthorisationStatus,
+    BinRange,
+    Book,
+    Card,
+    CardOrigin,
+    CardStatus,
+    Entry,
+    Journal,
+    JournalKind,
+    Terminal,
+    TerminalStatus,
+    Token,
+    TokenStatus,
+    utc_now,
+)
+from issuer.errors import ConflictError, IntegrityError, LedgerError, NotFoundError, TransientError
+from issuer.ledger.repository import Discrepancy, UnitOfWork
+
+__all__ = ["Dialect", "SqlConnection", "SqlUnitOfWork", "check_ledger"]
+
+
+@dataclass(frozen=True, slots=True)
+class Dialect:
+    """What differs between SQL databases, for the repositories."""
+
+    name: str
+    placeholder: str
+    for_update: str
+    is_unique_violation: Callable[[BaseException], bool]
+    is_transient: Callable[[BaseException], bool]
+    is_driver_error: Callable[[BaseException], bool]
+
+    @functools.lru_cache(maxsize=512)  # noqa: B019 - dialects are module constants
+    def sql(self, statement: str) -> str:
+        """``statement`` with this dialect's placeholders."""
+        return statement if self.placeholder == "?" else statement.replace("?", self.placeholder)
+
+
+class SqlConnection:
+    """A driver connection seen by the repositories: run, fetch one, fetch all.
+
+    Driver errors become issuer errors: unique violations :class:`ConflictError`,
+    concurrency failures :class:`TransientError`, others :class:`LedgerError`.
+    """
+
+    def __init__(self, raw: Any, dialect: Dialect) -> None:
+        self.raw = raw
+        self.dialect = dialect
+
+    def _translate(self, exc: BaseException) -> BaseException:
+        d = self.dialect
+        if d.is_unique_violation(exc):
+            return ConflictError("that record exists already")
+        if d.is_transient(exc):
+            return TransientError(f"database busy ({type(exc).__name__}): retry")
+        text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        if "append-only" in text or "pending authorisation" in text:
+            return IntegrityError(text)
+        return LedgerError(f"database error: {text[:200]}")
+
+    def _execute(self, sql: str, params: Sequence[Any]) -> Any:
+        """Run one statement; the driver's cursor (sqlite3 and psycopg connections
+        both have ``execute``; without parameters psycopg does no ``%`` processing)."""
+        return self.raw.execute(sql, params) if params else self.raw.execute(sql)
+
+    def run(self, sql: str, params: Sequence[Any] = ()) -> int:
+        """Execute; the number of rows affected."""
+        try:
+            cur = self._execute(self.dialect.sql(sql), params)
+            return int(cur.rowcount)
+        except Exception as exc:
+            if self.dialect.is_driver_error(exc):
+                raise self._translate(exc) from None
+            raise
+
+    def all(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """Execute; every row."""
+        try:
+            cur = self._execute(self.dialect.sql(sql), params)
+            return [tuple(r) for r in cur.fetchall()]
+        except Exception as exc:
+            if self.dialect.is_driver_error(exc):
+                raise self._translate(exc) from None
+            raise
+
+    def one(self, sql: str, params: Sequence[Any] = ()) -> tuple[Any, ...] | None:
+        """Execute; the first row or ``None``."""
+        rows = self.all(sql, params)
+        return rows[0] if rows else None
+
+
+def _bytes(value: Any) -> bytes:
+    return bytes(value) if value is not None else b""
+
+
+def _mccs(text: str | None) -> tuple[str, ...] | None:
+    if text is None:
+        return None
+    return tuple(m for m in text.split(",") if m)
+
+
+def _mcc_text(mccs: tuple[str, ...] | None) -> str | None:
+    return None if mccs is None else ",".join(mccs)
+
+
+# -- accounts ----------------------------------------------------------------------------
+
+_ACCOUNT_COLUMNS: Final = (
+    "id, holder, kind, currency, credit_limit, status, created_at, balance, held"
+)
+
+
+def _account(row: tuple[Any, ...]) -> Account:
+    return Account(
+        row[0],
+        row[1],
+        AccountKind(row[2]),
+        row[3],
+        int(row[4]),
+        AccountStatus(row[5]),
+        row[6],
+        int(row[7]),
+        int(row[8]),
+    )
+
+
+class SqlAccounts:
+    """:class:`~issuer.ledger.repository.AccountRepository` in SQL."""
+
+    def __init__(self, db: SqlConnection) -> None:
+        self.db = db
+
+    def add(self, account: Account) -> None:
+        self.db.run(
+            "INSERT INTO accounts (id, holder, kind, currency, credit_limit, status, created_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (
+                account.id,
+                account.holder,
+                account.kind.value,
+                account.currency,
+                account.credit_limit,
+                account.status.value,
+                account.created_at,
+            ),
+        )
+
+    def get(self, account_id: str, *, for_update: bool = False) -> Account:
+        lock = self.db.dialect.for_update if for_update else ""
+        row = self.db.one(
+            f"SELECT {_ACCOUNT_COLUMNS} FROM accounts WHERE id = ?{lock}", (account_id,)
+        )
+        if row is None:
+            raise NotFoundError(f"no account {account_id!r}")
+        return _account(row)
+
+    def list(self, *, include_system: bool = False, limit: int = 1000) -> list[Account]:
+        where = "" if include_system else " WHERE kind <> 'system'"
+        rows = self.db.all(
+            f"SELECT {_ACCOUNT_COLUMNS} FROM accounts{where} ORDER BY created_at, id LIMIT ?",
+            (limit,),
+        )
+        return [_account(r) for r in rows]
+
+    def set_status(self, account_id: str, status: AccountStatus) -> None:
+        if not self.db.run(
+            "UPDATE accounts SET status = ? WHERE id = ?", (status.value, account_id)
+        ):
+            raise NotFoundError(f"no account {account_id!r}")
+
+
+# -- BIN ranges --------------------------------------------------------------------------
+
+_BIN_COLUMNS: Final = (
+    "prefix, scheme, kind, cvn, pan_length, issuer_key_id, ca_rid, ca_index, certificate,"
+    " remainder, exponent, created_at"
+)
+
+
+def _bin(row: tuple[Any, ...]) -> BinRange:
+    return BinRange(
+        row[0],
+        row[1],
+        row[2],
+        int(row[3]),
+        int(row[4]),
+        row[5],
+        _bytes(row[6]),
+        int(row[7]),
+        _bytes(row[8]),
+        _bytes(row[9]),
+        _bytes(row[10]),
+        row[11],
+    )
+
+
+class SqlBinRanges:
+    """:class:`~issuer.ledger.repository.BinRangeRepository` in SQL."""
+
+    def __init__(self, db: SqlConnection) -> None:
+        self.db = db
+
+    def add(self, bin_range: BinRange) -> None:
+        r = bin_range
+        self.db.run(
+            f"INSERT INTO bin_ranges ({_BIN_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                r.prefix,
+                r.scheme,
+                r.kind,
+                r.cvn,
+                r.pan_length,
+                r.issuer_key_id,
+                r.ca_rid,
+                r.ca_index,
+                r.certificate,
+                r.remainder,
+                r.exponent,
+                r.created_at,
+            ),
+        )
+
+    def get(self, prefix: str) -> BinRange:
+        row = self.db.one(f"SELECT {_BIN_COLUMNS} FROM bin_ranges WHERE prefix = ?", (prefix,))
+        if row is None:
+            raise NotFoundError(f"no BIN range {prefix!r}")
+        return _bin(row)
+
+    def list(self) -> list[BinRange]:
+        return [
+            _bin(r) for r in self.db.all(f"SELECT {_BIN_COLUMNS} FROM bin_ranges ORDER BY prefix")
+        ]
+
+
+# -- cards -------------------------------------------------------------------------------
+
+_CARD_COLUMNS: Final = (
+    "id, account_id, scheme, bin, pan_masked, pan_last4, pan_hash, pan_sealed, psn, expiry,"
+    " cvn, par, status, origin, created_at, flag"
+)
+
+
+def _card(row: tuple[Any, ...]) -> Card:
+    return Card(
+        id=row[0],
+        account_id=row[1],
+        scheme=row[2],
+        bin=row[3],
+        pan_masked=row[4],
+        pan_last4=row[5],
+        pan_hash=_bytes(row[6]),
+        pan_sealed=_bytes(row[7]),
+        psn=row[8],
+        expiry=date.fromisoformat(row[9]),
+        cvn=int(row[10]),
+        par=row[11],
+        status=CardStatus(row[12]),
+        origin=CardOrigin(row[13]),
+        created_at=row[14],
+        flag=row[15],
+    )
+
+
+class SqlCards:
+    """:class:`~issuer.ledger.repository.CardRepository` in SQL."""
+
+    def __init__(self, db: SqlConnection) -> None:
+        self.db = db
+
+    def add(self, card: Card) -> None:
+        c = card
+        self.db.run(
+            f"INSERT INTO cards ({_CARD_COLUMNS})"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                c.id,
+                c.account_id,
+                c.scheme,
+                c.bin,
+                c.pan_masked,
+                c.pan_last4,
+                c.pan_hash,
+                c.pan_sealed,
+                c.psn,
+                c.expiry.isoformat(),
+                c.cvn,
+                c.par,
+                c.status.value,
+                c.origin.value,
+                c.created_at,
+                c.flag,
+            ),
+        )
+
+    def get(self, card_id: str, *, for_update: bool = False) -> Card:
+        lock = self.db.dialect.for_update if for_update else ""
+        row = self.db.one(f"SELECT {_CARD_COLUMNS} FROM cards WHERE id = ?{lock}", (card_id,))
+        if row is None:
+            raise NotFoundError(f"no card {card_id!r}")
+        return _card(row)
+
+    def find_by_pan_hash(self, pan_hash: bytes) -> Card | None:
+        row = self.db.one(f"SELECT {_CARD_COLUMNS} FROM cards WHERE pan_hash = ?", (pan_hash,))
+        return _card(row) if row else None
+
+    def list(
+        self, *, account_id: str | None = None, status: CardStatus | None = None
+    ) -> list[Card]:
+        where, params = _filters(account_id=account_id, status=status and status.value)
+        rows = self.db.all(
+            f"SELECT {_CARD_COLUMNS} FROM cards{where} ORDER BY created_at, id", params
+        )
+        return [_card(r) for r in rows]
+
+    def set_status(self, card_id: str, status: CardStatus) -> None:
+        if not self.db.run("UPDATE cards SET status = ? WHERE id = ?", (status.value, card_id)):
+            raise NotFoundError(f"no card {card_id!r}")
+
+    def set_flag(self, card_id: str, flag: str | None) -> None:
+        if not self.db.run("UPDATE cards SET flag = ? WHERE id = ?", (flag, card_id)):
+            raise NotFoundError(f"no card {card_id!r}")
+
+
+def _filters(**conditions: Any) -> tuple[str, tuple[Any, ...]]:
+    parts = [f"{name} = ?" for name, value in conditions.items() if value is not None]
+    params = tuple(value for value in conditions.values() if value is not None)
+    return (" WHERE " + " AND ".join(parts) if parts else ""), params
+
+
+# -- tokens ------------------------------------------------------------------------------
+
+_TOKEN_COLUMNS: Final = (
+    "id, card_id, account_id, scheme, bin, token_masked, token_last4, token_hash,"
+    " token_sealed, psn, expiry, cvn, par, requestor_id, status, contactless_only,"
+    " allowed_mccs, blocked_mccs, created_at, flag"
+)
+
+
+def _token(row: tuple[Any, ...]) -> Token:
+    return Token(
+        id=row[0],
+        card_id=row[1],
+        account_id=row[2],
+        scheme=row[3],
+        bin=row[4],
+        token_masked=row[5],
+        token_last4=row[6],
+        token_hash=_bytes(row[7]),
+        token_sealed=_bytes(row[8]),
+        psn=row[9],
+        expiry=date.fromisoformat(row[10]),
+        cvn=int(row[11]),
+        par=row[12],
+        requestor_id=row[13],
+        status=TokenStatus(row[14]),
+        contactless_only=bool(row[15]),
+        allowed_mccs=_mccs(row[16]),
+        blocked_mccs=_mccs(row[17]),
+        created_at=row[18],
+        flag=row[19],
+    )
+
+
+class SqlTokens:
+    """:class:`~issuer.ledger.repository.TokenRepository` in SQL."""
+
+    def __init__(self, db: SqlConnection) -> None:
+        self.db = db
+
+    def add(self, token: Token) -> None:
+        t = token
+        self.db.run(
+            f"INSERT INTO tokens ({_TOKEN_COLUMNS}) VALUES"
+            " (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                t.id,
+                t.card_id,
+                t.account_id,
+                t.scheme,
+                t.bin,
+                t.token_masked,
+                t.token_last4,
+                t.token_hash,
+                t.token_sealed,
+                t.psn,
+                t.expiry.isoformat(),
+                t.cvn,
+                t.par,
+                t.requestor_id,
+                t.status.value,
+                int(t.contactless_only),
+                _mcc_text(t.allowed_mccs),
+                _mcc_text(t.blocked_mccs),
+                t.created_at,
+                t.flag,
+            ),
+        )
+
+    def get(self, token_id: str, *, for_update: bool = False) -> Token:
+        lock = self.db.dialect.for_update if for_update else ""
+        row = self.db.one(f"SELECT {_TOKEN_COLUMNS} FROM tokens WHERE id = ?{lock}", (token_id,))
+        if row is None:
+            raise NotFoundError(f"no token {token_id!r}")
+        return _token(row)
+
+    def find_by_token_hash(self, token_hash: bytes) -> Token | None:
+        row = self.db.one(
+            f"SELECT {_TOKEN_COLUMNS} FROM tokens WHERE token_hash = ?", (token_hash,)
+        )
+        return _token(row) if row else None
+
+    def list(
+        self,
+        *,
+        card_id: str | None = None,
+        account_id: str | None = None,
+        status: TokenStatus | None = None,
+    ) -> list[Token]:
+        where, params = _filters(
+            card_id=card_id, account_id=account_id, status=status and status.value
+        )
+        rows = self.db.all(
+            f"SELECT {_TOKEN_COLUMNS} FROM tokens{where} ORDER BY created_at, id", params
+        )
+        return [_token(r) for r in rows]
+
+    def set_status(self, token_id: str, status: TokenStatus) -> None:
+        if not self.db.run("UPDATE tokens SET status = ? WHERE id = ?", (status.value, token_id)):
+            raise NotFoundError(f"no token {token_id!r}")
+
+    def set_flag(self, token_id: str, flag: str | None) -> None:
+        if not self.db.run("UPDATE tokens SET flag = ? WHERE id = ?", (flag, token_id)):
+            raise NotFoundError(f"no token {token_id!r}")
+
+
+# -- terminals ---------------------------------------------------------------------------
+
+_TERMINAL_COLUMNS: Final = "id, merchant, mcc, credential_hash, status, created_at, country"
+
+
+def _terminal(row: tuple[Any, ...]) -> Terminal:
+    return Terminal(row[0], row[1], row[2], row[3], TerminalStatus(row[4]), row[5], row[6])
+
+
+class SqlTerminals:
+    """:class:`~issuer.ledger.repository.TerminalRepository` in SQL."""
+
+    def __init__(self, db: SqlConnection) -> None:
+        self.db = db
+
+    def add(self, terminal: Terminal) -> None:
+        t = terminal
+        self.db.run(
+            f"INSERT INTO terminals ({_TERMINAL_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (t.id, t.merchant, t.mcc, t.credential_hash, t.status.value, t.created_at, t.country),
+        )
+
+    def get(self, terminal_id: str) -> Terminal:
+        row = self.db.one(f"SELECT {_TERMINAL_COLUMNS} FROM terminals WHERE id = ?", (terminal_id,))
+        if row is None:
+            raise NotFoundError(f"no terminal {terminal_id!r}")
+        return _terminal(row)
+
+    def list(self) -> list[Terminal]:
+        rows = self.db.all(f"SELECT {_TERMINAL_COLUMNS} FROM terminals ORDER BY created_at, id")
+        return [_terminal(r) for r in rows]
+
+    def set_status(self, terminal_id: str, status: TerminalStatus) -> None:
+        if not self.db.run(
+            "UPDATE terminals SET status = ? WHERE id = ?", (status.value, terminal_id)
+        ):
+            raise NotFoundError(f"no terminal {terminal_id!r}")
+
+
+# -- authorisations ----------------------------------------------------------------------
+
+_AUTH_COLUMNS: Final = (
+    "id, kind, terminal_id, request_id, request_hash, amount, currency, approved,"
+    " response_code, status, created_at, updated_at, card_id, token_id, account_id,"
+    " parent_id, mcc, decline_reason, atc, held_amount, captured_amount, released_amount,"
+    " expires_at, response"
+)
+
+
+def _auth(row: tuple[Any, ...]) -> Authorisation:
+    return Authorisation(
+        id=row[0],
+        kind=AuthorisationKind(row[1]),
+        terminal_id=row[2],
+        request_id=row[3],
+        request_hash=row[4],
+        amount=int(row[5]),
+        currency=row[6],
+        approved=bool(row[7]),
+        response_code=row[8],
+        status=AuthorisationStatus(row[9]),
+        created_at=row[10],
+        updated_at=row[11],
+        card_id=row[12],
+        token_id=row[13],
+        account_id=row[14],
+        parent_id=row[15],
+        mcc=row[16],
+        decline_reason=row[17],
+        atc=None if row[18] is None else int(row[18]),
+        held_amount=int(row[19]),
+        captured_amount=int(row[20]),
+        released_amount=int(row[21]),
+        expires_at=row[22],
+        response=row[23],
+    )
+
+
+class SqlAuthorisations:
+    """:class:`~issuer.ledger.repository.AuthorisationRepository` in SQL."""
+
+    def __init__(self, db: SqlConnection) -> None:
+        self.db = db
+
+    def add(self, auth: Authorisation) -> bool:
+        a = auth
+        inserted = self.db.run(
+            f"INSERT INTO authorisations ({_AUTH_COLUMNS}) VALUES"
+            " (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT (terminal_id, request_id) DO NOTHING",
+            (
+                a.id,
+                a.kind.value,
+                a.terminal_id,
+                a.request_id,
+                a.request_hash,
+                a.amount,
+                a.currency,
+                int(a.approved),
+                a.response_code,
+                a.status.value,
+                a.created_at,
+                a.updated_at,
+                a.card_id,
+                a.token_id,
+                a.account_id,
+                a.parent_id,
+                a.mcc,
+                a.decline_reason,
+                a.atc,
+                a.held_amount,
+                a.captured_amount,
+                a.released_amount,
+                a.expires_at,
+                a.response,
+            ),
+        )
+        if not inserted:
+            return False
+        event = "approved" if a.approved else "declined"
+        self._event(a.id, event, a.amount, a.request_id, a.created_at)
+        return True
+
+    def _event(
+        self, transaction_id: str, kind: str, amount: int, request_id: str | None, when: str
+    ) -> None:
+        self.db.run(
+            "INSERT INTO authorisation_events (transaction_id, kind, amount, request_id,"
+            " created_at) VALUES (?, ?, ?, ?, ?)",
+            (transaction_id, kind, amount, request_id, when),
+        )
+
+    def get(self, transaction_id: str, *, for_update: bool = False) -> Authorisation:
+        lock = self.db.dialect.for_update if for_update else ""
+        row = self.db.one(
+            f"SELECT {_AUTH_COLUMNS} FROM authorisations WHERE id = ?{lock}", (transaction_id,)
+        )
+        if row is None:
+            raise NotFoundError(f"no transaction {transaction_id!r}")
+        return _auth(row)
+
+    def find_by_request(self, terminal_id: str, request_id: str) -> Authorisation | None:
+        row = self.db.one(
+            f"SELECT {_AUTH_COLUMNS} FROM authorisations WHERE terminal_id = ? AND request_id = ?",
+            (terminal_id, request_id),
+        )
+        return _auth(row) if row else None
+
+    def list(
+        self,
+        *,
+        card_id: str | None = None,
+        account_id: str | None = None,
+        terminal_id: str | None = None,
+        token_id: str | None = None,
+        parent_id: str | None = None,
+        status: AuthorisationStatus | None = None,
+        limit: int = 100,
+    ) -> list[Authorisation]:
+        where, params = _filters(
+            card_id=card_id,
+            account_id=account_id,
+            terminal_id=terminal_id,
+            token_id=token_id,
+            parent_id=parent_id,
+            status=status and status.value,
+        )
+        rows = self.db.all(
+            f"SELECT {_AUTH_COLUMNS} FROM authorisations{where}"
+            " ORDER BY created_at DESC, id DESC LIMIT ?",
+            (*params, limit),
+        )
+        return [_auth(r) for r in rows]
+
+    def transition(
+        self,
+        transaction_id: str,
+        *,
+        expected: AuthorisationStatus,
+        status: AuthorisationStatus,
+        event: str,
+        amount: int = 0,
+        captured_amount: int | None = None,
+        released_amount: int | None = None,
+        request_id: str | None = None,
+    ) -> bool:
+        now = utc_now()
+        changed = self.db.run(
+            "UPDATE authorisations SET status = ?,"
+            " captured_amount = COALESCE(?, captured_amount),"
+            " released_amount = COALESCE(?, released_amount), updated_at = ?"
+            " WHERE id = ? AND status = ?",
+            (status.value, captured_amount, released_amount, now, transaction_id, expected.value),
+        )
+        if not changed:
+            return False
+        self._event(transaction_id, event, amount, request_id, now)
+        return True
+
+    def events(self, transaction_id: str) -> builtins.list[AuthorisationEvent]:
+        rows = self.db.all(
+            "SELECT transaction_id, kind, amount, created_at, request_id"
+            " FROM authorisation_events WHERE transaction_id = ? ORDER BY seq",
+            (transaction_id,),
+        )
+        return [AuthorisationEvent(r[0], r[1], int(r[2]), r[3], r[4]) for r in rows]
+
+    def pending_expired(self, now: str, *, limit: int = 100) -> builtins.list[Authorisation]:
+        rows = self.db.all(
+            f"SELECT {_AUTH_COLUMNS} FROM authorisations WHERE status = 'pending'"
+            " AND expires_at IS NOT NULL AND expires_at < ? ORDER BY expires_at LIMIT ?",
+            (now, limit),
+        )
+        return [_auth(r) for r in rows]
+
+    def count_since(self, *, card_id: str | None, token_id: str | None, since: str) -> int:
+        column, value = ("token_id", token_id) if token_id is not None else ("card_id", card_id)
+        row = self.db.one(
+            f"SELECT COUNT(*) FROM authorisations WHERE {column} = ? AND approved = 1"
+            " AND kind = 'authorisation' AND created_at >= ?",
+            (value, since),
+        )
+        return int(row[0]) if row else 0
+
+
+# -- journals ----------------------------------------------------------------------------
+
+
+class SqlJournals:
+    """:class:`~issuer.ledger.repository.JournalRepository` in SQL."""
+
+    def __init__(self, db: SqlConnection) -> None:
+        self.db = db
+
+    def post(self, journal: Journal) -> None:
+        if not journal.entries:
+            raise IntegrityError("a journal needs entries")
+        for book in Book:
+            total = sum(e.amount for e in journal.entries if e.book is book)
+            if total:
+                raise IntegrityError(f"journal {journal.id}: the {book} book sums to {total}")
+        self.db.run(
+            "INSERT INTO journals (id, kind, transaction_id, memo, created_at)"
+            " VALUES (?, ?, ?, ?, ?)",
+            (
+                journal.id,
+                journal.kind.value,
+                journal.transaction_id,
+                journal.memo,
+                journal.created_at,
+            ),
+        )
+        # Lock order: accounts by id, so two journals never wait on each other in a cycle.
+        for entry in sorted(journal.entries, key=lambda e: (e.account_id, e.book.value)):
+            if entry.amount == 0:
+                continue
+            self.db.run(
+                "INSERT INTO entries (journal_id, account_id, book, amount) VALUES (?, ?, ?, ?)",
+                (journal.id, entry.account_id, entry.book.value, entry.amount),
+            )
+            column = "balance" if entry.book is Book.POSTED else "held"
+            if not self.db.run(
+                f"UPDATE accounts SET {column} = {column} + ? WHERE id = ?",
+                (entry.amount, entry.account_id),
+            ):
+                raise NotFoundError(f"no account {entry.account_id!r}")
+
+    def _journals(self, where: str, params: tuple[Any, ...], tail: str) -> list[Journal]:
+        heads = self.db.all(
+            f"SELECT j.id, j.kind, j.created_at, j.transaction_id, j.memo FROM journals j"
+            f" {where} {tail}",
+            params,
+        )
+        if not heads:
+            return []
+        ids = [h[0] for h in heads]
+        marks = ", ".join("?" for _ in ids)
+        lines: dict[str, list[Entry]] = {i: [] for i in ids}
+        for jid, account, book, amount in self.db.all(
+            f"SELECT journal_id, account_id, book, amount FROM entries"
+            f" WHERE journal_id IN ({marks}) ORDER BY seq",
+            tuple(ids),
+        ):
+            lines[jid].append(Entry(account, Book(book), int(amount)))
+        return [
+            Journal(h[0], JournalKind(h[1]), tuple(lines[h[0]]), h[2], h[3], h[4]) for h in heads
+        ]
+
+    def for_account(self, account_id: str, *, limit: int = 100) -> list[Journal]:
+        return self._journals(
+            "WHERE j.id IN (SELECT journal_id FROM entries WHERE account_id = ?)",
+            (account_id, limit),
+            "ORDER BY j.seq DESC LIMIT ?",
+        )
+
+    def for_transaction(self, transaction_id: str) -> list[Journal]:
+        return self._journals("WHERE j.transaction_id = ?", (transaction_id,), "ORDER BY j.seq")
+
+    def entries(self, account_id: str) -> list[Entry]:
+        rows = self.db.all(
+            "SELECT account_id, book, amount FROM entries WHERE account_id = ? ORDER BY seq",
+            (account_id,),
+        )
+        return [Entry(r[0], Book(r[1]), int(r[2])) for r in rows]
+
+
+# -- ATCs --------------------------------------------------------------------------------
+
+
+class SqlAtcs:
+    """:class:`~issuer.ledger.repository.AtcRepository` in SQL."""
+
+    def __init__(self, db: SqlConnection) -> None:
+        self.db = db
+
+    def check_and_record(
+        self,
+        instrument_id: str,
+        atc: int,
+        *,
+        window: int,
+        max_jump: int | None = None,
+        transaction_id: str | None = None,
+    ) -> AtcVerdict:
+        if not 0 <= atc <= 0xFFFF:
+            raise ValueError("an ATC is 0 to 65535")
+        if window < 1:
+            raise ValueError("the ATC window is at least 1")
+        now = utc_now()
+        self.db.run(
+            "INSERT INTO atc_state (instrument_id, highest_atc, updated_at) VALUES (?, -1, ?)"
+            " ON CONFLICT (instrument_id) DO NOTHING",
+            (instrument_id, now),
+        )
+        lock = self.db.dialect.for_update
+        row = self.db.one(
+            f"SELECT highest_atc FROM atc_state WHERE instrument_id = ?{lock}", (instrument_id,)
+        )
+        highest = int(row[0]) if row else -1
+        if highest >= 0:
+            if atc <= highest - window:
+                return AtcVerdict.ROLLED_BACK
+            if max_jump is not None and atc > highest + max_jump:
+                return AtcVerdict.JUMPED
+        inserted = self.db.run(
+            "INSERT INTO atc_seen (instrument_id, atc, transaction_id, seen_at) VALUES (?, ?, ?, ?)"
+            " ON CONFLICT (instrument_id, atc) DO NOTHING",
+            (instrument_id, atc, transaction_id, now),
+        )
+        if not inserted:
+            return AtcVerdict.REPLAYED
+        if atc > highest:
+            self.db.run(
+                "UPDATE atc_state SET highest_atc = ?, updated_at = ? WHERE instrument_id = ?",
+                (atc, now, instrument_id),
+            )
+            # Keep only the window: anything at or below it is refused by the state alone.
+            self.db.run(
+                "DELETE FROM atc_seen WHERE instrument_id = ? AND atc <= ?",
+                (instrument_id, atc - window),
+            )
+        return AtcVerdict.NEW
+
+    def highest(self, instrument_id: str) -> int | None:
+        row = self.db.one(
+            "SELECT highest_atc FROM atc_state WHERE instrument_id = ?", (instrument_id,)
+        )
+        return None if row is None or int(row[0]) < 0 else int(row[0])
+
+
+# -- the unit of work --------------------------------------------------------------------
+
+
+class SqlUnitOfWork(UnitOfWork):
+    """A unit of work over one :class:`SqlConnection` in a transaction.
+
+    ``finish(commit)`` ends the transaction and gives the connection back.
+    """
+
+    def __init__(self, db: SqlConnection, finish: Callable[[bool], None]) -> None:
+        self.db = db
+        self._finish = finish
+        self._done = False
+        self.accounts = SqlAccounts(db)
+        self.bins = SqlBinRanges(db)
+        self.cards = SqlCards(db)
+        self.tokens = SqlTokens(db)
+        self.terminals = SqlTerminals(db)
+        self.authorisations = SqlAuthorisations(db)
+        self.journals = SqlJournals(db)
+        self.atcs = SqlAtcs(db)
+
+    def commit(self) -> None:
+        if self._done:
+            raise LedgerError("this unit of work has ended")
+        self._done = True
+        try:
+            self._finish(True)
+        except Exception as exc:
+            if self.db.dialect.is_driver_error(exc):
+                raise self.db._translate(exc) from None
+            raise
+
+    def rollback(self) -> None:
+        if not self._done:
+            self._done = True
+            self._finish(False)
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.rollback()
+
+
+def check_ledger(db: SqlConnection) -> list[Discrepancy]:
+    """The invariants of :meth:`issuer.ledger.repository.Ledger.check`, in SQL."""
+    out: list[Discrepancy] = []
+    rows = db.all(
+        "SELECT a.id, a.balance, a.held,"
+        " COALESCE(SUM(CASE WHEN e.book = 'posted' THEN e.amount ELSE 0 END), 0),"
+        " COALESCE(SUM(CASE WHEN e.book = 'held' THEN e.amount ELSE 0 END), 0)"
+        " FROM accounts a LEFT JOIN entries e ON e.account_id = a.id"
+        " GROUP BY a.id, a.balance, a.held ORDER BY a.id"
+    )
+    for account, balance, held, posted_sum, held_sum in rows:
+        if int(balance) != int(posted_sum):
+            out.append(Discrepancy("balance of", account, int(posted_sum), int(balance)))
+        if int(held) != int(held_sum):
+            out.append(Discrepancy("held amount of", account, int(held_sum), int(held)))
+    for journal, book, total in db.all(
+        "SELECT journal_id, book, SUM(amount) FROM entries GROUP BY journal_id, book"
+        " HAVING SUM(amount) <> 0 ORDER BY journal_id"
+    ):
+        out.append(Discrepancy(f"{book} book of journal", journal, 0, int(total)))
+    for txn, status, held_amount, released, outstanding in db.all(
+        "SELECT t.id, t.status, t.held_amount, t.released_amount,"
+        " COALESCE(SUM(e.amount), 0) FROM authorisations t"
+        " LEFT JOIN journals j ON j.transaction_id = t.id"
+        " LEFT JOIN entries e ON e.journal_id = j.id AND e.book = 'held'"
+        " AND e.account_id = t.account_id"
+        " WHERE t.kind = 'authorisation'"
+        " GROUP BY t.id, t.status, t.held_amount, t.released_amount ORDER BY t.id"
+    ):
+        expected = int(held_amount) - int(released) if status == "pending" else 0
+        if int(outstanding) != expected:
+            out.append(Discrepancy("hold of transaction", txn, expected, int(outstanding)))
+    return out

@@ -1,0 +1,215 @@
+"""The issuer's certification set-up: test CA, issuer RSA keys, BIN ranges.
+
+Certificates (EMV Book 2 §5.1, §6.1): a CA key (RID + index) certifies the issuer
+public key for an issuer identifier (the leftmost 3 to 8 PAN digits, here the range
+prefix); the issuer key certifies each card's ICC key at personalisation. A token
+range gets its own certificate for the same issuer key (its identifier is the token
+BIN). What is stored per range (:class:`~issuer.domain.model.BinRange`) is public:
+certificate, remainder, exponent, CA index; the private keys stay in the key store.
+
+The CA is either the published tapstack **test CA** of ``fixtures/ca/`` (imported
+into the key store; terminals ship its public keys, so cards provisioned under it pass
+offline data authentication out of the box) or a **new** CA generated in the key store,
+whose public keys ``issuer init`` writes to ``HOME/ca.json`` for terminals to load.
+Neither is for real cards.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+from typing import Final
+
+from emvwire.errors import EmvWireError
+from emvwire.oda import CaKey, SigningKey, issue_issuer_certificate
+from emvwire.oda.capk import KEY_FILE_FORMAT
+from issuer.domain.model import BinRange, utc_now
+from issuer.errors import ConfigError, KeyStoreError
+from issuer.keys.base import PURPOSES, KeyStore, MasterKeyRef, ca_key_id, issuer_key_id
+
+__all__ = [
+    "CA_FOR_SCHEME",
+    "DEFAULT_RANGES",
+    "ICC_KEY_SIZE",
+    "ISSUER_KEY_SIZE",
+    "CaSpec",
+    "Progress",
+    "RangeSpec",
+    "ca_key_file",
+    "certify_range",
+    "default_test_ca_dir",
+    "ensure_ca",
+    "ensure_issuer_key",
+    "ensure_master_keys",
+]
+
+#: Reports a step of long work (RSA key generation) to the user.
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True, slots=True)
+class RangeSpec:
+    """A range to create: prefix, scheme, ``card`` or ``token``, its default CVN."""
+
+    prefix: str
+    scheme: str
+    kind: str
+    cvn: int
+    pan_length: int = 16
+
+
+#: The default ranges of ``issuer init``: a card and a token range per scheme, with
+#: the CVNs of the fixture cards (Visa 18 cards / 22 phones, Mastercard 17 / 21).
+DEFAULT_RANGES: Final = (
+    RangeSpec("476173", "visa", "card", 18),
+    RangeSpec("489537", "visa", "token", 22),
+    RangeSpec("541333", "mastercard", "card", 17),
+    RangeSpec("520474", "mastercard", "token", 21),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class CaSpec:
+    """A scheme's CA key: RID, index, size, exponent, and the test CA's PEM file."""
+
+    rid: bytes
+    index: int
+    bits: int
+    exponent: int
+    test_pem: str
+
+
+#: The tapstack test CA of fixtures/ca/ (fixtures/ca/README.md).
+CA_FOR_SCHEME: Final = {
+    "visa": CaSpec(bytes.fromhex("A000000003"), 0xF1, 1024, 3, "test-ca-A000000003-F1-private.pem"),
+    "mastercard": CaSpec(
+        bytes.fromhex("A000000004"), 0x99, 1408, 65537, "test-ca-A000000004-99-private.pem"
+    ),
+}
+#: Issuer key size and exponent per scheme (never longer than the CA key, Book 2 §5.1).
+ISSUER_KEY_SIZE: Final = {"visa": (1024, 3), "mastercard": (1152, 65537)}
+#: ICC key size and exponent per scheme (never longer than the issuer key, Book 2 §6.1).
+ICC_KEY_SIZE: Final = {"visa": (1024, 3), "mastercard": (1024, 65537)}
+#: Validity of CA keys and issuer certificates made here.
+CERTIFICATE_EXPIRY: Final = date(2040, 12, 31)
+
+
+def default_test_ca_dir() -> Path | None:
+    """``fixtures/ca`` of a source checkout (``TAPSTACK_TEST_CA_DIR`` overrides)."""
+    env = os.environ.get("TAPSTACK_TEST_CA_DIR")
+    if env:
+        return Path(env)
+    here = Path(__file__).resolve().parents[2] / "fixtures" / "ca"
+    return here if here.is_dir() else None
+
+
+def _quiet(_: str) -> None:
+    return None
+
+
+def ensure_ca(
+    keys: KeyStore,
+    scheme: str,
+    *,
+    mode: str = "test",
+    ca_dir: Path | None = None,
+    progress: Progress = _quiet,
+) -> CaKey:
+    """The scheme's CA key, put into the key store if absent: imported from the test
+    CA's PEM (``mode="test"``) or generated (``mode="new"``). Its public key is returned
+    as a :class:`CaKey` for terminals."""
+    spec = CA_FOR_SCHEME[scheme]
+    key_id = ca_key_id(spec.rid, spec.index)
+    if not keys.has(key_id):
+        if mode == "test":
+            folder = ca_dir or default_test_ca_dir()
+            pem = folder / spec.test_pem if folder else None
+            if pem is None or not pem.is_file():
+                raise ConfigError(
+                    "the test CA's private keys are not found (fixtures/ca of a source "
+                    "checkout, or TAPSTACK_TEST_CA_DIR); use --ca new for a fresh CA"
+                )
+            try:
+                keys.import_rsa(key_id, SigningKey.from_pem(pem.read_bytes()))
+            except EmvWireError as exc:
+                raise ConfigError(f"test CA key {pem.name}: {exc}") from None
+        elif mode == "new":
+            progress(f"generating the {scheme} CA key ({spec.bits}-bit RSA)")
+            keys.generate_rsa(key_id, spec.bits, spec.exponent)
+        else:
+            raise ConfigError("the CA is 'test' or 'new'")
+    public = keys.rsa_public(key_id)
+    return CaKey(
+        modulus=public.modulus,
+        exponent=public.exponent,
+        rid=spec.rid,
+        index=spec.index,
+        expiry=CERTIFICATE_EXPIRY,
+    )
+
+
+def ensure_issuer_key(keys: KeyStore, scheme: str, *, progress: Progress = _quiet) -> str:
+    """The key id of the scheme's issuer RSA key, generated if absent."""
+    key_id = issuer_key_id(scheme)
+    if not keys.has(key_id):
+        bits, exponent = ISSUER_KEY_SIZE[scheme]
+        progress(f"generating the {scheme} issuer key ({bits}-bit RSA)")
+        keys.generate_rsa(key_id, bits, exponent)
+    return key_id
+
+
+def ensure_master_keys(keys: KeyStore, scheme: str, prefix: str, cvn: int) -> list[str]:
+    """Generate the AC, SMI and SMC master keys of a range and CVN that are missing;
+    the key ids generated."""
+    made = []
+    for purpose in PURPOSES:
+        ref = MasterKeyRef(scheme, prefix, cvn, purpose)
+        if not keys.has(ref.key_id):
+            keys.generate(ref)
+            made.append(ref.key_id)
+    return made
+
+
+def certify_range(keys: KeyStore, spec: RangeSpec, ca: CaKey) -> BinRange:
+    """A :class:`BinRange` for ``spec`` with the issuer key certified by ``ca`` for the
+    range's prefix (Book 2 §5.1, issuer identifier = prefix)."""
+    issuer_id = issuer_key_id(spec.scheme)
+    ca_id = ca_key_id(ca.rid, ca.index)
+    try:
+        parts = issue_issuer_certificate(
+            keys.signing_key(ca_id),
+            keys.rsa_public(issuer_id),
+            issuer_identifier=spec.prefix,
+            expiry=CERTIFICATE_EXPIRY,
+            serial=os.urandom(3),
+        )
+    except EmvWireError as exc:
+        raise KeyStoreError(f"cannot certify the issuer key for {spec.prefix}: {exc}") from None
+    return BinRange(
+        prefix=spec.prefix,
+        scheme=spec.scheme,
+        kind=spec.kind,
+        cvn=spec.cvn,
+        pan_length=spec.pan_length,
+        issuer_key_id=issuer_id,
+        ca_rid=ca.rid,
+        ca_index=ca.index,
+        certificate=parts.certificate,
+        remainder=parts.remainder,
+        exponent=parts.exponent,
+        created_at=utc_now(),
+    )
+
+
+def ca_key_file(cas: Iterable[CaKey]) -> dict[str, object]:
+    """The CA public keys as a ``tapstack-capk/1`` key file (for a terminal's store)."""
+    return {
+        "format": KEY_FILE_FORMAT,
+        "keys": [
+            {**ca.to_json_object(), "note": "tapstack issuer CA (not a real scheme key)"}
+            for ca in cas
+        ],
+    }
