@@ -41,10 +41,11 @@ with the decisions of :mod:`terminal.kernel.kernel2_rules`):
 8. **Processing restrictions, CVM selection, floor limit, terminal action analysis**
    (Book 3 §10.4, Book C-2 §7.5, §7.8; Book 3 §10.7): TVR and CVM Results ``9F34``.
 9. **GENERATE AC** (Book 3 §6.5.5) with the CDOL1 data, CDA requested for a TC or ARQC
-   when CDA was chosen and has not failed. The answer (format 1 ``80`` or 2 ``77``)
-   must hold the CID ``9F27`` and ATC ``9F36``, and the cryptogram ``9F26`` unless a
-   CDA signature carries it; the card may not answer a higher AC type than asked
-   (Book 3 §6.5.5.4).
+   when CDA was chosen and has not failed (a card whose CDA failed before is never
+   asked for a TC: ARQC, or AAC on an offline-only reader). The answer (format 1
+   ``80`` or 2 ``77``) must hold the CID ``9F27`` and ATC ``9F36``, and the cryptogram
+   ``9F26`` unless a CDA signature carries it; the card may not answer a higher AC
+   type than asked (Book 3 §6.5.5.4).
 10. **CDA** (Book 2 §6.6.2) after the card has answered: CA key by RID and ``8F``,
     issuer and ICC public keys from the records, the static data, then the signature
     over PDOL data || CDOL1 data || the answer's data objects. A failure on a TC or
@@ -62,7 +63,7 @@ from __future__ import annotations
 
 import hmac
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final
 
 from emvwire import dol, tlv
@@ -98,6 +99,7 @@ from terminal.kernel.kernel2_rules import (
     action_analysis,
     aip_has,
     brand_consistent,
+    is_online_capable,
     judge_relay,
     parse_relay_response,
     processing_restrictions,
@@ -225,7 +227,7 @@ class _Flow:
     cvm: Cvm = Cvm.NOT_DETERMINED
     receipt: bool = False
     oda: OdaResult = OdaResult.NOT_PERFORMED
-    reasons: list[str] | None = None
+    reasons: list[str] = field(default_factory=list)
 
     # --- sequencing ----------------------------------------------------------------
 
@@ -249,7 +251,7 @@ class _Flow:
     def _result(
         self, outcome: Outcome, reason: str, message: UiMessage | None
     ) -> TransactionResult:
-        reasons = list(self.reasons or [])
+        reasons = list(self.reasons)
         if reason:
             reasons.append(reason)
         self.ctx.note(f"kernel 2: {outcome.label}" + (f": {reason}" if reason else ""))
@@ -272,8 +274,6 @@ class _Flow:
         )
 
     def _why(self, text: str) -> None:
-        if self.reasons is None:
-            self.reasons = []
         self.reasons.append(text)
         self.ctx.note(f"kernel 2: {text}")
 
@@ -297,9 +297,9 @@ class _Flow:
         self._restrictions_cvm_and_risk()
         ac_type = self._action_analysis()
         with ctx.step("gen_ac"):
-            cid, response = self._generate_ac(ac_type)
+            card_type, response = self._generate_ac(ac_type)
         ctx.show(UiMessage.CARD_READ_OK, status=Status.CARD_READ_SUCCESSFULLY)
-        return self._finish(ac_type, cid, response, oda_records)
+        return self._finish(card_type, response, oda_records)
 
     # --- 1. FCI and PDOL -----------------------------------------------------------
 
@@ -576,9 +576,15 @@ class _Flow:
             terminal_type=self.db.get(0x9F35, b""),
             transaction_type=self.ctx.transaction.type,
         )
-        self.ctx.note(f"kernel 2: terminal action analysis: {decision.reason}")
-        self._why(f"asked for {_AC_NAMES[decision.ac_type]}: {decision.reason}")
-        return decision.ac_type
+        ac_type, reason = decision.ac_type, decision.reason
+        if ac_type == AC_TC and self.tvr.has("cda_failed"):
+            # tapstack policy: a card whose CDA already failed is never approved offline,
+            # whatever the action codes say; it goes online, or is declined offline-only.
+            online = is_online_capable(self.db.get(0x9F35, b""))
+            ac_type = AC_ARQC if online else AC_AAC
+            reason = "CDA failed before GENERATE AC: no offline approval"
+        self._why(f"asked for {_AC_NAMES[ac_type]}: {reason}")
+        return ac_type
 
     # --- 9. GENERATE AC -------------------------------------------------------------
 
@@ -639,7 +645,7 @@ class _Flow:
     # --- 10-11. CDA and the outcome ---------------------------------------------------
 
     def _finish(
-        self, asked: int, card_type: int, response: bytes, oda_records: list[tuple[int, bytes]]
+        self, card_type: int, response: bytes, oda_records: list[tuple[int, bytes]]
     ) -> tuple[Outcome, UiMessage | None]:
         if card_type == AC_AAC:
             self._why(f"the card declined ({_AC_NAMES[AC_AAC]})")

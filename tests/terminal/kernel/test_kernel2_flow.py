@@ -385,3 +385,15 @@ def test_recertified_profile_keeps_cda_valid() -> None:
     profile = recertified(load_profile(CARDS / "mastercard-card.json"), DF8303=b"\x00\x01")
     result = tap(CardReader(EmvCard(profile)), 1000)
     assert result.oda is OdaResult.PASSED
+
+
+def test_cda_failed_before_generate_ac_is_never_approved_offline() -> None:
+    """Action codes that would let it through (no CDA failed bit anywhere): still no
+    TC for a card whose certificates could not be checked."""
+    lax = {0xDF8120: bytes(5), 0xDF8121: bytes(5), 0xDF8122: bytes(5)}
+    config = kernel2_config(floor=50_000, kernel=lax, ca_keys=CaKeyStore())
+    reader = CardReader(offline_card())
+    result = tap(reader, 1000, config=config)
+    assert reader.sent[-1][2] == 0x80  # ARQC, no CDA
+    assert result.outcome is Outcome.ONLINE_REQUEST
+    assert "asked for ARQC: CDA failed before GENERATE AC: no offline approval" in result.reasons
