@@ -353,11 +353,10 @@ def _auc_allows(
     if len(auc) < 2:
         return False
     b1, b2 = auc[0], auc[1]
-    atm = (
-        terminal_type[:1] in (b"\x14", b"\x15", b"\x16")
-        and bool(additional_capabilities)
-        and bool(additional_capabilities and additional_capabilities[0] & 0x80)
-    )
+    # An ATM: terminal type 14, 15 or 16 with "cash" in Additional Terminal
+    # Capabilities byte 1 (Book 4 Annex A1, A3).
+    cash_capable = bool(additional_capabilities and additional_capabilities[0] & 0x80)
+    atm = terminal_type[:1] in (b"\x14", b"\x15", b"\x16") and cash_capable
     if not b1 & (0x02 if atm else 0x01):
         return False
     if issuer_country is None or terminal_country is None:
