@@ -200,20 +200,23 @@ class _Run:
         for obj in objects:
             if obj.constructed:
                 continue
-            name = tlv.tag_hex(obj.tag)
             if obj.tag in seen:
-                raise _StopError(Outcome.END_APPLICATION, f"{where}: tag {name} appears twice")
+                raise _StopError(
+                    Outcome.END_APPLICATION, f"{where}: tag {tlv.tag_hex(obj.tag)} appears twice"
+                )
             seen.add(obj.tag)
             bounds = CARD_LENGTHS.get(obj.tag)
             if bounds is not None and not bounds[0] <= len(obj.value) <= bounds[1]:
                 raise _StopError(
                     Outcome.END_APPLICATION,
-                    f"{where}: tag {name} has a wrong length ({len(obj.value)} bytes)",
+                    f"{where}: tag {tlv.tag_hex(obj.tag)} has a wrong length "
+                    f"({len(obj.value)} bytes)",
                 )
             old = self.card.get(obj.tag)
             if old is not None and old != obj.value:
                 raise _StopError(
-                    Outcome.END_APPLICATION, f"{where}: tag {name} differs from its earlier value"
+                    Outcome.END_APPLICATION,
+                    f"{where}: tag {tlv.tag_hex(obj.tag)} differs from its earlier value",
                 )
             self.card[obj.tag] = obj.value
         if 0x5A in self.card and 0x57 in self.card:

@@ -31,8 +31,7 @@ from typing import Any, Final
 from emvwire.errors import DecodeError
 from emvwire.mask import mask_pan, mask_track2
 from emvwire.tlv import decode as tlv_decode
-from emvwire.tlv import encode as tlv_encode
-from emvwire.tlv import tag_hex
+from emvwire.tlv import encode_length, tag_bytes, tag_hex
 from terminal.kernel.config import TerminalConfig
 from terminal.kernel.outcome import (
     CvmOutcome,
@@ -289,9 +288,20 @@ FIELD_55_TAGS: Final[tuple[int, ...]] = (
 )
 
 
+_TAG_BYTES: Final = {t: tag_bytes(t) for t in FIELD_55_TAGS}
+
+
 def authorisation_data(values: Mapping[int, bytes], tags: Iterable[int] = FIELD_55_TAGS) -> bytes:
     """The TLV blob of field 55: each of ``tags`` that ``values`` holds, in that order."""
-    return b"".join(tlv_encode(t, values[t]) for t in tags if t in values)
+    out = bytearray()
+    for t in tags:
+        value = values.get(t)
+        if value is None:
+            continue
+        head = _TAG_BYTES.get(t) or tag_bytes(t)
+        n = len(value)
+        out += head + (bytes((n,)) if n < 0x80 else encode_length(n)) + value
+    return bytes(out)
 
 
 def track2_pan(track2: bytes) -> str:

@@ -17,6 +17,7 @@ from terminal.kernel.config import Combination, TerminalConfig, default_config
 from terminal.kernel.entry_point import EntryPoint
 from terminal.kernel.registry import KernelRegistry
 from terminal.kernel.transaction import Transaction, TransactionResult
+from terminal.readers.base import Reader
 from terminal.readers.emulated import EmulatedReader
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -197,3 +198,16 @@ def tap(
     entry = EntryPoint(cfg or default_config(), registry, **options)
     reader = EmulatedReader(the_card)
     return entry.run(reader, txn or Transaction(amount))
+
+
+def tap_reader(
+    reader: Reader,
+    amount: int = 1234,
+    *,
+    cfg: TerminalConfig | None = None,
+    when: datetime = WHEN,
+    timeout: float | None = None,
+) -> TransactionResult:
+    """One transaction on any reader (waits for the card up to ``timeout``)."""
+    entry = EntryPoint(cfg or default_config(), clock=lambda: when)
+    return entry.run(reader, Transaction(amount), timeout=timeout)
