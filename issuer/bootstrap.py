@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from emvwire.oda import CaKey
 from issuer.config import (
     ENV_KEYSTORE_KEY,
     ENV_PKCS11_PIN,
@@ -38,7 +39,15 @@ from issuer.personalisation.ranges import (
     ensure_master_keys,
 )
 
-__all__ = ["CA_FILE", "IssuerApp", "Secret", "init_issuer", "open_issuer", "open_keystore"]
+__all__ = [
+    "CA_FILE",
+    "IssuerApp",
+    "Secret",
+    "init_issuer",
+    "open_issuer",
+    "open_keystore",
+    "setup_ranges",
+]
 
 #: The CA public key file written into the home (for terminals).
 CA_FILE = "ca.json"
@@ -181,7 +190,9 @@ def init_issuer(
         ledger = open_ledger(config.db_url())
         try:
             ledger.migrate()
-            _setup_ranges(keys, ledger, ranges, ca, ca_dir, progress, home)
+            cas = setup_ranges(keys, ledger, ranges, ca=ca, ca_dir=ca_dir, progress=progress)
+            ca_path = home / CA_FILE
+            ca_path.write_text(json.dumps(ca_key_file(cas), indent=2) + "\n")
         except BaseException:
             ledger.close()
             raise
@@ -192,16 +203,18 @@ def init_issuer(
     return IssuerApp(config, ledger, keys)
 
 
-def _setup_ranges(
+def setup_ranges(
     keys: KeyStore,
     ledger: Ledger,
-    ranges: Sequence[RangeSpec],
-    ca: str,
-    ca_dir: Path | None,
-    progress: Progress,
-    home: Path,
-) -> None:
-    cas = {}
+    ranges: Sequence[RangeSpec] = DEFAULT_RANGES,
+    *,
+    ca: str = "test",
+    ca_dir: Path | None = None,
+    progress: Progress = _quiet,
+) -> list[CaKey]:
+    """Put the CA, issuer and master keys of ``ranges`` into ``keys`` (keeping what is
+    there) and the ranges with their certificates into ``ledger``; the CA public keys."""
+    cas: dict[str, CaKey] = {}
     for scheme in dict.fromkeys(r.scheme for r in ranges):
         cas[scheme] = ensure_ca(keys, scheme, mode=ca, ca_dir=ca_dir, progress=progress)
         ensure_issuer_key(keys, scheme, progress=progress)
@@ -215,5 +228,4 @@ def _setup_ranges(
         with ledger.unit_of_work() as uow:
             uow.bins.add(bin_range)
             uow.commit()
-    ca_path = home / CA_FILE
-    ca_path.write_text(json.dumps(ca_key_file(cas.values()), indent=2) + "\n")
+    return list(cas.values())

@@ -1,16 +1,69 @@
-"""The ``issuer`` command: a click group (``issuer --help``)."""
+"""The ``issuer`` command: a click group (``issuer --help``).
+
+Every subcommand has ``--help`` and ``--json``; output is masked; errors are
+:class:`~issuer.commands.common.CliError` with the exit codes of :mod:`issuer.errors`.
+``--home`` defaults to ``$TAPSTACK_ISSUER_HOME`` (else ``~/.tapstack/issuer``) and
+``--db`` to ``$TAPSTACK_DB`` (else the home's database).
+"""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 import click
 
-__all__ = ["cli", "main"]
+from issuer.commands.accounts import account
+from issuer.commands.cards import card, token
+from issuer.commands.common import CliError, CliState
+from issuer.commands.operations import terminal, txn
+from issuer.commands.setup import init, keys, ledger
+from issuer.config import ENV_DB, ENV_HOME
+from issuer.errors import IssuerError
+
+__all__ = ["IssuerGroup", "cli", "main"]
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class IssuerGroup(click.Group):
+    """A group turning :class:`IssuerError` into :class:`CliError` and closing the
+    issuer opened for the command."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except IssuerError as exc:
+            error = CliError.from_issuer(exc)
+            state = ctx.find_object(CliState)
+            error.as_json = bool(state and state.as_json)
+            raise error from None
+        except CliError as error:
+            state = ctx.find_object(CliState)
+            error.as_json = bool(state and state.as_json)
+            raise
+        finally:
+            state = ctx.find_object(CliState)
+            if state is not None:
+                state.close()
+
+
+@click.group(cls=IssuerGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="tapstack")
-def cli() -> None:
+@click.option(
+    "--home",
+    type=click.Path(file_okay=False, path_type=Path),
+    envvar=ENV_HOME,
+    help=f"Issuer home folder [env {ENV_HOME}; default ~/.tapstack/issuer].",
+)
+@click.option("--db", envvar=ENV_DB, help=f"Database URL [env {ENV_DB}; default the home's].")
+@click.option("--no-input", is_flag=True, help="Never prompt (fail instead).")
+@click.pass_context
+def cli(ctx: click.Context, home: Path | None, db: str | None, no_input: bool) -> None:
     """tapstack issuer: provision cards and authorise payments."""
+    ctx.obj = CliState(home=home, db=db, no_input=no_input)
+
+
+for command in (init, keys, account, card, token, txn, terminal, ledger):
+    cli.add_command(command)
 
 
 def main() -> None:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -40,6 +41,7 @@ __all__ = [
     "IssuerConfig",
     "default_home",
     "load_config",
+    "redact_url",
     "save_config",
 ]
 
@@ -49,6 +51,11 @@ ENV_DB: Final = "TAPSTACK_DB"
 ENV_KEYSTORE_KEY: Final = "TAPSTACK_KEYSTORE_KEY"
 ENV_PKCS11_PIN: Final = "TAPSTACK_PKCS11_PIN"
 CONFIG_FILE: Final = "config.json"
+
+
+def redact_url(url: str) -> str:
+    """A database URL without its password (for output and logs)."""
+    return re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", url)
 
 
 def default_home() -> Path:

@@ -19,6 +19,7 @@ keyed hash for look-up and the PAN sealed under the key store's data key
 
 from __future__ import annotations
 
+import base64
 import enum
 import secrets
 from dataclasses import dataclass, field
@@ -58,8 +59,9 @@ def utc_now() -> str:
 
 
 def new_id(prefix: str) -> str:
-    """A random identifier with a type prefix: ``card_3f9a0c1d22b4e5f6``."""
-    return f"{prefix}_{secrets.token_hex(8)}"
+    """A random identifier with a type prefix: ``card_mfrggzdfmztwq2lk`` (80 bits in
+    lower-case base32, whose few digits never look like a PAN to a log scrubber)."""
+    return f"{prefix}_{base64.b32encode(secrets.token_bytes(10)).decode().lower()}"
 
 
 class AccountKind(enum.StrEnum):

@@ -21,6 +21,7 @@ import psycopg
 from psycopg import errors as pg_errors
 from psycopg import sql as pg_sql
 
+from issuer.config import redact_url
 from issuer.errors import LedgerError, TransientError
 from issuer.ledger.base import SqlLedger
 from issuer.ledger.sql import Dialect, SqlConnection
@@ -67,7 +68,7 @@ class PostgresLedger(SqlLedger):
 
     def __repr__(self) -> str:
         where = f", schema {self.schema}" if self.schema else ""
-        return f"PostgresLedger({_redact(self.url)!r}{where})"
+        return f"PostgresLedger({redact_url(self.url)!r}{where})"
 
     def _connect(self) -> psycopg.Connection[Any]:
         try:
@@ -153,8 +154,3 @@ class PostgresLedger(SqlLedger):
             )
         finally:
             conn.close()
-
-
-def _redact(url: str) -> str:
-    """The URL without a password."""
-    return re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", url)

@@ -1,0 +1,1 @@
+"""The subcommands of ``issuer`` (click groups), one module per area."""

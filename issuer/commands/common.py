@@ -1,0 +1,231 @@
+"""What every ``issuer`` command shares: the state object, output in text or JSON,
+errors as :class:`click.ClickException` subclasses with exit codes, secrets asked for
+only when needed, progress on stderr when it is a terminal.
+
+Conventions (clig.dev): data to stdout, messages to stderr; ``--json`` on every
+command; no prompts without a terminal or with ``--no-input``; PANs masked everywhere
+(emvwire.mask); exit codes per error class (:mod:`issuer.errors`): 1 general, 2 bad
+argument, 3 not found, 4 conflict or forbidden change, 5 key store, 6 configuration,
+7 database.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any, TypeVar
+
+import click
+
+from emvwire.mask import scrub
+from issuer.bootstrap import IssuerApp, open_issuer
+from issuer.config import ENV_KEYSTORE_KEY, ENV_PKCS11_PIN, default_home, load_config
+from issuer.errors import IssuerError
+
+__all__ = [
+    "BadArgumentError",
+    "CliError",
+    "CliState",
+    "ConfigCliError",
+    "ConflictCliError",
+    "DatabaseCliError",
+    "KeyStoreCliError",
+    "NotFoundCliError",
+    "emit",
+    "json_option",
+    "pass_state",
+    "progress_printer",
+    "table",
+]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class CliError(click.ClickException):
+    """An error shown to the user: ``Error: ...`` on stderr, or a JSON object with
+    ``--json``. Subclasses carry the exit code of their :mod:`issuer.errors` class."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, kind: str = "error") -> None:
+        super().__init__(scrub(message))
+        self.kind = kind
+        self.as_json = False
+
+    @classmethod
+    def of(cls, message: str, exit_code: int, kind: str = "error") -> CliError:
+        """The error class for ``exit_code`` with ``message``."""
+        return _BY_CODE.get(exit_code, CliError)(message, kind)
+
+    @classmethod
+    def from_issuer(cls, exc: IssuerError) -> CliError:
+        """The CLI error for a domain error."""
+        return cls.of(str(exc), exc.exit_code, type(exc).__name__)
+
+    def show(self, file: IO[Any] | None = None) -> None:
+        if not self.as_json:
+            super().show(file)
+            return
+        out = file or sys.stderr
+        body = {"error": {"type": self.kind, "message": self.message, "exit_code": self.exit_code}}
+        out.write(json.dumps(body) + "\n")
+
+
+class BadArgumentError(CliError):
+    """A malformed argument (exit 2, as click's usage errors)."""
+
+    exit_code = 2
+
+
+class NotFoundCliError(CliError):
+    """No such account, card, token, terminal, key or transaction (exit 3)."""
+
+    exit_code = 3
+
+
+class ConflictCliError(CliError):
+    """It exists already, or a life-cycle rule forbids the change (exit 4)."""
+
+    exit_code = 4
+
+
+class KeyStoreCliError(CliError):
+    """The key store refused (exit 5)."""
+
+    exit_code = 5
+
+
+class ConfigCliError(CliError):
+    """The home is missing or unusable, or a secret is missing (exit 6)."""
+
+    exit_code = 6
+
+
+class DatabaseCliError(CliError):
+    """The database refused, or the ledger is inconsistent (exit 7)."""
+
+    exit_code = 7
+
+
+_BY_CODE: dict[int, type[CliError]] = {
+    c.exit_code: c
+    for c in (
+        BadArgumentError,
+        NotFoundCliError,
+        ConflictCliError,
+        KeyStoreCliError,
+        ConfigCliError,
+        DatabaseCliError,
+    )
+}
+
+
+@dataclass
+class CliState:
+    """The options of the ``issuer`` group and the issuer opened for a command."""
+
+    home: Path | None = None
+    db: str | None = None
+    no_input: bool = False
+    as_json: bool = False
+    _app: IssuerApp | None = field(default=None, repr=False)
+
+    @property
+    def home_dir(self) -> Path:
+        """The issuer home (``--home``, ``$TAPSTACK_ISSUER_HOME`` or the default)."""
+        return self.home or default_home()
+
+    def can_prompt(self) -> bool:
+        """Whether a prompt may be shown (a terminal, and not ``--no-input``)."""
+        return not self.no_input and sys.stdin.isatty()
+
+    def secret_prompt(self, env: str, text: str, *, confirm: bool = False) -> Callable[[], str]:
+        """A callable reading ``env`` or, at a terminal, prompting without echo."""
+
+        def ask() -> str:
+            import os
+
+            value = os.environ.get(env)
+            if value:
+                return value
+            if not self.can_prompt():
+                raise ConfigCliError(f"{text} needed: set {env} (no terminal to ask)")
+            answer: str = click.prompt(text, hide_input=True, confirmation_prompt=confirm, err=True)
+            return answer
+
+        return ask
+
+    def app(self) -> IssuerApp:
+        """The issuer of the home, opened once per command."""
+        if self._app is None:
+            config = load_config(self.home_dir)
+            self._app = open_issuer(
+                config.home,
+                db_url=self.db,
+                passphrase=self.secret_prompt(ENV_KEYSTORE_KEY, "Key store passphrase"),
+                pin=self.secret_prompt(ENV_PKCS11_PIN, "PKCS#11 user PIN"),
+            )
+        return self._app
+
+    def close(self) -> None:
+        """Close the issuer if it was opened."""
+        if self._app is not None:
+            self._app.close()
+            self._app = None
+
+
+pass_state = click.make_pass_decorator(CliState, ensure=True)
+
+
+def json_option(func: F) -> F:
+    """Add ``--json`` to a command; the flag is also kept on the state for errors."""
+
+    @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+    @functools.wraps(func)
+    def wrapper(*args: Any, as_json: bool, **kwargs: Any) -> Any:
+        ctx = click.get_current_context()
+        state = ctx.find_object(CliState)
+        if state is not None:
+            state.as_json = as_json
+        return func(*args, as_json=as_json, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def emit(data: Any, as_json: bool, text: str | Iterable[str] | None = None) -> None:
+    """Print ``data`` as JSON, or ``text`` (lines) for people. Every line passes
+    :func:`emvwire.mask.scrub` as a last line of defence against a PAN."""
+    if as_json:
+        click.echo(json.dumps(data, indent=2, sort_keys=False))
+        return
+    if text is None:
+        return
+    lines = [text] if isinstance(text, str) else list(text)
+    for line in lines:
+        click.echo(scrub(line))
+
+
+def table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> list[str]:
+    """Rows as aligned text columns (``-`` for empty cells)."""
+    cells = [[("-" if v is None or v == "" else str(v)) for v in row] for row in rows]
+    widths = [len(h) for h in headers]
+    for row in cells:
+        widths = [max(w, len(c)) for w, c in zip(widths, row, strict=True)]
+    fmt = "  ".join(f"{{:<{w}}}" for w in widths)
+    out = [fmt.format(*headers).rstrip()]
+    out += [fmt.format(*row).rstrip() for row in cells]
+    return out
+
+
+def progress_printer() -> Callable[[str], None]:
+    """Report long work on stderr, only when stderr is a terminal."""
+
+    def show(message: str) -> None:
+        if sys.stderr.isatty():
+            click.echo(f"... {message}", err=True)
+
+    return show

@@ -1,0 +1,267 @@
+"""``issuer init``, ``issuer keys ...`` and ``issuer ledger check``."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import IO
+
+import click
+
+from issuer.bootstrap import CA_FILE, init_issuer
+from issuer.commands.common import (
+    BadArgumentError,
+    CliError,
+    CliState,
+    emit,
+    json_option,
+    pass_state,
+    progress_printer,
+    table,
+)
+from issuer.config import ENV_KEYSTORE_KEY, ENV_PKCS11_PIN, redact_url
+from issuer.errors import IntegrityError, ValidationError
+from issuer.keys.base import PURPOSES, SCHEMES, MasterKeyRef
+
+__all__ = ["init", "keys", "ledger"]
+
+
+def _hex(text: str, what: str) -> bytes:
+    cleaned = "".join(str(text).split())
+    try:
+        return bytes.fromhex(cleaned)
+    except ValueError:
+        raise ValidationError(f"the {what} is not hexadecimal") from None
+
+
+@click.command()
+@click.option("--home", type=click.Path(file_okay=False, path_type=Path), help="Issuer home.")
+@click.option("--db", "db_url", help="Database URL (default: SQLite file in the home).")
+@click.option(
+    "--keystore",
+    type=click.Choice(["file", "pkcs11"]),
+    default="file",
+    show_default=True,
+    help="Where keys live.",
+)
+@click.option("--pkcs11-module", help="PKCS#11 module (e.g. /usr/lib/softhsm/libsofthsm2.so).")
+@click.option("--pkcs11-token", help="PKCS#11 token label.")
+@click.option(
+    "--ca",
+    type=click.Choice(["test", "new"]),
+    default="test",
+    show_default=True,
+    help="The published tapstack test CA, or a new CA (public keys written to ca.json).",
+)
+@click.option(
+    "--ca-dir",
+    type=click.Path(file_okay=False, exists=True, path_type=Path),
+    help="Folder of the test CA private keys (default: fixtures/ca).",
+)
+@click.option(
+    "--kdf-cost",
+    type=click.IntRange(10, 20),
+    default=15,
+    show_default=True,
+    help="scrypt cost (log2 N) of the key store passphrase; lower only for tests.",
+)
+@json_option
+@pass_state
+def init(
+    state: CliState,
+    home: Path | None,
+    db_url: str | None,
+    keystore: str,
+    pkcs11_module: str | None,
+    pkcs11_token: str | None,
+    ca: str,
+    ca_dir: Path | None,
+    kdf_cost: int,
+    as_json: bool,
+) -> None:
+    """Make a fresh issuer: key store, database, CA, issuer keys and the default
+    ranges (Visa 476173, token 489537; Mastercard 541333, token 520474) with their
+    master keys.
+
+    The key store passphrase comes from TAPSTACK_KEYSTORE_KEY or a prompt; a PKCS#11
+    PIN from TAPSTACK_PKCS11_PIN or a prompt.
+    """
+    target = home or state.home_dir
+    app = init_issuer(
+        target,
+        db_url=db_url or state.db,
+        keystore=keystore,
+        passphrase=state.secret_prompt(ENV_KEYSTORE_KEY, "New key store passphrase", confirm=True),
+        pkcs11_module=pkcs11_module,
+        pkcs11_token=pkcs11_token,
+        pin=state.secret_prompt(ENV_PKCS11_PIN, "PKCS#11 user PIN"),
+        ca=ca,
+        ca_dir=ca_dir,
+        kdf_cost=kdf_cost,
+        progress=progress_printer(),
+    )
+    try:
+        ranges = app.service.bin_ranges()
+        infos = app.keys.list()
+        data = {
+            "home": str(target),
+            "db": redact_url(app.config.db_url(db_url or state.db)),
+            "keystore": app.keys.backend,
+            "ca": ca,
+            "ca_file": str(target / CA_FILE),
+            "ranges": [r.to_json() for r in ranges],
+            "keys": [i.to_json() for i in infos],
+        }
+        lines = [
+            f"issuer initialised in {target}",
+            f"database: {data['db']}",
+            f"key store: {app.keys.backend}; CA: {ca} (public keys in {target / CA_FILE})",
+            "",
+            *table(
+                ["range", "scheme", "kind", "CVN", "CA"],
+                [
+                    (
+                        r.prefix,
+                        r.scheme,
+                        r.kind,
+                        r.cvn,
+                        f"{r.ca_rid.hex().upper()}/{r.ca_index:02X}",
+                    )
+                    for r in ranges
+                ],
+            ),
+            "",
+            *table(
+                ["key", "algorithm", "KCV"],
+                [(i.key_id, i.algorithm, i.kcv.hex().upper()) for i in infos],
+            ),
+        ]
+        emit(data, as_json, lines)
+    finally:
+        app.close()
+
+
+@click.group()
+def keys() -> None:
+    """Issuer master keys (per scheme, BIN range and CVN) and RSA keys: KCVs only."""
+
+
+@keys.command("list")
+@json_option
+@pass_state
+def keys_list(state: CliState, as_json: bool) -> None:
+    """Every key with its key check value (never a key)."""
+    infos = state.app().keys.list()
+    emit(
+        [i.to_json() for i in infos],
+        as_json,
+        table(
+            ["key", "kind", "algorithm", "KCV"],
+            [(i.key_id, i.kind.value, i.algorithm, i.kcv.hex().upper()) for i in infos],
+        ),
+    )
+
+
+@keys.command("kcv")
+@click.argument("key_id")
+@json_option
+@pass_state
+def keys_kcv(state: CliState, key_id: str, as_json: bool) -> None:
+    """The key check value of KEY_ID (e.g. imk/visa/476173/18/ac)."""
+    info = state.app().keys.info(key_id)
+    emit(info.to_json(), as_json, f"{info.key_id}  KCV {info.kcv.hex().upper()}")
+
+
+_scheme = click.option("--scheme", type=click.Choice(SCHEMES), required=True, help="Scheme.")
+_bin = click.option("--bin", "bin_", required=True, help="BIN range prefix (6-8 digits).")
+_cvn = click.option("--cvn", type=int, required=True, help="Cryptogram version number.")
+
+
+@keys.command("generate")
+@_scheme
+@_bin
+@_cvn
+@click.option(
+    "--purpose",
+    type=click.Choice([*PURPOSES, "all"]),
+    default="all",
+    show_default=True,
+    help="Which master key (AC, SM integrity, SM confidentiality).",
+)
+@json_option
+@pass_state
+def keys_generate(
+    state: CliState, scheme: str, bin_: str, cvn: int, purpose: str, as_json: bool
+) -> None:
+    """Generate issuer master keys for a scheme, BIN range and CVN."""
+    purposes = PURPOSES if purpose == "all" else (purpose,)
+    refs = [MasterKeyRef(scheme, bin_, cvn, p) for p in purposes]
+    store = state.app().keys
+    infos = [store.generate(ref) for ref in refs]
+    emit(
+        [i.to_json() for i in infos],
+        as_json,
+        [f"generated {i.key_id}  KCV {i.kcv.hex().upper()}" for i in infos],
+    )
+
+
+@keys.command("import")
+@_scheme
+@_bin
+@_cvn
+@click.option("--purpose", type=click.Choice(PURPOSES), required=True, help="Which master key.")
+@click.option("--kcv", "kcv_hex", required=True, help="Key check value (2-8 bytes, hex).")
+@click.option(
+    "--key-file",
+    type=click.File("r"),
+    help="File holding the key in hex ('-' for stdin); otherwise asked without echo.",
+)
+@json_option
+@pass_state
+def keys_import(
+    state: CliState,
+    scheme: str,
+    bin_: str,
+    cvn: int,
+    purpose: str,
+    kcv_hex: str,
+    key_file: IO[str] | None,
+    as_json: bool,
+) -> None:
+    """Import a master key given in clear with its KCV; a KCV mismatch is refused.
+
+    The key is read from --key-file or typed at a hidden prompt: never from the
+    command line, where shell history would keep it.
+    """
+    ref = MasterKeyRef(scheme, bin_, cvn, purpose)
+    kcv = _hex(kcv_hex, "KCV")
+    if key_file is not None:
+        key_text = key_file.read()
+    elif state.can_prompt():
+        key_text = click.prompt("Key (hex)", hide_input=True, err=True)
+    else:
+        key_text = sys.stdin.readline()
+    if not key_text.strip():
+        raise BadArgumentError("no key given")
+    info = state.app().keys.import_(ref, _hex(key_text, "key"), kcv)
+    emit(info.to_json(), as_json, f"imported {info.key_id}  KCV {info.kcv.hex().upper()}")
+
+
+@click.group()
+def ledger() -> None:
+    """The ledger's own checks."""
+
+
+@ledger.command("check")
+@json_option
+@pass_state
+def ledger_check(state: CliState, as_json: bool) -> None:
+    """Check that every balance equals the sum of its entries, every journal balances
+    and every hold matches its authorisation. Exit 7 if not."""
+    problems = state.app().service.check_ledger()
+    if as_json:
+        emit({"consistent": not problems, "problems": [str(p) for p in problems]}, True)
+    else:
+        emit(None, False, [str(p) for p in problems] or ["ledger consistent"])
+    if problems:
+        raise CliError.from_issuer(IntegrityError(f"{len(problems)} ledger discrepancies"))
