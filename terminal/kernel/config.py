@@ -10,6 +10,10 @@ kernel's own configuration data objects (e.g. Kernel 2's DF8120-DF8122 terminal
 action codes and DF8132-DF8137 relay resistance thresholds). Every parameter may be
 absent, as Book B allows.
 
+A combination's ``unverified_cdcvm`` (``decline``, the default, or ``require_cvm``) says
+what kernel 3 does with a consumer device CVM claim that no verified signature covers
+(:mod:`terminal.kernel.cvm`).
+
 ``card_reference_key`` (hex, 16 to 64 bytes) keys the HMAC that turns a PAN or token
 into a card reference (:func:`terminal.kernel.transaction.card_reference`); absent, the
 published demo key :data:`DEMO_CARD_REFERENCE_KEY` is used, which is fine for demos and

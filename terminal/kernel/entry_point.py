@@ -485,6 +485,7 @@ class EntryPoint:
         candidates = build_candidates(entries, processed, self.registry)
         self._note(f"entry point: candidates {candidates!r}")
         tried = 0
+        skipped: list[str] = []
         while candidates:
             if tried >= MAX_SELECTIONS:
                 break
@@ -495,26 +496,32 @@ class EntryPoint:
             session.timings_ms["select_aid"] = session.timings_ms.get("select_aid", 0.0) + (
                 (self.timer() - began) * 1000.0
             )
+            name = cand.entry.adf_name.hex().upper()
             if len(fci_answer) < 2:
+                skipped.append(f"{name}: no status word")
                 continue
             fci, sw = fci_answer[:-2], int.from_bytes(fci_answer[-2:], "big")
             if sw != 0x9000:
-                self._note(f"entry point: SELECT {cand.entry.adf_name.hex().upper()} {sw:04X}")
+                skipped.append(f"{name}: SELECT answered {sw:04X}")
+                self._note(f"entry point: {skipped[-1]}")
                 continue
             dfname = _dfname(fci)
             if dfname is None or not aid_matches(dfname, cand.combination.aid):
-                self._note("entry point: the FCI names another application")
+                skipped.append(f"{name}: the FCI names no or another application")
+                self._note(f"entry point: {skipped[-1]}")
                 continue
             result = self._activate(reader, transaction, cand, dfname, fci, sw, session)
             if result.outcome is Outcome.SELECT_NEXT:
+                skipped.append(f"{name}: " + ("; ".join(result.reasons) or "select next"))
                 self._note("entry point: select next")
                 continue
             return result
+        why = f" ({'; '.join(skipped)})" if skipped else ""
         return self._finish(
             session,
             transaction,
             Outcome.END_APPLICATION,
-            "no application of the card could be selected",
+            f"no application of the card could be selected{why}",
         )
 
     def _activate(
@@ -567,6 +574,4 @@ class EntryPoint:
                 candidate=cand,
             )
         session.apdu_count, session.card_seconds = ctx.apdu_count, ctx.card_seconds
-        if result.outcome is Outcome.SELECT_NEXT:
-            session.ui[:] = [u for u in result.ui if u.message is not UiMessage.NA]
         return result

@@ -40,7 +40,7 @@ from emvwire.apdu import CApdu, RApdu
 from emvwire.mask import scrub
 from emvwire.oda import CaKeyStore
 from terminal.kernel.config import Combination, TerminalConfig
-from terminal.kernel.outcome import Outcome, UiMessage, UiRequest
+from terminal.kernel.outcome import Outcome, Status, UiMessage, UiRequest
 from terminal.kernel.transaction import (
     FIELD_55_TAGS,
     Cvm,
@@ -234,9 +234,12 @@ class KernelContext:
             spent = (self.timer() - began) * 1000.0
             self.timings_ms[name] = self.timings_ms.get(name, 0.0) + spent
 
-    def show(self, message: UiMessage, **kwargs: object) -> None:
-        """Record a user interface request shown during the kernel's flow."""
-        self.ui.append(UiRequest(message, **kwargs))  # type: ignore[arg-type]
+    def show(
+        self, message: UiMessage, status: Status = Status.NA, *, value: int | None = None
+    ) -> None:
+        """Record a user interface request shown during the kernel's flow (Book A §9)."""
+        currency = self.transaction.currency or self.config.data(0x5F2A)
+        self.ui.append(UiRequest(message, status, value=value, currency=currency))
 
     def result(
         self,
