@@ -1,1 +1,23 @@
-"""The EMV contactless kernel: entry point (Book B), kernel 2, kernel 3, ODA, CVM."""
+"""The EMV contactless kernel: entry point (Book B), kernel 2, kernel 3, ODA, CVM.
+
+=================  ==============================================================
+module             what it holds
+=================  ==============================================================
+``config``         terminal configuration as data (combinations, limits, CA keys)
+``transaction``    :class:`Transaction` in, :class:`TransactionResult` out (field 55,
+                   card reference, masked views)
+``outcome``        outcomes, outcome parameter set, UI requests (Book A)
+``registry``       the kernel plug-in interface (``Kernel``, ``KernelContext``) and
+                   the registry of kernels by kernel id
+``entry_point``    pre-processing, PPSE and candidates, selection, kernel activation
+``kernel3``        Visa qVSDC (Book C-3) with the defences of the published attacks
+``kernel2``        Mastercard M/Chip (Book C-2)
+``cvm``            kernel 3 cardholder verification (signed CTQ for CDCVM)
+``brand``          AID brand vs PAN brand (card brand mixup)
+``reading``        what a card reveals (``terminal read``)
+=================  ==============================================================
+
+One transaction::
+
+    result = EntryPoint(default_config()).run(reader, Transaction(1234))
+"""
