@@ -13,7 +13,8 @@ issuer key with its certificate. What is built:
   fills it per transaction).
 - Mastercard (Book C-2, M/Chip): PPSE entry with kernel id 02, no PDOL; AIP ``1981``
   (cardholder verification, terminal risk management, CDA; EMV mode and relay
-  resistance); records with track 2, CDOL1/CDOL2, CVM list, IACs; certificates.
+  resistance), ``1B81`` for a phone (on-device cardholder verification too); records
+  with track 2, CDOL1/CDOL2, CVM list, IACs; certificates.
 
 Track 2 equivalent data (57) is ``PAN D YYMM service-code discretionary F``.
 """
@@ -290,7 +291,9 @@ def _mastercard(form: Form, data: dict[int, bytes]) -> _Layout:
         aid=_MASTERCARD_AID,
         label="MASTERCARD",
         kernel_id=b"\x02",
-        aip=bytes.fromhex("1981"),
+        # Cardholder verification, on-device CVM (phones, Book C-2 AIP byte 1 b2),
+        # terminal risk management, CDA; EMV mode; relay resistance.
+        aip=bytes.fromhex("1B81" if form == "phone" else "1981"),
         pdol=b"",
         records=(
             Record(1, 1, (0x57, 0x5F20, 0x5F34)),

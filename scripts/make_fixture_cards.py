@@ -1,6 +1,6 @@
 """Write the fixture card profiles of fixtures/cards/.
 
-Run: .venv/bin/python scripts/make_fixture_cards.py
+Run: .venv/bin/python scripts/make_fixture_cards.py [NAME ...]
 
 Everything is personalised under published test keys: the issuer master keys of
 fixtures/issuer/test-master-keys.json (the AC key is the IMK of pyemv's published
@@ -11,6 +11,7 @@ once in fixtures/ca/ and reused, so re-running only renews the ICC RSA keys.
 from __future__ import annotations
 
 import json
+import sys
 from datetime import date
 from pathlib import Path
 
@@ -59,10 +60,13 @@ def _issuer(scheme: str, pan: str) -> IssuerCertificate:
     return IssuerCertificate(key, index, parts)
 
 
-def main() -> None:
+def main(only: list[str]) -> None:
+    """Write every fixture card, or only those named on the command line."""
     master = json.loads(MASTER_KEYS.read_text())
     CARDS.mkdir(parents=True, exist_ok=True)
     for file, kernel, form, pan, psn, cvn, holder, token in CARDS_TO_MAKE:
+        if only and file not in only:
+            continue
         imks = master["schemes"][kernel]
         keys = IccKeys(
             *(derive_icc_mk_a(bytes.fromhex(imks[k]), pan, psn) for k in ("ac", "smi", "smc"))
@@ -89,4 +93,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])

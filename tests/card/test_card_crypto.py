@@ -168,11 +168,12 @@ def test_wrong_key_fault_gives_cryptograms_the_issuer_rejects(name: str) -> None
 #: Known answers: the first online tap of each fixture with card.probe's default
 #: transaction (Visa with TTQ 36804000; Mastercard GENERATE AC P1 80), checked above
 #: to verify under pyemv; pinned so that a change of IAD or CVR layout shows.
+#: (mastercard-phone: AIP 1B81 since it offers on-device CVM, and 82 is MAC'd.)
 KNOWN_ARQC = {
     "visa-card": ("06011203A01000", "E1F6588002A5A9C2"),
     "visa-phone": ("1F2201A01000" + "00" * 26, "AA929850776EA846"),
     "mastercard-card": ("0111A0000022A000" + "00" * 10, "07B9714D972BE6A1"),
-    "mastercard-phone": ("0115A5000002A000" + "00" * 10, "2C0C888DD6200FF3"),
+    "mastercard-phone": ("0115A5000002A000" + "00" * 10, "0EFDC9BADBD5E075"),
 }
 
 

@@ -313,12 +313,19 @@ def recertified(profile: CardProfile, *, aip: bytes | None = None, **data: bytes
 
 
 def phone_with_on_device_cvm() -> CardProfile:
-    """The Mastercard phone fixture with AIP byte 1 bit 2 (on-device cardholder
-    verification supported, Book C-2) set, as a Mastercard wallet declares it; the
-    fixture itself leaves the bit clear."""
+    """The Mastercard phone fixture: AIP byte 1 bit 2 (on-device cardholder
+    verification supported, Book C-2) set, as a Mastercard wallet declares it."""
+    profile = load_profile(CARDS / "mastercard-phone.json")
+    assert profile.applications[0].aip[0] & 0x02
+    return profile
+
+
+def phone_without_on_device_cvm() -> CardProfile:
+    """The phone fixture re-issued with AIP byte 1 bit 2 clear (and a certificate
+    over that AIP, so ODA still passes): a wallet that does not declare CDCVM."""
     profile = load_profile(CARDS / "mastercard-phone.json")
     aip = bytearray(profile.applications[0].aip)
-    aip[0] |= 0x02
+    aip[0] &= ~0x02
     return recertified(profile, aip=bytes(aip))
 
 

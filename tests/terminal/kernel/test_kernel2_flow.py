@@ -29,6 +29,7 @@ from tests.terminal.kernel.kernel2_helpers import (
     gen_ac_data,
     kernel2_config,
     phone_with_on_device_cvm,
+    phone_without_on_device_cvm,
     recertified,
     tap,
 )
@@ -125,10 +126,11 @@ def test_phone_with_on_device_cvm_under_the_limit_needs_no_cvm() -> None:
     assert result.data[0x9F34] == bytes.fromhex("3F0002")
 
 
-def test_phone_fixture_without_the_on_device_cvm_aip_bit_gets_the_cvm_list() -> None:
-    """fixtures/cards/mastercard-phone.json leaves AIP byte 1 bit 2 clear: kernel 2
-    cannot know the phone verifies its holder and follows the CVM list."""
-    result = tap(emulated(fixture_card("mastercard-phone")), 9000)
+def test_phone_without_the_on_device_cvm_aip_bit_gets_the_cvm_list() -> None:
+    """With AIP byte 1 bit 2 clear, kernel 2 cannot know the phone verifies its
+    holder and follows the CVM list."""
+    card = fixture_card("", profile=phone_without_on_device_cvm())
+    result = tap(emulated(card), 9000)
     assert result.cvm is Cvm.ONLINE_PIN
 
 
