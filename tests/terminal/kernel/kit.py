@@ -40,8 +40,8 @@ def card(name: str, **faults: Any) -> EmvCard:
 
 
 def config(
-    base: TerminalConfig | None = None,
     *,
+    base: TerminalConfig | None = None,
     terminal: dict[int, bytes] | None = None,
     combinations: Iterable[Combination] | None = None,
     **visa: Any,
@@ -107,7 +107,7 @@ class MitmCard(LoggingCard):
         return self.rewrite(bytes(c_apdu), answer)
 
 
-def rewrite_gpo(change: Callable[[dict[int, bytes]], None]) -> Callable[[bytes, bytes], bytes]:
+def rewrite_gpo(change: Callable[[dict[int, bytes]], object]) -> Callable[[bytes, bytes], bytes]:
     """A MITM rewrite that re-encodes the GPO answer (template 77) after ``change``
     edits its data objects (in order; deleting a key drops the object)."""
 

@@ -39,7 +39,9 @@ def _un_sent(log: LoggingCard) -> bytes:
 
 
 def test_the_un_comes_from_a_csprng_by_default() -> None:
-    assert entry_point.EntryPoint.__init__.__kwdefaults__["rng"] is secrets.token_bytes
+    defaults = entry_point.EntryPoint.__init__.__kwdefaults__
+    assert defaults is not None
+    assert defaults["rng"] is secrets.token_bytes
     assert KernelContext.__dataclass_fields__["rng"].default is secrets.token_bytes
     seen = set()
     for _ in range(3):
@@ -166,11 +168,11 @@ def test_an_answer_without_cryptogram_is_declined() -> None:
 # --- malformed and inconsistent answers -------------------------------------------------
 
 
-def _set(tag: int, value: bytes) -> Callable[[dict[int, bytes]], None]:
+def _set(tag: int, value: bytes) -> Callable[[dict[int, bytes]], object]:
     return lambda v: v.__setitem__(tag, value)
 
 
-def _pop(tag: int) -> Callable[[dict[int, bytes]], None]:
+def _pop(tag: int) -> Callable[[dict[int, bytes]], object]:
     return lambda v: v.pop(tag)
 
 
@@ -191,7 +193,7 @@ def _pop(tag: int) -> Callable[[dict[int, bytes]], None]:
     ],
 )
 def test_inconsistent_gpo_answers(
-    change: Callable[[dict[int, bytes]], None], outcome: Outcome, reason: str
+    change: Callable[[dict[int, bytes]], object], outcome: Outcome, reason: str
 ) -> None:
     result = tap(MitmCard(card("visa-card"), rewrite_gpo(change)), 1234)
     assert result.outcome is outcome

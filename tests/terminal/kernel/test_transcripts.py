@@ -23,11 +23,8 @@ def _replay(
     amount = int(req[0x9F02].hex())
     un = un or bytes.fromhex(doc["randoms"])
     when = datetime.strptime(doc["date"] + doc["time"], "%y%m%d%H%M%S")
-    cfg = config(
-        terminal={0x9F1A: req[0x5F2A], 0x5F2A: req[0x5F2A]},
-        ttq=bytes.fromhex("24004000"),
-        **{**LIMITS, **limits},
-    )
+    visa: dict[str, Any] = {**LIMITS, **limits, "ttq": bytes.fromhex("24004000")}
+    cfg = config(terminal={0x9F1A: req[0x5F2A], 0x5F2A: req[0x5F2A]}, **visa)
     txn = Transaction(amount, type=req[0x9C][0])
     return tap(card, cfg=cfg, rng=lambda n: un[:n], when=when, txn=txn)
 
