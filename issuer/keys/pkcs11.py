@@ -137,6 +137,10 @@ class Pkcs11KeyStore(KeyStore):
             p11 = self._p11
             try:
                 session = self._token.open(rw=True, user_pin=self._pin)
+            except p11.exceptions.UserAlreadyLoggedIn:
+                # Login is per application (PKCS#11 v2.40 §5.6): another session of
+                # this process logged in, and a new session shares that state.
+                session = self._token.open(rw=True)
             except p11.exceptions.PinIncorrect:
                 raise KeyStoreError("wrong PKCS#11 user PIN") from None
             except p11.exceptions.PKCS11Error as exc:

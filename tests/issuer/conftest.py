@@ -1,0 +1,174 @@
+"""Fixtures of the issuer tests: ledgers on SQLite and PostgreSQL, key stores in a file
+and in SoftHSM, and an issuer set up on them.
+
+RSA keys cost 0.1-1 s each to generate, so the issuer and ICC keys are generated once
+per session and imported where a test needs them.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from emvwire.oda import SigningKey
+from issuer.bootstrap import IssuerApp, setup_ranges
+from issuer.config import IssuerConfig
+from issuer.keys.base import KeyStore, issuer_key_id
+from issuer.keys.file import FileKeyStore
+from issuer.ledger.repository import Ledger
+from issuer.ledger.sqlite import SqliteLedger
+
+ROOT = Path(__file__).resolve().parents[2]
+TEST_CA_DIR = ROOT / "fixtures" / "ca"
+#: The IMK of pyemv's published vectors (tests/test_ac_hsm.py): KCV 08D7B4.
+PUBLISHED_IMK = bytes.fromhex("0123456789ABCDEFFEDCBA9876543210")
+PASSPHRASE = b"correct horse battery staple"
+
+
+@pytest.fixture(scope="session")
+def rsa_keys() -> dict[str, SigningKey]:
+    """Issuer and ICC RSA keys, generated once per session."""
+    return {
+        "issuer/visa": SigningKey.generate(1024, 3),
+        "issuer/mastercard": SigningKey.generate(1152, 65537),
+        "icc/visa": SigningKey.generate(1024, 3),
+        "icc/mastercard": SigningKey.generate(1024, 65537),
+    }
+
+
+def _postgres_ledger(url: str) -> Iterator[Ledger]:
+    from issuer.ledger.postgres import PostgresLedger
+
+    ledger = PostgresLedger(url, schema=f"t_{uuid.uuid4().hex[:16]}")
+    ledger.migrate()
+    try:
+        yield ledger
+    finally:
+        ledger.close()
+        ledger.drop_schema()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def ledger(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Ledger]:
+    """A migrated ledger: an SQLite file, or a PostgreSQL schema of its own."""
+    if request.param == "sqlite":
+        db = SqliteLedger(tmp_path / "issuer.db")
+        db.migrate()
+        try:
+            yield db
+        finally:
+            db.close()
+    else:
+        yield from _postgres_ledger(request.getfixturevalue("postgres_url"))
+
+
+@pytest.fixture
+def sqlite_ledger(tmp_path: Path) -> Iterator[SqliteLedger]:
+    """A migrated SQLite ledger (for tests about the file itself)."""
+    db = SqliteLedger(tmp_path / "issuer.db")
+    db.migrate()
+    try:
+        yield db
+    finally:
+        db.close()
+
+
+def make_file_store(path: Path) -> FileKeyStore:
+    """A new file key store with a cheap scrypt cost."""
+    return FileKeyStore.create(path, PASSPHRASE, cost_log2=10)
+
+
+def open_softhsm_store(softhsm: dict[str, str]) -> KeyStore:
+    """A PKCS#11 key store on the fresh SoftHSM token of the ``softhsm`` fixture.
+
+    python-pkcs11 keeps one initialised library per process: re-initialise it so that
+    SoftHSM reads this test's configuration (its own token folder).
+    """
+    import pkcs11
+
+    from issuer.keys.pkcs11 import Pkcs11KeyStore
+
+    pkcs11.lib(softhsm["module"]).reinitialize()
+    return Pkcs11KeyStore(softhsm["module"], softhsm["label"], softhsm["pin"])
+
+
+@pytest.fixture(params=["file", "pkcs11"])
+def keystore(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[KeyStore]:
+    """A fresh key store: encrypted file, or SoftHSM through PKCS#11."""
+    if request.param == "file":
+        store: KeyStore = make_file_store(tmp_path / "keystore.json")
+    else:
+        store = open_softhsm_store(request.getfixturevalue("softhsm"))
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+@pytest.fixture
+def file_keys(tmp_path: Path) -> Iterator[FileKeyStore]:
+    """A fresh file key store."""
+    store = make_file_store(tmp_path / "keystore.json")
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+def set_up(keys: KeyStore, ledger: Ledger, rsa: dict[str, SigningKey], home: Path) -> IssuerApp:
+    """An issuer on ``keys`` and ``ledger`` with the default ranges and the test CA,
+    its issuer keys imported rather than generated."""
+    for scheme in ("visa", "mastercard"):
+        if not keys.has(issuer_key_id(scheme)):
+            keys.import_rsa(issuer_key_id(scheme), rsa[f"issuer/{scheme}"])
+    keys.ensure_data_keys()
+    setup_ranges(keys, ledger, ca="test", ca_dir=TEST_CA_DIR)
+    return IssuerApp(IssuerConfig(home=home), ledger, keys)
+
+
+@pytest.fixture
+def issuer(
+    ledger: Ledger, file_keys: FileKeyStore, rsa_keys: dict[str, SigningKey], tmp_path: Path
+) -> IssuerApp:
+    """An issuer on each ledger (SQLite, PostgreSQL) with a file key store."""
+    return set_up(file_keys, ledger, rsa_keys, tmp_path)
+
+
+def cryptogram_inputs(profile: Any, tap: Any) -> Any:
+    """The CryptogramData an issuer rebuilds from what crossed the wire of a tap."""
+    from emvwire import dol
+    from emvwire.crypto.cryptogram import CryptogramData
+
+    app = profile.applications[0]
+    if app.kernel == "visa":
+        t = dol.split(app.pdol, tap.pdol_data)
+    else:
+        t = dol.split(app.data[0x8C], tap.cdol1_data)
+    return CryptogramData(
+        tag_9f02=t[0x9F02],
+        tag_9f03=t[0x9F03],
+        tag_9f1a=t[0x9F1A],
+        tag_95=t[0x95],
+        tag_5f2a=t[0x5F2A],
+        tag_9a=t[0x9A],
+        tag_9c=t[0x9C],
+        tag_9f37=t[0x9F37],
+        tag_82=tap.data[0x82],
+        tag_9f36=tap.data[0x9F36],
+        tag_9f10=tap.data[0x9F10],
+    )
+
+
+def tap_arqc(profile: Any) -> tuple[Any, bytes]:
+    """Tap a software card made from ``profile`` online (Visa: TTQ online required;
+    Mastercard: GENERATE AC for an ARQC without CDA): the cryptogram data and ARQC."""
+    from card.emv import EmvCard
+    from card.probe import CardProbe
+
+    tap = CardProbe(EmvCard(profile)).tap({0x9F66: bytes.fromhex("36804000")}, gen_ac=0x80)
+    assert tap.data[0x9F27][0] & 0xC0 == 0x80, "the card did not answer an ARQC"
+    return cryptogram_inputs(profile, tap), tap.data[0x9F26]

@@ -1,0 +1,403 @@
+"""The ledger on SQLite and on PostgreSQL (every test runs on both).
+
+Invariants: balances always equal the sum of their entries; journals balance;
+journals, entries and authorisation events are append-only; an authorisation changes
+only its state, and only out of ``pending``; a (terminal, request id) is recorded once;
+an ATC is accepted once, even by concurrent transactions on separate connections.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any
+
+import pytest
+
+from issuer.domain import funds
+from issuer.domain.model import (
+    Account,
+    AccountKind,
+    AccountStatus,
+    AtcVerdict,
+    Authorisation,
+    AuthorisationKind,
+    AuthorisationStatus,
+    Book,
+    Entry,
+    Journal,
+    JournalKind,
+    Terminal,
+    TerminalStatus,
+    new_id,
+    utc_now,
+)
+from issuer.errors import IntegrityError, InvalidStateError, ValidationError
+from issuer.ledger.repository import Ledger
+from issuer.ledger.schema import MIGRATIONS
+from issuer.ledger.sql import SqlUnitOfWork
+
+
+def _account(ledger: Ledger, *, kind: AccountKind = AccountKind.DEBIT, limit: int = 0) -> Account:
+    account = Account(new_id("acct"), "Ada", kind, "EUR", limit, AccountStatus.OPEN, utc_now())
+    with ledger.unit_of_work() as uow:
+        uow.accounts.add(account)
+        uow.commit()
+    return account
+
+
+def _terminal(ledger: Ledger) -> Terminal:
+    terminal = Terminal(new_id("term"), "Cafe", "5814", "x", TerminalStatus.ACTIVE, utc_now())
+    with ledger.unit_of_work() as uow:
+        uow.terminals.add(terminal)
+        uow.commit()
+    return terminal
+
+
+def _credit(ledger: Ledger, account: Account, amount: int) -> None:
+    with ledger.unit_of_work() as uow:
+        funds.credit(uow, uow.accounts.get(account.id, for_update=True), amount)
+        uow.commit()
+
+
+def _authorise(
+    ledger: Ledger, account: Account, terminal: Terminal, amount: int, request_id: str
+) -> Authorisation:
+    """What the service does for an approval: hold and record, in one transaction."""
+    now = utc_now()
+    auth = Authorisation(
+        id=new_id("txn"),
+        kind=AuthorisationKind.AUTHORISATION,
+        terminal_id=terminal.id,
+        request_id=request_id,
+        request_hash="h",
+        amount=amount,
+        currency="EUR",
+        approved=True,
+        response_code="00",
+        status=AuthorisationStatus.PENDING,
+        created_at=now,
+        updated_at=now,
+        account_id=account.id,
+        held_amount=amount,
+        expires_at=funds.expiry_time(),
+        response='{"code": "00"}',
+    )
+    with ledger.unit_of_work() as uow:
+        assert uow.authorisations.add(auth)
+        funds.hold(uow, account.id, amount, auth.id)
+        uow.commit()
+    return auth
+
+
+def _raw(ledger: Ledger, sql: str, params: tuple[Any, ...] = ()) -> None:
+    with ledger.unit_of_work() as uow:
+        assert isinstance(uow, SqlUnitOfWork)
+        uow.db.run(sql, params)
+        uow.commit()
+
+
+def test_migrations_are_recorded_and_idempotent(ledger: Ledger) -> None:
+    assert ledger.schema_version() == MIGRATIONS[-1].version
+    assert ledger.migrate() == []
+    with ledger.unit_of_work(write=False) as uow:
+        assert isinstance(uow, SqlUnitOfWork)
+        rows = uow.db.all("SELECT version, checksum FROM schema_migrations")
+    assert [(v, c) for v, c in rows] == [
+        (m.version, m.checksum(ledger.dialect)) for m in MIGRATIONS
+    ]
+
+
+def test_credit_and_balances_equal_their_entries(ledger: Ledger) -> None:
+    account = _account(ledger)
+    _credit(ledger, account, 10_000)
+    _credit(ledger, account, 250)
+    with ledger.unit_of_work(write=False) as uow:
+        got = uow.accounts.get(account.id)
+        entries = uow.journals.entries(account.id)
+        funding = uow.accounts.get("sys_funding")
+    assert got.balance == 10_250 == sum(e.amount for e in entries)
+    assert funding.balance == -10_250
+    assert ledger.check() == []
+
+
+def test_an_unbalanced_journal_is_refused_and_nothing_is_written(ledger: Ledger) -> None:
+    account = _account(ledger)
+    journal = Journal(
+        new_id("jrn"),
+        JournalKind.CREDIT,
+        (Entry(account.id, Book.POSTED, 100), Entry("sys_funding", Book.POSTED, -99)),
+        utc_now(),
+    )
+    with ledger.unit_of_work() as uow, pytest.raises(IntegrityError, match="sums to 1"):
+        uow.journals.post(journal)
+    with ledger.unit_of_work(write=False) as uow:
+        assert uow.accounts.get(account.id).balance == 0
+        assert uow.journals.for_account(account.id) == []
+
+
+def test_check_finds_a_balance_changed_behind_the_ledger(ledger: Ledger) -> None:
+    account = _account(ledger)
+    _credit(ledger, account, 500)
+    _raw(ledger, "UPDATE accounts SET balance = balance + 1 WHERE id = ?", (account.id,))
+    problems = ledger.check()
+    assert [(p.subject, p.expected, p.actual) for p in problems] == [(account.id, 500, 501)]
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "UPDATE entries SET amount = amount + 1",
+        "DELETE FROM entries",
+        "UPDATE journals SET memo = 'x'",
+        "DELETE FROM journals",
+        "UPDATE authorisation_events SET amount = 0",
+        "DELETE FROM authorisation_events",
+        "DELETE FROM authorisations",
+        "UPDATE authorisations SET amount = 1",
+        "UPDATE authorisations SET response_code = '05'",
+    ],
+)
+def test_append_only_tables_refuse_changes(ledger: Ledger, statement: str) -> None:
+    account = _account(ledger)
+    _credit(ledger, account, 500)
+    _authorise(ledger, account, _terminal(ledger), 100, "r1")
+    with pytest.raises(IntegrityError, match="append-only"):
+        _raw(ledger, statement)
+    assert ledger.check() == []
+
+
+def test_a_finished_authorisation_never_changes_state(ledger: Ledger) -> None:
+    account = _account(ledger)
+    _credit(ledger, account, 500)
+    auth = _authorise(ledger, account, _terminal(ledger), 100, "r1")
+    with ledger.unit_of_work() as uow:
+        funds.reverse(uow, auth.id)
+        uow.commit()
+    with pytest.raises(IntegrityError, match="pending"):
+        _raw(ledger, "UPDATE authorisations SET status = 'pending' WHERE id = ?", (auth.id,))
+
+
+def test_a_request_id_is_recorded_once_per_terminal(ledger: Ledger) -> None:
+    account = _account(ledger)
+    _credit(ledger, account, 500)
+    terminal, other = _terminal(ledger), _terminal(ledger)
+    first = _authorise(ledger, account, terminal, 100, "same")
+    with ledger.unit_of_work() as uow:
+        assert not uow.authorisations.add(replace(first, id=new_id("txn"), amount=1))
+        found = uow.authorisations.find_by_request(terminal.id, "same")
+    assert found == first
+    _authorise(ledger, account, other, 100, "same")  # another terminal's request id
+    with ledger.unit_of_work(write=False) as uow:
+        assert uow.accounts.get(account.id).held == 200
+
+
+def test_hold_capture_and_partial_capture(ledger: Ledger) -> None:
+    account = _account(ledger)
+    _credit(ledger, account, 1_000)
+    terminal = _terminal(ledger)
+    auth = _authorise(ledger, account, terminal, 400, "r1")
+    with ledger.unit_of_work(write=False) as uow:
+        held = uow.accounts.get(account.id)
+    assert (held.balance, held.held, held.available) == (1_000, 400, 600)
+    with ledger.unit_of_work() as uow:
+        done = funds.capture(uow, auth.id, 250)
+        uow.commit()
+    assert (done.status, done.captured_amount, done.released_amount) == (
+        AuthorisationStatus.CLOSED,
+        250,
+        400,
+    )
+    with ledger.unit_of_work(write=False) as uow:
+        after = uow.accounts.get(account.id)
+        settlement = uow.accounts.get("sys_settlement")
+        events = [e.kind for e in uow.authorisations.events(auth.id)]
+    assert (after.balance, after.held) == (750, 0)
+    assert settlement.balance == 250
+    assert events == ["approved", "captured"]
+    with ledger.unit_of_work() as uow, pytest.raises(InvalidStateError):
+        funds.capture(uow, auth.id)
+    assert ledger.check() == []
+
+
+def test_capture_more_than_held_is_refused(ledger: Ledger) -> None:
+    account = _account(ledger)
+    _credit(ledger, account, 1_000)
+    auth = _authorise(ledger, account, _terminal(ledger), 400, "r1")
+    with ledger.unit_of_work() as uow, pytest.raises(ValidationError):
+        funds.capture(uow, auth.id, 401)
+
+
+def test_reversal_releases_the_hold_exactly_once(ledger: Ledger) -> None:
+    account = _account(ledger)
+    _credit(ledger, account, 1_000)
+    auth = _authorise(ledger, account, _terminal(ledger), 300, "r1")
+    for _ in range(3):
+        with ledger.unit_of_work() as uow:
+            reversed_ = funds.reverse(uow, auth.id, request_id="rev-1")
+            uow.commit()
+        assert reversed_.status is AuthorisationStatus.REVERSED
+    with ledger.unit_of_work(write=False) as uow:
+        after = uow.accounts.get(account.id)
+        journals = uow.journals.for_transaction(auth.id)
+    assert (after.balance, after.held) == (1_000, 0)
+    assert [j.kind for j in journals] == [JournalKind.HOLD, JournalKind.RELEASE]
+    assert ledger.check() == []
+
+
+def test_concurrent_reversals_release_once(ledger: Ledger) -> None:
+    account = _account(ledger)
+    _credit(ledger, account, 1_000)
+    auth = _authorise(ledger, account, _terminal(ledger), 300, "r1")
+
+    def reverse() -> None:
+        with ledger.unit_of_work() as uow:
+            funds.reverse(uow, auth.id)
+            uow.commit()
+
+    _run_together(reverse, 4)
+    with ledger.unit_of_work(write=False) as uow:
+        assert uow.accounts.get(account.id).held == 0
+        assert len(uow.journals.for_transaction(auth.id)) == 2
+    assert ledger.check() == []
+
+
+def test_issuer_side_expiry_is_apart_from_reversal(ledger: Ledger) -> None:
+    account = _account(ledger)
+    _credit(ledger, account, 1_000)
+    auth = _authorise(ledger, account, _terminal(ledger), 300, "r1")
+    with ledger.unit_of_work() as uow:
+        assert funds.expire_due(uow, "2000-01-01T00:00:00Z") == []
+        assert funds.expire_due(uow, "2999-01-01T00:00:00Z") == [auth.id]
+        assert funds.expire_due(uow, "2999-01-01T00:00:00Z") == []
+        uow.commit()
+    with ledger.unit_of_work(write=False) as uow:
+        assert uow.authorisations.get(auth.id).status is AuthorisationStatus.EXPIRED
+        assert uow.accounts.get(account.id).held == 0
+    with ledger.unit_of_work() as uow, pytest.raises(InvalidStateError, match="expired"):
+        funds.reverse(uow, auth.id)
+
+
+def test_refunds_never_exceed_the_capture(ledger: Ledger) -> None:
+    account = _account(ledger)
+    _credit(ledger, account, 1_000)
+    terminal = _terminal(ledger)
+    auth = _authorise(ledger, account, terminal, 400, "r1")
+    with ledger.unit_of_work() as uow:
+        funds.capture(uow, auth.id)
+        uow.commit()
+    with ledger.unit_of_work() as uow:
+        first = funds.refund(uow, auth.id, 150, terminal_id=terminal.id, request_id="f1")
+        again = funds.refund(uow, auth.id, 150, terminal_id=terminal.id, request_id="f1")
+        uow.commit()
+    assert again == first
+    with ledger.unit_of_work() as uow, pytest.raises(ValidationError, match="exceed"):
+        funds.refund(uow, auth.id, 251, terminal_id=terminal.id, request_id="f2")
+    with ledger.unit_of_work(write=False) as uow:
+        assert uow.accounts.get(account.id).balance == 750
+    assert ledger.check() == []
+
+
+def test_atc_window_decisions(ledger: Ledger) -> None:
+    with ledger.unit_of_work() as uow:
+        atcs = uow.atcs
+        assert atcs.highest("card_x") is None
+        assert atcs.check_and_record("card_x", 10, window=5) is AtcVerdict.NEW
+        assert atcs.check_and_record("card_x", 10, window=5) is AtcVerdict.REPLAYED
+        assert atcs.check_and_record("card_x", 8, window=5) is AtcVerdict.NEW  # late, in window
+        assert atcs.check_and_record("card_x", 8, window=5) is AtcVerdict.REPLAYED
+        assert atcs.check_and_record("card_x", 5, window=5) is AtcVerdict.ROLLED_BACK
+        assert atcs.check_and_record("card_x", 11, window=5) is AtcVerdict.NEW
+        assert atcs.check_and_record("card_x", 500, window=5, max_jump=100) is AtcVerdict.JUMPED
+        assert atcs.check_and_record("card_y", 10, window=5) is AtcVerdict.NEW  # per card
+        assert atcs.highest("card_x") == 11
+        uow.commit()
+    with ledger.unit_of_work(write=False) as uow:
+        assert isinstance(uow, SqlUnitOfWork)
+        kept = uow.db.all("SELECT atc FROM atc_seen WHERE instrument_id = 'card_x' ORDER BY atc")
+    assert [r[0] for r in kept] == [8, 10, 11]  # the window is all that is kept
+
+
+def _run_together(work: Callable[[], Any], count: int) -> list[Any]:
+    barrier = threading.Barrier(count)
+    results: list[Any] = [None] * count
+    errors: list[BaseException] = []
+
+    def run(i: int) -> None:
+        barrier.wait()
+        try:
+            results[i] = work()
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert not errors, errors
+    return results
+
+
+def test_concurrent_taps_accept_an_atc_once(ledger: Ledger) -> None:
+    """Eight connections present the same ATCs at once: each is new exactly once."""
+
+    def tap() -> list[AtcVerdict]:
+        verdicts = []
+        for atc in range(1, 11):
+            with ledger.unit_of_work() as uow:
+                verdicts.append(uow.atcs.check_and_record("card_c", atc, window=32))
+                uow.commit()
+        return verdicts
+
+    results = _run_together(tap, 8)
+    for atc in range(10):
+        column = [r[atc] for r in results]
+        assert column.count(AtcVerdict.NEW) == 1, (atc + 1, column)
+        assert set(column) <= {AtcVerdict.NEW, AtcVerdict.REPLAYED}
+
+
+def test_concurrent_holds_never_overdraw(ledger: Ledger) -> None:
+    """The service's pattern: lock the account, check availability, hold, commit."""
+    account = _account(ledger)
+    _credit(ledger, account, 1_000)
+    terminal = _terminal(ledger)
+    counter = iter(range(1000))
+    lock = threading.Lock()
+
+    def spend() -> bool:
+        with lock:
+            request = f"r{next(counter)}"
+        with ledger.unit_of_work() as uow:
+            current = uow.accounts.get(account.id, for_update=True)
+            if current.available < 300:
+                return False
+            now = utc_now()
+            auth = Authorisation(
+                id=new_id("txn"),
+                kind=AuthorisationKind.AUTHORISATION,
+                terminal_id=terminal.id,
+                request_id=request,
+                request_hash="",
+                amount=300,
+                currency="EUR",
+                approved=True,
+                response_code="00",
+                status=AuthorisationStatus.PENDING,
+                created_at=now,
+                updated_at=now,
+                account_id=account.id,
+                held_amount=300,
+            )
+            uow.authorisations.add(auth)
+            funds.hold(uow, account.id, 300, auth.id)
+            uow.commit()
+        return True
+
+    results = _run_together(spend, 6)
+    assert results.count(True) == 3
+    with ledger.unit_of_work(write=False) as uow:
+        final = uow.accounts.get(account.id)
+    assert (final.held, final.available) == (900, 100)
+    assert ledger.check() == []
