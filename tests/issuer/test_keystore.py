@@ -42,7 +42,8 @@ REF = MasterKeyRef("visa", "476173", 18, "ac")
 def test_import_with_kcv_then_derive_the_published_vector(keystore: KeyStore) -> None:
     info = keystore.import_(REF, PUBLISHED_IMK, bytes.fromhex("08D7"))
     assert info.kcv == bytes.fromhex("08D7B4")
-    assert info.kind is KeyKind.MASTER and info.master == REF
+    assert info.kind is KeyKind.MASTER
+    assert info.master == REF
     icc = keystore.derive_icc_mk(REF, "9901234567890123", "45")
     assert kcv(icc, 2) == bytes.fromhex("1DA5")
     assert icc == derive_icc_mk_a(PUBLISHED_IMK, "9901234567890123", "45")
@@ -155,7 +156,8 @@ def test_rsa_keys_sign_certificates_inside_the_store(keystore: KeyStore) -> None
     )
     assert recovered.modulus == issuer_public.modulus
     info = keystore.info(ca_id)
-    assert info.kind is KeyKind.RSA and info.algorithm == "RSA-1024/e=3"
+    assert info.kind is KeyKind.RSA
+    assert info.algorithm == "RSA-1024/e=3"
 
 
 def test_data_keys_seal_and_hash(keystore: KeyStore) -> None:
@@ -171,7 +173,8 @@ def test_data_keys_seal_and_hash(keystore: KeyStore) -> None:
         keystore.unseal(tampered, b"card:1")
     assert keystore.seal(b"x", b"a") != keystore.seal(b"x", b"a")  # fresh nonces
     h = keystore.pan_hash("4761739001010010")
-    assert len(h) == 32 and h == keystore.pan_hash("4761739001010010")
+    assert len(h) == 32
+    assert h == keystore.pan_hash("4761739001010010")
     assert h != keystore.pan_hash("4761739001010028")
 
 
@@ -208,7 +211,7 @@ def test_file_store_binds_each_sealed_key_to_its_entry(tmp_path: Path) -> None:
     a, b = doc["keys"]
     a["sealed"], b["sealed"] = b["sealed"], a["sealed"]
     path.write_text(json.dumps(doc))
-    with pytest.raises(KeyStoreError, match="malformed|does not open"):
+    with pytest.raises(KeyStoreError, match=r"malformed|does not open"):
         FileKeyStore.open(path, PASSPHRASE)
 
 
