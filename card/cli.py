@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import json
 import signal
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -313,6 +314,17 @@ def _serve_pcsc(
     return done
 
 
+def _check_udp_port(port: int) -> None:
+    """nfcpy's udp listener fails to bind in silence and retries for ever: check first."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.bind(("0.0.0.0", port))  # where nfcpy's udp card listens  # noqa: S104
+        except OSError as exc:
+            raise click.ClickException(
+                f"udp port {port} is busy ({exc.strerror}): another card or program uses it"
+            ) from None
+
+
 def _serve_nfc(
     watch: _TapWatch,
     port: int,
@@ -323,6 +335,7 @@ def _serve_nfc(
 ) -> int:
     from card.nfc import PiccParameters, ServeStats, serve_nfc
 
+    _check_udp_port(port)
     uid = watch.card.uid
     params = PiccParameters(uid=uid if len(uid) in (4, 7) and uid[0] != 0x88 else None)
     path = f"udp:127.0.0.1:{port}"
@@ -466,7 +479,9 @@ def serve(
         raise click.BadParameter(f"{state_path}: {exc}", param_hint="--state") from None
     if via == "pcsc":
         target = port if port is not None else VPCD_PORT + (reader or 0)
-        where = f"vpcd port {target} (reader 'Virtual PCD 00 {target - VPCD_PORT:02d}')"
+        where = f"vpcd port {target}"
+        if port is None:  # the reader name of Debian's vpcd configuration
+            where += f" (reader 'Virtual PCD 00 {reader or 0:02d}')"
     else:
         target = port if port is not None else DEFAULT_NFC_PORT
         where = f"nfcpy udp:127.0.0.1:{target}"
