@@ -37,6 +37,7 @@ from typing import Any, Final
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
@@ -320,12 +321,17 @@ class FileKeyStore(KeyStore):
         return self.import_rsa(key_id, key)
 
     def import_rsa(self, key_id: str, key: SigningKey) -> RsaPublicKey:
-        der = serialization.load_pem_private_key(key.to_pem(), None).private_bytes(
-            serialization.Encoding.DER,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
+        # Kept as its primes and exponent (sealed): rebuilding a key from them is
+        # cheap, while parsing PEM re-validates the key each time (tens of ms).
+        numbers = serialization.load_pem_private_key(
+            key.to_pem(), None, unsafe_skip_rsa_key_validation=True
         )
-        self._add(key_id, KeyKind.RSA, rsa_algorithm(key.public), rsa_kcv(key.public), der)
+        assert isinstance(numbers, rsa.RSAPrivateKey)
+        private = numbers.private_numbers()
+        secret = json.dumps(
+            {"p": hex(private.p), "q": hex(private.q), "e": private.public_numbers.e}
+        ).encode()
+        self._add(key_id, KeyKind.RSA, rsa_algorithm(key.public), rsa_kcv(key.public), secret)
         return key.public
 
     def signing_key(self, key_id: str) -> SigningKey:
@@ -336,13 +342,11 @@ class FileKeyStore(KeyStore):
         info = self.info(key_id)
         if info.kind is not KeyKind.RSA:
             raise KeyStoreError(f"key {key_id!r} is not an RSA key")
-        der = self._secret(key_id)
-        pem = serialization.load_der_private_key(der, None).private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-        key = SigningKey.from_pem(pem)
+        try:
+            fields = json.loads(self._secret(key_id))
+            key = SigningKey.from_numbers(int(fields["p"], 16), int(fields["q"], 16), fields["e"])
+        except (ValueError, KeyError, TypeError, EmvWireError):
+            raise KeyStoreError(f"RSA key {key_id!r} is malformed") from None
         with self._lock:
             self._signers[key_id] = key
         return key

@@ -7,6 +7,8 @@ per session and imported where a test needs them.
 
 from __future__ import annotations
 
+import os
+import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +19,7 @@ import pytest
 from emvwire.oda import SigningKey
 from issuer.bootstrap import IssuerApp, setup_ranges
 from issuer.config import IssuerConfig
+from issuer.domain.model import BinRange
 from issuer.keys.base import KeyStore, issuer_key_id
 from issuer.keys.file import FileKeyStore
 from issuer.ledger.repository import Ledger
@@ -40,28 +43,44 @@ def rsa_keys() -> dict[str, SigningKey]:
     }
 
 
+_SCHEMAS: list[str] = []
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _drop_test_schemas() -> Iterator[None]:
+    """Drop the PostgreSQL schemas of the session's tests, all at the end."""
+    yield
+    if not _SCHEMAS:
+        return
+    import psycopg
+    from psycopg import sql
+
+    url = os.environ.get("TAPSTACK_TEST_PG", "postgresql://root@127.0.0.1:5432/test")
+    with psycopg.connect(url, autocommit=True) as conn:
+        names = sql.SQL(", ").join(sql.Identifier(n) for n in _SCHEMAS)
+        conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(names))
+    _SCHEMAS.clear()
+
+
 def _postgres_ledger(url: str) -> Iterator[Ledger]:
+    """A migrated ledger in a new schema (dropped at the end of the session)."""
     from issuer.ledger.postgres import PostgresLedger
 
-    ledger = PostgresLedger(url, schema=f"t_{uuid.uuid4().hex[:16]}")
+    name = f"t_{uuid.uuid4().hex[:16]}"
+    _SCHEMAS.append(name)
+    ledger = PostgresLedger(url, schema=name)
     ledger.migrate()
     try:
         yield ledger
     finally:
         ledger.close()
-        ledger.drop_schema()
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
 def ledger(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Ledger]:
     """A migrated ledger: an SQLite file, or a PostgreSQL schema of its own."""
     if request.param == "sqlite":
-        db = SqliteLedger(tmp_path / "issuer.db")
-        db.migrate()
-        try:
-            yield db
-        finally:
-            db.close()
+        yield from _sqlite_ledger(tmp_path / "issuer.db")
     else:
         yield from _postgres_ledger(request.getfixturevalue("postgres_url"))
 
@@ -130,12 +149,61 @@ def set_up(keys: KeyStore, ledger: Ledger, rsa: dict[str, SigningKey], home: Pat
     return IssuerApp(IssuerConfig(home=home), ledger, keys)
 
 
+@pytest.fixture(scope="session")
+def issuer_template(
+    tmp_path_factory: pytest.TempPathFactory, rsa_keys: dict[str, SigningKey]
+) -> tuple[Path, Path, list[BinRange]]:
+    """An issuer set up once per session (key store file, SQLite file, its ranges):
+    tests copy it instead of signing certificates again."""
+    folder = tmp_path_factory.mktemp("issuer-template")
+    keys = make_file_store(folder / "keystore.json")
+    db = SqliteLedger(folder / "issuer.db")
+    db.migrate()
+    app = set_up(keys, db, rsa_keys, folder)
+    ranges = app.service.bin_ranges()
+    app.close()  # the last connection checkpoints the WAL into the file
+    return folder / "keystore.json", folder / "issuer.db", ranges
+
+
 @pytest.fixture
 def issuer(
-    ledger: Ledger, file_keys: FileKeyStore, rsa_keys: dict[str, SigningKey], tmp_path: Path
-) -> IssuerApp:
-    """An issuer on each ledger (SQLite, PostgreSQL) with a file key store."""
-    return set_up(file_keys, ledger, rsa_keys, tmp_path)
+    request: pytest.FixtureRequest,
+    issuer_template: tuple[Path, Path, list[BinRange]],
+    tmp_path: Path,
+) -> Iterator[IssuerApp]:
+    """An issuer with the default ranges and a file key store, on each ledger (SQLite,
+    PostgreSQL): a copy of :func:`issuer_template`."""
+    keystore_file, db_file, ranges = issuer_template
+    shutil.copy(keystore_file, tmp_path / "keystore.json")
+    keys = FileKeyStore.open(tmp_path / "keystore.json", PASSPHRASE)
+    backend = request.param if hasattr(request, "param") else "sqlite"
+    ledgers: Iterator[Ledger]
+    if backend == "sqlite":
+        shutil.copy(db_file, tmp_path / "issuer.db")
+        ledgers = _sqlite_ledger(tmp_path / "issuer.db")
+    else:
+        ledgers = _postgres_ledger(request.getfixturevalue("postgres_url"))
+    ledger = next(ledgers)
+    if backend != "sqlite":
+        with ledger.unit_of_work() as uow:
+            for bin_range in ranges:
+                uow.bins.add(bin_range)
+            uow.commit()
+    try:
+        yield IssuerApp(IssuerConfig(home=tmp_path), ledger, keys)
+    finally:
+        keys.close()
+        for _ in ledgers:  # runs the ledger's clean-up
+            pass
+
+
+def _sqlite_ledger(path: Path) -> Iterator[Ledger]:
+    db = SqliteLedger(path)
+    db.migrate()
+    try:
+        yield db
+    finally:
+        db.close()
 
 
 def cryptogram_inputs(profile: Any, tap: Any) -> Any:
@@ -172,3 +240,9 @@ def tap_arqc(profile: Any) -> tuple[Any, bytes]:
     tap = CardProbe(EmvCard(profile)).tap({0x9F66: bytes.fromhex("36804000")}, gen_ac=0x80)
     assert tap.data[0x9F27][0] & 0xC0 == 0x80, "the card did not answer an ARQC"
     return cryptogram_inputs(profile, tap), tap.data[0x9F26]
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Run every test using ``issuer`` on SQLite and on PostgreSQL."""
+    if "issuer" in metafunc.fixturenames:
+        metafunc.parametrize("issuer", ["sqlite", "postgres"], indirect=True)
