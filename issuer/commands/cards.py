@@ -172,6 +172,7 @@ def card_register(
 ) -> None:
     """Register a card personalised elsewhere whose keys derive from this issuer's
     master keys (its PAN in one of the issuer's ranges)."""
+    expiry_date = parse_expiry(expiry)  # arguments first, then ask for the PAN
     if pan_file is not None:
         pan = pan_file.read().strip()
     elif state.can_prompt():
@@ -181,7 +182,7 @@ def card_register(
     if not pan:
         raise BadArgumentError("no PAN given")
     registered = state.app().service.register_card(
-        account_id, scheme, pan, psn=psn, expiry=parse_expiry(expiry), cvn=cvn
+        account_id, scheme, pan, psn=psn, expiry=expiry_date, cvn=cvn
     )
     emit(registered.to_json(), as_json, ["registered", *_card_lines(registered)])
 
