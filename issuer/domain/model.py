@@ -28,6 +28,7 @@ from typing import Any
 
 __all__ = [
     "SYSTEM_ACCOUNTS",
+    "SYSTEM_PREFIX",
     "Account",
     "AccountKind",
     "AccountStatus",
@@ -154,8 +155,12 @@ class AtcVerdict(enum.StrEnum):
     JUMPED = "jumped"
 
 
+#: Prefix of the ids of the issuer's own accounts.
+SYSTEM_PREFIX = "sys_"
 #: Accounts of the issuer itself, the other side of every journal (double entry):
 #: where credited money comes from, where holds are reserved, what merchants are owed.
+#: They keep no running balance (it is the sum of their entries when read), so that
+#: concurrent journals do not all queue on their rows.
 SYSTEM_ACCOUNTS = {
     "funding": "sys_funding",
     "holds": "sys_holds",

@@ -65,7 +65,8 @@ __all__ = [
 
 
 class AccountRepository(Protocol):
-    """Accounts. Balances change only through :meth:`JournalRepository.post`."""
+    """Accounts. Balances change only through :meth:`JournalRepository.post`; a system
+    account's are summed from its entries when read (it keeps no running balance)."""
 
     def add(self, account: Account) -> None:
         """Insert a new account (balance and held start at zero)."""
@@ -165,9 +166,9 @@ class AuthorisationRepository(Protocol):
     """Authorisation records (append-only but for their state) and their events."""
 
     def add(self, auth: Authorisation) -> bool:
-        """Insert ``auth`` with a ``created`` event. ``False`` (and nothing written) if
-        its terminal already sent that request id: the caller then replays
-        :meth:`find_by_request`."""
+        """Insert ``auth`` (its events are the changes that follow). ``False`` (and
+        nothing written) if its terminal already sent that request id: the caller then
+        replays :meth:`find_by_request`."""
 
     def get(self, transaction_id: str, *, for_update: bool = False) -> Authorisation:
         """One record; :class:`NotFoundError` if absent."""

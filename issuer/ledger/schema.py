@@ -17,10 +17,12 @@ Design (documented here because the tables are the contract):
   for the rare need of the PAN itself (``issuer card show --reveal``). Tokens alike.
 - **Money** is double entry: ``journals`` of ``entries`` (account, book, signed
   amount), each book of a journal summing to zero against the issuer's system
-  accounts. ``accounts.balance`` and ``accounts.held`` are the sums of the account's
-  ``posted`` and ``held`` entries, updated in the same transaction; ``Ledger.check``
-  proves it. Journals, entries and authorisation events are append-only (triggers
-  refuse UPDATE, DELETE and, on PostgreSQL, TRUNCATE).
+  accounts. ``accounts.balance`` and ``accounts.held`` of a cardholder account are the
+  sums of its ``posted`` and ``held`` entries, updated in the same transaction;
+  ``Ledger.check`` proves it. System accounts keep no running balance (every journal
+  touches one, and a running balance would queue all transactions on its row): theirs
+  is the sum of their entries, read when asked. Journals, entries and authorisation
+  events are append-only (triggers refuse UPDATE, DELETE and, on PostgreSQL, TRUNCATE).
 - **Authorisations** are append-only records; only ``status`` (from ``pending``,
   once), ``captured_amount``, ``released_amount`` and ``updated_at`` may change, each
   change logged in ``authorisation_events``. ``(terminal_id, request_id)`` is unique:

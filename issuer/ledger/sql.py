@@ -12,12 +12,13 @@ from __future__ import annotations
 import builtins
 import functools
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date
 from types import TracebackType
 from typing import Any, Final
 
 from issuer.domain.model import (
+    SYSTEM_PREFIX,
     Account,
     AccountKind,
     AccountStatus,
@@ -179,7 +180,19 @@ class SqlAccounts:
         )
         if row is None:
             raise NotFoundError(f"no account {account_id!r}")
-        return _account(row)
+        account = _account(row)
+        if account.kind is AccountKind.SYSTEM:
+            # System accounts keep no running balance (every journal touches one, so
+            # a running balance would serialise all of them on one row): summed here.
+            sums = self.db.one(
+                "SELECT COALESCE(SUM(CASE WHEN book = 'posted' THEN amount ELSE 0 END), 0),"
+                " COALESCE(SUM(CASE WHEN book = 'held' THEN amount ELSE 0 END), 0)"
+                " FROM entries WHERE account_id = ?",
+                (account_id,),
+            )
+            assert sums is not None
+            account = replace(account, balance=int(sums[0]), held=int(sums[1]))
+        return account
 
     def list(self, *, include_system: bool = False, limit: int = 1000) -> list[Account]:
         where = "" if include_system else " WHERE kind <> 'system'"
@@ -187,7 +200,7 @@ class SqlAccounts:
             f"SELECT {_ACCOUNT_COLUMNS} FROM accounts{where} ORDER BY created_at, id LIMIT ?",
             (limit,),
         )
-        return [_account(r) for r in rows]
+        return [self.get(r[0]) if r[2] == AccountKind.SYSTEM.value else _account(r) for r in rows]
 
     def set_status(self, account_id: str, status: AccountStatus) -> None:
         if not self.db.run(
@@ -577,11 +590,7 @@ class SqlAuthorisations:
                 a.response,
             ),
         )
-        if not inserted:
-            return False
-        event = "approved" if a.approved else "declined"
-        self._event(a.id, event, a.amount, a.request_id, a.created_at)
-        return True
+        return bool(inserted)
 
     def _event(
         self, transaction_id: str, kind: str, amount: int, request_id: str | None, when: str
@@ -712,20 +721,28 @@ class SqlJournals:
                 journal.created_at,
             ),
         )
-        # Lock order: accounts by id, so two journals never wait on each other in a cycle.
-        for entry in sorted(journal.entries, key=lambda e: (e.account_id, e.book.value)):
-            if entry.amount == 0:
+        entries = [e for e in journal.entries if e.amount]
+        self.db.run(
+            "INSERT INTO entries (journal_id, account_id, book, amount) VALUES "
+            + ", ".join("(?, ?, ?, ?)" for _ in entries),
+            tuple(v for e in entries for v in (journal.id, e.account_id, e.book.value, e.amount)),
+        )
+        # Running balances of cardholder accounts, locked in id order so that two
+        # journals never wait on each other in a cycle. System accounts have none.
+        totals: dict[tuple[str, Book], int] = {}
+        for e in entries:
+            if not e.account_id.startswith(SYSTEM_PREFIX):
+                totals[(e.account_id, e.book)] = totals.get((e.account_id, e.book), 0) + e.amount
+        for (account_id, book), amount in sorted(
+            totals.items(), key=lambda kv: (kv[0][0], kv[0][1].value)
+        ):
+            if not amount:
                 continue
-            self.db.run(
-                "INSERT INTO entries (journal_id, account_id, book, amount) VALUES (?, ?, ?, ?)",
-                (journal.id, entry.account_id, entry.book.value, entry.amount),
-            )
-            column = "balance" if entry.book is Book.POSTED else "held"
+            column = "balance" if book is Book.POSTED else "held"
             if not self.db.run(
-                f"UPDATE accounts SET {column} = {column} + ? WHERE id = ?",
-                (entry.amount, entry.account_id),
+                f"UPDATE accounts SET {column} = {column} + ? WHERE id = ?", (amount, account_id)
             ):
-                raise NotFoundError(f"no account {entry.account_id!r}")
+                raise NotFoundError(f"no account {account_id!r}")
 
     def _journals(self, where: str, params: tuple[Any, ...], tail: str) -> list[Journal]:
         heads = self.db.all(
@@ -769,6 +786,10 @@ class SqlJournals:
 # -- ATCs --------------------------------------------------------------------------------
 
 
+#: ATCs between two prunings of the seen-ATC list of a card.
+_PRUNE_EVERY: Final = 8
+
+
 class SqlAtcs:
     """:class:`~issuer.ledger.repository.AtcRepository` in SQL."""
 
@@ -789,14 +810,13 @@ class SqlAtcs:
         if window < 1:
             raise ValueError("the ATC window is at least 1")
         now = utc_now()
-        self.db.run(
-            "INSERT INTO atc_state (instrument_id, highest_atc, updated_at) VALUES (?, -1, ?)"
-            " ON CONFLICT (instrument_id) DO NOTHING",
-            (instrument_id, now),
-        )
-        lock = self.db.dialect.for_update
+        # One statement creates the state row if needed and locks it (an upsert that
+        # updates takes the row lock, like SELECT ... FOR UPDATE) until the commit.
         row = self.db.one(
-            f"SELECT highest_atc FROM atc_state WHERE instrument_id = ?{lock}", (instrument_id,)
+            "INSERT INTO atc_state (instrument_id, highest_atc, updated_at) VALUES (?, -1, ?)"
+            " ON CONFLICT (instrument_id) DO UPDATE SET highest_atc = atc_state.highest_atc"
+            " RETURNING highest_atc",
+            (instrument_id, now),
         )
         highest = int(row[0]) if row else -1
         if highest >= 0:
@@ -816,11 +836,13 @@ class SqlAtcs:
                 "UPDATE atc_state SET highest_atc = ?, updated_at = ? WHERE instrument_id = ?",
                 (atc, now, instrument_id),
             )
-            # Keep only the window: anything at or below it is refused by the state alone.
-            self.db.run(
-                "DELETE FROM atc_seen WHERE instrument_id = ? AND atc <= ?",
-                (instrument_id, atc - window),
-            )
+            if atc % _PRUNE_EVERY == 0:
+                # Keep about the window: anything at or below it is refused by the
+                # state row alone, so older rows only cost space.
+                self.db.run(
+                    "DELETE FROM atc_seen WHERE instrument_id = ? AND atc <= ?",
+                    (instrument_id, atc - window),
+                )
         return AtcVerdict.NEW
 
     def highest(self, instrument_id: str) -> int | None:
@@ -885,6 +907,7 @@ def check_ledger(db: SqlConnection) -> list[Discrepancy]:
         " COALESCE(SUM(CASE WHEN e.book = 'posted' THEN e.amount ELSE 0 END), 0),"
         " COALESCE(SUM(CASE WHEN e.book = 'held' THEN e.amount ELSE 0 END), 0)"
         " FROM accounts a LEFT JOIN entries e ON e.account_id = a.id"
+        " WHERE a.kind <> 'system'"
         " GROUP BY a.id, a.balance, a.held ORDER BY a.id"
     )
     for account, balance, held, posted_sum, held_sum in rows:
@@ -892,6 +915,10 @@ def check_ledger(db: SqlConnection) -> list[Discrepancy]:
             out.append(Discrepancy("balance of", account, int(posted_sum), int(balance)))
         if int(held) != int(held_sum):
             out.append(Discrepancy("held amount of", account, int(held_sum), int(held)))
+    for book, total in db.all(
+        "SELECT book, SUM(amount) FROM entries GROUP BY book HAVING SUM(amount) <> 0"
+    ):
+        out.append(Discrepancy(f"sum of all {book} entries", "ledger", 0, int(total)))
     for journal, book, total in db.all(
         "SELECT journal_id, book, SUM(amount) FROM entries GROUP BY journal_id, book"
         " HAVING SUM(amount) <> 0 ORDER BY journal_id"
