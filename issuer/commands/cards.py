@@ -15,6 +15,7 @@ from issuer.commands.common import (
     emit,
     json_option,
     pass_state,
+    progress_printer,
     table,
 )
 from issuer.domain.model import Card, Token
@@ -134,6 +135,7 @@ def card_provision(
         allowed_mccs=allowed_mcc or None,
         blocked_mccs=blocked_mcc or None,
         name=name,
+        progress=progress_printer(),
     )
     path = write_profile(result.profile, out, overwrite=True)
     data = {**result.to_json(), "profile": str(path)}

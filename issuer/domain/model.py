@@ -355,7 +355,9 @@ class Authorisation:
     ``released_amount`` and ``updated_at`` change, each change with an event).
 
     ``request_id`` is unique per terminal: a retried request finds this record and
-    answers ``response`` again. ``held_amount`` is what was put on hold.
+    answers ``response`` again (``request_hash`` tells a true retry from a reused id).
+    ``card_id`` is the funding card also when a token paid (``token_id`` set), so a
+    card's records include its tokens'. ``held_amount`` is what was put on hold.
     """
 
     id: str

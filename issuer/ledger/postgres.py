@@ -1,10 +1,12 @@
 """The PostgreSQL ledger (psycopg 3), chosen by a ``postgresql://`` URL.
 
-Connections are kept in a small pool, in autocommit mode, with each unit of work an
-explicit ``BEGIN`` (``READ COMMITTED``; ``BEGIN READ ONLY`` for reads) and ``COMMIT``
-(durable with the server's default ``synchronous_commit = on``). Rows are locked with
-``SELECT ... FOR UPDATE`` where the repositories ask (the ATC state of a card, an
-account being debited), so concurrent services decide each ATC and each hold once.
+At most ``max_connections`` connections are open at once (a unit of work waits for
+one, then fails as transient); idle ones are kept in a small pool. Connections are in
+autocommit mode, each unit of work an explicit ``BEGIN`` (``READ COMMITTED``; ``BEGIN
+READ ONLY`` for reads) and ``COMMIT`` (durable with the server's default
+``synchronous_commit = on``). Rows are locked with ``SELECT ... FOR UPDATE`` (or an
+upsert, which locks the same way) where the repositories ask: the ATC state of a card,
+an account being debited; so concurrent services decide each ATC and each hold once.
 ``schema`` puts the tables in a schema of their own (created if needed; tests use one
 per test). Serialisation failures, deadlocks and lock time-outs are
 :class:`~issuer.errors.TransientError`.
@@ -54,7 +56,14 @@ class PostgresLedger(SqlLedger):
     sql_dialect = POSTGRES_DIALECT
 
     def __init__(
-        self, url: str, *, schema: str | None = None, pool_size: int = 8, connect_timeout: int = 10
+        self,
+        url: str,
+        *,
+        schema: str | None = None,
+        pool_size: int = 8,
+        max_connections: int = 32,
+        connect_timeout: int = 10,
+        acquire_timeout: float = 10.0,
     ) -> None:
         if schema is not None and not _SCHEMA_NAME.fullmatch(schema):
             raise LedgerError("a schema name is lower-case letters, digits and _")
@@ -62,8 +71,10 @@ class PostgresLedger(SqlLedger):
         self.schema = schema
         self.pool_size = pool_size
         self.connect_timeout = connect_timeout
+        self.acquire_timeout = acquire_timeout
         self._idle: list[psycopg.Connection[Any]] = []
         self._lock = threading.Lock()
+        self._slots = threading.BoundedSemaphore(max_connections)
         self._closed = False
 
     def __repr__(self) -> str:
@@ -82,16 +93,25 @@ class PostgresLedger(SqlLedger):
         return conn
 
     def _take(self) -> psycopg.Connection[Any]:
+        """A connection, waiting up to ``acquire_timeout`` seconds for one of the
+        ``max_connections`` slots (then :class:`TransientError`)."""
         if self._closed:
             raise LedgerError("the ledger is closed")
-        with self._lock:
-            while self._idle:
-                conn = self._idle.pop()
-                if not conn.closed and not conn.broken:
-                    return conn
-        return self._connect()
+        if not self._slots.acquire(timeout=self.acquire_timeout):
+            raise TransientError("all database connections are busy: retry")
+        try:
+            with self._lock:
+                while self._idle:
+                    conn = self._idle.pop()
+                    if not conn.closed and not conn.broken:
+                        return conn
+            return self._connect()
+        except BaseException:
+            self._slots.release()
+            raise
 
     def _give_back(self, conn: psycopg.Connection[Any]) -> None:
+        self._slots.release()
         keep = False
         if not conn.closed and not conn.broken:
             with self._lock:
@@ -107,6 +127,7 @@ class PostgresLedger(SqlLedger):
             conn.execute("BEGIN" if write else "BEGIN READ ONLY")
         except psycopg.Error as exc:
             conn.close()
+            self._slots.release()
             raise LedgerError(f"cannot begin a transaction: {type(exc).__name__}") from None
 
         def finish(commit: bool) -> None:

@@ -25,7 +25,7 @@ from emvwire.profile import CardProfile, TokenInfo
 from issuer.domain.model import BinRange, Card, CardOrigin, CardStatus, Token
 from issuer.errors import IssuerError, KeyStoreError, ValidationError
 from issuer.keys.base import KeyStore
-from issuer.personalisation.ranges import ICC_KEY_SIZE
+from issuer.personalisation.ranges import ICC_KEY_SIZE, Progress
 
 if TYPE_CHECKING:
     from issuer.domain.service import IssuerService
@@ -87,6 +87,7 @@ def build_profile(
     token: TokenInfo | None = None,
     icc_key: SigningKey | None = None,
     uid: bytes | None = None,
+    progress: Progress | None = None,
 ) -> CardProfile:
     """Personalise one application from the store's keys (module docstring).
 
@@ -98,6 +99,8 @@ def build_profile(
     icc_keys = keys.derive_icc_keys(scheme, bin_range.prefix, cvn, pan, psn)
     if icc_key is None:
         bits, exponent = ICC_KEY_SIZE[scheme]
+        if progress is not None:
+            progress(f"generating the ICC key ({bits}-bit RSA)")
         icc_key = SigningKey.generate(bits, exponent)
     try:
         return personalise(
@@ -139,6 +142,7 @@ def provision(
     blocked_mccs: Iterable[str] | None = None,
     name: str | None = None,
     icc_key: SigningKey | None = None,
+    progress: Progress | None = None,
 ) -> ProvisionResult:
     """Create a card (``form="card"``) or a phone token (``form="phone"``) for an
     account and personalise it (module docstring)."""
@@ -165,6 +169,7 @@ def provision(
                 cvn=card.cvn,
                 cardholder=_cardholder(account.holder),
                 icc_key=icc_key,
+                progress=progress,
             )
         except IssuerError:
             service.close_card(card.id)
@@ -194,6 +199,7 @@ def provision(
             cvn=token.cvn,
             token=TokenInfo(token.requestor_id, token.par, funding.pan_last4),
             icc_key=icc_key,
+            progress=progress,
         )
     except IssuerError:
         service.delete_token(token.id)

@@ -33,7 +33,7 @@ from issuer.domain.model import (
     new_id,
     utc_now,
 )
-from issuer.errors import IntegrityError, InvalidStateError, ValidationError
+from issuer.errors import IntegrityError, InvalidStateError, TransientError, ValidationError
 from issuer.ledger.repository import Ledger
 from issuer.ledger.schema import MIGRATIONS
 from issuer.ledger.sql import SqlUnitOfWork
@@ -406,3 +406,17 @@ def test_concurrent_holds_never_overdraw(ledger: Ledger) -> None:
         final = uow.accounts.get(account.id)
     assert (final.held, final.available) == (900, 100)
     assert ledger.check() == []
+
+
+def test_postgres_bounds_its_connections(postgres_url: str) -> None:
+    from issuer.ledger.postgres import PostgresLedger
+
+    ledger = PostgresLedger(postgres_url, max_connections=1, acquire_timeout=0.1)
+    try:
+        with ledger.unit_of_work(write=False), pytest.raises(TransientError, match="busy"):
+            ledger.unit_of_work(write=False)
+        with ledger.unit_of_work(write=False) as uow:  # the slot came back
+            assert isinstance(uow, SqlUnitOfWork)
+            assert uow.db.one("SELECT 1") == (1,)
+    finally:
+        ledger.close()
