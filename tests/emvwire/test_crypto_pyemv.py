@@ -40,7 +40,7 @@ pytestmark = pytest.mark.filterwarnings(
     "ignore:(Two|Single)-key TripleDES:cryptography.utils.CryptographyDeprecationWarning"
 )
 
-N_PER_CVN = 1000
+N_PER_CVN = 3000
 PYEMV_CLASSES: dict[Cvn, Any] = {
     Cvn.VISA_10: pyemv_cvn.VisaCVN10,
     Cvn.VISA_18: pyemv_cvn.VisaCVN18,
