@@ -85,6 +85,7 @@ from emvwire.oda import (
     recover_issuer_key,
     verify_cda,
 )
+from terminal.kernel import transaction
 from terminal.kernel.kernel2_rules import (
     AC_AAC,
     AC_ARQC,
@@ -125,33 +126,11 @@ __all__ = [
 
 NAME: Final = "kernel 2 (Mastercard M/Chip)"
 
-#: Field 55 of a kernel 2 authorisation (ICC system related data): the cryptogram and
-#: its inputs, the card's and the terminal's context. The Visa-only 9F66 and 9F6C of
-#: :data:`terminal.kernel.transaction.FIELD_55_TAGS` mean other things in kernel 2
-#: (Book C-2 Annex A) and are left out.
-FIELD_55_TAGS: Final[tuple[int, ...]] = (
-    0x9F26,  # application cryptogram
-    0x9F27,  # cryptogram information data
-    0x9F10,  # issuer application data
-    0x9F37,  # unpredictable number
-    0x9F36,  # application transaction counter
-    0x95,  # terminal verification results
-    0x9A,  # transaction date
-    0x9C,  # transaction type
-    0x9F02,  # amount, authorised
-    0x9F03,  # amount, other
-    0x5F2A,  # transaction currency code
-    0x82,  # application interchange profile
-    0x9F1A,  # terminal country code
-    0x9F34,  # CVM results
-    0x9F33,  # terminal capabilities
-    0x9F35,  # terminal type
-    0x9F1E,  # interface device serial number
-    0x84,  # dedicated file name
-    0x9F09,  # application version number (terminal)
-    0x9F6E,  # third party data
-    0x5F34,  # PAN sequence number
-    0x9F7C,  # merchant custom data
+#: Field 55 of a kernel 2 authorisation (ICC system related data): the shared list of
+#: :data:`terminal.kernel.transaction.FIELD_55_TAGS` less the Visa-only 9F66 and 9F6C,
+#: which mean other things in kernel 2 (Book C-2 Annex A).
+FIELD_55_TAGS: Final[tuple[int, ...]] = tuple(
+    t for t in transaction.FIELD_55_TAGS if t not in (0x9F66, 0x9F6C)
 )
 
 #: Data objects the card must give before GENERATE AC (Book C-2 §7.3; Book 3 §7.2).
