@@ -66,6 +66,44 @@ for command in (init, keys, account, card, token, txn, terminal, ledger):
     cli.add_command(command)
 
 
+@cli.command("serve")
+@click.option("--bind", default="127.0.0.1:8583", show_default=True, metavar="HOST:PORT",
+              help="Address to listen on (port 0: any free port).")  # fmt: skip
+@click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True,
+              help="Processes sharing the socket.")  # fmt: skip
+@click.pass_context
+def serve_command(ctx: click.Context, bind: str, workers: int) -> None:
+    """Run the authorisation service (HTTP API; GET /openapi.json documents it).
+
+    Prints "listening on http://HOST:PORT" on standard error when ready. Stop with
+    Ctrl-C or SIGTERM.
+    """
+    from issuer.bootstrap import open_issuer
+    from issuer.commands.common import BadArgumentError
+    from issuer.config import ENV_KEYSTORE_KEY, ENV_PKCS11_PIN, load_config
+    from issuer.service import Api, serve
+
+    state: CliState = ctx.ensure_object(CliState)
+    host, sep, port_text = bind.rpartition(":")
+    if not sep or not port_text.isdigit() or not 0 <= int(port_text) <= 65535 or not host:
+        raise BadArgumentError("--bind is HOST:PORT, e.g. 127.0.0.1:8583")
+    config = load_config(state.home_dir)
+    kind = config.keystore.get("type")
+    secret = state.secret_prompt(
+        ENV_KEYSTORE_KEY if kind == "file" else ENV_PKCS11_PIN,
+        "Key store passphrase" if kind == "file" else "PKCS#11 user PIN",
+    )()
+    open_issuer(config.home, db_url=state.db, passphrase=secret, pin=secret).close()
+
+    def open_api() -> Api:
+        return Api(open_issuer(config.home, db_url=state.db, passphrase=secret, pin=secret))
+
+    def ready(h: str, p: int) -> None:
+        click.echo(f"listening on http://{h}:{p}", err=True)
+
+    serve(open_api, host.strip("[]"), int(port_text), workers=workers, ready=ready)
+
+
 def main() -> None:
     """Console-script entry point."""
     cli(prog_name="issuer")

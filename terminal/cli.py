@@ -326,6 +326,12 @@ _TYPES = {**TRANSACTION_TYPES, "cash": TRANSACTION_TYPES["cash_advance"]}
 @click.option("--timeout", type=click.FloatRange(min=0), metavar="S", help="Wait S s at most.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON document instead of text.")
 @click.option("--trace", is_flag=True, help="Every APDU and kernel step to standard error.")
+@click.option("--issuer", "issuer_url", envvar="TAPSTACK_ISSUER_URL", metavar="URL",
+              help="Issuer service to go online to (http://HOST:PORT).")  # fmt: skip
+@click.option("--terminal-id", envvar="TAPSTACK_TERMINAL_ID", metavar="ID",
+              help="This terminal's id at the issuer.")  # fmt: skip
+@click.option("--terminal-key", envvar="TAPSTACK_TERMINAL_KEY", metavar="KEY",
+              help="This terminal's credential (env TAPSTACK_TERMINAL_KEY).")  # fmt: skip
 def pay_command(
     reader_path: str | None,
     amount: str,
@@ -336,6 +342,9 @@ def pay_command(
     timeout: float | None,
     as_json: bool,
     trace: bool,
+    issuer_url: str | None = None,
+    terminal_id: str | None = None,
+    terminal_key: str | None = None,
 ) -> None:
     """Run one contactless transaction to its outcome.
 
@@ -343,6 +352,8 @@ def pay_command(
     authorisation request (ISO 8583 field 55 data, track 2 masked) is printed.
     Exit code 0 for approved or online request, 5 for declined, ended or try again.
     """
+    if issuer_url and not (terminal_id and terminal_key):
+        raise click.BadParameter("--issuer needs --terminal-id and --terminal-key")
     config = _config(config_path)
     try:
         cur = currency_by_code(currency if currency else config.data(0x5F2A, b"\x09\x78"))
@@ -365,6 +376,9 @@ def pay_command(
     signal_outcome(raw.feedback, result.outcome.label)
     summary = result.summary()
     summary["amount"] = f"{minor / 10**cur.exponent:.{cur.exponent}f} {cur.alpha}"
+    if issuer_url and terminal_id and terminal_key and result.outcome is Outcome.ONLINE_REQUEST:
+        _go_online(summary, result, issuer_url, terminal_id, terminal_key, as_json)
+        return
     if as_json:
         click.echo(json.dumps(summary, indent=2))
     else:
@@ -372,6 +386,37 @@ def pay_command(
     if result.outcome not in (Outcome.APPROVED, Outcome.ONLINE_REQUEST):
         why = "; ".join(result.reasons) or result.outcome.label
         raise NotCompleted(f"{result.outcome.label}: {why}")
+
+
+def _go_online(
+    summary: dict[str, Any],
+    result: TransactionResult,
+    url: str,
+    terminal_id: str,
+    terminal_key: str,
+    as_json: bool,
+) -> None:
+    """Send the online request to the issuer and print the final outcome."""
+    from terminal.host import HostClient, HostError
+
+    try:
+        with HostClient(url, terminal_id, terminal_key) as host:
+            final = host.authorise(result.authorisation_data, result.track2)
+    except HostError as exc:
+        raise ReaderFailure(str(exc)) from None
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+    summary["online"] = final.to_json()
+    summary["outcome"] = "approved" if final.approved else "declined"
+    if as_json:
+        click.echo(json.dumps(summary, indent=2))
+    else:
+        _print_result(summary, result)
+        reason = f" ({final.reason})" if final.reason else ""
+        click.echo(f"ONLINE {summary['outcome'].upper()}: {final.response_code}{reason}")
+        click.echo(f"  transaction {final.transaction_id}, ARPC {final.arpc.hex().upper()}")
+    if not final.approved:
+        raise NotCompleted(f"declined by the issuer: {final.response_code} {final.reason}")
 
 
 def _print_result(summary: dict[str, Any], result: TransactionResult) -> None:

@@ -1,0 +1,623 @@
+"""Online authorisation: from a terminal's field 55 blob and track 2 to a decision.
+
+The flow (EMV Book 2 §8.1-8.2 for the cryptograms; ISO 8583 field 55 for the request;
+the issuer-side defences of shared/notes/emv.md "Published attacks")::
+
+    parse field 55 (emvwire, nothing assumed)  ->  PAN or token from track 2 (57)
+    -> token vault: de-tokenise, status, expiry, domain controls (contactless, MCC)
+    -> derive the ICC AC key (cached per card), verify the ARQC for the card's CVN
+    -> ATC strictly new within a window (replayed / rolled back: decline, flag)
+    -> card CVR (in the MAC'd IAD) against terminal CVM results 9F34, CTQ 9F6C, TVR
+    -> transit indicators against the terminal's MCC, velocity, available funds
+    -> hold the amount, record, answer 8A + ARPC (method per CVN) + reason.
+
+Only what the ARQC covers is trusted: amount, currency, date, type, UN, TVR, AIP,
+ATC and IAD. The MCC is the terminal's as registered, never the request's. A request
+is idempotent per (terminal, request id): the same request gets the stored answer and
+changes nothing; the same id with another request is a :class:`ConflictError`.
+
+Lock order (issuer.ledger.repository): ATC state, then account, then authorisation.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from datetime import UTC, date, datetime, timedelta
+from typing import TYPE_CHECKING, Any, Final, TypeVar
+
+from emvwire.crypto.cryptogram import (
+    CryptogramData,
+    cvn_spec,
+    generate_arpc,
+    verify_arqc,
+)
+from emvwire.errors import EmvWireError
+from emvwire.mask import mask_pan
+from emvwire.tlv import decode_flat
+from issuer.domain import funds
+from issuer.domain.currency import currency_by_numeric
+from issuer.domain.decline import DeclineReason, response_code
+from issuer.domain.model import (
+    AtcVerdict,
+    Authorisation,
+    AuthorisationKind,
+    AuthorisationStatus,
+    Terminal,
+    new_id,
+    utc_now,
+)
+from issuer.domain.vault import DeclinedError, Instrument
+from issuer.errors import (
+    ConflictError,
+    InvalidStateError,
+    NotFoundError,
+    TransientError,
+    ValidationError,
+)
+
+if TYPE_CHECKING:
+    from issuer.bootstrap import IssuerApp
+    from issuer.ledger.repository import UnitOfWork
+
+__all__ = [
+    "ATC_MAX_JUMP",
+    "ATC_WINDOW",
+    "TRANSIT_MCCS",
+    "AuthorisationRequest",
+    "Authoriser",
+    "Decision",
+    "authorise",
+    "parse_field55",
+]
+
+#: ATCs accepted below the highest seen (out-of-order online taps), and the largest
+#: jump forward (EMV Book 2 §8.1: the ATC is an anti-replay counter; emv.md).
+ATC_WINDOW: Final = 16
+ATC_MAX_JUMP: Final = 1000
+#: Velocity: approved authorisations of one card or token per period (Lithic-style).
+VELOCITY_LIMIT: Final = 50
+VELOCITY_PERIOD: Final = timedelta(minutes=10)
+#: MCCs of transit and parking (ISO 18245): local commuter transport, passenger
+#: railways, bus lines, tolls, parking. A transit-mode tap elsewhere declines
+#: (Radu et al., S&P 2022: Apple Pay Visa transit mode relayed to a shop).
+TRANSIT_MCCS: Final = frozenset({"4111", "4112", "4131", "4784", "7523"})
+#: Transaction types (9C) an authorisation may carry: purchase, purchase with cashback.
+PURCHASE_TYPES: Final = frozenset({0x00, 0x09})
+#: Tags the ARQC covers (EMV Book 2 §8.1.1 minimum set) plus cryptogram, CID and IAD.
+REQUIRED_TAGS: Final = (0x9F26, 0x9F27, 0x9F10, 0x9F37, 0x9F36, 0x95, 0x9A, 0x9C, 0x9F02,
+                        0x9F03, 0x5F2A, 0x82, 0x9F1A)  # fmt: skip
+#: Where the CVR sits in the IAD, per CVN: (offset, length) of the CVR data bytes.
+#: Visa format 0/1 (VIS 1.5 Appendix A-13: ``06 | DKI | CVN | 03 | CVR(3)``), Visa
+#: format 2 (VIS 1.6: ``1F | CVN | DKI | CVR(5) | ...``), M/Chip 4 (``DKI | CVN |
+#: CVR(6) | ...``). CVN 10/18/16/17/20/21 MAC the CVR; CVN 22 MACs the whole IAD.
+CVR_IN_IAD: Final[Mapping[int, tuple[int, int]]] = {
+    10: (4, 3), 18: (4, 3), 22: (3, 5), 16: (2, 6), 17: (2, 6), 20: (2, 6), 21: (2, 6),
+}  # fmt: skip
+#: Card-proven facts in the CVR: (byte index, mask), per scheme (card/visa.py,
+#: card/mastercard.py module docstrings; VIS 1.5 A-13, M/Chip 4 CVR).
+_VISA_CVR_CDCVM: Final = (2, 0x01)
+_VISA_CVR_OFFLINE_ONLY: Final = (0, 0x01)  # "unable to go online": an offline reader
+_MC_CVR_PIN_PERFORMED: Final = (0, 0x04)
+_MC_CVR_PIN_OK: Final = (0, 0x01)
+#: CVM results 9F34 method codes (EMV Book 3 Annex C3, low six bits): offline PIN
+#: verified by the ICC (plaintext 01, enciphered 04, combinations 03, 05) = CDCVM on
+#: contactless kernel 2/3 (01 00 02).
+_OFFLINE_PIN_METHODS: Final = frozenset({0x01, 0x03, 0x04, 0x05})
+#: CTQ byte 2 bit 8: consumer device CVM performed (Book C-3 Annex A).
+_CTQ_CDCVM: Final = (1, 0x80)
+#: TVR byte 3 bit 8: cardholder verification was not successful (Book 3 Annex C5).
+_TVR_CV_FAILED: Final = (2, 0x80)
+#: Card status update (ARPC method 2, Book 2 §8.2.2; VIS 1.5 CSU byte 2 bit 8 "issuer
+#: approves online transaction").
+CSU_APPROVED: Final = bytes.fromhex("00800000")
+CSU_DECLINED: Final = bytes(4)
+
+T = TypeVar("T")
+
+
+def _bit(value: bytes, where: tuple[int, int]) -> bool:
+    index, mask = where
+    return len(value) > index and bool(value[index] & mask)
+
+
+def _bcd_int(value: bytes) -> int:
+    text = value.hex()
+    if not text.isdigit():
+        raise ValidationError("a BCD amount has a non-decimal digit")
+    return int(text)
+
+
+def parse_field55(blob: bytes) -> dict[int, bytes]:
+    """The primitive data objects of a field 55 blob (EMV Book 3 Annex B BER-TLV);
+    :class:`ValidationError` if it does not decode."""
+    try:
+        return decode_flat(blob)
+    except EmvWireError as exc:
+        raise ValidationError(f"field 55 does not decode: {exc}") from None
+
+
+def _track2_pan(track2: bytes) -> str:
+    """PAN digits of Track 2 Equivalent Data (Book 3 Annex A, tag 57): before ``D``."""
+    pan, sep, _ = track2.hex().upper().partition("D")
+    if not sep or not pan.isdigit() or not 12 <= len(pan) <= 19:
+        raise ValidationError("track 2 equivalent data has no valid PAN")
+    return pan
+
+
+@dataclass(frozen=True, slots=True)
+class AuthorisationRequest:
+    """What a terminal sends: its request id, field 55 and track 2 (57)."""
+
+    request_id: str
+    icc_data: bytes = field(repr=False)
+    track2: bytes = field(repr=False)
+
+    def digest(self) -> str:
+        """The request hash that tells a true retry from a reused request id."""
+        return hashlib.sha256(b"auth|" + self.icc_data + b"|" + self.track2).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """The answer to an authorisation request."""
+
+    transaction_id: str
+    approved: bool
+    response_code: str
+    reason: DeclineReason | None
+    amount: int
+    currency: str
+    status: str
+    arpc: bytes = b""
+    issuer_authentication_data: bytes = b""
+    card: str = ""
+    replayed: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-ready data (the card masked)."""
+        return {
+            "id": self.transaction_id,
+            "approved": self.approved,
+            "response_code": self.response_code,
+            "reason": self.reason.value if self.reason else None,
+            "amount": self.amount,
+            "currency": self.currency,
+            "status": self.status,
+            "arpc": self.arpc.hex().upper(),
+            "issuer_authentication_data": self.issuer_authentication_data.hex().upper(),
+            "card": self.card,
+            "replayed": self.replayed,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any], *, replayed: bool = False) -> Decision:
+        """The stored answer of a request (for a retry)."""
+        reason = data.get("reason")
+        return cls(
+            transaction_id=str(data["id"]),
+            approved=bool(data["approved"]),
+            response_code=str(data["response_code"]),
+            reason=DeclineReason(reason) if reason else None,
+            amount=int(data["amount"]),
+            currency=str(data["currency"]),
+            status=str(data["status"]),
+            arpc=bytes.fromhex(data.get("arpc", "")),
+            issuer_authentication_data=bytes.fromhex(data.get("issuer_authentication_data", "")),
+            card=str(data.get("card", "")),
+            replayed=replayed,
+        )
+
+
+class _DeclineError(Exception):
+    def __init__(self, reason: DeclineReason, *, flag: bool = False) -> None:
+        self.reason = reason
+        self.flag = flag
+        super().__init__(reason.value)
+
+
+@dataclass(slots=True)
+class _Checked:
+    """What the read phase established."""
+
+    instrument: Instrument | None
+    amount: int
+    currency: str
+    atc: int | None
+    data: CryptogramData | None
+    arqc: bytes
+    icc_mk: bytes
+    pan_masked: str
+    reason: DeclineReason | None = None
+    flag: bool = False
+
+
+def _retry(work: Callable[[], T], attempts: int = 5) -> T:
+    for attempt in range(attempts):
+        try:
+            return work()
+        except TransientError:
+            if attempt == attempts - 1:
+                raise
+    raise AssertionError("unreachable")
+
+
+class Authoriser:
+    """Authorisations, reversals, completions and refunds over an :class:`IssuerApp`.
+
+    Keeps the derived AC key per card application (SoftHSM derives ~1,600/s; a key
+    store call per authorisation would cap the service). Thread-safe.
+    """
+
+    def __init__(
+        self,
+        app: IssuerApp,
+        *,
+        atc_window: int = ATC_WINDOW,
+        atc_max_jump: int = ATC_MAX_JUMP,
+        velocity_limit: int = VELOCITY_LIMIT,
+        velocity_period: timedelta = VELOCITY_PERIOD,
+        today: Callable[[], date] | None = None,
+    ) -> None:
+        self.app = app
+        self.atc_window = atc_window
+        self.atc_max_jump = atc_max_jump
+        self.velocity_limit = velocity_limit
+        self.velocity_period = velocity_period
+        self._today = today or (lambda: datetime.now(UTC).date())
+        self._keys: dict[tuple[str, str, str], bytes] = {}
+        self._lock = threading.Lock()
+
+    # -- the AC key --------------------------------------------------------------------
+
+    def _icc_mk(self, instrument: Instrument, pan: str) -> bytes:
+        ref = instrument.key_ref
+        cache_key = (instrument.instrument_id, ref.key_id, instrument.psn)
+        with self._lock:
+            found = self._keys.get(cache_key)
+        if found is not None:
+            return found
+        mk = self.app.keys.derive_icc_mk(ref, pan, instrument.psn)
+        with self._lock:
+            if len(self._keys) > 100_000:
+                self._keys.clear()
+            self._keys[cache_key] = mk
+        return mk
+
+    # -- authorisation -----------------------------------------------------------------
+
+    def authorise(self, terminal: Terminal, request: AuthorisationRequest) -> Decision:
+        """Decide on ``request`` from ``terminal`` (module docstring)."""
+        if not request.request_id or len(request.request_id) > 255:
+            raise ValidationError("a request id is 1 to 255 characters")
+        digest = request.digest()
+        with self.app.ledger.unit_of_work(write=False) as uow:
+            stored = self._stored(uow, terminal.id, request.request_id, digest)
+            if stored is not None:
+                return stored
+            checked = self._check(uow, terminal, request)
+        return _retry(lambda: self._record(terminal, request, digest, checked))
+
+    @staticmethod
+    def _stored(uow: UnitOfWork, terminal_id: str, request_id: str, digest: str) -> Decision | None:
+        found = uow.authorisations.find_by_request(terminal_id, request_id)
+        if found is None:
+            return None
+        if found.kind is not AuthorisationKind.AUTHORISATION or not hmac.compare_digest(
+            found.request_hash, digest
+        ):
+            raise ConflictError("this Idempotency-Key was used for another request")
+        return Decision.from_json(json.loads(found.response), replayed=True)
+
+    def _check(
+        self, uow: UnitOfWork, terminal: Terminal, request: AuthorisationRequest
+    ) -> _Checked:
+        """The read phase: parse, de-tokenise, verify the cryptogram and the CVM."""
+        tags = parse_field55(request.icc_data)
+        pan = _track2_pan(request.track2)
+        masked = mask_pan(pan)
+        try:
+            amount = _bcd_int(tags[0x9F02]) if len(tags.get(0x9F02, b"")) == 6 else -1
+            cur = tags.get(0x5F2A, b"")
+            currency = currency_by_numeric(cur).code if len(cur) == 2 else "XXX"
+        except (ValidationError, NotFoundError, ValueError):
+            amount, currency = -1, "XXX"
+        checked = _Checked(None, max(amount, 0), currency, None, None, b"", b"", masked)
+        try:
+            if any(t not in tags for t in REQUIRED_TAGS):
+                raise _DeclineError(DeclineReason.FORMAT_ERROR)
+            if amount <= 0:
+                raise _DeclineError(DeclineReason.INVALID_AMOUNT)
+            if currency == "XXX":
+                raise _DeclineError(DeclineReason.CURRENCY_MISMATCH)
+            if tags[0x9F27][:1] != b"" and tags[0x9F27][0] & 0xC0 != 0x80:
+                raise _DeclineError(DeclineReason.FORMAT_ERROR)  # not an ARQC
+            if tags[0x9C][0] not in PURCHASE_TYPES:
+                raise _DeclineError(DeclineReason.FORMAT_ERROR)
+            try:
+                instrument = self.app.vault.detokenise(
+                    uow, pan, today=self._today(), contactless=True, mcc=terminal.mcc
+                )
+            except DeclinedError as exc:
+                checked.instrument = self.app.vault.lookup(uow, pan)
+                raise _DeclineError(exc.reason) from None
+            checked.instrument = instrument
+            checked.pan_masked = (
+                instrument.token.token_masked if instrument.token else instrument.card.pan_masked
+            )
+            if instrument.account.currency != currency:
+                raise _DeclineError(DeclineReason.CURRENCY_MISMATCH)
+            try:
+                data = CryptogramData(
+                    tag_9f02=tags[0x9F02], tag_9f03=tags[0x9F03], tag_9f1a=tags[0x9F1A],
+                    tag_95=tags[0x95], tag_5f2a=tags[0x5F2A], tag_9a=tags[0x9A],
+                    tag_9c=tags[0x9C], tag_9f37=tags[0x9F37], tag_82=tags[0x82],
+                    tag_9f36=tags[0x9F36], tag_9f10=tags[0x9F10],
+                )  # fmt: skip
+                mk = self._icc_mk(instrument, pan)
+                data = self._verify(instrument, mk, data, tags[0x9F26])
+            except EmvWireError:
+                raise _DeclineError(DeclineReason.CRYPTOGRAM_INVALID) from None
+            checked.data, checked.arqc, checked.icc_mk = data, tags[0x9F26], mk
+            checked.atc = int.from_bytes(tags[0x9F36])
+            self._check_cvm(instrument, tags)
+            self._check_transit(instrument, tags, terminal)
+        except _DeclineError as decline:
+            checked.reason, checked.flag = decline.reason, decline.flag
+        return checked
+
+    @staticmethod
+    def _verify(
+        instrument: Instrument, mk: bytes, data: CryptogramData, arqc: bytes
+    ) -> CryptogramData:
+        """Verify the ARQC (EMV Book 2 §8.1.2). A Visa kernel 3 reader gives the card
+        the TVR as it is at GPO (all zero: VCPS asks for it in the PDOL before any
+        check), then reports its final TVR in field 55; so for Visa a cryptogram over
+        a zero TVR is accepted too, and the field 55 TVR is then a claim, not a fact."""
+        try:
+            verify_arqc(instrument.cvn, mk, data, arqc)
+            return data
+        except EmvWireError:
+            if instrument.scheme != "visa" or data.tag_95 == bytes(5):
+                raise
+        zero = replace(data, tag_95=bytes(5))
+        verify_arqc(instrument.cvn, mk, zero, arqc)
+        return zero
+
+    @staticmethod
+    def _cvr(instrument: Instrument, iad: bytes) -> bytes:
+        where = CVR_IN_IAD.get(instrument.cvn)
+        if where is None or len(iad) < where[0] + where[1]:
+            raise _DeclineError(DeclineReason.FORMAT_ERROR)
+        return iad[where[0] : where[0] + where[1]]
+
+    def _check_cvm(self, instrument: Instrument, tags: Mapping[int, bytes]) -> None:
+        """Chip and PIN is broken (Murdoch et al., S&P 2010) and the CTQ downgrade:
+        what the terminal says was verified must be what the card's CVR proves."""
+        cvr = self._cvr(instrument, tags[0x9F10])
+        if instrument.scheme == "visa":
+            card_cdcvm = _bit(cvr, _VISA_CVR_CDCVM)
+        else:
+            card_cdcvm = _bit(cvr, _MC_CVR_PIN_PERFORMED) and _bit(cvr, _MC_CVR_PIN_OK)
+        cvm = tags.get(0x9F34, b"")
+        terminal_cdcvm = len(cvm) == 3 and cvm[0] & 0x3F in _OFFLINE_PIN_METHODS and cvm[2] == 0x02
+        ctq_cdcvm = _bit(tags.get(0x9F6C, b""), _CTQ_CDCVM)
+        if (terminal_cdcvm or ctq_cdcvm) and not card_cdcvm:
+            raise _DeclineError(DeclineReason.CVM_MISMATCH, flag=True)
+        if card_cdcvm and _bit(tags[0x95], _TVR_CV_FAILED):
+            raise _DeclineError(DeclineReason.CVM_MISMATCH, flag=True)
+
+    def _check_transit(
+        self, instrument: Instrument, tags: Mapping[int, bytes], terminal: Terminal
+    ) -> None:
+        """A cryptogram made for an offline-only (transit) reader, or one naming a
+        transit MCC, is good only at a transit terminal."""
+        transit = False
+        if instrument.scheme == "visa":
+            transit = _bit(self._cvr(instrument, tags[0x9F10]), _VISA_CVR_OFFLINE_ONLY)
+        mcc = tags.get(0x9F15, b"").hex()
+        if mcc and mcc != terminal.mcc:
+            raise _DeclineError(DeclineReason.UNAUTHORIZED_MERCHANT, flag=True)
+        transit = transit or mcc in TRANSIT_MCCS
+        if transit and terminal.mcc not in TRANSIT_MCCS:
+            raise _DeclineError(DeclineReason.TRANSIT_NOT_ALLOWED, flag=True)
+
+    def _record(
+        self,
+        terminal: Terminal,
+        request: AuthorisationRequest,
+        digest: str,
+        checked: _Checked,
+    ) -> Decision:
+        """The write phase: ATC, funds, hold, record (one unit of work)."""
+        txn_id = new_id("txn")
+        inst = checked.instrument
+        reason, flag = checked.reason, checked.flag
+        with self.app.ledger.unit_of_work() as uow:
+            stored = self._stored(uow, terminal.id, request.request_id, digest)
+            if stored is not None:
+                return stored
+            account = None
+            if reason is None and inst is not None and checked.atc is not None:
+                verdict = uow.atcs.check_and_record(
+                    inst.instrument_id,
+                    checked.atc,
+                    window=self.atc_window,
+                    max_jump=self.atc_max_jump,
+                    transaction_id=txn_id,
+                )
+                if verdict is AtcVerdict.REPLAYED:
+                    reason, flag = DeclineReason.ATC_REPLAYED, True
+                elif verdict is AtcVerdict.ROLLED_BACK:
+                    reason, flag = DeclineReason.ATC_ROLLED_BACK, True
+                elif verdict is AtcVerdict.JUMPED:
+                    reason, flag = DeclineReason.SUSPECTED_FRAUD, True
+            if reason is None and inst is not None:
+                since = (datetime.now(UTC) - self.velocity_period).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+                token_id = inst.token.id if inst.token else None
+                count = uow.authorisations.count_since(
+                    card_id=None if token_id else inst.card.id, token_id=token_id, since=since
+                )
+                if count >= self.velocity_limit:
+                    reason = DeclineReason.VELOCITY_EXCEEDED
+            if reason is None and inst is not None:
+                account = uow.accounts.get(inst.account.id, for_update=True)
+                if account.available < checked.amount:
+                    reason = DeclineReason.INSUFFICIENT_FUNDS
+            approved = reason is None
+            code = response_code(reason)
+            arpc, iad91 = self._arpc(inst, checked, code, approved)
+            decision = Decision(
+                transaction_id=txn_id,
+                approved=approved,
+                response_code=code,
+                reason=reason,
+                amount=checked.amount,
+                currency=checked.currency,
+                status=(AuthorisationStatus.PENDING if approved else AuthorisationStatus.CLOSED),
+                arpc=arpc,
+                issuer_authentication_data=iad91,
+                card=checked.pan_masked,
+            )
+            now = utc_now()
+            record = Authorisation(
+                id=txn_id,
+                kind=AuthorisationKind.AUTHORISATION,
+                terminal_id=terminal.id,
+                request_id=request.request_id,
+                request_hash=digest,
+                amount=checked.amount,
+                currency=checked.currency,
+                approved=approved,
+                response_code=code,
+                status=AuthorisationStatus.PENDING if approved else AuthorisationStatus.CLOSED,
+                created_at=now,
+                updated_at=now,
+                card_id=inst.card.id if inst else None,
+                token_id=inst.token.id if inst and inst.token else None,
+                account_id=inst.account.id if inst else None,
+                mcc=terminal.mcc,
+                decline_reason=reason.value if reason else None,
+                atc=checked.atc,
+                held_amount=checked.amount if approved else 0,
+                expires_at=funds.expiry_time() if approved else None,
+                response=json.dumps(decision.to_json()),
+            )
+            if not uow.authorisations.add(record):
+                uow.rollback()
+                raise TransientError("a concurrent request with this id")  # replayed on retry
+            if approved and account is not None:
+                funds.hold(uow, account.id, checked.amount, txn_id)
+            if flag and inst is not None and reason is not None:
+                if inst.token is not None:
+                    uow.tokens.set_flag(inst.token.id, reason.value)
+                else:
+                    uow.cards.set_flag(inst.card.id, reason.value)
+            uow.commit()
+        return decision
+
+    @staticmethod
+    def _arpc(
+        inst: Instrument | None, checked: _Checked, code: str, approved: bool
+    ) -> tuple[bytes, bytes]:
+        """ARPC and Issuer Authentication Data (91) by the CVN's method (Book 2 §8.2):
+        method 1 ``ARPC(8) || ARC(2)``, method 2 ``ARPC(4) || CSU(4)``."""
+        if inst is None or checked.data is None or not checked.icc_mk:
+            return b"", b""
+        spec = cvn_spec(inst.cvn)
+        arc = code.encode("ascii")
+        if spec.arpc_method == 1:
+            arpc = generate_arpc(spec, checked.icc_mk, checked.data, checked.arqc, arc=arc)
+            return arpc, arpc + arc
+        csu = CSU_APPROVED if approved else CSU_DECLINED
+        arpc = generate_arpc(spec, checked.icc_mk, checked.data, checked.arqc, csu=csu)
+        return arpc, arpc + csu
+
+    # -- after the authorisation -------------------------------------------------------
+
+    @staticmethod
+    def _own(uow: UnitOfWork, terminal: Terminal, transaction_id: str) -> Authorisation:
+        auth = uow.authorisations.get(transaction_id)
+        if auth.terminal_id != terminal.id:
+            raise NotFoundError(f"no transaction {transaction_id} of this terminal")
+        return auth
+
+    def reverse(self, terminal: Terminal, transaction_id: str, request_id: str) -> Authorisation:
+        """Reverse a pending authorisation: its hold is released exactly once; a
+        declined one (nothing held) or a reversed one is answered as it is."""
+
+        def work() -> Authorisation:
+            with self.app.ledger.unit_of_work() as uow:
+                auth = self._own(uow, terminal, transaction_id)
+                if not auth.approved or auth.status is AuthorisationStatus.REVERSED:
+                    return auth
+                done = funds.reverse(uow, transaction_id, request_id=request_id)
+                uow.commit()
+                return done
+
+        return _retry(work)
+
+    def reverse_request(self, terminal: Terminal, request_id: str) -> Authorisation | None:
+        """Reverse the authorisation of a request id (a time-out reversal, when the
+        terminal never learnt the transaction id); ``None`` if it never arrived."""
+        with self.app.ledger.unit_of_work(write=False) as uow:
+            found = uow.authorisations.find_by_request(terminal.id, request_id)
+        if found is None:
+            return None
+        return self.reverse(terminal, found.id, f"reversal:{request_id}")
+
+    def complete(
+        self, terminal: Terminal, transaction_id: str, amount: int | None, request_id: str
+    ) -> Authorisation:
+        """Capture a pending authorisation wholly or in part; the rest is released. A
+        retried completion (same request id) answers the completed record."""
+
+        def work() -> Authorisation:
+            with self.app.ledger.unit_of_work() as uow:
+                auth = self._own(uow, terminal, transaction_id)
+                if auth.status is AuthorisationStatus.CLOSED and any(
+                    e.kind == "captured" and e.request_id == request_id
+                    for e in uow.authorisations.events(auth.id)
+                ):
+                    return auth
+                if not auth.approved:
+                    raise InvalidStateError(f"transaction {auth.id} was declined")
+                done = funds.capture(uow, transaction_id, amount, request_id=request_id)
+                uow.commit()
+                return done
+
+        return _retry(work)
+
+    def refund(
+        self, terminal: Terminal, transaction_id: str, amount: int, request_id: str
+    ) -> Authorisation:
+        """Refund part of a captured authorisation of this terminal (idempotent)."""
+
+        def work() -> Authorisation:
+            with self.app.ledger.unit_of_work() as uow:
+                self._own(uow, terminal, transaction_id)
+                digest = hashlib.sha256(f"refund|{transaction_id}|{amount}".encode()).hexdigest()
+                found = uow.authorisations.find_by_request(terminal.id, request_id)
+                if found is not None and found.request_hash != digest:
+                    raise ConflictError("this Idempotency-Key was used for another request")
+                done = funds.refund(
+                    uow,
+                    transaction_id,
+                    amount,
+                    terminal_id=terminal.id,
+                    request_id=request_id,
+                    request_hash=digest,
+                )
+                uow.commit()
+                return done
+
+        return _retry(work)
+
+
+def authorise(app: IssuerApp, terminal: Terminal, request: AuthorisationRequest) -> Decision:
+    """One authorisation with a fresh :class:`Authoriser` (a service keeps one)."""
+    return Authoriser(app).authorise(terminal, request)

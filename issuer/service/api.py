@@ -1,0 +1,276 @@
+"""The HTTP API of the authorisation service, free of any transport.
+
+:meth:`Api.handle` takes a method, a path with its query, the headers and the body,
+and answers a :class:`Response` (status, JSON). Every request but ``/health`` and
+``/openapi.json`` carries ``Authorization: Bearer <terminal id>:<credential>``
+(RFC 6750 bearer token): an unknown terminal, a wrong credential or a revoked
+terminal is 401. A POST carries ``Idempotency-Key`` (1-255 characters; Stripe's
+convention, shared/notes/conventions.md), the request id of the domain. Broken JSON
+or bad fields are 400 with a readable message; an unexpected failure is 500 with no
+detail (never a traceback).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from dataclasses import dataclass, field
+from typing import Any, Final
+from urllib.parse import parse_qs, urlsplit
+
+from issuer.bootstrap import IssuerApp
+from issuer.domain.authorise import AuthorisationRequest, Authoriser
+from issuer.domain.credentials import CredentialCache
+from issuer.domain.model import Authorisation, AuthorisationStatus, Terminal, TerminalStatus
+from issuer.errors import (
+    ConflictError,
+    InvalidStateError,
+    IssuerError,
+    NotFoundError,
+    TransientError,
+    ValidationError,
+)
+from issuer.service.openapi import OPENAPI
+
+__all__ = ["MAX_BODY", "Api", "Response"]
+
+log = logging.getLogger("issuer.service")
+
+#: Largest request body accepted (a field 55 blob is at most 255 bytes).
+MAX_BODY: Final = 16 * 1024
+_ID: Final = re.compile(r"[a-z]+_[a-z2-7]{16}")
+_HEX: Final = re.compile(r"(?:[0-9A-Fa-f]{2})*")
+
+
+@dataclass(frozen=True, slots=True)
+class Response:
+    """An HTTP answer: status, JSON document, extra headers."""
+
+    status: int
+    body: Any
+    headers: dict[str, str] = field(default_factory=dict)
+
+    def encode(self) -> bytes:
+        """The body as UTF-8 JSON."""
+        return json.dumps(self.body, separators=(",", ":")).encode()
+
+
+class _HttpError(Exception):
+    def __init__(self, status: int, code: str, message: str) -> None:
+        self.status, self.code, self.message = status, code, message
+        super().__init__(message)
+
+
+def _error(status: int, code: str, message: str) -> Response:
+    headers = {"WWW-Authenticate": 'Bearer realm="issuer"'} if status == 401 else {}
+    return Response(status, {"error": {"code": code, "message": message}}, headers)
+
+
+def _hex_field(body: dict[str, Any], name: str, most: int) -> bytes:
+    value = body.get(name)
+    if not isinstance(value, str) or not _HEX.fullmatch(value) or not value:
+        raise _HttpError(400, "invalid_request", f"'{name}' must be a non-empty hex string")
+    data = bytes.fromhex(value)
+    if len(data) > most:
+        raise _HttpError(400, "invalid_request", f"'{name}' is longer than {most} bytes")
+    return data
+
+
+def _auth_json(auth: Authorisation) -> dict[str, Any]:
+    data = auth.to_json()
+    data.pop("terminal", None)
+    return data
+
+
+class Api:
+    """The service's request handler (module docstring). Thread-safe."""
+
+    def __init__(self, app: IssuerApp, authoriser: Authoriser | None = None) -> None:
+        self.app = app
+        self.authoriser = authoriser or Authoriser(app)
+        self.credentials = CredentialCache()
+
+    # -- plumbing ----------------------------------------------------------------------
+
+    def handle(self, method: str, target: str, headers: dict[str, str], body: bytes) -> Response:
+        """Answer one request (header names in lower case)."""
+        try:
+            return self._route(method, target, headers, body)
+        except _HttpError as exc:
+            return _error(exc.status, exc.code, exc.message)
+        except ValidationError as exc:
+            return _error(400, "invalid_request", str(exc))
+        except NotFoundError as exc:
+            return _error(404, "not_found", str(exc))
+        except (ConflictError, InvalidStateError) as exc:
+            return _error(409, "conflict", str(exc))
+        except TransientError:
+            return _error(503, "busy", "the ledger is busy: retry with the same Idempotency-Key")
+        except IssuerError as exc:
+            log.warning("issuer error: %s", type(exc).__name__)
+            return _error(500, "internal", "the issuer could not process the request")
+        except Exception:
+            log.exception("unexpected failure")
+            return _error(500, "internal", "the issuer could not process the request")
+
+    def _terminal(self, headers: dict[str, str]) -> Terminal:
+        value = headers.get("authorization", "")
+        scheme, _, token = value.partition(" ")
+        terminal_id, sep, secret = token.strip().partition(":")
+        if scheme.lower() != "bearer" or not sep or not _ID.fullmatch(terminal_id):
+            raise _HttpError(401, "unauthorised", "a terminal credential is needed")
+        try:
+            with self.app.ledger.unit_of_work(write=False) as uow:
+                terminal = uow.terminals.get(terminal_id)
+        except NotFoundError:
+            raise _HttpError(401, "unauthorised", "unknown terminal or wrong credential") from None
+        if terminal.status is not TerminalStatus.ACTIVE or not self.credentials.verify(
+            terminal.id, terminal.credential_hash, secret
+        ):
+            raise _HttpError(401, "unauthorised", "unknown terminal or wrong credential")
+        return terminal
+
+    @staticmethod
+    def _json(body: bytes) -> dict[str, Any]:
+        if len(body) > MAX_BODY:
+            raise _HttpError(413, "too_large", "the request body is too large")
+        if not body.strip():
+            return {}
+        try:
+            data = json.loads(body)
+        except (ValueError, UnicodeDecodeError):
+            raise _HttpError(400, "invalid_json", "the body is not valid JSON") from None
+        if not isinstance(data, dict):
+            raise _HttpError(400, "invalid_json", "the body must be a JSON object")
+        return data
+
+    @staticmethod
+    def _key(headers: dict[str, str]) -> str:
+        key = headers.get("idempotency-key", "")
+        if not 1 <= len(key) <= 255 or not key.isprintable():
+            raise _HttpError(400, "invalid_request", "an Idempotency-Key header (1-255) is needed")
+        return key
+
+    @staticmethod
+    def _amount(body: dict[str, Any], name: str, *, required: bool) -> int | None:
+        value = body.get(name)
+        if value is None and not required:
+            return None
+        if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+            raise _HttpError(
+                400, "invalid_request", f"'{name}' is a positive integer (minor units)"
+            )
+        return value
+
+    # -- routes ------------------------------------------------------------------------
+
+    def _route(self, method: str, target: str, headers: dict[str, str], body: bytes) -> Response:
+        url = urlsplit(target)
+        parts = [p for p in url.path.split("/") if p]
+        if parts == ["health"] and method == "GET":
+            return Response(200, {"status": "ok", "ledger": self.app.ledger.dialect})
+        if parts == ["openapi.json"] and method == "GET":
+            return Response(200, OPENAPI)
+        if not parts or parts[0] != "v1":
+            raise _HttpError(404, "not_found", "no such endpoint")
+        rest = parts[1:]
+        allowed = self._allowed(rest)
+        if allowed is None:
+            raise _HttpError(404, "not_found", "no such endpoint")
+        if method not in allowed:
+            raise _HttpError(405, "method_not_allowed", f"use {' or '.join(sorted(allowed))}")
+        terminal = self._terminal(headers)
+        query = parse_qs(url.query)
+        if method == "GET":
+            if rest == ["authorisations"]:
+                return self._list(terminal, query)
+            if rest == ["deny-list"]:
+                return self._deny_list()
+            return self._get(terminal, rest[1])
+        data = self._json(body)
+        key = self._key(headers)
+        if rest == ["authorisations"]:
+            request = AuthorisationRequest(
+                key, _hex_field(data, "icc_data", 255), _hex_field(data, "track2", 19)
+            )
+            decision = self.authoriser.authorise(terminal, request)
+            return Response(200, decision.to_json())
+        if rest == ["reversals"]:
+            request_id = data.get("request_id")
+            if not isinstance(request_id, str) or not 1 <= len(request_id) <= 255:
+                raise _HttpError(400, "invalid_request", "'request_id' is 1 to 255 characters")
+            found = self.authoriser.reverse_request(terminal, request_id)
+            if found is None:
+                return Response(200, {"request_id": request_id, "status": "not_found"})
+            return Response(200, _auth_json(found))
+        if rest == ["refunds"]:
+            parent = data.get("authorisation")
+            if not isinstance(parent, str) or not _ID.fullmatch(parent):
+                raise _HttpError(400, "invalid_request", "'authorisation' is a transaction id")
+            amount = self._amount(data, "amount", required=True)
+            assert amount is not None
+            return Response(201, _auth_json(self.authoriser.refund(terminal, parent, amount, key)))
+        txn_id, action = rest[1], rest[2]
+        if action == "reversal":
+            return Response(200, _auth_json(self.authoriser.reverse(terminal, txn_id, key)))
+        amount = self._amount(data, "amount", required=False)
+        done = self.authoriser.complete(terminal, txn_id, amount, key)
+        return Response(200, _auth_json(done))
+
+    @staticmethod
+    def _allowed(rest: list[str]) -> set[str] | None:
+        if rest in (["authorisations"],):
+            return {"GET", "POST"}
+        if rest in (["reversals"], ["refunds"]):
+            return {"POST"}
+        if rest == ["deny-list"]:
+            return {"GET"}
+        if len(rest) == 2 and rest[0] == "authorisations" and _ID.fullmatch(rest[1]):
+            return {"GET"}
+        if (
+            len(rest) == 3
+            and rest[0] == "authorisations"
+            and _ID.fullmatch(rest[1])
+            and rest[2] in ("reversal", "complete")
+        ):
+            return {"POST"}
+        return None
+
+    def _get(self, terminal: Terminal, txn_id: str) -> Response:
+        with self.app.ledger.unit_of_work(write=False) as uow:
+            auth = uow.authorisations.get(txn_id)
+        if auth.terminal_id != terminal.id:
+            raise NotFoundError(f"no transaction {txn_id} of this terminal")
+        return Response(200, _auth_json(auth))
+
+    def _list(self, terminal: Terminal, query: dict[str, list[str]]) -> Response:
+        try:
+            limit = int(query.get("limit", ["100"])[0])
+            status = AuthorisationStatus(query["status"][0]) if "status" in query else None
+        except ValueError:
+            raise _HttpError(400, "invalid_request", "limit is 1-1000; status a state") from None
+        if not 1 <= limit <= 1000:
+            raise _HttpError(400, "invalid_request", "limit is 1-1000")
+        with self.app.ledger.unit_of_work(write=False) as uow:
+            found = uow.authorisations.list(terminal_id=terminal.id, status=status, limit=limit)
+        return Response(200, {"data": [_auth_json(a) for a in found]})
+
+    def _deny_list(self) -> Response:
+        """Flagged cards and tokens (a stub feed for transit gates: masked numbers and
+        the reason; the apps issue replaces it with keyed card references)."""
+        entries: list[dict[str, Any]] = []
+        with self.app.ledger.unit_of_work(write=False) as uow:
+            for card in uow.cards.list():
+                if card.flag or card.status.value != "active":
+                    entries.append(
+                        {"kind": "card", "id": card.id, "pan": card.pan_masked,
+                         "reason": card.flag or card.status.value}
+                    )  # fmt: skip
+            for token in uow.tokens.list():
+                if token.flag or token.status.value != "active":
+                    entries.append(
+                        {"kind": "token", "id": token.id, "pan": token.token_masked,
+                         "reason": token.flag or token.status.value}
+                    )  # fmt: skip
+        return Response(200, {"data": entries})

@@ -1,0 +1,300 @@
+"""The authorisation service on both ledgers: a software card tapped on the terminal
+kernel, its field 55 sent through the HTTP API handler (no socket), and the attacks of
+shared/notes/emv.md each declined for its reason with balances unchanged."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from card.emv import EmvCard
+from emvwire.oda import SigningKey
+from emvwire.tlv import decode_flat, encode
+from issuer.bootstrap import IssuerApp
+from issuer.domain.authorise import Authoriser
+from issuer.personalisation import provision
+from issuer.service import OPENAPI, Api
+from terminal.kernel.config import default_config
+from terminal.kernel.entry_point import EntryPoint
+from terminal.kernel.outcome import Outcome
+from terminal.kernel.transaction import Transaction, TransactionResult
+from terminal.readers.emulated import EmulatedReader
+
+
+@dataclass
+class World:
+    app: IssuerApp
+    api: Api
+    account: str
+    terminal: str
+    auth: str
+    card: EmvCard
+    card_id: str
+
+
+def tap(card: EmvCard, amount: int) -> TransactionResult:
+    reader = EmulatedReader(card)
+    reader.wait_for_card()
+    result = EntryPoint(default_config()).run(reader, Transaction(amount), wait=False)
+    assert result.outcome is Outcome.ONLINE_REQUEST
+    return result
+
+
+def post(w: World, path: str, body: Any, key: str, auth: str | None = None) -> tuple[int, Any]:
+    headers = {"authorization": auth or w.auth, "idempotency-key": key}
+    raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+    answer = w.api.handle("POST", path, headers, raw)
+    return answer.status, answer.body
+
+
+def get(w: World, path: str, auth: str | None = None) -> tuple[int, Any]:
+    answer = w.api.handle("GET", path, {"authorization": auth or w.auth}, b"")
+    return answer.status, answer.body
+
+
+def send(w: World, blob: bytes, track2: bytes, key: str) -> dict[str, Any]:
+    status, body = post(
+        w, "/v1/authorisations", {"icc_data": blob.hex(), "track2": track2.hex()}, key
+    )
+    assert status == 200, body
+    return dict(body)
+
+
+def edit(blob: bytes, **changes: bytes) -> bytes:
+    """``blob`` with data objects replaced or added (keyword ``t9F34=...``)."""
+    tags = decode_flat(blob)
+    for name, value in changes.items():
+        tags[int(name[1:], 16)] = value
+    return b"".join(encode(t, v) for t, v in tags.items())
+
+
+def balances(w: World) -> tuple[int, int]:
+    account = w.app.service.account(w.account)
+    return account.balance, account.held
+
+
+def make_world(app: IssuerApp, rsa: dict[str, SigningKey], scheme: str = "visa") -> World:
+    s = app.service
+    account = s.create_account("Ada Lovelace")
+    s.credit_account(account.id, 10_000)
+    terminal, credential = s.add_terminal("Corner shop", "5411")
+    made = provision(s, account.id, scheme, "card", icc_key=rsa[f"icc/{scheme}"])
+    return World(
+        app,
+        Api(app),
+        account.id,
+        terminal.id,
+        f"Bearer {terminal.id}:{credential}",
+        EmvCard(made.profile),
+        made.card.id,
+    )
+
+
+@pytest.fixture
+def world(issuer: IssuerApp, rsa_keys: dict[str, SigningKey]) -> World:
+    return make_world(issuer, rsa_keys)
+
+
+@pytest.mark.parametrize("scheme", ["visa", "mastercard"])
+def test_a_tap_is_approved_held_and_retried_idempotently(
+    issuer: IssuerApp, rsa_keys: dict[str, SigningKey], scheme: str
+) -> None:
+    w = make_world(issuer, rsa_keys, scheme)
+    result = tap(w.card, 1234)
+    first = send(w, result.authorisation_data, result.track2, "req-1")
+    assert first["approved"] is True
+    assert first["response_code"] == "00"
+    assert first["reason"] is None
+    assert first["status"] == "pending"
+    assert len(first["arpc"]) == (16 if scheme == "mastercard" else 8)
+    assert first["card"].count("*") == 6
+    assert balances(w) == (10_000, 1234)
+    again = send(w, result.authorisation_data, result.track2, "req-1")
+    assert again == {**first, "replayed": True}
+    assert balances(w) == (10_000, 1234)
+    other = edit(result.authorisation_data, t9F02=bytes.fromhex("000000000001"))
+    status, body = post(
+        w, "/v1/authorisations", {"icc_data": other.hex(), "track2": result.track2.hex()}, "req-1"
+    )
+    assert status == 409, body
+    assert issuer.ledger.check() == []
+
+
+def _declined(w: World, blob: bytes, track2: bytes, key: str, reason: str) -> None:
+    before = balances(w)
+    answer = send(w, blob, track2, key)
+    assert (answer["approved"], answer["reason"]) == (False, reason)
+    assert answer["status"] == "closed"
+    assert balances(w) == before
+    assert w.app.ledger.check() == []
+
+
+def test_a_replayed_cryptogram_declines_and_flags_the_card(world: World) -> None:
+    result = tap(world.card, 500)
+    assert send(world, result.authorisation_data, result.track2, "a")["approved"]
+    _declined(world, result.authorisation_data, result.track2, "b", "ATC_REPLAYED")
+    assert world.app.service.card(world.card_id).flag == "ATC_REPLAYED"
+    assert send(world, result.authorisation_data, result.track2, "b")["response_code"] == "59"
+
+
+def test_a_tampered_amount_fails_the_cryptogram(world: World) -> None:
+    result = tap(world.card, 500)
+    forged = edit(result.authorisation_data, t9F02=bytes.fromhex("000000000005"))
+    _declined(world, forged, result.track2, "a", "CRYPTOGRAM_INVALID")
+    assert send(world, forged, result.track2, "a")["response_code"] == "82"
+
+
+def test_a_rolled_back_atc_declines(world: World) -> None:
+    world.api.authoriser = Authoriser(world.app, atc_window=2)
+    taps = [tap(world.card, 100) for _ in range(4)]
+    assert send(world, taps[3].authorisation_data, taps[3].track2, "late")["approved"]
+    assert send(world, taps[2].authorisation_data, taps[2].track2, "inwindow")["approved"]
+    _declined(world, taps[0].authorisation_data, taps[0].track2, "old", "ATC_ROLLED_BACK")
+
+
+def test_token_status_and_domain_controls(
+    issuer: IssuerApp, rsa_keys: dict[str, SigningKey]
+) -> None:
+    w = make_world(issuer, rsa_keys)
+    s = issuer.service
+    phone = provision(s, w.account, "visa", "phone", icc_key=rsa_keys["icc/visa"])
+    assert phone.token is not None
+    wallet = EmvCard(phone.profile)
+    result = tap(wallet, 700)
+    s.suspend_token(phone.token.id)
+    _declined(w, result.authorisation_data, result.track2, "s", "TOKEN_SUSPENDED")
+    s.resume_token(phone.token.id)
+    assert send(w, result.authorisation_data, result.track2, "ok")["approved"]
+    transit_only = provision(
+        s, w.account, "visa", "phone", card_id=phone.card.id, allowed_mccs=["4111"],
+        icc_key=rsa_keys["icc/visa"],
+    )  # fmt: skip
+    result = tap(EmvCard(transit_only.profile), 700)
+    _declined(w, result.authorisation_data, result.track2, "d", "TOKEN_DOMAIN_VIOLATION")
+
+
+def test_terminal_credentials(world: World) -> None:
+    result = tap(world.card, 100)
+    body = {"icc_data": result.authorisation_data.hex(), "track2": result.track2.hex()}
+    wrong = world.auth[:-2] + ("AA" if not world.auth.endswith("AA") else "BB")
+    for auth in (wrong, "Bearer term_aaaaaaaaaaaaaaaa:tsk_x", "Basic abc", "Bearer nocolon"):
+        status, answer = post(world, "/v1/authorisations", body, "k", auth=auth)
+        assert status == 401, auth
+        assert "error" in answer
+    assert balances(world) == (10_000, 0)
+    world.app.service.revoke_terminal(world.terminal)
+    assert post(world, "/v1/authorisations", body, "k")[0] == 401
+
+
+def test_insufficient_funds_and_cvm_mismatch(world: World) -> None:
+    big = tap(world.card, 20_000)
+    _declined(world, big.authorisation_data, big.track2, "big", "INSUFFICIENT_FUNDS")
+    assert send(world, big.authorisation_data, big.track2, "big")["response_code"] == "51"
+    # Chip and PIN is broken: the terminal claims the card verified the cardholder.
+    result = tap(world.card, 100)
+    claimed = edit(result.authorisation_data, t9F34=bytes.fromhex("010002"))
+    _declined(world, claimed, result.track2, "cvm", "CVM_MISMATCH")
+    # CTQ downgrade: the CTQ says consumer device CVM, the card's CVR does not.
+    result = tap(world.card, 100)
+    ctq = edit(result.authorisation_data, t9F6C=bytes.fromhex("0080"))
+    _declined(world, ctq, result.track2, "ctq", "CVM_MISMATCH")
+
+
+def test_transit_mcc_named_in_field_55_elsewhere_declines(world: World) -> None:
+    result = tap(world.card, 100)
+    named = edit(result.authorisation_data, t9F15=bytes.fromhex("4111"))
+    _declined(world, named, result.track2, "t", "UNAUTHORIZED_MERCHANT")
+
+
+def test_reversal_releases_once_then_complete_and_refund(world: World) -> None:
+    first = send(world, *_tap_data(world, 1000), key="one")
+    txn = first["id"]
+    for key in ("r1", "r2", "r1"):
+        status, body = post(world, f"/v1/authorisations/{txn}/reversal", {}, key)
+        assert (status, body["status"], body["released_amount"]) == (200, "reversed", 1000)
+    assert balances(world) == (10_000, 0)
+    releases = [j for j in world.app.service.journals(world.account) if j.kind.value == "release"]
+    assert len(releases) == 1
+    assert post(world, f"/v1/authorisations/{txn}/complete", {}, "c0")[0] == 409
+    second = send(world, *_tap_data(world, 1000), key="two")
+    status, body = post(world, f"/v1/authorisations/{second['id']}/complete", {"amount": 400}, "c")
+    assert (status, body["status"], body["captured_amount"]) == (200, "closed", 400)
+    assert (
+        post(world, f"/v1/authorisations/{second['id']}/complete", {"amount": 400}, "c")[0] == 200
+    )
+    assert balances(world) == (9_600, 0)
+    refund = {"authorisation": second["id"], "amount": 150}
+    assert post(world, "/v1/refunds", refund, "f")[0] == 201
+    assert post(world, "/v1/refunds", refund, "f")[0] == 201  # retried: once
+    assert balances(world) == (9_750, 0)
+    assert post(world, "/v1/refunds", {**refund, "amount": 300}, "g")[0] == 400
+    assert world.app.ledger.check() == []
+
+
+def _tap_data(w: World, amount: int) -> tuple[bytes, bytes]:
+    result = tap(w.card, amount)
+    return result.authorisation_data, result.track2
+
+
+def test_time_out_reversal_by_request_id(world: World) -> None:
+    blob, track2 = _tap_data(world, 800)
+    status, body = post(world, "/v1/reversals", {"request_id": "never-sent"}, "x")
+    assert (status, body["status"]) == (200, "not_found")
+    send(world, blob, track2, "lost")
+    assert balances(world) == (10_000, 800)
+    status, body = post(world, "/v1/reversals", {"request_id": "lost"}, "rx")
+    assert (status, body["status"]) == (200, "reversed")
+    assert post(world, "/v1/reversals", {"request_id": "lost"}, "ry")[1]["status"] == "reversed"
+    assert balances(world) == (10_000, 0)
+
+
+def test_bad_requests_are_readable_errors(world: World) -> None:
+    cases: list[tuple[bytes, str]] = [
+        (b"{broken", "invalid_json"),
+        (b"[1, 2]", "invalid_json"),
+        (json.dumps({"icc_data": "zz", "track2": "00"}).encode(), "invalid_request"),
+        (json.dumps({"icc_data": "9F2601", "track2": "4761D2"}).encode(), "invalid_request"),
+    ]
+    for body, code in cases:
+        status, answer = post(world, "/v1/authorisations", body, "k")
+        assert (status, answer["error"]["code"]) == (400, code), body
+        assert "Traceback" not in answer["error"]["message"]
+    answer = world.api.handle("POST", "/v1/authorisations", {"authorization": world.auth}, b"{}")
+    assert answer.status == 400
+    assert world.api.handle("DELETE", "/v1/authorisations", {}, b"").status == 405
+    assert world.api.handle("GET", "/v2/nothing", {}, b"").status == 404
+
+
+def test_a_terminal_sees_only_its_own(
+    world: World,
+) -> None:
+    mine = send(world, *_tap_data(world, 100), key="m")
+    other, credential = world.app.service.add_terminal("Other shop", "5411")
+    other_auth = f"Bearer {other.id}:{credential}"
+    assert get(world, f"/v1/authorisations/{mine['id']}", auth=other_auth)[0] == 404
+    assert get(world, "/v1/authorisations", auth=other_auth)[1] == {"data": []}
+    status, listing = get(world, "/v1/authorisations?limit=5")
+    assert status == 200
+    assert [a["id"] for a in listing["data"]] == [mine["id"]]
+    assert post(world, f"/v1/authorisations/{mine['id']}/reversal", {}, "r", other_auth)[0] == 404
+    assert get(world, "/v1/authorisations?limit=0")[0] == 400
+
+
+def test_openapi_documents_every_route_and_deny_list(world: World) -> None:
+    assert world.api.handle("GET", "/openapi.json", {}, b"").body is OPENAPI
+    paths = set(OPENAPI["paths"])
+    assert {
+        "/v1/authorisations", "/v1/authorisations/{id}", "/v1/authorisations/{id}/reversal",
+        "/v1/authorisations/{id}/complete", "/v1/refunds", "/v1/reversals", "/v1/deny-list",
+        "/health", "/openapi.json",
+    } <= paths  # fmt: skip
+    result = tap(world.card, 100)
+    send(world, result.authorisation_data, result.track2, "a")
+    send(world, result.authorisation_data, result.track2, "b")  # replay: flagged
+    status, body = get(world, "/v1/deny-list")
+    assert status == 200
+    assert [(e["id"], e["reason"]) for e in body["data"]] == [(world.card_id, "ATC_REPLAYED")]
+    assert "*" in body["data"][0]["pan"]
