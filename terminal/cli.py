@@ -402,8 +402,8 @@ def _go_online(
     try:
         with HostClient(url, terminal_id, terminal_key) as host:
             final = host.authorise(result.authorisation_data, result.track2)
-    except HostError as exc:
-        raise ReaderFailure(str(exc)) from None
+    except HostError as exc:  # refused (401: wrong terminal id or key) or a bad request
+        raise ConfigFailure(str(exc)) from None
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None
     summary["online"] = final.to_json()

@@ -1,0 +1,191 @@
+"""End to end through the real processes: ``issuer init`` and ``card provision`` in a
+temporary home, ``issuer serve`` on a free port, ``card serve --via pcsc --reader 1``
+behind pcscd + vpcd, ``terminal pay --reader pcsc:1 --issuer URL`` approved and in the
+ledger; then a replayed cryptogram, a tampered amount and a wrong terminal key through
+the same service, each refused for its reason with the balance unchanged."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from emvwire.tlv import decode_flat, encode
+from terminal.host import HostClient
+
+BIN = Path(sys.executable).parent
+PASS = "e2e passphrase"
+
+
+@dataclass
+class Issuer:
+    home: Path
+    env: dict[str, str]
+    url: str
+    terminal_id: str
+    key: str
+    account: str
+    profile: Path
+
+    def run(self, *args: str) -> Any:
+        done = subprocess.run(
+            [str(BIN / "issuer"), *args, "--json"], env=self.env, capture_output=True,
+            text=True, timeout=60, check=True,
+        )  # fmt: skip
+        return json.loads(done.stdout)
+
+    def balance(self) -> tuple[int, int]:
+        found = self.run("account", "show", self.account)
+        account = found.get("account", found)
+        return account["balance"], account["held"]
+
+
+def _issuer_cli(env: dict[str, str], *args: str) -> Any:
+    done = subprocess.run(
+        [str(BIN / "issuer"), *args, "--json"], env=env, capture_output=True, text=True,
+        timeout=120, check=True,
+    )  # fmt: skip
+    return json.loads(done.stdout)
+
+
+@pytest.fixture
+def issuer_home(tmp_path: Path) -> Iterator[Issuer]:
+    env = {**os.environ, "TAPSTACK_ISSUER_HOME": str(tmp_path / "home"),
+           "TAPSTACK_KEYSTORE_KEY": PASS}  # fmt: skip
+    env.pop("TAPSTACK_DB", None)
+    _issuer_cli(env, "init", "--kdf-cost", "10")
+    account = _issuer_cli(env, "account", "create", "--holder", "Ada Lovelace")["id"]
+    _issuer_cli(env, "account", "credit", account, "--amount", "100.00")
+    terminal = _issuer_cli(env, "terminal", "add", "--merchant", "Cafe", "--mcc", "5812")
+    profile = tmp_path / "visa-card.json"
+    _issuer_cli(env, "card", "provision", "--account", account, "--scheme", "visa",
+                "--form", "card", "--out", str(profile))  # fmt: skip
+    server = subprocess.Popen(
+        [str(BIN / "issuer"), "serve", "--bind", "127.0.0.1:0"], env=env,
+        stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert server.stderr is not None
+        line = server.stderr.readline()
+        match = re.search(r"http://[\d.]+:\d+", line)
+        assert match, line
+        yield Issuer(tmp_path / "home", env, match.group(0), terminal["id"],
+                     terminal["credential"], account, profile)  # fmt: skip
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+        if server.stderr is not None:
+            server.stderr.close()
+
+
+def _reader_1_free() -> None:
+    """Skip unless 'Virtual PCD 00 01' exists and holds no other process's card."""
+    from terminal.readers.pcsc import PcscReader, list_pcsc_readers
+
+    name = "Virtual PCD 00 01"
+    if name not in list_pcsc_readers():
+        pytest.skip("no vpcd reader 1")
+    with PcscReader(name) as reader:
+        if reader.card_present():
+            pytest.skip("vpcd reader 1 holds another process's card")
+
+
+def _card(profile: Path, taps: int) -> subprocess.Popen[str]:
+    _reader_1_free()
+    card = subprocess.Popen(
+        [str(BIN / "card"), "serve", str(profile), "--via", "pcsc", "--reader", "1",
+         "--taps", str(taps), "--no-persist"],
+        stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert card.stderr is not None
+    line = card.stderr.readline()
+    assert "presenting" in line, line
+    time.sleep(0.3)  # pcscd notices the card
+    return card
+
+
+def _pay(issuer: Issuer, amount: str, key: str | None = None) -> subprocess.CompletedProcess[str]:
+    """``terminal pay``, tried again (up to 3 times) when pcscd reports a card that is
+    not ready yet (unpowered, reset, not transacted: a vpcd start-up race)."""
+    for _ in range(3):
+        done = _pay_once(issuer, amount, key)
+        if done.returncode in (3, 5) and re.search(r"UNPOWERED|RESET|NOT_TRANSACTED", done.stderr):
+            time.sleep(0.5)
+            continue
+        return done
+    return done
+
+
+def _pay_once(issuer: Issuer, amount: str, key: str | None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(BIN / "terminal"), "pay", "--reader", "pcsc:1", "--amount", amount,
+         "--timeout", "20", "--issuer", issuer.url, "--terminal-id", issuer.terminal_id,
+         "--terminal-key", key or issuer.key, "--json"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+
+
+def _tap_in_process(amount: int) -> Any:
+    from terminal.kernel.config import default_config
+    from terminal.kernel.entry_point import EntryPoint
+    from terminal.kernel.transaction import Transaction
+    from terminal.readers import open_reader
+
+    reader = open_reader("pcsc:1")
+    try:
+        return EntryPoint(default_config()).run(reader, Transaction(amount), timeout=20)
+    finally:
+        reader.close()
+
+
+@pytest.mark.pcsc
+@pytest.mark.slow
+def test_provision_serve_tap_approved_then_attacks_refused(pcscd: str, issuer_home: Issuer) -> None:
+    card = _card(issuer_home.profile, 8)
+    try:
+        paid = _pay(issuer_home, "12.34")
+        assert paid.returncode == 0, paid.stderr
+        summary = json.loads(paid.stdout)
+        assert summary["outcome"] == "approved"
+        online = summary["online"]
+        assert (online["approved"], online["response_code"]) == (True, "00")
+        assert re.fullmatch(r"476173\*{6}\d{4}", online["card"])
+        assert issuer_home.balance() == (10_000, 1234)
+        txns = issuer_home.run("txn", "list")
+        assert [(t["id"], t["approved"], t["status"]) for t in txns] == [
+            (online["transaction_id"], True, "pending")
+        ]
+        # Wrong terminal key: refused (exit 2), nothing recorded.
+        refused = _pay(issuer_home, "1.00", key="tsk_wrong")
+        assert refused.returncode == 2
+        assert "401" in refused.stderr
+        # The same card through the same reader in process: replay and tamper.
+        result = _tap_in_process(500)
+        if result.masked_pan != online["card"]:
+            pytest.skip("another process's card took vpcd reader 1 during the test")
+        with HostClient(issuer_home.url, issuer_home.terminal_id, issuer_home.key) as host:
+            tags = decode_flat(result.authorisation_data)
+            tags[0x9F02] = bytes.fromhex("000000000001")
+            forged = b"".join(encode(t, v) for t, v in tags.items())
+            tampered = host.authorise(forged, result.track2)
+            assert (tampered.approved, tampered.reason) == (False, "CRYPTOGRAM_INVALID")
+            good = host.authorise(result.authorisation_data, result.track2)
+            assert good.approved
+            replay = host.authorise(result.authorisation_data, result.track2)
+            assert (replay.approved, replay.reason) == (False, "ATC_REPLAYED")
+        assert issuer_home.balance() == (10_000, 1234 + 500)
+    finally:
+        card.terminate()
+        card.wait(timeout=10)
+        if card.stderr is not None:
+            card.stderr.close()
+    assert issuer_home.run("ledger", "check").get("consistent", True)
