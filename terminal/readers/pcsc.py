@@ -456,15 +456,8 @@ class PcscReader(Reader):
         return self._card_info()
 
     def close(self) -> None:
-        """Disconnect with ``SCARD_UNPOWER_CARD`` and release the PC/SC context.
-
-        The card is powered off, as a terminal does at the end of a transaction (EMV
-        Book A §5.5: the card is removed or deactivated): the next application that
-        connects gets a fresh card with its protocol negotiated again (with
-        ``SCARD_LEAVE_CARD`` it would find the card still in T=1, with our application
-        selected, and a client that asks for T=0 only is refused).
-        """
-        self._disconnect(UNPOWER_CARD)
+        """Disconnect (leaving the card as it is) and release the PC/SC context."""
+        self._disconnect(LEAVE_CARD)
         if not self._released:
             self._released = True
             with contextlib.suppress(Exception):
