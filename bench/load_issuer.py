@@ -1,0 +1,226 @@
+"""Load generator: authorisations per second over HTTP against ``issuer serve``.
+
+    .venv/bin/python bench/load_issuer.py [--db URL] [--workers 2] [--clients 32]
+        [--procs 2] [--seconds 20] [--cards 400]
+
+Makes a fresh issuer in a temporary home (file key store, the default ranges), opens
+accounts with ample money, ``--clients`` terminals and ``--cards`` Visa CVN 18 cards,
+and pre-computes a stream of ARQCs (ATC 1, 2, ... per card) as field 55 blobs, so that
+the generator spends no time on cryptography. Then it starts ``issuer serve
+--workers N`` on a free loopback port and drives it from ``--procs`` processes with
+``--clients`` keep-alive connections in all, each a terminal sending one request after
+another, for at most ``--seconds`` (bounded: <= 60). It prints authorisations/s,
+p50/p99 latency, errors and the ledger check. Loopback only. Every request is verified
+by the service (ARQC, ATC, funds, hold, durable commit).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from emvwire.crypto.cryptogram import CryptogramData, generate_arqc  # noqa: E402
+from emvwire.tlv import encode  # noqa: E402
+from issuer.bootstrap import init_issuer  # noqa: E402
+from issuer.keys.base import MasterKeyRef  # noqa: E402
+from terminal.host import HostClient  # noqa: E402
+
+PASS = "bench passphrase"
+PER_CARD = 45  # under the service's velocity rule (50 per 10 minutes)
+
+
+def _blob(mk: bytes, atc: int, amount: int) -> bytes:
+    values = {
+        0x9F02: amount.to_bytes(6, "big").hex().zfill(12),
+        0x9F03: "000000000000",
+        0x9F1A: "0250",
+        0x95: "0000000000",
+        0x5F2A: "0978",
+        0x9A: date.today().strftime("%y%m%d"),
+        0x9C: "00",
+        0x9F37: os.urandom(4).hex(),
+        0x82: "2000",
+        0x9F36: f"{atc:04x}",
+        0x9F10: "06011203a00000",
+    }
+    raw = {t: bytes.fromhex(v) for t, v in values.items()}
+    raw[0x9F02] = bytes.fromhex(f"{amount:012d}")
+    data = CryptogramData(
+        tag_9f02=raw[0x9F02], tag_9f03=raw[0x9F03], tag_9f1a=raw[0x9F1A], tag_95=raw[0x95],
+        tag_5f2a=raw[0x5F2A], tag_9a=raw[0x9A], tag_9c=raw[0x9C], tag_9f37=raw[0x9F37],
+        tag_82=raw[0x82], tag_9f36=raw[0x9F36], tag_9f10=raw[0x9F10],
+    )  # fmt: skip
+    arqc = generate_arqc(18, mk, data)
+    out = encode(0x9F26, arqc) + encode(0x9F27, b"\x80")
+    out += b"".join(encode(t, v) for t, v in raw.items())
+    return out + encode(0x9F34, bytes.fromhex("1F0002"))
+
+
+def _track2(pan: str, expiry: date) -> bytes:
+    text = f"{pan}D{expiry:%y%m}2010000000000"
+    return bytes.fromhex(text + ("F" if len(text) % 2 else ""))
+
+
+def setup(home: Path, db: str | None, clients: int, cards: int) -> dict[str, Any]:
+    """The issuer, its terminals and the request stream."""
+    os.environ["TAPSTACK_KEYSTORE_KEY"] = PASS
+    app = init_issuer(home, db_url=db, kdf_cost=10)
+    s = app.service
+    terminals = [s.add_terminal(f"Shop {i}", "5411") for i in range(clients)]
+    streams: list[list[tuple[str, str]]] = [[] for _ in range(clients)]
+    n = 0
+    for i in range(cards):
+        if i % 50 == 0:
+            account = s.create_account(f"Holder {i}")
+            s.credit_account(account.id, 10**12)
+        issued = s.issue_card(account.id, "visa")
+        card = issued.card
+        ref = MasterKeyRef("visa", card.bin, card.cvn, "ac")
+        mk = app.keys.derive_icc_mk(ref, issued.pan, card.psn)
+        track2 = _track2(issued.pan, card.expiry).hex()
+        for atc in range(1, PER_CARD + 1):
+            streams[i % clients].append((_blob(mk, atc, 100 + atc).hex(), track2))
+            n += 1
+    app.close()
+    return {
+        "terminals": [(t.id, key) for t, key in terminals],
+        "streams": streams,
+    }
+
+
+def _drive(args: tuple[str, list[tuple[str, str]], list[list[tuple[str, str]]], float]) -> Any:
+    url, terms, streams, deadline = args
+    latencies: list[float] = []
+    outcomes: dict[str, int] = {}
+    lock = threading.Lock()
+
+    def run(term: tuple[str, str], stream: list[tuple[str, str]]) -> None:
+        mine: list[float] = []
+        counts: dict[str, int] = {}
+        with HostClient(url, term[0], term[1], timeout=10, retries=3) as host:
+            for icc, track2 in stream:
+                if time.monotonic() > deadline:
+                    break
+                start = time.perf_counter()
+                try:
+                    out = host.authorise(bytes.fromhex(icc), bytes.fromhex(track2))
+                    key = "approved" if out.approved else f"declined:{out.reason}"
+                except Exception as exc:
+                    key = f"error:{type(exc).__name__}"
+                mine.append(time.perf_counter() - start)
+                counts[key] = counts.get(key, 0) + 1
+        with lock:
+            latencies.extend(mine)
+            for k, v in counts.items():
+                outcomes[k] = outcomes.get(k, 0) + v
+
+    threads = [
+        threading.Thread(target=run, args=(t, s)) for t, s in zip(terms, streams, strict=True)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return latencies, outcomes
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--db", help="PostgreSQL URL (default: SQLite in the home)")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--clients", type=int, default=32)
+    parser.add_argument("--procs", type=int, default=2)
+    parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--cards", type=int, default=400)
+    args = parser.parse_args()
+    seconds = min(args.seconds, 60.0)
+    schema = None
+    if args.db:  # a schema of its own, dropped at the end (libpq search_path option)
+        import psycopg
+
+        schema = f"bench_{os.getpid()}"
+        with psycopg.connect(args.db, autocommit=True) as conn:
+            conn.execute(f"CREATE SCHEMA {schema}")
+        sep = "&" if "?" in args.db else "?"
+        base, args.db = args.db, f"{args.db}{sep}options=-csearch_path%3D{schema}"
+    try:
+        _bench(args, seconds)
+    finally:
+        if schema is not None:
+            with psycopg.connect(base, autocommit=True) as conn:
+                conn.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+def _bench(args: argparse.Namespace, seconds: float) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        home = Path(tmp) / "home"
+        t0 = time.perf_counter()
+        plan = setup(home, args.db, args.clients, args.cards)
+        total = sum(len(s) for s in plan["streams"])
+        print(f"setup {time.perf_counter() - t0:.1f} s: {total} requests ready", file=sys.stderr)
+        env = {**os.environ, "TAPSTACK_ISSUER_HOME": str(home), "TAPSTACK_KEYSTORE_KEY": PASS}
+        cmd = [str(Path(sys.executable).parent / "issuer"), "serve", "--bind", "127.0.0.1:0",
+               "--workers", str(args.workers)]  # fmt: skip
+        if args.db:
+            cmd[1:1] = ["--db", args.db]
+        server = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, text=True)
+        try:
+            assert server.stderr is not None
+            match = re.search(r"http://[\d.]+:\d+", server.stderr.readline())
+            assert match, "the service did not start"
+            url = match.group(0)
+            time.sleep(0.5)
+            procs = max(1, args.procs)
+            terms, streams = plan["terminals"], plan["streams"]
+            start = time.perf_counter()
+            deadline = time.monotonic() + seconds
+            jobs = [(url, terms[i::procs], streams[i::procs], deadline) for i in range(procs)]
+            with multiprocessing.Pool(procs) as pool:
+                results = pool.map(_drive, jobs)
+            elapsed = time.perf_counter() - start
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+            if server.stderr is not None:
+                server.stderr.close()
+        latencies = sorted(x for lat, _ in results for x in lat)
+        outcomes: dict[str, int] = {}
+        for _, counts in results:
+            for k, v in counts.items():
+                outcomes[k] = outcomes.get(k, 0) + v
+        from issuer.bootstrap import open_issuer
+
+        with open_issuer(home, db_url=args.db) as app:
+            problems = [str(p) for p in app.ledger.check()]
+        n = len(latencies)
+        report = {
+            "ledger": "postgresql" if args.db else "sqlite",
+            "workers": args.workers,
+            "clients": args.clients,
+            "requests": n,
+            "seconds": round(elapsed, 2),
+            "per_second": round(n / elapsed, 1),
+            "p50_ms": round(latencies[n // 2] * 1000, 2) if n else None,
+            "p99_ms": round(latencies[min(n - 1, int(n * 0.99))] * 1000, 2) if n else None,
+            "outcomes": outcomes,
+            "ledger_consistent": not problems,
+        }
+        print(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()
