@@ -8,6 +8,7 @@ Every subcommand has ``--help`` and ``--json``; output is masked; errors are
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -71,12 +72,23 @@ for command in (init, keys, account, card, token, txn, terminal, ledger):
               help="Address to listen on (port 0: any free port).")  # fmt: skip
 @click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True,
               help="Processes sharing the socket.")  # fmt: skip
+@click.option("--home", "serve_home", type=click.Path(file_okay=False, path_type=Path),
+              help="Issuer home (as the group's --home).")  # fmt: skip
+@click.option("--db", "serve_db", help="Database URL (as the group's --db).")
+@click.option("--json", "as_json", is_flag=True, help="Print the address as JSON on stdout.")
 @click.pass_context
-def serve_command(ctx: click.Context, bind: str, workers: int) -> None:
+def serve_command(
+    ctx: click.Context,
+    bind: str,
+    workers: int,
+    serve_home: Path | None,
+    serve_db: str | None,
+    as_json: bool,
+) -> None:
     """Run the authorisation service (HTTP API; GET /openapi.json documents it).
 
-    Prints "listening on http://HOST:PORT" on standard error when ready. Stop with
-    Ctrl-C or SIGTERM.
+    Prints "listening on http://HOST:PORT" on standard error when ready (with --json
+    also {"url": ...} on standard output). Stop with Ctrl-C or SIGTERM.
     """
     from issuer.bootstrap import open_issuer
     from issuer.commands.common import BadArgumentError
@@ -84,6 +96,8 @@ def serve_command(ctx: click.Context, bind: str, workers: int) -> None:
     from issuer.service import Api, serve
 
     state: CliState = ctx.ensure_object(CliState)
+    state.home = serve_home or state.home
+    state.db = serve_db or state.db
     host, sep, port_text = bind.rpartition(":")
     if not sep or not port_text.isdigit() or not 0 <= int(port_text) <= 65535 or not host:
         raise BadArgumentError("--bind is HOST:PORT, e.g. 127.0.0.1:8583")
@@ -100,6 +114,8 @@ def serve_command(ctx: click.Context, bind: str, workers: int) -> None:
 
     def ready(h: str, p: int) -> None:
         click.echo(f"listening on http://{h}:{p}", err=True)
+        if as_json:
+            click.echo(json.dumps({"url": f"http://{h}:{p}", "workers": workers}))
 
     serve(open_api, host.strip("[]"), int(port_text), workers=workers, ready=ready)
 

@@ -64,6 +64,9 @@ class _Server(ThreadingHTTPServer):
     request_queue_size = 1024
     allow_reuse_address = True
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        log.debug("connection from %s dropped", client_address, exc_info=True)
+
 
 def make_server(api: Api, sock: socket.socket) -> ThreadingHTTPServer:
     """A threaded HTTP server answering ``api`` on an already bound ``sock``."""

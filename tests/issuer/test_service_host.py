@@ -1,0 +1,99 @@
+"""The terminal's host client against the real HTTP server (a thread on a free port)
+on both ledgers: approved over a socket; a lost answer is retried with the same
+request id (one hold); a service that never answers leads to a time-out reversal."""
+
+from __future__ import annotations
+
+import socket
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from emvwire.oda import SigningKey
+from issuer.bootstrap import IssuerApp
+from issuer.service.server import make_server
+from terminal.host import NO_ANSWER_CODE, HostClient, HostRefusedError
+from tests.issuer.test_service import World, balances, make_world, tap
+
+
+@pytest.fixture
+def served(issuer: IssuerApp, rsa_keys: dict[str, SigningKey]) -> Iterator[tuple[World, str]]:
+    w = make_world(issuer, rsa_keys)
+    sock = socket.create_server(("127.0.0.1", 0))
+    server = make_server(w.api, sock)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
+    thread.start()
+    try:
+        yield w, f"http://127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+def _client(w: World, url: str, **options: Any) -> HostClient:
+    terminal_id, key = w.auth.removeprefix("Bearer ").split(":", 1)
+    return HostClient(url, terminal_id, key, **options)
+
+
+def test_approved_over_http_and_refused_key(served: tuple[World, str]) -> None:
+    w, url = served
+    result = tap(w.card, 2500)
+    with _client(w, url) as host:
+        outcome = host.authorise(result.authorisation_data, result.track2, request_id="r1")
+        assert (outcome.approved, outcome.response_code, outcome.attempts) == (True, "00", 1)
+        assert len(outcome.issuer_authentication_data) == 8
+        again = host.authorise(result.authorisation_data, result.track2, request_id="r1")
+        assert again.transaction_id == outcome.transaction_id
+    assert balances(w) == (10_000, 2500)
+    terminal_id = w.auth.removeprefix("Bearer ").split(":", 1)[0]
+    with HostClient(url, terminal_id, "tsk_wrong") as bad, pytest.raises(HostRefusedError):
+        bad.authorise(result.authorisation_data, result.track2)
+
+
+def test_a_lost_answer_is_retried_with_the_same_request_id(served: tuple[World, str]) -> None:
+    w, url = served
+    real = w.api.handle
+    calls: list[str] = []
+
+    def lose_first(method: str, target: str, headers: dict[str, str], body: bytes) -> Any:
+        answer = real(method, target, headers, body)  # the issuer decides and records
+        calls.append(headers.get("idempotency-key", ""))
+        if len(calls) == 1:
+            raise ConnectionAbortedError  # ... but the answer never reaches the terminal
+        return answer
+
+    w.api.handle = lose_first  # type: ignore[method-assign]
+    result = tap(w.card, 700)
+    with _client(w, url, timeout=2, retries=2, backoff=0.01) as host:
+        outcome = host.authorise(result.authorisation_data, result.track2)
+    assert outcome.approved
+    assert outcome.attempts == 2
+    assert calls[0] == calls[1] == outcome.request_id
+    assert balances(w) == (10_000, 700)  # held once
+
+
+def test_no_answer_ends_in_a_time_out_reversal(served: tuple[World, str]) -> None:
+    w, url = served
+    real = w.api.handle
+
+    def swallow(method: str, target: str, headers: dict[str, str], body: bytes) -> Any:
+        answer = real(method, target, headers, body)
+        if target == "/v1/authorisations":
+            raise ConnectionAbortedError
+        return answer
+
+    w.api.handle = swallow  # type: ignore[method-assign]
+    result = tap(w.card, 900)
+    with _client(w, url, timeout=2, retries=1, backoff=0.01) as host:
+        outcome = host.authorise(result.authorisation_data, result.track2)
+    assert (outcome.approved, outcome.response_code, outcome.answered) == (
+        False,
+        NO_ANSWER_CODE,
+        False,
+    )
+    assert outcome.reversed
+    assert balances(w) == (10_000, 0)  # the hold the issuer made is released
+    assert w.app.ledger.check() == []
