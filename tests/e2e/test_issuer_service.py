@@ -1,0 +1,222 @@
+"""``issuer serve`` as real processes: killed with SIGKILL during a load run and
+restarted, nothing approved is lost and nothing is held twice; two services on one
+PostgreSQL accept each ATC of a card exactly once under concurrent taps."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import date
+from pathlib import Path
+
+import pytest
+
+from emvwire.crypto.cryptogram import CryptogramData, generate_arqc
+from emvwire.tlv import encode
+from issuer.bootstrap import IssuerApp, init_issuer, open_issuer
+from issuer.keys.base import MasterKeyRef
+from terminal.host import HostClient, HostOutcome
+
+pytestmark = pytest.mark.slow
+
+BIN = Path(sys.executable).parent
+PASS = "service test passphrase"
+
+
+def _arqc_request(mk: bytes, atc: int, amount: int) -> bytes:
+    """A field 55 blob of a Visa CVN 18 card (EMV Book 2 §8.1.1 data, ARQC over it)."""
+    raw = {
+        0x9F02: bytes.fromhex(f"{amount:012d}"), 0x9F03: bytes(6),
+        0x9F1A: b"\x02\x50", 0x95: bytes(5), 0x5F2A: b"\x09\x78",
+        0x9A: bytes.fromhex(date.today().strftime("%y%m%d")), 0x9C: b"\x00",
+        0x9F37: os.urandom(4), 0x82: b"\x20\x00", 0x9F36: atc.to_bytes(2, "big"),
+        0x9F10: bytes.fromhex("06011203a00000"),
+    }  # fmt: skip
+    data = CryptogramData(
+        tag_9f02=raw[0x9F02], tag_9f03=raw[0x9F03], tag_9f1a=raw[0x9F1A], tag_95=raw[0x95],
+        tag_5f2a=raw[0x5F2A], tag_9a=raw[0x9A], tag_9c=raw[0x9C], tag_9f37=raw[0x9F37],
+        tag_82=raw[0x82], tag_9f36=raw[0x9F36], tag_9f10=raw[0x9F10],
+    )  # fmt: skip
+    out = encode(0x9F26, generate_arqc(18, mk, data)) + encode(0x9F27, b"\x80")
+    return out + b"".join(encode(t, v) for t, v in raw.items())
+
+
+class Setup:
+    """An issuer home with one account, terminals and Visa cards."""
+
+    def __init__(self, home: Path, db: str | None, terminals: int, cards: int) -> None:
+        os.environ["TAPSTACK_KEYSTORE_KEY"] = PASS
+        self.home, self.db = home, db
+        app = init_issuer(home, db_url=db, kdf_cost=10)
+        s = app.service
+        self.account = s.create_account("Load Holder").id
+        s.credit_account(self.account, 10**9)
+        self.terminals = [s.add_terminal(f"Shop {i}", "5411") for i in range(terminals)]
+        self.cards: list[tuple[bytes, bytes]] = []  # (AC master key, track 2)
+        for _ in range(cards):
+            issued = s.issue_card(self.account, "visa")
+            card = issued.card
+            mk = app.keys.derive_icc_mk(
+                MasterKeyRef("visa", card.bin, card.cvn, "ac"), issued.pan, card.psn
+            )
+            text = f"{issued.pan}D{card.expiry:%y%m}201000000000"
+            self.cards.append((mk, bytes.fromhex(text + "F" * (len(text) % 2))))
+        app.close()
+
+    def open(self) -> IssuerApp:
+        return open_issuer(self.home, db_url=self.db)
+
+    def serve(self) -> tuple[subprocess.Popen[str], str]:
+        env = {**os.environ, "TAPSTACK_ISSUER_HOME": str(self.home),
+               "TAPSTACK_KEYSTORE_KEY": PASS}  # fmt: skip
+        cmd = [str(BIN / "issuer"), "serve", "--bind", "127.0.0.1:0"]
+        if self.db:
+            cmd += ["--db", self.db]
+        proc = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, text=True)
+        assert proc.stderr is not None
+        match = re.search(r"http://[\d.]+:\d+", proc.stderr.readline())
+        assert match, "the service did not start"
+        return proc, match.group(0)
+
+    def client(self, url: str, index: int, **options: float) -> HostClient:
+        terminal, key = self.terminals[index]
+        return HostClient(url, terminal.id, key, **options)  # type: ignore[arg-type]
+
+
+def _stop(proc: subprocess.Popen[str], sig: int = signal.SIGTERM) -> None:
+    if proc.poll() is None:
+        proc.send_signal(sig)
+    proc.wait(timeout=20)
+    if proc.stderr is not None:
+        proc.stderr.close()
+
+
+def test_kill_9_during_load_loses_nothing_and_holds_once(tmp_path: Path) -> None:
+    setup = Setup(tmp_path / "home", None, terminals=4, cards=4)
+    proc, url = setup.serve()
+    # Each terminal taps its own card: ATC 1, 2, ... (request ids known to the terminal).
+    plan = [
+        [(f"t{t}-{atc}", _arqc_request(setup.cards[t][0], atc, 100 + atc)) for atc in range(1, 41)]
+        for t in range(4)
+    ]  # fmt: skip
+    answers: dict[str, HostOutcome] = {}
+    lock = threading.Lock()
+
+    def drive(t: int, target: str, retries: int) -> None:
+        with setup.client(target, t, timeout=2.0, retries=retries, backoff=0.05) as host:
+            for request_id, blob in plan[t]:
+                with lock:
+                    if request_id in answers and answers[request_id].answered:
+                        continue
+                outcome = _authorise_no_reversal(host, blob, setup.cards[t][1], request_id)
+                with lock:
+                    answers[request_id] = outcome
+
+    threads = [threading.Thread(target=drive, args=(t, url, 0)) for t in range(4)]
+    for thread in threads:
+        thread.start()
+    deadline = time.monotonic() + 20
+    while len(answers) < 20 and time.monotonic() < deadline:  # the run is under way
+        time.sleep(0.005)
+    _stop(proc, signal.SIGKILL)
+    for thread in threads:
+        thread.join()
+    answered_before = {k: v for k, v in answers.items() if v.answered}
+    assert answered_before, "the service was killed before answering anything"
+    assert len(answered_before) < 160, "the kill came after the run"
+    # Restart; the terminals send again what got no answer, with the same request ids.
+    proc, url = setup.serve()
+    try:
+        threads = [threading.Thread(target=drive, args=(t, url, 2)) for t in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        _stop(proc)
+    assert all(v.answered for v in answers.values())
+    with setup.open() as app:
+        assert app.ledger.check() == []
+        records = {a.request_id: a for a in app.service.transactions(limit=1000)}
+        for request_id, before in answered_before.items():  # nothing answered is lost
+            assert records[request_id].id == before.transaction_id
+            assert records[request_id].approved == before.approved
+        approved = [a for a in records.values() if a.approved]
+        assert len(records) == len(answers) == 160
+        account = app.service.account(setup.account)
+        assert account.held == sum(a.amount for a in approved)  # each held once
+        holds = [j for j in app.service.journals(setup.account, limit=1000) if j.kind == "hold"]
+        assert len(holds) == len(approved)
+
+
+def _authorise_no_reversal(
+    host: HostClient, blob: bytes, track2: bytes, request_id: str
+) -> HostOutcome:
+    """The host client's authorise without its time-out reversal (the terminal here
+    retries after the restart instead)."""
+    host.reverse_request = lambda request_id: False  # type: ignore[method-assign]
+    return host.authorise(blob, track2, request_id=request_id)
+
+
+@pytest.fixture
+def pg_schema_url(postgres_url: str) -> Iterator[str]:
+    import psycopg
+
+    schema = f"e2e_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {schema}")
+    sep = "&" if "?" in postgres_url else "?"
+    try:
+        yield f"{postgres_url}{sep}options=-csearch_path%3D{schema}"
+    finally:
+        with psycopg.connect(postgres_url, autocommit=True) as conn:
+            conn.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+@pytest.mark.postgres
+def test_two_services_on_one_postgres_accept_each_atc_once(
+    tmp_path: Path, pg_schema_url: str
+) -> None:
+    setup = Setup(tmp_path / "home", pg_schema_url, terminals=4, cards=1)
+    mk, track2 = setup.cards[0]
+    blobs = [_arqc_request(mk, atc, 100) for atc in range(1, 31)]
+    first, url1 = setup.serve()
+    second, url2 = setup.serve()
+    results: list[tuple[int, HostOutcome]] = []
+    lock = threading.Lock()
+
+    def drive(t: int, url: str) -> None:
+        with setup.client(url, t, timeout=10.0, retries=2) as host:
+            for atc, blob in enumerate(blobs, start=1):
+                outcome = host.authorise(blob, track2, request_id=f"t{t}-{atc}")
+                with lock:
+                    results.append((atc, outcome))
+
+    try:
+        threads = [threading.Thread(target=drive, args=(t, (url1, url2)[t % 2])) for t in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        _stop(first)
+        _stop(second)
+    assert len(results) == 4 * 30
+    assert all(o.answered for _, o in results)
+    for atc in range(1, 31):
+        outcomes = [o for a, o in results if a == atc]
+        assert sum(o.approved for o in outcomes) == 1, atc
+        assert {o.reason for o in outcomes if not o.approved} <= {
+            "ATC_REPLAYED",
+            "ATC_ROLLED_BACK",
+        }
+    with setup.open() as app:
+        assert app.ledger.check() == []
+        assert app.service.account(setup.account).held == 30 * 100
