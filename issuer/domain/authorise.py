@@ -271,6 +271,10 @@ class Authoriser:
         self._today = today or (lambda: datetime.now(UTC).date())
         self._keys: dict[tuple[str, str, str], bytes] = {}
         self._lock = threading.Lock()
+        # SQLite has one writer: threads of a process queue on a lock here rather than
+        # in SQLite's busy handler, whose growing sleeps make a long latency tail.
+        self._serialise = app.ledger.dialect == "sqlite"
+        self._write_lock = threading.Lock()
 
     # -- the AC key --------------------------------------------------------------------
 
@@ -300,6 +304,9 @@ class Authoriser:
             if stored is not None:
                 return stored
             checked = self._check(uow, terminal, request)
+        if self._serialise:
+            with self._write_lock:
+                return _retry(lambda: self._record(terminal, request, digest, checked))
         return _retry(lambda: self._record(terminal, request, digest, checked))
 
     @staticmethod
