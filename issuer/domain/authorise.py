@@ -26,7 +26,7 @@ import hmac
 import json
 import threading
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
@@ -381,19 +381,10 @@ class Authoriser:
     def _verify(
         instrument: Instrument, mk: bytes, data: CryptogramData, arqc: bytes
     ) -> CryptogramData:
-        """Verify the ARQC (EMV Book 2 §8.1.2). A Visa kernel 3 reader gives the card
-        the TVR as it is at GPO (all zero: VCPS asks for it in the PDOL before any
-        check), then reports its final TVR in field 55; so for Visa a cryptogram over
-        a zero TVR is accepted too, and the field 55 TVR is then a claim, not a fact."""
-        try:
-            verify_arqc(instrument.cvn, mk, data, arqc)
-            return data
-        except EmvWireError:
-            if instrument.scheme != "visa" or data.tag_95 == bytes(5):
-                raise
-        zero = replace(data, tag_95=bytes(5))
-        verify_arqc(instrument.cvn, mk, zero, arqc)
-        return zero
+        """Verify the ARQC (EMV Book 2 §8.1.2) over exactly the field 55 values: the
+        TVR there is the one the card's cryptogram covers (kernel 3 sends the PDOL's)."""
+        verify_arqc(instrument.cvn, mk, data, arqc)
+        return data
 
     @staticmethod
     def _cvr(instrument: Instrument, iad: bytes) -> bytes:

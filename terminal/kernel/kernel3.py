@@ -513,6 +513,10 @@ class _Run:
             oda=self.oda,
             oda_method="fDDA" if self.oda is not OdaResult.NOT_PERFORMED else "",
             tvr=bytes(self.tvr),
+            # The card MAC'd the TVR of the PDOL (Book C-3: the reader gives it at GPO,
+            # before its own checks); field 55 must carry that one for the issuer to
+            # verify the ARQC. The final TVR stays in the result for the receipt.
+            field55_tvr=self.term.get(0x95, bytes(5)),
             pan=self.pan,
             psn=self.card.get(0x5F34),
             token=token,

@@ -252,6 +252,7 @@ class KernelContext:
         oda: OdaResult = OdaResult.NOT_PERFORMED,
         oda_method: str = "",
         tvr: bytes | None = None,
+        field55_tvr: bytes | None = None,
         field55_tags: Iterable[int] = FIELD_55_TAGS,
         pan: str = "",
         psn: bytes | None = None,
@@ -262,9 +263,11 @@ class KernelContext:
         """The :class:`TransactionResult` of this transaction (timings, APDUs, UI done).
 
         ``data`` is the kernel's data store (card and terminal objects): field 55 is
-        built from it, with ``tvr`` as 95. ``pan`` (digits) and ``psn`` (5F34) give the
-        masked PAN and the card reference; ``message`` overrides the outcome's default
-        message (:data:`~terminal.kernel.transaction.DEFAULT_UI`).
+        built from it, with ``tvr`` as 95 unless ``field55_tvr`` says which TVR the
+        card's cryptogram covers (kernel 3: the one sent in the PDOL). ``pan`` (digits)
+        and ``psn`` (5F34) give the masked PAN and the card reference; ``message``
+        overrides the outcome's default message
+        (:data:`~terminal.kernel.transaction.DEFAULT_UI`).
         """
         assert self.started is not None
         self.timings_ms["card"] = self.card_seconds * 1000.0
@@ -284,6 +287,7 @@ class KernelContext:
             oda=oda,
             oda_method=oda_method,
             tvr=tvr,
+            field55_tvr=field55_tvr,
             field55_tags=tuple(field55_tags),
             pan=pan,
             psn=psn,

@@ -469,6 +469,7 @@ def build_result(
     oda: OdaResult = OdaResult.NOT_PERFORMED,
     oda_method: str = "",
     tvr: bytes | None = None,
+    field55_tvr: bytes | None = None,
     field55_tags: Iterable[int] = FIELD_55_TAGS,
     pan: str = "",
     psn: bytes | None = None,
@@ -485,10 +486,12 @@ def build_result(
     with signature, "Please enter your PIN" for an online request with online PIN);
     Try Again restarts at B with "Present card again" (Book A §6.2, Book C-3 outcomes),
     Select Next at C. Field 55 is built only when ``data`` holds a cryptogram (9F26).
+    Its 95 is ``field55_tvr`` when given (the TVR the card's cryptogram covers), else
+    ``tvr``; the result's own ``tvr`` is always the kernel's final TVR.
     """
     tvr = bytes(5) if tvr is None else bytes(tvr)
     values = dict(data or {})
-    values[0x95] = tvr
+    values[0x95] = tvr if field55_tvr is None else bytes(field55_tvr)
     if message is None:
         message = DEFAULT_UI[outcome][0]
         if outcome is Outcome.APPROVED and cvm is Cvm.SIGNATURE:

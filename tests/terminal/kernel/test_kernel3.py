@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime
 
 import pytest
 
-from emvwire import tlv
+from emvwire import dol, tlv
 from emvwire.apdu import read_record, select
+from emvwire.crypto.cryptogram import CryptogramData, verify_arqc
+from emvwire.errors import VerificationError
 from emvwire.oda import CaKeyStore
+from emvwire.personalise import VISA_PDOL
 from terminal.kernel.config import DEMO_CARD_REFERENCE_KEY
 from terminal.kernel.kernel3 import cryptogram_type
 from terminal.kernel.outcome import Outcome, Start, UiMessage
@@ -203,3 +207,25 @@ def test_results_are_dated_by_the_clock() -> None:
     result = tap(card("visa-card"), 1234, when=WHEN)
     assert result.data[0x9A] == bytes.fromhex("260301")
     assert result.data[0x9F21] == bytes.fromhex("123000")
+
+
+def test_field_55_carries_the_tvr_the_cryptogram_covers() -> None:
+    """Kernel 3 gives the card its TVR at GPO, before its own checks; the ARQC covers
+    that TVR. Field 55 must carry it (not the final TVR) or the issuer cannot verify,
+    and a TVR changed on the way must break the ARQC."""
+    log = LoggingCard(card("visa-card"))
+    result = tap(log, 1234)
+    gpo_command = log.commands[2]
+    sent = dol.split(VISA_PDOL, gpo_command[7 : 7 + gpo_command[6]])
+    f55 = tlv.flatten(tlv.decode(result.authorisation_data))
+    assert f55[0x95] == sent[0x95]
+    assert result.tvr != sent[0x95]  # the final TVR (ODA not performed, floor limit)
+    data = CryptogramData(
+        tag_9f02=f55[0x9F02], tag_9f03=f55[0x9F03], tag_9f1a=f55[0x9F1A], tag_95=f55[0x95],
+        tag_5f2a=f55[0x5F2A], tag_9a=f55[0x9A], tag_9c=f55[0x9C], tag_9f37=f55[0x9F37],
+        tag_82=f55[0x82], tag_9f36=f55[0x9F36], tag_9f10=f55[0x9F10],
+    )  # fmt: skip
+    app = card("visa-card").profile.applications[0]
+    verify_arqc(app.cvn, app.keys.ac, data, f55[0x9F26])
+    with pytest.raises(VerificationError):
+        verify_arqc(app.cvn, app.keys.ac, replace(data, tag_95=result.tvr), f55[0x9F26])
