@@ -172,11 +172,23 @@ def issuer(
     tmp_path: Path,
 ) -> Iterator[IssuerApp]:
     """An issuer with the default ranges and a file key store, on each ledger (SQLite,
-    PostgreSQL): a copy of :func:`issuer_template`."""
+    PostgreSQL): a copy of :func:`issuer_template`. ``pkcs11``: a fresh SoftHSM key
+    store on SQLite, set up from scratch (the service tests run on it too)."""
+    backend = request.param if hasattr(request, "param") else "sqlite"
+    if backend == "pkcs11":
+        hsm = open_softhsm_store(request.getfixturevalue("softhsm"))
+        db = SqliteLedger(tmp_path / "issuer.db")
+        db.migrate()
+        app = set_up(hsm, db, request.getfixturevalue("rsa_keys"), tmp_path)
+        try:
+            yield app
+        finally:
+            hsm.close()
+            db.close()
+        return
     keystore_file, db_file, ranges = issuer_template
     shutil.copy(keystore_file, tmp_path / "keystore.json")
     keys = FileKeyStore.open(tmp_path / "keystore.json", PASSPHRASE)
-    backend = request.param if hasattr(request, "param") else "sqlite"
     ledgers: Iterator[Ledger]
     if backend == "sqlite":
         shutil.copy(db_file, tmp_path / "issuer.db")
@@ -243,6 +255,10 @@ def tap_arqc(profile: Any) -> tuple[Any, bytes]:
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    """Run every test using ``issuer`` on SQLite and on PostgreSQL."""
+    """Run every test using ``issuer`` on SQLite and on PostgreSQL; the authorisation
+    service's tests also with the PKCS#11 (SoftHSM) key store."""
     if "issuer" in metafunc.fixturenames:
-        metafunc.parametrize("issuer", ["sqlite", "postgres"], indirect=True)
+        backends = ["sqlite", "postgres"]
+        if metafunc.module.__name__.rpartition(".")[2] == "test_service":
+            backends.append("pkcs11")
+        metafunc.parametrize("issuer", backends, indirect=True)
