@@ -28,7 +28,7 @@ from terminal.kernel.config import (
     load_config,
 )
 from terminal.kernel.entry_point import EntryPoint
-from terminal.kernel.outcome import Outcome
+from terminal.kernel.outcome import Outcome, UiMessage
 from terminal.kernel.reading import read_card
 from terminal.kernel.transaction import (
     Transaction,
@@ -408,6 +408,9 @@ def _go_online(
         raise click.BadParameter(str(exc)) from None
     summary["online"] = final.to_json()
     summary["outcome"] = "approved" if final.approved else "declined"
+    # The cardholder now sees the issuer's answer (Book A §9.4: 03 / 07).
+    shown = UiMessage.APPROVED if final.approved else UiMessage.NOT_AUTHORISED
+    summary["message"] = shown.text
     if as_json:
         click.echo(json.dumps(summary, indent=2))
     else:

@@ -156,6 +156,7 @@ def test_provision_serve_tap_approved_then_attacks_refused(pcscd: str, issuer_ho
         assert paid.returncode == 0, paid.stderr
         summary = json.loads(paid.stdout)
         assert summary["outcome"] == "approved"
+        assert summary["message"] == "Approved"  # the issuer's answer, not "Authorising"
         online = summary["online"]
         assert (online["approved"], online["response_code"]) == (True, "00")
         assert re.fullmatch(r"476173\*{6}\d{4}", online["card"])
