@@ -190,3 +190,28 @@ def test_provision_serve_tap_approved_then_attacks_refused(pcscd: str, issuer_ho
         if card.stderr is not None:
             card.stderr.close()
     assert issuer_home.run("ledger", "check").get("consistent", True)
+
+
+@pytest.mark.pcsc
+def test_a_clone_replaying_the_atc_is_declined(pcscd: str, issuer_home: Issuer) -> None:
+    """The card is served twice from the same personalisation without its counters (a
+    clone, ``--no-persist``): the second presentation reuses ATC 1. Through pcscd,
+    the kernel and the service, the issuer declines it and holds nothing more."""
+    for attempt, expect in ((1, True), (2, False)):
+        card = _card(issuer_home.profile, 1)
+        try:
+            paid = _pay(issuer_home, "2.00")
+        finally:
+            card.terminate()
+            card.wait(timeout=10)
+            if card.stderr is not None:
+                card.stderr.close()
+        summary = json.loads(paid.stdout)
+        online = summary["online"]
+        assert online["approved"] is expect, (attempt, online)
+        if not expect:
+            assert paid.returncode == 5
+            assert online["reason"] in ("ATC_REPLAYED", "ATC_ROLLED_BACK")
+            assert summary["message"] == "Not authorised"
+        time.sleep(0.6)  # pcscd sees the reader empty before the next presentation
+    assert issuer_home.balance() == (10_000, 200)
