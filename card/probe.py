@@ -28,6 +28,7 @@ from emvwire.apdu import (
     select,
 )
 from emvwire.apdu import get_data as get_data_command
+from emvwire.crypto.cryptogram import CryptogramData
 
 __all__ = ["DEFAULT_TRANSACTION", "CardProbe", "TapRecord"]
 
@@ -65,6 +66,21 @@ class TapRecord:
     gen_ac: bytes = b""
     errd: bytes = b""
     data: dict[int, bytes] = field(default_factory=dict)
+
+    def cryptogram_data(self) -> CryptogramData:
+        """The cryptogram inputs an issuer rebuilds from what crossed the wire (Book 2
+        §8.1.1): the terminal's values from the GENERATE AC data (CDOL1) when one was
+        sent, else from the GPO data (PDOL, Visa qVSDC); AIP, ATC and IAD from the card."""
+        if self.cdol1_data:
+            sent = dol.split(self.data[0x8C], self.cdol1_data)
+        else:
+            sent = dol.split(self.data.get(0x9F38, b""), self.pdol_data)
+        return CryptogramData(
+            tag_9f02=sent[0x9F02], tag_9f03=sent[0x9F03], tag_9f1a=sent[0x9F1A],
+            tag_95=sent[0x95], tag_5f2a=sent[0x5F2A], tag_9a=sent[0x9A], tag_9c=sent[0x9C],
+            tag_9f37=sent[0x9F37], tag_82=self.data[0x82], tag_9f36=self.data[0x9F36],
+            tag_9f10=self.data[0x9F10],
+        )  # fmt: skip
 
     def collect(self, answer: bytes) -> None:
         """Keep the first value of every primitive data object of ``answer``."""

@@ -13,7 +13,7 @@ from card.probe import CardProbe
 from card.transport import CardRemoved
 from emvwire import tlv
 from emvwire.apdu import get_data, get_processing_options, read_record, select
-from emvwire.crypto import CryptogramData, verify_arqc
+from emvwire.crypto import verify_arqc
 from emvwire.errors import DecodeError, VerificationError
 from emvwire.profile import CardProfile, load_profile
 
@@ -127,20 +127,7 @@ def test_wrong_key_cryptogram_does_not_verify_under_the_card_key() -> None:
     for faulty, verifies in ((False, True), (True, False)):
         card = EmvCard(profile.with_faults(wrong_key=faulty))
         tap = CardProbe(card).tap(gen_ac=0x80)
-        cdol = tap.cdol1_data
-        data = CryptogramData(
-            tag_9f02=cdol[0:6],
-            tag_9f03=cdol[6:12],
-            tag_9f1a=cdol[12:14],
-            tag_95=cdol[14:19],
-            tag_5f2a=cdol[19:21],
-            tag_9a=cdol[21:24],
-            tag_9c=cdol[24:25],
-            tag_9f37=cdol[25:29],
-            tag_82=tap.data[0x82],
-            tag_9f36=tap.data[0x9F36],
-            tag_9f10=tap.data[0x9F10],
-        )
+        data = tap.cryptogram_data()
         key = profile.applications[0].keys.ac
         if verifies:
             verify_arqc(17, key, data, tap.data[0x9F26])

@@ -18,7 +18,7 @@ import pytest
 from card.emv import EmvCard
 from card.probe import CardProbe, TapRecord
 from emvwire import tlv
-from emvwire.crypto import CryptogramData, derive_icc_mk_a, verify_arqc
+from emvwire.crypto import derive_icc_mk_a, verify_arqc
 from emvwire.errors import OdaError
 from emvwire.oda import (
     CaKeyStore,
@@ -120,21 +120,7 @@ def test_fdda_for_online_only_when_the_reader_asks(store: CaKeyStore) -> None:
 
 def _signed_ac_verifies(profile: CardProfile, tap: TapRecord, ac: bytes) -> None:
     app = profile.applications[0]
-    cdol = tap.cdol1_data
-    data = CryptogramData(
-        tag_9f02=cdol[0:6],
-        tag_9f03=cdol[6:12],
-        tag_9f1a=cdol[12:14],
-        tag_95=cdol[14:19],
-        tag_5f2a=cdol[19:21],
-        tag_9a=cdol[21:24],
-        tag_9c=cdol[24:25],
-        tag_9f37=cdol[25:29],
-        tag_82=tap.data[0x82],
-        tag_9f36=tap.data[0x9F36],
-        tag_9f10=tap.data[0x9F10],
-    )
-    verify_arqc(app.cvn, derive_icc_mk_a(IMK_AC, app.pan, app.psn), data, ac)
+    verify_arqc(app.cvn, derive_icc_mk_a(IMK_AC, app.pan, app.psn), tap.cryptogram_data(), ac)
 
 
 @pytest.mark.parametrize("name", ["mastercard-card", "mastercard-phone"])

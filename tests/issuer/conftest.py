@@ -218,31 +218,6 @@ def _sqlite_ledger(path: Path) -> Iterator[Ledger]:
         db.close()
 
 
-def cryptogram_inputs(profile: Any, tap: Any) -> Any:
-    """The CryptogramData an issuer rebuilds from what crossed the wire of a tap."""
-    from emvwire import dol
-    from emvwire.crypto.cryptogram import CryptogramData
-
-    app = profile.applications[0]
-    if app.kernel == "visa":
-        t = dol.split(app.pdol, tap.pdol_data)
-    else:
-        t = dol.split(app.data[0x8C], tap.cdol1_data)
-    return CryptogramData(
-        tag_9f02=t[0x9F02],
-        tag_9f03=t[0x9F03],
-        tag_9f1a=t[0x9F1A],
-        tag_95=t[0x95],
-        tag_5f2a=t[0x5F2A],
-        tag_9a=t[0x9A],
-        tag_9c=t[0x9C],
-        tag_9f37=t[0x9F37],
-        tag_82=tap.data[0x82],
-        tag_9f36=tap.data[0x9F36],
-        tag_9f10=tap.data[0x9F10],
-    )
-
-
 def tap_arqc(profile: Any) -> tuple[Any, bytes]:
     """Tap a software card made from ``profile`` online (Visa: TTQ online required;
     Mastercard: GENERATE AC for an ARQC without CDA): the cryptogram data and ARQC."""
@@ -251,7 +226,7 @@ def tap_arqc(profile: Any) -> tuple[Any, bytes]:
 
     tap = CardProbe(EmvCard(profile)).tap({0x9F66: bytes.fromhex("36804000")}, gen_ac=0x80)
     assert tap.data[0x9F27][0] & 0xC0 == 0x80, "the card did not answer an ARQC"
-    return cryptogram_inputs(profile, tap), tap.data[0x9F26]
+    return tap.cryptogram_data(), tap.data[0x9F26]
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
