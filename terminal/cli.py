@@ -13,6 +13,7 @@ message, never a traceback. Data go to standard output, messages to standard err
 
 from __future__ import annotations
 
+import importlib
 import json
 from datetime import datetime
 from typing import Any
@@ -65,7 +66,32 @@ class NoCardEvent(click.ClickException):
     exit_code = 4
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+#: Commands that live in their own modules, imported only when run or listed:
+#: name -> "module:attribute" of a :class:`click.Command`. A new application adds its
+#: line here (``terminal --help`` lists them with the built-in ones).
+LAZY_COMMANDS: dict[str, str] = {}
+
+
+class _LazyGroup(click.Group):
+    """A click group whose :data:`LAZY_COMMANDS` are imported on first use (the
+    click documentation's lazy-loading pattern), so ``terminal pay`` does not pay for
+    the imports of the applications."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted([*super().list_commands(ctx), *LAZY_COMMANDS])
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        target = LAZY_COMMANDS.get(cmd_name)
+        if target is None:
+            return super().get_command(ctx, cmd_name)
+        module_name, _, attribute = target.partition(":")
+        command = getattr(importlib.import_module(module_name), attribute)
+        if not isinstance(command, click.Command):
+            raise TypeError(f"{target} is not a click command")
+        return command
+
+
+@click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="tapstack")
 def cli() -> None:
     """tapstack terminal: read contactless cards and take payments."""
