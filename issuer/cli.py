@@ -75,6 +75,11 @@ for command in (init, keys, account, card, token, txn, terminal, ledger):
 @click.option("--home", "serve_home", type=click.Path(file_okay=False, path_type=Path),
               help="Issuer home (as the group's --home).")  # fmt: skip
 @click.option("--db", "serve_db", help="Database URL (as the group's --db).")
+@click.option("--transit-aggregation-limit", type=click.IntRange(1), default=1500,
+              show_default=True, envvar="TAPSTACK_TRANSIT_AGGREGATION_LIMIT",
+              help="Largest total a terminal of MCC 4111 may capture on one "
+              "authorisation (minor units; above the authorised amount if funds "
+              "allow).")  # fmt: skip
 @click.option("--json", "as_json", is_flag=True, help="Print the address as JSON on stdout.")
 @click.pass_context
 def serve_command(
@@ -83,6 +88,7 @@ def serve_command(
     workers: int,
     serve_home: Path | None,
     serve_db: str | None,
+    transit_aggregation_limit: int,
     as_json: bool,
 ) -> None:
     """Run the authorisation service (HTTP API; GET /openapi.json documents it).
@@ -93,6 +99,7 @@ def serve_command(
     from issuer.bootstrap import open_issuer
     from issuer.commands.common import BadArgumentError
     from issuer.config import ENV_KEYSTORE_KEY, ENV_PKCS11_PIN, load_config
+    from issuer.domain.authorise import Authoriser
     from issuer.service import Api, serve
 
     state: CliState = ctx.ensure_object(CliState)
@@ -110,7 +117,8 @@ def serve_command(
     open_issuer(config.home, db_url=state.db, passphrase=secret, pin=secret).close()
 
     def open_api() -> Api:
-        return Api(open_issuer(config.home, db_url=state.db, passphrase=secret, pin=secret))
+        app = open_issuer(config.home, db_url=state.db, passphrase=secret, pin=secret)
+        return Api(app, Authoriser(app, transit_aggregation_limit=transit_aggregation_limit))
 
     def ready(h: str, p: int) -> None:
         click.echo(f"listening on http://{h}:{p}", err=True)

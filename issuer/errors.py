@@ -18,6 +18,7 @@ __all__ = [
     "KeyStoreError",
     "LedgerError",
     "NotFoundError",
+    "RefusedError",
     "TransientError",
     "ValidationError",
 ]
@@ -51,6 +52,15 @@ class InvalidStateError(IssuerError):
     """A life-cycle rule forbids the change (resuming a closed card, ...)."""
 
     exit_code = 4
+
+
+class RefusedError(InvalidStateError):
+    """A business rule refuses the request; ``code`` names the rule for machines
+    (``not_resubmittable``, ``insufficient_funds``, ``aggregation_limit_exceeded``)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        self.code = code
+        super().__init__(message)
 
 
 class KeyStoreError(IssuerError):

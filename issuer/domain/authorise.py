@@ -56,6 +56,7 @@ from issuer.errors import (
     ConflictError,
     InvalidStateError,
     NotFoundError,
+    RefusedError,
     TransientError,
     ValidationError,
 )
@@ -67,6 +68,11 @@ if TYPE_CHECKING:
 __all__ = [
     "ATC_MAX_JUMP",
     "ATC_WINDOW",
+    "RESUBMITTABLE",
+    "RESUBMIT_MAX",
+    "RESUBMIT_PERIOD",
+    "TRANSIT_AGGREGATION_LIMIT",
+    "TRANSIT_AGGREGATION_MCC",
     "TRANSIT_MCCS",
     "AuthorisationRequest",
     "Authoriser",
@@ -86,6 +92,23 @@ VELOCITY_PERIOD: Final = timedelta(minutes=10)
 #: railways, bus lines, tolls, parking. A transit-mode tap elsewhere declines
 #: (Radu et al., S&P 2022: Apple Pay Visa transit mode relayed to a shop).
 TRANSIT_MCCS: Final = frozenset({"4111", "4112", "4131", "4784", "7523"})
+#: Debt recovery (shared/notes/emv.md "Open-loop transit", Visa's rule): a declined
+#: transit authorisation may be resubmitted without new chip data at most 6 times
+#: within 14 days of the original, only when it was declined for funds or limits.
+RESUBMIT_MAX: Final = 6
+RESUBMIT_PERIOD: Final = timedelta(days=14)
+RESUBMITTABLE: Final = frozenset(
+    {
+        DeclineReason.INSUFFICIENT_FUNDS,
+        DeclineReason.VELOCITY_EXCEEDED,
+        DeclineReason.AMOUNT_LIMIT_EXCEEDED,
+    }
+)
+#: Transit aggregation: a terminal of MCC 4111 (local commuter transport) may capture
+#: the fares of a period on the first tap's authorisation, above the authorised amount
+#: up to this total (minor units; the back office caps fares below it).
+TRANSIT_AGGREGATION_MCC: Final = "4111"
+TRANSIT_AGGREGATION_LIMIT: Final = 1500
 #: Transaction types (9C) an authorisation may carry: purchase, purchase with cashback.
 PURCHASE_TYPES: Final = frozenset({0x00, 0x09})
 #: Tags the ARQC covers (EMV Book 2 §8.1.1 minimum set) plus cryptogram, CID and IAD.
@@ -176,10 +199,13 @@ class Decision:
     arpc: bytes = b""
     issuer_authentication_data: bytes = b""
     card: str = ""
+    par: str | None = None
+    original_id: str | None = None
     replayed: bool = False
 
     def to_json(self) -> dict[str, Any]:
-        """JSON-ready data (the card masked)."""
+        """JSON-ready data (the card masked; ``par`` the payment account reference of
+        the card or token, EMVCo PAR 9F24, shared by the tokens of one card)."""
         return {
             "id": self.transaction_id,
             "approved": self.approved,
@@ -191,6 +217,8 @@ class Decision:
             "arpc": self.arpc.hex().upper(),
             "issuer_authentication_data": self.issuer_authentication_data.hex().upper(),
             "card": self.card,
+            "par": self.par,
+            "original_id": self.original_id,
             "replayed": self.replayed,
         }
 
@@ -209,6 +237,8 @@ class Decision:
             arpc=bytes.fromhex(data.get("arpc", "")),
             issuer_authentication_data=bytes.fromhex(data.get("issuer_authentication_data", "")),
             card=str(data.get("card", "")),
+            par=data.get("par"),
+            original_id=data.get("original_id"),
             replayed=replayed,
         )
 
@@ -236,6 +266,14 @@ class _Checked:
     flag: bool = False
 
 
+def _par(inst: Instrument | None) -> str | None:
+    """The payment account reference of an instrument (the token's, else the card's;
+    ``None`` if it has none)."""
+    if inst is None:
+        return None
+    return (inst.token.par if inst.token is not None else inst.card.par) or None
+
+
 def _retry(work: Callable[[], T], attempts: int = 5) -> T:
     for attempt in range(attempts):
         try:
@@ -261,9 +299,11 @@ class Authoriser:
         atc_max_jump: int = ATC_MAX_JUMP,
         velocity_limit: int = VELOCITY_LIMIT,
         velocity_period: timedelta = VELOCITY_PERIOD,
+        transit_aggregation_limit: int = TRANSIT_AGGREGATION_LIMIT,
         today: Callable[[], date] | None = None,
     ) -> None:
         self.app = app
+        self.transit_aggregation_limit = transit_aggregation_limit
         self.atc_window = atc_window
         self.atc_max_jump = atc_max_jump
         self.velocity_limit = velocity_limit
@@ -480,6 +520,7 @@ class Authoriser:
                 arpc=arpc,
                 issuer_authentication_data=iad91,
                 card=checked.pan_masked,
+                par=_par(inst),
             )
             now = utc_now()
             record = Authorisation(
@@ -572,7 +613,9 @@ class Authoriser:
         self, terminal: Terminal, transaction_id: str, amount: int | None, request_id: str
     ) -> Authorisation:
         """Capture a pending authorisation wholly or in part; the rest is released. A
-        retried completion (same request id) answers the completed record."""
+        terminal of MCC 4111 may capture more, up to the transit aggregation limit, if
+        funds allow (:func:`issuer.domain.funds.capture`). A retried completion (same
+        request id) answers the completed record."""
 
         def work() -> Authorisation:
             with self.app.ledger.unit_of_work() as uow:
@@ -584,11 +627,152 @@ class Authoriser:
                     return auth
                 if not auth.approved:
                     raise InvalidStateError(f"transaction {auth.id} was declined")
-                done = funds.capture(uow, transaction_id, amount, request_id=request_id)
+                over = (
+                    self.transit_aggregation_limit
+                    if terminal.mcc == TRANSIT_AGGREGATION_MCC
+                    else None
+                )
+                done = funds.capture(
+                    uow, transaction_id, amount, request_id=request_id, over_capture_limit=over
+                )
                 uow.commit()
                 return done
 
         return _retry(work)
+
+    def resubmit(
+        self, terminal: Terminal, transaction_id: str, amount: int | None, request_id: str
+    ) -> Decision:
+        """Debt recovery: decide again on a declined authorisation without new chip data
+        (its cryptogram and ATC were verified at the first attempt).
+
+        Allowed (else :class:`RefusedError` ``not_resubmittable``) only for a decline
+        for funds or limits (:data:`RESUBMITTABLE`), from the same terminal, at most
+        :data:`RESUBMIT_MAX` times within :data:`RESUBMIT_PERIOD` of the original, and
+        not once a resubmission was approved. Status, expiry, domain, velocity and funds
+        are checked now; ``amount`` (default the original's) is at most the original's.
+        The answer is a new authorisation (``original_id`` the declined one); approved,
+        its amount is held like any approval. Idempotent per (terminal, request id)."""
+        if not request_id or len(request_id) > 255:
+            raise ValidationError("a request id is 1 to 255 characters")
+        digest = hashlib.sha256(
+            f"resubmit|{transaction_id}|{'' if amount is None else amount}".encode()
+        ).hexdigest()
+
+        def work() -> Decision:
+            with self.app.ledger.unit_of_work() as uow:
+                stored = self._stored(uow, terminal.id, request_id, digest)
+                if stored is not None:
+                    return stored
+                return self._resubmit(uow, terminal, transaction_id, amount, request_id, digest)
+
+        if self._serialise:
+            with self._write_lock:
+                return _retry(work)
+        return _retry(work)
+
+    def _resubmit(
+        self,
+        uow: UnitOfWork,
+        terminal: Terminal,
+        transaction_id: str,
+        amount: int | None,
+        request_id: str,
+        digest: str,
+    ) -> Decision:
+        given = self._own(uow, terminal, transaction_id)
+        is_retry = given.kind is AuthorisationKind.AUTHORISATION and given.parent_id is not None
+        original = uow.authorisations.get(
+            given.parent_id if is_retry and given.parent_id else given.id, for_update=True
+        )
+
+        def refuse(why: str) -> RefusedError:
+            return RefusedError("not_resubmittable", f"transaction {original.id} {why}")
+
+        if original.kind is not AuthorisationKind.AUTHORISATION or original.approved:
+            raise refuse("was not a declined authorisation")
+        if original.decline_reason not in {r.value for r in RESUBMITTABLE}:
+            raise refuse(f"was declined for {original.decline_reason}, not for funds or limits")
+        created = datetime.strptime(original.created_at, "%Y-%m-%dT%H:%M:%S.%fZ")
+        if datetime.now(UTC) - created.replace(tzinfo=UTC) > RESUBMIT_PERIOD:
+            raise refuse(f"is older than {RESUBMIT_PERIOD.days} days")
+        attempts = [
+            a
+            for a in uow.authorisations.list(parent_id=original.id, limit=1000)
+            if a.kind is AuthorisationKind.AUTHORISATION
+        ]
+        recovered = [a.id for a in attempts if a.approved]
+        if recovered:
+            raise refuse(f"was recovered by {recovered[0]}")
+        if len(attempts) >= RESUBMIT_MAX:
+            raise refuse(f"was resubmitted {RESUBMIT_MAX} times already")
+        take = original.amount if amount is None else amount
+        if not 0 < take <= original.amount:
+            raise ValidationError(f"a resubmission is 1 to {original.amount} (the original)")
+        if original.card_id is None or original.account_id is None:
+            raise refuse("has no card")
+        card = uow.cards.get(original.card_id)
+        token = uow.tokens.get(original.token_id) if original.token_id else None
+        account = uow.accounts.get(original.account_id, for_update=True)
+        inst = Instrument(card, account, token)
+        reason = self.app.vault.check(inst, today=self._today(), mcc=terminal.mcc)
+        if reason is None:
+            since = (datetime.now(UTC) - self.velocity_period).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+            count = uow.authorisations.count_since(
+                card_id=None if token else card.id, token_id=token.id if token else None,
+                since=since,
+            )  # fmt: skip
+            if count >= self.velocity_limit:
+                reason = DeclineReason.VELOCITY_EXCEEDED
+        if reason is None and account.available < take:
+            reason = DeclineReason.INSUFFICIENT_FUNDS
+        approved = reason is None
+        code = response_code(reason)
+        status = AuthorisationStatus.PENDING if approved else AuthorisationStatus.CLOSED
+        txn_id = new_id("txn")
+        decision = Decision(
+            transaction_id=txn_id,
+            approved=approved,
+            response_code=code,
+            reason=reason,
+            amount=take,
+            currency=original.currency,
+            status=status,
+            card=token.token_masked if token else card.pan_masked,
+            par=_par(inst),
+            original_id=original.id,
+        )
+        now = utc_now()
+        record = Authorisation(
+            id=txn_id,
+            kind=AuthorisationKind.AUTHORISATION,
+            terminal_id=terminal.id,
+            request_id=request_id,
+            request_hash=digest,
+            amount=take,
+            currency=original.currency,
+            approved=approved,
+            response_code=code,
+            status=status,
+            created_at=now,
+            updated_at=now,
+            card_id=card.id,
+            token_id=token.id if token else None,
+            account_id=account.id,
+            parent_id=original.id,
+            mcc=terminal.mcc,
+            decline_reason=reason.value if reason else None,
+            held_amount=take if approved else 0,
+            expires_at=funds.expiry_time() if approved else None,
+            response=json.dumps(decision.to_json()),
+        )
+        if not uow.authorisations.add(record):
+            uow.rollback()
+            raise TransientError("a concurrent request with this id")  # replayed on retry
+        if approved:
+            funds.hold(uow, account.id, take, txn_id)
+        uow.commit()
+        return decision
 
     def refund(
         self, terminal: Terminal, transaction_id: str, amount: int, request_id: str

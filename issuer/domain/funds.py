@@ -40,7 +40,7 @@ from issuer.domain.model import (
     new_id,
     utc_now,
 )
-from issuer.errors import InvalidStateError, ValidationError
+from issuer.errors import InvalidStateError, RefusedError, ValidationError
 
 if TYPE_CHECKING:
     from issuer.ledger.repository import UnitOfWork
@@ -161,18 +161,37 @@ def capture(
     amount: int | None = None,
     *,
     request_id: str | None = None,
+    over_capture_limit: int | None = None,
 ) -> Authorisation:
     """Capture a pending authorisation, wholly (``amount=None``) or in part: the hold
-    is released and ``amount`` (at most the amount held) is posted to settlement."""
+    is released and ``amount`` (at most the amount held) is posted to settlement.
+
+    With ``over_capture_limit`` (transit aggregation: the fares of a period captured
+    on the first tap's authorisation, Visa/Mastercard transit rules, shared/notes/
+    emv.md "Open-loop transit"), ``amount`` may exceed the hold up to that total,
+    if the account has the difference available; otherwise :class:`RefusedError`
+    (``aggregation_limit_exceeded`` or ``insufficient_funds``) and nothing changes."""
     auth = uow.authorisations.get(transaction_id, for_update=True)
     if auth.status is not AuthorisationStatus.PENDING or not auth.approved:
         raise InvalidStateError(f"transaction {auth.id} is {auth.status.value}, not pending")
     outstanding = auth.held_amount - auth.released_amount
     take = outstanding if amount is None else _positive(amount)
-    if take > outstanding:
-        raise ValidationError("cannot capture more than the amount held")
     if auth.account_id is None:
         raise InvalidStateError(f"transaction {auth.id} has no account")
+    if take > outstanding:
+        if over_capture_limit is None:
+            raise ValidationError("cannot capture more than the amount held")
+        if take > over_capture_limit:
+            raise RefusedError(
+                "aggregation_limit_exceeded",
+                f"{take} is above the transit aggregation limit of {over_capture_limit}",
+            )
+        account = uow.accounts.get(auth.account_id, for_update=True)
+        if account.available < take - outstanding:
+            raise RefusedError(
+                "insufficient_funds",
+                f"the account lacks the {take - outstanding} captured above the hold",
+            )
     if not uow.authorisations.transition(
         auth.id,
         expected=AuthorisationStatus.PENDING,

@@ -28,6 +28,7 @@ from issuer.errors import (
     InvalidStateError,
     IssuerError,
     NotFoundError,
+    RefusedError,
     TransientError,
     ValidationError,
 )
@@ -103,6 +104,8 @@ class Api:
             return _error(400, "invalid_request", str(exc))
         except NotFoundError as exc:
             return _error(404, "not_found", str(exc))
+        except RefusedError as exc:
+            return _error(409, exc.code, str(exc))
         except (ConflictError, InvalidStateError) as exc:
             return _error(409, "conflict", str(exc))
         except TransientError:
@@ -185,8 +188,6 @@ class Api:
         if method == "GET":
             if rest == ["authorisations"]:
                 return self._list(terminal, query)
-            if rest == ["deny-list"]:
-                return self._deny_list()
             return self._get(terminal, rest[1])
         data = self._json(body)
         key = self._key(headers)
@@ -215,6 +216,9 @@ class Api:
         if action == "reversal":
             return Response(200, _auth_json(self.authoriser.reverse(terminal, txn_id, key)))
         amount = self._amount(data, "amount", required=False)
+        if action == "resubmit":
+            decision = self.authoriser.resubmit(terminal, txn_id, amount, key)
+            return Response(200, decision.to_json())
         done = self.authoriser.complete(terminal, txn_id, amount, key)
         return Response(200, _auth_json(done))
 
@@ -224,15 +228,13 @@ class Api:
             return {"GET", "POST"}
         if rest in (["reversals"], ["refunds"]):
             return {"POST"}
-        if rest == ["deny-list"]:
-            return {"GET"}
         if len(rest) == 2 and rest[0] == "authorisations" and _ID.fullmatch(rest[1]):
             return {"GET"}
         if (
             len(rest) == 3
             and rest[0] == "authorisations"
             and _ID.fullmatch(rest[1])
-            and rest[2] in ("reversal", "complete")
+            and rest[2] in ("reversal", "complete", "resubmit")
         ):
             return {"POST"}
         return None
@@ -255,22 +257,3 @@ class Api:
         with self.app.ledger.unit_of_work(write=False) as uow:
             found = uow.authorisations.list(terminal_id=terminal.id, status=status, limit=limit)
         return Response(200, {"data": [_auth_json(a) for a in found]})
-
-    def _deny_list(self) -> Response:
-        """Flagged cards and tokens (a stub feed for transit gates: masked numbers and
-        the reason; the apps issue replaces it with keyed card references)."""
-        entries: list[dict[str, Any]] = []
-        with self.app.ledger.unit_of_work(write=False) as uow:
-            for card in uow.cards.list():
-                if card.flag or card.status.value != "active":
-                    entries.append(
-                        {"kind": "card", "id": card.id, "pan": card.pan_masked,
-                         "reason": card.flag or card.status.value}
-                    )  # fmt: skip
-            for token in uow.tokens.list():
-                if token.flag or token.status.value != "active":
-                    entries.append(
-                        {"kind": "token", "id": token.id, "pan": token.token_masked,
-                         "reason": token.flag or token.status.value}
-                    )  # fmt: skip
-        return Response(200, {"data": entries})

@@ -22,7 +22,12 @@ _ERRORS: Final = {
     "400": _answer(_ERROR, "Broken JSON or a bad field"),
     "401": _answer(_ERROR, "Unknown terminal, wrong or revoked credential"),
     "404": _answer(_ERROR, "No such transaction of this terminal"),
-    "409": _answer(_ERROR, "Idempotency-Key reused for another request, or a wrong state"),
+    "409": _answer(
+        _ERROR,
+        "Idempotency-Key reused for another request (code conflict), a wrong state "
+        "(conflict), or a rule refused it: not_resubmittable, insufficient_funds, "
+        "aggregation_limit_exceeded (the message says why; nothing changed)",
+    ),
     "503": _answer(_ERROR, "Ledger busy: retry with the same Idempotency-Key"),
 }
 _KEY: Final = {
@@ -86,6 +91,16 @@ OPENAPI: Final[dict[str, Any]] = {
                     "arpc": {"type": "string", "description": "hex"},
                     "issuer_authentication_data": {"type": "string", "description": "91, hex"},
                     "card": {"type": "string", "description": "masked PAN or token"},
+                    "par": {
+                        "type": ["string", "null"],
+                        "description": "payment account reference (EMVCo PAR, 9F24) of the "
+                        "card or token: the same for a card and the phone tokens of one "
+                        "account's card; null if unknown",
+                    },
+                    "original_id": {
+                        "type": ["string", "null"],
+                        "description": "a resubmission: the declined authorisation it recovers",
+                    },
                     "replayed": {"type": "boolean", "description": "a stored answer"},
                 },
             },
@@ -163,9 +178,34 @@ OPENAPI: Final[dict[str, Any]] = {
         "/v1/authorisations/{id}/complete": {
             "post": {
                 "summary": "Capture a pending authorisation, wholly or partly",
+                "description": "At most the amount held, except at a terminal of MCC "
+                "4111 (transit aggregation): up to the transit aggregation limit (default "
+                "1500 minor units in total) if the account has the difference available; "
+                "else 409 aggregation_limit_exceeded or insufficient_funds, nothing "
+                "changed.",
                 "parameters": [_ID, _KEY],
                 "requestBody": _body({"amount": {"type": "integer"}}, []),
                 "responses": {"200": _answer(_AUTH, "Closed"), **_ERRORS},
+            }
+        },
+        "/v1/authorisations/{id}/resubmit": {
+            "post": {
+                "summary": "Debt recovery: decide again on a declined authorisation",
+                "description": "No new chip data (the cryptogram was verified the first "
+                "time). Only for a decline for funds or limits (INSUFFICIENT_FUNDS, "
+                "VELOCITY_EXCEEDED, AMOUNT_LIMIT_EXCEEDED), by the same terminal, at most 6 "
+                "times within 14 days of the original, and not after an approved "
+                "resubmission; else 409 not_resubmittable. Status, expiry, funds and limits "
+                "are checked now. The answer is a new authorisation (original_id set); "
+                "approved, its amount is held (pending) and completed or reversed as usual.",
+                "parameters": [_ID, _KEY],
+                "requestBody": _body(
+                    {"amount": {"type": "integer", "description": "<= the original's"}}, []
+                ),
+                "responses": {
+                    "200": _answer({"$ref": "#/components/schemas/Decision"}, "Decision"),
+                    **_ERRORS,
+                },
             }
         },
         "/v1/reversals": {
@@ -185,13 +225,6 @@ OPENAPI: Final[dict[str, Any]] = {
                     ["authorisation", "amount"],
                 ),
                 "responses": {"201": _answer(_AUTH, "Refund record"), **_ERRORS},
-            }
-        },
-        "/v1/deny-list": {
-            "get": {
-                "summary": "Flagged or blocked cards and tokens (stub feed for transit "
-                "gates: masked number, id, reason)",
-                "responses": {"200": _answer({"type": "object"}, "{data: [entry]}")},
             }
         },
     },
