@@ -1,8 +1,9 @@
 """End to end through the real processes: ``issuer init`` and ``card provision`` in a
 temporary home, ``issuer serve`` on a free port, ``card serve --via pcsc --reader 1``
 behind pcscd + vpcd, ``terminal pay --reader pcsc:1 --issuer URL`` approved and in the
-ledger; then a replayed cryptogram, a tampered amount and a wrong terminal key through
-the same service, each refused for its reason with the balance unchanged."""
+ledger; then a replayed cryptogram, a tampered amount, a wrong terminal key, a rolled
+back ATC, a suspended phone token and a token outside its domain through the same
+service, each refused for its reason with the balance unchanged."""
 
 from __future__ import annotations
 
@@ -99,11 +100,14 @@ def _reader_1_free() -> None:
             pytest.skip("vpcd reader 1 holds another process's card")
 
 
-def _card(profile: Path, taps: int) -> subprocess.Popen[str]:
+def _card(profile: Path, taps: int, *extra: str) -> subprocess.Popen[str]:
+    """``card serve`` on vpcd reader 1 (``--no-persist`` unless ``extra`` names
+    ``--persist``: then its counters file beside the profile)."""
     _reader_1_free()
+    persist = ["--no-persist"] if "--persist" not in extra else []
     card = subprocess.Popen(
         [str(BIN / "card"), "serve", str(profile), "--via", "pcsc", "--reader", "1",
-         "--taps", str(taps), "--no-persist"],
+         "--taps", str(taps), *persist, *(e for e in extra if e != "--persist")],
         stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     assert card.stderr is not None
@@ -215,3 +219,79 @@ def test_a_clone_replaying_the_atc_is_declined(pcscd: str, issuer_home: Issuer) 
             assert summary["message"] == "Not authorised"
         time.sleep(0.6)  # pcscd sees the reader empty before the next presentation
     assert issuer_home.balance() == (10_000, 200)
+
+
+def _tap_once(issuer: Issuer, profile: Path, amount: str, *extra: str) -> Any:
+    """Present the card of ``profile`` for one tap and pay ``amount``: the summary."""
+    card = _card(profile, 1, *extra)
+    try:
+        paid = _pay(issuer, amount)
+    finally:
+        card.terminate()
+        card.wait(timeout=10)
+        if card.stderr is not None:
+            card.stderr.close()
+    time.sleep(0.6)  # pcscd sees the reader empty before the next presentation
+    summary = json.loads(paid.stdout)
+    assert summary["online"] is not None, paid.stderr
+    assert paid.returncode == (0 if summary["online"]["approved"] else 5), paid.stderr
+    return summary
+
+
+def _declined(summary: Any, reason: str) -> None:
+    online = summary["online"]
+    assert (online["approved"], online["reason"]) == (False, reason), online
+    assert summary["message"] == "Not authorised"
+
+
+@pytest.mark.pcsc
+def test_a_rolled_back_atc_is_declined(pcscd: str, issuer_home: Issuer) -> None:
+    """A card seen at ATC 41, then presented with its counter set back by 30 at power on
+    (``card serve --atc-rollback``, an old image restored): below the issuer's window,
+    declined ATC_ROLLED_BACK, nothing held."""
+    from card.emv import EmvCard
+
+    used = EmvCard.from_file(issuer_home.profile)  # a card already used 40 times
+    for app in used.applications:
+        app.counters.atc = 40
+    used.state.save()
+    first = _tap_once(issuer_home, issuer_home.profile, "2.00", "--persist")
+    assert first["online"]["approved"] is True
+    rolled = _tap_once(
+        issuer_home, issuer_home.profile, "3.00", "--persist", "--atc-rollback", "30"
+    )
+    _declined(rolled, "ATC_ROLLED_BACK")
+    assert issuer_home.balance() == (10_000, 200)
+    flagged = issuer_home.run("card", "list")
+    assert [c.get("flag") for c in flagged] == ["ATC_ROLLED_BACK"]
+
+
+@pytest.mark.pcsc
+@pytest.mark.slow
+def test_phone_tokens_suspended_or_outside_their_domain(
+    pcscd: str, issuer_home: Issuer, tmp_path: Path
+) -> None:
+    """A phone token of the card, suspended with ``issuer token suspend``: declined
+    TOKEN_SUSPENDED while the card of the same account is approved; a token allowed only
+    at transit MCCs tapped at the cafe (5812): TOKEN_DOMAIN_VIOLATION."""
+    card_id = issuer_home.run("card", "list")[0]["id"]
+    phone, transit = tmp_path / "phone.json", tmp_path / "transit-phone.json"
+    made = issuer_home.run("card", "provision", "--account", issuer_home.account,
+                           "--scheme", "visa", "--form", "phone", "--card", card_id,
+                           "--out", str(phone))  # fmt: skip
+    issuer_home.run("card", "provision", "--account", issuer_home.account, "--scheme", "visa",
+                    "--form", "phone", "--card", card_id, "--allowed-mcc", "4111",
+                    "--out", str(transit))  # fmt: skip
+    token_id = made["token"]["id"]
+    assert issuer_home.run("token", "suspend", token_id)["status"] == "suspended"
+    _declined(_tap_once(issuer_home, phone, "4.00"), "TOKEN_SUSPENDED")
+    assert issuer_home.balance() == (10_000, 0)
+    by_card = _tap_once(issuer_home, issuer_home.profile, "5.00")
+    assert by_card["online"]["approved"] is True
+    assert issuer_home.balance() == (10_000, 500)
+    _declined(_tap_once(issuer_home, transit, "6.00"), "TOKEN_DOMAIN_VIOLATION")
+    assert issuer_home.balance() == (10_000, 500)
+    txns = issuer_home.run("txn", "list")
+    assert sorted((t["approved"], t["decline_reason"]) for t in txns) == [
+        (False, "TOKEN_DOMAIN_VIOLATION"), (False, "TOKEN_SUSPENDED"), (True, None),
+    ]  # fmt: skip
