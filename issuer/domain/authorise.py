@@ -42,6 +42,7 @@ from emvwire.tlv import decode_flat
 from issuer.domain import funds
 from issuer.domain.currency import currency_by_numeric
 from issuer.domain.decline import DeclineReason, response_code
+from issuer.domain.group_commit import GroupCommit
 from issuer.domain.model import (
     AtcVerdict,
     Authorisation,
@@ -109,6 +110,8 @@ RESUBMITTABLE: Final = frozenset(
 #: up to this total (minor units; the back office caps fares below it).
 TRANSIT_AGGREGATION_MCC: Final = "4111"
 TRANSIT_AGGREGATION_LIMIT: Final = 1500
+#: Group-commit batches that may run at once on PostgreSQL (SQLite: one writer).
+GROUP_LEADERS: Final = 4
 #: Transaction types (9C) an authorisation may carry: purchase, purchase with cashback.
 PURCHASE_TYPES: Final = frozenset({0x00, 0x09})
 #: Tags the ARQC covers (EMV Book 2 §8.1.1 minimum set) plus cryptogram, CID and IAD.
@@ -243,6 +246,10 @@ class Decision:
         )
 
 
+class _TakenError(Exception):
+    """The request id was recorded by a concurrent request meanwhile."""
+
+
 class _DeclineError(Exception):
     def __init__(self, reason: DeclineReason, *, flag: bool = False) -> None:
         self.reason = reason
@@ -311,10 +318,11 @@ class Authoriser:
         self._today = today or (lambda: datetime.now(UTC).date())
         self._keys: dict[tuple[str, str, str], bytes] = {}
         self._lock = threading.Lock()
-        # SQLite has one writer: threads of a process queue on a lock here rather than
-        # in SQLite's busy handler, whose growing sleeps make a long latency tail.
-        self._serialise = app.ledger.dialect == "sqlite"
-        self._write_lock = threading.Lock()
+        # Every write goes through group commit: concurrent requests share transactions
+        # and log flushes. SQLite has one writer (one batch at a time, queued here
+        # rather than in SQLite's busy handler); PostgreSQL runs a few batches at once.
+        leaders = 1 if app.ledger.dialect == "sqlite" else GROUP_LEADERS
+        self._group = GroupCommit(app.ledger, leaders=leaders)
 
     # -- the AC key --------------------------------------------------------------------
 
@@ -339,15 +347,27 @@ class Authoriser:
         if not request.request_id or len(request.request_id) > 255:
             raise ValidationError("a request id is 1 to 255 characters")
         digest = request.digest()
-        with self.app.ledger.unit_of_work(write=False) as uow:
+        with self.app.ledger.unit_of_work(write=False, snapshot=False) as uow:
             stored = self._stored(uow, terminal.id, request.request_id, digest)
             if stored is not None:
                 return stored
             checked = self._check(uow, terminal, request)
-        if self._serialise:
-            with self._write_lock:
-                return _retry(lambda: self._record(terminal, request, digest, checked))
-        return _retry(lambda: self._record(terminal, request, digest, checked))
+        order = checked.instrument.account.id if checked.instrument else ""
+
+        def write() -> Decision:
+            try:
+                return self._group.run(
+                    lambda uow: self._record(uow, terminal, request, digest, checked),
+                    order=order,
+                )
+            except _TakenError:  # a concurrent retry recorded it: the stored answer
+                with self.app.ledger.unit_of_work(write=False, snapshot=False) as uow:
+                    found = self._stored(uow, terminal.id, request.request_id, digest)
+                if found is None:
+                    raise TransientError("a concurrent request with this id") from None
+                return found
+
+        return _retry(write)
 
     @staticmethod
     def _stored(uow: UnitOfWork, terminal_id: str, request_id: str, digest: str) -> Decision | None:
@@ -466,97 +486,95 @@ class Authoriser:
 
     def _record(
         self,
+        uow: UnitOfWork,
         terminal: Terminal,
         request: AuthorisationRequest,
         digest: str,
         checked: _Checked,
     ) -> Decision:
-        """The write phase: ATC, funds, hold, record (one unit of work)."""
+        """The write phase: ATC, funds, hold, record, in the caller's unit of work.
+        :class:`_TakenError` if the request id is taken (a concurrent retry): the
+        caller answers the stored decision. The unique (terminal, request id) makes the
+        retry's checks vanish with its rolled-back job, so no look-up precedes them."""
         txn_id = new_id("txn")
         inst = checked.instrument
         reason, flag = checked.reason, checked.flag
-        with self.app.ledger.unit_of_work() as uow:
-            stored = self._stored(uow, terminal.id, request.request_id, digest)
-            if stored is not None:
-                return stored
-            account = None
-            if reason is None and inst is not None and checked.atc is not None:
-                verdict = uow.atcs.check_and_record(
-                    inst.instrument_id,
-                    checked.atc,
-                    window=self.atc_window,
-                    max_jump=self.atc_max_jump,
-                    transaction_id=txn_id,
-                )
-                if verdict is AtcVerdict.REPLAYED:
-                    reason, flag = DeclineReason.ATC_REPLAYED, True
-                elif verdict is AtcVerdict.ROLLED_BACK:
-                    reason, flag = DeclineReason.ATC_ROLLED_BACK, True
-                elif verdict is AtcVerdict.JUMPED:
-                    reason, flag = DeclineReason.SUSPECTED_FRAUD, True
-            if reason is None and inst is not None:
-                since = (datetime.now(UTC) - self.velocity_period).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-                token_id = inst.token.id if inst.token else None
-                count = uow.authorisations.count_since(
-                    card_id=None if token_id else inst.card.id, token_id=token_id, since=since
-                )
-                if count >= self.velocity_limit:
-                    reason = DeclineReason.VELOCITY_EXCEEDED
-            if reason is None and inst is not None:
-                account = uow.accounts.get(inst.account.id, for_update=True)
-                if account.available < checked.amount:
-                    reason = DeclineReason.INSUFFICIENT_FUNDS
-            approved = reason is None
-            code = response_code(reason)
-            arpc, iad91 = self._arpc(inst, checked, code, approved)
-            decision = Decision(
+        account = None
+        if reason is None and inst is not None and checked.atc is not None:
+            verdict = uow.atcs.check_and_record(
+                inst.instrument_id,
+                checked.atc,
+                window=self.atc_window,
+                max_jump=self.atc_max_jump,
                 transaction_id=txn_id,
-                approved=approved,
-                response_code=code,
-                reason=reason,
-                amount=checked.amount,
-                currency=checked.currency,
-                status=(AuthorisationStatus.PENDING if approved else AuthorisationStatus.CLOSED),
-                arpc=arpc,
-                issuer_authentication_data=iad91,
-                card=checked.pan_masked,
-                par=_par(inst),
             )
-            now = utc_now()
-            record = Authorisation(
-                id=txn_id,
-                kind=AuthorisationKind.AUTHORISATION,
-                terminal_id=terminal.id,
-                request_id=request.request_id,
-                request_hash=digest,
-                amount=checked.amount,
-                currency=checked.currency,
-                approved=approved,
-                response_code=code,
-                status=AuthorisationStatus.PENDING if approved else AuthorisationStatus.CLOSED,
-                created_at=now,
-                updated_at=now,
-                card_id=inst.card.id if inst else None,
-                token_id=inst.token.id if inst and inst.token else None,
-                account_id=inst.account.id if inst else None,
-                mcc=terminal.mcc,
-                decline_reason=reason.value if reason else None,
-                atc=checked.atc,
-                held_amount=checked.amount if approved else 0,
-                expires_at=funds.expiry_time() if approved else None,
-                response=json.dumps(decision.to_json()),
+            if verdict is AtcVerdict.REPLAYED:
+                reason, flag = DeclineReason.ATC_REPLAYED, True
+            elif verdict is AtcVerdict.ROLLED_BACK:
+                reason, flag = DeclineReason.ATC_ROLLED_BACK, True
+            elif verdict is AtcVerdict.JUMPED:
+                reason, flag = DeclineReason.SUSPECTED_FRAUD, True
+        if reason is None and inst is not None:
+            since = (datetime.now(UTC) - self.velocity_period).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+            token_id = inst.token.id if inst.token else None
+            count = uow.authorisations.count_since(
+                card_id=None if token_id else inst.card.id, token_id=token_id, since=since
             )
-            if not uow.authorisations.add(record):
-                uow.rollback()
-                raise TransientError("a concurrent request with this id")  # replayed on retry
-            if approved and account is not None:
-                funds.hold(uow, account.id, checked.amount, txn_id)
-            if flag and inst is not None and reason is not None:
-                if inst.token is not None:
-                    uow.tokens.set_flag(inst.token.id, reason.value)
-                else:
-                    uow.cards.set_flag(inst.card.id, reason.value)
-            uow.commit()
+            if count >= self.velocity_limit:
+                reason = DeclineReason.VELOCITY_EXCEEDED
+        if reason is None and inst is not None:
+            account = uow.accounts.get(inst.account.id, for_update=True)
+            if account.available < checked.amount:
+                reason = DeclineReason.INSUFFICIENT_FUNDS
+        approved = reason is None
+        code = response_code(reason)
+        arpc, iad91 = self._arpc(inst, checked, code, approved)
+        decision = Decision(
+            transaction_id=txn_id,
+            approved=approved,
+            response_code=code,
+            reason=reason,
+            amount=checked.amount,
+            currency=checked.currency,
+            status=(AuthorisationStatus.PENDING if approved else AuthorisationStatus.CLOSED),
+            arpc=arpc,
+            issuer_authentication_data=iad91,
+            card=checked.pan_masked,
+            par=_par(inst),
+        )
+        now = utc_now()
+        record = Authorisation(
+            id=txn_id,
+            kind=AuthorisationKind.AUTHORISATION,
+            terminal_id=terminal.id,
+            request_id=request.request_id,
+            request_hash=digest,
+            amount=checked.amount,
+            currency=checked.currency,
+            approved=approved,
+            response_code=code,
+            status=AuthorisationStatus.PENDING if approved else AuthorisationStatus.CLOSED,
+            created_at=now,
+            updated_at=now,
+            card_id=inst.card.id if inst else None,
+            token_id=inst.token.id if inst and inst.token else None,
+            account_id=inst.account.id if inst else None,
+            mcc=terminal.mcc,
+            decline_reason=reason.value if reason else None,
+            atc=checked.atc,
+            held_amount=checked.amount if approved else 0,
+            expires_at=funds.expiry_time() if approved else None,
+            response=json.dumps(decision.to_json()),
+        )
+        if not uow.authorisations.add(record):
+            raise _TakenError
+        if approved and account is not None:
+            funds.hold(uow, account.id, checked.amount, txn_id)
+        if flag and inst is not None and reason is not None:
+            if inst.token is not None:
+                uow.tokens.set_flag(inst.token.id, reason.value)
+            else:
+                uow.cards.set_flag(inst.card.id, reason.value)
         return decision
 
     @staticmethod
@@ -589,16 +607,13 @@ class Authoriser:
         """Reverse a pending authorisation: its hold is released exactly once; a
         declined one (nothing held) or a reversed one is answered as it is."""
 
-        def work() -> Authorisation:
-            with self.app.ledger.unit_of_work() as uow:
-                auth = self._own(uow, terminal, transaction_id)
-                if not auth.approved or auth.status is AuthorisationStatus.REVERSED:
-                    return auth
-                done = funds.reverse(uow, transaction_id, request_id=request_id)
-                uow.commit()
-                return done
+        def work(uow: UnitOfWork) -> Authorisation:
+            auth = self._own(uow, terminal, transaction_id)
+            if not auth.approved or auth.status is AuthorisationStatus.REVERSED:
+                return auth
+            return funds.reverse(uow, transaction_id, request_id=request_id)
 
-        return _retry(work)
+        return _retry(lambda: self._group.run(work))
 
     def reverse_request(self, terminal: Terminal, request_id: str) -> Authorisation | None:
         """Reverse the authorisation of a request id (a time-out reversal, when the
@@ -617,28 +632,23 @@ class Authoriser:
         funds allow (:func:`issuer.domain.funds.capture`). A retried completion (same
         request id) answers the completed record."""
 
-        def work() -> Authorisation:
-            with self.app.ledger.unit_of_work() as uow:
-                auth = self._own(uow, terminal, transaction_id)
-                if auth.status is AuthorisationStatus.CLOSED and any(
-                    e.kind == "captured" and e.request_id == request_id
-                    for e in uow.authorisations.events(auth.id)
-                ):
-                    return auth
-                if not auth.approved:
-                    raise InvalidStateError(f"transaction {auth.id} was declined")
-                over = (
-                    self.transit_aggregation_limit
-                    if terminal.mcc == TRANSIT_AGGREGATION_MCC
-                    else None
-                )
-                done = funds.capture(
-                    uow, transaction_id, amount, request_id=request_id, over_capture_limit=over
-                )
-                uow.commit()
-                return done
+        def work(uow: UnitOfWork) -> Authorisation:
+            auth = self._own(uow, terminal, transaction_id)
+            if auth.status is AuthorisationStatus.CLOSED and any(
+                e.kind == "captured" and e.request_id == request_id
+                for e in uow.authorisations.events(auth.id)
+            ):
+                return auth
+            if not auth.approved:
+                raise InvalidStateError(f"transaction {auth.id} was declined")
+            over = (
+                self.transit_aggregation_limit if terminal.mcc == TRANSIT_AGGREGATION_MCC else None
+            )
+            return funds.capture(
+                uow, transaction_id, amount, request_id=request_id, over_capture_limit=over
+            )
 
-        return _retry(work)
+        return _retry(lambda: self._group.run(work))
 
     def resubmit(
         self, terminal: Terminal, transaction_id: str, amount: int | None, request_id: str
@@ -659,17 +669,13 @@ class Authoriser:
             f"resubmit|{transaction_id}|{'' if amount is None else amount}".encode()
         ).hexdigest()
 
-        def work() -> Decision:
-            with self.app.ledger.unit_of_work() as uow:
-                stored = self._stored(uow, terminal.id, request_id, digest)
-                if stored is not None:
-                    return stored
-                return self._resubmit(uow, terminal, transaction_id, amount, request_id, digest)
+        def work(uow: UnitOfWork) -> Decision:
+            stored = self._stored(uow, terminal.id, request_id, digest)
+            if stored is not None:
+                return stored
+            return self._resubmit(uow, terminal, transaction_id, amount, request_id, digest)
 
-        if self._serialise:
-            with self._write_lock:
-                return _retry(work)
-        return _retry(work)
+        return _retry(lambda: self._group.run(work))
 
     def _resubmit(
         self,
@@ -767,11 +773,9 @@ class Authoriser:
             response=json.dumps(decision.to_json()),
         )
         if not uow.authorisations.add(record):
-            uow.rollback()
             raise TransientError("a concurrent request with this id")  # replayed on retry
         if approved:
             funds.hold(uow, account.id, take, txn_id)
-        uow.commit()
         return decision
 
     def refund(
@@ -779,25 +783,22 @@ class Authoriser:
     ) -> Authorisation:
         """Refund part of a captured authorisation of this terminal (idempotent)."""
 
-        def work() -> Authorisation:
-            with self.app.ledger.unit_of_work() as uow:
-                self._own(uow, terminal, transaction_id)
-                digest = hashlib.sha256(f"refund|{transaction_id}|{amount}".encode()).hexdigest()
-                found = uow.authorisations.find_by_request(terminal.id, request_id)
-                if found is not None and found.request_hash != digest:
-                    raise ConflictError("this Idempotency-Key was used for another request")
-                done = funds.refund(
-                    uow,
-                    transaction_id,
-                    amount,
-                    terminal_id=terminal.id,
-                    request_id=request_id,
-                    request_hash=digest,
-                )
-                uow.commit()
-                return done
+        def work(uow: UnitOfWork) -> Authorisation:
+            self._own(uow, terminal, transaction_id)
+            digest = hashlib.sha256(f"refund|{transaction_id}|{amount}".encode()).hexdigest()
+            found = uow.authorisations.find_by_request(terminal.id, request_id)
+            if found is not None and found.request_hash != digest:
+                raise ConflictError("this Idempotency-Key was used for another request")
+            return funds.refund(
+                uow,
+                transaction_id,
+                amount,
+                terminal_id=terminal.id,
+                request_id=request_id,
+                request_hash=digest,
+            )
 
-        return _retry(work)
+        return _retry(lambda: self._group.run(work))
 
 
 def authorise(app: IssuerApp, terminal: Terminal, request: AuthorisationRequest) -> Decision:

@@ -28,11 +28,12 @@ class SqlLedger(Ledger):
     sql_dialect: Dialect
 
     @abstractmethod
-    def _acquire(self, write: bool) -> tuple[Any, Callable[[bool], None]]:
-        """A connection inside a new transaction, and how to end it (commit or not)."""
+    def _acquire(self, write: bool, snapshot: bool = True) -> tuple[Any, Callable[[bool], None]]:
+        """A connection inside a new transaction (none if neither ``write`` nor
+        ``snapshot``: statements in autocommit), and how to end it (commit or not)."""
 
-    def unit_of_work(self, *, write: bool = True) -> SqlUnitOfWork:
-        raw, finish = self._acquire(write)
+    def unit_of_work(self, *, write: bool = True, snapshot: bool = True) -> SqlUnitOfWork:
+        raw, finish = self._acquire(write, snapshot)
         return SqlUnitOfWork(SqlConnection(raw, self.sql_dialect), finish)
 
     def _migration_lock(self, db: SqlConnection) -> None:

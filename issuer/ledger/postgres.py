@@ -121,8 +121,14 @@ class PostgresLedger(SqlLedger):
         if not keep:
             conn.close()
 
-    def _acquire(self, write: bool) -> tuple[Any, Callable[[bool], None]]:
+    def _acquire(self, write: bool, snapshot: bool = True) -> tuple[Any, Callable[[bool], None]]:
         conn = self._take()
+        if not write and not snapshot:
+
+            def give_back(commit: bool) -> None:
+                self._give_back(conn)
+
+            return conn, give_back
         try:
             conn.execute("BEGIN" if write else "BEGIN READ ONLY")
         except psycopg.Error as exc:

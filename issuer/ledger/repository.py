@@ -319,8 +319,12 @@ class Ledger(ABC):
         """The highest migration applied (0 for an empty database)."""
 
     @abstractmethod
-    def unit_of_work(self, *, write: bool = True) -> UnitOfWork:
-        """A new transaction (``write=False``: read only, takes no write lock)."""
+    def unit_of_work(self, *, write: bool = True, snapshot: bool = True) -> UnitOfWork:
+        """A new transaction (``write=False``: read only, takes no write lock).
+
+        ``write=False, snapshot=False``: no transaction at all, each statement reads
+        what is committed when it runs (no BEGIN and no end: fewer round trips) for
+        reads that need no consistent snapshot between statements."""
 
     def check(self) -> Sequence[Discrepancy]:
         """Every broken invariant: an account whose balance or held amount differs from

@@ -85,10 +85,17 @@ class SqliteLedger(SqlLedger):
                 self._connections.append(conn)
         return conn
 
-    def _acquire(self, write: bool) -> tuple[Any, Callable[[bool], None]]:
+    def _acquire(self, write: bool, snapshot: bool = True) -> tuple[Any, Callable[[bool], None]]:
         conn = self._connection()
         if self._local.busy:
             raise LedgerError("a unit of work is already open in this thread")
+        if not write and not snapshot:
+            self._local.busy = True
+
+            def leave(commit: bool) -> None:
+                self._local.busy = False
+
+            return conn, leave
         try:
             conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
         except sqlite3.OperationalError as exc:

@@ -124,7 +124,7 @@ class Api:
         if scheme.lower() != "bearer" or not sep or not _ID.fullmatch(terminal_id):
             raise _HttpError(401, "unauthorised", "a terminal credential is needed")
         try:
-            with self.app.ledger.unit_of_work(write=False) as uow:
+            with self.app.ledger.unit_of_work(write=False, snapshot=False) as uow:
                 terminal = uow.terminals.get(terminal_id)
         except NotFoundError:
             raise _HttpError(401, "unauthorised", "unknown terminal or wrong credential") from None

@@ -1,0 +1,115 @@
+"""Group commit: the write work of concurrent requests in shared transactions.
+
+A durable commit costs a log flush (an ``fsync`` of SQLite's WAL, PostgreSQL's WAL
+flush) and, on a server, round trips. Group commit (Gray and Reuter, *Transaction
+Processing: Concepts and Techniques*, §9.4.7; PostgreSQL's ``commit_delay``) makes
+the requests that arrive while a transaction is being written wait for it, then runs
+them together in the next transaction with one commit. Nothing is answered before it
+is durable: :meth:`GroupCommit.run` returns only after the commit of its batch.
+
+Leader and followers, no thread of its own: a caller that finds no free leader slot
+queues its job and waits; one that finds a slot leads a batch of the queued jobs (its
+own first). Jobs run one after another in the batch's unit of work, in their order
+key's order (stable), so that every batch takes its rows' locks in one order (accounts
+by id: no lock cycles between two batches) and the jobs of one card keep their order.
+A job that raises is taken out: the transaction is rolled back, the caller gets the
+exception (a :class:`~issuer.errors.TransientError` is retried by the caller), and the
+other jobs run again in a new transaction, so one bad request never costs another's.
+A job must therefore have no effect but through its unit of work.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar
+
+if TYPE_CHECKING:
+    from issuer.ledger.repository import Ledger, UnitOfWork
+
+__all__ = ["MAX_BATCH", "GroupCommit"]
+
+#: Largest batch: bounds the wait of the last job of a batch.
+MAX_BATCH: Final = 48
+
+T = TypeVar("T")
+
+
+@dataclass(slots=True)
+class _Job(Generic[T]):
+    work: Callable[[UnitOfWork], T]
+    order: str
+    value: Any = None
+    error: BaseException | None = None
+    done: bool = False
+
+
+class GroupCommit:
+    """Runs write jobs of concurrent threads in shared transactions (module docstring).
+
+    ``leaders`` batches may run at once: 1 for SQLite (one writer), a few for
+    PostgreSQL, whose row locks let independent batches proceed together.
+    """
+
+    def __init__(self, ledger: Ledger, *, leaders: int = 1, max_batch: int = MAX_BATCH) -> None:
+        self._ledger = ledger
+        self._leaders_max = max(1, leaders)
+        self._max_batch = max(1, max_batch)
+        self._cond = threading.Condition()
+        self._queue: list[_Job[Any]] = []
+        self._leaders = 0
+
+    def run(self, work: Callable[[UnitOfWork], T], *, order: str = "") -> T:
+        """Run ``work(uow)`` in a shared transaction; its value once committed, or its
+        exception (then nothing of it was written)."""
+        job: _Job[T] = _Job(work, order)
+        with self._cond:
+            self._queue.append(job)
+            while not job.done and self._leaders >= self._leaders_max:
+                self._cond.wait()
+            if not job.done:
+                self._queue.remove(job)
+                batch = [job, *self._queue[: self._max_batch - 1]]
+                del self._queue[: self._max_batch - 1]
+                self._leaders += 1
+        if not job.done:
+            try:
+                self._execute(batch)
+            finally:
+                with self._cond:
+                    self._leaders -= 1
+                    self._cond.notify_all()
+        if job.error is not None:
+            raise job.error
+        return job.value  # type: ignore[no-any-return]
+
+    def _execute(self, batch: list[_Job[Any]]) -> None:
+        pending = sorted(batch, key=lambda j: j.order)
+        try:
+            while pending:
+                failed = self._attempt(pending)
+                if failed is None:
+                    for job in pending:
+                        job.done = True
+                    return
+                failed.done = True
+                pending = [j for j in pending if j is not failed]
+        except BaseException as exc:  # begin or commit failed: every job of the batch
+            for job in pending:
+                job.value, job.error, job.done = None, exc, True
+            if not isinstance(exc, Exception):
+                raise
+
+    def _attempt(self, pending: list[_Job[Any]]) -> _Job[Any] | None:
+        """One transaction over ``pending``: ``None`` once committed, else the job that
+        raised (rolled back, nothing committed)."""
+        with self._ledger.unit_of_work() as uow:
+            for job in pending:
+                try:
+                    job.value = job.work(uow)
+                except Exception as exc:
+                    job.value, job.error = None, exc
+                    return job
+            uow.commit()
+        return None
