@@ -21,11 +21,12 @@ Lock order (issuer.ledger.repository): ATC state, then account, then authorisati
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import json
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final, TypeVar
@@ -281,6 +282,11 @@ def _par(inst: Instrument | None) -> str | None:
     return (inst.token.par if inst.token is not None else inst.card.par) or None
 
 
+def _order(checked: _Checked) -> str:
+    """The group-commit order of a write: its account (locks taken in id order)."""
+    return checked.instrument.account.id if checked.instrument else ""
+
+
 def _retry(work: Callable[[], T], attempts: int = 5) -> T:
     for attempt in range(attempts):
         try:
@@ -344,30 +350,93 @@ class Authoriser:
 
     def authorise(self, terminal: Terminal, request: AuthorisationRequest) -> Decision:
         """Decide on ``request`` from ``terminal`` (module docstring)."""
+        with self.app.ledger.unit_of_work(write=False, snapshot=False) as uow:
+            stored, digest, checked = self._prepare(uow, terminal, request)
+        if stored is not None:
+            return stored
+        assert checked is not None
+        return _retry(lambda: self._write(terminal, request, digest, checked))
+
+    def authorise_many(
+        self, items: Sequence[tuple[Terminal, AuthorisationRequest]]
+    ) -> list[Decision | Exception]:
+        """Decide on independent requests together (an event loop's turn): the read
+        phases one after another, the write phases in shared transactions (group
+        commit); each request's decision or exception, as :meth:`authorise`."""
+        out: list[Decision | Exception] = [ValidationError("not decided")] * len(items)
+        pending: list[tuple[int, Terminal, AuthorisationRequest, str, _Checked]] = []
+        try:
+            with self.app.ledger.unit_of_work(write=False, snapshot=False) as uow:
+                for i, (terminal, request) in enumerate(items):
+                    try:
+                        stored, digest, checked = self._prepare(uow, terminal, request)
+                    except Exception as exc:
+                        out[i] = exc
+                        continue
+                    if stored is not None:
+                        out[i] = stored
+                    else:
+                        assert checked is not None
+                        pending.append((i, terminal, request, digest, checked))
+        except Exception as exc:  # no connection: every request not yet decided
+            return [o if isinstance(o, Decision) else exc for o in out]
+        results = self._group.run_batch(
+            [
+                (functools.partial(self._record, terminal=t, request=r, digest=d, checked=c),
+                 _order(c))
+                for _, t, r, d, c in pending
+            ]
+        )  # fmt: skip
+        for (i, terminal, request, digest, checked), result in zip(pending, results, strict=True):
+            try:
+                if isinstance(result, _TakenError):
+                    out[i] = self._taken(terminal, request, digest)
+                elif isinstance(result, TransientError):  # a conflict: alone, retried
+                    retry = functools.partial(self._write, terminal, request, digest, checked)
+                    out[i] = _retry(retry)
+                else:
+                    out[i] = result
+            except Exception as exc:
+                out[i] = exc
+        return out
+
+    def _prepare(
+        self, uow: UnitOfWork, terminal: Terminal, request: AuthorisationRequest
+    ) -> tuple[Decision | None, str, _Checked | None]:
+        """The read phase: the stored answer of a retry, or what the checks found."""
         if not request.request_id or len(request.request_id) > 255:
             raise ValidationError("a request id is 1 to 255 characters")
         digest = request.digest()
+        stored = self._stored(uow, terminal.id, request.request_id, digest)
+        if stored is not None:
+            return stored, digest, None
+        return None, digest, self._check(uow, terminal, request)
+
+    def _write(
+        self,
+        terminal: Terminal,
+        request: AuthorisationRequest,
+        digest: str,
+        checked: _Checked,
+    ) -> Decision:
+        """The write phase of one request through group commit."""
+        try:
+            return self._group.run(
+                lambda uow: self._record(
+                    uow, terminal=terminal, request=request, digest=digest, checked=checked
+                ),
+                order=_order(checked),
+            )
+        except _TakenError:
+            return self._taken(terminal, request, digest)
+
+    def _taken(self, terminal: Terminal, request: AuthorisationRequest, digest: str) -> Decision:
+        """The stored answer of a request id a concurrent request recorded meanwhile."""
         with self.app.ledger.unit_of_work(write=False, snapshot=False) as uow:
-            stored = self._stored(uow, terminal.id, request.request_id, digest)
-            if stored is not None:
-                return stored
-            checked = self._check(uow, terminal, request)
-        order = checked.instrument.account.id if checked.instrument else ""
-
-        def write() -> Decision:
-            try:
-                return self._group.run(
-                    lambda uow: self._record(uow, terminal, request, digest, checked),
-                    order=order,
-                )
-            except _TakenError:  # a concurrent retry recorded it: the stored answer
-                with self.app.ledger.unit_of_work(write=False, snapshot=False) as uow:
-                    found = self._stored(uow, terminal.id, request.request_id, digest)
-                if found is None:
-                    raise TransientError("a concurrent request with this id") from None
-                return found
-
-        return _retry(write)
+            found = self._stored(uow, terminal.id, request.request_id, digest)
+        if found is None:
+            raise TransientError("a concurrent request with this id")
+        return found
 
     @staticmethod
     def _stored(uow: UnitOfWork, terminal_id: str, request_id: str, digest: str) -> Decision | None:
@@ -487,6 +556,7 @@ class Authoriser:
     def _record(
         self,
         uow: UnitOfWork,
+        *,
         terminal: Terminal,
         request: AuthorisationRequest,
         digest: str,

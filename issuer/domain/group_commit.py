@@ -21,7 +21,7 @@ A job must therefore have no effect but through its unit of work.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar
 
@@ -83,6 +83,34 @@ class GroupCommit:
         if job.error is not None:
             raise job.error
         return job.value  # type: ignore[no-any-return]
+
+    def run_batch(
+        self, jobs: Sequence[tuple[Callable[[UnitOfWork], T], str]]
+    ) -> list[T | Exception]:
+        """Run ``(work, order)`` jobs of one caller in shared transactions (the caller
+        gathered them, e.g. an event loop's turn); each job's value or exception."""
+        batch: list[_Job[T]] = [_Job(work, order) for work, order in jobs]
+        if not batch:
+            return []
+        with self._cond:
+            while self._leaders >= self._leaders_max:
+                self._cond.wait()
+            self._leaders += 1
+        try:
+            self._execute(batch)
+        finally:
+            with self._cond:
+                self._leaders -= 1
+                self._cond.notify_all()
+        out: list[T | Exception] = []
+        for job in batch:
+            if job.error is None:
+                out.append(job.value)
+            elif isinstance(job.error, Exception):
+                out.append(job.error)
+            else:  # pragma: no cover - _execute re-raises those
+                raise job.error
+        return out
 
     def _execute(self, batch: list[_Job[Any]]) -> None:
         pending = sorted(batch, key=lambda j: j.order)

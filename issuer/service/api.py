@@ -16,7 +16,7 @@ import json
 import logging
 import re
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 from urllib.parse import parse_qs, urlsplit
 
 from issuer.bootstrap import IssuerApp
@@ -34,7 +34,7 @@ from issuer.errors import (
 )
 from issuer.service.openapi import OPENAPI
 
-__all__ = ["MAX_BODY", "Api", "Response"]
+__all__ = ["MAX_BODY", "Api", "Request", "Response"]
 
 log = logging.getLogger("issuer.service")
 
@@ -55,6 +55,15 @@ class Response:
     def encode(self) -> bytes:
         """The body as UTF-8 JSON."""
         return json.dumps(self.body, separators=(",", ":")).encode()
+
+
+class Request(NamedTuple):
+    """An HTTP request as the API sees it (header names in lower case)."""
+
+    method: str
+    target: str
+    headers: dict[str, str]
+    body: bytes
 
 
 class _HttpError(Exception):
@@ -98,24 +107,61 @@ class Api:
         """Answer one request (header names in lower case)."""
         try:
             return self._route(method, target, headers, body)
-        except _HttpError as exc:
+        except Exception as exc:
+            return self._failure(exc)
+
+    def handle_many(self, requests: list[Request]) -> list[Response]:
+        """Answer independent requests (of different connections) together: their
+        authorisations share one ledger transaction and commit (group commit,
+        :meth:`Authoriser.authorise_many`); the others are answered one by one."""
+        answers: list[Response | None] = [None] * len(requests)
+        batch: list[tuple[int, Terminal, AuthorisationRequest]] = []
+        for i, (method, target, headers, body) in enumerate(requests):
+            if method != "POST" or target != "/v1/authorisations":
+                answers[i] = self.handle(method, target, headers, body)
+                continue
+            try:
+                terminal = self._terminal(headers)
+                batch.append((i, terminal, self._authorisation_request(headers, body)))
+            except Exception as exc:
+                answers[i] = self._failure(exc)
+        if batch:
+            decided = self.authoriser.authorise_many([(t, r) for _, t, r in batch])
+            for (i, _, _), outcome in zip(batch, decided, strict=True):
+                answers[i] = (
+                    self._failure(outcome)
+                    if isinstance(outcome, Exception)
+                    else Response(200, outcome.to_json())
+                )
+        return [a if a is not None else _error(500, "internal", "no answer") for a in answers]
+
+    def _authorisation_request(self, headers: dict[str, str], body: bytes) -> AuthorisationRequest:
+        data = self._json(body)
+        key = self._key(headers)
+        return AuthorisationRequest(
+            key, _hex_field(data, "icc_data", 255), _hex_field(data, "track2", 19)
+        )
+
+    @staticmethod
+    def _failure(exc: Exception) -> Response:
+        """The answer to a request that raised ``exc`` (module docstring)."""
+        if isinstance(exc, _HttpError):
             return _error(exc.status, exc.code, exc.message)
-        except ValidationError as exc:
+        if isinstance(exc, ValidationError):
             return _error(400, "invalid_request", str(exc))
-        except NotFoundError as exc:
+        if isinstance(exc, NotFoundError):
             return _error(404, "not_found", str(exc))
-        except RefusedError as exc:
+        if isinstance(exc, RefusedError):
             return _error(409, exc.code, str(exc))
-        except (ConflictError, InvalidStateError) as exc:
+        if isinstance(exc, ConflictError | InvalidStateError):
             return _error(409, "conflict", str(exc))
-        except TransientError:
+        if isinstance(exc, TransientError):
             return _error(503, "busy", "the ledger is busy: retry with the same Idempotency-Key")
-        except IssuerError as exc:
+        if isinstance(exc, IssuerError):
             log.warning("issuer error: %s", type(exc).__name__)
-            return _error(500, "internal", "the issuer could not process the request")
-        except Exception:
-            log.exception("unexpected failure")
-            return _error(500, "internal", "the issuer could not process the request")
+        else:
+            log.error("unexpected failure", exc_info=exc)
+        return _error(500, "internal", "the issuer could not process the request")
 
     def _terminal(self, headers: dict[str, str]) -> Terminal:
         value = headers.get("authorization", "")
@@ -189,14 +235,12 @@ class Api:
             if rest == ["authorisations"]:
                 return self._list(terminal, query)
             return self._get(terminal, rest[1])
-        data = self._json(body)
-        key = self._key(headers)
         if rest == ["authorisations"]:
-            request = AuthorisationRequest(
-                key, _hex_field(data, "icc_data", 255), _hex_field(data, "track2", 19)
-            )
+            request = self._authorisation_request(headers, body)
             decision = self.authoriser.authorise(terminal, request)
             return Response(200, decision.to_json())
+        data = self._json(body)
+        key = self._key(headers)
         if rest == ["reversals"]:
             request_id = data.get("request_id")
             if not isinstance(request_id, str) or not 1 <= len(request_id) <= 255:

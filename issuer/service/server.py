@@ -1,83 +1,302 @@
 """HTTP/1.1 transport of the authorisation service (RFC 9112), on the standard library.
 
 One listening socket; ``workers`` processes (``os.fork`` after binding, each opening
-its own key store and ledger connections) each run a threaded server on it, so that
-cryptography and JSON use more than one core despite the GIL. Keep-alive connections;
-bodies need ``Content-Length``. Every failure is an answer from
-:class:`~issuer.service.api.Api`, never a traceback to the client.
+its own key store and ledger connections) each run one event loop on it
+(:mod:`selectors`), so that cryptography and JSON use more than one core despite the
+GIL. A loop turn reads every connection that has data, takes at most one complete
+request from each (so the requests of a turn are independent: pipelined requests of
+one connection wait for the next turn, in order) and answers them together through
+:meth:`~issuer.service.api.Api.handle_many`: the authorisations of a turn share one
+ledger transaction and one durable commit (group commit), and no answer is written
+before that commit. One thread per process: no lock convoy on the GIL.
+
+Keep-alive connections; bodies need ``Content-Length`` (no chunked requests: 411);
+a head above 16 KiB is 431, a body above :data:`~issuer.service.api.MAX_BODY` 413,
+a malformed request 400, each closing the connection. Every other failure is an
+answer from :class:`~issuer.service.api.Api`, never a traceback to the client.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import logging
 import os
+import selectors
 import signal
 import socket
 import sys
+import threading
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from http import HTTPStatus
+from typing import Any, Final
 
-from issuer.service.api import MAX_BODY, Api
+from issuer.service.api import MAX_BODY, Api, Request, Response
 
-__all__ = ["make_server", "serve"]
+__all__ = ["HttpServer", "make_server", "serve"]
 
 log = logging.getLogger("issuer.service")
 
+#: Largest request line plus headers.
+MAX_HEAD: Final = 16 * 1024
+_READ: Final = 65536
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    server_version = "tapstack-issuer"
-    sys_version = ""
-    # The headers and the body are two writes: without TCP_NODELAY, Nagle's algorithm
-    # holds the body until the client's delayed ACK (40 ms on Linux) of the headers.
-    disable_nagle_algorithm = True
-    api: Api
 
-    def _answer(self) -> None:
-        length_text = self.headers.get("Content-Length", "0")
-        try:
-            length = int(length_text)
-        except ValueError:
-            length = -1
-        if length < 0 or length > MAX_BODY:
-            self.send_error(413 if length > MAX_BODY else 400)
-            self.close_connection = True
-            return
-        body = self.rfile.read(length) if length else b""
-        headers = {k.lower(): v for k, v in self.headers.items()}
-        answer = self.api.handle(self.command, self.path, headers, body)
-        data = answer.encode()
-        self.send_response(answer.status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        for name, value in answer.headers.items():
-            self.send_header(name, value)
-        self.end_headers()
-        self.wfile.write(data)
+class _Connection:
+    """One client connection: what was read and not yet parsed, what is left to send."""
 
-    do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _answer  # noqa: N815
+    __slots__ = ("closing", "inbox", "outbox", "sock", "waiting")
 
-    def log_message(self, format: str, *args: Any) -> None:
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.inbox = bytearray()
+        self.outbox = bytearray()
+        self.closing = False  # close once the outbox is sent
+        self.waiting = False  # registered for writing
+
+
+def _status_line(status: int) -> bytes:
+    try:
+        phrase = HTTPStatus(status).phrase
+    except ValueError:
+        phrase = "Unknown"
+    return f"HTTP/1.1 {status} {phrase}\r\n".encode("ascii")
+
+
+def encode_response(answer: Response, *, close: bool) -> bytes:
+    """The bytes of an HTTP/1.1 answer with a JSON body (RFC 9112 §4, §6.3)."""
+    body = answer.encode()
+    head = [
+        _status_line(answer.status),
+        b"Server: tapstack-issuer\r\nContent-Type: application/json\r\n",
+        b"Content-Length: %d\r\n" % len(body),
+    ]
+    for name, value in answer.headers.items():
+        head.append(f"{name}: {value}\r\n".encode("latin-1"))
+    if close:
+        head.append(b"Connection: close\r\n")
+    head.append(b"\r\n")
+    return b"".join(head) + body
+
+
+class _BadRequestError(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        self.status, self.message = status, message
+        super().__init__(message)
+
+
+def _parse(inbox: bytearray) -> tuple[Request, bool, int] | None:
+    """The first complete request of ``inbox``: (request, keep alive, bytes used), or
+    ``None`` if incomplete; :class:`_BadRequestError` if malformed (RFC 9112 §2-§6)."""
+    end = inbox.find(b"\r\n\r\n")
+    if end < 0:
+        if len(inbox) > MAX_HEAD:
+            raise _BadRequestError(431, "the request head is too large")
         return None
+    if end > MAX_HEAD:
+        raise _BadRequestError(431, "the request head is too large")
+    try:
+        lines = bytes(inbox[:end]).decode("latin-1").split("\r\n")
+    except UnicodeDecodeError:  # pragma: no cover - latin-1 decodes every byte
+        raise _BadRequestError(400, "undecodable request head") from None
+    parts = lines[0].split(" ")
+    if len(parts) != 3 or not parts[2].startswith("HTTP/1.") or not parts[0].isalpha():
+        raise _BadRequestError(400, "malformed request line")
+    method, target, version = parts
+    headers: dict[str, str] = {}
+    for line in lines[1:]:
+        name, sep, value = line.partition(":")
+        if not sep or not name or name != name.strip():
+            raise _BadRequestError(400, "malformed header line")
+        headers[name.lower()] = value.strip()
+    if "transfer-encoding" in headers:
+        raise _BadRequestError(411, "a body needs Content-Length")
+    length_text = headers.get("content-length", "0")
+    if not length_text.isdigit():
+        raise _BadRequestError(400, "bad Content-Length")
+    length = int(length_text)
+    if length > MAX_BODY:
+        raise _BadRequestError(413, "the request body is too large")
+    start = end + 4
+    if len(inbox) < start + length:
+        return None
+    body = bytes(inbox[start : start + length])
+    connection = headers.get("connection", "").lower()
+    keep = connection != "close" and (version != "HTTP/1.0" or connection == "keep-alive")
+    return Request(method, target, headers, body), keep, start + length
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    request_queue_size = 1024
-    allow_reuse_address = True
+class HttpServer:
+    """The event loop of one process on a bound listening socket (module docstring)."""
 
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        log.debug("connection from %s dropped", client_address, exc_info=True)
+    def __init__(self, api: Api, sock: socket.socket) -> None:
+        self.api = api
+        self.socket = sock
+        self.server_address = sock.getsockname()
+        self._stop = threading.Event()
+        self._stopped = threading.Event()
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._selector = selectors.DefaultSelector()
+        self._connections: dict[int, _Connection] = {}
+        self._pending = False  # a complete request waits in an inbox: do not block
+
+    # -- life cycle --------------------------------------------------------------------
+
+    def serve_forever(self, poll_interval: float = 0.5) -> None:
+        """Answer requests until :meth:`shutdown` (or KeyboardInterrupt)."""
+        self.socket.setblocking(False)
+        self._wake_r.setblocking(False)
+        self._selector.register(self.socket, selectors.EVENT_READ, "listen")
+        self._selector.register(self._wake_r, selectors.EVENT_READ, "wake")
+        try:
+            while not self._stop.is_set():
+                self._turn(0.0 if self._pending else poll_interval)
+        finally:
+            self._selector.unregister(self.socket)
+            self._selector.unregister(self._wake_r)
+            self._stopped.set()
+
+    def shutdown(self) -> None:
+        """Stop :meth:`serve_forever` (from another thread) and wait for it."""
+        self._stop.set()
+        with contextlib.suppress(OSError):
+            self._wake_w.send(b"x")
+        self._stopped.wait()
+
+    def server_close(self) -> None:
+        """Close every connection and the listening socket."""
+        for conn in list(self._connections.values()):
+            self._close(conn)
+        self._selector.close()
+        self._wake_r.close()
+        self._wake_w.close()
+        self.socket.close()
+
+    # -- the loop ----------------------------------------------------------------------
+
+    def _turn(self, timeout: float) -> None:
+        batch: list[tuple[_Connection, Request, bool]] = []
+        for key, mask in self._selector.select(timeout):
+            if key.data == "listen":
+                self._accept()
+            elif key.data == "wake":
+                with contextlib.suppress(OSError):
+                    self._wake_r.recv(64)
+            else:
+                conn: _Connection = key.data
+                if mask & selectors.EVENT_WRITE:
+                    self._flush(conn)
+                if mask & selectors.EVENT_READ and not conn.closing:
+                    self._receive(conn)
+        # One request per connection (pipelined ones wait for the next turns, in order).
+        self._pending = False
+        for conn in list(self._connections.values()):
+            if conn.closing or not conn.inbox:
+                continue
+            try:
+                found = _parse(conn.inbox)
+            except _BadRequestError as bad:
+                conn.inbox.clear()
+                error = {"error": {"code": "bad_request", "message": bad.message}}
+                self._send(conn, encode_response(Response(bad.status, error), close=True))
+                conn.closing = True
+                continue
+            if found is not None:
+                request, keep, used = found
+                del conn.inbox[:used]
+                batch.append((conn, request, keep))
+                if conn.inbox and keep:
+                    try:
+                        self._pending = self._pending or _parse(conn.inbox) is not None
+                    except _BadRequestError:
+                        self._pending = True
+        if not batch:
+            return
+        try:
+            answers = self.api.handle_many([request for _, request, _ in batch])
+        except Exception:  # a transport-level failure: the clients retry
+            log.debug("batch dropped", exc_info=True)
+            for conn, _, _ in batch:
+                self._close(conn)
+            return
+        for (conn, _, keep), answer in zip(batch, answers, strict=True):
+            self._send(conn, encode_response(answer, close=not keep))
+            if not keep:
+                conn.closing = True
+                if not conn.outbox:
+                    self._close(conn)
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                sock, _ = self.socket.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:  # out of descriptors: try again on the next turn
+                if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+                    log.warning("cannot accept a connection: %s", exc.strerror)
+                    return
+                raise
+            sock.setblocking(False)
+            # Headers and body leave in one write; no Nagle delay on small answers.
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            conn = _Connection(sock)
+            self._connections[sock.fileno()] = conn
+            self._selector.register(sock, selectors.EVENT_READ, conn)
+
+    def _receive(self, conn: _Connection) -> None:
+        try:
+            data = conn.sock.recv(_READ)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            self._close(conn)
+            return
+        if not data:
+            self._close(conn)
+            return
+        conn.inbox += data
+        if len(conn.inbox) > MAX_HEAD + MAX_BODY + 4:
+            # More than one whole request unanswered: a client that never reads.
+            self._close(conn)
+
+    def _send(self, conn: _Connection, data: bytes) -> None:
+        conn.outbox += data
+        self._flush(conn)
+
+    def _flush(self, conn: _Connection) -> None:
+        while conn.outbox:
+            try:
+                sent = conn.sock.send(conn.outbox)
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError:
+                self._close(conn)
+                return
+            del conn.outbox[:sent]
+        if conn.outbox and not conn.waiting:
+            conn.waiting = True
+            self._selector.modify(conn.sock, selectors.EVENT_READ | selectors.EVENT_WRITE, conn)
+        elif not conn.outbox:
+            if conn.closing:
+                self._close(conn)
+            elif conn.waiting:
+                conn.waiting = False
+                self._selector.modify(conn.sock, selectors.EVENT_READ, conn)
+
+    def _close(self, conn: _Connection) -> None:
+        fd = conn.sock.fileno()
+        if fd < 0 or self._connections.get(fd) is not conn:
+            return
+        del self._connections[fd]
+        with contextlib.suppress(KeyError, ValueError):
+            self._selector.unregister(conn.sock)
+        conn.sock.close()
 
 
-def make_server(api: Api, sock: socket.socket) -> ThreadingHTTPServer:
-    """A threaded HTTP server answering ``api`` on an already bound ``sock``."""
-    handler = type("Handler", (_Handler,), {"api": api})
-    server = _Server(sock.getsockname()[:2], handler, bind_and_activate=False)
-    server.socket.close()
-    server.socket = sock
-    return server
+def make_server(api: Api, sock: socket.socket) -> HttpServer:
+    """An HTTP server answering ``api`` on an already bound, listening ``sock``."""
+    return HttpServer(api, sock)
 
 
 def _bind(host: str, port: int) -> socket.socket:
@@ -104,17 +323,13 @@ def serve(
     for _ in range(max(0, workers - 1)):
         pid = os.fork()
         if pid == 0:
-            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            signal.signal(signal.SIGTERM, _interrupt)
             _run(open_api, sock)
             os._exit(0)
         children.append(pid)
     if ready is not None:
         ready(bound[0], bound[1])
-
-    def stop(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         _run(open_api, sock)
     finally:
@@ -124,6 +339,10 @@ def serve(
                 os.waitpid(pid, 0)
             except OSError:
                 pass
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
 
 
 def _run(open_api: Callable[[], Api], sock: socket.socket) -> None:

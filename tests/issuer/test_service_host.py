@@ -13,6 +13,7 @@ import pytest
 
 from emvwire.oda import SigningKey
 from issuer.bootstrap import IssuerApp
+from issuer.service.api import Request
 from issuer.service.server import make_server
 from terminal.host import NO_ANSWER_CODE, HostClient, HostRefusedError
 from tests.issuer.test_service import World, balances, make_world, tap
@@ -55,17 +56,17 @@ def test_approved_over_http_and_refused_key(served: tuple[World, str]) -> None:
 
 def test_a_lost_answer_is_retried_with_the_same_request_id(served: tuple[World, str]) -> None:
     w, url = served
-    real = w.api.handle
+    real = w.api.handle_many
     calls: list[str] = []
 
-    def lose_first(method: str, target: str, headers: dict[str, str], body: bytes) -> Any:
-        answer = real(method, target, headers, body)  # the issuer decides and records
-        calls.append(headers.get("idempotency-key", ""))
+    def lose_first(requests: list[Request]) -> Any:
+        answers = real(requests)  # the issuer decides and records
+        calls.extend(r.headers.get("idempotency-key", "") for r in requests)
         if len(calls) == 1:
             raise ConnectionAbortedError  # ... but the answer never reaches the terminal
-        return answer
+        return answers
 
-    w.api.handle = lose_first  # type: ignore[method-assign]
+    w.api.handle_many = lose_first  # type: ignore[method-assign]
     result = tap(w.card, 700)
     with _client(w, url, timeout=2, retries=2, backoff=0.01) as host:
         outcome = host.authorise(result.authorisation_data, result.track2)
@@ -77,15 +78,15 @@ def test_a_lost_answer_is_retried_with_the_same_request_id(served: tuple[World, 
 
 def test_no_answer_ends_in_a_time_out_reversal(served: tuple[World, str]) -> None:
     w, url = served
-    real = w.api.handle
+    real = w.api.handle_many
 
-    def swallow(method: str, target: str, headers: dict[str, str], body: bytes) -> Any:
-        answer = real(method, target, headers, body)
-        if target == "/v1/authorisations":
+    def swallow(requests: list[Request]) -> Any:
+        answers = real(requests)
+        if any(r.target == "/v1/authorisations" for r in requests):
             raise ConnectionAbortedError
-        return answer
+        return answers
 
-    w.api.handle = swallow  # type: ignore[method-assign]
+    w.api.handle_many = swallow  # type: ignore[method-assign]
     result = tap(w.card, 900)
     with _client(w, url, timeout=2, retries=1, backoff=0.01) as host:
         outcome = host.authorise(result.authorisation_data, result.track2)
