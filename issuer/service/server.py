@@ -198,8 +198,8 @@ class HttpServer:
             except _BadRequestError as bad:
                 conn.inbox.clear()
                 error = {"error": {"code": "bad_request", "message": bad.message}}
-                self._send(conn, encode_response(Response(bad.status, error), close=True))
                 conn.closing = True
+                self._send(conn, encode_response(Response(bad.status, error), close=True))
                 continue
             if found is not None:
                 request, keep, used = found
@@ -220,11 +220,8 @@ class HttpServer:
                 self._close(conn)
             return
         for (conn, _, keep), answer in zip(batch, answers, strict=True):
+            conn.closing = not keep
             self._send(conn, encode_response(answer, close=not keep))
-            if not keep:
-                conn.closing = True
-                if not conn.outbox:
-                    self._close(conn)
 
     def _accept(self) -> None:
         while True:

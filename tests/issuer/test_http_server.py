@@ -1,0 +1,182 @@
+"""The service's HTTP/1.1 event loop over real sockets (on both ledgers): keep-alive,
+pipelined requests answered in order, malformed and oversized requests refused with a
+status and a closed connection; and group commit: many authorisations in one batch,
+among them a retried request id and a replayed cryptogram, each decided as alone."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+from collections.abc import Iterator
+
+import pytest
+
+from emvwire.oda import SigningKey
+from issuer.bootstrap import IssuerApp
+from issuer.domain.authorise import AuthorisationRequest, Decision
+from issuer.service.api import MAX_BODY, Request
+from issuer.service.server import make_server
+from tests.issuer.test_service import World, balances, make_world, tap
+
+
+@pytest.fixture
+def world(issuer: IssuerApp, rsa_keys: dict[str, SigningKey]) -> World:
+    return make_world(issuer, rsa_keys)
+
+
+@pytest.fixture
+def served(issuer: IssuerApp, rsa_keys: dict[str, SigningKey]) -> Iterator[tuple[World, int]]:
+    w = make_world(issuer, rsa_keys)
+    sock = socket.create_server(("127.0.0.1", 0))
+    server = make_server(w.api, sock)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
+    thread.start()
+    try:
+        yield w, sock.getsockname()[1]
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+def _read_answers(conn: socket.socket, count: int) -> list[tuple[int, dict[str, str], bytes]]:
+    """``count`` HTTP answers from ``conn`` (status, headers, body)."""
+    data = b""
+    out = []
+    while len(out) < count:
+        head_end = data.find(b"\r\n\r\n")
+        if head_end >= 0:
+            lines = data[:head_end].decode("latin-1").split("\r\n")
+            headers = {k.lower(): v.strip() for k, _, v in (x.partition(":") for x in lines[1:])}
+            length = int(headers.get("content-length", "0"))
+            if len(data) >= head_end + 4 + length:
+                body = data[head_end + 4 : head_end + 4 + length]
+                out.append((int(lines[0].split(" ")[1]), headers, body))
+                data = data[head_end + 4 + length :]
+                continue
+        chunk = conn.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    return out
+
+
+def _closed(conn: socket.socket) -> bool:
+    conn.settimeout(5)
+    try:
+        return conn.recv(1) == b""
+    except ConnectionResetError:
+        return True
+
+
+def test_keep_alive_and_pipelined_requests_in_order(served: tuple[World, int]) -> None:
+    w, port = served
+    result = tap(w.card, 300)
+    body = json.dumps(
+        {"icc_data": result.authorisation_data.hex(), "track2": result.track2.hex()}
+    ).encode()
+    auth = (
+        f"POST /v1/authorisations HTTP/1.1\r\nHost: x\r\nAuthorization: {w.auth}\r\n"
+        f"Idempotency-Key: p1\r\nContent-Length: {len(body)}\r\n\r\n"
+    ).encode() + body
+    health = b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n"
+    listing = f"GET /v1/authorisations HTTP/1.1\r\nAuthorization: {w.auth}\r\n\r\n".encode()
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
+        conn.sendall(health + auth + listing)  # three requests in one segment
+        answers = _read_answers(conn, 3)
+        assert [a[0] for a in answers] == [200, 200, 200]
+        assert json.loads(answers[0][2])["status"] == "ok"
+        decided = json.loads(answers[1][2])
+        assert decided["approved"] is True
+        # The listing, sent after the authorisation, sees it: answered in order.
+        assert [a["id"] for a in json.loads(answers[2][2])["data"]] == [decided["id"]]
+        assert answers[1][1]["content-type"] == "application/json"
+        conn.sendall(health)  # the same connection, still open
+        assert _read_answers(conn, 1)[0][0] == 200
+    assert balances(w) == (10_000, 300)
+
+
+@pytest.mark.parametrize(
+    ("raw", "status"),
+    [
+        (b"NONSENSE\r\n\r\n", 400),
+        (b"GET /health HTTP/1.1\r\nbroken header\r\n\r\n", 400),
+        (b"POST /v1/authorisations HTTP/1.1\r\nContent-Length: x\r\n\r\n", 400),
+        (b"POST /v1/authorisations HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n", 411),
+        (f"POST /v1/refunds HTTP/1.1\r\nContent-Length: {MAX_BODY + 1}\r\n\r\n".encode(), 413),
+        (b"GET /health HTTP/1.1\r\nX: " + b"a" * 20_000 + b"\r\n\r\n", 431),
+    ],
+)
+def test_malformed_requests_get_a_status_and_a_closed_connection(
+    served: tuple[World, int], raw: bytes, status: int
+) -> None:
+    _, port = served
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
+        conn.sendall(raw)
+        answers = _read_answers(conn, 1)
+        assert [a[0] for a in answers] == [status]
+        assert "error" in json.loads(answers[0][2])
+        assert _closed(conn)
+
+
+def test_connection_close_and_http_1_0(served: tuple[World, int]) -> None:
+    _, port = served
+    for raw in (
+        b"GET /health HTTP/1.1\r\nConnection: close\r\n\r\n",
+        b"GET /health HTTP/1.0\r\n\r\n",
+    ):
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
+            conn.sendall(raw)
+            answers = _read_answers(conn, 1)
+            assert answers[0][0] == 200
+            assert answers[0][1]["connection"] == "close"
+            assert _closed(conn)
+
+
+def test_a_batch_decides_each_request_as_alone(world: World) -> None:
+    """One group-commit batch: eight taps, a retry of the first (same request id), a
+    replay of the second's cryptogram under a new id, a request id reused for another
+    request, and a malformed one: one transaction, each answered for itself."""
+    taps = [tap(world.card, 100 + n) for n in range(8)]
+    terminal = world.app.service.terminal(world.terminal)
+    items = [
+        (terminal, AuthorisationRequest(f"b{n}", t.authorisation_data, t.track2))
+        for n, t in enumerate(taps)
+    ]
+    items.append((terminal, AuthorisationRequest("b0", taps[0].authorisation_data, taps[0].track2)))
+    items.append((terminal, AuthorisationRequest("x1", taps[1].authorisation_data, taps[1].track2)))
+    items.append((terminal, AuthorisationRequest("b2", taps[3].authorisation_data, taps[3].track2)))
+    items.append((terminal, AuthorisationRequest("bad", b"\x9f\x26", taps[0].track2)))
+    out = world.api.authoriser.authorise_many(items)
+    decisions = [o for o in out[:8] if isinstance(o, Decision)]
+    assert [d.approved for d in decisions] == [True] * 8
+    retried = out[8]
+    assert isinstance(retried, Decision)
+    assert (retried.transaction_id, retried.replayed) == (decisions[0].transaction_id, True)
+    replayed = out[9]
+    assert isinstance(replayed, Decision)
+    assert (replayed.approved, replayed.reason) == (False, "ATC_REPLAYED")
+    assert type(out[10]).__name__ == "ConflictError"
+    assert type(out[11]).__name__ == "ValidationError"
+    assert balances(world) == (10_000, sum(100 + n for n in range(8)))
+    assert world.app.ledger.check() == []
+
+
+def test_handle_many_answers_every_kind_of_request(world: World) -> None:
+    result = tap(world.card, 250)
+    body = json.dumps(
+        {"icc_data": result.authorisation_data.hex(), "track2": result.track2.hex()}
+    ).encode()
+    headers = {"authorization": world.auth, "idempotency-key": "h1"}
+    answers = world.api.handle_many(
+        [
+            Request("POST", "/v1/authorisations", headers, body),
+            Request("POST", "/v1/authorisations", {"authorization": "Bearer x:y"}, body),
+            Request("GET", "/health", {}, b""),
+            Request("POST", "/v1/authorisations", {"authorization": world.auth}, body),
+        ]
+    )
+    assert [a.status for a in answers] == [200, 401, 200, 400]
+    assert answers[0].body["approved"] is True
+    assert balances(world) == (10_000, 250)
