@@ -1,7 +1,7 @@
 """Load generator: authorisations per second over HTTP against ``issuer serve``.
 
     .venv/bin/python bench/load_issuer.py [--db URL] [--workers 2] [--clients 32]
-        [--procs 2] [--seconds 20] [--cards 400]
+        [--procs 2] [--seconds 20] [--cards 400] [--client raw|host]
 
 Makes a fresh issuer in a temporary home (file key store, the default ranges), opens
 accounts with ample money, ``--clients`` terminals and ``--cards`` Visa CVN 18 cards,
@@ -9,7 +9,11 @@ and pre-computes a stream of ARQCs (ATC 1, 2, ... per card) as field 55 blobs, s
 the generator spends no time on cryptography. Then it starts ``issuer serve
 --workers N`` on a free loopback port and drives it from ``--procs`` processes with
 ``--clients`` keep-alive connections in all, each a terminal sending one request after
-another, for at most ``--seconds`` (bounded: <= 60). It prints authorisations/s,
+another, for at most ``--seconds`` (bounded: <= 60). ``--client host`` drives it with
+the terminal's :class:`~terminal.host.HostClient` (a thread per terminal, http.client,
+JSON both ways: about as much CPU per request as the service itself); ``--client raw``
+(default) with pre-encoded HTTP/1.1 requests on keep-alive sockets from one selectors
+loop per process, which leaves the shared cores to the service. It prints authorisations/s,
 p50/p99 latency, errors, the ledger check and the server's CPU time per
 authorisation (its processes' user + system time: less noisy than the rate on a
 shared machine). Loopback only. Every request is verified
@@ -23,6 +27,9 @@ import json
 import multiprocessing
 import os
 import re
+import resource
+import selectors
+import socket
 import subprocess
 import sys
 import tempfile
@@ -140,6 +147,89 @@ def _drive(args: tuple[str, list[tuple[str, str]], list[list[tuple[str, str]]], 
     return latencies, outcomes
 
 
+def _drive_raw(args: tuple[str, list[tuple[str, str]], list[list[tuple[str, str]]], float]) -> Any:
+    """The raw client: one loop, one keep-alive socket per terminal, one request in
+    flight per socket; an answer is counted by its status and ``approved`` field."""
+    url, terms, streams, deadline = args
+    host, port = url.removeprefix("http://").split(":")
+    sel = selectors.DefaultSelector()
+    latencies: list[float] = []
+    outcomes: dict[str, int] = {}
+
+    class Conn:
+        def __init__(self, term: tuple[str, str], stream: list[tuple[str, str]]) -> None:
+            self.sock = socket.create_connection((host, int(port)))
+            self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            self.sock.setblocking(False)
+            auth = f"Authorization: Bearer {term[0]}:{term[1]}\r\n"
+            self.requests = []
+            for n, (icc, track2) in enumerate(stream):
+                body = f'{{"icc_data":"{icc}","track2":"{track2}"}}'.encode()
+                head = (
+                    f"POST /v1/authorisations HTTP/1.1\r\nHost: {host}\r\n{auth}"
+                    f"Idempotency-Key: {term[0]}-{n}\r\nContent-Type: application/json\r\n"
+                    f"Content-Length: {len(body)}\r\n\r\n"
+                )
+                self.requests.append(head.encode() + body)
+            self.next = 0
+            self.inbox = b""
+            self.start = 0.0
+
+        def send(self) -> bool:
+            if self.next >= len(self.requests) or time.monotonic() > deadline:
+                return False
+            self.start = time.perf_counter()
+            self.sock.sendall(self.requests[self.next])
+            self.next += 1
+            return True
+
+        def answer(self) -> bytes | None:
+            end = self.inbox.find(b"\r\n\r\n")
+            if end < 0:
+                return None
+            head = self.inbox[:end]
+            length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+            if len(self.inbox) < end + 4 + length:
+                return None
+            body = self.inbox[end + 4 : end + 4 + length]
+            self.inbox = self.inbox[end + 4 + length :]
+            status = head[9:12]
+            if status != b"200":
+                return b"error:" + status
+            if b'"approved":true' in body:
+                return b"approved"
+            reason = body.split(b'"reason":"')[1].split(b'"')[0] if b'"reason":"' in body else b""
+            return b"declined:" + reason
+
+    live = 0
+    for term, stream in zip(terms, streams, strict=True):
+        conn = Conn(term, stream)
+        if conn.send():
+            sel.register(conn.sock, selectors.EVENT_READ, conn)
+            live += 1
+    while live:
+        for key, _ in sel.select(1.0):
+            conn = key.data
+            data = conn.sock.recv(65536)
+            if not data:
+                outcomes["error:closed"] = outcomes.get("error:closed", 0) + 1
+                sel.unregister(conn.sock)
+                live -= 1
+                continue
+            conn.inbox += data
+            got = conn.answer()
+            if got is None:
+                continue
+            latencies.append(time.perf_counter() - conn.start)
+            name = got.decode()
+            outcomes[name] = outcomes.get(name, 0) + 1
+            if not conn.send():
+                sel.unregister(conn.sock)
+                conn.sock.close()
+                live -= 1
+    return latencies, outcomes
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--db", help="PostgreSQL URL (default: SQLite in the home)")
@@ -148,6 +238,7 @@ def main() -> None:
     parser.add_argument("--procs", type=int, default=2)
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--cards", type=int, default=400)
+    parser.add_argument("--client", choices=["raw", "host"], default="raw")
     args = parser.parse_args()
     seconds = min(args.seconds, 60.0)
     schema = None
@@ -191,8 +282,13 @@ def _bench(args: argparse.Namespace, seconds: float) -> None:
             start = time.perf_counter()
             deadline = time.monotonic() + seconds
             jobs = [(url, terms[i::procs], streams[i::procs], deadline) for i in range(procs)]
+            before = resource.getrusage(resource.RUSAGE_CHILDREN)
             with multiprocessing.Pool(procs) as pool:
-                results = pool.map(_drive, jobs)
+                results = pool.map(_drive_raw if args.client == "raw" else _drive, jobs)
+                pool.close()
+                pool.join()
+            after = resource.getrusage(resource.RUSAGE_CHILDREN)
+            client_cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
             elapsed = time.perf_counter() - start
         finally:
             server.terminate()
@@ -215,6 +311,7 @@ def _bench(args: argparse.Namespace, seconds: float) -> None:
             "ledger": "postgresql" if args.db else "sqlite",
             "workers": args.workers,
             "clients": args.clients,
+            "client": args.client,
             "requests": n,
             "seconds": round(elapsed, 2),
             "per_second": round(n / elapsed, 1),
@@ -225,6 +322,7 @@ def _bench(args: argparse.Namespace, seconds: float) -> None:
             "server_cpu_ms_per_auth": round((usage.ru_utime + usage.ru_stime) * 1000 / n, 3)
             if n
             else None,
+            "client_cpu_ms_per_auth": round(client_cpu * 1000 / n, 3) if n else None,
             "outcomes": outcomes,
             "ledger_consistent": not problems,
         }

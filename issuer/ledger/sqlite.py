@@ -3,26 +3,33 @@
 Each connection runs ``PRAGMA journal_mode=WAL`` (readers never block the writer),
 ``synchronous=FULL`` (the WAL is synced at every commit: an approved authorisation
 survives a power cut; SQLite "PRAGMA synchronous"), ``foreign_keys=ON`` and a busy
-time-out. Write units of work start with ``BEGIN IMMEDIATE``, taking the write lock at
-once, so that two writers never deadlock upgrading read locks; a lock not obtained
-within the time-out is a :class:`~issuer.errors.TransientError`. Each thread uses its
-own connection (sqlite3 objects are not shared between threads).
+time-out. Write units of work take the writer lock (an ``flock`` on ``NAME.lock``
+beside the database, so writers of every process queue in the kernel rather than in
+SQLite's sleeping busy handler), then start with ``BEGIN IMMEDIATE``, taking SQLite's
+write lock at once, so that two writers never deadlock upgrading read locks; a lock
+not obtained within the time-out is a :class:`~issuer.errors.TransientError`. Each
+thread uses its own connection (sqlite3 objects are not shared between threads).
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from issuer.errors import LedgerError, TransientError
 from issuer.ledger.base import SqlLedger
 from issuer.ledger.sql import Dialect, SqlConnection
 
 __all__ = ["SQLITE_DIALECT", "SqliteLedger"]
+
+#: How often a waiting writer tries the writer lock again, seconds.
+_LOCK_POLL: Final = 0.0001
 
 
 def _transient(exc: BaseException) -> bool:
@@ -57,6 +64,8 @@ class SqliteLedger(SqlLedger):
         self.timeout = timeout
         self._local = threading.local()
         self._connections: list[sqlite3.Connection] = []
+        self._lock_fds: list[int] = []
+        self.lock_path = self.path.with_name(self.path.name + ".lock")
         self._lock = threading.Lock()
         if not self.path.exists():
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -77,12 +86,17 @@ class SqliteLedger(SqlLedger):
                 conn.execute("PRAGMA synchronous=FULL")
                 conn.execute("PRAGMA foreign_keys=ON")
                 conn.execute(f"PRAGMA busy_timeout={int(self.timeout * 1000)}")
+                lock_fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
             except sqlite3.Error as exc:
                 raise LedgerError(f"cannot open the SQLite database: {exc}") from None
+            except OSError as exc:
+                raise LedgerError(f"cannot open the writer lock: {exc.strerror}") from None
             self._local.conn = conn
+            self._local.lock_fd = lock_fd
             self._local.busy = False
             with self._lock:
                 self._connections.append(conn)
+                self._lock_fds.append(lock_fd)
         return conn
 
     def _acquire(self, write: bool, snapshot: bool = True) -> tuple[Any, Callable[[bool], None]]:
@@ -96,9 +110,14 @@ class SqliteLedger(SqlLedger):
                 self._local.busy = False
 
             return conn, leave
+        lock_fd: int = self._local.lock_fd
+        if write:
+            self._lock_writer(lock_fd)
         try:
             conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
         except sqlite3.OperationalError as exc:
+            if write:
+                fcntl.flock(lock_fd, fcntl.LOCK_UN)
             if _transient(exc):
                 raise TransientError("the database is locked: retry") from None
             raise LedgerError(f"cannot begin a transaction: {exc}") from None
@@ -116,8 +135,25 @@ class SqliteLedger(SqlLedger):
                     conn.execute("ROLLBACK")
             finally:
                 self._local.busy = False
+                if write:
+                    fcntl.flock(lock_fd, fcntl.LOCK_UN)
 
         return conn, finish
+
+    def _lock_writer(self, lock_fd: int) -> None:
+        """Take the writer lock (``flock`` on ``NAME.lock``, shared by every process of
+        the ledger) within the time-out, else :class:`TransientError`. Writers queue
+        here, woken within half a millisecond, rather than in SQLite's busy handler,
+        whose sleeps grow to 100 ms and make a long latency tail."""
+        deadline = time.monotonic() + self.timeout
+        while True:
+            try:
+                fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise TransientError("the database is locked: retry") from None
+                time.sleep(_LOCK_POLL)
 
     def _has_migrations_table(self, db: SqlConnection) -> bool:
         row = db.one(
@@ -128,6 +164,9 @@ class SqliteLedger(SqlLedger):
     def close(self) -> None:
         with self._lock:
             connections, self._connections = self._connections, []
+            fds, self._lock_fds = self._lock_fds, []
         for conn in connections:
             conn.close()
+        for fd in fds:
+            os.close(fd)
         self._local = threading.local()
