@@ -52,6 +52,7 @@ from issuer.domain.model import (
     Terminal,
     new_id,
     utc_now,
+    utc_text,
 )
 from issuer.domain.vault import DeclinedError, Instrument
 from issuer.errors import (
@@ -78,6 +79,7 @@ __all__ = [
     "TRANSIT_MCCS",
     "AuthorisationRequest",
     "Authoriser",
+    "Checked",
     "Decision",
     "authorise",
     "parse_field55",
@@ -282,9 +284,24 @@ def _par(inst: Instrument | None) -> str | None:
     return (inst.token.par if inst.token is not None else inst.card.par) or None
 
 
-def _order(checked: _Checked) -> str:
+@dataclass(frozen=True, slots=True)
+class Checked:
+    """A request after the read phase (:meth:`Authoriser.check`): decided already
+    (``outcome``: a stored answer or an exception) or waiting for its write phase."""
+
+    terminal: Terminal
+    request: AuthorisationRequest
+    outcome: Decision | Exception | None
+    digest: str = ""
+    checked: _Checked | None = None
+
+
+_UNDECIDED: Final = TransientError("not decided: retry")
+
+
+def _order(checked: _Checked | None) -> str:
     """The group-commit order of a write: its account (locks taken in id order)."""
-    return checked.instrument.account.id if checked.instrument else ""
+    return checked.instrument.account.id if checked and checked.instrument else ""
 
 
 def _retry(work: Callable[[], T], attempts: int = 5) -> T:
@@ -360,45 +377,53 @@ class Authoriser:
     def authorise_many(
         self, items: Sequence[tuple[Terminal, AuthorisationRequest]]
     ) -> list[Decision | Exception]:
-        """Decide on independent requests together (an event loop's turn): the read
-        phases one after another, the write phases in shared transactions (group
-        commit); each request's decision or exception, as :meth:`authorise`."""
-        out: list[Decision | Exception] = [ValidationError("not decided")] * len(items)
-        pending: list[tuple[int, Terminal, AuthorisationRequest, str, _Checked]] = []
+        """Decide on independent requests together: :meth:`check` each, then
+        :meth:`decide_many`; each request's decision or exception, as :meth:`authorise`."""
+        return self.decide_many([self.check(t, r) for t, r in items])
+
+    def check(self, terminal: Terminal, request: AuthorisationRequest) -> Checked:
+        """The read phase of :meth:`authorise` (nothing written): what
+        :meth:`decide_many` needs, a stored answer, or the request's exception."""
         try:
             with self.app.ledger.unit_of_work(write=False, snapshot=False) as uow:
-                for i, (terminal, request) in enumerate(items):
-                    try:
-                        stored, digest, checked = self._prepare(uow, terminal, request)
-                    except Exception as exc:
-                        out[i] = exc
-                        continue
-                    if stored is not None:
-                        out[i] = stored
-                    else:
-                        assert checked is not None
-                        pending.append((i, terminal, request, digest, checked))
-        except Exception as exc:  # no connection: every request not yet decided
-            return [o if isinstance(o, Decision) else exc for o in out]
-        results = self._group.run_batch(
-            [
-                (functools.partial(self._record, terminal=t, request=r, digest=d, checked=c),
-                 _order(c))
-                for _, t, r, d, c in pending
-            ]
-        )  # fmt: skip
-        for (i, terminal, request, digest, checked), result in zip(pending, results, strict=True):
+                stored, digest, checked = self._prepare(uow, terminal, request)
+        except Exception as exc:
+            return Checked(terminal, request, exc)
+        if stored is not None:
+            return Checked(terminal, request, stored)
+        return Checked(terminal, request, None, digest, checked)
+
+    def decide_many(self, items: Sequence[Checked]) -> list[Decision | Exception]:
+        """The write phases of checked requests in shared transactions (group commit:
+        an event loop's turn); each request's decision or exception."""
+        pending: list[Checked] = []
+        jobs: list[tuple[Callable[[UnitOfWork], Decision], str]] = []
+        for c in items:
+            if c.outcome is None and c.checked is not None:
+                pending.append(c)
+                work = functools.partial(
+                    self._record,
+                    terminal=c.terminal, request=c.request, digest=c.digest, checked=c.checked,
+                )  # fmt: skip
+                jobs.append((work, _order(c.checked)))
+        results = self._group.run_batch(jobs)
+        decided: dict[int, Decision | Exception] = {}
+        for c, result in zip(pending, results, strict=True):
             try:
                 if isinstance(result, _TakenError):
-                    out[i] = self._taken(terminal, request, digest)
-                elif isinstance(result, TransientError):  # a conflict: alone, retried
-                    retry = functools.partial(self._write, terminal, request, digest, checked)
-                    out[i] = _retry(retry)
+                    decided[id(c)] = self._taken(c.terminal, c.request, c.digest)
+                elif isinstance(result, TransientError) and c.checked is not None:
+                    retry = functools.partial(
+                        self._write, c.terminal, c.request, c.digest, c.checked
+                    )  # a conflict: alone, retried
+                    decided[id(c)] = _retry(retry)
                 else:
-                    out[i] = result
+                    decided[id(c)] = result
             except Exception as exc:
-                out[i] = exc
-        return out
+                decided[id(c)] = exc
+        return [
+            c.outcome if c.outcome is not None else decided.get(id(c), _UNDECIDED) for c in items
+        ]
 
     def _prepare(
         self, uow: UnitOfWork, terminal: Terminal, request: AuthorisationRequest
@@ -585,7 +610,7 @@ class Authoriser:
             elif verdict is AtcVerdict.JUMPED:
                 reason, flag = DeclineReason.SUSPECTED_FRAUD, True
         if reason is None and inst is not None:
-            since = (datetime.now(UTC) - self.velocity_period).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+            since = utc_text(datetime.now(UTC) - self.velocity_period)
             token_id = inst.token.id if inst.token else None
             count = uow.authorisations.count_since(
                 card_id=None if token_id else inst.card.id, token_id=token_id, since=since
@@ -793,7 +818,7 @@ class Authoriser:
         inst = Instrument(card, account, token)
         reason = self.app.vault.check(inst, today=self._today(), mcc=terminal.mcc)
         if reason is None:
-            since = (datetime.now(UTC) - self.velocity_period).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+            since = utc_text(datetime.now(UTC) - self.velocity_period)
             count = uow.authorisations.count_since(
                 card_id=None if token else card.id, token_id=token.id if token else None,
                 since=since,

@@ -39,6 +39,7 @@ from issuer.domain.model import (
     JournalKind,
     new_id,
     utc_now,
+    utc_text,
 )
 from issuer.errors import InvalidStateError, RefusedError, ValidationError
 
@@ -69,7 +70,7 @@ _SETTLEMENT = SYSTEM_ACCOUNTS["settlement"]
 def expiry_time(days: int = DEFAULT_HOLD_DAYS) -> str:
     """The ``expires_at`` of a hold placed now."""
     when = datetime.now(UTC) + timedelta(days=days)
-    return when.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return utc_text(when)
 
 
 def _positive(amount: int) -> int:

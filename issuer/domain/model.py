@@ -51,12 +51,20 @@ __all__ = [
     "TokenStatus",
     "new_id",
     "utc_now",
+    "utc_text",
 ]
+
+
+def utc_text(when: datetime) -> str:
+    """An aware time as the UTC ISO 8601 text every record carries
+    (``2026-01-31T12:00:00.000000Z``; ``isoformat`` is several times faster than
+    ``strftime``, which the service calls a few times per authorisation)."""
+    return when.astimezone(UTC).isoformat(timespec="microseconds")[:26] + "Z"
 
 
 def utc_now() -> str:
     """Now, as the UTC ISO 8601 text every record carries."""
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return datetime.now(UTC).isoformat(timespec="microseconds")[:26] + "Z"
 
 
 def new_id(prefix: str) -> str:

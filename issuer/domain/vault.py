@@ -84,14 +84,16 @@ class TokenVault:
     def lookup(self, uow: UnitOfWork, pan: str) -> Instrument | None:
         """The instrument of a PAN or token, or ``None`` if this issuer has none."""
         digest = self.keys.pan_hash(pan)
-        token = uow.tokens.find_by_token_hash(digest)
-        if token is not None:
-            funding = uow.cards.get(token.card_id)
-            return Instrument(funding, uow.accounts.get(funding.account_id), token)
+        # Cards first: a plastic card's tap takes one look-up (a number is a card's or
+        # a token's, never both: their ranges are apart).
         card = uow.cards.find_by_pan_hash(digest)
-        if card is None:
+        if card is not None:
+            return Instrument(card, uow.accounts.get(card.account_id))
+        token = uow.tokens.find_by_token_hash(digest)
+        if token is None:
             return None
-        return Instrument(card, uow.accounts.get(card.account_id))
+        funding = uow.cards.get(token.card_id)
+        return Instrument(funding, uow.accounts.get(funding.account_id), token)
 
     @staticmethod
     def check(

@@ -326,6 +326,16 @@ class Ledger(ABC):
         what is committed when it runs (no BEGIN and no end: fewer round trips) for
         reads that need no consistent snapshot between statements."""
 
+    def try_writer(self) -> bool:
+        """Take this ledger's writer lock for the calling thread without waiting, if it
+        has one (SQLite: one writer for every process): ``True`` when the next write
+        unit of work will not wait for another process. An event loop asks first and
+        meanwhile serves other requests. Ledgers with row locks answer ``True``."""
+        return True
+
+    def release_writer(self) -> None:  # noqa: B027 - nothing to give back by default
+        """Give back what :meth:`try_writer` took, if no unit of work did."""
+
     def check(self) -> Sequence[Discrepancy]:
         """Every broken invariant: an account whose balance or held amount differs from
         the sum of its entries, a journal whose book does not sum to zero. Empty when

@@ -810,16 +810,27 @@ class SqlAtcs:
         if window < 1:
             raise ValueError("the ATC window is at least 1")
         now = utc_now()
-        # One statement creates the state row if needed and locks it (an upsert that
-        # updates takes the row lock, like SELECT ... FOR UPDATE) until the commit.
+        # One statement creates or locks the state row (an upsert that updates takes
+        # the row lock, like SELECT ... FOR UPDATE, until the commit) and raises the
+        # highest ATC when this one is above it and not a jump. It answers the new
+        # highest: equal to ``atc`` means raised (or first seen); otherwise it is the
+        # unchanged highest, against which the window decides.
+        jump = 0xFFFF if max_jump is None else max_jump
         row = self.db.one(
-            "INSERT INTO atc_state (instrument_id, highest_atc, updated_at) VALUES (?, -1, ?)"
-            " ON CONFLICT (instrument_id) DO UPDATE SET highest_atc = atc_state.highest_atc"
+            "INSERT INTO atc_state (instrument_id, highest_atc, updated_at) VALUES (?, ?, ?)"
+            " ON CONFLICT (instrument_id) DO UPDATE SET"
+            " highest_atc = CASE WHEN excluded.highest_atc > atc_state.highest_atc"
+            " AND excluded.highest_atc <= atc_state.highest_atc + ?"
+            " THEN excluded.highest_atc ELSE atc_state.highest_atc END,"
+            " updated_at = CASE WHEN excluded.highest_atc > atc_state.highest_atc"
+            " AND excluded.highest_atc <= atc_state.highest_atc + ?"
+            " THEN excluded.updated_at ELSE atc_state.updated_at END"
             " RETURNING highest_atc",
-            (instrument_id, now),
+            (instrument_id, atc, now, jump, jump),
         )
         highest = int(row[0]) if row else -1
-        if highest >= 0:
+        raised = highest == atc
+        if not raised and highest >= 0:
             if atc <= highest - window:
                 return AtcVerdict.ROLLED_BACK
             if max_jump is not None and atc > highest + max_jump:
@@ -831,18 +842,13 @@ class SqlAtcs:
         )
         if not inserted:
             return AtcVerdict.REPLAYED
-        if atc > highest:
+        if raised and atc % _PRUNE_EVERY == 0:
+            # Keep about the window: anything at or below it is refused by the state
+            # row alone, so older rows only cost space.
             self.db.run(
-                "UPDATE atc_state SET highest_atc = ?, updated_at = ? WHERE instrument_id = ?",
-                (atc, now, instrument_id),
+                "DELETE FROM atc_seen WHERE instrument_id = ? AND atc <= ?",
+                (instrument_id, atc - window),
             )
-            if atc % _PRUNE_EVERY == 0:
-                # Keep about the window: anything at or below it is refused by the
-                # state row alone, so older rows only cost space.
-                self.db.run(
-                    "DELETE FROM atc_seen WHERE instrument_id = ? AND atc <= ?",
-                    (instrument_id, atc - window),
-                )
         return AtcVerdict.NEW
 
     def highest(self, instrument_id: str) -> int | None:

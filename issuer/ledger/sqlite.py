@@ -86,6 +86,7 @@ class SqliteLedger(SqlLedger):
                 conn.execute("PRAGMA synchronous=FULL")
                 conn.execute("PRAGMA foreign_keys=ON")
                 conn.execute(f"PRAGMA busy_timeout={int(self.timeout * 1000)}")
+                conn.execute("PRAGMA wal_autocheckpoint=20000")
                 lock_fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
             except sqlite3.Error as exc:
                 raise LedgerError(f"cannot open the SQLite database: {exc}") from None
@@ -154,6 +155,19 @@ class SqliteLedger(SqlLedger):
                 if time.monotonic() > deadline:
                     raise TransientError("the database is locked: retry") from None
                 time.sleep(_LOCK_POLL)
+
+    def try_writer(self) -> bool:
+        self._connection()
+        try:
+            fcntl.flock(self._local.lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        return True
+
+    def release_writer(self) -> None:
+        lock_fd = getattr(self._local, "lock_fd", None)
+        if lock_fd is not None and not self._local.busy:
+            fcntl.flock(lock_fd, fcntl.LOCK_UN)
 
     def _has_migrations_table(self, db: SqlConnection) -> bool:
         row = db.one(

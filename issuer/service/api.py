@@ -20,7 +20,7 @@ from typing import Any, Final, NamedTuple
 from urllib.parse import parse_qs, urlsplit
 
 from issuer.bootstrap import IssuerApp
-from issuer.domain.authorise import AuthorisationRequest, Authoriser
+from issuer.domain.authorise import AuthorisationRequest, Authoriser, Checked
 from issuer.domain.credentials import CredentialCache
 from issuer.domain.model import Authorisation, AuthorisationStatus, Terminal, TerminalStatus
 from issuer.errors import (
@@ -34,7 +34,7 @@ from issuer.errors import (
 )
 from issuer.service.openapi import OPENAPI
 
-__all__ = ["MAX_BODY", "Api", "Request", "Response"]
+__all__ = ["MAX_BODY", "Api", "Prepared", "Request", "Response"]
 
 log = logging.getLogger("issuer.service")
 
@@ -64,6 +64,15 @@ class Request(NamedTuple):
     target: str
     headers: dict[str, str]
     body: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """A request after :meth:`Api.prepare`: answered, checked, or still to do."""
+
+    answer: Response | None
+    checked: Checked | None = None
+    request: Request | None = None
 
 
 class _HttpError(Exception):
@@ -111,29 +120,57 @@ class Api:
             return self._failure(exc)
 
     def handle_many(self, requests: list[Request]) -> list[Response]:
-        """Answer independent requests (of different connections) together: their
-        authorisations share one ledger transaction and commit (group commit,
-        :meth:`Authoriser.authorise_many`); the others are answered one by one."""
-        answers: list[Response | None] = [None] * len(requests)
-        batch: list[tuple[int, Terminal, AuthorisationRequest]] = []
-        for i, (method, target, headers, body) in enumerate(requests):
-            if method != "POST" or target != "/v1/authorisations":
-                answers[i] = self.handle(method, target, headers, body)
-                continue
+        """Answer independent requests (of different connections) together:
+        :meth:`prepare` each, then :meth:`finish_many`."""
+        return self.finish_many([self.prepare(r) for r in requests])
+
+    def prepare(self, request: Request) -> Prepared:
+        """The first stage of a request, writing nothing: an authorisation is checked
+        (credential, fields, ARQC and the other read-phase checks); a read is answered;
+        any other request waits for :meth:`finish_many`."""
+        method, target, headers, body = request
+        if method == "POST" and target == "/v1/authorisations":
             try:
                 terminal = self._terminal(headers)
-                batch.append((i, terminal, self._authorisation_request(headers, body)))
+                auth = self._authorisation_request(headers, body)
             except Exception as exc:
-                answers[i] = self._failure(exc)
-        if batch:
-            decided = self.authoriser.authorise_many([(t, r) for _, t, r in batch])
-            for (i, _, _), outcome in zip(batch, decided, strict=True):
-                answers[i] = (
-                    self._failure(outcome)
-                    if isinstance(outcome, Exception)
-                    else Response(200, outcome.to_json())
-                )
-        return [a if a is not None else _error(500, "internal", "no answer") for a in answers]
+                return Prepared(self._failure(exc))
+            return Prepared(None, self.authoriser.check(terminal, auth))
+        if method == "GET":
+            return Prepared(self.handle(method, target, headers, body))
+        return Prepared(None, None, request)
+
+    def ready_to_write(self) -> bool:
+        """Whether :meth:`finish_many` can write now without waiting for another
+        process (:meth:`issuer.ledger.repository.Ledger.try_writer`); if so, the
+        caller holds the writer lock until :meth:`finish_many` returns."""
+        return self.app.ledger.try_writer()
+
+    def finish_many(self, prepared: list[Prepared]) -> list[Response]:
+        """The second stage: the checked authorisations decided in shared transactions
+        (group commit, :meth:`Authoriser.decide_many`), then the other writes one by
+        one; every answer, in order. The writer lock of :meth:`ready_to_write` is
+        given back at the end."""
+        try:
+            checked = [p.checked for p in prepared if p.checked is not None]
+            decided = iter(self.authoriser.decide_many(checked) if checked else [])
+            answers = []
+            for p in prepared:
+                if p.answer is not None:
+                    answers.append(p.answer)
+                elif p.checked is not None:
+                    outcome = next(decided)
+                    answers.append(
+                        self._failure(outcome)
+                        if isinstance(outcome, Exception)
+                        else Response(200, outcome.to_json())
+                    )
+                else:
+                    assert p.request is not None
+                    answers.append(self.handle(*p.request))
+            return answers
+        finally:
+            self.app.ledger.release_writer()
 
     def _authorisation_request(self, headers: dict[str, str], body: bytes) -> AuthorisationRequest:
         data = self._json(body)

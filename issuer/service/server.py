@@ -3,12 +3,16 @@
 One listening socket; ``workers`` processes (``os.fork`` after binding, each opening
 its own key store and ledger connections) each run one event loop on it
 (:mod:`selectors`), so that cryptography and JSON use more than one core despite the
-GIL. A loop turn reads every connection that has data, takes at most one complete
-request from each (so the requests of a turn are independent: pipelined requests of
-one connection wait for the next turn, in order) and answers them together through
-:meth:`~issuer.service.api.Api.handle_many`: the authorisations of a turn share one
-ledger transaction and one durable commit (group commit), and no answer is written
-before that commit. One thread per process: no lock convoy on the GIL.
+GIL. A request goes through two stages (:meth:`~issuer.service.api.Api.prepare`, then
+:meth:`~issuer.service.api.Api.finish_many`): a loop turn reads every connection that
+has data, takes at most one complete request from each and runs its read phase
+(credential, fields, ARQC, status checks); then, once the ledger's writer is free
+(SQLite: no other worker writing; it does not wait but serves more requests
+meanwhile), the write phases of every request prepared so far run in one ledger
+transaction with one durable commit (group commit), and only then are their answers
+written. A connection has one request in stage two at a time: pipelined requests are
+answered in order, and the requests of a batch are independent. One thread per
+process: no lock convoy on the GIL.
 
 Keep-alive connections; bodies need ``Content-Length`` (no chunked requests: 411);
 a head above 16 KiB is 431, a body above :data:`~issuer.service.api.MAX_BODY` 413,
@@ -31,7 +35,7 @@ from collections.abc import Callable
 from http import HTTPStatus
 from typing import Any, Final
 
-from issuer.service.api import MAX_BODY, Api, Request, Response
+from issuer.service.api import MAX_BODY, Api, Prepared, Request, Response
 
 __all__ = ["HttpServer", "make_server", "serve"]
 
@@ -40,15 +44,18 @@ log = logging.getLogger("issuer.service")
 #: Largest request line plus headers.
 MAX_HEAD: Final = 16 * 1024
 _READ: Final = 65536
+#: How soon a loop waiting for the ledger's writer (another process's) looks again.
+_WRITER_RETRY: Final = 0.0002
 
 
 class _Connection:
     """One client connection: what was read and not yet parsed, what is left to send."""
 
-    __slots__ = ("closing", "inbox", "outbox", "sock", "waiting")
+    __slots__ = ("busy", "closing", "inbox", "outbox", "sock", "waiting")
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
+        self.busy = False  # a request of it waits for stage two
         self.inbox = bytearray()
         self.outbox = bytearray()
         self.closing = False  # close once the outbox is sent
@@ -139,6 +146,8 @@ class HttpServer:
         self._selector = selectors.DefaultSelector()
         self._connections: dict[int, _Connection] = {}
         self._pending = False  # a complete request waits in an inbox: do not block
+        # Requests through stage one, waiting for stage two (the ledger's writer).
+        self._prepared: list[tuple[_Connection, Prepared, bool]] = []
 
     # -- life cycle --------------------------------------------------------------------
 
@@ -175,7 +184,8 @@ class HttpServer:
     # -- the loop ----------------------------------------------------------------------
 
     def _turn(self, timeout: float) -> None:
-        batch: list[tuple[_Connection, Request, bool]] = []
+        if self._prepared:  # waiting for the ledger's writer: look again soon
+            timeout = min(timeout, _WRITER_RETRY)
         for key, mask in self._selector.select(timeout):
             if key.data == "listen":
                 self._accept()
@@ -188,10 +198,10 @@ class HttpServer:
                     self._flush(conn)
                 if mask & selectors.EVENT_READ and not conn.closing:
                     self._receive(conn)
-        # One request per connection (pipelined ones wait for the next turns, in order).
+        # Stage one: one request per connection (pipelined ones wait, in order).
         self._pending = False
         for conn in list(self._connections.values()):
-            if conn.closing or not conn.inbox:
+            if conn.closing or conn.busy or not conn.inbox:
                 continue
             try:
                 found = _parse(conn.inbox)
@@ -201,27 +211,39 @@ class HttpServer:
                 conn.closing = True
                 self._send(conn, encode_response(Response(bad.status, error), close=True))
                 continue
-            if found is not None:
-                request, keep, used = found
-                del conn.inbox[:used]
-                batch.append((conn, request, keep))
-                if conn.inbox and keep:
-                    try:
-                        self._pending = self._pending or _parse(conn.inbox) is not None
-                    except _BadRequestError:
-                        self._pending = True
-        if not batch:
+            if found is None:
+                continue
+            request, keep, used = found
+            del conn.inbox[:used]
+            prepared = self.api.prepare(request)
+            if prepared.answer is not None:
+                self._reply(conn, prepared.answer, keep)
+            else:
+                conn.busy = True
+                self._prepared.append((conn, prepared, keep))
+        # Stage two, once the ledger's writer is free: everything prepared so far.
+        if not self._prepared or not self.api.ready_to_write():
             return
+        batch, self._prepared = self._prepared, []
         try:
-            answers = self.api.handle_many([request for _, request, _ in batch])
+            answers = self.api.finish_many([p for _, p, _ in batch])
         except Exception:  # a transport-level failure: the clients retry
             log.debug("batch dropped", exc_info=True)
             for conn, _, _ in batch:
                 self._close(conn)
             return
         for (conn, _, keep), answer in zip(batch, answers, strict=True):
-            conn.closing = not keep
-            self._send(conn, encode_response(answer, close=not keep))
+            conn.busy = False
+            self._reply(conn, answer, keep)
+
+    def _reply(self, conn: _Connection, answer: Response, keep: bool) -> None:
+        conn.closing = not keep
+        self._send(conn, encode_response(answer, close=not keep))
+        if keep and conn.inbox:
+            try:
+                self._pending = self._pending or _parse(conn.inbox) is not None
+            except _BadRequestError:
+                self._pending = True
 
     def _accept(self) -> None:
         while True:

@@ -13,7 +13,7 @@ import pytest
 
 from emvwire.oda import SigningKey
 from issuer.bootstrap import IssuerApp
-from issuer.service.api import Request
+from issuer.service.api import Prepared
 from issuer.service.server import make_server
 from terminal.host import NO_ANSWER_CODE, HostClient, HostRefusedError
 from tests.issuer.test_service import World, balances, make_world, tap
@@ -56,17 +56,17 @@ def test_approved_over_http_and_refused_key(served: tuple[World, str]) -> None:
 
 def test_a_lost_answer_is_retried_with_the_same_request_id(served: tuple[World, str]) -> None:
     w, url = served
-    real = w.api.handle_many
+    real = w.api.finish_many
     calls: list[str] = []
 
-    def lose_first(requests: list[Request]) -> Any:
-        answers = real(requests)  # the issuer decides and records
-        calls.extend(r.headers.get("idempotency-key", "") for r in requests)
+    def lose_first(prepared: list[Prepared]) -> Any:
+        answers = real(prepared)  # the issuer decides and records
+        calls.extend(p.checked.request.request_id for p in prepared if p.checked)
         if len(calls) == 1:
             raise ConnectionAbortedError  # ... but the answer never reaches the terminal
         return answers
 
-    w.api.handle_many = lose_first  # type: ignore[method-assign]
+    w.api.finish_many = lose_first  # type: ignore[method-assign]
     result = tap(w.card, 700)
     with _client(w, url, timeout=2, retries=2, backoff=0.01) as host:
         outcome = host.authorise(result.authorisation_data, result.track2)
@@ -78,15 +78,15 @@ def test_a_lost_answer_is_retried_with_the_same_request_id(served: tuple[World, 
 
 def test_no_answer_ends_in_a_time_out_reversal(served: tuple[World, str]) -> None:
     w, url = served
-    real = w.api.handle_many
+    real = w.api.finish_many
 
-    def swallow(requests: list[Request]) -> Any:
-        answers = real(requests)
-        if any(r.target == "/v1/authorisations" for r in requests):
+    def swallow(prepared: list[Prepared]) -> Any:
+        answers = real(prepared)
+        if any(p.checked for p in prepared):  # an authorisation: decided, answer lost
             raise ConnectionAbortedError
         return answers
 
-    w.api.handle_many = swallow  # type: ignore[method-assign]
+    w.api.finish_many = swallow  # type: ignore[method-assign]
     result = tap(w.card, 900)
     with _client(w, url, timeout=2, retries=1, backoff=0.01) as host:
         outcome = host.authorise(result.authorisation_data, result.track2)
