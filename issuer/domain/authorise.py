@@ -594,7 +594,6 @@ class Authoriser:
         txn_id = new_id("txn")
         inst = checked.instrument
         reason, flag = checked.reason, checked.flag
-        account = None
         if reason is None and inst is not None and checked.atc is not None:
             verdict = uow.atcs.check_and_record(
                 inst.instrument_id,
@@ -617,9 +616,11 @@ class Authoriser:
             )
             if count >= self.velocity_limit:
                 reason = DeclineReason.VELOCITY_EXCEEDED
+        reserved = False
         if reason is None and inst is not None:
-            account = uow.accounts.get(inst.account.id, for_update=True)
-            if account.available < checked.amount:
+            # Funds check and hold in one statement (it locks the account row).
+            reserved = uow.accounts.reserve(inst.account.id, checked.amount)
+            if not reserved:
                 reason = DeclineReason.INSUFFICIENT_FUNDS
         approved = reason is None
         code = response_code(reason)
@@ -663,8 +664,8 @@ class Authoriser:
         )
         if not uow.authorisations.add(record):
             raise _TakenError
-        if approved and account is not None:
-            funds.hold(uow, account.id, checked.amount, txn_id)
+        if approved and reserved and inst is not None:
+            funds.hold(uow, inst.account.id, checked.amount, txn_id, reserved=True)
         if flag and inst is not None and reason is not None:
             if inst.token is not None:
                 uow.tokens.set_flag(inst.token.id, reason.value)

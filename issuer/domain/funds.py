@@ -105,16 +105,23 @@ def credit(uow: UnitOfWork, account: Account, amount: int, memo: str = "") -> Jo
     )
 
 
-def hold(uow: UnitOfWork, account_id: str, amount: int, transaction_id: str) -> Journal:
-    """Reserve ``amount`` for an authorisation (the caller checked availability)."""
+def hold(
+    uow: UnitOfWork, account_id: str, amount: int, transaction_id: str, *, reserved: bool = False
+) -> Journal:
+    """Reserve ``amount`` for an authorisation (the caller checked availability, or
+    with ``reserved`` already added it to the held book:
+    :meth:`~issuer.ledger.repository.AccountRepository.reserve`)."""
     _positive(amount)
-    return _post(
-        uow,
+    journal = Journal(
+        new_id("jrn"),
         JournalKind.HOLD,
-        [Entry(account_id, Book.HELD, amount), Entry(_HOLDS, Book.HELD, -amount)],
+        (Entry(account_id, Book.HELD, amount), Entry(_HOLDS, Book.HELD, -amount)),
+        utc_now(),
         transaction_id,
         "",
     )
+    uow.journals.post(journal, apply_balances=not reserved)
+    return journal
 
 
 def release(uow: UnitOfWork, account_id: str, amount: int, transaction_id: str) -> Journal:

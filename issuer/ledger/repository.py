@@ -80,6 +80,12 @@ class AccountRepository(Protocol):
     def set_status(self, account_id: str, status: AccountStatus) -> None:
         """Change an account's status."""
 
+    def reserve(self, account_id: str, amount: int) -> bool:
+        """Add ``amount`` to the held book if that much is available (balance + credit
+        limit - held), in one statement that locks the row; ``False`` (and nothing
+        changed) if not. The caller then posts the hold journal with
+        ``apply_balances=False``."""
+
 
 class BinRangeRepository(Protocol):
     """The issuer's PAN and token ranges."""
@@ -218,8 +224,9 @@ class AuthorisationRepository(Protocol):
 class JournalRepository(Protocol):
     """The double-entry ledger: append-only journals of entries."""
 
-    def post(self, journal: Journal) -> None:
-        """Append a balanced journal and apply it to the accounts' books.
+    def post(self, journal: Journal, *, apply_balances: bool = True) -> None:
+        """Append a balanced journal and apply it to the accounts' books (unless
+        ``apply_balances=False``: :meth:`AccountRepository.reserve` did).
         :class:`IntegrityError` if any book of it does not sum to zero."""
 
     def for_account(self, account_id: str, *, limit: int = 100) -> list[Journal]:

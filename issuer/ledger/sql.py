@@ -208,6 +208,15 @@ class SqlAccounts:
         ):
             raise NotFoundError(f"no account {account_id!r}")
 
+    def reserve(self, account_id: str, amount: int) -> bool:
+        return bool(
+            self.db.run(
+                "UPDATE accounts SET held = held + ? WHERE id = ? AND kind <> 'system'"
+                " AND balance + credit_limit - held >= ?",
+                (amount, account_id, amount),
+            )
+        )
+
 
 # -- BIN ranges --------------------------------------------------------------------------
 
@@ -703,7 +712,7 @@ class SqlJournals:
     def __init__(self, db: SqlConnection) -> None:
         self.db = db
 
-    def post(self, journal: Journal) -> None:
+    def post(self, journal: Journal, *, apply_balances: bool = True) -> None:
         if not journal.entries:
             raise IntegrityError("a journal needs entries")
         for book in Book:
@@ -727,6 +736,8 @@ class SqlJournals:
             + ", ".join("(?, ?, ?, ?)" for _ in entries),
             tuple(v for e in entries for v in (journal.id, e.account_id, e.book.value, e.amount)),
         )
+        if not apply_balances:
+            return
         # Running balances of cardholder accounts, locked in id order so that two
         # journals never wait on each other in a cycle. System accounts have none.
         totals: dict[tuple[str, Book], int] = {}

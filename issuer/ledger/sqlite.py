@@ -28,6 +28,8 @@ from issuer.ledger.sql import Dialect, SqlConnection
 
 __all__ = ["SQLITE_DIALECT", "SqliteLedger"]
 
+#: WAL pages between two automatic checkpoints (SQLite default 1,000).
+WAL_CHECKPOINT_PAGES: Final = 20_000
 #: How often a waiting writer tries the writer lock again, seconds.
 _LOCK_POLL: Final = 0.0001
 
@@ -86,7 +88,9 @@ class SqliteLedger(SqlLedger):
                 conn.execute("PRAGMA synchronous=FULL")
                 conn.execute("PRAGMA foreign_keys=ON")
                 conn.execute(f"PRAGMA busy_timeout={int(self.timeout * 1000)}")
-                conn.execute("PRAGMA wal_autocheckpoint=20000")
+                # Checkpoint the WAL every 20,000 pages (80 MiB at 4 KiB), not 1,000:
+                # the hot index pages of a busy service are copied far fewer times.
+                conn.execute(f"PRAGMA wal_autocheckpoint={WAL_CHECKPOINT_PAGES}")
                 lock_fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
             except sqlite3.Error as exc:
                 raise LedgerError(f"cannot open the SQLite database: {exc}") from None

@@ -420,3 +420,21 @@ def test_postgres_bounds_its_connections(postgres_url: str) -> None:
             assert uow.db.one("SELECT 1") == (1,)
     finally:
         ledger.close()
+
+
+def test_reserve_holds_only_what_is_available(ledger: Ledger) -> None:
+    """The service's one-statement funds check and hold: a credit account may use its
+    limit; beyond the available amount nothing changes."""
+    account = _account(ledger, kind=AccountKind.CREDIT, limit=500)
+    _credit(ledger, account, 1_000)
+    with ledger.unit_of_work() as uow:
+        assert uow.accounts.reserve(account.id, 1_200) is True
+        assert uow.accounts.reserve(account.id, 301) is False  # 300 left
+        assert uow.accounts.reserve(account.id, 300) is True
+        assert uow.accounts.reserve("sys_holds", 1) is False  # never a system account
+        uow.commit()
+    with ledger.unit_of_work(write=False) as uow:
+        got = uow.accounts.get(account.id)
+    assert (got.balance, got.held, got.available) == (1_000, 1_500, 0)
+    # Held without its journal: the invariant check sees it.
+    assert [d.what for d in ledger.check()] == ["held amount of"]
