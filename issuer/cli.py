@@ -71,7 +71,8 @@ for command in (init, keys, account, card, token, txn, terminal, ledger):
 @click.option("--bind", default="127.0.0.1:8583", show_default=True, metavar="HOST:PORT",
               help="Address to listen on (port 0: any free port).")  # fmt: skip
 @click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True,
-              help="Processes sharing the socket.")  # fmt: skip
+              help="Processes sharing the socket, each one event loop (about one per "
+              "core).")  # fmt: skip
 @click.option("--home", "serve_home", type=click.Path(file_okay=False, path_type=Path),
               help="Issuer home (as the group's --home).")  # fmt: skip
 @click.option("--db", "serve_db", help="Database URL (as the group's --db).")
