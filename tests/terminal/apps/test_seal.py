@@ -21,7 +21,8 @@ NONCE = bytes(range(12))
 # The box of TRACK2 to Bob with Alice's key as the ephemeral one (regression vector).
 BOX = bytes.fromhex(
     "8520f0098930a754748b7ddcb43ef75a0dbf3a0d26381af4eba4a98eaa9b4e6a"
-    "000102030405060708090a0b2e94cb49ad45534e4c3c77d2c3de05d26736be477ec18a76ba0ffb42"
+    "000102030405060708090a0b"
+    "2e94cb49ad45534e4c3c77d20ff04d460d6eada12a2b68c04b87554dec3aaeb7d15c46"
 )
 
 
