@@ -230,4 +230,29 @@ class HostClient:
         )
         return result
 
+    def refund(
+        self, authorisation_id: str, amount: int, *, request_id: str | None = None
+    ) -> dict[str, Any]:
+        """Refund ``amount`` (minor units) of a captured authorisation of this terminal
+        (``POST /v1/refunds``); the refund record. Retried with the same request id."""
+        key = request_id or "rfd_" + secrets.token_hex(12)
+        body = {"authorisation": authorisation_id, "amount": amount}
+        result: dict[str, Any] = self._call("POST", "/v1/refunds", body, key)
+        return result
+
+    def transactions(self, *, limit: int = 1000, status: str | None = None) -> list[dict[str, Any]]:
+        """This terminal's transactions at the issuer, newest first
+        (``GET /v1/authorisations``; at most ``limit``, 1-1000)."""
+        query = f"?limit={int(limit)}" + (f"&status={status}" if status else "")
+        answer = self._call("GET", "/v1/authorisations" + query, None, "list")
+        data = answer.get("data", []) if isinstance(answer, dict) else []
+        return [dict(item) for item in data if isinstance(item, dict)]
+
+    def transaction(self, transaction_id: str) -> dict[str, Any]:
+        """One transaction of this terminal (``GET /v1/authorisations/{id}``)."""
+        result: dict[str, Any] = self._call(
+            "GET", f"/v1/authorisations/{transaction_id}", None, "get"
+        )
+        return result
+
     _attempts: int = 0
