@@ -56,6 +56,9 @@ class HostOutcome:
     attempts: int = 1
     reversed: bool = False
     answered: bool = True
+    #: Payment account reference of the card or token (EMVCo PAR), when the issuer
+    #: answers it: a card and the phone tokens of one account share it.
+    par: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         """JSON-ready data (the card masked as the issuer masked it)."""
@@ -71,6 +74,7 @@ class HostOutcome:
             "attempts": self.attempts,
             "reversed": self.reversed,
             "answered": self.answered,
+            "par": self.par,
         }
 
 
@@ -199,6 +203,7 @@ class HostClient:
             ),
             card=str(answer.get("card", "")),
             attempts=self._attempts,
+            par=answer.get("par") or None,
         )
 
     def reverse_request(self, request_id: str) -> bool:
@@ -256,3 +261,34 @@ class HostClient:
         return result
 
     _attempts: int = 0
+
+    def resubmit(
+        self, transaction_id: str, amount: int | None = None, *, request_id: str | None = None
+    ) -> HostOutcome:
+        """Debt recovery (``POST /v1/authorisations/{id}/resubmit``): the issuer decides
+        again on a declined transit authorisation without new chip data (shared/notes/
+        emv.md "Open-loop transit": at most 6 times in 14 days). The answer is a new
+        authorisation; a request that gets no answer is not reversed (the caller
+        retries with the same ``request_id``): ``answered`` false, code ``Z3``.
+        :class:`HostError` when the issuer refuses (409 ``not_resubmittable``)."""
+        request_id = request_id or "rsb_" + secrets.token_hex(12)
+        body = {} if amount is None else {"amount": amount}
+        try:
+            answer = self._call(
+                "POST", f"/v1/authorisations/{transaction_id}/resubmit", body, request_id
+            )
+        except _NoAnswerError:
+            return HostOutcome(
+                False, NO_ANSWER_CODE, "NO_ANSWER", request_id, attempts=self._attempts,
+                answered=False,
+            )  # fmt: skip
+        return HostOutcome(
+            approved=bool(answer.get("approved")),
+            response_code=str(answer.get("response_code", "")),
+            reason=answer.get("reason"),
+            request_id=request_id,
+            transaction_id=str(answer.get("id", "")),
+            card=str(answer.get("card", "")),
+            attempts=self._attempts,
+            par=answer.get("par") or None,
+        )
