@@ -69,7 +69,9 @@ class NoCardEvent(click.ClickException):
 #: Commands that live in their own modules, imported only when run or listed:
 #: name -> "module:attribute" of a :class:`click.Command`. A new application adds its
 #: line here (``terminal --help`` lists them with the built-in ones).
-LAZY_COMMANDS: dict[str, str] = {}
+LAZY_COMMANDS: dict[str, str] = {
+    "gate": "terminal.commands.gate:gate_command",
+}
 
 
 class _LazyGroup(click.Group):

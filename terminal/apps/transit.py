@@ -1,0 +1,413 @@
+"""The transit gate's offline decision and its tap record (issue 6, "Transit gate").
+
+The gate decides offline, fast, from the kernel's result alone:
+
+1. the card completed the kernel: offline data authentication passed, or an online
+   cryptogram (ARQC, 9F26 with an online request) is present for the back office's
+   deferred authorisation, and ODA did not fail (EMV Book C-2 §3.9, C-3 §5.4: a failed
+   CDA/fDDA marks a card that is not what it claims; a failed ODA with an ARQC is
+   denied here rather than left to the issuer);
+2. its card reference (the keyed hash of :func:`terminal.kernel.transaction.
+   card_reference`, never the PAN) is not on the deny list (:mod:`.denylist`);
+3. a card the back office does not know yet rides within ``first_ride_limit`` opens
+   per card per travel day (first-ride risk, conventions.md "Open-loop transit").
+   A card is *known* once the back office acknowledged one of its open taps (the
+   upload cursor passed it): from then on the deny list alone governs it, since a
+   declined deferred authorisation puts it there.
+
+Every decided tap is the contract's TAP object (contract_transit.md) and goes to the
+durable journal (:mod:`.journal`, ``fsync``) **before** the gate signals: a gate that
+loses power after opening has the tap on disk and uploads it later. Track 2 is in the
+TAP only sealed to the back office's public key (:mod:`.seal`), with the tap id as
+context, and only for open taps (a denied tap is not charged). A tap the kernel did
+not complete (card pulled away: "try again"; no card reference; a kernel decline) is
+shown and signalled but not journaled: there is nothing the back office could charge
+or trace, and the contract's TAP has no outcome for it.
+
+The travel day of the first-ride limit is the UTC date of the tap.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from typing import Any, Final
+
+from terminal.apps.denylist import DenyList
+from terminal.apps.gate import GateVerdict, utc_stamp
+from terminal.apps.journal import Journal
+from terminal.apps.seal import seal
+from terminal.kernel.outcome import Outcome
+from terminal.kernel.transaction import OdaResult, TransactionResult
+
+__all__ = [
+    "DIRECTIONS",
+    "TransitGate",
+    "TransitSettings",
+    "kernel_accepts",
+    "run_transit",
+    "scheme_of",
+]
+
+#: Tap directions of the contract: flat-fare gates tap once, zoned ones on and off.
+DIRECTIONS: Final = ("single", "on", "off")
+#: Registered application provider identifiers (ISO 7816-5) -> the TAP's scheme.
+_SCHEMES: Final = {"A000000003": "visa", "A000000004": "mastercard"}
+_OUTCOME_NAMES: Final = {Outcome.APPROVED: "approved", Outcome.ONLINE_REQUEST: "online_request"}
+_ODA_NAMES: Final = {
+    OdaResult.PASSED: "passed",
+    OdaResult.NOT_PERFORMED: "not_performed",
+    OdaResult.FAILED: "failed",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class TransitSettings:
+    """A transit gate's configuration (``terminal gate --mode transit`` options).
+
+    ``seal_key`` is the back office's X25519 public key (32 bytes);
+    ``nominal_amount`` the 9F02 the kernel runs with, in minor units of ``currency``
+    (ISO 4217 numeric, three digits).
+    """
+
+    gate_id: str
+    seal_key: bytes = field(repr=False)
+    zone: str | None = None
+    direction: str = "single"
+    nominal_amount: int = 100
+    currency: str = "978"
+    first_ride_limit: int = 2
+
+    def __post_init__(self) -> None:
+        if not self.gate_id or ":" in self.gate_id or len(self.gate_id) > 64:
+            raise ValueError("a gate id is 1-64 characters without ':'")
+        if len(self.seal_key) != 32:
+            raise ValueError("the sealing key is the back office's 32-byte X25519 public key")
+        if self.direction not in DIRECTIONS:
+            raise ValueError(f"direction must be one of {', '.join(DIRECTIONS)}")
+        if self.direction != "single" and not self.zone:
+            raise ValueError(f"a gate tapping {self.direction} needs its zone")
+        if not (len(self.currency) == 3 and self.currency.isdigit()):
+            raise ValueError("currency is ISO 4217 numeric, three digits")
+        if self.first_ride_limit < 0 or self.nominal_amount < 0:
+            raise ValueError("first-ride limit and nominal amount are >= 0")
+
+
+def scheme_of(aid: bytes) -> str:
+    """``visa`` / ``mastercard`` from the AID's RID (ISO 7816-5), else ``other``."""
+    return _SCHEMES.get(aid[:5].hex().upper(), "other")
+
+
+def kernel_accepts(result: TransactionResult) -> bool:
+    """Rule 1 of the module docstring: the kernel completed with ODA passed, or with
+    an online cryptogram present, and ODA did not fail."""
+    if result.outcome not in _OUTCOME_NAMES or result.oda is OdaResult.FAILED:
+        return False
+    if result.oda is OdaResult.PASSED:
+        return True
+    return result.outcome is Outcome.ONLINE_REQUEST and len(result.cryptogram) == 8
+
+
+def _day(stamp: str) -> date:
+    return date.fromisoformat(stamp[:10])
+
+
+class TransitGate:
+    """The decision and journaling of one transit gate (module docstring).
+
+    ``journal`` is the gate's own (this object is its only writer); ``deny_list`` is
+    updated by the poller thread meanwhile; ``clock`` gives aware UTC datetimes.
+    """
+
+    def __init__(
+        self,
+        settings: TransitSettings,
+        journal: Journal,
+        deny_list: DenyList,
+        *,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.settings = settings
+        self.journal = journal
+        self.deny_list = deny_list
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._known: set[str] = set()
+        self._opens_day: date | None = None
+        self._opens: dict[str, int] = {}
+        records = journal.records()
+        for record in records:
+            if record.get("gate_id") != settings.gate_id:
+                raise ValueError(
+                    f"the journal in {journal.directory} holds taps of gate "
+                    f"{record.get('gate_id')!r}, not {settings.gate_id!r}"
+                )
+        self.acknowledged(records[: journal.acknowledged])
+        today = self.clock().date()
+        self._opens_day = today
+        for record in records:
+            if record["decision"] == "open" and _day(record["time"]) == today:
+                ref = record["card_reference"]
+                self._opens[ref] = self._opens.get(ref, 0) + 1
+
+    def __repr__(self) -> str:
+        return f"TransitGate({self.settings.gate_id!r}, {len(self._known)} cards known)"
+
+    # -- what the back office knows -----------------------------------------------------
+
+    def acknowledged(self, records: Iterable[Mapping[str, Any]]) -> None:
+        """The back office holds ``records`` (called by the uploader after a 200): the
+        cards of their open taps are known from now on."""
+        with self._lock:
+            for record in records:
+                if record.get("decision") == "open":
+                    self._known.add(record["card_reference"])
+
+    def known(self, card_reference: str) -> bool:
+        """Whether the back office has an open tap of this card."""
+        return card_reference in self._known
+
+    def opens_today(self, card_reference: str) -> int:
+        """Open taps of this card at this gate on the current travel day."""
+        with self._lock:
+            return (
+                self._opens.get(card_reference, 0) if self._opens_day == self.clock().date() else 0
+            )
+
+    # -- the decision ---------------------------------------------------------------------
+
+    def decide(self, result: TransactionResult) -> GateVerdict:
+        """Decide on one kernel result, journal it (``fsync``) and return the verdict;
+        the caller signals only after this returns. ``OSError`` from the journal goes
+        up: the tap is not recorded, so the gate must not open."""
+        now = self.clock()
+        reference = result.card_reference
+        if result.outcome is Outcome.TRY_AGAIN or not reference:
+            why = "; ".join(result.reasons) or result.outcome.label
+            if result.outcome is Outcome.TRY_AGAIN:
+                return GateVerdict("retry", "try_again", result.masked_pan, reference, detail=why)
+            return GateVerdict("deny", "card_error", result.masked_pan, reference, detail=why)
+        if result.outcome not in _OUTCOME_NAMES:
+            why = "; ".join(result.reasons) or result.outcome.label
+            return GateVerdict("deny", "card_error", result.masked_pan, reference, detail=why)
+        reason: str | None = None
+        if not kernel_accepts(result):
+            reason = "card_error"
+        elif reference in self.deny_list:
+            reason = "deny_list"
+        elif not self.known(reference) and self.opens_today(reference) >= (
+            self.settings.first_ride_limit
+        ):
+            reason = "first_ride_limit"
+        record = self._journal(result, now, reason)
+        if reason is None:
+            with self._lock:
+                if self._opens_day != now.date():
+                    self._opens_day, self._opens = now.date(), {}
+                self._opens[reference] = self._opens.get(reference, 0) + 1
+        return GateVerdict(
+            "deny" if reason else "open", reason, result.masked_pan, reference, record=record
+        )
+
+    def tap_object(
+        self, result: TransactionResult, seq: int, when: datetime, reason: str | None
+    ) -> dict[str, Any]:
+        """The TAP of contract_transit.md for journal sequence number ``seq``."""
+        s = self.settings
+        tap_id = f"{s.gate_id}:{seq}"
+        sealed = None
+        if reason is None and result.track2:
+            sealed = seal(s.seal_key, result.track2, context=tap_id.encode()).hex().upper()
+        return {
+            "tap_id": tap_id,
+            "gate_id": s.gate_id,
+            "time": utc_stamp(when),
+            "mode": "transit",
+            "direction": s.direction,
+            "zone": s.zone,
+            "card_reference": result.card_reference,
+            "masked_pan": result.masked_pan,
+            "token": result.token,
+            "scheme": scheme_of(result.aid),
+            "aid": result.aid.hex().upper(),
+            "outcome": _OUTCOME_NAMES[result.outcome],
+            "oda": _ODA_NAMES[result.oda],
+            "decision": "deny" if reason else "open",
+            "deny_reason": reason,
+            "amount": s.nominal_amount,
+            "currency": s.currency,
+            "icc_data": result.authorisation_data.hex().upper() or None,
+            "track2_sealed": sealed,
+        }
+
+    def _journal(
+        self, result: TransactionResult, when: datetime, reason: str | None
+    ) -> dict[str, Any]:
+        seq = len(self.journal) + 1
+        tap = self.tap_object(result, seq, when, reason)
+        stored = self.journal.append(tap)
+        if stored["seq"] != seq:  # another writer: the tap id would lie
+            raise RuntimeError(f"journal {self.journal.directory} has another writer")
+        return stored
+
+
+# --- the command's body (terminal gate --mode transit) ------------------------------------
+
+
+def run_transit(
+    *,
+    reader_path: str | None,
+    config_path: str | None,
+    home: str,
+    backoffice_url: str | None,
+    gate_id: str | None,
+    gate_key: str | None,
+    seal_key: str | None,
+    zone: str | None,
+    direction: str,
+    nominal_amount: str,
+    first_ride_limit: int,
+    deny_refresh: float,
+    taps: int | None,
+    timeout: float | None,
+    as_json: bool,
+    drain: float = 5.0,
+) -> None:
+    """``terminal gate --mode transit``: the gate loop (:mod:`terminal.apps.gate`) with
+    the offline decision of :class:`TransitGate`, its journal and deny list under
+    ``home``, and the store-and-forward threads of :mod:`terminal.apps.uploader` when a
+    back office is given. Failures are :class:`click.ClickException` subclasses of
+    :mod:`terminal.cli` (configuration 2, reader 3, no card 4) and 6 for a journal
+    that cannot be written."""
+    import sys
+    from pathlib import Path
+
+    import click
+
+    from terminal.apps.denylist import DenyListError
+    from terminal.apps.gate import emitter, run_gate
+    from terminal.apps.journal import JournalError
+    from terminal.apps.uploader import BackOfficeClient, DenyListPoller, Uploader
+    from terminal.cli import ConfigFailure, NoCardEvent, ReaderFailure
+    from terminal.kernel.config import ConfigError, default_config, load_config
+    from terminal.kernel.entry_point import EntryPoint
+    from terminal.kernel.transaction import Transaction, currency_by_code, parse_amount
+    from terminal.readers import NoCardError, ReaderError, open_reader, scan_readers
+
+    class JournalFailure(click.ClickException):
+        exit_code = 6
+
+    def say(text: str) -> None:
+        click.echo(text, err=True)
+
+    if not seal_key:
+        raise ConfigFailure(
+            "transit mode needs --seal-key HEX (env TAPSTACK_SEAL_KEY): the back office's "
+            "sealing public key, printed by `terminal backoffice gate add`; without it "
+            "track 2 could not be kept from the journal"
+        )
+    if not gate_id:
+        raise ConfigFailure("transit mode needs --gate-id (env TAPSTACK_GATE_ID)")
+    if backoffice_url and not gate_key:
+        raise click.BadParameter("--backoffice needs --gate-key (env TAPSTACK_GATE_KEY)")
+    try:
+        key = bytes.fromhex(seal_key)
+    except ValueError:
+        key = b""
+    if len(key) != 32:
+        raise click.BadParameter("--seal-key is 64 hex digits (an X25519 public key)")
+    try:
+        config = default_config() if config_path is None else load_config(config_path)
+    except ConfigError as exc:
+        raise ConfigFailure(f"configuration: {exc}") from exc
+    try:
+        currency = currency_by_code(config.data(0x5F2A, b"\x09\x78"))
+        amount = parse_amount(nominal_amount, currency.exponent)
+        settings = TransitSettings(
+            gate_id, key, zone=zone, direction=direction, nominal_amount=amount,
+            currency=f"{currency.numeric:03d}", first_ride_limit=first_ride_limit,
+        )  # fmt: skip
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from exc
+    state = Path(home)
+    try:
+        journal = Journal(state / "journal")
+        deny_list = DenyList(state / "denylist")
+        gate = TransitGate(settings, journal, deny_list)
+    except (JournalError, DenyListError, ValueError, OSError) as exc:
+        raise ConfigFailure(f"gate state in {state}: {exc}") from exc
+
+    uploader: Uploader | None = None
+    poller: DenyListPoller | None = None
+    client: BackOfficeClient | None = None
+    if backoffice_url and gate_key:
+        try:
+            client = BackOfficeClient(backoffice_url, gate_id, gate_key)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc)) from exc
+        uploader = Uploader(journal, client, on_acknowledged=gate.acknowledged)
+        poller = DenyListPoller(deny_list, BackOfficeClient(backoffice_url, gate_id, gate_key),
+                                interval=deny_refresh)  # fmt: skip
+        uploader.start()
+        poller.start()
+    else:
+        say("no --backoffice: taps stay in the journal until a gate with one uploads them")
+
+    path = reader_path
+    if path is None:
+        scan = scan_readers()
+        if not scan.readers:
+            journal.close()
+            raise ReaderFailure("no reader found; name one with --reader PATH")
+        path = scan.readers[0].path
+    try:
+        reader = open_reader(path)
+    except ReaderError as exc:
+        journal.close()
+        raise ReaderFailure(f"cannot open reader {path!r}: {exc}") from exc
+    say(
+        f"gate {gate_id} (transit, {direction}{', zone ' + zone if zone else ''}) on "
+        f"{reader.path}: {len(journal.pending())} taps to upload, deny list version "
+        f"{deny_list.version} ({len(deny_list)} cards)"
+    )
+    currency_code = currency.code
+    entry = EntryPoint(config)
+    try:
+        run_gate(
+            reader,
+            entry,
+            lambda: Transaction(amount, currency=currency_code),
+            gate.decide,
+            emitter(as_json, sys.stdout),
+            taps=taps,
+            timeout=timeout,
+            after=(lambda _v: uploader.notify()) if uploader is not None else None,
+        )
+    except KeyboardInterrupt:
+        say("stopped")
+    except NoCardError as exc:
+        raise NoCardEvent(str(exc)) from exc
+    except TimeoutError as exc:
+        raise NoCardEvent(str(exc)) from exc
+    except ReaderError as exc:
+        raise ReaderFailure(f"{reader.path}: {exc}") from exc
+    except OSError as exc:
+        raise JournalFailure(
+            f"the journal cannot be written ({exc}): the gate stays closed"
+        ) from exc
+    finally:
+        reader.close()
+        if uploader is not None:
+            if drain > 0 and not uploader.drain(drain):
+                say(f"back office: {uploader.status}")
+            uploader.stop()
+        if poller is not None:
+            poller.stop()
+        if client is not None:
+            client.close()
+        left = len(journal.pending())
+        if left:
+            say(f"{left} taps not uploaded yet: kept in {journal.directory}")
+        journal.close()
