@@ -40,6 +40,7 @@ from typing import Any, Final
 import click
 
 from card.emv import EmvCard, default_state_path
+from card.scripted import ScriptedCard, ScriptError, is_scripted_profile
 from card.state import CardState, StateError
 from card.transport import CardRemoved
 from card.vpcd import VPCD_PORT, ReaderBusyError, TapEnd, serve_tap
@@ -237,6 +238,70 @@ class _TapWatch:
         }
 
 
+@dataclass
+class _ScriptedWatch:
+    """The :class:`_TapWatch` of a scripted card (:mod:`card.scripted`): counts a tap."""
+
+    card: ScriptedCard
+    received: int = 0
+    answered: int = 0
+    first: float = 0.0
+    last: float = 0.0
+
+    @property
+    def atr(self) -> bytes:
+        return self.card.atr
+
+    def power_on(self) -> None:
+        self.card.power_on()
+
+    def power_off(self) -> None:
+        self.card.power_off()
+
+    def process(self, c_apdu: bytes) -> bytes:
+        now = time.perf_counter()
+        if not self.received:
+            self.first = now
+        self.received += 1
+        try:
+            answer = self.card.process(c_apdu)
+        finally:
+            self.last = time.perf_counter()
+        self.answered += 1
+        return answer
+
+    def reset(self) -> None:
+        self.received = self.answered = 0
+
+    def report(self, number: int, via: str, end: str) -> dict[str, Any]:
+        """The tap as JSON-ready data (a scripted card has no ATC: 0)."""
+        return {
+            "tap": number,
+            "via": via,
+            "apdus": self.answered,
+            "end": end,
+            "aid": None,
+            "label": self.card.name,
+            "atc": 0,
+            "ms": round(1e3 * (self.last - self.first), 3) if self.received else 0.0,
+        }
+
+
+def _serve_scripted(
+    profile: Path, port: int, taps: int | None, idle_timeout: float | None, as_json: bool
+) -> None:
+    """``card serve`` of a scripted card profile (entry point tests), through vpcd."""
+    try:
+        card = ScriptedCard.from_file(profile)
+    except ScriptError as exc:
+        raise click.BadParameter(f"{profile}: {exc}", param_hint="PROFILE") from None
+    click.echo(f"presenting scripted card {card.name!r} on vpcd port {port}", err=True)
+    with _stop_on_signals() as stop:
+        done = _serve_pcsc(_ScriptedWatch(card), port, taps, idle_timeout, stop, as_json)
+        if stop.is_set():
+            click.echo(f"stopped after {done} taps", err=True)
+
+
 @contextmanager
 def _stop_on_signals() -> Iterator[threading.Event]:
     """An event set by SIGINT or SIGTERM (in the main thread; elsewhere just an event)."""
@@ -269,7 +334,7 @@ def _emit(report: dict[str, Any], as_json: bool) -> None:
 
 
 def _serve_pcsc(
-    watch: _TapWatch,
+    watch: _TapWatch | _ScriptedWatch,
     port: int,
     taps: int | None,
     idle_timeout: float | None,
@@ -461,6 +526,12 @@ def serve(
         raise click.UsageError("--state and --no-persist exclude each other")
     if via == "nfc" and reader is not None:
         raise click.UsageError("--reader is for --via pcsc; give --port for nfc")
+    if is_scripted_profile(profile):  # a scripted card (card.scripted): vpcd only
+        if via != "pcsc":
+            raise click.UsageError("a scripted card profile is served with --via pcsc")
+        target = port if port is not None else VPCD_PORT + (reader or 0)
+        _serve_scripted(profile, target, taps, idle_timeout, as_json)
+        return
     loaded = _load(profile)
     faults = _faults(
         Faults() if no_faults else loaded.faults,

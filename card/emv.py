@@ -68,6 +68,7 @@ from card.iso7816 import (
     respond,
 )
 from card.mastercard import MastercardApplication
+from card.scripted import ScriptedCard, is_scripted_profile
 from card.state import CardState
 from card.transport import CardRemoved
 from card.visa import VisaApplication
@@ -382,8 +383,11 @@ def _corrupt(answer: bytes, mode: str) -> bytes:
     return tag_bytes(tag) + encode_length(length + 16) + data[pos:] + sw
 
 
-def load_card(path: str) -> EmvCard:
+def load_card(path: str) -> EmvCard | ScriptedCard:
     """The ``tapstack.cards`` entry point: a card from a profile path, for ``emulated:``
     readers. Its counters persist beside the profile (``NAME.state.json``), so the ATC
-    keeps rising across processes as a real card's does."""
+    keeps rising across processes as a real card's does. A scripted card profile
+    (:mod:`card.scripted`, entry point tests) gives a :class:`ScriptedCard`."""
+    if is_scripted_profile(path):
+        return ScriptedCard.from_file(path)
     return EmvCard.from_file(path)

@@ -52,21 +52,23 @@ from __future__ import annotations
 import secrets
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Final
 
-from emvwire import tlv
+from emvwire import dol, tlv
 from emvwire.apdu import select
 from emvwire.errors import DecodeError
 from terminal.kernel.config import Combination, TerminalConfig
-from terminal.kernel.outcome import Outcome, Status, UiMessage, UiRequest
+from terminal.kernel.outcome import OnlineResponse, Outcome, Start, Status, UiMessage, UiRequest
+from terminal.kernel.recording import Activation, EntryPointRecord, RecordingReader
 from terminal.kernel.registry import (
     KernelContext,
     KernelRegistry,
     PreProcessing,
     default_registry,
-    requested_kernel_id,
+    kernel_request,
+    kernel_supported,
 )
 from terminal.kernel.transaction import (
     Transaction,
@@ -83,14 +85,22 @@ from terminal.readers.base import (
 )
 
 __all__ = [
+    "MAX_RESTARTS",
     "PPSE_NAME",
+    "VISA_RID",
     "Candidate",
+    "CollisionError",
     "DirectoryEntry",
     "EntryPoint",
+    "OnlineHandler",
     "aid_matches",
+    "autorun_indicators",
     "build_candidates",
+    "is_collision",
     "parse_ppse",
+    "pdol_requests_ttq",
     "pre_process",
+    "run_entry_point",
 ]
 
 #: The Proximity Payment System Environment name (Book B §3.3.2.2).
@@ -103,6 +113,29 @@ TTQ_OFFLINE_ONLY: Final = 0x08
 #: Most candidates tried in one transaction (each a SELECT; a card listing a hundred
 #: applications must not keep the reader busy).
 MAX_SELECTIONS: Final = 16
+#: Most restarts (Book B §3.5) of one transaction before its last outcome stands: a
+#: card that asks to be presented again for ever must not hold the reader.
+MAX_RESTARTS: Final = 4
+#: Most collision reports in a row before protocol activation gives up (Book B §3.2.1.4).
+MAX_COLLISIONS: Final = 8
+#: The Visa RID, for the kernel 3 / kernel 1 rule of Book B §3.3.3.6.
+VISA_RID: Final = bytes.fromhex("A000000003")
+#: Online response data passed back to the kernel: ``result -> data`` (91, 71, 72...)
+#: or ``None`` when no answer came (the transaction ends with its online request).
+OnlineHandler = Callable[[TransactionResult], "bytes | None"]
+
+
+class CollisionError(NoCardError):
+    """More than one card in the field (Book D collision; Book B §3.2.1.4)."""
+
+
+def is_collision(exc: BaseException) -> bool:
+    """Whether ``exc`` reports a collision: a :class:`CollisionError`, a class named
+    ``CardCollision`` (a software card's; matched by name, terminal never imports card),
+    or an exception with ``card_collision = True``."""
+    if isinstance(exc, CollisionError) or getattr(exc, "card_collision", False) is True:
+        return True
+    return any(cls.__name__ == "CardCollision" for cls in type(exc).__mro__)
 
 
 # --- Start A: pre-processing (Book B §3.1.1) -------------------------------------------
@@ -182,6 +215,13 @@ def pre_process(
 ) -> list[tuple[Combination, PreProcessing]]:
     """The pre-processing indicators of every combination, in configuration order."""
     return [(c, _pre_process_one(c, transaction, config)) for c in config.combinations]
+
+
+def autorun_indicators(config: TerminalConfig) -> list[tuple[Combination, PreProcessing]]:
+    """Autorun (Book B §3.2.1.1): the entry point started at B by the reader, without
+    pre-processing. Every indicator of every combination is 0 and the copy of the TTQ is
+    the configured TTQ, unchanged."""
+    return [(c, PreProcessing(ttq=c.ttq)) for c in config.combinations]
 
 
 # --- Start C: combination selection (Book B §3.3) --------------------------------------
@@ -284,18 +324,26 @@ def build_candidates(
     processed: Sequence[tuple[Combination, PreProcessing]],
     registry: KernelRegistry,
 ) -> list[Candidate]:
-    """The candidate list (Book B §3.3.2.5-§3.3.2.6), ordered by §3.3.3."""
+    """The candidate list (Book B §3.3.2.5-§3.3.2.6), ordered by §3.3.3.
+
+    Per directory entry (A: an ADF name of 5 to 16 bytes, :func:`parse_ppse`), the
+    first allowed combination (configuration order) whose AID the ADF name matches
+    (B, :func:`aid_matches`) and whose kernel the Requested Kernel ID accepts (C and D,
+    :func:`~terminal.kernel.registry.kernel_request`: zero accepts any) and that is
+    registered becomes a candidate (E).
+    """
     found: list[tuple[tuple[int, int, int], Candidate]] = []
     for entry in entries:
-        kid = requested_kernel_id(entry.adf_name, entry.kernel_identifier)
-        if kid is None:
+        requested = kernel_request(entry.adf_name, entry.kernel_identifier)
+        if requested is None:
             continue
         for index, (combination, indicators) in enumerate(processed):
             if indicators.not_allowed:
                 continue
             if not aid_matches(entry.adf_name, combination.aid):
                 continue
-            if combination.kernel_id != kid or kid not in registry:
+            kid = combination.kernel_id
+            if not kernel_supported(requested, kid) or kid not in registry:
                 continue
             cand = Candidate(entry, combination, indicators, kid)
             prio, order, _ = cand.sort_key
@@ -317,6 +365,22 @@ def _dfname(fci: bytes) -> bytes | None:
     return node.value if node is not None else None
 
 
+def pdol_requests_ttq(fci: bytes) -> bool:
+    """Whether the PDOL (9F38) of an FCI asks for the TTQ (9F66) (Book B §3.3.3.6)."""
+    try:
+        top = tlv.decode_one(fci, 0x6F)
+    except DecodeError:
+        return False
+    a5 = next((c for c in top.children if c.tag == 0xA5), None)
+    pdol = next((c for c in a5.children if c.tag == 0x9F38), None) if a5 is not None else None
+    if pdol is None:
+        return False
+    try:
+        return any(e.tag == 0x9F66 for e in dol.parse(pdol.value))
+    except DecodeError:
+        return False
+
+
 @dataclass(slots=True)
 class _Session:
     """Counters of one transaction, shared by the entry point and the kernel."""
@@ -327,6 +391,7 @@ class _Session:
     card_seconds: float = 0.0
     timings_ms: dict[str, float] = field(default_factory=dict)
     ui: list[UiRequest] = field(default_factory=list)
+    record: EntryPointRecord | None = None
 
     def transmit(self, reader: Reader, apdu: bytes) -> bytes:
         self.apdu_count += 1
@@ -337,8 +402,30 @@ class _Session:
             self.card_seconds += self.timer() - began
 
 
+@dataclass(slots=True)
+class _State:
+    """What the entry point keeps from one pass to the next (Book B §3.5 restarts)."""
+
+    processed: list[tuple[Combination, PreProcessing]]
+    #: Where this pass began (A, B for Autorun, or the restart's start point).
+    entry: Start = Start.A
+    #: Where the next pass goes: B protocol activation, C final combination selection
+    #: on the retained candidate list, D kernel activation again.
+    next: Start = Start.B
+    restart: bool = False
+    ui_on_restart: UiRequest | None = None
+    online_response: bytes = b""
+    candidates: list[Candidate] = field(default_factory=list)
+    current: tuple[Candidate, bytes] | None = None
+
+
 class EntryPoint:
     """Book B entry point over a :class:`TerminalConfig` and a :class:`KernelRegistry`.
+
+    :meth:`run` is one pass from pre-processing to the first outcome (what ``terminal
+    pay`` needs); :meth:`process` is the whole transaction with outcome processing and
+    its restarts (Book B §3.5), returned as an
+    :class:`~terminal.kernel.recording.EntryPointRecord`.
 
     ``rng`` (``n -> n random bytes``; a CSPRNG by default), ``clock`` (date and time)
     and ``timer`` (monotonic seconds) are injectable for replays and tests; ``trace``
@@ -378,11 +465,12 @@ class EntryPoint:
         *,
         message: UiMessage | None = None,
         candidate: Candidate | None = None,
+        status: Status | None = None,
     ) -> TransactionResult:
         self._note(f"entry point: {outcome.label}: {reason}")
         session.timings_ms["card"] = session.card_seconds * 1000.0
         session.timings_ms["total"] = (self.timer() - session.started) * 1000.0
-        return build_result(
+        result = build_result(
             outcome,
             config=self.config,
             transaction=transaction,
@@ -396,24 +484,17 @@ class EntryPoint:
             timings_ms=session.timings_ms,
             apdu_count=session.apdu_count,
         )
+        shown = result.parameters.ui_on_outcome
+        if status is not None and shown is not None:
+            shown = replace(shown, status=status)
+            result.parameters = replace(result.parameters, ui_on_outcome=shown)
+            result.ui[-1] = shown
+        return result
 
-    def run(
-        self,
-        reader: Reader,
-        transaction: Transaction,
-        *,
-        wait: bool = True,
-        timeout: float | None = None,
-    ) -> TransactionResult:
-        """One transaction from pre-processing to its outcome (module docstring).
-
-        ``wait`` makes the reader wait for (and activate) a card first, up to
-        ``timeout`` seconds (:class:`NoCardError` when none comes); without it the card
-        must already be activated.
-        """
-        session = _Session(self.timer, self.timer())
-        if transaction.when is None:
-            transaction = transaction.at(self.clock())
+    def _pre_processing(
+        self, session: _Session, transaction: Transaction
+    ) -> tuple[list[tuple[Combination, PreProcessing]], TransactionResult | None]:
+        """Start A (Book B §3.1.1): the indicators, or the outcome of §3.1.1.13."""
         processed = pre_process(self.config, transaction)
         for combination, ind in processed:
             self._note(
@@ -423,30 +504,194 @@ class EntryPoint:
             )
         if all(ind.not_allowed for _, ind in processed):
             reasons = sorted({r for _, ind in processed for r in ind.reasons})
-            return self._finish(
+            result = self._finish(
                 session,
                 transaction,
                 Outcome.TRY_ANOTHER_INTERFACE,
                 "no combination allowed: " + "; ".join(reasons),
+                status=Status.PROCESSING_ERROR,
             )
+            return processed, result
+        return processed, None
+
+    def _present_card(
+        self, session: _Session, transaction: Transaction, state: _State | None = None
+    ) -> None:
+        """Book B §3.2.1.2: the retained UI Request on Restart, else "Present card"."""
+        if state is not None and state.restart and state.ui_on_restart is not None:
+            session.ui.append(state.ui_on_restart)
+            return
         currency = transaction.currency or self.config.data(0x5F2A)
-        if wait:
-            session.ui.append(
-                UiRequest(
-                    UiMessage.PRESENT_CARD,
-                    Status.READY_TO_READ,
-                    value=transaction.amount,
-                    currency=currency,
-                )
+        session.ui.append(
+            UiRequest(
+                UiMessage.PRESENT_CARD,
+                Status.READY_TO_READ,
+                value=transaction.amount,
+                currency=currency,
             )
-            reader.wait_for_card(timeout)
+        )
+
+    def _wait_for_card(self, reader: Reader, timeout: float | None, session: _Session) -> None:
+        """Book B §3.2.1.3-§3.2.1.5: poll for a card; a collision shows "Please present
+        one card only" (Processing Error), and once it is over the same message with
+        Ready to Read."""
+        collided = 0
+        while True:
+            try:
+                reader.wait_for_card(timeout)
+            except Exception as exc:
+                if not is_collision(exc):
+                    raise
+                if not collided:
+                    session.ui.append(
+                        UiRequest(UiMessage.PRESENT_ONE_CARD_ONLY, Status.PROCESSING_ERROR)
+                    )
+                collided += 1
+                if session.record is not None:
+                    session.record.note("collision")
+                self._note("entry point: collision, more than one card in the field")
+                if collided >= MAX_COLLISIONS:
+                    raise CollisionError(
+                        f"{collided} collisions in a row on {reader.path}"
+                    ) from exc
+                continue
+            break
+        if collided:
+            session.ui.append(UiRequest(UiMessage.PRESENT_ONE_CARD_ONLY, Status.READY_TO_READ))
+
+    def run(
+        self,
+        reader: Reader,
+        transaction: Transaction,
+        *,
+        wait: bool = True,
+        timeout: float | None = None,
+    ) -> TransactionResult:
+        """One pass from pre-processing to its outcome (module docstring), no restart.
+
+        ``wait`` makes the reader wait for (and activate) a card first, up to
+        ``timeout`` seconds (:class:`NoCardError` when none comes); without it the card
+        must already be activated.
+        """
+        session = _Session(self.timer, self.timer())
+        if transaction.when is None:
+            transaction = transaction.at(self.clock())
+        processed, done = self._pre_processing(session, transaction)
+        if done is not None:
+            return done
+        if wait:
+            self._present_card(session, transaction)
+            self._wait_for_card(reader, timeout, session)
+        state = _State(processed)
+        return self._guarded(reader, transaction, state, session)
+
+    def process(
+        self,
+        reader: Reader,
+        transaction: Transaction,
+        *,
+        start: Start = Start.A,
+        online: OnlineHandler | None = None,
+        timeout: float | None = None,
+        max_restarts: int = MAX_RESTARTS,
+    ) -> EntryPointRecord:
+        """One whole transaction with outcome processing (Book B §3.5), recorded.
+
+        ``start`` is :attr:`Start.A` (pre-processing, then protocol activation) or
+        :attr:`Start.B` (Autorun: no pre-processing, :func:`autorun_indicators`). After
+        each outcome:
+
+        - a UI Request on Outcome is shown; a field-off request and a removal time-out
+          are noted;
+        - an Online Request whose Start is B or C and whose Online Response Data is not
+          N/A goes online through ``online`` (``result -> data`` of 91/71/72, ``None``
+          when no answer came: the transaction ends there); the data go to the kernel
+          at the restart (:attr:`KernelContext.online_response`);
+        - Start B restarts at protocol activation (§3.2: the retained UI Request on
+          Restart, else "Present card"; the card is polled and selected again), Start C
+          at final combination selection on the retained candidate list (§3.3.3), Start
+          D at kernel activation without FCI (§3.4.1.3); the restart flag is set;
+        - anything else ends the transaction.
+
+        At most ``max_restarts`` restarts; then the last outcome stands (event
+        ``restart limit``). Reader errors of :meth:`run` apply; :class:`NoCardError`
+        while waiting for a card propagates (no card came within ``timeout``).
+        """
+        if start not in (Start.A, Start.B):
+            raise ValueError("an entry point transaction starts at A or at B (Autorun)")
+        record = EntryPointRecord(start=start)
+        session = _Session(self.timer, self.timer(), ui=record.ui, record=record)
+        recording = RecordingReader(reader, record)
+        if transaction.when is None:
+            transaction = transaction.at(self.clock())
+        if start is Start.A:
+            processed, done = self._pre_processing(session, transaction)
+            if done is not None:
+                return self._outcome(record, done)
+        else:
+            processed = autorun_indicators(self.config)
+            self._note("entry point: Autorun, started at B without pre-processing")
+        state = _State(processed, entry=start)
+        while True:
+            if state.next is Start.B:
+                self._present_card(session, transaction, state)
+                self._wait_for_card(recording, timeout, session)
+            elif state.ui_on_restart is not None:
+                session.ui.append(state.ui_on_restart)
+            result = self._guarded(recording, transaction, state, session)
+            self._outcome(record, result)
+            params = result.parameters
+            if params.field_off_request_ms is not None:
+                record.note("field off", hold_time_ms=params.field_off_request_ms)
+            if params.removal_timeout_ms:
+                record.note("removal timeout", ms=params.removal_timeout_ms)
+            restart_at = params.start
+            response = b""
+            if restart_at not in (Start.B, Start.C, Start.D):
+                break
+            if (
+                result.outcome is Outcome.ONLINE_REQUEST
+                and params.online_response_kind is not OnlineResponse.NA
+            ):
+                answer = online(result) if online is not None else None
+                record.note("online", response=answer.hex().upper() if answer else None)
+                if answer is None:
+                    break
+                response = bytes(answer)
+            if record.restarts >= max_restarts:
+                record.note("restart limit", restarts=record.restarts)
+                break
+            record.restarts += 1
+            record.note("restart", start=restart_at.name)
+            self._note(f"entry point: restart at {restart_at.name}")
+            state.restart = True
+            state.entry = restart_at
+            state.next = restart_at
+            state.ui_on_restart = params.ui_on_restart
+            state.online_response = response
+        return record
+
+    @staticmethod
+    def _outcome(record: EntryPointRecord, result: TransactionResult) -> EntryPointRecord:
+        record.result = result
+        record.outcome = result.parameters
+        if result.parameters.ui_on_outcome is not None:
+            record.ui.append(result.parameters.ui_on_outcome)
+        return record
+
+    def _guarded(
+        self, reader: Reader, transaction: Transaction, state: _State, session: _Session
+    ) -> TransactionResult:
+        """One pass from combination selection; reader errors become outcomes."""
         try:
-            return self._select_and_activate(reader, transaction, processed, session)
+            return self._select_and_activate(reader, transaction, state, session)
         except ReaderUnavailableError:
             raise
         except NoCardError as exc:
             return self._finish(session, transaction, Outcome.TRY_AGAIN, f"card gone: {exc}")
         except CommunicationError as exc:
+            if session.record is not None:
+                session.record.note("card removed")
             return self._finish(
                 session, transaction, Outcome.TRY_AGAIN, f"card removed or not answering: {exc}"
             )
@@ -455,16 +700,15 @@ class EntryPoint:
                 session, transaction, Outcome.END_APPLICATION, f"reader protocol error: {exc}"
             )
 
-    def _select_and_activate(
-        self,
-        reader: Reader,
-        transaction: Transaction,
-        processed: list[tuple[Combination, PreProcessing]],
-        session: _Session,
-    ) -> TransactionResult:
+    def _ppse(
+        self, reader: Reader, transaction: Transaction, state: _State, session: _Session
+    ) -> TransactionResult | None:
+        """Book B §3.3.2: SELECT PPSE and the candidate list (``state.candidates``);
+        an outcome when there is none (§3.3.2.3, §3.3.2.4, §3.3.2.7)."""
         began = self.timer()
         answer = session.transmit(reader, select(PPSE_NAME).encode())
         session.timings_ms["select_ppse"] = (self.timer() - began) * 1000.0
+        state.candidates = []
         if len(answer) < 2:
             return self._finish(
                 session, transaction, Outcome.END_APPLICATION, "PPSE answer without status word"
@@ -482,38 +726,76 @@ class EntryPoint:
             return self._finish(
                 session, transaction, Outcome.END_APPLICATION, "the PPSE lists no application"
             )
-        candidates = build_candidates(entries, processed, self.registry)
-        self._note(f"entry point: candidates {candidates!r}")
+        state.candidates = build_candidates(entries, state.processed, self.registry)
+        self._note(f"entry point: candidates {state.candidates!r}")
+        return None
+
+    def _select_and_activate(
+        self,
+        reader: Reader,
+        transaction: Transaction,
+        state: _State,
+        session: _Session,
+    ) -> TransactionResult:
+        if state.next is Start.D and state.current is not None:
+            current, selected = state.current
+            return self._activate(reader, transaction, current, selected, b"", 0, session, state)
+        if state.next is not Start.C:
+            ended = self._ppse(reader, transaction, state, session)
+            if ended is not None:
+                return ended
+        candidates = state.candidates
         tried = 0
         skipped: list[str] = []
         while candidates:
             if tried >= MAX_SELECTIONS:
                 break
             tried += 1
-            cand = candidates.pop(0)
+            cand = candidates[0]
             began = self.timer()
             fci_answer = session.transmit(reader, select(cand.select_name).encode())
             session.timings_ms["select_aid"] = session.timings_ms.get("select_aid", 0.0) + (
                 (self.timer() - began) * 1000.0
             )
             name = cand.entry.adf_name.hex().upper()
-            if len(fci_answer) < 2:
-                skipped.append(f"{name}: no status word")
-                continue
+            problem = ""
             fci, sw = fci_answer[:-2], int.from_bytes(fci_answer[-2:], "big")
-            if sw != 0x9000:
-                skipped.append(f"{name}: SELECT answered {sw:04X}")
+            dfname = _dfname(fci) if len(fci_answer) >= 2 else None
+            if len(fci_answer) < 2:
+                problem = "no status word"
+            elif sw != 0x9000:
+                problem = f"SELECT answered {sw:04X}"
+            elif dfname is None or not aid_matches(dfname, cand.combination.aid):
+                problem = "the FCI names no or another application"
+            if problem and state.online_response:
+                return self._finish(
+                    session,
+                    transaction,
+                    Outcome.END_APPLICATION,
+                    f"{name}: {problem}: the application of the online request cannot be"
+                    " selected again",
+                    candidate=cand,
+                )
+            if problem:
+                skipped.append(f"{name}: {problem}")
                 self._note(f"entry point: {skipped[-1]}")
+                candidates.pop(0)  # Book B §3.3.3.5
                 continue
-            dfname = _dfname(fci)
-            if dfname is None or not aid_matches(dfname, cand.combination.aid):
-                skipped.append(f"{name}: the FCI names no or another application")
-                self._note(f"entry point: {skipped[-1]}")
+            assert dfname is not None
+            kernel_id = self._kernel_for(cand, fci, len(candidates) > 1)
+            if kernel_id is None:
+                skipped.append(f"{name}: Visa AID without TTQ in the PDOL, no kernel 1")
+                self._note(f"entry point: {skipped[-1]} (Book B §3.3.3.6)")
+                candidates.pop(0)
                 continue
-            result = self._activate(reader, transaction, cand, dfname, fci, sw, session)
+            if kernel_id != cand.kernel_id:
+                cand = replace(cand, kernel_id=kernel_id)
+                candidates[0] = cand
+            result = self._activate(reader, transaction, cand, dfname, fci, sw, session, state)
             if result.outcome is Outcome.SELECT_NEXT:
                 skipped.append(f"{name}: " + ("; ".join(result.reasons) or "select next"))
                 self._note("entry point: select next")
+                candidates.pop(0)
                 continue
             return result
         why = f" ({'; '.join(skipped)})" if skipped else ""
@@ -524,6 +806,21 @@ class EntryPoint:
             f"no application of the card could be selected{why}",
         )
 
+    def _kernel_for(self, cand: Candidate, fci: bytes, others: bool) -> bytes | None:
+        """Book B §3.3.3.6: a Visa AID selected for kernel 3 whose PDOL is absent or asks
+        no TTQ goes to kernel 1 when it is registered; else the candidate is removed
+        (``None``). The last candidate stays with kernel 3, which declines it (no
+        mag-stripe mode; tapstack's deviation: a decline with a reason rather than a bare
+        End Application)."""
+        if cand.kernel_id != b"\x03" or cand.entry.adf_name[:5] != VISA_RID:
+            return cand.kernel_id
+        if pdol_requests_ttq(fci):
+            return cand.kernel_id
+        if b"\x01" in self.registry:
+            self._note("entry point: Visa AID without TTQ in the PDOL: kernel 1 (§3.3.3.6)")
+            return b"\x01"
+        return None if others else cand.kernel_id
+
     def _activate(
         self,
         reader: Reader,
@@ -533,9 +830,11 @@ class EntryPoint:
         fci: bytes,
         sw: int,
         session: _Session,
+        state: _State,
     ) -> TransactionResult:
         kernel = self.registry.get(cand.kernel_id)
         assert kernel is not None  # build_candidates kept only registered kernels
+        state.current = (cand, dfname)
         ctx = KernelContext(
             reader=reader,
             config=self.config,
@@ -554,7 +853,12 @@ class EntryPoint:
             timings_ms=session.timings_ms,
             ui=session.ui,
             started=session.started,
+            start=state.entry,
+            restart=state.restart,
+            online_response=state.online_response,
         )
+        if session.record is not None:
+            session.record.activations.append(Activation.from_context(ctx, kernel.name))
         # The kernel counts through its context; the entry point's own APDUs come first.
         ctx.apdu_count = session.apdu_count
         ctx.card_seconds = session.card_seconds
@@ -575,3 +879,26 @@ class EntryPoint:
             )
         session.apdu_count, session.card_seconds = ctx.apdu_count, ctx.card_seconds
         return result
+
+
+def run_entry_point(
+    config: TerminalConfig,
+    reader: Reader,
+    transaction: Transaction,
+    *,
+    registry: KernelRegistry | None = None,
+    start: Start = Start.A,
+    online: OnlineHandler | None = None,
+    timeout: float | None = None,
+    clock: Callable[[], datetime] = datetime.now,
+    trace: Callable[[str], None] | None = None,
+) -> EntryPointRecord:
+    """Run one entry point transaction and return its record (the public API of issue 7).
+
+    ``config`` the terminal configuration, ``reader`` holds the card (an
+    :class:`~terminal.readers.emulated.EmulatedReader` of a scripted card, a PC/SC
+    reader...), ``transaction`` the amount and type; ``registry`` the kernels (default:
+    kernel 2 and kernel 3). See :meth:`EntryPoint.process` for ``start`` and ``online``.
+    """
+    entry = EntryPoint(config, registry, clock=clock, trace=trace)
+    return entry.process(reader, transaction, start=start, online=online, timeout=timeout)

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 __all__ = [
     "CvmOutcome",
+    "OnlineResponse",
     "Outcome",
     "OutcomeParameters",
     "Start",
@@ -48,6 +49,15 @@ class Start(enum.IntEnum):
     B = 0x1
     C = 0x2
     D = 0x3
+    NA = 0xF
+
+
+class OnlineResponse(enum.IntEnum):
+    """Online Response Data of the outcome (Book A Table 6.1 byte 3, high nibble): what
+    the reader passes back to the kernel at a restart after an online request."""
+
+    EMV_DATA = 0x0
+    ANY = 0x1
     NA = 0xF
 
 
@@ -151,6 +161,42 @@ class UiRequest:
             + (currency)
         )
 
+    @classmethod
+    def decode(cls, data: bytes) -> UiRequest:
+        """The inverse of :meth:`encode` (DF8116, Book A Table 9.1, 22 bytes).
+
+        An unknown message identifier or status is a ``ValueError``, as is a value that
+        is not BCD or a length other than 22.
+        """
+        data = bytes(data)
+        if len(data) != 22:
+            raise ValueError(f"a UI request (DF8116) is 22 bytes, not {len(data)}")
+        message = UiMessage(data[0])
+        status = Status(data[1])
+        hold = int.from_bytes(data[2:5], "big") * 100
+        language = data[5:13].rstrip(b"\x00").decode("ascii", "replace")
+        value: int | None = None
+        if data[13] & 0xF0:
+            digits = data[14:20].hex()
+            if not digits.isdigit():
+                raise ValueError("the value of a UI request is not BCD (n 12)")
+            value = int(digits)
+        currency = data[20:22] if data[20:22] != b"\x00\x00" else b""
+        return cls(message, status, hold, language, value, currency)
+
+    def to_json(self) -> dict[str, object]:
+        """A JSON-ready view: message (hex id and text), status, hold time, language,
+        value and currency (hex)."""
+        return {
+            "message": f"{int(self.message):02X}",
+            "text": self.message.text,
+            "status": self.status.name.lower(),
+            "hold_time_ms": self.hold_time_ms,
+            "language": self.language,
+            "value": self.value,
+            "currency": self.currency.hex().upper(),
+        }
+
 
 @dataclass(frozen=True, slots=True)
 class OutcomeParameters:
@@ -169,12 +215,72 @@ class OutcomeParameters:
     field_off_request_ms: int | None = None
     removal_timeout_ms: int = 0
     reasons: tuple[str, ...] = field(default_factory=tuple)
+    #: The kind of online response data (byte 3); ``None``: EMV data when
+    #: ``online_response_data`` is set, else N/A.
+    online_response: OnlineResponse | None = None
+
+    @property
+    def online_response_kind(self) -> OnlineResponse:
+        """Byte 3 of the parameter set as an :class:`OnlineResponse`."""
+        if self.online_response is not None:
+            return self.online_response
+        return OnlineResponse.EMV_DATA if self.online_response_data else OnlineResponse.NA
+
+    @classmethod
+    def decode(cls, data: bytes) -> OutcomeParameters:
+        """The inverse of :meth:`encode`: an Outcome Parameter Set (DF8129, Book A Table
+        6.1) read from 8 bytes. The UI requests are not in DF8129 (they come as DF8116):
+        ``ui_on_outcome`` / ``ui_on_restart`` are left ``None`` here whatever byte 5 says
+        (:func:`ui_flags` tells). A value outside the tables is a ``ValueError``.
+        """
+        data = bytes(data)
+        if len(data) != 8:
+            raise ValueError(f"an outcome parameter set (DF8129) is 8 bytes, not {len(data)}")
+        online = OnlineResponse(data[2] >> 4)
+        return cls(
+            outcome=Outcome(data[0] >> 4),
+            start=Start(data[1] >> 4),
+            online_response_data=online is not OnlineResponse.NA,
+            online_response=online,
+            cvm=CvmOutcome(data[3] >> 4),
+            data_record=bool(data[4] & 0x20),
+            discretionary_data=bool(data[4] & 0x10),
+            receipt=bool(data[4] & 0x08),
+            alternate_interface=data[5] >> 4,
+            field_off_request_ms=None if data[6] == 0xFF else data[6] * 100,
+            removal_timeout_ms=data[7] * 100,
+        )
+
+    @staticmethod
+    def ui_flags(data: bytes) -> tuple[bool, bool]:
+        """Byte 5 bits 8 and 7 of a DF8129: UI request on outcome / on restart present."""
+        return bool(data[4] & 0x80), bool(data[4] & 0x40)
+
+    def to_json(self) -> dict[str, object]:
+        """A JSON-ready view of every parameter (Book A §6.2), with the encoded DF8129."""
+        return {
+            "outcome": self.outcome.label,
+            "start": self.start.name if self.start is not Start.NA else None,
+            "online_response_data": self.online_response_kind.name.lower(),
+            "cvm": self.cvm.name.lower(),
+            "ui_on_outcome": self.ui_on_outcome.to_json() if self.ui_on_outcome else None,
+            "ui_on_restart": self.ui_on_restart.to_json() if self.ui_on_restart else None,
+            "data_record": self.data_record,
+            "discretionary_data": self.discretionary_data,
+            "receipt": self.receipt,
+            "alternate_interface": (
+                None if self.alternate_interface == 0xF else self.alternate_interface
+            ),
+            "field_off_request_ms": self.field_off_request_ms,
+            "removal_timeout_ms": self.removal_timeout_ms,
+            "df8129": self.encode().hex().upper(),
+        }
 
     def encode(self) -> bytes:
         """DF8129, 8 bytes (Book A Table 6.1)."""
         b1 = self.outcome << 4
         b2 = self.start << 4
-        b3 = 0x00 if self.online_response_data else 0xF0
+        b3 = self.online_response_kind << 4
         b4 = (self.cvm << 4) & 0xF0
         b5 = (
             (0x80 if self.ui_on_outcome else 0)

@@ -40,7 +40,7 @@ from emvwire.apdu import CApdu, RApdu
 from emvwire.mask import scrub
 from emvwire.oda import CaKeyStore
 from terminal.kernel.config import Combination, TerminalConfig
-from terminal.kernel.outcome import Outcome, Status, UiMessage, UiRequest
+from terminal.kernel.outcome import Outcome, Start, Status, UiMessage, UiRequest
 from terminal.kernel.transaction import (
     FIELD_55_TAGS,
     Cvm,
@@ -52,14 +52,20 @@ from terminal.kernel.transaction import (
 from terminal.readers.base import Reader
 
 __all__ = [
+    "ANY_KERNEL",
     "BUILTIN_KERNEL_MODULES",
     "DEFAULT_KERNEL_BY_RID",
+    "KERNEL_NAMES",
     "Kernel",
     "KernelContext",
     "KernelRegistry",
     "PreProcessing",
+    "check_kernel_id",
     "default_kernel_id",
     "default_registry",
+    "kernel_id_kind",
+    "kernel_request",
+    "kernel_supported",
     "requested_kernel_id",
 ]
 
@@ -73,6 +79,21 @@ DEFAULT_KERNEL_BY_RID: Final[Mapping[bytes, bytes]] = {
     bytes.fromhex("A000000324"): b"\x06",  # Discover (Diners)
     bytes.fromhex("A000000333"): b"\x07",  # UnionPay
 }
+
+#: The international kernels of Book B §2.3 by their one-byte id (Book C-1 to C-7).
+KERNEL_NAMES: Final[Mapping[bytes, str]] = {
+    b"\x01": "kernel 1 (Visa and JCB legacy, Book C-1)",
+    b"\x02": "kernel 2 (Mastercard, Book C-2)",
+    b"\x03": "kernel 3 (Visa, Book C-3)",
+    b"\x04": "kernel 4 (American Express, Book C-4)",
+    b"\x05": "kernel 5 (JCB, Book C-5)",
+    b"\x06": "kernel 6 (Discover, Book C-6)",
+    b"\x07": "kernel 7 (UnionPay, Book C-7)",
+}
+
+#: The Requested Kernel ID zero (Book B §3.3.2.5 D): whatever kernel the reader's
+#: combination names is accepted.
+ANY_KERNEL: Final = b"\x00"
 
 #: Modules :func:`default_registry` loads, each exporting ``KERNEL``.
 BUILTIN_KERNEL_MODULES: Final[tuple[str, ...]] = (
@@ -101,6 +122,67 @@ def requested_kernel_id(aid: bytes, kernel_identifier: bytes | None) -> bytes | 
     if len(kernel_identifier) < 3:
         return None
     return bytes(kernel_identifier[:3])
+
+
+def kernel_id_kind(kernel_id: bytes) -> str:
+    """What a Kernel ID is (Book B §3.3.2.5, Kernel Identifier byte 1 bits 8-7):
+    ``international`` (00b, one byte), ``rfu`` (01b), ``emvco domestic`` (10b) or
+    ``proprietary domestic`` (11b, three bytes: b8b7 || Short Kernel ID || Extended
+    Kernel ID)."""
+    if not kernel_id:
+        raise ValueError("an empty kernel id")
+    return ("international", "rfu", "emvco domestic", "proprietary domestic")[kernel_id[0] >> 6]
+
+
+def check_kernel_id(kernel_id: bytes) -> bytes:
+    """``kernel_id`` if it can name a kernel of a combination, else ``ValueError``.
+
+    One byte 01-3F (an international kernel; 01-07 are Book C-1 to C-7), or three bytes
+    whose byte 1 bits 8-7 are 10b or 11b (a domestic kernel) with a Short Kernel ID
+    other than zero (Book B §3.3.2.5 C).
+    """
+    kid = bytes(kernel_id)
+    if len(kid) == 1:
+        if not 0x01 <= kid[0] <= 0x3F:
+            raise ValueError(f"a one-byte kernel id is 01 to 3F, not {kid.hex().upper()}")
+        return kid
+    if len(kid) == 3:
+        if kid[0] & 0xC0 not in (0x80, 0xC0) or not kid[0] & 0x3F:
+            raise ValueError(
+                f"a three-byte kernel id {kid.hex().upper()} must be domestic (byte 1 bits"
+                " 8-7 10b or 11b) with a Short Kernel ID other than 0"
+            )
+        return kid
+    raise ValueError(f"kernel id {kid.hex().upper()} is neither 1 nor 3 bytes")
+
+
+def kernel_request(adf_name: bytes, kernel_identifier: bytes | None) -> bytes | None:
+    """The Requested Kernel ID of a directory entry, as Book B §3.3.2.5 C says.
+
+    - 9F2A absent or empty: the default of the RID (:data:`DEFAULT_KERNEL_BY_RID`,
+      Book B Table 3-6), or :data:`ANY_KERNEL` for a RID the table does not name;
+    - byte 1 bits 8-7 ``00b`` or ``01b``: byte 1 alone (``00`` is :data:`ANY_KERNEL`);
+    - ``10b`` or ``11b`` with fewer than three bytes: malformed, ``None`` (the entry
+      is skipped);
+    - ``10b``/``11b``, Short Kernel ID not zero: bytes 1-3 (the rest is ignored);
+    - ``10b``/``11b``, Short Kernel ID zero: out of scope of Book B; the whole value is
+      kept (it matches no combination a configuration can hold).
+    """
+    if not kernel_identifier:
+        return default_kernel_id(adf_name) or ANY_KERNEL
+    first = kernel_identifier[0]
+    if first & 0xC0 in (0x00, 0x40):
+        return bytes(kernel_identifier[:1])
+    if len(kernel_identifier) < 3:
+        return None
+    if first & 0x3F:
+        return bytes(kernel_identifier[:3])
+    return bytes(kernel_identifier)
+
+
+def kernel_supported(requested: bytes, kernel_id: bytes) -> bool:
+    """Book B §3.3.2.5 D: the Requested Kernel ID is zero, or equals the combination's."""
+    return requested in (ANY_KERNEL, kernel_id)
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,6 +237,14 @@ class KernelContext:
     timings_ms: dict[str, float] = field(default_factory=dict)
     ui: list[UiRequest] = field(default_factory=list)
     started: float | None = None
+    #: Where the entry point started for this activation (Book B §3.5: A for a
+    #: transaction from pre-processing, B for Autorun or a restart at B, C, D).
+    start: Start = Start.A
+    #: Whether this activation follows a restart after an outcome (Book B §3.2.1.1).
+    restart: bool = False
+    #: The online response data the reader passes at a restart after an online
+    #: request (issuer authentication data 91, issuer scripts 71/72; Book A §6.2.4).
+    online_response: bytes = b""
     _un: bytes = b""
 
     def __post_init__(self) -> None:
@@ -329,9 +419,7 @@ class KernelRegistry:
 
     def register(self, kernel: Kernel, *, replace: bool = False) -> None:
         """Add ``kernel`` under its id; an id already taken needs ``replace``."""
-        kid = bytes(kernel.kernel_id)
-        if len(kid) not in (1, 3):
-            raise ValueError(f"kernel id {kid.hex().upper()} is neither 1 nor 3 bytes")
+        kid = check_kernel_id(kernel.kernel_id)
         if kid in self._kernels and not replace:
             raise ValueError(f"kernel {kid.hex().upper()} is already registered")
         self._kernels[kid] = kernel

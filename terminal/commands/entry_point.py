@@ -1,0 +1,195 @@
+"""``terminal entry-point``: one EMV Book B entry point transaction, recorded.
+
+The way EMVCo tests an entry point: a configuration (combinations with their Book B
+§3.1.1 parameters), a card (a scripted card profile of :mod:`card.scripted`, or any card
+profile, or a reader), a transaction, and what comes out: the SELECT sequence with its
+status words, every kernel activation with its parameters (pre-processing indicators,
+TTQ copy, FCI, start point, online response data), the outcome with its parameter set,
+the user interface requests and the restarts (:class:`~terminal.kernel.recording.
+EntryPointRecord`).
+
+Kernels: ``--kernels test`` (the default) registers a :class:`~terminal.kernel.
+test_kernel.TestKernel` for every kernel id of the configuration, which records its
+activation and returns the outcome the card scripts; ``--kernels builtin`` keeps kernel
+2 and kernel 3 and adds test kernels for the other ids.
+
+Exit codes: 0 for approved or online request, 2 a bad configuration, 3 a reader or card
+profile that cannot be used, 5 any other outcome (the record is printed first).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import click
+
+from terminal.cli import ConfigFailure, NotCompleted, ReaderFailure
+from terminal.kernel.config import (
+    TRANSACTION_TYPES,
+    ConfigError,
+    TerminalConfig,
+    default_config,
+    load_config,
+)
+from terminal.kernel.entry_point import EntryPoint
+from terminal.kernel.outcome import Outcome, Start
+from terminal.kernel.recording import EntryPointRecord
+from terminal.kernel.registry import default_registry
+from terminal.kernel.test_kernel import scripted_registry
+from terminal.kernel.transaction import (
+    Transaction,
+    TransactionResult,
+    currency_by_code,
+    parse_amount,
+)
+from terminal.readers import ReaderError, open_reader
+
+__all__ = ["entry_point_command", "render"]
+
+#: Environment variables for the options a test bench sets once.
+CONFIG_ENV = "TAPSTACK_ENTRY_POINT_CONFIG"
+CARD_ENV = "TAPSTACK_ENTRY_POINT_CARD"
+
+
+def _config(path: str | None) -> TerminalConfig:
+    try:
+        return default_config() if path is None else load_config(path)
+    except ConfigError as exc:
+        raise ConfigFailure(f"configuration: {exc}") from exc
+
+
+def render(record: EntryPointRecord) -> str:
+    """The record as text for a person: selects, activations, outcome, UI requests."""
+    data = record.to_json()
+    lines = [f"start {data['start']}, {data['restarts']} restarts"]
+    for sel in data["selects"]:
+        lines.append(f"  SELECT {sel['name']} -> {sel['sw']}")
+    for act in data["activations"]:
+        ind = act["indicators"]
+        flags = [k for k, v in ind.items() if v is True]
+        lines.append(
+            f"  activated {act['kernel']} for {act['aid']} (start {act['start']}"
+            f"{', restart' if act['restart'] else ''}), TTQ {ind['ttq'] or '-'}"
+            f"{', ' + ', '.join(flags) if flags else ''}"
+            f"{', online response ' + act['online_response'] if act['online_response'] else ''}"
+        )
+    for event in data["events"]:
+        details = ", ".join(f"{k} {v}" for k, v in event.items() if k != "event")
+        lines.append(f"  event: {event['event']}{' (' + details + ')' if details else ''}")
+    outcome = data["outcome"] or {}
+    lines.append(f"OUTCOME {str(outcome.get('outcome', 'none')).upper()}")
+    for reason in data["reasons"]:
+        lines.append(f"  reason {reason}")
+    if outcome:
+        lines.append(f"  DF8129 {outcome['df8129']}")
+    for ui in data["ui"]:
+        extra = f", {ui['value']} {ui['currency']}" if ui["value"] is not None else ""
+        lang = f", language {ui['language']}" if ui["language"] else ""
+        hold = f", hold {ui['hold_time_ms']} ms" if ui["hold_time_ms"] else ""
+        lines.append(f"  UI {ui['message']} {ui['text']!r} ({ui['status']}{hold}{lang}{extra})")
+    return "\n".join(lines)
+
+
+_TYPES = {name: value for name, value in TRANSACTION_TYPES.items()}
+
+
+@click.command("entry-point", context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--config", "config_path", envvar=CONFIG_ENV, metavar="FILE",
+              help=f"Terminal configuration (JSON); default built-in (${CONFIG_ENV}).")  # fmt: skip
+@click.option("--card", "card_path", envvar=CARD_ENV, metavar="PROFILE",
+              help=f"Card profile (scripted or EMV), emulated reader (${CARD_ENV}).")  # fmt: skip
+@click.option("--reader", "reader_path", metavar="PATH",
+              help="A reader path instead of --card (pcsc:0, nfc:udp:...).")  # fmt: skip
+@click.option("--amount", required=True, metavar="AMOUNT", help="Amount, e.g. 12.34.")
+@click.option("--other-amount", default="0", metavar="AMOUNT", help="Cashback amount.")
+@click.option("--currency", metavar="CODE", help="ISO 4217 code or number; default the terminal's.")
+@click.option(
+    "--type",
+    "txn_type",
+    type=click.Choice(sorted(_TYPES)),
+    default="purchase",
+    show_default=True,
+    help="Transaction type (9C).",
+)
+@click.option("--autorun", is_flag=True, help="Start at B without pre-processing (Book B §3.2).")
+@click.option(
+    "--kernels",
+    type=click.Choice(["test", "builtin"]),
+    default="test",
+    show_default=True,
+    help="test: a test kernel per kernel id; builtin: kernels 2 and 3, test kernels else.",
+)
+@click.option("--online-response", metavar="HEX",
+              help="Online response data (91/71/72 TLV) given at a restart after an online "
+                   "request; without, an online request ends the transaction.")  # fmt: skip
+@click.option("--timeout", type=click.FloatRange(min=0), metavar="S", help="Wait S s at most.")
+@click.option("--json", "as_json", is_flag=True, help="The record as one JSON document.")
+def entry_point_command(
+    config_path: str | None,
+    card_path: str | None,
+    reader_path: str | None,
+    amount: str,
+    other_amount: str,
+    currency: str | None,
+    txn_type: str,
+    autorun: bool,
+    kernels: str,
+    online_response: str | None,
+    timeout: float | None,
+    as_json: bool,
+) -> None:
+    """Run one entry point transaction (EMV Book B) and print its record.
+
+    The record: SELECT sequence with status words, kernel activations with their
+    parameters, outcome parameters, UI requests, events and restarts. Exit code 0 for
+    approved or online request, 5 for any other outcome.
+    """
+    if (card_path is None) == (reader_path is None):
+        raise click.UsageError("give exactly one of --card PROFILE and --reader PATH")
+    config = _config(config_path)
+    try:
+        cur = currency_by_code(currency if currency else config.data(0x5F2A, b"\x09\x78"))
+        transaction = Transaction(
+            parse_amount(amount, cur.exponent),
+            parse_amount(other_amount, cur.exponent),
+            currency=cur.code if currency else None,
+            type=_TYPES[txn_type],
+        )
+        response = bytes.fromhex(online_response) if online_response is not None else None
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from exc
+    ids = sorted({c.kernel_id for c in config.combinations})
+    base = default_registry() if kernels == "builtin" else None
+    registry = scripted_registry(ids, base=base)
+
+    def online(_result: TransactionResult) -> bytes | None:
+        return response
+
+    path = reader_path if reader_path is not None else f"emulated:{card_path}"
+    try:
+        reader = open_reader(path)
+    except ReaderError as exc:
+        raise ReaderFailure(str(exc)) from exc
+    entry = EntryPoint(config, registry)
+    try:
+        record = entry.process(
+            reader,
+            transaction,
+            start=Start.B if autorun else Start.A,
+            online=online,
+            timeout=timeout,
+        )
+    except ReaderError as exc:
+        raise ReaderFailure(f"{path}: {exc}") from exc
+    finally:
+        reader.close()
+    data: dict[str, Any] = record.to_json()
+    if as_json:
+        click.echo(json.dumps(data, indent=2))
+    else:
+        click.echo(render(record))
+    final = record.outcome.outcome if record.outcome is not None else Outcome.NA
+    if final not in (Outcome.APPROVED, Outcome.ONLINE_REQUEST):
+        why = "; ".join(data["reasons"]) or final.label
+        raise NotCompleted(f"{final.label}: {why}")

@@ -1,0 +1,261 @@
+"""The record of one entry point transaction, as EMVCo's entry point tests observe it.
+
+EMVCo certifies an entry point (EMV Book B) by watching what crosses its boundaries:
+the commands a (scripted) card receives and the status words it answers, what each
+kernel is activated with (Book B §3.4.1: the selected combination, the FCI and status
+word of the SELECT, the Entry Point Pre-Processing Indicators of Book A Table 5-3 with
+the copy of the TTQ, the start point, the transaction data, and at a restart the online
+response data), the outcome with its parameters (Book A §6.2) and every User Interface
+Request sent to the display (Book A §9.4, Book B §3.2.1.2-§3.2.1.5, §3.5).
+
+:class:`EntryPointRecord` holds exactly that for one transaction, including its
+restarts, and :meth:`EntryPointRecord.to_json` gives it as JSON-ready data (what
+``terminal entry-point --json`` prints). Nothing sensitive goes in: a command other
+than SELECT is recorded by its instruction byte and status word only, never its data
+or the card's answer (a GPO answer holds track 2 equivalent data).
+
+:class:`RecordingReader` is the :class:`~terminal.readers.base.Reader` the entry point
+wraps around the real one to fill :attr:`EntryPointRecord.exchanges`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from terminal.kernel.outcome import OutcomeParameters, Start, UiRequest
+from terminal.kernel.registry import KernelContext, PreProcessing
+from terminal.kernel.transaction import TransactionResult
+from terminal.readers.base import CardInfo, Reader
+
+__all__ = [
+    "Activation",
+    "EntryPointRecord",
+    "Exchange",
+    "RecordingReader",
+    "command_name",
+    "indicators_json",
+]
+
+#: Names of the instructions a contactless transaction sends (ISO/IEC 7816-4, Book 3).
+_INS_NAMES: Final[Mapping[int, str]] = {
+    0xA4: "SELECT",
+    0xA8: "GET PROCESSING OPTIONS",
+    0xB2: "READ RECORD",
+    0xAE: "GENERATE AC",
+    0xCA: "GET DATA",
+    0xEA: "EXCHANGE RELAY RESISTANCE DATA",
+    0x2A: "COMPUTE CRYPTOGRAPHIC CHECKSUM",
+    0x88: "INTERNAL AUTHENTICATE",
+    0xC0: "GET RESPONSE",
+}
+
+
+def command_name(c_apdu: bytes) -> str:
+    """The instruction of a C-APDU by name (``SELECT``), or ``INS XX``."""
+    if len(c_apdu) < 4:
+        return "malformed"
+    return _INS_NAMES.get(c_apdu[1], f"INS {c_apdu[1]:02X}")
+
+
+@dataclass(frozen=True, slots=True)
+class Exchange:
+    """One command and the status word of its answer.
+
+    ``name`` is the DF name of a SELECT (``2PAY.SYS.DDF01`` as text, an AID in hex),
+    empty for any other command; ``next`` says SELECT next occurrence (P2 02).
+    """
+
+    command: str
+    sw: str
+    name: str = ""
+    next: bool = False
+
+    @classmethod
+    def of(cls, c_apdu: bytes, r_apdu: bytes) -> Exchange:
+        """The exchange of ``c_apdu`` answered by ``r_apdu`` (no data kept)."""
+        sw = r_apdu[-2:].hex().upper() if len(r_apdu) >= 2 else ""
+        command = command_name(c_apdu)
+        if command != "SELECT" or len(c_apdu) < 5:
+            return cls(command, sw)
+        body = c_apdu[5 : 5 + c_apdu[4]]
+        text = body.decode("ascii", "replace") if body.startswith(b"2PAY.") else body.hex().upper()
+        return cls(command, sw, text, c_apdu[3] == 0x02)
+
+    def to_json(self) -> dict[str, Any]:
+        """``{"command", "sw"}``, with ``name`` (and ``next``) for a SELECT."""
+        out: dict[str, Any] = {"command": self.command, "sw": self.sw}
+        if self.command == "SELECT":
+            out["name"] = self.name
+            if self.next:
+                out["next"] = True
+        return out
+
+
+def indicators_json(ind: PreProcessing) -> dict[str, Any]:
+    """The Entry Point Pre-Processing Indicators (Book A Table 5-3) by their names."""
+    return {
+        "status_check_requested": ind.status_check_requested,
+        "contactless_application_not_allowed": ind.not_allowed,
+        "zero_amount": ind.zero_amount,
+        "reader_cvm_required_limit_exceeded": ind.cvm_required_limit_exceeded,
+        "reader_contactless_floor_limit_exceeded": ind.floor_limit_exceeded,
+        "ttq": ind.ttq.hex().upper() if ind.ttq is not None else None,
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class Activation:
+    """What a kernel was activated with (Book B §3.4.1.1-§3.4.1.3)."""
+
+    kernel_id: bytes
+    kernel: str
+    aid: bytes
+    fci: bytes
+    fci_sw: int
+    indicators: PreProcessing
+    start: Start
+    restart: bool
+    transaction: Mapping[int, bytes]
+    online_response: bytes
+    combination_aid: bytes
+
+    @classmethod
+    def from_context(cls, ctx: KernelContext, kernel: str) -> Activation:
+        """The activation a :class:`KernelContext` describes."""
+        currency = ctx.config.data(0x5F2A, b"\x09\x78")
+        return cls(
+            kernel_id=bytes(ctx.kernel_id or ctx.combination.kernel_id),
+            kernel=kernel,
+            aid=bytes(ctx.aid),
+            fci=bytes(ctx.fci),
+            fci_sw=ctx.fci_sw,
+            indicators=ctx.indicators,
+            start=ctx.start,
+            restart=ctx.restart,
+            transaction=ctx.transaction.data(currency),
+            online_response=bytes(ctx.online_response),
+            combination_aid=bytes(ctx.combination.aid),
+        )
+
+    @property
+    def ttq(self) -> bytes | None:
+        """The copy of the TTQ the kernel received."""
+        return self.indicators.ttq
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-ready: hex for bytes, tags as hex keys of ``transaction``."""
+        return {
+            "kernel_id": self.kernel_id.hex().upper(),
+            "kernel": self.kernel,
+            "aid": self.aid.hex().upper(),
+            "combination_aid": self.combination_aid.hex().upper(),
+            "fci": self.fci.hex().upper(),
+            "sw": f"{self.fci_sw:04X}" if self.fci else None,
+            "indicators": indicators_json(self.indicators),
+            "start": self.start.name,
+            "restart": self.restart,
+            "transaction": {f"{t:X}": v.hex().upper() for t, v in self.transaction.items()},
+            "online_response": self.online_response.hex().upper(),
+        }
+
+
+@dataclass(slots=True)
+class EntryPointRecord:
+    """Everything observable of one entry point transaction (module docstring).
+
+    ``events`` notes what is neither an exchange nor an activation: collisions, card
+    removals, field-off requests, the online request's answer, restarts (each a small
+    dict with an ``event`` key).
+    """
+
+    start: Start = Start.A
+    exchanges: list[Exchange] = field(default_factory=list)
+    activations: list[Activation] = field(default_factory=list)
+    ui: list[UiRequest] = field(default_factory=list)
+    events: list[dict[str, Any]] = field(default_factory=list)
+    outcome: OutcomeParameters | None = None
+    result: TransactionResult | None = None
+    restarts: int = 0
+
+    def __repr__(self) -> str:
+        label = self.outcome.outcome.label if self.outcome is not None else "none"
+        return (
+            f"EntryPointRecord({label}, {len(self.exchanges)} exchanges, "
+            f"{len(self.activations)} activations, {self.restarts} restarts)"
+        )
+
+    @property
+    def selects(self) -> list[tuple[str, str]]:
+        """The SELECT sequence: (DF name, status word) in order."""
+        return [(e.name, e.sw) for e in self.exchanges if e.command == "SELECT"]
+
+    @property
+    def messages(self) -> list[int]:
+        """The message identifiers of the UI requests, in order (Book A §9.4)."""
+        return [int(u.message) for u in self.ui]
+
+    def note(self, event: str, **details: Any) -> None:
+        """Add an event."""
+        self.events.append({"event": event, **details})
+
+    def to_json(self) -> dict[str, Any]:
+        """The record as JSON-ready data (masked: no PAN, no track 2, no card answer)."""
+        result = self.result
+        return {
+            "start": self.start.name,
+            "selects": [e.to_json() for e in self.exchanges if e.command == "SELECT"],
+            "exchanges": [e.to_json() for e in self.exchanges],
+            "activations": [a.to_json() for a in self.activations],
+            "outcome": self.outcome.to_json() if self.outcome is not None else None,
+            "reasons": list(result.reasons) if result is not None else [],
+            "kernel": result.kernel if result is not None else "",
+            "ui": [u.to_json() for u in self.ui],
+            "events": list(self.events),
+            "restarts": self.restarts,
+        }
+
+
+class RecordingReader(Reader):
+    """A reader that notes every exchange in ``record`` and passes it on to ``inner``."""
+
+    def __init__(self, inner: Reader, record: EntryPointRecord) -> None:
+        self.inner = inner
+        self.record = record
+        self.path = inner.path
+        self.feedback = inner.feedback
+
+    def __repr__(self) -> str:
+        return f"RecordingReader({self.inner!r})"
+
+    def wait_for_card(self, timeout: float | None = None) -> CardInfo:
+        """As the inner reader's."""
+        return self.inner.wait_for_card(timeout)
+
+    def transmit(self, c_apdu: bytes) -> bytes:
+        """As the inner reader's; the exchange is recorded (also a failed one, ``sw``
+        empty)."""
+        try:
+            answer = self.inner.transmit(c_apdu)
+        except Exception:
+            self.record.exchanges.append(Exchange(command_name(bytes(c_apdu)), ""))
+            raise
+        self.record.exchanges.append(Exchange.of(bytes(c_apdu), answer))
+        return answer
+
+    def card_present(self) -> bool:
+        """As the inner reader's."""
+        return self.inner.card_present()
+
+    def repower(self) -> CardInfo:
+        """As the inner reader's."""
+        return self.inner.repower()
+
+    def wait_for_removal(self, timeout: float | None = None, poll: float = 0.05) -> bool:
+        """As the inner reader's."""
+        return self.inner.wait_for_removal(timeout, poll)
+
+    def close(self) -> None:
+        """As the inner reader's."""
+        self.inner.close()
