@@ -1,0 +1,282 @@
+"""Store and forward (terminal.apps.uploader) against a small HTTP server in the test
+that keeps contract_transit.md's promises (idempotent POST /v1/taps, versioned GET
+/v1/deny-list, Bearer credentials): batches, the cursor moved only after a 200, no tap
+lost or doubled across failures and a crash between the answer and the cursor, and the
+deny-list poller."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+
+from terminal.apps.denylist import DenyList
+from terminal.apps.journal import Journal
+from terminal.apps.uploader import (
+    BackOfficeClient,
+    BackOfficeError,
+    BackOfficeUnavailableError,
+    DenyListPoller,
+    Uploader,
+)
+
+KEY = "k" * 32
+
+
+class ContractServer(ThreadingHTTPServer):
+    """The back office's side of the contract, in memory."""
+
+    daemon_threads = True
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _Handler)
+        self.taps: dict[str, dict[str, Any]] = {}
+        self.posts: list[list[str]] = []
+        self.fail_next = 0  # answer 503 this many times
+        self.drop_from_answer: set[str] = set()
+        self.deny_changes: list[tuple[str, str]] = []  # (op, ref); version = index + 1
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: ContractServer
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def _send(self, status: int, body: Mapping[str, Any]) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _authorised(self) -> bool:
+        if self.headers.get("Authorization") == f"Bearer G1:{KEY}":
+            return True
+        self._send(401, {"error": {"code": "unauthorised", "message": "who are you"}})
+        return False
+
+    def do_POST(self) -> None:
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        if not self._authorised():
+            return
+        server = self.server
+        if server.fail_next:
+            server.fail_next -= 1
+            self._send(503, {"error": {"code": "busy", "message": "try later"}})
+            return
+        taps = body["taps"]
+        server.posts.append([t["tap_id"] for t in taps])
+        if any("seq" in t or t.get("gate_id") != "G1" for t in taps):
+            self._send(400, {"error": {"code": "bad_tap", "message": "not a TAP"}})
+            return
+        accepted: list[str] = []
+        duplicates: list[str] = []
+        for tap in taps:
+            (duplicates if tap["tap_id"] in server.taps else accepted).append(tap["tap_id"])
+            server.taps.setdefault(tap["tap_id"], tap)
+        accepted = [t for t in accepted if t not in server.drop_from_answer]
+        self._send(200, {"accepted": accepted, "duplicates": duplicates})
+
+    def do_GET(self) -> None:
+        if not self._authorised():
+            return
+        url = urlsplit(self.path)
+        since = int(parse_qs(url.query)["since"][0])
+        changes = self.server.deny_changes
+        version = len(changes)
+        if since == 0 or since > version:
+            listed: set[str] = set()
+            for op, ref in changes:
+                (listed.add if op == "add" else listed.discard)(ref)
+            self._send(200, {"version": version, "full": True, "add": sorted(listed), "remove": []})
+            return
+        later = changes[since:]
+        add = [r for op, r in later if op == "add"]
+        remove = [r for op, r in later if op == "remove"]
+        self._send(200, {"version": version, "full": False, "add": add, "remove": remove})
+
+
+@pytest.fixture
+def server() -> Iterator[ContractServer]:
+    srv = ContractServer()
+    thread = threading.Thread(target=srv.serve_forever, daemon=True)
+    thread.start()
+    yield srv
+    srv.shutdown()
+    srv.server_close()
+
+
+@pytest.fixture
+def journal(tmp_path: Path) -> Iterator[Journal]:
+    with Journal(tmp_path / "journal") as j:
+        yield j
+
+
+def _taps(journal: Journal, n: int) -> None:
+    for _ in range(n):
+        seq = len(journal) + 1
+        journal.append({"tap_id": f"G1:{seq}", "gate_id": "G1", "decision": "open"})
+
+
+_CLIENTS: list[BackOfficeClient] = []
+
+
+@pytest.fixture(autouse=True)
+def _close_clients() -> Iterator[None]:
+    yield
+    while _CLIENTS:
+        _CLIENTS.pop().close()
+
+
+def _client(server: ContractServer, key: str = KEY) -> BackOfficeClient:
+    client = BackOfficeClient(server.url, "G1", key, timeout=2)
+    _CLIENTS.append(client)
+    return client
+
+
+def test_pending_taps_go_in_batches_and_the_cursor_follows(
+    server: ContractServer, journal: Journal
+) -> None:
+    _taps(journal, 5)
+    acked: list[int] = []
+    uploader = Uploader(
+        journal,
+        _client(server),
+        batch=2,
+        on_acknowledged=lambda rs: acked.extend(r["seq"] for r in rs),
+    )
+    assert [uploader.upload_once() for _ in range(4)] == [2, 2, 1, 0]
+    assert server.posts == [["G1:1", "G1:2"], ["G1:3", "G1:4"], ["G1:5"]]
+    assert journal.acknowledged == 5
+    assert acked == [1, 2, 3, 4, 5]
+    # What went over the wire is the TAP, without the journal's seq.
+    assert server.taps["G1:1"] == {"tap_id": "G1:1", "gate_id": "G1", "decision": "open"}
+
+
+def test_a_failed_upload_leaves_the_cursor_and_a_retry_sends_each_tap_once(
+    server: ContractServer, journal: Journal
+) -> None:
+    _taps(journal, 3)
+    uploader = Uploader(journal, _client(server))
+    server.fail_next = 1
+    with pytest.raises(BackOfficeError) as failed:
+        uploader.upload_once()
+    assert failed.value.status == 503
+    assert journal.acknowledged == 0
+    assert uploader.upload_once() == 3
+    assert journal.acknowledged == 3
+    assert sorted(server.taps) == ["G1:1", "G1:2", "G1:3"]
+
+
+def test_a_crash_between_the_answer_and_the_cursor_resends_and_nothing_doubles(
+    server: ContractServer, tmp_path: Path
+) -> None:
+    class PowerCut(Journal):
+        def acknowledge(self, seq: int) -> None:
+            raise OSError("power cut before the cursor reached the disk")
+
+    with PowerCut(tmp_path / "j") as journal:
+        _taps(journal, 2)
+        with pytest.raises(OSError, match="power cut"):
+            Uploader(journal, _client(server)).upload_once()
+    assert sorted(server.taps) == ["G1:1", "G1:2"]  # the back office has them
+    with Journal(tmp_path / "j") as journal:  # the gate restarts
+        assert journal.acknowledged == 0
+        _taps(journal, 1)
+        assert Uploader(journal, _client(server)).upload_once() == 3
+        assert journal.acknowledged == 3
+    assert server.posts[-1] == ["G1:1", "G1:2", "G1:3"]
+    assert sorted(server.taps) == ["G1:1", "G1:2", "G1:3"]  # each once
+
+
+def test_an_answer_that_does_not_take_every_tap_moves_no_cursor(
+    server: ContractServer, journal: Journal
+) -> None:
+    _taps(journal, 2)
+    server.drop_from_answer = {"G1:2"}
+    with pytest.raises(BackOfficeError, match="G1:2"):
+        Uploader(journal, _client(server)).upload_once()
+    assert journal.acknowledged == 0
+
+
+def test_wrong_credentials_and_no_back_office_are_errors(
+    server: ContractServer, journal: Journal
+) -> None:
+    _taps(journal, 1)
+    with pytest.raises(BackOfficeError) as refused:
+        Uploader(journal, _client(server, key="wrong")).upload_once()
+    assert (refused.value.status, refused.value.code) == (401, "unauthorised")
+    dead = BackOfficeClient("http://127.0.0.1:9", "G1", KEY, timeout=1)
+    with pytest.raises(BackOfficeUnavailableError):
+        Uploader(journal, dead).upload_once()
+    assert journal.acknowledged == 0
+    assert "wrong" not in repr(_client(server, key="wrong"))
+
+
+def test_the_thread_uploads_what_the_gate_journals_and_survives_an_outage(
+    server: ContractServer, journal: Journal
+) -> None:
+    server.fail_next = 2  # two 503s: back-off 0.5 s, then 1 s
+    uploader = Uploader(journal, _client(server), idle_poll=0.1)
+    uploader.start()
+    try:
+        _taps(journal, 3)
+        uploader.notify()
+        assert uploader.drain(30), uploader.status
+        _taps(journal, 1)
+        assert uploader.drain(30), uploader.status
+    finally:
+        uploader.stop()
+    assert uploader.failures == 2
+    assert sorted(server.taps) == ["G1:1", "G1:2", "G1:3", "G1:4"]
+    assert journal.acknowledged == 4
+
+
+def test_the_poller_keeps_the_deny_list_current(server: ContractServer, tmp_path: Path) -> None:
+    a, b = "a" * 32, "b" * 32
+    server.deny_changes = [("add", a), ("add", b)]
+    deny = DenyList(tmp_path / "deny")
+    poller = DenyListPoller(deny, _client(server), interval=0.05)
+    assert poller.poll_once()  # full list at first
+    assert (a in deny, b in deny, deny.version) == (True, True, 2)
+    assert not poller.poll_once()  # nothing new
+    server.deny_changes.append(("remove", a))
+    poller.start()
+    try:
+        deadline = time.monotonic() + 30
+        while a in deny and time.monotonic() < deadline:
+            time.sleep(0.01)
+    finally:
+        poller.stop()
+    assert (a in deny, b in deny, deny.version) == (False, True, 3)
+    assert b in DenyList(tmp_path / "deny")  # on disk for a restart without network
+
+
+def test_a_poll_without_network_keeps_the_list(tmp_path: Path) -> None:
+    deny = DenyList(tmp_path)
+    deny.apply({"version": 7, "full": True, "add": ["c" * 32]})
+    dead = BackOfficeClient("http://127.0.0.1:9", "G1", KEY, timeout=1)
+    with pytest.raises(BackOfficeUnavailableError):
+        DenyListPoller(deny, dead).poll_once()
+    assert "c" * 32 in deny
+    assert deny.version == 7
+
+
+@pytest.mark.parametrize("url", ["ftp://x", "127.0.0.1:80", "http://"])
+def test_a_bad_url_is_refused(url: str) -> None:
+    with pytest.raises(ValueError, match="URL"):
+        BackOfficeClient(url, "G1", KEY)
