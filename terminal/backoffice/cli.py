@@ -1,0 +1,465 @@
+"""``terminal backoffice``: the transit back office (issue 6) as a click group.
+
+``init`` makes a home (keys, fares, database); ``gate add|list`` registers gates (the
+key is printed once); ``serve`` runs the gates' HTTP API with the engine in the
+background; ``aggregate`` runs one engine pass now (deferred authorisations, trips and
+fares, aggregation at the issuer, debt recovery), with progress on standard error;
+``trips``, ``riders``, ``aggregations`` and ``deny-list`` report. ``--json`` everywhere;
+data to standard output, messages to standard error; errors are
+:class:`click.ClickException` subclasses with exit codes (:class:`HomeFailure` 2,
+:class:`IssuerFailure` 3), never a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+from terminal.backoffice.engine import Engine, PassReport, TransitHostClient
+from terminal.backoffice.fares import FareError, load_fares
+from terminal.backoffice.service import EngineWorker, make_server
+from terminal.backoffice.store import ENV_HOME, Home, Store, StoreError
+
+__all__ = ["HomeFailure", "IssuerFailure", "backoffice"]
+
+DEFAULT_HOME = Path("var") / "backoffice"
+
+
+class HomeFailure(click.ClickException):
+    """No back office home, or one that cannot be used (exit code 2)."""
+
+    exit_code = 2
+
+
+class IssuerFailure(click.ClickException):
+    """Issuer options missing or wrong (exit code 3)."""
+
+    exit_code = 3
+
+
+def _home(ctx: click.Context, *, must_exist: bool = True) -> Home:
+    home: Home = ctx.obj
+    if must_exist and not home.exists():
+        raise HomeFailure(f"{home.path} holds no back office: run `terminal backoffice init`")
+    return home
+
+
+def _store(home: Home) -> Store:
+    try:
+        return Store(home)
+    except (StoreError, OSError) as exc:
+        raise HomeFailure(str(exc)) from None
+
+
+def _out(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2))
+
+
+def _issuer_options(f: Any) -> Any:
+    f = click.option("--terminal-key", envvar="TAPSTACK_TERMINAL_KEY", metavar="KEY",
+                     help="The back office's credential at the issuer (env "
+                     "TAPSTACK_TERMINAL_KEY).")(f)  # fmt: skip
+    f = click.option("--terminal-id", envvar="TAPSTACK_TERMINAL_ID", metavar="ID",
+                     help="The back office's terminal id at the issuer (MCC 4111; env "
+                     "TAPSTACK_TERMINAL_ID).")(f)  # fmt: skip
+    f = click.option("--issuer", "issuer_url", envvar="TAPSTACK_ISSUER_URL", metavar="URL",
+                     help="Issuer service (http://HOST:PORT; env TAPSTACK_ISSUER_URL). "
+                     "Without it nothing is authorised or aggregated.")(f)  # fmt: skip
+    return f
+
+
+def _issuer(url: str | None, terminal_id: str | None, key: str | None) -> TransitHostClient | None:
+    if not url:
+        return None
+    if not terminal_id or not key:
+        raise IssuerFailure("--issuer needs --terminal-id and --terminal-key")
+    try:
+        return TransitHostClient(url, terminal_id, key, timeout=10.0, retries=2)
+    except ValueError as exc:
+        raise IssuerFailure(str(exc)) from None
+
+
+@click.group("backoffice", context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--home", type=click.Path(file_okay=False, path_type=Path), envvar=ENV_HOME,
+              default=DEFAULT_HOME, show_default=True,
+              help=f"Back office home folder (env {ENV_HOME}).")  # fmt: skip
+@click.pass_context
+def backoffice(ctx: click.Context, home: Path) -> None:
+    """Transit back office: taps from gates, trips and capped fares, deferred
+    authorisation and aggregation at the issuer (MCC 4111), the deny list gates fetch,
+    and debt recovery."""
+    ctx.obj = Home(home)
+
+
+@backoffice.command("init")
+@click.option("--fares", "fares_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Fare rules (JSON, format of default_fares.json); default the shipped "
+              "ones.")  # fmt: skip
+@click.option("--card-reference-key", metavar="HEX",
+              help="The gates' card reference key (16-64 bytes hex); default the demo "
+              "key.")  # fmt: skip
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+@click.pass_context
+def init_command(
+    ctx: click.Context, fares_path: Path | None, card_reference_key: str | None, as_json: bool
+) -> None:
+    """Make a fresh back office home: sealing key pair, card reference key, fare rules
+    and database."""
+    home = _home(ctx, must_exist=False)
+    key = None
+    if card_reference_key is not None:
+        try:
+            key = bytes.fromhex(card_reference_key)
+        except ValueError:
+            raise click.BadParameter("hex digits", param_hint="--card-reference-key") from None
+        if not 16 <= len(key) <= 64:
+            raise click.BadParameter("16 to 64 bytes", param_hint="--card-reference-key")
+    text = None
+    if fares_path is not None:
+        try:
+            load_fares(fares_path)
+            text = fares_path.read_text()
+        except (FareError, OSError) as exc:
+            raise HomeFailure(f"--fares: {exc}") from None
+    try:
+        home.init(fares_text=text, card_reference_key=key)
+    except (StoreError, OSError) as exc:
+        raise HomeFailure(str(exc)) from None
+    info = {"home": str(home.path), "sealing_public_key": home.sealing_public_key().hex()}
+    if as_json:
+        _out(info)
+    else:
+        click.echo(f"Back office initialised in {home.path}")
+        click.echo(f"  sealing public key {info['sealing_public_key']}")
+
+
+# --- gates -----------------------------------------------------------------------------------
+
+
+@backoffice.group("gate")
+def gate_group() -> None:
+    """Gates allowed to upload taps."""
+
+
+@gate_group.command("add")
+@click.option("--name", required=True, help="A name for the gate (station, line).")
+@click.option("--zone", help="The gate's fare zone (zone gates: tap on/off).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+@click.pass_context
+def gate_add(ctx: click.Context, name: str, zone: str | None, as_json: bool) -> None:
+    """Register a gate; prints its id and key ONCE (only a hash is kept), the public
+    key it seals track 2 to and the card reference key it must use."""
+    home = _home(ctx)
+    rules = home.fares()
+    if zone is not None and rules.zones and zone not in rules.zones:
+        raise click.BadParameter(f"not a zone of the fares ({', '.join(rules.zones)})",
+                                 param_hint="--zone")  # fmt: skip
+    with _store(home) as store:
+        gate_id, key = store.add_gate(name, zone)
+    info = {
+        "gate_id": gate_id,
+        "key": key,
+        "name": name,
+        "zone": zone,
+        "sealing_public_key": home.sealing_public_key().hex(),
+        "card_reference_key": home.card_reference_key().hex(),
+    }
+    if as_json:
+        _out(info)
+        return
+    click.echo(f"Gate {gate_id} ({name}{', zone ' + zone if zone else ''})")
+    click.echo(f"  key                {key}   (shown once: keep it)")
+    click.echo(f"  sealing public key {info['sealing_public_key']}")
+    click.echo(f"  card reference key {info['card_reference_key']}")
+
+
+@gate_group.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+@click.pass_context
+def gate_list(ctx: click.Context, as_json: bool) -> None:
+    """Every gate (never a key)."""
+    with _store(_home(ctx)) as store:
+        gates = store.gates()
+    if as_json:
+        _out({"gates": gates})
+        return
+    for g in gates:
+        revoked = "  (revoked)" if g["revoked"] else ""
+        click.echo(f"{g['gate_id']:<6} {g['name']:<24} zone {g['zone'] or '-':<4} "
+                   f"since {g['created_at']}{revoked}")  # fmt: skip
+    if not gates:
+        click.echo("No gates.", err=True)
+
+
+# --- serve and aggregate ------------------------------------------------------------------
+
+
+def _report_text(report: PassReport) -> list[str]:
+    r = report
+    lines = [
+        f"taps {r.taps} new; riders {r.riders_new} new, {r.riders_merged} joined by PAR",
+        f"authorisations: {r.authorised} approved, {r.declined} declined, "
+        f"{r.auth_failed} failed, {r.auth_waiting} waiting for the issuer",
+        f"trips {r.trips}, fares charged {r.fares_charged}; taps on waiting for their "
+        f"tap off {r.taps_waiting}",
+        f"aggregations closed {r.closed}: {r.completed} completed ({r.captured} captured), "
+        f"{r.reversed} reversed, {r.debts} debts, {r.recovered} recovered, "
+        f"{r.written_off} written off",
+        f"deny list +{r.deny_added} -{r.deny_removed}; {r.issuer_calls} issuer calls; "
+        f"{r.seconds:.2f} s",
+    ]
+    lines += [f"problem: {e}" for e in r.errors[:20]]
+    return lines
+
+
+class _Progress:
+    """Progress of long stages on standard error, at most a line a second (a
+    rewritten line on a terminal)."""
+
+    def __init__(self) -> None:
+        self.tty = sys.stderr.isatty()
+        self.last = 0.0
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        now = time.monotonic()
+        if done not in (0, total) and now - self.last < 1.0:
+            return
+        if total < 1000 and done not in (0, total):
+            return
+        self.last = now
+        end = "\n" if done == total or not self.tty else ""
+        prefix = "\r" if self.tty else ""
+        click.echo(f"{prefix}{stage}: {done}/{total}", err=True, nl=False)
+        click.echo(end, err=True, nl=False)
+
+
+@backoffice.command("serve")
+@click.option("--bind", default="127.0.0.1:8700", show_default=True, metavar="HOST:PORT",
+              envvar="TAPSTACK_BACKOFFICE_BIND",
+              help="Address to listen on (port 0: any free).")  # fmt: skip
+@_issuer_options
+@click.option("--interval", type=click.FloatRange(min=0.1), default=30.0, show_default=True,
+              metavar="S",
+              help="Seconds between engine passes (also a second after uploads).")  # fmt: skip
+@click.option("--no-engine", is_flag=True, help="Serve the API only (run `aggregate` apart).")
+@click.pass_context
+def serve_command(
+    ctx: click.Context,
+    bind: str,
+    issuer_url: str | None,
+    terminal_id: str | None,
+    terminal_key: str | None,
+    interval: float,
+    no_engine: bool,
+) -> None:
+    """Run the gates' API (POST /v1/taps, GET /v1/deny-list, GET /v1/health) and the
+    engine in the background, until SIGTERM or Ctrl-C."""
+    home = _home(ctx)
+    issuer = _issuer(issuer_url, terminal_id, terminal_key)
+    try:
+        server = make_server(home, bind)
+    except (ValueError, OSError, StoreError) as exc:
+        raise HomeFailure(f"cannot serve on {bind}: {exc}") from None
+    worker = None
+    if not no_engine:
+        worker = EngineWorker(home, issuer, interval=interval)
+        server.notify = worker.nudge
+        worker.start()
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    click.echo(f"backoffice listening on {server.url}", err=True)
+    if issuer is None:
+        click.echo("  no --issuer: taps are stored, nothing is authorised", err=True)
+    try:
+        server.serve_forever(poll_interval=0.2)
+    except KeyboardInterrupt:
+        click.echo("stopping", err=True)
+    finally:
+        server.server_close()
+        if worker is not None:
+            worker.stop()
+            worker.join(timeout=30)
+        server.store.close()
+
+
+@backoffice.command("aggregate")
+@_issuer_options
+@click.option("--all", "close_all", is_flag=True,
+              help="Close every open aggregation now, today's too (end of a demo day); "
+              "taps on with no tap off become incomplete trips.")  # fmt: skip
+@click.option("--now", "now_text", metavar="TIME",
+              help="Run as if it were TIME (ISO 8601, UTC if no offset): which periods "
+              "are over.")  # fmt: skip
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+@click.pass_context
+def aggregate_command(
+    ctx: click.Context,
+    issuer_url: str | None,
+    terminal_id: str | None,
+    terminal_key: str | None,
+    close_all: bool,
+    now_text: str | None,
+    as_json: bool,
+) -> None:
+    """Run the engine once now: new taps to riders, deferred authorisations, trips
+    and capped fares, aggregation of the periods that are over into one completion
+    each, and debt recovery. Safe to run again after a crash: nothing is charged twice."""
+    from datetime import UTC, datetime
+
+    home = _home(ctx)
+    issuer = _issuer(issuer_url, terminal_id, terminal_key)
+    now = None
+    if now_text:
+        try:
+            now = datetime.fromisoformat(now_text.replace("Z", "+00:00"))
+        except ValueError:
+            raise click.BadParameter("ISO 8601 date and time", param_hint="--now") from None
+        now = now if now.tzinfo else now.replace(tzinfo=UTC)
+    with _store(home) as store:
+        engine = Engine.for_home(store, issuer, progress=_Progress())
+        with home.engine_lock(wait=False) as mine:
+            if not mine:
+                click.echo("waiting for the engine pass under way...", err=True)
+        with home.engine_lock():
+            report = engine.run(now=now, close_all=close_all)
+    if issuer is not None:
+        issuer.close()
+    if as_json:
+        _out(report.to_json())
+    else:
+        for line in _report_text(report):
+            click.echo(line)
+
+
+# --- reports -----------------------------------------------------------------------------------
+
+
+@backoffice.command("trips")
+@click.option("--rider", type=int, help="Only this rider's.")
+@click.option("--day", metavar="YYYY-MM-DD", help="Only this travel day's.")
+@click.option("--limit", type=click.IntRange(1, 100000), default=50, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+@click.pass_context
+def trips_command(
+    ctx: click.Context, rider: int | None, day: str | None, limit: int, as_json: bool
+) -> None:
+    """Trips with their micropayment (fare type, nominal fare, charge, cap), newest first."""
+    where: list[str] = []
+    params: list[Any] = []
+    if rider is not None:
+        where.append("rider_id = ?")
+        params.append(rider)
+    if day is not None:
+        where.append("travel_day = ?")
+        params.append(day)
+    sql = (
+        "SELECT trip_id, rider_id, travel_day, start_time, end_time, from_zone, to_zone, "  # noqa: S608
+        "fare_type, fare, charge, adjustment, aggregation_id FROM trips "
+        f"{'WHERE ' + ' AND '.join(where) if where else ''} ORDER BY trip_id DESC LIMIT ?"
+    )
+    with _store(_home(ctx)) as store:
+        trips = store.query(sql, [*params, limit])
+    if as_json:
+        _out({"trips": trips})
+        return
+    for t in trips:
+        zones = f"{t['from_zone'] or '-'}->{t['to_zone'] or '-'}"
+        adj = f" ({t['adjustment']})" if t["adjustment"] else ""
+        click.echo(f"#{t['trip_id']:<6} rider {t['rider_id']:<5} {t['start_time']}  {zones:<6} "
+                   f"{t['fare_type']:<24} fare {t['fare']:>5} "
+                   f"charge {t['charge']:>5}{adj}")  # fmt: skip
+    if not trips:
+        click.echo("No trips.", err=True)
+
+
+@backoffice.command("riders")
+@click.option("--limit", type=click.IntRange(1, 100000), default=50, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+@click.pass_context
+def riders_command(ctx: click.Context, limit: int, as_json: bool) -> None:
+    """Riders (one per payment account reference where the issuer gave one) with their
+    cards (masked), trips, fares charged and amount captured."""
+    with _store(_home(ctx)) as store:
+        riders = store.query(
+            "SELECT r.rider_id, r.par, "
+            "(SELECT json_group_array(json_object('card_reference', card_reference, "
+            "'masked_pan', masked_pan, 'token', json(CASE token WHEN 1 THEN 'true' ELSE "
+            "'false' END))) FROM cards c WHERE c.rider_id = r.rider_id) AS cards, "
+            "(SELECT COUNT(*) FROM trips t WHERE t.rider_id = r.rider_id) AS trips, "
+            "(SELECT COALESCE(SUM(charge), 0) FROM trips t WHERE t.rider_id = r.rider_id) "
+            "AS charged, (SELECT COALESCE(SUM(captured), 0) FROM aggregations a WHERE "
+            "a.rider_id = r.rider_id) AS captured, EXISTS (SELECT 1 FROM deny_list d WHERE "
+            "d.rider_id = r.rider_id) AS denied FROM riders r WHERE r.merged_into IS NULL "
+            "ORDER BY r.rider_id LIMIT ?",
+            (limit,),
+        )
+    for r in riders:
+        r["cards"] = json.loads(r["cards"])
+        r["denied"] = bool(r["denied"])
+    if as_json:
+        _out({"riders": riders})
+        return
+    for r in riders:
+        cards = ", ".join(c["masked_pan"] + (" (token)" if c["token"] else "") for c in r["cards"])
+        denied = "  DENIED" if r["denied"] else ""
+        click.echo(f"rider {r['rider_id']:<5} {cards}  trips {r['trips']}, charged "
+                   f"{r['charged']}, captured {r['captured']}{denied}")  # fmt: skip
+    if not riders:
+        click.echo("No riders.", err=True)
+
+
+@backoffice.command("aggregations")
+@click.option("--state", help="Only this state (open, closing, completed, debt, ...).")
+@click.option("--limit", type=click.IntRange(1, 100000), default=50, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+@click.pass_context
+def aggregations_command(ctx: click.Context, state: str | None, limit: int, as_json: bool) -> None:
+    """Aggregations (one authorisation and one completion per rider and period)."""
+    sql = (
+        "SELECT aggregation_id, rider_id, travel_day, state, auth_state, transaction_id, "  # noqa: S608
+        "decline_reason, total, captured, recovery_attempts, error FROM aggregations "
+        + ("WHERE state = ? " if state else "")
+        + "ORDER BY opened_at DESC, aggregation_id DESC LIMIT ?"
+    )
+    with _store(_home(ctx)) as store:
+        rows = store.query(sql, [state, limit] if state else [limit])
+    if as_json:
+        _out({"aggregations": rows})
+        return
+    for a in rows:
+        why = f" ({a['decline_reason']})" if a["decline_reason"] else ""
+        click.echo(f"{a['aggregation_id']:<24} rider {a['rider_id']:<5} {a['travel_day']} "
+                   f"{a['state']:<11} auth {a['auth_state']}{why}  total {a['total']} "
+                   f"captured {a['captured']}")  # fmt: skip
+    if not rows:
+        click.echo("No aggregations.", err=True)
+
+
+@backoffice.command("deny-list")
+@click.option("--since", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Changes after this version (0: the full list, as gates fetch it).")  # fmt: skip
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+@click.pass_context
+def deny_list_command(ctx: click.Context, since: int, as_json: bool) -> None:
+    """The deny list (card references; masked PAN shown for the operator)."""
+    with _store(_home(ctx)) as store:
+        changes = store.deny_changes(since)
+        entries = store.deny_list()
+    if as_json:
+        _out({**changes, "entries": entries if since == 0 else None})
+        return
+    click.echo(f"version {changes['version']}")
+    if since:
+        for ref in changes["add"]:
+            click.echo(f"+ {ref}")
+        for ref in changes["remove"]:
+            click.echo(f"- {ref}")
+        return
+    for e in entries:
+        click.echo(f"{e['card_reference']}  {e['masked_pan'] or '-':<17} {e['reason']:<20} "
+                   f"v{e['version']} {e['added_at']}")  # fmt: skip

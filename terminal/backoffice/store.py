@@ -1,0 +1,577 @@
+"""The back office's state: a home folder with a SQLite database and its keys.
+
+Home layout (``--home``, default ``$TAPSTACK_BACKOFFICE_HOME`` else ``./var/backoffice``;
+/tmp/team/contract_transit.md "Keys and registration"):
+
+- ``backoffice.db``: SQLite in WAL mode with ``synchronous=FULL`` (a commit is on disk
+  before it is acknowledged: a tap answered "accepted" survives a power cut);
+- ``fares.json``: the fare rules (:mod:`terminal.backoffice.fares`);
+- ``sealing.key``: the X25519 private key that opens ``track2_sealed``
+  (:mod:`terminal.apps.seal`), mode 0600; its public key is given to gates;
+- ``card_reference.key``: the HMAC key of card references (the same as the gates',
+  default the published demo key), mode 0600.
+
+Schema: ``taps`` (unique by ``tap_id``), ``cards`` and ``riders`` (riders by payment
+account reference, PAR), ``trips`` (one micropayment each: fare type, nominal fare,
+charge, cap adjustment, aggregation id; the ``micropayments`` view names them so),
+``aggregations`` (one authorisation and one completion each), ``authorisations``
+(every call to the issuer, by request id), ``deny_list`` and ``deny_changes`` (one row
+and one version per change), ``gates`` (keys hashed). No PAN or track 2 is stored
+readable: taps keep the masked PAN, the card reference and track 2 sealed, and the
+sealed box is erased once the authorisation that needed it has an answer.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import hmac
+import json
+import os
+import re
+import secrets
+import sqlite3
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Final
+
+from terminal.apps.seal import generate_keypair, public_key_of
+from terminal.backoffice.fares import (
+    FareError,
+    FareRules,
+    default_fares_text,
+    load_fares,
+    parse_fares,
+)
+from terminal.kernel.config import DEMO_CARD_REFERENCE_KEY
+
+__all__ = [
+    "DB_FILE",
+    "ENV_HOME",
+    "MAX_TAPS_PER_REQUEST",
+    "TAP_COLUMNS",
+    "Home",
+    "Store",
+    "StoreError",
+    "TapError",
+    "TapUpload",
+    "now_text",
+    "validate_tap",
+]
+
+ENV_HOME: Final = "TAPSTACK_BACKOFFICE_HOME"
+DB_FILE: Final = "backoffice.db"
+FARES_FILE: Final = "fares.json"
+SEALING_FILE: Final = "sealing.key"
+CARD_REFERENCE_FILE: Final = "card_reference.key"
+LOCK_FILE: Final = "engine.lock"
+#: At most this many taps in one upload (contract).
+MAX_TAPS_PER_REQUEST: Final = 500
+SCHEMA_VERSION: Final = "1"
+
+
+class StoreError(Exception):
+    """A home that is missing, incomplete or not a back office's."""
+
+
+class TapError(ValueError):
+    """A malformed tap (the message names the tap and field)."""
+
+
+def now_text(when: datetime | None = None) -> str:
+    """A UTC timestamp ``YYYY-MM-DDTHH:MM:SS.mmmZ``."""
+    when = when or datetime.now(UTC)
+    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{when.microsecond // 1000:03d}Z"
+
+
+_SCHEMA: Final = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS gates (
+    gate_id TEXT PRIMARY KEY, name TEXT NOT NULL, zone TEXT, key_hash TEXT NOT NULL,
+    created_at TEXT NOT NULL, revoked INTEGER NOT NULL DEFAULT 0);
+CREATE TABLE IF NOT EXISTS riders (
+    rider_id INTEGER PRIMARY KEY, par TEXT UNIQUE, merged_into INTEGER,
+    created_at TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS cards (
+    card_reference TEXT PRIMARY KEY, rider_id INTEGER NOT NULL, masked_pan TEXT NOT NULL,
+    token INTEGER NOT NULL, scheme TEXT NOT NULL, par TEXT, first_seen TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS cards_rider ON cards (rider_id);
+CREATE TABLE IF NOT EXISTS taps (
+    seq INTEGER PRIMARY KEY, tap_id TEXT NOT NULL UNIQUE, gate_id TEXT NOT NULL,
+    time TEXT NOT NULL, time_ms INTEGER NOT NULL, travel_day TEXT NOT NULL,
+    direction TEXT NOT NULL, zone TEXT, card_reference TEXT NOT NULL,
+    masked_pan TEXT NOT NULL, token INTEGER NOT NULL, scheme TEXT NOT NULL, aid TEXT NOT NULL,
+    outcome TEXT NOT NULL, oda TEXT NOT NULL, decision TEXT NOT NULL, deny_reason TEXT,
+    amount INTEGER NOT NULL, currency TEXT NOT NULL, icc_data BLOB, track2_sealed BLOB,
+    received_at TEXT NOT NULL,
+    -- new: not yet seen by the engine; waiting: in an aggregation, no trip yet;
+    -- trip: part of a trip; denied: the gate did not open (no trip)
+    state TEXT NOT NULL DEFAULT 'new',
+    rider_id INTEGER, aggregation_id TEXT, trip_id INTEGER);
+CREATE INDEX IF NOT EXISTS taps_pending ON taps (state) WHERE state IN ('new', 'waiting');
+CREATE INDEX IF NOT EXISTS taps_rider ON taps (rider_id, time_ms);
+CREATE TABLE IF NOT EXISTS aggregations (
+    aggregation_id TEXT PRIMARY KEY, rider_id INTEGER NOT NULL, travel_day TEXT NOT NULL,
+    -- open: collecting fares; closing: total frozen, completion under way; completed,
+    -- reversed (nothing to charge), debt (declined: recovery), recovered, written_off
+    state TEXT NOT NULL,
+    auth_tap_id TEXT NOT NULL,
+    -- pending (no answer yet), approved, declined, failed (a request the issuer refused)
+    auth_state TEXT NOT NULL DEFAULT 'pending',
+    transaction_id TEXT, auth_amount INTEGER, response_code TEXT, decline_reason TEXT,
+    total INTEGER NOT NULL DEFAULT 0, captured INTEGER NOT NULL DEFAULT 0,
+    opened_at TEXT NOT NULL, closed_at TEXT, settled_at TEXT,
+    recovery_attempts INTEGER NOT NULL DEFAULT 0, recovery_request TEXT, next_retry_at TEXT,
+    recovery_transaction_id TEXT, error TEXT);
+CREATE INDEX IF NOT EXISTS aggregations_open ON aggregations (rider_id, travel_day)
+    WHERE state = 'open';
+CREATE INDEX IF NOT EXISTS aggregations_state ON aggregations (state, auth_state);
+CREATE TABLE IF NOT EXISTS trips (
+    trip_id INTEGER PRIMARY KEY, rider_id INTEGER NOT NULL, on_tap TEXT NOT NULL,
+    off_tap TEXT, start_time TEXT NOT NULL, end_time TEXT, from_zone TEXT, to_zone TEXT,
+    travel_day TEXT NOT NULL, fare_type TEXT NOT NULL, fare INTEGER NOT NULL,
+    charge INTEGER NOT NULL, adjustment TEXT, aggregation_id TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS trips_rider ON trips (rider_id, travel_day);
+CREATE INDEX IF NOT EXISTS trips_aggregation ON trips (aggregation_id);
+CREATE VIEW IF NOT EXISTS micropayments AS
+    SELECT trip_id AS micropayment_id, trip_id, rider_id, travel_day, fare_type AS type,
+           fare AS nominal_amount, charge AS charge_amount, adjustment, aggregation_id
+    FROM trips;
+CREATE TABLE IF NOT EXISTS authorisations (
+    request_id TEXT PRIMARY KEY, kind TEXT NOT NULL, aggregation_id TEXT NOT NULL,
+    transaction_id TEXT, approved INTEGER, response_code TEXT, reason TEXT, amount INTEGER,
+    at TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS deny_list (
+    card_reference TEXT PRIMARY KEY, rider_id INTEGER, reason TEXT NOT NULL,
+    aggregation_id TEXT, version INTEGER NOT NULL, added_at TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS deny_changes (
+    version INTEGER PRIMARY KEY AUTOINCREMENT, card_reference TEXT NOT NULL,
+    op TEXT NOT NULL, at TEXT NOT NULL);
+"""
+
+
+def _write_secret(path: Path, text: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(text + "\n")
+        out.flush()
+        os.fsync(out.fileno())
+
+
+@dataclass(frozen=True)
+class Home:
+    """A back office home folder (module docstring)."""
+
+    path: Path
+
+    @property
+    def db(self) -> Path:
+        """The SQLite database."""
+        return self.path / DB_FILE
+
+    @property
+    def fares_path(self) -> Path:
+        """The fare rules."""
+        return self.path / FARES_FILE
+
+    def exists(self) -> bool:
+        """Whether ``init`` made this home."""
+        return self.db.exists() and (self.path / SEALING_FILE).exists()
+
+    def init(
+        self, *, fares_text: str | None = None, card_reference_key: bytes | None = None
+    ) -> None:
+        """Make a fresh home: keys, fares, database (:class:`StoreError` if one is there)."""
+        if self.exists():
+            raise StoreError(f"{self.path} already holds a back office")
+        text = fares_text if fares_text is not None else default_fares_text()
+        try:
+            parse_fares(json.loads(text))
+        except (ValueError, FareError) as exc:
+            raise StoreError(f"fare configuration: {exc}") from None
+        self.path.mkdir(parents=True, exist_ok=True)
+        private, _ = generate_keypair()
+        for name in (SEALING_FILE, CARD_REFERENCE_FILE):
+            (self.path / name).unlink(missing_ok=True)
+        _write_secret(self.path / SEALING_FILE, private.hex())
+        _write_secret(
+            self.path / CARD_REFERENCE_FILE, (card_reference_key or DEMO_CARD_REFERENCE_KEY).hex()
+        )
+        self.fares_path.write_text(text)
+        Store(self).close()
+
+    def _secret(self, name: str) -> bytes:
+        try:
+            return bytes.fromhex((self.path / name).read_text().strip())
+        except (OSError, ValueError) as exc:
+            raise StoreError(f"{self.path / name}: unreadable ({exc})") from None
+
+    def sealing_private_key(self) -> bytes:
+        """The X25519 private key that opens ``track2_sealed``."""
+        return self._secret(SEALING_FILE)
+
+    def sealing_public_key(self) -> bytes:
+        """The public key gates seal track 2 to."""
+        return public_key_of(self.sealing_private_key())
+
+    def card_reference_key(self) -> bytes:
+        """The card reference HMAC key shared with the gates."""
+        return self._secret(CARD_REFERENCE_FILE)
+
+    def fares(self) -> FareRules:
+        """The fare rules of this home."""
+        try:
+            return load_fares(self.fares_path)
+        except FareError as exc:
+            raise StoreError(f"fare configuration: {exc}") from None
+
+    @contextlib.contextmanager
+    def engine_lock(self, *, wait: bool = True) -> Iterator[bool]:
+        """Hold the engine's lock (one pass at a time across processes); yields whether
+        it was taken (always, with ``wait``)."""
+        fd = os.open(self.path / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+            except BlockingIOError:
+                yield False
+                return
+            yield True
+        finally:
+            os.close(fd)
+
+
+# --- taps ---------------------------------------------------------------------------------
+
+_HEX32: Final = re.compile(r"[0-9a-fA-F]{32}")
+_MASKED: Final = re.compile(r"\d{4,8}\*{2,13}\d{0,4}")
+_HEX: Final = re.compile(r"(?:[0-9a-fA-F]{2})*")
+_TIME: Final = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{1,6})?Z")
+_OUTCOMES: Final = frozenset({"approved", "online_request"})
+_ODA: Final = frozenset({"passed", "not_performed", "failed"})
+_DENY_REASONS: Final = frozenset({"deny_list", "first_ride_limit", "card_error"})
+_DIRECTIONS: Final = frozenset({"single", "on", "off"})
+#: Columns of ``taps`` that an upload fills, in order.
+TAP_COLUMNS: Final = (
+    "tap_id", "gate_id", "time", "time_ms", "travel_day", "direction", "zone",
+    "card_reference", "masked_pan", "token", "scheme", "aid", "outcome", "oda", "decision",
+    "deny_reason", "amount", "currency", "icc_data", "track2_sealed", "received_at", "state",
+)  # fmt: skip
+
+
+_INSERT_TAP: Final = (
+    f"INSERT OR IGNORE INTO taps ({', '.join(TAP_COLUMNS)}) "  # noqa: S608 (constant columns)
+    f"VALUES ({', '.join('?' * len(TAP_COLUMNS))})"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class TapUpload:
+    """The answer to an upload: tap ids stored now, and those stored before."""
+
+    accepted: list[str]
+    duplicates: list[str]
+
+
+def validate_tap(obj: Any, gate_id: str, rules: FareRules, received_at: str) -> tuple[Any, ...]:
+    """One uploaded TAP (contract) checked and turned into a ``taps`` row
+    (:data:`TAP_COLUMNS`); :class:`TapError` says what is wrong. A tap of another gate
+    raises :class:`PermissionError`."""
+    if not isinstance(obj, dict):
+        raise TapError("a tap is a JSON object")
+    tap_id = obj.get("tap_id")
+    if not isinstance(tap_id, str) or not 3 <= len(tap_id) <= 100:
+        raise TapError("tap_id: a string '<gate_id>:<seq>'")
+
+    def bad(name: str, why: str) -> TapError:
+        return TapError(f"tap {tap_id}: {name}: {why}")
+
+    def text(name: str, allowed: frozenset[str] | None = None, *, null: bool = False) -> Any:
+        value = obj.get(name)
+        if value is None and null:
+            return None
+        if not isinstance(value, str) or (allowed is not None and value not in allowed):
+            choices = f" one of {', '.join(sorted(allowed))}" if allowed else " a string"
+            raise bad(name, f"expected{choices}{' or null' if null else ''}, got {value!r}")
+        return value
+
+    gate = text("gate_id")
+    if gate != gate_id:
+        raise PermissionError(f"tap {tap_id} is of gate {gate}, not of the caller {gate_id}")
+    prefix, _, seq = tap_id.rpartition(":")
+    if prefix != gate or not seq.isdigit():
+        raise bad("tap_id", f"must be '{gate}:<seq>'")
+    when_text = text("time")
+    if not _TIME.fullmatch(when_text):
+        raise bad("time", "UTC, e.g. 2026-11-24T07:31:02.123Z")
+    try:
+        when = datetime.fromisoformat(when_text.replace("Z", "+00:00"))
+    except ValueError:
+        raise bad("time", "not a date and time") from None
+    if text("mode") != "transit":
+        raise bad("mode", "only 'transit' taps come here")
+    direction = text("direction", _DIRECTIONS)
+    zone = text("zone", null=True)
+    if direction != "single" and zone is None:
+        raise bad("zone", f"a tap {direction} needs its zone")
+    reference = text("card_reference")
+    if not _HEX32.fullmatch(reference):
+        raise bad("card_reference", "32 hex digits")
+    masked = text("masked_pan")
+    if not _MASKED.fullmatch(masked):
+        raise bad("masked_pan", "a masked PAN such as 476173******0010 (never a full PAN)")
+    token = obj.get("token")
+    if not isinstance(token, bool):
+        raise bad("token", "true or false")
+    scheme = text("scheme")
+    aid = text("aid")
+    if not (_HEX.fullmatch(aid) and 10 <= len(aid) <= 32):
+        raise bad("aid", "5 to 16 bytes, hex")
+    outcome = text("outcome", _OUTCOMES)
+    oda = text("oda", _ODA)
+    decision = text("decision", frozenset({"open", "deny"}))
+    deny_reason = text("deny_reason", _DENY_REASONS, null=True)
+    if (decision == "deny") != (deny_reason is not None):
+        raise bad("deny_reason", "given exactly when the decision is 'deny'")
+    amount = obj.get("amount")
+    if isinstance(amount, bool) or not isinstance(amount, int) or not 0 <= amount < 10**12:
+        raise bad("amount", "minor units, a whole number")
+    currency = text("currency")
+    if not (len(currency) == 3 and currency.isdigit()):
+        raise bad("currency", "ISO 4217 numeric, e.g. '978'")
+    blobs: list[bytes | None] = []
+    for name in ("icc_data", "track2_sealed"):
+        value = obj.get(name)
+        if value is None and decision == "deny":
+            blobs.append(None)
+            continue
+        if not isinstance(value, str) or not _HEX.fullmatch(value) or not value:
+            raise bad(name, "hex")
+        if len(value) > 4096:
+            raise bad(name, "too long")
+        blobs.append(bytes.fromhex(value))
+    if decision == "open" and blobs[1] is not None and len(blobs[1]) < 60:
+        raise bad("track2_sealed", "not a sealed box")
+    time_ms = int(when.timestamp() * 1000)
+    state = "new" if decision == "open" else "denied"
+    return (
+        tap_id, gate, when_text, time_ms, rules.travel_day(when).isoformat(), direction, zone,
+        reference.lower(), masked, int(token), scheme, aid.upper(), outcome, oda, decision,
+        deny_reason, amount, currency, blobs[0], blobs[1], received_at, state,
+    )  # fmt: skip
+
+
+# --- the store ------------------------------------------------------------------------------
+
+
+def _hash_key(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+class Store:
+    """The database of a home: one connection per thread (module docstring)."""
+
+    def __init__(self, home: Home) -> None:
+        self.home = home
+        self._local = threading.local()
+        conn = self.conn
+        with self.write():
+            for statement in re.sub(r"--[^\n]*", "", _SCHEMA).split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+            conn.execute(
+                "INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (SCHEMA_VERSION,)
+            )
+        found = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        if found is None or found[0] != SCHEMA_VERSION:
+            raise StoreError(
+                f"{home.db}: schema version {found and found[0]}, not {SCHEMA_VERSION}"
+            )
+
+    @property
+    def conn(self) -> sqlite3.Connection:
+        """This thread's connection (autocommit mode; :meth:`write` makes transactions)."""
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self.home.db, isolation_level=None, timeout=30.0)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=FULL")
+            conn.execute("PRAGMA busy_timeout=30000")
+            self._local.conn = conn
+            conns: list[sqlite3.Connection] = self.__dict__.setdefault("_all", [])
+            conns.append(conn)
+        return conn
+
+    def close(self) -> None:
+        """Close every connection this store opened."""
+        for conn in self.__dict__.get("_all", []):
+            with contextlib.suppress(sqlite3.Error):
+                conn.close()
+        self.__dict__["_all"] = []
+        self._local = threading.local()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextlib.contextmanager
+    def write(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction (``BEGIN IMMEDIATE`` ... ``COMMIT``, rolled back on error)."""
+        conn = self.conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+    # -- gates -------------------------------------------------------------------------------
+
+    def add_gate(self, name: str, zone: str | None) -> tuple[str, str]:
+        """Register a gate: (gate id, key). The key is returned once; a hash is kept."""
+        key = secrets.token_hex(16)
+        with self.write() as conn:
+            count = conn.execute("SELECT COUNT(*) FROM gates").fetchone()[0]
+            gate_id = f"G{count + 1}"
+            conn.execute(
+                "INSERT INTO gates (gate_id, name, zone, key_hash, created_at) VALUES (?,?,?,?,?)",
+                (gate_id, name, zone, _hash_key(key), now_text()),
+            )
+        return gate_id, key
+
+    def gates(self) -> list[dict[str, Any]]:
+        """Every gate (no keys)."""
+        rows = self.conn.execute(
+            "SELECT gate_id, name, zone, created_at, revoked FROM gates ORDER BY rowid"
+        ).fetchall()
+        return [
+            {"gate_id": g, "name": n, "zone": z, "created_at": c, "revoked": bool(r)}
+            for g, n, z, c, r in rows
+        ]
+
+    def authenticate(self, gate_id: str, key: str) -> bool:
+        """Whether ``key`` is the key of the (not revoked) gate ``gate_id``; the hashes
+        are compared in constant time."""
+        row = self.conn.execute(
+            "SELECT key_hash FROM gates WHERE gate_id = ? AND revoked = 0", (gate_id,)
+        ).fetchone()
+        expected = row[0] if row else "0" * 64
+        return hmac.compare_digest(expected, _hash_key(key)) and row is not None
+
+    # -- taps --------------------------------------------------------------------------------
+
+    def insert_taps(self, gate_id: str, taps: Sequence[Any], rules: FareRules) -> TapUpload:
+        """Store an upload all or nothing (contract ``POST /v1/taps``): every tap is
+        validated first (:class:`TapError`, :class:`PermissionError`), then inserted in
+        one transaction; a tap id already stored is a duplicate and changes nothing."""
+        received = now_text()
+        rows = [validate_tap(t, gate_id, rules, received) for t in taps]
+        accepted: list[str] = []
+        duplicates: list[str] = []
+        sql = _INSERT_TAP
+        with self.write() as conn:
+            for row in rows:
+                cursor = conn.execute(sql, row)
+                (accepted if cursor.rowcount == 1 else duplicates).append(row[0])
+        return TapUpload(accepted, duplicates)
+
+    # -- deny list ---------------------------------------------------------------------------
+
+    def deny_version(self) -> int:
+        """The deny list's current version (0: never changed)."""
+        row = self.conn.execute("SELECT MAX(version) FROM deny_changes").fetchone()
+        return int(row[0] or 0)
+
+    @staticmethod
+    def deny_add(
+        conn: sqlite3.Connection,
+        references: Sequence[str],
+        *,
+        reason: str,
+        rider_id: int | None,
+        aggregation_id: str | None,
+    ) -> int:
+        """Put references on the deny list in the caller's transaction; one version per
+        reference added; how many were added."""
+        at, added = now_text(), 0
+        for ref in references:
+            if conn.execute("SELECT 1 FROM deny_list WHERE card_reference = ?", (ref,)).fetchone():
+                continue
+            cur = conn.execute(
+                "INSERT INTO deny_changes (card_reference, op, at) VALUES (?, 'add', ?)", (ref, at)
+            )
+            conn.execute(
+                "INSERT INTO deny_list VALUES (?,?,?,?,?,?)",
+                (ref, rider_id, reason, aggregation_id, cur.lastrowid, at),
+            )
+            added += 1
+        return added
+
+    @staticmethod
+    def deny_remove(conn: sqlite3.Connection, references: Sequence[str]) -> int:
+        """Take references off the deny list in the caller's transaction."""
+        at, removed = now_text(), 0
+        for ref in references:
+            if conn.execute("DELETE FROM deny_list WHERE card_reference = ?", (ref,)).rowcount:
+                conn.execute(
+                    "INSERT INTO deny_changes (card_reference, op, at) VALUES (?, 'remove', ?)",
+                    (ref, at),
+                )
+                removed += 1
+        return removed
+
+    def deny_changes(self, since: int) -> dict[str, Any]:
+        """The contract's ``GET /v1/deny-list?since=N``: changes after version ``since``
+        (net per reference), or the full list when ``since`` is 0 or unknown."""
+        conn = self.conn
+        conn.execute("BEGIN")  # one snapshot for the version and the changes
+        try:
+            version = int(conn.execute("SELECT MAX(version) FROM deny_changes").fetchone()[0] or 0)
+            if since <= 0 or since > version:
+                refs = [
+                    r[0]
+                    for r in conn.execute("SELECT card_reference FROM deny_list ORDER BY version")
+                ]
+                return {"version": version, "full": True, "add": refs, "remove": []}
+            last: dict[str, str] = {}
+            for ref, op in conn.execute(
+                "SELECT card_reference, op FROM deny_changes WHERE version > ? ORDER BY version",
+                (since,),
+            ):
+                last[ref] = op
+            return {
+                "version": version,
+                "full": False,
+                "add": [r for r, op in last.items() if op == "add"],
+                "remove": [r for r, op in last.items() if op == "remove"],
+            }
+        finally:
+            conn.execute("COMMIT")
+
+    def deny_list(self) -> list[dict[str, Any]]:
+        """Every entry of the deny list, oldest first."""
+        rows = self.conn.execute(
+            "SELECT d.card_reference, d.rider_id, d.reason, d.aggregation_id, d.version, "
+            "d.added_at, c.masked_pan FROM deny_list d LEFT JOIN cards c "
+            "USING (card_reference) ORDER BY d.version"
+        ).fetchall()
+        keys = ("card_reference", "rider_id", "reason", "aggregation_id", "version", "added_at",
+                "masked_pan")  # fmt: skip
+        return [dict(zip(keys, row, strict=True)) for row in rows]
+
+    # -- reports -----------------------------------------------------------------------------
+
+    def query(
+        self, sql: str, params: Sequence[Any] | Mapping[str, Any] = ()
+    ) -> list[dict[str, Any]]:
+        """Rows of a read-only query as dicts."""
+        cursor = self.conn.execute(sql, params)
+        names = [d[0] for d in cursor.description]
+        return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
