@@ -325,35 +325,35 @@ def run_transit(
     try:
         currency = currency_by_code(config.data(0x5F2A, b"\x09\x78"))
         amount = parse_amount(nominal_amount, currency.exponent)
+    except ValueError as exc:
+        raise click.BadParameter(f"--nominal-amount: {exc}") from exc
+    try:
         settings = TransitSettings(
             gate_id, key, zone=zone, direction=direction, nominal_amount=amount,
             currency=f"{currency.numeric:03d}", first_ride_limit=first_ride_limit,
         )  # fmt: skip
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from exc
+    clients: tuple[BackOfficeClient, BackOfficeClient] | None = None
+    if backoffice_url and gate_key:
+        try:  # one connection for uploads, one for the deny list: two threads
+            clients = (
+                BackOfficeClient(backoffice_url, gate_id, gate_key),
+                BackOfficeClient(backoffice_url, gate_id, gate_key),
+            )
+        except ValueError as exc:
+            raise click.BadParameter(str(exc)) from exc
     state = Path(home)
     try:
         journal = Journal(state / "journal")
+    except (JournalError, OSError) as exc:
+        raise ConfigFailure(f"gate state in {state}: {exc}") from exc
+    try:
         deny_list = DenyList(state / "denylist")
         gate = TransitGate(settings, journal, deny_list)
-    except (JournalError, DenyListError, ValueError, OSError) as exc:
+    except (DenyListError, ValueError, OSError) as exc:
+        journal.close()
         raise ConfigFailure(f"gate state in {state}: {exc}") from exc
-
-    uploader: Uploader | None = None
-    poller: DenyListPoller | None = None
-    client: BackOfficeClient | None = None
-    if backoffice_url and gate_key:
-        try:
-            client = BackOfficeClient(backoffice_url, gate_id, gate_key)
-        except ValueError as exc:
-            raise click.BadParameter(str(exc)) from exc
-        uploader = Uploader(journal, client, on_acknowledged=gate.acknowledged)
-        poller = DenyListPoller(deny_list, BackOfficeClient(backoffice_url, gate_id, gate_key),
-                                interval=deny_refresh)  # fmt: skip
-        uploader.start()
-        poller.start()
-    else:
-        say("no --backoffice: taps stay in the journal until a gate with one uploads them")
 
     path = reader_path
     if path is None:
@@ -367,6 +367,15 @@ def run_transit(
     except ReaderError as exc:
         journal.close()
         raise ReaderFailure(f"cannot open reader {path!r}: {exc}") from exc
+    uploader: Uploader | None = None
+    poller: DenyListPoller | None = None
+    if clients is not None:
+        uploader = Uploader(journal, clients[0], on_acknowledged=gate.acknowledged)
+        poller = DenyListPoller(deny_list, clients[1], interval=deny_refresh)
+        uploader.start()
+        poller.start()
+    else:
+        say("no --backoffice: taps stay in the journal until a gate with one uploads them")
     say(
         f"gate {gate_id} (transit, {direction}{', zone ' + zone if zone else ''}) on "
         f"{reader.path}: {len(journal.pending())} taps to upload, deny list version "
@@ -405,7 +414,7 @@ def run_transit(
             uploader.stop()
         if poller is not None:
             poller.stop()
-        if client is not None:
+        for client in clients or ():
             client.close()
         left = len(journal.pending())
         if left:
