@@ -1,0 +1,293 @@
+"""General requirements: kernels by id (Book B §3.3.2.5, §3.4.1), the default kernel of
+each RID (Book B Table 3-6), the outcome and UI request encodings (Book A Tables 6.1
+and 9.1), the record, the public API and the ``terminal entry-point`` command."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from card.emv import EmvCard
+from card.scripted import ScriptedCard, ScriptError, encode_outcome, encode_ui_request
+from emvwire.profile import load_profile
+from terminal.cli import cli
+from terminal.kernel.config import default_config
+from terminal.kernel.entry_point import run_entry_point
+from terminal.kernel.outcome import (
+    CvmOutcome,
+    OnlineResponse,
+    Outcome,
+    OutcomeParameters,
+    Start,
+    Status,
+    UiMessage,
+    UiRequest,
+)
+from terminal.kernel.registry import check_kernel_id, default_registry, kernel_id_kind
+from terminal.kernel.test_kernel import TestKernel, decode_outcome, scripted_registry
+from terminal.kernel.transaction import Transaction
+from terminal.readers.emulated import EmulatedReader
+from tests.terminal.entry_point.harness import (
+    RID_DEFAULTS,
+    VISA,
+    WHEN,
+    Case,
+    app,
+    card,
+    check,
+    combo,
+    config,
+    entry,
+    outcome,
+    run_and_check,
+    run_case,
+    ui,
+)
+
+ROOT = Path(__file__).resolve().parents[3]
+CASES = Path(__file__).resolve().parent / "cases"
+VISA_PAN = "4761739001010010"
+
+
+# --- kernels by id ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kid", ["01", "02", "03", "04", "05", "06", "07"])
+def test_each_international_kernel_id_activates_the_kernel_registered_under_it(kid: str) -> None:
+    aid = f"A0000009{kid}1010"  # a RID with no default: only the 9F2A decides
+    case = Case(
+        config(combo(aid, kid), *(combo(aid, k) for k in ("01", "02", "03") if k != kid)),
+        card([entry(aid, kernel_id=kid)], {aid: app("9F6604")}),
+        kernels=["01", "02", "03", "04", "05", "06", "07"],
+    )
+    run_and_check(
+        case,
+        {
+            "activations": [{"kernel_id": kid, "kernel": f"test kernel {kid}", "aid": aid}],
+            "outcome": {"outcome": "approved"},
+        },
+    )
+
+
+@pytest.mark.parametrize(
+    ("kid", "kind"), [("812345", "emvco domestic"), ("C1ABCD", "proprietary domestic")]
+)
+def test_a_three_byte_domestic_kernel_id_activates_the_domestic_kernel(kid: str, kind: str) -> None:
+    assert kernel_id_kind(bytes.fromhex(kid)) == kind
+    case = Case(
+        config(combo("A000000999", kid), combo("A000000999", "03")),
+        card([entry("A0000009990001", kernel_id=kid + "FF")]),  # bytes past 3 ignored
+    )
+    run_and_check(case, {"activations": [{"kernel_id": kid}], "outcome": {"outcome": "approved"}})
+
+
+@pytest.mark.parametrize(("rid", "kid"), sorted(RID_DEFAULTS.items()))
+def test_without_kernel_identifier_the_default_kernel_of_the_rid_is_requested(
+    rid: str, kid: str
+) -> None:
+    aid = rid + "1010"
+    others = [combo(aid, k) for k in ("02", "03", "04", "05", "06", "07") if k != kid]
+    case = Case(config(*others, combo(aid, kid)), card([entry(aid)]))
+    run_and_check(case, {"activations": [{"kernel_id": kid, "aid": aid}]})
+
+
+@pytest.mark.parametrize(
+    "bad", ["00", "40", "7F", "0102", "012345", "402345", "800000", "01020304"]
+)
+def test_the_registry_refuses_kernel_ids_no_combination_can_name(bad: str) -> None:
+    with pytest.raises(ValueError, match="kernel id"):
+        check_kernel_id(bytes.fromhex(bad))
+    with pytest.raises(ValueError, match="kernel id"):
+        TestKernel(bytes.fromhex(bad))
+
+
+def test_scripted_registry_adds_test_kernels_only_for_ids_the_base_lacks() -> None:
+    registry = scripted_registry([b"\x02", b"\x03", b"\x04", bytes.fromhex("C10101")],
+                                 base=default_registry())  # fmt: skip
+    names = {k.kernel_id.hex(): k.name for k in registry}
+    assert names["03"] == "kernel 3 (Visa qVSDC)"
+    assert names["02"].startswith("kernel 2")
+    assert isinstance(registry.get(b"\x04"), TestKernel)
+    assert isinstance(registry.get(bytes.fromhex("C10101")), TestKernel)
+
+
+# --- the encodings the card scripts and the test kernel reads ------------------------------
+
+
+def test_a_ui_request_survives_encoding_and_decoding_with_every_field() -> None:
+    request = UiRequest(UiMessage.APPROVED, Status.CARD_READ_SUCCESSFULLY, 2500, "fr",
+                        123456, bytes.fromhex("0978"))  # fmt: skip
+    assert UiRequest.decode(request.encode()) == request
+    scripted = encode_ui_request(
+        {
+            "message": "03",
+            "status": "card_read_successfully",
+            "hold_time_ms": 2500,
+            "language": "fr",
+            "value": 123456,
+            "currency": "0978",
+        }
+    )
+    assert scripted == request.encode()
+    assert UiRequest.decode(UiRequest(UiMessage.PRESENT_CARD).encode()).value is None
+    with pytest.raises(ValueError, match="22 bytes"):
+        UiRequest.decode(b"\x03\x04")
+
+
+def test_an_outcome_parameter_set_survives_encoding_and_decoding() -> None:
+    params = OutcomeParameters(
+        Outcome.ONLINE_REQUEST,
+        Start.B,
+        online_response_data=True,
+        online_response=OnlineResponse.ANY,
+        cvm=CvmOutcome.ONLINE_PIN,
+        data_record=True,
+        receipt=True,
+        alternate_interface=0x1,
+        field_off_request_ms=1500,
+        removal_timeout_ms=3000,
+    )
+    assert OutcomeParameters.decode(params.encode()) == params
+    assert params.encode() == bytes.fromhex("3010102028 1F 0F 1E".replace(" ", ""))
+
+
+def test_the_card_scripted_outcome_is_what_the_test_kernel_reads() -> None:
+    body = encode_outcome(
+        outcome("try_again", start="B", ui_on_outcome=ui("21", "ready_to_read"),
+                ui_on_restart=ui("15", "ready_to_read", hold_time_ms=1000), field_off_ms=500)
+    )  # fmt: skip
+    params = decode_outcome(body)
+    assert params.outcome is Outcome.TRY_AGAIN
+    assert params.start is Start.B
+    assert params.ui_on_outcome == UiRequest(UiMessage.PRESENT_CARD_AGAIN, Status.READY_TO_READ)
+    assert params.ui_on_restart is not None
+    assert params.ui_on_restart.hold_time_ms == 1000
+    assert params.field_off_request_ms == 500
+
+
+@pytest.mark.parametrize(
+    ("doc", "where"),
+    [
+        ({"schema": "x"}, "schema"),
+        ({"schema": "tapstack.scripted-card/1", "ppse": {"sw": "90"}}, "ppse.sw"),
+        (
+            {"schema": "tapstack.scripted-card/1", "applications": {"A000": {"outcomes": [{}]}}},
+            "applications.A000.outcomes[0]",
+        ),
+        (
+            {
+                "schema": "tapstack.scripted-card/1",
+                "applications": {"A0000000031010": {"outcomes": [{"outcome": "won"}]}},
+            },
+            "applications.A0000000031010.outcomes[0].outcome",
+        ),
+        ({"schema": "tapstack.scripted-card/1", "events": {"explode": 1}}, "events"),
+    ],
+)
+def test_a_malformed_scripted_card_is_refused_with_the_place_of_the_problem(
+    doc: dict[str, object], where: str
+) -> None:
+    with pytest.raises(ScriptError) as caught:
+        ScriptedCard(doc)
+    assert caught.value.path == where
+
+
+# --- the record and the public API ----------------------------------------------------------
+
+
+def test_the_record_is_json_and_tells_no_pan_nor_track_2() -> None:
+    visa = EmvCard(load_profile(ROOT / "fixtures" / "cards" / "visa-card.json"))
+    record = run_entry_point(
+        default_config(), EmulatedReader(visa), Transaction(6000), clock=lambda: WHEN
+    )
+    text = json.dumps(record.to_json())
+    assert VISA_PAN not in text
+    assert "D30" not in text.upper()  # no track 2 separator and expiry either
+    data = json.loads(text)
+    assert [e["command"] for e in data["exchanges"]] == [
+        "SELECT", "SELECT", "GET PROCESSING OPTIONS"
+    ]  # fmt: skip
+    assert data["outcome"]["outcome"] == "online request"
+    assert data["kernel"] == "kernel 3 (Visa qVSDC)"
+
+
+def test_a_case_runs_the_same_from_json_files_and_from_builders() -> None:
+    cfg = json.loads((CASES / "visa-config.json").read_text())
+    scripted = json.loads((CASES / "visa-online-issuer-update.json").read_text())
+    built = Case(cfg, scripted, amount=6000, online=bytes.fromhex("910A11223344556677883030"))
+    record = run_case(built)
+    check(
+        record,
+        {
+            "restarts": 1,
+            "activations": [
+                {"restart": False},
+                {"restart": True, "online_response": "910A11223344556677883030"},
+            ],
+            "outcome": {"outcome": "approved"},
+        },
+    )
+
+
+# --- the command line -------------------------------------------------------------------------
+
+
+def _cli(*args: str) -> tuple[int, str, str]:
+    result = CliRunner().invoke(cli, list(args))
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_the_command_prints_the_record_as_json_and_exits_0_for_an_approval() -> None:
+    code, out, _ = _cli(
+        "entry-point", "--config", str(CASES / "visa-config.json"),
+        "--card", str(CASES / "visa-online-issuer-update.json"), "--amount", "60.00",
+        "--online-response", "910A11223344556677883030", "--json",
+    )  # fmt: skip
+    assert code == 0, out
+    data = json.loads(out)
+    assert [s["name"] for s in data["selects"]] == ["2PAY.SYS.DDF01", VISA] * 2
+    assert data["activations"][1]["online_response"] == "910A11223344556677883030"
+    assert data["outcome"]["outcome"] == "approved"
+
+
+def test_the_command_without_online_response_ends_with_the_online_request() -> None:
+    code, out, _ = _cli(
+        "entry-point", "--config", str(CASES / "visa-config.json"),
+        "--card", str(CASES / "visa-online-issuer-update.json"), "--amount", "60.00",
+    )  # fmt: skip
+    assert code == 0
+    assert "OUTCOME ONLINE REQUEST" in out
+    assert "event: online (response None)" in out
+
+
+def test_the_command_exits_5_with_the_record_for_another_outcome() -> None:
+    code, out, err = _cli(
+        "entry-point", "--config", str(CASES / "visa-config.json"),
+        "--card", str(CASES / "ppse-not-found.json"), "--amount", "1.00",
+    )  # fmt: skip
+    assert code == 5
+    assert "SELECT 2PAY.SYS.DDF01 -> 6A82" in out
+    assert "end application" in err
+
+
+def test_the_command_refuses_bad_input_without_a_traceback(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"schema": "tapstack.terminal-config/1", "combinations": []}')
+    code, _, err = _cli("entry-point", "--config", str(bad), "--card",
+                        str(CASES / "ppse-not-found.json"), "--amount", "1")  # fmt: skip
+    assert code == 2
+    assert "combinations" in err
+    code, _, err = _cli("entry-point", "--card", str(tmp_path / "none.json"), "--amount", "1")
+    assert code == 3
+    assert "none.json" in err
+    code, _, err = _cli("entry-point", "--card", str(CASES / "ppse-not-found.json"),
+                        "--amount", "1.234")  # fmt: skip
+    assert code == 2
+    assert "decimals" in err
+    code, _, err = _cli("entry-point", "--amount", "1")
+    assert code == 2
+    assert "exactly one of --card" in err
+    assert "Traceback" not in err
