@@ -234,12 +234,12 @@ class RecordingReader(Reader):
         return self.inner.wait_for_card(timeout)
 
     def transmit(self, c_apdu: bytes) -> bytes:
-        """As the inner reader's; the exchange is recorded (also a failed one, ``sw``
-        empty)."""
+        """As the inner reader's; the exchange is recorded (a failed one with ``sw``
+        empty: no answer came)."""
         try:
             answer = self.inner.transmit(c_apdu)
         except Exception:
-            self.record.exchanges.append(Exchange(command_name(bytes(c_apdu)), ""))
+            self.record.exchanges.append(Exchange.of(bytes(c_apdu), b""))
             raise
         self.record.exchanges.append(Exchange.of(bytes(c_apdu), answer))
         return answer
