@@ -289,7 +289,7 @@ def run_transit(
     from terminal.apps.denylist import DenyListError
     from terminal.apps.gate import emitter, run_gate
     from terminal.apps.journal import JournalError
-    from terminal.apps.uploader import BackOfficeClient, DenyListPoller, Uploader
+    from terminal.apps.uploader import BackOfficeClient, BackOfficeError, DenyListPoller, Uploader
     from terminal.cli import ConfigFailure, NoCardEvent, ReaderFailure
     from terminal.kernel.config import ConfigError, default_config, load_config
     from terminal.kernel.entry_point import EntryPoint
@@ -372,6 +372,10 @@ def run_transit(
     if clients is not None:
         uploader = Uploader(journal, clients[0], on_acknowledged=gate.acknowledged)
         poller = DenyListPoller(deny_list, clients[1], interval=deny_refresh)
+        try:  # the newest list before the first tap, if the back office answers now
+            poller.poll_once()
+        except (BackOfficeError, DenyListError) as exc:
+            say(f"deny list not refreshed ({exc}): the gate uses its copy on disk")
         uploader.start()
         poller.start()
     else:

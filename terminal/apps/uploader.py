@@ -261,7 +261,8 @@ class Uploader:
 
 class DenyListPoller:
     """Keeps ``deny_list`` current from the back office every ``interval`` seconds
-    (module docstring); the first poll is at :meth:`start`."""
+    (module docstring); the first poll is at :meth:`start`, unless the caller made one
+    with :meth:`poll_once` (a gate does, before its first tap)."""
 
     def __init__(
         self, deny_list: DenyList, client: BackOfficeClient, *, interval: float = 60.0
@@ -296,6 +297,8 @@ class DenyListPoller:
             self._thread.join(timeout=self.client.timeout + 1)
 
     def _run(self) -> None:
+        if self.polls:  # the caller polled once already (before the first tap)
+            self._stop.wait(self.interval)
         while not self._stop.is_set():
             try:
                 self.poll_once()
