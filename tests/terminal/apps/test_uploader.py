@@ -280,3 +280,78 @@ def test_a_poll_without_network_keeps_the_list(tmp_path: Path) -> None:
 def test_a_bad_url_is_refused(url: str) -> None:
     with pytest.raises(ValueError, match="URL"):
         BackOfficeClient(url, "G1", KEY)
+
+
+# --- against the real back office (terminal.backoffice), in process -------------------------
+
+
+def test_real_taps_to_the_real_back_office_once_and_its_deny_list_back(tmp_path: Path) -> None:
+    """TAPs made by the gate's own code from real kernel results go to the back office's
+    HTTP API; it opens their track 2, takes each tap id once, refuses another gate's
+    tap, and its deny list reaches the gate's list through the poller."""
+    from card.emv import EmvCard
+    from emvwire.profile import load_profile
+    from terminal.apps.seal import open_box
+    from terminal.apps.transit import TransitGate, TransitSettings
+    from terminal.backoffice.service import make_server
+    from terminal.backoffice.store import Home, Store
+    from terminal.kernel.config import default_config
+    from terminal.kernel.entry_point import EntryPoint
+    from terminal.kernel.transaction import Transaction
+    from terminal.readers.emulated import EmulatedReader
+
+    home = Home(tmp_path / "backoffice")
+    home.init()
+    with Store(home) as store:
+        gate_id, key = store.add_gate("Central", None)
+        other_id, other_key = store.add_gate("North", None)
+    srv = make_server(home, "127.0.0.1:0")
+    thread = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05})
+    thread.start()
+    try:
+        profile = Path(__file__).resolve().parents[3] / "fixtures" / "cards" / "visa-card.json"
+        reader = EmulatedReader(EmvCard(load_profile(profile)), path="emulated:test")
+        result = EntryPoint(default_config()).run(reader, Transaction(100))
+        settings = TransitSettings(gate_id, home.sealing_public_key(), first_ride_limit=1)
+        with Journal(tmp_path / "journal") as journal:
+            gate = TransitGate(settings, journal, DenyList(tmp_path / "deny"))
+            verdicts = [gate.decide(result).decision for _ in range(2)]
+            assert verdicts == ["open", "deny"]
+            client = BackOfficeClient(srv.url, gate_id, key, timeout=5)
+            _CLIENTS.append(client)
+            uploader = Uploader(journal, client, on_acknowledged=gate.acknowledged)
+            assert uploader.upload_once() == 2
+            assert journal.acknowledged == 2
+            assert gate.known(result.card_reference)  # the limit no longer applies
+            # Sent again (as after a crash before the cursor moved): duplicates, once.
+            again = client.post_taps([_tap_of(r) for r in journal.records()])
+            assert again == {"accepted": [], "duplicates": [f"{gate_id}:1", f"{gate_id}:2"]}
+            intruder = BackOfficeClient(srv.url, other_id, other_key, timeout=5)
+            _CLIENTS.append(intruder)
+            with pytest.raises(BackOfficeError) as refused:
+                intruder.post_taps([_tap_of(journal.records()[0])])
+            assert refused.value.status == 403
+            # A decline put the card on the list: the gate's poller brings it home.
+            with Store(home) as store, store.write() as conn:
+                Store.deny_add(conn, [result.card_reference], reason="declined",
+                               rider_id=None, aggregation_id=None)  # fmt: skip
+            assert DenyListPoller(gate.deny_list, client).poll_once()
+            assert gate.decide(result).reason == "deny_list"
+        with Store(home) as store:
+            rows = store.conn.execute(
+                "SELECT tap_id, decision, track2_sealed FROM taps ORDER BY rowid"
+            ).fetchall()
+        assert [(r[0], r[1]) for r in rows] == [(f"{gate_id}:1", "open"), (f"{gate_id}:2", "deny")]
+        sealed = rows[0][2]
+        assert (
+            open_box(home.sealing_private_key(), sealed, f"{gate_id}:1".encode()) == result.track2
+        )
+    finally:
+        srv.shutdown()
+        srv.server_close()
+        srv.store.close()
+        thread.join(10)
+
+
+def _tap_of(record: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in record.items() if k != "seq"}
