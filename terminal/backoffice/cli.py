@@ -239,6 +239,11 @@ class _Progress:
         click.echo(end, err=True, nl=False)
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    """SIGTERM stops ``serve`` as Ctrl-C does."""
+    raise KeyboardInterrupt
+
+
 @backoffice.command("serve")
 @click.option("--bind", default="127.0.0.1:8700", show_default=True, metavar="HOST:PORT",
               envvar="TAPSTACK_BACKOFFICE_BIND",
@@ -271,7 +276,7 @@ def serve_command(
         worker = EngineWorker(home, issuer, interval=interval)
         server.notify = worker.nudge
         worker.start()
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    signal.signal(signal.SIGTERM, _interrupt)
     click.echo(f"backoffice listening on {server.url}", err=True)
     if issuer is None:
         click.echo("  no --issuer: taps are stored, nothing is authorised", err=True)

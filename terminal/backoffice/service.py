@@ -201,7 +201,7 @@ class EngineWorker(threading.Thread):
         self.nudge_delay = nudge_delay
         self.on_report = on_report or (lambda report: None)
         self._wake = threading.Event()
-        self._stop = threading.Event()
+        self._stopping = threading.Event()
 
     def nudge(self) -> None:
         """Taps came: run a pass soon."""
@@ -209,22 +209,22 @@ class EngineWorker(threading.Thread):
 
     def stop(self) -> None:
         """Finish the pass under way and stop."""
-        self._stop.set()
+        self._stopping.set()
         self._wake.set()
 
     def run(self) -> None:
         store = Store(self.home)
         try:
             engine = Engine.for_home(store, self.issuer)
-            while not self._stop.is_set():
+            while not self._stopping.is_set():
                 with self.home.engine_lock(wait=False) as mine:
                     if mine:
                         try:
                             self.on_report(engine.run())
                         except Exception:  # a pass that failed is logged and tried again
                             log.exception("engine pass failed")
-                if self._wake.wait(self.interval) and not self._stop.is_set():
-                    self._stop.wait(self.nudge_delay)  # gather the uploads of a moment
+                if self._wake.wait(self.interval) and not self._stopping.is_set():
+                    self._stopping.wait(self.nudge_delay)  # gather the uploads of a moment
                 self._wake.clear()
         finally:
             store.close()

@@ -1,0 +1,159 @@
+"""The gates' HTTP API (contract "HTTP") on a real socket, and the ``terminal
+backoffice`` CLI through click's runner: credentials, all-or-nothing uploads,
+duplicates, the deny list by version, clear errors with exit codes."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from terminal.backoffice.service import BackOfficeServer, make_server
+from terminal.backoffice.store import Home, Store
+from terminal.cli import cli
+from tests.terminal.backoffice.taps import plain_tap
+
+DAY = datetime(2026, 11, 24, 7, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def served(home: Home) -> Iterator[tuple[BackOfficeServer, dict[str, str]]]:
+    with Store(home) as store:
+        keys = dict([store.add_gate("North", None), store.add_gate("South", None)])
+    server = make_server(home, "127.0.0.1:0")
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
+    thread.start()
+    try:
+        yield server, keys
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+        server.store.close()
+
+
+def call(server: BackOfficeServer, method: str, path: str, body: Any = None,
+         auth: str | None = None) -> tuple[int, Any]:  # fmt: skip
+    host, port = server.server_address[:2]
+    conn = http.client.HTTPConnection(str(host), port, timeout=10)
+    headers = {"Authorization": auth} if auth else {}
+    data = None if body is None else json.dumps(body).encode()
+    if data is not None:
+        headers["Content-Type"] = "application/json"
+    conn.request(method, path, body=data, headers=headers)
+    answer = conn.getresponse()
+    payload = json.loads(answer.read() or b"{}")
+    conn.close()
+    return answer.status, payload
+
+
+def test_health_needs_no_credential_the_rest_does(served: tuple[BackOfficeServer, Any]) -> None:
+    server, keys = served
+    assert call(server, "GET", "/v1/health") == (200, {"status": "ok"})
+    status, body = call(server, "GET", "/v1/deny-list")
+    assert (status, body["error"]["code"]) == (401, "unauthorised")
+    wrong = "Bearer G1:" + "0" * 32
+    assert call(server, "GET", "/v1/deny-list", auth=wrong)[0] == 401
+    assert call(server, "GET", "/v1/deny-list", auth=f"Bearer G1:{keys['G2']}")[0] == 401
+    status, body = call(server, "GET", "/v1/deny-list?since=0", auth=f"Bearer G1:{keys['G1']}")
+    assert (status, body) == (200, {"version": 0, "full": True, "add": [], "remove": []})
+    assert call(server, "GET", "/v1/nowhere")[0] == 404
+
+
+def test_uploads_over_http(served: tuple[BackOfficeServer, Any], home: Home) -> None:
+    server, keys = served
+    auth = f"Bearer G1:{keys['G1']}"
+    pub = home.sealing_public_key()
+    taps = [plain_tap(pub, "G1", i, DAY) for i in (1, 2)]
+    assert call(server, "POST", "/v1/taps", {"taps": taps}, auth) == (
+        200, {"accepted": ["G1:1", "G1:2"], "duplicates": []},
+    )  # fmt: skip
+    more = [*taps, plain_tap(pub, "G1", 3, DAY)]
+    assert call(server, "POST", "/v1/taps", {"taps": more}, auth) == (
+        200, {"accepted": ["G1:3"], "duplicates": ["G1:1", "G1:2"]},
+    )  # fmt: skip
+    # A malformed tap: 400 and nothing of the request stored.
+    bad = [plain_tap(pub, "G1", 4, DAY), {**plain_tap(pub, "G1", 5, DAY), "direction": "up"}]
+    status, body = call(server, "POST", "/v1/taps", {"taps": bad}, auth)
+    assert status == 400
+    assert "direction" in body["error"]["message"]
+    # Another gate's tap: 403.
+    foreign = [plain_tap(pub, "G2", 1, DAY)]
+    assert call(server, "POST", "/v1/taps", {"taps": foreign}, auth)[0] == 403
+    assert call(server, "POST", "/v1/taps", {"taps": []}, auth)[0] == 400
+    assert call(server, "POST", "/v1/taps", {"taps": [taps[0]] * 501}, auth)[0] == 400
+    with Store(home) as store:
+        stored = [r["tap_id"] for r in store.query("SELECT tap_id FROM taps ORDER BY seq")]
+    assert stored == ["G1:1", "G1:2", "G1:3"]
+
+
+def test_the_deny_list_by_version(served: tuple[BackOfficeServer, Any], home: Home) -> None:
+    server, keys = served
+    auth = f"Bearer G2:{keys['G2']}"
+    refs = ["a" * 32, "b" * 32, "c" * 32]
+    with Store(home) as store, store.write() as w:
+        Store.deny_add(w, refs, reason="INSUFFICIENT_FUNDS", rider_id=None, aggregation_id=None)
+        Store.deny_remove(w, refs[:1])
+    status, full = call(server, "GET", "/v1/deny-list?since=0", auth=auth)
+    assert (status, full) == (200, {"version": 4, "full": True, "add": refs[1:], "remove": []})
+    _, delta = call(server, "GET", "/v1/deny-list?since=2", auth=auth)
+    assert delta == {"version": 4, "full": False, "add": [refs[2]], "remove": [refs[0]]}
+    _, same = call(server, "GET", "/v1/deny-list?since=4", auth=auth)
+    assert same == {"version": 4, "full": False, "add": [], "remove": []}
+    _, unknown = call(server, "GET", "/v1/deny-list?since=99", auth=auth)
+    assert unknown["full"] is True
+    assert call(server, "GET", "/v1/deny-list?since=x", auth=auth)[0] == 400
+
+
+def run(home: Path, *args: str) -> Any:
+    result = CliRunner().invoke(cli, ["backoffice", "--home", str(home), *args])
+    return result
+
+
+def test_cli_init_gates_and_reports(tmp_path: Path) -> None:
+    home = tmp_path / "bo"
+    missing = run(home, "gate", "list")
+    assert missing.exit_code == 2
+    assert "terminal backoffice init" in missing.output
+    assert run(home, "init").exit_code == 0
+    assert run(home, "init").exit_code == 2  # never overwrites keys
+    added = run(home, "gate", "add", "--name", "Central", "--zone", "1", "--json")
+    assert added.exit_code == 0, added.output
+    info = json.loads(added.output)
+    assert info["gate_id"] == "G1"
+    assert len(info["key"]) == 32
+    assert info["sealing_public_key"] == Home(home).sealing_public_key().hex()
+    bad_zone = run(home, "gate", "add", "--name", "X", "--zone", "9")
+    assert bad_zone.exit_code == 2
+    assert "not a zone" in bad_zone.output
+    listed = json.loads(run(home, "gate", "list", "--json").output)["gates"]
+    assert [g["gate_id"] for g in listed] == ["G1"]
+    assert info["key"] not in run(home, "gate", "list", "--json").output
+    no_key = run(home, "aggregate", "--issuer", "http://127.0.0.1:9")
+    assert no_key.exit_code == 3
+    assert "--terminal-id" in no_key.output
+    done = run(home, "aggregate", "--json")
+    assert done.exit_code == 0, done.output
+    assert json.loads(done.output)["taps"] == 0
+    assert json.loads(run(home, "deny-list", "--json").output)["version"] == 0
+    assert json.loads(run(home, "trips", "--json").output) == {"trips": []}
+    assert json.loads(run(home, "riders", "--json").output) == {"riders": []}
+    assert run(home, "aggregate", "--now", "yesterday").exit_code == 2
+
+
+def test_cli_init_with_fares_checks_them(tmp_path: Path) -> None:
+    fares = tmp_path / "fares.json"
+    fares.write_text(json.dumps({"flat_fare": 250, "daily_cap": 500}))
+    assert run(tmp_path / "a", "init", "--fares", str(fares)).exit_code == 0
+    assert Home(tmp_path / "a").fares().flat_fare == 250
+    fares.write_text(json.dumps({"flat_fare": -5}))
+    bad = run(tmp_path / "b", "init", "--fares", str(fares))
+    assert bad.exit_code == 2
+    assert "flat_fare" in bad.output
