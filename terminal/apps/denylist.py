@@ -35,7 +35,9 @@ state is one immutable tuple swapped by reference).
 from __future__ import annotations
 
 import bisect
+import itertools
 import json
+import operator
 import os
 import struct
 import threading
@@ -108,7 +110,9 @@ class _Base:
 
     @classmethod
     def build(cls, keys: Iterable[bytes], version: int) -> _Base:
-        ordered = sorted(set(keys))
+        ordered = sorted(keys)
+        if any(map(operator.eq, ordered, itertools.islice(ordered, 1, None))):
+            ordered = [key for key, _ in itertools.groupby(ordered)]
         bits = _bits_for(len(ordered))
         return cls(b"".join(ordered), _index(ordered, bits), bits, version)
 
@@ -269,6 +273,19 @@ class DenyList:
 
     # -- writing -----------------------------------------------------------------------
 
+    def replace(self, keys: Iterable[bytes], version: int) -> None:
+        """Replace the whole list with ``keys`` (raw 16-byte references) at ``version``,
+        durably: what a full answer of the back office does, without the hex."""
+        keys = list(keys)
+        if any(len(key) != KEY_SIZE for key in keys):
+            raise DenyListError("a card reference is 16 bytes")
+        base = _Base.build(keys, version)
+        with self._write_lock:
+            if self.directory is not None:
+                base.to_file(self.directory / BASE_FILE, durable=self.durable)
+                self._reset_log()
+            self._state = _State(base, {}, version)
+
     @staticmethod
     def _check(delta: Mapping[str, Any]) -> dict[str, Any]:
         version = delta.get("version")
@@ -308,17 +325,13 @@ class DenyList:
         list's is ignored. Raises :class:`DenyListError` for a malformed answer,
         changing nothing."""
         checked = self._check(delta)
+        if checked["version"] <= self._state.version and not checked["full"]:
+            return False
+        if checked["full"]:
+            self.replace(map(parse_reference, checked["add"]), checked["version"])
+            return True
         with self._write_lock:
             state = self._state
-            if checked["version"] <= state.version and not checked["full"]:
-                return False
-            if checked["full"]:
-                base = _Base.build(map(parse_reference, checked["add"]), checked["version"])
-                if self.directory is not None:
-                    base.to_file(self.directory / BASE_FILE, durable=self.durable)
-                    self._reset_log()
-                self._state = _State(base, {}, checked["version"])
-                return True
             if self.directory is not None:
                 self._append_log(checked)
             overlay = self._overlaid(state.base, state.overlay, checked)

@@ -160,3 +160,21 @@ def test_the_delta_log_holds_references_not_cards(tmp_path: Path) -> None:
     DenyList(tmp_path).apply({"version": 1, "add": [ref]})
     (line,) = (tmp_path / denylist.LOG_FILE).read_text().splitlines()
     assert json.loads(line) == {"version": 1, "full": False, "add": [ref], "remove": []}
+
+
+def test_a_full_list_with_repeats_counts_each_card_once(tmp_path: Path) -> None:
+    a, b = _refs(2)
+    deny = DenyList(tmp_path)
+    deny.apply({"version": 2, "full": True, "add": [a, b, a, a.upper()]})
+    assert len(deny) == 2
+    assert len(DenyList(tmp_path)) == 2
+
+
+def test_replace_takes_raw_references_only(tmp_path: Path) -> None:
+    deny = DenyList(tmp_path)
+    deny.replace([bytes(16), b"\xff" * 16], 5)
+    assert (bytes(16) in deny, b"\xff" * 16 in deny, deny.version) == (True, True, 5)
+    with pytest.raises(DenyListError, match="16 bytes"):
+        deny.replace([b"short"], 6)
+    assert deny.version == 5
+    assert b"\xff" * 16 in DenyList(tmp_path)
