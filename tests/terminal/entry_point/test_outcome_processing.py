@@ -60,9 +60,10 @@ APPROVED_SIGN = outcome(
 
 
 def _visa(*outcomes: dict[str, Any], **events: int) -> dict[str, Any]:
-    extra = {"events": events} if events else {}
-    return card([entry(VISA, priority="01", kernel_id="03")], {VISA: app(outcomes=outcomes)},
-                **extra)  # fmt: skip
+    scripted = card([entry(VISA, priority="01", kernel_id="03")], {VISA: app(outcomes=outcomes)})
+    if events:
+        scripted["events"] = events
+    return scripted
 
 
 # --- final outcomes and their UI requests ---------------------------------------------------
