@@ -1,0 +1,228 @@
+"""A sample of the entry point cases through a real pcscd and vpcd: the scripted card is
+presented in a vpcd reader (in a thread by :func:`card.vpcd.serve_tap`, and once by
+``card serve`` as a user runs it), the entry point talks to it through the PC/SC driver
+(:class:`~terminal.readers.pcsc.PcscReader`). The records must be the ones the
+in-process reader gives: the reader is not part of what Book B decides.
+
+Run under the shared lock (the vpcd readers are machine-wide)::
+
+    flock /tmp/team/vpcd.lock .venv/bin/python -m pytest \
+        tests/terminal/entry_point/test_pcsc_sample.py
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from card.scripted import ScriptedCard
+from tests.terminal.conftest import VpcdCard
+from tests.terminal.entry_point.harness import (
+    ISSUER_UPDATE,
+    MASTERCARD,
+    VISA,
+    Case,
+    app,
+    card,
+    check,
+    combo,
+    config,
+    entry,
+    outcome,
+    run_case,
+    ui,
+)
+
+pytestmark = pytest.mark.pcsc
+
+ROOT = Path(__file__).resolve().parents[3]
+CASES = Path(__file__).resolve().parent / "cases"
+PPSE_OK = ("2PAY.SYS.DDF01", "9000")
+CFG = config(combo(VISA, "03", ttq="36C04000", cvm_required=5000), combo(MASTERCARD, "02"))
+
+SAMPLE: dict[str, tuple[Case, dict[str, Any]]] = {
+    "priority order": (
+        Case(CFG, card([entry(MASTERCARD, priority="02"), entry(VISA, priority="01")])),
+        {
+            "selects": [PPSE_OK, (VISA, "9000")],
+            "activations": [{"kernel_id": "03"}],
+            "outcome": {"outcome": "approved"},
+        },
+    ),
+    "ppse not found": (
+        Case(CFG, card(None, {VISA: app()})),
+        {
+            "selects": [("2PAY.SYS.DDF01", "6A82")],
+            "activations": [],
+            "outcome": {"outcome": "end application"},
+        },
+    ),
+    "select next": (
+        Case(
+            CFG,
+            card(
+                [entry(VISA, priority="01"), entry(MASTERCARD, priority="02")],
+                {VISA: app(outcomes=[outcome("select_next", start="C")]), MASTERCARD: app()},
+            ),
+        ),
+        {
+            "selects": [PPSE_OK, (VISA, "9000"), (MASTERCARD, "9000")],
+            "activations": [{"kernel_id": "03"}, {"kernel_id": "02"}],
+            "outcome": {"outcome": "approved"},
+        },
+    ),
+    "online request, restart at B with issuer update data": (
+        Case(
+            CFG,
+            card(
+                [entry(VISA, kernel_id="03")],
+                {
+                    VISA: app(
+                        outcomes=[
+                            outcome(
+                                "online_request",
+                                start="B",
+                                online_response="emv_data",
+                                ui_on_outcome=ui("1B", "processing"),
+                            ),
+                            outcome(
+                                "approved",
+                                ui_on_outcome=ui(
+                                    "03",
+                                    "card_read_successfully",
+                                    language="en",
+                                    value=6000,
+                                    currency="0978",
+                                ),
+                            ),
+                        ]
+                    )
+                },
+            ),
+            amount=6000,
+            online=ISSUER_UPDATE,
+        ),
+        {
+            "selects": [PPSE_OK, (VISA, "9000"), PPSE_OK, (VISA, "9000")],
+            "activations": [
+                {"restart": False, "indicators": {"ttq": "36404000"}},
+                {"restart": True, "start": "B", "online_response": ISSUER_UPDATE.hex().upper()},
+            ],
+            "ui": [
+                ("15", "ready_to_read"),
+                ("1B", "processing"),
+                ("15", "ready_to_read"),
+                {"message": "03", "language": "en", "value": 6000},
+            ],
+            "outcome": {"outcome": "approved"},
+        },
+    ),
+    "visa without ttq in the pdol goes to kernel 1": (
+        Case(CFG, card([entry(VISA)], {VISA: app(None)}), kernels=["01", "02", "03"]),
+        {"activations": [{"kernel_id": "01"}], "outcome": {"outcome": "approved"}},
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(SAMPLE))
+def test_a_sample_case_gives_the_same_record_through_pcscd_and_vpcd(
+    name: str, vpcd: Callable[..., VpcdCard]
+) -> None:
+    from terminal.readers.pcsc import PcscReader
+
+    case, expected = SAMPLE[name]
+    served = vpcd(ScriptedCard(case.card))
+    with PcscReader(served.reader) as reader:
+        record = run_case(case, reader, timeout=10)
+    through_pcsc = check(record, expected)
+    in_process = check(run_case(case), expected)
+    for key in ("selects", "activations", "outcome", "ui", "events", "restarts"):
+        assert through_pcsc[key] == in_process[key], key
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
+
+
+def test_card_serve_presents_a_scripted_card_to_terminal_entry_point(pcscd: str) -> None:
+    from terminal.readers.pcsc import PcscReader, list_pcsc_readers
+
+    names = list_pcsc_readers()
+    number = next(
+        (
+            n
+            for n in (1, 0)
+            if f"Virtual PCD 00 {n:02d}" in names
+            and not PcscReader(f"Virtual PCD 00 {n:02d}").card_present()
+        ),
+        None,
+    )
+    if number is None:
+        pytest.skip("every vpcd reader holds another process's card")
+    profile = CASES / "two-applications-select-next.json"
+    serve = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "card",
+            "serve",
+            str(profile),
+            "--via",
+            "pcsc",
+            "--reader",
+            str(number),
+            "--taps",
+            "1",
+            "--json",
+        ],
+        cwd=ROOT,
+        env=_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        run = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "terminal",
+                "entry-point",
+                "--config",
+                str(CASES / "visa-config.json"),
+                "--reader",
+                f"pcsc:{number}",
+                "--amount",
+                "12.34",
+                "--timeout",
+                "10",
+                "--json",
+            ],
+            cwd=ROOT,
+            env=_env(),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        card_out, card_err = serve.communicate(timeout=20)
+    finally:
+        if serve.poll() is None:
+            serve.terminate()
+            serve.wait(10)
+    assert run.returncode == 0, run.stderr
+    record = json.loads(run.stdout)
+    assert [(s["name"], s["sw"]) for s in record["selects"]] == [
+        PPSE_OK, (VISA, "9000"), (MASTERCARD, "9000")
+    ]  # fmt: skip
+    assert [a["kernel_id"] for a in record["activations"]] == ["03", "02"]
+    assert record["outcome"]["outcome"] == "approved"
+    assert serve.returncode == 0, card_err
+    tap = json.loads(card_out.strip().splitlines()[-1])
+    assert tap["apdus"] == 5  # PPSE, SELECT, GPO, SELECT, GPO
