@@ -70,8 +70,10 @@ class NoCardEvent(click.ClickException):
 #: name -> "module:attribute" of a :class:`click.Command`. A new application adds its
 #: line here (``terminal --help`` lists them with the built-in ones).
 LAZY_COMMANDS: dict[str, str] = {
+    "retail": "terminal.commands.retail:retail_command",
     "gate": "terminal.commands.gate:gate_command",
     "entry-point": "terminal.commands.entry_point:entry_point_command",
+    "backoffice": "terminal.backoffice.cli:backoffice",
 }
 
 

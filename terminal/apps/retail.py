@@ -1,0 +1,793 @@
+"""The retail tap reader's till: sales, voids, refunds and the close of day (issue 6,
+"Retail tap reader").
+
+A :class:`Till` takes a sale the way an attended contactless POS does (EMV Book A §8
+"the reader's part", Book B entry point, the kernel chosen by the card): the customer
+display shows the Book A §9.4 messages ("Present card", "Please present card again"
+after a card pulled away mid-tap, "See phone for instructions" when a phone asks for
+on-device verification, "Processing", "Approved" / "Not authorised", "Please remove
+card"), an online request goes to the issuer through :class:`~terminal.host.HostClient`,
+and the receipt carries merchant, masked PAN (or token) and its last 4, AID and label,
+cryptogram (9F26), ATC (9F36), response code (8A), amount, CVM, TVR, time and the
+issuer's transaction id.
+
+**Capture** (the issue is silent; chosen here): a sale is an authorisation whose
+funds the issuer holds; the till captures (``complete``) every approved sale of the
+day at :meth:`Till.close`, as a card-present batch is settled at the end of the day.
+Hence a **void** is the reversal of an approved sale of the open batch (the hold is
+released, nothing is charged), and a **refund** (``POST /v1/refunds``) gives back part
+or all of a captured sale; refunding a sale of the open batch captures it first (the
+cardholder then sees the sale and the refund, as with any refund).
+
+**Durability**: every step is in the journal (:class:`~terminal.apps.journal.Journal`,
+``fsync``'d) before the issuer is asked, with the request id it will carry
+(``sale_started``, ``refund_started``). A till that dies after asking and before
+recording the answer finds the started record at the next close: a sale is reversed by
+its request id (the time-out reversal: no charge), a refund is sent again with the
+same request id (the issuer answers its stored refund: none doubled).
+
+**Issuer down**: the host client retries with the same request id, then sends the
+time-out reversal; the customer display says "issuer unreachable, no charge".
+
+**Close** (:meth:`Till.close`): recovers started steps, captures the open sales, then
+compares the day's totals (sales, refunds, voids: count and amount; online declines:
+count) with the issuer's view of this terminal (``GET /v1/authorisations``), also
+transaction by transaction. On a match the batch is closed in the journal; otherwise
+the differences are reported and the batch stays open (run close again once they are
+explained). A batch is the journal since the last ``close`` record.
+
+The journal holds no PAN and no track 2: the PAN masked, its last 4, the keyed card
+reference of the kernel.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, Final, Protocol
+
+from terminal.apps.journal import Journal
+from terminal.host.client import HostError, HostOutcome
+from terminal.host.client import _NoAnswerError as _HostNoAnswerError
+from terminal.kernel.outcome import Outcome, UiMessage
+from terminal.kernel.transaction import Currency, Transaction, TransactionResult
+
+__all__ = [
+    "ISSUER_DOWN_TEXT",
+    "CloseReport",
+    "Display",
+    "HostLike",
+    "IssuerUnavailableError",
+    "Receipt",
+    "RetailError",
+    "Tap",
+    "Till",
+    "Totals",
+    "format_amount",
+    "utc_now",
+]
+
+#: What the customer display and the receipt say when the issuer cannot be reached.
+ISSUER_DOWN_TEXT: Final = "issuer unreachable, no charge"
+
+#: How far before the last close an issuer record may be dated and still belong to the
+#: new batch (clock difference between till and issuer).
+CLOCK_MARGIN: Final = timedelta(minutes=5)
+
+#: Shows a customer display message (Book A §9.4) with a detail line ("" for none).
+Display = Callable[[UiMessage, str], None]
+
+#: Runs the kernel for one transaction on the card presented (waits for it first).
+Tap = Callable[[Transaction], TransactionResult]
+
+
+def utc_now() -> datetime:
+    """The current time in UTC (the default clock)."""
+    return datetime.now(UTC)
+
+
+def format_amount(minor: int, currency: Currency) -> str:
+    """``1234`` -> ``"12.34 EUR"``."""
+    sign = "-" if minor < 0 else ""
+    value = abs(minor)
+    if currency.exponent == 0:
+        return f"{sign}{value} {currency.alpha}"
+    unit = 10**currency.exponent
+    return f"{sign}{value // unit}.{value % unit:0{currency.exponent}d} {currency.alpha}"
+
+
+class HostLike(Protocol):
+    """What the till needs of the issuer (:class:`terminal.host.HostClient`)."""
+
+    def authorise(
+        self, icc_data: bytes, track2: bytes, *, request_id: str | None = None
+    ) -> HostOutcome: ...
+
+    def reverse(self, transaction_id: str, *, request_id: str | None = None) -> dict[str, Any]: ...
+
+    def reverse_request(self, request_id: str) -> bool: ...
+
+    def complete(
+        self, transaction_id: str, amount: int | None = None, *, request_id: str | None = None
+    ) -> dict[str, Any]: ...
+
+    def refund(
+        self, authorisation_id: str, amount: int, *, request_id: str | None = None
+    ) -> dict[str, Any]: ...
+
+    def transactions(
+        self, *, limit: int = 1000, status: str | None = None
+    ) -> list[dict[str, Any]]: ...
+
+
+class RetailError(Exception):
+    """A cashier's request the till refuses: unknown transaction, void of a captured
+    sale, refund above what is left. Nothing was sent or recorded."""
+
+
+class IssuerUnavailableError(Exception):
+    """The issuer did not answer (after the retries); nothing was changed by the till."""
+
+
+def _no_answer(exc: BaseException) -> bool:
+    return isinstance(exc, _HostNoAnswerError | OSError)
+
+
+@dataclass(frozen=True, slots=True)
+class Receipt:
+    """A sale's, void's or refund's receipt (what the customer gets; masked)."""
+
+    kind: str  # SALE, VOID, REFUND
+    status: str  # APPROVED, DECLINED, NO CHARGE, NOT COMPLETED
+    merchant: str
+    terminal_id: str
+    time: str
+    amount: str
+    amount_minor: int
+    transaction_id: str = ""
+    request_id: str = ""
+    card: str = ""
+    last4: str = ""
+    token: bool = False
+    aid: str = ""
+    label: str = ""
+    cryptogram: str = ""
+    atc: int | None = None
+    response_code: str = ""
+    reason: str = ""
+    cvm: str = ""
+    tvr: str = ""
+    message: str = ""
+    original_id: str = ""
+
+    @property
+    def approved(self) -> bool:
+        """Whether the transaction went through."""
+        return self.status == "APPROVED"
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-ready data."""
+        return {
+            "kind": self.kind,
+            "status": self.status,
+            "approved": self.approved,
+            "merchant": self.merchant,
+            "terminal_id": self.terminal_id,
+            "time": self.time,
+            "amount": self.amount,
+            "amount_minor": self.amount_minor,
+            "transaction_id": self.transaction_id,
+            "request_id": self.request_id,
+            "original_id": self.original_id,
+            "card": self.card,
+            "last4": self.last4,
+            "token": self.token,
+            "aid": self.aid,
+            "label": self.label,
+            "cryptogram": self.cryptogram,
+            "atc": self.atc,
+            "response_code": self.response_code,
+            "reason": self.reason,
+            "cvm": self.cvm,
+            "tvr": self.tvr,
+            "message": self.message,
+        }
+
+    def text(self) -> str:
+        """The printed receipt."""
+        lines = [
+            f"{self.merchant}",
+            f"terminal {self.terminal_id}   {self.time}",
+            f"{self.kind}   {self.amount}",
+        ]
+        if self.card:
+            kind = "token" if self.token else "card"
+            lines.append(f"{kind} {self.card} (last 4: {self.last4})")
+        if self.aid:
+            lines.append(f"AID {self.aid} {self.label}")
+        if self.cryptogram:
+            atc = "" if self.atc is None else f"  ATC {self.atc}"
+            lines.append(f"AC {self.cryptogram}{atc}")
+        if self.cvm:
+            lines.append(f"CVM {self.cvm}   TVR {self.tvr}")
+        if self.original_id:
+            lines.append(f"of transaction {self.original_id}")
+        if self.transaction_id:
+            lines.append(f"transaction {self.transaction_id}")
+        code = f"  response code {self.response_code}" if self.response_code else ""
+        lines.append(f"{self.status}{code}")
+        if self.reason:
+            lines.append(f"reason: {self.reason}")
+        if self.message and self.message != self.status.capitalize():
+            lines.append(self.message)
+        return "\n".join(lines)
+
+
+@dataclass(frozen=True, slots=True)
+class Totals:
+    """Count and amount per kind of a batch (one side of the close)."""
+
+    sales: tuple[int, int] = (0, 0)
+    refunds: tuple[int, int] = (0, 0)
+    voids: tuple[int, int] = (0, 0)
+    declined: int = 0
+    no_charge: int = 0
+    uncaptured: tuple[int, int] = (0, 0)
+
+    @property
+    def net(self) -> int:
+        """Sales less refunds (minor units)."""
+        return self.sales[1] - self.refunds[1]
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-ready data."""
+        return {
+            "sales": _pair(self.sales),
+            "refunds": _pair(self.refunds),
+            "voids": _pair(self.voids),
+            "declined": self.declined,
+            "no_charge": self.no_charge,
+            "uncaptured": _pair(self.uncaptured),
+            "net": self.net,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class CloseReport:
+    """The end-of-day comparison (:meth:`Till.close`)."""
+
+    time: str
+    since: str
+    till: Totals
+    issuer: Totals
+    differences: tuple[str, ...]
+    captured: int
+    recovered: int
+    currency: Currency
+    closed: bool
+
+    @property
+    def match(self) -> bool:
+        """Whether till and issuer agree on everything."""
+        return not self.differences
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-ready data."""
+        return {
+            "time": self.time,
+            "since": self.since,
+            "currency": self.currency.alpha,
+            "till": self.till.to_json(),
+            "issuer": self.issuer.to_json(),
+            "match": self.match,
+            "differences": list(self.differences),
+            "captured_at_close": self.captured,
+            "recovered": self.recovered,
+            "closed": self.closed,
+        }
+
+    def text(self) -> str:
+        """The printed end-of-day report."""
+        cur = self.currency
+
+        def amount(value: int) -> str:
+            return format_amount(value, cur)
+
+        lines = [f"Close of day {self.time} (batch since {self.since or 'the start'})"]
+        lines.append(f"{'':12}{'till':>22}{'issuer':>22}")
+        for name in ("sales", "refunds", "voids"):
+            a, b = getattr(self.till, name), getattr(self.issuer, name)
+            lines.append(f"{name:12}{a[0]:>5} {amount(a[1]):>16}{b[0]:>5} {amount(b[1]):>16}")
+        lines.append(f"{'declined':12}{self.till.declined:>5}{'':17}{self.issuer.declined:>5}")
+        lines.append(f"{'no charge':12}{self.till.no_charge:>5}{'':17}{self.issuer.no_charge:>5}")
+        lines.append(f"{'net':12}{amount(self.till.net):>22}{amount(self.issuer.net):>22}")
+        if self.captured or self.recovered:
+            lines.append(f"captured at close: {self.captured}; recovered: {self.recovered}")
+        lines.append("MATCH" if self.match else "MISMATCH")
+        lines.extend(f"  {d}" for d in self.differences)
+        return "\n".join(lines)
+
+
+@dataclass(slots=True)
+class _Batch:
+    """The journal folded: what the open batch holds, and what earlier ones knew."""
+
+    since: str = ""
+    records: list[dict[str, Any]] = field(default_factory=list)
+    earlier_ids: set[str] = field(default_factory=set)
+    sales: dict[str, dict[str, Any]] = field(default_factory=dict)  # every batch, by txn id
+    open_ids: set[str] = field(default_factory=set)  # approved sales of the open batch
+    voided: set[str] = field(default_factory=set)
+    captured: set[str] = field(default_factory=set)
+    refunded: dict[str, int] = field(default_factory=dict)
+    started: dict[str, dict[str, Any]] = field(default_factory=dict)  # request id -> record
+
+
+def _fold(records: Iterable[Mapping[str, Any]]) -> _Batch:
+    batch = _Batch()
+    for record in records:
+        kind = record.get("type")
+        if kind == "close":
+            batch.earlier_ids |= {i for r in batch.records for i in _ids(r)}
+            batch.records, batch.open_ids = [], set()
+            batch.started = {}
+            batch.since = str(record.get("time", ""))
+            continue
+        batch.records.append(dict(record))
+        rid = str(record.get("request_id", ""))
+        if kind in ("sale_started", "refund_started"):
+            batch.started[rid] = dict(record)
+        elif kind == "sale":
+            batch.started.pop(rid, None)
+            txn = str(record.get("transaction_id", ""))
+            if record.get("status") == "APPROVED" and txn:
+                batch.sales[txn] = dict(record)
+                batch.open_ids.add(txn)
+        elif kind == "void":
+            batch.voided.add(str(record["transaction_id"]))
+        elif kind == "capture":
+            batch.captured.add(str(record["transaction_id"]))
+        elif kind == "refund":
+            batch.started.pop(rid, None)
+            parent = str(record["original_id"])
+            batch.refunded[parent] = batch.refunded.get(parent, 0) + int(record["amount"])
+    return batch
+
+
+def _ids(record: Mapping[str, Any]) -> Iterator[str]:
+    for key in ("transaction_id", "request_id"):
+        value = record.get(key)
+        if value:
+            yield str(value)
+
+
+class Till:
+    """The till of one retail terminal (module docstring).
+
+    ``journal`` is the till's durable journal (one per terminal); ``host`` the issuer
+    connection; ``display`` the customer display; ``clock`` gives the time (UTC).
+    ``attempts`` is how many presentations one sale allows (a card pulled away, "see
+    phone") before it ends not completed.
+    """
+
+    def __init__(
+        self,
+        journal: Journal,
+        host: HostLike,
+        *,
+        merchant: str,
+        terminal_id: str,
+        currency: Currency,
+        display: Display | None = None,
+        clock: Callable[[], datetime] = utc_now,
+        attempts: int = 3,
+    ) -> None:
+        self.journal = journal
+        self.host = host
+        self.merchant = merchant
+        self.terminal_id = terminal_id
+        self.currency = currency
+        self.display: Display = display or (lambda message, detail: None)
+        self.clock = clock
+        self.attempts = attempts
+
+    def _now(self) -> str:
+        return self.clock().astimezone(UTC).isoformat(timespec="seconds")
+
+    def _show(self, message: UiMessage, detail: str = "") -> None:
+        self.display(message, detail)
+
+    def _receipt(self, kind: str, status: str, amount: int, **values: Any) -> Receipt:
+        return Receipt(
+            kind=kind,
+            status=status,
+            merchant=self.merchant,
+            terminal_id=self.terminal_id,
+            time=self._now(),
+            amount=format_amount(amount, self.currency),
+            amount_minor=amount,
+            **values,
+        )
+
+    # -- sale --------------------------------------------------------------------------
+
+    def sale(self, amount: int, tap: Tap) -> Receipt:
+        """One purchase of ``amount`` minor units (Book A §9.4 messages on the display).
+
+        ``tap`` waits for a card and runs the kernel. A card pulled away mid-tap (Try
+        Again) or a phone asking for its own verification (See phone) is asked again,
+        up to ``attempts`` presentations. An online request is authorised at the
+        issuer; an issuer that does not answer gets the time-out reversal and the sale
+        ends "issuer unreachable, no charge".
+        """
+        if amount <= 0:
+            raise RetailError("a sale is for an amount above zero")
+        transaction = Transaction(amount, currency=self.currency.code)
+        result: TransactionResult | None = None
+        for _ in range(self.attempts):
+            self._show(UiMessage.PRESENT_CARD, format_amount(amount, self.currency))
+            result = tap(transaction)
+            if result.outcome is Outcome.TRY_AGAIN:
+                self._show(UiMessage.PRESENT_CARD_AGAIN, "try again")
+                continue
+            if any(r.message is UiMessage.SEE_PHONE for r in result.ui):
+                self._show(UiMessage.SEE_PHONE, "then tap again")
+                continue
+            break
+        assert result is not None
+        card = _card_values(result)
+        if result.outcome is not Outcome.ONLINE_REQUEST or result.online_pin_required:
+            return self._not_online(amount, result, card)
+        self._show(UiMessage.REMOVE_CARD, "")
+        request_id = "rtl_" + secrets.token_hex(12)
+        self.journal.append(
+            {"type": "sale_started", "request_id": request_id, "amount": amount,
+             "time": self._now(), "card": card["card"], "card_reference": result.card_reference}
+        )  # fmt: skip
+        self._show(UiMessage.PROCESSING, "authorising")
+        try:
+            answer = self.host.authorise(
+                result.authorisation_data, result.track2, request_id=request_id
+            )
+        except HostError as exc:  # refused (bad credential, bad request): nothing held
+            self._journal_sale(request_id, amount, "NOT COMPLETED", card, reason=str(exc))
+            self._show(UiMessage.NOT_AUTHORISED, str(exc))
+            return self._receipt(
+                "SALE", "NOT COMPLETED", amount, request_id=request_id, reason=str(exc),
+                message=UiMessage.NOT_AUTHORISED.text, **card,
+            )  # fmt: skip
+        if not answer.answered:
+            self._journal_sale(
+                request_id, amount, "NO CHARGE", card, reason=ISSUER_DOWN_TEXT,
+                response_code=answer.response_code, reversed=answer.reversed,
+            )  # fmt: skip
+            self._show(UiMessage.NOT_AUTHORISED, ISSUER_DOWN_TEXT)
+            return self._receipt(
+                "SALE", "NO CHARGE", amount, request_id=request_id, reason=ISSUER_DOWN_TEXT,
+                response_code=answer.response_code, message=ISSUER_DOWN_TEXT, **card,
+            )  # fmt: skip
+        status = "APPROVED" if answer.approved else "DECLINED"
+        shown = UiMessage.APPROVED if answer.approved else UiMessage.NOT_AUTHORISED
+        reason = "" if answer.approved else str(answer.reason or "")
+        self._journal_sale(
+            request_id, amount, status, card, transaction_id=answer.transaction_id,
+            response_code=answer.response_code, reason=reason,
+        )  # fmt: skip
+        self._show(shown, format_amount(amount, self.currency) if answer.approved else reason)
+        return self._receipt(
+            "SALE", status, amount, transaction_id=answer.transaction_id, request_id=request_id,
+            response_code=answer.response_code, reason=reason, message=shown.text, **card,
+        )  # fmt: skip
+
+    def _not_online(self, amount: int, result: TransactionResult, card: dict[str, Any]) -> Receipt:
+        """A sale that ends at the reader: declined offline, ended, tried too often, or
+        an online PIN this till cannot take (it has no PIN pad)."""
+        if result.outcome is Outcome.DECLINED:
+            status, shown = "DECLINED", UiMessage.NOT_AUTHORISED
+        else:
+            status, shown = "NOT COMPLETED", (result.ui[-1].message if result.ui else UiMessage.NA)
+        reasons = list(result.reasons)
+        if result.online_pin_required:
+            status, shown = "NOT COMPLETED", UiMessage.NOT_AUTHORISED
+            reasons.append("online PIN required: this till has no PIN pad")
+        elif result.outcome is Outcome.APPROVED:
+            status, shown = "NOT COMPLETED", UiMessage.NOT_AUTHORISED
+            reasons.append("offline approval: this till takes online authorisations only")
+        reason = "; ".join(reasons) or result.outcome.label
+        self.journal.append(
+            {"type": "sale", "request_id": "", "amount": amount, "status": status,
+             "outcome": result.outcome.label, "reason": reason, "time": self._now(),
+             "card": card["card"]}
+        )  # fmt: skip
+        if shown is not UiMessage.NA:
+            self._show(shown, reason)
+        text = shown.text if shown is not UiMessage.NA else result.outcome.label
+        return self._receipt("SALE", status, amount, reason=reason, message=text, **card)
+
+    def _journal_sale(
+        self, request_id: str, amount: int, status: str, card: Mapping[str, Any], **more: Any
+    ) -> None:
+        self.journal.append(
+            {"type": "sale", "request_id": request_id, "amount": amount, "status": status,
+             "time": self._now(), "card": card["card"], "last4": card["last4"],
+             "aid": card["aid"], **more}
+        )  # fmt: skip
+
+    # -- void and refund ---------------------------------------------------------------
+
+    def _batch(self) -> _Batch:
+        return _fold(self.journal.records())
+
+    def void(self, transaction_id: str) -> Receipt:
+        """Void an approved sale of the open batch: its authorisation is reversed and
+        the hold released; nothing is charged. A captured sale (an earlier batch, or one
+        refunded in part) is refunded instead (:class:`RetailError`)."""
+        batch = self._batch()
+        sale = batch.sales.get(transaction_id)
+        if sale is None:
+            raise RetailError(f"no approved sale {transaction_id} in this till's journal")
+        if transaction_id in batch.voided:
+            raise RetailError(f"sale {transaction_id} is voided already")
+        if transaction_id in batch.captured or transaction_id not in batch.open_ids:
+            raise RetailError(f"sale {transaction_id} is captured: refund it instead of a void")
+        try:
+            self.host.reverse(transaction_id, request_id=f"void:{transaction_id}")
+        except HostError as exc:
+            raise RetailError(f"the issuer refused the void: {exc}") from None
+        except Exception as exc:
+            if _no_answer(exc):
+                raise IssuerUnavailableError("issuer unreachable: not voided, try again") from None
+            raise
+        amount = int(sale["amount"])
+        self.journal.append(
+            {"type": "void", "transaction_id": transaction_id, "amount": amount,
+             "request_id": f"void:{transaction_id}", "time": self._now()}
+        )  # fmt: skip
+        return self._receipt(
+            "VOID", "APPROVED", amount, transaction_id=transaction_id,
+            original_id=transaction_id, card=str(sale.get("card", "")),
+            last4=str(sale.get("last4", "")), message="voided, nothing charged",
+        )  # fmt: skip
+
+    def refund(self, transaction_id: str, amount: int) -> Receipt:
+        """Refund ``amount`` of an approved sale of this till (``POST /v1/refunds``),
+        capturing it first if its batch is still open. The refunds of a sale never
+        exceed it (checked here and by the issuer)."""
+        if amount <= 0:
+            raise RetailError("a refund is for an amount above zero")
+        batch = self._batch()
+        sale = batch.sales.get(transaction_id)
+        if sale is None:
+            raise RetailError(f"no approved sale {transaction_id} in this till's journal")
+        if transaction_id in batch.voided:
+            raise RetailError(f"sale {transaction_id} was voided: nothing to refund")
+        left = int(sale["amount"]) - batch.refunded.get(transaction_id, 0)
+        if amount > left:
+            raise RetailError(
+                f"refund of {format_amount(amount, self.currency)} is more than the "
+                f"{format_amount(left, self.currency)} left of sale {transaction_id}"
+            )
+        request_id = "rfd_" + secrets.token_hex(12)
+        try:
+            if transaction_id in batch.open_ids and transaction_id not in batch.captured:
+                self._capture(transaction_id, int(sale["amount"]))
+            self.journal.append(
+                {"type": "refund_started", "request_id": request_id,
+                 "original_id": transaction_id, "amount": amount, "time": self._now()}
+            )  # fmt: skip
+            done = self.host.refund(transaction_id, amount, request_id=request_id)
+        except HostError as exc:
+            raise RetailError(f"the issuer refused the refund: {exc}") from None
+        except Exception as exc:
+            if _no_answer(exc):
+                raise IssuerUnavailableError(
+                    "issuer unreachable: not refunded yet (sent again at close)"
+                ) from None
+            raise
+        refund_id = str(done.get("id", ""))
+        self.journal.append(
+            {"type": "refund", "request_id": request_id, "original_id": transaction_id,
+             "transaction_id": refund_id, "amount": amount, "time": self._now()}
+        )  # fmt: skip
+        return self._receipt("REFUND", "APPROVED", amount, transaction_id=refund_id,
+                             request_id=request_id, original_id=transaction_id,
+                             card=str(sale.get("card", "")), last4=str(sale.get("last4", "")),
+                             message="refunded")  # fmt: skip
+
+    def _capture(self, transaction_id: str, amount: int) -> None:
+        self.host.complete(transaction_id, request_id=f"cap:{transaction_id}")
+        self.journal.append(
+            {"type": "capture", "transaction_id": transaction_id, "amount": amount,
+             "request_id": f"cap:{transaction_id}", "time": self._now()}
+        )  # fmt: skip
+
+    # -- close -------------------------------------------------------------------------
+
+    def totals(self) -> Totals:
+        """The open batch's totals as the journal has them."""
+        return _till_totals(self._batch())
+
+    def close(self) -> CloseReport:
+        """End of day (module docstring): recover, capture, compare, close on a match.
+
+        :class:`IssuerUnavailableError` if the issuer cannot be reached: the batch
+        stays open, and close may simply be run again.
+        """
+        try:
+            recovered = self._recover()
+            batch = self._batch()
+            captured = 0
+            for txn in sorted(batch.open_ids - batch.voided - batch.captured):
+                self._capture(txn, int(batch.sales[txn]["amount"]))
+                captured += 1
+            batch = self._batch()
+            issuer = self.host.transactions(limit=1000)
+        except HostError as exc:
+            raise RetailError(f"the issuer refused a close step: {exc}") from None
+        except Exception as exc:
+            if _no_answer(exc):
+                raise IssuerUnavailableError("issuer unreachable: the day is not closed") from None
+            raise
+        till = _till_totals(batch)
+        mine = _issuer_records(batch, issuer)
+        theirs = _issuer_totals(batch, mine)
+        differences = _differences(batch, till, theirs, mine)
+        if len(issuer) >= 1000:
+            differences.append("the issuer listed 1000 transactions: older ones were not compared")
+        now = self._now()
+        closed = not differences
+        if closed:
+            self.journal.append({"type": "close", "time": now, "totals": till.to_json()})
+        return CloseReport(now, batch.since, till, theirs, tuple(differences), captured,
+                           recovered, self.currency, closed)  # fmt: skip
+
+    def _recover(self) -> int:
+        """Finish what a crash interrupted (module docstring); how many steps."""
+        batch = self._batch()
+        done = 0
+        for rid, record in batch.started.items():
+            if record["type"] == "sale_started":
+                reversed_ = self.host.reverse_request(rid)
+                self._journal_sale(
+                    rid, int(record["amount"]), "NO CHARGE",
+                    {"card": record.get("card", ""), "last4": "", "aid": ""},
+                    reason="interrupted: reversed by request id", reversed=reversed_,
+                )  # fmt: skip
+            else:
+                parent = str(record["original_id"])
+                answer = self.host.refund(parent, int(record["amount"]), request_id=rid)
+                self.journal.append(
+                    {"type": "refund", "request_id": rid, "original_id": parent,
+                     "transaction_id": str(answer.get("id", "")),
+                     "amount": int(record["amount"]), "time": self._now()}
+                )  # fmt: skip
+            done += 1
+        return done
+
+
+def _card_values(result: TransactionResult) -> dict[str, Any]:
+    """The receipt's card fields of a kernel result (masked)."""
+    pan = result.masked_pan
+    atc = result.data.get(0x9F36, b"")
+    return {
+        "card": pan,
+        "last4": pan[-4:] if pan else "",
+        "token": result.token,
+        "aid": result.aid.hex().upper(),
+        "label": result.label,
+        "cryptogram": result.cryptogram.hex().upper(),
+        "atc": int.from_bytes(atc, "big") if atc else None,
+        "cvm": result.cvm.value,
+        "tvr": result.tvr.hex().upper(),
+    }
+
+
+def _till_totals(batch: _Batch) -> Totals:
+    sales = [batch.sales[t] for t in batch.open_ids if t not in batch.voided]
+    voids = [batch.sales[t] for t in batch.open_ids if t in batch.voided]
+    refunds = [r for r in batch.records if r.get("type") == "refund"]
+    online_declines = [
+        r for r in batch.records
+        if r.get("type") == "sale" and r.get("status") == "DECLINED" and r.get("transaction_id")
+    ]  # fmt: skip
+    no_charge = [
+        r for r in batch.records if r.get("type") == "sale" and r.get("status") == "NO CHARGE"
+    ]
+    uncaptured = [s for s in sales if str(s["transaction_id"]) not in batch.captured]
+    return Totals(_count(sales), _count(refunds), _count(voids), len(online_declines),
+                  len(no_charge), _count(uncaptured))  # fmt: skip
+
+
+def _count(records: list[dict[str, Any]]) -> tuple[int, int]:
+    return len(records), sum(int(r["amount"]) for r in records)
+
+
+def _pair(value: tuple[int, int]) -> dict[str, int]:
+    return {"count": value[0], "amount": value[1]}
+
+
+def _parse_time(text: str) -> datetime | None:
+    try:
+        when = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except (ValueError, AttributeError):
+        return None
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+def _issuer_records(batch: _Batch, issuer: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The issuer's records of the open batch: known to it by id or request id, or
+    new since the last close and unknown to every earlier batch."""
+    known = {i for r in batch.records for i in _ids(r)}
+    since = _parse_time(batch.since) if batch.since else None
+    mine = []
+    for record in issuer:
+        ids = {str(record.get("id", "")), str(record.get("request_id", ""))} - {""}
+        if ids & batch.earlier_ids:
+            continue
+        created = _parse_time(str(record.get("created_at", "")))
+        if (
+            ids & known
+            or since is None
+            or (created is not None and created >= since - CLOCK_MARGIN)
+        ):
+            mine.append(record)
+    return mine
+
+
+def _issuer_totals(batch: _Batch, records: list[dict[str, Any]]) -> Totals:
+    no_charge_ids = {
+        str(r.get("request_id"))
+        for r in batch.records
+        if r.get("type") == "sale" and r.get("status") == "NO CHARGE"
+    }
+    sales: list[int] = []
+    refunds: list[int] = []
+    voids: list[int] = []
+    uncaptured: list[int] = []
+    declined = no_charge = 0
+    for r in records:
+        if r.get("kind") == "refund":
+            refunds.append(int(r.get("amount", 0)))
+        elif str(r.get("request_id")) in no_charge_ids:
+            no_charge += 1
+        elif not r.get("approved"):
+            declined += 1
+        elif r.get("status") == "closed":
+            sales.append(int(r.get("captured_amount", 0)))
+        elif r.get("status") == "reversed":
+            voids.append(int(r.get("amount", 0)))
+        else:
+            uncaptured.append(int(r.get("amount", 0)))
+    return Totals(
+        (len(sales), sum(sales)), (len(refunds), sum(refunds)), (len(voids), sum(voids)),
+        declined, no_charge, (len(uncaptured), sum(uncaptured)),
+    )  # fmt: skip
+
+
+def _differences(
+    batch: _Batch, till: Totals, issuer: Totals, records: list[dict[str, Any]]
+) -> list[str]:
+    out = []
+    for name in ("sales", "refunds", "voids", "uncaptured"):
+        a, b = getattr(till, name), getattr(issuer, name)
+        if a != b:
+            out.append(f"{name}: till {a[0]} for {a[1]}, issuer {b[0]} for {b[1]} (minor units)")
+    if till.declined != issuer.declined:
+        out.append(f"declined: till {till.declined}, issuer {issuer.declined}")
+    known = {i for r in batch.records for i in _ids(r)}
+    for r in records:
+        if not ({str(r.get("id", "")), str(r.get("request_id", ""))} & known):
+            out.append(
+                f"unknown to the till: {r.get('kind')} {r.get('id')} {r.get('status')} "
+                f"amount {r.get('amount')}"
+            )
+    at_issuer = {str(r.get("id")) for r in records}
+    for txn in sorted(batch.open_ids | {
+        str(r["transaction_id"]) for r in batch.records
+        if r.get("type") == "refund" and r.get("transaction_id")
+    }):  # fmt: skip
+        if txn not in at_issuer:
+            out.append(f"missing at the issuer: {txn}")
+    return out

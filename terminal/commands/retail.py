@@ -1,0 +1,450 @@
+"""``terminal retail``: the retail tap reader (issue 6, "Retail tap reader").
+
+The cashier enters an amount (``--amount``, a prompt, or one line per request on
+standard input with ``--stdin`` for a POS to drive), the customer display (standard
+error, ``[display] ...``) shows the EMV Book A §9.4 messages, the sale is authorised
+online and its receipt printed (standard output; ``--json``: one JSON object per
+line). The till logic, capture policy and close are in :mod:`terminal.apps.retail`.
+
+Lines (prompt and ``--stdin``)::
+
+    12.34 | sale 12.34          a sale (tap a card)
+    void TXN_ID                 void an approved sale of the open batch
+    refund TXN_ID 5.00          refund part or all of a sale
+    totals                      the open batch's totals as the till has them
+    close                       end of day: capture, compare with the issuer
+    quit                        stop (end of input does too)
+
+Exit codes: 2 configuration or usage, 3 reader, 4 no card within ``--timeout``, 5 sale
+declined or not completed, 6 close found differences (MISMATCH), 7 issuer unreachable
+(nothing charged), 8 a void or refund the till refuses. With ``--stdin`` a failed line
+is reported and the next one read; the exit code is then 6 if the last close did not
+match, else 0.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import click
+
+from terminal.apps.journal import Journal, JournalError
+from terminal.apps.retail import (
+    CloseReport,
+    IssuerUnavailableError,
+    Receipt,
+    RetailError,
+    Till,
+    format_amount,
+)
+from terminal.cli import ConfigFailure, NoCardEvent, NotCompleted, ReaderFailure
+from terminal.kernel.config import ConfigError, TerminalConfig, default_config, load_config
+from terminal.kernel.entry_point import EntryPoint
+from terminal.kernel.outcome import UiMessage
+from terminal.kernel.transaction import (
+    Currency,
+    Transaction,
+    TransactionResult,
+    currency_by_code,
+    parse_amount,
+)
+from terminal.readers import NoCardError, Reader, ReaderError, signal_outcome
+
+__all__ = ["CloseMismatch", "IssuerUnreachable", "Refused", "retail_command"]
+
+#: Default folder of the till's journal.
+DEFAULT_HOME = "var/retail"
+
+
+class CloseMismatch(click.ClickException):
+    """The close found differences between till and issuer (exit code 6)."""
+
+    exit_code = 6
+
+
+class IssuerUnreachable(click.ClickException):
+    """The issuer could not be reached: nothing charged or changed (exit code 7)."""
+
+    exit_code = 7
+
+
+class Refused(click.ClickException):
+    """A void or refund the till refuses (unknown sale, too much; exit code 8)."""
+
+    exit_code = 8
+
+
+def _common(command: Callable[..., Any]) -> Callable[..., Any]:
+    """The options every ``terminal retail`` command takes (env-var defaults)."""
+    options = [
+        click.option("--home", envvar="TAPSTACK_RETAIL_HOME", metavar="DIR",
+                     help=f"Till folder (the day's journal); default ${{TAPSTACK_RETAIL_HOME}} "
+                     f"or ./{DEFAULT_HOME}."),
+        click.option("--issuer", "issuer_url", envvar="TAPSTACK_ISSUER_URL", metavar="URL",
+                     help="Issuer service (http://HOST:PORT)."),
+        click.option("--terminal-id", envvar="TAPSTACK_TERMINAL_ID", metavar="ID",
+                     help="This terminal's id at the issuer."),
+        click.option("--terminal-key", envvar="TAPSTACK_TERMINAL_KEY", metavar="KEY",
+                     help="This terminal's credential (env TAPSTACK_TERMINAL_KEY)."),
+        click.option("--merchant", envvar="TAPSTACK_MERCHANT", metavar="NAME",
+                     help="Merchant name on receipts (default: the configuration's 9F4E)."),
+        click.option("--config", "config_path", metavar="FILE",
+                     help="Terminal configuration (JSON)."),
+        click.option("--host-timeout", type=click.FloatRange(min=0.1), metavar="S",
+                     help="Wait S s for each issuer answer (default 5)."),
+        click.option("--json", "as_json", is_flag=True, default=None,
+                     help="One JSON object per result and line."),
+    ]  # fmt: skip
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+@dataclass
+class _Session:
+    """What the commands of one invocation share: settings, then the till and reader."""
+
+    settings: dict[str, Any]
+    till: Till | None = None
+    reader: Reader | None = None
+    raw: Reader | None = None
+    entry: EntryPoint | None = None
+    config: TerminalConfig | None = None
+    close_ok: bool = True
+    _host: Any = field(default=None, repr=False)
+
+    def get(self, name: str, default: Any = None) -> Any:
+        value = self.settings.get(name)
+        return default if value is None else value
+
+    def terminal_config(self) -> TerminalConfig:
+        if self.config is None:
+            path = self.get("config_path")
+            try:
+                self.config = default_config() if path is None else load_config(path)
+            except ConfigError as exc:
+                raise ConfigFailure(f"configuration: {exc}") from exc
+        return self.config
+
+    def currency(self) -> Currency:
+        return currency_by_code(self.terminal_config().data(0x5F2A, b"\x09\x78"))
+
+    def open_till(self) -> Till:
+        if self.till is not None:
+            return self.till
+        from terminal.host import HostClient
+
+        url, tid, key = self.get("issuer_url"), self.get("terminal_id"), self.get("terminal_key")
+        if not (url and tid and key):
+            raise click.UsageError(
+                "the till goes online: give --issuer, --terminal-id and --terminal-key "
+                "(or TAPSTACK_ISSUER_URL, TAPSTACK_TERMINAL_ID, TAPSTACK_TERMINAL_KEY)"
+            )
+        try:
+            self._host = HostClient(url, tid, key, timeout=self.get("host_timeout", 5.0))
+        except ValueError as exc:
+            raise click.BadParameter(str(exc)) from None
+        home = Path(self.get("home", os.environ.get("TAPSTACK_RETAIL_HOME", DEFAULT_HOME)))
+        try:
+            journal = Journal(home / "journal")
+        except (JournalError, OSError) as exc:
+            raise ConfigFailure(f"till journal in {home}: {exc}") from None
+        config = self.terminal_config()
+        merchant = self.get("merchant") or config.data(0x9F4E).decode("ascii", "replace")
+        self.till = Till(
+            journal, self._host, merchant=merchant or "tapstack merchant", terminal_id=tid,
+            currency=self.currency(), display=_display,
+        )  # fmt: skip
+        return self.till
+
+    def tap(self, transaction: Transaction) -> TransactionResult:
+        """Wait for a card (after the previous one left) and run the kernel."""
+        if self.reader is None:
+            from terminal.cli import _prepare
+
+            self.raw, self.reader = _prepare(self.get("reader_path"), bool(self.get("trace")))
+            self.entry = EntryPoint(self.terminal_config())
+        assert self.reader is not None
+        assert self.raw is not None
+        assert self.entry is not None
+        timeout = self.get("timeout")
+        try:
+            # The previous card must leave first (an emulated card never does: its
+            # every wait_for_card is a new presentation).
+            if not self.raw.path.startswith("emulated:") and self.reader.card_present():
+                _display(UiMessage.REMOVE_CARD, "")
+                if not self.reader.wait_for_removal(timeout):
+                    raise NoCardEvent(f"the card did not leave {self.raw.path}")
+            self.reader.wait_for_card(timeout)
+            result = self.entry.run(self.reader, transaction, wait=False)
+        except NoCardError as exc:
+            raise NoCardEvent(f"no card at {self.raw.path} within {timeout:g} s") from exc
+        except ReaderError as exc:
+            raise ReaderFailure(f"{self.raw.path}: {exc}") from exc
+        signal_outcome(self.raw.feedback, result.outcome.label)
+        return result
+
+    def close(self) -> None:
+        if self.reader is not None:
+            self.reader.close()
+        if self._host is not None:
+            self._host.close()
+        if self.till is not None:
+            self.till.journal.close()
+
+
+def _display(message: UiMessage, detail: str) -> None:
+    """The customer display: standard error."""
+    text = message.text if message is not UiMessage.NA else ""
+    click.echo(f"[display] {text}{': ' + detail if detail else ''}", err=True)
+
+
+def _session(ctx: click.Context, values: dict[str, Any]) -> _Session:
+    """The settings of this command over those given to ``terminal retail``."""
+    parent = ctx.find_object(_Session)
+    merged = dict(parent.settings if parent else {})
+    merged.update({k: v for k, v in values.items() if v is not None})
+    return _Session(merged)
+
+
+def _print(session: _Session, item: Receipt | CloseReport | dict[str, Any]) -> None:
+    if session.get("as_json", False):
+        data = item if isinstance(item, dict) else item.to_json()
+        click.echo(json.dumps(data))
+    elif isinstance(item, dict):
+        click.echo(json.dumps(item, indent=2))
+    else:
+        click.echo(item.text())
+        click.echo()
+
+
+# -- the operations, shared by commands and lines -----------------------------------------
+
+
+def _sale(session: _Session, amount_text: str) -> Receipt:
+    till = session.open_till()
+    try:
+        amount = parse_amount(amount_text, till.currency.exponent)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="amount") from None
+    try:
+        receipt = till.sale(amount, session.tap)
+    except RetailError as exc:
+        raise click.BadParameter(str(exc), param_hint="amount") from None
+    _print(session, receipt)
+    return receipt
+
+
+def _checked_sale(session: _Session, amount_text: str) -> None:
+    receipt = _sale(session, amount_text)
+    if receipt.status == "NO CHARGE":
+        raise IssuerUnreachable(f"{receipt.reason}: sale of {receipt.amount} not charged")
+    if not receipt.approved:
+        raise NotCompleted(f"{receipt.status.lower()}: {receipt.reason}")
+
+
+def _void(session: _Session, transaction_id: str) -> None:
+    till = session.open_till()
+    try:
+        receipt = till.void(transaction_id)
+    except RetailError as exc:
+        raise Refused(str(exc)) from None
+    except IssuerUnavailableError as exc:
+        raise IssuerUnreachable(str(exc)) from None
+    _print(session, receipt)
+
+
+def _refund(session: _Session, transaction_id: str, amount_text: str) -> None:
+    till = session.open_till()
+    try:
+        amount = parse_amount(amount_text, till.currency.exponent)
+        receipt = till.refund(transaction_id, amount)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="amount") from None
+    except RetailError as exc:
+        raise Refused(str(exc)) from None
+    except IssuerUnavailableError as exc:
+        raise IssuerUnreachable(str(exc)) from None
+    _print(session, receipt)
+
+
+def _close(session: _Session) -> None:
+    till = session.open_till()
+    try:
+        report = till.close()
+    except RetailError as exc:
+        raise Refused(str(exc)) from None
+    except IssuerUnavailableError as exc:
+        raise IssuerUnreachable(str(exc)) from None
+    _print(session, report)
+    session.close_ok = report.match
+    if not report.match:
+        raise CloseMismatch(f"close: {len(report.differences)} difference(s); the day stays open")
+
+
+def _totals(session: _Session) -> None:
+    till = session.open_till()
+    totals = till.totals()
+    if session.get("as_json", False):
+        click.echo(json.dumps({"totals": totals.to_json(), "currency": till.currency.alpha}))
+        return
+    for name in ("sales", "refunds", "voids"):
+        count, amount = getattr(totals, name)
+        click.echo(f"{name:8} {count:4}  {format_amount(amount, till.currency)}")
+    click.echo(f"net           {format_amount(totals.net, till.currency)}")
+
+
+def _line(session: _Session, line: str) -> bool:
+    """Run one request line; ``False`` for quit."""
+    words = line.split()
+    if not words or words[0].startswith("#"):
+        return True
+    verb, args = words[0].lower(), words[1:]
+    if verb in ("quit", "exit"):
+        return False
+    if verb == "sale" and len(args) == 1:
+        _sale(session, args[0])
+    elif len(words) == 1 and words[0][:1].isdigit():
+        _sale(session, words[0])
+    elif verb == "void" and len(args) == 1:
+        _void(session, args[0])
+    elif verb == "refund" and len(args) == 2:
+        _refund(session, args[0], args[1])
+    elif verb == "close" and not args:
+        _close(session)
+    elif verb == "totals" and not args:
+        _totals(session)
+    else:
+        raise click.UsageError(
+            f"cannot read {line.strip()!r}: sale AMOUNT | void TXN | refund TXN AMOUNT "
+            "| totals | close | quit"
+        )
+    return True
+
+
+def _lines(session: _Session, read: Callable[[], str | None]) -> None:
+    """Run request lines until quit or the end of input; errors are reported per line."""
+    while True:
+        line = read()
+        if line is None:
+            return
+        try:
+            if not _line(session, line):
+                return
+        except (CloseMismatch, NotCompleted) as exc:
+            exc.show()
+        except (ReaderFailure, ConfigFailure):
+            raise
+        except click.ClickException as exc:
+            if session.get("as_json", False):
+                click.echo(json.dumps({"error": exc.format_message(), "line": line.strip()}))
+            exc.show()
+
+
+# -- the commands ---------------------------------------------------------------------
+
+
+@click.group(
+    "retail", invoke_without_command=True,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)  # fmt: skip
+@_common
+@click.option("--reader", "reader_path", envvar="TAPSTACK_READER", metavar="PATH",
+              help="Reader path (see `terminal readers`); default $TAPSTACK_READER, "
+              "else the first one.")  # fmt: skip
+@click.option("--amount", metavar="AMOUNT", help="Take one sale of AMOUNT (e.g. 12.34), then stop.")
+@click.option("--stdin", "from_stdin", is_flag=True,
+              help="Read request lines from standard input (a POS drives the till).")  # fmt: skip
+@click.option("--timeout", type=click.FloatRange(min=0), metavar="S",
+              help="Wait S s at most for a card (and for its removal).")  # fmt: skip
+@click.option("--trace", is_flag=True, default=None, help="Every APDU to standard error.")
+@click.pass_context
+def retail_command(
+    ctx: click.Context, /, amount: str | None, from_stdin: bool, **values: Any
+) -> None:
+    """The retail tap reader: take sales, voids and refunds, and close the day.
+
+    Without a subcommand: one sale with --amount, request lines from standard input
+    with --stdin, else a prompt for amounts (or any request line). Receipts go to
+    standard output; the customer display's messages to standard error. Capture: the
+    day's approved sales are captured at `terminal retail close`; before that a sale
+    can be voided (its hold released), afterwards refunded.
+    """
+    session = _Session({k: v for k, v in values.items() if v is not None})
+    ctx.obj = session
+    ctx.call_on_close(session.close)
+    if ctx.invoked_subcommand is not None:
+        if amount or from_stdin:
+            raise click.UsageError("--amount and --stdin take no subcommand")
+        return
+    if amount is not None and from_stdin:
+        raise click.UsageError("give --amount or --stdin, not both")
+    if amount is not None:
+        _checked_sale(session, amount)
+        return
+    if from_stdin:
+        _lines(session, lambda: sys.stdin.readline() or None)
+        if not session.close_ok:
+            ctx.exit(CloseMismatch.exit_code)
+        return
+
+    def ask() -> str | None:
+        try:
+            text: str = click.prompt("Amount (or void/refund/totals/close/quit)", type=str,
+                                     err=True)  # fmt: skip
+        except (click.Abort, EOFError):
+            return None
+        return text
+
+    _lines(session, ask)
+
+
+@retail_command.command("close")
+@_common
+@click.pass_context
+def close_command(ctx: click.Context, /, **values: Any) -> None:
+    """End of day: capture the open sales, compare the totals (sales, refunds, voids:
+    count and amount) with the issuer's transactions of this terminal, print MATCH or
+    the differences (exit code 6)."""
+    session = _session(ctx, values)
+    ctx.call_on_close(session.close)
+    _close(session)
+
+
+@retail_command.command("void")
+@_common
+@click.argument("transaction_id")
+@click.pass_context
+def void_command(ctx: click.Context, /, transaction_id: str, **values: Any) -> None:
+    """Void an approved sale of the open day (its authorisation is reversed)."""
+    session = _session(ctx, values)
+    ctx.call_on_close(session.close)
+    _void(session, transaction_id)
+
+
+@retail_command.command("refund")
+@_common
+@click.argument("transaction_id")
+@click.argument("amount")
+@click.pass_context
+def refund_command(ctx: click.Context, /, transaction_id: str, amount: str, **values: Any) -> None:
+    """Refund AMOUNT of an approved sale of this till (POST /v1/refunds)."""
+    session = _session(ctx, values)
+    ctx.call_on_close(session.close)
+    _refund(session, transaction_id, amount)
+
+
+@retail_command.command("totals")
+@_common
+@click.pass_context
+def totals_command(ctx: click.Context, /, **values: Any) -> None:
+    """The open day's totals as the till's journal has them (no issuer call)."""
+    session = _session(ctx, values)
+    ctx.call_on_close(session.close)
+    _totals(session)
