@@ -9,11 +9,12 @@ still denies: the list lives on disk.
 Layout (no third-party code, so it runs on any gate):
 
 - **base**: the references as 16 raw bytes each, sorted, in one ``bytes`` object,
-  with a bucket index: ``index[b]`` is the number of keys whose top ``bits`` bits are
-  below ``b`` (an ``array('I')`` of ``2**bits + 1`` entries, ``bits`` chosen for about
-  eight keys per bucket). A check takes the bucket of the key (one ``int.from_bytes``
-  and a shift), then ``bytes.find`` over that bucket's few keys (C ``memmem``), a
-  match counting only on a 16-byte boundary. Memory: 16 bytes per entry plus
+  with a bucket index: ``index[b]`` is the byte offset of the first key whose top
+  ``bits`` bits are ``b`` or more (an ``array('I')`` of ``2**bits + 1`` entries,
+  ``bits`` chosen for about eight keys per bucket; up to 268 million keys). A check
+  takes the bucket of the key (one ``struct.unpack_from`` and a shift), then
+  ``bytes.find`` over that bucket's few keys (C ``memmem``), a match counting only
+  on a 16-byte boundary. Memory: 16 bytes per entry plus
   ``4 * 2**bits`` (about 0.5 byte per entry): 10 million entries take 168 MB. The
   references are HMAC outputs (terminal.kernel.transaction.card_reference), so
   buckets fill evenly.
@@ -21,7 +22,7 @@ Layout (no third-party code, so it runs on any gate):
   first. When it outgrows ``max(4096, n/64)`` entries it is merged into a new base,
   bucket by bucket (unchanged buckets are copied as slices).
 
-On disk (``directory``): ``denylist.bin`` (header ``TSDL1``, version, count, bits;
+On disk (``directory``): ``denylist.bin`` (header ``TSDL2``, version, count, bits;
 index; keys), replaced atomically (write, ``fsync``, ``rename``, ``fsync`` of the
 folder); and ``denylist.log``, the deltas applied since, one JSON line each, appended
 and ``fsync``'d before they take effect. Opening replays the log onto the base; a torn
@@ -43,7 +44,7 @@ import struct
 import threading
 from array import array
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import accumulate
 from pathlib import Path
 from typing import Any, Final
@@ -52,8 +53,9 @@ __all__ = ["DenyList", "DenyListError", "parse_reference"]
 
 BASE_FILE: Final = "denylist.bin"
 LOG_FILE: Final = "denylist.log"
-_MAGIC: Final = b"TSDL1\x00\x00\x00"
+_MAGIC: Final = b"TSDL2\x00\x00\x00"
 _HEADER: Final = struct.Struct("<8sQQI4x")  # magic, version, count, bits
+_U32: Final = struct.Struct(">I").unpack_from
 KEY_SIZE: Final = 16
 #: Fewest bucket bits (16 buckets) and most (64 Mi buckets, 256 MB of index).
 _MIN_BITS, _MAX_BITS = 4, 26
@@ -70,9 +72,12 @@ def parse_reference(ref: object) -> bytes:
     if not isinstance(ref, str) or len(ref) != 2 * KEY_SIZE:
         raise DenyListError(f"a card reference is 32 hex digits, not {ref!r:.40}")
     try:
-        return bytes.fromhex(ref)
+        key = bytes.fromhex(ref)
     except ValueError:
-        raise DenyListError(f"a card reference is 32 hex digits, not {ref!r:.40}") from None
+        key = b""
+    if len(key) != KEY_SIZE:  # fromhex skips blanks: "ab cd..." is not a reference
+        raise DenyListError(f"a card reference is 32 hex digits, not {ref!r:.40}")
+    return key
 
 
 def _bits_for(count: int) -> int:
@@ -80,7 +85,8 @@ def _bits_for(count: int) -> int:
 
 
 def _index(keys: list[bytes], bits: int) -> array[int]:
-    """``index[b]`` = keys (sorted) whose top ``bits`` bits are below ``b``."""
+    """``index[b]`` = 16 x the keys (sorted) whose top ``bits`` bits are below ``b``:
+    the byte offset of bucket ``b`` in the joined keys."""
     shift = 32 - bits
     index = array("I", [0])
     n, pos = len(keys), 0
@@ -93,16 +99,20 @@ def _index(keys: list[bytes], bits: int) -> array[int]:
             pos = bisect.bisect_left(keys, bound, pos, near)
             if pos == near and pos < n and keys[pos] < bound:
                 pos = bisect.bisect_left(keys, bound, pos)
-        index.append(pos)
+        index.append(pos * KEY_SIZE)
     return index
 
 
 @dataclass(frozen=True, slots=True)
 class _Base:
     keys: bytes  # sorted 16-byte keys
-    index: array[int]
+    index: array[int]  # byte offsets of the buckets (module docstring)
     bits: int
     version: int
+    shift: int = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "shift", 32 - self.bits)
 
     @property
     def count(self) -> int:
@@ -117,19 +127,22 @@ class _Base:
         return cls(b"".join(ordered), _index(ordered, bits), bits, version)
 
     def bucket(self, key: bytes) -> int:
-        return int.from_bytes(key[:4], "big") >> (32 - self.bits)
+        return int(_U32(key)[0]) >> self.shift
 
     def contains(self, key: bytes) -> bool:
-        b = int.from_bytes(key[:4], "big") >> (32 - self.bits)
-        index = self.index
-        lo, hi = index[b] * KEY_SIZE, index[b + 1] * KEY_SIZE
-        keys = self.keys
-        pos = keys.find(key, lo, hi)
-        while pos >= 0:
-            if not (pos - lo) % KEY_SIZE:
-                return True
-            pos = keys.find(key, pos + 1, hi)
-        return False
+        """Whether ``key`` is a key: its bucket by the top bits (one ``unpack_from``),
+        then ``find`` over the bucket's bytes; a match counts on a key boundary only."""
+        b = _U32(key)[0] >> self.shift
+        lo = self.index[b]
+        hi = self.index[b + 1]
+        pos = self.keys.find(key, lo, hi)
+        if pos < 0:
+            return False
+        while (pos - lo) % KEY_SIZE:  # straddling two keys: look further
+            pos = self.keys.find(key, pos + 1, hi)
+            if pos < 0:
+                return False
+        return True
 
     def merged(self, overlay: Mapping[bytes, bool], version: int) -> _Base:
         """A new base with ``overlay`` applied (module docstring)."""
@@ -144,23 +157,21 @@ class _Base:
             return _Base.build(current, version)
         counts = array("I", (index[b + 1] - index[b] for b in range(len(index) - 1)))
         pieces: list[bytes] = []
-        cursor = 0  # key number up to which the base has been copied
+        cursor = 0  # byte offset up to which the base has been copied
         i = 0
         while i < len(changes):
             b = self.bucket(changes[i][0])
             lo, hi = index[b], index[b + 1]
-            pieces.append(keys[cursor * KEY_SIZE : lo * KEY_SIZE])
-            members = {
-                keys[j : j + KEY_SIZE] for j in range(lo * KEY_SIZE, hi * KEY_SIZE, KEY_SIZE)
-            }
+            pieces.append(keys[cursor:lo])
+            members = {keys[j : j + KEY_SIZE] for j in range(lo, hi, KEY_SIZE)}
             while i < len(changes) and self.bucket(changes[i][0]) == b:
                 key, on = changes[i]
                 (members.add if on else members.discard)(key)
                 i += 1
             pieces.append(b"".join(sorted(members)))
-            counts[b] = len(members)
+            counts[b] = len(members) * KEY_SIZE
             cursor = hi
-        pieces.append(keys[cursor * KEY_SIZE :])
+        pieces.append(keys[cursor:])
         new_index = array("I", accumulate(counts, initial=0))
         return _Base(b"".join(pieces), new_index, self.bits, version)
 
@@ -189,7 +200,7 @@ class _Base:
         index = array("I")
         index.frombytes(data[_HEADER.size : _HEADER.size + index_size])
         keys = data[_HEADER.size + index_size :]
-        if index[0] != 0 or index[-1] != count:
+        if index[0] != 0 or index[-1] != KEY_SIZE * count:
             raise DenyListError(f"{path}: the bucket index does not match its keys")
         return cls(keys, index, bits, version)
 
@@ -246,7 +257,7 @@ class DenyList:
 
     def __contains__(self, ref: object) -> bool:
         """Whether the reference is on the list (issue 6: the gate's offline check)."""
-        key = ref if isinstance(ref, bytes) else parse_reference(ref)
+        key = ref if type(ref) is bytes and len(ref) == KEY_SIZE else parse_reference(ref)
         state = self._state
         on = state.overlay.get(key)
         if on is not None:

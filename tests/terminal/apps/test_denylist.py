@@ -63,6 +63,7 @@ def test_deltas_add_and_remove_and_stale_versions_change_nothing() -> None:
     [
         {"version": 5, "add": ["zz" * 16]},
         {"version": 5, "add": ["ab" * 15]},
+        {"version": 5, "add": ["ab " * 10 + "ab"]},
         {"version": -1, "add": []},
         {"version": True, "add": []},
         {"version": "7", "add": []},
@@ -178,3 +179,10 @@ def test_replace_takes_raw_references_only(tmp_path: Path) -> None:
         deny.replace([b"short"], 6)
     assert deny.version == 5
     assert b"\xff" * 16 in DenyList(tmp_path)
+
+
+def test_checks_of_malformed_references_are_errors() -> None:
+    deny = DenyList()
+    for bad in ("ab" * 15 + " x", "ab " * 10 + "ab", b"short", 17):
+        with pytest.raises(DenyListError):
+            _ = bad in deny
