@@ -178,8 +178,15 @@ def gate_command(
     journal (fsync) under --home before the gate opens, then uploaded (store and
     forward); track 2 only sealed to --seal-key. Runs until Ctrl-C or --taps N.
     """
-    if mode == "parking":  # fmt: skip
-        from terminal.apps.parking import run_parking  # type: ignore[import-not-found,unused-ignore]
+    if mode == "parking":
+        try:
+            from terminal.apps.parking import (  # type: ignore[import-not-found,unused-ignore]
+                run_parking,
+            )
+        except ModuleNotFoundError as exc:
+            if exc.name != "terminal.apps.parking":
+                raise
+            raise click.ClickException("parking mode is not part of this installation") from None
 
         run_parking(
             reader_path=reader_path, config_path=config_path, home=home,
