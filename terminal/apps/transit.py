@@ -102,9 +102,12 @@ def scheme_of(aid: bytes) -> str:
 
 def kernel_accepts(result: TransactionResult) -> bool:
     """Rule 1 of the module docstring: the kernel completed with ODA passed, or with
-    an online cryptogram present, and ODA did not fail."""
+    an online cryptogram present, and ODA did not fail; and the result carries what
+    the back office's deferred authorisation needs (field 55 data and track 2)."""
     if result.outcome not in _OUTCOME_NAMES or result.oda is OdaResult.FAILED:
         return False
+    if not result.authorisation_data or not result.track2:
+        return False  # nothing the back office could authorise later
     if result.oda is OdaResult.PASSED:
         return True
     return result.outcome is Outcome.ONLINE_REQUEST and len(result.cryptogram) == 8

@@ -214,6 +214,8 @@ def test_a_card_pulled_away_is_try_again_and_nothing_is_journaled(
         ({"card_reference": "", "masked_pan": ""}, False),  # the PAN was never read
         ({"oda": OdaResult.FAILED}, True),  # an ARQC does not excuse a failed ODA
         ({"outcome": Outcome.APPROVED}, True),  # offline approval without ODA
+        ({"track2": b""}, True),  # nothing to authorise later
+        ({"authorisation_data": b""}, True),
     ],
 )
 def test_a_kernel_that_did_not_complete_as_a_gate_needs_is_a_card_error(
@@ -284,3 +286,30 @@ def test_the_journal_lines_are_json_objects_of_one_gate(
         gate.decide(result)
     lines = (home / "journal" / JOURNAL_FILE).read_text().splitlines()
     assert [json.loads(line)["tap_id"] for line in lines] == ["G1:1", "G1:2", "G1:3", "G1:4"]
+
+
+def test_every_tap_the_gate_journals_is_one_the_back_office_accepts(
+    home: Path, clock: Clock, results: dict[str, TransactionResult]
+) -> None:
+    """A tap the back office refused (400) would hold up every later upload: each kind
+    the gate writes passes the back office's own validation (terminal.backoffice)."""
+    from terminal.backoffice.fares import load_fares
+    from terminal.backoffice.store import validate_tap
+
+    gate = _gate(home, clock, limit=1, zone="1", direction="off")
+    card = results["mastercard-phone"]
+    gate.decide(card)  # open
+    gate.decide(card)  # first_ride_limit
+    gate.deny_list.apply({"version": 1, "add": [results["visa-phone"].card_reference]})
+    gate.decide(results["visa-phone"])  # deny_list
+    for change in ({"oda": OdaResult.FAILED}, {"track2": b""}, {"authorisation_data": b""}):
+        gate.decide(dataclasses.replace(results["visa-card"], **change))
+    records = gate.journal.records()
+    assert [r["deny_reason"] for r in records] == [
+        None, "first_ride_limit", "deny_list", "card_error", "card_error", "card_error",
+    ]  # fmt: skip
+    rules = load_fares()
+    for record in records:
+        tap = {k: v for k, v in record.items() if k != "seq"}
+        row = validate_tap(tap, "G1", rules, "2026-11-24T07:31:03.000Z")
+        assert row[0] == tap["tap_id"]
