@@ -152,69 +152,121 @@ def _currency_exponent(config: TerminalConfig, transaction: Transaction) -> int:
         return 2
 
 
-def _pre_process_one(
-    combination: Combination, transaction: Transaction, config: TerminalConfig
-) -> PreProcessing:
-    amount = transaction.amount
-    reasons: list[str] = []
-    if transaction.type not in combination.transaction_types:
-        return PreProcessing(
-            not_allowed=True, reasons=(f"transaction type {transaction.type:02X} not supported",)
+#: Indicator sets already made (they are immutable values): most combinations of a
+#: configuration share a handful of them, and a frozen dataclass costs more to build
+#: than a look-up. Emptied when it grows past :data:`_INTERN_MAX`.
+_INTERNED: dict[tuple[object, ...], PreProcessing] = {}
+_INTERN_MAX: Final = 4096
+
+
+def _indicators(*fields: object) -> PreProcessing:
+    found = _INTERNED.get(fields)
+    if found is None:
+        if len(_INTERNED) >= _INTERN_MAX:
+            _INTERNED.clear()
+        found = _INTERNED[fields] = PreProcessing(*fields)  # type: ignore[arg-type]
+    return found
+
+
+@dataclass(frozen=True, slots=True)
+class _Compiled:
+    """A combination's pre-processing parameters, resolved once per configuration:
+    the floor limit of §3.1.1.6-§3.1.1.7 chosen, the TTQ split into its bytes."""
+
+    combination: Combination
+    types: frozenset[int]
+    status_check: bool
+    zero_refused: bool
+    limit: int | None
+    floor: int | None
+    cvm_limit: int | None
+    ttq1: int  # byte 1, or -1 without TTQ
+    ttq2: int  # byte 2 with bits 8 and 7 cleared (§3.1.1.2)
+    ttq_tail: bytes
+
+
+def _compile(config: TerminalConfig) -> tuple[_Compiled, ...]:
+    raw_floor = config.terminal_data.get(0x9F1B)
+    terminal_floor = int.from_bytes(raw_floor, "big") if raw_floor is not None else None
+    out = []
+    for c in config.combinations:
+        floor = c.floor_limit
+        if floor is None:
+            floor = c.terminal_floor_limit if c.terminal_floor_limit is not None else terminal_floor
+        ttq = c.ttq
+        out.append(
+            _Compiled(
+                c,
+                c.transaction_types,
+                c.status_check,
+                c.zero_amount_allowed is False,
+                c.transaction_limit,
+                floor,
+                c.cvm_required_limit,
+                ttq[0] if ttq is not None else -1,
+                ttq[1] & 0x3F if ttq is not None else 0,
+                bytes(ttq[2:]) if ttq is not None else b"",
+            )
         )
-    ttq = bytearray(combination.ttq) if combination.ttq is not None else None
-    if ttq is not None:
-        ttq[1] &= 0x3F
-    status_check = combination.status_check and amount == 10 ** _currency_exponent(
-        config, transaction
-    )
+    return tuple(out)
+
+
+def _pre_process_one(c: _Compiled, amount: int, txn_type: int, unit: int) -> PreProcessing:
+    """Book B §3.1.1.1-§3.1.1.12 for one combination (``unit``: a single unit of the
+    currency in minor units)."""
+    if txn_type not in c.types:
+        return _indicators(
+            False, True, False, False, False, False, None,
+            (f"transaction type {txn_type:02X} not supported",),
+        )  # fmt: skip
+    reasons: tuple[str, ...] = ()
+    status_check = c.status_check and amount == unit
     not_allowed = False
     zero = False
     if amount == 0:
-        if combination.zero_amount_allowed is False:
+        if c.zero_refused:
             not_allowed = True
-            reasons.append("zero amount not allowed")
+            reasons += ("zero amount not allowed",)
         else:
             zero = True
-    limit = combination.transaction_limit
-    if limit is not None and amount >= limit:
+    over_limit = c.limit is not None and amount >= c.limit
+    if over_limit:
         not_allowed = True
-        reasons.append("amount at or over the contactless transaction limit")
-    floor = combination.floor_limit
-    if floor is None:
-        floor = combination.terminal_floor_limit
-        if floor is None and 0x9F1B in config.terminal_data:
-            floor = int.from_bytes(config.terminal_data[0x9F1B], "big")
-    floor_exceeded = floor is not None and amount > floor
-    cvm_limit = combination.cvm_required_limit
-    cvm_exceeded = cvm_limit is not None and amount >= cvm_limit
-    if ttq is not None:
+        reasons += ("amount at or over the contactless transaction limit",)
+    floor_exceeded = c.floor is not None and amount > c.floor
+    cvm_exceeded = c.cvm_limit is not None and amount >= c.cvm_limit
+    ttq = None
+    if c.ttq1 >= 0:
+        byte2 = c.ttq2
         if floor_exceeded or status_check:
-            ttq[1] |= TTQ_ONLINE_CRYPTOGRAM
+            byte2 |= TTQ_ONLINE_CRYPTOGRAM
         if zero:
-            if ttq[0] & TTQ_OFFLINE_ONLY:
+            if c.ttq1 & TTQ_OFFLINE_ONLY:
                 not_allowed = True
-                reasons.append("zero amount on an offline-only reader")
+                reasons += ("zero amount on an offline-only reader",)
             else:
-                ttq[1] |= TTQ_ONLINE_CRYPTOGRAM
+                byte2 |= TTQ_ONLINE_CRYPTOGRAM
         if cvm_exceeded:
-            ttq[1] |= TTQ_CVM_REQUIRED
-    return PreProcessing(
-        status_check_requested=status_check,
-        not_allowed=not_allowed,
-        zero_amount=zero,
-        cvm_required_limit_exceeded=cvm_exceeded,
-        floor_limit_exceeded=floor_exceeded,
-        transaction_limit_exceeded=limit is not None and amount >= limit,
-        ttq=bytes(ttq) if ttq is not None else None,
-        reasons=tuple(reasons),
+            byte2 |= TTQ_CVM_REQUIRED
+        ttq = bytes((c.ttq1, byte2)) + c.ttq_tail
+    return _indicators(
+        status_check, not_allowed, zero, cvm_exceeded, floor_exceeded, over_limit, ttq, reasons
     )
+
+
+def _pre_process_compiled(
+    compiled: tuple[_Compiled, ...], config: TerminalConfig, transaction: Transaction
+) -> list[tuple[Combination, PreProcessing]]:
+    unit = 10 ** _currency_exponent(config, transaction)
+    amount, txn_type = transaction.amount, transaction.type
+    return [(c.combination, _pre_process_one(c, amount, txn_type, unit)) for c in compiled]
 
 
 def pre_process(
     config: TerminalConfig, transaction: Transaction
 ) -> list[tuple[Combination, PreProcessing]]:
     """The pre-processing indicators of every combination, in configuration order."""
-    return [(c, _pre_process_one(c, transaction, config)) for c in config.combinations]
+    return _pre_process_compiled(_compile(config), config, transaction)
 
 
 def autorun_indicators(config: TerminalConfig) -> list[tuple[Combination, PreProcessing]]:
@@ -289,7 +341,7 @@ def parse_ppse(fci: bytes) -> list[DirectoryEntry]:
 
 def aid_matches(adf_name: bytes, aid: bytes) -> bool:
     """Book B §3.3.2.5: the ADF name is the AID, or begins with it (partial match)."""
-    return len(adf_name) >= len(aid) and adf_name[: len(aid)] == aid
+    return bytes(adf_name).startswith(aid)
 
 
 @dataclass(frozen=True, slots=True)
@@ -340,7 +392,7 @@ def build_candidates(
         for index, (combination, indicators) in enumerate(processed):
             if indicators.not_allowed:
                 continue
-            if not aid_matches(entry.adf_name, combination.aid):
+            if not entry.adf_name.startswith(combination.aid):  # aid_matches, inlined
                 continue
             kid = combination.kernel_id
             if not kernel_supported(requested, kid) or kid not in registry:
@@ -356,29 +408,41 @@ def build_candidates(
 # --- the entry point --------------------------------------------------------------------
 
 
-def _dfname(fci: bytes) -> bytes | None:
+def _fci_fields(fci: bytes) -> tuple[bytes | None, bytes | None]:
+    """The DF name (84) and the PDOL (9F38 in A5) of an FCI, decoded once."""
     try:
         top = tlv.decode_one(fci, 0x6F)
     except DecodeError:
-        return None
-    node = next((c for c in top.children if c.tag == 0x84), None)
-    return node.value if node is not None else None
+        return None, None
+    name = pdol = None
+    for child in top.children:
+        if child.tag == 0x84 and name is None:
+            name = child.value
+        elif child.tag == 0xA5:
+            pdol = next((c.value for c in child.children if c.tag == 0x9F38), pdol)
+    return name, pdol
+
+
+def _dfname(fci: bytes) -> bytes | None:
+    return _fci_fields(fci)[0]
+
+
+def _asks_ttq(pdol: bytes | None) -> bool:
+    if not pdol:
+        return False
+    try:
+        return any(e.tag == 0x9F66 for e in dol.parse(pdol))
+    except DecodeError:
+        return False
 
 
 def pdol_requests_ttq(fci: bytes) -> bool:
     """Whether the PDOL (9F38) of an FCI asks for the TTQ (9F66) (Book B §3.3.3.6)."""
-    try:
-        top = tlv.decode_one(fci, 0x6F)
-    except DecodeError:
-        return False
-    a5 = next((c for c in top.children if c.tag == 0xA5), None)
-    pdol = next((c for c in a5.children if c.tag == 0x9F38), None) if a5 is not None else None
-    if pdol is None:
-        return False
-    try:
-        return any(e.tag == 0x9F66 for e in dol.parse(pdol.value))
-    except DecodeError:
-        return False
+    return _asks_ttq(_fci_fields(fci)[1])
+
+
+#: SELECT 2PAY.SYS.DDF01 (Book B §3.3.2.2), encoded once.
+_SELECT_PPSE: Final = select(PPSE_NAME).encode()
 
 
 @dataclass(slots=True)
@@ -443,6 +507,7 @@ class EntryPoint:
         trace: Callable[[str], None] | None = None,
     ) -> None:
         self.config = config
+        self._compiled = (config, _compile(config))
         self.registry = registry if registry is not None else default_registry()
         self.rng = rng
         self.clock = clock
@@ -495,8 +560,10 @@ class EntryPoint:
         self, session: _Session, transaction: Transaction
     ) -> tuple[list[tuple[Combination, PreProcessing]], TransactionResult | None]:
         """Start A (Book B §3.1.1): the indicators, or the outcome of §3.1.1.13."""
-        processed = pre_process(self.config, transaction)
-        for combination, ind in processed:
+        if self._compiled[0] is not self.config:  # the configuration was replaced
+            self._compiled = (self.config, _compile(self.config))
+        processed = _pre_process_compiled(self._compiled[1], self.config, transaction)
+        for combination, ind in processed if self.trace is not None else ():
             self._note(
                 f"pre-processing {combination!r}: "
                 + ("not allowed (" + "; ".join(ind.reasons) + ")" if ind.not_allowed else "allowed")
@@ -706,7 +773,7 @@ class EntryPoint:
         """Book B §3.3.2: SELECT PPSE and the candidate list (``state.candidates``);
         an outcome when there is none (§3.3.2.3, §3.3.2.4, §3.3.2.7)."""
         began = self.timer()
-        answer = session.transmit(reader, select(PPSE_NAME).encode())
+        answer = session.transmit(reader, _SELECT_PPSE)
         session.timings_ms["select_ppse"] = (self.timer() - began) * 1000.0
         state.candidates = []
         if len(answer) < 2:
@@ -727,7 +794,8 @@ class EntryPoint:
                 session, transaction, Outcome.END_APPLICATION, "the PPSE lists no application"
             )
         state.candidates = build_candidates(entries, state.processed, self.registry)
-        self._note(f"entry point: candidates {state.candidates!r}")
+        if self.trace is not None:
+            self._note(f"entry point: candidates {state.candidates!r}")
         return None
 
     def _select_and_activate(
@@ -760,12 +828,12 @@ class EntryPoint:
             name = cand.entry.adf_name.hex().upper()
             problem = ""
             fci, sw = fci_answer[:-2], int.from_bytes(fci_answer[-2:], "big")
-            dfname = _dfname(fci) if len(fci_answer) >= 2 else None
+            dfname, pdol = _fci_fields(fci) if len(fci_answer) >= 2 else (None, None)
             if len(fci_answer) < 2:
                 problem = "no status word"
             elif sw != 0x9000:
                 problem = f"SELECT answered {sw:04X}"
-            elif dfname is None or not aid_matches(dfname, cand.combination.aid):
+            elif dfname is None or not dfname.startswith(cand.combination.aid):
                 problem = "the FCI names no or another application"
             if problem and state.online_response:
                 return self._finish(
@@ -782,7 +850,7 @@ class EntryPoint:
                 candidates.pop(0)  # Book B §3.3.3.5
                 continue
             assert dfname is not None
-            kernel_id = self._kernel_for(cand, fci, len(candidates) > 1)
+            kernel_id = self._kernel_for(cand, pdol, len(candidates) > 1)
             if kernel_id is None:
                 skipped.append(f"{name}: Visa AID without TTQ in the PDOL, no kernel 1")
                 self._note(f"entry point: {skipped[-1]} (Book B §3.3.3.6)")
@@ -806,7 +874,7 @@ class EntryPoint:
             f"no application of the card could be selected{why}",
         )
 
-    def _kernel_for(self, cand: Candidate, fci: bytes, others: bool) -> bytes | None:
+    def _kernel_for(self, cand: Candidate, pdol: bytes | None, others: bool) -> bytes | None:
         """Book B §3.3.3.6: a Visa AID selected for kernel 3 whose PDOL is absent or asks
         no TTQ goes to kernel 1 when it is registered; else the candidate is removed
         (``None``). The last candidate stays with kernel 3, which declines it (no
@@ -814,7 +882,7 @@ class EntryPoint:
         End Application)."""
         if cand.kernel_id != b"\x03" or cand.entry.adf_name[:5] != VISA_RID:
             return cand.kernel_id
-        if pdol_requests_ttq(fci):
+        if _asks_ttq(pdol):
             return cand.kernel_id
         if b"\x01" in self.registry:
             self._note("entry point: Visa AID without TTQ in the PDOL: kernel 1 (§3.3.3.6)")
