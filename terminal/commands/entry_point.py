@@ -13,8 +13,9 @@ test_kernel.TestKernel` for every kernel id of the configuration, which records 
 activation and returns the outcome the card scripts; ``--kernels builtin`` keeps kernel
 2 and kernel 3 and adds test kernels for the other ids.
 
-Exit codes: 0 for approved or online request, 2 a bad configuration, 3 a reader or card
-profile that cannot be used, 5 any other outcome (the record is printed first).
+Exit codes: 0 for approved or online request, 2 a bad configuration or option, 3 a
+reader or card profile that cannot be used, 4 no card within ``--timeout``, 5 any other
+outcome (the record is printed first).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from typing import Any
 
 import click
 
-from terminal.cli import ConfigFailure, NotCompleted, ReaderFailure
+from terminal.cli import ConfigFailure, NoCardEvent, NotCompleted, ReaderFailure
 from terminal.kernel.config import (
     TRANSACTION_TYPES,
     ConfigError,
@@ -43,7 +44,7 @@ from terminal.kernel.transaction import (
     currency_by_code,
     parse_amount,
 )
-from terminal.readers import ReaderError, open_reader
+from terminal.readers import NoCardError, ReaderError, open_reader
 
 __all__ = ["entry_point_command", "render"]
 
@@ -180,6 +181,8 @@ def entry_point_command(
             online=online,
             timeout=timeout,
         )
+    except NoCardError as exc:
+        raise NoCardEvent(f"{path}: {exc}") from exc
     except ReaderError as exc:
         raise ReaderFailure(f"{path}: {exc}") from exc
     finally:

@@ -18,25 +18,47 @@ Start A, pre-processing (Book B §3.1.1), per combination of the configuration:
    offline-only reader cannot take a zero amount: not allowed); TTQ byte 2 bit 7 (CVM
    required) for CVM Required Limit Exceeded.
 
-When no combination is allowed, the outcome is Try Another Interface (§3.1.1.13).
+When no combination is allowed, the outcome is Try Another Interface, "Please insert or
+swipe card" with status Processing Error (§3.1.1.13). Autorun (the reader starts at B,
+§3.2.1.1) does no pre-processing: every indicator is 0 and the TTQ copy is the TTQ as
+configured (:func:`autorun_indicators`).
 
-Start B, protocol activation: the reader waits for a card ("Present card").
+Start B, protocol activation (§3.2.1): "Present card" (Ready to Read), or at a restart
+the outcome's UI Request on Restart (§3.2.1.2); the reader polls for a card; a
+collision of two cards (:func:`is_collision`) shows "Please present one card only"
+(Processing Error), then the same with Ready to Read once it is over (§3.2.1.4-§3.2.1.5).
 
 Start C, combination selection (§3.3): SELECT ``2PAY.SYS.DDF01``; a status other than
-9000 or an FCI without directory entries ends the transaction (End Application, "Insert,
-swipe or try another card"). Each directory entry (61: 4F ADF name, 50 label, 87
-priority, 9F2A kernel identifier, 9F29 extended selection) is matched against every
-allowed combination: the ADF name equals the combination's AID or begins with it
-(partial matching), and the requested kernel id (:func:`~terminal.kernel.registry.
-requested_kernel_id`) equals the combination's and is registered. Candidates are ordered
-by priority (1 first; no priority, or 0, last), then in directory order (§3.3.3). The
-first is selected (with its extended selection appended when the combination allows
-it); an answer other than 9000, or an FCI that names another application, removes it
-and the next is tried.
+9000 (6A82, 6283...) or an FCI without directory entries ends the transaction (End
+Application, "Insert, swipe or try another card", §3.3.2.3-§3.3.2.4, §3.3.2.7). Padding
+and unknown data objects in the FCI are skipped. Each directory entry (61: 4F ADF name,
+50 label, 87 priority, 9F2A kernel identifier, 9F29 extended selection) is matched
+against every allowed combination (§3.3.2.5): the ADF name equals the combination's AID
+or begins with it (partial matching), and the Requested Kernel ID
+(:func:`~terminal.kernel.registry.kernel_request`: absent or empty 9F2A the RID's
+default, one byte for an international kernel, three for a domestic one, a domestic
+9F2A shorter than 3 bytes skips the entry, zero accepts any kernel) accepts the
+combination's kernel, which must be registered. Candidates are ordered by priority (87
+bits 4-1; 1 first; absent, empty or 0 last), then in directory order (§3.3.3.2). The
+first is selected with its extended selection appended when the combination supports
+it (§3.3.3.3); an answer other than 9000, or an FCI that names another application,
+removes it and the next is tried (§3.3.3.5). A Visa AID selected for kernel 3 whose
+PDOL does not ask for the TTQ goes to kernel 1 when one is registered, else the
+candidate is removed (§3.3.3.6; :meth:`EntryPoint._kernel_for` for tapstack's one
+deviation).
 
 Start D, kernel activation (§3.4): the kernel of the combination runs with a
-:class:`~terminal.kernel.registry.KernelContext`. A Select Next outcome removes the
-candidate and goes back to the selection of the next one (Start C).
+:class:`~terminal.kernel.registry.KernelContext`: the FCI and status word, the
+combination's indicators and TTQ copy, the start point, the restart flag and the online
+response data. A Select Next outcome removes the candidate and goes back to the
+selection of the next one (Start C).
+
+Outcome processing (§3.5, :meth:`EntryPoint.process`): the UI Request on Outcome is
+shown; an outcome with Start B, C or D restarts there (B: protocol activation and a new
+SELECT PPSE; C: final combination selection on the retained candidate list; D: the
+kernel again, without FCI), with the restart flag set and, after an Online Request, the
+issuer's answer (91, 71, 72) as online response data. :meth:`EntryPoint.run` is one pass
+without outcome processing (``terminal pay``).
 
 A card pulled away (:class:`~terminal.readers.base.CardRemovedError`,
 :class:`~terminal.readers.base.CommunicationError`, or a card gone before an answer)
@@ -681,8 +703,9 @@ class EntryPoint:
         - anything else ends the transaction.
 
         At most ``max_restarts`` restarts; then the last outcome stands (event
-        ``restart limit``). Reader errors of :meth:`run` apply; :class:`NoCardError`
-        while waiting for a card propagates (no card came within ``timeout``).
+        ``restart limit``); so it does when no card comes back within ``timeout`` at a
+        restart (event ``no card``). Reader errors of :meth:`run` apply;
+        :class:`NoCardError` while waiting for the first card propagates.
         """
         if start not in (Start.A, Start.B):
             raise ValueError("an entry point transaction starts at A or at B (Autorun)")
@@ -702,7 +725,13 @@ class EntryPoint:
         while True:
             if state.next is Start.B:
                 self._present_card(session, transaction, state)
-                self._wait_for_card(recording, timeout, session)
+                try:
+                    self._wait_for_card(recording, timeout, session)
+                except NoCardError as exc:
+                    if not state.restart:
+                        raise
+                    record.note("no card", reason=str(exc))  # the last outcome stands
+                    break
             elif state.ui_on_restart is not None:
                 session.ui.append(state.ui_on_restart)
             result = self._guarded(recording, transaction, state, session)

@@ -20,9 +20,13 @@ malformed, must end in a result with a reason; an exception escaping a kernel is
 caught by the entry point as a last resort and ends the transaction (End Application).
 
 Kernel ids (Book B §3.3.2.5, Kernel Identifier 9F2A): one byte (01-07, the
-international kernels: 2 Mastercard, 3 Visa, 4 American Express, 5 JCB, 6 Discover,
-7 UnionPay) or three bytes (domestic kernels). When a directory entry carries no kernel
-id, the default of the RID applies (:data:`DEFAULT_KERNEL_BY_RID`).
+international kernels: 1 Visa/JCB legacy, 2 Mastercard, 3 Visa, 4 American Express, 5
+JCB, 6 Discover, 7 UnionPay; :data:`KERNEL_NAMES`) or three bytes (domestic kernels:
+byte 1 bits 8-7 10b EMVCo, 11b proprietary; :func:`check_kernel_id`). When a directory
+entry carries no kernel id, the default of the RID applies (:data:`DEFAULT_KERNEL_BY_RID`,
+Book B Table 3-6); :func:`kernel_request` is the entry point's reading of 9F2A and
+:func:`kernel_supported` its §3.3.2.5 D match. :mod:`terminal.kernel.test_kernel` gives
+a kernel for any id that records its activation (EMVCo-style entry point testing).
 """
 
 from __future__ import annotations

@@ -15,6 +15,7 @@ from terminal.kernel.config import parse_config
 from terminal.kernel.entry_point import EntryPoint
 from terminal.kernel.test_kernel import scripted_registry
 from terminal.kernel.transaction import Transaction
+from terminal.readers.base import CardInfo
 from terminal.readers.emulated import EmulatedReader
 from tests.terminal.entry_point.harness import (
     ISSUER_UPDATE,
@@ -375,3 +376,33 @@ def test_an_outcome_the_card_cannot_script_ends_the_application_with_the_reason(
             "reasons": ["GET PROCESSING OPTIONS answered 6985"],
         },
     )
+
+
+class _CardLeavesForGood(EmulatedReader):
+    """The card is in the field for the first poll only."""
+
+    polls = 0
+
+    def wait_for_card(self, timeout: float | None = None) -> CardInfo:
+        self.polls += 1
+        if self.polls > 1:
+            self.take_away()
+        return super().wait_for_card(timeout)
+
+
+def test_a_card_that_does_not_come_back_for_the_restart_leaves_the_last_outcome() -> None:
+    again = outcome("try_again", start="B", ui_on_restart=ui("21", "ready_to_read"))
+    the_card = ScriptedCard(_visa(again))
+    entry_point = EntryPoint(parse_config(CFG), scripted_registry([b"\x02", b"\x03"]),
+                             clock=lambda: WHEN)  # fmt: skip
+    record = entry_point.process(_CardLeavesForGood(the_card), Transaction(1000), timeout=0.01)
+    data = check(
+        record,
+        {
+            "restarts": 1,
+            "activations": [{"restart": False}],
+            "outcome": {"outcome": "try again", "start": "B"},
+            "ui": [("15", "ready_to_read"), ("21", "ready_to_read")],
+        },
+    )
+    assert data["events"][-1]["event"] == "no card"
