@@ -291,3 +291,37 @@ def test_the_command_refuses_bad_input_without_a_traceback(tmp_path: Path) -> No
     assert code == 2
     assert "exactly one of --card" in err
     assert "Traceback" not in err
+
+
+def test_the_scripted_card_answers_as_its_profile_says() -> None:
+    from card.scripted import CardCollision
+    from card.transport import CardRemoved
+    from emvwire.apdu import select
+
+    scripted = ScriptedCard(
+        card(
+            [entry(VISA, priority="01")],
+            {VISA: app("9F6604", [outcome("declined"), outcome("approved")])},
+            commands=[{"apdu": "80CA9F17", "answers": ["9F1701039000", "6A88"]}],
+            events={"collisions": 1, "remove_after": 4},
+        )
+    )
+    with pytest.raises(CardCollision):
+        scripted.power_on()
+    scripted.power_on()
+    assert scripted.process(bytes.fromhex("80A8000002830000")) == b"\x69\x85"  # none selected
+    assert scripted.process(select(bytes.fromhex("A0000000999999")).encode()) == b"\x6a\x82"
+    assert scripted.process(select(bytes.fromhex(VISA)).encode())[-2:] == b"\x90\x00"
+    first = scripted.process(bytes.fromhex("80A8000002830000"))
+    assert decode_outcome(first[:-2]).outcome is Outcome.DECLINED
+    with pytest.raises(CardRemoved):  # the fifth command: the card left the field
+        scripted.process(bytes.fromhex("80CA9F1700"))
+    scripted.power_on()  # presented again, nothing selected
+    assert scripted.process(bytes.fromhex("80CA9F1700")) == bytes.fromhex("9F1701039000")
+    assert scripted.process(bytes.fromhex("80CA9F1700")) == bytes.fromhex("6A88")
+    assert scripted.process(bytes.fromhex("80CA9F1700")) == bytes.fromhex("6A88")  # last repeats
+    assert scripted.process(bytes.fromhex("00B2010C00")) == b"\x6d\x00"
+    assert scripted.process(select(bytes.fromhex(VISA)).encode())[-2:] == b"\x90\x00"
+    second = scripted.process(bytes.fromhex("80A8000002830000"))
+    assert decode_outcome(second[:-2]).outcome is Outcome.APPROVED
+    assert scripted.activations == 2
