@@ -569,7 +569,7 @@ def run_parking(
     try:
         gate.settle_pending()
         while taps is None or done < taps:
-            if not raw.path.startswith("emulated:") and reader.card_present():
+            if done and not raw.path.startswith("emulated:") and reader.card_present():
                 show(UiMessage.REMOVE_CARD, "")
                 if not reader.wait_for_removal(timeout):
                     raise NoCardEvent(f"the card did not leave {raw.path}")

@@ -117,6 +117,7 @@ class _Session:
     entry: EntryPoint | None = None
     config: TerminalConfig | None = None
     close_ok: bool = True
+    tapped: bool = False
     _host: Any = field(default=None, repr=False)
 
     def get(self, name: str, default: Any = None) -> Any:
@@ -177,11 +178,16 @@ class _Session:
         try:
             # The previous card must leave first (an emulated card never does: its
             # every wait_for_card is a new presentation).
-            if not self.raw.path.startswith("emulated:") and self.reader.card_present():
+            if (
+                self.tapped
+                and not self.raw.path.startswith("emulated:")
+                and self.reader.card_present()
+            ):
                 _display(UiMessage.REMOVE_CARD, "")
                 if not self.reader.wait_for_removal(timeout):
                     raise NoCardEvent(f"the card did not leave {self.raw.path}")
             self.reader.wait_for_card(timeout)
+            self.tapped = True
             result = self.entry.run(self.reader, transaction, wait=False)
         except NoCardError as exc:
             raise NoCardEvent(f"no card at {self.raw.path} within {timeout:g} s") from exc

@@ -1,0 +1,246 @@
+"""End to end, the retail tap reader as a cashier and a POS run it: a real ``issuer serve``
+on SQLite (temporary home, a Visa card provisioned by the issuer CLI, the shop's
+terminal registered at MCC 5411), ``card serve --via pcsc`` presenting the card in vpcd
+reader 1 of pcscd, and ``terminal retail`` as a subprocess: sales from standard input
+(approved, and declined for funds), a void, a refund, the close of day matching the
+issuer (MATCH, exit 0) and the ledger's balances agreeing; a card pulled away mid-tap
+(not completed, nothing charged); the issuer down ("issuer unreachable, no charge",
+exit 7, nothing charged). No full PAN in any output.
+
+Run under the shared vpcd lock: ``flock /tmp/team/vpcd.lock .venv/bin/python -m pytest
+tests/e2e/test_retail_pcsc.py``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytestmark = pytest.mark.pcsc
+
+BIN = Path(sys.executable).parent
+PASS = "e2e passphrase"
+#: Exit codes of terminal retail (terminal/commands/retail.py).
+NOT_COMPLETED, ISSUER_DOWN = 5, 7
+
+
+def _cli(env: dict[str, str], *args: str) -> Any:
+    done = subprocess.run(
+        [str(BIN / "issuer"), *args, "--json"], env=env, capture_output=True, text=True,
+        timeout=120, check=True,
+    )  # fmt: skip
+    return json.loads(done.stdout)
+
+
+@dataclass
+class Shop:
+    env: dict[str, str]
+    url: str
+    terminal_id: str
+    key: str
+    account: str
+    profile: Path
+    pan: str
+    tmp: Path
+
+    def balance(self) -> tuple[int, int]:
+        found = _cli(self.env, "account", "show", self.account)
+        account = found.get("account", found)
+        return account["balance"], account["held"]
+
+    def retail(
+        self, *args: str, stdin: str | None = None, url: str | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        env = {
+            **os.environ, "TAPSTACK_ISSUER_URL": url or self.url,
+            "TAPSTACK_TERMINAL_ID": self.terminal_id, "TAPSTACK_TERMINAL_KEY": self.key,
+            "TAPSTACK_RETAIL_HOME": str(self.tmp / "till"), "TAPSTACK_MERCHANT": "Corner Shop",
+        }  # fmt: skip
+        return subprocess.run(
+            [str(BIN / "terminal"), "retail", *args], env=env, input=stdin,
+            capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def shop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Shop]:
+    tmp = tmp_path_factory.mktemp("retail")
+    env = {**os.environ, "TAPSTACK_ISSUER_HOME": str(tmp / "home"),
+           "TAPSTACK_KEYSTORE_KEY": PASS}  # fmt: skip
+    env.pop("TAPSTACK_DB", None)
+    _cli(env, "init", "--kdf-cost", "10")
+    account = _cli(env, "account", "create", "--holder", "Ada Lovelace")["id"]
+    _cli(env, "account", "credit", account, "--amount", "60.00")
+    terminal = _cli(env, "terminal", "add", "--merchant", "Corner Shop", "--mcc", "5411")
+    profile = tmp / "visa-card.json"
+    _cli(env, "card", "provision", "--account", account, "--scheme", "visa",
+         "--form", "card", "--out", str(profile))  # fmt: skip
+    pan = json.loads(profile.read_text())["applications"][0]["pan"]
+    server = subprocess.Popen(
+        [str(BIN / "issuer"), "serve", "--bind", "127.0.0.1:0"], env=env,
+        stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert server.stderr is not None
+        line = server.stderr.readline()
+        match = re.search(r"http://[\d.]+:\d+", line)
+        assert match, line
+        yield Shop(env, match.group(0), terminal["id"], terminal["credential"], account,
+                   profile, pan, tmp)  # fmt: skip
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+        if server.stderr is not None:
+            server.stderr.close()
+
+
+def _reader_1_free() -> None:
+    from terminal.readers.pcsc import PcscReader, list_pcsc_readers
+
+    name = "Virtual PCD 00 01"
+    if name not in list_pcsc_readers():
+        pytest.skip("no vpcd reader 1")
+    with PcscReader(name) as reader:
+        if reader.card_present():
+            pytest.skip("vpcd reader 1 holds another process's card")
+
+
+class Card:
+    """``card serve`` on vpcd reader 1 for ``taps`` taps; a tap ends 0.4 s after the
+    card's last answer (the customer takes the card away)."""
+
+    def __init__(self, profile: Path, taps: int, *extra: str) -> None:
+        _reader_1_free()
+        self.process = subprocess.Popen(
+            [str(BIN / "card"), "serve", str(profile), "--via", "pcsc", "--reader", "1",
+             "--taps", str(taps), "--idle-timeout", "0.4", *extra],
+            stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        assert self.process.stderr is not None
+        line = self.process.stderr.readline()
+        assert "presenting" in line, line
+        time.sleep(0.3)  # pcscd notices the card
+
+    def __enter__(self) -> Card:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=10)
+        if self.process.stderr is not None:
+            self.process.stderr.close()
+        time.sleep(0.6)  # pcscd sees the reader empty before the next presentation
+
+
+def _lines(stdout: str) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in stdout.splitlines() if line.strip()]
+
+
+def _no_pan(shop: Shop, *texts: str) -> None:
+    for text in texts:
+        assert shop.pan not in text
+
+
+def _dead_url() -> str:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"http://127.0.0.1:{port}"
+
+
+@pytest.mark.slow
+def test_a_day_of_sales_void_refund_and_close_matches_the_issuer(pcscd: str, shop: Shop) -> None:
+    with Card(shop.profile, 4):
+        day = shop.retail(
+            "--reader", "pcsc:1", "--timeout", "20", "--stdin", "--json",
+            stdin="sale 12.34\n7.00\nsale 45.00\nrefund nonsense\nsale 1.234\nsale 500.00\n",
+        )  # fmt: skip
+    assert day.returncode == 0, day.stderr
+    out = _lines(day.stdout)
+    sales = [o for o in out if o.get("kind") == "SALE"]
+    assert [(s["status"], s["amount"]) for s in sales] == [
+        ("APPROVED", "12.34 EUR"), ("APPROVED", "7.00 EUR"), ("DECLINED", "45.00 EUR"),
+        ("NOT COMPLETED", "500.00 EUR"),
+    ]  # fmt: skip
+    first, second, third, fourth = sales
+    assert first["merchant"] == "Corner Shop"
+    assert re.fullmatch(r"476173\*{6}\d{4}", first["card"])
+    assert first["last4"] == shop.pan[-4:]
+    assert (first["aid"], first["label"]) == ("A0000000031010", "VISA CREDIT")
+    assert re.fullmatch(r"[0-9A-F]{16}", first["cryptogram"])
+    assert second["atc"] == first["atc"] + 1
+    assert first["response_code"] == "00"
+    assert third["reason"] == "INSUFFICIENT_FUNDS"  # 60.00 less 19.34 held
+    assert "online PIN required" in fourth["reason"]  # above the CVM limit, no PIN pad
+    errors = [o["line"] for o in out if "error" in o]
+    assert errors == ["refund nonsense", "sale 1.234"]  # reported, nothing done
+    for message in ("Present card", "Processing", "Approved", "Not authorised"):
+        assert f"[display] {message}" in day.stderr
+    assert shop.balance() == (6000, 1934)  # held, captured at close
+    void = shop.retail("void", second["transaction_id"], "--json")
+    assert void.returncode == 0, void.stderr
+    assert shop.balance() == (6000, 1234)
+    refund = shop.retail("refund", first["transaction_id"], "2.00", "--json")
+    assert refund.returncode == 0, refund.stderr
+    assert _lines(refund.stdout)[0]["kind"] == "REFUND"
+    too_much = shop.retail("refund", first["transaction_id"], "11.00")
+    assert too_much.returncode == 8
+    assert "more than the 10.34 EUR left" in too_much.stderr
+    close = shop.retail("close", "--json")
+    assert close.returncode == 0, close.stderr + close.stdout
+    report = _lines(close.stdout)[0]
+    assert report["match"] is True
+    assert report["till"] == report["issuer"] | {"no_charge": report["till"]["no_charge"]}
+    assert report["till"]["sales"] == {"count": 1, "amount": 1234}
+    assert report["till"]["refunds"] == {"count": 1, "amount": 200}
+    assert report["till"]["voids"] == {"count": 1, "amount": 700}
+    assert report["till"]["declined"] == 1
+    assert report["till"]["net"] == 1034
+    assert shop.balance() == (6000 - 1034, 0)
+    text_close = shop.retail("close")  # the next day: nothing yet
+    assert text_close.returncode == 0
+    assert "MATCH" in text_close.stdout
+    _no_pan(shop, day.stdout, day.stderr, void.stdout, refund.stdout, close.stdout)
+    journal = (shop.tmp / "till" / "journal" / "journal.jsonl").read_text()
+    _no_pan(shop, journal)
+
+
+def test_a_card_pulled_away_mid_tap_is_not_charged(pcscd: str, shop: Shop) -> None:
+    before = shop.balance()
+    with Card(shop.profile, 3, "--pull-after", "2"):
+        pulled = shop.retail("--reader", "pcsc:1", "--timeout", "20", "--amount", "3.00")
+    assert pulled.returncode == NOT_COMPLETED, pulled.stderr
+    assert "[display] Present card again" in pulled.stderr
+    assert "NOT COMPLETED" in pulled.stdout
+    assert shop.balance() == before
+    _no_pan(shop, pulled.stdout, pulled.stderr)
+
+
+def test_issuer_down_says_no_charge(pcscd: str, shop: Shop) -> None:
+    before = shop.balance()
+    with Card(shop.profile, 1):
+        down = shop.retail(
+            "--reader", "pcsc:1", "--timeout", "20", "--amount", "4.00", "--json",
+            "--host-timeout", "1", url=_dead_url(),
+        )  # fmt: skip
+    assert down.returncode == ISSUER_DOWN, down.stderr
+    receipt = _lines(down.stdout)[0]
+    assert (receipt["status"], receipt["response_code"]) == ("NO CHARGE", "Z3")
+    assert "[display] Not authorised: issuer unreachable, no charge" in down.stderr
+    assert "issuer unreachable, no charge" in down.stderr
+    assert shop.balance() == before
+    # The till's day still closes against the issuer (the no-charge sale is not there).
+    close = shop.retail("close", "--json")
+    assert close.returncode == 0, close.stdout + close.stderr
+    assert _lines(close.stdout)[0]["till"]["no_charge"] == 1
