@@ -14,9 +14,11 @@ is absent (not zero): Book B distinguishes the two.
 from __future__ import annotations
 
 import copy
+import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from card.scripted import ScriptedCard
@@ -234,3 +236,29 @@ def check(record: EntryPointRecord, expected: Mapping[str, Any]) -> dict[str, An
 def run_and_check(case: Case, expected: Mapping[str, Any]) -> dict[str, Any]:
     """:func:`run_case` then :func:`check`."""
     return check(run_case(case), expected)
+
+
+def load_case(path: Path) -> tuple[Case, dict[str, Any]]:
+    """A case file (``cases/case-*.json``): ``config`` (an object, or a file name beside
+    it), ``card`` (likewise), ``transaction`` (``amount``, ``type``, ``other_amount``,
+    ``start`` A or B, ``online_response`` hex) and the ``expected`` record."""
+    doc = json.loads(path.read_text())
+
+    def part(value: Any) -> dict[str, Any]:
+        if isinstance(value, str):
+            loaded: dict[str, Any] = json.loads((path.parent / value).read_text())
+            return loaded
+        return dict(value)
+
+    txn = doc.get("transaction", {})
+    online = txn.get("online_response")
+    case = Case(
+        part(doc["config"]),
+        part(doc["card"]),
+        amount=txn.get("amount", 1000),
+        type=txn.get("type", "purchase"),
+        other_amount=txn.get("other_amount", 0),
+        start=Start[txn.get("start", "A")],
+        online=bytes.fromhex(online) if online is not None else None,
+    )
+    return case, doc["expected"]

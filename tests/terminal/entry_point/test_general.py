@@ -41,6 +41,7 @@ from tests.terminal.entry_point.harness import (
     combo,
     config,
     entry,
+    load_case,
     outcome,
     run_and_check,
     run_case,
@@ -230,6 +231,12 @@ def test_a_case_runs_the_same_from_json_files_and_from_builders() -> None:
             "outcome": {"outcome": "approved"},
         },
     )
+
+
+@pytest.mark.parametrize("path", sorted(CASES.glob("case-*.json")), ids=lambda p: p.stem)
+def test_each_case_file_gives_its_expected_record(path: Path) -> None:
+    case, expected = load_case(path)
+    run_and_check(case, expected)
 
 
 # --- the command line -------------------------------------------------------------------------
