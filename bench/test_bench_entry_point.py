@@ -12,7 +12,10 @@ Two figures: :meth:`EntryPoint.run` (one pass: what ``terminal pay`` does) and
 :meth:`EntryPoint.process` (the same with outcome processing and the record of the
 transaction: exchanges, activation parameters, UI requests).
 
-Run: ``scripts/bench bench/test_bench_entry_point.py``.
+Run (``scripts/bench`` always collects the whole of bench/, so this file alone)::
+
+    .venv/bin/python -m pytest bench/test_bench_entry_point.py -p no:cacheprovider \
+        --benchmark-enable --benchmark-columns=min,median,mean,ops,rounds
 """
 
 from __future__ import annotations
