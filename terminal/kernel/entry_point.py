@@ -503,6 +503,11 @@ class _State:
     online_response: bytes = b""
     candidates: list[Candidate] = field(default_factory=list)
     current: tuple[Candidate, bytes] | None = None
+    #: Whether the kernel of this pass was activated (a card lost before that is
+    #: Book B §3.3.3.7, after it the kernel's Try Again).
+    in_kernel: bool = False
+    #: The card was lost during protocol activation or combination selection.
+    lost_in_selection: bool = False
 
 
 class EntryPoint:
@@ -702,6 +707,10 @@ class EntryPoint:
           D at kernel activation without FCI (§3.4.1.3); the restart flag is set;
         - anything else ends the transaction.
 
+        A card lost during protocol activation or combination selection (before any
+        kernel) returns to Start B without the restart flag (§3.3.3.7): "Present card",
+        the candidate list built afresh.
+
         At most ``max_restarts`` restarts; then the last outcome stands (event
         ``restart limit``); so it does when no card comes back within ``timeout`` at a
         restart (event ``no card``). Reader errors of :meth:`run` apply;
@@ -743,6 +752,16 @@ class EntryPoint:
                 record.note("removal timeout", ms=params.removal_timeout_ms)
             restart_at = params.start
             response = b""
+            if state.lost_in_selection:
+                # §3.3.3.7: a communication error before the kernel returns to Start B,
+                # not as an outcome: no restart flag, "Present card" again.
+                if record.restarts >= max_restarts:
+                    record.note("restart limit", restarts=record.restarts)
+                    break
+                record.restarts += 1
+                record.note("restart", start="B")
+                state.next, state.ui_on_restart = Start.B, None
+                continue
             if restart_at not in (Start.B, Start.C, Start.D):
                 break
             if (
@@ -778,14 +797,18 @@ class EntryPoint:
     def _guarded(
         self, reader: Reader, transaction: Transaction, state: _State, session: _Session
     ) -> TransactionResult:
-        """One pass from combination selection; reader errors become outcomes."""
+        """One pass from combination selection; reader errors become outcomes (a card
+        lost before the kernel is also flagged: Book B §3.3.3.7)."""
+        state.in_kernel = state.lost_in_selection = False
         try:
             return self._select_and_activate(reader, transaction, state, session)
         except ReaderUnavailableError:
             raise
         except NoCardError as exc:
+            state.lost_in_selection = not state.in_kernel
             return self._finish(session, transaction, Outcome.TRY_AGAIN, f"card gone: {exc}")
         except CommunicationError as exc:
+            state.lost_in_selection = not state.in_kernel
             if session.record is not None:
                 session.record.note("card removed")
             return self._finish(
@@ -956,6 +979,7 @@ class EntryPoint:
         )
         if session.record is not None:
             session.record.activations.append(Activation.from_context(ctx, kernel.name))
+        state.in_kernel = True
         # The kernel counts through its context; the entry point's own APDUs come first.
         ctx.apdu_count = session.apdu_count
         ctx.card_seconds = session.card_seconds

@@ -148,10 +148,11 @@ def test_a_card_lost_during_combination_selection_returns_to_start_b() -> None:
             "events": [{"event": "card removed"}, {"event": "restart", "start": "B"}],
             "ui": [
                 ("15", "ready_to_read"),
-                ("21", "ready_to_read"),  # Try Again: "Present card again" on restart
+                ("15", "ready_to_read"),  # not an outcome: no restart flag (§3.2.1.2)
                 ("03", "card_read_successfully"),
             ],
-            "activations": [{"start": "B", "restart": True}],
+            "activations": [{"start": "A", "restart": False}],
+            "restarts": 1,
             "outcome": {"outcome": "approved"},
         },
     )
