@@ -75,6 +75,8 @@ __all__ = [
     "instance_id",
 ]
 
+#: Taps assigned per transaction (bounded memory on a million taps).
+_ASSIGN_CHUNK: Final = 100_000
 #: Riders priced per transaction (bounded memory on a million taps).
 _RIDER_CHUNK: Final = 5000
 #: Issuer answers recorded per commit (a crash before the commit is replayed safely).
@@ -229,16 +231,35 @@ class Engine:
     # -- 1. riders and aggregations ---------------------------------------------------------
 
     def assign(self, report: PassReport) -> None:
-        """New open taps -> cards, riders and aggregations (module docstring, 1)."""
+        """New open taps -> cards, riders and aggregations (module docstring, 1). New
+        taps are those after the ``assigned_seq`` cursor (taps are numbered in commit
+        order: SQLite has one writer)."""
         conn = self.store.conn
-        rows = conn.execute(
-            "SELECT seq, tap_id, card_reference, masked_pan, token, scheme, travel_day "
-            "FROM taps WHERE state = 'new' ORDER BY time_ms, seq"
-        ).fetchall()
-        report.taps = len(rows)
-        if not rows:
-            return
-        self.progress("riders", 0, len(rows))
+        total = conn.execute(
+            "SELECT COUNT(*) FROM taps WHERE seq > (SELECT COALESCE(MAX(CAST(value AS INTEGER)), "
+            "0) FROM meta WHERE key = 'assigned_seq')"
+        ).fetchone()[0]
+        done = 0
+        while True:
+            found = conn.execute("SELECT value FROM meta WHERE key = 'assigned_seq'").fetchone()
+            rows = conn.execute(
+                "SELECT seq, tap_id, card_reference, masked_pan, token, scheme, travel_day, "
+                "time, time_ms, direction, zone, decision FROM taps WHERE seq > ? ORDER BY seq "
+                "LIMIT ?",
+                (int(found[0]) if found else 0, _ASSIGN_CHUNK),
+            ).fetchall()
+            if not rows:
+                return
+            self._assign_chunk(rows, report)
+            done += len(rows)
+            self.progress("riders", done, total)
+
+    def _assign_chunk(self, rows: list[Any], report: PassReport) -> None:
+        conn = self.store.conn
+        last_seq = rows[-1][0]
+        rows = [r for r in rows if r[11] == "open"]
+        rows.sort(key=lambda r: (r[8], r[0]))  # time order: the first tap authorises
+        report.taps += len(rows)
         refs = sorted({r[2] for r in rows})
         riders: dict[str, int] = {}
         for i in range(0, len(refs), 500):
@@ -260,11 +281,14 @@ class Engine:
         with self.store.write() as w:
             found = w.execute("SELECT value FROM meta WHERE key = 'aggregations'").fetchone()
             counter = int(found[0]) if found else 0
-            next_rider = int(
-                w.execute("SELECT COALESCE(MAX(rider_id), 0) FROM riders").fetchone()[0]
-            )
-            new_riders, new_cards, new_aggs, updates = [], [], [], []
-            for seq, tap_id, ref, masked, token, scheme, day in rows:
+            found = w.execute("SELECT COALESCE(MAX(rider_id), 0) FROM riders").fetchone()
+            next_rider = int(found[0])
+            new_riders: list[tuple[int, str]] = []
+            new_cards: list[tuple[Any, ...]] = []
+            new_aggs: list[tuple[Any, ...]] = []
+            work: list[tuple[Any, ...]] = []
+            drop_box: list[tuple[int]] = []
+            for seq, tap_id, ref, masked, token, scheme, day, when, ms, way, zone, _ in rows:
                 rider = riders.get(ref)
                 if rider is None:
                     next_rider += 1
@@ -273,15 +297,15 @@ class Engine:
                     new_cards.append((ref, rider, masked, token, scheme, at))
                 key = (rider, day)
                 agg = opened.get(key)
-                keep_box = False
                 if agg is None:
                     counter += 1
                     agg = opened[key] = f"agg_{self.instance}_{counter}"
                     new_aggs.append((agg, rider, day, tap_id, at))
-                    keep_box = True
-                updates.append((rider, agg, keep_box, seq))
-            report.riders_new = len(new_riders)
-            report.aggregations_opened = len(new_aggs)
+                else:
+                    drop_box.append((seq,))
+                work.append((seq, tap_id, when, ms, way, zone, day, rider, agg))
+            report.riders_new += len(new_riders)
+            report.aggregations_opened += len(new_aggs)
             w.executemany("INSERT INTO riders (rider_id, created_at) VALUES (?, ?)", new_riders)
             w.executemany(
                 "INSERT INTO cards (card_reference, rider_id, masked_pan, token, scheme, "
@@ -293,13 +317,10 @@ class Engine:
                 "auth_tap_id, opened_at) VALUES (?,?,?,'open',?,?)",
                 new_aggs,
             )
-            w.executemany(
-                "UPDATE taps SET state = 'waiting', rider_id = ?, aggregation_id = ?, "
-                "track2_sealed = CASE WHEN ? THEN track2_sealed END WHERE seq = ?",
-                updates,
-            )
+            w.executemany("INSERT INTO pending VALUES (?,?,?,?,?,?,?,?,?)", work)
+            w.executemany("DELETE FROM tap_boxes WHERE seq = ?", drop_box)
             w.execute("INSERT OR REPLACE INTO meta VALUES ('aggregations', ?)", (str(counter),))
-        self.progress("riders", len(rows), len(rows))
+            w.execute("INSERT OR REPLACE INTO meta VALUES ('assigned_seq', ?)", (str(last_seq),))
 
     # -- 2. deferred authorisation ----------------------------------------------------------
 
@@ -308,8 +329,9 @@ class Engine:
         conn = self.store.conn
         rows = conn.execute(
             "SELECT a.aggregation_id, a.rider_id, t.tap_id, t.card_reference, t.icc_data, "
-            "t.track2_sealed, t.amount FROM aggregations a JOIN taps t ON t.tap_id = a.auth_tap_id "
-            "WHERE a.auth_state = 'pending' ORDER BY t.time_ms"
+            "b.box, t.amount FROM aggregations a JOIN taps t ON t.tap_id = a.auth_tap_id "
+            "LEFT JOIN tap_boxes b ON b.seq = t.seq WHERE a.auth_state = 'pending' "
+            "ORDER BY t.time_ms"
         ).fetchall()
         if not rows:
             return
@@ -375,7 +397,10 @@ class Engine:
         at = now_text()
         with self.store.write() as w:
             for agg, rider, tap_id, _ref, amount, answer in done:
-                w.execute("UPDATE taps SET track2_sealed = NULL WHERE tap_id = ?", (tap_id,))
+                w.execute(
+                    "DELETE FROM tap_boxes WHERE seq = (SELECT seq FROM taps WHERE tap_id = ?)",
+                    (tap_id,),
+                )
                 if isinstance(answer, str):
                     report.auth_failed += 1
                     report.errors.append(f"{agg}: {answer}")
@@ -421,7 +446,7 @@ class Engine:
         keep = int(row[0])
         if keep == rider:
             return rider
-        for table in ("cards", "taps", "trips", "aggregations", "deny_list"):
+        for table in ("cards", "pending", "trips", "aggregations", "deny_list"):
             w.execute(f"UPDATE {table} SET rider_id = ? WHERE rider_id = ?", (keep, rider))  # noqa: S608
         w.execute("UPDATE cards SET par = ? WHERE rider_id = ?", (par, keep))
         w.execute("UPDATE riders SET merged_into = ? WHERE rider_id = ?", (keep, rider))
@@ -446,7 +471,7 @@ class Engine:
         riders = [
             r
             for (r,) in conn.execute(
-                "SELECT DISTINCT rider_id FROM taps WHERE state = 'waiting' AND rider_id NOT IN "
+                "SELECT DISTINCT rider_id FROM pending WHERE rider_id NOT IN "
                 "(SELECT rider_id FROM aggregations WHERE auth_state = 'pending') ORDER BY rider_id"
             )
         ]
@@ -468,8 +493,8 @@ class Engine:
         with self.store.write() as w:
             taps = w.execute(
                 "SELECT rider_id, seq, tap_id, time_ms, direction, zone, travel_day, "
-                "aggregation_id, time FROM taps WHERE state = 'waiting' AND rider_id BETWEEN ? "
-                "AND ? ORDER BY rider_id, time_ms, seq",
+                "aggregation_id, time FROM pending WHERE rider_id BETWEEN ? AND ? "
+                "ORDER BY rider_id, time_ms, seq",
                 (first, last),
             ).fetchall()
             wanted = set(riders)
@@ -488,12 +513,14 @@ class Engine:
                 ):
                     days[rider][day] = charged
             trip_rows: list[tuple[Any, ...]] = []
-            tap_rows: list[tuple[int, int]] = []
+            still: list[tuple[Any, ...]] = []
+            totals: dict[str, int] = defaultdict(int)
             for rider, rows in by_rider.items():
                 points = [TapPoint(r[1], r[3], r[4], r[5], r[6]) for r in rows]
                 info = {r[1]: r for r in rows}
                 trips, pending = build_trips(points, self.rules, now_ms)
                 report.taps_waiting += len(pending)
+                still += [info[p.key] for p in pending]
                 if not trips:
                     continue
                 day_totals = days.get(rider, {})
@@ -505,9 +532,7 @@ class Engine:
                     next_trip += 1
                     trip_rows.append(self._trip_row(next_trip, rider, trip, fare.charge,
                                                     fare.adjustment, info))  # fmt: skip
-                    tap_rows.append((next_trip, trip.start.key))
-                    if trip.end is not None and trip.end.key != trip.start.key:
-                        tap_rows.append((next_trip, trip.end.key))
+                    totals[trip_rows[-1][13]] += fare.charge
                     report.fares_charged += fare.charge
             report.trips += len(trip_rows)
             w.executemany(
@@ -516,7 +541,21 @@ class Engine:
                 "aggregation_id) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 trip_rows,
             )
-            w.executemany("UPDATE taps SET state = 'trip', trip_id = ? WHERE seq = ?", tap_rows)
+            # Every tap of these riders is now in a trip but those still waiting.
+            w.execute(
+                "DELETE FROM pending WHERE rider_id BETWEEN ? AND ? AND rider_id NOT IN "
+                "(SELECT rider_id FROM aggregations WHERE auth_state = 'pending')",
+                (first, last),
+            )
+            w.executemany(
+                "INSERT INTO pending (rider_id, seq, tap_id, time_ms, direction, zone, "
+                "travel_day, aggregation_id, time) VALUES (?,?,?,?,?,?,?,?,?)",
+                still,
+            )
+            w.executemany(
+                "UPDATE aggregations SET total = total + ? WHERE aggregation_id = ?",
+                [(v, k) for k, v in totals.items()],
+            )
         return next_trip
 
     @staticmethod
@@ -554,11 +593,9 @@ class Engine:
                 day_clause = "" if close_all else "AND travel_day <= ?"
                 params: tuple[Any, ...] = (at,) if close_all else (at, due)
                 cur = w.execute(
-                    "UPDATE aggregations SET state = 'closing', closed_at = ?, total = "  # noqa: S608
-                    "(SELECT COALESCE(SUM(charge), 0) FROM trips t WHERE t.aggregation_id = "
-                    "aggregations.aggregation_id) WHERE state = 'open' AND auth_state != 'pending' "
-                    f"{day_clause} AND NOT EXISTS (SELECT 1 FROM taps WHERE taps.aggregation_id "
-                    "= aggregations.aggregation_id AND taps.state = 'waiting')",
+                    "UPDATE aggregations SET state = 'closing', closed_at = ? "  # noqa: S608
+                    "WHERE state = 'open' AND auth_state != 'pending' "
+                    f"{day_clause} AND aggregation_id NOT IN (SELECT aggregation_id FROM pending)",
                     params,
                 )
                 report.closed = cur.rowcount
@@ -625,33 +662,30 @@ class Engine:
         at = now_text(now)
         retry = now_text(now)  # the first recovery attempt comes with the next pass
         with self.store.write() as w:
-            for agg, rider, state, captured, error in results:
-                w.execute(
-                    "UPDATE aggregations SET state = ?, captured = ?, settled_at = ?, error = ?, "
-                    "next_retry_at = CASE WHEN ? = 'debt' THEN ? END WHERE aggregation_id = ? "
-                    "AND state = 'closing'",
-                    (state, captured, at, error, state, retry, agg),
-                )
+            w.executemany(
+                "UPDATE aggregations SET state = ?, captured = ?, settled_at = ?, error = ?, "
+                "next_retry_at = CASE WHEN ? = 'debt' THEN ? END WHERE aggregation_id = ? "
+                "AND state = 'closing'",
+                [(state, captured, at, error, state, retry, agg)
+                 for agg, _, state, captured, error in results],
+            )  # fmt: skip
+            w.executemany(
+                "INSERT OR REPLACE INTO authorisations (request_id, kind, aggregation_id, "
+                "approved, amount, at) VALUES (?, 'completion', ?, 1, ?, ?)",
+                [(f"bo:cap:{agg}", agg, captured, at)
+                 for agg, _, state, captured, _ in results if state == "completed"],
+            )  # fmt: skip
+            for _agg, rider, state, captured, _error in results:
                 if state == "completed":
                     report.completed += 1
                     report.captured += captured
-                    w.execute(
-                        "INSERT OR REPLACE INTO authorisations (request_id, kind, aggregation_id, "
-                        "approved, amount, at) VALUES (?, 'completion', ?, 1, ?, ?)",
-                        (f"bo:cap:{agg}", agg, captured, at),
-                    )
                 elif state == "reversed":
                     report.reversed += 1
                 elif state == "debt":
                     report.debts += 1
-                    report.deny_added += self._deny_rider(w, rider, agg, "debt")
+                    report.deny_added += self._deny_rider(w, rider, _agg, "debt")
                 elif state == "written_off":
                     report.written_off += 1
-            w.execute(
-                "UPDATE taps SET track2_sealed = NULL WHERE track2_sealed IS NOT NULL AND "
-                "aggregation_id IN (SELECT aggregation_id FROM aggregations WHERE settled_at = ?)",
-                (at,),
-            )
 
     # -- 5. debt recovery ----------------------------------------------------------------------
 

@@ -41,7 +41,7 @@ from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 __all__ = [
@@ -237,8 +237,7 @@ def iso_week(day: date) -> str:
     return f"{year}-W{week:02d}"
 
 
-@dataclass(frozen=True, slots=True)
-class TapPoint:
+class TapPoint(NamedTuple):
     """What trip building needs of an open tap: its key, time (ms since the epoch),
     direction, zone and travel day."""
 
@@ -249,8 +248,7 @@ class TapPoint:
     travel_day: str
 
 
-@dataclass(frozen=True, slots=True)
-class Trip:
+class Trip(NamedTuple):
     """One ride: its first tap (``start``), its tap off if any, the fare type and fare."""
 
     start: TapPoint
@@ -303,8 +301,7 @@ def build_trips(
     return trips, []
 
 
-@dataclass(frozen=True, slots=True)
-class Priced:
+class Priced(NamedTuple):
     """A fare after capping: the charge and the adjustment that lowered it, if any."""
 
     charge: int

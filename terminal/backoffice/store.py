@@ -11,14 +11,18 @@ Home layout (``--home``, default ``$TAPSTACK_BACKOFFICE_HOME`` else ``./var/back
 - ``card_reference.key``: the HMAC key of card references (the same as the gates',
   default the published demo key), mode 0600.
 
-Schema: ``taps`` (unique by ``tap_id``), ``cards`` and ``riders`` (riders by payment
-account reference, PAR), ``trips`` (one micropayment each: fare type, nominal fare,
-charge, cap adjustment, aggregation id; the ``micropayments`` view names them so),
+Schema: ``taps`` (unique by ``tap_id``; written once, never changed), ``tap_boxes``
+(each open tap's sealed track 2, deleted once no authorisation needs it), ``pending``
+(the engine's work list: open taps assigned to a rider, not yet in a trip), ``cards``
+and ``riders`` (riders by payment account reference, PAR), ``trips`` (one micropayment
+each: fare type, nominal fare, charge, cap adjustment, aggregation id; the
+``micropayments`` view names them so),
 ``aggregations`` (one authorisation and one completion each), ``authorisations``
 (every call to the issuer, by request id), ``deny_list`` and ``deny_changes`` (one row
 and one version per change), ``gates`` (keys hashed). No PAN or track 2 is stored
-readable: taps keep the masked PAN, the card reference and track 2 sealed, and the
-sealed box is erased once the authorisation that needed it has an answer.
+readable: taps keep the masked PAN and the card reference; track 2 exists only
+sealed, and that box is deleted once the authorisation that needed it has an answer
+(at once for the taps that need none).
 """
 
 from __future__ import annotations
@@ -106,16 +110,19 @@ CREATE TABLE IF NOT EXISTS taps (
     direction TEXT NOT NULL, zone TEXT, card_reference TEXT NOT NULL,
     masked_pan TEXT NOT NULL, token INTEGER NOT NULL, scheme TEXT NOT NULL, aid TEXT NOT NULL,
     outcome TEXT NOT NULL, oda TEXT NOT NULL, decision TEXT NOT NULL, deny_reason TEXT,
-    amount INTEGER NOT NULL, currency TEXT NOT NULL, icc_data BLOB, track2_sealed BLOB,
-    received_at TEXT NOT NULL,
-    -- new: not yet seen by the engine; waiting: in an aggregation, no trip yet;
-    -- trip: part of a trip; denied: the gate did not open (no trip)
-    state TEXT NOT NULL DEFAULT 'new',
-    rider_id INTEGER, aggregation_id TEXT, trip_id INTEGER);
-CREATE INDEX IF NOT EXISTS taps_pending ON taps (state) WHERE state IN ('new', 'waiting');
-CREATE INDEX IF NOT EXISTS taps_rider ON taps (rider_id, time_ms);
+    amount INTEGER NOT NULL, currency TEXT NOT NULL, icc_data BLOB, received_at TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS taps_card ON taps (card_reference, time_ms);
+-- track 2 sealed to this back office, kept apart and deleted as soon as it is not needed
+CREATE TABLE IF NOT EXISTS tap_boxes (seq INTEGER PRIMARY KEY, box BLOB NOT NULL);
+-- the engine's work list: open taps assigned to a rider and aggregation, not yet in a trip
+CREATE TABLE IF NOT EXISTS pending (
+    seq INTEGER PRIMARY KEY, tap_id TEXT NOT NULL, time TEXT NOT NULL,
+    time_ms INTEGER NOT NULL, direction TEXT NOT NULL, zone TEXT, travel_day TEXT NOT NULL,
+    rider_id INTEGER NOT NULL, aggregation_id TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS pending_rider ON pending (rider_id, time_ms);
 CREATE TABLE IF NOT EXISTS aggregations (
     aggregation_id TEXT PRIMARY KEY, rider_id INTEGER NOT NULL, travel_day TEXT NOT NULL,
+    -- total: the sum of its trips' charges, kept as trips are priced
     -- open: collecting fares; closing: total frozen, completion under way; completed,
     -- reversed (nothing to charge), debt (declined: recovery), recovered, written_off
     state TEXT NOT NULL,
@@ -129,14 +136,19 @@ CREATE TABLE IF NOT EXISTS aggregations (
     recovery_transaction_id TEXT, error TEXT);
 CREATE INDEX IF NOT EXISTS aggregations_open ON aggregations (rider_id, travel_day)
     WHERE state = 'open';
-CREATE INDEX IF NOT EXISTS aggregations_state ON aggregations (state, auth_state);
+CREATE INDEX IF NOT EXISTS aggregations_closing ON aggregations (aggregation_id)
+    WHERE state = 'closing';
+CREATE INDEX IF NOT EXISTS aggregations_debt ON aggregations (next_retry_at)
+    WHERE state = 'debt';
+CREATE INDEX IF NOT EXISTS aggregations_unauthorised ON aggregations (rider_id)
+    WHERE auth_state = 'pending';
+CREATE INDEX IF NOT EXISTS aggregations_rider ON aggregations (rider_id);
 CREATE TABLE IF NOT EXISTS trips (
     trip_id INTEGER PRIMARY KEY, rider_id INTEGER NOT NULL, on_tap TEXT NOT NULL,
     off_tap TEXT, start_time TEXT NOT NULL, end_time TEXT, from_zone TEXT, to_zone TEXT,
     travel_day TEXT NOT NULL, fare_type TEXT NOT NULL, fare INTEGER NOT NULL,
     charge INTEGER NOT NULL, adjustment TEXT, aggregation_id TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS trips_rider ON trips (rider_id, travel_day);
-CREATE INDEX IF NOT EXISTS trips_aggregation ON trips (aggregation_id);
 CREATE VIEW IF NOT EXISTS micropayments AS
     SELECT trip_id AS micropayment_id, trip_id, rider_id, travel_day, fare_type AS type,
            fare AS nominal_amount, charge AS charge_amount, adjustment, aggregation_id
@@ -259,7 +271,7 @@ _DIRECTIONS: Final = frozenset({"single", "on", "off"})
 TAP_COLUMNS: Final = (
     "tap_id", "gate_id", "time", "time_ms", "travel_day", "direction", "zone",
     "card_reference", "masked_pan", "token", "scheme", "aid", "outcome", "oda", "decision",
-    "deny_reason", "amount", "currency", "icc_data", "track2_sealed", "received_at", "state",
+    "deny_reason", "amount", "currency", "icc_data", "received_at",
 )  # fmt: skip
 
 
@@ -279,7 +291,8 @@ class TapUpload:
 
 def validate_tap(obj: Any, gate_id: str, rules: FareRules, received_at: str) -> tuple[Any, ...]:
     """One uploaded TAP (contract) checked and turned into a ``taps`` row
-    (:data:`TAP_COLUMNS`); :class:`TapError` says what is wrong. A tap of another gate
+    (:data:`TAP_COLUMNS`) followed by its sealed track 2 (or ``None`` for a denied tap
+    without one); :class:`TapError` says what is wrong. A tap of another gate
     raises :class:`PermissionError`."""
     if not isinstance(obj, dict):
         raise TapError("a tap is a JSON object")
@@ -357,11 +370,10 @@ def validate_tap(obj: Any, gate_id: str, rules: FareRules, received_at: str) -> 
     if decision == "open" and blobs[1] is not None and len(blobs[1]) < 60:
         raise bad("track2_sealed", "not a sealed box")
     time_ms = int(when.timestamp() * 1000)
-    state = "new" if decision == "open" else "denied"
     return (
         tap_id, gate, when_text, time_ms, rules.travel_day(when).isoformat(), direction, zone,
         reference.lower(), masked, int(token), scheme, aid.upper(), outcome, oda, decision,
-        deny_reason, amount, currency, blobs[0], blobs[1], received_at, state,
+        deny_reason, amount, currency, blobs[0], received_at, blobs[1],
     )  # fmt: skip
 
 
@@ -401,6 +413,7 @@ class Store:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=FULL")
             conn.execute("PRAGMA busy_timeout=30000")
+            conn.execute("PRAGMA cache_size=-65536")  # 64 MiB: a night's aggregation
             self._local.conn = conn
             conns: list[sqlite3.Connection] = self.__dict__.setdefault("_all", [])
             conns.append(conn)
@@ -478,8 +491,13 @@ class Store:
         sql = _INSERT_TAP
         with self.write() as conn:
             for row in rows:
-                cursor = conn.execute(sql, row)
-                (accepted if cursor.rowcount == 1 else duplicates).append(row[0])
+                cursor = conn.execute(sql, row[:-1])
+                if cursor.rowcount != 1:
+                    duplicates.append(row[0])
+                    continue
+                accepted.append(row[0])
+                if row[-1] is not None and row[14] == "open":
+                    conn.execute("INSERT INTO tap_boxes VALUES (?, ?)", (cursor.lastrowid, row[-1]))
         return TapUpload(accepted, duplicates)
 
     # -- deny list ---------------------------------------------------------------------------
