@@ -529,6 +529,12 @@ def serve(
     if is_scripted_profile(profile):  # a scripted card (card.scripted): vpcd only
         if via != "pcsc":
             raise click.UsageError("a scripted card profile is served with --via pcsc")
+        options = (pull_after, delay_ms, atc_rollback, state)
+        if any(o is not None for o in options) or wrong_sw or corrupt or wrong_key:
+            raise click.UsageError(
+                "faults and counters do not apply to a scripted card: its profile scripts"
+                " every answer (events: collisions, remove_after)"
+            )
         target = port if port is not None else VPCD_PORT + (reader or 0)
         _serve_scripted(profile, target, taps, idle_timeout, as_json)
         return
