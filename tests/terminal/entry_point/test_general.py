@@ -332,3 +332,19 @@ def test_the_scripted_card_answers_as_its_profile_says() -> None:
     second = scripted.process(bytes.fromhex("80A8000002830000"))
     assert decode_outcome(second[:-2]).outcome is Outcome.APPROVED
     assert scripted.activations == 2
+
+
+def test_card_serve_takes_a_scripted_profile_on_vpcd_only_and_without_faults() -> None:
+    from card.cli import cli as card_cli
+
+    profile = str(CASES / "ppse-not-found.json")
+    nfc = CliRunner().invoke(card_cli, ["serve", profile, "--via", "nfc"])
+    assert nfc.exit_code == 2
+    assert "--via pcsc" in nfc.output
+    faulty = CliRunner().invoke(card_cli, ["serve", profile, "--via", "pcsc", "--wrong-key"])
+    assert faulty.exit_code == 2
+    assert "do not apply to a scripted card" in faulty.output
+    broken = CliRunner().invoke(card_cli, ["serve", str(CASES / "visa-config.json"),
+                                           "--via", "pcsc"])  # fmt: skip
+    assert broken.exit_code == 2  # not a card profile of either kind: a clear error
+    assert "Traceback" not in broken.output
