@@ -66,6 +66,7 @@ __all__ = [
     "Till",
     "Totals",
     "format_amount",
+    "journal_totals",
     "utc_now",
 ]
 
@@ -607,7 +608,7 @@ class Till:
 
     def totals(self) -> Totals:
         """The open batch's totals as the journal has them."""
-        return _till_totals(self._batch())
+        return journal_totals(self.journal)
 
     def close(self) -> CloseReport:
         """End of day (module docstring): recover, capture, compare, close on a match.
@@ -665,6 +666,11 @@ class Till:
                 )  # fmt: skip
             done += 1
         return done
+
+
+def journal_totals(journal: Journal) -> Totals:
+    """The open batch's totals as ``journal`` has them (no issuer needed)."""
+    return _till_totals(_fold(journal.records()))
 
 
 def _card_values(result: TransactionResult) -> dict[str, Any]:

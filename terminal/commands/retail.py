@@ -42,6 +42,7 @@ from terminal.apps.retail import (
     RetailError,
     Till,
     format_amount,
+    journal_totals,
 )
 from terminal.cli import ConfigFailure, NoCardEvent, NotCompleted, ReaderFailure
 from terminal.kernel.config import ConfigError, TerminalConfig, default_config, load_config
@@ -151,11 +152,7 @@ class _Session:
             self._host = HostClient(url, tid, key, timeout=self.get("host_timeout", 5.0))
         except ValueError as exc:
             raise click.BadParameter(str(exc)) from None
-        home = Path(self.get("home", os.environ.get("TAPSTACK_RETAIL_HOME", DEFAULT_HOME)))
-        try:
-            journal = Journal(home / "journal")
-        except (JournalError, OSError) as exc:
-            raise ConfigFailure(f"till journal in {home}: {exc}") from None
+        journal = self.journal()
         config = self.terminal_config()
         merchant = self.get("merchant") or config.data(0x9F4E).decode("ascii", "replace")
         self.till = Till(
@@ -163,6 +160,14 @@ class _Session:
             currency=self.currency(), display=_display,
         )  # fmt: skip
         return self.till
+
+    def journal(self) -> Journal:
+        """The till's journal (``--home``/journal)."""
+        home = Path(self.get("home", os.environ.get("TAPSTACK_RETAIL_HOME", DEFAULT_HOME)))
+        try:
+            return Journal(home / "journal")
+        except (JournalError, OSError) as exc:
+            raise ConfigFailure(f"till journal in {home}: {exc}") from None
 
     def tap(self, transaction: Transaction) -> TransactionResult:
         """Wait for a card (after the previous one left) and run the kernel."""
@@ -295,15 +300,19 @@ def _close(session: _Session) -> None:
 
 
 def _totals(session: _Session) -> None:
-    till = session.open_till()
-    totals = till.totals()
+    if session.till is not None:
+        totals = session.till.totals()
+    else:
+        with session.journal() as journal:
+            totals = journal_totals(journal)
+    currency = session.currency()
     if session.get("as_json", False):
-        click.echo(json.dumps({"totals": totals.to_json(), "currency": till.currency.alpha}))
+        click.echo(json.dumps({"totals": totals.to_json(), "currency": currency.alpha}))
         return
     for name in ("sales", "refunds", "voids"):
         count, amount = getattr(totals, name)
-        click.echo(f"{name:8} {count:4}  {format_amount(amount, till.currency)}")
-    click.echo(f"net           {format_amount(totals.net, till.currency)}")
+        click.echo(f"{name:8} {count:4}  {format_amount(amount, currency)}")
+    click.echo(f"net           {format_amount(totals.net, currency)}")
 
 
 def _line(session: _Session, line: str) -> bool:
@@ -450,7 +459,7 @@ def refund_command(ctx: click.Context, /, transaction_id: str, amount: str, **va
 @_common
 @click.pass_context
 def totals_command(ctx: click.Context, /, **values: Any) -> None:
-    """The open day's totals as the till's journal has them (no issuer call)."""
+    """The open day's totals as the till's journal has them (no issuer needed)."""
     session = _session(ctx, values)
     ctx.call_on_close(session.close)
     _totals(session)

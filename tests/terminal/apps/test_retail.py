@@ -321,3 +321,23 @@ def test_issuer_down_during_void_or_close_changes_nothing(rig: Rig) -> None:
     rig.issuer.down = False
     assert rig.till.void(sale.transaction_id).approved
     assert rig.till.close().match
+
+
+def test_a_refund_interrupted_before_its_answer_is_sent_again_once(rig: Rig) -> None:
+    """The refund reached the issuer but the till died before recording it: close sends
+    it again with the same request id and the issuer answers its stored refund."""
+    sale = rig.till.sale(900, rig.tap)
+    refund = rig.till.refund(sale.transaction_id, 400)
+    records = [r for r in rig.journal.records() if r["type"] != "refund"]
+    rig.journal.close()
+    lines = [json.dumps({**r, "seq": i}, sort_keys=True) for i, r in enumerate(records, 1)]
+    (rig.home / "journal.jsonl").write_text("".join(line + "\n" for line in lines))
+    rig.journal = Journal(rig.home, durable=False)
+    rig.till = rig.make_till()
+    report = rig.till.close()
+    assert report.recovered == 1
+    assert [r for r in rig.issuer.records if r["kind"] == "refund"] == [
+        r for r in rig.issuer.records if r.get("request_id") == refund.request_id
+    ]
+    assert report.match, report.differences
+    assert report.till.refunds == report.issuer.refunds == (1, 400)
