@@ -587,7 +587,8 @@ def run_parking(
                     gate.settle_pending()
             result = entry_point.run(reader, gate.transaction, wait=False)
             decision = gate.decide(result)
-            signal_outcome(raw.feedback, "approved" if decision.open else "declined")
+            signal = {"try again": "try again"}.get(decision.action)
+            signal_outcome(raw.feedback, signal or ("approved" if decision.open else "declined"))
             click.echo(json.dumps(decision.to_json()) if as_json else decision.text())
             done += 1
             if not decision.queued and gate.pending():

@@ -213,6 +213,8 @@ class Receipt:
             lines.append(f"AC {self.cryptogram}{atc}")
         if self.cvm:
             lines.append(f"CVM {self.cvm}   TVR {self.tvr}")
+        if self.cvm == "signature" and self.approved:
+            lines.append("cardholder signature: ______________________")
         if self.original_id:
             lines.append(f"of transaction {self.original_id}")
         if self.transaction_id:

@@ -96,3 +96,11 @@ def test_a_pos_line_stream_with_the_issuer_down_charges_nothing(
     offline = run("totals", "--json", online=False)
     assert offline.exit_code == 0
     assert json.loads(offline.stdout)["totals"]["no_charge"] == 1
+
+
+def test_the_cashier_prompt_takes_the_same_lines(run: Callable[..., Result]) -> None:
+    result = run(stdin="totals\nvoid txn_nothing\nquit\n")
+    assert result.exit_code == 0
+    assert "Amount (or void/refund/totals/close/quit)" in result.output
+    assert "sales       0  0.00 EUR" in result.stdout
+    assert "no approved sale txn_nothing" in result.stderr
