@@ -44,8 +44,7 @@ first is selected with its extended selection appended when the combination supp
 it (§3.3.3.3); an answer other than 9000, or an FCI that names another application,
 removes it and the next is tried (§3.3.3.5). A Visa AID selected for kernel 3 whose
 PDOL does not ask for the TTQ goes to kernel 1 when one is registered, else the
-candidate is removed (§3.3.3.6; :meth:`EntryPoint._kernel_for` for tapstack's one
-deviation).
+candidate is removed (§3.3.3.6, :meth:`EntryPoint._kernel_for`).
 
 Start D, kernel activation (§3.4): the kernel of the combination runs with a
 :class:`~terminal.kernel.registry.KernelContext`: the FCI and status word, the
@@ -902,7 +901,7 @@ class EntryPoint:
                 candidates.pop(0)  # Book B §3.3.3.5
                 continue
             assert dfname is not None
-            kernel_id = self._kernel_for(cand, pdol, len(candidates) > 1)
+            kernel_id = self._kernel_for(cand, pdol)
             if kernel_id is None:
                 skipped.append(f"{name}: Visa AID without TTQ in the PDOL, no kernel 1")
                 self._note(f"entry point: {skipped[-1]} (Book B §3.3.3.6)")
@@ -926,12 +925,11 @@ class EntryPoint:
             f"no application of the card could be selected{why}",
         )
 
-    def _kernel_for(self, cand: Candidate, pdol: bytes | None, others: bool) -> bytes | None:
+    def _kernel_for(self, cand: Candidate, pdol: bytes | None) -> bytes | None:
         """Book B §3.3.3.6: a Visa AID selected for kernel 3 whose PDOL is absent or asks
         no TTQ goes to kernel 1 when it is registered; else the candidate is removed
-        (``None``). The last candidate stays with kernel 3, which declines it (no
-        mag-stripe mode; tapstack's deviation: a decline with a reason rather than a bare
-        End Application)."""
+        (``None``), the last one included: with no candidate left the transaction ends
+        (End Application) before any GPO, so no mag-stripe mode is ever offered."""
         if cand.kernel_id != b"\x03" or cand.entry.adf_name[:5] != VISA_RID:
             return cand.kernel_id
         if _asks_ttq(pdol):
@@ -939,7 +937,7 @@ class EntryPoint:
         if b"\x01" in self.registry:
             self._note("entry point: Visa AID without TTQ in the PDOL: kernel 1 (§3.3.3.6)")
             return b"\x01"
-        return None if others else cand.kernel_id
+        return None
 
     def _activate(
         self,

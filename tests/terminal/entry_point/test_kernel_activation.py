@@ -156,9 +156,7 @@ def test_without_kernel_1_the_visa_candidate_without_ttq_is_removed_for_the_next
     )
 
 
-def test_without_kernel_1_the_last_visa_candidate_goes_to_kernel_3_which_declines() -> None:
-    # tapstack's choice (entry_point._kernel_for): kernel 3 refuses mag-stripe mode
-    # itself and says why, instead of a bare End Application.
+def test_without_kernel_1_the_last_visa_candidate_without_ttq_ends_the_application() -> None:
     visa = EmvCard(load_profile(ROOT / "fixtures" / "cards" / "visa-card.json"))
 
     class NoTtq:
@@ -178,8 +176,8 @@ def test_without_kernel_1_the_last_visa_candidate_goes_to_kernel_3_which_decline
 
     entry_point = EntryPoint(default_config(), KernelRegistry([KERNEL_3]), clock=lambda: WHEN)
     record = entry_point.process(EmulatedReader(NoTtq()), Transaction(1000))
-    check(record, {"activations": [{"kernel_id": "03"}], "outcome": {"outcome": "declined"}})
-    assert "mag-stripe mode is not supported" in record.to_json()["reasons"][-1]
+    check(record, {"activations": [], "outcome": {"outcome": "end application"}})
+    assert "without TTQ in the PDOL, no kernel 1" in record.to_json()["reasons"][-1]
 
 
 def test_the_kernel_1_rule_is_for_visa_aids_only() -> None:

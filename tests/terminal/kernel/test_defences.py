@@ -134,7 +134,7 @@ def test_a_mastercard_pan_behind_a_visa_aid_is_declined() -> None:
 # --- no mag-stripe mode (Roland and Langer, WOOT 2013) ----------------------------------
 
 
-def test_a_pdol_without_ttq_is_declined_before_any_gpo() -> None:
+def test_a_pdol_without_ttq_ends_the_application_before_any_gpo() -> None:
     def msd_fci(command: bytes, answer: bytes) -> bytes:
         if command[:2] != b"\x00\xa4" or b"2PAY" in command:
             return answer
@@ -143,8 +143,8 @@ def test_a_pdol_without_ttq_is_declined_before_any_gpo() -> None:
 
     attacked = MitmCard(card("visa-card"), msd_fci)
     result = tap(attacked, 1234)
-    assert result.outcome is Outcome.DECLINED
-    assert "mag-stripe mode is not supported" in result.reasons[-1]
+    assert result.outcome is Outcome.END_APPLICATION  # Book B §3.3.3.6: no kernel 1 here
+    assert "without TTQ in the PDOL, no kernel 1" in result.reasons[-1]
     assert result.apdu_count == 2
 
 
