@@ -9,7 +9,12 @@ module             what it holds
 ``outcome``        outcomes, outcome parameter set, UI requests (Book A)
 ``registry``       the kernel plug-in interface (``Kernel``, ``KernelContext``) and
                    the registry of kernels by kernel id
-``entry_point``    pre-processing, PPSE and candidates, selection, kernel activation
+``entry_point``    pre-processing, PPSE and candidates, selection, kernel activation,
+                   outcome processing and restarts (``run_entry_point``)
+``recording``      the record of one entry point transaction (SELECTs, activations,
+                   outcome, UI requests), as EMVCo conformance tests read it
+``test_kernel``    the test kernel of conformance tests: records its activation,
+                   returns a scripted outcome
 ``kernel3``        Visa qVSDC (Book C-3) with the defences of the published attacks
 ``kernel2``        Mastercard M/Chip (Book C-2)
 ``cvm``            kernel 3 cardholder verification (signed CTQ for CDCVM)
@@ -20,4 +25,5 @@ module             what it holds
 One transaction::
 
     result = EntryPoint(default_config()).run(reader, Transaction(1234))
+    record = EntryPoint(default_config()).process(reader, Transaction(1234))  # Book B §3.5
 """
