@@ -56,7 +56,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Final, Protocol
 
-from terminal.apps.journal import Journal
+from terminal.apps.journal import JOURNAL_FILE, Journal
 from terminal.apps.retail import format_amount
 from terminal.host.client import HostError, HostOutcome
 from terminal.host.client import _NoAnswerError as _HostNoAnswerError
@@ -209,48 +209,74 @@ class _State:
     pending: dict[str, dict[str, Any]] = field(default_factory=dict)  # session -> exit
 
 
-def _fold(records: list[dict[str, Any]]) -> _State:
-    state = _State()
-    for record in records:
-        kind = record.get("type")
-        if kind == "entry":
-            state.open[str(record["card_reference"])] = record
-        elif kind == "exit":
-            state.open.pop(str(record["card_reference"]), None)
-            state.pending[str(record["session"])] = record
-        elif kind == "settled":
-            state.pending.pop(str(record["session"]), None)
-    return state
+def _apply(state: _State, record: Mapping[str, Any]) -> None:
+    """One journal record's effect on the sessions."""
+    kind = record.get("type")
+    if kind == "entry":
+        state.open[str(record["card_reference"])] = dict(record)
+    elif kind == "exit":
+        state.open.pop(str(record["card_reference"]), None)
+        state.pending[str(record["session"])] = dict(record)
+    elif kind == "settled":
+        state.pending.pop(str(record["session"]), None)
 
 
 class _Store:
     """The session journal in ``home``, read and appended under an ``flock`` (lanes
-    in other processes append to the same journal)."""
+    in other processes append to the same journal).
+
+    The journal stays open with the sessions folded from it; under the lock, a
+    journal file that is no longer the size this process left it (another lane
+    appended) is read again, else the cached sessions serve (a tap costs no re-read).
+    """
 
     def __init__(self, home: Path, *, durable: bool = True) -> None:
         self.home = home
         self.durable = durable
         home.mkdir(parents=True, exist_ok=True)
         self._lock_path = home / "parking.lock"
+        self._file = home / "sessions" / JOURNAL_FILE
+        self._journal: Journal | None = None
+        self._state = _State()
+        self._size = -1
+
+    def _size_now(self) -> int:
+        try:
+            return self._file.stat().st_size
+        except FileNotFoundError:
+            return -1
 
     @contextlib.contextmanager
     def open(self) -> Iterator[tuple[Journal, _State]]:
         with open(self._lock_path, "a+") as lock:
             fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
-            journal = Journal(self.home / "sessions", durable=self.durable)
             try:
-                yield journal, _fold(journal.records())
+                if self._journal is None or self._size_now() != self._size:
+                    self.close()
+                    self._journal = Journal(self.home / "sessions", durable=self.durable)
+                    self._state = _State()
+                    for record in self._journal.records():
+                        _apply(self._state, record)
+                yield self._journal, self._state
+                self._size = self._size_now()
             finally:
-                journal.close()
                 fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
+
+    def close(self) -> None:
+        """Close the journal (it is opened again when needed)."""
+        if self._journal is not None:
+            self._journal.close()
+            self._journal = None
 
     def state(self) -> _State:
         with self.open() as (_, state):
-            return state
+            return _State(dict(state.open), dict(state.pending))
 
     def append(self, record: Mapping[str, Any]) -> dict[str, Any]:
-        with self.open() as (journal, _):
-            return journal.append(record)
+        with self.open() as (journal, state):
+            stored = journal.append(record)
+            _apply(state, stored)
+            return stored
 
 
 # -- the gate -------------------------------------------------------------------------
@@ -350,6 +376,10 @@ class ParkingGate:
         self.lane = lane
         self.clock = clock
         self.display = display or (lambda message, detail: None)
+
+    def close(self) -> None:
+        """Close the session journal."""
+        self.store.close()
 
     @property
     def transaction(self) -> Transaction:
@@ -600,3 +630,4 @@ def run_parking(
     finally:
         reader.close()
         host.close()
+        gate.close()

@@ -104,6 +104,7 @@ class Rig:
         self.clock = Clock()
         self.tariff = load_tariff()
         self.home = tmp_path / "gate"
+        self.gates: list[ParkingGate] = []
         self.gate = self.make_gate(lane)
         base = default_config()
         self.config = replace(base, terminal_data={**base.terminal_data, 0x9F15: b"\x75\x23"})
@@ -111,8 +112,10 @@ class Rig:
         self.tmp = tmp_path
 
     def make_gate(self, lane: str) -> ParkingGate:
-        return ParkingGate(self.home, self.issuer, self.tariff, lane=lane, clock=self.clock,
+        gate = ParkingGate(self.home, self.issuer, self.tariff, lane=lane, clock=self.clock,
                            durable=False)  # fmt: skip
+        self.gates.append(gate)
+        return gate
 
     def kernel(self, name: str, transaction: Transaction) -> TransactionResult:
         if name not in self.readers:
@@ -132,6 +135,8 @@ def rig(tmp_path: Path) -> Iterator[Rig]:
     yield made
     for reader in made.readers.values():
         reader.close()
+    for gate in made.gates:
+        gate.close()
 
 
 # -- tariff ---------------------------------------------------------------------------
