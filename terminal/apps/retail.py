@@ -328,8 +328,9 @@ class _Batch:
     started: dict[str, dict[str, Any]] = field(default_factory=dict)  # request id -> record
 
 
-def _fold(records: Iterable[Mapping[str, Any]]) -> _Batch:
-    batch = _Batch()
+def _fold(records: Iterable[Mapping[str, Any]], batch: _Batch | None = None) -> _Batch:
+    """Fold journal records into ``batch`` (a new one by default)."""
+    batch = _Batch() if batch is None else batch
     for record in records:
         kind = record.get("type")
         if kind == "close":
@@ -395,6 +396,8 @@ class Till:
         self.display: Display = display or (lambda message, detail: None)
         self.clock = clock
         self.attempts = attempts
+        self._folded = _Batch()
+        self._seen = 0
 
     def _now(self) -> str:
         return self.clock().astimezone(UTC).isoformat(timespec="seconds")
@@ -521,7 +524,10 @@ class Till:
     # -- void and refund ---------------------------------------------------------------
 
     def _batch(self) -> _Batch:
-        return _fold(self.journal.records())
+        """The journal folded, incrementally (only records new since the last call)."""
+        fresh = self.journal.records(after=self._seen)
+        self._seen += len(fresh)
+        return _fold(fresh, self._folded)
 
     def void(self, transaction_id: str) -> Receipt:
         """Void an approved sale of the open batch: its authorisation is reversed and
@@ -610,7 +616,7 @@ class Till:
 
     def totals(self) -> Totals:
         """The open batch's totals as the journal has them."""
-        return journal_totals(self.journal)
+        return _till_totals(self._batch())
 
     def close(self) -> CloseReport:
         """End of day (module docstring): recover, capture, compare, close on a match.
