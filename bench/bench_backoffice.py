@@ -127,7 +127,7 @@ def generate(store: Store, taps: int, riders: int, days: int, seed: int = 6) -> 
                         f"G1:{seq}", "G1", t.strftime("%Y-%m-%dT%H:%M:%S.000Z"), ms, day_text,
                         direction, zone, refs[r], "476173******0000", 0, "visa",
                         "A0000000031010", "online_request", "not_performed", "open", None, 100,
-                        "978", icc, received,
+                        "978", icc, received, None,
                     ))  # fmt: skip
                     t += timedelta(minutes=rng.randrange(10, 50))
                     k += 1

@@ -239,6 +239,22 @@ class _Progress:
         click.echo(end, err=True, nl=False)
 
 
+def _log_pass(report: PassReport) -> None:
+    """One line on standard error for each engine pass of ``serve`` that did work."""
+    r = report
+    if not (r.taps or r.authorised or r.declined or r.trips or r.closed or r.recovered
+            or r.auth_failed or r.errors):  # fmt: skip
+        return
+    click.echo(
+        f"pass: {r.taps} taps, {r.authorised} authorised, {r.declined} declined, "
+        f"{r.trips} trips ({r.fares_charged}), {r.closed} closed, {r.captured} captured, "
+        f"deny list +{r.deny_added} -{r.deny_removed}, {r.seconds:.2f} s",
+        err=True,
+    )
+    for problem in r.errors[:5]:
+        click.echo(f"  problem: {problem}", err=True)
+
+
 def _interrupt(signum: int, frame: object) -> None:
     """SIGTERM stops ``serve`` as Ctrl-C does."""
     raise KeyboardInterrupt
@@ -273,7 +289,7 @@ def serve_command(
         raise HomeFailure(f"cannot serve on {bind}: {exc}") from None
     worker = None
     if not no_engine:
-        worker = EngineWorker(home, issuer, interval=interval)
+        worker = EngineWorker(home, issuer, interval=interval, on_report=_log_pass)
         server.notify = worker.nudge
         worker.start()
     signal.signal(signal.SIGTERM, _interrupt)

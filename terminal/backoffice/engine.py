@@ -256,7 +256,7 @@ class Engine:
 
     def _assign_chunk(self, rows: list[Any], report: PassReport) -> None:
         conn = self.store.conn
-        last_seq = rows[-1][0]
+        first_seq, last_seq = rows[0][0], rows[-1][0]
         rows = [r for r in rows if r[11] == "open"]
         rows.sort(key=lambda r: (r[8], r[0]))  # time order: the first tap authorises
         report.taps += len(rows)
@@ -287,7 +287,7 @@ class Engine:
             new_cards: list[tuple[Any, ...]] = []
             new_aggs: list[tuple[Any, ...]] = []
             work: list[tuple[Any, ...]] = []
-            drop_box: list[tuple[int]] = []
+            keep_box: list[tuple[int]] = []
             for seq, tap_id, ref, masked, token, scheme, day, when, ms, way, zone, _ in rows:
                 rider = riders.get(ref)
                 if rider is None:
@@ -301,8 +301,7 @@ class Engine:
                     counter += 1
                     agg = opened[key] = f"agg_{self.instance}_{counter}"
                     new_aggs.append((agg, rider, day, tap_id, at))
-                else:
-                    drop_box.append((seq,))
+                    keep_box.append((seq,))
                 work.append((seq, tap_id, when, ms, way, zone, day, rider, agg))
             report.riders_new += len(new_riders)
             report.aggregations_opened += len(new_aggs)
@@ -318,7 +317,16 @@ class Engine:
                 new_aggs,
             )
             w.executemany("INSERT INTO pending VALUES (?,?,?,?,?,?,?,?,?)", work)
-            w.executemany("DELETE FROM tap_boxes WHERE seq = ?", drop_box)
+            w.executemany(
+                "INSERT OR IGNORE INTO tap_boxes SELECT seq, track2_sealed FROM taps "
+                "WHERE seq = ? AND track2_sealed IS NOT NULL",
+                keep_box,
+            )
+            w.execute(  # every other box of the chunk (denied taps too): erased
+                "UPDATE taps SET track2_sealed = NULL WHERE seq BETWEEN ? AND ? "
+                "AND track2_sealed IS NOT NULL",
+                (first_seq, last_seq),
+            )
             w.execute("INSERT OR REPLACE INTO meta VALUES ('aggregations', ?)", (str(counter),))
             w.execute("INSERT OR REPLACE INTO meta VALUES ('assigned_seq', ?)", (str(last_seq),))
 
@@ -641,7 +649,10 @@ class Engine:
         report.issuer_calls += 1
         try:
             if total == 0:
-                self.issuer.reverse(txn, request_id=f"bo:rev:{agg}")
+                try:
+                    self.issuer.reverse(txn, request_id=f"bo:rev:{agg}")
+                except HostError as exc:  # e.g. expired at the issuer: nothing is held
+                    return ("reversed", 0, str(exc))
                 return ("reversed", 0, None)
             if total > self.rules.aggregation_limit:
                 return ("debt", 0, f"total {total} is above the aggregation limit")

@@ -11,8 +11,9 @@ Home layout (``--home``, default ``$TAPSTACK_BACKOFFICE_HOME`` else ``./var/back
 - ``card_reference.key``: the HMAC key of card references (the same as the gates',
   default the published demo key), mode 0600.
 
-Schema: ``taps`` (unique by ``tap_id``; written once, never changed), ``tap_boxes``
-(each open tap's sealed track 2, deleted once no authorisation needs it), ``pending``
+Schema: ``taps`` (unique by ``tap_id``; as uploaded, but for ``track2_sealed``, which
+the engine erases: it moves the box of an aggregation's first tap to ``tap_boxes``
+until its authorisation has an answer, and drops the others), ``pending``
 (the engine's work list: open taps assigned to a rider, not yet in a trip), ``cards``
 and ``riders`` (riders by payment account reference, PAR), ``trips`` (one micropayment
 each: fare type, nominal fare, charge, cap adjustment, aggregation id; the
@@ -22,7 +23,7 @@ each: fare type, nominal fare, charge, cap adjustment, aggregation id; the
 and one version per change), ``gates`` (keys hashed). No PAN or track 2 is stored
 readable: taps keep the masked PAN and the card reference; track 2 exists only
 sealed, and that box is deleted once the authorisation that needed it has an answer
-(at once for the taps that need none).
+(when the engine first sees the tap, for the taps that need none).
 """
 
 from __future__ import annotations
@@ -110,9 +111,11 @@ CREATE TABLE IF NOT EXISTS taps (
     direction TEXT NOT NULL, zone TEXT, card_reference TEXT NOT NULL,
     masked_pan TEXT NOT NULL, token INTEGER NOT NULL, scheme TEXT NOT NULL, aid TEXT NOT NULL,
     outcome TEXT NOT NULL, oda TEXT NOT NULL, decision TEXT NOT NULL, deny_reason TEXT,
-    amount INTEGER NOT NULL, currency TEXT NOT NULL, icc_data BLOB, received_at TEXT NOT NULL);
+    amount INTEGER NOT NULL, currency TEXT NOT NULL, icc_data BLOB, received_at TEXT NOT NULL,
+    -- as uploaded; moved to tap_boxes (first tap of an aggregation) or erased by the engine
+    track2_sealed BLOB);
 CREATE INDEX IF NOT EXISTS taps_card ON taps (card_reference, time_ms);
--- track 2 sealed to this back office, kept apart and deleted as soon as it is not needed
+-- sealed track 2 an authorisation still needs, deleted once it has an answer
 CREATE TABLE IF NOT EXISTS tap_boxes (seq INTEGER PRIMARY KEY, box BLOB NOT NULL);
 -- the engine's work list: open taps assigned to a rider and aggregation, not yet in a trip
 CREATE TABLE IF NOT EXISTS pending (
@@ -271,7 +274,7 @@ _DIRECTIONS: Final = frozenset({"single", "on", "off"})
 TAP_COLUMNS: Final = (
     "tap_id", "gate_id", "time", "time_ms", "travel_day", "direction", "zone",
     "card_reference", "masked_pan", "token", "scheme", "aid", "outcome", "oda", "decision",
-    "deny_reason", "amount", "currency", "icc_data", "received_at",
+    "deny_reason", "amount", "currency", "icc_data", "received_at", "track2_sealed",
 )  # fmt: skip
 
 
@@ -291,8 +294,7 @@ class TapUpload:
 
 def validate_tap(obj: Any, gate_id: str, rules: FareRules, received_at: str) -> tuple[Any, ...]:
     """One uploaded TAP (contract) checked and turned into a ``taps`` row
-    (:data:`TAP_COLUMNS`) followed by its sealed track 2 (or ``None`` for a denied tap
-    without one); :class:`TapError` says what is wrong. A tap of another gate
+    (:data:`TAP_COLUMNS`); :class:`TapError` says what is wrong. A tap of another gate
     raises :class:`PermissionError`."""
     if not isinstance(obj, dict):
         raise TapError("a tap is a JSON object")
@@ -491,13 +493,8 @@ class Store:
         sql = _INSERT_TAP
         with self.write() as conn:
             for row in rows:
-                cursor = conn.execute(sql, row[:-1])
-                if cursor.rowcount != 1:
-                    duplicates.append(row[0])
-                    continue
-                accepted.append(row[0])
-                if row[-1] is not None and row[14] == "open":
-                    conn.execute("INSERT INTO tap_boxes VALUES (?, ?)", (cursor.lastrowid, row[-1]))
+                cursor = conn.execute(sql, row)
+                (accepted if cursor.rowcount == 1 else duplicates).append(row[0])
         return TapUpload(accepted, duplicates)
 
     # -- deny list ---------------------------------------------------------------------------

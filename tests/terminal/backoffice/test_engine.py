@@ -63,6 +63,7 @@ def test_a_day_of_flat_fares_is_one_authorisation_and_one_capped_completion(
     ]
     # No track 2 is kept, sealed or not, once the authorisation has its answer.
     assert one(store, "SELECT COUNT(*) FROM tap_boxes")[0] == 0
+    assert one(store, "SELECT COUNT(*) FROM taps WHERE track2_sealed IS NOT NULL")[0] == 0
     # A second pass changes nothing and calls nobody.
     again = engine(store, issuer).run(now=NEXT_MORNING)
     assert (again.taps, again.trips, again.closed, again.issuer_calls) == (0, 0, 0, 0)
@@ -177,7 +178,8 @@ def test_no_issuer_nothing_is_priced_or_closed_until_it_answers(home: Home, stor
     down = FakeIssuer(unreachable=True)
     report = engine(store, down).run(now=NEXT_MORNING)
     assert (report.auth_waiting, report.trips) == (1, 0)
-    assert one(store, "SELECT COUNT(*) FROM tap_boxes")[0] == 1
+    assert one(store, "SELECT COUNT(*) FROM tap_boxes")[0] == 1  # the first tap's, until
+    assert one(store, "SELECT COUNT(*) FROM taps WHERE track2_sealed IS NOT NULL")[0] == 0
     up = FakeIssuer()
     report = engine(store, up).run(now=NEXT_MORNING)
     assert (report.authorised, report.trips, report.completed, report.captured) == (1, 3, 1, 600)
