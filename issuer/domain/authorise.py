@@ -41,6 +41,7 @@ from emvwire.errors import EmvWireError
 from emvwire.mask import mask_pan
 from emvwire.tlv import decode_flat
 from issuer.domain import funds
+from issuer.domain.cache import ReadCache
 from issuer.domain.currency import currency_by_numeric
 from issuer.domain.decline import DeclineReason, response_code
 from issuer.domain.group_commit import GroupCommit
@@ -51,10 +52,10 @@ from issuer.domain.model import (
     AuthorisationStatus,
     Terminal,
     new_id,
+    utc_in,
     utc_now,
-    utc_text,
 )
-from issuer.domain.vault import DeclinedError, Instrument
+from issuer.domain.vault import Instrument
 from issuer.errors import (
     ConflictError,
     InvalidStateError,
@@ -208,6 +209,16 @@ class Decision:
     par: str | None = None
     original_id: str | None = None
     replayed: bool = False
+    _text: str | None = field(default=None, init=False, repr=False, compare=False)
+
+    def encoded(self) -> str:
+        """:meth:`to_json` as compact JSON text, made once: the record's stored
+        answer and the HTTP body are the same text."""
+        text = self._text
+        if text is None:
+            text = json.dumps(self.to_json(), separators=(",", ":"))
+            object.__setattr__(self, "_text", text)
+        return text
 
     def to_json(self) -> dict[str, Any]:
         """JSON-ready data (the card masked; ``par`` the payment account reference of
@@ -338,9 +349,12 @@ class Authoriser:
         self.atc_max_jump = atc_max_jump
         self.velocity_limit = velocity_limit
         self.velocity_period = velocity_period
+        self._velocity_seconds = max(1, round(velocity_period.total_seconds()))
         self._today = today or (lambda: datetime.now(UTC).date())
-        self._keys: dict[tuple[str, str, str], bytes] = {}
+        self._keys: dict[tuple[str, str, int, str], bytes] = {}
         self._lock = threading.Lock()
+        #: Terminal and instrument rows between requests (:mod:`issuer.domain.cache`).
+        self.cache = ReadCache(app.ledger)
         # Every write goes through group commit: concurrent requests share transactions
         # and log flushes. SQLite has one writer (one batch at a time, queued here
         # rather than in SQLite's busy handler); PostgreSQL runs a few batches at once.
@@ -350,13 +364,13 @@ class Authoriser:
     # -- the AC key --------------------------------------------------------------------
 
     def _icc_mk(self, instrument: Instrument, pan: str) -> bytes:
-        ref = instrument.key_ref
-        cache_key = (instrument.instrument_id, ref.key_id, instrument.psn)
-        with self._lock:
-            found = self._keys.get(cache_key)
+        token = instrument.token
+        bin_ = token.bin if token is not None else instrument.card.bin
+        cache_key = (instrument.instrument_id, bin_, instrument.cvn, instrument.psn)
+        found = self._keys.get(cache_key)
         if found is not None:
             return found
-        mk = self.app.keys.derive_icc_mk(ref, pan, instrument.psn)
+        mk = self.app.keys.derive_icc_mk(instrument.key_ref, pan, instrument.psn)
         with self._lock:
             if len(self._keys) > 100_000:
                 self._keys.clear()
@@ -367,11 +381,7 @@ class Authoriser:
 
     def authorise(self, terminal: Terminal, request: AuthorisationRequest) -> Decision:
         """Decide on ``request`` from ``terminal`` (module docstring)."""
-        with self.app.ledger.unit_of_work(write=False, snapshot=False) as uow:
-            stored, digest, checked = self._prepare(uow, terminal, request)
-        if stored is not None:
-            return stored
-        assert checked is not None
+        digest, checked = self._prepare(terminal, request, self.cache.refresh())
         return _retry(lambda: self._write(terminal, request, digest, checked))
 
     def authorise_many(
@@ -381,16 +391,23 @@ class Authoriser:
         :meth:`decide_many`; each request's decision or exception, as :meth:`authorise`."""
         return self.decide_many([self.check(t, r) for t, r in items])
 
-    def check(self, terminal: Terminal, request: AuthorisationRequest) -> Checked:
+    def check(
+        self,
+        terminal: Terminal,
+        request: AuthorisationRequest,
+        *,
+        generation: int | None = None,
+    ) -> Checked:
         """The read phase of :meth:`authorise` (nothing written): what
-        :meth:`decide_many` needs, a stored answer, or the request's exception."""
+        :meth:`decide_many` needs, or the request's exception. ``generation`` is what
+        :meth:`ReadCache.refresh` of :attr:`cache` answered at the start of the
+        caller's turn (``None``: refreshed now)."""
         try:
-            with self.app.ledger.unit_of_work(write=False, snapshot=False) as uow:
-                stored, digest, checked = self._prepare(uow, terminal, request)
+            if generation is None:
+                generation = self.cache.refresh()
+            digest, checked = self._prepare(terminal, request, generation)
         except Exception as exc:
             return Checked(terminal, request, exc)
-        if stored is not None:
-            return Checked(terminal, request, stored)
         return Checked(terminal, request, None, digest, checked)
 
     def decide_many(self, items: Sequence[Checked]) -> list[Decision | Exception]:
@@ -426,16 +443,15 @@ class Authoriser:
         ]
 
     def _prepare(
-        self, uow: UnitOfWork, terminal: Terminal, request: AuthorisationRequest
-    ) -> tuple[Decision | None, str, _Checked | None]:
-        """The read phase: the stored answer of a retry, or what the checks found."""
+        self, terminal: Terminal, request: AuthorisationRequest, generation: int
+    ) -> tuple[str, _Checked]:
+        """The read phase: what the checks found. A retried request id is not looked
+        up here: its write phase finds the id taken (the unique (terminal, request id)
+        of the ledger), rolls its job back and answers the stored decision
+        (:meth:`_taken`), so a first request costs no idempotency read."""
         if not request.request_id or len(request.request_id) > 255:
             raise ValidationError("a request id is 1 to 255 characters")
-        digest = request.digest()
-        stored = self._stored(uow, terminal.id, request.request_id, digest)
-        if stored is not None:
-            return stored, digest, None
-        return None, digest, self._check(uow, terminal, request)
+        return request.digest(), self._check(terminal, request, generation)
 
     def _write(
         self,
@@ -474,8 +490,21 @@ class Authoriser:
             raise ConflictError("this Idempotency-Key was used for another request")
         return Decision.from_json(json.loads(found.response), replayed=True)
 
+    def _instrument(self, pan: str, generation: int) -> Instrument | None:
+        """The card or token of ``pan`` (the token vault), from :attr:`cache` if it
+        holds it for this generation; ``None`` if this issuer has none."""
+        digest = self.app.keys.pan_hash(pan)
+        key = ("instrument", digest)
+        found: Instrument | None = self.cache.get(key)
+        if found is None:
+            with self.app.ledger.unit_of_work(write=False, snapshot=False) as uow:
+                found = self.app.vault.lookup_hash(uow, digest)
+            if found is not None:
+                self.cache.put(key, found, generation)
+        return found
+
     def _check(
-        self, uow: UnitOfWork, terminal: Terminal, request: AuthorisationRequest
+        self, terminal: Terminal, request: AuthorisationRequest, generation: int
     ) -> _Checked:
         """The read phase: parse, de-tokenise, verify the cryptogram and the CVM."""
         tags = parse_field55(request.icc_data)
@@ -499,14 +528,15 @@ class Authoriser:
                 raise _DeclineError(DeclineReason.FORMAT_ERROR)  # not an ARQC
             if tags[0x9C][0] not in PURCHASE_TYPES:
                 raise _DeclineError(DeclineReason.FORMAT_ERROR)
-            try:
-                instrument = self.app.vault.detokenise(
-                    uow, pan, today=self._today(), contactless=True, mcc=terminal.mcc
-                )
-            except DeclinedError as exc:
-                checked.instrument = self.app.vault.lookup(uow, pan)
-                raise _DeclineError(exc.reason) from None
+            instrument = self._instrument(pan, generation)
+            if instrument is None:
+                raise _DeclineError(DeclineReason.CARD_NOT_FOUND)
             checked.instrument = instrument
+            refused = self.app.vault.check(
+                instrument, today=self._today(), contactless=True, mcc=terminal.mcc
+            )
+            if refused is not None:
+                raise _DeclineError(refused)
             checked.pan_masked = (
                 instrument.token.token_masked if instrument.token else instrument.card.pan_masked
             )
@@ -609,7 +639,7 @@ class Authoriser:
             elif verdict is AtcVerdict.JUMPED:
                 reason, flag = DeclineReason.SUSPECTED_FRAUD, True
         if reason is None and inst is not None:
-            since = utc_text(datetime.now(UTC) - self.velocity_period)
+            since = utc_in(-self._velocity_seconds)
             token_id = inst.token.id if inst.token else None
             count = uow.authorisations.count_since(
                 card_id=None if token_id else inst.card.id, token_id=token_id, since=since
@@ -660,7 +690,7 @@ class Authoriser:
             atc=checked.atc,
             held_amount=checked.amount if approved else 0,
             expires_at=funds.expiry_time() if approved else None,
-            response=json.dumps(decision.to_json()),
+            response=decision.encoded(),
         )
         if not uow.authorisations.add(record):
             raise _TakenError
@@ -819,7 +849,7 @@ class Authoriser:
         inst = Instrument(card, account, token)
         reason = self.app.vault.check(inst, today=self._today(), mcc=terminal.mcc)
         if reason is None:
-            since = utc_text(datetime.now(UTC) - self.velocity_period)
+            since = utc_in(-self._velocity_seconds)
             count = uow.authorisations.count_since(
                 card_id=None if token else card.id, token_id=token.id if token else None,
                 since=since,
@@ -866,7 +896,7 @@ class Authoriser:
             decline_reason=reason.value if reason else None,
             held_amount=take if approved else 0,
             expires_at=funds.expiry_time() if approved else None,
-            response=json.dumps(decision.to_json()),
+            response=decision.encoded(),
         )
         if not uow.authorisations.add(record):
             raise TransientError("a concurrent request with this id")  # replayed on retry

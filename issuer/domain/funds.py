@@ -23,7 +23,6 @@ caller's unit of work; the caller commits.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from issuer.domain.model import (
@@ -38,8 +37,8 @@ from issuer.domain.model import (
     Journal,
     JournalKind,
     new_id,
+    utc_in,
     utc_now,
-    utc_text,
 )
 from issuer.errors import InvalidStateError, RefusedError, ValidationError
 
@@ -69,8 +68,7 @@ _SETTLEMENT = SYSTEM_ACCOUNTS["settlement"]
 
 def expiry_time(days: int = DEFAULT_HOLD_DAYS) -> str:
     """The ``expires_at`` of a hold placed now."""
-    when = datetime.now(UTC) + timedelta(days=days)
-    return utc_text(when)
+    return utc_in(days * 86_400)
 
 
 def _positive(amount: int) -> int:

@@ -19,12 +19,13 @@ keyed hash for look-up and the PAN sealed under the key store's data key
 
 from __future__ import annotations
 
-import base64
 import enum
+import functools
 import secrets
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import Any, Final
 
 __all__ = [
     "SYSTEM_ACCOUNTS",
@@ -50,6 +51,7 @@ __all__ = [
     "Token",
     "TokenStatus",
     "new_id",
+    "utc_in",
     "utc_now",
     "utc_text",
 ]
@@ -57,20 +59,53 @@ __all__ = [
 
 def utc_text(when: datetime) -> str:
     """An aware time as the UTC ISO 8601 text every record carries
-    (``2026-01-31T12:00:00.000000Z``; ``isoformat`` is several times faster than
-    ``strftime``, which the service calls a few times per authorisation)."""
-    return when.astimezone(UTC).isoformat(timespec="microseconds")[:26] + "Z"
+    (``2026-01-31T12:00:00.000000Z``)."""
+    when = when.astimezone(UTC)
+    return f"{_second_text(int(when.replace(microsecond=0).timestamp()))}.{when.microsecond:06d}Z"
+
+
+@functools.lru_cache(maxsize=64)
+def _second_text(second: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+
+
+def utc_in(seconds: int = 0) -> str:
+    """Now plus ``seconds`` (an expiry, or minus for a window's start), as the UTC ISO
+    8601 text every record carries. The service calls this a few times per
+    authorisation: the text of a second is made once (``strftime`` of ``time.gmtime``,
+    a few microseconds), the microseconds added each time."""
+    second, micro = divmod(time.time_ns() // 1000, 1_000_000)
+    return f"{_second_text(second + seconds)}.{micro:06d}Z"
 
 
 def utc_now() -> str:
     """Now, as the UTC ISO 8601 text every record carries."""
-    return datetime.now(UTC).isoformat(timespec="microseconds")[:26] + "Z"
+    return utc_in(0)
+
+
+#: How the 16 characters of an id are drawn: lower-case base32 letters in byte order,
+#: so that ids made later sort later (within the cycle of the time part).
+_ID_ALPHABET: Final = "234567abcdefghijklmnopqrstuvwxyz"
+_ID_SHIFTS: Final = tuple(range(75, -1, -5))
+#: The time part of an id: milliseconds modulo 2^30 (a cycle of 12.4 days).
+_ID_TIME_BITS: Final = 30
+_ID_RANDOM_BITS: Final = 80 - _ID_TIME_BITS
 
 
 def new_id(prefix: str) -> str:
-    """A random identifier with a type prefix: ``card_mfrggzdfmztwq2lk`` (80 bits in
-    lower-case base32, whose few digits never look like a PAN to a log scrubber)."""
-    return f"{prefix}_{base64.b32encode(secrets.token_bytes(10)).decode().lower()}"
+    """A new identifier with a type prefix: ``txn_a6zntceygmem2n3h``, 80 bits in
+    lower-case base32 (whose few digits never look like a PAN to a log scrubber).
+
+    The first 30 bits are the time in milliseconds (modulo 2^30), the other 50 come
+    from the CSPRNG: records made together get ids that sit together in a B-tree
+    index, so a group commit of many inserts writes a few index pages rather than one
+    page per insert (UUIDv7's idea, RFC 9562 §5.7, in the 80 bits these ids have). An
+    id is a name, not a secret (a terminal sees only its own transactions); two ids
+    of one millisecond collide with a chance of 2^-50, and a unique key refuses it."""
+    n = (time.time_ns() // 1_000_000 % (1 << _ID_TIME_BITS)) << _ID_RANDOM_BITS | (
+        int.from_bytes(secrets.token_bytes(7)) >> (56 - _ID_RANDOM_BITS)
+    )
+    return prefix + "_" + "".join([_ID_ALPHABET[(n >> s) & 31] for s in _ID_SHIFTS])
 
 
 class AccountKind(enum.StrEnum):

@@ -83,7 +83,12 @@ class TokenVault:
 
     def lookup(self, uow: UnitOfWork, pan: str) -> Instrument | None:
         """The instrument of a PAN or token, or ``None`` if this issuer has none."""
-        digest = self.keys.pan_hash(pan)
+        return self.lookup_hash(uow, self.keys.pan_hash(pan))
+
+    @staticmethod
+    def lookup_hash(uow: UnitOfWork, digest: bytes) -> Instrument | None:
+        """:meth:`lookup` by the keyed hash of the PAN or token
+        (:meth:`~issuer.keys.base.KeyStore.pan_hash`)."""
         # Cards first: a plastic card's tap takes one look-up (a number is a card's or
         # a token's, never both: their ranges are apart).
         card = uow.cards.find_by_pan_hash(digest)

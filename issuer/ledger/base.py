@@ -11,7 +11,7 @@ from issuer.domain.model import utc_now
 from issuer.errors import LedgerError
 from issuer.ledger.repository import Discrepancy, Ledger, UnitOfWork
 from issuer.ledger.schema import MIGRATIONS, statements_for
-from issuer.ledger.sql import Dialect, SqlConnection, SqlUnitOfWork, check_ledger
+from issuer.ledger.sql import Dialect, SqlConnection, SqlRepositories, SqlUnitOfWork, check_ledger
 
 __all__ = ["SqlLedger"]
 
@@ -22,10 +22,16 @@ _MIGRATIONS_TABLE = (
 )
 
 
+#: Connections whose repositories are kept (more: all are made again).
+_MAX_CONNECTIONS_KEPT = 256
+
+
 class SqlLedger(Ledger):
     """A :class:`Ledger` over an SQL database; subclasses give connections."""
 
     sql_dialect: Dialect
+    #: The repositories of each driver connection, by its id (subclasses start it).
+    _repositories: dict[int, SqlRepositories]
 
     @abstractmethod
     def _acquire(self, write: bool, snapshot: bool = True) -> tuple[Any, Callable[[bool], None]]:
@@ -34,7 +40,24 @@ class SqlLedger(Ledger):
 
     def unit_of_work(self, *, write: bool = True, snapshot: bool = True) -> SqlUnitOfWork:
         raw, finish = self._acquire(write, snapshot)
-        return SqlUnitOfWork(SqlConnection(raw, self.sql_dialect), finish)
+        # The repositories of a driver connection are made once (a service opens two or
+        # three units of work per request); a closed connection's are dropped when its
+        # id is reused by another.
+        repos = self._repositories.get(id(raw))
+        if repos is None or repos.db.raw is not raw:
+            if len(self._repositories) >= _MAX_CONNECTIONS_KEPT:
+                self._repositories.clear()
+            repos = SqlRepositories(SqlConnection(raw, self.sql_dialect))
+            self._repositories[id(raw)] = repos
+        return SqlUnitOfWork(repos.db, finish, repos)
+
+    def generation(self) -> int:
+        uow = self.unit_of_work(write=False, snapshot=False)
+        with uow:
+            row = uow.db.one("SELECT generation FROM cache_generation WHERE id = 1")
+        if row is None:
+            raise LedgerError("the cache generation is missing: migrate the database")
+        return int(row[0])
 
     def _migration_lock(self, db: SqlConnection) -> None:
         """Serialise concurrent migrations (SQLite: the write transaction does)."""

@@ -72,6 +72,7 @@ class PostgresLedger(SqlLedger):
         self.pool_size = pool_size
         self.connect_timeout = connect_timeout
         self.acquire_timeout = acquire_timeout
+        self._repositories = {}
         self._idle: list[psycopg.Connection[Any]] = []
         self._lock = threading.Lock()
         self._slots = threading.BoundedSemaphore(max_connections)
@@ -167,6 +168,7 @@ class PostgresLedger(SqlLedger):
             idle, self._idle = self._idle, []
         for conn in idle:
             conn.close()
+        self._repositories.clear()
 
     def drop_schema(self) -> None:
         """Drop this ledger's schema and everything in it (tests)."""

@@ -333,6 +333,13 @@ class Ledger(ABC):
         what is committed when it runs (no BEGIN and no end: fewer round trips) for
         reads that need no consistent snapshot between statements."""
 
+    @abstractmethod
+    def generation(self) -> int:
+        """The cache generation (:mod:`issuer.ledger.schema`): a number that moves in
+        the transaction of every change to a card's, token's, account's or terminal's
+        status or other authorisation-relevant data. Rows cached while it stays the
+        same are current; read without a transaction (what is committed now)."""
+
     def try_writer(self) -> bool:
         """Take this ledger's writer lock for the calling thread without waiting, if it
         has one (SQLite: one writer for every process): ``True`` when the next write

@@ -31,6 +31,12 @@ Design (documented here because the tables are the contract):
   locked ``FOR UPDATE`` while an ATC is checked; ``atc_seen`` keeps the ATCs of the
   window with ``(instrument_id, atc)`` as primary key, so one ATC is accepted once
   even by two services on one PostgreSQL.
+- **Cache generation** (migration 2): ``cache_generation`` holds one number that
+  triggers raise in the transaction of any change to what a service caches between
+  requests (:data:`GENERATION_COLUMNS`: card, token, account and terminal status and
+  the like). A service reads it once per event-loop turn and drops its cached rows
+  when it moved, so a pause, a suspension or a revoked terminal committed by any
+  process (the CLI) is seen from the next turn on.
 """
 
 from __future__ import annotations
@@ -40,7 +46,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Final
 
-__all__ = ["DIALECT_TYPES", "MIGRATIONS", "Migration", "statements_for"]
+__all__ = ["DIALECT_TYPES", "GENERATION_COLUMNS", "MIGRATIONS", "Migration", "statements_for"]
 
 #: Column types per dialect.
 DIALECT_TYPES: Final[Mapping[str, Mapping[str, str]]] = {
@@ -340,6 +346,61 @@ def _postgres_guards() -> tuple[str, ...]:
     return tuple(out)
 
 
+#: The columns whose change bumps ``cache_generation``, per table: everything an
+#: authorisation's read phase takes from a cached row (every column of a card or
+#: token but its fraud flag; an account's status, kind and currency, never its
+#: balances, which the write phase reads under lock; a terminal's credential, status
+#: and merchant data). A new UPDATE of another column that the read phase uses must
+#: be added here, in a new migration.
+GENERATION_COLUMNS: Final[Mapping[str, tuple[str, ...]]] = {
+    "cards": ("account_id", "scheme", "bin", "pan_masked", "pan_last4", "pan_hash", "psn",
+              "expiry", "cvn", "par", "status", "origin"),
+    "tokens": ("card_id", "account_id", "scheme", "bin", "token_masked", "token_last4",
+               "token_hash", "psn", "expiry", "cvn", "par", "requestor_id", "status",
+               "contactless_only", "allowed_mccs", "blocked_mccs"),
+    "accounts": ("kind", "currency", "status"),
+    "terminals": ("merchant", "mcc", "country", "credential_hash", "status"),
+}  # fmt: skip
+
+_GENERATION_TABLE: Final = (
+    """CREATE TABLE cache_generation (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        generation {bigint} NOT NULL
+    )""",
+    "INSERT INTO cache_generation (id, generation) VALUES (1, 0)",
+    # Velocity counts (approved authorisations of a card or token since a time) read
+    # these indexes alone: no table row per counted authorisation.
+    "DROP INDEX authorisations_card",
+    "CREATE INDEX authorisations_card ON authorisations (card_id, created_at, approved, kind)",
+    "DROP INDEX authorisations_token",
+    "CREATE INDEX authorisations_token ON authorisations (token_id, created_at, approved, kind)",
+)
+
+
+def _sqlite_generation() -> tuple[str, ...]:
+    return tuple(
+        f"CREATE TRIGGER {table}_generation AFTER UPDATE OF {', '.join(columns)} ON {table} "  # noqa: S608 - module constants
+        "BEGIN UPDATE cache_generation SET generation = generation + 1 WHERE id = 1; END"
+        for table, columns in GENERATION_COLUMNS.items()
+    )
+
+
+def _postgres_generation() -> tuple[str, ...]:
+    out = [
+        """CREATE FUNCTION tapstack_bump_generation() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            UPDATE cache_generation SET generation = generation + 1 WHERE id = 1;
+            RETURN NULL;
+        END $$"""
+    ]
+    out.extend(
+        f"CREATE TRIGGER {table}_generation AFTER UPDATE OF {', '.join(columns)} ON {table} "
+        "FOR EACH STATEMENT EXECUTE FUNCTION tapstack_bump_generation()"
+        for table, columns in GENERATION_COLUMNS.items()
+    )
+    return tuple(out)
+
+
 #: Every schema version, in order.
 MIGRATIONS: Final[tuple[Migration, ...]] = (
     Migration(
@@ -347,5 +408,11 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
         "accounts, ranges, cards, tokens, terminals, authorisations, ledger, ATCs",
         _CORE_TABLES,
         {"sqlite": _sqlite_guards(), "postgresql": _postgres_guards()},
+    ),
+    Migration(
+        2,
+        "cache generation (bumped by triggers on what cached rows hold); covering velocity indexes",
+        _GENERATION_TABLE,
+        {"sqlite": _sqlite_generation(), "postgresql": _postgres_generation()},
     ),
 )

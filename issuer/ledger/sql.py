@@ -44,7 +44,7 @@ from issuer.domain.model import (
 from issuer.errors import ConflictError, IntegrityError, LedgerError, NotFoundError, TransientError
 from issuer.ledger.repository import Discrepancy, UnitOfWork
 
-__all__ = ["Dialect", "SqlConnection", "SqlUnitOfWork", "check_ledger"]
+__all__ = ["Dialect", "SqlConnection", "SqlRepositories", "SqlUnitOfWork", "check_ledger"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,11 +69,23 @@ class SqlConnection:
 
     Driver errors become issuer errors: unique violations :class:`ConflictError`,
     concurrency failures :class:`TransientError`, others :class:`LedgerError`.
+    Statements in ``?`` style reach a ``?`` driver (sqlite3) as they are; others are
+    rewritten once per statement text and remembered (the hot path runs the same dozen).
     """
 
     def __init__(self, raw: Any, dialect: Dialect) -> None:
         self.raw = raw
         self.dialect = dialect
+        self._rewrite = dialect.placeholder != "?"
+        self._texts: dict[str, str] = _REWRITTEN.setdefault(dialect.placeholder, {})
+
+    def _sql(self, sql: str) -> str:
+        if not self._rewrite:
+            return sql
+        found = self._texts.get(sql)
+        if found is None:
+            found = self._texts[sql] = sql.replace("?", self.dialect.placeholder)
+        return found
 
     def _translate(self, exc: BaseException) -> BaseException:
         d = self.dialect
@@ -94,8 +106,24 @@ class SqlConnection:
     def run(self, sql: str, params: Sequence[Any] = ()) -> int:
         """Execute; the number of rows affected."""
         try:
-            cur = self._execute(self.dialect.sql(sql), params)
+            cur = self._execute(self._sql(sql), params)
             return int(cur.rowcount)
+        except Exception as exc:
+            if self.dialect.is_driver_error(exc):
+                raise self._translate(exc) from None
+            raise
+
+    def run_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        """Execute one statement for each parameter row (the driver's ``executemany``:
+        prepared once, no answer read back)."""
+        if not rows:
+            return
+        try:
+            if self._rewrite:
+                with self.raw.cursor() as cur:
+                    cur.executemany(self._sql(sql), rows)
+            else:
+                self.raw.executemany(sql, rows)
         except Exception as exc:
             if self.dialect.is_driver_error(exc):
                 raise self._translate(exc) from None
@@ -104,7 +132,7 @@ class SqlConnection:
     def all(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         """Execute; every row."""
         try:
-            cur = self._execute(self.dialect.sql(sql), params)
+            cur = self._execute(self._sql(sql), params)
             return [tuple(r) for r in cur.fetchall()]
         except Exception as exc:
             if self.dialect.is_driver_error(exc):
@@ -113,8 +141,18 @@ class SqlConnection:
 
     def one(self, sql: str, params: Sequence[Any] = ()) -> tuple[Any, ...] | None:
         """Execute; the first row or ``None``."""
-        rows = self.all(sql, params)
-        return rows[0] if rows else None
+        try:
+            cur = self._execute(self._sql(sql), params)
+            row = cur.fetchone()
+        except Exception as exc:
+            if self.dialect.is_driver_error(exc):
+                raise self._translate(exc) from None
+            raise
+        return None if row is None else tuple(row)
+
+
+#: Statement texts rewritten for each placeholder style (:class:`SqlConnection`).
+_REWRITTEN: dict[str, dict[str, str]] = {}
 
 
 def _bytes(value: Any) -> bytes:
@@ -872,16 +910,17 @@ class SqlAtcs:
 # -- the unit of work --------------------------------------------------------------------
 
 
-class SqlUnitOfWork(UnitOfWork):
-    """A unit of work over one :class:`SqlConnection` in a transaction.
+class SqlRepositories:
+    """The repositories over one :class:`SqlConnection`, made once per driver
+    connection and shared by its units of work (one at a time)."""
 
-    ``finish(commit)`` ends the transaction and gives the connection back.
-    """
+    __slots__ = (
+        "accounts", "atcs", "authorisations", "bins", "cards", "db", "journals", "terminals",
+        "tokens",
+    )  # fmt: skip
 
-    def __init__(self, db: SqlConnection, finish: Callable[[bool], None]) -> None:
+    def __init__(self, db: SqlConnection) -> None:
         self.db = db
-        self._finish = finish
-        self._done = False
         self.accounts = SqlAccounts(db)
         self.bins = SqlBinRanges(db)
         self.cards = SqlCards(db)
@@ -890,6 +929,34 @@ class SqlUnitOfWork(UnitOfWork):
         self.authorisations = SqlAuthorisations(db)
         self.journals = SqlJournals(db)
         self.atcs = SqlAtcs(db)
+
+
+class SqlUnitOfWork(UnitOfWork):
+    """A unit of work over one :class:`SqlConnection` in a transaction.
+
+    ``finish(commit)`` ends the transaction and gives the connection back. ``repos``
+    are the connection's :class:`SqlRepositories` if made already.
+    """
+
+    def __init__(
+        self,
+        db: SqlConnection,
+        finish: Callable[[bool], None],
+        repos: SqlRepositories | None = None,
+    ) -> None:
+        if repos is None or repos.db is not db:
+            repos = SqlRepositories(db)
+        self.db = db
+        self._finish = finish
+        self._done = False
+        self.accounts = repos.accounts
+        self.bins = repos.bins
+        self.cards = repos.cards
+        self.tokens = repos.tokens
+        self.terminals = repos.terminals
+        self.authorisations = repos.authorisations
+        self.journals = repos.journals
+        self.atcs = repos.atcs
 
     def commit(self) -> None:
         if self._done:

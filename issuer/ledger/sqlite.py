@@ -64,6 +64,7 @@ class SqliteLedger(SqlLedger):
     def __init__(self, path: str | Path, *, timeout: float = 10.0) -> None:
         self.path = Path(path)
         self.timeout = timeout
+        self._repositories = {}
         self._local = threading.local()
         self._connections: list[sqlite3.Connection] = []
         self._lock_fds: list[int] = []
@@ -185,6 +186,7 @@ class SqliteLedger(SqlLedger):
             fds, self._lock_fds = self._lock_fds, []
         for conn in connections:
             conn.close()
+        self._repositories.clear()
         for fd in fds:
             os.close(fd)
         self._local = threading.local()

@@ -46,14 +46,18 @@ _HEX: Final = re.compile(r"(?:[0-9A-Fa-f]{2})*")
 
 @dataclass(frozen=True, slots=True)
 class Response:
-    """An HTTP answer: status, JSON document, extra headers."""
+    """An HTTP answer: status, JSON document, extra headers; ``text`` the document
+    encoded already (an authorisation's answer is the text its record stores)."""
 
     status: int
     body: Any
     headers: dict[str, str] = field(default_factory=dict)
+    text: bytes | None = field(default=None, repr=False, compare=False)
 
     def encode(self) -> bytes:
         """The body as UTF-8 JSON."""
+        if self.text is not None:
+            return self.text
         return json.dumps(self.body, separators=(",", ":")).encode()
 
 
@@ -109,6 +113,9 @@ class Api:
         self.app = app
         self.authoriser = authoriser or Authoriser(app)
         self.credentials = CredentialCache()
+        #: Terminal rows between requests, with the authoriser's cards and tokens:
+        #: dropped when the ledger's cache generation moves (a revocation).
+        self.cache = self.authoriser.cache
 
     # -- plumbing ----------------------------------------------------------------------
 
@@ -122,23 +129,38 @@ class Api:
     def handle_many(self, requests: list[Request]) -> list[Response]:
         """Answer independent requests (of different connections) together:
         :meth:`prepare` each, then :meth:`finish_many`."""
-        return self.finish_many([self.prepare(r) for r in requests])
+        return self.finish_many(self.prepare_many(requests))
 
     def prepare(self, request: Request) -> Prepared:
         """The first stage of a request, writing nothing: an authorisation is checked
         (credential, fields, ARQC and the other read-phase checks); a read is answered;
         any other request waits for :meth:`finish_many`."""
-        method, target, headers, body = request
-        if method == "POST" and target == "/v1/authorisations":
-            try:
-                terminal = self._terminal(headers)
-                auth = self._authorisation_request(headers, body)
-            except Exception as exc:
-                return Prepared(self._failure(exc))
-            return Prepared(None, self.authoriser.check(terminal, auth))
-        if method == "GET":
-            return Prepared(self.handle(method, target, headers, body))
-        return Prepared(None, None, request)
+        return self.prepare_many([request])[0]
+
+    def prepare_many(self, requests: list[Request]) -> list[Prepared]:
+        """:meth:`prepare` for the requests of one event-loop turn: the cache
+        generation (:mod:`issuer.domain.cache`) is read once for all of them, so each
+        sees every status change committed before the turn began."""
+        generation: int | None = None
+        out = []
+        for request in requests:
+            method, target, headers, body = request
+            if method == "POST" and target == "/v1/authorisations":
+                try:
+                    if generation is None:
+                        generation = self.cache.refresh()
+                    terminal = self._terminal(headers, generation)
+                    auth = self._authorisation_request(headers, body)
+                except Exception as exc:
+                    out.append(Prepared(self._failure(exc)))
+                    continue
+                checked = self.authoriser.check(terminal, auth, generation=generation)
+                out.append(Prepared(None, checked))
+            elif method == "GET":
+                out.append(Prepared(self.handle(method, target, headers, body)))
+            else:
+                out.append(Prepared(None, None, request))
+        return out
 
     def ready_to_write(self) -> bool:
         """Whether :meth:`finish_many` can write now without waiting for another
@@ -163,7 +185,7 @@ class Api:
                     answers.append(
                         self._failure(outcome)
                         if isinstance(outcome, Exception)
-                        else Response(200, outcome.to_json())
+                        else Response(200, outcome.to_json(), text=outcome.encoded().encode())
                     )
                 else:
                     assert p.request is not None
@@ -200,17 +222,29 @@ class Api:
             log.error("unexpected failure", exc_info=exc)
         return _error(500, "internal", "the issuer could not process the request")
 
-    def _terminal(self, headers: dict[str, str]) -> Terminal:
+    def _terminal(self, headers: dict[str, str], generation: int | None = None) -> Terminal:
+        """The terminal whose bearer credential ``headers`` carry, else 401. Its row
+        comes from :attr:`cache` while the cache generation read at the start of the
+        turn (``generation``; ``None``: read now) stands, so a revocation or a new
+        credential committed by any process takes effect from the next turn."""
         value = headers.get("authorization", "")
         scheme, _, token = value.partition(" ")
         terminal_id, sep, secret = token.strip().partition(":")
         if scheme.lower() != "bearer" or not sep or not _ID.fullmatch(terminal_id):
             raise _HttpError(401, "unauthorised", "a terminal credential is needed")
-        try:
-            with self.app.ledger.unit_of_work(write=False, snapshot=False) as uow:
-                terminal = uow.terminals.get(terminal_id)
-        except NotFoundError:
-            raise _HttpError(401, "unauthorised", "unknown terminal or wrong credential") from None
+        if generation is None:
+            generation = self.cache.refresh()
+        key = ("terminal", terminal_id)
+        terminal: Terminal | None = self.cache.get(key)
+        if terminal is None:
+            try:
+                with self.app.ledger.unit_of_work(write=False, snapshot=False) as uow:
+                    terminal = uow.terminals.get(terminal_id)
+            except NotFoundError:
+                raise _HttpError(
+                    401, "unauthorised", "unknown terminal or wrong credential"
+                ) from None
+            self.cache.put(key, terminal, generation)
         if terminal.status is not TerminalStatus.ACTIVE or not self.credentials.verify(
             terminal.id, terminal.credential_hash, secret
         ):

@@ -200,6 +200,7 @@ class HttpServer:
                     self._receive(conn)
         # Stage one: one request per connection (pipelined ones wait, in order).
         self._pending = False
+        taken: list[tuple[_Connection, Request, bool]] = []
         for conn in list(self._connections.values()):
             if conn.closing or conn.busy or not conn.inbox:
                 continue
@@ -215,12 +216,15 @@ class HttpServer:
                 continue
             request, keep, used = found
             del conn.inbox[:used]
-            prepared = self.api.prepare(request)
-            if prepared.answer is not None:
-                self._reply(conn, prepared.answer, keep)
-            else:
-                conn.busy = True
-                self._prepared.append((conn, prepared, keep))
+            taken.append((conn, request, keep))
+        if taken:
+            prepared_all = self.api.prepare_many([request for _, request, _ in taken])
+            for (conn, _, keep), prepared in zip(taken, prepared_all, strict=True):
+                if prepared.answer is not None:
+                    self._reply(conn, prepared.answer, keep)
+                else:
+                    conn.busy = True
+                    self._prepared.append((conn, prepared, keep))
         # Stage two, once the ledger's writer is free: everything prepared so far.
         if not self._prepared or not self.api.ready_to_write():
             return
