@@ -314,7 +314,12 @@ class Engine:
                 "auth_tap_id, opened_at) VALUES (?,?,?,'open',?,?)",
                 new_aggs,
             )
-            w.executemany("INSERT INTO pending VALUES (?,?,?,?,?,?,?,?,?)", work)
+            work.sort(key=lambda r: (r[7], r[3], r[0]))  # the table's key order
+            w.executemany(
+                "INSERT INTO pending (seq, tap_id, time, time_ms, direction, zone, travel_day, "
+                "rider_id, aggregation_id) VALUES (?,?,?,?,?,?,?,?,?)",
+                work,
+            )
             w.execute(  # the first taps' boxes wait for their authorisation
                 "INSERT OR IGNORE INTO tap_boxes SELECT seq, track2_sealed FROM taps "
                 "WHERE seq BETWEEN ? AND ? AND track2_sealed IS NOT NULL AND tap_id IN "

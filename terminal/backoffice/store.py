@@ -119,10 +119,10 @@ CREATE INDEX IF NOT EXISTS taps_card ON taps (card_reference, time_ms);
 CREATE TABLE IF NOT EXISTS tap_boxes (seq INTEGER PRIMARY KEY, box BLOB NOT NULL);
 -- the engine's work list: open taps assigned to a rider and aggregation, not yet in a trip
 CREATE TABLE IF NOT EXISTS pending (
-    seq INTEGER PRIMARY KEY, tap_id TEXT NOT NULL, time TEXT NOT NULL,
-    time_ms INTEGER NOT NULL, direction TEXT NOT NULL, zone TEXT, travel_day TEXT NOT NULL,
-    rider_id INTEGER NOT NULL, aggregation_id TEXT NOT NULL);
-CREATE INDEX IF NOT EXISTS pending_rider ON pending (rider_id, time_ms);
+    rider_id INTEGER NOT NULL, time_ms INTEGER NOT NULL, seq INTEGER NOT NULL,
+    tap_id TEXT NOT NULL, time TEXT NOT NULL, direction TEXT NOT NULL, zone TEXT,
+    travel_day TEXT NOT NULL, aggregation_id TEXT NOT NULL,
+    PRIMARY KEY (rider_id, time_ms, seq)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS aggregations (
     aggregation_id TEXT PRIMARY KEY, rider_id INTEGER NOT NULL, travel_day TEXT NOT NULL,
     -- total: the sum of its trips' charges, kept as trips are priced
