@@ -21,6 +21,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from issuer.bootstrap import IssuerApp
 from issuer.domain.authorise import AuthorisationRequest, Authoriser, Checked
+from issuer.domain.cache import ReadCache
 from issuer.domain.credentials import CredentialCache
 from issuer.domain.model import Authorisation, AuthorisationStatus, Terminal, TerminalStatus
 from issuer.errors import (
@@ -113,9 +114,12 @@ class Api:
         self.app = app
         self.authoriser = authoriser or Authoriser(app)
         self.credentials = CredentialCache()
-        #: Terminal rows between requests, with the authoriser's cards and tokens:
-        #: dropped when the ledger's cache generation moves (a revocation).
-        self.cache = self.authoriser.cache
+
+    @property
+    def cache(self) -> ReadCache:
+        """Terminal rows between requests, kept with the authoriser's cards and tokens
+        and dropped when the ledger's cache generation moves (a revocation)."""
+        return self.authoriser.cache
 
     # -- plumbing ----------------------------------------------------------------------
 
