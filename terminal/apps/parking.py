@@ -549,8 +549,8 @@ def run_parking(
     repeat; stop after ``taps`` taps (a card pulled away counts), on Ctrl-C, or with
     :class:`~terminal.cli.NoCardEvent` when no card comes within ``timeout`` s.
 
-    ``lane`` (default ``$TAPSTACK_PARKING_LANE`` or ``auto``) and ``clock`` are not
-    options of the gate command (see the module docstring). Failures are the
+    ``lane`` (default ``$TAPSTACK_PARKING_LANE`` or ``auto``) and ``clock`` are the gate
+    command's ``--lane`` and ``--now``. Failures are the
     ``terminal`` CLI's :class:`click.ClickException` subclasses.
     """
     import time

@@ -14,6 +14,8 @@ on standard error. Exit codes: 2 configuration, 3 reader, 4 no card within
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import click
 
 from terminal.cli import READER_ENV
@@ -146,6 +148,21 @@ __all__ = ["gate_command"]
     metavar="AMOUNT",
     help="Parking: pre-authorisation amount (default from the tariff).",
 )
+@click.option(
+    "--lane",
+    type=click.Choice(["auto", "entry", "exit"]),
+    envvar="TAPSTACK_PARKING_LANE",
+    default="auto",
+    show_default=True,
+    help="Parking: auto (a card with an open stay exits, any other enters), entry or exit.",
+)
+@click.option(
+    "--now",
+    "now",
+    metavar="TIME",
+    help="Parking: run as if it were TIME (ISO 8601, UTC without an offset) at every tap; "
+    "for replays and demos. Default: the system clock.",
+)
 def gate_command(
     mode: str,
     reader_path: str | None,
@@ -169,6 +186,8 @@ def gate_command(
     drain: float,
     tariff_path: str | None,
     max_amount: str | None,
+    lane: str = "auto",
+    now: str | None = None,
 ) -> None:
     """Run a gate: wait for a card, decide, open or deny, wait for the next.
 
@@ -179,20 +198,23 @@ def gate_command(
     forward); track 2 only sealed to --seal-key. Runs until Ctrl-C or --taps N.
     """
     if mode == "parking":
-        try:
-            from terminal.apps.parking import (  # type: ignore[import-not-found,unused-ignore]
-                run_parking,
-            )
-        except ModuleNotFoundError as exc:
-            if exc.name != "terminal.apps.parking":
-                raise
-            raise click.ClickException("parking mode is not part of this installation") from None
+        from terminal.apps.parking import run_parking
 
+        clock = None
+        if now is not None:
+            try:
+                fixed = datetime.fromisoformat(now)
+            except ValueError:
+                raise click.BadParameter(
+                    f"not an ISO 8601 time: {now!r}", param_hint="--now"
+                ) from None
+            fixed = fixed if fixed.tzinfo else fixed.replace(tzinfo=UTC)
+            clock = lambda: fixed  # noqa: E731
         run_parking(
             reader_path=reader_path, config_path=config_path, home=home,
             issuer_url=issuer_url, terminal_id=terminal_id, terminal_key=terminal_key,
             tariff_path=tariff_path, max_amount=max_amount, taps=taps, timeout=timeout,
-            as_json=as_json,
+            as_json=as_json, lane=lane, clock=clock,
         )  # fmt: skip
         return
     from terminal.apps.transit import run_transit

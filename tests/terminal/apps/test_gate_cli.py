@@ -1,0 +1,60 @@
+"""``terminal gate --mode parking`` options that reach :func:`run_parking`: the lane
+and a fixed clock (``--now``), and their usage errors (exit code 2, no traceback)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+import terminal.apps.parking
+from terminal.cli import cli
+
+ISSUER = ["--issuer", "http://127.0.0.1:9", "--terminal-id", "t", "--terminal-key", "k"]
+
+
+@pytest.fixture
+def calls(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
+    seen: list[dict[str, Any]] = []
+    monkeypatch.setattr(terminal.apps.parking, "run_parking", lambda **kw: seen.append(kw))
+    return seen
+
+
+def test_lane_and_now_reach_the_parking_gate(calls: list[dict[str, Any]]) -> None:
+    done = CliRunner().invoke(
+        cli, ["gate", "--mode", "parking", *ISSUER, "--lane", "exit", "--now", "2026-11-24T10:15"]
+    )
+    assert done.exit_code == 0, done.output
+    (call,) = calls
+    assert call["lane"] == "exit"
+    assert call["clock"]() == datetime(2026, 11, 24, 10, 15, tzinfo=UTC)
+
+
+def test_lane_comes_from_the_environment_and_the_clock_is_the_system_one(
+    calls: list[dict[str, Any]],
+) -> None:
+    done = CliRunner().invoke(
+        cli, ["gate", "--mode", "parking", *ISSUER], env={"TAPSTACK_PARKING_LANE": "entry"}
+    )
+    assert done.exit_code == 0, done.output
+    assert calls[0]["lane"] == "entry"
+    assert calls[0]["clock"] is None
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--now", "yesterday"], "not an ISO 8601 time"),
+        (["--lane", "sideways"], "'sideways' is not one of"),
+    ],
+)
+def test_bad_parking_options_are_usage_errors(
+    calls: list[dict[str, Any]], args: list[str], message: str
+) -> None:
+    done = CliRunner().invoke(cli, ["gate", "--mode", "parking", *ISSUER, *args])
+    assert done.exit_code == 2
+    assert message in done.output
+    assert "Traceback" not in done.output
+    assert not calls
