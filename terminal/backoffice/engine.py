@@ -287,6 +287,7 @@ class Engine:
             new_cards: list[tuple[Any, ...]] = []
             new_aggs: list[tuple[Any, ...]] = []
             work: list[tuple[Any, ...]] = []
+            keep_box: list[tuple[int]] = []
             for seq, tap_id, ref, masked, token, scheme, day, when, ms, way, zone, _ in rows:
                 rider = riders.get(ref)
                 if rider is None:
@@ -300,6 +301,7 @@ class Engine:
                     counter += 1
                     agg = opened[key] = f"agg_{self.instance}_{counter}"
                     new_aggs.append((agg, rider, day, tap_id, at))
+                    keep_box.append((seq,))
                 work.append((seq, tap_id, when, ms, way, zone, day, rider, agg))
             report.riders_new += len(new_riders)
             report.aggregations_opened += len(new_aggs)
@@ -320,11 +322,10 @@ class Engine:
                 "rider_id, aggregation_id) VALUES (?,?,?,?,?,?,?,?,?)",
                 work,
             )
-            w.execute(  # the first taps' boxes wait for their authorisation
+            w.executemany(  # the first taps' boxes wait for their authorisation
                 "INSERT OR IGNORE INTO tap_boxes SELECT seq, track2_sealed FROM taps "
-                "WHERE seq BETWEEN ? AND ? AND track2_sealed IS NOT NULL AND tap_id IN "
-                "(SELECT auth_tap_id FROM aggregations WHERE auth_state = 'pending')",
-                (first_seq, last_seq),
+                "WHERE seq = ? AND track2_sealed IS NOT NULL",
+                keep_box,
             )
             w.execute(  # every other box of the chunk (denied taps too): erased
                 "UPDATE taps SET track2_sealed = NULL WHERE seq BETWEEN ? AND ? "
