@@ -6,8 +6,8 @@
 A fresh back office home in a temporary folder (SQLite, WAL, synchronous=FULL) gets
 ``--taps`` open taps of ``--riders`` cards over ``--days`` travel days (60 % flat-fare
 single taps, 40 % zone trips tapped on and off, a few taps on left without a tap off),
-written straight into the database as the gates' uploads would have left them. Then,
-timed apart:
+written straight into the database as the gates' uploads would have left them (with
+field 55 and a sealed-box-sized track 2 each). Then, timed apart:
 
 1. ``assign``: the engine's first step over every tap (cards, riders, one aggregation
    per rider and travel day);
@@ -97,6 +97,9 @@ def generate(store: Store, taps: int, riders: int, days: int, seed: int = 6) -> 
     refs = [card_reference(DEMO_CARD_REFERENCE_KEY, _pan(i), b"\x00") for i in range(riders)]
     start = datetime(2026, 11, 16, tzinfo=UTC)  # a Monday
     icc = os.urandom(140)
+    # A sealed box's size (track 2 of 19 bytes + 60); the engine moves or erases boxes
+    # but opens only those it authorises (measured apart, step 4).
+    box = os.urandom(79)
     received = "2026-11-24T00:00:00.000Z"
     per_rider_day = taps / (riders * days)  # taps of a rider's day, on average
     rows: list[tuple[Any, ...]] = []
@@ -127,7 +130,7 @@ def generate(store: Store, taps: int, riders: int, days: int, seed: int = 6) -> 
                         f"G1:{seq}", "G1", t.strftime("%Y-%m-%dT%H:%M:%S.000Z"), ms, day_text,
                         direction, zone, refs[r], "476173******0000", 0, "visa",
                         "A0000000031010", "online_request", "not_performed", "open", None, 100,
-                        "978", icc, received, None,
+                        "978", icc, received, box,
                     ))  # fmt: skip
                     t += timedelta(minutes=rng.randrange(10, 50))
                     k += 1
