@@ -676,7 +676,7 @@ class Engine:
         if not results:
             return
         at = now_text(now)
-        retry = now_text(now)  # the first recovery attempt comes with the next pass
+        retry = now_text(now)  # the first recovery attempt: in this pass (step 5)
         with self.store.write() as w:
             w.executemany(
                 "UPDATE aggregations SET state = ?, captured = ?, settled_at = ?, error = ?, "
