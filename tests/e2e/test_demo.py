@@ -1,0 +1,69 @@
+"""The README's main command, ``scripts/demo`` (scripts/demo.py): the whole day of taps
+ends by itself with status 0, every step in order, the books agreeing, and no full PAN
+or track 2 anywhere in what it prints. In process, and through pcscd + vpcd."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+STEPS = [
+    "== the issuer",
+    "== the shop",
+    "APPROVED",
+    "REFUNDED 2.50",
+    "till and issuer MATCH",
+    "== the metro",
+    "1 aggregation completed, 6.00 EUR captured",
+    "charged 0.00 EUR, DAILY_CAP",
+    "== the car park",
+    "pre-authorised 20.00 EUR",
+    "charged 7.50 EUR",
+    "Ada    balance 82.50 EUR, held 0.00 EUR; expected 82.50 EUR: agree",
+    "Grace  balance 94.00 EUR, held 0.00 EUR; expected 94.00 EUR: agree",
+    "issuer ledger: balances equal their entries",
+    "back office rider 1: 4 trips, charged 6.00 EUR",
+    "All consistent",
+]
+
+
+def _demo(*args: str) -> str:
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "demo.py"), *args],
+        capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    out = done.stdout + done.stderr
+    assert done.returncode == 0, out[-2000:]
+    at = 0
+    for step in STEPS:  # each step, in this order
+        found = out.find(step, at)
+        assert found >= 0, f"{step!r} missing after position {at}:\n{out[at:][:1500]}"
+        at = found
+    assert "Traceback" not in out
+    # A PAN or token is shown only masked; no run of 13-19 digits, no track 2 (PAN D YYMM).
+    assert not re.search(r"(?<![\dA-Fa-f])\d{13,19}(?![\dA-Fa-f])", out)
+    assert not re.search(r"\d{12,19}[D=]\d{4}", out)
+    return out
+
+
+def test_demo_in_process() -> None:
+    out = _demo("--in-process")
+    assert "cards are tapped in process (--in-process)" in out
+
+
+def test_demo_through_pcscd(pcscd: str) -> None:
+    from terminal.readers.pcsc import PcscReader, list_pcsc_readers
+
+    name = "Virtual PCD 00 01"
+    if name not in list_pcsc_readers():
+        pytest.skip("no vpcd reader 1")
+    with PcscReader(name) as reader:
+        if reader.card_present():
+            pytest.skip("vpcd reader 1 holds another process's card")
+    out = _demo()
+    assert "cards are tapped through pcscd + vpcd" in out
