@@ -35,14 +35,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from types import FrameType
-from typing import Any, Final
+from typing import Any, Final, Generic, TypeVar
 
 import click
 
 from card.emv import EmvCard, default_state_path
 from card.scripted import ScriptedCard, ScriptError, is_scripted_profile
 from card.state import CardState, StateError
-from card.transport import CardRemoved
+from card.transport import CardApplication, CardRemoved
 from card.vpcd import VPCD_PORT, ReaderBusyError, TapEnd, serve_tap
 from emvwire import dol
 from emvwire.crypto import kcv, kcv_aes
@@ -175,15 +175,17 @@ def _describe_faults(f: Faults) -> str:
 # --- serve ---------------------------------------------------------------------------
 
 
-@dataclass
-class _TapWatch:
-    """A :class:`~card.transport.CardApplication` in front of the card, counting a tap."""
+_C = TypeVar("_C", bound=CardApplication)
 
-    card: EmvCard
+
+@dataclass
+class _Watch(Generic[_C]):
+    """A :class:`~card.transport.CardApplication` in front of a card, counting a tap:
+    the C-APDUs received and answered, and the time from the first to the last answer."""
+
+    card: _C
     received: int = 0
     answered: int = 0
-    pulled: bool = False
-    aid: bytes | None = None
     first: float = 0.0
     last: float = 0.0
 
@@ -203,88 +205,84 @@ class _TapWatch:
             self.first = now
         self.received += 1
         try:
-            answer = self.card.process(c_apdu)
-        except CardRemoved:
-            self.pulled = True
-            raise
+            answer = self._answer(c_apdu)
         finally:
             self.last = time.perf_counter()
-            selected = self.card.selected
-            if selected is not None:
-                self.aid = selected.aid
+            self._answered_by()
         self.answered += 1
         return answer
 
+    def _answer(self, c_apdu: bytes) -> bytes:
+        """The card's R-APDU (a subclass notes what it must on the way)."""
+        return self.card.process(c_apdu)
+
+    def _answered_by(self) -> None:
+        """After each C-APDU, answered or not: a subclass notes the selected application."""
+
     def reset(self) -> None:
         self.received = self.answered = 0
-        self.pulled = False
-        self.aid = None
+
+    def _identity(self) -> tuple[str | None, str | None, int]:
+        """The tap's AID (hex), application label and ATC for :meth:`report`."""
+        raise NotImplementedError
 
     def report(self, number: int, via: str, end: str) -> dict[str, Any]:
         """The tap as JSON-ready data (no PAN: AID, label, counts, ATC)."""
+        aid, label, atc = self._identity()
+        return {
+            "tap": number,
+            "via": via,
+            "apdus": self.answered,
+            "end": end,
+            "aid": aid,
+            "label": label,
+            "atc": atc,
+            "ms": round(1e3 * (self.last - self.first), 3) if self.received else 0.0,
+        }
+
+
+@dataclass
+class _TapWatch(_Watch[EmvCard]):
+    """The :class:`_Watch` of an EMV card: notes a card pulled away and the AID used."""
+
+    pulled: bool = False
+    aid: bytes | None = None
+
+    def _answer(self, c_apdu: bytes) -> bytes:
+        try:
+            return self.card.process(c_apdu)
+        except CardRemoved:
+            self.pulled = True
+            raise
+
+    def _answered_by(self) -> None:
+        selected = self.card.selected
+        if selected is not None:
+            self.aid = selected.aid
+
+    def reset(self) -> None:
+        super().reset()
+        self.pulled = False
+        self.aid = None
+
+    def _identity(self) -> tuple[str | None, str | None, int]:
         app = next(
             (a for a in self.card.profile.applications if a.aid == self.aid),
             self.card.profile.applications[0],
         )
-        return {
-            "tap": number,
-            "via": via,
-            "apdus": self.answered,
-            "end": end,
-            "aid": app.aid.hex().upper() if self.aid is not None else None,
-            "label": app.label if self.aid is not None else None,
-            "atc": self.card.counters(app.aid).atc,
-            "ms": round(1e3 * (self.last - self.first), 3) if self.received else 0.0,
-        }
+        atc = self.card.counters(app.aid).atc
+        if self.aid is None:
+            return None, None, atc
+        return app.aid.hex().upper(), app.label, atc
 
 
 @dataclass
-class _ScriptedWatch:
-    """The :class:`_TapWatch` of a scripted card (:mod:`card.scripted`): counts a tap."""
+class _ScriptedWatch(_Watch[ScriptedCard]):
+    """The :class:`_Watch` of a scripted card (:mod:`card.scripted`): no AID is noted and
+    a scripted card has no ATC (0); the label is the card's name."""
 
-    card: ScriptedCard
-    received: int = 0
-    answered: int = 0
-    first: float = 0.0
-    last: float = 0.0
-
-    @property
-    def atr(self) -> bytes:
-        return self.card.atr
-
-    def power_on(self) -> None:
-        self.card.power_on()
-
-    def power_off(self) -> None:
-        self.card.power_off()
-
-    def process(self, c_apdu: bytes) -> bytes:
-        now = time.perf_counter()
-        if not self.received:
-            self.first = now
-        self.received += 1
-        try:
-            answer = self.card.process(c_apdu)
-        finally:
-            self.last = time.perf_counter()
-        self.answered += 1
-        return answer
-
-    def reset(self) -> None:
-        self.received = self.answered = 0
-
-    def report(self, number: int, via: str, end: str) -> dict[str, Any]:
-        """The tap as JSON-ready data (a scripted card has no ATC: 0)."""
-        return {
-            "tap": number,
-            "via": via,
-            "apdus": self.answered,
-            "end": end,
-            "aid": None,
-            "label": self.card.name,
-            "atc": 0,
-            "ms": round(1e3 * (self.last - self.first), 3) if self.received else 0.0,
-        }
+    def _identity(self) -> tuple[str | None, str | None, int]:
+        return None, self.card.name, 0
 
 
 def _serve_scripted(
