@@ -744,6 +744,13 @@ class SqlAuthorisations:
 # -- journals ----------------------------------------------------------------------------
 
 
+@functools.lru_cache(maxsize=16)
+def _entries_insert(count: int) -> str:
+    """The INSERT of ``count`` entries in one statement."""
+    values = ", ".join("(?, ?, ?, ?)" for _ in range(count))
+    return f"INSERT INTO entries (journal_id, account_id, book, amount) VALUES {values}"
+
+
 class SqlJournals:
     """:class:`~issuer.ledger.repository.JournalRepository` in SQL."""
 
@@ -753,8 +760,18 @@ class SqlJournals:
     def post(self, journal: Journal, *, apply_balances: bool = True) -> None:
         if not journal.entries:
             raise IntegrityError("a journal needs entries")
-        for book in Book:
-            total = sum(e.amount for e in journal.entries if e.book is book)
+        posted = held = 0
+        rows: list[Any] = []
+        entries = []
+        for e in journal.entries:
+            if e.book is Book.POSTED:
+                posted += e.amount
+            else:
+                held += e.amount
+            if e.amount:
+                entries.append(e)
+                rows += (journal.id, e.account_id, e.book.value, e.amount)
+        for book, total in ((Book.POSTED, posted), (Book.HELD, held)):
             if total:
                 raise IntegrityError(f"journal {journal.id}: the {book} book sums to {total}")
         self.db.run(
@@ -768,12 +785,7 @@ class SqlJournals:
                 journal.created_at,
             ),
         )
-        entries = [e for e in journal.entries if e.amount]
-        self.db.run(
-            "INSERT INTO entries (journal_id, account_id, book, amount) VALUES "
-            + ", ".join("(?, ?, ?, ?)" for _ in entries),
-            tuple(v for e in entries for v in (journal.id, e.account_id, e.book.value, e.amount)),
-        )
+        self.db.run(_entries_insert(len(entries)), rows)
         if not apply_balances:
             return
         # Running balances of cardholder accounts, locked in id order so that two
