@@ -8,10 +8,8 @@ service, each refused for its reason with the balance unchanged."""
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -22,99 +20,46 @@ import pytest
 
 from emvwire.tlv import decode_flat, encode
 from terminal.host import HostClient
-
-BIN = Path(sys.executable).parent
-PASS = "e2e passphrase"
+from tests.support.e2e import (
+    BIN,
+    IssuerService,
+    ServedCard,
+    add_terminal,
+    init_issuer,
+    new_account,
+    provision_card,
+    require_free_reader,
+    serve_issuer,
+)
 
 
 @dataclass
-class Issuer:
-    home: Path
-    env: dict[str, str]
-    url: str
-    terminal_id: str
-    key: str
+class Issuer(IssuerService):
     account: str
     profile: Path
 
-    def run(self, *args: str) -> Any:
-        done = subprocess.run(
-            [str(BIN / "issuer"), *args, "--json"], env=self.env, capture_output=True,
-            text=True, timeout=60, check=True,
-        )  # fmt: skip
-        return json.loads(done.stdout)
-
     def balance(self) -> tuple[int, int]:
-        found = self.run("account", "show", self.account)
-        account = found.get("account", found)
-        return account["balance"], account["held"]
-
-
-def _issuer_cli(env: dict[str, str], *args: str) -> Any:
-    done = subprocess.run(
-        [str(BIN / "issuer"), *args, "--json"], env=env, capture_output=True, text=True,
-        timeout=120, check=True,
-    )  # fmt: skip
-    return json.loads(done.stdout)
+        return self.account_balance(self.account)
 
 
 @pytest.fixture
 def issuer_home(tmp_path: Path) -> Iterator[Issuer]:
-    env = {**os.environ, "TAPSTACK_ISSUER_HOME": str(tmp_path / "home"),
-           "TAPSTACK_KEYSTORE_KEY": PASS}  # fmt: skip
-    env.pop("TAPSTACK_DB", None)
-    _issuer_cli(env, "init", "--kdf-cost", "10")
-    account = _issuer_cli(env, "account", "create", "--holder", "Ada Lovelace")["id"]
-    _issuer_cli(env, "account", "credit", account, "--amount", "100.00")
-    terminal = _issuer_cli(env, "terminal", "add", "--merchant", "Cafe", "--mcc", "5812")
+    env = init_issuer(tmp_path / "home")
+    account = new_account(env, "Ada Lovelace", "100.00")
+    terminal_id, key = add_terminal(env, "Cafe", "5812")
     profile = tmp_path / "visa-card.json"
-    _issuer_cli(env, "card", "provision", "--account", account, "--scheme", "visa",
-                "--form", "card", "--out", str(profile))  # fmt: skip
-    server = subprocess.Popen(
-        [str(BIN / "issuer"), "serve", "--bind", "127.0.0.1:0"], env=env,
-        stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    try:
-        assert server.stderr is not None
-        line = server.stderr.readline()
-        match = re.search(r"http://[\d.]+:\d+", line)
-        assert match, line
-        yield Issuer(tmp_path / "home", env, match.group(0), terminal["id"],
-                     terminal["credential"], account, profile)  # fmt: skip
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
-        if server.stderr is not None:
-            server.stderr.close()
+    provision_card(env, account, profile)
+    with serve_issuer(env) as url:
+        yield Issuer(env, url, terminal_id, key, account, profile)
 
 
-def _reader_1_free() -> None:
-    """Skip unless 'Virtual PCD 00 01' exists and holds no other process's card."""
-    from terminal.readers.pcsc import PcscReader, list_pcsc_readers
-
-    name = "Virtual PCD 00 01"
-    if name not in list_pcsc_readers():
-        pytest.skip("no vpcd reader 1")
-    with PcscReader(name) as reader:
-        if reader.card_present():
-            pytest.skip("vpcd reader 1 holds another process's card")
-
-
-def _card(profile: Path, taps: int, *extra: str) -> subprocess.Popen[str]:
+def _card(profile: Path, taps: int, *extra: str) -> ServedCard:
     """``card serve`` on vpcd reader 1 (``--no-persist`` unless ``extra`` names
-    ``--persist``: then its counters file beside the profile)."""
-    _reader_1_free()
+    ``--persist``: then its counters file beside the profile); it leaves the reader
+    (and pcscd sees it empty) at the end of the ``with`` block."""
+    require_free_reader(1)
     persist = ["--no-persist"] if "--persist" not in extra else []
-    card = subprocess.Popen(
-        [str(BIN / "card"), "serve", str(profile), "--via", "pcsc", "--reader", "1",
-         "--taps", str(taps), *persist, *(e for e in extra if e != "--persist")],
-        stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    assert card.stderr is not None
-    line = card.stderr.readline()
-    assert "presenting" in line, line
-    time.sleep(0.3)  # pcscd notices the card
-    return card
+    return ServedCard(profile, taps, *persist, *(e for e in extra if e != "--persist"))
 
 
 def _pay(issuer: Issuer, amount: str, key: str | None = None) -> subprocess.CompletedProcess[str]:
@@ -154,8 +99,7 @@ def _tap_in_process(amount: int) -> Any:
 @pytest.mark.pcsc
 @pytest.mark.slow
 def test_provision_serve_tap_approved_then_attacks_refused(pcscd: str, issuer_home: Issuer) -> None:
-    card = _card(issuer_home.profile, 8)
-    try:
+    with _card(issuer_home.profile, 8):
         paid = _pay(issuer_home, "12.34")
         assert paid.returncode == 0, paid.stderr
         summary = json.loads(paid.stdout)
@@ -188,11 +132,6 @@ def test_provision_serve_tap_approved_then_attacks_refused(pcscd: str, issuer_ho
             replay = host.authorise(result.authorisation_data, result.track2)
             assert (replay.approved, replay.reason) == (False, "ATC_REPLAYED")
         assert issuer_home.balance() == (10_000, 1234 + 500)
-    finally:
-        card.terminate()
-        card.wait(timeout=10)
-        if card.stderr is not None:
-            card.stderr.close()
     assert issuer_home.run("ledger", "check").get("consistent", True)
 
 
@@ -202,14 +141,8 @@ def test_a_clone_replaying_the_atc_is_declined(pcscd: str, issuer_home: Issuer) 
     clone, ``--no-persist``): the second presentation reuses ATC 1. Through pcscd,
     the kernel and the service, the issuer declines it and holds nothing more."""
     for attempt, expect in ((1, True), (2, False)):
-        card = _card(issuer_home.profile, 1)
-        try:
+        with _card(issuer_home.profile, 1):  # pcscd sees the reader empty after it
             paid = _pay(issuer_home, "2.00")
-        finally:
-            card.terminate()
-            card.wait(timeout=10)
-            if card.stderr is not None:
-                card.stderr.close()
         summary = json.loads(paid.stdout)
         online = summary["online"]
         assert online["approved"] is expect, (attempt, online)
@@ -217,21 +150,13 @@ def test_a_clone_replaying_the_atc_is_declined(pcscd: str, issuer_home: Issuer) 
             assert paid.returncode == 5
             assert online["reason"] in ("ATC_REPLAYED", "ATC_ROLLED_BACK")
             assert summary["message"] == "Not authorised"
-        time.sleep(0.6)  # pcscd sees the reader empty before the next presentation
     assert issuer_home.balance() == (10_000, 200)
 
 
 def _tap_once(issuer: Issuer, profile: Path, amount: str, *extra: str) -> Any:
     """Present the card of ``profile`` for one tap and pay ``amount``: the summary."""
-    card = _card(profile, 1, *extra)
-    try:
+    with _card(profile, 1, *extra):  # pcscd sees the reader empty after it
         paid = _pay(issuer, amount)
-    finally:
-        card.terminate()
-        card.wait(timeout=10)
-        if card.stderr is not None:
-            card.stderr.close()
-    time.sleep(0.6)  # pcscd sees the reader empty before the next presentation
     summary = json.loads(paid.stdout)
     assert summary["online"] is not None, paid.stderr
     assert paid.returncode == (0 if summary["online"]["approved"] else 5), paid.stderr

@@ -19,11 +19,7 @@ from __future__ import annotations
 
 import json
 import os
-import re
-import socket
 import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -33,115 +29,52 @@ from typing import Any
 import pytest
 
 from terminal.apps.parking import ISSUER_DOWN_TEXT, NO_ENTRY_TEXT, run_parking
+from tests.support.e2e import (
+    BIN,
+    IssuerService,
+    ServedCard,
+    add_terminal,
+    init_issuer,
+    new_account,
+    provision_card,
+    require_free_reader,
+    serve_issuer,
+    unused_url,
+)
 
 pytestmark = pytest.mark.pcsc
 
-BIN = Path(sys.executable).parent
-PASS = "e2e passphrase"
-
-
-def _cli(env: dict[str, str], *args: str) -> Any:
-    done = subprocess.run(
-        [str(BIN / "issuer"), *args, "--json"], env=env, capture_output=True, text=True,
-        timeout=120, check=True,
-    )  # fmt: skip
-    return json.loads(done.stdout)
-
 
 @dataclass
-class CarPark:
-    env: dict[str, str]
-    url: str
-    terminal_id: str
-    key: str
+class CarPark(IssuerService):
     rich: str
     poor: str
     card: Path
     poor_card: Path
 
     def balance(self, account: str | None = None) -> tuple[int, int]:
-        found = _cli(self.env, "account", "show", account or self.rich)
-        data = found.get("account", found)
-        return data["balance"], data["held"]
+        return self.account_balance(account or self.rich)
 
 
 @pytest.fixture(scope="module")
 def park(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CarPark]:
     tmp = tmp_path_factory.mktemp("parking")
-    env = {**os.environ, "TAPSTACK_ISSUER_HOME": str(tmp / "home"),
-           "TAPSTACK_KEYSTORE_KEY": PASS}  # fmt: skip
-    env.pop("TAPSTACK_DB", None)
-    _cli(env, "init", "--kdf-cost", "10")
-    rich = _cli(env, "account", "create", "--holder", "Ada Lovelace")["id"]
-    _cli(env, "account", "credit", rich, "--amount", "200.00")
-    poor = _cli(env, "account", "create", "--holder", "Charles Babbage")["id"]
-    _cli(env, "account", "credit", poor, "--amount", "5.00")
-    terminal = _cli(env, "terminal", "add", "--merchant", "City Car Park", "--mcc", "7523")
+    env = init_issuer(tmp / "home")
+    rich = new_account(env, "Ada Lovelace", "200.00")
+    poor = new_account(env, "Charles Babbage", "5.00")
+    terminal_id, key = add_terminal(env, "City Car Park", "7523")
     card, poor_card = tmp / "visa-card.json", tmp / "mastercard-card.json"
-    _cli(env, "card", "provision", "--account", rich, "--scheme", "visa", "--form", "card",
-         "--out", str(card))  # fmt: skip
-    _cli(env, "card", "provision", "--account", poor, "--scheme", "mastercard", "--form",
-         "card", "--out", str(poor_card))  # fmt: skip
-    server = subprocess.Popen(
-        [str(BIN / "issuer"), "serve", "--bind", "127.0.0.1:0"], env=env,
-        stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    try:
-        assert server.stderr is not None
-        match = re.search(r"http://[\d.]+:\d+", server.stderr.readline())
-        assert match
-        yield CarPark(env, match.group(0), terminal["id"], terminal["credential"], rich, poor,
-                      card, poor_card)  # fmt: skip
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
-        if server.stderr is not None:
-            server.stderr.close()
+    provision_card(env, rich, card)
+    provision_card(env, poor, poor_card, scheme="mastercard")
+    with serve_issuer(env) as url:
+        yield CarPark(env, url, terminal_id, key, rich, poor, card, poor_card)
 
 
-def _reader_1_free() -> None:
-    from terminal.readers.pcsc import PcscReader, list_pcsc_readers
-
-    name = "Virtual PCD 00 01"
-    if name not in list_pcsc_readers():
-        pytest.skip("no vpcd reader 1")
-    with PcscReader(name) as reader:
-        if reader.card_present():
-            pytest.skip("vpcd reader 1 holds another process's card")
-
-
-class Card:
+def _card(profile: Path, taps: int, *extra: str) -> ServedCard:
     """``card serve`` on vpcd reader 1 for ``taps`` taps (a tap ends 0.4 s after the
     card's last answer: the driver takes the card away)."""
-
-    def __init__(self, profile: Path, taps: int, *extra: str) -> None:
-        _reader_1_free()
-        self.process = subprocess.Popen(
-            [str(BIN / "card"), "serve", str(profile), "--via", "pcsc", "--reader", "1",
-             "--taps", str(taps), "--idle-timeout", "0.4", *extra],
-            stderr=subprocess.PIPE, text=True,
-        )  # fmt: skip
-        assert self.process.stderr is not None
-        line = self.process.stderr.readline()
-        assert "presenting" in line, line
-        time.sleep(0.3)
-
-    def __enter__(self) -> Card:
-        return self
-
-    def next(self) -> None:
-        """Wait until the tap ended (the card left) and the card is back in the field."""
-        assert self.process.stderr is not None
-        while not self.process.stderr.readline().startswith("tap "):
-            pass
-        time.sleep(0.6)  # pcscd sees the card leave and come back
-
-    def __exit__(self, *exc: object) -> None:
-        self.process.terminate()
-        self.process.wait(timeout=10)
-        if self.process.stderr is not None:
-            self.process.stderr.close()
-        time.sleep(0.6)
+    require_free_reader(1)
+    return ServedCard(profile, taps, "--idle-timeout", "0.4", *extra)
 
 
 class Clock:
@@ -150,13 +83,6 @@ class Clock:
 
     def __call__(self) -> datetime:
         return self.now
-
-
-def _dead_url() -> str:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    return f"http://127.0.0.1:{port}"
 
 
 class Lane:
@@ -184,7 +110,7 @@ def lane(park: CarPark, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> L
 
 
 def _txn(park: CarPark, txn: str) -> dict[str, Any]:
-    found = [t for t in _cli(park.env, "txn", "list") if t["id"] == txn]
+    found = [t for t in park.run("txn", "list") if t["id"] == txn]
     assert found, txn
     record: dict[str, Any] = found[0]
     return record
@@ -193,7 +119,7 @@ def _txn(park: CarPark, txn: str) -> dict[str, Any]:
 def test_entry_holds_the_maximum_and_exit_completes_the_fee(pcscd: str, park: CarPark,
                                                             lane: Lane) -> None:  # fmt: skip
     balance, held = park.balance()
-    with Card(park.card, 2) as card:
+    with _card(park.card, 2) as card:
         entry = lane.tap()
         assert (entry["action"], entry["open"], entry["amount"]) == ("entry", True, 2000)
         assert park.balance() == (balance, held + 2000)
@@ -212,10 +138,10 @@ def test_no_entry_and_a_declined_pre_authorisation_keep_the_barrier_closed(
     pcscd: str, park: CarPark, lane: Lane
 ) -> None:
     before = park.balance(), park.balance(park.poor)
-    with Card(park.card, 1):
+    with _card(park.card, 1):
         denied = lane.tap(lane="exit")
     assert (denied["action"], denied["open"], denied["message"]) == ("deny", False, NO_ENTRY_TEXT)
-    with Card(park.poor_card, 1):
+    with _card(park.poor_card, 1):
         declined = lane.tap(lane="entry")
     assert (declined["action"], declined["open"]) == ("deny", False)
     assert "INSUFFICIENT_FUNDS" in declined["reason"]
@@ -227,7 +153,7 @@ def test_a_stay_over_the_maximum_captures_it_and_flags_the_overstay(
     pcscd: str, park: CarPark, lane: Lane
 ) -> None:
     balance, held = park.balance()
-    with Card(park.card, 2) as card:
+    with _card(park.card, 2) as card:
         entry = lane.tap()
         lane.clock.now += timedelta(days=2, hours=3)
         card.next()
@@ -244,8 +170,8 @@ def test_issuer_down_closed_at_entry_queued_at_exit_completed_once_later(
     pcscd: str, park: CarPark, lane: Lane
 ) -> None:
     balance, held = park.balance()
-    dead = _dead_url()
-    with Card(park.card, 3) as card:
+    dead = unused_url()
+    with _card(park.card, 3) as card:
         refused = lane.tap(url=dead)
         assert (refused["action"], refused["open"]) == ("deny", False)
         assert refused["message"] == ISSUER_DOWN_TEXT
@@ -266,7 +192,7 @@ def test_issuer_down_closed_at_entry_queued_at_exit_completed_once_later(
 
 def test_a_card_pulled_away_mid_tap_decides_nothing(pcscd: str, park: CarPark, lane: Lane) -> None:
     before = park.balance()
-    with Card(park.card, 1, "--pull-after", "2"):
+    with _card(park.card, 1, "--pull-after", "2"):
         pulled = lane.tap()
     assert (pulled["action"], pulled["open"]) == ("try again", False)
     assert park.balance() == before
@@ -283,7 +209,7 @@ def test_terminal_gate_mode_parking(pcscd: str, park: CarPark, tmp_path: Path) -
     balance, held = park.balance()
     env = {**os.environ, "TAPSTACK_ISSUER_URL": park.url, "TAPSTACK_TERMINAL_ID": park.terminal_id,
            "TAPSTACK_TERMINAL_KEY": park.key}  # fmt: skip
-    with Card(park.card, 2):
+    with _card(park.card, 2):
         gate = subprocess.run(
             [str(BIN / "terminal"), "gate", "--mode", "parking", "--reader", "pcsc:1",
              "--home", str(tmp_path / "gate"), "--tariff", str(tariff), "--taps", "2",

@@ -16,10 +16,7 @@ from __future__ import annotations
 import json
 import os
 import re
-import socket
 import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,37 +24,34 @@ from typing import Any
 
 import pytest
 
+from tests.support.e2e import (
+    BIN,
+    IssuerService,
+    ServedCard,
+    add_terminal,
+    init_issuer,
+    new_account,
+    provision_card,
+    require_free_reader,
+    serve_issuer,
+    unused_url,
+)
+
 pytestmark = pytest.mark.pcsc
 
-BIN = Path(sys.executable).parent
-PASS = "e2e passphrase"
 #: Exit codes of terminal retail (terminal/commands/retail.py).
 NOT_COMPLETED, ISSUER_DOWN = 5, 7
 
 
-def _cli(env: dict[str, str], *args: str) -> Any:
-    done = subprocess.run(
-        [str(BIN / "issuer"), *args, "--json"], env=env, capture_output=True, text=True,
-        timeout=120, check=True,
-    )  # fmt: skip
-    return json.loads(done.stdout)
-
-
 @dataclass
-class Shop:
-    env: dict[str, str]
-    url: str
-    terminal_id: str
-    key: str
+class Shop(IssuerService):
     account: str
     profile: Path
     pan: str
     tmp: Path
 
     def balance(self) -> tuple[int, int]:
-        found = _cli(self.env, "account", "show", self.account)
-        account = found.get("account", found)
-        return account["balance"], account["held"]
+        return self.account_balance(self.account)
 
     def retail(
         self, *args: str, stdin: str | None = None, url: str | None = None
@@ -76,71 +70,21 @@ class Shop:
 @pytest.fixture(scope="module")
 def shop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Shop]:
     tmp = tmp_path_factory.mktemp("retail")
-    env = {**os.environ, "TAPSTACK_ISSUER_HOME": str(tmp / "home"),
-           "TAPSTACK_KEYSTORE_KEY": PASS}  # fmt: skip
-    env.pop("TAPSTACK_DB", None)
-    _cli(env, "init", "--kdf-cost", "10")
-    account = _cli(env, "account", "create", "--holder", "Ada Lovelace")["id"]
-    _cli(env, "account", "credit", account, "--amount", "60.00")
-    terminal = _cli(env, "terminal", "add", "--merchant", "Corner Shop", "--mcc", "5411")
+    env = init_issuer(tmp / "home")
+    account = new_account(env, "Ada Lovelace", "60.00")
+    terminal_id, key = add_terminal(env, "Corner Shop", "5411")
     profile = tmp / "visa-card.json"
-    _cli(env, "card", "provision", "--account", account, "--scheme", "visa",
-         "--form", "card", "--out", str(profile))  # fmt: skip
+    provision_card(env, account, profile)
     pan = json.loads(profile.read_text())["applications"][0]["pan"]
-    server = subprocess.Popen(
-        [str(BIN / "issuer"), "serve", "--bind", "127.0.0.1:0"], env=env,
-        stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    try:
-        assert server.stderr is not None
-        line = server.stderr.readline()
-        match = re.search(r"http://[\d.]+:\d+", line)
-        assert match, line
-        yield Shop(env, match.group(0), terminal["id"], terminal["credential"], account,
-                   profile, pan, tmp)  # fmt: skip
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
-        if server.stderr is not None:
-            server.stderr.close()
+    with serve_issuer(env) as url:
+        yield Shop(env, url, terminal_id, key, account, profile, pan, tmp)
 
 
-def _reader_1_free() -> None:
-    from terminal.readers.pcsc import PcscReader, list_pcsc_readers
-
-    name = "Virtual PCD 00 01"
-    if name not in list_pcsc_readers():
-        pytest.skip("no vpcd reader 1")
-    with PcscReader(name) as reader:
-        if reader.card_present():
-            pytest.skip("vpcd reader 1 holds another process's card")
-
-
-class Card:
+def _card(profile: Path, taps: int, *extra: str) -> ServedCard:
     """``card serve`` on vpcd reader 1 for ``taps`` taps; a tap ends 0.4 s after the
     card's last answer (the customer takes the card away)."""
-
-    def __init__(self, profile: Path, taps: int, *extra: str) -> None:
-        _reader_1_free()
-        self.process = subprocess.Popen(
-            [str(BIN / "card"), "serve", str(profile), "--via", "pcsc", "--reader", "1",
-             "--taps", str(taps), "--idle-timeout", "0.4", *extra],
-            stderr=subprocess.PIPE, text=True,
-        )  # fmt: skip
-        assert self.process.stderr is not None
-        line = self.process.stderr.readline()
-        assert "presenting" in line, line
-        time.sleep(0.3)  # pcscd notices the card
-
-    def __enter__(self) -> Card:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.process.terminate()
-        self.process.wait(timeout=10)
-        if self.process.stderr is not None:
-            self.process.stderr.close()
-        time.sleep(0.6)  # pcscd sees the reader empty before the next presentation
+    require_free_reader(1)
+    return ServedCard(profile, taps, "--idle-timeout", "0.4", *extra)
 
 
 def _lines(stdout: str) -> list[dict[str, Any]]:
@@ -152,16 +96,9 @@ def _no_pan(shop: Shop, *texts: str) -> None:
         assert shop.pan not in text
 
 
-def _dead_url() -> str:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    return f"http://127.0.0.1:{port}"
-
-
 @pytest.mark.slow
 def test_a_day_of_sales_void_refund_and_close_matches_the_issuer(pcscd: str, shop: Shop) -> None:
-    with Card(shop.profile, 4):
+    with _card(shop.profile, 4):
         day = shop.retail(
             "--reader", "pcsc:1", "--timeout", "20", "--stdin", "--json",
             stdin="sale 12.34\n7.00\nsale 45.00\nrefund nonsense\nsale 1.234\nsale 500.00\n",
@@ -218,7 +155,7 @@ def test_a_day_of_sales_void_refund_and_close_matches_the_issuer(pcscd: str, sho
 
 def test_a_card_pulled_away_mid_tap_is_not_charged(pcscd: str, shop: Shop) -> None:
     before = shop.balance()
-    with Card(shop.profile, 3, "--pull-after", "2"):
+    with _card(shop.profile, 3, "--pull-after", "2"):
         pulled = shop.retail("--reader", "pcsc:1", "--timeout", "20", "--amount", "3.00")
     assert pulled.returncode == NOT_COMPLETED, pulled.stderr
     assert "[display] Present card again" in pulled.stderr
@@ -229,10 +166,10 @@ def test_a_card_pulled_away_mid_tap_is_not_charged(pcscd: str, shop: Shop) -> No
 
 def test_issuer_down_says_no_charge(pcscd: str, shop: Shop) -> None:
     before = shop.balance()
-    with Card(shop.profile, 1):
+    with _card(shop.profile, 1):
         down = shop.retail(
             "--reader", "pcsc:1", "--timeout", "20", "--amount", "4.00", "--json",
-            "--host-timeout", "1", url=_dead_url(),
+            "--host-timeout", "1", url=unused_url(),
         )  # fmt: skip
     assert down.returncode == ISSUER_DOWN, down.stderr
     receipt = _lines(down.stdout)[0]

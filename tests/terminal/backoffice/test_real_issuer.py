@@ -31,31 +31,19 @@ from terminal.kernel.entry_point import EntryPoint
 from terminal.kernel.outcome import Outcome
 from terminal.kernel.transaction import Transaction
 from terminal.readers.emulated import EmulatedReader
+from tests.support.e2e import BIN, IssuerService, add_terminal, init_issuer, serve_issuer
 from tests.terminal.backoffice.taps import kernel_tap, transit_config
 
 pytestmark = pytest.mark.slow
 
-BIN = Path(sys.executable).parent
 PASS = "backoffice e2e passphrase"
 
 
 @dataclass
-class RealIssuer:
+class RealIssuer(IssuerService):
     """``issuer serve`` on a fresh SQLite home, the back office its MCC 4111 terminal."""
 
     home: Path
-    env: dict[str, str]
-    url: str
-    terminal_id: str
-    key: str
-
-    def run(self, *args: str) -> Any:
-        done = subprocess.run(
-            [str(BIN / "issuer"), *args, "--json"], env=self.env, capture_output=True,
-            text=True, timeout=60, check=False,
-        )  # fmt: skip
-        assert done.returncode == 0, done.stderr
-        return json.loads(done.stdout)
 
     def account(self, funds: int, folder: Path, *, phone: bool = False) -> Holder:
         """A new account with ``funds`` (minor units), a Visa card, and a phone token
@@ -97,8 +85,7 @@ class Holder:
     cards: list[EmvCard]
 
     def balance(self) -> tuple[int, int]:
-        found = self.issuer.run("account", "show", self.account)
-        return found["balance"], found["held"]
+        return self.issuer.account_balance(self.account)
 
     def tap(self, pub: bytes, gate: str, seq: int, when: datetime, card: int = 0,
             **kw: Any) -> dict[str, Any]:  # fmt: skip
@@ -112,29 +99,11 @@ class Holder:
 
 @pytest.fixture(scope="module")
 def issuer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RealIssuer]:
-    root = tmp_path_factory.mktemp("issuer")
-    env = {**os.environ, "TAPSTACK_ISSUER_HOME": str(root / "home"),
-           "TAPSTACK_KEYSTORE_KEY": PASS}  # fmt: skip
-    env.pop("TAPSTACK_DB", None)
-    subprocess.run([str(BIN / "issuer"), "init", "--kdf-cost", "10", "--json"], env=env,
-                   check=True, capture_output=True, timeout=120)  # fmt: skip
-    server = subprocess.Popen(
-        [str(BIN / "issuer"), "serve", "--bind", "127.0.0.1:0"], env=env,
-        stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    try:
-        assert server.stderr is not None
-        line = server.stderr.readline()
-        match = re.search(r"http://[\d.]+:\d+", line)
-        assert match, line
-        probe = RealIssuer(root / "home", env, match.group(0), "", "")
-        metro = probe.run("terminal", "add", "--merchant", "Metro", "--mcc", "4111")
-        yield RealIssuer(root / "home", env, match.group(0), metro["id"], metro["credential"])
-    finally:
-        server.terminate()
-        server.wait(timeout=20)
-        if server.stderr is not None:
-            server.stderr.close()
+    home = tmp_path_factory.mktemp("issuer") / "home"
+    env = init_issuer(home, PASS)
+    with serve_issuer(env, stop_timeout=20) as url:
+        terminal_id, key = add_terminal(env, "Metro", "4111")
+        yield RealIssuer(env, url, terminal_id, key, home)
 
 
 @pytest.fixture
