@@ -15,11 +15,9 @@ restart, and the tap is in the back office exactly once.
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,18 +31,24 @@ from terminal.kernel.config import default_config
 from terminal.kernel.entry_point import EntryPoint
 from terminal.kernel.transaction import Transaction
 from terminal.readers.emulated import EmulatedReader
+from tests.support.e2e import (
+    BIN,
+    CARDS,
+    ServedCard,
+    assert_no_secrets,
+    card_secrets,
+    e2e_env,
+    free_vpcd_reader,
+)
 
 pytestmark = pytest.mark.pcsc
 
-ROOT = Path(__file__).resolve().parents[2]
-CARDS = ROOT / "fixtures" / "cards"
-BIN = Path(sys.executable).parent
 #: The back office's command line, whether or not `terminal` lists it yet.
 BACKOFFICE = [sys.executable, "-c", "from terminal.backoffice.cli import backoffice; backoffice()"]
 
 
 def _env() -> dict[str, str]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
+    env = e2e_env()
     for name in ("TAPSTACK_SEAL_KEY", "TAPSTACK_GATE_KEY", "TAPSTACK_GATE_ID",
                  "TAPSTACK_BACKOFFICE_URL", "TAPSTACK_GATE_HOME", "TAPSTACK_READER"):  # fmt: skip
         env.pop(name, None)
@@ -115,49 +119,12 @@ def _reference(name: str) -> str:
     return EntryPoint(default_config()).run(reader, Transaction(100)).card_reference
 
 
-def _secrets(name: str) -> list[str]:
-    app = json.loads((CARDS / f"{name}.json").read_text())["applications"][0]
-    track2 = app["data"]["57"].upper()
-    return [app["pan"], track2, track2.replace("D", "=")]
-
-
-def _free_vpcd_reader() -> int:
-    """A vpcd reader holding no card (1 first: the card tests use 0)."""
-    from terminal.readers.pcsc import PcscReader, list_pcsc_readers
-
-    names = list_pcsc_readers()
-    deadline = time.monotonic() + 5  # a card of the previous test may still be leaving
-    while time.monotonic() < deadline:
-        for number in (1, 0):
-            name = f"Virtual PCD 00 {number:02d}"
-            if name in names:
-                with PcscReader(name) as reader:
-                    if not reader.card_present():
-                        return number
-        time.sleep(0.1)
-    pytest.skip("every vpcd reader holds another process's card")
-
-
-class Card:
+def _card(name: str, number: int, taps: int, *faults: str) -> ServedCard:
     """``card serve`` presenting fixture ``name`` for ``taps`` taps in vpcd reader
     ``number``; each tap ends 0.3 s after the card's last answer (the rider walks on)."""
-
-    def __init__(self, name: str, number: int, taps: int, *faults: str) -> None:
-        self.proc = subprocess.Popen(
-            [str(BIN / "card"), "serve", str(CARDS / f"{name}.json"), "--via", "pcsc",
-             "--reader", str(number), "--taps", str(taps), "--no-persist", "--idle-timeout",
-             "0.3", "--json", *faults],
-            env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        )  # fmt: skip
-
-    def finish(self) -> tuple[str, str]:
-        try:
-            out, err = self.proc.communicate(timeout=30)
-        finally:
-            if self.proc.poll() is None:
-                self.proc.terminate()
-                self.proc.wait(10)
-        return out, err
+    return ServedCard(CARDS / f"{name}.json", taps, "--no-persist", "--idle-timeout", "0.3",
+                      "--json", *faults, reader=number, env=_env(), presenting=False,
+                      settle=0)  # fmt: skip
 
 
 def _gate_args(home: Path, number: int, gate: dict[str, Any], *extra: str) -> list[str]:
@@ -178,8 +145,8 @@ def _tap_run(
 ) -> tuple[list[dict[str, Any]], subprocess.CompletedProcess[str], str]:
     """Serve ``taps`` taps of ``card`` and run the gate for them: its JSON lines, the
     finished gate process and everything the card process printed."""
-    number = _free_vpcd_reader()
-    served = Card(card, number, taps, *faults)
+    number = free_vpcd_reader()
+    served = _card(card, number, taps, *faults)
     try:
         gate_run = subprocess.run(
             _gate_args(home, number, gate, "--taps", str(taps), *extra),
@@ -202,9 +169,7 @@ def _cursor(home: Path) -> int:
 
 
 def _no_leaks(texts: list[str], card: str) -> None:
-    for text in texts:
-        for secret in _secrets(card):
-            assert secret not in text.upper()
+    assert_no_secrets(texts, card_secrets(CARDS / f"{card}.json"))
 
 
 def test_a_good_card_opens_and_its_tap_reaches_the_back_office_once(
@@ -239,8 +204,8 @@ def test_a_card_on_the_back_offices_deny_list_is_denied(
     assert [(t["decision"], t["reason"]) for t in lines] == [("deny", "deny_list")]
     assert backoffice.taps(gate["gate_id"]) == [(lines[0]["tap_id"], "deny", "deny_list")]
     # The list is on disk: restarted with the back office unreachable, the gate still denies.
-    number = _free_vpcd_reader()
-    served = Card("visa-phone", number, 1)
+    number = free_vpcd_reader()
+    served = _card("visa-phone", number, 1)
     try:
         offline = subprocess.run(
             _gate_args(home, number, gate, "--taps", "1", "--backoffice", "http://127.0.0.1:9",
@@ -292,8 +257,8 @@ def test_kill_9_right_after_open_then_restart_uploads_the_tap_exactly_once(
 ) -> None:
     gate = backoffice.gate("fault")
     home = tmp_path / "gate"
-    number = _free_vpcd_reader()
-    served = Card("mastercard-phone", number, 1)
+    number = free_vpcd_reader()
+    served = _card("mastercard-phone", number, 1)
     victim = subprocess.Popen(
         _gate_args(home, number, gate, "--taps", "5"), env=_env(),
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,

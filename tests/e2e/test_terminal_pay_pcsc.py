@@ -11,7 +11,6 @@ away mid-tap ends in TRY AGAIN with exit code 5 (Book A §6.1.2).
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import time
@@ -19,37 +18,20 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.e2e import (
+    CARDS,
+    ROOT,
+    ServedCard,
+    assert_no_secrets,
+    card_secrets,
+    e2e_env,
+    free_vpcd_reader,
+)
+
 pytestmark = pytest.mark.pcsc
 
-ROOT = Path(__file__).resolve().parents[2]
-CARDS = ROOT / "fixtures" / "cards"
 #: Exit code of ``terminal pay`` for declined, ended or try again.
 EXIT_NOT_DONE = 5
-
-
-def _env() -> dict[str, str]:
-    return {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
-
-
-def _free_vpcd_reader() -> int:
-    """The number of a vpcd reader holding no card (1 first: the card tests use 0)."""
-    from terminal.readers.pcsc import PcscReader, list_pcsc_readers
-
-    names = list_pcsc_readers()
-    for number in (1, 0):
-        name = f"Virtual PCD 00 {number:02d}"
-        if name in names:
-            with PcscReader(name) as reader:
-                if not reader.card_present():
-                    return number
-    pytest.skip("every vpcd reader holds another process's card")
-
-
-def _secrets(profile: Path) -> list[str]:
-    """The full PAN and the track 2 image of the profile's application (hex digits)."""
-    app = json.loads(profile.read_text())["applications"][0]
-    track2 = app["data"]["57"]
-    return [app["pan"], track2.upper(), track2.upper().replace("D", "=")]
 
 
 def _run_tap(
@@ -59,69 +41,20 @@ def _run_tap(
     the pay process, the card's stdout and stderr, and the values that must not leak."""
     profile = CARDS / f"{name}.json"
     state = tmp_path / f"{name}.state.json"
-    number = _free_vpcd_reader()
-    serve = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "card",
-            "serve",
-            str(profile),
-            "--via",
-            "pcsc",
-            "--reader",
-            str(number),
-            "--taps",
-            "1",
-            "--state",
-            str(state),
-            "--json",
-            *serve_options,
-        ],
-        cwd=ROOT,
-        env=_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
+    number = free_vpcd_reader()
+    with ServedCard(profile, 1, "--state", str(state), "--json", *serve_options, reader=number,
+                    presenting=False, settle=0) as serve:  # fmt: skip
         pay = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "terminal",
-                "pay",
-                "--reader",
-                f"pcsc:{number}",
-                "--amount",
-                amount,
-                "--timeout",
-                "10",
-                "--json",
-            ],
-            cwd=ROOT,
-            env=_env(),
-            capture_output=True,
-            text=True,
-            timeout=30,
-        )
-        card_out, card_err = serve.communicate(timeout=15)
-    finally:
-        if serve.poll() is None:
-            serve.terminate()
-            serve.wait(10)
-    assert serve.returncode == 0, card_err
+            [sys.executable, "-m", "terminal", "pay", "--reader", f"pcsc:{number}",
+             "--amount", amount, "--timeout", "10", "--json"],
+            cwd=ROOT, env=e2e_env(), capture_output=True, text=True, timeout=30,
+        )  # fmt: skip
+        card_out, card_err = serve.finish(timeout=15)
+    assert serve.process.returncode == 0, card_err
     # The counters went to tmp_path (a card pulled before GPO counted nothing, wrote nothing).
     assert state.is_file() or "--pull-after" in serve_options
     assert not list(CARDS.glob("*state*")), "a state file was written beside the fixtures"
-    return pay, card_out, card_err, _secrets(profile)
-
-
-def _assert_nothing_leaks(texts: list[str], secrets: list[str]) -> None:
-    for text in texts:
-        upper = text.upper()
-        for secret in secrets:
-            assert secret not in upper
+    return pay, card_out, card_err, card_secrets(profile)
 
 
 def test_visa_card_purchase_is_an_online_request_with_a_masked_pan(
@@ -142,7 +75,7 @@ def test_visa_card_purchase_is_an_online_request_with_a_masked_pan(
     served = json.loads(card_out.splitlines()[-1])
     assert served["apdus"] == doc["apdus"] == 3
     assert served["atc"] == 1
-    _assert_nothing_leaks([pay.stdout, pay.stderr, card_out, card_err], secrets)
+    assert_no_secrets([pay.stdout, pay.stderr, card_out, card_err], secrets)
 
 
 def test_mastercard_phone_over_the_cvm_limit_verifies_on_the_device(
@@ -155,7 +88,7 @@ def test_mastercard_phone_over_the_cvm_limit_verifies_on_the_device(
     assert doc["cvm"] == "consumer device CVM"
     assert doc["pan"] == "520474******1002"
     assert doc["kernel_id"] == "02"
-    _assert_nothing_leaks([pay.stdout, pay.stderr, card_out, card_err], secrets)
+    assert_no_secrets([pay.stdout, pay.stderr, card_out, card_err], secrets)
 
 
 def test_card_pulled_away_mid_tap_is_try_again_with_exit_code_5(pcscd: str, tmp_path: Path) -> None:
@@ -168,4 +101,4 @@ def test_card_pulled_away_mid_tap_is_try_again_with_exit_code_5(pcscd: str, tmp_
     assert doc["outcome"] == "try again"
     assert "track2" not in doc or not doc["track2"]
     assert time.monotonic() - started < 20
-    _assert_nothing_leaks([pay.stdout, pay.stderr, card_out, card_err], secrets)
+    assert_no_secrets([pay.stdout, pay.stderr, card_out, card_err], secrets)
