@@ -21,7 +21,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from card.emv import EmvCard
 from card.scripted import ScriptedCard
+from emvwire.profile import load_profile
 from terminal.kernel.config import TRANSACTION_TYPES, parse_config
 from terminal.kernel.entry_point import EntryPoint
 from terminal.kernel.outcome import Start
@@ -48,6 +50,12 @@ RID_DEFAULTS = {
     "A000000152": "06",
     "A000000333": "07",
 }
+#: The cases/ folder: configurations, scripted cards and case files.
+CASES = Path(__file__).resolve().parent / "cases"
+#: The fixture cards of the repository (fixtures/cards).
+FIXTURE_CARDS = Path(__file__).resolve().parents[3] / "fixtures" / "cards"
+#: A SELECT of the PPSE answered 9000, as :func:`check` takes ``selects``.
+PPSE_OK = ("2PAY.SYS.DDF01", "9000")
 #: Issuer authentication data and two issuer scripts (Book 3 §10.10): what an issuer
 #: answers to an online request with issuer update processing.
 ISSUER_UPDATE = bytes.fromhex(
@@ -104,6 +112,15 @@ def outcome(name: str, **fields: Any) -> dict[str, Any]:
 
 
 APPROVED = outcome("approved", ui_on_outcome=ui("03", "card_read_successfully"))
+#: Visa (kernel 3, TTQ 36C04000, CVM required limit 50.00) and Mastercard (kernel 2).
+VISA_MASTERCARD = config(
+    combo(VISA, "03", ttq="36C04000", cvm_required=5000), combo(MASTERCARD, "02")
+)
+
+
+def fixture_card(name: str) -> EmvCard:
+    """The EMV card of fixtures/cards/``name``.json (its counters in memory)."""
+    return EmvCard(load_profile(FIXTURE_CARDS / f"{name}.json"))
 
 
 def app(

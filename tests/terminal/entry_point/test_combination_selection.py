@@ -12,6 +12,7 @@ import pytest
 
 from tests.terminal.entry_point.harness import (
     MASTERCARD,
+    PPSE_OK,
     VISA,
     Case,
     app,
@@ -22,7 +23,6 @@ from tests.terminal.entry_point.harness import (
     run_and_check,
 )
 
-PPSE_OK = ("2PAY.SYS.DDF01", "9000")
 END_APPLICATION = {
     "outcome": "end application",
     "ui_on_outcome": {"message": "1C", "status": "ready_to_read"},

@@ -10,9 +10,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from card.emv import EmvCard
 from card.scripted import ScriptedCard, ScriptError, encode_outcome, encode_ui_request
-from emvwire.profile import load_profile
 from terminal.cli import cli
 from terminal.kernel.config import default_config
 from terminal.kernel.entry_point import run_entry_point
@@ -31,6 +29,7 @@ from terminal.kernel.test_kernel import TestKernel, decode_outcome, scripted_reg
 from terminal.kernel.transaction import Transaction
 from terminal.readers.emulated import EmulatedReader
 from tests.terminal.entry_point.harness import (
+    CASES,
     RID_DEFAULTS,
     VISA,
     WHEN,
@@ -41,6 +40,7 @@ from tests.terminal.entry_point.harness import (
     combo,
     config,
     entry,
+    fixture_card,
     load_case,
     outcome,
     run_and_check,
@@ -48,8 +48,6 @@ from tests.terminal.entry_point.harness import (
     ui,
 )
 
-ROOT = Path(__file__).resolve().parents[3]
-CASES = Path(__file__).resolve().parent / "cases"
 VISA_PAN = "4761739001010010"
 
 
@@ -200,7 +198,7 @@ def test_a_malformed_scripted_card_is_refused_with_the_place_of_the_problem(
 
 
 def test_the_record_is_json_and_tells_no_pan_nor_track_2() -> None:
-    visa = EmvCard(load_profile(ROOT / "fixtures" / "cards" / "visa-card.json"))
+    visa = fixture_card("visa-card")
     record = run_entry_point(
         default_config(), EmulatedReader(visa), Transaction(6000), clock=lambda: WHEN
     )
@@ -247,10 +245,16 @@ def _cli(*args: str) -> tuple[int, str, str]:
     return result.exit_code, result.stdout, result.stderr
 
 
+def _visa_entry_point(card: str, amount: str, *extra: str) -> tuple[int, str, str]:
+    """``terminal entry-point`` with cases/visa-config.json and the scripted card
+    cases/``card``."""
+    return _cli("entry-point", "--config", str(CASES / "visa-config.json"),
+                "--card", str(CASES / card), "--amount", amount, *extra)  # fmt: skip
+
+
 def test_the_command_prints_the_record_as_json_and_exits_0_for_an_approval() -> None:
-    code, out, _ = _cli(
-        "entry-point", "--config", str(CASES / "visa-config.json"),
-        "--card", str(CASES / "visa-online-issuer-update.json"), "--amount", "60.00",
+    code, out, _ = _visa_entry_point(
+        "visa-online-issuer-update.json", "60.00",
         "--online-response", "910A11223344556677883030", "--json",
     )  # fmt: skip
     assert code == 0, out
@@ -261,20 +265,14 @@ def test_the_command_prints_the_record_as_json_and_exits_0_for_an_approval() -> 
 
 
 def test_the_command_without_online_response_ends_with_the_online_request() -> None:
-    code, out, _ = _cli(
-        "entry-point", "--config", str(CASES / "visa-config.json"),
-        "--card", str(CASES / "visa-online-issuer-update.json"), "--amount", "60.00",
-    )  # fmt: skip
+    code, out, _ = _visa_entry_point("visa-online-issuer-update.json", "60.00")
     assert code == 0
     assert "OUTCOME ONLINE REQUEST" in out
     assert "event: online (response None)" in out
 
 
 def test_the_command_exits_5_with_the_record_for_another_outcome() -> None:
-    code, out, err = _cli(
-        "entry-point", "--config", str(CASES / "visa-config.json"),
-        "--card", str(CASES / "ppse-not-found.json"), "--amount", "1.00",
-    )  # fmt: skip
+    code, out, err = _visa_entry_point("ppse-not-found.json", "1.00")
     assert code == 5
     assert "SELECT 2PAY.SYS.DDF01 -> 6A82" in out
     assert "end application" in err

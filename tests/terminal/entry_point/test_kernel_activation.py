@@ -7,12 +7,8 @@ registry."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
-from card.emv import EmvCard
-from emvwire.profile import load_profile
 from terminal.kernel.config import default_config
 from terminal.kernel.entry_point import EntryPoint
 from terminal.kernel.kernel2 import KERNEL as KERNEL_2
@@ -25,6 +21,7 @@ from terminal.readers.emulated import EmulatedReader
 from tests.terminal.entry_point.harness import (
     JCB,
     MASTERCARD,
+    PPSE_OK,
     VISA,
     WHEN,
     Case,
@@ -34,13 +31,12 @@ from tests.terminal.entry_point.harness import (
     combo,
     config,
     entry,
+    fixture_card,
     outcome,
     run_and_check,
     run_case,
 )
 
-ROOT = Path(__file__).resolve().parents[3]
-PPSE_OK = ("2PAY.SYS.DDF01", "9000")
 VISA_2 = "A0000000032010"
 
 
@@ -157,7 +153,7 @@ def test_without_kernel_1_the_visa_candidate_without_ttq_is_removed_for_the_next
 
 
 def test_without_kernel_1_the_last_visa_candidate_without_ttq_ends_the_application() -> None:
-    visa = EmvCard(load_profile(ROOT / "fixtures" / "cards" / "visa-card.json"))
+    visa = fixture_card("visa-card")
 
     class NoTtq:
         atr = visa.atr
@@ -243,7 +239,7 @@ def test_a_restart_at_d_activates_the_kernel_again_without_select_nor_fci() -> N
 def test_the_payment_kernels_run_through_the_registry_and_are_recorded(
     profile: str, kernel: str, aid: str
 ) -> None:
-    the_card = EmvCard(load_profile(ROOT / "fixtures" / "cards" / f"{profile}.json"))
+    the_card = fixture_card(profile)
     registry = KernelRegistry([KERNEL_2, KERNEL_3])
     entry_point = EntryPoint(default_config(), registry, clock=lambda: WHEN)
     record = entry_point.process(EmulatedReader(the_card), Transaction(6000))

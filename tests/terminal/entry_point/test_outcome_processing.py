@@ -20,22 +20,21 @@ from terminal.readers.emulated import EmulatedReader
 from tests.terminal.entry_point.harness import (
     ISSUER_UPDATE,
     MASTERCARD,
+    PPSE_OK,
     VISA,
+    VISA_MASTERCARD,
     WHEN,
     Case,
     app,
     card,
     check,
-    combo,
-    config,
     entry,
     outcome,
     run_and_check,
     ui,
 )
 
-PPSE_OK = ("2PAY.SYS.DDF01", "9000")
-CFG = config(combo(VISA, "03", ttq="36C04000", cvm_required=5000), combo(MASTERCARD, "02"))
+CFG = VISA_MASTERCARD
 ONLINE_B = outcome(
     "online_request",
     start="B",

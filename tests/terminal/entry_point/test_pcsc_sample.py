@@ -13,27 +13,27 @@ Run under the shared lock (the vpcd readers are machine-wide)::
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from card.scripted import ScriptedCard
+from tests.support.e2e import ROOT, ServedCard, e2e_env, free_vpcd_reader
 from tests.terminal.conftest import VpcdCard
 from tests.terminal.entry_point.harness import (
+    CASES,
     ISSUER_UPDATE,
     MASTERCARD,
+    PPSE_OK,
     VISA,
+    VISA_MASTERCARD,
     Case,
     app,
     card,
     check,
-    combo,
-    config,
     entry,
     outcome,
     run_case,
@@ -42,10 +42,7 @@ from tests.terminal.entry_point.harness import (
 
 pytestmark = pytest.mark.pcsc
 
-ROOT = Path(__file__).resolve().parents[3]
-CASES = Path(__file__).resolve().parent / "cases"
-PPSE_OK = ("2PAY.SYS.DDF01", "9000")
-CFG = config(combo(VISA, "03", ttq="36C04000", cvm_required=5000), combo(MASTERCARD, "02"))
+CFG = VISA_MASTERCARD
 
 SAMPLE: dict[str, tuple[Case, dict[str, Any]]] = {
     "priority order": (
@@ -147,75 +144,17 @@ def test_a_sample_case_gives_the_same_record_through_pcscd_and_vpcd(
         assert through_pcsc[key] == in_process[key], key
 
 
-def _env() -> dict[str, str]:
-    return {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
-
-
 def test_card_serve_presents_a_scripted_card_to_terminal_entry_point(pcscd: str) -> None:
-    from terminal.readers.pcsc import PcscReader, list_pcsc_readers
-
-    names = list_pcsc_readers()
-    number = next(
-        (
-            n
-            for n in (1, 0)
-            if f"Virtual PCD 00 {n:02d}" in names
-            and not PcscReader(f"Virtual PCD 00 {n:02d}").card_present()
-        ),
-        None,
-    )
-    if number is None:
-        pytest.skip("every vpcd reader holds another process's card")
+    number = free_vpcd_reader()
     profile = CASES / "two-applications-select-next.json"
-    serve = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "card",
-            "serve",
-            str(profile),
-            "--via",
-            "pcsc",
-            "--reader",
-            str(number),
-            "--taps",
-            "1",
-            "--json",
-        ],
-        cwd=ROOT,
-        env=_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
+    with ServedCard(profile, 1, "--json", reader=number, presenting=False, settle=0) as serve:
         run = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "terminal",
-                "entry-point",
-                "--config",
-                str(CASES / "visa-config.json"),
-                "--reader",
-                f"pcsc:{number}",
-                "--amount",
-                "12.34",
-                "--timeout",
-                "10",
-                "--json",
-            ],
-            cwd=ROOT,
-            env=_env(),
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-        card_out, card_err = serve.communicate(timeout=20)
-    finally:
-        if serve.poll() is None:
-            serve.terminate()
-            serve.wait(10)
+            [sys.executable, "-m", "terminal", "entry-point", "--config",
+             str(CASES / "visa-config.json"), "--reader", f"pcsc:{number}", "--amount", "12.34",
+             "--timeout", "10", "--json"],
+            cwd=ROOT, env=e2e_env(), capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        card_out, card_err = serve.finish(timeout=20)
     assert run.returncode == 0, run.stderr
     record = json.loads(run.stdout)
     assert [(s["name"], s["sw"]) for s in record["selects"]] == [
@@ -223,6 +162,6 @@ def test_card_serve_presents_a_scripted_card_to_terminal_entry_point(pcscd: str)
     ]  # fmt: skip
     assert [a["kernel_id"] for a in record["activations"]] == ["03", "02"]
     assert record["outcome"]["outcome"] == "approved"
-    assert serve.returncode == 0, card_err
+    assert serve.process.returncode == 0, card_err
     tap = json.loads(card_out.strip().splitlines()[-1])
     assert tap["apdus"] == 5  # PPSE, SELECT, GPO, SELECT, GPO
