@@ -16,25 +16,13 @@ Run (holds vpcd reader 1; take the shared lock)::
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import re
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
-
-BIN = Path(sys.executable).parent
-
-
-def _cli(env: dict[str, str], *args: str) -> Any:
-    done = subprocess.run([str(BIN / "issuer"), *args, "--json"], env=env, capture_output=True,
-                          text=True, timeout=120, check=True)  # fmt: skip
-    return json.loads(done.stdout)
 
 
 def _quantiles(values: list[float]) -> str:
@@ -52,6 +40,30 @@ def main() -> None:
                         "card 50 authorisations in 10 minutes)")  # fmt: skip
     options = parser.parse_args()
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from tests.support.e2e import (
+        ServedCard,
+        add_terminal,
+        init_issuer,
+        new_account,
+        provision_card,
+        serve_issuer,
+    )
+
+    tmp = Path(tempfile.mkdtemp(prefix="bench-apps-"))
+    env = init_issuer(tmp / "home", "b")
+    account = new_account(env, "Bench", "100000.00")
+    shop = add_terminal(env, "Shop", "5411")
+    park = add_terminal(env, "Park", "7523")
+    profile = tmp / "card.json"
+    provision_card(env, account, profile)
+    taps = options.taps
+    with serve_issuer(env) as url, ServedCard(profile, 3 * taps, "--idle-timeout", "0.15"):
+        _measure(url, shop, park, tmp, taps)
+
+
+def _measure(url: str, shop: tuple[str, str], park: tuple[str, str], tmp: Path, taps: int) -> None:
+    """Time ``taps`` retail sales, then ``taps`` parking entries and exits, on vpcd reader 1
+    (the card presented there for every tap) against the issuer at ``url``."""
     from terminal.apps.journal import Journal
     from terminal.apps.parking import ParkingGate, load_tariff
     from terminal.apps.retail import Till
@@ -61,29 +73,6 @@ def main() -> None:
     from terminal.kernel.transaction import Transaction, TransactionResult, currency_by_code
     from terminal.readers import open_reader
 
-    tmp = Path(tempfile.mkdtemp(prefix="bench-apps-"))
-    env = {**os.environ, "TAPSTACK_ISSUER_HOME": str(tmp / "home"), "TAPSTACK_KEYSTORE_KEY": "b"}
-    env.pop("TAPSTACK_DB", None)
-    _cli(env, "init", "--kdf-cost", "10")
-    account = _cli(env, "account", "create", "--holder", "Bench")["id"]
-    _cli(env, "account", "credit", account, "--amount", "100000.00")
-    shop = _cli(env, "terminal", "add", "--merchant", "Shop", "--mcc", "5411")
-    park = _cli(env, "terminal", "add", "--merchant", "Park", "--mcc", "7523")
-    profile = tmp / "card.json"
-    _cli(env, "card", "provision", "--account", account, "--scheme", "visa", "--form", "card",
-         "--out", str(profile))  # fmt: skip
-    server = subprocess.Popen([str(BIN / "issuer"), "serve", "--bind", "127.0.0.1:0"], env=env,
-                              stderr=subprocess.PIPE, text=True)  # fmt: skip
-    assert server.stderr is not None
-    match = re.search(r"http://[\d.]+:\d+", server.stderr.readline())
-    assert match
-    url = match.group(0)
-    taps = options.taps
-    card = subprocess.Popen(
-        [str(BIN / "card"), "serve", str(profile), "--via", "pcsc", "--reader", "1", "--taps",
-         str(3 * taps), "--idle-timeout", "0.15"], stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    time.sleep(0.5)
     reader = open_reader("pcsc:1")
     connected = [0.0]
 
@@ -102,8 +91,8 @@ def main() -> None:
     try:
         config = default_config()
         retail: list[float] = []
-        with HostClient(url, shop["id"], shop["credential"]) as host:
-            till = Till(Journal(tmp / "till"), host, merchant="Shop", terminal_id=shop["id"],
+        with HostClient(url, *shop) as host:
+            till = Till(Journal(tmp / "till"), host, merchant="Shop", terminal_id=shop[0],
                         currency=currency_by_code("EUR"))  # fmt: skip
             tap = make_tap(config)
             for _ in range(taps):
@@ -118,7 +107,7 @@ def main() -> None:
         entries: list[float] = []
         exits: list[float] = []
         tap = make_tap(parking_config)
-        with HostClient(url, park["id"], park["credential"]) as host:
+        with HostClient(url, *park) as host:
             gate = ParkingGate(tmp / "gate", host, load_tariff(), clock=lambda: now[0])
             for _ in range(taps):
                 for times, action in ((entries, "entry"), (exits, "exit")):
@@ -133,10 +122,6 @@ def main() -> None:
         print(f"parking exit (completion) decision: {_quantiles(exits)}")
     finally:
         reader.close()
-        card.terminate()
-        card.wait(10)
-        server.terminate()
-        server.wait(10)
 
 
 if __name__ == "__main__":

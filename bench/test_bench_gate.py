@@ -44,7 +44,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import pytest
 
@@ -61,6 +61,7 @@ from terminal.kernel.entry_point import EntryPoint
 from terminal.kernel.transaction import Transaction
 from terminal.readers import Reader, open_reader, signal_outcome
 from terminal.readers.emulated import EmulatedReader
+from tests.support.e2e import require_free_reader, wait_until_empty
 
 ROOT = Path(__file__).resolve().parents[1]
 CARDS = ROOT / "fixtures" / "cards"
@@ -90,7 +91,7 @@ print(time.perf_counter() - started)
 """
 
 
-def _skip(reason: str) -> None:
+def _skip(reason: str) -> NoReturn:
     if REQUIRE_SERVICES:
         pytest.fail(reason, pytrace=False)
     pytest.skip(reason)
@@ -171,36 +172,6 @@ def _card(name: str) -> EmvCard:
     return EmvCard(load_profile(CARDS / f"{name}.json"))  # counters in memory
 
 
-def _vpcd_free() -> None:
-    try:
-        from terminal.readers.pcsc import PcscReader, list_pcsc_readers
-
-        names = list_pcsc_readers()
-    except Exception as exc:  # no pyscard, no pcscd
-        _skip(f"no pcscd with vpcd: {exc}")
-    if READER not in names:
-        _skip(f"no {READER!r} in pcscd; readers: {names}")
-    deadline = time.monotonic() + 5
-    while True:
-        with PcscReader(READER) as probe:
-            if not probe.card_present():
-                return
-        if time.monotonic() > deadline:
-            _skip(f"{READER!r} holds another process's card")
-        time.sleep(0.1)
-
-
-def _wait_empty() -> None:
-    from terminal.readers.pcsc import PcscReader
-
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline:
-        with PcscReader(READER) as probe:
-            if not probe.card_present():
-                return
-        time.sleep(0.05)
-
-
 @pytest.fixture
 def served() -> Iterator[Callable[[EmvCard, bool], Reader]]:
     """``served(card, per_tap)``: a pcsc reader with ``card`` presented by a thread,
@@ -209,7 +180,7 @@ def served() -> Iterator[Callable[[EmvCard, bool], Reader]]:
     readers: list[Reader] = []
 
     def make(card: EmvCard, per_tap: bool) -> Reader:
-        _vpcd_free()
+        require_free_reader(1, skip=_skip)
         stop = threading.Event()
 
         def serve() -> None:
@@ -233,7 +204,7 @@ def served() -> Iterator[Callable[[EmvCard, bool], Reader]]:
     for stop, thread in threads:
         stop.set()
         thread.join(timeout=20)
-    _wait_empty()
+    wait_until_empty(1)
 
 
 @pytest.mark.parametrize("driver", ["emulated", "pcsc"])

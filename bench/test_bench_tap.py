@@ -32,7 +32,7 @@ import time
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import pytest
 
@@ -46,6 +46,7 @@ from terminal.kernel.outcome import Outcome
 from terminal.kernel.transaction import Cvm, Transaction, TransactionResult
 from terminal.readers import Reader, open_reader
 from terminal.readers.emulated import EmulatedReader
+from tests.support.e2e import require_free_reader, wait_until_empty
 
 ROOT = Path(__file__).resolve().parents[1]
 CARDS = ROOT / "fixtures" / "cards"
@@ -103,7 +104,7 @@ def _percentiles(benchmark: Any) -> None:
     benchmark.extra_info["p99_ms"] = round(1e3 * p99, 3)
 
 
-def _skip(reason: str) -> None:
+def _skip(reason: str) -> NoReturn:
     if REQUIRE_SERVICES:
         pytest.fail(reason, pytrace=False)
     pytest.skip(reason)
@@ -117,26 +118,6 @@ def _free_udp_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
-
-
-def _vpcd_free() -> None:
-    """Skip unless pcscd lists vpcd's second reader and it holds no card."""
-    try:
-        from terminal.readers.pcsc import PcscReader, list_pcsc_readers
-
-        names = list_pcsc_readers()
-    except Exception as exc:  # no pyscard, no pcscd
-        _skip(f"no pcscd with vpcd: {exc}")
-    if READER not in names:
-        _skip(f"no {READER!r} in pcscd; readers: {names}")
-    deadline = time.monotonic() + 5  # a card of the previous test may be leaving
-    while True:
-        with PcscReader(READER) as probe:
-            if not probe.card_present():
-                return
-        if time.monotonic() > deadline:
-            _skip(f"{READER!r} holds another process's card")
-        time.sleep(0.1)
 
 
 @pytest.fixture
@@ -163,7 +144,7 @@ def behind() -> Iterator[Callable[[str, Any], Reader]]:
             assert wait_listening(path, timeout=10)
             reader = open_reader(f"nfc:{path}")
         elif driver == "pcsc":
-            _vpcd_free()
+            require_free_reader(1, skip=_skip)
             stop = threading.Event()
 
             def run_vpcd() -> None:
@@ -187,19 +168,7 @@ def behind() -> Iterator[Callable[[str, Any], Reader]]:
         stop.set()
         thread.join(timeout=20)
         if thread.name == "vpcd-card":
-            _wait_empty()
-
-
-def _wait_empty(timeout: float = 5.0) -> None:
-    """Wait until pcscd sees vpcd's reader empty (it polls every ~400 ms)."""
-    from terminal.readers.pcsc import PcscReader
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with PcscReader(READER) as probe:
-            if not probe.card_present():
-                return
-        time.sleep(0.05)
+            wait_until_empty(1)
 
 
 def _entry() -> EntryPoint:

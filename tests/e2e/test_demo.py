@@ -7,11 +7,9 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
-from pathlib import Path
 
-import pytest
+from tests.support.e2e import ROOT, require_free_reader
 
-ROOT = Path(__file__).resolve().parents[2]
 STEPS = [
     "== the issuer",
     "== the shop",
@@ -57,13 +55,6 @@ def test_demo_in_process() -> None:
 
 
 def test_demo_through_pcscd(pcscd: str) -> None:
-    from terminal.readers.pcsc import PcscReader, list_pcsc_readers
-
-    name = "Virtual PCD 00 01"
-    if name not in list_pcsc_readers():
-        pytest.skip("no vpcd reader 1")
-    with PcscReader(name) as reader:
-        if reader.card_present():
-            pytest.skip("vpcd reader 1 holds another process's card")
+    require_free_reader(1)
     out = _demo()
     assert "cards are tapped through pcscd + vpcd" in out
