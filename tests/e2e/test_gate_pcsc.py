@@ -31,15 +31,7 @@ from terminal.kernel.config import default_config
 from terminal.kernel.entry_point import EntryPoint
 from terminal.kernel.transaction import Transaction
 from terminal.readers.emulated import EmulatedReader
-from tests.support.e2e import (
-    BIN,
-    CARDS,
-    ServedCard,
-    assert_no_secrets,
-    card_secrets,
-    e2e_env,
-    free_vpcd_reader,
-)
+from tests.support import e2e
 
 pytestmark = pytest.mark.pcsc
 
@@ -48,7 +40,7 @@ BACKOFFICE = [sys.executable, "-c", "from terminal.backoffice.cli import backoff
 
 
 def _env() -> dict[str, str]:
-    env = e2e_env()
+    env = e2e.child_env()
     for name in ("TAPSTACK_SEAL_KEY", "TAPSTACK_GATE_KEY", "TAPSTACK_GATE_ID",
                  "TAPSTACK_BACKOFFICE_URL", "TAPSTACK_GATE_HOME", "TAPSTACK_READER"):  # fmt: skip
         env.pop(name, None)
@@ -114,22 +106,22 @@ def backoffice(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BackOffice]
 
 def _reference(name: str) -> str:
     """The card reference the gate will compute for fixture ``name`` (kernel in process)."""
-    card = EmvCard(load_profile(CARDS / f"{name}.json"))
+    card = EmvCard(load_profile(e2e.CARDS / f"{name}.json"))
     reader = EmulatedReader(card, path="emulated:e2e")
     return EntryPoint(default_config()).run(reader, Transaction(100)).card_reference
 
 
-def _card(name: str, number: int, taps: int, *faults: str) -> ServedCard:
+def _card(name: str, number: int, taps: int, *faults: str) -> e2e.ServedCard:
     """``card serve`` presenting fixture ``name`` for ``taps`` taps in vpcd reader
     ``number``; each tap ends 0.3 s after the card's last answer (the rider walks on)."""
-    return ServedCard(CARDS / f"{name}.json", taps, "--no-persist", "--idle-timeout", "0.3",
+    return e2e.ServedCard(e2e.CARDS / f"{name}.json", taps, "--no-persist", "--idle-timeout", "0.3",
                       "--json", *faults, reader=number, env=_env(), presenting=False,
                       settle=0)  # fmt: skip
 
 
 def _gate_args(home: Path, number: int, gate: dict[str, Any], *extra: str) -> list[str]:
     """The gate's command line (a later ``--backoffice`` in ``extra`` wins)."""
-    return [str(BIN / "terminal"), "gate", "--mode", "transit", "--reader", f"pcsc:{number}",
+    return [str(e2e.BIN / "terminal"), "gate", "--mode", "transit", "--reader", f"pcsc:{number}",
             "--home", str(home), "--gate-id", gate["gate_id"], "--gate-key", gate["key"],
             "--seal-key", gate["sealing_public_key"], "--backoffice", gate["url"],
             "--timeout", "20", "--json", *extra]  # fmt: skip
@@ -145,7 +137,7 @@ def _tap_run(
 ) -> tuple[list[dict[str, Any]], subprocess.CompletedProcess[str], str]:
     """Serve ``taps`` taps of ``card`` and run the gate for them: its JSON lines, the
     finished gate process and everything the card process printed."""
-    number = free_vpcd_reader()
+    number = e2e.free_vpcd_reader()
     served = _card(card, number, taps, *faults)
     try:
         gate_run = subprocess.run(
@@ -169,7 +161,7 @@ def _cursor(home: Path) -> int:
 
 
 def _no_leaks(texts: list[str], card: str) -> None:
-    assert_no_secrets(texts, card_secrets(CARDS / f"{card}.json"))
+    e2e.assert_no_secrets(texts, e2e.card_secrets(e2e.CARDS / f"{card}.json"))
 
 
 def test_a_good_card_opens_and_its_tap_reaches_the_back_office_once(
@@ -204,7 +196,7 @@ def test_a_card_on_the_back_offices_deny_list_is_denied(
     assert [(t["decision"], t["reason"]) for t in lines] == [("deny", "deny_list")]
     assert backoffice.taps(gate["gate_id"]) == [(lines[0]["tap_id"], "deny", "deny_list")]
     # The list is on disk: restarted with the back office unreachable, the gate still denies.
-    number = free_vpcd_reader()
+    number = e2e.free_vpcd_reader()
     served = _card("visa-phone", number, 1)
     try:
         offline = subprocess.run(
@@ -257,7 +249,7 @@ def test_kill_9_right_after_open_then_restart_uploads_the_tap_exactly_once(
 ) -> None:
     gate = backoffice.gate("fault")
     home = tmp_path / "gate"
-    number = free_vpcd_reader()
+    number = e2e.free_vpcd_reader()
     served = _card("mastercard-phone", number, 1)
     victim = subprocess.Popen(
         _gate_args(home, number, gate, "--taps", "5"), env=_env(),

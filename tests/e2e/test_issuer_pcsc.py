@@ -20,21 +20,11 @@ import pytest
 
 from emvwire.tlv import decode_flat, encode
 from terminal.host import HostClient
-from tests.support.e2e import (
-    BIN,
-    IssuerService,
-    ServedCard,
-    add_terminal,
-    init_issuer,
-    new_account,
-    provision_card,
-    require_free_reader,
-    serve_issuer,
-)
+from tests.support import e2e
 
 
 @dataclass
-class Issuer(IssuerService):
+class Issuer(e2e.IssuerService):
     account: str
     profile: Path
 
@@ -44,22 +34,22 @@ class Issuer(IssuerService):
 
 @pytest.fixture
 def issuer_home(tmp_path: Path) -> Iterator[Issuer]:
-    env = init_issuer(tmp_path / "home")
-    account = new_account(env, "Ada Lovelace", "100.00")
-    terminal_id, key = add_terminal(env, "Cafe", "5812")
+    env = e2e.init_issuer(tmp_path / "home")
+    account = e2e.new_account(env, "Ada Lovelace", "100.00")
+    terminal_id, key = e2e.add_terminal(env, "Cafe", "5812")
     profile = tmp_path / "visa-card.json"
-    provision_card(env, account, profile)
-    with serve_issuer(env) as url:
+    e2e.provision_card(env, account, profile)
+    with e2e.serve_issuer(env) as url:
         yield Issuer(env, url, terminal_id, key, account, profile)
 
 
-def _card(profile: Path, taps: int, *extra: str) -> ServedCard:
+def _card(profile: Path, taps: int, *extra: str) -> e2e.ServedCard:
     """``card serve`` on vpcd reader 1 (``--no-persist`` unless ``extra`` names
     ``--persist``: then its counters file beside the profile); it leaves the reader
     (and pcscd sees it empty) at the end of the ``with`` block."""
-    require_free_reader(1)
+    e2e.require_free_reader(1)
     persist = ["--no-persist"] if "--persist" not in extra else []
-    return ServedCard(profile, taps, *persist, *(e for e in extra if e != "--persist"))
+    return e2e.ServedCard(profile, taps, *persist, *(e for e in extra if e != "--persist"))
 
 
 def _pay(issuer: Issuer, amount: str, key: str | None = None) -> subprocess.CompletedProcess[str]:
@@ -76,7 +66,7 @@ def _pay(issuer: Issuer, amount: str, key: str | None = None) -> subprocess.Comp
 
 def _pay_once(issuer: Issuer, amount: str, key: str | None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [str(BIN / "terminal"), "pay", "--reader", "pcsc:1", "--amount", amount,
+        [str(e2e.BIN / "terminal"), "pay", "--reader", "pcsc:1", "--amount", amount,
          "--timeout", "20", "--issuer", issuer.url, "--terminal-id", issuer.terminal_id,
          "--terminal-key", key or issuer.key, "--json"],
         capture_output=True, text=True, timeout=60,

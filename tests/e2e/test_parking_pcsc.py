@@ -29,24 +29,13 @@ from typing import Any
 import pytest
 
 from terminal.apps.parking import ISSUER_DOWN_TEXT, NO_ENTRY_TEXT, run_parking
-from tests.support.e2e import (
-    BIN,
-    IssuerService,
-    ServedCard,
-    add_terminal,
-    init_issuer,
-    new_account,
-    provision_card,
-    require_free_reader,
-    serve_issuer,
-    unused_url,
-)
+from tests.support import e2e
 
 pytestmark = pytest.mark.pcsc
 
 
 @dataclass
-class CarPark(IssuerService):
+class CarPark(e2e.IssuerService):
     rich: str
     poor: str
     card: Path
@@ -59,22 +48,22 @@ class CarPark(IssuerService):
 @pytest.fixture(scope="module")
 def park(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CarPark]:
     tmp = tmp_path_factory.mktemp("parking")
-    env = init_issuer(tmp / "home")
-    rich = new_account(env, "Ada Lovelace", "200.00")
-    poor = new_account(env, "Charles Babbage", "5.00")
-    terminal_id, key = add_terminal(env, "City Car Park", "7523")
+    env = e2e.init_issuer(tmp / "home")
+    rich = e2e.new_account(env, "Ada Lovelace", "200.00")
+    poor = e2e.new_account(env, "Charles Babbage", "5.00")
+    terminal_id, key = e2e.add_terminal(env, "City Car Park", "7523")
     card, poor_card = tmp / "visa-card.json", tmp / "mastercard-card.json"
-    provision_card(env, rich, card)
-    provision_card(env, poor, poor_card, scheme="mastercard")
-    with serve_issuer(env) as url:
+    e2e.provision_card(env, rich, card)
+    e2e.provision_card(env, poor, poor_card, scheme="mastercard")
+    with e2e.serve_issuer(env) as url:
         yield CarPark(env, url, terminal_id, key, rich, poor, card, poor_card)
 
 
-def _card(profile: Path, taps: int, *extra: str) -> ServedCard:
+def _card(profile: Path, taps: int, *extra: str) -> e2e.ServedCard:
     """``card serve`` on vpcd reader 1 for ``taps`` taps (a tap ends 0.4 s after the
     card's last answer: the driver takes the card away)."""
-    require_free_reader(1)
-    return ServedCard(profile, taps, "--idle-timeout", "0.4", *extra)
+    e2e.require_free_reader(1)
+    return e2e.ServedCard(profile, taps, "--idle-timeout", "0.4", *extra)
 
 
 class Clock:
@@ -170,7 +159,7 @@ def test_issuer_down_closed_at_entry_queued_at_exit_completed_once_later(
     pcscd: str, park: CarPark, lane: Lane
 ) -> None:
     balance, held = park.balance()
-    dead = unused_url()
+    dead = e2e.unused_url()
     with _card(park.card, 3) as card:
         refused = lane.tap(url=dead)
         assert (refused["action"], refused["open"]) == ("deny", False)
@@ -211,7 +200,7 @@ def test_terminal_gate_mode_parking(pcscd: str, park: CarPark, tmp_path: Path) -
            "TAPSTACK_TERMINAL_KEY": park.key}  # fmt: skip
     with _card(park.card, 2):
         gate = subprocess.run(
-            [str(BIN / "terminal"), "gate", "--mode", "parking", "--reader", "pcsc:1",
+            [str(e2e.BIN / "terminal"), "gate", "--mode", "parking", "--reader", "pcsc:1",
              "--home", str(tmp_path / "gate"), "--tariff", str(tariff), "--taps", "2",
              "--timeout", "20", "--json"],
             env=env, capture_output=True, text=True, timeout=120,

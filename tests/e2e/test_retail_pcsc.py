@@ -24,18 +24,7 @@ from typing import Any
 
 import pytest
 
-from tests.support.e2e import (
-    BIN,
-    IssuerService,
-    ServedCard,
-    add_terminal,
-    init_issuer,
-    new_account,
-    provision_card,
-    require_free_reader,
-    serve_issuer,
-    unused_url,
-)
+from tests.support import e2e
 
 pytestmark = pytest.mark.pcsc
 
@@ -44,7 +33,7 @@ NOT_COMPLETED, ISSUER_DOWN = 5, 7
 
 
 @dataclass
-class Shop(IssuerService):
+class Shop(e2e.IssuerService):
     account: str
     profile: Path
     pan: str
@@ -62,7 +51,7 @@ class Shop(IssuerService):
             "TAPSTACK_RETAIL_HOME": str(self.tmp / "till"), "TAPSTACK_MERCHANT": "Corner Shop",
         }  # fmt: skip
         return subprocess.run(
-            [str(BIN / "terminal"), "retail", *args], env=env, input=stdin,
+            [str(e2e.BIN / "terminal"), "retail", *args], env=env, input=stdin,
             capture_output=True, text=True, timeout=120,
         )  # fmt: skip
 
@@ -70,21 +59,21 @@ class Shop(IssuerService):
 @pytest.fixture(scope="module")
 def shop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Shop]:
     tmp = tmp_path_factory.mktemp("retail")
-    env = init_issuer(tmp / "home")
-    account = new_account(env, "Ada Lovelace", "60.00")
-    terminal_id, key = add_terminal(env, "Corner Shop", "5411")
+    env = e2e.init_issuer(tmp / "home")
+    account = e2e.new_account(env, "Ada Lovelace", "60.00")
+    terminal_id, key = e2e.add_terminal(env, "Corner Shop", "5411")
     profile = tmp / "visa-card.json"
-    provision_card(env, account, profile)
+    e2e.provision_card(env, account, profile)
     pan = json.loads(profile.read_text())["applications"][0]["pan"]
-    with serve_issuer(env) as url:
+    with e2e.serve_issuer(env) as url:
         yield Shop(env, url, terminal_id, key, account, profile, pan, tmp)
 
 
-def _card(profile: Path, taps: int, *extra: str) -> ServedCard:
+def _card(profile: Path, taps: int, *extra: str) -> e2e.ServedCard:
     """``card serve`` on vpcd reader 1 for ``taps`` taps; a tap ends 0.4 s after the
     card's last answer (the customer takes the card away)."""
-    require_free_reader(1)
-    return ServedCard(profile, taps, "--idle-timeout", "0.4", *extra)
+    e2e.require_free_reader(1)
+    return e2e.ServedCard(profile, taps, "--idle-timeout", "0.4", *extra)
 
 
 def _lines(stdout: str) -> list[dict[str, Any]]:
@@ -169,7 +158,7 @@ def test_issuer_down_says_no_charge(pcscd: str, shop: Shop) -> None:
     with _card(shop.profile, 1):
         down = shop.retail(
             "--reader", "pcsc:1", "--timeout", "20", "--amount", "4.00", "--json",
-            "--host-timeout", "1", url=unused_url(),
+            "--host-timeout", "1", url=e2e.unused_url(),
         )  # fmt: skip
     assert down.returncode == ISSUER_DOWN, down.stderr
     receipt = _lines(down.stdout)[0]

@@ -18,15 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.e2e import (
-    CARDS,
-    ROOT,
-    ServedCard,
-    assert_no_secrets,
-    card_secrets,
-    e2e_env,
-    free_vpcd_reader,
-)
+from tests.support import e2e
 
 pytestmark = pytest.mark.pcsc
 
@@ -39,22 +31,22 @@ def _run_tap(
 ) -> tuple[subprocess.CompletedProcess[str], str, str, list[str]]:
     """Serve one tap of fixture ``name`` (state in tmp_path), pay ``amount`` against it;
     the pay process, the card's stdout and stderr, and the values that must not leak."""
-    profile = CARDS / f"{name}.json"
+    profile = e2e.CARDS / f"{name}.json"
     state = tmp_path / f"{name}.state.json"
-    number = free_vpcd_reader()
-    with ServedCard(profile, 1, "--state", str(state), "--json", *serve_options, reader=number,
+    number = e2e.free_vpcd_reader()
+    with e2e.ServedCard(profile, 1, "--state", str(state), "--json", *serve_options, reader=number,
                     presenting=False, settle=0) as serve:  # fmt: skip
         pay = subprocess.run(
             [sys.executable, "-m", "terminal", "pay", "--reader", f"pcsc:{number}",
              "--amount", amount, "--timeout", "10", "--json"],
-            cwd=ROOT, env=e2e_env(), capture_output=True, text=True, timeout=30,
+            cwd=e2e.ROOT, env=e2e.child_env(), capture_output=True, text=True, timeout=30,
         )  # fmt: skip
         card_out, card_err = serve.finish(timeout=15)
     assert serve.process.returncode == 0, card_err
     # The counters went to tmp_path (a card pulled before GPO counted nothing, wrote nothing).
     assert state.is_file() or "--pull-after" in serve_options
-    assert not list(CARDS.glob("*state*")), "a state file was written beside the fixtures"
-    return pay, card_out, card_err, card_secrets(profile)
+    assert not list(e2e.CARDS.glob("*state*")), "a state file was written beside the fixtures"
+    return pay, card_out, card_err, e2e.card_secrets(profile)
 
 
 def test_visa_card_purchase_is_an_online_request_with_a_masked_pan(
@@ -75,7 +67,7 @@ def test_visa_card_purchase_is_an_online_request_with_a_masked_pan(
     served = json.loads(card_out.splitlines()[-1])
     assert served["apdus"] == doc["apdus"] == 3
     assert served["atc"] == 1
-    assert_no_secrets([pay.stdout, pay.stderr, card_out, card_err], secrets)
+    e2e.assert_no_secrets([pay.stdout, pay.stderr, card_out, card_err], secrets)
 
 
 def test_mastercard_phone_over_the_cvm_limit_verifies_on_the_device(
@@ -88,7 +80,7 @@ def test_mastercard_phone_over_the_cvm_limit_verifies_on_the_device(
     assert doc["cvm"] == "consumer device CVM"
     assert doc["pan"] == "520474******1002"
     assert doc["kernel_id"] == "02"
-    assert_no_secrets([pay.stdout, pay.stderr, card_out, card_err], secrets)
+    e2e.assert_no_secrets([pay.stdout, pay.stderr, card_out, card_err], secrets)
 
 
 def test_card_pulled_away_mid_tap_is_try_again_with_exit_code_5(pcscd: str, tmp_path: Path) -> None:
@@ -101,4 +93,4 @@ def test_card_pulled_away_mid_tap_is_try_again_with_exit_code_5(pcscd: str, tmp_
     assert doc["outcome"] == "try again"
     assert "track2" not in doc or not doc["track2"]
     assert time.monotonic() - started < 20
-    assert_no_secrets([pay.stdout, pay.stderr, card_out, card_err], secrets)
+    e2e.assert_no_secrets([pay.stdout, pay.stderr, card_out, card_err], secrets)

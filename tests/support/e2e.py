@@ -41,7 +41,7 @@ __all__ = [
     "add_terminal",
     "assert_no_secrets",
     "card_secrets",
-    "e2e_env",
+    "child_env",
     "free_vpcd_reader",
     "init_issuer",
     "issuer_cli",
@@ -64,10 +64,10 @@ PASS = "e2e passphrase"
 _URL = re.compile(r"http://[\d.]+:\d+")
 
 
-def e2e_env(**extra: str) -> dict[str, str]:
+def child_env() -> dict[str, str]:
     """This process's environment for a child: the working tree first on the path, output
-    unbuffered (a JSON line is there when the line is printed), and ``extra``."""
-    return {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1", **extra}
+    unbuffered (a JSON line is there when the line is printed)."""
+    return {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
 
 
 def unused_url() -> str:
@@ -280,7 +280,7 @@ class ServedCard:
         self.process = subprocess.Popen(
             [str(BIN / "card"), "serve", str(profile), "--via", "pcsc", "--reader", str(reader),
              "--taps", str(taps), *options],
-            env=dict(env) if env is not None else e2e_env(), stdout=subprocess.PIPE,
+            env=dict(env) if env is not None else child_env(), stdout=subprocess.PIPE,
             stderr=subprocess.PIPE, text=True,
         )  # fmt: skip
         #: What the card wrote to stderr before :meth:`finish` (the "presenting" line).

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from card.scripted import ScriptedCard
-from tests.support.e2e import ROOT, ServedCard, e2e_env, free_vpcd_reader
+from tests.support.e2e import ROOT, ServedCard, child_env, free_vpcd_reader
 from tests.terminal.conftest import VpcdCard
 from tests.terminal.entry_point.harness import (
     CASES,
@@ -152,7 +152,7 @@ def test_card_serve_presents_a_scripted_card_to_terminal_entry_point(pcscd: str)
             [sys.executable, "-m", "terminal", "entry-point", "--config",
              str(CASES / "visa-config.json"), "--reader", f"pcsc:{number}", "--amount", "12.34",
              "--timeout", "10", "--json"],
-            cwd=ROOT, env=e2e_env(), capture_output=True, text=True, timeout=60,
+            cwd=ROOT, env=child_env(), capture_output=True, text=True, timeout=60,
         )  # fmt: skip
         card_out, card_err = serve.finish(timeout=20)
     assert run.returncode == 0, run.stderr
