@@ -11,6 +11,10 @@ tests/terminal and bench/.
   :func:`wait_until_empty`.
 - The card: :class:`ServedCard`, ``card serve PROFILE --via pcsc --reader N`` presenting
   a software card in a vpcd reader (``card/cli.py``: one tap is one presentation).
+
+Imported as ``tests.support.e2e`` (``from tests.support import e2e``): like the rest of
+tests/ it is a namespace package found from the repository root, which pytest
+(``--import-mode=importlib``, run from the root) and bench scripts put on ``sys.path``.
 """
 
 from __future__ import annotations
