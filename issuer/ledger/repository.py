@@ -243,9 +243,9 @@ class AtcRepository(Protocol):
     """Application Transaction Counters seen per card application (card or token).
 
     ``check_and_record`` decides, atomically under concurrency, whether an ATC is
-    strictly new within the window: the instrument's state row is locked (``FOR
-    UPDATE``), and ``(instrument, atc)`` is a primary key, so two transactions can never
-    both record one ATC.
+    strictly new within the window: the instrument's state row (its highest ATC and
+    the bitmap of the ATCs seen in the window below it) is created or locked and
+    updated by one statement, so two transactions can never both record one ATC.
     """
 
     def check_and_record(
@@ -259,7 +259,8 @@ class AtcRepository(Protocol):
     ) -> AtcVerdict:
         """:attr:`AtcVerdict.NEW` (and recorded) if ``atc`` was never seen and is above
         ``highest - window``; ``REPLAYED`` if seen; ``ROLLED_BACK`` if at or below the
-        window; ``JUMPED`` if more than ``max_jump`` above the highest."""
+        window; ``JUMPED`` if more than ``max_jump`` above the highest. ``window`` is 1
+        to 63; ``transaction_id`` is not kept (the record holds its ATC)."""
 
     def highest(self, instrument_id: str) -> int | None:
         """The highest ATC recorded, if any."""

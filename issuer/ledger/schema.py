@@ -27,10 +27,10 @@ Design (documented here because the tables are the contract):
   once), ``captured_amount``, ``released_amount`` and ``updated_at`` may change, each
   change logged in ``authorisation_events``. ``(terminal_id, request_id)`` is unique:
   the idempotency key.
-- **ATCs**: ``atc_state`` keeps the highest ATC per card application (card or token),
-  locked ``FOR UPDATE`` while an ATC is checked; ``atc_seen`` keeps the ATCs of the
-  window with ``(instrument_id, atc)`` as primary key, so one ATC is accepted once
-  even by two services on one PostgreSQL.
+- **ATCs**: ``atc_state`` keeps per card application (card or token) the highest ATC
+  and (migration 4) ``seen``, a bitmap of the ATCs accepted in the window below it; one
+  upsert locks the row, decides and records, so one ATC is accepted once even by two
+  services on one PostgreSQL. (Before migration 4, ``atc_seen`` kept a row per ATC.)
 - **Cache generation** (migration 2): ``cache_generation`` holds one number that
   triggers raise in the transaction of any change to what a service caches between
   requests (:data:`GENERATION_COLUMNS`: card, token, account and terminal status and
@@ -392,6 +392,20 @@ _PARTIAL_INDEXES: Final = (
 )
 
 
+#: The ATCs seen in the window below the highest as a bitmap of the state row (bit i:
+#: highest - i), filled from ``atc_seen``, which goes: one row and one statement per
+#: ATC check instead of two, one B-tree fewer written per authorisation.
+_ATC_BITMAP: Final = (
+    "ALTER TABLE atc_state ADD COLUMN seen {bigint} NOT NULL DEFAULT 1",
+    "ALTER TABLE atc_state ADD COLUMN fresh INTEGER NOT NULL DEFAULT 1",
+    "UPDATE atc_state SET seen = COALESCE((SELECT SUM(CAST(1 AS BIGINT)"
+    " << (atc_state.highest_atc - s.atc)) FROM atc_seen s"
+    " WHERE s.instrument_id = atc_state.instrument_id AND s.atc <= atc_state.highest_atc"
+    " AND s.atc > atc_state.highest_atc - 63), 1)",
+    "DROP TABLE atc_seen",
+)
+
+
 def _sqlite_generation() -> tuple[str, ...]:
     return tuple(
         f"CREATE TRIGGER {table}_generation AFTER UPDATE OF {', '.join(columns)} ON {table} "  # noqa: S608 - module constants
@@ -435,4 +449,5 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
         "partial indexes: a token's and a parent's authorisations, pending holds",
         _PARTIAL_INDEXES,
     ),
+    Migration(4, "ATC window as a bitmap in atc_state; atc_seen dropped", _ATC_BITMAP),
 )

@@ -847,8 +847,42 @@ class SqlJournals:
 # -- ATCs --------------------------------------------------------------------------------
 
 
-#: ATCs between two prunings of the seen-ATC list of a card.
-_PRUNE_EVERY: Final = 8
+#: The widest ATC window: the ATCs seen below the highest are bits of a BIGINT.
+MAX_ATC_WINDOW: Final = 63
+
+# One statement decides and records an ATC (EMV Book 2 §8.1: the ATC is an anti-replay
+# counter). ``atc_state`` keeps per card application the highest ATC and ``seen``, a
+# bitmap of the ATCs accepted at and below it (bit i: highest - i; a sliding window
+# like IPsec's anti-replay window, RFC 4303 §3.4.3). The upsert creates or locks the
+# row (an upsert that updates takes the row lock, like SELECT ... FOR UPDATE, until
+# the commit: two transactions never both accept one ATC), and computes from the old
+# row: an ATC above the highest and not a jump raises it and shifts the bitmap; one
+# inside the window sets its bit; ``fresh`` says whether this ATC was accepted now.
+# Parameters: instrument, ATC, time, then jump, window, window mask (see below).
+_RAISE = (
+    "excluded.highest_atc > atc_state.highest_atc"
+    " AND excluded.highest_atc <= atc_state.highest_atc + ?"
+)
+_INSIDE = (
+    "excluded.highest_atc <= atc_state.highest_atc"
+    " AND excluded.highest_atc > atc_state.highest_atc - ?"
+)
+_BIT = "(CAST(1 AS BIGINT) << (atc_state.highest_atc - excluded.highest_atc))"
+_ATC_UPSERT: Final = (
+    "INSERT INTO atc_state (instrument_id, highest_atc, updated_at, seen, fresh)"
+    " VALUES (?, ?, ?, 1, 1) ON CONFLICT (instrument_id) DO UPDATE SET"
+    f" seen = CASE WHEN {_RAISE} THEN CASE"
+    " WHEN excluded.highest_atc - atc_state.highest_atc >= ? THEN 1"
+    " ELSE ((atc_state.seen << (excluded.highest_atc - atc_state.highest_atc)) | 1) & ?"
+    f" END WHEN {_INSIDE} THEN atc_state.seen | {_BIT} ELSE atc_state.seen END,"
+    f" fresh = CASE WHEN {_RAISE} THEN 1"
+    f" WHEN {_INSIDE} AND atc_state.seen & {_BIT} = 0 THEN 1 ELSE 0 END,"
+    f" highest_atc = CASE WHEN {_RAISE} THEN excluded.highest_atc"
+    " ELSE atc_state.highest_atc END,"
+    f" updated_at = CASE WHEN {_RAISE} THEN excluded.updated_at"
+    " ELSE atc_state.updated_at END"
+    " RETURNING highest_atc, fresh"
+)
 
 
 class SqlAtcs:
@@ -868,49 +902,26 @@ class SqlAtcs:
     ) -> AtcVerdict:
         if not 0 <= atc <= 0xFFFF:
             raise ValueError("an ATC is 0 to 65535")
-        if window < 1:
-            raise ValueError("the ATC window is at least 1")
-        now = utc_now()
-        # One statement creates or locks the state row (an upsert that updates takes
-        # the row lock, like SELECT ... FOR UPDATE, until the commit) and raises the
-        # highest ATC when this one is above it and not a jump. It answers the new
-        # highest: equal to ``atc`` means raised (or first seen); otherwise it is the
-        # unchanged highest, against which the window decides.
+        if not 1 <= window <= MAX_ATC_WINDOW:
+            raise ValueError(f"the ATC window is 1 to {MAX_ATC_WINDOW}")
         jump = 0xFFFF if max_jump is None else max_jump
+        mask = (1 << window) - 1
         row = self.db.one(
-            "INSERT INTO atc_state (instrument_id, highest_atc, updated_at) VALUES (?, ?, ?)"
-            " ON CONFLICT (instrument_id) DO UPDATE SET"
-            " highest_atc = CASE WHEN excluded.highest_atc > atc_state.highest_atc"
-            " AND excluded.highest_atc <= atc_state.highest_atc + ?"
-            " THEN excluded.highest_atc ELSE atc_state.highest_atc END,"
-            " updated_at = CASE WHEN excluded.highest_atc > atc_state.highest_atc"
-            " AND excluded.highest_atc <= atc_state.highest_atc + ?"
-            " THEN excluded.updated_at ELSE atc_state.updated_at END"
-            " RETURNING highest_atc",
-            (instrument_id, atc, now, jump, jump),
-        )
-        highest = int(row[0]) if row else -1
-        raised = highest == atc
-        if not raised and highest >= 0:
-            if atc <= highest - window:
-                return AtcVerdict.ROLLED_BACK
-            if max_jump is not None and atc > highest + max_jump:
-                return AtcVerdict.JUMPED
-        inserted = self.db.run(
-            "INSERT INTO atc_seen (instrument_id, atc, transaction_id, seen_at) VALUES (?, ?, ?, ?)"
-            " ON CONFLICT (instrument_id, atc) DO NOTHING",
-            (instrument_id, atc, transaction_id, now),
-        )
-        if not inserted:
-            return AtcVerdict.REPLAYED
-        if raised and atc % _PRUNE_EVERY == 0:
-            # Keep about the window: anything at or below it is refused by the state
-            # row alone, so older rows only cost space.
-            self.db.run(
-                "DELETE FROM atc_seen WHERE instrument_id = ? AND atc <= ?",
-                (instrument_id, atc - window),
-            )
-        return AtcVerdict.NEW
+            _ATC_UPSERT,
+            (instrument_id, atc, utc_now(),
+             jump, window, mask, window,  # seen
+             jump, window,  # fresh
+             jump, jump),  # highest_atc, updated_at
+        )  # fmt: skip
+        assert row is not None
+        highest, fresh = int(row[0]), int(row[1])
+        if fresh:
+            return AtcVerdict.NEW
+        if atc <= highest - window:
+            return AtcVerdict.ROLLED_BACK
+        if max_jump is not None and atc > highest + max_jump:
+            return AtcVerdict.JUMPED
+        return AtcVerdict.REPLAYED
 
     def highest(self, instrument_id: str) -> int | None:
         row = self.db.one(

@@ -9,8 +9,10 @@ an ATC is accepted once, even by concurrent transactions on separate connections
 from __future__ import annotations
 
 import threading
+import uuid
 from collections.abc import Callable
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -34,9 +36,12 @@ from issuer.domain.model import (
     utc_now,
 )
 from issuer.errors import IntegrityError, InvalidStateError, TransientError, ValidationError
+from issuer.ledger import base
+from issuer.ledger.postgres import PostgresLedger
 from issuer.ledger.repository import Ledger
 from issuer.ledger.schema import MIGRATIONS
 from issuer.ledger.sql import SqlUnitOfWork
+from issuer.ledger.sqlite import SqliteLedger
 
 
 def _account(ledger: Ledger, *, kind: AccountKind = AccountKind.DEBIT, limit: int = 0) -> Account:
@@ -318,10 +323,26 @@ def test_atc_window_decisions(ledger: Ledger) -> None:
         assert atcs.check_and_record("card_y", 10, window=5) is AtcVerdict.NEW  # per card
         assert atcs.highest("card_x") == 11
         uow.commit()
-    with ledger.unit_of_work(write=False) as uow:
-        assert isinstance(uow, SqlUnitOfWork)
-        kept = uow.db.all("SELECT atc FROM atc_seen WHERE instrument_id = 'card_x' ORDER BY atc")
-    assert [r[0] for r in kept] == [8, 10, 11]  # the window is all that is kept
+    # What was seen is durable: the bitmap of the window below the highest (11).
+    with ledger.unit_of_work() as uow:
+        atcs = uow.atcs
+        assert [atcs.check_and_record("card_x", a, window=5) for a in (11, 10, 9, 8, 7, 6)] == [
+            AtcVerdict.REPLAYED, AtcVerdict.REPLAYED, AtcVerdict.NEW, AtcVerdict.REPLAYED,
+            AtcVerdict.NEW, AtcVerdict.ROLLED_BACK,
+        ]  # fmt: skip
+        # A raise within the window keeps the bits below; a raise past it forgets them.
+        assert atcs.check_and_record("card_x", 13, window=5) is AtcVerdict.NEW
+        assert atcs.check_and_record("card_x", 9, window=5) is AtcVerdict.REPLAYED
+        assert atcs.check_and_record("card_x", 12, window=5) is AtcVerdict.NEW
+        assert atcs.check_and_record("card_x", 40, window=5) is AtcVerdict.NEW
+        assert atcs.check_and_record("card_x", 36, window=5) is AtcVerdict.NEW
+        assert atcs.check_and_record("card_x", 35, window=5) is AtcVerdict.ROLLED_BACK
+        assert atcs.check_and_record("card_y", 0xFFFF, window=63) is AtcVerdict.NEW
+        assert atcs.check_and_record("card_y", 0xFFFF - 62, window=63) is AtcVerdict.NEW
+        assert atcs.check_and_record("card_y", 0xFFFF - 62, window=63) is AtcVerdict.REPLAYED
+        with pytest.raises(ValueError, match="window"):
+            atcs.check_and_record("card_y", 1, window=64)
+        uow.commit()
 
 
 def _run_together(work: Callable[[], Any], count: int) -> list[Any]:
@@ -438,3 +459,42 @@ def test_reserve_holds_only_what_is_available(ledger: Ledger) -> None:
     assert (got.balance, got.held, got.available) == (1_000, 1_500, 0)
     # Held without its journal: the invariant check sees it.
     assert [d.what for d in ledger.check()] == ["held amount of"]
+
+
+@pytest.mark.parametrize("dialect", ["sqlite", "postgres"])
+def test_migration_4_keeps_the_atcs_seen(
+    dialect: str, tmp_path: Path, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A database at schema 3 (ATCs as rows of atc_seen) moves to the bitmap without
+    forgetting an ATC of the window."""
+    old: Ledger
+    if dialect == "sqlite":
+        old = SqliteLedger(tmp_path / "old.db")
+    else:
+        old = PostgresLedger(
+            request.getfixturevalue("postgres_url"), schema=f"m_{uuid.uuid4().hex[:12]}"
+        )
+    try:
+        monkeypatch.setattr(base, "MIGRATIONS", MIGRATIONS[:3])
+        assert old.migrate() == [1, 2, 3]
+        with old.unit_of_work() as uow:
+            assert isinstance(uow, SqlUnitOfWork)
+            uow.db.run("INSERT INTO atc_state VALUES ('card_m', 20, 'x')")
+            for atc in (20, 18, 15):
+                uow.db.run("INSERT INTO atc_seen VALUES ('card_m', ?, NULL, 'x')", (atc,))
+            uow.commit()
+        monkeypatch.setattr(base, "MIGRATIONS", MIGRATIONS)
+        assert old.migrate() == [4]
+        with old.unit_of_work() as uow:
+            verdicts = [
+                uow.atcs.check_and_record("card_m", a, window=16) for a in (20, 19, 18, 15, 4)
+            ]
+            uow.commit()
+        assert verdicts == [
+            AtcVerdict.REPLAYED, AtcVerdict.NEW, AtcVerdict.REPLAYED, AtcVerdict.REPLAYED,
+            AtcVerdict.ROLLED_BACK,
+        ]  # fmt: skip
+    finally:
+        if isinstance(old, PostgresLedger):
+            old.drop_schema()
+        old.close()
