@@ -3,7 +3,8 @@
 One listening socket; ``workers`` processes (``os.fork`` after binding, each opening
 its own key store and ledger connections) each run one event loop on it
 (:mod:`selectors`), so that cryptography and JSON use more than one core despite the
-GIL. A request goes through two stages (:meth:`~issuer.service.api.Api.prepare`, then
+GIL; they share the connections evenly (:class:`WorkerLoads`). A request goes
+through two stages (:meth:`~issuer.service.api.Api.prepare_many`, then
 :meth:`~issuer.service.api.Api.finish_many`): a loop turn reads every connection that
 has data, takes at most one complete request from each and runs its read phase
 (credential, fields, ARQC, status checks); then, once the ledger's writer is free
@@ -25,19 +26,22 @@ from __future__ import annotations
 import contextlib
 import errno
 import logging
+import mmap
 import os
 import selectors
 import signal
 import socket
+import struct
 import sys
 import threading
+import time
 from collections.abc import Callable
 from http import HTTPStatus
 from typing import Any, Final
 
 from issuer.service.api import MAX_BODY, Api, Prepared, Request, Response
 
-__all__ = ["HttpServer", "make_server", "serve"]
+__all__ = ["HttpServer", "WorkerLoads", "make_server", "serve"]
 
 log = logging.getLogger("issuer.service")
 
@@ -46,6 +50,47 @@ MAX_HEAD: Final = 16 * 1024
 _READ: Final = 65536
 #: How soon a loop waiting for the ledger's writer (another process's) looks again.
 _WRITER_RETRY: Final = 0.0002
+#: A worker whose load was not updated for this long (seconds) is not compared with.
+_LOAD_STALE: Final = 2.0
+
+
+class WorkerLoads:
+    """How many connections each worker process holds, in memory shared across the
+    fork (an anonymous shared mapping: a count and a timestamp per worker).
+
+    Workers accept from one listening socket, and whoever wakes first takes the
+    connections that are waiting: eight terminals connecting at once can end as six
+    and two. Each worker's writes go to the ledger in one batch per turn (group
+    commit), so a worker with few connections commits small batches, and a commit
+    costs the same for one authorisation as for eight. A worker therefore listens only
+    while no other live worker holds fewer connections than it does, and accepts one
+    connection at a time: connections spread evenly. A worker whose entry is older
+    than :data:`_LOAD_STALE` seconds (dead, or stuck) is left out of the comparison,
+    so the others never all stop listening.
+    """
+
+    _ENTRY = struct.Struct("<qd")
+
+    def __init__(self, workers: int) -> None:
+        self.workers = max(1, workers)
+        self._map = mmap.mmap(-1, self._ENTRY.size * self.workers)
+
+    def update(self, index: int, connections: int) -> None:
+        """Record worker ``index``'s connection count, now."""
+        self._ENTRY.pack_into(self._map, index * self._ENTRY.size, connections, time.monotonic())
+
+    def fewest_elsewhere(self, index: int) -> int | None:
+        """The fewest connections a live worker other than ``index`` holds (``None``:
+        no other live worker)."""
+        now = time.monotonic()
+        fewest: int | None = None
+        for other in range(self.workers):
+            if other == index:
+                continue
+            count, stamp = self._ENTRY.unpack_from(self._map, other * self._ENTRY.size)
+            if stamp and now - stamp <= _LOAD_STALE and (fewest is None or count < fewest):
+                fewest = count
+        return fewest
 
 
 class _Connection:
@@ -136,9 +181,13 @@ def _parse(inbox: bytearray) -> tuple[Request, bool, int] | None:
 class HttpServer:
     """The event loop of one process on a bound listening socket (module docstring)."""
 
-    def __init__(self, api: Api, sock: socket.socket) -> None:
+    def __init__(
+        self, api: Api, sock: socket.socket, loads: tuple[WorkerLoads, int] | None = None
+    ) -> None:
         self.api = api
         self.socket = sock
+        self._loads = loads
+        self._listening = True
         self.server_address = sock.getsockname()
         self._stop = threading.Event()
         self._stopped = threading.Event()
@@ -161,7 +210,8 @@ class HttpServer:
             while not self._stop.is_set():
                 self._turn(0.0 if self._pending else poll_interval)
         finally:
-            self._selector.unregister(self.socket)
+            if self._listening:
+                self._selector.unregister(self.socket)
             self._selector.unregister(self._wake_r)
             self._stopped.set()
 
@@ -183,7 +233,25 @@ class HttpServer:
 
     # -- the loop ----------------------------------------------------------------------
 
+    def _balance(self) -> None:
+        """Listen only while no other worker holds fewer connections
+        (:class:`WorkerLoads`)."""
+        if self._loads is None:
+            return
+        loads, index = self._loads
+        mine = len(self._connections)
+        loads.update(index, mine)
+        fewest = loads.fewest_elsewhere(index)
+        listen = fewest is None or mine <= fewest
+        if listen != self._listening:
+            self._listening = listen
+            if listen:
+                self._selector.register(self.socket, selectors.EVENT_READ, "listen")
+            else:
+                self._selector.unregister(self.socket)
+
     def _turn(self, timeout: float) -> None:
+        self._balance()
         if self._prepared:  # waiting for the ledger's writer: look again soon
             timeout = min(timeout, _WRITER_RETRY)
         for key, mask in self._selector.select(timeout):
@@ -266,6 +334,8 @@ class HttpServer:
             conn = _Connection(sock)
             self._connections[sock.fileno()] = conn
             self._selector.register(sock, selectors.EVENT_READ, conn)
+            if self._loads is not None:
+                return  # one at a time: the next turn balances again
 
     def _receive(self, conn: _Connection) -> None:
         try:
@@ -317,9 +387,13 @@ class HttpServer:
         conn.sock.close()
 
 
-def make_server(api: Api, sock: socket.socket) -> HttpServer:
-    """An HTTP server answering ``api`` on an already bound, listening ``sock``."""
-    return HttpServer(api, sock)
+def make_server(
+    api: Api, sock: socket.socket, loads: tuple[WorkerLoads, int] | None = None
+) -> HttpServer:
+    """An HTTP server answering ``api`` on an already bound, listening ``sock``;
+    ``loads`` (the shared table and this worker's index) when several processes
+    serve the socket."""
+    return HttpServer(api, sock, loads)
 
 
 def _bind(host: str, port: int) -> socket.socket:
@@ -343,18 +417,19 @@ def serve(
     sock = _bind(host, port)
     bound = sock.getsockname()
     children: list[int] = []
-    for _ in range(max(0, workers - 1)):
+    shared = WorkerLoads(workers) if workers > 1 else None
+    for index in range(1, max(1, workers)):
         pid = os.fork()
         if pid == 0:
             signal.signal(signal.SIGTERM, _interrupt)
-            _run(open_api, sock)
+            _run(open_api, sock, (shared, index) if shared is not None else None)
             os._exit(0)
         children.append(pid)
     if ready is not None:
         ready(bound[0], bound[1])
     signal.signal(signal.SIGTERM, _interrupt)
     try:
-        _run(open_api, sock)
+        _run(open_api, sock, (shared, 0) if shared is not None else None)
     finally:
         for pid in children:
             try:
@@ -368,9 +443,11 @@ def _interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
 
 
-def _run(open_api: Callable[[], Api], sock: socket.socket) -> None:
+def _run(
+    open_api: Callable[[], Api], sock: socket.socket, loads: tuple[WorkerLoads, int] | None
+) -> None:
     api = open_api()
-    server = make_server(api, sock)
+    server = make_server(api, sock, loads)
     try:
         server.serve_forever(poll_interval=0.5)
     except KeyboardInterrupt:

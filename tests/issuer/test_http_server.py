@@ -43,7 +43,7 @@ def served(issuer: IssuerApp, rsa_keys: dict[str, SigningKey]) -> Iterator[tuple
 def _read_answers(conn: socket.socket, count: int) -> list[tuple[int, dict[str, str], bytes]]:
     """``count`` HTTP answers from ``conn`` (status, headers, body)."""
     data = b""
-    out = []
+    out: list[tuple[int, dict[str, str], bytes]] = []
     while len(out) < count:
         head_end = data.find(b"\r\n\r\n")
         if head_end >= 0:
@@ -180,3 +180,51 @@ def test_handle_many_answers_every_kind_of_request(world: World) -> None:
     assert [a.status for a in answers] == [200, 401, 200, 400]
     assert answers[0].body["approved"] is True
     assert balances(world) == (10_000, 250)
+
+
+def test_workers_share_connections_evenly(served: tuple[World, int]) -> None:
+    """Shared worker loads (issuer serve --workers N): a worker stops listening while
+    another live worker holds fewer connections, and takes no account of a worker whose
+    entry went stale (dead), so new connections are never left unaccepted."""
+    import time
+
+    from issuer.service import server as srv
+
+    loads = srv.WorkerLoads(3)
+    assert loads.fewest_elsewhere(0) is None  # nobody else has reported
+    loads.update(1, 4)
+    loads.update(2, 1)
+    assert loads.fewest_elsewhere(0) == 1
+    assert loads.fewest_elsewhere(2) == 4
+    w, _ = served
+    sock = socket.create_server(("127.0.0.1", 0))
+    server = srv.HttpServer(w.api, sock, (loads, 0))
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02})
+    thread.start()
+    try:
+        port = sock.getsockname()[1]
+        clients = [socket.create_connection(("127.0.0.1", port)) for _ in range(3)]
+        deadline = time.monotonic() + 10
+        while len(server._connections) < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.2)  # more turns: the third waits while worker 2 holds fewer (1)
+        assert len(server._connections) == 2
+        loads.update(2, 5)  # worker 2 took more: this one listens again
+        loads.update(1, 5)
+        while len(server._connections) < 3 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert len(server._connections) == 3
+        for c in clients:
+            c.close()
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+    stale = srv.WorkerLoads(2)
+    stale.update(1, 0)
+    original = srv._LOAD_STALE
+    try:
+        srv._LOAD_STALE = -1.0  # type: ignore[misc]
+        assert stale.fewest_elsewhere(0) is None
+    finally:
+        srv._LOAD_STALE = original  # type: ignore[misc]
