@@ -638,20 +638,26 @@ class Authoriser:
                 reason, flag = DeclineReason.ATC_ROLLED_BACK, True
             elif verdict is AtcVerdict.JUMPED:
                 reason, flag = DeclineReason.SUSPECTED_FRAUD, True
-        if reason is None and inst is not None:
-            since = utc_in(-self._velocity_seconds)
-            token_id = inst.token.id if inst.token else None
-            count = uow.authorisations.count_since(
-                card_id=None if token_id else inst.card.id, token_id=token_id, since=since
-            )
-            if count >= self.velocity_limit:
-                reason = DeclineReason.VELOCITY_EXCEEDED
         reserved = False
         if reason is None and inst is not None:
-            # Funds check and hold in one statement (it locks the account row).
-            reserved = uow.accounts.reserve(inst.account.id, checked.amount)
+            # Velocity, funds check and hold in one statement (it locks the account
+            # row); if it holds nothing, the count tells velocity from funds.
+            since = utc_in(-self._velocity_seconds)
+            token_id = inst.token.id if inst.token else None
+            card_id = None if token_id else inst.card.id
+            reserved = uow.accounts.reserve_within(
+                inst.account.id, checked.amount, card_id=card_id, token_id=token_id,
+                since=since, limit=self.velocity_limit,
+            )  # fmt: skip
             if not reserved:
-                reason = DeclineReason.INSUFFICIENT_FUNDS
+                count = uow.authorisations.count_since(
+                    card_id=card_id, token_id=token_id, since=since
+                )
+                reason = (
+                    DeclineReason.VELOCITY_EXCEEDED
+                    if count >= self.velocity_limit
+                    else DeclineReason.INSUFFICIENT_FUNDS
+                )
         approved = reason is None
         code = response_code(reason)
         arpc, iad91 = self._arpc(inst, checked, code, approved)

@@ -86,6 +86,22 @@ class AccountRepository(Protocol):
         changed) if not. The caller then posts the hold journal with
         ``apply_balances=False``."""
 
+    def reserve_within(
+        self,
+        account_id: str,
+        amount: int,
+        *,
+        card_id: str | None,
+        token_id: str | None,
+        since: str,
+        limit: int,
+    ) -> bool:
+        """:meth:`reserve`, on condition too that the card (or, with ``token_id``,
+        the token) has fewer than ``limit`` approved authorisations since ``since``
+        (the velocity rule, :meth:`AuthorisationRepository.count_since`): the common
+        case of an authorisation in one statement. ``False`` if either fails; the
+        caller counts to tell which."""
+
 
 class BinRangeRepository(Protocol):
     """The issuer's PAN and token ranges."""

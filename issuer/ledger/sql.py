@@ -255,6 +255,27 @@ class SqlAccounts:
             )
         )
 
+    def reserve_within(
+        self,
+        account_id: str,
+        amount: int,
+        *,
+        card_id: str | None,
+        token_id: str | None,
+        since: str,
+        limit: int,
+    ) -> bool:
+        column, value = ("token_id", token_id) if token_id is not None else ("card_id", card_id)
+        return bool(
+            self.db.run(
+                "UPDATE accounts SET held = held + ? WHERE id = ? AND kind <> 'system'"
+                " AND balance + credit_limit - held >= ?"
+                f" AND (SELECT COUNT(*) FROM authorisations WHERE {column} = ?"
+                " AND approved = 1 AND kind = 'authorisation' AND created_at >= ?) < ?",
+                (amount, account_id, amount, value, since, limit),
+            )
+        )
+
 
 # -- BIN ranges --------------------------------------------------------------------------
 

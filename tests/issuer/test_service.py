@@ -293,3 +293,19 @@ def test_openapi_documents_every_route_and_no_deny_list(world: World) -> None:
     }  # fmt: skip
     # The deny list belongs to the transit back office, not to the issuer.
     assert get(world, "/v1/deny-list")[0] == 404
+
+
+def test_velocity_then_funds_decide_in_the_hold(world: World) -> None:
+    """The velocity rule and the funds check run in the statement that holds the money
+    (AccountRepository.reserve_within): over the limit of approvals in the period a
+    tap declines VELOCITY_EXCEEDED even with money; under it, one above the balance
+    declines INSUFFICIENT_FUNDS; neither holds anything."""
+    world.api.authoriser = Authoriser(world.app, velocity_limit=2)
+    big = tap(world.card, 20_000)
+    _declined(world, big.authorisation_data, big.track2, "big", "INSUFFICIENT_FUNDS")
+    for key in ("v1", "v2"):
+        result = tap(world.card, 100)
+        assert send(world, result.authorisation_data, result.track2, key)["approved"]
+    third = tap(world.card, 100)
+    _declined(world, third.authorisation_data, third.track2, "v3", "VELOCITY_EXCEEDED")
+    assert balances(world) == (10_000, 200)
