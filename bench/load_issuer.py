@@ -16,7 +16,8 @@ JSON both ways: about as much CPU per request as the service itself); ``--client
 loop per process, which leaves the shared cores to the service. It prints authorisations/s,
 p50/p99 latency, errors, the ledger check and the server's CPU time per
 authorisation (its processes' user + system time: less noisy than the rate on a
-shared machine). Loopback only. Every request is verified
+shared machine) and the machine's 1-minute load average before the run (what else
+was running). Loopback only. Every request is verified
 by the service (ARQC, ATC, funds, hold, durable commit).
 """
 
@@ -262,6 +263,7 @@ def _bench(args: argparse.Namespace, seconds: float) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         home = Path(tmp) / "home"
         t0 = time.perf_counter()
+        load = os.getloadavg()[0]  # what else ran on the machine (before this run)
         plan = setup(home, args.db, args.clients, args.cards)
         total = sum(len(s) for s in plan["streams"])
         print(f"setup {time.perf_counter() - t0:.1f} s: {total} requests ready", file=sys.stderr)
@@ -325,6 +327,7 @@ def _bench(args: argparse.Namespace, seconds: float) -> None:
             "client_cpu_ms_per_auth": round(client_cpu * 1000 / n, 3) if n else None,
             "outcomes": outcomes,
             "ledger_consistent": not problems,
+            "machine_load_1min_before": round(load, 2),
         }
         print(json.dumps(report, indent=2))
 
