@@ -113,25 +113,6 @@ class SqlConnection:
                 raise self._translate(exc) from None
             raise
 
-    def run_each(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> None:
-        """Execute statements whose answers nobody reads, in order: sent together in
-        one round trip where the driver can (psycopg's pipeline mode; libpq 14+), one
-        after another otherwise. An error of any is raised (the transaction is then
-        to be rolled back, as after any failed statement)."""
-        pipeline = getattr(self.raw, "pipeline", None) if self._rewrite else None
-        if pipeline is None:
-            for sql, params in statements:
-                self.run(sql, params)
-            return
-        try:
-            with pipeline():
-                for sql, params in statements:
-                    self._execute(self._sql(sql), params)
-        except Exception as exc:
-            if self.dialect.is_driver_error(exc):
-                raise self._translate(exc) from None
-            raise
-
     def run_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         """Execute one statement for each parameter row (the driver's ``executemany``:
         prepared once, no answer read back)."""
@@ -814,23 +795,18 @@ class SqlJournals:
         for book, total in ((Book.POSTED, posted), (Book.HELD, held)):
             if total:
                 raise IntegrityError(f"journal {journal.id}: the {book} book sums to {total}")
-        head = (
-            journal.id,
-            journal.kind.value,
-            journal.transaction_id,
-            journal.memo,
-            journal.created_at,
-        )
-        self.db.run_each(
+        self.db.run(
+            "INSERT INTO journals (id, kind, transaction_id, memo, created_at)"
+            " VALUES (?, ?, ?, ?, ?)",
             (
-                (
-                    "INSERT INTO journals (id, kind, transaction_id, memo, created_at)"
-                    " VALUES (?, ?, ?, ?, ?)",
-                    head,
-                ),
-                (_entries_insert(len(entries)), rows),
-            )
+                journal.id,
+                journal.kind.value,
+                journal.transaction_id,
+                journal.memo,
+                journal.created_at,
+            ),
         )
+        self.db.run(_entries_insert(len(entries)), rows)
         if not apply_balances:
             return
         # Running balances of cardholder accounts, locked in id order so that two
