@@ -113,22 +113,6 @@ class SqlConnection:
                 raise self._translate(exc) from None
             raise
 
-    def run_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
-        """Execute one statement for each parameter row (the driver's ``executemany``:
-        prepared once, no answer read back)."""
-        if not rows:
-            return
-        try:
-            if self._rewrite:
-                with self.raw.cursor() as cur:
-                    cur.executemany(self._sql(sql), rows)
-            else:
-                self.raw.executemany(sql, rows)
-        except Exception as exc:
-            if self.dialect.is_driver_error(exc):
-                raise self._translate(exc) from None
-            raise
-
     def all(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         """Execute; every row."""
         try:
