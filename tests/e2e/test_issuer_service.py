@@ -52,9 +52,8 @@ class Setup:
     """An issuer home with one account, terminals and Visa cards."""
 
     def __init__(self, home: Path, db: str | None, terminals: int, cards: int) -> None:
-        os.environ["TAPSTACK_KEYSTORE_KEY"] = PASS
         self.home, self.db = home, db
-        app = init_issuer(home, db_url=db, kdf_cost=10)
+        app = init_issuer(home, db_url=db, passphrase=PASS, kdf_cost=10)
         s = app.service
         self.account = s.create_account("Load Holder").id
         s.credit_account(self.account, 10**9)
@@ -71,7 +70,7 @@ class Setup:
         app.close()
 
     def open(self) -> IssuerApp:
-        return open_issuer(self.home, db_url=self.db)
+        return open_issuer(self.home, db_url=self.db, passphrase=PASS)
 
     def serve(self) -> tuple[subprocess.Popen[str], str]:
         env = {**os.environ, "TAPSTACK_ISSUER_HOME": str(self.home),

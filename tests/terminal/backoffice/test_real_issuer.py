@@ -302,8 +302,7 @@ def test_kill_9_during_aggregation_charges_no_fare_twice(
     assert dana.balance() == (100_00 - sum(totals.values()), 0)
     from issuer.bootstrap import open_issuer
 
-    os.environ.setdefault("TAPSTACK_KEYSTORE_KEY", PASS)
-    with open_issuer(issuer.home) as app:
+    with open_issuer(issuer.home, passphrase=PASS) as app:
         captures = [j for j in app.service.journals(dana.account, limit=1000)
                     if j.kind == "capture"]  # fmt: skip
     assert len(captures) == 8  # one capture per aggregation
