@@ -130,7 +130,10 @@ def test_purchase_under_the_cvm_limit_is_an_online_request(
     assert result.outcome is Outcome.ONLINE_REQUEST, result.reasons
     assert result.cvm is Cvm.NO_CVM
     assert result.masked_pan == masked
-    assert result.apdu_count == apdus
+    # Kernel 2 times EXCHANGE RELAY RESISTANCE DATA; one that comes back too slowly (a
+    # loaded machine, through pcscd) is tried again, at most twice (Book C-2 §5.3).
+    retries = 2 if name.startswith("mastercard") else 0
+    assert apdus <= result.apdu_count <= apdus + retries
     assert result.authorisation_data  # field 55 for the issuer
     assert result.track2  # field 35, kept apart
     assert _state_atc(profile) == 1  # the card counted this tap, in tmp_path
