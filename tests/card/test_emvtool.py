@@ -122,16 +122,18 @@ def _wait_for_card(name: str, timeout: float = 10.0) -> None:
 
     reader = next(r for r in readers() if str(r) == name)
     deadline = time.monotonic() + timeout
+    last: Exception | None = None
     while time.monotonic() < deadline:
         connection = reader.createConnection()
         try:
             connection.connect()
-        except Exception:  # pyscard: NoCardException, CardConnectionException
+        except Exception as exc:  # pyscard: NoCardException, CardConnectionException
+            last = exc
             time.sleep(0.05)
             continue
         connection.disconnect()
         return
-    raise AssertionError(f"the card never appeared in {name!r}")
+    raise AssertionError(f"the card never appeared in {name!r}: {last!r}")
 
 
 def _run(emvtool: str, index: int, *command: str) -> tuple[int, str]:
