@@ -645,7 +645,7 @@ class Authoriser:
             since = utc_in(-self._velocity_seconds)
             token_id = inst.token.id if inst.token else None
             card_id = None if token_id else inst.card.id
-            reserved = uow.accounts.reserve_within(
+            reserved = uow.accounts.reserve(
                 inst.account.id, checked.amount, card_id=card_id, token_id=token_id,
                 since=since, limit=self.velocity_limit,
             )  # fmt: skip

@@ -80,27 +80,26 @@ class AccountRepository(Protocol):
     def set_status(self, account_id: str, status: AccountStatus) -> None:
         """Change an account's status."""
 
-    def reserve(self, account_id: str, amount: int) -> bool:
-        """Add ``amount`` to the held book if that much is available (balance + credit
-        limit - held), in one statement that locks the row; ``False`` (and nothing
-        changed) if not. The caller then posts the hold journal with
-        ``apply_balances=False``."""
-
-    def reserve_within(
+    def reserve(
         self,
         account_id: str,
         amount: int,
         *,
-        card_id: str | None,
-        token_id: str | None,
-        since: str,
-        limit: int,
+        card_id: str | None = None,
+        token_id: str | None = None,
+        since: str | None = None,
+        limit: int | None = None,
     ) -> bool:
-        """:meth:`reserve`, on condition too that the card (or, with ``token_id``,
-        the token) has fewer than ``limit`` approved authorisations since ``since``
-        (the velocity rule, :meth:`AuthorisationRepository.count_since`): the common
-        case of an authorisation in one statement. ``False`` if either fails; the
-        caller counts to tell which."""
+        """Add ``amount`` to the held book if that much is available (balance + credit
+        limit - held), in one statement that locks the row; ``False`` (and nothing
+        changed) if not. The caller then posts the hold journal with
+        ``apply_balances=False``.
+
+        With ``since`` and ``limit``, on condition too that the card (or, with
+        ``token_id``, the token) has fewer than ``limit`` approved authorisations since
+        ``since`` (the velocity rule, :meth:`AuthorisationRepository.count_since`): the
+        common case of an authorisation in one statement. ``False`` if either fails;
+        the caller counts to tell which."""
 
 
 class BinRangeRepository(Protocol):

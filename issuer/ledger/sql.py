@@ -230,35 +230,29 @@ class SqlAccounts:
         ):
             raise NotFoundError(f"no account {account_id!r}")
 
-    def reserve(self, account_id: str, amount: int) -> bool:
-        return bool(
-            self.db.run(
-                "UPDATE accounts SET held = held + ? WHERE id = ? AND kind <> 'system'"
-                " AND balance + credit_limit - held >= ?",
-                (amount, account_id, amount),
-            )
-        )
-
-    def reserve_within(
+    def reserve(
         self,
         account_id: str,
         amount: int,
         *,
-        card_id: str | None,
-        token_id: str | None,
-        since: str,
-        limit: int,
+        card_id: str | None = None,
+        token_id: str | None = None,
+        since: str | None = None,
+        limit: int | None = None,
     ) -> bool:
-        column, value = ("token_id", token_id) if token_id is not None else ("card_id", card_id)
-        return bool(
-            self.db.run(
-                "UPDATE accounts SET held = held + ? WHERE id = ? AND kind <> 'system'"
-                " AND balance + credit_limit - held >= ?"
-                f" AND (SELECT COUNT(*) FROM authorisations WHERE {column} = ?"
-                " AND approved = 1 AND kind = 'authorisation' AND created_at >= ?) < ?",
-                (amount, account_id, amount, value, since, limit),
-            )
+        sql = (
+            "UPDATE accounts SET held = held + ? WHERE id = ? AND kind <> 'system'"
+            " AND balance + credit_limit - held >= ?"
         )
+        params: tuple[object, ...] = (amount, account_id, amount)
+        if since is not None and limit is not None:
+            column, value = ("token_id", token_id) if token_id is not None else ("card_id", card_id)
+            sql += (
+                f" AND (SELECT COUNT(*) FROM authorisations WHERE {column} = ?"
+                " AND approved = 1 AND kind = 'authorisation' AND created_at >= ?) < ?"
+            )
+            params += (value, since, limit)
+        return bool(self.db.run(sql, params))
 
 
 # -- BIN ranges --------------------------------------------------------------------------

@@ -297,7 +297,7 @@ def test_openapi_documents_every_route_and_no_deny_list(world: World) -> None:
 
 def test_velocity_then_funds_decide_in_the_hold(world: World) -> None:
     """The velocity rule and the funds check run in the statement that holds the money
-    (AccountRepository.reserve_within): over the limit of approvals in the period a
+    (AccountRepository.reserve with the velocity rule): over the limit of approvals in the period a
     tap declines VELOCITY_EXCEEDED even with money; under it, one above the balance
     declines INSUFFICIENT_FUNDS; neither holds anything."""
     world.api.authoriser = Authoriser(world.app, velocity_limit=2)
