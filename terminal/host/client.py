@@ -191,6 +191,11 @@ class HostClient:
                 False, NO_ANSWER_CODE, "NO_ANSWER", request_id,
                 attempts=attempts, reversed=reversed_, answered=False,
             )  # fmt: skip
+        return self._outcome(answer, request_id)
+
+    def _outcome(self, answer: Any, request_id: str) -> HostOutcome:
+        """The outcome of an answered decision (authorisation or resubmission: the
+        OpenAPI schema Decision); ARPC and issuer authentication data when present."""
         return HostOutcome(
             approved=bool(answer.get("approved")),
             response_code=str(answer.get("response_code", "")),
@@ -282,13 +287,4 @@ class HostClient:
                 False, NO_ANSWER_CODE, "NO_ANSWER", request_id, attempts=self._attempts,
                 answered=False,
             )  # fmt: skip
-        return HostOutcome(
-            approved=bool(answer.get("approved")),
-            response_code=str(answer.get("response_code", "")),
-            reason=answer.get("reason"),
-            request_id=request_id,
-            transaction_id=str(answer.get("id", "")),
-            card=str(answer.get("card", "")),
-            attempts=self._attempts,
-            par=answer.get("par") or None,
-        )
+        return self._outcome(answer, request_id)
