@@ -49,6 +49,8 @@ from itertools import accumulate
 from pathlib import Path
 from typing import Any, Final
 
+from terminal.apps.journal import fsync_dir
+
 __all__ = ["DenyList", "DenyListError", "parse_reference"]
 
 BASE_FILE: Final = "denylist.bin"
@@ -186,7 +188,7 @@ class _Base:
                 os.fsync(handle.fileno())
         os.replace(temporary, path)
         if durable:
-            _fsync_dir(path.parent)
+            fsync_dir(path.parent)
 
     @classmethod
     def from_file(cls, path: Path) -> _Base:
@@ -203,14 +205,6 @@ class _Base:
         if index[0] != 0 or index[-1] != KEY_SIZE * count:
             raise DenyListError(f"{path}: the bucket index does not match its keys")
         return cls(keys, index, bits, version)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 @dataclass(frozen=True, slots=True)

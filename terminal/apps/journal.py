@@ -25,7 +25,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, Final
 
-__all__ = ["Journal", "JournalError"]
+__all__ = ["Journal", "JournalError", "fsync_dir"]
 
 JOURNAL_FILE: Final = "journal.jsonl"
 CURSOR_FILE: Final = "cursor.json"
@@ -35,7 +35,8 @@ class JournalError(Exception):
     """The journal on disk is not one this module wrote (corrupt or foreign)."""
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_dir(path: Path) -> None:
+    """Make a rename or a new file in ``path`` durable (POSIX: fsync the folder)."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -173,5 +174,5 @@ class Journal:
                     os.fsync(handle.fileno())
             os.replace(temporary, path)
             if self.durable:
-                _fsync_dir(self.directory)
+                fsync_dir(self.directory)
             self._cursor = seq
