@@ -58,8 +58,7 @@ from typing import Any, Final, Protocol
 
 from terminal.apps.journal import JOURNAL_FILE, Journal
 from terminal.apps.retail import format_amount
-from terminal.host.client import HostError, HostOutcome
-from terminal.host.client import _NoAnswerError as _HostNoAnswerError
+from terminal.host.client import UNREACHABLE, HostError, HostOutcome
 from terminal.kernel.outcome import Outcome, UiMessage
 from terminal.kernel.transaction import (
     Currency,
@@ -349,10 +348,6 @@ class ParkingDecision:
         return "; ".join(parts)
 
 
-def _no_answer(exc: BaseException) -> bool:
-    return isinstance(exc, _HostNoAnswerError | OSError)
-
-
 class ParkingGate:
     """One parking lane (module docstring): :meth:`decide` a tap's kernel result,
     :meth:`settle_pending` the queued completions."""
@@ -507,10 +502,8 @@ class ParkingGate:
         except HostError as exc:
             # Refused for good (e.g. the hold expired): the operator must act; not retried.
             done = {"error": str(exc)}
-        except Exception as exc:
-            if _no_answer(exc):
-                return False
-            raise
+        except UNREACHABLE:
+            return False
         self.store.append(
             {"type": "settled", "session": exit_record["session"], "transaction_id": txn,
              "captured": int(done.get("captured_amount", 0) or 0),

@@ -49,8 +49,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Final, Protocol
 
 from terminal.apps.journal import Journal
-from terminal.host.client import HostError, HostOutcome
-from terminal.host.client import _NoAnswerError as _HostNoAnswerError
+from terminal.host.client import UNREACHABLE, HostError, HostOutcome
 from terminal.kernel.outcome import Outcome, UiMessage
 from terminal.kernel.transaction import Currency, Transaction, TransactionResult
 
@@ -130,10 +129,6 @@ class RetailError(Exception):
 
 class IssuerUnavailableError(Exception):
     """The issuer did not answer (after the retries); nothing was changed by the till."""
-
-
-def _no_answer(exc: BaseException) -> bool:
-    return isinstance(exc, _HostNoAnswerError | OSError)
 
 
 @dataclass(frozen=True, slots=True)
@@ -545,10 +540,8 @@ class Till:
             self.host.reverse(transaction_id, request_id=f"void:{transaction_id}")
         except HostError as exc:
             raise RetailError(f"the issuer refused the void: {exc}") from None
-        except Exception as exc:
-            if _no_answer(exc):
-                raise IssuerUnavailableError("issuer unreachable: not voided, try again") from None
-            raise
+        except UNREACHABLE:
+            raise IssuerUnavailableError("issuer unreachable: not voided, try again") from None
         amount = int(sale["amount"])
         self.journal.append(
             {"type": "void", "transaction_id": transaction_id, "amount": amount,
@@ -589,12 +582,10 @@ class Till:
             done = self.host.refund(transaction_id, amount, request_id=request_id)
         except HostError as exc:
             raise RetailError(f"the issuer refused the refund: {exc}") from None
-        except Exception as exc:
-            if _no_answer(exc):
-                raise IssuerUnavailableError(
-                    "issuer unreachable: not refunded yet (sent again at close)"
-                ) from None
-            raise
+        except UNREACHABLE:
+            raise IssuerUnavailableError(
+                "issuer unreachable: not refunded yet (sent again at close)"
+            ) from None
         refund_id = str(done.get("id", ""))
         self.journal.append(
             {"type": "refund", "request_id": request_id, "original_id": transaction_id,
@@ -635,10 +626,8 @@ class Till:
             issuer = self.host.transactions(limit=1000)
         except HostError as exc:
             raise RetailError(f"the issuer refused a close step: {exc}") from None
-        except Exception as exc:
-            if _no_answer(exc):
-                raise IssuerUnavailableError("issuer unreachable: the day is not closed") from None
-            raise
+        except UNREACHABLE:
+            raise IssuerUnavailableError("issuer unreachable: the day is not closed") from None
         till = _till_totals(batch)
         mine = _issuer_records(batch, issuer)
         theirs = _issuer_totals(batch, mine)

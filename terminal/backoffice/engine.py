@@ -64,7 +64,7 @@ from terminal.backoffice.fares import (
     week_of_day,
 )
 from terminal.backoffice.store import Store, now_text
-from terminal.host.client import HostClient, HostError, HostOutcome, _NoAnswerError
+from terminal.host.client import UNREACHABLE, HostClient, HostError, HostOutcome
 from terminal.kernel.transaction import card_reference, track2_pan
 
 __all__ = [
@@ -117,10 +117,6 @@ class TransitHostClient(HostClient):
     def reverse_request(self, request_id: str) -> bool:
         """No time-out reversal (class docstring)."""
         return False
-
-
-#: The issuer could not be reached (the request may be retried with its id).
-_UNREACHABLE: Final = (_NoAnswerError, OSError)
 
 
 @dataclass
@@ -392,7 +388,7 @@ class Engine:
             outcome = self.issuer.authorise(icc, track2, request_id=request_id)
         except HostError as exc:
             return f"the issuer refused the request: {exc}"
-        except _UNREACHABLE:
+        except UNREACHABLE:
             return None
         finally:
             del track2
@@ -665,7 +661,7 @@ class Engine:
             return ("completed", total, None)
         except HostError as exc:  # insufficient funds, limit: a debt (capture retried)
             return ("debt", 0, str(exc))
-        except _UNREACHABLE:
+        except UNREACHABLE:
             return None
 
     def _record_settled(
@@ -780,7 +776,7 @@ class Engine:
             except HostError as exc:
                 self._write_off(agg, report, f"the issuer refused the resubmission: {exc}")
                 return
-            except _UNREACHABLE:
+            except UNREACHABLE:
                 return
         report.issuer_calls += 1
         try:
@@ -793,7 +789,7 @@ class Engine:
                     (now_text(now + rules.debt_retry_interval), str(exc), agg),
                 )
             return
-        except _UNREACHABLE:
+        except UNREACHABLE:
             return
         with self.store.write() as w:
             w.execute(

@@ -8,10 +8,20 @@ made but the terminal never heard of does not hold the cardholder's money.
 
 from terminal.host.client import (
     NO_ANSWER_CODE,
+    UNREACHABLE,
     HostClient,
     HostError,
     HostOutcome,
     HostRefusedError,
+    HostUnreachableError,
 )
 
-__all__ = ["NO_ANSWER_CODE", "HostClient", "HostError", "HostOutcome", "HostRefusedError"]
+__all__ = [
+    "NO_ANSWER_CODE",
+    "UNREACHABLE",
+    "HostClient",
+    "HostError",
+    "HostOutcome",
+    "HostRefusedError",
+    "HostUnreachableError",
+]

@@ -19,7 +19,15 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 from urllib.parse import urlsplit
 
-__all__ = ["NO_ANSWER_CODE", "HostClient", "HostError", "HostOutcome", "HostRefusedError"]
+__all__ = [
+    "NO_ANSWER_CODE",
+    "UNREACHABLE",
+    "HostClient",
+    "HostError",
+    "HostOutcome",
+    "HostRefusedError",
+    "HostUnreachableError",
+]
 
 #: Authorisation response code of a terminal that could not go online (Book 4 §A6).
 NO_ANSWER_CODE: Final = "Z3"
@@ -37,8 +45,15 @@ class HostRefusedError(HostError):
     """The issuer does not know this terminal or its key (401)."""
 
 
-class _NoAnswerError(Exception):
-    pass
+class HostUnreachableError(Exception):
+    """No answer from the issuer: time-out, broken connection or 503, after the
+    retries. Nothing is known to have changed; the request may be sent again with its
+    request id."""
+
+
+#: What an application catches for "the issuer did not answer" (the client's own
+#: error, and a socket error from outside its exchange).
+UNREACHABLE: Final = (HostUnreachableError, OSError)
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,7 +146,7 @@ class HostClient:
     def request(
         self, method: str, path: str, body: dict[str, Any] | None, key: str | None
     ) -> tuple[int, Any]:
-        """One exchange: (status, JSON). :class:`_NoAnswerError` on a time-out or a
+        """One exchange: (status, JSON). :class:`HostUnreachableError` on a time-out or a
         broken connection (the connection is dropped)."""
         headers = {"Authorization": self._auth, "Accept": "application/json"}
         data = b""
@@ -147,7 +162,7 @@ class HostClient:
             raw = answer.read()
         except (OSError, http.client.HTTPException):
             self.close()
-            raise _NoAnswerError from None
+            raise HostUnreachableError from None
         try:
             payload = json.loads(raw) if raw else {}
         except ValueError:
@@ -155,13 +170,13 @@ class HostClient:
         return answer.status, payload
 
     def _call(self, method: str, path: str, body: dict[str, Any] | None, key: str) -> Any:
-        """A request with retries (same key); :class:`_NoAnswerError` if none answered."""
+        """A request with retries (same key); :class:`HostUnreachableError` if none answered."""
         for attempt in range(self.retries + 1):
             if attempt:
                 time.sleep(self.backoff * attempt)
             try:
                 status, payload = self.request(method, path, body, key)
-            except _NoAnswerError:
+            except HostUnreachableError:
                 continue
             if status == 503:
                 continue
@@ -172,7 +187,7 @@ class HostClient:
                 raise cls(status, str(error.get("code", "")), str(error.get("message", "")))
             return payload
         self._attempts = self.retries + 1
-        raise _NoAnswerError
+        raise HostUnreachableError
 
     # -- operations --------------------------------------------------------------------
 
@@ -184,7 +199,7 @@ class HostClient:
         body = {"icc_data": icc_data.hex().upper(), "track2": track2.hex().upper()}
         try:
             answer = self._call("POST", "/v1/authorisations", body, request_id)
-        except _NoAnswerError:
+        except HostUnreachableError:
             attempts = self._attempts
             reversed_ = self.reverse_request(request_id)
             return HostOutcome(
@@ -217,7 +232,7 @@ class HostClient:
             self._call(
                 "POST", "/v1/reversals", {"request_id": request_id}, f"reversal:{request_id}"
             )
-        except (_NoAnswerError, HostError):
+        except (HostUnreachableError, HostError):
             return False
         return True
 
@@ -282,7 +297,7 @@ class HostClient:
             answer = self._call(
                 "POST", f"/v1/authorisations/{transaction_id}/resubmit", body, request_id
             )
-        except _NoAnswerError:
+        except HostUnreachableError:
             return HostOutcome(
                 False, NO_ANSWER_CODE, "NO_ANSWER", request_id, attempts=self._attempts,
                 answered=False,

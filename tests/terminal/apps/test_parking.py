@@ -25,7 +25,7 @@ from terminal.apps.parking import (
     load_tariff,
     parse_tariff,
 )
-from terminal.host.client import HostOutcome, _NoAnswerError
+from terminal.host.client import HostOutcome, HostUnreachableError
 from terminal.kernel.config import default_config
 from terminal.kernel.entry_point import EntryPoint
 from terminal.kernel.outcome import Outcome
@@ -77,7 +77,7 @@ class FakeIssuer:
     ) -> dict[str, Any]:
         self.calls.append(("complete", str(request_id), amount))
         if self.down:
-            raise _NoAnswerError
+            raise HostUnreachableError
         record = self.records[transaction_id]
         if record["status"] == "pending":
             assert amount is not None
@@ -88,7 +88,7 @@ class FakeIssuer:
     def reverse(self, transaction_id: str, *, request_id: str | None = None) -> dict[str, Any]:
         self.calls.append(("reverse", str(request_id), None))
         if self.down:
-            raise _NoAnswerError
+            raise HostUnreachableError
         self.records[transaction_id]["status"] = "reversed"
         return dict(self.records[transaction_id])
 

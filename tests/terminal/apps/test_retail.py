@@ -19,7 +19,7 @@ import pytest
 from emvwire.tlv import decode_flat
 from terminal.apps.journal import Journal
 from terminal.apps.retail import ISSUER_DOWN_TEXT, RetailError, Till
-from terminal.host.client import HostOutcome, _NoAnswerError
+from terminal.host.client import HostOutcome, HostUnreachableError
 from terminal.kernel.config import default_config
 from terminal.kernel.entry_point import EntryPoint
 from terminal.kernel.outcome import Outcome, UiMessage
@@ -61,7 +61,7 @@ class FakeIssuer:
     def _check(self, what: str, key: str) -> None:
         self.calls.append((what, key))
         if self.down:
-            raise _NoAnswerError
+            raise HostUnreachableError
 
     def authorise(
         self, icc_data: bytes, track2: bytes, *, request_id: str | None = None

@@ -10,7 +10,7 @@ from typing import Any
 
 from emvwire.tlv import encode
 from terminal.apps.seal import seal
-from terminal.host.client import HostError, HostOutcome, _NoAnswerError
+from terminal.host.client import HostError, HostOutcome, HostUnreachableError
 from terminal.kernel.config import DEMO_CARD_REFERENCE_KEY, TerminalConfig, default_config
 from terminal.kernel.transaction import TransactionResult, card_reference, track2_pan
 
@@ -111,7 +111,7 @@ class FakeIssuer:
     ) -> HostOutcome:
         assert request_id
         if self.unreachable:
-            raise _NoAnswerError
+            raise HostUnreachableError
         if request_id in self.answers:
             stored: HostOutcome = self.answers[request_id]
             return stored
@@ -132,7 +132,7 @@ class FakeIssuer:
         assert request_id
         assert amount is not None
         if self.unreachable:
-            raise _NoAnswerError
+            raise HostUnreachableError
         if request_id not in self.answers:
             if amount > 1500:
                 raise HostError(409, "aggregation_limit_exceeded", "too much")
@@ -140,7 +140,7 @@ class FakeIssuer:
             self.answers[request_id] = {"id": transaction_id, "status": "closed"}
         if self.lose_next:
             self.lose_next = False
-            raise _NoAnswerError
+            raise HostUnreachableError
         stored: dict[str, Any] = self.answers[request_id]
         return stored
 
