@@ -48,7 +48,17 @@ from terminal.readers import (
 )
 from terminal.trace import text_sink, traced
 
-__all__ = ["ConfigFailure", "NoCardEvent", "NotCompleted", "ReaderFailure", "cli", "main"]
+__all__ = [
+    "ConfigFailure",
+    "NoCardEvent",
+    "NotCompleted",
+    "ReaderFailure",
+    "cli",
+    "load_terminal_config",
+    "main",
+    "open_cli_reader",
+    "prepare_reader",
+]
 
 #: Environment variable naming the reader when ``--reader`` is not given.
 READER_ENV = "TAPSTACK_READER"
@@ -139,7 +149,9 @@ def readers_command(as_json: bool) -> None:
         click.echo(f"  note: {problem}", err=True)
 
 
-def _open(path: str | None) -> Reader:
+def open_cli_reader(path: str | None) -> Reader:
+    """The reader at ``path``, or the first one found; :class:`ReaderFailure` with the
+    reason otherwise (every command that takes ``--reader``)."""
     if path is None:
         scan = scan_readers()
         if not scan.readers:
@@ -202,7 +214,7 @@ def watch_command(
 
     Runs until Ctrl-C, or N events with --count.
     """
-    reader = traced(_open(reader_path), text_sink() if trace else None)
+    reader = traced(open_cli_reader(reader_path), text_sink() if trace else None)
     if not as_json:
         click.echo(f"Watching {reader.path} (Ctrl-C to stop)", err=True)
     events = 0
@@ -243,16 +255,18 @@ class NotCompleted(click.ClickException):
     exit_code = 5
 
 
-def _config(path: str | None) -> TerminalConfig:
+def load_terminal_config(path: str | None) -> TerminalConfig:
+    """The terminal configuration of ``--config`` (the built-in default without one);
+    :class:`ConfigFailure` with the reason when it does not load."""
     try:
         return default_config() if path is None else load_config(path)
     except ConfigError as exc:
         raise ConfigFailure(f"configuration: {exc}") from exc
 
 
-def _prepare(reader_path: str | None, trace: bool) -> tuple[Reader, Reader]:
+def prepare_reader(reader_path: str | None, trace: bool) -> tuple[Reader, Reader]:
     """The reader opened, and the same traced to standard error with ``--trace``."""
-    reader = _open(reader_path)
+    reader = open_cli_reader(reader_path)
     return reader, traced(reader, text_sink() if trace else None)
 
 
@@ -299,8 +313,8 @@ def read_command(
     GET PROCESSING OPTIONS is sent (cards serve records only after it) for a zero
     amount: the card counts one transaction. --no-gpo avoids that.
     """
-    config = _config(config_path)
-    raw, reader = _prepare(reader_path, trace)
+    config = load_terminal_config(config_path)
+    raw, reader = prepare_reader(reader_path, trace)
     try:
         _wait(reader, timeout)
         reading = read_card(reader, config, gpo=not no_gpo)
@@ -385,7 +399,7 @@ def pay_command(
     """
     if issuer_url and not (terminal_id and terminal_key):
         raise click.BadParameter("--issuer needs --terminal-id and --terminal-key")
-    config = _config(config_path)
+    config = load_terminal_config(config_path)
     try:
         cur = currency_by_code(currency if currency else config.data(0x5F2A, b"\x09\x78"))
         minor = parse_amount(amount, cur.exponent)
@@ -394,7 +408,7 @@ def pay_command(
                                   type=_TYPES[txn_type])  # fmt: skip
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from exc
-    raw, reader = _prepare(reader_path, trace)
+    raw, reader = prepare_reader(reader_path, trace)
     steps = (lambda line: click.echo(f"  kernel: {line}", err=True)) if trace else None
     entry = EntryPoint(config, trace=steps)
     try:

@@ -550,7 +550,13 @@ def run_parking(
 
     import click
 
-    from terminal.cli import ConfigFailure, NoCardEvent, ReaderFailure, _config, _prepare
+    from terminal.cli import (
+        ConfigFailure,
+        NoCardEvent,
+        ReaderFailure,
+        load_terminal_config,
+        prepare_reader,
+    )
     from terminal.host import HostClient
     from terminal.kernel.entry_point import EntryPoint
     from terminal.readers import NoCardError, ReaderError, signal_outcome
@@ -570,7 +576,7 @@ def run_parking(
             tariff = replace(tariff, pre_authorisation=pre)
     except (TariffError, ValueError) as exc:
         raise ConfigFailure(f"tariff: {exc}") from None
-    base = _config(config_path)
+    base = load_terminal_config(config_path)
     config = replace(base, terminal_data={**base.terminal_data, 0x9F15: bytes.fromhex(PARKING_MCC)})
     terminal_currency = currency_by_code(config.data(0x5F2A, b"\x09\x78"))
     if terminal_currency != tariff.currency:
@@ -586,7 +592,7 @@ def run_parking(
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None
     gate = ParkingGate(home, host, tariff, lane=lane, clock=clock or _utc_now, display=show)
-    raw, reader = _prepare(reader_path, False)
+    raw, reader = prepare_reader(reader_path, False)
     entry_point = EntryPoint(config)
     done = 0
     try:

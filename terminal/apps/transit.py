@@ -293,11 +293,16 @@ def run_transit(
     from terminal.apps.gate import emitter, run_gate
     from terminal.apps.journal import JournalError
     from terminal.apps.uploader import BackOfficeClient, BackOfficeError, DenyListPoller, Uploader
-    from terminal.cli import ConfigFailure, NoCardEvent, ReaderFailure
-    from terminal.kernel.config import ConfigError, default_config, load_config
+    from terminal.cli import (
+        ConfigFailure,
+        NoCardEvent,
+        ReaderFailure,
+        load_terminal_config,
+        open_cli_reader,
+    )
     from terminal.kernel.entry_point import EntryPoint
     from terminal.kernel.transaction import Transaction, currency_by_code, parse_amount
-    from terminal.readers import NoCardError, ReaderError, open_reader, scan_readers
+    from terminal.readers import NoCardError, ReaderError
 
     class JournalFailure(click.ClickException):
         exit_code = 6
@@ -321,10 +326,7 @@ def run_transit(
         key = b""
     if len(key) != 32:
         raise click.BadParameter("--seal-key is 64 hex digits (an X25519 public key)")
-    try:
-        config = default_config() if config_path is None else load_config(config_path)
-    except ConfigError as exc:
-        raise ConfigFailure(f"configuration: {exc}") from exc
+    config = load_terminal_config(config_path)
     try:
         currency = currency_by_code(config.data(0x5F2A, b"\x09\x78"))
         amount = parse_amount(nominal_amount, currency.exponent)
@@ -358,18 +360,11 @@ def run_transit(
         journal.close()
         raise ConfigFailure(f"gate state in {state}: {exc}") from exc
 
-    path = reader_path
-    if path is None:
-        scan = scan_readers()
-        if not scan.readers:
-            journal.close()
-            raise ReaderFailure("no reader found; name one with --reader PATH")
-        path = scan.readers[0].path
     try:
-        reader = open_reader(path)
-    except ReaderError as exc:
+        reader = open_cli_reader(reader_path)
+    except ReaderFailure:
         journal.close()
-        raise ReaderFailure(f"cannot open reader {path!r}: {exc}") from exc
+        raise
     uploader: Uploader | None = None
     poller: DenyListPoller | None = None
     if clients is not None:

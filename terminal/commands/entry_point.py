@@ -25,13 +25,14 @@ from typing import Any
 
 import click
 
-from terminal.cli import ConfigFailure, NoCardEvent, NotCompleted, ReaderFailure
+from terminal.cli import (
+    NoCardEvent,
+    NotCompleted,
+    ReaderFailure,
+    load_terminal_config,
+)
 from terminal.kernel.config import (
     TRANSACTION_TYPES,
-    ConfigError,
-    TerminalConfig,
-    default_config,
-    load_config,
 )
 from terminal.kernel.entry_point import EntryPoint
 from terminal.kernel.outcome import Outcome, Start
@@ -51,13 +52,6 @@ __all__ = ["entry_point_command", "render"]
 #: Environment variables for the options a test bench sets once.
 CONFIG_ENV = "TAPSTACK_ENTRY_POINT_CONFIG"
 CARD_ENV = "TAPSTACK_ENTRY_POINT_CARD"
-
-
-def _config(path: str | None) -> TerminalConfig:
-    try:
-        return default_config() if path is None else load_config(path)
-    except ConfigError as exc:
-        raise ConfigFailure(f"configuration: {exc}") from exc
 
 
 def render(record: EntryPointRecord) -> str:
@@ -148,7 +142,7 @@ def entry_point_command(
     """
     if (card_path is None) == (reader_path is None):
         raise click.UsageError("give exactly one of --card PROFILE and --reader PATH")
-    config = _config(config_path)
+    config = load_terminal_config(config_path)
     try:
         cur = currency_by_code(currency if currency else config.data(0x5F2A, b"\x09\x78"))
         transaction = Transaction(

@@ -44,8 +44,15 @@ from terminal.apps.retail import (
     format_amount,
     journal_totals,
 )
-from terminal.cli import ConfigFailure, NoCardEvent, NotCompleted, ReaderFailure
-from terminal.kernel.config import ConfigError, TerminalConfig, default_config, load_config
+from terminal.cli import (
+    ConfigFailure,
+    NoCardEvent,
+    NotCompleted,
+    ReaderFailure,
+    load_terminal_config,
+    prepare_reader,
+)
+from terminal.kernel.config import TerminalConfig
 from terminal.kernel.entry_point import EntryPoint
 from terminal.kernel.outcome import UiMessage
 from terminal.kernel.transaction import (
@@ -128,10 +135,7 @@ class _Session:
     def terminal_config(self) -> TerminalConfig:
         if self.config is None:
             path = self.get("config_path")
-            try:
-                self.config = default_config() if path is None else load_config(path)
-            except ConfigError as exc:
-                raise ConfigFailure(f"configuration: {exc}") from exc
+            self.config = load_terminal_config(path)
         return self.config
 
     def currency(self) -> Currency:
@@ -172,9 +176,7 @@ class _Session:
     def tap(self, transaction: Transaction) -> TransactionResult:
         """Wait for a card (after the previous one left) and run the kernel."""
         if self.reader is None:
-            from terminal.cli import _prepare
-
-            self.raw, self.reader = _prepare(self.get("reader_path"), bool(self.get("trace")))
+            self.raw, self.reader = prepare_reader(self.get("reader_path"), bool(self.get("trace")))
             self.entry = EntryPoint(self.terminal_config())
         assert self.reader is not None
         assert self.raw is not None
