@@ -43,13 +43,12 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from backoffice.engine import Engine, PassReport  # noqa: E402
+from backoffice.store import TAP_COLUMNS, Home, Store  # noqa: E402
+from emvwire.cardref import DEMO_CARD_REFERENCE_KEY, card_reference  # noqa: E402
+from emvwire.seal import seal  # noqa: E402
 from emvwire.tlv import encode  # noqa: E402
-from terminal.apps.seal import seal  # noqa: E402
-from terminal.backoffice.engine import Engine, PassReport  # noqa: E402
-from terminal.backoffice.store import TAP_COLUMNS, Home, Store  # noqa: E402
-from terminal.host.client import HostOutcome  # noqa: E402
-from terminal.kernel.config import DEMO_CARD_REFERENCE_KEY  # noqa: E402
-from terminal.kernel.transaction import card_reference  # noqa: E402
+from hostlink.client import HostOutcome  # noqa: E402
 
 
 class StubIssuer:

@@ -10,7 +10,7 @@ the generator spends no time on cryptography. Then it starts ``issuer serve
 --workers N`` on a free loopback port and drives it from ``--procs`` processes with
 ``--clients`` keep-alive connections in all, each a terminal sending one request after
 another, for at most ``--seconds`` (bounded: <= 60). ``--client host`` drives it with
-the terminal's :class:`~terminal.host.HostClient` (a thread per terminal, http.client,
+the terminal's :class:`~hostlink.HostClient` (a thread per terminal, http.client,
 JSON both ways: about as much CPU per request as the service itself); ``--client raw``
 (default) with pre-encoded HTTP/1.1 requests on keep-alive sockets from one selectors
 loop per process, which leaves the shared cores to the service. It prints authorisations/s,
@@ -45,9 +45,9 @@ sys.path.insert(0, str(ROOT))
 
 from emvwire.crypto.cryptogram import CryptogramData, generate_arqc  # noqa: E402
 from emvwire.tlv import encode  # noqa: E402
+from hostlink import HostClient  # noqa: E402
 from issuer.bootstrap import init_issuer  # noqa: E402
 from issuer.keys.base import MasterKeyRef  # noqa: E402
-from terminal.host import HostClient  # noqa: E402
 
 PASS = "bench passphrase"
 PER_CARD = 45  # under the service's velocity rule (50 per 10 minutes)

@@ -51,10 +51,10 @@ import pytest
 from card.emv import EmvCard
 from card.vpcd import VPCD_PORT, serve_once, serve_tap
 from emvwire.profile import load_profile
+from emvwire.seal import generate_keypair
 from terminal.apps.denylist import DenyList
 from terminal.apps.gate import GateVerdict, run_gate
 from terminal.apps.journal import Journal
-from terminal.apps.seal import generate_keypair
 from terminal.apps.transit import TransitGate, TransitSettings
 from terminal.kernel.config import default_config
 from terminal.kernel.entry_point import EntryPoint

@@ -25,7 +25,7 @@ from card.emv import EmvCard
 from emvwire.profile import load_profile
 from terminal.kernel.config import TerminalConfig, default_config
 from terminal.kernel.entry_point import EntryPoint
-from terminal.kernel.kernel3 import KERNEL
+from terminal.kernel.k3.flow import KERNEL
 from terminal.kernel.outcome import Outcome
 from terminal.kernel.registry import KernelRegistry
 from terminal.kernel.transaction import Transaction, TransactionResult

@@ -28,7 +28,7 @@ from card.emv import EmvCard
 from emvwire.oda import CaKeyStore, parse_terminal_config
 from terminal.kernel.config import TerminalConfig, default_config
 from terminal.kernel.entry_point import EntryPoint
-from terminal.kernel.kernel2 import KERNEL
+from terminal.kernel.k2.flow import KERNEL
 from terminal.kernel.outcome import Outcome
 from terminal.kernel.registry import KernelContext, KernelRegistry, PreProcessing
 from terminal.kernel.transaction import OdaResult, Transaction

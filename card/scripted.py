@@ -32,7 +32,7 @@ left out means the data object is absent)::
   selected (an extended selection appended to an ADF name makes another key); any other
   name answers ``6A82``.
 - GET PROCESSING OPTIONS on a selected application with ``outcomes`` answers the next
-  one (the last repeats), encoded as :mod:`terminal.kernel.test_kernel` reads it:
+  one (the last repeats), encoded as :mod:`terminal.kernel.conformance` reads it:
   template 77 with the Outcome Parameter Set DF8129 (Book A Table 6.1) and the User
   Interface Request Data DF8116 (Book A Table 9.1) on outcome, then on restart. An
   outcome object: ``outcome`` (approved, declined, online_request, end_application,

@@ -7,7 +7,7 @@ software cards), in a temporary folder, it
 2. makes an issuer (``issuer init``), two accounts, a Visa card for Ada and a
    Mastercard phone token (bound to a Mastercard card) for Grace, and three terminals:
    a shop (MCC 5411), the metro's back office (4111) and a car park (7523);
-3. starts ``issuer serve`` and the transit back office (``terminal backoffice serve``);
+3. starts ``issuer serve`` and the transit back office (``backoffice serve``);
 4. taps, each card served by ``card serve`` behind pcscd + vpcd when pcscd runs, on
    the software card in process (``emulated:``) otherwise:
    a retail purchase and a partial refund (``terminal retail``), four metro rides with
@@ -231,9 +231,9 @@ def _retail(demo: Demo, setup: dict[str, Any]) -> dict[str, int]:
 
 def _transit(demo: Demo, setup: dict[str, Any]) -> dict[str, int]:
     print("\n== the metro: four rides with Grace's phone (flat fare 2.00, daily cap 6.00)")
-    demo.json("terminal", "backoffice", "init")
-    gate = demo.json("terminal", "backoffice", "gate", "add", "--name", "Central")
-    office = demo.serve("terminal", "backoffice", "serve", "--bind", "127.0.0.1:0",
+    demo.json("backoffice", "init")
+    gate = demo.json("backoffice", "gate", "add", "--name", "Central")
+    office = demo.serve("backoffice", "serve", "--bind", "127.0.0.1:0",
                         *_host(setup, "metro"), "--interval", "1")  # fmt: skip
     print(f"   back office: {office}, gate {gate['gate_id']} registered")
     rides = 4
@@ -257,13 +257,13 @@ def _transit(demo: Demo, setup: dict[str, Any]) -> dict[str, int]:
     opened = sum(1 for t in taps if t.get("decision") == "open")
     if opened != rides:
         raise DemoError(f"{opened} of {rides} rides opened the gate")
-    result = demo.json("terminal", "backoffice", "aggregate", "--all", *_host(setup, "metro"))
+    result = demo.json("backoffice", "aggregate", "--all", *_host(setup, "metro"))
     print(
         f"   back office at the issuer: {result.get('completed', 0)} aggregation completed, "
         f"{_eur(int(result.get('captured', 0)))} captured (deferred authorisation of the "
         f"first ride at the nominal 1.00 EUR, completion up to the transit limit)"
     )
-    trips = demo.json("terminal", "backoffice", "trips")
+    trips = demo.json("backoffice", "trips")
     trips = trips.get("trips", trips) if isinstance(trips, dict) else trips
     charged = 0
     for trip in sorted(trips, key=lambda t: t.get("trip_id", 0)):
@@ -319,7 +319,7 @@ def _summary(demo: Demo, setup: dict[str, Any], moves: list[dict[str, int]]) -> 
     print(
         f"   issuer ledger: {'balances equal their entries' if consistent else check['problems']}"
     )
-    riders = demo.json("terminal", "backoffice", "riders")
+    riders = demo.json("backoffice", "riders")
     riders = riders.get("riders", riders) if isinstance(riders, dict) else riders
     for r in riders:
         print(f"   back office rider {r.get('rider_id')}: {r.get('trips')} trips, "

@@ -83,7 +83,6 @@ LAZY_COMMANDS: dict[str, str] = {
     "retail": "terminal.commands.retail:retail_command",
     "gate": "terminal.commands.gate:gate_command",
     "entry-point": "terminal.commands.entry_point:entry_point_command",
-    "backoffice": "terminal.backoffice.cli:backoffice",
 }
 
 
@@ -442,7 +441,7 @@ def _go_online(
     as_json: bool,
 ) -> None:
     """Send the online request to the issuer and print the final outcome."""
-    from terminal.host import HostClient, HostError
+    from hostlink import HostClient, HostError
 
     try:
         with HostClient(url, terminal_id, terminal_key) as host:

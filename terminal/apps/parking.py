@@ -56,9 +56,9 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Final, Protocol
 
+from hostlink.client import UNREACHABLE, HostError, HostOutcome
 from terminal.apps.journal import JOURNAL_FILE, Journal
 from terminal.apps.retail import format_amount
-from terminal.host.client import UNREACHABLE, HostError, HostOutcome
 from terminal.kernel.outcome import Outcome, UiMessage
 from terminal.kernel.transaction import (
     Currency,
@@ -189,7 +189,7 @@ def load_tariff(path: str | Path | None = None) -> Tariff:
 
 
 class ParkingHost(Protocol):
-    """What the gate needs of the issuer (:class:`terminal.host.HostClient`)."""
+    """What the gate needs of the issuer (:class:`hostlink.HostClient`)."""
 
     def authorise(
         self, icc_data: bytes, track2: bytes, *, request_id: str | None = None
@@ -550,6 +550,7 @@ def run_parking(
 
     import click
 
+    from hostlink import HostClient
     from terminal.cli import (
         ConfigFailure,
         NoCardEvent,
@@ -557,7 +558,6 @@ def run_parking(
         load_terminal_config,
         prepare_reader,
     )
-    from terminal.host import HostClient
     from terminal.kernel.entry_point import EntryPoint
     from terminal.readers import NoCardError, ReaderError, signal_outcome
 

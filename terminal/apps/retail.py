@@ -6,7 +6,7 @@ A :class:`Till` takes a sale the way an attended contactless POS does (EMV Book 
 display shows the Book A §9.4 messages ("Present card", "Please present card again"
 after a card pulled away mid-tap, "See phone for instructions" when a phone asks for
 on-device verification, "Processing", "Approved" / "Not authorised", "Please remove
-card"), an online request goes to the issuer through :class:`~terminal.host.HostClient`,
+card"), an online request goes to the issuer through :class:`~hostlink.HostClient`,
 and the receipt carries merchant, masked PAN (or token) and its last 4, AID and label,
 cryptogram (9F26), ATC (9F36), response code (8A), amount, CVM, TVR, time and the
 issuer's transaction id.
@@ -48,8 +48,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final, Protocol
 
+from hostlink.client import UNREACHABLE, HostError, HostOutcome
 from terminal.apps.journal import Journal
-from terminal.host.client import UNREACHABLE, HostError, HostOutcome
 from terminal.kernel.outcome import Outcome, UiMessage
 from terminal.kernel.transaction import Currency, Transaction, TransactionResult
 
@@ -99,7 +99,7 @@ def format_amount(minor: int, currency: Currency) -> str:
 
 
 class HostLike(Protocol):
-    """What the till needs of the issuer (:class:`terminal.host.HostClient`)."""
+    """What the till needs of the issuer (:class:`hostlink.HostClient`)."""
 
     def authorise(
         self, icc_data: bytes, track2: bytes, *, request_id: str | None = None

@@ -35,10 +35,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any, Final
 
+from emvwire.seal import seal
 from terminal.apps.denylist import DenyList
 from terminal.apps.gate import GateVerdict, utc_stamp
 from terminal.apps.journal import Journal
-from terminal.apps.seal import seal
 from terminal.kernel.outcome import Outcome
 from terminal.kernel.transaction import OdaResult, TransactionResult
 
@@ -313,7 +313,7 @@ def run_transit(
     if not seal_key:
         raise ConfigFailure(
             "transit mode needs --seal-key HEX (env TAPSTACK_SEAL_KEY): the back office's "
-            "sealing public key, printed by `terminal backoffice gate add`; without it "
+            "sealing public key, printed by `backoffice gate add`; without it "
             "track 2 could not be kept from the journal"
         )
     if not gate_id:

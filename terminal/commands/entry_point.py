@@ -34,11 +34,11 @@ from terminal.cli import (
 from terminal.kernel.config import (
     TRANSACTION_TYPES,
 )
+from terminal.kernel.conformance import scripted_registry
 from terminal.kernel.entry_point import EntryPoint
 from terminal.kernel.outcome import Outcome, Start
 from terminal.kernel.recording import EntryPointRecord
 from terminal.kernel.registry import default_registry
-from terminal.kernel.test_kernel import scripted_registry
 from terminal.kernel.transaction import (
     Transaction,
     TransactionResult,

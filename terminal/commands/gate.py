@@ -89,7 +89,7 @@ __all__ = ["gate_command"]
     "--gate-id",
     envvar="TAPSTACK_GATE_ID",
     metavar="ID",
-    help="Transit: this gate's id (`terminal backoffice gate add`).",
+    help="Transit: this gate's id (`backoffice gate add`).",
 )
 @click.option(
     "--gate-key",

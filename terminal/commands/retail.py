@@ -144,7 +144,7 @@ class _Session:
     def open_till(self) -> Till:
         if self.till is not None:
             return self.till
-        from terminal.host import HostClient
+        from hostlink import HostClient
 
         url, tid, key = self.get("issuer_url"), self.get("terminal_id"), self.get("terminal_key")
         if not (url and tid and key):

@@ -12,12 +12,12 @@ absent, as Book B allows.
 
 A combination's ``unverified_cdcvm`` (``decline``, the default, or ``require_cvm``) says
 what kernel 3 does with a consumer device CVM claim that no verified signature covers
-(:mod:`terminal.kernel.cvm`).
+(:mod:`terminal.kernel.k3.cvm`).
 
 ``card_reference_key`` (hex, 16 to 64 bytes) keys the HMAC that turns a PAN or token
-into a card reference (:func:`terminal.kernel.transaction.card_reference`); absent, the
-published demo key :data:`DEMO_CARD_REFERENCE_KEY` is used, which is fine for demos and
-tests and wrong for production (anyone can recompute references under it).
+into a card reference (:func:`emvwire.cardref.card_reference`); absent, the published
+demo key :data:`emvwire.cardref.DEMO_CARD_REFERENCE_KEY` is used, which is fine for
+demos and tests and wrong for production (anyone can recompute references under it).
 
 The file format is JSON, schema ``tapstack.terminal-config/1``; :func:`load_config`
 validates it and names the first problem with its path. :func:`default_config` is
@@ -33,11 +33,11 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from emvwire.cardref import DEMO_CARD_REFERENCE_KEY
 from emvwire.errors import EmvWireError
 from emvwire.oda import CaKeyStore
 
 __all__ = [
-    "DEMO_CARD_REFERENCE_KEY",
     "SCHEMA",
     "TRANSACTION_TYPES",
     "UNVERIFIED_CDCVM_POLICIES",
@@ -51,11 +51,6 @@ __all__ = [
 
 SCHEMA = "tapstack.terminal-config/1"
 
-#: The card reference key of demos and tests: SHA-256 of the ASCII text
-#: ``tapstack demo card reference key`` (published, so not for production).
-DEMO_CARD_REFERENCE_KEY = bytes.fromhex(
-    "26c9338fe8e03c6cac1226b883ca617ba0979f5003ffcc395db9c94175588218"
-)
 
 #: Transaction type (9C) by name (ISO 8583 processing code, first two digits).
 TRANSACTION_TYPES: Mapping[str, int] = {

@@ -27,9 +27,10 @@ from emvwire.dictionary import name_of
 from emvwire.dump import render_value
 from emvwire.errors import DecodeError, EmvWireError
 from emvwire.mask import mask_pan
+from emvwire.track2 import track2_expiry, track2_pan
 from terminal.kernel.config import TerminalConfig
 from terminal.kernel.entry_point import PPSE_NAME, aid_matches, parse_ppse
-from terminal.kernel.transaction import Transaction, track2_expiry, track2_pan
+from terminal.kernel.transaction import Transaction
 from terminal.readers.base import Reader
 
 __all__ = ["ApplicationReading", "CardReading", "RecordReading", "read_card"]

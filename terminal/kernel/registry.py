@@ -25,7 +25,7 @@ JCB, 6 Discover, 7 UnionPay; :data:`KERNEL_NAMES`) or three bytes (domestic kern
 byte 1 bits 8-7 10b EMVCo, 11b proprietary; :func:`check_kernel_id`). When a directory
 entry carries no kernel id, the default of the RID applies (:data:`DEFAULT_KERNEL_BY_RID`,
 Book B Table 3-6); :func:`kernel_request` is the entry point's reading of 9F2A and
-:func:`kernel_supported` its §3.3.2.5 D match. :mod:`terminal.kernel.test_kernel` gives
+:func:`kernel_supported` its §3.3.2.5 D match. :mod:`terminal.kernel.conformance` gives
 a kernel for any id that records its activation (EMVCo-style entry point testing).
 """
 
@@ -41,12 +41,12 @@ from datetime import datetime
 from typing import Final, Protocol, runtime_checkable
 
 from emvwire.apdu import CApdu, RApdu
+from emvwire.contract import FIELD_55_TAGS
 from emvwire.mask import scrub
 from emvwire.oda import CaKeyStore
 from terminal.kernel.config import Combination, TerminalConfig
 from terminal.kernel.outcome import Outcome, Start, Status, UiMessage, UiRequest
 from terminal.kernel.transaction import (
-    FIELD_55_TAGS,
     Cvm,
     OdaResult,
     Transaction,
@@ -101,8 +101,8 @@ ANY_KERNEL: Final = b"\x00"
 
 #: Modules :func:`default_registry` loads, each exporting ``KERNEL``.
 BUILTIN_KERNEL_MODULES: Final[tuple[str, ...]] = (
-    "terminal.kernel.kernel3",
-    "terminal.kernel.kernel2",
+    "terminal.kernel.k3.flow",
+    "terminal.kernel.k2.flow",
 )
 
 

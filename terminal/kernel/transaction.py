@@ -8,9 +8,9 @@ default), a transaction type (9C) and a date and time (9A, 9F21).
 has reached its outcome: the :class:`~terminal.kernel.outcome.Outcome` with its
 parameter set (DF8129), the user interface requests shown, in order, the kernel and
 application used, and for the acquirer the **authorisation data**: one BER-TLV blob of
-the data objects ISO 8583 field 55 carries (:data:`FIELD_55_TAGS`). Track 2
+the data objects ISO 8583 field 55 carries (:data:`emvwire.contract.FIELD_55_TAGS`). Track 2
 equivalent data (57) is kept apart because it is sensitive; the PAN is only ever held
-masked, and a card is identified by :func:`card_reference`, a keyed hash that is not
+masked, and a card is identified by :func:`emvwire.cardref.card_reference`, a keyed hash that is not
 the PAN (the practice of open-loop transit, conventions.md).
 
 Every ``repr`` is masked: no PAN, track 2, cryptogram or field 55 content reaches a
@@ -20,14 +20,14 @@ log through it.
 from __future__ import annotations
 
 import enum
-import hashlib
-import hmac
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any, Final
 
+from emvwire.cardref import card_reference
+from emvwire.contract import FIELD_55_TAGS
 from emvwire.errors import DecodeError
 from emvwire.mask import mask_pan, mask_track2
 from emvwire.tlv import decode as tlv_decode
@@ -46,7 +46,6 @@ from terminal.kernel.outcome import (
 __all__ = [
     "CURRENCIES",
     "DEFAULT_UI",
-    "FIELD_55_TAGS",
     "TVR_BITS",
     "Currency",
     "Cvm",
@@ -56,11 +55,8 @@ __all__ = [
     "authorisation_data",
     "bcd",
     "build_result",
-    "card_reference",
     "currency_by_code",
     "parse_amount",
-    "track2_expiry",
-    "track2_pan",
 ]
 
 #: Largest amount 9F02 can carry: n 12 (Book 3 Annex A).
@@ -256,38 +252,6 @@ TVR_BITS: Final[Mapping[str, tuple[int, int]]] = {
     "relay_resistance_time_limits_exceeded": (4, 0x04),
 }
 
-#: The data objects of ISO 8583 field 55 (ICC system related data), in the order an
-#: authorisation request carries them: cryptogram and its inputs (Book 2 §8.1.1, the
-#: ARQC data of emv.md), the card's and the terminal's context, and for Visa the TTQ,
-#: CTQ and form factor (Visa field 55 usage). Absent objects are left out.
-FIELD_55_TAGS: Final[tuple[int, ...]] = (
-    0x9F26,  # application cryptogram
-    0x9F27,  # cryptogram information data
-    0x9F10,  # issuer application data
-    0x9F37,  # unpredictable number
-    0x9F36,  # application transaction counter
-    0x95,  # terminal verification results
-    0x9A,  # transaction date
-    0x9C,  # transaction type
-    0x9F02,  # amount, authorised
-    0x9F03,  # amount, other
-    0x5F2A,  # transaction currency code
-    0x82,  # application interchange profile
-    0x9F1A,  # terminal country code
-    0x9F34,  # CVM results
-    0x9F33,  # terminal capabilities
-    0x9F35,  # terminal type
-    0x9F1E,  # interface device serial number
-    0x84,  # dedicated file name
-    0x9F09,  # application version number (terminal)
-    0x9F6E,  # form factor indicator / third party data
-    0x5F34,  # PAN sequence number
-    0x9F66,  # terminal transaction qualifiers (Visa)
-    0x9F6C,  # card transaction qualifiers (Visa)
-    0x9F7C,  # customer exclusive data (Visa) / merchant custom data
-)
-
-
 _TAG_BYTES: Final = {t: tag_bytes(t) for t in FIELD_55_TAGS}
 
 
@@ -302,38 +266,6 @@ def authorisation_data(values: Mapping[int, bytes], tags: Iterable[int] = FIELD_
         n = len(value)
         out += head + (bytes((n,)) if n < 0x80 else encode_length(n)) + value
     return bytes(out)
-
-
-def track2_pan(track2: bytes) -> str:
-    """The PAN digits of Track 2 Equivalent Data (57): the nibbles before ``D``.
-
-    A value without separator or with non-digits before it gives ``""``.
-    """
-    text = track2.hex().upper()
-    pan, sep, _ = text.partition("D")
-    return pan if sep and pan.isdigit() and 1 <= len(pan) <= 19 else ""
-
-
-def track2_expiry(track2: bytes) -> bytes:
-    """The expiry date YYMM (two BCD bytes) after the separator of 57, or ``b""``."""
-    text = track2.hex().upper()
-    _, sep, rest = text.partition("D")
-    if not sep or len(rest) < 4 or not rest[:4].isdigit():
-        return b""
-    return bytes.fromhex(rest[:4])
-
-
-def card_reference(key: bytes, pan: str, psn: bytes | None = None) -> str:
-    """A stable reference of the card that is not its PAN: 32 hex digits.
-
-    HMAC-SHA256 under the terminal's ``card_reference_key`` over the PAN (or token)
-    digits, ``|`` and the PAN sequence number (5F34, two hex digits; ``--`` when
-    absent), truncated to 128 bits. The same card gives the same reference on every
-    terminal with the same key; without the key it tells nothing about the PAN.
-    """
-    psn_text = "--" if not psn else psn.hex().upper()
-    mac = hmac.new(bytes(key), f"{pan}|{psn_text}".encode("ascii"), hashlib.sha256)
-    return mac.hexdigest()[:32]
 
 
 #: The message each outcome shows by default, and the reader status with it (Book A
@@ -357,9 +289,10 @@ class TransactionResult:
     ``authorisation_data`` is the field 55 blob (no PAN, no track 2); ``track2`` the
     Track 2 Equivalent Data (57) for the authorisation request's field 35, kept apart
     and never shown unmasked; ``masked_pan`` the PAN or token as it may be displayed;
-    ``card_reference`` the keyed hash of :func:`card_reference`. ``timings_ms`` holds the
-    time of each step (``select_ppse``, ``select_aid``, ``gpo``, ``read_records``,
-    ``oda``, ``card`` for the time spent waiting for the card, ``total``).
+    ``card_reference`` the keyed hash of :func:`emvwire.cardref.card_reference`.
+    ``timings_ms`` holds the time of each step (``select_ppse``, ``select_aid``,
+    ``gpo``, ``read_records``, ``oda``, ``card`` for the time spent waiting for the
+    card, ``total``).
     ``data`` holds every data object the kernel gathered (terminal and card side)
     for an application that needs more (a receipt); it is never shown by ``repr``.
     """

@@ -1,6 +1,6 @@
 """The transit gate end to end (issue 6, "What must be shown"): ``card serve --via pcsc``
 presents a fixture card in a vpcd reader of pcscd, ``terminal gate --mode transit
---reader pcsc:N`` decides, and the real back office (``terminal.backoffice``: ``init``,
+--reader pcsc:N`` decides, and the real back office (``backoffice``: ``init``,
 ``gate add``, ``serve`` on a free port) takes the uploads. Every part is a process, as
 an operator runs them.
 
@@ -36,7 +36,7 @@ from tests.support import e2e
 pytestmark = pytest.mark.pcsc
 
 #: The back office's command line, whether or not `terminal` lists it yet.
-BACKOFFICE = [sys.executable, "-c", "from terminal.backoffice.cli import backoffice; backoffice()"]
+BACKOFFICE = [sys.executable, "-c", "from backoffice.cli import backoffice; backoffice()"]
 
 
 def _env() -> dict[str, str]:
@@ -66,7 +66,7 @@ class BackOffice:
 
     def taps(self, gate_id: str) -> list[tuple[str, str, str | None]]:
         """(tap_id, decision, deny_reason) of a gate's taps the back office holds."""
-        from terminal.backoffice.store import Home, Store
+        from backoffice.store import Home, Store
 
         with Store(Home(self.home)) as store:
             rows = store.conn.execute(
@@ -77,7 +77,7 @@ class BackOffice:
 
     def deny(self, reference: str) -> None:
         """Put a card on the deny list as the engine does after a decline."""
-        from terminal.backoffice.store import Home, Store
+        from backoffice.store import Home, Store
 
         with Store(Home(self.home)) as store, store.write() as conn:
             Store.deny_add(conn, [reference], reason="e2e", rider_id=None, aggregation_id=None)

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from emvwire.tlv import decode_flat, encode
-from terminal.host import HostClient
+from hostlink import HostClient
 from tests.support import e2e
 
 

@@ -20,9 +20,9 @@ import pytest
 
 from emvwire.crypto.cryptogram import CryptogramData, generate_arqc
 from emvwire.tlv import encode
+from hostlink import HostClient, HostOutcome
 from issuer.bootstrap import IssuerApp, init_issuer, open_issuer
 from issuer.keys.base import MasterKeyRef
-from terminal.host import HostClient, HostOutcome
 
 pytestmark = pytest.mark.slow
 

@@ -18,6 +18,7 @@ import pytest
 
 from card.emv import EmvCard
 from emvwire.oda import SigningKey
+from hostlink import HostRefusedError
 from issuer.bootstrap import IssuerApp
 from issuer.domain.cache import ReadCache
 from issuer.domain.service import IssuerService
@@ -27,7 +28,6 @@ from issuer.ledger.schema import GENERATION_COLUMNS
 from issuer.ledger.sqlite import SqliteLedger
 from issuer.personalisation import provision
 from issuer.service.api import Request
-from terminal.host import HostRefusedError
 from tests.e2e.test_issuer_service import BIN, PASS, Setup, _arqc_request, _stop
 from tests.issuer.test_service import World, balances, make_world, post, send, tap
 

@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 
 from emvwire.oda import SigningKey
+from hostlink import NO_ANSWER_CODE, HostClient, HostRefusedError
 from issuer.bootstrap import IssuerApp
 from issuer.service.api import Prepared
 from issuer.service.server import make_server
-from terminal.host import NO_ANSWER_CODE, HostClient, HostRefusedError
 from tests.issuer.test_service import World, balances, make_world, tap
 
 

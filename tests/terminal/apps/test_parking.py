@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from emvwire.tlv import decode_flat
+from hostlink.client import HostOutcome, HostUnreachableError
 from terminal.apps.parking import (
     ISSUER_DOWN_TEXT,
     NO_ENTRY_TEXT,
@@ -25,7 +26,6 @@ from terminal.apps.parking import (
     load_tariff,
     parse_tariff,
 )
-from terminal.host.client import HostOutcome, HostUnreachableError
 from terminal.kernel.config import default_config
 from terminal.kernel.entry_point import EntryPoint
 from terminal.kernel.outcome import Outcome
@@ -48,7 +48,7 @@ class Clock:
 
 
 class FakeIssuer:
-    """The issuer's answers as terminal.host.HostClient returns them."""
+    """The issuer's answers as hostlink.HostClient returns them."""
 
     def __init__(self) -> None:
         self.records: dict[str, dict[str, Any]] = {}

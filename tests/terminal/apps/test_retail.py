@@ -17,9 +17,9 @@ from typing import Any
 import pytest
 
 from emvwire.tlv import decode_flat
+from hostlink.client import HostOutcome, HostUnreachableError
 from terminal.apps.journal import Journal
 from terminal.apps.retail import ISSUER_DOWN_TEXT, RetailError, Till
-from terminal.host.client import HostOutcome, HostUnreachableError
 from terminal.kernel.config import default_config
 from terminal.kernel.entry_point import EntryPoint
 from terminal.kernel.outcome import Outcome, UiMessage
@@ -37,7 +37,7 @@ FULL_PAN = "4761739001010010"
 
 
 class FakeIssuer:
-    """The issuer service's answers as terminal.host.HostClient returns them, kept as
+    """The issuer service's answers as hostlink.HostClient returns them, kept as
     the issuer's records of this terminal (GET /v1/authorisations). ``down`` makes
     every call go unanswered; ``decline`` declines the next authorisations."""
 

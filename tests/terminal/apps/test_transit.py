@@ -16,9 +16,9 @@ import pytest
 
 from card.emv import EmvCard
 from emvwire.profile import load_profile
+from emvwire.seal import generate_keypair, open_box
 from terminal.apps.denylist import DenyList
 from terminal.apps.journal import JOURNAL_FILE, Journal
-from terminal.apps.seal import generate_keypair, open_box
 from terminal.apps.transit import TransitGate, TransitSettings, kernel_accepts, scheme_of
 from terminal.kernel.config import default_config
 from terminal.kernel.entry_point import EntryPoint
@@ -292,9 +292,9 @@ def test_every_tap_the_gate_journals_is_one_the_back_office_accepts(
     home: Path, clock: Clock, results: dict[str, TransactionResult]
 ) -> None:
     """A tap the back office refused (400) would hold up every later upload: each kind
-    the gate writes passes the back office's own validation (terminal.backoffice)."""
-    from terminal.backoffice.fares import load_fares
-    from terminal.backoffice.store import validate_tap
+    the gate writes passes the back office's own validation (backoffice)."""
+    from backoffice.fares import load_fares
+    from backoffice.store import validate_tap
 
     gate = _gate(home, clock, limit=1, zone="1", direction="off")
     card = results["mastercard-phone"]

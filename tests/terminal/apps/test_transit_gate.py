@@ -15,10 +15,10 @@ from click.testing import CliRunner
 
 from card.emv import EmvCard
 from emvwire.profile import load_profile
+from emvwire.seal import generate_keypair
 from terminal.apps.denylist import DenyList
 from terminal.apps.gate import GateVerdict, format_line, run_gate
 from terminal.apps.journal import JOURNAL_FILE, Journal
-from terminal.apps.seal import generate_keypair
 from terminal.apps.transit import TransitGate, TransitSettings
 from terminal.cli import cli
 from terminal.kernel.config import default_config

@@ -282,19 +282,19 @@ def test_a_bad_url_is_refused(url: str) -> None:
         BackOfficeClient(url, "G1", KEY)
 
 
-# --- against the real back office (terminal.backoffice), in process -------------------------
+# --- against the real back office (backoffice), in process -------------------------
 
 
 def test_real_taps_to_the_real_back_office_once_and_its_deny_list_back(tmp_path: Path) -> None:
     """TAPs made by the gate's own code from real kernel results go to the back office's
     HTTP API; it opens their track 2, takes each tap id once, refuses another gate's
     tap, and its deny list reaches the gate's list through the poller."""
+    from backoffice.service import make_server
+    from backoffice.store import Home, Store
     from card.emv import EmvCard
     from emvwire.profile import load_profile
-    from terminal.apps.seal import open_box
+    from emvwire.seal import open_box
     from terminal.apps.transit import TransitGate, TransitSettings
-    from terminal.backoffice.service import make_server
-    from terminal.backoffice.store import Home, Store
     from terminal.kernel.config import default_config
     from terminal.kernel.entry_point import EntryPoint
     from terminal.kernel.transaction import Transaction

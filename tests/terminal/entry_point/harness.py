@@ -25,11 +25,11 @@ from card.emv import EmvCard
 from card.scripted import ScriptedCard
 from emvwire.profile import load_profile
 from terminal.kernel.config import TRANSACTION_TYPES, parse_config
+from terminal.kernel.conformance import TestKernel
 from terminal.kernel.entry_point import EntryPoint
 from terminal.kernel.outcome import Start
 from terminal.kernel.recording import EntryPointRecord
 from terminal.kernel.registry import KernelRegistry
-from terminal.kernel.test_kernel import TestKernel
 from terminal.kernel.transaction import Transaction, TransactionResult
 from terminal.readers.base import Reader
 from terminal.readers.emulated import EmulatedReader

@@ -13,6 +13,7 @@ from click.testing import CliRunner
 from card.scripted import ScriptedCard, ScriptError, encode_outcome, encode_ui_request
 from terminal.cli import cli
 from terminal.kernel.config import default_config
+from terminal.kernel.conformance import TestKernel, decode_outcome, scripted_registry
 from terminal.kernel.entry_point import run_entry_point
 from terminal.kernel.outcome import (
     CvmOutcome,
@@ -25,7 +26,6 @@ from terminal.kernel.outcome import (
     UiRequest,
 )
 from terminal.kernel.registry import check_kernel_id, default_registry, kernel_id_kind
-from terminal.kernel.test_kernel import TestKernel, decode_outcome, scripted_registry
 from terminal.kernel.transaction import Transaction
 from terminal.readers.emulated import EmulatedReader
 from tests.terminal.entry_point.harness import (

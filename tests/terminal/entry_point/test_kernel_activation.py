@@ -10,12 +10,12 @@ from __future__ import annotations
 import pytest
 
 from terminal.kernel.config import default_config
+from terminal.kernel.conformance import TestKernel
 from terminal.kernel.entry_point import EntryPoint
-from terminal.kernel.kernel2 import KERNEL as KERNEL_2
-from terminal.kernel.kernel3 import KERNEL as KERNEL_3
+from terminal.kernel.k2.flow import KERNEL as KERNEL_2
+from terminal.kernel.k3.flow import KERNEL as KERNEL_3
 from terminal.kernel.outcome import Outcome
 from terminal.kernel.registry import KernelRegistry
-from terminal.kernel.test_kernel import TestKernel
 from terminal.kernel.transaction import Transaction
 from terminal.readers.emulated import EmulatedReader
 from tests.terminal.entry_point.harness import (

@@ -12,8 +12,8 @@ import pytest
 
 from card.scripted import CardCollision, ScriptedCard, encode_outcome
 from terminal.kernel.config import parse_config
+from terminal.kernel.conformance import scripted_registry
 from terminal.kernel.entry_point import EntryPoint
-from terminal.kernel.test_kernel import scripted_registry
 from terminal.kernel.transaction import Transaction
 from terminal.readers.base import CardInfo
 from terminal.readers.emulated import EmulatedReader

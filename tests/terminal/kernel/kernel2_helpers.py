@@ -25,7 +25,7 @@ from emvwire.profile import CardProfile, load_profile
 from emvwire.tlv import encode
 from terminal.kernel.config import Combination, TerminalConfig, default_config
 from terminal.kernel.entry_point import EntryPoint
-from terminal.kernel.kernel2 import KERNEL
+from terminal.kernel.k2.flow import KERNEL
 from terminal.kernel.registry import KernelRegistry
 from terminal.kernel.transaction import Transaction, TransactionResult
 from terminal.readers.base import CardInfo, CardRemovedError, Reader, RecordingFeedback

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from emvwire.errors import DecodeError
-from terminal.kernel.kernel2_rules import (
+from terminal.kernel.k2.rules import (
     AC_AAC,
     AC_ARQC,
     AC_TC,
@@ -52,7 +52,7 @@ def test_tvr_bits_and_relay_resistance_field() -> None:
 
 
 def test_tvr_names_agree_with_the_shared_table() -> None:
-    from terminal.kernel.kernel2_rules import TVR_BITS
+    from terminal.kernel.k2.rules import TVR_BITS
 
     for name, where in SHARED_TVR_BITS.items():
         assert TVR_BITS[name] == where

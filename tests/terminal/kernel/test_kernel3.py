@@ -9,15 +9,15 @@ import pytest
 
 from emvwire import dol, tlv
 from emvwire.apdu import read_record, select
+from emvwire.cardref import DEMO_CARD_REFERENCE_KEY, card_reference
 from emvwire.crypto.cryptogram import CryptogramData, verify_arqc
 from emvwire.errors import VerificationError
 from emvwire.oda import CaKeyStore
 from emvwire.personalise import VISA_PDOL
-from terminal.kernel.config import DEMO_CARD_REFERENCE_KEY
-from terminal.kernel.kernel3 import cryptogram_type
+from terminal.kernel.k3.flow import cryptogram_type
 from terminal.kernel.outcome import Outcome, Start, UiMessage
 from terminal.kernel.registry import default_registry
-from terminal.kernel.transaction import Cvm, OdaResult, card_reference
+from terminal.kernel.transaction import Cvm, OdaResult
 from tests.terminal.kernel.kit import (
     VISA_AID,
     VISA_PAN,

@@ -6,7 +6,7 @@ import pytest
 
 from emvwire.apdu import select
 from terminal.kernel.config import default_config
-from terminal.kernel.kernel3 import KERNEL, Kernel3
+from terminal.kernel.k3.flow import KERNEL, Kernel3
 from terminal.kernel.outcome import Outcome
 from terminal.kernel.registry import (
     BUILTIN_KERNEL_MODULES,
@@ -72,10 +72,10 @@ def test_registry() -> None:
 
 
 def test_default_registry_loads_the_modules_that_exist() -> None:
-    assert BUILTIN_KERNEL_MODULES[0] == "terminal.kernel.kernel3"
+    assert BUILTIN_KERNEL_MODULES[0] == "terminal.kernel.k3.flow"
     registry = default_registry()
     assert b"\x03" in registry
-    only = default_registry(["terminal.kernel.kernel3", "terminal.kernel.no_such_kernel"])
+    only = default_registry(["terminal.kernel.k3.flow", "terminal.kernel.no_such_kernel"])
     assert only.ids() == [b"\x03"]
 
 

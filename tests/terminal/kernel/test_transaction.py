@@ -11,25 +11,23 @@ from pathlib import Path
 import pytest
 
 from emvwire import tlv
+from emvwire.cardref import DEMO_CARD_REFERENCE_KEY, card_reference
+from emvwire.contract import FIELD_55_TAGS
+from emvwire.track2 import track2_expiry, track2_pan
 from terminal.kernel.config import (
-    DEMO_CARD_REFERENCE_KEY,
     ConfigError,
     default_config,
     load_config,
 )
 from terminal.kernel.outcome import Outcome, Start, UiMessage
 from terminal.kernel.transaction import (
-    FIELD_55_TAGS,
     Cvm,
     Transaction,
     authorisation_data,
     bcd,
     build_result,
-    card_reference,
     currency_by_code,
     parse_amount,
-    track2_expiry,
-    track2_pan,
 )
 from tests.terminal.kernel.kit import VISA_PAN, card, tap
 

@@ -23,16 +23,16 @@ from typing import Any
 
 import pytest
 
+from backoffice.engine import Engine, TransitHostClient
+from backoffice.store import Home, Store
 from card.emv import EmvCard
 from emvwire.profile import load_profile
-from terminal.backoffice.engine import Engine, TransitHostClient
-from terminal.backoffice.store import Home, Store
 from terminal.kernel.entry_point import EntryPoint
 from terminal.kernel.outcome import Outcome
 from terminal.kernel.transaction import Transaction
 from terminal.readers.emulated import EmulatedReader
+from tests.backoffice.taps import kernel_tap, transit_config
 from tests.support.e2e import BIN, IssuerService, add_terminal, init_issuer, serve_issuer
-from tests.terminal.backoffice.taps import kernel_tap, transit_config
 
 pytestmark = pytest.mark.slow
 
@@ -197,7 +197,7 @@ def _http(url: str, method: str, path: str, auth: str, body: Any = None) -> tupl
 
 def _backoffice(home: Path, *args: str, env: dict[str, str] | None = None) -> Any:
     done = subprocess.run(
-        [str(BIN / "terminal"), "backoffice", "--home", str(home), *args, "--json"],
+        [str(BIN / "backoffice"), "--home", str(home), *args, "--json"],
         capture_output=True, text=True, timeout=120, env=env, check=False,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
@@ -213,7 +213,7 @@ def test_served_back_office_puts_a_declined_card_on_the_gates_deny_list(
     auth = f"Bearer {gate['gate_id']}:{gate['key']}"
     env = {**os.environ, **issuer.client_env()}
     server = subprocess.Popen(
-        [str(BIN / "terminal"), "backoffice", "--home", str(bo_home), "serve", "--bind",
+        [str(BIN / "backoffice"), "--home", str(bo_home), "serve", "--bind",
          "127.0.0.1:0", "--interval", "60"], env=env, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:
@@ -246,12 +246,12 @@ def test_served_back_office_puts_a_declined_card_on_the_gates_deny_list(
             server.stderr.close()
 
 
-#: ``terminal backoffice`` with the host client's completion wrapped: the process
+#: ``backoffice`` with the host client's completion wrapped: the process
 #: SIGKILLs itself right after the issuer answered its KILL_AFTER-th capture, before
 #: the back office could commit it (the worst moment for a double charge).
 _KILLER = """
 import os, signal
-from terminal.host.client import HostClient
+from hostlink.client import HostClient
 real, seen = HostClient.complete, []
 def complete(self, *args, **kwargs):
     answer = real(self, *args, **kwargs)
@@ -260,8 +260,8 @@ def complete(self, *args, **kwargs):
         os.kill(os.getpid(), signal.SIGKILL)
     return answer
 HostClient.complete = complete
-from terminal.cli import cli
-cli(prog_name="terminal")
+from backoffice.cli import main
+main()
 """
 
 
@@ -280,7 +280,7 @@ def test_kill_9_during_aggregation_charges_no_fare_twice(
             taps.append(dana.tap(pub, "G1", 2 * d + 2, when + timedelta(hours=9)))
     store.insert_taps("G1", taps, home.fares())
     env = {**os.environ, **issuer.client_env(), "KILL_AFTER": "3"}
-    cmd = ["backoffice", "--home", str(home.path), "aggregate", "--all"]
+    cmd = ["--home", str(home.path), "aggregate", "--all"]
     killed = subprocess.run([sys.executable, "-c", _KILLER, *cmd], env=env,
                             capture_output=True, text=True, timeout=120, check=False)  # fmt: skip
     assert killed.returncode == -signal.SIGKILL, killed.stderr

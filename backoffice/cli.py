@@ -1,4 +1,4 @@
-"""``terminal backoffice``: the transit back office (issue 6) as a click group.
+"""``backoffice``: the transit back office as a click group (its own console script).
 
 ``init`` makes a home (keys, fares, database); ``gate add|list`` registers gates (the
 key is printed once); ``serve`` runs the gates' HTTP API with the engine in the
@@ -21,12 +21,12 @@ from typing import Any
 
 import click
 
-from terminal.backoffice.engine import Engine, PassReport, TransitHostClient
-from terminal.backoffice.fares import FareError, load_fares
-from terminal.backoffice.service import EngineWorker, make_server
-from terminal.backoffice.store import ENV_HOME, Home, Store, StoreError
+from backoffice.engine import Engine, PassReport, TransitHostClient
+from backoffice.fares import FareError, load_fares
+from backoffice.service import EngineWorker, make_server
+from backoffice.store import ENV_HOME, Home, Store, StoreError
 
-__all__ = ["HomeFailure", "IssuerFailure", "backoffice"]
+__all__ = ["HomeFailure", "IssuerFailure", "backoffice", "main"]
 
 DEFAULT_HOME = Path("var") / "backoffice"
 
@@ -46,7 +46,7 @@ class IssuerFailure(click.ClickException):
 def _home(ctx: click.Context, *, must_exist: bool = True) -> Home:
     home: Home = ctx.obj
     if must_exist and not home.exists():
-        raise HomeFailure(f"{home.path} holds no back office: run `terminal backoffice init`")
+        raise HomeFailure(f"{home.path} holds no back office: run `backoffice init`")
     return home
 
 
@@ -484,3 +484,8 @@ def deny_list_command(ctx: click.Context, since: int, as_json: bool) -> None:
     for e in entries:
         click.echo(f"{e['card_reference']}  {e['masked_pan'] or '-':<17} {e['reason']:<20} "
                    f"v{e['version']} {e['added_at']}")  # fmt: skip
+
+
+def main() -> None:
+    """The ``backoffice`` console script."""
+    backoffice(prog_name="backoffice")

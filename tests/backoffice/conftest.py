@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from terminal.backoffice.store import Home, Store
+from backoffice.store import Home, Store
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ One :meth:`Engine.run` (a *pass*) does, in order:
    aggregation closed). The sealed track 2 of every other tap is erased: only the
    authorisation needs it.
 2. **Deferred authorisation** (:meth:`Engine.authorise`): for each new aggregation,
-   track 2 is unsealed (:func:`terminal.apps.seal.open_box`, context the tap id) just
+   track 2 is unsealed (:func:`emvwire.seal.open_box`, context the tap id) just
    for the call, checked against the tap's card reference, and sent with the tap's
    field 55 (nominal amount, 9F02) to the issuer as an MCC 4111 terminal with request
    id ``bo:auth:<instance>:<tap_id>``. Then the box is erased. The answer's payment
@@ -20,7 +20,7 @@ One :meth:`Engine.run` (a *pass*) does, in order:
    deny list. No answer: the aggregation waits for the next pass (same request id;
    no time-out reversal, nobody waits at a gate).
 3. **Trips and fares** (:meth:`Engine.price`): for riders with no authorisation
-   pending, taps become trips and micropayments (:mod:`terminal.backoffice.fares`),
+   pending, taps become trips and micropayments (:mod:`backoffice.fares`),
    capped by the rider's daily and weekly totals so far.
 4. **Aggregation** (:meth:`Engine.close`): an open aggregation whose travel day ended
    ``close_after`` ago (or every one, ``close_all``) and has no tap waiting for its
@@ -52,10 +52,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Final, Protocol
 
-from emvwire.errors import EmvWireError
-from emvwire.tlv import decode_flat
-from terminal.apps.seal import SealError, open_box
-from terminal.backoffice.fares import (
+from backoffice.fares import (
     FareRules,
     TapPoint,
     Trip,
@@ -63,9 +60,13 @@ from terminal.backoffice.fares import (
     price_trips,
     week_of_day,
 )
-from terminal.backoffice.store import Store, now_text
-from terminal.host.client import UNREACHABLE, HostClient, HostError, HostOutcome
-from terminal.kernel.transaction import card_reference, track2_pan
+from backoffice.store import Store, now_text
+from emvwire.cardref import card_reference
+from emvwire.errors import EmvWireError
+from emvwire.seal import SealError, open_box
+from emvwire.tlv import decode_flat
+from emvwire.track2 import track2_pan
+from hostlink.client import UNREACHABLE, HostClient, HostError, HostOutcome
 
 __all__ = [
     "Engine",
@@ -84,7 +85,7 @@ _ANSWER_BATCH: Final = 500
 
 
 class IssuerLike(Protocol):
-    """What the engine needs of the issuer (:class:`terminal.host.HostClient`)."""
+    """What the engine needs of the issuer (:class:`hostlink.HostClient`)."""
 
     def authorise(
         self, icc_data: bytes, track2: bytes, *, request_id: str | None = None

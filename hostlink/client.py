@@ -24,6 +24,7 @@ __all__ = [
     "UNREACHABLE",
     "HostClient",
     "HostError",
+    "HostLinkError",
     "HostOutcome",
     "HostRefusedError",
     "HostUnreachableError",
@@ -33,7 +34,11 @@ __all__ = [
 NO_ANSWER_CODE: Final = "Z3"
 
 
-class HostError(Exception):
+class HostLinkError(Exception):
+    """Base of every error of the host link."""
+
+
+class HostError(HostLinkError):
     """The issuer refused the request itself (not a decline): bad request, conflict."""
 
     def __init__(self, status: int, code: str, message: str) -> None:
@@ -45,7 +50,7 @@ class HostRefusedError(HostError):
     """The issuer does not know this terminal or its key (401)."""
 
 
-class HostUnreachableError(Exception):
+class HostUnreachableError(HostLinkError):
     """No answer from the issuer: time-out, broken connection or 503, after the
     retries. Nothing is known to have changed; the request may be sent again with its
     request id."""

@@ -34,7 +34,7 @@ AID):
    is online capable; Try Another Interface if it says "switch interface"; else
    declined. A verified signature whose 9F69 holds a CTQ other than the card's 9F6C
    means the CTQ was changed on the way: declined.
-7. CVM (§5.7) by :func:`terminal.kernel.cvm.visa_cvm` (consumer device CVM trusted only
+7. CVM (§5.7) by :func:`terminal.kernel.k3.cvm.visa_cvm` (consumer device CVM trusted only
    under a verified signature, Basin, Sasse, Toro-Pozo, S&P 2021).
 8. Outcome: AAC declined; ARQC (or online forced) Online Request, unless the reader
    is offline-only; TC with fDDA passed Approved.
@@ -58,8 +58,9 @@ from emvwire.oda import (
     recover_issuer_key,
     verify_fdda,
 )
+from emvwire.track2 import track2_expiry, track2_pan
 from terminal.kernel.brand import brand_mismatch
-from terminal.kernel.cvm import CVM_RESULTS, CvmDecision, visa_cvm
+from terminal.kernel.k3.cvm import CVM_RESULTS, CvmDecision, visa_cvm
 from terminal.kernel.outcome import Outcome, UiMessage
 from terminal.kernel.registry import KernelContext
 from terminal.kernel.transaction import (
@@ -67,8 +68,6 @@ from terminal.kernel.transaction import (
     Cvm,
     OdaResult,
     TransactionResult,
-    track2_expiry,
-    track2_pan,
 )
 
 __all__ = ["CARD_LENGTHS", "KERNEL", "KERNEL_NAME", "Kernel3", "cryptogram_type"]

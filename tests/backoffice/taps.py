@@ -8,11 +8,13 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
+from emvwire.cardref import DEMO_CARD_REFERENCE_KEY, card_reference
+from emvwire.seal import seal
 from emvwire.tlv import encode
-from terminal.apps.seal import seal
-from terminal.host.client import HostError, HostOutcome, HostUnreachableError
-from terminal.kernel.config import DEMO_CARD_REFERENCE_KEY, TerminalConfig, default_config
-from terminal.kernel.transaction import TransactionResult, card_reference, track2_pan
+from emvwire.track2 import track2_pan
+from hostlink.client import HostError, HostOutcome, HostUnreachableError
+from terminal.kernel.config import TerminalConfig, default_config
+from terminal.kernel.transaction import TransactionResult
 
 VISA_PAN = "4761739001010010"
 OTHER_PAN = "4761739001010028"

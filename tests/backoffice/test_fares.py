@@ -1,4 +1,4 @@
-"""Fare rules (terminal.backoffice.fares): trips from taps, zone fares, incomplete
+"""Fare rules (backoffice.fares): trips from taps, zone fares, incomplete
 trips, daily and weekly caps, travel days, and the configuration's checks."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
-from terminal.backoffice.fares import (
+from backoffice.fares import (
     COMPLETE_VARIABLE_FARE,
     DAILY_CAP,
     FLAT_FARE,

@@ -208,7 +208,7 @@ def parse_fares(obj: Any) -> FareRules:
 
 def default_fares_text() -> str:
     """The shipped default configuration (default_fares.json), as text."""
-    return resources.files("terminal.backoffice").joinpath("default_fares.json").read_text()
+    return resources.files("backoffice").joinpath("default_fares.json").read_text()
 
 
 def load_fares(path: str | Path | None = None) -> FareRules:

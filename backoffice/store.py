@@ -5,9 +5,9 @@ Home layout (``--home``, default ``$TAPSTACK_BACKOFFICE_HOME`` else ``./var/back
 
 - ``backoffice.db``: SQLite in WAL mode with ``synchronous=FULL`` (a commit is on disk
   before it is acknowledged: a tap answered "accepted" survives a power cut);
-- ``fares.json``: the fare rules (:mod:`terminal.backoffice.fares`);
+- ``fares.json``: the fare rules (:mod:`backoffice.fares`);
 - ``sealing.key``: the X25519 private key that opens ``track2_sealed``
-  (:mod:`terminal.apps.seal`), mode 0600; its public key is given to gates;
+  (:mod:`emvwire.seal`), mode 0600; its public key is given to gates;
 - ``card_reference.key``: the HMAC key of card references (the same as the gates',
   default the published demo key), mode 0600.
 
@@ -44,15 +44,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
 
-from terminal.apps.seal import generate_keypair, public_key_of
-from terminal.backoffice.fares import (
+from backoffice.fares import (
     FareError,
     FareRules,
     default_fares_text,
     load_fares,
     parse_fares,
 )
-from terminal.kernel.config import DEMO_CARD_REFERENCE_KEY
+from emvwire.cardref import DEMO_CARD_REFERENCE_KEY
+from emvwire.seal import OVERHEAD as SEAL_OVERHEAD
+from emvwire.seal import generate_keypair, public_key_of
 
 __all__ = [
     "DB_FILE",
@@ -369,7 +370,7 @@ def validate_tap(obj: Any, gate_id: str, rules: FareRules, received_at: str) -> 
         if len(value) > 4096:
             raise bad(name, "too long")
         blobs.append(bytes.fromhex(value))
-    if decision == "open" and blobs[1] is not None and len(blobs[1]) < 60:
+    if decision == "open" and blobs[1] is not None and len(blobs[1]) <= SEAL_OVERHEAD:
         raise bad("track2_sealed", "not a sealed box")
     time_ms = int(when.timestamp() * 1000)
     return (

@@ -6,11 +6,12 @@ when no answer comes sends a time-out reversal, so that an authorisation the iss
 made but the terminal never heard of does not hold the cardholder's money.
 """
 
-from terminal.host.client import (
+from hostlink.client import (
     NO_ANSWER_CODE,
     UNREACHABLE,
     HostClient,
     HostError,
+    HostLinkError,
     HostOutcome,
     HostRefusedError,
     HostUnreachableError,
@@ -21,6 +22,7 @@ __all__ = [
     "UNREACHABLE",
     "HostClient",
     "HostError",
+    "HostLinkError",
     "HostOutcome",
     "HostRefusedError",
     "HostUnreachableError",

@@ -7,7 +7,7 @@ connection, HTTP/1.1 keep-alive). Routes:
 - ``GET /v1/health`` -> ``{"status": "ok"}`` (no credential);
 - ``POST /v1/taps`` ``{"taps": [TAP, ...]}`` (at most 500) -> ``{"accepted": [...],
   "duplicates": [...]}``: all or nothing, idempotent by ``tap_id``
-  (:meth:`terminal.backoffice.store.Store.insert_taps`); 400 for a malformed tap,
+  (:meth:`backoffice.store.Store.insert_taps`); 400 for a malformed tap,
   403 for a tap of another gate;
 - ``GET /v1/deny-list?since=N`` -> ``{"version", "full", "add", "remove"}``.
 
@@ -31,13 +31,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Final
 from urllib.parse import parse_qs, urlsplit
 
-from terminal.backoffice.engine import Engine, IssuerLike, PassReport
-from terminal.backoffice.fares import FareRules
-from terminal.backoffice.store import MAX_TAPS_PER_REQUEST, Home, Store, TapError
+from backoffice.engine import Engine, IssuerLike, PassReport
+from backoffice.fares import FareRules
+from backoffice.store import MAX_TAPS_PER_REQUEST, Home, Store, TapError
 
 __all__ = ["MAX_BODY", "BackOfficeServer", "EngineWorker", "make_server"]
 
-log = logging.getLogger("terminal.backoffice")
+log = logging.getLogger("backoffice")
 
 #: Largest request body (500 taps of about 1 KiB each, with room).
 MAX_BODY: Final = 2 * 1024 * 1024

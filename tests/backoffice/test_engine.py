@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from terminal.backoffice.engine import Engine
-from terminal.backoffice.store import Home, Store, TapError
-from tests.terminal.backoffice.taps import OTHER_PAN, VISA_PAN, FakeIssuer, plain_tap
+from backoffice.engine import Engine
+from backoffice.store import Home, Store, TapError
+from tests.backoffice.taps import OTHER_PAN, VISA_PAN, FakeIssuer, plain_tap
 
 DAY = datetime(2026, 11, 24, 7, 0, tzinfo=UTC)
 NEXT_MORNING = DAY + timedelta(days=1, hours=2)  # day 1 closed (00:00 + 240 min), day 2 not

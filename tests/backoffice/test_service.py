@@ -15,10 +15,10 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from terminal.backoffice.service import BackOfficeServer, make_server
-from terminal.backoffice.store import Home, Store
-from terminal.cli import cli
-from tests.terminal.backoffice.taps import plain_tap
+from backoffice.cli import backoffice
+from backoffice.service import BackOfficeServer, make_server
+from backoffice.store import Home, Store
+from tests.backoffice.taps import plain_tap
 
 DAY = datetime(2026, 11, 24, 7, 0, tzinfo=UTC)
 
@@ -113,7 +113,7 @@ def test_the_deny_list_by_version(served: tuple[BackOfficeServer, Any], home: Ho
 
 
 def run(home: Path, *args: str) -> Any:
-    result = CliRunner().invoke(cli, ["backoffice", "--home", str(home), *args])
+    result = CliRunner().invoke(backoffice, ["--home", str(home), *args])
     return result
 
 
@@ -121,7 +121,7 @@ def test_cli_init_gates_and_reports(tmp_path: Path) -> None:
     home = tmp_path / "bo"
     missing = run(home, "gate", "list")
     assert missing.exit_code == 2
-    assert "terminal backoffice init" in missing.output
+    assert "backoffice init" in missing.output
     assert run(home, "init").exit_code == 0
     assert run(home, "init").exit_code == 2  # never overwrites keys
     added = run(home, "gate", "add", "--name", "Central", "--zone", "1", "--json")

@@ -3,7 +3,7 @@
 The entry point (:mod:`terminal.kernel.entry_point`) has selected a Mastercard
 application and activates :data:`KERNEL` with a
 :class:`~terminal.kernel.registry.KernelContext`. The flow (Book C-2 §6 states S1-S10,
-with the decisions of :mod:`terminal.kernel.kernel2_rules`):
+with the decisions of :mod:`terminal.kernel.k2.rules`):
 
 1. **FCI and PDOL.** The PDOL (``9F38``) of the FCI is filled from the terminal data,
    the combination's kernel data, the transaction, the Unpredictable Number drawn from
@@ -23,7 +23,7 @@ with the decisions of :mod:`terminal.kernel.kernel2_rules`):
    Configuration ``DF811B`` (bit 5) both support it: EXCHANGE RELAY RESISTANCE DATA with
    the Unpredictable Number as Terminal Relay Resistance Entropy ``DF8301``, timed
    around the reader's transmit with the context's monotonic timer; the rules of
-   :func:`~terminal.kernel.kernel2_rules.judge_relay` with the thresholds of the kernel
+   :func:`~terminal.kernel.k2.rules.judge_relay` with the thresholds of the kernel
    data (``DF8132``-``DF8137``): too fast ends the application, too slow retries (new
    entropy, new UN) up to twice and then sets "relay resistance time limits exceeded";
    TVR byte 5 says "RRP performed". Without it, "RRP not performed".
@@ -66,7 +66,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Final
 
-from emvwire import dol, tlv
+from emvwire import contract, dol, tlv
 from emvwire.apdu import (
     CDA_REQUESTED,
     AflEntry,
@@ -85,8 +85,8 @@ from emvwire.oda import (
     recover_issuer_key,
     verify_cda,
 )
-from terminal.kernel import transaction
-from terminal.kernel.kernel2_rules import (
+from emvwire.track2 import track2_pan
+from terminal.kernel.k2.rules import (
     AC_AAC,
     AC_ARQC,
     AC_TC,
@@ -113,7 +113,6 @@ from terminal.kernel.transaction import (
     Cvm,
     OdaResult,
     TransactionResult,
-    track2_pan,
 )
 from terminal.readers.base import CommunicationError, NoCardError, ProtocolError
 
@@ -127,10 +126,10 @@ __all__ = [
 NAME: Final = "kernel 2 (Mastercard M/Chip)"
 
 #: Field 55 of a kernel 2 authorisation (ICC system related data): the shared list of
-#: :data:`terminal.kernel.transaction.FIELD_55_TAGS` less the Visa-only 9F66 and 9F6C,
+#: :data:`emvwire.contract.FIELD_55_TAGS` less the Visa-only 9F66 and 9F6C,
 #: which mean other things in kernel 2 (Book C-2 Annex A).
 FIELD_55_TAGS: Final[tuple[int, ...]] = tuple(
-    t for t in transaction.FIELD_55_TAGS if t not in (0x9F66, 0x9F6C)
+    t for t in contract.FIELD_55_TAGS if t not in (0x9F66, 0x9F6C)
 )
 
 #: Data objects the card must give before GENERATE AC (Book C-2 §7.3; Book 3 §7.2).

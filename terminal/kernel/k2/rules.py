@@ -1,7 +1,7 @@
 """The decisions of Mastercard kernel 2, as pure functions (EMV Book C-2, Book 3 §10).
 
 Everything here is bytes and numbers in, a decision out, with no card and no clock,
-so each rule is tested on its own and :mod:`terminal.kernel.kernel2` only sequences
+so each rule is tested on its own and :mod:`terminal.kernel.k2.flow` only sequences
 them:
 
 - the bits of the AIP (Book 3 Annex C1 with the Book C-2 additions), the Kernel

@@ -1,0 +1,386 @@
+# ruff: noqa: S105 - decline reason names, not passwords
+"""The terminal-issuer contract: the messages of online authorisation, written once.
+
+The issuer's HTTP API decodes its requests and encodes its answers with these types,
+its OpenAPI document takes their JSON schemas from them (:func:`schemas`), and the
+host client (``hostlink``) reads the answers with them: the three cannot drift apart.
+Pure: bytes in, bytes out (msgspec structs, JSON).
+
+What travels (ISO 8583 names in brackets):
+
+- an authorisation request: field 55 as one BER-TLV blob (ICC system related data,
+  EMV Book 3 Annex B; the data objects :data:`FIELD_55_TAGS`) and track 2 equivalent
+  data (tag 57, field 35);
+- a decision: approved or not, the authorisation response code (tag 8A, field 39;
+  EMV Book 4 §A6) with a reason from a closed set (:class:`DeclineReason`), the ARPC
+  and issuer authentication data (tag 91, Book 2 §8.2), the masked card and its
+  payment account reference (EMVCo PAR, tag 9F24);
+- the operations after it: completion (capture), reversal by transaction or by the
+  request id of a time-out (field 90's role), resubmission (debt recovery), refund;
+- every error as ``{"error": {"code", "message"}}``.
+
+Requests are strict: an unknown field, a wrong type or a value out of range is a
+:class:`ContractError` naming the field (``$.icc_data``).
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from typing import Annotated, Any, Final, TypeVar
+
+import msgspec
+
+from emvwire.tags import Tag
+
+__all__ = [
+    "APPROVED",
+    "FIELD_55_REQUIRED",
+    "FIELD_55_TAGS",
+    "MESSAGES",
+    "NO_ANSWER_CODE",
+    "RESPONSE_CODES",
+    "AuthorisationRequest",
+    "CompletionRequest",
+    "ContractError",
+    "Decision",
+    "DeclineReason",
+    "Error",
+    "ErrorBody",
+    "Health",
+    "RefundRequest",
+    "ResubmissionRequest",
+    "ReversalNotFound",
+    "ReversalRequest",
+    "Transaction",
+    "TransactionList",
+    "decode",
+    "encode",
+    "response_code",
+    "schemas",
+]
+
+#: Authorisation response code (8A, field 39) of an approval.
+APPROVED: Final = "00"
+#: Authorisation response code of a terminal that could not go online: "unable to go
+#: online, offline declined" (EMV Book 4 §A6).
+NO_ANSWER_CODE: Final = "Z3"
+
+
+class DeclineReason(enum.StrEnum):
+    """Why an authorisation is declined: a closed set of names (those of the issuing
+    platforms: Lithic's ``INSUFFICIENT_FUNDS``, ``CARD_PAUSED``, ...), each with its
+    response code in :data:`RESPONSE_CODES`."""
+
+    INSUFFICIENT_FUNDS = "INSUFFICIENT_FUNDS"
+    CARD_NOT_FOUND = "CARD_NOT_FOUND"
+    CARD_PAUSED = "CARD_PAUSED"
+    CARD_CLOSED = "CARD_CLOSED"
+    CARD_EXPIRED = "CARD_EXPIRED"
+    ACCOUNT_CLOSED = "ACCOUNT_CLOSED"
+    TOKEN_SUSPENDED = "TOKEN_SUSPENDED"
+    TOKEN_DELETED = "TOKEN_DELETED"
+    TOKEN_EXPIRED = "TOKEN_EXPIRED"
+    TOKEN_DOMAIN_VIOLATION = "TOKEN_DOMAIN_VIOLATION"
+    UNAUTHORIZED_MERCHANT = "UNAUTHORIZED_MERCHANT"
+    CRYPTOGRAM_INVALID = "CRYPTOGRAM_INVALID"
+    ATC_REPLAYED = "ATC_REPLAYED"
+    ATC_ROLLED_BACK = "ATC_ROLLED_BACK"
+    CVM_MISMATCH = "CVM_MISMATCH"
+    SUSPECTED_FRAUD = "SUSPECTED_FRAUD"
+    VELOCITY_EXCEEDED = "VELOCITY_EXCEEDED"
+    AMOUNT_LIMIT_EXCEEDED = "AMOUNT_LIMIT_EXCEEDED"
+    CURRENCY_MISMATCH = "CURRENCY_MISMATCH"
+    TRANSIT_NOT_ALLOWED = "TRANSIT_NOT_ALLOWED"
+    INVALID_AMOUNT = "INVALID_AMOUNT"
+    FORMAT_ERROR = "FORMAT_ERROR"
+    SYSTEM_ERROR = "SYSTEM_ERROR"
+
+
+#: ISO 8583:1987 field 39 / EMV tag 8A (in ASCII, EMV Book 4 §A6) per decline reason;
+#: ``82`` is Visa's "negative online CAM" (a cryptogram that does not verify).
+RESPONSE_CODES: Final[Mapping[DeclineReason, str]] = {
+    DeclineReason.INSUFFICIENT_FUNDS: "51",  # not sufficient funds
+    DeclineReason.CARD_NOT_FOUND: "14",  # invalid card number
+    DeclineReason.CARD_PAUSED: "62",  # restricted card
+    DeclineReason.CARD_CLOSED: "62",
+    DeclineReason.CARD_EXPIRED: "54",  # expired card
+    DeclineReason.ACCOUNT_CLOSED: "62",
+    DeclineReason.TOKEN_SUSPENDED: "62",
+    DeclineReason.TOKEN_DELETED: "14",
+    DeclineReason.TOKEN_EXPIRED: "54",
+    DeclineReason.TOKEN_DOMAIN_VIOLATION: "57",  # transaction not permitted to cardholder
+    DeclineReason.UNAUTHORIZED_MERCHANT: "57",
+    DeclineReason.CRYPTOGRAM_INVALID: "82",  # Visa: negative online CAM
+    DeclineReason.ATC_REPLAYED: "59",  # suspected fraud
+    DeclineReason.ATC_ROLLED_BACK: "59",
+    DeclineReason.CVM_MISMATCH: "59",
+    DeclineReason.SUSPECTED_FRAUD: "59",
+    DeclineReason.VELOCITY_EXCEEDED: "65",  # exceeds withdrawal frequency limit
+    DeclineReason.AMOUNT_LIMIT_EXCEEDED: "61",  # exceeds withdrawal amount limit
+    DeclineReason.CURRENCY_MISMATCH: "12",  # invalid transaction
+    DeclineReason.TRANSIT_NOT_ALLOWED: "58",  # transaction not permitted to terminal
+    DeclineReason.INVALID_AMOUNT: "13",  # invalid amount
+    DeclineReason.FORMAT_ERROR: "30",  # format error
+    DeclineReason.SYSTEM_ERROR: "96",  # system malfunction
+}
+
+
+def response_code(reason: DeclineReason | None) -> str:
+    """The response code of a decline, or ``00`` for an approval (``None``)."""
+    return APPROVED if reason is None else RESPONSE_CODES[reason]
+
+
+#: The data objects of field 55 (ICC system related data) in the order a terminal
+#: sends them: the cryptogram and its inputs (Book 2 §8.1.1), the card's and the
+#: terminal's context, and for Visa the TTQ, CTQ and form factor. Absent objects are
+#: left out. Kernel 2 leaves out 9F66 and 9F6C, which mean other things there (Book
+#: C-2 Annex A).
+FIELD_55_TAGS: Final[tuple[int, ...]] = (
+    Tag.APPLICATION_CRYPTOGRAM,
+    Tag.CID,
+    Tag.IAD,
+    Tag.UNPREDICTABLE_NUMBER,
+    Tag.ATC,
+    Tag.TVR,
+    Tag.TRANSACTION_DATE,
+    Tag.TRANSACTION_TYPE,
+    Tag.AMOUNT_AUTHORISED,
+    Tag.AMOUNT_OTHER,
+    Tag.TRANSACTION_CURRENCY_CODE,
+    Tag.AIP,
+    Tag.TERMINAL_COUNTRY_CODE,
+    Tag.CVM_RESULTS,
+    Tag.TERMINAL_CAPABILITIES,
+    Tag.TERMINAL_TYPE,
+    Tag.IFD_SERIAL_NUMBER,
+    Tag.DF_NAME,
+    Tag.TERMINAL_APPLICATION_VERSION,
+    Tag.FORM_FACTOR_INDICATOR,
+    Tag.PAN_SEQUENCE_NUMBER,
+    Tag.TTQ,
+    Tag.CTQ,
+    Tag.CUSTOMER_EXCLUSIVE_DATA,
+)
+
+#: What field 55 must hold for the issuer to verify the cryptogram: the ARQC, its CID
+#: and IAD, and the Book 2 §8.1.1 minimum data set it covers, each with its length
+#: range in bytes (Book 3 Annex A).
+FIELD_55_REQUIRED: Final[Mapping[int, tuple[int, int]]] = {
+    Tag.APPLICATION_CRYPTOGRAM: (8, 8),
+    Tag.CID: (1, 1),
+    Tag.IAD: (1, 32),
+    Tag.UNPREDICTABLE_NUMBER: (4, 4),
+    Tag.ATC: (2, 2),
+    Tag.TVR: (5, 5),
+    Tag.TRANSACTION_DATE: (3, 3),
+    Tag.TRANSACTION_TYPE: (1, 1),
+    Tag.AMOUNT_AUTHORISED: (6, 6),
+    Tag.AMOUNT_OTHER: (6, 6),
+    Tag.TRANSACTION_CURRENCY_CODE: (2, 2),
+    Tag.AIP: (2, 2),
+    Tag.TERMINAL_COUNTRY_CODE: (2, 2),
+}
+
+# --- field types ------------------------------------------------------------------------
+
+_HEX_PATTERN: Final = "^(?:[0-9A-Fa-f]{2})+$"
+#: Field 55 is at most 255 bytes (ISO 8583 LLLVAR, 510 hex digits).
+Field55Hex = Annotated[
+    str,
+    msgspec.Meta(pattern=_HEX_PATTERN, max_length=510, description="field 55 (BER-TLV), hex"),
+]
+#: Track 2 equivalent data is at most 19 bytes (Book 3 Annex A, tag 57).
+Track2Hex = Annotated[
+    str, msgspec.Meta(pattern=_HEX_PATTERN, max_length=38, description="tag 57, hex")
+]
+#: A transaction id as the issuer makes them (``txn_`` and 16 base32 characters).
+TransactionId = Annotated[
+    str, msgspec.Meta(pattern="^[a-z]+_[a-z2-7]{16}$", description="a transaction id")
+]
+RequestId = Annotated[str, msgspec.Meta(min_length=1, max_length=255)]
+#: Minor units of the transaction currency.
+Amount = Annotated[int, msgspec.Meta(gt=0, lt=10**12, description="minor units")]
+
+
+class _Message(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """A message of the contract: strict, keyword-only."""
+
+
+# --- requests ---------------------------------------------------------------------------
+
+
+class AuthorisationRequest(_Message):
+    """``POST /v1/authorisations`` (with ``Idempotency-Key``: the request id)."""
+
+    icc_data: Field55Hex
+    track2: Track2Hex
+
+
+class CompletionRequest(_Message):
+    """``POST /v1/authorisations/{id}/complete``: capture wholly (no amount) or part."""
+
+    amount: Amount | None = None
+
+
+class ResubmissionRequest(_Message):
+    """``POST /v1/authorisations/{id}/resubmit``: debt recovery, at most the original."""
+
+    amount: Annotated[Amount | None, msgspec.Meta(description="<= the original's")] = None
+
+
+class ReversalRequest(_Message):
+    """``POST /v1/reversals``: a time-out reversal by the original request id."""
+
+    request_id: RequestId
+
+
+class RefundRequest(_Message):
+    """``POST /v1/refunds``: refund part of a captured authorisation."""
+
+    authorisation: TransactionId
+    amount: Amount
+
+
+# --- answers ----------------------------------------------------------------------------
+
+
+class Decision(_Message):
+    """The answer to an authorisation (or resubmission): approved and declined alike."""
+
+    id: str
+    approved: bool
+    response_code: Annotated[str, msgspec.Meta(description="8A, ISO 8583 field 39")]
+    amount: int
+    currency: str
+    status: str
+    reason: Annotated[DeclineReason | None, msgspec.Meta(description="decline reason")] = None
+    arpc: Annotated[str, msgspec.Meta(description="hex")] = ""
+    issuer_authentication_data: Annotated[str, msgspec.Meta(description="91, hex")] = ""
+    card: Annotated[str, msgspec.Meta(description="masked PAN or token")] = ""
+    par: Annotated[
+        str | None,
+        msgspec.Meta(
+            description="payment account reference (EMVCo PAR, 9F24) of the card or "
+            "token: the same for a card and the phone tokens of one account's card"
+        ),
+    ] = None
+    original_id: Annotated[
+        str | None,
+        msgspec.Meta(description="a resubmission: the declined authorisation it recovers"),
+    ] = None
+    replayed: Annotated[bool, msgspec.Meta(description="a stored answer")] = False
+
+
+class Transaction(msgspec.Struct, kw_only=True):
+    """An authorisation or refund of the calling terminal as the issuer keeps it."""
+
+    id: str
+    kind: str
+    amount: int
+    currency: str
+    approved: bool
+    status: str
+    request_id: str | None = None
+    card: str | None = None
+    token: str | None = None
+    account: str | None = None
+    parent: str | None = None
+    mcc: str | None = None
+    decline_reason: str | None = None
+    response_code: str | None = None
+    atc: int | None = None
+    held_amount: int = 0
+    captured_amount: int = 0
+    released_amount: int = 0
+    created_at: str | None = None
+    updated_at: str | None = None
+    expires_at: str | None = None
+
+
+class TransactionList(msgspec.Struct, kw_only=True):
+    """``GET /v1/authorisations``: the calling terminal's transactions, newest first."""
+
+    data: list[Transaction]
+
+
+class ReversalNotFound(msgspec.Struct, kw_only=True):
+    """A time-out reversal of a request id the issuer never saw: nothing to release."""
+
+    request_id: str
+    status: str = "not_found"
+
+
+class ErrorBody(msgspec.Struct, kw_only=True):
+    """What went wrong: a code from a closed set and a readable message."""
+
+    code: str
+    message: str
+
+
+class Error(msgspec.Struct, kw_only=True):
+    """Every error answer."""
+
+    error: ErrorBody
+
+
+class Health(msgspec.Struct, kw_only=True):
+    """``GET /health``."""
+
+    status: str
+    ledger: str | None = None
+
+
+# --- the codec ----------------------------------------------------------------------------
+
+
+class ContractError(ValueError):
+    """A message that does not follow the contract; the text names the field."""
+
+
+M = TypeVar("M")
+
+_ENCODER: Final = msgspec.json.Encoder()
+_DECODERS: dict[type[Any], msgspec.json.Decoder[Any]] = {}
+
+
+def encode(message: Any) -> bytes:
+    """A message (or a plain JSON-ready value) as compact UTF-8 JSON."""
+    return _ENCODER.encode(message)
+
+
+def decode(data: bytes, kind: type[M]) -> M:
+    """A message of type ``kind`` from JSON; :class:`ContractError` names what is wrong
+    (broken JSON, an unknown field, a field of the wrong type or out of range)."""
+    decoder = _DECODERS.get(kind)
+    if decoder is None:
+        decoder = _DECODERS[kind] = msgspec.json.Decoder(kind)
+    try:
+        result: M = decoder.decode(data)
+    except msgspec.ValidationError as exc:
+        raise ContractError(str(exc)) from None
+    except msgspec.DecodeError:
+        raise ContractError("the body is not valid JSON") from None
+    return result
+
+
+#: Every type of the contract, in the order the OpenAPI document lists them.
+MESSAGES: Final[tuple[type[Any], ...]] = (
+    AuthorisationRequest,
+    CompletionRequest,
+    ResubmissionRequest,
+    ReversalRequest,
+    RefundRequest,
+    Decision,
+    Transaction,
+    TransactionList,
+    ReversalNotFound,
+    Error,
+    Health,
+)
+
+
+def schemas(ref_template: str = "#/components/schemas/{name}") -> dict[str, Any]:
+    """The JSON schema of every message, by name (OpenAPI 3.1 ``components.schemas``)."""
+    _, components = msgspec.json.schema_components(MESSAGES, ref_template=ref_template)
+    return components
