@@ -22,7 +22,7 @@ a record holding the PAN.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Self
+from typing import Final, Self
 
 from emvwire.errors import DecodeError, EmvWireError
 from emvwire.tlv import encode as tlv_encode
@@ -31,6 +31,8 @@ __all__ = [
     "AAC",
     "ARQC",
     "CDA_REQUESTED",
+    "PPSE",
+    "PSE",
     "STATUS_WORDS",
     "STATUS_WORD_FAMILIES",
     "TC",
@@ -342,12 +344,19 @@ class RApdu:
 
 # --- EMV command builders ---
 
+#: The Proximity Payment System Environment's DF name (Book B §3.3.2.2), and the
+#: contact Payment System Environment's (Book 1 §12.2.2).
+PPSE: Final = b"2PAY.SYS.DDF01"
+PSE: Final = b"1PAY.SYS.DDF01"
+
 #: GENERATE AC reference control parameter (Book 3 §6.5.5.2, Table 12): AC type in
 #: b8-b7, CDA signature requested in b5.
-AAC = 0x00
-TC = 0x40
-ARQC = 0x80
-CDA_REQUESTED = 0x10
+#: The same two bits give the cryptogram type in the Cryptogram Information Data 9F27
+#: (Book 3 §6.5.5.4).
+AAC: Final = 0x00
+TC: Final = 0x40
+ARQC: Final = 0x80
+CDA_REQUESTED: Final = 0x10
 _REF_CONTROL_BITS = 0xC0 | CDA_REQUESTED
 
 
