@@ -4,6 +4,23 @@ A test that needs pcscd (with the vpcd virtual reader), SoftHSM or PostgreSQL as
 for the matching fixture. On a user's machine without the service the test is
 skipped with the reason; with ``TAPSTACK_REQUIRE_SERVICES=1`` (set by ``.ci/run``)
 a missing service is a failure instead, so CI can never pass by skipping.
+
+Every test using one of these fixtures, directly or through other fixtures, is marked
+``pcsc``, ``postgres`` or ``hsm`` (:func:`pytest_collection_modifyitems`): the fast
+suite ``-m "not pcsc and not postgres and not hsm and not slow"`` needs no service. A
+test that reaches a service another way (a parameter naming a driver or a backend, a
+subprocess) carries the mark itself, on its ``pytest.param``.
+
+Where each service is looked for, so that a run can make each one unreachable:
+
+- pcscd: the socket ``PCSCLITE_CSOCK_NAME`` (default ``/run/pcscd/pcscd.comm``; pyscard's
+  pcsc-lite reads the same variable). Its vpcd driver listens on TCP ports 35963 and
+  35964 (card.vpcd); when that socket is missing, a connection to those ports from this
+  process fails at once (:func:`_refuse_vpcd_without_pcscd`).
+- PostgreSQL: the URL ``TAPSTACK_TEST_PG`` (default
+  ``postgresql://root@127.0.0.1:5432/test``).
+- SoftHSM: the module ``TAPSTACK_PKCS11_MODULE`` (default
+  ``/usr/lib/softhsm/libsofthsm2.so``).
 """
 
 from __future__ import annotations
@@ -12,18 +29,52 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any, NoReturn
+from urllib.parse import urlsplit
 
 import pytest
+
+from card.vpcd import VPCD_PORT
 
 REQUIRE_SERVICES = os.environ.get("TAPSTACK_REQUIRE_SERVICES", "") not in ("", "0")
 PCSCD_SOCKET = Path(os.environ.get("PCSCLITE_CSOCK_NAME", "/run/pcscd/pcscd.comm"))
 SOFTHSM_MODULE = Path(os.environ.get("TAPSTACK_PKCS11_MODULE", "/usr/lib/softhsm/libsofthsm2.so"))
-POSTGRES_ADDR = ("127.0.0.1", 5432)
+POSTGRES_URL = os.environ.get("TAPSTACK_TEST_PG", "postgresql://root@127.0.0.1:5432/test")
+#: The TCP ports of pcscd's vpcd driver (readers 0 and 1).
+VPCD_PORTS = (VPCD_PORT, VPCD_PORT + 1)
+#: The fixture that reaches each service, and the mark of every test that uses it.
+SERVICE_MARKS = {"pcscd": "pcsc", "postgres_url": "postgres", "softhsm": "hsm"}
 
 
-def _missing(reason: str) -> None:
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark each test by the services its fixtures reach (``item.fixturenames`` is the
+    closure: the fixtures of its fixtures too), before ``-m`` selects."""
+    for item in items:
+        used = getattr(item, "fixturenames", ())
+        for fixture, mark in SERVICE_MARKS.items():
+            if fixture in used:
+                item.add_marker(mark)
+
+
+def _refuse_vpcd_without_pcscd(event: str, args: tuple[Any, ...]) -> None:
+    """An audit hook (PEP 578): with no pcscd socket, a software card must not reach
+    vpcd either, which listens inside pcscd on its own TCP ports."""
+    if event != "socket.connect":
+        return
+    address = args[1]
+    if isinstance(address, tuple) and len(address) >= 2 and address[1] in VPCD_PORTS:
+        raise ConnectionRefusedError(f"pcscd is unreachable in this run: {address}")
+
+
+if not PCSCD_SOCKET.exists():
+    sys.addaudithook(_refuse_vpcd_without_pcscd)
+
+
+def _missing(reason: str) -> NoReturn:
     """Skip, or fail when CI demands every service."""
     if REQUIRE_SERVICES:
         pytest.fail(f"required service missing: {reason}", pytrace=False)
@@ -93,10 +144,13 @@ def softhsm(tmp_path: Path) -> Iterator[dict[str, str]]:
 
 @pytest.fixture(scope="session")
 def postgres_url() -> str:
-    """A URL of the PostgreSQL server on 127.0.0.1:5432 (trust auth, database test)."""
+    """The URL of the test PostgreSQL server (``TAPSTACK_TEST_PG``; by default
+    127.0.0.1:5432, trust auth, database test), once its port answers."""
+    where = urlsplit(POSTGRES_URL)
+    host, port = where.hostname or "127.0.0.1", where.port or 5432
     try:
-        with socket.create_connection(POSTGRES_ADDR, timeout=1):
+        with socket.create_connection((host, port), timeout=1):
             pass
     except OSError as exc:
-        _missing(f"PostgreSQL is not reachable on {POSTGRES_ADDR[0]}:{POSTGRES_ADDR[1]}: {exc}")
-    return os.environ.get("TAPSTACK_TEST_PG", "postgresql://root@127.0.0.1:5432/test")
+        _missing(f"PostgreSQL is not reachable on {host}:{port}: {exc}")
+    return POSTGRES_URL

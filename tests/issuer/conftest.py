@@ -79,7 +79,7 @@ def _postgres_ledger(url: str) -> Iterator[Ledger]:
         ledger.close()
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def ledger(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Ledger]:
     """A migrated ledger: an SQLite file, or a PostgreSQL schema of its own."""
     if request.param == "sqlite":
@@ -118,7 +118,7 @@ def open_softhsm_store(softhsm: dict[str, str]) -> KeyStore:
     return Pkcs11KeyStore(softhsm["module"], softhsm["label"], softhsm["pin"])
 
 
-@pytest.fixture(params=["file", "pkcs11"])
+@pytest.fixture(params=["file", pytest.param("pkcs11", marks=pytest.mark.hsm)])
 def keystore(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[KeyStore]:
     """A fresh key store: encrypted file, or SoftHSM through PKCS#11."""
     if request.param == "file":
@@ -236,7 +236,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     """Run every test using ``issuer`` on SQLite and on PostgreSQL; the authorisation
     service's tests also with the PKCS#11 (SoftHSM) key store."""
     if "issuer" in metafunc.fixturenames:
-        backends = ["sqlite", "postgres"]
+        backends = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
         if metafunc.module.__name__.rpartition(".")[2] == "test_service":
-            backends.append("pkcs11")
+            backends.append(pytest.param("pkcs11", marks=pytest.mark.hsm))
         metafunc.parametrize("issuer", backends, indirect=True)

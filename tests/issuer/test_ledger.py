@@ -461,7 +461,9 @@ def test_reserve_holds_only_what_is_available(ledger: Ledger) -> None:
     assert [d.what for d in ledger.check()] == ["held amount of"]
 
 
-@pytest.mark.parametrize("dialect", ["sqlite", "postgres"])
+@pytest.mark.parametrize(
+    "dialect", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+)
 def test_migration_4_keeps_the_atcs_seen(
     dialect: str, tmp_path: Path, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -165,7 +165,7 @@ def test_write_profile_refuses_to_overwrite(
         write_profile(result.profile, tmp_path / "missing" / "p.json")
 
 
-@pytest.mark.parametrize("backend", ["file", "pkcs11"])
+@pytest.mark.parametrize("backend", ["file", pytest.param("pkcs11", marks=pytest.mark.hsm)])
 def test_each_key_store_provisions_verifiable_cards(
     backend: str,
     request: pytest.FixtureRequest,

@@ -47,7 +47,7 @@ PROFILES: dict[str, tuple[str, int, Cvm]] = {
     "mastercard-card": ("541333******1034", 9, Cvm.ONLINE_PIN),
     "mastercard-phone": ("520474******1002", 10, Cvm.CDCVM),
 }
-DRIVERS = ("emulated", "nfc", "pcsc")
+DRIVERS = ("emulated", "nfc", pytest.param("pcsc", marks=pytest.mark.pcsc))
 UNDER_CVM_LIMIT = 1234  # 12.34 EUR
 OVER_CVM_LIMIT = 6000  # 60.00 EUR, under the contactless transaction limit of 1000.00
 #: Seconds to wait for the card in the field (the pcsc driver polls pcscd).
