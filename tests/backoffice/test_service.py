@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import http.client
 import json
-import threading
 from collections.abc import Iterator
+from contextlib import closing
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -19,6 +19,7 @@ from backoffice.cli import backoffice
 from backoffice.service import BackOfficeServer, make_server
 from backoffice.store import Home, Store
 from tests.backoffice.taps import plain_tap
+from tests.support.servers import serving
 
 DAY = datetime(2026, 11, 24, 7, 0, tzinfo=UTC)
 
@@ -28,15 +29,8 @@ def served(home: Home) -> Iterator[tuple[BackOfficeServer, dict[str, str]]]:
     with Store(home) as store:
         keys = dict([store.add_gate("North", None), store.add_gate("South", None)])
     server = make_server(home, "127.0.0.1:0")
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
-    thread.start()
-    try:
+    with closing(server.store), serving(server):
         yield server, keys
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
-        server.store.close()
 
 
 def call(server: BackOfficeServer, method: str, path: str, body: Any = None,

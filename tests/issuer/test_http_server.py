@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import socket
-import threading
 from collections.abc import Iterator
 
 import pytest
@@ -18,6 +17,7 @@ from issuer.domain.authorise import AuthorisationRequest, Decision
 from issuer.service.api import MAX_BODY, Request
 from issuer.service.server import make_server
 from tests.issuer.test_service import World, balances, make_world, tap
+from tests.support.servers import serving
 
 
 @pytest.fixture
@@ -29,15 +29,8 @@ def world(issuer: IssuerApp, rsa_keys: dict[str, SigningKey]) -> World:
 def served(issuer: IssuerApp, rsa_keys: dict[str, SigningKey]) -> Iterator[tuple[World, int]]:
     w = make_world(issuer, rsa_keys)
     sock = socket.create_server(("127.0.0.1", 0))
-    server = make_server(w.api, sock)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
-    thread.start()
-    try:
+    with serving(make_server(w.api, sock)):
         yield w, sock.getsockname()[1]
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
 
 
 def _read_answers(conn: socket.socket, count: int) -> list[tuple[int, dict[str, str], bytes]]:
@@ -198,10 +191,7 @@ def test_workers_share_connections_evenly(served: tuple[World, int]) -> None:
     assert loads.fewest_elsewhere(2) == 4
     w, _ = served
     sock = socket.create_server(("127.0.0.1", 0))
-    server = srv.HttpServer(w.api, sock, (loads, 0))
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02})
-    thread.start()
-    try:
+    with serving(srv.HttpServer(w.api, sock, (loads, 0)), poll_interval=0.02) as server:
         port = sock.getsockname()[1]
         clients = [socket.create_connection(("127.0.0.1", port)) for _ in range(3)]
         deadline = time.monotonic() + 10
@@ -216,10 +206,6 @@ def test_workers_share_connections_evenly(served: tuple[World, int]) -> None:
         assert len(server._connections) == 3
         for c in clients:
             c.close()
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
     stale = srv.WorkerLoads(2)
     stale.update(1, 0)
     original = srv._LOAD_STALE

@@ -5,7 +5,6 @@ request id (one hold); a service that never answers leads to a time-out reversal
 from __future__ import annotations
 
 import socket
-import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -17,21 +16,15 @@ from issuer.bootstrap import IssuerApp
 from issuer.service.api import Prepared
 from issuer.service.server import make_server
 from tests.issuer.test_service import World, balances, make_world, tap
+from tests.support.servers import serving
 
 
 @pytest.fixture
 def served(issuer: IssuerApp, rsa_keys: dict[str, SigningKey]) -> Iterator[tuple[World, str]]:
     w = make_world(issuer, rsa_keys)
     sock = socket.create_server(("127.0.0.1", 0))
-    server = make_server(w.api, sock)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
-    thread.start()
-    try:
+    with serving(make_server(w.api, sock)):
         yield w, f"http://127.0.0.1:{sock.getsockname()[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
 
 
 def _client(w: World, url: str, **options: Any) -> HostClient:

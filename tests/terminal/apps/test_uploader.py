@@ -7,9 +7,9 @@ deny-list poller."""
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections.abc import Iterator, Mapping
+from contextlib import closing
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -26,6 +26,7 @@ from terminal.apps.uploader import (
     DenyListPoller,
     Uploader,
 )
+from tests.support.servers import serving
 
 KEY = "k" * 32
 
@@ -112,12 +113,8 @@ class _Handler(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def server() -> Iterator[ContractServer]:
-    srv = ContractServer()
-    thread = threading.Thread(target=srv.serve_forever, daemon=True)
-    thread.start()
-    yield srv
-    srv.shutdown()
-    srv.server_close()
+    with serving(ContractServer()) as srv:
+        yield srv
 
 
 @pytest.fixture
@@ -306,9 +303,7 @@ def test_real_taps_to_the_real_back_office_once_and_its_deny_list_back(tmp_path:
         gate_id, key = store.add_gate("Central", None)
         other_id, other_key = store.add_gate("North", None)
     srv = make_server(home, "127.0.0.1:0")
-    thread = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05})
-    thread.start()
-    try:
+    with closing(srv.store), serving(srv):
         profile = Path(__file__).resolve().parents[3] / "fixtures" / "cards" / "visa-card.json"
         reader = EmulatedReader(EmvCard(load_profile(profile)), path="emulated:test")
         result = EntryPoint(default_config()).run(reader, Transaction(100))
@@ -346,11 +341,6 @@ def test_real_taps_to_the_real_back_office_once_and_its_deny_list_back(tmp_path:
         assert (
             open_box(home.sealing_private_key(), sealed, f"{gate_id}:1".encode()) == result.track2
         )
-    finally:
-        srv.shutdown()
-        srv.server_close()
-        srv.store.close()
-        thread.join(10)
 
 
 def _tap_of(record: Mapping[str, Any]) -> dict[str, Any]:
