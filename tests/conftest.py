@@ -3,7 +3,8 @@
 A test that needs pcscd (with the vpcd virtual reader), SoftHSM or PostgreSQL asks
 for the matching fixture. On a user's machine without the service the test is
 skipped with the reason; with ``TAPSTACK_REQUIRE_SERVICES=1`` (set by ``.ci/run``)
-a missing service is a failure instead, so CI can never pass by skipping.
+a missing service is a failure instead, so CI can never pass by skipping
+(tests/support/services.py).
 
 Every test using one of these fixtures, directly or through other fixtures, is marked
 ``pcsc``, ``postgres`` or ``hsm`` (:func:`pytest_collection_modifyitems`): the fast
@@ -32,14 +33,14 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
 
 from card.vpcd import VPCD_PORT
+from tests.support.services import missing_service
 
-REQUIRE_SERVICES = os.environ.get("TAPSTACK_REQUIRE_SERVICES", "") not in ("", "0")
 PCSCD_SOCKET = Path(os.environ.get("PCSCLITE_CSOCK_NAME", "/run/pcscd/pcscd.comm"))
 SOFTHSM_MODULE = Path(os.environ.get("TAPSTACK_PKCS11_MODULE", "/usr/lib/softhsm/libsofthsm2.so"))
 POSTGRES_URL = os.environ.get("TAPSTACK_TEST_PG", "postgresql://root@127.0.0.1:5432/test")
@@ -74,29 +75,22 @@ if not PCSCD_SOCKET.exists():
     sys.addaudithook(_refuse_vpcd_without_pcscd)
 
 
-def _missing(reason: str) -> NoReturn:
-    """Skip, or fail when CI demands every service."""
-    if REQUIRE_SERVICES:
-        pytest.fail(f"required service missing: {reason}", pytrace=False)
-    pytest.skip(reason)
-
-
 @pytest.fixture(scope="session")
 def pcscd() -> str:
     """The name of the first vpcd virtual reader of a running pcscd."""
     try:
         from smartcard.System import readers
     except ImportError:
-        _missing("pyscard is not installed (needs libpcsclite-dev, swig, gcc to build)")
+        missing_service("pyscard is not installed (needs libpcsclite-dev, swig, gcc to build)")
     if not PCSCD_SOCKET.exists():
-        _missing(f"pcscd is not running (no socket {PCSCD_SOCKET}); start `pcscd`")
+        missing_service(f"pcscd is not running (no socket {PCSCD_SOCKET}); start `pcscd`")
     try:
         names = [str(r) for r in readers()]
     except Exception as exc:  # pyscard raises several unrelated types here
-        _missing(f"pcscd did not answer: {exc}")
+        missing_service(f"pcscd did not answer: {exc}")
     virtual = [n for n in names if n.startswith("Virtual PCD")]
     if not virtual:
-        _missing(f"no vpcd reader in pcscd (install vsmartcard-vpcd); readers: {names}")
+        missing_service(f"no vpcd reader in pcscd (install vsmartcard-vpcd); readers: {names}")
     return virtual[0]
 
 
@@ -105,11 +99,11 @@ def softhsm(tmp_path: Path) -> Iterator[dict[str, str]]:
     """A fresh SoftHSM token in a private folder: module path, label, user PIN."""
     util = shutil.which("softhsm2-util")
     if util is None or not SOFTHSM_MODULE.exists():
-        _missing("SoftHSM is not installed (apt-get install softhsm2)")
+        missing_service("SoftHSM is not installed (apt-get install softhsm2)")
     try:
         import pkcs11  # noqa: F401
     except ImportError:
-        _missing("python-pkcs11 is not installed")
+        missing_service("python-pkcs11 is not installed")
     tokens = tmp_path / "tokens"
     tokens.mkdir()
     conf = tmp_path / "softhsm2.conf"
@@ -152,5 +146,5 @@ def postgres_url() -> str:
         with socket.create_connection((host, port), timeout=1):
             pass
     except OSError as exc:
-        _missing(f"PostgreSQL is not reachable on {host}:{port}: {exc}")
+        missing_service(f"PostgreSQL is not reachable on {host}:{port}: {exc}")
     return POSTGRES_URL

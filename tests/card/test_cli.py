@@ -9,7 +9,6 @@ nfcpy's own reader on its udp frontend.
 from __future__ import annotations
 
 import json
-import os
 import signal
 import socket
 import struct
@@ -34,11 +33,11 @@ from emvwire.apdu import select
 from emvwire.crypto import kcv
 from emvwire.mask import mask_pan
 from emvwire.profile import CardProfile, load_profile
+from tests.support.services import missing_service
 
 ROOT = Path(__file__).resolve().parents[2]
 CARDS = ROOT / "fixtures" / "cards"
 NAMES = ("visa-card", "visa-phone", "mastercard-card", "mastercard-phone")
-REQUIRE_SERVICES = os.environ.get("TAPSTACK_REQUIRE_SERVICES", "") not in ("", "0")
 #: The second vpcd reader: test_vpcd and other suites use the first.
 PCSC_READER = "Virtual PCD 00 01"
 
@@ -560,12 +559,6 @@ def test_sigterm_stops_an_nfc_card_cleanly() -> None:
 # --- serve in a process, read by pyscard through pcscd ---------------------------------
 
 
-def _missing(reason: str) -> None:
-    if REQUIRE_SERVICES:
-        pytest.fail(f"required service missing: {reason}", pytrace=False)
-    pytest.skip(reason)
-
-
 @pytest.fixture
 def second_reader(pcscd: str) -> str:
     """The name of the second vpcd reader (port 35964) of the running pcscd."""
@@ -573,7 +566,7 @@ def second_reader(pcscd: str) -> str:
 
     names = [str(r) for r in readers()]
     if PCSC_READER not in names:
-        _missing(f"no {PCSC_READER!r} in pcscd (vpcd's second reader); readers: {names}")
+        missing_service(f"no {PCSC_READER!r} in pcscd (vpcd's second reader); readers: {names}")
     return PCSC_READER
 
 

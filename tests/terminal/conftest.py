@@ -7,89 +7,23 @@ reader that holds no card, and counts as presented only once vpcd asks it for it
 
 from __future__ import annotations
 
-import os
-import secrets
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from card.emv import EmvCard
 from card.nfc import PiccParameters, ServeStats, serve_nfc, wait_listening
 from card.vpcd import VPCD_PORT, serve_tap
-from emvwire.profile import load_profile
+from tests.support.cards import NFC_UID, NfcCard, TestCard, VpcdCard, free_udp_port
+from tests.support.services import missing_service
 
-ROOT = Path(__file__).resolve().parents[2]
 _GROUP, _NAME = "tapstack.cards", "profile"  # terminal.readers.emulated's entry point
-CARDS = ROOT / "fixtures" / "cards"
-#: The PAN of fixtures/cards/visa-card.json (the public Visa test PAN of the transcripts).
-VISA_PAN = "4761739001010010"
-REQUIRE_SERVICES = os.environ.get("TAPSTACK_REQUIRE_SERVICES", "") not in ("", "0")
-
-
-def unique_atr() -> bytes:
-    """A valid ATR (T=0 then T=1 offered) with four random historical bytes and its TCK."""
-    body = bytes.fromhex("848001") + secrets.token_bytes(4)  # T0 (4 hist. bytes), TD1, TD2
-    tck = 0
-    for b in body:
-        tck ^= b
-    return b"\x3b" + body + bytes((tck,))
-
-
-class TestCard:
-    """Wraps a card: an ATR of its own, power counts, and an event once vpcd polls it."""
-
-    __test__ = False  # not a test class
-
-    def __init__(self, inner: Any) -> None:
-        self.inner = inner
-        self._atr = unique_atr()
-        self.polled = threading.Event()
-        self.powered = threading.Event()
-        self.power_ons = 0
-        self.power_offs = 0
-        self.seen: list[bytes] = []
-
-    @property
-    def atr(self) -> bytes:
-        self.polled.set()
-        return self._atr
-
-    @property
-    def uid(self) -> bytes:
-        return bytes(getattr(self.inner, "uid", b""))
-
-    def power_on(self) -> None:
-        self.power_ons += 1
-        self.inner.power_on()
-        self.powered.set()
-
-    def power_off(self) -> None:
-        self.power_offs += 1
-        self.inner.power_off()
-
-    def process(self, c_apdu: bytes) -> bytes:
-        self.seen.append(bytes(c_apdu))
-        return bytes(self.inner.process(c_apdu))
-
-
-def visa_card() -> EmvCard:
-    """The Visa fixture card, counters in memory."""
-    return EmvCard(load_profile(CARDS / "visa-card.json"))
 
 
 # --- vpcd --------------------------------------------------------------------------------
-
-
-def _missing(reason: str) -> None:
-    if REQUIRE_SERVICES:
-        pytest.fail(reason, pytrace=False)
-    pytest.skip(reason)
 
 
 def _present(name: str) -> bool:
@@ -110,15 +44,6 @@ def _port(name: str) -> int:
     return VPCD_PORT + int(name.rsplit(" ", 1)[1])
 
 
-def _wait_empty(name: str, timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not _present(name):
-            return True
-        time.sleep(0.05)
-    return False
-
-
 @pytest.fixture
 def free_vpcd_reader(pcscd: str) -> str:
     """The name of a vpcd reader with no card in it now."""
@@ -127,26 +52,7 @@ def free_vpcd_reader(pcscd: str) -> str:
             if not _present(name):
                 return name
         time.sleep(2)
-    _missing("every vpcd reader holds another process's card")
-    raise AssertionError  # unreachable
-
-
-@dataclass
-class VpcdCard:
-    """A card presented in vpcd reader ``reader`` by a thread."""
-
-    reader: str
-    card: TestCard
-    stop: threading.Event
-    thread: threading.Thread
-    outcome: dict[str, Any] = field(default_factory=dict)
-
-    def remove(self) -> None:
-        """Take the card away and wait until pcscd sees the reader empty."""
-        self.stop.set()
-        self.thread.join(timeout=10)
-        assert not self.thread.is_alive(), "the vpcd card never stopped"
-        _wait_empty(self.reader)
+    missing_service("every vpcd reader holds another process's card")
 
 
 @pytest.fixture
@@ -176,8 +82,7 @@ def vpcd(pcscd: str) -> Iterator[Callable[..., VpcdCard]]:
                 running.append(served)
                 return served
             served.remove()  # vpcd never spoke to us: another card holds that reader
-        _missing("no vpcd reader free for a test card (other processes hold cards)")
-        raise AssertionError  # unreachable
+        missing_service("no vpcd reader free for a test card (other processes hold cards)")
 
     yield present
     for served in running:
@@ -206,35 +111,6 @@ def distribution(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 # --- nfcpy udp ---------------------------------------------------------------------------
-
-
-def free_udp_port() -> int:
-    """A loopback UDP port nobody uses now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-@dataclass
-class NfcCard:
-    """A card served by :func:`card.nfc.serve_nfc` on ``path`` in a thread."""
-
-    path: str
-    card: TestCard
-    stats: ServeStats
-    stop: threading.Event
-    thread: threading.Thread
-    outcome: dict[str, Any] = field(default_factory=dict)
-
-    def remove(self) -> None:
-        self.stop.set()
-        self.thread.join(timeout=20)
-        assert not self.thread.is_alive(), "the nfc card never stopped"
-
-
-#: A fixed UID for the nfc test cards (ISO/IEC 14443-3 single size, random-UID prefix 08).
-NFC_UID = bytes.fromhex("08C0FFEE")
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from card.vpcd import VPCD_PORT, serve_tap
 from terminal.cli import cli
 from terminal.readers import ReaderScan, open_reader
 from terminal.trace import TraceEntry, TracingReader
-from tests.terminal.conftest import CARDS, TestCard, visa_card
+from tests.support.cards import CARDS, TestCard, visa_card
 
 
 @pytest.fixture

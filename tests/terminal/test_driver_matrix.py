@@ -37,8 +37,8 @@ from card.emv import EmvCard
 from terminal.kernel.outcome import Outcome
 from terminal.kernel.transaction import Cvm, TransactionResult
 from terminal.readers import Reader, open_reader
-from tests.terminal.conftest import CARDS, NfcCard, VpcdCard
-from tests.terminal.kernel.kit import tap_reader
+from tests.support.cards import CARDS, NfcCard, VpcdCard
+from tests.support.kernel import tap_reader
 
 #: Profile -> (masked PAN, APDUs under the CVM limit, CVM over the limit).
 PROFILES: dict[str, tuple[str, int, Cvm]] = {

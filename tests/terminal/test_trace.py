@@ -23,9 +23,14 @@ from terminal.trace import (
     text_sink,
     traced,
 )
-from tests.terminal.conftest import VISA_PAN, visa_card
-from tests.terminal.readers.test_emulated import _pulled_after
-from tests.terminal.readers.test_pcsc import PDOL_DATA, SELECT_PPSE, VISA_AID
+from tests.support.cards import (
+    PDOL_DATA,
+    SELECT_PPSE,
+    VISA_AID,
+    VISA_PAN,
+    pulled_after,
+    visa_card,
+)
 
 #: The fixture card's track 2 image starts with the PAN and the separator.
 TRACK2_START = VISA_PAN + "D"
@@ -108,7 +113,7 @@ def test_undecodable_data_is_scrubbed_and_a_pin_block_hidden() -> None:
 
 def test_errors_and_removals_are_traced(tmp_path: Path) -> None:
     sink = ListSink()
-    reader = TracingReader(EmulatedReader(_pulled_after(1, tmp_path)), sink)
+    reader = TracingReader(EmulatedReader(pulled_after(1, tmp_path)), sink)
     reader.wait_for_card()
     reader.transmit(SELECT_PPSE)
     with pytest.raises(CardRemovedError):
@@ -182,7 +187,7 @@ def test_a_failing_sink_never_changes_the_outcome() -> None:
 
 
 def test_emvcard_removed_fault_is_traced_once(tmp_path: Path) -> None:
-    card: EmvCard = _pulled_after(0, tmp_path)
+    card: EmvCard = pulled_after(0, tmp_path)
     sink = ListSink()
     reader = TracingReader(EmulatedReader(card), sink)
     reader.wait_for_card()

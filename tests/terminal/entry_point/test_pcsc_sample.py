@@ -21,8 +21,8 @@ from typing import Any
 import pytest
 
 from card.scripted import ScriptedCard
+from tests.support.cards import VpcdCard
 from tests.support.e2e import ROOT, ServedCard, child_env, free_vpcd_reader
-from tests.terminal.conftest import VpcdCard
 from tests.terminal.entry_point.harness import (
     CASES,
     ISSUER_UPDATE,

@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from terminal.cli import cli
-from tests.terminal.kernel.kit import CARDS, VISA_PAN
+from tests.support.cards import CARDS, VISA_PAN
 
 TRACK2_HEX = "4761739001010010D3012"
 

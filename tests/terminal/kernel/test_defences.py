@@ -19,7 +19,7 @@ from terminal.kernel import entry_point
 from terminal.kernel.outcome import Outcome
 from terminal.kernel.registry import KernelContext
 from terminal.kernel.transaction import Cvm, OdaResult
-from tests.terminal.kernel.kit import (
+from tests.support.kernel import (
     LoggingCard,
     MitmCard,
     ReplayCard,

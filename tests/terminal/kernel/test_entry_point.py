@@ -23,15 +23,8 @@ from terminal.kernel.registry import KernelContext, KernelRegistry, PreProcessin
 from terminal.kernel.transaction import Transaction, TransactionResult
 from terminal.readers import ReaderUnavailableError
 from terminal.readers.emulated import EmulatedReader
-from tests.terminal.kernel.kit import (
-    VISA_AID,
-    WHEN,
-    LoggingCard,
-    MitmCard,
-    card,
-    config,
-    tap,
-)
+from tests.support.cards import VISA_AID
+from tests.support.kernel import WHEN, LoggingCard, MitmCard, card, config, tap
 
 TTQ = bytes.fromhex("27C04000")  # byte 2 bits 8 and 7 set: pre-processing clears them
 

@@ -18,17 +18,8 @@ from terminal.kernel.k3.flow import cryptogram_type
 from terminal.kernel.outcome import Outcome, Start, UiMessage
 from terminal.kernel.registry import default_registry
 from terminal.kernel.transaction import Cvm, OdaResult
-from tests.terminal.kernel.kit import (
-    VISA_AID,
-    VISA_PAN,
-    WHEN,
-    LoggingCard,
-    ReplayCard,
-    card,
-    config,
-    counter_rng,
-    tap,
-)
+from tests.support.cards import VISA_AID, VISA_PAN
+from tests.support.kernel import WHEN, LoggingCard, ReplayCard, card, config, counter_rng, tap
 
 PPSE = select("2PAY.SYS.DDF01").encode()
 SELECT_VISA = select(VISA_AID).encode()

@@ -9,8 +9,8 @@ import pytest
 
 from terminal.kernel.outcome import Outcome
 from terminal.kernel.transaction import Cvm, OdaResult
-from tests.terminal.conftest import VpcdCard
-from tests.terminal.kernel.kit import card, config, tap_reader
+from tests.support.cards import VpcdCard
+from tests.support.kernel import card, config, tap_reader
 
 pytestmark = pytest.mark.pcsc
 

@@ -20,7 +20,8 @@ from terminal.kernel.registry import (
 )
 from terminal.kernel.transaction import Transaction
 from terminal.readers.emulated import EmulatedReader
-from tests.terminal.kernel.kit import VISA_AID, WHEN, card
+from tests.support.cards import VISA_AID
+from tests.support.kernel import WHEN, card
 
 MC_AID = bytes.fromhex("A0000000041010")
 

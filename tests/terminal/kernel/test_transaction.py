@@ -29,7 +29,8 @@ from terminal.kernel.transaction import (
     currency_by_code,
     parse_amount,
 )
-from tests.terminal.kernel.kit import VISA_PAN, card, tap
+from tests.support.cards import VISA_PAN
+from tests.support.kernel import card, tap
 
 TRACK2 = bytes.fromhex("4761739001010010D30122010000000000")
 

@@ -11,7 +11,7 @@ from typing import Any
 from emvwire import tlv
 from terminal.kernel.outcome import Outcome
 from terminal.kernel.transaction import Cvm, OdaResult, Transaction, TransactionResult
-from tests.terminal.kernel.kit import ReplayCard, ScriptedCard, config, tap
+from tests.support.kernel import ReplayCard, ScriptedCard, config, tap
 
 LIMITS = {"floor_limit": 0, "cvm_required_limit": 5000, "transaction_limit": 100000}
 

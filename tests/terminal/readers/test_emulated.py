@@ -15,7 +15,6 @@ import pytest
 
 from card.emv import EmvCard
 from emvwire import apdu
-from emvwire.profile import load_profile
 from terminal.readers import (
     CardRemovedError,
     CommunicationError,
@@ -31,8 +30,15 @@ from terminal.readers.emulated import (
     is_card_removed,
     open_emulated,
 )
-from tests.terminal.conftest import CARDS, visa_card
-from tests.terminal.readers.test_pcsc import PDOL_DATA, SELECT_PPSE, VISA_AID, StatusWordCard
+from tests.support.cards import (
+    CARDS,
+    PDOL_DATA,
+    SELECT_PPSE,
+    VISA_AID,
+    StatusWordCard,
+    pulled_after,
+    visa_card,
+)
 
 
 def test_a_fixture_card_answers_through_the_reader() -> None:
@@ -58,17 +64,8 @@ def test_61xx_and_6cxx_are_followed_as_by_every_driver() -> None:
     assert reader.transmit(bytes.fromhex("00B2010C00")) == bytes.fromhex("01020304059000")
 
 
-def _pulled_after(n: int, tmp_path: Path) -> EmvCard:
-    """The Visa card with the profile fault ``pull_after`` = n (it raises CardRemoved)."""
-    data = json.loads((CARDS / "visa-card.json").read_text())
-    data["faults"] = {"pull_after": n}
-    path = tmp_path / "pulled.json"
-    path.write_text(json.dumps(data))
-    return EmvCard(load_profile(path))
-
-
 def test_card_removed_by_the_card_itself(tmp_path: Path) -> None:
-    reader = EmulatedReader(_pulled_after(1, tmp_path))
+    reader = EmulatedReader(pulled_after(1, tmp_path))
     reader.wait_for_card()
     assert reader.transmit(SELECT_PPSE)[-2:] == b"\x90\x00"
     with pytest.raises(CardRemovedError, match="left the field"):

@@ -10,8 +10,16 @@ from emvwire import apdu
 from emvwire.tlv import decode, find
 from terminal.readers import CardRemovedError, NoCardError, ReaderError, open_reader
 from terminal.readers.nfc import NfcReader, check_nfc_path
-from tests.terminal.conftest import NFC_UID, NfcCard, free_udp_port, visa_card
-from tests.terminal.readers.test_pcsc import PDOL_DATA, SELECT_PPSE, VISA_AID, StatusWordCard
+from tests.support.cards import (
+    NFC_UID,
+    PDOL_DATA,
+    SELECT_PPSE,
+    VISA_AID,
+    NfcCard,
+    StatusWordCard,
+    free_udp_port,
+    visa_card,
+)
 
 
 def _open(served: NfcCard) -> NfcReader:

@@ -10,46 +10,17 @@ from emvwire import apdu
 from emvwire.tlv import decode, find
 from terminal.readers import CardRemovedError, NoCardError, open_reader
 from terminal.readers.pcsc import PcscReader
-from tests.terminal.conftest import TestCard, VpcdCard, visa_card
+from tests.support.cards import (
+    PDOL_DATA,
+    SELECT_PPSE,
+    VISA_AID,
+    StatusWordCard,
+    TestCard,
+    VpcdCard,
+    visa_card,
+)
 
 pytestmark = pytest.mark.pcsc
-
-SELECT_PPSE = apdu.select("2PAY.SYS.DDF01").encode()
-VISA_AID = bytes.fromhex("A0000000031010")
-# PDOL data for the Visa fixture's PDOL 9F66 04 9F02 06 9F03 06 9F1A 02 95 05 5F2A 02
-# 9A 03 9C 01 9F37 04: TTQ, 15.00, 0.00, country 0250, TVR 0, EUR, 2025-01-01, purchase, UN.
-PDOL_DATA = bytes.fromhex("B6204000000000001500000000000000025000000000000978")
-PDOL_DATA += bytes.fromhex("2501010001020304")
-
-
-class StatusWordCard:
-    """Answers like a T=0 card: SELECT with 61xx (300 bytes in two GET RESPONSEs),
-    READ RECORD with 6C05 until Le is 5."""
-
-    atr = b""
-    LONG = bytes(i % 251 for i in range(300))
-
-    def __init__(self) -> None:
-        self.left = b""
-
-    def power_on(self) -> None:
-        self.left = b""
-
-    def power_off(self) -> None:
-        pass
-
-    def process(self, c_apdu: bytes) -> bytes:
-        ins = c_apdu[1]
-        if ins == 0xA4:
-            self.left = self.LONG
-            return b"\x61\x00"  # 256 bytes (and more) wait
-        if ins == 0xC0:
-            wanted = c_apdu[4] or 256
-            chunk, self.left = self.left[:wanted], self.left[wanted:]
-            return chunk + (bytes((0x61, len(self.left))) if self.left else b"\x90\x00")
-        if ins == 0xB2:
-            return b"\x6c\x05" if c_apdu[4:] != b"\x05" else b"\x01\x02\x03\x04\x05\x90\x00"
-        return b"\x6d\x00"
 
 
 def _open(served: VpcdCard) -> PcscReader:

@@ -1,5 +1,6 @@
 """Helpers of the kernel tests: fixture cards, configurations, scripted and tampering
-cards, one-call taps. Kernel tests (kernel 2 and 3) import from here."""
+cards, one-call taps. The kernel tests (kernel 2 and 3) and the driver matrix import
+from here; the fixture card constants are in tests/support/cards.py."""
 
 from __future__ import annotations
 
@@ -7,7 +8,6 @@ import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 from card.emv import EmvCard
@@ -19,15 +19,11 @@ from terminal.kernel.registry import KernelRegistry
 from terminal.kernel.transaction import Transaction, TransactionResult
 from terminal.readers.base import Reader
 from terminal.readers.emulated import EmulatedReader
+from tests.support.cards import CARDS, VISA_AID
 
-ROOT = Path(__file__).resolve().parents[3]
-CARDS = ROOT / "fixtures" / "cards"
-TRANSCRIPTS = ROOT / "fixtures" / "transcripts"
+TRANSCRIPTS = CARDS.parent / "transcripts"
 #: The date and time of the tests' transactions (the fixture cards expire 2030-12).
 WHEN = datetime(2026, 3, 1, 12, 30, 0)
-VISA_AID = bytes.fromhex("A0000000031010")
-MASTERCARD_AID = bytes.fromhex("A0000000041010")
-VISA_PAN = "4761739001010010"
 
 
 def card(name: str, **faults: Any) -> EmvCard:
