@@ -4,105 +4,27 @@ PostgreSQL accept each ATC of a card exactly once under concurrent taps."""
 
 from __future__ import annotations
 
-import os
-import re
 import signal
-import subprocess
-import sys
 import threading
 import time
 import uuid
 from collections.abc import Iterator
-from datetime import date
 from pathlib import Path
 
 import pytest
 
-from emvwire.crypto.cryptogram import CryptogramData, generate_arqc
-from emvwire.tlv import encode
 from hostlink import HostClient, HostOutcome
-from issuer.bootstrap import IssuerApp, init_issuer, open_issuer
-from issuer.keys.base import MasterKeyRef
+from tests.support.issuer_home import IssuerHome, arqc_request, stop_service
 
 pytestmark = pytest.mark.slow
 
-BIN = Path(sys.executable).parent
-PASS = "service test passphrase"
-
-
-def _arqc_request(mk: bytes, atc: int, amount: int) -> bytes:
-    """A field 55 blob of a Visa CVN 18 card (EMV Book 2 §8.1.1 data, ARQC over it)."""
-    raw = {
-        0x9F02: bytes.fromhex(f"{amount:012d}"), 0x9F03: bytes(6),
-        0x9F1A: b"\x02\x50", 0x95: bytes(5), 0x5F2A: b"\x09\x78",
-        0x9A: bytes.fromhex(date.today().strftime("%y%m%d")), 0x9C: b"\x00",
-        0x9F37: os.urandom(4), 0x82: b"\x20\x00", 0x9F36: atc.to_bytes(2, "big"),
-        0x9F10: bytes.fromhex("06011203a00000"),
-    }  # fmt: skip
-    data = CryptogramData(
-        tag_9f02=raw[0x9F02], tag_9f03=raw[0x9F03], tag_9f1a=raw[0x9F1A], tag_95=raw[0x95],
-        tag_5f2a=raw[0x5F2A], tag_9a=raw[0x9A], tag_9c=raw[0x9C], tag_9f37=raw[0x9F37],
-        tag_82=raw[0x82], tag_9f36=raw[0x9F36], tag_9f10=raw[0x9F10],
-    )  # fmt: skip
-    out = encode(0x9F26, generate_arqc(18, mk, data)) + encode(0x9F27, b"\x80")
-    return out + b"".join(encode(t, v) for t, v in raw.items())
-
-
-class Setup:
-    """An issuer home with one account, terminals and Visa cards."""
-
-    def __init__(self, home: Path, db: str | None, terminals: int, cards: int) -> None:
-        self.home, self.db = home, db
-        app = init_issuer(home, db_url=db, passphrase=PASS, kdf_cost=10)
-        s = app.service
-        self.account = s.create_account("Load Holder").id
-        s.credit_account(self.account, 10**9)
-        self.terminals = [s.add_terminal(f"Shop {i}", "5411") for i in range(terminals)]
-        self.cards: list[tuple[bytes, bytes]] = []  # (AC master key, track 2)
-        for _ in range(cards):
-            issued = s.issue_card(self.account, "visa")
-            card = issued.card
-            mk = app.keys.derive_icc_mk(
-                MasterKeyRef("visa", card.bin, card.cvn, "ac"), issued.pan, card.psn
-            )
-            text = f"{issued.pan}D{card.expiry:%y%m}201000000000"
-            self.cards.append((mk, bytes.fromhex(text + "F" * (len(text) % 2))))
-        app.close()
-
-    def open(self) -> IssuerApp:
-        return open_issuer(self.home, db_url=self.db, passphrase=PASS)
-
-    def serve(self) -> tuple[subprocess.Popen[str], str]:
-        env = {**os.environ, "TAPSTACK_ISSUER_HOME": str(self.home),
-               "TAPSTACK_KEYSTORE_KEY": PASS}  # fmt: skip
-        cmd = [str(BIN / "issuer"), "serve", "--bind", "127.0.0.1:0"]
-        if self.db:
-            cmd += ["--db", self.db]
-        proc = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, text=True)
-        assert proc.stderr is not None
-        match = re.search(r"http://[\d.]+:\d+", proc.stderr.readline())
-        assert match, "the service did not start"
-        return proc, match.group(0)
-
-    def client(self, url: str, index: int, **options: float) -> HostClient:
-        terminal, key = self.terminals[index]
-        return HostClient(url, terminal.id, key, **options)  # type: ignore[arg-type]
-
-
-def _stop(proc: subprocess.Popen[str], sig: int = signal.SIGTERM) -> None:
-    if proc.poll() is None:
-        proc.send_signal(sig)
-    proc.wait(timeout=20)
-    if proc.stderr is not None:
-        proc.stderr.close()
-
 
 def test_kill_9_during_load_loses_nothing_and_holds_once(tmp_path: Path) -> None:
-    setup = Setup(tmp_path / "home", None, terminals=4, cards=4)
+    setup = IssuerHome(tmp_path / "home", None, terminals=4, cards=4)
     proc, url = setup.serve()
     # Each terminal taps its own card: ATC 1, 2, ... (request ids known to the terminal).
     plan = [
-        [(f"t{t}-{atc}", _arqc_request(setup.cards[t][0], atc, 100 + atc)) for atc in range(1, 41)]
+        [(f"t{t}-{atc}", arqc_request(setup.cards[t][0], atc, 100 + atc)) for atc in range(1, 41)]
         for t in range(4)
     ]  # fmt: skip
     answers: dict[str, HostOutcome] = {}
@@ -124,7 +46,7 @@ def test_kill_9_during_load_loses_nothing_and_holds_once(tmp_path: Path) -> None
     deadline = time.monotonic() + 20
     while len(answers) < 20 and time.monotonic() < deadline:  # the run is under way
         time.sleep(0.005)
-    _stop(proc, signal.SIGKILL)
+    stop_service(proc, signal.SIGKILL)
     for thread in threads:
         thread.join()
     answered_before = {k: v for k, v in answers.items() if v.answered}
@@ -139,7 +61,7 @@ def test_kill_9_during_load_loses_nothing_and_holds_once(tmp_path: Path) -> None
         for thread in threads:
             thread.join()
     finally:
-        _stop(proc)
+        stop_service(proc)
     assert all(v.answered for v in answers.values())
     with setup.open() as app:
         assert app.ledger.check() == []
@@ -183,9 +105,9 @@ def pg_schema_url(postgres_url: str) -> Iterator[str]:
 def test_two_services_on_one_postgres_accept_each_atc_once(
     tmp_path: Path, pg_schema_url: str
 ) -> None:
-    setup = Setup(tmp_path / "home", pg_schema_url, terminals=4, cards=1)
+    setup = IssuerHome(tmp_path / "home", pg_schema_url, terminals=4, cards=1)
     mk, track2 = setup.cards[0]
-    blobs = [_arqc_request(mk, atc, 100) for atc in range(1, 31)]
+    blobs = [arqc_request(mk, atc, 100) for atc in range(1, 31)]
     first, url1 = setup.serve()
     second, url2 = setup.serve()
     results: list[tuple[int, HostOutcome]] = []
@@ -205,8 +127,8 @@ def test_two_services_on_one_postgres_accept_each_atc_once(
         for thread in threads:
             thread.join()
     finally:
-        _stop(first)
-        _stop(second)
+        stop_service(first)
+        stop_service(second)
     assert len(results) == 4 * 30
     assert all(o.answered for _, o in results)
     for atc in range(1, 31):

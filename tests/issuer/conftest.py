@@ -12,24 +12,18 @@ import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from emvwire.oda import SigningKey
-from issuer.bootstrap import IssuerApp, setup_ranges
+from issuer.bootstrap import IssuerApp
 from issuer.config import IssuerConfig
 from issuer.domain.model import BinRange
-from issuer.keys.base import KeyStore, issuer_key_id
+from issuer.keys.base import KeyStore
 from issuer.keys.file import FileKeyStore
 from issuer.ledger.repository import Ledger
 from issuer.ledger.sqlite import SqliteLedger
-
-ROOT = Path(__file__).resolve().parents[2]
-TEST_CA_DIR = ROOT / "fixtures" / "ca"
-#: The IMK of pyemv's published vectors (tests/test_ac_hsm.py): KCV 08D7B4.
-PUBLISHED_IMK = bytes.fromhex("0123456789ABCDEFFEDCBA9876543210")
-PASSPHRASE = b"correct horse battery staple"
+from tests.issuer.helpers import PASSPHRASE, make_file_store, open_softhsm_store, set_up
 
 
 @pytest.fixture(scope="session")
@@ -99,25 +93,6 @@ def sqlite_ledger(tmp_path: Path) -> Iterator[SqliteLedger]:
         db.close()
 
 
-def make_file_store(path: Path) -> FileKeyStore:
-    """A new file key store with a cheap scrypt cost."""
-    return FileKeyStore.create(path, PASSPHRASE, cost_log2=10)
-
-
-def open_softhsm_store(softhsm: dict[str, str]) -> KeyStore:
-    """A PKCS#11 key store on the fresh SoftHSM token of the ``softhsm`` fixture.
-
-    python-pkcs11 keeps one initialised library per process: re-initialise it so that
-    SoftHSM reads this test's configuration (its own token folder).
-    """
-    import pkcs11
-
-    from issuer.keys.pkcs11 import Pkcs11KeyStore
-
-    pkcs11.lib(softhsm["module"]).reinitialize()
-    return Pkcs11KeyStore(softhsm["module"], softhsm["label"], softhsm["pin"])
-
-
 @pytest.fixture(params=["file", pytest.param("pkcs11", marks=pytest.mark.hsm)])
 def keystore(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[KeyStore]:
     """A fresh key store: encrypted file, or SoftHSM through PKCS#11."""
@@ -139,17 +114,6 @@ def file_keys(tmp_path: Path) -> Iterator[FileKeyStore]:
         yield store
     finally:
         store.close()
-
-
-def set_up(keys: KeyStore, ledger: Ledger, rsa: dict[str, SigningKey], home: Path) -> IssuerApp:
-    """An issuer on ``keys`` and ``ledger`` with the default ranges and the test CA,
-    its issuer keys imported rather than generated."""
-    for scheme in ("visa", "mastercard"):
-        if not keys.has(issuer_key_id(scheme)):
-            keys.import_rsa(issuer_key_id(scheme), rsa[f"issuer/{scheme}"])
-    keys.ensure_data_keys()
-    setup_ranges(keys, ledger, ca="test", ca_dir=TEST_CA_DIR)
-    return IssuerApp(IssuerConfig(home=home), ledger, keys)
 
 
 @pytest.fixture(scope="session")
@@ -219,17 +183,6 @@ def _sqlite_ledger(path: Path) -> Iterator[Ledger]:
         yield db
     finally:
         db.close()
-
-
-def tap_arqc(profile: Any) -> tuple[Any, bytes]:
-    """Tap a software card made from ``profile`` online (Visa: TTQ online required;
-    Mastercard: GENERATE AC for an ARQC without CDA): the cryptogram data and ARQC."""
-    from card.emv import EmvCard
-    from card.probe import CardProbe
-
-    tap = CardProbe(EmvCard(profile)).tap({0x9F66: bytes.fromhex("36804000")}, gen_ac=0x80)
-    assert tap.data[0x9F27][0] & 0xC0 == 0x80, "the card did not answer an ARQC"
-    return tap.cryptogram_data(), tap.data[0x9F26]
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:

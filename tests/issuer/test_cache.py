@@ -28,8 +28,9 @@ from issuer.ledger.schema import GENERATION_COLUMNS
 from issuer.ledger.sqlite import SqliteLedger
 from issuer.personalisation import provision
 from issuer.service.api import Request
-from tests.e2e.test_issuer_service import BIN, PASS, Setup, _arqc_request, _stop
-from tests.issuer.test_service import World, balances, make_world, post, send, tap
+from tests.issuer.helpers import World, balances, make_world, post, send, tap
+from tests.support.e2e import BIN
+from tests.support.issuer_home import PASS, IssuerHome, arqc_request, stop_service
 
 
 @pytest.fixture
@@ -182,7 +183,7 @@ def test_a_running_service_sees_the_cli_changes_at_once(tmp_path: Path) -> None:
     """``issuer serve`` (a real process, its rows cached by a first tap) and the
     ``issuer`` CLI in another process: a card suspended declines the very next request,
     resumed is approved again, a terminal revoked gets 401 on its open connection."""
-    setup = Setup(tmp_path / "home", None, terminals=1, cards=1)
+    setup = IssuerHome(tmp_path / "home", None, terminals=1, cards=1)
     env = {**os.environ, "TAPSTACK_ISSUER_HOME": str(setup.home), "TAPSTACK_KEYSTORE_KEY": PASS}
 
     def cli(*args: str) -> Any:
@@ -197,17 +198,17 @@ def test_a_running_service_sees_the_cli_changes_at_once(tmp_path: Path) -> None:
     try:
         mk, track2 = setup.cards[0]
         with setup.client(url, 0, timeout=10, retries=0) as host:
-            assert host.authorise(_arqc_request(mk, 1, 100), track2).approved
+            assert host.authorise(arqc_request(mk, 1, 100), track2).approved
             cli("card", "suspend", card_id)
-            paused = host.authorise(_arqc_request(mk, 2, 100), track2)
+            paused = host.authorise(arqc_request(mk, 2, 100), track2)
             assert (paused.approved, paused.reason) == (False, "CARD_PAUSED")
             cli("card", "resume", card_id)
-            assert host.authorise(_arqc_request(mk, 3, 100), track2).approved
+            assert host.authorise(arqc_request(mk, 3, 100), track2).approved
             cli("terminal", "revoke", setup.terminals[0][0].id)
             with pytest.raises(HostRefusedError):
-                host.authorise(_arqc_request(mk, 4, 100), track2)
+                host.authorise(arqc_request(mk, 4, 100), track2)
     finally:
-        _stop(proc)
+        stop_service(proc)
     with setup.open() as app:
         assert app.service.account(setup.account).held == 200
         assert app.ledger.check() == []

@@ -26,7 +26,7 @@ from issuer.bootstrap import open_issuer
 from issuer.cli import cli
 from issuer.keys.base import MasterKeyRef
 from issuer.ledger.sql import SqlUnitOfWork
-from tests.issuer.conftest import PUBLISHED_IMK, tap_arqc
+from tests.issuer.helpers import PUBLISHED_IMK, tap_arqc
 
 PASS = "cli passphrase"
 TODAY = date(2026, 6, 1)

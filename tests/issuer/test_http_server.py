@@ -16,7 +16,7 @@ from issuer.bootstrap import IssuerApp
 from issuer.domain.authorise import AuthorisationRequest, Decision
 from issuer.service.api import MAX_BODY, Request
 from issuer.service.server import make_server
-from tests.issuer.test_service import World, balances, make_world, tap
+from tests.issuer.helpers import World, balances, make_world, tap
 from tests.support.servers import serving
 
 

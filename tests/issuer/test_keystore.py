@@ -34,7 +34,7 @@ from issuer.keys.base import (
     ca_key_id,
 )
 from issuer.keys.file import FileKeyStore
-from tests.issuer.conftest import PASSPHRASE, PUBLISHED_IMK, TEST_CA_DIR, open_softhsm_store
+from tests.issuer.helpers import PASSPHRASE, PUBLISHED_IMK, TEST_CA_DIR, open_softhsm_store
 
 REF = MasterKeyRef("visa", "476173", 18, "ac")
 

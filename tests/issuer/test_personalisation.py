@@ -30,7 +30,13 @@ from issuer.errors import ValidationError
 from issuer.keys.base import KeyStore
 from issuer.ledger.repository import Ledger
 from issuer.personalisation import provision, write_profile
-from tests.issuer.conftest import TEST_CA_DIR, set_up, tap_arqc
+from tests.issuer.helpers import (
+    TEST_CA_DIR,
+    make_file_store,
+    open_softhsm_store,
+    set_up,
+    tap_arqc,
+)
 
 TODAY = date(2026, 6, 1)
 
@@ -192,8 +198,6 @@ def test_each_key_store_provisions_verifiable_cards(
 
 
 def _store(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> KeyStore:
-    from tests.issuer.conftest import make_file_store, open_softhsm_store
-
     if backend == "file":
         return make_file_store(tmp_path / "keystore.json")
     return open_softhsm_store(request.getfixturevalue("softhsm"))

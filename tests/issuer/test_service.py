@@ -5,92 +5,16 @@ shared/notes/emv.md each declined for its reason with balances unchanged."""
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
-from typing import Any
 
 import pytest
 
 from card.emv import EmvCard
 from emvwire.oda import SigningKey
-from emvwire.tlv import decode_flat, encode
 from issuer.bootstrap import IssuerApp
 from issuer.domain.authorise import Authoriser
 from issuer.personalisation import provision
-from issuer.service import OPENAPI, Api
-from terminal.kernel.config import default_config
-from terminal.kernel.entry_point import EntryPoint
-from terminal.kernel.outcome import Outcome
-from terminal.kernel.transaction import Transaction, TransactionResult
-from terminal.readers.emulated import EmulatedReader
-
-
-@dataclass
-class World:
-    app: IssuerApp
-    api: Api
-    account: str
-    terminal: str
-    auth: str
-    card: EmvCard
-    card_id: str
-
-
-def tap(card: EmvCard, amount: int) -> TransactionResult:
-    reader = EmulatedReader(card)
-    reader.wait_for_card()
-    result = EntryPoint(default_config()).run(reader, Transaction(amount), wait=False)
-    assert result.outcome is Outcome.ONLINE_REQUEST
-    return result
-
-
-def post(w: World, path: str, body: Any, key: str, auth: str | None = None) -> tuple[int, Any]:
-    headers = {"authorization": auth or w.auth, "idempotency-key": key}
-    raw = body if isinstance(body, bytes) else json.dumps(body).encode()
-    answer = w.api.handle("POST", path, headers, raw)
-    return answer.status, answer.body
-
-
-def get(w: World, path: str, auth: str | None = None) -> tuple[int, Any]:
-    answer = w.api.handle("GET", path, {"authorization": auth or w.auth}, b"")
-    return answer.status, answer.body
-
-
-def send(w: World, blob: bytes, track2: bytes, key: str) -> dict[str, Any]:
-    status, body = post(
-        w, "/v1/authorisations", {"icc_data": blob.hex(), "track2": track2.hex()}, key
-    )
-    assert status == 200, body
-    return dict(body)
-
-
-def edit(blob: bytes, **changes: bytes) -> bytes:
-    """``blob`` with data objects replaced or added (keyword ``t9F34=...``)."""
-    tags = decode_flat(blob)
-    for name, value in changes.items():
-        tags[int(name[1:], 16)] = value
-    return b"".join(encode(t, v) for t, v in tags.items())
-
-
-def balances(w: World) -> tuple[int, int]:
-    account = w.app.service.account(w.account)
-    return account.balance, account.held
-
-
-def make_world(app: IssuerApp, rsa: dict[str, SigningKey], scheme: str = "visa") -> World:
-    s = app.service
-    account = s.create_account("Ada Lovelace")
-    s.credit_account(account.id, 10_000)
-    terminal, credential = s.add_terminal("Corner shop", "5411")
-    made = provision(s, account.id, scheme, "card", icc_key=rsa[f"icc/{scheme}"])
-    return World(
-        app,
-        Api(app),
-        account.id,
-        terminal.id,
-        f"Bearer {terminal.id}:{credential}",
-        EmvCard(made.profile),
-        made.card.id,
-    )
+from issuer.service import OPENAPI
+from tests.issuer.helpers import World, balances, edit, get, make_world, post, send, tap
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from hostlink import NO_ANSWER_CODE, HostClient, HostRefusedError
 from issuer.bootstrap import IssuerApp
 from issuer.service.api import Prepared
 from issuer.service.server import make_server
-from tests.issuer.test_service import World, balances, make_world, tap
+from tests.issuer.helpers import World, balances, make_world, tap
 from tests.support.servers import serving
 
 

@@ -13,7 +13,7 @@ from emvwire.oda import SigningKey
 from issuer.bootstrap import IssuerApp
 from issuer.domain import authorise
 from issuer.personalisation import provision
-from tests.issuer.test_service import World, balances, edit, make_world, post, send, tap
+from tests.issuer.helpers import World, balances, edit, make_world, post, send, tap
 
 
 def _world(issuer: IssuerApp, rsa: dict[str, SigningKey], mcc: str, funds: int) -> World:
