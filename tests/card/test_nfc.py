@@ -37,6 +37,7 @@ from card.nfc import (
     wait_listening,
 )
 from card.transport import CardApplication
+from tests.support.cards import free_udp_port
 
 SELECT_PPSE = bytes.fromhex("00A404000E325041592E5359532E444446303100")
 LONG_RESPONSE = bytes(i % 251 for i in range(600))
@@ -295,20 +296,13 @@ class Served:
         return answered
 
 
-def _free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @pytest.fixture
 def serve() -> Iterator[Callable[..., Served]]:
     """Start serve_nfc in a thread on a free port; waits until the card answers polls."""
     running: list[Served] = []
 
     def start(card: EchoCard | None = None, **options: Any) -> Served:
-        path = f"udp:127.0.0.1:{_free_udp_port()}"
+        path = f"udp:127.0.0.1:{free_udp_port()}"
         card = card or EchoCard()
         stats = ServeStats()
         stop = threading.Event()
@@ -640,7 +634,7 @@ def test_card_removed_by_the_application_ends_the_tap_silently() -> None:
             self.answered += 1
             return b"\x90\x00"
 
-    port = _free_udp_port()
+    port = free_udp_port()
     stop = threading.Event()
     card = PulledCard()
     server = threading.Thread(
