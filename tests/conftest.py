@@ -9,8 +9,9 @@ a missing service is a failure instead, so CI can never pass by skipping
 Every test using one of these fixtures, directly or through other fixtures, is marked
 ``pcsc``, ``postgres`` or ``hsm`` (:func:`pytest_collection_modifyitems`): the fast
 suite ``-m "not pcsc and not postgres and not hsm and not slow"`` needs no service. A
-test that reaches a service another way (a parameter naming a driver or a backend, a
-subprocess) carries the mark itself, on its ``pytest.param``.
+test that reaches a service another way carries the mark itself: on its ``pytest.param``
+when a parameter names the driver or backend (``request.getfixturevalue`` is not in
+``item.fixturenames``), on the test when a subprocess it starts talks to the service.
 
 Where each service is looked for, so that a run can make each one unreachable:
 

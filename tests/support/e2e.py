@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
 
-import pytest
+from tests.support.services import missing_service
 
 __all__ = [
     "BIN",
@@ -223,10 +223,11 @@ def wait_until_empty(number: int, timeout: float = 5.0) -> bool:
 
 
 def require_free_reader(
-    number: int = 1, *, wait: float = 5.0, skip: Callable[[str], NoReturn] = pytest.skip
+    number: int = 1, *, wait: float = 5.0, skip: Callable[[str], NoReturn] = missing_service
 ) -> str:
-    """Skip (or ``skip`` otherwise) unless pcscd lists vpcd reader ``number`` and it
-    holds no other process's card (within ``wait`` seconds): the reader's name."""
+    """Skip (fail when the run demands every service; or ``skip`` otherwise) unless pcscd
+    lists vpcd reader ``number`` and it holds no other process's card (within ``wait``
+    seconds): the reader's name."""
     from terminal.readers.pcsc import list_pcsc_readers
 
     try:
@@ -243,7 +244,8 @@ def require_free_reader(
 
 def free_vpcd_reader(wait: float = 5.0) -> int:
     """The number of a vpcd reader holding no card, 1 first (the card tests use 0),
-    waiting up to ``wait`` seconds for a card of a previous test to leave; else skip."""
+    waiting up to ``wait`` seconds for a card of a previous test to leave; else skip (fail
+    when the run demands every service)."""
     from terminal.readers.pcsc import list_pcsc_readers
 
     listed = [n for n in (1, 0) if reader_name(n) in list_pcsc_readers()]
@@ -253,7 +255,7 @@ def free_vpcd_reader(wait: float = 5.0) -> int:
             if wait_until_empty(number, 0):
                 return number
         if time.monotonic() >= deadline:
-            pytest.skip("every vpcd reader holds another process's card")
+            missing_service("every vpcd reader holds another process's card")
         time.sleep(0.1)
 
 
