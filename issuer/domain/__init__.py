@@ -5,7 +5,9 @@ Pure of I/O but for the repositories and key store it is given
 """
 
 from issuer.domain.decline import APPROVED, RESPONSE_CODES, DeclineReason, response_code
-from issuer.domain.model import (
+from issuer.domain.service import IssuedCard, IssuedToken, IssuerService
+from issuer.domain.vault import DeclinedError, Instrument, TokenVault
+from issuer.model.entities import (
     Account,
     AccountKind,
     AccountStatus,
@@ -22,8 +24,6 @@ from issuer.domain.model import (
     Token,
     TokenStatus,
 )
-from issuer.domain.service import IssuedCard, IssuedToken, IssuerService
-from issuer.domain.vault import DeclinedError, Instrument, TokenVault
 
 __all__ = [
     "APPROVED",

@@ -42,19 +42,8 @@ from emvwire.mask import mask_pan
 from emvwire.tlv import decode_flat
 from issuer.domain import funds
 from issuer.domain.cache import ReadCache
-from issuer.domain.currency import currency_by_numeric
 from issuer.domain.decline import DeclineReason, response_code
 from issuer.domain.group_commit import GroupCommit
-from issuer.domain.model import (
-    AtcVerdict,
-    Authorisation,
-    AuthorisationKind,
-    AuthorisationStatus,
-    Terminal,
-    new_id,
-    utc_in,
-    utc_now,
-)
 from issuer.domain.vault import Instrument
 from issuer.errors import (
     ConflictError,
@@ -63,6 +52,17 @@ from issuer.errors import (
     RefusedError,
     TransientError,
     ValidationError,
+)
+from issuer.model.currency import currency_by_numeric
+from issuer.model.entities import (
+    AtcVerdict,
+    Authorisation,
+    AuthorisationKind,
+    AuthorisationStatus,
+    Terminal,
+    new_id,
+    utc_in,
+    utc_now,
 )
 
 if TYPE_CHECKING:

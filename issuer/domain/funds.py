@@ -1,7 +1,7 @@
 """Money movements as balanced journals, and the authorisation life cycle they follow.
 
 Every movement is a journal whose books each sum to zero (double entry), the other
-side being one of the issuer's system accounts (:data:`~issuer.domain.model.SYSTEM_ACCOUNTS`):
+side being one of the issuer's system accounts (:data:`~issuer.model.entities.SYSTEM_ACCOUNTS`):
 
 ==========  ===========================================  ==============================
 journal     cardholder account                           system account
@@ -25,7 +25,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from issuer.domain.model import (
+from issuer.errors import InvalidStateError, RefusedError, ValidationError
+from issuer.model.entities import (
     SYSTEM_ACCOUNTS,
     Account,
     AccountStatus,
@@ -40,7 +41,6 @@ from issuer.domain.model import (
     utc_in,
     utc_now,
 )
-from issuer.errors import InvalidStateError, RefusedError, ValidationError
 
 if TYPE_CHECKING:
     from issuer.ledger.repository import UnitOfWork

@@ -15,9 +15,9 @@ from datetime import date
 from typing import TYPE_CHECKING
 
 from issuer.domain.decline import DeclineReason
-from issuer.domain.model import Account, AccountStatus, Card, CardStatus, Token, TokenStatus
 from issuer.errors import IssuerError
 from issuer.keys.base import KeyStore, MasterKeyRef
+from issuer.model.entities import Account, AccountStatus, Card, CardStatus, Token, TokenStatus
 
 if TYPE_CHECKING:
     from issuer.ledger.repository import UnitOfWork

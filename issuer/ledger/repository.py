@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Protocol
 
-from issuer.domain.model import (
+from issuer.model.entities import (
     Account,
     AccountStatus,
     AtcVerdict,

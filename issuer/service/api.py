@@ -23,7 +23,6 @@ from issuer.bootstrap import IssuerApp
 from issuer.domain.authorise import AuthorisationRequest, Authoriser, Checked
 from issuer.domain.cache import ReadCache
 from issuer.domain.credentials import CredentialCache
-from issuer.domain.model import Authorisation, AuthorisationStatus, Terminal, TerminalStatus
 from issuer.errors import (
     ConflictError,
     InvalidStateError,
@@ -33,6 +32,7 @@ from issuer.errors import (
     TransientError,
     ValidationError,
 )
+from issuer.model.entities import Authorisation, AuthorisationStatus, Terminal, TerminalStatus
 from issuer.service.openapi import OPENAPI
 
 __all__ = ["MAX_BODY", "Api", "Prepared", "Request", "Response"]

@@ -19,11 +19,11 @@ import pytest
 from emvwire.oda import SigningKey
 from issuer.bootstrap import IssuerApp, setup_ranges
 from issuer.config import IssuerConfig
-from issuer.domain.model import BinRange
 from issuer.keys.base import KeyStore, issuer_key_id
 from issuer.keys.file import FileKeyStore
 from issuer.ledger.repository import Ledger
 from issuer.ledger.sqlite import SqliteLedger
+from issuer.model.entities import BinRange
 
 ROOT = Path(__file__).resolve().parents[2]
 TEST_CA_DIR = ROOT / "fixtures" / "ca"
