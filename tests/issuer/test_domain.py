@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from emvwire.contract import RESPONSE_CODES, DeclineReason, response_code
 from issuer.bootstrap import IssuerApp
 from issuer.domain.credentials import (
     CredentialCache,
@@ -18,7 +19,6 @@ from issuer.domain.credentials import (
     new_credential,
     verify_credential,
 )
-from issuer.domain.decline import RESPONSE_CODES, DeclineReason, response_code
 from issuer.domain.service import parse_expiry
 from issuer.domain.vault import DeclinedError
 from issuer.errors import (
