@@ -173,8 +173,8 @@ def capture(
     is released and ``amount`` (at most the amount held) is posted to settlement.
 
     With ``over_capture_limit`` (transit aggregation: the fares of a period captured
-    on the first tap's authorisation, Visa/Mastercard transit rules, shared/notes/
-    emv.md "Open-loop transit"), ``amount`` may exceed the hold up to that total,
+    on the first tap's authorisation, the Visa and Mastercard rules of open-loop
+    transit), ``amount`` may exceed the hold up to that total,
     if the account has the difference available; otherwise :class:`RefusedError`
     (``aggregation_limit_exceeded`` or ``insufficient_funds``) and nothing changes."""
     auth = uow.authorisations.get(transaction_id, for_update=True)
