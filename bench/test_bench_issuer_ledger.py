@@ -27,7 +27,9 @@ from pathlib import Path
 import pytest
 
 from issuer.domain import funds
-from issuer.domain.model import (
+from issuer.ledger.repository import Ledger
+from issuer.ledger.sqlite import SqliteLedger
+from issuer.model.entities import (
     Account,
     AccountKind,
     AccountStatus,
@@ -40,8 +42,6 @@ from issuer.domain.model import (
     new_id,
     utc_now,
 )
-from issuer.ledger.repository import Ledger
-from issuer.ledger.sqlite import SqliteLedger
 
 PG_URL = os.environ.get("TAPSTACK_TEST_PG", "postgresql://root@127.0.0.1:5432/test")
 
@@ -171,7 +171,7 @@ def test_vault_lookup(benchmark: pytest.FixtureRequest, ledger: Ledger, tmp_path
     keys = FileKeyStore.create(tmp_path / "k.json", b"bench", cost_log2=10)
     keys.ensure_data_keys()
     keys.generate_set("visa", "476173", 18)
-    from issuer.domain.model import BinRange
+    from issuer.model.entities import BinRange
 
     with ledger.unit_of_work() as uow:
         if not any(r.prefix == "476173" for r in uow.bins.list()):

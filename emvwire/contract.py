@@ -20,7 +20,9 @@ What travels (ISO 8583 names in brackets):
 - every error as ``{"error": {"code", "message"}}``.
 
 Requests are strict: an unknown field, a wrong type or a value out of range is a
-:class:`ContractError` naming the field (``$.icc_data``).
+:class:`ContractError` naming the field (``$.icc_data``); a body that is not a JSON
+object at all is a :class:`MalformedError`. Answers are read leniently (a field the
+reader does not know is skipped), so that the issuer may add one.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from typing import Annotated, Any, Final, TypeVar
 
 import msgspec
 
+from emvwire.errors import EmvWireError
 from emvwire.tags import Tag
 
 __all__ = [
@@ -41,6 +44,7 @@ __all__ = [
     "NO_ANSWER_CODE",
     "RESPONSE_CODES",
     "AuthorisationRequest",
+    "AuthorisationReversalRequest",
     "CompletionRequest",
     "ContractError",
     "Decision",
@@ -48,6 +52,7 @@ __all__ = [
     "Error",
     "ErrorBody",
     "Health",
+    "MalformedError",
     "RefundRequest",
     "ResubmissionRequest",
     "ReversalNotFound",
@@ -184,7 +189,10 @@ FIELD_55_REQUIRED: Final[Mapping[int, tuple[int, int]]] = {
 
 # --- field types ------------------------------------------------------------------------
 
-_HEX_PATTERN: Final = "^(?:[0-9A-Fa-f]{2})+$"
+# Python's ``$`` also matches before a final newline; ``(?!\n)`` refuses that (an
+# ECMA-262 pattern, as JSON Schema reads it, means the same with or without it).
+_HEX_PATTERN: Final = "^(?:[0-9A-Fa-f]{2})+$(?!\n)"
+_HEX_OR_EMPTY_PATTERN: Final = "^(?:[0-9A-Fa-f]{2})*$(?!\n)"
 #: Field 55 is at most 255 bytes (ISO 8583 LLLVAR, 510 hex digits).
 Field55Hex = Annotated[
     str,
@@ -196,46 +204,51 @@ Track2Hex = Annotated[
 ]
 #: A transaction id as the issuer makes them (``txn_`` and 16 base32 characters).
 TransactionId = Annotated[
-    str, msgspec.Meta(pattern="^[a-z]+_[a-z2-7]{16}$", description="a transaction id")
+    str, msgspec.Meta(pattern="^[a-z]+_[a-z2-7]{16}$(?!\n)", description="a transaction id")
 ]
 RequestId = Annotated[str, msgspec.Meta(min_length=1, max_length=255)]
 #: Minor units of the transaction currency.
 Amount = Annotated[int, msgspec.Meta(gt=0, lt=10**12, description="minor units")]
 
 
-class _Message(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    """A message of the contract: strict, keyword-only."""
+class _Request(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, omit_defaults=True):
+    """A request of the contract: strict, keyword-only; an absent optional field is
+    left out of the JSON."""
 
 
 # --- requests ---------------------------------------------------------------------------
 
 
-class AuthorisationRequest(_Message):
+class AuthorisationRequest(_Request):
     """``POST /v1/authorisations`` (with ``Idempotency-Key``: the request id)."""
 
     icc_data: Field55Hex
     track2: Track2Hex
 
 
-class CompletionRequest(_Message):
+class CompletionRequest(_Request):
     """``POST /v1/authorisations/{id}/complete``: capture wholly (no amount) or part."""
 
     amount: Amount | None = None
 
 
-class ResubmissionRequest(_Message):
+class ResubmissionRequest(_Request):
     """``POST /v1/authorisations/{id}/resubmit``: debt recovery, at most the original."""
 
     amount: Annotated[Amount | None, msgspec.Meta(description="<= the original's")] = None
 
 
-class ReversalRequest(_Message):
+class AuthorisationReversalRequest(_Request):
+    """``POST /v1/authorisations/{id}/reversal``: no fields (the path names it)."""
+
+
+class ReversalRequest(_Request):
     """``POST /v1/reversals``: a time-out reversal by the original request id."""
 
     request_id: RequestId
 
 
-class RefundRequest(_Message):
+class RefundRequest(_Request):
     """``POST /v1/refunds``: refund part of a captured authorisation."""
 
     authorisation: TransactionId
@@ -245,7 +258,7 @@ class RefundRequest(_Message):
 # --- answers ----------------------------------------------------------------------------
 
 
-class Decision(_Message):
+class Decision(msgspec.Struct, kw_only=True):
     """The answer to an authorisation (or resubmission): approved and declined alike."""
 
     id: str
@@ -253,10 +266,12 @@ class Decision(_Message):
     response_code: Annotated[str, msgspec.Meta(description="8A, ISO 8583 field 39")]
     amount: int
     currency: str
-    status: str
+    status: Annotated[str, msgspec.Meta(description="pending (approved) or closed")]
     reason: Annotated[DeclineReason | None, msgspec.Meta(description="decline reason")] = None
-    arpc: Annotated[str, msgspec.Meta(description="hex")] = ""
-    issuer_authentication_data: Annotated[str, msgspec.Meta(description="91, hex")] = ""
+    arpc: Annotated[str, msgspec.Meta(pattern=_HEX_OR_EMPTY_PATTERN, description="hex")] = ""
+    issuer_authentication_data: Annotated[
+        str, msgspec.Meta(pattern=_HEX_OR_EMPTY_PATTERN, description="91, hex")
+    ] = ""
     card: Annotated[str, msgspec.Meta(description="masked PAN or token")] = ""
     par: Annotated[
         str | None,
@@ -276,11 +291,11 @@ class Transaction(msgspec.Struct, kw_only=True):
     """An authorisation or refund of the calling terminal as the issuer keeps it."""
 
     id: str
-    kind: str
+    kind: Annotated[str, msgspec.Meta(description="authorisation or refund")]
     amount: int
     currency: str
     approved: bool
-    status: str
+    status: Annotated[str, msgspec.Meta(description="pending, closed, reversed or expired")]
     request_id: str | None = None
     card: str | None = None
     token: str | None = None
@@ -334,8 +349,12 @@ class Health(msgspec.Struct, kw_only=True):
 # --- the codec ----------------------------------------------------------------------------
 
 
-class ContractError(ValueError):
+class ContractError(EmvWireError, ValueError):
     """A message that does not follow the contract; the text names the field."""
+
+
+class MalformedError(ContractError):
+    """Not a message at all: broken JSON, or JSON that is not an object."""
 
 
 M = TypeVar("M")
@@ -351,22 +370,26 @@ def encode(message: Any) -> bytes:
 
 def decode(data: bytes, kind: type[M]) -> M:
     """A message of type ``kind`` from JSON; :class:`ContractError` names what is wrong
-    (broken JSON, an unknown field, a field of the wrong type or out of range)."""
+    (an unknown field, a field missing, of the wrong type or out of range), its
+    :class:`MalformedError` says the data is not a JSON object."""
     decoder = _DECODERS.get(kind)
     if decoder is None:
         decoder = _DECODERS[kind] = msgspec.json.Decoder(kind)
     try:
         result: M = decoder.decode(data)
     except msgspec.ValidationError as exc:
+        if data.lstrip()[:1] != b"{":
+            raise MalformedError("the body must be a JSON object") from None
         raise ContractError(str(exc)) from None
     except msgspec.DecodeError:
-        raise ContractError("the body is not valid JSON") from None
+        raise MalformedError("the body is not valid JSON") from None
     return result
 
 
 #: Every type of the contract, in the order the OpenAPI document lists them.
 MESSAGES: Final[tuple[type[Any], ...]] = (
     AuthorisationRequest,
+    AuthorisationReversalRequest,
     CompletionRequest,
     ResubmissionRequest,
     ReversalRequest,

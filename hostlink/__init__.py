@@ -7,7 +7,6 @@ made but the terminal never heard of does not hold the cardholder's money.
 """
 
 from hostlink.client import (
-    NO_ANSWER_CODE,
     UNREACHABLE,
     HostClient,
     HostError,
@@ -18,7 +17,6 @@ from hostlink.client import (
 )
 
 __all__ = [
-    "NO_ANSWER_CODE",
     "UNREACHABLE",
     "HostClient",
     "HostError",

@@ -1,26 +1,32 @@
 """An HTTP client of the issuer's authorisation service (issuer/service/openapi.py).
 
-Standard library only (``http.client``): one keep-alive connection per client,
+Its requests and the answers it reads are the terminal-issuer contract's messages
+(:mod:`emvwire.contract`). One keep-alive connection per client (``http.client``),
 re-opened after a failure. A request that gets no answer within ``timeout`` (or a
 503) is sent again with the **same** request id, at most ``retries`` more times; the
 issuer answers a retry with its stored decision and changes nothing. When all
 attempts fail, the client sends a reversal by request id (``POST /v1/reversals``)
-and reports the transaction declined with ``Z3`` ("unable to go online, offline
-declined", EMV Book 4 §A6 authorisation response codes).
+and reports the transaction declined with
+:data:`~emvwire.contract.NO_ANSWER_CODE` (``Z3``, "unable to go online, offline
+declined", EMV Book 4 §A6 authorisation response codes). An answer that is not the
+contract's message is no answer: the issuer's decision cannot be known from it.
 """
 
 from __future__ import annotations
 
 import http.client
-import json
 import secrets
 import time
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 from urllib.parse import urlsplit
 
+import msgspec
+
+from emvwire import contract
+from emvwire.contract import NO_ANSWER_CODE
+
 __all__ = [
-    "NO_ANSWER_CODE",
     "UNREACHABLE",
     "HostClient",
     "HostError",
@@ -30,8 +36,7 @@ __all__ = [
     "HostUnreachableError",
 ]
 
-#: Authorisation response code of a terminal that could not go online (Book 4 §A6).
-NO_ANSWER_CODE: Final = "Z3"
+M = TypeVar("M")
 
 
 class HostLinkError(Exception):
@@ -51,9 +56,9 @@ class HostRefusedError(HostError):
 
 
 class HostUnreachableError(HostLinkError):
-    """No answer from the issuer: time-out, broken connection or 503, after the
-    retries. Nothing is known to have changed; the request may be sent again with its
-    request id."""
+    """No answer from the issuer: time-out, broken connection or 503 after the
+    retries, or an answer that is not the contract's. Nothing is known to have
+    changed; the request may be sent again with its request id."""
 
 
 #: What an application catches for "the issuer did not answer" (the client's own
@@ -149,50 +154,59 @@ class HostClient:
         return self._conn
 
     def request(
-        self, method: str, path: str, body: dict[str, Any] | None, key: str | None
-    ) -> tuple[int, Any]:
-        """One exchange: (status, JSON). :class:`HostUnreachableError` on a time-out or a
-        broken connection (the connection is dropped)."""
+        self, method: str, path: str, body: Any | None, key: str | None
+    ) -> tuple[int, bytes]:
+        """One exchange: (status, body). ``body`` is a contract message (sent as JSON).
+        :class:`HostUnreachableError` on a time-out or a broken connection (the
+        connection is dropped)."""
         headers = {"Authorization": self._auth, "Accept": "application/json"}
-        data = b""
+        data = None
         if body is not None:
-            data = json.dumps(body).encode()
+            data = contract.encode(body)
             headers["Content-Type"] = "application/json"
         if key is not None:
             headers["Idempotency-Key"] = key
         conn = self._connection()
         try:
-            conn.request(method, path, body=data if body is not None else None, headers=headers)
+            conn.request(method, path, body=data, headers=headers)
             answer = conn.getresponse()
             raw = answer.read()
         except (OSError, http.client.HTTPException):
             self.close()
             raise HostUnreachableError from None
-        try:
-            payload = json.loads(raw) if raw else {}
-        except ValueError:
-            payload = {}
-        return answer.status, payload
+        return answer.status, raw
 
-    def _call(self, method: str, path: str, body: dict[str, Any] | None, key: str) -> Any:
-        """A request with retries (same key); :class:`HostUnreachableError` if none answered."""
+    def _call(self, method: str, path: str, body: Any | None, key: str, kind: type[M]) -> M:
+        """A request with retries (same key), its answer read as the contract message
+        ``kind``; :class:`HostUnreachableError` if none answered (or not with a
+        ``kind``), :class:`HostError` if the issuer refused the request."""
         for attempt in range(self.retries + 1):
             if attempt:
                 time.sleep(self.backoff * attempt)
             try:
-                status, payload = self.request(method, path, body, key)
+                status, raw = self.request(method, path, body, key)
             except HostUnreachableError:
                 continue
             if status == 503:
                 continue
             self._attempts = attempt + 1
             if status >= 400:
-                error = payload.get("error", {}) if isinstance(payload, dict) else {}
+                try:
+                    error = contract.decode(raw, contract.Error).error
+                except contract.ContractError:
+                    error = contract.ErrorBody(code="", message="")
                 cls = HostRefusedError if status == 401 else HostError
-                raise cls(status, str(error.get("code", "")), str(error.get("message", "")))
-            return payload
+                raise cls(status, error.code, error.message)
+            try:
+                return contract.decode(raw, kind)
+            except contract.ContractError:
+                raise HostUnreachableError from None
         self._attempts = self.retries + 1
         raise HostUnreachableError
+
+    def _record(self, method: str, path: str, body: Any | None, key: str) -> dict[str, Any]:
+        """:meth:`_call` for a transaction record, as JSON-ready data."""
+        return msgspec.structs.asdict(self._call(method, path, body, key, contract.Transaction))
 
     # -- operations --------------------------------------------------------------------
 
@@ -201,9 +215,11 @@ class HostClient:
     ) -> HostOutcome:
         """Authorise online (module docstring): the final outcome."""
         request_id = request_id or "req_" + secrets.token_hex(12)
-        body = {"icc_data": icc_data.hex().upper(), "track2": track2.hex().upper()}
+        body = contract.AuthorisationRequest(
+            icc_data=icc_data.hex().upper(), track2=track2.hex().upper()
+        )
         try:
-            answer = self._call("POST", "/v1/authorisations", body, request_id)
+            answer = self._call("POST", "/v1/authorisations", body, request_id, contract.Decision)
         except HostUnreachableError:
             attempts = self._attempts
             reversed_ = self.reverse_request(request_id)
@@ -213,30 +229,28 @@ class HostClient:
             )  # fmt: skip
         return self._outcome(answer, request_id)
 
-    def _outcome(self, answer: Any, request_id: str) -> HostOutcome:
-        """The outcome of an answered decision (authorisation or resubmission: the
-        OpenAPI schema Decision); ARPC and issuer authentication data when present."""
+    def _outcome(self, answer: contract.Decision, request_id: str) -> HostOutcome:
+        """The outcome of an answered decision (authorisation or resubmission); ARPC
+        and issuer authentication data when present."""
         return HostOutcome(
-            approved=bool(answer.get("approved")),
-            response_code=str(answer.get("response_code", "")),
-            reason=answer.get("reason"),
+            approved=answer.approved,
+            response_code=answer.response_code,
+            reason=answer.reason.value if answer.reason is not None else None,
             request_id=request_id,
-            transaction_id=str(answer.get("id", "")),
-            arpc=bytes.fromhex(answer.get("arpc", "") or ""),
-            issuer_authentication_data=bytes.fromhex(
-                answer.get("issuer_authentication_data", "") or ""
-            ),
-            card=str(answer.get("card", "")),
+            transaction_id=answer.id,
+            arpc=bytes.fromhex(answer.arpc),
+            issuer_authentication_data=bytes.fromhex(answer.issuer_authentication_data),
+            card=answer.card,
             attempts=self._attempts,
-            par=answer.get("par") or None,
+            par=answer.par or None,
         )
 
     def reverse_request(self, request_id: str) -> bool:
         """Time-out reversal of a request id; whether the issuer confirmed it."""
+        body = contract.ReversalRequest(request_id=request_id)
         try:
-            self._call(
-                "POST", "/v1/reversals", {"request_id": request_id}, f"reversal:{request_id}"
-            )
+            # The reversed transaction, or a ReversalNotFound: confirmed either way.
+            self._call("POST", "/v1/reversals", body, f"reversal:{request_id}", dict)
         except (HostUnreachableError, HostError):
             return False
         return True
@@ -244,21 +258,16 @@ class HostClient:
     def reverse(self, transaction_id: str, *, request_id: str | None = None) -> dict[str, Any]:
         """Reverse an authorisation (releases its hold once)."""
         key = request_id or "rev_" + secrets.token_hex(12)
-        result: dict[str, Any] = self._call(
-            "POST", f"/v1/authorisations/{transaction_id}/reversal", {}, key
-        )
-        return result
+        body = contract.AuthorisationReversalRequest()
+        return self._record("POST", f"/v1/authorisations/{transaction_id}/reversal", body, key)
 
     def complete(
         self, transaction_id: str, amount: int | None = None, *, request_id: str | None = None
     ) -> dict[str, Any]:
         """Capture an authorisation wholly (``amount=None``) or in part."""
         key = request_id or "cap_" + secrets.token_hex(12)
-        body = {} if amount is None else {"amount": amount}
-        result: dict[str, Any] = self._call(
-            "POST", f"/v1/authorisations/{transaction_id}/complete", body, key
-        )
-        return result
+        body = contract.CompletionRequest(amount=amount)
+        return self._record("POST", f"/v1/authorisations/{transaction_id}/complete", body, key)
 
     def refund(
         self, authorisation_id: str, amount: int, *, request_id: str | None = None
@@ -266,24 +275,21 @@ class HostClient:
         """Refund ``amount`` (minor units) of a captured authorisation of this terminal
         (``POST /v1/refunds``); the refund record. Retried with the same request id."""
         key = request_id or "rfd_" + secrets.token_hex(12)
-        body = {"authorisation": authorisation_id, "amount": amount}
-        result: dict[str, Any] = self._call("POST", "/v1/refunds", body, key)
-        return result
+        body = contract.RefundRequest(authorisation=authorisation_id, amount=amount)
+        return self._record("POST", "/v1/refunds", body, key)
 
     def transactions(self, *, limit: int = 1000, status: str | None = None) -> list[dict[str, Any]]:
         """This terminal's transactions at the issuer, newest first
         (``GET /v1/authorisations``; at most ``limit``, 1-1000)."""
         query = f"?limit={int(limit)}" + (f"&status={status}" if status else "")
-        answer = self._call("GET", "/v1/authorisations" + query, None, "list")
-        data = answer.get("data", []) if isinstance(answer, dict) else []
-        return [dict(item) for item in data if isinstance(item, dict)]
+        answer = self._call(
+            "GET", "/v1/authorisations" + query, None, "list", contract.TransactionList
+        )
+        return [msgspec.structs.asdict(item) for item in answer.data]
 
     def transaction(self, transaction_id: str) -> dict[str, Any]:
         """One transaction of this terminal (``GET /v1/authorisations/{id}``)."""
-        result: dict[str, Any] = self._call(
-            "GET", f"/v1/authorisations/{transaction_id}", None, "get"
-        )
-        return result
+        return self._record("GET", f"/v1/authorisations/{transaction_id}", None, "get")
 
     _attempts: int = 0
 
@@ -291,16 +297,20 @@ class HostClient:
         self, transaction_id: str, amount: int | None = None, *, request_id: str | None = None
     ) -> HostOutcome:
         """Debt recovery (``POST /v1/authorisations/{id}/resubmit``): the issuer decides
-        again on a declined transit authorisation without new chip data (shared/notes/
-        emv.md "Open-loop transit": at most 6 times in 14 days). The answer is a new
+        again on a declined transit authorisation without new chip data (Visa's rule
+        for open-loop transit: at most 6 times in 14 days). The answer is a new
         authorisation; a request that gets no answer is not reversed (the caller
         retries with the same ``request_id``): ``answered`` false, code ``Z3``.
         :class:`HostError` when the issuer refuses (409 ``not_resubmittable``)."""
         request_id = request_id or "rsb_" + secrets.token_hex(12)
-        body = {} if amount is None else {"amount": amount}
+        body = contract.ResubmissionRequest(amount=amount)
         try:
             answer = self._call(
-                "POST", f"/v1/authorisations/{transaction_id}/resubmit", body, request_id
+                "POST",
+                f"/v1/authorisations/{transaction_id}/resubmit",
+                body,
+                request_id,
+                contract.Decision,
             )
         except HostUnreachableError:
             return HostOutcome(

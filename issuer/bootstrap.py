@@ -1,5 +1,5 @@
 """Wiring: one place that turns an issuer home into a ledger, a key store and the
-domain services (style habit 9; cosmicpython's ``bootstrap.py``).
+domain services (the composition root; cosmicpython's ``bootstrap.py``).
 
 The CLI and the authorisation service both call :func:`open_issuer`; tests can build an
 :class:`IssuerApp` from any :class:`~issuer.ledger.repository.Ledger` and
@@ -22,6 +22,8 @@ from issuer.config import (
     load_config,
     save_config,
 )
+from issuer.domain.cache import ReadCache
+from issuer.domain.group_commit import GroupCommit
 from issuer.domain.service import IssuerService
 from issuer.domain.vault import TokenVault
 from issuer.errors import ConfigError, ConflictError
@@ -58,17 +60,25 @@ Secret = str | bytes | Callable[[], str | bytes] | None
 
 @dataclass
 class IssuerApp:
-    """An opened issuer: configuration, ledger, key store, services."""
+    """An opened issuer: configuration, ledger, key store, services; what the
+    authorisation service's domain needs (:class:`issuer.domain.decisions.Issuing`):
+    the token vault, group commit on the ledger (``writes``: every write of the service
+    goes through it, so that concurrent requests share transactions) and the rows kept
+    between requests (``cache``)."""
 
     config: IssuerConfig
     ledger: Ledger
     keys: KeyStore
     service: IssuerService = field(init=False)
     vault: TokenVault = field(init=False)
+    writes: GroupCommit = field(init=False)
+    cache: ReadCache = field(init=False)
 
     def __post_init__(self) -> None:
         self.service = IssuerService(self.ledger, self.keys)
         self.vault = TokenVault(self.keys)
+        self.writes = GroupCommit.for_ledger(self.ledger)
+        self.cache = ReadCache(self.ledger)
 
     def close(self) -> None:
         """Close the ledger and the key store."""

@@ -100,7 +100,7 @@ def serve_command(
     from issuer.bootstrap import open_issuer
     from issuer.commands.common import BadArgumentError
     from issuer.config import ENV_KEYSTORE_KEY, ENV_PKCS11_PIN, load_config
-    from issuer.domain.authorise import Authoriser
+    from issuer.domain.clearing import Clearing
     from issuer.service import Api, serve
 
     state: CliState = ctx.ensure_object(CliState)
@@ -119,7 +119,7 @@ def serve_command(
 
     def open_api() -> Api:
         app = open_issuer(config.home, db_url=state.db, passphrase=secret, pin=secret)
-        return Api(app, Authoriser(app, transit_aggregation_limit=transit_aggregation_limit))
+        return Api(app, clearing=Clearing(app, transit_aggregation_limit=transit_aggregation_limit))
 
     def ready(h: str, p: int) -> None:
         click.echo(f"listening on http://{h}:{p}", err=True)

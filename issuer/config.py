@@ -29,8 +29,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
-from issuer.domain.model import utc_now
 from issuer.errors import ConfigError
+from issuer.model.entities import utc_now
 
 __all__ = [
     "CONFIG_FORMAT",

@@ -5,8 +5,8 @@ from __future__ import annotations
 import click
 
 from issuer.commands.common import CliState, emit, json_option, pass_state, table
-from issuer.domain.currency import CURRENCIES, format_amount, parse_amount
-from issuer.domain.model import Account
+from issuer.model.currency import CURRENCIES, format_amount, parse_amount
+from issuer.model.entities import Account
 
 __all__ = ["account"]
 

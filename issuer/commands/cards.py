@@ -18,9 +18,9 @@ from issuer.commands.common import (
     progress_printer,
     table,
 )
-from issuer.domain.model import Card, Token
 from issuer.domain.service import parse_expiry
 from issuer.keys.base import SCHEMES
+from issuer.model.entities import Card, Token
 from issuer.personalisation import provision, write_profile
 
 __all__ = ["card", "token"]

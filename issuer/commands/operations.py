@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from issuer.commands.common import CliState, emit, json_option, pass_state, table
-from issuer.domain.currency import format_amount
+from issuer.model.currency import format_amount
 
 __all__ = ["terminal", "txn"]
 

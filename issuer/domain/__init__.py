@@ -1,54 +1,9 @@
-"""The issuer's domain: accounts, cards, tokens, terminals, money and the token vault.
+"""The issuer's domain: accounts, cards, tokens and terminals managed
+(:mod:`issuer.domain.service`), money moved (:mod:`issuer.domain.funds`), the token
+vault, and the authorisation service's work: authorisation
+(:mod:`issuer.domain.authorise`) and what follows it (:mod:`issuer.domain.clearing`).
 
 Pure of I/O but for the repositories and key store it is given
-(:mod:`issuer.ledger.repository`, :mod:`issuer.keys.base`).
+(:mod:`issuer.ledger.repository`, :mod:`issuer.keys.base`); the entities it decides on
+are :mod:`issuer.model`'s.
 """
-
-from issuer.domain.decline import APPROVED, RESPONSE_CODES, DeclineReason, response_code
-from issuer.domain.model import (
-    Account,
-    AccountKind,
-    AccountStatus,
-    AtcVerdict,
-    Authorisation,
-    AuthorisationKind,
-    AuthorisationStatus,
-    BinRange,
-    Card,
-    CardOrigin,
-    CardStatus,
-    Terminal,
-    TerminalStatus,
-    Token,
-    TokenStatus,
-)
-from issuer.domain.service import IssuedCard, IssuedToken, IssuerService
-from issuer.domain.vault import DeclinedError, Instrument, TokenVault
-
-__all__ = [
-    "APPROVED",
-    "RESPONSE_CODES",
-    "Account",
-    "AccountKind",
-    "AccountStatus",
-    "AtcVerdict",
-    "Authorisation",
-    "AuthorisationKind",
-    "AuthorisationStatus",
-    "BinRange",
-    "Card",
-    "CardOrigin",
-    "CardStatus",
-    "DeclineReason",
-    "DeclinedError",
-    "Instrument",
-    "IssuedCard",
-    "IssuedToken",
-    "IssuerService",
-    "Terminal",
-    "TerminalStatus",
-    "Token",
-    "TokenStatus",
-    "TokenVault",
-    "response_code",
-]

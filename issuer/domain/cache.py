@@ -14,7 +14,7 @@ commit, exactly as the read phase saw it before rows were cached: the bound is z
 turns, no time-to-live.
 
 Only what the read phase decides on is taken from here. Balances are not: the cached
-:class:`~issuer.domain.model.Account` carries the balance it was read with, and funds
+:class:`~issuer.model.entities.Account` carries the balance it was read with, and funds
 are checked and held by the write phase in SQL, under the row lock
 (:meth:`~issuer.ledger.repository.AccountRepository.reserve`).
 

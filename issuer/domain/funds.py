@@ -1,7 +1,7 @@
 """Money movements as balanced journals, and the authorisation life cycle they follow.
 
 Every movement is a journal whose books each sum to zero (double entry), the other
-side being one of the issuer's system accounts (:data:`~issuer.domain.model.SYSTEM_ACCOUNTS`):
+side being one of the issuer's system accounts (:data:`~issuer.model.entities.SYSTEM_ACCOUNTS`):
 
 ==========  ===========================================  ==============================
 journal     cardholder account                           system account
@@ -25,7 +25,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from issuer.domain.model import (
+from issuer.errors import InvalidStateError, RefusedError, ValidationError
+from issuer.model.entities import (
     SYSTEM_ACCOUNTS,
     Account,
     AccountStatus,
@@ -40,7 +41,6 @@ from issuer.domain.model import (
     utc_in,
     utc_now,
 )
-from issuer.errors import InvalidStateError, RefusedError, ValidationError
 
 if TYPE_CHECKING:
     from issuer.ledger.repository import UnitOfWork
@@ -173,8 +173,8 @@ def capture(
     is released and ``amount`` (at most the amount held) is posted to settlement.
 
     With ``over_capture_limit`` (transit aggregation: the fares of a period captured
-    on the first tap's authorisation, Visa/Mastercard transit rules, shared/notes/
-    emv.md "Open-loop transit"), ``amount`` may exceed the hold up to that total,
+    on the first tap's authorisation, the Visa and Mastercard rules of open-loop
+    transit), ``amount`` may exceed the hold up to that total,
     if the account has the difference available; otherwise :class:`RefusedError`
     (``aggregation_limit_exceeded`` or ``insufficient_funds``) and nothing changes."""
     auth = uow.authorisations.get(transaction_id, for_update=True)

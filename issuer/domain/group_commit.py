@@ -28,10 +28,14 @@ from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar
 if TYPE_CHECKING:
     from issuer.ledger.repository import Ledger, UnitOfWork
 
-__all__ = ["MAX_BATCH", "GroupCommit"]
+__all__ = ["MAX_BATCH", "POSTGRES_LEADERS", "GroupCommit"]
 
 #: Largest batch: bounds the wait of the last job of a batch.
 MAX_BATCH: Final = 48
+#: Batches that may run at once on PostgreSQL, whose row locks let independent batches
+#: proceed together; SQLite has one writer (one batch at a time, queued here rather than
+#: in SQLite's busy handler).
+POSTGRES_LEADERS: Final = 4
 
 T = TypeVar("T")
 
@@ -59,6 +63,12 @@ class GroupCommit:
         self._cond = threading.Condition()
         self._queue: list[_Job[Any]] = []
         self._leaders = 0
+
+    @classmethod
+    def for_ledger(cls, ledger: Ledger) -> GroupCommit:
+        """Group commit on ``ledger`` with as many leaders as its dialect allows
+        (:data:`POSTGRES_LEADERS`, one on SQLite)."""
+        return cls(ledger, leaders=1 if ledger.dialect == "sqlite" else POSTGRES_LEADERS)
 
     def run(self, work: Callable[[UnitOfWork], T], *, order: str = "") -> T:
         """Run ``work(uow)`` in a shared transaction; its value once committed, or its

@@ -20,9 +20,16 @@ from typing import TYPE_CHECKING
 from emvwire.mask import mask_pan
 from issuer.domain import funds
 from issuer.domain.credentials import hash_credential, new_credential
-from issuer.domain.currency import currency
-from issuer.domain.lifecycle import check_card_change, check_token_change
-from issuer.domain.model import (
+from issuer.errors import (
+    ConflictError,
+    InvalidStateError,
+    KeyStoreError,
+    NotFoundError,
+    ValidationError,
+)
+from issuer.keys.base import KeyStore, MasterKeyRef
+from issuer.model.currency import currency
+from issuer.model.entities import (
     Account,
     AccountKind,
     AccountStatus,
@@ -39,21 +46,14 @@ from issuer.domain.model import (
     new_id,
     utc_now,
 )
-from issuer.domain.pan import (
+from issuer.model.lifecycle import check_card_change, check_token_change
+from issuer.model.pan import (
     check_mcc,
     check_pan,
     check_requestor_id,
     generate_pan,
     generate_par,
 )
-from issuer.errors import (
-    ConflictError,
-    InvalidStateError,
-    KeyStoreError,
-    NotFoundError,
-    ValidationError,
-)
-from issuer.keys.base import KeyStore, MasterKeyRef
 
 if TYPE_CHECKING:
     from issuer.ledger.repository import Discrepancy, Ledger

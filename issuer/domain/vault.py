@@ -14,10 +14,10 @@ from dataclasses import dataclass
 from datetime import date
 from typing import TYPE_CHECKING
 
-from issuer.domain.decline import DeclineReason
-from issuer.domain.model import Account, AccountStatus, Card, CardStatus, Token, TokenStatus
+from emvwire.contract import DeclineReason
 from issuer.errors import IssuerError
 from issuer.keys.base import KeyStore, MasterKeyRef
+from issuer.model.entities import Account, AccountStatus, Card, CardStatus, Token, TokenStatus
 
 if TYPE_CHECKING:
     from issuer.ledger.repository import UnitOfWork
@@ -26,10 +26,12 @@ __all__ = ["DeclinedError", "Instrument", "TokenVault"]
 
 
 class DeclinedError(IssuerError):
-    """An instrument may not be used: ``reason`` says why (a closed set)."""
+    """An instrument may not be used, or a request not be approved: ``reason`` says why
+    (a closed set); ``flag`` marks the card or token for review (a suspected attack)."""
 
-    def __init__(self, reason: DeclineReason, message: str = "") -> None:
+    def __init__(self, reason: DeclineReason, message: str = "", *, flag: bool = False) -> None:
         self.reason = reason
+        self.flag = flag
         super().__init__(message or reason.value)
 
 

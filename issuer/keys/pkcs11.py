@@ -11,7 +11,7 @@ Every key is a token object labelled ``tapstack:<key id>``:
   extractable on purpose (ICC keys go into card profiles and ARQC checks), read, and
   destroyed. python-pkcs11 builds no parameter for this mechanism: its
   ``CK_KEY_DERIVATION_STRING_DATA {pData, ulLen}`` is packed here with ctypes, and
-  ``CKA_VALUE_LEN`` must be left to the token (shared/notes/environment.md).
+  ``CKA_VALUE_LEN`` is left to the token (a DES3 key's length is fixed by its type).
 - RSA keys (CA, issuer) are private key objects with ``CKA_SIGN``, non-extractable;
   certificates are signed with ``CKM_RSA_X_509`` (raw RSA, EMV Book 2 Annex A2.1.2)
   through a :class:`~emvwire.oda.SigningKey` whose ``sign`` calls the token.

@@ -7,11 +7,11 @@ from abc import abstractmethod
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from issuer.domain.model import utc_now
 from issuer.errors import LedgerError
 from issuer.ledger.repository import Discrepancy, Ledger, UnitOfWork
 from issuer.ledger.schema import MIGRATIONS, statements_for
 from issuer.ledger.sql import Dialect, SqlConnection, SqlRepositories, SqlUnitOfWork, check_ledger
+from issuer.model.entities import utc_now
 
 __all__ = ["SqlLedger"]
 

@@ -1,7 +1,7 @@
 """Repository interfaces of the issuer's database, and the unit of work joining them.
 
 The domain (:mod:`issuer.domain`) and the authorisation service talk to these
-interfaces only (cosmicpython's repository and unit-of-work patterns; style habit 9).
+interfaces only (cosmicpython's repository and unit-of-work patterns).
 :mod:`issuer.ledger.sql` implements them once over SQL for both adapters,
 :mod:`issuer.ledger.sqlite` and :mod:`issuer.ledger.postgres`.
 
@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Protocol
 
-from issuer.domain.model import (
+from issuer.model.entities import (
     Account,
     AccountStatus,
     AtcVerdict,

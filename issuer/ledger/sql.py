@@ -17,7 +17,9 @@ from datetime import date
 from types import TracebackType
 from typing import Any, Final
 
-from issuer.domain.model import (
+from issuer.errors import ConflictError, IntegrityError, LedgerError, NotFoundError, TransientError
+from issuer.ledger.repository import Discrepancy, UnitOfWork
+from issuer.model.entities import (
     SYSTEM_PREFIX,
     Account,
     AccountKind,
@@ -41,8 +43,6 @@ from issuer.domain.model import (
     TokenStatus,
     utc_now,
 )
-from issuer.errors import ConflictError, IntegrityError, LedgerError, NotFoundError, TransientError
-from issuer.ledger.repository import Discrepancy, UnitOfWork
 
 __all__ = ["Dialect", "SqlConnection", "SqlRepositories", "SqlUnitOfWork", "check_ledger"]
 

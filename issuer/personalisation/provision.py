@@ -22,9 +22,9 @@ from emvwire.errors import EmvWireError
 from emvwire.oda import CertificateParts, SigningKey
 from emvwire.personalise import IssuerCertificate, personalise
 from emvwire.profile import CardProfile, TokenInfo
-from issuer.domain.model import BinRange, Card, CardOrigin, CardStatus, Token
 from issuer.errors import IssuerError, KeyStoreError, ValidationError
 from issuer.keys.base import KeyStore
+from issuer.model.entities import BinRange, Card, CardOrigin, CardStatus, Token
 from issuer.personalisation.ranges import ICC_KEY_SIZE, Progress
 
 if TYPE_CHECKING:

@@ -4,7 +4,7 @@ Certificates (EMV Book 2 §5.1, §6.1): a CA key (RID + index) certifies the iss
 public key for an issuer identifier (the leftmost 3 to 8 PAN digits, here the range
 prefix); the issuer key certifies each card's ICC key at personalisation. A token
 range gets its own certificate for the same issuer key (its identifier is the token
-BIN). What is stored per range (:class:`~issuer.domain.model.BinRange`) is public:
+BIN). What is stored per range (:class:`~issuer.model.entities.BinRange`) is public:
 certificate, remainder, exponent, CA index; the private keys stay in the key store.
 
 The CA is either the published tapstack **test CA** of ``fixtures/ca/`` (imported
@@ -26,9 +26,9 @@ from typing import Final
 from emvwire.errors import EmvWireError
 from emvwire.oda import CaKey, SigningKey, issue_issuer_certificate
 from emvwire.oda.capk import KEY_FILE_FORMAT
-from issuer.domain.model import BinRange, utc_now
 from issuer.errors import ConfigError, KeyStoreError
 from issuer.keys.base import PURPOSES, KeyStore, MasterKeyRef, ca_key_id, issuer_key_id
+from issuer.model.entities import BinRange, utc_now
 
 __all__ = [
     "CA_FOR_SCHEME",

@@ -1,29 +1,30 @@
 """The HTTP API of the authorisation service, free of any transport.
 
 :meth:`Api.handle` takes a method, a path with its query, the headers and the body,
-and answers a :class:`Response` (status, JSON). Every request but ``/health`` and
-``/openapi.json`` carries ``Authorization: Bearer <terminal id>:<credential>``
-(RFC 6750 bearer token): an unknown terminal, a wrong credential or a revoked
-terminal is 401. A POST carries ``Idempotency-Key`` (1-255 characters; Stripe's
-convention, shared/notes/conventions.md), the request id of the domain. Broken JSON
-or bad fields are 400 with a readable message; an unexpected failure is 500 with no
-detail (never a traceback).
+and answers a :class:`Response` (status, a message of the terminal-issuer contract,
+:mod:`emvwire.contract`). Every request but ``/health`` and ``/openapi.json`` carries
+``Authorization: Bearer <terminal id>:<credential>`` (RFC 6750 bearer token): an
+unknown terminal, a wrong credential or a revoked terminal is 401. A POST carries
+``Idempotency-Key`` (1-255 characters, Stripe's convention), the request id of the
+domain, and a body the contract decodes: broken JSON is 400 ``invalid_json``, a bad
+field 400 ``invalid_request`` with a message naming it; an unexpected failure is 500
+with no detail (never a traceback).
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 from dataclasses import dataclass, field
-from typing import Any, Final, NamedTuple
+from typing import Any, Final, NamedTuple, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
+from emvwire import contract
 from issuer.bootstrap import IssuerApp
 from issuer.domain.authorise import AuthorisationRequest, Authoriser, Checked
 from issuer.domain.cache import ReadCache
+from issuer.domain.clearing import Clearing
 from issuer.domain.credentials import CredentialCache
-from issuer.domain.model import Authorisation, AuthorisationStatus, Terminal, TerminalStatus
 from issuer.errors import (
     ConflictError,
     InvalidStateError,
@@ -33,22 +34,36 @@ from issuer.errors import (
     TransientError,
     ValidationError,
 )
+from issuer.model.entities import Authorisation, AuthorisationStatus, Terminal, TerminalStatus
 from issuer.service.openapi import OPENAPI
 
-__all__ = ["MAX_BODY", "Api", "Prepared", "Request", "Response"]
+__all__ = ["MAX_BODY", "Api", "Prepared", "Request", "Response", "error_answer"]
 
 log = logging.getLogger("issuer.service")
 
 #: Largest request body accepted (a field 55 blob is at most 255 bytes).
 MAX_BODY: Final = 16 * 1024
 _ID: Final = re.compile(r"[a-z]+_[a-z2-7]{16}")
-_HEX: Final = re.compile(r"(?:[0-9A-Fa-f]{2})*")
+#: The OpenAPI document as served, encoded once.
+_OPENAPI_TEXT: Final = contract.encode(OPENAPI)
+
+M = TypeVar("M")
+#: The contract message of each POST route's body but the authorisation's, by the
+#: route's last path segment.
+_BODIES: Final[dict[str, type[Any]]] = {
+    "reversals": contract.ReversalRequest,
+    "refunds": contract.RefundRequest,
+    "reversal": contract.AuthorisationReversalRequest,
+    "complete": contract.CompletionRequest,
+    "resubmit": contract.ResubmissionRequest,
+}
 
 
 @dataclass(frozen=True, slots=True)
 class Response:
-    """An HTTP answer: status, JSON document, extra headers; ``text`` the document
-    encoded already (an authorisation's answer is the text its record stores)."""
+    """An HTTP answer: status, a contract message (or the OpenAPI document), extra
+    headers; ``text`` the message encoded already (an authorisation's answer is the
+    text its record stores)."""
 
     status: int
     body: Any
@@ -56,10 +71,10 @@ class Response:
     text: bytes | None = field(default=None, repr=False, compare=False)
 
     def encode(self) -> bytes:
-        """The body as UTF-8 JSON."""
+        """The body as UTF-8 JSON (:func:`emvwire.contract.encode`)."""
         if self.text is not None:
             return self.text
-        return json.dumps(self.body, separators=(",", ":")).encode()
+        return contract.encode(self.body)
 
 
 class Request(NamedTuple):
@@ -80,46 +95,79 @@ class Prepared:
     request: Request | None = None
 
 
-class _HttpError(Exception):
+class _HttpError(IssuerError):
     def __init__(self, status: int, code: str, message: str) -> None:
         self.status, self.code, self.message = status, code, message
         super().__init__(message)
 
 
-def _error(status: int, code: str, message: str) -> Response:
+def error_answer(status: int, code: str, message: str) -> Response:
+    """An error answer, ``{"error": {"code", "message"}}`` (401 with its challenge,
+    RFC 6750 §3)."""
     headers = {"WWW-Authenticate": 'Bearer realm="issuer"'} if status == 401 else {}
-    return Response(status, {"error": {"code": code, "message": message}}, headers)
+    return Response(
+        status, contract.Error(error=contract.ErrorBody(code=code, message=message)), headers
+    )
 
 
-def _hex_field(body: dict[str, Any], name: str, most: int) -> bytes:
-    value = body.get(name)
-    if not isinstance(value, str) or not _HEX.fullmatch(value) or not value:
-        raise _HttpError(400, "invalid_request", f"'{name}' must be a non-empty hex string")
-    data = bytes.fromhex(value)
-    if len(data) > most:
-        raise _HttpError(400, "invalid_request", f"'{name}' is longer than {most} bytes")
-    return data
+def _decode(body: bytes, kind: type[M]) -> M:
+    """The contract message ``kind`` of a request body (an empty body is ``{}``)."""
+    if len(body) > MAX_BODY:
+        raise _HttpError(413, "too_large", "the request body is too large")
+    try:
+        return contract.decode(body if body and not body.isspace() else b"{}", kind)
+    except contract.MalformedError as exc:
+        raise _HttpError(400, "invalid_json", str(exc)) from None
+    except contract.ContractError as exc:
+        raise _HttpError(400, "invalid_request", str(exc)) from None
 
 
-def _auth_json(auth: Authorisation) -> dict[str, Any]:
-    data = auth.to_json()
-    data.pop("terminal", None)
-    return data
+def _transaction(auth: Authorisation) -> contract.Transaction:
+    """A transaction as the contract shows it to its terminal."""
+    return contract.Transaction(
+        id=auth.id,
+        kind=auth.kind.value,
+        amount=auth.amount,
+        currency=auth.currency,
+        approved=auth.approved,
+        status=auth.status.value,
+        request_id=auth.request_id,
+        card=auth.card_id,
+        token=auth.token_id,
+        account=auth.account_id,
+        parent=auth.parent_id,
+        mcc=auth.mcc,
+        decline_reason=auth.decline_reason,
+        response_code=auth.response_code,
+        atc=auth.atc,
+        held_amount=auth.held_amount,
+        captured_amount=auth.captured_amount,
+        released_amount=auth.released_amount,
+        created_at=auth.created_at,
+        updated_at=auth.updated_at,
+        expires_at=auth.expires_at,
+    )
 
 
 class Api:
     """The service's request handler (module docstring). Thread-safe."""
 
-    def __init__(self, app: IssuerApp, authoriser: Authoriser | None = None) -> None:
+    def __init__(
+        self,
+        app: IssuerApp,
+        authoriser: Authoriser | None = None,
+        clearing: Clearing | None = None,
+    ) -> None:
         self.app = app
         self.authoriser = authoriser or Authoriser(app)
+        self.clearing = clearing or Clearing(app)
         self.credentials = CredentialCache()
 
     @property
     def cache(self) -> ReadCache:
         """Terminal rows between requests, kept with the authoriser's cards and tokens
         and dropped when the ledger's cache generation moves (a revocation)."""
-        return self.authoriser.cache
+        return self.app.cache
 
     # -- plumbing ----------------------------------------------------------------------
 
@@ -189,7 +237,7 @@ class Api:
                     answers.append(
                         self._failure(outcome)
                         if isinstance(outcome, Exception)
-                        else Response(200, outcome.to_json(), text=outcome.encoded().encode())
+                        else Response(200, outcome.decision, text=outcome.text)
                     )
                 else:
                     assert p.request is not None
@@ -199,32 +247,32 @@ class Api:
             self.app.ledger.release_writer()
 
     def _authorisation_request(self, headers: dict[str, str], body: bytes) -> AuthorisationRequest:
-        data = self._json(body)
+        data = _decode(body, contract.AuthorisationRequest)
         key = self._key(headers)
-        return AuthorisationRequest(
-            key, _hex_field(data, "icc_data", 255), _hex_field(data, "track2", 19)
-        )
+        return AuthorisationRequest(key, bytes.fromhex(data.icc_data), bytes.fromhex(data.track2))
 
     @staticmethod
     def _failure(exc: Exception) -> Response:
         """The answer to a request that raised ``exc`` (module docstring)."""
         if isinstance(exc, _HttpError):
-            return _error(exc.status, exc.code, exc.message)
+            return error_answer(exc.status, exc.code, exc.message)
         if isinstance(exc, ValidationError):
-            return _error(400, "invalid_request", str(exc))
+            return error_answer(400, "invalid_request", str(exc))
         if isinstance(exc, NotFoundError):
-            return _error(404, "not_found", str(exc))
+            return error_answer(404, "not_found", str(exc))
         if isinstance(exc, RefusedError):
-            return _error(409, exc.code, str(exc))
+            return error_answer(409, exc.code, str(exc))
         if isinstance(exc, ConflictError | InvalidStateError):
-            return _error(409, "conflict", str(exc))
+            return error_answer(409, "conflict", str(exc))
         if isinstance(exc, TransientError):
-            return _error(503, "busy", "the ledger is busy: retry with the same Idempotency-Key")
+            return error_answer(
+                503, "busy", "the ledger is busy: retry with the same Idempotency-Key"
+            )
         if isinstance(exc, IssuerError):
             log.warning("issuer error: %s", type(exc).__name__)
         else:
             log.error("unexpected failure", exc_info=exc)
-        return _error(500, "internal", "the issuer could not process the request")
+        return error_answer(500, "internal", "the issuer could not process the request")
 
     def _terminal(self, headers: dict[str, str], generation: int | None = None) -> Terminal:
         """The terminal whose bearer credential ``headers`` carry, else 401. Its row
@@ -256,36 +304,11 @@ class Api:
         return terminal
 
     @staticmethod
-    def _json(body: bytes) -> dict[str, Any]:
-        if len(body) > MAX_BODY:
-            raise _HttpError(413, "too_large", "the request body is too large")
-        if not body.strip():
-            return {}
-        try:
-            data = json.loads(body)
-        except (ValueError, UnicodeDecodeError):
-            raise _HttpError(400, "invalid_json", "the body is not valid JSON") from None
-        if not isinstance(data, dict):
-            raise _HttpError(400, "invalid_json", "the body must be a JSON object")
-        return data
-
-    @staticmethod
     def _key(headers: dict[str, str]) -> str:
         key = headers.get("idempotency-key", "")
         if not 1 <= len(key) <= 255 or not key.isprintable():
             raise _HttpError(400, "invalid_request", "an Idempotency-Key header (1-255) is needed")
         return key
-
-    @staticmethod
-    def _amount(body: dict[str, Any], name: str, *, required: bool) -> int | None:
-        value = body.get(name)
-        if value is None and not required:
-            return None
-        if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-            raise _HttpError(
-                400, "invalid_request", f"'{name}' is a positive integer (minor units)"
-            )
-        return value
 
     # -- routes ------------------------------------------------------------------------
 
@@ -293,9 +316,9 @@ class Api:
         url = urlsplit(target)
         parts = [p for p in url.path.split("/") if p]
         if parts == ["health"] and method == "GET":
-            return Response(200, {"status": "ok", "ledger": self.app.ledger.dialect})
+            return Response(200, contract.Health(status="ok", ledger=self.app.ledger.dialect))
         if parts == ["openapi.json"] and method == "GET":
-            return Response(200, OPENAPI)
+            return Response(200, OPENAPI, text=_OPENAPI_TEXT)
         if not parts or parts[0] != "v1":
             raise _HttpError(404, "not_found", "no such endpoint")
         rest = parts[1:]
@@ -312,34 +335,24 @@ class Api:
             return self._get(terminal, rest[1])
         if rest == ["authorisations"]:
             request = self._authorisation_request(headers, body)
-            decision = self.authoriser.authorise(terminal, request)
-            return Response(200, decision.to_json())
-        data = self._json(body)
+            return Response(200, self.authoriser.authorise(terminal, request))
+        txn_id, action = (rest[1], rest[2]) if len(rest) == 3 else ("", rest[0])
+        message = _decode(body, _BODIES[action])
         key = self._key(headers)
-        if rest == ["reversals"]:
-            request_id = data.get("request_id")
-            if not isinstance(request_id, str) or not 1 <= len(request_id) <= 255:
-                raise _HttpError(400, "invalid_request", "'request_id' is 1 to 255 characters")
-            found = self.authoriser.reverse_request(terminal, request_id)
+        if isinstance(message, contract.ReversalRequest):
+            found = self.clearing.reverse_request(terminal, message.request_id)
             if found is None:
-                return Response(200, {"request_id": request_id, "status": "not_found"})
-            return Response(200, _auth_json(found))
-        if rest == ["refunds"]:
-            parent = data.get("authorisation")
-            if not isinstance(parent, str) or not _ID.fullmatch(parent):
-                raise _HttpError(400, "invalid_request", "'authorisation' is a transaction id")
-            amount = self._amount(data, "amount", required=True)
-            assert amount is not None
-            return Response(201, _auth_json(self.authoriser.refund(terminal, parent, amount, key)))
-        txn_id, action = rest[1], rest[2]
-        if action == "reversal":
-            return Response(200, _auth_json(self.authoriser.reverse(terminal, txn_id, key)))
-        amount = self._amount(data, "amount", required=False)
-        if action == "resubmit":
-            decision = self.authoriser.resubmit(terminal, txn_id, amount, key)
-            return Response(200, decision.to_json())
-        done = self.authoriser.complete(terminal, txn_id, amount, key)
-        return Response(200, _auth_json(done))
+                return Response(200, contract.ReversalNotFound(request_id=message.request_id))
+            return Response(200, _transaction(found))
+        if isinstance(message, contract.RefundRequest):
+            done = self.clearing.refund(terminal, message.authorisation, message.amount, key)
+            return Response(201, _transaction(done))
+        if isinstance(message, contract.ResubmissionRequest):
+            return Response(200, self.clearing.resubmit(terminal, txn_id, message.amount, key))
+        if isinstance(message, contract.CompletionRequest):
+            done = self.clearing.complete(terminal, txn_id, message.amount, key)
+            return Response(200, _transaction(done))
+        return Response(200, _transaction(self.clearing.reverse(terminal, txn_id, key)))
 
     @staticmethod
     def _allowed(rest: list[str]) -> set[str] | None:
@@ -363,7 +376,7 @@ class Api:
             auth = uow.authorisations.get(txn_id)
         if auth.terminal_id != terminal.id:
             raise NotFoundError(f"no transaction {txn_id} of this terminal")
-        return Response(200, _auth_json(auth))
+        return Response(200, _transaction(auth))
 
     def _list(self, terminal: Terminal, query: dict[str, list[str]]) -> Response:
         try:
@@ -375,4 +388,4 @@ class Api:
             raise _HttpError(400, "invalid_request", "limit is 1-1000")
         with self.app.ledger.unit_of_work(write=False) as uow:
             found = uow.authorisations.list(terminal_id=terminal.id, status=status, limit=limit)
-        return Response(200, {"data": [_auth_json(a) for a in found]})
+        return Response(200, contract.TransactionList(data=[_transaction(a) for a in found]))

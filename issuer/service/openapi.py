@@ -1,25 +1,45 @@
 """The OpenAPI 3.1 document of the authorisation service (served at ``/openapi.json``).
 
-Hand-written: the service runs on the standard library (no framework to generate it).
-A test checks that every route :class:`issuer.service.api.Api` serves is documented.
+The schemas of every request body and answer are the terminal-issuer contract's
+(:func:`emvwire.contract.schemas`), so the document cannot drift from what the API
+decodes and answers; only the paths, their parameters and the descriptions are
+written here. Tests check that every route :class:`issuer.service.api.Api` serves is
+documented and that each documented body is what the route accepts.
 """
 
 from __future__ import annotations
 
 from typing import Any, Final
 
+from emvwire import contract
+
 __all__ = ["OPENAPI"]
 
-_ERROR: Final = {"$ref": "#/components/schemas/Error"}
-_AUTH: Final = {"$ref": "#/components/schemas/Authorisation"}
+_SCHEMAS: Final = contract.schemas()
+
+
+def _ref(name: str) -> dict[str, Any]:
+    return {"$ref": f"#/components/schemas/{name}"}
 
 
 def _answer(schema: dict[str, Any], description: str) -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
+def _body(name: str) -> dict[str, Any]:
+    """A request body of the contract message ``name``: required if it has required
+    fields (an empty body is ``{}``)."""
+    return {
+        "required": bool(_SCHEMAS[name].get("required")),
+        "content": {"application/json": {"schema": _ref(name)}},
+    }
+
+
+_ERROR: Final = _ref("Error")
+_TRANSACTION: Final = _ref("Transaction")
+_DECISION: Final = _ref("Decision")
 _ERRORS: Final = {
-    "400": _answer(_ERROR, "Broken JSON or a bad field"),
+    "400": _answer(_ERROR, "Broken JSON (invalid_json) or a bad field (invalid_request)"),
     "401": _answer(_ERROR, "Unknown terminal, wrong or revoked credential"),
     "404": _answer(_ERROR, "No such transaction of this terminal"),
     "409": _answer(
@@ -28,6 +48,7 @@ _ERRORS: Final = {
         "(conflict), or a rule refused it: not_resubmittable, insufficient_funds, "
         "aggregation_limit_exceeded (the message says why; nothing changed)",
     ),
+    "413": _answer(_ERROR, "The request body is too large"),
     "503": _answer(_ERROR, "Ledger busy: retry with the same Idempotency-Key"),
 }
 _KEY: Final = {
@@ -39,11 +60,6 @@ _KEY: Final = {
     "schema": {"type": "string", "minLength": 1, "maxLength": 255},
 }
 _ID: Final = {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}
-
-
-def _body(properties: dict[str, Any], required: list[str]) -> dict[str, Any]:
-    schema = {"type": "object", "properties": properties, "required": required}
-    return {"required": True, "content": {"application/json": {"schema": schema}}}
 
 
 #: The document.
@@ -65,60 +81,7 @@ OPENAPI: Final[dict[str, Any]] = {
                 "description": "`<terminal id>:<credential>` as printed by `issuer terminal add`.",
             }
         },
-        "schemas": {
-            "Error": {
-                "type": "object",
-                "properties": {
-                    "error": {
-                        "type": "object",
-                        "properties": {
-                            "code": {"type": "string"},
-                            "message": {"type": "string"},
-                        },
-                    }
-                },
-            },
-            "Decision": {
-                "type": "object",
-                "properties": {
-                    "id": {"type": "string"},
-                    "approved": {"type": "boolean"},
-                    "response_code": {"type": "string", "description": "8A, ISO 8583 field 39"},
-                    "reason": {"type": ["string", "null"], "description": "decline reason"},
-                    "amount": {"type": "integer"},
-                    "currency": {"type": "string"},
-                    "status": {"enum": ["pending", "closed"]},
-                    "arpc": {"type": "string", "description": "hex"},
-                    "issuer_authentication_data": {"type": "string", "description": "91, hex"},
-                    "card": {"type": "string", "description": "masked PAN or token"},
-                    "par": {
-                        "type": ["string", "null"],
-                        "description": "payment account reference (EMVCo PAR, 9F24) of the "
-                        "card or token: the same for a card and the phone tokens of one "
-                        "account's card; null if unknown",
-                    },
-                    "original_id": {
-                        "type": ["string", "null"],
-                        "description": "a resubmission: the declined authorisation it recovers",
-                    },
-                    "replayed": {"type": "boolean", "description": "a stored answer"},
-                },
-            },
-            "Authorisation": {
-                "type": "object",
-                "properties": {
-                    "id": {"type": "string"},
-                    "kind": {"enum": ["authorisation", "refund"]},
-                    "status": {"enum": ["pending", "closed", "reversed", "expired"]},
-                    "approved": {"type": "boolean"},
-                    "decline_reason": {"type": ["string", "null"]},
-                    "amount": {"type": "integer"},
-                    "held_amount": {"type": "integer"},
-                    "captured_amount": {"type": "integer"},
-                    "released_amount": {"type": "integer"},
-                },
-            },
-        },
+        "schemas": _SCHEMAS,
     },
     "security": [{"terminal": []}],
     "paths": {
@@ -126,7 +89,7 @@ OPENAPI: Final[dict[str, Any]] = {
             "get": {
                 "summary": "Liveness",
                 "security": [],
-                "responses": {"200": {"description": "Up"}},
+                "responses": {"200": _answer(_ref("Health"), "Up")},
             }
         },
         "/openapi.json": {
@@ -140,17 +103,8 @@ OPENAPI: Final[dict[str, Any]] = {
             "post": {
                 "summary": "Authorise (approved or declined: both 200)",
                 "parameters": [_KEY],
-                "requestBody": _body(
-                    {
-                        "icc_data": {"type": "string", "description": "field 55, hex"},
-                        "track2": {"type": "string", "description": "tag 57, hex"},
-                    },
-                    ["icc_data", "track2"],
-                ),
-                "responses": {
-                    "200": _answer({"$ref": "#/components/schemas/Decision"}, "Decision"),
-                    **_ERRORS,
-                },
+                "requestBody": _body("AuthorisationRequest"),
+                "responses": {"200": _answer(_DECISION, "Decision"), **_ERRORS},
             },
             "get": {
                 "summary": "This terminal's transactions, newest first",
@@ -158,21 +112,25 @@ OPENAPI: Final[dict[str, Any]] = {
                     {"name": "limit", "in": "query", "schema": {"type": "integer"}},
                     {"name": "status", "in": "query", "schema": {"type": "string"}},
                 ],
-                "responses": {"200": _answer({"type": "object"}, "{data: [Authorisation]}")},
+                "responses": {
+                    "200": _answer(_ref("TransactionList"), "Newest first"),
+                    **_ERRORS,
+                },
             },
         },
         "/v1/authorisations/{id}": {
             "get": {
                 "summary": "One transaction of this terminal",
                 "parameters": [_ID],
-                "responses": {"200": _answer(_AUTH, "Authorisation"), **_ERRORS},
+                "responses": {"200": _answer(_TRANSACTION, "The transaction"), **_ERRORS},
             }
         },
         "/v1/authorisations/{id}/reversal": {
             "post": {
                 "summary": "Reverse: release the hold (exactly once)",
                 "parameters": [_ID, _KEY],
-                "responses": {"200": _answer(_AUTH, "Reversed"), **_ERRORS},
+                "requestBody": _body("AuthorisationReversalRequest"),
+                "responses": {"200": _answer(_TRANSACTION, "Reversed"), **_ERRORS},
             }
         },
         "/v1/authorisations/{id}/complete": {
@@ -184,8 +142,8 @@ OPENAPI: Final[dict[str, Any]] = {
                 "else 409 aggregation_limit_exceeded or insufficient_funds, nothing "
                 "changed.",
                 "parameters": [_ID, _KEY],
-                "requestBody": _body({"amount": {"type": "integer"}}, []),
-                "responses": {"200": _answer(_AUTH, "Closed"), **_ERRORS},
+                "requestBody": _body("CompletionRequest"),
+                "responses": {"200": _answer(_TRANSACTION, "Closed"), **_ERRORS},
             }
         },
         "/v1/authorisations/{id}/resubmit": {
@@ -199,32 +157,30 @@ OPENAPI: Final[dict[str, Any]] = {
                 "are checked now. The answer is a new authorisation (original_id set); "
                 "approved, its amount is held (pending) and completed or reversed as usual.",
                 "parameters": [_ID, _KEY],
-                "requestBody": _body(
-                    {"amount": {"type": "integer", "description": "<= the original's"}}, []
-                ),
-                "responses": {
-                    "200": _answer({"$ref": "#/components/schemas/Decision"}, "Decision"),
-                    **_ERRORS,
-                },
+                "requestBody": _body("ResubmissionRequest"),
+                "responses": {"200": _answer(_DECISION, "Decision"), **_ERRORS},
             }
         },
         "/v1/reversals": {
             "post": {
                 "summary": "Time-out reversal by the original request id",
                 "parameters": [_KEY],
-                "requestBody": _body({"request_id": {"type": "string"}}, ["request_id"]),
-                "responses": {"200": _answer(_AUTH, "Reversed, or status not_found")},
+                "requestBody": _body("ReversalRequest"),
+                "responses": {
+                    "200": _answer(
+                        {"oneOf": [_TRANSACTION, _ref("ReversalNotFound")]},
+                        "Reversed, or status not_found (the request id never arrived)",
+                    ),
+                    **_ERRORS,
+                },
             }
         },
         "/v1/refunds": {
             "post": {
                 "summary": "Refund part of a captured authorisation",
                 "parameters": [_KEY],
-                "requestBody": _body(
-                    {"authorisation": {"type": "string"}, "amount": {"type": "integer"}},
-                    ["authorisation", "amount"],
-                ),
-                "responses": {"201": _answer(_AUTH, "Refund record"), **_ERRORS},
+                "requestBody": _body("RefundRequest"),
+                "responses": {"201": _answer(_TRANSACTION, "Refund record"), **_ERRORS},
             }
         },
     },

@@ -39,7 +39,8 @@ from collections.abc import Callable
 from http import HTTPStatus
 from typing import Any, Final
 
-from issuer.service.api import MAX_BODY, Api, Prepared, Request, Response
+from issuer.errors import IssuerError
+from issuer.service.api import MAX_BODY, Api, Prepared, Request, Response, error_answer
 
 __all__ = ["HttpServer", "WorkerLoads", "make_server", "serve"]
 
@@ -131,7 +132,7 @@ def encode_response(answer: Response, *, close: bool) -> bytes:
     return b"".join(head) + body
 
 
-class _BadRequestError(Exception):
+class _BadRequestError(IssuerError):
     def __init__(self, status: int, message: str) -> None:
         self.status, self.message = status, message
         super().__init__(message)
@@ -276,9 +277,9 @@ class HttpServer:
                 found = _parse(conn.inbox)
             except _BadRequestError as bad:
                 conn.inbox.clear()
-                error = {"error": {"code": "bad_request", "message": bad.message}}
                 conn.closing = True
-                self._send(conn, encode_response(Response(bad.status, error), close=True))
+                answer = error_answer(bad.status, "bad_request", bad.message)
+                self._send(conn, encode_response(answer, close=True))
                 continue
             if found is None:
                 continue

@@ -18,11 +18,11 @@ import pytest
 from emvwire.oda import SigningKey
 from issuer.bootstrap import IssuerApp
 from issuer.config import IssuerConfig
-from issuer.domain.model import BinRange
 from issuer.keys.base import KeyStore
 from issuer.keys.file import FileKeyStore
 from issuer.ledger.repository import Ledger
 from issuer.ledger.sqlite import SqliteLedger
+from issuer.model.entities import BinRange
 from tests.issuer.helpers import PASSPHRASE, make_file_store, open_softhsm_store, set_up
 
 

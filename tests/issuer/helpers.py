@@ -102,12 +102,12 @@ def post(w: World, path: str, body: Any, key: str, auth: str | None = None) -> t
     headers = {"authorization": auth or w.auth, "idempotency-key": key}
     raw = body if isinstance(body, bytes) else json.dumps(body).encode()
     answer = w.api.handle("POST", path, headers, raw)
-    return answer.status, answer.body
+    return answer.status, json.loads(answer.encode())
 
 
 def get(w: World, path: str, auth: str | None = None) -> tuple[int, Any]:
     answer = w.api.handle("GET", path, {"authorization": auth or w.auth}, b"")
-    return answer.status, answer.body
+    return answer.status, json.loads(answer.encode())
 
 
 def send(w: World, blob: bytes, track2: bytes, key: str) -> dict[str, Any]:

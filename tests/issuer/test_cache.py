@@ -1,5 +1,5 @@
-"""The rows the authorisation service keeps between requests (issuer.domain.cache, issue
-5 "check status" and "unknown or wrong credentials get 401") never outlive a change:
+"""The rows the authorisation service keeps between requests (issuer.domain.cache:
+status checked, unknown or wrong credentials answered 401) never outlive a change:
 the ledger's cache generation moves with every status or credential change, whoever
 commits it, and not with the hot path's writes; a card paused, an account closed, a
 token suspended or a terminal revoked by another process is seen by the next request,
@@ -232,7 +232,7 @@ def test_a_retry_is_answered_from_its_record_and_flags_nothing(
     request = Request("POST", "/v1/authorisations", headers, body)
     answers = w.api.handle_many([request, request])
     assert [a.status for a in answers] == [200, 200]
-    one, two = (a.body for a in answers)
+    one, two = (json.loads(a.encode()) for a in answers)
     assert one["approved"] is True
     assert two == {**one, "replayed": True}
     assert issuer.service.card(w.card_id).flag is None

@@ -231,7 +231,7 @@ def test_keys_generate_import_list_kcv(iss: Issuer) -> None:
 
 
 def test_card_register(iss: Issuer) -> None:
-    from issuer.domain.pan import generate_pan
+    from issuer.model.pan import generate_pan
 
     account = iss.json("account", "create", "--holder", "Ada")["id"]
     pan = generate_pan("541333")
@@ -260,7 +260,7 @@ def test_terminals(iss: Issuer) -> None:
 
 def test_txn_list_reads_the_records(iss: Issuer, tmp_path: Path) -> None:
     from issuer.domain import funds
-    from issuer.domain.model import (
+    from issuer.model.entities import (
         Authorisation,
         AuthorisationKind,
         AuthorisationStatus,

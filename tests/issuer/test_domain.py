@@ -11,22 +11,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from emvwire.contract import RESPONSE_CODES, DeclineReason, response_code
 from issuer.bootstrap import IssuerApp
 from issuer.domain.credentials import (
     CredentialCache,
     hash_credential,
     new_credential,
     verify_credential,
-)
-from issuer.domain.currency import currency_by_numeric, format_amount, parse_amount
-from issuer.domain.decline import RESPONSE_CODES, DeclineReason, response_code
-from issuer.domain.model import CardOrigin, CardStatus, TokenStatus
-from issuer.domain.pan import (
-    check_pan,
-    generate_pan,
-    generate_par,
-    luhn_check_digit,
-    luhn_valid,
 )
 from issuer.domain.service import parse_expiry
 from issuer.domain.vault import DeclinedError
@@ -38,6 +29,15 @@ from issuer.errors import (
     ValidationError,
 )
 from issuer.ledger.sql import SqlUnitOfWork
+from issuer.model.currency import currency_by_numeric, format_amount, parse_amount
+from issuer.model.entities import CardOrigin, CardStatus, TokenStatus
+from issuer.model.pan import (
+    check_pan,
+    generate_pan,
+    generate_par,
+    luhn_check_digit,
+    luhn_valid,
+)
 
 TODAY = date(2026, 6, 1)
 

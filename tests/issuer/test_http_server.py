@@ -11,9 +11,10 @@ from collections.abc import Iterator
 
 import pytest
 
+from emvwire.contract import Decision
 from emvwire.oda import SigningKey
 from issuer.bootstrap import IssuerApp
-from issuer.domain.authorise import AuthorisationRequest, Decision
+from issuer.domain.authorise import AuthorisationRequest
 from issuer.service.api import MAX_BODY, Request
 from issuer.service.server import make_server
 from tests.issuer.helpers import World, balances, make_world, tap
@@ -146,7 +147,7 @@ def test_a_batch_decides_each_request_as_alone(world: World) -> None:
     assert [d.approved for d in decisions] == [True] * 8
     retried = out[8]
     assert isinstance(retried, Decision)
-    assert (retried.transaction_id, retried.replayed) == (decisions[0].transaction_id, True)
+    assert (retried.id, retried.replayed) == (decisions[0].id, True)
     replayed = out[9]
     assert isinstance(replayed, Decision)
     assert (replayed.approved, replayed.reason) == (False, "ATC_REPLAYED")
@@ -171,7 +172,7 @@ def test_handle_many_answers_every_kind_of_request(world: World) -> None:
         ]
     )
     assert [a.status for a in answers] == [200, 401, 200, 400]
-    assert answers[0].body["approved"] is True
+    assert json.loads(answers[0].encode())["approved"] is True
     assert balances(world) == (10_000, 250)
 
 

@@ -18,7 +18,14 @@ from typing import Any
 import pytest
 
 from issuer.domain import funds
-from issuer.domain.model import (
+from issuer.errors import IntegrityError, InvalidStateError, TransientError, ValidationError
+from issuer.ledger import base
+from issuer.ledger.postgres import PostgresLedger
+from issuer.ledger.repository import Ledger
+from issuer.ledger.schema import MIGRATIONS
+from issuer.ledger.sql import SqlUnitOfWork
+from issuer.ledger.sqlite import SqliteLedger
+from issuer.model.entities import (
     Account,
     AccountKind,
     AccountStatus,
@@ -35,13 +42,6 @@ from issuer.domain.model import (
     new_id,
     utc_now,
 )
-from issuer.errors import IntegrityError, InvalidStateError, TransientError, ValidationError
-from issuer.ledger import base
-from issuer.ledger.postgres import PostgresLedger
-from issuer.ledger.repository import Ledger
-from issuer.ledger.schema import MIGRATIONS
-from issuer.ledger.sql import SqlUnitOfWork
-from issuer.ledger.sqlite import SqliteLedger
 
 
 def _account(ledger: Ledger, *, kind: AccountKind = AccountKind.DEBIT, limit: int = 0) -> Account:

@@ -25,10 +25,10 @@ from emvwire.profile import CardProfile, load_profile
 from emvwire.tlv import encode
 from issuer.bootstrap import IssuerApp
 from issuer.config import IssuerConfig
-from issuer.domain.model import CardOrigin, CardStatus
 from issuer.errors import ValidationError
 from issuer.keys.base import KeyStore
 from issuer.ledger.repository import Ledger
+from issuer.model.entities import CardOrigin, CardStatus
 from issuer.personalisation import provision, write_profile
 from tests.issuer.helpers import (
     TEST_CA_DIR,

@@ -1,6 +1,7 @@
 """The authorisation service on both ledgers: a software card tapped on the terminal
-kernel, its field 55 sent through the HTTP API handler (no socket), and the attacks of
-shared/notes/emv.md each declined for its reason with balances unchanged."""
+kernel, its field 55 sent through the HTTP API handler (no socket), and the published
+attacks the issuer defends against (issuer/domain/field55.py, the ATC window) each
+declined for its reason with balances unchanged."""
 
 from __future__ import annotations
 

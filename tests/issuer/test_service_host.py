@@ -10,8 +10,9 @@ from typing import Any
 
 import pytest
 
+from emvwire.contract import NO_ANSWER_CODE
 from emvwire.oda import SigningKey
-from hostlink import NO_ANSWER_CODE, HostClient, HostRefusedError
+from hostlink import HostClient, HostRefusedError
 from issuer.bootstrap import IssuerApp
 from issuer.service.api import Prepared
 from issuer.service.server import make_server

@@ -11,7 +11,7 @@ import pytest
 from card.emv import EmvCard
 from emvwire.oda import SigningKey
 from issuer.bootstrap import IssuerApp
-from issuer.domain import authorise
+from issuer.domain import clearing
 from issuer.personalisation import provision
 from tests.issuer.helpers import World, balances, edit, make_world, post, send, tap
 
@@ -125,7 +125,7 @@ def test_resubmission_rules(
     other, credential = issuer.service.add_terminal("Other operator", "4111")
     assert post(w, path, {}, "z", auth=f"Bearer {other.id}:{credential}")[0] == 404
     # At most six resubmissions.
-    for n in range(authorise.RESUBMIT_MAX):
+    for n in range(clearing.RESUBMIT_MAX):
         status, body = post(w, path, {}, f"try-{n}")
         assert (status, body["approved"]) == (200, False), body
     status, body = post(w, path, {}, "try-7")
@@ -134,7 +134,7 @@ def test_resubmission_rules(
     assert post(w, path, {}, "try-0")[1]["replayed"] is True  # a retry still answers
     # Within 14 days of the original only.
     other_declined = _pay(w, 400, "poor-2")
-    monkeypatch.setattr(authorise, "RESUBMIT_PERIOD", timedelta(0))
+    monkeypatch.setattr(clearing, "RESUBMIT_PERIOD", timedelta(0))
     status, body = post(w, f"/v1/authorisations/{other_declined['id']}/resubmit", {}, "late")
     assert (status, body["error"]["code"]) == (409, "not_resubmittable")
     assert "older than" in body["error"]["message"]

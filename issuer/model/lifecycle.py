@@ -16,8 +16,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Final
 
-from issuer.domain.model import CardStatus, TokenStatus
 from issuer.errors import InvalidStateError
+from issuer.model.entities import CardStatus, TokenStatus
 
 __all__ = ["CARD_TRANSITIONS", "TOKEN_TRANSITIONS", "check_card_change", "check_token_change"]
 

@@ -1,14 +1,14 @@
 """The issuer's domain objects: accounts, cards, tokens, terminals, authorisations,
 journals and their states, as immutable values.
 
-Names follow the issuing platforms users know (shared/notes/conventions.md):
+Names follow the issuing platforms users know:
 
 - card states ``active | paused | closed`` (Lithic ``OPEN | PAUSED | CLOSED``, Stripe
   ``active | inactive | canceled``);
 - token states ``active | suspended | deleted`` (Stripe Issuing tokens);
 - authorisation states ``pending | closed | reversed | expired`` (Stripe Issuing; a
   merchant reversal is kept apart from an issuer-side expiry), with ``approved`` and a
-  decline reason from a closed set (:mod:`issuer.domain.decline`).
+  decline reason from a closed set (:class:`emvwire.contract.DeclineReason`).
 
 Amounts are integers in the currency's minor unit (ISO 4217). Times are UTC ISO 8601
 strings (``2026-01-31T12:00:00.000000Z``), which sort as they read. A card or token
@@ -191,8 +191,8 @@ class JournalKind(enum.StrEnum):
 
 
 class AtcVerdict(enum.StrEnum):
-    """The answer of the ATC window check (EMV Book 2 §8.1; replay defences of
-    shared/notes/emv.md)."""
+    """The answer of the ATC window check (EMV Book 2 §8.1: the ATC counts the
+    cryptograms, so a value seen before is a replay)."""
 
     NEW = "new"
     REPLAYED = "replayed"
