@@ -64,6 +64,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
+from card.errors import CardError
 from card.transport import CardRemoved
 from emvwire.tlv import encode
 
@@ -115,7 +116,7 @@ _STATUSES: Final[Mapping[str, int]] = {
 _QUALIFIERS: Final[Mapping[str | None, int]] = {None: 0x00, "amount": 0x10, "balance": 0x20}
 
 
-class ScriptError(ValueError):
+class ScriptError(CardError, ValueError):
     """A scripted card profile is malformed; ``path`` says where (``ppse.entries[1]``)."""
 
     def __init__(self, path: str, message: str) -> None:
@@ -123,7 +124,7 @@ class ScriptError(ValueError):
         super().__init__(f"{path}: {message}" if path else message)
 
 
-class CardCollision(Exception):  # noqa: N818 - the name the terminal matches
+class CardCollision(CardError):  # noqa: N818 - the name the terminal matches
     """More than one card in the field: raised by :meth:`ScriptedCard.power_on`."""
 
     card_collision = True

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from emvwire.errors import EmvWireError
+from card.errors import CardError
 from emvwire.profile import Application, Counters
 
 __all__ = ["STATE_SCHEMA", "AppState", "CardState", "StateError"]
@@ -37,7 +37,7 @@ STATE_SCHEMA = "tapstack.card-state/1"
 ATC_MAX = 0xFFFF
 
 
-class StateError(EmvWireError, ValueError):
+class StateError(CardError, ValueError):
     """A state file cannot be read or is malformed."""
 
 

@@ -32,6 +32,7 @@ import threading
 import time
 from dataclasses import dataclass
 
+from card.errors import CardError
 from card.transport import CardApplication, CardRemoved
 
 __all__ = [
@@ -59,7 +60,7 @@ def _quickack(sock: socket.socket) -> None:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_QUICKACK, 1)
 
 
-class ReaderBusyError(ConnectionError):
+class ReaderBusyError(CardError, ConnectionError):
     """vpcd accepted the connection but never spoke: another card holds that reader.
 
     vpcd serves one card per port; a second one waits in the listen queue, unpolled.
