@@ -51,6 +51,7 @@ from emvwire.dump import render_value
 from emvwire.errors import EmvWireError
 from emvwire.mask import is_sensitive, mask_pan, mask_value
 from emvwire.profile import Application, CardProfile, Faults, ProfileError, load_profile
+from emvwire.tags import Tag
 from emvwire.tlv import tag_hex
 
 __all__ = ["DEFAULT_NFC_PORT", "REVEALABLE_TAGS", "cli", "describe_card", "main"]
@@ -59,7 +60,7 @@ __all__ = ["DEFAULT_NFC_PORT", "REVEALABLE_TAGS", "cli", "describe_card", "main"
 DEFAULT_NFC_PORT: Final = 54321
 #: What ``--reveal`` unmasks: the PAN (5A) and track 2 images (57, 9F6B; Book 3 Annex A,
 #: Book C-2 Annex A). Every other sensitive object (names, track 1) stays masked.
-REVEALABLE_TAGS: Final = frozenset({0x5A, 0x57, 0x9F6B})
+REVEALABLE_TAGS: Final = frozenset({Tag.PAN, Tag.TRACK2_EQUIVALENT, Tag.TRACK2_DATA})
 #: Kernel numbers of the profile's kernels (Book B §3.2), for the dictionary.
 _KERNEL_NUMBER: Final = {"visa": int(Kernel.VISA), "mastercard": int(Kernel.MASTERCARD)}
 #: Seconds between two pcsc presentations: longer than pcscd's 400 ms presence poll.
@@ -634,8 +635,8 @@ def _application(app: Application, counters: dict[str, Any], reveal: bool) -> di
         "cvn": app.cvn,
         "pan": app.pan if reveal else mask_pan(app.pan),
         "psn": app.psn,
-        "expiry": _date(app.data.get(0x5F24)),
-        "effective": _date(app.data.get(0x5F25)),
+        "expiry": _date(app.data.get(Tag.EXPIRATION_DATE)),
+        "effective": _date(app.data.get(Tag.EFFECTIVE_DATE)),
         "priority": app.priority,
         "kernel_id": app.kernel_id.hex().upper() if app.kernel_id is not None else None,
         "aip": app.aip.hex().upper(),
@@ -650,8 +651,8 @@ def _application(app: Application, counters: dict[str, Any], reveal: bool) -> di
         "token": (
             {
                 "requestor_id": app.token.requestor_id,
-                "par": mask_value(0x9F24, app.token.par.encode())
-                if is_sensitive(0x9F24)
+                "par": mask_value(Tag.PAR, app.token.par.encode())
+                if is_sensitive(Tag.PAR)
                 else app.token.par,
                 "pan_last4": app.token.pan_last4,
             }

@@ -53,7 +53,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Final
 
-from card.application import PaymentApplication, Transaction
+from card.application import PaymentApplication, Transaction, fci_template
 from card.iso7816 import (
     SW_CLA_NOT_SUPPORTED,
     SW_CONDITIONS_NOT_SATISFIED,
@@ -72,19 +72,16 @@ from card.scripted import ScriptedCard, is_scripted_profile
 from card.state import CardState
 from card.transport import CardRemoved
 from card.visa import VisaApplication
-from emvwire.apdu import CApdu
+from emvwire.apdu import PPSE, PSE, CApdu
 from emvwire.errors import DecodeError
 from emvwire.profile import Application, CardProfile, Counters, load_profile
+from emvwire.tags import Tag
 from emvwire.tlv import encode, encode_length, read_length, read_tag, tag_bytes
 
-__all__ = ["PPSE", "PSE", "PSE_DIRECTORY_SFI", "EmvCard", "default_state_path", "load_card"]
+__all__ = ["PSE_DIRECTORY_SFI", "EmvCard", "default_state_path", "load_card"]
 
 log = logging.getLogger(__name__)
 
-#: Proximity Payment System Environment name (Book B §3.3).
-PPSE: Final = b"2PAY.SYS.DDF01"
-#: Payment System Environment name (Book 1 §12.2.2).
-PSE: Final = b"1PAY.SYS.DDF01"
 #: SFI of the PSE directory file (Book 1 §12.2.3, tag 88).
 PSE_DIRECTORY_SFI: Final = 1
 #: Shortest AID prefix accepted for partial selection (the RID, Book 1 §12.3.3).
@@ -148,7 +145,7 @@ class EmvCard:
         self._answered = 0
         self._removed = False
         self._pse_record = encode(
-            0x70,
+            Tag.RECORD_TEMPLATE,
             b"".join(app.directory_entry(with_kernel_id=False) for app in self.applications),
         )
 
@@ -327,13 +324,14 @@ class EmvCard:
             entries = b"".join(
                 app.directory_entry(with_kernel_id=True) for app in self.applications
             )
-            return respond(encode(0x6F, encode(0x84, PPSE) + encode(0xA5, encode(0xBF0C, entries))))
+            prop = encode(Tag.FCI_ISSUER_DISCRETIONARY_DATA, entries)
+            return respond(fci_template(PPSE, prop))
         if name == PSE:
             if not first or not self.profile.pse:
                 raise StatusWordError(SW_FILE_NOT_FOUND)
             self._enter(_PSE_SELECTED)
-            prop = encode(0x88, bytes((PSE_DIRECTORY_SFI,)))
-            return respond(encode(0x6F, encode(0x84, PSE) + encode(0xA5, prop)))
+            prop = encode(Tag.SFI, bytes((PSE_DIRECTORY_SFI,)))
+            return respond(fci_template(PSE, prop))
         start = 0
         if not first and self._selected is not None and self._selected >= 0:
             current = self.applications[self._selected].app.aid
