@@ -8,8 +8,8 @@ big-endian length and a payload; a one-byte payload is a control code (0 power o
 answered with the R-APDU.
 
 vpcd writes the length and the payload in two ``send`` calls, so a reader socket
-without ``TCP_QUICKACK`` waits for the peer's delayed ACK (about 44 ms per APDU, see
-shared/notes/environment.md). The socket here re-arms ``TCP_QUICKACK`` around every
+without ``TCP_QUICKACK`` waits for the peer's delayed ACK (about 44 ms per APDU, as
+bench/test_bench_card_pcsc.py measures). The socket here re-arms ``TCP_QUICKACK`` around every
 read, which Linux clears after use; ``quickack=False`` keeps the naive socket (for the
 benchmark that shows the trap).
 
