@@ -29,7 +29,8 @@ GPO or twice), ``6A80`` a malformed data field. Anything unforeseen is ``6F00``:
 the profile's ``pull_after`` fault takes the card away.
 
 Non-volatile counters (:mod:`card.state`) survive power cycles, and with a state
-file, processes. ``power_on`` starts the volatile state afresh (nothing selected).
+file (in the state folder by default), processes. ``power_on`` starts the volatile
+state afresh (nothing selected).
 
 Faults (``profile.faults``): ``pull_after`` (after answering that many C-APDUs since
 power on, the next ``process`` raises ``CardRemoved``, and every one after it until
@@ -69,7 +70,7 @@ from card.iso7816 import (
 )
 from card.mastercard import MastercardApplication
 from card.scripted import ScriptedCard, is_scripted_profile
-from card.state import CardState
+from card.state import CardState, default_state_path
 from card.transport import CardRemoved
 from card.visa import VisaApplication
 from emvwire.apdu import PPSE, PSE, CApdu
@@ -78,7 +79,7 @@ from emvwire.profile import Application, CardProfile, Counters, load_profile
 from emvwire.tags import Tag
 from emvwire.tlv import encode, encode_length, read_length, read_tag, tag_bytes
 
-__all__ = ["PSE_DIRECTORY_SFI", "EmvCard", "default_state_path", "load_card"]
+__all__ = ["PSE_DIRECTORY_SFI", "EmvCard", "load_card"]
 
 log = logging.getLogger(__name__)
 
@@ -106,12 +107,6 @@ _KERNELS: Final[dict[str, type[PaymentApplication]]] = {
 #: What is selected: nothing, the PPSE, the PSE, or an application (its index).
 _PPSE_SELECTED: Final = -2
 _PSE_SELECTED: Final = -1
-
-
-def default_state_path(profile_path: str | Path) -> Path:
-    """Where :meth:`EmvCard.from_file` keeps counters: ``NAME.state.json`` beside it."""
-    p = Path(profile_path)
-    return p.with_name(f"{p.stem}.state.json")
 
 
 class EmvCard:
@@ -161,8 +156,8 @@ class EmvCard:
     ) -> EmvCard:
         """Load a profile (:func:`emvwire.profile.load_profile`) and run it.
 
-        With ``persist`` the counters live in ``state_path`` or, by default, in
-        :func:`default_state_path` beside the profile; without, in memory.
+        With ``persist`` the counters live in ``state_path`` or, by default, in the
+        state folder (:func:`card.state.default_state_path`); without, in memory.
         """
         profile = load_profile(path)
         target = (state_path or default_state_path(path)) if persist else None
@@ -383,8 +378,9 @@ def _corrupt(answer: bytes, mode: str) -> bytes:
 
 def load_card(path: str) -> EmvCard | ScriptedCard:
     """The ``tapstack.cards`` entry point: a card from a profile path, for ``emulated:``
-    readers. Its counters persist beside the profile (``NAME.state.json``), so the ATC
-    keeps rising across processes as a real card's does. A scripted card profile
+    readers. Its counters persist in the state folder (:func:`card.state.state_dir`:
+    ``$TAPSTACK_STATE_DIR`` or the user's state folder, never beside the profile), so
+    the ATC keeps rising across processes as a real card's does. A scripted card profile
     (:mod:`card.scripted`, entry point tests) gives a :class:`ScriptedCard`."""
     if is_scripted_profile(path):
         return ScriptedCard.from_file(path)

@@ -100,3 +100,14 @@ def postgres_url() -> str:
     except OSError as exc:
         _missing(f"PostgreSQL is not reachable on {POSTGRES_ADDR[0]}:{POSTGRES_ADDR[1]}: {exc}")
     return os.environ.get("TAPSTACK_TEST_PG", "postgresql://root@127.0.0.1:5432/test")
+
+
+@pytest.fixture(autouse=True)
+def card_state_dir(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> Path:
+    """A fresh state folder for the software cards' counters (card/state.py), per test:
+    no test reads or leaves counters in the user's state folder."""
+    folder = tmp_path_factory.mktemp("card-state")
+    monkeypatch.setenv("TAPSTACK_STATE_DIR", str(folder))
+    return folder
