@@ -13,8 +13,9 @@ What one *tap* is:
   came, when the reader powers the card off (a PC/SC client released it: pcscd powers
   an unused card down at once), when ``--idle-timeout`` passes without a C-APDU, or
   when the card leaves the field (the ``pull_after`` fault). The card is then removed
-  (the connection closes) and, after half a second so that pcscd's 400 ms poll sees
-  the reader empty, presented again for the next tap.
+  (the connection closes) and presented again for the next tap. Every presentation,
+  the first too, comes after the reader was empty for half a second, so that pcscd's
+  400 ms presence poll has seen the previous card leave (:data:`card.vpcd.REMOVAL_GAP`).
 - ``--via nfc``: one ISO-DEP session (RATS to DESELECT, field off, ``--idle-timeout``
   or the card pulled away) in which the reader sent at least one block
   (:func:`card.nfc.serve_nfc`).
@@ -47,7 +48,7 @@ from card.emv import EmvCard
 from card.scripted import ScriptedCard, ScriptError, is_scripted_profile
 from card.state import CardState, StateError, default_state_path
 from card.transport import CardApplication, CardRemoved
-from card.vpcd import VPCD_PORT, ReaderBusyError, TapEnd, serve_tap
+from card.vpcd import REMOVAL_GAP, VPCD_PORT, ReaderBusyError, TapEnd, serve_tap
 from emvwire import dol
 from emvwire.crypto import kcv, kcv_aes
 from emvwire.dictionary import Kernel, name_of
@@ -67,8 +68,8 @@ DEFAULT_NFC_PORT: Final = 54321
 REVEALABLE_TAGS: Final = frozenset({Tag.PAN, Tag.TRACK2_EQUIVALENT, Tag.TRACK2_DATA})
 #: Kernel numbers of the profile's kernels (Book B §3.2), for the dictionary.
 _KERNEL_NUMBER: Final = {"visa": int(Kernel.VISA), "mastercard": int(Kernel.MASTERCARD)}
-#: Seconds between two pcsc presentations: longer than pcscd's 400 ms presence poll.
-_REMOVAL_GAP: Final = 0.5
+#: Seconds between two pcsc presentations (card.vpcd.REMOVAL_GAP; tests shorten it).
+_REMOVAL_GAP: Final = REMOVAL_GAP
 #: Seconds to wait for vpcd's first message before calling the reader busy.
 _BUSY_TIMEOUT: Final = 3.0
 #: Text output shows at most this many hex digits of a long value.
@@ -354,7 +355,8 @@ def _serve_pcsc(
     as_json: bool,
 ) -> int:
     done = 0
-    while taps is None or done < taps:
+    # every presentation, the first too, after the reader was empty for a pcscd poll
+    while (taps is None or done < taps) and not stop.wait(_REMOVAL_GAP):
         watch.reset()
         try:
             tap = serve_tap(
@@ -384,9 +386,7 @@ def _serve_pcsc(
             raise click.ClickException(
                 f"vpcd on port {port} closed the connection (pcscd stopped?)"
             )
-        if tap.end is TapEnd.STOPPED or (taps is not None and done >= taps):
-            break
-        if stop.wait(_REMOVAL_GAP):
+        if tap.end is TapEnd.STOPPED:
             break
     return done
 

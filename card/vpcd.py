@@ -31,11 +31,13 @@ import struct
 import threading
 import time
 from dataclasses import dataclass
+from typing import Final
 
 from card.errors import CardError
 from card.transport import CardApplication, CardRemoved
 
 __all__ = [
+    "REMOVAL_GAP",
     "VPCD_PORT",
     "CardApplication",
     "ReaderBusyError",
@@ -50,6 +52,14 @@ log = logging.getLogger(__name__)
 
 #: TCP port of the first vpcd reader (``Virtual PCD 00 00``); the second is +1.
 VPCD_PORT = 35963
+
+#: Seconds a vpcd reader stays empty between two presentations: longer than pcscd's
+#: 400 ms presence poll. pcscd learns of a removal only when a poll finds the reader
+#: empty (a card pulled during a command marks the reader empty at once, but not for
+#: pcscd's event handler); a card presented before that poll is taken for the one that
+#: left, and never announced to PC/SC clients (or announced with the old card's
+#: protocol) until it leaves in turn.
+REMOVAL_GAP: Final = 0.5
 
 _POWER_OFF, _POWER_ON, _RESET, _GET_ATR = 0, 1, 2, 4
 _STOP_POLL = 0.05

@@ -30,6 +30,7 @@ from card.cli import cli
 from card.emv import EmvCard
 from card.nfc import wait_listening
 from card.probe import CardProbe
+from card.vpcd import REMOVAL_GAP
 from emvwire.apdu import select
 from emvwire.crypto import kcv
 from emvwire.mask import mask_pan
@@ -705,7 +706,11 @@ def test_serve_pcsc_two_taps_read_by_pyscard(second_reader: str, tmp_path: Path)
         assert probe.get_data(0x9F13) == b"\x00\x00"
         with pytest.raises(CardConnectionException):
             probe.tap()  # the 11th C-APDU of this tap: the card has left the reader
+        conn.disconnect()
         out, err = _finish(proc)
+    # The card left during a command: pcscd's event handler sees it gone at its next
+    # poll only. Leave the shared reader settled for whoever presents a card next.
+    time.sleep(REMOVAL_GAP)
     assert proc.returncode == 0, err
     taps = [json.loads(line) for line in out.splitlines()]
     assert [(t["apdus"], t["end"], t["atc"]) for t in taps] == [
