@@ -63,6 +63,14 @@ MASTERCARD_CDOL1 = bytes.fromhex(
 #: Mastercard CDOL2 (Book 3 §9.2.1): authorisation response code, TVR, UN.
 MASTERCARD_CDOL2 = bytes.fromhex("8A029505 9F3704".replace(" ", ""))
 
+#: The issuer certificate's data objects, in their record (Book 2 §5.1, §6.1).
+_ISSUER_CERTIFICATE_TAGS = (
+    Tag.CA_PUBLIC_KEY_INDEX,
+    Tag.ISSUER_PUBLIC_KEY_CERTIFICATE,
+    Tag.ISSUER_PUBLIC_KEY_REMAINDER,
+    Tag.ISSUER_PUBLIC_KEY_EXPONENT,
+)
+
 _VISA_AID = bytes.fromhex("A0000000031010")
 _MASTERCARD_AID = bytes.fromhex("A0000000041010")
 
@@ -286,17 +294,7 @@ def _visa(form: Form, data: dict[int, bytes]) -> _Layout:
                 ),
                 oda=True,
             ),
-            Record(
-                2,
-                2,
-                _cert_tags(
-                    data,
-                    Tag.CA_PUBLIC_KEY_INDEX,
-                    Tag.ISSUER_PUBLIC_KEY_CERTIFICATE,
-                    Tag.ISSUER_PUBLIC_KEY_REMAINDER,
-                    Tag.ISSUER_PUBLIC_KEY_EXPONENT,
-                ),
-            ),
+            Record(2, 2, _cert_tags(data, *_ISSUER_CERTIFICATE_TAGS)),
         ),
         after_certificates=(Record(3, 1, (Tag.CARD_AUTHENTICATION_RELATED_DATA,)),),
         token_sfi=3,
@@ -355,17 +353,7 @@ def _mastercard(form: Form, data: dict[int, bytes]) -> _Layout:
                 ),
                 oda=True,
             ),
-            Record(
-                3,
-                1,
-                _cert_tags(
-                    data,
-                    Tag.CA_PUBLIC_KEY_INDEX,
-                    Tag.ISSUER_PUBLIC_KEY_CERTIFICATE,
-                    Tag.ISSUER_PUBLIC_KEY_REMAINDER,
-                    Tag.ISSUER_PUBLIC_KEY_EXPONENT,
-                ),
-            ),
+            Record(3, 1, _cert_tags(data, *_ISSUER_CERTIFICATE_TAGS)),
         ),
         after_certificates=(),
         token_sfi=4,
