@@ -35,12 +35,14 @@ from card.iso7816 import (
     respond,
 )
 from card.state import ATC_MAX, AppState, CardState
-from emvwire import dol
+from emvwire import apdu, dol
 from emvwire.apdu import CApdu
 from emvwire.crypto import CryptogramData, generate_arqc
 from emvwire.errors import DecodeError, DolError
 from emvwire.oda import SigningKey
 from emvwire.profile import Application, Record
+from emvwire.qualifiers import Bit
+from emvwire.tags import Tag
 from emvwire.tlv import encode, read_length, read_tag
 
 __all__ = [
@@ -50,7 +52,9 @@ __all__ = [
     "PaymentApplication",
     "Transaction",
     "bcd_to_int",
+    "fci_template",
     "int_to_bcd",
+    "set_bit",
 ]
 
 #: The CVN byte the card writes in its Issuer Application Data, by the CVN number of
@@ -73,15 +77,21 @@ DKI: Final = 0x01
 
 #: GET DATA objects the card answers (Book 3 §6.5.7: ATC, last online ATC register,
 #: PIN try counter, log format). Anything else is ``6A88``.
-GET_DATA_TAGS: Final = frozenset({0x9F36, 0x9F13, 0x9F17, 0x9F4F})
+GET_DATA_TAGS: Final = frozenset(
+    {Tag.ATC, Tag.LAST_ONLINE_ATC, Tag.PIN_TRY_COUNTER, Tag.LOG_FORMAT}
+)
 
 #: FCI proprietary template children, in order, taken from the application data when
 #: present (Book 1 §11.3.4 Table 45): language preference, issuer code table index,
 #: application preferred name.
-_FCI_OPTIONAL: Final = (0x5F2D, 0x9F11, 0x9F12)
+_FCI_OPTIONAL: Final = (
+    Tag.LANGUAGE_PREFERENCE,
+    Tag.ISSUER_CODE_TABLE_INDEX,
+    Tag.APPLICATION_PREFERRED_NAME,
+)
 #: FCI issuer discretionary data (BF0C) children taken from the application data:
 #: log entry, application selection registered proprietary data, third party data.
-_FCI_DISCRETIONARY: Final = (0x9F4D, 0x9F0A, 0x9F6E)
+_FCI_DISCRETIONARY: Final = (Tag.LOG_ENTRY, Tag.ASRPD, Tag.THIRD_PARTY_DATA)
 
 #: Transaction type (9C) of a purchase of goods or services (ISO 8583:1987 processing
 #: code, first two digits); only purchases may be approved offline.
@@ -92,9 +102,22 @@ class AcType(enum.IntEnum):
     """The cryptogram classes, valued as the Cryptogram Information Data ``9F27``
     (Book 3 §6.5.5.4 Table 14) and the GENERATE AC P1 bits 8-7 (Table 12)."""
 
-    AAC = 0x00
-    TC = 0x40
-    ARQC = 0x80
+    AAC = apdu.AAC
+    TC = apdu.TC
+    ARQC = apdu.ARQC
+
+
+def set_bit(out: bytearray, bit: Bit) -> None:
+    """Set ``bit`` of a qualifier or verification result being built."""
+    out[bit.byte] |= bit.mask
+
+
+def fci_template(df_name: bytes, proprietary: bytes) -> bytes:
+    """An FCI ``6F {84 DF name, A5 proprietary}`` (Book 1 §11.3.4 Tables 43 to 45)."""
+    return encode(
+        Tag.FCI_TEMPLATE,
+        encode(Tag.DF_NAME, df_name) + encode(Tag.FCI_PROPRIETARY_TEMPLATE, proprietary),
+    )
 
 
 def bcd_to_int(value: bytes) -> int:
@@ -241,7 +264,7 @@ class PaymentApplication:
         """Whether this transaction stays within the card's offline limits."""
         limits = self.app.limits
         c = self.counters
-        app_currency = self.app.data.get(0x9F42)
+        app_currency = self.app.data.get(Tag.APPLICATION_CURRENCY_CODE)
         return OfflineCheck(
             count_exceeded=c.offline_count + 1 > limits.get("offline_count", 0),
             amount_exceeded=c.offline_amount + amount > limits.get("offline_amount", 0),
@@ -251,14 +274,14 @@ class PaymentApplication:
 
     def expired(self, txn_date: bytes) -> bool:
         """Whether the transaction date (``9A``) is after the expiry date (``5F24``)."""
-        expiry = self.app.data.get(0x5F24)
+        expiry = self.app.data.get(Tag.EXPIRATION_DATE)
         if expiry is None or len(expiry) != 3 or len(txn_date) != 3 or not any(txn_date):
             return False
         return _date_key(txn_date) > _date_key(expiry)
 
     def domestic(self, terminal_country: bytes) -> bool:
         """Whether the terminal country (``9F1A``) is the issuer country (``5F28``)."""
-        return self.app.data.get(0x5F28) == terminal_country
+        return self.app.data.get(Tag.ISSUER_COUNTRY_CODE) == terminal_country
 
     # --- cryptograms -----------------------------------------------------------------
 
@@ -270,14 +293,14 @@ class PaymentApplication:
             return dol.fit(tag, values.get(tag), length)
 
         data = CryptogramData(
-            tag_9f02=get(0x9F02, 6),
-            tag_9f03=get(0x9F03, 6),
-            tag_9f1a=get(0x9F1A, 2),
-            tag_95=get(0x95, 5),
-            tag_5f2a=get(0x5F2A, 2),
-            tag_9a=get(0x9A, 3),
-            tag_9c=get(0x9C, 1),
-            tag_9f37=get(0x9F37, 4),
+            tag_9f02=get(Tag.AMOUNT_AUTHORISED, 6),
+            tag_9f03=get(Tag.AMOUNT_OTHER, 6),
+            tag_9f1a=get(Tag.TERMINAL_COUNTRY_CODE, 2),
+            tag_95=get(Tag.TVR, 5),
+            tag_5f2a=get(Tag.TRANSACTION_CURRENCY_CODE, 2),
+            tag_9a=get(Tag.TRANSACTION_DATE, 3),
+            tag_9c=get(Tag.TRANSACTION_TYPE, 1),
+            tag_9f37=get(Tag.UNPREDICTABLE_NUMBER, 4),
             tag_82=self.app.aip,
             tag_9f36=atc.to_bytes(2, "big"),
             tag_9f10=iad,
@@ -301,26 +324,28 @@ class PaymentApplication:
     def fci(self) -> bytes:
         """The FCI answering SELECT of this application (Book 1 §11.3.4 Table 45)."""
         a = self.app
-        prop = [encode(0x50, a.label.encode("ascii", "replace"))]
+        prop = [encode(Tag.APPLICATION_LABEL, a.label.encode("ascii", "replace"))]
         if a.priority is not None:
-            prop.append(encode(0x87, bytes((a.priority,))))
+            prop.append(encode(Tag.APPLICATION_PRIORITY, bytes((a.priority,))))
         if a.pdol:
-            prop.append(encode(0x9F38, a.pdol))
+            prop.append(encode(Tag.PDOL, a.pdol))
         prop += [encode(t, a.data[t]) for t in _FCI_OPTIONAL if t in a.data]
         discretionary = [encode(t, a.data[t]) for t in _FCI_DISCRETIONARY if t in a.data]
         if discretionary:
-            prop.append(encode(0xBF0C, b"".join(discretionary)))
-        return encode(0x6F, encode(0x84, a.aid) + encode(0xA5, b"".join(prop)))
+            prop.append(encode(Tag.FCI_ISSUER_DISCRETIONARY_DATA, b"".join(discretionary)))
+        return fci_template(a.aid, b"".join(prop))
 
     def directory_entry(self, *, with_kernel_id: bool) -> bytes:
         """Template ``61``: ADF name, label, priority (and kernel id for the PPSE)."""
         a = self.app
-        body = encode(0x4F, a.aid) + encode(0x50, a.label.encode("ascii", "replace"))
+        body = encode(Tag.AID, a.aid) + encode(
+            Tag.APPLICATION_LABEL, a.label.encode("ascii", "replace")
+        )
         if a.priority is not None:
-            body += encode(0x87, bytes((a.priority,)))
+            body += encode(Tag.APPLICATION_PRIORITY, bytes((a.priority,)))
         if with_kernel_id and a.kernel_id is not None:
-            body += encode(0x9F2A, a.kernel_id)
-        return encode(0x61, body)
+            body += encode(Tag.KERNEL_IDENTIFIER, a.kernel_id)
+        return encode(Tag.APPLICATION_TEMPLATE, body)
 
     # --- data access -----------------------------------------------------------------
 
@@ -333,16 +358,16 @@ class PaymentApplication:
             raise StatusWordError(SW_RECORD_NOT_FOUND, "no such record")
         data = self.app.data
         body = b"".join(encode(t, txn.overrides.get(t, data[t])) for t in rec.tags)
-        return encode(0x70, body)
+        return encode(Tag.RECORD_TEMPLATE, body)
 
     def get_data(self, tag: int) -> bytes:
         """GET DATA of a counter or another object the card lets out (Book 3 §6.5.7)."""
         if tag not in GET_DATA_TAGS:
             raise StatusWordError(SW_REFERENCED_DATA_NOT_FOUND, "not available by GET DATA")
         c = self.counters
-        if tag == 0x9F36:
+        if tag == Tag.ATC:
             value = c.atc.to_bytes(2, "big")
-        elif tag == 0x9F13:
+        elif tag == Tag.LAST_ONLINE_ATC:
             value = c.last_online_atc.to_bytes(2, "big")
         else:
             held = self.app.data.get(tag)
@@ -377,7 +402,7 @@ class PaymentApplication:
         data = cmd.data
         if not data:
             raise StatusWordError(SW_WRONG_LENGTH, "GPO needs template 83")
-        if data[0] != 0x83:
+        if data[0] != Tag.COMMAND_TEMPLATE:
             raise StatusWordError(SW_INCORRECT_DATA, "GPO data is not template 83")
         try:
             _, pos = read_tag(data)

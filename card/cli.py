@@ -13,14 +13,19 @@ What one *tap* is:
   came, when the reader powers the card off (a PC/SC client released it: pcscd powers
   an unused card down at once), when ``--idle-timeout`` passes without a C-APDU, or
   when the card leaves the field (the ``pull_after`` fault). The card is then removed
-  (the connection closes) and, after half a second so that pcscd's 400 ms poll sees
-  the reader empty, presented again for the next tap.
+  (the connection closes) and presented again for the next tap. Every presentation,
+  the first too, comes after the reader was empty for half a second, so that pcscd's
+  400 ms presence poll has seen the previous card leave (:data:`card.vpcd.REMOVAL_GAP`).
 - ``--via nfc``: one ISO-DEP session (RATS to DESELECT, field off, ``--idle-timeout``
   or the card pulled away) in which the reader sent at least one block
   (:func:`card.nfc.serve_nfc`).
 
 ``card show PROFILE`` prints what the card holds with the PAN and track data masked
 (:mod:`emvwire.mask`) and keys shown only by their check values (ANSI X9.24-1 KCV).
+
+Both find a card's counters in the state folder (:func:`card.state.state_dir`,
+``--state-dir``, ``$TAPSTACK_STATE_DIR``), never beside the profile: serving a card
+from a source tree leaves that tree as it was.
 """
 
 from __future__ import annotations
@@ -39,11 +44,11 @@ from typing import Any, Final, Generic, TypeVar
 
 import click
 
-from card.emv import EmvCard, default_state_path
+from card.emv import EmvCard
 from card.scripted import ScriptedCard, ScriptError, is_scripted_profile
-from card.state import CardState, StateError
+from card.state import CardState, StateError, default_state_path
 from card.transport import CardApplication, CardRemoved
-from card.vpcd import VPCD_PORT, ReaderBusyError, TapEnd, serve_tap
+from card.vpcd import REMOVAL_GAP, VPCD_PORT, ReaderBusyError, TapEnd, serve_tap
 from emvwire import dol
 from emvwire.crypto import kcv, kcv_aes
 from emvwire.dictionary import Kernel, name_of
@@ -51,6 +56,7 @@ from emvwire.dump import render_value
 from emvwire.errors import EmvWireError
 from emvwire.mask import is_sensitive, mask_pan, mask_value
 from emvwire.profile import Application, CardProfile, Faults, ProfileError, load_profile
+from emvwire.tags import Tag
 from emvwire.tlv import tag_hex
 
 __all__ = ["DEFAULT_NFC_PORT", "REVEALABLE_TAGS", "cli", "describe_card", "main"]
@@ -59,11 +65,11 @@ __all__ = ["DEFAULT_NFC_PORT", "REVEALABLE_TAGS", "cli", "describe_card", "main"
 DEFAULT_NFC_PORT: Final = 54321
 #: What ``--reveal`` unmasks: the PAN (5A) and track 2 images (57, 9F6B; Book 3 Annex A,
 #: Book C-2 Annex A). Every other sensitive object (names, track 1) stays masked.
-REVEALABLE_TAGS: Final = frozenset({0x5A, 0x57, 0x9F6B})
+REVEALABLE_TAGS: Final = frozenset({Tag.PAN, Tag.TRACK2_EQUIVALENT, Tag.TRACK2_DATA})
 #: Kernel numbers of the profile's kernels (Book B §3.2), for the dictionary.
 _KERNEL_NUMBER: Final = {"visa": int(Kernel.VISA), "mastercard": int(Kernel.MASTERCARD)}
-#: Seconds between two pcsc presentations: longer than pcscd's 400 ms presence poll.
-_REMOVAL_GAP: Final = 0.5
+#: Seconds between two pcsc presentations (card.vpcd.REMOVAL_GAP; tests shorten it).
+_REMOVAL_GAP: Final = REMOVAL_GAP
 #: Seconds to wait for vpcd's first message before calling the reader busy.
 _BUSY_TIMEOUT: Final = 3.0
 #: Text output shows at most this many hex digits of a long value.
@@ -71,6 +77,15 @@ _SHOW_HEX: Final = 40
 _STATUS_WORD_FIRST = frozenset(range(0x61, 0x70)) | frozenset(range(0x90, 0xA0))
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+#: ``--state-dir``, as ``serve`` and ``show`` take it (card.state.state_dir).
+_state_dir_option = click.option(
+    "--state-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Folder of the counters files, one per profile, named from its file name and"
+    " path (default: $TAPSTACK_STATE_DIR, else $XDG_STATE_HOME/tapstack/cards, else"
+    " ~/.local/state/tapstack/cards; never beside the profile).",
+)
 
 
 @click.group(context_settings=CONTEXT)
@@ -340,7 +355,8 @@ def _serve_pcsc(
     as_json: bool,
 ) -> int:
     done = 0
-    while taps is None or done < taps:
+    # every presentation, the first too, after the reader was empty for a pcscd poll
+    while (taps is None or done < taps) and not stop.wait(_REMOVAL_GAP):
         watch.reset()
         try:
             tap = serve_tap(
@@ -370,9 +386,7 @@ def _serve_pcsc(
             raise click.ClickException(
                 f"vpcd on port {port} closed the connection (pcscd stopped?)"
             )
-        if tap.end is TapEnd.STOPPED or (taps is not None and done >= taps):
-            break
-        if stop.wait(_REMOVAL_GAP):
+        if tap.end is TapEnd.STOPPED:
             break
     return done
 
@@ -451,8 +465,9 @@ def _serve_nfc(
 @click.option(
     "--state",
     type=click.Path(dir_okay=False, path_type=Path),
-    help="Counters file (default: NAME.state.json beside the profile).",
+    help="Counters file (default: the profile's file in the state folder, --state-dir).",
 )
+@_state_dir_option
 @click.option("--no-persist", is_flag=True, help="Keep counters in memory only.")
 @click.option(
     "--idle-timeout",
@@ -502,6 +517,7 @@ def serve(
     port: int | None,
     taps: int | None,
     state: Path | None,
+    state_dir: Path | None,
     no_persist: bool,
     idle_timeout: float | None,
     no_faults: bool,
@@ -518,16 +534,19 @@ def serve(
     A pcsc tap ends when the reader powers the card off after a C-APDU (the client
     released it), after --idle-timeout, or when the card is pulled (pull-after); the
     card is then removed and presented again. Progress goes to stderr; Ctrl-C or
-    SIGTERM stops cleanly.
+    SIGTERM stops cleanly. The counters (ATC, offline counters) persist in the state
+    folder (--state-dir), so the ATC keeps rising from one run to the next.
     """
     if state is not None and no_persist:
         raise click.UsageError("--state and --no-persist exclude each other")
+    if state_dir is not None and (state is not None or no_persist):
+        raise click.UsageError("--state-dir goes with neither --state nor --no-persist")
     if via == "nfc" and reader is not None:
         raise click.UsageError("--reader is for --via pcsc; give --port for nfc")
     if is_scripted_profile(profile):  # a scripted card (card.scripted): vpcd only
         if via != "pcsc":
             raise click.UsageError("a scripted card profile is served with --via pcsc")
-        options = (pull_after, delay_ms, atc_rollback, state)
+        options = (pull_after, delay_ms, atc_rollback, state, state_dir)
         if any(o is not None for o in options) or wrong_sw or corrupt or wrong_key:
             raise click.UsageError(
                 "faults and counters do not apply to a scripted card: its profile scripts"
@@ -547,11 +566,18 @@ def serve(
         atc_rollback=atc_rollback,
     )
     loaded = replace(loaded, faults=faults)
-    state_path = None if no_persist else (state or default_state_path(profile))
+    state_path = None if no_persist else (state or default_state_path(profile, state_dir))
     try:
         card = EmvCard(loaded, state_path=state_path)
     except StateError as exc:
         raise click.BadParameter(f"{state_path}: {exc}", param_hint="--state") from None
+    if state_path is not None:
+        try:
+            state_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        except OSError as exc:
+            raise click.ClickException(
+                f"cannot make the counters folder {state_path.parent}: {exc.strerror}"
+            ) from None
     if via == "pcsc":
         target = port if port is not None else VPCD_PORT + (reader or 0)
         where = f"vpcd port {target}"
@@ -634,8 +660,8 @@ def _application(app: Application, counters: dict[str, Any], reveal: bool) -> di
         "cvn": app.cvn,
         "pan": app.pan if reveal else mask_pan(app.pan),
         "psn": app.psn,
-        "expiry": _date(app.data.get(0x5F24)),
-        "effective": _date(app.data.get(0x5F25)),
+        "expiry": _date(app.data.get(Tag.EXPIRATION_DATE)),
+        "effective": _date(app.data.get(Tag.EFFECTIVE_DATE)),
         "priority": app.priority,
         "kernel_id": app.kernel_id.hex().upper() if app.kernel_id is not None else None,
         "aip": app.aip.hex().upper(),
@@ -650,8 +676,8 @@ def _application(app: Application, counters: dict[str, Any], reveal: bool) -> di
         "token": (
             {
                 "requestor_id": app.token.requestor_id,
-                "par": mask_value(0x9F24, app.token.par.encode())
-                if is_sensitive(0x9F24)
+                "par": mask_value(Tag.PAR, app.token.par.encode())
+                if is_sensitive(Tag.PAR)
                 else app.token.par,
                 "pan_last4": app.token.pan_last4,
             }
@@ -792,13 +818,19 @@ def _render(info: dict[str, Any]) -> str:
 @click.option(
     "--state",
     type=click.Path(dir_okay=False, path_type=Path),
-    help="Counters file (default: NAME.state.json beside the profile, if there).",
+    help="Counters file (default: the profile's file in the state folder, if there).",
 )
-def show(profile: Path, as_json: bool, reveal: bool, state: Path | None) -> None:
+@_state_dir_option
+def show(
+    profile: Path, as_json: bool, reveal: bool, state: Path | None, state_dir: Path | None
+) -> None:
     """What the card of PROFILE holds: applications, masked data, key KCVs, counters."""
+    if state is not None and state_dir is not None:
+        raise click.UsageError("--state and --state-dir exclude each other")
     loaded = _load(profile)
+    target = state or default_state_path(profile, state_dir)
     try:
-        info = describe_card(loaded, state or default_state_path(profile), reveal=reveal)
+        info = describe_card(loaded, target, reveal=reveal)
     except StateError as exc:
         raise click.BadParameter(str(exc), param_hint="--state") from None
     if as_json:

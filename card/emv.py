@@ -29,7 +29,8 @@ GPO or twice), ``6A80`` a malformed data field. Anything unforeseen is ``6F00``:
 the profile's ``pull_after`` fault takes the card away.
 
 Non-volatile counters (:mod:`card.state`) survive power cycles, and with a state
-file, processes. ``power_on`` starts the volatile state afresh (nothing selected).
+file (in the state folder by default), processes. ``power_on`` starts the volatile
+state afresh (nothing selected).
 
 Faults (``profile.faults``): ``pull_after`` (after answering that many C-APDUs since
 power on, the next ``process`` raises ``CardRemoved``, and every one after it until
@@ -53,7 +54,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Final
 
-from card.application import PaymentApplication, Transaction
+from card.application import PaymentApplication, Transaction, fci_template
 from card.iso7816 import (
     SW_CLA_NOT_SUPPORTED,
     SW_CONDITIONS_NOT_SATISFIED,
@@ -69,22 +70,19 @@ from card.iso7816 import (
 )
 from card.mastercard import MastercardApplication
 from card.scripted import ScriptedCard, is_scripted_profile
-from card.state import CardState
+from card.state import CardState, default_state_path
 from card.transport import CardRemoved
 from card.visa import VisaApplication
-from emvwire.apdu import CApdu
+from emvwire.apdu import PPSE, PSE, CApdu
 from emvwire.errors import DecodeError
 from emvwire.profile import Application, CardProfile, Counters, load_profile
+from emvwire.tags import Tag
 from emvwire.tlv import encode, encode_length, read_length, read_tag, tag_bytes
 
-__all__ = ["PPSE", "PSE", "PSE_DIRECTORY_SFI", "EmvCard", "default_state_path", "load_card"]
+__all__ = ["PSE_DIRECTORY_SFI", "EmvCard", "load_card"]
 
 log = logging.getLogger(__name__)
 
-#: Proximity Payment System Environment name (Book B §3.3).
-PPSE: Final = b"2PAY.SYS.DDF01"
-#: Payment System Environment name (Book 1 §12.2.2).
-PSE: Final = b"1PAY.SYS.DDF01"
 #: SFI of the PSE directory file (Book 1 §12.2.3, tag 88).
 PSE_DIRECTORY_SFI: Final = 1
 #: Shortest AID prefix accepted for partial selection (the RID, Book 1 §12.3.3).
@@ -109,12 +107,6 @@ _KERNELS: Final[dict[str, type[PaymentApplication]]] = {
 #: What is selected: nothing, the PPSE, the PSE, or an application (its index).
 _PPSE_SELECTED: Final = -2
 _PSE_SELECTED: Final = -1
-
-
-def default_state_path(profile_path: str | Path) -> Path:
-    """Where :meth:`EmvCard.from_file` keeps counters: ``NAME.state.json`` beside it."""
-    p = Path(profile_path)
-    return p.with_name(f"{p.stem}.state.json")
 
 
 class EmvCard:
@@ -148,7 +140,7 @@ class EmvCard:
         self._answered = 0
         self._removed = False
         self._pse_record = encode(
-            0x70,
+            Tag.RECORD_TEMPLATE,
             b"".join(app.directory_entry(with_kernel_id=False) for app in self.applications),
         )
 
@@ -164,8 +156,8 @@ class EmvCard:
     ) -> EmvCard:
         """Load a profile (:func:`emvwire.profile.load_profile`) and run it.
 
-        With ``persist`` the counters live in ``state_path`` or, by default, in
-        :func:`default_state_path` beside the profile; without, in memory.
+        With ``persist`` the counters live in ``state_path`` or, by default, in the
+        state folder (:func:`card.state.default_state_path`); without, in memory.
         """
         profile = load_profile(path)
         target = (state_path or default_state_path(path)) if persist else None
@@ -327,13 +319,14 @@ class EmvCard:
             entries = b"".join(
                 app.directory_entry(with_kernel_id=True) for app in self.applications
             )
-            return respond(encode(0x6F, encode(0x84, PPSE) + encode(0xA5, encode(0xBF0C, entries))))
+            prop = encode(Tag.FCI_ISSUER_DISCRETIONARY_DATA, entries)
+            return respond(fci_template(PPSE, prop))
         if name == PSE:
             if not first or not self.profile.pse:
                 raise StatusWordError(SW_FILE_NOT_FOUND)
             self._enter(_PSE_SELECTED)
-            prop = encode(0x88, bytes((PSE_DIRECTORY_SFI,)))
-            return respond(encode(0x6F, encode(0x84, PSE) + encode(0xA5, prop)))
+            prop = encode(Tag.SFI, bytes((PSE_DIRECTORY_SFI,)))
+            return respond(fci_template(PSE, prop))
         start = 0
         if not first and self._selected is not None and self._selected >= 0:
             current = self.applications[self._selected].app.aid
@@ -385,8 +378,9 @@ def _corrupt(answer: bytes, mode: str) -> bytes:
 
 def load_card(path: str) -> EmvCard | ScriptedCard:
     """The ``tapstack.cards`` entry point: a card from a profile path, for ``emulated:``
-    readers. Its counters persist beside the profile (``NAME.state.json``), so the ATC
-    keeps rising across processes as a real card's does. A scripted card profile
+    readers. Its counters persist in the state folder (:func:`card.state.state_dir`:
+    ``$TAPSTACK_STATE_DIR`` or the user's state folder, never beside the profile), so
+    the ATC keeps rising across processes as a real card's does. A scripted card profile
     (:mod:`card.scripted`, entry point tests) gives a :class:`ScriptedCard`."""
     if is_scripted_profile(path):
         return ScriptedCard.from_file(path)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Final
 
+from card.errors import CardError
 from emvwire.apdu import CApdu
 from emvwire.errors import DecodeError
 
@@ -56,7 +57,7 @@ SW_CLA_NOT_SUPPORTED: Final = 0x6E00
 SW_NO_PRECISE_DIAGNOSIS: Final = 0x6F00
 
 
-class StatusWordError(Exception):
+class StatusWordError(CardError):
     """Stop processing a command and answer with status word ``sw`` (no data)."""
 
     def __init__(self, sw: int, reason: str = "") -> None:

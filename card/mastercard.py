@@ -61,6 +61,7 @@ from card.application import (
     Transaction,
     bcd_to_int,
     int_to_bcd,
+    set_bit,
 )
 from card.iso7816 import (
     SW_CONDITIONS_NOT_SATISFIED,
@@ -71,41 +72,39 @@ from card.iso7816 import (
     respond,
 )
 from emvwire import dol
-from emvwire.apdu import CApdu
+from emvwire.apdu import CDA_REQUESTED, CApdu
 from emvwire.errors import DolError
 from emvwire.oda import sign_cda
+from emvwire.qualifiers import AIP, Bit, is_set
+from emvwire.tags import Tag
 from emvwire.tlv import encode
 
 __all__ = ["CVR_BITS", "MastercardApplication", "decide"]
 
 #: CVR bits (byte index, mask); see the module docstring.
-CVR_BITS: Final[Mapping[str, tuple[int, int]]] = {
-    "second_gen_ac_not_requested": (0, 0x80),
-    "ac_tc": (0, 0x10),
-    "ac_arqc": (0, 0x20),
-    "offline_pin_performed": (0, 0x04),
-    "offline_pin_successful": (0, 0x01),
-    "cda_returned": (1, 0x40),
-    "offline_pin_not_performed": (3, 0x20),
-    "international": (3, 0x04),
-    "domestic": (3, 0x02),
-    "consecutive_offline_limit_exceeded": (4, 0x80),
-    "cumulative_offline_limit_exceeded": (4, 0x20),
+CVR_BITS: Final[Mapping[str, Bit]] = {
+    "second_gen_ac_not_requested": Bit(0, 0x80),
+    "ac_tc": Bit(0, 0x10),
+    "ac_arqc": Bit(0, 0x20),
+    "offline_pin_performed": Bit(0, 0x04),
+    "offline_pin_successful": Bit(0, 0x01),
+    "cda_returned": Bit(1, 0x40),
+    "offline_pin_not_performed": Bit(3, 0x20),
+    "international": Bit(3, 0x04),
+    "domestic": Bit(3, 0x02),
+    "consecutive_offline_limit_exceeded": Bit(4, 0x80),
+    "cumulative_offline_limit_exceeded": Bit(4, 0x20),
 }
 
-#: GENERATE AC reference control parameter (Book 3 §6.5.5.2 Table 12).
+#: GENERATE AC reference control parameter (Book 3 §6.5.5.2 Table 12): the AC type in
+#: bits 8-7 (``AAC``, ``TC``, ``ARQC`` of :mod:`emvwire.apdu`), then ``CDA_REQUESTED``.
 _AC_MASK: Final = 0xC0
-_CDA_REQUESTED: Final = 0x10
-#: AIP byte 1 bit 1: CDA supported; AIP byte 2 bit 1: relay resistance protocol (C-2).
-_AIP_CDA: Final = (0, 0x01)
-_AIP_RRP: Final = (1, 0x01)
 #: Relay resistance timings when the profile has none (100 us units; C-2 §5.3).
-_RR_DEFAULTS: Final = {0xDF8303: b"\x00\x00", 0xDF8304: b"\x00\x32", 0xDF8305: b"\x00\x12"}
-
-
-def _set(out: bytearray, name: str) -> None:
-    index, mask = CVR_BITS[name]
-    out[index] |= mask
+_RR_DEFAULTS: Final = {
+    Tag.MIN_TIME_FOR_PROCESSING_RELAY_RESISTANCE_APDU: b"\x00\x00",
+    Tag.MAX_TIME_FOR_PROCESSING_RELAY_RESISTANCE_APDU: b"\x00\x32",
+    Tag.DEVICE_ESTIMATED_TRANSMISSION_TIME_R_APDU: b"\x00\x12",
+}
 
 
 def decide(requested: AcType, offline: OfflineCheck, *, usable: bool) -> AcType:
@@ -122,17 +121,15 @@ class MastercardApplication(PaymentApplication):
 
     kernel = "mastercard"
 
-    def _aip(self, where: tuple[int, int]) -> bool:
-        index, mask = where
-        return len(self.app.aip) > index and bool(self.app.aip[index] & mask)
-
     def gpo(self, txn: Transaction, pdol_data: bytes, values: Mapping[int, bytes]) -> bytes:
         """AIP and AFL (Book C-2 §5.4)."""
-        return encode(0x77, encode(0x82, self.app.aip) + encode(0x94, self._afl))
+        return encode(
+            Tag.RESPONSE_FORMAT_2, encode(Tag.AIP, self.app.aip) + encode(Tag.AFL, self._afl)
+        )
 
     def exchange_relay_resistance_data(self, txn: Transaction, cmd: CApdu) -> bytes:
         """EXCHANGE RELAY RESISTANCE DATA (module docstring)."""
-        if not self._aip(_AIP_RRP):
+        if not is_set(self.app.aip, AIP.RELAY_RESISTANCE):
             raise StatusWordError(SW_INS_NOT_SUPPORTED, "relay resistance not offered")
         if cmd.p1 or cmd.p2:
             raise StatusWordError(SW_INCORRECT_P1P2)
@@ -142,27 +139,27 @@ class MastercardApplication(PaymentApplication):
             raise StatusWordError(SW_WRONG_LENGTH, "terminal entropy is 4 bytes")
         data = self.app.data
         timings = b"".join(data.get(t, d) for t, d in _RR_DEFAULTS.items())
-        return respond(encode(0x80, self.random(4) + timings))
+        return respond(encode(Tag.RESPONSE_FORMAT_1, self.random(4) + timings))
 
     def _cvr(self, ac: AcType, offline: OfflineCheck, *, cda: bool, domestic: bool) -> bytearray:
         out = bytearray(6)
-        _set(out, "second_gen_ac_not_requested")
+        set_bit(out, CVR_BITS["second_gen_ac_not_requested"])
         if ac is AcType.TC:
-            _set(out, "ac_tc")
+            set_bit(out, CVR_BITS["ac_tc"])
         elif ac is AcType.ARQC:
-            _set(out, "ac_arqc")
+            set_bit(out, CVR_BITS["ac_arqc"])
         if self.app.cdcvm:
-            _set(out, "offline_pin_performed")
-            _set(out, "offline_pin_successful")
+            set_bit(out, CVR_BITS["offline_pin_performed"])
+            set_bit(out, CVR_BITS["offline_pin_successful"])
         else:
-            _set(out, "offline_pin_not_performed")
+            set_bit(out, CVR_BITS["offline_pin_not_performed"])
         if cda:
-            _set(out, "cda_returned")
-        _set(out, "domestic" if domestic else "international")
+            set_bit(out, CVR_BITS["cda_returned"])
+        set_bit(out, CVR_BITS["domestic" if domestic else "international"])
         if offline.count_exceeded:
-            _set(out, "consecutive_offline_limit_exceeded")
+            set_bit(out, CVR_BITS["consecutive_offline_limit_exceeded"])
         if offline.amount_exceeded:
-            _set(out, "cumulative_offline_limit_exceeded")
+            set_bit(out, CVR_BITS["cumulative_offline_limit_exceeded"])
         return out
 
     def _counters(self) -> bytes:
@@ -171,12 +168,12 @@ class MastercardApplication(PaymentApplication):
 
     def generate_ac(self, txn: Transaction, cmd: CApdu) -> bytes:
         """GENERATE AC (module docstring)."""
-        if cmd.p2 or cmd.p1 & ~(_AC_MASK | _CDA_REQUESTED) or cmd.p1 & _AC_MASK == _AC_MASK:
+        if cmd.p2 or cmd.p1 & ~(_AC_MASK | CDA_REQUESTED) or cmd.p1 & _AC_MASK == _AC_MASK:
             raise StatusWordError(SW_INCORRECT_P1P2)
         if not txn.gpo_done or txn.gen_ac_done:
             raise StatusWordError(SW_CONDITIONS_NOT_SATISFIED, "GENERATE AC out of sequence")
         a = self.app
-        cdol1 = a.data.get(0x8C, b"")
+        cdol1 = a.data.get(Tag.CDOL1, b"")
         try:
             values = dol.split(cdol1, cmd.data)
         except DolError:
@@ -186,20 +183,24 @@ class MastercardApplication(PaymentApplication):
             return dol.fit(tag, values.get(tag), length)
 
         requested = AcType(cmd.p1 & _AC_MASK)
-        amount = bcd_to_int(get(0x9F02, 6))
-        offline = self.offline_check(amount, get(0x5F2A, 2), get(0x9C, 1)[0])
-        usable = not self.counters.blocked and not self.expired(get(0x9A, 3))
+        amount = bcd_to_int(get(Tag.AMOUNT_AUTHORISED, 6))
+        offline = self.offline_check(
+            amount, get(Tag.TRANSACTION_CURRENCY_CODE, 2), get(Tag.TRANSACTION_TYPE, 1)[0]
+        )
+        usable = not self.counters.blocked and not self.expired(get(Tag.TRANSACTION_DATE, 3))
         ac_type = decide(requested, offline, usable=usable)
         cda = (
-            bool(cmd.p1 & _CDA_REQUESTED)
-            and self._aip(_AIP_CDA)
+            bool(cmd.p1 & CDA_REQUESTED)
+            and is_set(self.app.aip, AIP.CDA)
             and self.signer is not None
             and ac_type is not AcType.AAC
         )
         atc = self.next_atc()
         self.record_outcome(ac_type, amount)
         idn = self.random(8) if cda else b""
-        cvr = self._cvr(ac_type, offline, cda=cda, domestic=self.domestic(get(0x9F1A, 2)))
+        cvr = self._cvr(
+            ac_type, offline, cda=cda, domestic=self.domestic(get(Tag.TERMINAL_COUNTRY_CODE, 2))
+        )
         iad = (
             bytes((DKI, IAD_CVN_BYTE[a.cvn]))
             + bytes(cvr)
@@ -207,23 +208,23 @@ class MastercardApplication(PaymentApplication):
             + self._counters()
         )
         ac = self.cryptogram(values, atc, iad)
-        cid = encode(0x9F27, bytes((ac_type,)))
-        atc_tlv = encode(0x9F36, atc.to_bytes(2, "big"))
-        iad_tlv = encode(0x9F10, iad)
+        cid = encode(Tag.CID, bytes((ac_type,)))
+        atc_tlv = encode(Tag.ATC, atc.to_bytes(2, "big"))
+        iad_tlv = encode(Tag.IAD, iad)
         if cda and self.signer is not None:
             sdad = sign_cda(
                 self.signer,
                 icc_dynamic_number=idn,
                 cid=ac_type,
                 cryptogram=ac,
-                unpredictable_number=get(0x9F37, 4),
+                unpredictable_number=get(Tag.UNPREDICTABLE_NUMBER, 4),
                 pdol_data=txn.pdol_data,
                 cdol1_data=cmd.data,
                 response_tlvs=cid + atc_tlv + iad_tlv,
             )
-            body = cid + atc_tlv + encode(0x9F4B, sdad) + iad_tlv
+            body = cid + atc_tlv + encode(Tag.SDAD, sdad) + iad_tlv
         else:
-            body = cid + atc_tlv + encode(0x9F26, ac) + iad_tlv
+            body = cid + atc_tlv + encode(Tag.APPLICATION_CRYPTOGRAM, ac) + iad_tlv
         self.commit()
         txn.gen_ac_done = True
-        return respond(encode(0x77, body))
+        return respond(encode(Tag.RESPONSE_FORMAT_2, body))

@@ -39,6 +39,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
+from card.errors import CardError
 from card.transport import CardApplication, CardRemoved
 
 __all__ = [
@@ -358,7 +359,7 @@ class ServeStats:
     ends: list[SessionEnd] = field(default_factory=list)  #: why each session ended, in order
 
 
-class _SessionEndedError(Exception):
+class _SessionEndedError(CardError):
     """Internal: the ISO-DEP session is over, for ``reason``."""
 
     def __init__(self, reason: SessionEnd) -> None:

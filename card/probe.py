@@ -18,6 +18,9 @@ from typing import Final
 from card.transport import CardApplication
 from emvwire import dol, tlv
 from emvwire.apdu import (
+    ARQC,
+    CDA_REQUESTED,
+    PPSE,
     CApdu,
     RApdu,
     exchange_relay_resistance_data,
@@ -29,27 +32,29 @@ from emvwire.apdu import (
 )
 from emvwire.apdu import get_data as get_data_command
 from emvwire.crypto.cryptogram import CryptogramData
+from emvwire.qualifiers import AIP, is_set
+from emvwire.tags import Tag
 
 __all__ = ["DEFAULT_TRANSACTION", "CardProbe", "TapRecord"]
 
 #: Terminal data of a plain domestic purchase of 10.00 EUR in France on 2025-06-15
 #: (values as a reader would put them in a PDOL or CDOL1; Book 3 Annex A formats).
 DEFAULT_TRANSACTION: Final[Mapping[int, bytes]] = {
-    0x9F66: bytes.fromhex("36004000"),  # TTQ: qVSDC, contact, online PIN, signature, CDCVM
-    0x9F02: bytes.fromhex("000000001000"),  # amount, authorised
-    0x9F03: bytes(6),  # amount, other
-    0x9F1A: bytes.fromhex("0250"),  # terminal country: France
-    0x95: bytes(5),  # TVR
-    0x5F2A: bytes.fromhex("0978"),  # transaction currency: EUR
-    0x9A: bytes.fromhex("250615"),  # transaction date
-    0x9C: b"\x00",  # transaction type: purchase
-    0x9F37: bytes.fromhex("A1B2C3D4"),  # unpredictable number
-    0x9F35: b"\x22",  # terminal type: attended, merchant, offline with online capability
-    0x9F45: bytes(2),  # data authentication code
-    0x9F4C: bytes(8),  # ICC dynamic number (terminal side: unknown yet)
-    0x9F34: bytes.fromhex("1F0302"),  # CVM results: no CVM performed
-    0x9F21: bytes.fromhex("120000"),  # transaction time
-    0x9F7C: bytes(20),  # merchant custom data
+    Tag.TTQ: bytes.fromhex("36004000"),  # TTQ: qVSDC, contact, online PIN, signature, CDCVM
+    Tag.AMOUNT_AUTHORISED: bytes.fromhex("000000001000"),  # amount, authorised
+    Tag.AMOUNT_OTHER: bytes(6),  # amount, other
+    Tag.TERMINAL_COUNTRY_CODE: bytes.fromhex("0250"),  # terminal country: France
+    Tag.TVR: bytes(5),  # TVR
+    Tag.TRANSACTION_CURRENCY_CODE: bytes.fromhex("0978"),  # transaction currency: EUR
+    Tag.TRANSACTION_DATE: bytes.fromhex("250615"),  # transaction date
+    Tag.TRANSACTION_TYPE: b"\x00",  # transaction type: purchase
+    Tag.UNPREDICTABLE_NUMBER: bytes.fromhex("A1B2C3D4"),  # unpredictable number
+    Tag.TERMINAL_TYPE: b"\x22",  # terminal type: attended, merchant, offline with online capability
+    Tag.DATA_AUTHENTICATION_CODE: bytes(2),  # data authentication code
+    Tag.ICC_DYNAMIC_NUMBER: bytes(8),  # ICC dynamic number (terminal side: unknown yet)
+    Tag.CVM_RESULTS: bytes.fromhex("1F0302"),  # CVM results: no CVM performed
+    Tag.TRANSACTION_TIME: bytes.fromhex("120000"),  # transaction time
+    Tag.MERCHANT_CUSTOM_DATA: bytes(20),  # merchant custom data
 }
 
 
@@ -72,15 +77,22 @@ class TapRecord:
         §8.1.1): the terminal's values from the GENERATE AC data (CDOL1) when one was
         sent, else from the GPO data (PDOL, Visa qVSDC); AIP, ATC and IAD from the card."""
         if self.cdol1_data:
-            sent = dol.split(self.data[0x8C], self.cdol1_data)
+            sent = dol.split(self.data[Tag.CDOL1], self.cdol1_data)
         else:
-            sent = dol.split(self.data.get(0x9F38, b""), self.pdol_data)
+            sent = dol.split(self.data.get(Tag.PDOL, b""), self.pdol_data)
         return CryptogramData(
-            tag_9f02=sent[0x9F02], tag_9f03=sent[0x9F03], tag_9f1a=sent[0x9F1A],
-            tag_95=sent[0x95], tag_5f2a=sent[0x5F2A], tag_9a=sent[0x9A], tag_9c=sent[0x9C],
-            tag_9f37=sent[0x9F37], tag_82=self.data[0x82], tag_9f36=self.data[0x9F36],
-            tag_9f10=self.data[0x9F10],
-        )  # fmt: skip
+            tag_9f02=sent[Tag.AMOUNT_AUTHORISED],
+            tag_9f03=sent[Tag.AMOUNT_OTHER],
+            tag_9f1a=sent[Tag.TERMINAL_COUNTRY_CODE],
+            tag_95=sent[Tag.TVR],
+            tag_5f2a=sent[Tag.TRANSACTION_CURRENCY_CODE],
+            tag_9a=sent[Tag.TRANSACTION_DATE],
+            tag_9c=sent[Tag.TRANSACTION_TYPE],
+            tag_9f37=sent[Tag.UNPREDICTABLE_NUMBER],
+            tag_82=self.data[Tag.AIP],
+            tag_9f36=self.data[Tag.ATC],
+            tag_9f10=self.data[Tag.IAD],
+        )
 
     def collect(self, answer: bytes) -> None:
         """Keep the first value of every primitive data object of ``answer``."""
@@ -105,8 +117,8 @@ class CardProbe:
 
     def select_ppse(self) -> list[tlv.Tlv]:
         """SELECT 2PAY.SYS.DDF01: the directory entries (templates ``61``)."""
-        fci = self.expect(select("2PAY.SYS.DDF01"), "SELECT PPSE")
-        return tlv.find_all(tlv.decode(fci), 0x61)
+        fci = self.expect(select(PPSE), "SELECT PPSE")
+        return tlv.find_all(tlv.decode(fci), Tag.APPLICATION_TEMPLATE)
 
     def get_data(self, tag: int) -> bytes:
         """GET DATA of ``tag``: the value."""
@@ -130,28 +142,28 @@ class CardProbe:
         out = TapRecord()
         entries = self.select_ppse()
         if aid is None:
-            first = tlv.find(list(entries), 0x4F)
+            first = tlv.find(list(entries), Tag.AID)
             if first is None:
                 raise ValueError("the PPSE lists no application")
             aid = first.value
         out.aid = aid
         out.fci = self.expect(select(aid), "SELECT AID")
         out.collect(out.fci)
-        out.pdol_data = dol.build(out.data.get(0x9F38, b""), txn)
+        out.pdol_data = dol.build(out.data.get(Tag.PDOL, b""), txn)
         out.gpo = self.expect(get_processing_options(out.pdol_data), "GET PROCESSING OPTIONS")
         out.collect(out.gpo)
-        for entry in parse_afl(out.data.get(0x94, b"")):
+        for entry in parse_afl(out.data.get(Tag.AFL, b"")):
             for number in entry.records:
                 body = self.expect(read_record(entry.sfi, number), "READ RECORD")
                 out.records[(entry.sfi, number)] = body
                 out.collect(body)
-        if 0x8C not in out.data:
+        if Tag.CDOL1 not in out.data:
             return out
-        aip = out.data.get(0x82, b"\x00\x00")
-        if errd and len(aip) == 2 and aip[1] & 0x01:
+        aip = out.data.get(Tag.AIP, b"\x00\x00")
+        if errd and len(aip) == 2 and is_set(aip, AIP.RELAY_RESISTANCE):
             out.errd = self.expect(exchange_relay_resistance_data(bytes(4)), "ERRD")
-        out.cdol1_data = dol.build(out.data[0x8C], txn)
-        p1 = 0x90 if gen_ac is None else gen_ac
+        out.cdol1_data = dol.build(out.data[Tag.CDOL1], txn)
+        p1 = ARQC | CDA_REQUESTED if gen_ac is None else gen_ac
         out.gen_ac = self.expect(generate_ac(p1, out.cdol1_data), "GENERATE AC")
         fresh = tlv.flatten(tlv.decode(out.gen_ac))
         out.data.update(fresh)

@@ -64,7 +64,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
+from card.errors import CardError
 from card.transport import CardRemoved
+from emvwire.apdu import PPSE
+from emvwire.tags import Tag
 from emvwire.tlv import encode
 
 __all__ = [
@@ -79,7 +82,6 @@ __all__ = [
 ]
 
 SCHEMA: Final = "tapstack.scripted-card/1"
-PPSE: Final = b"2PAY.SYS.DDF01"
 _DEFAULT_ATR: Final = bytes.fromhex("3B8080018080")
 
 #: Book A Table 6.1 values by name.
@@ -115,7 +117,7 @@ _STATUSES: Final[Mapping[str, int]] = {
 _QUALIFIERS: Final[Mapping[str | None, int]] = {None: 0x00, "amount": 0x10, "balance": 0x20}
 
 
-class ScriptError(ValueError):
+class ScriptError(CardError, ValueError):
     """A scripted card profile is malformed; ``path`` says where (``ppse.entries[1]``)."""
 
     def __init__(self, path: str, message: str) -> None:
@@ -123,7 +125,7 @@ class ScriptError(ValueError):
         super().__init__(f"{path}: {message}" if path else message)
 
 
-class CardCollision(Exception):  # noqa: N818 - the name the terminal matches
+class CardCollision(CardError):  # noqa: N818 - the name the terminal matches
     """More than one card in the field: raised by :meth:`ScriptedCard.power_on`."""
 
     card_collision = True
@@ -226,12 +228,12 @@ def encode_outcome(obj: Any, path: str = "outcome") -> bytes:
             _int(obj, "removal_timeout_ms", path, 0, 25500) // 100,
         )
     )
-    body = encode(0xDF8129, ops)
+    body = encode(Tag.OUTCOME_PARAMETER_SET, ops)
     if shown is not None:
-        body += encode(0xDF8116, encode_ui_request(shown, f"{path}.ui_on_outcome"))
+        body += encode(Tag.UI_REQUEST_DATA, encode_ui_request(shown, f"{path}.ui_on_outcome"))
     if again is not None:
-        body += encode(0xDF8116, encode_ui_request(again, f"{path}.ui_on_restart"))
-    return encode(0x77, body)
+        body += encode(Tag.UI_REQUEST_DATA, encode_ui_request(again, f"{path}.ui_on_restart"))
+    return encode(Tag.RESPONSE_FORMAT_2, body)
 
 
 def _ppse_fci(obj: Mapping[str, Any], path: str) -> bytes:
@@ -248,20 +250,25 @@ def _ppse_fci(obj: Mapping[str, Any], path: str) -> bytes:
             raise ScriptError(where, "expected an object")
         body = b""
         if "aid" in entry:
-            body += encode(0x4F, _hex(entry["aid"], f"{where}.aid"))
+            body += encode(Tag.AID, _hex(entry["aid"], f"{where}.aid"))
         if "label" in entry:
-            body += encode(0x50, str(entry["label"]).encode("latin-1", "replace"))
+            body += encode(Tag.APPLICATION_LABEL, str(entry["label"]).encode("latin-1", "replace"))
         if "priority" in entry:
-            body += encode(0x87, _hex(entry["priority"], f"{where}.priority"))
+            body += encode(Tag.APPLICATION_PRIORITY, _hex(entry["priority"], f"{where}.priority"))
         if "kernel_id" in entry:
-            body += encode(0x9F2A, _hex(entry["kernel_id"], f"{where}.kernel_id"))
+            body += encode(Tag.KERNEL_IDENTIFIER, _hex(entry["kernel_id"], f"{where}.kernel_id"))
         if "extended_selection" in entry:
-            body += encode(0x9F29, _hex(entry["extended_selection"], f"{where}.extended_selection"))
+            body += encode(
+                Tag.EXTENDED_SELECTION,
+                _hex(entry["extended_selection"], f"{where}.extended_selection"),
+            )
         body += _hex(entry.get("extra", ""), f"{where}.extra")
-        built.append(encode(0x61, body))
+        built.append(encode(Tag.APPLICATION_TEMPLATE, body))
     directory = gap + gap.join(built) + gap + _hex(obj.get("extra", ""), f"{path}.extra")
-    a5 = encode(0xBF0C, directory)
-    return encode(0x6F, encode(0x84, PPSE) + encode(0xA5, a5))
+    a5 = encode(Tag.FCI_ISSUER_DISCRETIONARY_DATA, directory)
+    return encode(
+        Tag.FCI_TEMPLATE, encode(Tag.DF_NAME, PPSE) + encode(Tag.FCI_PROPRIETARY_TEMPLATE, a5)
+    )
 
 
 def _app_fci(name: bytes, fci: Any, path: str) -> bytes:
@@ -271,12 +278,15 @@ def _app_fci(name: bytes, fci: Any, path: str) -> bytes:
         raise ScriptError(path, "expected hex or an object {pdol, label, extra}")
     body = b""
     if "label" in fci:
-        body += encode(0x50, str(fci["label"]).encode("latin-1", "replace"))
+        body += encode(Tag.APPLICATION_LABEL, str(fci["label"]).encode("latin-1", "replace"))
     if "pdol" in fci:
-        body += encode(0x9F38, _hex(fci["pdol"], f"{path}.pdol"))
+        body += encode(Tag.PDOL, _hex(fci["pdol"], f"{path}.pdol"))
     body += _hex(fci.get("extra", ""), f"{path}.extra")
     gap = b"\x00" if fci.get("padding") else b""
-    return encode(0x6F, encode(0x84, name) + gap + encode(0xA5, body) + gap)
+    return encode(
+        Tag.FCI_TEMPLATE,
+        encode(Tag.DF_NAME, name) + gap + encode(Tag.FCI_PROPRIETARY_TEMPLATE, body) + gap,
+    )
 
 
 @dataclass

@@ -12,33 +12,79 @@ every change: written to a temporary file in the same folder, flushed and fsynce
 renamed over the old file, and the folder fsynced, so a crash leaves either the old or
 the new counters, never a torn file. The file holds no secret and no PAN: AIDs and
 numbers only.
+
+Where a card profile's counters live by default (:func:`default_state_path`): in the
+state folder (:func:`state_dir`), never beside the profile, so that running a card
+from a source tree leaves that tree as it was. The folder is ``$TAPSTACK_STATE_DIR``,
+else ``$XDG_STATE_HOME/tapstack/cards`` (XDG Base Directory Specification 0.8, "user
+state"), else ``~/.local/state/tapstack/cards``; it is made on first save, private to
+its user. The file is named from the profile: its file name and a short hash of its
+absolute path (two profiles of one name in two folders are two cards), nothing from
+what the profile holds.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import tempfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
-from emvwire.errors import EmvWireError
+from card.errors import CardError
 from emvwire.profile import Application, Counters
 
-__all__ = ["STATE_SCHEMA", "AppState", "CardState", "StateError"]
+__all__ = [
+    "STATE_DIR_ENV",
+    "STATE_SCHEMA",
+    "AppState",
+    "CardState",
+    "StateError",
+    "default_state_path",
+    "state_dir",
+]
 
 STATE_SCHEMA = "tapstack.card-state/1"
+
+#: The environment variable naming the state folder (module docstring).
+STATE_DIR_ENV: Final = "TAPSTACK_STATE_DIR"
 
 #: The ATC is two bytes (Book 3 Annex A, 9F36): at this value the application is
 #: spent and refuses further transactions.
 ATC_MAX = 0xFFFF
 
 
-class StateError(EmvWireError, ValueError):
+class StateError(CardError, ValueError):
     """A state file cannot be read or is malformed."""
+
+
+def state_dir(environ: Mapping[str, str] | None = None) -> Path:
+    """The folder of the cards' counters files (module docstring).
+
+    ``environ`` defaults to :data:`os.environ`. An ``XDG_STATE_HOME`` that is not an
+    absolute path is ignored, as the XDG Base Directory Specification says.
+    """
+    env = os.environ if environ is None else environ
+    chosen = env.get(STATE_DIR_ENV, "")
+    if chosen:
+        return Path(chosen).expanduser()
+    xdg = env.get("XDG_STATE_HOME", "")
+    base = Path(xdg) if xdg and Path(xdg).is_absolute() else Path.home() / ".local" / "state"
+    return base / "tapstack" / "cards"
+
+
+def default_state_path(profile_path: str | Path, folder: str | Path | None = None) -> Path:
+    """The counters file of the card of ``profile_path``: ``NAME-HASH.state.json`` in
+    ``folder`` (default :func:`state_dir`), HASH the first 12 hex digits of the SHA-256
+    of the profile's absolute path."""
+    profile = Path(profile_path).resolve()
+    digest = hashlib.sha256(os.fsencode(profile)).hexdigest()[:12]
+    where = Path(folder) if folder is not None else state_dir()
+    return where / f"{profile.stem}-{digest}.state.json"
 
 
 @dataclass(slots=True)
@@ -114,6 +160,7 @@ class CardState:
     def __init__(self, applications: Iterable[Application], path: str | Path | None = None):
         apps = tuple(applications)
         self.path = Path(path) if path is not None else None
+        self._folder_ready = False
         self._apps: dict[bytes, AppState] = {
             a.aid: AppState.from_counters(a.counters) for a in apps
         }
@@ -153,6 +200,9 @@ class CardState:
             return
         text = json.dumps(self.to_json(), indent=2) + "\n"
         folder = self.path.parent
+        if not self._folder_ready:
+            folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+            self._folder_ready = True
         fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=folder)
         try:
             with os.fdopen(fd, "w") as handle:

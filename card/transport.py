@@ -10,10 +10,12 @@ from __future__ import annotations
 
 from typing import Protocol
 
+from card.errors import CardError
+
 __all__ = ["CardApplication", "CardRemoved"]
 
 
-class CardRemoved(Exception):  # noqa: N818 - the name the transports and card share
+class CardRemoved(CardError):  # noqa: N818 - the name the transports and card share
     """The card left the field (a pulled card): raised by ``process`` instead of an answer.
 
     A software card raises it when its profile asks it to leave the field

@@ -64,55 +64,29 @@ from card.application import (
     PaymentApplication,
     Transaction,
     bcd_to_int,
+    set_bit,
 )
 from emvwire import dol
 from emvwire.oda import sign_fdda
+from emvwire.qualifiers import CTQ, TTQ, Bit, is_set
+from emvwire.tags import Tag
 from emvwire.tlv import encode
 
-__all__ = ["CTQ_BITS", "CVR_BITS", "TTQ_BITS", "VisaApplication", "VisaDecision", "decide"]
-
-#: Terminal Transaction Qualifiers bits the card reads: (byte index, mask), Book C-3
-#: Annex A ``9F66``.
-TTQ_BITS: Final[Mapping[str, tuple[int, int]]] = {
-    "offline_only": (0, 0x08),
-    "online_pin": (0, 0x04),
-    "signature": (0, 0x02),
-    "oda_for_online": (0, 0x01),
-    "online_cryptogram_required": (1, 0x80),
-    "cvm_required": (1, 0x40),
-}
-
-#: Card Transaction Qualifiers bits the card sets: (byte index, mask), Book C-3 Annex A.
-CTQ_BITS: Final[Mapping[str, tuple[int, int]]] = {
-    "online_pin_required": (0, 0x80),
-    "signature_required": (0, 0x40),
-    "go_online_if_oda_fails": (0, 0x20),
-    "cdcvm_performed": (1, 0x80),
-}
+__all__ = ["CVR_BITS", "VisaApplication", "VisaDecision", "decide"]
 
 #: CVR bits (index into the CVR data bytes, mask); see the module docstring.
-CVR_BITS: Final[Mapping[str, tuple[int, int]]] = {
-    "second_gen_ac_not_requested": (0, 0x80),
-    "ac_tc": (0, 0x10),
-    "ac_arqc": (0, 0x20),
-    "unable_to_go_online": (0, 0x01),
-    "velocity_exceeded": (1, 0x20),
-    "new_card": (1, 0x10),
-    "oda_performed": (2, 0x02),
-    "cdcvm_performed": (2, 0x01),
+CVR_BITS: Final[Mapping[str, Bit]] = {
+    "second_gen_ac_not_requested": Bit(0, 0x80),
+    "ac_tc": Bit(0, 0x10),
+    "ac_arqc": Bit(0, 0x20),
+    "unable_to_go_online": Bit(0, 0x01),
+    "velocity_exceeded": Bit(1, 0x20),
+    "new_card": Bit(1, 0x10),
+    "oda_performed": Bit(2, 0x02),
+    "cdcvm_performed": Bit(2, 0x01),
 }
 
 _FDDA_VERSION: Final = 0x01
-
-
-def _bit(value: bytes, where: tuple[int, int]) -> bool:
-    index, mask = where
-    return len(value) > index and bool(value[index] & mask)
-
-
-def _set(out: bytearray, where: tuple[int, int]) -> None:
-    index, mask = where
-    out[index] |= mask
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,8 +107,8 @@ def decide(
     cdcvm_capable: bool,
 ) -> VisaDecision:
     """The qVSDC decision of the module docstring; ``usable`` is "not blocked or expired"."""
-    offline_only = _bit(ttq, TTQ_BITS["offline_only"])
-    online_required = _bit(ttq, TTQ_BITS["online_cryptogram_required"])
+    offline_only = is_set(ttq, TTQ.OFFLINE_ONLY)
+    online_required = is_set(ttq, TTQ.ONLINE_CRYPTOGRAM_REQUIRED)
     if not usable:
         ac = AcType.AAC
     elif offline_only:
@@ -143,8 +117,8 @@ def decide(
         ac = AcType.ARQC
     else:
         ac = AcType.TC
-    fdda = ac is AcType.TC or _bit(ttq, TTQ_BITS["oda_for_online"])
-    cdcvm = cdcvm_capable and _bit(ttq, TTQ_BITS["cvm_required"])
+    fdda = ac is AcType.TC or is_set(ttq, TTQ.ODA_FOR_ONLINE)
+    cdcvm = cdcvm_capable and is_set(ttq, TTQ.CVM_REQUIRED)
     return VisaDecision(ac, fdda, cdcvm, offline)
 
 
@@ -155,34 +129,34 @@ class VisaApplication(PaymentApplication):
 
     def _ctq(self, ttq: bytes, d: VisaDecision) -> bytes:
         out = bytearray(2)
-        if _bit(ttq, TTQ_BITS["cvm_required"]) and not d.cdcvm:
-            if d.ac is AcType.ARQC and _bit(ttq, TTQ_BITS["online_pin"]):
-                _set(out, CTQ_BITS["online_pin_required"])
-            elif _bit(ttq, TTQ_BITS["signature"]):
-                _set(out, CTQ_BITS["signature_required"])
+        if is_set(ttq, TTQ.CVM_REQUIRED) and not d.cdcvm:
+            if d.ac is AcType.ARQC and is_set(ttq, TTQ.ONLINE_PIN):
+                set_bit(out, CTQ.ONLINE_PIN_REQUIRED)
+            elif is_set(ttq, TTQ.SIGNATURE):
+                set_bit(out, CTQ.SIGNATURE_REQUIRED)
         if d.ac is AcType.TC:
-            _set(out, CTQ_BITS["go_online_if_oda_fails"])
+            set_bit(out, CTQ.ONLINE_IF_ODA_FAILS)
         if d.cdcvm:
-            _set(out, CTQ_BITS["cdcvm_performed"])
+            set_bit(out, CTQ.CDCVM_PERFORMED)
         return bytes(out)
 
     def _cvr(self, ttq: bytes, d: VisaDecision, *, new_card: bool, oda: bool) -> bytes:
         out = bytearray(3)
-        _set(out, CVR_BITS["second_gen_ac_not_requested"])
+        set_bit(out, CVR_BITS["second_gen_ac_not_requested"])
         if d.ac is AcType.TC:
-            _set(out, CVR_BITS["ac_tc"])
+            set_bit(out, CVR_BITS["ac_tc"])
         elif d.ac is AcType.ARQC:
-            _set(out, CVR_BITS["ac_arqc"])
-        if _bit(ttq, TTQ_BITS["offline_only"]):
-            _set(out, CVR_BITS["unable_to_go_online"])
+            set_bit(out, CVR_BITS["ac_arqc"])
+        if is_set(ttq, TTQ.OFFLINE_ONLY):
+            set_bit(out, CVR_BITS["unable_to_go_online"])
         if d.offline.velocity_exceeded:
-            _set(out, CVR_BITS["velocity_exceeded"])
+            set_bit(out, CVR_BITS["velocity_exceeded"])
         if new_card:
-            _set(out, CVR_BITS["new_card"])
+            set_bit(out, CVR_BITS["new_card"])
         if oda:
-            _set(out, CVR_BITS["oda_performed"])
+            set_bit(out, CVR_BITS["oda_performed"])
         if d.cdcvm:
-            _set(out, CVR_BITS["cdcvm_performed"])
+            set_bit(out, CVR_BITS["cdcvm_performed"])
         return bytes(out)
 
     def iad(self, cvr: bytes) -> bytes:
@@ -200,14 +174,14 @@ class VisaApplication(PaymentApplication):
         def get(tag: int, length: int) -> bytes:
             return dol.fit(tag, values.get(tag), length)
 
-        ttq = get(0x9F66, 4)
-        amount_raw = get(0x9F02, 6)
-        currency = get(0x5F2A, 2)
-        un = get(0x9F37, 4)
+        ttq = get(Tag.TTQ, 4)
+        amount_raw = get(Tag.AMOUNT_AUTHORISED, 6)
+        currency = get(Tag.TRANSACTION_CURRENCY_CODE, 2)
+        un = get(Tag.UNPREDICTABLE_NUMBER, 4)
         amount = bcd_to_int(amount_raw)
         counters = self.counters
-        offline = self.offline_check(amount, currency, get(0x9C, 1)[0])
-        usable = not counters.blocked and not self.expired(get(0x9A, 3))
+        offline = self.offline_check(amount, currency, get(Tag.TRANSACTION_TYPE, 1)[0])
+        usable = not counters.blocked and not self.expired(get(Tag.TRANSACTION_DATE, 3))
         d = decide(ttq, offline, usable=usable, cdcvm_capable=a.cdcvm)
         new_card = counters.last_online_atc == 0
         atc = self.next_atc()
@@ -220,7 +194,7 @@ class VisaApplication(PaymentApplication):
         sdad = b""
         if fdda and self.signer is not None:
             card_auth = bytes((_FDDA_VERSION,)) + self.random(4) + ctq
-            txn.overrides[0x9F69] = card_auth
+            txn.overrides[Tag.CARD_AUTHENTICATION_RELATED_DATA] = card_auth
             sdad = sign_fdda(
                 self.signer,
                 atc_bytes,
@@ -230,20 +204,24 @@ class VisaApplication(PaymentApplication):
                 card_auth_data=card_auth,
             )
         self.commit()
-        parts = [encode(0x82, a.aip)]
+        parts = [encode(Tag.AIP, a.aip)]
         if fdda:
-            parts.append(encode(0x94, self._afl))
-        parts.append(encode(0x57, a.data[0x57]))
-        parts += [encode(t, a.data[t]) for t in (0x5F20, 0x5F34) if t in a.data]
+            parts.append(encode(Tag.AFL, self._afl))
+        parts.append(encode(Tag.TRACK2_EQUIVALENT, a.data[Tag.TRACK2_EQUIVALENT]))
         parts += [
-            encode(0x9F10, iad),
-            encode(0x9F26, ac),
-            encode(0x9F27, bytes((d.ac,))),
-            encode(0x9F36, atc_bytes),
+            encode(t, a.data[t])
+            for t in (Tag.CARDHOLDER_NAME, Tag.PAN_SEQUENCE_NUMBER)
+            if t in a.data
+        ]
+        parts += [
+            encode(Tag.IAD, iad),
+            encode(Tag.APPLICATION_CRYPTOGRAM, ac),
+            encode(Tag.CID, bytes((d.ac,))),
+            encode(Tag.ATC, atc_bytes),
         ]
         if fdda:
-            parts.append(encode(0x9F4B, sdad))
-        parts.append(encode(0x9F6C, ctq))
-        if 0x9F6E in a.data:
-            parts.append(encode(0x9F6E, a.data[0x9F6E]))
-        return encode(0x77, b"".join(parts))
+            parts.append(encode(Tag.SDAD, sdad))
+        parts.append(encode(Tag.CTQ, ctq))
+        if Tag.FORM_FACTOR_INDICATOR in a.data:
+            parts.append(encode(Tag.FORM_FACTOR_INDICATOR, a.data[Tag.FORM_FACTOR_INDICATOR]))
+        return encode(Tag.RESPONSE_FORMAT_2, b"".join(parts))

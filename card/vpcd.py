@@ -8,8 +8,8 @@ big-endian length and a payload; a one-byte payload is a control code (0 power o
 answered with the R-APDU.
 
 vpcd writes the length and the payload in two ``send`` calls, so a reader socket
-without ``TCP_QUICKACK`` waits for the peer's delayed ACK (about 44 ms per APDU, see
-shared/notes/environment.md). The socket here re-arms ``TCP_QUICKACK`` around every
+without ``TCP_QUICKACK`` waits for the peer's delayed ACK (about 44 ms per APDU, as
+bench/test_bench_card_pcsc.py measures). The socket here re-arms ``TCP_QUICKACK`` around every
 read, which Linux clears after use; ``quickack=False`` keeps the naive socket (for the
 benchmark that shows the trap).
 
@@ -31,10 +31,13 @@ import struct
 import threading
 import time
 from dataclasses import dataclass
+from typing import Final
 
+from card.errors import CardError
 from card.transport import CardApplication, CardRemoved
 
 __all__ = [
+    "REMOVAL_GAP",
     "VPCD_PORT",
     "CardApplication",
     "ReaderBusyError",
@@ -50,6 +53,14 @@ log = logging.getLogger(__name__)
 #: TCP port of the first vpcd reader (``Virtual PCD 00 00``); the second is +1.
 VPCD_PORT = 35963
 
+#: Seconds a vpcd reader stays empty between two presentations: longer than pcscd's
+#: 400 ms presence poll. pcscd learns of a removal only when a poll finds the reader
+#: empty (a card pulled during a command marks the reader empty at once, but not for
+#: pcscd's event handler); a card presented before that poll is taken for the one that
+#: left, and never announced to PC/SC clients (or announced with the old card's
+#: protocol) until it leaves in turn.
+REMOVAL_GAP: Final = 0.5
+
 _POWER_OFF, _POWER_ON, _RESET, _GET_ATR = 0, 1, 2, 4
 _STOP_POLL = 0.05
 
@@ -59,7 +70,7 @@ def _quickack(sock: socket.socket) -> None:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_QUICKACK, 1)
 
 
-class ReaderBusyError(ConnectionError):
+class ReaderBusyError(CardError, ConnectionError):
     """vpcd accepted the connection but never spoke: another card holds that reader.
 
     vpcd serves one card per port; a second one waits in the listen queue, unpolled.

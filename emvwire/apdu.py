@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Final, Self
 
 from emvwire.errors import DecodeError, EmvWireError
+from emvwire.tags import Tag
 from emvwire.tlv import encode as tlv_encode
 
 __all__ = [
@@ -374,7 +375,9 @@ def select(aid_or_name: bytes | str, *, first: bool = True) -> CApdu:
 
 def get_processing_options(pdol_data: bytes = b"") -> CApdu:
     """GET PROCESSING OPTIONS (Book 3 §6.5.8): PDOL related data in template ``83``."""
-    return CApdu(0x80, 0xA8, 0x00, 0x00, tlv_encode(0x83, bytes(pdol_data)), le=SHORT_MAX_NE)
+    return CApdu(
+        0x80, 0xA8, 0x00, 0x00, tlv_encode(Tag.COMMAND_TEMPLATE, bytes(pdol_data)), le=SHORT_MAX_NE
+    )
 
 
 def read_record(sfi: int, record: int) -> CApdu:
@@ -462,7 +465,7 @@ def parse_afl(afl: bytes) -> list[AflEntry]:
     """
     data = bytes(afl)
     if len(data) % 4:
-        raise DecodeError(f"AFL length {len(data)} is not a multiple of 4", tag=0x94)
+        raise DecodeError(f"AFL length {len(data)} is not a multiple of 4", tag=Tag.AFL)
     out: list[AflEntry] = []
     for pos in range(0, len(data), 4):
         b1, first, last, oda = data[pos : pos + 4]
@@ -479,6 +482,6 @@ def parse_afl(afl: bytes) -> list[AflEntry]:
         elif oda > last - first + 1:
             problem = f"{oda} ODA records in an entry of {last - first + 1}"
         if problem:
-            raise DecodeError(problem, tag=0x94, offset=pos, decoded=list(out))
+            raise DecodeError(problem, tag=Tag.AFL, offset=pos, decoded=list(out))
         out.append(AflEntry(sfi, first, last, oda))
     return out

@@ -21,6 +21,7 @@ from emvwire.dictionary import DICTIONARY, Format, describe
 from emvwire.dol import parse as parse_dol
 from emvwire.errors import DecodeError, DolError
 from emvwire.mask import is_sensitive, mask_value
+from emvwire.tags import Tag
 from emvwire.tlv import Tlv, decode, tag_hex
 
 __all__ = ["BITMAPS", "dump", "explain", "render_value"]
@@ -125,22 +126,24 @@ _CTQ_BITS: Mapping[tuple[int, int], str] = {
 #: counted from 1 and bits from 8 (most significant) to 1. They apply to each tag's
 #: default meaning in :data:`emvwire.dictionary.DICTIONARY`.
 BITMAPS: Mapping[int, Mapping[tuple[int, int], str]] = {
-    0x95: _TVR_BITS,
-    0x9F0D: _TVR_BITS,
-    0x9F0E: _TVR_BITS,
-    0x9F0F: _TVR_BITS,
-    0xDF8120: _TVR_BITS,
-    0xDF8121: _TVR_BITS,
-    0xDF8122: _TVR_BITS,
-    0x82: _AIP_BITS,
-    0x9F07: _AUC_BITS,
-    0x9B: _TSI_BITS,
-    0x9F66: _TTQ_BITS,
-    0x9F6C: _CTQ_BITS,
+    Tag.TVR: _TVR_BITS,
+    Tag.IAC_DEFAULT: _TVR_BITS,
+    Tag.IAC_DENIAL: _TVR_BITS,
+    Tag.IAC_ONLINE: _TVR_BITS,
+    Tag.TAC_DEFAULT: _TVR_BITS,
+    Tag.TAC_DENIAL: _TVR_BITS,
+    Tag.TAC_ONLINE: _TVR_BITS,
+    Tag.AIP: _AIP_BITS,
+    Tag.APPLICATION_USAGE_CONTROL: _AUC_BITS,
+    Tag.TSI: _TSI_BITS,
+    Tag.TTQ: _TTQ_BITS,
+    Tag.CTQ: _CTQ_BITS,
 }
 
-_DOL_TAGS = frozenset({0x8C, 0x8D, 0x97, 0x9F38, 0x9F49, 0x9F51, 0xDF811A})
-_DATE_TAGS = frozenset({0x9A, 0x5F24, 0x5F25})
+_DOL_TAGS = frozenset(
+    {Tag.CDOL1, Tag.CDOL2, Tag.TDOL, Tag.PDOL, Tag.DDOL, Tag.DRDOL, Tag.DEFAULT_UDOL}
+)
+_DATE_TAGS = frozenset({Tag.TRANSACTION_DATE, Tag.EXPIRATION_DATE, Tag.EFFECTIVE_DATE})
 
 _CID_TYPES = {0: "AAC", 1: "TC", 2: "ARQC", 3: "RFU"}
 _CID_REASONS = {
@@ -276,13 +279,13 @@ def explain(tag: int, value: bytes, *, kernel: int | None = None) -> list[str]:
     if tag in BITMAPS and default:
         return _bits(BITMAPS[tag], value)
     explainers: dict[int, Callable[[bytes], list[str]]] = {
-        0x9F27: _cid,
-        0x94: _afl,
-        0x8E: _cvm_list,
+        Tag.CID: _cid,
+        Tag.AFL: _afl,
+        Tag.CVM_LIST: _cvm_list,
     }
     if tag in explainers:
         return explainers[tag](value)
-    if tag in _DOL_TAGS or (tag == 0x9F69 and not default):
+    if tag in _DOL_TAGS or (tag == Tag.UDOL and not default):
         return _dol(value, kernel)
     return []
 

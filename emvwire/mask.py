@@ -37,6 +37,7 @@ import re
 from collections.abc import Callable
 
 from emvwire.dictionary import format_of, sensitive_tags
+from emvwire.tags import Tag
 
 __all__ = [
     "MASK_CHAR",
@@ -167,15 +168,15 @@ def mask_hex(value: bytes) -> str:
 #: EMV Book C-2 Annex A). A tag here is always masked, whatever the dictionary says;
 #: other tags flagged ``sensitive`` in :mod:`emvwire.dictionary` are masked as hex.
 MASK_STRATEGIES: dict[int, Callable[[bytes], str]] = {
-    0x5A: mask_pan,  # Application Primary Account Number (PAN)
-    0x57: mask_track2,  # Track 2 Equivalent Data
-    0x9F6B: mask_track2,  # Track 2 Data (kernel 2 mag-stripe mode)
-    0x56: mask_track1,  # Track 1 Data (kernel 2 mag-stripe mode)
-    0x5F20: mask_text,  # Cardholder Name
-    0x9F0B: mask_text,  # Cardholder Name Extended
-    0x9F1F: mask_text,  # Track 1 Discretionary Data
-    0x9F20: mask_hex,  # Track 2 Discretionary Data
-    0x99: mask_hex,  # Transaction Personal Identification Number (PIN) Data
+    Tag.PAN: mask_pan,  # Application Primary Account Number (PAN)
+    Tag.TRACK2_EQUIVALENT: mask_track2,  # Track 2 Equivalent Data
+    Tag.TRACK2_DATA: mask_track2,  # Track 2 Data (kernel 2 mag-stripe mode)
+    Tag.TRACK1_DATA: mask_track1,  # Track 1 Data (kernel 2 mag-stripe mode)
+    Tag.CARDHOLDER_NAME: mask_text,  # Cardholder Name
+    Tag.CARDHOLDER_NAME_EXTENDED: mask_text,  # Cardholder Name Extended
+    Tag.TRACK1_DISCRETIONARY_DATA: mask_text,  # Track 1 Discretionary Data
+    Tag.TRACK2_DISCRETIONARY_DATA: mask_hex,  # Track 2 Discretionary Data
+    Tag.TRANSACTION_PIN_DATA: mask_hex,  # Transaction Personal Identification Number (PIN) Data
 }
 
 

@@ -39,6 +39,7 @@ from emvwire.profile import (
     Record,
     TokenInfo,
 )
+from emvwire.tags import Tag
 from emvwire.tlv import encode
 
 __all__ = [
@@ -53,14 +54,22 @@ __all__ = [
 #: ATR a PC/SC reader synthesises for a contactless ISO 14443-4A card with no
 #: historical bytes (PC/SC Part 3 §3.1.3.2.3.1).
 DEFAULT_ATR = bytes.fromhex("3B8080010101")
-#: The qVSDC PDOL of the public Visa transcripts (shared/notes/emv.md).
+#: The qVSDC PDOL of the public Visa transcripts (fixtures/transcripts/mock-visa-offline.json).
 VISA_PDOL = bytes.fromhex("9F66049F02069F03069F1A0295055F2A029A039C019F3704")
-#: Mastercard CDOL1, 66 bytes of data (shared/notes/emv.md, "Typical CDOL1").
+#: Mastercard CDOL1, 66 bytes of data, as in fixtures/transcripts/mock-msc-offline.json.
 MASTERCARD_CDOL1 = bytes.fromhex(
     "9F02069F03069F1A0295055F2A029A039C019F37049F35019F45029F4C089F34039F21039F7C14"
 )
 #: Mastercard CDOL2 (Book 3 §9.2.1): authorisation response code, TVR, UN.
 MASTERCARD_CDOL2 = bytes.fromhex("8A029505 9F3704".replace(" ", ""))
+
+#: The issuer certificate's data objects, in their record (Book 2 §5.1, §6.1).
+_ISSUER_CERTIFICATE_TAGS = (
+    Tag.CA_PUBLIC_KEY_INDEX,
+    Tag.ISSUER_PUBLIC_KEY_CERTIFICATE,
+    Tag.ISSUER_PUBLIC_KEY_REMAINDER,
+    Tag.ISSUER_PUBLIC_KEY_EXPONENT,
+)
 
 _VISA_AID = bytes.fromhex("A0000000031010")
 _MASTERCARD_AID = bytes.fromhex("A0000000041010")
@@ -101,13 +110,15 @@ def _common_data(
     pan: str, psn: str, expiry: date, effective: date, holder: str
 ) -> dict[int, bytes]:
     return {
-        0x5A: _bcd(pan),
-        0x5F34: bytes.fromhex(psn),
-        0x5F24: _yymmdd(expiry),
-        0x5F25: _yymmdd(effective),
-        0x5F20: (holder or "/").upper().encode("ascii", "replace")[:26],
-        0x57: track2_equivalent(pan, expiry),
-        0x9F07: bytes.fromhex("FF00"),  # application usage control: valid everywhere
+        Tag.PAN: _bcd(pan),
+        Tag.PAN_SEQUENCE_NUMBER: bytes.fromhex(psn),
+        Tag.EXPIRATION_DATE: _yymmdd(expiry),
+        Tag.EFFECTIVE_DATE: _yymmdd(effective),
+        Tag.CARDHOLDER_NAME: (holder or "/").upper().encode("ascii", "replace")[:26],
+        Tag.TRACK2_EQUIVALENT: track2_equivalent(pan, expiry),
+        Tag.APPLICATION_USAGE_CONTROL: bytes.fromhex(
+            "FF00"
+        ),  # application usage control: valid everywhere
     }
 
 
@@ -144,17 +155,17 @@ def personalise(
         raise ProfileError("kernel", f"unknown kernel {kernel!r}")
     effective = effective or date(expiry.year - 5, expiry.month, 1)
     data = _common_data(pan, psn, expiry, effective, cardholder)
-    data[0x5F28] = bytes.fromhex(country)  # issuer country code
-    data[0x9F42] = bytes.fromhex(currency)  # application currency code
-    data[0x8F] = bytes((issuer.ca_index,))
-    data[0x90] = issuer.parts.certificate
-    data[0x9F32] = issuer.parts.exponent
+    data[Tag.ISSUER_COUNTRY_CODE] = bytes.fromhex(country)  # issuer country code
+    data[Tag.APPLICATION_CURRENCY_CODE] = bytes.fromhex(currency)  # application currency code
+    data[Tag.CA_PUBLIC_KEY_INDEX] = bytes((issuer.ca_index,))
+    data[Tag.ISSUER_PUBLIC_KEY_CERTIFICATE] = issuer.parts.certificate
+    data[Tag.ISSUER_PUBLIC_KEY_EXPONENT] = issuer.parts.exponent
     if issuer.parts.remainder:
-        data[0x92] = issuer.parts.remainder
+        data[Tag.ISSUER_PUBLIC_KEY_REMAINDER] = issuer.parts.remainder
     if token is not None:
-        data[0x9F19] = _bcd(token.requestor_id)
-        data[0x9F24] = token.par.encode("ascii")
-        data[0x9F25] = bytes.fromhex(token.pan_last4)
+        data[Tag.TOKEN_REQUESTOR_ID] = _bcd(token.requestor_id)
+        data[Tag.PAR] = token.par.encode("ascii")
+        data[Tag.LAST4_OF_PAN] = bytes.fromhex(token.pan_last4)
     layout = _LAYOUTS[kernel](form, data)
     # The ICC certificate signs the static data of the ODA records (Book 2 §6.4), so it
     # is made once the layout is known, and stored in the record after the issuer's.
@@ -162,12 +173,21 @@ def personalise(
     records = list(layout.records)
     cert_sfi = records[-1].sfi
     records.append(
-        Record(cert_sfi, records[-1].number + 1, _cert_tags(data, 0x9F46, 0x9F47, 0x9F48))
+        Record(
+            cert_sfi,
+            records[-1].number + 1,
+            _cert_tags(
+                data,
+                Tag.ICC_PUBLIC_KEY_CERTIFICATE,
+                Tag.ICC_PUBLIC_KEY_EXPONENT,
+                Tag.ICC_PUBLIC_KEY_REMAINDER,
+            ),
+        )
     )
     records.extend(layout.after_certificates)
     if token is not None:
         records.append(Record(layout.token_sfi, 1 + _last_record(records, layout.token_sfi),
-                              (0x9F19, 0x9F24, 0x9F25)))  # fmt: skip
+                              (Tag.TOKEN_REQUESTOR_ID, Tag.PAR, Tag.LAST4_OF_PAN)))  # fmt: skip
     app = Application(
         aid=layout.aid,
         label=layout.label if form == "card" else f"{layout.label} PHONE",
@@ -227,18 +247,18 @@ def _certify(
     for rec in records:
         if rec.oda:
             body = b"".join(encode(t, data[t]) for t in rec.tags)
-            oda.append((rec.sfi, encode(0x70, body)))
-    static = build_static_data(oda, aip=aip, sda_tag_list=data.get(0x9F4A))
+            oda.append((rec.sfi, encode(Tag.RECORD_TEMPLATE, body)))
+    static = build_static_data(oda, aip=aip, sda_tag_list=data.get(Tag.SDA_TAG_LIST))
     try:
         parts = issue_icc_certificate(
             issuer.key, icc_key.public, pan=pan, static_data=static, expiry=expiry
         )
     except EmvWireError as exc:
         raise ProfileError("rsa", f"cannot certify the ICC key: {exc}") from None
-    data[0x9F46] = parts.certificate
-    data[0x9F47] = parts.exponent
+    data[Tag.ICC_PUBLIC_KEY_CERTIFICATE] = parts.certificate
+    data[Tag.ICC_PUBLIC_KEY_EXPONENT] = parts.exponent
     if parts.remainder:
-        data[0x9F48] = parts.remainder
+        data[Tag.ICC_PUBLIC_KEY_REMAINDER] = parts.remainder
 
 
 def _cert_tags(data: Mapping[int, bytes], *tags: int) -> tuple[int, ...]:
@@ -247,10 +267,12 @@ def _cert_tags(data: Mapping[int, bytes], *tags: int) -> tuple[int, ...]:
 
 def _visa(form: Form, data: dict[int, bytes]) -> _Layout:
     """Visa qVSDC (Book C-3): fDDA data in SFI 2, card authentication data in SFI 3."""
-    data[0x9F4A] = b"\x82"
+    data[Tag.SDA_TAG_LIST] = bytes((Tag.AIP,))
     # 9F69 version 01: 01 | card unpredictable number (4) | CTQ (2); filled per tap.
-    data[0x9F69] = bytes.fromhex("01000000000000")
-    data[0x9F6E] = bytes.fromhex("20700000") if form == "card" else bytes.fromhex("23880000")
+    data[Tag.CARD_AUTHENTICATION_RELATED_DATA] = bytes.fromhex("01000000000000")
+    data[Tag.FORM_FACTOR_INDICATOR] = (
+        bytes.fromhex("20700000") if form == "card" else bytes.fromhex("23880000")
+    )
     return _Layout(
         aid=_VISA_AID,
         label="VISA CREDIT" if form == "card" else "VISA",
@@ -258,10 +280,23 @@ def _visa(form: Form, data: dict[int, bytes]) -> _Layout:
         aip=bytes.fromhex("2000"),
         pdol=VISA_PDOL,
         records=(
-            Record(2, 1, (0x5A, 0x5F24, 0x5F25, 0x5F34, 0x9F07, 0x9F4A, 0x5F28), oda=True),
-            Record(2, 2, _cert_tags(data, 0x8F, 0x90, 0x92, 0x9F32)),
+            Record(
+                2,
+                1,
+                (
+                    Tag.PAN,
+                    Tag.EXPIRATION_DATE,
+                    Tag.EFFECTIVE_DATE,
+                    Tag.PAN_SEQUENCE_NUMBER,
+                    Tag.APPLICATION_USAGE_CONTROL,
+                    Tag.SDA_TAG_LIST,
+                    Tag.ISSUER_COUNTRY_CODE,
+                ),
+                oda=True,
+            ),
+            Record(2, 2, _cert_tags(data, *_ISSUER_CERTIFICATE_TAGS)),
         ),
-        after_certificates=(Record(3, 1, (0x9F69,)),),
+        after_certificates=(Record(3, 1, (Tag.CARD_AUTHENTICATION_RELATED_DATA,)),),
         token_sfi=3,
     )
 
@@ -270,21 +305,21 @@ def _mastercard(form: Form, data: dict[int, bytes]) -> _Layout:
     """Mastercard M/Chip (Book C-2): track 2 in SFI 1, risk data in SFI 2, certificates in 3."""
     data.update(
         {
-            0x8C: MASTERCARD_CDOL1,
-            0x8D: MASTERCARD_CDOL2,
+            Tag.CDOL1: MASTERCARD_CDOL1,
+            Tag.CDOL2: MASTERCARD_CDOL2,
             # CVM list (Book 3 §10.5): X = Y = 0; online PIN if the terminal supports
             # it, then signature, then no CVM.
-            0x8E: bytes.fromhex("000000000000000042031E031F03"),
-            0x9F08: bytes.fromhex("0002"),
-            0x9F0D: bytes.fromhex("0000000000"),
-            0x9F0E: bytes.fromhex("0000000000"),
-            0x9F0F: bytes.fromhex("0000000000"),
-            0x9F4A: b"\x82",
+            Tag.CVM_LIST: bytes.fromhex("000000000000000042031E031F03"),
+            Tag.CARD_APPLICATION_VERSION: bytes.fromhex("0002"),
+            Tag.IAC_DEFAULT: bytes.fromhex("0000000000"),
+            Tag.IAC_DENIAL: bytes.fromhex("0000000000"),
+            Tag.IAC_ONLINE: bytes.fromhex("0000000000"),
+            Tag.SDA_TAG_LIST: bytes((Tag.AIP,)),
             # Relay resistance (Book C-2 §5.3): min and max time to process ERRD and the
             # estimated transmission time of its answer, in 100 us units.
-            0xDF8303: bytes.fromhex("0000"),
-            0xDF8304: bytes.fromhex("0032"),
-            0xDF8305: bytes.fromhex("0012"),
+            Tag.MIN_TIME_FOR_PROCESSING_RELAY_RESISTANCE_APDU: bytes.fromhex("0000"),
+            Tag.MAX_TIME_FOR_PROCESSING_RELAY_RESISTANCE_APDU: bytes.fromhex("0032"),
+            Tag.DEVICE_ESTIMATED_TRANSMISSION_TIME_R_APDU: bytes.fromhex("0012"),
         }
     )
     return _Layout(
@@ -296,29 +331,29 @@ def _mastercard(form: Form, data: dict[int, bytes]) -> _Layout:
         aip=bytes.fromhex("1B81" if form == "phone" else "1981"),
         pdol=b"",
         records=(
-            Record(1, 1, (0x57, 0x5F20, 0x5F34)),
+            Record(1, 1, (Tag.TRACK2_EQUIVALENT, Tag.CARDHOLDER_NAME, Tag.PAN_SEQUENCE_NUMBER)),
             Record(
                 2,
                 1,
                 (
-                    0x5A,
-                    0x5F24,
-                    0x5F25,
-                    0x5F28,
-                    0x9F07,
-                    0x8C,
-                    0x8D,
-                    0x8E,
-                    0x9F08,
-                    0x9F0D,
-                    0x9F0E,
-                    0x9F0F,
-                    0x9F42,
-                    0x9F4A,
+                    Tag.PAN,
+                    Tag.EXPIRATION_DATE,
+                    Tag.EFFECTIVE_DATE,
+                    Tag.ISSUER_COUNTRY_CODE,
+                    Tag.APPLICATION_USAGE_CONTROL,
+                    Tag.CDOL1,
+                    Tag.CDOL2,
+                    Tag.CVM_LIST,
+                    Tag.CARD_APPLICATION_VERSION,
+                    Tag.IAC_DEFAULT,
+                    Tag.IAC_DENIAL,
+                    Tag.IAC_ONLINE,
+                    Tag.APPLICATION_CURRENCY_CODE,
+                    Tag.SDA_TAG_LIST,
                 ),
                 oda=True,
             ),
-            Record(3, 1, _cert_tags(data, 0x8F, 0x90, 0x92, 0x9F32)),
+            Record(3, 1, _cert_tags(data, *_ISSUER_CERTIFICATE_TAGS)),
         ),
         after_certificates=(),
         token_sfi=4,

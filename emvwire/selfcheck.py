@@ -2,9 +2,9 @@
 
 ``python -m emvwire`` (and ``scripts/demo`` until the applications land) runs every
 check and prints one line each; the exit status is 0 only if all pass. The vectors
-are the published ones of pyemv's tests (tests/test_ac_hsm.py, tests/test_cvn_hsm.py)
-as listed in shared/notes/emv.md; the ODA check certifies a fresh key pair with a
-fresh CA and recovers it (EMV Book 2 §5.3, §6.3, §6.4).
+are the published ones of pyemv's tests (tests/test_ac_hsm.py, tests/test_cvn_hsm.py);
+the ODA check certifies a fresh key pair with a fresh CA and recovers it (EMV Book 2
+§5.3, §6.3, §6.4).
 """
 
 from __future__ import annotations

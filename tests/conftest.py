@@ -149,3 +149,14 @@ def postgres_url() -> str:
     except OSError as exc:
         missing_service(f"PostgreSQL is not reachable on {host}:{port}: {exc}")
     return POSTGRES_URL
+
+
+@pytest.fixture(autouse=True)
+def card_state_dir(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> Path:
+    """A fresh state folder for the software cards' counters (card/state.py), per test:
+    no test reads or leaves counters in the user's state folder."""
+    folder = tmp_path_factory.mktemp("card-state")
+    monkeypatch.setenv("TAPSTACK_STATE_DIR", str(folder))
+    return folder

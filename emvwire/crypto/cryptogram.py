@@ -57,6 +57,7 @@ from emvwire.crypto.aes import aes_cmac
 from emvwire.crypto.kdf import _common_sk, _common_sk_aes
 from emvwire.crypto.mac import _retail_mac_padded, pad_iso9797_1, pad_iso9797_2
 from emvwire.errors import CryptoError, VerificationError
+from emvwire.tags import Tag
 
 __all__ = [
     "CVN_TABLE",
@@ -134,19 +135,19 @@ class ArpcKey(enum.Enum):
 #: ``cvr`` and ``counters`` are fields of the Issuer Application Data (9F10).
 DATA_ELEMENT_TAGS: Final = MappingProxyType(
     {
-        "tag_9f02": 0x9F02,
-        "tag_9f03": 0x9F03,
-        "tag_9f1a": 0x9F1A,
-        "tag_95": 0x95,
-        "tag_5f2a": 0x5F2A,
-        "tag_9a": 0x9A,
-        "tag_9c": 0x9C,
-        "tag_9f37": 0x9F37,
-        "tag_82": 0x82,
-        "tag_9f36": 0x9F36,
-        "tag_9f10": 0x9F10,
-        "cvr": 0x9F10,
-        "counters": 0x9F10,
+        "tag_9f02": Tag.AMOUNT_AUTHORISED,
+        "tag_9f03": Tag.AMOUNT_OTHER,
+        "tag_9f1a": Tag.TERMINAL_COUNTRY_CODE,
+        "tag_95": Tag.TVR,
+        "tag_5f2a": Tag.TRANSACTION_CURRENCY_CODE,
+        "tag_9a": Tag.TRANSACTION_DATE,
+        "tag_9c": Tag.TRANSACTION_TYPE,
+        "tag_9f37": Tag.UNPREDICTABLE_NUMBER,
+        "tag_82": Tag.AIP,
+        "tag_9f36": Tag.ATC,
+        "tag_9f10": Tag.IAD,
+        "cvr": Tag.IAD,
+        "counters": Tag.IAD,
     }
 )
 
@@ -235,7 +236,7 @@ CVN_TABLE: Final = MappingProxyType(
             counters_in_iad=None,
             sources=(
                 "Visa VIS 1.5 / VCPS 2.x, CVN 18 (EMV CSK, full IAD, ARPC method 2)",
-                "jPOS / jmeter-iso8583 issue #30: newer Visa CVNs MAC the entire 9F10",
+                "jPOS and jmeter-iso8583 implementations: newer Visa CVNs MAC the entire 9F10",
                 _PYEMV,
             ),
         ),

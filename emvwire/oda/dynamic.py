@@ -36,6 +36,7 @@ from emvwire.oda._common import (
     recover_block,
 )
 from emvwire.oda.rsa import HASH_SHA1, RsaPublicKey, SigningKey
+from emvwire.tags import Tag
 
 __all__ = [
     "FORMAT_DYNAMIC",
@@ -59,10 +60,6 @@ FORMAT_DYNAMIC = 0x05
 #: Table 17 bytes other than dynamic data and pad: header, format, hash algorithm,
 #: L_DD, hash result (20), trailer.
 _DYNAMIC_OVERHEAD = 25
-_TAG_SDAD = 0x9F4B
-_TAG_CID = 0x9F27
-_TAG_AC = 0x9F26
-_RESPONSE_TEMPLATE = 0x77
 _AC_LENGTH = 8
 _WHAT = "signed dynamic application data"
 
@@ -172,7 +169,7 @@ def response_objects(response: bytes) -> list[tuple[int, bytes, bytes]]:
         length, pos = tlv.read_length(response, pos)
     except DecodeError:
         raise OdaError("GENERATE AC response is not a template 77") from None
-    if tag != _RESPONSE_TEMPLATE:
+    if tag != Tag.RESPONSE_FORMAT_2:
         raise OdaError("GENERATE AC response is not a template 77")
     end = pos + length
     if end > len(response) or any(b not in (0x00, 0xFF) for b in response[end:]):
@@ -232,27 +229,27 @@ def verify_cda(
     """
     objects = response_objects(response)
     tags = [tag for tag, _, _ in objects]
-    for tag in (_TAG_SDAD, _TAG_CID):
+    for tag in (Tag.SDAD, Tag.CID):
         if tags.count(tag) != 1:
-            name = "signed dynamic application data (9F4B)" if tag == _TAG_SDAD else "CID (9F27)"
+            name = "signed dynamic application data (9F4B)" if tag == Tag.SDAD else "CID (9F27)"
             raise OdaError(f"GENERATE AC response must hold one {name}")
     values = {tag: value for tag, _, value in objects}
     if len(unpredictable_number) != 4:
         raise OdaError("CDA unpredictable number (9F37) must be 4 bytes")
-    data = _recover_dynamic(icc_key, values[_TAG_SDAD], bytes(unpredictable_number))
+    data = _recover_dynamic(icc_key, values[Tag.SDAD], bytes(unpredictable_number))
     number, pos = _dynamic_number(data)
     if len(data) < pos + 1 + _AC_LENGTH + HASH_LENGTH:
         raise OdaError(f"{_WHAT}: ICC dynamic data is too short for CDA")
     cid = data[pos]
     cryptogram = data[pos + 1 : pos + 1 + _AC_LENGTH]
     signed_hash = data[pos + 1 + _AC_LENGTH : pos + 1 + _AC_LENGTH + HASH_LENGTH]
-    if values[_TAG_CID] != bytes((cid,)):
+    if values[Tag.CID] != bytes((cid,)):
         raise OdaError("CID in the signature does not match the CID (9F27) in the response")
-    rest = b"".join(encoded for tag, encoded, _ in objects if tag != _TAG_SDAD)
+    rest = b"".join(encoded for tag, encoded, _ in objects if tag != Tag.SDAD)
     expected = transaction_data_hash(pdol_data, cdol1_data, rest, cdol2_data)
     if not hmac.compare_digest(expected, signed_hash):
         raise OdaError("transaction data hash code does not match")
-    clear_ac = values.get(_TAG_AC)
+    clear_ac = values.get(Tag.APPLICATION_CRYPTOGRAM)
     if clear_ac is not None and not hmac.compare_digest(clear_ac, cryptogram):
         raise OdaError("application cryptogram (9F26) in the response is not the one signed")
     return CdaResult(number, cid, cryptogram, signed_hash)

@@ -15,13 +15,9 @@ from collections.abc import Iterable
 from emvwire import tlv
 from emvwire.apdu import parse_afl
 from emvwire.errors import DecodeError, OdaError
+from emvwire.tags import Tag
 
-__all__ = ["AIP_TAG", "RECORD_TEMPLATE", "StaticData", "build_static_data", "oda_records"]
-
-#: READ RECORD response template (Book 3 §6.5.11.4).
-RECORD_TEMPLATE = 0x70
-#: Application Interchange Profile, the one tag the SDA tag list may name (Book 3 §10.3).
-AIP_TAG = 0x82
+__all__ = ["StaticData", "build_static_data", "oda_records"]
 
 
 def oda_records(afl: bytes) -> list[tuple[int, int]]:
@@ -48,7 +44,7 @@ def _record_part(sfi: int, record: bytes) -> bytes:
         length, pos = tlv.read_length(record, pos)
     except DecodeError:
         raise OdaError(f"record of SFI {sfi} is not a template 70") from None
-    if tag != RECORD_TEMPLATE:
+    if tag != Tag.RECORD_TEMPLATE:
         raise OdaError(f"record of SFI {sfi} is not a template 70")
     if pos + length != len(record):
         raise OdaError(f"record of SFI {sfi}: template 70 length does not match the record")
@@ -58,7 +54,7 @@ def _record_part(sfi: int, record: bytes) -> bytes:
 def _sda_tag_list_part(aip: bytes | None, sda_tag_list: bytes | None) -> bytes:
     if not sda_tag_list:
         return b""
-    if bytes(sda_tag_list) != bytes((AIP_TAG,)):
+    if bytes(sda_tag_list) != bytes((Tag.AIP,)):
         raise OdaError("SDA tag list names tags other than 82")
     if aip is None:
         raise OdaError("SDA tag list names 82 but the AIP is missing")

@@ -14,8 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from card.emv import EmvCard, default_state_path
+from card.emv import EmvCard, load_card
 from card.probe import CardProbe
+from card.state import default_state_path
 from emvwire import tlv
 from emvwire.apdu import generate_ac, get_data, read_record, select
 from emvwire.mask import mask_pan
@@ -217,18 +218,28 @@ def _state_atc(path: Path, aid: str = "A0000000031010") -> int:
     return int(json.loads(path.read_text())["applications"][aid]["atc"])
 
 
-def test_from_file_keeps_state_beside_the_profile(tmp_path: Path) -> None:
-    profile = tmp_path / "mine.json"
-    profile.write_text((CARDS / "visa-card.json").read_text())
-    card = EmvCard.from_file(profile)
-    CardProbe(card).tap()
-    assert default_state_path(profile) == tmp_path / "mine.state.json"
-    assert _state_atc(tmp_path / "mine.state.json") == 1
-    again = EmvCard.from_file(profile)
+def test_a_fixture_card_counts_on_in_the_state_folder(card_state_dir: Path) -> None:
+    """Loaded twice (as two processes would, through the ``tapstack.cards`` entry point),
+    a fixture card counts on from its file in the state folder and leaves nothing
+    beside the fixture."""
+    profile = CARDS / "visa-card.json"
+    beside = sorted(CARDS.iterdir())
+    first = load_card(str(profile))
+    assert isinstance(first, EmvCard)
+    CardProbe(first).tap()
+    state = default_state_path(profile)
+    assert state.parent == card_state_dir
+    assert _state_atc(state) == 1
+    again = load_card(str(profile))
+    assert isinstance(again, EmvCard)
     assert again.counters().atc == 1
+    CardProbe(again).tap()
+    assert _state_atc(state) == 2
     memory = EmvCard.from_file(profile, persist=False)
     CardProbe(memory).tap()
-    assert _state_atc(tmp_path / "mine.state.json") == 1
+    assert _state_atc(state) == 2
+    assert sorted(CARDS.iterdir()) == beside
+    assert sorted(card_state_dir.iterdir()) == [state]
 
 
 def test_get_data_last_online_atc_and_absent_objects(profiles: dict[str, CardProfile]) -> None:

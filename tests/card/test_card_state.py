@@ -1,4 +1,5 @@
-"""The card's non-volatile counters: the state file, its checks, another process, a spent ATC."""
+"""The card's non-volatile counters: the state file, its checks, another process, a spent ATC,
+the state folder and the file a profile gets there."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import pytest
 
 from card.emv import EmvCard
 from card.probe import CardProbe
-from card.state import CardState, StateError
+from card.state import STATE_DIR_ENV, CardState, StateError, default_state_path, state_dir
 from emvwire.apdu import generate_ac, get_processing_options, select
 from emvwire.profile import CardProfile, load_profile
 
@@ -122,6 +123,44 @@ def test_another_process_continues_the_atc(tmp_path: Path) -> None:
     assert out.stdout.strip() == "0002"
     card.power_on()
     assert CardProbe(card).tap().data[0x9F36] == b"\x00\x03"
+
+
+def test_the_state_folder_comes_from_the_environment(tmp_path: Path) -> None:
+    home = Path.home()
+    user = home / ".local" / "state" / "tapstack" / "cards"
+    assert state_dir({STATE_DIR_ENV: str(tmp_path), "XDG_STATE_HOME": "/elsewhere"}) == tmp_path
+    assert state_dir({"XDG_STATE_HOME": "/var/lib/me"}) == Path("/var/lib/me/tapstack/cards")
+    assert state_dir({"XDG_STATE_HOME": "relative/path"}) == user  # not absolute: ignored
+    assert state_dir({STATE_DIR_ENV: "", "XDG_STATE_HOME": ""}) == user
+    assert state_dir({}) == user
+    # the test-wide fixture (tests/conftest.py) points every test at a folder of its own
+    assert state_dir() == Path(os.environ[STATE_DIR_ENV])
+
+
+def test_a_profile_file_is_named_from_its_path_never_from_its_contents(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    profile = CARDS / "visa-card.json"
+    path = default_state_path(profile, tmp_path)
+    assert path.parent == tmp_path
+    assert path.name.startswith("visa-card-")
+    assert path.name.endswith(".state.json")
+    assert _profile().applications[0].pan not in path.name
+    monkeypatch.chdir(CARDS)  # the same file, however the profile is named
+    assert default_state_path("visa-card.json", tmp_path) == path
+    assert default_state_path(CARDS / ".." / "cards" / "visa-card.json", tmp_path) == path
+    copy = tmp_path / "copy" / "visa-card.json"  # another card of the same name
+    assert default_state_path(copy, tmp_path) != path
+    assert default_state_path(profile) == state_dir() / path.name
+
+
+def test_the_state_folder_is_made_private_on_first_save(tmp_path: Path) -> None:
+    folder = tmp_path / "deep" / "cards"
+    card = EmvCard(_profile(), state_path=folder / "card.state.json")
+    assert not folder.exists()  # reading made nothing
+    CardProbe(card).tap()
+    assert (folder / "card.state.json").is_file()
+    assert folder.stat().st_mode & 0o077 == 0
 
 
 def test_without_a_path_the_state_stays_in_memory(tmp_path: Path) -> None:

@@ -29,6 +29,7 @@ from card.cli import cli
 from card.emv import EmvCard
 from card.nfc import wait_listening
 from card.probe import CardProbe
+from card.vpcd import REMOVAL_GAP
 from emvwire.apdu import select
 from emvwire.crypto import kcv
 from emvwire.mask import mask_pan
@@ -486,6 +487,75 @@ def test_fault_options_override_the_profile(vpcd: FakeVpcd, tmp_path: Path) -> N
     assert "pull after 10 APDUs, INS A8 -> 6985, INS B2 -> 6A82" in result.stderr
 
 
+def _one_tap(fake: FakeVpcd) -> None:
+    """The reader side of one full tap, then the client lets go of the card."""
+    slot = fake.accept()
+    slot.send(POWER_ON)
+    CardProbe(slot).tap()
+    slot.send(POWER_OFF)
+    assert slot.closed()
+
+
+def test_serve_keeps_counters_in_the_state_folder_not_beside_the_fixture(
+    vpcd: FakeVpcd, card_state_dir: Path, tmp_path: Path
+) -> None:
+    profile = str(CARDS / "visa-card.json")
+    beside = sorted(CARDS.iterdir())
+    args = ("serve", profile, "--via", "pcsc", "--port", str(vpcd.port), "--taps", "1", "--json")
+    atcs = []
+    for _ in range(2):  # two runs of the command: the ATC counts on
+        vpcd.run(_one_tap)
+        result = _invoke(*args)
+        vpcd.join()
+        assert result.exit_code == 0, result.output
+        atcs += [t["atc"] for t in _json_lines(result)]
+    assert atcs == [1, 2]
+    assert sorted(CARDS.iterdir()) == beside
+    (state,) = card_state_dir.iterdir()
+    assert f"counters: {state}" in result.stderr
+    shown = _invoke("show", profile)
+    assert shown.exit_code == 0, shown.output
+    assert "counters: ATC 0002" in shown.output
+    assert f"counters from: {state}" in shown.output
+    # --state-dir names another folder: another set of counters
+    elsewhere = tmp_path / "elsewhere"
+    vpcd.run(_one_tap)
+    result = _invoke(*args, "--state-dir", str(elsewhere))
+    vpcd.join()
+    assert result.exit_code == 0, result.output
+    assert [t["atc"] for t in _json_lines(result)] == [1]
+    assert [p.name for p in elsewhere.iterdir()] == [state.name]
+    assert "counters: ATC 0001" in _invoke("show", profile, "--state-dir", str(elsewhere)).output
+
+
+def test_the_state_folder_is_in_the_help_and_excludes_other_counter_options(
+    tmp_path: Path,
+) -> None:
+    for command in ("serve", "show"):
+        text = " ".join(_invoke(command, "--help").output.split())
+        assert "$TAPSTACK_STATE_DIR, else $XDG_STATE_HOME/tapstack/cards, else" in text
+        assert "~/.local/state/tapstack/cards" in text
+    profile = str(CARDS / "visa-card.json")
+    folder = str(tmp_path / "s")
+    for extra in (("--state", str(tmp_path / "f")), ("--no-persist",)):
+        result = _invoke("serve", profile, "--via", "pcsc", "--state-dir", folder, *extra)
+        _assert_usage_error(result, "--state-dir goes with neither")
+    result = _invoke("show", profile, "--state-dir", folder, "--state", str(tmp_path / "f"))
+    _assert_usage_error(result, "--state and --state-dir exclude each other")
+
+
+def test_an_unusable_state_folder_is_reported(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    result = _invoke(
+        "serve", str(CARDS / "visa-card.json"), "--via", "pcsc", "--port", "1",
+        "--state-dir", str(blocker / "cards"),
+    )  # fmt: skip
+    assert result.exit_code == 1
+    assert "cannot make the counters folder" in result.output
+    assert "Traceback" not in result.output
+
+
 def test_a_busy_vpcd_reader_is_reported(vpcd: FakeVpcd) -> None:
     # vpcd holds a second card in its listen queue and never speaks to it
     result = _invoke(
@@ -629,7 +699,11 @@ def test_serve_pcsc_two_taps_read_by_pyscard(second_reader: str, tmp_path: Path)
         assert probe.get_data(0x9F13) == b"\x00\x00"
         with pytest.raises(CardConnectionException):
             probe.tap()  # the 11th C-APDU of this tap: the card has left the reader
+        conn.disconnect()
         out, err = _finish(proc)
+    # The card left during a command: pcscd's event handler sees it gone at its next
+    # poll only. Leave the shared reader settled for whoever presents a card next.
+    time.sleep(REMOVAL_GAP)
     assert proc.returncode == 0, err
     taps = [json.loads(line) for line in out.splitlines()]
     assert [(t["apdus"], t["end"], t["atc"]) for t in taps] == [

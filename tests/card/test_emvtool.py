@@ -2,7 +2,9 @@
 
 The reader is python-emv's ``emvtool`` (PyPI ``emv``), in a virtualenv of its own
 (``scripts/emvtool-venv``: it needs pyscard 2.0.0 and click < 8). Our card is
-presented on vpcd's second reader by :func:`card.vpcd.serve_once` in a thread;
+presented on vpcd's second reader by :func:`card.vpcd.serve_tap` in a thread, once the
+reader has been empty for a pcscd poll (:data:`card.vpcd.REMOVAL_GAP`: a card left there
+by whatever ran before is then gone for pcscd too);
 ``emvtool`` finds it through pcscd like any card: ``listapps`` (SELECT
 1PAY.SYS.DDF01, then known AIDs, following 61xx), ``info`` (every record of every
 SFI, GET DATA of the counters) and ``appdata`` (GET PROCESSING OPTIONS with an empty
@@ -24,7 +26,7 @@ from pathlib import Path
 import pytest
 
 from card.emv import EmvCard
-from card.vpcd import VPCD_PORT, serve_once
+from card.vpcd import REMOVAL_GAP, VPCD_PORT, serve_tap
 from emvwire.profile import load_profile
 
 pytestmark = pytest.mark.pcsc
@@ -36,6 +38,8 @@ READER = "Virtual PCD 00 01"
 READER_PORT = VPCD_PORT + 1
 #: pyscard 2.0.0 builds from source (about 20 s here); pip may also have to download.
 VENV_TIMEOUT = 600
+#: Seconds without a word from vpcd before the reader counts as held by another card.
+BUSY_TIMEOUT = 3.0
 #: terminaltables' line drawing (DEC special graphics) and click's colours.
 _ESCAPES = re.compile(r"\x1b(\[[0-9;]*m|[()][0B])")
 
@@ -63,12 +67,20 @@ def emvtool() -> str:
         _missing(f"emvtool's virtualenv took over {VENV_TIMEOUT} s to build")
     if done.returncode != 0:
         _missing(
-            "could not build emvtool's virtualenv (needs network, gcc, swig, "
-            f"libpcsclite-dev): {done.stderr.strip()[-500:]}"
+            "could not build emvtool's virtualenv with scripts/emvtool-venv (it needs PyPI "
+            f"on the network, gcc, swig, libpcsclite-dev): {_why(done.stderr)}"
         )
     path = done.stdout.strip().splitlines()[-1]
     assert Path(path).is_file(), done.stdout
     return path
+
+
+def _why(stderr: str) -> str:
+    """pip's conclusion (its ``ERROR:`` lines) or the last line of a failed build, not
+    the retries before it."""
+    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+    errors = [line.removeprefix("ERROR: ") for line in lines if line.startswith("ERROR:")]
+    return "; ".join(errors) if errors else (lines[-1] if lines else "no message")
 
 
 @dataclass
@@ -82,7 +94,8 @@ Present = Callable[[str], Presented]
 
 @pytest.fixture
 def present(pcscd: str) -> Iterator[Callable[[str], Presented]]:
-    """Present a fixture card on vpcd's second reader until the test ends."""
+    """Present a fixture card on vpcd's second reader until the test ends, each
+    presentation after the reader was empty for :data:`REMOVAL_GAP`."""
     from smartcard.System import readers
 
     names = [str(r) for r in readers()]
@@ -97,15 +110,15 @@ def present(pcscd: str) -> Iterator[Callable[[str], Presented]]:
 
         def run() -> None:
             try:
-                while not stop.is_set():
-                    serve_once(card, port=READER_PORT, stop=stop)
+                while not stop.wait(REMOVAL_GAP):
+                    serve_tap(card, port=READER_PORT, stop=stop, busy_timeout=BUSY_TIMEOUT)
             except BaseException as exc:
                 errors.append(exc)
 
         thread = threading.Thread(target=run, name=f"card-{name}", daemon=True)
         thread.start()
         threads.append(thread)
-        _wait_for_card(READER)
+        _wait_for_card(READER, errors)
         return Presented(card, names.index(READER))
 
     yield start
@@ -117,13 +130,15 @@ def present(pcscd: str) -> Iterator[Callable[[str], Presented]]:
         raise errors[0]
 
 
-def _wait_for_card(name: str, timeout: float = 10.0) -> None:
+def _wait_for_card(name: str, errors: list[BaseException], timeout: float = 10.0) -> None:
     from smartcard.System import readers
 
     reader = next(r for r in readers() if str(r) == name)
     deadline = time.monotonic() + timeout
     last: Exception | None = None
     while time.monotonic() < deadline:
+        if errors:  # the presentation failed (ReaderBusyError: another card holds it)
+            raise errors[0]
         connection = reader.createConnection()
         try:
             connection.connect()

@@ -33,6 +33,7 @@ def _run_tap(
     the pay process, the card's stdout and stderr, and the values that must not leak."""
     profile = e2e.CARDS / f"{name}.json"
     state = tmp_path / f"{name}.state.json"
+    beside = sorted(e2e.CARDS.iterdir())
     number = e2e.free_vpcd_reader()
     with e2e.ServedCard(profile, 1, "--state", str(state), "--json", *serve_options, reader=number,
                     presenting=False, settle=0) as serve:  # fmt: skip
@@ -45,7 +46,7 @@ def _run_tap(
     assert serve.process.returncode == 0, card_err
     # The counters went to tmp_path (a card pulled before GPO counted nothing, wrote nothing).
     assert state.is_file() or "--pull-after" in serve_options
-    assert not list(e2e.CARDS.glob("*state*")), "a state file was written beside the fixtures"
+    assert sorted(e2e.CARDS.iterdir()) == beside, "a file was written beside the fixtures"
     return pay, card_out, card_err, e2e.card_secrets(profile)
 
 

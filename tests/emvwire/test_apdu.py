@@ -21,19 +21,8 @@ from emvwire.apdu import (
 )
 from emvwire.errors import DecodeError, EmvWireError
 
-# The public transcripts (MohamedHassanNasr/emv mock/): the repository's copy, else the
-# shared one.
-TRANSCRIPTS = next(
-    (
-        p
-        for p in (
-            Path(__file__).parents[2] / "fixtures" / "transcripts",
-            Path("/work/shared/transcripts"),
-        )
-        if (p / "mock-msc-online.json").exists()
-    ),
-    Path("/work/shared/transcripts"),
-)
+# The public transcripts of MohamedHassanNasr/emv (fixtures/transcripts/README.md).
+TRANSCRIPTS = Path(__file__).parents[2] / "fixtures" / "transcripts"
 
 # --- ISO/IEC 7816-3 cases, exact bytes ---
 

@@ -15,19 +15,8 @@ from emvwire.dol import DolEntry, DolSyntaxError
 from emvwire.errors import DolError, EmvWireError
 from emvwire.tlv import decode, decode_one, find
 
-# The public transcripts (MohamedHassanNasr/emv mock/): the repository's copy, else the
-# shared one.
-TRANSCRIPTS = next(
-    (
-        p
-        for p in (
-            Path(__file__).parents[2] / "fixtures" / "transcripts",
-            Path("/work/shared/transcripts"),
-        )
-        if (p / "mock-msc-online.json").exists()
-    ),
-    Path("/work/shared/transcripts"),
-)
+# The public transcripts of MohamedHassanNasr/emv (fixtures/transcripts/README.md).
+TRANSCRIPTS = Path(__file__).parents[2] / "fixtures" / "transcripts"
 VISA_PDOL = bytes.fromhex("9F66049F02069F03069F1A0295055F2A029A039C019F3704")
 
 

@@ -22,14 +22,17 @@ from emvwire.oda import (
 from emvwire.profile import ProfileError, load_profile, parse_profile
 
 FIXTURES = Path(__file__).parents[2] / "fixtures"
-CARDS = sorted((FIXTURES / "cards").glob("*.json"))
+#: The fixture card profiles, by name: a glob would also take whatever else a user left
+#: in that folder.
+CARDS = [
+    FIXTURES / "cards" / f"{name}.json"
+    for name in ("visa-card", "visa-phone", "mastercard-card", "mastercard-phone")
+]
 MASTER_KEYS = json.loads((FIXTURES / "issuer" / "test-master-keys.json").read_text())
 
 
 def test_there_are_four_fixture_cards() -> None:
-    assert {p.stem for p in CARDS} >= {
-        "visa-card", "visa-phone", "mastercard-card", "mastercard-phone",
-    }  # fmt: skip
+    assert all(p.is_file() for p in CARDS)
 
 
 @pytest.mark.parametrize("path", CARDS, ids=lambda p: p.stem)

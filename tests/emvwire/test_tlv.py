@@ -10,7 +10,7 @@ from emvwire import tlv
 from emvwire.errors import DecodeError
 from emvwire.tlv import Tlv
 
-# A Visa qVSDC GPO response (template 77) shaped like shared/transcripts/mock-visa-online.
+# A Visa qVSDC GPO response (template 77) shaped like fixtures/transcripts/mock-visa-online.json.
 GPO_77 = bytes.fromhex(
     "7744"
     "82022000"

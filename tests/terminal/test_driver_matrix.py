@@ -18,9 +18,9 @@ the device (CDCVM) and a plastic card asks for online PIN (Book C-2 §3.6.3 / Bo
 §5.2.2.5). A card that leaves the field mid-tap (the profile fault ``pull_after``)
 ends in TRY AGAIN on every driver (Book A §6.1.2, Book B §3.5.1.2).
 
-Every card runs from a copy of its profile in ``tmp_path`` with its counters in a
-state file there (never beside the fixtures); each test checks the tap reached the
-card by the ATC it left in that file.
+Every card runs from a copy of its profile in ``tmp_path`` with its counters in the
+test's state folder (card/state.py, never beside the profile); each test checks the tap
+reached the card by the ATC it left in that file.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ from typing import Any
 import pytest
 
 from card.emv import EmvCard
+from card.state import default_state_path
 from terminal.kernel.outcome import Outcome
 from terminal.kernel.transaction import Cvm, TransactionResult
 from terminal.readers import Reader, open_reader
@@ -65,10 +66,8 @@ def _profile_copy(tmp_path: Path, name: str, faults: dict[str, Any] | None = Non
 
 
 def _state_atc(profile: Path) -> int:
-    """The ATC the card left in its state file beside ``profile`` (tmp_path)."""
-    states = list(profile.parent.glob(f"{profile.stem}*state*"))
-    assert len(states) == 1, states
-    text = states[0].read_text()
+    """The ATC the card of ``profile`` left in its state file (the test's state folder)."""
+    text = default_state_path(profile).read_text()
     doc = json.loads(text)
     # One application per fixture card: its counters hold the ATC.
     atcs = [v["atc"] for v in _walk(doc) if isinstance(v, dict) and "atc" in v]
@@ -89,7 +88,7 @@ def _walk(node: Any) -> Iterator[Any]:
 @pytest.fixture
 def driver_reader(request: pytest.FixtureRequest, distribution: Path) -> Callable[[str, Path], Any]:
     """``driver_reader(driver, profile)``: a context manager giving a reader with the
-    card of ``profile`` (state file beside it, in tmp_path) in its field."""
+    card of ``profile`` (its state file in the test's state folder) in its field."""
 
     @contextmanager
     def make(driver: str, profile: Path) -> Iterator[Reader]:
@@ -136,8 +135,8 @@ def test_purchase_under_the_cvm_limit_is_an_online_request(
     assert apdus <= result.apdu_count <= apdus + retries
     assert result.authorisation_data  # field 55 for the issuer
     assert result.track2  # field 35, kept apart
-    assert _state_atc(profile) == 1  # the card counted this tap, in tmp_path
-    assert not list(CARDS.glob("*state*")), "a state file was written beside the fixtures"
+    assert _state_atc(profile) == 1  # the card counted this tap, in the state folder
+    assert not list(tmp_path.glob("*state*")), "a state file was written beside the profile"
 
 
 @pytest.mark.parametrize("driver", DRIVERS)

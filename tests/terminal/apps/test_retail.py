@@ -120,7 +120,7 @@ class FakeIssuer:
 
 @pytest.fixture
 def card(tmp_path: Path) -> str:
-    """The Visa fixture card copied to tmp_path (its counters are written beside it)."""
+    """The Visa fixture card copied to tmp_path (its counters: the test's state folder)."""
     shutil.copy(CARDS / "visa-card.json", tmp_path / "visa-card.json")
     return str(tmp_path / "visa-card.json")
 

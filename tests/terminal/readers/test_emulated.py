@@ -161,7 +161,7 @@ def test_installed_metadata_registers_the_card_factory(tmp_path: Path) -> None:
 
 def test_emulated_path_resolves_the_entry_point(distribution: Path) -> None:
     profile = distribution / "visa-card.json"
-    shutil.copy(CARDS / "visa-card.json", profile)  # from_file keeps counters beside it
+    shutil.copy(CARDS / "visa-card.json", profile)  # counters: the test's state folder
     with open_reader(f"emulated:{profile}") as reader:
         assert isinstance(reader, EmulatedReader)
         assert reader.path == f"emulated:{profile}"
