@@ -49,6 +49,7 @@ from itertools import accumulate
 from pathlib import Path
 from typing import Any, Final
 
+from terminal.apps.errors import AppError
 from terminal.apps.journal import fsync_dir
 
 __all__ = ["DenyList", "DenyListError", "parse_reference"]
@@ -65,7 +66,7 @@ _MIN_BITS, _MAX_BITS = 4, 26
 MERGE_AT: Final = 4096
 
 
-class DenyListError(ValueError):
+class DenyListError(AppError, ValueError):
     """A malformed reference or delta, or a deny-list file this module did not write."""
 
 

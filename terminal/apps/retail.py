@@ -48,7 +48,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final, Protocol
 
-from hostlink.client import UNREACHABLE, HostError, HostOutcome
+from hostlink.client import UNREACHABLE, HostError, HostOutcome, HostUnreachableError
+from terminal.apps.errors import AppError
 from terminal.apps.journal import Journal
 from terminal.kernel.outcome import Outcome, UiMessage
 from terminal.kernel.transaction import Currency, Transaction, TransactionResult
@@ -58,7 +59,6 @@ __all__ = [
     "CloseReport",
     "Display",
     "HostLike",
-    "IssuerUnavailableError",
     "Receipt",
     "RetailError",
     "Tap",
@@ -122,13 +122,9 @@ class HostLike(Protocol):
     ) -> list[dict[str, Any]]: ...
 
 
-class RetailError(Exception):
+class RetailError(AppError):
     """A cashier's request the till refuses: unknown transaction, void of a captured
     sale, refund above what is left. Nothing was sent or recorded."""
-
-
-class IssuerUnavailableError(Exception):
-    """The issuer did not answer (after the retries); nothing was changed by the till."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -541,7 +537,7 @@ class Till:
         except HostError as exc:
             raise RetailError(f"the issuer refused the void: {exc}") from None
         except UNREACHABLE:
-            raise IssuerUnavailableError("issuer unreachable: not voided, try again") from None
+            raise HostUnreachableError("issuer unreachable: not voided, try again") from None
         amount = int(sale["amount"])
         self.journal.append(
             {"type": "void", "transaction_id": transaction_id, "amount": amount,
@@ -583,7 +579,7 @@ class Till:
         except HostError as exc:
             raise RetailError(f"the issuer refused the refund: {exc}") from None
         except UNREACHABLE:
-            raise IssuerUnavailableError(
+            raise HostUnreachableError(
                 "issuer unreachable: not refunded yet (sent again at close)"
             ) from None
         refund_id = str(done.get("id", ""))
@@ -612,7 +608,7 @@ class Till:
     def close(self) -> CloseReport:
         """End of day (module docstring): recover, capture, compare, close on a match.
 
-        :class:`IssuerUnavailableError` if the issuer cannot be reached: the batch
+        :class:`~hostlink.HostUnreachableError` if the issuer cannot be reached: the batch
         stays open, and close may simply be run again.
         """
         try:
@@ -627,7 +623,7 @@ class Till:
         except HostError as exc:
             raise RetailError(f"the issuer refused a close step: {exc}") from None
         except UNREACHABLE:
-            raise IssuerUnavailableError("issuer unreachable: the day is not closed") from None
+            raise HostUnreachableError("issuer unreachable: the day is not closed") from None
         till = _till_totals(batch)
         mine = _issuer_records(batch, issuer)
         theirs = _issuer_totals(batch, mine)

@@ -33,13 +33,14 @@ from typing import Any, Final
 from urllib.parse import urlsplit
 
 from terminal.apps.denylist import DenyList, DenyListError
+from terminal.apps.errors import AppError
 from terminal.apps.journal import Journal
 
 __all__ = [
     "BATCH_LIMIT",
     "BackOfficeClient",
-    "BackOfficeError",
-    "BackOfficeUnavailableError",
+    "BackOfficeLinkError",
+    "BackOfficeUnreachableError",
     "DenyListPoller",
     "Uploader",
 ]
@@ -51,16 +52,18 @@ BATCH_LIMIT: Final = 500
 _BACKOFF_FIRST, _BACKOFF_MAX = 0.5, 30.0
 
 
-class BackOfficeError(Exception):
-    """The back office answered with an error (``status``, ``code`` from its JSON)."""
+class BackOfficeLinkError(AppError):
+    """The gate's request to its back office failed: the back office answered with an
+    error (``status``, ``code`` from its JSON), or did not answer
+    (:class:`BackOfficeUnreachableError`)."""
 
     def __init__(self, status: int, code: str, message: str) -> None:
         self.status, self.code = status, code
         super().__init__(f"back office answered {status} {code}: {message}")
 
 
-class BackOfficeUnavailableError(BackOfficeError):
-    """No answer: connection refused or reset, time-out, not HTTP."""
+class BackOfficeUnreachableError(BackOfficeLinkError):
+    """No answer from the back office: connection refused or reset, time-out, not HTTP."""
 
     def __init__(self, message: str) -> None:
         super().__init__(0, "unavailable", message)
@@ -99,7 +102,7 @@ class BackOfficeClient:
         return self._conn
 
     def request(self, method: str, path: str, body: Any = None) -> Any:
-        """One request; the JSON answer of a 200, else :class:`BackOfficeError`."""
+        """One request; the JSON answer of a 200, else :class:`BackOfficeLinkError`."""
         payload = None if body is None else json.dumps(body, separators=(",", ":")).encode()
         headers = {"Authorization": self._auth, "Accept": "application/json"}
         if payload is not None:
@@ -114,7 +117,7 @@ class BackOfficeClient:
                 if self._conn is not None:
                     self._conn.close()
                     self._conn = None
-                raise BackOfficeUnavailableError(
+                raise BackOfficeUnreachableError(
                     f"{self.url}: {exc or type(exc).__name__}"
                 ) from exc
         try:
@@ -124,28 +127,28 @@ class BackOfficeClient:
         if status != 200:
             error = document.get("error", {}) if isinstance(document, dict) else {}
             error = error if isinstance(error, dict) else {}
-            raise BackOfficeError(
+            raise BackOfficeLinkError(
                 status, str(error.get("code", "error")), str(error.get("message", data[:200]))
             )
         if document is None:
-            raise BackOfficeError(status, "not_json", "a 200 without a JSON body")
+            raise BackOfficeLinkError(status, "not_json", "a 200 without a JSON body")
         return document
 
     def post_taps(self, taps: Sequence[Mapping[str, Any]]) -> dict[str, list[str]]:
         """``POST /v1/taps``: ``{"accepted": [...], "duplicates": [...]}``."""
         answer = self.request("POST", "/v1/taps", {"taps": list(taps)})
         if not isinstance(answer, dict):
-            raise BackOfficeError(200, "bad_answer", "not a JSON object")
+            raise BackOfficeLinkError(200, "bad_answer", "not a JSON object")
         accepted, duplicates = answer.get("accepted"), answer.get("duplicates", [])
         if not isinstance(accepted, list) or not isinstance(duplicates, list):
-            raise BackOfficeError(200, "bad_answer", "no 'accepted' and 'duplicates' lists")
+            raise BackOfficeLinkError(200, "bad_answer", "no 'accepted' and 'duplicates' lists")
         return {"accepted": [str(t) for t in accepted], "duplicates": [str(t) for t in duplicates]}
 
     def deny_list(self, since: int) -> dict[str, Any]:
         """``GET /v1/deny-list?since=N``: ``{"version", "full", "add", "remove"}``."""
         answer = self.request("GET", f"/v1/deny-list?since={int(since)}")
         if not isinstance(answer, dict):
-            raise BackOfficeError(200, "bad_answer", "not a JSON object")
+            raise BackOfficeLinkError(200, "bad_answer", "not a JSON object")
         return answer
 
 
@@ -187,7 +190,7 @@ class Uploader:
 
     def upload_once(self) -> int:
         """Send one batch of pending taps; move the cursor; return how many. Raises
-        :class:`BackOfficeError` (cursor unchanged) when the batch is not all taken."""
+        :class:`BackOfficeLinkError` (cursor unchanged) when the batch is not all taken."""
         records = self.journal.pending(self.batch)
         if not records:
             return 0
@@ -195,7 +198,7 @@ class Uploader:
         taken = set(answer["accepted"]) | set(answer["duplicates"])
         missing = [r["tap_id"] for r in records if r["tap_id"] not in taken]
         if missing:
-            raise BackOfficeError(200, "not_taken", f"taps not acknowledged: {missing[:5]}")
+            raise BackOfficeLinkError(200, "not_taken", f"taps not acknowledged: {missing[:5]}")
         self.journal.acknowledge(records[-1]["seq"])
         if self.on_acknowledged is not None:
             self.on_acknowledged(records)
@@ -232,7 +235,7 @@ class Uploader:
         while not self._stop.is_set():
             try:
                 sent = self.upload_once()
-            except BackOfficeError as exc:
+            except BackOfficeLinkError as exc:
                 self.failures += 1
                 self.status = f"failing: {exc}"
                 level = (
@@ -302,7 +305,7 @@ class DenyListPoller:
         while not self._stop.is_set():
             try:
                 self.poll_once()
-            except (BackOfficeError, DenyListError) as exc:
+            except (BackOfficeLinkError, DenyListError) as exc:
                 self.status = f"failing: {exc}"
                 log.warning("deny-list poll failed (the gate keeps its list): %s", exc)
             except Exception:  # never let the thread die: the list only ages

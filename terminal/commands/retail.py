@@ -34,10 +34,10 @@ from typing import Any
 
 import click
 
+from hostlink import HostClient, HostUnreachableError
 from terminal.apps.journal import Journal, JournalError
 from terminal.apps.retail import (
     CloseReport,
-    IssuerUnavailableError,
     Receipt,
     RetailError,
     Till,
@@ -64,7 +64,7 @@ from terminal.kernel.transaction import (
 )
 from terminal.readers import NoCardError, Reader, ReaderError, signal_outcome
 
-__all__ = ["CloseMismatch", "IssuerUnreachable", "Refused", "retail_command"]
+__all__ = ["CloseMismatch", "HostUnreachableFailure", "Refused", "retail_command"]
 
 #: Default folder of the till's journal.
 DEFAULT_HOME = "var/retail"
@@ -76,8 +76,9 @@ class CloseMismatch(click.ClickException):
     exit_code = 6
 
 
-class IssuerUnreachable(click.ClickException):
-    """The issuer could not be reached: nothing charged or changed (exit code 7)."""
+class HostUnreachableFailure(click.ClickException):
+    """The command's exit when the issuer could not be reached: nothing charged or
+    changed (exit code 7)."""
 
     exit_code = 7
 
@@ -144,8 +145,6 @@ class _Session:
     def open_till(self) -> Till:
         if self.till is not None:
             return self.till
-        from hostlink import HostClient
-
         url, tid, key = self.get("issuer_url"), self.get("terminal_id"), self.get("terminal_key")
         if not (url and tid and key):
             raise click.UsageError(
@@ -257,7 +256,7 @@ def _sale(session: _Session, amount_text: str) -> Receipt:
 def _checked_sale(session: _Session, amount_text: str) -> None:
     receipt = _sale(session, amount_text)
     if receipt.status == "NO CHARGE":
-        raise IssuerUnreachable(f"{receipt.reason}: sale of {receipt.amount} not charged")
+        raise HostUnreachableFailure(f"{receipt.reason}: sale of {receipt.amount} not charged")
     if not receipt.approved:
         raise NotCompleted(f"{receipt.status.lower()}: {receipt.reason}")
 
@@ -268,8 +267,8 @@ def _void(session: _Session, transaction_id: str) -> None:
         receipt = till.void(transaction_id)
     except RetailError as exc:
         raise Refused(str(exc)) from None
-    except IssuerUnavailableError as exc:
-        raise IssuerUnreachable(str(exc)) from None
+    except HostUnreachableError as exc:
+        raise HostUnreachableFailure(str(exc)) from None
     _print(session, receipt)
 
 
@@ -282,8 +281,8 @@ def _refund(session: _Session, transaction_id: str, amount_text: str) -> None:
         raise click.BadParameter(str(exc), param_hint="amount") from None
     except RetailError as exc:
         raise Refused(str(exc)) from None
-    except IssuerUnavailableError as exc:
-        raise IssuerUnreachable(str(exc)) from None
+    except HostUnreachableError as exc:
+        raise HostUnreachableFailure(str(exc)) from None
     _print(session, receipt)
 
 
@@ -293,8 +292,8 @@ def _close(session: _Session) -> None:
         report = till.close()
     except RetailError as exc:
         raise Refused(str(exc)) from None
-    except IssuerUnavailableError as exc:
-        raise IssuerUnreachable(str(exc)) from None
+    except HostUnreachableError as exc:
+        raise HostUnreachableFailure(str(exc)) from None
     _print(session, report)
     session.close_ok = report.match
     if not report.match:

@@ -1,5 +1,5 @@
-"""The transit gate end to end (issue 6, "What must be shown"): ``card serve --via pcsc``
-presents a fixture card in a vpcd reader of pcscd, ``terminal gate --mode transit
+"""The transit gate end to end: ``card serve --via pcsc``
+presents a fixture card in a vpcd reader of pcscd, ``terminal gate transit
 --reader pcsc:N`` decides, and the real back office (``backoffice``: ``init``,
 ``gate add``, ``serve`` on a free port) takes the uploads. Every part is a process, as
 an operator runs them.
@@ -121,7 +121,7 @@ def _card(name: str, number: int, taps: int, *faults: str) -> e2e.ServedCard:
 
 def _gate_args(home: Path, number: int, gate: dict[str, Any], *extra: str) -> list[str]:
     """The gate's command line (a later ``--backoffice`` in ``extra`` wins)."""
-    return [str(e2e.BIN / "terminal"), "gate", "--mode", "transit", "--reader", f"pcsc:{number}",
+    return [str(e2e.BIN / "terminal"), "gate", "transit", "--reader", f"pcsc:{number}",
             "--home", str(home), "--gate-id", gate["gate_id"], "--gate-key", gate["key"],
             "--seal-key", gate["sealing_public_key"], "--backoffice", gate["url"],
             "--timeout", "20", "--json", *extra]  # fmt: skip
