@@ -1,4 +1,4 @@
-"""The parking gate (issue 6, "Parking gate"; ``terminal gate --mode parking``).
+"""The parking gate (``terminal gate parking``, :mod:`terminal.commands.parking`).
 
 **Entry**: the card (or phone) is tapped; the kernel runs for the tariff's
 **pre-authorisation** amount (its daily maximum unless ``--max-amount`` says
@@ -118,8 +118,8 @@ class Tariff:
     pre_authorisation: int
 
     def fee(self, duration: timedelta) -> int:
-        """The fee of a stay of ``duration`` (minor units; issue 6 "fee from the tariff
-        and the duration")."""
+        """The fee of a stay of ``duration`` (minor units): the class docstring's
+        tariff."""
         if duration <= timedelta(minutes=self.free_minutes):
             return 0
         days, rest = divmod(duration, timedelta(hours=24))

@@ -1,5 +1,5 @@
-"""The retail tap reader's till: sales, voids, refunds and the close of day (issue 6,
-"Retail tap reader").
+"""The retail tap reader's till: sales, voids, refunds and the close of day
+(``terminal retail``, :mod:`terminal.commands.retail`).
 
 A :class:`Till` takes a sale the way an attended contactless POS does (EMV Book A §8
 "the reader's part", Book B entry point, the kernel chosen by the card): the customer
@@ -11,7 +11,7 @@ and the receipt carries merchant, masked PAN (or token) and its last 4, AID and 
 cryptogram (9F26), ATC (9F36), response code (8A), amount, CVM, TVR, time and the
 issuer's transaction id.
 
-**Capture** (the issue is silent; chosen here): a sale is an authorisation whose
+**Capture** (a choice of this till): a sale is an authorisation whose
 funds the issuer holds; the till captures (``complete``) every approved sale of the
 day at :meth:`Till.close`, as a card-present batch is settled at the end of the day.
 Hence a **void** is the reversal of an approved sale of the open batch (the hold is
@@ -48,6 +48,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final, Protocol
 
+from emvwire.tags import Tag
 from hostlink.client import UNREACHABLE, HostError, HostOutcome, HostUnreachableError
 from terminal.apps.errors import AppError
 from terminal.apps.journal import Journal
@@ -669,7 +670,7 @@ def journal_totals(journal: Journal) -> Totals:
 def _card_values(result: TransactionResult) -> dict[str, Any]:
     """The receipt's card fields of a kernel result (masked)."""
     pan = result.masked_pan
-    atc = result.data.get(0x9F36, b"")
+    atc = result.data.get(Tag.ATC, b"")
     return {
         "card": pan,
         "last4": pan[-4:] if pan else "",

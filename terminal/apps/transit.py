@@ -1,4 +1,4 @@
-"""The transit gate's offline decision and its tap record (issue 6, "Transit gate").
+"""The transit gate's offline decision and its tap record.
 
 The gate decides offline, fast, from the kernel's result alone:
 
@@ -7,22 +7,25 @@ The gate decides offline, fast, from the kernel's result alone:
    deferred authorisation, and ODA did not fail (EMV Book C-2 §3.9, C-3 §5.4: a failed
    CDA/fDDA marks a card that is not what it claims; a failed ODA with an ARQC is
    denied here rather than left to the issuer);
-2. its card reference (the keyed hash of :func:`terminal.kernel.transaction.
-   card_reference`, never the PAN) is not on the deny list (:mod:`.denylist`);
+2. its card reference (the keyed hash of :func:`emvwire.cardref.card_reference`,
+   never the PAN) is not on the deny list (:mod:`.denylist`);
 3. a card the back office does not know yet rides within ``first_ride_limit`` opens
-   per card per travel day (first-ride risk, conventions.md "Open-loop transit").
+   per card per travel day: the first-ride risk of open-loop transit, where the gate
+   opens before any authorisation and a bad card rides until the back office's
+   deferred authorisation declines it.
    A card is *known* once the back office acknowledged one of its open taps (the
    upload cursor passed it): from then on the deny list alone governs it, since a
    declined deferred authorisation puts it there.
 
-Every decided tap is the contract's TAP object (contract_transit.md) and goes to the
-durable journal (:mod:`.journal`, ``fsync``) **before** the gate signals: a gate that
-loses power after opening has the tap on disk and uploads it later. Track 2 is in the
-TAP only sealed to the back office's public key (:mod:`.seal`), with the tap id as
-context, and only for open taps (a denied tap is not charged). A tap the kernel did
-not complete (card pulled away: "try again"; no card reference; a kernel decline) is
-shown and signalled but not journaled: there is nothing the back office could charge
-or trace, and the contract's TAP has no outcome for it.
+Every decided tap is a TAP object of the gate protocol (its fields are listed in
+backoffice/service.py, which takes them) and goes to the durable journal
+(:mod:`.journal`, ``fsync``) **before** the gate signals: a gate that loses power after
+opening has the tap on disk and uploads it later. Track 2 is in the TAP only sealed to
+the back office's public key (:func:`emvwire.seal.seal`, RFC 9180 HPKE), with the tap
+id as context, and only for open taps (a denied tap is not charged). A tap the kernel
+did not complete (card pulled away: "try again"; no card reference; a kernel decline)
+is shown and signalled but not journaled: there is nothing the back office could
+charge or trace, and a TAP has no outcome for it.
 
 The travel day of the first-ride limit is the UTC date of the tap.
 """
@@ -67,7 +70,7 @@ _ODA_NAMES: Final = {
 
 @dataclass(frozen=True, slots=True)
 class TransitSettings:
-    """A transit gate's configuration (``terminal gate --mode transit`` options).
+    """A transit gate's configuration (the options of ``terminal gate transit``).
 
     ``seal_key`` is the back office's X25519 public key (32 bytes);
     ``nominal_amount`` the 9F02 the kernel runs with, in minor units of ``currency``
@@ -219,7 +222,7 @@ class TransitGate:
     def tap_object(
         self, result: TransactionResult, seq: int, when: datetime, reason: str | None
     ) -> dict[str, Any]:
-        """The TAP of contract_transit.md for journal sequence number ``seq``."""
+        """The TAP object (module docstring) of journal sequence number ``seq``."""
         s = self.settings
         tap_id = f"{s.gate_id}:{seq}"
         sealed = None

@@ -1,8 +1,9 @@
-"""Store and forward between a transit gate and its back office (issue 6).
+"""Store and forward between a transit gate and its back office: the gate's side of
+the gate protocol (the back office's side and the protocol itself: backoffice/service.py).
 
-:class:`BackOfficeClient` speaks the gate side of contract_transit.md over HTTP
-(standard library ``http.client``, one keep-alive connection, ``Authorization: Bearer
-<gate_id>:<key>``): ``POST /v1/taps`` and ``GET /v1/deny-list?since=N``.
+:class:`BackOfficeClient` speaks it over HTTP (standard library ``http.client``, one
+keep-alive connection, ``Authorization: Bearer <gate_id>:<key>``): ``POST /v1/taps``
+and ``GET /v1/deny-list?since=N``.
 
 :class:`Uploader` is a thread that sends the journal's pending records (those after
 its upload cursor) in batches of at most 500, oldest first, and moves the cursor
@@ -15,8 +16,8 @@ a refused batch) are retried with exponential back-off and jitter (0.5 s doublin
 retried so a fixed back office picks the taps up.
 
 :class:`DenyListPoller` is a thread that asks for the deny-list changes since the
-version the gate holds, every ``interval`` seconds (default 60, issue 6: "a gate
-picks up a new entry within a configurable interval"), and applies them
+version the gate holds, every ``interval`` seconds (default 60: a gate picks up a new
+entry within that interval), and applies them
 (:meth:`terminal.apps.denylist.DenyList.apply`, durable first).
 """
 
@@ -47,7 +48,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-#: Most taps per ``POST /v1/taps`` (contract_transit.md).
+#: Most taps per ``POST /v1/taps`` (the protocol's limit).
 BATCH_LIMIT: Final = 500
 _BACKOFF_FIRST, _BACKOFF_MAX = 0.5, 30.0
 

@@ -1,4 +1,4 @@
-"""``terminal retail``: the retail tap reader (issue 6, "Retail tap reader").
+"""``terminal retail``: the retail tap reader.
 
 The cashier enters an amount (``--amount``, a prompt, or one line per request on
 standard input with ``--stdin`` for a POS to drive), the customer display (standard
@@ -34,6 +34,7 @@ from typing import Any
 
 import click
 
+from emvwire.tags import Tag
 from hostlink import HostClient, HostUnreachableError
 from terminal.apps.journal import Journal, JournalError
 from terminal.apps.retail import (
@@ -140,7 +141,8 @@ class _Session:
         return self.config
 
     def currency(self) -> Currency:
-        return currency_by_code(self.terminal_config().data(0x5F2A, b"\x09\x78"))
+        config = self.terminal_config()
+        return currency_by_code(config.data(Tag.TRANSACTION_CURRENCY_CODE, b"\x09\x78"))
 
     def open_till(self) -> Till:
         if self.till is not None:
@@ -157,7 +159,9 @@ class _Session:
             raise click.BadParameter(str(exc)) from None
         journal = self.journal()
         config = self.terminal_config()
-        merchant = self.get("merchant") or config.data(0x9F4E).decode("ascii", "replace")
+        merchant = self.get("merchant") or config.data(Tag.MERCHANT_NAME_AND_LOCATION).decode(
+            "ascii", "replace"
+        )
         self.till = Till(
             journal, self._host, merchant=merchant or "tapstack merchant", terminal_id=tid,
             currency=self.currency(), display=_display,

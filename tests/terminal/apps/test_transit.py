@@ -29,7 +29,7 @@ from terminal.readers.emulated import EmulatedReader
 ROOT = Path(__file__).resolve().parents[3]
 CARDS = ROOT / "fixtures" / "cards"
 PRIVATE, PUBLIC = generate_keypair()
-#: The keys of contract_transit.md's TAP, and the journal's seq.
+#: The keys of the gate protocol's TAP (backoffice/service.py), and the journal's seq.
 TAP_KEYS = {
     "tap_id", "gate_id", "time", "mode", "direction", "zone", "card_reference", "masked_pan",
     "token", "scheme", "aid", "outcome", "oda", "decision", "deny_reason", "amount", "currency",

@@ -1,8 +1,8 @@
 """Store and forward (terminal.apps.uploader) against a small HTTP server in the test
-that keeps contract_transit.md's promises (idempotent POST /v1/taps, versioned GET
-/v1/deny-list, Bearer credentials): batches, the cursor moved only after a 200, no tap
-lost or doubled across failures and a crash between the answer and the cursor, and the
-deny-list poller."""
+that keeps the gate protocol's promises (backoffice/service.py: idempotent POST
+/v1/taps, versioned GET /v1/deny-list, Bearer credentials): batches, the cursor moved
+only after a 200, no tap lost or doubled across failures and a crash between the answer
+and the cursor, and the deny-list poller."""
 
 from __future__ import annotations
 
