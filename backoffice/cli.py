@@ -22,9 +22,10 @@ from typing import Any
 import click
 
 from backoffice.engine import Engine, PassReport, TransitHostClient
-from backoffice.fares import FareError, load_fares
+from backoffice.errors import FareError, StoreError
+from backoffice.fares import load_fares
 from backoffice.service import EngineWorker, make_server
-from backoffice.store import ENV_HOME, Home, Store, StoreError
+from backoffice.store import ENV_HOME, Home, Store
 
 __all__ = ["HomeFailure", "IssuerFailure", "backoffice", "main"]
 

@@ -44,13 +44,14 @@ from pathlib import Path
 from typing import Any, Final, NamedTuple
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from backoffice.errors import FareError
+
 __all__ = [
     "COMPLETE_VARIABLE_FARE",
     "DAILY_CAP",
     "FLAT_FARE",
     "INCOMPLETE_VARIABLE_FARE",
     "WEEKLY_CAP",
-    "FareError",
     "FareRules",
     "Priced",
     "TapPoint",
@@ -72,10 +73,6 @@ INCOMPLETE_VARIABLE_FARE: Final = "INCOMPLETE_VARIABLE_FARE"
 #: Adjustment types.
 DAILY_CAP: Final = "DAILY_CAP"
 WEEKLY_CAP: Final = "WEEKLY_CAP"
-
-
-class FareError(ValueError):
-    """A fare configuration that is malformed; the message names the field."""
 
 
 @dataclass(frozen=True, slots=True)

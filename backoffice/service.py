@@ -32,8 +32,9 @@ from typing import Any, Final
 from urllib.parse import parse_qs, urlsplit
 
 from backoffice.engine import Engine, IssuerLike, PassReport
+from backoffice.errors import ForeignTapError, TapError
 from backoffice.fares import FareRules
-from backoffice.store import MAX_TAPS_PER_REQUEST, Home, Store, TapError
+from backoffice.store import MAX_TAPS_PER_REQUEST, Home, Store
 
 __all__ = ["MAX_BODY", "BackOfficeServer", "EngineWorker", "make_server"]
 
@@ -130,7 +131,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
         try:
             result = self.server.store.insert_taps(gate, taps, self.server.rules)
-        except PermissionError as exc:
+        except ForeignTapError as exc:
             self._error(403, "forbidden", str(exc))
             return
         except TapError as exc:

@@ -44,8 +44,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
 
+from backoffice.errors import FareError, ForeignTapError, StoreError, TapError
 from backoffice.fares import (
-    FareError,
     FareRules,
     default_fares_text,
     load_fares,
@@ -62,8 +62,6 @@ __all__ = [
     "TAP_COLUMNS",
     "Home",
     "Store",
-    "StoreError",
-    "TapError",
     "TapUpload",
     "now_text",
     "validate_tap",
@@ -78,14 +76,6 @@ LOCK_FILE: Final = "engine.lock"
 #: At most this many taps in one upload (contract).
 MAX_TAPS_PER_REQUEST: Final = 500
 SCHEMA_VERSION: Final = "1"
-
-
-class StoreError(Exception):
-    """A home that is missing, incomplete or not a back office's."""
-
-
-class TapError(ValueError):
-    """A malformed tap (the message names the tap and field)."""
 
 
 def now_text(when: datetime | None = None) -> str:
@@ -295,8 +285,8 @@ class TapUpload:
 
 def validate_tap(obj: Any, gate_id: str, rules: FareRules, received_at: str) -> tuple[Any, ...]:
     """One uploaded TAP (contract) checked and turned into a ``taps`` row
-    (:data:`TAP_COLUMNS`); :class:`TapError` says what is wrong. A tap of another gate
-    raises :class:`PermissionError`."""
+    (:data:`TAP_COLUMNS`); :class:`~backoffice.errors.TapError` says what is wrong. A
+    tap of another gate raises :class:`~backoffice.errors.ForeignTapError`."""
     if not isinstance(obj, dict):
         raise TapError("a tap is a JSON object")
     tap_id = obj.get("tap_id")
@@ -317,7 +307,7 @@ def validate_tap(obj: Any, gate_id: str, rules: FareRules, received_at: str) -> 
 
     gate = text("gate_id")
     if gate != gate_id:
-        raise PermissionError(f"tap {tap_id} is of gate {gate}, not of the caller {gate_id}")
+        raise ForeignTapError(f"tap {tap_id} is of gate {gate}, not of the caller {gate_id}")
     prefix, _, seq = tap_id.rpartition(":")
     if prefix != gate or not seq.isdigit():
         raise bad("tap_id", f"must be '{gate}:<seq>'")
@@ -485,7 +475,7 @@ class Store:
 
     def insert_taps(self, gate_id: str, taps: Sequence[Any], rules: FareRules) -> TapUpload:
         """Store an upload all or nothing (contract ``POST /v1/taps``): every tap is
-        validated first (:class:`TapError`, :class:`PermissionError`), then inserted in
+        validated first (:class:`TapError`, :class:`ForeignTapError`), then inserted in
         one transaction; a tap id already stored is a duplicate and changes nothing."""
         received = now_text()
         rows = [validate_tap(t, gate_id, rules, received) for t in taps]
