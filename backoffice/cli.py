@@ -21,7 +21,8 @@ from typing import Any
 
 import click
 
-from backoffice.engine import Engine, PassReport, TransitHostClient
+from backoffice.engine import Engine
+from backoffice.engine.context import PassReport, TransitHostClient
 from backoffice.errors import FareError, StoreError
 from backoffice.fares import load_fares
 from backoffice.service import EngineWorker, make_server

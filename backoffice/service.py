@@ -31,7 +31,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Final
 from urllib.parse import parse_qs, urlsplit
 
-from backoffice.engine import Engine, IssuerLike, PassReport
+from backoffice.engine import Engine
+from backoffice.engine.context import IssuerLike, PassReport
 from backoffice.errors import ForeignTapError, TapError
 from backoffice.fares import FareRules
 from backoffice.store import MAX_TAPS_PER_REQUEST, Home, Store
