@@ -1,6 +1,6 @@
 """The retail till (terminal.apps.retail) with the software card in process (the
-emulated reader and the real kernels) and a fake issuer: the app logic of issue 6
-"Retail tap reader" - receipts, display messages, issuer down, card pulled away,
+emulated reader and the real kernels) and a fake issuer: the till's logic of
+terminal/apps/retail.py - receipts, display messages, issuer down, card pulled away,
 voids, refunds, recovery and the close of day. The same flows against the real
 ``issuer serve`` through pcscd + vpcd are in tests/e2e/test_retail_pcsc.py."""
 

@@ -93,7 +93,7 @@ def test_the_fixture_cards_complete_the_kernel_as_a_gate_needs(
     assert scheme_of(results["mastercard-phone"].aid) == "mastercard"
 
 
-def test_a_good_card_opens_and_its_tap_is_journaled_as_the_contract_says(
+def test_a_good_card_opens_and_its_tap_is_journaled_as_the_protocol_says(
     home: Path, clock: Clock, results: dict[str, TransactionResult]
 ) -> None:
     gate = _gate(home, clock, zone="3", direction="on")
