@@ -52,7 +52,13 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 from backoffice.engine.authorisation import DeferredAuthorisation
-from backoffice.engine.context import IssuerLike, PassReport, Progress, instance_id
+from backoffice.engine.context import (
+    EngineContext,
+    IssuerLike,
+    PassReport,
+    Progress,
+    instance_id,
+)
 from backoffice.engine.pricing import Pricing
 from backoffice.engine.recovery import DebtRecovery
 from backoffice.engine.riders import Riders
@@ -81,14 +87,14 @@ class Engine:
         self.store = store
         self.issuer = issuer
         self.instance = instance_id(store)
-        shared = (store, rules, issuer, self.instance, progress or _silent)
-        self.riders = Riders(*shared)
+        context = EngineContext(store, rules, issuer, self.instance, progress or _silent)
+        self.riders = Riders(context)
         self.authorisation = DeferredAuthorisation(
-            *shared, sealing_key=sealing_key, card_reference_key=card_reference_key
+            context, sealing_key=sealing_key, card_reference_key=card_reference_key
         )
-        self.pricing = Pricing(*shared)
-        self.settlement = Settlement(*shared)
-        self.recovery = DebtRecovery(*shared)
+        self.pricing = Pricing(context)
+        self.settlement = Settlement(context)
+        self.recovery = DebtRecovery(context)
 
     def __repr__(self) -> str:
         return f"Engine({self.store.home.path}, instance {self.instance})"

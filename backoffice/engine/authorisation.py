@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from backoffice.engine.context import ANSWER_BATCH, IssuerLike, PassReport, Progress, Stage
+from backoffice.engine.context import ANSWER_BATCH, EngineContext, PassReport, Stage
 from backoffice.engine.riders import deny_rider, join_par
-from backoffice.fares import FareRules
-from backoffice.store import Store, now_text
+from backoffice.store import now_text
 from emvwire.cardref import card_reference
 from emvwire.errors import EmvWireError
 from emvwire.seal import SealError, open_box
@@ -25,17 +24,9 @@ class DeferredAuthorisation(Stage):
     ``card_reference_key`` (:func:`emvwire.cardref.card_reference`)."""
 
     def __init__(
-        self,
-        store: Store,
-        rules: FareRules,
-        issuer: IssuerLike | None,
-        instance: str,
-        progress: Progress,
-        *,
-        sealing_key: bytes,
-        card_reference_key: bytes,
+        self, context: EngineContext, *, sealing_key: bytes, card_reference_key: bytes
     ) -> None:
-        super().__init__(store, rules, issuer, instance, progress)
+        super().__init__(context)
         self._sealing_key = sealing_key
         self._ref_key = card_reference_key
 

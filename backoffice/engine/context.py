@@ -1,6 +1,7 @@
 """What the stages of an engine pass share: the back office's store, fare rules,
-issuer and instance id (:class:`Stage`), the pass's report (:class:`PassReport`) and
-the issuer as the engine uses it (:class:`IssuerLike`, :class:`TransitHostClient`)."""
+issuer and instance id (:class:`EngineContext`, :class:`Stage`), the pass's report
+(:class:`PassReport`) and the issuer as the engine uses it (:class:`IssuerLike`,
+:class:`TransitHostClient`)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from hostlink.client import HostClient, HostOutcome
 
 __all__ = [
     "ANSWER_BATCH",
+    "EngineContext",
     "IssuerLike",
     "PassReport",
     "Progress",
@@ -111,25 +113,30 @@ def instance_id(store: Store) -> str:
     return str(conn.execute("SELECT value FROM meta WHERE key = 'instance'").fetchone()[0])
 
 
-class Stage:
-    """A stage of the pass, on the engine's ``store``, fare ``rules`` and ``issuer``
-    (``None``: the issuer steps are skipped and what waits for it waits); ``instance``
-    keeps the request ids of two back office homes on one issuer terminal apart
-    (:func:`instance_id`); ``progress`` reports on long stages."""
+@dataclass(frozen=True, slots=True)
+class EngineContext:
+    """What every stage of one engine works on: the back office's ``store``, fare
+    ``rules`` and ``issuer`` (``None``: the issuer steps are skipped and what waits for
+    it waits); ``instance`` keeps the request ids of two back office homes on one
+    issuer terminal apart (:func:`instance_id`); ``progress`` reports on long stages."""
 
-    def __init__(
-        self,
-        store: Store,
-        rules: FareRules,
-        issuer: IssuerLike | None,
-        instance: str,
-        progress: Progress,
-    ) -> None:
-        self.store = store
-        self.rules = rules
-        self.issuer = issuer
-        self.instance = instance
-        self.progress = progress
+    store: Store
+    rules: FareRules
+    issuer: IssuerLike | None
+    instance: str
+    progress: Progress
+
+
+class Stage:
+    """A stage of the pass, on the engine's :class:`EngineContext` (its fields are the
+    stage's attributes)."""
+
+    def __init__(self, context: EngineContext) -> None:
+        self.store = context.store
+        self.rules = context.rules
+        self.issuer = context.issuer
+        self.instance = context.instance
+        self.progress = context.progress
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.store.home.path}, instance {self.instance})"

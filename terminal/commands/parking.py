@@ -30,16 +30,13 @@ from terminal.apps.parking import (
 from terminal.apps.retail import utc_now
 from terminal.cli import (
     ConfigFailure,
-    NoCardEvent,
-    ReaderFailure,
     load_terminal_config,
     open_cli_reader,
 )
-from terminal.commands.options import gate_options
+from terminal.commands.shared import gate_failures, gate_options
 from terminal.kernel.entry_point import EntryPoint
 from terminal.kernel.outcome import UiMessage
 from terminal.kernel.transaction import parse_amount
-from terminal.readers import NoCardError, ReaderError
 
 __all__ = ["parking_command", "run_parking"]
 
@@ -104,20 +101,15 @@ def run_parking(
         click.echo(json.dumps(decision.to_json()) if as_json else decision.text())
 
     try:
-        run_lane(gate, reader, EntryPoint(config), report, taps=taps, timeout=timeout)
-    except KeyboardInterrupt:
-        click.echo("stopped", err=True)
-    except (NoCardError, TimeoutError) as exc:
-        raise NoCardEvent(str(exc)) from None
-    except ReaderError as exc:
-        raise ReaderFailure(f"{reader.path}: {exc}") from exc
+        with gate_failures(reader):
+            run_lane(gate, reader, EntryPoint(config), report, taps=taps, timeout=timeout)
     finally:
         reader.close()
         host.close()
         gate.close()
 
 
-@click.command("parking", context_settings={"help_option_names": ["-h", "--help"]})
+@click.command("parking")
 @gate_options
 @click.option("--issuer", "issuer_url", envvar="TAPSTACK_ISSUER_URL", metavar="URL",
               help="Issuer service (env TAPSTACK_ISSUER_URL).")  # fmt: skip

@@ -26,15 +26,13 @@ from terminal.apps.transit import DIRECTIONS, TransitLane, TransitSettings
 from terminal.apps.uploader import BackOfficeClient
 from terminal.cli import (
     ConfigFailure,
-    NoCardEvent,
     ReaderFailure,
     load_terminal_config,
     open_cli_reader,
 )
-from terminal.commands.options import gate_options
+from terminal.commands.shared import gate_failures, gate_options
 from terminal.kernel.entry_point import EntryPoint
 from terminal.kernel.transaction import currency_by_code, parse_amount
-from terminal.readers import NoCardError, ReaderError
 
 __all__ = ["JournalFailure", "transit_command"]
 
@@ -72,7 +70,7 @@ def _clients(
         raise click.BadParameter(str(exc)) from exc
 
 
-@click.command("transit", context_settings={"help_option_names": ["-h", "--help"]})
+@click.command("transit")
 @gate_options
 @click.option("--backoffice", "backoffice_url", envvar="TAPSTACK_BACKOFFICE_URL", metavar="URL",
               help="Back office to upload taps to and fetch the deny list from.")  # fmt: skip
@@ -164,15 +162,10 @@ def transit_command(
         f"{lane.deny_list.version} ({len(lane.deny_list)} cards)"
     )
     try:
-        run_gate(reader, EntryPoint(config), lane.transaction, lane.gate.decide,
-                 emitter(as_json, sys.stdout), taps=taps, timeout=timeout,
-                 after=lane.tapped)  # fmt: skip
-    except KeyboardInterrupt:
-        _say("stopped")
-    except (NoCardError, TimeoutError) as exc:
-        raise NoCardEvent(str(exc)) from exc
-    except ReaderError as exc:
-        raise ReaderFailure(f"{reader.path}: {exc}") from exc
+        with gate_failures(reader):
+            run_gate(reader, EntryPoint(config), lane.transaction, lane.gate.decide,
+                     emitter(as_json, sys.stdout), taps=taps, timeout=timeout,
+                     after=lane.tapped)  # fmt: skip
     except OSError as exc:
         raise JournalFailure(
             f"the journal cannot be written ({exc}): the gate stays closed"

@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,8 +34,8 @@ from tests.support import e2e
 
 pytestmark = pytest.mark.pcsc
 
-#: The back office's command line, whether or not `terminal` lists it yet.
-BACKOFFICE = [sys.executable, "-c", "from backoffice.cli import backoffice; backoffice()"]
+#: The back office's command line (its console script).
+BACKOFFICE = [str(e2e.BIN / "backoffice")]
 
 
 def _env() -> dict[str, str]:

@@ -1,15 +1,18 @@
-"""Options shared by the ``terminal`` commands of the applications."""
+"""What the ``terminal gate`` commands share: their common options, and how the
+failures of their loop become the command's exit."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 import click
 
-from terminal.cli import READER_ENV
+from terminal.cli import READER_ENV, NoCardEvent, ReaderFailure
+from terminal.readers import NoCardError, Reader, ReaderError
 
-__all__ = ["gate_options"]
+__all__ = ["gate_failures", "gate_options"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -37,3 +40,18 @@ def gate_options(command: F) -> F:
     for option in reversed(options):
         command = option(command)
     return command
+
+
+@contextlib.contextmanager
+def gate_failures(reader: Reader) -> Iterator[None]:
+    """Around a gate's loop on ``reader``: Ctrl-C stops it ("stopped"); no card, or a
+    card that stays, within ``--timeout`` is :class:`~terminal.cli.NoCardEvent` (exit
+    code 4); any other reader error :class:`~terminal.cli.ReaderFailure` (3)."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        click.echo("stopped", err=True)
+    except (NoCardError, TimeoutError) as exc:
+        raise NoCardEvent(str(exc)) from exc
+    except ReaderError as exc:
+        raise ReaderFailure(f"{reader.path}: {exc}") from exc
