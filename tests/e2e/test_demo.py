@@ -8,6 +8,8 @@ import re
 import subprocess
 import sys
 
+import pytest
+
 from tests.support.e2e import ROOT, require_free_reader
 
 STEPS = [
@@ -54,6 +56,7 @@ def test_demo_in_process() -> None:
     assert "cards are tapped in process (--in-process)" in out
 
 
+@pytest.mark.pcsc
 def test_demo_through_pcscd(pcscd: str) -> None:
     require_free_reader(1)
     out = _demo()
