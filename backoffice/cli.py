@@ -21,10 +21,12 @@ from typing import Any
 
 import click
 
-from backoffice.engine import Engine, PassReport, TransitHostClient
-from backoffice.fares import FareError, load_fares
+from backoffice.engine import Engine
+from backoffice.engine.context import PassReport, TransitHostClient
+from backoffice.errors import FareError, StoreError
+from backoffice.fares import load_fares
 from backoffice.service import EngineWorker, make_server
-from backoffice.store import ENV_HOME, Home, Store, StoreError
+from backoffice.store import ENV_HOME, Home, Store
 
 __all__ = ["HomeFailure", "IssuerFailure", "backoffice", "main"]
 

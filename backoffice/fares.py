@@ -1,13 +1,12 @@
 """Fare rules of the transit back office: taps to trips, trips to fares, fares capped.
 
 Pure functions over plain values (no I/O besides :func:`load_fares` reading the
-configuration), in the terms of the open-loop transit data model (Littlepay, published
-by cal-itp; shared/notes/conventions.md "Open-loop transit"): a **tap** is ``single``
+configuration), in the terms of the open-loop transit data model (Littlepay's, as
+published by cal-itp): a **tap** is ``single``
 (flat-fare gate), ``on`` or ``off`` (zone gates); a **trip** is one ride built from
 taps; its **micropayment** has a nominal fare and a charge, the charge lowered by a
 cap **adjustment** (``DAILY_CAP``, ``WEEKLY_CAP``); the micropayments of one rider's
-period are **aggregated** into one charge at the issuer (issue 6, "Transit gate and
-its back office"; shared/notes/emv.md "Open-loop transit and parking").
+period are **aggregated** into one charge at the issuer (:mod:`backoffice.engine`).
 
 Trip building (:func:`build_trips`), for one rider's open taps in time order:
 
@@ -44,13 +43,14 @@ from pathlib import Path
 from typing import Any, Final, NamedTuple
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from backoffice.errors import FareError
+
 __all__ = [
     "COMPLETE_VARIABLE_FARE",
     "DAILY_CAP",
     "FLAT_FARE",
     "INCOMPLETE_VARIABLE_FARE",
     "WEEKLY_CAP",
-    "FareError",
     "FareRules",
     "Priced",
     "TapPoint",
@@ -72,10 +72,6 @@ INCOMPLETE_VARIABLE_FARE: Final = "INCOMPLETE_VARIABLE_FARE"
 #: Adjustment types.
 DAILY_CAP: Final = "DAILY_CAP"
 WEEKLY_CAP: Final = "WEEKLY_CAP"
-
-
-class FareError(ValueError):
-    """A fare configuration that is malformed; the message names the field."""
 
 
 @dataclass(frozen=True, slots=True)

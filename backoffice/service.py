@@ -1,24 +1,56 @@
-"""The back office's HTTP API for gates (/tmp/team/contract_transit.md "HTTP"), and the
+"""The back office's HTTP API for gates (the gate protocol, described here), and the
 worker that runs the engine while it serves.
 
-Standard library only (:class:`http.server.ThreadingHTTPServer`, one thread per
-connection, HTTP/1.1 keep-alive). Routes:
+**The gate protocol** (the gate's side: terminal/apps/uploader.py). HTTP/1.1 with JSON
+bodies. Every request but the health check carries ``Authorization: Bearer
+<gate_id>:<key>``, the id and key ``backoffice gate add`` printed (401 otherwise).
+Errors are ``{"error": {"code", "message"}}`` as ``issuer serve`` answers them: 400
+``bad_request``, 401 ``unauthorised``, 403 ``forbidden``, 404 ``not_found``, 405, 411
+``length_required``, 413 ``too_large``. Nothing of a request body is logged.
 
-- ``GET /v1/health`` -> ``{"status": "ok"}`` (no credential);
-- ``POST /v1/taps`` ``{"taps": [TAP, ...]}`` (at most 500) -> ``{"accepted": [...],
-  "duplicates": [...]}``: all or nothing, idempotent by ``tap_id``
-  (:meth:`backoffice.store.Store.insert_taps`); 400 for a malformed tap,
-  403 for a tap of another gate;
-- ``GET /v1/deny-list?since=N`` -> ``{"version", "full", "add", "remove"}``.
+- ``GET /v1/health`` -> ``{"status": "ok"}`` (no credential).
+- ``POST /v1/taps`` with ``{"taps": [TAP, ...]}`` (1 to 500 taps, a body of at most
+  :data:`MAX_BODY` bytes) -> ``{"accepted": [tap_id, ...], "duplicates": [tap_id,
+  ...]}``. All or nothing: a malformed tap (400) or a tap of another gate (403)
+  stores none of the batch. Idempotent by ``tap_id``: a tap stored before is listed
+  under ``duplicates`` and changes nothing, so a gate that lost the answer sends the
+  batch again, and moves its upload cursor only once every tap of the batch is in one
+  of the two lists (:meth:`backoffice.store.Store.insert_taps`).
+- ``GET /v1/deny-list?since=N`` -> ``{"version": V, "full": BOOL, "add": [REF, ...],
+  "remove": [REF, ...]}``: the changes after version ``N``, net per card reference,
+  or the whole list in ``add`` with ``full`` true when ``N`` is 0 or newer than the
+  back office's. The gate applies ``remove``, then ``add``, and asks from ``V`` next.
 
-Gates authenticate with ``Authorization: Bearer <gate_id>:<key>`` (401 otherwise);
-errors are ``{"error": {"code", "message"}}`` as ``issuer serve`` answers them. Nothing
-of a request body is logged.
+A **TAP** is one decided tap, a JSON object of these keys
+(:func:`backoffice.store.validate_tap` checks each):
+
+- ``tap_id`` (``<gate_id>:<seq>``, the gate's journal sequence number), ``gate_id``,
+  ``time`` (UTC with milliseconds, ``2026-11-24T07:31:02.123Z``), ``mode``
+  (``transit``);
+- ``direction`` (``single`` at a flat-fare gate, ``on`` or ``off`` at zone gates) and
+  ``zone`` (null only for ``single``);
+- ``card_reference`` (32 hex digits, :func:`emvwire.cardref.card_reference`),
+  ``masked_pan`` (never a full PAN), ``token`` (whether it is a payment token, e.g. a
+  phone's), ``scheme`` (``visa``, ``mastercard``, ``other``), ``aid`` (hex);
+- ``outcome`` (the kernel's: ``approved`` or ``online_request``) and ``oda``
+  (``passed``, ``not_performed``, ``failed``);
+- ``decision`` (``open`` or ``deny``) and ``deny_reason`` (``deny_list``,
+  ``first_ride_limit``, ``card_error``; null exactly when the gate opened);
+- ``amount`` (the nominal amount the kernel ran with, 9F02, in minor units) and
+  ``currency`` (ISO 4217 numeric, ``"978"``);
+- ``icc_data`` (hex: the field 55 data of the deferred authorisation) and
+  ``track2_sealed`` (hex: track 2 sealed to the back office's public key with the tap
+  id as context, :func:`emvwire.seal.seal`, RFC 9180 HPKE: a box is ``enc (32) ||
+  ciphertext || tag (16)``); either may be null for a denied tap only.
+
+Server: standard library only (:class:`http.server.ThreadingHTTPServer`, one thread
+per connection, keep-alive).
 
 The worker (:class:`EngineWorker`) runs an engine pass every ``interval`` seconds and
 soon (``nudge_delay``) after an upload, so a first tap is authorised, and a declined
-card on the deny list, within seconds: a gate polling every 60 s (the issue's default)
-sees the entry within its poll interval of the decline.
+card on the deny list, within seconds: a gate polling every 60 s (the default
+``--deny-refresh`` of ``terminal gate transit``) sees the entry within its poll
+interval of the decline.
 """
 
 from __future__ import annotations
@@ -31,9 +63,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Final
 from urllib.parse import parse_qs, urlsplit
 
-from backoffice.engine import Engine, IssuerLike, PassReport
+from backoffice.engine import Engine
+from backoffice.engine.context import IssuerLike, PassReport
+from backoffice.errors import ForeignTapError, TapError
 from backoffice.fares import FareRules
-from backoffice.store import MAX_TAPS_PER_REQUEST, Home, Store, TapError
+from backoffice.store import MAX_TAPS_PER_REQUEST, Home, Store
 
 __all__ = ["MAX_BODY", "BackOfficeServer", "EngineWorker", "make_server"]
 
@@ -130,7 +164,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
         try:
             result = self.server.store.insert_taps(gate, taps, self.server.rules)
-        except PermissionError as exc:
+        except ForeignTapError as exc:
             self._error(403, "forbidden", str(exc))
             return
         except TapError as exc:

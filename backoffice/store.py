@@ -1,13 +1,13 @@
 """The back office's state: a home folder with a SQLite database and its keys.
 
-Home layout (``--home``, default ``$TAPSTACK_BACKOFFICE_HOME`` else ``./var/backoffice``;
-/tmp/team/contract_transit.md "Keys and registration"):
+Home layout (``--home``, default ``$TAPSTACK_BACKOFFICE_HOME`` else ``./var/backoffice``):
 
 - ``backoffice.db``: SQLite in WAL mode with ``synchronous=FULL`` (a commit is on disk
   before it is acknowledged: a tap answered "accepted" survives a power cut);
 - ``fares.json``: the fare rules (:mod:`backoffice.fares`);
 - ``sealing.key``: the X25519 private key that opens ``track2_sealed``
-  (:mod:`emvwire.seal`), mode 0600; its public key is given to gates;
+  (:mod:`emvwire.seal`, RFC 9180 HPKE), mode 0600; its public key is given to gates
+  (``backoffice gate add`` prints it);
 - ``card_reference.key``: the HMAC key of card references (the same as the gates',
   default the published demo key), mode 0600.
 
@@ -44,8 +44,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
 
+from backoffice.errors import FareError, ForeignTapError, StoreError, TapError
 from backoffice.fares import (
-    FareError,
     FareRules,
     default_fares_text,
     load_fares,
@@ -62,8 +62,6 @@ __all__ = [
     "TAP_COLUMNS",
     "Home",
     "Store",
-    "StoreError",
-    "TapError",
     "TapUpload",
     "now_text",
     "validate_tap",
@@ -75,17 +73,9 @@ FARES_FILE: Final = "fares.json"
 SEALING_FILE: Final = "sealing.key"
 CARD_REFERENCE_FILE: Final = "card_reference.key"
 LOCK_FILE: Final = "engine.lock"
-#: At most this many taps in one upload (contract).
+#: At most this many taps in one upload (the gate protocol, backoffice/service.py).
 MAX_TAPS_PER_REQUEST: Final = 500
 SCHEMA_VERSION: Final = "1"
-
-
-class StoreError(Exception):
-    """A home that is missing, incomplete or not a back office's."""
-
-
-class TapError(ValueError):
-    """A malformed tap (the message names the tap and field)."""
 
 
 def now_text(when: datetime | None = None) -> str:
@@ -294,9 +284,10 @@ class TapUpload:
 
 
 def validate_tap(obj: Any, gate_id: str, rules: FareRules, received_at: str) -> tuple[Any, ...]:
-    """One uploaded TAP (contract) checked and turned into a ``taps`` row
-    (:data:`TAP_COLUMNS`); :class:`TapError` says what is wrong. A tap of another gate
-    raises :class:`PermissionError`."""
+    """One uploaded TAP (the gate protocol, backoffice/service.py) checked and turned
+    into a ``taps`` row
+    (:data:`TAP_COLUMNS`); :class:`~backoffice.errors.TapError` says what is wrong. A
+    tap of another gate raises :class:`~backoffice.errors.ForeignTapError`."""
     if not isinstance(obj, dict):
         raise TapError("a tap is a JSON object")
     tap_id = obj.get("tap_id")
@@ -317,7 +308,7 @@ def validate_tap(obj: Any, gate_id: str, rules: FareRules, received_at: str) -> 
 
     gate = text("gate_id")
     if gate != gate_id:
-        raise PermissionError(f"tap {tap_id} is of gate {gate}, not of the caller {gate_id}")
+        raise ForeignTapError(f"tap {tap_id} is of gate {gate}, not of the caller {gate_id}")
     prefix, _, seq = tap_id.rpartition(":")
     if prefix != gate or not seq.isdigit():
         raise bad("tap_id", f"must be '{gate}:<seq>'")
@@ -484,8 +475,8 @@ class Store:
     # -- taps --------------------------------------------------------------------------------
 
     def insert_taps(self, gate_id: str, taps: Sequence[Any], rules: FareRules) -> TapUpload:
-        """Store an upload all or nothing (contract ``POST /v1/taps``): every tap is
-        validated first (:class:`TapError`, :class:`PermissionError`), then inserted in
+        """Store an upload all or nothing (``POST /v1/taps`` of the gate protocol): every tap is
+        validated first (:class:`TapError`, :class:`ForeignTapError`), then inserted in
         one transaction; a tap id already stored is a duplicate and changes nothing."""
         received = now_text()
         rows = [validate_tap(t, gate_id, rules, received) for t in taps]
@@ -544,7 +535,7 @@ class Store:
         return removed
 
     def deny_changes(self, since: int) -> dict[str, Any]:
-        """The contract's ``GET /v1/deny-list?since=N``: changes after version ``since``
+        """``GET /v1/deny-list?since=N`` of the gate protocol: changes after version ``since``
         (net per reference), or the full list when ``since`` is 0 or unknown."""
         conn = self.conn
         conn.execute("BEGIN")  # one snapshot for the version and the changes

@@ -1,4 +1,4 @@
-"""Benchmark: back office aggregation of one million taps (issue 6; goal under 60 s).
+"""Benchmark: back office aggregation of one million taps (goal under 60 s).
 
     .venv/bin/python bench/bench_backoffice.py [--taps 1000000] [--riders 50000]
                                                [--days 7] [--json]
@@ -7,15 +7,15 @@ A fresh back office home in a temporary folder (SQLite, WAL, synchronous=FULL) g
 ``--taps`` open taps of ``--riders`` cards over ``--days`` travel days (60 % flat-fare
 single taps, 40 % zone trips tapped on and off, a few taps on left without a tap off),
 written straight into the database as the gates' uploads would have left them (with
-field 55 and a sealed-box-sized track 2 each). Then, timed apart:
+field 55 and a track 2 the size of its sealed box each). Then, timed apart:
 
-1. ``assign``: the engine's first step over every tap (cards, riders, one aggregation
-   per rider and travel day);
+1. ``assign``: the engine's first stage over every tap (``Engine.riders``: cards,
+   riders, one aggregation per rider and travel day);
 2. the day's deferred authorisations are marked approved in one SQL statement (not
    timed: they happen through the day, one per rider and day, as taps arrive; their
    cost per call is measured apart in step 4);
 3. ``aggregation``: trips built, fares priced with daily and weekly caps, every period
-   closed and completed (``Engine.price`` + ``Engine.close``). **The issuer calls are
+   closed and completed (``Engine.pricing`` + ``Engine.settlement``). **The issuer calls are
    excluded**: a stub answers each completion at once (one per aggregation); the
    number of calls is reported. Against ``issuer serve`` each is an HTTP round trip
    (about 2,000/s on this machine, BENCHMARKS.md);
@@ -43,10 +43,13 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from backoffice.engine import Engine, PassReport  # noqa: E402
+from backoffice.engine import Engine  # noqa: E402
+from backoffice.engine.context import PassReport  # noqa: E402
 from backoffice.store import TAP_COLUMNS, Home, Store  # noqa: E402
 from emvwire.cardref import DEMO_CARD_REFERENCE_KEY, card_reference  # noqa: E402
+from emvwire.seal import OVERHEAD as SEAL_OVERHEAD  # noqa: E402
 from emvwire.seal import seal  # noqa: E402
+from emvwire.tags import Tag  # noqa: E402
 from emvwire.tlv import encode  # noqa: E402
 from hostlink.client import HostOutcome  # noqa: E402
 
@@ -96,9 +99,9 @@ def generate(store: Store, taps: int, riders: int, days: int, seed: int = 6) -> 
     refs = [card_reference(DEMO_CARD_REFERENCE_KEY, _pan(i), b"\x00") for i in range(riders)]
     start = datetime(2026, 11, 16, tzinfo=UTC)  # a Monday
     icc = os.urandom(140)
-    # A sealed box's size (track 2 of 19 bytes + 60); the engine moves or erases boxes
-    # but opens only those it authorises (measured apart, step 4).
-    box = os.urandom(79)
+    # A sealed box's size (track 2 of 19 bytes + the HPKE box's 48, emvwire.seal); the
+    # engine moves or erases boxes but opens only those it authorises (step 4, apart).
+    box = os.urandom(19 + SEAL_OVERHEAD)
     received = "2026-11-24T00:00:00.000Z"
     per_rider_day = taps / (riders * days)  # taps of a rider's day, on average
     rows: list[tuple[Any, ...]] = []
@@ -163,16 +166,16 @@ def authorise_sample(home: Home, n: int) -> float:
                 "masked_pan": "476173******0000", "token": False, "scheme": "visa",
                 "aid": "A0000000031010", "outcome": "online_request", "oda": "not_performed",
                 "decision": "open", "deny_reason": None, "amount": 100, "currency": "978",
-                "icc_data": encode(0x5F34, b"\x00").hex(),
+                "icc_data": encode(Tag.PAN_SEQUENCE_NUMBER, b"\x00").hex(),
                 "track2_sealed": seal(pub, bytes.fromhex(text), tap_id.encode()).hex(),
             })  # fmt: skip
         for i in range(0, n, 500):
             store.insert_taps("G2", taps[i : i + 500], home.fares())
         engine = Engine.for_home(store, StubIssuer())
         report = PassReport()
-        engine.assign(report)
+        engine.riders.assign(report)
         t0 = time.perf_counter()
-        engine.authorise(report)
+        engine.authorisation.authorise(report)
         elapsed = time.perf_counter() - t0
         assert report.authorised == n, report
         return elapsed / n * 1e6
@@ -200,7 +203,7 @@ def main() -> None:
             engine = Engine.for_home(store, issuer)
             report = PassReport()
             t0 = time.perf_counter()
-            engine.assign(report)
+            engine.riders.assign(report)
             result["assign_s"] = round(time.perf_counter() - t0, 2)
             with store.write() as w:  # the day's deferred authorisations (not timed)
                 w.execute(
@@ -209,10 +212,10 @@ def main() -> None:
                 )
             now = datetime(2026, 11, 16, tzinfo=UTC) + timedelta(days=args.days + 1)
             t0 = time.perf_counter()
-            engine.price(report, now, close_all=False)
+            engine.pricing.price(report, now, close_all=False)
             result["price_s"] = round(time.perf_counter() - t0, 2)
             t1 = time.perf_counter()
-            engine.close(report, now, close_all=False)
+            engine.settlement.close(report, now, close_all=False)
             result["close_s"] = round(time.perf_counter() - t1, 2)
             result["aggregation_s"] = round(time.perf_counter() - t0, 2)
             result["aggregation_taps_per_s"] = round(result["taps"] / result["aggregation_s"])

@@ -1,5 +1,5 @@
 """Time of a retail sale and of parking entry/exit decisions through pcscd + vpcd with a
-real ``issuer serve`` on SQLite (issue 6 applications; not a goal of the issue, a
+real ``issuer serve`` on SQLite (the retail and parking applications; no goal, a
 measurement for BENCHMARKS.md).
 
 Measured per tap, from the card connected (``wait_for_card`` returned) to the receipt
@@ -8,9 +8,9 @@ the online authorisation (retail: ``POST /v1/authorisations``; parking entry: th
 pre-authorisation; parking exit: the completion) and the durable journal writes.
 The wait for the card (pcscd's presence polling, about 0.4 s) is excluded.
 
-Run (holds vpcd reader 1; take the shared lock)::
+Run (holds vpcd reader 1: nothing else may use it meanwhile)::
 
-    flock /tmp/team/vpcd.lock .venv/bin/python bench/bench_retail_parking.py --taps 20
+    .venv/bin/python bench/bench_retail_parking.py --taps 20
 """
 
 from __future__ import annotations
@@ -66,7 +66,7 @@ def _measure(url: str, shop: tuple[str, str], park: tuple[str, str], tmp: Path, 
     (the card presented there for every tap) against the issuer at ``url``."""
     from hostlink import HostClient
     from terminal.apps.journal import Journal
-    from terminal.apps.parking import ParkingGate, load_tariff
+    from terminal.apps.parking import ParkingGate, lane_config, load_tariff
     from terminal.apps.retail import Till
     from terminal.kernel.config import default_config
     from terminal.kernel.entry_point import EntryPoint
@@ -99,16 +99,14 @@ def _measure(url: str, shop: tuple[str, str], park: tuple[str, str], tmp: Path, 
                 receipt = till.sale(1234, tap)
                 retail.append((time.perf_counter() - connected[0]) * 1000)
                 assert receipt.approved, receipt
-        from dataclasses import replace
-
-        parking_config = replace(config, terminal_data={**config.terminal_data,
-                                                         0x9F15: b"\x75\x23"})  # fmt: skip
+        tariff = load_tariff()
+        parking_config = lane_config(config, tariff)
         now = [datetime.now(UTC)]
         entries: list[float] = []
         exits: list[float] = []
         tap = make_tap(parking_config)
         with HostClient(url, *park) as host:
-            gate = ParkingGate(tmp / "gate", host, load_tariff(), clock=lambda: now[0])
+            gate = ParkingGate(tmp / "gate", host, tariff, clock=lambda: now[0])
             for _ in range(taps):
                 for times, action in ((entries, "entry"), (exits, "exit")):
                     decision = gate.decide(tap(gate.transaction))

@@ -1,4 +1,4 @@
-"""The transit gate's benchmarks of issue 6, with their references in the same run.
+"""The transit gate's benchmarks, with their references in the same run.
 
 - ``decision[PROFILE-DRIVER]``: the gate decision time, card detected to open signal
   (goal under 50 ms, p99 under 100 ms): from ``wait_for_card`` returned (the card
@@ -22,11 +22,12 @@
   Goal: well above the 30-45 a physical gate passes.
 
 Run (the deny list first, a few minutes, most of it sorting 10 million references;
-it stays in var/bench/ for the second command, which holds the shared vpcd readers)::
+it stays in var/bench/ for the second command, which holds the vpcd readers: nothing
+else may use them meanwhile)::
 
     .venv/bin/python -m pytest bench/test_bench_gate.py -p no:cacheprovider \
         --benchmark-enable -k deny_check
-    flock /tmp/team/vpcd.lock .venv/bin/python -m pytest bench/test_bench_gate.py \
+    .venv/bin/python -m pytest bench/test_bench_gate.py \
         -p no:cacheprovider --benchmark-enable -k "not deny_check"
 
 ``TAPSTACK_BENCH_DENY=100000`` for a quick run.

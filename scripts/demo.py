@@ -11,9 +11,9 @@ software cards), in a temporary folder, it
 4. taps, each card served by ``card serve`` behind pcscd + vpcd when pcscd runs, on
    the software card in process (``emulated:``) otherwise:
    a retail purchase and a partial refund (``terminal retail``), four metro rides with
-   the phone (``terminal gate --mode transit``; the third reaches the daily cap), the
+   the phone (``terminal gate transit``; the third reaches the daily cap), the
    back office's deferred authorisation and aggregation at the issuer, and a parking
-   stay of 2 h 15 min with the Visa card (``terminal gate --mode parking``);
+   stay of 2 h 15 min with the Visa card (``terminal gate parking``);
 5. prints each outcome as it happens and a summary (issuer balances, back office trips
    and fares), and checks that they agree.
 
@@ -239,7 +239,7 @@ def _transit(demo: Demo, setup: dict[str, Any]) -> dict[str, int]:
     rides = 4
     with demo.card(setup["phone"], rides) as reader:
         taps = demo.lines(
-            "terminal", "gate", "--mode", "transit", "--reader", reader,
+            "terminal", "gate", "transit", "--reader", reader,
             "--home", str(demo.folder / "gate"), "--backoffice", office,
             "--gate-id", gate["gate_id"], "--gate-key", gate["key"],
             "--seal-key", gate["sealing_public_key"], "--taps", str(rides),
@@ -280,7 +280,7 @@ def _transit(demo: Demo, setup: dict[str, Any]) -> dict[str, int]:
 def _parking(demo: Demo, setup: dict[str, Any]) -> dict[str, int]:
     print("\n== the car park: Ada's Visa card in at 2 h 15 min ago, out now")
     now = datetime.now(UTC).replace(microsecond=0)
-    lane = ["terminal", "gate", "--mode", "parking", "--home", str(demo.folder / "park"),
+    lane = ["terminal", "gate", "parking", "--home", str(demo.folder / "park"),
             *_host(setup, "park"), "--taps", "1", "--timeout", "20"]  # fmt: skip
     fee = 0
     for when, name in ((now - timedelta(hours=2, minutes=15), "entry"), (now, "exit")):

@@ -1,10 +1,10 @@
 """The transit gate's deny list: card references the back office refuses, offline.
 
-Issue 6 ("Transit gate"): the gate decides offline that a card's reference is not on
-the deny list, in under 5 us per check with 10 million entries, and picks up the back
-office's changes (``GET /v1/deny-list?since=N``, contract_transit.md: ``{"version",
-"full", "add", "remove"}``) within the poll interval. A gate restarted without network
-still denies: the list lives on disk.
+The gate decides offline that a card's reference is not on the deny list, in under
+5 us per check with 10 million entries (bench/test_bench_gate.py), and picks up the back
+office's changes (``GET /v1/deny-list?since=N`` of the gate protocol, backoffice/
+service.py: ``{"version", "full", "add", "remove"}``) within the poll interval. A gate
+restarted without network still denies: the list lives on disk.
 
 Layout (no third-party code, so it runs on any gate):
 
@@ -16,7 +16,7 @@ Layout (no third-party code, so it runs on any gate):
   ``bytes.find`` over that bucket's few keys (C ``memmem``), a match counting only
   on a 16-byte boundary. Memory: 16 bytes per entry plus
   ``4 * 2**bits`` (about 0.5 byte per entry): 10 million entries take 168 MB. The
-  references are HMAC outputs (terminal.kernel.transaction.card_reference), so
+  references are HMAC outputs (:func:`emvwire.cardref.card_reference`), so
   buckets fill evenly.
 - **overlay**: changes since the base (``dict`` key -> on the list or not), checked
   first. When it outgrows ``max(4096, n/64)`` entries it is merged into a new base,
@@ -49,6 +49,7 @@ from itertools import accumulate
 from pathlib import Path
 from typing import Any, Final
 
+from terminal.apps.errors import AppError
 from terminal.apps.journal import fsync_dir
 
 __all__ = ["DenyList", "DenyListError", "parse_reference"]
@@ -65,12 +66,13 @@ _MIN_BITS, _MAX_BITS = 4, 26
 MERGE_AT: Final = 4096
 
 
-class DenyListError(ValueError):
+class DenyListError(AppError, ValueError):
     """A malformed reference or delta, or a deny-list file this module did not write."""
 
 
 def parse_reference(ref: object) -> bytes:
-    """A card reference (32 hex digits, contract_transit.md) as its 16 bytes."""
+    """A card reference (32 hex digits, :func:`emvwire.cardref.card_reference`) as its
+    16 bytes."""
     if not isinstance(ref, str) or len(ref) != 2 * KEY_SIZE:
         raise DenyListError(f"a card reference is 32 hex digits, not {ref!r:.40}")
     try:
@@ -250,7 +252,7 @@ class DenyList:
     # -- reading -----------------------------------------------------------------------
 
     def __contains__(self, ref: object) -> bool:
-        """Whether the reference is on the list (issue 6: the gate's offline check)."""
+        """Whether the reference is on the list (the gate's offline check)."""
         key = ref if type(ref) is bytes and len(ref) == KEY_SIZE else parse_reference(ref)
         state = self._state
         on = state.overlay.get(key)
@@ -323,7 +325,7 @@ class DenyList:
         return new
 
     def apply(self, delta: Mapping[str, Any]) -> bool:
-        """Apply one answer of ``GET /v1/deny-list`` (contract_transit.md): a full list
+        """Apply one answer of ``GET /v1/deny-list`` (module docstring): a full list
         replaces everything, else ``remove`` is applied, then ``add`` (a reference in
         both ends on the list: the safe side). Durable (on disk) before it takes effect.
         Returns whether anything changed; an answer of a version not newer than the

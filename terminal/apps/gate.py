@@ -1,5 +1,6 @@
-"""The loop of a gate (issue 6: "Each is a ``terminal`` command that loops: wait for a
-tap, decide, show the result, wait again"), shared by the gate modes.
+"""The loop of a gate: wait for a tap, decide, show the result, wait again (the loop of
+``terminal gate transit``; the parking lane runs its own,
+:func:`terminal.apps.parking.run_lane`, to send queued completions while idle).
 
 One round: wait for a card (EMV Book A §5, the reader activates it); run the entry
 point and kernel (Book B) for the mode's transaction; hand the result to the mode's
@@ -9,8 +10,8 @@ tone and red for deny and for "present card again"); report the round; wait unti
 card has left the field, so a card lying on the reader is never charged twice.
 
 ``ms`` of a verdict is the gate's decision time: from the card activated
-(``wait_for_card`` returned) to the signal given, the figure issue 6 benchmarks
-("gate decision time from card detected to open signal", goal under 50 ms).
+(``wait_for_card`` returned) to the signal given, the figure bench/test_bench_gate.py
+measures (card detected to open signal, goal under 50 ms).
 
 An emulated reader (``emulated:PROFILE``) has its card always in the field: after each
 round the loop takes it away and presents it again, as the next rider would.

@@ -25,13 +25,15 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, Final
 
+from terminal.apps.errors import AppError
+
 __all__ = ["Journal", "JournalError", "fsync_dir"]
 
 JOURNAL_FILE: Final = "journal.jsonl"
 CURSOR_FILE: Final = "cursor.json"
 
 
-class JournalError(Exception):
+class JournalError(AppError):
     """The journal on disk is not one this module wrote (corrupt or foreign)."""
 
 

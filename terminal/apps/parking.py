@@ -1,4 +1,4 @@
-"""The parking gate (issue 6, "Parking gate"; ``terminal gate --mode parking``).
+"""The parking gate (``terminal gate parking``, :mod:`terminal.commands.parking`).
 
 **Entry**: the card (or phone) is tapped; the kernel runs for the tariff's
 **pre-authorisation** amount (its daily maximum unless ``--max-amount`` says
@@ -47,8 +47,8 @@ import contextlib
 import fcntl
 import json
 import math
-import os
 import secrets
+import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -56,9 +56,13 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Final, Protocol
 
+from emvwire.tags import Tag
 from hostlink.client import UNREACHABLE, HostError, HostOutcome
+from terminal.apps.errors import AppError
 from terminal.apps.journal import JOURNAL_FILE, Journal
-from terminal.apps.retail import format_amount
+from terminal.apps.retail import format_amount, utc_now
+from terminal.kernel.config import TerminalConfig
+from terminal.kernel.entry_point import EntryPoint
 from terminal.kernel.outcome import Outcome, UiMessage
 from terminal.kernel.transaction import (
     Currency,
@@ -67,6 +71,7 @@ from terminal.kernel.transaction import (
     currency_by_code,
     parse_amount,
 )
+from terminal.readers import NoCardError, Reader, signal_outcome
 
 __all__ = [
     "LANES",
@@ -76,8 +81,9 @@ __all__ = [
     "ParkingHost",
     "Tariff",
     "TariffError",
+    "lane_config",
     "load_tariff",
-    "run_parking",
+    "run_lane",
 ]
 
 #: Merchant category code of automobile parking lots and garages (ISO 18245).
@@ -92,14 +98,10 @@ NO_ENTRY_TEXT: Final = "no entry found: see attendant"
 ISSUER_DOWN_TEXT: Final = "issuer unreachable: barrier stays closed, see attendant"
 
 
-def _utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
 # -- tariff ---------------------------------------------------------------------------
 
 
-class TariffError(ValueError):
+class TariffError(AppError, ValueError):
     """A tariff file that cannot be read or is invalid."""
 
 
@@ -116,8 +118,8 @@ class Tariff:
     pre_authorisation: int
 
     def fee(self, duration: timedelta) -> int:
-        """The fee of a stay of ``duration`` (minor units; issue 6 "fee from the tariff
-        and the duration")."""
+        """The fee of a stay of ``duration`` (minor units): the class docstring's
+        tariff."""
         if duration <= timedelta(minutes=self.free_minutes):
             return 0
         days, rest = divmod(duration, timedelta(hours=24))
@@ -359,7 +361,7 @@ class ParkingGate:
         tariff: Tariff,
         *,
         lane: str = "auto",
-        clock: Callable[[], datetime] = _utc_now,
+        clock: Callable[[], datetime] = utc_now,
         display: Callable[[UiMessage, str], None] | None = None,
         durable: bool = True,
     ) -> None:
@@ -517,116 +519,69 @@ class ParkingGate:
         return sum(self._settle(record) for record in list(self.pending().values()))
 
 
-# -- the loop of ``terminal gate --mode parking`` ---------------------------------------
+# -- the lane at work -------------------------------------------------------------------
 
 
-def run_parking(
-    *,
-    reader_path: str | None,
-    config_path: str | None,
-    home: str,
-    issuer_url: str | None,
-    terminal_id: str | None,
-    terminal_key: str | None,
-    tariff_path: str | None,
-    max_amount: str | None,
-    taps: int | None,
-    timeout: float | None,
-    as_json: bool,
-    lane: str | None = None,
-    clock: Callable[[], datetime] | None = None,
-) -> None:
-    """Run a parking lane (``terminal gate --mode parking``): wait for a card, run the
-    kernel (amount: the pre-authorisation, 9F15 = 7523), decide entry or exit, signal,
-    print one line (``--json``: one JSON object) per tap, wait for the card to leave,
-    repeat; stop after ``taps`` taps (a card pulled away counts), on Ctrl-C, or with
-    :class:`~terminal.cli.NoCardEvent` when no card comes within ``timeout`` s.
-
-    ``lane`` (default ``$TAPSTACK_PARKING_LANE`` or ``auto``) and ``clock`` are the gate
-    command's ``--lane`` and ``--now``. Failures are the
-    ``terminal`` CLI's :class:`click.ClickException` subclasses.
-    """
-    import time
-
-    import click
-
-    from hostlink import HostClient
-    from terminal.cli import (
-        ConfigFailure,
-        NoCardEvent,
-        ReaderFailure,
-        load_terminal_config,
-        prepare_reader,
+def lane_config(base: TerminalConfig, tariff: Tariff) -> TerminalConfig:
+    """The terminal configuration of a parking lane: ``base`` with merchant category
+    code 7523 (9F15, EMV Book 3 Annex A; the category the issuer terminal is registered
+    with). :class:`TariffError` when the tariff's currency is not the terminal's (5F2A)."""
+    config = replace(
+        base, terminal_data={**base.terminal_data, Tag.MCC: bytes.fromhex(PARKING_MCC)}
     )
-    from terminal.kernel.entry_point import EntryPoint
-    from terminal.readers import NoCardError, ReaderError, signal_outcome
-
-    if not (issuer_url and terminal_id and terminal_key):
-        raise click.UsageError("parking pre-authorises online: give --issuer, --terminal-id "
-                               "and --terminal-key")  # fmt: skip
-    lane = lane or os.environ.get("TAPSTACK_PARKING_LANE") or "auto"
-    if lane not in LANES:
-        raise click.BadParameter(f"lane is one of {', '.join(LANES)}, not {lane!r}")
-    try:
-        tariff = load_tariff(tariff_path)
-        if max_amount is not None:
-            pre = parse_amount(max_amount, tariff.currency.exponent)
-            if pre <= 0:
-                raise TariffError("--max-amount must be above zero")
-            tariff = replace(tariff, pre_authorisation=pre)
-    except (TariffError, ValueError) as exc:
-        raise ConfigFailure(f"tariff: {exc}") from None
-    base = load_terminal_config(config_path)
-    config = replace(base, terminal_data={**base.terminal_data, 0x9F15: bytes.fromhex(PARKING_MCC)})
-    terminal_currency = currency_by_code(config.data(0x5F2A, b"\x09\x78"))
+    terminal_currency = currency_by_code(config.data(Tag.TRANSACTION_CURRENCY_CODE, b"\x09\x78"))
     if terminal_currency != tariff.currency:
-        raise ConfigFailure(
+        raise TariffError(
             f"tariff in {tariff.currency.alpha}, terminal in {terminal_currency.alpha}"
         )
+    return config
 
-    def show(message: UiMessage, detail: str) -> None:
-        click.echo(f"[display] {message.text}{': ' + detail if detail else ''}", err=True)
 
-    try:
-        host = HostClient(issuer_url, terminal_id, terminal_key)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc)) from None
-    gate = ParkingGate(home, host, tariff, lane=lane, clock=clock or _utc_now, display=show)
-    raw, reader = prepare_reader(reader_path, False)
-    entry_point = EntryPoint(config)
+def run_lane(
+    gate: ParkingGate,
+    reader: Reader,
+    entry_point: EntryPoint,
+    report: Callable[[ParkingDecision], None],
+    *,
+    taps: int | None = None,
+    timeout: float | None = None,
+) -> int:
+    """Run a parking lane: wait for a card, run the kernel (amount: the
+    pre-authorisation, :attr:`ParkingGate.transaction`), decide entry or exit, give the
+    signal (EMV Book A §9.3), ``report`` the decision, wait for the card to leave,
+    repeat; return after ``taps`` taps (a card pulled away counts; ``None``: for
+    ever). Queued completions are sent at the start, every :data:`RETRY_INTERVAL` s
+    while no card comes, and after each tap that did not itself queue one.
+
+    ``timeout`` bounds the wait for a card (:class:`~terminal.readers.NoCardError`) and
+    for its removal (``TimeoutError``); other reader errors go up as they are.
+    """
+    emulated = reader.path.startswith("emulated:")
     done = 0
-    try:
-        gate.settle_pending()
-        while taps is None or done < taps:
-            if done and not raw.path.startswith("emulated:") and reader.card_present():
-                show(UiMessage.REMOVE_CARD, "")
-                if not reader.wait_for_removal(timeout):
-                    raise NoCardEvent(f"the card did not leave {raw.path}")
-            show(UiMessage.PRESENT_CARD, f"{lane} lane")
-            deadline = None if timeout is None else time.monotonic() + timeout
-            while True:
-                left = None if deadline is None else max(0.0, deadline - time.monotonic())
-                wait = RETRY_INTERVAL if left is None else min(RETRY_INTERVAL, left)
-                try:
-                    reader.wait_for_card(wait)
-                    break
-                except NoCardError:
-                    if left is not None and left <= RETRY_INTERVAL:
-                        raise NoCardEvent(f"no card at {raw.path} within {timeout:g} s") from None
-                    gate.settle_pending()
-            result = entry_point.run(reader, gate.transaction, wait=False)
-            decision = gate.decide(result)
-            signal = {"try again": "try again"}.get(decision.action)
-            signal_outcome(raw.feedback, signal or ("approved" if decision.open else "declined"))
-            click.echo(json.dumps(decision.to_json()) if as_json else decision.text())
-            done += 1
-            if not decision.queued and gate.pending():
+    gate.settle_pending()
+    while taps is None or done < taps:
+        if done and not emulated and reader.card_present():
+            gate.display(UiMessage.REMOVE_CARD, "")
+            if not reader.wait_for_removal(timeout):
+                raise TimeoutError(f"the card did not leave {reader.path}")
+        gate.display(UiMessage.PRESENT_CARD, f"{gate.lane} lane")
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            wait = RETRY_INTERVAL if left is None else min(RETRY_INTERVAL, left)
+            try:
+                reader.wait_for_card(wait)
+                break
+            except NoCardError:
+                if left is not None and left <= RETRY_INTERVAL:
+                    raise NoCardError(f"no card at {reader.path} within {timeout:g} s") from None
                 gate.settle_pending()
-    except KeyboardInterrupt:
-        click.echo("stopped", err=True)
-    except ReaderError as exc:
-        raise ReaderFailure(f"{raw.path}: {exc}") from exc
-    finally:
-        reader.close()
-        host.close()
-        gate.close()
+        result = entry_point.run(reader, gate.transaction, wait=False)
+        decision = gate.decide(result)
+        signal = "try again" if decision.action == "try again" else None
+        signal_outcome(reader.feedback, signal or ("approved" if decision.open else "declined"))
+        report(decision)
+        done += 1
+        if not decision.queued and gate.pending():
+            gate.settle_pending()
+    return done

@@ -1,5 +1,5 @@
-"""The retail tap reader's till: sales, voids, refunds and the close of day (issue 6,
-"Retail tap reader").
+"""The retail tap reader's till: sales, voids, refunds and the close of day
+(``terminal retail``, :mod:`terminal.commands.retail`).
 
 A :class:`Till` takes a sale the way an attended contactless POS does (EMV Book A §8
 "the reader's part", Book B entry point, the kernel chosen by the card): the customer
@@ -11,7 +11,7 @@ and the receipt carries merchant, masked PAN (or token) and its last 4, AID and 
 cryptogram (9F26), ATC (9F36), response code (8A), amount, CVM, TVR, time and the
 issuer's transaction id.
 
-**Capture** (the issue is silent; chosen here): a sale is an authorisation whose
+**Capture** (a choice of this till): a sale is an authorisation whose
 funds the issuer holds; the till captures (``complete``) every approved sale of the
 day at :meth:`Till.close`, as a card-present batch is settled at the end of the day.
 Hence a **void** is the reversal of an approved sale of the open batch (the hold is
@@ -48,7 +48,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final, Protocol
 
-from hostlink.client import UNREACHABLE, HostError, HostOutcome
+from emvwire.tags import Tag
+from hostlink.client import UNREACHABLE, HostError, HostOutcome, HostUnreachableError
+from terminal.apps.errors import AppError
 from terminal.apps.journal import Journal
 from terminal.kernel.outcome import Outcome, UiMessage
 from terminal.kernel.transaction import Currency, Transaction, TransactionResult
@@ -58,7 +60,6 @@ __all__ = [
     "CloseReport",
     "Display",
     "HostLike",
-    "IssuerUnavailableError",
     "Receipt",
     "RetailError",
     "Tap",
@@ -122,13 +123,9 @@ class HostLike(Protocol):
     ) -> list[dict[str, Any]]: ...
 
 
-class RetailError(Exception):
+class RetailError(AppError):
     """A cashier's request the till refuses: unknown transaction, void of a captured
     sale, refund above what is left. Nothing was sent or recorded."""
-
-
-class IssuerUnavailableError(Exception):
-    """The issuer did not answer (after the retries); nothing was changed by the till."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -541,7 +538,7 @@ class Till:
         except HostError as exc:
             raise RetailError(f"the issuer refused the void: {exc}") from None
         except UNREACHABLE:
-            raise IssuerUnavailableError("issuer unreachable: not voided, try again") from None
+            raise HostUnreachableError("issuer unreachable: not voided, try again") from None
         amount = int(sale["amount"])
         self.journal.append(
             {"type": "void", "transaction_id": transaction_id, "amount": amount,
@@ -583,7 +580,7 @@ class Till:
         except HostError as exc:
             raise RetailError(f"the issuer refused the refund: {exc}") from None
         except UNREACHABLE:
-            raise IssuerUnavailableError(
+            raise HostUnreachableError(
                 "issuer unreachable: not refunded yet (sent again at close)"
             ) from None
         refund_id = str(done.get("id", ""))
@@ -612,7 +609,7 @@ class Till:
     def close(self) -> CloseReport:
         """End of day (module docstring): recover, capture, compare, close on a match.
 
-        :class:`IssuerUnavailableError` if the issuer cannot be reached: the batch
+        :class:`~hostlink.HostUnreachableError` if the issuer cannot be reached: the batch
         stays open, and close may simply be run again.
         """
         try:
@@ -627,7 +624,7 @@ class Till:
         except HostError as exc:
             raise RetailError(f"the issuer refused a close step: {exc}") from None
         except UNREACHABLE:
-            raise IssuerUnavailableError("issuer unreachable: the day is not closed") from None
+            raise HostUnreachableError("issuer unreachable: the day is not closed") from None
         till = _till_totals(batch)
         mine = _issuer_records(batch, issuer)
         theirs = _issuer_totals(batch, mine)
@@ -673,7 +670,7 @@ def journal_totals(journal: Journal) -> Totals:
 def _card_values(result: TransactionResult) -> dict[str, Any]:
     """The receipt's card fields of a kernel result (masked)."""
     pan = result.masked_pan
-    atc = result.data.get(0x9F36, b"")
+    atc = result.data.get(Tag.ATC, b"")
     return {
         "card": pan,
         "last4": pan[-4:] if pan else "",

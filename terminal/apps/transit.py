@@ -1,4 +1,4 @@
-"""The transit gate's offline decision and its tap record (issue 6, "Transit gate").
+"""The transit gate's offline decision and its tap record.
 
 The gate decides offline, fast, from the kernel's result alone:
 
@@ -7,22 +7,25 @@ The gate decides offline, fast, from the kernel's result alone:
    deferred authorisation, and ODA did not fail (EMV Book C-2 §3.9, C-3 §5.4: a failed
    CDA/fDDA marks a card that is not what it claims; a failed ODA with an ARQC is
    denied here rather than left to the issuer);
-2. its card reference (the keyed hash of :func:`terminal.kernel.transaction.
-   card_reference`, never the PAN) is not on the deny list (:mod:`.denylist`);
+2. its card reference (the keyed hash of :func:`emvwire.cardref.card_reference`,
+   never the PAN) is not on the deny list (:mod:`.denylist`);
 3. a card the back office does not know yet rides within ``first_ride_limit`` opens
-   per card per travel day (first-ride risk, conventions.md "Open-loop transit").
+   per card per travel day: the first-ride risk of open-loop transit, where the gate
+   opens before any authorisation and a bad card rides until the back office's
+   deferred authorisation declines it.
    A card is *known* once the back office acknowledged one of its open taps (the
    upload cursor passed it): from then on the deny list alone governs it, since a
    declined deferred authorisation puts it there.
 
-Every decided tap is the contract's TAP object (contract_transit.md) and goes to the
-durable journal (:mod:`.journal`, ``fsync``) **before** the gate signals: a gate that
-loses power after opening has the tap on disk and uploads it later. Track 2 is in the
-TAP only sealed to the back office's public key (:mod:`.seal`), with the tap id as
-context, and only for open taps (a denied tap is not charged). A tap the kernel did
-not complete (card pulled away: "try again"; no card reference; a kernel decline) is
-shown and signalled but not journaled: there is nothing the back office could charge
-or trace, and the contract's TAP has no outcome for it.
+Every decided tap is a TAP object of the gate protocol (its fields are listed in
+backoffice/service.py, which takes them) and goes to the durable journal
+(:mod:`.journal`, ``fsync``) **before** the gate signals: a gate that loses power after
+opening has the tap on disk and uploads it later. Track 2 is in the TAP only sealed to
+the back office's public key (:func:`emvwire.seal.seal`, RFC 9180 HPKE), with the tap
+id as context, and only for open taps (a denied tap is not charged). A tap the kernel
+did not complete (card pulled away: "try again"; no card reference; a kernel decline)
+is shown and signalled but not journaled: there is nothing the back office could
+charge or trace, and a TAP has no outcome for it.
 
 The travel day of the first-ride limit is the UTC date of the tap.
 """
@@ -33,21 +36,23 @@ import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
+from pathlib import Path
 from typing import Any, Final
 
 from emvwire.seal import seal
-from terminal.apps.denylist import DenyList
+from terminal.apps.denylist import DenyList, DenyListError
 from terminal.apps.gate import GateVerdict, utc_stamp
 from terminal.apps.journal import Journal
+from terminal.apps.uploader import BackOfficeClient, BackOfficeLinkError, DenyListPoller, Uploader
 from terminal.kernel.outcome import Outcome
-from terminal.kernel.transaction import OdaResult, TransactionResult
+from terminal.kernel.transaction import OdaResult, Transaction, TransactionResult, currency_by_code
 
 __all__ = [
     "DIRECTIONS",
     "TransitGate",
+    "TransitLane",
     "TransitSettings",
     "kernel_accepts",
-    "run_transit",
     "scheme_of",
 ]
 
@@ -65,7 +70,7 @@ _ODA_NAMES: Final = {
 
 @dataclass(frozen=True, slots=True)
 class TransitSettings:
-    """A transit gate's configuration (``terminal gate --mode transit`` options).
+    """A transit gate's configuration (the options of ``terminal gate transit``).
 
     ``seal_key`` is the back office's X25519 public key (32 bytes);
     ``nominal_amount`` the 9F02 the kernel runs with, in minor units of ``currency``
@@ -217,7 +222,7 @@ class TransitGate:
     def tap_object(
         self, result: TransactionResult, seq: int, when: datetime, reason: str | None
     ) -> dict[str, Any]:
-        """The TAP of contract_transit.md for journal sequence number ``seq``."""
+        """The TAP object (module docstring) of journal sequence number ``seq``."""
         s = self.settings
         tap_id = f"{s.gate_id}:{seq}"
         sealed = None
@@ -256,169 +261,93 @@ class TransitGate:
         return stored
 
 
-# --- the command's body (terminal gate --mode transit) ------------------------------------
+# --- the gate at work -------------------------------------------------------------------
 
 
-def run_transit(
-    *,
-    reader_path: str | None,
-    config_path: str | None,
-    home: str,
-    backoffice_url: str | None,
-    gate_id: str | None,
-    gate_key: str | None,
-    seal_key: str | None,
-    zone: str | None,
-    direction: str,
-    nominal_amount: str,
-    first_ride_limit: int,
-    deny_refresh: float,
-    taps: int | None,
-    timeout: float | None,
-    as_json: bool,
-    drain: float = 5.0,
-) -> None:
-    """``terminal gate --mode transit``: the gate loop (:mod:`terminal.apps.gate`) with
-    the offline decision of :class:`TransitGate`, its journal and deny list under
-    ``home``, and the store-and-forward threads of :mod:`terminal.apps.uploader` when a
-    back office is given. Failures are :class:`click.ClickException` subclasses of
-    :mod:`terminal.cli` (configuration 2, reader 3, no card 4) and 6 for a journal
-    that cannot be written."""
-    import sys
-    from pathlib import Path
+class TransitLane:
+    """A transit gate at work: its state under ``home`` (the journal, the deny list and
+    the decision of :class:`TransitGate`) and, with a back office, the store-and-forward
+    threads of :mod:`terminal.apps.uploader`.
 
-    import click
+    ``backoffice`` is two clients of the back office, one for the uploads and one for
+    the deny list (each is used by its own thread); ``notice`` receives the messages
+    for the operator. Opening raises :class:`~terminal.apps.journal.JournalError`,
+    :class:`~terminal.apps.denylist.DenyListError`, ``ValueError`` (a journal of
+    another gate) or ``OSError``, with nothing left open. The caller runs the taps
+    (:func:`terminal.apps.gate.run_gate` with :meth:`transaction`, :attr:`gate`'s
+    ``decide`` and :meth:`tapped`) between :meth:`start` and :meth:`close`.
+    """
 
-    from terminal.apps.denylist import DenyListError
-    from terminal.apps.gate import emitter, run_gate
-    from terminal.apps.journal import JournalError
-    from terminal.apps.uploader import BackOfficeClient, BackOfficeError, DenyListPoller, Uploader
-    from terminal.cli import (
-        ConfigFailure,
-        NoCardEvent,
-        ReaderFailure,
-        load_terminal_config,
-        open_cli_reader,
-    )
-    from terminal.kernel.entry_point import EntryPoint
-    from terminal.kernel.transaction import Transaction, currency_by_code, parse_amount
-    from terminal.readers import NoCardError, ReaderError
+    def __init__(
+        self,
+        settings: TransitSettings,
+        home: Path | str,
+        *,
+        backoffice: tuple[BackOfficeClient, BackOfficeClient] | None = None,
+        deny_refresh: float = 60.0,
+        notice: Callable[[str], None] = lambda text: None,
+    ) -> None:
+        state = Path(home)
+        self.journal = Journal(state / "journal")
+        try:
+            self.deny_list = DenyList(state / "denylist")
+            self.gate = TransitGate(settings, self.journal, self.deny_list)
+        except BaseException:
+            self.journal.close()
+            raise
+        self.clients = backoffice
+        self.deny_refresh = deny_refresh
+        self.notice = notice
+        self.uploader: Uploader | None = None
+        self.poller: DenyListPoller | None = None
+        self._currency = currency_by_code(settings.currency).code
+        self._started = False
 
-    class JournalFailure(click.ClickException):
-        exit_code = 6
+    def __repr__(self) -> str:
+        return f"TransitLane({self.gate!r}, back office {'yes' if self.clients else 'no'})"
 
-    def say(text: str) -> None:
-        click.echo(text, err=True)
+    def transaction(self) -> Transaction:
+        """What the kernel runs on every tap: the nominal amount (9F02) in the gate's
+        currency (5F2A)."""
+        return Transaction(self.gate.settings.nominal_amount, currency=self._currency)
 
-    if not seal_key:
-        raise ConfigFailure(
-            "transit mode needs --seal-key HEX (env TAPSTACK_SEAL_KEY): the back office's "
-            "sealing public key, printed by `backoffice gate add`; without it "
-            "track 2 could not be kept from the journal"
-        )
-    if not gate_id:
-        raise ConfigFailure("transit mode needs --gate-id (env TAPSTACK_GATE_ID)")
-    if backoffice_url and not gate_key:
-        raise click.BadParameter("--backoffice needs --gate-key (env TAPSTACK_GATE_KEY)")
-    try:
-        key = bytes.fromhex(seal_key)
-    except ValueError:
-        key = b""
-    if len(key) != 32:
-        raise click.BadParameter("--seal-key is 64 hex digits (an X25519 public key)")
-    config = load_terminal_config(config_path)
-    try:
-        currency = currency_by_code(config.data(0x5F2A, b"\x09\x78"))
-        amount = parse_amount(nominal_amount, currency.exponent)
-    except ValueError as exc:
-        raise click.BadParameter(f"--nominal-amount: {exc}") from exc
-    try:
-        settings = TransitSettings(
-            gate_id, key, zone=zone, direction=direction, nominal_amount=amount,
-            currency=f"{currency.numeric:03d}", first_ride_limit=first_ride_limit,
-        )  # fmt: skip
-    except ValueError as exc:
-        raise click.BadParameter(str(exc)) from exc
-    clients: tuple[BackOfficeClient, BackOfficeClient] | None = None
-    if backoffice_url and gate_key:
-        try:  # one connection for uploads, one for the deny list: two threads
-            clients = (
-                BackOfficeClient(backoffice_url, gate_id, gate_key),
-                BackOfficeClient(backoffice_url, gate_id, gate_key),
-            )
-        except ValueError as exc:
-            raise click.BadParameter(str(exc)) from exc
-    state = Path(home)
-    try:
-        journal = Journal(state / "journal")
-    except (JournalError, OSError) as exc:
-        raise ConfigFailure(f"gate state in {state}: {exc}") from exc
-    try:
-        deny_list = DenyList(state / "denylist")
-        gate = TransitGate(settings, journal, deny_list)
-    except (DenyListError, ValueError, OSError) as exc:
-        journal.close()
-        raise ConfigFailure(f"gate state in {state}: {exc}") from exc
+    def start(self) -> None:
+        """With a back office: refresh the deny list once (the newest list before the
+        first tap, if the back office answers now), then start the uploader and the
+        deny-list poller."""
+        self._started = True
+        if self.clients is None:
+            return
+        uploads, deny = self.clients
+        self.uploader = Uploader(self.journal, uploads, on_acknowledged=self.gate.acknowledged)
+        self.poller = DenyListPoller(self.deny_list, deny, interval=self.deny_refresh)
+        try:
+            self.poller.poll_once()
+        except (BackOfficeLinkError, DenyListError) as exc:
+            self.notice(f"deny list not refreshed ({exc}): the gate uses its copy on disk")
+        self.uploader.start()
+        self.poller.start()
 
-    try:
-        reader = open_cli_reader(reader_path)
-    except ReaderFailure:
-        journal.close()
-        raise
-    uploader: Uploader | None = None
-    poller: DenyListPoller | None = None
-    if clients is not None:
-        uploader = Uploader(journal, clients[0], on_acknowledged=gate.acknowledged)
-        poller = DenyListPoller(deny_list, clients[1], interval=deny_refresh)
-        try:  # the newest list before the first tap, if the back office answers now
-            poller.poll_once()
-        except (BackOfficeError, DenyListError) as exc:
-            say(f"deny list not refreshed ({exc}): the gate uses its copy on disk")
-        uploader.start()
-        poller.start()
-    else:
-        say("no --backoffice: taps stay in the journal until a gate with one uploads them")
-    say(
-        f"gate {gate_id} (transit, {direction}{', zone ' + zone if zone else ''}) on "
-        f"{reader.path}: {len(journal.pending())} taps to upload, deny list version "
-        f"{deny_list.version} ({len(deny_list)} cards)"
-    )
-    currency_code = currency.code
-    entry = EntryPoint(config)
-    try:
-        run_gate(
-            reader,
-            entry,
-            lambda: Transaction(amount, currency=currency_code),
-            gate.decide,
-            emitter(as_json, sys.stdout),
-            taps=taps,
-            timeout=timeout,
-            after=(lambda _v: uploader.notify()) if uploader is not None else None,
-        )
-    except KeyboardInterrupt:
-        say("stopped")
-    except NoCardError as exc:
-        raise NoCardEvent(str(exc)) from exc
-    except TimeoutError as exc:
-        raise NoCardEvent(str(exc)) from exc
-    except ReaderError as exc:
-        raise ReaderFailure(f"{reader.path}: {exc}") from exc
-    except OSError as exc:
-        raise JournalFailure(
-            f"the journal cannot be written ({exc}): the gate stays closed"
-        ) from exc
-    finally:
-        reader.close()
-        if uploader is not None:
-            if drain > 0 and not uploader.drain(drain):
-                say(f"back office: {uploader.status}")
-            uploader.stop()
-        if poller is not None:
-            poller.stop()
-        for client in clients or ():
-            client.close()
-        left = len(journal.pending())
-        if left:
-            say(f"{left} taps not uploaded yet: kept in {journal.directory}")
-        journal.close()
+    def tapped(self, verdict: GateVerdict) -> None:
+        """A tap was decided (and journaled): upload now rather than at the next poll."""
+        if self.uploader is not None:
+            self.uploader.notify()
+
+    def close(self, drain: float = 5.0) -> None:
+        """Wait up to ``drain`` s for the uploads to finish, stop the threads, close the
+        connections and the journal; once started, the notice says how many taps are
+        left to upload (they stay in the journal for the next run)."""
+        try:
+            if self.uploader is not None:
+                if drain > 0 and not self.uploader.drain(drain):
+                    self.notice(f"back office: {self.uploader.status}")
+                self.uploader.stop()
+            if self.poller is not None:
+                self.poller.stop()
+            for client in self.clients or ():
+                client.close()
+            left = len(self.journal.pending()) if self._started else 0
+            if left:
+                self.notice(f"{left} taps not uploaded yet: kept in {self.journal.directory}")
+        finally:
+            self.journal.close()

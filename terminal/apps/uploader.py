@@ -1,8 +1,9 @@
-"""Store and forward between a transit gate and its back office (issue 6).
+"""Store and forward between a transit gate and its back office: the gate's side of
+the gate protocol (the back office's side and the protocol itself: backoffice/service.py).
 
-:class:`BackOfficeClient` speaks the gate side of contract_transit.md over HTTP
-(standard library ``http.client``, one keep-alive connection, ``Authorization: Bearer
-<gate_id>:<key>``): ``POST /v1/taps`` and ``GET /v1/deny-list?since=N``.
+:class:`BackOfficeClient` speaks it over HTTP (standard library ``http.client``, one
+keep-alive connection, ``Authorization: Bearer <gate_id>:<key>``): ``POST /v1/taps``
+and ``GET /v1/deny-list?since=N``.
 
 :class:`Uploader` is a thread that sends the journal's pending records (those after
 its upload cursor) in batches of at most 500, oldest first, and moves the cursor
@@ -15,8 +16,8 @@ a refused batch) are retried with exponential back-off and jitter (0.5 s doublin
 retried so a fixed back office picks the taps up.
 
 :class:`DenyListPoller` is a thread that asks for the deny-list changes since the
-version the gate holds, every ``interval`` seconds (default 60, issue 6: "a gate
-picks up a new entry within a configurable interval"), and applies them
+version the gate holds, every ``interval`` seconds (default 60: a gate picks up a new
+entry within that interval), and applies them
 (:meth:`terminal.apps.denylist.DenyList.apply`, durable first).
 """
 
@@ -33,34 +34,37 @@ from typing import Any, Final
 from urllib.parse import urlsplit
 
 from terminal.apps.denylist import DenyList, DenyListError
+from terminal.apps.errors import AppError
 from terminal.apps.journal import Journal
 
 __all__ = [
     "BATCH_LIMIT",
     "BackOfficeClient",
-    "BackOfficeError",
-    "BackOfficeUnavailableError",
+    "BackOfficeLinkError",
+    "BackOfficeUnreachableError",
     "DenyListPoller",
     "Uploader",
 ]
 
 log = logging.getLogger(__name__)
 
-#: Most taps per ``POST /v1/taps`` (contract_transit.md).
+#: Most taps per ``POST /v1/taps`` (the protocol's limit).
 BATCH_LIMIT: Final = 500
 _BACKOFF_FIRST, _BACKOFF_MAX = 0.5, 30.0
 
 
-class BackOfficeError(Exception):
-    """The back office answered with an error (``status``, ``code`` from its JSON)."""
+class BackOfficeLinkError(AppError):
+    """The gate's request to its back office failed: the back office answered with an
+    error (``status``, ``code`` from its JSON), or did not answer
+    (:class:`BackOfficeUnreachableError`)."""
 
     def __init__(self, status: int, code: str, message: str) -> None:
         self.status, self.code = status, code
         super().__init__(f"back office answered {status} {code}: {message}")
 
 
-class BackOfficeUnavailableError(BackOfficeError):
-    """No answer: connection refused or reset, time-out, not HTTP."""
+class BackOfficeUnreachableError(BackOfficeLinkError):
+    """No answer from the back office: connection refused or reset, time-out, not HTTP."""
 
     def __init__(self, message: str) -> None:
         super().__init__(0, "unavailable", message)
@@ -99,7 +103,7 @@ class BackOfficeClient:
         return self._conn
 
     def request(self, method: str, path: str, body: Any = None) -> Any:
-        """One request; the JSON answer of a 200, else :class:`BackOfficeError`."""
+        """One request; the JSON answer of a 200, else :class:`BackOfficeLinkError`."""
         payload = None if body is None else json.dumps(body, separators=(",", ":")).encode()
         headers = {"Authorization": self._auth, "Accept": "application/json"}
         if payload is not None:
@@ -114,7 +118,7 @@ class BackOfficeClient:
                 if self._conn is not None:
                     self._conn.close()
                     self._conn = None
-                raise BackOfficeUnavailableError(
+                raise BackOfficeUnreachableError(
                     f"{self.url}: {exc or type(exc).__name__}"
                 ) from exc
         try:
@@ -124,28 +128,28 @@ class BackOfficeClient:
         if status != 200:
             error = document.get("error", {}) if isinstance(document, dict) else {}
             error = error if isinstance(error, dict) else {}
-            raise BackOfficeError(
+            raise BackOfficeLinkError(
                 status, str(error.get("code", "error")), str(error.get("message", data[:200]))
             )
         if document is None:
-            raise BackOfficeError(status, "not_json", "a 200 without a JSON body")
+            raise BackOfficeLinkError(status, "not_json", "a 200 without a JSON body")
         return document
 
     def post_taps(self, taps: Sequence[Mapping[str, Any]]) -> dict[str, list[str]]:
         """``POST /v1/taps``: ``{"accepted": [...], "duplicates": [...]}``."""
         answer = self.request("POST", "/v1/taps", {"taps": list(taps)})
         if not isinstance(answer, dict):
-            raise BackOfficeError(200, "bad_answer", "not a JSON object")
+            raise BackOfficeLinkError(200, "bad_answer", "not a JSON object")
         accepted, duplicates = answer.get("accepted"), answer.get("duplicates", [])
         if not isinstance(accepted, list) or not isinstance(duplicates, list):
-            raise BackOfficeError(200, "bad_answer", "no 'accepted' and 'duplicates' lists")
+            raise BackOfficeLinkError(200, "bad_answer", "no 'accepted' and 'duplicates' lists")
         return {"accepted": [str(t) for t in accepted], "duplicates": [str(t) for t in duplicates]}
 
     def deny_list(self, since: int) -> dict[str, Any]:
         """``GET /v1/deny-list?since=N``: ``{"version", "full", "add", "remove"}``."""
         answer = self.request("GET", f"/v1/deny-list?since={int(since)}")
         if not isinstance(answer, dict):
-            raise BackOfficeError(200, "bad_answer", "not a JSON object")
+            raise BackOfficeLinkError(200, "bad_answer", "not a JSON object")
         return answer
 
 
@@ -187,7 +191,7 @@ class Uploader:
 
     def upload_once(self) -> int:
         """Send one batch of pending taps; move the cursor; return how many. Raises
-        :class:`BackOfficeError` (cursor unchanged) when the batch is not all taken."""
+        :class:`BackOfficeLinkError` (cursor unchanged) when the batch is not all taken."""
         records = self.journal.pending(self.batch)
         if not records:
             return 0
@@ -195,7 +199,7 @@ class Uploader:
         taken = set(answer["accepted"]) | set(answer["duplicates"])
         missing = [r["tap_id"] for r in records if r["tap_id"] not in taken]
         if missing:
-            raise BackOfficeError(200, "not_taken", f"taps not acknowledged: {missing[:5]}")
+            raise BackOfficeLinkError(200, "not_taken", f"taps not acknowledged: {missing[:5]}")
         self.journal.acknowledge(records[-1]["seq"])
         if self.on_acknowledged is not None:
             self.on_acknowledged(records)
@@ -232,7 +236,7 @@ class Uploader:
         while not self._stop.is_set():
             try:
                 sent = self.upload_once()
-            except BackOfficeError as exc:
+            except BackOfficeLinkError as exc:
                 self.failures += 1
                 self.status = f"failing: {exc}"
                 level = (
@@ -302,7 +306,7 @@ class DenyListPoller:
         while not self._stop.is_set():
             try:
                 self.poll_once()
-            except (BackOfficeError, DenyListError) as exc:
+            except (BackOfficeLinkError, DenyListError) as exc:
                 self.status = f"failing: {exc}"
                 log.warning("deny-list poll failed (the gate keeps its list): %s", exc)
             except Exception:  # never let the thread die: the list only ages

@@ -1,2 +1,3 @@
-"""The lazily loaded ``terminal`` subcommands of the applications (issue 6): each module
-holds one click command registered in :data:`terminal.cli.LAZY_COMMANDS`."""
+"""The ``terminal`` commands of the applications, loaded when run: ``retail``,
+``gate`` (with ``transit`` and ``parking``) and ``entry-point``, each registered in
+:data:`terminal.cli.LAZY_COMMANDS`; :mod:`.shared` holds what the gates share."""

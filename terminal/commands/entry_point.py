@@ -25,6 +25,7 @@ from typing import Any
 
 import click
 
+from emvwire.tags import Tag
 from terminal.cli import (
     NoCardEvent,
     NotCompleted,
@@ -144,7 +145,8 @@ def entry_point_command(
         raise click.UsageError("give exactly one of --card PROFILE and --reader PATH")
     config = load_terminal_config(config_path)
     try:
-        cur = currency_by_code(currency if currency else config.data(0x5F2A, b"\x09\x78"))
+        default = config.data(Tag.TRANSACTION_CURRENCY_CODE, b"\x09\x78")
+        cur = currency_by_code(currency if currency else default)
         transaction = Transaction(
             parse_amount(amount, cur.exponent),
             parse_amount(other_amount, cur.exponent),

@@ -1,4 +1,4 @@
-"""``terminal retail``: the retail tap reader (issue 6, "Retail tap reader").
+"""``terminal retail``: the retail tap reader.
 
 The cashier enters an amount (``--amount``, a prompt, or one line per request on
 standard input with ``--stdin`` for a POS to drive), the customer display (standard
@@ -34,10 +34,11 @@ from typing import Any
 
 import click
 
+from emvwire.tags import Tag
+from hostlink import HostClient, HostUnreachableError
 from terminal.apps.journal import Journal, JournalError
 from terminal.apps.retail import (
     CloseReport,
-    IssuerUnavailableError,
     Receipt,
     RetailError,
     Till,
@@ -64,7 +65,7 @@ from terminal.kernel.transaction import (
 )
 from terminal.readers import NoCardError, Reader, ReaderError, signal_outcome
 
-__all__ = ["CloseMismatch", "IssuerUnreachable", "Refused", "retail_command"]
+__all__ = ["CloseMismatch", "HostUnreachableFailure", "Refused", "retail_command"]
 
 #: Default folder of the till's journal.
 DEFAULT_HOME = "var/retail"
@@ -76,8 +77,9 @@ class CloseMismatch(click.ClickException):
     exit_code = 6
 
 
-class IssuerUnreachable(click.ClickException):
-    """The issuer could not be reached: nothing charged or changed (exit code 7)."""
+class HostUnreachableFailure(click.ClickException):
+    """The command's exit when the issuer could not be reached: nothing charged or
+    changed (exit code 7)."""
 
     exit_code = 7
 
@@ -139,13 +141,12 @@ class _Session:
         return self.config
 
     def currency(self) -> Currency:
-        return currency_by_code(self.terminal_config().data(0x5F2A, b"\x09\x78"))
+        config = self.terminal_config()
+        return currency_by_code(config.data(Tag.TRANSACTION_CURRENCY_CODE, b"\x09\x78"))
 
     def open_till(self) -> Till:
         if self.till is not None:
             return self.till
-        from hostlink import HostClient
-
         url, tid, key = self.get("issuer_url"), self.get("terminal_id"), self.get("terminal_key")
         if not (url and tid and key):
             raise click.UsageError(
@@ -158,7 +159,9 @@ class _Session:
             raise click.BadParameter(str(exc)) from None
         journal = self.journal()
         config = self.terminal_config()
-        merchant = self.get("merchant") or config.data(0x9F4E).decode("ascii", "replace")
+        merchant = self.get("merchant") or config.data(Tag.MERCHANT_NAME_AND_LOCATION).decode(
+            "ascii", "replace"
+        )
         self.till = Till(
             journal, self._host, merchant=merchant or "tapstack merchant", terminal_id=tid,
             currency=self.currency(), display=_display,
@@ -257,7 +260,7 @@ def _sale(session: _Session, amount_text: str) -> Receipt:
 def _checked_sale(session: _Session, amount_text: str) -> None:
     receipt = _sale(session, amount_text)
     if receipt.status == "NO CHARGE":
-        raise IssuerUnreachable(f"{receipt.reason}: sale of {receipt.amount} not charged")
+        raise HostUnreachableFailure(f"{receipt.reason}: sale of {receipt.amount} not charged")
     if not receipt.approved:
         raise NotCompleted(f"{receipt.status.lower()}: {receipt.reason}")
 
@@ -268,8 +271,8 @@ def _void(session: _Session, transaction_id: str) -> None:
         receipt = till.void(transaction_id)
     except RetailError as exc:
         raise Refused(str(exc)) from None
-    except IssuerUnavailableError as exc:
-        raise IssuerUnreachable(str(exc)) from None
+    except HostUnreachableError as exc:
+        raise HostUnreachableFailure(str(exc)) from None
     _print(session, receipt)
 
 
@@ -282,8 +285,8 @@ def _refund(session: _Session, transaction_id: str, amount_text: str) -> None:
         raise click.BadParameter(str(exc), param_hint="amount") from None
     except RetailError as exc:
         raise Refused(str(exc)) from None
-    except IssuerUnavailableError as exc:
-        raise IssuerUnreachable(str(exc)) from None
+    except HostUnreachableError as exc:
+        raise HostUnreachableFailure(str(exc)) from None
     _print(session, receipt)
 
 
@@ -293,8 +296,8 @@ def _close(session: _Session) -> None:
         report = till.close()
     except RetailError as exc:
         raise Refused(str(exc)) from None
-    except IssuerUnavailableError as exc:
-        raise IssuerUnreachable(str(exc)) from None
+    except HostUnreachableError as exc:
+        raise HostUnreachableFailure(str(exc)) from None
     _print(session, report)
     session.close_ok = report.match
     if not report.match:

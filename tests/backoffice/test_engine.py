@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 
 from backoffice.engine import Engine
-from backoffice.store import Home, Store, TapError
+from backoffice.errors import TapError
+from backoffice.store import Home, Store
 from tests.backoffice.taps import OTHER_PAN, VISA_PAN, FakeIssuer, plain_tap
 
 DAY = datetime(2026, 11, 24, 7, 0, tzinfo=UTC)

@@ -8,13 +8,13 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
+from backoffice.errors import FareError
 from backoffice.fares import (
     COMPLETE_VARIABLE_FARE,
     DAILY_CAP,
     FLAT_FARE,
     INCOMPLETE_VARIABLE_FARE,
     WEEKLY_CAP,
-    FareError,
     TapPoint,
     build_trips,
     cap_fare,

@@ -23,7 +23,8 @@ from typing import Any
 
 import pytest
 
-from backoffice.engine import Engine, TransitHostClient
+from backoffice.engine import Engine
+from backoffice.engine.context import TransitHostClient
 from backoffice.store import Home, Store
 from card.emv import EmvCard
 from emvwire.profile import load_profile

@@ -1,5 +1,5 @@
-"""The transit gate end to end (issue 6, "What must be shown"): ``card serve --via pcsc``
-presents a fixture card in a vpcd reader of pcscd, ``terminal gate --mode transit
+"""The transit gate end to end: ``card serve --via pcsc``
+presents a fixture card in a vpcd reader of pcscd, ``terminal gate transit
 --reader pcsc:N`` decides, and the real back office (``backoffice``: ``init``,
 ``gate add``, ``serve`` on a free port) takes the uploads. Every part is a process, as
 an operator runs them.
@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,8 +34,8 @@ from tests.support import e2e
 
 pytestmark = pytest.mark.pcsc
 
-#: The back office's command line, whether or not `terminal` lists it yet.
-BACKOFFICE = [sys.executable, "-c", "from backoffice.cli import backoffice; backoffice()"]
+#: The back office's command line (its console script).
+BACKOFFICE = [str(e2e.BIN / "backoffice")]
 
 
 def _env() -> dict[str, str]:
@@ -121,7 +120,7 @@ def _card(name: str, number: int, taps: int, *faults: str) -> e2e.ServedCard:
 
 def _gate_args(home: Path, number: int, gate: dict[str, Any], *extra: str) -> list[str]:
     """The gate's command line (a later ``--backoffice`` in ``extra`` wins)."""
-    return [str(e2e.BIN / "terminal"), "gate", "--mode", "transit", "--reader", f"pcsc:{number}",
+    return [str(e2e.BIN / "terminal"), "gate", "transit", "--reader", f"pcsc:{number}",
             "--home", str(home), "--gate-id", gate["gate_id"], "--gate-key", gate["key"],
             "--seal-key", gate["sealing_public_key"], "--backoffice", gate["url"],
             "--timeout", "20", "--json", *extra]  # fmt: skip

@@ -1,8 +1,8 @@
 """End to end, the parking gate through pcscd + vpcd against a real ``issuer serve`` on
 SQLite: the car park's terminal registered at MCC 7523, cards provisioned by the
 issuer CLI and presented by ``card serve --via pcsc`` in vpcd reader 1, the lane run by
-:func:`terminal.apps.parking.run_parking` (in process, with a fake clock: a stay of
-days in no time) and, once, by ``terminal gate --mode parking`` as a subprocess.
+:func:`terminal.commands.parking.run_parking` (in process, with a fake clock: a stay of
+days in no time) and, once, by ``terminal gate parking`` as a subprocess.
 
 Shown: entry pre-authorises the maximum and exit completes the fee and releases the
 rest (the ledger's balance and hold say so); an exit with no entry, a declined
@@ -11,8 +11,7 @@ maximum captures the maximum and flags the overstay; the issuer down at exit ope
 queues the completion and a restarted gate completes it once; a card pulled away
 mid-tap decides nothing.
 
-Run under the shared vpcd lock: ``flock /tmp/team/vpcd.lock .venv/bin/python -m pytest
-tests/e2e/test_parking_pcsc.py``.
+Needs pcscd with the vpcd readers (marker ``pcsc``).
 """
 
 from __future__ import annotations
@@ -28,7 +27,8 @@ from typing import Any
 
 import pytest
 
-from terminal.apps.parking import ISSUER_DOWN_TEXT, NO_ENTRY_TEXT, run_parking
+from terminal.apps.parking import ISSUER_DOWN_TEXT, NO_ENTRY_TEXT
+from terminal.commands.parking import run_parking
 from tests.support import e2e
 
 pytestmark = pytest.mark.pcsc
@@ -188,7 +188,7 @@ def test_a_card_pulled_away_mid_tap_decides_nothing(pcscd: str, park: CarPark, l
 
 
 @pytest.mark.slow
-def test_terminal_gate_mode_parking(pcscd: str, park: CarPark, tmp_path: Path) -> None:
+def test_terminal_gate_parking(pcscd: str, park: CarPark, tmp_path: Path) -> None:
     """The gate command as an operator runs it: entry then exit on one reader (auto
     lane), a tariff without free time (a started hour: 2.50)."""
     tariff = tmp_path / "tariff.json"
@@ -200,7 +200,7 @@ def test_terminal_gate_mode_parking(pcscd: str, park: CarPark, tmp_path: Path) -
            "TAPSTACK_TERMINAL_KEY": park.key}  # fmt: skip
     with _card(park.card, 2):
         gate = subprocess.run(
-            [str(e2e.BIN / "terminal"), "gate", "--mode", "parking", "--reader", "pcsc:1",
+            [str(e2e.BIN / "terminal"), "gate", "parking", "--reader", "pcsc:1",
              "--home", str(tmp_path / "gate"), "--tariff", str(tariff), "--taps", "2",
              "--timeout", "20", "--json"],
             env=env, capture_output=True, text=True, timeout=120,

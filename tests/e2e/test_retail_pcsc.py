@@ -7,8 +7,7 @@ issuer (MATCH, exit 0) and the ledger's balances agreeing; a card pulled away mi
 (not completed, nothing charged); the issuer down ("issuer unreachable, no charge",
 exit 7, nothing charged). No full PAN in any output.
 
-Run under the shared vpcd lock: ``flock /tmp/team/vpcd.lock .venv/bin/python -m pytest
-tests/e2e/test_retail_pcsc.py``.
+Needs pcscd with the vpcd readers (marker ``pcsc``).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The parking gate (terminal.apps.parking) with the software cards in process (the
 emulated reader and the real kernels), a fake issuer and a fake clock: the tariff,
-entry pre-authorisation, exit completion and every defined outcome of issue 6
-"Parking gate". Through pcscd + vpcd against ``issuer serve``:
+entry pre-authorisation, exit completion and every defined outcome of the module
+docstring of terminal/apps/parking.py. Through pcscd + vpcd against ``issuer serve``:
 tests/e2e/test_parking_pcsc.py."""
 
 from __future__ import annotations

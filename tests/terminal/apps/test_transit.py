@@ -29,7 +29,7 @@ from terminal.readers.emulated import EmulatedReader
 ROOT = Path(__file__).resolve().parents[3]
 CARDS = ROOT / "fixtures" / "cards"
 PRIVATE, PUBLIC = generate_keypair()
-#: The keys of contract_transit.md's TAP, and the journal's seq.
+#: The keys of the gate protocol's TAP (backoffice/service.py), and the journal's seq.
 TAP_KEYS = {
     "tap_id", "gate_id", "time", "mode", "direction", "zone", "card_reference", "masked_pan",
     "token", "scheme", "aid", "outcome", "oda", "decision", "deny_reason", "amount", "currency",
@@ -93,7 +93,7 @@ def test_the_fixture_cards_complete_the_kernel_as_a_gate_needs(
     assert scheme_of(results["mastercard-phone"].aid) == "mastercard"
 
 
-def test_a_good_card_opens_and_its_tap_is_journaled_as_the_contract_says(
+def test_a_good_card_opens_and_its_tap_is_journaled_as_the_protocol_says(
     home: Path, clock: Clock, results: dict[str, TransactionResult]
 ) -> None:
     gate = _gate(home, clock, zone="3", direction="on")

@@ -1,4 +1,4 @@
-"""``terminal gate --mode transit`` through click's runner with emulated cards, and the
+"""``terminal gate transit`` through click's runner with emulated cards, and the
 gate loop (terminal.apps.gate): the journal is on disk before the signal, a card pulled
 away is "try again" with nothing journaled, one line per tap, clear errors."""
 
@@ -44,7 +44,7 @@ def profile(tmp_path: Path) -> Path:
 def _gate(home: Path, profile: Path, *extra: str) -> Any:
     return CliRunner().invoke(
         cli,
-        ["gate", "--mode", "transit", "--reader", f"emulated:{profile}", "--home", str(home),
+        ["gate", "transit", "--reader", f"emulated:{profile}", "--home", str(home),
          "--gate-id", "G1", "--seal-key", PUBLIC.hex(), *extra],
         catch_exceptions=False,
     )  # fmt: skip
@@ -52,7 +52,7 @@ def _gate(home: Path, profile: Path, *extra: str) -> Any:
 
 def test_without_a_seal_key_the_gate_refuses_to_start(tmp_path: Path, profile: Path) -> None:
     done = CliRunner().invoke(
-        cli, ["gate", "--mode", "transit", "--reader", f"emulated:{profile}",
+        cli, ["gate", "transit", "--reader", f"emulated:{profile}",
               "--home", str(tmp_path / "g"), "--gate-id", "G1", "--taps", "1"],
         env={"TAPSTACK_SEAL_KEY": ""},
     )  # fmt: skip
@@ -76,7 +76,7 @@ def test_bad_options_are_clear_errors(
 ) -> None:
     done = CliRunner().invoke(
         cli,
-        ["gate", "--mode", "transit", "--reader", f"emulated:{profile}", "--home", str(tmp_path),
+        ["gate", "transit", "--reader", f"emulated:{profile}", "--home", str(tmp_path),
          "--gate-id", "G1", "--seal-key", PUBLIC.hex(), "--taps", "1", *args],
         env={"TAPSTACK_GATE_KEY": ""},
     )  # fmt: skip
@@ -121,7 +121,7 @@ def test_a_deny_list_on_disk_denies_without_any_network(tmp_path: Path, profile:
 def test_a_journal_of_another_gate_is_a_configuration_error(tmp_path: Path, profile: Path) -> None:
     assert _gate(tmp_path / "g", profile, "--taps", "1").exit_code == 0
     done = CliRunner().invoke(
-        cli, ["gate", "--mode", "transit", "--reader", f"emulated:{profile}",
+        cli, ["gate", "transit", "--reader", f"emulated:{profile}",
               "--home", str(tmp_path / "g"), "--gate-id", "G2", "--seal-key", PUBLIC.hex(),
               "--taps", "1"],
     )  # fmt: skip

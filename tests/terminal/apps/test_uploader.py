@@ -1,8 +1,8 @@
 """Store and forward (terminal.apps.uploader) against a small HTTP server in the test
-that keeps contract_transit.md's promises (idempotent POST /v1/taps, versioned GET
-/v1/deny-list, Bearer credentials): batches, the cursor moved only after a 200, no tap
-lost or doubled across failures and a crash between the answer and the cursor, and the
-deny-list poller."""
+that keeps the gate protocol's promises (backoffice/service.py: idempotent POST
+/v1/taps, versioned GET /v1/deny-list, Bearer credentials): batches, the cursor moved
+only after a 200, no tap lost or doubled across failures and a crash between the answer
+and the cursor, and the deny-list poller."""
 
 from __future__ import annotations
 
@@ -21,8 +21,8 @@ from terminal.apps.denylist import DenyList
 from terminal.apps.journal import Journal
 from terminal.apps.uploader import (
     BackOfficeClient,
-    BackOfficeError,
-    BackOfficeUnavailableError,
+    BackOfficeLinkError,
+    BackOfficeUnreachableError,
     DenyListPoller,
     Uploader,
 )
@@ -170,7 +170,7 @@ def test_a_failed_upload_leaves_the_cursor_and_a_retry_sends_each_tap_once(
     _taps(journal, 3)
     uploader = Uploader(journal, _client(server))
     server.fail_next = 1
-    with pytest.raises(BackOfficeError) as failed:
+    with pytest.raises(BackOfficeLinkError) as failed:
         uploader.upload_once()
     assert failed.value.status == 503
     assert journal.acknowledged == 0
@@ -205,7 +205,7 @@ def test_an_answer_that_does_not_take_every_tap_moves_no_cursor(
 ) -> None:
     _taps(journal, 2)
     server.drop_from_answer = {"G1:2"}
-    with pytest.raises(BackOfficeError, match="G1:2"):
+    with pytest.raises(BackOfficeLinkError, match="G1:2"):
         Uploader(journal, _client(server)).upload_once()
     assert journal.acknowledged == 0
 
@@ -214,11 +214,11 @@ def test_wrong_credentials_and_no_back_office_are_errors(
     server: ContractServer, journal: Journal
 ) -> None:
     _taps(journal, 1)
-    with pytest.raises(BackOfficeError) as refused:
+    with pytest.raises(BackOfficeLinkError) as refused:
         Uploader(journal, _client(server, key="wrong")).upload_once()
     assert (refused.value.status, refused.value.code) == (401, "unauthorised")
     dead = BackOfficeClient("http://127.0.0.1:9", "G1", KEY, timeout=1)
-    with pytest.raises(BackOfficeUnavailableError):
+    with pytest.raises(BackOfficeUnreachableError):
         Uploader(journal, dead).upload_once()
     assert journal.acknowledged == 0
     assert "wrong" not in repr(_client(server, key="wrong"))
@@ -267,7 +267,7 @@ def test_a_poll_without_network_keeps_the_list(tmp_path: Path) -> None:
     deny = DenyList(tmp_path)
     deny.apply({"version": 7, "full": True, "add": ["c" * 32]})
     dead = BackOfficeClient("http://127.0.0.1:9", "G1", KEY, timeout=1)
-    with pytest.raises(BackOfficeUnavailableError):
+    with pytest.raises(BackOfficeUnreachableError):
         DenyListPoller(deny, dead).poll_once()
     assert "c" * 32 in deny
     assert deny.version == 7
@@ -323,7 +323,7 @@ def test_real_taps_to_the_real_back_office_once_and_its_deny_list_back(tmp_path:
             assert again == {"accepted": [], "duplicates": [f"{gate_id}:1", f"{gate_id}:2"]}
             intruder = BackOfficeClient(srv.url, other_id, other_key, timeout=5)
             _CLIENTS.append(intruder)
-            with pytest.raises(BackOfficeError) as refused:
+            with pytest.raises(BackOfficeLinkError) as refused:
                 intruder.post_taps([_tap_of(journal.records()[0])])
             assert refused.value.status == 403
             # A decline put the card on the list: the gate's poller brings it home.
