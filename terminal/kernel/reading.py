@@ -22,14 +22,14 @@ from datetime import datetime
 from typing import Any
 
 from emvwire import dol, tlv
-from emvwire.apdu import ApduError, get_processing_options, parse_afl, read_record, select
+from emvwire.apdu import PPSE, ApduError, get_processing_options, parse_afl, read_record, select
 from emvwire.dictionary import name_of
 from emvwire.dump import render_value
 from emvwire.errors import DecodeError, EmvWireError
 from emvwire.mask import mask_pan
 from emvwire.track2 import track2_expiry, track2_pan
 from terminal.kernel.config import TerminalConfig
-from terminal.kernel.entry_point import PPSE_NAME, aid_matches, parse_ppse
+from terminal.kernel.entry_point import aid_matches, parse_ppse
 from terminal.kernel.transaction import Transaction
 from terminal.readers.base import Reader
 
@@ -249,7 +249,7 @@ def read_card(
     after each SELECT (no GPO, no records: the card counts nothing)."""
     reading = CardReading()
     channel = _Channel(reader, reading)
-    reading.ppse, reading.ppse_sw = channel.send(select(PPSE_NAME).encode())
+    reading.ppse, reading.ppse_sw = channel.send(select(PPSE).encode())
     if reading.ppse_sw != 0x9000:
         reading.problems.append(f"SELECT PPSE answered {reading.ppse_sw:04X}")
         return reading
