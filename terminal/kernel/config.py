@@ -12,7 +12,7 @@ absent, as Book B allows.
 
 A combination's ``unverified_cdcvm`` (``decline``, the default, or ``require_cvm``) says
 what kernel 3 does with a consumer device CVM claim that no verified signature covers
-(:mod:`terminal.kernel.k3.cvm`).
+(:func:`terminal.kernel.k3.rules.visa_cvm`).
 
 ``card_reference_key`` (hex, 16 to 64 bytes) keys the HMAC that turns a PAN or token
 into a card reference (:func:`emvwire.cardref.card_reference`); absent, the published

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from terminal.kernel.k3.cvm import CVM_RESULTS, visa_cvm
+from terminal.kernel.k3.rules import CVM_RESULTS, visa_cvm
 from terminal.kernel.transaction import Cvm
 
 TTQ_ALL = bytes.fromhex("26404000")  # online PIN + signature supported, CVM required

@@ -14,7 +14,7 @@ from emvwire.crypto.cryptogram import CryptogramData, verify_arqc
 from emvwire.errors import VerificationError
 from emvwire.oda import CaKeyStore
 from emvwire.personalise import VISA_PDOL
-from terminal.kernel.k3.flow import cryptogram_type
+from terminal.kernel.k3.rules import cryptogram_type
 from terminal.kernel.outcome import Outcome, Start, UiMessage
 from terminal.kernel.registry import default_registry
 from terminal.kernel.transaction import Cvm, OdaResult
