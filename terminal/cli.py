@@ -47,7 +47,7 @@ from terminal.readers import (
     scan_readers,
     signal_outcome,
 )
-from terminal.trace import text_sink, traced
+from terminal.readers.trace import text_sink, traced
 
 __all__ = [
     "ConfigFailure",

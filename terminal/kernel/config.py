@@ -36,6 +36,7 @@ from typing import Any
 from emvwire.cardref import DEMO_CARD_REFERENCE_KEY
 from emvwire.errors import EmvWireError
 from emvwire.oda import CaKeyStore
+from terminal.errors import TerminalError
 
 __all__ = [
     "SCHEMA",
@@ -61,7 +62,7 @@ TRANSACTION_TYPES: Mapping[str, int] = {
 }
 
 
-class ConfigError(EmvWireError, ValueError):
+class ConfigError(TerminalError, ValueError):
     """A configuration is malformed; ``path`` says where (``combinations[2].ttq``)."""
 
     def __init__(self, path: str, message: str) -> None:
