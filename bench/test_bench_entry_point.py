@@ -1,5 +1,6 @@
 """Entry point time per transaction, card excluded: pre-processing (Book B §3.1) to
-kernel activation (§3.4), with 60 combinations configured (issue 7; goal under 0.5 ms).
+kernel activation (§3.4), with 60 combinations configured (goal under 0.5 ms,
+BENCHMARKS.md).
 
 The card's answers (SELECT PPSE with four directory entries, SELECT AID) are recorded
 in a dictionary the reader looks up, so the card costs nothing; the kernel activated

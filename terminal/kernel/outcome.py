@@ -31,7 +31,7 @@ __all__ = [
 
 
 class Outcome(enum.IntEnum):
-    """Outcome Parameter Set byte 1, high nibble (Book A Table 6.1; emv.md)."""
+    """Outcome Parameter Set byte 1, high nibble (Book A Table 6.1)."""
 
     APPROVED = 0x1
     DECLINED = 0x2

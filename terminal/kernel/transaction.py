@@ -11,7 +11,7 @@ application used, and for the acquirer the **authorisation data**: one BER-TLV b
 the data objects ISO 8583 field 55 carries (:data:`emvwire.contract.FIELD_55_TAGS`). Track 2
 equivalent data (57) is kept apart because it is sensitive; the PAN is only ever held
 masked, and a card is identified by :func:`emvwire.cardref.card_reference`, a keyed hash that is not
-the PAN (the practice of open-loop transit, conventions.md).
+the PAN (the practice of open-loop transit).
 
 Every ``repr`` is masked: no PAN, track 2, cryptogram or field 55 content reaches a
 log through it.

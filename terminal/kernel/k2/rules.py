@@ -582,7 +582,8 @@ class RelayLimits:
     """The reader's relay resistance parameters (Book C-2 Annex A), in 100 us units
     except ``mismatch_threshold`` (a percentage).
 
-    Defaults are the figures of two public kernel 2 configurations (emv.md).
+    Defaults are the figures of two public kernel 2 configurations (the relay
+    resistance entries of terminal/kernel/default_config.json say the same).
     """
 
     min_grace: int = 20  # DF8132 Minimum Relay Resistance Grace Period
