@@ -21,7 +21,6 @@ from typing import Any
 import click
 
 from emvwire.dump import dump
-from emvwire.tags import Tag
 from terminal.kernel.config import (
     TRANSACTION_TYPES,
     ConfigError,
@@ -401,9 +400,7 @@ def pay_command(
         raise click.BadParameter("--issuer needs --terminal-id and --terminal-key")
     config = load_terminal_config(config_path)
     try:
-        cur = currency_by_code(
-            currency if currency else config.data(Tag.TRANSACTION_CURRENCY_CODE, b"\x09\x78")
-        )
+        cur = currency_by_code(currency if currency else config.currency)
         minor = parse_amount(amount, cur.exponent)
         other = parse_amount(other_amount, cur.exponent)
         transaction = Transaction(minor, other, currency=cur.code if currency else None,

@@ -200,9 +200,7 @@ def _terminal_data(
                     + combination.ttq[2:]
                 )
             break
-    data.update(
-        Transaction(0, when=when).data(config.data(Tag.TRANSACTION_CURRENCY_CODE, b"\x09\x78"))
-    )
+    data.update(Transaction(0, when=when).data(config.currency))
     data[Tag.TTQ] = ttq
     data[Tag.TVR] = bytes(5)
     data[Tag.UNPREDICTABLE_NUMBER] = bytes(rng(4))

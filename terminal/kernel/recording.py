@@ -24,7 +24,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from emvwire.tags import Tag
 from terminal.kernel.outcome import OutcomeParameters, Start, UiRequest
 from terminal.kernel.registry import KernelContext, PreProcessing
 from terminal.kernel.transaction import TransactionResult
@@ -125,7 +124,7 @@ class Activation:
     @classmethod
     def from_context(cls, ctx: KernelContext, kernel: str) -> Activation:
         """The activation a :class:`KernelContext` describes."""
-        currency = ctx.config.data(Tag.TRANSACTION_CURRENCY_CODE, b"\x09\x78")
+        currency = ctx.config.currency
         return cls(
             kernel_id=bytes(ctx.kernel_id or ctx.combination.kernel_id),
             kernel=kernel,

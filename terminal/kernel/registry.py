@@ -293,9 +293,7 @@ class KernelContext:
         out.update(self.combination.kernel_data)
         out[Tag.TVR] = bytes(5)
         out[Tag.TERMINAL_AID] = self.aid
-        out.update(
-            self.transaction.data(self.config.data(Tag.TRANSACTION_CURRENCY_CODE, b"\x09\x78"))
-        )
+        out.update(self.transaction.data(self.config.currency))
         if self.ttq is not None:
             out[Tag.TTQ] = self.ttq
         out[Tag.UNPREDICTABLE_NUMBER] = self.unpredictable_number

@@ -58,7 +58,7 @@ def _currency_exponent(config: TerminalConfig, transaction: Transaction) -> int:
     exponent = config.terminal_data.get(Tag.TRANSACTION_CURRENCY_EXPONENT)
     if transaction.currency is None and exponent is not None:
         return exponent[0] if len(exponent) == 1 and exponent[0] <= 9 else 2
-    code = transaction.currency or config.data(Tag.TRANSACTION_CURRENCY_CODE, b"\x09\x78")
+    code = transaction.currency or config.currency
     try:
         return currency_by_code(code).exponent
     except ValueError:
