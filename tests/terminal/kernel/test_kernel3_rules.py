@@ -1,4 +1,5 @@
-"""Kernel 3 CVM selection (Book C-3 §5.7), with the consumer device CVM defence."""
+"""The pure decisions of kernel 3 (terminal/kernel/k3/rules.py): CVM selection (Book C-3
+§5.7), with the consumer device CVM defence."""
 
 from __future__ import annotations
 
