@@ -7,7 +7,7 @@ PPSE parsing and candidates, DOL building, TLV parsing, the decisions, fDDA (iss
 ICC key recovery and the SDAD: RSA public operations) and the result with its field 55.
 The random source and the clock are fixed, so the replayed answers stay valid.
 
-Goal (emv.md timing budget): Visa online under 2 ms per tap. APDUs per flow are
+Goal (BENCHMARKS.md): Visa online under 2 ms per tap. APDUs per flow are
 checked (3 for Visa online: PPSE, SELECT, GPO).
 """
 

@@ -22,13 +22,14 @@ from card.nfc import PiccParameters, serve_nfc, wait_listening
 from card.vpcd import VPCD_PORT, serve_tap
 from emvwire import apdu
 from emvwire.profile import load_profile
+from emvwire.tags import Tag
 from emvwire.tlv import decode, find
 from terminal.readers import Reader, open_reader
 from terminal.readers.emulated import EmulatedReader
 
 ROOT = Path(__file__).resolve().parents[1]
 PROFILE = ROOT / "fixtures" / "cards" / "visa-card.json"
-SELECT_PPSE = apdu.select("2PAY.SYS.DDF01").encode()
+SELECT_PPSE = apdu.select(apdu.PPSE).encode()
 PDOL_DATA = bytes.fromhex("B62040000000000015000000000000000250000000000009782501010001020304")
 
 
@@ -38,14 +39,14 @@ def _card() -> EmvCard:
 
 def _tap_commands(reader: Reader) -> list[bytes]:
     """The tap's C-APDUs, found once by running it (the AFL gives the records)."""
-    aid = find(decode(reader.transmit(SELECT_PPSE)[:-2]), 0x4F)
+    aid = find(decode(reader.transmit(SELECT_PPSE)[:-2]), Tag.AID)
     assert aid is not None
     select_aid = apdu.select(aid.value).encode()
     reader.transmit(select_aid)
     gpo = apdu.get_processing_options(PDOL_DATA).encode()
     answer = reader.transmit(gpo)
     assert answer[-2:] == b"\x90\x00"
-    afl = find(decode(answer[:-2]), 0x94)
+    afl = find(decode(answer[:-2]), Tag.AFL)
     assert afl is not None
     records = [
         apdu.read_record(e.sfi, r).encode() for e in apdu.parse_afl(afl.value) for r in e.records

@@ -46,7 +46,7 @@ from terminal.readers import (
     scan_readers,
     signal_outcome,
 )
-from terminal.trace import text_sink, traced
+from terminal.readers.trace import text_sink, traced
 
 __all__ = [
     "ConfigFailure",
@@ -400,7 +400,7 @@ def pay_command(
         raise click.BadParameter("--issuer needs --terminal-id and --terminal-key")
     config = load_terminal_config(config_path)
     try:
-        cur = currency_by_code(currency if currency else config.data(0x5F2A, b"\x09\x78"))
+        cur = currency_by_code(currency if currency else config.currency)
         minor = parse_amount(amount, cur.exponent)
         other = parse_amount(other_amount, cur.exponent)
         transaction = Transaction(minor, other, currency=cur.code if currency else None,

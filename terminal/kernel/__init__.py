@@ -9,15 +9,16 @@ module             what it holds
 ``outcome``        outcomes, outcome parameter set, UI requests (Book A)
 ``registry``       the kernel plug-in interface (``Kernel``, ``KernelContext``) and
                    the registry of kernels by kernel id
-``entry_point``    pre-processing, PPSE and candidates, selection, kernel activation,
-                   outcome processing and restarts (``run_entry_point``)
+``entry_point``    the entry point, one module per Book B phase: pre-processing,
+                   protocol activation, combination selection, kernel activation,
+                   outcome processing, and the ``EntryPoint`` that sequences them
 ``recording``      the record of one entry point transaction (SELECTs, activations,
                    outcome, UI requests), as EMVCo conformance tests read it
-``test_kernel``    the test kernel of conformance tests: records its activation,
+``conformance``    the EMVCo conformance test kernel: records its activation,
                    returns a scripted outcome
-``kernel3``        Visa qVSDC (Book C-3) with the defences of the published attacks
-``kernel2``        Mastercard M/Chip (Book C-2)
-``cvm``            kernel 3 cardholder verification (signed CTQ for CDCVM)
+``k2``             kernel 2, Mastercard M/Chip (Book C-2): ``flow`` and ``rules``
+``k3``             kernel 3, Visa qVSDC (Book C-3) with the defences of the
+                   published attacks: ``flow`` and ``rules`` (with the CVM)
 ``brand``          AID brand vs PAN brand (card brand mixup)
 ``reading``        what a card reveals (``terminal read``)
 =================  ==============================================================

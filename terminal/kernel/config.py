@@ -12,7 +12,7 @@ absent, as Book B allows.
 
 A combination's ``unverified_cdcvm`` (``decline``, the default, or ``require_cvm``) says
 what kernel 3 does with a consumer device CVM claim that no verified signature covers
-(:mod:`terminal.kernel.k3.cvm`).
+(:func:`terminal.kernel.k3.rules.visa_cvm`).
 
 ``card_reference_key`` (hex, 16 to 64 bytes) keys the HMAC that turns a PAN or token
 into a card reference (:func:`emvwire.cardref.card_reference`); absent, the published
@@ -31,13 +31,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from emvwire.cardref import DEMO_CARD_REFERENCE_KEY
 from emvwire.errors import EmvWireError
 from emvwire.oda import CaKeyStore
+from emvwire.tags import Tag
+from terminal.errors import TerminalError
 
 __all__ = [
+    "DEFAULT_CURRENCY",
     "SCHEMA",
     "TRANSACTION_TYPES",
     "UNVERIFIED_CDCVM_POLICIES",
@@ -50,6 +53,9 @@ __all__ = [
 ]
 
 SCHEMA = "tapstack.terminal-config/1"
+#: The Transaction Currency Code (5F2A, ISO 4217 numeric as n 3) of a terminal whose
+#: configuration names none: 978, the euro.
+DEFAULT_CURRENCY: Final = b"\x09\x78"
 
 
 #: Transaction type (9C) by name (ISO 8583 processing code, first two digits).
@@ -61,7 +67,7 @@ TRANSACTION_TYPES: Mapping[str, int] = {
 }
 
 
-class ConfigError(EmvWireError, ValueError):
+class ConfigError(TerminalError, ValueError):
     """A configuration is malformed; ``path`` says where (``combinations[2].ttq``)."""
 
     def __init__(self, path: str, message: str) -> None:
@@ -110,6 +116,12 @@ class TerminalConfig:
     def data(self, tag: int, default: bytes = b"") -> bytes:
         """A terminal data object (9F1A, 5F2A, ...), or ``default``."""
         return self.terminal_data.get(tag, default)
+
+    @property
+    def currency(self) -> bytes:
+        """The terminal's Transaction Currency Code (5F2A), or :data:`DEFAULT_CURRENCY`
+        (euro) when the configuration names none."""
+        return self.terminal_data.get(Tag.TRANSACTION_CURRENCY_CODE, DEFAULT_CURRENCY)
 
 
 # --- parsing -----------------------------------------------------------------------------

@@ -32,23 +32,17 @@ from typing import Final
 from emvwire import dol, tlv
 from emvwire.apdu import get_processing_options
 from emvwire.errors import DecodeError
+from emvwire.tags import Tag
 from terminal.kernel.outcome import CvmOutcome, Outcome, OutcomeParameters, UiRequest
 from terminal.kernel.recording import Activation
 from terminal.kernel.registry import KernelContext, KernelRegistry, check_kernel_id
 from terminal.kernel.transaction import Cvm, TransactionResult
 
 __all__ = [
-    "TAG_OUTCOME_PARAMETERS",
-    "TAG_UI_REQUEST",
     "TestKernel",
     "decode_outcome",
     "scripted_registry",
 ]
-
-#: Outcome Parameter Set (Book A Table 6.1).
-TAG_OUTCOME_PARAMETERS: Final = 0xDF8129
-#: User Interface Request Data (Book A Table 9.1).
-TAG_UI_REQUEST: Final = 0xDF8116
 
 _CVM: Final = {
     CvmOutcome.NO_CVM: Cvm.NO_CVM,
@@ -63,13 +57,13 @@ def decode_outcome(body: bytes) -> OutcomeParameters:
     """The scripted outcome of a card answer body: template 77 with DF8129 and the
     DF8116 objects its byte 5 announces (module docstring). ``ValueError`` (or
     :class:`~emvwire.errors.DecodeError`) when it is not that."""
-    top = tlv.decode_one(body, 0x77)
-    ops = next((c.value for c in top.children if c.tag == TAG_OUTCOME_PARAMETERS), None)
+    top = tlv.decode_one(body, Tag.RESPONSE_FORMAT_2)
+    ops = next((c.value for c in top.children if c.tag == Tag.OUTCOME_PARAMETER_SET), None)
     if ops is None:
         raise ValueError("no outcome parameter set (DF8129) in the answer")
     params = OutcomeParameters.decode(ops)
     on_outcome, on_restart = OutcomeParameters.ui_flags(ops)
-    ui = [c.value for c in top.children if c.tag == TAG_UI_REQUEST]
+    ui = [c.value for c in top.children if c.tag == Tag.UI_REQUEST_DATA]
     if len(ui) != on_outcome + on_restart:
         raise ValueError(
             f"DF8129 announces {on_outcome + on_restart} UI requests, the answer holds {len(ui)}"
@@ -118,11 +112,11 @@ class TestKernel:
     def _from_card(self, ctx: KernelContext) -> tuple[OutcomeParameters | None, str]:
         pdol = b""
         try:
-            top = tlv.decode_one(ctx.fci, 0x6F) if ctx.fci else None
+            top = tlv.decode_one(ctx.fci, Tag.FCI_TEMPLATE) if ctx.fci else None
         except DecodeError:
             top = None
         if top is not None:
-            found = tlv.find(top.children, 0x9F38)
+            found = tlv.find(top.children, Tag.PDOL)
             pdol = found.value if found is not None else b""
         try:
             data = dol.build(pdol, ctx.terminal_data()) if pdol else b""

@@ -5,6 +5,9 @@ parameters (:class:`OutcomeParameters`, the Outcome Parameter Set DF8129 of Book
 Table 6.1) and the message the cardholder sees (:class:`UiRequest`, the User Interface
 Request Data DF8116 of Book A Table 9.1/§9.4). The values are the ones of the spec so
 they can be put on the wire or compared with a kernel's DF8129 byte 1.
+
+A kernel's flow that reaches its outcome early raises :class:`FlowEndError`, which the
+kernel itself catches to build its result: it never leaves the kernel.
 """
 
 from __future__ import annotations
@@ -12,8 +15,11 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 
+from terminal.errors import TerminalError
+
 __all__ = [
     "CvmOutcome",
+    "FlowEndError",
     "OnlineResponse",
     "Outcome",
     "OutcomeParameters",
@@ -25,7 +31,7 @@ __all__ = [
 
 
 class Outcome(enum.IntEnum):
-    """Outcome Parameter Set byte 1, high nibble (Book A Table 6.1; emv.md)."""
+    """Outcome Parameter Set byte 1, high nibble (Book A Table 6.1)."""
 
     APPROVED = 0x1
     DECLINED = 0x2
@@ -294,3 +300,15 @@ class OutcomeParameters:
                                                                   0xFE)  # fmt: skip
         b8 = min(self.removal_timeout_ms // 100, 0xFF)
         return bytes((b1, b2, b3, b4, b5, b6, b7, b8))
+
+
+class FlowEndError(TerminalError):
+    """A kernel's flow ends here with ``outcome``, ``reason`` and, when the outcome's
+    default will not do, the ``message`` shown (Book A §9.4). Raised and caught inside
+    one kernel."""
+
+    def __init__(self, outcome: Outcome, reason: str, message: UiMessage | None = None) -> None:
+        super().__init__(reason)
+        self.outcome = outcome
+        self.reason = reason
+        self.message = message

@@ -22,14 +22,16 @@ from datetime import datetime
 from typing import Any
 
 from emvwire import dol, tlv
-from emvwire.apdu import ApduError, get_processing_options, parse_afl, read_record, select
+from emvwire.apdu import PPSE, ApduError, get_processing_options, parse_afl, read_record, select
 from emvwire.dictionary import name_of
 from emvwire.dump import render_value
 from emvwire.errors import DecodeError, EmvWireError
 from emvwire.mask import mask_pan
+from emvwire.qualifiers import TTQ
+from emvwire.tags import Tag
 from emvwire.track2 import track2_expiry, track2_pan
 from terminal.kernel.config import TerminalConfig
-from terminal.kernel.entry_point import PPSE_NAME, aid_matches, parse_ppse
+from terminal.kernel.entry_point import aid_matches, parse_ppse
 from terminal.kernel.transaction import Transaction
 from terminal.readers.base import Reader
 
@@ -102,9 +104,9 @@ class ApplicationReading:
     @property
     def pan(self) -> str:
         """The PAN digits (5A, else from 57); never printed: see :attr:`masked_pan`."""
-        if 0x5A in self.data:
-            return self.data[0x5A].hex().upper().rstrip("F")
-        return track2_pan(self.data.get(0x57, b""))
+        if Tag.PAN in self.data:
+            return self.data[Tag.PAN].hex().upper().rstrip("F")
+        return track2_pan(self.data.get(Tag.TRACK2_EQUIVALENT, b""))
 
     @property
     def masked_pan(self) -> str:
@@ -114,7 +116,9 @@ class ApplicationReading:
     @property
     def expiry(self) -> str:
         """The expiry date as ``YYYY-MM`` (5F24, else track 2), or ``""``."""
-        raw = self.data.get(0x5F24, b"")[:2] or track2_expiry(self.data.get(0x57, b""))
+        raw = self.data.get(Tag.EXPIRATION_DATE, b"")[:2] or track2_expiry(
+            self.data.get(Tag.TRACK2_EQUIVALENT, b"")
+        )
         text = raw.hex()
         return f"20{text[:2]}-{text[2:4]}" if len(text) == 4 and text.isdigit() else ""
 
@@ -186,12 +190,20 @@ def _terminal_data(
         if aid_matches(aid, combination.aid):
             data.update(combination.kernel_data)
             if combination.ttq is not None:
-                ttq = bytes((combination.ttq[0], combination.ttq[1] | 0x80)) + combination.ttq[2:]
+                ttq = (
+                    bytes(
+                        (
+                            combination.ttq[0],
+                            combination.ttq[1] | TTQ.ONLINE_CRYPTOGRAM_REQUIRED.mask,
+                        )
+                    )
+                    + combination.ttq[2:]
+                )
             break
-    data.update(Transaction(0, when=when).data(config.data(0x5F2A, b"\x09\x78")))
-    data[0x9F66] = ttq
-    data[0x95] = bytes(5)
-    data[0x9F37] = bytes(rng(4))
+    data.update(Transaction(0, when=when).data(config.currency))
+    data[Tag.TTQ] = ttq
+    data[Tag.TVR] = bytes(5)
+    data[Tag.UNPREDICTABLE_NUMBER] = bytes(rng(4))
     return data
 
 
@@ -204,7 +216,7 @@ def _read_application(
         return
     app._collect(app.fci)
     try:
-        pdol_data = dol.build(app.data.get(0x9F38, b""), data)
+        pdol_data = dol.build(app.data.get(Tag.PDOL, b""), data)
         command = get_processing_options(pdol_data).encode()
     except (EmvWireError, ApduError) as exc:
         app.problems.append(f"PDOL cannot be filled: {exc}")
@@ -216,12 +228,12 @@ def _read_application(
     afl = b""
     if app.gpo[:1] == b"\x80" and len(app.gpo) >= 2:  # format 1: AIP then AFL
         try:
-            afl = tlv.decode_one(app.gpo, 0x80).value[2:]
+            afl = tlv.decode_one(app.gpo, Tag.RESPONSE_FORMAT_1).value[2:]
         except DecodeError:
             app.problems.append("malformed format 1 GPO answer")
     else:
         app._collect(app.gpo)
-        afl = app.data.get(0x94, b"")
+        afl = app.data.get(Tag.AFL, b"")
     try:
         entries = parse_afl(afl)
     except DecodeError:
@@ -249,7 +261,7 @@ def read_card(
     after each SELECT (no GPO, no records: the card counts nothing)."""
     reading = CardReading()
     channel = _Channel(reader, reading)
-    reading.ppse, reading.ppse_sw = channel.send(select(PPSE_NAME).encode())
+    reading.ppse, reading.ppse_sw = channel.send(select(PPSE).encode())
     if reading.ppse_sw != 0x9000:
         reading.problems.append(f"SELECT PPSE answered {reading.ppse_sw:04X}")
         return reading

@@ -124,7 +124,7 @@ class Activation:
     @classmethod
     def from_context(cls, ctx: KernelContext, kernel: str) -> Activation:
         """The activation a :class:`KernelContext` describes."""
-        currency = ctx.config.data(0x5F2A, b"\x09\x78")
+        currency = ctx.config.currency
         return cls(
             kernel_id=bytes(ctx.kernel_id or ctx.combination.kernel_id),
             kernel=kernel,

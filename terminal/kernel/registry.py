@@ -44,6 +44,7 @@ from emvwire.apdu import CApdu, RApdu
 from emvwire.contract import FIELD_55_TAGS
 from emvwire.mask import scrub
 from emvwire.oda import CaKeyStore
+from emvwire.tags import Tag
 from terminal.kernel.config import Combination, TerminalConfig
 from terminal.kernel.outcome import Outcome, Start, Status, UiMessage, UiRequest
 from terminal.kernel.transaction import (
@@ -290,12 +291,12 @@ class KernelContext:
         (9F66), the UN (9F37), an all-zero TVR (95) and the selected AID (9F06)."""
         out = dict(self.config.terminal_data)
         out.update(self.combination.kernel_data)
-        out[0x95] = bytes(5)
-        out[0x9F06] = self.aid
-        out.update(self.transaction.data(self.config.data(0x5F2A, b"\x09\x78")))
+        out[Tag.TVR] = bytes(5)
+        out[Tag.TERMINAL_AID] = self.aid
+        out.update(self.transaction.data(self.config.currency))
         if self.ttq is not None:
-            out[0x9F66] = self.ttq
-        out[0x9F37] = self.unpredictable_number
+            out[Tag.TTQ] = self.ttq
+        out[Tag.UNPREDICTABLE_NUMBER] = self.unpredictable_number
         return out
 
     def note(self, text: str) -> None:
@@ -332,7 +333,7 @@ class KernelContext:
         self, message: UiMessage, status: Status = Status.NA, *, value: int | None = None
     ) -> None:
         """Record a user interface request shown during the kernel's flow (Book A §9)."""
-        currency = self.transaction.currency or self.config.data(0x5F2A)
+        currency = self.transaction.currency or self.config.data(Tag.TRANSACTION_CURRENCY_CODE)
         self.ui.append(UiRequest(message, status, value=value, currency=currency))
 
     def result(

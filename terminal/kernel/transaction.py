@@ -11,7 +11,7 @@ application used, and for the acquirer the **authorisation data**: one BER-TLV b
 the data objects ISO 8583 field 55 carries (:data:`emvwire.contract.FIELD_55_TAGS`). Track 2
 equivalent data (57) is kept apart because it is sensitive; the PAN is only ever held
 masked, and a card is identified by :func:`emvwire.cardref.card_reference`, a keyed hash that is not
-the PAN (the practice of open-loop transit, conventions.md).
+the PAN (the practice of open-loop transit).
 
 Every ``repr`` is masked: no PAN, track 2, cryptogram or field 55 content reaches a
 log through it.
@@ -26,10 +26,12 @@ from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any, Final
 
+from emvwire.apdu import AAC, ARQC, TC
 from emvwire.cardref import card_reference
 from emvwire.contract import FIELD_55_TAGS
 from emvwire.errors import DecodeError
 from emvwire.mask import mask_pan, mask_track2
+from emvwire.tags import Tag
 from emvwire.tlv import decode as tlv_decode
 from emvwire.tlv import encode_length, tag_bytes, tag_hex
 from terminal.kernel.config import TerminalConfig
@@ -44,6 +46,7 @@ from terminal.kernel.outcome import (
 )
 
 __all__ = [
+    "AC_NAMES",
     "CURRENCIES",
     "DEFAULT_UI",
     "TVR_BITS",
@@ -190,15 +193,17 @@ class Transaction:
     def data(self, terminal_currency: bytes) -> dict[int, bytes]:
         """The transaction data objects: 9F02, 9F03, 5F2A, 9C and, when dated, 9A, 9F21."""
         out = {
-            0x9F02: bcd(self.amount, 6),
-            0x9F03: bcd(self.other_amount, 6),
-            0x5F2A: self.currency if self.currency is not None else terminal_currency,
-            0x9C: bytes((self.type,)),
+            Tag.AMOUNT_AUTHORISED: bcd(self.amount, 6),
+            Tag.AMOUNT_OTHER: bcd(self.other_amount, 6),
+            Tag.TRANSACTION_CURRENCY_CODE: self.currency
+            if self.currency is not None
+            else terminal_currency,
+            Tag.TRANSACTION_TYPE: bytes((self.type,)),
         }
         if self.when is not None:
             w = self.when
-            out[0x9A] = bcd(w.year % 100 * 10000 + w.month * 100 + w.day, 3)
-            out[0x9F21] = bcd(w.hour * 10000 + w.minute * 100 + w.second, 3)
+            out[Tag.TRANSACTION_DATE] = bcd(w.year % 100 * 10000 + w.month * 100 + w.day, 3)
+            out[Tag.TRANSACTION_TIME] = bcd(w.hour * 10000 + w.minute * 100 + w.second, 3)
         return out
 
 
@@ -234,6 +239,10 @@ class OdaResult(enum.Enum):
     PASSED = "passed"
     FAILED = "failed"
 
+
+#: The cryptogram types by name (9F27 and GENERATE AC P1 bits 8-7; Book 3 §6.5.5.2
+#: Table 12, Table 14).
+AC_NAMES: Final[Mapping[int, str]] = {AAC: "AAC", TC: "TC", ARQC: "ARQC"}
 
 #: Terminal Verification Results bits (Book 3 Annex C5): name -> (byte index, mask).
 TVR_BITS: Final[Mapping[str, tuple[int, int]]] = {
@@ -350,7 +359,7 @@ class TransactionResult:
     @property
     def cryptogram(self) -> bytes:
         """The application cryptogram (9F26), or ``b""``."""
-        return self.data.get(0x9F26, b"")
+        return self.data.get(Tag.APPLICATION_CRYPTOGRAM, b"")
 
     def summary(self) -> dict[str, Any]:
         """A JSON-ready view, masked: what ``terminal pay --json`` prints."""
@@ -424,7 +433,7 @@ def build_result(
     """
     tvr = bytes(5) if tvr is None else bytes(tvr)
     values = dict(data or {})
-    values[0x95] = tvr if field55_tvr is None else bytes(field55_tvr)
+    values[Tag.TVR] = tvr if field55_tvr is None else bytes(field55_tvr)
     if message is None:
         message = DEFAULT_UI[outcome][0]
         if outcome is Outcome.APPROVED and cvm is Cvm.SIGNATURE:
@@ -432,7 +441,7 @@ def build_result(
         elif outcome is Outcome.ONLINE_REQUEST and cvm is Cvm.ONLINE_PIN:
             message = UiMessage.PLEASE_ENTER_YOUR_PIN
     status = DEFAULT_UI[outcome][1]
-    currency = transaction.currency or config.data(0x5F2A)
+    currency = transaction.currency or config.data(Tag.TRANSACTION_CURRENCY_CODE)
     shown: UiRequest | None = None
     restart: UiRequest | None = None
     if outcome is Outcome.TRY_AGAIN:
@@ -454,7 +463,7 @@ def build_result(
         reasons=reasons,
     )
     ui_list = list(ui) + [r for r in (shown, restart) if r is not None]
-    blob = authorisation_data(values, field55_tags) if 0x9F26 in values else b""
+    blob = authorisation_data(values, field55_tags) if Tag.APPLICATION_CRYPTOGRAM in values else b""
     return TransactionResult(
         outcome=outcome,
         parameters=parameters,
@@ -464,7 +473,7 @@ def build_result(
         aid=bytes(aid),
         label=label,
         authorisation_data=blob,
-        track2=values.get(0x57, b""),
+        track2=values.get(Tag.TRACK2_EQUIVALENT, b""),
         masked_pan=mask_pan(pan) if pan else "",
         token=token,
         card_reference=card_reference(config.card_reference_key, pan, psn) if pan else "",

@@ -12,7 +12,8 @@ path                        driver
 ==========================  ================================================
 
 :func:`list_readers` (and :func:`scan_readers`, which also says why a driver found
-nothing) lists what is attached, with the path to open each one.
+nothing) lists what is attached, with the path to open each one. :mod:`.trace` wraps
+any reader to show its exchanges, masked (the CLI's ``--trace``).
 """
 
 from __future__ import annotations

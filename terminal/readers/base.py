@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Final
 
+from terminal.errors import TerminalError
+
 __all__ = [
     "FAILURE",
     "GET_RESPONSE_LIMIT",
@@ -56,8 +58,8 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 
-class ReaderError(Exception):
-    """Base of every error of the reader layer."""
+class ReaderError(TerminalError):
+    """Base of every error of the reader layer (under the terminal's root)."""
 
 
 class NoCardError(ReaderError):

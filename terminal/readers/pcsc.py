@@ -19,8 +19,8 @@ Status words ``61xx`` and ``6Cxx`` are followed to a final answer
 - transient failures (``SCARD_E_NOT_TRANSACTED``, ``SCARD_F_COMM_ERROR``,
   ``SCARD_E_COMM_DATA_LOST``, ``SCARD_E_TIMEOUT``): the ACR122U gives these on USB
   time-outs, on APDUs of about 40 bytes and with stale state after a card is pulled
-  away (pyscard issue #70 "Failed to transmit with protocol T1. Transaction failed",
-  acsccid issue #28 "Card not transacted" after ``LIBUSB_ERROR_IO``). vpcd gives
+  away (pyscard's "Failed to transmit with protocol T1. Transaction failed", the
+  acsccid driver's "Card not transacted" after ``LIBUSB_ERROR_IO``). vpcd gives
   ``SCARD_E_NOT_TRANSACTED``, or success with an empty answer, for a card pulled
   before pcscd's next presence poll; an answer without status word counts as transient.
 

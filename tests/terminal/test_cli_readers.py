@@ -16,7 +16,7 @@ import terminal.cli
 from card.vpcd import VPCD_PORT, serve_tap
 from terminal.cli import cli
 from terminal.readers import ReaderScan, open_reader
-from terminal.trace import TraceEntry, TracingReader
+from terminal.readers.trace import TraceEntry, TracingReader
 from tests.support.cards import CARDS, TestCard, visa_card
 
 

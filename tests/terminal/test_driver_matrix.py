@@ -1,6 +1,6 @@
-"""Every fixture card through every reader driver to the outcome the issue asks for.
+"""Every fixture card through every reader driver to the outcome its profile expects.
 
-The four card profiles of the card issue (fixtures/cards: Visa and Mastercard, plastic
+The four card profiles (fixtures/cards: Visa and Mastercard, plastic
 and phone) are tapped through the three drivers of terminal.readers (EMV Book A §5 and
 Book B §3: one entry point whatever the reader):
 

@@ -13,7 +13,7 @@ from emvwire import apdu
 from emvwire.tlv import decode, find
 from terminal.readers import CardRemovedError, ReaderError
 from terminal.readers.emulated import EmulatedReader
-from terminal.trace import (
+from terminal.readers.trace import (
     ListSink,
     TraceEntry,
     TracingReader,

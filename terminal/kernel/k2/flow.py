@@ -63,12 +63,14 @@ from __future__ import annotations
 
 import hmac
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
 from typing import Final
 
 from emvwire import contract, dol, tlv
 from emvwire.apdu import (
+    AAC,
+    ARQC,
     CDA_REQUESTED,
+    TC,
     AflEntry,
     RApdu,
     exchange_relay_resistance_data,
@@ -85,11 +87,10 @@ from emvwire.oda import (
     recover_issuer_key,
     verify_cda,
 )
+from emvwire.qualifiers import AIP, is_set
+from emvwire.tags import Tag
 from emvwire.track2 import track2_pan
 from terminal.kernel.k2.rules import (
-    AC_AAC,
-    AC_ARQC,
-    AC_TC,
     KERNEL_CONFIG_BITS,
     RRP_NOT_PERFORMED,
     RRP_PERFORMED,
@@ -98,7 +99,6 @@ from terminal.kernel.k2.rules import (
     RelayVerdict,
     Tvr,
     action_analysis,
-    aip_has,
     brand_consistent,
     is_online_capable,
     judge_relay,
@@ -107,9 +107,10 @@ from terminal.kernel.k2.rules import (
     select_cvm,
     terminal_capabilities,
 )
-from terminal.kernel.outcome import Outcome, Status, UiMessage
+from terminal.kernel.outcome import FlowEndError, Outcome, Status, UiMessage
 from terminal.kernel.registry import KernelContext
 from terminal.kernel.transaction import (
+    AC_NAMES,
     Cvm,
     OdaResult,
     TransactionResult,
@@ -129,18 +130,24 @@ NAME: Final = "kernel 2 (Mastercard M/Chip)"
 #: :data:`emvwire.contract.FIELD_55_TAGS` less the Visa-only 9F66 and 9F6C,
 #: which mean other things in kernel 2 (Book C-2 Annex A).
 FIELD_55_TAGS: Final[tuple[int, ...]] = tuple(
-    t for t in contract.FIELD_55_TAGS if t not in (0x9F66, 0x9F6C)
+    t for t in contract.FIELD_55_TAGS if t not in (Tag.PUNATC_TRACK2, Tag.MAG_STRIPE_VERSION_CARD)
 )
 
 #: Data objects the card must give before GENERATE AC (Book C-2 §7.3; Book 3 §7.2).
 MANDATORY_CARD_DATA: Final[Mapping[int, str]] = {
-    0x5A: "PAN (5A)",
-    0x5F24: "application expiration date (5F24)",
-    0x8C: "CDOL1 (8C)",
+    Tag.PAN: "PAN (5A)",
+    Tag.EXPIRATION_DATE: "application expiration date (5F24)",
+    Tag.CDOL1: "CDOL1 (8C)",
 }
 #: What CDA needs from the records (Book 2 §6.1): CA key index, issuer certificate and
 #: exponent, ICC certificate and exponent.
-CDA_CARD_DATA: Final[tuple[int, ...]] = (0x8F, 0x90, 0x9F32, 0x9F46, 0x9F47)
+CDA_CARD_DATA: Final[tuple[int, ...]] = (
+    Tag.CA_PUBLIC_KEY_INDEX,
+    Tag.ISSUER_PUBLIC_KEY_CERTIFICATE,
+    Tag.ISSUER_PUBLIC_KEY_EXPONENT,
+    Tag.ICC_PUBLIC_KEY_CERTIFICATE,
+    Tag.ICC_PUBLIC_KEY_EXPONENT,
+)
 #: Status word of GPO asking for another application (Book C-2 §6.3, Book 3 §6.5.8.4).
 SW_SELECT_NEXT: Final = 0x6985
 #: Largest DOL data a short C-APDU can carry (GPO wraps PDOL data in 83 L).
@@ -150,22 +157,8 @@ _MAX_CDOL_DATA: Final = 255
 #: the phone (Book C-2 Annex A; the default Phone Message Table DF8131): byte 2 bits
 #: 4-1 and byte 3 bit 1.
 _PCII_SEE_PHONE: Final = (0x000F01).to_bytes(3, "big")
-
-
-class _EndError(Exception):
-    """Unwinds the flow to its outcome (never leaves this module)."""
-
-    def __init__(
-        self,
-        outcome: Outcome,
-        reason: str,
-        *,
-        message: UiMessage | None = None,
-    ) -> None:
-        super().__init__(reason)
-        self.outcome = outcome
-        self.reason = reason
-        self.message = message
+#: Terminal Capabilities (9F33) byte 3 bit 4: CDA (Book 4 Annex A2).
+_CAPABILITY_CDA: Final = 0x08
 
 
 def _sw(r: RApdu) -> str:
@@ -186,26 +179,54 @@ def _pan_digits(value: bytes) -> str:
     return text if text.isdigit() and 1 <= len(text) <= 19 else ""
 
 
-@dataclass(slots=True)
 class _Flow:
-    """One kernel 2 transaction: the data gathered so far and the decisions made."""
+    """One kernel 2 transaction over a :class:`KernelContext`: the data gathered so far
+    and the decisions made."""
 
-    ctx: KernelContext
-    db: dict[int, bytes]  # terminal-side data objects (and what the kernel computes)
-    fci: dict[int, bytes]  # data objects of the FCI (the entry point's SELECT)
-    card: dict[int, bytes]  # data objects the card gave in GPO, records, GENERATE AC
-    tvr: Tvr
-    kernel_config: int
-    un: bytes
-    aip: bytes = b""
-    pdol_data: bytes = b""
-    cdol1_data: bytes = b""
-    pan: str = ""
-    cda: bool = False
-    cvm: Cvm = Cvm.NOT_DETERMINED
-    receipt: bool = False
-    oda: OdaResult = OdaResult.NOT_PERFORMED
-    reasons: list[str] = field(default_factory=list)
+    __slots__ = (
+        "aip",
+        "card",
+        "cda",
+        "cdol1_data",
+        "ctx",
+        "cvm",
+        "db",
+        "fci",
+        "kernel_config",
+        "oda",
+        "pan",
+        "pdol_data",
+        "reasons",
+        "receipt",
+        "tvr",
+        "un",
+    )
+
+    def __init__(self, ctx: KernelContext) -> None:
+        self.ctx = ctx
+        #: Terminal-side data objects (and what the kernel computes).
+        self.db = db = ctx.terminal_data()
+        kernel_data = ctx.combination.kernel_data
+        config = kernel_data.get(Tag.KERNEL_CONFIGURATION, b"\x00")
+        db[Tag.TERMINAL_CAPABILITIES] = terminal_capabilities(
+            kernel_data, cvm_required=None, configured=db.get(Tag.TERMINAL_CAPABILITIES)
+        )
+        self.kernel_config = config[0] if config else 0
+        self.un = db[Tag.UNPREDICTABLE_NUMBER]
+        #: Data objects of the FCI (the entry point's SELECT).
+        self.fci: dict[int, bytes] = {}
+        #: Data objects the card gave in GPO, records, GENERATE AC.
+        self.card: dict[int, bytes] = {}
+        self.tvr = Tvr()
+        self.aip = b""
+        self.pdol_data = b""
+        self.cdol1_data = b""
+        self.pan = ""
+        self.cda = False
+        self.cvm = Cvm.NOT_DETERMINED
+        self.receipt = False
+        self.oda = OdaResult.NOT_PERFORMED
+        self.reasons: list[str] = []
 
     # --- sequencing ----------------------------------------------------------------
 
@@ -213,7 +234,7 @@ class _Flow:
         try:
             outcome, message = self._run()
             reason = ""
-        except _EndError as end:
+        except FlowEndError as end:
             outcome, message, reason = end.outcome, end.message, end.reason
         except (CommunicationError, NoCardError) as exc:
             outcome, message = Outcome.TRY_AGAIN, None
@@ -233,7 +254,7 @@ class _Flow:
         if reason:
             reasons.append(reason)
         self.ctx.note(f"kernel 2: {outcome.label}" + (f": {reason}" if reason else ""))
-        data = {**self.fci, **self.card, **self.db, 0x95: self.tvr.value}
+        data = {**self.fci, **self.card, **self.db, Tag.TVR: self.tvr.value}
         return self.ctx.result(
             outcome,
             kernel=NAME,
@@ -245,8 +266,8 @@ class _Flow:
             tvr=self.tvr.value,
             field55_tags=FIELD_55_TAGS,
             pan=self.pan,
-            psn=self.card.get(0x5F34),
-            token=0x9F19 in self.card,
+            psn=self.card.get(Tag.PAN_SEQUENCE_NUMBER),
+            token=Tag.TOKEN_REQUESTOR_ID in self.card,
             message=message,
             receipt=self.receipt,
         )
@@ -261,7 +282,7 @@ class _Flow:
         with ctx.step("gpo"):
             afl = self._gpo(pdol)
         self._check_mode_and_limit()
-        if aip_has(self.aip, "relay_resistance") and (
+        if is_set(self.aip, AIP.RELAY_RESISTANCE) and (
             self.kernel_config & KERNEL_CONFIG_BITS["relay_resistance"]
         ):
             with ctx.step("relay_resistance"):
@@ -285,10 +306,10 @@ class _Flow:
         try:
             objects = tlv.decode(self.ctx.fci)
         except DecodeError as exc:
-            raise _EndError(Outcome.SELECT_NEXT, f"FCI is malformed: {exc.message}") from None
+            raise FlowEndError(Outcome.SELECT_NEXT, f"FCI is malformed: {exc.message}") from None
         for obj in _primitives(objects):
             self.fci.setdefault(obj.tag, obj.value)
-        return self.fci.get(0x9F38, b"")
+        return self.fci.get(Tag.PDOL, b"")
 
     # --- 2. GET PROCESSING OPTIONS -------------------------------------------------
 
@@ -296,32 +317,32 @@ class _Flow:
         try:
             self.pdol_data = dol.build(pdol, self.db, kernel=2) if pdol else b""
         except EmvWireError as exc:
-            raise _EndError(Outcome.SELECT_NEXT, f"PDOL is malformed: {exc}") from None
+            raise FlowEndError(Outcome.SELECT_NEXT, f"PDOL is malformed: {exc}") from None
         if len(self.pdol_data) > _MAX_PDOL_DATA:
-            raise _EndError(Outcome.SELECT_NEXT, f"PDOL asks for {len(self.pdol_data)} bytes")
-        self.db[0xDF8111] = self.pdol_data
+            raise FlowEndError(Outcome.SELECT_NEXT, f"PDOL asks for {len(self.pdol_data)} bytes")
+        self.db[Tag.PDOL_RELATED_DATA] = self.pdol_data
         r = self.ctx.exchange(get_processing_options(self.pdol_data))
         if r.sw == SW_SELECT_NEXT:
-            raise _EndError(Outcome.SELECT_NEXT, "GPO: conditions of use not satisfied (6985)")
+            raise FlowEndError(Outcome.SELECT_NEXT, "GPO: conditions of use not satisfied (6985)")
         if not r.ok:
-            raise _EndError(Outcome.END_APPLICATION, f"GPO answered {_sw(r)}")
+            raise FlowEndError(Outcome.END_APPLICATION, f"GPO answered {_sw(r)}")
         if r.data[:1] == b"\x80":
-            value = self._template(r.data, 0x80, "GPO").value
+            value = self._template(r.data, Tag.RESPONSE_FORMAT_1, "GPO").value
             if len(value) < 2 or (len(value) - 2) % 4:
-                raise _EndError(Outcome.END_APPLICATION, "GPO format 1 answer is not AIP || AFL")
-            self._store({0x82: value[:2], 0x94: value[2:]}, "GPO")
+                raise FlowEndError(Outcome.END_APPLICATION, "GPO format 1 answer is not AIP || AFL")
+            self._store({Tag.AIP: value[:2], Tag.AFL: value[2:]}, "GPO")
         else:
-            template = self._template(r.data, 0x77, "GPO")
+            template = self._template(r.data, Tag.RESPONSE_FORMAT_2, "GPO")
             self._store_objects(template.children, "GPO")
-        if 0x82 not in self.card or 0x94 not in self.card:
-            raise _EndError(Outcome.END_APPLICATION, "GPO answer lacks the AIP (82) or AFL (94)")
-        self.aip = self.card[0x82]
+        if Tag.AIP not in self.card or Tag.AFL not in self.card:
+            raise FlowEndError(Outcome.END_APPLICATION, "GPO answer lacks the AIP (82) or AFL (94)")
+        self.aip = self.card[Tag.AIP]
         if len(self.aip) != 2:
-            raise _EndError(Outcome.END_APPLICATION, "the AIP (82) is not 2 bytes")
+            raise FlowEndError(Outcome.END_APPLICATION, "the AIP (82) is not 2 bytes")
         try:
-            return parse_afl(self.card[0x94])
+            return parse_afl(self.card[Tag.AFL])
         except DecodeError as exc:
-            raise _EndError(
+            raise FlowEndError(
                 Outcome.END_APPLICATION, f"AFL (94) is malformed: {exc.message}"
             ) from None
 
@@ -330,7 +351,7 @@ class _Flow:
         try:
             return tlv.decode_one(data, tag)
         except DecodeError as exc:
-            raise _EndError(
+            raise FlowEndError(
                 Outcome.END_APPLICATION, f"{what} answer is malformed: {exc.message}"
             ) from None
 
@@ -345,7 +366,7 @@ class _Flow:
         pairs = list(values.items()) + [(o.tag, o.value) for o in _primitives(objects)]
         for tag, value in pairs:
             if tag in self.card:
-                raise _EndError(
+                raise FlowEndError(
                     Outcome.END_APPLICATION,
                     f"{what}: the card gave data object {tlv.tag_hex(tag)} twice",
                 )
@@ -354,20 +375,24 @@ class _Flow:
     # --- 3. EMV mode and transaction limit -----------------------------------------
 
     def _check_mode_and_limit(self) -> None:
-        if not aip_has(self.aip, "emv_mode") or (
+        if not is_set(self.aip, AIP.EMV_MODE) or (
             self.kernel_config & KERNEL_CONFIG_BITS["emv_mode_not_supported"]
         ):
-            raise _EndError(
+            raise FlowEndError(
                 Outcome.TRY_ANOTHER_INTERFACE,
                 "the card offers no EMV mode; mag-stripe mode is never used",
             )
-        odcvm = aip_has(self.aip, "on_device_cvm") and bool(
+        odcvm = is_set(self.aip, AIP.ON_DEVICE_CVM) and bool(
             self.kernel_config & KERNEL_CONFIG_BITS["on_device_cvm"]
         )
-        limit_tag = 0xDF8125 if odcvm else 0xDF8124
+        limit_tag = (
+            Tag.READER_CONTACTLESS_TRANSACTION_LIMIT_ON_DEVICE_CVM
+            if odcvm
+            else Tag.READER_CONTACTLESS_TRANSACTION_LIMIT_NO_ON_DEVICE_CVM
+        )
         limit = _amount(self.db.get(limit_tag))
         if limit is not None and self.ctx.transaction.amount > limit:
-            raise _EndError(
+            raise FlowEndError(
                 Outcome.TRY_ANOTHER_INTERFACE,
                 f"amount above the reader contactless transaction limit ({limit_tag:X})",
             )
@@ -384,11 +409,13 @@ class _Flow:
             r = ctx.exchange(exchange_relay_resistance_data(entropy))
             elapsed_us = max(0, round((ctx.card_seconds - before) * 1_000_000))
             if not r.ok:
-                raise _EndError(Outcome.END_APPLICATION, f"EXCHANGE RELAY RESISTANCE DATA {_sw(r)}")
+                raise FlowEndError(
+                    Outcome.END_APPLICATION, f"EXCHANGE RELAY RESISTANCE DATA {_sw(r)}"
+                )
             try:
                 card = parse_relay_response(r.data)
             except DecodeError as exc:
-                raise _EndError(
+                raise FlowEndError(
                     Outcome.END_APPLICATION, f"relay resistance: {exc.message}"
                 ) from None
             judged = judge_relay(elapsed_us, card, limits, retries)
@@ -397,7 +424,7 @@ class _Flow:
                 f" x 100 us (card {card.min_time}-{card.max_time}): {judged.verdict.value}"
             )
             if judged.verdict is RelayVerdict.ABORT:
-                raise _EndError(
+                raise FlowEndError(
                     Outcome.END_APPLICATION,
                     f"relay resistance: the card answered in {judged.measured * 100} us, "
                     f"below its minimum processing time ({card.min_time * 100} us)",
@@ -408,11 +435,13 @@ class _Flow:
                 continue
             break
         self.un = entropy
-        self.db[0x9F37] = entropy
-        self.db[0xDF8301] = entropy
+        self.db[Tag.UNPREDICTABLE_NUMBER] = entropy
+        self.db[Tag.TERMINAL_RELAY_RESISTANCE_ENTROPY] = entropy
         self.db.update(card.data_objects())
-        self.db[0xDF8306] = min(judged.measured, 0xFFFF).to_bytes(2, "big")
-        self.db[0xDF8307] = bytes((retries,))
+        self.db[Tag.MEASURED_RELAY_RESISTANCE_PROCESSING_TIME] = min(
+            judged.measured, 0xFFFF
+        ).to_bytes(2, "big")
+        self.db[Tag.RRP_COUNTER] = bytes((retries,))
         for name in judged.tvr:
             self.tvr.set(name)
             self._why(name.replace("_", " "))
@@ -433,11 +462,11 @@ class _Flow:
                 r = self.ctx.exchange(read_record(entry.sfi, number))
                 where = f"record {number} of SFI {entry.sfi}"
                 if not r.ok:
-                    raise _EndError(
+                    raise FlowEndError(
                         Outcome.END_APPLICATION, f"READ RECORD {where} answered {_sw(r)}"
                     )
                 if entry.sfi <= 10:
-                    template = self._template(r.data, 0x70, f"READ RECORD {where}")
+                    template = self._template(r.data, Tag.RECORD_TEMPLATE, f"READ RECORD {where}")
                     self._store_objects(template.children, where)
                 if number < entry.first + entry.oda_count:
                     oda.append((entry.sfi, r.data))
@@ -448,26 +477,28 @@ class _Flow:
     def _check_card_data(self) -> None:
         missing = [name for tag, name in MANDATORY_CARD_DATA.items() if not self.card.get(tag)]
         if missing:
-            raise _EndError(Outcome.END_APPLICATION, "card data missing: " + ", ".join(missing))
-        pan = _pan_digits(self.card[0x5A])
+            raise FlowEndError(Outcome.END_APPLICATION, "card data missing: " + ", ".join(missing))
+        pan = _pan_digits(self.card[Tag.PAN])
         if not pan:
-            raise _EndError(Outcome.END_APPLICATION, "the PAN (5A) is not 1-19 digits")
+            raise FlowEndError(Outcome.END_APPLICATION, "the PAN (5A) is not 1-19 digits")
         self.pan = pan
         if not brand_consistent(self.ctx.aid[:5], pan):
-            raise _EndError(
+            raise FlowEndError(
                 Outcome.DECLINED,
                 f"card brand mixup: the PAN is outside the IIN ranges of AID "
                 f"{self.ctx.aid.hex().upper()}",
             )
-        track2 = self.card.get(0x57)
+        track2 = self.card.get(Tag.TRACK2_EQUIVALENT)
         if track2 is not None and not hmac.compare_digest(track2_pan(track2), pan):
-            raise _EndError(Outcome.DECLINED, "inconsistent card data: track 2 PAN differs from 5A")
+            raise FlowEndError(
+                Outcome.DECLINED, "inconsistent card data: track 2 PAN differs from 5A"
+            )
 
     # --- 7. ODA choice ---------------------------------------------------------------
 
     def _choose_oda(self) -> None:
-        caps = self.db[0x9F33]
-        if not (aip_has(self.aip, "cda") and len(caps) == 3 and caps[2] & 0x08):
+        caps = self.db[Tag.TERMINAL_CAPABILITIES]
+        if not (is_set(self.aip, AIP.CDA) and len(caps) == 3 and caps[2] & _CAPABILITY_CDA):
             self.tvr.set("oda_not_performed")
             self._why("no CDA: offline data authentication not performed")
             return
@@ -477,13 +508,13 @@ class _Flow:
             self.tvr.set("icc_data_missing")
             self._cda_failed("certificate data missing: " + ", ".join(map(tlv.tag_hex, missing)))
             return
-        index = self.card[0x8F][0]
+        index = self.card[Tag.CA_PUBLIC_KEY_INDEX][0]
         key = self.ctx.ca_keys.find(self.ctx.aid[:5], index)
         if key is None:
             self._cda_failed(f"no CA public key {self.ctx.aid[:5].hex().upper()}/{index:02X}")
         elif key.expired(self.ctx.when.date()):
             self._cda_failed(f"CA public key {key.label} has expired")
-        sda_tags = self.card.get(0x9F4A)
+        sda_tags = self.card.get(Tag.SDA_TAG_LIST)
         if sda_tags and sda_tags != b"\x82":
             self._cda_failed("SDA tag list (9F4A) names tags other than 82")
 
@@ -498,13 +529,13 @@ class _Flow:
     def _restrictions_cvm_and_risk(self) -> None:
         ctx = self.ctx
         txn = ctx.transaction
-        terminal_type = self.db.get(0x9F35, b"")
+        terminal_type = self.db.get(Tag.TERMINAL_TYPE, b"")
         for name in processing_restrictions(
             self.card,
-            terminal_version=self.db.get(0x9F09),
-            terminal_country=self.db.get(0x9F1A),
+            terminal_version=self.db.get(Tag.TERMINAL_APPLICATION_VERSION),
+            terminal_country=self.db.get(Tag.TERMINAL_COUNTRY_CODE),
             terminal_type=terminal_type,
-            additional_capabilities=self.db.get(0x9F40),
+            additional_capabilities=self.db.get(Tag.ADDITIONAL_TERMINAL_CAPABILITIES),
             transaction_type=txn.type,
             other_amount=txn.other_amount,
             today=ctx.when.date(),
@@ -513,29 +544,31 @@ class _Flow:
             self._why(name.replace("_", " "))
         cvm_required = _cvm_required(ctx, self.db)
         caps = terminal_capabilities(
-            ctx.combination.kernel_data, cvm_required=cvm_required, configured=self.db[0x9F33]
+            ctx.combination.kernel_data,
+            cvm_required=cvm_required,
+            configured=self.db[Tag.TERMINAL_CAPABILITIES],
         )
-        self.db[0x9F33] = caps
+        self.db[Tag.TERMINAL_CAPABILITIES] = caps
         selection: CvmSelection = select_cvm(
             aip=self.aip,
             kernel_config=self.kernel_config,
-            cvm_list=self.card.get(0x8E),
+            cvm_list=self.card.get(Tag.CVM_LIST),
             cvm_required=cvm_required,
             capability=caps[1] if len(caps) == 3 else 0,
             amount=txn.amount,
             other_amount=txn.other_amount,
             transaction_type=txn.type,
-            transaction_currency=self.db.get(0x5F2A, b""),
-            application_currency=self.card.get(0x9F42),
+            transaction_currency=self.db.get(Tag.TRANSACTION_CURRENCY_CODE, b""),
+            application_currency=self.card.get(Tag.APPLICATION_CURRENCY_CODE),
             terminal_type=terminal_type,
         )
         self.cvm = selection.cvm
         self.receipt = selection.receipt
-        self.db[0x9F34] = selection.results
+        self.db[Tag.CVM_RESULTS] = selection.results
         for name in selection.tvr:
             self.tvr.set(name)
         ctx.note(f"kernel 2: CVM {selection.cvm.value} ({selection.reason})")
-        floor = _amount(self.db.get(0xDF8123))
+        floor = _amount(self.db.get(Tag.READER_CONTACTLESS_FLOOR_LIMIT))
         over_floor = ctx.indicators.floor_limit_exceeded or (
             floor is not None and txn.amount > floor
         )
@@ -545,78 +578,88 @@ class _Flow:
     def _action_analysis(self) -> int:
         decision = action_analysis(
             self.tvr.value,
-            tac_denial=self.db.get(0xDF8121),
-            tac_online=self.db.get(0xDF8122),
-            tac_default=self.db.get(0xDF8120),
-            iac_denial=self.card.get(0x9F0E),
-            iac_online=self.card.get(0x9F0F),
-            iac_default=self.card.get(0x9F0D),
-            terminal_type=self.db.get(0x9F35, b""),
+            tac_denial=self.db.get(Tag.TAC_DENIAL),
+            tac_online=self.db.get(Tag.TAC_ONLINE),
+            tac_default=self.db.get(Tag.TAC_DEFAULT),
+            iac_denial=self.card.get(Tag.IAC_DENIAL),
+            iac_online=self.card.get(Tag.IAC_ONLINE),
+            iac_default=self.card.get(Tag.IAC_DEFAULT),
+            terminal_type=self.db.get(Tag.TERMINAL_TYPE, b""),
             transaction_type=self.ctx.transaction.type,
         )
         ac_type, reason = decision.ac_type, decision.reason
-        if ac_type == AC_TC and self.tvr.has("cda_failed"):
+        if ac_type == TC and self.tvr.has("cda_failed"):
             # tapstack policy: a card whose CDA already failed is never approved offline,
             # whatever the action codes say; it goes online, or is declined offline-only.
-            online = is_online_capable(self.db.get(0x9F35, b""))
-            ac_type = AC_ARQC if online else AC_AAC
+            online = is_online_capable(self.db.get(Tag.TERMINAL_TYPE, b""))
+            ac_type = ARQC if online else AAC
             reason = "CDA failed before GENERATE AC: no offline approval"
-        self._why(f"asked for {_AC_NAMES[ac_type]}: {reason}")
+        self._why(f"asked for {AC_NAMES[ac_type]}: {reason}")
         return ac_type
 
     # --- 9. GENERATE AC -------------------------------------------------------------
 
     def _generate_ac(self, ac_type: int) -> tuple[int, bytes]:
-        self.db[0x95] = self.tvr.value
-        self.db[0x9F37] = self.un
+        self.db[Tag.TVR] = self.tvr.value
+        self.db[Tag.UNPREDICTABLE_NUMBER] = self.un
         try:
-            self.cdol1_data = dol.build(self.card[0x8C], self.db, kernel=2)
+            self.cdol1_data = dol.build(self.card[Tag.CDOL1], self.db, kernel=2)
         except EmvWireError as exc:
-            raise _EndError(Outcome.END_APPLICATION, f"CDOL1 (8C) is malformed: {exc}") from None
+            raise FlowEndError(Outcome.END_APPLICATION, f"CDOL1 (8C) is malformed: {exc}") from None
         if len(self.cdol1_data) > _MAX_CDOL_DATA:
-            raise _EndError(Outcome.END_APPLICATION, f"CDOL1 asks for {len(self.cdol1_data)} bytes")
-        self.db[0xDF8107] = self.cdol1_data
-        signed = self.cda and ac_type != AC_AAC and not self.tvr.has("cda_failed")
+            raise FlowEndError(
+                Outcome.END_APPLICATION, f"CDOL1 asks for {len(self.cdol1_data)} bytes"
+            )
+        self.db[Tag.CDOL1_RELATED_DATA] = self.cdol1_data
+        signed = self.cda and ac_type != AAC and not self.tvr.has("cda_failed")
         rcp = ac_type | (CDA_REQUESTED if signed else 0)
-        self.db[0xDF8114] = bytes((rcp,))
+        self.db[Tag.REFERENCE_CONTROL_PARAMETER] = bytes((rcp,))
         r = self.ctx.exchange(generate_ac(rcp, self.cdol1_data))
         if not r.ok:
-            raise _EndError(Outcome.END_APPLICATION, f"GENERATE AC answered {_sw(r)}")
+            raise FlowEndError(Outcome.END_APPLICATION, f"GENERATE AC answered {_sw(r)}")
         answer: dict[int, bytes] = {}
         if r.data[:1] == b"\x80":
-            value = self._template(r.data, 0x80, "GENERATE AC").value
+            value = self._template(r.data, Tag.RESPONSE_FORMAT_1, "GENERATE AC").value
             if len(value) < 11:
-                raise _EndError(Outcome.END_APPLICATION, "GENERATE AC format 1 answer is too short")
-            answer = {0x9F27: value[:1], 0x9F36: value[1:3], 0x9F26: value[3:11]}
+                raise FlowEndError(
+                    Outcome.END_APPLICATION, "GENERATE AC format 1 answer is too short"
+                )
+            answer = {
+                Tag.CID: value[:1],
+                Tag.ATC: value[1:3],
+                Tag.APPLICATION_CRYPTOGRAM: value[3:11],
+            }
             if len(value) > 11:
-                answer[0x9F10] = value[11:]
+                answer[Tag.IAD] = value[11:]
         else:
-            template = self._template(r.data, 0x77, "GENERATE AC")
+            template = self._template(r.data, Tag.RESPONSE_FORMAT_2, "GENERATE AC")
             for obj in _primitives(template.children):
                 if obj.tag in answer:
-                    raise _EndError(
+                    raise FlowEndError(
                         Outcome.END_APPLICATION,
                         f"GENERATE AC: data object {tlv.tag_hex(obj.tag)} given twice",
                     )
                 answer[obj.tag] = obj.value
-        cid = answer.get(0x9F27, b"")
-        if len(cid) != 1 or len(answer.get(0x9F36, b"")) != 2:
-            raise _EndError(Outcome.END_APPLICATION, "GENERATE AC answer lacks the CID or ATC")
+        cid = answer.get(Tag.CID, b"")
+        if len(cid) != 1 or len(answer.get(Tag.ATC, b"")) != 2:
+            raise FlowEndError(Outcome.END_APPLICATION, "GENERATE AC answer lacks the CID or ATC")
         card_type = cid[0] & 0xC0
         if card_type == 0xC0:
-            raise _EndError(Outcome.END_APPLICATION, "GENERATE AC: CID names an RFU AC type")
+            raise FlowEndError(Outcome.END_APPLICATION, "GENERATE AC: CID names an RFU AC type")
         if _AC_RANK[card_type] > _AC_RANK[ac_type]:
-            raise _EndError(
+            raise FlowEndError(
                 Outcome.END_APPLICATION,
-                f"GENERATE AC: the card answered {_AC_NAMES[card_type]} to a request "
-                f"for {_AC_NAMES[ac_type]}",
+                f"GENERATE AC: the card answered {AC_NAMES[card_type]} to a request "
+                f"for {AC_NAMES[ac_type]}",
             )
-        if 0x9F26 not in answer and not (signed and card_type != AC_AAC and 0x9F4B in answer):
-            raise _EndError(
+        if Tag.APPLICATION_CRYPTOGRAM not in answer and not (
+            signed and card_type != AAC and Tag.SDAD in answer
+        ):
+            raise FlowEndError(
                 Outcome.END_APPLICATION, "GENERATE AC answer lacks the cryptogram (9F26)"
             )
         for tag, value in answer.items():
-            if tag != 0x9F4B:
+            if tag != Tag.SDAD:
                 self.card[tag] = value
         return card_type, (r.data if signed else b"")
 
@@ -625,11 +668,11 @@ class _Flow:
     def _finish(
         self, card_type: int, response: bytes, oda_records: list[tuple[int, bytes]]
     ) -> tuple[Outcome, UiMessage | None]:
-        if card_type == AC_AAC:
-            self._why(f"the card declined ({_AC_NAMES[AC_AAC]})")
-            pcii = self.card.get(0xDF4B, b"")
+        if card_type == AAC:
+            self._why(f"the card declined ({AC_NAMES[AAC]})")
+            pcii = self.card.get(Tag.POS_CARDHOLDER_INTERACTION_INFORMATION, b"")
             if len(pcii) == 3 and any(a & b for a, b in zip(pcii, _PCII_SEE_PHONE, strict=True)):
-                raise _EndError(
+                raise FlowEndError(
                     Outcome.END_APPLICATION,
                     "the phone asks for on-device verification: see phone, then tap again",
                     message=UiMessage.SEE_PHONE,
@@ -640,7 +683,7 @@ class _Flow:
                 self._verify_cda(response, oda_records)
             if self.oda is OdaResult.FAILED:
                 return Outcome.DECLINED, None
-        if card_type == AC_TC:
+        if card_type == TC:
             return Outcome.APPROVED, None
         return Outcome.ONLINE_REQUEST, None
 
@@ -648,13 +691,26 @@ class _Flow:
         ctx, card = self.ctx, self.card
         today = ctx.when.date()
         try:
-            ca = ctx.ca_keys.get(ctx.aid[:5], card[0x8F][0], today=today)
+            ca = ctx.ca_keys.get(ctx.aid[:5], card[Tag.CA_PUBLIC_KEY_INDEX][0], today=today)
             issuer = recover_issuer_key(
-                ca, card[0x90], card.get(0x92), card[0x9F32], card[0x5A], today
+                ca,
+                card[Tag.ISSUER_PUBLIC_KEY_CERTIFICATE],
+                card.get(Tag.ISSUER_PUBLIC_KEY_REMAINDER),
+                card[Tag.ISSUER_PUBLIC_KEY_EXPONENT],
+                card[Tag.PAN],
+                today,
             )
-            static = build_static_data(oda_records, aip=self.aip, sda_tag_list=card.get(0x9F4A))
+            static = build_static_data(
+                oda_records, aip=self.aip, sda_tag_list=card.get(Tag.SDA_TAG_LIST)
+            )
             icc = recover_icc_key(
-                issuer, card[0x9F46], card.get(0x9F48), card[0x9F47], card[0x5A], static, today
+                issuer,
+                card[Tag.ICC_PUBLIC_KEY_CERTIFICATE],
+                card.get(Tag.ICC_PUBLIC_KEY_REMAINDER),
+                card[Tag.ICC_PUBLIC_KEY_EXPONENT],
+                card[Tag.PAN],
+                static,
+                today,
             )
             result = verify_cda(
                 icc,
@@ -669,15 +725,14 @@ class _Flow:
             what = scrub(str(exc)) if isinstance(exc, EmvWireError) else "certificate data missing"
             self._why(f"CDA failed: {what}")
             return
-        card[0x9F26] = result.cryptogram
-        card[0x9F4C] = result.icc_dynamic_number
+        card[Tag.APPLICATION_CRYPTOGRAM] = result.cryptogram
+        card[Tag.ICC_DYNAMIC_NUMBER] = result.icc_dynamic_number
         self.oda = OdaResult.PASSED
 
 
-_AC_NAMES: Final = {AC_AAC: "AAC", AC_TC: "TC", AC_ARQC: "ARQC"}
 #: AC types ordered by how much they commit the issuer (Book 3 §6.5.5.4: the card may
 #: answer the type asked or a lower one; AAC < ARQC < TC).
-_AC_RANK: Final = {AC_AAC: 0, AC_ARQC: 1, AC_TC: 2}
+_AC_RANK: Final = {AAC: 0, ARQC: 1, TC: 2}
 
 
 def _cvm_required(ctx: KernelContext, db: Mapping[int, bytes]) -> bool:
@@ -685,7 +740,7 @@ def _cvm_required(ctx: KernelContext, db: Mapping[int, bytes]) -> bool:
     the Reader CVM Required Limit ``DF8126`` of the kernel data (amount above it)."""
     if ctx.indicators.cvm_required_limit_exceeded:
         return True
-    limit = _amount(db.get(0xDF8126))
+    limit = _amount(db.get(Tag.READER_CVM_REQUIRED_LIMIT))
     return limit is not None and ctx.transaction.amount > limit
 
 
@@ -700,37 +755,15 @@ def _amount(value: bytes | None) -> int | None:
 class Kernel2:
     """Mastercard kernel 2, EMV mode (module docstring). Stateless between taps."""
 
-    @property
-    def kernel_id(self) -> bytes:
-        """Kernel id 02 (Book B §3.3.2.5)."""
-        return b"\x02"
-
-    @property
-    def name(self) -> str:
-        """``kernel 2 (Mastercard M/Chip)``."""
-        return NAME
-
-    def __repr__(self) -> str:
-        return "Kernel2()"
+    kernel_id: Final = b"\x02"
+    name: Final = NAME
 
     def activate(self, ctx: KernelContext) -> TransactionResult:
         """Run one transaction from the selected application to its outcome."""
-        db = ctx.terminal_data()
-        kernel_data = ctx.combination.kernel_data
-        config = kernel_data.get(0xDF811B, b"\x00")
-        db[0x9F33] = terminal_capabilities(
-            kernel_data, cvm_required=None, configured=db.get(0x9F33)
-        )
-        flow = _Flow(
-            ctx=ctx,
-            db=db,
-            fci={},
-            card={},
-            tvr=Tvr(),
-            kernel_config=config[0] if config else 0,
-            un=db[0x9F37],
-        )
-        return flow.run()
+        return _Flow(ctx).run()
+
+    def __repr__(self) -> str:
+        return "Kernel2()"
 
 
 #: The instance the registry loads (:data:`terminal.kernel.registry.BUILTIN_KERNEL_MODULES`).

@@ -4,9 +4,9 @@ Everything here is bytes and numbers in, a decision out, with no card and no clo
 so each rule is tested on its own and :mod:`terminal.kernel.k2.flow` only sequences
 them:
 
-- the bits of the AIP (Book 3 Annex C1 with the Book C-2 additions), the Kernel
-  Configuration ``DF811B`` and the Terminal Verification Results (Book 3 Annex C5;
-  byte 5 after Book C-2), kept in a :class:`Tvr`;
+- the bits of the Kernel Configuration ``DF811B`` and of the Terminal Verification
+  Results (Book 3 Annex C5; byte 5 after Book C-2), kept in a :class:`Tvr` (the AIP's
+  are :class:`emvwire.qualifiers.AIP`);
 - Terminal Capabilities ``9F33`` as kernel 2 builds them (Book C-2 §6.3: byte 1 the
   Card Data Input Capability ``DF8117``, byte 2 the CVM Capability ``DF8118`` or
   ``DF8119``, byte 3 the Security Capability ``DF811F``);
@@ -31,14 +31,13 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Final
 
+from emvwire.apdu import AAC, ARQC, TC
 from emvwire.errors import DecodeError
+from emvwire.qualifiers import AIP, is_set
+from emvwire.tags import Tag
 from terminal.kernel.transaction import Cvm
 
 __all__ = [
-    "AC_AAC",
-    "AC_ARQC",
-    "AC_TC",
-    "AIP_BITS",
     "BRAND_IIN_RANGES",
     "CVM_CODES",
     "KERNEL_CONFIG_BITS",
@@ -54,7 +53,6 @@ __all__ = [
     "RelayVerdict",
     "Tvr",
     "action_analysis",
-    "aip_has",
     "brand_consistent",
     "is_online_capable",
     "is_online_only",
@@ -67,20 +65,6 @@ __all__ = [
 ]
 
 # --- bits as data --------------------------------------------------------------------
-
-#: Application Interchange Profile bits (Book 3 Annex C1; Book C-2 Annex A, tag 82):
-#: name -> (byte index, mask).
-AIP_BITS: Final[Mapping[str, tuple[int, int]]] = {
-    "sda": (0, 0x40),
-    "dda": (0, 0x20),
-    "cardholder_verification": (0, 0x10),
-    "terminal_risk_management": (0, 0x08),
-    "issuer_authentication": (0, 0x04),
-    "on_device_cvm": (0, 0x02),  # Book C-2: on device cardholder verification supported
-    "cda": (0, 0x01),
-    "emv_mode": (1, 0x80),  # Book C-2: EMV mode is supported
-    "relay_resistance": (1, 0x01),  # Book C-2: relay resistance protocol is supported
-}
 
 #: Kernel Configuration ``DF811B`` byte 1 (Book C-2 Annex A): name -> mask.
 KERNEL_CONFIG_BITS: Final[Mapping[str, int]] = {
@@ -129,11 +113,6 @@ RRP_NOT_SUPPORTED: Final = 0b00
 RRP_NOT_PERFORMED: Final = 0b01
 RRP_PERFORMED: Final = 0b10
 
-#: GENERATE AC types (Book 3 §6.5.5.2 Table 12, bits 8-7 of P1 and of the CID).
-AC_AAC: Final = 0x00
-AC_TC: Final = 0x40
-AC_ARQC: Final = 0x80
-
 #: CVM codes (Book 3 Annex C3 Table 39, bits 6-1 of a CV Rule's first byte) -> the
 #: CVM Capability bits (Terminal Capabilities byte 2, Book 3 Annex A2) it needs.
 #: Offline PIN codes (01, 03, 04, 05) are recognised but a contactless kernel 2 has no
@@ -166,12 +145,6 @@ BRAND_IIN_RANGES: Final[Mapping[bytes, tuple[tuple[int, int], ...]]] = {
     ),
     bytes.fromhex("A000000003"): ((400000, 499999),),
 }
-
-
-def aip_has(aip: bytes, name: str) -> bool:
-    """Whether the AIP has the bit ``name`` of :data:`AIP_BITS` set."""
-    index, mask = AIP_BITS[name]
-    return len(aip) > index and bool(aip[index] & mask)
 
 
 class Tvr:
@@ -234,13 +207,19 @@ def terminal_capabilities(
     """
     cvm_cap = b""
     if cvm_required is not None:
-        cvm_cap = kernel_data.get(0xDF8118 if cvm_required else 0xDF8119, b"")[:1]
-    if 0xDF8117 in kernel_data and 0xDF811F in kernel_data:
-        first = kernel_data[0xDF8117][:1] or b"\x00"
-        third = kernel_data[0xDF811F][:1] or b"\x00"
+        cvm_cap = kernel_data.get(
+            Tag.CVM_CAPABILITY_CVM_REQUIRED if cvm_required else Tag.CVM_CAPABILITY_NO_CVM_REQUIRED,
+            b"",
+        )[:1]
+    if Tag.CARD_DATA_INPUT_CAPABILITY in kernel_data and Tag.SECURITY_CAPABILITY in kernel_data:
+        first = kernel_data[Tag.CARD_DATA_INPUT_CAPABILITY][:1] or b"\x00"
+        third = kernel_data[Tag.SECURITY_CAPABILITY][:1] or b"\x00"
         return first + (cvm_cap or b"\x00") + third
     base = bytearray(configured if configured and len(configured) == 3 else bytes(3))
-    if cvm_required is None and (0xDF8118 in kernel_data or 0xDF8119 in kernel_data):
+    if cvm_required is None and (
+        Tag.CVM_CAPABILITY_CVM_REQUIRED in kernel_data
+        or Tag.CVM_CAPABILITY_NO_CVM_REQUIRED in kernel_data
+    ):
         base[1] = 0x00
     elif cvm_cap:
         base[1] = cvm_cap[0]
@@ -312,13 +291,13 @@ def processing_restrictions(
       today: ``expired_application``. A date that is not a date counts as failing.
     """
     out: list[str] = []
-    card_version = card.get(0x9F08)
+    card_version = card.get(Tag.CARD_APPLICATION_VERSION)
     if card_version is not None and terminal_version and card_version != terminal_version:
         out.append("different_application_versions")
-    auc = card.get(0x9F07)
+    auc = card.get(Tag.APPLICATION_USAGE_CONTROL)
     if auc is not None and not _auc_allows(
         auc,
-        issuer_country=card.get(0x5F28),
+        issuer_country=card.get(Tag.ISSUER_COUNTRY_CODE),
         terminal_country=terminal_country,
         terminal_type=terminal_type,
         additional_capabilities=additional_capabilities,
@@ -326,12 +305,12 @@ def processing_restrictions(
         other_amount=other_amount,
     ):
         out.append("service_not_allowed")
-    effective = card.get(0x5F25)
+    effective = card.get(Tag.EFFECTIVE_DATE)
     if effective is not None:
         when = parse_date(effective)
         if when is None or when > today:
             out.append("application_not_yet_effective")
-    expiry = card.get(0x5F24)
+    expiry = card.get(Tag.EXPIRATION_DATE)
     if expiry is not None:
         when = parse_date(expiry)
         if when is None or when < today:
@@ -469,11 +448,11 @@ def select_cvm(
     CVM Results byte 1 holds the CVM code (bits 6-1), as the public Mastercard
     transcripts record it.
     """
-    if aip_has(aip, "on_device_cvm") and kernel_config & KERNEL_CONFIG_BITS["on_device_cvm"]:
+    if is_set(aip, AIP.ON_DEVICE_CVM) and kernel_config & KERNEL_CONFIG_BITS["on_device_cvm"]:
         if cvm_required:
             return CvmSelection(Cvm.CDCVM, b"\x01\x00\x02", reason="on-device CVM")
         return CvmSelection(Cvm.NO_CVM, b"\x3f\x00\x02", reason="on-device CVM not needed")
-    if not aip_has(aip, "cardholder_verification"):
+    if not is_set(aip, AIP.CARDHOLDER_VERIFICATION):
         return CvmSelection(Cvm.NO_CVM, b"\x3f\x00\x00", reason="card supports no CVM")
     if cvm_list is None or len(cvm_list) < 10:
         return CvmSelection(
@@ -538,7 +517,8 @@ def select_cvm(
 
 @dataclass(frozen=True, slots=True)
 class ActionDecision:
-    """The AC type to ask for (:data:`AC_AAC`, :data:`AC_TC`, :data:`AC_ARQC`) and why."""
+    """The AC type to ask for (:data:`~emvwire.apdu.AAC`, :data:`~emvwire.apdu.TC`,
+    :data:`~emvwire.apdu.ARQC`) and why."""
 
     ac_type: int
     reason: str
@@ -575,18 +555,18 @@ def action_analysis(
     IAC - Online or - Default as all ones (Book 3 §10.7).
     """
     if transaction_type == _REFUND_TYPE:
-        return ActionDecision(AC_AAC, "refund")
+        return ActionDecision(AAC, "refund")
     if _hits(tvr, tac_denial, iac_denial, bytes(5)):
-        return ActionDecision(AC_AAC, "denial action codes")
+        return ActionDecision(AAC, "denial action codes")
     if is_online_only(terminal_type):
-        return ActionDecision(AC_ARQC, "online-only terminal")
+        return ActionDecision(ARQC, "online-only terminal")
     if is_online_capable(terminal_type):
         if _hits(tvr, tac_online, iac_online, _ALL_ONES):
-            return ActionDecision(AC_ARQC, "online action codes")
-        return ActionDecision(AC_TC, "no online action code matched")
+            return ActionDecision(ARQC, "online action codes")
+        return ActionDecision(TC, "no online action code matched")
     if _hits(tvr, tac_default, iac_default, _ALL_ONES):
-        return ActionDecision(AC_AAC, "default action codes (offline-only terminal)")
-    return ActionDecision(AC_TC, "no default action code matched (offline-only terminal)")
+        return ActionDecision(AAC, "default action codes (offline-only terminal)")
+    return ActionDecision(TC, "no default action code matched (offline-only terminal)")
 
 
 # --- relay resistance ------------------------------------------------------------------
@@ -602,7 +582,8 @@ class RelayLimits:
     """The reader's relay resistance parameters (Book C-2 Annex A), in 100 us units
     except ``mismatch_threshold`` (a percentage).
 
-    Defaults are the figures of two public kernel 2 configurations (emv.md).
+    Defaults are the figures of two public kernel 2 configurations (the relay
+    resistance entries of terminal/kernel/default_config.json say the same).
     """
 
     min_grace: int = 20  # DF8132 Minimum Relay Resistance Grace Period
@@ -617,12 +598,18 @@ class RelayLimits:
         """The limits of the combination's kernel data, defaults where absent."""
         d = cls()
         return cls(
-            min_grace=_u16(data, 0xDF8132, d.min_grace),
-            max_grace=_u16(data, 0xDF8133, d.max_grace),
-            capdu_time=_u16(data, 0xDF8134, d.capdu_time),
-            rapdu_time=_u16(data, 0xDF8135, d.rapdu_time),
-            accuracy_threshold=_u16(data, 0xDF8136, d.accuracy_threshold),
-            mismatch_threshold=_u16(data, 0xDF8137, d.mismatch_threshold),
+            min_grace=_u16(data, Tag.MIN_RELAY_RESISTANCE_GRACE_PERIOD, d.min_grace),
+            max_grace=_u16(data, Tag.MAX_RELAY_RESISTANCE_GRACE_PERIOD, d.max_grace),
+            capdu_time=_u16(data, Tag.TERMINAL_EXPECTED_TRANSMISSION_TIME_C_APDU, d.capdu_time),
+            rapdu_time=_u16(data, Tag.TERMINAL_EXPECTED_TRANSMISSION_TIME_R_APDU, d.rapdu_time),
+            accuracy_threshold=_u16(
+                data, Tag.RELAY_RESISTANCE_ACCURACY_THRESHOLD, d.accuracy_threshold
+            ),
+            mismatch_threshold=_u16(
+                data,
+                Tag.RELAY_RESISTANCE_TRANSMISSION_TIME_MISMATCH_THRESHOLD,
+                d.mismatch_threshold,
+            ),
         )
 
 
@@ -638,10 +625,10 @@ class RelayCardData:
     def data_objects(self) -> dict[int, bytes]:
         """The four values as data objects for the kernel's data store."""
         return {
-            0xDF8302: self.device_entropy,
-            0xDF8303: self.min_time.to_bytes(2, "big"),
-            0xDF8304: self.max_time.to_bytes(2, "big"),
-            0xDF8305: self.estimated_time.to_bytes(2, "big"),
+            Tag.DEVICE_RELAY_RESISTANCE_ENTROPY: self.device_entropy,
+            Tag.MIN_TIME_FOR_PROCESSING_RELAY_RESISTANCE_APDU: self.min_time.to_bytes(2, "big"),
+            Tag.MAX_TIME_FOR_PROCESSING_RELAY_RESISTANCE_APDU: self.max_time.to_bytes(2, "big"),
+            Tag.DEVICE_ESTIMATED_TRANSMISSION_TIME_R_APDU: self.estimated_time.to_bytes(2, "big"),
         }
 
 
@@ -652,8 +639,10 @@ def parse_relay_response(data: bytes) -> RelayCardData:
     || DF8304 (2) || DF8305 (2), values run together. Anything else is a
     :class:`~emvwire.errors.DecodeError`.
     """
-    if len(data) != 12 or data[0] != 0x80 or data[1] != 0x0A:
-        raise DecodeError("relay resistance response is not template 80 of 10 bytes", tag=0x80)
+    if len(data) != 12 or data[0] != Tag.RESPONSE_FORMAT_1 or data[1] != 0x0A:
+        raise DecodeError(
+            "relay resistance response is not template 80 of 10 bytes", tag=Tag.RESPONSE_FORMAT_1
+        )
     v = data[2:]
     return RelayCardData(
         v[0:4],

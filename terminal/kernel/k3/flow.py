@@ -34,8 +34,8 @@ AID):
    is online capable; Try Another Interface if it says "switch interface"; else
    declined. A verified signature whose 9F69 holds a CTQ other than the card's 9F6C
    means the CTQ was changed on the way: declined.
-7. CVM (§5.7) by :func:`terminal.kernel.k3.cvm.visa_cvm` (consumer device CVM trusted only
-   under a verified signature, Basin, Sasse, Toro-Pozo, S&P 2021).
+7. CVM (§5.7) by :func:`terminal.kernel.k3.rules.visa_cvm` (consumer device CVM trusted
+   only under a verified signature, Basin, Sasse, Toro-Pozo, S&P 2021).
 8. Outcome: AAC declined; ARQC (or online forced) Online Request, unless the reader
    is offline-only; TC with fDDA passed Approved.
 
@@ -50,7 +50,15 @@ from datetime import date
 from typing import Final
 
 from emvwire import dol, tlv
-from emvwire.apdu import ApduError, get_processing_options, parse_afl, read_record
+from emvwire.apdu import (
+    AAC,
+    ARQC,
+    TC,
+    ApduError,
+    get_processing_options,
+    parse_afl,
+    read_record,
+)
 from emvwire.errors import DecodeError, EmvWireError
 from emvwire.oda import (
     build_static_data,
@@ -58,98 +66,85 @@ from emvwire.oda import (
     recover_issuer_key,
     verify_fdda,
 )
+from emvwire.qualifiers import AIP, CTQ, TTQ, is_set
+from emvwire.tags import Tag
 from emvwire.track2 import track2_expiry, track2_pan
 from terminal.kernel.brand import brand_mismatch
-from terminal.kernel.k3.cvm import CVM_RESULTS, CvmDecision, visa_cvm
-from terminal.kernel.outcome import Outcome, UiMessage
+from terminal.kernel.k3.rules import CVM_RESULTS, CvmDecision, cryptogram_type, visa_cvm
+from terminal.kernel.outcome import FlowEndError, Outcome, UiMessage
 from terminal.kernel.registry import KernelContext
 from terminal.kernel.transaction import (
+    AC_NAMES,
     TVR_BITS,
     Cvm,
     OdaResult,
     TransactionResult,
 )
 
-__all__ = ["CARD_LENGTHS", "KERNEL", "KERNEL_NAME", "Kernel3", "cryptogram_type"]
+__all__ = ["CARD_LENGTHS", "KERNEL", "MANDATORY", "NAME", "Kernel3"]
 
-KERNEL_NAME: Final = "kernel 3 (Visa qVSDC)"
-
-#: Cryptogram types (9F27 bits 8-7; Book 3 Table 14).
-AAC: Final = 0x00
-TC: Final = 0x40
-ARQC: Final = 0x80
-_AC_NAMES: Final = {AAC: "AAC", TC: "TC", ARQC: "ARQC"}
+NAME: Final = "kernel 3 (Visa qVSDC)"
 
 #: Lengths (minimum, maximum) a card's data objects may have (Book 3 Annex A, Book C-3
 #: Annex A). A value outside ends the application.
 CARD_LENGTHS: Final[Mapping[int, tuple[int, int]]] = {
-    0x57: (1, 19),
-    0x5A: (1, 10),
-    0x5F24: (3, 3),
-    0x5F25: (3, 3),
-    0x5F28: (2, 2),
-    0x5F34: (1, 1),
-    0x82: (2, 2),
-    0x8F: (1, 1),
-    0x94: (4, 252),
-    0x9F07: (2, 2),
-    0x9F10: (1, 32),
-    0x9F19: (6, 6),
-    0x9F24: (29, 29),
-    0x9F25: (2, 2),
-    0x9F26: (8, 8),
-    0x9F27: (1, 1),
-    0x9F32: (1, 3),
-    0x9F36: (2, 2),
-    0x9F47: (1, 3),
-    0x9F5D: (6, 6),
-    0x9F69: (1, 16),
-    0x9F6C: (2, 2),
-    0x9F6E: (4, 32),
+    Tag.TRACK2_EQUIVALENT: (1, 19),
+    Tag.PAN: (1, 10),
+    Tag.EXPIRATION_DATE: (3, 3),
+    Tag.EFFECTIVE_DATE: (3, 3),
+    Tag.ISSUER_COUNTRY_CODE: (2, 2),
+    Tag.PAN_SEQUENCE_NUMBER: (1, 1),
+    Tag.AIP: (2, 2),
+    Tag.CA_PUBLIC_KEY_INDEX: (1, 1),
+    Tag.AFL: (4, 252),
+    Tag.APPLICATION_USAGE_CONTROL: (2, 2),
+    Tag.IAD: (1, 32),
+    Tag.TOKEN_REQUESTOR_ID: (6, 6),
+    Tag.PAR: (29, 29),
+    Tag.LAST4_OF_PAN: (2, 2),
+    Tag.APPLICATION_CRYPTOGRAM: (8, 8),
+    Tag.CID: (1, 1),
+    Tag.ISSUER_PUBLIC_KEY_EXPONENT: (1, 3),
+    Tag.ATC: (2, 2),
+    Tag.ICC_PUBLIC_KEY_EXPONENT: (1, 3),
+    Tag.AVAILABLE_OFFLINE_SPENDING_AMOUNT: (6, 6),
+    Tag.CARD_AUTHENTICATION_RELATED_DATA: (1, 16),
+    Tag.CTQ: (2, 2),
+    Tag.FORM_FACTOR_INDICATOR: (4, 32),
 }
 #: Data objects the GPO answer must hold (Book C-3 §5.4.2.1).
-MANDATORY: Final = {0x82: "AIP", 0x9F36: "ATC", 0x9F10: "IAD", 0x57: "track 2 equivalent data"}
+MANDATORY: Final = {
+    Tag.AIP: "AIP",
+    Tag.ATC: "ATC",
+    Tag.IAD: "IAD",
+    Tag.TRACK2_EQUIVALENT: "track 2 equivalent data",
+}
 #: Data objects fDDA needs from the card.
 _FDDA_TAGS: Final = {
-    0x9F4B: "SDAD",
-    0x8F: "CA key index",
-    0x90: "issuer certificate",
-    0x9F32: "issuer exponent",
-    0x9F46: "ICC certificate",
-    0x9F47: "ICC exponent",
-    0x9F69: "card authentication related data",
+    Tag.SDAD: "SDAD",
+    Tag.CA_PUBLIC_KEY_INDEX: "CA key index",
+    Tag.ISSUER_PUBLIC_KEY_CERTIFICATE: "issuer certificate",
+    Tag.ISSUER_PUBLIC_KEY_EXPONENT: "issuer exponent",
+    Tag.ICC_PUBLIC_KEY_CERTIFICATE: "ICC certificate",
+    Tag.ICC_PUBLIC_KEY_EXPONENT: "ICC exponent",
+    Tag.CARD_AUTHENTICATION_RELATED_DATA: "card authentication related data",
 }
-#: TTQ byte 1 bits, CTQ byte 1 bits (Book C-3 Annex A).
-_TTQ_OFFLINE_ONLY: Final = 0x08
-_TTQ_CONTACT: Final = 0x10
-_TTQ_ONLINE_REQUIRED: Final = 0x80
-_TTQ_CVM_REQUIRED: Final = 0x40
-_CTQ_ONLINE_IF_ODA_FAILS: Final = 0x20
-_CTQ_SWITCH_IF_ODA_FAILS: Final = 0x10
-_CTQ_ONLINE_IF_EXPIRED: Final = 0x08
-_CTQ_CDCVM: Final = 0x80
-_AIP_DDA: Final = 0x20
 #: Visa form factor indicator (9F6E byte 1 bits 5-1) of a mobile phone: such
 #: credentials are tokens.
 _FFI_MOBILE_PHONE: Final = 0x03
 #: Data objects not kept in the result (cardholder name, the PAN itself: the track 2
 #: equivalent data travels apart) nor the certificates.
-_DROPPED: Final = frozenset({0x5A, 0x5F20, 0x90, 0x92, 0x9F46, 0x9F48, 0x9F4B})
-
-
-def cryptogram_type(cid: bytes | None, iad: bytes) -> int | None:
-    """The cryptogram type: 9F27 bits 8-7, or without a CID the AC type of the CVR in
-    the IAD (Visa IAD formats 0/1/3: CVR data byte 1 at IAD byte 5; format 2 (IAD
-    byte 1 ``1F``): at IAD byte 4; bits 6-5: 00 AAC, 01 TC, 10 ARQC). ``None`` when
-    neither tells (an RFU type, or an IAD too short)."""
-    if cid:
-        kind = cid[0] & 0xC0
-        return kind if kind in _AC_NAMES else None
-    index = 3 if iad[:1] == b"\x1f" else 4
-    if len(iad) <= index:
-        return None
-    bits = (iad[index] >> 4) & 0x03
-    return {0: AAC, 1: TC, 2: ARQC}.get(bits)
+_DROPPED: Final = frozenset(
+    {
+        Tag.PAN,
+        Tag.CARDHOLDER_NAME,
+        Tag.ISSUER_PUBLIC_KEY_CERTIFICATE,
+        Tag.ISSUER_PUBLIC_KEY_REMAINDER,
+        Tag.ICC_PUBLIC_KEY_CERTIFICATE,
+        Tag.ICC_PUBLIC_KEY_REMAINDER,
+        Tag.SDAD,
+    }
+)
 
 
 def _year(yy: int) -> int:
@@ -161,23 +156,13 @@ def _bcd(value: bytes) -> int | None:
     return int(text) if text.isdigit() else None
 
 
-class _StopError(Exception):
-    """Internal: the flow ends here with an outcome."""
-
-    def __init__(self, outcome: Outcome, reason: str, message: UiMessage | None = None) -> None:
-        super().__init__(reason)
-        self.outcome = outcome
-        self.reason = reason
-        self.message = message
-
-
-class _Run:
+class _Flow:
     """One kernel 3 transaction over a :class:`KernelContext`."""
 
     def __init__(self, ctx: KernelContext) -> None:
         self.ctx = ctx
         self.term = ctx.terminal_data()
-        self.ttq = bytearray(self.term.get(0x9F66, bytes(4)).ljust(4, b"\x00")[:4])
+        self.ttq = bytearray(self.term.get(Tag.TTQ, bytes(4)).ljust(4, b"\x00")[:4])
         self.card: dict[int, bytes] = {}
         self.oda_records: list[tuple[int, bytes]] = []
         self.tvr = bytearray(5)
@@ -200,28 +185,28 @@ class _Run:
             if obj.constructed:
                 continue
             if obj.tag in seen:
-                raise _StopError(
+                raise FlowEndError(
                     Outcome.END_APPLICATION, f"{where}: tag {tlv.tag_hex(obj.tag)} appears twice"
                 )
             seen.add(obj.tag)
             bounds = CARD_LENGTHS.get(obj.tag)
             if bounds is not None and not bounds[0] <= len(obj.value) <= bounds[1]:
-                raise _StopError(
+                raise FlowEndError(
                     Outcome.END_APPLICATION,
                     f"{where}: tag {tlv.tag_hex(obj.tag)} has a wrong length "
                     f"({len(obj.value)} bytes)",
                 )
             old = self.card.get(obj.tag)
             if old is not None and old != obj.value:
-                raise _StopError(
+                raise FlowEndError(
                     Outcome.END_APPLICATION,
                     f"{where}: tag {tlv.tag_hex(obj.tag)} differs from its earlier value",
                 )
             self.card[obj.tag] = obj.value
-        if 0x5A in self.card and 0x57 in self.card:
-            pan_5a = self.card[0x5A].hex().upper().rstrip("F")
-            if pan_5a != track2_pan(self.card[0x57]):
-                raise _StopError(
+        if Tag.PAN in self.card and Tag.TRACK2_EQUIVALENT in self.card:
+            pan_5a = self.card[Tag.PAN].hex().upper().rstrip("F")
+            if pan_5a != track2_pan(self.card[Tag.TRACK2_EQUIVALENT]):
+                raise FlowEndError(
                     Outcome.END_APPLICATION,
                     f"{where}: the PAN (5A) is not the one of the track 2 data (57)",
                 )
@@ -230,22 +215,22 @@ class _Run:
 
     def _pdol(self) -> bytes:
         try:
-            top = tlv.decode_one(self.ctx.fci, 0x6F)
+            top = tlv.decode_one(self.ctx.fci, Tag.FCI_TEMPLATE)
         except DecodeError as exc:
-            raise _StopError(Outcome.SELECT_NEXT, f"malformed FCI: {exc.message}") from None
-        a5 = next((c for c in top.children if c.tag == 0xA5), None)
+            raise FlowEndError(Outcome.SELECT_NEXT, f"malformed FCI: {exc.message}") from None
+        a5 = next((c for c in top.children if c.tag == Tag.FCI_PROPRIETARY_TEMPLATE), None)
         if a5 is None:
-            raise _StopError(Outcome.SELECT_NEXT, "the FCI has no proprietary template (A5)")
+            raise FlowEndError(Outcome.SELECT_NEXT, "the FCI has no proprietary template (A5)")
         fields = {c.tag: c.value for c in a5.children}
-        if not self.ctx.label and fields.get(0x50):
-            self.ctx.label = fields[0x50].decode("latin-1").strip()
-        pdol = fields.get(0x9F38, b"")
+        if not self.ctx.label and fields.get(Tag.APPLICATION_LABEL):
+            self.ctx.label = fields[Tag.APPLICATION_LABEL].decode("latin-1").strip()
+        pdol = fields.get(Tag.PDOL, b"")
         try:
             entries = dol.parse(pdol)
         except EmvWireError:
-            raise _StopError(Outcome.END_APPLICATION, "malformed PDOL (9F38)") from None
-        if not any(e.tag == 0x9F66 for e in entries):
-            raise _StopError(
+            raise FlowEndError(Outcome.END_APPLICATION, "malformed PDOL (9F38)") from None
+        if not any(e.tag == Tag.TTQ for e in entries):
+            raise FlowEndError(
                 Outcome.DECLINED,
                 "the card offers no qVSDC (its PDOL does not ask for the TTQ): "
                 "mag-stripe mode is not supported",
@@ -257,67 +242,67 @@ class _Run:
             command = get_processing_options(pdol_data)
             command.encode()
         except ApduError:
-            raise _StopError(
+            raise FlowEndError(
                 Outcome.END_APPLICATION, "the PDOL asks for more data than fits"
             ) from None
         with self.ctx.step("gpo"):
             answer = self.ctx.exchange(command)
         sw = answer.sw
         if sw in (0x6984, 0x6986):
-            raise _StopError(
+            raise FlowEndError(
                 Outcome.TRY_ANOTHER_INTERFACE,
                 f"GET PROCESSING OPTIONS answered {sw:04X}",
                 UiMessage.PLEASE_INSERT_CARD,
             )
         if sw == 0x6985:
-            raise _StopError(Outcome.SELECT_NEXT, "GET PROCESSING OPTIONS answered 6985")
+            raise FlowEndError(Outcome.SELECT_NEXT, "GET PROCESSING OPTIONS answered 6985")
         if sw != 0x9000:
-            raise _StopError(Outcome.END_APPLICATION, f"GET PROCESSING OPTIONS answered {sw:04X}")
+            raise FlowEndError(Outcome.END_APPLICATION, f"GET PROCESSING OPTIONS answered {sw:04X}")
         data = answer.data
         if data[:1] == b"\x80":
-            raise _StopError(
+            raise FlowEndError(
                 Outcome.DECLINED,
                 "a format 1 GPO answer carries no cryptogram: mag-stripe mode is not supported",
             )
         try:
-            template = tlv.decode_one(data, 0x77)
+            template = tlv.decode_one(data, Tag.RESPONSE_FORMAT_2)
         except DecodeError as exc:
-            raise _StopError(
+            raise FlowEndError(
                 Outcome.END_APPLICATION, f"malformed GPO answer: {exc.message}"
             ) from None
         self._store(list(template.children), "GPO answer")
-        if 0x9F26 not in self.card:
-            raise _StopError(
+        if Tag.APPLICATION_CRYPTOGRAM not in self.card:
+            raise FlowEndError(
                 Outcome.DECLINED,
                 "no application cryptogram in the GPO answer: mag-stripe mode is not supported",
             )
         missing = [name for tag, name in MANDATORY.items() if tag not in self.card]
         if missing:
-            raise _StopError(
+            raise FlowEndError(
                 Outcome.END_APPLICATION, "mandatory data missing: " + ", ".join(missing)
             )
 
     def _read_records(self) -> None:
-        afl_raw = self.card.get(0x94)
+        afl_raw = self.card.get(Tag.AFL)
         if afl_raw is None:
             return
         try:
             afl = parse_afl(afl_raw)
         except DecodeError:
-            raise _StopError(Outcome.END_APPLICATION, "malformed AFL (94)") from None
+            raise FlowEndError(Outcome.END_APPLICATION, "malformed AFL (94)") from None
         with self.ctx.step("read_records"):
             for entry in afl:
                 for number in entry.records:
                     answer = self.ctx.exchange(read_record(entry.sfi, number))
                     where = f"SFI {entry.sfi} record {number}"
                     if answer.sw != 0x9000:
-                        raise _StopError(
+                        raise FlowEndError(
                             Outcome.END_APPLICATION, f"READ RECORD {where} answered {answer.sw:04X}"
                         )
                     try:
-                        record = tlv.decode_one(answer.data, 0x70)
+                        record = tlv.decode_one(answer.data, Tag.RECORD_TEMPLATE)
                     except DecodeError as exc:
-                        raise _StopError(
+                        raise FlowEndError(
                             Outcome.END_APPLICATION, f"malformed record {where}: {exc.message}"
                         ) from None
                     self._store(list(record.children), where)
@@ -327,34 +312,45 @@ class _Run:
     def _fdda(self, today: date) -> str | None:
         """Verify fDDA; ``None`` when it passes, else why it failed."""
         card = self.card
-        if not card.get(0x82, b"\x00")[0] & _AIP_DDA:
+        if not is_set(card.get(Tag.AIP, b""), AIP.DDA):
             return "the card does not support fDDA (AIP)"
         missing = [name for tag, name in _FDDA_TAGS.items() if tag not in card]
         if missing:
             return "fDDA data missing: " + ", ".join(missing)
-        card_auth = card[0x9F69]
+        card_auth = card[Tag.CARD_AUTHENTICATION_RELATED_DATA]
         if card_auth[0] != 0x01:
             return f"fDDA version {card_auth[0]:02X} is not supported"
-        pan = card[0x5A].hex().upper().rstrip("F") if 0x5A in card else self.pan
+        pan = card[Tag.PAN].hex().upper().rstrip("F") if Tag.PAN in card else self.pan
         rid = self.ctx.aid[:5]
         try:
             with self.ctx.step("oda"):
-                ca_key = self.ctx.ca_keys.get(rid, card[0x8F][0], today=today)
+                ca_key = self.ctx.ca_keys.get(rid, card[Tag.CA_PUBLIC_KEY_INDEX][0], today=today)
                 issuer = recover_issuer_key(
-                    ca_key, card[0x90], card.get(0x92), card[0x9F32], pan, today
+                    ca_key,
+                    card[Tag.ISSUER_PUBLIC_KEY_CERTIFICATE],
+                    card.get(Tag.ISSUER_PUBLIC_KEY_REMAINDER),
+                    card[Tag.ISSUER_PUBLIC_KEY_EXPONENT],
+                    pan,
+                    today,
                 )
                 static = build_static_data(
-                    self.oda_records, aip=card[0x82], sda_tag_list=card.get(0x9F4A)
+                    self.oda_records, aip=card[Tag.AIP], sda_tag_list=card.get(Tag.SDA_TAG_LIST)
                 )
                 icc = recover_icc_key(
-                    issuer, card[0x9F46], card.get(0x9F48), card[0x9F47], pan, static, today
+                    issuer,
+                    card[Tag.ICC_PUBLIC_KEY_CERTIFICATE],
+                    card.get(Tag.ICC_PUBLIC_KEY_REMAINDER),
+                    card[Tag.ICC_PUBLIC_KEY_EXPONENT],
+                    pan,
+                    static,
+                    today,
                 )
                 verify_fdda(
                     icc,
-                    card[0x9F4B],
-                    unpredictable_number=self.term[0x9F37],
-                    amount_authorised=self.term[0x9F02],
-                    currency_code=self.term[0x5F2A],
+                    card[Tag.SDAD],
+                    unpredictable_number=self.term[Tag.UNPREDICTABLE_NUMBER],
+                    amount_authorised=self.term[Tag.AMOUNT_AUTHORISED],
+                    currency_code=self.term[Tag.TRANSACTION_CURRENCY_CODE],
                     card_auth_data=card_auth,
                 )
         except EmvWireError as exc:
@@ -362,16 +358,16 @@ class _Run:
         return None
 
     def _expired(self, today: date) -> bool:
-        raw = self.card.get(0x5F24)
+        raw = self.card.get(Tag.EXPIRATION_DATE)
         if raw is not None:
             value = _bcd(raw)
             if value is None:
-                raise _StopError(Outcome.END_APPLICATION, "malformed expiry date (5F24)")
+                raise FlowEndError(Outcome.END_APPLICATION, "malformed expiry date (5F24)")
             expiry = (_year(value // 10000), value // 100 % 100, value % 100)
             return (today.year, today.month, today.day) > expiry
-        yymm = track2_expiry(self.card[0x57])
+        yymm = track2_expiry(self.card[Tag.TRACK2_EQUIVALENT])
         if not yymm:
-            raise _StopError(Outcome.END_APPLICATION, "no expiry date in the track 2 data")
+            raise FlowEndError(Outcome.END_APPLICATION, "no expiry date in the track 2 data")
         value = _bcd(yymm)
         assert value is not None  # track2_expiry checked the digits
         return (today.year, today.month) > (_year(value // 100), value % 100)
@@ -381,9 +377,9 @@ class _Run:
     def run(self) -> TransactionResult:
         try:
             return self._flow()
-        except _StopError as stop:
+        except FlowEndError as stop:
             self.reasons.append(stop.reason)
-            self.ctx.note(f"{KERNEL_NAME}: {stop.outcome.label}: {stop.reason}")
+            self.ctx.note(f"{NAME}: {stop.outcome.label}: {stop.reason}")
             if stop.outcome is Outcome.DECLINED and self.cvm is Cvm.NOT_DETERMINED:
                 self.cvm = Cvm.NO_CVM
             return self._result(stop.outcome, message=stop.message)
@@ -394,27 +390,27 @@ class _Run:
         pdol_data = self._pdol()
         self._gpo(pdol_data)
         card = self.card
-        kind = cryptogram_type(card.get(0x9F27), card[0x9F10])
+        kind = cryptogram_type(card.get(Tag.CID), card[Tag.IAD])
         if kind is None:
-            raise _StopError(Outcome.DECLINED, "the cryptogram type is RFU or cannot be told")
-        ctx.note(f"{KERNEL_NAME}: the card answered an {_AC_NAMES[kind]}")
-        self.pan = track2_pan(card[0x57])
+            raise FlowEndError(Outcome.DECLINED, "the cryptogram type is RFU or cannot be told")
+        ctx.note(f"{NAME}: the card answered an {AC_NAMES[kind]}")
+        self.pan = track2_pan(card[Tag.TRACK2_EQUIVALENT])
         if not self.pan:
-            raise _StopError(Outcome.END_APPLICATION, "malformed track 2 equivalent data (57)")
-        ctq = card.get(0x9F6C)
-        cvm_required = bool(self.ttq[1] & _TTQ_CVM_REQUIRED)
-        online_required = bool(self.ttq[1] & _TTQ_ONLINE_REQUIRED)
-        offline_only = bool(self.ttq[0] & _TTQ_OFFLINE_ONLY)
+            raise FlowEndError(Outcome.END_APPLICATION, "malformed track 2 equivalent data (57)")
+        ctq = card.get(Tag.CTQ)
+        cvm_required = is_set(self.ttq, TTQ.CVM_REQUIRED)
+        online_required = is_set(self.ttq, TTQ.ONLINE_CRYPTOGRAM_REQUIRED)
+        offline_only = is_set(self.ttq, TTQ.OFFLINE_ONLY)
         offline_approval = kind == TC and not online_required
-        cdcvm_claimed = ctq is not None and bool(ctq[1] & _CTQ_CDCVM)
+        cdcvm_claimed = ctq is not None and is_set(ctq, CTQ.CDCVM_PERFORMED)
         need_signature = kind != AAC and (offline_approval or (cdcvm_claimed and cvm_required))
         if need_signature:
             self._read_records()
         mixup = brand_mismatch(ctx.aid, self.pan)
         if mixup:
-            raise _StopError(Outcome.DECLINED, mixup)
+            raise FlowEndError(Outcome.DECLINED, mixup)
         if kind == AAC:
-            raise _StopError(Outcome.DECLINED, "the card declined (AAC)")
+            raise FlowEndError(Outcome.DECLINED, "the card declined (AAC)")
         go_online = kind == ARQC
         if kind == TC and online_required:
             self.reasons.append("a TC although an online cryptogram was required: online")
@@ -422,11 +418,11 @@ class _Run:
         if self._expired(today):
             self._set_tvr("expired_application")
             if kind == TC and not go_online:
-                if ctq is not None and ctq[0] & _CTQ_ONLINE_IF_EXPIRED and not offline_only:
+                if ctq is not None and is_set(ctq, CTQ.ONLINE_IF_EXPIRED) and not offline_only:
                     self.reasons.append("application expired: online as the CTQ asks")
                     go_online = True
                 else:
-                    raise _StopError(Outcome.DECLINED, "application expired")
+                    raise FlowEndError(Outcome.DECLINED, "application expired")
         if ctx.indicators.floor_limit_exceeded:
             self._set_tvr("floor_limit_exceeded")
         cdcvm_verified = False
@@ -434,10 +430,10 @@ class _Run:
             failure = self._fdda(today)
             if failure is None:
                 self.oda = OdaResult.PASSED
-                signed = card[0x9F69]
+                signed = card[Tag.CARD_AUTHENTICATION_RELATED_DATA]
                 if ctq is not None and len(signed) >= 7:
                     if signed[5:7] != ctq:
-                        raise _StopError(
+                        raise FlowEndError(
                             Outcome.DECLINED,
                             "the CTQ differs from the copy the card signed (9F69): "
                             "changed on the way",
@@ -461,13 +457,13 @@ class _Run:
         self._apply_cvm(decision)
         if decision.online and not go_online:
             if kind != ARQC:
-                raise _StopError(
+                raise FlowEndError(
                     Outcome.DECLINED, "online PIN is required but the card approved offline"
                 )
             go_online = True
         if go_online:
             if offline_only:
-                raise _StopError(
+                raise FlowEndError(
                     Outcome.DECLINED, "the card asks to go online; the reader is offline-only"
                 )
             return self._result(Outcome.ONLINE_REQUEST)
@@ -475,16 +471,20 @@ class _Run:
 
     def _after_oda_failure(self, ctq: bytes | None, offline_only: bool) -> bool:
         """Book C-3 §5.6.1.2: online, another interface, or decline (returns True: online)."""
-        if ctq is not None and ctq[0] & _CTQ_ONLINE_IF_ODA_FAILS and not offline_only:
+        if ctq is not None and is_set(ctq, CTQ.ONLINE_IF_ODA_FAILS) and not offline_only:
             self.reasons.append("fDDA failed: online as the CTQ asks")
             return True
-        if ctq is not None and ctq[0] & _CTQ_SWITCH_IF_ODA_FAILS and self.ttq[0] & _TTQ_CONTACT:
-            raise _StopError(
+        if (
+            ctq is not None
+            and is_set(ctq, CTQ.SWITCH_IF_ODA_FAILS)
+            and is_set(self.ttq, TTQ.CONTACT_CHIP)
+        ):
+            raise FlowEndError(
                 Outcome.TRY_ANOTHER_INTERFACE,
                 "fDDA failed: another interface as the CTQ asks",
                 UiMessage.PLEASE_INSERT_CARD,
             )
-        raise _StopError(Outcome.DECLINED, "fDDA failed on an offline approval")
+        raise FlowEndError(Outcome.DECLINED, "fDDA failed on an offline approval")
 
     def _apply_cvm(self, decision: CvmDecision) -> None:
         self.cvm = decision.cvm
@@ -492,20 +492,22 @@ class _Run:
             self.reasons.append(decision.reason)
         if decision.decline:
             self._set_tvr("cardholder_verification_failed")
-            raise _StopError(Outcome.DECLINED, decision.reason)
+            raise FlowEndError(Outcome.DECLINED, decision.reason)
 
     def _result(self, outcome: Outcome, message: UiMessage | None = None) -> TransactionResult:
         ctx = self.ctx
         data = {t: v for t, v in self.term.items()}
         data.update({t: v for t, v in self.card.items() if t not in _DROPPED})
-        data[0x84] = ctx.aid
+        data[Tag.DF_NAME] = ctx.aid
         if self.cvm is not Cvm.NOT_DETERMINED:
-            data[0x9F34] = CVM_RESULTS[self.cvm]
-        ffi = self.card.get(0x9F6E, b"")
-        token = 0x9F19 in self.card or (bool(ffi) and ffi[0] & 0x1F == _FFI_MOBILE_PHONE)
+            data[Tag.CVM_RESULTS] = CVM_RESULTS[self.cvm]
+        ffi = self.card.get(Tag.FORM_FACTOR_INDICATOR, b"")
+        token = Tag.TOKEN_REQUESTOR_ID in self.card or (
+            bool(ffi) and ffi[0] & 0x1F == _FFI_MOBILE_PHONE
+        )
         return ctx.result(
             outcome,
-            kernel=KERNEL_NAME,
+            kernel=NAME,
             reasons=self.reasons,
             data=data,
             cvm=self.cvm,
@@ -515,23 +517,23 @@ class _Run:
             # The card MAC'd the TVR of the PDOL (Book C-3: the reader gives it at GPO,
             # before its own checks); field 55 must carry that one for the issuer to
             # verify the ARQC. The final TVR stays in the result for the receipt.
-            field55_tvr=self.term.get(0x95, bytes(5)),
+            field55_tvr=self.term.get(Tag.TVR, bytes(5)),
             pan=self.pan,
-            psn=self.card.get(0x5F34),
+            psn=self.card.get(Tag.PAN_SEQUENCE_NUMBER),
             token=token,
             message=message,
         )
 
 
 class Kernel3:
-    """Kernel 3 (module docstring); stateless, one instance serves every transaction."""
+    """Visa kernel 3, qVSDC (module docstring). Stateless between taps."""
 
-    kernel_id: bytes = b"\x03"
-    name: str = KERNEL_NAME
+    kernel_id: Final = b"\x03"
+    name: Final = NAME
 
     def activate(self, ctx: KernelContext) -> TransactionResult:
-        """Run a qVSDC transaction on the selected application to its outcome."""
-        return _Run(ctx).run()
+        """Run one transaction from the selected application to its outcome."""
+        return _Flow(ctx).run()
 
     def __repr__(self) -> str:
         return "Kernel3()"

@@ -2,7 +2,7 @@
 is activated with the pre-processing indicators of that combination (§3.4.1.2), the FCI
 and status word of the SELECT (§3.4.1.3), the start point and the transaction; the Visa
 kernel 3 / kernel 1 rule (§3.3.3.6); Select Next (§3.3.3.5 via Start C); and the
-payment kernels of the terminal issue (kernel 2, kernel 3) activated through the same
+payment kernels of the terminal (kernel 2, kernel 3) activated through the same
 registry."""
 
 from __future__ import annotations

@@ -4,10 +4,9 @@ presented in a vpcd reader (in a thread by :func:`card.vpcd.serve_tap`, and once
 (:class:`~terminal.readers.pcsc.PcscReader`). The records must be the ones the
 in-process reader gives: the reader is not part of what Book B decides.
 
-Run under the shared lock (the vpcd readers are machine-wide)::
+The vpcd readers are machine-wide: run it alone, not beside another PC/SC run::
 
-    flock /tmp/team/vpcd.lock .venv/bin/python -m pytest \
-        tests/terminal/entry_point/test_pcsc_sample.py
+    scripts/test tests/terminal/entry_point/test_pcsc_sample.py -m pcsc
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """Each defence of kernel 3 with the attack it stops, and malformed card answers.
 
-Attacks follow the published papers (see /work/shared/notes/emv.md): a man in the
-middle (:class:`MitmCard`) changes the real card's answers on their way.
+Attacks follow the published papers (each cited where its defence is tested, and in
+:mod:`terminal.kernel.k3.flow`): a man in the middle (:class:`MitmCard`) changes the
+real card's answers on their way.
 """
 
 from __future__ import annotations

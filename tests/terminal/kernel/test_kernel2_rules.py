@@ -1,4 +1,4 @@
-"""The pure decisions of kernel 2 (terminal/kernel/kernel2_rules.py), rule by rule."""
+"""The pure decisions of kernel 2 (terminal/kernel/k2/rules.py), rule by rule."""
 
 from __future__ import annotations
 
@@ -7,11 +7,9 @@ from typing import Any
 
 import pytest
 
+from emvwire.apdu import AAC, ARQC, TC
 from emvwire.errors import DecodeError
 from terminal.kernel.k2.rules import (
-    AC_AAC,
-    AC_ARQC,
-    AC_TC,
     RelayCardData,
     RelayLimits,
     RelayVerdict,
@@ -288,18 +286,18 @@ def taa(tvr: str, terminal_type: str = "22", **kw: Any) -> int:
 
 
 def test_action_analysis() -> None:
-    assert taa("0000000002") == AC_TC
-    assert taa("0000008002") == AC_ARQC  # floor limit in TAC online
-    assert taa("0000008002", iac_denial=H("0000008000")) == AC_AAC
-    assert taa("0000000002", tac_denial=H("0000000002")) == AC_AAC
-    assert taa("0000000002", "21") == AC_ARQC  # online only
-    assert taa("0000008002", "23") == AC_AAC  # offline only: default codes
-    assert taa("0000000002", "26") == AC_TC
-    assert taa("0000000002", transaction_type=0x20) == AC_AAC  # refund
+    assert taa("0000000002") == TC
+    assert taa("0000008002") == ARQC  # floor limit in TAC online
+    assert taa("0000008002", iac_denial=H("0000008000")) == AAC
+    assert taa("0000000002", tac_denial=H("0000000002")) == AAC
+    assert taa("0000000002", "21") == ARQC  # online only
+    assert taa("0000008002", "23") == AAC  # offline only: default codes
+    assert taa("0000000002", "26") == TC
+    assert taa("0000000002", transaction_type=0x20) == AAC  # refund
     # Absent IAC - Online counts as all ones: any TVR bit goes online.
-    assert taa("0000000002", iac_online=None) == AC_ARQC
-    assert taa("0000000000", iac_online=None) == AC_TC
-    assert taa("0000000001", "26", iac_default=None) == AC_AAC
+    assert taa("0000000002", iac_online=None) == ARQC
+    assert taa("0000000000", iac_online=None) == TC
+    assert taa("0000000001", "26", iac_default=None) == AAC
 
 
 # --- relay resistance --------------------------------------------------------------------

@@ -14,7 +14,7 @@ from emvwire.crypto.cryptogram import CryptogramData, verify_arqc
 from emvwire.errors import VerificationError
 from emvwire.oda import CaKeyStore
 from emvwire.personalise import VISA_PDOL
-from terminal.kernel.k3.flow import cryptogram_type
+from terminal.kernel.k3.rules import cryptogram_type
 from terminal.kernel.outcome import Outcome, Start, UiMessage
 from terminal.kernel.registry import default_registry
 from terminal.kernel.transaction import Cvm, OdaResult
@@ -186,8 +186,7 @@ def test_cryptogram_type_from_cid_or_iad(cid: bytes | None, iad: bytes, kind: in
 
 def test_mastercard_through_the_registry() -> None:
     registry = default_registry()
-    if b"\x02" not in registry:
-        pytest.skip("kernel 2 (terminal/kernel/kernel2.py) is not registered yet")
+    assert b"\x02" in registry
     result = tap(card("mastercard-card"), 1234, registry=registry)
     assert result.outcome is Outcome.ONLINE_REQUEST
     assert result.aid == bytes.fromhex("A0000000041010")

@@ -199,7 +199,7 @@ def test_the_terminal_never_imports_card() -> None:
     """Dependency rule: card, terminal and issuer import emvwire, never each other."""
     code = (
         "import sys, terminal.readers, terminal.readers.pcsc, terminal.readers.nfc, "
-        "terminal.readers.emulated, terminal.trace, terminal.cli\n"
+        "terminal.readers.emulated, terminal.readers.trace, terminal.cli\n"
         "print(sorted(m for m in sys.modules if m == 'card' or m.startswith('card.')))"
     )
     root = Path(__file__).resolve().parents[3]

@@ -1,4 +1,11 @@
-"""Cardholder verification for kernel 3 (EMV Book C-3 §5.7, Visa qVSDC), hardened.
+"""The decisions of Visa kernel 3, as pure functions (EMV Book C-3), hardened.
+
+Everything here is bytes and flags in, a decision out, with no card and no clock, so
+each rule is tested on its own and :mod:`terminal.kernel.k3.flow` only sequences them:
+
+- :func:`cryptogram_type`: the cryptogram the card answered, from the CID (9F27) or,
+  without one, from the CVR in the Issuer Application Data (Book C-3 §5.4.3.1);
+- :func:`visa_cvm`: cardholder verification (§5.7), below.
 
 :func:`visa_cvm` chooses the CVM from the reader's TTQ (9F66: online PIN supported byte
 1 bit 3, signature supported byte 1 bit 2, CVM required byte 2 bit 7) and the card's
@@ -29,31 +36,34 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Final
 
-from terminal.kernel.transaction import Cvm
+from emvwire.apdu import AAC, ARQC, TC
+from emvwire.qualifiers import CTQ, TTQ, is_set
+from terminal.kernel.transaction import AC_NAMES, Cvm
 
 __all__ = [
-    "CTQ_CDCVM_PERFORMED",
-    "CTQ_ONLINE_PIN_REQUIRED",
-    "CTQ_SIGNATURE_REQUIRED",
     "CVM_RESULTS",
-    "TTQ_CVM_REQUIRED",
-    "TTQ_OFFLINE_ONLY",
-    "TTQ_ONLINE_PIN",
-    "TTQ_SIGNATURE",
     "CvmDecision",
+    "cryptogram_type",
     "visa_cvm",
 ]
 
-#: TTQ byte 1 bits (Book C-3 Annex A 9F66).
-TTQ_OFFLINE_ONLY: Final = 0x08
-TTQ_ONLINE_PIN: Final = 0x04
-TTQ_SIGNATURE: Final = 0x02
-#: TTQ byte 2 bit 7: CVM required.
-TTQ_CVM_REQUIRED: Final = 0x40
-#: CTQ byte 1 bits and byte 2 bit 8 (Book C-3 Annex A 9F6C).
-CTQ_ONLINE_PIN_REQUIRED: Final = 0x80
-CTQ_SIGNATURE_REQUIRED: Final = 0x40
-CTQ_CDCVM_PERFORMED: Final = 0x80
+#: The AC type of the CVR's bits 6-5 (Visa IAD formats; Book C-3 Annex A, 9F10).
+_CVR_AC_TYPES: Final[Mapping[int, int]] = {0: AAC, 1: TC, 2: ARQC}
+
+
+def cryptogram_type(cid: bytes | None, iad: bytes) -> int | None:
+    """The cryptogram type: 9F27 bits 8-7, or without a CID the AC type of the CVR in
+    the IAD (Visa IAD formats 0/1/3: CVR data byte 1 at IAD byte 5; format 2 (IAD
+    byte 1 ``1F``): at IAD byte 4; bits 6-5: 00 AAC, 01 TC, 10 ARQC). ``None`` when
+    neither tells (an RFU type, or an IAD too short)."""
+    if cid:
+        kind = cid[0] & 0xC0
+        return kind if kind in AC_NAMES else None
+    index = 3 if iad[:1] == b"\x1f" else 4
+    if len(iad) <= index:
+        return None
+    return _CVR_AC_TYPES.get((iad[index] >> 4) & 0x03)
+
 
 #: CVM Results 9F34 (Book 3 Annex C3: method, condition, result) per CVM. Online PIN
 #: and signature are "unknown" until the issuer or the clerk says; a consumer device
@@ -80,9 +90,9 @@ class CvmDecision:
 
 def _reader_cvm(ttq: bytes, online_cryptogram: bool, why: str) -> CvmDecision:
     """The reader's own CVM when the card's is not usable (step 1 and policy)."""
-    if ttq[0] & TTQ_ONLINE_PIN and online_cryptogram and not ttq[0] & TTQ_OFFLINE_ONLY:
+    if is_set(ttq, TTQ.ONLINE_PIN) and online_cryptogram and not is_set(ttq, TTQ.OFFLINE_ONLY):
         return CvmDecision(Cvm.ONLINE_PIN, online=True, reason=why)
-    if ttq[0] & TTQ_SIGNATURE:
+    if is_set(ttq, TTQ.SIGNATURE):
         return CvmDecision(Cvm.SIGNATURE, reason=why)
     return CvmDecision(Cvm.NO_CVM, decline=True, reason=f"{why}; the reader supports no other CVM")
 
@@ -98,16 +108,16 @@ def visa_cvm(
     """The CVM of a qVSDC transaction (module docstring). ``ttq`` is the TTQ sent (4
     bytes), ``ctq`` the card's 9F6C (2 bytes) or ``None``, ``online_cryptogram`` whether
     the transaction goes online (ARQC)."""
-    required = bool(ttq[1] & TTQ_CVM_REQUIRED)
+    required = is_set(ttq, TTQ.CVM_REQUIRED)
     if ctq is None:
         if not required:
             return CvmDecision(Cvm.NO_CVM)
-        if ttq[0] & TTQ_SIGNATURE:
+        if is_set(ttq, TTQ.SIGNATURE):
             return CvmDecision(Cvm.SIGNATURE)
         return _reader_cvm(ttq, online_cryptogram, "a CVM is required and the card gave no CTQ")
-    if ctq[0] & CTQ_ONLINE_PIN_REQUIRED and ttq[0] & TTQ_ONLINE_PIN:
+    if is_set(ctq, CTQ.ONLINE_PIN_REQUIRED) and is_set(ttq, TTQ.ONLINE_PIN):
         return CvmDecision(Cvm.ONLINE_PIN, online=True)
-    if ctq[1] & CTQ_CDCVM_PERFORMED:
+    if is_set(ctq, CTQ.CDCVM_PERFORMED):
         if cdcvm_verified:
             return CvmDecision(Cvm.CDCVM)
         if required:
@@ -115,7 +125,7 @@ def visa_cvm(
             if policy != "require_cvm":
                 return CvmDecision(Cvm.NO_CVM, decline=True, reason=why)
             return _reader_cvm(ttq, online_cryptogram, why)
-    if ctq[0] & CTQ_SIGNATURE_REQUIRED and ttq[0] & TTQ_SIGNATURE:
+    if is_set(ctq, CTQ.SIGNATURE_REQUIRED) and is_set(ttq, TTQ.SIGNATURE):
         return CvmDecision(Cvm.SIGNATURE)
     if required:
         return CvmDecision(

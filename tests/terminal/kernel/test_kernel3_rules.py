@@ -1,10 +1,11 @@
-"""Kernel 3 CVM selection (Book C-3 §5.7), with the consumer device CVM defence."""
+"""The pure decisions of kernel 3 (terminal/kernel/k3/rules.py): CVM selection (Book C-3
+§5.7), with the consumer device CVM defence."""
 
 from __future__ import annotations
 
 import pytest
 
-from terminal.kernel.k3.cvm import CVM_RESULTS, visa_cvm
+from terminal.kernel.k3.rules import CVM_RESULTS, visa_cvm
 from terminal.kernel.transaction import Cvm
 
 TTQ_ALL = bytes.fromhex("26404000")  # online PIN + signature supported, CVM required

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final, TextIO
 
-from emvwire.apdu import describe_sw
+from emvwire.apdu import AAC, ARQC, CDA_REQUESTED, PPSE, PSE, TC, describe_sw
 from emvwire.dump import dump
 from emvwire.mask import scrub
 from emvwire.tlv import decode
@@ -98,7 +98,9 @@ READER_COMMANDS: Final = {
     (0x00, 0x52): "reader DETECTION BUZZER",
     (0x00, 0x00): "reader DIRECT TRANSMIT",
 }
-_DF_NAMES: Final = {b"2PAY.SYS.DDF01": "PPSE", b"1PAY.SYS.DDF01": "PSE"}
+_DF_NAMES: Final = {PPSE: "PPSE", PSE: "PSE"}
+#: GENERATE AC reference control parameter bits 8-7 (Book 3 §6.5.5.2 Table 12).
+_AC_TYPES: Final = {AAC: "AAC", TC: "TC", ARQC: "ARQC"}
 
 
 def _lookup(c_apdu: bytes) -> tuple[str, bool]:
@@ -122,8 +124,8 @@ def command_name(c_apdu: bytes) -> str:
     if name == "GET DATA" and c_apdu[0] != 0xFF:
         return f"GET DATA {p1:02X}{p2:02X}" if p1 else f"GET DATA {p2:02X}"
     if name == "GENERATE AC":
-        kind = {0x00: "AAC", 0x40: "TC", 0x80: "ARQC"}.get(p1 & 0xC0, "RFU")
-        return f"GENERATE AC {kind}{' CDA' if p1 & 0x10 else ''}"
+        kind = _AC_TYPES.get(p1 & 0xC0, "RFU")
+        return f"GENERATE AC {kind}{' CDA' if p1 & CDA_REQUESTED else ''}"
     if name == "SELECT":
         data = _data(c_apdu)
         label = _DF_NAMES.get(data or b"", None)

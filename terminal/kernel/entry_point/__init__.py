@@ -1,0 +1,55 @@
+"""The contactless entry point (EMV Book B), one module per phase.
+
+=========================  ==========================================================
+module                     phase
+=========================  ==========================================================
+``pre_processing``         Start A, pre-processing (§3.1): the indicators and the TTQ
+                           copy of each combination; Autorun's indicators
+``protocol_activation``    Start B, protocol activation (§3.2): "Present card",
+                           polling, collisions
+``combination_selection``  Start C, combination selection (§3.3): SELECT PPSE, the
+                           candidate list, final selection, the kernel 3/1 rule
+``kernel_activation``      Start D, kernel activation (§3.4): the kernel's context
+``outcome_processing``     outcome processing (§3.5): online response data, restarts
+``sequencer``              :class:`EntryPoint`, which sequences them: ``process`` (the
+                           whole transaction), ``run`` (one pass, ``terminal pay``)
+``session``                what the phases of one transaction share
+=========================  ==========================================================
+
+One transaction::
+
+    result = EntryPoint(default_config()).run(reader, Transaction(1234))
+    record = EntryPoint(default_config()).process(reader, Transaction(1234))  # Book B §3.5
+"""
+
+from terminal.kernel.entry_point.combination_selection import (
+    VISA_RID,
+    Candidate,
+    DirectoryEntry,
+    aid_matches,
+    build_candidates,
+    parse_ppse,
+    pdol_requests_ttq,
+)
+from terminal.kernel.entry_point.outcome_processing import MAX_RESTARTS, OnlineHandler
+from terminal.kernel.entry_point.pre_processing import autorun_indicators, pre_process
+from terminal.kernel.entry_point.protocol_activation import CollisionError, is_collision
+from terminal.kernel.entry_point.sequencer import EntryPoint, run_entry_point
+
+__all__ = [
+    "MAX_RESTARTS",
+    "VISA_RID",
+    "Candidate",
+    "CollisionError",
+    "DirectoryEntry",
+    "EntryPoint",
+    "OnlineHandler",
+    "aid_matches",
+    "autorun_indicators",
+    "build_candidates",
+    "is_collision",
+    "parse_ppse",
+    "pdol_requests_ttq",
+    "pre_process",
+    "run_entry_point",
+]
