@@ -1,3 +1,4 @@
-"""The ``terminal`` commands of the applications, loaded when run: ``retail``,
-``gate`` (with ``transit`` and ``parking``) and ``entry-point``, each registered in
-:data:`terminal.cli.LAZY_COMMANDS`; :mod:`.shared` holds what the gates share."""
+"""The ``terminal`` commands, each loaded when run (:data:`terminal.cli.LAZY_COMMANDS`):
+``readers`` and ``watch`` (:mod:`.readers`), ``read`` and ``pay`` (:mod:`.tap`),
+``retail``, ``gate`` (with ``transit`` and ``parking``) and ``entry-point``;
+:mod:`.common` holds their shared options, helpers and exits."""

@@ -26,7 +26,7 @@ from typing import Any
 import click
 
 from emvwire.tags import Tag
-from terminal.cli import (
+from terminal.commands.common import (
     NoCardEvent,
     NotCompleted,
     ReaderFailure,

@@ -1,6 +1,6 @@
 """``terminal gate``: a gate, one tap after another, as ``terminal gate transit`` and
 ``terminal gate parking``, each with only its own options (and the common ones of
-:func:`terminal.commands.shared.gate_options`).
+:func:`terminal.commands.common.gate_options`).
 
 ``transit`` (:mod:`terminal.commands.transit`) decides offline
 (:class:`terminal.apps.transit.TransitGate`) and uploads its journal to the back office;

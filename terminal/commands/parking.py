@@ -28,12 +28,13 @@ from terminal.apps.parking import (
     run_lane,
 )
 from terminal.apps.retail import utc_now
-from terminal.cli import (
+from terminal.commands.common import (
     ConfigFailure,
+    gate_failures,
+    gate_options,
     load_terminal_config,
     open_cli_reader,
 )
-from terminal.commands.shared import gate_failures, gate_options
 from terminal.kernel.entry_point import EntryPoint
 from terminal.kernel.outcome import UiMessage
 from terminal.kernel.transaction import parse_amount
@@ -70,7 +71,7 @@ def run_parking(
     line (``as_json``: one JSON object) per tap on standard output, until ``taps``
     taps or Ctrl-C. ``lane`` defaults to ``$TAPSTACK_PARKING_LANE``, else ``auto``.
     Failures are the ``terminal`` CLI's :class:`click.ClickException` subclasses
-    (:class:`~terminal.cli.NoCardEvent` when no card comes within ``timeout`` s)."""
+    (:class:`~terminal.commands.common.NoCardEvent` when no card comes within ``timeout`` s)."""
     if not (issuer_url and terminal_id and terminal_key):
         raise click.UsageError("parking pre-authorises online: give --issuer, --terminal-id "
                                "and --terminal-key")  # fmt: skip

@@ -45,7 +45,7 @@ from terminal.apps.retail import (
     format_amount,
     journal_totals,
 )
-from terminal.cli import (
+from terminal.commands.common import (
     ConfigFailure,
     NoCardEvent,
     NotCompleted,

@@ -24,13 +24,14 @@ from terminal.apps.gate import emitter, run_gate
 from terminal.apps.journal import JournalError
 from terminal.apps.transit import DIRECTIONS, TransitLane, TransitSettings
 from terminal.apps.uploader import BackOfficeClient
-from terminal.cli import (
+from terminal.commands.common import (
     ConfigFailure,
     ReaderFailure,
+    gate_failures,
+    gate_options,
     load_terminal_config,
     open_cli_reader,
 )
-from terminal.commands.shared import gate_failures, gate_options
 from terminal.kernel.entry_point import EntryPoint
 from terminal.kernel.transaction import currency_by_code, parse_amount
 

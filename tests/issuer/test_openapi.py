@@ -13,7 +13,7 @@ import pytest
 from emvwire.oda import SigningKey
 from issuer.bootstrap import IssuerApp
 from issuer.service import OPENAPI
-from tests.issuer.test_service import World, make_world, post, send, tap
+from tests.issuer.helpers import World, make_world, post, send, tap
 
 
 @pytest.fixture

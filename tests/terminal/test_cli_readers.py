@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-import terminal.cli
+import terminal.commands.common
 from card.vpcd import VPCD_PORT, serve_tap
 from terminal.cli import cli
 from terminal.readers import ReaderScan, open_reader
@@ -81,7 +81,7 @@ def test_watch_sees_a_vpcd_card_arrive_and_leave(
     def open_watched(path: str, **options: Any) -> TracingReader:
         return TracingReader(open_reader(path, **options), take_away_once_seen)
 
-    monkeypatch.setattr(terminal.cli, "open_reader", open_watched)
+    monkeypatch.setattr(terminal.commands.common, "open_reader", open_watched)
     server.start()
     try:
         result = runner.invoke(
@@ -156,9 +156,9 @@ def test_watch_errors_are_messages_with_exit_code_3(
 
 
 def test_watch_without_any_reader(runner: CliRunner, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv(terminal.cli.READER_ENV, raising=False)
+    monkeypatch.delenv(terminal.commands.common.READER_ENV, raising=False)
     empty = ReaderScan((), ("pcsc: pcscd is not running",))
-    monkeypatch.setattr(terminal.cli, "scan_readers", lambda: empty)
+    monkeypatch.setattr(terminal.commands.common, "scan_readers", lambda: empty)
     result = runner.invoke(cli, ["watch"])
     assert result.exit_code == 3
     assert "no reader found (pcsc: pcscd is not running)" in result.output
@@ -182,8 +182,10 @@ def test_watch_reader_from_the_environment_and_ctrl_c(
         opened.append(path)
         return Interrupted()
 
-    monkeypatch.setattr(terminal.cli, "open_reader", fake_open)
-    result = runner.invoke(cli, ["watch"], env={terminal.cli.READER_ENV: "pcsc:Some Reader"})
+    monkeypatch.setattr(terminal.commands.common, "open_reader", fake_open)
+    result = runner.invoke(
+        cli, ["watch"], env={terminal.commands.common.READER_ENV: "pcsc:Some Reader"}
+    )
     assert result.exit_code == 0
     assert opened == ["pcsc:Some Reader", "closed"]
     assert "stopped" in result.stderr

@@ -1,0 +1,140 @@
+"""What the ``terminal`` commands share: the reader and configuration options'
+helpers, and the failures that are each command's exit (click exceptions with their
+exit codes: :class:`ConfigFailure` 2, :class:`ReaderFailure` 3, :class:`NoCardEvent` 4,
+:class:`NotCompleted` 5), and the options and failures of the ``terminal gate``
+commands."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
+
+import click
+
+from terminal.kernel.config import ConfigError, TerminalConfig, default_config, load_config
+from terminal.readers import NoCardError, Reader, ReaderError, open_reader, scan_readers
+from terminal.readers.trace import text_sink, traced
+
+__all__ = [
+    "READER_ENV",
+    "ConfigFailure",
+    "NoCardEvent",
+    "NotCompleted",
+    "ReaderFailure",
+    "gate_failures",
+    "gate_options",
+    "load_terminal_config",
+    "open_cli_reader",
+    "prepare_reader",
+    "wait_for_card",
+]
+
+#: Environment variable naming the reader when ``--reader`` is not given.
+READER_ENV = "TAPSTACK_READER"
+
+
+class ReaderFailure(click.ClickException):
+    """No reader, a reader that cannot be opened, or one that failed (exit code 3)."""
+
+    exit_code = 3
+
+
+class NoCardEvent(click.ClickException):
+    """``--timeout`` passed without the awaited card event (exit code 4)."""
+
+    exit_code = 4
+
+
+class ConfigFailure(click.ClickException):
+    """A terminal configuration that cannot be read or is invalid (exit code 2)."""
+
+    exit_code = 2
+
+
+class NotCompleted(click.ClickException):
+    """The transaction was declined, ended, or must be tried again (exit code 5)."""
+
+    exit_code = 5
+
+
+def open_cli_reader(path: str | None) -> Reader:
+    """The reader at ``path``, or the first one found; :class:`ReaderFailure` with the
+    reason otherwise (every command that takes ``--reader``)."""
+    if path is None:
+        scan = scan_readers()
+        if not scan.readers:
+            why = "; ".join(scan.problems) or "no driver found one"
+            raise ReaderFailure(f"no reader found ({why}); name one with --reader PATH")
+        path = scan.readers[0].path
+    try:
+        return open_reader(path)
+    except ReaderError as exc:
+        raise ReaderFailure(f"cannot open reader {path!r}: {exc}") from exc
+
+
+def load_terminal_config(path: str | None) -> TerminalConfig:
+    """The terminal configuration of ``--config`` (the built-in default without one);
+    :class:`ConfigFailure` with the reason when it does not load."""
+    try:
+        return default_config() if path is None else load_config(path)
+    except ConfigError as exc:
+        raise ConfigFailure(f"configuration: {exc}") from exc
+
+
+def prepare_reader(reader_path: str | None, trace: bool) -> tuple[Reader, Reader]:
+    """The reader opened, and the same traced to standard error with ``--trace``."""
+    reader = open_cli_reader(reader_path)
+    return reader, traced(reader, text_sink() if trace else None)
+
+
+def wait_for_card(reader: Reader, timeout: float | None) -> None:
+    """Ask for a card and wait ``timeout`` s at most (:class:`NoCardEvent`)."""
+    click.echo(f"Present a card to {reader.path}", err=True)
+    try:
+        reader.wait_for_card(timeout)
+    except NoCardError as exc:
+        raise NoCardEvent(f"no card at {reader.path} within {timeout:g} s") from exc
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def gate_options(command: F) -> F:
+    """The options of every ``terminal gate`` command: ``--reader``, ``--config``,
+    ``--home``, ``--taps``, ``--timeout`` and ``--json``."""
+    options = [
+        click.option("--reader", "reader_path", envvar=READER_ENV, metavar="PATH",
+                     help=f"Reader path (see `terminal readers`); default ${READER_ENV}, "
+                     "else the first."),
+        click.option("--config", "config_path", metavar="FILE",
+                     help="Terminal configuration (JSON)."),
+        click.option("--home", envvar="TAPSTACK_GATE_HOME", default="./var/gate",
+                     show_default=True, metavar="DIR",
+                     help="The gate's state (journal; transit: deny list too); env "
+                     "TAPSTACK_GATE_HOME."),
+        click.option("--taps", type=click.IntRange(min=1), metavar="N",
+                     help="Stop after N taps (default: until Ctrl-C)."),
+        click.option("--timeout", type=click.FloatRange(min=0), metavar="S",
+                     help="Give up (exit code 4) when no card comes, or a card stays, "
+                     "for S s."),
+        click.option("--json", "as_json", is_flag=True, help="One JSON object per tap and line."),
+    ]  # fmt: skip
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+@contextlib.contextmanager
+def gate_failures(reader: Reader) -> Iterator[None]:
+    """Around a gate's loop on ``reader``: Ctrl-C stops it ("stopped"); no card, or a
+    card that stays, within ``--timeout`` is :class:`NoCardEvent` (exit
+    code 4); any other reader error :class:`ReaderFailure` (3)."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        click.echo("stopped", err=True)
+    except (NoCardError, TimeoutError) as exc:
+        raise NoCardEvent(str(exc)) from exc
+    except ReaderError as exc:
+        raise ReaderFailure(f"{reader.path}: {exc}") from exc

@@ -1,0 +1,247 @@
+"""``terminal read`` shows what a card reveals (masked); ``terminal pay`` runs one
+transaction to its outcome (EMV Book B entry point, kernels 2 and 3) and, with an
+issuer, goes online with it."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import click
+
+from emvwire.dump import dump
+from terminal.commands.common import (
+    READER_ENV,
+    ConfigFailure,
+    NotCompleted,
+    ReaderFailure,
+    load_terminal_config,
+    prepare_reader,
+    wait_for_card,
+)
+from terminal.kernel.config import TRANSACTION_TYPES
+from terminal.kernel.entry_point import EntryPoint
+from terminal.kernel.outcome import Outcome, UiMessage
+from terminal.kernel.reading import read_card
+from terminal.kernel.transaction import (
+    Transaction,
+    TransactionResult,
+    currency_by_code,
+    parse_amount,
+)
+from terminal.readers import ReaderError, signal_outcome
+
+__all__ = ["pay_command", "read_command"]
+
+
+def _print_objects(objects: list[dict[str, Any]], indent: str) -> None:
+    for obj in objects:
+        if "error" in obj:
+            click.echo(f"{indent}!! {obj['error']}")
+        else:
+            click.echo(f"{indent}{obj['tag']:<6} {obj['name']}: {obj['value']}")
+
+
+@click.command("read")
+@click.option(
+    "--reader",
+    "reader_path",
+    envvar=READER_ENV,
+    metavar="PATH",
+    help=f"Reader path (see `terminal readers`); default ${READER_ENV}, else the first one.",
+)
+@click.option("--config", "config_path", metavar="FILE", help="Terminal configuration (JSON).")
+@click.option("--timeout", type=click.FloatRange(min=0), metavar="S", help="Wait S s at most.")
+@click.option("--no-gpo", is_flag=True, help="Stop after SELECT: no GPO, no records.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON document instead of text.")
+@click.option("--trace", is_flag=True, help="Every APDU to standard error (masked).")
+def read_command(
+    reader_path: str | None,
+    config_path: str | None,
+    timeout: float | None,
+    no_gpo: bool,
+    as_json: bool,
+    trace: bool,
+) -> None:
+    """Show what a card reveals: applications, AID, label, PAN (masked), expiry and the
+    data objects of every record, named.
+
+    GET PROCESSING OPTIONS is sent (cards serve records only after it) for a zero
+    amount: the card counts one transaction. --no-gpo avoids that.
+    """
+    config = load_terminal_config(config_path)
+    raw, reader = prepare_reader(reader_path, trace)
+    try:
+        wait_for_card(reader, timeout)
+        reading = read_card(reader, config, gpo=not no_gpo)
+    except ReaderError as exc:
+        raise ReaderFailure(f"{raw.path}: {exc}") from exc
+    finally:
+        reader.close()
+    summary = reading.summary()
+    if as_json:
+        click.echo(json.dumps(summary, indent=2))
+        return
+    for app in summary["applications"]:
+        click.echo(f"Application {app['aid']}  {app['label']}")
+        click.echo(f"  priority {app['priority'] or '-'}, kernel id {app['kernel_id'] or '-'}")
+        click.echo(f"  PAN {app['pan'] or '-'}, expiry {app['expiry'] or '-'}")
+        if app["gpo"]:
+            click.echo(f"  GET PROCESSING OPTIONS ({app['gpo_sw']}):")
+            _print_objects(app["gpo"], "    ")
+        for record in app["records"]:
+            click.echo(f"  Record SFI {record['sfi']} #{record['record']} ({record['sw']}):")
+            _print_objects(record["objects"], "    ")
+        for problem in app["problems"]:
+            click.echo(f"  problem: {problem}")
+    for problem in summary["problems"]:
+        click.echo(f"problem: {problem}")
+    click.echo(f"{summary['apdus']} APDUs", err=True)
+
+
+_TYPES = {**TRANSACTION_TYPES, "cash": TRANSACTION_TYPES["cash_advance"]}
+
+
+@click.command("pay")
+@click.option(
+    "--reader",
+    "reader_path",
+    envvar=READER_ENV,
+    metavar="PATH",
+    help=f"Reader path (see `terminal readers`); default ${READER_ENV}, else the first one.",
+)
+@click.option("--amount", required=True, metavar="AMOUNT", help="Amount, e.g. 12.34.")
+@click.option("--other-amount", default="0", metavar="AMOUNT", help="Cashback amount.")
+@click.option(
+    "--currency", metavar="CODE", help="ISO 4217 code or number (EUR, 978); default the terminal's."
+)
+@click.option(
+    "--type",
+    "txn_type",
+    type=click.Choice(sorted(_TYPES)),
+    default="purchase",
+    show_default=True,
+    help="Transaction type (9C).",
+)
+@click.option("--config", "config_path", metavar="FILE", help="Terminal configuration (JSON).")
+@click.option("--timeout", type=click.FloatRange(min=0), metavar="S", help="Wait S s at most.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON document instead of text.")
+@click.option("--trace", is_flag=True, help="Every APDU and kernel step to standard error.")
+@click.option("--issuer", "issuer_url", envvar="TAPSTACK_ISSUER_URL", metavar="URL",
+              help="Issuer service to go online to (http://HOST:PORT).")  # fmt: skip
+@click.option("--terminal-id", envvar="TAPSTACK_TERMINAL_ID", metavar="ID",
+              help="This terminal's id at the issuer.")  # fmt: skip
+@click.option("--terminal-key", envvar="TAPSTACK_TERMINAL_KEY", metavar="KEY",
+              help="This terminal's credential (env TAPSTACK_TERMINAL_KEY).")  # fmt: skip
+def pay_command(
+    reader_path: str | None,
+    amount: str,
+    other_amount: str,
+    currency: str | None,
+    txn_type: str,
+    config_path: str | None,
+    timeout: float | None,
+    as_json: bool,
+    trace: bool,
+    issuer_url: str | None = None,
+    terminal_id: str | None = None,
+    terminal_key: str | None = None,
+) -> None:
+    """Run one contactless transaction to its outcome.
+
+    Without --issuer an online request ends here, and the authorisation request (ISO
+    8583 field 55 data, track 2 masked) is printed; with --issuer, --terminal-id and
+    --terminal-key it goes online and the issuer's answer decides. Exit code 0 for
+    approved (or an online request without an issuer), 5 for declined, ended or try
+    again.
+    """
+    if issuer_url and not (terminal_id and terminal_key):
+        raise click.BadParameter("--issuer needs --terminal-id and --terminal-key")
+    config = load_terminal_config(config_path)
+    try:
+        cur = currency_by_code(currency if currency else config.currency)
+        minor = parse_amount(amount, cur.exponent)
+        other = parse_amount(other_amount, cur.exponent)
+        transaction = Transaction(minor, other, currency=cur.code if currency else None,
+                                  type=_TYPES[txn_type])  # fmt: skip
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from exc
+    raw, reader = prepare_reader(reader_path, trace)
+    steps = (lambda line: click.echo(f"  kernel: {line}", err=True)) if trace else None
+    entry = EntryPoint(config, trace=steps)
+    try:
+        wait_for_card(reader, timeout)
+        result = entry.run(reader, transaction, wait=False)
+    except ReaderError as exc:
+        raise ReaderFailure(f"{raw.path}: {exc}") from exc
+    finally:
+        reader.close()
+    signal_outcome(raw.feedback, result.outcome.label)
+    summary = result.summary()
+    summary["amount"] = f"{minor / 10**cur.exponent:.{cur.exponent}f} {cur.alpha}"
+    if issuer_url and terminal_id and terminal_key and result.outcome is Outcome.ONLINE_REQUEST:
+        _go_online(summary, result, issuer_url, terminal_id, terminal_key, as_json)
+        return
+    if as_json:
+        click.echo(json.dumps(summary, indent=2))
+    else:
+        _print_result(summary, result)
+    if result.outcome not in (Outcome.APPROVED, Outcome.ONLINE_REQUEST):
+        why = "; ".join(result.reasons) or result.outcome.label
+        raise NotCompleted(f"{result.outcome.label}: {why}")
+
+
+def _go_online(
+    summary: dict[str, Any],
+    result: TransactionResult,
+    url: str,
+    terminal_id: str,
+    terminal_key: str,
+    as_json: bool,
+) -> None:
+    """Send the online request to the issuer and print the final outcome."""
+    from hostlink import HostClient, HostError
+
+    try:
+        with HostClient(url, terminal_id, terminal_key) as host:
+            final = host.authorise(result.authorisation_data, result.track2)
+    except HostError as exc:  # refused (401: wrong terminal id or key) or a bad request
+        raise ConfigFailure(str(exc)) from None
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+    summary["online"] = final.to_json()
+    summary["outcome"] = "approved" if final.approved else "declined"
+    # The cardholder now sees the issuer's answer (Book A §9.4: 03 / 07).
+    shown = UiMessage.APPROVED if final.approved else UiMessage.NOT_AUTHORISED
+    summary["message"] = shown.text
+    if as_json:
+        click.echo(json.dumps(summary, indent=2))
+    else:
+        _print_result(summary, result)
+        reason = f" ({final.reason})" if final.reason else ""
+        click.echo(f"ONLINE {summary['outcome'].upper()}: {final.response_code}{reason}")
+        click.echo(f"  transaction {final.transaction_id}, ARPC {final.arpc.hex().upper()}")
+    if not final.approved:
+        raise NotCompleted(f"declined by the issuer: {final.response_code} {final.reason}")
+
+
+def _print_result(summary: dict[str, Any], result: TransactionResult) -> None:
+    click.echo(f"{summary['outcome'].upper()}: {summary['message']}")
+    click.echo(f"  amount     {summary['amount']}")
+    if summary["aid"]:
+        click.echo(f"  application {summary['aid']} {summary['label']} ({summary['kernel']})")
+    if summary["pan"]:
+        token = " (token)" if summary["token"] else ""
+        click.echo(f"  card       {summary['pan']}{token}, reference {summary['card_reference']}")
+    click.echo(f"  CVM        {summary['cvm']}; ODA {summary['oda']} {summary['oda_method']}")
+    if result.online_pin_required:
+        click.echo("  online PIN required: the application must ask for the PIN")
+    click.echo(f"  TVR        {summary['tvr']}")
+    for reason in summary["reasons"]:
+        click.echo(f"  reason     {reason}")
+    timing = ", ".join(f"{k} {v:.1f} ms" for k, v in summary["timings_ms"].items())
+    click.echo(f"  {summary['apdus']} APDUs; {timing}")
+    if result.authorisation_data:
+        click.echo("Authorisation request (field 55, masked where sensitive):")
+        click.echo("\n".join("  " + line for line in dump(result.authorisation_data).splitlines()))
+        click.echo(f"  57 track 2 equivalent data: {summary['track2']}")
