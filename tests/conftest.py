@@ -151,12 +151,29 @@ def postgres_url() -> str:
     return POSTGRES_URL
 
 
-@pytest.fixture(autouse=True)
+@pytest.fixture(scope="session", autouse=True)
+def card_state_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The software cards' counters (card/state.py) in a folder of the test session:
+    no test reads or leaves counters in the user's state folder, and a card that
+    several tests of a module serve (each in a process of its own) counts on from one
+    test to the next, as it would for a user."""
+    folder = tmp_path_factory.mktemp("card-state")
+    old = os.environ.get("TAPSTACK_STATE_DIR")
+    os.environ["TAPSTACK_STATE_DIR"] = str(folder)
+    try:
+        yield folder
+    finally:
+        if old is None:
+            os.environ.pop("TAPSTACK_STATE_DIR", None)
+        else:
+            os.environ["TAPSTACK_STATE_DIR"] = old
+
+
+@pytest.fixture
 def card_state_dir(
     tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
 ) -> Path:
-    """A fresh state folder for the software cards' counters (card/state.py), per test:
-    no test reads or leaves counters in the user's state folder."""
+    """A state folder of this test's own, for a test that looks at what is in it."""
     folder = tmp_path_factory.mktemp("card-state")
     monkeypatch.setenv("TAPSTACK_STATE_DIR", str(folder))
     return folder
