@@ -5,7 +5,7 @@ by :func:`card.vpcd.serve_once` in a thread on vpcd's second reader (port 35964)
 reader is pyscard talking to the running pcscd. Each figure is measured twice: with the
 card socket re-arming ``TCP_QUICKACK`` around every read (the default), and with a naive
 socket (``quickack=False``), where every APDU waits for a delayed ACK because vpcd
-writes the length and the payload in two sends (shared/notes/environment.md).
+writes the length and the payload in two sends (card/vpcd.py module docstring).
 
 - round trip: GET DATA ATC (``80 CA 9F 36 00``) with the application selected, the
   smallest command the card answers;

@@ -119,7 +119,7 @@ def _percentiles(benchmark: Any) -> None:
 @pytest.fixture(scope="module")
 def big_deny() -> tuple[DenyList, dict[str, Any]]:
     """The list of DENY_SIZE random references, built once into var/bench/ (a gate's
-    folder, reused by later runs: build it apart, without holding the vpcd lock)."""
+    folder, reused by later runs: build it apart, while no pcsc benchmark runs)."""
     folder = CACHE / f"denylist-{DENY_SIZE}"
     timing = folder / "build.json"
     if not timing.exists():

@@ -7,7 +7,7 @@ relay resistance bookkeeping, processing restrictions, CVM selection, terminal a
 analysis and the CDA chain (issuer and ICC certificate recovery, signature check:
 three RSA public operations). The goal is under 5 ms per tap.
 
-- ``kernel``: :meth:`Kernel2.activate` from GPO to the outcome (7 APDUs);
+- ``kernel``: :meth:`FlowKernel.activate` of kernel 2 from GPO to the outcome (7 APDUs);
 - ``tap``: the whole transaction through the entry point (PPSE, SELECT, 9 APDUs);
 - ``transcript``: the public offline transcript (mock-msc-offline, TC with CDA,
   1408-bit CA, e=3), approved, through the entry point.

@@ -61,6 +61,7 @@ __all__ = [
     "BUILTIN_KERNEL_MODULES",
     "DEFAULT_KERNEL_BY_RID",
     "KERNEL_NAMES",
+    "FlowKernel",
     "Kernel",
     "KernelContext",
     "KernelRegistry",
@@ -411,6 +412,24 @@ class Kernel(Protocol):
     def activate(self, ctx: KernelContext) -> TransactionResult:
         """Run the transaction from the selected application to its outcome."""
         ...
+
+
+class _Flow(Protocol):
+    def run(self) -> TransactionResult: ...
+
+
+@dataclass(frozen=True, slots=True)
+class FlowKernel:
+    """A kernel whose transaction is one run of its flow (kernels 2 and 3: ``flow(ctx)
+    .run()``), keeping no state between taps."""
+
+    kernel_id: bytes
+    name: str
+    flow: Callable[[KernelContext], _Flow] = field(repr=False)
+
+    def activate(self, ctx: KernelContext) -> TransactionResult:
+        """Run one transaction from the selected application to its outcome."""
+        return self.flow(ctx).run()
 
 
 class KernelRegistry:

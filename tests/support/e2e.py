@@ -6,8 +6,8 @@ tests/terminal and bench/.
   :func:`new_account`, :func:`add_terminal`, :func:`provision_card`, and
   :func:`serve_issuer` (``issuer serve`` on a free port, its URL read from stderr, stopped
   on leaving). :class:`IssuerService` is what a test holds of a served issuer.
-- The vpcd readers of pcscd (machine-wide, TCP 35963/35964; take
-  ``/tmp/team/vpcd.lock``): :func:`require_free_reader`, :func:`free_vpcd_reader`,
+- The vpcd readers of pcscd (machine-wide, TCP 35963/35964: one test run at a time):
+  :func:`require_free_reader`, :func:`free_vpcd_reader`,
   :func:`wait_until_empty`.
 - The card: :class:`ServedCard`, ``card serve PROFILE --via pcsc --reader N`` presenting
   a software card in a vpcd reader (``card/cli.py``: one tap is one presentation).

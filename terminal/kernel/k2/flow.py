@@ -108,7 +108,7 @@ from terminal.kernel.k2.rules import (
     terminal_capabilities,
 )
 from terminal.kernel.outcome import FlowEndError, Outcome, Status, UiMessage
-from terminal.kernel.registry import KernelContext
+from terminal.kernel.registry import FlowKernel, KernelContext
 from terminal.kernel.transaction import (
     AC_NAMES,
     Cvm,
@@ -121,7 +121,6 @@ __all__ = [
     "FIELD_55_TAGS",
     "KERNEL",
     "NAME",
-    "Kernel2",
 ]
 
 NAME: Final = "kernel 2 (Mastercard M/Chip)"
@@ -752,19 +751,6 @@ def _amount(value: bytes | None) -> int | None:
     return int(text) if text.isdigit() else None
 
 
-class Kernel2:
-    """Mastercard kernel 2, EMV mode (module docstring). Stateless between taps."""
-
-    kernel_id: Final = b"\x02"
-    name: Final = NAME
-
-    def activate(self, ctx: KernelContext) -> TransactionResult:
-        """Run one transaction from the selected application to its outcome."""
-        return _Flow(ctx).run()
-
-    def __repr__(self) -> str:
-        return "Kernel2()"
-
-
-#: The instance the registry loads (:data:`terminal.kernel.registry.BUILTIN_KERNEL_MODULES`).
-KERNEL: Final = Kernel2()
+#: Mastercard kernel 2, EMV mode (module docstring), as the registry loads it
+#: (:data:`terminal.kernel.registry.BUILTIN_KERNEL_MODULES`).
+KERNEL: Final = FlowKernel(b"\x02", NAME, _Flow)

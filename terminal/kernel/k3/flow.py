@@ -72,7 +72,7 @@ from emvwire.track2 import track2_expiry, track2_pan
 from terminal.kernel.brand import brand_mismatch
 from terminal.kernel.k3.rules import CVM_RESULTS, CvmDecision, cryptogram_type, visa_cvm
 from terminal.kernel.outcome import FlowEndError, Outcome, UiMessage
-from terminal.kernel.registry import KernelContext
+from terminal.kernel.registry import FlowKernel, KernelContext
 from terminal.kernel.transaction import (
     AC_NAMES,
     TVR_BITS,
@@ -81,7 +81,7 @@ from terminal.kernel.transaction import (
     TransactionResult,
 )
 
-__all__ = ["CARD_LENGTHS", "KERNEL", "MANDATORY", "NAME", "Kernel3"]
+__all__ = ["CARD_LENGTHS", "KERNEL", "MANDATORY", "NAME"]
 
 NAME: Final = "kernel 3 (Visa qVSDC)"
 
@@ -525,19 +525,6 @@ class _Flow:
         )
 
 
-class Kernel3:
-    """Visa kernel 3, qVSDC (module docstring). Stateless between taps."""
-
-    kernel_id: Final = b"\x03"
-    name: Final = NAME
-
-    def activate(self, ctx: KernelContext) -> TransactionResult:
-        """Run one transaction from the selected application to its outcome."""
-        return _Flow(ctx).run()
-
-    def __repr__(self) -> str:
-        return "Kernel3()"
-
-
-#: The instance :func:`terminal.kernel.registry.default_registry` registers.
-KERNEL: Final = Kernel3()
+#: Visa kernel 3, qVSDC (module docstring), as the registry loads it
+#: (:data:`terminal.kernel.registry.BUILTIN_KERNEL_MODULES`).
+KERNEL: Final = FlowKernel(b"\x03", NAME, _Flow)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from emvwire.apdu import select
 from terminal.kernel.config import default_config
-from terminal.kernel.k3.flow import KERNEL, Kernel3
+from terminal.kernel.k3.flow import KERNEL
 from terminal.kernel.outcome import Outcome
 from terminal.kernel.registry import (
     BUILTIN_KERNEL_MODULES,
@@ -55,8 +57,8 @@ def test_registry() -> None:
     assert registry.get(b"\x03") is KERNEL
     assert isinstance(KERNEL, Kernel)
     with pytest.raises(ValueError, match="already registered"):
-        registry.register(Kernel3())
-    registry.register(Kernel3(), replace=True)
+        registry.register(replace(KERNEL))
+    registry.register(replace(KERNEL), replace=True)
 
     class Bad:
         kernel_id = b"\x01\x02"
