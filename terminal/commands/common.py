@@ -24,9 +24,11 @@ __all__ = [
     "ReaderFailure",
     "gate_failures",
     "gate_options",
+    "issuer_options",
     "load_terminal_config",
     "open_cli_reader",
     "prepare_reader",
+    "reader_option",
     "wait_for_card",
 ]
 
@@ -100,13 +102,36 @@ def wait_for_card(reader: Reader, timeout: float | None) -> None:
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+def reader_option(command: F) -> F:
+    """``--reader PATH`` (env TAPSTACK_READER, else the first reader found)."""
+    return click.option(
+        "--reader", "reader_path", envvar=READER_ENV, metavar="PATH",
+        help=f"Reader path (see `terminal readers`); default ${READER_ENV}, else the first.",
+    )(command)  # fmt: skip
+
+
+def issuer_options(command: F) -> F:
+    """``--issuer``, ``--terminal-id`` and ``--terminal-key``: the issuer service and
+    this terminal's credential there (env TAPSTACK_ISSUER_URL, TAPSTACK_TERMINAL_ID,
+    TAPSTACK_TERMINAL_KEY)."""
+    options = [
+        click.option("--issuer", "issuer_url", envvar="TAPSTACK_ISSUER_URL", metavar="URL",
+                     help="Issuer service (http://HOST:PORT; env TAPSTACK_ISSUER_URL)."),
+        click.option("--terminal-id", envvar="TAPSTACK_TERMINAL_ID", metavar="ID",
+                     help="This terminal's id at the issuer (env TAPSTACK_TERMINAL_ID)."),
+        click.option("--terminal-key", envvar="TAPSTACK_TERMINAL_KEY", metavar="KEY",
+                     help="This terminal's credential (env TAPSTACK_TERMINAL_KEY)."),
+    ]  # fmt: skip
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
 def gate_options(command: F) -> F:
     """The options of every ``terminal gate`` command: ``--reader``, ``--config``,
     ``--home``, ``--taps``, ``--timeout`` and ``--json``."""
     options = [
-        click.option("--reader", "reader_path", envvar=READER_ENV, metavar="PATH",
-                     help=f"Reader path (see `terminal readers`); default ${READER_ENV}, "
-                     "else the first."),
+        reader_option,
         click.option("--config", "config_path", metavar="FILE",
                      help="Terminal configuration (JSON)."),
         click.option("--home", envvar="TAPSTACK_GATE_HOME", default="./var/gate",

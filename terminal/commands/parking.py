@@ -32,6 +32,7 @@ from terminal.commands.common import (
     ConfigFailure,
     gate_failures,
     gate_options,
+    issuer_options,
     load_terminal_config,
     open_cli_reader,
 )
@@ -112,13 +113,7 @@ def run_parking(
 
 @click.command("parking")
 @gate_options
-@click.option("--issuer", "issuer_url", envvar="TAPSTACK_ISSUER_URL", metavar="URL",
-              help="Issuer service (env TAPSTACK_ISSUER_URL).")  # fmt: skip
-@click.option("--terminal-id", envvar="TAPSTACK_TERMINAL_ID", metavar="ID",
-              help="This terminal's id at the issuer.")  # fmt: skip
-@click.option("--terminal-key", envvar="TAPSTACK_TERMINAL_KEY", metavar="KEY",
-              help="This terminal's credential at the issuer (env "
-              "TAPSTACK_TERMINAL_KEY).")  # fmt: skip
+@issuer_options
 @click.option("--tariff", "tariff_path", metavar="FILE", help="Tariff (JSON).")
 @click.option("--max-amount", metavar="AMOUNT",
               help="Pre-authorisation amount (default from the tariff).")  # fmt: skip

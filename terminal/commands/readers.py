@@ -9,7 +9,12 @@ from typing import Any
 
 import click
 
-from terminal.commands.common import READER_ENV, NoCardEvent, ReaderFailure, open_cli_reader
+from terminal.commands.common import (
+    NoCardEvent,
+    ReaderFailure,
+    open_cli_reader,
+    reader_option,
+)
 from terminal.readers import CardInfo, NoCardError, Reader, ReaderError, scan_readers
 from terminal.readers.trace import text_sink, traced
 
@@ -74,14 +79,7 @@ def _event(kind: str, reader: Reader, info: CardInfo | None, as_json: bool) -> N
 
 
 @click.command("watch")
-@click.option(
-    "--reader",
-    "reader_path",
-    envvar=READER_ENV,
-    metavar="PATH",
-    help=f"Reader path (see `terminal readers`); default ${READER_ENV}, "
-    "else the first reader listed.",
-)
+@reader_option
 @click.option(
     "--count",
     type=click.IntRange(min=1),

@@ -50,8 +50,10 @@ from terminal.commands.common import (
     NoCardEvent,
     NotCompleted,
     ReaderFailure,
+    issuer_options,
     load_terminal_config,
     prepare_reader,
+    reader_option,
 )
 from terminal.kernel.config import TerminalConfig
 from terminal.kernel.entry_point import EntryPoint
@@ -96,12 +98,7 @@ def _common(command: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--home", envvar="TAPSTACK_RETAIL_HOME", metavar="DIR",
                      help=f"Till folder (the day's journal); default ${{TAPSTACK_RETAIL_HOME}} "
                      f"or ./{DEFAULT_HOME}."),
-        click.option("--issuer", "issuer_url", envvar="TAPSTACK_ISSUER_URL", metavar="URL",
-                     help="Issuer service (http://HOST:PORT)."),
-        click.option("--terminal-id", envvar="TAPSTACK_TERMINAL_ID", metavar="ID",
-                     help="This terminal's id at the issuer."),
-        click.option("--terminal-key", envvar="TAPSTACK_TERMINAL_KEY", metavar="KEY",
-                     help="This terminal's credential (env TAPSTACK_TERMINAL_KEY)."),
+        issuer_options,
         click.option("--merchant", envvar="TAPSTACK_MERCHANT", metavar="NAME",
                      help="Merchant name on receipts (default: the configuration's 9F4E)."),
         click.option("--config", "config_path", metavar="FILE",
@@ -375,9 +372,7 @@ def _lines(session: _Session, read: Callable[[], str | None]) -> None:
     context_settings={"help_option_names": ["-h", "--help"]},
 )  # fmt: skip
 @_common
-@click.option("--reader", "reader_path", envvar="TAPSTACK_READER", metavar="PATH",
-              help="Reader path (see `terminal readers`); default $TAPSTACK_READER, "
-              "else the first one.")  # fmt: skip
+@reader_option
 @click.option("--amount", metavar="AMOUNT", help="Take one sale of AMOUNT (e.g. 12.34), then stop.")
 @click.option("--stdin", "from_stdin", is_flag=True,
               help="Read request lines from standard input (a POS drives the till).")  # fmt: skip

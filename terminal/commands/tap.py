@@ -11,12 +11,13 @@ import click
 
 from emvwire.dump import dump
 from terminal.commands.common import (
-    READER_ENV,
     ConfigFailure,
     NotCompleted,
     ReaderFailure,
+    issuer_options,
     load_terminal_config,
     prepare_reader,
+    reader_option,
     wait_for_card,
 )
 from terminal.kernel.config import TRANSACTION_TYPES
@@ -43,13 +44,7 @@ def _print_objects(objects: list[dict[str, Any]], indent: str) -> None:
 
 
 @click.command("read")
-@click.option(
-    "--reader",
-    "reader_path",
-    envvar=READER_ENV,
-    metavar="PATH",
-    help=f"Reader path (see `terminal readers`); default ${READER_ENV}, else the first one.",
-)
+@reader_option
 @click.option("--config", "config_path", metavar="FILE", help="Terminal configuration (JSON).")
 @click.option("--timeout", type=click.FloatRange(min=0), metavar="S", help="Wait S s at most.")
 @click.option("--no-gpo", is_flag=True, help="Stop after SELECT: no GPO, no records.")
@@ -103,13 +98,7 @@ _TYPES = {**TRANSACTION_TYPES, "cash": TRANSACTION_TYPES["cash_advance"]}
 
 
 @click.command("pay")
-@click.option(
-    "--reader",
-    "reader_path",
-    envvar=READER_ENV,
-    metavar="PATH",
-    help=f"Reader path (see `terminal readers`); default ${READER_ENV}, else the first one.",
-)
+@reader_option
 @click.option("--amount", required=True, metavar="AMOUNT", help="Amount, e.g. 12.34.")
 @click.option("--other-amount", default="0", metavar="AMOUNT", help="Cashback amount.")
 @click.option(
@@ -127,12 +116,7 @@ _TYPES = {**TRANSACTION_TYPES, "cash": TRANSACTION_TYPES["cash_advance"]}
 @click.option("--timeout", type=click.FloatRange(min=0), metavar="S", help="Wait S s at most.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON document instead of text.")
 @click.option("--trace", is_flag=True, help="Every APDU and kernel step to standard error.")
-@click.option("--issuer", "issuer_url", envvar="TAPSTACK_ISSUER_URL", metavar="URL",
-              help="Issuer service to go online to (http://HOST:PORT).")  # fmt: skip
-@click.option("--terminal-id", envvar="TAPSTACK_TERMINAL_ID", metavar="ID",
-              help="This terminal's id at the issuer.")  # fmt: skip
-@click.option("--terminal-key", envvar="TAPSTACK_TERMINAL_KEY", metavar="KEY",
-              help="This terminal's credential (env TAPSTACK_TERMINAL_KEY).")  # fmt: skip
+@issuer_options
 def pay_command(
     reader_path: str | None,
     amount: str,
