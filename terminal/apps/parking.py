@@ -529,7 +529,7 @@ def lane_config(base: TerminalConfig, tariff: Tariff) -> TerminalConfig:
     config = replace(
         base, terminal_data={**base.terminal_data, Tag.MCC: bytes.fromhex(PARKING_MCC)}
     )
-    terminal_currency = currency_by_code(config.data(Tag.TRANSACTION_CURRENCY_CODE, b"\x09\x78"))
+    terminal_currency = currency_by_code(config.currency)
     if terminal_currency != tariff.currency:
         raise TariffError(
             f"tariff in {tariff.currency.alpha}, terminal in {terminal_currency.alpha}"

@@ -8,16 +8,24 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 import click
 
-from terminal.kernel.config import ConfigError, TerminalConfig, default_config, load_config
+from terminal.kernel.config import (
+    TRANSACTION_TYPES,
+    ConfigError,
+    TerminalConfig,
+    default_config,
+    load_config,
+)
+from terminal.kernel.transaction import Currency, Transaction, currency_by_code, parse_amount
 from terminal.readers import NoCardError, Reader, ReaderError, open_reader, scan_readers
 from terminal.readers.trace import text_sink, traced
 
 __all__ = [
     "READER_ENV",
+    "TRANSACTION_TYPE_NAMES",
     "ConfigFailure",
     "NoCardEvent",
     "NotCompleted",
@@ -29,6 +37,8 @@ __all__ = [
     "open_cli_reader",
     "prepare_reader",
     "reader_option",
+    "transaction_from_options",
+    "transaction_options",
     "wait_for_card",
 ]
 
@@ -125,6 +135,46 @@ def issuer_options(command: F) -> F:
     for option in reversed(options):
         command = option(command)
     return command
+
+
+#: Transaction types (9C) by the names ``--type`` takes (``cash`` is a cash advance).
+TRANSACTION_TYPE_NAMES: Final = {**TRANSACTION_TYPES, "cash": TRANSACTION_TYPES["cash_advance"]}
+
+
+def transaction_options(command: F) -> F:
+    """``--amount``, ``--other-amount``, ``--currency`` and ``--type``: the transaction
+    of ``terminal pay`` and ``terminal entry-point``
+    (:func:`transaction_from_options`)."""
+    options = [
+        click.option("--amount", required=True, metavar="AMOUNT", help="Amount, e.g. 12.34."),
+        click.option("--other-amount", default="0", metavar="AMOUNT", help="Cashback amount."),
+        click.option("--currency", metavar="CODE",
+                     help="ISO 4217 code or number (EUR, 978); default the terminal's."),
+        click.option("--type", "txn_type", type=click.Choice(sorted(TRANSACTION_TYPE_NAMES)),
+                     default="purchase", show_default=True, help="Transaction type (9C)."),
+    ]  # fmt: skip
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def transaction_from_options(
+    config: TerminalConfig, amount: str, other_amount: str, currency: str | None, txn_type: str
+) -> tuple[Transaction, Currency]:
+    """The transaction of :func:`transaction_options`' values, with its currency (the
+    terminal's unless ``--currency`` names another); ``click.BadParameter`` says what is
+    wrong with an amount or a currency."""
+    try:
+        cur = currency_by_code(currency if currency else config.currency)
+        transaction = Transaction(
+            parse_amount(amount, cur.exponent),
+            parse_amount(other_amount, cur.exponent),
+            currency=cur.code if currency else None,
+            type=TRANSACTION_TYPE_NAMES[txn_type],
+        )
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from exc
+    return transaction, cur
 
 
 def gate_options(command: F) -> F:

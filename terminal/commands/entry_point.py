@@ -25,15 +25,13 @@ from typing import Any
 
 import click
 
-from emvwire.tags import Tag
 from terminal.commands.common import (
     NoCardEvent,
     NotCompleted,
     ReaderFailure,
     load_terminal_config,
-)
-from terminal.kernel.config import (
-    TRANSACTION_TYPES,
+    transaction_from_options,
+    transaction_options,
 )
 from terminal.kernel.conformance import scripted_registry
 from terminal.kernel.entry_point import EntryPoint
@@ -41,10 +39,7 @@ from terminal.kernel.outcome import Outcome, Start
 from terminal.kernel.recording import EntryPointRecord
 from terminal.kernel.registry import default_registry
 from terminal.kernel.transaction import (
-    Transaction,
     TransactionResult,
-    currency_by_code,
-    parse_amount,
 )
 from terminal.readers import NoCardError, ReaderError, open_reader
 
@@ -87,9 +82,6 @@ def render(record: EntryPointRecord) -> str:
     return "\n".join(lines)
 
 
-_TYPES = {name: value for name, value in TRANSACTION_TYPES.items()}
-
-
 @click.command("entry-point", context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--config", "config_path", envvar=CONFIG_ENV, metavar="FILE",
               help=f"Terminal configuration (JSON); default built-in (${CONFIG_ENV}).")  # fmt: skip
@@ -97,17 +89,7 @@ _TYPES = {name: value for name, value in TRANSACTION_TYPES.items()}
               help=f"Card profile (scripted or EMV), emulated reader (${CARD_ENV}).")  # fmt: skip
 @click.option("--reader", "reader_path", metavar="PATH",
               help="A reader path instead of --card (pcsc:0, nfc:udp:...).")  # fmt: skip
-@click.option("--amount", required=True, metavar="AMOUNT", help="Amount, e.g. 12.34.")
-@click.option("--other-amount", default="0", metavar="AMOUNT", help="Cashback amount.")
-@click.option("--currency", metavar="CODE", help="ISO 4217 code or number; default the terminal's.")
-@click.option(
-    "--type",
-    "txn_type",
-    type=click.Choice(sorted(_TYPES)),
-    default="purchase",
-    show_default=True,
-    help="Transaction type (9C).",
-)
+@transaction_options
 @click.option("--autorun", is_flag=True, help="Start at B without pre-processing (Book B §3.2).")
 @click.option(
     "--kernels",
@@ -144,15 +126,8 @@ def entry_point_command(
     if (card_path is None) == (reader_path is None):
         raise click.UsageError("give exactly one of --card PROFILE and --reader PATH")
     config = load_terminal_config(config_path)
+    transaction, _ = transaction_from_options(config, amount, other_amount, currency, txn_type)
     try:
-        default = config.data(Tag.TRANSACTION_CURRENCY_CODE, b"\x09\x78")
-        cur = currency_by_code(currency if currency else default)
-        transaction = Transaction(
-            parse_amount(amount, cur.exponent),
-            parse_amount(other_amount, cur.exponent),
-            currency=cur.code if currency else None,
-            type=_TYPES[txn_type],
-        )
         response = bytes.fromhex(online_response) if online_response is not None else None
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from exc

@@ -139,7 +139,7 @@ class _Session:
 
     def currency(self) -> Currency:
         config = self.terminal_config()
-        return currency_by_code(config.data(Tag.TRANSACTION_CURRENCY_CODE, b"\x09\x78"))
+        return currency_by_code(config.currency)
 
     def open_till(self) -> Till:
         if self.till is not None:

@@ -18,17 +18,15 @@ from terminal.commands.common import (
     load_terminal_config,
     prepare_reader,
     reader_option,
+    transaction_from_options,
+    transaction_options,
     wait_for_card,
 )
-from terminal.kernel.config import TRANSACTION_TYPES
 from terminal.kernel.entry_point import EntryPoint
 from terminal.kernel.outcome import Outcome, UiMessage
 from terminal.kernel.reading import read_card
 from terminal.kernel.transaction import (
-    Transaction,
     TransactionResult,
-    currency_by_code,
-    parse_amount,
 )
 from terminal.readers import ReaderError, signal_outcome
 
@@ -94,24 +92,9 @@ def read_command(
     click.echo(f"{summary['apdus']} APDUs", err=True)
 
 
-_TYPES = {**TRANSACTION_TYPES, "cash": TRANSACTION_TYPES["cash_advance"]}
-
-
 @click.command("pay")
 @reader_option
-@click.option("--amount", required=True, metavar="AMOUNT", help="Amount, e.g. 12.34.")
-@click.option("--other-amount", default="0", metavar="AMOUNT", help="Cashback amount.")
-@click.option(
-    "--currency", metavar="CODE", help="ISO 4217 code or number (EUR, 978); default the terminal's."
-)
-@click.option(
-    "--type",
-    "txn_type",
-    type=click.Choice(sorted(_TYPES)),
-    default="purchase",
-    show_default=True,
-    help="Transaction type (9C).",
-)
+@transaction_options
 @click.option("--config", "config_path", metavar="FILE", help="Terminal configuration (JSON).")
 @click.option("--timeout", type=click.FloatRange(min=0), metavar="S", help="Wait S s at most.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON document instead of text.")
@@ -142,14 +125,7 @@ def pay_command(
     if issuer_url and not (terminal_id and terminal_key):
         raise click.BadParameter("--issuer needs --terminal-id and --terminal-key")
     config = load_terminal_config(config_path)
-    try:
-        cur = currency_by_code(currency if currency else config.currency)
-        minor = parse_amount(amount, cur.exponent)
-        other = parse_amount(other_amount, cur.exponent)
-        transaction = Transaction(minor, other, currency=cur.code if currency else None,
-                                  type=_TYPES[txn_type])  # fmt: skip
-    except ValueError as exc:
-        raise click.BadParameter(str(exc)) from exc
+    transaction, cur = transaction_from_options(config, amount, other_amount, currency, txn_type)
     raw, reader = prepare_reader(reader_path, trace)
     steps = (lambda line: click.echo(f"  kernel: {line}", err=True)) if trace else None
     entry = EntryPoint(config, trace=steps)
@@ -162,7 +138,7 @@ def pay_command(
         reader.close()
     signal_outcome(raw.feedback, result.outcome.label)
     summary = result.summary()
-    summary["amount"] = f"{minor / 10**cur.exponent:.{cur.exponent}f} {cur.alpha}"
+    summary["amount"] = f"{transaction.amount / 10**cur.exponent:.{cur.exponent}f} {cur.alpha}"
     if issuer_url and terminal_id and terminal_key and result.outcome is Outcome.ONLINE_REQUEST:
         _go_online(summary, result, issuer_url, terminal_id, terminal_key, as_json)
         return

@@ -18,7 +18,6 @@ import sys
 
 import click
 
-from emvwire.tags import Tag
 from terminal.apps.denylist import DenyListError
 from terminal.apps.gate import emitter, run_gate
 from terminal.apps.journal import JournalError
@@ -132,7 +131,7 @@ def transit_command(
     key = _seal_key(seal_key)
     config = load_terminal_config(config_path)
     try:
-        currency = currency_by_code(config.data(Tag.TRANSACTION_CURRENCY_CODE, b"\x09\x78"))
+        currency = currency_by_code(config.currency)
         amount = parse_amount(nominal_amount, currency.exponent)
     except ValueError as exc:
         raise click.BadParameter(f"--nominal-amount: {exc}") from exc
