@@ -64,13 +64,14 @@ def main() -> None:
 def _measure(url: str, shop: tuple[str, str], park: tuple[str, str], tmp: Path, taps: int) -> None:
     """Time ``taps`` retail sales, then ``taps`` parking entries and exits, on vpcd reader 1
     (the card presented there for every tap) against the issuer at ``url``."""
+    from emvwire.currency import currency_by_code
     from hostlink import HostClient
     from terminal.apps.journal import Journal
     from terminal.apps.parking import ParkingGate, lane_config, load_tariff
     from terminal.apps.retail import Till
     from terminal.kernel.config import default_config
     from terminal.kernel.entry_point import EntryPoint
-    from terminal.kernel.transaction import Transaction, TransactionResult, currency_by_code
+    from terminal.kernel.transaction import Transaction, TransactionResult
     from terminal.readers import open_reader
 
     reader = open_reader("pcsc:1")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from issuer.commands.common import CliState, emit, json_option, pass_state, table
-from issuer.model.currency import CURRENCIES, format_amount, parse_amount
+from issuer.model.currency import ACCEPTED, format_amount, parse_amount
 from issuer.model.entities import Account
 
 __all__ = ["account"]
@@ -42,7 +42,7 @@ def account() -> None:
 )
 @click.option(
     "--currency",
-    type=click.Choice(sorted(CURRENCIES), case_sensitive=False),
+    type=click.Choice(ACCEPTED, case_sensitive=False),
     default="EUR",
     show_default=True,
     help="ISO 4217 currency.",

@@ -112,7 +112,7 @@ def amount_and_currency(tags: Mapping[int, bytes]) -> tuple[int, str]:
     numeric = tags.get(Tag.TRANSACTION_CURRENCY_CODE, b"")
     try:
         value = _bcd_int(amount) if len(amount) == 6 else -1
-        currency = currency_by_numeric(numeric).code if len(numeric) == 2 else "XXX"
+        currency = currency_by_numeric(numeric).alpha if len(numeric) == 2 else "XXX"
     except (ValidationError, NotFoundError, ValueError):
         return -1, "XXX"
     return value, currency

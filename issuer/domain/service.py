@@ -151,7 +151,7 @@ class IssuerService:
             new_id("acct"),
             holder,
             kind,
-            currency(currency_code).code,
+            currency(currency_code).alpha,
             credit_limit,
             AccountStatus.OPEN,
             utc_now(),

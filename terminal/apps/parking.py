@@ -56,20 +56,20 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Final, Protocol
 
+from emvwire.currency import Currency, currency_by_code, format_amount, parse_amount
 from emvwire.tags import Tag
 from hostlink.client import UNREACHABLE, HostError, HostOutcome
 from terminal.apps.errors import AppError
 from terminal.apps.journal import JOURNAL_FILE, Journal
-from terminal.apps.retail import format_amount, utc_now
+from terminal.apps.retail import (
+    utc_now,
+)
 from terminal.kernel.config import TerminalConfig
 from terminal.kernel.entry_point import EntryPoint
 from terminal.kernel.outcome import Outcome, UiMessage
 from terminal.kernel.transaction import (
-    Currency,
     Transaction,
     TransactionResult,
-    currency_by_code,
-    parse_amount,
 )
 from terminal.readers import NoCardError, Reader, signal_outcome
 

@@ -48,12 +48,16 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final, Protocol
 
+from emvwire.currency import Currency, format_amount
 from emvwire.tags import Tag
 from hostlink.client import UNREACHABLE, HostError, HostOutcome, HostUnreachableError
 from terminal.apps.errors import AppError
 from terminal.apps.journal import Journal
 from terminal.kernel.outcome import Outcome, UiMessage
-from terminal.kernel.transaction import Currency, Transaction, TransactionResult
+from terminal.kernel.transaction import (
+    Transaction,
+    TransactionResult,
+)
 
 __all__ = [
     "ISSUER_DOWN_TEXT",
@@ -65,7 +69,6 @@ __all__ = [
     "Tap",
     "Till",
     "Totals",
-    "format_amount",
     "journal_totals",
     "utc_now",
 ]
@@ -87,16 +90,6 @@ Tap = Callable[[Transaction], TransactionResult]
 def utc_now() -> datetime:
     """The current time in UTC (the default clock)."""
     return datetime.now(UTC)
-
-
-def format_amount(minor: int, currency: Currency) -> str:
-    """``1234`` -> ``"12.34 EUR"``."""
-    sign = "-" if minor < 0 else ""
-    value = abs(minor)
-    if currency.exponent == 0:
-        return f"{sign}{value} {currency.alpha}"
-    unit = 10**currency.exponent
-    return f"{sign}{value // unit}.{value % unit:0{currency.exponent}d} {currency.alpha}"
 
 
 class HostLike(Protocol):

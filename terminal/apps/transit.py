@@ -39,13 +39,18 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any, Final
 
+from emvwire.currency import currency_by_code
 from emvwire.seal import seal
 from terminal.apps.denylist import DenyList, DenyListError
 from terminal.apps.gate import GateVerdict, utc_stamp
 from terminal.apps.journal import Journal
 from terminal.apps.uploader import BackOfficeClient, BackOfficeLinkError, DenyListPoller, Uploader
 from terminal.kernel.outcome import Outcome
-from terminal.kernel.transaction import OdaResult, Transaction, TransactionResult, currency_by_code
+from terminal.kernel.transaction import (
+    OdaResult,
+    Transaction,
+    TransactionResult,
+)
 
 __all__ = [
     "DIRECTIONS",

@@ -12,6 +12,7 @@ from typing import Any, Final, TypeVar
 
 import click
 
+from emvwire.currency import Currency, currency_by_code, parse_amount
 from terminal.kernel.config import (
     TRANSACTION_TYPES,
     ConfigError,
@@ -19,7 +20,9 @@ from terminal.kernel.config import (
     default_config,
     load_config,
 )
-from terminal.kernel.transaction import Currency, Transaction, currency_by_code, parse_amount
+from terminal.kernel.transaction import (
+    Transaction,
+)
 from terminal.readers import NoCardError, Reader, ReaderError, open_reader, scan_readers
 from terminal.readers.trace import text_sink, traced
 

@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 
 import click
 
+from emvwire.currency import parse_amount
 from hostlink import HostClient
 from terminal.apps.parking import (
     LANES,
@@ -38,7 +39,6 @@ from terminal.commands.common import (
 )
 from terminal.kernel.entry_point import EntryPoint
 from terminal.kernel.outcome import UiMessage
-from terminal.kernel.transaction import parse_amount
 
 __all__ = ["parking_command", "run_parking"]
 

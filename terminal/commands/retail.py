@@ -34,6 +34,7 @@ from typing import Any
 
 import click
 
+from emvwire.currency import Currency, currency_by_code, format_amount, parse_amount
 from emvwire.tags import Tag
 from hostlink import HostClient, HostUnreachableError
 from terminal.apps.journal import Journal, JournalError
@@ -42,7 +43,6 @@ from terminal.apps.retail import (
     Receipt,
     RetailError,
     Till,
-    format_amount,
     journal_totals,
 )
 from terminal.commands.common import (
@@ -59,11 +59,8 @@ from terminal.kernel.config import TerminalConfig
 from terminal.kernel.entry_point import EntryPoint
 from terminal.kernel.outcome import UiMessage
 from terminal.kernel.transaction import (
-    Currency,
     Transaction,
     TransactionResult,
-    currency_by_code,
-    parse_amount,
 )
 from terminal.readers import NoCardError, Reader, ReaderError, signal_outcome
 

@@ -18,6 +18,7 @@ import sys
 
 import click
 
+from emvwire.currency import currency_by_code, parse_amount
 from terminal.apps.denylist import DenyListError
 from terminal.apps.gate import emitter, run_gate
 from terminal.apps.journal import JournalError
@@ -32,7 +33,6 @@ from terminal.commands.common import (
     open_cli_reader,
 )
 from terminal.kernel.entry_point import EntryPoint
-from terminal.kernel.transaction import currency_by_code, parse_amount
 
 __all__ = ["JournalFailure", "transit_command"]
 

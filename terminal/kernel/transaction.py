@@ -23,12 +23,12 @@ import enum
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from decimal import Decimal, InvalidOperation
 from typing import Any, Final
 
 from emvwire.apdu import AAC, ARQC, TC
 from emvwire.cardref import card_reference
 from emvwire.contract import FIELD_55_TAGS
+from emvwire.currency import MAX_AMOUNT
 from emvwire.errors import DecodeError
 from emvwire.mask import mask_pan, mask_track2
 from emvwire.tags import Tag
@@ -47,10 +47,8 @@ from terminal.kernel.outcome import (
 
 __all__ = [
     "AC_NAMES",
-    "CURRENCIES",
     "DEFAULT_UI",
     "TVR_BITS",
-    "Currency",
     "Cvm",
     "OdaResult",
     "Transaction",
@@ -58,12 +56,7 @@ __all__ = [
     "authorisation_data",
     "bcd",
     "build_result",
-    "currency_by_code",
-    "parse_amount",
 ]
-
-#: Largest amount 9F02 can carry: n 12 (Book 3 Annex A).
-MAX_AMOUNT: Final = 999_999_999_999
 
 
 def bcd(value: int, length: int) -> bytes:
@@ -71,91 +64,6 @@ def bcd(value: int, length: int) -> bytes:
     if value < 0 or value >= 10 ** (2 * length):
         raise ValueError(f"{value} does not fit {length} BCD bytes")
     return bytes.fromhex(f"{value:0{2 * length}d}")
-
-
-@dataclass(frozen=True, slots=True)
-class Currency:
-    """An ISO 4217 currency: alphabetic code, numeric code (5F2A value), minor unit."""
-
-    alpha: str
-    numeric: int
-    exponent: int
-
-    @property
-    def code(self) -> bytes:
-        """The 5F2A value: numeric code as n 3 in two bytes."""
-        return bcd(self.numeric, 2)
-
-
-#: ISO 4217 currencies a terminal commonly takes (code, number, minor unit digits).
-CURRENCIES: Final[Mapping[str, Currency]] = {
-    c.alpha: c
-    for c in (
-        Currency("EUR", 978, 2),
-        Currency("USD", 840, 2),
-        Currency("GBP", 826, 2),
-        Currency("CHF", 756, 2),
-        Currency("SEK", 752, 2),
-        Currency("NOK", 578, 2),
-        Currency("DKK", 208, 2),
-        Currency("PLN", 985, 2),
-        Currency("CZK", 203, 2),
-        Currency("CAD", 124, 2),
-        Currency("AUD", 36, 2),
-        Currency("JPY", 392, 0),
-        Currency("KRW", 410, 0),
-        Currency("CNY", 156, 2),
-        Currency("INR", 356, 2),
-        Currency("BRL", 986, 2),
-        Currency("MXN", 484, 2),
-        Currency("SGD", 702, 2),
-        Currency("HKD", 344, 2),
-        Currency("ZAR", 710, 2),
-        Currency("TND", 788, 3),
-        Currency("KWD", 414, 3),
-    )
-}
-
-
-def currency_by_code(text: str | bytes) -> Currency:
-    """A currency by alphabetic code (``EUR``), number (``978``) or 5F2A bytes.
-
-    An unknown number is accepted with two decimals (ISO 4217 default); an unknown
-    alphabetic code is a ``ValueError``.
-    """
-    if isinstance(text, bytes):
-        text = text.hex()
-    key = text.strip().upper()
-    if key in CURRENCIES:
-        return CURRENCIES[key]
-    if key.isdigit() and 1 <= len(key) <= 4 and int(key) < 1000:
-        number = int(key)
-        for cur in CURRENCIES.values():
-            if cur.numeric == number:
-                return cur
-        return Currency(f"{number:03d}", number, 2)
-    known = ", ".join(sorted(CURRENCIES))
-    raise ValueError(f"unknown currency {text!r}: use an ISO 4217 number or one of {known}")
-
-
-def parse_amount(text: str, exponent: int = 2) -> int:
-    """``"12.34"`` -> ``1234`` minor units for a currency with ``exponent`` decimals.
-
-    More decimals than the currency has, a negative or a non-number is a ``ValueError``.
-    """
-    try:
-        value = Decimal(text.strip())
-    except InvalidOperation:
-        raise ValueError(f"{text!r} is not an amount") from None
-    if not value.is_finite() or value < 0:
-        raise ValueError(f"{text!r} is not an amount >= 0")
-    minor = value.scaleb(exponent)
-    if minor != minor.to_integral_value():
-        raise ValueError(f"{text!r} has more than {exponent} decimals")
-    out = int(minor)
-    if out > MAX_AMOUNT:
-        raise ValueError(f"{text!r} is more than 9F02 can carry")
-    return out
 
 
 @dataclass(frozen=True, slots=True)

@@ -348,7 +348,7 @@ def test_amounts_and_currencies() -> None:
     assert parse_amount("7", "jpy") == 7
     assert format_amount(-1234, "EUR") == "-12.34 EUR"
     assert format_amount(5, "JPY") == "5 JPY"
-    assert currency_by_numeric(bytes.fromhex("0978")).code == "EUR"
+    assert currency_by_numeric(bytes.fromhex("0978")).alpha == "EUR"
     for bad in ("1.234", "-1", "1e3", ""):
         with pytest.raises(ValidationError):
             parse_amount(bad, "EUR")

@@ -28,13 +28,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final
 
+from emvwire.currency import currency_by_code
 from emvwire.qualifiers import TTQ
 from emvwire.tags import Tag
 from terminal.kernel.config import Combination, TerminalConfig
 from terminal.kernel.entry_point.session import Session
 from terminal.kernel.outcome import Outcome, Status
 from terminal.kernel.registry import PreProcessing
-from terminal.kernel.transaction import Transaction, TransactionResult, currency_by_code
+from terminal.kernel.transaction import (
+    Transaction,
+    TransactionResult,
+)
 
 __all__ = [
     "CompiledCombination",

@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from emvwire.currency import currency_by_code
 from emvwire.tlv import decode_flat
 from hostlink.client import HostOutcome, HostUnreachableError
 from terminal.apps.journal import Journal
@@ -27,7 +28,6 @@ from terminal.kernel.transaction import (
     Transaction,
     TransactionResult,
     build_result,
-    currency_by_code,
 )
 from terminal.readers import open_reader
 

@@ -26,8 +26,6 @@ from terminal.kernel.transaction import (
     authorisation_data,
     bcd,
     build_result,
-    currency_by_code,
-    parse_amount,
 )
 from tests.support.cards import VISA_PAN
 from tests.support.kernel import card, tap
@@ -65,20 +63,7 @@ def test_transaction_validation(kwargs: dict[str, object]) -> None:
         Transaction(True)
 
 
-def test_amounts_and_currencies() -> None:
-    assert parse_amount("12.34") == 1234
-    assert parse_amount("12") == 1200
-    assert parse_amount("1000", 0) == 1000
-    assert parse_amount("1.005", 3) == 1005
-    for bad in ("12.345", "-1", "abc", "nan", "1e20"):
-        with pytest.raises(ValueError, match=r"amount|decimals|carry"):
-            parse_amount(bad)
-    assert currency_by_code("eur").code == bytes.fromhex("0978")
-    assert currency_by_code("978").alpha == "EUR"
-    assert currency_by_code(bytes.fromhex("0392")).exponent == 0
-    assert currency_by_code("999").exponent == 2  # unknown number: two decimals
-    with pytest.raises(ValueError, match="unknown currency"):
-        currency_by_code("XXX")
+def test_bcd() -> None:
     assert bcd(1234, 6) == bytes.fromhex("000000001234")
     with pytest.raises(ValueError, match="does not fit"):
         bcd(100, 1)
