@@ -13,6 +13,7 @@ module                     phase
 ``outcome_processing``     outcome processing (§3.5): online response data, restarts
 ``sequencer``              :class:`EntryPoint`, which sequences them: ``process`` (the
                            whole transaction), ``run`` (one pass, ``terminal pay``)
+``candidates``             the PPSE's directory entries and the candidate list (§3.3.2)
 ``session``                what the phases of one transaction share
 =========================  ==========================================================
 
@@ -22,14 +23,12 @@ One transaction::
     record = EntryPoint(default_config()).process(reader, Transaction(1234))  # Book B §3.5
 """
 
+from terminal.kernel.entry_point.candidates import Candidate, DirectoryEntry
 from terminal.kernel.entry_point.combination_selection import (
     VISA_RID,
-    Candidate,
-    DirectoryEntry,
     aid_matches,
     build_candidates,
     parse_ppse,
-    pdol_requests_ttq,
 )
 from terminal.kernel.entry_point.outcome_processing import MAX_RESTARTS, OnlineHandler
 from terminal.kernel.entry_point.pre_processing import autorun_indicators, pre_process
@@ -49,7 +48,6 @@ __all__ = [
     "build_candidates",
     "is_collision",
     "parse_ppse",
-    "pdol_requests_ttq",
     "pre_process",
     "run_entry_point",
 ]

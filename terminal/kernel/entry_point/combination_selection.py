@@ -25,7 +25,6 @@ else the candidate is removed (§3.3.3.6, :func:`kernel_for`).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Final, NamedTuple
 
 from emvwire import dol, tlv
@@ -33,6 +32,7 @@ from emvwire.apdu import PPSE, select
 from emvwire.errors import DecodeError
 from emvwire.tags import Tag
 from terminal.kernel.config import Combination
+from terminal.kernel.entry_point.candidates import Candidate, DirectoryEntry
 from terminal.kernel.entry_point.session import PassState, Session
 from terminal.kernel.outcome import Outcome
 from terminal.kernel.registry import (
@@ -47,14 +47,11 @@ from terminal.readers.base import Reader
 __all__ = [
     "MAX_SELECTIONS",
     "VISA_RID",
-    "Candidate",
-    "DirectoryEntry",
     "SelectAnswer",
     "aid_matches",
     "build_candidates",
     "kernel_for",
     "parse_ppse",
-    "pdol_requests_ttq",
     "select_application",
     "select_ppse",
 ]
@@ -66,21 +63,6 @@ MAX_SELECTIONS: Final = 16
 VISA_RID: Final = bytes.fromhex("A000000003")
 #: SELECT 2PAY.SYS.DDF01 (Book B §3.3.2.2), encoded once.
 _SELECT_PPSE: Final = select(PPSE).encode()
-
-
-@dataclass(frozen=True, slots=True)
-class DirectoryEntry:
-    """One directory entry (61) of the PPSE FCI (Book B §3.3.2.5)."""
-
-    adf_name: bytes
-    label: str = ""
-    priority: int = 0
-    kernel_identifier: bytes | None = None
-    extended_selection: bytes = b""
-    order: int = 0
-
-    def __repr__(self) -> str:
-        return f"DirectoryEntry({self.adf_name.hex().upper()}, priority {self.priority})"
 
 
 def _label(value: bytes | None) -> str:
@@ -136,33 +118,6 @@ def parse_ppse(fci: bytes) -> list[DirectoryEntry]:
 def aid_matches(adf_name: bytes, aid: bytes) -> bool:
     """Book B §3.3.2.5: the ADF name is the AID, or begins with it (partial match)."""
     return bytes(adf_name).startswith(aid)
-
-
-@dataclass(frozen=True, slots=True)
-class Candidate:
-    """A combination that may be selected: the directory entry, its combination, the
-    pre-processing indicators and the requested kernel id."""
-
-    entry: DirectoryEntry
-    combination: Combination
-    indicators: PreProcessing
-    kernel_id: bytes
-
-    @property
-    def sort_key(self) -> tuple[int, int, int]:
-        """Priority 1-15 first (0 or absent last), then directory order, then config."""
-        prio = self.entry.priority or 16
-        return (prio, self.entry.order, 0)
-
-    @property
-    def select_name(self) -> bytes:
-        """The DF name to select: ADF name plus extended selection when allowed."""
-        ext = self.entry.extended_selection if self.combination.extended_selection else b""
-        name = self.entry.adf_name + ext
-        return name if len(name) <= 16 else self.entry.adf_name
-
-    def __repr__(self) -> str:
-        return f"Candidate({self.entry.adf_name.hex().upper()}, kernel {self.kernel_id.hex()})"
 
 
 def build_candidates(
@@ -221,11 +176,6 @@ def _asks_ttq(pdol: bytes | None) -> bool:
         return any(e.tag == Tag.TTQ for e in dol.parse(pdol))
     except DecodeError:
         return False
-
-
-def pdol_requests_ttq(fci: bytes) -> bool:
-    """Whether the PDOL (9F38) of an FCI asks for the TTQ (9F66) (Book B §3.3.3.6)."""
-    return _asks_ttq(_fci_fields(fci)[1])
 
 
 def select_ppse(

@@ -10,7 +10,7 @@ exception a kernel raises is a bug that must not crash the terminal: End Applica
 
 from __future__ import annotations
 
-from terminal.kernel.entry_point.combination_selection import Candidate
+from terminal.kernel.entry_point.candidates import Candidate
 from terminal.kernel.entry_point.session import PassState, Session
 from terminal.kernel.outcome import Outcome
 from terminal.kernel.recording import Activation

@@ -15,17 +15,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import TYPE_CHECKING
 
 from terminal.kernel.config import Combination, TerminalConfig
+from terminal.kernel.entry_point.candidates import Candidate
 from terminal.kernel.outcome import Outcome, Start, Status, UiMessage, UiRequest
 from terminal.kernel.recording import EntryPointRecord
 from terminal.kernel.registry import KernelRegistry, PreProcessing
 from terminal.kernel.transaction import Transaction, TransactionResult, build_result
 from terminal.readers.base import Reader
-
-if TYPE_CHECKING:
-    from terminal.kernel.entry_point.combination_selection import Candidate
 
 __all__ = ["PassState", "Session"]
 
