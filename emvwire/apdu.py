@@ -21,6 +21,7 @@ a record holding the PAN.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Final, Self
 
@@ -30,9 +31,12 @@ from emvwire.tlv import encode as tlv_encode
 
 __all__ = [
     "AAC",
+    "AC_NAMES",
     "ARQC",
     "CDA_REQUESTED",
+    "INTERINDUSTRY_COMMANDS",
     "PPSE",
+    "PROPRIETARY_COMMANDS",
     "PSE",
     "STATUS_WORDS",
     "STATUS_WORD_FAMILIES",
@@ -42,6 +46,7 @@ __all__ = [
     "CApdu",
     "RApdu",
     "StatusWordError",
+    "command_name",
     "compute_cryptographic_checksum",
     "describe_sw",
     "exchange_relay_resistance_data",
@@ -359,6 +364,47 @@ TC: Final = 0x40
 ARQC: Final = 0x80
 CDA_REQUESTED: Final = 0x10
 _REF_CONTROL_BITS = 0xC0 | CDA_REQUESTED
+#: The cryptogram types by name.
+AC_NAMES: Final[Mapping[int, str]] = {AAC: "AAC", TC: "TC", ARQC: "ARQC"}
+
+#: Instruction names of the interindustry class (CLA b8 = 0): EMV Book 1 §11.3, Book 3
+#: §6.5, ISO/IEC 7816-4 §11.
+INTERINDUSTRY_COMMANDS: Final[Mapping[int, str]] = {
+    0xA4: "SELECT",
+    0xB2: "READ RECORD",
+    0xB0: "READ BINARY",
+    0xC0: "GET RESPONSE",
+    0xCA: "GET DATA",
+    0x88: "INTERNAL AUTHENTICATE",
+    0x82: "EXTERNAL AUTHENTICATE",
+    0x84: "GET CHALLENGE",
+    0x20: "VERIFY",
+}
+#: Instruction names of the proprietary classes 80-FE: EMV Book 3 §6.5, Book C-2 §5,
+#: and the issuer script commands of Book 3 §6.5.1-6.5.10 (class 84).
+PROPRIETARY_COMMANDS: Final[Mapping[int, str]] = {
+    0xA8: "GET PROCESSING OPTIONS",
+    0xAE: "GENERATE AC",
+    0xCA: "GET DATA",
+    0xEA: "EXCHANGE RELAY RESISTANCE DATA",
+    0x2A: "COMPUTE CRYPTOGRAPHIC CHECKSUM",
+    0x1E: "APPLICATION BLOCK",
+    0x18: "APPLICATION UNBLOCK",
+    0x16: "CARD BLOCK",
+    0x24: "PIN CHANGE/UNBLOCK",
+    0xDA: "PUT DATA",
+    0xDC: "UPDATE RECORD",
+}
+
+
+def command_name(c_apdu: bytes) -> str:
+    """The instruction of a C-APDU by name, by its class (ISO/IEC 7816-4 §5.4.1: CLA b8
+    set is proprietary): ``SELECT``, ``GENERATE AC``; ``INS XX`` for another, and
+    ``malformed`` for fewer than four bytes."""
+    if len(c_apdu) < 4:
+        return "malformed"
+    table = PROPRIETARY_COMMANDS if c_apdu[0] & 0x80 else INTERINDUSTRY_COMMANDS
+    return table.get(c_apdu[1], f"INS {c_apdu[1]:02X}")
 
 
 def select(aid_or_name: bytes | str, *, first: bool = True) -> CApdu:

@@ -7,16 +7,19 @@ them from byte 1, bit 8 down to bit 1:
   §3.1.1 sets byte 2 bits 8 and 7 at pre-processing);
 - :class:`CTQ`: Card Transaction Qualifiers, 9F6C (Book C-3 Annex A);
 - :class:`AIP`: Application Interchange Profile, 82 (Book 3 Annex C1; Book C-2 Annex
-  A adds the kernel 2 bits of byte 1 bit 2 and byte 2 bit 1).
+  A adds the kernel 2 bits of byte 1 bit 2 and byte 2 bit 1);
+- :data:`TVR_BITS`: Terminal Verification Results, 95, by the names outcomes report
+  (Book 3 Annex C5; byte 5 bits 4-3 after Book C-2 Annex A).
 
 The card software sets these bits and the kernels test them with the same names.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Final, NamedTuple
 
-__all__ = ["AIP", "CTQ", "TTQ", "Bit", "is_set"]
+__all__ = ["AIP", "CTQ", "TTQ", "TVR_BITS", "Bit", "is_set"]
 
 
 class Bit(NamedTuple):
@@ -104,3 +107,38 @@ class AIP:
     """Byte 2 bit 8: EMV mode supported (kernel 2; mag-stripe mode otherwise)."""
     RELAY_RESISTANCE: Final = Bit(1, 0x01)
     """Byte 2 bit 1: relay resistance protocol supported (kernel 2)."""
+
+
+#: Terminal Verification Results (95), Book 3 Annex C5, with the relay resistance bits
+#: of byte 5 from Book C-2 Annex A: name -> bit. The names are those that outcomes and
+#: traces report.
+TVR_BITS: Final[Mapping[str, Bit]] = {
+    "oda_not_performed": Bit(0, 0x80),
+    "sda_failed": Bit(0, 0x40),
+    "icc_data_missing": Bit(0, 0x20),
+    "card_on_exception_file": Bit(0, 0x10),
+    "dda_failed": Bit(0, 0x08),
+    "cda_failed": Bit(0, 0x04),
+    "different_application_versions": Bit(1, 0x80),
+    "expired_application": Bit(1, 0x40),
+    "application_not_yet_effective": Bit(1, 0x20),
+    "service_not_allowed": Bit(1, 0x10),
+    "new_card": Bit(1, 0x08),
+    "cardholder_verification_failed": Bit(2, 0x80),
+    "unrecognised_cvm": Bit(2, 0x40),
+    "pin_try_limit_exceeded": Bit(2, 0x20),
+    "pin_pad_missing": Bit(2, 0x10),
+    "pin_not_entered": Bit(2, 0x08),
+    "online_pin_entered": Bit(2, 0x04),
+    "floor_limit_exceeded": Bit(3, 0x80),
+    "lower_consecutive_offline_limit_exceeded": Bit(3, 0x40),
+    "upper_consecutive_offline_limit_exceeded": Bit(3, 0x20),
+    "random_online_selection": Bit(3, 0x10),
+    "merchant_forced_online": Bit(3, 0x08),
+    "default_tdol_used": Bit(4, 0x80),
+    "issuer_authentication_failed": Bit(4, 0x40),
+    "script_failed_before_final_gen_ac": Bit(4, 0x20),
+    "script_failed_after_final_gen_ac": Bit(4, 0x10),
+    "relay_resistance_threshold_exceeded": Bit(4, 0x08),
+    "relay_resistance_time_limits_exceeded": Bit(4, 0x04),
+}

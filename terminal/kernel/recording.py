@@ -22,8 +22,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any
 
+from emvwire.apdu import command_name
 from terminal.kernel.outcome import OutcomeParameters, Start, UiRequest
 from terminal.kernel.registry import KernelContext, PreProcessing
 from terminal.kernel.transaction import TransactionResult
@@ -34,29 +35,8 @@ __all__ = [
     "EntryPointRecord",
     "Exchange",
     "RecordingReader",
-    "command_name",
     "indicators_json",
 ]
-
-#: Names of the instructions a contactless transaction sends (ISO/IEC 7816-4, Book 3).
-_INS_NAMES: Final[Mapping[int, str]] = {
-    0xA4: "SELECT",
-    0xA8: "GET PROCESSING OPTIONS",
-    0xB2: "READ RECORD",
-    0xAE: "GENERATE AC",
-    0xCA: "GET DATA",
-    0xEA: "EXCHANGE RELAY RESISTANCE DATA",
-    0x2A: "COMPUTE CRYPTOGRAPHIC CHECKSUM",
-    0x88: "INTERNAL AUTHENTICATE",
-    0xC0: "GET RESPONSE",
-}
-
-
-def command_name(c_apdu: bytes) -> str:
-    """The instruction of a C-APDU by name (``SELECT``), or ``INS XX``."""
-    if len(c_apdu) < 4:
-        return "malformed"
-    return _INS_NAMES.get(c_apdu[1], f"INS {c_apdu[1]:02X}")
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,7 +25,6 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Final
 
-from emvwire.apdu import AAC, ARQC, TC
 from emvwire.cardref import card_reference
 from emvwire.contract import FIELD_55_TAGS
 from emvwire.currency import MAX_AMOUNT
@@ -46,9 +45,7 @@ from terminal.kernel.outcome import (
 )
 
 __all__ = [
-    "AC_NAMES",
     "DEFAULT_UI",
-    "TVR_BITS",
     "Cvm",
     "OdaResult",
     "Transaction",
@@ -147,27 +144,6 @@ class OdaResult(enum.Enum):
     PASSED = "passed"
     FAILED = "failed"
 
-
-#: The cryptogram types by name (9F27 and GENERATE AC P1 bits 8-7; Book 3 §6.5.5.2
-#: Table 12, Table 14).
-AC_NAMES: Final[Mapping[int, str]] = {AAC: "AAC", TC: "TC", ARQC: "ARQC"}
-
-#: Terminal Verification Results bits (Book 3 Annex C5): name -> (byte index, mask).
-TVR_BITS: Final[Mapping[str, tuple[int, int]]] = {
-    "oda_not_performed": (0, 0x80),
-    "sda_failed": (0, 0x40),
-    "icc_data_missing": (0, 0x20),
-    "dda_failed": (0, 0x08),
-    "cda_failed": (0, 0x04),
-    "expired_application": (1, 0x40),
-    "application_not_yet_effective": (1, 0x20),
-    "service_not_allowed": (1, 0x10),
-    "cardholder_verification_failed": (2, 0x80),
-    "online_pin_entered": (2, 0x04),
-    "floor_limit_exceeded": (3, 0x80),
-    "relay_resistance_threshold_exceeded": (4, 0x08),
-    "relay_resistance_time_limits_exceeded": (4, 0x04),
-}
 
 _TAG_BYTES: Final = {t: tag_bytes(t) for t in FIELD_55_TAGS}
 

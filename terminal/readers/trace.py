@@ -31,14 +31,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final, TextIO
 
-from emvwire.apdu import AAC, ARQC, CDA_REQUESTED, PPSE, PSE, TC, describe_sw
+from emvwire.apdu import AC_NAMES, CDA_REQUESTED, PPSE, PSE, describe_sw
+from emvwire.apdu import command_name as apdu_command_name
 from emvwire.dump import dump
 from emvwire.mask import scrub
 from emvwire.tlv import decode
 from terminal.readers.base import CardInfo, Reader, ReaderError
 
 __all__ = [
-    "COMMANDS",
     "READER_COMMANDS",
     "ListSink",
     "TraceEntry",
@@ -52,40 +52,18 @@ __all__ = [
     "traced",
 ]
 
-#: Instruction -> (name, whether its data field is terminal data that may be shown),
-#: for the interindustry class (CLA b8 = 0): EMV Book 1 §11.3, Book 3 §6.5, ISO/IEC
-#: 7816-4 §11.
-_ISO: Final = {
-    0xA4: ("SELECT", True),
-    0xB2: ("READ RECORD", False),
-    0xB0: ("READ BINARY", False),
-    0xC0: ("GET RESPONSE", False),
-    0xCA: ("GET DATA", False),
-    0x88: ("INTERNAL AUTHENTICATE", True),
-    0x82: ("EXTERNAL AUTHENTICATE", False),
-    0x84: ("GET CHALLENGE", False),
-    0x20: ("VERIFY", False),
-}
-#: The same for the proprietary classes 80-FE (EMV Book 3 §6.5, Book C-2 §5; issuer
-#: script commands of Book 3 §6.5.1-6.5.10 in class 84).
-_PROPRIETARY: Final = {
-    0xA8: ("GET PROCESSING OPTIONS", True),
-    0xAE: ("GENERATE AC", True),
-    0xCA: ("GET DATA", False),
-    0xEA: ("EXCHANGE RELAY RESISTANCE DATA", True),
-    0x2A: ("COMPUTE CRYPTOGRAPHIC CHECKSUM", True),
-    0x1E: ("APPLICATION BLOCK", False),
-    0x18: ("APPLICATION UNBLOCK", False),
-    0x16: ("CARD BLOCK", False),
-    0x24: ("PIN CHANGE/UNBLOCK", False),
-    0xDA: ("PUT DATA", False),
-    0xDC: ("UPDATE RECORD", False),
-}
-#: Both tables, keyed by (class kind, INS): "iso" or "proprietary".
-COMMANDS: Final = {
-    **{("iso", ins): entry for ins, entry in _ISO.items()},
-    **{("proprietary", ins): entry for ins, entry in _PROPRIETARY.items()},
-}
+#: The commands whose data field is terminal data that may be shown in a trace (by
+#: their names in emvwire.apdu's tables): the others carry card or issuer data.
+_SHOWN: Final = frozenset(
+    {
+        "SELECT",
+        "INTERNAL AUTHENTICATE",
+        "GET PROCESSING OPTIONS",
+        "GENERATE AC",
+        "EXCHANGE RELAY RESISTANCE DATA",
+        "COMPUTE CRYPTOGRAPHIC CHECKSUM",
+    }
+)
 #: Reader pseudo-APDUs of class FF: (INS, P1) -> name. PC/SC Part 3 §3.2.2.1.3 (GET
 #: DATA), ACS ACR122U API v2.04 §6 (the FF 00 family).
 READER_COMMANDS: Final = {
@@ -99,8 +77,6 @@ READER_COMMANDS: Final = {
     (0x00, 0x00): "reader DIRECT TRANSMIT",
 }
 _DF_NAMES: Final = {PPSE: "PPSE", PSE: "PSE"}
-#: GENERATE AC reference control parameter bits 8-7 (Book 3 §6.5.5.2 Table 12).
-_AC_TYPES: Final = {AAC: "AAC", TC: "TC", ARQC: "ARQC"}
 
 
 def _lookup(c_apdu: bytes) -> tuple[str, bool]:
@@ -109,8 +85,8 @@ def _lookup(c_apdu: bytes) -> tuple[str, bool]:
     cla, ins, p1 = c_apdu[0], c_apdu[1], c_apdu[2]
     if cla == 0xFF:
         return READER_COMMANDS.get((ins, p1), f"reader command {ins:02X}"), False
-    kind = "iso" if cla & 0x80 == 0 else "proprietary"
-    return COMMANDS.get((kind, ins), (f"INS {ins:02X}", False))
+    name = apdu_command_name(c_apdu)
+    return name, name in _SHOWN
 
 
 def command_name(c_apdu: bytes) -> str:
@@ -124,7 +100,7 @@ def command_name(c_apdu: bytes) -> str:
     if name == "GET DATA" and c_apdu[0] != 0xFF:
         return f"GET DATA {p1:02X}{p2:02X}" if p1 else f"GET DATA {p2:02X}"
     if name == "GENERATE AC":
-        kind = _AC_TYPES.get(p1 & 0xC0, "RFU")
+        kind = AC_NAMES.get(p1 & 0xC0, "RFU")
         return f"GENERATE AC {kind}{' CDA' if p1 & CDA_REQUESTED else ''}"
     if name == "SELECT":
         data = _data(c_apdu)

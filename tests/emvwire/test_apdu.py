@@ -16,6 +16,7 @@ from emvwire.apdu import (
     CApdu,
     RApdu,
     StatusWordError,
+    command_name,
     describe_sw,
     parse_afl,
 )
@@ -370,3 +371,20 @@ def test_parse_afl_arbitrary(raw: bytes) -> None:
         assert 1 <= e.sfi <= 30
         assert 1 <= e.first <= e.last
         assert e.oda_count <= e.last - e.first + 1
+
+
+@pytest.mark.parametrize(
+    ("c_apdu", "name"),
+    [
+        ("00A404000E325041592E5359532E444446303100", "SELECT"),
+        ("80A8000002830000", "GET PROCESSING OPTIONS"),
+        ("00B2010C00", "READ RECORD"),
+        ("80AE9000", "GENERATE AC"),
+        ("00A8000000", "INS A8"),  # GPO is proprietary: not an interindustry command
+        ("80CA9F3600", "GET DATA"),
+        ("00CA9F3600", "GET DATA"),
+        ("00A4", "malformed"),
+    ],
+)
+def test_command_name_by_class_and_instruction(c_apdu: str, name: str) -> None:
+    assert command_name(bytes.fromhex(c_apdu)) == name

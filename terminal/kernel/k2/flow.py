@@ -68,6 +68,7 @@ from typing import Final
 from emvwire import contract, dol, tlv
 from emvwire.apdu import (
     AAC,
+    AC_NAMES,
     ARQC,
     CDA_REQUESTED,
     TC,
@@ -110,7 +111,6 @@ from terminal.kernel.k2.rules import (
 from terminal.kernel.outcome import FlowEndError, Outcome, Status, UiMessage
 from terminal.kernel.registry import FlowKernel, KernelContext
 from terminal.kernel.transaction import (
-    AC_NAMES,
     Cvm,
     OdaResult,
     TransactionResult,

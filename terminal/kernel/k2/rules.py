@@ -33,7 +33,7 @@ from typing import Final
 
 from emvwire.apdu import AAC, ARQC, TC
 from emvwire.errors import DecodeError
-from emvwire.qualifiers import AIP, is_set
+from emvwire.qualifiers import AIP, TVR_BITS, is_set
 from emvwire.tags import Tag
 from terminal.kernel.transaction import Cvm
 
@@ -44,7 +44,6 @@ __all__ = [
     "RRP_NOT_PERFORMED",
     "RRP_NOT_SUPPORTED",
     "RRP_PERFORMED",
-    "TVR_BITS",
     "ActionDecision",
     "CvmSelection",
     "RelayCardData",
@@ -72,40 +71,6 @@ KERNEL_CONFIG_BITS: Final[Mapping[str, int]] = {
     "emv_mode_not_supported": 0x40,
     "on_device_cvm": 0x20,
     "relay_resistance": 0x10,
-}
-
-#: Terminal Verification Results (Book 3 Annex C5; byte 5 bits 4-1 after Book C-2
-#: Annex A, tag 95): name -> (byte index, mask). Names match
-#: :data:`terminal.kernel.transaction.TVR_BITS` where both have the bit.
-TVR_BITS: Final[Mapping[str, tuple[int, int]]] = {
-    "oda_not_performed": (0, 0x80),
-    "sda_failed": (0, 0x40),
-    "icc_data_missing": (0, 0x20),
-    "card_on_exception_file": (0, 0x10),
-    "dda_failed": (0, 0x08),
-    "cda_failed": (0, 0x04),
-    "different_application_versions": (1, 0x80),
-    "expired_application": (1, 0x40),
-    "application_not_yet_effective": (1, 0x20),
-    "service_not_allowed": (1, 0x10),
-    "new_card": (1, 0x08),
-    "cardholder_verification_failed": (2, 0x80),
-    "unrecognised_cvm": (2, 0x40),
-    "pin_try_limit_exceeded": (2, 0x20),
-    "pin_pad_missing": (2, 0x10),
-    "pin_not_entered": (2, 0x08),
-    "online_pin_entered": (2, 0x04),
-    "floor_limit_exceeded": (3, 0x80),
-    "lower_consecutive_offline_limit_exceeded": (3, 0x40),
-    "upper_consecutive_offline_limit_exceeded": (3, 0x20),
-    "random_online_selection": (3, 0x10),
-    "merchant_forced_online": (3, 0x08),
-    "default_tdol_used": (4, 0x80),
-    "issuer_authentication_failed": (4, 0x40),
-    "script_failed_before_final_gen_ac": (4, 0x20),
-    "script_failed_after_final_gen_ac": (4, 0x10),
-    "relay_resistance_threshold_exceeded": (4, 0x08),
-    "relay_resistance_time_limits_exceeded": (4, 0x04),
 }
 
 #: TVR byte 5 bits 2-1, "Relay resistance performed" (Book C-2 Annex A, tag 95).

@@ -52,6 +52,7 @@ from typing import Final
 from emvwire import dol, tlv
 from emvwire.apdu import (
     AAC,
+    AC_NAMES,
     ARQC,
     TC,
     ApduError,
@@ -66,7 +67,7 @@ from emvwire.oda import (
     recover_issuer_key,
     verify_fdda,
 )
-from emvwire.qualifiers import AIP, CTQ, TTQ, is_set
+from emvwire.qualifiers import AIP, CTQ, TTQ, TVR_BITS, is_set
 from emvwire.tags import Tag
 from emvwire.track2 import track2_expiry, track2_pan
 from terminal.kernel.brand import brand_mismatch
@@ -74,8 +75,6 @@ from terminal.kernel.k3.rules import CVM_RESULTS, CvmDecision, cryptogram_type, 
 from terminal.kernel.outcome import FlowEndError, Outcome, UiMessage
 from terminal.kernel.registry import FlowKernel, KernelContext
 from terminal.kernel.transaction import (
-    AC_NAMES,
-    TVR_BITS,
     Cvm,
     OdaResult,
     TransactionResult,

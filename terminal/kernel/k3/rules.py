@@ -36,9 +36,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Final
 
-from emvwire.apdu import AAC, ARQC, TC
+from emvwire.apdu import AAC, AC_NAMES, ARQC, TC
 from emvwire.qualifiers import CTQ, TTQ, is_set
-from terminal.kernel.transaction import AC_NAMES, Cvm
+from terminal.kernel.transaction import Cvm
 
 __all__ = [
     "CVM_RESULTS",

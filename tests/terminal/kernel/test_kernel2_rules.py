@@ -23,7 +23,6 @@ from terminal.kernel.k2.rules import (
     select_cvm,
     terminal_capabilities,
 )
-from terminal.kernel.transaction import TVR_BITS as SHARED_TVR_BITS
 from terminal.kernel.transaction import Cvm
 
 H = bytes.fromhex
@@ -47,13 +46,6 @@ def test_tvr_bits_and_relay_resistance_field() -> None:
     ]
     assert tvr.has("cda_failed")
     assert not tvr.has("sda_failed")
-
-
-def test_tvr_names_agree_with_the_shared_table() -> None:
-    from terminal.kernel.k2.rules import TVR_BITS
-
-    for name, where in SHARED_TVR_BITS.items():
-        assert TVR_BITS[name] == where
 
 
 # --- terminal capabilities ---------------------------------------------------------------
