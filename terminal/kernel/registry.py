@@ -72,7 +72,6 @@ __all__ = [
     "kernel_id_kind",
     "kernel_request",
     "kernel_supported",
-    "requested_kernel_id",
 ]
 
 #: Default kernel id by RID when a directory entry has no 9F2A (Book B §3.3.2.5).
@@ -111,23 +110,6 @@ BUILTIN_KERNEL_MODULES: Final[tuple[str, ...]] = (
 def default_kernel_id(aid: bytes) -> bytes | None:
     """The kernel id for an AID whose directory entry names none, by its RID."""
     return DEFAULT_KERNEL_BY_RID.get(bytes(aid[:5]))
-
-
-def requested_kernel_id(aid: bytes, kernel_identifier: bytes | None) -> bytes | None:
-    """The Requested Kernel ID of a directory entry (Book B §3.3.2.5).
-
-    ``kernel_identifier`` is the value of 9F2A (``None`` when absent). Absent, empty or
-    ``00``: the RID's default. Byte 1 bits 8-7 ``00`` (an international kernel): byte 1
-    alone. Otherwise the first three bytes (a domestic kernel); fewer than three bytes
-    then is malformed (``None``: the entry is left out).
-    """
-    if not kernel_identifier or kernel_identifier[0] == 0x00:
-        return default_kernel_id(aid)
-    if kernel_identifier[0] & 0xC0 == 0x00:
-        return kernel_identifier[:1]
-    if len(kernel_identifier) < 3:
-        return None
-    return bytes(kernel_identifier[:3])
 
 
 def kernel_id_kind(kernel_id: bytes) -> str:

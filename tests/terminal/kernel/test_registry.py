@@ -18,7 +18,6 @@ from terminal.kernel.registry import (
     PreProcessing,
     default_kernel_id,
     default_registry,
-    requested_kernel_id,
 )
 from terminal.kernel.transaction import Transaction
 from terminal.readers.emulated import EmulatedReader
@@ -26,24 +25,6 @@ from tests.support.cards import VISA_AID
 from tests.support.kernel import WHEN, card
 
 MC_AID = bytes.fromhex("A0000000041010")
-
-
-@pytest.mark.parametrize(
-    ("aid", "identifier", "expected"),
-    [
-        (VISA_AID, None, b"\x03"),
-        (MC_AID, None, b"\x02"),
-        (MC_AID, b"", b"\x02"),
-        (MC_AID, b"\x00", b"\x02"),
-        (VISA_AID, b"\x02", b"\x02"),
-        (VISA_AID, b"\x03\x99", b"\x03"),  # international: byte 1 only
-        (VISA_AID, b"\x81\x02\x03\x04", b"\x81\x02\x03"),  # domestic: three bytes
-        (VISA_AID, b"\xc1\x02", None),  # domestic, too short
-        (bytes.fromhex("A000000999"), None, None),  # unknown RID, no default
-    ],
-)
-def test_requested_kernel_id(aid: bytes, identifier: bytes | None, expected: bytes | None) -> None:
-    assert requested_kernel_id(aid, identifier) == expected
 
 
 def test_default_kernel_by_rid() -> None:
