@@ -17,6 +17,7 @@ import click
 from issuer.commands.accounts import account
 from issuer.commands.cards import card, token
 from issuer.commands.common import CliError, CliState
+from issuer.commands.iso8583 import serve_iso8583_command
 from issuer.commands.operations import terminal, txn
 from issuer.commands.setup import init, keys, ledger
 from issuer.config import ENV_DB, ENV_HOME
@@ -63,7 +64,7 @@ def cli(ctx: click.Context, home: Path | None, db: str | None, no_input: bool) -
     ctx.obj = CliState(home=home, db=db, no_input=no_input)
 
 
-for command in (init, keys, account, card, token, txn, terminal, ledger):
+for command in (init, keys, account, card, token, txn, terminal, ledger, serve_iso8583_command):
     cli.add_command(command)
 
 

@@ -1,0 +1,75 @@
+"""``issuer serve-iso8583``: the authorisation service's ISO 8583 listener."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from issuer.commands.common import BadArgumentError, CliState
+
+__all__ = ["serve_iso8583_command"]
+
+
+@click.command("serve-iso8583")
+@click.option("--bind", default="127.0.0.1:8584", show_default=True, metavar="HOST:PORT",
+              help="Address to listen on (port 0: any free port).")  # fmt: skip
+@click.option("--home", "serve_home", type=click.Path(file_okay=False, path_type=Path),
+              help="Issuer home (as the group's --home).")  # fmt: skip
+@click.option("--db", "serve_db", help="Database URL (as the group's --db).")
+@click.option("--transit-aggregation-limit", type=click.IntRange(1), default=1500,
+              show_default=True, envvar="TAPSTACK_TRANSIT_AGGREGATION_LIMIT",
+              help="Largest total a terminal of MCC 4111 may capture on one "
+              "authorisation (minor units).")  # fmt: skip
+@click.option("--json", "as_json", is_flag=True, help="Print the address as JSON on stdout.")
+@click.pass_context
+def serve_iso8583_command(
+    ctx: click.Context,
+    bind: str,
+    serve_home: Path | None,
+    serve_db: str | None,
+    transit_aggregation_limit: int,
+    as_json: bool,
+) -> None:
+    """Run the authorisation service's ISO 8583 listener (1987 field layout, a
+    2-byte length header per message): 0100 authorisation, 0120 advice, 0200
+    financial, 0400 reversal, 0800 sign-on and echo.
+
+    The same authoriser and ledger as `issuer serve` (HTTP): both may run at once.
+    Terminals sign on with their id and credential (`iso8583://HOST:PORT` as the
+    terminal's --issuer). Prints "listening on iso8583://HOST:PORT" on standard error
+    when ready (with --json also {"url": ...} on standard output). Stop with Ctrl-C or
+    SIGTERM.
+    """
+    from issuer.bootstrap import open_issuer
+    from issuer.config import ENV_KEYSTORE_KEY, ENV_PKCS11_PIN, load_config
+    from issuer.domain.clearing import Clearing
+    from issuer.service.iso8583 import Iso8583Handler
+    from issuer.service.iso8583_server import serve_iso8583
+
+    state: CliState = ctx.ensure_object(CliState)
+    state.home = serve_home or state.home
+    state.db = serve_db or state.db
+    host, sep, port_text = bind.rpartition(":")
+    if not sep or not port_text.isdigit() or not 0 <= int(port_text) <= 65535 or not host:
+        raise BadArgumentError("--bind is HOST:PORT, e.g. 127.0.0.1:8584")
+    config = load_config(state.home_dir)
+    kind = config.keystore.get("type")
+    secret = state.secret_prompt(
+        ENV_KEYSTORE_KEY if kind == "file" else ENV_PKCS11_PIN,
+        "Key store passphrase" if kind == "file" else "PKCS#11 user PIN",
+    )()
+    app = open_issuer(config.home, db_url=state.db, passphrase=secret, pin=secret)
+    try:
+        clearing = Clearing(app, transit_aggregation_limit=transit_aggregation_limit)
+        handler = Iso8583Handler(app, clearing=clearing)
+
+        def ready(h: str, p: int) -> None:
+            click.echo(f"listening on iso8583://{h}:{p}", err=True)
+            if as_json:
+                click.echo(json.dumps({"url": f"iso8583://{h}:{p}"}))
+
+        serve_iso8583(handler, host.strip("[]"), int(port_text), ready=ready)
+    finally:
+        app.close()
