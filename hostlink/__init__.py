@@ -4,7 +4,11 @@
 (``Idempotency-Key``), retries with the same id on a time-out or a busy answer, and
 when no answer comes sends a time-out reversal, so that an authorisation the issuer
 made but the terminal never heard of does not hold the cardholder's money.
+:class:`Iso8583Client` does the same in ISO 8583 messages; :func:`connect` picks one
+by the issuer URL's scheme.
 """
+
+from typing import Any
 
 from hostlink.client import (
     UNREACHABLE,
@@ -15,8 +19,10 @@ from hostlink.client import (
     HostRefusedError,
     HostUnreachableError,
 )
+from hostlink.iso8583 import Iso8583Client
 
 __all__ = [
+    "ISO8583_SCHEMES",
     "UNREACHABLE",
     "HostClient",
     "HostError",
@@ -24,4 +30,21 @@ __all__ = [
     "HostOutcome",
     "HostRefusedError",
     "HostUnreachableError",
+    "Iso8583Client",
+    "connect",
 ]
+
+#: The URL schemes of the issuer's ISO 8583 listener (plain TCP, TLS).
+ISO8583_SCHEMES = ("iso8583", "iso8583s")
+
+
+def connect(
+    url: str, terminal_id: str, terminal_key: str, **options: Any
+) -> HostClient | Iso8583Client:
+    """The client of the issuer at ``url`` by its scheme: ``http://``/``https://``
+    the HTTP API (:class:`HostClient`), ``iso8583://``/``iso8583s://`` the ISO 8583
+    listener (:class:`Iso8583Client`); ``options`` as the client takes them
+    (``timeout``, ``retries``, ``backoff``). ``ValueError`` for another scheme."""
+    if url.partition("://")[0].lower() in ISO8583_SCHEMES:
+        return Iso8583Client(url, terminal_id, terminal_key, **options)
+    return HostClient(url, terminal_id, terminal_key, **options)
