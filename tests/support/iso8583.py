@@ -52,8 +52,10 @@ def build(mti: str, fields: dict[int, bytes | str], *, bits: set[int] | None = N
     """MTI, bitmap, then the fields' bytes in order; ``bits`` overrides the bitmap
     (to announce fields that are not there)."""
     encoded = {n: v.encode() if isinstance(v, str) else v for n, v in fields.items()}
-    return mti.encode() + bitmap(bits if bits is not None else set(encoded)) + b"".join(
-        encoded[n] for n in sorted(encoded)
+    return (
+        mti.encode()
+        + bitmap(bits if bits is not None else set(encoded))
+        + b"".join(encoded[n] for n in sorted(encoded))
     )
 
 
