@@ -129,7 +129,8 @@ def issuer_options(command: F) -> F:
     TAPSTACK_TERMINAL_KEY)."""
     options = [
         click.option("--issuer", "issuer_url", envvar="TAPSTACK_ISSUER_URL", metavar="URL",
-                     help="Issuer service (http://HOST:PORT; env TAPSTACK_ISSUER_URL)."),
+                     help="Issuer service (http://HOST:PORT; iso8583://HOST:PORT its ISO "
+                     "8583 listener; env TAPSTACK_ISSUER_URL)."),
         click.option("--terminal-id", envvar="TAPSTACK_TERMINAL_ID", metavar="ID",
                      help="This terminal's id at the issuer (env TAPSTACK_TERMINAL_ID)."),
         click.option("--terminal-key", envvar="TAPSTACK_TERMINAL_KEY", metavar="KEY",

@@ -36,7 +36,7 @@ import click
 
 from emvwire.currency import Currency, currency_by_code, format_amount, parse_amount
 from emvwire.tags import Tag
-from hostlink import HostClient, HostUnreachableError
+from hostlink import HostUnreachableError, connect
 from terminal.apps.journal import Journal, JournalError
 from terminal.apps.retail import (
     CloseReport,
@@ -148,7 +148,7 @@ class _Session:
                 "(or TAPSTACK_ISSUER_URL, TAPSTACK_TERMINAL_ID, TAPSTACK_TERMINAL_KEY)"
             )
         try:
-            self._host = HostClient(url, tid, key, timeout=self.get("host_timeout", 5.0))
+            self._host = connect(url, tid, key, timeout=self.get("host_timeout", 5.0))
         except ValueError as exc:
             raise click.BadParameter(str(exc)) from None
         journal = self.journal()

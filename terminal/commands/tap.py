@@ -160,10 +160,10 @@ def _go_online(
     as_json: bool,
 ) -> None:
     """Send the online request to the issuer and print the final outcome."""
-    from hostlink import HostClient, HostError
+    from hostlink import HostError, connect
 
     try:
-        with HostClient(url, terminal_id, terminal_key) as host:
+        with connect(url, terminal_id, terminal_key) as host:
             final = host.authorise(result.authorisation_data, result.track2)
     except HostError as exc:  # refused (401: wrong terminal id or key) or a bad request
         raise ConfigFailure(str(exc)) from None
