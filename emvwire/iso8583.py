@@ -50,7 +50,7 @@ The fields (ISO 8583:1987 §4.3), and what the contract carries in them:
 from __future__ import annotations
 
 import string
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final
@@ -175,13 +175,14 @@ ISSUER_UNAVAILABLE: Final = "91"  # issuer or switch inoperative: send again
 DUPLICATE: Final = "94"  # duplicate transmission
 SYSTEM_ERROR: Final = "96"
 
-_PRINTABLE: Final = frozenset(string.printable) - frozenset("\t\n\r\x0b\x0c")
-_ALNUM: Final = frozenset(string.ascii_letters + string.digits + " ")
-_KIND_CHARS: Final[Mapping[str, frozenset[str]]] = {
-    "n": frozenset(string.digits),
-    "an": _ALNUM,
-    "ans": _PRINTABLE,
-    "z": frozenset(string.digits + "=D"),
+#: Whether an ASCII text is of an attribute class (ISO 8583:1987 §4.2): n digits, an
+#: letters, digits and spaces, ans printable characters, z track 2 (digits, ``=``,
+#: ``D``). The text is ASCII already (the codec decodes it so).
+_KIND_CHECKS: Final[Mapping[str, Callable[[str], bool]]] = {
+    "n": lambda v: v.isdigit() or not v,
+    "an": lambda v: v.replace(" ", "").isalnum() or not v.strip(),
+    "ans": lambda v: v.isprintable(),
+    "z": lambda v: not v.replace("=", "").replace("D", "").strip(string.digits),
 }
 
 
@@ -306,7 +307,7 @@ def _echo(doc: Mapping[str, str], broken: str) -> dict[int, str]:
         spec = SPEC[key]
         if key == broken or len(value) != spec["max_len"]:
             continue
-        if all(c in _KIND_CHARS[spec["kind"]] for c in value):
+        if _KIND_CHECKS[spec["kind"]](value):
             out[int(key)] = value
     return out
 
@@ -349,8 +350,7 @@ def decode(data: bytes) -> Message:
         if spec["kind"] == "b":
             message.fields[number] = bytes.fromhex(value)
             continue
-        allowed = _KIND_CHARS[spec["kind"]]
-        if not all(c in allowed for c in value):
+        if not _KIND_CHECKS[spec["kind"]](value):
             raise FormatError(
                 f"field {number} holds characters outside its class {spec['kind']}",
                 mti=mti,

@@ -193,9 +193,8 @@ class Iso8583Server:
         """Read one message and answer it; whether the connection stays open."""
         peer = session.peer
         try:
-            header = await asyncio.wait_for(
-                reader.readexactly(iso8583.HEADER_SIZE), self.idle_timeout
-            )
+            async with asyncio.timeout(self.idle_timeout):
+                header = await reader.readexactly(iso8583.HEADER_SIZE)
         except asyncio.IncompleteReadError as exc:
             if exc.partial:
                 log.warning("%s: closed inside a length header", peer)
@@ -233,6 +232,18 @@ class Iso8583Server:
         """Up to ``length`` bytes, as many as arrive within ``body_timeout``; whether
         all did. Above :data:`~emvwire.iso8583.MAX_MESSAGE` only the first bytes are
         kept (the rest is read and dropped)."""
+        if length <= iso8583.MAX_MESSAGE:
+            try:
+                async with asyncio.timeout(self.body_timeout):
+                    return await reader.readexactly(length), True
+            except asyncio.IncompleteReadError as exc:  # closed before the end
+                return exc.partial, False
+            except TimeoutError:  # what arrived is still in the reader's buffer
+                try:
+                    async with asyncio.timeout(QUIET):
+                        return await reader.read(length), False
+                except TimeoutError:
+                    return b"", False
         assert self._loop is not None
         kept = bytearray()
         got = 0
@@ -283,7 +294,8 @@ class Iso8583Server:
 
     async def _send(self, writer: asyncio.StreamWriter, answer: Message) -> None:
         writer.write(iso8583.frame(iso8583.encode_message(answer)))
-        await asyncio.wait_for(writer.drain(), self.idle_timeout)
+        async with asyncio.timeout(self.idle_timeout):
+            await writer.drain()
 
 
 def _system_error(message: Message) -> Message | None:
