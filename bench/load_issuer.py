@@ -1,7 +1,7 @@
 """Load generator: authorisations per second over HTTP against ``issuer serve``.
 
     .venv/bin/python bench/load_issuer.py [--db URL] [--workers 2] [--clients 32]
-        [--procs 2] [--seconds 20] [--cards 400] [--client raw|host]
+        [--procs 2] [--seconds 20] [--cards 400] [--client raw|host|iso8583]
 
 Makes a fresh issuer in a temporary home (file key store, the default ranges), opens
 accounts with ample money, ``--clients`` terminals and ``--cards`` Visa CVN 18 cards,
@@ -13,7 +13,8 @@ another, for at most ``--seconds`` (bounded: <= 60). ``--client host`` drives it
 the terminal's :class:`~hostlink.HostClient` (a thread per terminal, http.client,
 JSON both ways: about as much CPU per request as the service itself); ``--client raw``
 (default) with pre-encoded HTTP/1.1 requests on keep-alive sockets from one selectors
-loop per process, which leaves the shared cores to the service. It prints authorisations/s,
+loop per process, which leaves the shared cores to the service; ``--client iso8583``
+drives ``issuer serve-iso8583`` instead (bench/load_iso8583.py). It prints authorisations/s,
 p50/p99 latency, errors, the ledger check and the server's CPU time per
 authorisation (its processes' user + system time: less noisy than the rate on a
 shared machine) and the machine's 1-minute load average before the run (what else
@@ -231,7 +232,7 @@ def _drive_raw(args: tuple[str, list[tuple[str, str]], list[list[tuple[str, str]
     return latencies, outcomes
 
 
-def main() -> None:
+def main(client: str = "raw") -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--db", help="PostgreSQL URL (default: SQLite in the home)")
     parser.add_argument("--workers", type=int, default=2)
@@ -239,7 +240,7 @@ def main() -> None:
     parser.add_argument("--procs", type=int, default=2)
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--cards", type=int, default=400)
-    parser.add_argument("--client", choices=["raw", "host"], default="raw")
+    parser.add_argument("--client", choices=["raw", "host", "iso8583"], default=client)
     args = parser.parse_args()
     seconds = min(args.seconds, 60.0)
     schema = None
@@ -259,6 +260,15 @@ def main() -> None:
                 conn.execute(f"DROP SCHEMA {schema} CASCADE")
 
 
+def _driver(client: str) -> Any:
+    """The load generator of ``--client``."""
+    if client == "iso8583":
+        from bench.load_iso8583 import drive
+
+        return drive
+    return _drive_raw if client == "raw" else _drive
+
+
 def _bench(args: argparse.Namespace, seconds: float) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         home = Path(tmp) / "home"
@@ -268,14 +278,15 @@ def _bench(args: argparse.Namespace, seconds: float) -> None:
         total = sum(len(s) for s in plan["streams"])
         print(f"setup {time.perf_counter() - t0:.1f} s: {total} requests ready", file=sys.stderr)
         env = {**os.environ, "TAPSTACK_ISSUER_HOME": str(home), "TAPSTACK_KEYSTORE_KEY": PASS}
-        cmd = [str(Path(sys.executable).parent / "issuer"), "serve", "--bind", "127.0.0.1:0",
-               "--workers", str(args.workers)]  # fmt: skip
+        iso = args.client == "iso8583"
+        serve = ["serve-iso8583"] if iso else ["serve", "--workers", str(args.workers)]
+        cmd = [str(Path(sys.executable).parent / "issuer"), *serve, "--bind", "127.0.0.1:0"]
         if args.db:
             cmd[1:1] = ["--db", args.db]
         server = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, text=True)
         try:
             assert server.stderr is not None
-            match = re.search(r"http://[\d.]+:\d+", server.stderr.readline())
+            match = re.search(r"(http|iso8583)://[\d.]+:\d+", server.stderr.readline())
             assert match, "the service did not start"
             url = match.group(0)
             time.sleep(0.5)
@@ -286,7 +297,7 @@ def _bench(args: argparse.Namespace, seconds: float) -> None:
             jobs = [(url, terms[i::procs], streams[i::procs], deadline) for i in range(procs)]
             before = resource.getrusage(resource.RUSAGE_CHILDREN)
             with multiprocessing.Pool(procs) as pool:
-                results = pool.map(_drive_raw if args.client == "raw" else _drive, jobs)
+                results = pool.map(_driver(args.client), jobs)
                 pool.close()
                 pool.join()
             after = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -311,7 +322,7 @@ def _bench(args: argparse.Namespace, seconds: float) -> None:
         n = len(latencies)
         report = {
             "ledger": "postgresql" if args.db else "sqlite",
-            "workers": args.workers,
+            "workers": 1 if iso else args.workers,
             "clients": args.clients,
             "client": args.client,
             "requests": n,
