@@ -197,14 +197,17 @@ class HostClient:
         """A request with retries (same key), its answer read as the contract message
         ``kind``; :class:`HostUnreachableError` if none answered (or not with a
         ``kind``), :class:`HostError` if the issuer refused the request."""
+        why: tuple[object, ...] = ()
         for attempt in range(self.retries + 1):
             if attempt:
                 time.sleep(self.backoff * attempt)
             try:
                 status, raw = self.request(method, path, body, key)
-            except HostUnreachableError:
+            except HostUnreachableError as exc:
+                why = exc.args
                 continue
             if status == 503:
+                why = ("503",)
                 continue
             self._attempts = attempt + 1
             if status >= 400:
@@ -219,7 +222,7 @@ class HostClient:
             except contract.ContractError:
                 raise HostUnreachableError from None
         self._attempts = self.retries + 1
-        raise HostUnreachableError
+        raise HostUnreachableError(*why)
 
     def _record(self, method: str, path: str, body: Any | None, key: str) -> dict[str, Any]:
         """:meth:`_call` for a transaction record, as JSON-ready data."""
