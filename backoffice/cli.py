@@ -30,7 +30,7 @@ from backoffice.errors import FareError, StoreError
 from backoffice.fares import load_fares
 from backoffice.service import EngineWorker, make_server
 from backoffice.store import CA_NAME, ENV_HOME, Home, Store
-from emvwire.pki import CLIENT_DAYS, DEFAULT_HOSTS, PkiError
+from emvwire.pki import CLIENT_DAYS, DEFAULT_HOSTS, PkiError, hex_pairs
 from emvwire.tls import SERVER_CA, ClientTls, IssuedCertificate, plan_folder, summary_lines
 
 __all__ = ["HomeFailure", "IssuerFailure", "backoffice", "main"]
@@ -264,22 +264,17 @@ def _certify(
 def _write_certificate(
     home: Home, issued: IssuedCertificate, gate_id: str, cert_dir: Path | None
 ) -> dict[str, Any]:
-    """Write a gate's certificate (and its key if made here); what to show of it."""
+    """Write a gate's certificate (and its key if made here); what to show of it
+    (:meth:`IssuedCertificate.write`) and the CA it verifies the back office with."""
     try:
-        files = issued.write(cert_dir or home.path / "gates", gate_id)
+        shown = issued.write(cert_dir or home.path / "gates", gate_id)
     except (PkiError, OSError) as exc:
         raise HomeFailure(f"certificate of {gate_id} not written: {exc}") from None
-    return {
-        "serial": issued.identity.serial,
-        "not_after": issued.identity.not_after.isoformat(),
-        "fingerprint": issued.fingerprint,
-        **files,
-        "backoffice_ca_file": str(home.tls.file(SERVER_CA)),
-    }
+    return {**shown, "backoffice_ca_file": str(home.tls.file(SERVER_CA))}
 
 
 def _echo_certificate(cert: dict[str, Any]) -> None:
-    click.echo(f"  certificate        {cert['serial']} until {cert['not_after'][:10]}")
+    click.echo(f"  certificate        {hex_pairs(cert['serial'])} until {cert['not_after'][:10]}")
     click.echo(f"                     {cert['cert_file']}")
     if "key_file" in cert:
         click.echo(f"                     {cert['key_file']}  (its key, mode 0600: move it "

@@ -58,6 +58,7 @@ __all__ = [
     "certificate_pem",
     "check_ca",
     "fingerprint",
+    "hex_pairs",
     "identity_of",
     "issue_client",
     "issue_server",
@@ -152,6 +153,13 @@ def serial_text(cert: x509.Certificate) -> str:
     -serial`` prints it)."""
     text = f"{cert.serial_number:X}"
     return "0" * (len(text) % 2) + text
+
+
+def hex_pairs(text: str) -> str:
+    """Hex digits in colon-separated pairs, as ``openssl`` shows serials and
+    fingerprints to people: no run of decimal digits in it can read as a card number to
+    the output's masking (:func:`emvwire.mask.scrub`)."""
+    return ":".join(text[i : i + 2] for i in range(0, len(text), 2))
 
 
 def fingerprint(cert: x509.Certificate) -> str:

@@ -228,9 +228,15 @@ class IssuedCertificate:
 
     def write(self, folder: Path, name: str) -> dict[str, str]:
         """Write ``NAME.crt`` and, when the key was made here, ``NAME.key`` (mode 0600,
-        once: an existing key file is never overwritten) into ``folder``; their paths."""
+        once: an existing key file is never overwritten) into ``folder``; what to show
+        of it: serial, end of validity, fingerprint and the files (never the key)."""
         folder.mkdir(parents=True, exist_ok=True)
-        out = {"cert_file": str(folder / f"{name}.crt")}
+        out = {
+            "serial": self.identity.serial,
+            "not_after": self.identity.not_after.isoformat(),
+            "fingerprint": self.fingerprint,
+            "cert_file": str(folder / f"{name}.crt"),
+        }
         if self.key_pem is not None:
             key_path = folder / f"{name}.key"
             try:

@@ -9,7 +9,7 @@ from typing import IO, Any
 
 import click
 
-from emvwire.pki import CLIENT_DAYS, PkiError
+from emvwire.pki import CLIENT_DAYS, PkiError, hex_pairs
 from emvwire.tls import SERVER_CA, IssuedCertificate
 from issuer.commands.common import (
     BadArgumentError,
@@ -101,24 +101,18 @@ def _written(
     state: CliState, issued: IssuedCertificate, terminal_id: str, cert_dir: Path | None
 ) -> dict[str, Any]:
     """Write the certificate (and its key if made here) for the terminal; what to
-    show: serial, end of validity, fingerprint and the files (never the key)."""
+    show of it (:meth:`IssuedCertificate.write`) and the CA it verifies the issuer with."""
     folder = cert_dir or state.home_dir / "terminals"
     try:
-        files = issued.write(folder, terminal_id)
+        shown = issued.write(folder, terminal_id)
     except (PkiError, OSError) as exc:
         raise ConfigCliError(f"certificate of {terminal_id} not written: {exc}") from None
-    return {
-        "serial": issued.identity.serial,
-        "not_after": issued.identity.not_after.isoformat(),
-        "fingerprint": issued.fingerprint,
-        **files,
-        "issuer_ca_file": str(state.home_dir / TLS_DIR / SERVER_CA),
-    }
+    return {**shown, "issuer_ca_file": str(state.home_dir / TLS_DIR / SERVER_CA)}
 
 
 def _certificate_lines(cert: dict[str, Any]) -> list[str]:
     lines = [
-        f"certificate {cert['serial']} until {cert['not_after'][:10]}",
+        f"certificate {hex_pairs(cert['serial'])} until {cert['not_after'][:10]}",
         f"  {cert['cert_file']}",
     ]
     if "key_file" in cert:
@@ -210,7 +204,15 @@ def terminal_certs(state: CliState, terminal_id: str, as_json: bool) -> None:
         as_json,
         table(
             ["serial", "not after", "status", "SHA-256"],
-            [(c.serial, c.not_after[:19], c.status.value, c.fingerprint[:16]) for c in found],
+            [
+                (
+                    hex_pairs(c.serial),
+                    c.not_after[:19],
+                    c.status.value,
+                    hex_pairs(c.fingerprint[:16]),
+                )
+                for c in found
+            ],
         ),
     )
 
@@ -247,7 +249,8 @@ def terminal_revoke(state: CliState, terminal_id: str, serial: str | None, as_js
     service = state.app().service
     if serial is not None:
         cert = service.revoke_certificate(terminal_id, serial)
-        emit(cert.to_json(), as_json, f"certificate {cert.serial} of {terminal_id} is revoked")
+        line = f"certificate {hex_pairs(cert.serial)} of {terminal_id} is revoked"
+        emit(cert.to_json(), as_json, line)
         return
     revoked = service.revoke_terminal(terminal_id)
     emit(revoked.to_json(), as_json, f"{revoked.id} is {revoked.status.value}")

@@ -21,6 +21,7 @@ from emvwire.pki import (
     PkiError,
     certificate_pem,
     check_ca,
+    hex_pairs,
     identity_of,
     issue_client,
     issue_server,
@@ -234,6 +235,15 @@ def test_keys_are_pkcs8_encrypted_under_a_password_when_given() -> None:
     with pytest.raises(PkiError):
         load_private_key(sealed, b"wrong")
     assert private_key_pem(key).startswith(b"-----BEGIN PRIVATE KEY-----")
+
+
+def test_serials_for_people_never_read_as_a_card_number() -> None:
+    from emvwire.mask import scrub
+
+    serial = "4761739001010010AB"  # begins with a test card's PAN
+    assert scrub(serial) != serial
+    assert hex_pairs(serial) == "47:61:73:90:01:01:00:10:AB"
+    assert scrub(hex_pairs(serial)) == hex_pairs(serial)
 
 
 def test_a_key_file_is_0600_and_written_once(tmp_path: Path) -> None:

@@ -18,6 +18,7 @@ from click.testing import CliRunner, Result
 
 from emvwire.pki import (
     certificate_pem,
+    hex_pairs,
     identity_of,
     issue_server,
     make_ca,
@@ -173,6 +174,7 @@ def test_terminal_add_writes_its_certificate_and_key_once(home: Home, tmp_path: 
     assert "credential  tsk_" in text
     listed = home.json("terminal", "certs", added["id"])
     assert [(c["serial"], c["status"]) for c in listed] == [(cert["serial"], "active")]
+    assert hex_pairs(cert["serial"]) in home.run("terminal", "certs", added["id"]).stdout
 
 
 def test_terminal_add_signs_a_request_and_makes_no_key(home: Home, tmp_path: Path) -> None:

@@ -7,7 +7,6 @@ refresh of the cache generation."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
@@ -19,9 +18,7 @@ from issuer.bootstrap import IssuerApp
 from issuer.domain.certificates import ClientCertificates, certificate_allowed
 from issuer.domain.service import IssuerService
 from issuer.errors import ConflictError, InvalidStateError, NotFoundError
-from issuer.ledger.postgres import PostgresLedger
 from issuer.ledger.repository import Ledger
-from issuer.ledger.sqlite import SqliteLedger
 from issuer.model.entities import CertificateStatus, TerminalCertificate, TerminalStatus
 from issuer.pki import CA_NAME, add_terminal, certificate_record, renew_terminal, tls_folder
 
@@ -31,22 +28,6 @@ def folder(issuer: IssuerApp) -> TlsFolder:
     made = tls_folder(issuer.config.home, issuer.keys)
     made.create(plan_folder(CA_NAME))
     return made
-
-
-@pytest.fixture
-def other(issuer: IssuerApp) -> Iterator[IssuerService]:
-    """The domain service on another ledger object of the same database (the CLI's
-    process while ``issuer serve`` runs)."""
-    ledger: Ledger
-    if isinstance(issuer.ledger, SqliteLedger):
-        ledger = SqliteLedger(issuer.ledger.path)
-    else:
-        assert isinstance(issuer.ledger, PostgresLedger)
-        ledger = PostgresLedger(issuer.ledger.url, schema=issuer.ledger.schema)
-    try:
-        yield IssuerService(ledger, issuer.keys)
-    finally:
-        ledger.close()
 
 
 def test_a_terminal_comes_with_its_certificate(issuer: IssuerApp, folder: TlsFolder) -> None:
