@@ -249,8 +249,8 @@ def _certify(
     """What issues a gate's certificate (for :meth:`Store.add_gate` and
     :meth:`Store.gate_certificate`) and the list it leaves the certificate in."""
     if not home.tls.exists():
-        raise HomeFailure(f"{home.tls.path} holds no TLS folder: make a new home with "
-                          "`backoffice init`")  # fmt: skip
+        raise HomeFailure(f"{home.tls.path} holds no TLS folder: `backoffice tls init` "
+                          "makes one")  # fmt: skip
     request = _read(csr)
     issued: list[IssuedCertificate] = []
 
@@ -405,6 +405,28 @@ def gate_list(ctx: click.Context, as_json: bool) -> None:
 @backoffice.group("tls")
 def tls_group() -> None:
     """The back office's TLS: its CA for gate certificates and its server certificate."""
+
+
+@tls_group.command("init")
+@click.option("--host", "hosts", multiple=True, metavar="HOST",
+              help="Host name or IP address (repeat; default "
+              f"{' and '.join(DEFAULT_HOSTS)}).")  # fmt: skip
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+@click.pass_context
+def tls_init(ctx: click.Context, hosts: tuple[str, ...], as_json: bool) -> None:
+    """Give a home made before TLS its TLS folder: a new CA for gate certificates and a
+    server certificate (`backoffice init` makes them for a new home)."""
+    folder = _home(ctx).tls
+    try:
+        folder.create(plan_folder(CA_NAME, hosts=hosts or DEFAULT_HOSTS))
+    except PkiError as exc:
+        raise HomeFailure(str(exc)) from None
+    summary = folder.summary()
+    if as_json:
+        _out(summary)
+        return
+    for line in summary_lines(summary, "gates"):
+        click.echo(line)
 
 
 @tls_group.command("show")

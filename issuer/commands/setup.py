@@ -16,6 +16,7 @@ from issuer.commands.common import (
     CliError,
     CliState,
     ConfigCliError,
+    ConflictCliError,
     emit,
     json_option,
     pass_state,
@@ -201,6 +202,24 @@ def _read(file: IO[bytes] | None) -> bytes | None:
 @click.group()
 def tls() -> None:
     """The issuer's TLS: its CA for terminal certificates and its server certificate."""
+
+
+@tls.command("init")
+@click.option("--host", "hosts", multiple=True, metavar="HOST",
+              help="Host name or IP address (repeat; default "
+              f"{' and '.join(DEFAULT_HOSTS)}).")  # fmt: skip
+@json_option
+@pass_state
+def tls_init(state: CliState, hosts: tuple[str, ...], as_json: bool) -> None:
+    """Give a home made before TLS its TLS folder: a new CA for terminal certificates
+    and a server certificate (`issuer init` makes them for a new home)."""
+    folder = tls_folder(state.home_dir, state.app().keys)
+    try:
+        folder.create(plan_folder(CA_NAME, hosts=hosts or DEFAULT_HOSTS))
+    except PkiError as exc:
+        raise ConflictCliError(f"TLS: {exc}") from None
+    summary = folder.summary()
+    emit(summary, as_json, summary_lines(summary, "terminals"))
 
 
 @tls.command("show")

@@ -165,10 +165,13 @@ def test_an_expired_gate_certificate_is_refused(tmp_path: Path) -> None:
         assert not store.certificate_allowed(issued[0].pem, gate_id)
 
 
-def test_a_home_without_tls_says_so(run: Run, tmp_path: Path) -> None:
+def test_a_home_without_tls_says_so_and_gets_one(run: Run, tmp_path: Path) -> None:
     run("init")
     Home(tmp_path / "bo").tls.remove()
-    assert "backoffice init" in run("gate", "add", "--name", "Central", code=2).stderr
+    assert "backoffice tls init" in run("gate", "add", "--name", "Central", code=2).stderr
+    run("tls", "init", "--host", "gates.test")
+    assert _json(run, "gate", "add", "--name", "Central")["gate_id"] == "G1"
+    run("tls", "init", code=2)  # one is there
 
 
 def test_the_issuer_client_refuses_plain_http_unless_told(run: Run, tmp_path: Path) -> None:

@@ -86,6 +86,16 @@ def test_init_makes_the_ca_and_server_certificate(tmp_path: Path) -> None:
     assert shown["server"]["serial"] == tls["server"]["serial"]
 
 
+def test_a_home_made_before_tls_gets_its_folder(home: Home) -> None:
+    import shutil
+
+    shutil.rmtree(home.path / "tls")
+    made = home.json("tls", "init", "--host", "issuer.test")
+    assert made["server"]["hosts"] == ["issuer.test"]
+    home.run("tls", "init", code=4)  # one is there
+    assert home.json("terminal", "add", "--merchant", "Shop", "--mcc", "5411")["certificate"]
+
+
 def test_init_imports_a_ca_and_a_server_certificate(tmp_path: Path) -> None:
     ca, ca_key = make_ca("company terminal CA")
     public, public_key = make_ca("company web CA")

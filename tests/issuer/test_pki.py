@@ -18,9 +18,17 @@ from issuer.bootstrap import IssuerApp
 from issuer.domain.certificates import ClientCertificates, certificate_allowed
 from issuer.domain.service import IssuerService
 from issuer.errors import ConflictError, InvalidStateError, NotFoundError
+from issuer.keys.base import KeyStore
 from issuer.ledger.repository import Ledger
 from issuer.model.entities import CertificateStatus, TerminalCertificate, TerminalStatus
-from issuer.pki import CA_NAME, add_terminal, certificate_record, renew_terminal, tls_folder
+from issuer.pki import (
+    CA_NAME,
+    add_terminal,
+    certificate_record,
+    renew_terminal,
+    tls_folder,
+    tls_password,
+)
 
 
 @pytest.fixture
@@ -28,6 +36,14 @@ def folder(issuer: IssuerApp) -> TlsFolder:
     made = tls_folder(issuer.config.home, issuer.keys)
     made.create(plan_folder(CA_NAME))
     return made
+
+
+def test_the_tls_keys_password_comes_from_the_key_store(keystore: KeyStore) -> None:
+    keystore.ensure_data_keys()
+    password = tls_password(keystore)
+    assert password == tls_password(keystore)
+    assert len(password) == 64
+    assert password != keystore.pan_hash("4761739001010010").hex().encode()
 
 
 def test_a_terminal_comes_with_its_certificate(issuer: IssuerApp, folder: TlsFolder) -> None:
