@@ -1,9 +1,11 @@
 """``backoffice``: the transit back office as a click group (its own console script).
 
-``init`` makes a home (keys, fares, database); ``gate add|list`` registers gates (the
-key is printed once); ``serve`` runs the gates' HTTP API with the engine in the
-background; ``aggregate`` runs one engine pass now (deferred authorisations, trips and
-fares, aggregation at the issuer, debt recovery), with progress on standard error;
+``init`` makes a home (keys, fares, database, TLS folder); ``gate add|renew|revoke|list``
+registers gates (the key is printed once) and issues their TLS client certificates;
+``tls show|renew-server`` shows and renews the server's certificate; ``serve`` runs
+the gates' HTTP API with the engine in the background; ``aggregate`` runs one engine
+pass now (deferred authorisations, trips and fares, aggregation at the issuer, debt
+recovery), with progress on standard error;
 ``trips``, ``riders``, ``aggregations`` and ``deny-list`` report. ``--json`` everywhere;
 data to standard output, messages to standard error; errors are
 :class:`click.ClickException` subclasses with exit codes (:class:`HomeFailure` 2,
@@ -16,8 +18,9 @@ import json
 import signal
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import click
 
@@ -26,7 +29,9 @@ from backoffice.engine.context import PassReport, TransitHostClient
 from backoffice.errors import FareError, StoreError
 from backoffice.fares import load_fares
 from backoffice.service import EngineWorker, make_server
-from backoffice.store import ENV_HOME, Home, Store
+from backoffice.store import CA_NAME, ENV_HOME, Home, Store
+from emvwire.pki import CLIENT_DAYS, DEFAULT_HOSTS, PkiError, hex_pairs
+from emvwire.tls import SERVER_CA, ClientTls, IssuedCertificate, plan_folder, summary_lines
 
 __all__ = ["HomeFailure", "IssuerFailure", "backoffice", "main"]
 
@@ -63,7 +68,32 @@ def _out(data: Any) -> None:
     click.echo(json.dumps(data, indent=2))
 
 
+#: Where the TLS options toward the issuer are kept for :func:`_issuer` (``ctx.meta``).
+_ISSUER_TLS = "backoffice.issuer_tls"
+
+
+def _keep_tls(ctx: click.Context, param: click.Parameter, value: Any) -> None:
+    """Keep a TLS option toward the issuer for :func:`_issuer`."""
+    if value is not None and param.name is not None:
+        ctx.meta.setdefault(_ISSUER_TLS, {})[param.name] = value
+
+
 def _issuer_options(f: Any) -> Any:
+    f = click.option("--dev-plain-http", is_flag=True, default=None, expose_value=False,
+                     envvar="TAPSTACK_DEV_PLAIN_HTTP", callback=_keep_tls,
+                     help="Local development only: accept an http:// issuer URL, the "
+                     "credential in clear (env TAPSTACK_DEV_PLAIN_HTTP=1).")(f)  # fmt: skip
+    f = click.option("--cert-key", envvar="TAPSTACK_TERMINAL_CERT_KEY", metavar="FILE",
+                     expose_value=False, callback=_keep_tls,
+                     help="Its private key (PEM; env TAPSTACK_TERMINAL_CERT_KEY).")(f)  # fmt: skip
+    f = click.option("--cert", envvar="TAPSTACK_TERMINAL_CERT", metavar="FILE",
+                     expose_value=False, callback=_keep_tls,
+                     help="The back office's TLS client certificate at the issuer (PEM, "
+                     "`issuer terminal add`; env TAPSTACK_TERMINAL_CERT).")(f)  # fmt: skip
+    f = click.option("--issuer-ca", envvar="TAPSTACK_ISSUER_CA", metavar="FILE",
+                     expose_value=False, callback=_keep_tls,
+                     help="CA (PEM) the issuer's certificate is verified with: the "
+                     "issuer's tls/server-ca.crt (env TAPSTACK_ISSUER_CA).")(f)  # fmt: skip
     f = click.option("--terminal-key", envvar="TAPSTACK_TERMINAL_KEY", metavar="KEY",
                      help="The back office's credential at the issuer (env "
                      "TAPSTACK_TERMINAL_KEY).")(f)  # fmt: skip
@@ -71,18 +101,25 @@ def _issuer_options(f: Any) -> Any:
                      help="The back office's terminal id at the issuer (MCC 4111; env "
                      "TAPSTACK_TERMINAL_ID).")(f)  # fmt: skip
     f = click.option("--issuer", "issuer_url", envvar="TAPSTACK_ISSUER_URL", metavar="URL",
-                     help="Issuer service (http://HOST:PORT; env TAPSTACK_ISSUER_URL). "
+                     help="Issuer service (https://HOST:PORT; env TAPSTACK_ISSUER_URL). "
                      "Without it nothing is authorised or aggregated.")(f)  # fmt: skip
     return f
 
 
 def _issuer(url: str | None, terminal_id: str | None, key: str | None) -> TransitHostClient | None:
+    """The issuer client of the options (TLS as ``--issuer-ca``, ``--cert``,
+    ``--cert-key`` and ``--dev-plain-http`` say)."""
     if not url:
         return None
     if not terminal_id or not key:
         raise IssuerFailure("--issuer needs --terminal-id and --terminal-key")
+    given = click.get_current_context().meta.get(_ISSUER_TLS, {})
+    tls = ClientTls(
+        given.get("issuer_ca"), given.get("cert"), given.get("cert_key"),
+        bool(given.get("dev_plain_http")),
+    )  # fmt: skip
     try:
-        return TransitHostClient(url, terminal_id, key, timeout=10.0, retries=2)
+        return TransitHostClient(url, terminal_id, key, tls=tls, timeout=10.0, retries=2)
     except ValueError as exc:
         raise IssuerFailure(str(exc)) from None
 
@@ -99,6 +136,10 @@ def backoffice(ctx: click.Context, home: Path) -> None:
     ctx.obj = Home(home)
 
 
+def _read(file: IO[bytes] | None) -> bytes | None:
+    return None if file is None else file.read()
+
+
 @backoffice.command("init")
 @click.option("--fares", "fares_path", type=click.Path(dir_okay=False, path_type=Path),
               help="Fare rules (JSON, format of default_fares.json); default the shipped "
@@ -106,13 +147,39 @@ def backoffice(ctx: click.Context, home: Path) -> None:
 @click.option("--card-reference-key", metavar="HEX",
               help="The gates' card reference key (16-64 bytes hex); default the demo "
               "key.")  # fmt: skip
+@click.option("--tls-host", "tls_hosts", multiple=True, metavar="HOST",
+              help="A host name or IP address of the server certificate gates connect to "
+              f"(repeat; default {' and '.join(DEFAULT_HOSTS)}).")  # fmt: skip
+@click.option("--tls-cert", type=click.File("rb"), metavar="FILE",
+              help="Import this server certificate chain (PEM, leaf first) instead of "
+              "making one (with --tls-key).")  # fmt: skip
+@click.option(
+    "--tls-key",
+    type=click.File("rb"),
+    metavar="FILE",
+    help="The imported server certificate's private key (PEM, EC, unencrypted).",
+)
+@click.option(
+    "--tls-server-ca",
+    type=click.File("rb"),
+    metavar="FILE",
+    help="The CA gates verify an imported server certificate with.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
 @click.pass_context
 def init_command(
-    ctx: click.Context, fares_path: Path | None, card_reference_key: str | None, as_json: bool
+    ctx: click.Context,
+    fares_path: Path | None,
+    card_reference_key: str | None,
+    tls_hosts: tuple[str, ...],
+    tls_cert: IO[bytes] | None,
+    tls_key: IO[bytes] | None,
+    tls_server_ca: IO[bytes] | None,
+    as_json: bool,
 ) -> None:
-    """Make a fresh back office home: sealing key pair, card reference key, fare rules
-    and database."""
+    """Make a fresh back office home: sealing key pair, card reference key, fare rules,
+    database, and its TLS folder (HOME/tls): a private CA for gate certificates and the
+    certificate it serves gates with (or an imported one)."""
     home = _home(ctx, must_exist=False)
     key = None
     if card_reference_key is not None:
@@ -130,15 +197,29 @@ def init_command(
         except (FareError, OSError) as exc:
             raise HomeFailure(f"--fares: {exc}") from None
     try:
-        home.init(fares_text=text, card_reference_key=key)
-    except (StoreError, OSError) as exc:
+        tls = plan_folder(
+            CA_NAME, hosts=tls_hosts or DEFAULT_HOSTS, server_cert=_read(tls_cert),
+            server_key=_read(tls_key), server_ca=_read(tls_server_ca),
+        )  # fmt: skip
+    except PkiError as exc:
+        raise click.BadParameter(str(exc), param_hint="--tls-*") from None
+    try:
+        home.init(fares_text=text, card_reference_key=key, tls=tls)
+    except (StoreError, PkiError, OSError) as exc:
         raise HomeFailure(str(exc)) from None
-    info = {"home": str(home.path), "sealing_public_key": home.sealing_public_key().hex()}
+    summary = home.tls.summary()
+    info = {
+        "home": str(home.path),
+        "sealing_public_key": home.sealing_public_key().hex(),
+        "tls": summary,
+    }
     if as_json:
         _out(info)
     else:
         click.echo(f"Back office initialised in {home.path}")
         click.echo(f"  sealing public key {info['sealing_public_key']}")
+        for line in summary_lines(summary, "gates"):
+            click.echo(f"  {line}")
 
 
 # --- gates -----------------------------------------------------------------------------------
@@ -149,21 +230,88 @@ def gate_group() -> None:
     """Gates allowed to upload taps."""
 
 
+def _certificate_options(f: Any) -> Any:
+    f = click.option("--days", type=click.IntRange(1, 3650), default=CLIENT_DAYS,
+                     show_default=True, help="Validity of the certificate (days).")(f)  # fmt: skip
+    f = click.option("--cert-dir", type=click.Path(file_okay=False, path_type=Path),
+                     metavar="DIR",
+                     help="Where to write ID.crt and, without --csr, ID.key (mode 0600, "
+                     "written once) [default: HOME/gates].")(f)  # fmt: skip
+    f = click.option("--csr", type=click.File("rb"), metavar="FILE",
+                     help="Sign this certificate request (PEM, ECDSA P-256; `terminal csr "
+                     "--kind gate` makes one): the gate's key never leaves it.")(f)  # fmt: skip
+    return f
+
+
+def _certify(
+    home: Home, csr: IO[bytes] | None, days: int
+) -> tuple[Callable[[str], IssuedCertificate], list[IssuedCertificate]]:
+    """What issues a gate's certificate (for :meth:`Store.add_gate` and
+    :meth:`Store.gate_certificate`) and the list it leaves the certificate in."""
+    if not home.tls.exists():
+        raise HomeFailure(f"{home.tls.path} holds no TLS folder: `backoffice tls init` "
+                          "makes one")  # fmt: skip
+    request = _read(csr)
+    issued: list[IssuedCertificate] = []
+
+    def certify(gate_id: str) -> IssuedCertificate:
+        issued.append(home.tls.issue_client("gate", gate_id, csr=request, days=days))
+        return issued[-1]
+
+    return certify, issued
+
+
+def _write_certificate(
+    home: Home, issued: IssuedCertificate, gate_id: str, cert_dir: Path | None
+) -> dict[str, Any]:
+    """Write a gate's certificate (and its key if made here); what to show of it
+    (:meth:`IssuedCertificate.write`) and the CA it verifies the back office with."""
+    try:
+        shown = issued.write(cert_dir or home.path / "gates", gate_id)
+    except (PkiError, OSError) as exc:
+        raise HomeFailure(f"certificate of {gate_id} not written: {exc}") from None
+    return {**shown, "backoffice_ca_file": str(home.tls.file(SERVER_CA))}
+
+
+def _echo_certificate(cert: dict[str, Any]) -> None:
+    click.echo(f"  certificate        {hex_pairs(cert['serial'])} until {cert['not_after'][:10]}")
+    click.echo(f"                     {cert['cert_file']}")
+    if "key_file" in cert:
+        click.echo(f"                     {cert['key_file']}  (its key, mode 0600: move it "
+                   "to the gate)")  # fmt: skip
+    click.echo(f"  back office CA     {cert['backoffice_ca_file']}  (the gate's --backoffice-ca)")
+
+
 @gate_group.command("add")
 @click.option("--name", required=True, help="A name for the gate (station, line).")
 @click.option("--zone", help="The gate's fare zone (zone gates: tap on/off).")
+@_certificate_options
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
 @click.pass_context
-def gate_add(ctx: click.Context, name: str, zone: str | None, as_json: bool) -> None:
+def gate_add(
+    ctx: click.Context,
+    name: str,
+    zone: str | None,
+    csr: IO[bytes] | None,
+    cert_dir: Path | None,
+    days: int,
+    as_json: bool,
+) -> None:
     """Register a gate; prints its id and key ONCE (only a hash is kept), the public
-    key it seals track 2 to and the card reference key it must use."""
+    key it seals track 2 to and the card reference key it must use, and issues its TLS
+    client certificate (for the key of --csr, or a new key written next to it)."""
     home = _home(ctx)
     rules = home.fares()
     if zone is not None and rules.zones and zone not in rules.zones:
         raise click.BadParameter(f"not a zone of the fares ({', '.join(rules.zones)})",
                                  param_hint="--zone")  # fmt: skip
-    with _store(home) as store:
-        gate_id, key = store.add_gate(name, zone)
+    certify, issued = _certify(home, csr, days)
+    try:
+        with _store(home) as store:
+            gate_id, key = store.add_gate(name, zone, certify)
+    except PkiError as exc:
+        raise click.BadParameter(str(exc), param_hint="--csr") from None
+    cert = _write_certificate(home, issued[0], gate_id, cert_dir)
     info = {
         "gate_id": gate_id,
         "key": key,
@@ -171,6 +319,7 @@ def gate_add(ctx: click.Context, name: str, zone: str | None, as_json: bool) -> 
         "zone": zone,
         "sealing_public_key": home.sealing_public_key().hex(),
         "card_reference_key": home.card_reference_key().hex(),
+        "certificate": cert,
     }
     if as_json:
         _out(info)
@@ -179,6 +328,57 @@ def gate_add(ctx: click.Context, name: str, zone: str | None, as_json: bool) -> 
     click.echo(f"  key                {key}   (shown once: keep it)")
     click.echo(f"  sealing public key {info['sealing_public_key']}")
     click.echo(f"  card reference key {info['card_reference_key']}")
+    _echo_certificate(cert)
+
+
+@gate_group.command("renew")
+@click.argument("gate_id")
+@_certificate_options
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+@click.pass_context
+def gate_renew(
+    ctx: click.Context,
+    gate_id: str,
+    csr: IO[bytes] | None,
+    cert_dir: Path | None,
+    days: int,
+    as_json: bool,
+) -> None:
+    """Issue a new TLS client certificate to a gate; its earlier ones stay valid until
+    they expire, so the gate switches without downtime."""
+    home = _home(ctx)
+    certify, _ = _certify(home, csr, days)
+    try:
+        with _store(home) as store:
+            issued = store.gate_certificate(gate_id, certify)
+    except PkiError as exc:
+        raise click.BadParameter(str(exc), param_hint="--csr") from None
+    except StoreError as exc:
+        raise HomeFailure(str(exc)) from None
+    cert = _write_certificate(home, issued, gate_id, cert_dir)
+    if as_json:
+        _out({"gate_id": gate_id, "certificate": cert})
+        return
+    click.echo(f"Gate {gate_id}")
+    _echo_certificate(cert)
+
+
+@gate_group.command("revoke")
+@click.argument("gate_id")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+@click.pass_context
+def gate_revoke(ctx: click.Context, gate_id: str, as_json: bool) -> None:
+    """Refuse a gate's key and all its TLS certificates from now on (its next request
+    is refused)."""
+    try:
+        with _store(_home(ctx)) as store:
+            revoked = store.revoke_gate(gate_id)
+    except StoreError as exc:
+        raise HomeFailure(str(exc)) from None
+    if as_json:
+        _out({"gate_id": gate_id, "revoked": True, "certificates_revoked": revoked})
+        return
+    click.echo(f"Gate {gate_id} revoked ({revoked} certificates)")
 
 
 @gate_group.command("list")
@@ -197,6 +397,77 @@ def gate_list(ctx: click.Context, as_json: bool) -> None:
                    f"since {g['created_at']}{revoked}")  # fmt: skip
     if not gates:
         click.echo("No gates.", err=True)
+
+
+# --- TLS ---------------------------------------------------------------------------------------
+
+
+@backoffice.group("tls")
+def tls_group() -> None:
+    """The back office's TLS: its CA for gate certificates and its server certificate."""
+
+
+@tls_group.command("init")
+@click.option("--host", "hosts", multiple=True, metavar="HOST",
+              help="Host name or IP address (repeat; default "
+              f"{' and '.join(DEFAULT_HOSTS)}).")  # fmt: skip
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+@click.pass_context
+def tls_init(ctx: click.Context, hosts: tuple[str, ...], as_json: bool) -> None:
+    """Give a home made before TLS its TLS folder: a new CA for gate certificates and a
+    server certificate (`backoffice init` makes them for a new home)."""
+    folder = _home(ctx).tls
+    try:
+        folder.create(plan_folder(CA_NAME, hosts=hosts or DEFAULT_HOSTS))
+    except PkiError as exc:
+        raise HomeFailure(str(exc)) from None
+    summary = folder.summary()
+    if as_json:
+        _out(summary)
+        return
+    for line in summary_lines(summary, "gates"):
+        click.echo(line)
+
+
+@tls_group.command("show")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+@click.pass_context
+def tls_show(ctx: click.Context, as_json: bool) -> None:
+    """The CA and the server certificate (subject, serial, end of validity, SHA-256
+    fingerprint, host names)."""
+    summary = _home(ctx).tls.summary()
+    if as_json:
+        _out(summary)
+        return
+    for line in summary_lines(summary, "gates"):
+        click.echo(line)
+
+
+@tls_group.command("renew-server")
+@click.option(
+    "--host",
+    "hosts",
+    multiple=True,
+    metavar="HOST",
+    help=f"Host name or IP address (repeat; default {' and '.join(DEFAULT_HOSTS)}).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+@click.pass_context
+def tls_renew_server(ctx: click.Context, hosts: tuple[str, ...], as_json: bool) -> None:
+    """A new server key and certificate signed by the back office's CA; gates need no
+    change. A running `backoffice serve` presents it once it reloads its TLS folder
+    (SIGHUP)."""
+    folder = _home(ctx).tls
+    try:
+        folder.renew_server(hosts or DEFAULT_HOSTS)
+    except PkiError as exc:
+        raise HomeFailure(str(exc)) from None
+    summary = folder.summary()
+    if as_json:
+        _out(summary)
+        return
+    for line in summary_lines(summary, "gates"):
+        click.echo(line)
 
 
 # --- serve and aggregate ------------------------------------------------------------------

@@ -9,7 +9,11 @@ Home layout (``--home``, default ``$TAPSTACK_BACKOFFICE_HOME`` else ``./var/back
   (:mod:`emvwire.seal`, RFC 9180 HPKE), mode 0600; its public key is given to gates
   (``backoffice gate add`` prints it);
 - ``card_reference.key``: the HMAC key of card references (the same as the gates',
-  default the published demo key), mode 0600.
+  default the published demo key), mode 0600;
+- ``tls/``: the back office's TLS folder (:class:`emvwire.tls.TlsFolder`): its private
+  CA for gate certificates (``ca.crt``, ``ca.key``), the certificate it serves gates
+  with (``server.crt``, ``server.key``) and what gates verify it with
+  (``server-ca.crt``: their ``--backoffice-ca``). Keys mode 0600, like the sealing key.
 
 Schema: ``taps`` (unique by ``tap_id``; as uploaded, but for ``track2_sealed``, which
 the engine erases: it moves the box of an aggregation's first tap to ``tap_boxes``
@@ -20,7 +24,9 @@ each: fare type, nominal fare, charge, cap adjustment, aggregation id; the
 ``micropayments`` view names them so),
 ``aggregations`` (one authorisation and one completion each), ``authorisations``
 (every call to the issuer, by request id), ``deny_list`` and ``deny_changes`` (one row
-and one version per change), ``gates`` (keys hashed). No PAN or track 2 is stored
+and one version per change), ``gates`` (keys hashed), ``gate_certificates`` (the TLS
+client certificates issued to gates, by serial; a revoked gate's are revoked with it).
+No PAN or track 2 is stored
 readable: taps keep the masked PAN and the card reference; track 2 exists only
 sealed, and that box is deleted once the authorisation that needed it has an answer
 (when the engine first sees the tap, for the taps that need none).
@@ -38,7 +44,7 @@ import re
 import secrets
 import sqlite3
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -52,8 +58,10 @@ from backoffice.fares import (
     parse_fares,
 )
 from emvwire.cardref import DEMO_CARD_REFERENCE_KEY
+from emvwire.pki import DEFAULT_HOSTS, PkiError, identity_of
 from emvwire.seal import OVERHEAD as SEAL_OVERHEAD
 from emvwire.seal import generate_keypair, public_key_of
+from emvwire.tls import IssuedCertificate, TlsFolder, TlsPlan, plan_folder
 
 __all__ = [
     "DB_FILE",
@@ -73,6 +81,9 @@ FARES_FILE: Final = "fares.json"
 SEALING_FILE: Final = "sealing.key"
 CARD_REFERENCE_FILE: Final = "card_reference.key"
 LOCK_FILE: Final = "engine.lock"
+TLS_DIR: Final = "tls"
+#: The common name of the back office's CA of gate certificates.
+CA_NAME: Final = "tapstack back office gate CA"
 #: At most this many taps in one upload (the gate protocol, backoffice/service.py).
 MAX_TAPS_PER_REQUEST: Final = 500
 SCHEMA_VERSION: Final = "1"
@@ -157,6 +168,10 @@ CREATE TABLE IF NOT EXISTS deny_list (
 CREATE TABLE IF NOT EXISTS deny_changes (
     version INTEGER PRIMARY KEY AUTOINCREMENT, card_reference TEXT NOT NULL,
     op TEXT NOT NULL, at TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS gate_certificates (
+    serial TEXT PRIMARY KEY, gate_id TEXT NOT NULL, fingerprint TEXT NOT NULL UNIQUE,
+    not_after TEXT NOT NULL, created_at TEXT NOT NULL, revoked_at TEXT);
+CREATE INDEX IF NOT EXISTS gate_certificates_gate ON gate_certificates (gate_id);
 """
 
 
@@ -184,14 +199,25 @@ class Home:
         """The fare rules."""
         return self.path / FARES_FILE
 
+    @property
+    def tls(self) -> TlsFolder:
+        """The TLS folder (module docstring)."""
+        return TlsFolder(self.path / TLS_DIR)
+
     def exists(self) -> bool:
         """Whether ``init`` made this home."""
         return self.db.exists() and (self.path / SEALING_FILE).exists()
 
     def init(
-        self, *, fares_text: str | None = None, card_reference_key: bytes | None = None
+        self,
+        *,
+        fares_text: str | None = None,
+        card_reference_key: bytes | None = None,
+        tls: TlsPlan | None = None,
     ) -> None:
-        """Make a fresh home: keys, fares, database (:class:`StoreError` if one is there)."""
+        """Make a fresh home: keys, fares, database and the TLS folder (``tls``, checked
+        by :func:`emvwire.tls.plan_folder`; default a new CA and a server certificate
+        for localhost and 127.0.0.1). :class:`StoreError` if one is there."""
         if self.exists():
             raise StoreError(f"{self.path} already holds a back office")
         text = fares_text if fares_text is not None else default_fares_text()
@@ -199,15 +225,19 @@ class Home:
             parse_fares(json.loads(text))
         except (ValueError, FareError) as exc:
             raise StoreError(f"fare configuration: {exc}") from None
+        if tls is None:
+            tls = plan_folder(CA_NAME, hosts=DEFAULT_HOSTS)
         self.path.mkdir(parents=True, exist_ok=True)
         private, _ = generate_keypair()
         for name in (SEALING_FILE, CARD_REFERENCE_FILE):
             (self.path / name).unlink(missing_ok=True)
+        self.tls.remove()
         _write_secret(self.path / SEALING_FILE, private.hex())
         _write_secret(
             self.path / CARD_REFERENCE_FILE, (card_reference_key or DEMO_CARD_REFERENCE_KEY).hex()
         )
         self.fares_path.write_text(text)
+        self.tls.create(tls)
         Store(self).close()
 
     def _secret(self, name: str) -> bytes:
@@ -378,6 +408,15 @@ def _hash_key(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
+def _record_certificate(conn: sqlite3.Connection, gate_id: str, issued: IssuedCertificate) -> None:
+    conn.execute(
+        "INSERT INTO gate_certificates (serial, gate_id, fingerprint, not_after, created_at) "
+        "VALUES (?,?,?,?,?)",
+        (issued.identity.serial, gate_id, issued.fingerprint,
+         issued.identity.not_after.isoformat(), now_text()),
+    )  # fmt: skip
+
+
 class Store:
     """The database of a home: one connection per thread (module docstring)."""
 
@@ -441,8 +480,15 @@ class Store:
 
     # -- gates -------------------------------------------------------------------------------
 
-    def add_gate(self, name: str, zone: str | None) -> tuple[str, str]:
-        """Register a gate: (gate id, key). The key is returned once; a hash is kept."""
+    def add_gate(
+        self,
+        name: str,
+        zone: str | None,
+        certify: Callable[[str], IssuedCertificate] | None = None,
+    ) -> tuple[str, str]:
+        """Register a gate: (gate id, key). The key is returned once; a hash is kept.
+        With ``certify`` (the gate id -> its TLS client certificate, issued) the
+        certificate is recorded in the same transaction: both or neither."""
         key = secrets.token_hex(16)
         with self.write() as conn:
             count = conn.execute("SELECT COUNT(*) FROM gates").fetchone()[0]
@@ -451,6 +497,8 @@ class Store:
                 "INSERT INTO gates (gate_id, name, zone, key_hash, created_at) VALUES (?,?,?,?,?)",
                 (gate_id, name, zone, _hash_key(key), now_text()),
             )
+            if certify is not None:
+                _record_certificate(conn, gate_id, certify(gate_id))
         return gate_id, key
 
     def gates(self) -> list[dict[str, Any]]:
@@ -471,6 +519,67 @@ class Store:
         ).fetchone()
         expected = row[0] if row else "0" * 64
         return hmac.compare_digest(expected, _hash_key(key)) and row is not None
+
+    def gate_certificate(
+        self, gate_id: str, certify: Callable[[str], IssuedCertificate]
+    ) -> IssuedCertificate:
+        """Record a new TLS client certificate of a gate that is not revoked
+        (``certify`` issues it: at ``gate add``, or a renewal, after which the gate's
+        earlier certificates stay valid until they expire). :class:`StoreError` for an
+        unknown or revoked gate."""
+        with self.write() as conn:
+            row = conn.execute("SELECT revoked FROM gates WHERE gate_id = ?", (gate_id,)).fetchone()
+            if row is None or row[0]:
+                raise StoreError(f"gate {gate_id} is {'revoked' if row else 'unknown'}")
+            issued = certify(gate_id)
+            _record_certificate(conn, gate_id, issued)
+        return issued
+
+    def gate_certificates(self, gate_id: str) -> list[dict[str, Any]]:
+        """A gate's certificates, oldest first (serial, fingerprint, validity, revoked)."""
+        return self.query(
+            "SELECT serial, fingerprint, not_after, created_at, revoked_at FROM "
+            "gate_certificates WHERE gate_id = ? ORDER BY created_at, serial",
+            (gate_id,),
+        )
+
+    def revoke_gate(self, gate_id: str) -> int:
+        """Refuse a gate's key and every certificate of it from now on (one
+        transaction); how many certificates were revoked. :class:`StoreError` for an
+        unknown or revoked gate."""
+        at = now_text()
+        with self.write() as conn:
+            if not conn.execute(
+                "UPDATE gates SET revoked = 1 WHERE gate_id = ? AND revoked = 0", (gate_id,)
+            ).rowcount:
+                raise StoreError(f"gate {gate_id} is unknown or revoked already")
+            return int(
+                conn.execute(
+                    "UPDATE gate_certificates SET revoked_at = ? "
+                    "WHERE gate_id = ? AND revoked_at IS NULL",
+                    (at, gate_id),
+                ).rowcount
+            )
+
+    def certificate_allowed(self, certificate: str | bytes, gate_id: str) -> bool:
+        """Whether gate ``gate_id``'s request (its bearer key verified) may be served on
+        a TLS connection whose verified client certificate is ``certificate`` (PEM, the
+        leaf): it names this gate, is recorded for it and not revoked, has not
+        expired, and the gate is not revoked. One indexed read."""
+        try:
+            identity = identity_of(certificate)
+        except PkiError:
+            return False
+        if identity.kind != "gate" or identity.id != gate_id:
+            return False
+        if datetime.now(UTC) >= identity.not_after:
+            return False
+        row = self.conn.execute(
+            "SELECT 1 FROM gate_certificates c JOIN gates g ON g.gate_id = c.gate_id "
+            "WHERE c.serial = ? AND c.gate_id = ? AND c.revoked_at IS NULL AND g.revoked = 0",
+            (identity.serial, gate_id),
+        ).fetchone()
+        return row is not None
 
     # -- taps --------------------------------------------------------------------------------
 

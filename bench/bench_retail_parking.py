@@ -65,6 +65,7 @@ def _measure(url: str, shop: tuple[str, str], park: tuple[str, str], tmp: Path, 
     """Time ``taps`` retail sales, then ``taps`` parking entries and exits, on vpcd reader 1
     (the card presented there for every tap) against the issuer at ``url``."""
     from emvwire.currency import currency_by_code
+    from emvwire.tls import DEV_PLAIN_HTTP
     from hostlink import HostClient
     from terminal.apps.journal import Journal
     from terminal.apps.parking import ParkingGate, lane_config, load_tariff
@@ -92,7 +93,7 @@ def _measure(url: str, shop: tuple[str, str], park: tuple[str, str], tmp: Path, 
     try:
         config = default_config()
         retail: list[float] = []
-        with HostClient(url, *shop) as host:
+        with HostClient(url, *shop, tls=DEV_PLAIN_HTTP) as host:
             till = Till(Journal(tmp / "till"), host, merchant="Shop", terminal_id=shop[0],
                         currency=currency_by_code("EUR"))  # fmt: skip
             tap = make_tap(config)
@@ -106,7 +107,7 @@ def _measure(url: str, shop: tuple[str, str], park: tuple[str, str], tmp: Path, 
         entries: list[float] = []
         exits: list[float] = []
         tap = make_tap(parking_config)
-        with HostClient(url, *park) as host:
+        with HostClient(url, *park, tls=DEV_PLAIN_HTTP) as host:
             gate = ParkingGate(tmp / "gate", host, tariff, clock=lambda: now[0])
             for _ in range(taps):
                 for times, action in ((entries, "entry"), (exits, "exit")):

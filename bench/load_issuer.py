@@ -45,6 +45,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from emvwire.crypto.cryptogram import CryptogramData, generate_arqc  # noqa: E402
+from emvwire.tls import DEV_PLAIN_HTTP  # noqa: E402
 from emvwire.tlv import encode  # noqa: E402
 from hostlink import HostClient  # noqa: E402
 from issuer.bootstrap import init_issuer  # noqa: E402
@@ -122,7 +123,7 @@ def _drive(args: tuple[str, list[tuple[str, str]], list[list[tuple[str, str]]], 
     def run(term: tuple[str, str], stream: list[tuple[str, str]]) -> None:
         mine: list[float] = []
         counts: dict[str, int] = {}
-        with HostClient(url, term[0], term[1], timeout=10, retries=3) as host:
+        with HostClient(url, term[0], term[1], tls=DEV_PLAIN_HTTP, timeout=10, retries=3) as host:
             for icc, track2 in stream:
                 if time.monotonic() > deadline:
                     break

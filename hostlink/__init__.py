@@ -10,6 +10,7 @@ by the issuer URL's scheme.
 
 from typing import Any
 
+from emvwire.tls import ClientTls, PlainHttpError
 from hostlink.client import (
     UNREACHABLE,
     HostClient,
@@ -39,12 +40,21 @@ ISO8583_SCHEMES = ("iso8583", "iso8583s")
 
 
 def connect(
-    url: str, terminal_id: str, terminal_key: str, **options: Any
+    url: str, terminal_id: str, terminal_key: str, *, tls: ClientTls, **options: Any
 ) -> HostClient | Iso8583Client:
-    """The client of the issuer at ``url`` by its scheme: ``http://``/``https://``
-    the HTTP API (:class:`HostClient`), ``iso8583://``/``iso8583s://`` the ISO 8583
-    listener (:class:`Iso8583Client`); ``options`` as the client takes them
-    (``timeout``, ``retries``, ``backoff``). ``ValueError`` for another scheme."""
-    if url.partition("://")[0].lower() in ISO8583_SCHEMES:
-        return Iso8583Client(url, terminal_id, terminal_key, **options)
-    return HostClient(url, terminal_id, terminal_key, **options)
+    """The client of the issuer at ``url`` by its scheme: ``https://`` the HTTP API
+    (:class:`HostClient`), ``iso8583s://`` the ISO 8583 listener (:class:`Iso8583Client`),
+    both verified and with the client certificate of ``tls``; ``http://`` and
+    ``iso8583://`` in clear only with ``tls.dev_plain_http`` (else
+    :class:`~emvwire.tls.PlainHttpError`). ``options`` as the client takes them
+    (``timeout``, ``retries``, ``backoff``); ``ValueError`` for another scheme."""
+    scheme = url.partition("://")[0].lower()
+    if scheme not in ISO8583_SCHEMES:
+        return HostClient(url, terminal_id, terminal_key, tls=tls, **options)
+    if scheme == "iso8583" and not tls.dev_plain_http:
+        raise PlainHttpError(
+            f"{url}: plain TCP would send the credential unencrypted; use iso8583s:// "
+            "(in clear only for local development: --dev-plain-http)"
+        )
+    context = tls.context() if scheme == "iso8583s" else None
+    return Iso8583Client(url, terminal_id, terminal_key, ssl_context=context, **options)

@@ -1,13 +1,19 @@
-"""An HTTP client of the issuer's authorisation service (issuer/service/openapi.py).
+"""An HTTPS client of the issuer's authorisation service (issuer/service/openapi.py).
 
 Its requests and the answers it reads are the terminal-issuer contract's messages
 (:mod:`emvwire.contract`). One keep-alive connection per client (``http.client``),
-re-opened after a failure. A request that gets no answer within ``timeout`` (or a
-503) is sent again with the **same** request id, at most ``retries`` more times; the
-issuer answers a retry with its stored decision and changes nothing. When all
-attempts fail, the client sends a reversal by request id (``POST /v1/reversals``)
-and reports the transaction declined with
-:data:`~emvwire.contract.NO_ANSWER_CODE` (``Z3``, "unable to go online, offline
+re-opened after a failure. The connection is TLS (:mod:`emvwire.tls`: TLS 1.2 or 1.3,
+the issuer's certificate verified against the configured CA and host name, the
+terminal's client certificate presented); every request still carries the bearer
+credential ``Authorization: Bearer <terminal id>:<credential>``: the credential names
+the terminal, its certificate proves it. An ``http://`` URL is refused unless the
+client is told it is local development (:data:`emvwire.tls.DEV_PLAIN_HTTP`).
+
+A request that gets no answer within ``timeout`` (or a 503) is sent again with the
+**same** request id, at most ``retries`` more times; the issuer answers a retry with
+its stored decision and changes nothing. When all attempts fail, the client sends a
+reversal by request id (``POST /v1/reversals``) and reports the transaction declined
+with :data:`~emvwire.contract.NO_ANSWER_CODE` (``Z3``, "unable to go online, offline
 declined", EMV Book 4 §A6 authorisation response codes). An answer that is not the
 contract's message is no answer: the issuer's decision cannot be known from it.
 """
@@ -15,16 +21,18 @@ contract's message is no answer: the issuer's decision cannot be known from it.
 from __future__ import annotations
 
 import http.client
+import logging
 import secrets
+import ssl
 import time
 from dataclasses import dataclass, field
 from typing import Any, Final, TypeVar
-from urllib.parse import urlsplit
 
 import msgspec
 
 from emvwire import contract
 from emvwire.contract import NO_ANSWER_CODE
+from emvwire.tls import ClientTls, http_connection
 
 __all__ = [
     "UNREACHABLE",
@@ -37,6 +45,8 @@ __all__ = [
 ]
 
 M = TypeVar("M")
+
+log = logging.getLogger(__name__)
 
 
 class HostLinkError(Exception):
@@ -104,7 +114,11 @@ class HostOutcome:
 
 
 class HostClient:
-    """The issuer service at ``url`` for terminal ``terminal_id`` (module docstring)."""
+    """The issuer service at ``url`` (``https://HOST[:PORT]``) for terminal
+    ``terminal_id``, over TLS as ``tls`` says (the issuer's CA, the terminal's
+    certificate and key; module docstring). :class:`ValueError` for a URL that is not
+    https (unless ``tls.dev_plain_http``), a missing credential, or TLS files that do
+    not load."""
 
     def __init__(
         self,
@@ -112,18 +126,16 @@ class HostClient:
         terminal_id: str,
         terminal_key: str,
         *,
+        tls: ClientTls | None = None,
         timeout: float = 5.0,
         retries: int = 2,
         backoff: float = 0.1,
     ) -> None:
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError("the issuer URL is http(s)://HOST[:PORT]")
         if not terminal_id or not terminal_key or ":" in terminal_id:
             raise ValueError("a terminal id and key are needed")
-        self._https = parts.scheme == "https"
-        self._host = parts.hostname
-        self._port = parts.port or (443 if self._https else 80)
+        parts, self._context = (tls or ClientTls()).for_url(url, "issuer")
+        self._host = parts.hostname or ""
+        self._port = parts.port or (80 if self._context is None else 443)
         self._auth = f"Bearer {terminal_id}:{terminal_key}"
         self.timeout = timeout
         self.retries = retries
@@ -149,8 +161,7 @@ class HostClient:
 
     def _connection(self) -> http.client.HTTPConnection:
         if self._conn is None:
-            cls = http.client.HTTPSConnection if self._https else http.client.HTTPConnection
-            self._conn = cls(self._host, self._port, timeout=self.timeout)
+            self._conn = http_connection(self._host, self._port, self._context, self.timeout)
         return self._conn
 
     def request(
@@ -171,6 +182,12 @@ class HostClient:
             conn.request(method, path, body=data, headers=headers)
             answer = conn.getresponse()
             raw = answer.read()
+        except ssl.SSLError as exc:
+            # A server this client does not trust, or one that refused its certificate:
+            # no request was served. Said once in the log, as it will not heal alone.
+            self.close()
+            log.warning("TLS with the issuer %s:%s failed: %s", self._host, self._port, exc)
+            raise HostUnreachableError(f"TLS: {exc}") from None
         except (OSError, http.client.HTTPException):
             self.close()
             raise HostUnreachableError from None
@@ -180,14 +197,17 @@ class HostClient:
         """A request with retries (same key), its answer read as the contract message
         ``kind``; :class:`HostUnreachableError` if none answered (or not with a
         ``kind``), :class:`HostError` if the issuer refused the request."""
+        why: tuple[object, ...] = ()
         for attempt in range(self.retries + 1):
             if attempt:
                 time.sleep(self.backoff * attempt)
             try:
                 status, raw = self.request(method, path, body, key)
-            except HostUnreachableError:
+            except HostUnreachableError as exc:
+                why = exc.args
                 continue
             if status == 503:
+                why = ("503",)
                 continue
             self._attempts = attempt + 1
             if status >= 400:
@@ -202,7 +222,7 @@ class HostClient:
             except contract.ContractError:
                 raise HostUnreachableError from None
         self._attempts = self.retries + 1
-        raise HostUnreachableError
+        raise HostUnreachableError(*why)
 
     def _record(self, method: str, path: str, body: Any | None, key: str) -> dict[str, Any]:
         """:meth:`_call` for a transaction record, as JSON-ready data."""

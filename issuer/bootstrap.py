@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from emvwire.oda import CaKey
+from emvwire.pki import DEFAULT_HOSTS
+from emvwire.tls import TlsPlan, plan_folder
 from issuer.config import (
     ENV_KEYSTORE_KEY,
     ENV_PKCS11_PIN,
@@ -23,6 +25,7 @@ from issuer.config import (
     save_config,
 )
 from issuer.domain.cache import ReadCache
+from issuer.domain.certificates import ClientCertificates
 from issuer.domain.group_commit import GroupCommit
 from issuer.domain.service import IssuerService
 from issuer.domain.vault import TokenVault
@@ -40,6 +43,7 @@ from issuer.personalisation.ranges import (
     ensure_issuer_key,
     ensure_master_keys,
 )
+from issuer.pki import CA_NAME, tls_folder
 
 __all__ = [
     "CA_FILE",
@@ -63,8 +67,9 @@ class IssuerApp:
     """An opened issuer: configuration, ledger, key store, services; what the
     authorisation service's domain needs (:class:`issuer.domain.decisions.Issuing`):
     the token vault, group commit on the ledger (``writes``: every write of the service
-    goes through it, so that concurrent requests share transactions) and the rows kept
-    between requests (``cache``)."""
+    goes through it, so that concurrent requests share transactions), the rows kept
+    between requests (``cache``) and the per-request check of a terminal's TLS client
+    certificate over them (``certificates``)."""
 
     config: IssuerConfig
     ledger: Ledger
@@ -73,12 +78,14 @@ class IssuerApp:
     vault: TokenVault = field(init=False)
     writes: GroupCommit = field(init=False)
     cache: ReadCache = field(init=False)
+    certificates: ClientCertificates = field(init=False)
 
     def __post_init__(self) -> None:
         self.service = IssuerService(self.ledger, self.keys)
         self.vault = TokenVault(self.keys)
         self.writes = GroupCommit.for_ledger(self.ledger)
         self.cache = ReadCache(self.ledger)
+        self.certificates = ClientCertificates(self.ledger, self.cache)
 
     def close(self) -> None:
         """Close the ledger and the key store."""
@@ -169,14 +176,21 @@ def init_issuer(
     kdf_cost: int = DEFAULT_COST_LOG2,
     ranges: Sequence[RangeSpec] = DEFAULT_RANGES,
     progress: Progress = _quiet,
+    tls: TlsPlan | None = None,
 ) -> IssuerApp:
     """Make a fresh issuer in ``home``: key store, database, CA, issuer keys, master
-    keys and certificates of the ``ranges``. Refused if ``home`` is initialised already;
-    an init interrupted before its end can be run again (what exists is kept)."""
+    keys and certificates of the ``ranges``, and the TLS folder (:mod:`issuer.pki`:
+    ``tls``, made and checked by :func:`emvwire.tls.plan_folder` before anything is
+    written; default a new CA and a server certificate for localhost and 127.0.0.1).
+    Refused if ``home`` is initialised already; an init interrupted before its end can
+    be run again (what exists is kept; the TLS folder is written last, whole or not
+    at all)."""
     if (home / "config.json").exists():
         raise ConflictError(f"an issuer is initialised at {home} already")
     if ca not in ("test", "new"):
         raise ConfigError("the CA is 'test' (the published test CA) or 'new'")
+    if tls is None:
+        tls = plan_folder(CA_NAME, hosts=DEFAULT_HOSTS)
     home.mkdir(parents=True, exist_ok=True, mode=0o700)
     if keystore == "file":
         store_conf = {"type": "file", "path": "keystore.json"}
@@ -203,13 +217,20 @@ def init_issuer(
             cas = setup_ranges(keys, ledger, ranges, ca=ca, ca_dir=ca_dir, progress=progress)
             ca_path = home / CA_FILE
             ca_path.write_text(json.dumps(ca_key_file(cas), indent=2) + "\n")
+            folder = tls_folder(home, keys)
+            folder.remove()  # left by an init interrupted before its configuration
+            folder.create(tls)
+            try:
+                save_config(config)
+            except BaseException:
+                folder.remove()
+                raise
         except BaseException:
             ledger.close()
             raise
     except BaseException:
         keys.close()
         raise
-    save_config(config)
     return IssuerApp(config, ledger, keys)
 
 

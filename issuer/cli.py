@@ -19,7 +19,7 @@ from issuer.commands.cards import card, token
 from issuer.commands.common import CliError, CliState
 from issuer.commands.iso8583 import serve_iso8583_command
 from issuer.commands.operations import terminal, txn
-from issuer.commands.setup import init, keys, ledger
+from issuer.commands.setup import init, keys, ledger, tls
 from issuer.config import ENV_DB, ENV_HOME
 from issuer.errors import IssuerError
 
@@ -64,7 +64,18 @@ def cli(ctx: click.Context, home: Path | None, db: str | None, no_input: bool) -
     ctx.obj = CliState(home=home, db=db, no_input=no_input)
 
 
-for command in (init, keys, account, card, token, txn, terminal, ledger, serve_iso8583_command):
+for command in (
+    init,
+    keys,
+    tls,
+    account,
+    card,
+    token,
+    txn,
+    terminal,
+    ledger,
+    serve_iso8583_command,
+):
     cli.add_command(command)
 
 

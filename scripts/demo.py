@@ -4,10 +4,14 @@ Run with ``scripts/demo`` (which sets up .venv). With embedded defaults (SQLite,
 software cards), in a temporary folder, it
 
 1. runs emvwire's self-check (published EMV vectors, an ODA round trip);
-2. makes an issuer (``issuer init``), two accounts, a Visa card for Ada and a
-   Mastercard phone token (bound to a Mastercard card) for Grace, and three terminals:
-   a shop (MCC 5411), the metro's back office (4111) and a car park (7523);
-3. starts ``issuer serve`` and the transit back office (``backoffice serve``);
+2. makes an issuer (``issuer init``: its own CA and server certificate in the
+   temporary folder), two accounts, a Visa card for Ada and a Mastercard phone token
+   (bound to a Mastercard card) for Grace, and three terminals with their TLS client
+   certificates: a shop (MCC 5411), the metro's back office (4111) and a car park
+   (7523); the back office makes its own CA and its gate's certificate;
+3. starts ``issuer serve`` and the transit back office (``backoffice serve``); each
+   client presents its certificate and verifies its server's with the demo's CAs (a
+   service that answers on ``http://`` is reached with ``--dev-plain-http``);
 4. taps, each card served by ``card serve`` behind pcscd + vpcd when pcscd runs, on
    the software card in process (``emulated:``) otherwise:
    a retail purchase and a partial refund (``terminal retail``), four metro rides with
@@ -84,7 +88,9 @@ class Demo:
             "TAPSTACK_BACKOFFICE_HOME": str(folder / "backoffice"),
         }
         for name in ("TAPSTACK_DB", "TAPSTACK_ISSUER_URL", "TAPSTACK_TERMINAL_ID",
-                     "TAPSTACK_TERMINAL_KEY", "TAPSTACK_READER"):  # fmt: skip
+                     "TAPSTACK_TERMINAL_KEY", "TAPSTACK_READER", "TAPSTACK_ISSUER_CA",
+                     "TAPSTACK_TERMINAL_CERT", "TAPSTACK_TERMINAL_CERT_KEY",
+                     "TAPSTACK_DEV_PLAIN_HTTP"):  # fmt: skip
             self.env.pop(name, None)
         self.services: list[subprocess.Popen[str]] = []
 
@@ -118,7 +124,7 @@ class Demo:
         self.services.append(proc)
         assert proc.stderr is not None
         line = proc.stderr.readline()
-        match = re.search(r"http://[\d.]+:\d+", line)
+        match = re.search(r"https?://[\w.]+:\d+", line)
         if not match:
             raise DemoError(f"`{' '.join(args[:2])}` did not start: {line.strip()}")
         # Keep reading its messages so that it never blocks on a full pipe.
@@ -182,9 +188,11 @@ def _issuer(demo: Demo) -> dict[str, Any]:
     terminals = {}
     for role, merchant, mcc in (("shop", "Corner Shop", "5411"), ("metro", "Metro", "4111"),
                                 ("park", "City Car Park", "7523")):  # fmt: skip
-        t = demo.json("issuer", "terminal", "add", "--merchant", merchant, "--mcc", mcc)
-        terminals[role] = (t["id"], t["credential"])
-        print(f"   terminal {t['id']}: {merchant} (MCC {mcc})")
+        t = demo.json("issuer", "terminal", "add", "--merchant", merchant, "--mcc", mcc,
+                      "--cert-dir", str(demo.folder / "certs"))  # fmt: skip
+        terminals[role] = (t["id"], t["credential"], t["certificate"])
+        print(f"   terminal {t['id']}: {merchant} (MCC {mcc}), TLS certificate "
+              f"{t['certificate']['serial'][:12]}...")  # fmt: skip
     url = demo.serve("issuer", "serve", "--bind", "127.0.0.1:0")
     print(f"   issuer serve: {url}")
     return {"ada": ada, "grace": grace, "visa": visa, "phone": phone, "url": url,
@@ -199,9 +207,19 @@ def _masked(provisioned: dict[str, Any]) -> str:
     return str(card["pan"]) if isinstance(card, dict) else "(masked)"
 
 
+def _tls(url: str, cert: dict[str, str], ca_option: str, ca_file: str) -> list[str]:
+    """The TLS options of a client: its certificate and key from the demo's CAs and the
+    CA its server is verified with; plain HTTP (local development) for a server that
+    does not speak TLS yet."""
+    if url.startswith("https://"):
+        return [ca_option, ca_file, "--cert", cert["cert_file"], "--cert-key", cert["key_file"]]
+    return ["--dev-plain-http"]
+
+
 def _host(setup: dict[str, Any], role: str) -> list[str]:
-    terminal_id, key = setup["terminals"][role]
-    return ["--issuer", setup["url"], "--terminal-id", terminal_id, "--terminal-key", key]
+    terminal_id, key, cert = setup["terminals"][role]
+    return ["--issuer", setup["url"], "--terminal-id", terminal_id, "--terminal-key", key,
+            *_tls(setup["url"], cert, "--issuer-ca", cert["issuer_ca_file"])]  # fmt: skip
 
 
 def _retail(demo: Demo, setup: dict[str, Any]) -> dict[str, int]:
@@ -232,7 +250,8 @@ def _retail(demo: Demo, setup: dict[str, Any]) -> dict[str, int]:
 def _transit(demo: Demo, setup: dict[str, Any]) -> dict[str, int]:
     print("\n== the metro: four rides with Grace's phone (flat fare 2.00, daily cap 6.00)")
     demo.json("backoffice", "init")
-    gate = demo.json("backoffice", "gate", "add", "--name", "Central")
+    gate = demo.json("backoffice", "gate", "add", "--name", "Central",
+                     "--cert-dir", str(demo.folder / "certs"))  # fmt: skip
     office = demo.serve("backoffice", "serve", "--bind", "127.0.0.1:0",
                         *_host(setup, "metro"), "--interval", "1")  # fmt: skip
     print(f"   back office: {office}, gate {gate['gate_id']} registered")
@@ -243,6 +262,8 @@ def _transit(demo: Demo, setup: dict[str, Any]) -> dict[str, int]:
             "--home", str(demo.folder / "gate"), "--backoffice", office,
             "--gate-id", gate["gate_id"], "--gate-key", gate["key"],
             "--seal-key", gate["sealing_public_key"], "--taps", str(rides),
+            *_tls(office, gate["certificate"], "--backoffice-ca",
+                  gate["certificate"]["backoffice_ca_file"]),
             # Taps in process come milliseconds apart, before the first upload is
             # acknowledged: let an unknown card ride up to the four of the demo.
             "--first-ride-limit", str(rides), "--timeout", "20",

@@ -3,7 +3,8 @@
 Every command lives in its own module of :mod:`terminal.commands` and is imported only
 when it runs or is listed (:data:`LAZY_COMMANDS`): ``readers`` and ``watch``
 (:mod:`~terminal.commands.readers`), ``read`` and ``pay`` (:mod:`~terminal.commands.tap`),
-``retail``, ``gate transit|parking`` and ``entry-point``. Failures are
+``retail``, ``gate transit|parking``, ``entry-point`` and ``csr``
+(:mod:`~terminal.commands.csr`). Failures are
 :class:`click.ClickException` subclasses with their own exit codes
 (:mod:`terminal.commands.common`): a message, never a traceback. Data go to standard
 output, messages to standard error.
@@ -27,6 +28,7 @@ LAZY_COMMANDS: dict[str, str] = {
     "retail": "terminal.commands.retail:retail_command",
     "gate": "terminal.commands.gate:gate_command",
     "entry-point": "terminal.commands.entry_point:entry_point_command",
+    "csr": "terminal.commands.csr:csr_command",
 }
 
 

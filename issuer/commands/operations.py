@@ -1,11 +1,27 @@
-"""``issuer txn ...`` and ``issuer terminal ...``."""
+"""``issuer txn ...`` and ``issuer terminal ...`` (terminals, their credentials and TLS
+client certificates)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO, Any
+
 import click
 
-from issuer.commands.common import CliState, emit, json_option, pass_state, table
+from emvwire.pki import CLIENT_DAYS, PkiError, hex_pairs
+from emvwire.tls import SERVER_CA, IssuedCertificate
+from issuer.commands.common import (
+    BadArgumentError,
+    CliState,
+    ConfigCliError,
+    emit,
+    json_option,
+    pass_state,
+    table,
+)
 from issuer.model.currency import format_amount
+from issuer.pki import TLS_DIR, add_terminal, renew_terminal, tls_folder
 
 __all__ = ["terminal", "txn"]
 
@@ -63,23 +79,141 @@ def terminal() -> None:
     """Terminals allowed to ask for authorisations."""
 
 
+def _certificate_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """``--csr``, ``--cert-dir`` and ``--days``: how a terminal's certificate is made."""
+    options = [
+        click.option("--csr", type=click.File("rb"), metavar="FILE",
+                     help="Sign this certificate request (PEM, ECDSA P-256; `terminal csr` "
+                     "makes one): the terminal's key never leaves it."),
+        click.option("--cert-dir", type=click.Path(file_okay=False, path_type=Path),
+                     metavar="DIR",
+                     help="Where to write ID.crt and, without --csr, ID.key (mode 0600, "
+                     "written once) [default: HOME/terminals]."),
+        click.option("--days", type=click.IntRange(1, 3650), default=CLIENT_DAYS,
+                     show_default=True, help="Validity of the certificate (days)."),
+    ]  # fmt: skip
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def _written(
+    state: CliState, issued: IssuedCertificate, terminal_id: str, cert_dir: Path | None
+) -> dict[str, Any]:
+    """Write the certificate (and its key if made here) for the terminal; what to
+    show of it (:meth:`IssuedCertificate.write`) and the CA it verifies the issuer with."""
+    folder = cert_dir or state.home_dir / "terminals"
+    try:
+        shown = issued.write(folder, terminal_id)
+    except (PkiError, OSError) as exc:
+        raise ConfigCliError(f"certificate of {terminal_id} not written: {exc}") from None
+    return {**shown, "issuer_ca_file": str(state.home_dir / TLS_DIR / SERVER_CA)}
+
+
+def _certificate_lines(cert: dict[str, Any]) -> list[str]:
+    lines = [
+        f"certificate {hex_pairs(cert['serial'])} until {cert['not_after'][:10]}",
+        f"  {cert['cert_file']}",
+    ]
+    if "key_file" in cert:
+        lines.append(f"  {cert['key_file']}  (its key, mode 0600: move it to the terminal)")
+    lines.append(f"  the terminal verifies the issuer with {cert['issuer_ca_file']}")
+    return lines
+
+
 @terminal.command("add")
 @click.option("--merchant", required=True, help="Merchant name.")
 @click.option("--mcc", required=True, help="Merchant category code (4 digits).")
 @click.option("--country", default="0250", show_default=True, help="ISO 3166 numeric (4 digits).")
+@_certificate_options
 @json_option
 @pass_state
-def terminal_add(state: CliState, merchant: str, mcc: str, country: str, as_json: bool) -> None:
-    """Register a terminal; prints its id and credential ONCE (only a hash is kept)."""
-    added, credential = state.app().service.add_terminal(merchant, mcc, country=country)
+def terminal_add(
+    state: CliState,
+    merchant: str,
+    mcc: str,
+    country: str,
+    csr: IO[bytes] | None,
+    cert_dir: Path | None,
+    days: int,
+    as_json: bool,
+) -> None:
+    """Register a terminal; prints its id and credential ONCE (only a hash is kept),
+    and issues its TLS client certificate (for the key of --csr, or a new key written
+    next to it)."""
+    app = state.app()
+    request = csr.read() if csr is not None else None
+    try:
+        added, credential, issued = add_terminal(
+            app.service, tls_folder(state.home_dir, app.keys), merchant, mcc,
+            country=country, csr=request, days=days,
+        )  # fmt: skip
+    except PkiError as exc:
+        raise BadArgumentError(f"certificate: {exc}") from None
+    cert = _written(state, issued, added.id, cert_dir)
     emit(
-        {**added.to_json(), "credential": credential},
+        {**added.to_json(), "credential": credential, "certificate": cert},
         as_json,
         [
             f"terminal    {added.id}",
             f"credential  {credential}",
             "(the credential is shown once: only its hash is kept)",
+            *_certificate_lines(cert),
         ],
+    )
+
+
+@terminal.command("renew")
+@click.argument("terminal_id")
+@_certificate_options
+@json_option
+@pass_state
+def terminal_renew(
+    state: CliState,
+    terminal_id: str,
+    csr: IO[bytes] | None,
+    cert_dir: Path | None,
+    days: int,
+    as_json: bool,
+) -> None:
+    """Issue a new TLS client certificate to a terminal. Its earlier certificates stay
+    valid until they expire (or `terminal revoke --certificate SERIAL`): the terminal
+    switches when it likes, without downtime."""
+    app = state.app()
+    request = csr.read() if csr is not None else None
+    try:
+        issued = renew_terminal(
+            app.service, tls_folder(state.home_dir, app.keys), terminal_id, csr=request,
+            days=days,
+        )  # fmt: skip
+    except PkiError as exc:
+        raise BadArgumentError(f"certificate: {exc}") from None
+    cert = _written(state, issued, terminal_id, cert_dir)
+    emit({"terminal": terminal_id, "certificate": cert}, as_json, _certificate_lines(cert))
+
+
+@terminal.command("certs")
+@click.argument("terminal_id")
+@json_option
+@pass_state
+def terminal_certs(state: CliState, terminal_id: str, as_json: bool) -> None:
+    """A terminal's TLS client certificates (serial, validity, status)."""
+    found = state.app().service.certificates(terminal_id)
+    emit(
+        [c.to_json() for c in found],
+        as_json,
+        table(
+            ["serial", "not after", "status", "SHA-256"],
+            [
+                (
+                    hex_pairs(c.serial),
+                    c.not_after[:19],
+                    c.status.value,
+                    hex_pairs(c.fingerprint[:16]),
+                )
+                for c in found
+            ],
+        ),
     )
 
 
@@ -104,9 +238,19 @@ def terminal_list(state: CliState, as_json: bool) -> None:
 
 @terminal.command("revoke")
 @click.argument("terminal_id")
+@click.option("--certificate", "serial", metavar="SERIAL",
+              help="Revoke only this certificate (a lost key); the terminal and its "
+              "credential stay.")  # fmt: skip
 @json_option
 @pass_state
-def terminal_revoke(state: CliState, terminal_id: str, as_json: bool) -> None:
-    """Refuse a terminal's credential from now on."""
-    revoked = state.app().service.revoke_terminal(terminal_id)
+def terminal_revoke(state: CliState, terminal_id: str, serial: str | None, as_json: bool) -> None:
+    """Refuse a terminal's credential and all its TLS certificates from now on (the
+    service refuses its next request), or only one certificate with --certificate."""
+    service = state.app().service
+    if serial is not None:
+        cert = service.revoke_certificate(terminal_id, serial)
+        line = f"certificate {hex_pairs(cert.serial)} of {terminal_id} is revoked"
+        emit(cert.to_json(), as_json, line)
+        return
+    revoked = service.revoke_terminal(terminal_id)
     emit(revoked.to_json(), as_json, f"{revoked.id} is {revoked.status.value}")

@@ -8,11 +8,15 @@ from typing import IO
 
 import click
 
+from emvwire.pki import DEFAULT_HOSTS, PkiError
+from emvwire.tls import plan_folder, summary_lines
 from issuer.bootstrap import CA_FILE, init_issuer
 from issuer.commands.common import (
     BadArgumentError,
     CliError,
     CliState,
+    ConfigCliError,
+    ConflictCliError,
     emit,
     json_option,
     pass_state,
@@ -22,8 +26,9 @@ from issuer.commands.common import (
 from issuer.config import ENV_KEYSTORE_KEY, ENV_PKCS11_PIN, redact_url
 from issuer.errors import IntegrityError, ValidationError
 from issuer.keys.base import PURPOSES, SCHEMES, MasterKeyRef
+from issuer.pki import CA_NAME, tls_folder
 
-__all__ = ["init", "keys", "ledger"]
+__all__ = ["init", "keys", "ledger", "tls"]
 
 
 def _hex(text: str, what: str) -> bytes:
@@ -65,6 +70,30 @@ def _hex(text: str, what: str) -> bytes:
     show_default=True,
     help="scrypt cost (log2 N) of the key store passphrase; lower only for tests.",
 )
+@click.option("--tls-host", "tls_hosts", multiple=True, metavar="HOST",
+              help="A host name or IP address of the server certificate (repeat; default "
+              f"{' and '.join(DEFAULT_HOSTS)}).")  # fmt: skip
+@click.option("--tls-ca-cert", type=click.File("rb"), metavar="FILE",
+              help="Import this CA (PEM) for terminal certificates instead of making one "
+              "(with --tls-ca-key).")  # fmt: skip
+@click.option(
+    "--tls-ca-key",
+    type=click.File("rb"),
+    metavar="FILE",
+    help="The imported CA's private key (PEM, ECDSA P-256, unencrypted).",
+)
+@click.option("--tls-cert", type=click.File("rb"), metavar="FILE",
+              help="Import this server certificate chain (PEM, leaf first) instead of "
+              "making one (with --tls-key).")  # fmt: skip
+@click.option(
+    "--tls-key",
+    type=click.File("rb"),
+    metavar="FILE",
+    help="The imported server certificate's private key (PEM, EC, unencrypted).",
+)
+@click.option("--tls-server-ca", type=click.File("rb"), metavar="FILE",
+              help="The CA terminals verify an imported server certificate with (needed "
+              "unless the terminal CA signed it).")  # fmt: skip
 @json_option
 @pass_state
 def init(
@@ -77,16 +106,37 @@ def init(
     ca: str,
     ca_dir: Path | None,
     kdf_cost: int,
+    tls_hosts: tuple[str, ...],
+    tls_ca_cert: IO[bytes] | None,
+    tls_ca_key: IO[bytes] | None,
+    tls_cert: IO[bytes] | None,
+    tls_key: IO[bytes] | None,
+    tls_server_ca: IO[bytes] | None,
     as_json: bool,
 ) -> None:
     """Make a fresh issuer: key store, database, CA, issuer keys and the default
     ranges (Visa 476173, token 489537; Mastercard 541333, token 520474) with their
-    master keys.
+    master keys, and its TLS folder (HOME/tls): a private CA for terminal
+    certificates and the server's certificate, or imported ones.
 
     The key store passphrase comes from TAPSTACK_KEYSTORE_KEY or a prompt; a PKCS#11
-    PIN from TAPSTACK_PKCS11_PIN or a prompt.
+    PIN from TAPSTACK_PKCS11_PIN or a prompt. The TLS private keys are kept encrypted
+    under a password the key store derives. Terminals verify the server with
+    HOME/tls/server-ca.crt (their --issuer-ca).
     """
     target = home or state.home_dir
+    try:
+        tls = plan_folder(
+            CA_NAME,
+            hosts=tls_hosts or DEFAULT_HOSTS,
+            ca_cert=_read(tls_ca_cert),
+            ca_key=_read(tls_ca_key),
+            server_cert=_read(tls_cert),
+            server_key=_read(tls_key),
+            server_ca=_read(tls_server_ca),
+        )
+    except PkiError as exc:
+        raise BadArgumentError(f"TLS: {exc}") from None
     app = init_issuer(
         target,
         db_url=db_url or state.db,
@@ -99,16 +149,19 @@ def init(
         ca_dir=ca_dir,
         kdf_cost=kdf_cost,
         progress=progress_printer(),
+        tls=tls,
     )
     try:
         ranges = app.service.bin_ranges()
         infos = app.keys.list()
+        tls_summary = tls_folder(target, app.keys).summary()
         data = {
             "home": str(target),
             "db": redact_url(app.config.db_url(db_url or state.db)),
             "keystore": app.keys.backend,
             "ca": ca,
             "ca_file": str(target / CA_FILE),
+            "tls": tls_summary,
             "ranges": [r.to_json() for r in ranges],
             "keys": [i.to_json() for i in infos],
         }
@@ -116,6 +169,7 @@ def init(
             f"issuer initialised in {target}",
             f"database: {data['db']}",
             f"key store: {app.keys.backend}; CA: {ca} (public keys in {target / CA_FILE})",
+            *summary_lines(tls_summary, "terminals"),
             "",
             *table(
                 ["range", "scheme", "kind", "CVN", "CA"],
@@ -139,6 +193,71 @@ def init(
         emit(data, as_json, lines)
     finally:
         app.close()
+
+
+def _read(file: IO[bytes] | None) -> bytes | None:
+    return None if file is None else file.read()
+
+
+@click.group()
+def tls() -> None:
+    """The issuer's TLS: its CA for terminal certificates and its server certificate."""
+
+
+@tls.command("init")
+@click.option("--host", "hosts", multiple=True, metavar="HOST",
+              help="Host name or IP address (repeat; default "
+              f"{' and '.join(DEFAULT_HOSTS)}).")  # fmt: skip
+@json_option
+@pass_state
+def tls_init(state: CliState, hosts: tuple[str, ...], as_json: bool) -> None:
+    """Give a home made before TLS its TLS folder: a new CA for terminal certificates
+    and a server certificate (`issuer init` makes them for a new home)."""
+    folder = tls_folder(state.home_dir, state.app().keys)
+    try:
+        folder.create(plan_folder(CA_NAME, hosts=hosts or DEFAULT_HOSTS))
+    except PkiError as exc:
+        raise ConflictCliError(f"TLS: {exc}") from None
+    summary = folder.summary()
+    emit(summary, as_json, summary_lines(summary, "terminals"))
+
+
+@tls.command("show")
+@json_option
+@pass_state
+def tls_show(state: CliState, as_json: bool) -> None:
+    """The CA and the server certificate: subject, serial, end of validity, SHA-256
+    fingerprint, host names."""
+    summary = tls_folder(state.home_dir, state.app().keys).summary()
+    emit(summary, as_json, summary_lines(summary, "terminals"))
+
+
+@tls.command("renew-server")
+@click.option(
+    "--host",
+    "hosts",
+    multiple=True,
+    metavar="HOST",
+    help=f"Host name or IP address (repeat; default {' and '.join(DEFAULT_HOSTS)}).",
+)
+@json_option
+@pass_state
+def tls_renew_server(state: CliState, hosts: tuple[str, ...], as_json: bool) -> None:
+    """A new server key and certificate signed by the issuer's CA. A running `issuer
+    serve` presents it after SIGHUP (no restart); terminals need no change."""
+    folder = tls_folder(state.home_dir, state.app().keys)
+    try:
+        cert = folder.renew_server(hosts or DEFAULT_HOSTS)
+    except PkiError as exc:
+        raise ConfigCliError(f"TLS: {exc}") from None
+    summary = folder.summary()
+    emit(
+        summary,
+        as_json,
+        [f"new server certificate until {cert.not_valid_after_utc:%Y-%m-%d}",
+         *summary_lines(summary, "terminals")[1:],
+         "send SIGHUP to `issuer serve` to present it"],
+    )  # fmt: skip
 
 
 @click.group()

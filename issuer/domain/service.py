@@ -40,6 +40,7 @@ from issuer.model.entities import (
     CardStatus,
     Journal,
     Terminal,
+    TerminalCertificate,
     TerminalStatus,
     Token,
     TokenStatus,
@@ -512,9 +513,17 @@ class IssuerService:
     # -- terminals -------------------------------------------------------------------
 
     def add_terminal(
-        self, merchant: str, mcc: str, *, country: str = "0250"
+        self,
+        merchant: str,
+        mcc: str,
+        *,
+        country: str = "0250",
+        certify: Callable[[str], TerminalCertificate] | None = None,
     ) -> tuple[Terminal, str]:
-        """Register a terminal: the record and its credential (shown once)."""
+        """Register a terminal: the record and its credential (shown once). With
+        ``certify`` (the terminal id -> the record of a client certificate issued for
+        it, :mod:`issuer.pki`) the certificate is recorded in the same transaction:
+        both or neither."""
         merchant = str(merchant).strip()
         if not merchant or len(merchant) > 100:
             raise ValidationError("a merchant name is 1 to 100 characters")
@@ -533,6 +542,8 @@ class IssuerService:
         )
         with self.ledger.unit_of_work() as uow:
             uow.terminals.add(terminal)
+            if certify is not None:
+                uow.certificates.add(certify(terminal.id))
             uow.commit()
         return terminal, credential
 
@@ -547,15 +558,52 @@ class IssuerService:
             return uow.terminals.list()
 
     def revoke_terminal(self, terminal_id: str) -> Terminal:
-        """Refuse a terminal's credential from now on."""
+        """Refuse a terminal's credential and every certificate of it from now on (one
+        transaction)."""
         with self.ledger.unit_of_work() as uow:
             terminal = uow.terminals.get(terminal_id)
             if terminal.status is TerminalStatus.REVOKED:
                 raise InvalidStateError(f"terminal {terminal_id} is revoked already")
             uow.terminals.set_status(terminal_id, TerminalStatus.REVOKED)
+            uow.certificates.revoke_terminal(terminal_id, utc_now())
             terminal = uow.terminals.get(terminal_id)
             uow.commit()
         return terminal
+
+    def add_certificate(
+        self, terminal_id: str, certify: Callable[[str], TerminalCertificate]
+    ) -> TerminalCertificate:
+        """Record a new client certificate of an active terminal (``certify`` issues
+        it: a renewal; the terminal's other certificates stay as they are)."""
+        with self.ledger.unit_of_work() as uow:
+            terminal = uow.terminals.get(terminal_id)
+            if terminal.status is not TerminalStatus.ACTIVE:
+                raise InvalidStateError(f"terminal {terminal_id} is {terminal.status.value}")
+            certificate = certify(terminal_id)
+            uow.certificates.add(certificate)
+            uow.commit()
+        return certificate
+
+    def certificates(self, terminal_id: str) -> list[TerminalCertificate]:
+        """A terminal's client certificates, oldest first."""
+        with self.ledger.unit_of_work(write=False) as uow:
+            uow.terminals.get(terminal_id)
+            return uow.certificates.list(terminal_id)
+
+    def revoke_certificate(self, terminal_id: str, serial: str) -> TerminalCertificate:
+        """Refuse one client certificate of a terminal from now on (a lost key; the
+        terminal and its other certificates stay)."""
+        serial = serial.replace(":", "").strip().upper()
+        with self.ledger.unit_of_work() as uow:
+            found = uow.certificates.get(serial)
+            if found is None or found.terminal_id != terminal_id:
+                raise NotFoundError(f"terminal {terminal_id} has no certificate {serial}")
+            if not uow.certificates.revoke(serial, utc_now()):
+                raise InvalidStateError(f"certificate {serial} is revoked already")
+            found = uow.certificates.get(serial)
+            uow.commit()
+        assert found is not None
+        return found
 
     # -- transactions and the ledger -------------------------------------------------
 

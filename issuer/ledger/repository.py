@@ -44,6 +44,7 @@ from issuer.model.entities import (
     Entry,
     Journal,
     Terminal,
+    TerminalCertificate,
     TerminalStatus,
     Token,
     TokenStatus,
@@ -55,6 +56,7 @@ __all__ = [
     "AuthorisationRepository",
     "BinRangeRepository",
     "CardRepository",
+    "CertificateRepository",
     "Discrepancy",
     "JournalRepository",
     "Ledger",
@@ -183,6 +185,26 @@ class TerminalRepository(Protocol):
         """Change a terminal's status."""
 
 
+class CertificateRepository(Protocol):
+    """Terminals' client certificates (:mod:`issuer.pki`), by serial."""
+
+    def add(self, certificate: TerminalCertificate) -> None:
+        """Record an issued certificate; :class:`ConflictError` if its serial or
+        fingerprint is recorded already."""
+
+    def get(self, serial: str) -> TerminalCertificate | None:
+        """The certificate of this serial (upper-case hex), if recorded."""
+
+    def list(self, terminal_id: str) -> list[TerminalCertificate]:
+        """A terminal's certificates, oldest first."""
+
+    def revoke(self, serial: str, at: str) -> bool:
+        """Revoke one active certificate; ``False`` if none of that serial is active."""
+
+    def revoke_terminal(self, terminal_id: str, at: str) -> int:
+        """Revoke every active certificate of a terminal; how many."""
+
+
 class AuthorisationRepository(Protocol):
     """Authorisation records (append-only but for their state) and their events."""
 
@@ -302,6 +324,7 @@ class UnitOfWork(ABC):
     cards: CardRepository
     tokens: TokenRepository
     terminals: TerminalRepository
+    certificates: CertificateRepository
     authorisations: AuthorisationRepository
     journals: JournalRepository
     atcs: AtcRepository

@@ -37,6 +37,12 @@ Design (documented here because the tables are the contract):
   the like). A service reads it once per event-loop turn and drops its cached rows
   when it moved, so a pause, a suspension or a revoked terminal committed by any
   process (the CLI) is seen from the next turn on.
+- **Terminal certificates** (migration 5): ``terminal_certificates`` records every
+  client certificate issued to a terminal (serial, fingerprint, validity, status;
+  never a key). ``issuer terminal revoke`` revokes the terminal and its certificates
+  in one transaction; a certificate's status change bumps the cache generation
+  (:data:`CERTIFICATE_GENERATION_COLUMNS`), so a service caching certificate rows
+  refuses a revoked one from its next turn.
 """
 
 from __future__ import annotations
@@ -46,7 +52,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Final
 
-__all__ = ["DIALECT_TYPES", "GENERATION_COLUMNS", "MIGRATIONS", "Migration", "statements_for"]
+__all__ = [
+    "CERTIFICATE_GENERATION_COLUMNS",
+    "DIALECT_TYPES",
+    "GENERATION_COLUMNS",
+    "MIGRATIONS",
+    "Migration",
+    "statements_for",
+]
 
 #: Column types per dialect.
 DIALECT_TYPES: Final[Mapping[str, Mapping[str, str]]] = {
@@ -406,28 +419,60 @@ _ATC_BITMAP: Final = (
 )
 
 
-def _sqlite_generation() -> tuple[str, ...]:
+def _sqlite_generation(
+    columns_of: Mapping[str, tuple[str, ...]] = GENERATION_COLUMNS,
+) -> tuple[str, ...]:
     return tuple(
         f"CREATE TRIGGER {table}_generation AFTER UPDATE OF {', '.join(columns)} ON {table} "  # noqa: S608 - module constants
         "BEGIN UPDATE cache_generation SET generation = generation + 1 WHERE id = 1; END"
-        for table, columns in GENERATION_COLUMNS.items()
+        for table, columns in columns_of.items()
+    )
+
+
+def _postgres_generation_triggers(
+    columns_of: Mapping[str, tuple[str, ...]],
+) -> tuple[str, ...]:
+    return tuple(
+        f"CREATE TRIGGER {table}_generation AFTER UPDATE OF {', '.join(columns)} ON {table} "
+        "FOR EACH STATEMENT EXECUTE FUNCTION tapstack_bump_generation()"
+        for table, columns in columns_of.items()
     )
 
 
 def _postgres_generation() -> tuple[str, ...]:
-    out = [
+    return (
         """CREATE FUNCTION tapstack_bump_generation() RETURNS trigger LANGUAGE plpgsql AS $$
         BEGIN
             UPDATE cache_generation SET generation = generation + 1 WHERE id = 1;
             RETURN NULL;
-        END $$"""
-    ]
-    out.extend(
-        f"CREATE TRIGGER {table}_generation AFTER UPDATE OF {', '.join(columns)} ON {table} "
-        "FOR EACH STATEMENT EXECUTE FUNCTION tapstack_bump_generation()"
-        for table, columns in GENERATION_COLUMNS.items()
+        END $$""",
+        *_postgres_generation_triggers(GENERATION_COLUMNS),
     )
-    return tuple(out)
+
+
+#: The column of a terminal's certificate record whose change bumps
+#: ``cache_generation`` (migration 5): a revocation is seen from the next turn, as a
+#: terminal's own status is.
+CERTIFICATE_GENERATION_COLUMNS: Final[Mapping[str, tuple[str, ...]]] = {
+    "terminal_certificates": ("status",),
+}
+
+#: Client certificates issued to terminals (:mod:`issuer.pki`), by serial; a
+#: revocation is one UPDATE of ``status`` (never back to active: the repository's
+#: statement changes active rows only).
+_CERTIFICATES: Final = (
+    """CREATE TABLE terminal_certificates (
+        serial TEXT PRIMARY KEY,
+        terminal_id TEXT NOT NULL REFERENCES terminals (id),
+        fingerprint TEXT NOT NULL UNIQUE,
+        not_before TEXT NOT NULL,
+        not_after TEXT NOT NULL,
+        status TEXT NOT NULL CHECK (status IN ('active', 'revoked')),
+        created_at TEXT NOT NULL,
+        revoked_at TEXT
+    )""",
+    "CREATE INDEX terminal_certificates_terminal ON terminal_certificates (terminal_id)",
+)
 
 
 #: Every schema version, in order.
@@ -450,4 +495,13 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
         _PARTIAL_INDEXES,
     ),
     Migration(4, "ATC window as a bitmap in atc_state; atc_seen dropped", _ATC_BITMAP),
+    Migration(
+        5,
+        "terminal client certificates by serial; a revocation bumps the cache generation",
+        _CERTIFICATES,
+        {
+            "sqlite": _sqlite_generation(CERTIFICATE_GENERATION_COLUMNS),
+            "postgresql": _postgres_generation_triggers(CERTIFICATE_GENERATION_COLUMNS),
+        },
+    ),
 )

@@ -34,10 +34,12 @@ from issuer.model.entities import (
     Card,
     CardOrigin,
     CardStatus,
+    CertificateStatus,
     Entry,
     Journal,
     JournalKind,
     Terminal,
+    TerminalCertificate,
     TerminalStatus,
     Token,
     TokenStatus,
@@ -558,6 +560,66 @@ class SqlTerminals:
             raise NotFoundError(f"no terminal {terminal_id!r}")
 
 
+# -- terminal certificates -------------------------------------------------------------
+
+_CERTIFICATE_COLUMNS: Final = (
+    "serial, terminal_id, fingerprint, not_before, not_after, status, created_at, revoked_at"
+)
+
+
+def _certificate(row: tuple[Any, ...]) -> TerminalCertificate:
+    return TerminalCertificate(
+        row[0], row[1], row[2], row[3], row[4], CertificateStatus(row[5]), row[6], row[7]
+    )
+
+
+class SqlCertificates:
+    """:class:`~issuer.ledger.repository.CertificateRepository` in SQL."""
+
+    def __init__(self, db: SqlConnection) -> None:
+        self.db = db
+
+    def add(self, certificate: TerminalCertificate) -> None:
+        c = certificate
+        self.db.run(
+            f"INSERT INTO terminal_certificates ({_CERTIFICATE_COLUMNS})"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (c.serial, c.terminal_id, c.fingerprint, c.not_before, c.not_after,
+             c.status.value, c.created_at, c.revoked_at),
+        )  # fmt: skip
+
+    def get(self, serial: str) -> TerminalCertificate | None:
+        row = self.db.one(
+            f"SELECT {_CERTIFICATE_COLUMNS} FROM terminal_certificates WHERE serial = ?",
+            (serial,),
+        )
+        return None if row is None else _certificate(row)
+
+    def list(self, terminal_id: str) -> list[TerminalCertificate]:
+        rows = self.db.all(
+            f"SELECT {_CERTIFICATE_COLUMNS} FROM terminal_certificates WHERE terminal_id = ?"
+            " ORDER BY created_at, serial",
+            (terminal_id,),
+        )
+        return [_certificate(r) for r in rows]
+
+    def revoke(self, serial: str, at: str) -> bool:
+        return bool(
+            self.db.run(
+                "UPDATE terminal_certificates SET status = 'revoked', revoked_at = ?"
+                " WHERE serial = ? AND status = 'active'",
+                (at, serial),
+            )
+        )
+
+    def revoke_terminal(self, terminal_id: str, at: str) -> int:
+        return self.db.run(
+            "UPDATE terminal_certificates SET status = 'revoked', revoked_at = ?"
+            " WHERE terminal_id = ? AND status = 'active'",
+            (at, terminal_id),
+        )
+
+
 # -- authorisations ----------------------------------------------------------------------
 
 _AUTH_COLUMNS: Final = (
@@ -937,8 +999,8 @@ class SqlRepositories:
     connection and shared by its units of work (one at a time)."""
 
     __slots__ = (
-        "accounts", "atcs", "authorisations", "bins", "cards", "db", "journals", "terminals",
-        "tokens",
+        "accounts", "atcs", "authorisations", "bins", "cards", "certificates", "db",
+        "journals", "terminals", "tokens",
     )  # fmt: skip
 
     def __init__(self, db: SqlConnection) -> None:
@@ -948,6 +1010,7 @@ class SqlRepositories:
         self.cards = SqlCards(db)
         self.tokens = SqlTokens(db)
         self.terminals = SqlTerminals(db)
+        self.certificates = SqlCertificates(db)
         self.authorisations = SqlAuthorisations(db)
         self.journals = SqlJournals(db)
         self.atcs = SqlAtcs(db)
@@ -976,6 +1039,7 @@ class SqlUnitOfWork(UnitOfWork):
         self.cards = repos.cards
         self.tokens = repos.tokens
         self.terminals = repos.terminals
+        self.certificates = repos.certificates
         self.authorisations = repos.authorisations
         self.journals = repos.journals
         self.atcs = repos.atcs

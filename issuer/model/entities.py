@@ -43,10 +43,12 @@ __all__ = [
     "Card",
     "CardOrigin",
     "CardStatus",
+    "CertificateStatus",
     "Entry",
     "Journal",
     "JournalKind",
     "Terminal",
+    "TerminalCertificate",
     "TerminalStatus",
     "Token",
     "TokenStatus",
@@ -152,6 +154,14 @@ class TokenStatus(enum.StrEnum):
 
 class TerminalStatus(enum.StrEnum):
     """A terminal's credential is accepted (active) or no longer (revoked)."""
+
+    ACTIVE = "active"
+    REVOKED = "revoked"
+
+
+class CertificateStatus(enum.StrEnum):
+    """A terminal's client certificate is accepted (active) or no longer (revoked);
+    one that expired is refused by the TLS handshake whatever its status."""
 
     ACTIVE = "active"
     REVOKED = "revoked"
@@ -391,6 +401,35 @@ class Terminal:
             "country": self.country,
             "status": self.status.value,
             "created_at": self.created_at,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class TerminalCertificate:
+    """A client certificate issued to a terminal (the ledger's record: serial as
+    upper-case hex, SHA-256 fingerprint, validity; never a key). A terminal may hold
+    several at once (a renewal does not end the previous one)."""
+
+    serial: str
+    terminal_id: str
+    fingerprint: str
+    not_before: str
+    not_after: str
+    status: CertificateStatus
+    created_at: str
+    revoked_at: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-ready data."""
+        return {
+            "serial": self.serial,
+            "terminal_id": self.terminal_id,
+            "fingerprint": self.fingerprint,
+            "not_before": self.not_before,
+            "not_after": self.not_after,
+            "status": self.status.value,
+            "created_at": self.created_at,
+            "revoked_at": self.revoked_at,
         }
 
 

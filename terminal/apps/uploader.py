@@ -1,9 +1,12 @@
 """Store and forward between a transit gate and its back office: the gate's side of
 the gate protocol (the back office's side and the protocol itself: backoffice/service.py).
 
-:class:`BackOfficeClient` speaks it over HTTP (standard library ``http.client``, one
-keep-alive connection, ``Authorization: Bearer <gate_id>:<key>``): ``POST /v1/taps``
-and ``GET /v1/deny-list?since=N``.
+:class:`BackOfficeClient` speaks it over HTTPS (standard library ``http.client``, one
+keep-alive connection; TLS as :mod:`emvwire.tls` sets it up: the back office's
+certificate verified against its CA and host name, the gate's client certificate
+presented; ``Authorization: Bearer <gate_id>:<key>`` on every request): ``POST
+/v1/taps`` and ``GET /v1/deny-list?since=N``. Plain ``http://`` only for local
+development (:data:`emvwire.tls.DEV_PLAIN_HTTP`).
 
 :class:`Uploader` is a thread that sends the journal's pending records (those after
 its upload cursor) in batches of at most 500, oldest first, and moves the cursor
@@ -31,8 +34,8 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final
-from urllib.parse import urlsplit
 
+from emvwire.tls import ClientTls, http_connection
 from terminal.apps.denylist import DenyList, DenyListError
 from terminal.apps.errors import AppError
 from terminal.apps.journal import Journal
@@ -71,15 +74,22 @@ class BackOfficeUnreachableError(BackOfficeLinkError):
 
 
 class BackOfficeClient:
-    """The back office at ``url`` (``http://HOST:PORT``) for gate ``gate_id``."""
+    """The back office at ``url`` (``https://HOST:PORT``) for gate ``gate_id``, over TLS
+    as ``tls`` says (module docstring); :class:`ValueError` for a URL that is not https
+    (unless ``tls.dev_plain_http``) or TLS files that do not load."""
 
-    def __init__(self, url: str, gate_id: str, key: str, *, timeout: float = 5.0) -> None:
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"a back office URL is http://HOST:PORT, not {url!r}")
+    def __init__(
+        self,
+        url: str,
+        gate_id: str,
+        key: str,
+        *,
+        tls: ClientTls | None = None,
+        timeout: float = 5.0,
+    ) -> None:
+        parts, self._context = (tls or ClientTls()).for_url(url, "back office")
         self.url = url.rstrip("/")
-        self._https = parts.scheme == "https"
-        self._host, self._port = parts.hostname, parts.port
+        self._host, self._port = parts.hostname or "", parts.port
         self._prefix = parts.path.rstrip("/")
         self._auth = f"Bearer {gate_id}:{key}"
         self.timeout = timeout
@@ -98,8 +108,7 @@ class BackOfficeClient:
 
     def _connection(self) -> http.client.HTTPConnection:
         if self._conn is None:
-            kind = http.client.HTTPSConnection if self._https else http.client.HTTPConnection
-            self._conn = kind(self._host, self._port, timeout=self.timeout)
+            self._conn = http_connection(self._host, self._port, self._context, self.timeout)
         return self._conn
 
     def request(self, method: str, path: str, body: Any = None) -> Any:

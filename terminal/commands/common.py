@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator
-from typing import Any, Final, TypeVar
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 import click
 
@@ -26,6 +26,10 @@ from terminal.kernel.transaction import (
 from terminal.readers import NoCardError, Reader, ReaderError, open_reader, scan_readers
 from terminal.readers.trace import text_sink, traced
 
+if TYPE_CHECKING:  # imported when a command goes online (a command starts faster)
+    from emvwire.tls import ClientTls
+    from hostlink import HostClient, Iso8583Client
+
 __all__ = [
     "READER_ENV",
     "TRANSACTION_TYPE_NAMES",
@@ -33,8 +37,11 @@ __all__ = [
     "NoCardEvent",
     "NotCompleted",
     "ReaderFailure",
+    "client_tls",
+    "dev_plain_http_option",
     "gate_failures",
     "gate_options",
+    "host_client",
     "issuer_options",
     "load_terminal_config",
     "open_cli_reader",
@@ -123,22 +130,81 @@ def reader_option(command: F) -> F:
     )(command)  # fmt: skip
 
 
+#: Variables of the TLS options: the CA the issuer's certificate is verified with, this
+#: terminal's client certificate and key at the issuer, and local development in
+#: plain HTTP.
+ENV_ISSUER_CA: Final = "TAPSTACK_ISSUER_CA"
+ENV_TERMINAL_CERT: Final = "TAPSTACK_TERMINAL_CERT"
+ENV_TERMINAL_CERT_KEY: Final = "TAPSTACK_TERMINAL_CERT_KEY"
+ENV_DEV_PLAIN_HTTP: Final = "TAPSTACK_DEV_PLAIN_HTTP"
+
+
+def dev_plain_http_option(command: F) -> F:
+    """``--dev-plain-http``: accept an ``http://`` URL, for local development only
+    (env TAPSTACK_DEV_PLAIN_HTTP=1)."""
+    return click.option(
+        "--dev-plain-http", is_flag=True, default=None, envvar=ENV_DEV_PLAIN_HTTP,
+        help="Local development only: accept an http:// URL, credentials in clear (env "
+        f"{ENV_DEV_PLAIN_HTTP}=1).",
+    )(command)  # fmt: skip
+
+
 def issuer_options(command: F) -> F:
     """``--issuer``, ``--terminal-id`` and ``--terminal-key``: the issuer service and
     this terminal's credential there (env TAPSTACK_ISSUER_URL, TAPSTACK_TERMINAL_ID,
-    TAPSTACK_TERMINAL_KEY)."""
+    TAPSTACK_TERMINAL_KEY); ``--issuer-ca``, ``--cert`` and ``--cert-key``: TLS with
+    it (env TAPSTACK_ISSUER_CA, TAPSTACK_TERMINAL_CERT, TAPSTACK_TERMINAL_CERT_KEY;
+    :func:`client_tls`), and ``--dev-plain-http``."""
     options = [
         click.option("--issuer", "issuer_url", envvar="TAPSTACK_ISSUER_URL", metavar="URL",
-                     help="Issuer service (http://HOST:PORT; iso8583://HOST:PORT its ISO "
-                     "8583 listener; env TAPSTACK_ISSUER_URL)."),
+                     help="Issuer service (https://HOST:PORT; iso8583://HOST:PORT or "
+                     "iso8583s://HOST:PORT its ISO 8583 listener; env TAPSTACK_ISSUER_URL)."),
         click.option("--terminal-id", envvar="TAPSTACK_TERMINAL_ID", metavar="ID",
                      help="This terminal's id at the issuer (env TAPSTACK_TERMINAL_ID)."),
         click.option("--terminal-key", envvar="TAPSTACK_TERMINAL_KEY", metavar="KEY",
                      help="This terminal's credential (env TAPSTACK_TERMINAL_KEY)."),
+        click.option("--issuer-ca", envvar=ENV_ISSUER_CA, metavar="FILE",
+                     help="CA (PEM) the issuer's certificate is verified with: the issuer's "
+                     f"tls/server-ca.crt (env {ENV_ISSUER_CA}; default the system's)."),
+        click.option("--cert", envvar=ENV_TERMINAL_CERT, metavar="FILE",
+                     help="This terminal's TLS client certificate (PEM, `issuer terminal "
+                     f"add`; env {ENV_TERMINAL_CERT})."),
+        click.option("--cert-key", envvar=ENV_TERMINAL_CERT_KEY, metavar="FILE",
+                     help=f"Its private key (PEM; env {ENV_TERMINAL_CERT_KEY})."),
+        dev_plain_http_option,
     ]  # fmt: skip
     for option in reversed(options):
         command = option(command)
     return command
+
+
+def client_tls(
+    ca: str | None, cert: str | None, cert_key: str | None, dev_plain_http: bool | None
+) -> ClientTls:
+    """The TLS settings of a client's options (``--issuer-ca`` or ``--backoffice-ca``,
+    ``--cert``, ``--cert-key``, ``--dev-plain-http``)."""
+    from emvwire.tls import ClientTls
+
+    return ClientTls(ca, cert, cert_key, bool(dev_plain_http))
+
+
+def host_client(
+    url: str,
+    terminal_id: str,
+    terminal_key: str,
+    tls: ClientTls,
+    *,
+    timeout: float = 5.0,
+) -> HostClient | Iso8583Client:
+    """The issuer client of the options, by the URL's scheme (:func:`hostlink.connect`);
+    ``click.BadParameter`` saying what is wrong with the URL (``http://`` or
+    ``iso8583://`` without ``--dev-plain-http``) or the TLS files."""
+    from hostlink import connect
+
+    try:
+        return connect(url, terminal_id, terminal_key, tls=tls, timeout=timeout)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
 
 
 #: Transaction types (9C) by the names ``--type`` takes (``cash`` is a cash advance).

@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 import click
 
 from emvwire.currency import parse_amount
-from hostlink import HostClient
+from emvwire.tls import ClientTls
 from terminal.apps.parking import (
     LANES,
     ParkingDecision,
@@ -31,8 +31,10 @@ from terminal.apps.parking import (
 from terminal.apps.retail import utc_now
 from terminal.commands.common import (
     ConfigFailure,
+    client_tls,
     gate_failures,
     gate_options,
+    host_client,
     issuer_options,
     load_terminal_config,
     open_cli_reader,
@@ -66,11 +68,13 @@ def run_parking(
     as_json: bool,
     lane: str | None = None,
     clock: Callable[[], datetime] | None = None,
+    tls: ClientTls | None = None,
 ) -> None:
     """The body of ``terminal gate parking`` (its options by name; ``clock`` is
-    ``--now``'s): a lane of :func:`terminal.apps.parking.run_lane` at the issuer, one
-    line (``as_json``: one JSON object) per tap on standard output, until ``taps``
-    taps or Ctrl-C. ``lane`` defaults to ``$TAPSTACK_PARKING_LANE``, else ``auto``.
+    ``--now``'s, ``tls`` the TLS options' :func:`~terminal.commands.common.client_tls`):
+    a lane of :func:`terminal.apps.parking.run_lane` at the issuer, one line
+    (``as_json``: one JSON object) per tap on standard output, until ``taps`` taps or
+    Ctrl-C. ``lane`` defaults to ``$TAPSTACK_PARKING_LANE``, else ``auto``.
     Failures are the ``terminal`` CLI's :class:`click.ClickException` subclasses
     (:class:`~terminal.commands.common.NoCardEvent` when no card comes within ``timeout`` s)."""
     if not (issuer_url and terminal_id and terminal_key):
@@ -92,10 +96,7 @@ def run_parking(
         config = lane_config(load_terminal_config(config_path), tariff)
     except TariffError as exc:
         raise ConfigFailure(str(exc)) from None
-    try:
-        host = HostClient(issuer_url, terminal_id, terminal_key)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc)) from None
+    host = host_client(issuer_url, terminal_id, terminal_key, tls or ClientTls())
     gate = ParkingGate(home, host, tariff, lane=lane, clock=clock or utc_now, display=_show)
     reader = open_cli_reader(reader_path)
 
@@ -133,6 +134,10 @@ def parking_command(
     issuer_url: str | None,
     terminal_id: str | None,
     terminal_key: str | None,
+    issuer_ca: str | None,
+    cert: str | None,
+    cert_key: str | None,
+    dev_plain_http: bool | None,
     tariff_path: str | None,
     max_amount: str | None,
     lane: str,
@@ -156,5 +161,5 @@ def parking_command(
         reader_path=reader_path, config_path=config_path, home=home, issuer_url=issuer_url,
         terminal_id=terminal_id, terminal_key=terminal_key, tariff_path=tariff_path,
         max_amount=max_amount, taps=taps, timeout=timeout, as_json=as_json, lane=lane,
-        clock=clock,
+        clock=clock, tls=client_tls(issuer_ca, cert, cert_key, dev_plain_http),
     )  # fmt: skip

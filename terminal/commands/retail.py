@@ -36,7 +36,7 @@ import click
 
 from emvwire.currency import Currency, currency_by_code, format_amount, parse_amount
 from emvwire.tags import Tag
-from hostlink import HostUnreachableError, connect
+from hostlink import HostUnreachableError
 from terminal.apps.journal import Journal, JournalError
 from terminal.apps.retail import (
     CloseReport,
@@ -50,6 +50,8 @@ from terminal.commands.common import (
     NoCardEvent,
     NotCompleted,
     ReaderFailure,
+    client_tls,
+    host_client,
     issuer_options,
     load_terminal_config,
     prepare_reader,
@@ -147,10 +149,11 @@ class _Session:
                 "the till goes online: give --issuer, --terminal-id and --terminal-key "
                 "(or TAPSTACK_ISSUER_URL, TAPSTACK_TERMINAL_ID, TAPSTACK_TERMINAL_KEY)"
             )
-        try:
-            self._host = connect(url, tid, key, timeout=self.get("host_timeout", 5.0))
-        except ValueError as exc:
-            raise click.BadParameter(str(exc)) from None
+        tls = client_tls(
+            self.get("issuer_ca"), self.get("cert"), self.get("cert_key"),
+            self.get("dev_plain_http"),
+        )  # fmt: skip
+        self._host = host_client(url, tid, key, tls, timeout=self.get("host_timeout", 5.0))
         journal = self.journal()
         config = self.terminal_config()
         merchant = self.get("merchant") or config.data(Tag.MERCHANT_NAME_AND_LOCATION).decode(

@@ -5,7 +5,7 @@ issuer, goes online with it."""
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -14,6 +14,8 @@ from terminal.commands.common import (
     ConfigFailure,
     NotCompleted,
     ReaderFailure,
+    client_tls,
+    host_client,
     issuer_options,
     load_terminal_config,
     prepare_reader,
@@ -29,6 +31,9 @@ from terminal.kernel.transaction import (
     TransactionResult,
 )
 from terminal.readers import ReaderError, signal_outcome
+
+if TYPE_CHECKING:
+    from hostlink import HostClient, Iso8583Client
 
 __all__ = ["pay_command", "read_command"]
 
@@ -113,6 +118,10 @@ def pay_command(
     issuer_url: str | None = None,
     terminal_id: str | None = None,
     terminal_key: str | None = None,
+    issuer_ca: str | None = None,
+    cert: str | None = None,
+    cert_key: str | None = None,
+    dev_plain_http: bool | None = None,
 ) -> None:
     """Run one contactless transaction to its outcome.
 
@@ -122,8 +131,14 @@ def pay_command(
     approved (or an online request without an issuer), 5 for declined, ended or try
     again.
     """
-    if issuer_url and not (terminal_id and terminal_key):
-        raise click.BadParameter("--issuer needs --terminal-id and --terminal-key")
+    host = None
+    if issuer_url:
+        if not (terminal_id and terminal_key):
+            raise click.BadParameter("--issuer needs --terminal-id and --terminal-key")
+        host = host_client(
+            issuer_url, terminal_id, terminal_key,
+            client_tls(issuer_ca, cert, cert_key, dev_plain_http),
+        )  # fmt: skip
     config = load_terminal_config(config_path)
     transaction, cur = transaction_from_options(config, amount, other_amount, currency, txn_type)
     raw, reader = prepare_reader(reader_path, trace)
@@ -139,8 +154,8 @@ def pay_command(
     signal_outcome(raw.feedback, result.outcome.label)
     summary = result.summary()
     summary["amount"] = f"{transaction.amount / 10**cur.exponent:.{cur.exponent}f} {cur.alpha}"
-    if issuer_url and terminal_id and terminal_key and result.outcome is Outcome.ONLINE_REQUEST:
-        _go_online(summary, result, issuer_url, terminal_id, terminal_key, as_json)
+    if host is not None and result.outcome is Outcome.ONLINE_REQUEST:
+        _go_online(summary, result, host, as_json)
         return
     if as_json:
         click.echo(json.dumps(summary, indent=2))
@@ -154,21 +169,17 @@ def pay_command(
 def _go_online(
     summary: dict[str, Any],
     result: TransactionResult,
-    url: str,
-    terminal_id: str,
-    terminal_key: str,
+    host: HostClient | Iso8583Client,
     as_json: bool,
 ) -> None:
     """Send the online request to the issuer and print the final outcome."""
-    from hostlink import HostError, connect
+    from hostlink import HostError
 
     try:
-        with connect(url, terminal_id, terminal_key) as host:
+        with host:
             final = host.authorise(result.authorisation_data, result.track2)
     except HostError as exc:  # refused (401: wrong terminal id or key) or a bad request
         raise ConfigFailure(str(exc)) from None
-    except ValueError as exc:
-        raise click.BadParameter(str(exc)) from None
     summary["online"] = final.to_json()
     summary["outcome"] = "approved" if final.approved else "declined"
     # The cardholder now sees the issuer's answer (Book A §9.4: 03 / 07).

@@ -19,6 +19,7 @@ import sys
 import click
 
 from emvwire.currency import currency_by_code, parse_amount
+from emvwire.tls import ClientTls
 from terminal.apps.denylist import DenyListError
 from terminal.apps.gate import emitter, run_gate
 from terminal.apps.journal import JournalError
@@ -27,6 +28,8 @@ from terminal.apps.uploader import BackOfficeClient
 from terminal.commands.common import (
     ConfigFailure,
     ReaderFailure,
+    client_tls,
+    dev_plain_http_option,
     gate_failures,
     gate_options,
     load_terminal_config,
@@ -59,13 +62,16 @@ def _seal_key(seal_key: str) -> bytes:
 
 
 def _clients(
-    url: str | None, gate_id: str, gate_key: str | None
+    url: str | None, gate_id: str, gate_key: str | None, tls: ClientTls
 ) -> tuple[BackOfficeClient, BackOfficeClient] | None:
     """One connection for the uploads, one for the deny list (two threads)."""
     if not url or not gate_key:
         return None
     try:
-        return BackOfficeClient(url, gate_id, gate_key), BackOfficeClient(url, gate_id, gate_key)
+        return (
+            BackOfficeClient(url, gate_id, gate_key, tls=tls),
+            BackOfficeClient(url, gate_id, gate_key, tls=tls),
+        )
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from exc
 
@@ -78,6 +84,15 @@ def _clients(
               help="This gate's id (`backoffice gate add`).")  # fmt: skip
 @click.option("--gate-key", envvar="TAPSTACK_GATE_KEY", metavar="KEY",
               help="This gate's key at the back office (env TAPSTACK_GATE_KEY).")  # fmt: skip
+@click.option("--backoffice-ca", envvar="TAPSTACK_BACKOFFICE_CA", metavar="FILE",
+              help="CA (PEM) the back office's certificate is verified with: its "
+              "tls/server-ca.crt (env TAPSTACK_BACKOFFICE_CA).")  # fmt: skip
+@click.option("--cert", envvar="TAPSTACK_GATE_CERT", metavar="FILE",
+              help="This gate's TLS client certificate (PEM, `backoffice gate add`; env "
+              "TAPSTACK_GATE_CERT).")  # fmt: skip
+@click.option("--cert-key", envvar="TAPSTACK_GATE_CERT_KEY", metavar="FILE",
+              help="Its private key (PEM; env TAPSTACK_GATE_CERT_KEY).")  # fmt: skip
+@dev_plain_http_option
 @click.option("--seal-key", envvar="TAPSTACK_SEAL_KEY", metavar="HEX",
               help="The back office's sealing public key (64 hex); required.")  # fmt: skip
 @click.option("--zone", metavar="ZONE", help="The gate's zone or station.")
@@ -102,6 +117,10 @@ def transit_command(
     backoffice_url: str | None,
     gate_id: str | None,
     gate_key: str | None,
+    backoffice_ca: str | None,
+    cert: str | None,
+    cert_key: str | None,
+    dev_plain_http: bool | None,
     seal_key: str | None,
     zone: str | None,
     direction: str,
@@ -142,7 +161,8 @@ def transit_command(
         )  # fmt: skip
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from exc
-    clients = _clients(backoffice_url, gate_id, gate_key)
+    tls = client_tls(backoffice_ca, cert, cert_key, dev_plain_http)
+    clients = _clients(backoffice_url, gate_id, gate_key, tls)
     try:
         lane = TransitLane(settings, home, backoffice=clients, deny_refresh=deny_refresh,
                            notice=_say)  # fmt: skip

@@ -28,6 +28,7 @@ from backoffice.engine.context import TransitHostClient
 from backoffice.store import Home, Store
 from card.emv import EmvCard
 from emvwire.profile import load_profile
+from emvwire.tls import DEV_PLAIN_HTTP
 from terminal.kernel.entry_point import EntryPoint
 from terminal.kernel.outcome import Outcome
 from terminal.kernel.transaction import Transaction
@@ -66,10 +67,12 @@ class RealIssuer(IssuerService):
     def client_env(self) -> dict[str, str]:
         """The back office's issuer settings as environment variables."""
         return {"TAPSTACK_ISSUER_URL": self.url, "TAPSTACK_TERMINAL_ID": self.terminal_id,
-                "TAPSTACK_TERMINAL_KEY": self.key}  # fmt: skip
+                "TAPSTACK_TERMINAL_KEY": self.key, "TAPSTACK_DEV_PLAIN_HTTP": "1"}  # fmt: skip
 
     def client(self) -> TransitHostClient:
-        return TransitHostClient(self.url, self.terminal_id, self.key, timeout=10.0)
+        return TransitHostClient(
+            self.url, self.terminal_id, self.key, tls=DEV_PLAIN_HTTP, timeout=10.0
+        )
 
     def transactions(self, account: str) -> list[dict[str, Any]]:
         found: list[dict[str, Any]] = self.run("txn", "list", "--account", account,

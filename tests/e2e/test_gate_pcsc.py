@@ -123,7 +123,7 @@ def _gate_args(home: Path, number: int, gate: dict[str, Any], *extra: str) -> li
     return [str(e2e.BIN / "terminal"), "gate", "transit", "--reader", f"pcsc:{number}",
             "--home", str(home), "--gate-id", gate["gate_id"], "--gate-key", gate["key"],
             "--seal-key", gate["sealing_public_key"], "--backoffice", gate["url"],
-            "--timeout", "20", "--json", *extra]  # fmt: skip
+            "--dev-plain-http", "--timeout", "20", "--json", *extra]  # fmt: skip
 
 
 def _tap_run(

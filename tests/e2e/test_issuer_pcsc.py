@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from emvwire.tls import DEV_PLAIN_HTTP
 from emvwire.tlv import decode_flat, encode
 from hostlink import HostClient
 from tests.support import e2e
@@ -68,7 +69,7 @@ def _pay_once(issuer: Issuer, amount: str, key: str | None) -> subprocess.Comple
     return subprocess.run(
         [str(e2e.BIN / "terminal"), "pay", "--reader", "pcsc:1", "--amount", amount,
          "--timeout", "20", "--issuer", issuer.url, "--terminal-id", issuer.terminal_id,
-         "--terminal-key", key or issuer.key, "--json"],
+         "--terminal-key", key or issuer.key, "--dev-plain-http", "--json"],
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
 
@@ -111,7 +112,8 @@ def test_provision_serve_tap_approved_then_attacks_refused(pcscd: str, issuer_ho
         result = _tap_in_process(500)
         if result.masked_pan != online["card"]:
             pytest.skip("another process's card took vpcd reader 1 during the test")
-        with HostClient(issuer_home.url, issuer_home.terminal_id, issuer_home.key) as host:
+        with HostClient(issuer_home.url, issuer_home.terminal_id, issuer_home.key,
+                        tls=DEV_PLAIN_HTTP) as host:  # fmt: skip
             tags = decode_flat(result.authorisation_data)
             tags[0x9F02] = bytes.fromhex("000000000001")
             forged = b"".join(encode(t, v) for t, v in tags.items())

@@ -27,6 +27,7 @@ from typing import Any
 
 import pytest
 
+from emvwire.tls import DEV_PLAIN_HTTP
 from terminal.apps.parking import ISSUER_DOWN_TEXT, NO_ENTRY_TEXT
 from terminal.commands.parking import run_parking
 from tests.support import e2e
@@ -87,7 +88,7 @@ class Lane:
             reader_path="pcsc:1", config_path=None, home=str(self.home),
             issuer_url=url or self.park.url, terminal_id=self.park.terminal_id,
             terminal_key=self.park.key, tariff_path=None, max_amount=None, taps=taps,
-            timeout=20, as_json=True, lane=lane, clock=self.clock,
+            timeout=20, as_json=True, lane=lane, clock=self.clock, tls=DEV_PLAIN_HTTP,
         )  # fmt: skip
         lines = [json.loads(x) for x in self.capsys.readouterr().out.splitlines() if x.strip()]
         return lines[0] if taps == 1 else lines
@@ -197,7 +198,7 @@ def test_terminal_gate_parking(pcscd: str, park: CarPark, tmp_path: Path) -> Non
                                   "daily_maximum": "15.00"}))  # fmt: skip
     balance, held = park.balance()
     env = {**os.environ, "TAPSTACK_ISSUER_URL": park.url, "TAPSTACK_TERMINAL_ID": park.terminal_id,
-           "TAPSTACK_TERMINAL_KEY": park.key}  # fmt: skip
+           "TAPSTACK_TERMINAL_KEY": park.key, "TAPSTACK_DEV_PLAIN_HTTP": "1"}  # fmt: skip
     with _card(park.card, 2):
         gate = subprocess.run(
             [str(e2e.BIN / "terminal"), "gate", "parking", "--reader", "pcsc:1",

@@ -48,6 +48,7 @@ class Shop(e2e.IssuerService):
             **os.environ, "TAPSTACK_ISSUER_URL": url or self.url,
             "TAPSTACK_TERMINAL_ID": self.terminal_id, "TAPSTACK_TERMINAL_KEY": self.key,
             "TAPSTACK_RETAIL_HOME": str(self.tmp / "till"), "TAPSTACK_MERCHANT": "Corner Shop",
+            "TAPSTACK_DEV_PLAIN_HTTP": "1",  # the served issuer speaks plain HTTP
         }  # fmt: skip
         return subprocess.run(
             [str(e2e.BIN / "terminal"), "retail", *args], env=env, input=stdin,

@@ -18,6 +18,7 @@ import pytest
 from emvwire.oda import SigningKey
 from issuer.bootstrap import IssuerApp
 from issuer.config import IssuerConfig
+from issuer.domain.service import IssuerService
 from issuer.keys.base import KeyStore
 from issuer.keys.file import FileKeyStore
 from issuer.ledger.repository import Ledger
@@ -174,6 +175,24 @@ def issuer(
         keys.close()
         for _ in ledgers:  # runs the ledger's clean-up
             pass
+
+
+@pytest.fixture
+def other(issuer: IssuerApp) -> Iterator[IssuerService]:
+    """The issuer's domain service on a ledger object of its own on the same database:
+    another process's connections (the CLI's), sharing nothing with ``issuer``'s."""
+    ledger: Ledger
+    if isinstance(issuer.ledger, SqliteLedger):
+        ledger = SqliteLedger(issuer.ledger.path)
+    else:
+        from issuer.ledger.postgres import PostgresLedger
+
+        assert isinstance(issuer.ledger, PostgresLedger)
+        ledger = PostgresLedger(issuer.ledger.url, schema=issuer.ledger.schema)
+    try:
+        yield IssuerService(ledger, issuer.keys)
+    finally:
+        ledger.close()
 
 
 def _sqlite_ledger(path: Path) -> Iterator[Ledger]:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,31 +21,13 @@ from hostlink import HostRefusedError
 from issuer.bootstrap import IssuerApp
 from issuer.domain.cache import ReadCache
 from issuer.domain.service import IssuerService
-from issuer.ledger.postgres import PostgresLedger
 from issuer.ledger.repository import Ledger
 from issuer.ledger.schema import GENERATION_COLUMNS
-from issuer.ledger.sqlite import SqliteLedger
 from issuer.personalisation import provision
 from issuer.service.api import Request
 from tests.issuer.helpers import World, balances, make_world, post, send, tap
 from tests.support.e2e import BIN
 from tests.support.issuer_home import PASS, IssuerHome, arqc_request, stop_service
-
-
-@pytest.fixture
-def other(issuer: IssuerApp) -> Iterator[IssuerService]:
-    """The issuer's domain service on a ledger object of its own on the same database:
-    another process's connections (the CLI's), sharing nothing with ``issuer``'s."""
-    ledger: Ledger
-    if isinstance(issuer.ledger, SqliteLedger):
-        ledger = SqliteLedger(issuer.ledger.path)
-    else:
-        assert isinstance(issuer.ledger, PostgresLedger)
-        ledger = PostgresLedger(issuer.ledger.url, schema=issuer.ledger.schema)
-    try:
-        yield IssuerService(ledger, issuer.keys)
-    finally:
-        ledger.close()
 
 
 def _moves(ledger: Ledger, change: Any) -> bool:

@@ -38,7 +38,15 @@ def listening(
         url = f"iso8583://127.0.0.1:{sock.getsockname()[1]}"
         yield (
             w,
-            ["--issuer", url, "--terminal-id", terminal_id, "--terminal-key", key],
+            [
+                "--issuer",
+                url,
+                "--terminal-id",
+                terminal_id,
+                "--terminal-key",
+                key,
+                "--dev-plain-http",
+            ],  # fmt: skip
             str(profile),
         )
 

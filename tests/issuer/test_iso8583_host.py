@@ -18,6 +18,7 @@ import pytest
 from emvwire.contract import NO_ANSWER_CODE
 from emvwire.iso8583 import Message
 from emvwire.oda import SigningKey
+from emvwire.tls import DEV_PLAIN_HTTP, ClientTls, PlainHttpError
 from hostlink import HostClient, HostError, HostRefusedError, Iso8583Client, connect
 from issuer.bootstrap import IssuerApp
 from issuer.service.iso8583 import Iso8583Handler
@@ -38,7 +39,7 @@ def served(issuer: IssuerApp, rsa_keys: dict[str, SigningKey]) -> Iterator[tuple
 
 def _client(w: World, url: str, **options: Any) -> Iso8583Client:
     terminal_id, key = w.auth.removeprefix("Bearer ").split(":", 1)
-    client = connect(url, terminal_id, key, **options)
+    client = connect(url, terminal_id, key, tls=DEV_PLAIN_HTTP, **options)
     assert isinstance(client, Iso8583Client)
     return client
 
@@ -60,8 +61,12 @@ def _drop_answers(server: Any, mti: str, count: int | None) -> list[str]:
 
 
 def test_the_factory_picks_the_client_by_scheme() -> None:
-    assert isinstance(connect("http://127.0.0.1:1", "term_x", "k"), HostClient)
-    assert isinstance(connect("iso8583://127.0.0.1:1", "term_x", "k"), Iso8583Client)
+    dev = DEV_PLAIN_HTTP
+    assert isinstance(connect("http://127.0.0.1:1", "term_x", "k", tls=dev), HostClient)
+    assert isinstance(connect("iso8583://127.0.0.1:1", "term_x", "k", tls=dev), Iso8583Client)
+    for url in ("http://127.0.0.1:1", "iso8583://127.0.0.1:1"):  # in clear: a dev flag
+        with pytest.raises(PlainHttpError, match="local development"):
+            connect(url, "term_x", "k", tls=ClientTls())
     with pytest.raises(ValueError, match="iso8583"):
         Iso8583Client("iso8583://127.0.0.1", "term_x", "k")  # no port
 

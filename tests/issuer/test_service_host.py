@@ -12,6 +12,7 @@ import pytest
 
 from emvwire.contract import NO_ANSWER_CODE
 from emvwire.oda import SigningKey
+from emvwire.tls import DEV_PLAIN_HTTP
 from hostlink import HostClient, HostRefusedError
 from issuer.bootstrap import IssuerApp
 from issuer.service.api import Prepared
@@ -30,7 +31,7 @@ def served(issuer: IssuerApp, rsa_keys: dict[str, SigningKey]) -> Iterator[tuple
 
 def _client(w: World, url: str, **options: Any) -> HostClient:
     terminal_id, key = w.auth.removeprefix("Bearer ").split(":", 1)
-    return HostClient(url, terminal_id, key, **options)
+    return HostClient(url, terminal_id, key, tls=DEV_PLAIN_HTTP, **options)
 
 
 def test_approved_over_http_and_refused_key(served: tuple[World, str]) -> None:
@@ -44,7 +45,8 @@ def test_approved_over_http_and_refused_key(served: tuple[World, str]) -> None:
         assert again.transaction_id == outcome.transaction_id
     assert balances(w) == (10_000, 2500)
     terminal_id = w.auth.removeprefix("Bearer ").split(":", 1)[0]
-    with HostClient(url, terminal_id, "tsk_wrong") as bad, pytest.raises(HostRefusedError):
+    bad = HostClient(url, terminal_id, "tsk_wrong", tls=DEV_PLAIN_HTTP)
+    with bad, pytest.raises(HostRefusedError):
         bad.authorise(result.authorisation_data, result.track2)
 
 

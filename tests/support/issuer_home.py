@@ -17,6 +17,7 @@ from datetime import date
 from pathlib import Path
 
 from emvwire.crypto.cryptogram import CryptogramData, generate_arqc
+from emvwire.tls import DEV_PLAIN_HTTP
 from emvwire.tlv import encode
 from hostlink import HostClient
 from issuer.bootstrap import IssuerApp, init_issuer, open_issuer
@@ -85,7 +86,7 @@ class IssuerHome:
 
     def client(self, url: str, index: int, **options: float) -> HostClient:
         terminal, key = self.terminals[index]
-        return HostClient(url, terminal.id, key, **options)  # type: ignore[arg-type]
+        return HostClient(url, terminal.id, key, tls=DEV_PLAIN_HTTP, **options)  # type: ignore[arg-type]
 
 
 def stop_service(proc: subprocess.Popen[str], sig: int = signal.SIGTERM) -> None:

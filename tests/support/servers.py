@@ -4,16 +4,27 @@
 (``serve_forever(poll_interval)``, ``shutdown()``, ``server_close()``): the back office's
 :class:`http.server.ThreadingHTTPServer`, the issuer's event loop
 (issuer.service.server.HttpServer), a test's own contract server.
+
+:class:`TlsHttpServer` is an HTTP server of a test behind TLS (a server context of
+:mod:`emvwire.tls`): each connection's handshake runs in its own thread before any
+request is read, a refused handshake is recorded (``refused``) and never reaches the
+handler, and :class:`JsonHandler` answers fixed JSON bodies while recording each
+request with the client certificate the handshake verified.
 """
 
 from __future__ import annotations
 
+import json
+import socket
+import ssl
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Protocol, TypeVar
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, NamedTuple, Protocol, TypeVar
 
-__all__ = ["Server", "serving"]
+__all__ = ["JsonHandler", "Seen", "Server", "TlsHttpServer", "serving"]
 
 
 class Server(Protocol):
@@ -51,3 +62,99 @@ def serving(server: S, poll_interval: float = 0.05) -> Iterator[S]:
         server.server_close()
         thread.join(10)
         assert not thread.is_alive(), f"{type(server).__name__} never stopped"
+
+
+class Seen(NamedTuple):
+    """A request :class:`JsonHandler` answered: method, path, ``Authorization`` header
+    and the PEM of the client certificate the handshake verified (``None``: none)."""
+
+    method: str
+    path: str
+    authorization: str | None
+    peer: str | None
+
+
+class TlsHttpServer(ThreadingHTTPServer):
+    """An HTTP server of a test on 127.0.0.1 behind TLS with ``context`` (module
+    docstring); ``answers`` maps a path (without its query) to the JSON body of a 200."""
+
+    daemon_threads = True
+
+    def __init__(
+        self,
+        context: ssl.SSLContext,
+        answers: dict[str, Any] | None = None,
+        handler: type[BaseHTTPRequestHandler] | None = None,
+    ) -> None:
+        super().__init__(("127.0.0.1", 0), handler or JsonHandler)
+        self.context = context
+        self.answers = answers or {}
+        self.refused: list[str] = []
+        self.seen: list[Seen] = []
+
+    @property
+    def port(self) -> int:
+        return int(self.server_address[1])
+
+    def url(self, host: str = "127.0.0.1") -> str:
+        return f"https://{host}:{self.port}"
+
+    def wait_refused(self, timeout: float = 5.0) -> list[str]:
+        """The refused handshakes, once there is one (the client may learn of the
+        refusal before the server's thread has recorded it)."""
+        deadline = time.monotonic() + timeout
+        while not self.refused and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return self.refused
+
+    def finish_request(self, request: Any, client_address: Any) -> None:
+        """The handshake (in the connection's thread), then HTTP on the TLS socket."""
+        assert isinstance(request, socket.socket)
+        try:
+            tls = self.context.wrap_socket(request, server_side=True)
+        except (ssl.SSLError, OSError) as exc:
+            self.refused.append(str(exc))
+            return
+        try:
+            self.RequestHandlerClass(tls, client_address, self)
+        finally:
+            tls.close()
+
+
+class JsonHandler(BaseHTTPRequestHandler):
+    """Answers :attr:`TlsHttpServer.answers` (404 for another path) and records every
+    request in :attr:`TlsHttpServer.seen`."""
+
+    server: TlsHttpServer
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def _answer(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        if length:
+            self.rfile.read(length)
+        der = self.connection.getpeercert(binary_form=True)  # type: ignore[attr-defined]
+        peer = ssl.DER_cert_to_PEM_cert(der) if der else None
+        self.server.seen.append(
+            Seen(self.command, self.path, self.headers.get("Authorization"), peer)
+        )
+        path = self.path.partition("?")[0]
+        found = path in self.server.answers
+        data = json.dumps(
+            self.server.answers[path]
+            if found
+            else {"error": {"code": "not_found", "message": path}}
+        ).encode()
+        self.send_response(200 if found else 404)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_GET(self) -> None:
+        self._answer()
+
+    def do_POST(self) -> None:
+        self._answer()

@@ -13,7 +13,8 @@ from click.testing import CliRunner
 import terminal.commands.parking
 from terminal.cli import cli
 
-ISSUER = ["--issuer", "http://127.0.0.1:9", "--terminal-id", "t", "--terminal-key", "k"]
+ISSUER = ["--issuer", "http://127.0.0.1:9", "--terminal-id", "t", "--terminal-key", "k",
+          "--dev-plain-http"]  # fmt: skip
 
 
 @pytest.fixture

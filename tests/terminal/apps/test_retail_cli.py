@@ -33,7 +33,8 @@ def run(tmp_path: Path) -> Callable[..., Result]:
     url = _dead_url()
 
     def invoke(*args: str, online: bool = True, stdin: str | None = None) -> Result:
-        creds = ["--issuer", url, "--terminal-id", "term_1", "--terminal-key", "k"]
+        creds = ["--issuer", url, "--terminal-id", "term_1", "--terminal-key", "k",
+                 "--dev-plain-http"]  # fmt: skip
         home = ["--home", str(tmp_path / "till")]
         argv = ["retail", *args[:1], *home, *(creds if online else []), *args[1:]]
         if args and args[0].startswith("-"):

@@ -17,6 +17,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
+from emvwire.tls import DEV_PLAIN_HTTP
 from terminal.apps.denylist import DenyList
 from terminal.apps.journal import Journal
 from terminal.apps.uploader import (
@@ -140,7 +141,7 @@ def _close_clients() -> Iterator[None]:
 
 
 def _client(server: ContractServer, key: str = KEY) -> BackOfficeClient:
-    client = BackOfficeClient(server.url, "G1", key, timeout=2)
+    client = BackOfficeClient(server.url, "G1", key, tls=DEV_PLAIN_HTTP, timeout=2)
     _CLIENTS.append(client)
     return client
 
@@ -217,7 +218,7 @@ def test_wrong_credentials_and_no_back_office_are_errors(
     with pytest.raises(BackOfficeLinkError) as refused:
         Uploader(journal, _client(server, key="wrong")).upload_once()
     assert (refused.value.status, refused.value.code) == (401, "unauthorised")
-    dead = BackOfficeClient("http://127.0.0.1:9", "G1", KEY, timeout=1)
+    dead = BackOfficeClient("http://127.0.0.1:9", "G1", KEY, tls=DEV_PLAIN_HTTP, timeout=1)
     with pytest.raises(BackOfficeUnreachableError):
         Uploader(journal, dead).upload_once()
     assert journal.acknowledged == 0
@@ -266,7 +267,7 @@ def test_the_poller_keeps_the_deny_list_current(server: ContractServer, tmp_path
 def test_a_poll_without_network_keeps_the_list(tmp_path: Path) -> None:
     deny = DenyList(tmp_path)
     deny.apply({"version": 7, "full": True, "add": ["c" * 32]})
-    dead = BackOfficeClient("http://127.0.0.1:9", "G1", KEY, timeout=1)
+    dead = BackOfficeClient("http://127.0.0.1:9", "G1", KEY, tls=DEV_PLAIN_HTTP, timeout=1)
     with pytest.raises(BackOfficeUnreachableError):
         DenyListPoller(deny, dead).poll_once()
     assert "c" * 32 in deny
@@ -312,7 +313,7 @@ def test_real_taps_to_the_real_back_office_once_and_its_deny_list_back(tmp_path:
             gate = TransitGate(settings, journal, DenyList(tmp_path / "deny"))
             verdicts = [gate.decide(result).decision for _ in range(2)]
             assert verdicts == ["open", "deny"]
-            client = BackOfficeClient(srv.url, gate_id, key, timeout=5)
+            client = BackOfficeClient(srv.url, gate_id, key, tls=DEV_PLAIN_HTTP, timeout=5)
             _CLIENTS.append(client)
             uploader = Uploader(journal, client, on_acknowledged=gate.acknowledged)
             assert uploader.upload_once() == 2
@@ -321,7 +322,7 @@ def test_real_taps_to_the_real_back_office_once_and_its_deny_list_back(tmp_path:
             # Sent again (as after a crash before the cursor moved): duplicates, once.
             again = client.post_taps([_tap_of(r) for r in journal.records()])
             assert again == {"accepted": [], "duplicates": [f"{gate_id}:1", f"{gate_id}:2"]}
-            intruder = BackOfficeClient(srv.url, other_id, other_key, timeout=5)
+            intruder = BackOfficeClient(srv.url, other_id, other_key, tls=DEV_PLAIN_HTTP, timeout=5)
             _CLIENTS.append(intruder)
             with pytest.raises(BackOfficeLinkError) as refused:
                 intruder.post_taps([_tap_of(journal.records()[0])])
