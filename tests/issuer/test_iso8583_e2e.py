@@ -36,19 +36,8 @@ def listening(
     sock = socket.create_server(("127.0.0.1", 0))
     with serving(Iso8583Server(Iso8583Handler(w.app), sock)):
         url = f"iso8583://127.0.0.1:{sock.getsockname()[1]}"
-        yield (
-            w,
-            [
-                "--issuer",
-                url,
-                "--terminal-id",
-                terminal_id,
-                "--terminal-key",
-                key,
-                "--dev-plain-http",
-            ],  # fmt: skip
-            str(profile),
-        )
+        issuer = ["--issuer", url, "--terminal-id", terminal_id, "--terminal-key", key]
+        yield w, [*issuer, "--dev-plain-http"], str(profile)
 
 
 def test_terminal_pay_over_iso8583(listening: tuple[World, list[str], str]) -> None:
