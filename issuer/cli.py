@@ -95,8 +95,11 @@ def serve_command(
     """Run the authorisation service (HTTP API; GET /openapi.json documents it).
 
     Prints "listening on http://HOST:PORT" on standard error when ready (with --json
-    also {"url": ...} on standard output). Stop with Ctrl-C or SIGTERM.
+    also {"url": ...} on standard output). Stop with Ctrl-C or SIGTERM: the requests
+    under way are answered and committed first. A busy address is one line and exit
+    code 1.
     """
+    from httpserve import ListenError
     from issuer.bootstrap import open_issuer
     from issuer.commands.common import BadArgumentError
     from issuer.config import ENV_KEYSTORE_KEY, ENV_PKCS11_PIN, load_config
@@ -126,7 +129,10 @@ def serve_command(
         if as_json:
             click.echo(json.dumps({"url": f"http://{h}:{p}", "workers": workers}))
 
-    serve(open_api, host.strip("[]"), int(port_text), workers=workers, ready=ready)
+    try:
+        serve(open_api, host.strip("[]"), int(port_text), workers=workers, ready=ready)
+    except ListenError as exc:
+        raise CliError(str(exc)) from None
 
 
 def main() -> None:
