@@ -16,27 +16,29 @@ import pytest
 from click.testing import CliRunner
 
 from backoffice.cli import backoffice
-from backoffice.service import BackOfficeServer, make_server
+from backoffice.service import make_app
 from backoffice.store import Home, Store
 from tests.backoffice.taps import plain_tap
-from tests.support.servers import serving
+from tests.support.servers import asgi_serving
+
+Served = tuple[str, int]
 
 DAY = datetime(2026, 11, 24, 7, 0, tzinfo=UTC)
 
 
 @pytest.fixture
-def served(home: Home) -> Iterator[tuple[BackOfficeServer, dict[str, str]]]:
+def served(home: Home) -> Iterator[tuple[Served, dict[str, str]]]:
     with Store(home) as store:
         keys = dict([store.add_gate("North", None), store.add_gate("South", None)])
-    server = make_server(home, "127.0.0.1:0")
-    with closing(server.store), serving(server):
-        yield server, keys
+    app = make_app(home)
+    with closing(app), asgi_serving(app) as address:
+        yield address, keys
 
 
-def call(server: BackOfficeServer, method: str, path: str, body: Any = None,
+def call(server: Served, method: str, path: str, body: Any = None,
          auth: str | None = None) -> tuple[int, Any]:  # fmt: skip
-    host, port = server.server_address[:2]
-    conn = http.client.HTTPConnection(str(host), port, timeout=10)
+    host, port = server
+    conn = http.client.HTTPConnection(host, port, timeout=10)
     headers = {"Authorization": auth} if auth else {}
     data = None if body is None else json.dumps(body).encode()
     if data is not None:
@@ -48,7 +50,7 @@ def call(server: BackOfficeServer, method: str, path: str, body: Any = None,
     return answer.status, payload
 
 
-def test_health_needs_no_credential_the_rest_does(served: tuple[BackOfficeServer, Any]) -> None:
+def test_health_needs_no_credential_the_rest_does(served: tuple[Served, Any]) -> None:
     server, keys = served
     assert call(server, "GET", "/v1/health") == (200, {"status": "ok"})
     status, body = call(server, "GET", "/v1/deny-list")
@@ -61,7 +63,7 @@ def test_health_needs_no_credential_the_rest_does(served: tuple[BackOfficeServer
     assert call(server, "GET", "/v1/nowhere")[0] == 404
 
 
-def test_uploads_over_http(served: tuple[BackOfficeServer, Any], home: Home) -> None:
+def test_uploads_over_http(served: tuple[Served, Any], home: Home) -> None:
     server, keys = served
     auth = f"Bearer G1:{keys['G1']}"
     pub = home.sealing_public_key()
@@ -88,7 +90,7 @@ def test_uploads_over_http(served: tuple[BackOfficeServer, Any], home: Home) -> 
     assert stored == ["G1:1", "G1:2", "G1:3"]
 
 
-def test_the_deny_list_by_version(served: tuple[BackOfficeServer, Any], home: Home) -> None:
+def test_the_deny_list_by_version(served: tuple[Served, Any], home: Home) -> None:
     server, keys = served
     auth = f"Bearer G2:{keys['G2']}"
     refs = ["a" * 32, "b" * 32, "c" * 32]
