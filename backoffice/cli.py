@@ -281,7 +281,7 @@ def serve_command(
     home = _home(ctx)
     issuer = _issuer(issuer_url, terminal_id, terminal_key)
     host, _, port = bind.rpartition(":")
-    if not host or not port.isdigit() or int(port) > 65535:
+    if not host or not (port.isascii() and port.isdigit()) or int(port) > 65535:
         raise HomeFailure(f"cannot serve on {bind}: the address is HOST:PORT")
     try:
         app = make_app(home)

@@ -115,6 +115,7 @@ class Protocol(HttpToolsProtocol):
         super().__init__(config, server_state, app_state, _loop)
         self.limits: Limits = cast(LimitedConfig, config).limits
         self.timeout_keep_alive = self.limits.idle_timeout  # type: ignore[assignment]
+        self.access_log = False  # no line per request
         self._phase = _IDLE
         self._reads = 0  # reads fed to the parser
         self._head_read = 0  # the read in which the current head began
