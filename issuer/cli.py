@@ -110,7 +110,8 @@ def serve_command(
     state.home = serve_home or state.home
     state.db = serve_db or state.db
     host, sep, port_text = bind.rpartition(":")
-    if not sep or not (port_text.isascii() and port_text.isdigit()) or int(port_text) > 65535 or not host:
+    digits = port_text.isascii() and port_text.isdigit()
+    if not sep or not digits or int(port_text) > 65535 or not host:
         raise BadArgumentError("--bind is HOST:PORT, e.g. 127.0.0.1:8583")
     config = load_config(state.home_dir)
     kind = config.keystore.get("type")
