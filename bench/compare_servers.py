@@ -12,7 +12,9 @@ Each server answers two runs, one after another, on this machine:
   for the run, driven by its raw keep-alive client (``--clients`` terminals from
   ``--procs`` processes, one request in flight each) for ``--seconds``;
 - ``empty``: the same requests to an application that reads the body and answers
-  ``{}`` at once: what the HTTP layer alone costs, for ``--empty-seconds``.
+  ``{}`` at once: what the HTTP layer alone costs, for ``--empty-seconds`` (for
+  ``issuer``: the service's HTTP layer, its router, body reading and JSON answer,
+  with nothing behind it).
 
 The servers (``--workers`` processes each, sharing one listening socket):
 
@@ -175,14 +177,25 @@ def _child_baseline_empty(workers: int) -> None:
 
 
 def _child_issuer_empty(workers: int) -> None:
-    """Today's server (:func:`httpserve.server.serve`) around the empty application."""
+    """Today's server (:func:`httpserve.server.serve`) with the service's HTTP layer
+    and nothing behind it: the router, the body read within its limit, a JSON
+    answer."""
+    from httpserve.asgi import read_body, send_json
+    from httpserve.routing import JsonRouter
     from httpserve.server import serve
+
+    async def empty(scope: Any, receive: Any, send: Any) -> None:
+        await read_body(scope, receive, 16 * 1024)
+        await send_json(send, 200, b"{}")
+
+    def app() -> Any:
+        return JsonRouter([("POST", "/v1/authorisations", empty), ("GET", "/health", empty)])
 
     def ready(host: str, port: int) -> None:
         print(f"listening on http://{host}:{port}", file=sys.stderr)
         sys.stderr.flush()
 
-    serve(EmptyApp, "127.0.0.1", 0, workers=workers, ready=ready)
+    serve(app, "127.0.0.1", 0, workers=workers, ready=ready)
 
 
 def _free_port() -> int:

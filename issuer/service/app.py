@@ -12,13 +12,14 @@ and hands the request to :class:`~issuer.service.api.Api` in two stages:
   is answered; an authorisation runs its read phase (credential, fields, ARQC,
   status); another write is validated. The cache generation is read once per
   event-loop turn, for every request that turn prepares (:mod:`issuer.domain.cache`).
-- The writes of every request prepared meanwhile, together, one event-loop turn later
-  and once the ledger's writer is free (SQLite: no other worker writing; the loop
-  serves other requests while it waits): one
+- The writes of every request prepared meanwhile, together, two event-loop turns later
+  (the sockets read once more, so that what arrived during the last commit joins) and
+  once the ledger's writer is free (SQLite: no other worker writing; the loop serves
+  other requests while it waits): one
   :meth:`~issuer.service.api.Api.finish_many`, one ledger transaction and one durable
   commit for the batch (group commit), then each request's answer.
 
-Requests whose bytes arrive in the same turn of the loop are therefore decided in one
+Requests whose bytes arrive in the same turns of the loop are therefore decided in one
 batch, as the hand-written event loop before this one did, and nothing is answered
 before it is durable. A batch that fails as a whole (a lost database connection) is
 answered 503 ``busy``: the terminals retry with the same ``Idempotency-Key`` and get
@@ -124,7 +125,9 @@ class ServiceApp:
         self._batch.append((prepared, future))
         if not self._flushing:
             self._flushing = True
-            loop.call_soon(self._flush)
+            # Two turns on: the sockets are read once more first, so the requests that
+            # arrived while the last batch committed join this one.
+            loop.call_soon(loop.call_soon, self._flush)
         await _send(send, await future)
 
     def _turn_generation(self) -> int:
