@@ -187,6 +187,11 @@ class GateApp:
         except _Refused as refused:
             await send_json(send, refused.status, error_body(refused.code, refused.message))
             return
+        except Exception:  # a fault of the back office, not of the request
+            log.exception("%s %s failed", route.method, route.path)
+            refusal = error_body("internal", "the back office could not process the request")
+            await send_json(send, 500, refusal)
+            return
         await send_json(send, status, msgspec.json.encode(answer))
 
     def _gate(self, scope: Scope) -> str:

@@ -57,7 +57,7 @@ def _check(prepared: Prepared) -> None:
     """The first stage's outcome must not be a server error."""
     answer = prepared.answer
     if answer is None and prepared.checked is not None and prepared.checked.outcome is not None:
-        answer = Api._failure(prepared.checked.outcome)
+        answer = Api.failure(prepared.checked.outcome)
     if answer is not None and answer.status >= 500:
         raise AssertionError(f"{answer.status}: {answer.body!r}")
 

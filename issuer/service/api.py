@@ -2,7 +2,7 @@
 
 A :class:`Request` names its route (:data:`issuer.service.routes.ROUTES`, which the
 router of :mod:`issuer.service.app` matched) with its headers, body, path parameters
-and query; :meth:`Api.prepare_many` and :meth:`Api.finish_many` answer it with a
+and query; :meth:`Api.prepare` and :meth:`Api.finish_many` answer it with a
 :class:`Response` (status, a message of the terminal-issuer contract,
 :mod:`emvwire.contract`). Every request but ``/health`` and ``/openapi.json`` carries
 ``Authorization: Bearer <terminal id>:<credential>`` (RFC 6750 bearer token): an
@@ -229,14 +229,7 @@ class Api:
             txn_id = request.params.get("id", "")
             return Prepared(None, write=lambda: write(terminal, txn_id, message, key))
         except Exception as exc:
-            return Prepared(self._failure(exc))
-
-    def prepare_many(self, requests: Sequence[Request]) -> list[Prepared]:
-        """:meth:`prepare` for the requests of one event-loop turn: the cache
-        generation is read once for all of them, so each sees every status change
-        committed before the turn began."""
-        generation = self.cache.refresh() if requests else None
-        return [self.prepare(request, generation) for request in requests]
+            return Prepared(self.failure(exc))
 
     def ready_to_write(self) -> bool:
         """Whether :meth:`finish_many` can write now without waiting for another
@@ -259,7 +252,7 @@ class Api:
                 elif p.checked is not None:
                     outcome = next(decided)
                     answers.append(
-                        self._failure(outcome)
+                        self.failure(outcome)
                         if isinstance(outcome, Exception)
                         else Response(200, outcome.decision, text=outcome.text)
                     )
@@ -268,7 +261,7 @@ class Api:
                     try:
                         answers.append(p.write())
                     except Exception as exc:
-                        answers.append(self._failure(exc))
+                        answers.append(self.failure(exc))
             return answers
         finally:
             self.app.ledger.release_writer()
@@ -283,7 +276,7 @@ class Api:
         return AuthorisationRequest(key, bytes.fromhex(data.icc_data), bytes.fromhex(data.track2))
 
     @staticmethod
-    def _failure(exc: Exception) -> Response:
+    def failure(exc: Exception) -> Response:
         """The answer to a request that raised ``exc`` (module docstring)."""
         if isinstance(exc, _HttpError):
             return error_answer(exc.status, exc.code, exc.message)
