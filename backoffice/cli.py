@@ -24,9 +24,10 @@ from backoffice.engine import Engine
 from backoffice.engine.context import PassReport, TransitHostClient
 from backoffice.errors import FareError, StoreError
 from backoffice.fares import load_fares
-from backoffice.service import EngineWorker, make_app, serve
+from backoffice.service import EngineWorker, make_app
 from backoffice.store import ENV_HOME, Home, Store
 from httpserve import ListenError
+from httpserve.server import serve
 
 __all__ = ["HomeFailure", "IssuerFailure", "backoffice", "main"]
 
@@ -299,7 +300,7 @@ def serve_command(
             click.echo("  no --issuer: taps are stored, nothing is authorised", err=True)
 
     try:
-        serve(app, host.strip("[]"), int(port), ready=ready)
+        serve(lambda: app, host.strip("[]"), int(port), ready=ready)
     except ListenError as exc:
         app.close()
         raise HomeFailure(str(exc)) from None

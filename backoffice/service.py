@@ -63,7 +63,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import ssl
 import threading
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -72,25 +71,15 @@ from urllib.parse import parse_qs
 
 import msgspec
 
-import httpserve.server
 from backoffice.engine import Engine
 from backoffice.engine.context import IssuerLike, PassReport
 from backoffice.errors import BackOfficeError, ForeignTapError, TapError
 from backoffice.fares import FareRules
 from backoffice.store import MAX_TAPS_PER_REQUEST, Home, Store
-from httpserve.asgi import (
-    ASGIReceive,
-    ASGISend,
-    BodyError,
-    Scope,
-    error_body,
-    read_body,
-    send_json,
-)
-from httpserve.limits import Limits
+from httpserve.asgi import ASGIReceive, ASGISend, Scope, error_body, read_or_refuse, send_json
 from httpserve.routing import JsonRouter
 
-__all__ = ["MAX_BODY", "ROUTES", "EngineWorker", "GateApp", "Route", "make_app", "serve"]
+__all__ = ["MAX_BODY", "ROUTES", "EngineWorker", "GateApp", "Route", "make_app"]
 
 log = logging.getLogger("backoffice")
 
@@ -172,12 +161,8 @@ class GateApp:
     async def _answer(
         self, route: Route, scope: Scope, receive: ASGIReceive, send: ASGISend
     ) -> None:
-        try:
-            raw = await read_body(scope, receive, MAX_BODY)
-        except BodyError as exc:
-            if exc.status:
-                refusal = error_body(exc.code, exc.message)
-                await send_json(send, exc.status, refusal, {"Connection": "close"})
+        raw = await read_or_refuse(scope, receive, send, MAX_BODY)
+        if raw is None:
             return
         try:
             gate = "" if route.public else self._gate(scope)
@@ -250,24 +235,6 @@ def _decode_query(raw: bytes, kind: type[msgspec.Struct]) -> Any:
 def make_app(home: Home) -> GateApp:
     """The gates' API of ``home`` (its store opened)."""
     return GateApp(Store(home), home.fares())
-
-
-def serve(
-    app: GateApp,
-    host: str,
-    port: int,
-    *,
-    ssl_context: ssl.SSLContext | None = None,
-    limits: Limits | None = None,
-    ready: Callable[[str, int], None] | None = None,
-) -> None:
-    """Serve ``app`` until SIGTERM or SIGINT, in this process
-    (:func:`httpserve.server.serve`: the requests under way are answered first, then
-    the store is closed); :class:`httpserve.errors.ListenError` if the address cannot
-    be had."""
-    httpserve.server.serve(
-        lambda: app, host, port, ssl_context=ssl_context, limits=limits, ready=ready
-    )
 
 
 class EngineWorker(threading.Thread):

@@ -322,6 +322,14 @@ def _fake_plan(clients: int, seconds: float) -> dict[str, Any]:
 
 
 def _run(kind: str, run: str, args: argparse.Namespace, tree: Path | None) -> dict[str, Any]:
+    """One run of one server, on a PostgreSQL schema of its own with ``--db``."""
+    import load_issuer
+
+    with load_issuer.own_schema(args.db if run == "auth" else None, "compare") as db:
+        return _run_on(kind, run, argparse.Namespace(**{**vars(args), "db": db}), tree)
+
+
+def _run_on(kind: str, run: str, args: argparse.Namespace, tree: Path | None) -> dict[str, Any]:
     import load_issuer
 
     seconds = args.seconds if run == "auth" else args.empty_seconds
@@ -419,16 +427,6 @@ def main() -> None:
     args.empty_seconds = min(args.empty_seconds, 60.0)
     servers = [s for s in args.servers.split(",") if s]
     runs = [r for r in args.runs.split(",") if r]
-    base = args.db
-    schema = None
-    if args.db:  # a schema of its own, dropped at the end (libpq search_path option)
-        import psycopg
-
-        schema = f"compare_{os.getpid()}"
-        with psycopg.connect(args.db, autocommit=True) as conn:
-            conn.execute(f"CREATE SCHEMA {schema}")
-        sep = "&" if "?" in args.db else "?"
-        args.db = f"{args.db}{sep}options=-csearch_path%3D{schema}"
     tmp = Path(tempfile.mkdtemp(prefix="compare-"))
     reports = []
     try:
@@ -436,29 +434,14 @@ def main() -> None:
         for _ in range(max(1, args.rounds)):
             for run in runs:
                 for kind in servers:
-                    if args.db and run == "auth":
-                        _reset_schema(base, schema)
                     report = _run(kind, run, args, tree if kind == "baseline" else None)
                     print(json.dumps(report), file=sys.stderr)
                     reports.append(report)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-        if schema is not None:
-            import psycopg
-
-            with psycopg.connect(base, autocommit=True) as conn:
-                conn.execute(f"DROP SCHEMA {schema} CASCADE")
     print(_table(reports))
     if args.json:
         args.json.write_text(json.dumps(reports, indent=2))
-
-
-def _reset_schema(url: str, schema: str | None) -> None:
-    import psycopg
-
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
-        conn.execute(f"CREATE SCHEMA {schema}")
 
 
 if __name__ == "__main__":

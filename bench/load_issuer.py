@@ -24,6 +24,8 @@ by the service (ARQC, ATC, funds, hold, durable commit).
 from __future__ import annotations
 
 import argparse
+import contextlib
+import itertools
 import json
 import multiprocessing
 import os
@@ -36,6 +38,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -51,6 +54,7 @@ from issuer.keys.base import MasterKeyRef  # noqa: E402
 
 PASS = "bench passphrase"
 PER_CARD = 45  # under the service's velocity rule (50 per 10 minutes)
+_SCHEMAS = itertools.count()
 
 
 def _blob(mk: bytes, atc: int, amount: int) -> bytes:
@@ -248,21 +252,28 @@ def main() -> None:
     parser.add_argument("--client", choices=["raw", "host"], default="raw")
     args = parser.parse_args()
     seconds = min(args.seconds, 60.0)
-    schema = None
-    if args.db:  # a schema of its own, dropped at the end (libpq search_path option)
-        import psycopg
-
-        schema = f"bench_{os.getpid()}"
-        with psycopg.connect(args.db, autocommit=True) as conn:
-            conn.execute(f"CREATE SCHEMA {schema}")
-        sep = "&" if "?" in args.db else "?"
-        base, args.db = args.db, f"{args.db}{sep}options=-csearch_path%3D{schema}"
-    try:
+    with own_schema(args.db, "bench") as args.db:
         _bench(args, seconds)
+
+
+@contextlib.contextmanager
+def own_schema(url: str | None, prefix: str) -> Iterator[str | None]:
+    """``url`` on a PostgreSQL schema of its own (libpq's search_path option), dropped
+    at the end; ``None`` (SQLite) stays ``None``."""
+    if not url:
+        yield None
+        return
+    import psycopg
+
+    schema = f"{prefix}_{os.getpid()}_{next(_SCHEMAS)}"
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {schema}")
+    sep = "&" if "?" in url else "?"
+    try:
+        yield f"{url}{sep}options=-csearch_path%3D{schema}"
     finally:
-        if schema is not None:
-            with psycopg.connect(base, autocommit=True) as conn:
-                conn.execute(f"DROP SCHEMA {schema} CASCADE")
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute(f"DROP SCHEMA {schema} CASCADE")
 
 
 def _bench(args: argparse.Namespace, seconds: float) -> None:

@@ -20,6 +20,7 @@ __all__ = [
     "Scope",
     "error_body",
     "read_body",
+    "read_or_refuse",
     "send_json",
 ]
 
@@ -74,6 +75,20 @@ async def read_body(scope: Scope, receive: ASGIReceive, limit: int) -> bytes:
         parts.append(chunk)
         if not message.get("more_body", False):
             return b"".join(parts)
+
+
+async def read_or_refuse(
+    scope: Scope, receive: ASGIReceive, send: ASGISend, limit: int
+) -> bytes | None:
+    """:func:`read_body`, or ``None`` once a body too large has been answered (413 in
+    the error shape, closing the connection) or the client has gone."""
+    try:
+        return await read_body(scope, receive, limit)
+    except BodyError as exc:
+        if exc.status:
+            body = error_body(exc.code, exc.message)
+            await send_json(send, exc.status, body, {"Connection": "close"})
+        return None
 
 
 async def send_json(

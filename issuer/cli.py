@@ -100,11 +100,12 @@ def serve_command(
     code 1.
     """
     from httpserve import ListenError
+    from httpserve.server import serve
     from issuer.bootstrap import open_issuer
     from issuer.commands.common import BadArgumentError
     from issuer.config import ENV_KEYSTORE_KEY, ENV_PKCS11_PIN, load_config
     from issuer.domain.clearing import Clearing
-    from issuer.service import Api, serve
+    from issuer.service import Api, ServiceApp
 
     state: CliState = ctx.ensure_object(CliState)
     state.home = serve_home or state.home
@@ -131,7 +132,10 @@ def serve_command(
             click.echo(json.dumps({"url": f"http://{h}:{p}", "workers": workers}))
 
     try:
-        serve(open_api, host.strip("[]"), int(port_text), workers=workers, ready=ready)
+        serve(
+            lambda: ServiceApp(open_api()), host.strip("[]"), int(port_text), workers=workers,
+            ready=ready,
+        )  # fmt: skip
     except ListenError as exc:
         raise CliError(str(exc)) from None
 

@@ -8,7 +8,7 @@ OpenAPI 3.1 document, made from the routes.
 """
 
 from issuer.service.api import Api, Response
-from issuer.service.app import ServiceApp, serve
+from issuer.service.app import ServiceApp
 from issuer.service.openapi import OPENAPI
 
-__all__ = ["OPENAPI", "Api", "Response", "ServiceApp", "serve"]
+__all__ = ["OPENAPI", "Api", "Response", "ServiceApp"]

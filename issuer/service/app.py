@@ -31,20 +31,17 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-import ssl
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any, Final
 
 from starlette.convertors import Convertor, register_url_convertor
 
-import httpserve.server
-from httpserve.asgi import ASGIReceive, ASGISend, BodyError, Scope, read_body, send_json
-from httpserve.limits import Limits
+from httpserve.asgi import ASGIReceive, ASGISend, Scope, read_or_refuse, send_json
 from httpserve.routing import JsonRouter
 from issuer.service.api import MAX_BODY, Api, Prepared, Request, Response, error_answer
 from issuer.service.routes import ID_PATTERN, ROUTES, Route
 
-__all__ = ["WRITER_RETRY", "ServiceApp", "serve"]
+__all__ = ["WRITER_RETRY", "ServiceApp"]
 
 log = logging.getLogger("issuer.service")
 
@@ -101,13 +98,9 @@ class ServiceApp:
         self, route: Route, scope: Scope, receive: ASGIReceive, send: ASGISend
     ) -> None:
         """Answer one request of ``route`` (module docstring)."""
-        try:
-            body = await read_body(scope, receive, MAX_BODY)
-        except BodyError as exc:
-            if exc.status:
-                answer = error_answer(exc.status, exc.code, exc.message)
-                await _send(send, answer, {"Connection": "close"})
-            return  # the client went away: nobody to answer
+        body = await read_or_refuse(scope, receive, send, MAX_BODY)
+        if body is None:
+            return
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
         request = Request(
             route.name,
@@ -159,31 +152,6 @@ class ServiceApp:
         for (_, future), answer in zip(batch, answers, strict=True):
             if not future.done():
                 future.set_result(answer)
-
-
-def serve(
-    open_api: Callable[[], Api],
-    host: str,
-    port: int,
-    *,
-    workers: int = 1,
-    ssl_context: ssl.SSLContext | None = None,
-    limits: Limits | None = None,
-    ready: Callable[[str, int], None] | None = None,
-) -> None:
-    """Serve the API until SIGTERM or SIGINT (:func:`httpserve.server.serve`: uvicorn,
-    ``workers`` processes, the limits and process life described there);
-    ``open_api`` runs in each process; ``ssl_context``: TLS (``None``: plain HTTP).
-    :class:`httpserve.errors.ListenError` if the address cannot be had."""
-    httpserve.server.serve(
-        lambda: ServiceApp(open_api()),
-        host,
-        port,
-        workers=workers,
-        ssl_context=ssl_context,
-        limits=limits,
-        ready=ready,
-    )
 
 
 async def _send(send: ASGISend, answer: Response, headers: Mapping[str, str] | None = None) -> None:
