@@ -20,6 +20,7 @@ from issuer.domain.authorise import AuthorisationRequest
 from issuer.service.api import MAX_BODY
 from tests.issuer.helpers import World, balances, make_world, tap
 from tests.support.asgi import Call, call_many
+from tests.support.hostile import read_answers
 from tests.support.servers import asgi_serving
 
 
@@ -33,28 +34,6 @@ def served(issuer: IssuerApp, rsa_keys: dict[str, SigningKey]) -> Iterator[tuple
     w = make_world(issuer, rsa_keys)
     with asgi_serving(w.http) as (_, port):
         yield w, port
-
-
-def _read_answers(conn: socket.socket, count: int) -> list[tuple[int, dict[str, str], bytes]]:
-    """``count`` HTTP answers from ``conn`` (status, headers, body)."""
-    data = b""
-    out: list[tuple[int, dict[str, str], bytes]] = []
-    while len(out) < count:
-        head_end = data.find(b"\r\n\r\n")
-        if head_end >= 0:
-            lines = data[:head_end].decode("latin-1").split("\r\n")
-            headers = {k.lower(): v.strip() for k, _, v in (x.partition(":") for x in lines[1:])}
-            length = int(headers.get("content-length", "0"))
-            if len(data) >= head_end + 4 + length:
-                body = data[head_end + 4 : head_end + 4 + length]
-                out.append((int(lines[0].split(" ")[1]), headers, body))
-                data = data[head_end + 4 + length :]
-                continue
-        chunk = conn.recv(65536)
-        if not chunk:
-            break
-        data += chunk
-    return out
 
 
 def _closed(conn: socket.socket) -> bool:
@@ -79,7 +58,7 @@ def test_keep_alive_and_pipelined_requests_in_order(served: tuple[World, int]) -
     listing = f"GET /v1/authorisations HTTP/1.1\r\nAuthorization: {w.auth}\r\n\r\n".encode()
     with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
         conn.sendall(health + auth + listing)  # three requests in one segment
-        answers = _read_answers(conn, 3)
+        answers = read_answers(conn, 3)
         assert [a[0] for a in answers] == [200, 200, 200]
         assert json.loads(answers[0][2])["status"] == "ok"
         decided = json.loads(answers[1][2])
@@ -89,7 +68,7 @@ def test_keep_alive_and_pipelined_requests_in_order(served: tuple[World, int]) -
         assert answers[1][1]["content-type"] == "application/json"
         assert "server" not in answers[1][1]
         conn.sendall(health)  # the same connection, still open
-        assert _read_answers(conn, 1)[0][0] == 200
+        assert read_answers(conn, 1)[0][0] == 200
     assert balances(w) == (10_000, 300)
 
 
@@ -121,7 +100,7 @@ def test_malformed_requests_get_a_status_and_a_closed_connection(
     _, port = served
     with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
         conn.sendall(raw)
-        answers = _read_answers(conn, 1)
+        answers = read_answers(conn, 1)
         assert [a[0] for a in answers] == [status]
         assert "error" in json.loads(answers[0][2])
         assert _closed(conn)
@@ -145,7 +124,7 @@ def test_a_chunked_body_is_read(served: tuple[World, int]) -> None:
     )
     with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
         conn.sendall(raw)
-        status, _, answer = _read_answers(conn, 1)[0]
+        status, _, answer = read_answers(conn, 1)[0]
     assert (status, json.loads(answer)["approved"]) == (200, True)
     assert balances(w) == (10_000, 120)
 
@@ -158,7 +137,7 @@ def test_connection_close_and_http_1_0(served: tuple[World, int]) -> None:
     ):
         with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
             conn.sendall(raw)
-            answers = _read_answers(conn, 1)
+            answers = read_answers(conn, 1)
             assert answers[0][0] == 200
             assert answers[0][1]["connection"] == "close"
             assert _closed(conn)

@@ -26,6 +26,7 @@ __all__ = [
     "closed_by_server",
     "exchange",
     "read_answer",
+    "read_answers",
 ]
 
 #: Limits a test can watch act: a second for a head, a body or an idle connection.
@@ -69,26 +70,38 @@ class Exchange(NamedTuple):
         return json.loads(self.body)
 
 
-def read_answer(conn: socket.socket, timeout: float = 10.0) -> tuple[int, dict[str, str], bytes]:
-    """One HTTP/1.1 answer with a ``Content-Length`` body; (0, {}, b"") if the server
-    closed without one."""
+def read_answers(
+    conn: socket.socket, count: int, timeout: float = 10.0
+) -> list[tuple[int, dict[str, str], bytes]]:
+    """``count`` HTTP/1.1 answers with ``Content-Length`` bodies, in order (status,
+    headers with names in lower case, body); fewer if the server closes first."""
     conn.settimeout(timeout)
     data = b""
-    while True:
+    out: list[tuple[int, dict[str, str], bytes]] = []
+    while len(out) < count:
         end = data.find(b"\r\n\r\n")
         if end >= 0:
             lines = data[:end].decode("latin-1").split("\r\n")
             headers = {k.lower(): v.strip() for k, _, v in (x.partition(":") for x in lines[1:])}
             length = int(headers.get("content-length", "0"))
             if len(data) >= end + 4 + length:
-                return int(lines[0].split(" ")[1]), headers, data[end + 4 : end + 4 + length]
+                out.append((int(lines[0].split(" ")[1]), headers, data[end + 4 : end + 4 + length]))
+                data = data[end + 4 + length :]
+                continue
         try:
             chunk = conn.recv(65536)
         except ConnectionResetError:
             chunk = b""
         if not chunk:
-            return 0, {}, b""
+            break
         data += chunk
+    return out
+
+
+def read_answer(conn: socket.socket, timeout: float = 10.0) -> tuple[int, dict[str, str], bytes]:
+    """One answer (:func:`read_answers`); (0, {}, b"") if the server closed without one."""
+    answers = read_answers(conn, 1, timeout)
+    return answers[0] if answers else (0, {}, b"")
 
 
 def closed_by_server(conn: socket.socket, timeout: float = 5.0) -> bool:
