@@ -150,16 +150,23 @@ def _run(
     """One process's server until it is told to stop (module docstring)."""
     app = open_app()
     try:
-        make_server(app, limits, context, parent=parent).run(sockets=[sock])
+        if not _STOP:
+            make_server(app, limits, context, parent=parent).run(sockets=[sock])
     finally:
         close = getattr(app, "close", None)
         if callable(close):
             close()
 
 
-def _ignore(signum: int, frame: Any) -> None:
-    """The handler uvicorn puts back and raises again once it has drained: the caller
-    has its own clean-up to do."""
+#: SIGTERM or SIGINT received outside uvicorn's own handlers (while the application
+#: opens, or raised again by uvicorn once it has drained).
+_STOP: list[int] = []
+
+
+def _note(signum: int, frame: Any) -> None:
+    """The handler outside uvicorn's: note the signal; the caller has its own clean-up
+    to do, and a worker told to stop while its application opened does not serve."""
+    _STOP.append(signum)
 
 
 def serve(
@@ -181,7 +188,8 @@ def serve(
     bound = sock.getsockname()
     first = os.getpid()
     children: list[int] = []
-    previous = {sig: signal.signal(sig, _ignore) for sig in (signal.SIGTERM, signal.SIGINT)}
+    _STOP.clear()
+    previous = {sig: signal.signal(sig, _note) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         for _ in range(max(1, workers) - 1):
             pid = os.fork()
