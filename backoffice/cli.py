@@ -15,7 +15,6 @@ data to standard output, messages to standard error; errors are
 from __future__ import annotations
 
 import json
-import signal
 import sys
 import time
 from collections.abc import Callable
@@ -28,10 +27,12 @@ from backoffice.engine import Engine
 from backoffice.engine.context import PassReport, TransitHostClient
 from backoffice.errors import FareError, StoreError
 from backoffice.fares import load_fares
-from backoffice.service import EngineWorker, make_server
+from backoffice.service import EngineWorker, make_app
 from backoffice.store import CA_NAME, ENV_HOME, Home, Store
 from emvwire.pki import CLIENT_DAYS, DEFAULT_HOSTS, PkiError, hex_pairs
 from emvwire.tls import SERVER_CA, ClientTls, IssuedCertificate, plan_folder, summary_lines
+from httpserve import ListenError
+from httpserve.server import serve
 
 __all__ = ["HomeFailure", "IssuerFailure", "backoffice", "main"]
 
@@ -528,11 +529,6 @@ def _log_pass(report: PassReport) -> None:
         click.echo(f"  problem: {problem}", err=True)
 
 
-def _interrupt(signum: int, frame: object) -> None:
-    """SIGTERM stops ``serve`` as Ctrl-C does."""
-    raise KeyboardInterrupt
-
-
 @backoffice.command("serve")
 @click.option("--bind", default="127.0.0.1:8700", show_default=True, metavar="HOST:PORT",
               envvar="TAPSTACK_BACKOFFICE_BIND",
@@ -556,29 +552,34 @@ def serve_command(
     engine in the background, until SIGTERM or Ctrl-C."""
     home = _home(ctx)
     issuer = _issuer(issuer_url, terminal_id, terminal_key)
+    host, _, port = bind.rpartition(":")
+    if not host or not (port.isascii() and port.isdigit()) or int(port) > 65535:
+        raise HomeFailure(f"cannot serve on {bind}: the address is HOST:PORT")
     try:
-        server = make_server(home, bind)
-    except (ValueError, OSError, StoreError) as exc:
+        app = make_app(home)
+    except (OSError, StoreError) as exc:
         raise HomeFailure(f"cannot serve on {bind}: {exc}") from None
     worker = None
     if not no_engine:
         worker = EngineWorker(home, issuer, interval=interval, on_report=_log_pass)
-        server.notify = worker.nudge
+        app.notify = worker.nudge
         worker.start()
-    signal.signal(signal.SIGTERM, _interrupt)
-    click.echo(f"backoffice listening on {server.url}", err=True)
-    if issuer is None:
-        click.echo("  no --issuer: taps are stored, nothing is authorised", err=True)
+
+    def ready(bound_host: str, bound_port: int) -> None:
+        click.echo(f"backoffice listening on http://{bound_host}:{bound_port}", err=True)
+        if issuer is None:
+            click.echo("  no --issuer: taps are stored, nothing is authorised", err=True)
+
     try:
-        server.serve_forever(poll_interval=0.2)
-    except KeyboardInterrupt:
-        click.echo("stopping", err=True)
+        serve(lambda: app, host.strip("[]"), int(port), ready=ready)
+    except ListenError as exc:
+        app.close()
+        raise HomeFailure(str(exc)) from None
     finally:
-        server.server_close()
         if worker is not None:
             worker.stop()
             worker.join(timeout=30)
-        server.store.close()
+    click.echo("stopped", err=True)
 
 
 @backoffice.command("aggregate")

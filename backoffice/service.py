@@ -5,8 +5,9 @@ worker that runs the engine while it serves.
 bodies. Every request but the health check carries ``Authorization: Bearer
 <gate_id>:<key>``, the id and key ``backoffice gate add`` printed (401 otherwise).
 Errors are ``{"error": {"code", "message"}}`` as ``issuer serve`` answers them: 400
-``bad_request``, 401 ``unauthorised``, 403 ``forbidden``, 404 ``not_found``, 405, 411
-``length_required``, 413 ``too_large``. Nothing of a request body is logged.
+``bad_request``, 401 ``unauthorised``, 403 ``forbidden``, 404 ``not_found``, 405
+``method_not_allowed``, 408 ``timeout``, 413 ``too_large``, 431 ``head_too_large``.
+Nothing of a request body is logged.
 
 - ``GET /v1/health`` -> ``{"status": "ok"}`` (no credential).
 - ``POST /v1/taps`` with ``{"taps": [TAP, ...]}`` (1 to 500 taps, a body of at most
@@ -43,8 +44,13 @@ A **TAP** is one decided tap, a JSON object of these keys
   id as context, :func:`emvwire.seal.seal`, RFC 9180 HPKE: a box is ``enc (32) ||
   ciphertext || tag (16)``); either may be null for a denied tap only.
 
-Server: standard library only (:class:`http.server.ThreadingHTTPServer`, one thread
-per connection, keep-alive).
+Server: the services' own (:mod:`httpserve`: uvicorn with httptools and uvloop, its
+limits and process life), one process; the routes below are declared once
+(:data:`ROUTES`: method, path, body and query types, summary), which makes Starlette's
+router and the decoding of each request. A body is read whole (at most
+:data:`MAX_BODY` bytes, else 413) and decoded with msgspec into its declared type, so
+no JSON value is deeper than the type allows (a tap is an object of scalars). Store
+calls run in the event loop's thread (the store is one SQLite connection).
 
 The worker (:class:`EngineWorker`) runs an engine pass every ``interval`` seconds and
 soon (``nudge_delay``) after an upload, so a first tap is authorised, and a declined
@@ -55,165 +61,180 @@ interval of the decline.
 
 from __future__ import annotations
 
-import json
+import functools
 import logging
 import threading
-from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Final
-from urllib.parse import parse_qs, urlsplit
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Annotated, Any, Final
+from urllib.parse import parse_qs
+
+import msgspec
 
 from backoffice.engine import Engine
 from backoffice.engine.context import IssuerLike, PassReport
-from backoffice.errors import ForeignTapError, TapError
+from backoffice.errors import BackOfficeError, ForeignTapError, TapError
 from backoffice.fares import FareRules
 from backoffice.store import MAX_TAPS_PER_REQUEST, Home, Store
+from httpserve.asgi import ASGIReceive, ASGISend, Scope, error_body, read_or_refuse, send_json
+from httpserve.routing import JsonRouter
 
-__all__ = ["MAX_BODY", "BackOfficeServer", "EngineWorker", "make_server"]
+__all__ = ["MAX_BODY", "ROUTES", "EngineWorker", "GateApp", "Route", "make_app"]
 
 log = logging.getLogger("backoffice")
 
 #: Largest request body (500 taps of about 1 KiB each, with room).
 MAX_BODY: Final = 2 * 1024 * 1024
 
+#: A tap as it travels: an object of scalars (:func:`backoffice.store.validate_tap`
+#: checks each key).
+Tap = dict[str, str | int | float | bool | None]
 
-class _Handler(BaseHTTPRequestHandler):
-    server: BackOfficeServer
-    protocol_version = "HTTP/1.1"
-    server_version = "tapstack-backoffice/1"
 
-    def log_message(self, format: str, *args: Any) -> None:
-        log.debug("%s %s", self.address_string(), format % args)
+class TapBatch(msgspec.Struct, forbid_unknown_fields=True):
+    """The body of ``POST /v1/taps``."""
 
-    # -- answers -----------------------------------------------------------------------------
+    taps: Annotated[list[Tap], msgspec.Meta(min_length=1, max_length=MAX_TAPS_PER_REQUEST)]
 
-    def _send(self, status: int, body: dict[str, Any]) -> None:
-        data = json.dumps(body, separators=(",", ":")).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
 
-    def _error(self, status: int, code: str, message: str) -> None:
-        self._send(status, {"error": {"code": code, "message": message}})
+class DenyListQuery(msgspec.Struct, forbid_unknown_fields=True):
+    """The query of ``GET /v1/deny-list``: the version the gate has (0: none)."""
 
-    def _gate(self) -> str | None:
-        """The authenticated gate id, or ``None`` after a 401 answer."""
-        header = self.headers.get("Authorization", "")
+    since: Annotated[int, msgspec.Meta(ge=0, le=2**62)] = 0
+
+
+class _Refused(BackOfficeError):  # noqa: N818 - control flow inside the service
+    def __init__(self, status: int, code: str, message: str) -> None:
+        self.status, self.code, self.message = status, code, message
+        super().__init__(message)
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """One route of the gate protocol: the :class:`GateApp` method that answers it
+    (``name``), its body and query types, whether it needs a gate's credential."""
+
+    name: str
+    method: str
+    path: str
+    summary: str
+    body: type[msgspec.Struct] | None = None
+    query: type[msgspec.Struct] | None = None
+    public: bool = False
+
+
+#: Every route of the gate protocol (module docstring).
+ROUTES: Final[tuple[Route, ...]] = (
+    Route("health", "GET", "/v1/health", "Liveness", public=True),
+    Route("taps", "POST", "/v1/taps", "Upload decided taps", body=TapBatch),
+    Route("deny_list", "GET", "/v1/deny-list", "The deny list's changes", query=DenyListQuery),
+)
+
+_Handler = Callable[[str, Any, Any], Awaitable[tuple[int, Any]]]
+
+
+class GateApp:
+    """The ASGI application of one back office home (module docstring); ``notify`` is
+    called after an upload stored taps."""
+
+    def __init__(self, store: Store, rules: FareRules) -> None:
+        self.store = store
+        self.rules = rules
+        self.notify: Callable[[], None] = lambda: None
+        self.router = JsonRouter(
+            (route.method, route.path, functools.partial(self._answer, route)) for route in ROUTES
+        )
+        self._handlers: dict[str, _Handler] = {
+            "health": self._health,
+            "taps": self._taps,
+            "deny_list": self._deny_list,
+        }
+
+    def close(self) -> None:
+        """Close the store."""
+        self.store.close()
+
+    async def __call__(self, scope: Scope, receive: ASGIReceive, send: ASGISend) -> None:
+        if scope["type"] == "http":
+            await self.router(scope, receive, send)
+
+    async def _answer(
+        self, route: Route, scope: Scope, receive: ASGIReceive, send: ASGISend
+    ) -> None:
+        raw = await read_or_refuse(scope, receive, send, MAX_BODY)
+        if raw is None:
+            return
+        try:
+            gate = "" if route.public else self._gate(scope)
+            body = _decode_body(raw, route.body) if route.body else None
+            query = _decode_query(scope["query_string"], route.query) if route.query else None
+            status, answer = await self._handlers[route.name](gate, body, query)
+        except _Refused as refused:
+            await send_json(send, refused.status, error_body(refused.code, refused.message))
+            return
+        except Exception:  # a fault of the back office, not of the request
+            log.exception("%s %s failed", route.method, route.path)
+            refusal = error_body("internal", "the back office could not process the request")
+            await send_json(send, 500, refusal)
+            return
+        await send_json(send, status, msgspec.json.encode(answer))
+
+    def _gate(self, scope: Scope) -> str:
+        """The authenticated gate id; else :class:`_Refused` 401."""
+        header = ""
+        for name, value in scope["headers"]:
+            if name == b"authorization":
+                header = value.decode("latin-1")
         scheme, _, credential = header.partition(" ")
         gate_id, _, key = credential.strip().partition(":")
         if scheme.lower() != "bearer" or not gate_id or not key:
-            self._error(401, "unauthorised", "Authorization: Bearer <gate_id>:<key> is needed")
-            return None
-        if not self.server.store.authenticate(gate_id, key):
-            self._error(401, "unauthorised", "unknown gate or wrong key")
-            return None
+            raise _Refused(401, "unauthorised", "Authorization: Bearer <gate_id>:<key> is needed")
+        if not self.store.authenticate(gate_id, key):
+            raise _Refused(401, "unauthorised", "unknown gate or wrong key")
         return gate_id
 
     # -- routes ------------------------------------------------------------------------------
 
-    def do_GET(self) -> None:
-        url = urlsplit(self.path)
-        if url.path == "/v1/health":
-            self._send(200, {"status": "ok"})
-        elif url.path == "/v1/deny-list":
-            if self._gate() is None:
-                return
-            values = parse_qs(url.query).get("since", ["0"])
-            try:
-                since = int(values[-1])
-            except ValueError:
-                self._error(400, "bad_request", "since: a version number")
-                return
-            self._send(200, self.server.store.deny_changes(since))
-        else:
-            self._error(404, "not_found", f"no route GET {url.path}")
+    async def _health(self, gate: str, body: None, query: None) -> tuple[int, Any]:
+        return 200, {"status": "ok"}
 
-    def do_POST(self) -> None:
-        url = urlsplit(self.path)
-        length_text = self.headers.get("Content-Length")
-        if url.path != "/v1/taps":
-            self._discard(length_text)
-            self._error(404, "not_found", f"no route POST {url.path}")
-            return
-        if length_text is None or not length_text.isdigit():
-            self.close_connection = True
-            self._error(411, "length_required", "Content-Length is needed")
-            return
-        length = int(length_text)
-        if length > MAX_BODY:
-            self.close_connection = True
-            self._error(413, "too_large", f"a body is at most {MAX_BODY} bytes")
-            return
-        raw = self.rfile.read(length)
-        gate = self._gate()
-        if gate is None:
-            return
+    async def _taps(self, gate: str, body: TapBatch, query: None) -> tuple[int, Any]:
         try:
-            body = json.loads(raw)
-        except ValueError:
-            self._error(400, "bad_request", "the body is not JSON")
-            return
-        taps = body.get("taps") if isinstance(body, dict) else None
-        if not isinstance(taps, list) or not taps:
-            self._error(400, "bad_request", 'the body is {"taps": [TAP, ...]}')
-            return
-        if len(taps) > MAX_TAPS_PER_REQUEST:
-            self._error(400, "bad_request", f"at most {MAX_TAPS_PER_REQUEST} taps per request")
-            return
-        try:
-            result = self.server.store.insert_taps(gate, taps, self.server.rules)
+            result = self.store.insert_taps(gate, body.taps, self.rules)
         except ForeignTapError as exc:
-            self._error(403, "forbidden", str(exc))
-            return
+            raise _Refused(403, "forbidden", str(exc)) from None
         except TapError as exc:
-            self._error(400, "bad_request", f"{exc}; nothing was stored")
-            return
-        self._send(200, {"accepted": result.accepted, "duplicates": result.duplicates})
+            raise _Refused(400, "bad_request", f"{exc}; nothing was stored") from None
         if result.accepted:
-            self.server.notify()
+            self.notify()
+        return 200, {"accepted": result.accepted, "duplicates": result.duplicates}
 
-    def _discard(self, length_text: str | None) -> None:
-        if length_text and length_text.isdigit() and int(length_text) <= MAX_BODY:
-            self.rfile.read(int(length_text))
-        else:
-            self.close_connection = True
-
-    def do_PUT(self) -> None:
-        self._discard(self.headers.get("Content-Length"))
-        self._error(405, "method_not_allowed", "GET or POST")
-
-    do_DELETE = do_PUT  # noqa: N815 (http.server names)
-    do_PATCH = do_PUT  # noqa: N815
+    async def _deny_list(self, gate: str, body: None, query: DenyListQuery) -> tuple[int, Any]:
+        return 200, self.store.deny_changes(query.since)
 
 
-class BackOfficeServer(ThreadingHTTPServer):
-    """The HTTP server of one back office home."""
-
-    daemon_threads = True
-    block_on_close = False
-
-    def __init__(self, address: tuple[str, int], store: Store, rules: FareRules) -> None:
-        super().__init__(address, _Handler)
-        self.store = store
-        self.rules = rules
-        self.notify: Callable[[], None] = lambda: None
-
-    @property
-    def url(self) -> str:
-        """``http://HOST:PORT`` of the bound socket."""
-        host, port = self.server_address[:2]
-        return f"http://{host!s}:{port}"
+def _decode_body(raw: bytes, kind: type[msgspec.Struct]) -> Any:
+    """The body as its declared type; :class:`_Refused` 400 naming what is wrong."""
+    try:
+        return msgspec.json.decode(raw, type=kind)
+    except msgspec.ValidationError as exc:
+        raise _Refused(400, "bad_request", f'the body is {{"taps": [TAP, ...]}}: {exc}') from None
+    except msgspec.DecodeError:
+        raise _Refused(400, "bad_request", "the body is not JSON") from None
 
 
-def make_server(home: Home, bind: str) -> BackOfficeServer:
-    """A server of ``home`` bound to ``HOST:PORT`` (port 0: a free one)."""
-    host, _, port = bind.rpartition(":")
-    if not host or not port.isdigit():
-        raise ValueError(f"bind address HOST:PORT, not {bind!r}")
-    store = Store(home)
-    return BackOfficeServer((host, int(port)), store, home.fares())
+def _decode_query(raw: bytes, kind: type[msgspec.Struct]) -> Any:
+    """The query string as its declared type (the first value of each name)."""
+    fields = {k: v[0] for k, v in parse_qs(raw.decode("latin-1")).items()}
+    try:
+        return msgspec.convert(fields, kind, strict=False)
+    except msgspec.ValidationError as exc:
+        raise _Refused(400, "bad_request", f"query: {exc}") from None
+
+
+def make_app(home: Home) -> GateApp:
+    """The gates' API of ``home`` (its store opened)."""
+    return GateApp(Store(home), home.fares())
 
 
 class EngineWorker(threading.Thread):

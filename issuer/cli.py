@@ -107,19 +107,24 @@ def serve_command(
     """Run the authorisation service (HTTP API; GET /openapi.json documents it).
 
     Prints "listening on http://HOST:PORT" on standard error when ready (with --json
-    also {"url": ...} on standard output). Stop with Ctrl-C or SIGTERM.
+    also {"url": ...} on standard output). Stop with Ctrl-C or SIGTERM: the requests
+    under way are answered and committed first. A busy address is one line and exit
+    code 1.
     """
+    from httpserve import ListenError
+    from httpserve.server import serve
     from issuer.bootstrap import open_issuer
     from issuer.commands.common import BadArgumentError
     from issuer.config import ENV_KEYSTORE_KEY, ENV_PKCS11_PIN, load_config
     from issuer.domain.clearing import Clearing
-    from issuer.service import Api, serve
+    from issuer.service import Api, ServiceApp
 
     state: CliState = ctx.ensure_object(CliState)
     state.home = serve_home or state.home
     state.db = serve_db or state.db
     host, sep, port_text = bind.rpartition(":")
-    if not sep or not port_text.isdigit() or not 0 <= int(port_text) <= 65535 or not host:
+    digits = port_text.isascii() and port_text.isdigit()
+    if not sep or not digits or int(port_text) > 65535 or not host:
         raise BadArgumentError("--bind is HOST:PORT, e.g. 127.0.0.1:8583")
     config = load_config(state.home_dir)
     kind = config.keystore.get("type")
@@ -138,7 +143,13 @@ def serve_command(
         if as_json:
             click.echo(json.dumps({"url": f"http://{h}:{p}", "workers": workers}))
 
-    serve(open_api, host.strip("[]"), int(port_text), workers=workers, ready=ready)
+    try:
+        serve(
+            lambda: ServiceApp(open_api()), host.strip("[]"), int(port_text), workers=workers,
+            ready=ready,
+        )  # fmt: skip
+    except ListenError as exc:
+        raise CliError(str(exc)) from None
 
 
 def main() -> None:

@@ -27,6 +27,7 @@ from typing import Final
 from emvwire.apdu import ARQC
 from emvwire.contract import FIELD_55_REQUIRED, DeclineReason
 from emvwire.crypto.cryptogram import CryptogramData
+from emvwire.dictionary import name_of
 from emvwire.errors import EmvWireError
 from emvwire.qualifiers import CTQ, Bit, is_set
 from emvwire.tags import Tag
@@ -119,17 +120,25 @@ def amount_and_currency(tags: Mapping[int, bytes]) -> tuple[int, str]:
 
 
 def check_format(tags: Mapping[int, bytes], amount: int, currency: str) -> None:
-    """Field 55 holds what verifying the cryptogram needs
-    (:data:`emvwire.contract.FIELD_55_REQUIRED`), a positive amount in a known
-    currency, an ARQC and a purchase; else :class:`DeclinedError`."""
-    if any(t not in tags for t in FIELD_55_REQUIRED):
-        raise DeclinedError(DeclineReason.FORMAT_ERROR)
+    """Field 55 holds what verifying the cryptogram needs, each of its length
+    (:data:`emvwire.contract.FIELD_55_REQUIRED`, Book 3 Annex A): else
+    :class:`ValidationError` naming the data object, a malformed request. Then a
+    positive amount in a known currency, an ARQC and a purchase; else
+    :class:`DeclinedError`."""
+    for tag, (low, high) in FIELD_55_REQUIRED.items():
+        value = tags.get(tag)
+        if value is None:
+            raise ValidationError(f"field 55 lacks {tag:X} ({name_of(tag)})")
+        if not low <= len(value) <= high:
+            size = f"{low}" if low == high else f"{low} to {high}"
+            raise ValidationError(
+                f"field 55: {tag:X} ({name_of(tag)}) is {len(value)} bytes, not {size}"
+            )
     if amount <= 0:
         raise DeclinedError(DeclineReason.INVALID_AMOUNT)
     if currency == "XXX":
         raise DeclinedError(DeclineReason.CURRENCY_MISMATCH)
-    cid = tags[Tag.CID]
-    if cid[:1] != b"" and cid[0] & _CID_TYPE != ARQC:
+    if tags[Tag.CID][0] & _CID_TYPE != ARQC:
         raise DeclinedError(DeclineReason.FORMAT_ERROR)
     if tags[Tag.TRANSACTION_TYPE][0] not in PURCHASE_TYPES:
         raise DeclinedError(DeclineReason.FORMAT_ERROR)

@@ -1,12 +1,14 @@
 """The authorisation service: an HTTP API for terminals (``issuer serve``).
 
-:mod:`issuer.service.api` maps requests to the domain (transport-free, testable
-without sockets); :mod:`issuer.service.server` serves it over HTTP/1.1 with the
-standard library; :mod:`issuer.service.openapi` is the API's OpenAPI 3.1 document.
+:mod:`issuer.service.routes` declares each route once; :mod:`issuer.service.api` maps
+requests to the domain (transport-free, testable without sockets);
+:mod:`issuer.service.app` is the ASGI application (Starlette's router, group commit)
+that :mod:`httpserve` serves with uvicorn; :mod:`issuer.service.openapi` is the API's
+OpenAPI 3.1 document, made from the routes.
 """
 
 from issuer.service.api import Api, Response
+from issuer.service.app import ServiceApp
 from issuer.service.openapi import OPENAPI
-from issuer.service.server import serve
 
-__all__ = ["OPENAPI", "Api", "Response", "serve"]
+__all__ = ["OPENAPI", "Api", "Response", "ServiceApp"]

@@ -1,23 +1,30 @@
 """The HTTP API of the authorisation service, free of any transport.
 
-:meth:`Api.handle` takes a method, a path with its query, the headers and the body,
-and answers a :class:`Response` (status, a message of the terminal-issuer contract,
+A :class:`Request` names its route (:data:`issuer.service.routes.ROUTES`, which the
+router of :mod:`issuer.service.app` matched) with its headers, body, path parameters
+and query; :meth:`Api.prepare` and :meth:`Api.finish_many` answer it with a
+:class:`Response` (status, a message of the terminal-issuer contract,
 :mod:`emvwire.contract`). Every request but ``/health`` and ``/openapi.json`` carries
 ``Authorization: Bearer <terminal id>:<credential>`` (RFC 6750 bearer token): an
 unknown terminal, a wrong credential or a revoked terminal is 401. A POST carries
 ``Idempotency-Key`` (1-255 characters, Stripe's convention), the request id of the
 domain, and a body the contract decodes: broken JSON is 400 ``invalid_json``, a bad
-field 400 ``invalid_request`` with a message naming it; an unexpected failure is 500
-with no detail (never a traceback).
+field 400 ``invalid_request`` with a message naming it (the body's contract message and
+the query's struct are the route's, as declared); an unexpected failure is 500 with no
+detail (never a traceback).
 """
 
 from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any, Final, NamedTuple, TypeVar
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs
+
+import msgspec
 
 from emvwire import contract
 from issuer.bootstrap import IssuerApp
@@ -34,8 +41,9 @@ from issuer.errors import (
     TransientError,
     ValidationError,
 )
-from issuer.model.entities import Authorisation, AuthorisationStatus, Terminal, TerminalStatus
+from issuer.model.entities import Authorisation, Terminal, TerminalStatus
 from issuer.service.openapi import OPENAPI
+from issuer.service.routes import ROUTES, ListQuery, Route
 
 __all__ = ["MAX_BODY", "Api", "Prepared", "Request", "Response", "error_answer"]
 
@@ -48,15 +56,9 @@ _ID: Final = re.compile(r"[a-z]+_[a-z2-7]{16}")
 _OPENAPI_TEXT: Final = contract.encode(OPENAPI)
 
 M = TypeVar("M")
-#: The contract message of each POST route's body but the authorisation's, by the
-#: route's last path segment.
-_BODIES: Final[dict[str, type[Any]]] = {
-    "reversals": contract.ReversalRequest,
-    "refunds": contract.RefundRequest,
-    "reversal": contract.AuthorisationReversalRequest,
-    "complete": contract.CompletionRequest,
-    "resubmit": contract.ResubmissionRequest,
-}
+Q = TypeVar("Q", bound=msgspec.Struct)
+_ROUTES: Final[Mapping[str, Route]] = {route.name: route for route in ROUTES}
+_NO_PARAMS: Final[Mapping[str, str]] = MappingProxyType({})
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,21 +80,25 @@ class Response:
 
 
 class Request(NamedTuple):
-    """An HTTP request as the API sees it (header names in lower case)."""
+    """An HTTP request as the API sees it: the name of its route
+    (:attr:`issuer.service.routes.Route.name`), its headers (names in lower case), its
+    body, its path parameters (``id``) and its query string."""
 
-    method: str
-    target: str
-    headers: dict[str, str]
-    body: bytes
+    route: str
+    headers: Mapping[str, str]
+    body: bytes = b""
+    params: Mapping[str, str] = _NO_PARAMS
+    query: str = ""
 
 
 @dataclass(frozen=True, slots=True)
 class Prepared:
-    """A request after :meth:`Api.prepare`: answered, checked, or still to do."""
+    """A request after :meth:`Api.prepare`: answered, checked (an authorisation), or a
+    write still to run (validated already)."""
 
     answer: Response | None
     checked: Checked | None = None
-    request: Request | None = None
+    write: Callable[[], Response] | None = None
 
 
 class _HttpError(IssuerError):
@@ -120,6 +126,15 @@ def _decode(body: bytes, kind: type[M]) -> M:
         raise _HttpError(400, "invalid_json", str(exc)) from None
     except contract.ContractError as exc:
         raise _HttpError(400, "invalid_request", str(exc)) from None
+
+
+def _query(text: str, kind: type[Q]) -> Q:
+    """The query struct ``kind`` of a query string (the first value of each name)."""
+    fields = {name: values[0] for name, values in parse_qs(text).items()}
+    try:
+        return msgspec.convert(fields, kind, strict=False)
+    except msgspec.ValidationError as exc:
+        raise _HttpError(400, "invalid_request", f"query: {exc}") from None
 
 
 def _transaction(auth: Authorisation) -> contract.Transaction:
@@ -162,6 +177,17 @@ class Api:
         self.authoriser = authoriser or Authoriser(app)
         self.clearing = clearing or Clearing(app)
         self.credentials = CredentialCache()
+        self._reads: Mapping[str, Callable[[Terminal, Mapping[str, str], Any], Response]] = {
+            "list": self._list,
+            "get": self._get,
+        }
+        self._writes: Mapping[str, Callable[[Terminal, str, Any, str], Response]] = {
+            "reverse": self._reverse,
+            "complete": self._complete,
+            "resubmit": self._resubmit,
+            "reverse_request": self._reverse_request,
+            "refund": self._refund,
+        }
 
     @property
     def cache(self) -> ReadCache:
@@ -169,50 +195,41 @@ class Api:
         and dropped when the ledger's cache generation moves (a revocation)."""
         return self.app.cache
 
-    # -- plumbing ----------------------------------------------------------------------
+    # -- the two stages ----------------------------------------------------------------
 
-    def handle(self, method: str, target: str, headers: dict[str, str], body: bytes) -> Response:
-        """Answer one request (header names in lower case)."""
+    def prepare(self, request: Request, generation: int | None = None) -> Prepared:
+        """The first stage of a request, writing nothing: a read is answered; an
+        authorisation is checked (credential, fields, ARQC and the other read-phase
+        checks); any other write is validated (credential, body, key) and waits for
+        :meth:`finish_many`. ``generation``: the cache generation read at the start of
+        the caller's turn (:mod:`issuer.domain.cache`; ``None``: read now)."""
         try:
-            return self._route(method, target, headers, body)
+            route = _ROUTES.get(request.route)
+            if route is None:
+                raise _HttpError(404, "not_found", "no such endpoint")
+            if route.name == "health":
+                return Prepared(
+                    Response(200, contract.Health(status="ok", ledger=self.app.ledger.dialect))
+                )
+            if route.name == "openapi":
+                return Prepared(Response(200, OPENAPI, text=_OPENAPI_TEXT))
+            if generation is None:
+                generation = self.cache.refresh()
+            terminal = self._terminal(request.headers, generation)
+            if route.kind == "authorise":
+                auth = self._authorisation_request(request.headers, request.body)
+                return Prepared(None, self.authoriser.check(terminal, auth, generation=generation))
+            if route.kind == "read":
+                query = _query(request.query, route.query) if route.query else None
+                return Prepared(self._reads[route.name](terminal, request.params, query))
+            assert route.body is not None
+            message = _decode(request.body, route.body)
+            key = self._key(request.headers)
+            write = self._writes[route.name]
+            txn_id = request.params.get("id", "")
+            return Prepared(None, write=lambda: write(terminal, txn_id, message, key))
         except Exception as exc:
-            return self._failure(exc)
-
-    def handle_many(self, requests: list[Request]) -> list[Response]:
-        """Answer independent requests (of different connections) together:
-        :meth:`prepare` each, then :meth:`finish_many`."""
-        return self.finish_many(self.prepare_many(requests))
-
-    def prepare(self, request: Request) -> Prepared:
-        """The first stage of a request, writing nothing: an authorisation is checked
-        (credential, fields, ARQC and the other read-phase checks); a read is answered;
-        any other request waits for :meth:`finish_many`."""
-        return self.prepare_many([request])[0]
-
-    def prepare_many(self, requests: list[Request]) -> list[Prepared]:
-        """:meth:`prepare` for the requests of one event-loop turn: the cache
-        generation (:mod:`issuer.domain.cache`) is read once for all of them, so each
-        sees every status change committed before the turn began."""
-        generation: int | None = None
-        out = []
-        for request in requests:
-            method, target, headers, body = request
-            if method == "POST" and target == "/v1/authorisations":
-                try:
-                    if generation is None:
-                        generation = self.cache.refresh()
-                    terminal = self._terminal(headers, generation)
-                    auth = self._authorisation_request(headers, body)
-                except Exception as exc:
-                    out.append(Prepared(self._failure(exc)))
-                    continue
-                checked = self.authoriser.check(terminal, auth, generation=generation)
-                out.append(Prepared(None, checked))
-            elif method == "GET":
-                out.append(Prepared(self.handle(method, target, headers, body)))
-            else:
-                out.append(Prepared(None, None, request))
-        return out
+            return Prepared(self.failure(exc))
 
     def ready_to_write(self) -> bool:
         """Whether :meth:`finish_many` can write now without waiting for another
@@ -220,7 +237,7 @@ class Api:
         caller holds the writer lock until :meth:`finish_many` returns."""
         return self.app.ledger.try_writer()
 
-    def finish_many(self, prepared: list[Prepared]) -> list[Response]:
+    def finish_many(self, prepared: Sequence[Prepared]) -> list[Response]:
         """The second stage: the checked authorisations decided in shared transactions
         (group commit, :meth:`Authoriser.decide_many`), then the other writes one by
         one; every answer, in order. The writer lock of :meth:`ready_to_write` is
@@ -235,24 +252,31 @@ class Api:
                 elif p.checked is not None:
                     outcome = next(decided)
                     answers.append(
-                        self._failure(outcome)
+                        self.failure(outcome)
                         if isinstance(outcome, Exception)
                         else Response(200, outcome.decision, text=outcome.text)
                     )
                 else:
-                    assert p.request is not None
-                    answers.append(self.handle(*p.request))
+                    assert p.write is not None
+                    try:
+                        answers.append(p.write())
+                    except Exception as exc:
+                        answers.append(self.failure(exc))
             return answers
         finally:
             self.app.ledger.release_writer()
 
-    def _authorisation_request(self, headers: dict[str, str], body: bytes) -> AuthorisationRequest:
+    # -- plumbing ----------------------------------------------------------------------
+
+    def _authorisation_request(
+        self, headers: Mapping[str, str], body: bytes
+    ) -> AuthorisationRequest:
         data = _decode(body, contract.AuthorisationRequest)
         key = self._key(headers)
         return AuthorisationRequest(key, bytes.fromhex(data.icc_data), bytes.fromhex(data.track2))
 
     @staticmethod
-    def _failure(exc: Exception) -> Response:
+    def failure(exc: Exception) -> Response:
         """The answer to a request that raised ``exc`` (module docstring)."""
         if isinstance(exc, _HttpError):
             return error_answer(exc.status, exc.code, exc.message)
@@ -274,18 +298,16 @@ class Api:
             log.error("unexpected failure", exc_info=exc)
         return error_answer(500, "internal", "the issuer could not process the request")
 
-    def _terminal(self, headers: dict[str, str], generation: int | None = None) -> Terminal:
+    def _terminal(self, headers: Mapping[str, str], generation: int) -> Terminal:
         """The terminal whose bearer credential ``headers`` carry, else 401. Its row
         comes from :attr:`cache` while the cache generation read at the start of the
-        turn (``generation``; ``None``: read now) stands, so a revocation or a new
-        credential committed by any process takes effect from the next turn."""
+        turn (``generation``) stands, so a revocation or a new credential committed by
+        any process takes effect from the next turn."""
         value = headers.get("authorization", "")
         scheme, _, token = value.partition(" ")
         terminal_id, sep, secret = token.strip().partition(":")
         if scheme.lower() != "bearer" or not sep or not _ID.fullmatch(terminal_id):
             raise _HttpError(401, "unauthorised", "a terminal credential is needed")
-        if generation is None:
-            generation = self.cache.refresh()
         key = ("terminal", terminal_id)
         terminal: Terminal | None = self.cache.get(key)
         if terminal is None:
@@ -304,88 +326,55 @@ class Api:
         return terminal
 
     @staticmethod
-    def _key(headers: dict[str, str]) -> str:
+    def _key(headers: Mapping[str, str]) -> str:
         key = headers.get("idempotency-key", "")
         if not 1 <= len(key) <= 255 or not key.isprintable():
             raise _HttpError(400, "invalid_request", "an Idempotency-Key header (1-255) is needed")
         return key
 
-    # -- routes ------------------------------------------------------------------------
+    # -- reads -------------------------------------------------------------------------
 
-    def _route(self, method: str, target: str, headers: dict[str, str], body: bytes) -> Response:
-        url = urlsplit(target)
-        parts = [p for p in url.path.split("/") if p]
-        if parts == ["health"] and method == "GET":
-            return Response(200, contract.Health(status="ok", ledger=self.app.ledger.dialect))
-        if parts == ["openapi.json"] and method == "GET":
-            return Response(200, OPENAPI, text=_OPENAPI_TEXT)
-        if not parts or parts[0] != "v1":
-            raise _HttpError(404, "not_found", "no such endpoint")
-        rest = parts[1:]
-        allowed = self._allowed(rest)
-        if allowed is None:
-            raise _HttpError(404, "not_found", "no such endpoint")
-        if method not in allowed:
-            raise _HttpError(405, "method_not_allowed", f"use {' or '.join(sorted(allowed))}")
-        terminal = self._terminal(headers)
-        query = parse_qs(url.query)
-        if method == "GET":
-            if rest == ["authorisations"]:
-                return self._list(terminal, query)
-            return self._get(terminal, rest[1])
-        if rest == ["authorisations"]:
-            request = self._authorisation_request(headers, body)
-            return Response(200, self.authoriser.authorise(terminal, request))
-        txn_id, action = (rest[1], rest[2]) if len(rest) == 3 else ("", rest[0])
-        message = _decode(body, _BODIES[action])
-        key = self._key(headers)
-        if isinstance(message, contract.ReversalRequest):
-            found = self.clearing.reverse_request(terminal, message.request_id)
-            if found is None:
-                return Response(200, contract.ReversalNotFound(request_id=message.request_id))
-            return Response(200, _transaction(found))
-        if isinstance(message, contract.RefundRequest):
-            done = self.clearing.refund(terminal, message.authorisation, message.amount, key)
-            return Response(201, _transaction(done))
-        if isinstance(message, contract.ResubmissionRequest):
-            return Response(200, self.clearing.resubmit(terminal, txn_id, message.amount, key))
-        if isinstance(message, contract.CompletionRequest):
-            done = self.clearing.complete(terminal, txn_id, message.amount, key)
-            return Response(200, _transaction(done))
-        return Response(200, _transaction(self.clearing.reverse(terminal, txn_id, key)))
-
-    @staticmethod
-    def _allowed(rest: list[str]) -> set[str] | None:
-        if rest in (["authorisations"],):
-            return {"GET", "POST"}
-        if rest in (["reversals"], ["refunds"]):
-            return {"POST"}
-        if len(rest) == 2 and rest[0] == "authorisations" and _ID.fullmatch(rest[1]):
-            return {"GET"}
-        if (
-            len(rest) == 3
-            and rest[0] == "authorisations"
-            and _ID.fullmatch(rest[1])
-            and rest[2] in ("reversal", "complete", "resubmit")
-        ):
-            return {"POST"}
-        return None
-
-    def _get(self, terminal: Terminal, txn_id: str) -> Response:
+    def _get(self, terminal: Terminal, params: Mapping[str, str], query: None) -> Response:
+        txn_id = params.get("id", "")
         with self.app.ledger.unit_of_work(write=False) as uow:
             auth = uow.authorisations.get(txn_id)
         if auth.terminal_id != terminal.id:
             raise NotFoundError(f"no transaction {txn_id} of this terminal")
         return Response(200, _transaction(auth))
 
-    def _list(self, terminal: Terminal, query: dict[str, list[str]]) -> Response:
-        try:
-            limit = int(query.get("limit", ["100"])[0])
-            status = AuthorisationStatus(query["status"][0]) if "status" in query else None
-        except ValueError:
-            raise _HttpError(400, "invalid_request", "limit is 1-1000; status a state") from None
-        if not 1 <= limit <= 1000:
-            raise _HttpError(400, "invalid_request", "limit is 1-1000")
+    def _list(self, terminal: Terminal, params: Mapping[str, str], query: ListQuery) -> Response:
         with self.app.ledger.unit_of_work(write=False) as uow:
-            found = uow.authorisations.list(terminal_id=terminal.id, status=status, limit=limit)
+            found = uow.authorisations.list(
+                terminal_id=terminal.id, status=query.status, limit=query.limit
+            )
         return Response(200, contract.TransactionList(data=[_transaction(a) for a in found]))
+
+    # -- writes ------------------------------------------------------------------------
+
+    def _reverse_request(
+        self, terminal: Terminal, txn_id: str, message: contract.ReversalRequest, key: str
+    ) -> Response:
+        found = self.clearing.reverse_request(terminal, message.request_id)
+        if found is None:
+            return Response(200, contract.ReversalNotFound(request_id=message.request_id))
+        return Response(200, _transaction(found))
+
+    def _refund(
+        self, terminal: Terminal, txn_id: str, message: contract.RefundRequest, key: str
+    ) -> Response:
+        done = self.clearing.refund(terminal, message.authorisation, message.amount, key)
+        return Response(201, _transaction(done))
+
+    def _resubmit(
+        self, terminal: Terminal, txn_id: str, message: contract.ResubmissionRequest, key: str
+    ) -> Response:
+        return Response(200, self.clearing.resubmit(terminal, txn_id, message.amount, key))
+
+    def _complete(
+        self, terminal: Terminal, txn_id: str, message: contract.CompletionRequest, key: str
+    ) -> Response:
+        done = self.clearing.complete(terminal, txn_id, message.amount, key)
+        return Response(200, _transaction(done))
+
+    def _reverse(self, terminal: Terminal, txn_id: str, message: Any, key: str) -> Response:
+        return Response(200, _transaction(self.clearing.reverse(terminal, txn_id, key)))

@@ -3,17 +3,22 @@
 The schemas of every request body and answer are the terminal-issuer contract's
 (:func:`emvwire.contract.schemas`), so the document cannot drift from what the API
 decodes and answers; only the paths, their parameters and the descriptions are
-written here. Tests check that every route :class:`issuer.service.api.Api` serves is
-documented and that each documented body is what the route accepts.
+the descriptions of the errors and the security scheme are written here; the paths,
+their parameters, bodies and answers come from the routes as declared
+(:data:`issuer.service.routes.ROUTES`), which the router and the API's decoding use
+too. Tests check that each documented body and query is what the route accepts.
 """
 
 from __future__ import annotations
 
 from typing import Any, Final
 
-from emvwire import contract
+import msgspec
 
-__all__ = ["OPENAPI"]
+from emvwire import contract
+from issuer.service.routes import ID_PATTERN, ROUTES, Route
+
+__all__ = ["ERRORS", "OPENAPI"]
 
 _SCHEMAS: Final = contract.schemas()
 
@@ -36,9 +41,8 @@ def _body(name: str) -> dict[str, Any]:
 
 
 _ERROR: Final = _ref("Error")
-_TRANSACTION: Final = _ref("Transaction")
-_DECISION: Final = _ref("Decision")
-_ERRORS: Final = {
+#: The errors every route that needs a credential may answer.
+ERRORS: Final = {
     "400": _answer(_ERROR, "Broken JSON (invalid_json) or a bad field (invalid_request)"),
     "401": _answer(_ERROR, "Unknown terminal, wrong or revoked credential"),
     "404": _answer(_ERROR, "No such transaction of this terminal"),
@@ -59,7 +63,75 @@ _KEY: Final = {
     "body gets the same answer and changes nothing.",
     "schema": {"type": "string", "minLength": 1, "maxLength": 255},
 }
-_ID: Final = {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}
+_ID: Final = {
+    "name": "id",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string", "pattern": f"^{ID_PATTERN}$"},
+}
+
+
+def _schema_of(answer: Any) -> dict[str, Any]:
+    if isinstance(answer, tuple):
+        return {"oneOf": [_ref(kind.__name__) for kind in answer]}
+    return _ref(answer.__name__)
+
+
+def _query(kind: type[msgspec.Struct]) -> list[dict[str, Any]]:
+    """The query parameters of a route: the fields of its query struct."""
+    _, components = msgspec.json.schema_components([kind], ref_template="{name}")
+    schema = components[kind.__name__]
+    out = []
+    for name, prop in schema["properties"].items():
+        out.append({"name": name, "in": "query", "schema": _inline(prop, components)})
+    return out
+
+
+def _inline(node: Any, components: dict[str, Any]) -> Any:
+    """``node`` with its references to ``components`` replaced by what they name."""
+    if isinstance(node, dict):
+        if "$ref" in node:
+            return _inline(components[node["$ref"]], components)
+        return {key: _inline(value, components) for key, value in node.items()}
+    if isinstance(node, list):
+        return [_inline(value, components) for value in node]
+    return node
+
+
+def _operation(route: Route) -> dict[str, Any]:
+    """The OpenAPI operation object of ``route``."""
+    operation: dict[str, Any] = {"summary": route.summary, "operationId": route.name}
+    if route.description:
+        operation["description"] = route.description
+    if route.public:
+        operation["security"] = []
+    parameters = [_ID] if "{id}" in route.path else []
+    if route.idempotency_key:
+        parameters.append(_KEY)
+    if route.query is not None:
+        parameters += _query(route.query)
+    if parameters:
+        operation["parameters"] = parameters
+    if route.body is not None:
+        operation["requestBody"] = _body(route.body.__name__)
+    responses: dict[str, Any] = {}
+    for status, (answer, description) in route.answers.items():
+        responses[str(status)] = (
+            {"description": description}
+            if answer is None
+            else _answer(_schema_of(answer), description)
+        )
+    if not route.public:
+        responses.update(ERRORS)
+    operation["responses"] = responses
+    return operation
+
+
+def _paths() -> dict[str, Any]:
+    paths: dict[str, Any] = {}
+    for route in ROUTES:
+        paths.setdefault(route.path, {})[route.method.lower()] = _operation(route)
+    return paths
 
 
 #: The document.
@@ -84,104 +156,5 @@ OPENAPI: Final[dict[str, Any]] = {
         "schemas": _SCHEMAS,
     },
     "security": [{"terminal": []}],
-    "paths": {
-        "/health": {
-            "get": {
-                "summary": "Liveness",
-                "security": [],
-                "responses": {"200": _answer(_ref("Health"), "Up")},
-            }
-        },
-        "/openapi.json": {
-            "get": {
-                "summary": "This document",
-                "security": [],
-                "responses": {"200": {"description": "OpenAPI 3.1"}},
-            }
-        },
-        "/v1/authorisations": {
-            "post": {
-                "summary": "Authorise (approved or declined: both 200)",
-                "parameters": [_KEY],
-                "requestBody": _body("AuthorisationRequest"),
-                "responses": {"200": _answer(_DECISION, "Decision"), **_ERRORS},
-            },
-            "get": {
-                "summary": "This terminal's transactions, newest first",
-                "parameters": [
-                    {"name": "limit", "in": "query", "schema": {"type": "integer"}},
-                    {"name": "status", "in": "query", "schema": {"type": "string"}},
-                ],
-                "responses": {
-                    "200": _answer(_ref("TransactionList"), "Newest first"),
-                    **_ERRORS,
-                },
-            },
-        },
-        "/v1/authorisations/{id}": {
-            "get": {
-                "summary": "One transaction of this terminal",
-                "parameters": [_ID],
-                "responses": {"200": _answer(_TRANSACTION, "The transaction"), **_ERRORS},
-            }
-        },
-        "/v1/authorisations/{id}/reversal": {
-            "post": {
-                "summary": "Reverse: release the hold (exactly once)",
-                "parameters": [_ID, _KEY],
-                "requestBody": _body("AuthorisationReversalRequest"),
-                "responses": {"200": _answer(_TRANSACTION, "Reversed"), **_ERRORS},
-            }
-        },
-        "/v1/authorisations/{id}/complete": {
-            "post": {
-                "summary": "Capture a pending authorisation, wholly or partly",
-                "description": "At most the amount held, except at a terminal of MCC "
-                "4111 (transit aggregation): up to the transit aggregation limit (default "
-                "1500 minor units in total) if the account has the difference available; "
-                "else 409 aggregation_limit_exceeded or insufficient_funds, nothing "
-                "changed.",
-                "parameters": [_ID, _KEY],
-                "requestBody": _body("CompletionRequest"),
-                "responses": {"200": _answer(_TRANSACTION, "Closed"), **_ERRORS},
-            }
-        },
-        "/v1/authorisations/{id}/resubmit": {
-            "post": {
-                "summary": "Debt recovery: decide again on a declined authorisation",
-                "description": "No new chip data (the cryptogram was verified the first "
-                "time). Only for a decline for funds or limits (INSUFFICIENT_FUNDS, "
-                "VELOCITY_EXCEEDED, AMOUNT_LIMIT_EXCEEDED), by the same terminal, at most 6 "
-                "times within 14 days of the original, and not after an approved "
-                "resubmission; else 409 not_resubmittable. Status, expiry, funds and limits "
-                "are checked now. The answer is a new authorisation (original_id set); "
-                "approved, its amount is held (pending) and completed or reversed as usual.",
-                "parameters": [_ID, _KEY],
-                "requestBody": _body("ResubmissionRequest"),
-                "responses": {"200": _answer(_DECISION, "Decision"), **_ERRORS},
-            }
-        },
-        "/v1/reversals": {
-            "post": {
-                "summary": "Time-out reversal by the original request id",
-                "parameters": [_KEY],
-                "requestBody": _body("ReversalRequest"),
-                "responses": {
-                    "200": _answer(
-                        {"oneOf": [_TRANSACTION, _ref("ReversalNotFound")]},
-                        "Reversed, or status not_found (the request id never arrived)",
-                    ),
-                    **_ERRORS,
-                },
-            }
-        },
-        "/v1/refunds": {
-            "post": {
-                "summary": "Refund part of a captured authorisation",
-                "parameters": [_KEY],
-                "requestBody": _body("RefundRequest"),
-                "responses": {"201": _answer(_TRANSACTION, "Refund record"), **_ERRORS},
-            }
-        },
-    },
+    "paths": _paths(),
 }

@@ -1,11 +1,15 @@
 """The gates' HTTP API (contract "HTTP") on a real socket, and the ``terminal
 backoffice`` CLI through click's runner: credentials, all-or-nothing uploads,
-duplicates, the deny list by version, clear errors with exit codes."""
+duplicates, the deny list by version, clear errors with exit codes; ``backoffice
+serve`` as a process, stopped by SIGTERM."""
 
 from __future__ import annotations
 
 import http.client
 import json
+import signal
+import subprocess
+import time
 from collections.abc import Iterator
 from contextlib import closing
 from datetime import UTC, datetime
@@ -16,27 +20,30 @@ import pytest
 from click.testing import CliRunner
 
 from backoffice.cli import backoffice
-from backoffice.service import BackOfficeServer, make_server
+from backoffice.service import make_app
 from backoffice.store import Home, Store
 from tests.backoffice.taps import plain_tap
-from tests.support.servers import serving
+from tests.support.e2e import BIN
+from tests.support.servers import asgi_serving
+
+Served = tuple[str, int]
 
 DAY = datetime(2026, 11, 24, 7, 0, tzinfo=UTC)
 
 
 @pytest.fixture
-def served(home: Home) -> Iterator[tuple[BackOfficeServer, dict[str, str]]]:
+def served(home: Home) -> Iterator[tuple[Served, dict[str, str]]]:
     with Store(home) as store:
         keys = dict([store.add_gate("North", None), store.add_gate("South", None)])
-    server = make_server(home, "127.0.0.1:0")
-    with closing(server.store), serving(server):
-        yield server, keys
+    app = make_app(home)
+    with closing(app), asgi_serving(app) as address:
+        yield address, keys
 
 
-def call(server: BackOfficeServer, method: str, path: str, body: Any = None,
+def call(server: Served, method: str, path: str, body: Any = None,
          auth: str | None = None) -> tuple[int, Any]:  # fmt: skip
-    host, port = server.server_address[:2]
-    conn = http.client.HTTPConnection(str(host), port, timeout=10)
+    host, port = server
+    conn = http.client.HTTPConnection(host, port, timeout=10)
     headers = {"Authorization": auth} if auth else {}
     data = None if body is None else json.dumps(body).encode()
     if data is not None:
@@ -48,7 +55,7 @@ def call(server: BackOfficeServer, method: str, path: str, body: Any = None,
     return answer.status, payload
 
 
-def test_health_needs_no_credential_the_rest_does(served: tuple[BackOfficeServer, Any]) -> None:
+def test_health_needs_no_credential_the_rest_does(served: tuple[Served, Any]) -> None:
     server, keys = served
     assert call(server, "GET", "/v1/health") == (200, {"status": "ok"})
     status, body = call(server, "GET", "/v1/deny-list")
@@ -61,7 +68,7 @@ def test_health_needs_no_credential_the_rest_does(served: tuple[BackOfficeServer
     assert call(server, "GET", "/v1/nowhere")[0] == 404
 
 
-def test_uploads_over_http(served: tuple[BackOfficeServer, Any], home: Home) -> None:
+def test_uploads_over_http(served: tuple[Served, Any], home: Home) -> None:
     server, keys = served
     auth = f"Bearer G1:{keys['G1']}"
     pub = home.sealing_public_key()
@@ -88,7 +95,7 @@ def test_uploads_over_http(served: tuple[BackOfficeServer, Any], home: Home) -> 
     assert stored == ["G1:1", "G1:2", "G1:3"]
 
 
-def test_the_deny_list_by_version(served: tuple[BackOfficeServer, Any], home: Home) -> None:
+def test_the_deny_list_by_version(served: tuple[Served, Any], home: Home) -> None:
     server, keys = served
     auth = f"Bearer G2:{keys['G2']}"
     refs = ["a" * 32, "b" * 32, "c" * 32]
@@ -151,3 +158,42 @@ def test_cli_init_with_fares_checks_them(tmp_path: Path) -> None:
     bad = run(tmp_path / "b", "init", "--fares", str(fares))
     assert bad.exit_code == 2
     assert "flat_fare" in bad.output
+
+
+def test_serve_stops_cleanly_on_sigterm(home: Home) -> None:
+    """``backoffice serve`` as a process: it answers, and SIGTERM with a keep-alive
+    connection open ends it at once with status 0, ``stopped`` and no traceback."""
+    with Store(home) as store:
+        gate, key = store.add_gate("North", None)
+    proc = subprocess.Popen(
+        [str(BIN / "backoffice"), "--home", str(home.path), "serve", "--bind",
+         "127.0.0.1:0", "--no-engine"],
+        stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert proc.stderr is not None
+        line = proc.stderr.readline()
+        assert "backoffice listening on http://127.0.0.1:" in line, line
+        host, port = line.rsplit("//", 1)[1].strip().split(":")
+        address = (host, int(port))
+        tap = plain_tap(home.sealing_public_key(), gate, 1, DAY)
+        assert call(address, "POST", "/v1/taps", {"taps": [tap]}, f"Bearer {gate}:{key}") == (
+            200, {"accepted": [f"{gate}:1"], "duplicates": []},
+        )  # fmt: skip
+        idle = http.client.HTTPConnection(host, int(port), timeout=10)
+        idle.request("GET", "/v1/health")
+        assert idle.getresponse().read() == b'{"status":"ok"}'
+        started = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=20) == 0
+        assert time.monotonic() - started < 5
+        rest = proc.stderr.read()
+        assert "Traceback" not in rest
+        assert rest.strip().splitlines()[-1] == "stopped"
+        idle.close()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        if proc.stderr is not None:
+            proc.stderr.close()

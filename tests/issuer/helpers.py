@@ -5,9 +5,9 @@
   a key store and a ledger (:func:`set_up`), an ARQC from a card profile (:func:`tap_arqc`).
 - A :class:`World` for the authorisation service's tests (:func:`make_world`: an account
   in funds, a terminal and a provisioned card), tapped on the terminal kernel
-  (:func:`tap`) and sent through the HTTP API handler with no socket (:func:`post`,
-  :func:`get`, :func:`send`); :func:`edit` changes a field 55, :func:`balances` reads the
-  account.
+  (:func:`tap`) and sent through the service's ASGI application with no socket
+  (:func:`post`, :func:`get`, :func:`send`, :func:`request` for any method);
+  :func:`edit` changes a field 55, :func:`balances` reads the account.
 """
 
 from __future__ import annotations
@@ -27,12 +27,13 @@ from issuer.keys.base import KeyStore, issuer_key_id
 from issuer.keys.file import FileKeyStore
 from issuer.ledger.repository import Ledger
 from issuer.personalisation import provision
-from issuer.service import Api
+from issuer.service import Api, ServiceApp
 from terminal.kernel.config import default_config
 from terminal.kernel.entry_point import EntryPoint
 from terminal.kernel.outcome import Outcome
 from terminal.kernel.transaction import Transaction, TransactionResult
 from terminal.readers.emulated import EmulatedReader
+from tests.support.asgi import call
 
 ROOT = Path(__file__).resolve().parents[2]
 TEST_CA_DIR = ROOT / "fixtures" / "ca"
@@ -88,6 +89,7 @@ class World:
     auth: str
     card: EmvCard
     card_id: str
+    http: ServiceApp
 
 
 def tap(card: EmvCard, amount: int) -> TransactionResult:
@@ -98,16 +100,22 @@ def tap(card: EmvCard, amount: int) -> TransactionResult:
     return result
 
 
+def request(
+    w: World, method: str, path: str, headers: dict[str, str] | None = None, body: bytes = b""
+) -> tuple[int, Any]:
+    """Any request to the service: (status, the JSON body)."""
+    answer = call(w.http, method, path, headers, body)
+    return answer.status, json.loads(answer.body)
+
+
 def post(w: World, path: str, body: Any, key: str, auth: str | None = None) -> tuple[int, Any]:
     headers = {"authorization": auth or w.auth, "idempotency-key": key}
     raw = body if isinstance(body, bytes) else json.dumps(body).encode()
-    answer = w.api.handle("POST", path, headers, raw)
-    return answer.status, json.loads(answer.encode())
+    return request(w, "POST", path, headers, raw)
 
 
 def get(w: World, path: str, auth: str | None = None) -> tuple[int, Any]:
-    answer = w.api.handle("GET", path, {"authorization": auth or w.auth}, b"")
-    return answer.status, json.loads(answer.encode())
+    return request(w, "GET", path, {"authorization": auth or w.auth})
 
 
 def send(w: World, blob: bytes, track2: bytes, key: str) -> dict[str, Any]:
@@ -137,12 +145,14 @@ def make_world(app: IssuerApp, rsa: dict[str, SigningKey], scheme: str = "visa")
     s.credit_account(account.id, 10_000)
     terminal, credential = s.add_terminal("Corner shop", "5411")
     made = provision(s, account.id, scheme, "card", icc_key=rsa[f"icc/{scheme}"])
+    api = Api(app)
     return World(
         app,
-        Api(app),
+        api,
         account.id,
         terminal.id,
         f"Bearer {terminal.id}:{credential}",
         EmvCard(made.profile),
         made.card.id,
+        ServiceApp(api),
     )

@@ -24,8 +24,8 @@ from issuer.domain.service import IssuerService
 from issuer.ledger.repository import Ledger
 from issuer.ledger.schema import GENERATION_COLUMNS
 from issuer.personalisation import provision
-from issuer.service.api import Request
-from tests.issuer.helpers import World, balances, make_world, post, send, tap
+from tests.issuer.helpers import World, balances, get, make_world, post, send, tap
+from tests.support.asgi import Call, call_many
 from tests.support.e2e import BIN
 from tests.support.issuer_home import PASS, IssuerHome, arqc_request, stop_service
 
@@ -156,7 +156,7 @@ def test_a_terminal_revoked_elsewhere_is_refused_at_once(
     status, answer = post(w, "/v1/authorisations", body, "after")
     assert status == 401, answer
     # A GET of the revoked terminal is refused as well, and nothing more was held.
-    assert w.api.handle("GET", "/v1/authorisations", {"authorization": w.auth}, b"").status == 401
+    assert get(w, "/v1/authorisations")[0] == 401
     assert balances(w) == (10_000, 100)
 
 
@@ -210,10 +210,10 @@ def test_a_retry_is_answered_from_its_record_and_flags_nothing(
         {"icc_data": again.authorisation_data.hex(), "track2": again.track2.hex()}
     ).encode()
     headers = {"authorization": w.auth, "idempotency-key": "r2"}
-    request = Request("POST", "/v1/authorisations", headers, body)
-    answers = w.api.handle_many([request, request])
+    request = Call("POST", "/v1/authorisations", headers, body)
+    answers = call_many(w.http, [request, request])  # one batch
     assert [a.status for a in answers] == [200, 200]
-    one, two = (json.loads(a.encode()) for a in answers)
+    one, two = (json.loads(a.body) for a in answers)
     assert one["approved"] is True
     assert two == {**one, "replayed": True}
     assert issuer.service.card(w.card_id).flag is None

@@ -1,13 +1,15 @@
-"""The service's HTTP/1.1 event loop over real sockets (on both ledgers): keep-alive,
-pipelined requests answered in order, malformed and oversized requests refused with a
-status and a closed connection; and group commit: many authorisations in one batch,
-among them a retried request id and a replayed cryptogram, each decided as alone."""
+"""The service on its HTTP server (uvicorn, :mod:`httpserve`) over real sockets, on
+both ledgers: keep-alive, pipelined requests answered in order, chunked bodies,
+malformed and oversized requests refused with a status in the API's error shape and a
+closed connection; and group commit: authorisations that arrive together decided in
+one batch, among them a retried request id and a replayed cryptogram, each as alone."""
 
 from __future__ import annotations
 
 import json
 import socket
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -15,10 +17,11 @@ from emvwire.contract import Decision
 from emvwire.oda import SigningKey
 from issuer.bootstrap import IssuerApp
 from issuer.domain.authorise import AuthorisationRequest
-from issuer.service.api import MAX_BODY, Request
-from issuer.service.server import make_server
+from issuer.service.api import MAX_BODY
 from tests.issuer.helpers import World, balances, make_world, tap
-from tests.support.servers import serving
+from tests.support.asgi import Call, call_many
+from tests.support.hostile import read_answers
+from tests.support.servers import asgi_serving
 
 
 @pytest.fixture
@@ -29,31 +32,8 @@ def world(issuer: IssuerApp, rsa_keys: dict[str, SigningKey]) -> World:
 @pytest.fixture
 def served(issuer: IssuerApp, rsa_keys: dict[str, SigningKey]) -> Iterator[tuple[World, int]]:
     w = make_world(issuer, rsa_keys)
-    sock = socket.create_server(("127.0.0.1", 0))
-    with serving(make_server(w.api, sock)):
-        yield w, sock.getsockname()[1]
-
-
-def _read_answers(conn: socket.socket, count: int) -> list[tuple[int, dict[str, str], bytes]]:
-    """``count`` HTTP answers from ``conn`` (status, headers, body)."""
-    data = b""
-    out: list[tuple[int, dict[str, str], bytes]] = []
-    while len(out) < count:
-        head_end = data.find(b"\r\n\r\n")
-        if head_end >= 0:
-            lines = data[:head_end].decode("latin-1").split("\r\n")
-            headers = {k.lower(): v.strip() for k, _, v in (x.partition(":") for x in lines[1:])}
-            length = int(headers.get("content-length", "0"))
-            if len(data) >= head_end + 4 + length:
-                body = data[head_end + 4 : head_end + 4 + length]
-                out.append((int(lines[0].split(" ")[1]), headers, body))
-                data = data[head_end + 4 + length :]
-                continue
-        chunk = conn.recv(65536)
-        if not chunk:
-            break
-        data += chunk
-    return out
+    with asgi_serving(w.http) as (_, port):
+        yield w, port
 
 
 def _closed(conn: socket.socket) -> bool:
@@ -78,7 +58,7 @@ def test_keep_alive_and_pipelined_requests_in_order(served: tuple[World, int]) -
     listing = f"GET /v1/authorisations HTTP/1.1\r\nAuthorization: {w.auth}\r\n\r\n".encode()
     with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
         conn.sendall(health + auth + listing)  # three requests in one segment
-        answers = _read_answers(conn, 3)
+        answers = read_answers(conn, 3)
         assert [a[0] for a in answers] == [200, 200, 200]
         assert json.loads(answers[0][2])["status"] == "ok"
         decided = json.loads(answers[1][2])
@@ -86,8 +66,9 @@ def test_keep_alive_and_pipelined_requests_in_order(served: tuple[World, int]) -
         # The listing, sent after the authorisation, sees it: answered in order.
         assert [a["id"] for a in json.loads(answers[2][2])["data"]] == [decided["id"]]
         assert answers[1][1]["content-type"] == "application/json"
+        assert "server" not in answers[1][1]
         conn.sendall(health)  # the same connection, still open
-        assert _read_answers(conn, 1)[0][0] == 200
+        assert read_answers(conn, 1)[0][0] == 200
     assert balances(w) == (10_000, 300)
 
 
@@ -97,8 +78,19 @@ def test_keep_alive_and_pipelined_requests_in_order(served: tuple[World, int]) -
         (b"NONSENSE\r\n\r\n", 400),
         (b"GET /health HTTP/1.1\r\nbroken header\r\n\r\n", 400),
         (b"POST /v1/authorisations HTTP/1.1\r\nContent-Length: x\r\n\r\n", 400),
-        (b"POST /v1/authorisations HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n", 411),
+        (
+            b"POST /v1/authorisations HTTP/1.1\r\nTransfer-Encoding: chunked\r\n"
+            b"Content-Length: 5\r\n\r\n0\r\n\r\n",
+            400,
+        ),
         (f"POST /v1/refunds HTTP/1.1\r\nContent-Length: {MAX_BODY + 1}\r\n\r\n".encode(), 413),
+        (
+            b"POST /v1/refunds HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
+            + b"%x\r\n" % (MAX_BODY + 1)
+            + b"a" * (MAX_BODY + 1)
+            + b"\r\n0\r\n\r\n",
+            413,
+        ),
         (b"GET /health HTTP/1.1\r\nX: " + b"a" * 20_000 + b"\r\n\r\n", 431),
     ],
 )
@@ -108,10 +100,33 @@ def test_malformed_requests_get_a_status_and_a_closed_connection(
     _, port = served
     with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
         conn.sendall(raw)
-        answers = _read_answers(conn, 1)
+        answers = read_answers(conn, 1)
         assert [a[0] for a in answers] == [status]
         assert "error" in json.loads(answers[0][2])
         assert _closed(conn)
+
+
+def test_a_chunked_body_is_read(served: tuple[World, int]) -> None:
+    w, port = served
+    result = tap(w.card, 120)
+    body = json.dumps(
+        {"icc_data": result.authorisation_data.hex(), "track2": result.track2.hex()}
+    ).encode()
+    chunks = b"".join(b"%x\r\n%s\r\n" % (len(body[i : i + 50]), body[i : i + 50])
+                      for i in range(0, len(body), 50))  # fmt: skip
+    raw = (
+        (
+            f"POST /v1/authorisations HTTP/1.1\r\nHost: x\r\nAuthorization: {w.auth}\r\n"
+            f"Idempotency-Key: c1\r\nTransfer-Encoding: chunked\r\n\r\n"
+        ).encode()
+        + chunks
+        + b"0\r\n\r\n"
+    )
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
+        conn.sendall(raw)
+        status, _, answer = read_answers(conn, 1)[0]
+    assert (status, json.loads(answer)["approved"]) == (200, True)
+    assert balances(w) == (10_000, 120)
 
 
 def test_connection_close_and_http_1_0(served: tuple[World, int]) -> None:
@@ -122,7 +137,7 @@ def test_connection_close_and_http_1_0(served: tuple[World, int]) -> None:
     ):
         with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
             conn.sendall(raw)
-            answers = _read_answers(conn, 1)
+            answers = read_answers(conn, 1)
             assert answers[0][0] == 200
             assert answers[0][1]["connection"] == "close"
             assert _closed(conn)
@@ -157,61 +172,38 @@ def test_a_batch_decides_each_request_as_alone(world: World) -> None:
     assert world.app.ledger.check() == []
 
 
-def test_handle_many_answers_every_kind_of_request(world: World) -> None:
-    result = tap(world.card, 250)
-    body = json.dumps(
-        {"icc_data": result.authorisation_data.hex(), "track2": result.track2.hex()}
-    ).encode()
-    headers = {"authorization": world.auth, "idempotency-key": "h1"}
-    answers = world.api.handle_many(
-        [
-            Request("POST", "/v1/authorisations", headers, body),
-            Request("POST", "/v1/authorisations", {"authorization": "Bearer x:y"}, body),
-            Request("GET", "/health", {}, b""),
-            Request("POST", "/v1/authorisations", {"authorization": world.auth}, body),
-        ]
-    )
-    assert [a.status for a in answers] == [200, 401, 200, 400]
-    assert json.loads(answers[0].encode())["approved"] is True
-    assert balances(world) == (10_000, 250)
+def test_requests_that_arrive_together_share_one_batch(world: World) -> None:
+    """Eight authorisations, a refused credential, a health check and a request without
+    Idempotency-Key in one turn of the loop: one group-commit batch (one
+    ``finish_many``) decides the eight, the others are answered at once."""
+    taps = [tap(world.card, 100 + n) for n in range(8)]
+    headers = {"authorization": world.auth}
 
+    def body(n: int) -> bytes:
+        t = taps[n]
+        return json.dumps(
+            {"icc_data": t.authorisation_data.hex(), "track2": t.track2.hex()}
+        ).encode()
 
-def test_workers_share_connections_evenly(served: tuple[World, int]) -> None:
-    """Shared worker loads (issuer serve --workers N): a worker stops listening while
-    another live worker holds fewer connections, and takes no account of a worker whose
-    entry went stale (dead), so new connections are never left unaccepted."""
-    import time
+    batches: list[int] = []
+    real = world.api.finish_many
 
-    from issuer.service import server as srv
+    def counted(prepared: Any) -> Any:
+        batches.append(len(prepared))
+        return real(prepared)
 
-    loads = srv.WorkerLoads(3)
-    assert loads.fewest_elsewhere(0) is None  # nobody else has reported
-    loads.update(1, 4)
-    loads.update(2, 1)
-    assert loads.fewest_elsewhere(0) == 1
-    assert loads.fewest_elsewhere(2) == 4
-    w, _ = served
-    sock = socket.create_server(("127.0.0.1", 0))
-    with serving(srv.HttpServer(w.api, sock, (loads, 0)), poll_interval=0.02) as server:
-        port = sock.getsockname()[1]
-        clients = [socket.create_connection(("127.0.0.1", port)) for _ in range(3)]
-        deadline = time.monotonic() + 10
-        while len(server._connections) < 2 and time.monotonic() < deadline:
-            time.sleep(0.01)
-        time.sleep(0.2)  # more turns: the third waits while worker 2 holds fewer (1)
-        assert len(server._connections) == 2
-        loads.update(2, 5)  # worker 2 took more: this one listens again
-        loads.update(1, 5)
-        while len(server._connections) < 3 and time.monotonic() < deadline:
-            time.sleep(0.01)
-        assert len(server._connections) == 3
-        for c in clients:
-            c.close()
-    stale = srv.WorkerLoads(2)
-    stale.update(1, 0)
-    original = srv._LOAD_STALE
-    try:
-        srv._LOAD_STALE = -1.0  # type: ignore[misc]
-        assert stale.fewest_elsewhere(0) is None
-    finally:
-        srv._LOAD_STALE = original  # type: ignore[misc]
+    world.api.finish_many = counted  # type: ignore[method-assign]
+    requests = [
+        Call("POST", "/v1/authorisations", {**headers, "idempotency-key": f"h{n}"}, body(n))
+        for n in range(8)
+    ]
+    requests += [
+        Call("POST", "/v1/authorisations", {"authorization": "Bearer x:y"}, body(0)),
+        Call("GET", "/health"),
+        Call("POST", "/v1/authorisations", headers, body(0)),
+    ]
+    answers = call_many(world.http, requests)
+    assert [a.status for a in answers] == [200] * 8 + [401, 200, 400]
+    assert all(json.loads(a.body)["approved"] for a in answers[:8])
+    assert batches == [8]
+    assert balances(world) == (10_000, sum(100 + n for n in range(8)))

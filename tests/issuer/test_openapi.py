@@ -1,6 +1,7 @@
 """The OpenAPI document against the API it documents: every request body documented
 is what its route accepts (each documented field accepted, an undocumented one
-refused with 400, the same fields required), and every schema it references exists."""
+refused with 400, the same fields required), so is every query, the router serves
+exactly the documented paths and methods, and every schema it references exists."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import pytest
 from emvwire.oda import SigningKey
 from issuer.bootstrap import IssuerApp
 from issuer.service import OPENAPI
-from tests.issuer.helpers import World, make_world, post, send, tap
+from tests.issuer.helpers import World, get, make_world, post, request, send, tap
 
 
 @pytest.fixture
@@ -91,3 +92,42 @@ def test_documented_bodies_are_what_the_routes_accept(world: World) -> None:
                 assert name in answer["error"]["message"]
             else:
                 assert status != 400, (path, name, answer)
+
+
+def test_the_router_serves_exactly_the_documented_operations(world: World) -> None:
+    headers = {"authorization": world.auth, "idempotency-key": "r1"}
+    for path, item in OPENAPI["paths"].items():
+        url = path.replace("{id}", "txn_aaaaaaaaaaaaaaaa")
+        for method in ("GET", "POST", "PUT", "DELETE", "PATCH"):
+            status, answer = request(world, method, url, headers, b"{}")
+            if method.lower() in item:
+                assert status != 405, (method, path)
+                assert answer.get("error", {}).get("message") != "no such endpoint", path
+            else:
+                assert (status, answer["error"]["code"]) == (405, "method_not_allowed"), path
+    for url in ("/v1/authorisations/not-an-id", "/v1/authorisations/", "/v2/authorisations"):
+        status, answer = request(world, "GET", url, headers)
+        assert (status, answer["error"]["message"]) == (404, "no such endpoint"), url
+
+
+def test_documented_queries_are_what_the_routes_accept(world: World) -> None:
+    samples = {"integer": "5", "string": "x"}
+    checked = 0
+    for path, item in OPENAPI["paths"].items():
+        for operation in item.values():
+            query = [p for p in operation.get("parameters", []) if p["in"] == "query"]
+            for parameter in query:
+                schema = parameter["schema"]
+                kinds = [schema, *schema.get("anyOf", [])]
+                value = next(
+                    (k["enum"][0] for k in kinds if "enum" in k),
+                    samples.get(str(schema.get("type")), "x"),
+                )
+                status, answer = get(world, f"{path}?{parameter['name']}={value}")
+                assert status == 200, (path, parameter, answer)
+                checked += 1
+            if query:
+                status, answer = get(world, f"{path}?undocumented=1")
+                assert (status, answer["error"]["code"]) == (400, "invalid_request")
+                assert "undocumented" in answer["error"]["message"]
+    assert checked == 2

@@ -15,7 +15,17 @@ from issuer.bootstrap import IssuerApp
 from issuer.domain.authorise import Authoriser
 from issuer.personalisation import provision
 from issuer.service import OPENAPI
-from tests.issuer.helpers import World, balances, edit, get, make_world, post, send, tap
+from tests.issuer.helpers import (
+    World,
+    balances,
+    edit,
+    get,
+    make_world,
+    post,
+    request,
+    send,
+    tap,
+)
 
 
 @pytest.fixture
@@ -187,10 +197,10 @@ def test_bad_requests_are_readable_errors(world: World) -> None:
         status, answer = post(world, "/v1/authorisations", body, "k")
         assert (status, answer["error"]["code"]) == (400, code), body
         assert "Traceback" not in answer["error"]["message"]
-    answer = world.api.handle("POST", "/v1/authorisations", {"authorization": world.auth}, b"{}")
-    assert answer.status == 400
-    assert world.api.handle("DELETE", "/v1/authorisations", {}, b"").status == 405
-    assert world.api.handle("GET", "/v2/nothing", {}, b"").status == 404
+    status, _ = request(world, "POST", "/v1/authorisations", {"authorization": world.auth}, b"{}")
+    assert status == 400
+    assert request(world, "DELETE", "/v1/authorisations")[0] == 405
+    assert request(world, "GET", "/v2/nothing")[0] == 404
 
 
 def test_a_terminal_sees_only_its_own(
@@ -209,7 +219,7 @@ def test_a_terminal_sees_only_its_own(
 
 
 def test_openapi_documents_every_route_and_no_deny_list(world: World) -> None:
-    assert world.api.handle("GET", "/openapi.json", {}, b"").body is OPENAPI
+    assert request(world, "GET", "/openapi.json") == (200, OPENAPI)
     paths = set(OPENAPI["paths"])
     assert paths == {
         "/v1/authorisations", "/v1/authorisations/{id}", "/v1/authorisations/{id}/reversal",

@@ -1,10 +1,10 @@
 """The terminal's host client against the real HTTP server (a thread on a free port)
-on both ledgers: approved over a socket; a lost answer is retried with the same
-request id (one hold); a service that never answers leads to a time-out reversal."""
+on both ledgers: approved over a socket; a lost answer (a batch that fails after its
+commit: 503) is retried with the same request id (one hold); a service that never
+answers leads to a time-out reversal."""
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Iterator
 from typing import Any
 
@@ -16,17 +16,15 @@ from emvwire.tls import DEV_PLAIN_HTTP
 from hostlink import HostClient, HostRefusedError
 from issuer.bootstrap import IssuerApp
 from issuer.service.api import Prepared
-from issuer.service.server import make_server
 from tests.issuer.helpers import World, balances, make_world, tap
-from tests.support.servers import serving
+from tests.support.servers import asgi_serving
 
 
 @pytest.fixture
 def served(issuer: IssuerApp, rsa_keys: dict[str, SigningKey]) -> Iterator[tuple[World, str]]:
     w = make_world(issuer, rsa_keys)
-    sock = socket.create_server(("127.0.0.1", 0))
-    with serving(make_server(w.api, sock)):
-        yield w, f"http://127.0.0.1:{sock.getsockname()[1]}"
+    with asgi_serving(w.http) as (host, port):
+        yield w, f"http://{host}:{port}"
 
 
 def _client(w: World, url: str, **options: Any) -> HostClient:

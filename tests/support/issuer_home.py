@@ -72,10 +72,13 @@ class IssuerHome:
     def open(self) -> IssuerApp:
         return open_issuer(self.home, db_url=self.db, passphrase=PASS)
 
-    def serve(self) -> tuple[subprocess.Popen[str], str]:
+    def serve(
+        self, *, workers: int = 1, bind: str = "127.0.0.1:0"
+    ) -> tuple[subprocess.Popen[str], str]:
+        """``issuer serve`` of this home: the process and its URL."""
         env = {**os.environ, "TAPSTACK_ISSUER_HOME": str(self.home),
                "TAPSTACK_KEYSTORE_KEY": PASS}  # fmt: skip
-        cmd = [str(BIN / "issuer"), "serve", "--bind", "127.0.0.1:0"]
+        cmd = [str(BIN / "issuer"), "serve", "--bind", bind, "--workers", str(workers)]
         if self.db:
             cmd += ["--db", self.db]
         proc = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, text=True)

@@ -1,9 +1,10 @@
 """A server of the code under test (or of a test) answering in a thread of the test.
 
 :func:`serving` runs anything with the life cycle of :class:`socketserver.BaseServer`
-(``serve_forever(poll_interval)``, ``shutdown()``, ``server_close()``): the back office's
-:class:`http.server.ThreadingHTTPServer`, the issuer's event loop
-(issuer.service.server.HttpServer), a test's own contract server.
+(``serve_forever(poll_interval)``, ``shutdown()``, ``server_close()``): a test's own
+contract server. :func:`asgi_serving` runs an ASGI application (the issuer's, the back
+office's) on the services' own server (:func:`httpserve.server.make_server`: uvicorn
+with the limits) on a free loopback port.
 
 :class:`TlsHttpServer` is an HTTP server of a test behind TLS (a server context of
 :mod:`emvwire.tls`): each connection's handshake runs in its own thread before any
@@ -24,7 +25,10 @@ from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, NamedTuple, Protocol, TypeVar
 
-__all__ = ["JsonHandler", "Seen", "Server", "TlsHttpServer", "serving"]
+from httpserve.limits import Limits
+from httpserve.server import listen, make_server
+
+__all__ = ["JsonHandler", "Seen", "Server", "TlsHttpServer", "asgi_serving", "serving"]
 
 
 class Server(Protocol):
@@ -158,3 +162,28 @@ class JsonHandler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         self._answer()
+
+
+@contextmanager
+def asgi_serving(
+    app: Any, limits: Limits | None = None, ssl_context: Any = None
+) -> Iterator[tuple[str, int]]:
+    """``app`` served in a thread on 127.0.0.1 while the block runs: (host, port); on
+    leaving, drained as on SIGTERM and its thread joined."""
+    sock = listen("127.0.0.1", 0)
+    server = make_server(app, limits, ssl_context)
+    thread = threading.Thread(
+        target=server.run, kwargs={"sockets": [sock]}, name="asgi-serving", daemon=True
+    )
+    thread.start()
+    try:
+        deadline = time.monotonic() + 10
+        while not server.started and thread.is_alive() and time.monotonic() < deadline:
+            time.sleep(0.005)
+        assert server.started, "the server did not start"
+        yield "127.0.0.1", sock.getsockname()[1]
+    finally:
+        server.should_exit = True
+        thread.join(30)
+        sock.close()
+        assert not thread.is_alive(), "the server never stopped"

@@ -27,7 +27,7 @@ from terminal.apps.uploader import (
     DenyListPoller,
     Uploader,
 )
-from tests.support.servers import serving
+from tests.support.servers import asgi_serving, serving
 
 KEY = "k" * 32
 
@@ -287,7 +287,7 @@ def test_real_taps_to_the_real_back_office_once_and_its_deny_list_back(tmp_path:
     """TAPs made by the gate's own code from real kernel results go to the back office's
     HTTP API; it opens their track 2, takes each tap id once, refuses another gate's
     tap, and its deny list reaches the gate's list through the poller."""
-    from backoffice.service import make_server
+    from backoffice.service import make_app
     from backoffice.store import Home, Store
     from card.emv import EmvCard
     from emvwire.profile import load_profile
@@ -303,8 +303,9 @@ def test_real_taps_to_the_real_back_office_once_and_its_deny_list_back(tmp_path:
     with Store(home) as store:
         gate_id, key = store.add_gate("Central", None)
         other_id, other_key = store.add_gate("North", None)
-    srv = make_server(home, "127.0.0.1:0")
-    with closing(srv.store), serving(srv):
+    app = make_app(home)
+    with closing(app), asgi_serving(app) as (host, port):
+        url = f"http://{host}:{port}"
         profile = Path(__file__).resolve().parents[3] / "fixtures" / "cards" / "visa-card.json"
         reader = EmulatedReader(EmvCard(load_profile(profile)), path="emulated:test")
         result = EntryPoint(default_config()).run(reader, Transaction(100))
@@ -313,7 +314,7 @@ def test_real_taps_to_the_real_back_office_once_and_its_deny_list_back(tmp_path:
             gate = TransitGate(settings, journal, DenyList(tmp_path / "deny"))
             verdicts = [gate.decide(result).decision for _ in range(2)]
             assert verdicts == ["open", "deny"]
-            client = BackOfficeClient(srv.url, gate_id, key, tls=DEV_PLAIN_HTTP, timeout=5)
+            client = BackOfficeClient(url, gate_id, key, tls=DEV_PLAIN_HTTP, timeout=5)
             _CLIENTS.append(client)
             uploader = Uploader(journal, client, on_acknowledged=gate.acknowledged)
             assert uploader.upload_once() == 2
@@ -322,7 +323,7 @@ def test_real_taps_to_the_real_back_office_once_and_its_deny_list_back(tmp_path:
             # Sent again (as after a crash before the cursor moved): duplicates, once.
             again = client.post_taps([_tap_of(r) for r in journal.records()])
             assert again == {"accepted": [], "duplicates": [f"{gate_id}:1", f"{gate_id}:2"]}
-            intruder = BackOfficeClient(srv.url, other_id, other_key, tls=DEV_PLAIN_HTTP, timeout=5)
+            intruder = BackOfficeClient(url, other_id, other_key, tls=DEV_PLAIN_HTTP, timeout=5)
             _CLIENTS.append(intruder)
             with pytest.raises(BackOfficeLinkError) as refused:
                 intruder.post_taps([_tap_of(journal.records()[0])])

@@ -1,0 +1,14 @@
+"""The exceptions of :mod:`httpserve`, under one root."""
+
+from __future__ import annotations
+
+__all__ = ["HttpServeError", "ListenError"]
+
+
+class HttpServeError(Exception):
+    """The root of every error of :mod:`httpserve`."""
+
+
+class ListenError(HttpServeError):
+    """The address cannot be listened on (in use, not this machine's, not allowed):
+    the message is one line that says which and why."""

@@ -1,0 +1,238 @@
+"""Serving an ASGI application with uvicorn (httptools, uvloop) from one or more
+processes, with the limits of :class:`~httpserve.limits.Limits`, and their life.
+
+:func:`serve` binds the address (one line if it cannot: :class:`ListenError`), forks
+``workers - 1`` processes after binding, and runs one uvicorn server with
+:class:`~httpserve.protocol.Protocol` in every process, the first included, on the
+one listening socket. ``open_app`` runs in each process after the fork (each opens
+its own key store and database connections); the application's ``close()``, if it
+has one, runs when its server has stopped.
+
+Process life:
+
+- **SIGTERM or SIGINT** (any process): stop accepting, close idle connections, let
+  the requests under way finish and answer (at most ``drain_timeout`` seconds), then
+  close the application and exit. The first process, on its way out, sends SIGTERM to
+  the others and waits for them.
+- **The first process dies** (even by SIGKILL): every other notices within half a
+  second (its parent is gone), drains as on SIGTERM and exits, so that the port is
+  free again and a new start does not fail.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import errno
+import os
+import resource
+import signal
+import socket
+import ssl
+import sys
+import time
+from collections.abc import Callable
+from typing import Any, Final
+
+import uvicorn
+
+from httpserve.asgi import ASGIApp
+from httpserve.errors import ListenError
+from httpserve.limits import Limits
+from httpserve.protocol import LimitedConfig, Protocol
+
+__all__ = ["Server", "listen", "make_server", "serve"]
+
+#: Descriptors a worker keeps for itself (database, key store, logs) beyond its
+#: connections.
+_RESERVED_FDS: Final = 64
+#: How often (event-loop ticks of 0.1 s) a worker looks whether its parent is alive.
+_PARENT_TICKS: Final = 5
+#: How long the first process waits for the others to exit after SIGTERM.
+_CHILD_GRACE: Final = 60.0
+
+
+def listen(host: str, port: int, *, backlog: int = 1024) -> socket.socket:
+    """A listening TCP socket on ``host``:``port`` (port 0: any free one);
+    :class:`ListenError` with one line saying why not (RFC 9293 §3.5: the address in
+    use)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(backlog)
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            why = "the address is in use (another server listens on it)"
+        elif exc.errno == errno.EADDRNOTAVAIL:
+            why = "the address is not one of this machine's"
+        elif exc.errno == errno.EACCES:
+            why = "permission denied (a port below 1024 needs privileges)"
+        else:
+            why = exc.strerror or str(exc)
+        raise ListenError(f"cannot listen on {host}:{port}: {why}") from None
+    except (OverflowError, socket.gaierror) as exc:
+        sock.close()
+        raise ListenError(f"cannot listen on {host}:{port}: {exc}") from None
+    return sock
+
+
+def _raise_fd_limit(limits: Limits) -> Limits:
+    """Raise this process's open-file limit to its hard limit, and keep
+    ``max_connections`` below it (a worker never fails to accept)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or hard > soft:
+        target = hard if hard != resource.RLIM_INFINITY else max(soft, 65536)
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+    room = max(1, soft - _RESERVED_FDS)
+    if limits.max_connections <= room:
+        return limits
+    return dataclasses.replace(limits, max_connections=room)
+
+
+class Server(uvicorn.Server):
+    """uvicorn's server that also stops when the process that started it is gone
+    (``parent``: its pid; ``None``: not watched)."""
+
+    def __init__(self, config: uvicorn.Config, parent: int | None = None) -> None:
+        super().__init__(config)
+        self.parent = parent
+
+    async def on_tick(self, counter: int) -> bool:
+        if self.parent is not None and counter % _PARENT_TICKS == 0 and os.getppid() != self.parent:
+            self.should_exit = True
+        return await super().on_tick(counter)
+
+
+def make_server(
+    app: ASGIApp,
+    limits: Limits | None = None,
+    ssl_context: ssl.SSLContext | None = None,
+    *,
+    parent: int | None = None,
+) -> Server:
+    """A uvicorn server of ``app`` with :class:`~httpserve.protocol.Protocol` and
+    ``limits``; ``server.run(sockets=[sock])`` serves a listening socket until
+    ``server.should_exit`` (SIGTERM and SIGINT set it in the main thread)."""
+    return Server(_config(app, limits or Limits(), ssl_context), parent)
+
+
+def _config(app: ASGIApp, limits: Limits, context: ssl.SSLContext | None) -> LimitedConfig:
+    config = LimitedConfig(
+        app,
+        limits,
+        http=Protocol,
+        ws="none",
+        lifespan="off",
+        loop="uvloop",
+        log_config=None,
+        access_log=False,
+        proxy_headers=False,
+        server_header=False,
+        timeout_graceful_shutdown=max(1, int(limits.drain_timeout)),
+    )
+    config.load()
+    config.ssl = context
+    return config
+
+
+def _run(
+    open_app: Callable[[], ASGIApp],
+    sock: socket.socket,
+    limits: Limits,
+    context: ssl.SSLContext | None,
+    parent: int | None,
+) -> None:
+    """One process's server until it is told to stop (module docstring)."""
+    app = open_app()
+    try:
+        if not _STOP:
+            make_server(app, limits, context, parent=parent).run(sockets=[sock])
+    finally:
+        close = getattr(app, "close", None)
+        if callable(close):
+            close()
+
+
+#: SIGTERM or SIGINT received outside uvicorn's own handlers (while the application
+#: opens, or raised again by uvicorn once it has drained).
+_STOP: list[int] = []
+
+
+def _note(signum: int, frame: Any) -> None:
+    """The handler outside uvicorn's: note the signal; the caller has its own clean-up
+    to do, and a worker told to stop while its application opened does not serve."""
+    _STOP.append(signum)
+
+
+def serve(
+    open_app: Callable[[], ASGIApp],
+    host: str,
+    port: int,
+    *,
+    workers: int = 1,
+    ssl_context: ssl.SSLContext | None = None,
+    limits: Limits | None = None,
+    ready: Callable[[str, int], None] | None = None,
+) -> None:
+    """Serve ``open_app()``'s application on ``host``:``port`` until SIGTERM or SIGINT
+    (module docstring); ``ssl_context``: a server-side TLS context (``None``: plain
+    HTTP); ``ready(host, port)`` once listening. :class:`ListenError` if the address
+    cannot be had."""
+    limits = _raise_fd_limit(limits or Limits())
+    sock = listen(host, port)
+    bound = sock.getsockname()
+    first = os.getpid()
+    children: list[int] = []
+    _STOP.clear()
+    previous = {sig: signal.signal(sig, _note) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        for _ in range(max(1, workers) - 1):
+            pid = os.fork()
+            if pid == 0:
+                code = 0
+                try:
+                    _run(open_app, sock, limits, ssl_context, first)
+                except Exception as exc:  # one line, as the first process would say it
+                    print(f"worker {os.getpid()} stopped: {exc}", file=sys.stderr)
+                    code = 1
+                finally:
+                    sys.stderr.flush()
+                    os._exit(code)
+            children.append(pid)
+        if ready is not None:
+            ready(bound[0], bound[1])
+        _run(open_app, sock, limits, ssl_context, None)
+    finally:
+        sock.close()
+        _stop(children)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _stop(children: list[int]) -> None:
+    """SIGTERM to each child, then wait for them (SIGKILL after :data:`_CHILD_GRACE`)."""
+    for pid in children:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + _CHILD_GRACE
+    waiting = set(children)
+    while waiting:
+        for pid in list(waiting):
+            try:
+                done, _ = os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                done = pid
+            if done:
+                waiting.discard(pid)
+        if waiting and time.monotonic() > deadline:
+            for pid in waiting:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            deadline = float("inf")
+        if waiting:
+            time.sleep(0.05)
