@@ -82,8 +82,9 @@ def _keep_tls(ctx: click.Context, param: click.Parameter, value: Any) -> None:
 def _issuer_options(f: Any) -> Any:
     f = click.option("--dev-plain-http", is_flag=True, default=None, expose_value=False,
                      envvar="TAPSTACK_DEV_PLAIN_HTTP", callback=_keep_tls,
-                     help="Local development only: accept an http:// issuer URL, the "
-                     "credential in clear (env TAPSTACK_DEV_PLAIN_HTTP=1).")(f)  # fmt: skip
+                     help="Local development only: plain HTTP, credentials in clear (an "
+                     "http:// issuer URL accepted; serve: no TLS) (env "
+                     "TAPSTACK_DEV_PLAIN_HTTP=1).")(f)  # fmt: skip
     f = click.option("--cert-key", envvar="TAPSTACK_TERMINAL_CERT_KEY", metavar="FILE",
                      expose_value=False, callback=_keep_tls,
                      help="Its private key (PEM; env TAPSTACK_TERMINAL_CERT_KEY).")(f)  # fmt: skip
@@ -549,14 +550,27 @@ def serve_command(
     no_engine: bool,
 ) -> None:
     """Run the gates' API (POST /v1/taps, GET /v1/deny-list, GET /v1/health) and the
-    engine in the background, until SIGTERM or Ctrl-C."""
+    engine in the background, until SIGTERM or Ctrl-C.
+
+    HTTPS with mutual TLS (`backoffice tls show`): each gate proves itself with the
+    certificate `backoffice gate add` issued it. SIGHUP takes up a renewed server
+    certificate (`backoffice tls renew-server`). --dev-plain-http (local development
+    only) serves plain HTTP and accepts an http:// issuer."""
     home = _home(ctx)
     issuer = _issuer(issuer_url, terminal_id, terminal_key)
+    plain = bool(ctx.meta.get(_ISSUER_TLS, {}).get("dev_plain_http"))
     host, _, port = bind.rpartition(":")
     if not host or not (port.isascii() and port.isdigit()) or int(port) > 65535:
         raise HomeFailure(f"cannot serve on {bind}: the address is HOST:PORT")
     try:
-        app = make_app(home)
+        context = None if plain else home.tls.server_context()
+    except PkiError as exc:
+        raise HomeFailure(
+            f"{exc}; make the TLS folder with `backoffice tls init` (or serve plain HTTP "
+            "for local development: --dev-plain-http)"
+        ) from None
+    try:
+        app = make_app(home, require_certificate=context is not None)
     except (OSError, StoreError) as exc:
         raise HomeFailure(f"cannot serve on {bind}: {exc}") from None
     worker = None
@@ -566,12 +580,16 @@ def serve_command(
         worker.start()
 
     def ready(bound_host: str, bound_port: int) -> None:
-        click.echo(f"backoffice listening on http://{bound_host}:{bound_port}", err=True)
+        scheme = "http" if context is None else "https"
+        click.echo(f"backoffice listening on {scheme}://{bound_host}:{bound_port}", err=True)
         if issuer is None:
             click.echo("  no --issuer: taps are stored, nothing is authorised", err=True)
 
     try:
-        serve(lambda: app, host.strip("[]"), int(port), ready=ready)
+        serve(
+            lambda: app, host.strip("[]"), int(port), ssl_context=context, ready=ready,
+            reload=None if context is None else lambda: home.tls.reload(context),
+        )  # fmt: skip
     except ListenError as exc:
         app.close()
         raise HomeFailure(str(exc)) from None

@@ -76,7 +76,15 @@ from backoffice.engine.context import IssuerLike, PassReport
 from backoffice.errors import BackOfficeError, ForeignTapError, TapError
 from backoffice.fares import FareRules
 from backoffice.store import MAX_TAPS_PER_REQUEST, Home, Store
-from httpserve.asgi import ASGIReceive, ASGISend, Scope, error_body, read_or_refuse, send_json
+from httpserve.asgi import (
+    ASGIReceive,
+    ASGISend,
+    Scope,
+    client_certificate,
+    error_body,
+    read_or_refuse,
+    send_json,
+)
 from httpserve.routing import JsonRouter
 
 __all__ = ["MAX_BODY", "ROUTES", "EngineWorker", "GateApp", "Route", "make_app"]
@@ -137,9 +145,15 @@ class GateApp:
     """The ASGI application of one back office home (module docstring); ``notify`` is
     called after an upload stored taps."""
 
-    def __init__(self, store: Store, rules: FareRules) -> None:
+    def __init__(
+        self, store: Store, rules: FareRules, *, require_certificate: bool = False
+    ) -> None:
         self.store = store
         self.rules = rules
+        #: Whether every gate request must come with the gate's client certificate
+        #: (served over mutual TLS): one naming another gate, revoked or not recorded
+        #: is refused (:meth:`~backoffice.store.Store.certificate_allowed`).
+        self.require_certificate = require_certificate
         self.notify: Callable[[], None] = lambda: None
         self.router = JsonRouter(
             (route.method, route.path, functools.partial(self._answer, route)) for route in ROUTES
@@ -165,7 +179,7 @@ class GateApp:
         if raw is None:
             return
         try:
-            gate = "" if route.public else self._gate(scope)
+            gate = "" if route.public else self._gate(scope, client_certificate(scope))
             body = _decode_body(raw, route.body) if route.body else None
             query = _decode_query(scope["query_string"], route.query) if route.query else None
             status, answer = await self._handlers[route.name](gate, body, query)
@@ -179,8 +193,9 @@ class GateApp:
             return
         await send_json(send, status, msgspec.json.encode(answer))
 
-    def _gate(self, scope: Scope) -> str:
-        """The authenticated gate id; else :class:`_Refused` 401."""
+    def _gate(self, scope: Scope, certificate: str | None) -> str:
+        """The authenticated gate id, proven by ``certificate`` where one is required;
+        else :class:`_Refused` 401."""
         header = ""
         for name, value in scope["headers"]:
             if name == b"authorization":
@@ -191,6 +206,10 @@ class GateApp:
             raise _Refused(401, "unauthorised", "Authorization: Bearer <gate_id>:<key> is needed")
         if not self.store.authenticate(gate_id, key):
             raise _Refused(401, "unauthorised", "unknown gate or wrong key")
+        if self.require_certificate and (
+            certificate is None or not self.store.certificate_allowed(certificate, gate_id)
+        ):
+            raise _Refused(401, "unauthorised", "the client certificate does not prove this gate")
         return gate_id
 
     # -- routes ------------------------------------------------------------------------------
@@ -232,9 +251,10 @@ def _decode_query(raw: bytes, kind: type[msgspec.Struct]) -> Any:
         raise _Refused(400, "bad_request", f"query: {exc}") from None
 
 
-def make_app(home: Home) -> GateApp:
-    """The gates' API of ``home`` (its store opened)."""
-    return GateApp(Store(home), home.fares())
+def make_app(home: Home, *, require_certificate: bool = False) -> GateApp:
+    """The gates' API of ``home`` (its store opened); ``require_certificate`` when it is
+    served over mutual TLS."""
+    return GateApp(Store(home), home.fares(), require_certificate=require_certificate)
 
 
 class EngineWorker(threading.Thread):

@@ -18,6 +18,7 @@ __all__ = [
     "ASGISend",
     "BodyError",
     "Scope",
+    "client_certificate",
     "error_body",
     "read_body",
     "read_or_refuse",
@@ -37,6 +38,15 @@ class BodyError(HttpServeError):
     def __init__(self, status: int, code: str, message: str) -> None:
         self.status, self.code, self.message = status, code, message
         super().__init__(message)
+
+
+def client_certificate(scope: Scope) -> str | None:
+    """The verified client certificate of the request's connection (PEM: the first of
+    the ASGI TLS extension's ``client_cert_chain``), ``None`` without TLS or without
+    a client certificate."""
+    tls = scope.get("extensions", {}).get("tls")
+    chain = tls.get("client_cert_chain") if tls else None
+    return str(chain[0]) if chain else None
 
 
 def error_body(code: str, message: str) -> bytes:

@@ -17,6 +17,9 @@ Process life:
 - **The first process dies** (even by SIGKILL): every other notices within half a
   second (its parent is gone), drains as on SIGTERM and exits, so that the port is
   free again and a new start does not fail.
+- **SIGHUP** to the first process: ``reload()`` runs in it and in every other (it
+  passes the signal on), e.g. to take up a renewed server certificate in the TLS
+  context: handshakes from then on present it, open connections keep theirs.
 """
 
 from __future__ import annotations
@@ -178,11 +181,12 @@ def serve(
     ssl_context: ssl.SSLContext | None = None,
     limits: Limits | None = None,
     ready: Callable[[str, int], None] | None = None,
+    reload: Callable[[], None] | None = None,
 ) -> None:
     """Serve ``open_app()``'s application on ``host``:``port`` until SIGTERM or SIGINT
     (module docstring); ``ssl_context``: a server-side TLS context (``None``: plain
-    HTTP); ``ready(host, port)`` once listening. :class:`ListenError` if the address
-    cannot be had."""
+    HTTP); ``ready(host, port)`` once listening; ``reload()`` on SIGHUP in every
+    process. :class:`ListenError` if the address cannot be had."""
     limits = _raise_fd_limit(limits or Limits())
     sock = listen(host, port)
     bound = sock.getsockname()
@@ -190,6 +194,19 @@ def serve(
     children: list[int] = []
     _STOP.clear()
     previous = {sig: signal.signal(sig, _note) for sig in (signal.SIGTERM, signal.SIGINT)}
+
+    def hang_up(signum: int, frame: Any) -> None:
+        try:
+            if reload is not None:
+                reload()
+        except Exception as exc:  # a bad new certificate: the old one stays in use
+            print(f"reload refused: {exc}", file=sys.stderr)
+        if os.getpid() == first:
+            for pid in children:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGHUP)
+
+    previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, hang_up)
     try:
         for _ in range(max(1, workers) - 1):
             pid = os.fork()

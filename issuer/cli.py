@@ -93,6 +93,9 @@ for command in (
               help="Largest total a terminal of MCC 4111 may capture on one "
               "authorisation (minor units; above the authorised amount if funds "
               "allow).")  # fmt: skip
+@click.option("--dev-plain-http", is_flag=True, envvar="TAPSTACK_DEV_PLAIN_HTTP",
+              help="Serve plain HTTP, for local development only: credentials cross the "
+              "network in clear and no terminal proves itself with a certificate.")  # fmt: skip
 @click.option("--json", "as_json", is_flag=True, help="Print the address as JSON on stdout.")
 @click.pass_context
 def serve_command(
@@ -102,21 +105,28 @@ def serve_command(
     serve_home: Path | None,
     serve_db: str | None,
     transit_aggregation_limit: int,
+    dev_plain_http: bool,
     as_json: bool,
 ) -> None:
-    """Run the authorisation service (HTTP API; GET /openapi.json documents it).
+    """Run the authorisation service (HTTPS API; GET /openapi.json documents it).
 
-    Prints "listening on http://HOST:PORT" on standard error when ready (with --json
-    also {"url": ...} on standard output). Stop with Ctrl-C or SIGTERM: the requests
-    under way are answered and committed first. A busy address is one line and exit
-    code 1.
+    Mutual TLS with the home's TLS folder (`issuer tls show`): the server certificate,
+    and a client certificate of the issuer's CA required of every terminal, naming the
+    terminal whose credential it presents (`issuer terminal add` issues it). Prints
+    "listening on https://HOST:PORT" on standard error when ready (with --json also
+    {"url": ...} on standard output). SIGHUP takes up a renewed server certificate
+    (`issuer tls renew-server`) without a restart. Stop with Ctrl-C or SIGTERM: the
+    requests under way are answered and committed first. A busy address is one line
+    and exit code 1.
     """
+    from emvwire.pki import PkiError
     from httpserve import ListenError
     from httpserve.server import serve
     from issuer.bootstrap import open_issuer
-    from issuer.commands.common import BadArgumentError
+    from issuer.commands.common import BadArgumentError, ConfigCliError
     from issuer.config import ENV_KEYSTORE_KEY, ENV_PKCS11_PIN, load_config
     from issuer.domain.clearing import Clearing
+    from issuer.pki import tls_folder
     from issuer.service import Api, ServiceApp
 
     state: CliState = ctx.ensure_object(CliState)
@@ -132,21 +142,37 @@ def serve_command(
         ENV_KEYSTORE_KEY if kind == "file" else ENV_PKCS11_PIN,
         "Key store passphrase" if kind == "file" else "PKCS#11 user PIN",
     )()
-    open_issuer(config.home, db_url=state.db, passphrase=secret, pin=secret).close()
+    checked = open_issuer(config.home, db_url=state.db, passphrase=secret, pin=secret)
+    try:
+        folder = None if dev_plain_http else tls_folder(config.home, checked.keys)
+        context = None if folder is None else folder.server_context()
+    except (PkiError, OSError) as exc:
+        raise ConfigCliError(
+            f"{exc}; make the TLS folder with `issuer tls init` (or serve plain HTTP for "
+            "local development: --dev-plain-http)"
+        ) from None
+    finally:
+        checked.close()
+    scheme = "http" if context is None else "https"
 
     def open_api() -> Api:
         app = open_issuer(config.home, db_url=state.db, passphrase=secret, pin=secret)
-        return Api(app, clearing=Clearing(app, transit_aggregation_limit=transit_aggregation_limit))
+        clearing = Clearing(app, transit_aggregation_limit=transit_aggregation_limit)
+        return Api(app, clearing=clearing, require_certificate=context is not None)
 
     def ready(h: str, p: int) -> None:
-        click.echo(f"listening on http://{h}:{p}", err=True)
+        click.echo(f"listening on {scheme}://{h}:{p}", err=True)
         if as_json:
-            click.echo(json.dumps({"url": f"http://{h}:{p}", "workers": workers}))
+            click.echo(json.dumps({"url": f"{scheme}://{h}:{p}", "workers": workers}))
+
+    def reload() -> None:
+        if folder is not None and context is not None:
+            folder.reload(context)
 
     try:
         serve(
             lambda: ServiceApp(open_api()), host.strip("[]"), int(port_text), workers=workers,
-            ready=ready,
+            ssl_context=context, ready=ready, reload=reload,
         )  # fmt: skip
     except ListenError as exc:
         raise CliError(str(exc)) from None

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from issuer.commands.common import BadArgumentError, CliState
+from issuer.commands.common import BadArgumentError, CliState, ConfigCliError
 
 __all__ = ["serve_iso8583_command"]
 
@@ -22,6 +22,9 @@ __all__ = ["serve_iso8583_command"]
               show_default=True, envvar="TAPSTACK_TRANSIT_AGGREGATION_LIMIT",
               help="Largest total a terminal of MCC 4111 may capture on one "
               "authorisation (minor units).")  # fmt: skip
+@click.option("--dev-plain-http", "plain", is_flag=True, envvar="TAPSTACK_DEV_PLAIN_HTTP",
+              help="Listen in plain TCP, for local development only: credentials cross "
+              "the network in clear.")  # fmt: skip
 @click.option("--json", "as_json", is_flag=True, help="Print the address as JSON on stdout.")
 @click.pass_context
 def serve_iso8583_command(
@@ -30,6 +33,7 @@ def serve_iso8583_command(
     serve_home: Path | None,
     serve_db: str | None,
     transit_aggregation_limit: int,
+    plain: bool,
     as_json: bool,
 ) -> None:
     """Run the authorisation service's ISO 8583 listener (1987 field layout, a
@@ -37,14 +41,17 @@ def serve_iso8583_command(
     financial, 0400 reversal, 0800 sign-on and echo.
 
     The same authoriser and ledger as `issuer serve` (HTTP): both may run at once.
-    Terminals sign on with their id and credential (`iso8583://HOST:PORT` as the
-    terminal's --issuer). Prints "listening on iso8583://HOST:PORT" on standard error
+    TLS with the home's TLS folder as `issuer serve`: a terminal's client certificate
+    names it, and it signs on as that terminal only (`iso8583s://HOST:PORT` as the
+    terminal's --issuer). Prints "listening on iso8583s://HOST:PORT" on standard error
     when ready (with --json also {"url": ...} on standard output). Stop with Ctrl-C or
     SIGTERM.
     """
+    from emvwire.pki import PkiError
     from issuer.bootstrap import open_issuer
     from issuer.config import ENV_KEYSTORE_KEY, ENV_PKCS11_PIN, load_config
     from issuer.domain.clearing import Clearing
+    from issuer.pki import tls_folder
     from issuer.service.iso8583 import Iso8583Handler
     from issuer.service.iso8583_server import serve_iso8583
 
@@ -62,14 +69,25 @@ def serve_iso8583_command(
     )()
     app = open_issuer(config.home, db_url=state.db, passphrase=secret, pin=secret)
     try:
+        try:
+            context = None if plain else tls_folder(config.home, app.keys).server_context()
+        except PkiError as exc:
+            raise ConfigCliError(
+                f"{exc}; make the TLS folder with `issuer tls init` (or listen in plain TCP "
+                "for local development: --dev-plain-http)"
+            ) from None
         clearing = Clearing(app, transit_aggregation_limit=transit_aggregation_limit)
-        handler = Iso8583Handler(app, clearing=clearing)
+        handler = Iso8583Handler(app, clearing=clearing, require_certificate=context is not None)
+        scheme = "iso8583" if context is None else "iso8583s"
 
         def ready(h: str, p: int) -> None:
-            click.echo(f"listening on iso8583://{h}:{p}", err=True)
+            click.echo(f"listening on {scheme}://{h}:{p}", err=True)
             if as_json:
-                click.echo(json.dumps({"url": f"iso8583://{h}:{p}"}))
+                click.echo(json.dumps({"url": f"{scheme}://{h}:{p}"}))
 
-        serve_iso8583(handler, host.strip("[]"), int(port_text), ready=ready)
+        serve_iso8583(
+            handler, host.strip("[]"), int(port_text), ssl_context=context,
+            identify=handler.identify, ready=ready,
+        )  # fmt: skip
     finally:
         app.close()

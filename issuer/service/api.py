@@ -6,7 +6,11 @@ and query; :meth:`Api.prepare` and :meth:`Api.finish_many` answer it with a
 :class:`Response` (status, a message of the terminal-issuer contract,
 :mod:`emvwire.contract`). Every request but ``/health`` and ``/openapi.json`` carries
 ``Authorization: Bearer <terminal id>:<credential>`` (RFC 6750 bearer token): an
-unknown terminal, a wrong credential or a revoked terminal is 401. A POST carries
+unknown terminal, a wrong credential or a revoked terminal is 401. Served over mutual
+TLS (``require_certificate``), the connection's verified client certificate must name
+that terminal and be its recorded, unrevoked certificate
+(:meth:`issuer.domain.certificates.ClientCertificates.allowed`), else 401 too: a
+credential presented with another terminal's certificate is refused. A POST carries
 ``Idempotency-Key`` (1-255 characters, Stripe's convention), the request id of the
 domain, and a body the contract decodes: broken JSON is 400 ``invalid_json``, a bad
 field 400 ``invalid_request`` with a message naming it (the body's contract message and
@@ -89,6 +93,9 @@ class Request(NamedTuple):
     body: bytes = b""
     params: Mapping[str, str] = _NO_PARAMS
     query: str = ""
+    #: The verified client certificate of the connection (PEM; the ASGI TLS extension's
+    #: ``client_cert_chain[0]``), ``None`` on a connection without TLS.
+    client_certificate: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,8 +179,13 @@ class Api:
         app: IssuerApp,
         authoriser: Authoriser | None = None,
         clearing: Clearing | None = None,
+        *,
+        require_certificate: bool = False,
     ) -> None:
         self.app = app
+        #: Whether every request must come with a client certificate naming its
+        #: terminal (served over mutual TLS; module docstring).
+        self.require_certificate = require_certificate
         self.authoriser = authoriser or Authoriser(app)
         self.clearing = clearing or Clearing(app)
         self.credentials = CredentialCache()
@@ -215,7 +227,7 @@ class Api:
                 return Prepared(Response(200, OPENAPI, text=_OPENAPI_TEXT))
             if generation is None:
                 generation = self.cache.refresh()
-            terminal = self._terminal(request.headers, generation)
+            terminal = self._terminal(request, generation)
             if route.kind == "authorise":
                 auth = self._authorisation_request(request.headers, request.body)
                 return Prepared(None, self.authoriser.check(terminal, auth, generation=generation))
@@ -298,12 +310,13 @@ class Api:
             log.error("unexpected failure", exc_info=exc)
         return error_answer(500, "internal", "the issuer could not process the request")
 
-    def _terminal(self, headers: Mapping[str, str], generation: int) -> Terminal:
-        """The terminal whose bearer credential ``headers`` carry, else 401. Its row
-        comes from :attr:`cache` while the cache generation read at the start of the
-        turn (``generation``) stands, so a revocation or a new credential committed by
-        any process takes effect from the next turn."""
-        value = headers.get("authorization", "")
+    def _terminal(self, request: Request, generation: int) -> Terminal:
+        """The terminal whose bearer credential the request carries, and whose client
+        certificate it comes with where one is required, else 401. Its row comes from
+        :attr:`cache` while the cache generation read at the start of the turn
+        (``generation``) stands, so a revocation or a new credential committed by any
+        process takes effect from the next turn."""
+        value = request.headers.get("authorization", "")
         scheme, _, token = value.partition(" ")
         terminal_id, sep, secret = token.strip().partition(":")
         if scheme.lower() != "bearer" or not sep or not _ID.fullmatch(terminal_id):
@@ -323,6 +336,13 @@ class Api:
             terminal.id, terminal.credential_hash, secret
         ):
             raise _HttpError(401, "unauthorised", "unknown terminal or wrong credential")
+        if self.require_certificate and (
+            request.client_certificate is None
+            or not self.app.certificates.allowed(request.client_certificate, terminal, generation)
+        ):
+            raise _HttpError(
+                401, "unauthorised", "the client certificate does not prove this terminal"
+            )
         return terminal
 
     @staticmethod

@@ -36,7 +36,14 @@ from typing import Any, Final
 
 from starlette.convertors import Convertor, register_url_convertor
 
-from httpserve.asgi import ASGIReceive, ASGISend, Scope, read_or_refuse, send_json
+from httpserve.asgi import (
+    ASGIReceive,
+    ASGISend,
+    Scope,
+    client_certificate,
+    read_or_refuse,
+    send_json,
+)
 from httpserve.routing import JsonRouter
 from issuer.service.api import MAX_BODY, Api, Prepared, Request, Response, error_answer
 from issuer.service.routes import ID_PATTERN, ROUTES, Route
@@ -108,6 +115,7 @@ class ServiceApp:
             body,
             scope.get("path_params", {}),
             scope["query_string"].decode("latin-1"),
+            client_certificate(scope),
         )
         prepared = self.api.prepare(request, self._turn_generation())
         if prepared.answer is not None:

@@ -43,12 +43,14 @@ busy ``91`` (send again), anything else ``96``; field 44 names the cause.
 from __future__ import annotations
 
 import logging
+import ssl
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
 from emvwire import iso8583
 from emvwire.iso8583 import FormatError, Message, Mti, Network
+from emvwire.pki import PkiError, identity_of
 from issuer.bootstrap import IssuerApp
 from issuer.domain.authorise import AuthorisationRequest, Authoriser, Checked
 from issuer.domain.clearing import Clearing
@@ -116,11 +118,34 @@ class Iso8583Handler:
         app: IssuerApp,
         authoriser: Authoriser | None = None,
         clearing: Clearing | None = None,
+        *,
+        require_certificate: bool = False,
     ) -> None:
         self.app = app
         self.authoriser = authoriser or Authoriser(app)
         self.clearing = clearing or Clearing(app)
         self.credentials = CredentialCache()
+        #: Served over mutual TLS: a terminal signs on only on a connection whose
+        #: client certificate names it (:meth:`identify`), with or without field 48.
+        self.require_certificate = require_certificate
+
+    def identify(self, ssl_object: ssl.SSLObject) -> str | None:
+        """The terminal that the connection's verified client certificate proves: its
+        id when the certificate names an active terminal and is that terminal's
+        recorded, unrevoked certificate
+        (:meth:`issuer.domain.certificates.ClientCertificates.allowed`), else ``None``
+        (the listener's ``identify`` hook)."""
+        der = ssl_object.getpeercert(binary_form=True)
+        if not der:
+            return None
+        pem = ssl.DER_cert_to_PEM_cert(der)
+        try:
+            identity = identity_of(pem)
+            with self.app.ledger.unit_of_work(write=False, snapshot=False) as uow:
+                terminal = uow.terminals.get(identity.id)
+        except (PkiError, NotFoundError):
+            return None
+        return terminal.id if self.app.certificates.allowed(pem, terminal) else None
 
     def answer(self, session: Session, message: Message) -> Message | None:
         """The answer to one message (``None``: a message that has none, such as a
@@ -215,16 +240,19 @@ class Iso8583Handler:
         refused = _RefusedError(
             iso8583.SECURITY_VIOLATION, "unauthorised", "unknown terminal or wrong credential"
         )
+        certified = session.certified
+        if certified is not None and iso8583.terminal_code(certified) != terminal_code:
+            certified = None
         if 48 not in message:
-            if session.certified is None or iso8583.terminal_code(session.certified) != (
-                terminal_code
-            ):
+            if certified is None:
                 raise refused
-            terminal_id, secret = session.certified, None
+            terminal_id, secret = certified, None
         else:
             terminal_id, sep, secret = message.text(48).partition(":")
             if not sep or iso8583.terminal_code(terminal_id) != terminal_code:
                 raise refused
+        if self.require_certificate and terminal_id != certified:
+            raise refused
         try:
             terminal = self._terminal(terminal_id, generation)
         except NotFoundError:

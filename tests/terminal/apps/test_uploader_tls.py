@@ -1,9 +1,8 @@
-"""The gate's BackOfficeClient over mutual TLS to the real back office (its HTTP API
-served in process on a socket the test wraps in the back office's own server context
-from its home: serving TLS is the server's wiring): a gate with its certificate is
-served; a gate without one, or with an expired or another CA's, is refused at the
-handshake; a back office it cannot verify gets nothing; and the back office's
-per-request check names the gate the certificate proves."""
+"""The gate's BackOfficeClient over mutual TLS to the real back office (its ASGI app
+on the services' server with the back office's own server context, as `backoffice
+serve` runs it): a gate with its certificate is served; a gate without one, or with an
+expired or another CA's, is refused at the handshake; another gate's credential with
+this gate's certificate is refused; a back office it cannot verify gets nothing."""
 
 from __future__ import annotations
 
@@ -15,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from backoffice.service import BackOfficeServer, make_server
+from backoffice.service import make_app
 from backoffice.store import Home, Store
 from emvwire.pki import certificate_pem, issue_client, make_ca, new_key, private_key_pem
 from emvwire.tls import SERVER_CA, ClientTls, IssuedCertificate
@@ -24,9 +23,9 @@ from terminal.apps.uploader import (
     BackOfficeLinkError,
     BackOfficeUnreachableError,
 )
-from tests.support.servers import serving
+from tests.support.servers import asgi_serving
 
-Office = tuple[Home, BackOfficeServer, dict[str, Any]]
+Office = tuple[Home, str, dict[str, Any]]
 
 
 @pytest.fixture
@@ -41,17 +40,19 @@ def office(tmp_path: Path) -> Iterator[Office]:
 
     with Store(home) as store:
         gate_id, key = store.add_gate("Central", None, certify)
+        other_id, other_key = store.add_gate("North", None, certify)
     files = issued[0].write(tmp_path / "gate", gate_id)
-    srv = make_server(home, "127.0.0.1:0")
-    srv.socket = home.tls.server_context().wrap_socket(srv.socket, server_side=True)
-    gate = {"gate_id": gate_id, "key": key, "pem": issued[0].pem, **files}
-    with closing(srv.store), serving(srv):
-        yield home, srv, gate
+    gate = {
+        "gate_id": gate_id, "key": key, "pem": issued[0].pem, **files,
+        "other_id": other_id, "other_key": other_key,
+    }  # fmt: skip
+    app = make_app(home, require_certificate=True)
+    with closing(app), asgi_serving(app, ssl_context=home.tls.server_context()) as (host, port):
+        yield home, f"https://{host}:{port}", gate
 
 
 def _client(office: Office, tls: ClientTls) -> BackOfficeClient:
-    _, srv, gate = office
-    url = f"https://127.0.0.1:{srv.server_address[1]}"
+    _, url, gate = office
     return BackOfficeClient(url, gate["gate_id"], gate["key"], tls=tls, timeout=5)
 
 
@@ -101,3 +102,14 @@ def test_a_back_office_the_gate_cannot_verify_gets_nothing(office: Office, tmp_p
 def test_plain_http_needs_the_local_development_flag() -> None:
     with pytest.raises(ValueError, match="--dev-plain-http"):
         BackOfficeClient("http://127.0.0.1:8700", "G1", "k")
+
+
+def test_another_gates_credential_with_this_gates_certificate_is_refused(office: Office) -> None:
+    home, url, gate = office
+    tls = ClientTls(home.tls.file(SERVER_CA), gate["cert_file"], gate["key_file"])
+    with closing(BackOfficeClient(url, gate["other_id"], gate["other_key"], tls=tls)) as client:
+        with pytest.raises(BackOfficeLinkError) as refused:
+            client.deny_list(0)
+        assert refused.value.status == 401
+    with Store(home) as store:  # the certificate names the first gate, not the other
+        assert not store.certificate_allowed(gate["pem"], gate["other_id"])
