@@ -29,7 +29,7 @@ from typing import Final, NamedTuple
 
 from emvwire import dol, tlv
 from emvwire.apdu import PPSE, select
-from emvwire.errors import DecodeError
+from emvwire.errors import DecodeError, DolError
 from emvwire.tags import Tag
 from terminal.kernel.config import Combination
 from terminal.kernel.entry_point.candidates import Candidate, DirectoryEntry
@@ -170,11 +170,13 @@ def _fci_fields(fci: bytes) -> tuple[bytes | None, bytes | None]:
 
 
 def _asks_ttq(pdol: bytes | None) -> bool:
+    """Whether a PDOL asks for the TTQ (Book B §3.3.3.6); a malformed PDOL asks for
+    nothing here (the kernel refuses it when it builds the GPO)."""
     if not pdol:
         return False
     try:
         return any(e.tag == Tag.TTQ for e in dol.parse(pdol))
-    except DecodeError:
+    except (DecodeError, DolError):
         return False
 
 

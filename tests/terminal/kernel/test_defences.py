@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from emvwire import tlv
@@ -265,6 +265,8 @@ def _recorded() -> list[tuple[bytes, bytes]]:
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# A PDOL whose last tag lost its length (SELECT answer, byte 52): it once raised.
+@example(which=1, position=52, kind="flip", byte=4)
 @given(
     which=st.integers(min_value=0, max_value=7),
     position=st.integers(min_value=0, max_value=600),
