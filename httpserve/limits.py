@@ -20,7 +20,13 @@ class Limits:
       its first request and between requests (keep-alive; closed beyond);
     - ``max_connections``: open connections per worker (the longest idle one is closed
       for a newcomer; 503 if none is idle);
-    - ``drain_timeout``: on SIGTERM, seconds the requests under way have to finish.
+    - ``drain_timeout``: on SIGTERM, seconds the requests under way have to finish;
+    - ``handshake_timeout``: seconds from a TLS connection's accept to the end of its
+      handshake (closed beyond; until then it is no connection of ``max_connections``);
+    - ``tls_close_grace``: seconds a TLS connection being closed (idle, refused, at
+      shutdown) waits for the peer's close_notify before it is dropped: the closer need
+      not wait for it (RFC 8446 §6.1), and a peer that never answers holds a descriptor
+      and a draining worker as long as this.
     """
 
     max_head: int = 16 * 1024
@@ -29,3 +35,5 @@ class Limits:
     idle_timeout: float = 30.0
     max_connections: int = 1000
     drain_timeout: float = 30.0
+    handshake_timeout: float = 10.0
+    tls_close_grace: float = 1.0

@@ -20,10 +20,16 @@ Process life:
 - **SIGHUP** to the first process: ``reload()`` runs in it and in every other (it
   passes the signal on), e.g. to take up a renewed server certificate in the TLS
   context: handshakes from then on present it, open connections keep theirs.
+
+Over TLS the event loop (:class:`TlsLoop`, uvloop's) times out a handshake after the
+limits' ``handshake_timeout`` and waits ``tls_close_grace`` for a closing peer's
+close_notify: uvicorn leaves both at the loop's defaults (60 s and 30 s), which let
+sockets that never finish a handshake, or never answer a close, pile up.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
 import errno
@@ -35,16 +41,17 @@ import ssl
 import sys
 import time
 from collections.abc import Callable
-from typing import Any, Final
+from typing import Any, Final, cast
 
 import uvicorn
+import uvloop
 
 from httpserve.asgi import ASGIApp
 from httpserve.errors import ListenError
 from httpserve.limits import Limits
 from httpserve.protocol import LimitedConfig, Protocol
 
-__all__ = ["Server", "listen", "make_server", "serve"]
+__all__ = ["Server", "TlsLoop", "listen", "make_server", "serve"]
 
 #: Descriptors a worker keeps for itself (database, key store, logs) beyond its
 #: connections.
@@ -53,6 +60,7 @@ _RESERVED_FDS: Final = 64
 _PARENT_TICKS: Final = 5
 #: How long the first process waits for the others to exit after SIGTERM.
 _CHILD_GRACE: Final = 60.0
+_DEFAULTS: Final = Limits()
 
 
 def listen(host: str, port: int, *, backlog: int = 1024) -> socket.socket:
@@ -97,6 +105,21 @@ def _raise_fd_limit(limits: Limits) -> Limits:
     return dataclasses.replace(limits, max_connections=room)
 
 
+class TlsLoop(uvloop.Loop):
+    """uvloop's event loop whose TLS servers end a handshake after
+    ``handshake_timeout`` seconds and wait ``close_grace`` seconds for a closing peer's
+    close_notify (module docstring); :class:`Server` sets both from its limits."""
+
+    handshake_timeout: float = _DEFAULTS.handshake_timeout
+    close_grace: float = _DEFAULTS.tls_close_grace
+
+    async def create_server(self, *args: Any, **kwargs: Any) -> Any:
+        if kwargs.get("ssl") is not None:
+            kwargs.setdefault("ssl_handshake_timeout", self.handshake_timeout)
+            kwargs.setdefault("ssl_shutdown_timeout", self.close_grace)
+        return await super().create_server(*args, **kwargs)
+
+
 class Server(uvicorn.Server):
     """uvicorn's server that also stops when the process that started it is gone
     (``parent``: its pid; ``None``: not watched)."""
@@ -104,6 +127,14 @@ class Server(uvicorn.Server):
     def __init__(self, config: uvicorn.Config, parent: int | None = None) -> None:
         super().__init__(config)
         self.parent = parent
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        loop = asyncio.get_running_loop()
+        limits = cast(LimitedConfig, self.config).limits
+        if isinstance(loop, TlsLoop):
+            loop.handshake_timeout = limits.handshake_timeout
+            loop.close_grace = limits.tls_close_grace
+        await super().startup(sockets)
 
     async def on_tick(self, counter: int) -> bool:
         if self.parent is not None and counter % _PARENT_TICKS == 0 and os.getppid() != self.parent:
@@ -131,7 +162,7 @@ def _config(app: ASGIApp, limits: Limits, context: ssl.SSLContext | None) -> Lim
         http=Protocol,
         ws="none",
         lifespan="off",
-        loop="uvloop",
+        loop="httpserve.server:TlsLoop",  # uvicorn's custom loop factory
         log_config=None,
         access_log=False,
         proxy_headers=False,

@@ -23,7 +23,10 @@ Limits and broken input (a log line for each; never a value of field 2, 35, 48 o
 With an ``ssl`` context the listener speaks TLS; ``identify`` turns the verified
 client certificate (the connection's ``ssl.SSLObject``) into the terminal id it
 names, which :class:`~issuer.service.iso8583.Session` then binds without a sign-on
-credential.
+credential. A handshake not done within ``handshake_timeout`` seconds is dropped, and
+a closed connection waits :data:`TLS_CLOSE_GRACE` seconds at most for the peer's
+close_notify (RFC 8446 §6.1: the closer need not wait for it), not asyncio's 60 s
+and 30 s.
 """
 
 from __future__ import annotations
@@ -43,12 +46,14 @@ from emvwire import iso8583
 from emvwire.iso8583 import FormatError, Message
 from issuer.service.iso8583 import Iso8583Handler, Session
 
-__all__ = ["QUIET", "Iso8583Server", "serve_iso8583"]
+__all__ = ["QUIET", "TLS_CLOSE_GRACE", "Iso8583Server", "serve_iso8583"]
 
 log = logging.getLogger("issuer.iso8583")
 
 #: How long input must be quiet before a format error is answered (module docstring).
 QUIET: Final = 0.05
+#: Seconds a closed TLS connection waits for the peer's close_notify (module docstring).
+TLS_CLOSE_GRACE: Final = 1.0
 #: At most this much broken input is dropped before a format error is answered.
 _DRAIN_MAX: Final = 1 << 16
 
@@ -69,6 +74,7 @@ class Iso8583Server:
         identify: Identify | None = None,
         idle_timeout: float = 300.0,
         body_timeout: float = 2.0,
+        handshake_timeout: float = 10.0,
     ) -> None:
         self.handler = handler
         self.socket = sock
@@ -77,6 +83,7 @@ class Iso8583Server:
         self.identify = identify
         self.idle_timeout = idle_timeout
         self.body_timeout = body_timeout
+        self.handshake_timeout = handshake_timeout
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="iso8583-batch")
         self._queue: list[tuple[Session, Message, asyncio.Future[Message | None]]] = []
         self._wake: asyncio.Event | None = None
@@ -113,9 +120,12 @@ class Iso8583Server:
     async def _main(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._wake, self._stop = asyncio.Event(), asyncio.Event()
+        tls = self.ssl_context is not None
         server = await asyncio.start_server(
-            self._connection, sock=self.socket, ssl=self.ssl_context, limit=1 << 17
-        )
+            self._connection, sock=self.socket, ssl=self.ssl_context, limit=1 << 17,
+            ssl_handshake_timeout=self.handshake_timeout if tls else None,
+            ssl_shutdown_timeout=TLS_CLOSE_GRACE if tls else None,
+        )  # fmt: skip
         batcher = asyncio.create_task(self._batches())
         self._started.set()
         try:

@@ -23,6 +23,7 @@ from issuer.bootstrap import IssuerApp
 from issuer.service.iso8583 import Iso8583Handler
 from issuer.service.iso8583_server import Iso8583Server
 from tests.issuer.helpers import balances, make_world, tap
+from tests.support.hostile import closed_by_server
 from tests.support.servers import serving
 
 
@@ -95,3 +96,34 @@ def test_authorise_over_tls_with_a_client_certificate(
             with pytest.raises(HostUnreachableError):
                 host.reverse("txn_aaaaaaaaaaaaaaaa")
     assert balances(w) == (10_000, 1500)
+
+
+def test_silent_sockets_are_dropped_after_the_handshake_timeout(
+    issuer: IssuerApp, rsa_keys: dict[str, SigningKey], tmp_path: Path
+) -> None:
+    """Sockets that never send a ClientHello, or send bytes that are not TLS, are
+    closed by the listener (not after asyncio's 60 s), and a terminal still gets
+    through meanwhile."""
+    w = make_world(issuer, rsa_keys)
+    terminal_id, key = w.auth.removeprefix("Bearer ").split(":", 1)
+    server_cert, server_key = _certificate(tmp_path, "issuer", ip=True)
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_ctx.load_cert_chain(server_cert, server_key)
+    sock = socket.create_server(("127.0.0.1", 0))
+    server = Iso8583Server(Iso8583Handler(w.app), sock, ssl_context=server_ctx,
+                           handshake_timeout=0.5)  # fmt: skip
+    address = sock.getsockname()
+    with serving(server):
+        silent = [socket.create_connection(address, timeout=5) for _ in range(10)]
+        noisy = socket.create_connection(address, timeout=5)
+        noisy.sendall(b"\x00\x2e0800" + bytes(42))  # ISO 8583 in clear on a TLS port
+        try:
+            client_ctx = ssl.create_default_context(cafile=server_cert)
+            url = f"iso8583s://127.0.0.1:{address[1]}"
+            with Iso8583Client(url, terminal_id, key, ssl_context=client_ctx) as host:
+                assert host.echo()
+            for conn in [*silent, noisy]:
+                assert closed_by_server(conn, 3.0)
+        finally:
+            for conn in [*silent, noisy]:
+                conn.close()
