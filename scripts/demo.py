@@ -9,9 +9,9 @@ software cards), in a temporary folder, it
    (bound to a Mastercard card) for Grace, and three terminals with their TLS client
    certificates: a shop (MCC 5411), the metro's back office (4111) and a car park
    (7523); the back office makes its own CA and its gate's certificate;
-3. starts ``issuer serve`` and the transit back office (``backoffice serve``); each
-   client presents its certificate and verifies its server's with the demo's CAs (a
-   service that answers on ``http://`` is reached with ``--dev-plain-http``);
+3. starts ``issuer serve`` and the transit back office (``backoffice serve``), both
+   with mutual TLS: each client presents its certificate and verifies its server's
+   with the demo's CAs;
 4. taps, each card served by ``card serve`` behind pcscd + vpcd when pcscd runs, on
    the software card in process (``emulated:``) otherwise:
    a retail purchase and a partial refund (``terminal retail``), four metro rides with
@@ -209,11 +209,10 @@ def _masked(provisioned: dict[str, Any]) -> str:
 
 def _tls(url: str, cert: dict[str, str], ca_option: str, ca_file: str) -> list[str]:
     """The TLS options of a client: its certificate and key from the demo's CAs and the
-    CA its server is verified with; plain HTTP (local development) for a server that
-    does not speak TLS yet."""
-    if url.startswith("https://"):
-        return [ca_option, ca_file, "--cert", cert["cert_file"], "--cert-key", cert["key_file"]]
-    return ["--dev-plain-http"]
+    CA its server (at ``url``, which must be ``https://``) is verified with."""
+    if not url.startswith("https://"):
+        raise DemoError(f"a service of the demo does not speak TLS: {url}")
+    return [ca_option, ca_file, "--cert", cert["cert_file"], "--cert-key", cert["key_file"]]
 
 
 def _host(setup: dict[str, Any], role: str) -> list[str]:

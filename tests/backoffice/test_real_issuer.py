@@ -28,7 +28,7 @@ from backoffice.engine.context import TransitHostClient
 from backoffice.store import Home, Store
 from card.emv import EmvCard
 from emvwire.profile import load_profile
-from emvwire.tls import DEV_PLAIN_HTTP
+from emvwire.tls import ClientTls
 from terminal.kernel.entry_point import EntryPoint
 from terminal.kernel.outcome import Outcome
 from terminal.kernel.transaction import Transaction
@@ -43,7 +43,8 @@ PASS = "backoffice e2e passphrase"
 
 @dataclass
 class RealIssuer(IssuerService):
-    """``issuer serve`` on a fresh SQLite home, the back office its MCC 4111 terminal."""
+    """``issuer serve`` on a fresh SQLite home, the back office its MCC 4111 terminal
+    (over mutual TLS, with the terminal's certificate)."""
 
     home: Path
 
@@ -66,12 +67,11 @@ class RealIssuer(IssuerService):
 
     def client_env(self) -> dict[str, str]:
         """The back office's issuer settings as environment variables."""
-        return {"TAPSTACK_ISSUER_URL": self.url, "TAPSTACK_TERMINAL_ID": self.terminal_id,
-                "TAPSTACK_TERMINAL_KEY": self.key, "TAPSTACK_DEV_PLAIN_HTTP": "1"}  # fmt: skip
+        return self.terminal.environment(self.url)
 
     def client(self) -> TransitHostClient:
         return TransitHostClient(
-            self.url, self.terminal_id, self.key, tls=DEV_PLAIN_HTTP, timeout=10.0
+            self.url, self.terminal_id, self.key, tls=self.terminal.tls, timeout=10.0
         )
 
     def transactions(self, account: str) -> list[dict[str, Any]]:
@@ -106,8 +106,7 @@ def issuer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RealIssuer]:
     home = tmp_path_factory.mktemp("issuer") / "home"
     env = init_issuer(home, PASS)
     with serve_issuer(env, stop_timeout=20) as url:
-        terminal_id, key = add_terminal(env, "Metro", "4111")
-        yield RealIssuer(env, url, terminal_id, key, home)
+        yield RealIssuer(env, url, add_terminal(env, "Metro", "4111"), home)
 
 
 @pytest.fixture
@@ -187,9 +186,11 @@ def test_a_declined_card_is_denied_and_debt_recovery_collects_the_fares(
     _ledger_consistent(issuer)
 
 
-def _http(url: str, method: str, path: str, auth: str, body: Any = None) -> tuple[int, Any]:
-    host, port = url.removeprefix("http://").split(":")
-    conn = http.client.HTTPConnection(host, int(port), timeout=10)
+def _http(
+    url: str, tls: ClientTls, method: str, path: str, auth: str, body: Any = None
+) -> tuple[int, Any]:
+    host, port = url.removeprefix("https://").split(":")
+    conn = http.client.HTTPSConnection(host, int(port), timeout=10, context=tls.context())
     data = None if body is None else json.dumps(body).encode()
     conn.request(method, path, body=data, headers={"Authorization": auth,
                                                    "Content-Type": "application/json"})  # fmt: skip
@@ -215,6 +216,8 @@ def test_served_back_office_puts_a_declined_card_on_the_gates_deny_list(
     _backoffice(bo_home, "init")
     gate = _backoffice(bo_home, "gate", "add", "--name", "Central")
     auth = f"Bearer {gate['gate_id']}:{gate['key']}"
+    cert = gate["certificate"]
+    tls = ClientTls(cert["backoffice_ca_file"], cert["cert_file"], cert["key_file"])
     env = {**os.environ, **issuer.client_env()}
     server = subprocess.Popen(
         [str(BIN / "backoffice"), "--home", str(bo_home), "serve", "--bind",
@@ -222,22 +225,22 @@ def test_served_back_office_puts_a_declined_card_on_the_gates_deny_list(
     )  # fmt: skip
     try:
         assert server.stderr is not None
-        match = re.search(r"http://[\d.]+:\d+", server.stderr.readline())
+        match = re.search(r"https://[\d.]+:\d+", server.stderr.readline())
         assert match
         url = match.group(0)
         carl = issuer.account(0, tmp_path / "carl")
         tap = carl.tap(bytes.fromhex(gate["sealing_public_key"]), gate["gate_id"], 1,
                        datetime.now(UTC))  # fmt: skip
-        status, version0 = _http(url, "GET", "/v1/deny-list?since=0", auth)
+        status, version0 = _http(url, tls, "GET", "/v1/deny-list?since=0", auth)
         assert (status, version0["add"]) == (200, [])
-        assert _http(url, "POST", "/v1/taps", auth, {"taps": [tap]}) == (
+        assert _http(url, tls, "POST", "/v1/taps", auth, {"taps": [tap]}) == (
             200, {"accepted": [tap["tap_id"]], "duplicates": []},
         )  # fmt: skip
         # The upload wakes the engine (not the 60 s interval): the decline reaches the
         # list a gate polls well within its poll interval.
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
-            _, delta = _http(url, "GET", f"/v1/deny-list?since={version0['version']}", auth)
+            _, delta = _http(url, tls, "GET", f"/v1/deny-list?since={version0['version']}", auth)
             if delta["add"]:
                 break
             time.sleep(0.2)

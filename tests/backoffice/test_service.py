@@ -1,13 +1,14 @@
 """The gates' HTTP API (contract "HTTP") on a real socket, and the ``terminal
 backoffice`` CLI through click's runner: credentials, all-or-nothing uploads,
 duplicates, the deny list by version, clear errors with exit codes; ``backoffice
-serve`` as a process, stopped by SIGTERM."""
+serve`` as a process over mutual TLS, stopped by SIGTERM."""
 
 from __future__ import annotations
 
 import http.client
 import json
 import signal
+import ssl
 import subprocess
 import time
 from collections.abc import Iterator
@@ -22,6 +23,7 @@ from click.testing import CliRunner
 from backoffice.cli import backoffice
 from backoffice.service import make_app
 from backoffice.store import Home, Store
+from emvwire.tls import SERVER_CA, ClientTls, IssuedCertificate
 from tests.backoffice.taps import plain_tap
 from tests.support.e2e import BIN
 from tests.support.servers import asgi_serving
@@ -40,19 +42,25 @@ def served(home: Home) -> Iterator[tuple[Served, dict[str, str]]]:
         yield address, keys
 
 
-def call(server: Served, method: str, path: str, body: Any = None,
-         auth: str | None = None) -> tuple[int, Any]:  # fmt: skip
+def call(
+    server: Served,
+    method: str,
+    path: str,
+    body: Any = None,
+    auth: str | None = None,
+    tls: ssl.SSLContext | None = None,
+) -> tuple[int, Any]:
     host, port = server
-    conn = http.client.HTTPConnection(host, port, timeout=10)
+    conn = (http.client.HTTPConnection(host, port, timeout=10) if tls is None
+            else http.client.HTTPSConnection(host, port, timeout=10, context=tls))  # fmt: skip
     headers = {"Authorization": auth} if auth else {}
     data = None if body is None else json.dumps(body).encode()
     if data is not None:
         headers["Content-Type"] = "application/json"
-    conn.request(method, path, body=data, headers=headers)
-    answer = conn.getresponse()
-    payload = json.loads(answer.read() or b"{}")
-    conn.close()
-    return answer.status, payload
+    with closing(conn):
+        conn.request(method, path, body=data, headers=headers)
+        answer = conn.getresponse()
+        return answer.status, json.loads(answer.read() or b"{}")
 
 
 def test_health_needs_no_credential_the_rest_does(served: tuple[Served, Any]) -> None:
@@ -161,10 +169,18 @@ def test_cli_init_with_fares_checks_them(tmp_path: Path) -> None:
 
 
 def test_serve_stops_cleanly_on_sigterm(home: Home) -> None:
-    """``backoffice serve`` as a process: it answers, and SIGTERM with a keep-alive
-    connection open ends it at once with status 0, ``stopped`` and no traceback."""
+    """``backoffice serve`` as a process, with mutual TLS by default: it answers a gate
+    presenting its certificate, and SIGTERM with a keep-alive connection open ends it
+    at once with status 0, ``stopped`` and no traceback."""
+    issued: list[IssuedCertificate] = []
+
+    def certify(gate_id: str) -> IssuedCertificate:
+        issued.append(home.tls.issue_client("gate", gate_id))
+        return issued[-1]
+
     with Store(home) as store:
-        gate, key = store.add_gate("North", None)
+        gate, key = store.add_gate("North", None, certify)
+    files = {k: Path(v) for k, v in issued[0].write(home.path / "gates", gate).items()}
     proc = subprocess.Popen(
         [str(BIN / "backoffice"), "--home", str(home.path), "serve", "--bind",
          "127.0.0.1:0", "--no-engine"],
@@ -173,14 +189,18 @@ def test_serve_stops_cleanly_on_sigterm(home: Home) -> None:
     try:
         assert proc.stderr is not None
         line = proc.stderr.readline()
-        assert "backoffice listening on http://127.0.0.1:" in line, line
+        assert "backoffice listening on https://127.0.0.1:" in line, line
         host, port = line.rsplit("//", 1)[1].strip().split(":")
         address = (host, int(port))
+        tls = ClientTls(home.tls.file(SERVER_CA), files["cert_file"], files["key_file"]).context()
         tap = plain_tap(home.sealing_public_key(), gate, 1, DAY)
-        assert call(address, "POST", "/v1/taps", {"taps": [tap]}, f"Bearer {gate}:{key}") == (
+        auth = f"Bearer {gate}:{key}"
+        assert call(address, "POST", "/v1/taps", {"taps": [tap]}, auth, tls) == (
             200, {"accepted": [f"{gate}:1"], "duplicates": []},
         )  # fmt: skip
-        idle = http.client.HTTPConnection(host, int(port), timeout=10)
+        with pytest.raises((ssl.SSLError, ConnectionError)):  # no certificate: refused
+            call(address, "GET", "/v1/health", tls=ClientTls(home.tls.file(SERVER_CA)).context())
+        idle = http.client.HTTPSConnection(host, int(port), timeout=10, context=tls)
         idle.request("GET", "/v1/health")
         assert idle.getresponse().read() == b'{"status":"ok"}'
         started = time.monotonic()

@@ -41,7 +41,8 @@ BACKOFFICE = [str(e2e.BIN / "backoffice")]
 def _env() -> dict[str, str]:
     env = e2e.child_env()
     for name in ("TAPSTACK_SEAL_KEY", "TAPSTACK_GATE_KEY", "TAPSTACK_GATE_ID",
-                 "TAPSTACK_BACKOFFICE_URL", "TAPSTACK_GATE_HOME", "TAPSTACK_READER"):  # fmt: skip
+                 "TAPSTACK_BACKOFFICE_URL", "TAPSTACK_GATE_HOME", "TAPSTACK_READER",
+                 "TAPSTACK_DEV_PLAIN_HTTP"):  # fmt: skip
         env.pop(name, None)
     return env
 
@@ -94,7 +95,7 @@ def backoffice(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BackOffice]
     try:
         assert server.stderr is not None
         line = server.stderr.readline()
-        assert "listening on http://" in line, line
+        assert "listening on https://" in line, line
         yield BackOffice(home, line.split("listening on ")[1].strip())
     finally:
         server.send_signal(signal.SIGTERM)
@@ -119,11 +120,14 @@ def _card(name: str, number: int, taps: int, *faults: str) -> e2e.ServedCard:
 
 
 def _gate_args(home: Path, number: int, gate: dict[str, Any], *extra: str) -> list[str]:
-    """The gate's command line (a later ``--backoffice`` in ``extra`` wins)."""
+    """The gate's command line, with its certificate (a later ``--backoffice`` in
+    ``extra`` wins)."""
+    cert = gate["certificate"]
     return [str(e2e.BIN / "terminal"), "gate", "transit", "--reader", f"pcsc:{number}",
             "--home", str(home), "--gate-id", gate["gate_id"], "--gate-key", gate["key"],
             "--seal-key", gate["sealing_public_key"], "--backoffice", gate["url"],
-            "--dev-plain-http", "--timeout", "20", "--json", *extra]  # fmt: skip
+            "--backoffice-ca", cert["backoffice_ca_file"], "--cert", cert["cert_file"],
+            "--cert-key", cert["key_file"], "--timeout", "20", "--json", *extra]  # fmt: skip
 
 
 def _tap_run(
@@ -199,7 +203,7 @@ def test_a_card_on_the_back_offices_deny_list_is_denied(
     served = _card("visa-phone", number, 1)
     try:
         offline = subprocess.run(
-            _gate_args(home, number, gate, "--taps", "1", "--backoffice", "http://127.0.0.1:9",
+            _gate_args(home, number, gate, "--taps", "1", "--backoffice", "https://127.0.0.1:9",
                        "--drain", "0"),
             env=_env(), capture_output=True, text=True, timeout=90,
         )  # fmt: skip
@@ -215,7 +219,7 @@ def test_with_the_back_office_down_the_gate_decides_offline_within_the_first_rid
     gate = backoffice.gate("offline")
     home = tmp_path / "gate"
     lines, run, _ = _tap_run(
-        home, gate, "visa-card", 2, "--backoffice", "http://127.0.0.1:9", "--drain", "0",
+        home, gate, "visa-card", 2, "--backoffice", "https://127.0.0.1:9", "--drain", "0",
         "--first-ride-limit", "1",
     )  # fmt: skip
     assert run.returncode == 0, run.stderr

@@ -18,7 +18,6 @@ from typing import Any
 
 import pytest
 
-from emvwire.tls import DEV_PLAIN_HTTP
 from emvwire.tlv import decode_flat, encode
 from hostlink import HostClient
 from tests.support import e2e
@@ -37,11 +36,11 @@ class Issuer(e2e.IssuerService):
 def issuer_home(tmp_path: Path) -> Iterator[Issuer]:
     env = e2e.init_issuer(tmp_path / "home")
     account = e2e.new_account(env, "Ada Lovelace", "100.00")
-    terminal_id, key = e2e.add_terminal(env, "Cafe", "5812")
+    terminal = e2e.add_terminal(env, "Cafe", "5812")
     profile = tmp_path / "visa-card.json"
     e2e.provision_card(env, account, profile)
     with e2e.serve_issuer(env) as url:
-        yield Issuer(env, url, terminal_id, key, account, profile)
+        yield Issuer(env, url, terminal, account, profile)
 
 
 def _card(profile: Path, taps: int, *extra: str) -> e2e.ServedCard:
@@ -68,8 +67,8 @@ def _pay(issuer: Issuer, amount: str, key: str | None = None) -> subprocess.Comp
 def _pay_once(issuer: Issuer, amount: str, key: str | None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [str(e2e.BIN / "terminal"), "pay", "--reader", "pcsc:1", "--amount", amount,
-         "--timeout", "20", "--issuer", issuer.url, "--terminal-id", issuer.terminal_id,
-         "--terminal-key", key or issuer.key, "--dev-plain-http", "--json"],
+         "--timeout", "20", *issuer.terminal.options(issuer.url),
+         *(["--terminal-key", key] if key else []), "--json"],
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
 
@@ -113,7 +112,7 @@ def test_provision_serve_tap_approved_then_attacks_refused(pcscd: str, issuer_ho
         if result.masked_pan != online["card"]:
             pytest.skip("another process's card took vpcd reader 1 during the test")
         with HostClient(issuer_home.url, issuer_home.terminal_id, issuer_home.key,
-                        tls=DEV_PLAIN_HTTP) as host:  # fmt: skip
+                        tls=issuer_home.terminal.tls) as host:  # fmt: skip
             tags = decode_flat(result.authorisation_data)
             tags[0x9F02] = bytes.fromhex("000000000001")
             forged = b"".join(encode(t, v) for t, v in tags.items())

@@ -27,7 +27,6 @@ from typing import Any
 
 import pytest
 
-from emvwire.tls import DEV_PLAIN_HTTP
 from terminal.apps.parking import ISSUER_DOWN_TEXT, NO_ENTRY_TEXT
 from terminal.commands.parking import run_parking
 from tests.support import e2e
@@ -52,12 +51,12 @@ def park(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CarPark]:
     env = e2e.init_issuer(tmp / "home")
     rich = e2e.new_account(env, "Ada Lovelace", "200.00")
     poor = e2e.new_account(env, "Charles Babbage", "5.00")
-    terminal_id, key = e2e.add_terminal(env, "City Car Park", "7523")
+    terminal = e2e.add_terminal(env, "City Car Park", "7523")
     card, poor_card = tmp / "visa-card.json", tmp / "mastercard-card.json"
     e2e.provision_card(env, rich, card)
     e2e.provision_card(env, poor, poor_card, scheme="mastercard")
     with e2e.serve_issuer(env) as url:
-        yield CarPark(env, url, terminal_id, key, rich, poor, card, poor_card)
+        yield CarPark(env, url, terminal, rich, poor, card, poor_card)
 
 
 def _card(profile: Path, taps: int, *extra: str) -> e2e.ServedCard:
@@ -88,7 +87,7 @@ class Lane:
             reader_path="pcsc:1", config_path=None, home=str(self.home),
             issuer_url=url or self.park.url, terminal_id=self.park.terminal_id,
             terminal_key=self.park.key, tariff_path=None, max_amount=None, taps=taps,
-            timeout=20, as_json=True, lane=lane, clock=self.clock, tls=DEV_PLAIN_HTTP,
+            timeout=20, as_json=True, lane=lane, clock=self.clock, tls=self.park.terminal.tls,
         )  # fmt: skip
         lines = [json.loads(x) for x in self.capsys.readouterr().out.splitlines() if x.strip()]
         return lines[0] if taps == 1 else lines
@@ -197,8 +196,7 @@ def test_terminal_gate_parking(pcscd: str, park: CarPark, tmp_path: Path) -> Non
                                   "free_minutes": 0, "per_started_hour": "2.50",
                                   "daily_maximum": "15.00"}))  # fmt: skip
     balance, held = park.balance()
-    env = {**os.environ, "TAPSTACK_ISSUER_URL": park.url, "TAPSTACK_TERMINAL_ID": park.terminal_id,
-           "TAPSTACK_TERMINAL_KEY": park.key, "TAPSTACK_DEV_PLAIN_HTTP": "1"}  # fmt: skip
+    env = {**os.environ, **park.terminal.environment(park.url)}
     with _card(park.card, 2):
         gate = subprocess.run(
             [str(e2e.BIN / "terminal"), "gate", "parking", "--reader", "pcsc:1",

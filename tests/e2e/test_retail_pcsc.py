@@ -45,10 +45,8 @@ class Shop(e2e.IssuerService):
         self, *args: str, stdin: str | None = None, url: str | None = None
     ) -> subprocess.CompletedProcess[str]:
         env = {
-            **os.environ, "TAPSTACK_ISSUER_URL": url or self.url,
-            "TAPSTACK_TERMINAL_ID": self.terminal_id, "TAPSTACK_TERMINAL_KEY": self.key,
+            **os.environ, **self.terminal.environment(url or self.url),
             "TAPSTACK_RETAIL_HOME": str(self.tmp / "till"), "TAPSTACK_MERCHANT": "Corner Shop",
-            "TAPSTACK_DEV_PLAIN_HTTP": "1",  # the served issuer speaks plain HTTP
         }  # fmt: skip
         return subprocess.run(
             [str(e2e.BIN / "terminal"), "retail", *args], env=env, input=stdin,
@@ -61,12 +59,12 @@ def shop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Shop]:
     tmp = tmp_path_factory.mktemp("retail")
     env = e2e.init_issuer(tmp / "home")
     account = e2e.new_account(env, "Ada Lovelace", "60.00")
-    terminal_id, key = e2e.add_terminal(env, "Corner Shop", "5411")
+    terminal = e2e.add_terminal(env, "Corner Shop", "5411")
     profile = tmp / "visa-card.json"
     e2e.provision_card(env, account, profile)
     pan = json.loads(profile.read_text())["applications"][0]["pan"]
     with e2e.serve_issuer(env) as url:
-        yield Shop(env, url, terminal_id, key, account, profile, pan, tmp)
+        yield Shop(env, url, terminal, account, profile, pan, tmp)
 
 
 def _card(profile: Path, taps: int, *extra: str) -> e2e.ServedCard:

@@ -3,9 +3,11 @@ tests/terminal and bench/.
 
 - The issuer: :func:`init_issuer` (``issuer init`` in a fresh home on SQLite),
   :func:`issuer_cli` (any ``issuer`` command with ``--json``), the set-up steps
-  :func:`new_account`, :func:`add_terminal`, :func:`provision_card`, and
-  :func:`serve_issuer` (``issuer serve`` on a free port, its URL read from stderr, stopped
-  on leaving). :class:`IssuerService` is what a test holds of a served issuer.
+  :func:`new_account`, :func:`add_terminal` (a terminal with its TLS client
+  certificate: :class:`TerminalCredentials`), :func:`provision_card`, and
+  :func:`serve_issuer` (``issuer serve`` on a free port with mutual TLS, its URL read
+  from stderr, stopped on leaving). :class:`IssuerService` is what a test holds of a
+  served issuer.
 - The vpcd readers of pcscd (machine-wide, TCP 35963/35964: one test run at a time):
   :func:`require_free_reader`, :func:`free_vpcd_reader`,
   :func:`wait_until_empty`.
@@ -32,6 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
 
+from emvwire.tls import ClientTls
 from tests.support.services import missing_service
 
 __all__ = [
@@ -41,6 +44,7 @@ __all__ = [
     "ROOT",
     "IssuerService",
     "ServedCard",
+    "TerminalCredentials",
     "account_balance",
     "add_terminal",
     "assert_no_secrets",
@@ -65,7 +69,7 @@ BIN = Path(sys.executable).parent
 #: The key store passphrase of the test issuers.
 PASS = "e2e passphrase"
 #: How ``issuer serve`` says where it listens (first line on stderr).
-_URL = re.compile(r"http://[\d.]+:\d+")
+_URL = re.compile(r"https?://[\d.]+:\d+")
 
 
 def child_env() -> dict[str, str]:
@@ -79,7 +83,7 @@ def unused_url() -> str:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    return f"http://127.0.0.1:{port}"
+    return f"https://127.0.0.1:{port}"
 
 
 def card_secrets(profile: Path) -> list[str]:
@@ -131,10 +135,44 @@ def new_account(env: Mapping[str, str], holder: str, credit: str | None = None) 
     return account
 
 
-def add_terminal(env: Mapping[str, str], merchant: str, mcc: str) -> tuple[str, str]:
-    """``issuer terminal add``: the terminal's id and its key (credential)."""
+@dataclass(frozen=True)
+class TerminalCredentials:
+    """A terminal registered at the issuer: its id and key, and the files of its TLS
+    client certificate with the CA it verifies the issuer with (``issuer terminal add
+    --cert-dir``)."""
+
+    id: str
+    key: str
+    cert_file: str
+    key_file: str
+    issuer_ca_file: str
+
+    @property
+    def tls(self) -> ClientTls:
+        """The terminal's side of mutual TLS."""
+        return ClientTls(Path(self.issuer_ca_file), Path(self.cert_file), Path(self.key_file))
+
+    def options(self, url: str) -> list[str]:
+        """The ``--issuer``, credential and TLS options of a terminal command."""
+        return ["--issuer", url, "--terminal-id", self.id, "--terminal-key", self.key,
+                "--issuer-ca", self.issuer_ca_file, "--cert", self.cert_file,
+                "--cert-key", self.key_file]  # fmt: skip
+
+    def environment(self, url: str) -> dict[str, str]:
+        """The same as environment variables."""
+        return {"TAPSTACK_ISSUER_URL": url, "TAPSTACK_TERMINAL_ID": self.id,
+                "TAPSTACK_TERMINAL_KEY": self.key, "TAPSTACK_ISSUER_CA": self.issuer_ca_file,
+                "TAPSTACK_TERMINAL_CERT": self.cert_file,
+                "TAPSTACK_TERMINAL_CERT_KEY": self.key_file}  # fmt: skip
+
+
+def add_terminal(env: Mapping[str, str], merchant: str, mcc: str) -> TerminalCredentials:
+    """``issuer terminal add`` with its certificate written under the home's
+    ``terminals/``: the terminal's credentials."""
     made = issuer_cli(env, "terminal", "add", "--merchant", merchant, "--mcc", mcc)
-    return made["id"], made["credential"]
+    cert = made["certificate"]
+    return TerminalCredentials(made["id"], made["credential"], cert["cert_file"],
+                               cert["key_file"], cert["issuer_ca_file"])  # fmt: skip
 
 
 def provision_card(
@@ -161,8 +199,9 @@ def account_balance(env: Mapping[str, str], account: str) -> tuple[int, int]:
 
 @contextmanager
 def serve_issuer(env: Mapping[str, str], stop_timeout: float = 10) -> Iterator[str]:
-    """``issuer serve`` on a free local port for the ``with`` block: its URL (from the
-    first line it writes to stderr). Terminated (SIGTERM) on leaving."""
+    """``issuer serve`` on a free local port for the ``with`` block, with mutual TLS
+    (the home's TLS folder): its ``https://`` URL (from the first line it writes to
+    stderr). Terminated (SIGTERM) on leaving."""
     server = subprocess.Popen(
         [str(BIN / "issuer"), "serve", "--bind", "127.0.0.1:0"], env=dict(env),
         stderr=subprocess.PIPE, text=True,
@@ -183,12 +222,19 @@ def serve_issuer(env: Mapping[str, str], stop_timeout: float = 10) -> Iterator[s
 @dataclass
 class IssuerService:
     """A served issuer home as a test holds it: the ``issuer`` CLI's environment, the
-    service's URL and the one terminal registered for the test (id and key)."""
+    service's URL and the one terminal registered for the test."""
 
     env: dict[str, str]
     url: str
-    terminal_id: str
-    key: str
+    terminal: TerminalCredentials
+
+    @property
+    def terminal_id(self) -> str:
+        return self.terminal.id
+
+    @property
+    def key(self) -> str:
+        return self.terminal.key
 
     def run(self, *args: str) -> Any:
         """``issuer ARGS --json`` on this home: the JSON answer."""

@@ -17,11 +17,13 @@ from datetime import date
 from pathlib import Path
 
 from emvwire.crypto.cryptogram import CryptogramData, generate_arqc
-from emvwire.tls import DEV_PLAIN_HTTP
+from emvwire.tls import SERVER_CA, ClientTls
 from emvwire.tlv import encode
 from hostlink import HostClient
 from issuer.bootstrap import IssuerApp, init_issuer, open_issuer
 from issuer.keys.base import MasterKeyRef
+from issuer.model.entities import Terminal
+from issuer.pki import TLS_DIR, add_terminal, tls_folder
 from tests.support.e2e import BIN
 
 __all__ = ["PASS", "IssuerHome", "arqc_request", "stop_service"]
@@ -49,7 +51,8 @@ def arqc_request(mk: bytes, atc: int, amount: int) -> bytes:
 
 
 class IssuerHome:
-    """An issuer home with one account, terminals and Visa cards."""
+    """An issuer home with one account, terminals (each with its TLS client certificate,
+    written under ``home/terminals``) and Visa cards."""
 
     def __init__(self, home: Path, db: str | None, terminals: int, cards: int) -> None:
         self.home, self.db = home, db
@@ -57,7 +60,15 @@ class IssuerHome:
         s = app.service
         self.account = s.create_account("Load Holder").id
         s.credit_account(self.account, 10**9)
-        self.terminals = [s.add_terminal(f"Shop {i}", "5411") for i in range(terminals)]
+        folder = tls_folder(home, app.keys)
+        #: (terminal, credential, client TLS) of each terminal.
+        self.terminals: list[tuple[Terminal, str, ClientTls]] = []
+        for i in range(terminals):
+            terminal, key, issued = add_terminal(s, folder, f"Shop {i}", "5411")
+            files = issued.write(home / "terminals", terminal.id)
+            tls = ClientTls(home / TLS_DIR / SERVER_CA, Path(files["cert_file"]),
+                            Path(files["key_file"]))  # fmt: skip
+            self.terminals.append((terminal, key, tls))
         self.cards: list[tuple[bytes, bytes]] = []  # (AC master key, track 2)
         for _ in range(cards):
             issued = s.issue_card(self.account, "visa")
@@ -73,23 +84,27 @@ class IssuerHome:
         return open_issuer(self.home, db_url=self.db, passphrase=PASS)
 
     def serve(
-        self, *, workers: int = 1, bind: str = "127.0.0.1:0"
+        self, *options: str, workers: int = 1, bind: str = "127.0.0.1:0"
     ) -> tuple[subprocess.Popen[str], str]:
-        """``issuer serve`` of this home: the process and its URL."""
+        """``issuer serve OPTIONS`` of this home (mutual TLS unless ``--dev-plain-http``):
+        the process and its URL."""
         env = {**os.environ, "TAPSTACK_ISSUER_HOME": str(self.home),
                "TAPSTACK_KEYSTORE_KEY": PASS}  # fmt: skip
-        cmd = [str(BIN / "issuer"), "serve", "--bind", bind, "--workers", str(workers)]
+        cmd = [str(BIN / "issuer"), "serve", "--bind", bind, "--workers", str(workers), *options]
         if self.db:
             cmd += ["--db", self.db]
         proc = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, text=True)
         assert proc.stderr is not None
-        match = re.search(r"http://[\d.]+:\d+", proc.stderr.readline())
-        assert match, "the service did not start"
+        line = proc.stderr.readline()
+        match = re.search(r"https?://[\d.]+:\d+", line)
+        if match is None:
+            stop_service(proc)
+            raise AssertionError(f"the service did not start: {line}")
         return proc, match.group(0)
 
     def client(self, url: str, index: int, **options: float) -> HostClient:
-        terminal, key = self.terminals[index]
-        return HostClient(url, terminal.id, key, tls=DEV_PLAIN_HTTP, **options)  # type: ignore[arg-type]
+        terminal, key, tls = self.terminals[index]
+        return HostClient(url, terminal.id, key, tls=tls, **options)  # type: ignore[arg-type]
 
 
 def stop_service(proc: subprocess.Popen[str], sig: int = signal.SIGTERM) -> None:
