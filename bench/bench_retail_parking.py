@@ -1,6 +1,6 @@
 """Time of a retail sale and of parking entry/exit decisions through pcscd + vpcd with a
-real ``issuer serve`` on SQLite (the retail and parking applications; no goal, a
-measurement for BENCHMARKS.md).
+real ``issuer serve`` on SQLite over mutual TLS (the retail and parking applications;
+no goal, a measurement for BENCHMARKS.md).
 
 Measured per tap, from the card connected (``wait_for_card`` returned) to the receipt
 or the barrier decision: the kernel's exchanges with the card through pcscd + vpcd,
@@ -22,7 +22,10 @@ import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from tests.support.e2e import TerminalCredentials
 
 
 def _quantiles(values: list[float]) -> str:
@@ -61,11 +64,12 @@ def main() -> None:
         _measure(url, shop, park, tmp, taps)
 
 
-def _measure(url: str, shop: tuple[str, str], park: tuple[str, str], tmp: Path, taps: int) -> None:
+def _measure(
+    url: str, shop: TerminalCredentials, park: TerminalCredentials, tmp: Path, taps: int
+) -> None:
     """Time ``taps`` retail sales, then ``taps`` parking entries and exits, on vpcd reader 1
     (the card presented there for every tap) against the issuer at ``url``."""
     from emvwire.currency import currency_by_code
-    from emvwire.tls import DEV_PLAIN_HTTP
     from hostlink import HostClient
     from terminal.apps.journal import Journal
     from terminal.apps.parking import ParkingGate, lane_config, load_tariff
@@ -93,8 +97,8 @@ def _measure(url: str, shop: tuple[str, str], park: tuple[str, str], tmp: Path, 
     try:
         config = default_config()
         retail: list[float] = []
-        with HostClient(url, *shop, tls=DEV_PLAIN_HTTP) as host:
-            till = Till(Journal(tmp / "till"), host, merchant="Shop", terminal_id=shop[0],
+        with HostClient(url, shop.id, shop.key, tls=shop.tls) as host:
+            till = Till(Journal(tmp / "till"), host, merchant="Shop", terminal_id=shop.id,
                         currency=currency_by_code("EUR"))  # fmt: skip
             tap = make_tap(config)
             for _ in range(taps):
@@ -107,7 +111,7 @@ def _measure(url: str, shop: tuple[str, str], park: tuple[str, str], tmp: Path, 
         entries: list[float] = []
         exits: list[float] = []
         tap = make_tap(parking_config)
-        with HostClient(url, *park, tls=DEV_PLAIN_HTTP) as host:
+        with HostClient(url, park.id, park.key, tls=park.tls) as host:
             gate = ParkingGate(tmp / "gate", host, tariff, clock=lambda: now[0])
             for _ in range(taps):
                 for times, action in ((entries, "entry"), (exits, "exit")):

@@ -1,6 +1,7 @@
 """Side by side: HTTP servers for the issuer's authorisation API, with the real work.
 
-    .venv/bin/python bench/compare_servers.py [--servers baseline,uvicorn,granian,issuer]
+    .venv/bin/python bench/compare_servers.py
+        [--servers baseline,uvicorn,granian,issuer,issuer-tls]
         [--workers 2] [--clients 32] [--procs 2] [--seconds 10] [--empty-seconds 5]
         [--rounds 1] [--db URL] [--baseline REV] [--json FILE]
 
@@ -25,7 +26,10 @@ The servers (``--workers`` processes each, sharing one listening socket):
   service's ASGI application (:class:`issuer.service.app.ServiceApp`);
 - ``granian``: granian (Rust, ASGI interface, uvloop) running the same application;
 - ``issuer``: today's ``issuer serve`` (uvicorn with the limits and process life of
-  :mod:`httpserve`).
+  :mod:`httpserve`) in plain HTTP (``--dev-plain-http``), like the others;
+- ``issuer-tls``: today's ``issuer serve`` as deployed, with mutual TLS: each
+  terminal's keep-alive connection presents its client certificate (the handshakes
+  happen before the run; the empty run's server has a TLS folder made for it).
 
 For each run it prints requests/s, p50/p99 latency, the server's CPU time per request
 (its processes' user + system time, taken with ``wait4``: steadier than the rate on a
@@ -176,10 +180,11 @@ def _child_baseline_empty(workers: int) -> None:
     serve(Empty, "127.0.0.1", 0, workers=workers, ready=ready)
 
 
-def _child_issuer_empty(workers: int) -> None:
+def _child_issuer_empty(workers: int, tls: Path | None) -> None:
     """Today's server (:func:`httpserve.server.serve`) with the service's HTTP layer
     and nothing behind it: the router, the body read within its limit, a JSON
-    answer."""
+    answer; over mutual TLS with the TLS folder ``tls`` if given."""
+    from emvwire.tls import TlsFolder
     from httpserve.asgi import read_body, send_json
     from httpserve.routing import JsonRouter
     from httpserve.server import serve
@@ -192,10 +197,11 @@ def _child_issuer_empty(workers: int) -> None:
         return JsonRouter([("POST", "/v1/authorisations", empty), ("GET", "/health", empty)])
 
     def ready(host: str, port: int) -> None:
-        print(f"listening on http://{host}:{port}", file=sys.stderr)
+        print(f"listening on http{'s' if tls else ''}://{host}:{port}", file=sys.stderr)
         sys.stderr.flush()
 
-    serve(app, "127.0.0.1", 0, workers=workers, ready=ready)
+    context = TlsFolder(tls).server_context() if tls else None
+    serve(app, "127.0.0.1", 0, workers=workers, ready=ready, ssl_context=context)
 
 
 def _free_port() -> int:
@@ -267,19 +273,24 @@ def _start(
         ]
     elif run == "empty":
         cmd = [py, me, "--child", "issuer-empty", "--workers", workers]
+        if kind == "issuer-tls":
+            cmd += ["--tls", str(home / "tls")]
     else:
         cmd = [str(Path(py).parent / "issuer")]
         if args.db:
             cmd += ["--db", args.db]
         cmd += ["serve", "--bind", "127.0.0.1:0", "--workers", workers]
+        if kind == "issuer":
+            cmd.append("--dev-plain-http")
     proc = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, text=True, cwd=str(tree or ROOT))
     assert proc.stderr is not None
     line = proc.stderr.readline()
-    match = re.search(r"http://[\d.]+:\d+", line)
+    match = re.search(r"https?://[\d.]+:\d+", line)
     if not match:
         proc.kill()
         raise RuntimeError(f"{kind} did not start: {line}{proc.stderr.read()[-2000:]}")
-    _wait_port(int(match.group(0).rsplit(":", 1)[1]), proc)
+    if kind != "issuer-tls":  # the probe speaks plain HTTP; serve() printed once listening
+        _wait_port(int(match.group(0).rsplit(":", 1)[1]), proc)
     return proc, match.group(0)
 
 
@@ -312,13 +323,47 @@ def _baseline_tree(rev: str | None, into: Path) -> Path:
     return into
 
 
-def _fake_plan(clients: int, seconds: float) -> dict[str, Any]:
+def _baseline_plan(
+    tree: Path, home: Path, db: str | None, clients: int, cards: int
+) -> dict[str, Any]:
+    """The plan made by the baseline's own ``bench/load_issuer.py`` (a ledger at its
+    schema, terminals without certificates), in a child process of its tree."""
+    from load_issuer import Terminal
+
+    out = home.parent / "plan.json"
+    code = (
+        "import json, sys; from pathlib import Path; from bench.load_issuer import setup; "
+        "plan = setup(Path(sys.argv[1]), sys.argv[2] or None, int(sys.argv[3]), "
+        "int(sys.argv[4])); Path(sys.argv[5]).write_text(json.dumps(plan))"
+    )
+    subprocess.run(
+        [sys.executable, "-c", code, str(home), db or "", str(clients), str(cards), str(out)],
+        cwd=tree, env={**os.environ, "PYTHONPATH": str(tree)}, check=True,
+    )  # fmt: skip
+    plan: dict[str, Any] = json.loads(out.read_text())
+    plan["terminals"] = [Terminal(t[0], t[1], "", "") for t in plan["terminals"]]
+    plan["server_ca"] = None
+    return plan
+
+
+def _fake_plan(home: Path, clients: int, seconds: float) -> dict[str, Any]:
     """Requests of an authorisation's size for the empty application (enough for
-    100,000 a second)."""
+    100,000 a second), from one terminal with a client certificate of a TLS folder
+    made in ``home/tls`` (for ``issuer-tls``)."""
+    from load_issuer import Terminal
+
+    from emvwire.tls import SERVER_CA, TlsFolder, plan_folder
+
+    folder = TlsFolder(home / "tls")
+    folder.create(plan_folder("compare CA", hosts=("127.0.0.1",)))
+    ident = f"trm_{'a' * 16}"
+    files = folder.issue_client("terminal", ident).write(home / "terminals", ident)
+    terminal = Terminal(ident, "x", files["cert_file"], files["key_file"])
     icc = "9f2608" + "00" * 8 + "9f270180" + "9f100706011203a00000" + "00" * 60
     track2 = "4761739001010010d29122010000000000"
     stream = [(icc, track2)] * int(seconds * 100_000 / clients + 1)
-    return {"terminals": [(f"trm_{'a' * 16}", "x")] * clients, "streams": [stream] * clients}
+    return {"terminals": [terminal] * clients, "streams": [stream] * clients,
+            "server_ca": str(folder.file(SERVER_CA))}  # fmt: skip
 
 
 def _run(kind: str, run: str, args: argparse.Namespace, tree: Path | None) -> dict[str, Any]:
@@ -338,16 +383,23 @@ def _run_on(kind: str, run: str, args: argparse.Namespace, tree: Path | None) ->
         load = os.getloadavg()[0]
         if run == "auth":
             cards = max(args.clients, int(seconds * PLAN_RATE / PER_CARD) + 1)
-            plan = load_issuer.setup(home, args.db, args.clients, cards)
+            if kind == "baseline":
+                assert tree is not None
+                plan = _baseline_plan(tree, home, args.db, args.clients, cards)
+            else:
+                plan = load_issuer.setup(home, args.db, args.clients, cards)
         else:
             home.mkdir()
-            plan = _fake_plan(args.clients, seconds)
+            plan = _fake_plan(home, args.clients, seconds)
         proc, url = _start(kind, run, home, args, tree)
         try:
             time.sleep(0.3)
             procs = max(1, args.procs)
             terms, streams = plan["terminals"], plan["streams"]
-            jobs = [(url, terms[i::procs], streams[i::procs], seconds) for i in range(procs)]
+            jobs = [
+                load_issuer.Job(url, terms[i::procs], streams[i::procs], seconds, plan["server_ca"])
+                for i in range(procs)
+            ]
             with multiprocessing.Pool(procs) as pool:
                 before = os.times()
                 results = pool.map(load_issuer._drive_raw, jobs)
@@ -401,7 +453,7 @@ def _table(reports: list[dict[str, Any]]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--servers", default="baseline,uvicorn,granian,issuer")
+    parser.add_argument("--servers", default="baseline,uvicorn,granian,issuer,issuer-tls")
     parser.add_argument("--runs", default="auth,empty")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--clients", type=int, default=32)
@@ -413,12 +465,13 @@ def main() -> None:
     parser.add_argument("--baseline", metavar="REV", help="git revision of the baseline")
     parser.add_argument("--json", type=Path, help="also write the reports here")
     parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--tls", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     children: dict[str, Callable[[], None]] = {
         "uvicorn": lambda: _child_uvicorn(args.workers, False),
         "uvicorn-empty": lambda: _child_uvicorn(args.workers, True),
         "baseline-empty": lambda: _child_baseline_empty(args.workers),
-        "issuer-empty": lambda: _child_issuer_empty(args.workers),
+        "issuer-empty": lambda: _child_issuer_empty(args.workers, args.tls),
     }
     if args.child:
         children[args.child]()

@@ -1,25 +1,32 @@
-"""Load generator: authorisations per second over HTTP against ``issuer serve``.
+"""Load generator: authorisations per second over HTTPS against ``issuer serve``.
 
     .venv/bin/python bench/load_issuer.py [--db URL] [--workers 2] [--clients 32]
         [--procs 2] [--seconds 20] [--cards 400] [--client raw|host|iso8583]
+        [--handshakes 200] [--dev-plain-http]
 
-Makes a fresh issuer in a temporary home (file key store, the default ranges), opens
-accounts with ample money, ``--clients`` terminals and ``--cards`` Visa CVN 18 cards,
-and pre-computes a stream of ARQCs (ATC 1, 2, ... per card) as field 55 blobs, so that
-the generator spends no time on cryptography. Then it starts ``issuer serve
---workers N`` on a free loopback port and drives it from ``--procs`` processes with
-``--clients`` keep-alive connections in all, each a terminal sending one request after
-another, for at most ``--seconds`` (bounded: <= 60). ``--client host`` drives it with
-the terminal's :class:`~hostlink.HostClient` (a thread per terminal, http.client,
-JSON both ways: about as much CPU per request as the service itself); ``--client raw``
-(default) with pre-encoded HTTP/1.1 requests on keep-alive sockets from one selectors
-loop per process, which leaves the shared cores to the service; ``--client iso8583``
-drives ``issuer serve-iso8583`` instead (bench/load_iso8583.py). It prints authorisations/s,
-p50/p99 latency, errors, the ledger check and the server's CPU time per
-authorisation (its processes' user + system time: less noisy than the rate on a
-shared machine) and the machine's 1-minute load average before the run (what else
-was running). Loopback only. Every request is verified
-by the service (ARQC, ATC, funds, hold, durable commit).
+Makes a fresh issuer in a temporary home (file key store, the default ranges, its TLS
+folder), opens accounts with ample money, ``--clients`` terminals each with its TLS
+client certificate, and ``--cards`` Visa CVN 18 cards, and pre-computes a stream of
+ARQCs (ATC 1, 2, ... per card) as field 55 blobs, so that the generator spends no time
+on cryptography. Then it starts ``issuer serve --workers N`` on a free loopback port,
+with mutual TLS as deployed (``--dev-plain-http``: plain HTTP), and drives it from
+``--procs`` processes with ``--clients`` keep-alive connections in all, each a
+terminal presenting its certificate and sending one request after another, for at
+most ``--seconds`` (bounded: <= 60). ``--client host`` drives it with the terminal's
+:class:`~hostlink.HostClient` (a thread per terminal, http.client, JSON both ways:
+about as much CPU per request as the service itself); ``--client raw`` (default) with
+pre-encoded HTTP/1.1 requests on keep-alive sockets from one selectors loop per
+process, which leaves the shared cores to the service; ``--client iso8583`` drives
+``issuer serve-iso8583`` instead (bench/load_iso8583.py).
+
+It prints authorisations/s, p50/p99 latency, errors, the ledger check and the server's
+CPU time per authorisation (its processes' user + system time: less noisy than the
+rate on a shared machine) and the machine's 1-minute load average before the run (what
+else was running). Over HTTPS it first measures what a new connection costs
+(:func:`handshake_cost`): ``--handshakes`` requests each on a new connection (TCP,
+the mutual TLS handshake, ``GET /health``) against as many on one keep-alive
+connection. Loopback only. Every authorisation is verified by the service (ARQC, ATC,
+funds, hold, durable commit).
 """
 
 from __future__ import annotations
@@ -34,29 +41,86 @@ import re
 import resource
 import selectors
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from emvwire.crypto.cryptogram import CryptogramData, generate_arqc  # noqa: E402
-from emvwire.tls import DEV_PLAIN_HTTP  # noqa: E402
+from emvwire.tls import DEV_PLAIN_HTTP, SERVER_CA, ClientTls  # noqa: E402
 from emvwire.tlv import encode  # noqa: E402
 from hostlink import HostClient  # noqa: E402
 from issuer.bootstrap import init_issuer  # noqa: E402
 from issuer.keys.base import MasterKeyRef  # noqa: E402
+from issuer.pki import TLS_DIR, add_terminal, tls_folder  # noqa: E402
 
 PASS = "bench passphrase"
 PER_CARD = 45  # under the service's velocity rule (50 per 10 minutes)
 _SCHEMAS = itertools.count()
+_SECURE = ("https", "iso8583s")
+
+
+@dataclass(frozen=True)
+class Terminal:
+    """A terminal of the plan: its id and key, its certificate and key files."""
+
+    id: str
+    key: str
+    cert: str
+    cert_key: str
+
+
+@dataclass(frozen=True)
+class Job:
+    """One load process's share: the server's URL and CA, its terminals and their
+    request streams, and how long to run."""
+
+    url: str
+    terms: list[Terminal]
+    streams: list[list[tuple[str, str]]]
+    seconds: float
+    server_ca: str | None = None
+
+    def tls(self, term: Terminal) -> ClientTls:
+        """The terminal's side of mutual TLS, or plain HTTP for an ``http://`` URL."""
+        if not self.url.startswith(_SECURE):
+            return DEV_PLAIN_HTTP
+        return ClientTls(self.server_ca, term.cert, term.cert_key)
+
+    def connect(self, term: Terminal) -> socket.socket:
+        """A non-blocking connection of ``term`` to the server, its TLS handshake done."""
+        parts = urlsplit(self.url)
+        host, port = parts.hostname or "127.0.0.1", parts.port or 443
+        sock = socket.create_connection((host, port))
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if parts.scheme in _SECURE:
+            sock = self.tls(term).context().wrap_socket(sock, server_hostname=host)
+        sock.setblocking(False)
+        return sock
+
+
+def receive(sock: socket.socket) -> bytes | None:
+    """What arrived on a non-blocking socket that select found readable: ``b""`` at
+    its end, ``None`` when only part of a TLS record did."""
+    try:
+        data = sock.recv(65536)
+    except ssl.SSLWantReadError:
+        return None
+    if isinstance(sock, ssl.SSLSocket):
+        while data and sock.pending():
+            data += sock.recv(sock.pending())
+    return data
 
 
 def _blob(mk: bytes, atc: int, amount: int) -> bytes:
@@ -92,11 +156,17 @@ def _track2(pan: str, expiry: date) -> bytes:
 
 
 def setup(home: Path, db: str | None, clients: int, cards: int) -> dict[str, Any]:
-    """The issuer, its terminals and the request stream."""
+    """The issuer, its terminals (each with its client certificate, under
+    ``home/terminals``), the server's CA file and the request streams."""
     os.environ["TAPSTACK_KEYSTORE_KEY"] = PASS
     app = init_issuer(home, db_url=db, kdf_cost=10)
     s = app.service
-    terminals = [s.add_terminal(f"Shop {i}", "5411") for i in range(clients)]
+    folder = tls_folder(home, app.keys)
+    terminals: list[Terminal] = []
+    for i in range(clients):
+        made, key, issued = add_terminal(s, folder, f"Shop {i}", "5411")
+        files = issued.write(home / "terminals", made.id)
+        terminals.append(Terminal(made.id, key, files["cert_file"], files["key_file"]))
     streams: list[list[tuple[str, str]]] = [[] for _ in range(clients)]
     n = 0
     for i in range(cards):
@@ -113,23 +183,24 @@ def setup(home: Path, db: str | None, clients: int, cards: int) -> dict[str, Any
             n += 1
     app.close()
     return {
-        "terminals": [(t.id, key) for t, key in terminals],
+        "terminals": terminals,
         "streams": streams,
+        "server_ca": str(home / TLS_DIR / SERVER_CA),
     }
 
 
-def _drive(args: tuple[str, list[tuple[str, str]], list[list[tuple[str, str]]], float]) -> Any:
-    url, terms, streams, seconds = args
+def _drive(job: Job) -> Any:
     start = time.perf_counter()
-    deadline = time.monotonic() + seconds
+    deadline = time.monotonic() + job.seconds
     latencies: list[float] = []
     outcomes: dict[str, int] = {}
     lock = threading.Lock()
 
-    def run(term: tuple[str, str], stream: list[tuple[str, str]]) -> None:
+    def run(term: Terminal, stream: list[tuple[str, str]]) -> None:
         mine: list[float] = []
         counts: dict[str, int] = {}
-        with HostClient(url, term[0], term[1], tls=DEV_PLAIN_HTTP, timeout=10, retries=3) as host:
+        with HostClient(job.url, term.id, term.key, tls=job.tls(term), timeout=10,
+                        retries=3) as host:  # fmt: skip
             for icc, track2 in stream:
                 if time.monotonic() > deadline:
                     break
@@ -147,7 +218,8 @@ def _drive(args: tuple[str, list[tuple[str, str]], list[list[tuple[str, str]]], 
                 outcomes[k] = outcomes.get(k, 0) + v
 
     threads = [
-        threading.Thread(target=run, args=(t, s)) for t, s in zip(terms, streams, strict=True)
+        threading.Thread(target=run, args=(t, s))
+        for t, s in zip(job.terms, job.streams, strict=True)
     ]
     for t in threads:
         t.start()
@@ -156,29 +228,27 @@ def _drive(args: tuple[str, list[tuple[str, str]], list[list[tuple[str, str]]], 
     return latencies, outcomes, time.perf_counter() - start
 
 
-def _drive_raw(args: tuple[str, list[tuple[str, str]], list[list[tuple[str, str]]], float]) -> Any:
-    """The raw client: one loop, one keep-alive socket per terminal, one request in
-    flight per socket; an answer is counted by its status and ``approved`` field. The
-    run lasts ``seconds`` from when every request is encoded and every socket open;
-    (latencies, outcomes, the run's duration)."""
-    url, terms, streams, seconds = args
-    host, port = url.removeprefix("http://").split(":")
+def _drive_raw(job: Job) -> Any:
+    """The raw client: one loop, one keep-alive socket per terminal (over TLS with its
+    certificate for an ``https://`` URL), one request in flight per socket; an answer
+    is counted by its status and ``approved`` field. The run lasts ``seconds`` from
+    when every request is encoded and every socket open; (latencies, outcomes, the
+    run's duration)."""
+    host = urlsplit(job.url).hostname
     sel = selectors.DefaultSelector()
     latencies: list[float] = []
     outcomes: dict[str, int] = {}
 
     class Conn:
-        def __init__(self, term: tuple[str, str], stream: list[tuple[str, str]]) -> None:
-            self.sock = socket.create_connection((host, int(port)))
-            self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            self.sock.setblocking(False)
-            auth = f"Authorization: Bearer {term[0]}:{term[1]}\r\n"
+        def __init__(self, term: Terminal, stream: list[tuple[str, str]]) -> None:
+            self.sock = job.connect(term)
+            auth = f"Authorization: Bearer {term.id}:{term.key}\r\n"
             self.requests = []
             for n, (icc, track2) in enumerate(stream):
                 body = f'{{"icc_data":"{icc}","track2":"{track2}"}}'.encode()
                 head = (
                     f"POST /v1/authorisations HTTP/1.1\r\nHost: {host}\r\n{auth}"
-                    f"Idempotency-Key: {term[0]}-{n}\r\nContent-Type: application/json\r\n"
+                    f"Idempotency-Key: {term.id}-{n}\r\nContent-Type: application/json\r\n"
                     f"Content-Length: {len(body)}\r\n\r\n"
                 )
                 self.requests.append(head.encode() + body)
@@ -213,9 +283,9 @@ def _drive_raw(args: tuple[str, list[tuple[str, str]], list[list[tuple[str, str]
             return b"declined:" + reason
 
     live = 0
-    conns = [Conn(term, stream) for term, stream in zip(terms, streams, strict=True)]
+    conns = [Conn(term, stream) for term, stream in zip(job.terms, job.streams, strict=True)]
     start = time.perf_counter()
-    deadline = time.monotonic() + seconds
+    deadline = time.monotonic() + job.seconds
     for conn in conns:
         if conn.send():
             sel.register(conn.sock, selectors.EVENT_READ, conn)
@@ -223,7 +293,9 @@ def _drive_raw(args: tuple[str, list[tuple[str, str]], list[list[tuple[str, str]
     while live:
         for key, _ in sel.select(1.0):
             conn = key.data
-            data = conn.sock.recv(65536)
+            data = receive(conn.sock)
+            if data is None:
+                continue
             if not data:
                 outcomes["error:closed"] = outcomes.get("error:closed", 0) + 1
                 sel.unregister(conn.sock)
@@ -252,6 +324,17 @@ def main(client: str = "raw") -> None:
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--cards", type=int, default=400)
     parser.add_argument("--client", choices=["raw", "host", "iso8583"], default=client)
+    parser.add_argument(
+        "--handshakes",
+        type=int,
+        default=200,
+        help="new connections timed before the run (HTTPS; 0: none)",
+    )
+    parser.add_argument(
+        "--dev-plain-http",
+        action="store_true",
+        help="serve and drive plain HTTP / ISO 8583 without TLS",
+    )
     args = parser.parse_args()
     seconds = min(args.seconds, 60.0)
     with own_schema(args.db, "bench") as args.db:
@@ -278,6 +361,75 @@ def own_schema(url: str | None, prefix: str) -> Iterator[str | None]:
             conn.execute(f"DROP SCHEMA {schema} CASCADE")
 
 
+def _cpu_ticks(pid: int) -> int:
+    """User + system clock ticks of process ``pid`` and its children (the workers)."""
+    total = 0
+    pids = [pid]
+    with contextlib.suppress(OSError):
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            pids += [int(c) for c in (task / "children").read_text().split()]
+    for one in pids:
+        with contextlib.suppress(OSError):
+            fields = Path(f"/proc/{one}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])  # utime, stime (proc(5))
+    return total
+
+
+def handshake_cost(job: Job, server_pid: int, count: int) -> dict[str, Any]:
+    """What a new connection costs: ``count`` ``GET /health`` requests each on a new
+    connection (TCP connect, the mutual TLS handshake, the request) against ``count``
+    on one keep-alive connection, one at a time; their medians and the server's CPU
+    time per request of each (its processes' ticks from /proc)."""
+    host = urlsplit(job.url).hostname or "127.0.0.1"
+    term = job.terms[0]
+    context = job.tls(term).context()
+    request = f"GET /health HTTP/1.1\r\nHost: {host}\r\n\r\n".encode()
+    port = urlsplit(job.url).port or 443
+
+    def ask(conn: ssl.SSLSocket) -> None:
+        conn.sendall(request)
+        answer = b""
+        while b"\r\n\r\n" not in answer or not answer.endswith(b"}"):
+            chunk = conn.recv(4096)
+            if not chunk:
+                raise ConnectionError("closed")
+            answer += chunk
+
+    def timed(new: bool) -> tuple[list[float], float]:
+        times: list[float] = []
+        ticks = _cpu_ticks(server_pid)
+        kept = None if new else context.wrap_socket(
+            socket.create_connection((host, port)), server_hostname=host
+        )  # fmt: skip
+        try:
+            for _ in range(count):
+                start = time.perf_counter()
+                if kept is None:
+                    with context.wrap_socket(
+                        socket.create_connection((host, port)), server_hostname=host
+                    ) as conn:
+                        ask(conn)
+                else:
+                    ask(kept)
+                times.append(time.perf_counter() - start)
+        finally:
+            if kept is not None:
+                kept.close()
+        cpu = (_cpu_ticks(server_pid) - ticks) / os.sysconf("SC_CLK_TCK")
+        return sorted(times), cpu * 1000 / count
+
+    new, new_cpu = timed(True)
+    kept, kept_cpu = timed(False)
+    return {
+        "requests": count,
+        "new_connection_p50_ms": round(new[count // 2] * 1000, 2),
+        "new_connection_p99_ms": round(new[min(count - 1, int(count * 0.99))] * 1000, 2),
+        "keep_alive_p50_ms": round(kept[count // 2] * 1000, 2),
+        "server_cpu_ms_new_connection": round(new_cpu, 2),
+        "server_cpu_ms_keep_alive": round(kept_cpu, 2),
+    }
+
+
 def _driver(client: str) -> Any:
     """The load generator of ``--client``."""
     if client == "iso8583":
@@ -299,18 +451,29 @@ def _bench(args: argparse.Namespace, seconds: float) -> None:
         iso = args.client == "iso8583"
         serve = ["serve-iso8583"] if iso else ["serve", "--workers", str(args.workers)]
         cmd = [str(Path(sys.executable).parent / "issuer"), *serve, "--bind", "127.0.0.1:0"]
+        if args.dev_plain_http:
+            cmd.append("--dev-plain-http")
         if args.db:
             cmd[1:1] = ["--db", args.db]
         server = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, text=True)
+        handshake: dict[str, Any] | None = None
         try:
             assert server.stderr is not None
-            match = re.search(r"(http|iso8583)://[\d.]+:\d+", server.stderr.readline())
-            assert match, "the service did not start"
+            line = server.stderr.readline()
+            match = re.search(r"(https?|iso8583s?)://[\d.]+:\d+", line)
+            assert match, f"the service did not start: {line}"
             url = match.group(0)
             time.sleep(0.5)
             procs = max(1, args.procs)
             terms, streams = plan["terminals"], plan["streams"]
-            jobs = [(url, terms[i::procs], streams[i::procs], seconds) for i in range(procs)]
+            if url.startswith("https") and args.handshakes > 0:
+                handshake = handshake_cost(
+                    Job(url, terms[:1], [], 0, plan["server_ca"]), server.pid, args.handshakes
+                )
+            jobs = [
+                Job(url, terms[i::procs], streams[i::procs], seconds, plan["server_ca"])
+                for i in range(procs)
+            ]
             before = resource.getrusage(resource.RUSAGE_CHILDREN)
             with multiprocessing.Pool(procs) as pool:
                 results = pool.map(_driver(args.client), jobs)
@@ -338,6 +501,7 @@ def _bench(args: argparse.Namespace, seconds: float) -> None:
         n = len(latencies)
         report = {
             "ledger": "postgresql" if args.db else "sqlite",
+            "transport": urlsplit(url).scheme,
             "workers": 1 if iso else args.workers,
             "clients": args.clients,
             "client": args.client,
@@ -354,6 +518,7 @@ def _bench(args: argparse.Namespace, seconds: float) -> None:
             "client_cpu_ms_per_auth": round(client_cpu * 1000 / n, 3) if n else None,
             "outcomes": outcomes,
             "ledger_consistent": not problems,
+            "new_connection": handshake,
             "machine_load_1min_before": round(load, 2),
         }
         print(json.dumps(report, indent=2))
