@@ -84,13 +84,12 @@ class IssuerHome:
         return open_issuer(self.home, db_url=self.db, passphrase=PASS)
 
     def serve(
-        self, *options: str, workers: int = 1, bind: str = "127.0.0.1:0"
+        self, *, workers: int = 1, bind: str = "127.0.0.1:0"
     ) -> tuple[subprocess.Popen[str], str]:
-        """``issuer serve OPTIONS`` of this home (mutual TLS unless ``--dev-plain-http``):
-        the process and its URL."""
+        """``issuer serve`` of this home, with mutual TLS: the process and its URL."""
         env = {**os.environ, "TAPSTACK_ISSUER_HOME": str(self.home),
                "TAPSTACK_KEYSTORE_KEY": PASS}  # fmt: skip
-        cmd = [str(BIN / "issuer"), "serve", "--bind", bind, "--workers", str(workers), *options]
+        cmd = [str(BIN / "issuer"), "serve", "--bind", bind, "--workers", str(workers)]
         if self.db:
             cmd += ["--db", self.db]
         proc = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, text=True)
