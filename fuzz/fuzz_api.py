@@ -46,8 +46,8 @@ with atheris.instrument_imports():
 _HOME = tempfile.TemporaryDirectory(prefix="fuzz-api-")
 _PLAN = load_issuer.setup(Path(_HOME.name) / "home", None, clients=1, cards=1)
 _API = Api(open_issuer(Path(_HOME.name) / "home", passphrase=load_issuer.PASS))
-_TERMINAL, _KEY = _PLAN["terminals"][0]
-_AUTH = f"Bearer {_TERMINAL}:{_KEY}"
+_TERMINAL = _PLAN["terminals"][0]
+_AUTH = f"Bearer {_TERMINAL.id}:{_TERMINAL.key}"
 _ICC, _TRACK2 = _PLAN["streams"][0][0]
 _BLOB = bytes.fromhex(_ICC)
 _ID = "txn_aaaaaaaaaaaaaaaa"
