@@ -122,7 +122,8 @@ class TlsLoop(uvloop.Loop):
 
 class Server(uvicorn.Server):
     """uvicorn's server that also stops when the process that started it is gone
-    (``parent``: its pid; ``None``: not watched)."""
+    (``parent``: its pid; ``None``: not watched), and gives its :class:`TlsLoop` the
+    TLS time-outs of its limits before it listens."""
 
     def __init__(self, config: uvicorn.Config, parent: int | None = None) -> None:
         super().__init__(config)
