@@ -15,6 +15,9 @@ choice), never older, and authenticate each other (mutual TLS):
   (RFC 6125), and the client's own certificate and key.
 - :class:`ClientTls`: what a client of a service is configured with; an ``http://``
   URL is refused unless ``dev_plain_http`` says this is local development.
+- :class:`KeptConnection`: a client's one HTTP/1.1 connection, kept alive between
+  requests and opened anew, before a request, once it has been idle long enough that
+  the server may have closed it.
 - :class:`TlsFolder`: a service's CA, server certificate and keys in one folder
   (``ca.crt``, ``ca.key``, ``server.crt``, ``server.key``, ``server-ca.crt``), checked
   before anything is written (:func:`plan_folder`) and written whole or not at all;
@@ -29,6 +32,7 @@ import contextlib
 import http.client
 import shutil
 import ssl
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -67,16 +71,17 @@ __all__ = [
     "CA_CERT",
     "CA_KEY",
     "DEV_PLAIN_HTTP",
+    "REUSE_WITHIN",
     "SERVER_CA",
     "SERVER_CERT",
     "SERVER_KEY",
     "ClientTls",
     "IssuedCertificate",
+    "KeptConnection",
     "PlainHttpError",
     "TlsFolder",
     "TlsPlan",
     "client_context",
-    "http_connection",
     "plan_folder",
     "reload_server_certificate",
     "server_context",
@@ -201,14 +206,52 @@ class ClientTls:
 DEV_PLAIN_HTTP: Final = ClientTls(dev_plain_http=True)
 
 
-def http_connection(
-    host: str, port: int | None, context: ssl.SSLContext | None, timeout: float
-) -> http.client.HTTPConnection:
-    """An HTTP/1.1 connection (not yet open) to ``host``: over TLS with ``context``
-    (:meth:`ClientTls.for_url`), in clear without one."""
-    if context is None:
-        return http.client.HTTPConnection(host, port, timeout=timeout)
-    return http.client.HTTPSConnection(host, port, timeout=timeout, context=context)
+#: Seconds a kept connection may have been idle and still be used: below the 30 s
+#: after which the services close an idle connection (``httpserve.limits.Limits``
+#: ``idle_timeout``), so that a request is not sent on a connection its server has
+#: just closed (RFC 9112 §9.6: a client must be ready to reopen one).
+REUSE_WITHIN: Final = 25.0
+
+
+class KeptConnection:
+    """One HTTP/1.1 connection to ``host``:``port``, over TLS with ``context``
+    (:meth:`ClientTls.for_url`; in clear without one), kept alive from request to
+    request, and opened anew by :meth:`connection` once it has been idle more than
+    ``reuse_within`` seconds (or after :meth:`close`)."""
+
+    def __init__(
+        self,
+        host: str,
+        port: int | None,
+        context: ssl.SSLContext | None,
+        *,
+        reuse_within: float = REUSE_WITHIN,
+    ) -> None:
+        self.host, self.port, self.context = host, port, context
+        self.reuse_within = reuse_within
+        self._conn: http.client.HTTPConnection | None = None
+        self._used = 0.0
+
+    def connection(self, timeout: float) -> http.client.HTTPConnection:
+        """The connection for the next request (its socket opens with the request)."""
+        now = time.monotonic()
+        if self._conn is not None and now - self._used > self.reuse_within:
+            self.close()
+        if self._conn is None:
+            if self.context is None:
+                self._conn = http.client.HTTPConnection(self.host, self.port, timeout=timeout)
+            else:
+                self._conn = http.client.HTTPSConnection(
+                    self.host, self.port, timeout=timeout, context=self.context
+                )
+        self._used = now
+        return self._conn
+
+    def close(self) -> None:
+        """Close the connection (the next request opens a new one)."""
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -32,7 +32,7 @@ import msgspec
 
 from emvwire import contract
 from emvwire.contract import NO_ANSWER_CODE
-from emvwire.tls import ClientTls, http_connection
+from emvwire.tls import REUSE_WITHIN, ClientTls, KeptConnection
 
 __all__ = [
     "UNREACHABLE",
@@ -130,26 +130,25 @@ class HostClient:
         timeout: float = 5.0,
         retries: int = 2,
         backoff: float = 0.1,
+        reuse_within: float = REUSE_WITHIN,
     ) -> None:
         if not terminal_id or not terminal_key or ":" in terminal_id:
             raise ValueError("a terminal id and key are needed")
-        parts, self._context = (tls or ClientTls()).for_url(url, "issuer")
+        parts, context = (tls or ClientTls()).for_url(url, "issuer")
         self._host = parts.hostname or ""
-        self._port = parts.port or (80 if self._context is None else 443)
+        self._port = parts.port or (80 if context is None else 443)
         self._auth = f"Bearer {terminal_id}:{terminal_key}"
         self.timeout = timeout
         self.retries = retries
         self.backoff = backoff
-        self._conn: http.client.HTTPConnection | None = None
+        self._link = KeptConnection(self._host, self._port, context, reuse_within=reuse_within)
 
     def __repr__(self) -> str:
         return f"HostClient({self._host}:{self._port})"
 
     def close(self) -> None:
         """Close the connection."""
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
+        self._link.close()
 
     def __enter__(self) -> HostClient:
         return self
@@ -158,11 +157,6 @@ class HostClient:
         self.close()
 
     # -- transport ---------------------------------------------------------------------
-
-    def _connection(self) -> http.client.HTTPConnection:
-        if self._conn is None:
-            self._conn = http_connection(self._host, self._port, self._context, self.timeout)
-        return self._conn
 
     def request(
         self, method: str, path: str, body: Any | None, key: str | None
@@ -177,7 +171,7 @@ class HostClient:
             headers["Content-Type"] = "application/json"
         if key is not None:
             headers["Idempotency-Key"] = key
-        conn = self._connection()
+        conn = self._link.connection(self.timeout)
         try:
             conn.request(method, path, body=data, headers=headers)
             answer = conn.getresponse()

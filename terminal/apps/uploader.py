@@ -35,7 +35,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final
 
-from emvwire.tls import ClientTls, http_connection
+from emvwire.tls import REUSE_WITHIN, ClientTls, KeptConnection
 from terminal.apps.denylist import DenyList, DenyListError
 from terminal.apps.errors import AppError
 from terminal.apps.journal import Journal
@@ -86,14 +86,15 @@ class BackOfficeClient:
         *,
         tls: ClientTls | None = None,
         timeout: float = 5.0,
+        reuse_within: float = REUSE_WITHIN,
     ) -> None:
-        parts, self._context = (tls or ClientTls()).for_url(url, "back office")
+        parts, context = (tls or ClientTls()).for_url(url, "back office")
         self.url = url.rstrip("/")
-        self._host, self._port = parts.hostname or "", parts.port
         self._prefix = parts.path.rstrip("/")
         self._auth = f"Bearer {gate_id}:{key}"
         self.timeout = timeout
-        self._conn: http.client.HTTPConnection | None = None
+        self._link = KeptConnection(parts.hostname or "", parts.port, context,
+                                    reuse_within=reuse_within)  # fmt: skip
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
@@ -102,14 +103,7 @@ class BackOfficeClient:
     def close(self) -> None:
         """Close the connection."""
         with self._lock:
-            if self._conn is not None:
-                self._conn.close()
-                self._conn = None
-
-    def _connection(self) -> http.client.HTTPConnection:
-        if self._conn is None:
-            self._conn = http_connection(self._host, self._port, self._context, self.timeout)
-        return self._conn
+            self._link.close()
 
     def request(self, method: str, path: str, body: Any = None) -> Any:
         """One request; the JSON answer of a 200, else :class:`BackOfficeLinkError`."""
@@ -119,14 +113,12 @@ class BackOfficeClient:
             headers["Content-Type"] = "application/json"
         with self._lock:
             try:
-                conn = self._connection()
+                conn = self._link.connection(self.timeout)
                 conn.request(method, self._prefix + path, body=payload, headers=headers)
                 answer = conn.getresponse()
                 status, data = answer.status, answer.read()
             except (OSError, http.client.HTTPException) as exc:
-                if self._conn is not None:
-                    self._conn.close()
-                    self._conn = None
+                self._link.close()
                 raise BackOfficeUnreachableError(
                     f"{self.url}: {exc or type(exc).__name__}"
                 ) from exc

@@ -1,10 +1,12 @@
 """The terminal's host client against the real HTTP server (a thread on a free port)
 on both ledgers: approved over a socket; a lost answer (a batch that fails after its
 commit: 503) is retried with the same request id (one hold); a service that never
-answers leads to a time-out reversal."""
+answers leads to a time-out reversal; a connection idle past the server's limit is
+opened anew, not reused."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -14,6 +16,7 @@ from emvwire.contract import NO_ANSWER_CODE
 from emvwire.oda import SigningKey
 from emvwire.tls import DEV_PLAIN_HTTP
 from hostlink import HostClient, HostRefusedError
+from httpserve.limits import Limits
 from issuer.bootstrap import IssuerApp
 from issuer.service.api import Prepared
 from tests.issuer.helpers import World, balances, make_world, tap
@@ -92,3 +95,29 @@ def test_no_answer_ends_in_a_time_out_reversal(served: tuple[World, str]) -> Non
     assert outcome.reversed
     assert balances(w) == (10_000, 0)  # the hold the issuer made is released
     assert w.app.ledger.check() == []
+
+
+def test_a_connection_idle_past_the_servers_limit_is_reopened_not_reused(
+    issuer: IssuerApp, rsa_keys: dict[str, SigningKey]
+) -> None:
+    """The server closes a connection idle for its ``idle_timeout``; the host client
+    opens a new one for a request after ``reuse_within`` idle seconds, so that request
+    is answered at its first attempt (no failure, no retry, no reversal), where reusing
+    the closed connection fails it."""
+    w = make_world(issuer, rsa_keys)
+    first, second = tap(w.card, 100), tap(w.card, 200)
+    with asgi_serving(w.http, Limits(idle_timeout=0.3)) as (host, port):
+        url = f"http://{host}:{port}"
+        with _client(w, url, retries=0, reuse_within=0.1) as fresh:
+            assert fresh.authorise(first.authorisation_data, first.track2).approved
+            time.sleep(0.8)  # the server closed the idle connection
+            outcome = fresh.authorise(second.authorisation_data, second.track2)
+            assert (outcome.approved, outcome.attempts) == (True, 1)
+        third = tap(w.card, 300)
+        with _client(w, url, retries=0, reuse_within=60) as stale:
+            assert stale.authorise(third.authorisation_data, third.track2).approved
+            time.sleep(0.8)
+            fourth = tap(w.card, 400)
+            lost = stale.authorise(fourth.authorisation_data, fourth.track2)
+            assert not lost.answered  # sent on the closed connection: no answer
+    assert balances(w) == (10_000, 600)

@@ -347,3 +347,33 @@ def test_real_taps_to_the_real_back_office_once_and_its_deny_list_back(tmp_path:
 
 def _tap_of(record: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in record.items() if k != "seq"}
+
+
+def test_a_poll_after_the_back_office_closed_the_idle_connection_gets_through(
+    tmp_path: Path,
+) -> None:
+    """The back office closes a connection idle for its ``idle_timeout``; the gate's
+    client opens a new one after ``reuse_within`` idle seconds, so a deny-list poll a
+    minute after the last one is answered, where reusing the closed one fails it."""
+    from backoffice.service import make_app
+    from backoffice.store import Home, Store
+    from httpserve.limits import Limits
+
+    home = Home(tmp_path / "backoffice")
+    home.init()
+    with Store(home) as store:
+        gate_id, key = store.add_gate("Central", None)
+    app = make_app(home)
+    with closing(app), asgi_serving(app, Limits(idle_timeout=0.3)) as (host, port):
+        url = f"http://{host}:{port}"
+        for reuse_within, gets_through in ((0.1, True), (60.0, False)):
+            client = BackOfficeClient(url, gate_id, key, tls=DEV_PLAIN_HTTP, timeout=5,
+                                      reuse_within=reuse_within)  # fmt: skip
+            _CLIENTS.append(client)
+            assert client.deny_list(0)["version"] == 0
+            time.sleep(0.8)  # the back office closed the idle connection
+            if gets_through:
+                assert client.deny_list(0)["version"] == 0
+            else:
+                with pytest.raises(BackOfficeUnreachableError):
+                    client.deny_list(0)
