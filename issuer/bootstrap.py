@@ -30,15 +30,18 @@ from issuer.domain.group_commit import GroupCommit
 from issuer.domain.service import IssuerService
 from issuer.domain.vault import TokenVault
 from issuer.errors import ConfigError, ConflictError
-from issuer.keys.base import KeyStore
+from issuer.keys.base import KeyStore, ca_key_id
 from issuer.keys.file import DEFAULT_COST_LOG2, FileKeyStore
 from issuer.ledger import Ledger, open_ledger
+from issuer.model.entities import BinRange
 from issuer.personalisation.ranges import (
+    CA_FOR_SCHEME,
     DEFAULT_RANGES,
     Progress,
     RangeSpec,
     ca_key_file,
     certify_range,
+    check_range_spec,
     ensure_ca,
     ensure_issuer_key,
     ensure_master_keys,
@@ -49,10 +52,12 @@ __all__ = [
     "CA_FILE",
     "IssuerApp",
     "Secret",
+    "add_range",
     "init_issuer",
     "open_issuer",
     "open_keystore",
     "setup_ranges",
+    "write_ca_file",
 ]
 
 #: The CA public key file written into the home (for terminals).
@@ -242,9 +247,11 @@ def setup_ranges(
     ca: str = "test",
     ca_dir: Path | None = None,
     progress: Progress = _quiet,
+    master_keys: bool = True,
 ) -> list[CaKey]:
-    """Put the CA, issuer and master keys of ``ranges`` into ``keys`` (keeping what is
-    there) and the ranges with their certificates into ``ledger``; the CA public keys."""
+    """Put the CA and issuer keys of ``ranges`` into ``keys`` (keeping what is there),
+    the master keys too unless ``master_keys`` is false, and the ranges with their
+    certificates into ``ledger``; the CA public keys."""
     cas: dict[str, CaKey] = {}
     for scheme in dict.fromkeys(r.scheme for r in ranges):
         cas[scheme] = ensure_ca(keys, scheme, mode=ca, ca_dir=ca_dir, progress=progress)
@@ -252,7 +259,8 @@ def setup_ranges(
     with ledger.unit_of_work(write=False) as uow:
         existing = {r.prefix for r in uow.bins.list()}
     for spec in ranges:
-        ensure_master_keys(keys, spec.scheme, spec.prefix, spec.cvn)
+        if master_keys:
+            ensure_master_keys(keys, spec.scheme, spec.prefix, spec.cvn)
         if spec.prefix in existing:
             continue
         bin_range = certify_range(keys, spec, cas[spec.scheme])
@@ -260,3 +268,50 @@ def setup_ranges(
             uow.bins.add(bin_range)
             uow.commit()
     return list(cas.values())
+
+
+def add_range(
+    app: IssuerApp,
+    spec: RangeSpec,
+    *,
+    ca_dir: Path | None = None,
+    generate_keys: bool = False,
+    progress: Progress = _quiet,
+) -> BinRange:
+    """Add a range to an opened issuer: its issuer key certified by the scheme's CA
+    (made first, as ``issuer init`` made the others, if the issuer has none yet: then
+    ``HOME/ca.json`` is rewritten with every CA's public key). No master keys unless
+    ``generate_keys``: import them (``issuer keys import``) or generate them later.
+    :class:`ConflictError` if a range has this prefix or overlaps one."""
+    check_range_spec(spec)
+    for other in app.service.bin_ranges():
+        if other.prefix.startswith(spec.prefix) or spec.prefix.startswith(other.prefix):
+            raise ConflictError(
+                f"range {spec.prefix} overlaps range {other.prefix} ({other.scheme} {other.kind})"
+            )
+    ca_spec = CA_FOR_SCHEME[spec.scheme]
+    had_ca = app.keys.has(ca_key_id(ca_spec.rid, ca_spec.index))
+    setup_ranges(
+        app.keys,
+        app.ledger,
+        [spec],
+        ca=app.config.ca,
+        ca_dir=ca_dir,
+        progress=progress,
+        master_keys=generate_keys,
+    )
+    if not had_ca:
+        write_ca_file(app)
+    return app.service.bin_range(spec.prefix)
+
+
+def write_ca_file(app: IssuerApp) -> Path:
+    """Write ``HOME/ca.json``: the public keys of the CAs in the key store."""
+    cas = [
+        ensure_ca(app.keys, scheme, mode=app.config.ca)
+        for scheme, spec in CA_FOR_SCHEME.items()
+        if app.keys.has(ca_key_id(spec.rid, spec.index))
+    ]
+    path = app.config.home / CA_FILE
+    path.write_text(json.dumps(ca_key_file(cas), indent=2) + "\n")
+    return path

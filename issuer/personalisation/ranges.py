@@ -26,7 +26,7 @@ from typing import Final
 from emvwire.errors import EmvWireError
 from emvwire.oda import CaKey, SigningKey, issue_issuer_certificate
 from emvwire.oda.capk import KEY_FILE_FORMAT
-from issuer.errors import ConfigError, KeyStoreError
+from issuer.errors import ConfigError, KeyStoreError, ValidationError
 from issuer.keys.base import PURPOSES, KeyStore, MasterKeyRef, ca_key_id, issuer_key_id
 from issuer.model.entities import BinRange, utc_now
 
@@ -40,6 +40,7 @@ __all__ = [
     "RangeSpec",
     "ca_key_file",
     "certify_range",
+    "check_range_spec",
     "default_test_ca_dir",
     "ensure_ca",
     "ensure_issuer_key",
@@ -52,13 +53,27 @@ Progress = Callable[[str], None]
 
 @dataclass(frozen=True, slots=True)
 class RangeSpec:
-    """A range to create: prefix, scheme, ``card`` or ``token``, its default CVN."""
+    """A range to create: prefix, scheme, ``card`` or ``token``, its default CVN, the
+    length of its PANs."""
 
     prefix: str
     scheme: str
     kind: str
     cvn: int
     pan_length: int = 16
+
+
+def check_range_spec(spec: RangeSpec) -> RangeSpec:
+    """Refuse a range that cannot be: a prefix of 6 to 8 digits (the issuer identifier
+    of a certificate, Book 2 §5.1 table 13 is 3 to 8 digits; key ids take 6 to 8), a
+    known scheme and a CVN of it, ``card`` or ``token``, PANs of 12 to 19 digits
+    longer than the prefix (ISO/IEC 7812-1)."""
+    MasterKeyRef(spec.scheme, spec.prefix, spec.cvn)  # scheme, prefix and CVN
+    if spec.kind not in ("card", "token"):
+        raise ValidationError("a range is a card range or a token range")
+    if not 12 <= spec.pan_length <= 19 or spec.pan_length <= len(spec.prefix) + 1:
+        raise ValidationError("a PAN is 12 to 19 digits, longer than its range's prefix")
+    return spec
 
 
 #: The default ranges of ``issuer init``: a card and a token range per scheme, with
@@ -161,12 +176,14 @@ def ensure_issuer_key(keys: KeyStore, scheme: str, *, progress: Progress = _quie
     return key_id
 
 
-def ensure_master_keys(keys: KeyStore, scheme: str, prefix: str, cvn: int) -> list[str]:
-    """Generate the AC, SMI and SMC master keys of a range and CVN that are missing;
-    the key ids generated."""
+def ensure_master_keys(
+    keys: KeyStore, scheme: str, prefix: str, cvn: int, version: int = 1
+) -> list[str]:
+    """Generate the AC, SMI and SMC master keys of a range, CVN and version that are
+    missing; the key ids generated."""
     made = []
     for purpose in PURPOSES:
-        ref = MasterKeyRef(scheme, prefix, cvn, purpose)
+        ref = MasterKeyRef(scheme, prefix, cvn, purpose, version)
         if not keys.has(ref.key_id):
             keys.generate(ref)
             made.append(ref.key_id)
