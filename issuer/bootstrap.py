@@ -8,8 +8,10 @@ The CLI and the authorisation service both call :func:`open_issuer`; tests can b
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,6 +47,7 @@ from issuer.personalisation.ranges import (
     ensure_ca,
     ensure_issuer_key,
     ensure_master_keys,
+    load_test_ca_key,
 )
 from issuer.pki import CA_NAME, tls_folder
 
@@ -187,13 +190,74 @@ def init_issuer(
     keys and certificates of the ``ranges``, and the TLS folder (:mod:`issuer.pki`:
     ``tls``, made and checked by :func:`emvwire.tls.plan_folder` before anything is
     written; default a new CA and a server certificate for localhost and 127.0.0.1).
-    Refused if ``home`` is initialised already; an init interrupted before its end can
-    be run again (what exists is kept; the TLS folder is written last, whole or not
-    at all)."""
+    Refused if ``home`` is initialised already, and before anything is made if the
+    test CA's keys are not found. A failed init removes the files it made in ``home``
+    (and ``home`` if it made it); it cannot take back tables made in a PostgreSQL
+    database or keys made in an HSM, which a new init reuses. An init killed before
+    its end can be run again (what exists is kept; the TLS folder is written last,
+    whole or not at all)."""
     if (home / "config.json").exists():
         raise ConflictError(f"an issuer is initialised at {home} already")
     if ca not in ("test", "new"):
         raise ConfigError("the CA is 'test' (the published test CA) or 'new'")
+    if ca == "test":
+        for scheme in dict.fromkeys(r.scheme for r in ranges):
+            load_test_ca_key(scheme, ca_dir)  # refused before anything is made
+    made_home = not home.exists()
+    before = set(home.iterdir()) if not made_home else set()
+    try:
+        return _init(
+            home,
+            db_url=db_url,
+            keystore=keystore,
+            passphrase=passphrase,
+            pkcs11_module=pkcs11_module,
+            pkcs11_token=pkcs11_token,
+            pin=pin,
+            ca=ca,
+            ca_dir=ca_dir,
+            kdf_cost=kdf_cost,
+            ranges=ranges,
+            progress=progress,
+            tls=tls,
+        )
+    except BaseException:
+        _remove_new(home, before, made_home)
+        raise
+
+
+def _remove_new(home: Path, before: set[Path], made_home: bool) -> None:
+    """Remove what a failed init wrote into ``home`` (the key store file, the SQLite
+    database and its journal files, ca.json, the TLS folder), and ``home`` itself if
+    it made it; what was there before stays."""
+    if not home.is_dir():
+        return
+    for path in set(home.iterdir()) - before:
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+    if made_home:
+        with contextlib.suppress(OSError):
+            home.rmdir()
+
+
+def _init(
+    home: Path,
+    *,
+    db_url: str | None,
+    keystore: str,
+    passphrase: Secret,
+    pkcs11_module: str | None,
+    pkcs11_token: str | None,
+    pin: Secret,
+    ca: str,
+    ca_dir: Path | None,
+    kdf_cost: int,
+    ranges: Sequence[RangeSpec],
+    progress: Progress,
+    tls: TlsPlan | None,
+) -> IssuerApp:
     if tls is None:
         tls = plan_folder(CA_NAME, hosts=DEFAULT_HOSTS)
     home.mkdir(parents=True, exist_ok=True, mode=0o700)

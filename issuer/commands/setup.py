@@ -62,7 +62,7 @@ def _hex(text: str, what: str) -> bytes:
 @click.option(
     "--ca-dir",
     type=click.Path(file_okay=False, exists=True, path_type=Path),
-    help="Folder of the test CA private keys (default: fixtures/ca).",
+    help="Folder of the test CA private keys (default: the copy packaged with the issuer).",
 )
 @click.option("--no-default-ranges", is_flag=True,
               help="Make no ranges and no master keys: add ranges with `issuer range add`, "

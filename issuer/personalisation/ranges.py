@@ -7,11 +7,12 @@ range gets its own certificate for the same issuer key (its identifier is the to
 BIN). What is stored per range (:class:`~issuer.model.entities.BinRange`) is public:
 certificate, remainder, exponent, CA index; the private keys stay in the key store.
 
-The CA is either the published tapstack **test CA** of ``fixtures/ca/`` (imported
-into the key store; terminals ship its public keys, so cards provisioned under it pass
-offline data authentication out of the box) or a **new** CA generated in the key store,
-whose public keys ``issuer init`` writes to ``HOME/ca.json`` for terminals to load.
-Neither is for real cards.
+The CA is either the published tapstack **test CA** (imported into the key store;
+terminals ship its public keys, so cards provisioned under it pass offline data
+authentication out of the box) or a **new** CA generated in the key store, whose public
+keys ``issuer init`` writes to ``HOME/ca.json`` for terminals to load. Neither is for
+real cards. The test CA's private keys are package data (``test_ca/`` beside this
+module, copies of ``fixtures/ca/``), so an installed ``issuer`` finds them.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ __all__ = [
     "DEFAULT_RANGES",
     "ICC_KEY_SIZE",
     "ISSUER_KEY_SIZE",
+    "PACKAGED_TEST_CA",
     "CaSpec",
     "Progress",
     "RangeSpec",
@@ -45,6 +47,7 @@ __all__ = [
     "ensure_ca",
     "ensure_issuer_key",
     "ensure_master_keys",
+    "load_test_ca_key",
 ]
 
 #: Reports a step of long work (RSA key generation) to the user.
@@ -97,7 +100,8 @@ class CaSpec:
     test_pem: str
 
 
-#: The tapstack test CA of fixtures/ca/ (fixtures/ca/README.md).
+#: The tapstack test CA of fixtures/ca/ (fixtures/ca/README.md), its private keys
+#: packaged in ``test_ca/``.
 CA_FOR_SCHEME: Final = {
     "visa": CaSpec(bytes.fromhex("A000000003"), 0xF1, 1024, 3, "test-ca-A000000003-F1-private.pem"),
     "mastercard": CaSpec(
@@ -112,13 +116,33 @@ ICC_KEY_SIZE: Final = {"visa": (1024, 3), "mastercard": (1024, 65537)}
 CERTIFICATE_EXPIRY: Final = date(2040, 12, 31)
 
 
+#: The packaged copy of the test CA's private keys.
+PACKAGED_TEST_CA: Final = Path(__file__).resolve().parent / "test_ca"
+
+
 def default_test_ca_dir() -> Path | None:
-    """``fixtures/ca`` of a source checkout (``TAPSTACK_TEST_CA_DIR`` overrides)."""
+    """The packaged test CA keys (``TAPSTACK_TEST_CA_DIR`` overrides)."""
     env = os.environ.get("TAPSTACK_TEST_CA_DIR")
     if env:
         return Path(env)
-    here = Path(__file__).resolve().parents[2] / "fixtures" / "ca"
-    return here if here.is_dir() else None
+    return PACKAGED_TEST_CA if PACKAGED_TEST_CA.is_dir() else None
+
+
+def load_test_ca_key(scheme: str, ca_dir: Path | None = None) -> SigningKey:
+    """The scheme's test CA private key, from ``ca_dir`` or :func:`default_test_ca_dir`;
+    :class:`ConfigError` if it is not there."""
+    spec = CA_FOR_SCHEME[scheme]
+    folder = ca_dir or default_test_ca_dir()
+    pem = folder / spec.test_pem if folder else None
+    if pem is None or not pem.is_file():
+        raise ConfigError(
+            f"the test CA's private key {spec.test_pem} is not found (in the package's "
+            "test_ca folder, --ca-dir or TAPSTACK_TEST_CA_DIR); use --ca new for a fresh CA"
+        )
+    try:
+        return SigningKey.from_pem(pem.read_bytes())
+    except EmvWireError as exc:
+        raise ConfigError(f"test CA key {pem.name}: {exc}") from None
 
 
 def _quiet(_: str) -> None:
@@ -140,17 +164,7 @@ def ensure_ca(
     key_id = ca_key_id(spec.rid, spec.index)
     if not keys.has(key_id):
         if mode == "test":
-            folder = ca_dir or default_test_ca_dir()
-            pem = folder / spec.test_pem if folder else None
-            if pem is None or not pem.is_file():
-                raise ConfigError(
-                    "the test CA's private keys are not found (fixtures/ca of a source "
-                    "checkout, or TAPSTACK_TEST_CA_DIR); use --ca new for a fresh CA"
-                )
-            try:
-                keys.import_rsa(key_id, SigningKey.from_pem(pem.read_bytes()))
-            except EmvWireError as exc:
-                raise ConfigError(f"test CA key {pem.name}: {exc}") from None
+            keys.import_rsa(key_id, load_test_ca_key(scheme, ca_dir))
         elif mode == "new":
             progress(f"generating the {scheme} CA key ({spec.bits}-bit RSA)")
             keys.generate_rsa(key_id, spec.bits, spec.exponent)
