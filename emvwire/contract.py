@@ -89,6 +89,7 @@ class DeclineReason(enum.StrEnum):
     TOKEN_DOMAIN_VIOLATION = "TOKEN_DOMAIN_VIOLATION"
     UNAUTHORIZED_MERCHANT = "UNAUTHORIZED_MERCHANT"
     CRYPTOGRAM_INVALID = "CRYPTOGRAM_INVALID"
+    KEY_RETIRED = "KEY_RETIRED"
     ATC_REPLAYED = "ATC_REPLAYED"
     ATC_ROLLED_BACK = "ATC_ROLLED_BACK"
     CVM_MISMATCH = "CVM_MISMATCH"
@@ -117,6 +118,7 @@ RESPONSE_CODES: Final[Mapping[DeclineReason, str]] = {
     DeclineReason.TOKEN_DOMAIN_VIOLATION: "57",  # transaction not permitted to cardholder
     DeclineReason.UNAUTHORIZED_MERCHANT: "57",
     DeclineReason.CRYPTOGRAM_INVALID: "82",  # Visa: negative online CAM
+    DeclineReason.KEY_RETIRED: "62",  # restricted card: its issuer master keys are retired
     DeclineReason.ATC_REPLAYED: "59",  # suspected fraud
     DeclineReason.ATC_ROLLED_BACK: "59",
     DeclineReason.CVM_MISMATCH: "59",

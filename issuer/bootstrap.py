@@ -8,8 +8,10 @@ The CLI and the authorisation service both call :func:`open_issuer`; tests can b
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,18 +32,22 @@ from issuer.domain.group_commit import GroupCommit
 from issuer.domain.service import IssuerService
 from issuer.domain.vault import TokenVault
 from issuer.errors import ConfigError, ConflictError
-from issuer.keys.base import KeyStore
+from issuer.keys.base import KeyStore, ca_key_id
 from issuer.keys.file import DEFAULT_COST_LOG2, FileKeyStore
 from issuer.ledger import Ledger, open_ledger
+from issuer.model.entities import BinRange
 from issuer.personalisation.ranges import (
+    CA_FOR_SCHEME,
     DEFAULT_RANGES,
     Progress,
     RangeSpec,
     ca_key_file,
     certify_range,
+    check_range_spec,
     ensure_ca,
     ensure_issuer_key,
     ensure_master_keys,
+    load_test_ca_key,
 )
 from issuer.pki import CA_NAME, tls_folder
 
@@ -49,10 +55,12 @@ __all__ = [
     "CA_FILE",
     "IssuerApp",
     "Secret",
+    "add_range",
     "init_issuer",
     "open_issuer",
     "open_keystore",
     "setup_ranges",
+    "write_ca_file",
 ]
 
 #: The CA public key file written into the home (for terminals).
@@ -182,13 +190,74 @@ def init_issuer(
     keys and certificates of the ``ranges``, and the TLS folder (:mod:`issuer.pki`:
     ``tls``, made and checked by :func:`emvwire.tls.plan_folder` before anything is
     written; default a new CA and a server certificate for localhost and 127.0.0.1).
-    Refused if ``home`` is initialised already; an init interrupted before its end can
-    be run again (what exists is kept; the TLS folder is written last, whole or not
-    at all)."""
+    Refused if ``home`` is initialised already, and before anything is made if the
+    test CA's keys are not found. A failed init removes the files it made in ``home``
+    (and ``home`` if it made it); it cannot take back tables made in a PostgreSQL
+    database or keys made in an HSM, which a new init reuses. An init killed before
+    its end can be run again (what exists is kept; the TLS folder is written last,
+    whole or not at all)."""
     if (home / "config.json").exists():
         raise ConflictError(f"an issuer is initialised at {home} already")
     if ca not in ("test", "new"):
         raise ConfigError("the CA is 'test' (the published test CA) or 'new'")
+    if ca == "test":
+        for scheme in dict.fromkeys(r.scheme for r in ranges):
+            load_test_ca_key(scheme, ca_dir)  # refused before anything is made
+    made_home = not home.exists()
+    before = set(home.iterdir()) if not made_home else set()
+    try:
+        return _init(
+            home,
+            db_url=db_url,
+            keystore=keystore,
+            passphrase=passphrase,
+            pkcs11_module=pkcs11_module,
+            pkcs11_token=pkcs11_token,
+            pin=pin,
+            ca=ca,
+            ca_dir=ca_dir,
+            kdf_cost=kdf_cost,
+            ranges=ranges,
+            progress=progress,
+            tls=tls,
+        )
+    except BaseException:
+        _remove_new(home, before, made_home)
+        raise
+
+
+def _remove_new(home: Path, before: set[Path], made_home: bool) -> None:
+    """Remove what a failed init wrote into ``home`` (the key store file, the SQLite
+    database and its journal files, ca.json, the TLS folder), and ``home`` itself if
+    it made it; what was there before stays."""
+    if not home.is_dir():
+        return
+    for path in set(home.iterdir()) - before:
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+    if made_home:
+        with contextlib.suppress(OSError):
+            home.rmdir()
+
+
+def _init(
+    home: Path,
+    *,
+    db_url: str | None,
+    keystore: str,
+    passphrase: Secret,
+    pkcs11_module: str | None,
+    pkcs11_token: str | None,
+    pin: Secret,
+    ca: str,
+    ca_dir: Path | None,
+    kdf_cost: int,
+    ranges: Sequence[RangeSpec],
+    progress: Progress,
+    tls: TlsPlan | None,
+) -> IssuerApp:
     if tls is None:
         tls = plan_folder(CA_NAME, hosts=DEFAULT_HOSTS)
     home.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -242,9 +311,11 @@ def setup_ranges(
     ca: str = "test",
     ca_dir: Path | None = None,
     progress: Progress = _quiet,
+    master_keys: bool = True,
 ) -> list[CaKey]:
-    """Put the CA, issuer and master keys of ``ranges`` into ``keys`` (keeping what is
-    there) and the ranges with their certificates into ``ledger``; the CA public keys."""
+    """Put the CA and issuer keys of ``ranges`` into ``keys`` (keeping what is there),
+    the master keys too unless ``master_keys`` is false, and the ranges with their
+    certificates into ``ledger``; the CA public keys."""
     cas: dict[str, CaKey] = {}
     for scheme in dict.fromkeys(r.scheme for r in ranges):
         cas[scheme] = ensure_ca(keys, scheme, mode=ca, ca_dir=ca_dir, progress=progress)
@@ -252,7 +323,8 @@ def setup_ranges(
     with ledger.unit_of_work(write=False) as uow:
         existing = {r.prefix for r in uow.bins.list()}
     for spec in ranges:
-        ensure_master_keys(keys, spec.scheme, spec.prefix, spec.cvn)
+        if master_keys:
+            ensure_master_keys(keys, spec.scheme, spec.prefix, spec.cvn)
         if spec.prefix in existing:
             continue
         bin_range = certify_range(keys, spec, cas[spec.scheme])
@@ -260,3 +332,50 @@ def setup_ranges(
             uow.bins.add(bin_range)
             uow.commit()
     return list(cas.values())
+
+
+def add_range(
+    app: IssuerApp,
+    spec: RangeSpec,
+    *,
+    ca_dir: Path | None = None,
+    generate_keys: bool = False,
+    progress: Progress = _quiet,
+) -> BinRange:
+    """Add a range to an opened issuer: its issuer key certified by the scheme's CA
+    (made first, as ``issuer init`` made the others, if the issuer has none yet: then
+    ``HOME/ca.json`` is rewritten with every CA's public key). No master keys unless
+    ``generate_keys``: import them (``issuer keys import``) or generate them later.
+    :class:`ConflictError` if a range has this prefix or overlaps one."""
+    check_range_spec(spec)
+    for other in app.service.bin_ranges():
+        if other.prefix.startswith(spec.prefix) or spec.prefix.startswith(other.prefix):
+            raise ConflictError(
+                f"range {spec.prefix} overlaps range {other.prefix} ({other.scheme} {other.kind})"
+            )
+    ca_spec = CA_FOR_SCHEME[spec.scheme]
+    had_ca = app.keys.has(ca_key_id(ca_spec.rid, ca_spec.index))
+    setup_ranges(
+        app.keys,
+        app.ledger,
+        [spec],
+        ca=app.config.ca,
+        ca_dir=ca_dir,
+        progress=progress,
+        master_keys=generate_keys,
+    )
+    if not had_ca:
+        write_ca_file(app)
+    return app.service.bin_range(spec.prefix)
+
+
+def write_ca_file(app: IssuerApp) -> Path:
+    """Write ``HOME/ca.json``: the public keys of the CAs in the key store."""
+    cas = [
+        ensure_ca(app.keys, scheme, mode=app.config.ca)
+        for scheme, spec in CA_FOR_SCHEME.items()
+        if app.keys.has(ca_key_id(spec.rid, spec.index))
+    ]
+    path = app.config.home / CA_FILE
+    path.write_text(json.dumps(ca_key_file(cas), indent=2) + "\n")
+    return path

@@ -19,6 +19,7 @@ from issuer.commands.cards import card, token
 from issuer.commands.common import CliError, CliState
 from issuer.commands.iso8583 import serve_iso8583_command
 from issuer.commands.operations import terminal, txn
+from issuer.commands.ranges import range_
 from issuer.commands.setup import init, keys, ledger, tls
 from issuer.config import ENV_DB, ENV_HOME
 from issuer.errors import IssuerError
@@ -66,6 +67,7 @@ def cli(ctx: click.Context, home: Path | None, db: str | None, no_input: bool) -
 
 for command in (
     init,
+    range_,
     keys,
     tls,
     account,

@@ -31,7 +31,7 @@ def _card_lines(c: Card) -> list[str]:
         f"card      {c.id}",
         f"account   {c.account_id}",
         f"PAN       {c.pan_masked}   PSN {c.psn}   expiry {c.expiry:%Y-%m}",
-        f"scheme    {c.scheme}   range {c.bin}   CVN {c.cvn}",
+        f"scheme    {c.scheme}   range {c.bin}   CVN {c.cvn}   key version {c.key_version}",
         f"PAR       {c.par}",
         f"status    {c.status.value}   origin {c.origin.value}",
     ]
@@ -155,6 +155,9 @@ def card_provision(
 @click.option("--psn", default="00", show_default=True, help="PAN sequence number (2 digits).")
 @click.option("--expiry", required=True, help="Expiry YYYY-MM.")
 @click.option("--cvn", type=int, required=True, help="Cryptogram version of the card.")
+@click.option("--key-version", type=click.IntRange(1), metavar="N",
+              help="Version of the range's master keys the card's keys derive from "
+              "(default: the newest not retired; see `issuer keys list`).")  # fmt: skip
 @click.option(
     "--pan-file",
     type=click.File("r"),
@@ -169,11 +172,14 @@ def card_register(
     psn: str,
     expiry: str,
     cvn: int,
+    key_version: int | None,
     pan_file: IO[str] | None,
     as_json: bool,
 ) -> None:
     """Register a card personalised elsewhere whose keys derive from this issuer's
-    master keys (its PAN in one of the issuer's ranges)."""
+    master keys (its PAN in one of the issuer's active card ranges, of the range's
+    length; `issuer range add`). The PAN is read from --pan-file or a hidden prompt
+    and shown masked."""
     expiry_date = parse_expiry(expiry)  # arguments first, then ask for the PAN
     if pan_file is not None:
         pan = pan_file.read().strip()
@@ -184,7 +190,7 @@ def card_register(
     if not pan:
         raise BadArgumentError("no PAN given")
     registered = state.app().service.register_card(
-        account_id, scheme, pan, psn=psn, expiry=expiry_date, cvn=cvn
+        account_id, scheme, pan, psn=psn, expiry=expiry_date, cvn=cvn, key_version=key_version
     )
     emit(registered.to_json(), as_json, ["registered", *_card_lines(registered)])
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import click
 
@@ -25,7 +25,8 @@ from issuer.commands.common import (
 )
 from issuer.config import ENV_KEYSTORE_KEY, ENV_PKCS11_PIN, redact_url
 from issuer.errors import IntegrityError, ValidationError
-from issuer.keys.base import PURPOSES, SCHEMES, MasterKeyRef
+from issuer.keys.base import PURPOSES, SCHEMES, KeyInfo, MasterKeyRef
+from issuer.personalisation.ranges import DEFAULT_RANGES
 from issuer.pki import CA_NAME, tls_folder
 
 __all__ = ["init", "keys", "ledger", "tls"]
@@ -61,8 +62,11 @@ def _hex(text: str, what: str) -> bytes:
 @click.option(
     "--ca-dir",
     type=click.Path(file_okay=False, exists=True, path_type=Path),
-    help="Folder of the test CA private keys (default: fixtures/ca).",
+    help="Folder of the test CA private keys (default: the copy packaged with the issuer).",
 )
+@click.option("--no-default-ranges", is_flag=True,
+              help="Make no ranges and no master keys: add ranges with `issuer range add`, "
+              "keys with `issuer keys import` or `issuer keys generate`.")  # fmt: skip
 @click.option(
     "--kdf-cost",
     type=click.IntRange(10, 20),
@@ -105,6 +109,7 @@ def init(
     pkcs11_token: str | None,
     ca: str,
     ca_dir: Path | None,
+    no_default_ranges: bool,
     kdf_cost: int,
     tls_hosts: tuple[str, ...],
     tls_ca_cert: IO[bytes] | None,
@@ -116,8 +121,9 @@ def init(
 ) -> None:
     """Make a fresh issuer: key store, database, CA, issuer keys and the default
     ranges (Visa 476173, token 489537; Mastercard 541333, token 520474) with their
-    master keys, and its TLS folder (HOME/tls): a private CA for terminal
-    certificates and the server's certificate, or imported ones.
+    master keys (none of these with --no-default-ranges), and its TLS folder
+    (HOME/tls): a private CA for terminal certificates and the server's certificate,
+    or imported ones. A failed init removes what it made.
 
     The key store passphrase comes from TAPSTACK_KEYSTORE_KEY or a prompt; a PKCS#11
     PIN from TAPSTACK_PKCS11_PIN or a prompt. The TLS private keys are kept encrypted
@@ -148,6 +154,7 @@ def init(
         ca=ca,
         ca_dir=ca_dir,
         kdf_cost=kdf_cost,
+        ranges=() if no_default_ranges else DEFAULT_RANGES,
         progress=progress_printer(),
         tls=tls,
     )
@@ -262,23 +269,52 @@ def tls_renew_server(state: CliState, hosts: tuple[str, ...], as_json: bool) -> 
 
 @click.group()
 def keys() -> None:
-    """Issuer master keys (per scheme, BIN range and CVN) and RSA keys: KCVs only."""
+    """Issuer master keys (per scheme, BIN range, CVN and version) and RSA keys:
+    versions and KCVs only, never a key."""
+
+
+def _key_rows(infos: list[KeyInfo], retired: frozenset[tuple[str, str, int, int]]) -> list[str]:
+    rows = []
+    for i in infos:
+        ref = i.master
+        status = "-"
+        if ref is not None:
+            gone = (ref.scheme, ref.bin, ref.cvn, ref.version) in retired
+            status = "retired" if gone else "active"
+        rows.append(
+            (
+                i.key_id,
+                i.kind.value,
+                f"v{ref.version}" if ref is not None else "-",
+                status,
+                i.algorithm,
+                i.kcv.hex().upper(),
+            )
+        )
+    return table(["key", "kind", "version", "status", "algorithm", "KCV"], rows)
+
+
+def _key_json(info: KeyInfo, retired: frozenset[tuple[str, str, int, int]]) -> dict[str, Any]:
+    data = info.to_json()
+    ref = info.master
+    if ref is not None:
+        data["retired"] = (ref.scheme, ref.bin, ref.cvn, ref.version) in retired
+    return data
 
 
 @keys.command("list")
+@click.option("--bin", "bin_", help="Only the master keys of this range.")
 @json_option
 @pass_state
-def keys_list(state: CliState, as_json: bool) -> None:
-    """Every key with its key check value (never a key)."""
-    infos = state.app().keys.list()
-    emit(
-        [i.to_json() for i in infos],
-        as_json,
-        table(
-            ["key", "kind", "algorithm", "KCV"],
-            [(i.key_id, i.kind.value, i.algorithm, i.kcv.hex().upper()) for i in infos],
-        ),
-    )
+def keys_list(state: CliState, bin_: str | None, as_json: bool) -> None:
+    """Every key with its version (master keys), status and key check value (never a
+    key)."""
+    app = state.app()
+    infos = app.keys.list()
+    if bin_ is not None:
+        infos = [i for i in infos if i.master is not None and i.master.bin == bin_]
+    retired = app.service.retired_keys()
+    emit([_key_json(i, retired) for i in infos], as_json, _key_rows(infos, retired))
 
 
 @keys.command("kcv")
@@ -286,7 +322,7 @@ def keys_list(state: CliState, as_json: bool) -> None:
 @json_option
 @pass_state
 def keys_kcv(state: CliState, key_id: str, as_json: bool) -> None:
-    """The key check value of KEY_ID (e.g. imk/visa/476173/18/ac)."""
+    """The key check value of KEY_ID (e.g. imk/visa/476173/18/ac, imk/visa/476173/18/ac/v2)."""
     info = state.app().keys.info(key_id)
     emit(info.to_json(), as_json, f"{info.key_id}  KCV {info.kcv.hex().upper()}")
 
@@ -312,10 +348,16 @@ _cvn = click.option("--cvn", type=int, required=True, help="Cryptogram version n
 def keys_generate(
     state: CliState, scheme: str, bin_: str, cvn: int, purpose: str, as_json: bool
 ) -> None:
-    """Generate issuer master keys for a scheme, BIN range and CVN."""
+    """Generate the first version of issuer master keys for a scheme, BIN range and
+    CVN (a new version of existing ones: `issuer keys rotate`)."""
     purposes = PURPOSES if purpose == "all" else (purpose,)
     refs = [MasterKeyRef(scheme, bin_, cvn, p) for p in purposes]
     store = state.app().keys
+    for ref in refs:
+        if store.has(ref.key_id):
+            raise ConflictCliError(
+                f"{ref.key_id} exists already: `issuer keys rotate` makes a new version"
+            )
     infos = [store.generate(ref) for ref in refs]
     emit(
         [i.to_json() for i in infos],
@@ -324,12 +366,65 @@ def keys_generate(
     )
 
 
+@keys.command("rotate")
+@_scheme
+@_bin
+@_cvn
+@json_option
+@pass_state
+def keys_rotate(state: CliState, scheme: str, bin_: str, cvn: int, as_json: bool) -> None:
+    """Generate a new version of a range's AC, SMI and SMC master keys for a CVN (one
+    more than the highest version held). New cards get it; cards made before keep
+    theirs (each card records its key version). Import a new version instead with
+    `issuer keys import` (it takes the next version by default)."""
+    app = state.app()
+    held = [i.master for i in app.keys.list() if i.master is not None]
+    same = [r.version for r in held if (r.scheme, r.bin, r.cvn) == (scheme, bin_, cvn)]
+    version = max(same, default=0) + 1
+    infos = app.keys.generate_set(scheme, bin_, cvn, version)
+    emit(
+        {"version": version, "keys": [i.to_json() for i in infos]},
+        as_json,
+        [f"version {version} of {scheme} {bin_} CVN {cvn}",
+         *(f"generated {i.key_id}  KCV {i.kcv.hex().upper()}" for i in infos)],
+    )  # fmt: skip
+
+
+@keys.command("retire")
+@_scheme
+@_bin
+@_cvn
+@click.option("--version", "version", type=click.IntRange(1), required=True,
+              help="The master key version to retire.")  # fmt: skip
+@json_option
+@pass_state
+def keys_retire(
+    state: CliState, scheme: str, bin_: str, cvn: int, version: int, as_json: bool
+) -> None:
+    """Retire a version of a range's master keys: its cards and tokens are declined
+    (KEY_RETIRED) from a running service's next turn, and no card gets it any more.
+    The keys stay in the store (KCVs still shown)."""
+    app = state.app()
+    app.service.retire_key_version(scheme, bin_, cvn, version)
+    left = [v for v, gone in app.service.key_versions(scheme, bin_, cvn) if not gone]
+    emit(
+        {"scheme": scheme, "bin": bin_, "cvn": cvn, "version": version, "retired": True,
+         "active_versions": left},
+        as_json,
+        [f"retired version {version} of {scheme} {bin_} CVN {cvn}",
+         f"active versions: {', '.join(f'v{v}' for v in left) or 'none'}"],
+    )  # fmt: skip
+
+
 @keys.command("import")
 @_scheme
 @_bin
 @_cvn
 @click.option("--purpose", type=click.Choice(PURPOSES), required=True, help="Which master key.")
 @click.option("--kcv", "kcv_hex", required=True, help="Key check value (2-8 bytes, hex).")
+@click.option("--version", "version", type=click.IntRange(1),
+              help="Key version (default: the next one this purpose lacks, 1 for a new "
+              "range; importing all three purposes of a new version rotates).")  # fmt: skip
 @click.option(
     "--key-file",
     type=click.File("r"),
@@ -344,16 +439,24 @@ def keys_import(
     cvn: int,
     purpose: str,
     kcv_hex: str,
+    version: int | None,
     key_file: IO[str] | None,
     as_json: bool,
 ) -> None:
-    """Import a master key given in clear with its KCV; a KCV mismatch is refused.
+    """Import a master key given in clear with its KCV, for any range (one not added
+    yet too), CVN and purpose; a KCV mismatch is refused.
 
     The key is read from --key-file or typed at a hidden prompt: never from the
     command line, where shell history would keep it.
     """
     ref = MasterKeyRef(scheme, bin_, cvn, purpose)
     kcv = _hex(kcv_hex, "KCV")
+    store = state.app().keys
+    if version is None:
+        version = 1
+        while store.has(ref.with_version(version).key_id):
+            version += 1
+    ref = ref.with_version(version)
     if key_file is not None:
         key_text = key_file.read()
     elif state.can_prompt():
@@ -362,8 +465,12 @@ def keys_import(
         key_text = sys.stdin.readline()
     if not key_text.strip():
         raise BadArgumentError("no key given")
-    info = state.app().keys.import_(ref, _hex(key_text, "key"), kcv)
-    emit(info.to_json(), as_json, f"imported {info.key_id}  KCV {info.kcv.hex().upper()}")
+    info = store.import_(ref, _hex(key_text, "key"), kcv)
+    emit(
+        info.to_json(),
+        as_json,
+        f"imported {info.key_id} (version {version})  KCV {info.kcv.hex().upper()}",
+    )
 
 
 @click.group()

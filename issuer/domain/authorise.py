@@ -161,7 +161,7 @@ class Authoriser:
         self.atc_max_jump = atc_max_jump
         self.velocity = Velocity(velocity_limit, velocity_period)
         self._today = today or (lambda: datetime.now(UTC).date())
-        self._keys: dict[tuple[str, str, int, str], bytes] = {}
+        self._keys: dict[tuple[str, str, int, str, int], bytes] = {}
         self._lock = threading.Lock()
 
     # -- the AC key --------------------------------------------------------------------
@@ -169,7 +169,13 @@ class Authoriser:
     def _icc_mk(self, instrument: Instrument, pan: str) -> bytes:
         token = instrument.token
         bin_ = token.bin if token is not None else instrument.card.bin
-        cache_key = (instrument.instrument_id, bin_, instrument.cvn, instrument.psn)
+        cache_key = (
+            instrument.instrument_id,
+            bin_,
+            instrument.cvn,
+            instrument.psn,
+            instrument.key_version,
+        )
         found = self._keys.get(cache_key)
         if found is not None:
             return found
@@ -301,6 +307,18 @@ class Authoriser:
                 issuer.cache.put(key, found, generation)
         return found
 
+    def _key_retired(self, instrument: Instrument, generation: int) -> bool:
+        """Whether the master key version of the instrument's keys is retired (the
+        ledger's list, read once per cache generation: a retirement bumps it)."""
+        issuer = self._issuer
+        retired: frozenset[tuple[str, str, int, int]] | None = issuer.cache.get("retired-keys")
+        if retired is None:
+            with issuer.ledger.unit_of_work(write=False, snapshot=False) as uow:
+                retired = uow.bins.retired_keys()
+            issuer.cache.put("retired-keys", retired, generation)
+        ref = instrument.key_ref
+        return (ref.scheme, ref.bin, ref.cvn, ref.version) in retired
+
     def _check(
         self, terminal: Terminal, request: AuthorisationRequest, generation: int
     ) -> _Checked:
@@ -325,6 +343,8 @@ class Authoriser:
             )
             if instrument.account.currency != currency:
                 raise DeclinedError(DeclineReason.CURRENCY_MISMATCH)
+            if self._key_retired(instrument, generation):
+                raise DeclinedError(DeclineReason.KEY_RETIRED)
             arqc = tags[Tag.APPLICATION_CRYPTOGRAM]
             try:
                 data = cryptogram_data(tags)

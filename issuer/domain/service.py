@@ -219,33 +219,105 @@ class IssuerService:
         with self.ledger.unit_of_work(write=False) as uow:
             return uow.bins.list()
 
+    def bin_range(self, prefix: str) -> BinRange:
+        """One range by its prefix."""
+        with self.ledger.unit_of_work(write=False) as uow:
+            return uow.bins.get(prefix)
+
+    def retire_range(self, prefix: str) -> BinRange:
+        """Retire a range: it issues and registers no more cards or tokens; those it
+        has keep working (their keys are untouched)."""
+        with self.ledger.unit_of_work() as uow:
+            uow.bins.retire(prefix, utc_now())
+            bin_range = uow.bins.get(prefix)
+            uow.commit()
+        return bin_range
+
     def _range(self, scheme: str, kind: str, prefix: str | None) -> BinRange:
-        ranges = [r for r in self.bin_ranges() if r.scheme == scheme and r.kind == kind]
+        ranges = [
+            r for r in self.bin_ranges() if r.scheme == scheme and r.kind == kind and r.active
+        ]
         if prefix is not None:
             ranges = [r for r in ranges if r.prefix == prefix]
         if not ranges:
             where = f" {prefix}" if prefix else ""
-            raise NotFoundError(f"no {scheme} {kind} range{where} (see issuer init)")
+            raise NotFoundError(f"no active {scheme} {kind} range{where} (see issuer range list)")
         return ranges[0]
 
     def _range_of_pan(self, scheme: str, pan: str) -> BinRange:
         ranges = [
             r
             for r in self.bin_ranges()
-            if r.scheme == scheme and r.kind == "card" and pan.startswith(r.prefix)
+            if r.scheme == scheme and r.kind == "card" and r.active and pan.startswith(r.prefix)
         ]
         if not ranges:
-            raise ValidationError(f"the PAN is in none of this issuer's {scheme} card ranges")
-        return max(ranges, key=lambda r: len(r.prefix))
-
-    def _need_keys(self, scheme: str, prefix: str, cvn: int) -> None:
-        ref = MasterKeyRef(scheme, prefix, cvn, "ac")
-        missing = [p for p in ("ac", "smi", "smc") if not self.keys.has(ref.with_purpose(p).key_id)]
-        if missing:
-            raise KeyStoreError(
-                f"no {'/'.join(missing)} master key for {scheme} range {prefix} CVN {cvn}: "
-                f"issuer keys generate --scheme {scheme} --bin {prefix} --cvn {cvn}"
+            raise ValidationError(
+                f"the PAN is in none of this issuer's active {scheme} card ranges "
+                "(issuer range list; issuer range add)"
             )
+        bin_range = max(ranges, key=lambda r: len(r.prefix))
+        if len(pan) != bin_range.pan_length:
+            raise ValidationError(
+                f"range {bin_range.prefix} has PANs of {bin_range.pan_length} digits, "
+                f"not {len(pan)}"
+            )
+        return bin_range
+
+    # -- master key versions ------------------------------------------------------
+
+    def retired_keys(self) -> frozenset[tuple[str, str, int, int]]:
+        """The retired master key versions: (scheme, prefix, CVN, version)."""
+        with self.ledger.unit_of_work(write=False) as uow:
+            return uow.bins.retired_keys()
+
+    def key_versions(self, scheme: str, prefix: str, cvn: int) -> list[tuple[int, bool]]:
+        """The complete master key versions of a range and CVN (AC, SMI and SMC all in
+        the key store), oldest first, each with whether it is retired."""
+        retired = self.retired_keys()
+        return [
+            (v, (scheme, prefix, cvn, v) in retired)
+            for v in self.keys.master_versions(scheme, prefix, cvn)
+        ]
+
+    def current_key_version(self, scheme: str, prefix: str, cvn: int) -> int:
+        """The version new cards of a range and CVN get: the newest one not retired
+        whose AC, SMI and SMC master keys are in the key store."""
+        usable = [v for v, retired in self.key_versions(scheme, prefix, cvn) if not retired]
+        if not usable:
+            MasterKeyRef(scheme, prefix, cvn)  # a clear error for a bad CVN first
+            raise KeyStoreError(
+                f"no usable master keys for {scheme} range {prefix} CVN {cvn}: "
+                f"issuer keys generate --scheme {scheme} --bin {prefix} --cvn {cvn} "
+                "(or issuer keys import)"
+            )
+        return usable[-1]
+
+    def retire_key_version(self, scheme: str, prefix: str, cvn: int, version: int) -> None:
+        """Retire a master key version: the cards and tokens whose keys derive from it
+        are declined (``KEY_RETIRED``) from a running service's next turn; new cards
+        get the newest version left. The keys stay in the store."""
+        if version not in self.keys.master_versions(scheme, prefix, cvn):
+            raise NotFoundError(
+                f"no master key version {version} of {scheme} range {prefix} CVN {cvn}"
+            )
+        with self.ledger.unit_of_work() as uow:
+            uow.bins.retire_key(scheme, prefix, cvn, version, utc_now())
+            uow.commit()
+
+    def _usable_version(self, scheme: str, prefix: str, cvn: int, version: int | None) -> int:
+        if version is None:
+            return self.current_key_version(scheme, prefix, cvn)
+        versions = dict(self.key_versions(scheme, prefix, cvn))
+        if version not in versions:
+            raise KeyStoreError(
+                f"no master key version {version} for {scheme} range {prefix} CVN {cvn} "
+                "(issuer keys list)"
+            )
+        if versions[version]:
+            raise InvalidStateError(
+                f"master key version {version} of {scheme} range {prefix} CVN {cvn} is retired"
+            )
+        return version
 
     def _check_expiry(self, expiry: date | None, default_years: int) -> date:
         today = self.today()
@@ -280,15 +352,18 @@ class IssuerService:
         bin_range = self._range(scheme, "card", prefix)
         cvn = bin_range.cvn if cvn is None else cvn
         MasterKeyRef(scheme, bin_range.prefix, cvn)  # validates the CVN for the scheme
+        version = 1
         if origin is not CardOrigin.FUNDING:
-            self._need_keys(scheme, bin_range.prefix, cvn)
+            version = self.current_key_version(scheme, bin_range.prefix, cvn)
         if not _PSN.fullmatch(psn):
             raise ValidationError("a PAN sequence number is 2 digits")
         expiry = self._check_expiry(expiry, 4)
         for _ in range(_PAN_ATTEMPTS):
             pan = generate_pan(bin_range.prefix, bin_range.pan_length)
             try:
-                card = self._add_card(account_id, scheme, bin_range, pan, psn, expiry, cvn, origin)
+                card = self._add_card(
+                    account_id, scheme, bin_range, pan, psn, expiry, cvn, origin, version
+                )
             except ConflictError:
                 continue
             return IssuedCard(card, pan)
@@ -304,6 +379,7 @@ class IssuerService:
         expiry: date,
         cvn: int,
         origin: CardOrigin,
+        key_version: int,
     ) -> Card:
         card_id = new_id("card")
         card = Card(
@@ -322,6 +398,7 @@ class IssuerService:
             status=CardStatus.ACTIVE,
             origin=origin,
             created_at=utc_now(),
+            key_version=key_version,
         )
         with self.ledger.unit_of_work() as uow:
             self._open_account(uow.accounts.get(account_id, for_update=True))
@@ -340,18 +417,21 @@ class IssuerService:
         psn: str,
         expiry: date,
         cvn: int,
+        key_version: int | None = None,
     ) -> Card:
         """Record a card personalised elsewhere whose keys derive from this issuer's
-        master keys: its PAN must be in one of the issuer's card ranges."""
+        master keys: its PAN must be in one of the issuer's active card ranges (of the
+        range's PAN length), its keys from ``key_version`` of the range's master keys
+        for ``cvn`` (default: the newest not retired)."""
         pan = check_pan(pan)
         if not _PSN.fullmatch(str(psn)):
             raise ValidationError("a PAN sequence number is 2 digits")
         bin_range = self._range_of_pan(scheme, pan)
         MasterKeyRef(scheme, bin_range.prefix, cvn)
-        self._need_keys(scheme, bin_range.prefix, cvn)
+        version = self._usable_version(scheme, bin_range.prefix, cvn, key_version)
         expiry = self._check_expiry(expiry, 4)
         return self._add_card(
-            account_id, scheme, bin_range, pan, psn, expiry, cvn, CardOrigin.REGISTERED
+            account_id, scheme, bin_range, pan, psn, expiry, cvn, CardOrigin.REGISTERED, version
         )
 
     def card(self, card_id: str) -> Card:
@@ -427,7 +507,7 @@ class IssuerService:
         bin_range = self._range(card.scheme, "token", prefix)
         cvn = bin_range.cvn if cvn is None else cvn
         MasterKeyRef(card.scheme, bin_range.prefix, cvn)
-        self._need_keys(card.scheme, bin_range.prefix, cvn)
+        version = self.current_key_version(card.scheme, bin_range.prefix, cvn)
         expiry = self._check_expiry(expiry, 3)
         if expiry > card.expiry:
             expiry = card.expiry
@@ -454,6 +534,7 @@ class IssuerService:
                 allowed_mccs=allowed,
                 blocked_mccs=blocked,
                 created_at=utc_now(),
+                key_version=version,
             )
             try:
                 with self.ledger.unit_of_work() as uow:

@@ -71,10 +71,15 @@ class Instrument:
         return self.token.expiry if self.token is not None else self.card.expiry
 
     @property
+    def key_version(self) -> int:
+        """The version of the range's master keys the application's keys derive from."""
+        return self.token.key_version if self.token is not None else self.card.key_version
+
+    @property
     def key_ref(self) -> MasterKeyRef:
         """The AC master key the application's keys derive from."""
         bin_ = self.token.bin if self.token is not None else self.card.bin
-        return MasterKeyRef(self.scheme, bin_, self.cvn, "ac")
+        return MasterKeyRef(self.scheme, bin_, self.cvn, "ac", self.key_version)
 
 
 class TokenVault:

@@ -14,7 +14,8 @@ Req. 3.5):
   800-38D) and an HMAC-SHA256 key giving each PAN a keyed hash for look-up (a plain
   hash of a PAN inside a known BIN is brute-forced in seconds).
 
-Key identifiers are paths: ``imk/visa/476173/18/ac``, ``rsa/ca/A000000003/F1``,
+Key identifiers are paths: ``imk/visa/476173/18/ac`` (version 1 of a master key;
+a later version after rotation is ``imk/visa/476173/18/ac/v2``), ``rsa/ca/A000000003/F1``,
 ``rsa/issuer/visa``, ``data/pan-seal``, ``data/pan-hash``. Listing shows key check
 values (ANSI X9.24-1 KCV: TDES of a zero block, three bytes; AES the same over a
 16-byte zero block, as PKCS#11 ``CKA_CHECK_VALUE``), never key values.
@@ -41,6 +42,7 @@ from issuer.errors import KcvMismatchError, KeyStoreError, NotFoundError, Valida
 
 __all__ = [
     "KCV_LENGTH",
+    "MAX_KEY_VERSION",
     "PAN_HASH_KEY",
     "PAN_SEAL_KEY",
     "PURPOSES",
@@ -59,6 +61,8 @@ __all__ = [
 SCHEMES: Final = ("visa", "mastercard")
 #: Master key purposes (EMV Book 2 §A1.4: AC, SM integrity, SM confidentiality).
 PURPOSES: Final = ("ac", "smi", "smc")
+#: The highest master key version (rotations of one range and CVN).
+MAX_KEY_VERSION: Final = 999
 #: Bytes of key check value shown and stored (three is usual, ANSI X9.24-1).
 KCV_LENGTH: Final = 3
 #: The AES-256 key sealing PANs and tokens at rest.
@@ -98,12 +102,14 @@ def check_key_id(key_id: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class MasterKeyRef:
-    """Which issuer master key: scheme, BIN range (6-8 digit prefix), CVN, purpose."""
+    """Which issuer master key: scheme, BIN range (6-8 digit prefix), CVN, purpose and
+    version (1, then one more at each rotation: ``issuer keys rotate``)."""
 
     scheme: str
     bin: str
     cvn: int
     purpose: str = "ac"
+    version: int = 1
 
     def __post_init__(self) -> None:
         if self.scheme not in SCHEMES:
@@ -115,23 +121,37 @@ class MasterKeyRef:
             raise ValidationError(f"CVN {self.cvn} is not one of {self.scheme}'s: {known}")
         if self.purpose not in PURPOSES:
             raise ValidationError(f"key purpose must be one of {', '.join(PURPOSES)}")
+        if not isinstance(self.version, int) or not 1 <= self.version <= MAX_KEY_VERSION:
+            raise ValidationError(f"a key version is 1 to {MAX_KEY_VERSION}")
 
     @property
     def key_id(self) -> str:
-        """``imk/<scheme>/<bin>/<cvn>/<purpose>``."""
-        return f"imk/{self.scheme}/{self.bin}/{self.cvn}/{self.purpose}"
+        """``imk/<scheme>/<bin>/<cvn>/<purpose>`` (version 1, the id keys had before
+        versions), ``.../<purpose>/v<version>`` for later versions."""
+        base = f"imk/{self.scheme}/{self.bin}/{self.cvn}/{self.purpose}"
+        return base if self.version == 1 else f"{base}/v{self.version}"
 
     def with_purpose(self, purpose: str) -> MasterKeyRef:
-        """The same range and CVN, another purpose."""
-        return MasterKeyRef(self.scheme, self.bin, self.cvn, purpose)
+        """The same range, CVN and version, another purpose."""
+        return MasterKeyRef(self.scheme, self.bin, self.cvn, purpose, self.version)
+
+    def with_version(self, version: int) -> MasterKeyRef:
+        """The same range, CVN and purpose, another version."""
+        return MasterKeyRef(self.scheme, self.bin, self.cvn, self.purpose, version)
 
     @classmethod
     def parse(cls, key_id: str) -> MasterKeyRef:
-        """The reference named by ``imk/<scheme>/<bin>/<cvn>/<purpose>``."""
+        """The reference named by ``imk/<scheme>/<bin>/<cvn>/<purpose>[/v<version>]``."""
         parts = key_id.split("/")
+        version = 1
+        if len(parts) == 6 and parts[5][:1] == "v" and parts[5][1:].isdigit():
+            version = int(parts[5][1:])
+            parts = parts[:5]
         if len(parts) != 5 or parts[0] != "imk" or not parts[3].isdigit():
-            raise ValidationError("a master key id is imk/<scheme>/<bin>/<cvn>/<purpose>")
-        return cls(parts[1], parts[2], int(parts[3]), parts[4])
+            raise ValidationError(
+                "a master key id is imk/<scheme>/<bin>/<cvn>/<purpose>[/v<version>]"
+            )
+        return cls(parts[1], parts[2], int(parts[3]), parts[4], version)
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,7 +180,13 @@ class KeyInfo:
         }
         ref = self.master
         if ref is not None:
-            out.update(scheme=ref.scheme, bin=ref.bin, cvn=ref.cvn, purpose=ref.purpose)
+            out.update(
+                scheme=ref.scheme,
+                bin=ref.bin,
+                cvn=ref.cvn,
+                purpose=ref.purpose,
+                version=ref.version,
+            )
         return out
 
 
@@ -258,15 +284,30 @@ class KeyStore(ABC):
     def derive_icc_mk(self, ref: MasterKeyRef, pan: str, psn: str) -> bytes:
         """The 16-byte ICC master key of one purpose, derived inside the store."""
 
-    def generate_set(self, scheme: str, bin: str, cvn: int) -> builtins.list[KeyInfo]:
-        """Generate the AC, SMI and SMC master keys of a range and CVN."""
-        return [self.generate(MasterKeyRef(scheme, bin, cvn, p)) for p in PURPOSES]
+    def generate_set(
+        self, scheme: str, bin: str, cvn: int, version: int = 1
+    ) -> builtins.list[KeyInfo]:
+        """Generate the AC, SMI and SMC master keys of a range, CVN and version."""
+        return [self.generate(MasterKeyRef(scheme, bin, cvn, p, version)) for p in PURPOSES]
 
-    def derive_icc_keys(self, scheme: str, bin: str, cvn: int, pan: str, psn: str) -> IccKeys:
-        """The card's ICC master keys (AC, SMI, SMC) for ``pan`` and ``psn``."""
-        ref = MasterKeyRef(scheme, bin, cvn, "ac")
+    def derive_icc_keys(
+        self, scheme: str, bin: str, cvn: int, pan: str, psn: str, version: int = 1
+    ) -> IccKeys:
+        """The card's ICC master keys (AC, SMI, SMC) for ``pan`` and ``psn`` under the
+        master keys of ``version``."""
+        ref = MasterKeyRef(scheme, bin, cvn, "ac", version)
         ac, smi, smc = (self.derive_icc_mk(ref.with_purpose(p), pan, psn) for p in PURPOSES)
         return IccKeys(ac, smi, smc)
+
+    def master_versions(self, scheme: str, bin: str, cvn: int) -> builtins.list[int]:
+        """The versions of the range's master keys whose AC, SMI and SMC keys are all
+        in the store, oldest first."""
+        found: dict[int, set[str]] = {}
+        for item in self.list():
+            ref = item.master
+            if ref is not None and (ref.scheme, ref.bin, ref.cvn) == (scheme, bin, cvn):
+                found.setdefault(ref.version, set()).add(ref.purpose)
+        return sorted(v for v, purposes in found.items() if purposes == set(PURPOSES))
 
     # -- RSA keys ------------------------------------------------------------------
 

@@ -116,6 +116,15 @@ class BinRangeRepository(Protocol):
     def list(self) -> list[BinRange]:
         """All ranges, by prefix."""
 
+    def retire(self, prefix: str, when: str) -> None:
+        """Mark an active range retired; :class:`InvalidStateError` if it is already."""
+
+    def retired_keys(self) -> frozenset[tuple[str, str, int, int]]:
+        """The retired master key versions: (scheme, prefix, CVN, version)."""
+
+    def retire_key(self, scheme: str, prefix: str, cvn: int, version: int, when: str) -> None:
+        """Record a master key version retired; :class:`InvalidStateError` if it is."""
+
 
 class CardRepository(Protocol):
     """Cards (PANs of accounts)."""

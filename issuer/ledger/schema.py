@@ -43,6 +43,12 @@ Design (documented here because the tables are the contract):
   in one transaction; a certificate's status change bumps the cache generation
   (:data:`CERTIFICATE_GENERATION_COLUMNS`), so a service caching certificate rows
   refuses a revoked one from its next turn.
+- **Ranges and key versions** (migration 6): a range has a ``status`` (``active``; a
+  ``retired`` range issues and registers no more cards, its cards keep working). Each
+  card and token records the ``key_version`` of the master keys its keys derive from
+  (1 for everything made before); ``retired_master_keys`` lists the master key
+  versions (scheme, prefix, CVN, version) whose cards are refused. Adding a row bumps
+  the cache generation, so a running service refuses them from its next turn.
 """
 
 from __future__ import annotations
@@ -475,6 +481,24 @@ _CERTIFICATES: Final = (
 )
 
 
+#: Range status, the key version of each card and token, retired key versions.
+_RANGES_AND_KEY_VERSIONS: Final = (
+    "ALTER TABLE bin_ranges ADD COLUMN status TEXT NOT NULL DEFAULT 'active'"
+    " CHECK (status IN ('active', 'retired'))",
+    "ALTER TABLE bin_ranges ADD COLUMN retired_at TEXT",
+    "ALTER TABLE cards ADD COLUMN key_version INTEGER NOT NULL DEFAULT 1 CHECK (key_version >= 1)",
+    "ALTER TABLE tokens ADD COLUMN key_version INTEGER NOT NULL DEFAULT 1 CHECK (key_version >= 1)",
+    """CREATE TABLE retired_master_keys (
+        scheme TEXT NOT NULL,
+        prefix TEXT NOT NULL,
+        cvn INTEGER NOT NULL,
+        version INTEGER NOT NULL CHECK (version >= 1),
+        retired_at TEXT NOT NULL,
+        PRIMARY KEY (scheme, prefix, cvn, version)
+    )""",
+)
+
+
 #: Every schema version, in order.
 MIGRATIONS: Final[tuple[Migration, ...]] = (
     Migration(
@@ -502,6 +526,23 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
         {
             "sqlite": _sqlite_generation(CERTIFICATE_GENERATION_COLUMNS),
             "postgresql": _postgres_generation_triggers(CERTIFICATE_GENERATION_COLUMNS),
+        },
+    ),
+    Migration(
+        6,
+        "range status; each card's and token's master key version; retired key versions",
+        _RANGES_AND_KEY_VERSIONS,
+        {
+            "sqlite": (
+                "CREATE TRIGGER retired_master_keys_generation AFTER INSERT ON"
+                " retired_master_keys BEGIN UPDATE cache_generation SET generation ="
+                " generation + 1 WHERE id = 1; END",
+            ),
+            "postgresql": (
+                "CREATE TRIGGER retired_master_keys_generation AFTER INSERT ON"
+                " retired_master_keys FOR EACH STATEMENT EXECUTE FUNCTION"
+                " tapstack_bump_generation()",
+            ),
         },
     ),
 )

@@ -17,7 +17,14 @@ from datetime import date
 from types import TracebackType
 from typing import Any, Final
 
-from issuer.errors import ConflictError, IntegrityError, LedgerError, NotFoundError, TransientError
+from issuer.errors import (
+    ConflictError,
+    IntegrityError,
+    InvalidStateError,
+    LedgerError,
+    NotFoundError,
+    TransientError,
+)
 from issuer.ledger.repository import Discrepancy, UnitOfWork
 from issuer.model.entities import (
     SYSTEM_PREFIX,
@@ -261,7 +268,7 @@ class SqlAccounts:
 
 _BIN_COLUMNS: Final = (
     "prefix, scheme, kind, cvn, pan_length, issuer_key_id, ca_rid, ca_index, certificate,"
-    " remainder, exponent, created_at"
+    " remainder, exponent, created_at, status, retired_at"
 )
 
 
@@ -279,6 +286,8 @@ def _bin(row: tuple[Any, ...]) -> BinRange:
         _bytes(row[9]),
         _bytes(row[10]),
         row[11],
+        row[12],
+        row[13],
     )
 
 
@@ -291,7 +300,8 @@ class SqlBinRanges:
     def add(self, bin_range: BinRange) -> None:
         r = bin_range
         self.db.run(
-            f"INSERT INTO bin_ranges ({_BIN_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            f"INSERT INTO bin_ranges ({_BIN_COLUMNS})"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 r.prefix,
                 r.scheme,
@@ -305,7 +315,35 @@ class SqlBinRanges:
                 r.remainder,
                 r.exponent,
                 r.created_at,
+                r.status,
+                r.retired_at,
             ),
+        )
+
+    def retire(self, prefix: str, when: str) -> None:
+        if not self.db.run(
+            "UPDATE bin_ranges SET status = 'retired', retired_at = ?"
+            " WHERE prefix = ? AND status = 'active'",
+            (when, prefix),
+        ):
+            self.get(prefix)
+            raise InvalidStateError(f"range {prefix} is retired already")
+
+    def retired_keys(self) -> frozenset[tuple[str, str, int, int]]:
+        return frozenset(
+            (r[0], r[1], int(r[2]), int(r[3]))
+            for r in self.db.all("SELECT scheme, prefix, cvn, version FROM retired_master_keys")
+        )
+
+    def retire_key(self, scheme: str, prefix: str, cvn: int, version: int, when: str) -> None:
+        if (scheme, prefix, cvn, version) in self.retired_keys():
+            raise InvalidStateError(
+                f"master key version {version} of {scheme} {prefix} CVN {cvn} is retired already"
+            )
+        self.db.run(
+            "INSERT INTO retired_master_keys (scheme, prefix, cvn, version, retired_at)"
+            " VALUES (?, ?, ?, ?, ?)",
+            (scheme, prefix, cvn, version, when),
         )
 
     def get(self, prefix: str) -> BinRange:
@@ -324,7 +362,7 @@ class SqlBinRanges:
 
 _CARD_COLUMNS: Final = (
     "id, account_id, scheme, bin, pan_masked, pan_last4, pan_hash, pan_sealed, psn, expiry,"
-    " cvn, par, status, origin, created_at, flag"
+    " cvn, par, status, origin, created_at, flag, key_version"
 )
 
 
@@ -346,6 +384,7 @@ def _card(row: tuple[Any, ...]) -> Card:
         origin=CardOrigin(row[13]),
         created_at=row[14],
         flag=row[15],
+        key_version=int(row[16]),
     )
 
 
@@ -359,7 +398,7 @@ class SqlCards:
         c = card
         self.db.run(
             f"INSERT INTO cards ({_CARD_COLUMNS})"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 c.id,
                 c.account_id,
@@ -377,6 +416,7 @@ class SqlCards:
                 c.origin.value,
                 c.created_at,
                 c.flag,
+                c.key_version,
             ),
         )
 
@@ -420,7 +460,7 @@ def _filters(**conditions: Any) -> tuple[str, tuple[Any, ...]]:
 _TOKEN_COLUMNS: Final = (
     "id, card_id, account_id, scheme, bin, token_masked, token_last4, token_hash,"
     " token_sealed, psn, expiry, cvn, par, requestor_id, status, contactless_only,"
-    " allowed_mccs, blocked_mccs, created_at, flag"
+    " allowed_mccs, blocked_mccs, created_at, flag, key_version"
 )
 
 
@@ -446,6 +486,7 @@ def _token(row: tuple[Any, ...]) -> Token:
         blocked_mccs=_mccs(row[17]),
         created_at=row[18],
         flag=row[19],
+        key_version=int(row[20]),
     )
 
 
@@ -459,7 +500,7 @@ class SqlTokens:
         t = token
         self.db.run(
             f"INSERT INTO tokens ({_TOKEN_COLUMNS}) VALUES"
-            " (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 t.id,
                 t.card_id,
@@ -481,6 +522,7 @@ class SqlTokens:
                 _mcc_text(t.blocked_mccs),
                 t.created_at,
                 t.flag,
+                t.key_version,
             ),
         )
 

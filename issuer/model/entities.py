@@ -276,6 +276,13 @@ class BinRange:
     remainder: bytes
     exponent: bytes
     created_at: str
+    status: str = "active"  # or "retired": no new cards (schema migration 6)
+    retired_at: str | None = None
+
+    @property
+    def active(self) -> bool:
+        """Whether the range issues and registers cards."""
+        return self.status == "active"
 
     def to_json(self) -> dict[str, Any]:
         """JSON-ready data (public values only)."""
@@ -287,7 +294,9 @@ class BinRange:
             "pan_length": self.pan_length,
             "issuer_key": self.issuer_key_id,
             "ca": f"{self.ca_rid.hex().upper()}/{self.ca_index:02X}",
+            "status": self.status,
             "created_at": self.created_at,
+            "retired_at": self.retired_at,
         }
 
 
@@ -311,6 +320,7 @@ class Card:
     origin: CardOrigin
     created_at: str
     flag: str | None = None
+    key_version: int = 1  # of the range's master keys (schema migration 6)
 
     def to_json(self) -> dict[str, Any]:
         """JSON-ready data: the PAN masked."""
@@ -323,6 +333,7 @@ class Card:
             "psn": self.psn,
             "expiry": self.expiry.strftime("%Y-%m"),
             "cvn": self.cvn,
+            "key_version": self.key_version,
             "par": self.par,
             "status": self.status.value,
             "origin": self.origin.value,
@@ -356,6 +367,7 @@ class Token:
     blocked_mccs: tuple[str, ...] | None
     created_at: str
     flag: str | None = None
+    key_version: int = 1  # of the token range's master keys (schema migration 6)
 
     def to_json(self) -> dict[str, Any]:
         """JSON-ready data: the token masked."""
@@ -369,6 +381,7 @@ class Token:
             "psn": self.psn,
             "expiry": self.expiry.strftime("%Y-%m"),
             "cvn": self.cvn,
+            "key_version": self.key_version,
             "par": self.par,
             "requestor_id": self.requestor_id,
             "status": self.status.value,

@@ -83,6 +83,7 @@ def build_profile(
     psn: str,
     expiry: date,
     cvn: int,
+    key_version: int = 1,
     cardholder: str = "",
     token: TokenInfo | None = None,
     icc_key: SigningKey | None = None,
@@ -94,9 +95,10 @@ def build_profile(
     ``icc_key`` may be given (tests reuse one); else a fresh key of
     :data:`~issuer.personalisation.ranges.ICC_KEY_SIZE` is generated. ``uid`` defaults
     to a random single-size UID (first byte 08: random UID, ISO/IEC 14443-3 §6.4.4).
+    The ICC master keys derive from version ``key_version`` of the range's master keys.
     """
     scheme = bin_range.scheme
-    icc_keys = keys.derive_icc_keys(scheme, bin_range.prefix, cvn, pan, psn)
+    icc_keys = keys.derive_icc_keys(scheme, bin_range.prefix, cvn, pan, psn, key_version)
     if icc_key is None:
         bits, exponent = ICC_KEY_SIZE[scheme]
         if progress is not None:
@@ -167,6 +169,7 @@ def provision(
                 psn=card.psn,
                 expiry=card.expiry,
                 cvn=card.cvn,
+                key_version=card.key_version,
                 cardholder=_cardholder(account.holder),
                 icc_key=icc_key,
                 progress=progress,
@@ -197,6 +200,7 @@ def provision(
             psn=token.psn,
             expiry=token.expiry,
             cvn=token.cvn,
+            key_version=token.key_version,
             token=TokenInfo(token.requestor_id, token.par, funding.pan_last4),
             icc_key=icc_key,
             progress=progress,

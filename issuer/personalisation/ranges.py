@@ -7,11 +7,12 @@ range gets its own certificate for the same issuer key (its identifier is the to
 BIN). What is stored per range (:class:`~issuer.model.entities.BinRange`) is public:
 certificate, remainder, exponent, CA index; the private keys stay in the key store.
 
-The CA is either the published tapstack **test CA** of ``fixtures/ca/`` (imported
-into the key store; terminals ship its public keys, so cards provisioned under it pass
-offline data authentication out of the box) or a **new** CA generated in the key store,
-whose public keys ``issuer init`` writes to ``HOME/ca.json`` for terminals to load.
-Neither is for real cards.
+The CA is either the published tapstack **test CA** (imported into the key store;
+terminals ship its public keys, so cards provisioned under it pass offline data
+authentication out of the box) or a **new** CA generated in the key store, whose public
+keys ``issuer init`` writes to ``HOME/ca.json`` for terminals to load. Neither is for
+real cards. The test CA's private keys are package data (``test_ca/`` beside this
+module, copies of ``fixtures/ca/``), so an installed ``issuer`` finds them.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from typing import Final
 from emvwire.errors import EmvWireError
 from emvwire.oda import CaKey, SigningKey, issue_issuer_certificate
 from emvwire.oda.capk import KEY_FILE_FORMAT
-from issuer.errors import ConfigError, KeyStoreError
+from issuer.errors import ConfigError, KeyStoreError, ValidationError
 from issuer.keys.base import PURPOSES, KeyStore, MasterKeyRef, ca_key_id, issuer_key_id
 from issuer.model.entities import BinRange, utc_now
 
@@ -35,15 +36,18 @@ __all__ = [
     "DEFAULT_RANGES",
     "ICC_KEY_SIZE",
     "ISSUER_KEY_SIZE",
+    "PACKAGED_TEST_CA",
     "CaSpec",
     "Progress",
     "RangeSpec",
     "ca_key_file",
     "certify_range",
+    "check_range_spec",
     "default_test_ca_dir",
     "ensure_ca",
     "ensure_issuer_key",
     "ensure_master_keys",
+    "load_test_ca_key",
 ]
 
 #: Reports a step of long work (RSA key generation) to the user.
@@ -52,13 +56,27 @@ Progress = Callable[[str], None]
 
 @dataclass(frozen=True, slots=True)
 class RangeSpec:
-    """A range to create: prefix, scheme, ``card`` or ``token``, its default CVN."""
+    """A range to create: prefix, scheme, ``card`` or ``token``, its default CVN, the
+    length of its PANs."""
 
     prefix: str
     scheme: str
     kind: str
     cvn: int
     pan_length: int = 16
+
+
+def check_range_spec(spec: RangeSpec) -> RangeSpec:
+    """Refuse a range that cannot be: a prefix of 6 to 8 digits (the issuer identifier
+    of a certificate, Book 2 §5.1 table 13 is 3 to 8 digits; key ids take 6 to 8), a
+    known scheme and a CVN of it, ``card`` or ``token``, PANs of 12 to 19 digits
+    longer than the prefix (ISO/IEC 7812-1)."""
+    MasterKeyRef(spec.scheme, spec.prefix, spec.cvn)  # scheme, prefix and CVN
+    if spec.kind not in ("card", "token"):
+        raise ValidationError("a range is a card range or a token range")
+    if not 12 <= spec.pan_length <= 19 or spec.pan_length <= len(spec.prefix) + 1:
+        raise ValidationError("a PAN is 12 to 19 digits, longer than its range's prefix")
+    return spec
 
 
 #: The default ranges of ``issuer init``: a card and a token range per scheme, with
@@ -82,7 +100,8 @@ class CaSpec:
     test_pem: str
 
 
-#: The tapstack test CA of fixtures/ca/ (fixtures/ca/README.md).
+#: The tapstack test CA of fixtures/ca/ (fixtures/ca/README.md), its private keys
+#: packaged in ``test_ca/``.
 CA_FOR_SCHEME: Final = {
     "visa": CaSpec(bytes.fromhex("A000000003"), 0xF1, 1024, 3, "test-ca-A000000003-F1-private.pem"),
     "mastercard": CaSpec(
@@ -97,13 +116,33 @@ ICC_KEY_SIZE: Final = {"visa": (1024, 3), "mastercard": (1024, 65537)}
 CERTIFICATE_EXPIRY: Final = date(2040, 12, 31)
 
 
+#: The packaged copy of the test CA's private keys.
+PACKAGED_TEST_CA: Final = Path(__file__).resolve().parent / "test_ca"
+
+
 def default_test_ca_dir() -> Path | None:
-    """``fixtures/ca`` of a source checkout (``TAPSTACK_TEST_CA_DIR`` overrides)."""
+    """The packaged test CA keys (``TAPSTACK_TEST_CA_DIR`` overrides)."""
     env = os.environ.get("TAPSTACK_TEST_CA_DIR")
     if env:
         return Path(env)
-    here = Path(__file__).resolve().parents[2] / "fixtures" / "ca"
-    return here if here.is_dir() else None
+    return PACKAGED_TEST_CA if PACKAGED_TEST_CA.is_dir() else None
+
+
+def load_test_ca_key(scheme: str, ca_dir: Path | None = None) -> SigningKey:
+    """The scheme's test CA private key, from ``ca_dir`` or :func:`default_test_ca_dir`;
+    :class:`ConfigError` if it is not there."""
+    spec = CA_FOR_SCHEME[scheme]
+    folder = ca_dir or default_test_ca_dir()
+    pem = folder / spec.test_pem if folder else None
+    if pem is None or not pem.is_file():
+        raise ConfigError(
+            f"the test CA's private key {spec.test_pem} is not found (in the package's "
+            "test_ca folder, --ca-dir or TAPSTACK_TEST_CA_DIR); use --ca new for a fresh CA"
+        )
+    try:
+        return SigningKey.from_pem(pem.read_bytes())
+    except EmvWireError as exc:
+        raise ConfigError(f"test CA key {pem.name}: {exc}") from None
 
 
 def _quiet(_: str) -> None:
@@ -125,17 +164,7 @@ def ensure_ca(
     key_id = ca_key_id(spec.rid, spec.index)
     if not keys.has(key_id):
         if mode == "test":
-            folder = ca_dir or default_test_ca_dir()
-            pem = folder / spec.test_pem if folder else None
-            if pem is None or not pem.is_file():
-                raise ConfigError(
-                    "the test CA's private keys are not found (fixtures/ca of a source "
-                    "checkout, or TAPSTACK_TEST_CA_DIR); use --ca new for a fresh CA"
-                )
-            try:
-                keys.import_rsa(key_id, SigningKey.from_pem(pem.read_bytes()))
-            except EmvWireError as exc:
-                raise ConfigError(f"test CA key {pem.name}: {exc}") from None
+            keys.import_rsa(key_id, load_test_ca_key(scheme, ca_dir))
         elif mode == "new":
             progress(f"generating the {scheme} CA key ({spec.bits}-bit RSA)")
             keys.generate_rsa(key_id, spec.bits, spec.exponent)
@@ -161,12 +190,14 @@ def ensure_issuer_key(keys: KeyStore, scheme: str, *, progress: Progress = _quie
     return key_id
 
 
-def ensure_master_keys(keys: KeyStore, scheme: str, prefix: str, cvn: int) -> list[str]:
-    """Generate the AC, SMI and SMC master keys of a range and CVN that are missing;
-    the key ids generated."""
+def ensure_master_keys(
+    keys: KeyStore, scheme: str, prefix: str, cvn: int, version: int = 1
+) -> list[str]:
+    """Generate the AC, SMI and SMC master keys of a range, CVN and version that are
+    missing; the key ids generated."""
     made = []
     for purpose in PURPOSES:
-        ref = MasterKeyRef(scheme, prefix, cvn, purpose)
+        ref = MasterKeyRef(scheme, prefix, cvn, purpose, version)
         if not keys.has(ref.key_id):
             keys.generate(ref)
             made.append(ref.key_id)

@@ -500,3 +500,61 @@ def test_migration_4_keeps_the_atcs_seen(
         if isinstance(old, PostgresLedger):
             old.drop_schema()
         old.close()
+
+
+@pytest.mark.parametrize(
+    "dialect", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+)
+def test_migration_6_gives_ranges_a_status_and_cards_key_version_1(
+    dialect: str, tmp_path: Path, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A database at schema 5 with a range and a card moves to 6: the range active, the
+    card on key version 1; retiring a key version bumps the cache generation."""
+    old: Ledger
+    if dialect == "sqlite":
+        old = SqliteLedger(tmp_path / "old.db")
+    else:
+        old = PostgresLedger(
+            request.getfixturevalue("postgres_url"), schema=f"m_{uuid.uuid4().hex[:12]}"
+        )
+    try:
+        monkeypatch.setattr(base, "MIGRATIONS", MIGRATIONS[:5])
+        assert old.migrate() == [1, 2, 3, 4, 5]
+        with old.unit_of_work() as uow:
+            assert isinstance(uow, SqlUnitOfWork)
+            uow.db.run(
+                "INSERT INTO bin_ranges VALUES ('476173', 'visa', 'card', 18, 16,"
+                " 'rsa/issuer/visa', ?, 241, ?, ?, ?, 'x')",
+                (b"\xa0\x00\x00\x00\x03", b"c", b"r", b"\x03"),
+            )
+            uow.db.run(
+                "INSERT INTO accounts (id, holder, kind, currency, status, created_at)"
+                " VALUES ('acct_m', 'Ada', 'debit', 'EUR', 'open', 'x')"
+            )
+            uow.db.run(
+                "INSERT INTO cards (id, account_id, scheme, bin, pan_masked, pan_last4,"
+                " pan_hash, pan_sealed, psn, expiry, cvn, par, status, origin, created_at)"
+                " VALUES ('card_m', 'acct_m', 'visa', '476173', '476173******0010', '0010',"
+                " ?, ?, '00', '2030-12-31', 18, 'V0010', 'active', 'registered', 'x')",
+                (b"h" * 32, b"s"),
+            )
+            uow.commit()
+        monkeypatch.setattr(base, "MIGRATIONS", MIGRATIONS[:6])
+        assert old.migrate() == [6]
+        with old.unit_of_work(write=False) as uow:
+            card = uow.cards.get("card_m")
+            bin_range = uow.bins.get("476173")
+            assert uow.bins.retired_keys() == frozenset()
+        assert card.key_version == 1
+        assert (bin_range.status, bin_range.retired_at) == ("active", None)
+        before = old.generation()
+        with old.unit_of_work() as uow:
+            uow.bins.retire_key("visa", "476173", 18, 1, "2026-01-01T00:00:00Z")
+            uow.commit()
+        assert old.generation() == before + 1
+        with old.unit_of_work(write=False) as uow:
+            assert uow.bins.retired_keys() == {("visa", "476173", 18, 1)}
+    finally:
+        if isinstance(old, PostgresLedger):
+            old.drop_schema()
+        old.close()
