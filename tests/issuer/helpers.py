@@ -17,6 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from cryptography.hazmat.decrepit.ciphers.algorithms import TripleDES
+from cryptography.hazmat.primitives.ciphers import Cipher, modes
+
 from card.emv import EmvCard
 from card.probe import CardProbe
 from emvwire.oda import SigningKey
@@ -156,3 +159,31 @@ def make_world(app: IssuerApp, rsa: dict[str, SigningKey], scheme: str = "visa")
         made.card.id,
         ServiceApp(api),
     )
+
+
+# --- an outside issuer's range (tests of ranges and key versions) ---------------------
+
+PREFIX = "455123"
+CVN = 18
+#: The outside issuer's master keys, version 1 and (after rotation) version 2.
+OUTSIDE_V1 = {
+    "ac": bytes.fromhex("0123456789ABCDEFFEDCBA9876543210"),
+    "smi": bytes.fromhex("1123456789ABCDEFFEDCBA9876543211"),
+    "smc": bytes.fromhex("2123456789ABCDEFFEDCBA9876543212"),
+}
+OUTSIDE_V2 = {
+    "ac": bytes.fromhex("3B1F5C7A9D2E4F6081A3C5E7092B4D6F"),
+    "smi": bytes.fromhex("4C2E6D8B0F1A3B5C7D9E0A2B4C6D8E0F"),
+    "smc": bytes.fromhex("5D3F7E9C1A2B3C4D5E6F708192A3B4C5"),
+}
+
+
+def independent_kcv(key: bytes) -> bytes:
+    """The KCV of a TDES key (three bytes of a zero block enciphered)."""
+    k1k2k1 = key + key[:8]  # the three-key form of a double-length key
+    encryptor = Cipher(TripleDES(k1k2k1), modes.ECB()).encryptor()
+    return (encryptor.update(bytes(8)) + encryptor.finalize())[:3]
+
+
+PAN_OLD = "4551230000000016"
+PAN_NEW = "4551230000000024"

@@ -9,15 +9,12 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
-from typing import Any
 
 import click
 import pytest
-from click.testing import CliRunner, Result
+from click.testing import CliRunner
 
 from emvwire.crypto.cryptogram import verify_arqc
 from emvwire.crypto.des import kcv
@@ -26,44 +23,16 @@ from issuer.bootstrap import open_issuer
 from issuer.cli import cli
 from issuer.keys.base import MasterKeyRef
 from issuer.ledger.sql import SqlUnitOfWork
+from tests.issuer.cli_kit import PASS, Issuer, all_commands, cli_runner
 from tests.issuer.helpers import PUBLISHED_IMK, tap_arqc
 
-PASS = "cli passphrase"
 TODAY = date(2026, 6, 1)
-
-
-@dataclass
-class Issuer:
-    """A home and a runner that remembers everything printed."""
-
-    home: Path
-    runner: CliRunner
-    outputs: list[str] = field(default_factory=list)
-
-    def run(
-        self, *args: str, code: int = 0, input: str | None = None, env: dict[str, Any] | None = None
-    ) -> Result:
-        result = self.runner.invoke(
-            cli, ["--home", str(self.home), *args], input=input, env=env, catch_exceptions=False
-        )
-        self.outputs.append(result.stdout + result.stderr)
-        assert result.exit_code == code, (args, result.exit_code, result.stdout, result.stderr)
-        return result
-
-    def json(self, *args: str) -> Any:
-        return json.loads(self.run(*args, "--json").stdout)
-
-
-def _runner() -> CliRunner:
-    return CliRunner(
-        env={"TAPSTACK_KEYSTORE_KEY": PASS, "TAPSTACK_DB": None, "TAPSTACK_ISSUER_HOME": None}
-    )
 
 
 @pytest.fixture(scope="session")
 def initialised(tmp_path_factory: pytest.TempPathFactory) -> Path:
     home = tmp_path_factory.mktemp("cli") / "home"
-    result = _runner().invoke(
+    result = cli_runner().invoke(
         cli, ["--home", str(home), "init", "--kdf-cost", "10"], catch_exceptions=False
     )
     assert result.exit_code == 0, result.output
@@ -75,7 +44,7 @@ def initialised(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def iss(initialised: Path, tmp_path: Path) -> Issuer:
     home = tmp_path / "home"
     shutil.copytree(initialised, home)
-    return Issuer(home, _runner())
+    return Issuer(home, cli_runner())
 
 
 def _secrets(home: Path) -> list[str]:
@@ -85,16 +54,9 @@ def _secrets(home: Path) -> list[str]:
         return [s.reveal(c) for c in s.cards()] + [s.reveal(t) for t in s.tokens()]
 
 
-def _all_commands(group: click.Group, prefix: Sequence[str] = ()) -> Iterator[list[str]]:
-    for name, command in group.commands.items():
-        yield [*prefix, name]
-        if isinstance(command, click.Group):
-            yield from _all_commands(command, [*prefix, name])
-
-
 def test_help_everywhere() -> None:
     runner = CliRunner()
-    commands = list(_all_commands(cli))
+    commands = list(all_commands(cli))
     assert ["card", "provision"] in commands
     assert ["terminal", "revoke"] in commands
     for command in [[], *commands]:
@@ -349,7 +311,7 @@ def test_json_errors(iss: Issuer) -> None:
 
 
 def test_missing_home_passphrase_and_wrong_passphrase(iss: Issuer, tmp_path: Path) -> None:
-    runner = _runner()
+    runner = cli_runner()
     result = runner.invoke(cli, ["--home", str(tmp_path / "none"), "account", "list"])
     assert result.exit_code == 6
     assert "issuer init" in result.stderr

@@ -17,15 +17,14 @@ from click.testing import CliRunner
 
 from issuer.cli import cli
 from issuer.personalisation.ranges import PACKAGED_TEST_CA
-from tests.issuer.helpers import ROOT
-from tests.issuer.test_cli import Issuer, _all_commands, _runner
-from tests.issuer.test_ranges import CVN, OUTSIDE_V1, PAN_NEW, PAN_OLD, PREFIX, independent_kcv
+from tests.issuer.cli_kit import Issuer, all_commands, cli_runner
+from tests.issuer.helpers import CVN, OUTSIDE_V1, PAN_NEW, PAN_OLD, PREFIX, ROOT, independent_kcv
 
 
 @pytest.fixture
 def bare(tmp_path: Path) -> Issuer:
     """A home made with ``issuer init --no-default-ranges``."""
-    iss = Issuer(tmp_path / "home", _runner())
+    iss = Issuer(tmp_path / "home", cli_runner())
     made = iss.json("init", "--no-default-ranges", "--kdf-cost", "10")
     assert made["ranges"] == []
     assert [k for k in made["keys"] if k["kind"] == "master"] == []
@@ -34,7 +33,7 @@ def bare(tmp_path: Path) -> Issuer:
 
 
 def test_the_new_commands_are_there() -> None:
-    commands = list(_all_commands(cli))
+    commands = list(all_commands(cli))
     for command in (["range", "add"], ["range", "list"], ["range", "show"], ["range", "retire"],
                     ["keys", "rotate"], ["keys", "retire"], ["keys", "import"]):  # fmt: skip
         assert command in commands  # --help and --json: test_cli.test_help_everywhere
@@ -105,7 +104,7 @@ def test_an_operators_ranges_and_keys_day(bare: Issuer, tmp_path: Path) -> None:
 
 
 def test_a_failed_init_leaves_nothing(tmp_path: Path) -> None:
-    runner = _runner()
+    runner = cli_runner()
     home = tmp_path / "home"
     missing_ca = tmp_path / "no-ca"
     missing_ca.mkdir()

@@ -18,8 +18,6 @@ from datetime import date
 from pathlib import Path
 
 import pytest
-from cryptography.hazmat.decrepit.ciphers.algorithms import TripleDES
-from cryptography.hazmat.primitives.ciphers import Cipher, modes
 
 from card.emv import EmvCard
 from emvwire.crypto.kdf import derive_icc_mk_a
@@ -39,28 +37,20 @@ from issuer.keys.base import PURPOSES, KeyStore, MasterKeyRef
 from issuer.ledger.repository import Ledger
 from issuer.personalisation.ranges import RangeSpec
 from issuer.service import Api, ServiceApp
-from tests.issuer.helpers import TEST_CA_DIR, World, make_file_store, send, tap
-
-PREFIX = "455123"
-CVN = 18
-#: The outside issuer's master keys, version 1 and (after rotation) version 2.
-OUTSIDE_V1 = {
-    "ac": bytes.fromhex("0123456789ABCDEFFEDCBA9876543210"),
-    "smi": bytes.fromhex("1123456789ABCDEFFEDCBA9876543211"),
-    "smc": bytes.fromhex("2123456789ABCDEFFEDCBA9876543212"),
-}
-OUTSIDE_V2 = {
-    "ac": bytes.fromhex("3B1F5C7A9D2E4F6081A3C5E7092B4D6F"),
-    "smi": bytes.fromhex("4C2E6D8B0F1A3B5C7D9E0A2B4C6D8E0F"),
-    "smc": bytes.fromhex("5D3F7E9C1A2B3C4D5E6F708192A3B4C5"),
-}
-
-
-def independent_kcv(key: bytes) -> bytes:
-    """The KCV of a TDES key (three bytes of a zero block enciphered)."""
-    k1k2k1 = key + key[:8]  # the three-key form of a double-length key
-    encryptor = Cipher(TripleDES(k1k2k1), modes.ECB()).encryptor()
-    return (encryptor.update(bytes(8)) + encryptor.finalize())[:3]
+from tests.issuer.helpers import (
+    CVN,
+    OUTSIDE_V1,
+    OUTSIDE_V2,
+    PAN_NEW,
+    PAN_OLD,
+    PREFIX,
+    TEST_CA_DIR,
+    World,
+    independent_kcv,
+    make_file_store,
+    send,
+    tap,
+)
 
 
 def test_the_independent_kcv_is_the_published_one() -> None:
@@ -128,10 +118,6 @@ def world_of(app: IssuerApp, card: EmvCard, pan: str, account: str, terminal: tu
     api = Api(app)
     auth = f"Bearer {terminal[0]}:{terminal[1]}"
     return World(app, api, account, terminal[0], auth, card, registered.id, ServiceApp(api))
-
-
-PAN_OLD = "4551230000000016"
-PAN_NEW = "4551230000000024"
 
 
 def test_a_migrating_issuer_takes_cards_it_never_made(
