@@ -486,13 +486,15 @@ class MerchantPresentedCode:
 
     ``accounts`` are the merchant account information objects 02-51 (at least one):
     :class:`DataObject` for the payment networks' primitive IDs 02-25,
-    :class:`Template` for 26-51. ``point_of_initiation`` is ``"11"`` (static: the
-    same code for many payments) or ``"12"`` (dynamic: one payment) or ``None``
-    (absent). ``amount``, ``convenience_fee_fixed`` are decimal text in the
-    currency's major unit (``"23.72"``), ``convenience_fee_percentage`` ``"0.01"`` to
-    ``"99.99"``. ``order`` is the order of the root IDs as decoded (it does not take
-    part in equality); encoding writes them in that order, then any other present
-    object in ID order, and always 00 first and 63 last.
+    :class:`Template` for 26-51; they and ``unreserved`` are kept sorted by ID.
+    ``point_of_initiation`` is ``"11"`` (static: the same code for many payments) or
+    ``"12"`` (dynamic: one payment) or ``None`` (absent). ``amount`` and
+    ``convenience_fee_fixed`` are decimal text in the currency's major unit
+    (``"23.72"``), ``convenience_fee_percentage`` ``"0.01"`` to ``"99.99"``.
+
+    ``order`` is the order of the root IDs as decoded (it takes no part in equality);
+    encoding writes them in that order, then any other present object in ID order,
+    and always 00 first and 63 last.
     """
 
     accounts: tuple[DataObject | Template, ...]
@@ -565,6 +567,12 @@ class MerchantPresentedCode:
     def _check_templates(self) -> None:
         if not isinstance(self.accounts, tuple) or not self.accounts:
             raise QrError("at least one merchant account information (02-51)", field="02-51")
+        if not isinstance(self.unreserved, tuple):
+            raise QrError("unreserved templates are a tuple", field="80-99")
+        # Kept in ID order: where each goes in the payload is ``order``'s business.
+        by_id = lambda obj: str(getattr(obj, "id", ""))  # noqa: E731
+        object.__setattr__(self, "accounts", tuple(sorted(self.accounts, key=by_id)))
+        object.__setattr__(self, "unreserved", tuple(sorted(self.unreserved, key=by_id)))
         seen: set[str] = set()
         for account in self.accounts:
             if isinstance(account, DataObject):
