@@ -8,9 +8,9 @@ The first input byte picks a decoder; the rest is its input. Every decoder that 
 bytes from a card or a terminal is covered: BER-TLV (and re-encoding what decoded),
 DOL parsing and splitting, C-APDU and R-APDU decoding, AFL parsing, the TLV dump,
 certificate recovery, and the EMVCo QR code decoders (merchant-presented text and
-consumer-presented Base64; what decodes must encode back to exactly its input). The only exceptions allowed out are emvwire's own
-(``EmvWireError`` and subclasses); anything else is a crash that libFuzzer reports
-with the input that caused it.
+consumer-presented Base64; what decodes must encode back to exactly its input). The
+only exceptions allowed out are emvwire's own (``EmvWireError`` and subclasses);
+anything else is a crash that libFuzzer reports with the input that caused it.
 """
 
 from __future__ import annotations
