@@ -83,8 +83,10 @@ _LENGTHS: Final[Mapping[int, tuple[int, int]]] = {
     Tag.PAR: (29, 29),
     Tag.LAST4_OF_PAN: (2, 2),
 }
-#: Tags whose value is never shown in an error or a repr.
-_SENSITIVE: Final = frozenset({Tag.TRACK2_EQUIVALENT, Tag.PAN})
+#: Data objects of text (formats a, an, ans: EMV Book 3 Annex A), bytes 0x20-0x7E.
+_TEXT: Final = frozenset(
+    {Tag.APPLICATION_LABEL, Tag.CARDHOLDER_NAME, Tag.LANGUAGE_PREFERENCE, Tag.ISSUER_URL, Tag.PAR}
+)
 
 
 def _path(*parts: int) -> str:
@@ -97,8 +99,8 @@ def _check_template(
     """Check one 61 or 62 template's data objects (tags, lengths, no duplicates)."""
     seen: set[int] = set()
     for obj in objects:
-        if not isinstance(obj, Tlv):
-            raise QrError("a template holds Tlv objects", field=_path(parent))
+        if not isinstance(obj, Tlv) or not isinstance(obj.value, bytes):
+            raise QrError("a template holds Tlv objects of bytes", field=_path(parent))
         path = _path(parent, obj.tag)
         if obj.tag in seen:
             raise QrError("tag twice in one template", field=path)
@@ -111,6 +113,8 @@ def _check_template(
         low, high = _LENGTHS[obj.tag]
         if not low <= len(obj.value) <= high:
             raise QrError(f"value of {len(obj.value)} bytes, not {low} to {high}", field=path)
+        if obj.tag in _TEXT and not all(0x20 <= b <= 0x7E for b in obj.value):
+            raise QrError("text of characters 0x20-0x7E expected", field=path)
 
 
 def _check_transparent(obj: Tlv, parent: int) -> None:
@@ -127,6 +131,15 @@ def _check_transparent(obj: Tlv, parent: int) -> None:
         if child.tag in seen:
             raise QrError("tag twice in the transparent template", field=path)
         seen.add(child.tag)
+
+
+def _text(text: str | None, field: str) -> bytes | None:
+    """Text as a data object's bytes (characters 0x20-0x7E, EMV formats a/an/ans)."""
+    if text is None:
+        return None
+    if not isinstance(text, str) or not all(" " <= c <= "~" for c in text):
+        raise QrError("text of characters 0x20-0x7E expected", field=field)
+    return text.encode("ascii")
 
 
 def _encoded(objects: tuple[Tlv, ...]) -> bytes:
@@ -194,10 +207,10 @@ class Application:
         the order given), ``more`` are other data objects of 61 by tag."""
         values: dict[int, bytes | None] = {
             Tag.AID: aid,
-            Tag.APPLICATION_LABEL: None if label is None else label.encode("ascii"),
+            Tag.APPLICATION_LABEL: _text(label, "61.50"),
             Tag.TRACK2_EQUIVALENT: track2,
             Tag.PAN: pan,
-            Tag.CARDHOLDER_NAME: None if cardholder_name is None else cardholder_name.encode(),
+            Tag.CARDHOLDER_NAME: _text(cardholder_name, "61.5F20"),
             **(more or {}),
         }
         return cls(_template(0x61, values, APPLICATION_TRANSPARENT_TEMPLATE, data or {}))
@@ -211,7 +224,7 @@ class Application:
     def label(self) -> str | None:
         """The application label ``50``, if present."""
         value = _get(self.objects, Tag.APPLICATION_LABEL)
-        return None if value is None else value.decode("latin-1")
+        return None if value is None else value.decode("ascii")
 
     def get(self, tag: int) -> bytes | None:
         """The value of a primitive data object of this template (not of 63)."""
@@ -249,7 +262,7 @@ class CommonData:
         values: dict[int, bytes | None] = {
             Tag.TRACK2_EQUIVALENT: track2,
             Tag.PAN: pan,
-            Tag.CARDHOLDER_NAME: None if cardholder_name is None else cardholder_name.encode(),
+            Tag.CARDHOLDER_NAME: _text(cardholder_name, "62.5F20"),
             **(more or {}),
         }
         return cls(_template(0x62, values, COMMON_TRANSPARENT_TEMPLATE, data or {}))

@@ -157,9 +157,9 @@ def _check_value(path: str, value: str, fmt: _Format) -> None:
         raise QrError(f"{fmt.name} must be {kind[fmt.charset]}", field=path)
 
 
-#: The primitive objects of the root (QRCPS-MPM, the root data object tables).
+#: The primitive objects of the root but 00 and 63, which the decoder checks itself
+#: (QRCPS-MPM, the root data object tables).
 _ROOT: Final[Mapping[str, _Format]] = {
-    "00": _Format("payload format indicator", "N", 2, 2),
     "01": _Format("point of initiation method", "N", 2, 2),
     "52": _Format("merchant category code", "N", 4, 4),
     "53": _Format("transaction currency", "N", 3, 3),
@@ -171,7 +171,6 @@ _ROOT: Final[Mapping[str, _Format]] = {
     "59": _Format("merchant name", "ans", 1, 25),
     "60": _Format("merchant city", "ans", 1, 15),
     "61": _Format("postal code", "ans", 1, 10),
-    "63": _Format("CRC", "ans", 4, 4),
 }
 #: The mandatory primitive objects besides 00 and 63.
 _MANDATORY: Final = ("52", "53", "58", "59", "60")
@@ -207,10 +206,10 @@ _NETWORK_SPECIFIC: Final = _Format("payment network specific data", "S", 1, 99)
 
 
 def _kind(root_id: str) -> str:
-    """What a root ID is: "primitive", "account", "account-template", "62", "64",
-    "unreserved", "63" or "rfu"."""
+    """What a root ID between 00 and 63 is: "primitive", "account",
+    "account-template", "62", "64", "unreserved" or "rfu"."""
     n = int(root_id)
-    if root_id in ("62", "64", "63"):
+    if root_id in ("62", "64"):
         return root_id
     if root_id in _ROOT:
         return "primitive"
@@ -692,8 +691,6 @@ class MerchantPresentedCode:
                 additional = AdditionalData(_objects(value, id_, at + 4))
             elif kind == "64":
                 language = LanguageTemplate(_objects(value, id_, at + 4))
-            elif kind == "63":  # pragma: no cover - duplicates are refused before
-                raise QrError("duplicate ID", field=id_)
             else:
                 raise QrError(f"ID {id_} is reserved for future use", field=id_)
         for id_ in _MANDATORY:

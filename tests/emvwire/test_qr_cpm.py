@@ -227,6 +227,9 @@ MALFORMED = [
         _b64(PFI + "6112" + AID + T2 + "6303" + "9F3601"), "9F36", "not BER-TLV", id="bad-63"
     ),
     pytest.param(_b64(PFI + "6100"), "61.4F", "AID", id="empty-61"),
+    pytest.param(
+        _b64(PFI + "6111" + AID + T2 + "500201FF"), "61.50", "0x20-0x7E", id="label-binary"
+    ),
     pytest.param(_b64(PFI + APP + "6200"), "62", "holds data objects", id="empty-62"),
     pytest.param("", "85", "first", id="empty"),
 ]
@@ -266,6 +269,12 @@ def test_invalid_codes_cannot_be_built() -> None:
         Application.of(H("A000"), track2=TRACK2)
     with pytest.raises(QrError):
         Application.of(H("A0000000031010"), pan=H("12") * 11)
+    with pytest.raises(QrError) as info:
+        Application.of(H("A0000000031010"), track2=TRACK2, label="CAFÉ")
+    assert info.value.field == "61.50"
+    with pytest.raises(QrError) as info:
+        Application.of(H("A0000000031010"), track2=TRACK2, more={Tag.PAR: b"\x00" * 29})
+    assert info.value.field == "61.9F24"
     with pytest.raises(QrError):
         CommonData(())
     common = CommonData.of(pan=H("1234567890123458"))
