@@ -119,18 +119,18 @@ def _check_template(
 
 def _check_transparent(obj: Tlv, parent: int) -> None:
     """A transparent template (63 in 61, 64 in 62): primitive EMV data objects, once each."""
-    if not obj.children and obj.value:
-        raise QrError("transparent template is not BER-TLV", field=_path(parent, obj.tag))
-    if _encoded(obj.children) != obj.value:
-        raise QrError("transparent template is not BER-TLV", field=_path(parent, obj.tag))
     seen: set[int] = set()
     for child in obj.children:
+        if not isinstance(child, Tlv) or not isinstance(child.value, bytes):
+            raise QrError("a template holds Tlv objects of bytes", field=_path(parent, obj.tag))
         path = _path(parent, obj.tag, child.tag)
         if child.constructed:
             raise QrError("a template inside the transparent template", field=path)
         if child.tag in seen:
             raise QrError("tag twice in the transparent template", field=path)
         seen.add(child.tag)
+    if _encoded(obj.children) != obj.value:
+        raise QrError("transparent template is not BER-TLV", field=_path(parent, obj.tag))
 
 
 def _text(text: str | None, field: str) -> bytes | None:

@@ -206,8 +206,8 @@ _NETWORK_SPECIFIC: Final = _Format("payment network specific data", "S", 1, 99)
 
 
 def _kind(root_id: str) -> str:
-    """What a root ID between 00 and 63 is: "primitive", "account",
-    "account-template", "62", "64", "unreserved" or "rfu"."""
+    """What a root ID other than 00 and 63 is: "primitive", "account",
+    "account-template", "62", "64", "unreserved" or "rfu" (65-79)."""
     n = int(root_id)
     if root_id in ("62", "64"):
         return root_id
@@ -229,10 +229,11 @@ def _tlv(id_: str, value: str) -> str:
     return f"{id_}{len(value):02d}{value}"
 
 
-def _split(text: str, start: int, end: int, parent: str) -> list[tuple[str, str, int]]:
-    """The ``(id, value, offset)`` of each data object in ``text[start:end]``."""
+def _split(text: str, parent: str) -> list[tuple[str, str, int]]:
+    """The ``(id, value, offset)`` of each data object in ``text``, the value of
+    ``parent`` (``""``: the root)."""
     out: list[tuple[str, str, int]] = []
-    pos = start
+    pos, end = 0, len(text)
     prefix = f"{parent}." if parent else ""
     while pos < end:
         if end - pos < 4:
@@ -264,7 +265,7 @@ def _objects(value: str, parent: str, base: int = 0) -> tuple[DataObject, ...]:
     seen: set[str] = set()
     out = []
     try:
-        parsed = _split(value, 0, len(value), parent)
+        parsed = _split(value, parent)
     except QrError as exc:
         raise QrError(exc.message, field=exc.field, offset=base + exc.offset) from None
     for id_, sub, at in parsed:
@@ -638,7 +639,7 @@ class MerchantPresentedCode:
         text = _text(payload)
         if len(text) > MAX_PAYLOAD:
             raise QrError(f"payload over {MAX_PAYLOAD} characters", field=None)
-        parsed = _split(text, 0, len(text), "")
+        parsed = _split(text, "")
         if not parsed:
             raise QrError("empty payload", field="00")
         offsets: dict[str, int] = {}
