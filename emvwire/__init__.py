@@ -2,7 +2,8 @@
 
 Pure functions and types, bytes in and bytes out, no I/O: BER-TLV, the data
 dictionary, data object lists, APDUs and status words, EMV cryptography, offline
-data authentication and PAN masking.
+data authentication, PAN masking and the EMVCo QR code payloads
+(:mod:`emvwire.qr`).
 """
 
 from emvwire.errors import (
@@ -11,6 +12,7 @@ from emvwire.errors import (
     DolError,
     EmvWireError,
     OdaError,
+    QrError,
     VerificationError,
 )
 
@@ -20,6 +22,7 @@ __all__ = [
     "DolError",
     "EmvWireError",
     "OdaError",
+    "QrError",
     "VerificationError",
 ]
 __version__ = "0.1.0"

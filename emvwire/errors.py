@@ -15,6 +15,7 @@ __all__ = [
     "DolError",
     "EmvWireError",
     "OdaError",
+    "QrError",
     "VerificationError",
 ]
 
@@ -47,6 +48,37 @@ class DecodeError(EmvWireError, ValueError):
         if tag is not None:
             where += f" in tag {tag:X}"
         super().__init__(f"{message} ({where})")
+
+
+class QrError(DecodeError):
+    """A QR code payload (EMV QRCPS, merchant- or consumer-presented) that is not valid.
+
+    ``field`` names the data object at fault: a merchant-presented ID path such as
+    ``"54"`` or ``"62.05"``, or a consumer-presented tag path such as ``"61.63.9F26"``
+    (``None`` when the payload as a whole is wrong, e.g. too long or not Base64).
+    ``offset`` is where in the payload the fault was found (characters for
+    merchant-presented text, bytes for consumer-presented data). Raised as well when a
+    code is built from values that would not make a valid payload, so that only valid
+    payloads can be encoded. Messages never carry a PAN or track 2 value.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        field: str | None = None,
+        offset: int = 0,
+        decoded: Any = None,
+    ) -> None:
+        self.message = message
+        self.field = field
+        self.tag = None
+        self.offset = offset
+        self.decoded = decoded
+        where = f"at offset {offset}"
+        if field is not None:
+            where = f"field {field}, {where}"
+        EmvWireError.__init__(self, f"{message} ({where})")
 
 
 class DolError(EmvWireError, ValueError):

@@ -6,10 +6,11 @@ Run for a set time (seconds) with ``scripts/fuzz SECONDS``, or directly::
 
 The first input byte picks a decoder; the rest is its input. Every decoder that takes
 bytes from a card or a terminal is covered: BER-TLV (and re-encoding what decoded),
-DOL parsing and splitting, C-APDU and R-APDU decoding, AFL parsing, the TLV dump, and
-certificate recovery. The only exceptions allowed out are emvwire's own
-(``EmvWireError`` and subclasses); anything else is a crash that libFuzzer reports
-with the input that caused it.
+DOL parsing and splitting, C-APDU and R-APDU decoding, AFL parsing, the TLV dump,
+certificate recovery, and the EMVCo QR code decoders (merchant-presented text and
+consumer-presented Base64; what decodes must encode back to exactly its input). The
+only exceptions allowed out are emvwire's own (``EmvWireError`` and subclasses);
+anything else is a crash that libFuzzer reports with the input that caused it.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import atheris
 with atheris.instrument_imports():
     from emvwire import apdu, dol, dump, oda, tlv
     from emvwire.errors import EmvWireError
+    from emvwire.qr import ConsumerPresentedCode, MerchantPresentedCode
 
 _CA = oda.CaKey(
     rid=bytes.fromhex("A000000003"),
@@ -65,6 +67,18 @@ def _certificate(data: bytes) -> None:
     oda.recover_issuer_key(_CA, data, b"", b"\x03", pan="4761739001010010", today=_TODAY)
 
 
+def _qr_mpm(data: bytes) -> None:
+    code = MerchantPresentedCode.decode(data)
+    if code.encode().encode("utf-8") != data:
+        raise AssertionError("a merchant-presented code did not encode back to its input")
+
+
+def _qr_cpm(data: bytes) -> None:
+    code = ConsumerPresentedCode.decode(data)
+    if code.encode().encode("ascii") != data:
+        raise AssertionError("a consumer-presented code did not encode back to its input")
+
+
 _TARGETS: tuple[Callable[[bytes], None], ...] = (
     _tlv,
     _dol,
@@ -72,6 +86,8 @@ _TARGETS: tuple[Callable[[bytes], None], ...] = (
     _afl,
     _dump,
     _certificate,
+    _qr_mpm,
+    _qr_cpm,
 )
 
 
