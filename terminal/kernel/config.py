@@ -35,7 +35,7 @@ from typing import Any, Final
 
 from emvwire.cardref import DEMO_CARD_REFERENCE_KEY
 from emvwire.errors import EmvWireError
-from emvwire.oda import CaKeyStore
+from emvwire.oda.capk import CaKeyStore
 from emvwire.tags import Tag
 from terminal.errors import TerminalError
 
