@@ -76,22 +76,26 @@ def test_terminal_read_loads_its_reading_without_the_transaction_machinery() -> 
     neither the entry point's sequencer and recording, nor the tracing reader, the
     host link or key serialisation."""
     modules = _loaded("import terminal.commands.tap, terminal.kernel.reading")
-    assert _any_of(
-        modules,
-        (
-            *CRYPTO_SERIALISATION,
-            *TERMINAL_EXTRAS,
-            "terminal.kernel.entry_point.sequencer",
-            "emvwire.contract",
-        ),
-    ) == []
+    assert (
+        _any_of(
+            modules,
+            (
+                *CRYPTO_SERIALISATION,
+                *TERMINAL_EXTRAS,
+                "terminal.kernel.entry_point.sequencer",
+                "emvwire.contract",
+            ),
+        )
+        == []
+    )
 
 
 def test_issuer_help_imports_neither_the_composition_root_nor_a_command() -> None:
     modules = _command("issuer", "--help")
-    assert _any_of(
-        modules, ("issuer.bootstrap", "issuer.commands.setup", "issuer.service", "psycopg")
-    ) == []
+    assert (
+        _any_of(modules, ("issuer.bootstrap", "issuer.commands.setup", "issuer.service", "psycopg"))
+        == []
+    )
     assert _any_of(modules, CRYPTO_SERIALISATION) == []
 
 
