@@ -5,7 +5,8 @@ would hide a regression) that runs a command or imports the module behind it, th
 lists ``sys.modules``. Nothing here is timed: the times are in BENCHMARKS.md
 ("Start-up", bench/bench_startup.py); what is guarded is the set of modules, which is
 what made a start slow (cryptography's key serialisation and X.509, the terminal's
-recording and tracing, the issuer's composition root, the card's EMV application).
+recording and tracing, the issuer's composition root, the card's EMV application, the
+back office's engine and HTTP server).
 """
 
 from __future__ import annotations
@@ -109,6 +110,24 @@ def test_card_help_imports_no_emv_application() -> None:
     modules = _command("card", "--help")
     assert _any_of(modules, ("card.emv", "card.application", "emvwire.crypto")) == []
     assert _any_of(modules, CRYPTO_SERIALISATION) == []
+
+
+def test_backoffice_help_imports_neither_the_engine_nor_the_server() -> None:
+    modules = _command("backoffice", "--help")
+    assert (
+        _any_of(
+            modules,
+            (
+                "backoffice.engine",
+                "backoffice.service",
+                "hostlink",
+                "httpserve",
+                "uvicorn",
+                "starlette",
+            ),
+        )
+        == []
+    )
 
 
 @pytest.mark.parametrize(
