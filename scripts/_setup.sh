@@ -22,15 +22,20 @@ want="$(cat pyproject.toml constraints.txt scripts/_setup.sh | sha256sum | cut -
 # on sys.path, where the default (lenient) mode installs an import hook whose loading
 # costs every command about 20 ms of its start (BENCHMARKS.md, "Start-up"). The
 # checkout's other folders (tests, bench, fuzz) become importable too: no package
-# name is shared with them.
-EDITABLE=(--config-settings editable_mode=compat)
+# name is shared with them. setuptools calls compat mode transitional: when it refuses
+# it, the default mode is installed instead.
+install_editable() {
+    "$VENV/bin/python" -m pip install -q -c constraints.txt \
+        --config-settings editable_mode=compat -e ".[$1]" >&2 \
+    || "$VENV/bin/python" -m pip install -q -c constraints.txt -e ".[$1]" >&2
+}
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
     echo "== installing tapstack and its pinned dependencies into $VENV" >&2
     "$VENV/bin/python" -m pip install -q --upgrade pip >&2
-    "$VENV/bin/python" -m pip install -q -c constraints.txt "${EDITABLE[@]}" -e ".[test,lint,hsm,fuzz]" >&2
+    install_editable test,lint,hsm,fuzz
     # pyscard builds from source: it needs gcc, swig and libpcsclite-dev. Without them
     # the PC/SC tests skip (and fail in CI, which installs them).
-    if ! "$VENV/bin/python" -m pip install -q -c constraints.txt "${EDITABLE[@]}" -e ".[pcsc]" >&2; then
+    if ! install_editable pcsc; then
         echo "!! pyscard did not build (apt-get install swig libpcsclite-dev gcc);" \
              "PC/SC tests will be skipped" >&2
     fi
