@@ -5,7 +5,8 @@
 
 Each pair runs alternately (ours, theirs, ours, theirs...) so that the machine's load
 falls on both alike; printed are the median and the quartiles of the wall time of each
-process (``subprocess.run``, bytecode caches warm: one unmeasured run of each first).
+process (``subprocess.run``, bytecode caches warm: one unmeasured run of each first,
+without ``PYTHONDONTWRITEBYTECODE``).
 
 - ``terminal --help`` beside ``emvtool --help``;
 - ``terminal read --reader pcsc:N`` beside ``emvtool -r N appdata 0`` on the same card:
@@ -19,6 +20,10 @@ process (``subprocess.run``, bytecode caches warm: one unmeasured run of each fi
 - alone, no peer: ``terminal read --help``, ``card --help``, ``issuer --help``,
   ``backoffice --help`` and ``python -c pass`` (the interpreter's own start with the
   venv's site, the floor under every command).
+
+``--baseline BIN`` adds, to each group, the same ``terminal`` commands from another
+virtualenv's ``bin`` folder (an older checkout installed with its own ``scripts/test``),
+so that before and after alternate in one run.
 
 ``emvtool`` lives in its own virtualenv (``scripts/emvtool-venv`` makes it, pyscard
 2.0.0 and click < 8: it needs PyPI once); ``--emvtool PATH`` names another.
@@ -46,9 +51,15 @@ CARD = ROOT / "fixtures" / "cards" / "mastercard-card.json"
 READER = "Virtual PCD 00 01"
 
 
+#: The commands' environment: bytecode caches written and used (a set
+#: PYTHONDONTWRITEBYTECODE would have every run compile tapstack's sources again, while
+#: emvtool's were compiled when pip installed it).
+ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+
+
 def _timed(argv: Sequence[str]) -> float:
     start = time.perf_counter()
-    done = subprocess.run(argv, capture_output=True, check=False)
+    done = subprocess.run(argv, capture_output=True, check=False, env=ENV)
     elapsed = time.perf_counter() - start
     if done.returncode != 0:
         raise SystemExit(
@@ -161,7 +172,7 @@ def _emvtool(path: str | None) -> str:
 def _print(title: str, results: dict[str, dict[str, float]]) -> None:
     print(title)
     for name, r in results.items():
-        print(f"  {name:<34} median {r['median']:6.1f} ms  (q1 {r['q1']:.1f}, q3 {r['q3']:.1f})")
+        print(f"  {name:<45} median {r['median']:6.1f} ms  (q1 {r['q1']:.1f}, q3 {r['q3']:.1f})")
 
 
 def main() -> None:
@@ -170,6 +181,9 @@ def main() -> None:
     parser.add_argument("--emvtool", help="emvtool's path (default: scripts/emvtool-venv)")
     parser.add_argument("--no-pcsc", action="store_true", help="skip the card read through pcscd")
     parser.add_argument("--json", action="store_true", help="one JSON document")
+    parser.add_argument(
+        "--baseline", type=Path, metavar="BIN", help="another venv's bin folder, run alongside"
+    )
     args = parser.parse_args()
     emvtool = _emvtool(args.emvtool)
     report: dict[str, object] = {
@@ -177,20 +191,24 @@ def main() -> None:
         "machine": f"{platform.machine()}, {os.cpu_count()} cores",
         "runs": args.runs,
     }
+    bins = [("", BIN)] + ([(" [baseline]", args.baseline)] if args.baseline else [])
+
+    def ours(program: str, *argv: str) -> dict[str, list[str]]:
+        return {
+            f"{' '.join((program, *argv))}{tag}": [str(folder / program), *argv]
+            for tag, folder in bins
+        }
+
     help_pair = measure(
-        {
-            "terminal --help": [str(BIN / "terminal"), "--help"],
-            "emvtool --help": [emvtool, "--help"],
-        },
-        args.runs,
+        {**ours("terminal", "--help"), "emvtool --help": [emvtool, "--help"]}, args.runs
     )
     alone = measure(
         {
-            "python -c pass": [sys.executable, "-c", "pass"],
-            "terminal read --help": [str(BIN / "terminal"), "read", "--help"],
-            "card --help": [str(BIN / "card"), "--help"],
-            "issuer --help": [str(BIN / "issuer"), "--help"],
-            "backoffice --help": [str(BIN / "backoffice"), "--help"],
+            **{f"python -c pass{tag}": [str(f / "python"), "-c", "pass"] for tag, f in bins},
+            **ours("terminal", "read", "--help"),
+            **ours("card", "--help"),
+            **ours("issuer", "--help"),
+            **ours("backoffice", "--help"),
         },
         args.runs,
     )
@@ -200,12 +218,7 @@ def main() -> None:
         with presented_card() as index:
             report["read"] = measure(
                 {
-                    f"terminal read --reader pcsc:{index}": [
-                        str(BIN / "terminal"),
-                        "read",
-                        "--reader",
-                        f"pcsc:{index}",
-                    ],
+                    **ours("terminal", "read", "--reader", f"pcsc:{index}"),
                     f"emvtool -r {index} appdata 0": [emvtool, "-r", str(index), "appdata", "0"],
                 },
                 args.runs,
