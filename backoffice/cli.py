@@ -9,7 +9,8 @@ recovery), with progress on standard error;
 ``trips``, ``riders``, ``aggregations`` and ``deny-list`` report. ``--json`` everywhere;
 data to standard output, messages to standard error; errors are
 :class:`click.ClickException` subclasses with exit codes (:class:`HomeFailure` 2,
-:class:`IssuerFailure` 3), never a traceback.
+:class:`IssuerFailure` 3), never a traceback. The engine, the HTTP service and the
+server are imported by the commands that run them, not by ``--help`` or the reports.
 """
 
 from __future__ import annotations
@@ -19,20 +20,17 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import click
 
-from backoffice.engine import Engine
-from backoffice.engine.context import PassReport, TransitHostClient
-from backoffice.errors import FareError, StoreError
-from backoffice.fares import load_fares
-from backoffice.service import EngineWorker, make_app
+from backoffice.errors import StoreError
 from backoffice.store import CA_NAME, ENV_HOME, Home, Store
 from emvwire.pki import CLIENT_DAYS, DEFAULT_HOSTS, PkiError, hex_pairs
 from emvwire.tls import SERVER_CA, ClientTls, IssuedCertificate, plan_folder, summary_lines
-from httpserve import ListenError
-from httpserve.server import serve
+
+if TYPE_CHECKING:  # imported by the commands that run them (not by --help)
+    from backoffice.engine.context import PassReport, TransitHostClient
 
 __all__ = ["HomeFailure", "IssuerFailure", "backoffice", "main"]
 
@@ -120,6 +118,8 @@ def _issuer(url: str | None, terminal_id: str | None, key: str | None) -> Transi
         given.get("issuer_ca"), given.get("cert"), given.get("cert_key"),
         bool(given.get("dev_plain_http")),
     )  # fmt: skip
+    from backoffice.engine.context import TransitHostClient
+
     try:
         return TransitHostClient(url, terminal_id, key, tls=tls, timeout=10.0, retries=2)
     except ValueError as exc:
@@ -193,6 +193,9 @@ def init_command(
             raise click.BadParameter("16 to 64 bytes", param_hint="--card-reference-key")
     text = None
     if fares_path is not None:
+        from backoffice.errors import FareError
+        from backoffice.fares import load_fares
+
         try:
             load_fares(fares_path)
             text = fares_path.read_text()
@@ -569,6 +572,10 @@ def serve_command(
             f"{exc}; make the TLS folder with `backoffice tls init` (or serve plain HTTP "
             "for local development: --dev-plain-http)"
         ) from None
+    from backoffice.service import EngineWorker, make_app
+    from httpserve import ListenError
+    from httpserve.server import serve
+
     try:
         app = make_app(home, require_certificate=context is not None)
     except (OSError, StoreError) as exc:
@@ -633,6 +640,8 @@ def aggregate_command(
         except ValueError:
             raise click.BadParameter("ISO 8601 date and time", param_hint="--now") from None
         now = now if now.tzinfo else now.replace(tzinfo=UTC)
+    from backoffice.engine import Engine
+
     with _store(home) as store:
         engine = Engine.for_home(store, issuer, progress=_Progress())
         with home.engine_lock(wait=False) as mine:

@@ -40,17 +40,15 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from types import FrameType
-from typing import Any, Final, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar
 
 import click
 
-from card.emv import EmvCard
 from card.scripted import ScriptedCard, ScriptError, is_scripted_profile
 from card.state import CardState, StateError, default_state_path
 from card.transport import CardApplication, CardRemoved
 from card.vpcd import REMOVAL_GAP, VPCD_PORT, ReaderBusyError, TapEnd, serve_tap
 from emvwire import dol
-from emvwire.crypto import kcv, kcv_aes
 from emvwire.dictionary import Kernel, name_of
 from emvwire.dump import render_value
 from emvwire.errors import EmvWireError
@@ -58,6 +56,9 @@ from emvwire.mask import is_sensitive, mask_pan, mask_value
 from emvwire.profile import Application, CardProfile, Faults, ProfileError, load_profile
 from emvwire.tags import Tag
 from emvwire.tlv import tag_hex
+
+if TYPE_CHECKING:  # imported by ``card serve`` when it makes the card (not by --help)
+    from card.emv import EmvCard  # noqa: F401 - _TapWatch names it in a string
 
 __all__ = ["DEFAULT_NFC_PORT", "REVEALABLE_TAGS", "cli", "describe_card", "main"]
 
@@ -257,7 +258,7 @@ class _Watch(Generic[_C]):
 
 
 @dataclass
-class _TapWatch(_Watch[EmvCard]):
+class _TapWatch(_Watch["EmvCard"]):
     """The :class:`_Watch` of an EMV card: notes a card pulled away and the AID used."""
 
     pulled: bool = False
@@ -567,6 +568,8 @@ def serve(
     )
     loaded = replace(loaded, faults=faults)
     state_path = None if no_persist else (state or default_state_path(profile, state_dir))
+    from card.emv import EmvCard
+
     try:
         card = EmvCard(loaded, state_path=state_path)
     except StateError as exc:
@@ -604,6 +607,8 @@ def serve(
 
 def _key_check(key: bytes) -> dict[str, str]:
     """KCV of a key (never the key): TDES for 16/24 bytes, AES (CMAC method) for 32."""
+    from emvwire.crypto import kcv, kcv_aes  # the ciphers load for `card show` only
+
     if len(key) in (16, 24):
         return {"algorithm": "TDES", "kcv": kcv(key).hex().upper()}
     return {"algorithm": "AES", "kcv": kcv_aes(key).hex().upper()}

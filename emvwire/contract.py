@@ -34,7 +34,7 @@ from typing import Annotated, Any, Final, TypeVar
 import msgspec
 
 from emvwire.errors import EmvWireError
-from emvwire.tags import Tag
+from emvwire.tags import FIELD_55_TAGS, Tag
 
 __all__ = [
     "APPROVED",
@@ -137,38 +137,6 @@ def response_code(reason: DeclineReason | None) -> str:
     """The response code of a decline, or ``00`` for an approval (``None``)."""
     return APPROVED if reason is None else RESPONSE_CODES[reason]
 
-
-#: The data objects of field 55 (ICC system related data) in the order a terminal
-#: sends them: the cryptogram and its inputs (Book 2 §8.1.1), the card's and the
-#: terminal's context, and for Visa the TTQ, CTQ and form factor. Absent objects are
-#: left out. Kernel 2 leaves out 9F66 and 9F6C, which mean other things there (Book
-#: C-2 Annex A).
-FIELD_55_TAGS: Final[tuple[int, ...]] = (
-    Tag.APPLICATION_CRYPTOGRAM,
-    Tag.CID,
-    Tag.IAD,
-    Tag.UNPREDICTABLE_NUMBER,
-    Tag.ATC,
-    Tag.TVR,
-    Tag.TRANSACTION_DATE,
-    Tag.TRANSACTION_TYPE,
-    Tag.AMOUNT_AUTHORISED,
-    Tag.AMOUNT_OTHER,
-    Tag.TRANSACTION_CURRENCY_CODE,
-    Tag.AIP,
-    Tag.TERMINAL_COUNTRY_CODE,
-    Tag.CVM_RESULTS,
-    Tag.TERMINAL_CAPABILITIES,
-    Tag.TERMINAL_TYPE,
-    Tag.IFD_SERIAL_NUMBER,
-    Tag.DF_NAME,
-    Tag.TERMINAL_APPLICATION_VERSION,
-    Tag.FORM_FACTOR_INDICATOR,
-    Tag.PAN_SEQUENCE_NUMBER,
-    Tag.TTQ,
-    Tag.CTQ,
-    Tag.CUSTOMER_EXCLUSIVE_DATA,
-)
 
 #: What field 55 must hold for the issuer to verify the cryptogram: the ARQC, its CID
 #: and IAD, and the Book 2 §8.1.1 minimum data set it covers, each with its length

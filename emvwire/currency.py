@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
 from typing import Final
 
 __all__ = [
@@ -102,6 +101,8 @@ def parse_amount(text: str, exponent: int = 2) -> int:
     More decimals than the currency has, a negative amount, a non-number or more than
     9F02 can carry is a ``ValueError``.
     """
+    from decimal import Decimal, InvalidOperation  # for amounts typed in, not every start
+
     try:
         value = Decimal(text.strip())
     except InvalidOperation:

@@ -6,14 +6,16 @@ names, formats and sources; ``tests/emvwire/test_tags.py`` checks the two agree.
 Logic says ``Tag.TTQ``, never ``0x9F66``: raw numbers belong in tables and vectors
 only. A few tags mean different things in kernel 2 and kernel 3 (Book C-2 and C-3
 Annex A); each meaning has its name, and those of one kernel only are grouped at the
-end.
+end. :data:`FIELD_55_TAGS` (the objects of field 55, which :mod:`emvwire.contract`
+carries) lives here too, so that a terminal builds field 55 without loading the
+contract's types.
 """
 
 from __future__ import annotations
 
 from typing import Final
 
-__all__ = ["Tag"]
+__all__ = ["FIELD_55_TAGS", "Tag"]
 
 
 class Tag:
@@ -515,3 +517,36 @@ class Tag:
     """MSD Offset (kernel 3)."""
     VLP_RESET_THRESHOLD: Final = 0x9F6D
     """VLP Reset Threshold (kernel 3)."""
+
+
+#: The data objects of field 55 (ICC system related data) in the order a terminal
+#: sends them: the cryptogram and its inputs (Book 2 §8.1.1), the card's and the
+#: terminal's context, and for Visa the TTQ, CTQ and form factor. Absent objects are
+#: left out. Kernel 2 leaves out 9F66 and 9F6C, which mean other things there (Book
+#: C-2 Annex A).
+FIELD_55_TAGS: Final[tuple[int, ...]] = (
+    Tag.APPLICATION_CRYPTOGRAM,
+    Tag.CID,
+    Tag.IAD,
+    Tag.UNPREDICTABLE_NUMBER,
+    Tag.ATC,
+    Tag.TVR,
+    Tag.TRANSACTION_DATE,
+    Tag.TRANSACTION_TYPE,
+    Tag.AMOUNT_AUTHORISED,
+    Tag.AMOUNT_OTHER,
+    Tag.TRANSACTION_CURRENCY_CODE,
+    Tag.AIP,
+    Tag.TERMINAL_COUNTRY_CODE,
+    Tag.CVM_RESULTS,
+    Tag.TERMINAL_CAPABILITIES,
+    Tag.TERMINAL_TYPE,
+    Tag.IFD_SERIAL_NUMBER,
+    Tag.DF_NAME,
+    Tag.TERMINAL_APPLICATION_VERSION,
+    Tag.FORM_FACTOR_INDICATOR,
+    Tag.PAN_SEQUENCE_NUMBER,
+    Tag.TTQ,
+    Tag.CTQ,
+    Tag.CUSTOMER_EXCLUSIVE_DATA,
+)

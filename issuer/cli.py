@@ -4,32 +4,120 @@ Every subcommand has ``--help`` and ``--json``; output is masked; errors are
 :class:`~issuer.commands.common.CliError` with the exit codes of :mod:`issuer.errors`.
 ``--home`` defaults to ``$TAPSTACK_ISSUER_HOME`` (else ``~/.tapstack/issuer``) and
 ``--db`` to ``$TAPSTACK_DB`` (else the home's database).
+
+The commands of :mod:`issuer.commands` are imported only when run or asked for their
+own help (:data:`LAZY_COMMANDS`); ``issuer --help`` lists them from the short help
+kept beside each name, importing none of them, nor the composition root
+(:mod:`issuer.bootstrap`), which a command imports when it opens the issuer.
 """
 
 from __future__ import annotations
 
+import importlib
 import json
 from pathlib import Path
 from typing import Any
 
 import click
 
-from issuer.commands.accounts import account
-from issuer.commands.cards import card, token
 from issuer.commands.common import CliError, CliState
-from issuer.commands.iso8583 import serve_iso8583_command
-from issuer.commands.operations import terminal, txn
-from issuer.commands.ranges import range_
-from issuer.commands.setup import init, keys, ledger, tls
 from issuer.config import ENV_DB, ENV_HOME
 from issuer.errors import IssuerError
 
-__all__ = ["IssuerGroup", "cli", "main"]
+__all__ = ["LAZY_COMMANDS", "IssuerGroup", "cli", "main"]
+
+#: The commands of :mod:`issuer.commands`: name -> ("module:attribute" of a
+#: :class:`click.Command`, its short help in full, which ``issuer --help`` shortens as
+#: click does), each imported only when run or asked for its own help. A new command
+#: adds its line here; tests/test_startup.py checks that each short help is the
+#: command's own.
+LAZY_COMMANDS: dict[str, tuple[str, str]] = {
+    "init": (
+        "issuer.commands.setup:init",
+        "Make a fresh issuer: key store, database, CA, issuer keys and the default ranges "
+        "(Visa 476173, token 489537; Mastercard 541333, token 520474) with their master "
+        "keys (none of these with --no-default-ranges), and its TLS folder (HOME/tls): a "
+        "private CA for terminal certificates and the server's certificate, or imported "
+        "ones. A failed init removes what it made.",
+    ),
+    "keys": (
+        "issuer.commands.setup:keys",
+        "Issuer master keys (per scheme, BIN range, CVN and version) and RSA keys: "
+        "versions and KCVs only, never a key.",
+    ),
+    "range": (
+        "issuer.commands.ranges:range_",
+        "Card and token ranges: add, list, show, retire.",
+    ),
+    "tls": (
+        "issuer.commands.setup:tls",
+        "The issuer's TLS: its CA for terminal certificates and its server certificate.",
+    ),
+    "account": (
+        "issuer.commands.accounts:account",
+        "Cardholder accounts: create, credit, show, list, close.",
+    ),
+    "card": (
+        "issuer.commands.cards:card",
+        "Cards: provision, register, list, show, suspend, resume, close.",
+    ),
+    "token": (
+        "issuer.commands.cards:token",
+        "Payment tokens: list, show, suspend, resume, delete.",
+    ),
+    "txn": (
+        "issuer.commands.operations:txn",
+        "Authorisation records (what the authorisation service wrote).",
+    ),
+    "terminal": (
+        "issuer.commands.operations:terminal",
+        "Terminals allowed to ask for authorisations.",
+    ),
+    "ledger": ("issuer.commands.setup:ledger", "The ledger's own checks."),
+    "serve-iso8583": (
+        "issuer.commands.iso8583:serve_iso8583_command",
+        "Run the authorisation service's ISO 8583 listener (1987 field layout, a 2-byte "
+        "length header per message): 0100 authorisation, 0120 advice, 0200 financial, "
+        "0400 reversal, 0800 sign-on and echo.",
+    ),
+}
 
 
 class IssuerGroup(click.Group):
     """A group turning :class:`IssuerError` into :class:`CliError` and closing the
-    issuer opened for the command."""
+    issuer opened for the command; its :data:`LAZY_COMMANDS` are imported on first use
+    (the click documentation's lazy-loading pattern)."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted([*super().list_commands(ctx), *LAZY_COMMANDS])
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        entry = LAZY_COMMANDS.get(cmd_name)
+        if entry is None:
+            return super().get_command(ctx, cmd_name)
+        target = entry[0]
+        module_name, _, attribute = target.partition(":")
+        command = getattr(importlib.import_module(module_name), attribute)
+        if not isinstance(command, click.Command):
+            raise TypeError(f"{target} is not a click command")
+        return command
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """The commands' list, their short help from :data:`LAZY_COMMANDS` (as
+        :meth:`click.Group.format_commands` does it, without importing them)."""
+        names = self.list_commands(ctx)
+        limit = formatter.width - 6 - max(len(name) for name in names)
+        rows = []
+        for name in names:
+            if name in LAZY_COMMANDS:
+                # a stand-in with the same help, so that click shortens it as its own
+                command: click.Command | None = click.Command(name, help=LAZY_COMMANDS[name][1])
+            else:
+                command = super().get_command(ctx, name)
+            if command is not None and not command.hidden:
+                rows.append((name, command.get_short_help_str(limit)))
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -63,22 +151,6 @@ class IssuerGroup(click.Group):
 def cli(ctx: click.Context, home: Path | None, db: str | None, no_input: bool) -> None:
     """tapstack issuer: provision cards and authorise payments."""
     ctx.obj = CliState(home=home, db=db, no_input=no_input)
-
-
-for command in (
-    init,
-    range_,
-    keys,
-    tls,
-    account,
-    card,
-    token,
-    txn,
-    terminal,
-    ledger,
-    serve_iso8583_command,
-):
-    cli.add_command(command)
 
 
 @cli.command("serve")

@@ -1,6 +1,7 @@
 # Shared set-up of scripts/demo, scripts/test and scripts/lint (sourced, not run).
 # Makes .venv with Python >= 3.11 and installs tapstack with the pinned versions of
-# constraints.txt. Re-installs only when pyproject.toml or constraints.txt changed.
+# constraints.txt. Re-installs only when pyproject.toml, constraints.txt or this file
+# changed.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -16,14 +17,25 @@ if [ ! -x "$VENV/bin/python" ]; then
     "$PY" -m venv "$VENV"
 fi
 stamp="$VENV/.tapstack-installed"
-want="$(cat pyproject.toml constraints.txt | sha256sum | cut -c1-16)"
+want="$(cat pyproject.toml constraints.txt scripts/_setup.sh | sha256sum | cut -c1-16)"
+# The editable install in setuptools' compat mode: a plain .pth line puts the checkout
+# on sys.path, where the default (lenient) mode installs an import hook whose loading
+# costs every command about 20 ms of its start (BENCHMARKS.md, "Start-up"). The
+# checkout's other folders (tests, bench, fuzz) become importable too: no package
+# name is shared with them. setuptools calls compat mode transitional: when it refuses
+# it, the default mode is installed instead.
+install_editable() {
+    "$VENV/bin/python" -m pip install -q -c constraints.txt \
+        --config-settings editable_mode=compat -e ".[$1]" >&2 \
+    || "$VENV/bin/python" -m pip install -q -c constraints.txt -e ".[$1]" >&2
+}
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
     echo "== installing tapstack and its pinned dependencies into $VENV" >&2
     "$VENV/bin/python" -m pip install -q --upgrade pip >&2
-    "$VENV/bin/python" -m pip install -q -c constraints.txt -e ".[test,lint,hsm,fuzz]" >&2
+    install_editable test,lint,hsm,fuzz
     # pyscard builds from source: it needs gcc, swig and libpcsclite-dev. Without them
     # the PC/SC tests skip (and fail in CI, which installs them).
-    if ! "$VENV/bin/python" -m pip install -q -c constraints.txt -e ".[pcsc]" >&2; then
+    if ! install_editable pcsc; then
         echo "!! pyscard did not build (apt-get install swig libpcsclite-dev gcc);" \
              "PC/SC tests will be skipped" >&2
     fi

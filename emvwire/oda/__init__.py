@@ -9,31 +9,81 @@ card emulator) uses :class:`SigningKey`, :func:`issue_issuer_certificate`,
 :mod:`emvwire.oda.dynamic`.
 """
 
-from emvwire.oda.capk import CaKey, CaKeyStore, parse_key_file, parse_terminal_config
-from emvwire.oda.certificates import (
-    CertificateParts,
-    IccPublicKey,
-    IssuerPublicKey,
-    issue_icc_certificate,
-    issue_issuer_certificate,
-    recover_icc_key,
-    recover_issuer_key,
-)
-from emvwire.oda.dynamic import (
-    CdaResult,
-    DynamicData,
-    sign_cda,
-    sign_dda,
-    sign_dynamic_data,
-    sign_fdda,
-    transaction_data_hash,
-    verify_cda,
-    verify_dda,
-    verify_fdda,
-)
-from emvwire.oda.rsa import RsaPublicKey, SigningKey
-from emvwire.oda.sda import sign_sda, verify_sda
-from emvwire.oda.static_data import StaticData, build_static_data, oda_records
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from emvwire.oda.capk import CaKey, CaKeyStore, parse_key_file, parse_terminal_config
+    from emvwire.oda.certificates import (
+        CertificateParts,
+        IccPublicKey,
+        IssuerPublicKey,
+        issue_icc_certificate,
+        issue_issuer_certificate,
+        recover_icc_key,
+        recover_issuer_key,
+    )
+    from emvwire.oda.dynamic import (
+        CdaResult,
+        DynamicData,
+        sign_cda,
+        sign_dda,
+        sign_dynamic_data,
+        sign_fdda,
+        transaction_data_hash,
+        verify_cda,
+        verify_dda,
+        verify_fdda,
+    )
+    from emvwire.oda.rsa import RsaPublicKey, SigningKey
+    from emvwire.oda.sda import sign_sda, verify_sda
+    from emvwire.oda.static_data import StaticData, build_static_data, oda_records
+
+#: Each name of the package -> the module that defines it, imported on first use
+#: (PEP 562): a terminal loading its CA keys (:mod:`.capk`) does not load the
+#: signing and the dynamic authentication it may never run.
+_LAZY: dict[str, str] = {
+    "CaKey": "capk",
+    "CaKeyStore": "capk",
+    "parse_key_file": "capk",
+    "parse_terminal_config": "capk",
+    "CertificateParts": "certificates",
+    "IccPublicKey": "certificates",
+    "IssuerPublicKey": "certificates",
+    "issue_icc_certificate": "certificates",
+    "issue_issuer_certificate": "certificates",
+    "recover_icc_key": "certificates",
+    "recover_issuer_key": "certificates",
+    "CdaResult": "dynamic",
+    "DynamicData": "dynamic",
+    "sign_cda": "dynamic",
+    "sign_dda": "dynamic",
+    "sign_dynamic_data": "dynamic",
+    "sign_fdda": "dynamic",
+    "transaction_data_hash": "dynamic",
+    "verify_cda": "dynamic",
+    "verify_dda": "dynamic",
+    "verify_fdda": "dynamic",
+    "RsaPublicKey": "rsa",
+    "SigningKey": "rsa",
+    "sign_sda": "sda",
+    "verify_sda": "sda",
+    "StaticData": "static_data",
+    "build_static_data": "static_data",
+    "oda_records": "static_data",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "CaKey",

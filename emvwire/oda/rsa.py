@@ -9,6 +9,8 @@ Annex B3 (hash algorithm indicator ``01`` is SHA-1). Public key algorithm indica
 
 Recovery uses Python's ``pow`` (a small public exponent makes it cheap); signing uses
 the Chinese remainder theorem on the private numbers of a ``cryptography`` key.
+``cryptography`` is imported only by the methods that generate, load or save a private
+key, so that a terminal, which only recovers, starts without it.
 """
 
 from __future__ import annotations
@@ -17,11 +19,12 @@ import hashlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
+from typing import TYPE_CHECKING
 
 from emvwire.errors import CryptoError, DecodeError, OdaError
+
+if TYPE_CHECKING:  # imported by the methods that make or load keys: a terminal never does
+    from cryptography.hazmat.primitives.asymmetric import rsa
 
 __all__ = [
     "HASH_ALGORITHMS",
@@ -157,6 +160,8 @@ class SigningKey:
             raise CryptoError(f"key size {bits} is not a multiple of 8 in 1024..1984")
         if exponent not in PUBLIC_EXPONENTS:
             raise CryptoError(f"public exponent {exponent} is not 3 or 65537")
+        from cryptography.hazmat.primitives.asymmetric import rsa
+
         key = rsa.generate_private_key(public_exponent=exponent, key_size=bits)
         return cls._from_cryptography(key)
 
@@ -168,6 +173,9 @@ class SigningKey:
     @classmethod
     def from_pem(cls, data: bytes, password: bytes | None = None) -> SigningKey:
         """Load an RSA private key from PEM (PKCS#1 or PKCS#8)."""
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric import rsa
+
         try:
             key = serialization.load_pem_private_key(data, password=password)
         except (ValueError, TypeError) as exc:
@@ -178,6 +186,9 @@ class SigningKey:
 
     def to_pem(self) -> bytes:
         """The key as unencrypted PKCS#8 PEM (for test keys only)."""
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric import rsa
+
         e = self.public.exponent
         numbers = rsa.RSAPrivateNumbers(
             p=self._p,

@@ -17,14 +17,16 @@ import sys
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, TypeVar
+from typing import IO, TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from emvwire.mask import scrub
-from issuer.bootstrap import IssuerApp, open_issuer
 from issuer.config import ENV_KEYSTORE_KEY, ENV_PKCS11_PIN, default_home, load_config
 from issuer.errors import IssuerError
+
+if TYPE_CHECKING:  # opened by the commands that use the issuer (not by --help)
+    from issuer.bootstrap import IssuerApp
 
 __all__ = [
     "BadArgumentError",
@@ -160,8 +162,11 @@ class CliState:
         return ask
 
     def app(self) -> IssuerApp:
-        """The issuer of the home, opened once per command."""
+        """The issuer of the home, opened once per command (the composition root is
+        imported here, so that ``--help`` and the commands without an issuer skip it)."""
         if self._app is None:
+            from issuer.bootstrap import open_issuer
+
             config = load_config(self.home_dir)
             self._app = open_issuer(
                 config.home,

@@ -20,15 +20,12 @@ from terminal.kernel.config import (
     default_config,
     load_config,
 )
-from terminal.kernel.transaction import (
-    Transaction,
-)
 from terminal.readers import NoCardError, Reader, ReaderError, open_reader, scan_readers
-from terminal.readers.trace import text_sink, traced
 
-if TYPE_CHECKING:  # imported when a command goes online (a command starts faster)
+if TYPE_CHECKING:  # imported where used: a command loads only what it runs
     from emvwire.tls import ClientTls
     from hostlink import HostClient, Iso8583Client
+    from terminal.kernel.transaction import Transaction
 
 __all__ = [
     "READER_ENV",
@@ -105,9 +102,14 @@ def load_terminal_config(path: str | None) -> TerminalConfig:
 
 
 def prepare_reader(reader_path: str | None, trace: bool) -> tuple[Reader, Reader]:
-    """The reader opened, and the same traced to standard error with ``--trace``."""
+    """The reader opened, and the same traced to standard error with ``--trace`` (the
+    tracing module is imported only then)."""
     reader = open_cli_reader(reader_path)
-    return reader, traced(reader, text_sink() if trace else None)
+    if not trace:
+        return reader, reader
+    from terminal.readers.trace import text_sink, traced
+
+    return reader, traced(reader, text_sink())
 
 
 def wait_for_card(reader: Reader, timeout: float | None) -> None:
@@ -234,6 +236,8 @@ def transaction_from_options(
     """The transaction of :func:`transaction_options`' values, with its currency (the
     terminal's unless ``--currency`` names another); ``click.BadParameter`` says what is
     wrong with an amount or a currency."""
+    from terminal.kernel.transaction import Transaction
+
     try:
         cur = currency_by_code(currency if currency else config.currency)
         transaction = Transaction(

@@ -1,6 +1,12 @@
 """``terminal read`` shows what a card reveals (masked); ``terminal pay`` runs one
 transaction to its outcome (EMV Book B entry point, kernels 2 and 3) and, with an
-issuer, goes online with it."""
+issuer, goes online with it.
+
+Each command imports what it runs when it runs: ``read`` the card reading
+(:mod:`terminal.kernel.reading`), ``pay`` the entry point and kernels, the host link
+only with ``--issuer``, the tracing reader only with ``--trace``, so that neither
+starts slower for the other's modules (tests/test_startup.py).
+"""
 
 from __future__ import annotations
 
@@ -9,7 +15,6 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from emvwire.dump import dump
 from terminal.commands.common import (
     ConfigFailure,
     NotCompleted,
@@ -24,16 +29,11 @@ from terminal.commands.common import (
     transaction_options,
     wait_for_card,
 )
-from terminal.kernel.entry_point import EntryPoint
-from terminal.kernel.outcome import Outcome, UiMessage
-from terminal.kernel.reading import read_card
-from terminal.kernel.transaction import (
-    TransactionResult,
-)
-from terminal.readers import ReaderError, signal_outcome
+from terminal.readers import ReaderError
 
 if TYPE_CHECKING:
     from hostlink import HostClient, Iso8583Client
+    from terminal.kernel.transaction import TransactionResult
 
 __all__ = ["pay_command", "read_command"]
 
@@ -67,6 +67,8 @@ def read_command(
     GET PROCESSING OPTIONS is sent (cards serve records only after it) for a zero
     amount: the card counts one transaction. --no-gpo avoids that.
     """
+    from terminal.kernel.reading import read_card
+
     config = load_terminal_config(config_path)
     raw, reader = prepare_reader(reader_path, trace)
     try:
@@ -131,6 +133,10 @@ def pay_command(
     approved (or an online request without an issuer), 5 for declined, ended or try
     again.
     """
+    from terminal.kernel.entry_point import EntryPoint
+    from terminal.kernel.outcome import Outcome
+    from terminal.readers import signal_outcome
+
     host = None
     if issuer_url:
         if not (terminal_id and terminal_key):
@@ -174,6 +180,7 @@ def _go_online(
 ) -> None:
     """Send the online request to the issuer and print the final outcome."""
     from hostlink import HostError
+    from terminal.kernel.outcome import UiMessage
 
     try:
         with host:
@@ -213,6 +220,8 @@ def _print_result(summary: dict[str, Any], result: TransactionResult) -> None:
     timing = ", ".join(f"{k} {v:.1f} ms" for k, v in summary["timings_ms"].items())
     click.echo(f"  {summary['apdus']} APDUs; {timing}")
     if result.authorisation_data:
+        from emvwire.dump import dump
+
         click.echo("Authorisation request (field 55, masked where sensitive):")
         click.echo("\n".join("  " + line for line in dump(result.authorisation_data).splitlines()))
         click.echo(f"  57 track 2 equivalent data: {summary['track2']}")

@@ -29,13 +29,12 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 from typing import Any, Final
 
 from emvwire.cardref import DEMO_CARD_REFERENCE_KEY
 from emvwire.errors import EmvWireError
-from emvwire.oda import CaKeyStore
+from emvwire.oda.capk import CaKeyStore
 from emvwire.tags import Tag
 from terminal.errors import TerminalError
 
@@ -284,7 +283,9 @@ def load_config(path: str | Path) -> TerminalConfig:
 
 def default_config() -> TerminalConfig:
     """The built-in configuration: Visa and Mastercard in EUR in France, the EMV test
-    CA keys and the tapstack test CA (``terminal/kernel/default_config.json``)."""
-    ref = resources.files("terminal.kernel").joinpath("default_config.json")
-    with resources.as_file(ref) as file:
-        return load_config(file)
+    CA keys and the tapstack test CA (``terminal/kernel/default_config.json``).
+
+    Read beside this module: its ``ca_keys`` are folders relative to it, so the package
+    is a folder on disk anyway (and ``importlib.resources``, with the zipfile and
+    tempfile modules it loads, would cost every command's start some 10 ms)."""
+    return load_config(Path(__file__).with_name("default_config.json"))

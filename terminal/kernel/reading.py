@@ -31,7 +31,7 @@ from emvwire.qualifiers import TTQ
 from emvwire.tags import Tag
 from emvwire.track2 import track2_expiry, track2_pan
 from terminal.kernel.config import TerminalConfig
-from terminal.kernel.entry_point import aid_matches, parse_ppse
+from terminal.kernel.entry_point.candidates import aid_matches, parse_ppse
 from terminal.kernel.transaction import Transaction
 from terminal.readers.base import Reader
 

@@ -41,10 +41,9 @@ from datetime import datetime
 from typing import Final, Protocol, runtime_checkable
 
 from emvwire.apdu import CApdu, RApdu
-from emvwire.contract import FIELD_55_TAGS
 from emvwire.mask import scrub
-from emvwire.oda import CaKeyStore
-from emvwire.tags import Tag
+from emvwire.oda.capk import CaKeyStore
+from emvwire.tags import FIELD_55_TAGS, Tag
 from terminal.kernel.config import Combination, TerminalConfig
 from terminal.kernel.outcome import Outcome, Start, Status, UiMessage, UiRequest
 from terminal.kernel.transaction import (

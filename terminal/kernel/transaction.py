@@ -8,7 +8,7 @@ default), a transaction type (9C) and a date and time (9A, 9F21).
 has reached its outcome: the :class:`~terminal.kernel.outcome.Outcome` with its
 parameter set (DF8129), the user interface requests shown, in order, the kernel and
 application used, and for the acquirer the **authorisation data**: one BER-TLV blob of
-the data objects ISO 8583 field 55 carries (:data:`emvwire.contract.FIELD_55_TAGS`). Track 2
+the data objects ISO 8583 field 55 carries (:data:`emvwire.tags.FIELD_55_TAGS`). Track 2
 equivalent data (57) is kept apart because it is sensitive; the PAN is only ever held
 masked, and a card is identified by :func:`emvwire.cardref.card_reference`, a keyed hash that is not
 the PAN (the practice of open-loop transit).
@@ -26,11 +26,10 @@ from datetime import datetime
 from typing import Any, Final
 
 from emvwire.cardref import card_reference
-from emvwire.contract import FIELD_55_TAGS
 from emvwire.currency import MAX_AMOUNT
 from emvwire.errors import DecodeError
 from emvwire.mask import mask_pan, mask_track2
-from emvwire.tags import Tag
+from emvwire.tags import FIELD_55_TAGS, Tag
 from emvwire.tlv import decode as tlv_decode
 from emvwire.tlv import encode_length, tag_bytes, tag_hex
 from terminal.kernel.config import TerminalConfig

@@ -49,7 +49,12 @@ def cli_runner() -> CliRunner:
 
 
 def all_commands(group: click.Group, prefix: Sequence[str] = ()) -> Iterator[list[str]]:
-    for name, command in group.commands.items():
+    """Every command under ``group``, through click's own listing (the issuer's
+    commands are imported when asked for: issuer.cli.LAZY_COMMANDS)."""
+    context = click.Context(group)
+    for name in group.list_commands(context):
+        command = group.get_command(context, name)
+        assert command is not None, name
         yield [*prefix, name]
         if isinstance(command, click.Group):
             yield from all_commands(command, [*prefix, name])

@@ -63,10 +63,10 @@ def test_help_everywhere() -> None:
         result = runner.invoke(cli, [*command, "--help"])
         assert result.exit_code == 0, command
         assert "Usage:" in result.stdout
-        leaf: click.Command = cli
+        leaf: click.Command | None = cli
         for part in command:
             assert isinstance(leaf, click.Group)
-            leaf = leaf.commands[part]
+            leaf = leaf.get_command(click.Context(leaf), part)
         if not isinstance(leaf, click.Group):
             assert "--json" in result.stdout, command
 

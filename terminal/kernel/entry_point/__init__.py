@@ -23,17 +23,53 @@ One transaction::
     record = EntryPoint(default_config()).process(reader, Transaction(1234))  # Book B §3.5
 """
 
-from terminal.kernel.entry_point.candidates import Candidate, DirectoryEntry
-from terminal.kernel.entry_point.combination_selection import (
-    VISA_RID,
-    aid_matches,
-    build_candidates,
-    parse_ppse,
-)
-from terminal.kernel.entry_point.outcome_processing import MAX_RESTARTS, OnlineHandler
-from terminal.kernel.entry_point.pre_processing import autorun_indicators, pre_process
-from terminal.kernel.entry_point.protocol_activation import CollisionError, is_collision
-from terminal.kernel.entry_point.sequencer import EntryPoint, run_entry_point
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from terminal.kernel.entry_point.candidates import (
+        Candidate,
+        DirectoryEntry,
+        aid_matches,
+        parse_ppse,
+    )
+    from terminal.kernel.entry_point.combination_selection import VISA_RID, build_candidates
+    from terminal.kernel.entry_point.outcome_processing import MAX_RESTARTS, OnlineHandler
+    from terminal.kernel.entry_point.pre_processing import autorun_indicators, pre_process
+    from terminal.kernel.entry_point.protocol_activation import CollisionError, is_collision
+    from terminal.kernel.entry_point.sequencer import EntryPoint, run_entry_point
+
+#: Each name of the package -> the module that defines it, imported on first use
+#: (PEP 562), so that importing one phase (``terminal read`` needs the PPSE parsing of
+#: :mod:`.candidates` only) does not load them all.
+_LAZY: dict[str, str] = {
+    "Candidate": "candidates",
+    "DirectoryEntry": "candidates",
+    "aid_matches": "candidates",
+    "parse_ppse": "candidates",
+    "VISA_RID": "combination_selection",
+    "build_candidates": "combination_selection",
+    "MAX_RESTARTS": "outcome_processing",
+    "OnlineHandler": "outcome_processing",
+    "autorun_indicators": "pre_processing",
+    "pre_process": "pre_processing",
+    "CollisionError": "protocol_activation",
+    "is_collision": "protocol_activation",
+    "EntryPoint": "sequencer",
+    "run_entry_point": "sequencer",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "MAX_RESTARTS",
