@@ -38,7 +38,7 @@ LAZY_COMMANDS: dict[str, tuple[str, str]] = {
         "(Visa 476173, token 489537; Mastercard 541333, token 520474) with their master "
         "keys (none of these with --no-default-ranges), and its TLS folder (HOME/tls): a "
         "private CA for terminal certificates and the server's certificate, or imported "
-        "ones. A failed init removes what it made.",
+        "ones.",
     ),
     "keys": (
         "issuer.commands.setup:keys",
