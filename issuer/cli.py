@@ -13,13 +13,13 @@ kept beside each name, importing none of them, nor the composition root
 
 from __future__ import annotations
 
-import importlib
 import json
 from pathlib import Path
 from typing import Any
 
 import click
 
+from clikit.lazy import LazyGroup
 from issuer.commands.common import CliError, CliState
 from issuer.config import ENV_DB, ENV_HOME
 from issuer.errors import IssuerError
@@ -83,41 +83,12 @@ LAZY_COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
-class IssuerGroup(click.Group):
+class IssuerGroup(LazyGroup):
     """A group turning :class:`IssuerError` into :class:`CliError` and closing the
     issuer opened for the command; its :data:`LAZY_COMMANDS` are imported on first use
-    (the click documentation's lazy-loading pattern)."""
+    (:class:`clikit.lazy.LazyGroup`)."""
 
-    def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted([*super().list_commands(ctx), *LAZY_COMMANDS])
-
-    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
-        entry = LAZY_COMMANDS.get(cmd_name)
-        if entry is None:
-            return super().get_command(ctx, cmd_name)
-        target = entry[0]
-        module_name, _, attribute = target.partition(":")
-        command = getattr(importlib.import_module(module_name), attribute)
-        if not isinstance(command, click.Command):
-            raise TypeError(f"{target} is not a click command")
-        return command
-
-    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
-        """The commands' list, their short help from :data:`LAZY_COMMANDS` (as
-        :meth:`click.Group.format_commands` does it, without importing them)."""
-        names = self.list_commands(ctx)
-        limit = formatter.width - 6 - max(len(name) for name in names)
-        rows = []
-        for name in names:
-            if name in LAZY_COMMANDS:
-                # a stand-in with the same help, so that click shortens it as its own
-                command: click.Command | None = click.Command(name, help=LAZY_COMMANDS[name][1])
-            else:
-                command = super().get_command(ctx, name)
-            if command is not None and not command.hidden:
-                rows.append((name, command.get_short_help_str(limit)))
-        with formatter.section("Commands"):
-            formatter.write_dl(rows)
+    lazy_commands = LAZY_COMMANDS
 
     def invoke(self, ctx: click.Context) -> Any:
         try:

@@ -13,9 +13,9 @@ output, messages to standard error.
 
 from __future__ import annotations
 
-import importlib
-
 import click
+
+from clikit.lazy import LazyGroup
 
 __all__ = ["LAZY_COMMANDS", "cli", "main"]
 
@@ -58,46 +58,15 @@ LAZY_COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
-class _LazyGroup(click.Group):
-    """A click group whose :data:`LAZY_COMMANDS` are imported on first use (the
-    click documentation's lazy-loading pattern), so ``terminal pay`` does not pay for
-    the imports of the other commands, and ``terminal --help`` for none of them."""
+class _TerminalGroup(LazyGroup):
+    """The ``terminal`` group: its :data:`LAZY_COMMANDS` imported on first use, so
+    ``terminal pay`` does not pay for the imports of the other commands, and
+    ``terminal --help`` for none of them."""
 
-    def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted([*super().list_commands(ctx), *LAZY_COMMANDS])
-
-    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
-        entry = LAZY_COMMANDS.get(cmd_name)
-        if entry is None:
-            return super().get_command(ctx, cmd_name)
-        target = entry[0]
-        module_name, _, attribute = target.partition(":")
-        command = getattr(importlib.import_module(module_name), attribute)
-        if not isinstance(command, click.Command):
-            raise TypeError(f"{target} is not a click command")
-        return command
-
-    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
-        """The commands' list, their short help from :data:`LAZY_COMMANDS` (as
-        :meth:`click.Group.format_commands` does it, without importing them)."""
-        names = self.list_commands(ctx)
-        if not names:
-            return
-        limit = formatter.width - 6 - max(len(name) for name in names)
-        rows = []
-        for name in names:
-            if name in LAZY_COMMANDS:
-                # a stand-in with the same help, so that click shortens it as its own
-                command: click.Command | None = click.Command(name, help=LAZY_COMMANDS[name][1])
-            else:
-                command = super().get_command(ctx, name)
-            if command is not None and not command.hidden:
-                rows.append((name, command.get_short_help_str(limit)))
-        with formatter.section("Commands"):
-            formatter.write_dl(rows)
+    lazy_commands = LAZY_COMMANDS
 
 
-@click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=_TerminalGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="tapstack")
 def cli() -> None:
     """tapstack terminal: read contactless cards and take payments."""

@@ -11,8 +11,9 @@ card emulator) uses :class:`SigningKey`, :func:`issue_issuer_certificate`,
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from emvwire.lazy import lazy_names
 
 if TYPE_CHECKING:
     from emvwire.oda.capk import CaKey, CaKeyStore, parse_key_file, parse_terminal_config
@@ -76,13 +77,7 @@ _LAZY: dict[str, str] = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_names(__name__, _LAZY)
 
 
 __all__ = [
