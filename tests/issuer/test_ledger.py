@@ -461,6 +461,22 @@ def test_reserve_holds_only_what_is_available(ledger: Ledger) -> None:
     assert [d.what for d in ledger.check()] == ["held amount of"]
 
 
+def _unmigrated(dialect: str, tmp_path: Path, request: pytest.FixtureRequest) -> Ledger:
+    """A ledger of ``dialect`` with no schema yet (PostgreSQL: a schema of its own),
+    for a test that migrates it step by step; :func:`_dispose` ends it."""
+    if dialect == "sqlite":
+        return SqliteLedger(tmp_path / "old.db")
+    return PostgresLedger(
+        request.getfixturevalue("postgres_url"), schema=f"m_{uuid.uuid4().hex[:12]}"
+    )
+
+
+def _dispose(old: Ledger) -> None:
+    if isinstance(old, PostgresLedger):
+        old.drop_schema()
+    old.close()
+
+
 @pytest.mark.parametrize(
     "dialect", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 )
@@ -469,13 +485,7 @@ def test_migration_4_keeps_the_atcs_seen(
 ) -> None:
     """A database at schema 3 (ATCs as rows of atc_seen) moves to the bitmap without
     forgetting an ATC of the window."""
-    old: Ledger
-    if dialect == "sqlite":
-        old = SqliteLedger(tmp_path / "old.db")
-    else:
-        old = PostgresLedger(
-            request.getfixturevalue("postgres_url"), schema=f"m_{uuid.uuid4().hex[:12]}"
-        )
+    old = _unmigrated(dialect, tmp_path, request)
     try:
         monkeypatch.setattr(base, "MIGRATIONS", MIGRATIONS[:3])
         assert old.migrate() == [1, 2, 3]
@@ -497,9 +507,7 @@ def test_migration_4_keeps_the_atcs_seen(
             AtcVerdict.ROLLED_BACK,
         ]  # fmt: skip
     finally:
-        if isinstance(old, PostgresLedger):
-            old.drop_schema()
-        old.close()
+        _dispose(old)
 
 
 @pytest.mark.parametrize(
@@ -510,13 +518,7 @@ def test_migration_6_gives_ranges_a_status_and_cards_key_version_1(
 ) -> None:
     """A database at schema 5 with a range and a card moves to 6: the range active, the
     card on key version 1; retiring a key version bumps the cache generation."""
-    old: Ledger
-    if dialect == "sqlite":
-        old = SqliteLedger(tmp_path / "old.db")
-    else:
-        old = PostgresLedger(
-            request.getfixturevalue("postgres_url"), schema=f"m_{uuid.uuid4().hex[:12]}"
-        )
+    old = _unmigrated(dialect, tmp_path, request)
     try:
         monkeypatch.setattr(base, "MIGRATIONS", MIGRATIONS[:5])
         assert old.migrate() == [1, 2, 3, 4, 5]
@@ -555,6 +557,4 @@ def test_migration_6_gives_ranges_a_status_and_cards_key_version_1(
         with old.unit_of_work(write=False) as uow:
             assert uow.bins.retired_keys() == {("visa", "476173", 18, 1)}
     finally:
-        if isinstance(old, PostgresLedger):
-            old.drop_schema()
-        old.close()
+        _dispose(old)
