@@ -30,7 +30,7 @@ __all__ = [
 ]
 
 #: Limits a test can watch act: a second for a head, a body or an idle connection.
-SHORT = Limits(head_timeout=1.0, body_timeout=1.0, idle_timeout=1.0, max_connections=64)
+SHORT = Limits(head_timeout=0.5, body_timeout=0.5, idle_timeout=0.5, max_connections=64)
 
 #: Request heads a conforming parser refuses (RFC 9112 §2-§6, RFC 9110 §8.6): id, bytes.
 MALFORMED_HEADS: list[tuple[str, bytes]] = [
