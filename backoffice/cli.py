@@ -562,9 +562,12 @@ def serve_command(
     home = _home(ctx)
     issuer = _issuer(issuer_url, terminal_id, terminal_key)
     plain = bool(ctx.meta.get(_ISSUER_TLS, {}).get("dev_plain_http"))
-    host, _, port = bind.rpartition(":")
-    if not host or not (port.isascii() and port.isdigit()) or int(port) > 65535:
-        raise HomeFailure(f"cannot serve on {bind}: the address is HOST:PORT")
+    from httpserve.server import parse_bind, serve
+
+    try:
+        host, port = parse_bind(bind)
+    except ValueError:
+        raise HomeFailure(f"cannot serve on {bind}: the address is HOST:PORT") from None
     try:
         context = None if plain else home.tls.server_context()
     except PkiError as exc:
@@ -574,7 +577,6 @@ def serve_command(
         ) from None
     from backoffice.service import EngineWorker, make_app
     from httpserve import ListenError
-    from httpserve.server import serve
 
     try:
         app = make_app(home, require_certificate=context is not None)
@@ -594,7 +596,7 @@ def serve_command(
 
     try:
         serve(
-            lambda: app, host.strip("[]"), int(port), ssl_context=context, ready=ready,
+            lambda: app, host, port, ssl_context=context, ready=ready,
             reload=None if context is None else lambda: home.tls.reload(context),
         )  # fmt: skip
     except ListenError as exc:

@@ -51,7 +51,7 @@ from httpserve.errors import ListenError
 from httpserve.limits import Limits
 from httpserve.protocol import LimitedConfig, Protocol
 
-__all__ = ["Server", "TlsLoop", "listen", "make_server", "serve"]
+__all__ = ["Server", "TlsLoop", "listen", "make_server", "parse_bind", "serve"]
 
 #: Descriptors a worker keeps for itself (database, key store, logs) beyond its
 #: connections.
@@ -61,6 +61,16 @@ _PARENT_TICKS: Final = 5
 #: How long the first process waits for the others to exit after SIGTERM.
 _CHILD_GRACE: Final = 60.0
 _DEFAULTS: Final = Limits()
+
+
+def parse_bind(text: str) -> tuple[str, int]:
+    """``HOST:PORT`` (an IPv6 host in brackets) as (host, port); :class:`ValueError`
+    unless the host is there and the port is ASCII digits up to 65535 (a digit such as
+    ``²`` that ``str.isdigit`` accepts and ``int`` refuses is refused here)."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not (port.isascii() and port.isdigit()) or int(port) > 65535:
+        raise ValueError(f"{text!r} is not HOST:PORT")
+    return host.strip("[]"), int(port)
 
 
 def listen(host: str, port: int, *, backlog: int = 1024) -> socket.socket:

@@ -164,44 +164,21 @@ def serve_command(
     requests under way are answered and committed first. A busy address is one line
     and exit code 1.
     """
-    from emvwire.pki import PkiError
     from httpserve import ListenError
     from httpserve.server import serve
     from issuer.bootstrap import open_issuer
-    from issuer.commands.common import BadArgumentError, ConfigCliError
-    from issuer.config import ENV_KEYSTORE_KEY, ENV_PKCS11_PIN, load_config
     from issuer.domain.clearing import Clearing
-    from issuer.pki import tls_folder
     from issuer.service import Api, ServiceApp
 
     state: CliState = ctx.ensure_object(CliState)
     state.home = serve_home or state.home
     state.db = serve_db or state.db
-    host, sep, port_text = bind.rpartition(":")
-    digits = port_text.isascii() and port_text.isdigit()
-    if not sep or not digits or int(port_text) > 65535 or not host:
-        raise BadArgumentError("--bind is HOST:PORT, e.g. 127.0.0.1:8583")
-    config = load_config(state.home_dir)
-    kind = config.keystore.get("type")
-    secret = state.secret_prompt(
-        ENV_KEYSTORE_KEY if kind == "file" else ENV_PKCS11_PIN,
-        "Key store passphrase" if kind == "file" else "PKCS#11 user PIN",
-    )()
-    checked = open_issuer(config.home, db_url=state.db, passphrase=secret, pin=secret)
-    try:
-        folder = None if dev_plain_http else tls_folder(config.home, checked.keys)
-        context = None if folder is None else folder.server_context()
-    except (PkiError, OSError) as exc:
-        raise ConfigCliError(
-            f"{exc}; make the TLS folder with `issuer tls init` (or serve plain HTTP for "
-            "local development: --dev-plain-http)"
-        ) from None
-    finally:
-        checked.close()
+    setup = state.service(bind, "127.0.0.1:8583", plain=dev_plain_http, what="serve plain HTTP")
+    home, secret, folder, context = setup.config.home, setup.secret, setup.tls, setup.context
     scheme = "http" if context is None else "https"
 
     def open_api() -> Api:
-        app = open_issuer(config.home, db_url=state.db, passphrase=secret, pin=secret)
+        app = open_issuer(home, db_url=state.db, passphrase=secret, pin=secret)
         clearing = Clearing(app, transit_aggregation_limit=transit_aggregation_limit)
         return Api(app, clearing=clearing, require_certificate=context is not None)
 
@@ -216,7 +193,7 @@ def serve_command(
 
     try:
         serve(
-            lambda: ServiceApp(open_api()), host.strip("[]"), int(port_text), workers=workers,
+            lambda: ServiceApp(open_api()), setup.host, setup.port, workers=workers,
             ssl_context=context, ready=ready, reload=reload,
         )  # fmt: skip
     except ListenError as exc:

@@ -26,7 +26,11 @@ from issuer.config import ENV_KEYSTORE_KEY, ENV_PKCS11_PIN, default_home, load_c
 from issuer.errors import IssuerError
 
 if TYPE_CHECKING:  # opened by the commands that use the issuer (not by --help)
+    import ssl
+
+    from emvwire.tls import TlsFolder
     from issuer.bootstrap import IssuerApp
+    from issuer.config import IssuerConfig
 
 __all__ = [
     "BadArgumentError",
@@ -37,6 +41,7 @@ __all__ = [
     "DatabaseCliError",
     "KeyStoreCliError",
     "NotFoundCliError",
+    "ServiceSetup",
     "emit",
     "json_option",
     "pass_state",
@@ -126,6 +131,20 @@ _BY_CODE: dict[int, type[CliError]] = {
 }
 
 
+@dataclass(frozen=True)
+class ServiceSetup:
+    """What a serving command starts from (:meth:`CliState.service`)."""
+
+    host: str
+    port: int
+    config: IssuerConfig
+    #: The key store's passphrase or PIN, for each process to open its own issuer.
+    secret: str = field(repr=False)
+    #: The home's TLS folder and the server context made from it (``None``: plain).
+    tls: TlsFolder | None
+    context: ssl.SSLContext | None
+
+
 @dataclass
 class CliState:
     """The options of the ``issuer`` group and the issuer opened for a command."""
@@ -175,6 +194,42 @@ class CliState:
                 pin=self.secret_prompt(ENV_PKCS11_PIN, "PKCS#11 user PIN"),
             )
         return self._app
+
+    def service(self, bind: str, example: str, *, plain: bool, what: str) -> ServiceSetup:
+        """What ``issuer serve`` and ``serve-iso8583`` start from: the address of
+        ``--bind`` (``example`` shows its form), the home's configuration, the key
+        store's passphrase or PIN (asked once: each process opens its own issuer with
+        it) and the TLS folder (``None`` when ``plain``), its server context checked
+        to load; ``what`` names the plain protocol in the error that suggests it."""
+        from emvwire.pki import PkiError
+        from httpserve.server import parse_bind
+        from issuer.bootstrap import open_issuer
+        from issuer.pki import tls_folder
+
+        try:
+            host, port = parse_bind(bind)
+        except ValueError:
+            raise BadArgumentError(f"--bind is HOST:PORT, e.g. {example}") from None
+        config = load_config(self.home_dir)
+        file = config.keystore.get("type") == "file"
+        secret = self.secret_prompt(
+            ENV_KEYSTORE_KEY if file else ENV_PKCS11_PIN,
+            "Key store passphrase" if file else "PKCS#11 user PIN",
+        )()
+        if plain:
+            return ServiceSetup(host, port, config, secret, None, None)
+        checked = open_issuer(config.home, db_url=self.db, passphrase=secret, pin=secret)
+        try:
+            folder = tls_folder(config.home, checked.keys)
+            context = folder.server_context()
+        except (PkiError, OSError) as exc:
+            raise ConfigCliError(
+                f"{exc}; make the TLS folder with `issuer tls init` (or {what} for local "
+                "development: --dev-plain-http)"
+            ) from None
+        finally:
+            checked.close()
+        return ServiceSetup(host, port, config, secret, folder, context)
 
     def close(self) -> None:
         """Close the issuer if it was opened."""

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from issuer.commands.common import BadArgumentError, CliState, ConfigCliError
+from issuer.commands.common import CliState
 
 __all__ = ["serve_iso8583_command"]
 
@@ -47,35 +47,18 @@ def serve_iso8583_command(
     when ready (with --json also {"url": ...} on standard output). Stop with Ctrl-C or
     SIGTERM.
     """
-    from emvwire.pki import PkiError
     from issuer.bootstrap import open_issuer
-    from issuer.config import ENV_KEYSTORE_KEY, ENV_PKCS11_PIN, load_config
     from issuer.domain.clearing import Clearing
-    from issuer.pki import tls_folder
     from issuer.service.iso8583 import Iso8583Handler
     from issuer.service.iso8583_server import serve_iso8583
 
     state: CliState = ctx.ensure_object(CliState)
     state.home = serve_home or state.home
     state.db = serve_db or state.db
-    host, sep, port_text = bind.rpartition(":")
-    if not sep or not port_text.isdigit() or not 0 <= int(port_text) <= 65535 or not host:
-        raise BadArgumentError("--bind is HOST:PORT, e.g. 127.0.0.1:8584")
-    config = load_config(state.home_dir)
-    kind = config.keystore.get("type")
-    secret = state.secret_prompt(
-        ENV_KEYSTORE_KEY if kind == "file" else ENV_PKCS11_PIN,
-        "Key store passphrase" if kind == "file" else "PKCS#11 user PIN",
-    )()
-    app = open_issuer(config.home, db_url=state.db, passphrase=secret, pin=secret)
+    setup = state.service(bind, "127.0.0.1:8584", plain=plain, what="listen in plain TCP")
+    context = setup.context
+    app = open_issuer(setup.config.home, db_url=state.db, passphrase=setup.secret, pin=setup.secret)
     try:
-        try:
-            context = None if plain else tls_folder(config.home, app.keys).server_context()
-        except PkiError as exc:
-            raise ConfigCliError(
-                f"{exc}; make the TLS folder with `issuer tls init` (or listen in plain TCP "
-                "for local development: --dev-plain-http)"
-            ) from None
         clearing = Clearing(app, transit_aggregation_limit=transit_aggregation_limit)
         handler = Iso8583Handler(app, clearing=clearing, require_certificate=context is not None)
         scheme = "iso8583" if context is None else "iso8583s"
@@ -86,7 +69,7 @@ def serve_iso8583_command(
                 click.echo(json.dumps({"url": f"{scheme}://{h}:{p}"}))
 
         serve_iso8583(
-            handler, host.strip("[]"), int(port_text), ssl_context=context,
+            handler, setup.host, setup.port, ssl_context=context,
             identify=handler.identify, ready=ready,
         )  # fmt: skip
     finally:
