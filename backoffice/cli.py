@@ -27,7 +27,14 @@ import click
 from backoffice.errors import StoreError
 from backoffice.store import CA_NAME, ENV_HOME, Home, Store
 from emvwire.pki import CLIENT_DAYS, DEFAULT_HOSTS, PkiError, hex_pairs
-from emvwire.tls import SERVER_CA, ClientTls, IssuedCertificate, plan_folder, summary_lines
+from emvwire.tls import (
+    SERVER_CA,
+    ClientTls,
+    IssuedCertificate,
+    TlsFolder,
+    plan_folder,
+    summary_lines,
+)
 
 if TYPE_CHECKING:  # imported by the commands that run them (not by --help)
     from backoffice.engine.context import PassReport, TransitHostClient
@@ -412,6 +419,16 @@ def tls_group() -> None:
     """The back office's TLS: its CA for gate certificates and its server certificate."""
 
 
+def _show_tls(folder: TlsFolder, as_json: bool) -> None:
+    """The TLS folder's CA and server certificate, as JSON or lines."""
+    summary = folder.summary()
+    if as_json:
+        _out(summary)
+        return
+    for line in summary_lines(summary, "gates"):
+        click.echo(line)
+
+
 @tls_group.command("init")
 @click.option("--host", "hosts", multiple=True, metavar="HOST",
               help="Host name or IP address (repeat; default "
@@ -426,12 +443,7 @@ def tls_init(ctx: click.Context, hosts: tuple[str, ...], as_json: bool) -> None:
         folder.create(plan_folder(CA_NAME, hosts=hosts or DEFAULT_HOSTS))
     except PkiError as exc:
         raise HomeFailure(str(exc)) from None
-    summary = folder.summary()
-    if as_json:
-        _out(summary)
-        return
-    for line in summary_lines(summary, "gates"):
-        click.echo(line)
+    _show_tls(folder, as_json)
 
 
 @tls_group.command("show")
@@ -440,12 +452,7 @@ def tls_init(ctx: click.Context, hosts: tuple[str, ...], as_json: bool) -> None:
 def tls_show(ctx: click.Context, as_json: bool) -> None:
     """The CA and the server certificate (subject, serial, end of validity, SHA-256
     fingerprint, host names)."""
-    summary = _home(ctx).tls.summary()
-    if as_json:
-        _out(summary)
-        return
-    for line in summary_lines(summary, "gates"):
-        click.echo(line)
+    _show_tls(_home(ctx).tls, as_json)
 
 
 @tls_group.command("renew-server")
@@ -467,12 +474,7 @@ def tls_renew_server(ctx: click.Context, hosts: tuple[str, ...], as_json: bool) 
         folder.renew_server(hosts or DEFAULT_HOSTS)
     except PkiError as exc:
         raise HomeFailure(str(exc)) from None
-    summary = folder.summary()
-    if as_json:
-        _out(summary)
-        return
-    for line in summary_lines(summary, "gates"):
-        click.echo(line)
+    _show_tls(folder, as_json)
 
 
 # --- serve and aggregate ------------------------------------------------------------------

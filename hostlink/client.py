@@ -113,6 +113,24 @@ class HostOutcome:
         }
 
 
+def outcome_of(answer: contract.Decision, request_id: str, attempts: int) -> HostOutcome:
+    """The outcome of an answered decision (authorisation or resubmission, over HTTP or
+    ISO 8583) after ``attempts`` tries; ARPC and issuer authentication data when
+    present."""
+    return HostOutcome(
+        approved=answer.approved,
+        response_code=answer.response_code,
+        reason=answer.reason.value if answer.reason is not None else None,
+        request_id=request_id,
+        transaction_id=answer.id,
+        arpc=bytes.fromhex(answer.arpc),
+        issuer_authentication_data=bytes.fromhex(answer.issuer_authentication_data),
+        card=answer.card,
+        attempts=attempts,
+        par=answer.par or None,
+    )
+
+
 class HostClient:
     """The issuer service at ``url`` (``https://HOST[:PORT]``) for terminal
     ``terminal_id``, over TLS as ``tls`` says (the issuer's CA, the terminal's
@@ -241,23 +259,7 @@ class HostClient:
                 False, NO_ANSWER_CODE, "NO_ANSWER", request_id,
                 attempts=attempts, reversed=reversed_, answered=False,
             )  # fmt: skip
-        return self._outcome(answer, request_id)
-
-    def _outcome(self, answer: contract.Decision, request_id: str) -> HostOutcome:
-        """The outcome of an answered decision (authorisation or resubmission); ARPC
-        and issuer authentication data when present."""
-        return HostOutcome(
-            approved=answer.approved,
-            response_code=answer.response_code,
-            reason=answer.reason.value if answer.reason is not None else None,
-            request_id=request_id,
-            transaction_id=answer.id,
-            arpc=bytes.fromhex(answer.arpc),
-            issuer_authentication_data=bytes.fromhex(answer.issuer_authentication_data),
-            card=answer.card,
-            attempts=self._attempts,
-            par=answer.par or None,
-        )
+        return outcome_of(answer, request_id, self._attempts)
 
     def reverse_request(self, request_id: str) -> bool:
         """Time-out reversal of a request id; whether the issuer confirmed it."""
@@ -331,4 +333,4 @@ class HostClient:
                 False, NO_ANSWER_CODE, "NO_ANSWER", request_id, attempts=self._attempts,
                 answered=False,
             )  # fmt: skip
-        return self._outcome(answer, request_id)
+        return outcome_of(answer, request_id, self._attempts)

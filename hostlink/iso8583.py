@@ -50,6 +50,7 @@ from hostlink.client import (
     HostOutcome,
     HostRefusedError,
     HostUnreachableError,
+    outcome_of,
 )
 
 __all__ = ["Iso8583Client"]
@@ -318,17 +319,7 @@ class Iso8583Client:
                 False, NO_ANSWER_CODE, "NO_ANSWER", request_id, attempts=self._attempts,
                 answered=False,
             )  # fmt: skip
-        return HostOutcome(
-            approved=decision.approved,
-            response_code=decision.response_code,
-            reason=decision.reason.value if decision.reason is not None else None,
-            request_id=request_id,
-            transaction_id=decision.id,
-            arpc=bytes.fromhex(decision.arpc),
-            issuer_authentication_data=bytes.fromhex(decision.issuer_authentication_data),
-            attempts=self._attempts,
-            par=decision.par,
-        )
+        return outcome_of(decision, request_id, self._attempts)
 
     def reverse_request(self, request_id: str) -> bool:
         """Time-out reversal (``0400`` naming the original by field 90); whether the
