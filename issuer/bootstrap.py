@@ -35,6 +35,7 @@ from issuer.errors import ConfigError, ConflictError
 from issuer.keys.base import KeyStore, ca_key_id
 from issuer.keys.file import DEFAULT_COST_LOG2, FileKeyStore
 from issuer.ledger import Ledger, open_ledger
+from issuer.ledger.repository import UnitOfWork
 from issuer.model.entities import BinRange
 from issuer.personalisation.ranges import (
     CA_FOR_SCHEME,
@@ -312,10 +313,12 @@ def setup_ranges(
     ca_dir: Path | None = None,
     progress: Progress = _quiet,
     master_keys: bool = True,
+    added: Callable[[UnitOfWork, BinRange], None] | None = None,
 ) -> list[CaKey]:
     """Put the CA and issuer keys of ``ranges`` into ``keys`` (keeping what is there),
     the master keys too unless ``master_keys`` is false, and the ranges with their
-    certificates into ``ledger``; the CA public keys."""
+    certificates into ``ledger``; the CA public keys. ``added`` is called in the
+    transaction adding each range (its audit record)."""
     cas: dict[str, CaKey] = {}
     for scheme in dict.fromkeys(r.scheme for r in ranges):
         cas[scheme] = ensure_ca(keys, scheme, mode=ca, ca_dir=ca_dir, progress=progress)
@@ -330,6 +333,8 @@ def setup_ranges(
         bin_range = certify_range(keys, spec, cas[spec.scheme])
         with ledger.unit_of_work() as uow:
             uow.bins.add(bin_range)
+            if added is not None:
+                added(uow, bin_range)
             uow.commit()
     return list(cas.values())
 
@@ -355,6 +360,14 @@ def add_range(
             )
     ca_spec = CA_FOR_SCHEME[spec.scheme]
     had_ca = app.keys.has(ca_key_id(ca_spec.rid, ca_spec.index))
+
+    def audit(uow: UnitOfWork, bin_range: BinRange) -> None:
+        app.service.record_change(
+            uow, "range.add", "range", bin_range.prefix,
+            {"scheme": bin_range.scheme, "kind": bin_range.kind, "cvn": bin_range.cvn,
+             "pan_length": bin_range.pan_length, "generate_keys": generate_keys},
+        )  # fmt: skip
+
     setup_ranges(
         app.keys,
         app.ledger,
@@ -363,6 +376,7 @@ def add_range(
         ca_dir=ca_dir,
         progress=progress,
         master_keys=generate_keys,
+        added=audit,
     )
     if not had_ca:
         write_ca_file(app)

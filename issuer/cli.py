@@ -73,6 +73,14 @@ LAZY_COMMANDS: dict[str, tuple[str, str]] = {
         "issuer.commands.operations:terminal",
         "Terminals allowed to ask for authorisations.",
     ),
+    "operator": (
+        "issuer.commands.operators:operator",
+        "Operators of the HTTPS operator API (/v1/issuing/...): add, list, show, revoke.",
+    ),
+    "audit": (
+        "issuer.commands.operators:audit",
+        "The append-only audit log: who changed what, when, with what outcome.",
+    ),
     "ledger": ("issuer.commands.setup:ledger", "The ledger's own checks."),
     "serve-iso8583": (
         "issuer.commands.iso8583:serve_iso8583_command",

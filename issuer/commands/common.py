@@ -182,9 +182,11 @@ class CliState:
 
     def app(self) -> IssuerApp:
         """The issuer of the home, opened once per command (the composition root is
-        imported here, so that ``--help`` and the commands without an issuer skip it)."""
+        imported here, so that ``--help`` and the commands without an issuer skip it),
+        its service acting as ``cli:<OS user>`` (:mod:`issuer.domain.audit`)."""
         if self._app is None:
             from issuer.bootstrap import open_issuer
+            from issuer.domain.audit import cli_actor
 
             config = load_config(self.home_dir)
             self._app = open_issuer(
@@ -193,6 +195,8 @@ class CliState:
                 passphrase=self.secret_prompt(ENV_KEYSTORE_KEY, "Key store passphrase"),
                 pin=self.secret_prompt(ENV_PKCS11_PIN, "PKCS#11 user PIN"),
             )
+            # Every change a command makes is audited as the OS user's.
+            self._app.service = self._app.service.acting_as(cli_actor())
         return self._app
 
     def service(self, bind: str, example: str, *, plain: bool, what: str) -> ServiceSetup:

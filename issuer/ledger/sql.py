@@ -25,6 +25,7 @@ from issuer.errors import (
     NotFoundError,
     TransientError,
 )
+from issuer.ledger.operators_sql import SqlAuditLog, SqlOperatorRequests, SqlOperators, SqlPages
 from issuer.ledger.repository import Discrepancy, UnitOfWork
 from issuer.model.entities import (
     SYSTEM_PREFIX,
@@ -1041,8 +1042,8 @@ class SqlRepositories:
     connection and shared by its units of work (one at a time)."""
 
     __slots__ = (
-        "accounts", "atcs", "authorisations", "bins", "cards", "certificates", "db",
-        "journals", "terminals", "tokens",
+        "accounts", "atcs", "audit", "authorisations", "bins", "cards", "certificates", "db",
+        "journals", "operator_requests", "operators", "pages", "terminals", "tokens",
     )  # fmt: skip
 
     def __init__(self, db: SqlConnection) -> None:
@@ -1056,6 +1057,10 @@ class SqlRepositories:
         self.authorisations = SqlAuthorisations(db)
         self.journals = SqlJournals(db)
         self.atcs = SqlAtcs(db)
+        self.operators = SqlOperators(db)
+        self.operator_requests = SqlOperatorRequests(db)
+        self.audit = SqlAuditLog(db)
+        self.pages = SqlPages(db)
 
 
 class SqlUnitOfWork(UnitOfWork):
@@ -1085,6 +1090,10 @@ class SqlUnitOfWork(UnitOfWork):
         self.authorisations = repos.authorisations
         self.journals = repos.journals
         self.atcs = repos.atcs
+        self.operators = repos.operators
+        self.operator_requests = repos.operator_requests
+        self.audit = repos.audit
+        self.pages = repos.pages
 
     def commit(self) -> None:
         if self._done:
