@@ -346,14 +346,17 @@ def add_range(
     ca_dir: Path | None = None,
     generate_keys: bool = False,
     progress: Progress = _quiet,
+    service: IssuerService | None = None,
 ) -> BinRange:
     """Add a range to an opened issuer: its issuer key certified by the scheme's CA
     (made first, as ``issuer init`` made the others, if the issuer has none yet: then
     ``HOME/ca.json`` is rewritten with every CA's public key). No master keys unless
     ``generate_keys``: import them (``issuer keys import``) or generate them later.
-    :class:`ConflictError` if a range has this prefix or overlaps one."""
+    :class:`ConflictError` if a range has this prefix or overlaps one. ``service``
+    (default the app's) audits the addition as done by whom it acts for."""
+    service = service or app.service
     check_range_spec(spec)
-    for other in app.service.bin_ranges():
+    for other in service.bin_ranges():
         if other.prefix.startswith(spec.prefix) or spec.prefix.startswith(other.prefix):
             raise ConflictError(
                 f"range {spec.prefix} overlaps range {other.prefix} ({other.scheme} {other.kind})"
@@ -362,7 +365,7 @@ def add_range(
     had_ca = app.keys.has(ca_key_id(ca_spec.rid, ca_spec.index))
 
     def audit(uow: UnitOfWork, bin_range: BinRange) -> None:
-        app.service.record_change(
+        service.record_change(
             uow, "range.add", "range", bin_range.prefix,
             {"scheme": bin_range.scheme, "kind": bin_range.kind, "cvn": bin_range.cvn,
              "pan_length": bin_range.pan_length, "generate_keys": generate_keys},
@@ -380,7 +383,7 @@ def add_range(
     )
     if not had_ca:
         write_ca_file(app)
-    return app.service.bin_range(spec.prefix)
+    return service.bin_range(spec.prefix)
 
 
 def write_ca_file(app: IssuerApp) -> Path:

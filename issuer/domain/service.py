@@ -901,6 +901,11 @@ class IssuerService:
                 account_id=account_id, terminal_id=terminal_id, limit=limit
             )
 
+    def authorisation(self, transaction_id: str) -> Authorisation:
+        """One authorisation or refund record."""
+        with self.ledger.unit_of_work(write=False) as uow:
+            return uow.authorisations.get(transaction_id)
+
     def check_ledger(self) -> list[Discrepancy]:
         """Every broken ledger invariant (empty: consistent)."""
         return list(self.ledger.check())

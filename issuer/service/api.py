@@ -16,6 +16,10 @@ domain, and a body the contract decodes: broken JSON is 400 ``invalid_json``, a 
 field 400 ``invalid_request`` with a message naming it (the body's contract message and
 the query's struct are the route's, as declared); an unexpected failure is 500 with no
 detail (never a traceback).
+
+The operator routes (``/v1/issuing/...``, :attr:`issuer.service.routes.Route.scopes`)
+take an operator's credential and certificate instead, never a terminal's
+(:mod:`issuer.service.operator_api`).
 """
 
 from __future__ import annotations
@@ -189,6 +193,10 @@ class Api:
         self.authoriser = authoriser or Authoriser(app)
         self.clearing = clearing or Clearing(app)
         self.credentials = CredentialCache()
+        from issuer.service.operator_api import OperatorApi  # it builds on this module
+
+        #: The operator routes (``/v1/issuing/...``), apart from the terminals'.
+        self.operators = OperatorApi(app, self.credentials, require_certificate=require_certificate)
         self._reads: Mapping[str, Callable[[Terminal, Mapping[str, str], Any], Response]] = {
             "list": self._list,
             "get": self._get,
@@ -227,6 +235,8 @@ class Api:
                 return Prepared(Response(200, OPENAPI, text=_OPENAPI_TEXT))
             if generation is None:
                 generation = self.cache.refresh()
+            if route.scopes:
+                return self.operators.prepare(route, request, generation)
             terminal = self._terminal(request, generation)
             if route.kind == "authorise":
                 auth = self._authorisation_request(request.headers, request.body)

@@ -46,7 +46,7 @@ from httpserve.asgi import (
 )
 from httpserve.routing import JsonRouter
 from issuer.service.api import MAX_BODY, Api, Prepared, Request, Response, error_answer
-from issuer.service.routes import ID_PATTERN, ROUTES, Route
+from issuer.service.routes import ID_PATTERN, PREFIX_PATTERN, ROUTES, Route
 
 __all__ = ["WRITER_RETRY", "ServiceApp"]
 
@@ -69,11 +69,18 @@ class _TransactionId(Convertor[str]):
         return value
 
 
+class _RangePrefix(_TransactionId):
+    """A path segment that is a range's prefix (:data:`PREFIX_PATTERN`)."""
+
+    regex = PREFIX_PATTERN
+
+
 register_url_convertor("txn", _TransactionId())
+register_url_convertor("prefix", _RangePrefix())
 
 
 def _starlette_path(path: str) -> str:
-    return path.replace("{id}", "{id:txn}")
+    return path.replace("{id}", "{id:txn}").replace("{prefix}", "{prefix:prefix}")
 
 
 class ServiceApp:
