@@ -21,6 +21,7 @@ from issuer.ledger.sql import SqlUnitOfWork
 from tests.issuer.helpers import World, make_world, tap
 from tests.issuer.helpers import send as authorise
 from tests.issuer.operator_kit import PAN, audit, operator, send
+from tests.support.asgi import call
 
 
 @pytest.fixture
@@ -62,7 +63,8 @@ def test_accounts_made_listed_page_by_page_credited_and_closed(
     assert [a["id"] for a in rest["data"]] == [made[0], world.account]
     assert rest["has_more"] is False
     status, default, _ = send(world, "GET", "/v1/issuing/accounts", auth)
-    assert len(default["data"]) == 4 and default["has_more"] is False  # limit 10
+    assert len(default["data"]) == 4
+    assert default["has_more"] is False
 
     status, credited, _ = send(
         world, "POST", f"/v1/issuing/accounts/{made[0]}/credit", auth, {"amount": 1250}
@@ -95,14 +97,15 @@ def test_accounts_made_listed_page_by_page_credited_and_closed(
 def test_cards_issued_registered_listed_and_paused_never_unmasked(
     world: World, ops: tuple[str, str]
 ) -> None:
-    op_id, auth = ops
+    _, auth = ops
     answers: list[Any] = []
     status, issued, _ = send(
         world, "POST", "/v1/issuing/cards", auth, {"account": world.account, "scheme": "visa"}
     )
     answers.append(issued)
     assert status == 201, issued
-    assert issued["pan"].startswith("476173") and "*" in issued["pan"]
+    assert issued["pan"].startswith("476173")
+    assert "*" in issued["pan"]
     assert issued["origin"] == "provisioned"
     register = {"account": world.account, "scheme": "visa", "pan": PAN, "expiry": "2031-12",
                 "cvn": 18, "psn": "01"}  # fmt: skip
@@ -177,7 +180,8 @@ def test_a_terminal_added_by_api_authorises_until_revoked(
     body = {"merchant": "Kiosk", "mcc": "5814"}
     status, added, _ = send(world, "POST", "/v1/issuing/terminals", auth, body, key="t-1")
     assert status == 201, added
-    assert added["credential"].startswith("tsk_") and added["certificate"] is None
+    assert added["credential"].startswith("tsk_")
+    assert added["certificate"] is None
     terminal_auth = f"Bearer {added['id']}:{added['credential']}"
     status, replayed, headers = send(world, "POST", "/v1/issuing/terminals", auth, body, key="t-1")
     assert (status, replayed["id"], replayed["credential"]) == (201, added["id"], None)
@@ -216,7 +220,8 @@ def test_ranges_need_the_keys_scope(world: World) -> None:
     status, rest, _ = send(
         world, "GET", "/v1/issuing/ranges?limit=100&starting_after=455123", reader
     )
-    assert len(rest["data"]) == 4 and "455123" not in [r["prefix"] for r in rest["data"]]
+    assert len(rest["data"]) == 4
+    assert "455123" not in [r["prefix"] for r in rest["data"]]
     status, retired, _ = send(
         world, "POST", "/v1/issuing/ranges/455123", keys, {"status": "retired"}
     )
@@ -357,12 +362,11 @@ def test_a_post_without_an_idempotency_key_and_unknown_objects(
     world: World, ops: tuple[str, str]
 ) -> None:
     _, auth = ops
-    from tests.support.asgi import call
-
     answer = call(
         world.http, "POST", "/v1/issuing/accounts", {"authorization": auth}, b'{"holder": "A"}'
     )
-    assert answer.status == 400 and b"Idempotency-Key" in answer.body
+    assert answer.status == 400
+    assert b"Idempotency-Key" in answer.body
     for path in ("/v1/issuing/cards/card_aaaaaaaaaaaaaaaa", "/v1/issuing/accounts/sys_funding"):
         status, body, _ = send(world, "GET", path, auth)
         assert status == 404, path
