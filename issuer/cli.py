@@ -165,7 +165,8 @@ def serve_command(
 
     Mutual TLS with the home's TLS folder (`issuer tls show`): the server certificate,
     and a client certificate of the issuer's CA required of every terminal, naming the
-    terminal whose credential it presents (`issuer terminal add` issues it). Prints
+    terminal whose credential it presents (`issuer terminal add` issues it), and of
+    every operator of the operator API, /v1/issuing/... (`issuer operator add`). Prints
     "listening on https://HOST:PORT" on standard error when ready (with --json also
     {"url": ...} on standard output). SIGHUP takes up a renewed server certificate
     (`issuer tls renew-server`) without a restart. Stop with Ctrl-C or SIGTERM: the
