@@ -225,6 +225,12 @@ def test_openapi_documents_every_route_and_no_deny_list(world: World) -> None:
         "/v1/authorisations", "/v1/authorisations/{id}", "/v1/authorisations/{id}/reversal",
         "/v1/authorisations/{id}/complete", "/v1/authorisations/{id}/resubmit", "/v1/refunds",
         "/v1/reversals", "/health", "/openapi.json",
+        *(f"/v1/issuing/{r}" for r in ("accounts", "cards", "tokens", "terminals", "ranges",
+                                       "authorisations")),
+        *(f"/v1/issuing/{r}/{{id}}" for r in ("accounts", "cards", "tokens", "terminals",
+                                              "authorisations")),
+        "/v1/issuing/ranges/{prefix}", "/v1/issuing/accounts/{id}/credit",
+        "/v1/issuing/cards/register",
     }  # fmt: skip
     # The deny list belongs to the transit back office, not to the issuer.
     assert get(world, "/v1/deny-list")[0] == 404
