@@ -16,7 +16,7 @@ from typing import Any, Final
 import msgspec
 
 from emvwire import contract
-from issuer.service.routes import ID_PATTERN, ROUTES, Route
+from issuer.service.routes import BILL_PATTERN, ID_PATTERN, ROUTES, Route
 
 __all__ = ["ERRORS", "OPENAPI"]
 
@@ -69,6 +69,12 @@ _ID: Final = {
     "required": True,
     "schema": {"type": "string", "pattern": f"^{ID_PATTERN}$"},
 }
+_BILL: Final = {
+    "name": "bill",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string", "pattern": f"^{BILL_PATTERN}$"},
+}
 
 
 def _schema_of(answer: Any) -> dict[str, Any]:
@@ -105,7 +111,11 @@ def _operation(route: Route) -> dict[str, Any]:
         operation["description"] = route.description
     if route.public:
         operation["security"] = []
+    elif route.principal == "wallet":
+        operation["security"] = [{"wallet": []}]
     parameters = [_ID] if "{id}" in route.path else []
+    if "{bill}" in route.path:
+        parameters.append(_BILL)
     if route.idempotency_key:
         parameters.append(_KEY)
     if route.query is not None:
@@ -151,7 +161,13 @@ OPENAPI: Final[dict[str, Any]] = {
                 "type": "http",
                 "scheme": "bearer",
                 "description": "`<terminal id>:<credential>` as printed by `issuer terminal add`.",
-            }
+            },
+            "wallet": {
+                "type": "http",
+                "scheme": "bearer",
+                "description": "`<wallet id>:<credential>` as printed by `issuer wallet add` "
+                "(a phone wallet paying merchant-presented QR codes).",
+            },
         },
         "schemas": _SCHEMAS,
     },
