@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -189,3 +190,15 @@ def test_countries_by_number_and_alpha2() -> None:
             country_by_numeric(bad)
     with pytest.raises(ValueError, match="knows"):
         country_by_alpha2("XX")
+
+
+def test_the_readmes_picture_is_a_code_tapstack_made() -> None:
+    """docs/qr-example.png (scripts/qr_example.py) reads back as the example merchant's
+    static code, made by merchant_code."""
+    picture = Path(__file__).resolve().parents[2] / "docs" / "qr-example.png"
+    text = image.read(picture.read_bytes())
+    made = merchant_code("term_exampleexample23", name="Cafe du Port", city="Marseille",
+                         mcc="5812", currency=EUR, country=FR)  # fmt: skip
+    assert text == made.encode()
+    assert text.endswith("6304AB94")
+    assert merchant_id(MerchantPresentedCode.decode(text)) == "term_exampleexample23"
