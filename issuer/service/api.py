@@ -16,6 +16,11 @@ domain, and a body the contract decodes: broken JSON is 400 ``invalid_json``, a 
 field 400 ``invalid_request`` with a message naming it (the body's contract message and
 the query's struct are the route's, as declared); an unexpected failure is 500 with no
 detail (never a traceback).
+
+The QR code routes (:mod:`issuer.service.qr`) are answered alike; those of a phone
+wallet (``Route.principal``) take the wallet's credential and certificate instead of a
+terminal's, and a QR sale's long poll is awaited by the HTTP application
+(``Prepared.wait``).
 """
 
 from __future__ import annotations
@@ -321,7 +326,7 @@ class Api:
         or a payment to decide with the writes."""
         wallet = self.qr.wallet(request.headers, request.client_certificate, generation)
         if route.kind == "read":
-            return Prepared(Response(200, self.qr.merchant(wallet, request.params.get("id", ""))))
+            return Prepared(Response(200, self.qr.merchant(request.params.get("id", ""))))
         message = _decode(request.body, contract.QrPaymentRequest)
         key = self._key(request.headers)
         return Prepared(None, write=lambda: Response(200, self.qr.pay(wallet, message, key)))

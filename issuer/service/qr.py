@@ -112,7 +112,7 @@ class QrService:
             raise WalletRefusedError("the client certificate does not prove this wallet")
         return wallet
 
-    def merchant(self, wallet: Wallet, merchant_id: str) -> contract.QrMerchant:
+    def merchant(self, merchant_id: str) -> contract.QrMerchant:
         """``GET /v1/qr/merchants/{id}``: the merchant as the issuer knows it."""
         terminal = self.payments.merchant(merchant_id)
         try:
