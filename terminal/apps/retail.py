@@ -644,6 +644,8 @@ class Till:
         )
         try:
             sale = self._await_payment(host, sale, wait)
+        except HostError as exc:
+            return self._qr_refused(amount, f"the issuer refused: {exc}; run close", channel)
         except UNREACHABLE:
             sale = msgspec.structs.replace(sale, status="unknown")
         self._journal_declines(sale, amount)
@@ -887,8 +889,7 @@ class Till:
             self._journal_sale(
                 str(record.get("request_id", "")), int(record.get("amount", 0)),
                 "APPROVED" if approved else "DECLINED",
-                {"card": str(record.get("token") or record.get("card") or ""), "last4": "",
-                 "aid": ""},
+                {"card": "", "last4": "", "aid": ""},
                 transaction_id=str(record["id"]), response_code=record.get("response_code"),
                 reason=record.get("decline_reason") or "", channel=Channel.QR_MPM.value,
                 adopted=True,

@@ -26,7 +26,7 @@ from emvwire.qr.cpm import ConsumerPresentedCode
 from emvwire.qr.tapstack import merchant_code
 from emvwire.tags import Tag
 from emvwire.tlv import decode_flat
-from hostlink.client import HostError, HostOutcome
+from hostlink.client import HostError, HostOutcome, HostUnreachableError
 from terminal.apps.journal import Journal
 from terminal.apps.qr import NO_CVM_PERFORMED
 from terminal.apps.retail import RetailError, Till
@@ -52,6 +52,7 @@ class QrIssuer(FakeIssuer):
         self.sale: contract.QrSale | None = None
         self.polls: list[tuple[str, list[str]]] = [("open", [])]
         self.being_paid = False
+        self.wait_fails: Exception | None = None
 
     def authorise(  # type: ignore[override]
         self,
@@ -97,6 +98,8 @@ class QrIssuer(FakeIssuer):
     def wait_sale(self, bill: str, wait: float) -> contract.QrSale:
         self.calls.append(("wait_sale", bill))
         assert self.sale is not None
+        if self.wait_fails is not None:
+            raise self.wait_fails
         status, declined = self.polls.pop(0) if len(self.polls) > 1 else self.polls[0]
         for txn in declined:
             if not any(r["id"] == txn for r in self.records):
@@ -297,3 +300,19 @@ def test_the_close_takes_in_payments_of_the_static_code(rig: QrRig) -> None:
     assert (report.till.sales, report.till.qr, report.till.declined) == ((1, 320), (1, 320), 1)
     assert "static QR code payments taken from the issuer: 2" in report.text()
     assert rig.till.close().adopted == 0  # in the journal now, not taken twice
+
+
+@pytest.mark.parametrize(
+    ("failure", "why"),
+    [
+        (HostUnreachableError(), "the issuer did not answer: run close to settle the sale"),
+        (HostError(500, "internal", "oops"), "the issuer refused: issuer answered 500"),
+    ],
+)
+def test_a_wait_the_issuer_breaks_ends_the_sale_not_completed(
+    rig: QrRig, failure: Exception, why: str
+) -> None:
+    rig.issuer.wait_fails = failure
+    receipt = rig.till.show_sale(500, wait=30)
+    assert (receipt.status, receipt.channel) == ("NOT COMPLETED", "qr_mpm")
+    assert receipt.reason.startswith(why)
