@@ -1,6 +1,7 @@
 """The README's main command, ``scripts/demo`` (scripts/demo.py): the whole day of taps
-and QR payments ends by itself with status 0, every step in order, the books agreeing, and no full PAN
-or track 2 anywhere in what it prints. In process, and through pcscd + vpcd."""
+and QR payments ends by itself with status 0, every step in order, the books agreeing,
+and no full PAN or track 2 anywhere in what it prints. In process, and through pcscd +
+vpcd."""
 
 from __future__ import annotations
 
