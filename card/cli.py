@@ -20,6 +20,9 @@ What one *tap* is:
   or the card pulled away) in which the reader sent at least one block
   (:func:`card.nfc.serve_nfc`).
 
+``card qr PROFILE`` shows the phone's one-time consumer-presented QR code and ``card
+pay-qr PROFILE`` pays a merchant's code (:mod:`card.qr_cli`).
+
 ``card show PROFILE`` prints what the card holds with the PAN and track data masked
 (:mod:`emvwire.mask`) and keys shown only by their check values (ANSI X9.24-1 KCV).
 
@@ -44,6 +47,7 @@ from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar
 
 import click
 
+from card.qr_cli import pay_qr, qr
 from card.scripted import ScriptedCard, ScriptError, is_scripted_profile
 from card.state import CardState, StateError, default_state_path
 from card.transport import CardApplication, CardRemoved
@@ -842,3 +846,7 @@ def show(
         click.echo(json.dumps(info, indent=2))
     else:
         click.echo(_render(info))
+
+
+cli.add_command(qr)
+cli.add_command(pay_qr)

@@ -82,12 +82,12 @@ SERVER_DAYS: Final = 365
 CLIENT_DAYS: Final = 365
 #: The names a server certificate holds when none are given.
 DEFAULT_HOSTS: Final = ("localhost", "127.0.0.1")
-#: What a client certificate names: a terminal or an operator (of the issuer's API) or
-#: a gate (of the back office).
-KINDS: Final = ("terminal", "gate", "operator")
+#: What a client certificate names: a terminal, an operator (of the issuer's API) or a
+#: phone wallet (of the issuer), or a gate (of the back office).
+KINDS: Final = ("terminal", "gate", "operator", "wallet")
 #: How far back a certificate's validity starts (clocks of clients that run late).
 _SKEW: Final = timedelta(minutes=5)
-_URN: Final = re.compile(r"urn:tapstack:(terminal|gate|operator):([A-Za-z0-9_.-]{1,64})")
+_URN: Final = re.compile(r"urn:tapstack:(terminal|gate|operator|wallet):([A-Za-z0-9_.-]{1,64})")
 _ID: Final = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 
 #: The private keys of this PKI.

@@ -5,7 +5,8 @@
 when no answer comes sends a time-out reversal, so that an authorisation the issuer
 made but the terminal never heard of does not hold the cardholder's money.
 :class:`Iso8583Client` does the same in ISO 8583 messages; :func:`connect` picks one
-by the issuer URL's scheme.
+by the issuer URL's scheme. :class:`WalletClient` is a phone wallet's: it looks up a
+merchant and pays a merchant-presented QR code.
 """
 
 from typing import Any
@@ -21,6 +22,7 @@ from hostlink.client import (
     HostUnreachableError,
 )
 from hostlink.iso8583 import Iso8583Client
+from hostlink.wallet import WalletClient
 
 __all__ = [
     "ISO8583_SCHEMES",
@@ -32,6 +34,7 @@ __all__ = [
     "HostRefusedError",
     "HostUnreachableError",
     "Iso8583Client",
+    "WalletClient",
     "connect",
 ]
 

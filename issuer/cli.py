@@ -63,7 +63,7 @@ LAZY_COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "token": (
         "issuer.commands.cards:token",
-        "Payment tokens: list, show, suspend, resume, delete.",
+        "Payment tokens: list, show, suspend, resume, delete, channels.",
     ),
     "txn": (
         "issuer.commands.operations:txn",
@@ -71,7 +71,11 @@ LAZY_COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "terminal": (
         "issuer.commands.operations:terminal",
-        "Terminals allowed to ask for authorisations.",
+        "Terminals allowed to ask for authorisations, and their merchants' QR codes.",
+    ),
+    "wallet": (
+        "issuer.commands.qr:wallet",
+        "Phone wallets allowed to pay merchant-presented QR codes: add, list, revoke.",
     ),
     "operator": (
         "issuer.commands.operators:operator",

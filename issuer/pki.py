@@ -126,11 +126,16 @@ def add_terminal(
     csr: bytes | None = None,
     days: int = CLIENT_DAYS,
     now: datetime | None = None,
+    city: str | None = None,
+    currency: str | None = None,
 ) -> tuple[Terminal, str, IssuedCertificate]:
     """Register a terminal with its client certificate (one transaction): the terminal,
-    its credential (shown once) and the certificate (with its new key unless ``csr``)."""
+    its credential (shown once) and the certificate (with its new key unless ``csr``);
+    ``city`` and ``currency`` for its QR codes."""
     certify = _Certify(folder, csr, days, now)
-    terminal, credential = service.add_terminal(merchant, mcc, country=country, certify=certify)
+    terminal, credential = service.add_terminal(
+        merchant, mcc, country=country, certify=certify, city=city, currency=currency
+    )
     assert certify.issued is not None
     return terminal, credential, certify.issued
 

@@ -14,7 +14,10 @@ software cards), in a temporary folder, it
    with the demo's CAs;
 4. taps, each card served by ``card serve`` behind pcscd + vpcd when pcscd runs, on
    the software card in process (``emulated:``) otherwise:
-   a retail purchase and a partial refund (``terminal retail``), four metro rides with
+   a retail purchase and a partial refund (``terminal retail``), two shop sales paid
+   by QR code with Grace's phone (its consumer-presented code scanned by the till;
+   the till's dynamic code paid by the phone's wallet, ``card qr`` and ``card
+   pay-qr``), the day closed at the shop, four metro rides with
    the phone (``terminal gate transit``; the third reaches the daily cap), the
    back office's deferred authorisation and aggregation at the issuer, and a parking
    stay of 2 h 15 min with the Visa card (``terminal gate parking``);
@@ -110,9 +113,11 @@ class Demo:
     def json(self, *args: str, ok: tuple[int, ...] = (0,)) -> Any:
         return json.loads(self.run(*args, "--json", ok=ok))
 
-    def lines(self, *args: str, ok: tuple[int, ...] = (0,)) -> list[dict[str, Any]]:
+    def lines(
+        self, *args: str, ok: tuple[int, ...] = (0,), stdin: str | None = None
+    ) -> list[dict[str, Any]]:
         """A command printing one JSON object per line."""
-        out = self.run(*args, "--json", ok=ok)
+        out = self.run(*args, "--json", ok=ok, stdin=stdin)
         return [json.loads(line) for line in out.splitlines() if line.startswith("{")]
 
     def serve(self, *args: str) -> str:
@@ -189,14 +194,18 @@ def _issuer(demo: Demo) -> dict[str, Any]:
     for role, merchant, mcc in (("shop", "Corner Shop", "5411"), ("metro", "Metro", "4111"),
                                 ("park", "City Car Park", "7523")):  # fmt: skip
         t = demo.json("issuer", "terminal", "add", "--merchant", merchant, "--mcc", mcc,
-                      "--cert-dir", str(demo.folder / "certs"))  # fmt: skip
+                      "--city", "Paris", "--cert-dir", str(demo.folder / "certs"))  # fmt: skip
         terminals[role] = (t["id"], t["credential"], t["certificate"])
         print(f"   terminal {t['id']}: {merchant} (MCC {mcc}), TLS certificate "
               f"{t['certificate']['serial'][:12]}...")  # fmt: skip
+    wallet = demo.json("issuer", "wallet", "add", "--name", "Grace's phone",
+                       "--cert-dir", str(demo.folder / "certs"))  # fmt: skip
+    print(f"   wallet {wallet['id']}: Grace's phone, TLS certificate "
+          f"{wallet['certificate']['serial'][:12]}...")  # fmt: skip
     url = demo.serve("issuer", "serve", "--bind", "127.0.0.1:0")
     print(f"   issuer serve: {url}")
     return {"ada": ada, "grace": grace, "visa": visa, "phone": phone, "url": url,
-            "terminals": terminals}  # fmt: skip
+            "terminals": terminals, "wallet": wallet}  # fmt: skip
 
 
 def _masked(provisioned: dict[str, Any]) -> str:
@@ -236,14 +245,57 @@ def _retail(demo: Demo, setup: dict[str, Any]) -> dict[str, int]:
           f"cryptogram {receipt.get('cryptogram')}, transaction {txn}")  # fmt: skip
     refund = demo.json("terminal", "retail", *till, "refund", txn, "2.50")
     print(f"   REFUNDED 2.50 of {txn}: {refund.get('status', refund.get('result', 'done'))}")
+    _qr_sales(demo, setup, till)
     closed = demo.json("terminal", "retail", *till, "close")
     if not closed.get("match"):
         raise DemoError(f"the till and the issuer disagree: {closed.get('differences')}")
     till = closed["till"]
-    print(f"   end of day: till and issuer MATCH: {till['sales']['count']} sale "
-          f"{_eur(till['sales']['amount'])}, {till['refunds']['count']} refund "
-          f"{_eur(till['refunds']['amount'])}, net {_eur(till['net'])}")  # fmt: skip
-    return {"ada": -1250 + 250}
+    print(f"   end of day: till and issuer MATCH: {till['sales']['count']} sales "
+          f"{_eur(till['sales']['amount'])} ({till['qr']['count']} by QR code), "
+          f"{till['refunds']['count']} refund {_eur(till['refunds']['amount'])}, "
+          f"net {_eur(till['net'])}")  # fmt: skip
+    return {"ada": -1250 + 250, "grace": -420 - 380}
+
+
+def _qr_sales(demo: Demo, setup: dict[str, Any], till: list[str]) -> None:
+    """Two shop sales paid by QR code with Grace's phone: its code scanned (4.20), the
+    till's code paid by its wallet (3.80)."""
+    print("   Grace pays 4.20 with her phone's QR code, then 3.80 by scanning the till's")
+    code = demo.run("card", "qr", str(setup["phone"]), "--text").strip()
+    (scanned,) = demo.lines("terminal", "retail", *till, "--amount", "4.20", "--scan",
+                            stdin=code + "\n")  # fmt: skip
+    if not scanned.get("approved"):
+        raise DemoError(f"the scanned code was not approved: {scanned.get('reason')}")
+    print(f"   APPROVED {scanned['card']} by its consumer-presented code: {scanned['amount']}, "
+          f"ATC {scanned['atc']}, transaction {scanned['transaction_id']}")  # fmt: skip
+    shown = demo.folder / "shop-code.png"
+    wallet = setup["wallet"]
+    pay = ["card", "pay-qr", str(setup["phone"]), "--image", str(shown), "--yes",
+           "--issuer", setup["url"], "--wallet-id", wallet["id"], "--wallet-key",
+           wallet["credential"], *_tls(setup["url"], wallet["certificate"], "--issuer-ca",
+           wallet["certificate"]["issuer_ca_file"])]  # fmt: skip
+    showing = subprocess.Popen(  # noqa: S603 - our own console script
+        [str(BIN / "terminal"), "retail", *till, "--amount", "3.80", "--show-code",
+         "--code-png", str(shown), "--qr-wait", "60", "--json"],
+        env=demo.env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 30
+        while not (shown.exists() and shown.stat().st_size) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.2)
+        paid = demo.json(*pay)
+        out, _ = showing.communicate(timeout=60)
+    finally:
+        if showing.poll() is None:
+            showing.kill()
+            showing.wait()
+    receipt = json.loads(out.splitlines()[-1]) if out.strip() else {}
+    if not (paid.get("approved") and receipt.get("approved")):
+        raise DemoError(f"the till's code was not paid: {paid.get('reason')}")
+    print(f"   APPROVED {paid['card']} paid the till's dynamic code (read from its PNG): "
+          f"{receipt['amount']}, the till told by long poll, transaction "
+          f"{receipt['transaction_id']}")  # fmt: skip
 
 
 def _transit(demo: Demo, setup: dict[str, Any]) -> dict[str, int]:

@@ -18,6 +18,7 @@ from issuer.commands.common import (
     progress_printer,
     table,
 )
+from issuer.commands.qr import token_channels
 from issuer.domain.service import parse_expiry
 from issuer.keys.base import SCHEMES
 from issuer.model.entities import Card, Token
@@ -52,7 +53,8 @@ def _token_lines(t: Token) -> list[str]:
         f"number    {t.token_masked}   PSN {t.psn}   expiry {t.expiry:%Y-%m}",
         f"scheme    {t.scheme}   range {t.bin}   CVN {t.cvn}",
         f"PAR       {t.par}   requestor {t.requestor_id}",
-        f"domain    {'contactless only' if t.contactless_only else 'any channel'}; MCC {mccs}",
+        f"domain    {'contactless only' if t.contactless_only else 'any channel'}; MCC {mccs}"
+        f"; pays on {', '.join(t.channels) if t.channels is not None else 'every channel'}",
         f"status    {t.status.value}",
     ]
     if t.flag:
@@ -271,7 +273,7 @@ _card_change("close", "close_card", "Close a card for good; its tokens are delet
 
 @click.group()
 def token() -> None:
-    """Payment tokens: list, show, suspend, resume, delete."""
+    """Payment tokens: list, show, suspend, resume, delete, channels."""
 
 
 @token.command("list")
@@ -332,3 +334,6 @@ def _token_change(verb: str, method: str, help_text: str) -> click.Command:
 _token_change("suspend", "suspend_token", "Suspend a token (its card keeps working).")
 _token_change("resume", "resume_token", "Resume a suspended token.")
 _token_change("delete", "delete_token", "Delete a token for good.")
+
+
+token.add_command(token_channels)

@@ -34,6 +34,7 @@ from issuer.errors import (
     ValidationError,
 )
 from issuer.keys.base import KeyStore, MasterKeyRef
+from issuer.model import currency as currencies
 from issuer.model.currency import currency
 from issuer.model.entities import (
     Account,
@@ -713,17 +714,23 @@ class IssuerService:
         *,
         country: str = "0250",
         certify: Callable[[str], TerminalCertificate] | None = None,
+        city: str | None = None,
+        currency: str | None = None,
     ) -> tuple[Terminal, str]:
         """Register a terminal: the record and its credential (shown once). With
         ``certify`` (the terminal id -> the record of a client certificate issued for
         it, :mod:`issuer.pki`) the certificate is recorded in the same transaction:
-        both or neither."""
+        both or neither. ``city`` and ``currency`` (ISO 4217) are for its QR codes."""
         merchant = str(merchant).strip()
         if not merchant or len(merchant) > 100:
             raise ValidationError("a merchant name is 1 to 100 characters")
         check_mcc(mcc)
         if not re.fullmatch(r"[0-9]{4}", country):
             raise ValidationError("a terminal country code is 4 digits (ISO 3166 numeric, 0250)")
+        if city is not None and not 1 <= len(city.strip()) <= 100:
+            raise ValidationError("a city is 1 to 100 characters")
+        if currency is not None:
+            currency = currencies.currency(currency).alpha
         credential = new_credential()
         terminal = Terminal(
             new_id("term"),
@@ -733,6 +740,8 @@ class IssuerService:
             TerminalStatus.ACTIVE,
             utc_now(),
             country,
+            None if city is None else city.strip(),
+            currency,
         )
         with self.ledger.unit_of_work() as uow:
             uow.terminals.add(terminal)

@@ -18,7 +18,7 @@ import msgspec
 
 from emvwire import contract
 from issuer.service import operator_messages
-from issuer.service.routes import ID_PATTERN, PREFIX_PATTERN, ROUTES, Route
+from issuer.service.routes import BILL_PATTERN, ID_PATTERN, PREFIX_PATTERN, ROUTES, Route
 
 __all__ = ["ERRORS", "OPENAPI", "OPERATOR_ERRORS"]
 
@@ -103,6 +103,12 @@ _PREFIX: Final = {
     "required": True,
     "schema": {"type": "string", "pattern": f"^{PREFIX_PATTERN}$"},
 }
+_BILL: Final = {
+    "name": "bill",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string", "pattern": f"^{BILL_PATTERN}$"},
+}
 
 
 def _schema_of(answer: Any) -> dict[str, Any]:
@@ -139,10 +145,14 @@ def _operation(route: Route) -> dict[str, Any]:
         operation["description"] = route.description
     if route.public:
         operation["security"] = []
-    if route.scopes:
+    elif route.scopes:
         operation["security"] = [{"operator": []}]
         operation["x-scopes"] = list(route.scopes)
+    elif route.principal == "wallet":
+        operation["security"] = [{"wallet": []}]
     parameters = [_ID] if "{id}" in route.path else [_PREFIX] if "{prefix}" in route.path else []
+    if "{bill}" in route.path:
+        parameters.append(_BILL)
     if route.idempotency_key:
         parameters.append(_KEY)
     if route.query is not None:
@@ -209,6 +219,13 @@ OPENAPI: Final[dict[str, Any]] = {
                 "add`, over mutual TLS with the operator's client certificate "
                 "(urn:tapstack:operator:<id>). Terminal credentials are refused here, "
                 "operator credentials on the terminal routes.",
+            },
+            "wallet": {
+                "type": "http",
+                "scheme": "bearer",
+                "description": "`<wallet id>:<credential>` as printed by `issuer wallet add` "
+                "(a phone wallet paying merchant-presented QR codes), over mutual TLS with "
+                "the wallet's client certificate (urn:tapstack:wallet:<id>).",
             },
         },
         "schemas": _SCHEMAS,

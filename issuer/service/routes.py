@@ -21,14 +21,17 @@ import msgspec
 from emvwire import contract
 from issuer.model.entities import AuthorisationStatus
 from issuer.service import operator_messages as op
+from issuer.service.qr import SaleQuery
 
-__all__ = ["ID_PATTERN", "PREFIX_PATTERN", "ROUTES", "ListQuery", "Route"]
+__all__ = ["BILL_PATTERN", "ID_PATTERN", "PREFIX_PATTERN", "ROUTES", "ListQuery", "Route"]
 
 #: A transaction id in a path (``txn_`` and 16 base32 characters, as the issuer makes
-#: them): another path segment matches no route (404).
+#: them; a terminal's, ``term_``, alike): another path segment matches no route (404).
 ID_PATTERN: Final = "[a-z]+_[a-z2-7]{16}"
 #: A range's prefix in a path (``{prefix}``): its BIN, 6 to 8 digits.
 PREFIX_PATTERN: Final = "[0-9]{6,8}"
+#: A bill number in a path (``{bill}``: :data:`emvwire.contract.BillNumber`).
+BILL_PATTERN: Final = "[A-Za-z0-9._-]{1,25}"
 
 
 class ListQuery(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -46,7 +49,7 @@ class Route:
 
     ``name`` is the :class:`~issuer.service.api.Api` handler that answers it; ``path``
     is an OpenAPI path template (``{id}``: an id, :data:`ID_PATTERN`; ``{prefix}``: a
-    range's, :data:`PREFIX_PATTERN`);
+    range's, :data:`PREFIX_PATTERN`; ``{bill}``: a bill number, :data:`BILL_PATTERN`);
     ``answers`` maps a status to the contract message(s) of its body (a tuple: one of
     them; ``None``: not a contract message) and its description. A route that is not
     ``public`` needs a terminal credential and may answer every error of
@@ -68,6 +71,8 @@ class Route:
     #: How the API runs it: ``read`` (answered at once), ``authorise`` (checked at
     #: once, decided in group commit) or ``write`` (run with the group's writes).
     kind: str = "read"
+    #: Whose credential it needs: a ``terminal``'s or a phone ``wallet``'s.
+    principal: str = "terminal"
     #: An operator route: the scopes any of which allows it (``operations`` includes
     #: ``read``: :func:`issuer.model.operators.granted`).
     scopes: tuple[str, ...] = ()
@@ -269,6 +274,68 @@ ROUTES: Final[tuple[Route, ...]] = (
         body=contract.RefundRequest,
         idempotency_key=True,
         kind="write",
+    ),
+    Route(
+        "qr_sale_open",
+        "POST",
+        "/v1/qr/sales",
+        "Open the sale of a dynamic QR code (merchant-presented)",
+        {201: (contract.QrSale, "The sale, with the text of the code to show")},
+        body=contract.QrSaleRequest,
+        idempotency_key=True,
+        kind="write",
+        description="The code (EMV QRCPS-MPM, point of initiation 12) names this terminal "
+        "and carries the amount and the bill number; a phone pays it with POST "
+        "/v1/qr/payments. The same bill and amount again is the same sale; another "
+        "amount is 409 bill_in_use. A terminal without a city for its codes is 409 "
+        "merchant_incomplete.",
+    ),
+    Route(
+        "qr_sale",
+        "GET",
+        "/v1/qr/sales/{bill}",
+        "A sale of this terminal; with wait, a long poll",
+        {200: (contract.QrSale, "The sale")},
+        query=SaleQuery,
+        description="With wait=N (seconds, at most 30) the answer comes as soon as the "
+        "sale is paid, expired or cancelled, or a payment of it was declined, else after "
+        "N seconds with the sale still open.",
+    ),
+    Route(
+        "qr_sale_cancel",
+        "POST",
+        "/v1/qr/sales/{bill}/cancel",
+        "End an open sale unpaid",
+        {200: (contract.QrSale, "Cancelled, or paid first (nothing changed)")},
+        body=contract.QrSaleCancelRequest,
+        idempotency_key=True,
+        kind="write",
+        description="A payment of its code is declined QR_CODE_EXPIRED from then on. A "
+        "sale whose payment is under way is 409 sale_being_paid: ask again.",
+    ),
+    Route(
+        "qr_merchant",
+        "GET",
+        "/v1/qr/merchants/{id}",
+        "A merchant as the issuer knows it (phone wallets)",
+        {200: (contract.QrMerchant, "The merchant")},
+        principal="wallet",
+    ),
+    Route(
+        "qr_pay",
+        "POST",
+        "/v1/qr/payments",
+        "Pay a merchant-presented code (phone wallets; approved or declined: both 200)",
+        {200: (_D, "Decision")},
+        body=contract.QrPaymentRequest,
+        idempotency_key=True,
+        kind="write",
+        principal="wallet",
+        description="The card's cryptogram made for the code's amount and currency. "
+        "Declined QR_CODE_INVALID (the code does not decode: its CRC) or "
+        "UNAUTHORIZED_MERCHANT (it names no merchant of this issuer) without a record; "
+        "else recorded as the merchant terminal's authorisation (channel qr_mpm), declined "
+        "AMOUNT_MISMATCH, QR_CODE_EXPIRED or QR_CODE_USED as the code and its sale say.",
     ),
     *(
         # The operator API: /v1/issuing/...

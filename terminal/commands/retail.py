@@ -6,9 +6,19 @@ error, ``[display] ...``) shows the EMV Book A §9.4 messages, the sale is autho
 online and its receipt printed (standard output; ``--json``: one JSON object per
 line). The till logic, capture policy and close are in :mod:`terminal.apps.retail`.
 
+A sale may be paid by QR code instead of a tap (EMV QRCPS; :mod:`terminal.apps.qr`):
+``--scan`` reads the customer's consumer-presented code as one line of standard input
+(a USB scanner is a keyboard: it types the code and Enter) or from ``--image FILE`` (a
+camera frame); ``--show-code`` shows the dynamic merchant-presented code the issuer
+made for the sale on the customer display (drawn in Unicode half blocks, its text on
+the next line; ``--code-png FILE`` writes it as an image too) and waits
+``--qr-wait`` seconds for the customer's phone to pay it.
+
 Lines (prompt and ``--stdin``)::
 
     12.34 | sale 12.34          a sale (tap a card)
+    scan 12.34 [CODE]           a sale paid by the customer's code (CODE, else the next line)
+    show 12.34                  a sale paid by the customer's phone scanning the till's code
     void TXN_ID                 void an approved sale of the open batch
     refund TXN_ID 5.00          refund part or all of a sale
     totals                      the open batch's totals as the till has them
@@ -124,6 +134,8 @@ class _Session:
     config: TerminalConfig | None = None
     close_ok: bool = True
     tapped: bool = False
+    #: Reads the next line of input (a scanned code after ``scan AMOUNT``).
+    next_line: Callable[[], str | None] = lambda: None
     _host: Any = field(default=None, repr=False)
 
     def get(self, name: str, default: Any = None) -> Any:
@@ -159,11 +171,29 @@ class _Session:
         merchant = self.get("merchant") or config.data(Tag.MERCHANT_NAME_AND_LOCATION).decode(
             "ascii", "replace"
         )
+        from hostlink import HostClient
+
         self.till = Till(
             journal, self._host, merchant=merchant or "tapstack merchant", terminal_id=tid,
             currency=self.currency(), display=_display,
+            qr_host=self._host if isinstance(self._host, HostClient) else None,
+            show_code=self.show_code, terminal_data=config.terminal_data,
         )  # fmt: skip
         return self.till
+
+    def show_code(self, text: str) -> None:
+        """The customer display shows a merchant-presented code (standard error: drawn,
+        then its text; with ``--code-png`` written as an image too)."""
+        from emvwire.qr import image
+
+        click.echo(image.terminal(text), err=True, nl=False)
+        click.echo(f"[display] code: {text}", err=True)
+        png = self.get("code_png")
+        if png:
+            try:
+                Path(png).write_bytes(image.png(text))
+            except OSError as exc:
+                raise ConfigFailure(f"--code-png {png}: {exc.strerror or exc}") from None
 
     def journal(self) -> Journal:
         """The till's journal (``--home``/journal)."""
@@ -254,8 +284,46 @@ def _sale(session: _Session, amount_text: str) -> Receipt:
     return receipt
 
 
-def _checked_sale(session: _Session, amount_text: str) -> None:
-    receipt = _sale(session, amount_text)
+def _qr_sale(session: _Session, amount_text: str, mode: str, code: str | None = None) -> Receipt:
+    """A sale paid by QR code: ``scan`` (the customer's code: ``code``, the image of
+    ``--image``, or the next line of input) or ``show`` (the till's code)."""
+    till = session.open_till()
+    try:
+        amount = parse_amount(amount_text, till.currency.exponent)
+        if mode == "show":
+            receipt = till.show_sale(amount, wait=session.get("qr_wait", 120.0))
+        else:
+            receipt = till.scan_sale(amount, code if code is not None else _scanned(session))
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="amount") from None
+    except RetailError as exc:
+        raise click.BadParameter(str(exc), param_hint="amount") from None
+    _print(session, receipt)
+    return receipt
+
+
+def _scanned(session: _Session) -> str:
+    """The customer's code: read from ``--image``, else one line of input (the scanner)."""
+    image_file = session.get("image")
+    if image_file:
+        from emvwire.errors import QrError
+        from emvwire.qr import image
+
+        try:
+            return image.read(Path(image_file).read_bytes())
+        except OSError as exc:
+            raise ConfigFailure(f"--image {image_file}: {exc.strerror or exc}") from None
+        except QrError as exc:
+            raise NotCompleted(f"{image_file}: {exc.message}") from None
+    _display(UiMessage.SEE_PHONE, "show your code to the scanner")
+    line = session.next_line()
+    if not line or not line.strip():
+        raise NotCompleted("no code scanned")
+    return line.strip()
+
+
+def _checked(receipt: Receipt) -> None:
+    """The exit of a one-sale invocation: 7 no charge, 5 not approved."""
     if receipt.status == "NO CHARGE":
         raise HostUnreachableFailure(f"{receipt.reason}: sale of {receipt.amount} not charged")
     if not receipt.approved:
@@ -327,6 +395,10 @@ def _line(session: _Session, line: str) -> bool:
         return False
     if verb == "sale" and len(args) == 1:
         _sale(session, args[0])
+    elif verb == "scan" and len(args) in (1, 2):
+        _qr_sale(session, args[0], "scan", args[1] if len(args) == 2 else None)
+    elif verb == "show" and len(args) == 1:
+        _qr_sale(session, args[0], "show")
     elif len(words) == 1 and words[0][:1].isdigit():
         _sale(session, words[0])
     elif verb == "void" and len(args) == 1:
@@ -339,8 +411,8 @@ def _line(session: _Session, line: str) -> bool:
         _totals(session)
     else:
         raise click.UsageError(
-            f"cannot read {line.strip()!r}: sale AMOUNT | void TXN | refund TXN AMOUNT "
-            "| totals | close | quit"
+            f"cannot read {line.strip()!r}: sale AMOUNT | scan AMOUNT [CODE] | show AMOUNT "
+            "| void TXN | refund TXN AMOUNT | totals | close | quit"
         )
     return True
 
@@ -379,9 +451,25 @@ def _lines(session: _Session, read: Callable[[], str | None]) -> None:
 @click.option("--timeout", type=click.FloatRange(min=0), metavar="S",
               help="Wait S s at most for a card (and for its removal).")  # fmt: skip
 @click.option("--trace", is_flag=True, default=None, help="Every APDU to standard error.")
+@click.option("--scan", "mode", flag_value="scan",
+              help="The --amount sale is paid by the customer's QR code: one line of "
+              "standard input (a scanner), or --image.")  # fmt: skip
+@click.option("--show-code", "mode", flag_value="show",
+              help="The --amount sale is paid by the customer's phone scanning the till's "
+              "QR code (shown on the display).")  # fmt: skip
+@click.option("--image", type=click.Path(dir_okay=False), metavar="FILE",
+              help="With --scan: read the customer's code from this picture.")  # fmt: skip
+@click.option(
+    "--code-png",
+    type=click.Path(dir_okay=False),
+    metavar="FILE",
+    help="With --show-code (and `show` lines): also write the till's code as a PNG.",
+)
+@click.option("--qr-wait", type=click.FloatRange(min=10, max=900), metavar="S",
+              help="Wait S s for the phone to pay the till's code (default 120).")  # fmt: skip
 @click.pass_context
 def retail_command(
-    ctx: click.Context, /, amount: str | None, from_stdin: bool, **values: Any
+    ctx: click.Context, /, amount: str | None, from_stdin: bool, mode: str | None, **values: Any
 ) -> None:
     """The retail tap reader: take sales, voids and refunds, and close the day.
 
@@ -392,6 +480,7 @@ def retail_command(
     can be voided (its hold released), afterwards refunded.
     """
     session = _Session({k: v for k, v in values.items() if v is not None})
+    session.next_line = lambda: sys.stdin.readline() or None
     ctx.obj = session
     ctx.call_on_close(session.close)
     if ctx.invoked_subcommand is not None:
@@ -400,11 +489,18 @@ def retail_command(
         return
     if amount is not None and from_stdin:
         raise click.UsageError("give --amount or --stdin, not both")
+    if (mode or values.get("image")) and amount is None:
+        raise click.UsageError("--scan, --show-code and --image go with --amount")
+    if values.get("image") and mode != "scan":
+        raise click.UsageError("--image goes with --scan")
+    if amount is not None and mode is not None:
+        _checked(_qr_sale(session, amount, mode))
+        return
     if amount is not None:
-        _checked_sale(session, amount)
+        _checked(_sale(session, amount))
         return
     if from_stdin:
-        _lines(session, lambda: sys.stdin.readline() or None)
+        _lines(session, session.next_line)
         if not session.close_ok:
             ctx.exit(CloseMismatch.exit_code)
         return

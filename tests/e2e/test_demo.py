@@ -1,6 +1,7 @@
 """The README's main command, ``scripts/demo`` (scripts/demo.py): the whole day of taps
-ends by itself with status 0, every step in order, the books agreeing, and no full PAN
-or track 2 anywhere in what it prints. In process, and through pcscd + vpcd."""
+and QR payments ends by itself with status 0, every step in order, the books agreeing,
+and no full PAN or track 2 anywhere in what it prints. In process, and through pcscd +
+vpcd."""
 
 from __future__ import annotations
 
@@ -17,7 +18,9 @@ STEPS = [
     "== the shop",
     "APPROVED",
     "REFUNDED 2.50",
-    "till and issuer MATCH",
+    "by its consumer-presented code: 4.20 EUR",
+    "paid the till's dynamic code (read from its PNG): 3.80 EUR, the till told by long poll",
+    "till and issuer MATCH: 3 sales 20.50 EUR (2 by QR code)",
     "== the metro",
     "1 aggregation completed, 6.00 EUR captured",
     "charged 0.00 EUR, DAILY_CAP",
@@ -25,7 +28,7 @@ STEPS = [
     "pre-authorised 20.00 EUR",
     "charged 7.50 EUR",
     "Ada    balance 82.50 EUR, held 0.00 EUR; expected 82.50 EUR: agree",
-    "Grace  balance 94.00 EUR, held 0.00 EUR; expected 94.00 EUR: agree",
+    "Grace  balance 86.00 EUR, held 0.00 EUR; expected 86.00 EUR: agree",
     "issuer ledger: balances equal their entries",
     "back office rider 1: 4 trips, charged 6.00 EUR",
     "All consistent",

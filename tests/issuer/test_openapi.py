@@ -25,6 +25,21 @@ def world(issuer: IssuerApp, rsa_keys: dict[str, SigningKey]) -> World:
     return make_world(issuer, rsa_keys)
 
 
+#: A bill number of the QR sale routes' paths (``{bill}``).
+BILL = "B-1"
+
+
+def _wallet(world: World) -> str:
+    """A phone wallet's credential, for the routes that need one."""
+    wallet, key = world.api.qr.payments.add_wallet("phone")
+    return f"Bearer {wallet.id}:{key}"
+
+
+def _auth(world: World, operation: dict[str, Any], wallet: str) -> str:
+    """The credential an operation needs: the terminal's, or a wallet's."""
+    return wallet if operation.get("security") == [{"wallet": []}] else world.auth
+
+
 def _refs(node: Any) -> Iterator[str]:
     if isinstance(node, dict):
         for key, value in node.items():
@@ -63,35 +78,40 @@ def test_documented_bodies_are_what_the_routes_accept(world: World) -> None:
         "amount": 1,
         "request_id": "never-sent",
         "authorisation": txn,
+        "channel": "qr_cpm",
+        "bill": BILL,
+        "expires_in": 60,
+        "payload": "not a QR code",
     }
+    wallet = _wallet(world)
     routes = [
-        (path, operation["requestBody"])
+        (path, operation["requestBody"], _auth(world, operation, wallet))
         for path, item in OPENAPI["paths"].items()
         for method, operation in item.items()
         if method == "post" and "requestBody" in operation and "x-scopes" not in operation
     ]
-    assert {path for path, _ in routes} == {
+    assert {path for path, _, _ in routes} == {
         p for p, item in OPENAPI["paths"].items() if "post" in item
     } - {p for p in OPENAPI["paths"] if p.startswith("/v1/issuing/")}, (
         "every POST route documents its body"
     )
-    for path, request_body in routes:
+    for path, request_body, auth in routes:
         schema = _schema(request_body["content"]["application/json"]["schema"]["$ref"])
         properties = set(schema["properties"])
         required = set(schema.get("required", []))
         assert request_body["required"] == bool(required), path
         assert schema["additionalProperties"] is False, path
-        url = path.replace("{id}", txn)
+        url = path.replace("{id}", txn).replace("{bill}", BILL)
         body = {name: samples[name] for name in properties}
 
-        status, answer = post(world, url, body, next(keys))
+        status, answer = post(world, url, body, next(keys), auth)
         assert status != 400, (path, answer)  # every documented field accepted
-        status, answer = post(world, url, {**body, "undocumented": 1}, next(keys))
+        status, answer = post(world, url, {**body, "undocumented": 1}, next(keys), auth)
         assert (status, answer["error"]["code"]) == (400, "invalid_request"), path
         assert "undocumented" in answer["error"]["message"]
         for name in properties:
             less = {k: v for k, v in body.items() if k != name}
-            status, answer = post(world, url, less, next(keys))
+            status, answer = post(world, url, less, next(keys), auth)
             if name in required:
                 assert (status, answer["error"]["code"]) == (400, "invalid_request"), path
                 assert name in answer["error"]["message"]
@@ -140,7 +160,11 @@ def test_documented_operator_bodies_are_what_the_routes_accept(world: World) -> 
 def test_the_router_serves_exactly_the_documented_operations(world: World) -> None:
     headers = {"authorization": world.auth, "idempotency-key": "r1"}
     for path, item in OPENAPI["paths"].items():
-        url = path.replace("{id}", "txn_aaaaaaaaaaaaaaaa").replace("{prefix}", "476173")
+        url = (
+            path.replace("{id}", "txn_aaaaaaaaaaaaaaaa")
+            .replace("{prefix}", "476173")
+            .replace("{bill}", BILL)
+        )
         for method in ("GET", "POST", "PUT", "DELETE", "PATCH"):
             status, answer = request(world, method, url, headers, b"{}")
             if method.lower() in item:
@@ -154,14 +178,18 @@ def test_the_router_serves_exactly_the_documented_operations(world: World) -> No
 
 
 def test_documented_queries_are_what_the_routes_accept(world: World) -> None:
-    samples = {"integer": "5", "string": "x"}
+    samples = {"integer": "5", "string": "x", "number": "0.1"}
     # What the operator lists filter by or start after must exist (else 400).
     named = {"account": world.account, "card": world.card_id, "terminal": world.terminal}
     cursors = {"/v1/issuing/accounts": world.account, "/v1/issuing/cards": world.card_id,
                "/v1/issuing/terminals": world.terminal, "/v1/issuing/ranges": "476173"}  # fmt: skip
     _, operator_auth = operator(world.app, "read")
+    payments = world.api.qr.payments
+    payments.set_terminal_place(world.terminal, city="Paris", currency="EUR")
+    payments.open_sale(world.app.service.terminal(world.terminal), BILL, 100, 60)
     checked = 0
-    for path, item in OPENAPI["paths"].items():
+    for template, item in OPENAPI["paths"].items():
+        path = template.replace("{bill}", BILL)
         for operation in item.values():
             auth = operator_auth if "x-scopes" in operation else None
             query = [p for p in operation.get("parameters", []) if p["in"] == "query"]
@@ -187,5 +215,6 @@ def test_documented_queries_are_what_the_routes_accept(world: World) -> None:
                 status, answer = get(world, f"{path}?undocumented=1", auth)
                 assert (status, answer["error"]["code"]) == (400, "invalid_request")
                 assert "undocumented" in answer["error"]["message"]
-    # The terminals' list: 2; the operator lists: 3 + 4 + 4 + 3 + 3 + 5 (two cursors skipped).
-    assert checked == 2 + 22
+    # The terminals' list: 2, a QR sale's wait: 1; the operator lists: 3 + 4 + 4 + 3 + 3 +
+    # 5 (two cursors skipped).
+    assert checked == 3 + 22
