@@ -68,7 +68,11 @@ DEFAULT_NFC_PORT: Final = 54321
 #: Book C-2 Annex A). Every other sensitive object (names, track 1) stays masked.
 REVEALABLE_TAGS: Final = frozenset({Tag.PAN, Tag.TRACK2_EQUIVALENT, Tag.TRACK2_DATA})
 #: Kernel numbers of the profile's kernels (Book B §3.2), for the dictionary.
-_KERNEL_NUMBER: Final = {"visa": int(Kernel.VISA), "mastercard": int(Kernel.MASTERCARD)}
+_KERNEL_NUMBER: Final = {
+    "visa": int(Kernel.VISA),
+    "mastercard": int(Kernel.MASTERCARD),
+    "amex": int(Kernel.AMEX),
+}
 #: Seconds between two pcsc presentations (card.vpcd.REMOVAL_GAP; tests shorten it).
 _REMOVAL_GAP: Final = REMOVAL_GAP
 #: Seconds to wait for vpcd's first message before calling the reader busy.

@@ -54,6 +54,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Final
 
+from card.amex import AmexApplication
 from card.application import PaymentApplication, Transaction, fci_template
 from card.iso7816 import (
     SW_CLA_NOT_SUPPORTED,
@@ -102,6 +103,7 @@ _CLASSES: Final = frozenset(_INSTRUCTIONS.values())
 _KERNELS: Final[dict[str, type[PaymentApplication]]] = {
     "visa": VisaApplication,
     "mastercard": MastercardApplication,
+    "amex": AmexApplication,
 }
 
 #: What is selected: nothing, the PPSE, the PSE, or an application (its index).

@@ -30,6 +30,16 @@ MASTER_KEYS = ROOT / "fixtures" / "issuer" / "test-master-keys.json"
 SCHEMES = {
     "visa": ("test-ca-A000000003-F1-private.pem", 0xF1, 1024, 1024, 3),
     "mastercard": ("test-ca-A000000004-99-private.pem", 0x99, 1152, 1024, 65537),
+    "amex": ("test-ca-A000000025-E4-private.pem", 0xE4, 1024, 1024, 3),
+}
+
+#: The cards' ISO 14443-3 UIDs, per scheme.
+UIDS = {"visa": "08A1B2C3", "mastercard": "08C4D5E6", "amex": "08E7F809"}
+#: The cards' own offline limits (minor units, taps), per scheme: none is no offline
+#: approval.
+LIMITS = {
+    "visa": {"offline_amount": 5000, "offline_count": 3},
+    "amex": {"offline_amount": 5000, "offline_count": 3},
 }
 
 CARDS_TO_MAKE = [
@@ -40,6 +50,7 @@ CARDS_TO_MAKE = [
     ("mastercard-card", "mastercard", "card", "5413330089601034", "00", 17, "MC/TEST CARD", None),
     ("mastercard-phone", "mastercard", "phone", "5204740000001002", "00", 21, "",
      TokenInfo("50110030273", "M0010013020331234567890123456", "1034")),
+    ("amex-card", "amex", "card", "374245455400126", "00", 0xA5, "AMEX/TEST CARD", None),
 ]  # fmt: skip
 
 
@@ -85,8 +96,8 @@ def main(only: list[str]) -> None:
             issuer=_issuer(kernel, pan),
             cardholder=holder,
             token=token,
-            uid=bytes.fromhex({"visa": "08A1B2C3", "mastercard": "08C4D5E6"}[kernel]),
-            limits={"offline_amount": 5000, "offline_count": 3} if kernel == "visa" else {},
+            uid=bytes.fromhex(UIDS[kernel]),
+            limits=LIMITS.get(kernel, {}),
         )
         profile.dump(CARDS / f"{file}.json")
         print(f"{file}: AC key KCV {kcv(keys.ac).hex().upper()}")

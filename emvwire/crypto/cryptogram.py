@@ -87,7 +87,8 @@ class Cvn(enum.IntEnum):
     Visa and Mastercard number CVNs independently; the numbers supported here do
     not collide, so an ``int`` names one entry of :data:`CVN_TABLE`.
     ``EMV_CCD_AES`` is valued ``0xA6``: the Common Core Identifier byte of a CCD
-    IAD whose cryptogram version is ``6`` (AES).
+    IAD whose cryptogram version is ``6`` (AES); ``EMV_CCD_TDES`` ``0xA5``, version
+    ``5`` (TDES), the cryptogram of tapstack's American Express card (kernel 4).
     """
 
     VISA_10 = 10
@@ -97,6 +98,7 @@ class Cvn(enum.IntEnum):
     MASTERCARD_17 = 17
     MASTERCARD_20 = 20
     MASTERCARD_21 = 21
+    EMV_CCD_TDES = 0xA5
     EMV_CCD_AES = 0xA6
 
 
@@ -332,6 +334,30 @@ CVN_TABLE: Final = MappingProxyType(
             sources=(
                 "Mastercard M/Chip 4: CVN bits 3-2 = 10 (EMV CSK), bit 1 = 1 (counters)",
                 _PYEMV,
+            ),
+        ),
+        Cvn.EMV_CCD_TDES: CvnSpec(
+            cvn=Cvn.EMV_CCD_TDES,
+            scheme="EMV Common Core Definitions (tapstack's American Express card)",
+            master_key=MasterKeyDerivation.OPTION_A,
+            session_key=SessionKeyDerivation.EMV_CSK,
+            data_elements=(*_BOOK2_MINIMUM, "tag_9f10"),
+            padding=2,
+            mac=MacAlgorithm.RETAIL_TDES,
+            arpc_method=2,
+            arpc_key=ArpcKey.SESSION_KEY,
+            iad_layout="CCD format A: len(0F) | CCI(A5) | DKI | CVR(5) | counters(8) | "
+            "len(0F) | 15 bytes issuer discretionary data; the whole IAD is MAC'd",
+            cvr_in_iad=(3, 5),
+            counters_in_iad=(8, 8),
+            sources=(
+                "EMV 4.3 Book 3 Annex C7 (CCD IAD format A, CCI cryptogram version '5' = "
+                "TDES; CVR of C7.3)",
+                "EMV 4.3 Book 2 §8.1.2 (CCD AC over the minimum set and the IAD), §A1.2.1 "
+                "(MAC algorithm 3, padding method 2), §A1.3.1 (common SKD), §A1.4.1 "
+                "(option A: PANs of 15 digits), §8.2.2 (ARPC method 2)",
+                "American Express's own AEIPS/Expresspay cryptogram versions are not public: "
+                "tapstack's Amex card uses this EMV common core instead",
             ),
         ),
         Cvn.EMV_CCD_AES: CvnSpec(

@@ -58,9 +58,12 @@ PURCHASE_TYPES: Final = frozenset({0x00, 0x09})
 #: Where the CVR sits in the IAD, per CVN: (offset, length) of the CVR data bytes.
 #: Visa format 0/1 (VIS 1.5 Appendix A-13: ``06 | DKI | CVN | 03 | CVR(3)``), Visa
 #: format 2 (VIS 1.6: ``1F | CVN | DKI | CVR(5) | ...``), M/Chip 4 (``DKI | CVN |
-#: CVR(6) | ...``). CVN 10/18/16/17/20/21 MAC the CVR; CVN 22 MACs the whole IAD.
+#: CVR(6) | ...``), the EMV common core of the American Express card (Book 3 Annex
+#: C7.1: ``0F | CCI A5 | DKI | CVR(5) | ...``). CVN 10/18/16/17/20/21 MAC the CVR;
+#: CVN 22 and A5 MAC the whole IAD.
 CVR_IN_IAD: Final[Mapping[int, tuple[int, int]]] = {
     10: (4, 3), 18: (4, 3), 22: (3, 5), 16: (2, 6), 17: (2, 6), 20: (2, 6), 21: (2, 6),
+    0xA5: (3, 5),
 }  # fmt: skip
 #: Card-proven facts in the CVR, per scheme (card/visa.py, card/mastercard.py module
 #: docstrings; VIS 1.5 A-13, M/Chip 4 CVR).
@@ -68,6 +71,10 @@ _VISA_CVR_CDCVM: Final = Bit(2, 0x01)
 _VISA_CVR_OFFLINE_ONLY: Final = Bit(0, 0x01)  # "unable to go online": an offline reader
 _MC_CVR_PIN_PERFORMED: Final = Bit(0, 0x04)
 _MC_CVR_PIN_OK: Final = Bit(0, 0x01)
+#: CCD CVR byte 2 bit 4, offline PIN verification performed (Book 3 Annex C7.3): what
+#: a CCD card (tapstack's American Express card, card/amex.py) would set for a CVM
+#: verified by the card; the plastic card never does.
+_CCD_CVR_PIN_PERFORMED: Final = Bit(1, 0x08)
 #: CVM results 9F34 method codes (EMV Book 3 Annex C3, low six bits): offline PIN
 #: verified by the ICC (plaintext 01, enciphered 04, combinations 03, 05) = CDCVM on
 #: contactless kernel 2/3 (01 00 02).
@@ -176,6 +183,8 @@ def check_cvm(instrument: Instrument, tags: Mapping[int, bytes]) -> None:
     cvr = _cvr(instrument, tags[Tag.IAD])
     if instrument.scheme == "visa":
         card_cdcvm = is_set(cvr, _VISA_CVR_CDCVM)
+    elif instrument.scheme == "amex":
+        card_cdcvm = is_set(cvr, _CCD_CVR_PIN_PERFORMED)
     else:
         card_cdcvm = is_set(cvr, _MC_CVR_PIN_PERFORMED) and is_set(cvr, _MC_CVR_PIN_OK)
     cvm = tags.get(Tag.CVM_RESULTS, b"")

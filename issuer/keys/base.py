@@ -58,7 +58,7 @@ __all__ = [
 ]
 
 #: Payment schemes the issuer serves (the kernels of emvwire.profile).
-SCHEMES: Final = ("visa", "mastercard")
+SCHEMES: Final = ("visa", "mastercard", "amex")
 #: Master key purposes (EMV Book 2 §A1.4: AC, SM integrity, SM confidentiality).
 PURPOSES: Final = ("ac", "smi", "smc")
 #: The highest master key version (rotations of one range and CVN).

@@ -40,7 +40,11 @@ __all__ = [
 ]
 
 #: Token requestor ids (9F19) of the phone wallet, per scheme (the fixtures' values).
-DEFAULT_REQUESTOR_IDS = {"visa": "40010030273", "mastercard": "50110030273"}
+DEFAULT_REQUESTOR_IDS = {
+    "visa": "40010030273",
+    "mastercard": "50110030273",
+    "amex": "30010030273",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,7 +155,7 @@ def provision(
     if form not in ("card", "phone"):
         raise ValidationError("the form is card or phone")
     if scheme not in ICC_KEY_SIZE:
-        raise ValidationError("the scheme is visa or mastercard")
+        raise ValidationError(f"the scheme is one of {', '.join(ICC_KEY_SIZE)}")
     keys = service.keys
     account = service.account(account_id)
     if form == "card":

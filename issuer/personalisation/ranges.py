@@ -80,12 +80,15 @@ def check_range_spec(spec: RangeSpec) -> RangeSpec:
 
 
 #: The default ranges of ``issuer init``: a card and a token range per scheme, with
-#: the CVNs of the fixture cards (Visa 18 cards / 22 phones, Mastercard 17 / 21).
+#: the CVNs of the fixture cards (Visa 18 cards / 22 phones, Mastercard 17 / 21), and
+#: an American Express card range of 15-digit PANs (IIN 37, ISO/IEC 7812-1 as American
+#: Express publishes it) with the EMV common core cryptogram (CCD, CVN A5).
 DEFAULT_RANGES: Final = (
     RangeSpec("476173", "visa", "card", 18),
     RangeSpec("489537", "visa", "token", 22),
     RangeSpec("541333", "mastercard", "card", 17),
     RangeSpec("520474", "mastercard", "token", 21),
+    RangeSpec("374245", "amex", "card", 0xA5, 15),
 )
 
 
@@ -107,11 +110,12 @@ CA_FOR_SCHEME: Final = {
     "mastercard": CaSpec(
         bytes.fromhex("A000000004"), 0x99, 1408, 65537, "test-ca-A000000004-99-private.pem"
     ),
+    "amex": CaSpec(bytes.fromhex("A000000025"), 0xE4, 1152, 3, "test-ca-A000000025-E4-private.pem"),
 }
 #: Issuer key size and exponent per scheme (never longer than the CA key, Book 2 §5.1).
-ISSUER_KEY_SIZE: Final = {"visa": (1024, 3), "mastercard": (1152, 65537)}
+ISSUER_KEY_SIZE: Final = {"visa": (1024, 3), "mastercard": (1152, 65537), "amex": (1024, 3)}
 #: ICC key size and exponent per scheme (never longer than the issuer key, Book 2 §6.1).
-ICC_KEY_SIZE: Final = {"visa": (1024, 3), "mastercard": (1024, 65537)}
+ICC_KEY_SIZE: Final = {"visa": (1024, 3), "mastercard": (1024, 65537), "amex": (1024, 3)}
 #: Validity of CA keys and issuer certificates made here.
 CERTIFICATE_EXPIRY: Final = date(2040, 12, 31)
 

@@ -139,7 +139,11 @@ def test_the_test_ca_is_package_data(monkeypatch: pytest.MonkeyPatch) -> None:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())
     globs = project["tool"]["setuptools"]["package-data"]["issuer.personalisation"]
     packaged = sorted(p.name for g in globs for p in PACKAGED_TEST_CA.parent.glob(g))
-    assert packaged == ["test-ca-A000000003-F1-private.pem", "test-ca-A000000004-99-private.pem"]
+    assert packaged == [
+        "test-ca-A000000003-F1-private.pem",
+        "test-ca-A000000004-99-private.pem",
+        "test-ca-A000000025-E4-private.pem",
+    ]
     for name in packaged:
         assert (PACKAGED_TEST_CA / name).read_bytes() == (ROOT / "fixtures/ca" / name).read_bytes()
     assert "packaged" in CliRunner().invoke(cli, ["init", "--help"]).stdout

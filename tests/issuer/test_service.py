@@ -33,7 +33,7 @@ def world(issuer: IssuerApp, rsa_keys: dict[str, SigningKey]) -> World:
     return make_world(issuer, rsa_keys)
 
 
-@pytest.mark.parametrize("scheme", ["visa", "mastercard"])
+@pytest.mark.parametrize("scheme", ["visa", "mastercard", "amex"])
 def test_a_tap_is_approved_held_and_retried_idempotently(
     issuer: IssuerApp, rsa_keys: dict[str, SigningKey], scheme: str
 ) -> None:
@@ -45,7 +45,7 @@ def test_a_tap_is_approved_held_and_retried_idempotently(
     assert first["reason"] is None
     assert first["status"] == "pending"
     assert len(first["arpc"]) == (16 if scheme == "mastercard" else 8)
-    assert first["card"].count("*") == 6
+    assert first["card"].count("*") == (8 if scheme == "amex" else 6)  # emvwire.mask rule
     assert balances(w) == (10_000, 1234)
     again = send(w, result.authorisation_data, result.track2, "req-1")
     assert again == {**first, "replayed": True}
@@ -136,6 +136,24 @@ def test_insufficient_funds_and_cvm_mismatch(world: World) -> None:
     result = tap(world.card, 100)
     ctq = edit(result.authorisation_data, t9F6C=bytes.fromhex("0080"))
     _declined(world, ctq, result.track2, "ctq", "CVM_MISMATCH")
+
+
+def test_amex_declines_insufficient_funds_a_cvm_claim_and_a_forged_amount(
+    issuer: IssuerApp, rsa_keys: dict[str, SigningKey]
+) -> None:
+    """Kernel 4's field 55 (the CCD cryptogram, CVR in the MAC'd IAD) meets the same
+    rules as the other schemes'."""
+    w = make_world(issuer, rsa_keys, "amex")
+    big = tap(w.card, 20_000)
+    _declined(w, big.authorisation_data, big.track2, "big", "INSUFFICIENT_FUNDS")
+    result = tap(w.card, 100)
+    claimed = edit(result.authorisation_data, t9F34=bytes.fromhex("010002"))
+    _declined(w, claimed, result.track2, "cvm", "CVM_MISMATCH")
+    result = tap(w.card, 100)
+    forged = edit(result.authorisation_data, t9F02=bytes.fromhex("000000000001"))
+    _declined(w, forged, result.track2, "forged", "CRYPTOGRAM_INVALID")
+    result = tap(w.card, 100)
+    assert send(w, result.authorisation_data, result.track2, "ok")["approved"] is True
 
 
 def test_transit_mcc_named_in_field_55_elsewhere_declines(world: World) -> None:
