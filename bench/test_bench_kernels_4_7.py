@@ -1,11 +1,11 @@
-"""Kernel time per tap without the card's time, and APDUs per flow: kernel 4 (American
-Express, Book C-4) beside kernels 2 and 3 (bench/test_bench_kernel.py,
-bench/test_bench_kernel2.py).
+"""Kernel time per tap without the card's time, and APDUs per flow: kernels 4 (American
+Express, Book C-4) and 7 (UnionPay, Book C-7) beside kernels 2 and 3
+(bench/test_bench_kernel.py, bench/test_bench_kernel2.py).
 
 Each flow is recorded once from a fixture card through the built-in configuration, then
 replayed from a reader whose ``transmit`` only returns the next recorded answer: what
-is measured is the terminal's own work (entry point, DOLs, TLV, the decisions, CDA with
-its RSA public operations, field 55). The random source and the clock are fixed, so the
+is measured is the terminal's own work (entry point, DOLs, TLV, the decisions, CDA or
+fDDA with their RSA public operations, field 55). The random source and the clock are fixed, so the
 recorded signatures stay valid.
 """
 
@@ -103,4 +103,22 @@ def test_amex_offline_with_cda(benchmark: Any) -> None:
     cfg = _config(b"\x04", floor_limit=5000, terminal_floor_limit=5000)
     result = _bench(benchmark, "amex-card", 1234, cfg)
     assert result.outcome is Outcome.APPROVED
+    assert result.apdu_count == 8
+
+
+def test_unionpay_online(benchmark: Any) -> None:
+    result = _bench(benchmark, "unionpay-card", 1234, _config(b"\x07"))
+    assert result.outcome is Outcome.ONLINE_REQUEST
+    assert result.apdu_count == 3
+
+
+def test_unionpay_offline_with_fdda(benchmark: Any) -> None:
+    result = _bench(benchmark, "unionpay-card", 1234, _config(b"\x07", floor_limit=5000))
+    assert result.outcome is Outcome.APPROVED
+    assert result.apdu_count == 7
+
+
+def test_unionpay_phone_cdcvm_with_fdda(benchmark: Any) -> None:
+    result = _bench(benchmark, "unionpay-phone", 6000, _config(b"\x07"))
+    assert result.outcome is Outcome.ONLINE_REQUEST
     assert result.apdu_count == 8

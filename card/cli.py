@@ -72,6 +72,7 @@ _KERNEL_NUMBER: Final = {
     "visa": int(Kernel.VISA),
     "mastercard": int(Kernel.MASTERCARD),
     "amex": int(Kernel.AMEX),
+    "unionpay": int(Kernel.VISA),  # qUICS's tags mean what kernel 3's do
 }
 #: Seconds between two pcsc presentations (card.vpcd.REMOVAL_GAP; tests shorten it).
 _REMOVAL_GAP: Final = REMOVAL_GAP

@@ -73,6 +73,7 @@ from card.mastercard import MastercardApplication
 from card.scripted import ScriptedCard, is_scripted_profile
 from card.state import CardState, default_state_path
 from card.transport import CardRemoved
+from card.unionpay import UnionPayApplication
 from card.visa import VisaApplication
 from emvwire.apdu import PPSE, PSE, CApdu
 from emvwire.errors import DecodeError
@@ -104,6 +105,7 @@ _KERNELS: Final[dict[str, type[PaymentApplication]]] = {
     "visa": VisaApplication,
     "mastercard": MastercardApplication,
     "amex": AmexApplication,
+    "unionpay": UnionPayApplication,
 }
 
 #: What is selected: nothing, the PPSE, the PSE, or an application (its index).

@@ -1,4 +1,4 @@
-"""Personalisation: lay out a Visa, Mastercard or American Express card as a card profile.
+"""Personalisation: lay out a Visa, Mastercard, American Express or UnionPay card profile.
 
 Both an issuer (which personalises cards from its own keys) and the tests (which need
 cards) build profiles the same way, so the layout lives here, beside the profile
@@ -15,6 +15,8 @@ issuer key with its certificate. What is built:
   (cardholder verification, terminal risk management, CDA; EMV mode and relay
   resistance), ``1B81`` for a phone (on-device cardholder verification too); records
   with track 2, CDOL1/CDOL2, CVM list, IACs; certificates.
+- UnionPay (Book C-7, qUICS): Visa's layout (qUICS shares qVSDC's PDOL, TTQ, CTQ
+  and fDDA data) with kernel id 07 and no form factor indicator.
 - American Express (Book C-4, Expresspay EMV mode): PPSE entry with kernel id 04, a
   PDOL asking for 9F35 and 9F6E, AIP ``1900`` (cardholder verification, terminal risk
   management, CDA), the records of Mastercard's layout.
@@ -82,6 +84,8 @@ _ISSUER_CERTIFICATE_TAGS = (
 
 _VISA_AID = bytes.fromhex("A0000000031010")
 _MASTERCARD_AID = bytes.fromhex("A0000000041010")
+#: UnionPay credit (RID A000000333; 010101 debit, 010102 credit).
+_UNIONPAY_AID = bytes.fromhex("A000000333010102")
 #: American Express (RID A000000025, the public Amex AID).
 _AMEX_AID = bytes.fromhex("A00000002501")
 
@@ -277,17 +281,30 @@ def _cert_tags(data: Mapping[int, bytes], *tags: int) -> tuple[int, ...]:
 
 
 def _visa(form: Form, data: dict[int, bytes]) -> _Layout:
-    """Visa qVSDC (Book C-3): fDDA data in SFI 2, card authentication data in SFI 3."""
-    data[Tag.SDA_TAG_LIST] = bytes((Tag.AIP,))
-    # 9F69 version 01: 01 | card unpredictable number (4) | CTQ (2); filled per tap.
-    data[Tag.CARD_AUTHENTICATION_RELATED_DATA] = bytes.fromhex("01000000000000")
+    """Visa qVSDC (Book C-3): the quick layout (:func:`_quick`) with the form factor."""
     data[Tag.FORM_FACTOR_INDICATOR] = (
         bytes.fromhex("20700000") if form == "card" else bytes.fromhex("23880000")
     )
+    return _quick(data, _VISA_AID, "VISA CREDIT" if form == "card" else "VISA", b"\x03")
+
+
+def _unionpay(form: Form, data: dict[int, bytes]) -> _Layout:
+    """UnionPay QuickPass (qUICS, Book C-7): the quick layout of qVSDC (:func:`_quick`),
+    whose TTQ, CTQ and fDDA data objects (9F66, 9F6C, 9F69 version 01) qUICS shares."""
+    label = "UNIONPAY CREDIT" if form == "card" else "UNIONPAY"
+    return _quick(data, _UNIONPAY_AID, label, b"\x07")
+
+
+def _quick(data: dict[int, bytes], aid: bytes, label: str, kernel_id: bytes) -> _Layout:
+    """A card that decides at GPO (kernels 3 and 7): fDDA data in SFI 2, card
+    authentication data in SFI 3."""
+    data[Tag.SDA_TAG_LIST] = bytes((Tag.AIP,))
+    # 9F69 version 01: 01 | card unpredictable number (4) | CTQ (2); filled per tap.
+    data[Tag.CARD_AUTHENTICATION_RELATED_DATA] = bytes.fromhex("01000000000000")
     return _Layout(
-        aid=_VISA_AID,
-        label="VISA CREDIT" if form == "card" else "VISA",
-        kernel_id=b"\x03",
+        aid=aid,
+        label=label,
+        kernel_id=kernel_id,
         aip=bytes.fromhex("2000"),
         pdol=VISA_PDOL,
         records=(
@@ -413,4 +430,4 @@ def _amex(form: Form, data: dict[int, bytes]) -> _Layout:
     )
 
 
-_LAYOUTS = {"visa": _visa, "mastercard": _mastercard, "amex": _amex}
+_LAYOUTS = {"visa": _visa, "mastercard": _mastercard, "amex": _amex, "unionpay": _unionpay}

@@ -44,7 +44,7 @@ __all__ = [
 
 SCHEMA = "tapstack.card-profile/1"
 
-Kernel = Literal["visa", "mastercard", "amex"]
+Kernel = Literal["visa", "mastercard", "amex", "unionpay"]
 Form = Literal["card", "phone"]
 
 #: CVNs a software card can compute, by kernel (the issuer verifies the same set).
@@ -53,6 +53,8 @@ SUPPORTED_CVNS: Mapping[str, frozenset[int]] = {
     "mastercard": frozenset({16, 17, 20, 21}),
     # The EMV common core with TDES (CCI A5): emvwire.crypto.cryptogram.Cvn.EMV_CCD_TDES.
     "amex": frozenset({0xA5}),
+    # TDES (01) or the SM4 suite (04): emvwire.crypto.cryptogram.Cvn.UNIONPAY_*.
+    "unionpay": frozenset({0x01, 0x04}),
 }
 
 

@@ -36,6 +36,18 @@ TRANSCRIPTS = {
         "kernel 4 online: PPSE, SELECT, GPO (9F35, 9F6E), 4 READ RECORDs, GENERATE AC "
         "P1 90 (ARQC with CDA)",
     ),
+    "tapstack-unionpay-online.json": (
+        "unionpay-card",
+        1000,
+        "kernel 7 online: PPSE, SELECT, GPO with the ARQC (TDES, CVN 01)",
+    ),
+    "tapstack-unionpay-phone-cdcvm.json": (
+        "unionpay-phone",
+        6000,
+        "kernel 7, a phone with consumer device CVM above the CVM required limit: PPSE, "
+        "SELECT, GPO with the ARQC (SM4, CVN 04) and the SDAD, 5 READ RECORDs for fDDA "
+        "over the signed CTQ",
+    ),
 }
 
 

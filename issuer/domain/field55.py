@@ -59,14 +59,17 @@ PURCHASE_TYPES: Final = frozenset({0x00, 0x09})
 #: Visa format 0/1 (VIS 1.5 Appendix A-13: ``06 | DKI | CVN | 03 | CVR(3)``), Visa
 #: format 2 (VIS 1.6: ``1F | CVN | DKI | CVR(5) | ...``), M/Chip 4 (``DKI | CVN |
 #: CVR(6) | ...``), the EMV common core of the American Express card (Book 3 Annex
-#: C7.1: ``0F | CCI A5 | DKI | CVR(5) | ...``). CVN 10/18/16/17/20/21 MAC the CVR;
-#: CVN 22 and A5 MAC the whole IAD.
+#: C7.1: ``0F | CCI A5 | DKI | CVR(5) | ...``), the UnionPay card (``07 | DKI | CVN |
+#: 03 | CVR(3) | 00``, card/unionpay.py). CVN 10/18/16/17/20/21 MAC the CVR; CVN 22,
+#: A5, 01 and 04 MAC the whole IAD.
 CVR_IN_IAD: Final[Mapping[int, tuple[int, int]]] = {
     10: (4, 3), 18: (4, 3), 22: (3, 5), 16: (2, 6), 17: (2, 6), 20: (2, 6), 21: (2, 6),
-    0xA5: (3, 5),
+    0xA5: (3, 5), 0x01: (4, 3), 0x04: (4, 3),
 }  # fmt: skip
 #: Card-proven facts in the CVR, per scheme (card/visa.py, card/mastercard.py module
 #: docstrings; VIS 1.5 A-13, M/Chip 4 CVR).
+#: The schemes whose cards write Visa's CVR (the UnionPay card is Visa's, card/unionpay.py).
+_VISA_CVR_SCHEMES: Final = frozenset({"visa", "unionpay"})
 _VISA_CVR_CDCVM: Final = Bit(2, 0x01)
 _VISA_CVR_OFFLINE_ONLY: Final = Bit(0, 0x01)  # "unable to go online": an offline reader
 _MC_CVR_PIN_PERFORMED: Final = Bit(0, 0x04)
@@ -181,7 +184,7 @@ def check_cvm(instrument: Instrument, tags: Mapping[int, bytes]) -> None:
     """What the terminal says was verified must be what the card's CVR proves (module
     docstring); and a card that verified cannot have failed cardholder verification."""
     cvr = _cvr(instrument, tags[Tag.IAD])
-    if instrument.scheme == "visa":
+    if instrument.scheme in _VISA_CVR_SCHEMES:
         card_cdcvm = is_set(cvr, _VISA_CVR_CDCVM)
     elif instrument.scheme == "amex":
         card_cdcvm = is_set(cvr, _CCD_CVR_PIN_PERFORMED)
@@ -203,7 +206,7 @@ def check_transit(instrument: Instrument, tags: Mapping[int, bytes], terminal_mc
     MCC, is good only at a transit terminal; an MCC in field 55 must be the terminal's
     (module docstring)."""
     transit = False
-    if instrument.scheme == "visa":
+    if instrument.scheme in _VISA_CVR_SCHEMES:
         transit = is_set(_cvr(instrument, tags[Tag.IAD]), _VISA_CVR_OFFLINE_ONLY)
     mcc = tags.get(Tag.MCC, b"").hex()
     if mcc and mcc != terminal_mcc:

@@ -104,6 +104,7 @@ BUILTIN_KERNEL_MODULES: Final[tuple[str, ...]] = (
     "terminal.kernel.k3.flow",
     "terminal.kernel.k2.flow",
     "terminal.kernel.k4.flow",
+    "terminal.kernel.k7.flow",
 )
 
 

@@ -37,6 +37,8 @@ def rsa_keys() -> dict[str, SigningKey]:
         "icc/mastercard": SigningKey.generate(1024, 65537),
         "issuer/amex": SigningKey.generate(1024, 3),
         "icc/amex": SigningKey.generate(1024, 3),
+        "issuer/unionpay": SigningKey.generate(1024, 3),
+        "icc/unionpay": SigningKey.generate(1024, 3),
     }
 
 
