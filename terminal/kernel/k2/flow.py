@@ -284,13 +284,7 @@ class _Flow:
         with ctx.step("gpo"):
             afl = self._gpo(pdol)
         self._check_mode_and_limit()
-        if is_set(self.aip, AIP.RELAY_RESISTANCE) and (
-            self.kernel_config & KERNEL_CONFIG_BITS["relay_resistance"]
-        ):
-            with ctx.step("relay_resistance"):
-                self._relay_resistance()
-        else:
-            self.tvr.set_relay_resistance(RRP_NOT_PERFORMED)
+        self._relay_resistance_step()
         with ctx.step("read_records"):
             oda_records = self._read_records(afl)
         self._check_card_data()
@@ -400,6 +394,17 @@ class _Flow:
             )
 
     # --- 4. relay resistance -------------------------------------------------------
+
+    def _relay_resistance_step(self) -> None:
+        """Relay resistance when the AIP and the Kernel Configuration offer it, else
+        "RRP not performed" in the TVR (module docstring, step 4)."""
+        if is_set(self.aip, AIP.RELAY_RESISTANCE) and (
+            self.kernel_config & KERNEL_CONFIG_BITS["relay_resistance"]
+        ):
+            with self.ctx.step("relay_resistance"):
+                self._relay_resistance()
+        else:
+            self.tvr.set_relay_resistance(RRP_NOT_PERFORMED)
 
     def _relay_resistance(self) -> None:
         ctx = self.ctx

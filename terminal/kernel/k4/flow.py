@@ -40,7 +40,6 @@ from emvwire.qualifiers import ECRC, Bit
 from emvwire.tags import Tag
 from terminal.kernel.k2.flow import _Flow as _K2Flow
 from terminal.kernel.k2.rules import is_online_capable
-from terminal.kernel.outcome import Outcome, Status, UiMessage
 from terminal.kernel.registry import FlowKernel, KernelContext
 
 __all__ = ["DEFAULT_READER_CAPABILITIES", "KERNEL", "NAME", "reader_capabilities"]
@@ -93,21 +92,8 @@ class _Flow(_K2Flow):
     def _check_mode_and_limit(self) -> None:
         """Kernel 4 reads no EMV-mode bit in the AIP (module docstring, step 2)."""
 
-    def _run(self) -> tuple[Outcome, UiMessage | None]:
-        ctx = self.ctx
-        pdol = self._read_fci()
-        with ctx.step("gpo"):
-            afl = self._gpo(pdol)
-        with ctx.step("read_records"):
-            oda_records = self._read_records(afl)
-        self._check_card_data()
-        self._choose_oda()
-        self._restrictions_cvm_and_risk()
-        ac_type = self._action_analysis()
-        with ctx.step("gen_ac"):
-            card_type, response = self._generate_ac(ac_type)
-        ctx.show(UiMessage.CARD_READ_OK, status=Status.CARD_READ_SUCCESSFULLY)
-        return self._finish(card_type, response, oda_records)
+    def _relay_resistance_step(self) -> None:
+        """Kernel 4 has no relay resistance, and no TVR bits for it (step 2)."""
 
 
 #: American Express kernel 4 (module docstring), as the registry loads it
