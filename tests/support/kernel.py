@@ -207,3 +207,13 @@ def tap_reader(
     """One transaction on any reader (waits for the card up to ``timeout``)."""
     entry = EntryPoint(cfg or default_config(), clock=lambda: when)
     return entry.run(reader, Transaction(amount), timeout=timeout)
+
+
+def replay_transcript(the_card: Any, doc: dict[str, Any], un: bytes) -> TransactionResult:
+    """One transaction with ``the_card`` (a :class:`ScriptedCard` or
+    :class:`ReplayCard` of a tapstack transcript) for the transcript's amount, on its
+    date and time, the built-in configuration drawing ``un`` as the unpredictable
+    number."""
+    when = datetime.strptime(doc["date"] + doc["time"], "%y%m%d%H%M%S")
+    amount = int(tlv.decode_flat(bytes.fromhex(doc["transaction-req"]))[0x9F02].hex())
+    return tap(the_card, amount, rng=lambda n: un[:n], when=when)

@@ -18,9 +18,17 @@ from emvwire.tags import Tag
 from terminal.kernel.config import TerminalConfig, default_config
 from terminal.kernel.k4.flow import DEFAULT_READER_CAPABILITIES, reader_capabilities
 from terminal.kernel.outcome import Outcome
-from terminal.kernel.transaction import Cvm, OdaResult, TransactionResult
+from terminal.kernel.transaction import Cvm, OdaResult
 from tests.support.cards import CARDS
-from tests.support.kernel import LoggingCard, MitmCard, ReplayCard, ScriptedCard, card, tap
+from tests.support.kernel import (
+    LoggingCard,
+    MitmCard,
+    ReplayCard,
+    ScriptedCard,
+    card,
+    replay_transcript,
+    tap,
+)
 
 AMEX_AID = bytes.fromhex("A00000002501")
 
@@ -133,15 +141,9 @@ def test_the_default_configuration_has_the_amex_combination() -> None:
     )
 
 
-def _replay(card: ScriptedCard, doc: dict[str, Any], un: bytes) -> TransactionResult:
-    when = datetime.strptime(doc["date"] + doc["time"], "%y%m%d%H%M%S")
-    amount = int(tlv.decode_flat(bytes.fromhex(doc["transaction-req"]))[0x9F02].hex())
-    return tap(card, amount, rng=lambda n: un[:n], when=when)
-
-
 def test_the_recorded_tap_replays_byte_for_byte() -> None:
     card, doc = ScriptedCard.from_transcript("tapstack-amex-online.json")
-    result = _replay(card, doc, bytes.fromhex(doc["randoms"]))
+    result = replay_transcript(card, doc, bytes.fromhex(doc["randoms"]))
     assert card.mismatches == []
     assert card.done
     assert (result.outcome, result.apdu_count, result.oda) == (
@@ -154,6 +156,6 @@ def test_the_recorded_tap_replays_byte_for_byte() -> None:
 def test_a_replayed_tap_fails_cda_under_a_fresh_un() -> None:
     """Pre-play (Bond et al. 2014): the recorded signature covers the recorded UN."""
     scripted, doc = ScriptedCard.from_transcript("tapstack-amex-online.json")
-    result = _replay(ReplayCard(scripted.exchanges), doc, bytes.fromhex("01020304"))
+    result = replay_transcript(ReplayCard(scripted.exchanges), doc, bytes.fromhex("01020304"))
     assert result.outcome is Outcome.DECLINED
     assert result.oda is OdaResult.FAILED

@@ -19,7 +19,7 @@ from emvwire.qualifiers import TTQ, is_set
 from emvwire.tags import Tag
 from terminal.kernel.config import TerminalConfig, default_config
 from terminal.kernel.outcome import Outcome
-from terminal.kernel.transaction import Cvm, OdaResult, TransactionResult
+from terminal.kernel.transaction import Cvm, OdaResult
 from tests.support.cards import CARDS
 from tests.support.kernel import (
     LoggingCard,
@@ -27,6 +27,7 @@ from tests.support.kernel import (
     ReplayCard,
     ScriptedCard,
     card,
+    replay_transcript,
     rewrite_gpo,
     tap,
 )
@@ -104,12 +105,6 @@ def test_a_visa_pan_behind_the_unionpay_aid_is_a_brand_mixup() -> None:
     assert any("brand mixup" in r for r in result.reasons)
 
 
-def _replay(card: ScriptedCard, doc: dict[str, Any], un: bytes) -> TransactionResult:
-    when = datetime.strptime(doc["date"] + doc["time"], "%y%m%d%H%M%S")
-    amount = int(tlv.decode_flat(bytes.fromhex(doc["transaction-req"]))[0x9F02].hex())
-    return tap(card, amount, rng=lambda n: un[:n], when=when)
-
-
 @pytest.mark.parametrize(
     ("name", "apdus", "cvm"),
     [
@@ -119,7 +114,7 @@ def _replay(card: ScriptedCard, doc: dict[str, Any], un: bytes) -> TransactionRe
 )
 def test_the_recorded_taps_replay_byte_for_byte(name: str, apdus: int, cvm: Cvm) -> None:
     scripted, doc = ScriptedCard.from_transcript(name)
-    result = _replay(scripted, doc, bytes.fromhex(doc["randoms"]))
+    result = replay_transcript(scripted, doc, bytes.fromhex(doc["randoms"]))
     assert scripted.mismatches == []
     assert scripted.done
     assert (result.outcome, result.apdu_count, result.cvm) == (Outcome.ONLINE_REQUEST, apdus, cvm)
@@ -128,6 +123,6 @@ def test_the_recorded_taps_replay_byte_for_byte(name: str, apdus: int, cvm: Cvm)
 def test_a_replayed_phone_tap_fails_fdda_under_a_fresh_un() -> None:
     """Pre-play: the signed CDCVM claim was for another UN; it is not trusted."""
     scripted, doc = ScriptedCard.from_transcript("tapstack-unionpay-phone-cdcvm.json")
-    result = _replay(ReplayCard(scripted.exchanges), doc, bytes.fromhex("01020304"))
+    result = replay_transcript(ReplayCard(scripted.exchanges), doc, bytes.fromhex("01020304"))
     assert result.oda is OdaResult.FAILED
     assert result.outcome is Outcome.DECLINED
