@@ -12,11 +12,12 @@ from pathlib import Path
 import pytest
 
 from card.emv import EmvCard
-from emvwire.crypto import CryptogramData, cvn_spec, verify_arpc
+from emvwire.crypto import cvn_spec, verify_arpc
 from emvwire.profile import load_profile
 from emvwire.tags import Tag
 from emvwire.tlv import decode_flat
 from hostlink import HostClient
+from issuer.domain.field55 import cryptogram_data
 from terminal.kernel.config import default_config
 from terminal.kernel.entry_point import EntryPoint
 from terminal.kernel.outcome import Outcome
@@ -58,13 +59,7 @@ def _tap(card: EmvCard, amount: int) -> TransactionResult:
 def _check_arpc(result: TransactionResult, icc_mk: bytes, cvn: int, iad91: bytes) -> None:
     """The issuer's ARPC, as the card would check it (Book 2 §8.2)."""
     f55 = decode_flat(result.authorisation_data)
-    data = CryptogramData(
-        tag_9f02=f55[Tag.AMOUNT_AUTHORISED], tag_9f03=f55[Tag.AMOUNT_OTHER],
-        tag_9f1a=f55[Tag.TERMINAL_COUNTRY_CODE], tag_95=f55[Tag.TVR],
-        tag_5f2a=f55[Tag.TRANSACTION_CURRENCY_CODE], tag_9a=f55[Tag.TRANSACTION_DATE],
-        tag_9c=f55[Tag.TRANSACTION_TYPE], tag_9f37=f55[Tag.UNPREDICTABLE_NUMBER],
-        tag_82=f55[Tag.AIP], tag_9f36=f55[Tag.ATC], tag_9f10=f55[Tag.IAD],
-    )  # fmt: skip
+    data = cryptogram_data(f55)  # what the issuer verified the ARQC over
     arqc = f55[Tag.APPLICATION_CRYPTOGRAM]
     if cvn_spec(cvn).arpc_method == 1:
         verify_arpc(cvn, icc_mk, data, arqc, iad91[:8], arc=iad91[8:])
