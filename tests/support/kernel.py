@@ -52,6 +52,16 @@ def config(
     return replace(cfg, terminal_data=data, combinations=tuple(combos))
 
 
+def kernel_config(kernel_id: bytes, **changes: Any) -> TerminalConfig:
+    """The default configuration with every combination of ``kernel_id`` changed
+    (``floor_limit=3000``...)."""
+    cfg = default_config()
+    combos = tuple(
+        replace(c, **changes) if c.kernel_id == kernel_id else c for c in cfg.combinations
+    )
+    return replace(cfg, combinations=combos)
+
+
 def counter_rng(start: int = 1) -> Callable[[int], bytes]:
     """A deterministic random source for tests that must not depend on chance."""
     state = [start]

@@ -8,14 +8,13 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import datetime
-from typing import Any
 
 from card.emv import EmvCard
 from emvwire import tlv
 from emvwire.profile import load_profile
 from emvwire.qualifiers import ECRC, is_set
 from emvwire.tags import Tag
-from terminal.kernel.config import TerminalConfig, default_config
+from terminal.kernel.config import default_config
 from terminal.kernel.k4.flow import DEFAULT_READER_CAPABILITIES, reader_capabilities
 from terminal.kernel.outcome import Outcome
 from terminal.kernel.transaction import Cvm, OdaResult
@@ -26,17 +25,12 @@ from tests.support.kernel import (
     ReplayCard,
     ScriptedCard,
     card,
+    kernel_config,
     replay_transcript,
     tap,
 )
 
 AMEX_AID = bytes.fromhex("A00000002501")
-
-
-def _amex_config(**changes: Any) -> TerminalConfig:
-    cfg = default_config()
-    combos = tuple(replace(c, **changes) if c.aid == AMEX_AID else c for c in cfg.combinations)
-    return replace(cfg, combinations=combos)
 
 
 def _gpo_data(log: LoggingCard) -> bytes:
@@ -74,7 +68,7 @@ def test_cvm_required_is_sent_in_9f6e_and_online_pin_chosen() -> None:
 
 
 def test_offline_approval_within_the_floor_limit() -> None:
-    cfg = _amex_config(floor_limit=3000, terminal_floor_limit=3000)
+    cfg = kernel_config(b"\x04", floor_limit=3000, terminal_floor_limit=3000)
     logged = LoggingCard(card("amex-card"))
     result = tap(logged, 1000, cfg=cfg)
     assert result.outcome is Outcome.APPROVED, result
@@ -125,7 +119,7 @@ def test_reader_capabilities_set_byte_3_per_transaction() -> None:
 
 
 def test_an_offline_only_terminal_says_so_and_is_never_asked_for_an_arqc() -> None:
-    cfg = _amex_config(floor_limit=3000, terminal_floor_limit=3000)
+    cfg = kernel_config(b"\x04", floor_limit=3000, terminal_floor_limit=3000)
     cfg = replace(cfg, terminal_data={**cfg.terminal_data, Tag.TERMINAL_TYPE: b"\x23"})
     logged = LoggingCard(card("amex-card"))
     result = tap(logged, 1000, cfg=cfg)

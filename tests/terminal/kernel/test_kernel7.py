@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import datetime
-from typing import Any
 
 import pytest
 
@@ -17,7 +16,6 @@ from emvwire import tlv
 from emvwire.profile import load_profile
 from emvwire.qualifiers import TTQ, is_set
 from emvwire.tags import Tag
-from terminal.kernel.config import TerminalConfig, default_config
 from terminal.kernel.outcome import Outcome
 from terminal.kernel.transaction import Cvm, OdaResult
 from tests.support.cards import CARDS
@@ -27,20 +25,11 @@ from tests.support.kernel import (
     ReplayCard,
     ScriptedCard,
     card,
+    kernel_config,
     replay_transcript,
     rewrite_gpo,
     tap,
 )
-
-UNIONPAY_RID = bytes.fromhex("A000000333")
-
-
-def _config(**changes: Any) -> TerminalConfig:
-    cfg = default_config()
-    combos = tuple(
-        replace(c, **changes) if c.aid[:5] == UNIONPAY_RID else c for c in cfg.combinations
-    )
-    return replace(cfg, combinations=combos)
 
 
 def test_online_tap_is_kernel_7_in_three_commands() -> None:
@@ -58,7 +47,7 @@ def test_online_tap_is_kernel_7_in_three_commands() -> None:
 
 
 def test_offline_approval_with_fdda() -> None:
-    result = tap(card("unionpay-card"), 1000, cfg=_config(floor_limit=3000))
+    result = tap(card("unionpay-card"), 1000, cfg=kernel_config(b"\x07", floor_limit=3000))
     assert result.outcome is Outcome.APPROVED, result
     assert (result.oda, result.oda_method, result.apdu_count) == (OdaResult.PASSED, "fDDA", 7)
 
