@@ -72,7 +72,12 @@ DEFAULT_NFC_PORT: Final = 54321
 #: Book C-2 Annex A). Every other sensitive object (names, track 1) stays masked.
 REVEALABLE_TAGS: Final = frozenset({Tag.PAN, Tag.TRACK2_EQUIVALENT, Tag.TRACK2_DATA})
 #: Kernel numbers of the profile's kernels (Book B §3.2), for the dictionary.
-_KERNEL_NUMBER: Final = {"visa": int(Kernel.VISA), "mastercard": int(Kernel.MASTERCARD)}
+_KERNEL_NUMBER: Final = {
+    "visa": int(Kernel.VISA),
+    "mastercard": int(Kernel.MASTERCARD),
+    "amex": int(Kernel.AMEX),
+    "unionpay": int(Kernel.VISA),  # qUICS's tags mean what kernel 3's do
+}
 #: Seconds between two pcsc presentations (card.vpcd.REMOVAL_GAP; tests shorten it).
 _REMOVAL_GAP: Final = REMOVAL_GAP
 #: Seconds to wait for vpcd's first message before calling the reader busy.
@@ -609,13 +614,20 @@ def serve(
 # --- show ----------------------------------------------------------------------------
 
 
-def _key_check(key: bytes) -> dict[str, str]:
-    """KCV of a key (never the key): TDES for 16/24 bytes, AES (CMAC method) for 32."""
-    from emvwire.crypto import kcv, kcv_aes  # the ciphers load for `card show` only
+def _key_check(key: bytes, cvn: int) -> dict[str, str]:
+    """KCV of a key (never the key), by the cipher of the CVN's master keys: TDES, AES
+    (CMAC method) or SM4 (SM4 of a zero block)."""
+    # The ciphers load for `card show` only.
+    from emvwire.crypto import kcv, kcv_aes
+    from emvwire.crypto.cryptogram import MasterKeyDerivation, cvn_spec
+    from emvwire.crypto.sm import kcv_sm4
 
-    if len(key) in (16, 24):
-        return {"algorithm": "TDES", "kcv": kcv(key).hex().upper()}
-    return {"algorithm": "AES", "kcv": kcv_aes(key).hex().upper()}
+    method = cvn_spec(cvn).master_key
+    if method is MasterKeyDerivation.SM4:
+        return {"algorithm": "SM4", "kcv": kcv_sm4(key).hex().upper()}
+    if method is MasterKeyDerivation.AES or len(key) == 32:
+        return {"algorithm": "AES", "kcv": kcv_aes(key).hex().upper()}
+    return {"algorithm": "TDES", "kcv": kcv(key).hex().upper()}
 
 
 def _rsa_summary(pem: bytes) -> dict[str, Any]:
@@ -677,9 +689,9 @@ def _application(app: Application, counters: dict[str, Any], reveal: bool) -> di
         "afl": app.afl().hex().upper(),
         "pdol": pdol,
         "keys": {
-            "ac": _key_check(app.keys.ac),
-            "smi": _key_check(app.keys.smi),
-            "smc": _key_check(app.keys.smc),
+            "ac": _key_check(app.keys.ac, app.cvn),
+            "smi": _key_check(app.keys.smi, app.cvn),
+            "smc": _key_check(app.keys.smc, app.cvn),
         },
         "icc_rsa_key": _rsa_summary(app.rsa.pem) if app.rsa is not None else None,
         "token": (

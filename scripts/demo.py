@@ -5,8 +5,9 @@ software cards), in a temporary folder, it
 
 1. runs emvwire's self-check (published EMV vectors, an ODA round trip);
 2. makes an issuer (``issuer init``: its own CA and server certificate in the
-   temporary folder), two accounts, a Visa card for Ada and a Mastercard phone token
-   (bound to a Mastercard card) for Grace, and three terminals with their TLS client
+   temporary folder), three accounts, a Visa card for Ada, a Mastercard phone token
+   (bound to a Mastercard card) for Grace and a UnionPay card for Li Lei, a visitor,
+   and three terminals with their TLS client
    certificates: a shop (MCC 5411), the metro's back office (4111) and a car park
    (7523); the back office makes its own CA and its gate's certificate;
 3. starts ``issuer serve`` and the transit back office (``backoffice serve``), both
@@ -14,10 +15,11 @@ software cards), in a temporary folder, it
    with the demo's CAs;
 4. taps, each card served by ``card serve`` behind pcscd + vpcd when pcscd runs, on
    the software card in process (``emulated:``) otherwise:
-   a retail purchase and a partial refund (``terminal retail``), two shop sales paid
-   by QR code with Grace's phone (its consumer-presented code scanned by the till;
-   the till's dynamic code paid by the phone's wallet, ``card qr`` and ``card
-   pay-qr``), the day closed at the shop, four metro rides with
+   a retail purchase and a partial refund (``terminal retail``), Li Lei's purchase
+   with his UnionPay card (kernel 7) in the same shop, two shop sales paid by QR code
+   with Grace's phone (its consumer-presented code scanned by the till; the till's
+   dynamic code paid by the phone's wallet, ``card qr`` and ``card pay-qr``), the day
+   closed at the shop, four metro rides with
    the phone (``terminal gate transit``; the third reaches the daily cap), the
    back office's deferred authorisation and aggregation at the issuer, and a parking
    stay of 2 h 15 min with the Visa card (``terminal gate parking``);
@@ -176,11 +178,13 @@ class Demo:
 
 
 def _issuer(demo: Demo) -> dict[str, Any]:
-    print("== the issuer: accounts, a Visa card, a Mastercard phone token, terminals")
+    print("== the issuer: accounts, a Visa card, a Mastercard phone token, a UnionPay card,"
+          " terminals")  # fmt: skip
     demo.json("issuer", "init", "--kdf-cost", "10")
     ada = demo.json("issuer", "account", "create", "--holder", "Ada Lovelace")["id"]
     grace = demo.json("issuer", "account", "create", "--holder", "Grace Hopper")["id"]
-    for account in (ada, grace):
+    lei = demo.json("issuer", "account", "create", "--holder", "Li Lei")["id"]
+    for account in (ada, grace, lei):
         demo.json("issuer", "account", "credit", account, "--amount", "100.00")
     visa = demo.folder / "ada-visa-card.json"
     shown = demo.json("issuer", "card", "provision", "--account", ada, "--scheme", "visa",
@@ -188,8 +192,12 @@ def _issuer(demo: Demo) -> dict[str, Any]:
     phone = demo.folder / "grace-mastercard-phone.json"
     token = demo.json("issuer", "card", "provision", "--account", grace, "--scheme",
                       "mastercard", "--form", "phone", "--out", str(phone))  # fmt: skip
+    unionpay = demo.folder / "lei-unionpay-card.json"
+    quickpass = demo.json("issuer", "card", "provision", "--account", lei, "--scheme",
+                          "unionpay", "--form", "card", "--out", str(unionpay))  # fmt: skip
     print(f"   Ada   {ada}: Visa card {_masked(shown)}, 100.00 EUR")
     print(f"   Grace {grace}: Mastercard phone token {_masked(token)}, 100.00 EUR")
+    print(f"   Lei   {lei}: UnionPay card {_masked(quickpass)}, 100.00 EUR")
     terminals = {}
     for role, merchant, mcc in (("shop", "Corner Shop", "5411"), ("metro", "Metro", "4111"),
                                 ("park", "City Car Park", "7523")):  # fmt: skip
@@ -204,8 +212,9 @@ def _issuer(demo: Demo) -> dict[str, Any]:
           f"{wallet['certificate']['serial'][:12]}...")  # fmt: skip
     url = demo.serve("issuer", "serve", "--bind", "127.0.0.1:0")
     print(f"   issuer serve: {url}")
-    return {"ada": ada, "grace": grace, "visa": visa, "phone": phone, "url": url,
-            "terminals": terminals, "wallet": wallet}  # fmt: skip
+    return {"ada": ada, "grace": grace, "lei": lei, "visa": visa, "phone": phone,
+            "unionpay": unionpay, "url": url, "terminals": terminals,
+            "wallet": wallet}  # fmt: skip
 
 
 def _masked(provisioned: dict[str, Any]) -> str:
@@ -231,18 +240,11 @@ def _host(setup: dict[str, Any], role: str) -> list[str]:
 
 
 def _retail(demo: Demo, setup: dict[str, Any]) -> dict[str, int]:
-    print("\n== the shop: a purchase of 12.50 with Ada's Visa card, then a refund of 2.50")
+    print("\n== the shop: a purchase of 12.50 with Ada's Visa card, then a refund of 2.50;"
+          " Li Lei pays 8.80 with his UnionPay card")  # fmt: skip
     till = ["--home", str(demo.folder / "retail"), *_host(setup, "shop")]
-    with demo.card(setup["visa"], 1) as reader:
-        (sale,) = demo.lines("terminal", "retail", *till, "--reader", reader,
-                             "--amount", "12.50", "--timeout", "20")  # fmt: skip
-    receipt = sale.get("receipt", sale)
-    if receipt.get("status") != "approved" and not receipt.get("approved"):
-        raise DemoError(f"the purchase was not approved: {receipt.get('reason')}")
-    txn = str(receipt.get("transaction_id") or receipt.get("id"))
-    print(f"   APPROVED {receipt.get('card', '')} {receipt.get('aid', '')} "
-          f"{receipt.get('label', '')}: {receipt.get('amount')}, ATC {receipt.get('atc')}, "
-          f"cryptogram {receipt.get('cryptogram')}, transaction {txn}")  # fmt: skip
+    txn = _sale(demo, till, setup["visa"], "12.50")
+    _sale(demo, till, setup["unionpay"], "8.80")
     refund = demo.json("terminal", "retail", *till, "refund", txn, "2.50")
     print(f"   REFUNDED 2.50 of {txn}: {refund.get('status', refund.get('result', 'done'))}")
     _qr_sales(demo, setup, till)
@@ -254,7 +256,7 @@ def _retail(demo: Demo, setup: dict[str, Any]) -> dict[str, int]:
           f"{_eur(till['sales']['amount'])} ({till['qr']['count']} by QR code), "
           f"{till['refunds']['count']} refund {_eur(till['refunds']['amount'])}, "
           f"net {_eur(till['net'])}")  # fmt: skip
-    return {"ada": -1250 + 250, "grace": -420 - 380}
+    return {"ada": -1250 + 250, "grace": -420 - 380, "lei": -880}
 
 
 def _qr_sales(demo: Demo, setup: dict[str, Any], till: list[str]) -> None:
@@ -296,6 +298,22 @@ def _qr_sales(demo: Demo, setup: dict[str, Any], till: list[str]) -> None:
     print(f"   APPROVED {paid['card']} paid the till's dynamic code (read from its PNG): "
           f"{receipt['amount']}, the till told by long poll, transaction "
           f"{receipt['transaction_id']}")  # fmt: skip
+
+
+def _sale(demo: Demo, till: list[str], card: Path, amount: str) -> str:
+    """One ``terminal retail`` purchase of ``amount`` with ``card``, approved online and
+    shown: its transaction id."""
+    with demo.card(card, 1) as reader:
+        (sale,) = demo.lines("terminal", "retail", *till, "--reader", reader,
+                             "--amount", amount, "--timeout", "20")  # fmt: skip
+    receipt = sale.get("receipt", sale)
+    if receipt.get("status") != "approved" and not receipt.get("approved"):
+        raise DemoError(f"the purchase of {amount} was not approved: {receipt.get('reason')}")
+    txn = str(receipt.get("transaction_id") or receipt.get("id"))
+    print(f"   APPROVED {receipt.get('card', '')} {receipt.get('aid', '')} "
+          f"{receipt.get('label', '')}: {receipt.get('amount')}, ATC {receipt.get('atc')}, "
+          f"cryptogram {receipt.get('cryptogram')}, transaction {txn}")  # fmt: skip
+    return txn
 
 
 def _transit(demo: Demo, setup: dict[str, Any]) -> dict[str, int]:
@@ -376,7 +394,7 @@ def _parking(demo: Demo, setup: dict[str, Any]) -> dict[str, int]:
 def _summary(demo: Demo, setup: dict[str, Any], moves: list[dict[str, int]]) -> bool:
     print("\n== the books")
     good = True
-    for who in ("ada", "grace"):
+    for who in ("ada", "grace", "lei"):
         found = demo.json("issuer", "account", "show", setup[who])
         account = found.get("account", found)
         expected = 10000 + sum(m.get(who, 0) for m in moves)

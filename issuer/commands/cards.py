@@ -88,6 +88,11 @@ def card() -> None:
     help="Card profile to write (what `card serve` runs; mode 0600).",
 )
 @click.option("--cvn", type=int, help="Cryptogram version (default: the range's).")
+@click.option(
+    "--range",
+    "prefix",
+    help="Card: the card range (prefix) to issue from (default: the scheme's first).",
+)
 @click.option("--expiry", help="Expiry YYYY-MM (default: 4 years, tokens 3).")
 @click.option("--card", "card_id", help="Phone: the card the token is bound to.")
 @click.option("--requestor-id", help="Phone: token requestor id (11 digits, 9F19).")
@@ -105,6 +110,7 @@ def card_provision(
     form: str,
     out: Path,
     cvn: int | None,
+    prefix: str | None,
     expiry: str | None,
     card_id: str | None,
     requestor_id: str | None,
@@ -138,6 +144,7 @@ def card_provision(
         blocked_mccs=blocked_mcc or None,
         name=name,
         progress=progress_printer(),
+        prefix=prefix,
     )
     path = write_profile(result.profile, out, overwrite=True)
     data = {**result.to_json(), "profile": str(path)}

@@ -588,6 +588,8 @@ def _postgres_audit_guards() -> tuple[str, ...]:
         "FOR EACH STATEMENT EXECUTE FUNCTION tapstack_append_only()",
         *_postgres_generation_triggers(OPERATOR_GENERATION_COLUMNS),
     )
+
+
 #: QR code payments (module docstring, migration 10).
 _QR_PAYMENTS: Final = (
     "ALTER TABLE authorisations ADD COLUMN channel TEXT NOT NULL DEFAULT 'contactless'"

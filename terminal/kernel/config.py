@@ -282,8 +282,9 @@ def load_config(path: str | Path) -> TerminalConfig:
 
 
 def default_config() -> TerminalConfig:
-    """The built-in configuration: Visa and Mastercard in EUR in France, the EMV test
-    CA keys and the tapstack test CA (``terminal/kernel/default_config.json``).
+    """The built-in configuration: Visa, Mastercard, American Express and UnionPay in
+    EUR in France, the EMV test CA keys and the tapstack test CA
+    (``terminal/kernel/default_config.json``).
 
     Read beside this module: its ``ca_keys`` are folders relative to it, so the package
     is a folder on disk anyway (and ``importlib.resources``, with the zipfile and

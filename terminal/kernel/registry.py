@@ -103,6 +103,8 @@ ANY_KERNEL: Final = b"\x00"
 BUILTIN_KERNEL_MODULES: Final[tuple[str, ...]] = (
     "terminal.kernel.k3.flow",
     "terminal.kernel.k2.flow",
+    "terminal.kernel.k4.flow",
+    "terminal.kernel.k7.flow",
 )
 
 

@@ -79,6 +79,8 @@ def test_init_wrote_a_home(initialised: Path) -> None:
     assert {(k["rid"], k["index"]) for k in ca["keys"]} == {
         ("A000000003", "F1"),
         ("A000000004", "99"),
+        ("A000000025", "E4"),
+        ("A000000333", "E7"),
     }
     assert PASS not in "".join(p.read_text(errors="replace") for p in initialised.glob("*.json"))
 
@@ -89,16 +91,16 @@ def test_provision_cards_and_phones_end_to_end(iss: Issuer, tmp_path: Path) -> N
     credited = iss.json("account", "credit", account["id"], "--amount", "250.00")
     assert credited["account"]["balance"] == 25_000
     profiles = {}
-    for scheme in ("visa", "mastercard"):
-        for form in ("card", "phone"):
-            out = tmp_path / f"{scheme}-{form}.json"
-            made = iss.json(
-                "card", "provision", "--account", account["id"], "--scheme", scheme,
-                "--form", form, "--out", str(out),
-            )  # fmt: skip
-            assert made["profile"] == str(out)
-            assert (made["token"] is not None) == (form == "phone")
-            profiles[(scheme, form)] = out
+    made_as = [(s, f) for s in ("visa", "mastercard", "unionpay") for f in ("card", "phone")]
+    for scheme, form in [*made_as, ("amex", "card")]:
+        out = tmp_path / f"{scheme}-{form}.json"
+        made = iss.json(
+            "card", "provision", "--account", account["id"], "--scheme", scheme,
+            "--form", form, "--out", str(out),
+        )  # fmt: skip
+        assert made["profile"] == str(out)
+        assert (made["token"] is not None) == (form == "phone")
+        profiles[(scheme, form)] = out
     # What the terminal and the authorisation service will do with them.
     with open_issuer(iss.home, passphrase=PASS) as app:
         for (scheme, _form), path in profiles.items():
@@ -112,9 +114,13 @@ def test_provision_cards_and_phones_end_to_end(iss: Issuer, tmp_path: Path) -> N
             verify_arqc(application.cvn, icc_ac, data, arqc)
     # Reading it all back, in text and JSON.
     cards = iss.json("card", "list", "--account", account["id"])
-    assert len(cards) == 2  # the phones' tokens bind to the plastic cards
+    assert len(cards) == 4  # the phones' tokens bind to the plastic cards
+    amex_pan = load_profile(profiles[("amex", "card")]).applications[0].pan
+    assert (amex_pan[:6], len(amex_pan)) == ("374245", 15)  # the default Amex range
+    unionpay_pan = load_profile(profiles[("unionpay", "card")]).applications[0].pan
+    assert (unionpay_pan[:6], len(unionpay_pan)) == ("625800", 19)
     tokens = iss.json("token", "list", "--account", account["id"])
-    assert len(tokens) == 2
+    assert len(tokens) == 3
     for c in cards:
         iss.run("card", "show", c["id"])
     for t in tokens:
@@ -125,7 +131,7 @@ def test_provision_cards_and_phones_end_to_end(iss: Issuer, tmp_path: Path) -> N
         iss.run(*args)
         iss.run(*args, "--json")
     numbers = _secrets(iss.home)
-    assert len(numbers) == 4
+    assert len(numbers) == 7
     for output in iss.outputs:
         for number in numbers:
             assert number not in output
@@ -279,8 +285,8 @@ def test_ledger_check_fails_on_a_tampered_balance(iss: Issuer) -> None:
         (["account", "create", "--holder", "A", "--credit-limit", "5"], 2, "no credit limit"),
         (["account", "show", "acct_missing"], 3, "no account"),
         (["account", "credit", "acct_missing", "--amount", "1"], 3, "no account"),
-        (["card", "provision", "--account", "acct_x", "--scheme", "amex", "--form", "card",
-          "--out", "x.json"], 2, "amex"),
+        (["card", "provision", "--account", "acct_x", "--scheme", "jcb", "--form", "card",
+          "--out", "x.json"], 2, "jcb"),
         (["card", "provision", "--account", "acct_x", "--scheme", "visa", "--form", "card",
           "--out", "x.json", "--allowed-mcc", "4111"], 2, "need --form phone"),
         (["card", "provision", "--account", "acct_x", "--scheme", "visa", "--form", "card",

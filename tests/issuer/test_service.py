@@ -10,10 +10,13 @@ import json
 import pytest
 
 from card.emv import EmvCard
+from emvwire import tlv
 from emvwire.oda import SigningKey
-from issuer.bootstrap import IssuerApp
+from emvwire.tags import Tag
+from issuer.bootstrap import IssuerApp, add_range
 from issuer.domain.authorise import Authoriser
-from issuer.personalisation import provision
+from issuer.keys.base import MasterKeyRef
+from issuer.personalisation import RangeSpec, provision
 from issuer.service import OPENAPI
 from tests.issuer.helpers import (
     World,
@@ -33,7 +36,7 @@ def world(issuer: IssuerApp, rsa_keys: dict[str, SigningKey]) -> World:
     return make_world(issuer, rsa_keys)
 
 
-@pytest.mark.parametrize("scheme", ["visa", "mastercard"])
+@pytest.mark.parametrize("scheme", ["visa", "mastercard", "amex", "unionpay"])
 def test_a_tap_is_approved_held_and_retried_idempotently(
     issuer: IssuerApp, rsa_keys: dict[str, SigningKey], scheme: str
 ) -> None:
@@ -44,8 +47,11 @@ def test_a_tap_is_approved_held_and_retried_idempotently(
     assert first["response_code"] == "00"
     assert first["reason"] is None
     assert first["status"] == "pending"
-    assert len(first["arpc"]) == (16 if scheme == "mastercard" else 8)
-    assert first["card"].count("*") == 6
+    # ARPC method 1 (8 bytes) or 2 (4 bytes) by CVN (Book 2 §8.2).
+    assert len(first["arpc"]) == (16 if scheme in ("mastercard", "unionpay") else 8)
+    # emvwire.mask: the first six and last four digits of 16, fewer of 15 (Amex); the
+    # UnionPay card range has PANs of 19 digits.
+    assert first["card"].count("*") == {"amex": 8, "unionpay": 9}.get(scheme, 6)
     assert balances(w) == (10_000, 1234)
     again = send(w, result.authorisation_data, result.track2, "req-1")
     assert again == {**first, "replayed": True}
@@ -136,6 +142,56 @@ def test_insufficient_funds_and_cvm_mismatch(world: World) -> None:
     result = tap(world.card, 100)
     ctq = edit(result.authorisation_data, t9F6C=bytes.fromhex("0080"))
     _declined(world, ctq, result.track2, "ctq", "CVM_MISMATCH")
+
+
+def test_amex_declines_insufficient_funds_a_cvm_claim_and_a_forged_amount(
+    issuer: IssuerApp, rsa_keys: dict[str, SigningKey]
+) -> None:
+    """Kernel 4's field 55 (the CCD cryptogram, CVR in the MAC'd IAD) meets the same
+    rules as the other schemes'."""
+    w = make_world(issuer, rsa_keys, "amex")
+    big = tap(w.card, 20_000)
+    _declined(w, big.authorisation_data, big.track2, "big", "INSUFFICIENT_FUNDS")
+    result = tap(w.card, 100)
+    claimed = edit(result.authorisation_data, t9F34=bytes.fromhex("010002"))
+    _declined(w, claimed, result.track2, "cvm", "CVM_MISMATCH")
+    result = tap(w.card, 100)
+    forged = edit(result.authorisation_data, t9F02=bytes.fromhex("000000000001"))
+    _declined(w, forged, result.track2, "forged", "CRYPTOGRAM_INVALID")
+    result = tap(w.card, 100)
+    assert send(w, result.authorisation_data, result.track2, "ok")["approved"] is True
+
+
+def test_unionpay_declines_a_ctq_changed_in_byte_2_only(
+    issuer: IssuerApp, rsa_keys: dict[str, SigningKey]
+) -> None:
+    """The terminal's 9F6C says consumer device CVM (byte 2 bit 8 alone); the card's
+    MAC'd CVR does not: declined and flagged, as for Visa."""
+    w = make_world(issuer, rsa_keys, "unionpay")
+    result = tap(w.card, 100)
+    ctq = edit(result.authorisation_data, t9F6C=bytes.fromhex("0080"))
+    _declined(w, ctq, result.track2, "ctq", "CVM_MISMATCH")
+    assert w.app.service.card(w.card_id).flag == "CVM_MISMATCH"
+
+
+def test_an_sm4_unionpay_range_issues_cards_the_issuer_verifies(
+    issuer: IssuerApp, rsa_keys: dict[str, SigningKey]
+) -> None:
+    """The SM suite is chosen per card range: a range of CVN 04 gets SM4 master keys,
+    its cards SM4 ICC keys and cryptograms, and the ARPC is SM4's method 2."""
+    add_range(issuer, RangeSpec("625802", "unionpay", "card", 0x04), generate_keys=True)
+    info = issuer.keys.info(MasterKeyRef("unionpay", "625802", 0x04).key_id)
+    assert info.algorithm == "SM4-128"
+    w = make_world(issuer, rsa_keys, "unionpay")
+    made = provision(issuer.service, w.account, "unionpay", "card", prefix="625802",
+                     icc_key=rsa_keys["icc/unionpay"])  # fmt: skip
+    app = made.profile.applications[0]
+    assert (app.pan[:6], app.cvn) == ("625802", 0x04)
+    result = tap(EmvCard(made.profile), 250)
+    assert tlv.decode_flat(result.authorisation_data)[Tag.IAD][:3] == bytes.fromhex("070104")
+    answer = send(w, result.authorisation_data, result.track2, "sm4")
+    assert answer["approved"] is True
+    assert len(answer["arpc"]) == 8  # method 2: 4 bytes
 
 
 def test_transit_mcc_named_in_field_55_elsewhere_declines(world: World) -> None:

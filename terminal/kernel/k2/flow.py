@@ -63,7 +63,7 @@ from __future__ import annotations
 
 import hmac
 from collections.abc import Iterable, Iterator, Mapping
-from typing import Final
+from typing import ClassVar, Final
 
 from emvwire import contract, dol, tlv
 from emvwire.apdu import (
@@ -200,6 +200,9 @@ class _Flow:
         "tvr",
         "un",
     )
+    #: The kernel's name in results, and in the trace (kernel 4 reuses this flow).
+    name: ClassVar[str] = NAME
+    short: ClassVar[str] = "kernel 2"
 
     def __init__(self, ctx: KernelContext) -> None:
         self.ctx = ctx
@@ -252,11 +255,11 @@ class _Flow:
         reasons = list(self.reasons)
         if reason:
             reasons.append(reason)
-        self.ctx.note(f"kernel 2: {outcome.label}" + (f": {reason}" if reason else ""))
+        self.ctx.note(f"{self.short}: {outcome.label}" + (f": {reason}" if reason else ""))
         data = {**self.fci, **self.card, **self.db, Tag.TVR: self.tvr.value}
         return self.ctx.result(
             outcome,
-            kernel=NAME,
+            kernel=self.name,
             reasons=reasons,
             data=data,
             cvm=self.cvm,
@@ -273,7 +276,7 @@ class _Flow:
 
     def _why(self, text: str) -> None:
         self.reasons.append(text)
-        self.ctx.note(f"kernel 2: {text}")
+        self.ctx.note(f"{self.short}: {text}")
 
     def _run(self) -> tuple[Outcome, UiMessage | None]:
         ctx = self.ctx
@@ -281,13 +284,7 @@ class _Flow:
         with ctx.step("gpo"):
             afl = self._gpo(pdol)
         self._check_mode_and_limit()
-        if is_set(self.aip, AIP.RELAY_RESISTANCE) and (
-            self.kernel_config & KERNEL_CONFIG_BITS["relay_resistance"]
-        ):
-            with ctx.step("relay_resistance"):
-                self._relay_resistance()
-        else:
-            self.tvr.set_relay_resistance(RRP_NOT_PERFORMED)
+        self._relay_resistance_step()
         with ctx.step("read_records"):
             oda_records = self._read_records(afl)
         self._check_card_data()
@@ -397,6 +394,17 @@ class _Flow:
             )
 
     # --- 4. relay resistance -------------------------------------------------------
+
+    def _relay_resistance_step(self) -> None:
+        """Relay resistance when the AIP and the Kernel Configuration offer it, else
+        "RRP not performed" in the TVR (module docstring, step 4)."""
+        if is_set(self.aip, AIP.RELAY_RESISTANCE) and (
+            self.kernel_config & KERNEL_CONFIG_BITS["relay_resistance"]
+        ):
+            with self.ctx.step("relay_resistance"):
+                self._relay_resistance()
+        else:
+            self.tvr.set_relay_resistance(RRP_NOT_PERFORMED)
 
     def _relay_resistance(self) -> None:
         ctx = self.ctx
@@ -566,7 +574,7 @@ class _Flow:
         self.db[Tag.CVM_RESULTS] = selection.results
         for name in selection.tvr:
             self.tvr.set(name)
-        ctx.note(f"kernel 2: CVM {selection.cvm.value} ({selection.reason})")
+        ctx.note(f"{self.short}: CVM {selection.cvm.value} ({selection.reason})")
         floor = _amount(self.db.get(Tag.READER_CONTACTLESS_FLOOR_LIMIT))
         over_floor = ctx.indicators.floor_limit_exceeded or (
             floor is not None and txn.amount > floor

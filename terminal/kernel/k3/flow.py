@@ -47,7 +47,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import date
-from typing import Final
+from typing import ClassVar, Final
 
 from emvwire import dol, tlv
 from emvwire.apdu import (
@@ -157,6 +157,9 @@ def _bcd(value: bytes) -> int | None:
 
 class _Flow:
     """One kernel 3 transaction over a :class:`KernelContext`."""
+
+    #: The kernel's name in results and the trace (kernel 7 reuses this flow).
+    name: ClassVar[str] = NAME
 
     def __init__(self, ctx: KernelContext) -> None:
         self.ctx = ctx
@@ -378,7 +381,7 @@ class _Flow:
             return self._flow()
         except FlowEndError as stop:
             self.reasons.append(stop.reason)
-            self.ctx.note(f"{NAME}: {stop.outcome.label}: {stop.reason}")
+            self.ctx.note(f"{self.name}: {stop.outcome.label}: {stop.reason}")
             if stop.outcome is Outcome.DECLINED and self.cvm is Cvm.NOT_DETERMINED:
                 self.cvm = Cvm.NO_CVM
             return self._result(stop.outcome, message=stop.message)
@@ -392,7 +395,7 @@ class _Flow:
         kind = cryptogram_type(card.get(Tag.CID), card[Tag.IAD])
         if kind is None:
             raise FlowEndError(Outcome.DECLINED, "the cryptogram type is RFU or cannot be told")
-        ctx.note(f"{NAME}: the card answered an {AC_NAMES[kind]}")
+        ctx.note(f"{self.name}: the card answered an {AC_NAMES[kind]}")
         self.pan = track2_pan(card[Tag.TRACK2_EQUIVALENT])
         if not self.pan:
             raise FlowEndError(Outcome.END_APPLICATION, "malformed track 2 equivalent data (57)")
@@ -506,7 +509,7 @@ class _Flow:
         )
         return ctx.result(
             outcome,
-            kernel=NAME,
+            kernel=self.name,
             reasons=self.reasons,
             data=data,
             cvm=self.cvm,

@@ -104,12 +104,13 @@ def test_the_registry_refuses_kernel_ids_no_combination_can_name(bad: str) -> No
 
 
 def test_scripted_registry_adds_test_kernels_only_for_ids_the_base_lacks() -> None:
-    registry = scripted_registry([b"\x02", b"\x03", b"\x04", bytes.fromhex("C10101")],
+    registry = scripted_registry([b"\x02", b"\x03", b"\x05", bytes.fromhex("C10101")],
                                  base=default_registry())  # fmt: skip
     names = {k.kernel_id.hex(): k.name for k in registry}
     assert names["03"] == "kernel 3 (Visa qVSDC)"
     assert names["02"].startswith("kernel 2")
-    assert isinstance(registry.get(b"\x04"), TestKernel)
+    assert names["04"].startswith("kernel 4")
+    assert isinstance(registry.get(b"\x05"), TestKernel)
     assert isinstance(registry.get(bytes.fromhex("C10101")), TestKernel)
 
 
