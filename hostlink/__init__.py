@@ -18,6 +18,7 @@ from hostlink.client import (
     HostLinkError,
     HostOutcome,
     HostRefusedError,
+    HostTlsError,
     HostUnreachableError,
 )
 from hostlink.iso8583 import Iso8583Client
@@ -30,6 +31,7 @@ __all__ = [
     "HostLinkError",
     "HostOutcome",
     "HostRefusedError",
+    "HostTlsError",
     "HostUnreachableError",
     "Iso8583Client",
     "connect",

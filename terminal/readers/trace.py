@@ -312,6 +312,9 @@ class TracingReader(Reader):
         )
         return info
 
+    def release(self) -> None:
+        self.reader.release()
+
     def close(self) -> None:
         self.reader.close()
 

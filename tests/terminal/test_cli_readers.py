@@ -110,11 +110,11 @@ def test_watch_sees_a_vpcd_card_arrive_and_leave(
 
 
 @pytest.mark.pcsc
-def test_watch_times_out_with_exit_code_4(runner: CliRunner, free_vpcd_reader: str) -> None:
+def test_watch_times_out_with_exit_code_8(runner: CliRunner, free_vpcd_reader: str) -> None:
     result = runner.invoke(
         cli, ["watch", "--reader", f"pcsc:{free_vpcd_reader}", "--timeout", "0.2"]
     )
-    assert result.exit_code == 4
+    assert result.exit_code == 8
     assert "no card arrived" in result.output
     assert "Traceback" not in result.output
 
@@ -145,11 +145,11 @@ def test_watch_on_an_emulated_card_text_output(runner: CliRunner, distribution: 
         (["watch", "--reader", "emulated:/no/such.json"], "no card profile"),
     ],
 )
-def test_watch_errors_are_messages_with_exit_code_3(
+def test_watch_errors_are_messages_with_exit_code_9(
     runner: CliRunner, args: list[str], message: str
 ) -> None:
     result = runner.invoke(cli, args)
-    assert result.exit_code == 3, result.output
+    assert result.exit_code == 9, result.output
     assert message in result.output
     assert "Traceback" not in result.output
     assert result.exception is None or isinstance(result.exception, SystemExit)
@@ -160,7 +160,7 @@ def test_watch_without_any_reader(runner: CliRunner, monkeypatch: pytest.MonkeyP
     empty = ReaderScan((), ("pcsc: pcscd is not running",))
     monkeypatch.setattr(terminal.commands.common, "scan_readers", lambda: empty)
     result = runner.invoke(cli, ["watch"])
-    assert result.exit_code == 3
+    assert result.exit_code == 9
     assert "no reader found (pcsc: pcscd is not running)" in result.output
 
 
