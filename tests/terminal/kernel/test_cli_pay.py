@@ -80,6 +80,19 @@ def test_pay_not_completed_by_the_card_exits_8(runner: CliRunner, distribution: 
     assert "present the card again, or try another card" in result.stderr
 
 
+def test_read_trace_shows_aids_whole_and_masks_the_pan(
+    runner: CliRunner, distribution: Path
+) -> None:
+    result = runner.invoke(cli, ["read", "--reader", _profile(distribution), "--trace"])
+    assert result.exit_code == 0, result.output
+    trace = result.stderr
+    assert "4F Application Identifier (AID) - card [7]: A0000000031010" in trace
+    assert "SELECT A0000000031010" in trace
+    assert "A00*" not in trace
+    assert "5A Application Primary Account Number (PAN) [8]: 476173******0010" in trace
+    _no_secrets(result.stdout, trace)
+
+
 def test_pay_currency_type_and_other_amount(runner: CliRunner, distribution: Path) -> None:
     reader = _profile(distribution)
     args = ["pay", "--reader", reader, "--amount", "20", "--other-amount", "5", "--json"]
