@@ -5,7 +5,7 @@ registers gates (the key is printed once) and issues their TLS client certificat
 ``tls show|renew-server`` shows and renews the server's certificate; ``serve`` runs
 the gates' HTTP API with the engine in the background; ``aggregate`` runs one engine
 pass now (deferred authorisations, trips and fares, aggregation at the issuer, debt
-recovery), with progress on standard error;
+recovery), with a progress bar per stage on standard error when it is a terminal;
 ``trips``, ``riders``, ``aggregations`` and ``deny-list`` report. ``--json`` everywhere;
 data to standard output, messages to standard error; errors are
 :class:`clikit.errors.ToolFailure` subclasses with the exit codes all four tools share
@@ -19,8 +19,6 @@ server are imported by the commands that run them, not by ``--help`` or the repo
 from __future__ import annotations
 
 import json
-import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
@@ -31,6 +29,7 @@ from backoffice.errors import StoreError
 from backoffice.store import CA_NAME, ENV_HOME, Home, Store
 from clikit.errors import ToolFailure, ToolGroup, listen_exit
 from clikit.exits import Exit
+from clikit.progress import stage_progress
 from emvwire.pki import CLIENT_DAYS, DEFAULT_HOSTS, PkiError, hex_pairs
 from emvwire.tls import (
     SERVER_CA,
@@ -519,27 +518,6 @@ def _report_text(report: PassReport) -> list[str]:
     return lines
 
 
-class _Progress:
-    """Progress of long stages on standard error, at most a line a second (a
-    rewritten line on a terminal)."""
-
-    def __init__(self) -> None:
-        self.tty = sys.stderr.isatty()
-        self.last = 0.0
-
-    def __call__(self, stage: str, done: int, total: int) -> None:
-        now = time.monotonic()
-        if done not in (0, total) and now - self.last < 1.0:
-            return
-        if total < 1000 and done not in (0, total):
-            return
-        self.last = now
-        end = "\n" if done == total or not self.tty else ""
-        prefix = "\r" if self.tty else ""
-        click.echo(f"{prefix}{stage}: {done}/{total}", err=True, nl=False)
-        click.echo(end, err=True, nl=False)
-
-
 def _log_pass(report: PassReport) -> None:
     """One line on standard error for each engine pass of ``serve`` that did work."""
     r = report
@@ -670,7 +648,7 @@ def aggregate_command(
     from backoffice.engine import Engine
 
     with _store(home) as store:
-        engine = Engine.for_home(store, issuer, progress=_Progress())
+        engine = Engine.for_home(store, issuer, progress=stage_progress())
         with home.engine_lock(wait=False) as mine:
             if not mine:
                 click.echo("waiting for the engine pass under way...", err=True)

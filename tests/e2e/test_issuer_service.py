@@ -3,7 +3,7 @@ restarted, nothing approved is lost and nothing is held twice; two services on o
 PostgreSQL accept each ATC of a card exactly once under concurrent taps. Process life
 (on both ledgers): the workers of a parent killed with SIGKILL exit and free the port;
 SIGTERM under load answers and commits what was taken, nothing else; a busy port is
-one line and exit code 1."""
+one line and exit code 4 (conflict)."""
 
 from __future__ import annotations
 

@@ -304,6 +304,31 @@ def test_bad_arguments_give_clear_errors(
     assert "Traceback" not in result.stderr
 
 
+def test_provision_in_bulk_writes_one_profile_per_card(
+    iss: Issuer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--count N: N cards of the account, one profile each in the --out folder, and a
+    progress bar on standard error when it is a terminal (never on standard output)."""
+    monkeypatch.setattr("clikit.progress._tty", lambda: True)
+    account = iss.json("account", "create", "--holder", "Bulk")["id"]
+    folder = tmp_path / "cards"
+    args = ["card", "provision", "--account", account, "--scheme", "visa", "--form", "card",
+            "--out", str(folder), "--count", "3"]  # fmt: skip
+    made = iss.run(*args, "--json")
+    listed = json.loads(made.stdout)["provisioned"]
+    assert [Path(c["profile"]).name for c in listed] == [
+        "visa-card-0001.json", "visa-card-0002.json", "visa-card-0003.json",
+    ]  # fmt: skip
+    assert len({c["card"]["id"] for c in listed}) == 3
+    assert all((folder / Path(c["profile"]).name).stat().st_mode & 0o077 == 0 for c in listed)
+    assert "provisioning 3 cards" in made.stderr
+    assert len(iss.json("card", "list", "--account", account)) == 3
+    again = iss.run(*args, code=4)
+    assert "use --force" in again.stderr
+    one = iss.run(*args[:-2], "--name", "x", "--count", "2", code=2)
+    assert "--name names one profile" in one.stderr
+
+
 def test_json_errors(iss: Issuer) -> None:
     """With --json the failure is also a JSON object on stdout, in the one shape of the
     four tools (clikit.errors); stderr keeps the message for a person."""
