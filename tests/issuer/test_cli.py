@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import socket
 from datetime import date
 from pathlib import Path
 
@@ -327,6 +328,18 @@ def test_provision_in_bulk_writes_one_profile_per_card(
     assert "use --force" in again.stderr
     one = iss.run(*args[:-2], "--name", "x", "--count", "2", code=2)
     assert "--name names one profile" in one.stderr
+
+
+@pytest.mark.parametrize("command", ["serve", "serve-iso8583"])
+def test_serving_on_a_busy_port_is_one_line_and_exit_4(iss: Issuer, command: str) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        busy = iss.run(command, "--bind", f"127.0.0.1:{port}", "--json", code=4)
+    assert busy.stderr.splitlines() == [
+        f"Error: cannot listen on 127.0.0.1:{port}: the address is in use (another server "
+        "listens on it): stop that server, or choose another port (0: any free one)"
+    ]
+    assert json.loads(busy.stdout)["error"]["code"] == "conflict"
 
 
 def test_json_errors(iss: Issuer) -> None:
