@@ -25,7 +25,7 @@ def gate_command() -> None:
     One line per tap on standard output (--json: one JSON object), messages on
     standard error. Exit codes (`terminal --help`): 2 usage, 8 no card within
     --timeout, 9 reader, 10 configuration, 11 journal not writable (transit); parking
-    checks its issuer first: 6 refused, 7 unreachable.
+    checks its issuer first: 6 when it refuses this terminal.
     """
 
 

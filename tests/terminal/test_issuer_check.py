@@ -142,3 +142,45 @@ def test_pay_help_says_the_issuer_is_checked_first() -> None:
     text = " ".join(shown.output.split())
     assert "before it asks for a card it checks that the issuer answers" in text
     assert "no issuer connection" not in text
+
+
+class _RefusesEveryone(BaseHTTPRequestHandler):
+    """An issuer that knows no terminal: 401 to everything."""
+
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        body = b'{"error": {"code": "unauthorised", "message": "unknown terminal"}}'
+        self.send_response(401)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+def test_the_parking_lane_stops_when_refused_and_serves_on_when_unreachable(
+    profile: Path, tmp_path: Path
+) -> None:
+    """Refused: a wrong credential never heals, so the lane stops before any tap
+    (exit 6). Unreachable: cars must still leave, so the lane warns and serves on."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _RefusesEveryone)
+    server.daemon_threads = True
+    args = ["gate", "parking", "--reader", f"emulated:{profile}", "--home",
+            str(tmp_path / "park"), "--taps", "1", "--terminal-id", "term_1",
+            "--terminal-key", "wrong", "--dev-plain-http"]  # fmt: skip
+    before = atc(profile)
+    with serving(server):
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        refused = CliRunner(env=CLEAN).invoke(cli, [*args, "--issuer", url])
+    assert refused.exit_code == 6, refused.output
+    assert "refused terminal term_1" in refused.stderr
+    assert atc(profile) == before
+    down = CliRunner(env=CLEAN).invoke(cli, [*args, "--issuer", e2e.unused_url(), "--json"])
+    assert down.exit_code == 0, down.output
+    assert "is unreachable" in down.stderr
+    assert "the lane serves on (exits queued)" in down.stderr
+    (tap,) = (json.loads(line) for line in down.stdout.splitlines())
+    assert tap["open"] is False  # an entry waits for the issuer
