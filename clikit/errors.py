@@ -23,7 +23,6 @@ with the table of exit codes.
 from __future__ import annotations
 
 import os
-import traceback
 from collections.abc import Sequence
 from typing import Any, ClassVar, Final
 
@@ -117,6 +116,8 @@ def wants_json(args: Sequence[str]) -> bool:
 def _internal(exc: Exception) -> ToolFailure:
     """The failure shown for an unexpected exception: its type and the place it was
     raised (a file of the tools and its line), never its message."""
+    import traceback  # only when a tool fails this way
+
     frames = traceback.extract_tb(exc.__traceback__)
     where = f" at {os.path.basename(frames[-1].filename)}:{frames[-1].lineno}" if frames else ""
     return ToolFailure(
