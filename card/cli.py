@@ -26,6 +26,11 @@ pay-qr PROFILE`` pays a merchant's code (:mod:`card.qr_cli`).
 ``card show PROFILE`` prints what the card holds with the PAN and track data masked
 (:mod:`emvwire.mask`) and keys shown only by their check values (ANSI X9.24-1 KCV).
 
+Failures exit with the codes all four tools share (:mod:`clikit.exits`, listed by
+``card --help``): 2 a bad option or profile, 9 a reader the card cannot be presented
+to (vpcd not listening or busy, a udp port taken), 11 a counters folder that cannot be
+made; ``--json`` adds the JSON error object on standard output (:mod:`clikit.errors`).
+
 Both find a card's counters in the state folder (:func:`card.state.state_dir`,
 ``--state-dir``, ``$TAPSTACK_STATE_DIR``), never beside the profile: serving a card
 from a source tree leaves that tree as it was.
@@ -52,6 +57,8 @@ from card.scripted import ScriptedCard, ScriptError, is_scripted_profile
 from card.state import CardState, StateError, default_state_path
 from card.transport import CardApplication, CardRemoved
 from card.vpcd import REMOVAL_GAP, VPCD_PORT, ReaderBusyError, TapEnd, serve_tap
+from clikit.errors import ToolFailure, ToolGroup
+from clikit.exits import Exit
 from emvwire import dol
 from emvwire.dictionary import Kernel, name_of
 from emvwire.dump import render_value
@@ -64,7 +71,7 @@ from emvwire.tlv import tag_hex
 if TYPE_CHECKING:  # imported by ``card serve`` when it makes the card (not by --help)
     from card.emv import EmvCard  # noqa: F401 - _TapWatch names it in a string
 
-__all__ = ["DEFAULT_NFC_PORT", "REVEALABLE_TAGS", "cli", "describe_card", "main"]
+__all__ = ["DEFAULT_NFC_PORT", "REVEALABLE_TAGS", "ReaderFailure", "cli", "describe_card", "main"]
 
 #: nfcpy's default udp port (nfc/clf/device.py).
 DEFAULT_NFC_PORT: Final = 54321
@@ -98,7 +105,14 @@ _state_dir_option = click.option(
 )
 
 
-@click.group(context_settings=CONTEXT)
+class ReaderFailure(ToolFailure):
+    """The reader the card is presented to cannot be reached, is busy or went away
+    (exit 9)."""
+
+    exit_code = Exit.READER
+
+
+@click.group(cls=ToolGroup, context_settings=CONTEXT)
 @click.version_option(package_name="tapstack")
 def cli() -> None:
     """tapstack card: EMV contactless cards in software."""
@@ -378,23 +392,27 @@ def _serve_pcsc(
                 busy_timeout=_BUSY_TIMEOUT,
             )
         except ReaderBusyError:
-            raise click.ClickException(
+            raise ReaderFailure(
                 f"the vpcd reader on port {port} is busy: another card is presented there "
-                f"(or pcscd does not poll it)"
+                f"(or pcscd does not poll it); stop that card, or serve on the other reader "
+                f"(--reader)"
             ) from None
         except ConnectionRefusedError:
-            raise click.ClickException(
+            raise ReaderFailure(
                 f"vpcd is not listening on 127.0.0.1:{port}: is pcscd with vsmartcard-vpcd "
                 f"running? (apt-get install pcscd vsmartcard-vpcd; pcscd --foreground)"
             ) from None
         except OSError as exc:
-            raise click.ClickException(f"cannot reach vpcd on port {port}: {exc}") from None
+            raise ReaderFailure(
+                f"cannot reach vpcd on port {port}: {exc}; check that pcscd runs"
+            ) from None
         if watch.received:
             done += 1
             _emit(watch.report(done, "pcsc", tap.end.value), as_json)
         elif tap.end is TapEnd.CLOSED:
-            raise click.ClickException(
-                f"vpcd on port {port} closed the connection (pcscd stopped?)"
+            raise ReaderFailure(
+                f"vpcd on port {port} closed the connection (pcscd stopped?): start pcscd "
+                "again, then the card"
             )
         if tap.end is TapEnd.STOPPED:
             break
@@ -407,8 +425,9 @@ def _check_udp_port(port: int) -> None:
         try:
             probe.bind(("0.0.0.0", port))  # where nfcpy's udp card listens  # noqa: S104
         except OSError as exc:
-            raise click.ClickException(
-                f"udp port {port} is busy ({exc.strerror}): another card or program uses it"
+            raise ReaderFailure(
+                f"udp port {port} is busy ({exc.strerror}): another card or program uses it; "
+                "stop it, or choose another --port"
             ) from None
 
 
@@ -441,8 +460,9 @@ def _serve_nfc(
                 stats=stats,
             )
         except OSError as exc:
-            raise click.ClickException(
-                f"cannot listen on {path}: {exc.strerror or exc} (is the port busy?)"
+            raise ReaderFailure(
+                f"cannot listen on {path}: {exc.strerror or exc} (is the port busy?); choose "
+                "another --port"
             ) from None
         if stats.taps:
             done += 1
@@ -587,8 +607,10 @@ def serve(
         try:
             state_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         except OSError as exc:
-            raise click.ClickException(
-                f"cannot make the counters folder {state_path.parent}: {exc.strerror}"
+            raise ToolFailure.of(
+                f"cannot make the counters folder {state_path.parent}: {exc.strerror}; "
+                "choose another with --state-dir (or --no-persist)",
+                Exit.STORAGE,
             ) from None
     if via == "pcsc":
         target = port if port is not None else VPCD_PORT + (reader or 0)

@@ -19,6 +19,7 @@ from hostlink.client import (
     HostLinkError,
     HostOutcome,
     HostRefusedError,
+    HostTlsError,
     HostUnreachableError,
 )
 from hostlink.iso8583 import Iso8583Client
@@ -32,6 +33,7 @@ __all__ = [
     "HostLinkError",
     "HostOutcome",
     "HostRefusedError",
+    "HostTlsError",
     "HostUnreachableError",
     "Iso8583Client",
     "WalletClient",

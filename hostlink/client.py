@@ -41,6 +41,7 @@ __all__ = [
     "HostLinkError",
     "HostOutcome",
     "HostRefusedError",
+    "HostTlsError",
     "HostUnreachableError",
 ]
 
@@ -69,6 +70,12 @@ class HostUnreachableError(HostLinkError):
     """No answer from the issuer: time-out, broken connection or 503 after the
     retries, or an answer that is not the contract's. Nothing is known to have
     changed; the request may be sent again with its request id."""
+
+
+class HostTlsError(HostUnreachableError):
+    """The TLS handshake with the issuer failed: its certificate is not one the
+    configured CA vouches for, or it refused this terminal's certificate. Nothing was
+    served; it will not heal by itself (the settings must change)."""
 
 
 #: What an application catches for "the issuer did not answer" (the client's own
@@ -210,7 +217,7 @@ class HostClient:
             # no request was served. Said once in the log, as it will not heal alone.
             self.close()
             log.warning("TLS with the issuer %s:%s failed: %s", self._host, self._port, exc)
-            raise HostUnreachableError(f"TLS: {exc}") from None
+            raise HostTlsError(f"TLS: {exc}") from None
         except (OSError, http.client.HTTPException):
             self.close()
             raise HostUnreachableError from None
@@ -261,6 +268,25 @@ class HostClient:
         return msgspec.structs.asdict(self._call(method, path, body, key, contract.Transaction))
 
     # -- operations --------------------------------------------------------------------
+
+    def check(self) -> None:
+        """Whether the issuer answers this terminal, before a card is asked for: one
+        cheap authenticated request (``GET /v1/authorisations?limit=1``), sent once.
+        Raises :class:`HostTlsError` (a certificate refused either way),
+        :class:`HostUnreachableError` (no answer, or 503), :class:`HostRefusedError`
+        (401: unknown terminal, wrong credential, a certificate that does not prove
+        this terminal) or :class:`HostError` (any other refusal); returns when the
+        issuer accepted the terminal."""
+        status, raw = self.request("GET", "/v1/authorisations?limit=1", None, None)
+        if status == 503:
+            raise HostUnreachableError("503")
+        if status >= 400:
+            try:
+                error = contract.decode(raw, contract.Error).error
+            except contract.ContractError:
+                error = contract.ErrorBody(code="", message="")
+            cls = HostRefusedError if status == 401 else HostError
+            raise cls(status, error.code, error.message)
 
     def authorise(
         self,

@@ -1,7 +1,9 @@
 """The ``issuer`` command: a click group (``issuer --help``).
 
 Every subcommand has ``--help`` and ``--json``; output is masked; errors are
-:class:`~issuer.commands.common.CliError` with the exit codes of :mod:`issuer.errors`.
+:class:`~issuer.commands.common.CliError` with the exit codes of :mod:`issuer.errors`
+(the table all four tools share, :mod:`clikit.exits`, which ``issuer --help`` ends
+with), shown as :mod:`clikit.errors` says.
 ``--home`` defaults to ``$TAPSTACK_ISSUER_HOME`` (else ``~/.tapstack/issuer``) and
 ``--db`` to ``$TAPSTACK_DB`` (else the home's database).
 
@@ -19,6 +21,7 @@ from typing import Any
 
 import click
 
+from clikit.errors import ToolFailure, listen_exit
 from clikit.lazy import LazyGroup
 from issuer.commands.common import CliError, CliState
 from issuer.config import ENV_DB, ENV_HOME
@@ -96,24 +99,21 @@ LAZY_COMMANDS: dict[str, tuple[str, str]] = {
 
 
 class IssuerGroup(LazyGroup):
-    """A group turning :class:`IssuerError` into :class:`CliError` and closing the
-    issuer opened for the command; its :data:`LAZY_COMMANDS` are imported on first use
-    (:class:`clikit.lazy.LazyGroup`)."""
+    """The ``issuer`` group (:class:`clikit.lazy.LazyGroup`: its :data:`LAZY_COMMANDS`
+    imported on first use, failures shown as :mod:`clikit.errors` says): an
+    :class:`IssuerError` is the :class:`CliError` of its exit code, and the issuer
+    opened for the command is closed after it."""
 
     lazy_commands = LAZY_COMMANDS
+
+    def translate(self, ctx: click.Context, exc: Exception) -> click.ClickException | None:
+        if isinstance(exc, IssuerError):
+            return CliError.from_issuer(exc)
+        return None
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except IssuerError as exc:
-            error = CliError.from_issuer(exc)
-            state = ctx.find_object(CliState)
-            error.as_json = bool(state and state.as_json)
-            raise error from None
-        except CliError as error:
-            state = ctx.find_object(CliState)
-            error.as_json = bool(state and state.as_json)
-            raise
         finally:
             state = ctx.find_object(CliState)
             if state is not None:
@@ -175,7 +175,7 @@ def serve_command(
     {"url": ...} on standard output). SIGHUP takes up a renewed server certificate
     (`issuer tls renew-server`) without a restart. Stop with Ctrl-C or SIGTERM: the
     requests under way are answered and committed first. A busy address is one line
-    and exit code 1.
+    and exit code 4 (conflict).
     """
     from httpserve import ListenError
     from httpserve.server import serve
@@ -210,7 +210,7 @@ def serve_command(
             ssl_context=context, ready=ready, reload=reload,
         )  # fmt: skip
     except ListenError as exc:
-        raise CliError(str(exc)) from None
+        raise ToolFailure.of(str(exc), listen_exit(exc.errno)) from None
 
 
 def main() -> None:

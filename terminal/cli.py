@@ -6,9 +6,11 @@ when it runs (:data:`LAZY_COMMANDS`): ``readers`` and ``watch``
 ``retail``, ``gate transit|parking``, ``entry-point`` and ``csr``
 (:mod:`~terminal.commands.csr`). ``terminal --help`` lists them from the short help
 kept beside each name, importing none of them. Failures are
-:class:`click.ClickException` subclasses with their own exit codes
-(:mod:`terminal.commands.common`): a message, never a traceback. Data go to standard
-output, messages to standard error.
+:class:`clikit.errors.ToolFailure` subclasses (:mod:`terminal.commands.common`) with the
+exit codes all four tools share (:mod:`clikit.exits`, listed by ``terminal --help``):
+a message that says what to do next, never a traceback, and with ``--json`` also the
+JSON error object on standard output. Data go to standard output, messages to
+standard error.
 """
 
 from __future__ import annotations

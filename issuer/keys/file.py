@@ -189,12 +189,16 @@ class FileKeyStore(KeyStore):
         target = Path(path)
         document = cls._read(target)
         file_key = cls._derive(passphrase, document["kdf"])
+        wrong = (
+            "wrong key store passphrase: give the one set at `issuer init` "
+            "(TAPSTACK_KEYSTORE_KEY, or at the prompt)"
+        )
         try:
             check = unseal_with(file_key, bytes.fromhex(document["check"]), b"check")
         except (KeyStoreError, ValueError):
-            raise KeyStoreError("wrong key store passphrase") from None
+            raise KeyStoreError(wrong) from None
         if not hmac.compare_digest(check, _CHECK_PLAINTEXT):
-            raise KeyStoreError("wrong key store passphrase")
+            raise KeyStoreError(wrong)
         return cls(target, file_key, document)
 
     @staticmethod

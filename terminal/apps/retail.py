@@ -83,11 +83,13 @@ __all__ = [
     "Display",
     "HostLike",
     "QrHost",
+    "IssuerRefusalError",
     "Receipt",
     "RetailError",
     "Tap",
     "Till",
     "Totals",
+    "UnknownSaleError",
     "journal_totals",
     "utc_now",
 ]
@@ -172,6 +174,15 @@ class QrHost(HostLike, Protocol):
 class RetailError(AppError):
     """A cashier's request the till refuses: unknown transaction, void of a captured
     sale, refund above what is left. Nothing was sent or recorded."""
+
+
+class UnknownSaleError(RetailError, LookupError):
+    """No approved sale of that transaction id in the till's journal."""
+
+
+class IssuerRefusalError(RetailError):
+    """The issuer refused a void, refund or close step (not a decline: the request
+    itself, e.g. a credential it does not know)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -752,7 +763,10 @@ class Till:
         batch = self._batch()
         sale = batch.sales.get(transaction_id)
         if sale is None:
-            raise RetailError(f"no approved sale {transaction_id} in this till's journal")
+            raise UnknownSaleError(
+                f"no approved sale {transaction_id} in this till's journal: check the "
+                "transaction id on the sale's receipt"
+            )
         if transaction_id in batch.voided:
             raise RetailError(f"sale {transaction_id} is voided already")
         if transaction_id in batch.captured or transaction_id not in batch.open_ids:
@@ -760,7 +774,7 @@ class Till:
         try:
             self.host.reverse(transaction_id, request_id=f"void:{transaction_id}")
         except HostError as exc:
-            raise RetailError(f"the issuer refused the void: {exc}") from None
+            raise IssuerRefusalError(f"the issuer refused the void: {exc}") from None
         except UNREACHABLE:
             raise HostUnreachableError("issuer unreachable: not voided, try again") from None
         amount = int(sale["amount"])
@@ -784,7 +798,10 @@ class Till:
         batch = self._batch()
         sale = batch.sales.get(transaction_id)
         if sale is None:
-            raise RetailError(f"no approved sale {transaction_id} in this till's journal")
+            raise UnknownSaleError(
+                f"no approved sale {transaction_id} in this till's journal: check the "
+                "transaction id on the sale's receipt"
+            )
         if transaction_id in batch.voided:
             raise RetailError(f"sale {transaction_id} was voided: nothing to refund")
         left = int(sale["amount"]) - batch.refunded.get(transaction_id, 0)
@@ -803,7 +820,7 @@ class Till:
             )  # fmt: skip
             done = self.host.refund(transaction_id, amount, request_id=request_id)
         except HostError as exc:
-            raise RetailError(f"the issuer refused the refund: {exc}") from None
+            raise IssuerRefusalError(f"the issuer refused the refund: {exc}") from None
         except UNREACHABLE:
             raise HostUnreachableError(
                 "issuer unreachable: not refunded yet (sent again at close)"
@@ -850,7 +867,7 @@ class Till:
             batch = self._batch()
             issuer = self.host.transactions(limit=1000)
         except HostError as exc:
-            raise RetailError(f"the issuer refused a close step: {exc}") from None
+            raise IssuerRefusalError(f"the issuer refused a close step: {exc}") from None
         except UNREACHABLE:
             raise HostUnreachableError("issuer unreachable: the day is not closed") from None
         till = _till_totals(batch)

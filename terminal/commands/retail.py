@@ -25,10 +25,14 @@ Lines (prompt and ``--stdin``)::
     close                       end of day: capture, compare with the issuer
     quit                        stop (end of input does too)
 
-Exit codes: 2 configuration or usage, 3 reader, 4 no card within ``--timeout``, 5 sale
-declined or not completed, 6 close found differences (MISMATCH), 7 issuer unreachable
-(nothing charged), 8 a void or refund the till refuses. With ``--stdin`` a failed line
-is reported and the next one read; the exit code is then 6 if the last close did not
+Exit codes (the table of ``terminal --help``): 2 usage, 3 a void or refund of a sale
+the till does not know, 4 a void or refund the till refuses or a close that found
+differences (MISMATCH), 5 sale declined, 6 the issuer refused this terminal, 7 issuer
+unreachable (nothing charged), 8 card removed, not completed or no card within
+``--timeout``, 9 reader, 10 configuration, 11 the till's journal. Before a sale asks
+for a card the issuer is checked (:func:`~terminal.commands.common.check_issuer`). With
+``--stdin`` a failed line is reported (``--json``: an ``{"error": ...}`` line with the
+line read) and the next one read; the exit code is then 4 if the last close did not
 match, else 0.
 """
 
@@ -44,27 +48,36 @@ from typing import Any
 
 import click
 
+from clikit.errors import ToolFailure, error_document
+from clikit.exits import Exit
 from emvwire.currency import Currency, currency_by_code, format_amount, parse_amount
 from emvwire.tags import Tag
 from hostlink import HostUnreachableError
 from terminal.apps.journal import Journal, JournalError
 from terminal.apps.retail import (
     CloseReport,
+    IssuerRefusalError,
     Receipt,
     RetailError,
     Till,
+    UnknownSaleError,
     journal_totals,
 )
 from terminal.commands.common import (
     ConfigFailure,
+    HostRefusedFailure,
+    HostUnreachableFailure,
     NoCardEvent,
     NotCompleted,
     ReaderFailure,
+    check_issuer,
     client_tls,
     host_client,
     issuer_options,
     load_terminal_config,
+    not_completed,
     prepare_reader,
+    reader_failure,
     reader_option,
 )
 from terminal.kernel.config import TerminalConfig
@@ -76,29 +89,43 @@ from terminal.kernel.transaction import (
 )
 from terminal.readers import NoCardError, Reader, ReaderError, signal_outcome
 
-__all__ = ["CloseMismatch", "HostUnreachableFailure", "Refused", "retail_command"]
+__all__ = ["CloseMismatch", "JournalFailure", "Refused", "retail_command"]
 
 #: Default folder of the till's journal.
 DEFAULT_HOME = "var/retail"
 
 
-class CloseMismatch(click.ClickException):
-    """The close found differences between till and issuer (exit code 6)."""
+class CloseMismatch(ToolFailure):
+    """The close found differences between till and issuer (exit 4, conflict)."""
 
-    exit_code = 6
-
-
-class HostUnreachableFailure(click.ClickException):
-    """The command's exit when the issuer could not be reached: nothing charged or
-    changed (exit code 7)."""
-
-    exit_code = 7
+    exit_code = Exit.CONFLICT
 
 
-class Refused(click.ClickException):
-    """A void or refund the till refuses (unknown sale, too much; exit code 8)."""
+class Refused(ToolFailure):
+    """A void or refund the till refuses (exit 4; an unknown sale: 3)."""
 
-    exit_code = 8
+    exit_code = Exit.CONFLICT
+
+
+class UnknownSale(Refused):
+    """A void or refund of a sale the till does not know (exit 3)."""
+
+    exit_code = Exit.NOT_FOUND
+
+
+class JournalFailure(ToolFailure):
+    """The till's journal cannot be opened or written (exit 11)."""
+
+    exit_code = Exit.STORAGE
+
+
+def _refused(exc: RetailError) -> ToolFailure:
+    """The failure of a request the till or the issuer refuses."""
+    if isinstance(exc, UnknownSaleError):
+        return UnknownSale(str(exc))
+    if isinstance(exc, IssuerRefusalError):
+        return HostRefusedFailure(f"{exc}; check this terminal's settings at the issuer")
+    return Refused(str(exc))
 
 
 def _common(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -136,6 +163,7 @@ class _Session:
     tapped: bool = False
     #: Reads the next line of input (a scanned code after ``scan AMOUNT``).
     next_line: Callable[[], str | None] = lambda: None
+    checked: bool = False
     _host: Any = field(default=None, repr=False)
 
     def get(self, name: str, default: Any = None) -> Any:
@@ -194,6 +222,14 @@ class _Session:
                 Path(png).write_bytes(image.png(text))
             except OSError as exc:
                 raise ConfigFailure(f"--code-png {png}: {exc.strerror or exc}") from None
+    def check_issuer(self) -> None:
+        """Check the issuer once before the first sale asks for a card (again after
+        a failed check): :func:`~terminal.commands.common.check_issuer`."""
+        if self.checked:
+            return
+        self.open_till()
+        check_issuer(self._host, self.get("issuer_url"), self.get("terminal_id"))
+        self.checked = True
 
     def journal(self) -> Journal:
         """The till's journal (``--home``/journal)."""
@@ -201,7 +237,10 @@ class _Session:
         try:
             return Journal(home / "journal")
         except (JournalError, OSError) as exc:
-            raise ConfigFailure(f"till journal in {home}: {exc}") from None
+            raise JournalFailure(
+                f"till journal in {home}: {exc}; check that the folder is writable, or "
+                "choose another with --home"
+            ) from None
 
     def tap(self, transaction: Transaction) -> TransactionResult:
         """Wait for a card (after the previous one left) and run the kernel."""
@@ -222,14 +261,19 @@ class _Session:
             ):
                 _display(UiMessage.REMOVE_CARD, "")
                 if not self.reader.wait_for_removal(timeout):
-                    raise NoCardEvent(f"the card did not leave {self.raw.path}")
+                    raise NoCardEvent(
+                        f"the card did not leave {self.raw.path}: take it away, then sell again"
+                    )
             self.reader.wait_for_card(timeout)
             self.tapped = True
             result = self.entry.run(self.reader, transaction, wait=False)
         except NoCardError as exc:
-            raise NoCardEvent(f"no card at {self.raw.path} within {timeout:g} s") from exc
+            raise NoCardEvent(
+                f"no card at {self.raw.path} within {timeout:g} s: present a card, or wait "
+                "longer with --timeout"
+            ) from exc
         except ReaderError as exc:
-            raise ReaderFailure(f"{self.raw.path}: {exc}") from exc
+            raise reader_failure(self.raw.path, exc) from exc
         signal_outcome(self.raw.feedback, result.outcome.label)
         return result
 
@@ -276,6 +320,7 @@ def _sale(session: _Session, amount_text: str) -> Receipt:
         amount = parse_amount(amount_text, till.currency.exponent)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="amount") from None
+    session.check_issuer()
     try:
         receipt = till.sale(amount, session.tap)
     except RetailError as exc:
@@ -325,9 +370,14 @@ def _scanned(session: _Session) -> str:
 def _checked(receipt: Receipt) -> None:
     """The exit of a one-sale invocation: 7 no charge, 5 not approved."""
     if receipt.status == "NO CHARGE":
-        raise HostUnreachableFailure(f"{receipt.reason}: sale of {receipt.amount} not charged")
+        raise HostUnreachableFailure(
+            f"{receipt.reason}: sale of {receipt.amount} not charged; sell again once the "
+            "issuer answers"
+        )
     if not receipt.approved:
-        raise NotCompleted(f"{receipt.status.lower()}: {receipt.reason}")
+        raise not_completed(
+            receipt.status.lower(), [receipt.reason], declined=receipt.status == "DECLINED"
+        )
 
 
 def _void(session: _Session, transaction_id: str) -> None:
@@ -335,7 +385,7 @@ def _void(session: _Session, transaction_id: str) -> None:
     try:
         receipt = till.void(transaction_id)
     except RetailError as exc:
-        raise Refused(str(exc)) from None
+        raise _refused(exc) from None
     except HostUnreachableError as exc:
         raise HostUnreachableFailure(str(exc)) from None
     _print(session, receipt)
@@ -349,7 +399,7 @@ def _refund(session: _Session, transaction_id: str, amount_text: str) -> None:
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="amount") from None
     except RetailError as exc:
-        raise Refused(str(exc)) from None
+        raise _refused(exc) from None
     except HostUnreachableError as exc:
         raise HostUnreachableFailure(str(exc)) from None
     _print(session, receipt)
@@ -360,13 +410,16 @@ def _close(session: _Session) -> None:
     try:
         report = till.close()
     except RetailError as exc:
-        raise Refused(str(exc)) from None
+        raise _refused(exc) from None
     except HostUnreachableError as exc:
         raise HostUnreachableFailure(str(exc)) from None
     _print(session, report)
     session.close_ok = report.match
     if not report.match:
-        raise CloseMismatch(f"close: {len(report.differences)} difference(s); the day stays open")
+        raise CloseMismatch(
+            f"close: {len(report.differences)} difference(s); the day stays open: compare "
+            "the till's totals with the issuer's transactions, then close again"
+        )
 
 
 def _totals(session: _Session) -> None:
@@ -427,12 +480,12 @@ def _lines(session: _Session, read: Callable[[], str | None]) -> None:
             if not _line(session, line):
                 return
         except (CloseMismatch, NotCompleted) as exc:
-            exc.show()
-        except (ReaderFailure, ConfigFailure):
+            exc.show()  # its report or receipt is printed already
+        except (ReaderFailure, ConfigFailure, JournalFailure):
             raise
         except click.ClickException as exc:
             if session.get("as_json", False):
-                click.echo(json.dumps({"error": exc.format_message(), "line": line.strip()}))
+                click.echo(json.dumps({**error_document(exc), "line": line.strip()}))
             exc.show()
 
 

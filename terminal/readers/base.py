@@ -302,6 +302,12 @@ class Reader(abc.ABC):
     def close(self) -> None:
         """Release the reader."""
 
+    def release(self) -> None:  # noqa: B027 - an optional hook: nothing by default
+        """Let the card go without closing the reader: disconnect from it so that the
+        reader may power it down (``terminal watch`` between two cards). The next
+        :meth:`wait_for_card` activates a card afresh. By default nothing: a driver
+        that holds the card while connected overrides it."""
+
     def wait_for_removal(self, timeout: float | None = None, poll: float = 0.05) -> bool:
         """Wait until the card has left the field; ``False`` on time-out."""
         deadline = None if timeout is None else time.monotonic() + timeout

@@ -182,6 +182,15 @@ class EmulatedReader(Reader):
                 raise NoCardError(f"no card activated on {self.path}: call wait_for_card first")
         return complete_exchange(self._send, bytes(c_apdu))
 
+    def release(self) -> None:
+        """Power the card off: it counts as gone for :meth:`wait_for_removal`, and the
+        next :meth:`wait_for_card` is a new presentation of the card in the field."""
+        with self._cond:
+            if self._powered:
+                self._powered = False
+                self.card.power_off()
+            self._cond.notify_all()
+
     def close(self) -> None:
         """Power the card off; waits in progress end with ReaderUnavailableError."""
         with self._cond:

@@ -455,6 +455,11 @@ class PcscReader(Reader):
         self._events = -1 if state is None else state[0] >> 16
         return self._card_info()
 
+    def release(self) -> None:
+        """``SCardDisconnect`` with ``SCARD_UNPOWER_CARD``: pcscd powers the card down
+        (a vpcd card served by ``card serve`` ends its tap and leaves)."""
+        self._disconnect(UNPOWER_CARD)
+
     def close(self) -> None:
         """Disconnect (leaving the card as it is) and release the PC/SC context."""
         self._disconnect(LEAVE_CARD)

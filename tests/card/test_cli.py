@@ -268,7 +268,7 @@ def test_vpcd_not_listening_says_what_to_start() -> None:
     result = _invoke(
         "serve", str(CARDS / "visa-card.json"), "--via", "pcsc", "--port", str(port), "--no-persist"
     )
-    assert result.exit_code == 1
+    assert result.exit_code == 9  # reader
     assert "vpcd is not listening" in result.output
     assert "is pcscd with vsmartcard-vpcd running?" in result.output
     assert "Traceback" not in result.output
@@ -282,7 +282,7 @@ def test_a_busy_udp_port_is_reported() -> None:
             "serve", str(CARDS / "visa-card.json"), "--via", "nfc", "--port", str(port),
             "--no-persist",
         )  # fmt: skip
-    assert result.exit_code == 1
+    assert result.exit_code == 9
     assert f"udp port {port} is busy" in result.output
 
 
@@ -562,7 +562,7 @@ def test_an_unusable_state_folder_is_reported(tmp_path: Path) -> None:
         "serve", str(CARDS / "visa-card.json"), "--via", "pcsc", "--port", "1",
         "--state-dir", str(blocker / "cards"),
     )  # fmt: skip
-    assert result.exit_code == 1
+    assert result.exit_code == 11  # storage
     assert "cannot make the counters folder" in result.output
     assert "Traceback" not in result.output
 
@@ -573,7 +573,7 @@ def test_a_busy_vpcd_reader_is_reported(vpcd: FakeVpcd) -> None:
         "serve", str(CARDS / "visa-card.json"), "--via", "pcsc", "--port", str(vpcd.port),
         "--no-persist",
     )  # fmt: skip
-    assert result.exit_code == 1
+    assert result.exit_code == 9
     assert f"the vpcd reader on port {vpcd.port} is busy" in result.output
 
 

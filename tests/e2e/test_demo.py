@@ -1,6 +1,8 @@
 """The README's main command, ``scripts/demo`` (scripts/demo.py): the whole day of taps
 and QR payments ends by itself with status 0, every step in order, the books agreeing,
-and no full PAN or track 2 anywhere in what it prints. In process, and through pcscd +
+and no full PAN or track 2 anywhere in what it prints; with ``--show-commands`` the
+command line of each step before its outcome, keys as shell variables. In process, and
+through pcscd +
 vpcd."""
 
 from __future__ import annotations
@@ -57,9 +59,15 @@ def _demo(*args: str) -> str:
     return out
 
 
-def test_demo_in_process() -> None:
-    out = _demo("--in-process")
+def test_demo_in_process_shows_the_commands_of_each_step() -> None:
+    out = _demo("--in-process", "--show-commands")
     assert "cards are tapped in process (--in-process)" in out
+    assert "   $ issuer init --kdf-cost 10 --json" in out
+    assert out.index("$ terminal gate transit ") < out.index("OPEN 520474")
+    # a key printed once is a shell variable in the commands, never its value
+    assert '--terminal-key "$SHOP_KEY"' in out
+    assert '--gate-key "$GATE_KEY"' in out
+    assert "tsk_" not in out
 
 
 @pytest.mark.pcsc

@@ -57,7 +57,7 @@ def test_an_operators_ranges_and_keys_day(bare: Issuer, tmp_path: Path) -> None:
         args = ("keys", "import", "--scheme", "visa", "--bin", PREFIX, "--cvn", str(CVN),
                 "--purpose", purpose, "--key-file", str(key_file))  # fmt: skip
         wrong = bytes(b ^ 0xFF for b in independent_kcv(key)).hex()
-        iss.run(*args, "--kcv", wrong, code=5)
+        iss.run(*args, "--kcv", wrong, code=6)
         done = iss.json(*args, "--kcv", independent_kcv(key).hex())
         assert (done["version"], done["kcv"]) == (1, independent_kcv(key).hex().upper())
     key_file.unlink()
@@ -111,7 +111,7 @@ def test_a_failed_init_leaves_nothing(tmp_path: Path) -> None:
     result = runner.invoke(
         cli, ["--home", str(home), "init", "--kdf-cost", "10", "--ca-dir", str(missing_ca)]
     )
-    assert result.exit_code == 6, result.output
+    assert result.exit_code == 10, result.output
     assert "use --ca new" in result.stderr
     assert not home.exists()
     # A failure after the key store was written: the database cannot be made (its

@@ -272,9 +272,10 @@ def test_the_command_without_online_response_ends_with_the_online_request() -> N
     assert "event: online (response None)" in out
 
 
-def test_the_command_exits_5_with_the_record_for_another_outcome() -> None:
+def test_the_command_exits_8_with_the_record_for_another_outcome() -> None:
+    """End application is no decline: the card could not complete (exit 8)."""
     code, out, err = _visa_entry_point("ppse-not-found.json", "1.00")
-    assert code == 5
+    assert code == 8
     assert "SELECT 2PAY.SYS.DDF01 -> 6A82" in out
     assert "end application" in err
 
@@ -284,10 +285,10 @@ def test_the_command_refuses_bad_input_without_a_traceback(tmp_path: Path) -> No
     bad.write_text('{"schema": "tapstack.terminal-config/1", "combinations": []}')
     code, _, err = _cli("entry-point", "--config", str(bad), "--card",
                         str(CASES / "ppse-not-found.json"), "--amount", "1")  # fmt: skip
-    assert code == 2
+    assert code == 10  # a configuration that does not load
     assert "combinations" in err
     code, _, err = _cli("entry-point", "--card", str(tmp_path / "none.json"), "--amount", "1")
-    assert code == 3
+    assert code == 9  # no card profile there: the reader cannot be opened
     assert "none.json" in err
     code, _, err = _cli("entry-point", "--card", str(CASES / "ppse-not-found.json"),
                         "--amount", "1.234")  # fmt: skip

@@ -36,13 +36,14 @@ def test_pay_online_request_prints_the_authorisation_request(
     runner: CliRunner, distribution: Path
 ) -> None:
     reader = _profile(distribution)
-    result = runner.invoke(cli, ["pay", "--reader", reader, "--amount", "12.34"])
+    result = runner.invoke(cli, ["pay", "--reader", reader, "--amount", "12.34", "--verbose"])
     assert result.exit_code == 0, result.output
     out = result.stdout
-    assert out.startswith("ONLINE REQUEST: Authorising, please wait")
-    assert "12.34 EUR" in out
-    assert "476173******0010" in out
+    first, second = out.splitlines()[:2]  # the verdict first
+    assert first == "ONLINE REQUEST: 12.34 EUR, VISA CREDIT 476173******0010"
+    assert second.startswith("  Authorising, please wait: no --issuer")
     assert "Authorisation request (field 55" in out
+    assert "- byte 1 bit 8: Offline data authentication was not performed" in out
     assert "9F26 Application Cryptogram" in out
     assert "57 track 2 equivalent data: 476173******0010D" in out
     assert "Present a card" in result.stderr
@@ -66,15 +67,30 @@ def test_pay_json_and_trace(runner: CliRunner, distribution: Path) -> None:
     _no_secrets(result.stdout, result.stderr)
 
 
-def test_pay_declined_exits_5(runner: CliRunner, distribution: Path) -> None:
+def test_pay_not_completed_by_the_card_exits_8(runner: CliRunner, distribution: Path) -> None:
+    """End application is no decline: the card could not complete (exit 8)."""
     profile = distribution / "expired.json"
     doc = json.loads((CARDS / "visa-card.json").read_text())
     doc["faults"] = {"wrong_sw": {"A8": "6A80"}}
     profile.write_text(json.dumps(doc))
     result = runner.invoke(cli, ["pay", "--reader", f"emulated:{profile}", "--amount", "1"])
-    assert result.exit_code == 5, result.output
+    assert result.exit_code == 8, result.output
     assert result.stdout.startswith("END APPLICATION")
     assert "GET PROCESSING OPTIONS answered 6A80" in result.stderr
+    assert "present the card again, or try another card" in result.stderr
+
+
+def test_read_trace_shows_aids_whole_and_masks_the_pan(
+    runner: CliRunner, distribution: Path
+) -> None:
+    result = runner.invoke(cli, ["read", "--reader", _profile(distribution), "--trace"])
+    assert result.exit_code == 0, result.output
+    trace = result.stderr
+    assert "4F Application Identifier (AID) - card [7]: A0000000031010" in trace
+    assert "SELECT A0000000031010" in trace
+    assert "A00*" not in trace
+    assert "5A Application Primary Account Number (PAN) [8]: 476173******0010" in trace
+    _no_secrets(result.stdout, trace)
 
 
 def test_pay_currency_type_and_other_amount(runner: CliRunner, distribution: Path) -> None:
@@ -93,7 +109,8 @@ def test_pay_currency_type_and_other_amount(runner: CliRunner, distribution: Pat
     [
         (["--amount", "12.345"], 2, "more than 2 decimals"),
         (["--amount", "1", "--currency", "XXX"], 2, "unknown currency"),
-        (["--amount", "1", "--config", "/no/such.json"], 2, "cannot read configuration"),
+        (["--amount", "1e3"], 2, "not an amount"),
+        (["--amount", "1", "--config", "/no/such.json"], 10, "cannot read configuration"),
     ],
 )
 def test_pay_errors(
@@ -105,9 +122,9 @@ def test_pay_errors(
     assert "Traceback" not in result.output
 
 
-def test_pay_with_a_bad_reader_exits_3(runner: CliRunner) -> None:
+def test_pay_with_a_bad_reader_exits_9(runner: CliRunner) -> None:
     result = runner.invoke(cli, ["pay", "--reader", "emulated:/no/such.json", "--amount", "1"])
-    assert result.exit_code == 3
+    assert result.exit_code == 9
     assert "no card profile" in result.output
 
 
