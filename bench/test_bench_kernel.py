@@ -50,8 +50,8 @@ class _Recorder(EmulatedReader):
         super().__init__(card)
         self.answers: list[bytes] = []
 
-    def transmit(self, c_apdu: bytes) -> bytes:
-        answer = super().transmit(c_apdu)
+    def transmit(self, c_apdu: bytes, timeout: float | None = None) -> bytes:
+        answer = super().transmit(c_apdu, timeout)
         self.answers.append(answer)
         return answer
 
@@ -70,7 +70,7 @@ class ReplayReader(Reader):
         self.position = 0
         return CardInfo()
 
-    def transmit(self, c_apdu: bytes) -> bytes:
+    def transmit(self, c_apdu: bytes, timeout: float | None = None) -> bytes:
         answer = self.answers[self.position]
         self.position += 1
         return answer
