@@ -201,6 +201,7 @@ class _Session:
         except ReaderError as exc:
             raise ReaderFailure(f"{self.raw.path}: {exc}") from exc
         signal_outcome(self.raw.feedback, result.outcome.label)
+        self.reader.field_off()  # Book A: the removal procedure, once the signal is given
         return result
 
     def close(self) -> None:

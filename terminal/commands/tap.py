@@ -153,11 +153,12 @@ def pay_command(
     try:
         wait_for_card(reader, timeout)
         result = entry.run(reader, transaction, wait=False)
+        # The signal first, while the card is connected; closing switches the field off.
+        signal_outcome(raw.feedback, result.outcome.label)
     except ReaderError as exc:
         raise ReaderFailure(f"{raw.path}: {exc}") from exc
     finally:
         reader.close()
-    signal_outcome(raw.feedback, result.outcome.label)
     summary = result.summary()
     summary["amount"] = f"{transaction.amount / 10**cur.exponent:.{cur.exponent}f} {cur.alpha}"
     if host is not None and result.outcome is Outcome.ONLINE_REQUEST:

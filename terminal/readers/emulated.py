@@ -155,7 +155,15 @@ class EmulatedReader(Reader):
         return self._info()
 
     def wait_for_card(self, timeout: float | None = None) -> CardInfo:
-        """Wait until the card is in the field, power it on (afresh) and activate it."""
+        """Wait until the card is in the field, power it on (afresh) and activate it.
+
+        A card still busy with a command it never answered (its field was reset) is
+        waited for first, within ``timeout``."""
+        if not self._worker.wait(timeout):
+            raise NoCardError(
+                f"no card on {self.path} within {timeout:g} s: the card that stopped "
+                "answering has not let go"
+            )
         with self._cond:
             if self._closed:
                 raise ReaderUnavailableError(f"{self.path} is closed")
