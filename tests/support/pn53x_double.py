@@ -43,8 +43,8 @@ __all__ = [
     "PN532_FIRMWARE",
     "PN533_FIRMWARE",
     "Acr122Usb",
-    "Pn533Usb",
     "Pn53xChip",
+    "Pn533Usb",
     "acr122u_escape",
     "pn533_frame",
 ]

@@ -31,8 +31,8 @@ from tests.support.pn53x_double import (
     PN532_FIRMWARE,
     PN533_FIRMWARE,
     Acr122Usb,
-    Pn533Usb,
     Pn53xChip,
+    Pn533Usb,
     acr122u_escape,
     pn533_frame,
 )

@@ -90,11 +90,9 @@ def test_terminal_pay_with_a_silent_card_exits_with_try_again(
     silent = SilentCard(card("visa-card"))
     silent_cards.append(silent)
     served = vpcd(silent)
-    result = CliRunner().invoke(
-        cli,
-        ["pay", "--reader", f"pcsc:{served.reader}", "--amount", "12.34"]
-        + ["--config", str(config), "--timeout", "10"],
-    )
+    arguments = ["pay", "--reader", f"pcsc:{served.reader}", "--amount", "12.34"]
+    arguments += ["--config", str(config), "--timeout", "10"]
+    result = CliRunner().invoke(cli, arguments)
     assert result.exit_code == 5, result.output
     assert "try again" in result.output
     assert "no answer within 400 ms" in result.output
