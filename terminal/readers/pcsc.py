@@ -681,7 +681,7 @@ class PcscReader(Reader):
         )
         if _code(rc) != ScardCode.S_SUCCESS:
             raise _error(api, rc, f"direct connection to {self.name!r}")
-        codes = ESCAPE_CODES
+        codes: tuple[int, ...] = ESCAPE_CODES
         if self.escape_code is not None:
             codes = (self.escape_code, *(c for c in ESCAPE_CODES if c != self.escape_code))
         refused: ReaderError | None = None
