@@ -43,12 +43,18 @@ class WorkerStuckError(Exception):
 
 
 class _Job(Generic[T]):
-    __slots__ = ("cleanup", "done", "error", "fn", "lock", "value")
+    """One call: ``finished`` is held until it returns (a bare lock is the cheapest
+    hand-over between two threads: a card's command pays it on every APDU); ``lock``
+    guards ``done`` and ``cleanup`` between the caller and the worker."""
+
+    __slots__ = ("cleanup", "done", "error", "finished", "fn", "lock", "value")
 
     def __init__(self, fn: Callable[[], T]) -> None:
         self.fn = fn
-        self.done = threading.Event()
+        self.finished = threading.Lock()
+        self.finished.acquire()
         self.lock = threading.Lock()
+        self.done = False
         self.value: T | None = None
         self.error: BaseException | None = None
         self.cleanup: Callable[[], None] | None = None
@@ -59,10 +65,18 @@ class _Job(Generic[T]):
         except BaseException as exc:  # handed to the caller, which raises it
             self.error = exc
         with self.lock:
-            self.done.set()
+            self.done = True
             cleanup = self.cleanup
+        self.finished.release()
         if cleanup is not None:
             _clean(cleanup)
+
+    def wait(self, timeout: float | None) -> bool:
+        """Wait up to ``timeout`` s (``None``: for ever) for the call to return."""
+        if not self.finished.acquire(timeout=-1 if timeout is None else max(0.0, timeout)):
+            return False
+        self.finished.release()  # for any other waiter
+        return True
 
 
 def _clean(cleanup: Callable[[], None]) -> None:
@@ -102,13 +116,13 @@ class Worker:
     @property
     def stuck(self) -> bool:
         """Whether a call passed its deadline and has not returned yet."""
-        return self._stuck is not None and not self._stuck.done.is_set()
+        return self._stuck is not None and not self._stuck.done
 
     def wait(self, timeout: float | None) -> bool:
         """Wait up to ``timeout`` s (``None``: for ever) for a stuck call to return;
         ``True`` when no call is stuck any more."""
         job = self._stuck
-        return job is None or job.done.wait(timeout)
+        return job is None or job.wait(timeout)
 
     def call(self, fn: Callable[[], T], timeout: float) -> T:
         """``fn()`` in the worker's thread: its result, or its exception raised here, or
@@ -125,9 +139,9 @@ class Worker:
                 thread.daemon = True
                 thread.start()
             jobs.put(job)  # type: ignore[arg-type]
-        if not job.done.wait(max(0.0, timeout)):
+        if not job.wait(timeout):
             with job.lock:
-                late = not job.done.is_set()
+                late = not job.done
             if late:
                 with self._lock:
                     jobs.put(None)  # that thread ends once the call returns
@@ -144,7 +158,7 @@ class Worker:
         job = self._stuck
         if job is not None:
             with job.lock:
-                if not job.done.is_set():
+                if not job.done:
                     job.cleanup = cleanup
                     return
         _clean(cleanup)
