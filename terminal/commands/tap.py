@@ -65,7 +65,8 @@ def read_command(
     data objects of every record, named.
 
     GET PROCESSING OPTIONS is sent (cards serve records only after it) for a zero
-    amount: the card counts one transaction. --no-gpo avoids that.
+    amount: the card counts one transaction. --no-gpo avoids that. The configuration's
+    timing and record bounds apply; the card is unpowered at the end.
     """
     from terminal.kernel.reading import read_card
 
@@ -131,7 +132,9 @@ def pay_command(
     8583 field 55 data, track 2 masked) is printed; with --issuer, --terminal-id and
     --terminal-key it goes online and the issuer's answer decides. Exit code 0 for
     approved (or an online request without an issuer), 5 for declined, ended or try
-    again.
+    again. A card that stops answering ends in try again after the configuration's
+    command deadline (timing.command_ms), one that is too slow overall in end
+    application (timing.transaction_ms); --timeout is the wait for a card to arrive.
     """
     from terminal.kernel.entry_point import EntryPoint
     from terminal.kernel.outcome import Outcome
