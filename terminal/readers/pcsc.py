@@ -192,6 +192,11 @@ _TRANSIENT: Final = frozenset(
         ScardCode.E_TIMEOUT,
     }
 )
+#: A card pcscd has not (yet) powered up: met when connecting to a card presented or
+#: unpowered a moment ago (vpcd's presentation races pcscd's power-up).
+_NOT_READY: Final = frozenset(
+    {ScardCode.W_UNPOWERED_CARD, ScardCode.W_UNRESPONSIVE_CARD, ScardCode.W_RESET_CARD}
+)
 
 #: Commands re-sent after a transient failure and a reconnect: (CLA mask, CLA, INS).
 #: Their repetition cannot change the card: SELECT (Book 1 §11.3.2), READ RECORD (Book
@@ -205,6 +210,8 @@ RETRY_SAFE: Final = (
     (0xFF, 0x80, 0xCA),  # GET DATA (EMV)
     (0xFF, 0xFF, 0xCA),  # GET DATA UID (reader)
 )
+#: Seconds between two connections to a card pcscd had not powered up yet.
+_NOT_READY_PAUSE: Final = 0.05
 #: How long transmit waits for a GetStatusChange slice (Ctrl-C is seen in between).
 _SLICE: Final = 0.5
 
@@ -257,7 +264,13 @@ def _error(api: Any, rc: int, what: str) -> ReaderError:
         return ReaderUnavailableError(f"{message}: another application holds the card")
     if code in _TRANSIENT:
         return _TransientError(message, code)
+    if code in _NOT_READY:
+        return _NotReadyError(message)
     return CommunicationError(message)
+
+
+class _NotReadyError(CommunicationError):
+    """A card not powered up yet (internal: :meth:`PcscReader.wait_for_card` waits on)."""
 
 
 class _TransientError(CommunicationError):
@@ -452,9 +465,11 @@ class PcscReader(Reader):
 
         A card connected before is first disconnected with ``SCARD_UNPOWER_CARD``, so
         every call gives a freshly powered card. Waits in slices of 0.5 s, so Ctrl-C
-        is seen. While a card that never answered still holds the reader (a command
-        abandoned at its deadline), it waits for that card to leave. :class:`NoCardError`
-        after ``timeout`` seconds (``None``: for ever).
+        is seen. A card pcscd has not powered up yet (unpowered, reset, unresponsive:
+        just presented, or just unpowered by the last client) is connected to again.
+        While a card that never answered still holds the reader (a command abandoned at
+        its deadline), it waits for that card to leave. :class:`NoCardError` after
+        ``timeout`` seconds (``None``: for ever).
         """
         self._disconnect(UNPOWER_CARD)
         deadline = None if timeout is None else time.monotonic() + max(0.0, timeout)
@@ -468,6 +483,7 @@ class PcscReader(Reader):
                 state = self._state(known, max(0.0, left) if known != STATE_UNAWARE else 0.0)
                 if state is not None:
                     event, _ = state
+                    known = event & ~STATE_CHANGED
                     if event & STATE_PRESENT and not event & STATE_MUTE:
                         try:
                             return self._connect()
@@ -475,7 +491,10 @@ class PcscReader(Reader):
                             log.debug("the card left while connecting")
                         except CardTimeoutError as exc:
                             log.info("%s", exc)  # the card holds the reader: wait on
-                    known = event & ~STATE_CHANGED
+                        except _NotReadyError as exc:  # pcscd is powering it up: again
+                            log.debug("%s; connecting again", exc)
+                            time.sleep(min(_NOT_READY_PAUSE, max(0.0, left)))
+                            known = STATE_UNAWARE
             if deadline is not None and time.monotonic() >= deadline:
                 held = (
                     " (a card that stopped answering still holds it)" if self._worker.stuck else ""

@@ -11,7 +11,14 @@ import pytest
 import terminal.readers.deadline as deadline_module
 from terminal.readers import CardTimeoutError, NoCardError, ReaderUnavailableError
 from terminal.readers.deadline import DeadlineError, Worker, WorkerStuckError
-from terminal.readers.pcsc import LEAVE_CARD, UNPOWER_CARD, PcscReader
+from terminal.readers.pcsc import (
+    LEAVE_CARD,
+    SHARE_DIRECT,
+    SHARE_SHARED,
+    UNPOWER_CARD,
+    PcscReader,
+    ScardCode,
+)
 from tests.support.hostile_cards import wait_until
 from tests.terminal.readers.fake_scard import FakeScard
 
@@ -121,3 +128,36 @@ def test_field_off_and_close_unpower_the_card() -> None:
     reader.close()
     assert ("disconnect", UNPOWER_CARD) in api.calls[-2:]
     assert ("disconnect", LEAVE_CARD) not in api.calls
+
+
+class _PoweringUp(FakeScard):
+    """A fake whose card pcscd has not powered up for the first ``times`` connections."""
+
+    def __init__(self, times: int) -> None:
+        super().__init__(("Virtual PCD 00 00",))
+        self.times = times
+
+    def SCardConnect(
+        self, context: int, name: str, share: int, protocols: int
+    ) -> tuple[int, int, int]:
+        if share != SHARE_DIRECT and self.times:
+            self.times -= 1
+            self.calls.append(("connect", share))
+            return ScardCode.W_UNPOWERED_CARD, 0, 0
+        return super().SCardConnect(context, name, share, protocols)
+
+
+def test_a_card_not_powered_up_yet_is_connected_to_again() -> None:
+    api = _PoweringUp(times=2)
+    reader = PcscReader("0", api=api)
+    assert reader.wait_for_card(5).protocol == "T=1"
+    assert api.calls.count(("connect", SHARE_SHARED)) == 3
+    reader.close()
+
+
+def test_a_card_never_powered_up_is_no_card_within_the_wait() -> None:
+    api = _PoweringUp(times=10**9)
+    reader = PcscReader("0", api=api)
+    with pytest.raises(NoCardError):
+        reader.wait_for_card(0.2)
+    reader.close()
