@@ -24,8 +24,8 @@ class RecordingReader(EmulatedReader):
         super().__init__(card)
         self.answers: list[bytes] = []
 
-    def transmit(self, c_apdu: bytes) -> bytes:
-        answer = super().transmit(c_apdu)
+    def transmit(self, c_apdu: bytes, timeout: float | None = None) -> bytes:
+        answer = super().transmit(c_apdu, timeout)
         self.answers.append(answer)
         return answer
 
@@ -44,7 +44,7 @@ class ReplayReader(Reader):
         self.position = 0
         return CardInfo()
 
-    def transmit(self, c_apdu: bytes) -> bytes:
+    def transmit(self, c_apdu: bytes, timeout: float | None = None) -> bytes:
         answer = self.answers[self.position]
         self.position += 1
         return answer

@@ -2,7 +2,8 @@
 
 Every command lives in its own module of :mod:`terminal.commands` and is imported only
 when it runs (:data:`LAZY_COMMANDS`): ``readers`` and ``watch``
-(:mod:`~terminal.commands.readers`), ``read`` and ``pay`` (:mod:`~terminal.commands.tap`),
+(:mod:`~terminal.commands.readers`), ``reader feedback`` (:mod:`~terminal.commands.reader`),
+``read`` and ``pay`` (:mod:`~terminal.commands.tap`),
 ``retail``, ``gate transit|parking``, ``entry-point`` and ``csr``
 (:mod:`~terminal.commands.csr`). ``terminal --help`` lists them from the short help
 kept beside each name, importing none of them. Failures are
@@ -29,6 +30,10 @@ LAZY_COMMANDS: dict[str, tuple[str, str]] = {
     "readers": (
         "terminal.commands.readers:readers_command",
         "List the readers attached, numbered, with the path that opens each.",
+    ),
+    "reader": (
+        "terminal.commands.reader:reader_command",
+        "Commands to the reader itself: try its LED and buzzer by hand.",
     ),
     "watch": (
         "terminal.commands.readers:watch_command",

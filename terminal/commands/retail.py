@@ -222,6 +222,7 @@ class _Session:
                 Path(png).write_bytes(image.png(text))
             except OSError as exc:
                 raise ConfigFailure(f"--code-png {png}: {exc.strerror or exc}") from None
+
     def check_issuer(self) -> None:
         """Check the issuer once before the first sale asks for a card (again after
         a failed check): :func:`~terminal.commands.common.check_issuer`."""
@@ -275,6 +276,7 @@ class _Session:
         except ReaderError as exc:
             raise reader_failure(self.raw.path, exc) from exc
         signal_outcome(self.raw.feedback, result.outcome.label)
+        self.reader.field_off()  # Book A: the removal procedure, once the signal is given
         return result
 
     def close(self) -> None:

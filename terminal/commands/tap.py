@@ -69,7 +69,8 @@ def read_command(
     data objects of every record, named.
 
     GET PROCESSING OPTIONS is sent (cards serve records only after it) for a zero
-    amount: the card counts one transaction. --no-gpo avoids that.
+    amount: the card counts one transaction. --no-gpo avoids that. The configuration's
+    timing and record bounds apply; the card is unpowered at the end.
     """
     from terminal.kernel.reading import read_card
 
@@ -145,6 +146,10 @@ def pay_command(
     online request ends at the terminal; --verbose prints the authorisation request
     (field 55, track 2 masked).
 
+    A card that stops answering ends in try again after the configuration's command
+    deadline (timing.command_ms), one that is too slow overall in end application
+    (timing.transaction_ms); --timeout is the wait for a card to arrive.
+
     Two verdict lines come first: the outcome with amount and card, then the issuer's
     or the card's word; --verbose adds the detail. Exit codes: 0 approved (or an
     online request without an issuer), 5 declined, 6 the issuer refused this terminal,
@@ -179,11 +184,12 @@ def pay_command(
         try:
             wait_for_card(reader, timeout)
             result = entry.run(reader, transaction, wait=False)
+            # The signal first, while the card is connected; closing switches the field off.
+            signal_outcome(raw.feedback, result.outcome.label)
         except ReaderError as exc:
             raise reader_failure(raw.path, exc) from exc
         finally:
             reader.close()
-        signal_outcome(raw.feedback, result.outcome.label)
         summary = result.summary()
         summary["amount"] = format_amount(transaction.amount, cur)
         failure: ToolFailure | None = None

@@ -218,7 +218,8 @@ def _note_dols(r_apdu: bytes, found: dict[int, bytes]) -> None:
 
 @dataclass(frozen=True)
 class TraceEntry:
-    """One traced event: ``card``, ``apdu``, ``repower``, ``removed`` or ``error``."""
+    """One traced event: ``card``, ``apdu``, ``repower``, ``field off``, ``removed`` or
+    ``error``."""
 
     seq: int
     kind: str
@@ -343,11 +344,11 @@ class TracingReader(Reader):
         )
         return info
 
-    def transmit(self, c_apdu: bytes) -> bytes:
+    def transmit(self, c_apdu: bytes, timeout: float | None = None) -> bytes:
         c_apdu = bytes(c_apdu)
         started = time.perf_counter()
         try:
-            r_apdu = self.reader.transmit(c_apdu)
+            r_apdu = self.reader.transmit(c_apdu, timeout)
         except ReaderError as exc:
             self._error(started, command_name(c_apdu), exc)
             raise
@@ -388,6 +389,10 @@ class TracingReader(Reader):
 
     def release(self) -> None:
         self.reader.release()
+
+    def field_off(self) -> None:
+        self.reader.field_off()
+        self._emit("field off", detail="the card session ended")
 
     def close(self) -> None:
         self.reader.close()

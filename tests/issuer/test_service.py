@@ -13,6 +13,7 @@ from card.emv import EmvCard
 from emvwire import tlv
 from emvwire.oda import SigningKey
 from emvwire.tags import Tag
+from emvwire.tlv import decode_flat
 from issuer.bootstrap import IssuerApp, add_range
 from issuer.domain.authorise import Authoriser
 from issuer.errors import KeyStoreError
@@ -88,6 +89,27 @@ def test_a_tampered_amount_fails_the_cryptogram(world: World) -> None:
     forged = edit(result.authorisation_data, t9F02=bytes.fromhex("000000000005"))
     _declined(world, forged, result.track2, "a", "CRYPTOGRAM_INVALID")
     assert send(world, forged, result.track2, "a")["response_code"] == "82"
+
+
+def test_an_arqc_differing_only_in_its_last_byte_is_declined(world: World) -> None:
+    """A full 8-byte cryptogram with one bit of its last byte changed: a verifier that
+    compared a prefix would take it."""
+    result = tap(world.card, 500)
+    arqc = decode_flat(result.authorisation_data)[0x9F26]
+    assert len(arqc) == 8
+    forged = edit(result.authorisation_data, t9F26=arqc[:-1] + bytes((arqc[-1] ^ 0x01,)))
+    _declined(world, forged, result.track2, "a", "CRYPTOGRAM_INVALID")
+    assert send(world, result.authorisation_data, result.track2, "b")["approved"]
+
+
+def test_a_ctq_whose_cdcvm_bit_alone_is_set_is_a_cvm_mismatch(world: World) -> None:
+    """Byte 2 bit 8 of the CTQ set on its way to the issuer, byte 1 as the card sent it:
+    the card's CVR (in its MAC'd IAD) says no consumer device CVM was performed."""
+    result = tap(world.card, 6000)
+    ctq = decode_flat(result.authorisation_data)[0x9F6C]
+    assert ctq == bytes.fromhex("8000")  # online PIN required, no CDCVM
+    forged = edit(result.authorisation_data, t9F6C=ctq[:1] + bytes((ctq[1] | 0x80,)))
+    _declined(world, forged, result.track2, "ctq", "CVM_MISMATCH")
 
 
 def test_a_rolled_back_atc_declines(world: World) -> None:

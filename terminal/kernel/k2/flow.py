@@ -9,7 +9,7 @@ with the decisions of :mod:`terminal.kernel.k2.rules`):
    the combination's kernel data, the transaction, the Unpredictable Number drawn from
    the context's CSPRNG, and Terminal Capabilities ``9F33`` built from ``DF8117``,
    ``DF8118``/``DF8119`` and ``DF811F`` (Book C-2 §6.3). A malformed FCI or PDOL: Select
-   Next.
+   Next. Data after the FCI template are ignored.
 2. **GET PROCESSING OPTIONS** (Book C-2 §5.4). ``6985``: Select Next; another status
    word: End Application. The answer is format 1 (``80``: AIP || AFL) or format 2
    (``77``), with AIP ``82`` and AFL ``94`` mandatory.
@@ -30,7 +30,10 @@ with the decisions of :mod:`terminal.kernel.k2.rules`):
 5. **READ RECORD** for each record of the AFL (Book 3 §10.2). A status other than
    9000, a record of SFI 1-10 that is not one template ``70``, or a data object that
    the card has already given (a duplicate): End Application. Records the AFL marks
-   for offline data authentication are kept for the static data (Book 3 §10.3).
+   for offline data authentication are kept for the static data (Book 3 §10.3). An
+   AFL naming more entries or records than the configuration's bounds ends the
+   application before any READ RECORD, records past its byte bound when they do
+   (:mod:`terminal.kernel.bounds`).
 6. **Card checks.** PAN ``5A``, expiry ``5F24`` and CDOL1 ``8C`` are mandatory (End
    Application); a PAN outside the scheme's IIN ranges (card brand mixup, Basin et al.
    2021) or a Track 2 PAN that differs from ``5A``: Declined, no GENERATE AC.
@@ -91,6 +94,7 @@ from emvwire.oda import (
 from emvwire.qualifiers import AIP, is_set
 from emvwire.tags import Tag
 from emvwire.track2 import track2_pan
+from terminal.kernel.bounds import RecordBytes, afl_problem
 from terminal.kernel.k2.rules import (
     KERNEL_CONFIG_BITS,
     RRP_NOT_PERFORMED,
@@ -300,7 +304,7 @@ class _Flow:
 
     def _read_fci(self) -> bytes:
         try:
-            objects = tlv.decode(self.ctx.fci)
+            objects = tlv.decode_leading(self.ctx.fci, Tag.FCI_TEMPLATE).children
         except DecodeError as exc:
             raise FlowEndError(Outcome.SELECT_NEXT, f"FCI is malformed: {exc.message}") from None
         for obj in _primitives(objects):
@@ -463,6 +467,11 @@ class _Flow:
     # --- 5. READ RECORD -------------------------------------------------------------
 
     def _read_records(self, afl: list[AflEntry]) -> list[tuple[int, bytes]]:
+        limits = self.ctx.config.records
+        refused = afl_problem(afl, limits)
+        if refused:
+            raise FlowEndError(Outcome.END_APPLICATION, refused)
+        read = RecordBytes(limits)
         oda: list[tuple[int, bytes]] = []
         for entry in afl:
             for number in range(entry.first, entry.last + 1):
@@ -472,6 +481,9 @@ class _Flow:
                     raise FlowEndError(
                         Outcome.END_APPLICATION, f"READ RECORD {where} answered {_sw(r)}"
                     )
+                too_much = read.add(r.data)
+                if too_much:
+                    raise FlowEndError(Outcome.END_APPLICATION, f"{too_much} (at {where})")
                 if entry.sfi <= 10:
                     template = self._template(r.data, Tag.RECORD_TEMPLATE, f"READ RECORD {where}")
                     self._store_objects(template.children, where)

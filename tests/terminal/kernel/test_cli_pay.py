@@ -155,3 +155,27 @@ def test_read_json_and_no_gpo(runner: CliRunner, distribution: Path) -> None:
     doc = json.loads(quiet.stdout)
     assert doc["apdus"] == 2
     assert doc["applications"][0]["records"] == []
+
+
+def test_pay_with_a_card_slower_than_the_deadline_ends_in_try_again(
+    runner: CliRunner, distribution: Path
+) -> None:
+    """The hang of issue 17 in process: a card that holds each answer back (the
+    profile's ``delay_ms`` fault, 3 s) no longer keeps ``terminal pay --timeout 10``
+    running: the configuration's command deadline (200 ms here) ends it, exit code 5."""
+    profile = json.loads((CARDS / "visa-card.json").read_text())
+    profile["faults"] = {"delay_ms": 3000}
+    card_file = distribution / "slow.json"
+    card_file.write_text(json.dumps(profile))
+    config = json.loads(Path("terminal/kernel/default_config.json").read_text())
+    config["ca_keys"] = [str(Path("terminal/kernel").resolve() / key) for key in config["ca_keys"]]
+    config["timing"] = {"command_ms": 200, "transaction_ms": 2000}
+    config_file = distribution / "short.json"
+    config_file.write_text(json.dumps(config))
+    arguments = ["pay", "--reader", f"emulated:{card_file}", "--amount", "12.34", "--json"]
+    result = runner.invoke(cli, [*arguments, "--config", str(config_file), "--timeout", "10"])
+    assert result.exit_code == 5, result.output
+    summary = json.loads(result.stdout)
+    assert summary["outcome"] == "try again"
+    assert any("did not answer INS A4 in time" in r for r in summary["reasons"])
+    assert "Traceback" not in result.output
