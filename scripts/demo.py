@@ -273,6 +273,7 @@ def _issuer(demo: Demo) -> dict[str, Any]:
               f"{t['certificate']['serial'][:12]}...")  # fmt: skip
     wallet = demo.json("issuer", "wallet", "add", "--name", "Grace's phone",
                        "--cert-dir", str(demo.folder / "certs"))  # fmt: skip
+    demo.secret(wallet["credential"], "WALLET_KEY")
     print(f"   wallet {wallet['id']}: Grace's phone, TLS certificate "
           f"{wallet['certificate']['serial'][:12]}...")  # fmt: skip
     url = demo.serve("issuer", "serve", "--bind", "127.0.0.1:0")

@@ -64,6 +64,7 @@ from terminal.apps.retail import (
     journal_totals,
 )
 from terminal.commands.common import (
+    CardNotCompleted,
     ConfigFailure,
     HostRefusedFailure,
     HostUnreachableFailure,
@@ -359,13 +360,13 @@ def _scanned(session: _Session) -> str:
         try:
             return image.read(Path(image_file).read_bytes())
         except OSError as exc:
-            raise ConfigFailure(f"--image {image_file}: {exc.strerror or exc}") from None
+            raise click.BadParameter(str(exc.strerror or exc), param_hint="--image") from None
         except QrError as exc:
-            raise NotCompleted(f"{image_file}: {exc.message}") from None
+            raise CardNotCompleted(f"{image_file}: {exc.message}") from None
     _display(UiMessage.SEE_PHONE, "show your code to the scanner")
     line = session.next_line()
     if not line or not line.strip():
-        raise NotCompleted("no code scanned")
+        raise CardNotCompleted("no code scanned")
     return line.strip()
 
 
