@@ -25,6 +25,7 @@ from issuer.errors import (
     NotFoundError,
     TransientError,
 )
+from issuer.ledger.events_sql import SqlEvents, SqlWebhooks
 from issuer.ledger.repository import Discrepancy, UnitOfWork
 from issuer.model.entities import (
     SYSTEM_PREFIX,
@@ -1042,7 +1043,7 @@ class SqlRepositories:
 
     __slots__ = (
         "accounts", "atcs", "authorisations", "bins", "cards", "certificates", "db",
-        "journals", "terminals", "tokens",
+        "events", "journals", "terminals", "tokens", "webhooks",
     )  # fmt: skip
 
     def __init__(self, db: SqlConnection) -> None:
@@ -1056,6 +1057,8 @@ class SqlRepositories:
         self.authorisations = SqlAuthorisations(db)
         self.journals = SqlJournals(db)
         self.atcs = SqlAtcs(db)
+        self.events = SqlEvents(db)
+        self.webhooks = SqlWebhooks(db)
 
 
 class SqlUnitOfWork(UnitOfWork):
@@ -1085,10 +1088,18 @@ class SqlUnitOfWork(UnitOfWork):
         self.authorisations = repos.authorisations
         self.journals = repos.journals
         self.atcs = repos.atcs
+        self.events: SqlEvents = repos.events
+        self.webhooks: SqlWebhooks = repos.webhooks
+        self.events.discard()  # left by a unit of work of this connection that failed
 
     def commit(self) -> None:
         if self._done:
             raise LedgerError("this unit of work has ended")
+        try:
+            self.events.flush()  # the outbox's queued events, in the transaction
+        except BaseException:
+            self.rollback()
+            raise
         self._done = True
         try:
             self._finish(True)
@@ -1098,6 +1109,7 @@ class SqlUnitOfWork(UnitOfWork):
             raise
 
     def rollback(self) -> None:
+        self.events.discard()
         if not self._done:
             self._done = True
             self._finish(False)
