@@ -17,6 +17,7 @@ An event is for webhook endpoints (:mod:`issuer.domain.webhooks`) to receive:
 
 from __future__ import annotations
 
+import builtins
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -198,12 +199,12 @@ class Events:
             )
         return EventPage(found, more)
 
-    def get(self, event_id: str) -> tuple[Event, list[Delivery]]:
+    def get(self, event_id: str) -> tuple[Event, builtins.list[Delivery]]:
         """One event and its deliveries."""
         with self.ledger.unit_of_work(write=False) as uow:
             return uow.events.get(event_id), uow.webhooks.deliveries(event_id)
 
-    def resend(self, event_id: str, endpoint_id: str | None = None) -> list[str]:
+    def resend(self, event_id: str, endpoint_id: str | None = None) -> builtins.list[str]:
         """Deliver an event again, due now: to ``endpoint_id`` (enabled; whatever it
         subscribes to), or to every enabled endpoint that subscribes to it. The
         endpoint ids; :class:`InvalidStateError` if there is none."""

@@ -39,18 +39,14 @@ _DISPATCH_LOCK: Final = 0x7461706576656E74
 #: Rows per multi-row statement (well below SQLite's 32,766 parameters).
 _CHUNK: Final = 200
 
-_EVENT_INSERT: Final = (
-    "id, type, object_type, object_id, object_seq, terminal_id, data, created_at"
-)
+_EVENT_INSERT: Final = "id, type, object_type, object_id, object_seq, terminal_id, data, created_at"
 _EVENT_COLUMNS: Final = (
     "id, type, created_at, object_type, object_id, data, object_seq, terminal_id"
 )
 
 
 def _event(row: Sequence[Any]) -> Event:
-    return Event(
-        row[0], EventType(row[1]), row[2], row[3], row[4], row[5], int(row[6]), row[7]
-    )
+    return Event(row[0], EventType(row[1]), row[2], row[3], row[4], row[5], int(row[6]), row[7])
 
 
 @functools.lru_cache(maxsize=64)
@@ -112,7 +108,7 @@ class SqlEvents:
     def list(
         self,
         *,
-        type: str | None = None,  # noqa: A002 - the filter's name
+        type: str | None = None,
         object_id: str | None = None,
         limit: int = 100,
         starting_after: str | None = None,
@@ -158,8 +154,7 @@ class SqlEvents:
 
 
 _ENDPOINT_COLUMNS: Final = (
-    "id, url, events, status, created_at, description, terminal_id, ca_file,"
-    " previous_secret_until"
+    "id, url, events, status, created_at, description, terminal_id, ca_file, previous_secret_until"
 )
 _DELIVERY_COLUMNS: Final = (
     "id, event_id, endpoint_id, status, attempts, next_attempt_at, created_at, last_status,"
@@ -333,6 +328,24 @@ class SqlWebhooks:
             " WHERE id = ? AND status = 'pending'",
             (status, error, next_attempt_at, delivery_id),
         )
+
+    def release(self, delivery_ids: Sequence[int]) -> None:
+        for start in range(0, len(delivery_ids), _CHUNK):
+            chunk = delivery_ids[start : start + _CHUNK]
+            marks = ", ".join("?" for _ in chunk)
+            self.db.run(
+                f"UPDATE webhook_deliveries SET claimed_until = NULL WHERE id IN ({marks})",
+                chunk,
+            )
+
+    def due(self, now: str) -> bool:
+        row = self.db.one(
+            "SELECT 1 FROM webhook_deliveries WHERE status = 'pending'"
+            " AND next_attempt_at <= ? AND (claimed_until IS NULL OR claimed_until <= ?)"
+            " LIMIT 1",
+            (now, now),
+        )
+        return row is not None
 
     def deliveries(self, event_id: str) -> builtins.list[Delivery]:
         rows = self.db.all(

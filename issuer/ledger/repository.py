@@ -416,9 +416,7 @@ class WebhookRepository(Protocol):
     def remove(self, endpoint_id: str) -> None:
         """Delete an endpoint and its deliveries."""
 
-    def add_deliveries(
-        self, rows: Sequence[tuple[int, str, str, str]], now: str
-    ) -> None:
+    def add_deliveries(self, rows: Sequence[tuple[int, str, str, str]], now: str) -> None:
         """Pending deliveries due ``now``: (event seq, event id, endpoint id, object
         id) each; one that exists is left as it is."""
 
@@ -426,9 +424,7 @@ class WebhookRepository(Protocol):
         """Deliver ``event`` to the endpoint again from ``now`` (a resend): the
         delivery made pending with no attempts, or made."""
 
-    def claim(
-        self, now: str, until: str, limit: int
-    ) -> builtins.list[Claimed]:
+    def claim(self, now: str, until: str, limit: int) -> builtins.list[Claimed]:
         """Lease due pending deliveries of enabled endpoints until ``until``, each the
         oldest pending one of its endpoint and object (order per object), so that no
         other worker takes them meanwhile."""
@@ -446,6 +442,12 @@ class WebhookRepository(Protocol):
     ) -> None:
         """Record a failed attempt: retried at ``next_attempt_at``, or given up
         (``None``: status ``failed``)."""
+
+    def release(self, delivery_ids: Sequence[int]) -> None:
+        """End the lease of claimed deliveries not attempted (claimable again)."""
+
+    def due(self, now: str) -> bool:
+        """Whether a pending delivery is due and unleased (a cheap look before a claim)."""
 
     def deliveries(self, event_id: str) -> builtins.list[Delivery]:
         """An event's deliveries, by endpoint."""

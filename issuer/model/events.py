@@ -52,7 +52,7 @@ class EventType(enum.StrEnum):
     AUTHORISATION_INCREMENTED = "authorisation.incremented"
     REFUND_CREATED = "refund.created"
     CARD_STATUS_CHANGED = "card.status_changed"
-    TOKEN_STATUS_CHANGED = "token.status_changed"
+    TOKEN_STATUS_CHANGED = "token.status_changed"  # noqa: S105 - not a secret
     ACCOUNT_CREATED = "account.created"
     ACCOUNT_CREDITED = "account.credited"
     ACCOUNT_STATUS_CHANGED = "account.status_changed"
