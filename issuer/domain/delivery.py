@@ -383,7 +383,7 @@ class Deliverer:
             else:
                 error = o.attempt.error or f"HTTP {o.attempt.status}"
                 deadline = _seconds(c.created_at) + self.policy.give_up_after
-                if now_s >= deadline:
+                if now_s >= deadline - 1.0:  # within a second of it (times are text)
                     uow.webhooks.attempt_failed(
                         c.delivery_id, o.attempt.status, error, next_attempt_at=None
                     )
@@ -486,6 +486,12 @@ class Deliverer:
             self._pool.shutdown(wait=True)
             self._pool = None
         self.sender.close()
+
+    def __enter__(self) -> Deliverer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 class Worker(threading.Thread):
