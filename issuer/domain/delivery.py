@@ -504,12 +504,12 @@ class Worker(threading.Thread):
     def __init__(self, deliverer: Deliverer) -> None:
         super().__init__(name="issuer-events", daemon=True)
         self.deliverer = deliverer
-        self._stop = threading.Event()
+        self._halt = threading.Event()
 
     def run(self) -> None:
         policy = self.deliverer.policy
         next_expiry = time.monotonic()
-        while not self._stop.is_set():
+        while not self._halt.is_set():
             wait = policy.poll
             try:
                 if policy.expire_every and time.monotonic() >= next_expiry:
@@ -522,13 +522,13 @@ class Worker(threading.Thread):
                     wait = policy.busy_poll
             except Exception as exc:
                 log.warning("event delivery: %s", _why(exc))
-            self._stop.wait(wait)
+            self._halt.wait(wait)
         with contextlib.suppress(Exception):
             self.deliverer.flush()
 
     def stop(self, timeout: float = 30.0) -> None:
         """Stop after the cycle under way (its sends included), then close."""
-        self._stop.set()
+        self._halt.set()
         if self.is_alive():
             self.join(timeout)
         self.deliverer.close()

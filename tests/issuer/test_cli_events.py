@@ -40,7 +40,8 @@ def test_an_endpoints_secret_is_shown_once(iss: Issuer) -> None:
             "--description", "ledger feed", "--dev-plain-http",
         )  # fmt: skip
         secret = added["secret"]
-        assert secret.startswith("whsec_") and len(secret) > 40
+        assert secret.startswith("whsec_")
+        assert len(secret) > 40
         assert added["events"] == ["account.created", "account.credited"]
         endpoint = added["id"]
         shown = iss.run("webhook", "show", endpoint).stdout
@@ -48,7 +49,8 @@ def test_an_endpoints_secret_is_shown_once(iss: Issuer) -> None:
         assert [e["id"] for e in listed] == [endpoint]
         assert secret not in shown + json.dumps(listed)
         rotated = iss.json("webhook", "rotate-secret", endpoint, "--grace", "1h")
-        assert rotated["secret"] != secret and rotated["previous_secret_until"]
+        assert rotated["secret"] != secret
+        assert rotated["previous_secret_until"]
         account = iss.json("account", "create", "--holder", "Ada")["id"]
         done = iss.json("events", "deliver", "--once")
         assert (done["dispatched"], done["delivered"]) == (1, 1)
@@ -60,7 +62,8 @@ def test_an_endpoints_secret_is_shown_once(iss: Issuer) -> None:
     text = iss.run("webhook", "add", "https://hooks.example/pay", "--events", "*").stdout
     assert "shown once" in text
     printed = [line.split()[-1] for line in text.splitlines() if line.startswith("secret")]
-    assert len(printed) == 1 and printed[0].startswith("whsec_")
+    assert len(printed) == 1
+    assert printed[0].startswith("whsec_")
     assert printed[0] not in iss.run("webhook", "list").stdout
 
 
@@ -113,4 +116,5 @@ def test_events_list_show_and_resend(iss: Issuer) -> None:
             "delivered", 1, 200,
         )  # fmt: skip
         text = iss.run("events", "show", event).stdout
-        assert endpoint in text and "delivered" in text
+        assert endpoint in text
+        assert "delivered" in text

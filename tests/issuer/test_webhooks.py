@@ -65,7 +65,10 @@ def _once(app: IssuerApp, clock: Clock) -> Report:
 
 def _endpoint(app: IssuerApp, url: str, events: str = "*", **options: object) -> tuple[str, str]:
     endpoint, secret = Webhooks(app.ledger, app.keys).add(
-        url, events.split(","), dev_plain_http=True, **options  # type: ignore[arg-type]
+        url,
+        events.split(","),
+        dev_plain_http=True,
+        **options,  # type: ignore[arg-type]
     )
     return endpoint.id, secret
 
@@ -94,7 +97,7 @@ def test_a_delivery_is_a_signed_post_of_the_event(issuer: IssuerApp, receiver: R
     assert event["id"] == got.event_id
     assert (event["object"], event["type"], event["sequence"]) == ("event", "account.created", 1)
     assert event["data"]["object"]["id"] == account.id
-    shown, deliveries = Events(issuer.ledger).get(event["id"])
+    _shown, deliveries = Events(issuer.ledger).get(event["id"])
     assert [(d.endpoint_id, d.status.value, d.attempts, d.last_status) for d in deliveries] == [
         (endpoint, "delivered", 1, 200)
     ]
@@ -104,7 +107,7 @@ def test_a_delivery_is_a_signed_post_of_the_event(issuer: IssuerApp, receiver: R
 def test_a_receiver_down_for_a_while_gets_every_event_once_back(issuer: IssuerApp) -> None:
     clock = Clock()
     down = Receiver().reserve()
-    endpoint, secret = _endpoint(issuer, down.url)
+    _, secret = _endpoint(issuer, down.url)
     made = [issuer.service.create_account(f"Holder {i}").id for i in range(5)]
     deliverer = _deliverer(issuer, clock)
     report = deliverer.run_once()
@@ -147,7 +150,9 @@ def test_an_objects_events_arrive_in_order(issuer: IssuerApp, receiver: Receiver
     for _ in range(5):
         clock.advance(POLICY.retry_cap)
         deliverer.run_once()
-    delivered = [r.event for r in receiver.snapshot()[2:] if r.event["data"]["object"]["id"] == account.id]  # fmt: skip
+    delivered = [
+        r.event for r in receiver.snapshot()[2:] if r.event["data"]["object"]["id"] == account.id
+    ]
     assert [e["sequence"] for e in delivered] == [1, 2, 3, 4]
     assert [e["data"]["object"]["balance"] for e in delivered] == [0, 100, 300, 600]
     deliverer.close()
@@ -172,9 +177,7 @@ def test_a_send_not_recorded_is_sent_again_with_the_same_event_id(
     assert first.body == second.body
 
 
-def test_two_workers_never_send_one_delivery_at_once(
-    issuer: IssuerApp, receiver: Receiver
-) -> None:
+def test_two_workers_never_send_one_delivery_at_once(issuer: IssuerApp, receiver: Receiver) -> None:
     clock = Clock()
     _endpoint(issuer, receiver.url)
     for i in range(60):
@@ -211,14 +214,16 @@ def test_both_secrets_sign_during_a_rotations_grace(issuer: IssuerApp, receiver:
     hooks = Webhooks(issuer.ledger, issuer.keys)
     endpoint, old = _endpoint(issuer, receiver.url)
     rotated, new = hooks.rotate_secret(endpoint, timedelta(hours=24))
-    assert new != old and new.startswith("whsec_")
+    assert new != old
+    assert new.startswith("whsec_")
     assert rotated.previous_secret_until is not None
     issuer.service.create_account("During grace")
     _once(issuer, clock)
     header = receiver.snapshot()[-1].headers["tapstack-signature"]
     assert header.count("v1=") == 2
     body = receiver.snapshot()[-1].body
-    assert signature_valid(header, body, new) and signature_valid(header, body, old)
+    assert signature_valid(header, body, new)
+    assert signature_valid(header, body, old)
     hooks.rotate_secret(endpoint, timedelta(0))  # the one before stops signing now
     _, newest = hooks.rotate_secret(endpoint, timedelta(0))
     issuer.service.create_account("After grace")

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-__all__ = ["Receiver", "Received", "signature_valid", "wait_for"]
+__all__ = ["Received", "Receiver", "signature_valid", "wait_for"]
 
 
 def signature_valid(header: str, body: bytes, secret: str, *, tolerance: float = 300) -> bool:
