@@ -61,7 +61,7 @@ from issuer.domain.webhooks import (
     signature_header,
 )
 from issuer.model.entities import utc_text
-from issuer.model.events import Event, WebhookEndpoint
+from issuer.model.events import EndpointStatus, Event, WebhookEndpoint
 
 if TYPE_CHECKING:
     from issuer.ledger.repository import Claimed, Ledger, UnitOfWork
@@ -355,7 +355,7 @@ class Deliverer:
         pending = uow.events.undispatched(max(self.policy.batch, 500))
         if not pending:
             return 0
-        endpoints = [e for e in uow.webhooks.list() if e.status.value == "enabled"]
+        endpoints = [e for e in uow.webhooks.list() if e.status is EndpointStatus.ENABLED]
         rows = [
             (ev.seq, ev.id, ep.id, ev.object_id)
             for ev in pending
