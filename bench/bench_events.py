@@ -56,7 +56,8 @@ def _baseline(rev: str | None, into: Path) -> Path:
 def _run(mode: str, tree: Path, args: argparse.Namespace) -> dict[str, Any]:
     cmd = [sys.executable, str(tree / "bench" / "load_issuer.py"),
            "--seconds", str(args.seconds), "--workers", str(args.workers),
-           "--clients", str(args.clients), "--cards", str(args.cards), "--handshakes", "0"]  # fmt: skip
+           "--clients", str(args.clients), "--cards", str(args.cards),
+           "--handshakes", "0"]  # fmt: skip
     if args.db:
         cmd += ["--db", args.db]
     if mode == "webhook":
