@@ -96,13 +96,14 @@ def authorisation_decided(uow: UnitOfWork, record: Authorisation) -> Event:
 
 
 def authorisation_changed(
-    uow: UnitOfWork, record: Authorisation, event_type: EventType, previous_status: str
+    uow: UnitOfWork, record: Authorisation, event_type: EventType, previous: dict[str, Any]
 ) -> Event:
-    """An authorisation reversed, captured, expired or incremented (its record after
-    the change)."""
+    """An authorisation reversed, captured, expired or incremented: its record after
+    the change, and what changed as it was before (``{"status": "pending"}``; an
+    incremental authorisation gives ``{"amount": ..., "held_amount": ...}``)."""
     return emit(
         uow, event_type, "authorisation", record.to_json(), terminal_id=record.terminal_id,
-        previous={"status": previous_status},
+        previous=previous,
     )  # fmt: skip
 
 

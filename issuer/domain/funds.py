@@ -163,7 +163,9 @@ def reverse(
     if outstanding and auth.account_id is not None:
         release(uow, auth.account_id, outstanding, auth.id)
     after = uow.authorisations.get(transaction_id)
-    events.authorisation_changed(uow, after, EventType.AUTHORISATION_REVERSED, auth.status.value)
+    events.authorisation_changed(
+        uow, after, EventType.AUTHORISATION_REVERSED, {"status": auth.status.value}
+    )
     return after
 
 
@@ -226,7 +228,9 @@ def capture(
         ]
     _post(uow, JournalKind.CAPTURE, entries, auth.id, "")
     after = uow.authorisations.get(transaction_id)
-    events.authorisation_changed(uow, after, EventType.AUTHORISATION_CAPTURED, auth.status.value)
+    events.authorisation_changed(
+        uow, after, EventType.AUTHORISATION_CAPTURED, {"status": auth.status.value}
+    )
     return after
 
 
@@ -250,7 +254,7 @@ def expire_due(uow: UnitOfWork, now: str | None = None, *, limit: int = 100) -> 
                 release(uow, auth.account_id, outstanding, auth.id)
             after = uow.authorisations.get(auth.id)
             events.authorisation_changed(
-                uow, after, EventType.AUTHORISATION_EXPIRED, auth.status.value
+                uow, after, EventType.AUTHORISATION_EXPIRED, {"status": auth.status.value}
             )
             done.append(auth.id)
     return done

@@ -1,7 +1,8 @@
 """Webhook endpoints and how their deliveries are signed.
 
-Signatures follow the scheme issuing platforms use (Stripe's webhook signatures;
-shared/notes "Webhooks, as issuing platforms sign them"): every delivery is an HTTP
+Signatures follow the scheme issuing platforms use (Stripe's webhook signatures, with
+a timestamp, a replay window and several signatures during a rotation): every
+delivery is an HTTP
 POST of the event's JSON with the headers
 
 - ``Tapstack-Signature: t=<unix time>,v1=<hex>`` where ``<hex>`` is

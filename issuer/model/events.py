@@ -48,7 +48,8 @@ class EventType(enum.StrEnum):
     AUTHORISATION_CAPTURED = "authorisation.captured"
     #: The issuer released an uncaptured hold past its ``expires_at`` (not a reversal).
     AUTHORISATION_EXPIRED = "authorisation.expired"
-    #: An incremental authorisation raised a pending hold.
+    #: An incremental authorisation raised a pending hold (written by that operation
+    #: with :func:`issuer.domain.events.authorisation_changed`).
     AUTHORISATION_INCREMENTED = "authorisation.incremented"
     REFUND_CREATED = "refund.created"
     CARD_STATUS_CHANGED = "card.status_changed"
