@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/load_issuer.py [--db URL] [--workers 2] [--clients 32]
         [--procs 2] [--seconds 20] [--cards 400] [--client raw|host|iso8583]
-        [--handshakes 200] [--dev-plain-http]
+        [--handshakes 200] [--dev-plain-http] [--webhook]
 
 Makes a fresh issuer in a temporary home (file key store, the default ranges, its TLS
 folder), opens accounts with ample money, ``--clients`` terminals each with its TLS
@@ -27,6 +27,12 @@ else was running). Over HTTPS it first measures what a new connection costs
 the mutual TLS handshake, ``GET /health``) against as many on one keep-alive
 connection. Loopback only. Every authorisation is verified by the service (ARQC, ATC,
 funds, hold, durable commit).
+
+``--webhook``: one webhook endpoint subscribed to every event, on a receiver started in
+this process (plain HTTP on loopback), which the service's events worker delivers to
+while the load runs; the report adds how many events there were, how many the receiver
+had at the end of the load and how long the rest took to arrive
+(bench/bench_events.py compares runs with and without).
 """
 
 from __future__ import annotations
@@ -335,6 +341,11 @@ def main(client: str = "raw") -> None:
         action="store_true",
         help="serve and drive plain HTTP / ISO 8583 without TLS",
     )
+    parser.add_argument(
+        "--webhook",
+        action="store_true",
+        help="one webhook endpoint (every event) delivered to a receiver in this process",
+    )
     args = parser.parse_args()
     seconds = min(args.seconds, 60.0)
     with own_schema(args.db, "bench") as args.db:
@@ -430,6 +441,45 @@ def handshake_cost(job: Job, server_pid: int, count: int) -> dict[str, Any]:
     }
 
 
+def _webhook_receiver(home: Path, db: str | None) -> Any:
+    """A receiver on loopback (tests/support/webhooks.py) and an endpoint of the issuer
+    subscribed to every event, delivered to over plain HTTP."""
+    from issuer.bootstrap import open_issuer
+    from issuer.domain.webhooks import Webhooks
+    from tests.support.webhooks import Receiver
+
+    receiver = Receiver().start()
+    with open_issuer(home, db_url=db) as app:
+        Webhooks(app.ledger, app.keys).add(receiver.url, ["*"], dev_plain_http=True)
+    return receiver
+
+
+def _drain(receiver: Any, home: Path, db: str | None, limit: float = 30.0) -> dict[str, Any]:
+    """What the receiver had when the load ended, and how long the rest of the events
+    took to arrive (at most ``limit`` seconds)."""
+    from issuer.bootstrap import open_issuer
+    from issuer.ledger.sql import SqlUnitOfWork
+
+    at_end = len(receiver.ids())
+    start = time.perf_counter()
+    with open_issuer(home, db_url=db) as app:
+        with app.ledger.unit_of_work(write=False) as uow:
+            assert isinstance(uow, SqlUnitOfWork)
+            row = uow.db.one("SELECT COUNT(*) FROM events")
+        events = int(row[0]) if row else 0
+    while len(set(receiver.ids())) < events and time.perf_counter() - start < limit:
+        time.sleep(0.05)
+    received = receiver.ids()
+    receiver.stop()
+    return {
+        "events": events,
+        "delivered_at_end_of_load": at_end,
+        "delivered": len(set(received)),
+        "duplicates": len(received) - len(set(received)),
+        "drain_seconds": round(time.perf_counter() - start, 2),
+    }
+
+
 def _driver(client: str) -> Any:
     """The load generator of ``--client``."""
     if client == "iso8583":
@@ -447,6 +497,7 @@ def _bench(args: argparse.Namespace, seconds: float) -> None:
         plan = setup(home, args.db, args.clients, args.cards)
         total = sum(len(s) for s in plan["streams"])
         print(f"setup {time.perf_counter() - t0:.1f} s: {total} requests ready", file=sys.stderr)
+        receiver = _webhook_receiver(home, args.db) if getattr(args, "webhook", False) else None
         env = {**os.environ, "TAPSTACK_ISSUER_HOME": str(home), "TAPSTACK_KEYSTORE_KEY": PASS}
         iso = args.client == "iso8583"
         serve = ["serve-iso8583"] if iso else ["serve", "--workers", str(args.workers)]
@@ -482,6 +533,7 @@ def _bench(args: argparse.Namespace, seconds: float) -> None:
             after = resource.getrusage(resource.RUSAGE_CHILDREN)
             client_cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
             elapsed = max(took for _, _, took in results)
+            webhook = _drain(receiver, home, args.db) if receiver is not None else None
         finally:
             server.terminate()
             # wait4: the server's CPU time, its worker processes' included.
@@ -519,6 +571,7 @@ def _bench(args: argparse.Namespace, seconds: float) -> None:
             "outcomes": outcomes,
             "ledger_consistent": not problems,
             "new_connection": handshake,
+            "webhook": webhook,
             "machine_load_1min_before": round(load, 2),
         }
         print(json.dumps(report, indent=2))

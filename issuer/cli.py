@@ -16,6 +16,7 @@ kept beside each name, importing none of them, nor the composition root
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -89,6 +90,14 @@ LAZY_COMMANDS: dict[str, tuple[str, str]] = {
         "The append-only audit log: who changed what, when, with what outcome.",
     ),
     "ledger": ("issuer.commands.setup:ledger", "The ledger's own checks."),
+    "webhook": (
+        "issuer.commands.events:webhook",
+        "Webhook endpoints: add, list, show, enable, disable, remove, rotate-secret.",
+    ),
+    "events": (
+        "issuer.commands.events:events",
+        "Events (every state change): list, show, resend, deliver.",
+    ),
     "serve-iso8583": (
         "issuer.commands.iso8583:serve_iso8583_command",
         "Run the authorisation service's ISO 8583 listener (1987 field layout, a 2-byte "
@@ -153,6 +162,13 @@ def cli(ctx: click.Context, home: Path | None, db: str | None, no_input: bool) -
 @click.option("--dev-plain-http", is_flag=True, envvar="TAPSTACK_DEV_PLAIN_HTTP",
               help="Serve plain HTTP, for local development only: credentials cross the "
               "network in clear and no terminal proves itself with a certificate.")  # fmt: skip
+@click.option("--events-worker/--no-events-worker", default=True, show_default=True,
+              help="Deliver events to webhook endpoints and expire stale holds in a thread "
+              "of the first process (off: run `issuer events deliver` instead).")  # fmt: skip
+@click.option("--webhook-retry-base", type=click.FloatRange(0.001, 3600), default=30.0,
+              show_default=True, metavar="SECONDS",
+              help="The first retry's wait of a failed delivery, doubled after each "
+              "failure (at most an hour).")  # fmt: skip
 @click.option("--json", "as_json", is_flag=True, help="Print the address as JSON on stdout.")
 @click.pass_context
 def serve_command(
@@ -163,6 +179,8 @@ def serve_command(
     serve_db: str | None,
     transit_aggregation_limit: int,
     dev_plain_http: bool,
+    events_worker: bool,
+    webhook_retry_base: float,
     as_json: bool,
 ) -> None:
     """Run the authorisation service (HTTPS API; GET /openapi.json documents it).
@@ -175,12 +193,16 @@ def serve_command(
     {"url": ...} on standard output). SIGHUP takes up a renewed server certificate
     (`issuer tls renew-server`) without a restart. Stop with Ctrl-C or SIGTERM: the
     requests under way are answered and committed first. A busy address is one line
-    and exit code 4 (conflict).
+    and exit code 4 (conflict). A thread of the first process delivers events to the
+    webhook endpoints (`issuer webhook`) and expires stale holds (`issuer events
+    deliver` documents it).
     """
     from httpserve import ListenError
     from httpserve.server import serve
     from issuer.bootstrap import open_issuer
+    from issuer.commands.events import make_deliverer
     from issuer.domain.clearing import Clearing
+    from issuer.domain.delivery import DeliveryPolicy, Worker
     from issuer.service import Api, ServiceApp
 
     state: CliState = ctx.ensure_object(CliState)
@@ -190,10 +212,20 @@ def serve_command(
     home, secret, folder, context = setup.config.home, setup.secret, setup.tls, setup.context
     scheme = "http" if context is None else "https"
 
-    def open_api() -> Api:
+    first = os.getpid()
+
+    def open_app() -> ServiceApp:
         app = open_issuer(home, db_url=state.db, passphrase=secret, pin=secret)
         clearing = Clearing(app, transit_aggregation_limit=transit_aggregation_limit)
-        return Api(app, clearing=clearing, require_certificate=context is not None)
+        api = Api(app, clearing=clearing, require_certificate=context is not None)
+        if not events_worker or os.getpid() != first:
+            return ServiceApp(api)
+        # The first process opens its application after forking the others: the
+        # thread starts in no process that forks later.
+        policy = DeliveryPolicy(retry_base=webhook_retry_base)
+        worker = Worker(make_deliverer(app, policy))
+        worker.start()
+        return ServiceApp(api, on_close=worker.stop)
 
     def ready(h: str, p: int) -> None:
         click.echo(f"listening on {scheme}://{h}:{p}", err=True)
@@ -206,7 +238,7 @@ def serve_command(
 
     try:
         serve(
-            lambda: ServiceApp(open_api()), setup.host, setup.port, workers=workers,
+            open_app, setup.host, setup.port, workers=workers,
             ssl_context=context, ready=ready, reload=reload,
         )  # fmt: skip
     except ListenError as exc:

@@ -9,7 +9,8 @@ the read-phase rules of :mod:`issuer.domain.field55`)::
     -> ATC strictly new within a window (replayed / rolled back: decline, flag)
     -> card CVR (in the MAC'd IAD) against terminal CVM results 9F34, CTQ 9F6C, TVR
     -> transit indicators against the terminal's MCC, velocity, available funds
-    -> hold the amount, record, answer 8A + ARPC (method per CVN) + reason.
+    -> hold the amount, record, answer 8A + ARPC (method per CVN) + reason,
+       and its event (authorisation.approved / .declined) in the same transaction.
 
 Only what the ARQC covers is trusted: amount, currency, date, type, UN, TVR, AIP,
 ATC and IAD. The MCC is the terminal's as registered, never the request's. A request
@@ -39,7 +40,7 @@ from emvwire.crypto.cryptogram import CryptogramData, cvn_spec, generate_arpc, v
 from emvwire.errors import EmvWireError
 from emvwire.mask import mask_pan
 from emvwire.tags import Tag
-from issuer.domain import funds
+from issuer.domain import events, funds
 from issuer.domain.decisions import (
     VELOCITY_LIMIT,
     VELOCITY_PERIOD,
@@ -439,6 +440,7 @@ class Authoriser:
             raise _TakenError
         if reserved and inst is not None and reason is None:
             funds.hold(uow, inst.account.id, checked.amount, txn_id, reserved=True)
+        events.authorisation_decided(uow, record)
         if flag and inst is not None and reason is not None:
             if inst.token is not None:
                 uow.tokens.set_flag(inst.token.id, reason.value)

@@ -4,7 +4,9 @@ recovery) and refund of a terminal's transactions.
 Each runs in group commit with the service's other writes and is idempotent per
 (terminal, request id): a retry answers what the first call did and changes nothing.
 A hold is released exactly once however many reversals, captures or expiries race
-(:mod:`issuer.domain.funds`).
+(:mod:`issuer.domain.funds`). Each change writes its event in its transaction
+(:mod:`issuer.domain.events`): a reversal, a capture and a refund through
+:mod:`issuer.domain.funds`, a resubmission's decision here.
 
 Debt recovery follows Visa's rule for open-loop transit: a declined transit
 authorisation may be resubmitted without new chip data at most
@@ -23,7 +25,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Final
 
 from emvwire.contract import Decision, DeclineReason
-from issuer.domain import funds
+from issuer.domain import events, funds
 from issuer.domain.decisions import (
     VELOCITY_LIMIT,
     VELOCITY_PERIOD,
@@ -249,6 +251,7 @@ class Clearing:
             raise TransientError("a concurrent request with this id")  # replayed on retry
         if reason is None:
             funds.hold(uow, account.id, take, txn_id)
+        events.authorisation_decided(uow, record)
         return decided
 
     def refund(

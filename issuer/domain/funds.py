@@ -17,7 +17,9 @@ refund      posted +amount                               settlement posted -amou
 The authorisation operations (:func:`reverse`, :func:`capture`, :func:`expire_due`,
 :func:`refund`) move an authorisation out of ``pending`` with a compare-and-set
 (:meth:`AuthorisationRepository.transition`), so that a hold is released exactly once
-however many reversals, captures or expiries race. All functions work inside the
+however many reversals, captures or expiries race; each writes its event
+(``authorisation.reversed``, ``.captured``, ``.expired``, ``refund.created``:
+:mod:`issuer.domain.events`) in the same transaction. All functions work inside the
 caller's unit of work; the caller commits.
 """
 
@@ -25,6 +27,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from issuer.domain import events
 from issuer.errors import InvalidStateError, RefusedError, ValidationError
 from issuer.model.entities import (
     SYSTEM_ACCOUNTS,
@@ -41,6 +44,7 @@ from issuer.model.entities import (
     utc_in,
     utc_now,
 )
+from issuer.model.events import EventType
 
 if TYPE_CHECKING:
     from issuer.ledger.repository import UnitOfWork
@@ -158,7 +162,11 @@ def reverse(
         return uow.authorisations.get(transaction_id)
     if outstanding and auth.account_id is not None:
         release(uow, auth.account_id, outstanding, auth.id)
-    return uow.authorisations.get(transaction_id)
+    after = uow.authorisations.get(transaction_id)
+    events.authorisation_changed(
+        uow, after, EventType.AUTHORISATION_REVERSED, {"status": auth.status.value}
+    )
+    return after
 
 
 def capture(
@@ -219,12 +227,18 @@ def capture(
             Entry(_SETTLEMENT, Book.POSTED, take),
         ]
     _post(uow, JournalKind.CAPTURE, entries, auth.id, "")
-    return uow.authorisations.get(transaction_id)
+    after = uow.authorisations.get(transaction_id)
+    events.authorisation_changed(
+        uow, after, EventType.AUTHORISATION_CAPTURED, {"status": auth.status.value}
+    )
+    return after
 
 
 def expire_due(uow: UnitOfWork, now: str | None = None, *, limit: int = 100) -> list[str]:
     """Expire pending authorisations past their ``expires_at``: issuer-side, kept
-    apart from a merchant reversal. The ids expired now."""
+    apart from a merchant reversal (``authorisation.expired``, Stripe's ``expired``
+    status). The ids expired now; the service's background worker calls this
+    periodically (:class:`issuer.domain.delivery.Worker`)."""
     done = []
     for auth in uow.authorisations.pending_expired(now or utc_now(), limit=limit):
         outstanding = auth.held_amount - auth.released_amount
@@ -238,6 +252,10 @@ def expire_due(uow: UnitOfWork, now: str | None = None, *, limit: int = 100) -> 
         ):
             if outstanding and auth.account_id is not None:
                 release(uow, auth.account_id, outstanding, auth.id)
+            after = uow.authorisations.get(auth.id)
+            events.authorisation_changed(
+                uow, after, EventType.AUTHORISATION_EXPIRED, {"status": auth.status.value}
+            )
             done.append(auth.id)
     return done
 
@@ -306,4 +324,5 @@ def refund(
         record.id,
         "",
     )
+    events.refund_created(uow, record)
     return record

@@ -2,7 +2,9 @@
 
 :class:`IssuerService` takes a :class:`~issuer.ledger.repository.Ledger` and a
 :class:`~issuer.keys.base.KeyStore` (wired by :mod:`issuer.bootstrap`), so tests and
-the CLI run it without a server. Each public method is one unit of work. PANs and
+the CLI run it without a server. Each public method is one unit of work, which
+writes the events of its changes (:mod:`issuer.domain.events`: account created,
+credited, closed; card and token status) in the same transaction. PANs and
 tokens enter and leave only through :class:`IssuedCard` / :class:`IssuedToken` (whose
 reprs mask them) and :meth:`IssuerService.reveal`; the database holds them sealed
 (:mod:`issuer.ledger.schema`).
@@ -18,12 +20,12 @@ from __future__ import annotations
 import calendar
 import re
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date
 from typing import TYPE_CHECKING, Any
 
 from emvwire.mask import mask_pan
-from issuer.domain import funds
+from issuer.domain import events, funds
 from issuer.domain.audit import Acting
 from issuer.domain.credentials import OPERATOR_PREFIX, hash_credential, new_credential
 from issuer.errors import (
@@ -251,6 +253,7 @@ class IssuerService:
                 uow, "account.create", "account", account.id,
                 {"kind": kind.value, "currency": account.currency, "credit_limit": credit_limit},
             )  # fmt: skip
+            events.account_created(uow, account)
             uow.commit()
         return account
 
@@ -275,13 +278,14 @@ class IssuerService:
     ) -> tuple[Account, Journal]:
         """Add ``amount`` (minor units) to an account."""
         with self.ledger.unit_of_work() as uow:
-            account = self._customer(uow.accounts.get(account_id, for_update=True))
-            journal = funds.credit(uow, account, amount, memo)
+            before = self._customer(uow.accounts.get(account_id, for_update=True))
+            journal = funds.credit(uow, before, amount, memo)
             account = uow.accounts.get(account_id)
             self.record_change(
                 uow, "account.credit", "account", account_id,
                 {"amount": amount, "currency": account.currency, "journal": journal.id},
             )  # fmt: skip
+            events.account_credited(uow, account, before.balance)
             uow.commit()
         return account, journal
 
@@ -299,12 +303,14 @@ class IssuerService:
                 raise InvalidStateError(f"account {account_id} is closed already")
             for card in uow.cards.list(account_id=account_id):
                 if card.status is not CardStatus.CLOSED:
-                    uow.cards.set_status(card.id, CardStatus.CLOSED)
+                    self._set_card(uow, card, CardStatus.CLOSED)
             for token in uow.tokens.list(account_id=account_id):
                 if token.status is not TokenStatus.DELETED:
-                    uow.tokens.set_status(token.id, TokenStatus.DELETED)
+                    self._set_token(uow, token, TokenStatus.DELETED)
             uow.accounts.set_status(account_id, AccountStatus.CLOSED)
-            account = uow.accounts.get(account_id)
+            closed = uow.accounts.get(account_id)
+            events.account_status_changed(uow, closed, account.status.value)
+            account = closed
             self.record_change(uow, "account.close", "account", account_id)
             uow.commit()
         return account
@@ -560,15 +566,27 @@ class IssuerService:
             check_card_change(card.id, card.status, status)
             if status is CardStatus.ACTIVE:
                 self._open_account(uow.accounts.get(card.account_id))
-            uow.cards.set_status(card.id, status)
+            self._set_card(uow, card, status)
             if status is CardStatus.CLOSED:
                 for token in uow.tokens.list(card_id=card.id):
                     if token.status is not TokenStatus.DELETED:
-                        uow.tokens.set_status(token.id, TokenStatus.DELETED)
+                        self._set_token(uow, token, TokenStatus.DELETED)
             card = uow.cards.get(card.id)
             self.record_change(uow, _CARD_ACTIONS[status], "card", card.id)
             uow.commit()
         return card
+
+    @staticmethod
+    def _set_card(uow: UnitOfWork, card: Card, status: CardStatus) -> None:
+        """Change a card's status and write its event (``card.status_changed``)."""
+        uow.cards.set_status(card.id, status)
+        events.card_status_changed(uow, replace(card, status=status), card.status.value)
+
+    @staticmethod
+    def _set_token(uow: UnitOfWork, token: Token, status: TokenStatus) -> None:
+        """Change a token's status and write its event (``token.status_changed``)."""
+        uow.tokens.set_status(token.id, status)
+        events.token_status_changed(uow, replace(token, status=status), token.status.value)
 
     def pause_card(self, card_id: str) -> Card:
         """Pause a card (``issuer card suspend``): its authorisations decline."""
@@ -687,7 +705,7 @@ class IssuerService:
                     raise InvalidStateError(
                         f"card {card.id} is {card.status.value}: resume it first"
                     )
-            uow.tokens.set_status(token.id, status)
+            self._set_token(uow, token, status)
             token = uow.tokens.get(token.id)
             self.record_change(uow, _TOKEN_ACTIONS[status], "token", token.id)
             uow.commit()

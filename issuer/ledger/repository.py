@@ -29,7 +29,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any, Generic, NamedTuple, Protocol, TypeVar
 
 from issuer.model.entities import (
     Account,
@@ -49,6 +49,12 @@ from issuer.model.entities import (
     Token,
     TokenStatus,
 )
+from issuer.model.events import (
+    Delivery,
+    EndpointStatus,
+    Event,
+    WebhookEndpoint,
+)
 from issuer.model.operators import AuditRecord, Operator, OperatorStatus
 
 __all__ = [
@@ -59,7 +65,9 @@ __all__ = [
     "BinRangeRepository",
     "CardRepository",
     "CertificateRepository",
+    "Claimed",
     "Discrepancy",
+    "EventRepository",
     "JournalRepository",
     "Ledger",
     "OperatorRepository",
@@ -68,7 +76,9 @@ __all__ = [
     "PageRepository",
     "TerminalRepository",
     "TokenRepository",
+    "Undispatched",
     "UnitOfWork",
+    "WebhookRepository",
 ]
 
 
@@ -391,6 +401,140 @@ class PageRepository(Protocol):
         ``starting_after`` names no such object."""
 
 
+class Undispatched(NamedTuple):
+    """An event whose deliveries are not made yet (:meth:`EventRepository.undispatched`)."""
+
+    seq: int
+    id: str
+    type: str
+    object_id: str
+    terminal_id: str | None
+
+
+class EventRepository(Protocol):
+    """The outbox (:mod:`issuer.ledger.schema`, migration 7): events written in the
+    transaction of the change they describe.
+
+    :meth:`add` of an object's first event (``sequence`` 1: a new authorisation, a new
+    account, the hot path) only queues it: the unit of work inserts every queued event
+    in one statement before it commits (:meth:`flush`), and forgets them if it rolls
+    back. Another event (``sequence`` 0: numbered now, after the object's last) is
+    inserted at once, after the queue."""
+
+    def add(self, event: Event) -> None:
+        """Write ``event`` (queued if ``sequence`` is 1, else numbered and inserted)."""
+
+    def flush(self) -> None:
+        """Insert the queued events (one statement)."""
+
+    def discard(self) -> None:
+        """Forget the queued events (the transaction rolled back)."""
+
+    def get(self, event_id: str) -> Event:
+        """One event; :class:`NotFoundError` if absent."""
+
+    def locate(self, event_id: str) -> Undispatched:
+        """An event's sequence, type, object and terminal; :class:`NotFoundError` if
+        absent."""
+
+    def list(
+        self,
+        *,
+        type: str | None = None,
+        object_id: str | None = None,
+        limit: int = 100,
+        starting_after: str | None = None,
+    ) -> tuple[builtins.list[Event], bool]:
+        """Events newest first (after ``starting_after``, an event id, for the next
+        page), and whether more follow."""
+
+    def undispatched(self, limit: int) -> builtins.list[Undispatched]:
+        """The oldest events whose deliveries are not made, in commit order per object."""
+
+    def mark_dispatched(self, seqs: Sequence[int]) -> None:
+        """Record these events' deliveries made."""
+
+    def dispatch_lock(self) -> bool:
+        """Take the lock of the one dispatcher for this transaction, without waiting
+        (PostgreSQL: an advisory lock; SQLite: its writer lock is held already);
+        ``False`` if another process holds it."""
+
+
+class Claimed(NamedTuple):
+    """A delivery claimed for sending (:meth:`WebhookRepository.claim`)."""
+
+    delivery_id: int
+    endpoint_id: str
+    attempts: int
+    created_at: str
+    event: Event
+
+
+class WebhookRepository(Protocol):
+    """Webhook endpoints (their secrets sealed) and deliveries."""
+
+    def add(self, endpoint: WebhookEndpoint, secret_sealed: bytes) -> None:
+        """Insert an endpoint."""
+
+    def get(self, endpoint_id: str) -> WebhookEndpoint:
+        """One endpoint; :class:`NotFoundError` if absent."""
+
+    def list(self) -> builtins.list[WebhookEndpoint]:
+        """Every endpoint, oldest first."""
+
+    def sealed_secrets(self, endpoint_id: str) -> tuple[bytes, bytes | None, str | None]:
+        """The sealed secret, the sealed previous one and until when it signs."""
+
+    def set_status(self, endpoint_id: str, status: EndpointStatus) -> None:
+        """Enable or disable an endpoint."""
+
+    def rotate(self, endpoint_id: str, secret_sealed: bytes, previous_until: str) -> None:
+        """A new secret; the current one becomes the previous, signing until
+        ``previous_until``."""
+
+    def remove(self, endpoint_id: str) -> None:
+        """Delete an endpoint and its deliveries."""
+
+    def add_deliveries(self, rows: Sequence[tuple[int, str, str, str]], now: str) -> None:
+        """Pending deliveries due ``now``: (event seq, event id, endpoint id, object
+        id) each; one that exists is left as it is."""
+
+    def schedule(self, event: Undispatched, endpoint_id: str, now: str) -> None:
+        """Deliver ``event`` to the endpoint again from ``now`` (a resend): the
+        delivery made pending with no attempts, or made."""
+
+    def claim(self, now: str, until: str, limit: int) -> builtins.list[Claimed]:
+        """Lease due pending deliveries of enabled endpoints until ``until``, each the
+        oldest pending one of its endpoint and object (order per object), so that no
+        other worker takes them meanwhile."""
+
+    def delivered(self, delivery_id: int, status: int, now: str) -> None:
+        """Record a delivery answered with 2xx."""
+
+    def attempt_failed(
+        self,
+        delivery_id: int,
+        status: int | None,
+        error: str,
+        *,
+        next_attempt_at: str | None,
+    ) -> None:
+        """Record a failed attempt: retried at ``next_attempt_at``, or given up
+        (``None``: status ``failed``)."""
+
+    def release(self, delivery_ids: Sequence[int]) -> None:
+        """End the lease of claimed deliveries not attempted (claimable again)."""
+
+    def due(self, now: str) -> bool:
+        """Whether a pending delivery is due and unleased (a cheap look before a claim)."""
+
+    def deliveries(self, event_id: str) -> builtins.list[Delivery]:
+        """An event's deliveries, by endpoint."""
+
+    def pending(self) -> int:
+        """How many deliveries are pending."""
+
+
 @dataclass(frozen=True, slots=True)
 class Discrepancy:
     """A ledger invariant that does not hold (:meth:`Ledger.check`)."""
@@ -420,6 +564,8 @@ class UnitOfWork(ABC):
     operator_requests: OperatorRequestRepository
     audit: AuditRepository
     pages: PageRepository
+    events: EventRepository
+    webhooks: WebhookRepository
 
     @abstractmethod
     def commit(self) -> None:

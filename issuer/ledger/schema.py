@@ -49,6 +49,19 @@ Design (documented here because the tables are the contract):
   (1 for everything made before); ``retired_master_keys`` lists the master key
   versions (scheme, prefix, CVN, version) whose cards are refused. Adding a row bumps
   the cache generation, so a running service refuses them from its next turn.
+- **Events and webhooks** (migration 7): ``events`` is the outbox: every state change
+  (:class:`issuer.model.events.EventType`) inserts its event in the transaction of the
+  change, so none is lost and none outlives a rollback. ``object_seq`` numbers an
+  object's events from 1; an event is inserted after the UPDATE of its object's row,
+  whose lock it holds, so that order is the commit order. Events are append-only but
+  for ``dispatched`` (0 until the delivery worker has made the event's deliveries; a
+  partial index finds those). ``webhook_endpoints`` hold a URL, the subscribed types,
+  an optional terminal filter and the signing secret sealed like a PAN (AES-256-GCM
+  under the key store's data key, the endpoint id as associated data), with the
+  previous secret and the end of its grace period after a rotation.
+  ``webhook_deliveries`` is one row per event and endpoint (unique): attempts, the
+  next attempt's time, a lease (``claimed_until``) that keeps two workers from sending
+  it at once, the last HTTP status or error, and when it was delivered.
 - **Operators and the audit log** (migration 8): ``operators`` are the people and
   programs of the operator API (``op_`` ids, scopes, an Argon2id credential hash, the
   serial of the client certificate issued to them, status); a change of their status,
@@ -523,6 +536,91 @@ _RANGES_AND_KEY_VERSIONS: Final = (
 )
 
 
+#: The outbox of events, webhook endpoints and their deliveries (module docstring).
+_EVENTS_AND_WEBHOOKS: Final = (
+    """CREATE TABLE events (
+        seq {serial_pk},
+        id TEXT NOT NULL UNIQUE,
+        type TEXT NOT NULL,
+        object_type TEXT NOT NULL,
+        object_id TEXT NOT NULL,
+        object_seq INTEGER NOT NULL CHECK (object_seq >= 1),
+        terminal_id TEXT,
+        data TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        dispatched INTEGER NOT NULL DEFAULT 0 CHECK (dispatched IN (0, 1)),
+        UNIQUE (object_id, object_seq)
+    )""",
+    "CREATE INDEX events_undispatched ON events (seq) WHERE dispatched = 0",
+    """CREATE TABLE webhook_endpoints (
+        id TEXT PRIMARY KEY,
+        url TEXT NOT NULL,
+        events TEXT NOT NULL,
+        terminal_id TEXT REFERENCES terminals (id),
+        description TEXT NOT NULL DEFAULT '',
+        ca_file TEXT,
+        status TEXT NOT NULL CHECK (status IN ('enabled', 'disabled')),
+        secret_sealed {blob} NOT NULL,
+        previous_secret_sealed {blob},
+        previous_secret_until TEXT,
+        created_at TEXT NOT NULL
+    )""",
+    """CREATE TABLE webhook_deliveries (
+        id {serial_pk},
+        event_seq {bigint} NOT NULL,
+        event_id TEXT NOT NULL REFERENCES events (id),
+        endpoint_id TEXT NOT NULL REFERENCES webhook_endpoints (id),
+        object_id TEXT NOT NULL,
+        status TEXT NOT NULL CHECK (status IN ('pending', 'delivered', 'failed')),
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at TEXT NOT NULL,
+        claimed_until TEXT,
+        last_status INTEGER,
+        last_error TEXT,
+        delivered_at TEXT,
+        created_at TEXT NOT NULL,
+        UNIQUE (endpoint_id, event_id)
+    )""",
+    "CREATE INDEX webhook_deliveries_due ON webhook_deliveries (next_attempt_at)"
+    " WHERE status = 'pending'",
+    "CREATE INDEX webhook_deliveries_line ON webhook_deliveries"
+    " (endpoint_id, object_id, event_seq) WHERE status = 'pending'",
+    "CREATE INDEX webhook_deliveries_event ON webhook_deliveries (event_id)",
+)
+
+#: The columns of an event that never change (all but ``dispatched``).
+_EVENT_COLUMNS: Final = (
+    "seq, id, type, object_type, object_id, object_seq, terminal_id, data, created_at"
+)
+
+
+def _event_guards(dialect: str) -> tuple[str, ...]:
+    """Events are append-only but for ``dispatched`` (module docstring)."""
+    if dialect == "sqlite":
+        return (
+            f"CREATE TRIGGER events_immutable BEFORE UPDATE OF {_EVENT_COLUMNS} ON events "
+            "BEGIN SELECT RAISE(ABORT, 'events are append-only'); END",
+            "CREATE TRIGGER events_no_delete BEFORE DELETE ON events "
+            "BEGIN SELECT RAISE(ABORT, 'events are append-only'); END",
+        )
+    new = ", ".join(f"NEW.{c.strip()}" for c in _EVENT_COLUMNS.split(","))
+    old = ", ".join(f"OLD.{c.strip()}" for c in _EVENT_COLUMNS.split(","))
+    return (
+        f"""CREATE FUNCTION tapstack_event_guard() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            IF TG_OP <> 'UPDATE' OR ROW({new}) IS DISTINCT FROM ROW({old}) THEN
+                RAISE EXCEPTION 'events are append-only'
+                    USING ERRCODE = 'restrict_violation';
+            END IF;
+            RETURN NEW;
+        END $$""",
+        "CREATE TRIGGER events_guard BEFORE UPDATE OR DELETE ON events "
+        "FOR EACH ROW EXECUTE FUNCTION tapstack_event_guard()",
+        "CREATE TRIGGER events_no_truncate BEFORE TRUNCATE ON events "
+        "FOR EACH STATEMENT EXECUTE FUNCTION tapstack_append_only()",
+    )
+
+
 #: The columns of an operator whose change bumps ``cache_generation`` (migration 8): a
 #: revoked operator, a new credential or certificate, or other scopes are seen from the
 #: next turn, as a terminal's are.
@@ -705,6 +803,12 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
                 " tapstack_bump_generation()",
             ),
         },
+    ),
+    Migration(
+        7,
+        "events (the outbox), webhook endpoints with sealed secrets, webhook deliveries",
+        _EVENTS_AND_WEBHOOKS,
+        {"sqlite": _event_guards("sqlite"), "postgresql": _event_guards("postgresql")},
     ),
     Migration(
         8,

@@ -25,6 +25,7 @@ from issuer.errors import (
     NotFoundError,
     TransientError,
 )
+from issuer.ledger.events_sql import SqlEvents, SqlWebhooks
 from issuer.ledger.operators_sql import SqlAuditLog, SqlOperatorRequests, SqlOperators, SqlPages
 from issuer.ledger.repository import Discrepancy, UnitOfWork
 from issuer.model.entities import (
@@ -1064,7 +1065,8 @@ class SqlRepositories:
 
     __slots__ = (
         "accounts", "atcs", "audit", "authorisations", "bins", "cards", "certificates", "db",
-        "journals", "operator_requests", "operators", "pages", "terminals", "tokens",
+        "events", "journals", "operator_requests", "operators", "pages", "terminals", "tokens",
+        "webhooks",
     )  # fmt: skip
 
     def __init__(self, db: SqlConnection) -> None:
@@ -1082,6 +1084,8 @@ class SqlRepositories:
         self.operator_requests = SqlOperatorRequests(db)
         self.audit = SqlAuditLog(db)
         self.pages = SqlPages(db)
+        self.events = SqlEvents(db)
+        self.webhooks = SqlWebhooks(db)
 
 
 class SqlUnitOfWork(UnitOfWork):
@@ -1115,10 +1119,18 @@ class SqlUnitOfWork(UnitOfWork):
         self.operator_requests = repos.operator_requests
         self.audit = repos.audit
         self.pages = repos.pages
+        self.events: SqlEvents = repos.events
+        self.webhooks: SqlWebhooks = repos.webhooks
+        self.events.discard()  # left by a unit of work of this connection that failed
 
     def commit(self) -> None:
         if self._done:
             raise LedgerError("this unit of work has ended")
+        try:
+            self.events.flush()  # the outbox's queued events, in the transaction
+        except BaseException:
+            self.rollback()
+            raise
         self._done = True
         try:
             self._finish(True)
@@ -1128,6 +1140,7 @@ class SqlUnitOfWork(UnitOfWork):
             raise
 
     def rollback(self) -> None:
+        self.events.discard()
         if not self._done:
             self._done = True
             self._finish(False)

@@ -32,7 +32,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Final
 
 from starlette.convertors import Convertor, register_url_convertor
@@ -97,10 +97,12 @@ def _starlette_path(path: str) -> str:
 
 class ServiceApp:
     """The ASGI application of an :class:`~issuer.service.api.Api` (module docstring).
-    One per process; it lives in one event loop at a time."""
+    One per process; it lives in one event loop at a time. ``on_close`` runs first
+    when it closes (stopping a background worker that uses the issuer)."""
 
-    def __init__(self, api: Api) -> None:
+    def __init__(self, api: Api, *, on_close: Callable[[], None] | None = None) -> None:
         self.api = api
+        self._on_close = on_close
         self.router = JsonRouter(
             (route.method, _starlette_path(route.path), functools.partial(self.answer, route))
             for route in ROUTES
@@ -110,8 +112,12 @@ class ServiceApp:
         self._turn: tuple[asyncio.AbstractEventLoop, int] | None = None
 
     def close(self) -> None:
-        """Close the issuer the API runs on."""
-        self.api.app.close()
+        """Stop what ``on_close`` stops, then close the issuer the API runs on."""
+        try:
+            if self._on_close is not None:
+                self._on_close()
+        finally:
+            self.api.app.close()
 
     async def __call__(self, scope: Scope, receive: ASGIReceive, send: ASGISend) -> None:
         if scope["type"] == "lifespan":

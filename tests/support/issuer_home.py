@@ -84,12 +84,14 @@ class IssuerHome:
         return open_issuer(self.home, db_url=self.db, passphrase=PASS)
 
     def serve(
-        self, *, workers: int = 1, bind: str = "127.0.0.1:0"
+        self, *options: str, workers: int = 1, bind: str = "127.0.0.1:0"
     ) -> tuple[subprocess.Popen[str], str]:
-        """``issuer serve`` of this home, with mutual TLS: the process and its URL."""
+        """``issuer serve`` of this home, with mutual TLS (and ``options``): the process
+        and its URL."""
         env = {**os.environ, "TAPSTACK_ISSUER_HOME": str(self.home),
                "TAPSTACK_KEYSTORE_KEY": PASS}  # fmt: skip
-        cmd = [str(BIN / "issuer"), "serve", "--bind", bind, "--workers", str(workers)]
+        cmd = [str(BIN / "issuer"), "serve", "--bind", bind, "--workers", str(workers),
+               *options]  # fmt: skip
         if self.db:
             cmd += ["--db", self.db]
         proc = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, text=True)
