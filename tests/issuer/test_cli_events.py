@@ -79,8 +79,8 @@ def test_webhook_errors_have_their_exit_codes(iss: Issuer) -> None:
     assert iss.json("webhook", "disable", endpoint)["status"] == "disabled"
     iss.run("webhook", "disable", endpoint, code=4)
     iss.run("webhook", "remove", endpoint, code=2)  # would ask: no terminal
-    error = json.loads(iss.run("webhook", "disable", endpoint, "--json", code=4).stderr)
-    assert error["error"]["exit_code"] == 4
+    error = json.loads(iss.run("webhook", "disable", endpoint, "--json", code=4).stdout)
+    assert (error["error"]["code"], error["error"]["exit"]) == ("conflict", 4)
     assert iss.json("webhook", "remove", endpoint, "--yes") == {"id": endpoint, "removed": True}
     assert iss.json("webhook", "list") == []
 
