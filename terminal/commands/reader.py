@@ -17,6 +17,7 @@ from typing import Any
 
 import click
 
+from clikit.errors import error_document
 from terminal.commands.common import ReaderFailure, open_cli_reader, reader_option
 from terminal.readers import ReaderError, Signal
 from terminal.readers.acr122u import led_buzzer_apdu
@@ -66,7 +67,7 @@ def feedback_command(
     The command goes to the reader as a CCID escape (no card needed), with libccid's
     control code SCARD_CTL_CODE(1) and, if refused, the vendor driver's
     SCARD_CTL_CODE(3500); the output says which one the reader took. libccid passes
-    escapes only with bit 0 of ifdDriverOptions set in its Info.plist. Exit code 3 when
+    escapes only with bit 0 of ifdDriverOptions set in its Info.plist. Exit code 9 when
     the reader takes neither, or has no LED that tapstack drives.
     """
     from terminal.readers.pcsc import PcscReader
@@ -103,12 +104,16 @@ def feedback_command(
     finally:
         reader.close()
     report["ok"] = not failure
-    if failure:
+    problem = ReaderFailure(failure) if failure else None
+    if problem is not None:
         report["problem"] = failure
+        if as_json:  # the failure inside the report, not a second document
+            report["error"] = error_document(problem)["error"]
+            problem.in_document = True
     if as_json:
         click.echo(json.dumps(report, indent=2))
     elif report["sent"]:
         click.echo(f"{reader.path}: sent {report['apdu']} with escape code {report['escape_code']}")
         click.echo(f"  answer {report['answer']}")
-    if failure:
-        raise ReaderFailure(failure)
+    if problem is not None:
+        raise problem

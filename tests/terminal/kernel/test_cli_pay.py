@@ -162,7 +162,8 @@ def test_pay_with_a_card_slower_than_the_deadline_ends_in_try_again(
 ) -> None:
     """The hang of issue 17 in process: a card that holds each answer back (the
     profile's ``delay_ms`` fault, 3 s) no longer keeps ``terminal pay --timeout 10``
-    running: the configuration's command deadline (200 ms here) ends it, exit code 5."""
+    running: the configuration's command deadline (200 ms here) ends it, exit code 8
+    (the card: try again)."""
     profile = json.loads((CARDS / "visa-card.json").read_text())
     profile["faults"] = {"delay_ms": 3000}
     card_file = distribution / "slow.json"
@@ -174,7 +175,7 @@ def test_pay_with_a_card_slower_than_the_deadline_ends_in_try_again(
     config_file.write_text(json.dumps(config))
     arguments = ["pay", "--reader", f"emulated:{card_file}", "--amount", "12.34", "--json"]
     result = runner.invoke(cli, [*arguments, "--config", str(config_file), "--timeout", "10"])
-    assert result.exit_code == 5, result.output
+    assert result.exit_code == 8, result.output
     summary = json.loads(result.stdout)
     assert summary["outcome"] == "try again"
     assert any("did not answer INS A4 in time" in r for r in summary["reasons"])

@@ -60,7 +60,7 @@ def test_a_reader_that_takes_neither_code_is_a_reader_failure(
     api = FakeScard((ACR122U,), present=False)
     api.refused_codes = set(ESCAPE_CODES)
     result = _invoke(monkeypatch, PcscReader(ACR122U, api=api), "--json")
-    assert result.exit_code == 3
+    assert result.exit_code == 9  # the reader (clikit.exits)
     report = json.loads(result.stdout)
     assert (report["sent"], report["ok"]) == (False, False)
     assert "neither escape control code" in report["problem"]
@@ -73,7 +73,7 @@ def test_a_reader_that_refuses_the_command_is_a_reader_failure(
     api = FakeScard((ACR122U,), present=False)
     api.control_answer = b"\x63\x00"
     result = _invoke(monkeypatch, PcscReader(ACR122U, api=api))
-    assert result.exit_code == 3
+    assert result.exit_code == 9  # the reader (clikit.exits)
     assert "refused the command (6300)" in result.output
 
 
@@ -81,7 +81,7 @@ def test_a_reader_without_led_says_signals_are_recorded_only(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     result = _invoke(monkeypatch, EmulatedReader(visa_card(), path="emulated:x"), "--json")
-    assert result.exit_code == 3
+    assert result.exit_code == 9  # the reader (clikit.exits)
     assert "recorded only" in json.loads(result.stdout)["problem"]
 
 
