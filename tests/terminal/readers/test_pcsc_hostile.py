@@ -81,7 +81,7 @@ def test_terminal_pay_with_a_silent_card_exits_with_try_again(
     vpcd: Callable[..., VpcdCard], silent_cards: list[SilentCard], tmp_path: Path
 ) -> None:
     """The hang of the issue: ``terminal pay --timeout 10`` with a card that never
-    answers ran on past 40 s. With the configuration's deadline it ends (exit code 5)."""
+    answers ran on past 40 s. With the configuration's deadline it ends (exit code 8, try again)."""
     document = json.loads(CONFIG.read_text())
     document["ca_keys"] = [str(CONFIG.parent / key) for key in document["ca_keys"]]
     document["timing"] = {"command_ms": 400, "transaction_ms": 2000}
