@@ -54,7 +54,7 @@ def _webhooks(state: CliState) -> Webhooks:
     from issuer.domain.webhooks import Webhooks
 
     app = state.app()
-    return Webhooks(app.ledger, app.keys)
+    return Webhooks(app.ledger, app.keys, app.service.acting)
 
 
 def _endpoint_lines(e: WebhookEndpoint) -> list[str]:
@@ -213,7 +213,8 @@ def events() -> None:
 def _events(state: CliState) -> Events:
     from issuer.domain.events import Events
 
-    return Events(state.app().ledger)
+    app = state.app()
+    return Events(app.ledger, app.service.acting)
 
 
 def _event_lines(e: Event) -> list[str]:

@@ -42,6 +42,7 @@ from issuer.model.events import (
 )
 
 if TYPE_CHECKING:
+    from issuer.domain.audit import Acting
     from issuer.ledger.repository import Ledger, UnitOfWork
 
 __all__ = [
@@ -174,11 +175,13 @@ class EventPage:
 
 
 class Events:
-    """What operators do with events (the CLI's ``issuer events``, and an API later):
-    list, show with deliveries, resend."""
+    """What operators do with events (the CLI's ``issuer events`` and the operator
+    API's ``/v1/issuing/events``): list, show with deliveries, resend (audited in its
+    transaction with ``acting``: :mod:`issuer.domain.audit`)."""
 
-    def __init__(self, ledger: Ledger) -> None:
+    def __init__(self, ledger: Ledger, acting: Acting | None = None) -> None:
         self.ledger = ledger
+        self.acting = acting
 
     def list(
         self,
@@ -228,5 +231,7 @@ class Events:
                 raise InvalidStateError(f"no enabled webhook endpoint subscribes to {event_id}")
             for target in targets:
                 uow.webhooks.schedule(event, target, now)
+            if self.acting is not None:
+                self.acting.record(uow, "event.resend", "event", event.id, {"endpoints": targets})
             uow.commit()
         return targets

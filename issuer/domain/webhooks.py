@@ -42,13 +42,14 @@ from urllib.parse import urlsplit
 from emvwire.pki import PkiError
 from emvwire.tls import client_context
 from issuer.domain.events import check_event_type
-from issuer.errors import InvalidStateError, ValidationError
+from issuer.errors import InvalidStateError, NotFoundError, ValidationError
 from issuer.model.entities import new_id, utc_in, utc_now
 from issuer.model.events import ALL_EVENTS, EndpointStatus, WebhookEndpoint
 
 if TYPE_CHECKING:
+    from issuer.domain.audit import Acting
     from issuer.keys.base import KeyStore
-    from issuer.ledger.repository import Ledger
+    from issuer.ledger.repository import Ledger, UnitOfWork
 
 __all__ = [
     "EVENT_ID_HEADER",
@@ -73,6 +74,10 @@ MAX_GRACE: Final = timedelta(days=7)
 _DESCRIPTION: Final = 200
 _URL_MAX: Final = 2048
 _HOST: Final = re.compile(r"[A-Za-z0-9.\-\[\]:]+")
+_STATUS_ACTIONS: Final = {
+    EndpointStatus.ENABLED: "webhook_endpoint.enable",
+    EndpointStatus.DISABLED: "webhook_endpoint.disable",
+}
 
 
 def new_secret() -> str:
@@ -143,14 +148,21 @@ def _aad(endpoint_id: str) -> bytes:
 
 
 class Webhooks:
-    """Webhook endpoints (the CLI's ``issuer webhook``, and an API later): add, list,
-    show, enable, disable, remove, rotate the secret; and the secrets that sign an
-    endpoint's deliveries now (:meth:`signing_secrets`)."""
+    """Webhook endpoints (the CLI's ``issuer webhook`` and the operator API's
+    ``/v1/issuing/webhook_endpoints``): add, list, show, enable, disable, remove,
+    rotate the secret; and the secrets that sign an endpoint's deliveries now
+    (:meth:`signing_secrets`). With ``acting``, each change is audited in its
+    transaction (:mod:`issuer.domain.audit`), never with a secret."""
 
-    def __init__(self, ledger: Ledger, keys: KeyStore) -> None:
+    def __init__(self, ledger: Ledger, keys: KeyStore, acting: Acting | None = None) -> None:
         self.ledger = ledger
         self.keys = keys
+        self.acting = acting
         self._opened: dict[bytes, str] = {}
+
+    def _audit(self, uow: UnitOfWork, action: str, endpoint_id: str, **details: object) -> None:
+        if self.acting is not None:
+            self.acting.record(uow, action, "webhook_endpoint", endpoint_id, details)
 
     def add(
         self,
@@ -190,6 +202,11 @@ class Webhooks:
             if terminal_id is not None:
                 uow.terminals.get(terminal_id)
             uow.webhooks.add(endpoint, self.keys.seal(secret.encode(), _aad(endpoint.id)))
+            self._audit(
+                uow, "webhook_endpoint.create", endpoint.id, host=urlsplit(url).hostname,
+                events=list(chosen),
+                terminal=terminal_id,
+            )  # fmt: skip
             uow.commit()
         return endpoint, secret
 
@@ -197,6 +214,23 @@ class Webhooks:
         """Every endpoint, oldest first."""
         with self.ledger.unit_of_work(write=False) as uow:
             return uow.webhooks.list()
+
+    def page(
+        self, *, limit: int = 10, starting_after: str | None = None
+    ) -> tuple[builtins.list[WebhookEndpoint], bool]:
+        """A page of endpoints, newest first, after the endpoint ``starting_after``
+        (:class:`NotFoundError` if there is none such), and whether more follow (the
+        operator API's cursor pagination; endpoints are few, so the page is cut from
+        :meth:`list`)."""
+        if not 1 <= limit <= 1000:
+            raise ValidationError("a limit is 1 to 1000")
+        found = self.list()[::-1]
+        if starting_after is not None:
+            at = next((n for n, e in enumerate(found) if e.id == starting_after), None)
+            if at is None:
+                raise NotFoundError(f"no webhook endpoint {starting_after}")
+            found = found[at + 1 :]
+        return found[:limit], len(found) > limit
 
     def get(self, endpoint_id: str) -> WebhookEndpoint:
         """One endpoint."""
@@ -209,6 +243,7 @@ class Webhooks:
                 raise InvalidStateError(f"webhook endpoint {endpoint_id} is {status.value} already")
             uow.webhooks.set_status(endpoint_id, status)
             endpoint = uow.webhooks.get(endpoint_id)
+            self._audit(uow, _STATUS_ACTIONS[status], endpoint_id)
             uow.commit()
         return endpoint
 
@@ -225,6 +260,7 @@ class Webhooks:
         """Delete an endpoint and its deliveries (the events stay)."""
         with self.ledger.unit_of_work() as uow:
             uow.webhooks.remove(endpoint_id)
+            self._audit(uow, "webhook_endpoint.remove", endpoint_id)
             uow.commit()
 
     def rotate_secret(
@@ -241,6 +277,10 @@ class Webhooks:
             sealed = self.keys.seal(secret.encode(), _aad(endpoint_id))
             uow.webhooks.rotate(endpoint_id, sealed, utc_in(int(grace.total_seconds())))
             endpoint = uow.webhooks.get(endpoint_id)
+            self._audit(
+                uow, "webhook_endpoint.rotate_secret", endpoint_id,
+                grace_seconds=int(grace.total_seconds()),
+            )  # fmt: skip
             uow.commit()
         return endpoint, secret
 

@@ -1,5 +1,6 @@
 """The operator API (``/v1/issuing/...``): the issuer's accounts, cards, tokens,
-terminals and ranges managed over HTTPS, its authorisations read.
+terminals, ranges and webhook endpoints managed over HTTPS, its authorisations read,
+its events read and resent.
 
 Authentication, apart from the terminals': every request carries ``Authorization:
 Bearer <operator id>:<credential>`` (``op_...:osk_...``, printed once by ``issuer
@@ -15,9 +16,11 @@ Authorisation: a route allows the operators holding one of its scopes
 (:attr:`issuer.service.routes.Route.scopes`; ``operations`` includes ``read``), others
 get 403 ``forbidden``, and the refusal is written to the audit log.
 
-Every change runs one method of :class:`~issuer.domain.service.IssuerService`, the
-CLI's own, acting as ``operator:<id>``: the domain writes its audit record and the
-request's ``Idempotency-Key`` in the change's transaction (:mod:`issuer.domain.audit`).
+Every change runs one method of :class:`~issuer.domain.service.IssuerService` (of
+:class:`~issuer.domain.webhooks.Webhooks` or :class:`~issuer.domain.events.Events`
+for webhook endpoints and events), the CLI's own, acting as ``operator:<id>``: the
+domain writes its audit record and the request's ``Idempotency-Key`` in the change's
+transaction (:mod:`issuer.domain.audit`).
 A retry with the same key and body answers the object as it is now, with the first
 answer's status (``Idempotent-Replayed: true``), and changes nothing; the same key
 with another body is 409 ``idempotency_conflict``. A change the domain refuses is 4xx
@@ -31,7 +34,7 @@ import hashlib
 import hmac
 import re
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final
 
 import msgspec
@@ -40,9 +43,12 @@ from emvwire.pki import PkiError, identity_of
 from issuer.bootstrap import add_range
 from issuer.domain.audit import Acting, RequestKey
 from issuer.domain.credentials import CredentialCache
+from issuer.domain.events import Events
 from issuer.domain.service import IssuerService, parse_expiry
+from issuer.domain.webhooks import Webhooks
 from issuer.errors import ConflictError, IssuerError, LedgerError, NotFoundError, ValidationError
 from issuer.model.entities import Account, Authorisation, BinRange, Card, Terminal, Token
+from issuer.model.events import Delivery, Event, WebhookEndpoint
 from issuer.model.operators import Operator, OperatorStatus, granted
 from issuer.personalisation.ranges import RangeSpec
 from issuer.pki import add_terminal, tls_folder
@@ -110,6 +116,16 @@ def _authorisation(a: Authorisation) -> op.AuthorisationObject:
     return msgspec.convert(a.to_json(), op.AuthorisationObject)
 
 
+def _endpoint(e: WebhookEndpoint, secret: str | None = None) -> op.WebhookEndpointObject:
+    """An endpoint as answered: ``secret`` only by its creation or rotation."""
+    return msgspec.convert({**e.to_json(), "secret": secret}, op.WebhookEndpointObject)
+
+
+def _event(e: Event, deliveries: list[Delivery] | None = None) -> op.EventObject:
+    shown = None if deliveries is None else [d.to_json() for d in deliveries]
+    return msgspec.convert({**e.to_json(), "deliveries": shown}, op.EventObject)
+
+
 _OBJECTS: Final[Mapping[str, Callable[[Any], Any]]] = {
     "accounts": _account,
     "cards": _card,
@@ -117,6 +133,8 @@ _OBJECTS: Final[Mapping[str, Callable[[Any], Any]]] = {
     "terminals": _terminal,
     "ranges": _range,
     "authorisations": _authorisation,
+    "webhook_endpoints": _endpoint,
+    "events": _event,
 }
 _LIST_TYPES: Final[Mapping[str, type[Any]]] = {
     "accounts": op.AccountList,
@@ -125,6 +143,8 @@ _LIST_TYPES: Final[Mapping[str, type[Any]]] = {
     "terminals": op.TerminalList,
     "ranges": op.RangeList,
     "authorisations": op.AuthorisationList,
+    "webhook_endpoints": op.WebhookEndpointList,
+    "events": op.EventList,
 }
 
 Write = Callable[[IssuerService, str, Any], Response]
@@ -154,6 +174,10 @@ class OperatorApi:
             ),
             "issuing_ranges_create": self._add_range,
             "issuing_ranges_update": lambda s, i, m: Response(200, _range(s.retire_range(i))),
+            "issuing_webhook_endpoints_create": self._add_endpoint,
+            "issuing_webhook_endpoints_update": self._endpoint_status,
+            "issuing_webhook_endpoints_rotate": self._rotate_secret,
+            "issuing_events_resend": self._resend,
         }
 
     # -- a request -------------------------------------------------------------------
@@ -167,8 +191,7 @@ class OperatorApi:
             return Prepared(None, write=lambda: self._refuse(operator, route, request))
         ident = request.params.get("id") or request.params.get("prefix") or ""
         if route.kind == "read":
-            if route.name in _LISTS:
-                assert route.query is not None
+            if route.query is not None:
                 return Prepared(self._list(route.name, _query(request.query, route.query)))
             return Prepared(Response(200, self._object(route.path.split("/")[3], ident)))
         assert route.body is not None
@@ -259,18 +282,31 @@ class OperatorApi:
     # -- reads -----------------------------------------------------------------------
 
     def _list(self, name: str, query: Any) -> Response:
-        kind, columns = _LISTS[name]
-        filters = {column: getattr(query, field) for field, column in columns.items()}
+        found: list[Any]
         try:
-            page = self.app.service.page(
-                kind, limit=query.limit, starting_after=query.starting_after, **filters
-            )
+            if name == "issuing_webhook_endpoints_list":
+                kind = "webhook_endpoints"
+                found, more = Webhooks(self.app.ledger, self.app.keys).page(
+                    limit=query.limit, starting_after=query.starting_after
+                )
+            elif name == "issuing_events_list":
+                kind = "events"
+                events = Events(self.app.ledger).list(
+                    event_type=query.type, object_id=query.object, limit=query.limit,
+                    starting_after=query.starting_after,
+                )  # fmt: skip
+                found, more = events.events, events.has_more
+            else:
+                kind, columns = _LISTS[name]
+                filters = {column: getattr(query, field) for field, column in columns.items()}
+                page = self.app.service.page(
+                    kind, limit=query.limit, starting_after=query.starting_after, **filters
+                )
+                found, more = page.data, page.has_more
         except NotFoundError as exc:
             raise _HttpError(400, "invalid_request", f"starting_after: {exc}") from None
         convert = _OBJECTS[kind]
-        return Response(
-            200, _LIST_TYPES[kind](data=[convert(o) for o in page.data], has_more=page.has_more)
-        )
+        return Response(200, _LIST_TYPES[kind](data=[convert(o) for o in found], has_more=more))
 
     def _object(self, kind: str, ident: str) -> Any:
         """The answer showing object ``ident`` of ``kind`` (``accounts``...)."""
@@ -286,6 +322,10 @@ class OperatorApi:
             found = s.terminal(ident)
         elif kind == "ranges":
             found = s.bin_range(ident)
+        elif kind == "webhook_endpoints":
+            return _endpoint(Webhooks(self.app.ledger, self.app.keys).get(ident))
+        elif kind == "events":
+            return _event(*Events(self.app.ledger).get(ident))
         else:
             found = s.authorisation(ident)
         return _OBJECTS[kind](found)
@@ -375,6 +415,32 @@ class OperatorApi:
         spec = RangeSpec(m.prefix, m.scheme, m.kind, m.cvn, m.pan_length)
         made = add_range(self.app, spec, generate_keys=m.generate_keys, service=s)
         return Response(201, _range(made))
+
+    @staticmethod
+    def _add_endpoint(s: IssuerService, ident: str, m: op.WebhookEndpointCreate) -> Response:
+        endpoint, secret = Webhooks(s.ledger, s.keys, s.acting).add(
+            m.url, m.events, description=m.description, terminal_id=m.terminal
+        )
+        return Response(201, _endpoint(endpoint, secret))
+
+    @staticmethod
+    def _endpoint_status(s: IssuerService, ident: str, m: op.WebhookEndpointUpdate) -> Response:
+        webhooks = Webhooks(s.ledger, s.keys, s.acting)
+        change = webhooks.enable if m.status == "enabled" else webhooks.disable
+        return Response(200, _endpoint(change(ident)))
+
+    @staticmethod
+    def _rotate_secret(s: IssuerService, ident: str, m: op.WebhookSecretRotation) -> Response:
+        endpoint, secret = Webhooks(s.ledger, s.keys, s.acting).rotate_secret(
+            ident, timedelta(seconds=m.grace)
+        )
+        return Response(200, _endpoint(endpoint, secret))
+
+    @staticmethod
+    def _resend(s: IssuerService, ident: str, m: op.EventResend) -> Response:
+        events = Events(s.ledger, s.acting)
+        events.resend(ident, m.endpoint)
+        return Response(200, _event(*events.get(ident)))
 
 
 def _certificate_names(pem: str | None, operator: Operator) -> bool:

@@ -14,6 +14,8 @@ from typing import Annotated, Any, Final, Literal
 
 import msgspec
 
+from issuer.model.events import EventType
+
 __all__ = [
     "MESSAGES",
     "AccountCreate",
@@ -31,6 +33,11 @@ __all__ = [
     "CardQuery",
     "CardRegistration",
     "CardUpdate",
+    "DeliveryObject",
+    "EventList",
+    "EventObject",
+    "EventQuery",
+    "EventResend",
     "RangeCreate",
     "RangeList",
     "RangeObject",
@@ -46,6 +53,12 @@ __all__ = [
     "TokenObject",
     "TokenQuery",
     "TokenUpdate",
+    "WebhookEndpointCreate",
+    "WebhookEndpointList",
+    "WebhookEndpointObject",
+    "WebhookEndpointQuery",
+    "WebhookEndpointUpdate",
+    "WebhookSecretRotation",
 ]
 
 _Id = Annotated[str, msgspec.Meta(pattern="^[a-z]+_[a-z2-7]{16}$", description="an id")]
@@ -173,6 +186,41 @@ class RangeUpdate(_Body):
 # -- answers -------------------------------------------------------------------------
 
 
+class WebhookEndpointCreate(_Body):
+    """``POST /v1/issuing/webhook_endpoints``: an https:// URL (TLS verified against
+    the system's trust store) and the event types it receives, or ``["*"]``."""
+
+    url: Annotated[str, msgspec.Meta(min_length=1, max_length=2048)]
+    events: Annotated[list[str], msgspec.Meta(min_length=1, max_length=64)]
+    description: Annotated[str, msgspec.Meta(max_length=200)] = ""
+    terminal: Annotated[
+        _Id | None,
+        msgspec.Meta(description="only this terminal's authorisations and refunds"),
+    ] = None
+
+
+class WebhookEndpointUpdate(_Body):
+    """``POST /v1/issuing/webhook_endpoints/{id}``: stop or resume its deliveries."""
+
+    status: Literal["enabled", "disabled"]
+
+
+class WebhookSecretRotation(_Body):
+    """``POST /v1/issuing/webhook_endpoints/{id}/rotate_secret``."""
+
+    grace: Annotated[
+        int,
+        msgspec.Meta(ge=0, le=604800, description="seconds the old secret signs too (0-7 days)"),
+    ] = 86400
+
+
+class EventResend(_Body):
+    """``POST /v1/issuing/events/{id}/resend``: to this endpoint (enabled), or to every
+    enabled endpoint that subscribes to the event."""
+
+    endpoint: _Id | None = None
+
+
 class AccountObject(msgspec.Struct, kw_only=True):
     """A cardholder account."""
 
@@ -293,6 +341,55 @@ class AuthorisationObject(msgspec.Struct, kw_only=True):
     expires_at: str | None = None
 
 
+class WebhookEndpointObject(msgspec.Struct, kw_only=True):
+    """A webhook endpoint. ``secret`` (``whsec_...``) only in the answer that made it
+    or rotated its secret (a retry with the same Idempotency-Key does not repeat it)."""
+
+    object: Literal["webhook_endpoint"] = "webhook_endpoint"
+    id: str
+    url: str
+    events: list[str]
+    terminal: str | None = None
+    status: Annotated[str, msgspec.Meta(description="enabled or disabled")]
+    description: str = ""
+    ca_file: str | None = None
+    previous_secret_until: Annotated[
+        str | None, msgspec.Meta(description="the previous secret signs too until then")
+    ] = None
+    created_at: str
+    secret: str | None = None
+
+
+class DeliveryObject(msgspec.Struct, kw_only=True):
+    """One event's delivery to one endpoint."""
+
+    event: str
+    endpoint: str
+    status: Annotated[str, msgspec.Meta(description="pending, delivered or failed")]
+    attempts: int
+    next_attempt_at: str | None = None
+    last_status: int | None = None
+    last_error: str | None = None
+    delivered_at: str | None = None
+    created_at: str
+
+
+class EventObject(msgspec.Struct, kw_only=True):
+    """An event: a state change and its object as it is after it (masked data only).
+    ``deliveries`` only when one event is retrieved (or resent)."""
+
+    object: Literal["event"] = "event"
+    id: str
+    type: EventType
+    created_at: str
+    object_type: str
+    object_id: str
+    sequence: Annotated[int, msgspec.Meta(description="the object's events numbered from 1")]
+    terminal: str | None = None
+    data: dict[str, Any]
+    deliveries: list[DeliveryObject] | None = None
+
+
 class _List(msgspec.Struct, kw_only=True):
     object: Literal["list"] = "list"
     has_more: Annotated[bool, msgspec.Meta(description="another page follows")]
@@ -332,6 +429,18 @@ class AuthorisationList(_List):
     """A page of authorisation records, newest first."""
 
     data: list[AuthorisationObject]
+
+
+class WebhookEndpointList(_List):
+    """A page of webhook endpoints, newest first (never a secret)."""
+
+    data: list[WebhookEndpointObject]
+
+
+class EventList(_List):
+    """A page of events, newest first."""
+
+    data: list[EventObject]
 
 
 # -- queries ---------------------------------------------------------------------------
@@ -387,6 +496,17 @@ class AuthorisationQuery(_Page):
     status: Literal["pending", "closed", "reversed", "expired"] | None = None
 
 
+class WebhookEndpointQuery(_Page):
+    """The query of ``GET /v1/issuing/webhook_endpoints``."""
+
+
+class EventQuery(_Page):
+    """The query of ``GET /v1/issuing/events``."""
+
+    type: EventType | None = None
+    object: _Id | None = None
+
+
 #: Every body and answer, in the order the OpenAPI document lists them.
 MESSAGES: Final[tuple[type[Any], ...]] = (
     AccountCreate,
@@ -401,16 +521,25 @@ MESSAGES: Final[tuple[type[Any], ...]] = (
     TerminalUpdate,
     RangeCreate,
     RangeUpdate,
+    WebhookEndpointCreate,
+    WebhookEndpointUpdate,
+    WebhookSecretRotation,
+    EventResend,
     AccountObject,
     CardObject,
     TokenObject,
     TerminalObject,
     RangeObject,
     AuthorisationObject,
+    WebhookEndpointObject,
+    DeliveryObject,
+    EventObject,
     AccountList,
     CardList,
     TokenList,
     TerminalList,
     RangeList,
     AuthorisationList,
+    WebhookEndpointList,
+    EventList,
 )

@@ -111,6 +111,13 @@ _RESOURCES: Final[dict[str, tuple[Any, ...]]] = {
                (op.RangeUpdate, "Retire a range"), ("read", "keys"), _KEYS),
     "authorisations": (op.AuthorisationObject, op.AuthorisationList, op.AuthorisationQuery,
                        None, None, _READ, _OPERATIONS),
+    "webhook_endpoints": (op.WebhookEndpointObject, op.WebhookEndpointList,
+                          op.WebhookEndpointQuery,
+                          ("create", op.WebhookEndpointCreate,
+                           "Add a webhook endpoint (its signing secret: once)"),
+                          (op.WebhookEndpointUpdate, "Disable or enable a webhook endpoint"),
+                          _READ, _OPERATIONS),
+    "events": (op.EventObject, op.EventList, op.EventQuery, None, None, _READ, _OPERATIONS),
 }  # fmt: skip
 _UPDATE_DESCRIPTION: Final = (
     "The change of status is the only update; asking for the status the object has is "
@@ -125,7 +132,8 @@ _CREATE_DESCRIPTION: Final = (
 
 def _operator_routes(resource: str) -> tuple[Route, ...]:
     """The routes of one resource of the operator API: list, retrieve, create and
-    update (a status), and the accounts' credit and the cards' registration."""
+    update (a status), and the accounts' credit, the cards' registration, the webhook
+    endpoints' secret rotation and the events' resending."""
     obj, listing, query, create, update, reads, writes = _RESOURCES[resource]
     single = resource.removesuffix("s")
     base = f"/v1/issuing/{resource}"
@@ -166,6 +174,25 @@ def _operator_routes(resource: str) -> tuple[Route, ...]:
                   {201: (obj, "Registered")}, body=op.CardRegistration,
                   idempotency_key=True, kind="write", scopes=writes,
                   action="card.register", description=_CREATE_DESCRIPTION)
+        )  # fmt: skip
+    if resource == "webhook_endpoints":
+        routes.append(
+            Route("issuing_webhook_endpoints_rotate", "POST", f"{item}/rotate_secret",
+                  "Rotate a webhook endpoint's signing secret (the new one: once)",
+                  {200: (obj, "Rotated")}, body=op.WebhookSecretRotation,
+                  idempotency_key=True, kind="write", scopes=writes,
+                  action="webhook_endpoint.rotate_secret",
+                  description="During the grace period every delivery carries a v1 "
+                  "signature of each secret, the new one first. " + _CREATE_DESCRIPTION)
+        )  # fmt: skip
+    if resource == "events":
+        routes.append(
+            Route("issuing_events_resend", "POST", f"{item}/resend",
+                  "Deliver an event again, due now", {200: (obj, "Scheduled (its deliveries)")},
+                  body=op.EventResend, idempotency_key=True, kind="write", scopes=writes,
+                  action="event.resend",
+                  description="To the endpoint named (enabled), else to every enabled "
+                  "endpoint that subscribes to the event; none is 409. " + _CREATE_DESCRIPTION)
         )  # fmt: skip
     return tuple(routes)
 
@@ -340,7 +367,7 @@ ROUTES: Final[tuple[Route, ...]] = (
     *(
         # The operator API: /v1/issuing/...
         route
-        for resource in ("accounts", "cards", "tokens", "terminals", "ranges", "authorisations")
+        for resource in _RESOURCES
         for route in _operator_routes(resource)
     ),
 )
