@@ -313,11 +313,12 @@ def test_openapi_documents_every_route_and_no_deny_list(world: World) -> None:
         "/v1/reversals", "/health", "/openapi.json", "/v1/qr/sales", "/v1/qr/sales/{bill}",
         "/v1/qr/sales/{bill}/cancel", "/v1/qr/merchants/{id}", "/v1/qr/payments",
         *(f"/v1/issuing/{r}" for r in ("accounts", "cards", "tokens", "terminals", "ranges",
-                                       "authorisations")),
+                                       "authorisations", "webhook_endpoints", "events")),
         *(f"/v1/issuing/{r}/{{id}}" for r in ("accounts", "cards", "tokens", "terminals",
-                                              "authorisations")),
+                                              "authorisations", "webhook_endpoints", "events")),
         "/v1/issuing/ranges/{prefix}", "/v1/issuing/accounts/{id}/credit",
-        "/v1/issuing/cards/register",
+        "/v1/issuing/cards/register", "/v1/issuing/webhook_endpoints/{id}/rotate_secret",
+        "/v1/issuing/events/{id}/resend",
     }  # fmt: skip
     # The deny list belongs to the transit back office, not to the issuer.
     assert get(world, "/v1/deny-list")[0] == 404
