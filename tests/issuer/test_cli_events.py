@@ -1,5 +1,6 @@
 """``issuer webhook`` and ``issuer events`` through click's runner on an initialised home
-(SQLite; the domain's tests run on both ledgers): the secret shown once, masked
+(SQLite; the domain's tests run on both ledgers): the secret shown once (never in
+the audit log, which records each change as the CLI user's), masked
 outputs, exit codes, listing with a cursor, resending, and ``events deliver --once``
 delivering to a real receiver."""
 
@@ -59,6 +60,13 @@ def test_an_endpoints_secret_is_shown_once(iss: Issuer) -> None:
         assert signature_valid(header, got.body, rotated["secret"])
         assert signature_valid(header, got.body, secret)  # within the grace period
         assert got.event["data"]["object"]["id"] == account
+        audited = iss.json("audit", "list", "--object", endpoint)["data"]
+        assert [(r["action"], r["actor"][:4]) for r in audited] == [
+            ("webhook_endpoint.rotate_secret", "cli:"),
+            ("webhook_endpoint.create", "cli:"),
+        ]
+        assert secret not in json.dumps(audited)
+        assert rotated["secret"] not in json.dumps(audited)
     text = iss.run("webhook", "add", "https://hooks.example/pay", "--events", "*").stdout
     assert "shown once" in text
     printed = [line.split()[-1] for line in text.splitlines() if line.startswith("secret")]
