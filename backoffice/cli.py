@@ -25,7 +25,7 @@ from typing import IO, TYPE_CHECKING, Any
 import click
 
 from backoffice.errors import StoreError
-from backoffice.store import CA_NAME, ENV_HOME, Home, Store
+from backoffice.store import CA_NAME, ENV_DB, ENV_HOME, Home, Store
 from emvwire.pki import CLIENT_DAYS, DEFAULT_HOSTS, PkiError, hex_pairs
 from emvwire.tls import (
     SERVER_CA,
@@ -137,12 +137,15 @@ def _issuer(url: str | None, terminal_id: str | None, key: str | None) -> Transi
 @click.option("--home", type=click.Path(file_okay=False, path_type=Path), envvar=ENV_HOME,
               default=DEFAULT_HOME, show_default=True,
               help=f"Back office home folder (env {ENV_HOME}).")  # fmt: skip
+@click.option("--db", "db_url", envvar=ENV_DB, metavar="URL",
+              help="PostgreSQL database (postgresql://USER@HOST:PORT/NAME), shared by "
+              f"several instances; default the home's SQLite file (env {ENV_DB}).")  # fmt: skip
 @click.pass_context
-def backoffice(ctx: click.Context, home: Path) -> None:
+def backoffice(ctx: click.Context, home: Path, db_url: str | None) -> None:
     """Transit back office: taps from gates, trips and capped fares, deferred
     authorisation and aggregation at the issuer (MCC 4111), the deny list gates fetch,
     and debt recovery."""
-    ctx.obj = Home(home)
+    ctx.obj = Home(home, db_url or None)
 
 
 def _read(file: IO[bytes] | None) -> bytes | None:
@@ -648,10 +651,10 @@ def aggregate_command(
 
     with _store(home) as store:
         engine = Engine.for_home(store, issuer, progress=_Progress())
-        with home.engine_lock(wait=False) as mine:
+        with store.db.engine_lock(wait=False) as mine:
             if not mine:
                 click.echo("waiting for the engine pass under way...", err=True)
-        with home.engine_lock():
+        with store.db.engine_lock():
             report = engine.run(now=now, close_all=close_all)
     if issuer is not None:
         issuer.close()
@@ -713,19 +716,25 @@ def riders_command(ctx: click.Context, limit: int, as_json: bool) -> None:
     with _store(_home(ctx)) as store:
         riders = store.query(
             "SELECT r.rider_id, r.par, "
-            "(SELECT json_group_array(json_object('card_reference', card_reference, "
-            "'masked_pan', masked_pan, 'token', json(CASE token WHEN 1 THEN 'true' ELSE "
-            "'false' END))) FROM cards c WHERE c.rider_id = r.rider_id) AS cards, "
             "(SELECT COUNT(*) FROM trips t WHERE t.rider_id = r.rider_id) AS trips, "
-            "(SELECT COALESCE(SUM(charge), 0) FROM trips t WHERE t.rider_id = r.rider_id) "
-            "AS charged, (SELECT COALESCE(SUM(captured), 0) FROM aggregations a WHERE "
-            "a.rider_id = r.rider_id) AS captured, EXISTS (SELECT 1 FROM deny_list d WHERE "
-            "d.rider_id = r.rider_id) AS denied FROM riders r WHERE r.merged_into IS NULL "
-            "ORDER BY r.rider_id LIMIT ?",
+            "(SELECT CAST(COALESCE(SUM(charge), 0) AS BIGINT) FROM trips t "
+            "WHERE t.rider_id = r.rider_id) AS charged, (SELECT CAST(COALESCE(SUM(captured), "
+            "0) AS BIGINT) FROM aggregations a WHERE a.rider_id = r.rider_id) AS captured, "
+            "EXISTS (SELECT 1 FROM deny_list d WHERE d.rider_id = r.rider_id) AS denied "
+            "FROM riders r WHERE r.merged_into IS NULL ORDER BY r.rider_id LIMIT ?",
             (limit,),
         )
+        cards: dict[int, list[dict[str, Any]]] = {}
+        if riders:
+            for card in store.query(
+                "SELECT rider_id, card_reference, masked_pan, token FROM cards "
+                "WHERE rider_id BETWEEN ? AND ? ORDER BY first_seen, card_reference",
+                (riders[0]["rider_id"], riders[-1]["rider_id"]),
+            ):
+                rider = card.pop("rider_id")
+                cards.setdefault(rider, []).append({**card, "token": bool(card["token"])})
     for r in riders:
-        r["cards"] = json.loads(r["cards"])
+        r["cards"] = cards.get(r["rider_id"], [])
         r["denied"] = bool(r["denied"])
     if as_json:
         _out({"riders": riders})

@@ -292,7 +292,7 @@ class EngineWorker(threading.Thread):
         try:
             engine = Engine.for_home(store, self.issuer)
             while not self._stopping.is_set():
-                with self.home.engine_lock(wait=False) as mine:
+                with store.db.engine_lock(wait=False) as mine:
                     if mine:
                         try:
                             self.on_report(engine.run())
