@@ -219,14 +219,13 @@ class Database:
         self._local.depth = 0
         conn.execute("COMMIT")
 
-    @contextlib.contextmanager
-    def claiming(self) -> Iterator[Connection]:
+    def claiming(self) -> contextlib.AbstractContextManager[Connection]:
         """Where a batch of work is claimed (:meth:`claim`), done and recorded. SQLite:
         no transaction (the issuer's answers are recorded in a :meth:`write` of their
         own, so uploads never wait for the issuer); PostgreSQL: one write transaction,
         so the claimed rows stay locked until the answers are committed (a
         :meth:`write` inside is part of it)."""
-        yield self.conn
+        return contextlib.nullcontext(self.conn)
 
     @contextlib.contextmanager
     def snapshot(self) -> Iterator[Connection]:

@@ -32,7 +32,7 @@ import json
 import os
 import re
 import secrets
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -575,9 +575,7 @@ class Store:
 
     # -- reports -----------------------------------------------------------------------------
 
-    def query(
-        self, sql: str, params: Sequence[Any] | Mapping[str, Any] = ()
-    ) -> list[dict[str, Any]]:
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
         """Rows of a read-only query as dicts."""
         cursor = self.conn.execute(sql, params)
         names = [d[0] for d in cursor.description]
