@@ -252,7 +252,7 @@ class TapConsumer:
                     await self.publish_deny_list(kv)
         finally:
             with contextlib.suppress(Exception):
-                await nc.drain()
+                await nc.close()
             self._db.shutdown(wait=True)
 
     async def _apply(self, msgs: Sequence[Msg]) -> None:
