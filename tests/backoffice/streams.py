@@ -10,6 +10,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -105,11 +106,11 @@ def wait_for(what: Callable[[], bool], timeout: float, why: str) -> None:
         time.sleep(0.05)
 
 
+@dataclass
 class LockedIssuer(FakeIssuer):
     """A :class:`FakeIssuer` two engines in two threads may call at once."""
 
-    def __post_init__(self) -> None:
-        self._lock = threading.Lock()
+    _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def authorise(
         self, icc_data: bytes, track2: bytes, *, request_id: str | None = None

@@ -14,7 +14,8 @@ __all__ = ["CuttableProxy"]
 
 class CuttableProxy:
     """Forwards ``127.0.0.1:<port>`` to ``target``; :meth:`cut` closes every connection
-    and refuses new ones until :meth:`restore`. ``connections`` counts those accepted."""
+    and stops listening (a connection is refused) until :meth:`restore` listens on the
+    same port again. ``connections`` counts those accepted."""
 
     def __init__(self, target: tuple[str, int]) -> None:
         self.target = target
@@ -23,10 +24,11 @@ class CuttableProxy:
         self.port = int(self._listener.getsockname()[1])
         self._open: set[socket.socket] = set()
         self._lock = threading.Lock()
-        self._up = threading.Event()
-        self._up.set()
         self._closed = False
-        threading.Thread(target=self._accept, name="proxy", daemon=True).start()
+        self._listen(self._listener)
+
+    def _listen(self, listener: socket.socket) -> None:
+        threading.Thread(target=self._accept, args=(listener,), name="proxy", daemon=True).start()
 
     def __enter__(self) -> Self:
         return self
@@ -34,15 +36,12 @@ class CuttableProxy:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _accept(self) -> None:
+    def _accept(self, listener: socket.socket) -> None:
         while not self._closed:
             try:
-                client, _ = self._listener.accept()
+                client, _ = listener.accept()
             except OSError:
                 return
-            if not self._up.is_set():
-                client.close()  # the link is down: refused at once
-                continue
             try:
                 upstream = socket.create_connection(self.target, timeout=2)
             except OSError:
@@ -71,7 +70,7 @@ class CuttableProxy:
 
     def cut(self) -> None:
         """Close every connection and refuse new ones."""
-        self._up.clear()
+        self._listener.close()
         with self._lock:
             open_now = list(self._open)
         for s in open_now:
@@ -79,11 +78,12 @@ class CuttableProxy:
                 s.shutdown(socket.SHUT_RDWR)
 
     def restore(self) -> None:
-        """Accept connections again."""
-        self._up.set()
+        """Accept connections again, on the same port."""
+        if not self._closed:
+            self._listener = socket.create_server(("127.0.0.1", self.port))
+            self._listen(self._listener)
 
     def close(self) -> None:
         """Stop the proxy."""
         self._closed = True
         self.cut()
-        self._listener.close()
