@@ -140,7 +140,7 @@ def test_two_instances_three_gates_every_tap_once_and_charged_as_on_one_machine(
         links = {
             gate: JetStreamLink(
                 nats_url if gate != "G3" else f"nats://127.0.0.1:{proxy.port}", operator, gate
-            )  # fmt: skip
+            )
             for gate in GATES
         }
         for gate in GATES:
