@@ -45,6 +45,7 @@ from backoffice.errors import StoreError
 from backoffice.schema import MIGRATIONS, statements_for
 
 __all__ = [
+    "IDS",
     "Connection",
     "Cursor",
     "Database",
@@ -62,6 +63,17 @@ _MIGRATIONS_TABLE: Final = (
 #: Advisory lock keys ("bo:migr", "bo:deny" in ASCII as a bigint).
 _MIGRATION_LOCK: Final = 0x626F3A6D696772
 _DENY_LOCK: Final = 0x626F3A64656E79
+
+
+class _Ids:
+    """The place of the id list in the parameters of :meth:`Connection.for_ids`."""
+
+    def __repr__(self) -> str:
+        return "IDS"
+
+
+#: Where :meth:`Connection.for_ids` puts the ids (each ``= ANY(?)`` of the statement).
+IDS: Final = _Ids()
 
 
 class Cursor(Protocol):
@@ -137,6 +149,32 @@ class Connection:
             cursor.executemany(self._sql(sql), rows)
             return int(cursor.rowcount)
 
+    def for_ids(self, sql: str, ids: Sequence[Any], params: Sequence[Any] = (IDS,)) -> int:
+        """Run ``sql`` for every id of ``ids``: each ``= ANY(?)`` takes the id list where
+        :data:`IDS` stands in ``params`` (PostgreSQL: one statement over an array;
+        SQLite: ``= ?`` once per id); rows changed."""
+        if not ids:
+            return 0
+        if self._rewrite:
+            values = [list(ids) if p is IDS else p for p in params]
+            return int(self.execute(sql, values).rowcount)
+        rows = [[i if p is IDS else p for p in params] for i in ids]
+        return self.executemany(sql.replace("= ANY(?)", "= ?"), rows)
+
+    def copy(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+        """Insert ``rows`` into ``table`` (no conflict expected): PostgreSQL ``COPY``,
+        SQLite one ``INSERT`` per row."""
+        if not rows:
+            return
+        names = ", ".join(columns)
+        if not self._rewrite:
+            marks = ", ".join("?" * len(columns))
+            self.raw.executemany(f"INSERT INTO {table} ({names}) VALUES ({marks})", rows)  # noqa: S608
+            return
+        with self.raw.cursor() as cursor, cursor.copy(f"COPY {table} ({names}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
+
     def inserted(self, sql: str, rows: Sequence[Sequence[Any]]) -> list[bool]:
         """Run an ``INSERT ... ON CONFLICT DO NOTHING RETURNING 1`` for each row;
         whether each row was inserted (psycopg: pipelined)."""
@@ -160,6 +198,10 @@ class Database:
     dialect: str
     #: Most ids in one ``IN (...)`` list or ``= ANY(?)`` array.
     in_limit: int = 500
+    #: Taps the engine assigns per transaction: SQLite's one writer takes big chunks
+    #: (bounded memory on a million taps); on PostgreSQL smaller ones let instances
+    #: share the work.
+    assign_chunk: int = 100_000
 
     def __init__(self) -> None:
         self._local = threading.local()
@@ -370,6 +412,7 @@ class PostgresDatabase(Database):
     """The database on a PostgreSQL server (module docstring)."""
 
     dialect = "postgresql"
+    assign_chunk = 10_000
     _BEGIN_SNAPSHOT = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"
 
     def __init__(self, url: str, *, connect_timeout: int = 10) -> None:

@@ -14,6 +14,15 @@ __all__ = ["Pricing"]
 
 #: Riders priced per transaction (bounded memory on a million taps).
 _RIDER_CHUNK: Final = 5000
+_TRIP_COLUMNS: Final = (
+    "trip_id", "rider_id", "on_tap", "off_tap", "start_time", "end_time", "from_zone",
+    "to_zone", "travel_day", "fare_type", "fare", "charge", "adjustment", "aggregation_id",
+)  # fmt: skip
+#: The columns of the pending rows a chunk leaves waiting, as read back.
+_STILL_COLUMNS: Final = (
+    "rider_id", "seq", "tap_id", "time_ms", "direction", "zone", "travel_day",
+    "aggregation_id", "time",
+)  # fmt: skip
 
 
 class Pricing(Stage):
@@ -102,24 +111,16 @@ class Pricing(Stage):
             report.trips += len(trip_rows)
             ids = self.store.db.next_ids(w, "trips", len(trip_rows))
             trip_rows = [(i, *row[1:]) for i, row in zip(ids, trip_rows, strict=True)]
-            w.executemany(
-                "INSERT INTO trips (trip_id, rider_id, on_tap, off_tap, start_time, end_time, "
-                "from_zone, to_zone, travel_day, fare_type, fare, charge, adjustment, "
-                "aggregation_id) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                trip_rows,
-            )
+            w.copy("trips", _TRIP_COLUMNS, trip_rows)
             # Every tap of these riders is now in a trip but those still waiting.
-            w.executemany(
-                "DELETE FROM pending WHERE rider_id = ?", [(r,) for r in sorted(by_rider)]
-            )
-            w.executemany(
-                "INSERT INTO pending (rider_id, seq, tap_id, time_ms, direction, zone, "
-                "travel_day, aggregation_id, time) VALUES (?,?,?,?,?,?,?,?,?)",
-                still,
-            )
-            w.executemany(
-                "UPDATE aggregations SET total = total + ? WHERE aggregation_id = ?",
-                [(v, k) for k, v in totals.items()],
+            w.for_ids("DELETE FROM pending WHERE rider_id = ANY(?)", sorted(by_rider))
+            w.copy("pending", _STILL_COLUMNS, still)
+            w.for_ids(  # an aggregation's total: the sum of its trips' charges
+                "UPDATE aggregations SET total = (SELECT COALESCE(SUM(t.charge), 0) FROM trips t "
+                "WHERE t.rider_id = aggregations.rider_id AND t.travel_day = "
+                "aggregations.travel_day AND t.aggregation_id = aggregations.aggregation_id) "
+                "WHERE aggregation_id = ANY(?)",
+                sorted(totals),
             )
 
     @staticmethod

@@ -10,11 +10,13 @@ from backoffice.database import Connection
 from backoffice.engine.context import PassReport, Stage
 from backoffice.store import Store, now_text
 
-__all__ = ["Riders", "deny_rider", "join_par"]
+__all__ = ["PENDING_COLUMNS", "Riders", "deny_rider", "join_par"]
 
-#: Taps assigned per transaction (bounded memory on a million taps).
-_ASSIGN_CHUNK: Final = 100_000
-
+#: The columns of ``pending``, in the order the stages write them.
+PENDING_COLUMNS: Final = (
+    "seq", "tap_id", "time", "time_ms", "direction", "zone", "travel_day", "rider_id",
+    "aggregation_id",
+)  # fmt: skip
 _INSERT_CARD: Final = (
     "INSERT INTO cards (card_reference, rider_id, masked_pan, token, scheme, first_seen) "
     "VALUES (?,?,?,?,?,?) ON CONFLICT (card_reference) DO NOTHING RETURNING 1"
@@ -68,15 +70,14 @@ class Riders(Stage):
             return
         refs = sorted(first)  # one order for every instance: no deadlock on the cards
         ids = self.store.db.next_ids(w, "riders", len(refs))
-        w.executemany("INSERT INTO riders (rider_id, created_at) VALUES (?, ?)",
-                      [(rider, at) for rider in ids])  # fmt: skip
+        w.copy("riders", ("rider_id", "created_at"), [(rider, at) for rider in ids])
         made = w.inserted(_INSERT_CARD, [
             (ref, rider, first[ref][3], first[ref][4], first[ref][5], at)
             for ref, rider in zip(refs, ids, strict=True)
         ])  # fmt: skip
         lost = [(ref, rider) for ref, rider, new in zip(refs, ids, made, strict=True) if not new]
         if lost:
-            w.executemany("DELETE FROM riders WHERE rider_id = ?", [(r,) for _, r in lost])
+            w.for_ids("DELETE FROM riders WHERE rider_id = ANY(?)", [r for _, r in lost])
             known.update(self._cards(w, [ref for ref, _ in lost]))
         known.update((ref, rider) for ref, rider, new in zip(refs, ids, made, strict=True) if new)
         report.riders_new += len(refs) - len(lost)
@@ -91,12 +92,12 @@ class Riders(Stage):
                 "t.travel_day, t.time, t.time_ms, t.direction, t.zone, t.decision, "
                 "t.track2_sealed IS NOT NULL FROM inbox i JOIN taps t ON t.seq = i.seq "
                 f"ORDER BY i.seq LIMIT ?{db.claim('i')}",
-                (_ASSIGN_CHUNK,),
+                (db.assign_chunk,),
             ).fetchall()
             if not rows:
                 return 0
-            w.executemany("DELETE FROM inbox WHERE seq = ?", [(r[0],) for r in rows])
-            boxed = [(r[0],) for r in rows if r[12]]
+            w.for_ids("DELETE FROM inbox WHERE seq = ANY(?)", [r[0] for r in rows])
+            boxed = [r[0] for r in rows if r[12]]
             taps = [r for r in rows if r[11] == "open"]
             taps.sort(key=lambda r: (r[8], r[0]))  # time order: the first tap authorises
             report.taps += len(taps)
@@ -122,25 +123,21 @@ class Riders(Stage):
             for (key, _, _), number in zip(firsts, ids, strict=True):
                 opened[key] = f"agg_{self.instance}_{number}"
             report.aggregations_opened += len(firsts)
-            w.executemany(
-                "INSERT INTO aggregations (aggregation_id, rider_id, travel_day, state, "
-                "auth_tap_id, opened_at) VALUES (?,?,?,'open',?,?)",
-                [(opened[key], key[0], key[1], tap_id, at) for key, tap_id, _ in firsts],
+            w.copy(
+                "aggregations",
+                ("aggregation_id", "rider_id", "travel_day", "state", "auth_tap_id", "opened_at"),
+                [(opened[key], key[0], key[1], "open", tap_id, at) for key, tap_id, _ in firsts],
             )
             pending = [(*r[:7], r[7][0], opened[r[7]]) for r in work]
             pending.sort(key=lambda r: (r[7], r[3], r[0]))  # the table's key order
-            w.executemany(
-                "INSERT INTO pending (seq, tap_id, time, time_ms, direction, zone, travel_day, "
-                "rider_id, aggregation_id) VALUES (?,?,?,?,?,?,?,?,?)",
-                pending,
-            )
-            w.executemany(  # the first taps' boxes wait for their authorisation
+            w.copy("pending", PENDING_COLUMNS, pending)
+            w.for_ids(  # the first taps' boxes wait for their authorisation
                 "INSERT INTO tap_boxes (seq, box) SELECT seq, track2_sealed FROM taps "
-                "WHERE seq = ? AND track2_sealed IS NOT NULL ON CONFLICT (seq) DO NOTHING",
-                [(seq,) for _, _, seq in firsts],
+                "WHERE seq = ANY(?) AND track2_sealed IS NOT NULL ON CONFLICT (seq) DO NOTHING",
+                [seq for _, _, seq in firsts],
             )
-            w.executemany(  # every other box of the chunk (denied taps too): erased
-                "UPDATE taps SET track2_sealed = NULL WHERE seq = ?", boxed
+            w.for_ids(  # every other box of the chunk (denied taps too): erased
+                "UPDATE taps SET track2_sealed = NULL WHERE seq = ANY(?)", boxed
             )
         return len(rows)
 

@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any, Final
 
+from backoffice.database import IDS
 from backoffice.engine.context import ANSWER_BATCH, LOG_CALL, PassReport, Stage
 from backoffice.engine.riders import deny_rider
 from backoffice.store import now_text
@@ -50,12 +51,13 @@ class Settlement(Stage):
                 locked = self.store.db.lock_riders(w, riders[i : i + _FREEZE_CHUNK], skip=True)
                 if not locked:
                     continue
-                report.closed += w.executemany(
+                report.closed += w.for_ids(
                     "UPDATE aggregations SET state = 'closing', closed_at = ? "  # noqa: S608
-                    f"WHERE rider_id = ? AND state = 'open' AND auth_state != 'pending' "
+                    "WHERE rider_id = ANY(?) AND state = 'open' AND auth_state != 'pending' "
                     f"{day_clause} AND aggregation_id NOT IN (SELECT aggregation_id "
-                    "FROM pending WHERE rider_id = ?)",
-                    [(at, rider, *days, rider) for rider in locked],
+                    "FROM pending WHERE rider_id = ANY(?))",
+                    locked,
+                    (at, IDS, *days, IDS),
                 )
 
     def _due_days(self, now: datetime, close_all: bool) -> str | None:
