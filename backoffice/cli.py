@@ -6,11 +6,16 @@ registers gates (the key is printed once) and issues their TLS client certificat
 the gates' HTTP API with the engine in the background; ``aggregate`` runs one engine
 pass now (deferred authorisations, trips and fares, aggregation at the issuer, debt
 recovery), with progress on standard error;
+``consume`` is an instance on NATS JetStream instead of HTTP (taps from the operator's
+stream, the deny list to its bucket, the engine in the background; ``nats setup``
+makes the stream, consumer and bucket); ``--db postgresql://...`` puts the data on a
+PostgreSQL database several instances share;
 ``trips``, ``riders``, ``aggregations`` and ``deny-list`` report. ``--json`` everywhere;
 data to standard output, messages to standard error; errors are
 :class:`click.ClickException` subclasses with exit codes (:class:`HomeFailure` 2,
-:class:`IssuerFailure` 3), never a traceback. The engine, the HTTP service and the
-server are imported by the commands that run them, not by ``--help`` or the reports.
+:class:`IssuerFailure` 3, :class:`StreamFailure` 4), never a traceback. The engine, the
+HTTP service, the bus and the server are imported by the commands that run them, not by
+``--help`` or the reports.
 """
 
 from __future__ import annotations
