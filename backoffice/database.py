@@ -34,6 +34,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
+import json
 import os
 import sqlite3
 import threading
@@ -150,16 +151,17 @@ class Connection:
             return int(cursor.rowcount)
 
     def for_ids(self, sql: str, ids: Sequence[Any], params: Sequence[Any] = (IDS,)) -> int:
-        """Run ``sql`` for every id of ``ids``: each ``= ANY(?)`` takes the id list where
-        :data:`IDS` stands in ``params`` (PostgreSQL: one statement over an array;
-        SQLite: ``= ?`` once per id); rows changed."""
+        """Run ``sql`` once over every id of ``ids``: each ``= ANY(?)`` takes the id list
+        where :data:`IDS` stands in ``params`` (PostgreSQL: an array; SQLite: ``IN
+        (SELECT value FROM json_each(?))`` of a JSON array); rows changed."""
         if not ids:
             return 0
         if self._rewrite:
             values = [list(ids) if p is IDS else p for p in params]
             return int(self.execute(sql, values).rowcount)
-        rows = [[i if p is IDS else p for p in params] for i in ids]
-        return self.executemany(sql.replace("= ANY(?)", "= ?"), rows)
+        listed = json.dumps(list(ids))
+        text = sql.replace("= ANY(?)", "IN (SELECT value FROM json_each(?))")
+        return int(self.execute(text, [listed if p is IDS else p for p in params]).rowcount)
 
     def copy(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
         """Insert ``rows`` into ``table`` (no conflict expected): PostgreSQL ``COPY``,

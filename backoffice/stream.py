@@ -188,6 +188,59 @@ async def setup(
     }
 
 
+class _Puller:
+    """Batches of the durable pull consumer, one pull request each (the JetStream API's
+    ``CONSUMER.MSG.NEXT``), delivered to one callback subscription: nats-py's own
+    ``fetch`` awaits each message apart, about 100 us each on this machine. A batch is
+    what is there now (``no_wait``); when nothing is, the request waits up to ``wait``
+    seconds for the first message. A status message (404 none, 408 expired, 409...) ends
+    a request."""
+
+    def __init__(self, nc: Client, stream: str, durable: str) -> None:
+        self.nc = nc
+        self.subject = f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{durable}"
+        self.inbox = nc.new_inbox()
+        self._msgs: list[Msg] = []
+        self._wanted = 0
+        self._done = asyncio.Event()
+
+    async def start(self) -> None:
+        await self.nc.subscribe(self.inbox, cb=self._on_msg)
+
+    async def _on_msg(self, msg: Msg) -> None:
+        status = msg.headers.get("Status") if msg.headers else None
+        if status is None and not self._done.is_set():
+            self._msgs.append(msg)
+            if len(self._msgs) >= self._wanted:
+                self._done.set()
+        elif status is not None and status != "100":  # 100: a heartbeat
+            self._done.set()
+
+    async def _request(self, batch: int, wait: float | None) -> list[Msg]:
+        self._msgs, self._wanted = [], batch
+        self._done.clear()
+        request: dict[str, Any] = {"batch": batch}
+        if wait is None:
+            request["no_wait"] = True
+        else:
+            request["expires"] = int(wait * 1e9)
+        await self.nc.publish(self.subject, json.dumps(request).encode(), reply=self.inbox)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._done.wait(), (wait or 0) + 5)
+        self._done.set()  # what comes late is for no request: dropped (redelivered)
+        return self._msgs
+
+    async def fetch(self, batch: int, wait: float) -> list[Msg]:
+        """Up to ``batch`` messages: those there now, else the first within ``wait``."""
+        msgs = await self._request(batch, None)
+        if msgs:
+            return msgs
+        first = await self._request(1, wait)
+        if not first:
+            return []
+        return first + await self._request(batch - 1, None) if batch > 1 else first
+
+
 class TapConsumer:
     """A back office instance's worker on the bus (module docstring): taps from the
     durable consumer into ``store`` (``batch`` at a time), deny-list changes from the
@@ -227,20 +280,20 @@ class TapConsumer:
         try:
             js = nc.jetstream()
             try:
-                sub = await js.pull_subscribe_bind(DURABLE, stream=names.stream)
+                await js.consumer_info(names.stream, DURABLE)
                 kv = await js.key_value(names.bucket)
             except nats.js.errors.Error as exc:
                 raise StreamError(
                     f"{names.stream} or {names.bucket} is missing on {self.link.url}: "
                     f"run `backoffice nats setup` ({exc})"
                 ) from None
+            puller = _Puller(nc, names.stream, DURABLE)
+            await puller.start()
             last_deny = 0.0
             loop = asyncio.get_running_loop()
             while not stop.is_set():
                 try:
-                    msgs = await sub.fetch(self.batch, timeout=1.0)
-                except (TimeoutError, nats.errors.TimeoutError):
-                    msgs = []
+                    msgs = await puller.fetch(self.batch, 1.0)
                 except nats.errors.Error as exc:  # a lost connection: it comes back
                     log.warning("fetch failed (retrying): %s", exc)
                     await asyncio.sleep(0.5)
