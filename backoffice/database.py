@@ -156,12 +156,31 @@ class Connection:
         (SELECT value FROM json_each(?))`` of a JSON array); rows changed."""
         if not ids:
             return 0
+        return int(self._over_ids(sql, ids, params).rowcount)
+
+    def rows_for_ids(self, sql: str, ids: Sequence[Any]) -> list[Any]:
+        """The rows of a query whose ``= ANY(?)`` takes ``ids`` (as :meth:`for_ids`)."""
+        return self._over_ids(sql, ids, (IDS,)).fetchall() if ids else []
+
+    def _over_ids(self, sql: str, ids: Sequence[Any], params: Sequence[Any]) -> Cursor:
         if self._rewrite:
-            values = [list(ids) if p is IDS else p for p in params]
-            return int(self.execute(sql, values).rowcount)
+            return self.execute(sql, [list(ids) if p is IDS else p for p in params])
         listed = json.dumps(list(ids))
         text = sql.replace("= ANY(?)", "IN (SELECT value FROM json_each(?))")
-        return int(self.execute(text, [listed if p is IDS else p for p in params]).rowcount)
+        return self.execute(text, [listed if p is IDS else p for p in params])
+
+    def for_rows(self, sql: str, rows: Sequence[Sequence[Any]], types: Sequence[str]) -> int:
+        """Run ``sql`` once per 500 of ``rows``: its ``(VALUES)`` becomes a list of rows
+        whose columns (``v.column1``, ``v.column2``... in both dialects) are cast to
+        ``types``; rows changed."""
+        row_sql = "(" + ", ".join(f"CAST(? AS {t})" for t in types) + ")"
+        changed = 0
+        for i in range(0, len(rows), 500):
+            chunk = rows[i : i + 500]
+            values = "(VALUES " + ", ".join([row_sql] * len(chunk)) + ")"
+            params = [value for row in chunk for value in row]
+            changed += int(self.execute(sql.replace("(VALUES)", values), params).rowcount)
+        return changed
 
     def copy(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
         """Insert ``rows`` into ``table`` (no conflict expected): PostgreSQL ``COPY``,
@@ -198,8 +217,6 @@ class Database:
     """Where a store's data lives (module docstring); one connection per thread."""
 
     dialect: str
-    #: Most ids in one ``IN (...)`` list or ``= ANY(?)`` array.
-    in_limit: int = 500
     #: Taps the engine assigns per transaction: SQLite's one writer takes big chunks
     #: (bounded memory on a million taps); on PostgreSQL smaller ones let instances
     #: share the work.

@@ -2,7 +2,7 @@
 office past one machine").
 
     .venv/bin/python bench/bench_backoffice_scale.py [--ingest 30000] [--batch 100000]
-        [--sizes 100000,1000000] [--riders 50000] [--pg URL] [--nats URL] [--json]
+        [--sizes 100000,1000000] [--riders 5000] [--pg URL] [--nats URL] [--json]
         [--only ingest|aggregate]
 
 1. **Ingestion**, every path in the same run, ``--ingest`` taps from three gates (three
@@ -416,7 +416,7 @@ def main() -> None:
     parser.add_argument("--ingest", type=int, default=30_000)
     parser.add_argument("--batch", type=int, default=100_000)
     parser.add_argument("--sizes", default="100000,1000000")
-    parser.add_argument("--riders", type=int, default=50_000)
+    parser.add_argument("--riders", type=int, default=5_000)
     parser.add_argument("--pg", default="postgresql://root@127.0.0.1:5432/test")
     parser.add_argument("--nats", default="nats://127.0.0.1:4222")
     parser.add_argument("--only", choices=("ingest", "aggregate"))

@@ -42,18 +42,12 @@ class Riders(Stage):
 
     def _cards(self, conn: Connection, refs: Sequence[str]) -> dict[str, int]:
         """The riders of the known ``refs``."""
-        found: dict[str, int] = {}
-        step = self.store.db.in_limit
-        for i in range(0, len(refs), step):
-            chunk = refs[i : i + step]
-            marks = ",".join("?" * len(chunk))
-            found.update(
-                conn.execute(
-                    f"SELECT card_reference, rider_id FROM cards WHERE card_reference IN ({marks})",  # noqa: S608
-                    chunk,
-                ).fetchall()
+        return {
+            ref: int(rider)
+            for ref, rider in conn.rows_for_ids(
+                "SELECT card_reference, rider_id FROM cards WHERE card_reference = ANY(?)", refs
             )
-        return found
+        }
 
     def _new_riders(
         self, w: Connection, rows: Iterable[tuple[Any, ...]], known: dict[str, int], at: str,

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from typing import Any, Final
 
 from backoffice.database import IDS
-from backoffice.engine.context import ANSWER_BATCH, LOG_CALL, PassReport, Stage
+from backoffice.engine.context import ANSWER_BATCH, PassReport, Stage
 from backoffice.engine.riders import deny_rider
 from backoffice.store import now_text
 from hostlink.client import UNREACHABLE, HostError
@@ -133,17 +133,22 @@ class Settlement(Stage):
         at = now_text(now)
         retry = now_text(now)  # the first recovery attempt: in this pass (step 5)
         with self.store.write() as w:
-            w.executemany(
-                "UPDATE aggregations SET state = ?, captured = ?, settled_at = ?, error = ?, "
-                "next_retry_at = CASE WHEN ? = 'debt' THEN ? END WHERE aggregation_id = ? "
-                "AND state = 'closing'",
-                [(state, captured, at, error, state, retry, agg)
+            w.for_rows(
+                "UPDATE aggregations SET state = v.column2, captured = v.column3, "
+                "settled_at = v.column4, error = v.column5, next_retry_at = v.column6 "
+                "FROM (VALUES) AS v WHERE aggregations.aggregation_id = v.column1 "
+                "AND aggregations.state = 'closing'",
+                [(agg, state, captured, at, error, retry if state == "debt" else None)
                  for agg, _, state, captured, error in results],
+                ("TEXT", "TEXT", "BIGINT", "TEXT", "TEXT", "TEXT"),
             )  # fmt: skip
-            w.executemany(
-                LOG_CALL,
-                [(f"bo:cap:{agg}", "completion", agg, None, 1, None, None, captured, at)
+            w.for_rows(
+                "INSERT INTO authorisations (request_id, kind, aggregation_id, approved, "
+                "amount, at) SELECT * FROM (VALUES) AS v WHERE true ON CONFLICT (request_id) "
+                "DO UPDATE SET amount = excluded.amount, at = excluded.at",
+                [(f"bo:cap:{agg}", "completion", agg, 1, captured, at)
                  for agg, _, state, captured, _ in results if state == "completed"],
+                ("TEXT", "TEXT", "TEXT", "INTEGER", "BIGINT", "TEXT"),
             )  # fmt: skip
             for _agg, rider, state, captured, _error in results:
                 if state == "completed":
