@@ -234,6 +234,10 @@ class Database:
     def conn(self) -> Connection:
         """This thread's connection (autocommit: :meth:`write` makes transactions)."""
         conn: Connection | None = getattr(self._local, "conn", None)
+        if conn is not None and getattr(conn.raw, "broken", False):  # the server went away
+            with contextlib.suppress(Exception):
+                conn.raw.close()
+            conn = None
         if conn is None:
             conn = self._connect()
             self._local.conn = conn

@@ -299,10 +299,17 @@ class TapConsumer:
                     await asyncio.sleep(0.5)
                     continue
                 if msgs:
-                    await self._apply(msgs)
+                    try:
+                        await self._apply(msgs)
+                    except Exception as exc:  # the database: not acknowledged, redelivered
+                        log.warning("batch not stored (NATS delivers it again): %s", exc)
+                        await asyncio.sleep(1.0)
                 if loop.time() - last_deny >= self.deny_every:
                     last_deny = loop.time()
-                    await self.publish_deny_list(kv)
+                    try:
+                        await self.publish_deny_list(kv)
+                    except Exception as exc:  # the database: published next round
+                        log.warning("deny list not published (next round): %s", exc)
         finally:
             with contextlib.suppress(Exception):
                 await nc.close()
