@@ -130,17 +130,24 @@ class NatsLink:
     tls: ssl.SSLContext | None = None
 
     async def connect(self, name: str) -> Client:
-        """A connection that reconnects for ever; :class:`StreamError` if the first
-        attempt fails."""
+        """A connection that reconnects for ever once made; :class:`StreamError` if the
+        server cannot be reached now (two attempts)."""
         try:
-            return await nats.connect(
+            nc = await nats.connect(
                 self.url, name=name, tls=self.tls, connect_timeout=5,
-                max_reconnect_attempts=-1, reconnect_time_wait=0.5,
-                allow_reconnect=True,
+                max_reconnect_attempts=1, reconnect_time_wait=0.5, error_cb=_quiet,
             )  # fmt: skip
         except (TimeoutError, OSError, nats.errors.Error) as exc:
             why = str(exc) or type(exc).__name__
             raise StreamError(f"cannot reach NATS at {self.url}: {why}") from None
+        nc.options["max_reconnect_attempts"] = -1  # once connected: for ever (nats-py reads it)
+        return nc
+
+
+async def _quiet(exc: Exception) -> None:
+    """NATS's asynchronous errors (a lost connection, a reconnection attempt refused):
+    one line each, no traceback; the client reconnects by itself."""
+    log.warning("NATS: %s", exc or type(exc).__name__)
 
 
 async def setup(

@@ -87,12 +87,21 @@ class JetStreamLink:
         return f"deny_{self.operator}"
 
     async def connect(self, what: str) -> Client:
-        """A connection that reconnects by itself once made."""
-        return await nats.connect(
+        """A connection that reconnects by itself once made (the first attempt fails
+        after two tries: the caller backs off and tries again)."""
+        nc = await nats.connect(
             self.url, name=f"tapstack gate {self.gate_id} {what}", tls=self.tls,
-            connect_timeout=5, max_reconnect_attempts=-1, reconnect_time_wait=0.5,
-            allow_reconnect=True,
+            connect_timeout=5, max_reconnect_attempts=1, reconnect_time_wait=0.5,
+            error_cb=_quiet,
         )  # fmt: skip
+        nc.options["max_reconnect_attempts"] = -1  # once connected: for ever (nats-py reads it)
+        return nc
+
+
+async def _quiet(exc: Exception) -> None:
+    """NATS's asynchronous errors (a lost connection, a reconnection attempt refused):
+    one line each, no traceback; the client reconnects by itself."""
+    log.warning("NATS: %s", exc or type(exc).__name__)
 
 
 class _LoopThread:

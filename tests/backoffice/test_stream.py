@@ -155,3 +155,16 @@ def test_the_deny_list_reaches_gates_through_the_bucket(
         newcomer.stop()
         assert [r in fresh for r in refs] == [False, True, True, True]
         assert fresh.version == back.version
+
+
+def test_consume_says_what_is_missing(home: Home, nats_url: str, operator: str) -> None:
+    """No stream yet, or no NATS at all: one line saying so, exit code 4."""
+    args = [*home_args(home), "consume", "--operator", operator, "--dev-plain-http",
+            "--no-engine"]  # fmt: skip
+    missing = CliRunner().invoke(backoffice, [*args, "--nats", nats_url])
+    assert missing.exit_code == 4, missing.output
+    assert "backoffice nats setup" in missing.output
+    assert "Traceback" not in missing.output
+    nowhere = CliRunner().invoke(backoffice, [*args, "--nats", "nats://127.0.0.1:1"])
+    assert nowhere.exit_code == 4, nowhere.output
+    assert "cannot reach NATS at nats://127.0.0.1:1" in nowhere.output
