@@ -423,7 +423,7 @@ def main() -> None:
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
-    result: dict[str, Any] = {}
+    result: dict[str, Any] = {"load_average_before": os.getloadavg()}
 
     def say(text: str) -> None:
         print(text, file=sys.stderr, flush=True)
@@ -460,6 +460,7 @@ def main() -> None:
             result["aggregate"] = aggregate
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+    result["load_average_after"] = os.getloadavg()
     print(json.dumps(result, indent=None if not args.json else 2))
 
 

@@ -81,16 +81,22 @@ class Riders(Stage):
         db = self.store.db
         at = now_text()
         with self.store.write() as w:
-            rows = w.execute(
-                "SELECT t.seq, t.tap_id, t.card_reference, t.masked_pan, t.token, t.scheme, "  # noqa: S608
-                "t.travel_day, t.time, t.time_ms, t.direction, t.zone, t.decision, "
-                "t.track2_sealed IS NOT NULL FROM inbox i JOIN taps t ON t.seq = i.seq "
-                f"ORDER BY i.seq LIMIT ?{db.claim('i')}",
-                (db.assign_chunk,),
-            ).fetchall()
-            if not rows:
+            claimed = [
+                seq
+                for (seq,) in w.execute(
+                    f"SELECT seq FROM inbox i ORDER BY seq LIMIT ?{db.claim('i')}",  # noqa: S608
+                    (db.assign_chunk,),
+                )
+            ]
+            rows = w.rows_for_ids(
+                "SELECT seq, tap_id, card_reference, masked_pan, token, scheme, travel_day, "
+                "time, time_ms, direction, zone, decision, track2_sealed IS NOT NULL "
+                "FROM taps WHERE seq = ANY(?) ORDER BY seq",
+                claimed,
+            )
+            if not claimed:
                 return 0
-            w.for_ids("DELETE FROM inbox WHERE seq = ANY(?)", [r[0] for r in rows])
+            w.for_ids("DELETE FROM inbox WHERE seq = ANY(?)", claimed)
             boxed = [r[0] for r in rows if r[12]]
             taps = [r for r in rows if r[11] == "open"]
             taps.sort(key=lambda r: (r[8], r[0]))  # time order: the first tap authorises
@@ -133,7 +139,7 @@ class Riders(Stage):
             w.for_ids(  # every other box of the chunk (denied taps too): erased
                 "UPDATE taps SET track2_sealed = NULL WHERE seq = ANY(?)", boxed
             )
-        return len(rows)
+        return len(claimed)
 
 
 def join_par(store: Store, w: Connection, rider: int, par: str, report: PassReport) -> int:
