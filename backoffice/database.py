@@ -221,6 +221,8 @@ class Database:
     #: (bounded memory on a million taps); on PostgreSQL smaller ones let instances
     #: share the work.
     assign_chunk: int = 100_000
+    #: Riders the engine prices or closes per transaction (PostgreSQL: smaller, shared).
+    rider_chunk: int = 5000
 
     def __init__(self) -> None:
         self._local = threading.local()
@@ -436,6 +438,7 @@ class PostgresDatabase(Database):
 
     dialect = "postgresql"
     assign_chunk = 10_000
+    rider_chunk = 1000
     _BEGIN_SNAPSHOT = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"
 
     def __init__(self, url: str, *, connect_timeout: int = 10) -> None:

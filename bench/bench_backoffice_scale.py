@@ -3,7 +3,7 @@ office past one machine").
 
     .venv/bin/python bench/bench_backoffice_scale.py [--ingest 30000] [--batch 100000]
         [--sizes 100000,1000000] [--riders 5000] [--pg URL] [--nats URL] [--json]
-        [--only ingest|aggregate]
+        [--only ingest|aggregate] [--modes sqlite_1,postgres_1,postgres_2]
 
 1. **Ingestion**, every path in the same run, ``--ingest`` taps from three gates (three
    publishing or uploading threads in this process, each from its own journal, no
@@ -420,6 +420,8 @@ def main() -> None:
     parser.add_argument("--pg", default="postgresql://root@127.0.0.1:5432/test")
     parser.add_argument("--nats", default="nats://127.0.0.1:4222")
     parser.add_argument("--only", choices=("ingest", "aggregate"))
+    parser.add_argument("--modes", default="sqlite_1,postgres_1,postgres_2",
+                        help="the aggregation runs: sqlite_1, postgres_1, postgres_2")  # fmt: skip
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
@@ -447,11 +449,15 @@ def main() -> None:
             result["ingest"] = ingest
         if args.only != "ingest":
             aggregate: dict[str, Any] = {}
-            home, _ = new_home(folder, None)
-            aggregate["sqlite_1"] = aggregate_growth(
-                "sqlite_1", home, 1, args.batch, args.riders, sizes, say
-            )
+            modes = args.modes.split(",")
+            if "sqlite_1" in modes:
+                home, _ = new_home(folder, None)
+                aggregate["sqlite_1"] = aggregate_growth(
+                    "sqlite_1", home, 1, args.batch, args.riders, sizes, say
+                )
             for n in (1, 2):
+                if f"postgres_{n}" not in modes:
+                    continue
                 with pg_schema(args.pg) as url:
                     home, _ = new_home(folder, url)
                     aggregate[f"postgres_{n}"] = aggregate_growth(

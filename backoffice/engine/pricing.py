@@ -12,8 +12,6 @@ from backoffice.fares import TapPoint, Trip, build_trips, price_trips, week_of_d
 
 __all__ = ["Pricing"]
 
-#: Riders priced per transaction (bounded memory on a million taps).
-_RIDER_CHUNK: Final = 5000
 _TRIP_COLUMNS: Final = (
     "trip_id", "rider_id", "on_tap", "off_tap", "start_time", "end_time", "from_zone",
     "to_zone", "travel_day", "fare_type", "fare", "charge", "adjustment", "aggregation_id",
@@ -44,10 +42,10 @@ class Pricing(Stage):
         now_ms = None if close_all else int(now.timestamp() * 1000)
         total = len(riders)
         self.progress("trips", 0, total)
-        for i in range(0, total, _RIDER_CHUNK):
-            chunk = riders[i : i + _RIDER_CHUNK]
-            self._price_chunk(chunk, now_ms, report)
-            self.progress("trips", min(i + _RIDER_CHUNK, total), total)
+        step = self.store.db.rider_chunk  # bounded memory on a million taps
+        for i in range(0, total, step):
+            self._price_chunk(riders[i : i + step], now_ms, report)
+            self.progress("trips", min(i + step, total), total)
 
     def _price_chunk(self, chosen: Sequence[int], now_ms: int | None, report: PassReport) -> None:
         with self.store.write() as w:

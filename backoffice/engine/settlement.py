@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime, timedelta
-from typing import Any, Final
+from typing import Any
 
 from backoffice.database import IDS
 from backoffice.engine.context import ANSWER_BATCH, PassReport, Stage
@@ -14,9 +14,6 @@ from backoffice.store import now_text
 from hostlink.client import UNREACHABLE, HostError
 
 __all__ = ["Settlement"]
-
-#: Riders whose aggregations are frozen per transaction.
-_FREEZE_CHUNK: Final = 5000
 
 
 class Settlement(Stage):
@@ -46,9 +43,10 @@ class Settlement(Stage):
                 days,
             )
         ]
-        for i in range(0, len(riders), _FREEZE_CHUNK):
+        step = self.store.db.rider_chunk
+        for i in range(0, len(riders), step):
             with self.store.write() as w:
-                locked = self.store.db.lock_riders(w, riders[i : i + _FREEZE_CHUNK], skip=True)
+                locked = self.store.db.lock_riders(w, riders[i : i + step], skip=True)
                 if not locked:
                     continue
                 report.closed += w.for_ids(
