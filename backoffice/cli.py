@@ -5,24 +5,25 @@ registers gates (the key is printed once) and issues their TLS client certificat
 ``tls show|renew-server`` shows and renews the server's certificate; ``serve`` runs
 the gates' HTTP API with the engine in the background; ``aggregate`` runs one engine
 pass now (deferred authorisations, trips and fares, aggregation at the issuer, debt
-recovery), with progress on standard error;
+recovery), with a progress bar per stage on standard error when it is a terminal;
 ``consume`` is an instance on NATS JetStream instead of HTTP (taps from the operator's
 stream, the deny list to its bucket, the engine in the background; ``nats setup``
 makes the stream, consumer and bucket); ``--db postgresql://...`` puts the data on a
 PostgreSQL database several instances share;
 ``trips``, ``riders``, ``aggregations`` and ``deny-list`` report. ``--json`` everywhere;
 data to standard output, messages to standard error; errors are
-:class:`click.ClickException` subclasses with exit codes (:class:`HomeFailure` 2,
-:class:`IssuerFailure` 3, :class:`StreamFailure` 4), never a traceback. The engine, the
-HTTP service, the bus and the server are imported by the commands that run them, not by
-``--help`` or the reports.
+:class:`clikit.errors.ToolFailure` subclasses with the exit codes all four tools share
+(:mod:`clikit.exits`, listed by ``backoffice --help``: :class:`HomeFailure` 10,
+:class:`IssuerFailure` 2, a home made already or a folder that forbids the change 4, an
+unknown gate 3, a busy address 4, NATS unreachable 7 or without the stream 10), with
+``--json`` also as the JSON error object on standard output, never a traceback. The
+engine, the HTTP service, the bus and the server are imported by the commands that run
+them, not by ``--help`` or the reports.
 """
 
 from __future__ import annotations
 
 import json
-import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
@@ -31,6 +32,9 @@ import click
 
 from backoffice.errors import StoreError
 from backoffice.store import CA_NAME, ENV_DB, ENV_HOME, Home, Store
+from clikit.errors import ToolFailure, ToolGroup, listen_exit
+from clikit.exits import Exit
+from clikit.progress import stage_progress
 from emvwire.pki import CLIENT_DAYS, DEFAULT_HOSTS, PkiError, hex_pairs
 from emvwire.tls import (
     SERVER_CA,
@@ -43,29 +47,44 @@ from emvwire.tls import (
 
 if TYPE_CHECKING:  # imported by the commands that run them (not by --help)
     from backoffice.engine.context import PassReport, TransitHostClient
-    from backoffice.stream import NatsLink
+    from backoffice.stream import NatsLink, StreamError
 
 __all__ = ["HomeFailure", "IssuerFailure", "StreamFailure", "backoffice", "main"]
 
 DEFAULT_HOME = Path("var") / "backoffice"
 
 
-class HomeFailure(click.ClickException):
-    """No back office home, or one that cannot be used (exit code 2)."""
+class HomeFailure(ToolFailure):
+    """No back office home, or one that cannot be used (exit 10)."""
 
-    exit_code = 2
-
-
-class IssuerFailure(click.ClickException):
-    """Issuer options missing or wrong (exit code 3)."""
-
-    exit_code = 3
+    exit_code = Exit.CONFIG
 
 
-class StreamFailure(click.ClickException):
-    """NATS unreachable, or its stream, consumer or bucket missing (exit code 4)."""
+class IssuerFailure(ToolFailure):
+    """Issuer options missing or wrong (exit 2, usage)."""
 
-    exit_code = 4
+    exit_code = Exit.USAGE
+
+
+def _unknown_gate(exc: StoreError) -> ToolFailure:
+    """A gate the store does not know, or revoked already (exit 3)."""
+    return ToolFailure.of(f"{exc}: `backoffice gate list` shows the gates", Exit.NOT_FOUND)
+
+
+class StreamFailure(ToolFailure):
+    """NATS did not answer (exit 7); :func:`_stream_failure` also makes the exit 10 of
+    a stream, consumer or bucket that is missing."""
+
+    exit_code = Exit.UNREACHABLE
+
+
+def _stream_failure(exc: StreamError) -> ToolFailure:
+    """NATS unreachable (exit 7), or its names not set up (exit 10)."""
+    from backoffice.stream import StreamUnreachableError
+
+    if isinstance(exc, StreamUnreachableError):
+        return StreamFailure(str(exc))
+    return ToolFailure.of(str(exc), Exit.CONFIG)
 
 
 def _home(ctx: click.Context, *, must_exist: bool = True) -> Home:
@@ -131,7 +150,10 @@ def _issuer(url: str | None, terminal_id: str | None, key: str | None) -> Transi
     if not url:
         return None
     if not terminal_id or not key:
-        raise IssuerFailure("--issuer needs --terminal-id and --terminal-key")
+        raise IssuerFailure(
+            "--issuer needs --terminal-id and --terminal-key (or TAPSTACK_TERMINAL_ID and "
+            "TAPSTACK_TERMINAL_KEY): `issuer terminal add` printed them"
+        )
     given = click.get_current_context().meta.get(_ISSUER_TLS, {})
     tls = ClientTls(
         given.get("issuer_ca"), given.get("cert"), given.get("cert_key"),
@@ -145,7 +167,7 @@ def _issuer(url: str | None, terminal_id: str | None, key: str | None) -> Transi
         raise IssuerFailure(str(exc)) from None
 
 
-@click.group("backoffice", context_settings={"help_option_names": ["-h", "--help"]})
+@click.group("backoffice", cls=ToolGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--home", type=click.Path(file_okay=False, path_type=Path), envvar=ENV_HOME,
               default=DEFAULT_HOME, show_default=True,
               help=f"Back office home folder (env {ENV_HOME}).")  # fmt: skip
@@ -222,7 +244,7 @@ def init_command(
             load_fares(fares_path)
             text = fares_path.read_text()
         except (FareError, OSError) as exc:
-            raise HomeFailure(f"--fares: {exc}") from None
+            raise HomeFailure(f"--fares: {exc}; fix the fare file") from None
     try:
         tls = plan_folder(
             CA_NAME, hosts=tls_hosts or DEFAULT_HOSTS, server_cert=_read(tls_cert),
@@ -230,10 +252,16 @@ def init_command(
         )  # fmt: skip
     except PkiError as exc:
         raise click.BadParameter(str(exc), param_hint="--tls-*") from None
+    if home.exists():
+        raise ToolFailure.of(
+            f"{home.path} already holds a back office: init never overwrites its keys; "
+            "choose another --home",
+            Exit.CONFLICT,
+        )
     try:
         home.init(fares_text=text, card_reference_key=key, tls=tls)
     except (StoreError, PkiError, OSError) as exc:
-        raise HomeFailure(str(exc)) from None
+        raise HomeFailure(f"{exc}; nothing was made: fix it and run init again") from None
     summary = home.tls.summary()
     info = {
         "home": str(home.path),
@@ -381,7 +409,7 @@ def gate_renew(
     except PkiError as exc:
         raise click.BadParameter(str(exc), param_hint="--csr") from None
     except StoreError as exc:
-        raise HomeFailure(str(exc)) from None
+        raise _unknown_gate(exc) from None
     cert = _write_certificate(home, issued, gate_id, cert_dir)
     if as_json:
         _out({"gate_id": gate_id, "certificate": cert})
@@ -401,7 +429,7 @@ def gate_revoke(ctx: click.Context, gate_id: str, as_json: bool) -> None:
         with _store(_home(ctx)) as store:
             revoked = store.revoke_gate(gate_id)
     except StoreError as exc:
-        raise HomeFailure(str(exc)) from None
+        raise _unknown_gate(exc) from None
     if as_json:
         _out({"gate_id": gate_id, "revoked": True, "certificates_revoked": revoked})
         return
@@ -457,7 +485,9 @@ def tls_init(ctx: click.Context, hosts: tuple[str, ...], as_json: bool) -> None:
     try:
         folder.create(plan_folder(CA_NAME, hosts=hosts or DEFAULT_HOSTS))
     except PkiError as exc:
-        raise HomeFailure(str(exc)) from None
+        raise ToolFailure.of(
+            f"{exc}; `backoffice tls show` shows the folder there", Exit.CONFLICT
+        ) from None
     _show_tls(folder, as_json)
 
 
@@ -488,7 +518,7 @@ def tls_renew_server(ctx: click.Context, hosts: tuple[str, ...], as_json: bool) 
     try:
         folder.renew_server(hosts or DEFAULT_HOSTS)
     except PkiError as exc:
-        raise HomeFailure(str(exc)) from None
+        raise ToolFailure.of(str(exc), Exit.CONFLICT) from None
     _show_tls(folder, as_json)
 
 
@@ -511,27 +541,6 @@ def _report_text(report: PassReport) -> list[str]:
     ]
     lines += [f"problem: {e}" for e in r.errors[:20]]
     return lines
-
-
-class _Progress:
-    """Progress of long stages on standard error, at most a line a second (a
-    rewritten line on a terminal)."""
-
-    def __init__(self) -> None:
-        self.tty = sys.stderr.isatty()
-        self.last = 0.0
-
-    def __call__(self, stage: str, done: int, total: int) -> None:
-        now = time.monotonic()
-        if done not in (0, total) and now - self.last < 1.0:
-            return
-        if total < 1000 and done not in (0, total):
-            return
-        self.last = now
-        end = "\n" if done == total or not self.tty else ""
-        prefix = "\r" if self.tty else ""
-        click.echo(f"{prefix}{stage}: {done}/{total}", err=True, nl=False)
-        click.echo(end, err=True, nl=False)
 
 
 def _log_pass(report: PassReport) -> None:
@@ -584,7 +593,9 @@ def serve_command(
     try:
         host, port = parse_bind(bind)
     except ValueError:
-        raise HomeFailure(f"cannot serve on {bind}: the address is HOST:PORT") from None
+        raise click.BadParameter(
+            f"{bind!r} is not HOST:PORT, e.g. 127.0.0.1:8700", param_hint="--bind"
+        ) from None
     try:
         context = None if plain else home.tls.server_context()
     except PkiError as exc:
@@ -618,7 +629,7 @@ def serve_command(
         )  # fmt: skip
     except ListenError as exc:
         app.close()
-        raise HomeFailure(str(exc)) from None
+        raise ToolFailure.of(str(exc), listen_exit(exc.errno)) from None
     finally:
         if worker is not None:
             worker.stop()
@@ -662,7 +673,7 @@ def aggregate_command(
     from backoffice.engine import Engine
 
     with _store(home) as store:
-        engine = Engine.for_home(store, issuer, progress=_Progress())
+        engine = Engine.for_home(store, issuer, progress=stage_progress())
         with store.db.engine_lock(wait=False) as mine:
             if not mine:
                 click.echo("waiting for the engine pass under way...", err=True)
@@ -752,7 +763,7 @@ def nats_setup(
     try:
         info = asyncio.run(setup(link, duplicate_window=duplicate_window, ack_wait=ack_wait))
     except StreamError as exc:
-        raise StreamFailure(str(exc)) from None
+        raise _stream_failure(exc) from None
     if as_json:
         _out(info)
         return
@@ -816,7 +827,7 @@ def consume_command(
     try:
         asyncio.run(run())
     except StreamError as exc:
-        raise StreamFailure(str(exc)) from None
+        raise _stream_failure(exc) from None
     finally:
         if worker is not None:
             worker.stop()

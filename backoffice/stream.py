@@ -70,6 +70,7 @@ __all__ = [
     "Names",
     "NatsLink",
     "StreamError",
+    "StreamUnreachableError",
     "TapConsumer",
     "setup",
 ]
@@ -91,7 +92,11 @@ _DENY_PUBLISHER: Final = "bo:deny-publish"
 
 
 class StreamError(BackOfficeError):
-    """NATS refused or could not be reached (the message says which and why)."""
+    """NATS refused, or lacks the stream, consumer or bucket (the message says which)."""
+
+
+class StreamUnreachableError(StreamError):
+    """NATS could not be reached."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,7 +144,7 @@ class NatsLink:
             )  # fmt: skip
         except (TimeoutError, OSError, nats.errors.Error) as exc:
             why = str(exc) or type(exc).__name__
-            raise StreamError(f"cannot reach NATS at {self.url}: {why}") from None
+            raise StreamUnreachableError(f"cannot reach NATS at {self.url}: {why}") from None
         nc.options["max_reconnect_attempts"] = -1  # once connected: for ever (nats-py reads it)
         return nc
 

@@ -112,7 +112,7 @@ class CannedReader(Reader):
     def wait_for_card(self, timeout: float | None = None) -> CardInfo:
         return CardInfo(atr=b"\x3b\x80\x80\x01\x01")
 
-    def transmit(self, c_apdu: bytes) -> bytes:
+    def transmit(self, c_apdu: bytes, timeout: float | None = None) -> bytes:
         return self.answers.get(bytes(c_apdu), b"\x6d\x00")
 
     def card_present(self) -> bool:

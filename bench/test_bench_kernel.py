@@ -21,6 +21,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from bench.replay import RecordingReader, ReplayReader
 from card.emv import EmvCard
 from emvwire.profile import load_profile
 from terminal.kernel.config import TerminalConfig, default_config
@@ -29,7 +30,6 @@ from terminal.kernel.k3.flow import KERNEL
 from terminal.kernel.outcome import Outcome
 from terminal.kernel.registry import KernelRegistry
 from terminal.kernel.transaction import Transaction, TransactionResult
-from terminal.readers.base import CardInfo, Reader, RecordingFeedback
 from terminal.readers.emulated import EmulatedReader
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -41,48 +41,6 @@ UN = bytes.fromhex("A1B2C3D4")
 
 def _rng(n: int) -> bytes:
     return UN[:n]
-
-
-class _Recorder(EmulatedReader):
-    """An emulated reader that keeps the answers."""
-
-    def __init__(self, card: Any) -> None:
-        super().__init__(card)
-        self.answers: list[bytes] = []
-
-    def transmit(self, c_apdu: bytes) -> bytes:
-        answer = super().transmit(c_apdu)
-        self.answers.append(answer)
-        return answer
-
-
-class ReplayReader(Reader):
-    """A reader that answers from a recording: the card costs nothing."""
-
-    path = "replay:"
-
-    def __init__(self, answers: list[bytes]) -> None:
-        self.answers = answers
-        self.position = 0
-        self.feedback = RecordingFeedback()
-
-    def wait_for_card(self, timeout: float | None = None) -> CardInfo:
-        self.position = 0
-        return CardInfo()
-
-    def transmit(self, c_apdu: bytes) -> bytes:
-        answer = self.answers[self.position]
-        self.position += 1
-        return answer
-
-    def card_present(self) -> bool:
-        return True
-
-    def repower(self) -> CardInfo:
-        return self.wait_for_card()
-
-    def close(self) -> None:
-        pass
 
 
 def _entry(
@@ -99,7 +57,7 @@ def _visa_entry(cfg: TerminalConfig, **kw: Any) -> EntryPoint:
 
 def _record(name: str, amount: int, cfg: TerminalConfig) -> list[bytes]:
     card = EmvCard(load_profile(CARDS / f"{name}.json"))
-    reader = _Recorder(card)
+    reader = RecordingReader(card)
     result = _visa_entry(cfg).run(reader, Transaction(amount))
     assert result.outcome in (Outcome.ONLINE_REQUEST, Outcome.APPROVED), result.reasons
     return reader.answers

@@ -52,7 +52,7 @@ class Replay(Reader):
     def wait_for_card(self, timeout: float | None = None) -> CardInfo:
         return CardInfo()
 
-    def transmit(self, c_apdu: bytes) -> bytes:
+    def transmit(self, c_apdu: bytes, timeout: float | None = None) -> bytes:
         if self.live is not None:
             answer = self.live(c_apdu)
             self.answers.append(answer)

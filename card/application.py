@@ -61,7 +61,10 @@ __all__ = [
 #: the profile. Visa names CVN 10 and 18 by their decimal value (bytes 0A, 12) but
 #: CVN 22 by its hex value (byte 22: IAD format 2, algorithm 2; VIS 1.6 Appendix on
 #: CVNs). Mastercard's M/Chip 4 CVNs 16, 17, 20, 21 are bytes 10, 11, 14, 15 (bits
-#: 3-2 session key derivation, bit 1 counters in the AC; pyemv cvn.py).
+#: 3-2 session key derivation, bit 1 counters in the AC; pyemv cvn.py). The EMV common
+#: core (Book 3 Annex C7) writes its Common Core Identifier instead: ``A5`` (format A,
+#: cryptogram version 5, TDES). UnionPay's CVN 01 (TDES) and tapstack's 04 (SM4) are
+#: their own bytes.
 IAD_CVN_BYTE: Final[Mapping[int, int]] = {
     10: 0x0A,
     18: 0x12,
@@ -70,6 +73,9 @@ IAD_CVN_BYTE: Final[Mapping[int, int]] = {
     17: 0x11,
     20: 0x14,
     21: 0x15,
+    0xA5: 0xA5,
+    0x01: 0x01,
+    0x04: 0x04,
 }
 
 #: Derivation key index written in the IAD (the issuer has one AC master key).

@@ -20,8 +20,16 @@ What one *tap* is:
   or the card pulled away) in which the reader sent at least one block
   (:func:`card.nfc.serve_nfc`).
 
+``card qr PROFILE`` shows the phone's one-time consumer-presented QR code and ``card
+pay-qr PROFILE`` pays a merchant's code (:mod:`card.qr_cli`).
+
 ``card show PROFILE`` prints what the card holds with the PAN and track data masked
 (:mod:`emvwire.mask`) and keys shown only by their check values (ANSI X9.24-1 KCV).
+
+Failures exit with the codes all four tools share (:mod:`clikit.exits`, listed by
+``card --help``): 2 a bad option or profile, 9 a reader the card cannot be presented
+to (vpcd not listening or busy, a udp port taken), 11 a counters folder that cannot be
+made; ``--json`` adds the JSON error object on standard output (:mod:`clikit.errors`).
 
 Both find a card's counters in the state folder (:func:`card.state.state_dir`,
 ``--state-dir``, ``$TAPSTACK_STATE_DIR``), never beside the profile: serving a card
@@ -44,10 +52,13 @@ from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar
 
 import click
 
+from card.qr_cli import pay_qr, qr
 from card.scripted import ScriptedCard, ScriptError, is_scripted_profile
 from card.state import CardState, StateError, default_state_path
 from card.transport import CardApplication, CardRemoved
 from card.vpcd import REMOVAL_GAP, VPCD_PORT, ReaderBusyError, TapEnd, serve_tap
+from clikit.errors import ToolFailure, ToolGroup
+from clikit.exits import Exit
 from emvwire import dol
 from emvwire.dictionary import Kernel, name_of
 from emvwire.dump import render_value
@@ -60,7 +71,7 @@ from emvwire.tlv import tag_hex
 if TYPE_CHECKING:  # imported by ``card serve`` when it makes the card (not by --help)
     from card.emv import EmvCard  # noqa: F401 - _TapWatch names it in a string
 
-__all__ = ["DEFAULT_NFC_PORT", "REVEALABLE_TAGS", "cli", "describe_card", "main"]
+__all__ = ["DEFAULT_NFC_PORT", "REVEALABLE_TAGS", "ReaderFailure", "cli", "describe_card", "main"]
 
 #: nfcpy's default udp port (nfc/clf/device.py).
 DEFAULT_NFC_PORT: Final = 54321
@@ -68,7 +79,12 @@ DEFAULT_NFC_PORT: Final = 54321
 #: Book C-2 Annex A). Every other sensitive object (names, track 1) stays masked.
 REVEALABLE_TAGS: Final = frozenset({Tag.PAN, Tag.TRACK2_EQUIVALENT, Tag.TRACK2_DATA})
 #: Kernel numbers of the profile's kernels (Book B §3.2), for the dictionary.
-_KERNEL_NUMBER: Final = {"visa": int(Kernel.VISA), "mastercard": int(Kernel.MASTERCARD)}
+_KERNEL_NUMBER: Final = {
+    "visa": int(Kernel.VISA),
+    "mastercard": int(Kernel.MASTERCARD),
+    "amex": int(Kernel.AMEX),
+    "unionpay": int(Kernel.VISA),  # qUICS's tags mean what kernel 3's do
+}
 #: Seconds between two pcsc presentations (card.vpcd.REMOVAL_GAP; tests shorten it).
 _REMOVAL_GAP: Final = REMOVAL_GAP
 #: Seconds to wait for vpcd's first message before calling the reader busy.
@@ -89,7 +105,14 @@ _state_dir_option = click.option(
 )
 
 
-@click.group(context_settings=CONTEXT)
+class ReaderFailure(ToolFailure):
+    """The reader the card is presented to cannot be reached, is busy or went away
+    (exit 9)."""
+
+    exit_code = Exit.READER
+
+
+@click.group(cls=ToolGroup, context_settings=CONTEXT)
 @click.version_option(package_name="tapstack")
 def cli() -> None:
     """tapstack card: EMV contactless cards in software."""
@@ -369,23 +392,27 @@ def _serve_pcsc(
                 busy_timeout=_BUSY_TIMEOUT,
             )
         except ReaderBusyError:
-            raise click.ClickException(
+            raise ReaderFailure(
                 f"the vpcd reader on port {port} is busy: another card is presented there "
-                f"(or pcscd does not poll it)"
+                f"(or pcscd does not poll it); stop that card, or serve on the other reader "
+                f"(--reader)"
             ) from None
         except ConnectionRefusedError:
-            raise click.ClickException(
+            raise ReaderFailure(
                 f"vpcd is not listening on 127.0.0.1:{port}: is pcscd with vsmartcard-vpcd "
                 f"running? (apt-get install pcscd vsmartcard-vpcd; pcscd --foreground)"
             ) from None
         except OSError as exc:
-            raise click.ClickException(f"cannot reach vpcd on port {port}: {exc}") from None
+            raise ReaderFailure(
+                f"cannot reach vpcd on port {port}: {exc}; check that pcscd runs"
+            ) from None
         if watch.received:
             done += 1
             _emit(watch.report(done, "pcsc", tap.end.value), as_json)
         elif tap.end is TapEnd.CLOSED:
-            raise click.ClickException(
-                f"vpcd on port {port} closed the connection (pcscd stopped?)"
+            raise ReaderFailure(
+                f"vpcd on port {port} closed the connection (pcscd stopped?): start pcscd "
+                "again, then the card"
             )
         if tap.end is TapEnd.STOPPED:
             break
@@ -398,8 +425,9 @@ def _check_udp_port(port: int) -> None:
         try:
             probe.bind(("0.0.0.0", port))  # where nfcpy's udp card listens  # noqa: S104
         except OSError as exc:
-            raise click.ClickException(
-                f"udp port {port} is busy ({exc.strerror}): another card or program uses it"
+            raise ReaderFailure(
+                f"udp port {port} is busy ({exc.strerror}): another card or program uses it; "
+                "stop it, or choose another --port"
             ) from None
 
 
@@ -432,8 +460,9 @@ def _serve_nfc(
                 stats=stats,
             )
         except OSError as exc:
-            raise click.ClickException(
-                f"cannot listen on {path}: {exc.strerror or exc} (is the port busy?)"
+            raise ReaderFailure(
+                f"cannot listen on {path}: {exc.strerror or exc} (is the port busy?); choose "
+                "another --port"
             ) from None
         if stats.taps:
             done += 1
@@ -578,8 +607,10 @@ def serve(
         try:
             state_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         except OSError as exc:
-            raise click.ClickException(
-                f"cannot make the counters folder {state_path.parent}: {exc.strerror}"
+            raise ToolFailure.of(
+                f"cannot make the counters folder {state_path.parent}: {exc.strerror}; "
+                "choose another with --state-dir (or --no-persist)",
+                Exit.STORAGE,
             ) from None
     if via == "pcsc":
         target = port if port is not None else VPCD_PORT + (reader or 0)
@@ -605,13 +636,20 @@ def serve(
 # --- show ----------------------------------------------------------------------------
 
 
-def _key_check(key: bytes) -> dict[str, str]:
-    """KCV of a key (never the key): TDES for 16/24 bytes, AES (CMAC method) for 32."""
-    from emvwire.crypto import kcv, kcv_aes  # the ciphers load for `card show` only
+def _key_check(key: bytes, cvn: int) -> dict[str, str]:
+    """KCV of a key (never the key), by the cipher of the CVN's master keys: TDES, AES
+    (CMAC method) or SM4 (SM4 of a zero block)."""
+    # The ciphers load for `card show` only.
+    from emvwire.crypto import kcv, kcv_aes
+    from emvwire.crypto.cryptogram import MasterKeyDerivation, cvn_spec
+    from emvwire.crypto.sm import kcv_sm4
 
-    if len(key) in (16, 24):
-        return {"algorithm": "TDES", "kcv": kcv(key).hex().upper()}
-    return {"algorithm": "AES", "kcv": kcv_aes(key).hex().upper()}
+    method = cvn_spec(cvn).master_key
+    if method is MasterKeyDerivation.SM4:
+        return {"algorithm": "SM4", "kcv": kcv_sm4(key).hex().upper()}
+    if method is MasterKeyDerivation.AES or len(key) == 32:
+        return {"algorithm": "AES", "kcv": kcv_aes(key).hex().upper()}
+    return {"algorithm": "TDES", "kcv": kcv(key).hex().upper()}
 
 
 def _rsa_summary(pem: bytes) -> dict[str, Any]:
@@ -673,9 +711,9 @@ def _application(app: Application, counters: dict[str, Any], reveal: bool) -> di
         "afl": app.afl().hex().upper(),
         "pdol": pdol,
         "keys": {
-            "ac": _key_check(app.keys.ac),
-            "smi": _key_check(app.keys.smi),
-            "smc": _key_check(app.keys.smc),
+            "ac": _key_check(app.keys.ac, app.cvn),
+            "smi": _key_check(app.keys.smi, app.cvn),
+            "smc": _key_check(app.keys.smc, app.cvn),
         },
         "icc_rsa_key": _rsa_summary(app.rsa.pem) if app.rsa is not None else None,
         "token": (
@@ -842,3 +880,7 @@ def show(
         click.echo(json.dumps(info, indent=2))
     else:
         click.echo(_render(info))
+
+
+cli.add_command(qr)
+cli.add_command(pay_qr)

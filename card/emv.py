@@ -54,6 +54,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Final
 
+from card.amex import AmexApplication
 from card.application import PaymentApplication, Transaction, fci_template
 from card.iso7816 import (
     SW_CLA_NOT_SUPPORTED,
@@ -72,6 +73,7 @@ from card.mastercard import MastercardApplication
 from card.scripted import ScriptedCard, is_scripted_profile
 from card.state import CardState, default_state_path
 from card.transport import CardRemoved
+from card.unionpay import UnionPayApplication
 from card.visa import VisaApplication
 from emvwire.apdu import PPSE, PSE, CApdu
 from emvwire.errors import DecodeError
@@ -102,6 +104,8 @@ _CLASSES: Final = frozenset(_INSTRUCTIONS.values())
 _KERNELS: Final[dict[str, type[PaymentApplication]]] = {
     "visa": VisaApplication,
     "mastercard": MastercardApplication,
+    "amex": AmexApplication,
+    "unionpay": UnionPayApplication,
 }
 
 #: What is selected: nothing, the PPSE, the PSE, or an application (its index).

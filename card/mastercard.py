@@ -166,6 +166,22 @@ class MastercardApplication(PaymentApplication):
         c = self.counters
         return min(c.offline_count, 0xFFFF).to_bytes(2, "big") + int_to_bcd(c.offline_amount, 6)
 
+    def iad(
+        self,
+        txn: Transaction,
+        ac: AcType,
+        offline: OfflineCheck,
+        *,
+        cda: bool,
+        idn: bytes,
+        terminal_country: bytes,
+    ) -> bytes:
+        """The Issuer Application Data of this GENERATE AC (M/Chip 4 layout, module
+        docstring); ``idn`` is the ICC Dynamic Number when CDA signs."""
+        cvr = self._cvr(ac, offline, cda=cda, domestic=self.domestic(terminal_country))
+        dac = idn[:2] if cda else b"\x00\x00"
+        return bytes((DKI, IAD_CVN_BYTE[self.app.cvn])) + bytes(cvr) + dac + self._counters()
+
     def generate_ac(self, txn: Transaction, cmd: CApdu) -> bytes:
         """GENERATE AC (module docstring)."""
         if cmd.p2 or cmd.p1 & ~(_AC_MASK | CDA_REQUESTED) or cmd.p1 & _AC_MASK == _AC_MASK:
@@ -198,15 +214,10 @@ class MastercardApplication(PaymentApplication):
         atc = self.next_atc()
         self.record_outcome(ac_type, amount)
         idn = self.random(8) if cda else b""
-        cvr = self._cvr(
-            ac_type, offline, cda=cda, domestic=self.domestic(get(Tag.TERMINAL_COUNTRY_CODE, 2))
-        )
-        iad = (
-            bytes((DKI, IAD_CVN_BYTE[a.cvn]))
-            + bytes(cvr)
-            + (idn[:2] if cda else b"\x00\x00")
-            + self._counters()
-        )
+        iad = self.iad(
+            txn, ac_type, offline, cda=cda, idn=idn,
+            terminal_country=get(Tag.TERMINAL_COUNTRY_CODE, 2),
+        )  # fmt: skip
         ac = self.cryptogram(values, atc, iad)
         cid = encode(Tag.CID, bytes((ac_type,)))
         atc_tlv = encode(Tag.ATC, atc.to_bytes(2, "big"))

@@ -15,11 +15,14 @@ from typing import ClassVar
 
 import click
 
+from clikit.errors import ToolGroup
+
 __all__ = ["LazyGroup"]
 
 
-class LazyGroup(click.Group):
-    """A click group with lazily imported commands (module docstring)."""
+class LazyGroup(ToolGroup):
+    """A tool's top-level group (:class:`clikit.errors.ToolGroup`) with lazily
+    imported commands (module docstring)."""
 
     #: name -> ("module:attribute", short help in full) of each lazy command.
     lazy_commands: ClassVar[Mapping[str, tuple[str, str]]] = {}

@@ -17,6 +17,12 @@ What travels (ISO 8583 names in brackets):
   payment account reference (EMVCo PAR, tag 9F24);
 - the operations after it: completion (capture), reversal by transaction or by the
   request id of a time-out (field 90's role), resubmission (debt recovery), refund;
+- QR code payments (EMV QRCPS, :mod:`emvwire.qr`): an authorisation names its
+  :class:`Channel` (a consumer-presented code's data is sent as a tap's field 55 is);
+  a terminal opens a sale for the dynamic merchant-presented code it shows
+  (:class:`QrSaleRequest`) and waits for its payment (:class:`QrSale`); a phone
+  wallet looks a merchant up (:class:`QrMerchant`) and pays its code
+  (:class:`QrPaymentRequest`);
 - every error as ``{"error": {"code", "message"}}``.
 
 Requests are strict: an unknown field, a wrong type or a value out of range is a
@@ -45,6 +51,7 @@ __all__ = [
     "RESPONSE_CODES",
     "AuthorisationRequest",
     "AuthorisationReversalRequest",
+    "Channel",
     "CompletionRequest",
     "ContractError",
     "Decision",
@@ -53,6 +60,11 @@ __all__ = [
     "ErrorBody",
     "Health",
     "MalformedError",
+    "QrMerchant",
+    "QrPaymentRequest",
+    "QrSale",
+    "QrSaleCancelRequest",
+    "QrSaleRequest",
     "RefundRequest",
     "ResubmissionRequest",
     "ReversalNotFound",
@@ -99,6 +111,10 @@ class DeclineReason(enum.StrEnum):
     CURRENCY_MISMATCH = "CURRENCY_MISMATCH"
     TRANSIT_NOT_ALLOWED = "TRANSIT_NOT_ALLOWED"
     INVALID_AMOUNT = "INVALID_AMOUNT"
+    AMOUNT_MISMATCH = "AMOUNT_MISMATCH"
+    QR_CODE_INVALID = "QR_CODE_INVALID"
+    QR_CODE_EXPIRED = "QR_CODE_EXPIRED"
+    QR_CODE_USED = "QR_CODE_USED"
     FORMAT_ERROR = "FORMAT_ERROR"
     SYSTEM_ERROR = "SYSTEM_ERROR"
 
@@ -128,6 +144,13 @@ RESPONSE_CODES: Final[Mapping[DeclineReason, str]] = {
     DeclineReason.CURRENCY_MISMATCH: "12",  # invalid transaction
     DeclineReason.TRANSIT_NOT_ALLOWED: "58",  # transaction not permitted to terminal
     DeclineReason.INVALID_AMOUNT: "13",  # invalid amount
+    # QR code payments (EMV QRCPS): the amount paid is not the code's; the code does
+    # not decode (its CRC) or names no merchant; made too long ago, or its sale ended;
+    # its sale was paid already (a duplicate).
+    DeclineReason.AMOUNT_MISMATCH: "13",  # invalid amount
+    DeclineReason.QR_CODE_INVALID: "30",  # format error
+    DeclineReason.QR_CODE_EXPIRED: "12",  # invalid transaction
+    DeclineReason.QR_CODE_USED: "94",  # duplicate transmission
     DeclineReason.FORMAT_ERROR: "30",  # format error
     DeclineReason.SYSTEM_ERROR: "96",  # system malfunction
 }
@@ -181,6 +204,27 @@ RequestId = Annotated[str, msgspec.Meta(min_length=1, max_length=255)]
 Amount = Annotated[int, msgspec.Meta(gt=0, lt=10**12, description="minor units")]
 
 
+#: A QR code's text: a merchant-presented payload is at most 512 characters
+#: (QRCPS-MPM), a consumer-presented one is Base64 (:data:`emvwire.qr.cpm.MAX_DATA`).
+QrText = Annotated[str, msgspec.Meta(min_length=1, max_length=2732, description="QR code text")]
+#: A bill number of a merchant-presented code (QRCPS-MPM ``62.01``, ans 1-25), kept to
+#: characters safe in a URL path.
+BillNumber = Annotated[
+    str,
+    msgspec.Meta(pattern="^[A-Za-z0-9._-]{1,25}$(?!\n)", description="bill number (62.01)"),
+]
+
+
+class Channel(enum.StrEnum):
+    """How the card's data reached the issuer: tapped on a reader (``contactless``), a
+    phone's code scanned by the till (``qr_cpm``, EMV QRCPS-CPM), or a phone paying a
+    merchant's code (``qr_mpm``, EMV QRCPS-MPM). A token may be allowed on some only."""
+
+    CONTACTLESS = "contactless"
+    QR_CPM = "qr_cpm"
+    QR_MPM = "qr_mpm"
+
+
 class _Request(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, omit_defaults=True):
     """A request of the contract: strict, keyword-only; an absent optional field is
     left out of the JSON."""
@@ -194,6 +238,17 @@ class AuthorisationRequest(_Request):
 
     icc_data: Field55Hex
     track2: Track2Hex
+    channel: Annotated[
+        Channel,
+        msgspec.Meta(description="contactless (a tap) or qr_cpm (a phone's code scanned)"),
+    ] = Channel.CONTACTLESS
+    amount: Annotated[
+        Amount | None,
+        msgspec.Meta(
+            description="qr_cpm only: the sale's amount when the code was made without "
+            "one (its 9F02 is zero); with an amount in the code, equal to it"
+        ),
+    ] = None
 
 
 class CompletionRequest(_Request):
@@ -223,6 +278,28 @@ class RefundRequest(_Request):
 
     authorisation: TransactionId
     amount: Amount
+
+
+class QrSaleRequest(_Request):
+    """``POST /v1/qr/sales``: a sale paid by a dynamic merchant-presented code, open for
+    ``expires_in`` seconds (then a payment of its code is declined QR_CODE_EXPIRED)."""
+
+    bill: BillNumber
+    amount: Amount
+    expires_in: Annotated[int, msgspec.Meta(ge=10, le=900, description="seconds")] = 120
+
+
+class QrSaleCancelRequest(_Request):
+    """``POST /v1/qr/sales/{bill}/cancel``: no fields (the path names it)."""
+
+
+class QrPaymentRequest(_Request):
+    """``POST /v1/qr/payments`` (a phone wallet, with ``Idempotency-Key``): a merchant's
+    code paid with the card's cryptogram, made for the code's amount and currency."""
+
+    payload: QrText
+    icc_data: Field55Hex
+    track2: Track2Hex
 
 
 # --- answers ----------------------------------------------------------------------------
@@ -262,6 +339,9 @@ class Transaction(msgspec.Struct, kw_only=True):
 
     id: str
     kind: Annotated[str, msgspec.Meta(description="authorisation or refund")]
+    channel: Annotated[str, msgspec.Meta(description="contactless, qr_cpm or qr_mpm")] = (
+        "contactless"
+    )
     amount: int
     currency: str
     approved: bool
@@ -287,6 +367,38 @@ class TransactionList(msgspec.Struct, kw_only=True):
     """``GET /v1/authorisations``: the calling terminal's transactions, newest first."""
 
     data: list[Transaction]
+
+
+class QrSale(msgspec.Struct, kw_only=True):
+    """A sale of a dynamic merchant-presented code (``/v1/qr/sales``): ``open`` (waiting
+    for a payment, or one under way: ``paying``), ``paid`` (``transaction`` is the
+    approved authorisation, the terminal's to capture, void or refund like a tap's),
+    ``expired`` or ``cancelled``. ``declined`` lists the declined attempts to pay it."""
+
+    bill: str
+    amount: int
+    currency: str
+    status: Annotated[str, msgspec.Meta(description="open, paying, paid, expired, cancelled")]
+    payload: Annotated[str, msgspec.Meta(description="the dynamic code's text (QRCPS-MPM)")]
+    expires_at: str
+    created_at: str
+    transaction: str | None = None
+    card: Annotated[str, msgspec.Meta(description="masked PAN or token that paid")] = ""
+    response_code: str = ""
+    declined: list[str] = msgspec.field(default_factory=list)
+
+
+class QrMerchant(msgspec.Struct, kw_only=True):
+    """``GET /v1/qr/merchants/{id}``: a merchant as the issuer knows it, for a phone to
+    show before it pays the code naming it."""
+
+    id: str
+    name: str
+    city: str | None
+    mcc: str
+    country: Annotated[str, msgspec.Meta(description="ISO 3166-1 alpha-2")]
+    currency: Annotated[str, msgspec.Meta(description="ISO 4217 alphabetic")]
+    status: str
 
 
 class ReversalNotFound(msgspec.Struct, kw_only=True):
@@ -364,9 +476,14 @@ MESSAGES: Final[tuple[type[Any], ...]] = (
     ResubmissionRequest,
     ReversalRequest,
     RefundRequest,
+    QrSaleRequest,
+    QrSaleCancelRequest,
+    QrPaymentRequest,
     Decision,
     Transaction,
     TransactionList,
+    QrSale,
+    QrMerchant,
     ReversalNotFound,
     Error,
     Health,

@@ -9,6 +9,7 @@ itself.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Final
@@ -24,6 +25,8 @@ __all__ = [
 
 #: Largest amount 9F02 can carry: n 12 (Book 3 Annex A).
 MAX_AMOUNT: Final = 999_999_999_999
+#: An amount typed in: ASCII digits, optionally a point and decimals (parse_amount).
+_AMOUNT: Final = re.compile(r"[0-9]+(?:\.[0-9]+)?")
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,23 +99,26 @@ def currency_by_code(text: str | bytes) -> Currency:
 
 
 def parse_amount(text: str, exponent: int = 2) -> int:
-    """``"12.34"`` -> ``1234`` minor units for a currency with ``exponent`` decimals.
+    """``"12.34"`` -> ``1234`` minor units for a currency with ``exponent`` decimals:
+    the one reading of an amount typed in, for every tool (``--amount``, a till's
+    lines, a tariff's limit).
 
-    More decimals than the currency has, a negative amount, a non-number or more than
-    9F02 can carry is a ``ValueError``.
+    An amount is ASCII decimal digits, with a point and at most ``exponent`` decimals
+    (``12``, ``12.5``, ``12.34``): no sign, exponent, grouping or other digits, so that
+    ``1e3`` is never taken for 1000. Anything else, or more than 9F02 can carry, is a
+    ``ValueError`` whose message shows the form.
     """
-    from decimal import Decimal, InvalidOperation  # for amounts typed in, not every start
-
-    try:
-        value = Decimal(text.strip())
-    except InvalidOperation:
-        raise ValueError(f"{text!r} is not an amount") from None
-    if not value.is_finite() or value < 0:
-        raise ValueError(f"{text!r} is not an amount >= 0")
-    minor = value.scaleb(exponent)
-    if minor != minor.to_integral_value():
-        raise ValueError(f"{text!r} has more than {exponent} decimals")
-    out = int(minor)
+    body = text.strip()
+    example = "12" if exponent == 0 else "12." + "3456789"[:exponent]
+    if not _AMOUNT.fullmatch(body):
+        raise ValueError(
+            f"{text!r} is not an amount: write digits with at most {exponent} decimals, "
+            f"e.g. {example}"
+        )
+    whole, _, decimals = body.partition(".")
+    if len(decimals) > exponent:
+        raise ValueError(f"{text!r} has more than {exponent} decimals: write e.g. {example}")
+    out = int(whole + decimals.ljust(exponent, "0"))
     if out > MAX_AMOUNT:
         raise ValueError(f"{text!r} is more than 9F02 can carry")
     return out

@@ -49,6 +49,7 @@ BOOK3 = "EMV Book 3 Annex A"
 BOOKB = "EMV Book B (Entry Point)"
 C2 = "EMV Book C-2 Annex A"
 C3 = "EMV Book C-3 Annex A"
+C4 = "EMV Book C-4 §4.3.4"
 ISO7816 = "ISO/IEC 7816-6"
 
 
@@ -87,6 +88,7 @@ class Kernel(IntEnum):
 
     MASTERCARD = 2
     VISA = 3
+    AMEX = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -446,6 +448,11 @@ _VISA: tuple[TagInfo, ...] = (
     _c(0x9F6D, "VLP Reset Threshold", _N, 6, 6, ref="Visa VIS 1.5 Annex A"),
 )
 
+#: Kernel 4 meanings of tags whose default entry is another kernel's (Book C-4).
+_AMEX: tuple[TagInfo, ...] = (
+    _t(0x9F6E, "Enhanced Contactless Reader Capabilities", _B, 4, 4, ref=C4),
+)
+
 
 def _table(rows: tuple[TagInfo, ...]) -> Mapping[int, TagInfo]:
     table: dict[int, TagInfo] = {}
@@ -461,7 +468,11 @@ DICTIONARY: Mapping[int, TagInfo] = _table(_DEFAULT)
 #: Per-kernel meanings that differ from :data:`DICTIONARY`.
 #: Keyed by the kernel number (``Kernel.MASTERCARD`` or plain ``2`` both work).
 KERNEL_DICTIONARIES: Mapping[int, Mapping[int, TagInfo]] = MappingProxyType(
-    {int(Kernel.MASTERCARD): _table(_MASTERCARD), int(Kernel.VISA): _table(_VISA)}
+    {
+        int(Kernel.MASTERCARD): _table(_MASTERCARD),
+        int(Kernel.VISA): _table(_VISA),
+        int(Kernel.AMEX): _table(_AMEX),
+    }
 )
 
 

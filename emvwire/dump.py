@@ -9,7 +9,10 @@ Annex C5), AIP (C1), AUC (C2), TSI (C6), CID (§6.5.5.4), the Visa TTQ and CTQ
 
 Sensitive values (the dictionary's ``sensitive`` flag: PAN, track data, cardholder
 name, PIN data...) are masked by :func:`emvwire.mask.mask_value` unless
-``reveal=True``. Tags not in the dictionary are shown as hex.
+``reveal=True``; nothing else is (an AID, a certificate, an AFL are shown whole). Tags
+not in the dictionary are shown as hex after :func:`emvwire.mask.scrub` unless
+``reveal=True``: their meaning is unknown, so a run of 12 or more digits there is
+masked as a PAN would be.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from emvwire.apdu import parse_afl
 from emvwire.dictionary import DICTIONARY, Format, describe
 from emvwire.dol import parse as parse_dol
 from emvwire.errors import DecodeError, DolError
-from emvwire.mask import is_sensitive, mask_value
+from emvwire.mask import is_sensitive, mask_value, scrub
 from emvwire.tags import Tag
 from emvwire.tlv import Tlv, decode, tag_hex
 
@@ -186,12 +189,15 @@ def _text(value: bytes) -> str:
 
 
 def render_value(tag: int, value: bytes, *, reveal: bool = False, kernel: int | None = None) -> str:
-    """The one-line form of a primitive value, decoded by its dictionary format."""
+    """The one-line form of a primitive value, decoded by its dictionary format (a tag
+    not in the dictionary: hex, scrubbed unless ``reveal``; module docstring)."""
     if not reveal and is_sensitive(tag):
         return f"{mask_value(tag, value)} (masked)"
     info = describe(tag, kernel)
-    fmt = info.format if info is not None else Format.B
     hexed = value.hex().upper()
+    if info is None:
+        return hexed if reveal else scrub(hexed)
+    fmt = info.format
     if fmt is Format.N:
         if not hexed.isdigit():
             return f"{hexed} (not BCD)"

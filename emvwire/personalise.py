@@ -1,4 +1,4 @@
-"""Personalisation: lay out a Visa qVSDC or Mastercard M/Chip card as a card profile.
+"""Personalisation: lay out a Visa, Mastercard, American Express or UnionPay card profile.
 
 Both an issuer (which personalises cards from its own keys) and the tests (which need
 cards) build profiles the same way, so the layout lives here, beside the profile
@@ -15,6 +15,11 @@ issuer key with its certificate. What is built:
   (cardholder verification, terminal risk management, CDA; EMV mode and relay
   resistance), ``1B81`` for a phone (on-device cardholder verification too); records
   with track 2, CDOL1/CDOL2, CVM list, IACs; certificates.
+- UnionPay (Book C-7, qUICS): Visa's layout (qUICS shares qVSDC's PDOL, TTQ, CTQ
+  and fDDA data) with kernel id 07 and no form factor indicator.
+- American Express (Book C-4, Expresspay EMV mode): PPSE entry with kernel id 04, a
+  PDOL asking for 9F35 and 9F6E, AIP ``1900`` (cardholder verification, terminal risk
+  management, CDA), the records of Mastercard's layout.
 
 Track 2 equivalent data (57) is ``PAN D YYMM service-code discretionary F``.
 """
@@ -43,6 +48,8 @@ from emvwire.tags import Tag
 from emvwire.tlv import encode
 
 __all__ = [
+    "AMEX_CDOL1",
+    "AMEX_PDOL",
     "DEFAULT_ATR",
     "MASTERCARD_CDOL1",
     "VISA_PDOL",
@@ -60,6 +67,10 @@ VISA_PDOL = bytes.fromhex("9F66049F02069F03069F1A0295055F2A029A039C019F3704")
 MASTERCARD_CDOL1 = bytes.fromhex(
     "9F02069F03069F1A0295055F2A029A039C019F37049F35019F45029F4C089F34039F21039F7C14"
 )
+#: The Expresspay PDOL: Terminal Type and Enhanced Contactless Reader Capabilities.
+AMEX_PDOL = bytes.fromhex("9F35019F6E04")
+#: The Amex card's CDOL1: Book 2 §8.1.1 minimum set, terminal type, CVM results.
+AMEX_CDOL1 = bytes.fromhex("9F02069F03069F1A0295055F2A029A039C019F37049F35019F3403")
 #: Mastercard CDOL2 (Book 3 §9.2.1): authorisation response code, TVR, UN.
 MASTERCARD_CDOL2 = bytes.fromhex("8A029505 9F3704".replace(" ", ""))
 
@@ -73,6 +84,10 @@ _ISSUER_CERTIFICATE_TAGS = (
 
 _VISA_AID = bytes.fromhex("A0000000031010")
 _MASTERCARD_AID = bytes.fromhex("A0000000041010")
+#: UnionPay credit (RID A000000333; 010101 debit, 010102 credit).
+_UNIONPAY_AID = bytes.fromhex("A000000333010102")
+#: American Express (RID A000000025, the public Amex AID).
+_AMEX_AID = bytes.fromhex("A00000002501")
 
 
 @dataclass(frozen=True, slots=True)
@@ -266,17 +281,30 @@ def _cert_tags(data: Mapping[int, bytes], *tags: int) -> tuple[int, ...]:
 
 
 def _visa(form: Form, data: dict[int, bytes]) -> _Layout:
-    """Visa qVSDC (Book C-3): fDDA data in SFI 2, card authentication data in SFI 3."""
-    data[Tag.SDA_TAG_LIST] = bytes((Tag.AIP,))
-    # 9F69 version 01: 01 | card unpredictable number (4) | CTQ (2); filled per tap.
-    data[Tag.CARD_AUTHENTICATION_RELATED_DATA] = bytes.fromhex("01000000000000")
+    """Visa qVSDC (Book C-3): the quick layout (:func:`_quick`) with the form factor."""
     data[Tag.FORM_FACTOR_INDICATOR] = (
         bytes.fromhex("20700000") if form == "card" else bytes.fromhex("23880000")
     )
+    return _quick(data, _VISA_AID, "VISA CREDIT" if form == "card" else "VISA", b"\x03")
+
+
+def _unionpay(form: Form, data: dict[int, bytes]) -> _Layout:
+    """UnionPay QuickPass (qUICS, Book C-7): the quick layout of qVSDC (:func:`_quick`),
+    whose TTQ, CTQ and fDDA data objects (9F66, 9F6C, 9F69 version 01) qUICS shares."""
+    label = "UNIONPAY CREDIT" if form == "card" else "UNIONPAY"
+    return _quick(data, _UNIONPAY_AID, label, b"\x07")
+
+
+def _quick(data: dict[int, bytes], aid: bytes, label: str, kernel_id: bytes) -> _Layout:
+    """A card that decides at GPO (kernels 3 and 7): fDDA data in SFI 2, card
+    authentication data in SFI 3."""
+    data[Tag.SDA_TAG_LIST] = bytes((Tag.AIP,))
+    # 9F69 version 01: 01 | card unpredictable number (4) | CTQ (2); filled per tap.
+    data[Tag.CARD_AUTHENTICATION_RELATED_DATA] = bytes.fromhex("01000000000000")
     return _Layout(
-        aid=_VISA_AID,
-        label="VISA CREDIT" if form == "card" else "VISA",
-        kernel_id=b"\x03",
+        aid=aid,
+        label=label,
+        kernel_id=kernel_id,
         aip=bytes.fromhex("2000"),
         pdol=VISA_PDOL,
         records=(
@@ -330,34 +358,76 @@ def _mastercard(form: Form, data: dict[int, bytes]) -> _Layout:
         # terminal risk management, CDA; EMV mode; relay resistance.
         aip=bytes.fromhex("1B81" if form == "phone" else "1981"),
         pdol=b"",
-        records=(
-            Record(1, 1, (Tag.TRACK2_EQUIVALENT, Tag.CARDHOLDER_NAME, Tag.PAN_SEQUENCE_NUMBER)),
-            Record(
-                2,
-                1,
-                (
-                    Tag.PAN,
-                    Tag.EXPIRATION_DATE,
-                    Tag.EFFECTIVE_DATE,
-                    Tag.ISSUER_COUNTRY_CODE,
-                    Tag.APPLICATION_USAGE_CONTROL,
-                    Tag.CDOL1,
-                    Tag.CDOL2,
-                    Tag.CVM_LIST,
-                    Tag.CARD_APPLICATION_VERSION,
-                    Tag.IAC_DEFAULT,
-                    Tag.IAC_DENIAL,
-                    Tag.IAC_ONLINE,
-                    Tag.APPLICATION_CURRENCY_CODE,
-                    Tag.SDA_TAG_LIST,
-                ),
-                oda=True,
-            ),
-            Record(3, 1, _cert_tags(data, *_ISSUER_CERTIFICATE_TAGS)),
-        ),
+        records=_generate_ac_records(data),
         after_certificates=(),
         token_sfi=4,
     )
 
 
-_LAYOUTS = {"visa": _visa, "mastercard": _mastercard}
+def _generate_ac_records(data: Mapping[int, bytes]) -> tuple[Record, ...]:
+    """The records of a card that answers GENERATE AC (kernels 2 and 4): track 2 in
+    SFI 1, risk management data signed for ODA in SFI 2, the issuer certificate in 3."""
+    return (
+        Record(1, 1, (Tag.TRACK2_EQUIVALENT, Tag.CARDHOLDER_NAME, Tag.PAN_SEQUENCE_NUMBER)),
+        Record(
+            2,
+            1,
+            (
+                Tag.PAN,
+                Tag.EXPIRATION_DATE,
+                Tag.EFFECTIVE_DATE,
+                Tag.ISSUER_COUNTRY_CODE,
+                Tag.APPLICATION_USAGE_CONTROL,
+                Tag.CDOL1,
+                Tag.CDOL2,
+                Tag.CVM_LIST,
+                Tag.CARD_APPLICATION_VERSION,
+                Tag.IAC_DEFAULT,
+                Tag.IAC_DENIAL,
+                Tag.IAC_ONLINE,
+                Tag.APPLICATION_CURRENCY_CODE,
+                Tag.SDA_TAG_LIST,
+            ),
+            oda=True,
+        ),
+        Record(3, 1, _cert_tags(data, *_ISSUER_CERTIFICATE_TAGS)),
+    )
+
+
+def _amex(form: Form, data: dict[int, bytes]) -> _Layout:
+    """American Express Expresspay (Book C-4), EMV mode with GENERATE AC and CDA.
+
+    The PDOL asks for the Terminal Type (9F35) and the Enhanced Contactless Reader
+    Capabilities (9F6E, Book C-4 §4.3.4); the records are laid out as kernel 2's
+    (:func:`_generate_ac_records`). The CDOL1 is the Book 2 §8.1.1 minimum set with
+    the terminal type and the CVM results (tapstack's choice: the Expresspay card
+    personalisation guides are not public).
+    """
+    data.update(
+        {
+            Tag.CDOL1: AMEX_CDOL1,
+            Tag.CDOL2: MASTERCARD_CDOL2,
+            # CVM list (Book 3 §10.5): X = Y = 0; online PIN if the terminal supports
+            # it, then signature, then no CVM.
+            Tag.CVM_LIST: bytes.fromhex("000000000000000042031E031F03"),
+            Tag.CARD_APPLICATION_VERSION: bytes.fromhex("0001"),
+            Tag.IAC_DEFAULT: bytes.fromhex("0000000000"),
+            Tag.IAC_DENIAL: bytes.fromhex("0000000000"),
+            Tag.IAC_ONLINE: bytes.fromhex("0000000000"),
+            Tag.SDA_TAG_LIST: bytes((Tag.AIP,)),
+        }
+    )
+    return _Layout(
+        aid=_AMEX_AID,
+        label="AMERICAN EXPRESS",
+        kernel_id=b"\x04",
+        # Cardholder verification, terminal risk management, CDA (Book 3 Annex C1).
+        aip=bytes.fromhex("1900"),
+        pdol=AMEX_PDOL,
+        records=_generate_ac_records(data),
+        after_certificates=(),
+        token_sfi=4,
+    )
+
+
+_LAYOUTS = {"visa": _visa, "mastercard": _mastercard, "amex": _amex, "unionpay": _unionpay}

@@ -11,7 +11,7 @@ RFC 5480; fast handshakes, small certificates), signatures ECDSA with SHA-256.
 - **Server** (:func:`issue_server`): ``subjectAltName`` with the host names and IP
   addresses clients use (default :data:`DEFAULT_HOSTS`: ``localhost`` and
   ``127.0.0.1``), ``extendedKeyUsage`` serverAuth; valid :data:`SERVER_DAYS` (1 year).
-- **Client** (:func:`issue_client`): names the terminal or gate twice: the subject's
+- **Client** (:func:`issue_client`): names the terminal, operator or gate twice: the subject's
   common name is its id, and one URI ``subjectAltName``
   ``urn:tapstack:<kind>:<id>`` (``kind``: :data:`KINDS`) is what
   :func:`identity_of` reads (the common name is for people); ``extendedKeyUsage``
@@ -82,12 +82,12 @@ SERVER_DAYS: Final = 365
 CLIENT_DAYS: Final = 365
 #: The names a server certificate holds when none are given.
 DEFAULT_HOSTS: Final = ("localhost", "127.0.0.1")
-#: What a client certificate names: a terminal (of the issuer) or a gate (of the back
-#: office).
-KINDS: Final = ("terminal", "gate")
+#: What a client certificate names: a terminal, an operator (of the issuer's API) or a
+#: phone wallet (of the issuer), or a gate (of the back office).
+KINDS: Final = ("terminal", "gate", "operator", "wallet")
 #: How far back a certificate's validity starts (clocks of clients that run late).
 _SKEW: Final = timedelta(minutes=5)
-_URN: Final = re.compile(r"urn:tapstack:(terminal|gate):([A-Za-z0-9_.-]{1,64})")
+_URN: Final = re.compile(r"urn:tapstack:(terminal|gate|operator|wallet):([A-Za-z0-9_.-]{1,64})")
 _ID: Final = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 
 #: The private keys of this PKI.
@@ -382,7 +382,9 @@ def _identity(pem: bytes) -> CertificateIdentity:
         if m
     ]  # fmt: skip
     if len(found) != 1:
-        raise PkiError("the certificate names no terminal or gate (one urn:tapstack: URI)")
+        raise PkiError(
+            "the certificate names no terminal, operator or gate (one urn:tapstack: URI)"
+        )
     kind, ident = found[0].group(1), found[0].group(2)
     return CertificateIdentity(kind, ident, serial_text(cert), cert.not_valid_after_utc)
 
@@ -391,7 +393,7 @@ def identity_of(pem: str | bytes) -> CertificateIdentity:
     """Who the client certificate ``pem`` names (the first certificate of a chain: the
     leaf), from its ``urn:tapstack:<kind>:<id>`` URI (module docstring). Parsing is
     remembered per certificate: a server may call this for every request.
-    :class:`PkiError` when it names no terminal or gate."""
+    :class:`PkiError` when it names no terminal, operator or gate."""
     data = pem.encode("ascii") if isinstance(pem, str) else pem
     end = data.find(b"-----END CERTIFICATE-----")
     if end >= 0:

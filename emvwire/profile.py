@@ -44,13 +44,17 @@ __all__ = [
 
 SCHEMA = "tapstack.card-profile/1"
 
-Kernel = Literal["visa", "mastercard"]
+Kernel = Literal["visa", "mastercard", "amex", "unionpay"]
 Form = Literal["card", "phone"]
 
 #: CVNs a software card can compute, by kernel (the issuer verifies the same set).
 SUPPORTED_CVNS: Mapping[str, frozenset[int]] = {
     "visa": frozenset({10, 18, 22}),
     "mastercard": frozenset({16, 17, 20, 21}),
+    # The EMV common core with TDES (CCI A5): emvwire.crypto.cryptogram.Cvn.EMV_CCD_TDES.
+    "amex": frozenset({0xA5}),
+    # TDES (01) or the SM4 suite (04): emvwire.crypto.cryptogram.Cvn.UNIONPAY_*.
+    "unionpay": frozenset({0x01, 0x04}),
 }
 
 
@@ -374,7 +378,9 @@ def _parse_app(obj: Any, path: str) -> Application:
     r = _Reader(obj, path)
     kernel = r.text("kernel")
     if kernel not in SUPPORTED_CVNS:
-        raise ProfileError(f"{path}.kernel", f"unknown kernel {kernel!r} (visa or mastercard)")
+        raise ProfileError(
+            f"{path}.kernel", f"unknown kernel {kernel!r} ({', '.join(SUPPORTED_CVNS)})"
+        )
     cvn = r.integer("cvn")
     if cvn not in SUPPORTED_CVNS[kernel]:
         allowed = ", ".join(str(c) for c in sorted(SUPPORTED_CVNS[kernel]))

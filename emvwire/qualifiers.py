@@ -6,6 +6,9 @@ them from byte 1, bit 8 down to bit 1:
 - :class:`TTQ`: Terminal Transaction Qualifiers, 9F66 (EMV Book C-3 Annex A; Book B
   §3.1.1 sets byte 2 bits 8 and 7 at pre-processing);
 - :class:`CTQ`: Card Transaction Qualifiers, 9F6C (Book C-3 Annex A);
+- :class:`ECRC`: Enhanced Contactless Reader Capabilities, 9F6E of kernel 4 (American
+  Express, Book C-4 v2.10 §4.3.4 Table 4-4, as the public emv-utils decoder of Leon
+  Lynch transcribes it);
 - :class:`AIP`: Application Interchange Profile, 82 (Book 3 Annex C1; Book C-2 Annex
   A adds the kernel 2 bits of byte 1 bit 2 and byte 2 bit 1);
 - :data:`TVR_BITS`: Terminal Verification Results, 95, by the names outcomes report
@@ -19,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Final, NamedTuple
 
-__all__ = ["AIP", "CTQ", "TTQ", "TVR_BITS", "Bit", "is_set"]
+__all__ = ["AIP", "CTQ", "ECRC", "TTQ", "TVR_BITS", "Bit", "is_set"]
 
 
 class Bit(NamedTuple):
@@ -84,6 +87,43 @@ class CTQ:
     """Byte 2 bit 8: consumer device CVM performed."""
     ISSUER_UPDATE: Final = Bit(1, 0x40)
     """Byte 2 bit 7: card supports issuer update processing at the POS."""
+
+
+class ECRC:
+    """Enhanced Contactless Reader Capabilities (9F6E, kernel 4), Book C-4 Table 4-4."""
+
+    CONTACT: Final = Bit(0, 0x80)
+    """Byte 1 bit 8: contact mode supported."""
+    MAG_STRIPE_MODE: Final = Bit(0, 0x40)
+    """Byte 1 bit 7: contactless mag-stripe mode supported."""
+    FULL_ONLINE_MODE: Final = Bit(0, 0x20)
+    """Byte 1 bit 6: contactless EMV full online mode (legacy, must be clear)."""
+    PARTIAL_ONLINE_MODE: Final = Bit(0, 0x10)
+    """Byte 1 bit 5: contactless EMV partial online mode supported."""
+    MOBILE: Final = Bit(0, 0x08)
+    """Byte 1 bit 4: contactless mobile supported."""
+    TRY_ANOTHER_INTERFACE: Final = Bit(0, 0x04)
+    """Byte 1 bit 3: try another interface after a decline."""
+    MOBILE_CVM: Final = Bit(1, 0x80)
+    """Byte 2 bit 8: mobile CVM supported."""
+    ONLINE_PIN: Final = Bit(1, 0x40)
+    """Byte 2 bit 7: online PIN supported."""
+    SIGNATURE: Final = Bit(1, 0x20)
+    """Byte 2 bit 6: signature supported."""
+    OFFLINE_PIN: Final = Bit(1, 0x10)
+    """Byte 2 bit 5: plaintext offline PIN supported."""
+    OFFLINE_ONLY: Final = Bit(2, 0x80)
+    """Byte 3 bit 8: the reader is offline only."""
+    CVM_REQUIRED: Final = Bit(2, 0x40)
+    """Byte 3 bit 7: CVM required (the amount is at or above the CVM required limit)."""
+    EXEMPT_FROM_NO_CVM: Final = Bit(3, 0x80)
+    """Byte 4 bit 8: terminal exempt from no-CVM checks."""
+    DELAYED_AUTHORISATION: Final = Bit(3, 0x40)
+    """Byte 4 bit 7: delayed authorisation terminal."""
+    TRANSIT: Final = Bit(3, 0x20)
+    """Byte 4 bit 6: transit terminal."""
+    KERNEL_VERSION_MASK: Final = 0x07
+    """Byte 4 bits 3-1: the C-4 kernel version (1: 2.2-2.3, 2: 2.4-2.6, 3: 2.7)."""
 
 
 class AIP:

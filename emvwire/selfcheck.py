@@ -2,8 +2,9 @@
 
 ``python -m emvwire`` (and ``scripts/demo`` until the applications land) runs every
 check and prints one line each; the exit status is 0 only if all pass. The vectors
-are the published ones of pyemv's tests (tests/test_ac_hsm.py, tests/test_cvn_hsm.py);
-the ODA check certifies a fresh key pair with a fresh CA and recovers it (EMV Book 2
+are the published ones of pyemv's tests (tests/test_ac_hsm.py, tests/test_cvn_hsm.py)
+and of the SM4 and SM3 standards (GB/T 32907-2016, GB/T 32905-2016 Appendix A); the
+ODA check certifies a fresh key pair with a fresh CA and recovers it (EMV Book 2
 §5.3, §6.3, §6.4).
 """
 
@@ -18,6 +19,7 @@ from emvwire import oda, tlv
 from emvwire.crypto.cryptogram import CryptogramData, generate_arpc, generate_arqc
 from emvwire.crypto.des import kcv
 from emvwire.crypto.kdf import derive_common_sk, derive_icc_mk_a
+from emvwire.crypto.sm import sm3, sm4_ecb_encrypt
 from emvwire.errors import EmvWireError
 
 __all__ = ["CheckResult", "run"]
@@ -98,6 +100,14 @@ def _cvn_check(
     return check
 
 
+def _sm_suite() -> str:
+    # GB/T 32907-2016 A.1 (key = plaintext) and GB/T 32905-2016 A.1 ("abc").
+    key = bytes.fromhex("0123456789ABCDEFFEDCBA9876543210")
+    _expect(sm4_ecb_encrypt(key, key), "681EDF34D206965E86B3E94F536E4246")
+    _expect(sm3(b"abc"), "66C7F0F462EEEDD9D1F2D46BDC10E4E24167C4875CF2F7A2297DA02B8F4BA8E0")
+    return "SM4 681EDF34..., SM3('abc') 66C7F0F4..."
+
+
 def _tlv_round_trip() -> str:
     gpo = bytes.fromhex(
         "7757820220005F34010157114761739001010010D221220111438444895F2016564953412043524544"
@@ -141,6 +151,7 @@ def _checks() -> list[tuple[str, Callable[[], str]]]:
     for cvn, base, extra, arqc, arpc_in, arpc in _CVN_VECTORS:
         brand = "Visa" if base is _VISA else "Mastercard"
         checks.append((f"{brand} CVN {cvn}", _cvn_check(cvn, base, extra, arqc, arpc_in, arpc)))
+    checks.append(("SM4 and SM3 (GB/T 32907, GB/T 32905)", _sm_suite))
     checks.append(("BER-TLV round trip (Book 3 Annex B)", _tlv_round_trip))
     checks.append(("offline data authentication (Book 2 §6)", _oda_round_trip))
     return checks

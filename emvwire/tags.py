@@ -512,6 +512,9 @@ class Tag:
     """Third Party Data (kernel 2)."""
     MERCHANT_CUSTOM_DATA: Final = 0x9F7C
     """Merchant Custom Data (kernel 2)."""
+    # -- kernel 4 meanings (Book C-4) where kernel 3's differ --
+    ENHANCED_CONTACTLESS_READER_CAPABILITIES: Final = 0x9F6E
+    """Enhanced Contactless Reader Capabilities (kernel 4)."""
     # -- kernel 3 meanings (Book C-3 Annex A) where kernel 2's differ --
     MSD_OFFSET: Final = 0x9F67
     """MSD Offset (kernel 3)."""

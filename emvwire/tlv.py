@@ -23,6 +23,7 @@ __all__ = [
     "Tlv",
     "decode",
     "decode_flat",
+    "decode_leading",
     "decode_one",
     "encode",
     "encode_length",
@@ -276,6 +277,33 @@ def decode_one(data: bytes, tag: int | None = None) -> Tlv:
             f"expected tag {tag_hex(tag)}, found {tag_hex(obj.tag)}", tag=obj.tag, decoded=objects
         )
     return obj
+
+
+def decode_leading(data: bytes, tag: int) -> Tlv:
+    """Decode the data object ``tag`` that opens ``data``; whatever follows it is ignored.
+
+    For a template a card answers with more after it, such as the FCI template ``6F``
+    of a SELECT answer: the template must be well formed, the bytes after its end are
+    not read at all (they need not even be BER-TLV). Padding before it is skipped (Book 3
+    B1). Anything else, or a template that runs past the end, is a :class:`DecodeError`.
+    """
+    data = bytes(data)
+    start = 0
+    while start < len(data) and data[start] in _PADDING:
+        start += 1
+    found, pos = read_tag(data, start)
+    if found != tag:
+        raise DecodeError(f"expected tag {tag_hex(tag)}, found {tag_hex(found)}", tag=found)
+    length, pos = read_length(data, pos)
+    if pos + length > len(data):
+        raise DecodeError(
+            f"value of {length} bytes runs past the end ({len(data) - pos} left)",
+            tag=found,
+            offset=start,
+        )
+    out: list[Tlv] = []
+    _decode(data, start, pos + length, 0, out)
+    return out[0]
 
 
 def encode(tag: int, value: bytes | Iterable[Tlv | bytes]) -> bytes:

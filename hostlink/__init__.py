@@ -5,7 +5,8 @@
 when no answer comes sends a time-out reversal, so that an authorisation the issuer
 made but the terminal never heard of does not hold the cardholder's money.
 :class:`Iso8583Client` does the same in ISO 8583 messages; :func:`connect` picks one
-by the issuer URL's scheme.
+by the issuer URL's scheme. :class:`WalletClient` is a phone wallet's: it looks up a
+merchant and pays a merchant-presented QR code.
 """
 
 from typing import Any
@@ -18,9 +19,11 @@ from hostlink.client import (
     HostLinkError,
     HostOutcome,
     HostRefusedError,
+    HostTlsError,
     HostUnreachableError,
 )
 from hostlink.iso8583 import Iso8583Client
+from hostlink.wallet import WalletClient
 
 __all__ = [
     "ISO8583_SCHEMES",
@@ -30,8 +33,10 @@ __all__ = [
     "HostLinkError",
     "HostOutcome",
     "HostRefusedError",
+    "HostTlsError",
     "HostUnreachableError",
     "Iso8583Client",
+    "WalletClient",
     "connect",
 ]
 

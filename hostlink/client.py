@@ -41,6 +41,7 @@ __all__ = [
     "HostLinkError",
     "HostOutcome",
     "HostRefusedError",
+    "HostTlsError",
     "HostUnreachableError",
 ]
 
@@ -69,6 +70,12 @@ class HostUnreachableError(HostLinkError):
     """No answer from the issuer: time-out, broken connection or 503 after the
     retries, or an answer that is not the contract's. Nothing is known to have
     changed; the request may be sent again with its request id."""
+
+
+class HostTlsError(HostUnreachableError):
+    """The TLS handshake with the issuer failed: its certificate is not one the
+    configured CA vouches for, or it refused this terminal's certificate. Nothing was
+    served; it will not heal by itself (the settings must change)."""
 
 
 #: What an application catches for "the issuer did not answer" (the client's own
@@ -177,9 +184,16 @@ class HostClient:
     # -- transport ---------------------------------------------------------------------
 
     def request(
-        self, method: str, path: str, body: Any | None, key: str | None
+        self,
+        method: str,
+        path: str,
+        body: Any | None,
+        key: str | None,
+        *,
+        timeout: float | None = None,
     ) -> tuple[int, bytes]:
-        """One exchange: (status, body). ``body`` is a contract message (sent as JSON).
+        """One exchange: (status, body). ``body`` is a contract message (sent as JSON);
+        ``timeout`` replaces the client's for this exchange (a long poll).
         :class:`HostUnreachableError` on a time-out or a broken connection (the
         connection is dropped)."""
         headers = {"Authorization": self._auth, "Accept": "application/json"}
@@ -189,7 +203,11 @@ class HostClient:
             headers["Content-Type"] = "application/json"
         if key is not None:
             headers["Idempotency-Key"] = key
-        conn = self._link.connection(self.timeout)
+        wait = self.timeout if timeout is None else timeout
+        conn = self._link.connection(wait)
+        conn.timeout = wait
+        if conn.sock is not None:
+            conn.sock.settimeout(wait)
         try:
             conn.request(method, path, body=data, headers=headers)
             answer = conn.getresponse()
@@ -199,13 +217,22 @@ class HostClient:
             # no request was served. Said once in the log, as it will not heal alone.
             self.close()
             log.warning("TLS with the issuer %s:%s failed: %s", self._host, self._port, exc)
-            raise HostUnreachableError(f"TLS: {exc}") from None
+            raise HostTlsError(f"TLS: {exc}") from None
         except (OSError, http.client.HTTPException):
             self.close()
             raise HostUnreachableError from None
         return answer.status, raw
 
-    def _call(self, method: str, path: str, body: Any | None, key: str, kind: type[M]) -> M:
+    def _call(
+        self,
+        method: str,
+        path: str,
+        body: Any | None,
+        key: str,
+        kind: type[M],
+        *,
+        timeout: float | None = None,
+    ) -> M:
         """A request with retries (same key), its answer read as the contract message
         ``kind``; :class:`HostUnreachableError` if none answered (or not with a
         ``kind``), :class:`HostError` if the issuer refused the request."""
@@ -214,7 +241,7 @@ class HostClient:
             if attempt:
                 time.sleep(self.backoff * attempt)
             try:
-                status, raw = self.request(method, path, body, key)
+                status, raw = self.request(method, path, body, key, timeout=timeout)
             except HostUnreachableError as exc:
                 why = exc.args
                 continue
@@ -242,14 +269,42 @@ class HostClient:
 
     # -- operations --------------------------------------------------------------------
 
+    def check(self) -> None:
+        """Whether the issuer answers this terminal, before a card is asked for: one
+        cheap authenticated request (``GET /v1/authorisations?limit=1``), sent once.
+        Raises :class:`HostTlsError` (a certificate refused either way),
+        :class:`HostUnreachableError` (no answer, or 503), :class:`HostRefusedError`
+        (401: unknown terminal, wrong credential, a certificate that does not prove
+        this terminal) or :class:`HostError` (any other refusal); returns when the
+        issuer accepted the terminal."""
+        status, raw = self.request("GET", "/v1/authorisations?limit=1", None, None)
+        if status == 503:
+            raise HostUnreachableError("503")
+        if status >= 400:
+            try:
+                error = contract.decode(raw, contract.Error).error
+            except contract.ContractError:
+                error = contract.ErrorBody(code="", message="")
+            cls = HostRefusedError if status == 401 else HostError
+            raise cls(status, error.code, error.message)
+
     def authorise(
-        self, icc_data: bytes, track2: bytes, *, request_id: str | None = None
+        self,
+        icc_data: bytes,
+        track2: bytes,
+        *,
+        request_id: str | None = None,
+        channel: contract.Channel = contract.Channel.CONTACTLESS,
+        amount: int | None = None,
     ) -> HostOutcome:
-        """Authorise online (module docstring): the final outcome."""
+        """Authorise online (module docstring): the final outcome. ``channel`` says how
+        the card's data came (``qr_cpm``: a phone's code scanned), ``amount`` the sale's
+        when a code was made without one."""
         request_id = request_id or "req_" + secrets.token_hex(12)
         body = contract.AuthorisationRequest(
-            icc_data=icc_data.hex().upper(), track2=track2.hex().upper()
-        )
+            icc_data=icc_data.hex().upper(), track2=track2.hex().upper(), channel=channel,
+            amount=amount,
+        )  # fmt: skip
         try:
             answer = self._call("POST", "/v1/authorisations", body, request_id, contract.Decision)
         except HostUnreachableError:
@@ -334,3 +389,28 @@ class HostClient:
                 answered=False,
             )  # fmt: skip
         return outcome_of(answer, request_id, self._attempts)
+
+    # -- QR code sales (emvwire.qr; the issuer's issuer.service.qr) ----------------------
+
+    def open_sale(self, bill: str, amount: int, *, expires_in: int = 120) -> contract.QrSale:
+        """Open the sale of a dynamic merchant-presented code (``POST /v1/qr/sales``):
+        the sale, with the text of the code to show. Retried with the bill as the key
+        (the same bill and amount is the same sale)."""
+        body = contract.QrSaleRequest(bill=bill, amount=amount, expires_in=expires_in)
+        return self._call("POST", "/v1/qr/sales", body, f"sale:{bill}", contract.QrSale)
+
+    def wait_sale(self, bill: str, wait: float) -> contract.QrSale:
+        """The sale ``bill`` once it is no longer open, or after ``wait`` seconds (the
+        issuer's long poll, ``GET /v1/qr/sales/{bill}?wait=N``)."""
+        return self._call(
+            "GET", f"/v1/qr/sales/{bill}?wait={wait:g}", None, "sale", contract.QrSale,
+            timeout=wait + self.timeout,
+        )  # fmt: skip
+
+    def cancel_sale(self, bill: str) -> contract.QrSale:
+        """End the open sale ``bill`` unpaid; the sale as it ends (paid if a payment
+        came first). :class:`HostError` 409 ``sale_being_paid`` while one is under way."""
+        body = contract.QrSaleCancelRequest()
+        return self._call(
+            "POST", f"/v1/qr/sales/{bill}/cancel", body, f"cancel:{bill}", contract.QrSale
+        )

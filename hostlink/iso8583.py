@@ -17,7 +17,8 @@ The operations: :meth:`Iso8583Client.authorise` (``0100``), :meth:`~Iso8583Clien
 reverse` and :meth:`~Iso8583Client.reverse_request` (``0400``),
 :meth:`~Iso8583Client.complete` (``0120`` advice of the final amount),
 :meth:`~Iso8583Client.refund` (``0200`` with processing code ``20``), and
-:meth:`~Iso8583Client.echo` (``0800``, ``301``). A transaction list, a single
+:meth:`~Iso8583Client.echo` (``0800``, ``301``), and :meth:`~Iso8583Client.check` (sign-on
+and one echo before a card is asked for). A transaction list, a single
 transaction and a resubmission have no ISO 8583 message here: those raise
 :class:`~hostlink.client.HostError` (use the HTTP API).
 
@@ -49,6 +50,7 @@ from hostlink.client import (
     HostError,
     HostOutcome,
     HostRefusedError,
+    HostTlsError,
     HostUnreachableError,
     outcome_of,
 )
@@ -193,6 +195,8 @@ class Iso8583Client:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             if self._ssl is not None:
                 sock = self._ssl.wrap_socket(sock, server_hostname=self._host)
+        except ssl.SSLError as exc:
+            raise HostTlsError(f"TLS: {exc}") from None
         except OSError:
             raise HostUnreachableError from None
         self._sock = sock
@@ -380,6 +384,19 @@ class Iso8583Client:
             return self._call(message).text(39) == iso8583.APPROVED
         except HostUnreachableError:
             return False
+
+    def check(self) -> None:
+        """Whether the issuer answers this terminal, before a card is asked for: the
+        connection opened and signed on (the credential checked), then one echo test,
+        sent once. Raises as :meth:`hostlink.HostClient.check` does: a refused sign-on
+        is :class:`~hostlink.client.HostRefusedError`."""
+        message = self._message(Mti.NETWORK, self._new(Mti.NETWORK))
+        message.fields[70] = Network.ECHO
+        answer = self._exchange(message)
+        if answer.text(39) == iso8583.ISSUER_UNAVAILABLE:
+            raise HostUnreachableError("91")
+        if answer.text(39) != iso8583.APPROVED:
+            raise self._refused(answer)
 
     def _unsupported(self, what: str) -> HostError:
         return HostError(0, "unsupported", f"{what} has no ISO 8583 message: use the HTTP API")

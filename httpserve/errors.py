@@ -11,4 +11,10 @@ class HttpServeError(Exception):
 
 class ListenError(HttpServeError):
     """The address cannot be listened on (in use, not this machine's, not allowed):
-    the message is one line that says which and why."""
+    the message is one line that says which, why and what to do; :attr:`errno` is the
+    socket error's number (``EADDRINUSE``, ``EADDRNOTAVAIL``, ``EACCES``...), ``None``
+    for an address that is no address."""
+
+    def __init__(self, message: str, errno: int | None = None) -> None:
+        super().__init__(message)
+        self.errno = errno

@@ -86,17 +86,22 @@ def listen(host: str, port: int, *, backlog: int = 1024) -> socket.socket:
     except OSError as exc:
         sock.close()
         if exc.errno == errno.EADDRINUSE:
-            why = "the address is in use (another server listens on it)"
+            why = (
+                "the address is in use (another server listens on it): stop that server, "
+                "or choose another port (0: any free one)"
+            )
         elif exc.errno == errno.EADDRNOTAVAIL:
-            why = "the address is not one of this machine's"
+            why = "the address is not one of this machine's: choose one of its addresses"
         elif exc.errno == errno.EACCES:
-            why = "permission denied (a port below 1024 needs privileges)"
+            why = "permission denied: a port below 1024 needs privileges, choose a higher one"
         else:
             why = exc.strerror or str(exc)
-        raise ListenError(f"cannot listen on {host}:{port}: {why}") from None
+        raise ListenError(f"cannot listen on {host}:{port}: {why}", exc.errno) from None
     except (OverflowError, socket.gaierror) as exc:
         sock.close()
-        raise ListenError(f"cannot listen on {host}:{port}: {exc}") from None
+        raise ListenError(
+            f"cannot listen on {host}:{port}: {exc}; give an address of this machine"
+        ) from None
     return sock
 
 

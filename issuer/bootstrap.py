@@ -35,6 +35,7 @@ from issuer.errors import ConfigError, ConflictError
 from issuer.keys.base import KeyStore, ca_key_id
 from issuer.keys.file import DEFAULT_COST_LOG2, FileKeyStore
 from issuer.ledger import Ledger, open_ledger
+from issuer.ledger.repository import UnitOfWork
 from issuer.model.entities import BinRange
 from issuer.personalisation.ranges import (
     CA_FOR_SCHEME,
@@ -312,10 +313,12 @@ def setup_ranges(
     ca_dir: Path | None = None,
     progress: Progress = _quiet,
     master_keys: bool = True,
+    added: Callable[[UnitOfWork, BinRange], None] | None = None,
 ) -> list[CaKey]:
     """Put the CA and issuer keys of ``ranges`` into ``keys`` (keeping what is there),
     the master keys too unless ``master_keys`` is false, and the ranges with their
-    certificates into ``ledger``; the CA public keys."""
+    certificates into ``ledger``; the CA public keys. ``added`` is called in the
+    transaction adding each range (its audit record)."""
     cas: dict[str, CaKey] = {}
     for scheme in dict.fromkeys(r.scheme for r in ranges):
         cas[scheme] = ensure_ca(keys, scheme, mode=ca, ca_dir=ca_dir, progress=progress)
@@ -330,6 +333,8 @@ def setup_ranges(
         bin_range = certify_range(keys, spec, cas[spec.scheme])
         with ledger.unit_of_work() as uow:
             uow.bins.add(bin_range)
+            if added is not None:
+                added(uow, bin_range)
             uow.commit()
     return list(cas.values())
 
@@ -341,20 +346,31 @@ def add_range(
     ca_dir: Path | None = None,
     generate_keys: bool = False,
     progress: Progress = _quiet,
+    service: IssuerService | None = None,
 ) -> BinRange:
     """Add a range to an opened issuer: its issuer key certified by the scheme's CA
     (made first, as ``issuer init`` made the others, if the issuer has none yet: then
     ``HOME/ca.json`` is rewritten with every CA's public key). No master keys unless
     ``generate_keys``: import them (``issuer keys import``) or generate them later.
-    :class:`ConflictError` if a range has this prefix or overlaps one."""
+    :class:`ConflictError` if a range has this prefix or overlaps one. ``service``
+    (default the app's) audits the addition as done by whom it acts for."""
+    service = service or app.service
     check_range_spec(spec)
-    for other in app.service.bin_ranges():
+    for other in service.bin_ranges():
         if other.prefix.startswith(spec.prefix) or spec.prefix.startswith(other.prefix):
             raise ConflictError(
                 f"range {spec.prefix} overlaps range {other.prefix} ({other.scheme} {other.kind})"
             )
     ca_spec = CA_FOR_SCHEME[spec.scheme]
     had_ca = app.keys.has(ca_key_id(ca_spec.rid, ca_spec.index))
+
+    def audit(uow: UnitOfWork, bin_range: BinRange) -> None:
+        service.record_change(
+            uow, "range.add", "range", bin_range.prefix,
+            {"scheme": bin_range.scheme, "kind": bin_range.kind, "cvn": bin_range.cvn,
+             "pan_length": bin_range.pan_length, "generate_keys": generate_keys},
+        )  # fmt: skip
+
     setup_ranges(
         app.keys,
         app.ledger,
@@ -363,10 +379,11 @@ def add_range(
         ca_dir=ca_dir,
         progress=progress,
         master_keys=generate_keys,
+        added=audit,
     )
     if not had_ca:
         write_ca_file(app)
-    return app.service.bin_range(spec.prefix)
+    return service.bin_range(spec.prefix)
 
 
 def write_ca_file(app: IssuerApp) -> Path:

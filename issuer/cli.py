@@ -1,7 +1,9 @@
 """The ``issuer`` command: a click group (``issuer --help``).
 
 Every subcommand has ``--help`` and ``--json``; output is masked; errors are
-:class:`~issuer.commands.common.CliError` with the exit codes of :mod:`issuer.errors`.
+:class:`~issuer.commands.common.CliError` with the exit codes of :mod:`issuer.errors`
+(the table all four tools share, :mod:`clikit.exits`, which ``issuer --help`` ends
+with), shown as :mod:`clikit.errors` says.
 ``--home`` defaults to ``$TAPSTACK_ISSUER_HOME`` (else ``~/.tapstack/issuer``) and
 ``--db`` to ``$TAPSTACK_DB`` (else the home's database).
 
@@ -19,6 +21,7 @@ from typing import Any
 
 import click
 
+from clikit.errors import ToolFailure, listen_exit
 from clikit.lazy import LazyGroup
 from issuer.commands.common import CliError, CliState
 from issuer.config import ENV_DB, ENV_HOME
@@ -63,7 +66,7 @@ LAZY_COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "token": (
         "issuer.commands.cards:token",
-        "Payment tokens: list, show, suspend, resume, delete.",
+        "Payment tokens: list, show, suspend, resume, delete, channels.",
     ),
     "txn": (
         "issuer.commands.operations:txn",
@@ -71,7 +74,19 @@ LAZY_COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "terminal": (
         "issuer.commands.operations:terminal",
-        "Terminals allowed to ask for authorisations.",
+        "Terminals allowed to ask for authorisations, and their merchants' QR codes.",
+    ),
+    "wallet": (
+        "issuer.commands.qr:wallet",
+        "Phone wallets allowed to pay merchant-presented QR codes: add, list, revoke.",
+    ),
+    "operator": (
+        "issuer.commands.operators:operator",
+        "Operators of the HTTPS operator API (/v1/issuing/...): add, list, show, revoke.",
+    ),
+    "audit": (
+        "issuer.commands.operators:audit",
+        "The append-only audit log: who changed what, when, with what outcome.",
     ),
     "ledger": ("issuer.commands.setup:ledger", "The ledger's own checks."),
     "serve-iso8583": (
@@ -84,24 +99,21 @@ LAZY_COMMANDS: dict[str, tuple[str, str]] = {
 
 
 class IssuerGroup(LazyGroup):
-    """A group turning :class:`IssuerError` into :class:`CliError` and closing the
-    issuer opened for the command; its :data:`LAZY_COMMANDS` are imported on first use
-    (:class:`clikit.lazy.LazyGroup`)."""
+    """The ``issuer`` group (:class:`clikit.lazy.LazyGroup`: its :data:`LAZY_COMMANDS`
+    imported on first use, failures shown as :mod:`clikit.errors` says): an
+    :class:`IssuerError` is the :class:`CliError` of its exit code, and the issuer
+    opened for the command is closed after it."""
 
     lazy_commands = LAZY_COMMANDS
+
+    def translate(self, ctx: click.Context, exc: Exception) -> click.ClickException | None:
+        if isinstance(exc, IssuerError):
+            return CliError.from_issuer(exc)
+        return None
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except IssuerError as exc:
-            error = CliError.from_issuer(exc)
-            state = ctx.find_object(CliState)
-            error.as_json = bool(state and state.as_json)
-            raise error from None
-        except CliError as error:
-            state = ctx.find_object(CliState)
-            error.as_json = bool(state and state.as_json)
-            raise
         finally:
             state = ctx.find_object(CliState)
             if state is not None:
@@ -157,12 +169,13 @@ def serve_command(
 
     Mutual TLS with the home's TLS folder (`issuer tls show`): the server certificate,
     and a client certificate of the issuer's CA required of every terminal, naming the
-    terminal whose credential it presents (`issuer terminal add` issues it). Prints
+    terminal whose credential it presents (`issuer terminal add` issues it), and of
+    every operator of the operator API, /v1/issuing/... (`issuer operator add`). Prints
     "listening on https://HOST:PORT" on standard error when ready (with --json also
     {"url": ...} on standard output). SIGHUP takes up a renewed server certificate
     (`issuer tls renew-server`) without a restart. Stop with Ctrl-C or SIGTERM: the
     requests under way are answered and committed first. A busy address is one line
-    and exit code 1.
+    and exit code 4 (conflict).
     """
     from httpserve import ListenError
     from httpserve.server import serve
@@ -197,7 +210,7 @@ def serve_command(
             ssl_context=context, ready=ready, reload=reload,
         )  # fmt: skip
     except ListenError as exc:
-        raise CliError(str(exc)) from None
+        raise ToolFailure.of(str(exc), listen_exit(exc.errno)) from None
 
 
 def main() -> None:

@@ -1,12 +1,15 @@
 """The error tree of the issuer.
 
 Everything the issuer's domain, ledger and key stores raise on a bad request is an
-:class:`IssuerError`; each class carries the process exit code the CLI uses for it
-(clig.dev: non-zero exit on failure, distinct codes for distinct causes). Messages
-never hold a full PAN, a track image or a key (PCI DSS v4.0 Req. 3.4.1).
+:class:`IssuerError`; each class carries the process exit code the CLI uses for it,
+from the table all four tools share (:class:`clikit.exits.Exit`; clig.dev: non-zero
+exit on failure, distinct codes for distinct causes). Messages never hold a full PAN, a
+track image or a key (PCI DSS v4.0 Req. 3.4.1).
 """
 
 from __future__ import annotations
+
+from clikit.exits import Exit
 
 __all__ = [
     "ConfigError",
@@ -27,31 +30,31 @@ __all__ = [
 class IssuerError(Exception):
     """Base class of every error the issuer raises on a bad request or state."""
 
-    exit_code = 1
+    exit_code: int = Exit.INTERNAL
 
 
 class ValidationError(IssuerError, ValueError):
     """An argument is malformed (a PAN that fails Luhn, an MCC of 3 digits, ...)."""
 
-    exit_code = 2
+    exit_code = Exit.USAGE
 
 
 class NotFoundError(IssuerError, LookupError):
     """No account, card, token, terminal, key or transaction by that identifier."""
 
-    exit_code = 3
+    exit_code = Exit.NOT_FOUND
 
 
 class ConflictError(IssuerError):
     """The object already exists (a PAN registered twice, a key id taken)."""
 
-    exit_code = 4
+    exit_code = Exit.CONFLICT
 
 
 class InvalidStateError(IssuerError):
     """A life-cycle rule forbids the change (resuming a closed card, ...)."""
 
-    exit_code = 4
+    exit_code = Exit.CONFLICT
 
 
 class RefusedError(InvalidStateError):
@@ -66,7 +69,7 @@ class RefusedError(InvalidStateError):
 class KeyStoreError(IssuerError):
     """The key store cannot do what was asked (locked, wrong passphrase, no such key)."""
 
-    exit_code = 5
+    exit_code = Exit.REFUSED
 
 
 class KcvMismatchError(KeyStoreError):
@@ -76,13 +79,13 @@ class KcvMismatchError(KeyStoreError):
 class ConfigError(IssuerError):
     """The issuer home is missing or its configuration is unusable."""
 
-    exit_code = 6
+    exit_code = Exit.CONFIG
 
 
 class LedgerError(IssuerError):
     """The database refused an operation."""
 
-    exit_code = 7
+    exit_code = Exit.STORAGE
 
 
 class IntegrityError(LedgerError):

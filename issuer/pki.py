@@ -14,6 +14,10 @@ never a PAN's hash), hex (:func:`tls_password`). They open only where the key st
 opens (a file store with its passphrase, a PKCS#11 token with its PIN), like the key
 store's own secrets; their files are mode 0600 besides.
 
+An operator of the API gets a certificate of the same CA naming it as
+``urn:tapstack:operator:<id>`` (:func:`add_operator`), its serial recorded on the
+operator in the transaction that makes it.
+
 A terminal's certificate (:func:`add_terminal`, :func:`renew_terminal`) names it as
 ``urn:tapstack:terminal:<id>`` (:mod:`emvwire.pki`) and is recorded (serial,
 fingerprint, validity) in the transaction that adds the terminal, or alone for a
@@ -26,6 +30,7 @@ never leaves the terminal.
 from __future__ import annotations
 
 import ssl
+from collections.abc import Iterable
 from datetime import datetime
 from pathlib import Path
 from typing import Final
@@ -41,10 +46,12 @@ from issuer.model.entities import (
     utc_now,
     utc_text,
 )
+from issuer.model.operators import Operator
 
 __all__ = [
     "CA_NAME",
     "TLS_DIR",
+    "add_operator",
     "add_terminal",
     "certificate_record",
     "renew_terminal",
@@ -119,11 +126,16 @@ def add_terminal(
     csr: bytes | None = None,
     days: int = CLIENT_DAYS,
     now: datetime | None = None,
+    city: str | None = None,
+    currency: str | None = None,
 ) -> tuple[Terminal, str, IssuedCertificate]:
     """Register a terminal with its client certificate (one transaction): the terminal,
-    its credential (shown once) and the certificate (with its new key unless ``csr``)."""
+    its credential (shown once) and the certificate (with its new key unless ``csr``);
+    ``city`` and ``currency`` for its QR codes."""
     certify = _Certify(folder, csr, days, now)
-    terminal, credential = service.add_terminal(merchant, mcc, country=country, certify=certify)
+    terminal, credential = service.add_terminal(
+        merchant, mcc, country=country, certify=certify, city=city, currency=currency
+    )
     assert certify.issued is not None
     return terminal, credential, certify.issued
 
@@ -143,3 +155,26 @@ def renew_terminal(
     service.add_certificate(terminal_id, certify)
     assert certify.issued is not None
     return certify.issued
+
+
+def add_operator(
+    service: IssuerService,
+    folder: TlsFolder,
+    name: str,
+    scopes: Iterable[str],
+    *,
+    csr: bytes | None = None,
+    days: int = CLIENT_DAYS,
+    now: datetime | None = None,
+) -> tuple[Operator, str, IssuedCertificate]:
+    """Make an operator of the API with its client certificate (one transaction): the
+    operator, its credential (shown once) and the certificate (with its new key unless
+    ``csr``)."""
+    issued: list[IssuedCertificate] = []
+
+    def certify(operator_id: str) -> tuple[str, str]:
+        issued.append(folder.issue_client("operator", operator_id, csr=csr, days=days, now=now))
+        return issued[0].identity.serial, utc_text(issued[0].certificate.not_valid_after_utc)
+
+    operator, credential = service.add_operator(name, scopes, certify=certify)
+    return operator, credential, issued[0]

@@ -4,7 +4,9 @@ Run: .venv/bin/python scripts/make_fixture_cards.py [NAME ...]
 
 Everything is personalised under published test keys: the issuer master keys of
 fixtures/issuer/test-master-keys.json (the AC key is the IMK of pyemv's published
-vectors) and the tapstack test CA of fixtures/ca/. Test issuer RSA keys are created
+vectors) and the tapstack test CA of fixtures/ca/. ICC master keys derive by option B
+(option A for the PANs of 16 digits or fewer) or, for the SM4 cryptogram version, by
+:func:`emvwire.crypto.sm.derive_icc_mk_sm4`. Test issuer RSA keys are created
 once in fixtures/ca/ and reused, so re-running only renews the ICC RSA keys.
 """
 
@@ -16,7 +18,8 @@ from datetime import date
 from pathlib import Path
 
 from emvwire.crypto.des import kcv
-from emvwire.crypto.kdf import derive_icc_mk_a
+from emvwire.crypto.kdf import derive_icc_mk_b
+from emvwire.crypto.sm import derive_icc_mk_sm4
 from emvwire.oda import SigningKey, issue_issuer_certificate
 from emvwire.personalise import IssuerCertificate, personalise
 from emvwire.profile import IccKeys, TokenInfo
@@ -30,6 +33,18 @@ MASTER_KEYS = ROOT / "fixtures" / "issuer" / "test-master-keys.json"
 SCHEMES = {
     "visa": ("test-ca-A000000003-F1-private.pem", 0xF1, 1024, 1024, 3),
     "mastercard": ("test-ca-A000000004-99-private.pem", 0x99, 1152, 1024, 65537),
+    "amex": ("test-ca-A000000025-E4-private.pem", 0xE4, 1024, 1024, 3),
+    "unionpay": ("test-ca-A000000333-E7-private.pem", 0xE7, 1024, 1024, 3),
+}
+
+#: The cards' ISO 14443-3 UIDs, per scheme.
+UIDS = {"visa": "08A1B2C3", "mastercard": "08C4D5E6", "amex": "08E7F809", "unionpay": "08192A3B"}
+#: The cards' own offline limits (minor units, taps), per scheme: none is no offline
+#: approval.
+LIMITS = {
+    "visa": {"offline_amount": 5000, "offline_count": 3},
+    "amex": {"offline_amount": 5000, "offline_count": 3},
+    "unionpay": {"offline_amount": 5000, "offline_count": 3},
 }
 
 CARDS_TO_MAKE = [
@@ -40,6 +55,11 @@ CARDS_TO_MAKE = [
     ("mastercard-card", "mastercard", "card", "5413330089601034", "00", 17, "MC/TEST CARD", None),
     ("mastercard-phone", "mastercard", "phone", "5204740000001002", "00", 21, "",
      TokenInfo("50110030273", "M0010013020331234567890123456", "1034")),
+    ("amex-card", "amex", "card", "374245455400126", "00", 0xA5, "AMEX/TEST CARD", None),
+    # UnionPay: a 19-digit card PAN under TDES (CVN 01), a phone token under SM4 (04).
+    ("unionpay-card", "unionpay", "card", "6258000000000000016", "01", 0x01, "UNIONPAY/TEST", None),
+    ("unionpay-phone", "unionpay", "phone", "6258010000000013", "00", 0x04, "",
+     TokenInfo("60010030273", "U0010013020331234567890123456", "0018")),
 ]  # fmt: skip
 
 
@@ -68,9 +88,8 @@ def main(only: list[str]) -> None:
         if only and file not in only:
             continue
         imks = master["schemes"][kernel]
-        keys = IccKeys(
-            *(derive_icc_mk_a(bytes.fromhex(imks[k]), pan, psn) for k in ("ac", "smi", "smc"))
-        )
+        derive = derive_icc_mk_sm4 if cvn == 0x04 else derive_icc_mk_b
+        keys = IccKeys(*(derive(bytes.fromhex(imks[k]), pan, psn) for k in ("ac", "smi", "smc")))
         bits, exponent = SCHEMES[kernel][3], SCHEMES[kernel][4]
         profile = personalise(
             kernel=kernel,  # type: ignore[arg-type]
@@ -85,8 +104,8 @@ def main(only: list[str]) -> None:
             issuer=_issuer(kernel, pan),
             cardholder=holder,
             token=token,
-            uid=bytes.fromhex({"visa": "08A1B2C3", "mastercard": "08C4D5E6"}[kernel]),
-            limits={"offline_amount": 5000, "offline_count": 3} if kernel == "visa" else {},
+            uid=bytes.fromhex(UIDS[kernel]),
+            limits=LIMITS.get(kernel, {}),
         )
         profile.dump(CARDS / f"{file}.json")
         print(f"{file}: AC key KCV {kcv(keys.ac).hex().upper()}")

@@ -2,13 +2,16 @@
 
 Every command lives in its own module of :mod:`terminal.commands` and is imported only
 when it runs (:data:`LAZY_COMMANDS`): ``readers`` and ``watch``
-(:mod:`~terminal.commands.readers`), ``read`` and ``pay`` (:mod:`~terminal.commands.tap`),
+(:mod:`~terminal.commands.readers`), ``reader feedback`` (:mod:`~terminal.commands.reader`),
+``read`` and ``pay`` (:mod:`~terminal.commands.tap`),
 ``retail``, ``gate transit|parking``, ``entry-point`` and ``csr``
 (:mod:`~terminal.commands.csr`). ``terminal --help`` lists them from the short help
 kept beside each name, importing none of them. Failures are
-:class:`click.ClickException` subclasses with their own exit codes
-(:mod:`terminal.commands.common`): a message, never a traceback. Data go to standard
-output, messages to standard error.
+:class:`clikit.errors.ToolFailure` subclasses (:mod:`terminal.commands.common`) with the
+exit codes all four tools share (:mod:`clikit.exits`, listed by ``terminal --help``):
+a message that says what to do next, never a traceback, and with ``--json`` also the
+JSON error object on standard output. Data go to standard output, messages to
+standard error.
 """
 
 from __future__ import annotations
@@ -27,6 +30,10 @@ LAZY_COMMANDS: dict[str, tuple[str, str]] = {
     "readers": (
         "terminal.commands.readers:readers_command",
         "List the readers attached, numbered, with the path that opens each.",
+    ),
+    "reader": (
+        "terminal.commands.reader:reader_command",
+        "Commands to the reader itself: try its LED and buzzer by hand.",
     ),
     "watch": (
         "terminal.commands.readers:watch_command",

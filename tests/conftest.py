@@ -44,6 +44,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from card.vpcd import VPCD_PORT
+from clikit.errors import DEBUG_ENV
 from tests.support.services import missing_service
 
 PCSCD_SOCKET = Path(os.environ.get("PCSCLITE_CSOCK_NAME", "/run/pcscd/pcscd.comm"))
@@ -173,6 +174,14 @@ def postgres_url() -> str:
     except OSError as exc:
         missing_service(f"PostgreSQL is not reachable on {host}:{port}: {exc}")
     return POSTGRES_URL
+
+
+@pytest.fixture(autouse=True)
+def _tracebacks_reach_the_tests(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An unexpected exception of a CLI reaches the test with its traceback
+    (clikit.errors.DEBUG_ENV), not as the "internal error" line a user sees; a test of
+    that line removes the variable."""
+    monkeypatch.setenv(DEBUG_ENV, "1")
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -8,6 +8,8 @@ Modules:
   algorithm 3 (retail MAC), constant-time MAC verification.
 * :mod:`emvwire.crypto.kdf`: ICC master key derivation (EMV 4.3 Book 2 §A1.4
   Options A and B, and AES) and session key derivation (§A1.3.1, Mastercard SKD).
+* :mod:`emvwire.crypto.sm`: SM4 (ECB, CMAC, key derivations) and SM3, for UnionPay's
+  SM suite.
 * :mod:`emvwire.crypto.cryptogram`: the CVN table, ARQC/TC/AAC generation and
   verification, ARPC methods 1 and 2.
 

@@ -56,6 +56,7 @@ from emvwire.crypto import _ctx
 from emvwire.crypto.aes import aes_cmac
 from emvwire.crypto.kdf import _common_sk, _common_sk_aes
 from emvwire.crypto.mac import _retail_mac_padded, pad_iso9797_1, pad_iso9797_2
+from emvwire.crypto.sm import _common_sk_sm4, sm4_cmac
 from emvwire.errors import CryptoError, VerificationError
 from emvwire.tags import Tag
 
@@ -87,7 +88,10 @@ class Cvn(enum.IntEnum):
     Visa and Mastercard number CVNs independently; the numbers supported here do
     not collide, so an ``int`` names one entry of :data:`CVN_TABLE`.
     ``EMV_CCD_AES`` is valued ``0xA6``: the Common Core Identifier byte of a CCD
-    IAD whose cryptogram version is ``6`` (AES).
+    IAD whose cryptogram version is ``6`` (AES); ``EMV_CCD_TDES`` ``0xA5``, version
+    ``5`` (TDES), the cryptogram of tapstack's American Express card (kernel 4).
+    ``UNIONPAY_TDES`` (01) and ``UNIONPAY_SM4`` (04) are tapstack's UnionPay card's
+    (kernel 7): TDES or the SM4 suite, chosen per card range.
     """
 
     VISA_10 = 10
@@ -97,6 +101,9 @@ class Cvn(enum.IntEnum):
     MASTERCARD_17 = 17
     MASTERCARD_20 = 20
     MASTERCARD_21 = 21
+    UNIONPAY_TDES = 0x01
+    UNIONPAY_SM4 = 0x04
+    EMV_CCD_TDES = 0xA5
     EMV_CCD_AES = 0xA6
 
 
@@ -106,6 +113,7 @@ class MasterKeyDerivation(enum.Enum):
     OPTION_A = "EMV 4.3 Book 2 §A1.4.1 Option A"
     OPTION_B = "EMV 4.3 Book 2 §A1.4.2 Option B (Option A for PANs of 16 digits or fewer)"
     AES = "Option A/B Y under AES-128 (tapstack's reading, kdf.derive_icc_mk_aes)"
+    SM4 = "Option A/B Y under SM4 as under AES (tapstack's reading, sm.derive_icc_mk_sm4)"
 
 
 class SessionKeyDerivation(enum.Enum):
@@ -115,6 +123,7 @@ class SessionKeyDerivation(enum.Enum):
     EMV_CSK = "EMV common SKD, EMV 4.3 Book 2 §A1.3.1, R = ATC || 00 * 6"
     MASTERCARD_SKD = "Mastercard proprietary SKD, R = ATC || 00 00 || UN"
     EMV_CSK_AES = "EMV common SKD with AES, EMV 4.3 Book 2 §A1.3.1, R = ATC || 00 * 14"
+    EMV_CSK_SM4 = "EMV common SKD with SM4, EMV 4.3 Book 2 §A1.3.1, R = ATC || 00 * 14"
 
 
 class MacAlgorithm(enum.Enum):
@@ -122,6 +131,7 @@ class MacAlgorithm(enum.Enum):
 
     RETAIL_TDES = "ISO/IEC 9797-1 MAC algorithm 3, EMV 4.3 Book 2 §A1.2.1"
     AES_CMAC = "AES-CMAC (ISO/IEC 9797-1 MAC algorithm 5), EMV 4.3 Book 2 §A1.2.2"
+    SM4_CMAC = "CMAC with SM4 (ISO/IEC 9797-1 MAC algorithm 5), Book 2 §A1.2.2 with SM4"
 
 
 class ArpcKey(enum.Enum):
@@ -334,6 +344,72 @@ CVN_TABLE: Final = MappingProxyType(
                 _PYEMV,
             ),
         ),
+        Cvn.UNIONPAY_TDES: CvnSpec(
+            cvn=Cvn.UNIONPAY_TDES,
+            scheme="UnionPay (tapstack's UnionPay card)",
+            master_key=MasterKeyDerivation.OPTION_B,
+            session_key=SessionKeyDerivation.EMV_CSK,
+            data_elements=(*_BOOK2_MINIMUM, "tag_9f10"),
+            padding=2,
+            mac=MacAlgorithm.RETAIL_TDES,
+            arpc_method=1,
+            arpc_key=ArpcKey.SESSION_KEY,
+            iad_layout="len(07) | DKI | CVN(01) | CVR(4: len 03 + 3 bytes), the layout "
+            "UnionPay cards share with Visa format 0/1; the whole IAD is MAC'd",
+            cvr_in_iad=(3, 4),
+            counters_in_iad=None,
+            sources=(
+                "RID A000000333, kernel 7 (EMV Book B Table 3-6); CVN 01 and the 7-byte "
+                "IAD as seen on UnionPay cards in public tag decoders",
+                "UnionPay's UICS cryptogram input is not public: tapstack MACs the Book 2 "
+                "§8.1.1 minimum set and the whole IAD (as Visa CVN 18), option B master "
+                "keys (PANs of up to 19 digits), EMV common SKD, ARPC method 1",
+            ),
+        ),
+        Cvn.UNIONPAY_SM4: CvnSpec(
+            cvn=Cvn.UNIONPAY_SM4,
+            scheme="UnionPay with the SM suite (tapstack's UnionPay card)",
+            master_key=MasterKeyDerivation.SM4,
+            session_key=SessionKeyDerivation.EMV_CSK_SM4,
+            data_elements=(*_BOOK2_MINIMUM, "tag_9f10"),
+            padding=0,
+            mac=MacAlgorithm.SM4_CMAC,
+            arpc_method=2,
+            arpc_key=ArpcKey.SESSION_KEY,
+            iad_layout="len(07) | DKI | CVN(04) | CVR(4: len 03 + 3 bytes); the whole IAD is MAC'd",
+            cvr_in_iad=(3, 4),
+            counters_in_iad=None,
+            sources=(
+                "SM4: GB/T 32907-2016 (cryptography's algorithms.SM4)",
+                "EMV 4.3 Book 2 §A1.2.2 (CMAC for a 128-bit block cipher), §A1.3.1 (common "
+                "SKD, n = 16), §8.2.2 (ARPC method 2), with SM4 in AES's place: tapstack's "
+                "reading, PBOC 3.0's SM algorithm profile not being public",
+            ),
+        ),
+        Cvn.EMV_CCD_TDES: CvnSpec(
+            cvn=Cvn.EMV_CCD_TDES,
+            scheme="EMV Common Core Definitions (tapstack's American Express card)",
+            master_key=MasterKeyDerivation.OPTION_A,
+            session_key=SessionKeyDerivation.EMV_CSK,
+            data_elements=(*_BOOK2_MINIMUM, "tag_9f10"),
+            padding=2,
+            mac=MacAlgorithm.RETAIL_TDES,
+            arpc_method=2,
+            arpc_key=ArpcKey.SESSION_KEY,
+            iad_layout="CCD format A: len(0F) | CCI(A5) | DKI | CVR(5) | counters(8) | "
+            "len(0F) | 15 bytes issuer discretionary data; the whole IAD is MAC'd",
+            cvr_in_iad=(3, 5),
+            counters_in_iad=(8, 8),
+            sources=(
+                "EMV 4.3 Book 3 Annex C7 (CCD IAD format A, CCI cryptogram version '5' = "
+                "TDES; CVR of C7.3)",
+                "EMV 4.3 Book 2 §8.1.2 (CCD AC over the minimum set and the IAD), §A1.2.1 "
+                "(MAC algorithm 3, padding method 2), §A1.3.1 (common SKD), §A1.4.1 "
+                "(option A: PANs of 15 digits), §8.2.2 (ARPC method 2)",
+                "American Express's own AEIPS/Expresspay cryptogram versions are not public: "
+                "tapstack's Amex card uses this EMV common core instead",
+            ),
+        ),
         Cvn.EMV_CCD_AES: CvnSpec(
             cvn=Cvn.EMV_CCD_AES,
             scheme="EMV Common Core Definitions",
@@ -506,6 +582,8 @@ def _session_key(spec: CvnSpec, icc_mk: bytes, data: CryptogramData) -> bytes:
         return _common_sk(icc_mk, data.tag_9f36 + b"\x00\x00" + data.tag_9f37)
     if method is SessionKeyDerivation.EMV_CSK_AES:
         return _common_sk_aes(icc_mk, data.tag_9f36 + _ZEROS_14)
+    if method is SessionKeyDerivation.EMV_CSK_SM4:
+        return _common_sk_sm4(icc_mk, data.tag_9f36 + _ZEROS_14)
     return icc_mk
 
 
@@ -536,6 +614,8 @@ def generate_arqc(cvn: Cvn | int | CvnSpec, icc_mk: bytes, data: CryptogramData)
     sk = _session_key(spec, icc_mk, data)
     if spec.mac is MacAlgorithm.AES_CMAC:
         return aes_cmac(sk, _padded_input(spec, data), spec.ac_length)
+    if spec.mac is MacAlgorithm.SM4_CMAC:
+        return sm4_cmac(sk, _padded_input(spec, data), spec.ac_length)
     return _retail_mac_padded(sk, _padded_input(spec, data))[: spec.ac_length]
 
 
@@ -576,7 +656,7 @@ def arpc_method_2(
 
     ``csu`` is the 4-byte Card Status Update and ``proprietary`` 0 to 8 bytes of
     proprietary authentication data. The MAC is ISO/IEC 9797-1 algorithm 3 with
-    padding method 2 (§A1.2.1) or AES-CMAC (§A1.2.2), per ``mac``.
+    padding method 2 (§A1.2.1), AES-CMAC (§A1.2.2) or CMAC with SM4, per ``mac``.
     """
     if not isinstance(arqc, bytes) or len(arqc) != 8:
         raise CryptoError("the ARQC must be 8 bytes")
@@ -587,6 +667,8 @@ def arpc_method_2(
     message = arqc + csu + proprietary
     if mac is MacAlgorithm.AES_CMAC:
         return aes_cmac(key, message, 4)
+    if mac is MacAlgorithm.SM4_CMAC:
+        return sm4_cmac(key, message, 4)
     if not isinstance(key, bytes) or len(key) != 16:
         raise CryptoError("ARPC method 2 with TDES needs a 16-byte key")
     return _retail_mac_padded(key, pad_iso9797_2(message))[:4]

@@ -6,7 +6,13 @@
   till scans: BER-TLV carrying an application cryptogram, as Base64 text.
 
 Both decode strictly (a :class:`~emvwire.errors.QrError` naming the data object at
-fault, nothing else) and encode only valid payloads.
+fault, nothing else) and encode only valid payloads. Beside them:
+
+- :mod:`emvwire.qr.tapstack`: what the specifications leave to the payment system, as
+  tapstack does it (its merchant account information, the time stamped in a
+  consumer-presented code's cryptogram);
+- :mod:`emvwire.qr.image`: codes drawn (segno: PNG, terminal half blocks) and read
+  from pictures (zxing-cpp), imported on first use.
 """
 
 from emvwire.qr.cpm import Application, CommonData, ConsumerPresentedCode

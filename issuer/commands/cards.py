@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import click
 
+from clikit.progress import progress
 from issuer.commands.common import (
     BadArgumentError,
     CliState,
@@ -18,6 +20,7 @@ from issuer.commands.common import (
     progress_printer,
     table,
 )
+from issuer.commands.qr import token_channels
 from issuer.domain.service import parse_expiry
 from issuer.keys.base import SCHEMES
 from issuer.model.entities import Card, Token
@@ -52,7 +55,8 @@ def _token_lines(t: Token) -> list[str]:
         f"number    {t.token_masked}   PSN {t.psn}   expiry {t.expiry:%Y-%m}",
         f"scheme    {t.scheme}   range {t.bin}   CVN {t.cvn}",
         f"PAR       {t.par}   requestor {t.requestor_id}",
-        f"domain    {'contactless only' if t.contactless_only else 'any channel'}; MCC {mccs}",
+        f"domain    {'contactless only' if t.contactless_only else 'any channel'}; MCC {mccs}"
+        f"; pays on {', '.join(t.channels) if t.channels is not None else 'every channel'}",
         f"status    {t.status.value}",
     ]
     if t.flag:
@@ -81,11 +85,20 @@ def card() -> None:
 @click.option(
     "--out",
     "out",
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=click.Path(path_type=Path),
     required=True,
-    help="Card profile to write (what `card serve` runs; mode 0600).",
+    help="Card profile to write (what `card serve` runs; mode 0600); with --count above "
+    "1 a folder, one profile per card (SCHEME-FORM-NNNN.json).",
 )
+@click.option("--count", type=click.IntRange(1, 100_000), default=1, show_default=True,
+              metavar="N", help="Provision N cards (or phones) of the account at once, a "
+              "progress bar on standard error.")  # fmt: skip
 @click.option("--cvn", type=int, help="Cryptogram version (default: the range's).")
+@click.option(
+    "--range",
+    "prefix",
+    help="Card: the card range (prefix) to issue from (default: the scheme's first).",
+)
 @click.option("--expiry", help="Expiry YYYY-MM (default: 4 years, tokens 3).")
 @click.option("--card", "card_id", help="Phone: the card the token is bound to.")
 @click.option("--requestor-id", help="Phone: token requestor id (11 digits, 9F19).")
@@ -102,7 +115,9 @@ def card_provision(
     scheme: str,
     form: str,
     out: Path,
+    count: int,
     cvn: int | None,
+    prefix: str | None,
     expiry: str | None,
     card_id: str | None,
     requestor_id: str | None,
@@ -118,35 +133,62 @@ def card_provision(
         raise click.UsageError(
             "token options (--requestor-id, --*-mcc, --any-channel) need --form phone"
         )
-    if out.exists() and not force:
-        raise ConflictCliError(f"{out} exists (use --force to replace it)")
-    if not out.parent.is_dir():
-        raise BadArgumentError(f"no such folder: {out.parent}")
-    result = provision(
-        state.app().service,
-        account_id,
-        scheme,
-        form,
-        cvn=cvn,
-        expiry=parse_expiry(expiry) if expiry else None,
-        card_id=card_id,
-        requestor_id=requestor_id,
-        contactless_only=not any_channel,
-        allowed_mccs=allowed_mcc or None,
-        blocked_mccs=blocked_mcc or None,
-        name=name,
-        progress=progress_printer(),
-    )
-    path = write_profile(result.profile, out, overwrite=True)
-    data = {**result.to_json(), "profile": str(path)}
-    lines = [f"wrote {path} ({form}, {scheme})"]
-    if result.token is not None:
-        if result.funding_created:
-            lines.append(f"funding card {result.card.id} created ({result.card.pan_masked})")
-        lines += _token_lines(result.token)
+    if count > 1 and name is not None:
+        raise click.UsageError("--name names one profile: leave it out with --count")
+    targets = _targets(out, count, scheme, form, force)
+    service = state.app().service
+
+    def one(target: Path, notes: Callable[[str], None] | None) -> tuple[dict[str, Any], list[str]]:
+        result = provision(
+            service, account_id, scheme, form, cvn=cvn,
+            expiry=parse_expiry(expiry) if expiry else None, card_id=card_id,
+            requestor_id=requestor_id, contactless_only=not any_channel,
+            allowed_mccs=allowed_mcc or None, blocked_mccs=blocked_mcc or None, name=name,
+            progress=notes, prefix=prefix,
+        )  # fmt: skip
+        path = write_profile(result.profile, target, overwrite=True)
+        lines = [f"wrote {path} ({form}, {scheme})"]
+        if result.token is not None:
+            if result.funding_created:
+                lines.append(f"funding card {result.card.id} created ({result.card.pan_masked})")
+            lines += _token_lines(result.token)
+        else:
+            lines += _card_lines(result.card)
+        return {**result.to_json(), "profile": str(path)}, lines
+
+    if count == 1:
+        data, lines = one(targets[0], progress_printer())
+        emit(data, as_json, lines)
+        return
+    made: list[dict[str, Any]] = []
+    with progress(targets, count, f"provisioning {count} {form}s") as bar:
+        for target in bar:
+            made.append(one(target, None)[0])
+    emit({"provisioned": made}, as_json,
+         [f"wrote {len(made)} profiles in {out} ({form}, {scheme})"])  # fmt: skip
+
+
+def _targets(out: Path, count: int, scheme: str, form: str, force: bool) -> list[Path]:
+    """The profile files of ``--out``: the file itself, or ``count`` files in the folder
+    ``out`` (made if missing); none may exist unless ``--force``."""
+    if count == 1:
+        if out.is_dir():
+            raise BadArgumentError(f"{out} is a folder: --out names the profile file")
+        targets = [out]
     else:
-        lines += _card_lines(result.card)
-    emit(data, as_json, lines)
+        if out.exists() and not out.is_dir():
+            raise BadArgumentError(f"{out} is a file: with --count, --out names a folder")
+        if not out.parent.is_dir():
+            raise BadArgumentError(f"no such folder: {out.parent}")
+        out.mkdir(exist_ok=True)
+        width = max(4, len(str(count)))
+        targets = [out / f"{scheme}-{form}-{i:0{width}d}.json" for i in range(1, count + 1)]
+    taken = [t for t in targets if t.exists()]
+    if taken and not force:
+        raise ConflictCliError(f"{taken[0]} exists (use --force to replace it)")
+    if not targets[0].parent.is_dir():
+        raise BadArgumentError(f"no such folder: {targets[0].parent}")
+    return targets
 
 
 @card.command("register")
@@ -271,7 +313,7 @@ _card_change("close", "close_card", "Close a card for good; its tokens are delet
 
 @click.group()
 def token() -> None:
-    """Payment tokens: list, show, suspend, resume, delete."""
+    """Payment tokens: list, show, suspend, resume, delete, channels."""
 
 
 @token.command("list")
@@ -332,3 +374,6 @@ def _token_change(verb: str, method: str, help_text: str) -> click.Command:
 _token_change("suspend", "suspend_token", "Suspend a token (its card keeps working).")
 _token_change("resume", "resume_token", "Resume a suspended token.")
 _token_change("delete", "delete_token", "Delete a token for good.")
+
+
+token.add_command(token_channels)

@@ -3,10 +3,11 @@ errors as :class:`click.ClickException` subclasses with exit codes, secrets aske
 only when needed, progress on stderr when it is a terminal.
 
 Conventions (clig.dev): data to stdout, messages to stderr; ``--json`` on every
-command; no prompts without a terminal or with ``--no-input``; PANs masked everywhere
-(emvwire.mask); exit codes per error class (:mod:`issuer.errors`): 1 general, 2 bad
-argument, 3 not found, 4 conflict or forbidden change, 5 key store, 6 configuration,
-7 database.
+command (a failure then also as ``{"error": {"code", "message", "exit"}}`` on stdout,
+:mod:`clikit.errors`); no prompts without a terminal or with ``--no-input``; PANs
+masked everywhere (emvwire.mask); exit codes per error class (:mod:`issuer.errors`,
+from the table of :mod:`clikit.exits`): 1 internal, 2 bad argument, 3 not found, 4
+conflict or forbidden change, 6 key store refused, 10 configuration, 11 database.
 """
 
 from __future__ import annotations
@@ -17,10 +18,12 @@ import sys
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
+from clikit.errors import ToolFailure
+from clikit.exits import Exit
 from emvwire.mask import scrub
 from issuer.config import ENV_KEYSTORE_KEY, ENV_PKCS11_PIN, default_home, load_config
 from issuer.errors import IssuerError
@@ -52,70 +55,54 @@ __all__ = [
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-class CliError(click.ClickException):
-    """An error shown to the user: ``Error: ...`` on stderr, or a JSON object with
-    ``--json``. Subclasses carry the exit code of their :mod:`issuer.errors` class."""
+class CliError(ToolFailure):
+    """An error shown to the user (:class:`clikit.errors.ToolFailure`: ``Error: ...`` on
+    stderr, with ``--json`` also the JSON error object on stdout). Subclasses carry the
+    exit code of their :mod:`issuer.errors` class (:class:`clikit.exits.Exit`)."""
 
-    exit_code = 1
-
-    def __init__(self, message: str, kind: str = "error") -> None:
+    def __init__(self, message: str) -> None:
         super().__init__(scrub(message))
-        self.kind = kind
-        self.as_json = False
 
-    @classmethod
-    def of(cls, message: str, exit_code: int, kind: str = "error") -> CliError:
-        """The error class for ``exit_code`` with ``message``."""
-        return _BY_CODE.get(exit_code, CliError)(message, kind)
-
-    @classmethod
-    def from_issuer(cls, exc: IssuerError) -> CliError:
-        """The CLI error for a domain error."""
-        return cls.of(str(exc), exc.exit_code, type(exc).__name__)
-
-    def show(self, file: IO[Any] | None = None) -> None:
-        if not self.as_json:
-            super().show(file)
-            return
-        out = file or sys.stderr
-        body = {"error": {"type": self.kind, "message": self.message, "exit_code": self.exit_code}}
-        out.write(json.dumps(body) + "\n")
+    @staticmethod
+    def from_issuer(exc: IssuerError) -> CliError:
+        """The CLI error for a domain error: the class of its exit code."""
+        return _BY_CODE.get(exc.exit_code, CliError)(str(exc))
 
 
 class BadArgumentError(CliError):
     """A malformed argument (exit 2, as click's usage errors)."""
 
-    exit_code = 2
+    exit_code = Exit.USAGE
 
 
 class NotFoundCliError(CliError):
     """No such account, card, token, terminal, key or transaction (exit 3)."""
 
-    exit_code = 3
+    exit_code = Exit.NOT_FOUND
 
 
 class ConflictCliError(CliError):
     """It exists already, or a life-cycle rule forbids the change (exit 4)."""
 
-    exit_code = 4
+    exit_code = Exit.CONFLICT
 
 
 class KeyStoreCliError(CliError):
-    """The key store refused (exit 5)."""
+    """The key store refused (exit 6, refused)."""
 
-    exit_code = 5
+    exit_code = Exit.REFUSED
 
 
 class ConfigCliError(CliError):
-    """The home is missing or unusable, or a secret is missing (exit 6)."""
+    """The home is missing or unusable, or a secret is missing (exit 10)."""
 
-    exit_code = 6
+    exit_code = Exit.CONFIG
 
 
 class DatabaseCliError(CliError):
-    """The database refused, or the ledger is inconsistent (exit 7)."""
+    """The database refused, or the ledger is inconsistent (exit 11)."""
 
-    exit_code = 7
+    exit_code = Exit.STORAGE
 
 
 _BY_CODE: dict[int, type[CliError]] = {
@@ -182,9 +169,11 @@ class CliState:
 
     def app(self) -> IssuerApp:
         """The issuer of the home, opened once per command (the composition root is
-        imported here, so that ``--help`` and the commands without an issuer skip it)."""
+        imported here, so that ``--help`` and the commands without an issuer skip it),
+        its service acting as ``cli:<OS user>`` (:mod:`issuer.domain.audit`)."""
         if self._app is None:
             from issuer.bootstrap import open_issuer
+            from issuer.domain.audit import cli_actor
 
             config = load_config(self.home_dir)
             self._app = open_issuer(
@@ -193,6 +182,8 @@ class CliState:
                 passphrase=self.secret_prompt(ENV_KEYSTORE_KEY, "Key store passphrase"),
                 pin=self.secret_prompt(ENV_PKCS11_PIN, "PKCS#11 user PIN"),
             )
+            # Every change a command makes is audited as the OS user's.
+            self._app.service = self._app.service.acting_as(cli_actor())
         return self._app
 
     def service(self, bind: str, example: str, *, plain: bool, what: str) -> ServiceSetup:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from clikit.errors import ToolFailure, listen_exit
 from issuer.commands.common import CliState
 
 __all__ = ["serve_iso8583_command"]
@@ -47,6 +48,7 @@ def serve_iso8583_command(
     when ready (with --json also {"url": ...} on standard output). Stop with Ctrl-C or
     SIGTERM.
     """
+    from httpserve import ListenError
     from issuer.bootstrap import open_issuer
     from issuer.domain.clearing import Clearing
     from issuer.service.iso8583 import Iso8583Handler
@@ -68,9 +70,12 @@ def serve_iso8583_command(
             if as_json:
                 click.echo(json.dumps({"url": f"{scheme}://{h}:{p}"}))
 
-        serve_iso8583(
-            handler, setup.host, setup.port, ssl_context=context,
-            identify=handler.identify, ready=ready,
-        )  # fmt: skip
+        try:
+            serve_iso8583(
+                handler, setup.host, setup.port, ssl_context=context,
+                identify=handler.identify, ready=ready,
+            )  # fmt: skip
+        except ListenError as exc:
+            raise ToolFailure.of(str(exc), listen_exit(exc.errno)) from None
     finally:
         app.close()

@@ -20,6 +20,7 @@ from issuer.commands.common import (
     pass_state,
     table,
 )
+from issuer.commands.qr import terminal_qr, terminal_set
 from issuer.model.currency import format_amount
 from issuer.pki import TLS_DIR, add_terminal, renew_terminal, tls_folder
 
@@ -76,7 +77,7 @@ def txn_list(
 
 @click.group()
 def terminal() -> None:
-    """Terminals allowed to ask for authorisations."""
+    """Terminals allowed to ask for authorisations, and their merchants' QR codes."""
 
 
 def _certificate_options(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -125,6 +126,8 @@ def _certificate_lines(cert: dict[str, Any]) -> list[str]:
 @click.option("--merchant", required=True, help="Merchant name.")
 @click.option("--mcc", required=True, help="Merchant category code (4 digits).")
 @click.option("--country", default="0250", show_default=True, help="ISO 3166 numeric (4 digits).")
+@click.option("--city", help="The merchant's city, for its QR codes.")
+@click.option("--currency", help="Its currency (ISO 4217) for QR codes [default: the country's].")
 @_certificate_options
 @json_option
 @pass_state
@@ -133,6 +136,8 @@ def terminal_add(
     merchant: str,
     mcc: str,
     country: str,
+    city: str | None,
+    currency: str | None,
     csr: IO[bytes] | None,
     cert_dir: Path | None,
     days: int,
@@ -146,7 +151,7 @@ def terminal_add(
     try:
         added, credential, issued = add_terminal(
             app.service, tls_folder(state.home_dir, app.keys), merchant, mcc,
-            country=country, csr=request, days=days,
+            country=country, csr=request, days=days, city=city, currency=currency,
         )  # fmt: skip
     except PkiError as exc:
         raise BadArgumentError(f"certificate: {exc}") from None
@@ -254,3 +259,7 @@ def terminal_revoke(state: CliState, terminal_id: str, serial: str | None, as_js
         return
     revoked = service.revoke_terminal(terminal_id)
     emit(revoked.to_json(), as_json, f"{revoked.id} is {revoked.status.value}")
+
+
+terminal.add_command(terminal_qr)
+terminal.add_command(terminal_set)

@@ -24,6 +24,7 @@ from issuer.commands.common import (
     table,
 )
 from issuer.config import ENV_KEYSTORE_KEY, ENV_PKCS11_PIN, redact_url
+from issuer.domain.audit import cli_actor
 from issuer.errors import IntegrityError, ValidationError
 from issuer.keys.base import PURPOSES, SCHEMES, KeyInfo, MasterKeyRef
 from issuer.personalisation.ranges import DEFAULT_RANGES
@@ -159,6 +160,10 @@ def init(
         tls=tls,
     )
     try:
+        app.service.acting_as(cli_actor()).record_outcome(
+            "issuer.init", "issuer", str(target), "succeeded",
+            {"ca": ca, "default_ranges": not no_default_ranges},
+        )  # fmt: skip
         ranges = app.service.bin_ranges()
         infos = app.keys.list()
         tls_summary = tls_folder(target, app.keys).summary()
@@ -226,6 +231,9 @@ def tls_init(state: CliState, hosts: tuple[str, ...], as_json: bool) -> None:
     except PkiError as exc:
         raise ConflictCliError(f"TLS: {exc}") from None
     summary = folder.summary()
+    state.app().service.record_outcome(
+        "tls.init", "tls", "server", "succeeded", {"hosts": list(hosts or DEFAULT_HOSTS)}
+    )
     emit(summary, as_json, summary_lines(summary, "terminals"))
 
 
@@ -258,6 +266,10 @@ def tls_renew_server(state: CliState, hosts: tuple[str, ...], as_json: bool) -> 
     except PkiError as exc:
         raise ConfigCliError(f"TLS: {exc}") from None
     summary = folder.summary()
+    state.app().service.record_outcome(
+        "tls.renew-server", "tls", "server", "succeeded",
+        {"hosts": list(hosts or DEFAULT_HOSTS), "not_after": cert.not_valid_after_utc},
+    )  # fmt: skip
     emit(
         summary,
         as_json,
@@ -300,6 +312,14 @@ def _key_json(info: KeyInfo, retired: frozenset[tuple[str, str, int, int]]) -> d
     if ref is not None:
         data["retired"] = (ref.scheme, ref.bin, ref.cvn, ref.version) in retired
     return data
+
+
+def _audit_key(state: CliState, action: str, key_id: str, kcv: bytes) -> None:
+    """Audit a change of the key store (outside the ledger: its own transaction, after
+    the change), with the key's id and KCV, never the key."""
+    state.app().service.record_outcome(
+        action, "key", key_id, "succeeded", {"kcv": kcv.hex().upper()}
+    )
 
 
 @keys.command("list")
@@ -359,6 +379,8 @@ def keys_generate(
                 f"{ref.key_id} exists already: `issuer keys rotate` makes a new version"
             )
     infos = [store.generate(ref) for ref in refs]
+    for i in infos:
+        _audit_key(state, "keys.generate", i.key_id, i.kcv)
     emit(
         [i.to_json() for i in infos],
         as_json,
@@ -382,6 +404,8 @@ def keys_rotate(state: CliState, scheme: str, bin_: str, cvn: int, as_json: bool
     same = [r.version for r in held if (r.scheme, r.bin, r.cvn) == (scheme, bin_, cvn)]
     version = max(same, default=0) + 1
     infos = app.keys.generate_set(scheme, bin_, cvn, version)
+    for i in infos:
+        _audit_key(state, "keys.rotate", i.key_id, i.kcv)
     emit(
         {"version": version, "keys": [i.to_json() for i in infos]},
         as_json,
@@ -466,6 +490,7 @@ def keys_import(
     if not key_text.strip():
         raise BadArgumentError("no key given")
     info = store.import_(ref, _hex(key_text, "key"), kcv)
+    _audit_key(state, "keys.import", info.key_id, info.kcv)
     emit(
         info.to_json(),
         as_json,

@@ -4,7 +4,7 @@ The flow (EMV Book 2 §8.1-8.2 for the cryptograms; ISO 8583 field 55 for the re
 the read-phase rules of :mod:`issuer.domain.field55`)::
 
     parse field 55 (emvwire, nothing assumed)  ->  PAN or token from track 2 (57)
-    -> token vault: de-tokenise, status, expiry, domain controls (contactless, MCC)
+    -> token vault: de-tokenise, status, expiry, domain controls (channel, MCC)
     -> derive the ICC AC key (cached per card), verify the ARQC for the card's CVN
     -> ATC strictly new within a window (replayed / rolled back: decline, flag)
     -> card CVR (in the MAC'd IAD) against terminal CVM results 9F34, CTQ 9F6C, TVR
@@ -87,15 +87,25 @@ CSU_DECLINED: Final = bytes(4)
 
 @dataclass(frozen=True, slots=True)
 class AuthorisationRequest:
-    """What a terminal sends: its request id, field 55 and track 2 (57)."""
+    """What a terminal sends: its request id, field 55 and track 2 (57), and how the
+    card's data came (``channel``, :class:`emvwire.contract.Channel`). A QR payment
+    (:mod:`issuer.domain.qr`) may also carry the ``amount`` to authorise (a code made
+    without one) and a ``refusal``: why its code is refused, declined once the
+    cryptogram verified (the code's data that says so is then the card's)."""
 
     request_id: str
     icc_data: bytes = field(repr=False)
     track2: bytes = field(repr=False)
+    channel: str = "contactless"
+    amount: int | None = None
+    refusal: DeclineReason | None = None
 
     def digest(self) -> str:
         """The request hash that tells a true retry from a reused request id."""
-        return hashlib.sha256(b"auth|" + self.icc_data + b"|" + self.track2).hexdigest()
+        data = b"auth|" + self.icc_data + b"|" + self.track2
+        if self.channel != "contactless":
+            data += f"|{self.channel}|{self.amount}".encode()
+        return hashlib.sha256(data).hexdigest()
 
 
 class _TakenError(IssuerError):
@@ -326,6 +336,8 @@ class Authoriser:
         tags = parse_field55(request.icc_data)
         pan = pan_of(request.track2)
         amount, currency = amount_and_currency(tags)
+        if request.amount is not None:
+            amount = request.amount
         checked = _Checked(None, max(amount, 0), currency, None, None, b"", b"", mask_pan(pan))
         try:
             check_format(tags, amount, currency)
@@ -334,7 +346,7 @@ class Authoriser:
                 raise DeclinedError(DeclineReason.CARD_NOT_FOUND)
             checked.instrument = instrument
             refused = self._issuer.vault.check(
-                instrument, today=self._today(), contactless=True, mcc=terminal.mcc
+                instrument, today=self._today(), mcc=terminal.mcc, channel=request.channel
             )
             if refused is not None:
                 raise DeclinedError(refused)
@@ -354,6 +366,8 @@ class Authoriser:
                 raise DeclinedError(DeclineReason.CRYPTOGRAM_INVALID) from None
             checked.data, checked.arqc, checked.icc_mk = data, arqc, mk
             checked.atc = int.from_bytes(tags[Tag.ATC])
+            if request.refusal is not None:
+                raise DeclinedError(request.refusal)
             check_cvm(instrument, tags)
             check_transit(instrument, tags, terminal.mcc)
         except DeclinedError as decline:
@@ -419,7 +433,7 @@ class Authoriser:
         )  # fmt: skip
         record = new_record(
             decided, terminal=terminal, request_id=request.request_id, digest=digest,
-            inst=inst, atc=checked.atc,
+            inst=inst, atc=checked.atc, channel=request.channel,
         )  # fmt: skip
         if not uow.authorisations.add(record):
             raise _TakenError

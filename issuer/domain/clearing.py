@@ -242,8 +242,9 @@ class Clearing:
             card=token.token_masked if token else card.pan_masked, original_id=original.id,
         )  # fmt: skip
         record = new_record(
-            decided, terminal=terminal, request_id=request_id, digest=digest, inst=inst
-        )
+            decided, terminal=terminal, request_id=request_id, digest=digest, inst=inst,
+            channel=original.channel,
+        )  # fmt: skip
         if not uow.authorisations.add(record):
             raise TransientError("a concurrent request with this id")  # replayed on retry
         if reason is None:

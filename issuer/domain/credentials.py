@@ -1,6 +1,7 @@
-"""Terminal credentials: made once, shown once, stored as an Argon2id hash.
+"""Terminal and operator credentials: made once, shown once, stored as an Argon2id hash.
 
-A credential is ``tsk_`` and 32 random bytes in URL-safe base64 (256 bits). What is
+A credential is ``tsk_`` (a terminal's; ``osk_`` an operator's) and 32 random bytes in
+URL-safe base64 (256 bits). What is
 stored is a PHC-format Argon2id string (RFC 9106; OWASP's minimum parameters m = 19 MiB,
 t = 2, p = 1), so a copy of the database does not give terminal access.
 
@@ -26,6 +27,7 @@ from cryptography.hazmat.primitives.kdf.argon2 import Argon2id
 
 __all__ = [
     "CREDENTIAL_PREFIX",
+    "OPERATOR_PREFIX",
     "CredentialCache",
     "hash_credential",
     "new_credential",
@@ -33,6 +35,8 @@ __all__ = [
 ]
 
 CREDENTIAL_PREFIX: Final = "tsk_"
+#: The prefix of an operator's credential (:mod:`issuer.model.operators`).
+OPERATOR_PREFIX: Final = "osk_"
 #: Argon2id parameters (RFC 9106 §4; OWASP password storage cheat sheet minimum).
 ARGON2_MEMORY_KIB: Final = 19 * 1024
 ARGON2_ITERATIONS: Final = 2
@@ -47,9 +51,10 @@ def _unb64(text: str) -> bytes:
     return base64.b64decode(text + "=" * (-len(text) % 4))
 
 
-def new_credential() -> str:
-    """A fresh terminal credential (shown once, never stored)."""
-    return CREDENTIAL_PREFIX + secrets.token_urlsafe(32)
+def new_credential(prefix: str = CREDENTIAL_PREFIX) -> str:
+    """A fresh credential, a terminal's unless ``prefix`` says otherwise (shown once,
+    never stored)."""
+    return prefix + secrets.token_urlsafe(32)
 
 
 def _kdf(salt: bytes, memory: int, iterations: int, lanes: int) -> Argon2id:

@@ -146,9 +146,11 @@ def new_record(
     digest: str,
     inst: Instrument | None,
     atc: int | None = None,
+    channel: str = "contactless",
 ) -> Authorisation:
     """The authorisation record of a decision, its answer the decision's text; an
-    approval holds its amount until it expires (:func:`issuer.domain.funds.expiry_time`)."""
+    approval holds its amount until it expires (:func:`issuer.domain.funds.expiry_time`).
+    ``channel``: how the card's data came (:class:`emvwire.contract.Channel`)."""
     decision, text = decided
     approved = decision.approved
     reason = decision.reason
@@ -176,6 +178,7 @@ def new_record(
         held_amount=decision.amount if approved else 0,
         expires_at=funds.expiry_time() if approved else None,
         response=text.decode(),
+        channel=channel,
     )
 
 

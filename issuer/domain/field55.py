@@ -58,16 +58,26 @@ PURCHASE_TYPES: Final = frozenset({0x00, 0x09})
 #: Where the CVR sits in the IAD, per CVN: (offset, length) of the CVR data bytes.
 #: Visa format 0/1 (VIS 1.5 Appendix A-13: ``06 | DKI | CVN | 03 | CVR(3)``), Visa
 #: format 2 (VIS 1.6: ``1F | CVN | DKI | CVR(5) | ...``), M/Chip 4 (``DKI | CVN |
-#: CVR(6) | ...``). CVN 10/18/16/17/20/21 MAC the CVR; CVN 22 MACs the whole IAD.
+#: CVR(6) | ...``), the EMV common core of the American Express card (Book 3 Annex
+#: C7.1: ``0F | CCI A5 | DKI | CVR(5) | ...``), the UnionPay card (``07 | DKI | CVN |
+#: 03 | CVR(3) | 00``, card/unionpay.py). CVN 10/18/16/17/20/21 MAC the CVR; CVN 22,
+#: A5, 01 and 04 MAC the whole IAD.
 CVR_IN_IAD: Final[Mapping[int, tuple[int, int]]] = {
     10: (4, 3), 18: (4, 3), 22: (3, 5), 16: (2, 6), 17: (2, 6), 20: (2, 6), 21: (2, 6),
+    0xA5: (3, 5), 0x01: (4, 3), 0x04: (4, 3),
 }  # fmt: skip
 #: Card-proven facts in the CVR, per scheme (card/visa.py, card/mastercard.py module
 #: docstrings; VIS 1.5 A-13, M/Chip 4 CVR).
+#: The schemes whose cards write Visa's CVR (the UnionPay card is Visa's, card/unionpay.py).
+_VISA_CVR_SCHEMES: Final = frozenset({"visa", "unionpay"})
 _VISA_CVR_CDCVM: Final = Bit(2, 0x01)
 _VISA_CVR_OFFLINE_ONLY: Final = Bit(0, 0x01)  # "unable to go online": an offline reader
 _MC_CVR_PIN_PERFORMED: Final = Bit(0, 0x04)
 _MC_CVR_PIN_OK: Final = Bit(0, 0x01)
+#: CCD CVR byte 2 bit 4, offline PIN verification performed (Book 3 Annex C7.3): what
+#: a CCD card (tapstack's American Express card, card/amex.py) would set for a CVM
+#: verified by the card; the plastic card never does.
+_CCD_CVR_PIN_PERFORMED: Final = Bit(1, 0x08)
 #: CVM results 9F34 method codes (EMV Book 3 Annex C3, low six bits): offline PIN
 #: verified by the ICC (plaintext 01, enciphered 04, combinations 03, 05) = CDCVM on
 #: contactless kernel 2/3 (01 00 02).
@@ -174,8 +184,10 @@ def check_cvm(instrument: Instrument, tags: Mapping[int, bytes]) -> None:
     """What the terminal says was verified must be what the card's CVR proves (module
     docstring); and a card that verified cannot have failed cardholder verification."""
     cvr = _cvr(instrument, tags[Tag.IAD])
-    if instrument.scheme == "visa":
+    if instrument.scheme in _VISA_CVR_SCHEMES:
         card_cdcvm = is_set(cvr, _VISA_CVR_CDCVM)
+    elif instrument.scheme == "amex":
+        card_cdcvm = is_set(cvr, _CCD_CVR_PIN_PERFORMED)
     else:
         card_cdcvm = is_set(cvr, _MC_CVR_PIN_PERFORMED) and is_set(cvr, _MC_CVR_PIN_OK)
     cvm = tags.get(Tag.CVM_RESULTS, b"")
@@ -194,7 +206,7 @@ def check_transit(instrument: Instrument, tags: Mapping[int, bytes], terminal_mc
     MCC, is good only at a transit terminal; an MCC in field 55 must be the terminal's
     (module docstring)."""
     transit = False
-    if instrument.scheme == "visa":
+    if instrument.scheme in _VISA_CVR_SCHEMES:
         transit = is_set(_cvr(instrument, tags[Tag.IAD]), _VISA_CVR_OFFLINE_ONLY)
     mcc = tags.get(Tag.MCC, b"").hex()
     if mcc and mcc != terminal_mcc:

@@ -290,6 +290,7 @@ def refund(
         parent_id=parent.id,
         mcc=parent.mcc,
         response=response,
+        channel=parent.channel,
     )
     if not uow.authorisations.add(record):
         found = uow.authorisations.find_by_request(terminal_id, request_id)

@@ -1,4 +1,4 @@
-"""The issuer's domain operations: accounts, cards, tokens, terminals.
+"""The issuer's domain operations: accounts, cards, tokens, terminals, operators.
 
 :class:`IssuerService` takes a :class:`~issuer.ledger.repository.Ledger` and a
 :class:`~issuer.keys.base.KeyStore` (wired by :mod:`issuer.bootstrap`), so tests and
@@ -6,6 +6,11 @@ the CLI run it without a server. Each public method is one unit of work. PANs an
 tokens enter and leave only through :class:`IssuedCard` / :class:`IssuedToken` (whose
 reprs mask them) and :meth:`IssuerService.reveal`; the database holds them sealed
 (:mod:`issuer.ledger.schema`).
+
+The CLI and the operator API run the same methods. A service :meth:`acting as
+<IssuerService.acting_as>` someone writes every change it makes to the audit log in
+the change's own transaction (:mod:`issuer.domain.audit`); the lists of the API page
+through :meth:`IssuerService.page`.
 """
 
 from __future__ import annotations
@@ -15,11 +20,12 @@ import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import date
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from emvwire.mask import mask_pan
 from issuer.domain import funds
-from issuer.domain.credentials import hash_credential, new_credential
+from issuer.domain.audit import Acting
+from issuer.domain.credentials import OPERATOR_PREFIX, hash_credential, new_credential
 from issuer.errors import (
     ConflictError,
     InvalidStateError,
@@ -28,6 +34,7 @@ from issuer.errors import (
     ValidationError,
 )
 from issuer.keys.base import KeyStore, MasterKeyRef
+from issuer.model import currency as currencies
 from issuer.model.currency import currency
 from issuer.model.entities import (
     Account,
@@ -48,6 +55,7 @@ from issuer.model.entities import (
     utc_now,
 )
 from issuer.model.lifecycle import check_card_change, check_token_change
+from issuer.model.operators import AuditRecord, Operator, OperatorStatus, check_scopes
 from issuer.model.pan import (
     check_mcc,
     check_pan,
@@ -57,12 +65,23 @@ from issuer.model.pan import (
 )
 
 if TYPE_CHECKING:
-    from issuer.ledger.repository import Discrepancy, Ledger
+    from issuer.ledger.repository import Discrepancy, Ledger, Page, UnitOfWork
 
 __all__ = ["IssuedCard", "IssuedToken", "IssuerService", "end_of_month", "parse_expiry"]
 
 #: Attempts at drawing an unused PAN before giving up (a range nearly full).
 _PAN_ATTEMPTS = 20
+#: The audited action of each change of a card's or token's status.
+_CARD_ACTIONS = {
+    CardStatus.PAUSED: "card.suspend",
+    CardStatus.ACTIVE: "card.resume",
+    CardStatus.CLOSED: "card.close",
+}
+_TOKEN_ACTIONS = {
+    TokenStatus.SUSPENDED: "token.suspend",
+    TokenStatus.ACTIVE: "token.resume",
+    TokenStatus.DELETED: "token.delete",
+}
 _PSN = re.compile(r"[0-9]{2}")
 
 
@@ -114,14 +133,83 @@ class IssuedToken:
 
 
 class IssuerService:
-    """Accounts, cards, tokens and terminals (module docstring)."""
+    """Accounts, cards, tokens, terminals and operators (module docstring)."""
 
     def __init__(
-        self, ledger: Ledger, keys: KeyStore, *, today: Callable[[], date] = date.today
+        self,
+        ledger: Ledger,
+        keys: KeyStore,
+        *,
+        today: Callable[[], date] = date.today,
+        acting: Acting | None = None,
     ) -> None:
         self.ledger = ledger
         self.keys = keys
         self.today = today
+        #: Who acts: each change is audited in its transaction (``None``: not audited,
+        #: the domain used as a library, e.g. by tests and set-up code).
+        self.acting = acting
+
+    # -- the audit log ---------------------------------------------------------------
+
+    def acting_as(self, acting: Acting | str) -> IssuerService:
+        """This service on the same ledger and key store, its changes audited as done
+        by ``acting`` (an actor name: ``cli:alice``, ``operator:op_...``)."""
+        if isinstance(acting, str):
+            acting = Acting(acting)
+        return IssuerService(self.ledger, self.keys, today=self.today, acting=acting)
+
+    def record_change(
+        self,
+        uow: UnitOfWork,
+        action: str,
+        object_type: str,
+        object_id: str,
+        details: dict[str, Any] | None = None,
+    ) -> None:
+        """Audit a change in ``uow``, the transaction making it (nothing when no one
+        is :attr:`acting`)."""
+        if self.acting is not None:
+            self.acting.record(uow, action, object_type, object_id, details)
+
+    def record_outcome(
+        self,
+        action: str,
+        object_type: str,
+        object_id: str,
+        outcome: str,
+        details: dict[str, Any] | None = None,
+    ) -> None:
+        """Audit, in a transaction of its own, an action that was refused or failed
+        (nothing changed), or one whose change is outside the ledger (the key store)."""
+        if self.acting is None:
+            return
+        with self.ledger.unit_of_work() as uow:
+            Acting(self.acting.actor).record(uow, action, object_type, object_id, details, outcome)
+            uow.commit()
+
+    def audit_page(
+        self,
+        *,
+        limit: int = 50,
+        starting_after: str | None = None,
+        actor: str | None = None,
+        object_id: str | None = None,
+    ) -> Page[AuditRecord]:
+        """The audit log, newest first, by actor or object."""
+        return self.page(
+            "audit", limit=limit, starting_after=starting_after,
+            actor=actor, object_id=object_id,
+        )  # fmt: skip
+
+    def page(
+        self, kind: str, *, limit: int, starting_after: str | None = None, **filters: str | None
+    ) -> Page[Any]:
+        """One page of ``kind`` (accounts, cards, tokens, terminals, ranges,
+        authorisations, operators, audit), newest first, after the object
+        ``starting_after``; ``filters`` by column (``account_id``, ``status``...)."""
+        with self.ledger.unit_of_work(write=False) as uow:
+            return uow.pages.page(kind, limit=limit, starting_after=starting_after, filters=filters)
 
     # -- accounts --------------------------------------------------------------------
 
@@ -159,6 +247,10 @@ class IssuerService:
         )
         with self.ledger.unit_of_work() as uow:
             uow.accounts.add(account)
+            self.record_change(
+                uow, "account.create", "account", account.id,
+                {"kind": kind.value, "currency": account.currency, "credit_limit": credit_limit},
+            )  # fmt: skip
             uow.commit()
         return account
 
@@ -186,6 +278,10 @@ class IssuerService:
             account = self._customer(uow.accounts.get(account_id, for_update=True))
             journal = funds.credit(uow, account, amount, memo)
             account = uow.accounts.get(account_id)
+            self.record_change(
+                uow, "account.credit", "account", account_id,
+                {"amount": amount, "currency": account.currency, "journal": journal.id},
+            )  # fmt: skip
             uow.commit()
         return account, journal
 
@@ -209,6 +305,7 @@ class IssuerService:
                     uow.tokens.set_status(token.id, TokenStatus.DELETED)
             uow.accounts.set_status(account_id, AccountStatus.CLOSED)
             account = uow.accounts.get(account_id)
+            self.record_change(uow, "account.close", "account", account_id)
             uow.commit()
         return account
 
@@ -230,6 +327,7 @@ class IssuerService:
         with self.ledger.unit_of_work() as uow:
             uow.bins.retire(prefix, utc_now())
             bin_range = uow.bins.get(prefix)
+            self.record_change(uow, "range.retire", "range", prefix)
             uow.commit()
         return bin_range
 
@@ -302,6 +400,10 @@ class IssuerService:
             )
         with self.ledger.unit_of_work() as uow:
             uow.bins.retire_key(scheme, prefix, cvn, version, utc_now())
+            self.record_change(
+                uow, "keys.retire", "range", prefix,
+                {"scheme": scheme, "cvn": cvn, "version": version},
+            )  # fmt: skip
             uow.commit()
 
     def _usable_version(self, scheme: str, prefix: str, cvn: int, version: int | None) -> int:
@@ -405,6 +507,12 @@ class IssuerService:
             if uow.cards.find_by_pan_hash(card.pan_hash) is not None:
                 raise ConflictError("this PAN is registered already")
             uow.cards.add(card)
+            action = "card.register" if origin is CardOrigin.REGISTERED else "card.issue"
+            self.record_change(
+                uow, action, "card", card_id,
+                {"account": account_id, "pan": card.pan_masked, "origin": origin.value,
+                 "key_version": key_version},
+            )  # fmt: skip
             uow.commit()
         return card
 
@@ -458,6 +566,7 @@ class IssuerService:
                     if token.status is not TokenStatus.DELETED:
                         uow.tokens.set_status(token.id, TokenStatus.DELETED)
             card = uow.cards.get(card.id)
+            self.record_change(uow, _CARD_ACTIONS[status], "card", card.id)
             uow.commit()
         return card
 
@@ -548,6 +657,10 @@ class IssuerService:
                     ):
                         raise ConflictError("token number in use")
                     uow.tokens.add(token)
+                    self.record_change(
+                        uow, "token.issue", "token", token_id,
+                        {"card": card.id, "token": token.token_masked},
+                    )  # fmt: skip
                     uow.commit()
             except ConflictError:
                 continue
@@ -576,6 +689,7 @@ class IssuerService:
                     )
             uow.tokens.set_status(token.id, status)
             token = uow.tokens.get(token.id)
+            self.record_change(uow, _TOKEN_ACTIONS[status], "token", token.id)
             uow.commit()
         return token
 
@@ -600,17 +714,23 @@ class IssuerService:
         *,
         country: str = "0250",
         certify: Callable[[str], TerminalCertificate] | None = None,
+        city: str | None = None,
+        currency: str | None = None,
     ) -> tuple[Terminal, str]:
         """Register a terminal: the record and its credential (shown once). With
         ``certify`` (the terminal id -> the record of a client certificate issued for
         it, :mod:`issuer.pki`) the certificate is recorded in the same transaction:
-        both or neither."""
+        both or neither. ``city`` and ``currency`` (ISO 4217) are for its QR codes."""
         merchant = str(merchant).strip()
         if not merchant or len(merchant) > 100:
             raise ValidationError("a merchant name is 1 to 100 characters")
         check_mcc(mcc)
         if not re.fullmatch(r"[0-9]{4}", country):
             raise ValidationError("a terminal country code is 4 digits (ISO 3166 numeric, 0250)")
+        if city is not None and not 1 <= len(city.strip()) <= 100:
+            raise ValidationError("a city is 1 to 100 characters")
+        if currency is not None:
+            currency = currencies.currency(currency).alpha
         credential = new_credential()
         terminal = Terminal(
             new_id("term"),
@@ -620,11 +740,17 @@ class IssuerService:
             TerminalStatus.ACTIVE,
             utc_now(),
             country,
+            None if city is None else city.strip(),
+            currency,
         )
         with self.ledger.unit_of_work() as uow:
             uow.terminals.add(terminal)
+            details: dict[str, Any] = {"merchant": merchant, "mcc": mcc, "country": country}
             if certify is not None:
-                uow.certificates.add(certify(terminal.id))
+                certificate = certify(terminal.id)
+                uow.certificates.add(certificate)
+                details["certificate"] = certificate.serial
+            self.record_change(uow, "terminal.add", "terminal", terminal.id, details)
             uow.commit()
         return terminal, credential
 
@@ -648,6 +774,7 @@ class IssuerService:
             uow.terminals.set_status(terminal_id, TerminalStatus.REVOKED)
             uow.certificates.revoke_terminal(terminal_id, utc_now())
             terminal = uow.terminals.get(terminal_id)
+            self.record_change(uow, "terminal.revoke", "terminal", terminal_id)
             uow.commit()
         return terminal
 
@@ -662,6 +789,10 @@ class IssuerService:
                 raise InvalidStateError(f"terminal {terminal_id} is {terminal.status.value}")
             certificate = certify(terminal_id)
             uow.certificates.add(certificate)
+            self.record_change(
+                uow, "terminal.certificate.add", "terminal", terminal_id,
+                {"certificate": certificate.serial},
+            )  # fmt: skip
             uow.commit()
         return certificate
 
@@ -682,9 +813,78 @@ class IssuerService:
             if not uow.certificates.revoke(serial, utc_now()):
                 raise InvalidStateError(f"certificate {serial} is revoked already")
             found = uow.certificates.get(serial)
+            self.record_change(
+                uow, "terminal.certificate.revoke", "terminal", terminal_id,
+                {"certificate": serial},
+            )  # fmt: skip
             uow.commit()
         assert found is not None
         return found
+
+    # -- operators -------------------------------------------------------------------
+
+    def add_operator(
+        self,
+        name: str,
+        scopes: Iterable[str],
+        *,
+        certify: Callable[[str], tuple[str, str]] | None = None,
+    ) -> tuple[Operator, str]:
+        """Make an operator of the API: the record and its credential (shown once;
+        only its Argon2id hash is kept). With ``certify`` (the operator id -> the
+        serial and end of validity of a client certificate issued for it,
+        :mod:`issuer.pki`) the certificate is recorded in the same transaction."""
+        name = str(name).strip()
+        if not name or len(name) > 100 or not name.isprintable():
+            raise ValidationError("an operator name is 1 to 100 printable characters")
+        credential = new_credential(OPERATOR_PREFIX)
+        operator = Operator(
+            new_id("op"),
+            name,
+            check_scopes(scopes),
+            hash_credential(credential),
+            OperatorStatus.ACTIVE,
+            utc_now(),
+        )
+        with self.ledger.unit_of_work() as uow:
+            uow.operators.add(operator)
+            details: dict[str, Any] = {"name": name, "scopes": list(operator.scopes)}
+            if certify is not None:
+                serial, not_after = certify(operator.id)
+                uow.operators.set_certificate(operator.id, serial, not_after)
+                details["certificate"] = serial
+            self.record_change(uow, "operator.add", "operator", operator.id, details)
+            operator = uow.operators.get(operator.id)
+            uow.commit()
+        return operator, credential
+
+    def operator(self, operator_id: str) -> Operator:
+        """One operator."""
+        with self.ledger.unit_of_work(write=False) as uow:
+            return uow.operators.get(operator_id)
+
+    def operators(self) -> list[Operator]:
+        """Every operator, newest first."""
+        found: list[Operator] = []
+        after: str | None = None
+        while True:
+            page = self.page("operators", limit=1000, starting_after=after)
+            found += page.data
+            if not page.has_more:
+                return found
+            after = found[-1].id
+
+    def revoke_operator(self, operator_id: str) -> Operator:
+        """Refuse an operator's credential and certificate from its next request."""
+        with self.ledger.unit_of_work() as uow:
+            operator = uow.operators.get(operator_id)
+            if operator.status is OperatorStatus.REVOKED:
+                raise InvalidStateError(f"operator {operator_id} is revoked already")
+            uow.operators.set_status(operator_id, OperatorStatus.REVOKED, utc_now())
+            operator = uow.operators.get(operator_id)
+            self.record_change(uow, "operator.revoke", "operator", operator_id)
+            uow.commit()
+        return operator
 
     # -- transactions and the ledger -------------------------------------------------
 
@@ -709,6 +909,11 @@ class IssuerService:
             return uow.authorisations.list(
                 account_id=account_id, terminal_id=terminal_id, limit=limit
             )
+
+    def authorisation(self, transaction_id: str) -> Authorisation:
+        """One authorisation or refund record."""
+        with self.ledger.unit_of_work(write=False) as uow:
+            return uow.authorisations.get(transaction_id)
 
     def check_ledger(self) -> list[Discrepancy]:
         """Every broken ledger invariant (empty: consistent)."""

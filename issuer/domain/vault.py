@@ -3,9 +3,12 @@ the token, with the token's status and domain restriction controls checked.
 
 EMVCo Payment Tokenisation: a payment token stands for a PAN within a domain (here:
 channel and merchant category); the token service de-tokenises before the issuer
-decides, and a token outside its domain is declined as such. Look-up is by the keyed
-PAN hash (:meth:`issuer.keys.base.KeyStore.pan_hash`), so neither the vault nor the
-database compares PANs in clear.
+decides, and a token outside its domain is declined as such. The channels a token may
+pay on (:class:`emvwire.contract.Channel`: a tap, a phone's code scanned by a till, a
+phone paying a merchant's code) are one such control, apart from ``contactless_only``
+(no use beyond card-present proximity payments, which all three are). Look-up is by
+the keyed PAN hash (:meth:`issuer.keys.base.KeyStore.pan_hash`), so neither the vault
+nor the database compares PANs in clear.
 """
 
 from __future__ import annotations
@@ -114,9 +117,11 @@ class TokenVault:
         today: date,
         contactless: bool = True,
         mcc: str | None = None,
+        channel: str = "contactless",
     ) -> DeclineReason | None:
         """Why ``instrument`` may not pay now, or ``None``: account, card and token
-        status, expiry, then the token's domain controls (channel, MCCs)."""
+        status, expiry, then the token's domain controls (contactless only, the
+        ``channel`` among its channels, MCCs)."""
         card, token = instrument.card, instrument.token
         if instrument.account.status is not AccountStatus.OPEN:
             return DeclineReason.ACCOUNT_CLOSED
@@ -135,6 +140,8 @@ class TokenVault:
             return DeclineReason.CARD_EXPIRED
         if token is not None:
             if token.contactless_only and not contactless:
+                return DeclineReason.TOKEN_DOMAIN_VIOLATION
+            if token.channels is not None and channel not in token.channels:
                 return DeclineReason.TOKEN_DOMAIN_VIOLATION
             if token.allowed_mccs is not None and (mcc is None or mcc not in token.allowed_mccs):
                 return DeclineReason.TOKEN_DOMAIN_VIOLATION

@@ -3,11 +3,12 @@
 An issuer keeps three kinds of secret (EMV Book 2 §A1.4, Book 2 §5-6, PCI DSS v4.0
 Req. 3.5):
 
-- **Issuer master keys** (IMK), double-length TDES, one per purpose (application
-  cryptogram ``ac``, secure messaging integrity ``smi`` and confidentiality ``smc``),
-  scheme, BIN range and cryptogram version (CVN). They never leave the store: ICC
-  master keys are derived *inside* it (Book 2 §A1.4.1 option A, §A1.4.2 option B) and
-  only those leave, for personalisation and ARQC verification.
+- **Issuer master keys** (IMK), double-length TDES (SM4 for the CVNs of UnionPay's SM
+  suite, :func:`is_sm4`: the file store only, PKCS#11 tokens have no SM4), one per
+  purpose (application cryptogram ``ac``, secure messaging integrity ``smi`` and
+  confidentiality ``smc``), scheme, BIN range and cryptogram version (CVN). They never
+  leave the store: ICC master keys are derived *inside* it (Book 2 §A1.4.1 option A,
+  §A1.4.2 option B) and only those leave, for personalisation and ARQC verification.
 - **RSA keys** of the certification authority (test CA) and of the issuer, which sign
   issuer and ICC public key certificates (Book 2 §5.1, §6.1) without leaving an HSM.
 - **Data protection keys**: an AES-256 key sealing PANs at rest (AES-GCM, NIST SP
@@ -35,6 +36,7 @@ from typing import Any, Final
 from emvwire.crypto.cryptogram import MasterKeyDerivation, cvn_spec
 from emvwire.crypto.des import kcv as tdes_kcv
 from emvwire.crypto.kdf import option_a_y, option_b_y
+from emvwire.crypto.sm import kcv_sm4
 from emvwire.errors import CryptoError
 from emvwire.oda import RsaPublicKey, SigningKey
 from emvwire.profile import SUPPORTED_CVNS, IccKeys
@@ -53,12 +55,14 @@ __all__ = [
     "MasterKeyRef",
     "ca_key_id",
     "check_master_key",
+    "check_sm4_master_key",
     "icc_derivation_data",
+    "is_sm4",
     "issuer_key_id",
 ]
 
 #: Payment schemes the issuer serves (the kernels of emvwire.profile).
-SCHEMES: Final = ("visa", "mastercard")
+SCHEMES: Final = ("visa", "mastercard", "amex", "unionpay")
 #: Master key purposes (EMV Book 2 §A1.4: AC, SM integrity, SM confidentiality).
 PURPOSES: Final = ("ac", "smi", "smc")
 #: The highest master key version (rotations of one range and CVN).
@@ -214,6 +218,25 @@ def check_master_key(key: bytes, given_kcv: bytes) -> bytes:
     return key
 
 
+def is_sm4(ref: MasterKeyRef) -> bool:
+    """Whether the master keys of ``ref`` are SM4 keys: its CVN derives ICC master keys
+    with SM4 (:data:`~emvwire.crypto.cryptogram.MasterKeyDerivation` ``SM4``, UnionPay's
+    SM suite, :mod:`emvwire.crypto.sm`); all other master keys are TDES."""
+    return cvn_spec(ref.cvn).master_key is MasterKeyDerivation.SM4
+
+
+def check_sm4_master_key(key: bytes, given_kcv: bytes) -> bytes:
+    """Validate an imported SM4 master key (16 bytes) against its KCV (2 to 8 bytes,
+    SM4 of a zero block, compared in constant time); the key."""
+    if not isinstance(key, bytes | bytearray) or len(key) != 16:
+        raise ValidationError("an SM4 master key is 16 bytes")
+    if not isinstance(given_kcv, bytes | bytearray) or not 2 <= len(given_kcv) <= 8:
+        raise ValidationError("a key check value is 2 to 8 bytes")
+    if not hmac.compare_digest(kcv_sm4(bytes(key), len(given_kcv)), bytes(given_kcv)):
+        raise KcvMismatchError("the key does not match its key check value: not imported")
+    return bytes(key)
+
+
 def icc_derivation_data(cvn: int, pan: str, psn: str) -> bytes:
     """``Y || (Y xor FF..FF)``: the 16 bytes an IMK enciphers to give an ICC master key.
 
@@ -228,7 +251,7 @@ def icc_derivation_data(cvn: int, pan: str, psn: str) -> bytes:
         elif method is MasterKeyDerivation.OPTION_B:
             y = option_b_y(pan, psn)
         else:
-            raise KeyStoreError("AES master key derivation is not supported by the key stores")
+            raise KeyStoreError("AES and SM4 master keys do not derive by TDES data (SM4: is_sm4)")
     except CryptoError as exc:
         raise ValidationError(f"cannot derive ICC keys: {exc}") from None
     return y + bytes(b ^ 0xFF for b in y)

@@ -44,6 +44,7 @@ from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
 from emvwire.crypto.des import adjust_odd_parity, tdes_ecb_encrypt
 from emvwire.crypto.des import kcv as tdes_kcv
+from emvwire.crypto.sm import derive_icc_mk_sm4, kcv_sm4
 from emvwire.errors import EmvWireError
 from emvwire.oda import RsaPublicKey, SigningKey
 from issuer.errors import ConflictError, KeyStoreError, NotFoundError
@@ -57,7 +58,9 @@ from issuer.keys.base import (
     MasterKeyRef,
     check_key_id,
     check_master_key,
+    check_sm4_master_key,
     icc_derivation_data,
+    is_sm4,
     rsa_algorithm,
     sorted_infos,
 )
@@ -186,12 +189,16 @@ class FileKeyStore(KeyStore):
         target = Path(path)
         document = cls._read(target)
         file_key = cls._derive(passphrase, document["kdf"])
+        wrong = (
+            "wrong key store passphrase: give the one set at `issuer init` "
+            "(TAPSTACK_KEYSTORE_KEY, or at the prompt)"
+        )
         try:
             check = unseal_with(file_key, bytes.fromhex(document["check"]), b"check")
         except (KeyStoreError, ValueError):
-            raise KeyStoreError("wrong key store passphrase") from None
+            raise KeyStoreError(wrong) from None
         if not hmac.compare_digest(check, _CHECK_PLAINTEXT):
-            raise KeyStoreError("wrong key store passphrase")
+            raise KeyStoreError(wrong)
         return cls(target, file_key, document)
 
     @staticmethod
@@ -297,16 +304,24 @@ class FileKeyStore(KeyStore):
     # -- master keys ---------------------------------------------------------------
 
     def generate(self, ref: MasterKeyRef) -> KeyInfo:
+        if is_sm4(ref):
+            sm4 = os.urandom(16)
+            return self._add(ref.key_id, KeyKind.MASTER, "SM4-128", kcv_sm4(sm4), sm4)
         key = adjust_odd_parity(os.urandom(16))
         while key[:8] == key[8:]:  # pragma: no cover - 2^-56
             key = adjust_odd_parity(os.urandom(16))
         return self._add(ref.key_id, KeyKind.MASTER, "TDES-128", tdes_kcv(key), key)
 
     def import_(self, ref: MasterKeyRef, key: bytes, kcv: bytes) -> KeyInfo:
+        if is_sm4(ref):
+            sm4 = check_sm4_master_key(key, kcv)
+            return self._add(ref.key_id, KeyKind.MASTER, "SM4-128", kcv_sm4(sm4), sm4)
         clean = check_master_key(key, kcv)
         return self._add(ref.key_id, KeyKind.MASTER, "TDES-128", tdes_kcv(clean), clean)
 
     def derive_icc_mk(self, ref: MasterKeyRef, pan: str, psn: str) -> bytes:
+        if is_sm4(ref):
+            return derive_icc_mk_sm4(self._secret(ref.key_id), pan, psn)
         data = icc_derivation_data(ref.cvn, pan, psn)
         imk = self._secret(ref.key_id)
         return adjust_odd_parity(tdes_ecb_encrypt(imk, data))

@@ -50,6 +50,7 @@ from issuer.keys.base import (
     check_key_id,
     check_master_key,
     icc_derivation_data,
+    is_sm4,
     rsa_algorithm,
     sorted_infos,
 )
@@ -101,6 +102,16 @@ class _DelegatedSigningKey(SigningKey):
 
     def __repr__(self) -> str:
         return f"HsmSigningKey({len(self.public.modulus) * 8}-bit, e={self.public.exponent})"
+
+
+def _refuse_sm4(ref: MasterKeyRef) -> None:
+    """SM4 master keys (UnionPay's SM suite) cannot live here: PKCS#11 has no standard
+    SM4 mechanism and SoftHSM none at all. They need the file key store."""
+    if is_sm4(ref):
+        raise KeyStoreError(
+            f"{ref.key_id}: SM4 master keys are not available through PKCS#11; "
+            "use the file key store for an SM4 card range"
+        )
 
 
 class Pkcs11KeyStore(KeyStore):
@@ -261,6 +272,7 @@ class Pkcs11KeyStore(KeyStore):
         }
 
     def generate(self, ref: MasterKeyRef) -> KeyInfo:
+        _refuse_sm4(ref)
         p11 = self._p11
         with self._lock:
             if self._exists(ref.key_id):
@@ -278,6 +290,7 @@ class Pkcs11KeyStore(KeyStore):
         return self.info(ref.key_id)
 
     def import_(self, ref: MasterKeyRef, key: bytes, kcv: bytes) -> KeyInfo:
+        _refuse_sm4(ref)
         p11 = self._p11
         clean = check_master_key(key, kcv)
         a = p11.Attribute
@@ -299,6 +312,7 @@ class Pkcs11KeyStore(KeyStore):
         return self.info(ref.key_id)
 
     def derive_icc_mk(self, ref: MasterKeyRef, pan: str, psn: str) -> bytes:
+        _refuse_sm4(ref)
         p11 = self._p11
         data = icc_derivation_data(ref.cvn, pan, psn)
         base = self._get(ref.key_id, p11.ObjectClass.SECRET_KEY)

@@ -26,10 +26,10 @@ from __future__ import annotations
 
 import builtins
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Protocol
+from typing import Any, Generic, Protocol, TypeVar
 
 from issuer.model.entities import (
     Account,
@@ -49,10 +49,12 @@ from issuer.model.entities import (
     Token,
     TokenStatus,
 )
+from issuer.model.operators import AuditRecord, Operator, OperatorStatus
 
 __all__ = [
     "AccountRepository",
     "AtcRepository",
+    "AuditRepository",
     "AuthorisationRepository",
     "BinRangeRepository",
     "CardRepository",
@@ -60,6 +62,10 @@ __all__ = [
     "Discrepancy",
     "JournalRepository",
     "Ledger",
+    "OperatorRepository",
+    "OperatorRequestRepository",
+    "Page",
+    "PageRepository",
     "TerminalRepository",
     "TokenRepository",
     "UnitOfWork",
@@ -312,6 +318,79 @@ class AtcRepository(Protocol):
         """The highest ATC recorded, if any."""
 
 
+class OperatorRepository(Protocol):
+    """Operators of the API (:mod:`issuer.model.operators`)."""
+
+    def add(self, operator: Operator) -> None:
+        """Insert a new operator."""
+
+    def get(self, operator_id: str) -> Operator:
+        """One operator; :class:`NotFoundError` if absent."""
+
+    def set_certificate(self, operator_id: str, serial: str, not_after: str) -> None:
+        """Record the client certificate issued to the operator."""
+
+    def set_status(self, operator_id: str, status: OperatorStatus, at: str) -> None:
+        """Change the operator's status (``at``: when it was revoked)."""
+
+
+class OperatorRequestRepository(Protocol):
+    """The ``Idempotency-Key`` of each operator POST that changed something, with the
+    hash of its request, the status it was answered and the object it made or changed
+    (written in the transaction of the change)."""
+
+    def add(
+        self,
+        operator_id: str,
+        key: str,
+        request_hash: str,
+        status: int,
+        object_type: str,
+        object_id: str,
+    ) -> None:
+        """Record a done request (:class:`ConflictError` if its key is recorded)."""
+
+    def get(self, operator_id: str, key: str) -> tuple[str, int, str, str] | None:
+        """(request hash, status, object type, object id) of a recorded key."""
+
+
+class AuditRepository(Protocol):
+    """The append-only audit log."""
+
+    def append(self, record: AuditRecord) -> None:
+        """Add one record."""
+
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class Page(Generic[T]):
+    """One page of a list, newest first, and whether more follow (cursor pagination:
+    the next page starts after the last object of this one)."""
+
+    data: list[T]
+    has_more: bool
+
+
+class PageRepository(Protocol):
+    """Cursor pagination over the issuer's objects, newest first."""
+
+    def page(
+        self,
+        kind: str,
+        *,
+        limit: int,
+        starting_after: str | None = None,
+        filters: Mapping[str, str | None] | None = None,
+    ) -> Page[Any]:
+        """Up to ``limit`` objects of ``kind`` (``accounts``, ``cards``, ``tokens``,
+        ``terminals``, ``ranges``, ``authorisations``, ``operators``, ``audit``),
+        newest first, after the object ``starting_after`` (its id; a range's prefix);
+        ``filters`` by column (``None``: any). :class:`NotFoundError` if
+        ``starting_after`` names no such object."""
+
+
 @dataclass(frozen=True, slots=True)
 class Discrepancy:
     """A ledger invariant that does not hold (:meth:`Ledger.check`)."""
@@ -337,6 +416,10 @@ class UnitOfWork(ABC):
     authorisations: AuthorisationRepository
     journals: JournalRepository
     atcs: AtcRepository
+    operators: OperatorRepository
+    operator_requests: OperatorRequestRepository
+    audit: AuditRepository
+    pages: PageRepository
 
     @abstractmethod
     def commit(self) -> None:

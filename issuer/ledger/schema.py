@@ -49,6 +49,29 @@ Design (documented here because the tables are the contract):
   (1 for everything made before); ``retired_master_keys`` lists the master key
   versions (scheme, prefix, CVN, version) whose cards are refused. Adding a row bumps
   the cache generation, so a running service refuses them from its next turn.
+- **Operators and the audit log** (migration 8): ``operators`` are the people and
+  programs of the operator API (``op_`` ids, scopes, an Argon2id credential hash, the
+  serial of the client certificate issued to them, status); a change of their status,
+  credential, scopes or certificate bumps the cache generation
+  (:data:`OPERATOR_GENERATION_COLUMNS`), so a revoked operator is refused from the
+  next turn. ``operator_requests`` keeps each operator POST's ``Idempotency-Key`` with
+  the hash of its request and the object it made or changed, written in the
+  transaction of the change. ``audit_log`` records who did what to which object,
+  when, with what outcome (details masked); it is append-only (triggers refuse
+  UPDATE, DELETE and, on PostgreSQL, TRUNCATE).
+- **QR code payments** (migration 10): each authorisation records its ``channel``
+  (``contactless``; ``qr_cpm``, a phone's code scanned by a till; ``qr_mpm``, a phone
+  paying a merchant's code), written once like the rest of the record. A token's
+  ``channels`` (a comma-separated list; NULL: every channel) restrict where it may
+  pay. A terminal has a ``city`` and a ``currency`` for the codes made for it
+  (NULL: none recorded; the currency then is its country's). ``wallets`` are the
+  phone wallets allowed to pay merchant-presented codes (an id, a name, a credential
+  hash as terminals have, a status). ``qr_sales`` are the sales of dynamic
+  merchant-presented codes by (terminal, bill number): amount, currency, status
+  (``open``, ``paying`` while a payment claims it, ``paid``, ``expired``,
+  ``cancelled``), the request id that claimed it, the approved authorisation and the
+  declined ones. A change of a token's channels, a terminal's city or currency, or a
+  wallet's status or credential bumps the cache generation.
 """
 
 from __future__ import annotations
@@ -63,6 +86,7 @@ __all__ = [
     "DIALECT_TYPES",
     "GENERATION_COLUMNS",
     "MIGRATIONS",
+    "OPERATOR_GENERATION_COLUMNS",
     "Migration",
     "statements_for",
 ]
@@ -499,6 +523,143 @@ _RANGES_AND_KEY_VERSIONS: Final = (
 )
 
 
+#: The columns of an operator whose change bumps ``cache_generation`` (migration 8): a
+#: revoked operator, a new credential or certificate, or other scopes are seen from the
+#: next turn, as a terminal's are.
+OPERATOR_GENERATION_COLUMNS: Final[Mapping[str, tuple[str, ...]]] = {
+    "operators": ("scopes", "credential_hash", "certificate_serial", "status"),
+}
+
+#: Operators of the API, their requests' idempotency keys, the audit log.
+_OPERATORS_AND_AUDIT: Final = (
+    """CREATE TABLE operators (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        scopes TEXT NOT NULL,
+        credential_hash TEXT NOT NULL,
+        certificate_serial TEXT,
+        certificate_not_after TEXT,
+        status TEXT NOT NULL CHECK (status IN ('active', 'revoked')),
+        created_at TEXT NOT NULL,
+        revoked_at TEXT
+    )""",
+    """CREATE TABLE operator_requests (
+        operator_id TEXT NOT NULL REFERENCES operators (id),
+        idempotency_key TEXT NOT NULL,
+        request_hash TEXT NOT NULL,
+        status INTEGER NOT NULL,
+        object_type TEXT NOT NULL,
+        object_id TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        PRIMARY KEY (operator_id, idempotency_key)
+    )""",
+    """CREATE TABLE audit_log (
+        seq {serial_pk},
+        id TEXT NOT NULL UNIQUE,
+        at TEXT NOT NULL,
+        actor TEXT NOT NULL,
+        action TEXT NOT NULL,
+        object_type TEXT NOT NULL,
+        object_id TEXT NOT NULL,
+        details TEXT NOT NULL,
+        outcome TEXT NOT NULL CHECK (outcome IN ('succeeded', 'refused', 'failed'))
+    )""",
+    "CREATE INDEX audit_log_actor ON audit_log (actor, seq)",
+    "CREATE INDEX audit_log_object ON audit_log (object_id, seq)",
+)
+
+
+def _sqlite_audit_guards() -> tuple[str, ...]:
+    return (
+        *(
+            f"CREATE TRIGGER audit_log_no_{op.lower()} BEFORE {op} ON audit_log "
+            "BEGIN SELECT RAISE(ABORT, 'audit_log rows are append-only'); END"
+            for op in ("UPDATE", "DELETE")
+        ),
+        *_sqlite_generation(OPERATOR_GENERATION_COLUMNS),
+    )
+
+
+def _postgres_audit_guards() -> tuple[str, ...]:
+    return (
+        "CREATE TRIGGER audit_log_append_only BEFORE UPDATE OR DELETE ON audit_log "
+        "FOR EACH ROW EXECUTE FUNCTION tapstack_append_only()",
+        "CREATE TRIGGER audit_log_no_truncate BEFORE TRUNCATE ON audit_log "
+        "FOR EACH STATEMENT EXECUTE FUNCTION tapstack_append_only()",
+        *_postgres_generation_triggers(OPERATOR_GENERATION_COLUMNS),
+    )
+
+
+#: QR code payments (module docstring, migration 10).
+_QR_PAYMENTS: Final = (
+    "ALTER TABLE authorisations ADD COLUMN channel TEXT NOT NULL DEFAULT 'contactless'"
+    " CHECK (channel IN ('contactless', 'qr_cpm', 'qr_mpm'))",
+    "ALTER TABLE tokens ADD COLUMN channels TEXT",
+    "ALTER TABLE terminals ADD COLUMN city TEXT",
+    "ALTER TABLE terminals ADD COLUMN currency TEXT",
+    """CREATE TABLE wallets (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        credential_hash TEXT NOT NULL,
+        status TEXT NOT NULL CHECK (status IN ('active', 'revoked')),
+        created_at TEXT NOT NULL
+    )""",
+    """CREATE TABLE qr_sales (
+        terminal_id TEXT NOT NULL REFERENCES terminals (id),
+        bill TEXT NOT NULL,
+        amount {bigint} NOT NULL CHECK (amount > 0),
+        currency TEXT NOT NULL,
+        status TEXT NOT NULL
+            CHECK (status IN ('open', 'paying', 'paid', 'expired', 'cancelled')),
+        claim TEXT,
+        transaction_id TEXT REFERENCES authorisations (id),
+        declined TEXT NOT NULL DEFAULT '',
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        expires_at TEXT NOT NULL,
+        PRIMARY KEY (terminal_id, bill)
+    )""",
+)
+#: The columns of migration 10 whose change bumps ``cache_generation``.
+_QR_GENERATION: Final[Mapping[str, tuple[str, ...]]] = {
+    "tokens": ("channels",),
+    "terminals": ("city", "currency"),
+    "wallets": ("name", "credential_hash", "status"),
+}
+
+
+def _qr_triggers(dialect: str) -> tuple[str, ...]:
+    """Migration 10's triggers: the cache generation, and ``channel`` written once."""
+    guard: tuple[str, ...]
+    if dialect == "sqlite":
+        bump = "BEGIN UPDATE cache_generation SET generation = generation + 1 WHERE id = 1; END"
+        guard = (
+            "CREATE TRIGGER authorisations_channel_immutable BEFORE UPDATE OF channel"
+            " ON authorisations BEGIN SELECT RAISE(ABORT, 'authorisations are append-only');"
+            " END",
+        )
+    else:
+        bump = "FOR EACH STATEMENT EXECUTE FUNCTION tapstack_bump_generation()"
+        guard = (
+            """CREATE FUNCTION tapstack_channel_guard() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            IF NEW.channel IS DISTINCT FROM OLD.channel THEN
+                RAISE EXCEPTION 'authorisations are append-only'
+                    USING ERRCODE = 'restrict_violation';
+            END IF;
+            RETURN NEW;
+        END $$""",
+            "CREATE TRIGGER authorisations_channel_guard BEFORE UPDATE OF channel ON"
+            " authorisations FOR EACH ROW EXECUTE FUNCTION tapstack_channel_guard()",
+        )
+    generation = tuple(
+        f"CREATE TRIGGER {table}_qr_generation AFTER UPDATE OF {', '.join(columns)} ON {table} "
+        + bump
+        for table, columns in _QR_GENERATION.items()
+    )
+    return generation + guard
+
+
 #: Every schema version, in order.
 MIGRATIONS: Final[tuple[Migration, ...]] = (
     Migration(
@@ -544,5 +705,18 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
                 " tapstack_bump_generation()",
             ),
         },
+    ),
+    Migration(
+        8,
+        "operators of the API, their idempotency keys; the append-only audit log",
+        _OPERATORS_AND_AUDIT,
+        {"sqlite": _sqlite_audit_guards(), "postgresql": _postgres_audit_guards()},
+    ),
+    Migration(
+        10,
+        "QR code payments: authorisation channel, token channels, terminal city and"
+        " currency, wallets, sales of dynamic merchant-presented codes",
+        _QR_PAYMENTS,
+        {"sqlite": _qr_triggers("sqlite"), "postgresql": _qr_triggers("postgresql")},
     ),
 )

@@ -25,6 +25,7 @@ from issuer.errors import (
     NotFoundError,
     TransientError,
 )
+from issuer.ledger.operators_sql import SqlAuditLog, SqlOperatorRequests, SqlOperators, SqlPages
 from issuer.ledger.repository import Discrepancy, UnitOfWork
 from issuer.model.entities import (
     SYSTEM_PREFIX,
@@ -156,6 +157,15 @@ def _mccs(text: str | None) -> tuple[str, ...] | None:
     if text is None:
         return None
     return tuple(m for m in text.split(",") if m)
+
+
+def _channels(text: str | None) -> tuple[str, ...] | None:
+    return None if text is None else tuple(c for c in text.split(",") if c)
+
+
+def channels_text(channels: tuple[str, ...] | None) -> str | None:
+    """A token's channels as its ``channels`` column holds them (``None``: every one)."""
+    return None if channels is None else ",".join(channels)
 
 
 def _mcc_text(mccs: tuple[str, ...] | None) -> str | None:
@@ -460,7 +470,7 @@ def _filters(**conditions: Any) -> tuple[str, tuple[Any, ...]]:
 _TOKEN_COLUMNS: Final = (
     "id, card_id, account_id, scheme, bin, token_masked, token_last4, token_hash,"
     " token_sealed, psn, expiry, cvn, par, requestor_id, status, contactless_only,"
-    " allowed_mccs, blocked_mccs, created_at, flag, key_version"
+    " allowed_mccs, blocked_mccs, created_at, flag, key_version, channels"
 )
 
 
@@ -487,6 +497,7 @@ def _token(row: tuple[Any, ...]) -> Token:
         created_at=row[18],
         flag=row[19],
         key_version=int(row[20]),
+        channels=_channels(row[21]),
     )
 
 
@@ -500,7 +511,7 @@ class SqlTokens:
         t = token
         self.db.run(
             f"INSERT INTO tokens ({_TOKEN_COLUMNS}) VALUES"
-            " (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 t.id,
                 t.card_id,
@@ -523,6 +534,7 @@ class SqlTokens:
                 t.created_at,
                 t.flag,
                 t.key_version,
+                channels_text(t.channels),
             ),
         )
 
@@ -565,11 +577,15 @@ class SqlTokens:
 
 # -- terminals ---------------------------------------------------------------------------
 
-_TERMINAL_COLUMNS: Final = "id, merchant, mcc, credential_hash, status, created_at, country"
+_TERMINAL_COLUMNS: Final = (
+    "id, merchant, mcc, credential_hash, status, created_at, country, city, currency"
+)
 
 
 def _terminal(row: tuple[Any, ...]) -> Terminal:
-    return Terminal(row[0], row[1], row[2], row[3], TerminalStatus(row[4]), row[5], row[6])
+    return Terminal(
+        row[0], row[1], row[2], row[3], TerminalStatus(row[4]), row[5], row[6], row[7], row[8]
+    )
 
 
 class SqlTerminals:
@@ -580,9 +596,13 @@ class SqlTerminals:
 
     def add(self, terminal: Terminal) -> None:
         t = terminal
+        values = (
+            t.id, t.merchant, t.mcc, t.credential_hash, t.status.value, t.created_at, t.country,
+            t.city, t.currency,
+        )  # fmt: skip
         self.db.run(
-            f"INSERT INTO terminals ({_TERMINAL_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (t.id, t.merchant, t.mcc, t.credential_hash, t.status.value, t.created_at, t.country),
+            f"INSERT INTO terminals ({_TERMINAL_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            values,
         )
 
     def get(self, terminal_id: str) -> Terminal:
@@ -668,7 +688,7 @@ _AUTH_COLUMNS: Final = (
     "id, kind, terminal_id, request_id, request_hash, amount, currency, approved,"
     " response_code, status, created_at, updated_at, card_id, token_id, account_id,"
     " parent_id, mcc, decline_reason, atc, held_amount, captured_amount, released_amount,"
-    " expires_at, response"
+    " expires_at, response, channel"
 )
 
 
@@ -698,6 +718,7 @@ def _auth(row: tuple[Any, ...]) -> Authorisation:
         released_amount=int(row[21]),
         expires_at=row[22],
         response=row[23],
+        channel=row[24],
     )
 
 
@@ -711,7 +732,7 @@ class SqlAuthorisations:
         a = auth
         inserted = self.db.run(
             f"INSERT INTO authorisations ({_AUTH_COLUMNS}) VALUES"
-            " (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            " (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
             " ON CONFLICT (terminal_id, request_id) DO NOTHING",
             (
                 a.id,
@@ -738,6 +759,7 @@ class SqlAuthorisations:
                 a.released_amount,
                 a.expires_at,
                 a.response,
+                a.channel,
             ),
         )
         return bool(inserted)
@@ -1041,8 +1063,8 @@ class SqlRepositories:
     connection and shared by its units of work (one at a time)."""
 
     __slots__ = (
-        "accounts", "atcs", "authorisations", "bins", "cards", "certificates", "db",
-        "journals", "terminals", "tokens",
+        "accounts", "atcs", "audit", "authorisations", "bins", "cards", "certificates", "db",
+        "journals", "operator_requests", "operators", "pages", "terminals", "tokens",
     )  # fmt: skip
 
     def __init__(self, db: SqlConnection) -> None:
@@ -1056,6 +1078,10 @@ class SqlRepositories:
         self.authorisations = SqlAuthorisations(db)
         self.journals = SqlJournals(db)
         self.atcs = SqlAtcs(db)
+        self.operators = SqlOperators(db)
+        self.operator_requests = SqlOperatorRequests(db)
+        self.audit = SqlAuditLog(db)
+        self.pages = SqlPages(db)
 
 
 class SqlUnitOfWork(UnitOfWork):
@@ -1085,6 +1111,10 @@ class SqlUnitOfWork(UnitOfWork):
         self.authorisations = repos.authorisations
         self.journals = repos.journals
         self.atcs = repos.atcs
+        self.operators = repos.operators
+        self.operator_requests = repos.operator_requests
+        self.audit = repos.audit
+        self.pages = repos.pages
 
     def commit(self) -> None:
         if self._done:

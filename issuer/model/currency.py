@@ -7,7 +7,6 @@ operator are plain decimals (``12.50``): no exponent, no sign.
 
 from __future__ import annotations
 
-import re
 from typing import Final
 
 from emvwire import currency as iso4217
@@ -26,7 +25,6 @@ __all__ = [
 #: The alphabetic codes of the currencies accounts may be kept in.
 ACCEPTED: Final = ("AUD", "CAD", "CHF", "DKK", "EUR", "GBP", "JPY", "NOK", "PLN", "SEK", "USD")
 _BY_NUMBER: Final = {iso4217.CURRENCIES[code].number: iso4217.CURRENCIES[code] for code in ACCEPTED}
-_AMOUNT: Final = re.compile(r"[0-9]+(\.[0-9]+)?")
 
 
 def currency(code: str) -> Currency:
@@ -47,13 +45,12 @@ def currency_by_numeric(numeric: str | bytes) -> Currency:
 
 
 def parse_amount(text: str, code: str) -> int:
-    """``"12.34"`` EUR -> 1234 (minor units). Refuses more decimals than the currency has."""
+    """``"12.34"`` EUR -> 1234 (minor units), read as every tool reads an amount
+    (:func:`emvwire.currency.parse_amount`: digits, at most the currency's decimals)."""
     cur = currency(code)
-    if not _AMOUNT.fullmatch(str(text).strip()):
-        raise ValidationError("an amount is a positive decimal number, e.g. 12.50")
     try:
         return iso4217.parse_amount(str(text), cur.exponent)
-    except ValueError as exc:  # more decimals than the currency has, or too large
+    except ValueError as exc:  # not digits, more decimals than the currency has, too large
         raise ValidationError(f"{exc} ({cur.alpha})") from None
 
 

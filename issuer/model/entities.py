@@ -47,11 +47,14 @@ __all__ = [
     "Entry",
     "Journal",
     "JournalKind",
+    "QrSale",
+    "QrSaleStatus",
     "Terminal",
     "TerminalCertificate",
     "TerminalStatus",
     "Token",
     "TokenStatus",
+    "Wallet",
     "new_id",
     "utc_in",
     "utc_now",
@@ -368,6 +371,9 @@ class Token:
     created_at: str
     flag: str | None = None
     key_version: int = 1  # of the token range's master keys (schema migration 6)
+    #: The channels the token may pay on (``contactless``, ``qr_cpm``, ``qr_mpm``:
+    #: :class:`emvwire.contract.Channel`); ``None``: every one (schema migration 10).
+    channels: tuple[str, ...] | None = None
 
     def to_json(self) -> dict[str, Any]:
         """JSON-ready data: the token masked."""
@@ -388,6 +394,7 @@ class Token:
             "contactless_only": self.contactless_only,
             "allowed_mccs": list(self.allowed_mccs) if self.allowed_mccs is not None else None,
             "blocked_mccs": list(self.blocked_mccs) if self.blocked_mccs is not None else None,
+            "channels": list(self.channels) if self.channels is not None else None,
             "flag": self.flag,
             "created_at": self.created_at,
         }
@@ -404,6 +411,10 @@ class Terminal:
     status: TerminalStatus
     created_at: str
     country: str = "0250"
+    #: The merchant's city and the terminal's currency (ISO 4217 alphabetic) for the QR
+    #: codes made for it; ``None``: not recorded (schema migration 10).
+    city: str | None = None
+    currency: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         """JSON-ready data (never the credential or its hash)."""
@@ -412,6 +423,8 @@ class Terminal:
             "merchant": self.merchant,
             "mcc": self.mcc,
             "country": self.country,
+            "city": self.city,
+            "currency": self.currency,
             "status": self.status.value,
             "created_at": self.created_at,
         }
@@ -481,12 +494,15 @@ class Authorisation:
     released_amount: int = 0
     expires_at: str | None = None
     response: str = ""
+    #: How the card's data came (:class:`emvwire.contract.Channel`; schema migration 10).
+    channel: str = "contactless"
 
     def to_json(self) -> dict[str, Any]:
         """JSON-ready data."""
         return {
             "id": self.id,
             "kind": self.kind.value,
+            "channel": self.channel,
             "terminal": self.terminal_id,
             "request_id": self.request_id,
             "card": self.card_id,
@@ -553,4 +569,72 @@ class Journal:
                 {"account": e.account_id, "book": e.book.value, "amount": e.amount}
                 for e in self.entries
             ],
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Wallet:
+    """A phone wallet allowed to pay merchant-presented QR codes (its app instance, as
+    a token requestor knows it), with its credential's hash: a wallet proves itself as
+    a terminal does (bearer credential and client certificate)."""
+
+    id: str
+    name: str
+    credential_hash: str = field(repr=False)
+    status: TerminalStatus
+    created_at: str
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-ready data (never the credential or its hash)."""
+        return {
+            "id": self.id,
+            "name": self.name,
+            "status": self.status.value,
+            "created_at": self.created_at,
+        }
+
+
+class QrSaleStatus(enum.StrEnum):
+    """A sale of a dynamic merchant-presented code: open for payment, claimed by a
+    payment under way, paid, or ended unpaid (its time passed, or the terminal
+    cancelled it)."""
+
+    OPEN = "open"
+    PAYING = "paying"
+    PAID = "paid"
+    EXPIRED = "expired"
+    CANCELLED = "cancelled"
+
+
+@dataclass(frozen=True, slots=True)
+class QrSale:
+    """A sale a terminal opened for the dynamic code it shows (bill number unique per
+    terminal). ``claim`` is the request id of the payment under way or done;
+    ``transaction_id`` the approved authorisation; ``declined`` the declined ones."""
+
+    terminal_id: str
+    bill: str
+    amount: int
+    currency: str
+    status: QrSaleStatus
+    created_at: str
+    updated_at: str
+    expires_at: str
+    claim: str | None = None
+    transaction_id: str | None = None
+    declined: tuple[str, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-ready data."""
+        return {
+            "terminal": self.terminal_id,
+            "bill": self.bill,
+            "amount": self.amount,
+            "currency": self.currency,
+            "status": self.status.value,
+            "transaction": self.transaction_id,
+            "declined": list(self.declined),
+            "created_at": self.created_at,
+            "updated_at": self.updated_at,
+            "expires_at": self.expires_at,
         }

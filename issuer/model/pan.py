@@ -33,7 +33,12 @@ __all__ = [
 
 #: BIN controller identifier per scheme, the first 4 characters of a PAR (test values,
 #: as the fixtures' PARs: a real one is assigned by EMVCo).
-BIN_CONTROLLER_IDS: Final = {"visa": "V001", "mastercard": "M001"}
+BIN_CONTROLLER_IDS: Final = {
+    "visa": "V001",
+    "mastercard": "M001",
+    "amex": "A001",
+    "unionpay": "U001",
+}
 _PAR_ALPHABET: Final = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 _DIGITS = re.compile(r"[0-9]+")
 

@@ -40,7 +40,12 @@ __all__ = [
 ]
 
 #: Token requestor ids (9F19) of the phone wallet, per scheme (the fixtures' values).
-DEFAULT_REQUESTOR_IDS = {"visa": "40010030273", "mastercard": "50110030273"}
+DEFAULT_REQUESTOR_IDS = {
+    "visa": "40010030273",
+    "mastercard": "50110030273",
+    "amex": "30010030273",
+    "unionpay": "60010030273",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,19 +150,22 @@ def provision(
     name: str | None = None,
     icc_key: SigningKey | None = None,
     progress: Progress | None = None,
+    prefix: str | None = None,
 ) -> ProvisionResult:
     """Create a card (``form="card"``) or a phone token (``form="phone"``) for an
-    account and personalise it (module docstring)."""
+    account and personalise it (module docstring). ``prefix`` picks the card range
+    of a card (default: the scheme's first active card range); the range's CVN is the
+    card's unless ``cvn`` says otherwise (UnionPay: TDES or the SM4 suite per range)."""
     if form not in ("card", "phone"):
         raise ValidationError("the form is card or phone")
     if scheme not in ICC_KEY_SIZE:
-        raise ValidationError("the scheme is visa or mastercard")
+        raise ValidationError(f"the scheme is one of {', '.join(ICC_KEY_SIZE)}")
     keys = service.keys
     account = service.account(account_id)
     if form == "card":
         if card_id is not None:
             raise ValidationError("--card is for a phone token (the card it is bound to)")
-        issued = service.issue_card(account_id, scheme, cvn=cvn, expiry=expiry)
+        issued = service.issue_card(account_id, scheme, cvn=cvn, prefix=prefix, expiry=expiry)
         card = issued.card
         try:
             profile = build_profile(
@@ -178,6 +186,8 @@ def provision(
             service.close_card(card.id)
             raise
         return ProvisionResult(profile, card)
+    if prefix is not None:
+        raise ValidationError("--range is for a card (a phone's token range is the scheme's)")
     funding, created = _funding_card(service, account_id, scheme, card_id)
     requestor = requestor_id or DEFAULT_REQUESTOR_IDS[scheme]
     issued_token = service.issue_token(

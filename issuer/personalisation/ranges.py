@@ -80,12 +80,19 @@ def check_range_spec(spec: RangeSpec) -> RangeSpec:
 
 
 #: The default ranges of ``issuer init``: a card and a token range per scheme, with
-#: the CVNs of the fixture cards (Visa 18 cards / 22 phones, Mastercard 17 / 21).
+#: the CVNs of the fixture cards (Visa 18 cards / 22 phones, Mastercard 17 / 21), and
+#: an American Express card range of 15-digit PANs (IIN 37, ISO/IEC 7812-1 as American
+#: Express publishes it) with the EMV common core cryptogram (CCD, CVN A5), and UnionPay
+#: card (19-digit PANs) and token ranges (IIN 62) under TDES (CVN 01). UnionPay's SM4
+#: suite (CVN 04) is chosen per range with ``issuer range add --cvn 4`` (file key store).
 DEFAULT_RANGES: Final = (
     RangeSpec("476173", "visa", "card", 18),
     RangeSpec("489537", "visa", "token", 22),
     RangeSpec("541333", "mastercard", "card", 17),
     RangeSpec("520474", "mastercard", "token", 21),
+    RangeSpec("374245", "amex", "card", 0xA5, 15),
+    RangeSpec("625800", "unionpay", "card", 0x01, 19),
+    RangeSpec("625801", "unionpay", "token", 0x01, 16),
 )
 
 
@@ -107,11 +114,25 @@ CA_FOR_SCHEME: Final = {
     "mastercard": CaSpec(
         bytes.fromhex("A000000004"), 0x99, 1408, 65537, "test-ca-A000000004-99-private.pem"
     ),
+    "amex": CaSpec(bytes.fromhex("A000000025"), 0xE4, 1152, 3, "test-ca-A000000025-E4-private.pem"),
+    "unionpay": CaSpec(
+        bytes.fromhex("A000000333"), 0xE7, 1152, 3, "test-ca-A000000333-E7-private.pem"
+    ),
 }
 #: Issuer key size and exponent per scheme (never longer than the CA key, Book 2 §5.1).
-ISSUER_KEY_SIZE: Final = {"visa": (1024, 3), "mastercard": (1152, 65537)}
+ISSUER_KEY_SIZE: Final = {
+    "visa": (1024, 3),
+    "mastercard": (1152, 65537),
+    "amex": (1024, 3),
+    "unionpay": (1024, 3),
+}
 #: ICC key size and exponent per scheme (never longer than the issuer key, Book 2 §6.1).
-ICC_KEY_SIZE: Final = {"visa": (1024, 3), "mastercard": (1024, 65537)}
+ICC_KEY_SIZE: Final = {
+    "visa": (1024, 3),
+    "mastercard": (1024, 65537),
+    "amex": (1024, 3),
+    "unionpay": (1024, 3),
+}
 #: Validity of CA keys and issuer certificates made here.
 CERTIFICATE_EXPIRY: Final = date(2040, 12, 31)
 

@@ -16,13 +16,21 @@ domain, and a body the contract decodes: broken JSON is 400 ``invalid_json``, a 
 field 400 ``invalid_request`` with a message naming it (the body's contract message and
 the query's struct are the route's, as declared); an unexpected failure is 500 with no
 detail (never a traceback).
+
+The operator routes (``/v1/issuing/...``, :attr:`issuer.service.routes.Route.scopes`)
+take an operator's credential and certificate instead, never a terminal's
+(:mod:`issuer.service.operator_api`).
+The QR code routes (:mod:`issuer.service.qr`) are answered alike; those of a phone
+wallet (``Route.principal``) take the wallet's credential and certificate instead of a
+terminal's, and a QR sale's long poll is awaited by the HTTP application
+(``Prepared.wait``).
 """
 
 from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Final, NamedTuple, TypeVar
@@ -36,6 +44,7 @@ from issuer.domain.authorise import AuthorisationRequest, Authoriser, Checked
 from issuer.domain.cache import ReadCache
 from issuer.domain.clearing import Clearing
 from issuer.domain.credentials import CredentialCache
+from issuer.domain.qr import cpm_terms, tap_terms
 from issuer.errors import (
     ConflictError,
     InvalidStateError,
@@ -47,6 +56,7 @@ from issuer.errors import (
 )
 from issuer.model.entities import Authorisation, Terminal, TerminalStatus
 from issuer.service.openapi import OPENAPI
+from issuer.service.qr import QrService, SaleQuery, WalletRefusedError
 from issuer.service.routes import ROUTES, ListQuery, Route
 
 __all__ = ["MAX_BODY", "Api", "Prepared", "Request", "Response", "error_answer"]
@@ -100,12 +110,14 @@ class Request(NamedTuple):
 
 @dataclass(frozen=True, slots=True)
 class Prepared:
-    """A request after :meth:`Api.prepare`: answered, checked (an authorisation), or a
-    write still to run (validated already)."""
+    """A request after :meth:`Api.prepare`: answered, checked (an authorisation), a
+    write still to run (validated already), or a long poll to await (``wait``: a QR
+    sale's, :mod:`issuer.service.qr`)."""
 
     answer: Response | None
     checked: Checked | None = None
     write: Callable[[], Response] | None = None
+    wait: Callable[[], Awaitable[Response]] | None = None
 
 
 class _HttpError(IssuerError):
@@ -149,6 +161,7 @@ def _transaction(auth: Authorisation) -> contract.Transaction:
     return contract.Transaction(
         id=auth.id,
         kind=auth.kind.value,
+        channel=auth.channel,
         amount=auth.amount,
         currency=auth.currency,
         approved=auth.approved,
@@ -189,6 +202,14 @@ class Api:
         self.authoriser = authoriser or Authoriser(app)
         self.clearing = clearing or Clearing(app)
         self.credentials = CredentialCache()
+        from issuer.service.operator_api import OperatorApi  # it builds on this module
+
+        #: The operator routes (``/v1/issuing/...``), apart from the terminals'.
+        self.operators = OperatorApi(app, self.credentials, require_certificate=require_certificate)
+        #: The QR code routes (sales, long polls, wallets' payments).
+        self.qr = QrService(
+            app, self.authoriser, self.credentials, require_certificate=require_certificate
+        )
         self._reads: Mapping[str, Callable[[Terminal, Mapping[str, str], Any], Response]] = {
             "list": self._list,
             "get": self._get,
@@ -199,6 +220,8 @@ class Api:
             "resubmit": self._resubmit,
             "reverse_request": self._reverse_request,
             "refund": self._refund,
+            "qr_sale_open": lambda t, _, m, k: Response(201, self.qr.open_sale(t, m)),
+            "qr_sale_cancel": lambda t, bill, m, k: Response(200, self.qr.cancel_sale(t, bill)),
         }
 
     @property
@@ -227,10 +250,16 @@ class Api:
                 return Prepared(Response(200, OPENAPI, text=_OPENAPI_TEXT))
             if generation is None:
                 generation = self.cache.refresh()
+            if route.scopes:
+                return self.operators.prepare(route, request, generation)
+            if route.principal == "wallet":
+                return self._wallet_request(route, request, generation)
             terminal = self._terminal(request, generation)
             if route.kind == "authorise":
                 auth = self._authorisation_request(request.headers, request.body)
                 return Prepared(None, self.authoriser.check(terminal, auth, generation=generation))
+            if route.name == "qr_sale":
+                return self._qr_sale(terminal, request)
             if route.kind == "read":
                 query = _query(request.query, route.query) if route.query else None
                 return Prepared(self._reads[route.name](terminal, request.params, query))
@@ -238,7 +267,7 @@ class Api:
             message = _decode(request.body, route.body)
             key = self._key(request.headers)
             write = self._writes[route.name]
-            txn_id = request.params.get("id", "")
+            txn_id = request.params.get("id") or request.params.get("bill", "")
             return Prepared(None, write=lambda: write(terminal, txn_id, message, key))
         except Exception as exc:
             return Prepared(self.failure(exc))
@@ -285,13 +314,55 @@ class Api:
     ) -> AuthorisationRequest:
         data = _decode(body, contract.AuthorisationRequest)
         key = self._key(headers)
-        return AuthorisationRequest(key, bytes.fromhex(data.icc_data), bytes.fromhex(data.track2))
+        icc_data, track2 = bytes.fromhex(data.icc_data), bytes.fromhex(data.track2)
+        if data.channel is contract.Channel.CONTACTLESS:
+            if data.amount is None:
+                return AuthorisationRequest(key, icc_data, track2)
+            refusal = tap_terms(icc_data, data.amount)
+            return AuthorisationRequest(key, icc_data, track2, refusal=refusal)
+        if data.channel is not contract.Channel.QR_CPM:
+            raise _HttpError(
+                400, "invalid_request", "a wallet pays a merchant's code: POST /v1/qr/payments"
+            )
+        # A consumer-presented code (issuer.domain.qr): its amount and its refusal.
+        amount, refusal = cpm_terms(icc_data, data.amount, self.qr.payments.clock())
+        return AuthorisationRequest(
+            key, icc_data, track2, channel=data.channel.value, amount=amount, refusal=refusal
+        )
+
+    def _wallet_request(self, route: Route, request: Request, generation: int) -> Prepared:
+        """A phone wallet's request (:mod:`issuer.service.qr`): a merchant looked up,
+        or a payment to decide with the writes."""
+        wallet = self.qr.wallet(request.headers, request.client_certificate, generation)
+        if route.kind == "read":
+            return Prepared(Response(200, self.qr.merchant(request.params.get("id", ""))))
+        message = _decode(request.body, contract.QrPaymentRequest)
+        key = self._key(request.headers)
+        return Prepared(None, write=lambda: Response(200, self.qr.pay(wallet, message, key)))
+
+    def _qr_sale(self, terminal: Terminal, request: Request) -> Prepared:
+        """``GET /v1/qr/sales/{bill}``: answered now, or a long poll with ``wait``."""
+        bill = request.params.get("bill", "")
+        query = _query(request.query, SaleQuery)
+        if query.wait <= 0:
+            return Prepared(Response(200, self.qr.sale(terminal, bill)))
+        self.qr.payments.sale(terminal, bill)  # 404 at once for a sale it does not have
+
+        async def wait() -> Response:
+            try:
+                return Response(200, await self.qr.wait(terminal, bill, query.wait))
+            except Exception as exc:
+                return self.failure(exc)
+
+        return Prepared(None, wait=wait)
 
     @staticmethod
     def failure(exc: Exception) -> Response:
         """The answer to a request that raised ``exc`` (module docstring)."""
         if isinstance(exc, _HttpError):
             return error_answer(exc.status, exc.code, exc.message)
+        if isinstance(exc, WalletRefusedError):
+            return error_answer(401, "unauthorised", str(exc))
         if isinstance(exc, ValidationError):
             return error_answer(400, "invalid_request", str(exc))
         if isinstance(exc, NotFoundError):

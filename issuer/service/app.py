@@ -9,8 +9,9 @@ the API's error shape. A route's endpoint reads the body (at most
 and hands the request to :class:`~issuer.service.api.Api` in two stages:
 
 - :meth:`~issuer.service.api.Api.prepare` at once, in the task of the request: a read
-  is answered; an authorisation runs its read phase (credential, fields, ARQC,
-  status); another write is validated. The cache generation is read once per
+  is answered (a long poll of a QR sale is awaited in the request's task, the loop
+  serving others meanwhile); an authorisation runs its read phase (credential, fields,
+  ARQC, status); another write is validated. The cache generation is read once per
   event-loop turn, for every request that turn prepares (:mod:`issuer.domain.cache`).
 - The writes of every request prepared meanwhile, together, two event-loop turns later
   (the sockets read once more, so that what arrived during the last commit joins) and
@@ -46,7 +47,7 @@ from httpserve.asgi import (
 )
 from httpserve.routing import JsonRouter
 from issuer.service.api import MAX_BODY, Api, Prepared, Request, Response, error_answer
-from issuer.service.routes import ID_PATTERN, ROUTES, Route
+from issuer.service.routes import BILL_PATTERN, ID_PATTERN, PREFIX_PATTERN, ROUTES, Route
 
 __all__ = ["WRITER_RETRY", "ServiceApp"]
 
@@ -69,11 +70,29 @@ class _TransactionId(Convertor[str]):
         return value
 
 
+class _RangePrefix(_TransactionId):
+    """A path segment that is a range's prefix (:data:`PREFIX_PATTERN`)."""
+
+    regex = PREFIX_PATTERN
+
+
+class _BillNumber(_TransactionId):
+    """A path segment that is a bill number (:data:`BILL_PATTERN`)."""
+
+    regex = BILL_PATTERN
+
+
 register_url_convertor("txn", _TransactionId())
+register_url_convertor("prefix", _RangePrefix())
+register_url_convertor("bill", _BillNumber())
 
 
 def _starlette_path(path: str) -> str:
-    return path.replace("{id}", "{id:txn}")
+    return (
+        path.replace("{id}", "{id:txn}")
+        .replace("{prefix}", "{prefix:prefix}")
+        .replace("{bill}", "{bill:bill}")
+    )
 
 
 class ServiceApp:
@@ -120,6 +139,9 @@ class ServiceApp:
         prepared = self.api.prepare(request, self._turn_generation())
         if prepared.answer is not None:
             await _send(send, prepared.answer)
+            return
+        if prepared.wait is not None:  # a long poll (issuer.service.qr)
+            await _send(send, await prepared.wait())
             return
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Response] = loop.create_future()

@@ -323,15 +323,6 @@ def _peer(writer: asyncio.StreamWriter) -> str:
     return str(address or "?")
 
 
-def _bind(host: str, port: int) -> socket.socket:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
-    sock.listen(1024)
-    return sock
-
-
 def serve_iso8583(
     handler: Iso8583Handler,
     host: str,
@@ -341,8 +332,11 @@ def serve_iso8583(
     identify: Identify | None = None,
     ready: Callable[[str, int], None] | None = None,
 ) -> None:
-    """Serve on ``host:port`` until SIGINT or SIGTERM."""
-    server = Iso8583Server(handler, _bind(host, port), ssl_context=ssl_context, identify=identify)
+    """Serve on ``host:port`` until SIGINT or SIGTERM; :class:`httpserve.ListenError`
+    (one line) when the address cannot be listened on."""
+    from httpserve.server import listen
+
+    server = Iso8583Server(handler, listen(host, port), ssl_context=ssl_context, identify=identify)
     bound = server.server_address
     thread = threading.Thread(target=server.serve_forever, name="iso8583", daemon=True)
     stop = threading.Event()

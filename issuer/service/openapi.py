@@ -1,9 +1,10 @@
 """The OpenAPI 3.1 document of the authorisation service (served at ``/openapi.json``).
 
 The schemas of every request body and answer are the terminal-issuer contract's
-(:func:`emvwire.contract.schemas`), so the document cannot drift from what the API
-decodes and answers; only the paths, their parameters and the descriptions are
-the descriptions of the errors and the security scheme are written here; the paths,
+(:func:`emvwire.contract.schemas`) and the operator API's
+(:mod:`issuer.service.operator_messages`), so the document cannot drift from what the
+API decodes and answers; the descriptions of the errors and the two security schemes
+(``terminal``, ``operator``) are written here; the paths,
 their parameters, bodies and answers come from the routes as declared
 (:data:`issuer.service.routes.ROUTES`), which the router and the API's decoding use
 too. Tests check that each documented body and query is what the route accepts.
@@ -16,11 +17,17 @@ from typing import Any, Final
 import msgspec
 
 from emvwire import contract
-from issuer.service.routes import ID_PATTERN, ROUTES, Route
+from issuer.service import operator_messages
+from issuer.service.routes import BILL_PATTERN, ID_PATTERN, PREFIX_PATTERN, ROUTES, Route
 
-__all__ = ["ERRORS", "OPENAPI"]
+__all__ = ["ERRORS", "OPENAPI", "OPERATOR_ERRORS"]
 
-_SCHEMAS: Final = contract.schemas()
+_SCHEMAS: Final = {
+    **contract.schemas(),
+    **msgspec.json.schema_components(
+        operator_messages.MESSAGES, ref_template="#/components/schemas/{name}"
+    )[1],
+}
 
 
 def _ref(name: str) -> dict[str, Any]:
@@ -55,6 +62,27 @@ ERRORS: Final = {
     "413": _answer(_ERROR, "The request body is too large"),
     "503": _answer(_ERROR, "Ledger busy: retry with the same Idempotency-Key"),
 }
+#: The errors every operator route may answer.
+OPERATOR_ERRORS: Final = {
+    "400": _answer(
+        _ERROR,
+        "Broken JSON (invalid_json), a bad field, query or cursor (invalid_request)",
+    ),
+    "401": _answer(
+        _ERROR,
+        "No operator credential, an unknown or revoked operator, a wrong credential, or "
+        "a client certificate that does not name the operator",
+    ),
+    "403": _answer(_ERROR, "The operator holds none of the route's scopes (forbidden)"),
+    "404": _answer(_ERROR, "No such object"),
+    "409": _answer(
+        _ERROR,
+        "Idempotency-Key reused with another body (idempotency_conflict), a conflict or "
+        "a change the object's life cycle forbids (conflict)",
+    ),
+    "413": _answer(_ERROR, "The request body is too large"),
+    "503": _answer(_ERROR, "Ledger busy: retry with the same Idempotency-Key"),
+}
 _KEY: Final = {
     "name": "Idempotency-Key",
     "in": "header",
@@ -68,6 +96,18 @@ _ID: Final = {
     "in": "path",
     "required": True,
     "schema": {"type": "string", "pattern": f"^{ID_PATTERN}$"},
+}
+_PREFIX: Final = {
+    "name": "prefix",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string", "pattern": f"^{PREFIX_PATTERN}$"},
+}
+_BILL: Final = {
+    "name": "bill",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string", "pattern": f"^{BILL_PATTERN}$"},
 }
 
 
@@ -105,7 +145,14 @@ def _operation(route: Route) -> dict[str, Any]:
         operation["description"] = route.description
     if route.public:
         operation["security"] = []
-    parameters = [_ID] if "{id}" in route.path else []
+    elif route.scopes:
+        operation["security"] = [{"operator": []}]
+        operation["x-scopes"] = list(route.scopes)
+    elif route.principal == "wallet":
+        operation["security"] = [{"wallet": []}]
+    parameters = [_ID] if "{id}" in route.path else [_PREFIX] if "{prefix}" in route.path else []
+    if "{bill}" in route.path:
+        parameters.append(_BILL)
     if route.idempotency_key:
         parameters.append(_KEY)
     if route.query is not None:
@@ -121,7 +168,9 @@ def _operation(route: Route) -> dict[str, Any]:
             if answer is None
             else _answer(_schema_of(answer), description)
         )
-    if not route.public:
+    if route.scopes:
+        responses.update(OPERATOR_ERRORS)
+    elif not route.public:
         responses.update(ERRORS)
     operation["responses"] = responses
     return operation
@@ -143,15 +192,41 @@ OPENAPI: Final[dict[str, Any]] = {
         "description": "Online authorisation of contactless EMV transactions. A request "
         "carries ISO 8583 field 55 (the chip data as one BER-TLV blob) and track 2 "
         "equivalent data (57); the issuer verifies the ARQC and answers the response "
-        "code (8A) and the ARPC. Amounts are minor units.",
+        "code (8A) and the ARPC. Amounts are minor units.\n\n"
+        "The operator API (/v1/issuing/...) manages accounts, cards, tokens, terminals, "
+        "ranges and reads authorisations, for operators only (`issuer operator add`): "
+        "lists are newest first, `limit` 1-100 (default 10) and `starting_after` the "
+        "last id of the previous page, answered `{object: list, data, has_more}`; a "
+        "status changes by POST to the object with `{status}`; every POST takes an "
+        "Idempotency-Key; every change and every refused request is audited "
+        "(`issuer audit list`). An operator route's scopes are in `x-scopes`: `read`, "
+        "`operations` (read, and changes of accounts, cards, tokens, terminals) and "
+        "`keys` (ranges).",
     },
     "components": {
         "securitySchemes": {
             "terminal": {
                 "type": "http",
                 "scheme": "bearer",
-                "description": "`<terminal id>:<credential>` as printed by `issuer terminal add`.",
-            }
+                "description": "`<terminal id>:<credential>` as printed by `issuer terminal add`, "
+                "over mutual TLS with the terminal's client certificate "
+                "(urn:tapstack:terminal:<id>).",
+            },
+            "operator": {
+                "type": "http",
+                "scheme": "bearer",
+                "description": "`<operator id>:<credential>` as printed by `issuer operator "
+                "add`, over mutual TLS with the operator's client certificate "
+                "(urn:tapstack:operator:<id>). Terminal credentials are refused here, "
+                "operator credentials on the terminal routes.",
+            },
+            "wallet": {
+                "type": "http",
+                "scheme": "bearer",
+                "description": "`<wallet id>:<credential>` as printed by `issuer wallet add` "
+                "(a phone wallet paying merchant-presented QR codes), over mutual TLS with "
+                "the wallet's client certificate (urn:tapstack:wallet:<id>).",
+            },
         },
         "schemas": _SCHEMAS,
     },

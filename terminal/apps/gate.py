@@ -124,6 +124,7 @@ def run_gate(
         result = entry.run(reader, transaction(), wait=False)
         verdict = decide(result)
         signal_outcome(reader.feedback, SIGNALS[verdict.decision])
+        reader.field_off()  # Book A: the removal procedure, once the signal is given
         verdict.ms = 1000.0 * (time.perf_counter() - started)
         report(verdict)
         if after is not None:

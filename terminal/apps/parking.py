@@ -580,6 +580,7 @@ def run_lane(
         decision = gate.decide(result)
         signal = "try again" if decision.action == "try again" else None
         signal_outcome(reader.feedback, signal or ("approved" if decision.open else "declined"))
+        reader.field_off()  # Book A: the removal procedure, once the signal is given
         report(decision)
         done += 1
         if not decision.queued and gate.pending():

@@ -36,6 +36,17 @@ transaction by transaction. On a match the batch is closed in the journal; other
 the differences are reported and the batch stays open (run close again once they are
 explained). A batch is the journal since the last ``close`` record.
 
+**QR codes** (EMV QRCPS, :mod:`terminal.apps.qr`), beside the tap: a consumer-presented
+code scanned (:meth:`Till.scan_sale`) is authorised as a tap is, its field 55 marked
+``qr_cpm``; a merchant-presented sale (:meth:`Till.show_sale`) opens a sale at the issuer,
+shows the dynamic code the issuer made for it and waits for the customer's phone to pay
+it (the issuer's long poll), ending "not completed" and the code cancelled after its
+time. Either is then a sale like a tap's, its channel on the receipt and in the
+journal: voided, refunded, captured and closed as one. Payments of the merchant's
+static code (``issuer terminal qr``) reach the issuer without the till: the close takes
+those of the batch into the journal (approved ones captured with the rest). The close
+counts the QR sales apart too (``qr``), on both sides.
+
 The journal holds no PAN and no track 2: the PAN masked, its last 4, the keyed card
 reference of the kernel.
 """
@@ -43,16 +54,23 @@ reference of the kernel.
 from __future__ import annotations
 
 import secrets
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final, Protocol
 
+import msgspec
+
+from emvwire import contract
+from emvwire.contract import Channel
 from emvwire.currency import Currency, format_amount
+from emvwire.errors import QrError
 from emvwire.tags import Tag
 from hostlink.client import UNREACHABLE, HostError, HostOutcome, HostUnreachableError
 from terminal.apps.errors import AppError
 from terminal.apps.journal import Journal
+from terminal.apps.qr import check_sale_code, new_bill, read_consumer_code
 from terminal.kernel.outcome import Outcome, UiMessage
 from terminal.kernel.transaction import (
     Transaction,
@@ -64,11 +82,14 @@ __all__ = [
     "CloseReport",
     "Display",
     "HostLike",
+    "IssuerRefusalError",
+    "QrHost",
     "Receipt",
     "RetailError",
     "Tap",
     "Till",
     "Totals",
+    "UnknownSaleError",
     "journal_totals",
     "utc_now",
 ]
@@ -85,6 +106,19 @@ Display = Callable[[UiMessage, str], None]
 
 #: Runs the kernel for one transaction on the card presented (waits for it first).
 Tap = Callable[[Transaction], TransactionResult]
+
+#: Shows a merchant-presented code's text on the customer display (drawn as a QR code).
+ShowCode = Callable[[str], None]
+
+#: How the receipt names each channel of a sale.
+CHANNEL_TEXT: Final = {
+    Channel.QR_CPM.value: "QR code (the customer's, scanned)",
+    Channel.QR_MPM.value: "QR code (the till's, paid by phone)",
+}
+#: Longest single long poll of a merchant-presented sale (the issuer's limit).
+LONG_POLL: Final = 30.0
+#: How long after its time a sale whose payment is under way is waited for.
+PAYING_GRACE: Final = 15.0
 
 
 def utc_now() -> datetime:
@@ -116,9 +150,39 @@ class HostLike(Protocol):
     ) -> list[dict[str, Any]]: ...
 
 
+class QrHost(HostLike, Protocol):
+    """What QR sales need of the issuer besides (:class:`hostlink.HostClient`, over
+    HTTPS: the ISO 8583 link carries no QR sale)."""
+
+    def authorise(
+        self,
+        icc_data: bytes,
+        track2: bytes,
+        *,
+        request_id: str | None = None,
+        channel: Channel = Channel.CONTACTLESS,
+        amount: int | None = None,
+    ) -> HostOutcome: ...
+
+    def open_sale(self, bill: str, amount: int, *, expires_in: int = 120) -> contract.QrSale: ...
+
+    def wait_sale(self, bill: str, wait: float) -> contract.QrSale: ...
+
+    def cancel_sale(self, bill: str) -> contract.QrSale: ...
+
+
 class RetailError(AppError):
     """A cashier's request the till refuses: unknown transaction, void of a captured
     sale, refund above what is left. Nothing was sent or recorded."""
+
+
+class UnknownSaleError(RetailError, LookupError):
+    """No approved sale of that transaction id in the till's journal."""
+
+
+class IssuerRefusalError(RetailError):
+    """The issuer refused a void, refund or close step (not a decline: the request
+    itself, e.g. a credential it does not know)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,6 +211,7 @@ class Receipt:
     tvr: str = ""
     message: str = ""
     original_id: str = ""
+    channel: str = Channel.CONTACTLESS.value
 
     @property
     def approved(self) -> bool:
@@ -179,6 +244,7 @@ class Receipt:
             "cvm": self.cvm,
             "tvr": self.tvr,
             "message": self.message,
+            "channel": self.channel,
         }
 
     def text(self) -> str:
@@ -188,6 +254,8 @@ class Receipt:
             f"terminal {self.terminal_id}   {self.time}",
             f"{self.kind}   {self.amount}",
         ]
+        if self.channel in CHANNEL_TEXT:
+            lines.append(f"paid by {CHANNEL_TEXT[self.channel]}")
         if self.card:
             kind = "token" if self.token else "card"
             lines.append(f"{kind} {self.card} (last 4: {self.last4})")
@@ -223,6 +291,8 @@ class Totals:
     declined: int = 0
     no_charge: int = 0
     uncaptured: tuple[int, int] = (0, 0)
+    #: The sales paid by QR code (either face), among ``sales``.
+    qr: tuple[int, int] = (0, 0)
 
     @property
     def net(self) -> int:
@@ -238,6 +308,7 @@ class Totals:
             "declined": self.declined,
             "no_charge": self.no_charge,
             "uncaptured": _pair(self.uncaptured),
+            "qr": _pair(self.qr),
             "net": self.net,
         }
 
@@ -255,6 +326,8 @@ class CloseReport:
     recovered: int
     currency: Currency
     closed: bool
+    #: Payments of the static code taken into the batch from the issuer.
+    adopted: int = 0
 
     @property
     def match(self) -> bool:
@@ -273,6 +346,7 @@ class CloseReport:
             "differences": list(self.differences),
             "captured_at_close": self.captured,
             "recovered": self.recovered,
+            "adopted": self.adopted,
             "closed": self.closed,
         }
 
@@ -288,11 +362,15 @@ class CloseReport:
         for name in ("sales", "refunds", "voids"):
             a, b = getattr(self.till, name), getattr(self.issuer, name)
             lines.append(f"{name:12}{a[0]:>5} {amount(a[1]):>16}{b[0]:>5} {amount(b[1]):>16}")
+        a, b = self.till.qr, self.issuer.qr
+        lines.append(f"{'  by QR':12}{a[0]:>5} {amount(a[1]):>16}{b[0]:>5} {amount(b[1]):>16}")
         lines.append(f"{'declined':12}{self.till.declined:>5}{'':17}{self.issuer.declined:>5}")
         lines.append(f"{'no charge':12}{self.till.no_charge:>5}{'':17}{self.issuer.no_charge:>5}")
         lines.append(f"{'net':12}{amount(self.till.net):>22}{amount(self.issuer.net):>22}")
         if self.captured or self.recovered:
             lines.append(f"captured at close: {self.captured}; recovered: {self.recovered}")
+        if self.adopted:
+            lines.append(f"static QR code payments taken from the issuer: {self.adopted}")
         lines.append("MATCH" if self.match else "MISMATCH")
         lines.extend(f"  {d}" for d in self.differences)
         return "\n".join(lines)
@@ -358,7 +436,10 @@ class Till:
     ``journal`` is the till's durable journal (one per terminal); ``host`` the issuer
     connection; ``display`` the customer display; ``clock`` gives the time (UTC).
     ``attempts`` is how many presentations one sale allows (a card pulled away, "see
-    phone") before it ends not completed.
+    phone") before it ends not completed. QR sales need ``qr_host`` (the issuer over
+    HTTPS: ``host`` itself when it is one), ``show_code`` to draw a code on the
+    customer display and ``terminal_data`` (the configuration's terminal data objects,
+    which a scanned code's field 55 takes its terminal's from).
     """
 
     def __init__(
@@ -372,6 +453,9 @@ class Till:
         display: Display | None = None,
         clock: Callable[[], datetime] = utc_now,
         attempts: int = 3,
+        qr_host: QrHost | None = None,
+        show_code: ShowCode | None = None,
+        terminal_data: Mapping[int, bytes] | None = None,
     ) -> None:
         self.journal = journal
         self.host = host
@@ -381,6 +465,9 @@ class Till:
         self.display: Display = display or (lambda message, detail: None)
         self.clock = clock
         self.attempts = attempts
+        self.qr_host = qr_host
+        self.show_code: ShowCode = show_code or (lambda text: None)
+        self.terminal_data: Mapping[int, bytes] = terminal_data or {}
         self._folded = _Batch()
         self._seen = 0
 
@@ -432,45 +519,200 @@ class Till:
         if result.outcome is not Outcome.ONLINE_REQUEST or result.online_pin_required:
             return self._not_online(amount, result, card)
         self._show(UiMessage.REMOVE_CARD, "")
+        return self._online(
+            amount, card, result.card_reference,
+            lambda rid: self.host.authorise(
+                result.authorisation_data, result.track2, request_id=rid
+            ),
+        )  # fmt: skip
+
+    def _online(
+        self,
+        amount: int,
+        card: dict[str, Any],
+        card_reference: str,
+        authorise: Callable[[str], HostOutcome],
+        channel: str = Channel.CONTACTLESS.value,
+    ) -> Receipt:
+        """A sale's online authorisation (``authorise(request id)``), journalled first,
+        and its receipt: approved, declined, not completed (the issuer refused the
+        request) or no charge (no answer: the host client reversed it)."""
         request_id = "rtl_" + secrets.token_hex(12)
         self.journal.append(
             {"type": "sale_started", "request_id": request_id, "amount": amount,
-             "time": self._now(), "card": card["card"], "card_reference": result.card_reference}
+             "time": self._now(), "card": card["card"], "card_reference": card_reference,
+             "channel": channel}
         )  # fmt: skip
         self._show(UiMessage.PROCESSING, "authorising")
         try:
-            answer = self.host.authorise(
-                result.authorisation_data, result.track2, request_id=request_id
-            )
+            answer = authorise(request_id)
         except HostError as exc:  # refused (bad credential, bad request): nothing held
-            self._journal_sale(request_id, amount, "NOT COMPLETED", card, reason=str(exc))
+            self._journal_sale(
+                request_id, amount, "NOT COMPLETED", card, reason=str(exc), channel=channel
+            )
             self._show(UiMessage.NOT_AUTHORISED, str(exc))
             return self._receipt(
                 "SALE", "NOT COMPLETED", amount, request_id=request_id, reason=str(exc),
-                message=UiMessage.NOT_AUTHORISED.text, **card,
+                message=UiMessage.NOT_AUTHORISED.text, channel=channel, **card,
             )  # fmt: skip
         if not answer.answered:
             self._journal_sale(
                 request_id, amount, "NO CHARGE", card, reason=ISSUER_DOWN_TEXT,
-                response_code=answer.response_code, reversed=answer.reversed,
+                response_code=answer.response_code, reversed=answer.reversed, channel=channel,
             )  # fmt: skip
             self._show(UiMessage.NOT_AUTHORISED, ISSUER_DOWN_TEXT)
             return self._receipt(
                 "SALE", "NO CHARGE", amount, request_id=request_id, reason=ISSUER_DOWN_TEXT,
-                response_code=answer.response_code, message=ISSUER_DOWN_TEXT, **card,
+                response_code=answer.response_code, message=ISSUER_DOWN_TEXT, channel=channel,
+                **card,
             )  # fmt: skip
         status = "APPROVED" if answer.approved else "DECLINED"
         shown = UiMessage.APPROVED if answer.approved else UiMessage.NOT_AUTHORISED
         reason = "" if answer.approved else str(answer.reason or "")
         self._journal_sale(
             request_id, amount, status, card, transaction_id=answer.transaction_id,
-            response_code=answer.response_code, reason=reason,
+            response_code=answer.response_code, reason=reason, channel=channel,
         )  # fmt: skip
         self._show(shown, format_amount(amount, self.currency) if answer.approved else reason)
         return self._receipt(
             "SALE", status, amount, transaction_id=answer.transaction_id, request_id=request_id,
-            response_code=answer.response_code, reason=reason, message=shown.text, **card,
+            response_code=answer.response_code, reason=reason, message=shown.text,
+            channel=channel, **card,
         )  # fmt: skip
+
+    # -- QR code sales -----------------------------------------------------------------
+
+    def _qr_host(self) -> QrHost:
+        if self.qr_host is None:
+            raise RetailError("QR payments need the issuer's HTTPS API (an https:// issuer)")
+        return self.qr_host
+
+    def _qr_refused(self, amount: int, reason: str, channel: str) -> Receipt:
+        """A QR sale that ends at the till: nothing sent, or no payment came."""
+        self.journal.append(
+            {"type": "sale", "request_id": "", "amount": amount, "status": "NOT COMPLETED",
+             "reason": reason, "time": self._now(), "card": "", "channel": channel}
+        )  # fmt: skip
+        self._show(UiMessage.NOT_AUTHORISED, reason)
+        return self._receipt(
+            "SALE", "NOT COMPLETED", amount, reason=reason,
+            message=UiMessage.NOT_AUTHORISED.text, channel=channel,
+        )  # fmt: skip
+
+    def scan_sale(self, amount: int, text: str) -> Receipt:
+        """A sale paid by the customer's consumer-presented code ``text`` (as the scanner
+        read it: :mod:`terminal.apps.qr`): authorised as a tap's field 55 would be,
+        marked ``qr_cpm``. A code that does not read, or is for another currency or
+        amount, ends the sale "not completed" with nothing sent."""
+        if amount <= 0:
+            raise RetailError("a sale is for an amount above zero")
+        host = self._qr_host()
+        channel = Channel.QR_CPM.value
+        self._show(UiMessage.PROCESSING, "reading the code")
+        try:
+            scanned = read_consumer_code(
+                text, currency=self.currency, amount=amount, terminal_data=self.terminal_data
+            )
+        except QrError as exc:
+            where = f" ({exc.field})" if exc.field else ""
+            return self._qr_refused(amount, f"code not accepted{where}: {exc.message}", channel)
+        return self._online(
+            amount, scanned.card, "",
+            lambda rid: host.authorise(
+                scanned.icc_data, scanned.track2, request_id=rid, channel=Channel.QR_CPM,
+                amount=None if scanned.amount else amount,
+            ),
+            channel,
+        )  # fmt: skip
+
+    def show_sale(self, amount: int, *, wait: float = 120.0) -> Receipt:
+        """A sale paid by the customer's phone scanning the till's dynamic code: the
+        issuer opens the sale and makes its code (shown with ``show_code``), the till
+        waits for the payment (the issuer's long poll) for ``wait`` seconds, then
+        cancels the code and ends the sale "not completed". Declined attempts are
+        journalled as the issuer's declines; the approved payment is the sale."""
+        if amount <= 0:
+            raise RetailError("a sale is for an amount above zero")
+        host = self._qr_host()
+        channel = Channel.QR_MPM.value
+        bill = new_bill()
+        try:
+            sale = host.open_sale(bill, amount, expires_in=max(10, min(900, round(wait))))
+            check_sale_code(
+                sale.payload, terminal_id=self.terminal_id, amount=amount, bill=bill,
+                currency=self.currency,
+            )  # fmt: skip
+        except HostError as exc:
+            return self._qr_refused(amount, f"the issuer refused the sale: {exc}", channel)
+        except QrError as exc:
+            why = f"the issuer's code is not this sale's: {exc}"
+            return self._qr_refused(amount, why, channel)
+        except UNREACHABLE:
+            return self._qr_refused(amount, ISSUER_DOWN_TEXT, channel)
+        self.show_code(sale.payload)
+        self._show(
+            UiMessage.SEE_PHONE, f"scan the code to pay {format_amount(amount, self.currency)}"
+        )
+        try:
+            sale = self._await_payment(host, sale, wait)
+        except HostError as exc:
+            return self._qr_refused(amount, f"the issuer refused: {exc}; run close", channel)
+        except UNREACHABLE:
+            sale = msgspec.structs.replace(sale, status="unknown")
+        self._journal_declines(sale, amount)
+        if sale.status != "paid" or sale.transaction is None:
+            why = {
+                "unknown": "the issuer did not answer: run close to settle the sale",
+                "expired": "no payment in time: the code expired",
+                "cancelled": f"no payment within {wait:g} s: the code is cancelled",
+            }.get(sale.status, f"the sale is {sale.status}")
+            return self._qr_refused(amount, why, channel)
+        card = {"card": sale.card, "last4": sale.card[-4:] if sale.card else "", "token": False}
+        self._journal_sale(
+            f"qr:{bill}", amount, "APPROVED", {**card, "aid": ""},
+            transaction_id=sale.transaction, response_code=sale.response_code, bill=bill,
+            channel=channel,
+        )  # fmt: skip
+        self._show(UiMessage.APPROVED, format_amount(amount, self.currency))
+        return self._receipt(
+            "SALE", "APPROVED", amount, transaction_id=sale.transaction, request_id=f"qr:{bill}",
+            response_code=sale.response_code, message=UiMessage.APPROVED.text, channel=channel,
+            card=card["card"], last4=card["last4"],
+        )  # fmt: skip
+
+    def _await_payment(self, host: QrHost, sale: contract.QrSale, wait: float) -> contract.QrSale:
+        """Long polls until the sale is paid or ended, or ``wait`` seconds passed (then
+        its code cancelled: a payment under way is waited for a little more)."""
+        deadline = time.monotonic() + wait
+        seen = len(sale.declined)
+        while sale.status in ("open", "paying"):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            sale = host.wait_sale(sale.bill, min(left, LONG_POLL))
+            if len(sale.declined) > seen:
+                seen = len(sale.declined)
+                self._show(UiMessage.NOT_AUTHORISED, "payment declined: try again or another card")
+        if sale.status in ("open", "paying"):
+            try:
+                sale = host.cancel_sale(sale.bill)
+            except HostError as exc:
+                if exc.status != 409:  # sale_being_paid: its payment decides
+                    raise
+                sale = host.wait_sale(sale.bill, PAYING_GRACE)
+        return sale
+
+    def _journal_declines(self, sale: contract.QrSale, amount: int) -> None:
+        """Journal the declined attempts to pay a sale (the issuer's declines of this
+        terminal, which the close counts)."""
+        known = {i for r in self._batch().records for i in _ids(r)}
+        for txn in sale.declined:
+            if txn not in known:
+                self._journal_sale(
+                    "", amount, "DECLINED", {"card": "", "last4": "", "aid": ""},
+                    transaction_id=txn, reason="a payment of the code was declined",
+                    channel=Channel.QR_MPM.value, bill=sale.bill,
+                )  # fmt: skip
 
     def _not_online(self, amount: int, result: TransactionResult, card: dict[str, Any]) -> Receipt:
         """A sale that ends at the reader: declined offline, ended, tried too often, or
@@ -521,7 +763,10 @@ class Till:
         batch = self._batch()
         sale = batch.sales.get(transaction_id)
         if sale is None:
-            raise RetailError(f"no approved sale {transaction_id} in this till's journal")
+            raise UnknownSaleError(
+                f"no approved sale {transaction_id} in this till's journal: check the "
+                "transaction id on the sale's receipt"
+            )
         if transaction_id in batch.voided:
             raise RetailError(f"sale {transaction_id} is voided already")
         if transaction_id in batch.captured or transaction_id not in batch.open_ids:
@@ -529,7 +774,7 @@ class Till:
         try:
             self.host.reverse(transaction_id, request_id=f"void:{transaction_id}")
         except HostError as exc:
-            raise RetailError(f"the issuer refused the void: {exc}") from None
+            raise IssuerRefusalError(f"the issuer refused the void: {exc}") from None
         except UNREACHABLE:
             raise HostUnreachableError("issuer unreachable: not voided, try again") from None
         amount = int(sale["amount"])
@@ -541,6 +786,7 @@ class Till:
             "VOID", "APPROVED", amount, transaction_id=transaction_id,
             original_id=transaction_id, card=str(sale.get("card", "")),
             last4=str(sale.get("last4", "")), message="voided, nothing charged",
+            channel=str(sale.get("channel", Channel.CONTACTLESS.value)),
         )  # fmt: skip
 
     def refund(self, transaction_id: str, amount: int) -> Receipt:
@@ -552,7 +798,10 @@ class Till:
         batch = self._batch()
         sale = batch.sales.get(transaction_id)
         if sale is None:
-            raise RetailError(f"no approved sale {transaction_id} in this till's journal")
+            raise UnknownSaleError(
+                f"no approved sale {transaction_id} in this till's journal: check the "
+                "transaction id on the sale's receipt"
+            )
         if transaction_id in batch.voided:
             raise RetailError(f"sale {transaction_id} was voided: nothing to refund")
         left = int(sale["amount"]) - batch.refunded.get(transaction_id, 0)
@@ -571,7 +820,7 @@ class Till:
             )  # fmt: skip
             done = self.host.refund(transaction_id, amount, request_id=request_id)
         except HostError as exc:
-            raise RetailError(f"the issuer refused the refund: {exc}") from None
+            raise IssuerRefusalError(f"the issuer refused the refund: {exc}") from None
         except UNREACHABLE:
             raise HostUnreachableError(
                 "issuer unreachable: not refunded yet (sent again at close)"
@@ -581,10 +830,12 @@ class Till:
             {"type": "refund", "request_id": request_id, "original_id": transaction_id,
              "transaction_id": refund_id, "amount": amount, "time": self._now()}
         )  # fmt: skip
-        return self._receipt("REFUND", "APPROVED", amount, transaction_id=refund_id,
-                             request_id=request_id, original_id=transaction_id,
-                             card=str(sale.get("card", "")), last4=str(sale.get("last4", "")),
-                             message="refunded")  # fmt: skip
+        return self._receipt(
+            "REFUND", "APPROVED", amount, transaction_id=refund_id, request_id=request_id,
+            original_id=transaction_id, card=str(sale.get("card", "")),
+            last4=str(sale.get("last4", "")), message="refunded",
+            channel=str(sale.get("channel", Channel.CONTACTLESS.value)),
+        )  # fmt: skip
 
     def _capture(self, transaction_id: str, amount: int) -> None:
         self.host.complete(transaction_id, request_id=f"cap:{transaction_id}")
@@ -607,6 +858,7 @@ class Till:
         """
         try:
             recovered = self._recover()
+            adopted = self._adopt(self.host.transactions(limit=1000))
             batch = self._batch()
             captured = 0
             for txn in sorted(batch.open_ids - batch.voided - batch.captured):
@@ -615,7 +867,7 @@ class Till:
             batch = self._batch()
             issuer = self.host.transactions(limit=1000)
         except HostError as exc:
-            raise RetailError(f"the issuer refused a close step: {exc}") from None
+            raise IssuerRefusalError(f"the issuer refused a close step: {exc}") from None
         except UNREACHABLE:
             raise HostUnreachableError("issuer unreachable: the day is not closed") from None
         till = _till_totals(batch)
@@ -629,7 +881,38 @@ class Till:
         if closed:
             self.journal.append({"type": "close", "time": now, "totals": till.to_json()})
         return CloseReport(now, batch.since, till, theirs, tuple(differences), captured,
-                           recovered, self.currency, closed)  # fmt: skip
+                           recovered, self.currency, closed, adopted=adopted)  # fmt: skip
+
+    def _adopt(self, issuer: list[dict[str, Any]]) -> int:
+        """Journal the payments of the merchant's static code that reached the issuer
+        since the last close without the till (module docstring): approved (pending)
+        ones as sales, declined ones as declines; how many."""
+        batch = self._batch()
+        known = {i for r in batch.records for i in _ids(r)} | batch.earlier_ids
+        since = _parse_time(batch.since) if batch.since else None
+        done = 0
+        for record in reversed(issuer):  # oldest first
+            created = _parse_time(str(record.get("created_at", "")))
+            if (
+                record.get("channel") != Channel.QR_MPM.value
+                or record.get("kind") != "authorisation"
+                or {str(record.get("id", "")), str(record.get("request_id", ""))} & known
+                or (since is not None and (created is None or created < since - CLOCK_MARGIN))
+            ):
+                continue
+            approved = bool(record.get("approved"))
+            if approved and record.get("status") != "pending":
+                continue  # reversed or expired meanwhile: the close reports it
+            self._journal_sale(
+                str(record.get("request_id", "")), int(record.get("amount", 0)),
+                "APPROVED" if approved else "DECLINED",
+                {"card": "", "last4": "", "aid": ""},
+                transaction_id=str(record["id"]), response_code=record.get("response_code"),
+                reason=record.get("decline_reason") or "", channel=Channel.QR_MPM.value,
+                adopted=True,
+            )  # fmt: skip
+            done += 1
+        return done
 
     def _recover(self) -> int:
         """Finish what a crash interrupted (module docstring); how many steps."""
@@ -689,8 +972,9 @@ def _till_totals(batch: _Batch) -> Totals:
         r for r in batch.records if r.get("type") == "sale" and r.get("status") == "NO CHARGE"
     ]
     uncaptured = [s for s in sales if str(s["transaction_id"]) not in batch.captured]
+    qr = [s for s in sales if s.get("channel", Channel.CONTACTLESS.value) in CHANNEL_TEXT]
     return Totals(_count(sales), _count(refunds), _count(voids), len(online_declines),
-                  len(no_charge), _count(uncaptured))  # fmt: skip
+                  len(no_charge), _count(uncaptured), _count(qr))  # fmt: skip
 
 
 def _count(records: list[dict[str, Any]]) -> tuple[int, int]:
@@ -739,6 +1023,7 @@ def _issuer_totals(batch: _Batch, records: list[dict[str, Any]]) -> Totals:
     refunds: list[int] = []
     voids: list[int] = []
     uncaptured: list[int] = []
+    qr: list[int] = []
     declined = no_charge = 0
     for r in records:
         if r.get("kind") == "refund":
@@ -749,13 +1034,15 @@ def _issuer_totals(batch: _Batch, records: list[dict[str, Any]]) -> Totals:
             declined += 1
         elif r.get("status") == "closed":
             sales.append(int(r.get("captured_amount", 0)))
+            if r.get("channel", Channel.CONTACTLESS.value) in CHANNEL_TEXT:
+                qr.append(sales[-1])
         elif r.get("status") == "reversed":
             voids.append(int(r.get("amount", 0)))
         else:
             uncaptured.append(int(r.get("amount", 0)))
     return Totals(
         (len(sales), sum(sales)), (len(refunds), sum(refunds)), (len(voids), sum(voids)),
-        declined, no_charge, (len(uncaptured), sum(uncaptured)),
+        declined, no_charge, (len(uncaptured), sum(uncaptured)), (len(qr), sum(qr)),
     )  # fmt: skip
 
 
@@ -763,7 +1050,7 @@ def _differences(
     batch: _Batch, till: Totals, issuer: Totals, records: list[dict[str, Any]]
 ) -> list[str]:
     out = []
-    for name in ("sales", "refunds", "voids", "uncaptured"):
+    for name in ("sales", "refunds", "voids", "uncaptured", "qr"):
         a, b = getattr(till, name), getattr(issuer, name)
         if a != b:
             out.append(f"{name}: till {a[0]} for {a[1]}, issuer {b[0]} for {b[1]} (minor units)")

@@ -1,17 +1,21 @@
 """What the ``terminal`` commands share: the reader and configuration options'
-helpers, and the failures that are each command's exit (click exceptions with their
-exit codes: :class:`ConfigFailure` 2, :class:`ReaderFailure` 3, :class:`NoCardEvent` 4,
-:class:`NotCompleted` 5), and the options and failures of the ``terminal gate``
-commands."""
+helpers, the issuer check made before a card is asked for, and the failures that are
+each command's exit (:class:`clikit.errors.ToolFailure` subclasses with the exit codes of
+:mod:`clikit.exits`: :class:`ConfigFailure` 10, :class:`ReaderFailure` 9,
+:class:`NoCardEvent` and :class:`CardFailure` 8, :class:`NotCompleted` 5 or 8,
+:class:`HostUnreachableFailure` 7, :class:`HostRefusedFailure` 6), and the options and
+failures of the ``terminal gate`` commands. Every message says what to do next."""
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 import click
 
+from clikit.errors import ToolFailure
+from clikit.exits import Exit
 from emvwire.currency import Currency, currency_by_code, parse_amount
 from terminal.kernel.config import (
     TRANSACTION_TYPES,
@@ -20,7 +24,14 @@ from terminal.kernel.config import (
     default_config,
     load_config,
 )
-from terminal.readers import NoCardError, Reader, ReaderError, open_reader, scan_readers
+from terminal.readers import (
+    CommunicationError,
+    NoCardError,
+    Reader,
+    ReaderError,
+    open_reader,
+    scan_readers,
+)
 
 if TYPE_CHECKING:  # imported where used: a command loads only what it runs
     from emvwire.tls import ClientTls
@@ -30,10 +41,15 @@ if TYPE_CHECKING:  # imported where used: a command loads only what it runs
 __all__ = [
     "READER_ENV",
     "TRANSACTION_TYPE_NAMES",
+    "CardFailure",
+    "CardNotCompleted",
     "ConfigFailure",
+    "HostRefusedFailure",
+    "HostUnreachableFailure",
     "NoCardEvent",
     "NotCompleted",
     "ReaderFailure",
+    "check_issuer",
     "client_tls",
     "dev_plain_http_option",
     "gate_failures",
@@ -41,8 +57,10 @@ __all__ = [
     "host_client",
     "issuer_options",
     "load_terminal_config",
+    "not_completed",
     "open_cli_reader",
     "prepare_reader",
+    "reader_failure",
     "reader_option",
     "transaction_from_options",
     "transaction_options",
@@ -53,43 +71,95 @@ __all__ = [
 READER_ENV = "TAPSTACK_READER"
 
 
-class ReaderFailure(click.ClickException):
-    """No reader, a reader that cannot be opened, or one that failed (exit code 3)."""
+class ReaderFailure(ToolFailure):
+    """No reader, a reader that cannot be opened, or one that failed (exit 9)."""
 
-    exit_code = 3
-
-
-class NoCardEvent(click.ClickException):
-    """``--timeout`` passed without the awaited card event (exit code 4)."""
-
-    exit_code = 4
+    exit_code = Exit.READER
 
 
-class ConfigFailure(click.ClickException):
-    """A terminal configuration that cannot be read or is invalid (exit code 2)."""
+class CardFailure(ToolFailure):
+    """The card left the field or stopped answering during the exchange (exit 8)."""
 
-    exit_code = 2
-
-
-class NotCompleted(click.ClickException):
-    """The transaction was declined, ended, or must be tried again (exit code 5)."""
-
-    exit_code = 5
+    exit_code = Exit.CARD
 
 
-def open_cli_reader(path: str | None) -> Reader:
+class NoCardEvent(ToolFailure):
+    """``--timeout`` passed without the awaited card event (exit 8)."""
+
+    exit_code = Exit.CARD
+
+
+class ConfigFailure(ToolFailure):
+    """A terminal configuration, tariff or state folder that cannot be read or is
+    invalid (exit 10)."""
+
+    exit_code = Exit.CONFIG
+
+
+class NotCompleted(ToolFailure):
+    """The transaction was declined (exit 5), or ended without a decision
+    (:class:`CardNotCompleted`, :func:`not_completed`)."""
+
+    exit_code = Exit.DECLINED
+
+
+class CardNotCompleted(NotCompleted):
+    """The transaction ended without a decision: present the card again, or try
+    another card (exit 8)."""
+
+    exit_code = Exit.CARD
+
+
+class HostUnreachableFailure(ToolFailure):
+    """The issuer could not be reached: nothing charged or changed (exit 7)."""
+
+    exit_code = Exit.UNREACHABLE
+
+
+class HostRefusedFailure(ToolFailure):
+    """The issuer refused this terminal: its credential or TLS certificate (exit 6)."""
+
+    exit_code = Exit.REFUSED
+
+
+def not_completed(outcome: str, reasons: Sequence[str], *, declined: bool) -> NotCompleted:
+    """The failure of a transaction that ended ``outcome`` (its label) for
+    ``reasons``: a decline (exit 5) or, when it ``declined`` not, a transaction the
+    card could not complete (exit 8), with what to do next."""
+    why = "; ".join(reasons) or outcome
+    if declined:
+        return NotCompleted(f"{outcome}: {why}; the card was not charged")
+    return CardNotCompleted(f"{outcome}: {why}; present the card again, or try another card")
+
+
+def reader_failure(path: str, exc: ReaderError) -> ReaderFailure | CardFailure:
+    """The failure of a reader error during an exchange: the card left or stopped
+    answering (:class:`CardFailure`), else the reader failed (:class:`ReaderFailure`)."""
+    if isinstance(exc, CommunicationError):
+        return CardFailure(f"{path}: {exc}; present the card again and hold it still")
+    return ReaderFailure(f"{path}: {exc}; check the reader (`terminal readers` lists them)")
+
+
+def open_cli_reader(path: str | None, *, read_uid: bool = False) -> Reader:
     """The reader at ``path``, or the first one found; :class:`ReaderFailure` with the
-    reason otherwise (every command that takes ``--reader``)."""
+    reason otherwise (every command that takes ``--reader``). ``read_uid``: a PC/SC
+    reader asks each card's UID (``terminal watch``)."""
     if path is None:
         scan = scan_readers()
         if not scan.readers:
             why = "; ".join(scan.problems) or "no driver found one"
-            raise ReaderFailure(f"no reader found ({why}); name one with --reader PATH")
+            raise ReaderFailure(
+                f"no reader found ({why}); attach one, or name one with --reader PATH"
+            )
         path = scan.readers[0].path
+    options = {"read_uid": True} if read_uid and path.startswith("pcsc:") else {}
     try:
-        return open_reader(path)
+        return open_reader(path, **options)
     except ReaderError as exc:
-        raise ReaderFailure(f"cannot open reader {path!r}: {exc}") from exc
+        raise ReaderFailure(
+            f"cannot open reader {path!r}: {exc}; check the path (`terminal readers` lists "
+            "the readers attached)"
+        ) from exc
 
 
 def load_terminal_config(path: str | None) -> TerminalConfig:
@@ -98,7 +168,9 @@ def load_terminal_config(path: str | None) -> TerminalConfig:
     try:
         return default_config() if path is None else load_config(path)
     except ConfigError as exc:
-        raise ConfigFailure(f"configuration: {exc}") from exc
+        raise ConfigFailure(
+            f"configuration: {exc}; fix the file, or leave --config out for the built-in one"
+        ) from exc
 
 
 def prepare_reader(reader_path: str | None, trace: bool) -> tuple[Reader, Reader]:
@@ -118,7 +190,10 @@ def wait_for_card(reader: Reader, timeout: float | None) -> None:
     try:
         reader.wait_for_card(timeout)
     except NoCardError as exc:
-        raise NoCardEvent(f"no card at {reader.path} within {timeout:g} s") from exc
+        raise NoCardEvent(
+            f"no card at {reader.path} within {timeout:g} s: present a card, or wait longer "
+            "with --timeout"
+        ) from exc
 
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -209,6 +284,40 @@ def host_client(
         raise click.BadParameter(str(exc)) from None
 
 
+def check_issuer(host: HostClient | Iso8583Client, url: str, terminal_id: str) -> None:
+    """Check the issuer before a card is asked for (its reachability, this terminal's
+    credential and certificate: :meth:`hostlink.HostClient.check`), so that a wrong URL
+    or key costs no tap (the card's counter moves at every tap).
+    :class:`HostUnreachableFailure` or :class:`HostRefusedFailure` saying what to fix."""
+    from hostlink import HostError, HostRefusedError, HostTlsError, HostUnreachableError
+
+    untouched = "no card was asked for, nothing was charged"
+    try:
+        host.check()
+    except HostTlsError as exc:
+        raise HostRefusedFailure(
+            f"TLS with the issuer at {url} failed ({exc}); {untouched}: check --issuer-ca "
+            "(the issuer's tls/server-ca.crt), --cert and --cert-key (`issuer terminal add` "
+            "wrote them)"
+        ) from None
+    except HostUnreachableError:
+        raise HostUnreachableFailure(
+            f"the issuer at {url} is unreachable; {untouched}: check --issuer and that the "
+            "issuer runs (`issuer serve`)"
+        ) from None
+    except HostRefusedError as exc:
+        raise HostRefusedFailure(
+            f"the issuer at {url} refused terminal {terminal_id} ({exc}); {untouched}: "
+            "check --terminal-id, --terminal-key and --cert (`issuer terminal add` gave "
+            "them; `issuer terminal list` shows whether it is active)"
+        ) from None
+    except HostError as exc:
+        raise HostRefusedFailure(
+            f"the issuer at {url} refused this terminal's first request ({exc}); "
+            f"{untouched}: check the terminal's settings at the issuer"
+        ) from None
+
+
 #: Transaction types (9C) by the names ``--type`` takes (``cash`` is a cash advance).
 TRANSACTION_TYPE_NAMES: Final = {**TRANSACTION_TYPES, "cash": TRANSACTION_TYPES["cash_advance"]}
 
@@ -240,14 +349,21 @@ def transaction_from_options(
 
     try:
         cur = currency_by_code(currency if currency else config.currency)
-        transaction = Transaction(
-            parse_amount(amount, cur.exponent),
-            parse_amount(other_amount, cur.exponent),
-            currency=cur.code if currency else None,
-            type=TRANSACTION_TYPE_NAMES[txn_type],
-        )
     except ValueError as exc:
-        raise click.BadParameter(str(exc)) from exc
+        raise click.BadParameter(str(exc), param_hint="--currency") from None
+    values = []
+    for hint, text in (("--amount", amount), ("--other-amount", other_amount)):
+        try:
+            values.append(parse_amount(text, cur.exponent))
+        except ValueError as exc:
+            raise click.BadParameter(f"{exc} ({cur.alpha})", param_hint=hint) from None
+    try:
+        transaction = Transaction(
+            values[0], values[1], currency=cur.code if currency else None,
+            type=TRANSACTION_TYPE_NAMES[txn_type],
+        )  # fmt: skip
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--amount") from None
     return transaction, cur
 
 
@@ -265,7 +381,7 @@ def gate_options(command: F) -> F:
         click.option("--taps", type=click.IntRange(min=1), metavar="N",
                      help="Stop after N taps (default: until Ctrl-C)."),
         click.option("--timeout", type=click.FloatRange(min=0), metavar="S",
-                     help="Give up (exit code 4) when no card comes, or a card stays, "
+                     help="Give up (exit code 8) when no card comes, or a card stays, "
                      "for S s."),
         click.option("--json", "as_json", is_flag=True, help="One JSON object per tap and line."),
     ]  # fmt: skip
@@ -277,13 +393,13 @@ def gate_options(command: F) -> F:
 @contextlib.contextmanager
 def gate_failures(reader: Reader) -> Iterator[None]:
     """Around a gate's loop on ``reader``: Ctrl-C stops it ("stopped"); no card, or a
-    card that stays, within ``--timeout`` is :class:`NoCardEvent` (exit
-    code 4); any other reader error :class:`ReaderFailure` (3)."""
+    card that stays, within ``--timeout`` is :class:`NoCardEvent` (exit 8); any other
+    reader error :func:`reader_failure`'s."""
     try:
         yield
     except KeyboardInterrupt:
         click.echo("stopped", err=True)
     except (NoCardError, TimeoutError) as exc:
-        raise NoCardEvent(str(exc)) from exc
+        raise NoCardEvent(f"{exc}: present a card, or wait longer with --timeout") from exc
     except ReaderError as exc:
-        raise ReaderFailure(f"{reader.path}: {exc}") from exc
+        raise reader_failure(reader.path, exc) from exc

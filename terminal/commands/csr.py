@@ -14,8 +14,9 @@ from pathlib import Path
 
 import click
 
+from clikit.errors import ToolFailure
+from clikit.exits import Exit
 from emvwire.pki import KINDS, PkiError, make_csr, new_key, private_key_pem, write_private
-from terminal.commands.common import ConfigFailure
 
 __all__ = ["csr_command"]
 
@@ -63,13 +64,20 @@ def csr_command(ident: str, kind: str, key_out: Path, csr_out: Path, as_json: bo
     try:
         write_private(key_out, private_key_pem(key))
     except FileExistsError:
-        raise ConfigFailure(f"{key_out} exists: a key file is never overwritten") from None
+        raise ToolFailure.of(
+            f"{key_out} exists: a key file is never overwritten; choose another --key-out",
+            Exit.CONFLICT,
+        ) from None
     except OSError as exc:
-        raise ConfigFailure(f"{key_out}: {exc.strerror or exc}") from None
+        raise ToolFailure.of(
+            f"{key_out}: {exc.strerror or exc}; choose a writable --key-out", Exit.STORAGE
+        ) from None
     try:
         csr_out.write_bytes(request)
     except OSError as exc:
-        raise ConfigFailure(f"{csr_out}: {exc.strerror or exc}") from None
+        raise ToolFailure.of(
+            f"{csr_out}: {exc.strerror or exc}; choose a writable --out", Exit.STORAGE
+        ) from None
     if as_json:
         click.echo(
             json.dumps(

@@ -13,9 +13,10 @@ test_kernel.TestKernel` for every kernel id of the configuration, which records 
 activation and returns the outcome the card scripts; ``--kernels builtin`` keeps kernel
 2 and kernel 3 and adds test kernels for the other ids.
 
-Exit codes: 0 for approved or online request, 2 a bad configuration or option, 3 a
-reader or card profile that cannot be used, 4 no card within ``--timeout``, 5 any other
-outcome (the record is printed first).
+Exit codes (``terminal --help``): 0 for approved or online request, 2 a bad option, 5
+declined, 8 no card within ``--timeout`` or any other outcome, 9 a reader or card
+profile that cannot be used, 10 a bad configuration; the record is printed first
+(``--json``: with the failure as its ``error`` member).
 """
 
 from __future__ import annotations
@@ -25,11 +26,13 @@ from typing import Any
 
 import click
 
+from clikit.errors import error_document
 from terminal.commands.common import (
     NoCardEvent,
-    NotCompleted,
     ReaderFailure,
     load_terminal_config,
+    not_completed,
+    reader_failure,
     transaction_from_options,
     transaction_options,
 )
@@ -121,7 +124,7 @@ def entry_point_command(
 
     The record: SELECT sequence with status words, kernel activations with their
     parameters, outcome parameters, UI requests, events and restarts. Exit code 0 for
-    approved or online request, 5 for any other outcome.
+    approved or online request, 5 declined, 8 any other outcome.
     """
     if (card_path is None) == (reader_path is None):
         raise click.UsageError("give exactly one of --card PROFILE and --reader PATH")
@@ -142,7 +145,9 @@ def entry_point_command(
     try:
         reader = open_reader(path)
     except ReaderError as exc:
-        raise ReaderFailure(str(exc)) from exc
+        raise ReaderFailure(
+            f"{exc}; check --card or --reader (`terminal readers` lists the readers)"
+        ) from exc
     entry = EntryPoint(config, registry)
     try:
         record = entry.process(
@@ -153,17 +158,22 @@ def entry_point_command(
             timeout=timeout,
         )
     except NoCardError as exc:
-        raise NoCardEvent(f"{path}: {exc}") from exc
+        raise NoCardEvent(f"{path}: {exc}: present a card, or wait longer with --timeout") from exc
     except ReaderError as exc:
-        raise ReaderFailure(f"{path}: {exc}") from exc
+        raise reader_failure(path, exc) from exc
     finally:
         reader.close()
     data: dict[str, Any] = record.to_json()
+    final = record.outcome.outcome if record.outcome is not None else Outcome.NA
+    failure = None
+    if final not in (Outcome.APPROVED, Outcome.ONLINE_REQUEST):
+        failure = not_completed(final.label, data["reasons"], declined=final is Outcome.DECLINED)
     if as_json:
+        if failure is not None:
+            data["error"] = error_document(failure)["error"]
+            failure.in_document = True
         click.echo(json.dumps(data, indent=2))
     else:
         click.echo(render(record))
-    final = record.outcome.outcome if record.outcome is not None else Outcome.NA
-    if final not in (Outcome.APPROVED, Outcome.ONLINE_REQUEST):
-        why = "; ".join(data["reasons"]) or final.label
-        raise NotCompleted(f"{final.label}: {why}")
+    if failure is not None:
+        raise failure

@@ -23,8 +23,9 @@ def gate_command() -> None:
     """Run a gate: wait for a card, decide, open or keep closed, wait for the next.
 
     One line per tap on standard output (--json: one JSON object), messages on
-    standard error. Exit codes: 2 configuration, 3 reader, 4 no card within --timeout,
-    6 journal not writable (transit).
+    standard error. Exit codes (`terminal --help`): 2 usage, 8 no card within
+    --timeout, 9 reader, 10 configuration, 11 journal not writable (transit); parking
+    checks its issuer first: 6 when it refuses this terminal.
     """
 
 

@@ -3,8 +3,11 @@
 Entry pre-authorises the tariff's maximum at the issuer, exit completes the fee
 (:class:`terminal.apps.parking.ParkingGate`, :func:`terminal.apps.parking.run_lane`).
 One line per tap on standard output (``--json``: one JSON object), the customer
-display's messages on standard error (``[display] ...``). Exit codes: 2 configuration
-or usage, 3 reader, 4 no card within ``--timeout``.
+display's messages on standard error (``[display] ...``). The issuer is checked before
+the first card is asked for: a terminal it refuses stops there (exit 6); an issuer that
+does not answer is a warning, as the lane serves on (exits open, their completions
+queued). Exit codes (``terminal --help``): 2 usage, 6 the issuer refused this terminal,
+8 no card within ``--timeout``, 9 reader, 10 tariff or configuration.
 """
 
 from __future__ import annotations
@@ -31,6 +34,8 @@ from terminal.apps.parking import (
 from terminal.apps.retail import utc_now
 from terminal.commands.common import (
     ConfigFailure,
+    HostUnreachableFailure,
+    check_issuer,
     client_tls,
     gate_failures,
     gate_options,
@@ -91,12 +96,21 @@ def run_parking(
                 raise TariffError("--max-amount must be above zero")
             tariff = replace(tariff, pre_authorisation=pre)
     except (TariffError, ValueError) as exc:
-        raise ConfigFailure(f"tariff: {exc}") from None
+        raise ConfigFailure(f"tariff: {exc}; fix the tariff file (--tariff)") from None
     try:
         config = lane_config(load_terminal_config(config_path), tariff)
     except TariffError as exc:
-        raise ConfigFailure(str(exc)) from None
+        raise ConfigFailure(f"{exc}; fix the tariff (--tariff) or the configuration") from None
     host = host_client(issuer_url, terminal_id, terminal_key, tls or ClientTls())
+    try:
+        check_issuer(host, issuer_url, terminal_id)
+    except HostUnreachableFailure as exc:
+        # A lane serves on: exits open and their completions are queued, entries wait
+        # for the issuer (each tap says so); a refused credential never heals: it stops.
+        click.echo(f"warning: {exc.message}; the lane serves on (exits queued)", err=True)
+    except click.ClickException:
+        host.close()
+        raise
     gate = ParkingGate(home, host, tariff, lane=lane, clock=clock or utc_now, display=_show)
     reader = open_cli_reader(reader_path)
 

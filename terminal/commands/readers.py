@@ -11,8 +11,8 @@ import click
 
 from terminal.commands.common import (
     NoCardEvent,
-    ReaderFailure,
     open_cli_reader,
+    reader_failure,
     reader_option,
 )
 from terminal.readers import CardInfo, NoCardError, Reader, ReaderError, scan_readers
@@ -84,13 +84,13 @@ def _event(kind: str, reader: Reader, info: CardInfo | None, as_json: bool) -> N
     "--count",
     type=click.IntRange(min=1),
     metavar="N",
-    help="Stop after N events (an arrival and a departure are two).",
+    help="Stop when the Nth card arrives (each card before it is reported arriving and leaving).",
 )
 @click.option(
     "--timeout",
     type=click.FloatRange(min=0),
     metavar="S",
-    help="Fail (exit code 4) when no event comes within S seconds.",
+    help="Fail (exit code 8) when no card comes, or a card stays, for S seconds.",
 )
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per event and line.")
 @click.option("--trace", is_flag=True, help="Trace the reader's events on standard error.")
@@ -99,29 +99,38 @@ def watch_command(
 ) -> None:
     """Report cards arriving at and leaving a reader, with ATR and UID, timestamped.
 
-    Runs until Ctrl-C, or N events with --count.
+    Runs until Ctrl-C, or until the Nth card arrives with --count N. Once a card is
+    reported the watch lets it go (the reader may power it down: a card of `card
+    serve` then ends its tap and leaves), so that the next one is seen. A PC/SC
+    reader is asked for the card's UID (PC/SC Part 3 GET DATA).
     """
-    reader = traced(open_cli_reader(reader_path), text_sink() if trace else None)
+    reader = traced(open_cli_reader(reader_path, read_uid=True), text_sink() if trace else None)
     if not as_json:
         click.echo(f"Watching {reader.path} (Ctrl-C to stop)", err=True)
-    events = 0
+    cards = 0
     try:
-        while count is None or events < count:
+        while count is None or cards < count:
             try:
                 info = reader.wait_for_card(timeout)
             except NoCardError as exc:
-                raise NoCardEvent(f"no card arrived at {reader.path} within {timeout:g} s") from exc
+                raise NoCardEvent(
+                    f"no card arrived at {reader.path} within {timeout:g} s: present a card, "
+                    "or wait longer with --timeout"
+                ) from exc
             _event("arrived", reader, info, as_json)
-            events += 1
-            if count is not None and events >= count:
+            cards += 1
+            if count is not None and cards >= count:
                 break
+            reader.release()
             if not reader.wait_for_removal(timeout):
-                raise NoCardEvent(f"the card did not leave {reader.path} within {timeout:g} s")
+                raise NoCardEvent(
+                    f"the card did not leave {reader.path} within {timeout:g} s: take it "
+                    "away, or wait longer with --timeout"
+                )
             _event("left", reader, None, as_json)
-            events += 1
     except KeyboardInterrupt:
         click.echo("stopped", err=True)
     except ReaderError as exc:
-        raise ReaderFailure(f"{reader.path}: {exc}") from exc
+        raise reader_failure(reader.path, exc) from exc
     finally:
         reader.close()

@@ -6,19 +6,33 @@ error, ``[display] ...``) shows the EMV Book A §9.4 messages, the sale is autho
 online and its receipt printed (standard output; ``--json``: one JSON object per
 line). The till logic, capture policy and close are in :mod:`terminal.apps.retail`.
 
+A sale may be paid by QR code instead of a tap (EMV QRCPS; :mod:`terminal.apps.qr`):
+``--scan`` reads the customer's consumer-presented code as one line of standard input
+(a USB scanner is a keyboard: it types the code and Enter) or from ``--image FILE`` (a
+camera frame); ``--show-code`` shows the dynamic merchant-presented code the issuer
+made for the sale on the customer display (drawn in Unicode half blocks, its text on
+the next line; ``--code-png FILE`` writes it as an image too) and waits
+``--qr-wait`` seconds for the customer's phone to pay it.
+
 Lines (prompt and ``--stdin``)::
 
     12.34 | sale 12.34          a sale (tap a card)
+    scan 12.34 [CODE]           a sale paid by the customer's code (CODE, else the next line)
+    show 12.34                  a sale paid by the customer's phone scanning the till's code
     void TXN_ID                 void an approved sale of the open batch
     refund TXN_ID 5.00          refund part or all of a sale
     totals                      the open batch's totals as the till has them
     close                       end of day: capture, compare with the issuer
     quit                        stop (end of input does too)
 
-Exit codes: 2 configuration or usage, 3 reader, 4 no card within ``--timeout``, 5 sale
-declined or not completed, 6 close found differences (MISMATCH), 7 issuer unreachable
-(nothing charged), 8 a void or refund the till refuses. With ``--stdin`` a failed line
-is reported and the next one read; the exit code is then 6 if the last close did not
+Exit codes (the table of ``terminal --help``): 2 usage, 3 a void or refund of a sale
+the till does not know, 4 a void or refund the till refuses or a close that found
+differences (MISMATCH), 5 sale declined, 6 the issuer refused this terminal, 7 issuer
+unreachable (nothing charged), 8 card removed, not completed or no card within
+``--timeout``, 9 reader, 10 configuration, 11 the till's journal. Before a sale asks
+for a card the issuer is checked (:func:`~terminal.commands.common.check_issuer`). With
+``--stdin`` a failed line is reported (``--json``: an ``{"error": ...}`` line with the
+line read) and the next one read; the exit code is then 4 if the last close did not
 match, else 0.
 """
 
@@ -34,27 +48,37 @@ from typing import Any
 
 import click
 
+from clikit.errors import ToolFailure, error_document
+from clikit.exits import Exit
 from emvwire.currency import Currency, currency_by_code, format_amount, parse_amount
 from emvwire.tags import Tag
 from hostlink import HostUnreachableError
 from terminal.apps.journal import Journal, JournalError
 from terminal.apps.retail import (
     CloseReport,
+    IssuerRefusalError,
     Receipt,
     RetailError,
     Till,
+    UnknownSaleError,
     journal_totals,
 )
 from terminal.commands.common import (
+    CardNotCompleted,
     ConfigFailure,
+    HostRefusedFailure,
+    HostUnreachableFailure,
     NoCardEvent,
     NotCompleted,
     ReaderFailure,
+    check_issuer,
     client_tls,
     host_client,
     issuer_options,
     load_terminal_config,
+    not_completed,
     prepare_reader,
+    reader_failure,
     reader_option,
 )
 from terminal.kernel.config import TerminalConfig
@@ -66,29 +90,43 @@ from terminal.kernel.transaction import (
 )
 from terminal.readers import NoCardError, Reader, ReaderError, signal_outcome
 
-__all__ = ["CloseMismatch", "HostUnreachableFailure", "Refused", "retail_command"]
+__all__ = ["CloseMismatch", "JournalFailure", "Refused", "retail_command"]
 
 #: Default folder of the till's journal.
 DEFAULT_HOME = "var/retail"
 
 
-class CloseMismatch(click.ClickException):
-    """The close found differences between till and issuer (exit code 6)."""
+class CloseMismatch(ToolFailure):
+    """The close found differences between till and issuer (exit 4, conflict)."""
 
-    exit_code = 6
-
-
-class HostUnreachableFailure(click.ClickException):
-    """The command's exit when the issuer could not be reached: nothing charged or
-    changed (exit code 7)."""
-
-    exit_code = 7
+    exit_code = Exit.CONFLICT
 
 
-class Refused(click.ClickException):
-    """A void or refund the till refuses (unknown sale, too much; exit code 8)."""
+class Refused(ToolFailure):
+    """A void or refund the till refuses (exit 4; an unknown sale: 3)."""
 
-    exit_code = 8
+    exit_code = Exit.CONFLICT
+
+
+class UnknownSale(Refused):
+    """A void or refund of a sale the till does not know (exit 3)."""
+
+    exit_code = Exit.NOT_FOUND
+
+
+class JournalFailure(ToolFailure):
+    """The till's journal cannot be opened or written (exit 11)."""
+
+    exit_code = Exit.STORAGE
+
+
+def _refused(exc: RetailError) -> ToolFailure:
+    """The failure of a request the till or the issuer refuses."""
+    if isinstance(exc, UnknownSaleError):
+        return UnknownSale(str(exc))
+    if isinstance(exc, IssuerRefusalError):
+        return HostRefusedFailure(f"{exc}; check this terminal's settings at the issuer")
+    return Refused(str(exc))
 
 
 def _common(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -124,6 +162,9 @@ class _Session:
     config: TerminalConfig | None = None
     close_ok: bool = True
     tapped: bool = False
+    #: Reads the next line of input (a scanned code after ``scan AMOUNT``).
+    next_line: Callable[[], str | None] = lambda: None
+    checked: bool = False
     _host: Any = field(default=None, repr=False)
 
     def get(self, name: str, default: Any = None) -> Any:
@@ -159,11 +200,38 @@ class _Session:
         merchant = self.get("merchant") or config.data(Tag.MERCHANT_NAME_AND_LOCATION).decode(
             "ascii", "replace"
         )
+        from hostlink import HostClient
+
         self.till = Till(
             journal, self._host, merchant=merchant or "tapstack merchant", terminal_id=tid,
             currency=self.currency(), display=_display,
+            qr_host=self._host if isinstance(self._host, HostClient) else None,
+            show_code=self.show_code, terminal_data=config.terminal_data,
         )  # fmt: skip
         return self.till
+
+    def show_code(self, text: str) -> None:
+        """The customer display shows a merchant-presented code (standard error: drawn,
+        then its text; with ``--code-png`` written as an image too)."""
+        from emvwire.qr import image
+
+        click.echo(image.terminal(text), err=True, nl=False)
+        click.echo(f"[display] code: {text}", err=True)
+        png = self.get("code_png")
+        if png:
+            try:
+                Path(png).write_bytes(image.png(text))
+            except OSError as exc:
+                raise ConfigFailure(f"--code-png {png}: {exc.strerror or exc}") from None
+
+    def check_issuer(self) -> None:
+        """Check the issuer once before the first sale asks for a card (again after
+        a failed check): :func:`~terminal.commands.common.check_issuer`."""
+        if self.checked:
+            return
+        self.open_till()
+        check_issuer(self._host, self.get("issuer_url"), self.get("terminal_id"))
+        self.checked = True
 
     def journal(self) -> Journal:
         """The till's journal (``--home``/journal)."""
@@ -171,7 +239,10 @@ class _Session:
         try:
             return Journal(home / "journal")
         except (JournalError, OSError) as exc:
-            raise ConfigFailure(f"till journal in {home}: {exc}") from None
+            raise JournalFailure(
+                f"till journal in {home}: {exc}; check that the folder is writable, or "
+                "choose another with --home"
+            ) from None
 
     def tap(self, transaction: Transaction) -> TransactionResult:
         """Wait for a card (after the previous one left) and run the kernel."""
@@ -192,15 +263,21 @@ class _Session:
             ):
                 _display(UiMessage.REMOVE_CARD, "")
                 if not self.reader.wait_for_removal(timeout):
-                    raise NoCardEvent(f"the card did not leave {self.raw.path}")
+                    raise NoCardEvent(
+                        f"the card did not leave {self.raw.path}: take it away, then sell again"
+                    )
             self.reader.wait_for_card(timeout)
             self.tapped = True
             result = self.entry.run(self.reader, transaction, wait=False)
         except NoCardError as exc:
-            raise NoCardEvent(f"no card at {self.raw.path} within {timeout:g} s") from exc
+            raise NoCardEvent(
+                f"no card at {self.raw.path} within {timeout:g} s: present a card, or wait "
+                "longer with --timeout"
+            ) from exc
         except ReaderError as exc:
-            raise ReaderFailure(f"{self.raw.path}: {exc}") from exc
+            raise reader_failure(self.raw.path, exc) from exc
         signal_outcome(self.raw.feedback, result.outcome.label)
+        self.reader.field_off()  # Book A: the removal procedure, once the signal is given
         return result
 
     def close(self) -> None:
@@ -246,6 +323,7 @@ def _sale(session: _Session, amount_text: str) -> Receipt:
         amount = parse_amount(amount_text, till.currency.exponent)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="amount") from None
+    session.check_issuer()
     try:
         receipt = till.sale(amount, session.tap)
     except RetailError as exc:
@@ -254,12 +332,55 @@ def _sale(session: _Session, amount_text: str) -> Receipt:
     return receipt
 
 
-def _checked_sale(session: _Session, amount_text: str) -> None:
-    receipt = _sale(session, amount_text)
+def _qr_sale(session: _Session, amount_text: str, mode: str, code: str | None = None) -> Receipt:
+    """A sale paid by QR code: ``scan`` (the customer's code: ``code``, the image of
+    ``--image``, or the next line of input) or ``show`` (the till's code)."""
+    till = session.open_till()
+    try:
+        amount = parse_amount(amount_text, till.currency.exponent)
+        if mode == "show":
+            receipt = till.show_sale(amount, wait=session.get("qr_wait", 120.0))
+        else:
+            receipt = till.scan_sale(amount, code if code is not None else _scanned(session))
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="amount") from None
+    except RetailError as exc:
+        raise click.BadParameter(str(exc), param_hint="amount") from None
+    _print(session, receipt)
+    return receipt
+
+
+def _scanned(session: _Session) -> str:
+    """The customer's code: read from ``--image``, else one line of input (the scanner)."""
+    image_file = session.get("image")
+    if image_file:
+        from emvwire.errors import QrError
+        from emvwire.qr import image
+
+        try:
+            return image.read(Path(image_file).read_bytes())
+        except OSError as exc:
+            raise click.BadParameter(str(exc.strerror or exc), param_hint="--image") from None
+        except QrError as exc:
+            raise CardNotCompleted(f"{image_file}: {exc.message}") from None
+    _display(UiMessage.SEE_PHONE, "show your code to the scanner")
+    line = session.next_line()
+    if not line or not line.strip():
+        raise CardNotCompleted("no code scanned")
+    return line.strip()
+
+
+def _checked(receipt: Receipt) -> None:
+    """The exit of a one-sale invocation: 7 no charge, 5 not approved."""
     if receipt.status == "NO CHARGE":
-        raise HostUnreachableFailure(f"{receipt.reason}: sale of {receipt.amount} not charged")
+        raise HostUnreachableFailure(
+            f"{receipt.reason}: sale of {receipt.amount} not charged; sell again once the "
+            "issuer answers"
+        )
     if not receipt.approved:
-        raise NotCompleted(f"{receipt.status.lower()}: {receipt.reason}")
+        raise not_completed(
+            receipt.status.lower(), [receipt.reason], declined=receipt.status == "DECLINED"
+        )
 
 
 def _void(session: _Session, transaction_id: str) -> None:
@@ -267,7 +388,7 @@ def _void(session: _Session, transaction_id: str) -> None:
     try:
         receipt = till.void(transaction_id)
     except RetailError as exc:
-        raise Refused(str(exc)) from None
+        raise _refused(exc) from None
     except HostUnreachableError as exc:
         raise HostUnreachableFailure(str(exc)) from None
     _print(session, receipt)
@@ -281,7 +402,7 @@ def _refund(session: _Session, transaction_id: str, amount_text: str) -> None:
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="amount") from None
     except RetailError as exc:
-        raise Refused(str(exc)) from None
+        raise _refused(exc) from None
     except HostUnreachableError as exc:
         raise HostUnreachableFailure(str(exc)) from None
     _print(session, receipt)
@@ -292,13 +413,16 @@ def _close(session: _Session) -> None:
     try:
         report = till.close()
     except RetailError as exc:
-        raise Refused(str(exc)) from None
+        raise _refused(exc) from None
     except HostUnreachableError as exc:
         raise HostUnreachableFailure(str(exc)) from None
     _print(session, report)
     session.close_ok = report.match
     if not report.match:
-        raise CloseMismatch(f"close: {len(report.differences)} difference(s); the day stays open")
+        raise CloseMismatch(
+            f"close: {len(report.differences)} difference(s); the day stays open: compare "
+            "the till's totals with the issuer's transactions, then close again"
+        )
 
 
 def _totals(session: _Session) -> None:
@@ -327,6 +451,10 @@ def _line(session: _Session, line: str) -> bool:
         return False
     if verb == "sale" and len(args) == 1:
         _sale(session, args[0])
+    elif verb == "scan" and len(args) in (1, 2):
+        _qr_sale(session, args[0], "scan", args[1] if len(args) == 2 else None)
+    elif verb == "show" and len(args) == 1:
+        _qr_sale(session, args[0], "show")
     elif len(words) == 1 and words[0][:1].isdigit():
         _sale(session, words[0])
     elif verb == "void" and len(args) == 1:
@@ -339,8 +467,8 @@ def _line(session: _Session, line: str) -> bool:
         _totals(session)
     else:
         raise click.UsageError(
-            f"cannot read {line.strip()!r}: sale AMOUNT | void TXN | refund TXN AMOUNT "
-            "| totals | close | quit"
+            f"cannot read {line.strip()!r}: sale AMOUNT | scan AMOUNT [CODE] | show AMOUNT "
+            "| void TXN | refund TXN AMOUNT | totals | close | quit"
         )
     return True
 
@@ -355,12 +483,12 @@ def _lines(session: _Session, read: Callable[[], str | None]) -> None:
             if not _line(session, line):
                 return
         except (CloseMismatch, NotCompleted) as exc:
-            exc.show()
-        except (ReaderFailure, ConfigFailure):
+            exc.show()  # its report or receipt is printed already
+        except (ReaderFailure, ConfigFailure, JournalFailure):
             raise
         except click.ClickException as exc:
             if session.get("as_json", False):
-                click.echo(json.dumps({"error": exc.format_message(), "line": line.strip()}))
+                click.echo(json.dumps({**error_document(exc), "line": line.strip()}))
             exc.show()
 
 
@@ -379,9 +507,25 @@ def _lines(session: _Session, read: Callable[[], str | None]) -> None:
 @click.option("--timeout", type=click.FloatRange(min=0), metavar="S",
               help="Wait S s at most for a card (and for its removal).")  # fmt: skip
 @click.option("--trace", is_flag=True, default=None, help="Every APDU to standard error.")
+@click.option("--scan", "mode", flag_value="scan",
+              help="The --amount sale is paid by the customer's QR code: one line of "
+              "standard input (a scanner), or --image.")  # fmt: skip
+@click.option("--show-code", "mode", flag_value="show",
+              help="The --amount sale is paid by the customer's phone scanning the till's "
+              "QR code (shown on the display).")  # fmt: skip
+@click.option("--image", type=click.Path(dir_okay=False), metavar="FILE",
+              help="With --scan: read the customer's code from this picture.")  # fmt: skip
+@click.option(
+    "--code-png",
+    type=click.Path(dir_okay=False),
+    metavar="FILE",
+    help="With --show-code (and `show` lines): also write the till's code as a PNG.",
+)
+@click.option("--qr-wait", type=click.FloatRange(min=10, max=900), metavar="S",
+              help="Wait S s for the phone to pay the till's code (default 120).")  # fmt: skip
 @click.pass_context
 def retail_command(
-    ctx: click.Context, /, amount: str | None, from_stdin: bool, **values: Any
+    ctx: click.Context, /, amount: str | None, from_stdin: bool, mode: str | None, **values: Any
 ) -> None:
     """The retail tap reader: take sales, voids and refunds, and close the day.
 
@@ -392,6 +536,7 @@ def retail_command(
     can be voided (its hold released), afterwards refunded.
     """
     session = _Session({k: v for k, v in values.items() if v is not None})
+    session.next_line = lambda: sys.stdin.readline() or None
     ctx.obj = session
     ctx.call_on_close(session.close)
     if ctx.invoked_subcommand is not None:
@@ -400,11 +545,18 @@ def retail_command(
         return
     if amount is not None and from_stdin:
         raise click.UsageError("give --amount or --stdin, not both")
+    if (mode or values.get("image")) and amount is None:
+        raise click.UsageError("--scan, --show-code and --image go with --amount")
+    if values.get("image") and mode != "scan":
+        raise click.UsageError("--image goes with --scan")
+    if amount is not None and mode is not None:
+        _checked(_qr_sale(session, amount, mode))
+        return
     if amount is not None:
-        _checked_sale(session, amount)
+        _checked(_sale(session, amount))
         return
     if from_stdin:
-        _lines(session, lambda: sys.stdin.readline() or None)
+        _lines(session, session.next_line)
         if not session.close_ok:
             ctx.exit(CloseMismatch.exit_code)
         return

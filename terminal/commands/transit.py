@@ -8,8 +8,8 @@ is kept only sealed to the back office's key (``--seal-key``).
 
 One line per tap on standard output (``OPEN``/``DENY``/``RETRY``, masked PAN, decision
 time, reason, tap id), or one JSON object per line with ``--json``; messages on
-standard error. Exit codes: 2 configuration, 3 reader, 4 no card within
-``--timeout``, 6 journal not writable.
+standard error. Exit codes (``terminal --help``): 2 usage, 8 no card within
+``--timeout``, 9 reader, 10 configuration or gate state, 11 journal not writable.
 """
 
 from __future__ import annotations
@@ -18,6 +18,8 @@ import sys
 
 import click
 
+from clikit.errors import ToolFailure
+from clikit.exits import Exit
 from emvwire.currency import currency_by_code, parse_amount
 from emvwire.pki import PkiError
 from emvwire.tls import ClientTls
@@ -42,10 +44,10 @@ from terminal.kernel.entry_point import EntryPoint
 __all__ = ["JournalFailure", "transit_command"]
 
 
-class JournalFailure(click.ClickException):
-    """The gate's journal cannot be written: the gate stays closed (exit code 6)."""
+class JournalFailure(ToolFailure):
+    """The gate's journal cannot be written: the gate stays closed (exit 11)."""
 
-    exit_code = 6
+    exit_code = Exit.STORAGE
 
 
 def _say(text: str) -> None:
@@ -169,13 +171,16 @@ def transit_command(
     sealed to --seal-key. Runs until Ctrl-C or --taps N.
     """
     if not seal_key:
-        raise ConfigFailure(
+        raise click.UsageError(
             "the transit gate needs --seal-key HEX (env TAPSTACK_SEAL_KEY): the back "
             "office's sealing public key, printed by `backoffice gate add`; without it "
             "track 2 could not be kept from the journal"
         )
     if not gate_id:
-        raise ConfigFailure("the transit gate needs --gate-id (env TAPSTACK_GATE_ID)")
+        raise click.UsageError(
+            "the transit gate needs --gate-id (env TAPSTACK_GATE_ID): the id `backoffice gate "
+            "add` printed"
+        )
     if backoffice_url and not gate_key:
         raise click.BadParameter("--backoffice needs --gate-key (env TAPSTACK_GATE_KEY)")
     if backoffice_url and nats_url:
@@ -201,7 +206,9 @@ def transit_command(
         lane = TransitLane(settings, home, backoffice=clients, nats=link,
                            deny_refresh=deny_refresh, notice=_say)  # fmt: skip
     except (JournalError, DenyListError, ValueError, OSError) as exc:
-        raise ConfigFailure(f"gate state in {home}: {exc}") from exc
+        raise ConfigFailure(
+            f"gate state in {home}: {exc}; repair or move the folder, or choose another with --home"
+        ) from exc
     try:
         reader = open_cli_reader(reader_path)
     except ReaderFailure:
@@ -222,7 +229,8 @@ def transit_command(
                      after=lane.tapped)  # fmt: skip
     except OSError as exc:
         raise JournalFailure(
-            f"the journal cannot be written ({exc}): the gate stays closed"
+            f"the journal cannot be written ({exc}): the gate stays closed; free space or "
+            "fix the permissions of --home, then start the gate again"
         ) from exc
     finally:
         reader.close()

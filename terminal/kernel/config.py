@@ -14,6 +14,12 @@ A combination's ``unverified_cdcvm`` (``decline``, the default, or ``require_cvm
 what kernel 3 does with a consumer device CVM claim that no verified signature covers
 (:func:`terminal.kernel.k3.rules.visa_cvm`).
 
+What one card may cost the terminal is bounded (``timing`` and ``records``,
+:class:`CardTiming` and :class:`RecordLimits`): each command has a deadline, each pass
+of a transaction a time budget, and the records a kernel reads from one card a number
+of AFL entries, records and bytes. The defaults and why they were chosen are on those
+classes; :mod:`terminal.kernel.bounds` applies them.
+
 ``card_reference_key`` (hex, 16 to 64 bytes) keys the HMAC that turns a PAN or token
 into a card reference (:func:`emvwire.cardref.card_reference`); absent, the published
 demo key :data:`emvwire.cardref.DEMO_CARD_REFERENCE_KEY` is used, which is fine for
@@ -43,8 +49,10 @@ __all__ = [
     "SCHEMA",
     "TRANSACTION_TYPES",
     "UNVERIFIED_CDCVM_POLICIES",
+    "CardTiming",
     "Combination",
     "ConfigError",
+    "RecordLimits",
     "TerminalConfig",
     "default_config",
     "load_config",
@@ -104,6 +112,59 @@ class Combination:
 
 
 @dataclass(frozen=True, slots=True)
+class CardTiming:
+    """How long a card may take (JSON ``timing``, in milliseconds).
+
+    ``command_ms`` (default 2000): the deadline of one command, from the C-APDU sent to
+    the last byte of its answer (GET RESPONSE rounds included). EMV Book D lets a card
+    ask for a frame waiting time of up to 4949 ms (FWI 14), but payment cards answer in
+    tens to hundreds of milliseconds: the slowest command of a slow plastic card (an
+    RSA signature) takes well under one second, so 2 s leaves room for a slow card and
+    a slow USB reader while a card that stops answering costs two seconds, not a hang.
+
+    ``transaction_ms`` (default 5000): the budget of one pass of a transaction, from the
+    card's activation (or a restart) to the outcome: every command after it is spent
+    ends the transaction. A whole tap is expected within about 500 ms (Book A's timing
+    guidance, as the payment networks quote it; Kernel 2's own Time Out Value DF8127 is
+    500 ms in public configurations); 5 s is ten times that, for slow readers and
+    loaded hosts, and still short enough that a card answering each command just under
+    its deadline cannot keep the reader for long.
+    """
+
+    command_ms: int = 2000
+    transaction_ms: int = 5000
+
+    @property
+    def command(self) -> float:
+        """The command deadline in seconds."""
+        return self.command_ms / 1000.0
+
+    @property
+    def transaction(self) -> float:
+        """The pass budget in seconds."""
+        return self.transaction_ms / 1000.0
+
+
+@dataclass(frozen=True, slots=True)
+class RecordLimits:
+    """How much record data a kernel accepts from one card (JSON ``records``).
+
+    EMV allows an AFL (94) of 63 entries naming SFIs 1-30 and records 1-255 each (Book 3
+    §10.2): 30 files of 255 records are 7,650 READ RECORDs, tens of seconds over the
+    air. Real cards name two to five entries and under a dozen records (the fixture and
+    public cards: 4 to 7 records, under 2 KiB). The defaults leave ample room:
+    ``afl_entries`` 16, ``records`` 64 (counted over all entries) and ``total_bytes``
+    16384 (the data of every record read, GET RESPONSE rounds included). An AFL past
+    the first two bounds ends the transaction before any READ RECORD; a card whose
+    records pass the third ends it when they do.
+    """
+
+    afl_entries: int = 16
+    records: int = 64
+    total_bytes: int = 16384
+
+
+@dataclass(frozen=True, slots=True)
 class TerminalConfig:
     """Terminal-wide data objects, CA keys and the combinations, in priority order."""
 
@@ -111,6 +172,8 @@ class TerminalConfig:
     combinations: tuple[Combination, ...]
     ca_keys: CaKeyStore
     card_reference_key: bytes = field(default=DEMO_CARD_REFERENCE_KEY, repr=False)
+    timing: CardTiming = CardTiming()
+    records: RecordLimits = RecordLimits()
 
     def data(self, tag: int, default: bytes = b"") -> bytes:
         """A terminal data object (9F1A, 5F2A, ...), or ``default``."""
@@ -217,6 +280,20 @@ def _combination(obj: Any, path: str) -> Combination:
     )
 
 
+def _bounded(obj: Any, path: str, cls: type[Any], low: int, high: int) -> Any:
+    """A :class:`CardTiming` or :class:`RecordLimits` from its JSON object: each key one
+    of the class's fields, an integer from ``low`` to ``high``; absent keys default."""
+    if obj is None:
+        return cls()
+    known = set(cls.__dataclass_fields__)
+    if not isinstance(obj, dict) or set(obj) - known:
+        raise ConfigError(path, f"expected an object with keys {sorted(known)}")
+    for key, value in obj.items():
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            raise ConfigError(f"{path}.{key}", f"expected an integer from {low} to {high}")
+    return cls(**obj)
+
+
 def parse_config(obj: Any, *, base: Path | None = None) -> TerminalConfig:
     """Validate JSON data into a :class:`TerminalConfig` (or raise :class:`ConfigError`).
 
@@ -245,7 +322,9 @@ def parse_config(obj: Any, *, base: Path | None = None) -> TerminalConfig:
         if raw_key is None
         else _hex(raw_key, "card_reference_key", tuple(range(16, 65)))
     )
-    return TerminalConfig(terminal, combos, store, ref_key)
+    timing = _bounded(obj.get("timing"), "timing", CardTiming, 1, 600_000)
+    records = _bounded(obj.get("records"), "records", RecordLimits, 1, 1 << 24)
+    return TerminalConfig(terminal, combos, store, ref_key, timing, records)
 
 
 def _ca_keys(items: Any, base: Path | None) -> CaKeyStore:
@@ -282,8 +361,9 @@ def load_config(path: str | Path) -> TerminalConfig:
 
 
 def default_config() -> TerminalConfig:
-    """The built-in configuration: Visa and Mastercard in EUR in France, the EMV test
-    CA keys and the tapstack test CA (``terminal/kernel/default_config.json``).
+    """The built-in configuration: Visa, Mastercard, American Express and UnionPay in
+    EUR in France, the EMV test CA keys and the tapstack test CA
+    (``terminal/kernel/default_config.json``).
 
     Read beside this module: its ``ca_keys`` are folders relative to it, so the package
     is a folder on disk anyway (and ``importlib.resources``, with the zipfile and

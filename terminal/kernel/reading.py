@@ -11,6 +11,11 @@ The result is raw bytes plus a masked view (:meth:`CardReading.summary`): the PA
 shown by :func:`emvwire.mask.mask_pan`, track data and other sensitive objects masked by
 the data dictionary (:func:`emvwire.dump.render_value`). Card answers that make no
 sense are recorded as problems, never raised; reader errors propagate.
+
+The configuration's bounds apply as in a transaction (:mod:`terminal.kernel.bounds`):
+each command has its deadline and the whole reading the time budget of one pass; an
+AFL past the record bounds is not read, records past the byte bound stop the reading,
+and a spent budget ends it; each is a problem of the reading.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from emvwire.mask import mask_pan
 from emvwire.qualifiers import TTQ
 from emvwire.tags import Tag
 from emvwire.track2 import track2_expiry, track2_pan
+from terminal.kernel.bounds import Budget, RecordBytes, TransactionTimeoutError, afl_problem
 from terminal.kernel.config import TerminalConfig
 from terminal.kernel.entry_point.candidates import aid_matches, parse_ppse
 from terminal.kernel.transaction import Transaction
@@ -93,9 +99,14 @@ class ApplicationReading:
     data: dict[int, bytes] = field(default_factory=dict, repr=False)
     problems: list[str] = field(default_factory=list)
 
-    def _collect(self, data: bytes) -> None:
+    def _collect(self, data: bytes, template: int | None = None) -> None:
+        """Keep the data objects of ``data`` (of its leading ``template`` only, when
+        given: data after an FCI template are ignored)."""
         try:
-            found = tlv.flatten(tlv.decode(data))
+            if template is None:
+                found = tlv.flatten(tlv.decode(data))
+            else:
+                found = tlv.flatten([tlv.decode_leading(data, template)])
         except DecodeError:
             return
         for tag, value in found.items():
@@ -169,13 +180,15 @@ class CardReading:
 
 
 class _Channel:
-    def __init__(self, reader: Reader, reading: CardReading) -> None:
+    def __init__(self, reader: Reader, reading: CardReading, config: TerminalConfig) -> None:
         self.reader = reader
         self.reading = reading
+        self.budget = Budget(config.timing)
+        self.record_bytes = RecordBytes(config.records)
 
     def send(self, command: bytes) -> tuple[bytes, int]:
         self.reading.apdu_count += 1
-        answer = self.reader.transmit(command)
+        answer = self.budget.transmit(self.reader, command)
         if len(answer) < 2:
             return b"", 0
         return answer[:-2], int.from_bytes(answer[-2:], "big")
@@ -214,7 +227,7 @@ def _read_application(
     if app.select_sw != 0x9000:
         app.problems.append(f"SELECT answered {app.select_sw:04X}")
         return
-    app._collect(app.fci)
+    app._collect(app.fci, Tag.FCI_TEMPLATE)
     try:
         pdol_data = dol.build(app.data.get(Tag.PDOL, b""), data)
         command = get_processing_options(pdol_data).encode()
@@ -239,10 +252,18 @@ def _read_application(
     except DecodeError:
         app.problems.append("malformed AFL")
         return
+    refused = afl_problem(entries, config.records)
+    if refused:
+        app.problems.append(refused)
+        return
     for entry in entries:
         for number in entry.records:
             body, sw = channel.send(read_record(entry.sfi, number).encode())
             app.records.append(RecordReading(entry.sfi, number, body, sw))
+            too_much = channel.record_bytes.add(body)
+            if too_much:
+                app.problems.append(too_much)
+                return
             if sw != 0x9000:
                 app.problems.append(f"READ RECORD SFI {entry.sfi} record {number}: {sw:04X}")
                 continue
@@ -260,11 +281,25 @@ def read_card(
     """Read the activated card in ``reader`` (module docstring); ``gpo=False`` stops
     after each SELECT (no GPO, no records: the card counts nothing)."""
     reading = CardReading()
-    channel = _Channel(reader, reading)
+    try:
+        _read(_Channel(reader, reading, config), reading, config, rng, clock, gpo)
+    except TransactionTimeoutError as exc:
+        reading.problems.append(str(exc))
+    return reading
+
+
+def _read(
+    channel: _Channel,
+    reading: CardReading,
+    config: TerminalConfig,
+    rng: Callable[[int], bytes],
+    clock: Callable[[], datetime],
+    gpo: bool,
+) -> None:
     reading.ppse, reading.ppse_sw = channel.send(select(PPSE).encode())
     if reading.ppse_sw != 0x9000:
         reading.problems.append(f"SELECT PPSE answered {reading.ppse_sw:04X}")
-        return reading
+        return
     entries = parse_ppse(reading.ppse)
     if not entries:
         reading.problems.append("the PPSE lists no application")
@@ -283,5 +318,4 @@ def read_card(
             )
         else:
             app.fci, app.select_sw = channel.send(select(app.aid).encode())
-            app._collect(app.fci)
-    return reading
+            app._collect(app.fci, Tag.FCI_TEMPLATE)

@@ -213,11 +213,11 @@ class RecordingReader(Reader):
         """As the inner reader's."""
         return self.inner.wait_for_card(timeout)
 
-    def transmit(self, c_apdu: bytes) -> bytes:
+    def transmit(self, c_apdu: bytes, timeout: float | None = None) -> bytes:
         """As the inner reader's; the exchange is recorded (a failed one with ``sw``
         empty: no answer came)."""
         try:
-            answer = self.inner.transmit(c_apdu)
+            answer = self.inner.transmit(c_apdu, timeout)
         except Exception:
             self.record.exchanges.append(Exchange.of(bytes(c_apdu), b""))
             raise
@@ -235,6 +235,10 @@ class RecordingReader(Reader):
     def wait_for_removal(self, timeout: float | None = None, poll: float = 0.05) -> bool:
         """As the inner reader's."""
         return self.inner.wait_for_removal(timeout, poll)
+
+    def field_off(self) -> None:
+        """As the inner reader's."""
+        self.inner.field_off()
 
     def close(self) -> None:
         """As the inner reader's."""

@@ -44,6 +44,7 @@ from emvwire.apdu import CApdu, RApdu
 from emvwire.mask import scrub
 from emvwire.oda.capk import CaKeyStore
 from emvwire.tags import FIELD_55_TAGS, Tag
+from terminal.kernel.bounds import Budget
 from terminal.kernel.config import Combination, TerminalConfig
 from terminal.kernel.outcome import Outcome, Start, Status, UiMessage, UiRequest
 from terminal.kernel.transaction import (
@@ -103,6 +104,8 @@ ANY_KERNEL: Final = b"\x00"
 BUILTIN_KERNEL_MODULES: Final[tuple[str, ...]] = (
     "terminal.kernel.k3.flow",
     "terminal.kernel.k2.flow",
+    "terminal.kernel.k4.flow",
+    "terminal.kernel.k7.flow",
 )
 
 
@@ -232,11 +235,16 @@ class KernelContext:
     #: The online response data the reader passes at a restart after an online
     #: request (issuer authentication data 91, issuer scripts 71/72; Book A §6.2.4).
     online_response: bytes = b""
+    #: The time budget of this pass (the entry point's; a new one from the
+    #: configuration when the kernel runs alone).
+    budget: Budget | None = None
     _un: bytes = b""
 
     def __post_init__(self) -> None:
         if self.started is None:
             self.started = self.timer()
+        if self.budget is None:
+            self.budget = Budget(self.config.timing)
 
     def __repr__(self) -> str:
         return f"KernelContext({self.aid.hex().upper()}, {self.apdu_count} APDUs)"
@@ -287,16 +295,19 @@ class KernelContext:
             self.trace(scrub(text))
 
     def exchange(self, apdu: CApdu | bytes) -> RApdu:
-        """Send one C-APDU through the reader; count it and time the card.
+        """Send one C-APDU through the reader within the pass's time budget
+        (:meth:`~terminal.kernel.bounds.Budget.transmit`); count it and time the card.
 
-        Reader errors propagate (the entry point maps them to Try Again); an answer
-        without status word is a :class:`~emvwire.errors.DecodeError`.
+        Reader errors propagate (the entry point maps them to Try Again), and so does
+        :class:`~terminal.kernel.bounds.TransactionTimeoutError` (End Application); an
+        answer without status word is a :class:`~emvwire.errors.DecodeError`.
         """
         raw = apdu.encode() if isinstance(apdu, CApdu) else bytes(apdu)
+        assert self.budget is not None  # set by __post_init__
         self.apdu_count += 1
         began = self.timer()
         try:
-            answer = self.reader.transmit(raw)
+            answer = self.budget.transmit(self.reader, raw)
         finally:
             self.card_seconds += self.timer() - began
         return RApdu.decode(answer)

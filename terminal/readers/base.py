@@ -11,6 +11,15 @@ left, the reader timed out) is apart from a protocol failure (an answer that mak
 sense, :class:`ProtocolError`). The kernel maps ``CardRemovedError`` and
 ``CommunicationError`` to the outcome "try again" (Book A §9.2, "present card again").
 
+No card holds a reader hostage: every command has a deadline (``transmit``'s
+``timeout``, by default the reader's :attr:`Reader.command_timeout`, itself
+:data:`DEFAULT_COMMAND_TIMEOUT` unless set): a card that has not answered by then ends
+the command with :class:`CardTimeoutError` (a communication error: "try again"), and
+the driver resets the card, whose protocol state is then unknown (EMV Book D's
+exception processing after a time-out error). After a transaction the application
+switches the field off (:meth:`Reader.field_off`, Book A's removal procedure): the
+card is unpowered, and the next application finds it fresh.
+
 Also shared by every driver: :func:`complete_exchange` (the T=0 status words ``61xx``
 and ``6Cxx`` followed to a final answer), the standard signals of Book A §9.3
 (:data:`PROCESSING`, :data:`REMOVE`, :data:`SUCCESS`, :data:`FAILURE`, :data:`IDLE`)
@@ -30,6 +39,7 @@ from typing import Final
 from terminal.errors import TerminalError
 
 __all__ = [
+    "DEFAULT_COMMAND_TIMEOUT",
     "FAILURE",
     "GET_RESPONSE_LIMIT",
     "IDLE",
@@ -40,6 +50,7 @@ __all__ = [
     "SUCCESS",
     "CardInfo",
     "CardRemovedError",
+    "CardTimeoutError",
     "CommunicationError",
     "Feedback",
     "NoCardError",
@@ -72,6 +83,10 @@ class CommunicationError(ReaderError):
 
 class CardRemovedError(CommunicationError):
     """The card left the field in the middle of an exchange."""
+
+
+class CardTimeoutError(CommunicationError):
+    """The card did not answer a command within its deadline (Book D time-out error)."""
 
 
 class ReaderUnavailableError(ReaderError):
@@ -205,6 +220,11 @@ class ReaderScan:
     problems: tuple[str, ...]
 
 
+#: Seconds a card has to answer one command when neither the caller nor the reader's
+#: ``command_timeout`` says otherwise (the terminal configuration's default
+#: ``timing.command_ms``: :class:`terminal.kernel.config.CardTiming`).
+DEFAULT_COMMAND_TIMEOUT: Final = 2.0
+
 #: Most GET RESPONSE commands that follow one C-APDU (a card that answers ``61xx``
 #: for ever is a protocol failure, not a reason to loop).
 GET_RESPONSE_LIMIT: Final = 64
@@ -277,17 +297,22 @@ class Reader(abc.ABC):
     #: The path it was opened with (``pcsc:0``), for messages and traces.
     path: str
     feedback: Feedback
+    #: Seconds a card has to answer a command sent without a ``timeout`` of its own.
+    command_timeout: float = DEFAULT_COMMAND_TIMEOUT
 
     @abc.abstractmethod
     def wait_for_card(self, timeout: float | None = None) -> CardInfo:
         """Block until a card is in the field and activated; ``NoCardError`` on time-out."""
 
     @abc.abstractmethod
-    def transmit(self, c_apdu: bytes) -> bytes:
+    def transmit(self, c_apdu: bytes, timeout: float | None = None) -> bytes:
         """Send a C-APDU, return the whole R-APDU (data || SW1 SW2).
 
         Drivers follow ``61xx`` with GET RESPONSE and re-send on ``6Cxx`` with the
         right Le (ISO 7816-4 §5.3.4, as T=0 needs), so the kernel sees final answers.
+        The card has ``timeout`` seconds for all of it (``None``:
+        :attr:`command_timeout`); past that, :class:`CardTimeoutError` and the card is
+        reset.
         """
 
     @abc.abstractmethod
@@ -300,7 +325,22 @@ class Reader(abc.ABC):
 
     @abc.abstractmethod
     def close(self) -> None:
-        """Release the reader."""
+        """Release the reader (the field off, any card unpowered)."""
+
+    def field_off(self) -> None:  # noqa: B027 - a no-op fits readers without a field
+        """End the card session: switch the field off, the card loses power and its
+        state (EMV Book A's removal procedure; on PC/SC the card is unpowered). The
+        card may still be in the field: :meth:`card_present` and
+        :meth:`wait_for_removal` still see it, :meth:`wait_for_card` activates it
+        afresh. Never raises. This default does nothing, for readers without a field
+        of their own (a replay of recorded answers); every driver overrides it.
+        """
+
+    def release(self) -> None:  # noqa: B027 - an optional hook: nothing by default
+        """Let the card go without closing the reader: disconnect from it so that the
+        reader may power it down (``terminal watch`` between two cards). The next
+        :meth:`wait_for_card` activates a card afresh. By default nothing: a driver
+        that holds the card while connected overrides it."""
 
     def wait_for_removal(self, timeout: float | None = None, poll: float = 0.05) -> bool:
         """Wait until the card has left the field; ``False`` on time-out."""

@@ -17,11 +17,19 @@ is matched by name so the terminal needs no import of it): the exchange fails wi
 is false until the next :meth:`EmulatedReader.wait_for_card`, which powers it on again.
 :meth:`EmulatedReader.take_away` and :meth:`EmulatedReader.present` move the card out
 of and into the field from another thread (taps for ``terminal watch`` and demos).
+
+The card's ``process`` runs in a worker thread (:class:`~terminal.readers.deadline.
+Worker`), so that a card that never answers costs the command's deadline and no more:
+:class:`~terminal.readers.base.CardTimeoutError`, and the card is powered off (the
+field is reset; a card that keeps its ``process`` running after that is left to it).
+:meth:`EmulatedReader.field_off` powers the card off at the end of a transaction; it
+stays in the field (:meth:`~EmulatedReader.card_present`).
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
@@ -31,6 +39,7 @@ from emvwire.mask import scrub
 from terminal.readers.base import (
     CardInfo,
     CardRemovedError,
+    CardTimeoutError,
     CommunicationError,
     NoCardError,
     Reader,
@@ -39,6 +48,7 @@ from terminal.readers.base import (
     RecordingFeedback,
     complete_exchange,
 )
+from terminal.readers.deadline import DeadlineError, Worker, WorkerStuckError
 
 __all__ = [
     "ENTRY_POINT_GROUP",
@@ -89,14 +99,25 @@ def is_card_removed(exc: BaseException) -> bool:
 class EmulatedReader(Reader):
     """A reader with ``card`` in its field, in process (module docstring)."""
 
-    def __init__(self, card: CardLike, *, path: str = "emulated:", present: bool = True) -> None:
+    def __init__(
+        self,
+        card: CardLike,
+        *,
+        path: str = "emulated:",
+        present: bool = True,
+        command_timeout: float | None = None,
+    ) -> None:
         self.card = card
         self.path = path
         self.feedback = RecordingFeedback()
+        if command_timeout is not None:
+            self.command_timeout = command_timeout
         self._cond = threading.Condition()
         self._in_field = present  # the card is held to the reader
-        self._powered = False  # the card has been activated and not left since
+        self._powered = False  # the card is powered (activated, field on)
+        self._left = False  # the card said it left (CardRemoved) since its activation
         self._closed = False
+        self._worker = Worker(f"card in {path}")
 
     def __repr__(self) -> str:
         return f"EmulatedReader({self.path!r})"
@@ -113,10 +134,13 @@ class EmulatedReader(Reader):
         """Take the card out of the field: its power goes, exchanges fail."""
         with self._cond:
             self._in_field = False
-            if self._powered:
-                self._powered = False
-                self.card.power_off()
+            self._power_off()
             self._cond.notify_all()
+
+    def _power_off(self) -> None:
+        if self._powered:
+            self._powered = False
+            self.card.power_off()
 
     # --- Reader ----------------------------------------------------------------------
 
@@ -125,14 +149,21 @@ class EmulatedReader(Reader):
         return CardInfo(atr=bytes(self.card.atr), uid=bytes(uid) if uid else b"")
 
     def _power_cycle(self) -> CardInfo:
-        if self._powered:
-            self.card.power_off()
+        self._power_off()
         self.card.power_on()
-        self._powered = True
+        self._powered, self._left = True, False
         return self._info()
 
     def wait_for_card(self, timeout: float | None = None) -> CardInfo:
-        """Wait until the card is in the field, power it on (afresh) and activate it."""
+        """Wait until the card is in the field, power it on (afresh) and activate it.
+
+        A card still busy with a command it never answered (its field was reset) is
+        waited for first, within ``timeout``."""
+        if not self._worker.wait(timeout):
+            raise NoCardError(
+                f"no card on {self.path} within {timeout:g} s: the card that stopped "
+                "answering has not let go"
+            )
         with self._cond:
             if self._closed:
                 raise ReaderUnavailableError(f"{self.path} is closed")
@@ -145,12 +176,14 @@ class EmulatedReader(Reader):
     def wait_for_removal(self, timeout: float | None = None, poll: float = 0.05) -> bool:
         """Wait until the card leaves (taken away, or it said so); ``False`` on time-out."""
         with self._cond:
-            return self._cond.wait_for(lambda: not self._powered or not self._in_field, timeout)
+            return self._cond.wait_for(lambda: self._left or not self._in_field, timeout)
 
     def card_present(self) -> bool:
-        """Whether the card is in the field and has not left since it was activated."""
+        """Whether the card is in the field and has not said it left since it was
+        activated (a card whose field went off is still present; a closed reader
+        senses none)."""
         with self._cond:
-            return self._in_field and self._powered
+            return self._in_field and not self._left and not self._closed
 
     def repower(self) -> CardInfo:
         """Power the card off and on again (it resets its volatile state)."""
@@ -159,13 +192,29 @@ class EmulatedReader(Reader):
                 raise CardRemovedError(f"no card in the field of {self.path}")
             return self._power_cycle()
 
-    def _send(self, apdu: bytes) -> bytes:
+    def field_off(self) -> None:
+        """Power the card off (it stays in the field: the next wait_for_card powers it
+        on afresh)."""
+        with self._cond:
+            self._power_off()
+            self._cond.notify_all()
+
+    def _send(self, apdu: bytes, deadline: float) -> bytes:
+        left = deadline - time.monotonic()
         try:
-            answer = self.card.process(apdu)
+            if left <= 0:
+                raise DeadlineError
+            answer = self._worker.call(lambda: self.card.process(apdu), left)
+        except (DeadlineError, WorkerStuckError) as exc:
+            self.field_off()  # Book D: reset the field after a time-out error
+            raise CardTimeoutError(
+                f"the card did not answer INS {apdu[1]:02X} in time on {self.path}"
+            ) from exc
         except Exception as exc:
             if is_card_removed(exc):
                 with self._cond:
-                    self._powered = False
+                    self._left = True
+                    self._power_off()
                     self._cond.notify_all()
                 raise CardRemovedError(f"the card left the field of {self.path}") from exc
             raise CommunicationError(
@@ -173,23 +222,33 @@ class EmulatedReader(Reader):
             ) from exc
         return bytes(answer)
 
-    def transmit(self, c_apdu: bytes) -> bytes:
-        """Pass the C-APDU to the card; 61xx/6Cxx followed as by every driver."""
+    def transmit(self, c_apdu: bytes, timeout: float | None = None) -> bytes:
+        """Pass the C-APDU to the card; 61xx/6Cxx followed as by every driver, all
+        within ``timeout`` s (module docstring)."""
         with self._cond:
             if not self._in_field or not self._powered:
                 if not self._in_field:
                     raise CardRemovedError(f"no card in the field of {self.path}")
                 raise NoCardError(f"no card activated on {self.path}: call wait_for_card first")
-        return complete_exchange(self._send, bytes(c_apdu))
+        deadline = time.monotonic() + (self.command_timeout if timeout is None else timeout)
+        return complete_exchange(lambda apdu: self._send(apdu, deadline), bytes(c_apdu))
+
+    def release(self) -> None:
+        """Power the card off: it counts as gone for :meth:`wait_for_removal`, and the
+        next :meth:`wait_for_card` is a new presentation of the card in the field."""
+        with self._cond:
+            if self._powered:
+                self._powered = False
+                self.card.power_off()
+            self._cond.notify_all()
 
     def close(self) -> None:
         """Power the card off; waits in progress end with ReaderUnavailableError."""
         with self._cond:
             self._closed = True
-            if self._powered:
-                self._powered = False
-                self.card.power_off()
+            self._power_off()
             self._cond.notify_all()
+        self._worker.close()
 
 
 def card_factory() -> Callable[[str], Any]:

@@ -24,6 +24,20 @@ a device error (``OSError``: unplugged, busy) is
 ``repower`` switches the field off (``device.mute()``), waits the reset time and senses
 the card again (EMV Book D §5.2.4, t_RESETDELAY): the card goes through power-on and a
 new activation. These frontends have no LED nfcpy drives for us: feedback is recorded.
+
+Deadlines: nfcpy's ISO-DEP initiator waits the card's frame waiting time (up to 4.9 s
+for FWI 14) and retries up to five times, and grants waiting time extensions for as
+long as the card asks. The frontend is therefore handed to nfcpy behind
+:class:`_DeadlineFrontend`, which shortens each RF exchange to what is left of the
+command's deadline and fails the ones after it, so a command ends by its deadline:
+:class:`~terminal.readers.base.CardTimeoutError`, and the field is reset (Book D's
+exception processing). :meth:`NfcReader.field_off` ends a card session (field off); a
+presence check after it polls once with the field on (Book D §9.5, the removal
+procedure) and switches it off again.
+
+``device`` opens the reader on an nfcpy device object built by the caller instead of
+a path: the tests build nfcpy's own ACR122U and PN533 drivers over a byte-level
+transport double this way.
 """
 
 from __future__ import annotations
@@ -31,11 +45,12 @@ from __future__ import annotations
 import logging
 import re
 import time
-from typing import Any, Final
+from typing import Any, Final, NoReturn
 
 from terminal.readers.base import (
     CardInfo,
     CardRemovedError,
+    CardTimeoutError,
     CommunicationError,
     NoCardError,
     Reader,
@@ -102,14 +117,46 @@ def list_usb_frontends() -> list[tuple[str, str]]:
     return out
 
 
+class _DeadlineFrontend:
+    """An nfcpy ContactlessFrontend whose ``exchange`` keeps to a deadline (module
+    docstring): ``until`` (monotonic seconds, ``None``: no deadline) shortens each
+    exchange's time-out, and an exchange after it fails at once with nfcpy's
+    ``TimeoutError``. Everything else is the frontend's."""
+
+    def __init__(self, clf: Any, timeout_error: type[Exception]) -> None:
+        self.clf = clf
+        self.until: float | None = None
+        self._timeout_error = timeout_error
+
+    def exchange(self, send_data: Any, timeout: float) -> Any:
+        if self.until is not None:
+            left = self.until - time.monotonic()
+            if left <= 0:
+                raise self._timeout_error("the command's deadline passed")
+            timeout = min(timeout, left)
+        return self.clf.exchange(send_data, timeout)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.clf, name)
+
+
 class NfcReader(Reader):
     """An nfcpy contactless frontend as a :class:`~terminal.readers.base.Reader`.
 
     ``spec`` is the nfcpy path (``udp:127.0.0.1:54321``, ``usb``); ``targets`` the
-    technologies polled. Not thread-safe: one thread per reader.
+    technologies polled; ``device`` an nfcpy device already open (module docstring);
+    ``command_timeout`` the deadline of a command sent without one. Not thread-safe:
+    one thread per reader.
     """
 
-    def __init__(self, spec: str, *, targets: tuple[str, ...] = DEFAULT_TARGETS) -> None:
+    def __init__(
+        self,
+        spec: str,
+        *,
+        targets: tuple[str, ...] = DEFAULT_TARGETS,
+        device: Any = None,
+        command_timeout: float | None = None,
+    ) -> None:
         import nfc
         import nfc.clf
         import nfc.tag
@@ -120,12 +167,22 @@ class NfcReader(Reader):
         self.path = f"nfc:{self.spec}"
         self.targets = tuple(targets)
         self.feedback = RecordingFeedback()
+        if command_timeout is not None:
+            self.command_timeout = command_timeout
         self._tag: Any = None
         self._lost = False
-        try:
-            self._clf: Any = nfc.ContactlessFrontend(self.spec)
-        except OSError as exc:
-            raise ReaderUnavailableError(f"no contactless frontend on {self.path}: {exc}") from exc
+        self._removal_brty: str | None = None  # polled for by card_present after field_off
+        if device is not None:
+            clf = nfc.ContactlessFrontend()
+            clf.device = device
+        else:
+            try:
+                clf = nfc.ContactlessFrontend(self.spec)
+            except OSError as exc:
+                raise ReaderUnavailableError(
+                    f"no contactless frontend on {self.path}: {exc}"
+                ) from exc
+        self._clf: Any = _DeadlineFrontend(clf, nfc.clf.TimeoutError)
 
     def __repr__(self) -> str:
         return f"NfcReader({self.path!r})"
@@ -174,7 +231,7 @@ class NfcReader(Reader):
                     continue
                 tag = self._activate(target)
                 if tag is not None:
-                    self._tag, self._lost = tag, False
+                    self._tag, self._lost, self._removal_brty = tag, False, None
                     return CardInfo(uid=bytes(tag.identifier), protocol=f"ISO-DEP {brty}")
             targets = tuple(t for t in targets if t in self.targets)
 
@@ -188,6 +245,7 @@ class NfcReader(Reader):
             self._tag = None
             self._mute()
             time.sleep(RESET_TIME)
+        self._removal_brty = None
         deadline = None if timeout is None else time.monotonic() + max(0.0, timeout)
         return self._poll(deadline, self.targets)
 
@@ -213,8 +271,19 @@ class NfcReader(Reader):
             raise ReaderUnavailableError(f"{self.path}: {exc}") from exc
 
     def card_present(self) -> bool:
-        """nfcpy's ISO-DEP presence check (an R(NAK), ISO/IEC 14443-4 §7.6.6)."""
-        if self._tag is None or self._lost:
+        """nfcpy's ISO-DEP presence check (an R(NAK), ISO/IEC 14443-4 §7.6.6) on an
+        activated card; after :meth:`field_off`, one poll for the card's technology
+        with the field on, then the field off again (Book D §9.5)."""
+        if self._tag is None:
+            brty = self._removal_brty
+            if brty is None:
+                return False
+            found = self._sense(brty) is not None
+            self._mute()
+            if not found:
+                self._removal_brty = None
+            return found
+        if self._lost:
             return False
         try:
             present = bool(self._tag.is_present)
@@ -222,6 +291,17 @@ class NfcReader(Reader):
             raise ReaderUnavailableError(f"{self.path}: {exc}") from exc
         self._lost = not present
         return present
+
+    def field_off(self) -> None:
+        """The field off (``device.mute()``): the card loses power; :meth:`card_present`
+        polls for it until it leaves."""
+        if self._tag is not None:
+            self._removal_brty = None if self._lost else self._tag.target.brty
+            self._tag = None
+        try:
+            self._mute()
+        except ReaderUnavailableError as exc:
+            log.info("field off on %s: %s", self.path, exc)
 
     def close(self) -> None:
         """Field off and release the frontend."""
@@ -240,17 +320,13 @@ class NfcReader(Reader):
             answer = self._tag.transceive(bytearray(apdu))
         except tt4.Type4TagCommandError as exc:
             if exc.errno == nfc.tag.TIMEOUT_ERROR:
-                self._lost = True
-                raise CardRemovedError(
-                    f"the card stopped answering on {self.path} (INS {apdu[1]:02X}: {exc})"
-                ) from exc
+                self._stopped_answering(apdu, exc)
             raise CommunicationError(f"{self.path}, INS {apdu[1]:02X}: {exc}") from exc
         except nfc.clf.BrokenLinkError as exc:
             self._lost = True
             raise CardRemovedError(f"the RF link broke on {self.path}: {exc}") from exc
         except nfc.clf.TimeoutError as exc:  # a waiting time extension that never ended
-            self._lost = True
-            raise CardRemovedError(f"the card stopped answering on {self.path}") from exc
+            self._stopped_answering(apdu, exc)
         except nfc.clf.CommunicationError as exc:
             raise CommunicationError(f"{self.path}, INS {apdu[1]:02X}: {exc!r}") from exc
         except OSError as exc:
@@ -259,10 +335,30 @@ class NfcReader(Reader):
             raise CommunicationError(f"{self.path}: no answer to INS {apdu[1]:02X}")
         return bytes(answer)
 
-    def transmit(self, c_apdu: bytes) -> bytes:
-        """Exchange one C-APDU over ISO-DEP; 61xx/6Cxx followed (module docstring)."""
+    def _stopped_answering(self, apdu: bytes, exc: Exception) -> NoReturn:
+        """No answer after nfcpy's retransmissions: past the command's deadline a
+        :class:`CardTimeoutError` (the field is reset), else the card left."""
+        self._lost = True
+        until = self._clf.until
+        if until is not None and time.monotonic() >= until:
+            self.field_off()
+            raise CardTimeoutError(
+                f"the card did not answer INS {apdu[1]:02X} in time on {self.path}"
+            ) from exc
+        raise CardRemovedError(
+            f"the card stopped answering on {self.path} (INS {apdu[1]:02X}: {exc})"
+        ) from exc
+
+    def transmit(self, c_apdu: bytes, timeout: float | None = None) -> bytes:
+        """Exchange one C-APDU over ISO-DEP within ``timeout`` s; 61xx/6Cxx followed
+        (module docstring)."""
         if self._tag is None:
             raise NoCardError(f"no card activated on {self.path}: call wait_for_card first")
         if self._lost:
             raise CardRemovedError(f"the card left the field of {self.path}")
-        return complete_exchange(self._send, bytes(c_apdu))
+        limit = self.command_timeout if timeout is None else timeout
+        self._clf.until = time.monotonic() + limit
+        try:
+            return complete_exchange(self._send, bytes(c_apdu))
+        finally:
+            self._clf.until = None

@@ -5,7 +5,8 @@ The driver speaks the PC/SC API of the PC/SC Workgroup specification Part 5 (the
 ``SCardGetStatusChange`` to wait for a card, ``SCardConnect`` (shared, T=0 or T=1; a
 contactless reader presents an ISO 14443-4 card as T=1), ``SCardTransmit``,
 ``SCardReconnect`` with ``SCARD_UNPOWER_CARD`` to re-power a card, ``SCardControl``
-(the CCID escape) for reader commands when no card is connected. The API object is a
+(the CCID escape, with libccid's control code or the vendor's: :data:`ESCAPE_CODES`)
+for reader commands when no card is connected. The API object is a
 constructor argument (pyscard's module by default), so the layers above are tested
 at the byte boundary with a recording fake.
 
@@ -36,6 +37,25 @@ up to ``removal_settle`` seconds for pcscd to see whether the card left (pcscd p
 presence about every 400 ms): then :class:`CardRemovedError`, else
 :class:`CommunicationError`. The kernel treats both as "present card again".
 
+Deadlines: pyscard's ``SCardTransmit`` blocks until pcscd answers, pcscd's vpcd driver
+waits for a silent card for ever, and ``SCardCancel`` cancels no transmit (seen with
+pcsc-lite and vsmartcard-vpcd 0.8); a real reader's firmware gives up after the card's
+frame waiting time, but the host must not depend on it. So every call that may block
+in pcscd (connect, status, transmit, reconnect, control, disconnect) runs in a worker
+thread with a deadline (:class:`~terminal.readers.deadline.Worker`): a command's own
+(``transmit``'s ``timeout``, else :attr:`command_timeout`), the command time-out for
+the others. Past it the call is abandoned with its PC/SC context (pcsc-lite locks a
+context for the length of a call; the card is unpowered and the context released once
+the call returns), the driver goes on with a new context, and the command ends with
+:class:`~terminal.readers.base.CardTimeoutError`. pcscd keeps the reader until that
+call returns (until the card leaves, with vpcd): :meth:`PcscReader.wait_for_card`
+waits for it, other calls meanwhile fail with :class:`ReaderUnavailableError`.
+
+After a transaction :meth:`PcscReader.field_off` (and :meth:`PcscReader.close`)
+disconnect with ``SCARD_UNPOWER_CARD``: a card left powered keeps the protocol the
+first client chose, and the next client asking for another one (T=0 alone, as
+python-emv's ``emvtool`` does) is refused with "Card protocol mismatch".
+
 ACR122U readers (name containing ``ACR122``) get :class:`~terminal.readers.acr122u.
 Acr122uFeedback` and, at the first connection, the EMV PICC operating parameter
 (:func:`~terminal.readers.acr122u.configure_picc`); other readers record signals.
@@ -48,12 +68,14 @@ import enum
 import logging
 import sys
 import time
-from typing import Any, Final
+from collections.abc import Callable
+from typing import Any, Final, TypeVar
 
 from terminal.readers.acr122u import GET_UID, Acr122uFeedback, configure_picc
 from terminal.readers.base import (
     CardInfo,
     CardRemovedError,
+    CardTimeoutError,
     CommunicationError,
     Feedback,
     NoCardError,
@@ -63,9 +85,13 @@ from terminal.readers.base import (
     RecordingFeedback,
     complete_exchange,
 )
+from terminal.readers.deadline import DeadlineError, Worker, WorkerStuckError
 
 __all__ = [
+    "ESCAPE_CODES",
+    "LIBCCID_ESCAPE",
     "RETRY_SAFE",
+    "VENDOR_ESCAPE",
     "PcscReader",
     "ScardCode",
     "is_retry_safe",
@@ -75,6 +101,8 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 class ScardCode(enum.IntEnum):
@@ -93,6 +121,7 @@ class ScardCode(enum.IntEnum):
     E_READER_UNAVAILABLE = 0x80100017
     E_NO_SERVICE = 0x8010001D
     E_SERVICE_STOPPED = 0x8010001E
+    E_UNSUPPORTED_FEATURE = 0x8010001F  # pcsc-lite's value (winerror.h: 0x80100022)
     E_NO_READERS_AVAILABLE = 0x8010002E
     E_COMM_DATA_LOST = 0x8010002F
     W_UNSUPPORTED_CARD = 0x80100065
@@ -130,10 +159,19 @@ def _ctl_code(code: int) -> int:
     return 0x42000000 + code
 
 
-#: The CCID escape (PC_to_RDR_Escape): libccid's IOCTL_SMARTCARD_VENDOR_IFD_EXCHANGE is
-#: SCARD_CTL_CODE(1), Windows' IOCTL_CCID_ESCAPE is SCARD_CTL_CODE(3500). libccid passes
-#: it only with ``ifdDriverOptions`` bit 0 set in its Info.plist.
-CCID_ESCAPE: Final = _ctl_code(3500 if sys.platform == "win32" else 1)
+#: libccid's escape (PC_to_RDR_Escape), IOCTL_SMARTCARD_VENDOR_IFD_EXCHANGE:
+#: SCARD_CTL_CODE(1), 0x42000001 on pcsc-lite. libccid passes it only with
+#: ``ifdDriverOptions`` bit 0 set in its Info.plist.
+LIBCCID_ESCAPE: Final = _ctl_code(1)
+#: The vendor drivers' escape, IOCTL_CCID_ESCAPE: SCARD_CTL_CODE(3500), 0x42000DAC on
+#: pcsc-lite (ACS's acsccid and Windows' CCID class driver; ACS ACR122U API manual,
+#: "escape command").
+VENDOR_ESCAPE: Final = _ctl_code(3500)
+#: The escape control codes tried, in order, until the reader takes one: the platform's
+#: usual one first (libccid's on pcsc-lite, the vendor's on Windows).
+ESCAPE_CODES: Final = (
+    (VENDOR_ESCAPE, LIBCCID_ESCAPE) if sys.platform == "win32" else (LIBCCID_ESCAPE, VENDOR_ESCAPE)
+)
 
 _REMOVED: Final = frozenset({ScardCode.W_REMOVED_CARD, ScardCode.E_NO_SMARTCARD})
 _GONE: Final = frozenset(
@@ -154,6 +192,11 @@ _TRANSIENT: Final = frozenset(
         ScardCode.E_TIMEOUT,
     }
 )
+#: A card pcscd has not (yet) powered up: met when connecting to a card presented or
+#: unpowered a moment ago (vpcd's presentation races pcscd's power-up).
+_NOT_READY: Final = frozenset(
+    {ScardCode.W_UNPOWERED_CARD, ScardCode.W_UNRESPONSIVE_CARD, ScardCode.W_RESET_CARD}
+)
 
 #: Commands re-sent after a transient failure and a reconnect: (CLA mask, CLA, INS).
 #: Their repetition cannot change the card: SELECT (Book 1 §11.3.2), READ RECORD (Book
@@ -167,6 +210,8 @@ RETRY_SAFE: Final = (
     (0xFF, 0x80, 0xCA),  # GET DATA (EMV)
     (0xFF, 0xFF, 0xCA),  # GET DATA UID (reader)
 )
+#: Seconds between two connections to a card pcscd had not powered up yet.
+_NOT_READY_PAUSE: Final = 0.05
 #: How long transmit waits for a GetStatusChange slice (Ctrl-C is seen in between).
 _SLICE: Final = 0.5
 
@@ -219,7 +264,13 @@ def _error(api: Any, rc: int, what: str) -> ReaderError:
         return ReaderUnavailableError(f"{message}: another application holds the card")
     if code in _TRANSIENT:
         return _TransientError(message, code)
+    if code in _NOT_READY:
+        return _NotReadyError(message)
     return CommunicationError(message)
+
+
+class _NotReadyError(CommunicationError):
+    """A card not powered up yet (internal: :meth:`PcscReader.wait_for_card` waits on)."""
 
 
 class _TransientError(CommunicationError):
@@ -290,7 +341,9 @@ class PcscReader(Reader):
     activation: by default only for contactless readers known by name (ACR122), since
     a contact reader passes the command to the card. ``removal_settle`` bounds the wait
     for pcscd's verdict after a transient failure. ``feedback`` replaces the default
-    (ACR122U LED and buzzer, else recording). Not thread-safe: one thread per reader.
+    (ACR122U LED and buzzer, else recording). ``command_timeout`` is the deadline of a
+    command sent without one (and of every other PC/SC call that may block in pcscd).
+    Not thread-safe: one thread per reader.
     """
 
     def __init__(
@@ -302,6 +355,7 @@ class PcscReader(Reader):
         removal_settle: float = 0.5,
         configure: bool = True,
         feedback: Feedback | None = None,
+        command_timeout: float | None = None,
     ) -> None:
         if not reader:
             raise ReaderError("a pcsc path names a reader: pcsc:NAME or pcsc:INDEX")
@@ -309,6 +363,11 @@ class PcscReader(Reader):
         self._protocol = 0
         self._events = -1  # pcscd's event counter of the reader when the card connected
         self._released = True
+        self._worker = Worker("pcsc")
+        #: The escape control code the reader took last (:data:`ESCAPE_CODES`).
+        self.escape_code: int | None = None
+        if command_timeout is not None:
+            self.command_timeout = command_timeout
         self._api = load_api() if api is None else api
         self._context = _context(self._api)
         self._released = False
@@ -317,6 +376,7 @@ class PcscReader(Reader):
         except BaseException:
             self.close()
             raise
+        self._worker.name = f"pcsc {self.name}"
         self.path = f"pcsc:{self.name}"
         self.acr122u = "ACR122" in self.name.upper()
         self._read_uid = self.acr122u if read_uid is None else read_uid
@@ -331,6 +391,47 @@ class PcscReader(Reader):
 
     def __repr__(self) -> str:
         return f"PcscReader({self.name!r})"
+
+    # --- calls into pcscd with a deadline ----------------------------------------------
+
+    def _call(self, what: str, fn: Callable[[], T], timeout: float | None = None) -> T:
+        """``fn()`` (a PC/SC call that may block in pcscd) within ``timeout`` s (default
+        :attr:`command_timeout`). Past it the call is abandoned (:meth:`_abandon`) and
+        :class:`CardTimeoutError` raised; while an abandoned call is still stuck,
+        :class:`ReaderUnavailableError` (the reader is held until that card leaves)."""
+        limit = self.command_timeout if timeout is None else timeout
+        try:
+            return self._worker.call(fn, limit)
+        except WorkerStuckError as exc:
+            raise ReaderUnavailableError(
+                f"{what}: {self.name!r} is still held by a command the card never answered "
+                "(pcscd gives the reader back once that card leaves)"
+            ) from exc
+        except DeadlineError as exc:
+            self._abandon()
+            raise CardTimeoutError(
+                f"{what}: no answer within {limit * 1000:.0f} ms on {self.name!r}"
+            ) from exc
+
+    def _abandon(self) -> None:
+        """A call stuck in pcscd holds the card handle and its context (pcsc-lite locks a
+        context for the length of a call, and ``SCardCancel`` cancels no transmit):
+        leave both to it, to be released (the card unpowered) once it returns, and go on
+        with a new context."""
+        api, card, context = self._api, self._card, self._context
+        self._card, self._events = None, -1
+
+        def release() -> None:
+            if card is not None:
+                with contextlib.suppress(Exception):
+                    api.SCardDisconnect(card, UNPOWER_CARD)
+            with contextlib.suppress(Exception):
+                api.SCardReleaseContext(context)
+
+        self._worker.after_stuck(release)
+        self._released = True
+        self._context = _context(api)
+        self._released = False
 
     # --- reader state ----------------------------------------------------------------
 
@@ -364,24 +465,41 @@ class PcscReader(Reader):
 
         A card connected before is first disconnected with ``SCARD_UNPOWER_CARD``, so
         every call gives a freshly powered card. Waits in slices of 0.5 s, so Ctrl-C
-        is seen. :class:`NoCardError` after ``timeout`` seconds (``None``: for ever).
+        is seen. A card pcscd has not powered up yet (unpowered, reset, unresponsive:
+        just presented, or just unpowered by the last client) is connected to again.
+        While a card that never answered still holds the reader (a command abandoned at
+        its deadline), it waits for that card to leave. :class:`NoCardError` after
+        ``timeout`` seconds (``None``: for ever).
         """
         self._disconnect(UNPOWER_CARD)
         deadline = None if timeout is None else time.monotonic() + max(0.0, timeout)
         known = STATE_UNAWARE
         while True:
             left = _SLICE if deadline is None else min(_SLICE, deadline - time.monotonic())
-            state = self._state(known, max(0.0, left) if known != STATE_UNAWARE else 0.0)
-            if state is not None:
-                event, _ = state
-                if event & STATE_PRESENT and not event & STATE_MUTE:
-                    try:
-                        return self._connect()
-                    except CardRemovedError:
-                        log.debug("the card left while connecting")
-                known = event & ~STATE_CHANGED
+            if self._worker.stuck:
+                self._worker.wait(max(0.0, left))
+                known = STATE_UNAWARE
+            else:
+                state = self._state(known, max(0.0, left) if known != STATE_UNAWARE else 0.0)
+                if state is not None:
+                    event, _ = state
+                    known = event & ~STATE_CHANGED
+                    if event & STATE_PRESENT and not event & STATE_MUTE:
+                        try:
+                            return self._connect()
+                        except CardRemovedError:
+                            log.debug("the card left while connecting")
+                        except CardTimeoutError as exc:
+                            log.info("%s", exc)  # the card holds the reader: wait on
+                        except _NotReadyError as exc:  # pcscd is powering it up: again
+                            log.debug("%s; connecting again", exc)
+                            time.sleep(min(_NOT_READY_PAUSE, max(0.0, left)))
+                            known = STATE_UNAWARE
             if deadline is not None and time.monotonic() >= deadline:
-                raise NoCardError(f"no card on {self.name!r} within {timeout:g} s")
+                held = (
+                    " (a card that stopped answering still holds it)" if self._worker.stuck else ""
+                )
+                raise NoCardError(f"no card on {self.name!r} within {timeout:g} s{held}")
 
     def wait_for_removal(self, timeout: float | None = None, poll: float = 0.05) -> bool:
         """Wait until the card left (``SCardGetStatusChange``); ``False`` on time-out."""
@@ -400,9 +518,10 @@ class PcscReader(Reader):
     # --- connection ------------------------------------------------------------------
 
     def _connect(self) -> CardInfo:
-        api = self._api
-        rc, card, protocol = api.SCardConnect(
-            self._context, self.name, SHARE_SHARED, PROTOCOL_T0 | PROTOCOL_T1
+        api, context = self._api, self._context
+        rc, card, protocol = self._call(
+            "connecting to the card",
+            lambda: api.SCardConnect(context, self.name, SHARE_SHARED, PROTOCOL_T0 | PROTOCOL_T1),
         )
         if _code(rc) != ScardCode.S_SUCCESS:
             raise _error(api, rc, f"connecting to the card in {self.name!r}")
@@ -415,7 +534,10 @@ class PcscReader(Reader):
         return self._card_info()
 
     def _card_info(self) -> CardInfo:
-        rc, _, _, protocol, atr = self._api.SCardStatus(self._card)
+        card = self._card
+        rc, _, _, protocol, atr = self._call(
+            "reading the card status", lambda: self._api.SCardStatus(card)
+        )
         if _code(rc) != ScardCode.S_SUCCESS:
             raise _error(self._api, rc, "reading the card status")
         self._protocol = int(protocol) or self._protocol
@@ -432,18 +554,23 @@ class PcscReader(Reader):
         return CardInfo(atr=bytes(atr), uid=uid, protocol=name)
 
     def _disconnect(self, disposition: int) -> None:
-        if self._card is None:
+        card = self._card
+        if card is None:
             return
-        card, self._card, self._events = self._card, None, -1
-        with contextlib.suppress(Exception):
-            self._api.SCardDisconnect(card, disposition)
+        with contextlib.suppress(ReaderError):
+            self._call("disconnecting", lambda: self._api.SCardDisconnect(card, disposition))
+        self._card, self._events = None, -1
 
     def repower(self) -> CardInfo:
         """``SCardReconnect`` with ``SCARD_UNPOWER_CARD``: power off, power on, new ATR."""
-        if self._card is None:
+        card = self._card
+        if card is None:
             raise NoCardError(f"no card connected in {self.name!r}: call wait_for_card first")
-        rc, protocol = self._api.SCardReconnect(
-            self._card, SHARE_SHARED, PROTOCOL_T0 | PROTOCOL_T1, UNPOWER_CARD
+        rc, protocol = self._call(
+            "re-powering the card",
+            lambda: self._api.SCardReconnect(
+                card, SHARE_SHARED, PROTOCOL_T0 | PROTOCOL_T1, UNPOWER_CARD
+            ),
         )
         if _code(rc) != ScardCode.S_SUCCESS:
             error = _error(self._api, rc, "re-powering the card")
@@ -455,49 +582,77 @@ class PcscReader(Reader):
         self._events = -1 if state is None else state[0] >> 16
         return self._card_info()
 
+    def field_off(self) -> None:
+        """Disconnect with ``SCARD_UNPOWER_CARD``: pcscd powers the card down, and the
+        next client (another application asking T=0, say) finds it fresh."""
+        self._disconnect(UNPOWER_CARD)
+
+    def release(self) -> None:
+        """Let the card go (``terminal watch``): on PC/SC what :meth:`field_off` does,
+        pcscd powers the card down (a vpcd card served by ``card serve`` ends its tap
+        and leaves)."""
+        self._disconnect(UNPOWER_CARD)
+
     def close(self) -> None:
-        """Disconnect (leaving the card as it is) and release the PC/SC context."""
-        self._disconnect(LEAVE_CARD)
+        """Unpower the card (:meth:`field_off`) and release the PC/SC context."""
+        self._disconnect(UNPOWER_CARD)
         if not self._released:
             self._released = True
             with contextlib.suppress(Exception):
                 self._api.SCardReleaseContext(self._context)
+        self._worker.close()
 
     # --- APDUs -----------------------------------------------------------------------
 
-    def _send(self, apdu: bytes) -> bytes:
-        rc, response = self._api.SCardTransmit(self._card, self._protocol, list(apdu))
+    def _send(self, apdu: bytes, deadline: float | None = None) -> bytes:
+        """One ``SCardTransmit`` before ``deadline`` (monotonic; default: the command
+        time-out from now). A deadline passed before the command: the card is
+        unpowered and :class:`CardTimeoutError` raised, as for one passed during it."""
+        card, protocol = self._card, self._protocol
+        what = f"transmitting INS {apdu[1]:02X}"
+        left = self.command_timeout if deadline is None else deadline - time.monotonic()
+        if left <= 0:
+            self._disconnect(UNPOWER_CARD)
+            raise CardTimeoutError(f"{what}: the command's deadline passed on {self.name!r}")
+        rc, response = self._call(
+            what, lambda: self._api.SCardTransmit(card, protocol, list(apdu)), left
+        )
         if _code(rc) != ScardCode.S_SUCCESS:
-            raise _error(self._api, rc, f"transmitting INS {apdu[1]:02X}")
+            raise _error(self._api, rc, what)
         if len(response) < 2:
             # vpcd answers so for a card pulled before pcscd noticed: a lost exchange
             raise _TransientError(
-                f"transmitting INS {apdu[1]:02X}: {len(response)} bytes back, no status word",
+                f"{what}: {len(response)} bytes back, no status word",
                 ScardCode.E_NOT_TRANSACTED,
             )
         return bytes(response)
 
-    def transmit(self, c_apdu: bytes) -> bytes:
-        """Exchange one C-APDU (module docstring: 61xx/6Cxx, retry policy, errors)."""
+    def transmit(self, c_apdu: bytes, timeout: float | None = None) -> bytes:
+        """Exchange one C-APDU within ``timeout`` s (module docstring: 61xx/6Cxx, retry
+        policy, errors, deadlines)."""
         if self._card is None:
             raise NoCardError(f"no card connected in {self.name!r}: call wait_for_card first")
+        deadline = time.monotonic() + (self.command_timeout if timeout is None else timeout)
         try:
-            return self._transmit(bytes(c_apdu))
+            return self._transmit(bytes(c_apdu), deadline)
         except CardRemovedError:
             self._disconnect(LEAVE_CARD)
             raise
 
-    def _transmit(self, c_apdu: bytes) -> bytes:
+    def _transmit(self, c_apdu: bytes, deadline: float) -> bytes:
+        def send(apdu: bytes) -> bytes:
+            return self._send(apdu, deadline)
+
         try:
-            return complete_exchange(self._send, c_apdu)
+            return complete_exchange(send, c_apdu)
         except _TransientError as first:
             failure: _TransientError = first
         safe = is_retry_safe(c_apdu)
         if safe:
             log.info("%s; reconnecting and sending INS %02X again", failure, c_apdu[1])
             try:
-                self._reconnect()
-                return complete_exchange(self._send, c_apdu)
+                self._reconnect(deadline)
+                return complete_exchange(send, c_apdu)
             except _TransientError as second:
                 failure = second
         if self._card_left():
@@ -505,9 +660,14 @@ class PcscReader(Reader):
         kept = "" if safe else " (not re-sent: it may have reached the card)"
         raise CommunicationError(f"{failure}{kept}") from failure
 
-    def _reconnect(self) -> None:
-        rc, protocol = self._api.SCardReconnect(
-            self._card, SHARE_SHARED, PROTOCOL_T0 | PROTOCOL_T1, LEAVE_CARD
+    def _reconnect(self, deadline: float) -> None:
+        card = self._card
+        rc, protocol = self._call(
+            "reconnecting to the card",
+            lambda: self._api.SCardReconnect(
+                card, SHARE_SHARED, PROTOCOL_T0 | PROTOCOL_T1, LEAVE_CARD
+            ),
+            max(0.0, deadline - time.monotonic()),
         )
         if _code(rc) != ScardCode.S_SUCCESS:
             raise _error(self._api, rc, "reconnecting to the card")
@@ -529,18 +689,40 @@ class PcscReader(Reader):
 
     def reader_command(self, apdu: bytes) -> bytes:
         """Send a reader pseudo-APDU (class ``FF``): over the card connection if any,
-        else as a CCID escape on a direct connection. No retry, no 61xx handling."""
+        else as a CCID escape on a direct connection (:meth:`escape`). No retry, no
+        61xx handling; the command time-out applies."""
         if self._card is not None:
             return self._send(apdu)
-        api = self._api
-        rc, card, _ = api.SCardConnect(self._context, self.name, SHARE_DIRECT, 0)
+        return self.escape(apdu)
+
+    def escape(self, apdu: bytes) -> bytes:
+        """``SCardControl`` of ``apdu`` on a direct connection, with each of
+        :data:`ESCAPE_CODES` until the reader takes one (the one it took first when it
+        took one before: :attr:`escape_code`); the first failure if none is taken."""
+        api, context = self._api, self._context
+        rc, card, _ = self._call(
+            "direct connection",
+            lambda: api.SCardConnect(context, self.name, SHARE_DIRECT, 0),
+        )
         if _code(rc) != ScardCode.S_SUCCESS:
             raise _error(api, rc, f"direct connection to {self.name!r}")
+        codes: tuple[int, ...] = ESCAPE_CODES
+        if self.escape_code is not None:
+            codes = (self.escape_code, *(c for c in ESCAPE_CODES if c != self.escape_code))
+        refused: ReaderError | None = None
         try:
-            rc, response = api.SCardControl(card, CCID_ESCAPE, list(apdu))
-            if _code(rc) != ScardCode.S_SUCCESS:
-                raise _error(api, rc, "reader escape command")
-            return bytes(response)
+            for code in codes:
+                rc, response = self._call(
+                    "reader escape command",
+                    lambda code=code: api.SCardControl(card, code, list(apdu)),  # type: ignore[misc]
+                )
+                if _code(rc) == ScardCode.S_SUCCESS:
+                    self.escape_code = code
+                    return bytes(response)
+                log.info("%s refused escape control code 0x%08X", self.name, code)
+                refused = refused or _error(api, rc, f"reader escape command (0x{code:08X})")
         finally:
-            with contextlib.suppress(Exception):
-                api.SCardDisconnect(card, LEAVE_CARD)
+            with contextlib.suppress(ReaderError):
+                self._call("disconnecting", lambda: api.SCardDisconnect(card, LEAVE_CARD))
+        assert refused is not None  # ESCAPE_CODES is not empty
+        raise refused

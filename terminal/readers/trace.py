@@ -8,17 +8,20 @@ ISO/IEC 7816-4 §11, PC/SC Part 3 reader commands), the status word's meaning
 and the round-trip time; re-powers and errors as well. Tracing is off unless asked
 for (:func:`traced` with a sink; the CLI's ``--trace``).
 
-Masking: response data go through :func:`emvwire.dump.dump`, which masks PAN, track
-images, names and every tag the dictionary flags; data it cannot decode are shown as
-hex only after :func:`emvwire.mask.scrub`. Command data are shown only for commands
-whose data come from the terminal (SELECT names, DOL data of GET PROCESSING OPTIONS,
-GENERATE AC, INTERNAL AUTHENTICATE, EXCHANGE RELAY RESISTANCE DATA, COMPUTE
-CRYPTOGRAPHIC CHECKSUM); VERIFY (a PIN block), issuer script commands and anything
-unknown show their length only. Everything but the SELECT name, the ATR and the UID
-(never cardholder data) passes :func:`emvwire.mask.scrub` as a backstop: any run of 12
-or more digits is masked as a PAN would be, so no full PAN or track 2 image and no key
-material reaches a trace (AIDs and binary values are sometimes masked too; the
-backstop errs that way).
+Masking: what is secret, and nothing else (an AID, a certificate, an AFL, a command
+header, an amount are shown whole). Response data go through
+:func:`emvwire.dump.dump`, which masks PAN, track images, names and every tag the
+dictionary flags, and scrubs the values of tags it does not know; data that are not
+BER-TLV are shown as hex only after :func:`emvwire.mask.scrub` (any run of 12 or more
+digits masked as a PAN would be). Command data are shown only for commands whose data
+come from the terminal (SELECT names, DOL data of GET PROCESSING OPTIONS, GENERATE AC,
+INTERNAL AUTHENTICATE, EXCHANGE RELAY RESISTANCE DATA, COMPUTE CRYPTOGRAPHIC
+CHECKSUM); VERIFY (a PIN block), issuer script commands and anything unknown show
+their length only. DOL data are cut by the DOL the card asked them with (PDOL,
+CDOL1/2, DDOL, UDOL: :class:`TracingReader` notes them from the card's answers, Book 3
+§5.4), and the value of a sensitive tag among them (a CDOL may ask for the PAN) is
+masked; DOL data whose DOL is unknown pass :func:`emvwire.mask.scrub`. So no full PAN
+or track 2 image and no key material reaches a trace.
 """
 
 from __future__ import annotations
@@ -31,11 +34,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final, TextIO
 
+from emvwire import dol as dols
 from emvwire.apdu import AC_NAMES, CDA_REQUESTED, PPSE, PSE, describe_sw
 from emvwire.apdu import command_name as apdu_command_name
 from emvwire.dump import dump
-from emvwire.mask import scrub
-from emvwire.tlv import decode
+from emvwire.errors import EmvWireError
+from emvwire.mask import is_sensitive, mask_digits, scrub
+from emvwire.tags import Tag
+from emvwire.tlv import Tlv, decode
 from terminal.readers.base import CardInfo, Reader, ReaderError
 
 __all__ = [
@@ -120,21 +126,71 @@ def _data(c_apdu: bytes) -> bytes | None:
     return None
 
 
-def render_command(c_apdu: bytes) -> str:
-    """The C-APDU in hex with its data field shown only where it is terminal data."""
+#: The DOLs a card gives in its answers (Book 3 §5.4, Book C-2 for the UDOL).
+_DOL_TAGS: Final = (
+    Tag.PDOL,
+    Tag.CDOL1,
+    Tag.CDOL2,
+    Tag.DDOL,
+    Tag.UDOL,
+)
+
+
+def _dol_values(values: bytes, dol: bytes) -> str | None:
+    """``values`` cut by ``dol`` in hex, each sensitive tag's value masked; ``None``
+    when they do not fit the DOL."""
+    try:
+        parts = dols.split_entries(dol, values)
+    except EmvWireError:
+        return None
+    return "".join(
+        mask_digits(2 * len(value)) if is_sensitive(entry.tag) else value.hex().upper()
+        for entry, value in parts
+    )
+
+
+def _command_data(name: str, data: bytes, known: dict[int, bytes]) -> str:
+    """The data field of a command whose data come from the terminal (module
+    docstring): DOL values cut by the card's DOL, sensitive ones masked."""
+    if name == "GET PROCESSING OPTIONS" and data[:1] == b"\x83" and len(data) >= 2:
+        shown = _dol_values(data[2:], known.get(Tag.PDOL, b""))
+        if shown is not None:
+            return data[:2].hex().upper() + shown
+    candidates = {
+        "GENERATE AC": (Tag.CDOL1, Tag.CDOL2),
+        "INTERNAL AUTHENTICATE": (Tag.DDOL,),
+        "COMPUTE CRYPTOGRAPHIC CHECKSUM": (Tag.UDOL,),
+    }.get(name, ())
+    for tag in candidates:
+        if tag in known:
+            shown = _dol_values(data, known[tag])
+            if shown is not None:
+                return shown
+    if name == "EXCHANGE RELAY RESISTANCE DATA":  # the terminal's entropy
+        return data.hex().upper()
+    return scrub(data.hex().upper())
+
+
+def render_command(c_apdu: bytes, dols_seen: dict[int, bytes] | None = None) -> str:
+    """The C-APDU in hex with its data field shown only where it is terminal data,
+    cut by the DOLs the card gave (``dols_seen``: tag -> DOL) so that a sensitive value
+    among them is masked (module docstring)."""
     name, show = _lookup(c_apdu)
     data = _data(c_apdu)
-    if data is None or name == "SELECT":  # a DF name is never cardholder data
+    if name == "SELECT" or len(c_apdu) <= 5:  # a DF name is never cardholder data
         return c_apdu.hex().upper()
-    if show:
+    if data is None:  # a body that is no data field of its length: unknown structure
         return scrub(c_apdu.hex().upper())
     head = c_apdu[:5].hex().upper()
     le = c_apdu[5 + len(data) :].hex().upper()
+    if show:
+        return head + _command_data(name, data, dols_seen or {}) + le
     return f"{head} <{len(data)} bytes hidden>{' ' + le if le else ''}"
 
 
 def render_response(r_apdu: bytes) -> list[str]:
-    """The response data as :func:`emvwire.dump.dump` lines (masked), or scrubbed hex."""
+    """The response data as :func:`emvwire.dump.dump` lines (masked where secret), or
+    scrubbed hex when they are not BER-TLV."""
     data = r_apdu[:-2]
     if not data:
         return []
@@ -142,12 +198,28 @@ def render_response(r_apdu: bytes) -> list[str]:
         decode(data)
     except Exception:
         return [scrub(f"{len(data)} bytes, not BER-TLV: {data.hex().upper()}")]
-    return [scrub(line) for line in dump(data).splitlines()]
+    return dump(data).splitlines()
+
+
+def _note_dols(r_apdu: bytes, found: dict[int, bytes]) -> None:
+    """Keep the DOLs of a card's answer (any depth) in ``found``."""
+    try:
+        objects = decode(r_apdu[:-2])
+    except Exception:
+        return
+    stack: list[Tlv] = list(objects)
+    while stack:
+        obj = stack.pop()
+        if obj.constructed:
+            stack.extend(obj.children)
+        elif obj.tag in _DOL_TAGS:
+            found[obj.tag] = obj.value
 
 
 @dataclass(frozen=True)
 class TraceEntry:
-    """One traced event: ``card``, ``apdu``, ``repower``, ``removed`` or ``error``."""
+    """One traced event: ``card``, ``apdu``, ``repower``, ``field off``, ``removed`` or
+    ``error``."""
 
     seq: int
     kind: str
@@ -243,6 +315,8 @@ class TracingReader(Reader):
         self.path = reader.path
         self.feedback = reader.feedback
         self._seq = 0
+        #: The DOLs the card gave (tag -> DOL), to cut the terminal's DOL data by.
+        self._dols: dict[int, bytes] = {}
 
     def _emit(self, kind: str, **fields: Any) -> None:
         self._seq += 1
@@ -270,21 +344,22 @@ class TracingReader(Reader):
         )
         return info
 
-    def transmit(self, c_apdu: bytes) -> bytes:
+    def transmit(self, c_apdu: bytes, timeout: float | None = None) -> bytes:
         c_apdu = bytes(c_apdu)
         started = time.perf_counter()
         try:
-            r_apdu = self.reader.transmit(c_apdu)
+            r_apdu = self.reader.transmit(c_apdu, timeout)
         except ReaderError as exc:
             self._error(started, command_name(c_apdu), exc)
             raise
         elapsed = 1e3 * (time.perf_counter() - started)
         sw1, sw2 = (r_apdu[-2], r_apdu[-1]) if len(r_apdu) >= 2 else (0, 0)
+        _note_dols(r_apdu, self._dols)
         self._emit(
             "apdu",
             elapsed_ms=elapsed,
             command=command_name(c_apdu),
-            c_apdu=render_command(c_apdu),
+            c_apdu=render_command(c_apdu, self._dols),
             sw=f"{sw1:02X}{sw2:02X}",
             sw_meaning=describe_sw(sw1, sw2),
             response=tuple(render_response(r_apdu)),
@@ -311,6 +386,13 @@ class TracingReader(Reader):
             "repower", elapsed_ms=1e3 * (time.perf_counter() - started), detail=_card_detail(info)
         )
         return info
+
+    def release(self) -> None:
+        self.reader.release()
+
+    def field_off(self) -> None:
+        self.reader.field_off()
+        self._emit("field off", detail="the card session ended")
 
     def close(self) -> None:
         self.reader.close()

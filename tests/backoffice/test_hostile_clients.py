@@ -120,9 +120,9 @@ def test_a_busy_port_is_one_line(home: Home, tmp_path: Path) -> None:
         result = CliRunner().invoke(
             backoffice, [*home_args(home), "serve", "--bind", f"127.0.0.1:{port}"]
         )
-    assert result.exit_code == 2
+    assert result.exit_code == 4  # conflict: the address is taken
     assert result.output.strip().splitlines() == [
         f"Error: cannot listen on 127.0.0.1:{port}: the address is in use (another server "
-        "listens on it)"
+        "listens on it): stop that server, or choose another port (0: any free one)"
     ]
     assert "Traceback" not in result.output

@@ -130,10 +130,10 @@ def run(home: Path, *args: str) -> Any:
 def test_cli_init_gates_and_reports(tmp_path: Path) -> None:
     home = tmp_path / "bo"
     missing = run(home, "gate", "list")
-    assert missing.exit_code == 2
+    assert missing.exit_code == 10  # no home there: run init
     assert "backoffice init" in missing.output
     assert run(home, "init").exit_code == 0
-    assert run(home, "init").exit_code == 2  # never overwrites keys
+    assert run(home, "init").exit_code == 4  # never overwrites keys (conflict)
     added = run(home, "gate", "add", "--name", "Central", "--zone", "1", "--json")
     assert added.exit_code == 0, added.output
     info = json.loads(added.output)
@@ -147,7 +147,7 @@ def test_cli_init_gates_and_reports(tmp_path: Path) -> None:
     assert [g["gate_id"] for g in listed] == ["G1"]
     assert info["key"] not in run(home, "gate", "list", "--json").output
     no_key = run(home, "aggregate", "--issuer", "http://127.0.0.1:9")
-    assert no_key.exit_code == 3
+    assert no_key.exit_code == 2
     assert "--terminal-id" in no_key.output
     done = run(home, "aggregate", "--json")
     assert done.exit_code == 0, done.output
@@ -165,7 +165,7 @@ def test_cli_init_with_fares_checks_them(tmp_path: Path) -> None:
     assert Home(tmp_path / "a").fares().flat_fare == 250
     fares.write_text(json.dumps({"flat_fare": -5}))
     bad = run(tmp_path / "b", "init", "--fares", str(fares))
-    assert bad.exit_code == 2
+    assert bad.exit_code == 10  # a fare file that cannot be used
     assert "flat_fare" in bad.output
 
 

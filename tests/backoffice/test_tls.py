@@ -79,7 +79,7 @@ def test_init_imports_a_server_certificate_and_a_bad_import_makes_no_home(
                  str(tmp_path / "web-ca.crt"))  # fmt: skip
     assert made["tls"]["server"]["hosts"] == ["fares.company.test"]
     assert (tmp_path / "bo" / "tls" / SERVER_CA).read_bytes() == certificate_pem(public)
-    run("tls", "renew-server", code=2)  # not of its CA: the company renews it
+    run("tls", "renew-server", code=4)  # not of its CA: the company renews it
 
 
 def test_gate_add_issues_its_certificate_with_a_key_written_once(run: Run, tmp_path: Path) -> None:
@@ -146,8 +146,8 @@ def test_renew_revoke_and_the_per_request_check(run: Run, tmp_path: Path) -> Non
         assert not any(store.certificate_allowed(p, gate_id) for p in pems)
         assert store.certificate_allowed(other_pem, other["gate_id"])
         assert not store.authenticate(gate_id, first["key"])
-    run("gate", "revoke", gate_id, code=2)
-    run("gate", "renew", gate_id, code=2)
+    run("gate", "revoke", gate_id, code=3)  # revoked already: no such gate
+    run("gate", "renew", gate_id, code=3)
 
 
 def test_an_expired_gate_certificate_is_refused(tmp_path: Path) -> None:
@@ -168,21 +168,21 @@ def test_an_expired_gate_certificate_is_refused(tmp_path: Path) -> None:
 def test_a_home_without_tls_says_so_and_gets_one(run: Run, tmp_path: Path) -> None:
     run("init")
     Home(tmp_path / "bo").tls.remove()
-    assert "backoffice tls init" in run("gate", "add", "--name", "Central", code=2).stderr
+    assert "backoffice tls init" in run("gate", "add", "--name", "Central", code=10).stderr
     run("tls", "init", "--host", "gates.test")
     assert _json(run, "gate", "add", "--name", "Central")["gate_id"] == "G1"
-    run("tls", "init", code=2)  # one is there
+    run("tls", "init", code=4)  # one is there
 
 
 def test_the_issuer_client_refuses_plain_http_unless_told(run: Run, tmp_path: Path) -> None:
     run("init")
     issuer = ["--issuer", "http://127.0.0.1:9", "--terminal-id", "term_1", "--terminal-key", "k"]
-    refused = run("aggregate", *issuer, code=3)
+    refused = run("aggregate", *issuer, code=2)
     assert "plain HTTP" in refused.stderr
     assert "--dev-plain-http" in refused.stderr
     run("aggregate", *issuer, "--dev-plain-http")  # a pass: the issuer just does not answer
     secure = ["--issuer", "https://127.0.0.1:9", "--terminal-id", "term_1", "--terminal-key", "k"]
-    missing = run("aggregate", *secure, "--issuer-ca", str(tmp_path / "none.crt"), code=3)
+    missing = run("aggregate", *secure, "--issuer-ca", str(tmp_path / "none.crt"), code=2)
     assert "none.crt" in missing.stderr
-    half = run("aggregate", *secure, "--cert", str(tmp_path / "c.crt"), code=3)
+    half = run("aggregate", *secure, "--cert", str(tmp_path / "c.crt"), code=2)
     assert "key" in half.stderr

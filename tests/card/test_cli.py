@@ -32,6 +32,7 @@ from card.probe import CardProbe
 from card.vpcd import REMOVAL_GAP
 from emvwire.apdu import select
 from emvwire.crypto import kcv
+from emvwire.crypto.sm import kcv_sm4
 from emvwire.mask import mask_pan
 from emvwire.profile import CardProfile, load_profile
 from tests.support.services import missing_service
@@ -114,6 +115,16 @@ def test_show_masks_the_pan_and_gives_only_kcvs(name: str) -> None:
     assert "Application Primary Account Number (PAN)" in result.output
     assert "Track 2 Equivalent Data" in result.output
     assert "counters: ATC 0000" in result.output
+
+
+def test_show_gives_the_kcv_of_sm4_keys_by_sm4() -> None:
+    """The UnionPay phone's keys are SM4 (CVN 04): their check values are SM4's."""
+    result = _invoke("show", str(CARDS / "unionpay-phone.json"), "--json")
+    assert result.exit_code == 0, result.output
+    (app,) = json.loads(result.output)["applications"]
+    keys = _profile("unionpay-phone").applications[0].keys
+    assert app["keys"]["ac"] == {"algorithm": "SM4", "kcv": kcv_sm4(keys.ac).hex().upper()}
+    assert app["pan"] == "625801******0013"
 
 
 def test_show_json_is_complete_and_masked() -> None:
@@ -257,7 +268,7 @@ def test_vpcd_not_listening_says_what_to_start() -> None:
     result = _invoke(
         "serve", str(CARDS / "visa-card.json"), "--via", "pcsc", "--port", str(port), "--no-persist"
     )
-    assert result.exit_code == 1
+    assert result.exit_code == 9  # reader
     assert "vpcd is not listening" in result.output
     assert "is pcscd with vsmartcard-vpcd running?" in result.output
     assert "Traceback" not in result.output
@@ -271,7 +282,7 @@ def test_a_busy_udp_port_is_reported() -> None:
             "serve", str(CARDS / "visa-card.json"), "--via", "nfc", "--port", str(port),
             "--no-persist",
         )  # fmt: skip
-    assert result.exit_code == 1
+    assert result.exit_code == 9
     assert f"udp port {port} is busy" in result.output
 
 
@@ -551,7 +562,7 @@ def test_an_unusable_state_folder_is_reported(tmp_path: Path) -> None:
         "serve", str(CARDS / "visa-card.json"), "--via", "pcsc", "--port", "1",
         "--state-dir", str(blocker / "cards"),
     )  # fmt: skip
-    assert result.exit_code == 1
+    assert result.exit_code == 11  # storage
     assert "cannot make the counters folder" in result.output
     assert "Traceback" not in result.output
 
@@ -562,7 +573,7 @@ def test_a_busy_vpcd_reader_is_reported(vpcd: FakeVpcd) -> None:
         "serve", str(CARDS / "visa-card.json"), "--via", "pcsc", "--port", str(vpcd.port),
         "--no-persist",
     )  # fmt: skip
-    assert result.exit_code == 1
+    assert result.exit_code == 9
     assert f"the vpcd reader on port {vpcd.port} is busy" in result.output
 
 

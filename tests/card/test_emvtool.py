@@ -167,7 +167,9 @@ def _spaced(value: bytes) -> str:
     return "[" + " ".join(f"{b:02X}" for b in value) + "]"
 
 
-@pytest.mark.parametrize("name", ["visa-card", "mastercard-card"])
+@pytest.mark.parametrize(
+    "name", ["visa-card", "mastercard-card", "amex-card", "unionpay-card", "unionpay-phone"]
+)
 def test_emvtool_lists_our_application(emvtool: str, present: Present, name: str) -> None:
     app = load_profile(CARDS / f"{name}.json").applications[0]
     presented = present(name)
@@ -181,7 +183,9 @@ def _tag(tag: int) -> str:
     return _spaced(tag.to_bytes((tag.bit_length() + 7) // 8, "big"))
 
 
-@pytest.mark.parametrize("name", ["visa-card", "mastercard-card"])
+# Not the Amex card nor the UnionPay card: python-emv renders the PAN (5A) as a decimal
+# number and fails on the F that pads a PAN of 15 or 19 digits (Book 3 Annex A, cn).
+@pytest.mark.parametrize("name", ["visa-card", "mastercard-card", "unionpay-phone"])
 def test_emvtool_reads_every_record(emvtool: str, present: Present, name: str) -> None:
     app = load_profile(CARDS / f"{name}.json").applications[0]
     presented = present(name)

@@ -57,7 +57,7 @@ def _pay(issuer: Issuer, amount: str, key: str | None = None) -> subprocess.Comp
     not ready yet (unpowered, reset, not transacted: a vpcd start-up race)."""
     for _ in range(3):
         done = _pay_once(issuer, amount, key)
-        if done.returncode in (3, 5) and re.search(r"UNPOWERED|RESET|NOT_TRANSACTED", done.stderr):
+        if done.returncode in (8, 9) and re.search(r"UNPOWERED|RESET|NOT_TRANSACTED", done.stderr):
             time.sleep(0.5)
             continue
         return done
@@ -103,10 +103,13 @@ def test_provision_serve_tap_approved_then_attacks_refused(pcscd: str, issuer_ho
         assert [(t["id"], t["approved"], t["status"]) for t in txns] == [
             (online["transaction_id"], True, "pending")
         ]
-        # Wrong terminal key: refused (exit 2), nothing recorded.
+        # Wrong terminal key: refused before the card is asked for (exit 6), nothing
+        # recorded, the card's presentation kept for the next tap.
         refused = _pay(issuer_home, "1.00", key="tsk_wrong")
-        assert refused.returncode == 2
+        assert refused.returncode == 6
         assert "401" in refused.stderr
+        assert "no card was asked for" in refused.stderr
+        assert json.loads(refused.stdout)["error"]["code"] == "refused"
         # The same card through the same reader in process: replay and tamper.
         result = _tap_in_process(500)
         if result.masked_pan != online["card"]:

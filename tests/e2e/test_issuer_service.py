@@ -3,7 +3,7 @@ restarted, nothing approved is lost and nothing is held twice; two services on o
 PostgreSQL accept each ATC of a card exactly once under concurrent taps. Process life
 (on both ledgers): the workers of a parent killed with SIGKILL exit and free the port;
 SIGTERM under load answers and commits what was taken, nothing else; a busy port is
-one line and exit code 1."""
+one line and exit code 4 (conflict)."""
 
 from __future__ import annotations
 
@@ -268,7 +268,7 @@ def test_sigterm_under_load_answers_and_commits_what_it_took(
         assert app.service.account(setup.account).held == held
 
 
-def test_a_busy_port_is_one_line_and_exit_code_1(tmp_path: Path) -> None:
+def test_a_busy_port_is_one_line_and_exit_code_4(tmp_path: Path) -> None:
     setup = IssuerHome(tmp_path / "home", None, terminals=1, cards=0)
     proc, url = setup.serve()
     try:
@@ -280,8 +280,8 @@ def test_a_busy_port_is_one_line_and_exit_code_1(tmp_path: Path) -> None:
         )  # fmt: skip
     finally:
         stop_service(proc)
-    assert busy.returncode == 1
+    assert busy.returncode == 4  # conflict: the address is taken
     assert busy.stderr.splitlines() == [
         f"Error: cannot listen on 127.0.0.1:{_port(url)}: the address is in use (another "
-        "server listens on it)"
+        "server listens on it): stop that server, or choose another port (0: any free one)"
     ]

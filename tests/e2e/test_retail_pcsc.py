@@ -4,8 +4,8 @@ terminal registered at MCC 5411), ``card serve --via pcsc`` presenting the card 
 reader 1 of pcscd, and ``terminal retail`` as a subprocess: sales from standard input
 (approved, and declined for funds), a void, a refund, the close of day matching the
 issuer (MATCH, exit 0) and the ledger's balances agreeing; a card pulled away mid-tap
-(not completed, nothing charged); the issuer down ("issuer unreachable, no charge",
-exit 7, nothing charged). No full PAN in any output.
+(not completed, nothing charged); the issuer down (found before the card is asked for:
+"unreachable", exit 7, nothing charged). No full PAN in any output.
 
 Needs pcscd with the vpcd readers (marker ``pcsc``).
 """
@@ -27,8 +27,8 @@ from tests.support import e2e
 
 pytestmark = pytest.mark.pcsc
 
-#: Exit codes of terminal retail (terminal/commands/retail.py).
-NOT_COMPLETED, ISSUER_DOWN = 5, 7
+#: Exit codes of terminal retail (clikit.exits: card, unreachable).
+NOT_COMPLETED, ISSUER_DOWN = 8, 7
 
 
 @dataclass
@@ -119,7 +119,7 @@ def test_a_day_of_sales_void_refund_and_close_matches_the_issuer(pcscd: str, sho
     assert refund.returncode == 0, refund.stderr
     assert _lines(refund.stdout)[0]["kind"] == "REFUND"
     too_much = shop.retail("refund", first["transaction_id"], "11.00")
-    assert too_much.returncode == 8
+    assert too_much.returncode == 4  # conflict: the till refuses it
     assert "more than the 10.34 EUR left" in too_much.stderr
     close = shop.retail("close", "--json")
     assert close.returncode == 0, close.stderr + close.stdout
@@ -151,20 +151,23 @@ def test_a_card_pulled_away_mid_tap_is_not_charged(pcscd: str, shop: Shop) -> No
     _no_pan(shop, pulled.stdout, pulled.stderr)
 
 
-def test_issuer_down_says_no_charge(pcscd: str, shop: Shop) -> None:
+def test_issuer_down_asks_for_no_card_and_charges_nothing(pcscd: str, shop: Shop) -> None:
     before = shop.balance()
-    with _card(shop.profile, 1):
+    with _card(shop.profile, 1) as card:
         down = shop.retail(
             "--reader", "pcsc:1", "--timeout", "20", "--amount", "4.00", "--json",
             "--host-timeout", "1", url=e2e.unused_url(),
         )  # fmt: skip
+        card.stop()
+        out, _ = card.finish()
     assert down.returncode == ISSUER_DOWN, down.stderr
-    receipt = _lines(down.stdout)[0]
-    assert (receipt["status"], receipt["response_code"]) == ("NO CHARGE", "Z3")
-    assert "[display] Not authorised: issuer unreachable, no charge" in down.stderr
-    assert "issuer unreachable, no charge" in down.stderr
+    (error,) = _lines(down.stdout)
+    assert (error["error"]["code"], error["error"]["exit"]) == ("unreachable", 7)
+    assert "no card was asked for, nothing was charged" in down.stderr
+    assert "[display] Present card" not in down.stderr
+    assert out == ""  # the card served no tap
     assert shop.balance() == before
-    # The till's day still closes against the issuer (the no-charge sale is not there).
+    # The till's day still closes against the issuer: the sale never began.
     close = shop.retail("close", "--json")
     assert close.returncode == 0, close.stdout + close.stderr
-    assert _lines(close.stdout)[0]["till"]["no_charge"] == 1
+    assert _lines(close.stdout)[0]["till"]["no_charge"] == 0

@@ -5,7 +5,7 @@ subprocesses, as a user runs them.
 The online request's JSON carries the PAN masked (first six, last four; PCI DSS 4.0
 req. 3.4.1) and the Track 2 Equivalent Data (57) masked; neither the full PAN nor the
 track 2 image appears anywhere in either program's stdout or stderr. A card pulled
-away mid-tap ends in TRY AGAIN with exit code 5 (Book A §6.1.2).
+away mid-tap ends in TRY AGAIN with exit code 8, "card" (Book A §6.1.2; not a decline).
 """
 
 from __future__ import annotations
@@ -22,8 +22,9 @@ from tests.support import e2e
 
 pytestmark = pytest.mark.pcsc
 
-#: Exit code of ``terminal pay`` for declined, ended or try again.
-EXIT_NOT_DONE = 5
+#: Exit code of ``terminal pay`` for a card removed or a transaction it could not
+#: complete (clikit.exits: card).
+EXIT_NOT_DONE = 8
 
 
 def _run_tap(
@@ -84,7 +85,7 @@ def test_mastercard_phone_over_the_cvm_limit_verifies_on_the_device(
     e2e.assert_no_secrets([pay.stdout, pay.stderr, card_out, card_err], secrets)
 
 
-def test_card_pulled_away_mid_tap_is_try_again_with_exit_code_5(pcscd: str, tmp_path: Path) -> None:
+def test_card_pulled_away_mid_tap_is_try_again_with_exit_code_8(pcscd: str, tmp_path: Path) -> None:
     started = time.monotonic()
     pay, card_out, card_err, secrets = _run_tap(
         pcscd, tmp_path, "visa-card", "12.34", "--pull-after", "2"
@@ -92,6 +93,7 @@ def test_card_pulled_away_mid_tap_is_try_again_with_exit_code_5(pcscd: str, tmp_
     assert pay.returncode == EXIT_NOT_DONE, pay.stderr
     doc = json.loads(pay.stdout)
     assert doc["outcome"] == "try again"
+    assert doc["error"]["code"] == "card"
     assert "track2" not in doc or not doc["track2"]
     assert time.monotonic() - started < 20
     e2e.assert_no_secrets([pay.stdout, pay.stderr, card_out, card_err], secrets)

@@ -105,6 +105,40 @@ def test_wrong_key_or_tampered_data_fails(cvn: Cvn) -> None:
         verify_arpc(cvn, mk, DATA, arqc, arpc, **changed)
 
 
+def _last_byte_changed(mac: bytes) -> list[bytes]:
+    """``mac`` with its last byte replaced by each of the 255 other values."""
+    return [mac[:-1] + bytes((b,)) for b in range(256) if b != mac[-1]]
+
+
+def test_full_8_byte_macs_that_differ_only_in_their_last_byte_never_verify() -> None:
+    """A comparison of a prefix (the 4 bytes some MACs carry) would accept these."""
+    data = b"issuer script command" * 3
+    retail = mac_iso9797_alg3(IMK, data)
+    cmac = aes_cmac(bytes(range(16)), data, 8)
+    for mac in (retail, cmac):
+        assert len(mac) == 8
+        verify_mac(mac, mac)
+        for forged in _last_byte_changed(mac):
+            assert forged[:7] == mac[:7]
+            with pytest.raises(VerificationError):
+                verify_mac(mac, forged)
+
+
+@pytest.mark.parametrize("cvn", ALL_CVNS, ids=lambda c: c.name)
+def test_an_arqc_differing_only_in_its_last_byte_never_verifies(cvn: Cvn) -> None:
+    mk = _mk(cvn)
+    arqc = generate_arqc(cvn, mk, DATA)
+    assert len(arqc) == 8
+    for forged in _last_byte_changed(arqc):
+        with pytest.raises(VerificationError):
+            verify_arqc(cvn, mk, DATA, forged)
+    kwargs = _arpc_kwargs(cvn)
+    arpc = generate_arpc(cvn, mk, DATA, arqc, **kwargs)
+    for forged in _last_byte_changed(arpc):  # 8 bytes (method 1) or 4 (method 2)
+        with pytest.raises(VerificationError):
+            verify_arpc(cvn, mk, DATA, arqc, forged, **kwargs)
+
+
 def test_verification_uses_compare_digest(monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[tuple[bytes, bytes]] = []
     original = hmac.compare_digest
@@ -131,7 +165,7 @@ def test_errors_are_emvwire_errors_and_name_no_secret() -> None:
     assert PAN not in str(info2.value)
 
 
-@pytest.mark.parametrize("cvn", [0, 11, 19, 99, 0xA5, -1, "18", None, 18.0])
+@pytest.mark.parametrize("cvn", [0, 11, 19, 99, 0xA4, -1, "18", None, 18.0])
 def test_unknown_cvn(cvn: Any) -> None:
     with pytest.raises(CryptoError):
         cvn_spec(cvn)

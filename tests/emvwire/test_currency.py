@@ -19,9 +19,14 @@ def test_amounts_and_currencies() -> None:
     assert parse_amount("12") == 1200
     assert parse_amount("1000", 0) == 1000
     assert parse_amount("1.005", 3) == 1005
-    for bad in ("12.345", "-1", "abc", "nan", "1e20"):
+    for bad in ("12.345", "-1", "abc", "nan", "1e20", "1e3", "+5", "1_000", "12.", ".5",
+                "\u0661\u0662", "12.340", "Infinity"):  # fmt: skip
         with pytest.raises(ValueError, match=r"amount|decimals|carry"):
             parse_amount(bad)
+    with pytest.raises(ValueError, match=r"write digits with at most 2 decimals, e\.g\. 12\.34"):
+        parse_amount("1e3")
+    with pytest.raises(ValueError, match=r"e\.g\. 12$"):
+        parse_amount("1.5", 0)
     assert currency_by_code("eur").code == bytes.fromhex("0978")
     assert currency_by_code("978").alpha == "EUR"
     assert currency_by_code(bytes.fromhex("0392")).exponent == 0

@@ -86,6 +86,18 @@ def test_unknown_tags_as_hex() -> None:
     ]
 
 
+def test_an_unknown_tag_is_scrubbed_and_a_known_one_shown_whole() -> None:
+    """A PAN may hide in a proprietary tag: its digits are masked as a PAN's; a known
+    tag that is not sensitive (an AID) is never masked."""
+    pan = bytes.fromhex("4761739001010010")
+    text = dump(encode(0xDF7F, pan) + encode(0x4F, bytes.fromhex("A0000000031010")))
+    assert text.splitlines() == [
+        "DF7F (unknown tag) [8]: 476173******0010",
+        "4F Application Identifier (AID) - card [7]: A0000000031010",
+    ]
+    assert "4761739001010010" in dump(encode(0xDF7F, pan), reveal=True)
+
+
 def test_kernel_specific_meaning_disables_visa_bits() -> None:
     obj = encode(0x9F6C, b"\x90\x00")
     assert "Online PIN required" in dump(obj)

@@ -42,13 +42,15 @@ def test_fixture_folder_loads_test_ca_and_transcript_keys() -> None:
         "A000000004/F3",
         "A000000004/F8",
         "A000000004/FA",
+        "A000000025/E4",
+        "A000000333/E7",
     ]
     f1 = store.get(VISA, 0xF1)
     assert (len(f1.modulus), f1.exponent, f1.expiry) == (128, 3, date(2045, 12, 31))
     mc99 = store.get(MC, 0x99)
     assert (len(mc99.modulus), mc99.exponent) == (176, 65537)
     assert (MC, 0xFA) in store
-    assert len(store) == 6
+    assert len(store) == 8
 
 
 def test_published_check_sums_match() -> None:
@@ -78,7 +80,7 @@ def test_json_round_trip_and_repr() -> None:
     key = store.get(VISA, 0xF1)
     assert repr(key) == "CaKey(A000000003/F1, 1024-bit, e=3)"
     assert key.modulus.hex().upper() not in repr(key)
-    assert repr(store) == "CaKeyStore(6 keys)"
+    assert repr(store) == "CaKeyStore(8 keys)"
 
 
 def test_single_key_object_file() -> None:

@@ -13,7 +13,7 @@ from emvwire.__main__ import main
 
 def test_every_check_passes() -> None:
     results = selfcheck.run()
-    assert len(results) == 10
+    assert len(results) == 11
     assert [r.name for r in results if not r.passed] == []
 
 

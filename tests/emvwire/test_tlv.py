@@ -148,6 +148,20 @@ def test_decode_one_checks_the_tag_and_count() -> None:
         tlv.decode_one(GPO_77 + bytes.fromhex("9F360100"))
 
 
+def test_decode_leading_ignores_what_follows_the_template() -> None:
+    for tail in (b"", bytes.fromhex("9F360100"), bytes.fromhex("DEAD"), b"\x9f", b"\x00\x00"):
+        found = tlv.decode_leading(b"\x00" + GPO_77 + tail, 0x77)
+        assert found == tlv.decode_one(GPO_77, 0x77)
+    with pytest.raises(DecodeError, match="expected tag 6F"):
+        tlv.decode_leading(GPO_77, 0x6F)
+    with pytest.raises(DecodeError, match="runs past the end"):
+        tlv.decode_leading(GPO_77[:-1], 0x77)
+    with pytest.raises(DecodeError):
+        tlv.decode_leading(b"\x77\x03\x9f\x36\x05", 0x77)  # broken inside the template
+    with pytest.raises(DecodeError):
+        tlv.decode_leading(b"", 0x77)
+
+
 def test_repr_never_shows_the_value() -> None:
     pan = Tlv(0x5A, bytes.fromhex("4761739001010010"))
     assert "4761739001010010" not in repr(pan)

@@ -53,6 +53,6 @@ def test_the_back_office_refuses_a_bad_bind_in_one_line(tmp_path: Path) -> None:
         backoffice,
         ["--home", str(home.path), "serve", "--bind", "127.0.0.1:\u00b2", "--dev-plain-http"],
     )
-    assert result.exit_code != 0
+    assert result.exit_code == 2  # usage
     assert "Traceback" not in result.output
-    assert "the address is HOST:PORT" in result.output
+    assert "'127.0.0.1:\u00b2' is not HOST:PORT, e.g. 127.0.0.1:8700" in result.output

@@ -35,6 +35,10 @@ def rsa_keys() -> dict[str, SigningKey]:
         "issuer/mastercard": SigningKey.generate(1152, 65537),
         "icc/visa": SigningKey.generate(1024, 3),
         "icc/mastercard": SigningKey.generate(1024, 65537),
+        "issuer/amex": SigningKey.generate(1024, 3),
+        "icc/amex": SigningKey.generate(1024, 3),
+        "issuer/unionpay": SigningKey.generate(1024, 3),
+        "icc/unionpay": SigningKey.generate(1024, 3),
     }
 
 

@@ -26,7 +26,7 @@ from emvwire.oda import SigningKey
 from emvwire.tlv import decode_flat, encode
 from issuer.bootstrap import IssuerApp, setup_ranges
 from issuer.config import IssuerConfig
-from issuer.keys.base import KeyStore, issuer_key_id
+from issuer.keys.base import SCHEMES, KeyStore, issuer_key_id
 from issuer.keys.file import FileKeyStore
 from issuer.ledger.repository import Ledger
 from issuer.personalisation import provision
@@ -67,7 +67,7 @@ def open_softhsm_store(softhsm: dict[str, str]) -> KeyStore:
 def set_up(keys: KeyStore, ledger: Ledger, rsa: dict[str, SigningKey], home: Path) -> IssuerApp:
     """An issuer on ``keys`` and ``ledger`` with the default ranges and the test CA,
     its issuer keys imported rather than generated."""
-    for scheme in ("visa", "mastercard"):
+    for scheme in SCHEMES:
         if not keys.has(issuer_key_id(scheme)):
             keys.import_rsa(issuer_key_id(scheme), rsa[f"issuer/{scheme}"])
     keys.ensure_data_keys()

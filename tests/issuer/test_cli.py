@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import socket
 from datetime import date
 from pathlib import Path
 
@@ -79,6 +80,8 @@ def test_init_wrote_a_home(initialised: Path) -> None:
     assert {(k["rid"], k["index"]) for k in ca["keys"]} == {
         ("A000000003", "F1"),
         ("A000000004", "99"),
+        ("A000000025", "E4"),
+        ("A000000333", "E7"),
     }
     assert PASS not in "".join(p.read_text(errors="replace") for p in initialised.glob("*.json"))
 
@@ -89,16 +92,16 @@ def test_provision_cards_and_phones_end_to_end(iss: Issuer, tmp_path: Path) -> N
     credited = iss.json("account", "credit", account["id"], "--amount", "250.00")
     assert credited["account"]["balance"] == 25_000
     profiles = {}
-    for scheme in ("visa", "mastercard"):
-        for form in ("card", "phone"):
-            out = tmp_path / f"{scheme}-{form}.json"
-            made = iss.json(
-                "card", "provision", "--account", account["id"], "--scheme", scheme,
-                "--form", form, "--out", str(out),
-            )  # fmt: skip
-            assert made["profile"] == str(out)
-            assert (made["token"] is not None) == (form == "phone")
-            profiles[(scheme, form)] = out
+    made_as = [(s, f) for s in ("visa", "mastercard", "unionpay") for f in ("card", "phone")]
+    for scheme, form in [*made_as, ("amex", "card")]:
+        out = tmp_path / f"{scheme}-{form}.json"
+        made = iss.json(
+            "card", "provision", "--account", account["id"], "--scheme", scheme,
+            "--form", form, "--out", str(out),
+        )  # fmt: skip
+        assert made["profile"] == str(out)
+        assert (made["token"] is not None) == (form == "phone")
+        profiles[(scheme, form)] = out
     # What the terminal and the authorisation service will do with them.
     with open_issuer(iss.home, passphrase=PASS) as app:
         for (scheme, _form), path in profiles.items():
@@ -112,9 +115,13 @@ def test_provision_cards_and_phones_end_to_end(iss: Issuer, tmp_path: Path) -> N
             verify_arqc(application.cvn, icc_ac, data, arqc)
     # Reading it all back, in text and JSON.
     cards = iss.json("card", "list", "--account", account["id"])
-    assert len(cards) == 2  # the phones' tokens bind to the plastic cards
+    assert len(cards) == 4  # the phones' tokens bind to the plastic cards
+    amex_pan = load_profile(profiles[("amex", "card")]).applications[0].pan
+    assert (amex_pan[:6], len(amex_pan)) == ("374245", 15)  # the default Amex range
+    unionpay_pan = load_profile(profiles[("unionpay", "card")]).applications[0].pan
+    assert (unionpay_pan[:6], len(unionpay_pan)) == ("625800", 19)
     tokens = iss.json("token", "list", "--account", account["id"])
-    assert len(tokens) == 2
+    assert len(tokens) == 3
     for c in cards:
         iss.run("card", "show", c["id"])
     for t in tokens:
@@ -125,7 +132,7 @@ def test_provision_cards_and_phones_end_to_end(iss: Issuer, tmp_path: Path) -> N
         iss.run(*args)
         iss.run(*args, "--json")
     numbers = _secrets(iss.home)
-    assert len(numbers) == 4
+    assert len(numbers) == 7
     for output in iss.outputs:
         for number in numbers:
             assert number not in output
@@ -175,7 +182,7 @@ def test_keys_generate_import_list_kcv(iss: Issuer) -> None:
     iss.run("keys", "generate", "--scheme", "visa", "--bin", "476173", "--cvn", "10", code=4)
     args = ("keys", "import", "--scheme", "mastercard", "--bin", "541333", "--cvn", "16",
             "--purpose", "ac")  # fmt: skip
-    bad = iss.run(*args, "--kcv", "08D7B5", input=PUBLISHED_IMK.hex() + "\n", code=5)
+    bad = iss.run(*args, "--kcv", "08D7B5", input=PUBLISHED_IMK.hex() + "\n", code=6)
     assert "does not match" in bad.stderr
     good = iss.run(*args, "--kcv", "08D7", input=PUBLISHED_IMK.hex() + "\n")
     assert "08D7B4" in good.stdout
@@ -267,7 +274,7 @@ def test_ledger_check_fails_on_a_tampered_balance(iss: Issuer) -> None:
         assert isinstance(uow, SqlUnitOfWork)
         uow.db.run("UPDATE accounts SET balance = 5 WHERE id = ?", (account,))
         uow.commit()
-    result = iss.run("ledger", "check", code=7)
+    result = iss.run("ledger", "check", code=11)
     assert f"balance of {account}: expected 1000, found 5" in result.stdout
 
 
@@ -279,8 +286,8 @@ def test_ledger_check_fails_on_a_tampered_balance(iss: Issuer) -> None:
         (["account", "create", "--holder", "A", "--credit-limit", "5"], 2, "no credit limit"),
         (["account", "show", "acct_missing"], 3, "no account"),
         (["account", "credit", "acct_missing", "--amount", "1"], 3, "no account"),
-        (["card", "provision", "--account", "acct_x", "--scheme", "amex", "--form", "card",
-          "--out", "x.json"], 2, "amex"),
+        (["card", "provision", "--account", "acct_x", "--scheme", "jcb", "--form", "card",
+          "--out", "x.json"], 2, "jcb"),
         (["card", "provision", "--account", "acct_x", "--scheme", "visa", "--form", "card",
           "--out", "x.json", "--allowed-mcc", "4111"], 2, "need --form phone"),
         (["card", "provision", "--account", "acct_x", "--scheme", "visa", "--form", "card",
@@ -304,26 +311,66 @@ def test_bad_arguments_give_clear_errors(
     assert "Traceback" not in result.stderr
 
 
+def test_provision_in_bulk_writes_one_profile_per_card(
+    iss: Issuer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--count N: N cards of the account, one profile each in the --out folder, and a
+    progress bar on standard error when it is a terminal (never on standard output)."""
+    monkeypatch.setattr("clikit.progress._tty", lambda: True)
+    account = iss.json("account", "create", "--holder", "Bulk")["id"]
+    folder = tmp_path / "cards"
+    args = ["card", "provision", "--account", account, "--scheme", "visa", "--form", "card",
+            "--out", str(folder), "--count", "3"]  # fmt: skip
+    made = iss.run(*args, "--json")
+    listed = json.loads(made.stdout)["provisioned"]
+    assert [Path(c["profile"]).name for c in listed] == [
+        "visa-card-0001.json", "visa-card-0002.json", "visa-card-0003.json",
+    ]  # fmt: skip
+    assert len({c["card"]["id"] for c in listed}) == 3
+    assert all((folder / Path(c["profile"]).name).stat().st_mode & 0o077 == 0 for c in listed)
+    assert "provisioning 3 cards" in made.stderr
+    assert len(iss.json("card", "list", "--account", account)) == 3
+    again = iss.run(*args, code=4)
+    assert "use --force" in again.stderr
+    one = iss.run(*args[:-2], "--name", "x", "--count", "2", code=2)
+    assert "--name names one profile" in one.stderr
+
+
+@pytest.mark.parametrize("command", ["serve", "serve-iso8583"])
+def test_serving_on_a_busy_port_is_one_line_and_exit_4(iss: Issuer, command: str) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        busy = iss.run(command, "--bind", f"127.0.0.1:{port}", "--json", code=4)
+    assert busy.stderr.splitlines() == [
+        f"Error: cannot listen on 127.0.0.1:{port}: the address is in use (another server "
+        "listens on it): stop that server, or choose another port (0: any free one)"
+    ]
+    assert json.loads(busy.stdout)["error"]["code"] == "conflict"
+
+
 def test_json_errors(iss: Issuer) -> None:
+    """With --json the failure is also a JSON object on stdout, in the one shape of the
+    four tools (clikit.errors); stderr keeps the message for a person."""
     result = iss.run("card", "show", "card_missing", "--json", code=3)
-    error = json.loads(result.stderr)["error"]
-    assert error == {"type": "NotFoundError", "message": "no card 'card_missing'", "exit_code": 3}
+    error = json.loads(result.stdout)["error"]
+    assert error == {"code": "not_found", "message": "no card 'card_missing'", "exit": 3}
+    assert result.stderr == "Error: no card 'card_missing'\n"
 
 
 def test_missing_home_passphrase_and_wrong_passphrase(iss: Issuer, tmp_path: Path) -> None:
     runner = cli_runner()
     result = runner.invoke(cli, ["--home", str(tmp_path / "none"), "account", "list"])
-    assert result.exit_code == 6
+    assert result.exit_code == 10
     assert "issuer init" in result.stderr
     result = runner.invoke(
         cli, ["--home", str(iss.home), "account", "list"], env={"TAPSTACK_KEYSTORE_KEY": None}
     )
-    assert result.exit_code == 6
+    assert result.exit_code == 10
     assert "TAPSTACK_KEYSTORE_KEY" in result.stderr
     result = runner.invoke(
         cli, ["--home", str(iss.home), "account", "list"], env={"TAPSTACK_KEYSTORE_KEY": "nope"}
     )
-    assert result.exit_code == 5
+    assert result.exit_code == 6
     assert "wrong key store passphrase" in result.stderr
     result = runner.invoke(cli, ["account", "list"], env={"TAPSTACK_ISSUER_HOME": str(iss.home)})
     assert result.exit_code == 0  # the home from the environment
@@ -361,4 +408,4 @@ def test_init_on_softhsm_and_provision(softhsm: dict[str, str], tmp_path: Path) 
     result = runner.invoke(
         cli, ["--home", str(home), "keys", "list"], env={"TAPSTACK_PKCS11_PIN": "0000"}
     )
-    assert result.exit_code == 5
+    assert result.exit_code == 6

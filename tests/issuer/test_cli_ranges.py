@@ -57,7 +57,7 @@ def test_an_operators_ranges_and_keys_day(bare: Issuer, tmp_path: Path) -> None:
         args = ("keys", "import", "--scheme", "visa", "--bin", PREFIX, "--cvn", str(CVN),
                 "--purpose", purpose, "--key-file", str(key_file))  # fmt: skip
         wrong = bytes(b ^ 0xFF for b in independent_kcv(key)).hex()
-        iss.run(*args, "--kcv", wrong, code=5)
+        iss.run(*args, "--kcv", wrong, code=6)
         done = iss.json(*args, "--kcv", independent_kcv(key).hex())
         assert (done["version"], done["kcv"]) == (1, independent_kcv(key).hex().upper())
     key_file.unlink()
@@ -111,7 +111,7 @@ def test_a_failed_init_leaves_nothing(tmp_path: Path) -> None:
     result = runner.invoke(
         cli, ["--home", str(home), "init", "--kdf-cost", "10", "--ca-dir", str(missing_ca)]
     )
-    assert result.exit_code == 6, result.output
+    assert result.exit_code == 10, result.output
     assert "use --ca new" in result.stderr
     assert not home.exists()
     # A failure after the key store was written: the database cannot be made (its
@@ -139,7 +139,32 @@ def test_the_test_ca_is_package_data(monkeypatch: pytest.MonkeyPatch) -> None:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())
     globs = project["tool"]["setuptools"]["package-data"]["issuer.personalisation"]
     packaged = sorted(p.name for g in globs for p in PACKAGED_TEST_CA.parent.glob(g))
-    assert packaged == ["test-ca-A000000003-F1-private.pem", "test-ca-A000000004-99-private.pem"]
+    assert packaged == [
+        "test-ca-A000000003-F1-private.pem",
+        "test-ca-A000000004-99-private.pem",
+        "test-ca-A000000025-E4-private.pem",
+        "test-ca-A000000333-E7-private.pem",
+    ]
     for name in packaged:
         assert (PACKAGED_TEST_CA / name).read_bytes() == (ROOT / "fixtures/ca" / name).read_bytes()
     assert "packaged" in CliRunner().invoke(cli, ["init", "--help"]).stdout
+
+
+def test_a_unionpay_range_of_the_sm_suite_is_chosen_at_provisioning(
+    bare: Issuer, tmp_path: Path
+) -> None:
+    """The SM suite is selectable per card range: a UnionPay range of CVN 4 gets SM4
+    master keys, and ``card provision --range`` issues its cards from it."""
+    iss = bare
+    added = iss.json("range", "add", "--scheme", "unionpay", "--prefix", "625802", "--cvn", "4")
+    assert added["ca"] == "A000000333/E7"
+    made = iss.json("keys", "generate", "--scheme", "unionpay", "--bin", "625802", "--cvn", "4")
+    assert {k["algorithm"] for k in made} == {"SM4-128"}
+    account = iss.json("account", "create", "--holder", "Li Lei")["id"]
+    out = tmp_path / "sm4.json"
+    iss.json("card", "provision", "--account", account, "--scheme", "unionpay", "--form",
+             "card", "--range", "625802", "--out", str(out))  # fmt: skip
+    app = json.loads(out.read_text())["applications"][0]
+    assert (app["pan"][:6], app["cvn"], app["kernel_id"]) == ("625802", 4, "07")
+    iss.run("card", "provision", "--account", account, "--scheme", "unionpay", "--form",
+            "phone", "--range", "625802", "--out", str(tmp_path / "p.json"), code=2)  # fmt: skip

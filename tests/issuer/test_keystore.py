@@ -17,6 +17,7 @@ import pytest
 
 from emvwire.crypto.des import kcv
 from emvwire.crypto.kdf import derive_icc_mk_a, derive_icc_mk_b
+from emvwire.crypto.sm import derive_icc_mk_sm4, kcv_sm4
 from emvwire.oda import CaKey, SigningKey, issue_issuer_certificate, recover_issuer_key
 from issuer.errors import (
     ConflictError,
@@ -283,3 +284,21 @@ def test_wrong_pin_is_a_key_store_error(softhsm: dict[str, str]) -> None:
         Pkcs11KeyStore(softhsm["module"], softhsm["label"], "0000")
     with pytest.raises(KeyStoreError, match="no PKCS#11 token"):
         Pkcs11KeyStore(softhsm["module"], "no-such-token", softhsm["pin"])
+
+
+def test_sm4_master_keys_live_in_the_file_store_only(keystore: KeyStore) -> None:
+    """UnionPay's SM suite (CVN 04): the file store generates, imports (KCV checked in
+    full) and derives SM4 keys as emvwire does; a PKCS#11 token refuses them clearly."""
+    ref = MasterKeyRef("unionpay", "625802", 0x04)
+    if keystore.backend == "pkcs11":
+        with pytest.raises(KeyStoreError, match="SM4"):
+            keystore.generate(ref)
+        return
+    assert keystore.generate(ref).algorithm == "SM4-128"
+    other = ref.with_purpose("smi")
+    good = kcv_sm4(PUBLISHED_IMK, 8)
+    with pytest.raises(KcvMismatchError):
+        keystore.import_(other, PUBLISHED_IMK, good[:7] + bytes((good[7] ^ 0x01,)))
+    assert keystore.import_(other, PUBLISHED_IMK, good).kcv == kcv_sm4(PUBLISHED_IMK)
+    pan = "6258020000000011"
+    assert keystore.derive_icc_mk(other, pan, "00") == derive_icc_mk_sm4(PUBLISHED_IMK, pan)

@@ -21,6 +21,7 @@ from issuer.domain import funds
 from issuer.errors import IntegrityError, InvalidStateError, TransientError, ValidationError
 from issuer.ledger import base
 from issuer.ledger.postgres import PostgresLedger
+from issuer.ledger.qr_sql import qr_tables
 from issuer.ledger.repository import Ledger
 from issuer.ledger.schema import MIGRATIONS
 from issuer.ledger.sql import SqlUnitOfWork
@@ -556,5 +557,50 @@ def test_migration_6_gives_ranges_a_status_and_cards_key_version_1(
         assert old.generation() == before + 1
         with old.unit_of_work(write=False) as uow:
             assert uow.bins.retired_keys() == {("visa", "476173", 18, 1)}
+    finally:
+        _dispose(old)
+
+
+@pytest.mark.parametrize(
+    "dialect", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+)
+def test_migration_10_records_channels_and_keeps_them(
+    dialect: str, tmp_path: Path, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A database at schema 6 with an authorisation moves to 10: the authorisation was
+    a tap (channel contactless), written once like the rest of its record; terminals
+    have no city yet; a token's channels, once set, bump the cache generation."""
+    old = _unmigrated(dialect, tmp_path, request)
+    try:
+        monkeypatch.setattr(base, "MIGRATIONS", MIGRATIONS[:6])
+        assert old.migrate() == [1, 2, 3, 4, 5, 6]
+        with old.unit_of_work() as uow:
+            assert isinstance(uow, SqlUnitOfWork)
+            uow.db.run(
+                "INSERT INTO terminals (id, merchant, mcc, country, credential_hash, status,"
+                " created_at) VALUES ('term_m', 'Shop', '5411', '0250', 'h', 'active', 'x')"
+            )
+            uow.db.run(
+                "INSERT INTO authorisations (id, kind, terminal_id, request_id, request_hash,"
+                " amount, currency, approved, response_code, status, response, created_at,"
+                " updated_at) VALUES ('txn_m', 'authorisation', 'term_m', 'r1', 'h', 100,"
+                " 'EUR', 0, '51', 'closed', '{}', 'x', 'x')"
+            )
+            uow.commit()
+        monkeypatch.setattr(base, "MIGRATIONS", MIGRATIONS)
+        assert old.migrate() == [m.version for m in MIGRATIONS[6:]]
+        with old.unit_of_work(write=False) as uow:
+            assert uow.authorisations.get("txn_m").channel == "contactless"
+            terminal = uow.terminals.get("term_m")
+        assert (terminal.city, terminal.currency) == (None, None)
+        with old.unit_of_work() as uow:
+            assert isinstance(uow, SqlUnitOfWork)
+            with pytest.raises(IntegrityError):
+                uow.db.run("UPDATE authorisations SET channel = 'qr_cpm' WHERE id = 'txn_m'")
+        before = old.generation()
+        with old.unit_of_work() as uow:
+            qr_tables(uow).set_terminal_place("term_m", "Paris", "EUR")
+            uow.commit()
+        assert old.generation() == before + 1
     finally:
         _dispose(old)

@@ -10,10 +10,16 @@ import json
 import pytest
 
 from card.emv import EmvCard
+from emvwire import tlv
 from emvwire.oda import SigningKey
-from issuer.bootstrap import IssuerApp
+from emvwire.tags import Tag
+from emvwire.tlv import decode_flat
+from issuer.bootstrap import IssuerApp, add_range
 from issuer.domain.authorise import Authoriser
-from issuer.personalisation import provision
+from issuer.errors import KeyStoreError
+from issuer.keys.base import MasterKeyRef
+from issuer.keys.pkcs11 import Pkcs11KeyStore
+from issuer.personalisation import RangeSpec, provision
 from issuer.service import OPENAPI
 from tests.issuer.helpers import (
     World,
@@ -33,7 +39,7 @@ def world(issuer: IssuerApp, rsa_keys: dict[str, SigningKey]) -> World:
     return make_world(issuer, rsa_keys)
 
 
-@pytest.mark.parametrize("scheme", ["visa", "mastercard"])
+@pytest.mark.parametrize("scheme", ["visa", "mastercard", "amex", "unionpay"])
 def test_a_tap_is_approved_held_and_retried_idempotently(
     issuer: IssuerApp, rsa_keys: dict[str, SigningKey], scheme: str
 ) -> None:
@@ -44,8 +50,11 @@ def test_a_tap_is_approved_held_and_retried_idempotently(
     assert first["response_code"] == "00"
     assert first["reason"] is None
     assert first["status"] == "pending"
-    assert len(first["arpc"]) == (16 if scheme == "mastercard" else 8)
-    assert first["card"].count("*") == 6
+    # ARPC method 1 (8 bytes) or 2 (4 bytes) by CVN (Book 2 §8.2).
+    assert len(first["arpc"]) == (16 if scheme in ("mastercard", "unionpay") else 8)
+    # emvwire.mask: the first six and last four digits of 16, fewer of 15 (Amex); the
+    # UnionPay card range has PANs of 19 digits.
+    assert first["card"].count("*") == {"amex": 8, "unionpay": 9}.get(scheme, 6)
     assert balances(w) == (10_000, 1234)
     again = send(w, result.authorisation_data, result.track2, "req-1")
     assert again == {**first, "replayed": True}
@@ -80,6 +89,27 @@ def test_a_tampered_amount_fails_the_cryptogram(world: World) -> None:
     forged = edit(result.authorisation_data, t9F02=bytes.fromhex("000000000005"))
     _declined(world, forged, result.track2, "a", "CRYPTOGRAM_INVALID")
     assert send(world, forged, result.track2, "a")["response_code"] == "82"
+
+
+def test_an_arqc_differing_only_in_its_last_byte_is_declined(world: World) -> None:
+    """A full 8-byte cryptogram with one bit of its last byte changed: a verifier that
+    compared a prefix would take it."""
+    result = tap(world.card, 500)
+    arqc = decode_flat(result.authorisation_data)[0x9F26]
+    assert len(arqc) == 8
+    forged = edit(result.authorisation_data, t9F26=arqc[:-1] + bytes((arqc[-1] ^ 0x01,)))
+    _declined(world, forged, result.track2, "a", "CRYPTOGRAM_INVALID")
+    assert send(world, result.authorisation_data, result.track2, "b")["approved"]
+
+
+def test_a_ctq_whose_cdcvm_bit_alone_is_set_is_a_cvm_mismatch(world: World) -> None:
+    """Byte 2 bit 8 of the CTQ set on its way to the issuer, byte 1 as the card sent it:
+    the card's CVR (in its MAC'd IAD) says no consumer device CVM was performed."""
+    result = tap(world.card, 6000)
+    ctq = decode_flat(result.authorisation_data)[0x9F6C]
+    assert ctq == bytes.fromhex("8000")  # online PIN required, no CDCVM
+    forged = edit(result.authorisation_data, t9F6C=ctq[:1] + bytes((ctq[1] | 0x80,)))
+    _declined(world, forged, result.track2, "ctq", "CVM_MISMATCH")
 
 
 def test_a_rolled_back_atc_declines(world: World) -> None:
@@ -136,6 +166,62 @@ def test_insufficient_funds_and_cvm_mismatch(world: World) -> None:
     result = tap(world.card, 100)
     ctq = edit(result.authorisation_data, t9F6C=bytes.fromhex("0080"))
     _declined(world, ctq, result.track2, "ctq", "CVM_MISMATCH")
+
+
+def test_amex_declines_insufficient_funds_a_cvm_claim_and_a_forged_amount(
+    issuer: IssuerApp, rsa_keys: dict[str, SigningKey]
+) -> None:
+    """Kernel 4's field 55 (the CCD cryptogram, CVR in the MAC'd IAD) meets the same
+    rules as the other schemes'."""
+    w = make_world(issuer, rsa_keys, "amex")
+    big = tap(w.card, 20_000)
+    _declined(w, big.authorisation_data, big.track2, "big", "INSUFFICIENT_FUNDS")
+    result = tap(w.card, 100)
+    claimed = edit(result.authorisation_data, t9F34=bytes.fromhex("010002"))
+    _declined(w, claimed, result.track2, "cvm", "CVM_MISMATCH")
+    result = tap(w.card, 100)
+    forged = edit(result.authorisation_data, t9F02=bytes.fromhex("000000000001"))
+    _declined(w, forged, result.track2, "forged", "CRYPTOGRAM_INVALID")
+    result = tap(w.card, 100)
+    assert send(w, result.authorisation_data, result.track2, "ok")["approved"] is True
+
+
+def test_unionpay_declines_a_ctq_changed_in_byte_2_only(
+    issuer: IssuerApp, rsa_keys: dict[str, SigningKey]
+) -> None:
+    """The terminal's 9F6C says consumer device CVM (byte 2 bit 8 alone); the card's
+    MAC'd CVR does not: declined and flagged, as for Visa."""
+    w = make_world(issuer, rsa_keys, "unionpay")
+    result = tap(w.card, 100)
+    ctq = edit(result.authorisation_data, t9F6C=bytes.fromhex("0080"))
+    _declined(w, ctq, result.track2, "ctq", "CVM_MISMATCH")
+    assert w.app.service.card(w.card_id).flag == "CVM_MISMATCH"
+
+
+def test_an_sm4_unionpay_range_issues_cards_the_issuer_verifies(
+    issuer: IssuerApp, rsa_keys: dict[str, SigningKey]
+) -> None:
+    """The SM suite is chosen per card range: a range of CVN 04 gets SM4 master keys,
+    its cards SM4 ICC keys and cryptograms, and the ARPC is SM4's method 2. A PKCS#11
+    key store (SoftHSM has no SM4) refuses the range's keys, saying where they can be."""
+    spec = RangeSpec("625802", "unionpay", "card", 0x04)
+    if isinstance(issuer.keys, Pkcs11KeyStore):
+        with pytest.raises(KeyStoreError, match="use the file key store"):
+            add_range(issuer, spec, generate_keys=True)
+        return
+    add_range(issuer, spec, generate_keys=True)
+    info = issuer.keys.info(MasterKeyRef("unionpay", "625802", 0x04).key_id)
+    assert info.algorithm == "SM4-128"
+    w = make_world(issuer, rsa_keys, "unionpay")
+    made = provision(issuer.service, w.account, "unionpay", "card", prefix="625802",
+                     icc_key=rsa_keys["icc/unionpay"])  # fmt: skip
+    app = made.profile.applications[0]
+    assert (app.pan[:6], app.cvn) == ("625802", 0x04)
+    result = tap(EmvCard(made.profile), 250)
+    assert tlv.decode_flat(result.authorisation_data)[Tag.IAD][:3] == bytes.fromhex("070104")
+    answer = send(w, result.authorisation_data, result.track2, "sm4")
+    assert answer["approved"] is True
+    assert len(answer["arpc"]) == 8  # method 2: 4 bytes
 
 
 def test_transit_mcc_named_in_field_55_elsewhere_declines(world: World) -> None:
@@ -224,7 +310,14 @@ def test_openapi_documents_every_route_and_no_deny_list(world: World) -> None:
     assert paths == {
         "/v1/authorisations", "/v1/authorisations/{id}", "/v1/authorisations/{id}/reversal",
         "/v1/authorisations/{id}/complete", "/v1/authorisations/{id}/resubmit", "/v1/refunds",
-        "/v1/reversals", "/health", "/openapi.json",
+        "/v1/reversals", "/health", "/openapi.json", "/v1/qr/sales", "/v1/qr/sales/{bill}",
+        "/v1/qr/sales/{bill}/cancel", "/v1/qr/merchants/{id}", "/v1/qr/payments",
+        *(f"/v1/issuing/{r}" for r in ("accounts", "cards", "tokens", "terminals", "ranges",
+                                       "authorisations")),
+        *(f"/v1/issuing/{r}/{{id}}" for r in ("accounts", "cards", "tokens", "terminals",
+                                              "authorisations")),
+        "/v1/issuing/ranges/{prefix}", "/v1/issuing/accounts/{id}/credit",
+        "/v1/issuing/cards/register",
     }  # fmt: skip
     # The deny list belongs to the transit back office, not to the issuer.
     assert get(world, "/v1/deny-list")[0] == 404

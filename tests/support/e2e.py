@@ -42,6 +42,7 @@ __all__ = [
     "CARDS",
     "PASS",
     "ROOT",
+    "TERMINAL_SETTINGS",
     "IssuerService",
     "ServedCard",
     "TerminalCredentials",
@@ -68,6 +69,18 @@ CARDS = ROOT / "fixtures" / "cards"
 BIN = Path(sys.executable).parent
 #: The key store passphrase of the test issuers.
 PASS = "e2e passphrase"
+#: The variables of a terminal's issuer, TLS and reader settings: a run given
+#: ``{name: None for name in TERMINAL_SETTINGS}`` (click's runner) sees none of them.
+TERMINAL_SETTINGS = (
+    "TAPSTACK_ISSUER_URL",
+    "TAPSTACK_TERMINAL_ID",
+    "TAPSTACK_TERMINAL_KEY",
+    "TAPSTACK_ISSUER_CA",
+    "TAPSTACK_TERMINAL_CERT",
+    "TAPSTACK_TERMINAL_CERT_KEY",
+    "TAPSTACK_DEV_PLAIN_HTTP",
+    "TAPSTACK_READER",
+)
 #: How ``issuer serve`` says where it listens (first line on stderr).
 _URL = re.compile(r"https?://[\d.]+:\d+")
 

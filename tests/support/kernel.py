@@ -52,6 +52,16 @@ def config(
     return replace(cfg, terminal_data=data, combinations=tuple(combos))
 
 
+def kernel_config(kernel_id: bytes, **changes: Any) -> TerminalConfig:
+    """The default configuration with every combination of ``kernel_id`` changed
+    (``floor_limit=3000``...)."""
+    cfg = default_config()
+    combos = tuple(
+        replace(c, **changes) if c.kernel_id == kernel_id else c for c in cfg.combinations
+    )
+    return replace(cfg, combinations=combos)
+
+
 def counter_rng(start: int = 1) -> Callable[[int], bytes]:
     """A deterministic random source for tests that must not depend on chance."""
     state = [start]
@@ -207,3 +217,13 @@ def tap_reader(
     """One transaction on any reader (waits for the card up to ``timeout``)."""
     entry = EntryPoint(cfg or default_config(), clock=lambda: when)
     return entry.run(reader, Transaction(amount), timeout=timeout)
+
+
+def replay_transcript(the_card: Any, doc: dict[str, Any], un: bytes) -> TransactionResult:
+    """One transaction with ``the_card`` (a :class:`ScriptedCard` or
+    :class:`ReplayCard` of a tapstack transcript) for the transcript's amount, on its
+    date and time, the built-in configuration drawing ``un`` as the unpredictable
+    number."""
+    when = datetime.strptime(doc["date"] + doc["time"], "%y%m%d%H%M%S")
+    amount = int(tlv.decode_flat(bytes.fromhex(doc["transaction-req"]))[0x9F02].hex())
+    return tap(the_card, amount, rng=lambda n: un[:n], when=when)

@@ -57,12 +57,13 @@ def free_vpcd_reader(pcscd: str) -> str:
 
 @pytest.fixture
 def vpcd(pcscd: str) -> Iterator[Callable[..., VpcdCard]]:
-    """Present a card through vpcd: ``vpcd(card, max_apdus=None, **serve_tap options)``."""
+    """Present a card through vpcd: ``vpcd(card, max_apdus=None, **serve_tap options)``;
+    ``reader=NAME`` presents it in that vpcd reader (once it is free) rather than any."""
     running: list[VpcdCard] = []
 
-    def present(card: Any, **options: Any) -> VpcdCard:
+    def present(card: Any, *, reader: str | None = None, **options: Any) -> VpcdCard:
         test_card = card if isinstance(card, TestCard) else TestCard(card)
-        for name in _vpcd_readers():
+        for name in [reader] if reader is not None else _vpcd_readers():
             if _present(name):
                 continue
             stop = threading.Event()

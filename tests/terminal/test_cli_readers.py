@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import shutil
 import sys
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -13,11 +12,10 @@ import pytest
 from click.testing import CliRunner
 
 import terminal.commands.common
-from card.vpcd import VPCD_PORT, serve_tap
 from terminal.cli import cli
-from terminal.readers import ReaderScan, open_reader
-from terminal.readers.trace import TraceEntry, TracingReader
-from tests.support.cards import CARDS, TestCard, visa_card
+from terminal.readers import ReaderScan
+from tests.support.cards import CARDS
+from tests.support.e2e import ServedCard
 
 
 @pytest.fixture
@@ -64,57 +62,34 @@ def _watch_json(output: str) -> list[dict[str, Any]]:
 
 
 @pytest.mark.pcsc
-def test_watch_sees_a_vpcd_card_arrive_and_leave(
-    runner: CliRunner, free_vpcd_reader: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    card = TestCard(visa_card())
-    stop = threading.Event()
-    port = VPCD_PORT + int(free_vpcd_reader.rsplit(" ", 1)[1])
-    server = threading.Thread(
-        target=serve_tap, args=(card,), kwargs={"port": port, "stop": stop}, daemon=True
-    )
-
-    def take_away_once_seen(entry: TraceEntry) -> None:
-        if entry.kind == "card":  # the watch reported the arrival: now the card leaves
-            stop.set()
-
-    def open_watched(path: str, **options: Any) -> TracingReader:
-        return TracingReader(open_reader(path, **options), take_away_once_seen)
-
-    monkeypatch.setattr(terminal.commands.common, "open_reader", open_watched)
-    server.start()
-    try:
-        result = runner.invoke(
-            cli,
-            [
-                "watch",
-                "--reader",
-                f"pcsc:{free_vpcd_reader}",
-                "--count",
-                "2",
-                "--timeout",
-                "20",
-                "--json",
-            ],
-        )
-    finally:
-        stop.set()
-        server.join(10)
+def test_watch_count_ends_after_n_cards_of_card_serve(free_vpcd_reader: str) -> None:
+    """``card serve --taps 2`` in a vpcd reader and ``terminal watch --count 2``: the
+    watch lets each card go once reported (pcscd powers it down, card serve ends the
+    tap and presents the card again), so it sees two cards and ends; it never waits
+    for a command that takes the card away."""
+    number = int(free_vpcd_reader.rsplit(" ", 1)[1])
+    with ServedCard(CARDS / "visa-card.json", 2, "--no-persist", reader=number) as card:
+        result = CliRunner().invoke(
+            cli, ["watch", "--reader", f"pcsc:{free_vpcd_reader}", "--count", "2",
+                  "--timeout", "20", "--json"],
+        )  # fmt: skip
+        _, card_err = card.finish(timeout=15)
     assert result.exit_code == 0, result.output
     events = _watch_json(result.stdout)
-    assert [e["event"] for e in events] == ["arrived", "left"]
-    assert events[0]["atr"] == card.atr.hex().upper()
+    assert [e["event"] for e in events] == ["arrived", "left", "arrived"]
+    assert events[0]["atr"] == events[2]["atr"] != ""
     assert events[0]["reader"] == f"pcsc:{free_vpcd_reader}"
     assert events[0]["protocol"] == "T=1"
-    assert events[0]["time"] < events[1]["time"]
+    assert events[0]["time"] < events[1]["time"] < events[2]["time"]
+    assert card_err.count("tap ") == 2, card_err
 
 
 @pytest.mark.pcsc
-def test_watch_times_out_with_exit_code_4(runner: CliRunner, free_vpcd_reader: str) -> None:
+def test_watch_times_out_with_exit_code_8(runner: CliRunner, free_vpcd_reader: str) -> None:
     result = runner.invoke(
         cli, ["watch", "--reader", f"pcsc:{free_vpcd_reader}", "--timeout", "0.2"]
     )
-    assert result.exit_code == 4
+    assert result.exit_code == 8
     assert "no card arrived" in result.output
     assert "Traceback" not in result.output
 
@@ -145,11 +120,11 @@ def test_watch_on_an_emulated_card_text_output(runner: CliRunner, distribution: 
         (["watch", "--reader", "emulated:/no/such.json"], "no card profile"),
     ],
 )
-def test_watch_errors_are_messages_with_exit_code_3(
+def test_watch_errors_are_messages_with_exit_code_9(
     runner: CliRunner, args: list[str], message: str
 ) -> None:
     result = runner.invoke(cli, args)
-    assert result.exit_code == 3, result.output
+    assert result.exit_code == 9, result.output
     assert message in result.output
     assert "Traceback" not in result.output
     assert result.exception is None or isinstance(result.exception, SystemExit)
@@ -160,7 +135,7 @@ def test_watch_without_any_reader(runner: CliRunner, monkeypatch: pytest.MonkeyP
     empty = ReaderScan((), ("pcsc: pcscd is not running",))
     monkeypatch.setattr(terminal.commands.common, "scan_readers", lambda: empty)
     result = runner.invoke(cli, ["watch"])
-    assert result.exit_code == 3
+    assert result.exit_code == 9
     assert "no reader found (pcsc: pcscd is not running)" in result.output
 
 

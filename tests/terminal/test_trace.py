@@ -78,6 +78,56 @@ def test_no_full_pan_or_track_2_reaches_the_trace() -> None:
         assert VISA_PAN not in repr(entry)
 
 
+def test_the_trace_masks_what_is_secret_and_nothing_else() -> None:
+    """AIDs, the AFL, certificates and signatures, command headers and the terminal's
+    PDOL data (an amount is 12 digits) are shown whole; PAN and track 2 masked."""
+    sink = ListSink()
+    _tap(TracingReader(EmulatedReader(visa_card()), sink))
+    text = sink.text()
+    assert "4F Application Identifier (AID) - card [7]: A0000000031010" in text
+    assert "84 Dedicated File (DF) Name [7]: A0000000031010" in text
+    assert "A00*" not in text
+    gpo = next(e for e in sink.entries if e.command == "GET PROCESSING OPTIONS")
+    assert gpo.c_apdu == "80A8000023" + "8321" + PDOL_DATA.hex().upper() + "00"
+    afl = next(line for line in gpo.response if line.lstrip().startswith("94 "))
+    assert "*" not in afl
+    signed = [line for e in sink.entries for line in e.response if "9F4B" in line]
+    assert signed
+    assert all("*" not in line for line in signed)
+    assert "476173******0010D" in text  # track 2, masked
+    assert VISA_PAN not in text
+
+
+class CdolCard:
+    """A card whose CDOL1 asks for the PAN: the terminal's GENERATE AC data hold it."""
+
+    atr = b"\x3b\x00"
+
+    def power_on(self) -> None:
+        pass
+
+    def power_off(self) -> None:
+        pass
+
+    def process(self, c_apdu: bytes) -> bytes:
+        if c_apdu[1] == 0xB2:  # a record: CDOL1 9F02 06 5A 08
+            return bytes.fromhex("70078C059F02065A08") + b"\x90\x00"
+        return bytes.fromhex("770A9F2701809F360200019000")
+
+
+def test_dol_data_are_cut_by_the_cards_dol_and_a_pan_among_them_masked() -> None:
+    sink = ListSink()
+    reader = TracingReader(EmulatedReader(CdolCard()), sink)
+    reader.wait_for_card()
+    reader.transmit(apdu.read_record(1, 1).encode())
+    amount = bytes.fromhex("000000001234")
+    reader.transmit(bytes.fromhex("80AE80000E") + amount + bytes.fromhex(VISA_PAN) + b"\x00")
+    generate = sink.entries[-1]
+    assert generate.command == "GENERATE AC ARQC"
+    assert generate.c_apdu == "80AE80000E" + "000000001234" + "*" * 16 + "00"
+    assert VISA_PAN not in sink.text()
+
+
 class RawCard:
     """Answers a non-TLV record: the PAN as packed BCD, and a PIN-taking VERIFY."""
 
@@ -156,6 +206,9 @@ def test_command_data_shown_only_when_it_is_terminal_data() -> None:
     assert render_command(bytes.fromhex("84DA9F58010000")) == "84DA9F5801 <1 bytes hidden> 00"
     assert render_command(bytes.fromhex("84DA9F580111")) == "84DA9F5801 <1 bytes hidden>"
     assert render_command(SELECT_PPSE) == SELECT_PPSE.hex().upper()
+    # a body whose length is not its Lc: no structure to trust, scrubbed
+    odd = bytes.fromhex("80AE800014000000001234" + VISA_PAN + "00")
+    assert VISA_PAN not in render_command(odd)
 
 
 def test_sinks(caplog: pytest.LogCaptureFixture) -> None:

@@ -79,10 +79,12 @@ def parse_ppse(fci: bytes) -> list[DirectoryEntry]:
     """The directory entries of a PPSE FCI ``6F {84, A5 {BF0C {61...}}}``.
 
     A malformed FCI gives no entries (Book B §3.3.2.4); an entry without a valid ADF
-    name (4F, 5 to 16 bytes) is left out.
+    name (4F, 5 to 16 bytes) is left out. Data after the FCI template are ignored, not
+    a reason to drop the entries (:func:`emvwire.tlv.decode_leading`; Book B §3.3.2.4
+    names what makes the answer unusable, and trailing data is not among it).
     """
     try:
-        top = tlv.decode_one(fci, Tag.FCI_TEMPLATE)
+        top = tlv.decode_leading(fci, Tag.FCI_TEMPLATE)
     except DecodeError:
         return []
     proprietary = _child(top, Tag.FCI_PROPRIETARY_TEMPLATE)

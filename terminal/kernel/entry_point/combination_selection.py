@@ -105,9 +105,10 @@ def build_candidates(
 
 
 def _fci_fields(fci: bytes) -> tuple[bytes | None, bytes | None]:
-    """The DF name (84) and the PDOL (9F38 in A5) of an FCI, decoded once."""
+    """The DF name (84) and the PDOL (9F38 in A5) of an FCI, decoded once; data after
+    the FCI template are ignored (:func:`emvwire.tlv.decode_leading`)."""
     try:
-        top = tlv.decode_one(fci, Tag.FCI_TEMPLATE)
+        top = tlv.decode_leading(fci, Tag.FCI_TEMPLATE)
     except DecodeError:
         return None, None
     name = pdol = None

@@ -6,10 +6,13 @@ copy, the start point, the restart flag and the online response data, with the A
 and card-time counters of the transaction so far. A reader error in the kernel goes up
 to the entry point (Try Again, or End Application for a protocol error); any other
 exception a kernel raises is a bug that must not crash the terminal: End Application.
+The pass's time budget goes to the kernel with the context, and a kernel that spends
+it (:class:`~terminal.kernel.bounds.TransactionTimeoutError`) ends the application.
 """
 
 from __future__ import annotations
 
+from terminal.kernel.bounds import TransactionTimeoutError
 from terminal.kernel.entry_point.candidates import Candidate
 from terminal.kernel.entry_point.session import PassState, Session
 from terminal.kernel.outcome import Outcome
@@ -63,6 +66,7 @@ def activate_kernel(
         start=state.entry,
         restart=state.restart,
         online_response=state.online_response,
+        budget=session.budget,
     )
     if session.record is not None:
         session.record.activations.append(Activation.from_context(ctx, kernel.name))
@@ -73,7 +77,13 @@ def activate_kernel(
     session.note(f"entry point: activating {kernel.name} for {dfname.hex().upper()}")
     try:
         result = kernel.activate(ctx)
-    except (CommunicationError, ProtocolError, ReaderUnavailableError, NoCardError):
+    except (
+        CommunicationError,
+        ProtocolError,
+        ReaderUnavailableError,
+        NoCardError,
+        TransactionTimeoutError,
+    ):
         session.apdu_count, session.card_seconds = ctx.apdu_count, ctx.card_seconds
         raise
     except Exception as exc:  # last resort: a kernel bug must not crash the terminal

@@ -8,11 +8,21 @@ one pass without outcome processing: what ``terminal pay`` does.
 
 A card pulled away (:class:`~terminal.readers.base.CardRemovedError`,
 :class:`~terminal.readers.base.CommunicationError`, or a card gone before an answer)
-ends in Try Again ("Present card again", restart at B), never in an exception. An
-answer the reader itself cannot make sense of (:class:`~terminal.readers.base.
-ProtocolError`) ends the application. :class:`~terminal.readers.base.
-ReaderUnavailableError` (the reader itself is gone) and a :class:`NoCardError` while
-waiting for a card propagate: they are not outcomes of a transaction.
+ends in Try Again ("Present card again", restart at B), never in an exception; so does
+a card that misses a command's deadline (:class:`~terminal.readers.base.
+CardTimeoutError`). Each pass has the time budget of the configuration
+(:class:`~terminal.kernel.bounds.Budget`, from the card's activation or the restart):
+a card that spends it ends the application, with the reason. An answer the reader
+itself cannot make sense of (:class:`~terminal.readers.base.ProtocolError`) ends the
+application. :class:`~terminal.readers.base.ReaderUnavailableError` (the reader itself
+is gone) and a :class:`NoCardError` while waiting for a card propagate: they are not
+outcomes of a transaction.
+
+:meth:`EntryPoint.process` switches the field off when the transaction is over (Book
+A's removal procedure, :meth:`~terminal.readers.base.Reader.field_off`).
+:meth:`EntryPoint.run` leaves that to the application, which first gives the
+outcome's signal through the reader (an ACR122U's LED and buzzer commands reach the
+reader best while the card is connected), then calls ``reader.field_off()``.
 """
 
 from __future__ import annotations
@@ -23,6 +33,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime
 
+from terminal.kernel.bounds import TransactionTimeoutError
 from terminal.kernel.config import TerminalConfig
 from terminal.kernel.entry_point.combination_selection import (
     MAX_SELECTIONS,
@@ -127,7 +138,8 @@ class EntryPoint:
 
         ``wait`` makes the reader wait for (and activate) a card first, up to
         ``timeout`` seconds (:class:`NoCardError` when none comes); without it the card
-        must already be activated.
+        must already be activated. The card is left powered: the application gives
+        its signal, then switches the field off (module docstring).
         """
         session = self._session()
         if transaction.when is None:
@@ -160,7 +172,7 @@ class EntryPoint:
         restarts at B, C or D, at most ``max_restarts`` times; the last outcome also
         stands when no card comes back within ``timeout`` at a restart (event ``no
         card``). Reader errors of :meth:`run` apply; :class:`NoCardError` while
-        waiting for the first card propagates.
+        waiting for the first card propagates. The field goes off at the end.
         """
         if start not in (Start.A, Start.B):
             raise ValueError("an entry point transaction starts at A or at B (Autorun)")
@@ -176,33 +188,58 @@ class EntryPoint:
         else:
             state = PassState(autorun_indicators(self.config), entry=start)
             session.note("entry point: Autorun, started at B without pre-processing")
+        try:
+            self._passes(
+                recording, transaction, state, session, record, online, timeout, max_restarts
+            )
+        finally:
+            recording.field_off()  # Book A: the removal procedure ends the transaction
+        return record
+
+    def _passes(
+        self,
+        reader: Reader,
+        transaction: Transaction,
+        state: PassState,
+        session: Session,
+        record: EntryPointRecord,
+        online: OnlineHandler | None,
+        timeout: float | None,
+        max_restarts: int,
+    ) -> None:
+        """The passes of :meth:`process`, from protocol activation to the last outcome."""
         while True:
             if state.next is Start.B:  # §3.2
                 present_card(session, transaction, state)
                 try:
-                    wait_for_card(session, recording, timeout)
+                    wait_for_card(session, reader, timeout)
                 except NoCardError as exc:
                     if not state.restart:
                         raise
                     record.note("no card", reason=str(exc))  # the last outcome stands
-                    break
+                    return
             elif state.ui_on_restart is not None:
                 session.ui.append(state.ui_on_restart)
-            result = self._pass(recording, transaction, state, session)  # §3.3-§3.4
+            result = self._pass(reader, transaction, state, session)  # §3.3-§3.4
             if not process_outcome(session, record, result, state, online, max_restarts):
-                break  # §3.5
-        return record
+                return  # §3.5
 
     def _pass(
         self, reader: Reader, transaction: Transaction, state: PassState, session: Session
     ) -> TransactionResult:
-        """One pass from combination selection; reader errors become outcomes (a card
-        lost before the kernel is also flagged: Book B §3.3.3.7)."""
+        """One pass from combination selection, within a new time budget; reader errors
+        become outcomes (a card lost before the kernel is also flagged: Book B
+        §3.3.3.7), and so does a spent budget."""
         state.in_kernel = state.lost_in_selection = False
+        session.start_pass()
         try:
             return self._select_and_activate(reader, transaction, state, session)
         except ReaderUnavailableError:
             raise
+        except TransactionTimeoutError as exc:
+            if session.record is not None:
+                session.record.note("time budget spent")
+            return session.finish(transaction, Outcome.END_APPLICATION, str(exc))
         except NoCardError as exc:
             state.lost_in_selection = not state.in_kernel
             return session.finish(transaction, Outcome.TRY_AGAIN, f"card gone: {exc}")

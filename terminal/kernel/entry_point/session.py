@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
+from terminal.kernel.bounds import Budget
 from terminal.kernel.config import Combination, TerminalConfig
 from terminal.kernel.entry_point.candidates import Candidate
 from terminal.kernel.outcome import Outcome, Start, Status, UiMessage, UiRequest
@@ -30,7 +31,8 @@ __all__ = ["PassState", "Session"]
 @dataclass(slots=True)
 class Session:
     """One transaction: the terminal's means and the counters the entry point and the
-    kernel share (APDUs sent, time spent waiting for the card, step timings, UI)."""
+    kernel share (APDUs sent, time spent waiting for the card, step timings, UI), and
+    the time budget of the pass under way (:meth:`start_pass`)."""
 
     config: TerminalConfig
     registry: KernelRegistry
@@ -44,13 +46,21 @@ class Session:
     timings_ms: dict[str, float] = field(default_factory=dict)
     ui: list[UiRequest] = field(default_factory=list)
     record: EntryPointRecord | None = None
+    budget: Budget | None = None
+
+    def start_pass(self) -> Budget:
+        """A new time budget for a pass that begins with a card activated now."""
+        self.budget = Budget(self.config.timing)
+        return self.budget
 
     def transmit(self, reader: Reader, apdu: bytes) -> bytes:
-        """Send one C-APDU of the entry point's own; count it and time the card."""
+        """Send one C-APDU of the entry point's own within the pass's budget
+        (:meth:`Budget.transmit`); count it and time the card."""
+        budget = self.budget if self.budget is not None else self.start_pass()
         self.apdu_count += 1
         began = self.timer()
         try:
-            return reader.transmit(apdu)
+            return budget.transmit(reader, apdu)
         finally:
             self.card_seconds += self.timer() - began
 

@@ -9,7 +9,7 @@ with the decisions of :mod:`terminal.kernel.k2.rules`):
    the combination's kernel data, the transaction, the Unpredictable Number drawn from
    the context's CSPRNG, and Terminal Capabilities ``9F33`` built from ``DF8117``,
    ``DF8118``/``DF8119`` and ``DF811F`` (Book C-2 §6.3). A malformed FCI or PDOL: Select
-   Next.
+   Next. Data after the FCI template are ignored.
 2. **GET PROCESSING OPTIONS** (Book C-2 §5.4). ``6985``: Select Next; another status
    word: End Application. The answer is format 1 (``80``: AIP || AFL) or format 2
    (``77``), with AIP ``82`` and AFL ``94`` mandatory.
@@ -30,7 +30,10 @@ with the decisions of :mod:`terminal.kernel.k2.rules`):
 5. **READ RECORD** for each record of the AFL (Book 3 §10.2). A status other than
    9000, a record of SFI 1-10 that is not one template ``70``, or a data object that
    the card has already given (a duplicate): End Application. Records the AFL marks
-   for offline data authentication are kept for the static data (Book 3 §10.3).
+   for offline data authentication are kept for the static data (Book 3 §10.3). An
+   AFL naming more entries or records than the configuration's bounds ends the
+   application before any READ RECORD, records past its byte bound when they do
+   (:mod:`terminal.kernel.bounds`).
 6. **Card checks.** PAN ``5A``, expiry ``5F24`` and CDOL1 ``8C`` are mandatory (End
    Application); a PAN outside the scheme's IIN ranges (card brand mixup, Basin et al.
    2021) or a Track 2 PAN that differs from ``5A``: Declined, no GENERATE AC.
@@ -63,7 +66,7 @@ from __future__ import annotations
 
 import hmac
 from collections.abc import Iterable, Iterator, Mapping
-from typing import Final
+from typing import ClassVar, Final
 
 from emvwire import contract, dol, tlv
 from emvwire.apdu import (
@@ -91,6 +94,7 @@ from emvwire.oda import (
 from emvwire.qualifiers import AIP, is_set
 from emvwire.tags import Tag
 from emvwire.track2 import track2_pan
+from terminal.kernel.bounds import RecordBytes, afl_problem
 from terminal.kernel.k2.rules import (
     KERNEL_CONFIG_BITS,
     RRP_NOT_PERFORMED,
@@ -200,6 +204,9 @@ class _Flow:
         "tvr",
         "un",
     )
+    #: The kernel's name in results, and in the trace (kernel 4 reuses this flow).
+    name: ClassVar[str] = NAME
+    short: ClassVar[str] = "kernel 2"
 
     def __init__(self, ctx: KernelContext) -> None:
         self.ctx = ctx
@@ -252,11 +259,11 @@ class _Flow:
         reasons = list(self.reasons)
         if reason:
             reasons.append(reason)
-        self.ctx.note(f"kernel 2: {outcome.label}" + (f": {reason}" if reason else ""))
+        self.ctx.note(f"{self.short}: {outcome.label}" + (f": {reason}" if reason else ""))
         data = {**self.fci, **self.card, **self.db, Tag.TVR: self.tvr.value}
         return self.ctx.result(
             outcome,
-            kernel=NAME,
+            kernel=self.name,
             reasons=reasons,
             data=data,
             cvm=self.cvm,
@@ -273,7 +280,7 @@ class _Flow:
 
     def _why(self, text: str) -> None:
         self.reasons.append(text)
-        self.ctx.note(f"kernel 2: {text}")
+        self.ctx.note(f"{self.short}: {text}")
 
     def _run(self) -> tuple[Outcome, UiMessage | None]:
         ctx = self.ctx
@@ -281,13 +288,7 @@ class _Flow:
         with ctx.step("gpo"):
             afl = self._gpo(pdol)
         self._check_mode_and_limit()
-        if is_set(self.aip, AIP.RELAY_RESISTANCE) and (
-            self.kernel_config & KERNEL_CONFIG_BITS["relay_resistance"]
-        ):
-            with ctx.step("relay_resistance"):
-                self._relay_resistance()
-        else:
-            self.tvr.set_relay_resistance(RRP_NOT_PERFORMED)
+        self._relay_resistance_step()
         with ctx.step("read_records"):
             oda_records = self._read_records(afl)
         self._check_card_data()
@@ -303,7 +304,7 @@ class _Flow:
 
     def _read_fci(self) -> bytes:
         try:
-            objects = tlv.decode(self.ctx.fci)
+            objects = tlv.decode_leading(self.ctx.fci, Tag.FCI_TEMPLATE).children
         except DecodeError as exc:
             raise FlowEndError(Outcome.SELECT_NEXT, f"FCI is malformed: {exc.message}") from None
         for obj in _primitives(objects):
@@ -398,6 +399,17 @@ class _Flow:
 
     # --- 4. relay resistance -------------------------------------------------------
 
+    def _relay_resistance_step(self) -> None:
+        """Relay resistance when the AIP and the Kernel Configuration offer it, else
+        "RRP not performed" in the TVR (module docstring, step 4)."""
+        if is_set(self.aip, AIP.RELAY_RESISTANCE) and (
+            self.kernel_config & KERNEL_CONFIG_BITS["relay_resistance"]
+        ):
+            with self.ctx.step("relay_resistance"):
+                self._relay_resistance()
+        else:
+            self.tvr.set_relay_resistance(RRP_NOT_PERFORMED)
+
     def _relay_resistance(self) -> None:
         ctx = self.ctx
         limits = RelayLimits.from_kernel_data(self.db)
@@ -455,6 +467,11 @@ class _Flow:
     # --- 5. READ RECORD -------------------------------------------------------------
 
     def _read_records(self, afl: list[AflEntry]) -> list[tuple[int, bytes]]:
+        limits = self.ctx.config.records
+        refused = afl_problem(afl, limits)
+        if refused:
+            raise FlowEndError(Outcome.END_APPLICATION, refused)
+        read = RecordBytes(limits)
         oda: list[tuple[int, bytes]] = []
         for entry in afl:
             for number in range(entry.first, entry.last + 1):
@@ -464,6 +481,9 @@ class _Flow:
                     raise FlowEndError(
                         Outcome.END_APPLICATION, f"READ RECORD {where} answered {_sw(r)}"
                     )
+                too_much = read.add(r.data)
+                if too_much:
+                    raise FlowEndError(Outcome.END_APPLICATION, f"{too_much} (at {where})")
                 if entry.sfi <= 10:
                     template = self._template(r.data, Tag.RECORD_TEMPLATE, f"READ RECORD {where}")
                     self._store_objects(template.children, where)
@@ -566,7 +586,7 @@ class _Flow:
         self.db[Tag.CVM_RESULTS] = selection.results
         for name in selection.tvr:
             self.tvr.set(name)
-        ctx.note(f"kernel 2: CVM {selection.cvm.value} ({selection.reason})")
+        ctx.note(f"{self.short}: CVM {selection.cvm.value} ({selection.reason})")
         floor = _amount(self.db.get(Tag.READER_CONTACTLESS_FLOOR_LIMIT))
         over_floor = ctx.indicators.floor_limit_exceeded or (
             floor is not None and txn.amount > floor

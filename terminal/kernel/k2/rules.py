@@ -101,7 +101,8 @@ _CVM_RESULT_SUCCESSFUL: Final = 0x02
 
 #: Scheme IIN ranges by RID, six-digit inclusive bounds (the schemes' published BIN
 #: ranges): Mastercard 2221-2720 and 51-55, Maestro 50 and 56-69 (Maestro shares the
-#: Mastercard RID). A PAN of another scheme behind this RID is a brand mixup.
+#: Mastercard RID); American Express 34 and 37 (kernel 4 runs this kernel's flow). A
+#: PAN of another scheme behind this RID is a brand mixup.
 BRAND_IIN_RANGES: Final[Mapping[bytes, tuple[tuple[int, int], ...]]] = {
     bytes.fromhex("A000000004"): (
         (222100, 272099),
@@ -109,6 +110,7 @@ BRAND_IIN_RANGES: Final[Mapping[bytes, tuple[tuple[int, int], ...]]] = {
         (560000, 699999),
     ),
     bytes.fromhex("A000000003"): ((400000, 499999),),
+    bytes.fromhex("A000000025"): ((340000, 349999), (370000, 379999)),
 }
 
 

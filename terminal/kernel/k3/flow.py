@@ -3,10 +3,11 @@
 Flow, from the selected application (the entry point has sent SELECT PPSE and SELECT
 AID):
 
-1. FCI (Book C-3 §5.2): template 6F with A5; a malformed FCI asks for the next
-   application (Select Next). The PDOL (9F38) must ask for the TTQ (9F66): a card that
-   does not is not a qVSDC card, and mag-stripe mode (MSD) is not supported
-   (Roland and Langer, WOOT 2013: no downgrade to mag-stripe), so it is declined.
+1. FCI (Book C-3 §5.2): template 6F with A5 (data after it are ignored); a malformed
+   FCI asks for the next application (Select Next). The PDOL (9F38) must ask for the
+   TTQ (9F66): a card that does not is not a qVSDC card, and mag-stripe mode (MSD) is
+   not supported (Roland and Langer, WOOT 2013: no downgrade to mag-stripe), so it is
+   declined.
 2. GET PROCESSING OPTIONS (§5.3) with the PDOL data built by Book 3 §5.4 from the
    terminal data, the transaction, the TTQ copy of pre-processing and a fresh
    Unpredictable Number from the context's CSPRNG (Bond et al., S&P 2014). Status
@@ -21,7 +22,9 @@ AID):
    (a TC: fDDA is required) and when the card claims a consumer device CVM on a
    transaction that needs a CVM (the claim must be covered by the signature). An
    online transaction otherwise takes three APDUs (PPSE, SELECT, GPO). A data object
-   read twice must have the same value (the PAN in 5A must be the one in 57).
+   read twice must have the same value (the PAN in 5A must be the one in 57). An AFL
+   past the configuration's bounds (entries, records) ends the application before any
+   READ RECORD, records past its byte bound when they do (:mod:`terminal.kernel.bounds`).
 5. Restrictions (§5.5): the PAN must belong to the AID's brand (Basin et al., USENIX
    Security 2021, card brand mixup: declined); an expired application with a TC goes
    online if the CTQ asks for it (byte 1 bit 4), else is declined; with an ARQC the TVR
@@ -47,7 +50,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import date
-from typing import Final
+from typing import ClassVar, Final
 
 from emvwire import dol, tlv
 from emvwire.apdu import (
@@ -70,6 +73,7 @@ from emvwire.oda import (
 from emvwire.qualifiers import AIP, CTQ, TTQ, TVR_BITS, is_set
 from emvwire.tags import Tag
 from emvwire.track2 import track2_expiry, track2_pan
+from terminal.kernel.bounds import RecordBytes, afl_problem
 from terminal.kernel.brand import brand_mismatch
 from terminal.kernel.k3.rules import CVM_RESULTS, CvmDecision, cryptogram_type, visa_cvm
 from terminal.kernel.outcome import FlowEndError, Outcome, UiMessage
@@ -158,6 +162,9 @@ def _bcd(value: bytes) -> int | None:
 class _Flow:
     """One kernel 3 transaction over a :class:`KernelContext`."""
 
+    #: The kernel's name in results and the trace (kernel 7 reuses this flow).
+    name: ClassVar[str] = NAME
+
     def __init__(self, ctx: KernelContext) -> None:
         self.ctx = ctx
         self.term = ctx.terminal_data()
@@ -214,7 +221,7 @@ class _Flow:
 
     def _pdol(self) -> bytes:
         try:
-            top = tlv.decode_one(self.ctx.fci, Tag.FCI_TEMPLATE)
+            top = tlv.decode_leading(self.ctx.fci, Tag.FCI_TEMPLATE)
         except DecodeError as exc:
             raise FlowEndError(Outcome.SELECT_NEXT, f"malformed FCI: {exc.message}") from None
         a5 = next((c for c in top.children if c.tag == Tag.FCI_PROPRIETARY_TEMPLATE), None)
@@ -289,6 +296,11 @@ class _Flow:
             afl = parse_afl(afl_raw)
         except DecodeError:
             raise FlowEndError(Outcome.END_APPLICATION, "malformed AFL (94)") from None
+        limits = self.ctx.config.records
+        refused = afl_problem(afl, limits)
+        if refused:
+            raise FlowEndError(Outcome.END_APPLICATION, refused)
+        read = RecordBytes(limits)
         with self.ctx.step("read_records"):
             for entry in afl:
                 for number in entry.records:
@@ -298,6 +310,9 @@ class _Flow:
                         raise FlowEndError(
                             Outcome.END_APPLICATION, f"READ RECORD {where} answered {answer.sw:04X}"
                         )
+                    too_much = read.add(answer.data)
+                    if too_much:
+                        raise FlowEndError(Outcome.END_APPLICATION, f"{too_much} (at {where})")
                     try:
                         record = tlv.decode_one(answer.data, Tag.RECORD_TEMPLATE)
                     except DecodeError as exc:
@@ -378,7 +393,7 @@ class _Flow:
             return self._flow()
         except FlowEndError as stop:
             self.reasons.append(stop.reason)
-            self.ctx.note(f"{NAME}: {stop.outcome.label}: {stop.reason}")
+            self.ctx.note(f"{self.name}: {stop.outcome.label}: {stop.reason}")
             if stop.outcome is Outcome.DECLINED and self.cvm is Cvm.NOT_DETERMINED:
                 self.cvm = Cvm.NO_CVM
             return self._result(stop.outcome, message=stop.message)
@@ -392,7 +407,7 @@ class _Flow:
         kind = cryptogram_type(card.get(Tag.CID), card[Tag.IAD])
         if kind is None:
             raise FlowEndError(Outcome.DECLINED, "the cryptogram type is RFU or cannot be told")
-        ctx.note(f"{NAME}: the card answered an {AC_NAMES[kind]}")
+        ctx.note(f"{self.name}: the card answered an {AC_NAMES[kind]}")
         self.pan = track2_pan(card[Tag.TRACK2_EQUIVALENT])
         if not self.pan:
             raise FlowEndError(Outcome.END_APPLICATION, "malformed track 2 equivalent data (57)")
@@ -506,7 +521,7 @@ class _Flow:
         )
         return ctx.result(
             outcome,
-            kernel=NAME,
+            kernel=self.name,
             reasons=self.reasons,
             data=data,
             cvm=self.cvm,

@@ -51,8 +51,10 @@ def test_pay_refuses_plain_http_before_the_tap(reader: str) -> None:
 def test_pay_goes_online_in_plain_http_when_told(reader: str, how: list[str]) -> None:
     env = {} if how else {"TAPSTACK_DEV_PLAIN_HTTP": "1"}
     done = _run("pay", "--reader", reader, "--amount", "1.00", "--json", *ONLINE, *how, env=env)
-    assert done.exit_code == 5, done.output  # the issuer does not answer: declined, Z3
-    assert json.loads(done.stdout)["online"]["response_code"] == "Z3"
+    # plain HTTP accepted: the issuer is checked before the tap, and does not answer
+    assert done.exit_code == 7, done.output
+    assert json.loads(done.stdout)["error"]["code"] == "unreachable"
+    assert "Present a card" not in done.stderr
 
 
 def test_tls_files_that_do_not_load_are_usage_errors(reader: str, tmp_path: Path) -> None:
@@ -101,7 +103,7 @@ def test_csr_keeps_the_key_and_makes_a_request(tmp_path: Path) -> None:
     assert stat.S_IMODE(key.stat().st_mode) == 0o600
     assert load_csr_key(request.read_bytes()) == load_private_key(key.read_bytes()).public_key()
     again = _run("csr", "--id", "term_1", "--key-out", str(key), "--out", str(request))
-    assert again.exit_code == 2
+    assert again.exit_code == 4  # conflict: the key file exists
     assert "never overwritten" in again.output
     bad = _run("csr", "--kind", "gate", "--id", "a:b", "--key-out", str(tmp_path / "g.key"),
                "--out", str(tmp_path / "g.csr"))  # fmt: skip

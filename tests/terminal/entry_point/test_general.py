@@ -104,12 +104,13 @@ def test_the_registry_refuses_kernel_ids_no_combination_can_name(bad: str) -> No
 
 
 def test_scripted_registry_adds_test_kernels_only_for_ids_the_base_lacks() -> None:
-    registry = scripted_registry([b"\x02", b"\x03", b"\x04", bytes.fromhex("C10101")],
+    registry = scripted_registry([b"\x02", b"\x03", b"\x05", bytes.fromhex("C10101")],
                                  base=default_registry())  # fmt: skip
     names = {k.kernel_id.hex(): k.name for k in registry}
     assert names["03"] == "kernel 3 (Visa qVSDC)"
     assert names["02"].startswith("kernel 2")
-    assert isinstance(registry.get(b"\x04"), TestKernel)
+    assert names["04"].startswith("kernel 4")
+    assert isinstance(registry.get(b"\x05"), TestKernel)
     assert isinstance(registry.get(bytes.fromhex("C10101")), TestKernel)
 
 
@@ -271,9 +272,10 @@ def test_the_command_without_online_response_ends_with_the_online_request() -> N
     assert "event: online (response None)" in out
 
 
-def test_the_command_exits_5_with_the_record_for_another_outcome() -> None:
+def test_the_command_exits_8_with_the_record_for_another_outcome() -> None:
+    """End application is no decline: the card could not complete (exit 8)."""
     code, out, err = _visa_entry_point("ppse-not-found.json", "1.00")
-    assert code == 5
+    assert code == 8
     assert "SELECT 2PAY.SYS.DDF01 -> 6A82" in out
     assert "end application" in err
 
@@ -283,10 +285,10 @@ def test_the_command_refuses_bad_input_without_a_traceback(tmp_path: Path) -> No
     bad.write_text('{"schema": "tapstack.terminal-config/1", "combinations": []}')
     code, _, err = _cli("entry-point", "--config", str(bad), "--card",
                         str(CASES / "ppse-not-found.json"), "--amount", "1")  # fmt: skip
-    assert code == 2
+    assert code == 10  # a configuration that does not load
     assert "combinations" in err
     code, _, err = _cli("entry-point", "--card", str(tmp_path / "none.json"), "--amount", "1")
-    assert code == 3
+    assert code == 9  # no card profile there: the reader cannot be opened
     assert "none.json" in err
     code, _, err = _cli("entry-point", "--card", str(CASES / "ppse-not-found.json"),
                         "--amount", "1.234")  # fmt: skip

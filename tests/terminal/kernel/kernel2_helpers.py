@@ -59,7 +59,7 @@ class ScriptedReader(Reader):
     def wait_for_card(self, timeout: float | None = None) -> CardInfo:
         return CardInfo()
 
-    def transmit(self, c_apdu: bytes) -> bytes:
+    def transmit(self, c_apdu: bytes, timeout: float | None = None) -> bytes:
         self.sent.append(bytes(c_apdu))
         return self.answer(bytes(c_apdu))
 

@@ -36,13 +36,14 @@ def test_pay_online_request_prints_the_authorisation_request(
     runner: CliRunner, distribution: Path
 ) -> None:
     reader = _profile(distribution)
-    result = runner.invoke(cli, ["pay", "--reader", reader, "--amount", "12.34"])
+    result = runner.invoke(cli, ["pay", "--reader", reader, "--amount", "12.34", "--verbose"])
     assert result.exit_code == 0, result.output
     out = result.stdout
-    assert out.startswith("ONLINE REQUEST: Authorising, please wait")
-    assert "12.34 EUR" in out
-    assert "476173******0010" in out
+    first, second = out.splitlines()[:2]  # the verdict first
+    assert first == "ONLINE REQUEST: 12.34 EUR, VISA CREDIT 476173******0010"
+    assert second.startswith("  Authorising, please wait: no --issuer")
     assert "Authorisation request (field 55" in out
+    assert "- byte 1 bit 8: Offline data authentication was not performed" in out
     assert "9F26 Application Cryptogram" in out
     assert "57 track 2 equivalent data: 476173******0010D" in out
     assert "Present a card" in result.stderr
@@ -66,15 +67,30 @@ def test_pay_json_and_trace(runner: CliRunner, distribution: Path) -> None:
     _no_secrets(result.stdout, result.stderr)
 
 
-def test_pay_declined_exits_5(runner: CliRunner, distribution: Path) -> None:
+def test_pay_not_completed_by_the_card_exits_8(runner: CliRunner, distribution: Path) -> None:
+    """End application is no decline: the card could not complete (exit 8)."""
     profile = distribution / "expired.json"
     doc = json.loads((CARDS / "visa-card.json").read_text())
     doc["faults"] = {"wrong_sw": {"A8": "6A80"}}
     profile.write_text(json.dumps(doc))
     result = runner.invoke(cli, ["pay", "--reader", f"emulated:{profile}", "--amount", "1"])
-    assert result.exit_code == 5, result.output
+    assert result.exit_code == 8, result.output
     assert result.stdout.startswith("END APPLICATION")
     assert "GET PROCESSING OPTIONS answered 6A80" in result.stderr
+    assert "present the card again, or try another card" in result.stderr
+
+
+def test_read_trace_shows_aids_whole_and_masks_the_pan(
+    runner: CliRunner, distribution: Path
+) -> None:
+    result = runner.invoke(cli, ["read", "--reader", _profile(distribution), "--trace"])
+    assert result.exit_code == 0, result.output
+    trace = result.stderr
+    assert "4F Application Identifier (AID) - card [7]: A0000000031010" in trace
+    assert "SELECT A0000000031010" in trace
+    assert "A00*" not in trace
+    assert "5A Application Primary Account Number (PAN) [8]: 476173******0010" in trace
+    _no_secrets(result.stdout, trace)
 
 
 def test_pay_currency_type_and_other_amount(runner: CliRunner, distribution: Path) -> None:
@@ -93,7 +109,8 @@ def test_pay_currency_type_and_other_amount(runner: CliRunner, distribution: Pat
     [
         (["--amount", "12.345"], 2, "more than 2 decimals"),
         (["--amount", "1", "--currency", "XXX"], 2, "unknown currency"),
-        (["--amount", "1", "--config", "/no/such.json"], 2, "cannot read configuration"),
+        (["--amount", "1e3"], 2, "not an amount"),
+        (["--amount", "1", "--config", "/no/such.json"], 10, "cannot read configuration"),
     ],
 )
 def test_pay_errors(
@@ -105,9 +122,9 @@ def test_pay_errors(
     assert "Traceback" not in result.output
 
 
-def test_pay_with_a_bad_reader_exits_3(runner: CliRunner) -> None:
+def test_pay_with_a_bad_reader_exits_9(runner: CliRunner) -> None:
     result = runner.invoke(cli, ["pay", "--reader", "emulated:/no/such.json", "--amount", "1"])
-    assert result.exit_code == 3
+    assert result.exit_code == 9
     assert "no card profile" in result.output
 
 
@@ -138,3 +155,27 @@ def test_read_json_and_no_gpo(runner: CliRunner, distribution: Path) -> None:
     doc = json.loads(quiet.stdout)
     assert doc["apdus"] == 2
     assert doc["applications"][0]["records"] == []
+
+
+def test_pay_with_a_card_slower_than_the_deadline_ends_in_try_again(
+    runner: CliRunner, distribution: Path
+) -> None:
+    """The hang of issue 17 in process: a card that holds each answer back (the
+    profile's ``delay_ms`` fault, 3 s) no longer keeps ``terminal pay --timeout 10``
+    running: the configuration's command deadline (200 ms here) ends it, exit code 5."""
+    profile = json.loads((CARDS / "visa-card.json").read_text())
+    profile["faults"] = {"delay_ms": 3000}
+    card_file = distribution / "slow.json"
+    card_file.write_text(json.dumps(profile))
+    config = json.loads(Path("terminal/kernel/default_config.json").read_text())
+    config["ca_keys"] = [str(Path("terminal/kernel").resolve() / key) for key in config["ca_keys"]]
+    config["timing"] = {"command_ms": 200, "transaction_ms": 2000}
+    config_file = distribution / "short.json"
+    config_file.write_text(json.dumps(config))
+    arguments = ["pay", "--reader", f"emulated:{card_file}", "--amount", "12.34", "--json"]
+    result = runner.invoke(cli, [*arguments, "--config", str(config_file), "--timeout", "10"])
+    assert result.exit_code == 5, result.output
+    summary = json.loads(result.stdout)
+    assert summary["outcome"] == "try again"
+    assert any("did not answer INS A4 in time" in r for r in summary["reasons"])
+    assert "Traceback" not in result.output

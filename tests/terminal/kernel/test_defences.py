@@ -83,6 +83,32 @@ def test_ctq_flipped_to_cdcvm_is_caught_by_the_signed_copy() -> None:
     assert tap(card("visa-card"), 6000).cvm is Cvm.ONLINE_PIN
 
 
+def _flip_cdcvm_bit_only(values: dict[int, bytes]) -> None:
+    ctq = values[0x9F6C]
+    values[0x9F6C] = ctq[:1] + bytes((ctq[1] ^ 0x80,)) + ctq[2:]  # byte 2 bit 8 alone
+
+
+def test_a_ctq_flip_of_the_cdcvm_bit_alone_is_caught() -> None:
+    """The sharper attack: byte 1 (here "online PIN required") is left as the card
+    sent it and only byte 2 bit 8 ("consumer device CVM performed") is flipped. A check
+    of byte 1 alone, or of the claim's effect, would let it through; the signed copy
+    covers both bytes."""
+    real = tap(card("visa-card"), 6000)
+    seen: dict[int, bytes] = {}
+
+    def flip(values: dict[int, bytes]) -> None:
+        _flip_cdcvm_bit_only(values)
+        seen.update(values)
+
+    result = tap(MitmCard(card("visa-card"), rewrite_gpo(flip)), 6000)
+    assert seen[0x9F6C][0] == real.data[0x9F6C][0]  # byte 1 untouched
+    assert seen[0x9F6C][1] == real.data[0x9F6C][1] ^ 0x80  # only the CDCVM bit differs
+    assert result.outcome is Outcome.DECLINED
+    assert result.oda is OdaResult.PASSED
+    assert any("CTQ differs" in r for r in result.reasons)
+    assert result.cvm is not Cvm.CDCVM
+
+
 def _flip_and_strip(values: dict[int, bytes]) -> None:
     _flip_ctq(values)
     values.pop(0x9F4B, None)  # no signature

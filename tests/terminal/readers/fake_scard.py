@@ -76,6 +76,8 @@ class FakeScard:
         self.on_failure: Callable[[], None] | None = None
         self.connect_rc = 0
         self.control_answer = b"\x90\x00"
+        #: Escape control codes the reader's driver refuses (SCARD_E_UNSUPPORTED_FEATURE).
+        self.refused_codes: set[int] = set()
 
     # --- the card moves ---
 
@@ -157,6 +159,8 @@ class FakeScard:
 
     def SCardControl(self, card: int, code: int, data: list[int]) -> tuple[int, list[int]]:
         self.calls.append(("control", code, bytes(data)))
+        if code in self.refused_codes:
+            return ScardCode.E_UNSUPPORTED_FEATURE, []
         return 0, list(self.control_answer)
 
     def SCardGetErrorMessage(self, rc: int) -> str:

@@ -18,7 +18,14 @@ from terminal.readers.acr122u import (
     picc_parameter_apdu,
 )
 from terminal.readers.base import RecordingFeedback
-from terminal.readers.pcsc import CCID_ESCAPE, LEAVE_CARD, UNPOWER_CARD, PcscReader
+from terminal.readers.pcsc import (
+    ESCAPE_CODES,
+    LEAVE_CARD,
+    LIBCCID_ESCAPE,
+    UNPOWER_CARD,
+    VENDOR_ESCAPE,
+    PcscReader,
+)
 from tests.terminal.readers.fake_scard import UID, FakeScard, acr122u_firmware, plain_card
 
 
@@ -171,11 +178,46 @@ def test_without_a_card_signals_go_as_a_ccid_escape() -> None:
     reader.feedback.signal(FAILURE)
     assert api.calls[-3:] == [
         ("connect", 3),  # SCARD_SHARE_DIRECT: no card needed
-        ("control", CCID_ESCAPE, bytes.fromhex("FF 00 40 5D 04 02 02 02 01")),
+        ("control", ESCAPE_CODES[0], bytes.fromhex("FF 00 40 5D 04 02 02 02 01")),
         ("disconnect", LEAVE_CARD),
     ]
     assert isinstance(reader.feedback, Acr122uFeedback)
     assert not reader.feedback.degraded
+
+
+def test_the_escape_control_codes_are_libccids_and_the_vendors() -> None:
+    # SCARD_CTL_CODE(1) and SCARD_CTL_CODE(3500) of pcsc-lite (0x42000000 + code).
+    assert (LIBCCID_ESCAPE, VENDOR_ESCAPE) == (0x42000001, 0x42000DAC)
+    assert set(ESCAPE_CODES) == {LIBCCID_ESCAPE, VENDOR_ESCAPE}
+
+
+def test_an_escape_code_the_driver_refuses_is_followed_by_the_other() -> None:
+    api = FakeScard(present=False)
+    api.refused_codes = {ESCAPE_CODES[0]}
+    reader = PcscReader("ACR122", api=api)
+    reader.feedback.signal(FAILURE)
+    led = bytes.fromhex("FF 00 40 5D 04 02 02 02 01")
+    controls = [c for c in api.calls if c[0] == "control"]
+    assert controls == [("control", ESCAPE_CODES[0], led), ("control", ESCAPE_CODES[1], led)]
+    assert reader.escape_code == ESCAPE_CODES[1]
+    assert isinstance(reader.feedback, Acr122uFeedback)
+    assert not reader.feedback.degraded
+    # The code the reader took goes first from now on.
+    reader.feedback.signal(SUCCESS)
+    assert [c for c in api.calls if c[0] == "control"][-1][1] == ESCAPE_CODES[1]
+    assert len([c for c in api.calls if c[0] == "control"]) == 3
+
+
+def test_a_reader_that_takes_neither_escape_code_degrades_to_recording() -> None:
+    api = FakeScard(present=False)
+    api.refused_codes = set(ESCAPE_CODES)
+    reader = PcscReader("ACR122", api=api)
+    for _ in range(3):
+        reader.feedback.signal(FAILURE)
+    assert isinstance(reader.feedback, Acr122uFeedback)
+    assert reader.feedback.degraded
+    assert "0x42000" in reader.feedback.reason
+    assert reader.escape_code is None
 
 
 def test_an_acr122u_name_whose_firmware_refuses_degrades_to_recording() -> None:
