@@ -158,13 +158,14 @@ def test_the_deny_list_reaches_gates_through_the_bucket(
 
 
 def test_consume_says_what_is_missing(home: Home, nats_url: str, operator: str) -> None:
-    """No stream yet, or no NATS at all: one line saying so, exit code 4."""
+    """No stream yet (exit 10, config) or no NATS at all (exit 7, unreachable): one line
+    saying so."""
     args = [*home_args(home), "consume", "--operator", operator, "--dev-plain-http",
             "--no-engine"]  # fmt: skip
     missing = CliRunner().invoke(backoffice, [*args, "--nats", nats_url])
-    assert missing.exit_code == 4, missing.output
+    assert missing.exit_code == 10, missing.output
     assert "backoffice nats setup" in missing.output
     assert "Traceback" not in missing.output
     nowhere = CliRunner().invoke(backoffice, [*args, "--nats", "nats://127.0.0.1:1"])
-    assert nowhere.exit_code == 4, nowhere.output
+    assert nowhere.exit_code == 7, nowhere.output
     assert "cannot reach NATS at nats://127.0.0.1:1" in nowhere.output
