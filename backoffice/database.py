@@ -25,6 +25,11 @@ differs is a method of the :class:`Database`:
   then numbered in commit order, so a gate asking for the changes after version N
   never misses one committed late with a smaller number.
 
+Work on many rows is one statement, not one per row (a round trip each on
+PostgreSQL): over a list of ids (:meth:`Connection.for_ids`: an array, or SQLite's
+``json_each``), a list of rows (:meth:`Connection.for_rows`: ``VALUES``), or new rows
+(:meth:`Connection.copy`: PostgreSQL's ``COPY``).
+
 A URL's ``options=-csearch_path%3DNAME`` puts the tables in schema ``NAME`` (tests
 make one per test).
 """
