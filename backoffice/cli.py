@@ -6,14 +6,19 @@ registers gates (the key is printed once) and issues their TLS client certificat
 the gates' HTTP API with the engine in the background; ``aggregate`` runs one engine
 pass now (deferred authorisations, trips and fares, aggregation at the issuer, debt
 recovery), with a progress bar per stage on standard error when it is a terminal;
+``consume`` is an instance on NATS JetStream instead of HTTP (taps from the operator's
+stream, the deny list to its bucket, the engine in the background; ``nats setup``
+makes the stream, consumer and bucket); ``--db postgresql://...`` puts the data on a
+PostgreSQL database several instances share;
 ``trips``, ``riders``, ``aggregations`` and ``deny-list`` report. ``--json`` everywhere;
 data to standard output, messages to standard error; errors are
 :class:`clikit.errors.ToolFailure` subclasses with the exit codes all four tools share
 (:mod:`clikit.exits`, listed by ``backoffice --help``: :class:`HomeFailure` 10,
 :class:`IssuerFailure` 2, a home made already or a folder that forbids the change 4, an
-unknown gate 3, a busy address 4), with ``--json`` also as the JSON error object on
-standard output, never a traceback. The engine, the HTTP service and the
-server are imported by the commands that run them, not by ``--help`` or the reports.
+unknown gate 3, a busy address 4, NATS unreachable 7 or without the stream 10), with
+``--json`` also as the JSON error object on standard output, never a traceback. The
+engine, the HTTP service, the bus and the server are imported by the commands that run
+them, not by ``--help`` or the reports.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ from typing import IO, TYPE_CHECKING, Any
 import click
 
 from backoffice.errors import StoreError
-from backoffice.store import CA_NAME, ENV_HOME, Home, Store
+from backoffice.store import CA_NAME, ENV_DB, ENV_HOME, Home, Store
 from clikit.errors import ToolFailure, ToolGroup, listen_exit
 from clikit.exits import Exit
 from clikit.progress import stage_progress
@@ -42,8 +47,9 @@ from emvwire.tls import (
 
 if TYPE_CHECKING:  # imported by the commands that run them (not by --help)
     from backoffice.engine.context import PassReport, TransitHostClient
+    from backoffice.stream import NatsLink, StreamError
 
-__all__ = ["HomeFailure", "IssuerFailure", "backoffice", "main"]
+__all__ = ["HomeFailure", "IssuerFailure", "StreamFailure", "backoffice", "main"]
 
 DEFAULT_HOME = Path("var") / "backoffice"
 
@@ -63,6 +69,22 @@ class IssuerFailure(ToolFailure):
 def _unknown_gate(exc: StoreError) -> ToolFailure:
     """A gate the store does not know, or revoked already (exit 3)."""
     return ToolFailure.of(f"{exc}: `backoffice gate list` shows the gates", Exit.NOT_FOUND)
+
+
+class StreamFailure(ToolFailure):
+    """NATS did not answer (exit 7); :func:`_stream_failure` also makes the exit 10 of
+    a stream, consumer or bucket that is missing."""
+
+    exit_code = Exit.UNREACHABLE
+
+
+def _stream_failure(exc: StreamError) -> ToolFailure:
+    """NATS unreachable (exit 7), or its names not set up (exit 10)."""
+    from backoffice.stream import StreamUnreachableError
+
+    if isinstance(exc, StreamUnreachableError):
+        return StreamFailure(str(exc))
+    return ToolFailure.of(str(exc), Exit.CONFIG)
 
 
 def _home(ctx: click.Context, *, must_exist: bool = True) -> Home:
@@ -149,12 +171,15 @@ def _issuer(url: str | None, terminal_id: str | None, key: str | None) -> Transi
 @click.option("--home", type=click.Path(file_okay=False, path_type=Path), envvar=ENV_HOME,
               default=DEFAULT_HOME, show_default=True,
               help=f"Back office home folder (env {ENV_HOME}).")  # fmt: skip
+@click.option("--db", "db_url", envvar=ENV_DB, metavar="URL",
+              help="PostgreSQL database (postgresql://USER@HOST:PORT/NAME), shared by "
+              f"several instances; default the home's SQLite file (env {ENV_DB}).")  # fmt: skip
 @click.pass_context
-def backoffice(ctx: click.Context, home: Path) -> None:
+def backoffice(ctx: click.Context, home: Path, db_url: str | None) -> None:
     """Transit back office: taps from gates, trips and capped fares, deferred
     authorisation and aggregation at the issuer (MCC 4111), the deny list gates fetch,
     and debt recovery."""
-    ctx.obj = Home(home)
+    ctx.obj = Home(home, db_url or None)
 
 
 def _read(file: IO[bytes] | None) -> bytes | None:
@@ -649,10 +674,10 @@ def aggregate_command(
 
     with _store(home) as store:
         engine = Engine.for_home(store, issuer, progress=stage_progress())
-        with home.engine_lock(wait=False) as mine:
+        with store.db.engine_lock(wait=False) as mine:
             if not mine:
                 click.echo("waiting for the engine pass under way...", err=True)
-        with home.engine_lock():
+        with store.db.engine_lock():
             report = engine.run(now=now, close_all=close_all)
     if issuer is not None:
         issuer.close()
@@ -661,6 +686,157 @@ def aggregate_command(
     else:
         for line in _report_text(report):
             click.echo(line)
+
+
+# --- NATS JetStream ----------------------------------------------------------------------------
+
+
+def _nats_options(f: Any) -> Any:
+    f = click.option("--nats-key", envvar="TAPSTACK_NATS_KEY", metavar="FILE",
+                     help="Its private key (PEM; env TAPSTACK_NATS_KEY).")(f)  # fmt: skip
+    f = click.option("--nats-cert", envvar="TAPSTACK_NATS_CERT", metavar="FILE",
+                     help="The back office's client certificate at NATS (PEM; env "
+                     "TAPSTACK_NATS_CERT).")(f)  # fmt: skip
+    f = click.option("--nats-ca", envvar="TAPSTACK_NATS_CA", metavar="FILE",
+                     help="CA (PEM) NATS's certificate is verified with (env "
+                     "TAPSTACK_NATS_CA; default the system's).")(f)  # fmt: skip
+    f = click.option("--operator", envvar="TAPSTACK_OPERATOR", required=True, metavar="NAME",
+                     help="The transit operator: the names of the stream (TAPS_NAME), "
+                     "subjects (taps.NAME.GATE) and deny-list bucket (deny_NAME) (env "
+                     "TAPSTACK_OPERATOR).")(f)  # fmt: skip
+    f = click.option("--nats", "nats_url", envvar="TAPSTACK_NATS_URL", required=True,
+                     metavar="URL",
+                     help="NATS with JetStream: tls://HOST:PORT (nats:// only with "
+                     "--dev-plain-http, a local server without TLS; env "
+                     "TAPSTACK_NATS_URL).")(f)  # fmt: skip
+    return f
+
+
+def _nats_link(
+    nats_url: str, operator: str, ca: str | None, cert: str | None, key: str | None,
+    plain: bool,
+) -> NatsLink:  # fmt: skip
+    """The NATS server of the options (:mod:`backoffice.stream`)."""
+    from backoffice.stream import Names, NatsLink
+
+    try:
+        names = Names(operator)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--operator") from None
+    try:
+        context = ClientTls(ca, cert, key, plain).for_nats(nats_url)
+    except PkiError as exc:
+        raise click.BadParameter(str(exc), param_hint="--nats") from None
+    return NatsLink(nats_url, names, context)
+
+
+@backoffice.group("nats")
+def nats_group() -> None:
+    """Tap ingestion and the deny list over NATS JetStream (instead of HTTP uploads)."""
+
+
+@nats_group.command("setup")
+@_nats_options
+@click.option("--dev-plain-http", "plain", is_flag=True, envvar="TAPSTACK_DEV_PLAIN_HTTP",
+              help="Local development only: a nats:// server without TLS.")  # fmt: skip
+@click.option("--duplicate-window", type=click.FloatRange(min=1), default=7200.0,
+              show_default=True, metavar="S",
+              help="Seconds in which a re-sent tap id is dropped by NATS.")  # fmt: skip
+@click.option("--ack-wait", type=click.FloatRange(min=1), default=30.0, show_default=True,
+              metavar="S",
+              help="Seconds before a fetched, unacknowledged tap goes to another "
+              "instance.")  # fmt: skip
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+def nats_setup(
+    nats_url: str, operator: str, nats_ca: str | None, nats_cert: str | None,
+    nats_key: str | None, plain: bool, duplicate_window: float, ack_wait: float,
+    as_json: bool,
+) -> None:  # fmt: skip
+    """Make the stream of taps (TAPS_NAME, subjects taps.NAME.GATE, work queue), the
+    back office's durable consumer and the deny-list bucket; running it again changes
+    nothing (or updates the duplicate window and the ack wait)."""
+    import asyncio
+
+    from backoffice.stream import StreamError, setup
+
+    link = _nats_link(nats_url, operator, nats_ca, nats_cert, nats_key, plain)
+    try:
+        info = asyncio.run(setup(link, duplicate_window=duplicate_window, ack_wait=ack_wait))
+    except StreamError as exc:
+        raise _stream_failure(exc) from None
+    if as_json:
+        _out(info)
+        return
+    click.echo(f"stream {info['stream']} ({info['subjects']}): duplicate window "
+               f"{info['duplicate_window_s']:.0f} s, {info['taps_waiting']} taps "
+               "waiting")  # fmt: skip
+    click.echo(f"consumer {info['consumer']}: ack wait {info['ack_wait_s']:.0f} s")
+    click.echo(f"deny list bucket {info['deny_list_bucket']}")
+
+
+@backoffice.command("consume")
+@_nats_options
+@_issuer_options
+@click.option("--batch", type=click.IntRange(1, 5000), default=500, show_default=True,
+              help="Taps fetched and committed at once.")  # fmt: skip
+@click.option("--interval", type=click.FloatRange(min=0.1), default=30.0, show_default=True,
+              metavar="S",
+              help="Seconds between engine passes (also a second after new taps).")  # fmt: skip
+@click.option("--no-engine", is_flag=True, help="Consume only (run `aggregate` apart).")
+@click.pass_context
+def consume_command(
+    ctx: click.Context, nats_url: str, operator: str, nats_ca: str | None,
+    nats_cert: str | None, nats_key: str | None, issuer_url: str | None,
+    terminal_id: str | None, terminal_key: str | None, batch: int, interval: float,
+    no_engine: bool,
+) -> None:  # fmt: skip
+    """Run a back office instance on NATS JetStream until SIGTERM or Ctrl-C: taps from
+    the operator's stream (the durable consumer every instance shares: two instances
+    share the load), committed then acknowledged; deny-list changes to the bucket gates
+    watch; and the engine in the background. Start several on one PostgreSQL database
+    (--db): an instance that dies leaves its unacknowledged taps to the others.
+    --dev-plain-http (local development only) also accepts a nats:// server."""
+    import asyncio
+    import signal
+
+    from backoffice.service import EngineWorker
+    from backoffice.stream import StreamError, TapConsumer
+
+    home = _home(ctx)
+    issuer = _issuer(issuer_url, terminal_id, terminal_key)
+    plain = bool(ctx.meta.get(_ISSUER_TLS, {}).get("dev_plain_http"))
+    link = _nats_link(nats_url, operator, nats_ca, nats_cert, nats_key, plain)
+    store = _store(home)
+    worker = None
+    if not no_engine:
+        worker = EngineWorker(home, issuer, interval=interval, on_report=_log_pass)
+        worker.start()
+    consumer = TapConsumer(
+        store, home.fares(), link, batch=batch,
+        on_stored=lambda count: worker.nudge() if worker is not None else None,
+    )  # fmt: skip
+
+    async def run() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        click.echo(f"backoffice consuming {link.names.stream} on {nats_url}", err=True)
+        await consumer.run(stop)
+
+    try:
+        asyncio.run(run())
+    except StreamError as exc:
+        raise _stream_failure(exc) from None
+    finally:
+        if worker is not None:
+            worker.stop()
+            worker.join(timeout=30)
+        store.close()
+        if issuer is not None:
+            issuer.close()
+    click.echo(f"stopped: {consumer.stored} taps stored, {consumer.duplicates} duplicates, "
+               f"{consumer.refused} refused", err=True)  # fmt: skip
 
 
 # --- reports -----------------------------------------------------------------------------------
@@ -714,27 +890,33 @@ def riders_command(ctx: click.Context, limit: int, as_json: bool) -> None:
     with _store(_home(ctx)) as store:
         riders = store.query(
             "SELECT r.rider_id, r.par, "
-            "(SELECT json_group_array(json_object('card_reference', card_reference, "
-            "'masked_pan', masked_pan, 'token', json(CASE token WHEN 1 THEN 'true' ELSE "
-            "'false' END))) FROM cards c WHERE c.rider_id = r.rider_id) AS cards, "
             "(SELECT COUNT(*) FROM trips t WHERE t.rider_id = r.rider_id) AS trips, "
-            "(SELECT COALESCE(SUM(charge), 0) FROM trips t WHERE t.rider_id = r.rider_id) "
-            "AS charged, (SELECT COALESCE(SUM(captured), 0) FROM aggregations a WHERE "
-            "a.rider_id = r.rider_id) AS captured, EXISTS (SELECT 1 FROM deny_list d WHERE "
-            "d.rider_id = r.rider_id) AS denied FROM riders r WHERE r.merged_into IS NULL "
-            "ORDER BY r.rider_id LIMIT ?",
+            "(SELECT CAST(COALESCE(SUM(charge), 0) AS BIGINT) FROM trips t "
+            "WHERE t.rider_id = r.rider_id) AS charged, (SELECT CAST(COALESCE(SUM(captured), "
+            "0) AS BIGINT) FROM aggregations a WHERE a.rider_id = r.rider_id) AS captured, "
+            "EXISTS (SELECT 1 FROM deny_list d WHERE d.rider_id = r.rider_id) AS denied "
+            "FROM riders r WHERE r.merged_into IS NULL ORDER BY r.rider_id LIMIT ?",
             (limit,),
         )
+        cards: dict[int, list[dict[str, Any]]] = {}
+        if riders:
+            for card in store.query(
+                "SELECT rider_id, card_reference, masked_pan, token FROM cards "
+                "WHERE rider_id BETWEEN ? AND ? ORDER BY first_seen, card_reference",
+                (riders[0]["rider_id"], riders[-1]["rider_id"]),
+            ):
+                rider = card.pop("rider_id")
+                cards.setdefault(rider, []).append({**card, "token": bool(card["token"])})
     for r in riders:
-        r["cards"] = json.loads(r["cards"])
+        r["cards"] = cards.get(r["rider_id"], [])
         r["denied"] = bool(r["denied"])
     if as_json:
         _out({"riders": riders})
         return
     for r in riders:
-        cards = ", ".join(c["masked_pan"] + (" (token)" if c["token"] else "") for c in r["cards"])
+        shown = ", ".join(c["masked_pan"] + (" (token)" if c["token"] else "") for c in r["cards"])
         denied = "  DENIED" if r["denied"] else ""
-        click.echo(f"rider {r['rider_id']:<5} {cards}  trips {r['trips']}, charged "
+        click.echo(f"rider {r['rider_id']:<5} {shown}  trips {r['trips']}, charged "
                    f"{r['charged']}, captured {r['captured']}{denied}")  # fmt: skip
     if not riders:
         click.echo("No riders.", err=True)

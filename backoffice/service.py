@@ -50,7 +50,9 @@ limits and process life), one process; the routes below are declared once
 router and the decoding of each request. A body is read whole (at most
 :data:`MAX_BODY` bytes, else 413) and decoded with msgspec into its declared type, so
 no JSON value is deeper than the type allows (a tap is an object of scalars). Store
-calls run in the event loop's thread (the store is one SQLite connection).
+calls run in the event loop's thread (the store's connection of that thread). Back
+offices on several machines take taps from NATS JetStream instead
+(:mod:`backoffice.stream`).
 
 The worker (:class:`EngineWorker`) runs an engine pass every ``interval`` seconds and
 soon (``nudge_delay``) after an upload, so a first tap is authorised, and a declined
@@ -292,7 +294,7 @@ class EngineWorker(threading.Thread):
         try:
             engine = Engine.for_home(store, self.issuer)
             while not self._stopping.is_set():
-                with self.home.engine_lock(wait=False) as mine:
+                with store.db.engine_lock(wait=False) as mine:
                     if mine:
                         try:
                             self.on_report(engine.run())

@@ -1,9 +1,11 @@
-"""The back office's state: a home folder with a SQLite database and its keys.
+"""The back office's state: a home folder with its keys and its database.
 
 Home layout (``--home``, default ``$TAPSTACK_BACKOFFICE_HOME`` else ``./var/backoffice``):
 
-- ``backoffice.db``: SQLite in WAL mode with ``synchronous=FULL`` (a commit is on disk
-  before it is acknowledged: a tap answered "accepted" survives a power cut);
+- ``backoffice.db``: the SQLite database (WAL mode, ``synchronous=FULL``: a commit is
+  on disk before it is acknowledged, so a tap answered "accepted" survives a power
+  cut), unless the home is given a PostgreSQL database (``--db postgresql://...``,
+  :mod:`backoffice.database`), which several back office instances share;
 - ``fares.json``: the fare rules (:mod:`backoffice.fares`);
 - ``sealing.key``: the X25519 private key that opens ``track2_sealed``
   (:mod:`emvwire.seal`, RFC 9180 HPKE), mode 0600; its public key is given to gates
@@ -15,41 +17,28 @@ Home layout (``--home``, default ``$TAPSTACK_BACKOFFICE_HOME`` else ``./var/back
   with (``server.crt``, ``server.key``) and what gates verify it with
   (``server-ca.crt``: their ``--backoffice-ca``). Keys mode 0600, like the sealing key.
 
-Schema: ``taps`` (unique by ``tap_id``; as uploaded, but for ``track2_sealed``, which
-the engine erases: it moves the box of an aggregation's first tap to ``tap_boxes``
-until its authorisation has an answer, and drops the others), ``pending``
-(the engine's work list: open taps assigned to a rider, not yet in a trip), ``cards``
-and ``riders`` (riders by payment account reference, PAR), ``trips`` (one micropayment
-each: fare type, nominal fare, charge, cap adjustment, aggregation id; the
-``micropayments`` view names them so),
-``aggregations`` (one authorisation and one completion each), ``authorisations``
-(every call to the issuer, by request id), ``deny_list`` and ``deny_changes`` (one row
-and one version per change), ``gates`` (keys hashed), ``gate_certificates`` (the TLS
-client certificates issued to gates, by serial; a revoked gate's are revoked with it).
-No PAN or track 2 is stored
-readable: taps keep the masked PAN and the card reference; track 2 exists only
-sealed, and that box is deleted once the authorisation that needed it has an answer
-(when the engine first sees the tap, for the taps that need none).
+The tables are described with their migrations (:mod:`backoffice.schema`). No PAN or
+track 2 is stored readable: taps keep the masked PAN and the card reference; track 2
+exists only sealed, and that box is deleted once the authorisation that needed it has
+an answer (when the engine first sees the tap, for the taps that need none).
 """
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import hmac
 import json
 import os
 import re
 import secrets
-import sqlite3
-import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
 
+from backoffice.database import Connection, Database, open_database
 from backoffice.errors import FareError, ForeignTapError, StoreError, TapError
 from backoffice.fares import (
     FareRules,
@@ -65,6 +54,7 @@ from emvwire.tls import IssuedCertificate, TlsFolder, TlsPlan, plan_folder
 
 __all__ = [
     "DB_FILE",
+    "ENV_DB",
     "ENV_HOME",
     "MAX_TAPS_PER_REQUEST",
     "TAP_COLUMNS",
@@ -76,103 +66,23 @@ __all__ = [
 ]
 
 ENV_HOME: Final = "TAPSTACK_BACKOFFICE_HOME"
+#: The environment variable of ``--db`` (a PostgreSQL URL).
+ENV_DB: Final = "TAPSTACK_BACKOFFICE_DB"
 DB_FILE: Final = "backoffice.db"
 FARES_FILE: Final = "fares.json"
 SEALING_FILE: Final = "sealing.key"
 CARD_REFERENCE_FILE: Final = "card_reference.key"
-LOCK_FILE: Final = "engine.lock"
 TLS_DIR: Final = "tls"
 #: The common name of the back office's CA of gate certificates.
 CA_NAME: Final = "tapstack back office gate CA"
 #: At most this many taps in one upload (the gate protocol, backoffice/service.py).
 MAX_TAPS_PER_REQUEST: Final = 500
-SCHEMA_VERSION: Final = "1"
 
 
 def now_text(when: datetime | None = None) -> str:
     """A UTC timestamp ``YYYY-MM-DDTHH:MM:SS.mmmZ``."""
     when = when or datetime.now(UTC)
     return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{when.microsecond // 1000:03d}Z"
-
-
-_SCHEMA: Final = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS gates (
-    gate_id TEXT PRIMARY KEY, name TEXT NOT NULL, zone TEXT, key_hash TEXT NOT NULL,
-    created_at TEXT NOT NULL, revoked INTEGER NOT NULL DEFAULT 0);
-CREATE TABLE IF NOT EXISTS riders (
-    rider_id INTEGER PRIMARY KEY, par TEXT UNIQUE, merged_into INTEGER,
-    created_at TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS cards (
-    card_reference TEXT PRIMARY KEY, rider_id INTEGER NOT NULL, masked_pan TEXT NOT NULL,
-    token INTEGER NOT NULL, scheme TEXT NOT NULL, par TEXT, first_seen TEXT NOT NULL);
-CREATE INDEX IF NOT EXISTS cards_rider ON cards (rider_id);
-CREATE TABLE IF NOT EXISTS taps (
-    seq INTEGER PRIMARY KEY, tap_id TEXT NOT NULL UNIQUE, gate_id TEXT NOT NULL,
-    time TEXT NOT NULL, time_ms INTEGER NOT NULL, travel_day TEXT NOT NULL,
-    direction TEXT NOT NULL, zone TEXT, card_reference TEXT NOT NULL,
-    masked_pan TEXT NOT NULL, token INTEGER NOT NULL, scheme TEXT NOT NULL, aid TEXT NOT NULL,
-    outcome TEXT NOT NULL, oda TEXT NOT NULL, decision TEXT NOT NULL, deny_reason TEXT,
-    amount INTEGER NOT NULL, currency TEXT NOT NULL, icc_data BLOB, received_at TEXT NOT NULL,
-    -- as uploaded; moved to tap_boxes (first tap of an aggregation) or erased by the engine
-    track2_sealed BLOB);
-CREATE INDEX IF NOT EXISTS taps_card ON taps (card_reference, time_ms);
--- sealed track 2 an authorisation still needs, deleted once it has an answer
-CREATE TABLE IF NOT EXISTS tap_boxes (seq INTEGER PRIMARY KEY, box BLOB NOT NULL);
--- the engine's work list: open taps assigned to a rider and aggregation, not yet in a trip
-CREATE TABLE IF NOT EXISTS pending (
-    rider_id INTEGER NOT NULL, time_ms INTEGER NOT NULL, seq INTEGER NOT NULL,
-    tap_id TEXT NOT NULL, time TEXT NOT NULL, direction TEXT NOT NULL, zone TEXT,
-    travel_day TEXT NOT NULL, aggregation_id TEXT NOT NULL,
-    PRIMARY KEY (rider_id, time_ms, seq)) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS aggregations (
-    aggregation_id TEXT PRIMARY KEY, rider_id INTEGER NOT NULL, travel_day TEXT NOT NULL,
-    -- total: the sum of its trips' charges, kept as trips are priced
-    -- open: collecting fares; closing: total frozen, completion under way; completed,
-    -- reversed (nothing to charge), debt (declined: recovery), recovered, written_off
-    state TEXT NOT NULL,
-    auth_tap_id TEXT NOT NULL,
-    -- pending (no answer yet), approved, declined, failed (a request the issuer refused)
-    auth_state TEXT NOT NULL DEFAULT 'pending',
-    transaction_id TEXT, auth_amount INTEGER, response_code TEXT, decline_reason TEXT,
-    total INTEGER NOT NULL DEFAULT 0, captured INTEGER NOT NULL DEFAULT 0,
-    opened_at TEXT NOT NULL, closed_at TEXT, settled_at TEXT,
-    recovery_attempts INTEGER NOT NULL DEFAULT 0, recovery_request TEXT, next_retry_at TEXT,
-    recovery_transaction_id TEXT, error TEXT);
-CREATE INDEX IF NOT EXISTS aggregations_open ON aggregations (rider_id, travel_day)
-    WHERE state = 'open';
-CREATE INDEX IF NOT EXISTS aggregations_closing ON aggregations (aggregation_id)
-    WHERE state = 'closing';
-CREATE INDEX IF NOT EXISTS aggregations_debt ON aggregations (next_retry_at)
-    WHERE state = 'debt';
-CREATE INDEX IF NOT EXISTS aggregations_unauthorised ON aggregations (rider_id)
-    WHERE auth_state = 'pending';
-CREATE INDEX IF NOT EXISTS aggregations_rider ON aggregations (rider_id);
-CREATE TABLE IF NOT EXISTS trips (
-    trip_id INTEGER PRIMARY KEY, rider_id INTEGER NOT NULL, on_tap TEXT NOT NULL,
-    off_tap TEXT, start_time TEXT NOT NULL, end_time TEXT, from_zone TEXT, to_zone TEXT,
-    travel_day TEXT NOT NULL, fare_type TEXT NOT NULL, fare INTEGER NOT NULL,
-    charge INTEGER NOT NULL, adjustment TEXT, aggregation_id TEXT NOT NULL);
-CREATE INDEX IF NOT EXISTS trips_rider ON trips (rider_id, travel_day);
-CREATE VIEW IF NOT EXISTS micropayments AS
-    SELECT trip_id AS micropayment_id, trip_id, rider_id, travel_day, fare_type AS type,
-           fare AS nominal_amount, charge AS charge_amount, adjustment, aggregation_id
-    FROM trips;
-CREATE TABLE IF NOT EXISTS authorisations (
-    request_id TEXT PRIMARY KEY, kind TEXT NOT NULL, aggregation_id TEXT NOT NULL,
-    transaction_id TEXT, approved INTEGER, response_code TEXT, reason TEXT, amount INTEGER,
-    at TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS deny_list (
-    card_reference TEXT PRIMARY KEY, rider_id INTEGER, reason TEXT NOT NULL,
-    aggregation_id TEXT, version INTEGER NOT NULL, added_at TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS deny_changes (
-    version INTEGER PRIMARY KEY AUTOINCREMENT, card_reference TEXT NOT NULL,
-    op TEXT NOT NULL, at TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS gate_certificates (
-    serial TEXT PRIMARY KEY, gate_id TEXT NOT NULL, fingerprint TEXT NOT NULL UNIQUE,
-    not_after TEXT NOT NULL, created_at TEXT NOT NULL, revoked_at TEXT);
-CREATE INDEX IF NOT EXISTS gate_certificates_gate ON gate_certificates (gate_id);
-"""
 
 
 def _write_secret(path: Path, text: str) -> None:
@@ -185,13 +95,15 @@ def _write_secret(path: Path, text: str) -> None:
 
 @dataclass(frozen=True)
 class Home:
-    """A back office home folder (module docstring)."""
+    """A back office home folder (module docstring); ``db_url`` a PostgreSQL database
+    (``postgresql://...``) instead of the folder's SQLite file."""
 
     path: Path
+    db_url: str | None = None
 
     @property
     def db(self) -> Path:
-        """The SQLite database."""
+        """The SQLite database (when ``db_url`` is not given)."""
         return self.path / DB_FILE
 
     @property
@@ -204,9 +116,13 @@ class Home:
         """The TLS folder (module docstring)."""
         return TlsFolder(self.path / TLS_DIR)
 
+    def database(self) -> Database:
+        """The database of this home (not connected yet)."""
+        return open_database(self.db_url, self.db)
+
     def exists(self) -> bool:
         """Whether ``init`` made this home."""
-        return self.db.exists() and (self.path / SEALING_FILE).exists()
+        return (self.path / SEALING_FILE).exists() and (bool(self.db_url) or self.db.exists())
 
     def init(
         self,
@@ -265,21 +181,6 @@ class Home:
         except FareError as exc:
             raise StoreError(f"fare configuration: {exc}") from None
 
-    @contextlib.contextmanager
-    def engine_lock(self, *, wait: bool = True) -> Iterator[bool]:
-        """Hold the engine's lock (one pass at a time across processes); yields whether
-        it was taken (always, with ``wait``)."""
-        fd = os.open(self.path / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
-            except BlockingIOError:
-                yield False
-                return
-            yield True
-        finally:
-            os.close(fd)
-
 
 # --- taps ---------------------------------------------------------------------------------
 
@@ -300,8 +201,8 @@ TAP_COLUMNS: Final = (
 
 
 _INSERT_TAP: Final = (
-    f"INSERT OR IGNORE INTO taps ({', '.join(TAP_COLUMNS)}) "  # noqa: S608 (constant columns)
-    f"VALUES ({', '.join('?' * len(TAP_COLUMNS))})"
+    f"INSERT INTO taps ({', '.join(TAP_COLUMNS)}) "  # noqa: S608 (constant columns)
+    f"VALUES ({', '.join('?' * len(TAP_COLUMNS))}) ON CONFLICT (tap_id) DO NOTHING RETURNING 1"
 )
 
 
@@ -408,7 +309,7 @@ def _hash_key(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
-def _record_certificate(conn: sqlite3.Connection, gate_id: str, issued: IssuedCertificate) -> None:
+def _record_certificate(conn: Connection, gate_id: str, issued: IssuedCertificate) -> None:
     conn.execute(
         "INSERT INTO gate_certificates (serial, gate_id, fingerprint, not_after, created_at) "
         "VALUES (?,?,?,?,?)",
@@ -418,47 +319,34 @@ def _record_certificate(conn: sqlite3.Connection, gate_id: str, issued: IssuedCe
 
 
 class Store:
-    """The database of a home: one connection per thread (module docstring)."""
+    """The database of a home (:mod:`backoffice.database`: SQLite or PostgreSQL), one
+    connection per thread, migrated when opened (:mod:`backoffice.schema`)."""
 
     def __init__(self, home: Home) -> None:
         self.home = home
-        self._local = threading.local()
-        conn = self.conn
-        with self.write():
-            for statement in re.sub(r"--[^\n]*", "", _SCHEMA).split(";"):
-                if statement.strip():
-                    conn.execute(statement)
-            conn.execute(
-                "INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (SCHEMA_VERSION,)
-            )
-        found = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-        if found is None or found[0] != SCHEMA_VERSION:
-            raise StoreError(
-                f"{home.db}: schema version {found and found[0]}, not {SCHEMA_VERSION}"
-            )
+        self.db = home.database()
+        try:
+            self.db.migrate(now_text())
+        except BaseException:
+            self.db.close()
+            raise
+
+    def __repr__(self) -> str:
+        return f"Store({self.db!r})"
 
     @property
-    def conn(self) -> sqlite3.Connection:
+    def dialect(self) -> str:
+        """``sqlite`` or ``postgresql``."""
+        return self.db.dialect
+
+    @property
+    def conn(self) -> Connection:
         """This thread's connection (autocommit mode; :meth:`write` makes transactions)."""
-        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = sqlite3.connect(self.home.db, isolation_level=None, timeout=30.0)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=FULL")
-            conn.execute("PRAGMA busy_timeout=30000")
-            conn.execute("PRAGMA cache_size=-65536")  # 64 MiB: a night's aggregation
-            self._local.conn = conn
-            conns: list[sqlite3.Connection] = self.__dict__.setdefault("_all", [])
-            conns.append(conn)
-        return conn
+        return self.db.conn
 
     def close(self) -> None:
         """Close every connection this store opened."""
-        for conn in self.__dict__.get("_all", []):
-            with contextlib.suppress(sqlite3.Error):
-                conn.close()
-        self.__dict__["_all"] = []
-        self._local = threading.local()
+        self.db.close()
 
     def __enter__(self) -> Store:
         return self
@@ -466,17 +354,9 @@ class Store:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    @contextlib.contextmanager
-    def write(self) -> Iterator[sqlite3.Connection]:
-        """A write transaction (``BEGIN IMMEDIATE`` ... ``COMMIT``, rolled back on error)."""
-        conn = self.conn
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield conn
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
+    def write(self) -> contextlib.AbstractContextManager[Connection]:
+        """A write transaction (committed at the end, rolled back on error)."""
+        return self.db.write()
 
     # -- gates -------------------------------------------------------------------------------
 
@@ -491,7 +371,7 @@ class Store:
         certificate is recorded in the same transaction: both or neither."""
         key = secrets.token_hex(16)
         with self.write() as conn:
-            count = conn.execute("SELECT COUNT(*) FROM gates").fetchone()[0]
+            count = int(conn.execute("SELECT COUNT(*) FROM gates").fetchone()[0])
             gate_id = f"G{count + 1}"
             conn.execute(
                 "INSERT INTO gates (gate_id, name, zone, key_hash, created_at) VALUES (?,?,?,?,?)",
@@ -504,7 +384,8 @@ class Store:
     def gates(self) -> list[dict[str, Any]]:
         """Every gate (no keys)."""
         rows = self.conn.execute(
-            "SELECT gate_id, name, zone, created_at, revoked FROM gates ORDER BY rowid"
+            "SELECT gate_id, name, zone, created_at, revoked FROM gates "
+            "ORDER BY CAST(SUBSTR(gate_id, 2) AS INTEGER), gate_id"
         ).fetchall()
         return [
             {"gate_id": g, "name": n, "zone": z, "created_at": c, "revoked": bool(r)}
@@ -588,15 +469,24 @@ class Store:
         validated first (:class:`TapError`, :class:`ForeignTapError`), then inserted in
         one transaction; a tap id already stored is a duplicate and changes nothing."""
         received = now_text()
-        rows = [validate_tap(t, gate_id, rules, received) for t in taps]
-        accepted: list[str] = []
-        duplicates: list[str] = []
-        sql = _INSERT_TAP
+        return self.store_taps([validate_tap(t, gate_id, rules, received) for t in taps])
+
+    def store_taps(self, rows: Sequence[tuple[Any, ...]]) -> TapUpload:
+        """Insert validated ``taps`` rows (:func:`validate_tap`) in one transaction; a
+        tap id stored before is a duplicate and changes nothing (the idempotent apply
+        of a re-sent or redelivered tap)."""
         with self.write() as conn:
-            for row in rows:
-                cursor = conn.execute(sql, row)
-                (accepted if cursor.rowcount == 1 else duplicates).append(row[0])
+            fresh = conn.inserted(_INSERT_TAP, rows)
+        accepted = [row[0] for row, new in zip(rows, fresh, strict=True) if new]
+        duplicates = [row[0] for row, new in zip(rows, fresh, strict=True) if not new]
         return TapUpload(accepted, duplicates)
+
+    def gate_active(self, gate_id: str) -> bool:
+        """Whether ``gate_id`` is a registered gate that is not revoked."""
+        row = self.conn.execute(
+            "SELECT 1 FROM gates WHERE gate_id = ? AND revoked = 0", (gate_id,)
+        ).fetchone()
+        return row is not None
 
     # -- deny list ---------------------------------------------------------------------------
 
@@ -605,9 +495,9 @@ class Store:
         row = self.conn.execute("SELECT MAX(version) FROM deny_changes").fetchone()
         return int(row[0] or 0)
 
-    @staticmethod
     def deny_add(
-        conn: sqlite3.Connection,
+        self,
+        conn: Connection,
         references: Sequence[str],
         *,
         reason: str,
@@ -617,23 +507,28 @@ class Store:
         """Put references on the deny list in the caller's transaction; one version per
         reference added; how many were added."""
         at, added = now_text(), 0
+        if references:
+            self.db.lock_deny_list(conn)
         for ref in references:
             if conn.execute("SELECT 1 FROM deny_list WHERE card_reference = ?", (ref,)).fetchone():
                 continue
-            cur = conn.execute(
-                "INSERT INTO deny_changes (card_reference, op, at) VALUES (?, 'add', ?)", (ref, at)
-            )
+            version = conn.execute(
+                "INSERT INTO deny_changes (card_reference, op, at) VALUES (?, 'add', ?) "
+                "RETURNING version",
+                (ref, at),
+            ).fetchone()[0]
             conn.execute(
                 "INSERT INTO deny_list VALUES (?,?,?,?,?,?)",
-                (ref, rider_id, reason, aggregation_id, cur.lastrowid, at),
+                (ref, rider_id, reason, aggregation_id, version, at),
             )
             added += 1
         return added
 
-    @staticmethod
-    def deny_remove(conn: sqlite3.Connection, references: Sequence[str]) -> int:
+    def deny_remove(self, conn: Connection, references: Sequence[str]) -> int:
         """Take references off the deny list in the caller's transaction."""
         at, removed = now_text(), 0
+        if references:
+            self.db.lock_deny_list(conn)
         for ref in references:
             if conn.execute("DELETE FROM deny_list WHERE card_reference = ?", (ref,)).rowcount:
                 conn.execute(
@@ -646,9 +541,7 @@ class Store:
     def deny_changes(self, since: int) -> dict[str, Any]:
         """``GET /v1/deny-list?since=N`` of the gate protocol: changes after version ``since``
         (net per reference), or the full list when ``since`` is 0 or unknown."""
-        conn = self.conn
-        conn.execute("BEGIN")  # one snapshot for the version and the changes
-        try:
+        with self.db.snapshot() as conn:  # one snapshot for the version and the changes
             version = int(conn.execute("SELECT MAX(version) FROM deny_changes").fetchone()[0] or 0)
             if since <= 0 or since > version:
                 refs = [
@@ -668,8 +561,6 @@ class Store:
                 "add": [r for r, op in last.items() if op == "add"],
                 "remove": [r for r, op in last.items() if op == "remove"],
             }
-        finally:
-            conn.execute("COMMIT")
 
     def deny_list(self) -> list[dict[str, Any]]:
         """Every entry of the deny list, oldest first."""
@@ -684,9 +575,7 @@ class Store:
 
     # -- reports -----------------------------------------------------------------------------
 
-    def query(
-        self, sql: str, params: Sequence[Any] | Mapping[str, Any] = ()
-    ) -> list[dict[str, Any]]:
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
         """Rows of a read-only query as dicts."""
         cursor = self.conn.execute(sql, params)
         names = [d[0] for d in cursor.description]

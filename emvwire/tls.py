@@ -201,6 +201,25 @@ class ClientTls:
             )
         return parts, None
 
+    def for_nats(self, url: str) -> ssl.SSLContext | None:
+        """The context to reach a NATS server at ``url`` with: ``tls://HOST:PORT``
+        (the server verified against ``ca``, the client certificate presented when
+        given: how every deployment links gates and back offices to NATS), or ``None``
+        for ``nats://``, which only ``dev_plain_http`` accepts (a local server without
+        TLS, such as a developer's): :class:`PlainHttpError`; :class:`PkiError` for
+        another URL or files that do not load."""
+        parts = urlsplit(url)
+        if parts.scheme not in ("nats", "tls") or not parts.hostname:
+            raise PkiError(f"the NATS URL is tls://HOST[:PORT], not {url!r}")
+        if parts.scheme == "tls":
+            return self.context()
+        if not self.dev_plain_http:
+            raise PlainHttpError(
+                f"{url}: a nats:// link is not encrypted; use tls:// (plain only for "
+                "local development: --dev-plain-http)"
+            )
+        return None
+
 
 #: The client settings of local development over plain HTTP (tests, a first try).
 DEV_PLAIN_HTTP: Final = ClientTls(dev_plain_http=True)

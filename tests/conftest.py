@@ -7,8 +7,9 @@ a missing service is a failure instead, so CI can never pass by skipping
 (tests/support/services.py).
 
 Every test using one of these fixtures, directly or through other fixtures, is marked
-``pcsc``, ``postgres`` or ``hsm`` (:func:`pytest_collection_modifyitems`): the fast
-suite ``-m "not pcsc and not postgres and not hsm and not slow"`` needs no service. A
+``pcsc``, ``postgres``, ``hsm`` or ``nats`` (:func:`pytest_collection_modifyitems`):
+the fast suite ``-m "not pcsc and not postgres and not hsm and not nats and not slow"``
+needs no service. A
 test that reaches a service another way carries the mark itself: on its ``pytest.param``
 when a parameter names the driver or backend (``request.getfixturevalue`` is not in
 ``item.fixturenames``), on the test when a subprocess it starts talks to the service.
@@ -21,6 +22,9 @@ Where each service is looked for, so that a run can make each one unreachable:
   process fails at once (:func:`_refuse_vpcd_without_pcscd`).
 - PostgreSQL: the URL ``TAPSTACK_TEST_PG`` (default
   ``postgresql://root@127.0.0.1:5432/test``).
+- NATS with JetStream: the URL ``TAPSTACK_TEST_NATS`` (default
+  ``nats://127.0.0.1:4222``: the local server has no TLS; tests use their own stream,
+  subject and bucket names, with a random suffix, and delete them after).
 - SoftHSM: the module ``TAPSTACK_PKCS11_MODULE`` (default
   ``/usr/lib/softhsm/libsofthsm2.so``).
 """
@@ -46,10 +50,16 @@ from tests.support.services import missing_service
 PCSCD_SOCKET = Path(os.environ.get("PCSCLITE_CSOCK_NAME", "/run/pcscd/pcscd.comm"))
 SOFTHSM_MODULE = Path(os.environ.get("TAPSTACK_PKCS11_MODULE", "/usr/lib/softhsm/libsofthsm2.so"))
 POSTGRES_URL = os.environ.get("TAPSTACK_TEST_PG", "postgresql://root@127.0.0.1:5432/test")
+NATS_URL = os.environ.get("TAPSTACK_TEST_NATS", "nats://127.0.0.1:4222")
 #: The TCP ports of pcscd's vpcd driver (readers 0 and 1).
 VPCD_PORTS = (VPCD_PORT, VPCD_PORT + 1)
 #: The fixture that reaches each service, and the mark of every test that uses it.
-SERVICE_MARKS = {"pcscd": "pcsc", "postgres_url": "postgres", "softhsm": "hsm"}
+SERVICE_MARKS = {
+    "pcscd": "pcsc",
+    "postgres_url": "postgres",
+    "softhsm": "hsm",
+    "nats_url": "nats",
+}
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -136,6 +146,20 @@ def softhsm(tmp_path: Path) -> Iterator[dict[str, str]]:
             os.environ.pop("SOFTHSM2_CONF", None)
         else:
             os.environ["SOFTHSM2_CONF"] = old
+
+
+@pytest.fixture(scope="session")
+def nats_url() -> str:
+    """The URL of the test NATS server with JetStream (``TAPSTACK_TEST_NATS``), once
+    its port answers."""
+    where = urlsplit(NATS_URL)
+    host, port = where.hostname or "127.0.0.1", where.port or 4222
+    try:
+        with socket.create_connection((host, port), timeout=1):
+            pass
+    except OSError as exc:
+        missing_service(f"NATS is not reachable on {host}:{port}: {exc}")
+    return NATS_URL
 
 
 @pytest.fixture(scope="session")

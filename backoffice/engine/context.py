@@ -16,6 +16,7 @@ from hostlink.client import HostClient, HostOutcome
 
 __all__ = [
     "ANSWER_BATCH",
+    "LOG_CALL",
     "EngineContext",
     "IssuerLike",
     "PassReport",
@@ -27,6 +28,16 @@ __all__ = [
 
 #: Issuer answers recorded per commit (a crash before the commit is replayed safely).
 ANSWER_BATCH: Final = 500
+#: One call to the issuer into ``authorisations`` (its request id once: a replayed
+#: answer overwrites the row).
+LOG_CALL: Final = (
+    "INSERT INTO authorisations (request_id, kind, aggregation_id, transaction_id, approved, "
+    "response_code, reason, amount, at) VALUES (?,?,?,?,?,?,?,?,?) ON CONFLICT (request_id) "
+    "DO UPDATE SET kind = excluded.kind, aggregation_id = excluded.aggregation_id, "
+    "transaction_id = excluded.transaction_id, approved = excluded.approved, "
+    "response_code = excluded.response_code, reason = excluded.reason, "
+    "amount = excluded.amount, at = excluded.at"
+)
 #: ``progress(stage, done, total)``: how far a long stage is (for a person watching).
 Progress = Callable[[str, int, int], None]
 
@@ -109,7 +120,10 @@ def instance_id(store: Store) -> str:
     if row:
         return str(row[0])
     with store.write() as w:
-        w.execute("INSERT OR IGNORE INTO meta VALUES ('instance', ?)", (secrets.token_hex(4),))
+        w.execute(
+            "INSERT INTO meta VALUES ('instance', ?) ON CONFLICT (key) DO NOTHING",
+            (secrets.token_hex(4),),
+        )
     return str(conn.execute("SELECT value FROM meta WHERE key = 'instance'").fetchone()[0])
 
 

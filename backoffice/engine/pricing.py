@@ -12,8 +12,15 @@ from backoffice.fares import TapPoint, Trip, build_trips, price_trips, week_of_d
 
 __all__ = ["Pricing"]
 
-#: Riders priced per transaction (bounded memory on a million taps).
-_RIDER_CHUNK: Final = 5000
+_TRIP_COLUMNS: Final = (
+    "trip_id", "rider_id", "on_tap", "off_tap", "start_time", "end_time", "from_zone",
+    "to_zone", "travel_day", "fare_type", "fare", "charge", "adjustment", "aggregation_id",
+)  # fmt: skip
+#: The columns of the pending rows a chunk leaves waiting, as read back.
+_STILL_COLUMNS: Final = (
+    "rider_id", "seq", "tap_id", "time_ms", "direction", "zone", "travel_day",
+    "aggregation_id", "time",
+)  # fmt: skip
 
 
 class Pricing(Stage):
@@ -33,26 +40,36 @@ class Pricing(Stage):
         if not riders:
             return
         now_ms = None if close_all else int(now.timestamp() * 1000)
-        next_trip = int(conn.execute("SELECT COALESCE(MAX(trip_id), 0) FROM trips").fetchone()[0])
         total = len(riders)
         self.progress("trips", 0, total)
-        for i in range(0, total, _RIDER_CHUNK):
-            chunk = riders[i : i + _RIDER_CHUNK]
-            next_trip = self._price_chunk(chunk, now_ms, next_trip, report)
-            self.progress("trips", min(i + _RIDER_CHUNK, total), total)
+        step = self.store.db.rider_chunk  # bounded memory on a million taps
+        for i in range(0, total, step):
+            self._price_chunk(riders[i : i + step], now_ms, report)
+            self.progress("trips", min(i + step, total), total)
 
-    def _price_chunk(
-        self, riders: Sequence[int], now_ms: int | None, next_trip: int, report: PassReport
-    ) -> int:
-        first, last = riders[0], riders[-1]
+    def _price_chunk(self, chosen: Sequence[int], now_ms: int | None, report: PassReport) -> None:
         with self.store.write() as w:
+            # Riders another instance works on are left to it (PostgreSQL); one whose
+            # authorisation became pending meanwhile waits for it.
+            riders = self.store.db.lock_riders(w, chosen, skip=True)
+            if not riders:
+                return
+            first, last = riders[0], riders[-1]
+            waiting = {
+                r
+                for (r,) in w.execute(
+                    "SELECT rider_id FROM aggregations WHERE auth_state = 'pending' "
+                    "AND rider_id BETWEEN ? AND ?",
+                    (first, last),
+                )
+            }
             taps = w.execute(
                 "SELECT rider_id, seq, tap_id, time_ms, direction, zone, travel_day, "
                 "aggregation_id, time FROM pending WHERE rider_id BETWEEN ? AND ? "
                 "ORDER BY rider_id, time_ms, seq",
                 (first, last),
             ).fetchall()
-            wanted = set(riders)
+            wanted = set(riders) - waiting
             by_rider: dict[int, list[tuple[Any, ...]]] = defaultdict(list)
             for row in taps:
                 if row[0] in wanted:
@@ -62,11 +79,12 @@ class Pricing(Stage):
                 oldest = min(r[6] for rows in by_rider.values() for r in rows)
                 since = (date.fromisoformat(oldest) - timedelta(days=7)).isoformat()
                 for rider, day, charged in w.execute(
-                    "SELECT rider_id, travel_day, SUM(charge) FROM trips WHERE rider_id BETWEEN ? "
-                    "AND ? AND travel_day >= ? GROUP BY rider_id, travel_day",
+                    "SELECT rider_id, travel_day, CAST(SUM(charge) AS BIGINT) FROM trips "
+                    "WHERE rider_id BETWEEN ? AND ? AND travel_day >= ? "
+                    "GROUP BY rider_id, travel_day",
                     (first, last, since),
                 ):
-                    days[rider][day] = charged
+                    days[rider][day] = int(charged)
             trip_rows: list[tuple[Any, ...]] = []
             still: list[tuple[Any, ...]] = []
             totals: dict[str, int] = defaultdict(int)
@@ -84,34 +102,24 @@ class Pricing(Stage):
                     week_totals[week_of_day(day)] += charged
                 priced = price_trips(trips, self.rules, day_totals, week_totals)
                 for trip, fare in zip(trips, priced, strict=True):
-                    next_trip += 1
-                    trip_rows.append(self._trip_row(next_trip, rider, trip, fare.charge,
+                    trip_rows.append(self._trip_row(0, rider, trip, fare.charge,
                                                     fare.adjustment, info))  # fmt: skip
                     totals[trip_rows[-1][13]] += fare.charge
                     report.fares_charged += fare.charge
             report.trips += len(trip_rows)
-            w.executemany(
-                "INSERT INTO trips (trip_id, rider_id, on_tap, off_tap, start_time, end_time, "
-                "from_zone, to_zone, travel_day, fare_type, fare, charge, adjustment, "
-                "aggregation_id) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                trip_rows,
-            )
+            ids = self.store.db.next_ids(w, "trips", len(trip_rows))
+            trip_rows = [(i, *row[1:]) for i, row in zip(ids, trip_rows, strict=True)]
+            w.copy("trips", _TRIP_COLUMNS, trip_rows)
             # Every tap of these riders is now in a trip but those still waiting.
-            w.execute(
-                "DELETE FROM pending WHERE rider_id BETWEEN ? AND ? AND rider_id NOT IN "
-                "(SELECT rider_id FROM aggregations WHERE auth_state = 'pending')",
-                (first, last),
+            w.for_ids("DELETE FROM pending WHERE rider_id = ANY(?)", sorted(by_rider))
+            w.copy("pending", _STILL_COLUMNS, still)
+            w.for_ids(  # an aggregation's total: the sum of its trips' charges
+                "UPDATE aggregations SET total = (SELECT COALESCE(SUM(t.charge), 0) FROM trips t "
+                "WHERE t.rider_id = aggregations.rider_id AND t.travel_day = "
+                "aggregations.travel_day AND t.aggregation_id = aggregations.aggregation_id) "
+                "WHERE aggregation_id = ANY(?)",
+                sorted(totals),
             )
-            w.executemany(
-                "INSERT INTO pending (rider_id, seq, tap_id, time_ms, direction, zone, "
-                "travel_day, aggregation_id, time) VALUES (?,?,?,?,?,?,?,?,?)",
-                still,
-            )
-            w.executemany(
-                "UPDATE aggregations SET total = total + ? WHERE aggregation_id = ?",
-                [(v, k) for k, v in totals.items()],
-            )
-        return next_trip
 
     @staticmethod
     def _trip_row(

@@ -5,12 +5,16 @@ number of times over a limited period, then written off."""
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Final
 
-from backoffice.engine.context import PassReport, Stage
-from backoffice.store import Store, now_text
+from backoffice.engine.context import LOG_CALL, PassReport, Stage
+from backoffice.store import now_text
 from hostlink.client import UNREACHABLE, HostError, HostOutcome
 
 __all__ = ["DebtRecovery"]
+
+#: The aggregations whose next recovery attempt is due (at ``?``).
+_DUE: Final = "state = 'debt' AND (next_retry_at IS NULL OR next_retry_at <= ?)"
 
 
 class DebtRecovery(Stage):
@@ -20,15 +24,30 @@ class DebtRecovery(Stage):
         """Resubmit debts that are due (:mod:`backoffice.engine`, stage 5)."""
         if self.issuer is None:
             return
-        rows = self.store.conn.execute(
-            "SELECT aggregation_id, rider_id, auth_state, transaction_id, total, opened_at, "
-            "recovery_attempts, recovery_request, recovery_transaction_id FROM aggregations "
-            "WHERE state = 'debt' AND (next_retry_at IS NULL OR next_retry_at <= ?) "
-            "ORDER BY aggregation_id",
-            (now_text(now),),
-        ).fetchall()
-        for row in rows:
-            self._recover_one(report, now, *row)
+        conn, db = self.store.conn, self.store.db
+        due = (now_text(now),)
+        debts = [
+            agg
+            for (agg,) in conn.execute(
+                f"SELECT aggregation_id FROM aggregations WHERE {_DUE} ORDER BY aggregation_id",  # noqa: S608
+                due,
+            )
+        ]
+        for agg in debts:
+            key = f"bo:dr:{agg}"  # one instance at a time on an aggregation in debt
+            if not db.try_lock(conn, key):
+                continue
+            try:
+                row = conn.execute(  # read again under the lock: another may have been first
+                    "SELECT aggregation_id, rider_id, auth_state, transaction_id, total, "  # noqa: S608
+                    "opened_at, recovery_attempts, recovery_request, recovery_transaction_id "
+                    f"FROM aggregations WHERE aggregation_id = ? AND {_DUE}",
+                    (agg, *due),
+                ).fetchone()
+                if row is not None:
+                    self._recover_one(report, now, *row)
+            finally:
+                db.unlock(conn, key)
 
     def _recover_one(
         self,
@@ -124,7 +143,7 @@ class DebtRecovery(Stage):
                     "SELECT card_reference FROM deny_list WHERE rider_id = ?", (rider,)
                 )
                 refs = [r for (r,) in found]
-                report.deny_removed += Store.deny_remove(w, refs)
+                report.deny_removed += self.store.deny_remove(w, refs)
 
     def _write_off(self, agg: str, report: PassReport, why: str) -> None:
         with self.store.write() as w:
@@ -139,7 +158,7 @@ class DebtRecovery(Stage):
                   now: datetime) -> None:  # fmt: skip
         with self.store.write() as w:
             w.execute(
-                "INSERT OR REPLACE INTO authorisations VALUES (?,?,?,?,?,?,?,?,?)",
+                LOG_CALL,
                 (request_id, kind, agg, outcome.transaction_id, int(outcome.approved),
                  outcome.response_code, outcome.reason, None, now_text(now)),
             )  # fmt: skip

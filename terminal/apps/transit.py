@@ -44,6 +44,7 @@ from emvwire.seal import seal
 from terminal.apps.denylist import DenyList, DenyListError
 from terminal.apps.gate import GateVerdict, utc_stamp
 from terminal.apps.journal import Journal
+from terminal.apps.stream import DenyListFollower, JetStreamLink, TapPublisher
 from terminal.apps.uploader import BackOfficeClient, BackOfficeLinkError, DenyListPoller, Uploader
 from terminal.kernel.outcome import Outcome
 from terminal.kernel.transaction import (
@@ -272,10 +273,12 @@ class TransitGate:
 class TransitLane:
     """A transit gate at work: its state under ``home`` (the journal, the deny list and
     the decision of :class:`TransitGate`) and, with a back office, the store-and-forward
-    threads of :mod:`terminal.apps.uploader`.
+    threads of :mod:`terminal.apps.uploader` (HTTP) or :mod:`terminal.apps.stream`
+    (NATS JetStream).
 
     ``backoffice`` is two clients of the back office, one for the uploads and one for
-    the deny list (each is used by its own thread); ``notice`` receives the messages
+    the deny list (each is used by its own thread); ``nats`` the NATS server instead
+    (taps published, the deny list followed); ``notice`` receives the messages
     for the operator. Opening raises :class:`~terminal.apps.journal.JournalError`,
     :class:`~terminal.apps.denylist.DenyListError`, ``ValueError`` (a journal of
     another gate) or ``OSError``, with nothing left open. The caller runs the taps
@@ -289,9 +292,12 @@ class TransitLane:
         home: Path | str,
         *,
         backoffice: tuple[BackOfficeClient, BackOfficeClient] | None = None,
+        nats: JetStreamLink | None = None,
         deny_refresh: float = 60.0,
         notice: Callable[[str], None] = lambda text: None,
     ) -> None:
+        if backoffice is not None and nats is not None:
+            raise ValueError("a gate uploads over HTTP or NATS, not both")
         state = Path(home)
         self.journal = Journal(state / "journal")
         try:
@@ -301,15 +307,17 @@ class TransitLane:
             self.journal.close()
             raise
         self.clients = backoffice
+        self.nats = nats
         self.deny_refresh = deny_refresh
         self.notice = notice
-        self.uploader: Uploader | None = None
-        self.poller: DenyListPoller | None = None
+        self.uploader: Uploader | TapPublisher | None = None
+        self.poller: DenyListPoller | DenyListFollower | None = None
         self._currency = currency_by_code(settings.currency).code
         self._started = False
 
     def __repr__(self) -> str:
-        return f"TransitLane({self.gate!r}, back office {'yes' if self.clients else 'no'})"
+        link = "HTTP" if self.clients else "NATS" if self.nats else "no"
+        return f"TransitLane({self.gate!r}, back office {link})"
 
     def transaction(self) -> Transaction:
         """What the kernel runs on every tap: the nominal amount (9F02) in the gate's
@@ -319,8 +327,16 @@ class TransitLane:
     def start(self) -> None:
         """With a back office: refresh the deny list once (the newest list before the
         first tap, if the back office answers now), then start the uploader and the
-        deny-list poller."""
+        deny-list poller; with NATS, start the publisher and the deny-list follower."""
         self._started = True
+        if self.nats is not None:
+            self.uploader = TapPublisher(
+                self.journal, self.nats, on_acknowledged=self.gate.acknowledged
+            )
+            self.poller = DenyListFollower(self.deny_list, self.nats)
+            self.uploader.start()
+            self.poller.start()
+            return
         if self.clients is None:
             return
         uploads, deny = self.clients

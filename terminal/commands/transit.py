@@ -21,10 +21,12 @@ import click
 from clikit.errors import ToolFailure
 from clikit.exits import Exit
 from emvwire.currency import currency_by_code, parse_amount
+from emvwire.pki import PkiError
 from emvwire.tls import ClientTls
 from terminal.apps.denylist import DenyListError
 from terminal.apps.gate import emitter, run_gate
 from terminal.apps.journal import JournalError
+from terminal.apps.stream import JetStreamLink
 from terminal.apps.transit import DIRECTIONS, TransitLane, TransitSettings
 from terminal.apps.uploader import BackOfficeClient
 from terminal.commands.common import (
@@ -78,10 +80,36 @@ def _clients(
         raise click.BadParameter(str(exc)) from exc
 
 
+def _nats(
+    url: str | None, operator: str | None, gate_id: str, tls: ClientTls
+) -> JetStreamLink | None:
+    """The NATS server of ``--nats`` (with ``--operator``)."""
+    if not url:
+        return None
+    if not operator:
+        raise click.BadParameter("--nats needs --operator (env TAPSTACK_OPERATOR)")
+    try:
+        return JetStreamLink(url, operator, gate_id, tls.for_nats(url))
+    except (ValueError, PkiError) as exc:
+        raise click.BadParameter(str(exc)) from exc
+
+
 @click.command("transit")
 @gate_options
 @click.option("--backoffice", "backoffice_url", envvar="TAPSTACK_BACKOFFICE_URL", metavar="URL",
-              help="Back office to upload taps to and fetch the deny list from.")  # fmt: skip
+              help="Back office to upload taps to and fetch the deny list from "
+              "(HTTPS; one machine).")  # fmt: skip
+@click.option("--nats", "nats_url", envvar="TAPSTACK_NATS_URL", metavar="URL",
+              help="Instead of --backoffice: NATS with JetStream (tls://HOST:PORT; "
+              "nats:// only with --dev-plain-http) to publish taps to and follow the "
+              "deny list on (back offices on several machines; env "
+              "TAPSTACK_NATS_URL).")  # fmt: skip
+@click.option("--operator", envvar="TAPSTACK_OPERATOR", metavar="NAME",
+              help="With --nats: the transit operator (`backoffice nats setup "
+              "--operator`; env TAPSTACK_OPERATOR).")  # fmt: skip
+@click.option("--nats-ca", envvar="TAPSTACK_NATS_CA", metavar="FILE",
+              help="CA (PEM) NATS's certificate is verified with (env TAPSTACK_NATS_CA); "
+              "--cert and --cert-key are presented to it.")  # fmt: skip
 @click.option("--gate-id", envvar="TAPSTACK_GATE_ID", metavar="ID",
               help="This gate's id (`backoffice gate add`).")  # fmt: skip
 @click.option("--gate-key", envvar="TAPSTACK_GATE_KEY", metavar="KEY",
@@ -117,6 +145,9 @@ def transit_command(
     timeout: float | None,
     as_json: bool,
     backoffice_url: str | None,
+    nats_url: str | None,
+    operator: str | None,
+    nats_ca: str | None,
     gate_id: str | None,
     gate_key: str | None,
     backoffice_ca: str | None,
@@ -152,6 +183,8 @@ def transit_command(
         )
     if backoffice_url and not gate_key:
         raise click.BadParameter("--backoffice needs --gate-key (env TAPSTACK_GATE_KEY)")
+    if backoffice_url and nats_url:
+        raise click.BadParameter("--backoffice (HTTP) or --nats, not both")
     key = _seal_key(seal_key)
     config = load_terminal_config(config_path)
     try:
@@ -168,9 +201,10 @@ def transit_command(
         raise click.BadParameter(str(exc)) from exc
     tls = client_tls(backoffice_ca, cert, cert_key, dev_plain_http)
     clients = _clients(backoffice_url, gate_id, gate_key, tls)
+    link = _nats(nats_url, operator, gate_id, client_tls(nats_ca, cert, cert_key, dev_plain_http))
     try:
-        lane = TransitLane(settings, home, backoffice=clients, deny_refresh=deny_refresh,
-                           notice=_say)  # fmt: skip
+        lane = TransitLane(settings, home, backoffice=clients, nats=link,
+                           deny_refresh=deny_refresh, notice=_say)  # fmt: skip
     except (JournalError, DenyListError, ValueError, OSError) as exc:
         raise ConfigFailure(
             f"gate state in {home}: {exc}; repair or move the folder, or choose another with --home"
@@ -181,7 +215,7 @@ def transit_command(
         lane.close(drain=0)
         raise
     lane.start()
-    if clients is None:
+    if clients is None and link is None:
         _say("no --backoffice: taps stay in the journal until a gate with one uploads them")
     _say(
         f"gate {gate_id} (transit, {direction}{', zone ' + zone if zone else ''}) on "

@@ -20,6 +20,7 @@ from click.testing import CliRunner
 from backoffice.cli import backoffice
 from backoffice.service import MAX_BODY, make_app
 from backoffice.store import Home, Store
+from tests.backoffice.databases import home_args
 from tests.backoffice.taps import plain_tap
 from tests.support.hostile import (
     MALFORMED_HEADS,
@@ -117,7 +118,7 @@ def test_a_busy_port_is_one_line(home: Home, tmp_path: Path) -> None:
     with socket.create_server(("127.0.0.1", 0)) as taken:
         port = taken.getsockname()[1]
         result = CliRunner().invoke(
-            backoffice, ["--home", str(home.path), "serve", "--bind", f"127.0.0.1:{port}"]
+            backoffice, [*home_args(home), "serve", "--bind", f"127.0.0.1:{port}"]
         )
     assert result.exit_code == 4  # conflict: the address is taken
     assert result.output.strip().splitlines() == [

@@ -33,6 +33,7 @@ from terminal.kernel.entry_point import EntryPoint
 from terminal.kernel.outcome import Outcome
 from terminal.kernel.transaction import Transaction
 from terminal.readers.emulated import EmulatedReader
+from tests.backoffice.databases import home_args
 from tests.backoffice.taps import kernel_tap, transit_config
 from tests.support.e2e import BIN, IssuerService, add_terminal, init_issuer, serve_issuer
 
@@ -287,7 +288,7 @@ def test_kill_9_during_aggregation_charges_no_fare_twice(
             taps.append(dana.tap(pub, "G1", 2 * d + 2, when + timedelta(hours=9)))
     store.insert_taps("G1", taps, home.fares())
     env = {**os.environ, **issuer.client_env(), "KILL_AFTER": "3"}
-    cmd = ["--home", str(home.path), "aggregate", "--all"]
+    cmd = [*home_args(home), "aggregate", "--all"]
     killed = subprocess.run([sys.executable, "-c", _KILLER, *cmd], env=env,
                             capture_output=True, text=True, timeout=120, check=False)  # fmt: skip
     assert killed.returncode == -signal.SIGKILL, killed.stderr

@@ -24,6 +24,7 @@ from backoffice.cli import backoffice
 from backoffice.service import make_app
 from backoffice.store import Home, Store
 from emvwire.tls import SERVER_CA, ClientTls, IssuedCertificate
+from tests.backoffice.databases import home_args
 from tests.backoffice.taps import plain_tap
 from tests.support.e2e import BIN
 from tests.support.servers import asgi_serving
@@ -108,8 +109,8 @@ def test_the_deny_list_by_version(served: tuple[Served, Any], home: Home) -> Non
     auth = f"Bearer G2:{keys['G2']}"
     refs = ["a" * 32, "b" * 32, "c" * 32]
     with Store(home) as store, store.write() as w:
-        Store.deny_add(w, refs, reason="INSUFFICIENT_FUNDS", rider_id=None, aggregation_id=None)
-        Store.deny_remove(w, refs[:1])
+        store.deny_add(w, refs, reason="INSUFFICIENT_FUNDS", rider_id=None, aggregation_id=None)
+        store.deny_remove(w, refs[:1])
     status, full = call(server, "GET", "/v1/deny-list?since=0", auth=auth)
     assert (status, full) == (200, {"version": 4, "full": True, "add": refs[1:], "remove": []})
     _, delta = call(server, "GET", "/v1/deny-list?since=2", auth=auth)
@@ -182,7 +183,7 @@ def test_serve_stops_cleanly_on_sigterm(home: Home) -> None:
         gate, key = store.add_gate("North", None, certify)
     files = {k: Path(v) for k, v in issued[0].write(home.path / "gates", gate).items()}
     proc = subprocess.Popen(
-        [str(BIN / "backoffice"), "--home", str(home.path), "serve", "--bind",
+        [str(BIN / "backoffice"), *home_args(home), "serve", "--bind",
          "127.0.0.1:0", "--no-engine"],
         stderr=subprocess.PIPE, text=True,
     )  # fmt: skip

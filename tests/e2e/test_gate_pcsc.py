@@ -80,7 +80,7 @@ class BackOffice:
         from backoffice.store import Home, Store
 
         with Store(Home(self.home)) as store, store.write() as conn:
-            Store.deny_add(conn, [reference], reason="e2e", rider_id=None, aggregation_id=None)
+            store.deny_add(conn, [reference], reason="e2e", rider_id=None, aggregation_id=None)
 
 
 @pytest.fixture(scope="module")

@@ -79,3 +79,23 @@ def test_the_gates_are_subcommands_with_their_own_options(calls: list[dict[str, 
         assert done.exit_code == 2
         assert "No such option" in done.output
     assert not calls
+
+
+@pytest.mark.parametrize(
+    ("args", "why"),
+    [
+        (["--nats", "tls://127.0.0.1:4222"], "--nats needs --operator"),
+        (["--nats", "nats://127.0.0.1:4222", "--operator", "metro"], "tls://"),
+        (["--nats", "tls://127.0.0.1:4222", "--operator", "Metro Line"], "operator name"),
+        (["--nats", "tls://127.0.0.1:4222", "--operator", "metro", "--backoffice",
+          "https://127.0.0.1:8700", "--gate-key", "k"], "not both"),
+    ],
+)  # fmt: skip
+def test_a_transit_gate_on_nats_checks_its_options(args: list[str], why: str) -> None:
+    """The gate on NATS JetStream instead of HTTP: an operator is needed, the link is
+    TLS unless --dev-plain-http, and it is one uplink or the other."""
+    done = CliRunner().invoke(
+        cli, ["gate", "transit", "--gate-id", "G1", "--seal-key", "ab" * 32, *args]
+    )
+    assert done.exit_code == 2, done.output
+    assert why in done.output

@@ -330,7 +330,7 @@ def test_real_taps_to_the_real_back_office_once_and_its_deny_list_back(tmp_path:
             assert refused.value.status == 403
             # A decline put the card on the list: the gate's poller brings it home.
             with Store(home) as store, store.write() as conn:
-                Store.deny_add(conn, [result.card_reference], reason="declined",
+                store.deny_add(conn, [result.card_reference], reason="declined",
                                rider_id=None, aggregation_id=None)  # fmt: skip
             assert DenyListPoller(gate.deny_list, client).poll_once()
             assert gate.decide(result).reason == "deny_list"
