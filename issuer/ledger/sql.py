@@ -25,6 +25,7 @@ from issuer.errors import (
     NotFoundError,
     TransientError,
 )
+from issuer.ledger.controls_sql import SqlIncrements, SqlPrograms, SqlSpendingControls
 from issuer.ledger.repository import Discrepancy, UnitOfWork
 from issuer.model.entities import (
     SYSTEM_PREFIX,
@@ -1041,8 +1042,8 @@ class SqlRepositories:
     connection and shared by its units of work (one at a time)."""
 
     __slots__ = (
-        "accounts", "atcs", "authorisations", "bins", "cards", "certificates", "db",
-        "journals", "terminals", "tokens",
+        "accounts", "atcs", "authorisations", "bins", "cards", "certificates", "controls",
+        "db", "increments", "journals", "programs", "terminals", "tokens",
     )  # fmt: skip
 
     def __init__(self, db: SqlConnection) -> None:
@@ -1056,6 +1057,9 @@ class SqlRepositories:
         self.authorisations = SqlAuthorisations(db)
         self.journals = SqlJournals(db)
         self.atcs = SqlAtcs(db)
+        self.controls = SqlSpendingControls(db)
+        self.programs = SqlPrograms(db)
+        self.increments = SqlIncrements(db)
 
 
 class SqlUnitOfWork(UnitOfWork):
@@ -1085,6 +1089,9 @@ class SqlUnitOfWork(UnitOfWork):
         self.authorisations = repos.authorisations
         self.journals = repos.journals
         self.atcs = repos.atcs
+        self.controls = repos.controls
+        self.programs = repos.programs
+        self.increments = repos.increments
 
     def commit(self) -> None:
         if self._done:

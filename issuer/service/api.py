@@ -16,6 +16,11 @@ domain, and a body the contract decodes: broken JSON is 400 ``invalid_json``, a 
 field 400 ``invalid_request`` with a message naming it (the body's contract message and
 the query's struct are the route's, as declared); an unexpected failure is 500 with no
 detail (never a traceback).
+
+With a program's decision endpoint set (``issuer decisions set``), an authorisation
+the read phase authenticated is :attr:`Prepared.proposal`: the caller awaits
+:meth:`Api.consult` (the program asked on the event loop, within its deadline) before
+the write phase, and other requests go on meanwhile.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ from issuer.domain.authorise import AuthorisationRequest, Authoriser, Checked
 from issuer.domain.cache import ReadCache
 from issuer.domain.clearing import Clearing
 from issuer.domain.credentials import CredentialCache
+from issuer.domain.program import Endpoint, ProgramRequest
 from issuer.errors import (
     ConflictError,
     InvalidStateError,
@@ -47,6 +53,7 @@ from issuer.errors import (
 )
 from issuer.model.entities import Authorisation, Terminal, TerminalStatus
 from issuer.service.openapi import OPENAPI
+from issuer.service.program import Consultant
 from issuer.service.routes import ROUTES, ListQuery, Route
 
 __all__ = ["MAX_BODY", "Api", "Prepared", "Request", "Response", "error_answer"]
@@ -101,11 +108,13 @@ class Request(NamedTuple):
 @dataclass(frozen=True, slots=True)
 class Prepared:
     """A request after :meth:`Api.prepare`: answered, checked (an authorisation), or a
-    write still to run (validated already)."""
+    write still to run (validated already). A checked authorisation with a
+    ``proposal`` waits for :meth:`Api.consult` (the program's decision endpoint)."""
 
     answer: Response | None
     checked: Checked | None = None
     write: Callable[[], Response] | None = None
+    proposal: tuple[Endpoint, ProgramRequest] | None = None
 
 
 class _HttpError(IssuerError):
@@ -189,6 +198,7 @@ class Api:
         self.authoriser = authoriser or Authoriser(app)
         self.clearing = clearing or Clearing(app)
         self.credentials = CredentialCache()
+        self.consultant = Consultant(app)
         self._reads: Mapping[str, Callable[[Terminal, Mapping[str, str], Any], Response]] = {
             "list": self._list,
             "get": self._get,
@@ -199,6 +209,7 @@ class Api:
             "resubmit": self._resubmit,
             "reverse_request": self._reverse_request,
             "refund": self._refund,
+            "increment": self._increment,
         }
 
     @property
@@ -230,7 +241,12 @@ class Api:
             terminal = self._terminal(request, generation)
             if route.kind == "authorise":
                 auth = self._authorisation_request(request.headers, request.body)
-                return Prepared(None, self.authoriser.check(terminal, auth, generation=generation))
+                checked = self.authoriser.check(terminal, auth, generation=generation)
+                endpoint = self.consultant.endpoint(generation)
+                proposal = self.authoriser.proposal(checked) if endpoint else None
+                if endpoint is None or proposal is None:
+                    return Prepared(None, checked)
+                return Prepared(None, checked, proposal=(endpoint, proposal))
             if route.kind == "read":
                 query = _query(request.query, route.query) if route.query else None
                 return Prepared(self._reads[route.name](terminal, request.params, query))
@@ -242,6 +258,16 @@ class Api:
             return Prepared(None, write=lambda: write(terminal, txn_id, message, key))
         except Exception as exc:
             return Prepared(self.failure(exc))
+
+    async def consult(self, prepared: Prepared) -> None:
+        """Ask the program's decision endpoint about a prepared authorisation's
+        :attr:`~Prepared.proposal` (within its deadline; the fallback without an
+        answer) and give the answer to its write phase."""
+        if prepared.proposal is None or prepared.checked is None:
+            return
+        endpoint, proposal = prepared.proposal
+        verdict = await self.consultant.consult(endpoint, proposal)
+        self.authoriser.take(prepared.checked, verdict)
 
     def ready_to_write(self) -> bool:
         """Whether :meth:`finish_many` can write now without waiting for another
@@ -285,7 +311,9 @@ class Api:
     ) -> AuthorisationRequest:
         data = _decode(body, contract.AuthorisationRequest)
         key = self._key(headers)
-        return AuthorisationRequest(key, bytes.fromhex(data.icc_data), bytes.fromhex(data.track2))
+        return AuthorisationRequest(
+            key, bytes.fromhex(data.icc_data), bytes.fromhex(data.track2), data.partial_allowed
+        )
 
     @staticmethod
     def failure(exc: Exception) -> Response:
@@ -395,6 +423,14 @@ class Api:
     ) -> Response:
         done = self.clearing.complete(terminal, txn_id, message.amount, key)
         return Response(200, _transaction(done))
+
+    def _increment(
+        self, terminal: Terminal, txn_id: str, message: contract.IncrementRequest, key: str
+    ) -> Response:
+        decision = self.clearing.increment(
+            terminal, txn_id, message.amount, key, partial_allowed=message.partial_allowed
+        )
+        return Response(200, decision)
 
     def _reverse(self, terminal: Terminal, txn_id: str, message: Any, key: str) -> Response:
         return Response(200, _transaction(self.clearing.reverse(terminal, txn_id, key)))

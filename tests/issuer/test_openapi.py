@@ -60,6 +60,7 @@ def test_documented_bodies_are_what_the_routes_accept(world: World) -> None:
         "amount": 1,
         "request_id": "never-sent",
         "authorisation": txn,
+        "partial_allowed": True,
     }
     routes = [
         (path, operation["requestBody"])

@@ -224,7 +224,7 @@ def test_openapi_documents_every_route_and_no_deny_list(world: World) -> None:
     assert paths == {
         "/v1/authorisations", "/v1/authorisations/{id}", "/v1/authorisations/{id}/reversal",
         "/v1/authorisations/{id}/complete", "/v1/authorisations/{id}/resubmit", "/v1/refunds",
-        "/v1/reversals", "/health", "/openapi.json",
+        "/v1/authorisations/{id}/increment", "/v1/reversals", "/health", "/openapi.json",
     }  # fmt: skip
     # The deny list belongs to the transit back office, not to the issuer.
     assert get(world, "/v1/deny-list")[0] == 404
