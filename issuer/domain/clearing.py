@@ -359,15 +359,16 @@ class Clearing:
                 account_id=account.id, card_id=card.id, token_id=token.id if token else None
             )
             control = merchant_breach(controls, mcc=terminal.mcc, country=terminal.country)
-            if control is None and limits_amount(controls):
-                allowed, binding = allowed_amount(
+            if control is not None:
+                reason = DeclineReason.SPENDING_CONTROL
+            elif limits_amount(controls):
+                allowed, control = allowed_amount(
                     uow, account.id, controls, take, already=auth.amount, counts=False
                 )
-                if allowed < take:
-                    control = binding
-                    take = allowed if partial else 0
-            if control is not None and take <= 0:
-                reason = DeclineReason.SPENDING_CONTROL
+                if allowed < take and partial and allowed > 0:
+                    take = allowed
+                elif allowed < take:
+                    reason = DeclineReason.SPENDING_CONTROL
         if reason is None and not uow.accounts.reserve(account.id, take):
             available = uow.accounts.get(account.id).available
             if partial and 0 < available < take and uow.accounts.reserve(account.id, available):
