@@ -90,8 +90,10 @@ def _close(connection: _Connection) -> None:
 
 
 class ProgramClient:
-    """POSTs to one URL over keep-alive connections, in one event loop (module
-    docstring). ``context``: TLS for an ``https`` URL."""
+    """POSTs to one URL over keep-alive connections, in the running event loop (module
+    docstring). ``context``: TLS for an ``https`` URL. Its idle connections are closed
+    by :meth:`close`, or when the loop ends (the task that keeps them is cancelled
+    then, as an ending loop cancels every task), never left to the garbage collector."""
 
     def __init__(self, url: str, context: ssl.SSLContext | None) -> None:
         parts = urlsplit(url)
@@ -105,6 +107,13 @@ class ProgramClient:
             "User-Agent: tapstack-issuer\r\n"
         )
         self._idle: list[_Connection] = []
+        self._keeper = asyncio.get_running_loop().create_task(self._keep())
+
+    async def _keep(self) -> None:
+        try:
+            await asyncio.Event().wait()
+        finally:
+            self.close()
 
     async def _open(self) -> _Connection:
         return await asyncio.open_connection(
@@ -132,7 +141,7 @@ class ProgramClient:
         except BaseException:
             _close(connection)
             raise
-        if keep and len(self._idle) < _KEEP:
+        if keep and len(self._idle) < _KEEP and not self._keeper.done():
             self._idle.append(connection)
         else:
             _close(connection)
@@ -155,10 +164,12 @@ class ProgramClient:
         return parser.get_status_code(), parser.should_keep_alive(), answer
 
     def close(self) -> None:
-        """Close the idle connections."""
+        """Close the idle connections (and stop keeping them)."""
         idle, self._idle = self._idle, []
         for connection in idle:
             _close(connection)
+        if not self._keeper.done():
+            self._keeper.cancel()
 
 
 def _context(endpoint: Endpoint) -> ssl.SSLContext | None:

@@ -13,6 +13,7 @@ import contextlib
 import hashlib
 import hmac
 import json
+import ssl
 import threading
 import time
 from collections.abc import Callable
@@ -160,12 +161,36 @@ class _Seen:
     json: dict[str, Any] = field(default_factory=dict)
 
 
-class Receiver:
-    """The program's decision endpoint: a real HTTP server on loopback (plain HTTP,
-    which the issuer allows for a loopback endpoint) in a thread, answering each POST
-    as ``program`` says, signed with ``secret`` (set once the issuer made it)."""
+class _Server(ThreadingHTTPServer):
+    """A threading HTTP server, behind TLS when given a server ``context``."""
 
-    def __init__(self, program: Program) -> None:
+    daemon_threads = True
+
+    def __init__(self, handler: Any, context: ssl.SSLContext | None) -> None:
+        super().__init__(("127.0.0.1", 0), handler)
+        self.context = context
+
+    def finish_request(self, request: Any, client_address: Any) -> None:
+        if self.context is None:
+            super().finish_request(request, client_address)
+            return
+        try:
+            tls = self.context.wrap_socket(request, server_side=True)
+        except (ssl.SSLError, OSError):
+            return
+        try:
+            self.RequestHandlerClass(tls, client_address, self)
+        finally:
+            tls.close()
+
+
+class Receiver:
+    """The program's decision endpoint: a real HTTP server on loopback in a thread
+    (plain HTTP, which the issuer allows for a loopback endpoint, or HTTPS with a
+    server ``context``), answering each POST as ``program`` says, signed with
+    ``secret`` (set once the issuer made it)."""
+
+    def __init__(self, program: Program, context: ssl.SSLContext | None = None) -> None:
         self.program = program
         self.secret = ""
         self.seen: list[_Seen] = []
@@ -196,9 +221,9 @@ class Receiver:
                 self.end_headers()
                 self.wfile.write(body)
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/decide"
+        self.server = _Server(Handler, context)
+        scheme = "https" if context else "http"
+        self.url = f"{scheme}://127.0.0.1:{self.server.server_address[1]}/decide"
         self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self._thread.start()
 
