@@ -4,12 +4,13 @@ receiver of the test, which checks the issuer's signature itself from the docume
 scheme and signs its answers the same way. The program approves, declines, approves in
 part; past the deadline, with a bad signature, an error or down, the fallback stands
 and is recorded with its cause; while one request waits for the program, another is
-answered; nothing unmasked reaches the program; a decision the issuer declined stays
-declined."""
+answered (over HTTP and over the ISO 8583 listener); nothing unmasked reaches the
+program; a decision the issuer declined stays declined."""
 
 from __future__ import annotations
 
 import json
+import socket
 import ssl
 import threading
 import time
@@ -26,9 +27,12 @@ from issuer.domain.controls import Changes, set_controls
 from issuer.domain.program import clear_endpoint, decision_of, set_endpoint
 from issuer.errors import ValidationError
 from issuer.model.controls import ControlLevel, Fallback, ProgramOutcome
+from issuer.service.iso8583 import Iso8583Handler
+from issuer.service.iso8583_server import Iso8583Server
 from tests.issuer.controls_kit import Payer, Receiver, Shop
 from tests.issuer.helpers import edit
-from tests.support.servers import asgi_serving
+from tests.support.iso8583 import Wire, build, framed, ll, lll
+from tests.support.servers import asgi_serving, serving
 from tests.support.tls import TestPki
 
 
@@ -309,3 +313,71 @@ def test_endpoint_urls_and_settings_are_checked(issuer: IssuerApp) -> None:
     kept, none = set_endpoint(ledger, keys, "http://127.0.0.1:9/d", keep_secret=True)
     assert (none, kept.secret_sealed) == (None, record.secret_sealed)
     assert ProgramOutcome("none") is ProgramOutcome.NONE
+
+
+# -- over the ISO 8583 listener ---------------------------------------------------------
+
+NOW = "1206134501"
+
+
+def _iso_authorisation(shop: Shop, payer: Payer, amount: int, stan: str) -> bytes:
+    track2 = payer.track2.hex().upper().rstrip("F").replace("D", "=")
+    return build("0100", {
+        3: "000000", 4: f"{amount:012d}", 7: NOW, 11: stan, 18: "5411", 22: "071",
+        35: ll(track2), 41: shop.terminal.id[-8:], 49: "978", 55: lll(payer.blob(amount)),
+    })  # fmt: skip
+
+
+def _iso_signed_on(shop: Shop, address: tuple[str, int], stan: str) -> Wire:
+    wire = Wire(address, timeout=30)
+    terminal_id, credential = shop.auth.removeprefix("Bearer ").split(":", 1)
+    sign_on = build("0800", {
+        7: NOW, 11: stan, 41: terminal_id[-8:], 48: lll(f"{terminal_id}:{credential}"),
+        70: "001",
+    })  # fmt: skip
+    assert wire.ask(sign_on)[1][39] == b"00"
+    return wire
+
+
+def test_the_iso8583_listener_asks_the_program_without_holding_the_others(
+    issuer: IssuerApp,
+) -> None:
+    shop = Shop(issuer)
+    card, other = shop.card(), shop.card()
+    release = threading.Event()
+
+    def program(request: dict[str, Any]) -> tuple[int, Any, bool]:
+        if request["amount"] == 777:
+            release.wait(30)
+        return 200, {"id": request["id"], "approved": request["amount"] != 555}, True
+
+    receiver = Receiver(program)
+    _, secret = set_endpoint(issuer.ledger, issuer.keys, receiver.url, deadline_ms=20_000)
+    assert secret is not None
+    receiver.secret = secret
+    sock = socket.create_server(("127.0.0.1", 0))
+    try:
+        with (
+            serving(Iso8583Server(Iso8583Handler(issuer), sock)),
+            _iso_signed_on(shop, sock.getsockname()[:2], "000001") as slow,
+            _iso_signed_on(shop, sock.getsockname()[:2], "000002") as fast,
+        ):
+            slow.send(framed(_iso_authorisation(shop, card, 777, "000010")))
+            deadline = time.monotonic() + 30
+            while not any(s.json.get("amount") == 777 for s in receiver.seen):
+                assert time.monotonic() < deadline, "the slow request never reached the program"
+                time.sleep(0.01)
+            _, answer = fast.ask(_iso_authorisation(shop, other, 100, "000011"))
+            assert answer[39] == b"00"  # answered while the other waits for the program
+            _, declined = fast.ask(_iso_authorisation(shop, other, 555, "000012"))
+            assert (declined[39], declined[44]) == (b"05", b"PROGRAM_DECLINED")
+            release.set()
+            _, answer = slow.read()
+            assert answer[39] == b"00"
+            found = decision_of(issuer.ledger, answer[62].decode())
+            assert found is not None
+            assert found.outcome is ProgramOutcome.APPROVE
+        assert all(s.verified for s in receiver.seen)
+    finally:
+        receiver.close()
+    assert shop.balances() == (100_000, 877)
