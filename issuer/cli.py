@@ -74,6 +74,14 @@ LAZY_COMMANDS: dict[str, tuple[str, str]] = {
         "Terminals allowed to ask for authorisations.",
     ),
     "ledger": ("issuer.commands.setup:ledger", "The ledger's own checks."),
+    "controls": (
+        "issuer.commands.controls:controls",
+        "Spending controls of an account, card or token: set, show, clear.",
+    ),
+    "decisions": (
+        "issuer.commands.controls:decisions",
+        "The program's decision endpoint: real-time approve or decline, signed both ways.",
+    ),
     "serve-iso8583": (
         "issuer.commands.iso8583:serve_iso8583_command",
         "Run the authorisation service's ISO 8583 listener (1987 field layout, a 2-byte "
