@@ -47,7 +47,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -338,7 +338,7 @@ def main(client: str = "raw") -> None:
     args = parser.parse_args()
     seconds = min(args.seconds, 60.0)
     with own_schema(args.db, "bench") as args.db:
-        _bench(args, seconds)
+        print(json.dumps(bench(args, seconds), indent=2))
 
 
 @contextlib.contextmanager
@@ -439,7 +439,16 @@ def _driver(client: str) -> Any:
     return _drive_raw if client == "raw" else _drive
 
 
-def _bench(args: argparse.Namespace, seconds: float) -> None:
+#: What a run may set up beside the issuer once its home is made (the program's decision
+#: endpoint: bench/bench_decisions.py): called with the home before the service
+#: starts, it answers what to call once the run is over, whose dict joins the report.
+Configure = Callable[[Path], Callable[[], dict[str, Any]]]
+
+
+def bench(
+    args: argparse.Namespace, seconds: float, configure: Configure | None = None
+) -> dict[str, Any]:
+    """One run (module docstring): its report."""
     with tempfile.TemporaryDirectory() as tmp:
         home = Path(tmp) / "home"
         t0 = time.perf_counter()
@@ -447,6 +456,7 @@ def _bench(args: argparse.Namespace, seconds: float) -> None:
         plan = setup(home, args.db, args.clients, args.cards)
         total = sum(len(s) for s in plan["streams"])
         print(f"setup {time.perf_counter() - t0:.1f} s: {total} requests ready", file=sys.stderr)
+        finished = configure(home) if configure is not None else None
         env = {**os.environ, "TAPSTACK_ISSUER_HOME": str(home), "TAPSTACK_KEYSTORE_KEY": PASS}
         iso = args.client == "iso8583"
         serve = ["serve-iso8583"] if iso else ["serve", "--workers", str(args.workers)]
@@ -489,6 +499,7 @@ def _bench(args: argparse.Namespace, seconds: float) -> None:
             server.returncode = os.waitstatus_to_exitcode(status)
             if server.stderr is not None:
                 server.stderr.close()
+            extra = finished() if finished is not None else {}
         latencies = sorted(x for lat, _, _ in results for x in lat)
         outcomes: dict[str, int] = {}
         for _, counts, _ in results:
@@ -520,8 +531,9 @@ def _bench(args: argparse.Namespace, seconds: float) -> None:
             "ledger_consistent": not problems,
             "new_connection": handshake,
             "machine_load_1min_before": round(load, 2),
+            **extra,
         }
-        print(json.dumps(report, indent=2))
+        return report
 
 
 if __name__ == "__main__":
