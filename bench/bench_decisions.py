@@ -100,7 +100,7 @@ def _serve_program(conn: Connection, delay: float) -> None:
                     b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body
                 )
 
-        server = await loop.create_server(Program, "127.0.0.1", 0)
+        server = await loop.create_server(Program, "127.0.0.1", 0, backlog=1024)
         conn.send(server.sockets[0].getsockname()[1])
         secret = (await loop.run_in_executor(None, conn.recv)).encode()
         await loop.run_in_executor(None, conn.recv)  # stop

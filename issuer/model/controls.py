@@ -168,8 +168,8 @@ class ProgramOutcome(enum.StrEnum):
 class ProgramDecision:
     """The program's answer to one authorisation as recorded with it: its outcome (and
     the amount of a partial approval), or the fallback taken and its cause
-    (``timeout``, ``unreachable``, ``http_status``, ``bad_signature``,
-    ``invalid_answer``), and how long it took."""
+    (``timeout``, ``unreachable``, ``http_<status>``, ``bad_signature``,
+    ``invalid_answer``, ``error``), and how long it took."""
 
     transaction_id: str
     outcome: ProgramOutcome

@@ -210,7 +210,8 @@ class Consultant:
     async def consult(self, endpoint: Endpoint, request: ProgramRequest) -> Verdict:
         """Ask the program about ``request`` within the endpoint's deadline: its
         verdict, or the fallback with its cause (``timeout``, ``unreachable``,
-        ``invalid_answer``, or what :func:`~issuer.domain.program.read_answer` finds)."""
+        ``invalid_answer``, ``error`` for anything unforeseen, or what
+        :func:`~issuer.domain.program.read_answer` finds)."""
         loop = asyncio.get_running_loop()
         start = loop.time()
         body, signature = endpoint.request(request)
@@ -224,6 +225,9 @@ class Consultant:
             verdict = endpoint.fallback_for("unreachable", _ms(loop, start))
         except _AnswerError:
             verdict = endpoint.fallback_for("invalid_answer", _ms(loop, start))
+        except Exception as exc:  # never the request's failure: the fallback's
+            log.error("decision endpoint: unexpected failure", exc_info=exc)
+            verdict = endpoint.fallback_for("error", _ms(loop, start))
         else:
             verdict = read_answer(
                 endpoint, request, status, answer_signature, answer, _ms(loop, start)
