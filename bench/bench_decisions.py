@@ -50,7 +50,7 @@ def _serve_program(conn: Connection, delay: float) -> None:
     import httptools
     import uvloop
 
-    counts = {"requests": 0, "bad_signatures": 0}
+    counts = {"requests": 0, "bad_signatures": 0, "connections": 0}
 
     async def main() -> None:
         loop = asyncio.get_running_loop()
@@ -58,6 +58,7 @@ def _serve_program(conn: Connection, delay: float) -> None:
 
         class Program(asyncio.Protocol):
             def connection_made(self, transport: Any) -> None:
+                counts["connections"] += 1
                 self.transport = transport
                 self.parser = httptools.HttpRequestParser(self)
                 self.signature = b""
@@ -145,14 +146,22 @@ def _with_program(delay: float, db: str | None) -> Any:
     return configure
 
 
-def _recorded(app: Any) -> dict[str, int]:
-    """The program's answers as the authorisations recorded them, by outcome and cause."""
+def _recorded(app: Any) -> dict[str, Any]:
+    """The program's answers as the authorisations recorded them, by outcome and cause,
+    and the median and 99th percentile of the time the issuer waited for them."""
     with app.ledger.unit_of_work(write=False) as uow:
         rows = uow.db.all(
             "SELECT outcome, COALESCE(cause, ''), COUNT(*) FROM authorisation_decisions"
             " GROUP BY outcome, cause"
         )
-    return {f"{o}{':' + c if c else ''}": int(n) for o, c, n in rows}
+        waits = sorted(int(r[0]) for r in uow.db.all(
+            "SELECT latency_ms FROM authorisation_decisions"
+        ))  # fmt: skip
+    out: dict[str, Any] = {f"{o}{':' + c if c else ''}": int(n) for o, c, n in rows}
+    if waits:
+        out["wait_p50_ms"] = waits[len(waits) // 2]
+        out["wait_p99_ms"] = waits[min(len(waits) - 1, int(len(waits) * 0.99))]
+    return out
 
 
 def main() -> None:
@@ -196,7 +205,8 @@ def main() -> None:
             cpu = p["cpu_s"] * 1000 / max(1, p["requests"])
             print(
                 f"round {r['round']}: program {p['requests']} requests, "
-                f"{p['bad_signatures']} bad signatures, {cpu:.3f} ms CPU each; "
+                f"{p['bad_signatures']} bad signatures, {p['connections']} connections, "
+                f"{cpu:.3f} ms CPU each; "
                 f"recorded {r['program_answers']}; ledger consistent {r['ledger_consistent']}"
             )
 

@@ -62,11 +62,17 @@ class _AnswerError(Exception):
 
 @dataclass(slots=True)
 class _Answer:
-    """What the parser collected (httptools callbacks)."""
+    """What the parser collected (httptools callbacks): whether the connection stays
+    open is read once the headers are in (the parser forgets it at the message's end)."""
 
+    parser: httptools.HttpResponseParser | None = None
     signature: str | None = None
     body: bytearray = field(default_factory=bytearray)
+    keep: bool = False
     done: bool = False
+
+    def on_headers_complete(self) -> None:
+        self.keep = self.parser is not None and self.parser.should_keep_alive()
 
     def on_header(self, name: bytes, value: bytes) -> None:
         if name.lower() == SIGNATURE_HEADER.lower().encode():
@@ -152,7 +158,7 @@ class ProgramClient:
         reader, writer = connection
         writer.write(request)
         answer = _Answer()
-        parser = httptools.HttpResponseParser(answer)
+        parser = answer.parser = httptools.HttpResponseParser(answer)
         while not answer.done:
             data = await reader.read(65536)
             if not data:
@@ -161,7 +167,7 @@ class ProgramClient:
                 parser.feed_data(data)
             except httptools.HttpParserError as exc:
                 raise _AnswerError(str(exc)) from None
-        return parser.get_status_code(), parser.should_keep_alive(), answer
+        return parser.get_status_code(), answer.keep, answer
 
     def close(self) -> None:
         """Close the idle connections (and stop keeping them)."""

@@ -169,8 +169,11 @@ class _Server(ThreadingHTTPServer):
     def __init__(self, handler: Any, context: ssl.SSLContext | None) -> None:
         super().__init__(("127.0.0.1", 0), handler)
         self.context = context
+        #: Connections accepted.
+        self.connections = 0
 
     def finish_request(self, request: Any, client_address: Any) -> None:
+        self.connections += 1
         if self.context is None:
             super().finish_request(request, client_address)
             return

@@ -117,7 +117,10 @@ def test_the_program_approves_and_sees_masked_data_only(served: Served) -> None:
         assert "icc" not in text
         assert "arqc" not in text.lower()
         assert _recorded(served, outcome.transaction_id) == ("approve", None, None, None)
-    assert served.shop.balances() == (100_000, 1234)
+        served.pay(10)
+        served.pay(10)
+        assert (len(receiver.seen), receiver.server.connections) == (3, 1)  # kept alive
+    assert served.shop.balances() == (100_000, 1254)
 
 
 def test_the_program_declines(served: Served) -> None:
