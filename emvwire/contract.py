@@ -12,11 +12,14 @@ What travels (ISO 8583 names in brackets):
   EMV Book 3 Annex B; the data objects :data:`FIELD_55_TAGS`) and track 2 equivalent
   data (tag 57, field 35);
 - a decision: approved or not, the authorisation response code (tag 8A, field 39;
-  EMV Book 4 §A6) with a reason from a closed set (:class:`DeclineReason`), the ARPC
-  and issuer authentication data (tag 91, Book 2 §8.2), the masked card and its
+  EMV Book 4 §A6) with a reason from a closed set (:class:`DeclineReason`), the
+  spending control that declined it (:class:`SpendingControl`), the amount approved
+  (less than asked: a partial approval, code ``10``, when the request allowed one), the
+  ARPC and issuer authentication data (tag 91, Book 2 §8.2), the masked card and its
   payment account reference (EMVCo PAR, tag 9F24);
 - the operations after it: completion (capture), reversal by transaction or by the
-  request id of a time-out (field 90's role), resubmission (debt recovery), refund;
+  request id of a time-out (field 90's role), resubmission (debt recovery), refund,
+  incremental authorisation (a pending hold raised: a parking stay that grows);
 - QR code payments (EMV QRCPS, :mod:`emvwire.qr`): an authorisation names its
   :class:`Channel` (a consumer-presented code's data is sent as a tap's field 55 is);
   a terminal opens a sale for the dynamic merchant-presented code it shows
@@ -28,7 +31,13 @@ What travels (ISO 8583 names in brackets):
 Requests are strict: an unknown field, a wrong type or a value out of range is a
 :class:`ContractError` naming the field (``$.icc_data``); a body that is not a JSON
 object at all is a :class:`MalformedError`. Answers are read leniently (a field the
-reader does not know is skipped), so that the issuer may add one.
+reader does not know is skipped), so that the issuer may add one. Fields added to a
+message are optional and absent (or null) by default, so a terminal that does not
+know them reads the answer as before and sends the request it sent before. A decline
+reason added to :class:`DeclineReason` is the exception: a reader that predates it
+cannot decode the answer and takes it as no answer (the host client then declines the
+payment with ``Z3`` and sends a time-out reversal, which releases nothing: safe, but
+update terminals before issuers use new reasons).
 """
 
 from __future__ import annotations
@@ -44,10 +53,12 @@ from emvwire.tags import FIELD_55_TAGS, Tag
 
 __all__ = [
     "APPROVED",
+    "CONTROL_RESPONSE_CODES",
     "FIELD_55_REQUIRED",
     "FIELD_55_TAGS",
     "MESSAGES",
     "NO_ANSWER_CODE",
+    "PARTIAL_APPROVAL",
     "RESPONSE_CODES",
     "AuthorisationRequest",
     "AuthorisationReversalRequest",
@@ -59,6 +70,8 @@ __all__ = [
     "Error",
     "ErrorBody",
     "Health",
+    "IncrementDecision",
+    "IncrementRequest",
     "MalformedError",
     "QrMerchant",
     "QrPaymentRequest",
@@ -69,8 +82,10 @@ __all__ = [
     "ResubmissionRequest",
     "ReversalNotFound",
     "ReversalRequest",
+    "SpendingControl",
     "Transaction",
     "TransactionList",
+    "control_response_code",
     "decode",
     "encode",
     "response_code",
@@ -79,6 +94,10 @@ __all__ = [
 
 #: Authorisation response code (8A, field 39) of an approval.
 APPROVED: Final = "00"
+#: Authorisation response code of a partial approval: "approved for partial amount"
+#: (ISO 8583:1987 field 39 ``10``): the decision's ``approved_amount`` is held, less
+#: than the amount asked.
+PARTIAL_APPROVAL: Final = "10"
 #: Authorisation response code of a terminal that could not go online: "unable to go
 #: online, offline declined" (EMV Book 4 §A6).
 NO_ANSWER_CODE: Final = "Z3"
@@ -117,6 +136,15 @@ class DeclineReason(enum.StrEnum):
     QR_CODE_USED = "QR_CODE_USED"
     FORMAT_ERROR = "FORMAT_ERROR"
     SYSTEM_ERROR = "SYSTEM_ERROR"
+    #: A spending control of the account, card or token (the decision's ``control``
+    #: names it): its response code is the control's (:func:`control_response_code`).
+    SPENDING_CONTROL = "SPENDING_CONTROL"
+    #: The program's decision endpoint declined (or asked for less than the amount, the
+    #: request not allowing a partial approval).
+    PROGRAM_DECLINED = "PROGRAM_DECLINED"
+    #: The program's decision endpoint gave no usable answer in time and its fallback
+    #: is to decline.
+    PROGRAM_UNAVAILABLE = "PROGRAM_UNAVAILABLE"
 
 
 #: ISO 8583:1987 field 39 / EMV tag 8A (in ASCII, EMV Book 4 §A6) per decline reason;
@@ -153,12 +181,45 @@ RESPONSE_CODES: Final[Mapping[DeclineReason, str]] = {
     DeclineReason.QR_CODE_USED: "94",  # duplicate transmission
     DeclineReason.FORMAT_ERROR: "30",  # format error
     DeclineReason.SYSTEM_ERROR: "96",  # system malfunction
+    # A merchant category or country control; an amount or count limit has its own
+    # code (CONTROL_RESPONSE_CODES).
+    DeclineReason.SPENDING_CONTROL: "57",  # transaction not permitted to cardholder
+    DeclineReason.PROGRAM_DECLINED: "05",  # do not honour
+    DeclineReason.PROGRAM_UNAVAILABLE: "05",
+}
+
+#: The response code of a :data:`DeclineReason.SPENDING_CONTROL` decline per control
+#: (ISO 8583:1987 field 39): an amount limit exceeds the "withdrawal amount limit"
+#: (``61``), a count limit the "withdrawal frequency limit" (``65``); a merchant
+#: category or country control is "transaction not permitted to cardholder" (``57``).
+CONTROL_RESPONSE_CODES: Final[Mapping[str, str]] = {
+    "allowed_mccs": "57",
+    "blocked_mccs": "57",
+    "allowed_countries": "57",
+    "blocked_countries": "57",
+    "max_per_transaction": "61",
+    "daily_amount": "61",
+    "weekly_amount": "61",
+    "monthly_amount": "61",
+    "yearly_amount": "61",
+    "all_time_amount": "61",
+    "daily_count": "65",
+    "weekly_count": "65",
+    "monthly_count": "65",
+    "yearly_count": "65",
+    "all_time_count": "65",
 }
 
 
 def response_code(reason: DeclineReason | None) -> str:
     """The response code of a decline, or ``00`` for an approval (``None``)."""
     return APPROVED if reason is None else RESPONSE_CODES[reason]
+
+
+def control_response_code(control: str) -> str:
+    """The response code of a decline by the spending control named ``control``
+    (:data:`CONTROL_RESPONSE_CODES`; ``57`` for a name it does not list)."""
+    return CONTROL_RESPONSE_CODES.get(control, RESPONSE_CODES[DeclineReason.SPENDING_CONTROL])
 
 
 #: What field 55 must hold for the issuer to verify the cryptogram: the ARQC, its CID
@@ -249,6 +310,13 @@ class AuthorisationRequest(_Request):
             "one (its 9F02 is zero); with an amount in the code, equal to it"
         ),
     ] = None
+    partial_allowed: Annotated[
+        bool,
+        msgspec.Meta(
+            description="the terminal accepts a partial approval: when funds or a limit "
+            "allow less than the amount, that much is approved (code 10, approved_amount)"
+        ),
+    ] = False
 
 
 class CompletionRequest(_Request):
@@ -261,6 +329,16 @@ class ResubmissionRequest(_Request):
     """``POST /v1/authorisations/{id}/resubmit``: debt recovery, at most the original."""
 
     amount: Annotated[Amount | None, msgspec.Meta(description="<= the original's")] = None
+
+
+class IncrementRequest(_Request):
+    """``POST /v1/authorisations/{id}/increment``: raise a pending authorisation's hold
+    by ``amount`` (a parking stay or a transit day that grows)."""
+
+    amount: Annotated[Amount, msgspec.Meta(description="the increase, minor units")]
+    partial_allowed: Annotated[
+        bool, msgspec.Meta(description="approve less than the increase if that is all")
+    ] = False
 
 
 class AuthorisationReversalRequest(_Request):
@@ -305,6 +383,20 @@ class QrPaymentRequest(_Request):
 # --- answers ----------------------------------------------------------------------------
 
 
+class SpendingControl(msgspec.Struct, kw_only=True):
+    """The spending control that declined (or limited) an authorisation."""
+
+    name: Annotated[
+        str,
+        msgspec.Meta(
+            description="allowed_mccs, blocked_mccs, allowed_countries, blocked_countries, "
+            "max_per_transaction, or a limit: daily, weekly, monthly, yearly or all_time, "
+            "then _amount or _count (daily_amount)"
+        ),
+    ]
+    level: Annotated[str, msgspec.Meta(description="account, card or token")]
+
+
 class Decision(msgspec.Struct, kw_only=True):
     """The answer to an authorisation (or resubmission): approved and declined alike."""
 
@@ -331,6 +423,35 @@ class Decision(msgspec.Struct, kw_only=True):
         str | None,
         msgspec.Meta(description="a resubmission: the declined authorisation it recovers"),
     ] = None
+    replayed: Annotated[bool, msgspec.Meta(description="a stored answer")] = False
+    approved_amount: Annotated[
+        int | None,
+        msgspec.Meta(
+            description="approved: the amount held (less than amount in a partial "
+            "approval, response code 10); null when declined"
+        ),
+    ] = None
+    control: Annotated[
+        SpendingControl | None,
+        msgspec.Meta(description="the spending control that declined or limited it"),
+    ] = None
+
+
+class IncrementDecision(msgspec.Struct, kw_only=True):
+    """The answer to an increment: approved (the hold raised by ``approved_amount``)
+    or declined (the authorisation and its hold unchanged)."""
+
+    id: Annotated[str, msgspec.Meta(description="the authorisation")]
+    approved: bool
+    response_code: Annotated[str, msgspec.Meta(description="ISO 8583 field 39")]
+    amount: Annotated[int, msgspec.Meta(description="the increase asked")]
+    approved_amount: Annotated[int, msgspec.Meta(description="the increase held (0: none)")]
+    authorised_amount: Annotated[
+        int, msgspec.Meta(description="the authorisation's amount after this increment")
+    ]
+    currency: str
+    reason: Annotated[DeclineReason | None, msgspec.Meta(description="decline reason")] = None
+    control: SpendingControl | None = None
     replayed: Annotated[bool, msgspec.Meta(description="a stored answer")] = False
 
 
@@ -473,6 +594,7 @@ MESSAGES: Final[tuple[type[Any], ...]] = (
     AuthorisationRequest,
     AuthorisationReversalRequest,
     CompletionRequest,
+    IncrementRequest,
     ResubmissionRequest,
     ReversalRequest,
     RefundRequest,
@@ -480,6 +602,8 @@ MESSAGES: Final[tuple[type[Any], ...]] = (
     QrSaleCancelRequest,
     QrPaymentRequest,
     Decision,
+    IncrementDecision,
+    SpendingControl,
     Transaction,
     TransactionList,
     QrSale,

@@ -101,6 +101,10 @@ class HostOutcome:
     #: Payment account reference of the card or token (EMVCo PAR), when the issuer
     #: answers it: a card and the phone tokens of one account share it.
     par: str | None = None
+    #: Approved: the amount held (less than asked in a partial approval, code 10).
+    approved_amount: int | None = None
+    #: The spending control that declined or limited it (``card.daily_amount``).
+    control: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         """JSON-ready data (the card masked as the issuer masked it)."""
@@ -117,6 +121,8 @@ class HostOutcome:
             "reversed": self.reversed,
             "answered": self.answered,
             "par": self.par,
+            "approved_amount": self.approved_amount,
+            "control": self.control,
         }
 
 
@@ -135,6 +141,8 @@ def outcome_of(answer: contract.Decision, request_id: str, attempts: int) -> Hos
         card=answer.card,
         attempts=attempts,
         par=answer.par or None,
+        approved_amount=answer.approved_amount,
+        control=f"{answer.control.level}.{answer.control.name}" if answer.control else None,
     )
 
 
@@ -296,14 +304,17 @@ class HostClient:
         request_id: str | None = None,
         channel: contract.Channel = contract.Channel.CONTACTLESS,
         amount: int | None = None,
+        partial_allowed: bool = False,
     ) -> HostOutcome:
         """Authorise online (module docstring): the final outcome. ``channel`` says how
         the card's data came (``qr_cpm``: a phone's code scanned), ``amount`` the sale's
-        when a code was made without one."""
+        when a code was made without one. With ``partial_allowed`` the issuer may approve
+        less than the amount (code ``10``, ``approved_amount``): the terminal collects the
+        rest another way."""
         request_id = request_id or "req_" + secrets.token_hex(12)
         body = contract.AuthorisationRequest(
             icc_data=icc_data.hex().upper(), track2=track2.hex().upper(), channel=channel,
-            amount=amount,
+            amount=amount, partial_allowed=partial_allowed,
         )  # fmt: skip
         try:
             answer = self._call("POST", "/v1/authorisations", body, request_id, contract.Decision)
@@ -339,6 +350,33 @@ class HostClient:
         key = request_id or "cap_" + secrets.token_hex(12)
         body = contract.CompletionRequest(amount=amount)
         return self._record("POST", f"/v1/authorisations/{transaction_id}/complete", body, key)
+
+    def increment(
+        self,
+        transaction_id: str,
+        amount: int,
+        *,
+        request_id: str | None = None,
+        partial_allowed: bool = False,
+    ) -> dict[str, Any]:
+        """Raise a pending authorisation's hold by ``amount`` (minor units; ``POST
+        /v1/authorisations/{id}/increment``): the issuer's answer
+        (:class:`~emvwire.contract.IncrementDecision` as JSON-ready data: ``approved``,
+        ``approved_amount``, ``authorised_amount``...). A declined increment leaves the
+        hold as it was. Retried with the same request id; :class:`HostUnreachableError`
+        if no answer came (send it again with the same ``request_id``), :class:`HostError`
+        if the authorisation is not pending (409)."""
+        key = request_id or "inc_" + secrets.token_hex(12)
+        body = contract.IncrementRequest(amount=amount, partial_allowed=partial_allowed)
+        answer = self._call(
+            "POST",
+            f"/v1/authorisations/{transaction_id}/increment",
+            body,
+            key,
+            contract.IncrementDecision,
+        )
+        found: dict[str, Any] = msgspec.to_builtins(answer)
+        return found
 
     def refund(
         self, authorisation_id: str, amount: int, *, request_id: str | None = None

@@ -98,6 +98,14 @@ LAZY_COMMANDS: dict[str, tuple[str, str]] = {
         "issuer.commands.events:events",
         "Events (every state change): list, show, resend, deliver.",
     ),
+    "controls": (
+        "issuer.commands.controls:controls",
+        "Spending controls of an account, card or token: set, show, clear.",
+    ),
+    "decisions": (
+        "issuer.commands.controls:decisions",
+        "The program's decision endpoint: real-time approve or decline, signed both ways.",
+    ),
     "serve-iso8583": (
         "issuer.commands.iso8583:serve_iso8583_command",
         "Run the authorisation service's ISO 8583 listener (1987 field layout, a 2-byte "

@@ -8,8 +8,12 @@ the read-phase rules of :mod:`issuer.domain.field55`)::
     -> derive the ICC AC key (cached per card), verify the ARQC for the card's CVN
     -> ATC strictly new within a window (replayed / rolled back: decline, flag)
     -> card CVR (in the MAC'd IAD) against terminal CVM results 9F34, CTQ 9F6C, TVR
-    -> transit indicators against the terminal's MCC, velocity, available funds
-    -> hold the amount, record, answer 8A + ARPC (method per CVN) + reason,
+    -> transit indicators against the terminal's MCC
+    -> spending controls: merchant category and country (issuer.domain.controls)
+    -> [the program's decision endpoint, between the phases (issuer.domain.program)]
+    -> ATC recorded; the program's decline; spending limits; velocity, funds
+    -> hold the amount (or less: a partial approval the request allows), record,
+       answer 8A + ARPC (method per CVN) + reason (+ the control named),
        and its event (authorisation.approved / .declined) in the same transaction.
 
 Only what the ARQC covers is trusted: amount, currency, date, type, UN, TVR, AIP,
@@ -19,8 +23,15 @@ changes nothing; the same id with another request is a :class:`ConflictError`.
 
 A request has a read phase (:meth:`Authoriser.check`: nothing written) and a write
 phase (:meth:`Authoriser.decide_many`) that runs in group commit with the write
-phases of concurrent requests. Reversal, completion, resubmission and refund are
-:mod:`issuer.domain.clearing`'s.
+phases of concurrent requests. Between the two, a service with a decision endpoint
+asks the program (:meth:`Authoriser.proposal`, then :meth:`Authoriser.take`), waiting
+for it without holding anything. Reversal, completion, resubmission, refund and
+increments are :mod:`issuer.domain.clearing`'s.
+
+Partial approval: a request that allows one (``partial_allowed``) and that a spending
+limit, the program or the available funds allow only in part is approved for that
+part (response code ``10``, ``approved_amount``), which is held; never below one
+minor unit, never when a count limit or velocity is reached.
 
 Lock order (issuer.ledger.repository): ATC state, then account, then authorisation.
 """
@@ -35,18 +46,20 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Final
 
-from emvwire.contract import Decision, DeclineReason, response_code
+from emvwire.contract import APPROVED, PARTIAL_APPROVAL, Decision, DeclineReason
 from emvwire.crypto.cryptogram import CryptogramData, cvn_spec, generate_arpc, verify_arqc
 from emvwire.errors import EmvWireError
 from emvwire.mask import mask_pan
 from emvwire.tags import Tag
 from issuer.domain import events, funds
+from issuer.domain.controls import Breach, allowed_amount, limits_amount, merchant_breach
 from issuer.domain.decisions import (
     VELOCITY_LIMIT,
     VELOCITY_PERIOD,
     Decided,
     Issuing,
     Velocity,
+    code_of,
     decide,
     new_record,
     retry,
@@ -61,9 +74,11 @@ from issuer.domain.field55 import (
     pan_of,
     parse_field55,
 )
+from issuer.domain.program import ProgramRequest, Proposed, Verdict
 from issuer.domain.vault import DeclinedError, Instrument
 from issuer.errors import IssuerError, TransientError, ValidationError
-from issuer.model.entities import AtcVerdict, Terminal, new_id
+from issuer.model.controls import SpendingControls
+from issuer.model.entities import AtcVerdict, Terminal, new_id, utc_now
 
 if TYPE_CHECKING:
     from issuer.ledger.repository import UnitOfWork
@@ -88,15 +103,17 @@ CSU_DECLINED: Final = bytes(4)
 
 @dataclass(frozen=True, slots=True)
 class AuthorisationRequest:
-    """What a terminal sends: its request id, field 55 and track 2 (57), and how the
-    card's data came (``channel``, :class:`emvwire.contract.Channel`). A QR payment
-    (:mod:`issuer.domain.qr`) may also carry the ``amount`` to authorise (a code made
-    without one) and a ``refusal``: why its code is refused, declined once the
-    cryptogram verified (the code's data that says so is then the card's)."""
+    """What a terminal sends: its request id, field 55 and track 2 (57), whether it
+    accepts a partial approval, and how the card's data came (``channel``,
+    :class:`emvwire.contract.Channel`). A QR payment (:mod:`issuer.domain.qr`) may also
+    carry the ``amount`` to authorise (a code made without one) and a ``refusal``: why
+    its code is refused, declined once the cryptogram verified (the code's data that
+    says so is then the card's)."""
 
     request_id: str
     icc_data: bytes = field(repr=False)
     track2: bytes = field(repr=False)
+    partial_allowed: bool = False
     channel: str = "contactless"
     amount: int | None = None
     refusal: DeclineReason | None = None
@@ -104,6 +121,8 @@ class AuthorisationRequest:
     def digest(self) -> str:
         """The request hash that tells a true retry from a reused request id."""
         data = b"auth|" + self.icc_data + b"|" + self.track2
+        if self.partial_allowed:
+            data += b"|partial"
         if self.channel != "contactless":
             data += f"|{self.channel}|{self.amount}".encode()
         return hashlib.sha256(data).hexdigest()
@@ -127,6 +146,15 @@ class _Checked:
     pan_masked: str
     reason: DeclineReason | None = None
     flag: bool = False
+    #: The spending controls of the instrument (token, card, account), and the merchant
+    #: control they decline it by (applied after the ATC is recorded).
+    controls: tuple[SpendingControls, ...] = ()
+    breach: Breach | None = None
+    #: The transaction id, chosen at once when the program is asked (its request names
+    #: it), else by the write phase.
+    txn_id: str = ""
+    #: The program's answer (or the fallback), when it was asked.
+    verdict: Verdict | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -265,6 +293,49 @@ class Authoriser:
             c.outcome if c.outcome is not None else decided.get(id(c), _UNDECIDED) for c in items
         ]
 
+    @staticmethod
+    def proposal(checked: Checked) -> ProgramRequest | None:
+        """What to ask the program's decision endpoint about a checked request
+        (:mod:`issuer.domain.program`): the issuer's proposed decision with masked data
+        only; ``None`` for a request that failed or whose cryptogram did not verify
+        (nothing is asked about a request the issuer cannot authenticate). Fixes the
+        transaction id the write phase will use."""
+        c = checked.checked
+        if checked.outcome is not None or c is None or c.data is None or c.instrument is None:
+            return None
+        c.txn_id = c.txn_id or new_id("txn")
+        inst, terminal = c.instrument, checked.terminal
+        breach = c.breach if c.reason is None else None
+        reason = c.reason or (DeclineReason.SPENDING_CONTROL if breach else None)
+        return ProgramRequest(
+            id=c.txn_id,
+            created_at=utc_now(),
+            request_id=checked.request.request_id,
+            terminal=terminal.id,
+            merchant=terminal.merchant,
+            mcc=terminal.mcc,
+            country=terminal.country,
+            card=c.pan_masked,
+            card_id=inst.card.id,
+            token_id=inst.token.id if inst.token else None,
+            account_id=inst.account.id,
+            amount=c.amount,
+            currency=c.currency,
+            partial_allowed=checked.request.partial_allowed,
+            proposed=Proposed(
+                approved=reason is None,
+                reason=reason,
+                control=breach.wire() if breach else None,
+            ),
+        )
+
+    @staticmethod
+    def take(checked: Checked, verdict: Verdict) -> None:
+        """Give a checked request the program's answer to its :meth:`proposal` (or the
+        fallback taken): its write phase applies it and records it."""
+        if checked.checked is not None:
+            checked.checked.verdict = verdict
+
     def _prepare(
         self, terminal: Terminal, request: AuthorisationRequest, generation: int
     ) -> tuple[str, _Checked]:
@@ -318,6 +389,22 @@ class Authoriser:
                 issuer.cache.put(key, found, generation)
         return found
 
+    def _controls(self, instrument: Instrument, generation: int) -> tuple[SpendingControls, ...]:
+        """The spending controls of the instrument (token, card, account), from the read
+        cache if it holds them for this generation (a change of controls bumps it)."""
+        issuer = self._issuer
+        key = ("controls", instrument.instrument_id)
+        found: tuple[SpendingControls, ...] | None = issuer.cache.get(key)
+        if found is None:
+            with issuer.ledger.unit_of_work(write=False, snapshot=False) as uow:
+                found = uow.controls.applying(
+                    account_id=instrument.account.id,
+                    card_id=instrument.card.id,
+                    token_id=instrument.token.id if instrument.token else None,
+                )
+            issuer.cache.put(key, found, generation)
+        return found
+
     def _key_retired(self, instrument: Instrument, generation: int) -> bool:
         """Whether the master key version of the instrument's keys is retired (the
         ledger's list, read once per cache generation: a retirement bumps it)."""
@@ -333,7 +420,9 @@ class Authoriser:
     def _check(
         self, terminal: Terminal, request: AuthorisationRequest, generation: int
     ) -> _Checked:
-        """The read phase: parse, de-tokenise, verify the cryptogram and the CVM."""
+        """The read phase: parse, de-tokenise, verify the cryptogram and the CVM, the
+        merchant's spending controls (:mod:`issuer.domain.controls`: only once the
+        cryptogram verified)."""
         tags = parse_field55(request.icc_data)
         pan = pan_of(request.track2)
         amount, currency = amount_and_currency(tags)
@@ -371,6 +460,10 @@ class Authoriser:
                 raise DeclinedError(request.refusal)
             check_cvm(instrument, tags)
             check_transit(instrument, tags, terminal.mcc)
+            checked.controls = self._controls(instrument, generation)
+            checked.breach = merchant_breach(
+                checked.controls, mcc=terminal.mcc, country=terminal.country
+            )
         except DeclinedError as decline:
             checked.reason, checked.flag = decline.reason, decline.flag
         return checked
@@ -386,11 +479,12 @@ class Authoriser:
         digest: str,
         checked: _Checked,
     ) -> Decided:
-        """The write phase: ATC, funds, hold, record, in the caller's unit of work.
+        """The write phase: ATC, the merchant control, the program's answer, spending
+        limits, velocity and funds, hold, record, in the caller's unit of work.
         :class:`_TakenError` if the request id is taken (a concurrent retry): the
         caller answers the stored decision. The unique (terminal, request id) makes the
         retry's checks vanish with its rolled-back job, so no look-up precedes them."""
-        txn_id = new_id("txn")
+        txn_id = checked.txn_id or new_id("txn")
         inst = checked.instrument
         reason, flag = checked.reason, checked.flag
         if reason is None and inst is not None and checked.atc is not None:
@@ -407,30 +501,34 @@ class Authoriser:
                 reason, flag = DeclineReason.ATC_ROLLED_BACK, True
             elif verdict is AtcVerdict.JUMPED:
                 reason, flag = DeclineReason.SUSPECTED_FRAUD, True
+        partial = request.partial_allowed
+        control = checked.breach if reason is None else None
+        if control is not None:
+            reason = DeclineReason.SPENDING_CONTROL
+        want = checked.amount
+        if reason is None and checked.verdict is not None:
+            reason, want = checked.verdict.apply(want, partial_allowed=partial)
+        if reason is None and inst is not None and limits_amount(checked.controls):
+            allowed, binding = allowed_amount(uow, inst.account.id, checked.controls, want)
+            if allowed < want:
+                control = binding
+                if partial and allowed > 0:
+                    want = allowed
+                else:
+                    reason = DeclineReason.SPENDING_CONTROL
         reserved = False
         if reason is None and inst is not None:
-            # Velocity, funds check and hold in one statement (it locks the account
-            # row); if it holds nothing, the count tells velocity from funds.
-            since = self.velocity.since()
-            token_id = inst.token.id if inst.token else None
-            card_id = None if token_id else inst.card.id
-            reserved = uow.accounts.reserve(
-                inst.account.id, checked.amount, card_id=card_id, token_id=token_id,
-                since=since, limit=self.velocity.limit,
-            )  # fmt: skip
-            if not reserved:
-                count = uow.authorisations.count_since(
-                    card_id=card_id, token_id=token_id, since=since
-                )
-                reason = (
-                    DeclineReason.VELOCITY_EXCEEDED
-                    if count >= self.velocity.limit
-                    else DeclineReason.INSUFFICIENT_FUNDS
-                )
-        arpc, iad91 = self._arpc(inst, checked, reason)
+            reserved, reason, want = self._reserve(uow, inst, want, partial=partial)
+        if reason is not None and reason is not DeclineReason.SPENDING_CONTROL:
+            control = None
+        wire = control.wire() if control is not None else None
+        arpc, iad91 = self._arpc(
+            inst, checked, code_of(reason, control=wire, partial=want < checked.amount)
+        )
         decided = decide(
             txn_id, reason, amount=checked.amount, currency=checked.currency, inst=inst,
             card=checked.pan_masked, arpc=arpc, issuer_authentication_data=iad91,
+            approved_amount=want, control=wire,
         )  # fmt: skip
         record = new_record(
             decided, terminal=terminal, request_id=request.request_id, digest=digest,
@@ -438,8 +536,10 @@ class Authoriser:
         )  # fmt: skip
         if not uow.authorisations.add(record):
             raise _TakenError
+        if checked.verdict is not None:
+            uow.programs.record(checked.verdict.record(txn_id))
         if reserved and inst is not None and reason is None:
-            funds.hold(uow, inst.account.id, checked.amount, txn_id, reserved=True)
+            funds.hold(uow, inst.account.id, want, txn_id, reserved=True)
         events.authorisation_decided(uow, record)
         if flag and inst is not None and reason is not None:
             if inst.token is not None:
@@ -448,19 +548,42 @@ class Authoriser:
                 uow.cards.set_flag(inst.card.id, reason.value)
         return decided
 
+    def _reserve(
+        self, uow: UnitOfWork, inst: Instrument, want: int, *, partial: bool
+    ) -> tuple[bool, DeclineReason | None, int]:
+        """Velocity, funds check and hold in one statement (it locks the account row);
+        if it holds nothing, the count tells velocity from funds, and a partial
+        approval holds what is available. (reserved, decline reason, amount held)."""
+        since = self.velocity.since()
+        token_id = inst.token.id if inst.token else None
+        card_id = None if token_id else inst.card.id
+        account_id = inst.account.id
+        if uow.accounts.reserve(
+            account_id, want, card_id=card_id, token_id=token_id, since=since,
+            limit=self.velocity.limit,
+        ):  # fmt: skip
+            return True, None, want
+        count = uow.authorisations.count_since(card_id=card_id, token_id=token_id, since=since)
+        if count >= self.velocity.limit:
+            return False, DeclineReason.VELOCITY_EXCEEDED, want
+        if partial:
+            available = uow.accounts.get(account_id, for_update=True).available
+            if 0 < available < want and uow.accounts.reserve(account_id, available):
+                return True, None, available
+        return False, DeclineReason.INSUFFICIENT_FUNDS, want
+
     @staticmethod
-    def _arpc(
-        inst: Instrument | None, checked: _Checked, reason: DeclineReason | None
-    ) -> tuple[bytes, bytes]:
+    def _arpc(inst: Instrument | None, checked: _Checked, code: str) -> tuple[bytes, bytes]:
         """ARPC and Issuer Authentication Data (91) by the CVN's method (Book 2 §8.2):
-        method 1 ``ARPC(8) || ARC(2)``, method 2 ``ARPC(4) || CSU(4)``."""
+        method 1 ``ARPC(8) || ARC(2)`` (the ARC the response ``code``), method 2
+        ``ARPC(4) || CSU(4)`` (approved for ``00`` and ``10``)."""
         if inst is None or checked.data is None or not checked.icc_mk:
             return b"", b""
         spec = cvn_spec(inst.cvn)
         if spec.arpc_method == 1:
-            arc = response_code(reason).encode("ascii")
+            arc = code.encode("ascii")
             arpc = generate_arpc(spec, checked.icc_mk, checked.data, checked.arqc, arc=arc)
             return arpc, arpc + arc
-        csu = CSU_DECLINED if reason is not None else CSU_APPROVED
+        csu = CSU_APPROVED if code in (APPROVED, PARTIAL_APPROVAL) else CSU_DECLINED
         arpc = generate_arpc(spec, checked.icc_mk, checked.data, checked.arqc, csu=csu)
         return arpc, arpc + csu

@@ -1,5 +1,5 @@
 """After the authorisation: reversal, completion (capture), resubmission (debt
-recovery) and refund of a terminal's transactions.
+recovery), refund and increment of a terminal's transactions.
 
 Each runs in group commit with the service's other writes and is idempotent per
 (terminal, request id): a retry answers what the first call did and changes nothing.
@@ -15,23 +15,38 @@ it was declined for funds or limits (:data:`RESUBMITTABLE`). Transit aggregation
 terminal of MCC 4111 (local commuter transport) may capture the fares of a period on
 the first tap's authorisation, above the authorised amount up to
 :data:`TRANSIT_AGGREGATION_LIMIT` in total.
+
+Incremental authorisation (Visa's and Mastercard's "incremental authorisation" of a
+pending pre-authorisation: a parking stay, a hotel night, a transit day that grows):
+the terminal of a pending approval raises its hold by an amount, checked like a new
+authorisation for the card's and account's status, the spending controls (merchant,
+the maximum per transaction against the new total, the period amount limits; count
+limits do not count an increment, which is no new approval) and the available funds,
+never the ATC (no new cryptogram) nor velocity. Approved (all, or with
+``partial_allowed`` what is available), the record's amount and hold grow and an
+``incremented`` event is appended; declined, the authorisation and its hold stay as
+they were and an ``increment_declined`` event records the attempt. A resubmission is a
+new authorisation: it meets the spending controls like any.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Final
 
-from emvwire.contract import Decision, DeclineReason
+from emvwire.contract import Decision, DeclineReason, IncrementDecision, decode, encode
 from issuer.domain import events, funds
+from issuer.domain.controls import Breach, allowed_amount, limits_amount, merchant_breach
 from issuer.domain.decisions import (
     VELOCITY_LIMIT,
     VELOCITY_PERIOD,
     Decided,
     Issuing,
     Velocity,
+    code_of,
     decide,
     new_record,
     retry,
@@ -46,12 +61,14 @@ from issuer.errors import (
     TransientError,
     ValidationError,
 )
+from issuer.model.controls import Increment
 from issuer.model.entities import (
     Authorisation,
     AuthorisationKind,
     AuthorisationStatus,
     Terminal,
     new_id,
+    utc_now,
 )
 
 if TYPE_CHECKING:
@@ -229,6 +246,9 @@ class Clearing:
         account = uow.accounts.get(original.account_id, for_update=True)
         inst = Instrument(card, account, token)
         reason = self._issuer.vault.check(inst, today=self._today(), mcc=terminal.mcc)
+        control: Breach | None = None
+        if reason is None:
+            reason, control = self._controls(uow, terminal, inst, take)
         if reason is None:
             count = uow.authorisations.count_since(
                 card_id=None if token else card.id, token_id=token.id if token else None,
@@ -242,6 +262,7 @@ class Clearing:
         decided = decide(
             txn_id, reason, amount=take, currency=original.currency, inst=inst,
             card=token.token_masked if token else card.pan_masked, original_id=original.id,
+            control=control.wire() if control is not None else None,
         )  # fmt: skip
         record = new_record(
             decided, terminal=terminal, request_id=request_id, digest=digest, inst=inst,
@@ -253,6 +274,139 @@ class Clearing:
             funds.hold(uow, account.id, take, txn_id)
         events.authorisation_decided(uow, record)
         return decided
+
+    @staticmethod
+    def _controls(
+        uow: UnitOfWork, terminal: Terminal, inst: Instrument, amount: int
+    ) -> tuple[DeclineReason | None, Breach | None]:
+        """The spending controls of a new authorisation of ``amount`` without partial
+        approval (:mod:`issuer.domain.controls`): the control that declines it, if any."""
+        controls = uow.controls.applying(
+            account_id=inst.account.id,
+            card_id=inst.card.id,
+            token_id=inst.token.id if inst.token else None,
+        )
+        breach = merchant_breach(controls, mcc=terminal.mcc, country=terminal.country)
+        if breach is None and limits_amount(controls):
+            allowed, binding = allowed_amount(uow, inst.account.id, controls, amount)
+            breach = binding if allowed < amount else None
+        return (None, None) if breach is None else (DeclineReason.SPENDING_CONTROL, breach)
+
+    def increment(
+        self,
+        terminal: Terminal,
+        transaction_id: str,
+        amount: int,
+        request_id: str,
+        *,
+        partial_allowed: bool = False,
+    ) -> IncrementDecision:
+        """Raise a pending approval's hold by ``amount`` (module docstring): the
+        answer, approved or declined. :class:`InvalidStateError` if the authorisation
+        is not a pending approval (nothing to raise). Idempotent per (terminal, request
+        id): a retry answers the stored decision (``replayed``), the same id with
+        another request is a :class:`ConflictError`."""
+        if not request_id or len(request_id) > 255:
+            raise ValidationError("a request id is 1 to 255 characters")
+        if isinstance(amount, bool) or not isinstance(amount, int) or amount <= 0:
+            raise ValidationError("an increment is a positive number of minor units")
+        digest = hashlib.sha256(
+            f"increment|{transaction_id}|{amount}|{int(partial_allowed)}".encode()
+        ).hexdigest()
+
+        def work(uow: UnitOfWork) -> IncrementDecision:
+            found = uow.increments.find(terminal.id, request_id)
+            if found is not None:
+                if not hmac.compare_digest(found.request_hash, digest):
+                    raise ConflictError("this Idempotency-Key was used for another request")
+                stored_answer = decode(found.response.encode(), IncrementDecision)
+                stored_answer.replayed = True
+                return stored_answer
+            return self._increment(uow, terminal, transaction_id, amount, request_id,
+                                   digest, partial_allowed)  # fmt: skip
+
+        return retry(lambda: self._issuer.writes.run(work))
+
+    def _increment(
+        self,
+        uow: UnitOfWork,
+        terminal: Terminal,
+        transaction_id: str,
+        amount: int,
+        request_id: str,
+        digest: str,
+        partial: bool,
+    ) -> IncrementDecision:
+        auth = _own(uow, terminal, transaction_id)
+        card_id = auth.card_id
+        if auth.account_id is None or card_id is None:
+            raise InvalidStateError(f"transaction {auth.id} has no card")
+        # Lock order (issuer.ledger.repository): the account, then the authorisation.
+        account = uow.accounts.get(auth.account_id, for_update=True)
+        auth = uow.authorisations.get(transaction_id, for_update=True)
+        if (
+            auth.kind is not AuthorisationKind.AUTHORISATION
+            or not auth.approved
+            or auth.status is not AuthorisationStatus.PENDING
+        ):
+            raise InvalidStateError(
+                f"transaction {auth.id} is {auth.status.value}, not a pending approval"
+            )
+        card = uow.cards.get(card_id)
+        token = uow.tokens.get(auth.token_id) if auth.token_id else None
+        inst = Instrument(card, account, token)
+        reason = self._issuer.vault.check(inst, today=self._today(), mcc=terminal.mcc)
+        control: Breach | None = None
+        take = amount
+        if reason is None:
+            controls = uow.controls.applying(
+                account_id=account.id, card_id=card.id, token_id=token.id if token else None
+            )
+            control = merchant_breach(controls, mcc=terminal.mcc, country=terminal.country)
+            if control is not None:
+                reason = DeclineReason.SPENDING_CONTROL
+            elif limits_amount(controls):
+                allowed, control = allowed_amount(
+                    uow, account.id, controls, take, already=auth.amount, counts=False
+                )
+                if allowed < take and partial and allowed > 0:
+                    take = allowed
+                elif allowed < take:
+                    reason = DeclineReason.SPENDING_CONTROL
+        if reason is None and not uow.accounts.reserve(account.id, take):
+            available = uow.accounts.get(account.id).available
+            if partial and 0 < available < take and uow.accounts.reserve(account.id, available):
+                take = available
+            else:
+                reason, control = DeclineReason.INSUFFICIENT_FUNDS, None
+        now = utc_now()
+        if reason is None:
+            if not uow.increments.raise_hold(auth.id, take, request_id):
+                raise TransientError("the authorisation changed meanwhile")
+            funds.hold(uow, account.id, take, auth.id, reserved=True)
+        else:
+            uow.increments.event(auth.id, "increment_declined", amount, request_id, now)
+        wire = control.wire() if control is not None else None
+        approved = reason is None
+        decision = IncrementDecision(
+            id=auth.id,
+            approved=approved,
+            response_code=code_of(reason, control=wire, partial=approved and take < amount),
+            amount=amount,
+            approved_amount=take if approved else 0,
+            authorised_amount=auth.amount + (take if approved else 0),
+            currency=auth.currency,
+            reason=reason,
+            control=wire,
+        )
+        record = Increment(
+            new_id("inc"), auth.id, terminal.id, request_id, digest, amount,
+            decision.approved_amount, approved, decision.response_code,
+            reason.value if reason else None, encode(decision).decode(), now,
+        )  # fmt: skip
+        if not uow.increments.add(record):
+            raise TransientError("a concurrent request with this id")  # replayed on retry
+        return decision
 
     def refund(
         self, terminal: Terminal, transaction_id: str, amount: int, request_id: str

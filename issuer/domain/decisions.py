@@ -15,7 +15,16 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Final, NamedTuple, Protocol, TypeVar
 
-from emvwire.contract import Decision, DeclineReason, decode, encode, response_code
+from emvwire.contract import (
+    PARTIAL_APPROVAL,
+    Decision,
+    DeclineReason,
+    SpendingControl,
+    control_response_code,
+    decode,
+    encode,
+    response_code,
+)
 from issuer.domain import funds
 from issuer.errors import ConflictError, TransientError
 from issuer.model.entities import (
@@ -40,6 +49,7 @@ __all__ = [
     "Decided",
     "Issuing",
     "Velocity",
+    "code_of",
     "decide",
     "new_record",
     "par",
@@ -106,6 +116,22 @@ def par(inst: Instrument | None) -> str | None:
     return (inst.token.par if inst.token is not None else inst.card.par) or None
 
 
+def code_of(
+    reason: DeclineReason | None,
+    *,
+    control: SpendingControl | None = None,
+    partial: bool = False,
+) -> str:
+    """The response code (8A, ISO 8583 field 39) of a decision: the reason's (EMV Book
+    4 §A6), a spending control's own (:func:`~emvwire.contract.control_response_code`),
+    ``10`` for a partial approval, ``00`` for a full one."""
+    if reason is None:
+        return PARTIAL_APPROVAL if partial else response_code(None)
+    if reason is DeclineReason.SPENDING_CONTROL and control is not None:
+        return control_response_code(control.name)
+    return response_code(reason)
+
+
 def decide(
     txn_id: str,
     reason: DeclineReason | None,
@@ -117,14 +143,18 @@ def decide(
     arpc: bytes = b"",
     issuer_authentication_data: bytes = b"",
     original_id: str | None = None,
+    approved_amount: int | None = None,
+    control: SpendingControl | None = None,
 ) -> Decided:
     """The decision of transaction ``txn_id``: approved when no ``reason`` declines
-    it, the response code of the reason (8A, EMV Book 4 §A6), and its text."""
+    it, for ``approved_amount`` (default all of ``amount``; less: a partial approval),
+    its response code (:func:`code_of`), and its text."""
     approved = reason is None
+    held = (amount if approved_amount is None else approved_amount) if approved else None
     decision = Decision(
         id=txn_id,
         approved=approved,
-        response_code=response_code(reason),
+        response_code=code_of(reason, control=control, partial=held is not None and held < amount),
         reason=reason,
         amount=amount,
         currency=currency,
@@ -134,6 +164,8 @@ def decide(
         card=card,
         par=par(inst),
         original_id=original_id,
+        approved_amount=held,
+        control=control,
     )
     return Decided(decision, encode(decision))
 
@@ -149,10 +181,14 @@ def new_record(
     channel: str = "contactless",
 ) -> Authorisation:
     """The authorisation record of a decision, its answer the decision's text; an
-    approval holds its amount until it expires (:func:`issuer.domain.funds.expiry_time`).
+    approval holds the amount approved (all of it, or less in a partial approval: the
+    record's amount) until it expires (:func:`issuer.domain.funds.expiry_time`).
     ``channel``: how the card's data came (:class:`emvwire.contract.Channel`)."""
     decision, text = decided
     approved = decision.approved
+    amount = decision.amount
+    if approved and decision.approved_amount is not None:
+        amount = decision.approved_amount
     reason = decision.reason
     now = utc_now()
     return Authorisation(
@@ -161,7 +197,7 @@ def new_record(
         terminal_id=terminal.id,
         request_id=request_id,
         request_hash=digest,
-        amount=decision.amount,
+        amount=amount,
         currency=decision.currency,
         approved=approved,
         response_code=decision.response_code,
@@ -175,7 +211,7 @@ def new_record(
         mcc=terminal.mcc,
         decline_reason=reason.value if reason else None,
         atc=atc,
-        held_amount=decision.amount if approved else 0,
+        held_amount=amount if approved else 0,
         expires_at=funds.expiry_time() if approved else None,
         response=text.decode(),
         channel=channel,

@@ -47,6 +47,8 @@ class _Job(Generic[T]):
     value: Any = None
     error: BaseException | None = None
     done: bool = False
+    #: In a batch that a leader took from the queue (running, or about to).
+    taken: bool = False
 
 
 class GroupCommit:
@@ -76,12 +78,15 @@ class GroupCommit:
         job: _Job[T] = _Job(work, order)
         with self._cond:
             self._queue.append(job)
-            while not job.done and self._leaders >= self._leaders_max:
+            # A job another leader took is waited for even when a leader slot is free.
+            while not job.done and (job.taken or self._leaders >= self._leaders_max):
                 self._cond.wait()
             if not job.done:
                 self._queue.remove(job)
                 batch = [job, *self._queue[: self._max_batch - 1]]
                 del self._queue[: self._max_batch - 1]
+                for taken in batch:
+                    taken.taken = True
                 self._leaders += 1
         if not job.done:
             try:

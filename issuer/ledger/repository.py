@@ -31,6 +31,13 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Generic, NamedTuple, Protocol, TypeVar
 
+from issuer.model.controls import (
+    ControlLevel,
+    DecisionEndpoint,
+    Increment,
+    ProgramDecision,
+    SpendingControls,
+)
 from issuer.model.entities import (
     Account,
     AccountStatus,
@@ -68,12 +75,15 @@ __all__ = [
     "Claimed",
     "Discrepancy",
     "EventRepository",
+    "IncrementRepository",
     "JournalRepository",
     "Ledger",
     "OperatorRepository",
     "OperatorRequestRepository",
     "Page",
     "PageRepository",
+    "ProgramRepository",
+    "SpendingControlRepository",
     "TerminalRepository",
     "TokenRepository",
     "Undispatched",
@@ -535,6 +545,79 @@ class WebhookRepository(Protocol):
         """How many deliveries are pending."""
 
 
+class SpendingControlRepository(Protocol):
+    """Spending controls per account, card or token (migration 9), and the spending
+    they limit."""
+
+    def get(self, level: ControlLevel, subject_id: str) -> SpendingControls | None:
+        """The controls set on one account, card or token, if any."""
+
+    def applying(
+        self, *, account_id: str, card_id: str, token_id: str | None
+    ) -> tuple[SpendingControls, ...]:
+        """Every control set on the token (if any), the card and the account: the
+        token's first, the account's last."""
+
+    def put(self, controls: SpendingControls) -> None:
+        """Set (replace) the controls of ``controls.level`` and ``subject_id``."""
+
+    def delete(self, level: ControlLevel, subject_id: str) -> bool:
+        """Remove the controls of one account, card or token; whether it had any."""
+
+    def list(self) -> builtins.list[SpendingControls]:
+        """Every set of controls."""
+
+    def spent(
+        self, level: ControlLevel, subject_id: str, since: Sequence[str]
+    ) -> builtins.list[tuple[int, int]]:
+        """For each start time of ``since`` (a record time; ``""``: all time), the
+        amount spent and the count of approved authorisations of the account, card
+        (its tokens' included) or token since then: a pending one counts its hold, a
+        captured one what was captured, a reversed or expired one nothing."""
+
+
+class ProgramRepository(Protocol):
+    """The program's decision endpoint and its answers (migration 9)."""
+
+    def endpoint(self) -> DecisionEndpoint | None:
+        """The endpoint, if one is set."""
+
+    def set_endpoint(self, endpoint: DecisionEndpoint) -> None:
+        """Set (replace) the endpoint."""
+
+    def clear_endpoint(self) -> bool:
+        """Remove the endpoint; whether there was one."""
+
+    def record(self, decision: ProgramDecision) -> None:
+        """Record the program's answer to an authorisation (with it, same transaction)."""
+
+    def decision(self, transaction_id: str) -> ProgramDecision | None:
+        """What the program answered for an authorisation, if it was asked."""
+
+
+class IncrementRepository(Protocol):
+    """Increments of pending authorisations (migration 9)."""
+
+    def find(self, terminal_id: str, request_id: str) -> Increment | None:
+        """The increment a terminal asked with this request id, if any."""
+
+    def for_transaction(self, transaction_id: str) -> builtins.list[Increment]:
+        """An authorisation's increments, oldest first."""
+
+    def add(self, increment: Increment) -> bool:
+        """Record an increment; ``False`` (nothing written) if its terminal used that
+        request id already."""
+
+    def raise_hold(self, transaction_id: str, amount: int, request_id: str) -> bool:
+        """Raise a pending approved authorisation's amount and hold by ``amount`` and
+        append its ``incremented`` event; ``False`` if it is not pending."""
+
+    def event(
+        self, transaction_id: str, kind: str, amount: int, request_id: str, when: str
+    ) -> None:
+        """Append an event to an authorisation (``increment_declined``)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Discrepancy:
     """A ledger invariant that does not hold (:meth:`Ledger.check`)."""
@@ -566,6 +649,9 @@ class UnitOfWork(ABC):
     pages: PageRepository
     events: EventRepository
     webhooks: WebhookRepository
+    controls: SpendingControlRepository
+    programs: ProgramRepository
+    increments: IncrementRepository
 
     @abstractmethod
     def commit(self) -> None:

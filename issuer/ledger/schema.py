@@ -85,6 +85,19 @@ Design (documented here because the tables are the contract):
   ``cancelled``), the request id that claimed it, the approved authorisation and the
   declined ones. A change of a token's channels, a terminal's city or currency, or a
   wallet's status or credential bumps the cache generation.
+- **Spending controls, the program's decision endpoint, increments** (migration 9):
+  ``spending_controls`` holds per account, card or token (``level``, ``subject_id``)
+  its merchant category and country lists (allowed or blocked, never both) and its
+  limits (per transaction; per day, week, month, year and all time by amount and by
+  count); ``decision_endpoint`` the one program endpoint of the issuer (URL,
+  deadline, fallback, CA, its signing secret sealed under a key-store key). A change
+  to either bumps the cache generation. ``authorisation_decisions`` records what the
+  program answered for an authorisation (or the fallback taken and why), in the
+  transaction of the authorisation; ``authorisation_increments`` each increment asked
+  of a pending authorisation (unique per terminal and request id: its stored
+  answer). An approved increment raises the record's ``amount`` and ``held_amount``
+  (the only change of either: the guards of migration 1 allow it on a pending record,
+  upward, both by the same amount) and appends an ``incremented`` event.
 """
 
 from __future__ import annotations
@@ -758,6 +771,149 @@ def _qr_triggers(dialect: str) -> tuple[str, ...]:
     return generation + guard
 
 
+#: Migration 9: the columns of an authorisation record that never change once written
+#: (migration 1's less ``amount`` and ``held_amount``, which an increment raises).
+_IMMUTABLE_AFTER_INCREMENTS: Final = tuple(
+    c for c in IMMUTABLE_AUTHORISATION_COLUMNS if c not in ("amount", "held_amount")
+)
+#: An increment's change: a pending record's amount and hold up by one same amount.
+_INCREMENT_ONLY: Final = (
+    "(NEW.amount <> OLD.amount OR NEW.held_amount <> OLD.held_amount) AND ("
+    "OLD.status <> 'pending' OR NEW.amount < OLD.amount"
+    " OR NEW.held_amount - OLD.held_amount <> NEW.amount - OLD.amount)"
+)
+
+_CONTROLS: Final = (
+    """CREATE TABLE spending_controls (
+        level TEXT NOT NULL CHECK (level IN ('account', 'card', 'token')),
+        subject_id TEXT NOT NULL,
+        allowed_mccs TEXT,
+        blocked_mccs TEXT,
+        allowed_countries TEXT,
+        blocked_countries TEXT,
+        max_per_transaction {bigint} CHECK (max_per_transaction > 0),
+        daily_amount {bigint} CHECK (daily_amount > 0),
+        weekly_amount {bigint} CHECK (weekly_amount > 0),
+        monthly_amount {bigint} CHECK (monthly_amount > 0),
+        yearly_amount {bigint} CHECK (yearly_amount > 0),
+        all_time_amount {bigint} CHECK (all_time_amount > 0),
+        daily_count INTEGER CHECK (daily_count > 0),
+        weekly_count INTEGER CHECK (weekly_count > 0),
+        monthly_count INTEGER CHECK (monthly_count > 0),
+        yearly_count INTEGER CHECK (yearly_count > 0),
+        all_time_count INTEGER CHECK (all_time_count > 0),
+        updated_at TEXT NOT NULL,
+        PRIMARY KEY (level, subject_id),
+        CHECK (allowed_mccs IS NULL OR blocked_mccs IS NULL),
+        CHECK (allowed_countries IS NULL OR blocked_countries IS NULL)
+    )""",
+    """CREATE TABLE decision_endpoint (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        url TEXT NOT NULL,
+        deadline_ms INTEGER NOT NULL CHECK (deadline_ms BETWEEN 1 AND 60000),
+        fallback TEXT NOT NULL CHECK (fallback IN ('issuer', 'decline')),
+        ca_pem TEXT,
+        secret_sealed {blob} NOT NULL,
+        created_at TEXT NOT NULL
+    )""",
+    """CREATE TABLE authorisation_decisions (
+        transaction_id TEXT PRIMARY KEY REFERENCES authorisations (id),
+        outcome TEXT NOT NULL CHECK (outcome IN ('approve', 'decline', 'partial', 'none')),
+        amount {bigint},
+        fallback TEXT CHECK (fallback IN ('issuer', 'decline')),
+        cause TEXT,
+        latency_ms INTEGER NOT NULL,
+        created_at TEXT NOT NULL
+    )""",
+    """CREATE TABLE authorisation_increments (
+        id TEXT PRIMARY KEY,
+        transaction_id TEXT NOT NULL REFERENCES authorisations (id),
+        terminal_id TEXT NOT NULL REFERENCES terminals (id),
+        request_id TEXT NOT NULL,
+        request_hash TEXT NOT NULL,
+        amount {bigint} NOT NULL CHECK (amount > 0),
+        approved_amount {bigint} NOT NULL CHECK (approved_amount >= 0),
+        approved INTEGER NOT NULL CHECK (approved IN (0, 1)),
+        response_code TEXT NOT NULL,
+        decline_reason TEXT,
+        response TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        UNIQUE (terminal_id, request_id)
+    )""",
+    "CREATE INDEX authorisation_increments_txn ON authorisation_increments (transaction_id)",
+)
+_CONTROLS_APPEND_ONLY: Final = ("authorisation_decisions", "authorisation_increments")
+
+
+def _sqlite_controls() -> tuple[str, ...]:
+    out = [
+        f"CREATE TRIGGER {table}_generation_{op.lower()} AFTER {op} ON {table} BEGIN"  # noqa: S608 - module constants
+        " UPDATE cache_generation SET generation = generation + 1 WHERE id = 1; END"
+        for table in ("spending_controls", "decision_endpoint")
+        for op in ("INSERT", "UPDATE", "DELETE")
+    ]
+    for table in _CONTROLS_APPEND_ONLY:
+        for op in ("UPDATE", "DELETE"):
+            out.append(
+                f"CREATE TRIGGER {table}_no_{op.lower()} BEFORE {op} ON {table} "
+                f"BEGIN SELECT RAISE(ABORT, '{table} are append-only'); END"
+            )
+    columns = ", ".join(_IMMUTABLE_AFTER_INCREMENTS)
+    out += [
+        "DROP TRIGGER authorisations_immutable",
+        f"CREATE TRIGGER authorisations_immutable BEFORE UPDATE OF {columns} "
+        "ON authorisations "
+        "BEGIN SELECT RAISE(ABORT, 'authorisations are append-only'); END",
+        "CREATE TRIGGER authorisations_increment BEFORE UPDATE OF amount, held_amount "
+        f"ON authorisations WHEN {_INCREMENT_ONLY} "
+        "BEGIN SELECT RAISE(ABORT, 'authorisations are append-only'); END",
+    ]
+    return tuple(out)
+
+
+def _postgres_controls() -> tuple[str, ...]:
+    new = ", ".join(f"NEW.{c}" for c in _IMMUTABLE_AFTER_INCREMENTS)
+    old = ", ".join(f"OLD.{c}" for c in _IMMUTABLE_AFTER_INCREMENTS)
+    out = [
+        f"CREATE TRIGGER {table}_generation AFTER INSERT OR UPDATE OR DELETE ON {table}"
+        " FOR EACH STATEMENT EXECUTE FUNCTION tapstack_bump_generation()"
+        for table in ("spending_controls", "decision_endpoint")
+    ]
+    for table in _CONTROLS_APPEND_ONLY:
+        out.append(
+            f"CREATE TRIGGER {table}_append_only BEFORE UPDATE OR DELETE ON {table} "
+            "FOR EACH ROW EXECUTE FUNCTION tapstack_append_only()"
+        )
+        out.append(
+            f"CREATE TRIGGER {table}_no_truncate BEFORE TRUNCATE ON {table} "
+            "FOR EACH STATEMENT EXECUTE FUNCTION tapstack_append_only()"
+        )
+    out.append(
+        f"""CREATE OR REPLACE FUNCTION tapstack_authorisation_guard() RETURNS trigger
+        LANGUAGE plpgsql AS $$
+        BEGIN
+            IF TG_OP <> 'UPDATE' THEN
+                RAISE EXCEPTION 'authorisations are append-only'
+                    USING ERRCODE = 'restrict_violation';
+            END IF;
+            IF ROW({new}) IS DISTINCT FROM ROW({old}) THEN
+                RAISE EXCEPTION 'authorisations are append-only'
+                    USING ERRCODE = 'restrict_violation';
+            END IF;
+            IF {_INCREMENT_ONLY} THEN
+                RAISE EXCEPTION 'authorisations are append-only'
+                    USING ERRCODE = 'restrict_violation';
+            END IF;
+            IF NEW.status <> OLD.status AND OLD.status <> 'pending' THEN
+                RAISE EXCEPTION 'only a pending authorisation changes state'
+                    USING ERRCODE = 'restrict_violation';
+            END IF;
+            RETURN NEW;
+        END $$"""
+    )
+    return tuple(out)
+
+
 #: Every schema version, in order.
 MIGRATIONS: Final[tuple[Migration, ...]] = (
     Migration(
@@ -815,6 +971,12 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
         "operators of the API, their idempotency keys; the append-only audit log",
         _OPERATORS_AND_AUDIT,
         {"sqlite": _sqlite_audit_guards(), "postgresql": _postgres_audit_guards()},
+    ),
+    Migration(
+        9,
+        "spending controls; the program's decision endpoint and its answers; increments",
+        _CONTROLS,
+        {"sqlite": _sqlite_controls(), "postgresql": _postgres_controls()},
     ),
     Migration(
         10,

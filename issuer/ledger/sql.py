@@ -25,6 +25,7 @@ from issuer.errors import (
     NotFoundError,
     TransientError,
 )
+from issuer.ledger.controls_sql import SqlIncrements, SqlPrograms, SqlSpendingControls
 from issuer.ledger.events_sql import SqlEvents, SqlWebhooks
 from issuer.ledger.operators_sql import SqlAuditLog, SqlOperatorRequests, SqlOperators, SqlPages
 from issuer.ledger.repository import Discrepancy, UnitOfWork
@@ -1064,9 +1065,9 @@ class SqlRepositories:
     connection and shared by its units of work (one at a time)."""
 
     __slots__ = (
-        "accounts", "atcs", "audit", "authorisations", "bins", "cards", "certificates", "db",
-        "events", "journals", "operator_requests", "operators", "pages", "terminals", "tokens",
-        "webhooks",
+        "accounts", "atcs", "audit", "authorisations", "bins", "cards", "certificates",
+        "controls", "db", "events", "increments", "journals", "operator_requests",
+        "operators", "pages", "programs", "terminals", "tokens", "webhooks",
     )  # fmt: skip
 
     def __init__(self, db: SqlConnection) -> None:
@@ -1086,6 +1087,9 @@ class SqlRepositories:
         self.pages = SqlPages(db)
         self.events = SqlEvents(db)
         self.webhooks = SqlWebhooks(db)
+        self.controls = SqlSpendingControls(db)
+        self.programs = SqlPrograms(db)
+        self.increments = SqlIncrements(db)
 
 
 class SqlUnitOfWork(UnitOfWork):
@@ -1122,6 +1126,9 @@ class SqlUnitOfWork(UnitOfWork):
         self.events: SqlEvents = repos.events
         self.webhooks: SqlWebhooks = repos.webhooks
         self.events.discard()  # left by a unit of work of this connection that failed
+        self.controls = repos.controls
+        self.programs = repos.programs
+        self.increments = repos.increments
 
     def commit(self) -> None:
         if self._done:

@@ -24,6 +24,10 @@ The QR code routes (:mod:`issuer.service.qr`) are answered alike; those of a pho
 wallet (``Route.principal``) take the wallet's credential and certificate instead of a
 terminal's, and a QR sale's long poll is awaited by the HTTP application
 (``Prepared.wait``).
+With a program's decision endpoint set (``issuer decisions set``), an authorisation
+the read phase authenticated is :attr:`Prepared.proposal`: the caller awaits
+:meth:`Api.consult` (the program asked on the event loop, within its deadline) before
+the write phase, and other requests go on meanwhile.
 """
 
 from __future__ import annotations
@@ -44,6 +48,7 @@ from issuer.domain.authorise import AuthorisationRequest, Authoriser, Checked
 from issuer.domain.cache import ReadCache
 from issuer.domain.clearing import Clearing
 from issuer.domain.credentials import CredentialCache
+from issuer.domain.program import Endpoint, ProgramRequest
 from issuer.domain.qr import cpm_terms, tap_terms
 from issuer.errors import (
     ConflictError,
@@ -56,6 +61,7 @@ from issuer.errors import (
 )
 from issuer.model.entities import Authorisation, Terminal, TerminalStatus
 from issuer.service.openapi import OPENAPI
+from issuer.service.program import Consultant
 from issuer.service.qr import QrService, SaleQuery, WalletRefusedError
 from issuer.service.routes import ROUTES, ListQuery, Route
 
@@ -112,12 +118,14 @@ class Request(NamedTuple):
 class Prepared:
     """A request after :meth:`Api.prepare`: answered, checked (an authorisation), a
     write still to run (validated already), or a long poll to await (``wait``: a QR
-    sale's, :mod:`issuer.service.qr`)."""
+    sale's, :mod:`issuer.service.qr`). A checked authorisation with a ``proposal``
+    waits for :meth:`Api.consult` (the program's decision endpoint)."""
 
     answer: Response | None
     checked: Checked | None = None
     write: Callable[[], Response] | None = None
     wait: Callable[[], Awaitable[Response]] | None = None
+    proposal: tuple[Endpoint, ProgramRequest] | None = None
 
 
 class _HttpError(IssuerError):
@@ -210,6 +218,7 @@ class Api:
         self.qr = QrService(
             app, self.authoriser, self.credentials, require_certificate=require_certificate
         )
+        self.consultant = Consultant(app)
         self._reads: Mapping[str, Callable[[Terminal, Mapping[str, str], Any], Response]] = {
             "list": self._list,
             "get": self._get,
@@ -222,6 +231,7 @@ class Api:
             "refund": self._refund,
             "qr_sale_open": lambda t, _, m, k: Response(201, self.qr.open_sale(t, m)),
             "qr_sale_cancel": lambda t, bill, m, k: Response(200, self.qr.cancel_sale(t, bill)),
+            "increment": self._increment,
         }
 
     @property
@@ -257,7 +267,12 @@ class Api:
             terminal = self._terminal(request, generation)
             if route.kind == "authorise":
                 auth = self._authorisation_request(request.headers, request.body)
-                return Prepared(None, self.authoriser.check(terminal, auth, generation=generation))
+                checked = self.authoriser.check(terminal, auth, generation=generation)
+                endpoint = self.consultant.endpoint(generation)
+                proposal = self.authoriser.proposal(checked) if endpoint else None
+                if endpoint is None or proposal is None:
+                    return Prepared(None, checked)
+                return Prepared(None, checked, proposal=(endpoint, proposal))
             if route.name == "qr_sale":
                 return self._qr_sale(terminal, request)
             if route.kind == "read":
@@ -271,6 +286,16 @@ class Api:
             return Prepared(None, write=lambda: write(terminal, txn_id, message, key))
         except Exception as exc:
             return Prepared(self.failure(exc))
+
+    async def consult(self, prepared: Prepared) -> None:
+        """Ask the program's decision endpoint about a prepared authorisation's
+        :attr:`~Prepared.proposal` (within its deadline; the fallback without an
+        answer) and give the answer to its write phase."""
+        if prepared.proposal is None or prepared.checked is None:
+            return
+        endpoint, proposal = prepared.proposal
+        verdict = await self.consultant.consult(endpoint, proposal)
+        self.authoriser.take(prepared.checked, verdict)
 
     def ready_to_write(self) -> bool:
         """Whether :meth:`finish_many` can write now without waiting for another
@@ -315,11 +340,12 @@ class Api:
         data = _decode(body, contract.AuthorisationRequest)
         key = self._key(headers)
         icc_data, track2 = bytes.fromhex(data.icc_data), bytes.fromhex(data.track2)
+        partial = data.partial_allowed
         if data.channel is contract.Channel.CONTACTLESS:
             if data.amount is None:
-                return AuthorisationRequest(key, icc_data, track2)
+                return AuthorisationRequest(key, icc_data, track2, partial)
             refusal = tap_terms(icc_data, data.amount)
-            return AuthorisationRequest(key, icc_data, track2, refusal=refusal)
+            return AuthorisationRequest(key, icc_data, track2, partial, refusal=refusal)
         if data.channel is not contract.Channel.QR_CPM:
             raise _HttpError(
                 400, "invalid_request", "a wallet pays a merchant's code: POST /v1/qr/payments"
@@ -327,8 +353,9 @@ class Api:
         # A consumer-presented code (issuer.domain.qr): its amount and its refusal.
         amount, refusal = cpm_terms(icc_data, data.amount, self.qr.payments.clock())
         return AuthorisationRequest(
-            key, icc_data, track2, channel=data.channel.value, amount=amount, refusal=refusal
-        )
+            key, icc_data, track2, partial, channel=data.channel.value, amount=amount,
+            refusal=refusal,
+        )  # fmt: skip
 
     def _wallet_request(self, route: Route, request: Request, generation: int) -> Prepared:
         """A phone wallet's request (:mod:`issuer.service.qr`): a merchant looked up,
@@ -466,6 +493,14 @@ class Api:
     ) -> Response:
         done = self.clearing.complete(terminal, txn_id, message.amount, key)
         return Response(200, _transaction(done))
+
+    def _increment(
+        self, terminal: Terminal, txn_id: str, message: contract.IncrementRequest, key: str
+    ) -> Response:
+        decision = self.clearing.increment(
+            terminal, txn_id, message.amount, key, partial_allowed=message.partial_allowed
+        )
+        return Response(200, decision)
 
     def _reverse(self, terminal: Terminal, txn_id: str, message: Any, key: str) -> Response:
         return Response(200, _transaction(self.clearing.reverse(terminal, txn_id, key)))

@@ -13,6 +13,10 @@ and hands the request to :class:`~issuer.service.api.Api` in two stages:
   serving others meanwhile); an authorisation runs its read phase (credential, fields,
   ARQC, status); another write is validated. The cache generation is read once per
   event-loop turn, for every request that turn prepares (:mod:`issuer.domain.cache`).
+- With a program's decision endpoint, an authorisation then awaits the program's
+  answer (:meth:`~issuer.service.api.Api.consult`: an HTTP request on this event
+  loop, at most the endpoint's deadline) in its own task: the loop reads, prepares
+  and commits the other requests meanwhile, and this one joins the batch after.
 - The writes of every request prepared meanwhile, together, two event-loop turns later
   (the sockets read once more, so that what arrived during the last commit joins) and
   once the ledger's writer is free (SQLite: no other worker writing; the loop serves
@@ -149,6 +153,8 @@ class ServiceApp:
         if prepared.wait is not None:  # a long poll (issuer.service.qr)
             await _send(send, await prepared.wait())
             return
+        if prepared.proposal is not None:
+            await self.api.consult(prepared)
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Response] = loop.create_future()
         self._batch.append((prepared, future))

@@ -38,10 +38,18 @@ Failures are answers: a message that breaks :data:`~emvwire.iso8583.SPEC` or lac
 field ``30`` (format error), an unknown message or operation ``12``, a transaction
 that is not there ``25``, a request id reused for another request ``94``, a ledger
 busy ``91`` (send again), anything else ``96``; field 44 names the cause.
+
+Messages are answered in two stages (:meth:`Iso8583Handler.prepare_many`, then
+:meth:`Iso8583Handler.finish_many`); between them, an authorisation that the
+program's decision endpoint is to be asked about (:attr:`IsoPrepared.proposal`, as
+over HTTP: :mod:`issuer.domain.program`) waits for :meth:`Iso8583Handler.consult`
+on the listener's event loop while the others are finished. ISO 8583 requests carry
+no partial approval indicator here: the program's smaller amount declines them.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import ssl
 from collections.abc import Callable, Sequence
@@ -55,6 +63,7 @@ from issuer.bootstrap import IssuerApp
 from issuer.domain.authorise import AuthorisationRequest, Authoriser, Checked
 from issuer.domain.clearing import Clearing
 from issuer.domain.credentials import CredentialCache
+from issuer.domain.program import Endpoint, ProgramRequest
 from issuer.errors import (
     ConflictError,
     InvalidStateError,
@@ -64,8 +73,9 @@ from issuer.errors import (
     ValidationError,
 )
 from issuer.model.entities import Authorisation, Terminal, TerminalStatus
+from issuer.service.program import Consultant
 
-__all__ = ["Iso8583Handler", "Session"]
+__all__ = ["Iso8583Handler", "IsoPrepared", "Session"]
 
 log = logging.getLogger("issuer.iso8583")
 
@@ -88,6 +98,23 @@ class Session:
     peer: str = ""
     certified: str | None = None
     bound: dict[str, _Binding] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class IsoPrepared:
+    """A message after :meth:`Iso8583Handler.prepare_many`: answered already
+    (``answered``: ``answer``, ``None`` for a message that has none), an authorisation
+    checked (its write phase to come, after the program if ``proposal``), or an
+    operation to run (``later``)."""
+
+    session: Session
+    message: Message
+    answered: bool = False
+    answer: Message | None = None
+    checked: Checked | None = None
+    financial: bool = False
+    proposal: tuple[Endpoint, ProgramRequest] | None = None
+    later: Callable[[], Message] | None = None
 
 
 class _RefusedError(IssuerError):
@@ -125,6 +152,7 @@ class Iso8583Handler:
         self.authoriser = authoriser or Authoriser(app)
         self.clearing = clearing or Clearing(app)
         self.credentials = CredentialCache()
+        self.consultant = Consultant(app)
         #: Served over mutual TLS: a terminal signs on only on a connection whose
         #: client certificate names it (:meth:`identify`), with or without field 48.
         self.require_certificate = require_certificate
@@ -154,22 +182,37 @@ class Iso8583Handler:
 
     def answer_many(self, items: Sequence[tuple[Session, Message]]) -> list[Message | None]:
         """Answer independent messages (of different connections) together: the
-        read phases of the authorisations first, their write phases in shared
-        transactions (group commit), then the other operations, in order."""
+        read phases of the authorisations first (the program asked meanwhile, in an
+        event loop of this call), their write phases in shared transactions (group
+        commit), then the other operations, in order."""
+        prepared = self.prepare_many(items)
+        asking = [p for p in prepared if p.proposal is not None]
+        if asking:
+
+            async def ask() -> None:
+                await asyncio.gather(*(self.consult(p) for p in asking))
+
+            asyncio.run(ask())
+        return self.finish_many(prepared)
+
+    def prepare_many(self, items: Sequence[tuple[Session, Message]]) -> list[IsoPrepared]:
+        """The first stage: network messages and failures answered, authorisations
+        checked (their read phases), other operations validated for
+        :meth:`finish_many`."""
         generation = self.app.cache.refresh()
-        answers: list[Message | None] = [None] * len(items)
-        pending: list[tuple[int, Checked, bool]] = []
-        later: list[tuple[int, Callable[[], Message]]] = []
-        for index, (session, message) in enumerate(items):
+        out = [IsoPrepared(session, message) for session, message in items]
+        for item in out:
+            session, message = item.session, item.message
             try:
                 if iso8583.response_mti(message.mti) is None:
                     log.warning("%s: message type %s has no answer: ignored",
                                 session.peer, message.mti)  # fmt: skip
+                    item.answered = True
                     continue
                 kind = _original_mti(message.mti)
                 _required(message, 7, 11)
                 if kind == Mti.NETWORK:
-                    answers[index] = self._network(session, message, generation)
+                    item.answer, item.answered = self._network(session, message, generation), True
                     continue
                 if kind not in SUPPORTED:
                     raise _RefusedError(
@@ -183,33 +226,55 @@ class Iso8583Handler:
                     icc, track2 = iso8583.authorisation_of(message)
                     request = AuthorisationRequest(rid, icc, track2)
                     checked = self.authoriser.check(terminal, request, generation=generation)
-                    pending.append((index, checked, kind == Mti.FINANCIAL))
+                    item.checked, item.financial = checked, kind == Mti.FINANCIAL
+                    endpoint = self.consultant.endpoint(generation)
+                    proposal = self.authoriser.proposal(checked) if endpoint else None
+                    if endpoint is not None and proposal is not None:
+                        item.proposal = (endpoint, proposal)
                 else:
-                    later.append((index, self._operation(kind, terminal, message, rid, refund)))
+                    item.later = self._operation(kind, terminal, message, rid, refund)
             except Exception as exc:
-                answers[index] = self._failure(message, exc, session.peer)
+                item.answer, item.answered = self._failure(message, exc, session.peer), True
+        return out
+
+    async def consult(self, item: IsoPrepared) -> None:
+        """Ask the program about a prepared authorisation's :attr:`~IsoPrepared.proposal`
+        (on the running event loop, within the endpoint's deadline) and give the
+        answer to its write phase."""
+        if item.proposal is None or item.checked is None:
+            return
+        verdict = await self.consultant.consult(*item.proposal)
+        self.authoriser.take(item.checked, verdict)
+
+    def finish_many(self, prepared: Sequence[IsoPrepared]) -> list[Message | None]:
+        """The second stage: the checked authorisations decided in shared
+        transactions, then the other operations; every answer, in order."""
+        answers = [p.answer for p in prepared]
+        pending = [(i, p) for i, p in enumerate(prepared) if not p.answered and p.checked]
         if pending:
-            decided = self.authoriser.decide_many([checked for _, checked, _ in pending])
-            for (index, checked, financial), outcome in zip(pending, decided, strict=True):
-                message = items[index][1]
+            decided = self.authoriser.decide_many([p.checked for _, p in pending if p.checked])
+            for (index, item), outcome in zip(pending, decided, strict=True):
+                message = item.message
                 try:
                     if isinstance(outcome, Exception):
                         raise outcome
                     decision = outcome.decision
-                    if financial and decision.approved:
+                    if item.financial and decision.approved and item.checked is not None:
+                        checked = item.checked
                         rid = checked.request.request_id
                         self.clearing.complete(
                             checked.terminal, decision.id, None, rid + ":capture"
                         )
                     answers[index] = iso8583.decision_answer(message, decision)
                 except Exception as exc:
-                    answers[index] = self._failure(message, exc, items[index][0].peer)
-        for index, work in later:
-            message = items[index][1]
+                    answers[index] = self._failure(message, exc, item.session.peer)
+        for index, item in enumerate(prepared):
+            if item.answered or item.later is None:
+                continue
             try:
-                answers[index] = work()
+                answers[index] = item.later()
             except Exception as exc:
-                answers[index] = self._failure(message, exc, items[index][0].peer)
+                answers[index] = self._failure(item.message, exc, item.session.peer)
         return answers
 
     # -- sign-on and the terminal of a message -----------------------------------------

@@ -3,9 +3,12 @@
 
 Each connection sends one message after another and gets each answer in turn; many
 connections are served at once. Messages that arrive together from different
-connections are answered together (:meth:`Iso8583Handler.answer_many` in one worker
-thread: the read phases, then the authorisations' write phases in one group commit),
-while the event loop goes on reading.
+connections are answered together (:meth:`Iso8583Handler.prepare_many` then
+:meth:`Iso8583Handler.finish_many` in one worker thread: the read phases, then the
+authorisations' write phases in one group commit), while the event loop goes on
+reading. An authorisation the program's decision endpoint is asked about waits for it
+in a task of its own on the loop (:meth:`Iso8583Handler.consult`, bounded by the
+endpoint's deadline) and is finished with a later batch: the others do not wait.
 
 Limits and broken input (a log line for each; never a value of field 2, 35, 48 or 55):
 
@@ -44,7 +47,7 @@ from typing import Final
 
 from emvwire import iso8583
 from emvwire.iso8583 import FormatError, Message
-from issuer.service.iso8583 import Iso8583Handler, Session
+from issuer.service.iso8583 import Iso8583Handler, IsoPrepared, Session
 
 __all__ = ["QUIET", "TLS_CLOSE_GRACE", "Iso8583Server", "serve_iso8583"]
 
@@ -86,6 +89,9 @@ class Iso8583Server:
         self.handshake_timeout = handshake_timeout
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="iso8583-batch")
         self._queue: list[tuple[Session, Message, asyncio.Future[Message | None]]] = []
+        #: Authorisations the program answered (or whose deadline passed), to finish.
+        self._consulted: list[tuple[IsoPrepared, asyncio.Future[Message | None]]] = []
+        self._consulting: set[asyncio.Task[None]] = set()
         self._wake: asyncio.Event | None = None
         self._stop: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -137,6 +143,8 @@ class Iso8583Server:
             batcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await batcher
+            for task in list(self._consulting):
+                task.cancel()
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(server.wait_closed(), 5)
 
@@ -153,26 +161,55 @@ class Iso8583Server:
 
     async def _batches(self) -> None:
         """Answer what the connections queued, one batch at a time in the worker
-        thread; what arrives meanwhile waits for the next batch."""
+        thread; what arrives meanwhile waits for the next batch. An authorisation to
+        ask the program about leaves the batch for its own task and comes back to a
+        later one (module docstring)."""
         assert self._loop is not None
         assert self._wake is not None
         while True:
             await self._wake.wait()
             self._wake.clear()
-            batch, self._queue = self._queue, []
-            if not batch:
+            fresh, self._queue = self._queue, []
+            ready, self._consulted = self._consulted, []
+            if fresh:
+                items = [(session, message) for session, message, _ in fresh]
+                try:
+                    prepared = await self._loop.run_in_executor(
+                        self._executor, self.handler.prepare_many, items
+                    )
+                except Exception as exc:  # the ledger is down: every message of the batch
+                    log.error("a batch failed", exc_info=exc)
+                    prepared = [
+                        IsoPrepared(s, m, answered=True, answer=_system_error(m)) for s, m in items
+                    ]
+                for item, (_, _, future) in zip(prepared, fresh, strict=True):
+                    if item.proposal is not None:
+                        task = self._loop.create_task(self._consult(item, future))
+                        self._consulting.add(task)
+                        task.add_done_callback(self._consulting.discard)
+                    else:
+                        ready.append((item, future))
+            if not ready:
                 continue
-            items = [(session, message) for session, message, _ in batch]
             try:
                 answers = await self._loop.run_in_executor(
-                    self._executor, self.handler.answer_many, items
+                    self._executor, self.handler.finish_many, [item for item, _ in ready]
                 )
             except Exception as exc:  # the ledger is down: every message of the batch
                 log.error("a batch failed", exc_info=exc)
-                answers = [_system_error(message) for _, message in items]
-            for (_, _, future), answer in zip(batch, answers, strict=True):
+                answers = [_system_error(item.message) for item, _ in ready]
+            for (_, future), answer in zip(ready, answers, strict=True):
                 if not future.done():
                     future.set_result(answer)
+
+    async def _consult(self, item: IsoPrepared, future: asyncio.Future[Message | None]) -> None:
+        """Ask the program about one authorisation, then hand it to the next batch."""
+        assert self._wake is not None
+        try:
+            await self.handler.consult(item)
+        finally:
+            self._consulted.append((item, future))
+            self._wake.set()
 
     # -- one connection ----------------------------------------------------------------
 

@@ -278,6 +278,22 @@ ROUTES: Final[tuple[Route, ...]] = (
         "and completed or reversed as usual.",
     ),
     Route(
+        "increment",
+        "POST",
+        "/v1/authorisations/{id}/increment",
+        "Raise a pending authorisation's hold (incremental authorisation)",
+        {200: (contract.IncrementDecision, "Increment approved or declined")},
+        body=contract.IncrementRequest,
+        idempotency_key=True,
+        kind="write",
+        description="A pending approval of this terminal (a parking stay, a transit day "
+        "that grows): the hold is raised by amount if the card and account may still "
+        "pay, the spending controls allow it (the maximum per transaction counts the "
+        "new total) and funds are available; with partial_allowed, by what is "
+        "available. Declined (200, approved false), the authorisation and its hold "
+        "stay as they were. Not a pending approval: 409 conflict.",
+    ),
+    Route(
         "reverse_request",
         "POST",
         "/v1/reversals",

@@ -82,6 +82,7 @@ def test_documented_bodies_are_what_the_routes_accept(world: World) -> None:
         "bill": BILL,
         "expires_in": 60,
         "payload": "not a QR code",
+        "partial_allowed": True,
     }
     wallet = _wallet(world)
     routes = [

@@ -312,6 +312,7 @@ def test_openapi_documents_every_route_and_no_deny_list(world: World) -> None:
         "/v1/authorisations/{id}/complete", "/v1/authorisations/{id}/resubmit", "/v1/refunds",
         "/v1/reversals", "/health", "/openapi.json", "/v1/qr/sales", "/v1/qr/sales/{bill}",
         "/v1/qr/sales/{bill}/cancel", "/v1/qr/merchants/{id}", "/v1/qr/payments",
+        "/v1/authorisations/{id}/increment",
         *(f"/v1/issuing/{r}" for r in ("accounts", "cards", "tokens", "terminals", "ranges",
                                        "authorisations", "webhook_endpoints", "events")),
         *(f"/v1/issuing/{r}/{{id}}" for r in ("accounts", "cards", "tokens", "terminals",

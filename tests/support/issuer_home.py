@@ -32,21 +32,31 @@ __all__ = ["PASS", "IssuerHome", "arqc_request", "stop_service"]
 PASS = "service test passphrase"
 
 
-def arqc_request(mk: bytes, atc: int, amount: int) -> bytes:
-    """A field 55 blob of a Visa CVN 18 card (EMV Book 2 §8.1.1 data, ARQC over it)."""
+#: An issuer application data per Visa CVN: format 0/1 for CVN 18 (its CVR at offset
+#: 3), format 2 (32 bytes, the CVR at offset 3 on 5) for CVN 22, the default ranges'
+#: token CVN.
+_VISA_IAD = {
+    18: bytes.fromhex("06011203a00000"),
+    22: bytes.fromhex("1f220100") + bytes(28),
+}
+
+
+def arqc_request(mk: bytes, atc: int, amount: int, cvn: int = 18) -> bytes:
+    """A field 55 blob of a Visa CVN 18 (or 22) card (EMV Book 2 §8.1.1 data, ARQC
+    over it)."""
     raw = {
         0x9F02: bytes.fromhex(f"{amount:012d}"), 0x9F03: bytes(6),
         0x9F1A: b"\x02\x50", 0x95: bytes(5), 0x5F2A: b"\x09\x78",
         0x9A: bytes.fromhex(date.today().strftime("%y%m%d")), 0x9C: b"\x00",
         0x9F37: os.urandom(4), 0x82: b"\x20\x00", 0x9F36: atc.to_bytes(2, "big"),
-        0x9F10: bytes.fromhex("06011203a00000"),
+        0x9F10: _VISA_IAD[cvn],
     }  # fmt: skip
     data = CryptogramData(
         tag_9f02=raw[0x9F02], tag_9f03=raw[0x9F03], tag_9f1a=raw[0x9F1A], tag_95=raw[0x95],
         tag_5f2a=raw[0x5F2A], tag_9a=raw[0x9A], tag_9c=raw[0x9C], tag_9f37=raw[0x9F37],
         tag_82=raw[0x82], tag_9f36=raw[0x9F36], tag_9f10=raw[0x9F10],
     )  # fmt: skip
-    out = encode(0x9F26, generate_arqc(18, mk, data)) + encode(0x9F27, b"\x80")
+    out = encode(0x9F26, generate_arqc(cvn, mk, data)) + encode(0x9F27, b"\x80")
     return out + b"".join(encode(t, v) for t, v in raw.items())
 
 
