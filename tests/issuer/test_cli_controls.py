@@ -80,7 +80,7 @@ def test_controls_refuse_bad_arguments(iss: Issuer) -> None:
     iss.run("controls", "set", "--card", card, "--daily", "-5", code=2)
     iss.run("controls", "set", "--card", card, "--block-mcc", "79", code=2)
     missing = iss.run("controls", "show", "--card", "card_aaaaaaaaaaaaaaaa", "--json", code=3)
-    assert json.loads(missing.stderr)["error"]["exit_code"] == 3
+    assert json.loads(missing.stdout)["error"]["exit"] == 3
 
 
 def test_decisions_set_shows_the_secret_once(iss: Issuer, tmp_path: Path) -> None:
