@@ -70,6 +70,7 @@ from issuer.model.entities import (
     new_id,
     utc_now,
 )
+from issuer.model.events import EventType
 
 if TYPE_CHECKING:
     from issuer.ledger.repository import UnitOfWork
@@ -384,6 +385,10 @@ class Clearing:
             if not uow.increments.raise_hold(auth.id, take, request_id):
                 raise TransientError("the authorisation changed meanwhile")
             funds.hold(uow, account.id, take, auth.id, reserved=True)
+            events.authorisation_changed(
+                uow, uow.authorisations.get(auth.id), EventType.AUTHORISATION_INCREMENTED,
+                {"amount": auth.amount, "held_amount": auth.held_amount},
+            )  # fmt: skip
         else:
             uow.increments.event(auth.id, "increment_declined", amount, request_id, now)
         wire = control.wire() if control is not None else None

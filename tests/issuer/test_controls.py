@@ -371,6 +371,10 @@ def test_an_increment_raises_the_hold_once(shop: Shop) -> None:
     status, conflict = shop.increment(first["id"], 700, key="i1")
     assert (status, conflict["error"]["code"]) == (409, "conflict")
     assert _events(shop, first["id"]) == [("incremented", 500)]
+    with shop.app.ledger.unit_of_work(write=False) as uow:
+        outbox, _ = uow.events.list(object_id=first["id"])
+    incremented = [e for e in outbox if e.type == "authorisation.incremented"]
+    assert len(incremented) == 1  # the replay and the conflict wrote none
     status, record = shop.post(f"/v1/authorisations/{first['id']}/complete", {})
     assert (status, record["captured_amount"], record["amount"]) == (200, 1500, 1500)
     assert shop.balances() == (98_500, 0)
