@@ -8,8 +8,9 @@ line). The till logic, capture policy and close are in :mod:`terminal.apps.retai
 
 A sale may be paid by QR code instead of a tap (EMV QRCPS; :mod:`terminal.apps.qr`):
 ``--scan`` reads the customer's consumer-presented code as one line of standard input
-(a USB scanner is a keyboard: it types the code and Enter) or from ``--image FILE`` (a
-camera frame); ``--show-code`` shows the dynamic merchant-presented code the issuer
+(a USB scanner is a keyboard: it types the code and Enter), from a serial scanner's
+port (``--scanner /dev/ttyACM0``: :mod:`terminal.apps.scanner`) or from ``--image
+FILE`` (a camera frame); ``--show-code`` shows the dynamic merchant-presented code the issuer
 made for the sale on the customer display (drawn in Unicode half blocks, its text on
 the next line; ``--code-png FILE`` writes it as an image too) and waits
 ``--qr-wait`` seconds for the customer's phone to pay it.
@@ -44,7 +45,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import click
 
@@ -91,6 +92,9 @@ from terminal.kernel.transaction import (
 from terminal.readers import NoCardError, Reader, ReaderError, signal_outcome
 
 __all__ = ["CloseMismatch", "JournalFailure", "Refused", "retail_command"]
+
+#: How long a sale waits for a serial scanner's code without ``--timeout`` (seconds).
+SCANNER_WAIT: Final = 60.0
 
 #: Default folder of the till's journal.
 DEFAULT_HOME = "var/retail"
@@ -364,6 +368,14 @@ def _scanned(session: _Session) -> str:
         except QrError as exc:
             raise CardNotCompleted(f"{image_file}: {exc.message}") from None
     _display(UiMessage.SEE_PHONE, "show your code to the scanner")
+    scanner = session.get("scanner")
+    if scanner:
+        from terminal.apps.scanner import ScannerError, read_code
+
+        try:
+            return read_code(scanner, session.get("timeout") or SCANNER_WAIT)
+        except ScannerError as exc:
+            raise CardNotCompleted(str(exc)) from None
     line = session.next_line()
     if not line or not line.strip():
         raise CardNotCompleted("no code scanned")
@@ -515,6 +527,9 @@ def _lines(session: _Session, read: Callable[[], str | None]) -> None:
               "QR code (shown on the display).")  # fmt: skip
 @click.option("--image", type=click.Path(dir_okay=False), metavar="FILE",
               help="With --scan: read the customer's code from this picture.")  # fmt: skip
+@click.option("--scanner", metavar="PORT",
+              help="Scanned codes come from this serial scanner (e.g. /dev/ttyACM0, raw, "
+              "9600 baud, a code a line) instead of standard input.")  # fmt: skip
 @click.option(
     "--code-png",
     type=click.Path(dir_okay=False),

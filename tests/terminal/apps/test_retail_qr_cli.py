@@ -7,6 +7,7 @@ Approvals through the real service: tests/e2e/test_qr_e2e.py."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import socket
 from collections.abc import Callable
@@ -103,3 +104,40 @@ def test_qr_options_are_checked(run: Callable[..., Result], tmp_path: Path) -> N
     blank = run("--amount", "1.00", "--scan", "--image", str(tmp_path / "blank.png"))
     assert (blank.exit_code, "not an image" in blank.output) == (8, True)
     assert run("--amount", "1.00", "--scan", stdin="").exit_code == 8  # nothing scanned
+
+
+def test_a_serial_scanner_s_code_is_read_from_its_port(
+    run: Callable[..., Result], code: str
+) -> None:
+    """A scanner on a serial port (a pseudo-terminal here) sends the code ended by CR
+    alone: read raw, it is the sale's code (the issuer is down: no charge, exit 7)."""
+    leader, follower = os.openpty()
+    try:
+        os.write(leader, b"\r" + code.encode() + b"\r")  # an empty line first, then the code
+        result = run("--amount", "5.00", "--scan", "--scanner", os.ttyname(follower))
+    finally:
+        os.close(leader)
+        os.close(follower)
+    assert result.exit_code == 7, result.output
+    (receipt,) = _receipts(result)
+    assert (receipt["status"], receipt["channel"], receipt["card"]) == (
+        "NO CHARGE",
+        "qr_cpm",
+        "489537******0013",
+    )
+
+
+def test_a_silent_or_missing_scanner_ends_the_sale(
+    run: Callable[..., Result], tmp_path: Path
+) -> None:
+    leader, follower = os.openpty()
+    try:
+        silent = run("--amount", "5.00", "--scan", "--scanner", os.ttyname(follower),
+                     "--timeout", "0.2")  # fmt: skip
+    finally:
+        os.close(leader)
+        os.close(follower)
+    assert (silent.exit_code, "no code within 0.2 s" in silent.output) == (8, True)
+    missing = run("--amount", "5.00", "--scan", "--scanner", str(tmp_path / "ttyNONE"))
+    assert (missing.exit_code, "No such file" in missing.output) == (8, True)
+    assert "Traceback" not in silent.output + missing.output
