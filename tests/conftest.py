@@ -42,10 +42,17 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from card.vpcd import VPCD_PORT
 from clikit.errors import DEBUG_ENV
 from tests.support.services import missing_service
+
+# Property tests assert what holds, never how fast: no per-example deadline and no
+# "input generation is slow" health check, which a loaded two-core machine running the
+# suite on parallel workers trips on inputs that are merely large (a QR code's text).
+settings.register_profile("tapstack", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("tapstack")
 
 PCSCD_SOCKET = Path(os.environ.get("PCSCLITE_CSOCK_NAME", "/run/pcscd/pcscd.comm"))
 SOFTHSM_MODULE = Path(os.environ.get("TAPSTACK_PKCS11_MODULE", "/usr/lib/softhsm/libsofthsm2.so"))
