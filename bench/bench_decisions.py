@@ -3,7 +3,7 @@ against none, in the same run (BENCHMARKS.md "Real-time decisions").
 
     .venv/bin/python bench/bench_decisions.py [--clients 192] [--procs 2] [--workers 2]
         [--seconds 15] [--rounds 2] [--program-ms 50] [--cards 1000] [--db URL]
-        [--dev-plain-http]
+        [--dev-plain-http] [--rate R]
 
 Each round runs bench/load_issuer.py's plan twice, one after the other: a fresh issuer
 without a decision endpoint, then a fresh one whose endpoint (``issuer decisions
@@ -15,7 +15,10 @@ terminals (``--clients``, one request in flight each, from ``--procs`` processes
 cards and pre-computed ARQCs; mutual TLS to the issuer unless ``--dev-plain-http``.
 Each terminal's first request is answered before the clock starts (load_issuer.py
 ``--warm``: the service checks a terminal's credential once, about 45 ms of CPU, which
-would otherwise fill the first seconds of a run of 192 terminals).
+would otherwise fill the first seconds of a run of 192 terminals). ``--rate R`` offers
+R authorisations per second in all instead (each terminal paced): below the service's
+capacity, both runs should answer R per second, the endpoint's adding its time to
+each latency only.
 
 With the endpoint every authorisation is held ``--program-ms`` longer, so one terminal
 makes fewer per second; with enough terminals in flight (Little's law: about rate x
@@ -136,12 +139,12 @@ def _with_program(delay: float, db: str | None) -> Any:
             )
         ours.send(secret)
 
-        def finished() -> dict[str, Any]:
+        def finished(window_start: str) -> dict[str, Any]:
             ours.send("stop")
             counts = ours.recv()
             process.join(10)
             with open_issuer(home, db_url=db) as app:
-                recorded = _recorded(app)
+                recorded = _recorded(app, window_start)
             return {"program": counts, "program_answers": recorded}
 
         return finished
@@ -149,16 +152,18 @@ def _with_program(delay: float, db: str | None) -> Any:
     return configure
 
 
-def _recorded(app: Any) -> dict[str, Any]:
-    """The program's answers as the authorisations recorded them, by outcome and cause,
-    and the median and 99th percentile of the time the issuer waited for them."""
+def _recorded(app: Any, since: str) -> dict[str, Any]:
+    """The program's answers within the timed window (from ``since``) as the
+    authorisations recorded them, by outcome and cause, and the median and 99th
+    percentile of the time the issuer waited for them."""
     with app.ledger.unit_of_work(write=False) as uow:
         rows = uow.db.all(
             "SELECT outcome, COALESCE(cause, ''), COUNT(*) FROM authorisation_decisions"
-            " GROUP BY outcome, cause"
+            " WHERE created_at >= ? GROUP BY outcome, cause",
+            (since,),
         )
         waits = sorted(int(r[0]) for r in uow.db.all(
-            "SELECT latency_ms FROM authorisation_decisions"
+            "SELECT latency_ms FROM authorisation_decisions WHERE created_at >= ?", (since,)
         ))  # fmt: skip
     out: dict[str, Any] = {f"{o}{':' + c if c else ''}": int(n) for o, c, n in rows}
     if waits:
@@ -178,11 +183,15 @@ def main() -> None:
     parser.add_argument("--cards", type=int, default=1000)
     parser.add_argument("--program-ms", type=float, default=50.0)
     parser.add_argument("--dev-plain-http", action="store_true")
+    parser.add_argument(
+        "--rate", type=float, default=0.0,
+        help="an offered load (authorisations/s in all) instead of as fast as answered",
+    )  # fmt: skip
     args = parser.parse_args()
     run = argparse.Namespace(
         db=args.db, workers=args.workers, clients=args.clients, procs=args.procs,
         cards=args.cards, client="raw", handshakes=0, dev_plain_http=args.dev_plain_http,
-        warm=True,
+        warm=True, rate=args.rate,
     )  # fmt: skip
     seconds = min(args.seconds, 60.0)
     rows = []

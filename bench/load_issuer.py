@@ -14,7 +14,9 @@ with mutual TLS as deployed (``--dev-plain-http``: plain HTTP), and drives it fr
 terminal presenting its certificate and sending one request after another, for at
 most ``--seconds`` (bounded: <= 60; with ``--warm``, from when every terminal has had
 its first request answered: the service checks a terminal's credential once, at
-about 45 ms of CPU). ``--client host`` drives it with the terminal's
+about 45 ms of CPU; ``--rate R``: each terminal sends its next request no sooner than
+its share of R per second, an offered load rather than as fast as answers come).
+``--client host`` drives it with the terminal's
 :class:`~hostlink.HostClient` (a thread per terminal, http.client, JSON both ways:
 about as much CPU per request as the service itself); ``--client raw`` (default) with
 pre-encoded HTTP/1.1 requests on keep-alive sockets from one selectors loop per
@@ -41,6 +43,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import heapq
 import itertools
 import json
 import multiprocessing
@@ -57,7 +60,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -103,6 +106,8 @@ class Job:
     #: (the service verifies a terminal's credential once, about 45 ms of CPU), then
     #: every load process waits for the others and the caller at this barrier.
     warm: Any = None
+    #: ``--rate``: seconds from one request of a terminal to its next (0: at once).
+    pace: float = 0.0
 
     def tls(self, term: Terminal) -> ClientTls:
         """The terminal's side of mutual TLS, or plain HTTP for an ``http://`` URL."""
@@ -315,12 +320,25 @@ def _drive_raw(job: Job) -> Any:
         job.warm.wait()
     start = time.perf_counter()
     deadline = time.monotonic() + job.seconds
-    for conn in conns:
-        if conn.send():
-            sel.register(conn.sock, selectors.EVENT_READ, conn)
-            live += 1
+    due: list[tuple[float, int, Any]] = []  # paced: (when, tie, conn) of the next sends
+    for n, conn in enumerate(conns):
+        sel.register(conn.sock, selectors.EVENT_READ, conn)
+        live += 1
+        if job.pace:
+            heapq.heappush(due, (start + job.pace * n / len(conns), n, conn))
+        elif not conn.send():
+            sel.unregister(conn.sock)
+            live -= 1
     while live:
-        for key, _ in sel.select(1.0):
+        now = time.perf_counter()
+        while due and due[0][0] <= now:
+            conn = heapq.heappop(due)[2]
+            if not conn.send():
+                sel.unregister(conn.sock)
+                conn.sock.close()
+                live -= 1
+        wait = max(0.0, due[0][0] - now) if due else 1.0
+        for key, _ in sel.select(wait):
             conn = key.data
             data = receive(conn.sock)
             if data is None:
@@ -337,7 +355,9 @@ def _drive_raw(job: Job) -> Any:
             latencies.append(time.perf_counter() - conn.start)
             name = got.decode()
             outcomes[name] = outcomes.get(name, 0) + 1
-            if not conn.send():
+            if job.pace and conn.start + job.pace > time.perf_counter():
+                heapq.heappush(due, (conn.start + job.pace, id(conn), conn))
+            elif not conn.send():
                 sel.unregister(conn.sock)
                 conn.sock.close()
                 live -= 1
@@ -373,6 +393,13 @@ def main(client: str = "raw") -> None:
         "--warm",
         action="store_true",
         help="raw client: each terminal's first request answered before the clock starts",
+    )
+    parser.add_argument(
+        "--rate",
+        type=float,
+        default=0.0,
+        help="raw client: offer this many authorisations/s in all (each terminal paced; "
+        "0: each sends its next at once)",
     )
     args = parser.parse_args()
     seconds = min(args.seconds, 60.0)
@@ -519,8 +546,9 @@ def _driver(client: str) -> Any:
 
 #: What a run may set up beside the issuer once its home is made (the program's decision
 #: endpoint: bench/bench_decisions.py): called with the home before the service
-#: starts, it answers what to call once the run is over, whose dict joins the report.
-Configure = Callable[[Path], Callable[[], dict[str, Any]]]
+#: starts, it answers what to call once the run is over (with the UTC time the timed
+#: window started, as records carry it), whose dict joins the report.
+Configure = Callable[[Path], Callable[[str], dict[str, Any]]]
 
 
 def bench(
@@ -563,15 +591,19 @@ def bench(
             if getattr(args, "warm", False):
                 manager = multiprocessing.Manager()
                 warm = manager.Barrier(procs + 1)
+            rate = getattr(args, "rate", 0.0)
+            pace = len(terms) / rate if rate else 0.0
             jobs = [
-                Job(url, terms[i::procs], streams[i::procs], seconds, plan["server_ca"], warm)
+                Job(url, terms[i::procs], streams[i::procs], seconds, plan["server_ca"], warm,
+                    pace)
                 for i in range(procs)
-            ]
+            ]  # fmt: skip
             before = resource.getrusage(resource.RUSAGE_CHILDREN)
             with multiprocessing.Pool(procs) as pool:
                 running = pool.map_async(_driver(args.client), jobs)
                 if warm is not None:
                     warm.wait()  # every terminal answered once: the window starts
+                window_start = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
                 ticks = _cpu_ticks(server.pid)
                 results = running.get()
                 window_cpu = (_cpu_ticks(server.pid) - ticks) / os.sysconf("SC_CLK_TCK")
@@ -588,7 +620,7 @@ def bench(
             server.returncode = os.waitstatus_to_exitcode(status)
             if server.stderr is not None:
                 server.stderr.close()
-            extra = finished() if finished is not None else {}
+            extra = finished(window_start) if finished is not None else {}
         latencies = sorted(x for lat, _, _ in results for x in lat)
         outcomes: dict[str, int] = {}
         for _, counts, _ in results:
