@@ -4,7 +4,8 @@
 requests to the domain (transport-free, testable without sockets);
 :mod:`issuer.service.app` is the ASGI application (Starlette's router, group commit)
 that :mod:`httpserve` serves with uvicorn; :mod:`issuer.service.openapi` is the API's
-OpenAPI 3.1 document, made from the routes.
+OpenAPI 3.1 document, made from the routes; :mod:`issuer.service.program` asks the
+program's decision endpoint, on the event loop, for the HTTP and ISO 8583 services.
 """
 
 from issuer.service.api import Api, Response

@@ -47,6 +47,7 @@ MAX_ANSWER: Final = 64 * 1024
 #: Idle connections kept per client.
 _KEEP: Final = 512
 _CACHE_KEY: Final = "decision-endpoint"
+_SIGNATURE_NAME: Final = SIGNATURE_HEADER.lower().encode()
 
 
 class _NoEndpoint:
@@ -75,7 +76,7 @@ class _Answer:
         self.keep = self.parser is not None and self.parser.should_keep_alive()
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        if name.lower() == SIGNATURE_HEADER.lower().encode():
+        if name.lower() == _SIGNATURE_NAME:
             self.signature = value.decode("latin-1")
 
     def on_body(self, body: bytes) -> None:
