@@ -280,3 +280,30 @@ def progress_printer() -> Callable[[str], None]:
             click.echo(f"... {message}", err=True)
 
     return show
+
+
+def certificate_options(
+    holder: str, folder: str, days: int
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """``--csr``, ``--cert-dir`` and ``--days``: how the client certificate of a
+    ``holder`` (a terminal, a phone wallet) is made: from its own request, or with a new
+    key written beside it in ``HOME/folder`` (``days``: the default validity, passed in
+    so that this module imports no PKI at start-up)."""
+
+    def decorate(command: Callable[..., Any]) -> Callable[..., Any]:
+        options = [
+            click.option("--csr", type=click.File("rb"), metavar="FILE",
+                         help="Sign this certificate request (PEM, ECDSA P-256; `terminal "
+                         f"csr` makes one): the {holder}'s key never leaves it."),
+            click.option("--cert-dir", type=click.Path(file_okay=False, path_type=Path),
+                         metavar="DIR",
+                         help="Where to write ID.crt and, without --csr, ID.key (mode 0600, "
+                         f"written once) [default: HOME/{folder}]."),
+            click.option("--days", type=click.IntRange(1, 3650), default=days,
+                         show_default=True, help="Validity of the certificate (days)."),
+        ]  # fmt: skip
+        for option in reversed(options):
+            command = option(command)
+        return command
+
+    return decorate

@@ -3,7 +3,6 @@ client certificates)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
@@ -15,6 +14,7 @@ from issuer.commands.common import (
     BadArgumentError,
     CliState,
     ConfigCliError,
+    certificate_options,
     emit,
     json_option,
     pass_state,
@@ -80,24 +80,6 @@ def terminal() -> None:
     """Terminals allowed to ask for authorisations, and their merchants' QR codes."""
 
 
-def _certificate_options(command: Callable[..., Any]) -> Callable[..., Any]:
-    """``--csr``, ``--cert-dir`` and ``--days``: how a terminal's certificate is made."""
-    options = [
-        click.option("--csr", type=click.File("rb"), metavar="FILE",
-                     help="Sign this certificate request (PEM, ECDSA P-256; `terminal csr` "
-                     "makes one): the terminal's key never leaves it."),
-        click.option("--cert-dir", type=click.Path(file_okay=False, path_type=Path),
-                     metavar="DIR",
-                     help="Where to write ID.crt and, without --csr, ID.key (mode 0600, "
-                     "written once) [default: HOME/terminals]."),
-        click.option("--days", type=click.IntRange(1, 3650), default=CLIENT_DAYS,
-                     show_default=True, help="Validity of the certificate (days)."),
-    ]  # fmt: skip
-    for option in reversed(options):
-        command = option(command)
-    return command
-
-
 def _written(
     state: CliState, issued: IssuedCertificate, terminal_id: str, cert_dir: Path | None
 ) -> dict[str, Any]:
@@ -128,7 +110,7 @@ def _certificate_lines(cert: dict[str, Any]) -> list[str]:
 @click.option("--country", default="0250", show_default=True, help="ISO 3166 numeric (4 digits).")
 @click.option("--city", help="The merchant's city, for its QR codes.")
 @click.option("--currency", help="Its currency (ISO 4217) for QR codes [default: the country's].")
-@_certificate_options
+@certificate_options("terminal", "terminals", CLIENT_DAYS)
 @json_option
 @pass_state
 def terminal_add(
@@ -170,7 +152,7 @@ def terminal_add(
 
 @terminal.command("renew")
 @click.argument("terminal_id")
-@_certificate_options
+@certificate_options("terminal", "terminals", CLIENT_DAYS)
 @json_option
 @pass_state
 def terminal_renew(

@@ -11,7 +11,6 @@ beside it. ``card pay-qr`` presents both.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
@@ -23,6 +22,7 @@ from issuer.commands.common import (
     BadArgumentError,
     CliState,
     ConfigCliError,
+    certificate_options,
     emit,
     json_option,
     pass_state,
@@ -131,26 +131,9 @@ def wallet() -> None:
     """Phone wallets allowed to pay merchant-presented QR codes: add, list, revoke."""
 
 
-def _wallet_cert_options(command: Callable[..., Any]) -> Callable[..., Any]:
-    options = [
-        click.option("--csr", type=click.File("rb"), metavar="FILE",
-                     help="Sign this certificate request (PEM, ECDSA P-256): the wallet's "
-                     "key never leaves the phone."),
-        click.option("--cert-dir", type=click.Path(file_okay=False, path_type=Path),
-                     metavar="DIR",
-                     help="Where to write ID.crt and, without --csr, ID.key (mode 0600, "
-                     "written once) [default: HOME/wallets]."),
-        click.option("--days", type=click.IntRange(1, 3650), default=CLIENT_DAYS,
-                     show_default=True, help="Validity of the certificate (days)."),
-    ]  # fmt: skip
-    for option in reversed(options):
-        command = option(command)
-    return command
-
-
 @wallet.command("add")
 @click.option("--name", required=True, help="A name for people (whose phone).")
-@_wallet_cert_options
+@certificate_options("wallet", "wallets", CLIENT_DAYS)
 @json_option
 @pass_state
 def wallet_add(
