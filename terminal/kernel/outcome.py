@@ -27,6 +27,7 @@ __all__ = [
     "Status",
     "UiMessage",
     "UiRequest",
+    "ValueQualifier",
 ]
 
 
@@ -139,10 +140,22 @@ class Status(enum.IntEnum):
     NA = 0xFF
 
 
+class ValueQualifier(enum.IntEnum):
+    """Value Qualifier of a UI request (Book A Table 9.1 byte 14, high nibble): what
+    the value shown is, an amount (Present card with the amount to pay) or a balance
+    (the card's offline balance after the transaction)."""
+
+    NONE = 0x0
+    AMOUNT = 0x1
+    BALANCE = 0x2
+
+
 @dataclass(frozen=True, slots=True)
 class UiRequest:
     """A User Interface Request (Book A §9.4): message, status, hold time, language,
-    and an amount with its currency to show (the value qualifier)."""
+    and a value with its currency to show, qualified as an amount or a balance (Book
+    A Table 9.1: ``qualifier``; ``None`` is an amount when there is a value, else
+    none, :attr:`value_qualifier`)."""
 
     message: UiMessage
     status: Status = Status.NA
@@ -150,12 +163,20 @@ class UiRequest:
     language: str = ""
     value: int | None = None
     currency: bytes = b""
+    qualifier: ValueQualifier | None = None
+
+    @property
+    def value_qualifier(self) -> ValueQualifier:
+        """The Value Qualifier (Book A Table 9.1): as given, else amount with a value."""
+        if self.qualifier is not None:
+            return self.qualifier
+        return ValueQualifier.NONE if self.value is None else ValueQualifier.AMOUNT
 
     def encode(self) -> bytes:
         """DF8116 User Interface Request Data (Book A Table 9.1, 22 bytes)."""
         hold = min(self.hold_time_ms // 100, 0xFFFFFF).to_bytes(3, "big")
         lang = self.language.encode("ascii", "replace")[:8].ljust(8, b"\x00")
-        qualifier = 0x00 if self.value is None else 0x10
+        qualifier = self.value_qualifier << 4
         value = bytes.fromhex(f"{self.value or 0:012d}")  # n 12
         currency = self.currency[:2].rjust(2, b"\x00")
         return (
@@ -171,8 +192,8 @@ class UiRequest:
     def decode(cls, data: bytes) -> UiRequest:
         """The inverse of :meth:`encode` (DF8116, Book A Table 9.1, 22 bytes).
 
-        An unknown message identifier or status is a ``ValueError``, as is a value that
-        is not BCD or a length other than 22.
+        An unknown message identifier, status or value qualifier is a ``ValueError``,
+        as is a value that is not BCD or a length other than 22.
         """
         data = bytes(data)
         if len(data) != 22:
@@ -181,18 +202,22 @@ class UiRequest:
         status = Status(data[1])
         hold = int.from_bytes(data[2:5], "big") * 100
         language = data[5:13].rstrip(b"\x00").decode("ascii", "replace")
+        qualifier = ValueQualifier(data[13] >> 4)
         value: int | None = None
-        if data[13] & 0xF0:
+        if qualifier is not ValueQualifier.NONE:
             digits = data[14:20].hex()
             if not digits.isdigit():
                 raise ValueError("the value of a UI request is not BCD (n 12)")
             value = int(digits)
         currency = data[20:22] if data[20:22] != b"\x00\x00" else b""
-        return cls(message, status, hold, language, value, currency)
+        # an amount is what a value without qualifier means: kept implicit, so that a
+        # request survives encoding and decoding equal to itself
+        kept = qualifier if qualifier is ValueQualifier.BALANCE else None
+        return cls(message, status, hold, language, value, currency, kept)
 
     def to_json(self) -> dict[str, object]:
         """A JSON-ready view: message (hex id and text), status, hold time, language,
-        value and currency (hex)."""
+        value, its qualifier (``amount``, ``balance`` or ``None``) and currency (hex)."""
         return {
             "message": f"{int(self.message):02X}",
             "text": self.message.text,
@@ -200,6 +225,11 @@ class UiRequest:
             "hold_time_ms": self.hold_time_ms,
             "language": self.language,
             "value": self.value,
+            "value_qualifier": (
+                None
+                if self.value_qualifier is ValueQualifier.NONE
+                else self.value_qualifier.name.lower()
+            ),
             "currency": self.currency.hex().upper(),
         }
 

@@ -168,8 +168,9 @@ class EntryPoint:
         :attr:`Start.B` (Autorun: no pre-processing,
         :func:`~terminal.kernel.entry_point.pre_processing.autorun_indicators`). After
         each outcome :func:`~terminal.kernel.entry_point.outcome_processing.
-        process_outcome` shows it, goes ``online`` when the outcome asks for it, and
-        restarts at B, C or D, at most ``max_restarts`` times; the last outcome also
+        process_outcome` shows it, switches the field off for a Field Off Request, goes
+        ``online`` when the outcome asks for it, and restarts at A, B, C or D, at most
+        ``max_restarts`` times; the last outcome also
         stands when no card comes back within ``timeout`` at a restart (event ``no
         card``). Reader errors of :meth:`run` apply; :class:`NoCardError` while
         waiting for the first card propagates. The field goes off at the end.
@@ -178,7 +179,7 @@ class EntryPoint:
             raise ValueError("an entry point transaction starts at A or at B (Autorun)")
         record = EntryPointRecord(start=start)
         session = self._session(record)
-        recording = RecordingReader(reader, record)
+        recording = RecordingReader(reader, record, timer=self.timer)
         if transaction.when is None:
             transaction = transaction.at(self.clock())
         if start is Start.A:  # §3.1
@@ -198,7 +199,7 @@ class EntryPoint:
 
     def _passes(
         self,
-        reader: Reader,
+        reader: RecordingReader,
         transaction: Transaction,
         state: PassState,
         session: Session,
@@ -209,6 +210,13 @@ class EntryPoint:
     ) -> None:
         """The passes of :meth:`process`, from protocol activation to the last outcome."""
         while True:
+            if state.next is Start.A:  # §3.1 again: a restart at A
+                fresh, done = self._pre_processing(session, transaction)
+                if done is not None:
+                    record_outcome(record, done)
+                    return
+                state.processed, state.candidates, state.current = fresh.processed, [], None
+                state.next = Start.B
             if state.next is Start.B:  # §3.2
                 present_card(session, transaction, state)
                 try:
@@ -221,7 +229,9 @@ class EntryPoint:
             elif state.ui_on_restart is not None:
                 session.ui.append(state.ui_on_restart)
             result = self._pass(reader, transaction, state, session)  # §3.3-§3.4
-            if not process_outcome(session, record, result, state, online, max_restarts):
+            if not process_outcome(
+                session, record, result, state, online, max_restarts, reader.switch_off
+            ):
                 return  # §3.5
 
     def _pass(
@@ -263,7 +273,11 @@ class EntryPoint:
         if state.next is Start.D and state.current is not None:  # a restart at D
             current, selected = state.current
             return activate_kernel(session, reader, transaction, current, selected, b"", 0, state)
-        if state.next is not Start.C:
+        if state.next is Start.B and state.online_response and state.current is not None:
+            # §3.3.2.1: with online response data, the combination selected before,
+            # without the PPSE (final selection from §3.3.3.3)
+            state.candidates = [state.current[0]]
+        elif state.next is not Start.C:
             ended = select_ppse(session, reader, transaction, state)
             if ended is not None:
                 return ended

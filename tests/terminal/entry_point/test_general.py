@@ -260,7 +260,9 @@ def test_the_command_prints_the_record_as_json_and_exits_0_for_an_approval() -> 
     )  # fmt: skip
     assert code == 0, out
     data = json.loads(out)
-    assert [s["name"] for s in data["selects"]] == ["2PAY.SYS.DDF01", VISA] * 2
+    # the restart at B with the issuer's data selects the same application straight
+    # away, without the PPSE (Book B §3.3.2.1)
+    assert [s["name"] for s in data["selects"]] == ["2PAY.SYS.DDF01", VISA, VISA]
     assert data["activations"][1]["online_response"] == "910A11223344556677883030"
     assert data["outcome"]["outcome"] == "approved"
 

@@ -233,7 +233,8 @@ def test_an_online_request_restarts_at_b_with_issuer_update_data_for_the_kernel(
     run_and_check(
         Case(CFG, _visa(ONLINE_B, APPROVED_SIGN), amount=6000, online=ISSUER_UPDATE),
         {
-            "selects": [PPSE_OK, (VISA, "9000"), PPSE_OK, (VISA, "9000")],
+            # §3.3.2.1: the card polled again, then the same combination without PPSE
+            "selects": [PPSE_OK, (VISA, "9000"), (VISA, "9000")],
             "activations": [
                 {"start": "A", "restart": False, "online_response": ""},
                 {
