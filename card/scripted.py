@@ -25,7 +25,8 @@ left out means the data object is absent)::
         }
       },
       "commands": [{"apdu": "80CA9F17", "answers": ["9F170103", "9000"]}],
-      "events": {"collisions": 1, "remove_after": 2, "removals": 1}
+      "events": {"collisions": 1, "remove_after": 2, "removals": 1, "away_ms": 300,
+                 "mute_after": 3, "mutes": 1}
     }
 
 - SELECT by name answers the PPSE or the application whose key is exactly the name
@@ -49,7 +50,12 @@ left out means the data object is absent)::
 - ``events``: the first ``collisions`` activations report a collision (two cards in the
   field: :class:`CardCollision` from :meth:`ScriptedCard.power_on`); after
   ``remove_after`` C-APDUs of one presentation the card leaves the field
-  (:class:`~card.transport.CardRemoved`), ``removals`` times (default 1).
+  (:class:`~card.transport.CardRemoved`), ``removals`` times (default 1), and stays
+  away ``away_ms`` (default 0: back at once; the exception carries ``away_seconds``,
+  which the in-process reader honours: no card to poll until then); after
+  ``mute_after`` C-APDUs of one presentation the card does not answer the next one
+  (it stays silent until the field goes off, as a card that lost its power supply
+  halfway), ``mutes`` times (default 1).
 
 The card never holds a secret; its counters (activations, commands, GPOs answered)
 live in memory.
@@ -303,6 +309,17 @@ class _Command:
     used: int = 0
 
 
+#: The keys of ``events`` and their defaults (``remove_after`` and ``mute_after``
+#: absent: never).
+_EVENTS: Final[Mapping[str, int]] = {
+    "collisions": 0, "remove_after": 0, "removals": 1, "away_ms": 0, "mute_after": 0,
+    "mutes": 1,
+}  # fmt: skip
+#: Longest a mute card waits for its field to go off before it gives up on the
+#: command it never answers.
+_MUTE_LIMIT: Final = 60.0
+
+
 def _parse(
     doc: Any,
 ) -> tuple[str, bytes, bytes | None, dict[bytes, _App], list[_Command], dict[str, int]]:
@@ -354,12 +371,14 @@ def _parse(
             raise ScriptError(f"{where}.answers", "R-APDUs of at least a status word")
         commands.append(_Command(_hex(cmd.get("apdu", ""), f"{where}.apdu"), answers))
     events = doc.get("events", {})
-    if not isinstance(events, dict) or set(events) - {"collisions", "remove_after", "removals"}:
-        raise ScriptError("events", "expected {collisions, remove_after, removals}")
-    counts = {k: _int(events, k, "events", 0 if k != "removals" else 1, 1000) for k in
-              ("collisions", "removals")}  # fmt: skip
-    if "remove_after" in events:
-        counts["remove_after"] = _int(events, "remove_after", "events", 0, 1000)
+    if not isinstance(events, dict) or set(events) - set(_EVENTS):
+        raise ScriptError("events", "expected {" + ", ".join(_EVENTS) + "}")
+    counts = {k: _int(events, k, "events", _EVENTS[k], 1000) for k in
+              ("collisions", "removals", "mutes")}  # fmt: skip
+    counts["away_ms"] = _int(events, "away_ms", "events", 0, 60_000)
+    for key in ("remove_after", "mute_after"):
+        if key in events:
+            counts[key] = _int(events, key, "events", 0, 1000)
     return str(doc.get("name", "scripted card")), atr, ppse_answer, apps, commands, counts
 
 
@@ -373,6 +392,11 @@ class ScriptedCard:
         self._collisions = events["collisions"]
         self._remove_after = events.get("remove_after")
         self._removals = events["removals"]
+        self._away = events["away_ms"] / 1000.0
+        self._mute_after = events.get("mute_after")
+        self._mutes = events["mutes"]
+        self._off = threading.Event()  # set while the field is off
+        self._off.set()
         self._lock = threading.Lock()
         self._selected: _App | None = None
         self._count = 0
@@ -414,35 +438,46 @@ class ScriptedCard:
             self.activations += 1
             self._selected = None
             self._count = 0
+            self._off.clear()
 
     def power_off(self) -> None:
-        """Field off."""
+        """Field off (a command left unanswered by a mute card is given up)."""
         with self._lock:
             self._selected = None
+            self._off.set()
 
     def process(self, c_apdu: bytes) -> bytes:
-        """Answer one C-APDU (module docstring)."""
+        """Answer one C-APDU (module docstring); a mute card answers nothing until the
+        field goes off (then an empty answer that nobody waits for any more)."""
         apdu = bytes(c_apdu)
         with self._lock:
             self.commands.append(apdu)
             self._count += 1
-            if (
-                self._remove_after is not None
-                and self._removals
-                and self._count > self._remove_after
-            ):
-                self._removals -= 1
-                raise CardRemoved(f"the card left the field after {self._remove_after} C-APDUs")
-            for cmd in self._commands:
-                if apdu.startswith(cmd.prefix):
-                    answer = cmd.answers[min(cmd.used, len(cmd.answers) - 1)]
-                    cmd.used += 1
-                    return answer
-            if len(apdu) >= 5 and apdu[:3] == b"\x00\xa4\x04":
-                return self._select(apdu[5 : 5 + apdu[4]])
-            if apdu[:2] == b"\x80\xa8":
-                return self._gpo()
-            return b"\x6d\x00"
+            mute = self._mute_after is not None and self._mutes and self._count > self._mute_after
+            if not mute:
+                return self._answer(apdu)
+            self._mutes -= 1
+            off = self._off
+        off.wait(_MUTE_LIMIT)
+        return b""
+
+    def _answer(self, apdu: bytes) -> bytes:
+        """The answer to ``apdu`` (module docstring), the lock held."""
+        if self._remove_after is not None and self._removals and self._count > self._remove_after:
+            self._removals -= 1
+            gone = CardRemoved(f"the card left the field after {self._remove_after} C-APDUs")
+            gone.away_seconds = self._away
+            raise gone
+        for cmd in self._commands:
+            if apdu.startswith(cmd.prefix):
+                answer = cmd.answers[min(cmd.used, len(cmd.answers) - 1)]
+                cmd.used += 1
+                return answer
+        if len(apdu) >= 5 and apdu[:3] == b"\x00\xa4\x04":
+            return self._select(apdu[5 : 5 + apdu[4]])
+        if apdu[:2] == b"\x80\xa8":
+            return self._gpo()
+        return b"\x6d\x00"
 
     def _select(self, name: bytes) -> bytes:
         self._selected = None

@@ -22,7 +22,12 @@ class CardRemoved(CardError):  # noqa: N818 - the name the transports and card s
     (``faults.pull_after``); it stays away until the next ``power_on``. A transport
     ends the presentation as a real removal would: vpcd closes its socket, the NFC
     transport stops answering the reader.
+
+    ``away_seconds``: how long the card stays out of the field (0: it may come back at
+    once); a reader that models the field (the in-process one) polls in vain until then.
     """
+
+    away_seconds: float = 0.0
 
 
 class CardApplication(Protocol):

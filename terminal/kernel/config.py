@@ -25,6 +25,16 @@ into a card reference (:func:`emvwire.cardref.card_reference`); absent, the publ
 demo key :data:`emvwire.cardref.DEMO_CARD_REFERENCE_KEY` is used, which is fine for
 demos and tests and wrong for production (anyone can recompute references under it).
 
+Book B §3.1 configures the entry point per combination **and transaction type**: the
+same AID and kernel may appear more than once, each time for other transaction types
+(``transaction_types`` that do not overlap), with its own limits and flags; a refund
+or a cash advance then gets the parameters of its own entry.
+
+``autorun`` (:class:`Autorun`) is the transaction a reader started at Start B runs
+without a request from the application (Book B §3.1 and §3.2.1.1, Autorun): its
+transaction type and amount (and other amount), as a vending machine or a transit gate
+is configured.
+
 The file format is JSON, schema ``tapstack.terminal-config/1``; :func:`load_config`
 validates it and names the first problem with its path. :func:`default_config` is
 the configuration the CLI uses when none is given.
@@ -49,6 +59,7 @@ __all__ = [
     "SCHEMA",
     "TRANSACTION_TYPES",
     "UNVERIFIED_CDCVM_POLICIES",
+    "Autorun",
     "CardTiming",
     "Combination",
     "ConfigError",
@@ -165,6 +176,17 @@ class RecordLimits:
 
 
 @dataclass(frozen=True, slots=True)
+class Autorun:
+    """The configured Autorun transaction (Book B §3.1, §3.2.1.1; JSON ``autorun``):
+    transaction type (9C), amount and other amount in minor units of the terminal's
+    currency."""
+
+    type: int = TRANSACTION_TYPES["purchase"]
+    amount: int = 0
+    other_amount: int = 0
+
+
+@dataclass(frozen=True, slots=True)
 class TerminalConfig:
     """Terminal-wide data objects, CA keys and the combinations, in priority order."""
 
@@ -174,6 +196,8 @@ class TerminalConfig:
     card_reference_key: bytes = field(default=DEMO_CARD_REFERENCE_KEY, repr=False)
     timing: CardTiming = CardTiming()
     records: RecordLimits = RecordLimits()
+    #: The Autorun transaction, ``None`` when the terminal has none configured.
+    autorun: Autorun | None = None
 
     def data(self, tag: int, default: bytes = b"") -> bytes:
         """A terminal data object (9F1A, 5F2A, ...), or ``default``."""
@@ -309,12 +333,7 @@ def parse_config(obj: Any, *, base: Path | None = None) -> TerminalConfig:
     if not isinstance(combos_raw, list) or not combos_raw:
         raise ConfigError("combinations", "expected a non-empty list")
     combos = tuple(_combination(c, f"combinations[{i}]") for i, c in enumerate(combos_raw))
-    seen = set()
-    for i, c in enumerate(combos):
-        key = (c.aid, c.kernel_id)
-        if key in seen:
-            raise ConfigError(f"combinations[{i}]", "the same AID and kernel id appear twice")
-        seen.add(key)
+    _check_types_per_combination(combos)
     store = _ca_keys(obj.get("ca_keys", []), base)
     raw_key = obj.get("card_reference_key")
     ref_key = (
@@ -324,7 +343,43 @@ def parse_config(obj: Any, *, base: Path | None = None) -> TerminalConfig:
     )
     timing = _bounded(obj.get("timing"), "timing", CardTiming, 1, 600_000)
     records = _bounded(obj.get("records"), "records", RecordLimits, 1, 1 << 24)
-    return TerminalConfig(terminal, combos, store, ref_key, timing, records)
+    autorun = _autorun(obj.get("autorun"))
+    return TerminalConfig(terminal, combos, store, ref_key, timing, records, autorun)
+
+
+def _check_types_per_combination(combos: tuple[Combination, ...]) -> None:
+    """Book B §3.1: one set of parameters per combination and transaction type; the
+    same AID and kernel id may appear again for other transaction types only."""
+    seen: dict[tuple[bytes, bytes], frozenset[int]] = {}
+    names = {v: k for k, v in TRANSACTION_TYPES.items()}
+    for i, c in enumerate(combos):
+        key = (c.aid, c.kernel_id)
+        both = seen.get(key, frozenset()) & c.transaction_types
+        if both:
+            raise ConfigError(
+                f"combinations[{i}]",
+                "the same AID and kernel id appear twice for transaction type "
+                + ", ".join(sorted(names[t] for t in both)),
+            )
+        seen[key] = seen.get(key, frozenset()) | c.transaction_types
+
+
+def _autorun(obj: Any) -> Autorun | None:
+    """The ``autorun`` object: ``type`` (a transaction type name, default purchase),
+    ``amount`` and ``other_amount`` (minor units, default 0)."""
+    if obj is None:
+        return None
+    if not isinstance(obj, dict) or set(obj) - {"type", "amount", "other_amount"}:
+        raise ConfigError("autorun", "expected an object with keys type, amount, other_amount")
+    name = obj.get("type", "purchase")
+    if name not in TRANSACTION_TYPES:
+        known = ", ".join(TRANSACTION_TYPES)
+        raise ConfigError("autorun.type", f"{name!r} is not one of {known}")
+    return Autorun(
+        TRANSACTION_TYPES[name],
+        _amount(obj, "amount", "autorun") or 0,
+        _amount(obj, "other_amount", "autorun") or 0,
+    )
 
 
 def _ca_keys(items: Any, base: Path | None) -> CaKeyStore:

@@ -21,26 +21,57 @@ The outcome comes from one of two scripts:
 
 A card answer that is not that (another status word, a malformed template, an unknown
 outcome) ends the transaction: End Application with the reason.
+
+A conformance case (:class:`ConformanceCase`, :func:`load_case`) is a terminal
+configuration, a scripted card and one or more transactions, each with the record it
+must give (:func:`mismatches` compares; :func:`run_case` runs them one after the
+other on the same card and reader, as a test lab presents one card to a series of
+transactions). Case file, JSON::
+
+    {
+      "name": "...", "book_b": "§3.5",
+      "config": {...} or "visa-config.json",        (a file beside the case)
+      "card": {...} or "card.json",                 (a scripted card profile)
+      "transaction": {"amount": 1000, "type": "purchase", "other_amount": 0,
+                      "start": "A", "autorun": false, "online_response": "91..",
+                      "timeout": 1.0},
+      "expected": {...}                             (the record, in part)
+    }
+
+or ``"transactions": [{...transaction..., "expected": {...}}, ...]`` for a sequence.
+``autorun`` starts at B with the configuration's Autorun transaction (Book B §3.1,
+§3.2.1.1) instead of ``amount`` and ``type``. In ``expected``, objects are compared on
+the keys given, lists item by item and whole, and ``{"at_least": n}`` /
+``{"at_most": n}`` bound a measured number (how long the field was off).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from dataclasses import replace
-from typing import Final
+import json
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Final
 
 from emvwire import dol, tlv
 from emvwire.apdu import get_processing_options
 from emvwire.errors import DecodeError
 from emvwire.tags import Tag
-from terminal.kernel.outcome import CvmOutcome, Outcome, OutcomeParameters, UiRequest
-from terminal.kernel.recording import Activation
+from terminal.kernel.config import TRANSACTION_TYPES, ConfigError, TerminalConfig
+from terminal.kernel.outcome import CvmOutcome, Outcome, OutcomeParameters, Start, UiRequest
+from terminal.kernel.recording import Activation, EntryPointRecord
 from terminal.kernel.registry import KernelContext, KernelRegistry, check_kernel_id
-from terminal.kernel.transaction import Cvm, TransactionResult
+from terminal.kernel.transaction import Cvm, Transaction, TransactionResult
+from terminal.readers.base import Reader
 
 __all__ = [
+    "CaseStep",
+    "ConformanceCase",
     "TestKernel",
     "decode_outcome",
+    "load_case",
+    "mismatches",
+    "run_case",
     "scripted_registry",
 ]
 
@@ -163,3 +194,154 @@ def scripted_registry(
         if bytes(kid) not in registry:
             registry.register(TestKernel(bytes(kid)))
     return registry
+
+
+# --- conformance cases -----------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class CaseStep:
+    """One transaction of a case and the record it must give (module docstring)."""
+
+    amount: int = 1000
+    other_amount: int = 0
+    type: str = "purchase"
+    start: Start = Start.A
+    autorun: bool = False
+    online_response: bytes | None = None
+    timeout: float | None = None
+    expected: Mapping[str, Any] = field(default_factory=dict)
+
+    def transaction(self, config: TerminalConfig) -> tuple[Transaction, Start]:
+        """The transaction and its start point: with ``autorun``, the configuration's
+        Autorun transaction at B (Book B §3.1, §3.2.1.1; :class:`ConfigError` when it
+        has none)."""
+        if self.autorun:
+            run = config.autorun
+            if run is None:
+                raise ConfigError("autorun", "the case runs Autorun: configure its transaction")
+            return Transaction(run.amount, run.other_amount, type=run.type), Start.B
+        return Transaction(self.amount, self.other_amount, type=TRANSACTION_TYPES[self.type]), (
+            self.start
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ConformanceCase:
+    """A configuration, a scripted card (both JSON data) and the transactions run on
+    them in order (module docstring); ``base`` the folder of the case file."""
+
+    name: str
+    config: Mapping[str, Any]
+    card: Mapping[str, Any]
+    steps: tuple[CaseStep, ...]
+    base: Path | None = None
+
+
+_STEP_KEYS: Final = {
+    "amount", "other_amount", "type", "start", "autorun", "online_response", "timeout",
+    "expected",
+}  # fmt: skip
+
+
+def _step(obj: Any, where: str) -> CaseStep:
+    if not isinstance(obj, dict) or set(obj) - _STEP_KEYS:
+        raise ValueError(f"{where}: expected an object with keys {sorted(_STEP_KEYS)}")
+    response = obj.get("online_response")
+    try:
+        return CaseStep(
+            amount=int(obj.get("amount", 1000)),
+            other_amount=int(obj.get("other_amount", 0)),
+            type=str(obj.get("type", "purchase")),
+            start=Start[obj.get("start", "A")],
+            autorun=bool(obj.get("autorun", False)),
+            online_response=None if response is None else bytes.fromhex(response),
+            timeout=None if obj.get("timeout") is None else float(obj["timeout"]),
+            expected=dict(obj.get("expected", {})),
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"{where}: {exc}") from None
+
+
+def load_case(path: str | Path) -> ConformanceCase:
+    """A case file (module docstring); ``OSError`` when it cannot be read,
+    ``ValueError`` naming the place of a problem."""
+    file = Path(path)
+    doc = json.loads(file.read_text())
+    if not isinstance(doc, dict):
+        raise ValueError(f"{file}: a case is a JSON object")
+
+    def part(key: str) -> dict[str, Any]:
+        value = doc.get(key)
+        if isinstance(value, str):
+            value = json.loads((file.parent / value).read_text())
+        if not isinstance(value, dict):
+            raise ValueError(f"{file}: {key}: expected an object or a file name beside it")
+        return value
+
+    if "transactions" in doc:
+        items = doc["transactions"]
+        if not isinstance(items, list) or not items:
+            raise ValueError(f"{file}: transactions: expected a non-empty list")
+        steps = tuple(_step(t, f"{file}: transactions[{i}]") for i, t in enumerate(items))
+    else:
+        one = {**doc.get("transaction", {}), "expected": doc.get("expected", {})}
+        steps = (_step(one, f"{file}: transaction"),)
+    name = str(doc.get("name", file.stem))
+    return ConformanceCase(name, part("config"), part("card"), steps, file.parent)
+
+
+def _bounds(expected: Mapping[str, Any]) -> bool:
+    return bool(expected) and set(expected) <= {"at_least", "at_most"}
+
+
+def mismatches(actual: Any, expected: Any, path: str = "record") -> list[str]:
+    """Where ``actual`` (a record's JSON) differs from ``expected``: objects on the keys
+    given, lists item by item and whole, ``{"at_least": n, "at_most": m}`` a number in
+    those bounds; one line per difference (empty: it matches)."""
+    problems: list[str] = []
+    if isinstance(expected, dict) and _bounds(expected):
+        low, high = expected.get("at_least"), expected.get("at_most")
+        if not isinstance(actual, int | float) or isinstance(actual, bool):
+            problems.append(f"{path}: expected a number, got {actual!r}")
+        elif (low is not None and actual < low) or (high is not None and actual > high):
+            problems.append(f"{path}: expected {expected!r}, got {actual!r}")
+    elif isinstance(expected, dict):
+        if not isinstance(actual, dict):
+            return [f"{path}: expected an object, got {actual!r}"]
+        for key, value in expected.items():
+            if key not in actual:
+                problems.append(f"{path}.{key}: missing")
+            else:
+                problems += mismatches(actual[key], value, f"{path}.{key}")
+    elif isinstance(expected, list):
+        if not isinstance(actual, list) or len(actual) != len(expected):
+            return [f"{path}: expected {len(expected)} items, got {actual!r}"]
+        for i, (a, e) in enumerate(zip(actual, expected, strict=True)):
+            problems += mismatches(a, e, f"{path}[{i}]")
+    elif actual != expected:
+        problems.append(f"{path}: expected {expected!r}, got {actual!r}")
+    return problems
+
+
+def run_case(
+    case: ConformanceCase,
+    config: TerminalConfig,
+    reader: Reader,
+    process: Callable[..., EntryPointRecord],
+) -> list[tuple[EntryPointRecord, list[str]]]:
+    """Run the transactions of ``case`` one after the other on ``reader`` (which holds
+    the case's card) with ``process`` (:meth:`EntryPoint.process
+    <terminal.kernel.entry_point.EntryPoint.process>`) and compare each record with its
+    expected one: ``(record, mismatches)`` per transaction."""
+    out = []
+    for step in case.steps:
+        transaction, start = step.transaction(config)
+        response = step.online_response
+
+        def online(_result: TransactionResult, answer: bytes | None = response) -> bytes | None:
+            return answer
+
+        record = process(reader, transaction, start=start, online=online, timeout=step.timeout)
+        out.append((record, mismatches(record.to_json(), step.expected)))
+    return out

@@ -14,7 +14,9 @@ A card leaves the field when its ``process`` raises an exception whose class is 
 ``CardRemoved`` or carries ``card_removed = True`` (card/transport.py defines one; it
 is matched by name so the terminal needs no import of it): the exchange fails with
 :class:`~terminal.readers.base.CardRemovedError`, and :meth:`EmulatedReader.card_present`
-is false until the next :meth:`EmulatedReader.wait_for_card`, which powers it on again.
+is false until the next :meth:`EmulatedReader.wait_for_card`, which powers it on again;
+an exception that also carries ``away_seconds`` (a card that stays away a while) takes
+the card out of the field for that long: polls find no card until it is back.
 :meth:`EmulatedReader.take_away` and :meth:`EmulatedReader.present` move the card out
 of and into the field from another thread (taps for ``terminal watch`` and demos).
 
@@ -118,6 +120,7 @@ class EmulatedReader(Reader):
         self._left = False  # the card said it left (CardRemoved) since its activation
         self._closed = False
         self._worker = Worker(f"card in {path}")
+        self._back: threading.Timer | None = None  # brings a card that left back
 
     def __repr__(self) -> str:
         return f"EmulatedReader({self.path!r})"
@@ -136,6 +139,18 @@ class EmulatedReader(Reader):
             self._in_field = False
             self._power_off()
             self._cond.notify_all()
+
+    def _away(self, seconds: object) -> None:
+        """The card that left stays out of the field ``seconds``, then comes back
+        (:meth:`present`); the condition held."""
+        if isinstance(seconds, bool) or not isinstance(seconds, int | float) or seconds <= 0:
+            return
+        self._in_field = False
+        if self._back is not None:
+            self._back.cancel()
+        self._back = threading.Timer(seconds, self.present)
+        self._back.daemon = True
+        self._back.start()
 
     def _power_off(self) -> None:
         if self._powered:
@@ -215,6 +230,7 @@ class EmulatedReader(Reader):
                 with self._cond:
                     self._left = True
                     self._power_off()
+                    self._away(getattr(exc, "away_seconds", 0.0))
                     self._cond.notify_all()
                 raise CardRemovedError(f"the card left the field of {self.path}") from exc
             raise CommunicationError(
@@ -247,6 +263,8 @@ class EmulatedReader(Reader):
         with self._cond:
             self._closed = True
             self._power_off()
+            if self._back is not None:
+                self._back.cancel()
             self._cond.notify_all()
         self._worker.close()
 

@@ -4,7 +4,8 @@
 module                     phase
 =========================  ==========================================================
 ``pre_processing``         Start A, pre-processing (§3.1): the indicators and the TTQ
-                           copy of each combination; Autorun's indicators
+                           copy of each combination; Autorun's indicators and
+                           transaction
 ``protocol_activation``    Start B, protocol activation (§3.2): "Present card",
                            polling, collisions
 ``combination_selection``  Start C, combination selection (§3.3): SELECT PPSE, the
@@ -38,7 +39,11 @@ if TYPE_CHECKING:
     )
     from terminal.kernel.entry_point.combination_selection import VISA_RID, build_candidates
     from terminal.kernel.entry_point.outcome_processing import MAX_RESTARTS, OnlineHandler
-    from terminal.kernel.entry_point.pre_processing import autorun_indicators, pre_process
+    from terminal.kernel.entry_point.pre_processing import (
+        autorun_indicators,
+        autorun_transaction,
+        pre_process,
+    )
     from terminal.kernel.entry_point.protocol_activation import CollisionError, is_collision
     from terminal.kernel.entry_point.sequencer import EntryPoint, run_entry_point
 
@@ -55,6 +60,7 @@ _LAZY: dict[str, str] = {
     "MAX_RESTARTS": "outcome_processing",
     "OnlineHandler": "outcome_processing",
     "autorun_indicators": "pre_processing",
+    "autorun_transaction": "pre_processing",
     "pre_process": "pre_processing",
     "CollisionError": "protocol_activation",
     "is_collision": "protocol_activation",
@@ -76,6 +82,7 @@ __all__ = [
     "OnlineHandler",
     "aid_matches",
     "autorun_indicators",
+    "autorun_transaction",
     "build_candidates",
     "is_collision",
     "parse_ppse",

@@ -20,7 +20,12 @@ Per combination of the configuration (§3.1.1):
 When no combination is allowed, the outcome is Try Another Interface, "Please insert or
 swipe card" with status Processing Error (§3.1.1.13, :func:`pre_processing`). Autorun
 (the reader starts at B, §3.2.1.1) does no pre-processing: every indicator is 0 and the
-TTQ copy is the TTQ as configured (:func:`autorun_indicators`).
+TTQ copy is the TTQ as configured (:func:`autorun_indicators`); its transaction is the
+one configured (§3.1, ``autorun`` of the configuration, :func:`autorun_transaction`).
+
+The configuration is per combination and transaction type (§3.1): a combination whose
+types do not include the transaction's is left out (1.), so the same AID and kernel
+configured again for a refund or a cash advance brings that type its own limits.
 """
 
 from __future__ import annotations
@@ -43,6 +48,7 @@ from terminal.kernel.transaction import (
 __all__ = [
     "CompiledCombination",
     "autorun_indicators",
+    "autorun_transaction",
     "compile_combinations",
     "pre_process",
     "pre_process_compiled",
@@ -195,6 +201,15 @@ def autorun_indicators(config: TerminalConfig) -> list[tuple[Combination, PrePro
     pre-processing. Every indicator of every combination is 0 and the copy of the TTQ is
     the configured TTQ, unchanged."""
     return [(c, PreProcessing(ttq=c.ttq)) for c in config.combinations]
+
+
+def autorun_transaction(config: TerminalConfig) -> Transaction | None:
+    """The configured Autorun transaction (Book B §3.1, §3.2.1.1): its type, amount and
+    other amount in the terminal's currency; ``None`` when none is configured."""
+    run = config.autorun
+    if run is None:
+        return None
+    return Transaction(run.amount, run.other_amount, type=run.type)
 
 
 def pre_processing(

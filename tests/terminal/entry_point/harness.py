@@ -14,7 +14,6 @@ is absent (not zero): Book B distinguishes the two.
 from __future__ import annotations
 
 import copy
-import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -25,7 +24,8 @@ from card.emv import EmvCard
 from card.scripted import ScriptedCard
 from emvwire.profile import load_profile
 from terminal.kernel.config import TRANSACTION_TYPES, parse_config
-from terminal.kernel.conformance import TestKernel
+from terminal.kernel.conformance import TestKernel, load_case, mismatches
+from terminal.kernel.conformance import run_case as run_conformance
 from terminal.kernel.entry_point import EntryPoint
 from terminal.kernel.outcome import Start
 from terminal.kernel.recording import EntryPointRecord
@@ -210,26 +210,6 @@ def run_case(
     )
 
 
-def _matches(actual: Any, expected: Any, path: str, problems: list[str]) -> None:
-    if isinstance(expected, dict):
-        if not isinstance(actual, dict):
-            problems.append(f"{path}: expected an object, got {actual!r}")
-            return
-        for key, value in expected.items():
-            if key not in actual:
-                problems.append(f"{path}.{key}: missing")
-            else:
-                _matches(actual[key], value, f"{path}.{key}", problems)
-    elif isinstance(expected, list):
-        if not isinstance(actual, list) or len(actual) != len(expected):
-            problems.append(f"{path}: expected {len(expected)} items, got {actual!r}")
-            return
-        for i, (a, e) in enumerate(zip(actual, expected, strict=True)):
-            _matches(a, e, f"{path}[{i}]", problems)
-    elif actual != expected:
-        problems.append(f"{path}: expected {expected!r}, got {actual!r}")
-
-
 def check(record: EntryPointRecord, expected: Mapping[str, Any]) -> dict[str, Any]:
     """Assert that the record holds ``expected`` (objects compared on the keys given,
     lists item by item and whole). ``selects`` may be given as ``[(name, sw), ...]`` and
@@ -244,8 +224,7 @@ def check(record: EntryPointRecord, expected: Mapping[str, Any]) -> dict[str, An
         want["ui"] = [
             {"message": u[0], "status": u[1]} if isinstance(u, tuple) else u for u in want["ui"]
         ]
-    problems: list[str] = []
-    _matches(data, want, "record", problems)
+    problems = mismatches(data, want)
     assert not problems, "\n".join(problems)
     return data
 
@@ -255,27 +234,16 @@ def run_and_check(case: Case, expected: Mapping[str, Any]) -> dict[str, Any]:
     return check(run_case(case), expected)
 
 
-def load_case(path: Path) -> tuple[Case, dict[str, Any]]:
-    """A case file (``cases/case-*.json``): ``config`` (an object, or a file name beside
-    it), ``card`` (likewise), ``transaction`` (``amount``, ``type``, ``other_amount``,
-    ``start`` A or B, ``online_response`` hex) and the ``expected`` record."""
-    doc = json.loads(path.read_text())
-
-    def part(value: Any) -> dict[str, Any]:
-        if isinstance(value, str):
-            loaded: dict[str, Any] = json.loads((path.parent / value).read_text())
-            return loaded
-        return dict(value)
-
-    txn = doc.get("transaction", {})
-    online = txn.get("online_response")
-    case = Case(
-        part(doc["config"]),
-        part(doc["card"]),
-        amount=txn.get("amount", 1000),
-        type=txn.get("type", "purchase"),
-        other_amount=txn.get("other_amount", 0),
-        start=Start[txn.get("start", "A")],
-        online=bytes.fromhex(online) if online is not None else None,
-    )
-    return case, doc["expected"]
+def run_case_file(path: Path, reader: Reader | None = None) -> list[dict[str, Any]]:
+    """Run every transaction of a case file (:func:`terminal.kernel.conformance.
+    load_case`) on its scripted card (or ``reader``, holding it) and assert that each
+    gives its expected record; returns the records' JSON."""
+    case = load_case(path)
+    cfg = parse_config(copy.deepcopy(dict(case.config)), base=case.base)
+    the_reader = reader if reader is not None else EmulatedReader(ScriptedCard(dict(case.card)))
+    built = Case(dict(case.config), dict(case.card))
+    entry_point = EntryPoint(cfg, built.registry(), clock=lambda: WHEN)
+    results = run_conformance(case, cfg, the_reader, entry_point.process)
+    problems = [f"transaction {i + 1}: {p}" for i, (_, found) in enumerate(results) for p in found]
+    assert not problems, "\n".join(problems)
+    return [record.to_json() for record, _ in results]

@@ -41,10 +41,10 @@ from tests.terminal.entry_point.harness import (
     config,
     entry,
     fixture_card,
-    load_case,
     outcome,
     run_and_check,
     run_case,
+    run_case_file,
     ui,
 )
 
@@ -234,8 +234,7 @@ def test_a_case_runs_the_same_from_json_files_and_from_builders() -> None:
 
 @pytest.mark.parametrize("path", sorted(CASES.glob("case-*.json")), ids=lambda p: p.stem)
 def test_each_case_file_gives_its_expected_record(path: Path) -> None:
-    case, expected = load_case(path)
-    run_and_check(case, expected)
+    run_case_file(path)
 
 
 # --- the command line -------------------------------------------------------------------------

@@ -106,7 +106,8 @@ SAMPLE: dict[str, tuple[Case, dict[str, Any]]] = {
             online=ISSUER_UPDATE,
         ),
         {
-            "selects": [PPSE_OK, (VISA, "9000"), PPSE_OK, (VISA, "9000")],
+            # Book B §3.3.2.1: the same combination again, without the PPSE
+            "selects": [PPSE_OK, (VISA, "9000"), (VISA, "9000")],
             "activations": [
                 {"restart": False, "indicators": {"ttq": "36404000"}},
                 {"restart": True, "start": "B", "online_response": ISSUER_UPDATE.hex().upper()},
