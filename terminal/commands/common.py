@@ -59,6 +59,7 @@ __all__ = [
     "load_terminal_config",
     "not_completed",
     "open_cli_reader",
+    "optional_transaction_options",
     "prepare_reader",
     "reader_failure",
     "reader_option",
@@ -326,8 +327,21 @@ def transaction_options(command: F) -> F:
     """``--amount``, ``--other-amount``, ``--currency`` and ``--type``: the transaction
     of ``terminal pay`` and ``terminal entry-point``
     (:func:`transaction_from_options`)."""
+    return _transaction_options(command, amount_required=True)
+
+
+def optional_transaction_options(command: F) -> F:
+    """:func:`transaction_options` with ``--amount`` optional: the command gets
+    ``amount=None`` when none is given (``terminal entry-point --case`` and Autorun)."""
+    return _transaction_options(command, amount_required=False)
+
+
+def _transaction_options(command: F, *, amount_required: bool) -> F:
+    amount_help = (
+        "Amount, e.g. 12.34." if amount_required else "Amount, e.g. 12.34 (see --autorun)."
+    )
     options = [
-        click.option("--amount", required=True, metavar="AMOUNT", help="Amount, e.g. 12.34."),
+        click.option("--amount", required=amount_required, metavar="AMOUNT", help=amount_help),
         click.option("--other-amount", default="0", metavar="AMOUNT", help="Cashback amount."),
         click.option("--currency", metavar="CODE",
                      help="ISO 4217 code or number (EUR, 978); default the terminal's."),

@@ -36,7 +36,7 @@ from emvwire.apdu import command_name
 from terminal.kernel.outcome import OutcomeParameters, Start, UiRequest
 from terminal.kernel.registry import KernelContext, PreProcessing
 from terminal.kernel.transaction import TransactionResult
-from terminal.readers.base import CardInfo, Reader
+from terminal.readers.base import CardInfo, CardTimeoutError, Reader
 
 __all__ = [
     "Activation",
@@ -295,7 +295,9 @@ class RecordingReader(Reader):
     goes off and stays off for the hold time; the next :meth:`wait_for_card` (the poll
     of protocol activation, Book B §3.2.1.3) first waits for what is left of it
     (``sleep``), then switches the field on and records how long it was off
-    (``timer``, monotonic seconds).
+    (``timer``, monotonic seconds). A card that misses a command's deadline makes the
+    driver reset the field (:class:`~terminal.readers.base.CardTimeoutError`): that is
+    recorded as the field going off too.
     """
 
     def __init__(
@@ -337,6 +339,10 @@ class RecordingReader(Reader):
         empty: no answer came)."""
         try:
             answer = self.inner.transmit(c_apdu, timeout)
+        except CardTimeoutError:
+            self.record.add_exchange(Exchange.of(bytes(c_apdu), b""))
+            self._went_off(None)  # the driver reset the field (Book D time-out error)
+            raise
         except Exception:
             self.record.add_exchange(Exchange.of(bytes(c_apdu), b""))
             raise
@@ -347,6 +353,10 @@ class RecordingReader(Reader):
         """Switch the field off, to stay off ``hold_time_ms`` (a Field Off Request,
         Book B §3.5.1; ``None`` the end of the transaction). Recorded when it was on."""
         self.inner.field_off()
+        self._went_off(hold_time_ms)
+
+    def _went_off(self, hold_time_ms: int | None) -> None:
+        """Record that the field went off (when it was on)."""
         if not self._on:
             return
         self._on = False

@@ -60,6 +60,7 @@ from terminal.kernel.recording import EntryPointRecord, RecordingReader
 from terminal.kernel.registry import KernelRegistry, default_registry
 from terminal.kernel.transaction import Transaction, TransactionResult
 from terminal.readers.base import (
+    CardTimeoutError,
     CommunicationError,
     NoCardError,
     ProtocolError,
@@ -256,7 +257,8 @@ class EntryPoint:
         except CommunicationError as exc:
             state.lost_in_selection = not state.in_kernel
             if session.record is not None:
-                session.record.note("card removed")
+                silent = isinstance(exc, CardTimeoutError)
+                session.record.note("card not answering" if silent else "card removed")
             return session.finish(
                 transaction, Outcome.TRY_AGAIN, f"card removed or not answering: {exc}"
             )
