@@ -155,13 +155,17 @@ def _emit(data: dict[str, Any], text: str, failure: ToolFailure | None, as_json:
 
 
 def _load_case(path: str) -> tuple[ConformanceCase, TerminalConfig]:
+    """The case of ``--case`` and its configuration; :class:`ConfigFailure` naming the
+    problem (exit 10)."""
     try:
         case = load_case(path)
         return case, parse_config(dict(case.config), base=case.base)
     except OSError as exc:
         raise ConfigFailure(f"cannot read the case {path}: {exc.strerror}") from None
-    except (ValueError, ConfigError) as exc:  # JSONDecodeError is a ValueError
-        raise ConfigFailure(f"the case {path} cannot be used: {exc}") from None
+    except ConfigError as exc:
+        raise ConfigFailure(f"the configuration of the case {path}: {exc}") from None
+    except ValueError as exc:  # each names the file
+        raise ConfigFailure(f"the case cannot be used: {exc}") from None
 
 
 def _run_case(path: str, reader_path: str | None, kernels: str, as_json: bool) -> None:

@@ -263,18 +263,30 @@ def _step(obj: Any, where: str) -> CaseStep:
         raise ValueError(f"{where}: {exc}") from None
 
 
+def _json(file: Path, text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{file} is not JSON: line {exc.lineno}: {exc.msg}") from None
+
+
 def load_case(path: str | Path) -> ConformanceCase:
     """A case file (module docstring); ``OSError`` when it cannot be read,
-    ``ValueError`` naming the place of a problem."""
+    ``ValueError`` naming the place of a problem (a file it names that cannot be read
+    among them)."""
     file = Path(path)
-    doc = json.loads(file.read_text())
+    doc = _json(file, file.read_text())
     if not isinstance(doc, dict):
         raise ValueError(f"{file}: a case is a JSON object")
 
     def part(key: str) -> dict[str, Any]:
         value = doc.get(key)
         if isinstance(value, str):
-            value = json.loads((file.parent / value).read_text())
+            beside = file.parent / value
+            try:
+                value = _json(beside, beside.read_text())
+            except OSError as exc:
+                raise ValueError(f"{file}: {key}: cannot read {beside}: {exc.strerror}") from None
         if not isinstance(value, dict):
             raise ValueError(f"{file}: {key}: expected an object or a file name beside it")
         return value

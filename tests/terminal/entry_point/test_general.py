@@ -24,6 +24,7 @@ from terminal.kernel.outcome import (
     Status,
     UiMessage,
     UiRequest,
+    ValueQualifier,
 )
 from terminal.kernel.registry import check_kernel_id, default_registry, kernel_id_kind
 from terminal.kernel.transaction import Transaction
@@ -133,6 +134,20 @@ def test_a_ui_request_survives_encoding_and_decoding_with_every_field() -> None:
     )
     assert scripted == request.encode()
     assert UiRequest.decode(UiRequest(UiMessage.PRESENT_CARD).encode()).value is None
+
+
+def test_a_ui_request_tells_an_amount_from_a_balance() -> None:
+    """Book A Table 9.1: the Value Qualifier says what the value is."""
+    balance = UiRequest(UiMessage.APPROVED, value=4250, qualifier=ValueQualifier.BALANCE)
+    assert balance.encode()[13] == 0x20
+    assert UiRequest.decode(balance.encode()) == balance
+    assert balance.to_json()["value_qualifier"] == "balance"
+    amount = UiRequest(UiMessage.PRESENT_CARD, value=1000)
+    assert amount.encode()[13] == 0x10
+    assert amount.to_json()["value_qualifier"] == "amount"
+    assert UiRequest(UiMessage.PRESENT_CARD).to_json()["value_qualifier"] is None
+    scripted = encode_ui_request({"message": "03", "value": 4250, "qualifier": "balance"})
+    assert UiRequest.decode(scripted).value_qualifier is ValueQualifier.BALANCE
     with pytest.raises(ValueError, match="22 bytes"):
         UiRequest.decode(b"\x03\x04")
 
@@ -185,6 +200,11 @@ def test_the_card_scripted_outcome_is_what_the_test_kernel_reads() -> None:
             "applications.A0000000031010.outcomes[0].outcome",
         ),
         ({"schema": "tapstack.scripted-card/1", "events": {"explode": 1}}, "events"),
+        ({"schema": "tapstack.scripted-card/1", "events": {"away_ms": -5}}, "events.away_ms"),
+        (
+            {"schema": "tapstack.scripted-card/1", "events": {"mute_after": "2"}},
+            "events.mute_after",
+        ),
     ],
 )
 def test_a_malformed_scripted_card_is_refused_with_the_place_of_the_problem(
@@ -349,3 +369,68 @@ def test_card_serve_takes_a_scripted_profile_on_vpcd_only_and_without_faults() -
                                            "--via", "pcsc"])  # fmt: skip
     assert broken.exit_code == 2  # not a card profile of either kind: a clear error
     assert "Traceback" not in broken.output
+
+
+def test_the_command_runs_a_case_of_several_transactions_and_checks_each_record() -> None:
+    code, out, _ = _cli("entry-point", "--case", str(CASES / "case-a-9.4-card-read-ok.json"),
+                        "--json")  # fmt: skip
+    assert code == 0, out
+    data = json.loads(out)
+    assert data["passed"] is True
+    assert [t["mismatches"] for t in data["transactions"]] == [[], []]
+    shown = [[u["message"] for u in t["record"]["ui"]] for t in data["transactions"]]
+    assert shown == [["15", "1B", "17"], ["15", "1B", "17"]]
+    code, out, _ = _cli("entry-point", "--case", str(CASES / "case-3.5-restart-a.json"))
+    assert code == 0, out
+    assert "event: restart (start A)" in out
+    assert out.count("SELECT 2PAY.SYS.DDF01 -> 9000") == 2
+    assert out.rstrip().endswith("as expected")
+
+
+def test_the_command_exits_4_when_a_record_differs_from_the_case(tmp_path: Path) -> None:
+    doc = json.loads((CASES / "case-3.3.2.1-restart-b-online-response.json").read_text())
+    doc["config"] = str(CASES / "visa-config.json")
+    doc["expected"]["outcome"] = {"outcome": "declined"}
+    case_file = tmp_path / "case.json"
+    case_file.write_text(json.dumps(doc))
+    code, out, err = _cli("entry-point", "--case", str(case_file))
+    assert code == 4
+    assert "MISMATCH record.outcome.outcome: expected 'declined', got 'approved'" in out
+    assert "1 of 1 transactions differ" in err
+    code, out, _ = _cli("entry-point", "--case", str(case_file), "--json")
+    assert code == 4
+    data = json.loads(out)
+    assert data["passed"] is False
+    assert data["error"]["code"] == "conflict"
+
+
+def test_the_command_refuses_a_case_with_options_of_its_own_or_a_broken_case(
+    tmp_path: Path,
+) -> None:
+    case_file = str(CASES / "case-3.5-restart-a.json")
+    code, _, err = _cli("entry-point", "--case", case_file, "--card", case_file)
+    assert code == 2
+    assert "drop --card" in err
+    broken = tmp_path / "broken.json"
+    broken.write_text('{"config": "nowhere.json", "card": {}}')
+    code, _, err = _cli("entry-point", "--case", str(broken))
+    assert code == 10
+    assert "nowhere.json" in err
+    assert "Traceback" not in err
+
+
+def test_the_command_runs_the_configured_autorun_transaction() -> None:
+    code, out, _ = _cli("entry-point", "--config", str(CASES / "per-type-config.json"),
+                        "--card", str(CASES / "visa-online-issuer-update.json"), "--autorun",
+                        "--json")  # fmt: skip
+    assert code == 0, out
+    data = json.loads(out)
+    assert data["start"] == "B"
+    assert data["activations"][0]["transaction"]["9F02"] == "000000000150"
+    assert data["ui"][0]["value"] == 150
+    code, _, err = _visa_entry_point("visa-online-issuer-update.json", "1.00")
+    assert code == 0
+    code, _, err = _cli("entry-point", "--config", str(CASES / "visa-config.json"),
+                        "--card", str(CASES / "ppse-not-found.json"), "--autorun")  # fmt: skip
+    assert code == 2
+    assert "no autorun transaction" in err

@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 
 from card.scripted import ScriptedCard
+from terminal.kernel.conformance import load_case
 from tests.support.cards import VpcdCard
 from tests.support.e2e import ROOT, ServedCard, child_env, free_vpcd_reader
 from tests.terminal.entry_point.harness import (
@@ -36,6 +37,7 @@ from tests.terminal.entry_point.harness import (
     entry,
     outcome,
     run_case,
+    run_case_file,
     ui,
 )
 
@@ -126,6 +128,28 @@ SAMPLE: dict[str, tuple[Case, dict[str, Any]]] = {
         {"activations": [{"kernel_id": "01"}], "outcome": {"outcome": "approved"}},
     ),
 }
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "case-3.3.2.1-restart-b-online-response",
+        "case-3.5-restart-a",
+        "case-a-6.2-field-off-hold",
+        "case-a-9.4-card-read-ok",
+    ],
+)
+def test_a_case_file_gives_its_expected_records_through_pcscd_and_vpcd(
+    name: str, vpcd: Callable[..., VpcdCard]
+) -> None:
+    """The field, the UI requests among the SELECTs, restarts and a sequence of
+    transactions, on a reader of pcscd holding the scripted card."""
+    from terminal.readers.pcsc import PcscReader
+
+    path = CASES / f"{name}.json"
+    served = vpcd(ScriptedCard(dict(load_case(path).card)))
+    with PcscReader(served.reader) as reader:
+        run_case_file(path, reader)
 
 
 @pytest.mark.parametrize("name", sorted(SAMPLE))

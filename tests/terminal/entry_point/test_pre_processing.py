@@ -12,6 +12,8 @@ from typing import Any
 
 import pytest
 
+from terminal.kernel.config import Autorun, ConfigError, parse_config
+from terminal.kernel.entry_point import autorun_transaction
 from tests.terminal.entry_point.harness import (
     MASTERCARD,
     VISA,
@@ -255,3 +257,60 @@ def test_no_combination_allowed_is_try_another_interface_before_any_poll() -> No
             },
         },
     )
+
+
+# --- §3.1 the configuration per transaction type, and Autorun's transaction ------------------
+
+
+def test_the_same_aid_and_kernel_per_transaction_type_gives_each_type_its_limits() -> None:
+    per_type = config(
+        combo(VISA, "03", ttq=TTQ, transaction_types=["purchase"], cvm_required=5000),
+        combo(VISA, "03", ttq=TTQ, transaction_types=["refund"], cvm_required=1000),
+    )
+    expected = {"purchase": False, "refund": True}
+    for kind, cvm in expected.items():
+        case = Case(per_type, _visa_card(), amount=2000, type=kind)
+        run_and_check(
+            case,
+            {"activations": [{"indicators": {"reader_cvm_required_limit_exceeded": cvm}}]},
+        )
+
+
+@pytest.mark.parametrize(
+    ("second", "problem"),
+    [
+        (["purchase"], "transaction type purchase"),
+        (None, "transaction type cashback, purchase"),  # absent: every type
+        (["refund", "cash_advance"], None),
+    ],
+)
+def test_an_aid_and_kernel_configured_twice_must_not_share_a_transaction_type(
+    second: list[str] | None, problem: str | None
+) -> None:
+    extra = {"transaction_types": second} if second is not None else {}
+    doc = config(
+        combo(VISA, "03", transaction_types=["purchase", "cashback"]), combo(VISA, "03", **extra)
+    )
+    if problem is None:
+        assert len(parse_config(doc).combinations) == 2
+        return
+    with pytest.raises(ConfigError, match=problem) as caught:
+        parse_config(doc)
+    assert caught.value.path == "combinations[1]"
+
+
+def test_the_autorun_transaction_comes_from_the_configuration() -> None:
+    doc = config(combo(VISA, "03"))
+    assert parse_config(doc).autorun is None
+    assert autorun_transaction(parse_config(doc)) is None
+    doc["autorun"] = {"type": "refund", "amount": 250}
+    assert parse_config(doc).autorun == Autorun(0x20, 250, 0)
+    made = autorun_transaction(parse_config(doc))
+    assert made is not None
+    assert (made.type, made.amount, made.other_amount) == (0x20, 250, 0)
+    for bad, where in (({"type": "gift"}, "autorun.type"), ({"amount": -1}, "autorun.amount"),
+                       ({"when": 1}, "autorun"), ([], "autorun")):  # fmt: skip
+        doc["autorun"] = bad
+        with pytest.raises(ConfigError) as caught:
+            parse_config(doc)
+        assert caught.value.path == where
