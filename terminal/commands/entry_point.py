@@ -268,8 +268,10 @@ def entry_point_command(
     timeout: float | None,
     as_json: bool,
 ) -> None:
-    """Run one entry point transaction (EMV Book B) and print its record, or run a
-    conformance case (--case) and check its records.
+    """Run one entry point transaction (EMV Book B) and print its record.
+
+    With --case FILE, run a conformance case (a configuration, a scripted card and
+    one or more transactions) and check each record against the expected one.
 
     The record: what happened in order (SELECTs with status words, UI requests with
     their value qualifier, the field on and off, events), kernel activations with
