@@ -18,8 +18,13 @@ application. :class:`~terminal.readers.base.ReaderUnavailableError` (the reader 
 is gone) and a :class:`NoCardError` while waiting for a card propagate: they are not
 outcomes of a transaction.
 
-:meth:`EntryPoint.process` switches the field off when the transaction is over (Book
-A's removal procedure, :meth:`~terminal.readers.base.Reader.field_off`).
+:meth:`EntryPoint.process` switches the field off for an outcome's Field Off Request
+and holds it off for the hold time before the next poll (Book A §6.2, Book B §3.5.1),
+and when the transaction is over (Book A's removal procedure,
+:meth:`~terminal.readers.base.Reader.field_off`); its record notes every change of the
+field (:class:`~terminal.kernel.recording.RecordingReader`). A restart at A runs
+pre-processing again; a restart at B with online response data selects the combination
+selected before without the PPSE (Book B §3.3.2.1).
 :meth:`EntryPoint.run` leaves that to the application, which first gives the
 outcome's signal through the reader (an ACR122U's LED and buzzer commands reach the
 reader best while the card is connected), then calls ``reader.field_off()``.
@@ -271,7 +276,9 @@ class EntryPoint:
         self, reader: Reader, transaction: Transaction, state: PassState, session: Session
     ) -> TransactionResult:
         """Combination selection (§3.3) and kernel activation (§3.4); a Select Next
-        outcome removes the candidate and selects the next one (§3.5, Start C)."""
+        outcome removes the candidate and selects the next one (§3.5, Start C). At a
+        restart at B with online response data, the combination selected before is
+        selected again without SELECT PPSE (§3.3.2.1, on from §3.3.3.3)."""
         if state.next is Start.D and state.current is not None:  # a restart at D
             current, selected = state.current
             return activate_kernel(session, reader, transaction, current, selected, b"", 0, state)

@@ -14,9 +14,11 @@ from typing import Any
 import pytest
 
 from card.emv import EmvCard
+from card.scripted import ScriptedCard
 from emvwire import apdu
 from terminal.readers import (
     CardRemovedError,
+    CardTimeoutError,
     CommunicationError,
     NoCardError,
     ReaderError,
@@ -96,6 +98,47 @@ def test_card_removed_is_matched_by_name_or_attribute() -> None:
     assert is_card_removed(Subclass())
     assert is_card_removed(GoneError())
     assert not is_card_removed(ValueError("CardRemoved"))
+
+
+def test_a_card_that_leaves_for_a_while_is_not_found_until_it_is_back() -> None:
+    """A scripted card that leaves the field after two commands and stays away 300 ms
+    (its CardRemoved carries ``away_seconds``): polls in that time find no card."""
+    scripted = ScriptedCard(
+        {
+            "schema": "tapstack.scripted-card/1",
+            "ppse": {"entries": [{"aid": "A0000000031010"}]},
+            "events": {"remove_after": 1, "away_ms": 300},
+        }
+    )
+    reader = EmulatedReader(scripted)
+    reader.wait_for_card(1)
+    assert reader.transmit(SELECT_PPSE)[-2:] == b"\x90\x00"
+    with pytest.raises(CardRemovedError):
+        reader.transmit(SELECT_PPSE)
+    assert not reader.card_present()
+    with pytest.raises(NoCardError):
+        reader.wait_for_card(0.05)  # still away
+    reader.wait_for_card(2)  # back after 300 ms
+    assert reader.transmit(SELECT_PPSE)[-2:] == b"\x90\x00"
+    assert scripted.activations == 2
+    reader.close()
+
+
+def test_a_mute_card_costs_the_deadline_then_answers_at_the_next_presentation() -> None:
+    scripted = ScriptedCard(
+        {
+            "schema": "tapstack.scripted-card/1",
+            "ppse": {"entries": [{"aid": "A0000000031010"}]},
+            "events": {"mute_after": 0},
+        }
+    )
+    reader = EmulatedReader(scripted, command_timeout=0.1)
+    reader.wait_for_card(1)
+    with pytest.raises(CardTimeoutError):
+        reader.transmit(SELECT_PPSE)
+    reader.wait_for_card(1)  # the field was reset: the card let go of the command
+    assert reader.transmit(SELECT_PPSE)[-2:] == b"\x90\x00"
+    reader.close()
 
 
 def test_a_failing_card_is_a_communication_error() -> None:
