@@ -9,6 +9,10 @@ configuration, Book B §3.1.1 parameters), :func:`config`, :func:`entry` (a PPSE
 directory entry), :func:`app` (an application of the scripted card with its FCI and
 scripted outcomes), :func:`card`, :func:`outcome` and :func:`ui`. Every value left out
 is absent (not zero): Book B distinguishes the two.
+
+The case files of cases/ (one or several transactions each, the format of
+:mod:`terminal.kernel.conformance`) run with :func:`run_case_file`, in process or on a
+reader holding the card.
 """
 
 from __future__ import annotations

@@ -15,6 +15,7 @@ import json
 import subprocess
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -189,3 +190,27 @@ def test_card_serve_presents_a_scripted_card_to_terminal_entry_point(pcscd: str)
     assert serve.process.returncode == 0, card_err
     tap = json.loads(card_out.strip().splitlines()[-1])
     assert tap["apdus"] == 5  # PPSE, SELECT, GPO, SELECT, GPO
+
+
+def test_terminal_entry_point_runs_a_case_on_a_card_that_card_serve_presents(
+    pcscd: str, tmp_path: Path
+) -> None:
+    """``--case --reader``: the case's card served by ``card serve`` through pcscd."""
+    case_file = CASES / "case-a-9.4-value-qualifier.json"
+    profile = tmp_path / "card.json"
+    profile.write_text(json.dumps(load_case(case_file).card))
+    number = free_vpcd_reader()
+    with ServedCard(profile, 1, "--json", reader=number, presenting=False, settle=0) as serve:
+        run = subprocess.run(
+            [sys.executable, "-m", "terminal", "entry-point", "--case", str(case_file),
+             "--reader", f"pcsc:{number}", "--json"],
+            cwd=ROOT, env=child_env(), capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        _, card_err = serve.finish(timeout=20)
+    assert run.returncode == 0, run.stdout + run.stderr
+    data = json.loads(run.stdout)
+    assert data["passed"] is True
+    shown = [s["value_qualifier"] for s in data["transactions"][0]["record"]["sequence"]
+             if "ui" in s]  # fmt: skip
+    assert shown == ["amount", "balance"]
+    assert serve.process.returncode == 0, card_err
