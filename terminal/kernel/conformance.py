@@ -58,6 +58,7 @@ from emvwire.apdu import get_processing_options
 from emvwire.errors import DecodeError
 from emvwire.tags import Tag
 from terminal.kernel.config import TRANSACTION_TYPES, ConfigError, TerminalConfig
+from terminal.kernel.entry_point.pre_processing import autorun_transaction
 from terminal.kernel.outcome import CvmOutcome, Outcome, OutcomeParameters, Start, UiRequest
 from terminal.kernel.recording import Activation, EntryPointRecord
 from terminal.kernel.registry import KernelContext, KernelRegistry, check_kernel_id
@@ -217,13 +218,12 @@ class CaseStep:
         Autorun transaction at B (Book B §3.1, §3.2.1.1; :class:`ConfigError` when it
         has none)."""
         if self.autorun:
-            run = config.autorun
-            if run is None:
+            configured = autorun_transaction(config)
+            if configured is None:
                 raise ConfigError("autorun", "the case runs Autorun: configure its transaction")
-            return Transaction(run.amount, run.other_amount, type=run.type), Start.B
-        return Transaction(self.amount, self.other_amount, type=TRANSACTION_TYPES[self.type]), (
-            self.start
-        )
+            return configured, Start.B
+        made = Transaction(self.amount, self.other_amount, type=TRANSACTION_TYPES[self.type])
+        return made, self.start
 
 
 @dataclass(frozen=True, slots=True)
@@ -248,6 +248,8 @@ def _step(obj: Any, where: str) -> CaseStep:
     if not isinstance(obj, dict) or set(obj) - _STEP_KEYS:
         raise ValueError(f"{where}: expected an object with keys {sorted(_STEP_KEYS)}")
     response = obj.get("online_response")
+    if obj.get("type", "purchase") not in TRANSACTION_TYPES:
+        raise ValueError(f"{where}: type: one of {', '.join(TRANSACTION_TYPES)}")
     try:
         return CaseStep(
             amount=int(obj.get("amount", 1000)),
