@@ -79,7 +79,6 @@ def test_sign_in_see_a_tap_live_suspend_the_card_see_the_next_declined(
     try:
         page.goto(f"{served}/authorisations")
         assert page.url.startswith(f"{served}/sign-in")
-        shot(page, "sign-in")
         page.get_by_label("Operator id").fill(made.id)
         page.get_by_label("Credential").fill(credential)
         page.get_by_role("button", name="Sign in").click()
@@ -92,7 +91,6 @@ def test_sign_in_see_a_tap_live_suspend_the_card_see_the_next_declined(
         row.wait_for(timeout=WAIT_MS)  # no reload: the live region polled it in
         assert "approved" in row.inner_text()
         assert page.locator("tbody#authorisations tr").count() == 4
-        shot(page, "authorisations")
 
         row.get_by_role("link", name=world.card_id).click()
         page.wait_for_url(f"{served}/cards/{world.card_id}")
