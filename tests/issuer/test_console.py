@@ -3,7 +3,7 @@ taps decided by the service: signing in with an operator's credential (and out a
 once revoked), every page masked, an authorisation arriving in the live fragment, a
 card suspended after a confirmation (as the operator, in the audit log) and the next
 tap declined, a read operator shown no action and refused (audited), forms without
-the session's CSRF token refused, an event resent."""
+the session's CSRF token refused, an event resent, spending controls shown."""
 
 from __future__ import annotations
 
@@ -15,7 +15,9 @@ import pytest
 from emvwire.oda import SigningKey
 from issuer.bootstrap import IssuerApp
 from issuer.console import IssuerConsole
+from issuer.domain.controls import Changes, set_controls
 from issuer.domain.webhooks import Webhooks
+from issuer.model.controls import ControlLevel
 from tests.issuer.helpers import World, make_world, send, tap
 from tests.issuer.operator_kit import PAN, audit
 from tests.support.console import ConsoleClient
@@ -186,3 +188,22 @@ def test_an_event_is_resent_after_a_confirmation_and_audited(
     assert [(r.action, r.outcome) for r in records] == [
         ("event.resend", "succeeded"), ("event.resend", "failed"),
     ]  # fmt: skip
+
+
+def test_spending_controls_are_listed_and_shown_where_they_apply(
+    world: World, console: IssuerConsole
+) -> None:
+    set_controls(
+        world.app.ledger, ControlLevel.ACCOUNT, world.account,
+        Changes(allowed_mccs=["5411"], limits={"daily_amount": 5000}),
+    )  # fmt: skip
+    set_controls(
+        world.app.ledger, ControlLevel.CARD, world.card_id, Changes(max_per_transaction=3000)
+    )
+    browser, _ = signed_in(console, "read")
+    listed = browser.get("/controls").body.decode()
+    assert f'href="/accounts/{world.account}"' in listed
+    assert f'href="/cards/{world.card_id}"' in listed
+    card = browser.get(f"/cards/{world.card_id}").body.decode()
+    assert "allowed mccs 5411; daily amount 5000" in card  # the account's, applying
+    assert "at most 3000 per transaction" in card  # the card's own
