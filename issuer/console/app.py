@@ -52,7 +52,7 @@ if TYPE_CHECKING:
     from issuer.bootstrap import IssuerApp
     from issuer.domain.service import IssuerService
 
-__all__ = ["PAGE_SIZE", "Column", "IssuerConsole"]
+__all__ = ["AUTHORISATION_COLUMNS", "PAGE_SIZE", "Column", "IssuerConsole"]
 
 #: Rows per page of a list.
 PAGE_SIZE: Final = 50
@@ -398,7 +398,7 @@ class IssuerConsole:
             page = Events(self.app.ledger).list(
                 event_type=kind, limit=PAGE_SIZE, starting_after=after
             )
-        except (NotFoundError, IssuerError) as exc:
+        except IssuerError as exc:
             return self.kit.error(request, 400, str(exc), signed)
         rows = [e.to_json() for e in page.events]
         return self._list_page(
