@@ -8,11 +8,22 @@ part of tapstack.
   rendering, security headers, the static files;
 - :mod:`webconsole.sessions`: values signed with HMAC-SHA256 (the session, notices);
 - :mod:`webconsole.charts`: bar charts drawn on the server as SVG;
+- :mod:`webconsole.tables`: the columns of the tables ``kit/tables.html`` draws;
 - ``static/live.js``: live regions that poll for new rows (a Refresh link without it).
 """
 
 from webconsole.charts import bar_chart
 from webconsole.kit import Console, Principal, Signed, live_fragment
 from webconsole.sessions import Session, Signer
+from webconsole.tables import Column
 
-__all__ = ["Console", "Principal", "Session", "Signed", "Signer", "bar_chart", "live_fragment"]
+__all__ = [
+    "Column",
+    "Console",
+    "Principal",
+    "Session",
+    "Signed",
+    "Signer",
+    "bar_chart",
+    "live_fragment",
+]

@@ -44,7 +44,7 @@ from issuer.domain.webhooks import Webhooks
 from issuer.errors import IssuerError, NotFoundError
 from issuer.model.controls import ControlLevel, SpendingControls
 from issuer.model.operators import OperatorStatus, granted
-from webconsole import Console, Principal, Signed, live_fragment
+from webconsole import Column, Console, Principal, Signed, live_fragment
 
 if TYPE_CHECKING:
     from starlette.types import ASGIApp, Receive, Scope, Send
@@ -52,7 +52,7 @@ if TYPE_CHECKING:
     from issuer.bootstrap import IssuerApp
     from issuer.domain.service import IssuerService
 
-__all__ = ["AUTHORISATION_COLUMNS", "PAGE_SIZE", "Column", "IssuerConsole"]
+__all__ = ["AUTHORISATION_COLUMNS", "PAGE_SIZE", "IssuerConsole"]
 
 #: Rows per page of a list.
 PAGE_SIZE: Final = 50
@@ -61,18 +61,6 @@ LIVE_EVERY: Final = 1000
 _TEMPLATES: Final = Path(__file__).parent / "templates"
 _OPERATOR_ID: Final = re.compile(r"op_[a-z2-7]{16}")
 _ID: Final = re.compile(r"[a-z]+_[a-z2-7]{16}|[0-9]{6,8}")
-
-
-@dataclass(frozen=True, slots=True)
-class Column:
-    """A column of a list: its title, the field of the object's JSON it shows, how
-    (``text``, ``code``, ``link`` to ``href`` + value, ``status``, ``money``, ``num``,
-    ``time``)."""
-
-    title: str
-    key: str
-    kind: str = "text"
-    href: str = ""
 
 
 _WHEN = Column("Created", "created_at", "time")

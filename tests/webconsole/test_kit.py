@@ -17,7 +17,7 @@ from starlette.routing import Route
 from emvwire.mask import scrub
 from tests.support.asgi import call
 from tests.support.console import ConsoleClient
-from webconsole import Console, Principal, Signed, Signer, bar_chart
+from webconsole import Column, Console, Principal, Signed, Signer, bar_chart
 from webconsole.kit import SESSION_COOKIE
 
 PAN = "4761739001010010"
@@ -213,3 +213,28 @@ def test_the_bar_chart_is_escaped_svg_scaled_to_a_round_top() -> None:
     assert heights[1] > heights[0] > 0
     assert ">10<" in svg  # the axis tops at 10 for a largest value of 7
     assert "no data" in str(bar_chart([], title="Empty"))
+
+
+def test_tables_draw_each_kind_of_column_masked(tmp_path: Path) -> None:
+    (tmp_path / "t.html").write_text(
+        '{% import "kit/tables.html" as tables %}{{ tables.table(columns, rows) }}'
+    )
+    kit = Console(title="T", nav=[], templates=tmp_path, authenticate=lambda i, c: None,
+                  load=lambda i: None, scrub=scrub)  # fmt: skip
+    columns = [
+        Column("Card", "id", "link", "/cards/"), Column("PAN", "pan", "code"),
+        Column("Amount", "amount", "money"), Column("Status", "status", "status"),
+        Column("When", "at", "time"), Column("Note", "note"),
+    ]  # fmt: skip
+    row = {"id": "card_x", "pan": PAN, "amount": 1250, "currency": "EUR", "status": "paused",
+           "at": "2026-12-06T16:04:52.218147Z", "note": None}  # fmt: skip
+    html = kit.render("t.html", columns=columns, rows=[row])
+    assert '<a class="mono" href="/cards/card_x">card_x</a>' in html
+    assert "<code>476173******0010</code>" in html
+    assert PAN not in html
+    assert '<td class="num">12.50 EUR</td>' in html
+    assert 'class="status status-paused"' in html
+    assert ">2026-12-06 16:04:52</time>" in html
+    assert "Nothing yet." in kit.render("t.html", columns=columns, rows=[])
+    with pytest.raises(ValueError, match="a column is one of"):
+        Column("X", "x", "colour")
