@@ -14,7 +14,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = (
-    "emvwire", "hostlink", "httpserve", "clikit", "card", "terminal", "issuer", "backoffice"
+    "emvwire", "hostlink", "httpserve", "clikit", "webconsole", "card", "terminal", "issuer",
+    "backoffice",
 )  # fmt: skip
 LINT_IMPORTS = Path(sys.executable).with_name("lint-imports")
 
@@ -50,6 +51,7 @@ def copy(tmp_path_factory: pytest.TempPathFactory) -> Path:
         ("emvwire/_planted.py", "import terminal.cli\n", "emvwire is the shared language"),
         ("httpserve/_planted.py", "import issuer.errors\n", "the HTTP server is a server only"),
         ("clikit/_planted.py", "import terminal.cli\n", "the command-line kit is click only"),
+        ("webconsole/_planted.py", "import emvwire.mask\n", "the web console kit imports no"),
         ("card/_planted.py", "from issuer import errors\n", "never import each other"),
         ("terminal/kernel/_planted.py", "import terminal.apps.retail\n", "terminal layers"),
         ("terminal/apps/_planted.py", "import click\n", "click only in the command-line"),
