@@ -10,7 +10,9 @@ recovery), with a progress bar per stage on standard error when it is a terminal
 stream, the deny list to its bucket, the engine in the background; ``nats setup``
 makes the stream, consumer and bucket); ``--db postgresql://...`` puts the data on a
 PostgreSQL database several instances share;
-``trips``, ``riders``, ``aggregations`` and ``deny-list`` report. ``--json`` everywhere;
+``trips``, ``riders``, ``aggregations`` and ``deny-list`` report; ``operator
+add|list|revoke`` manages who signs in to ``console`` (the web console over HTTPS), whose
+actions ``audit`` lists. ``--json`` everywhere;
 data to standard output, messages to standard error; errors are
 :class:`clikit.errors.ToolFailure` subclasses with the exit codes all four tools share
 (:mod:`clikit.exits`, listed by ``backoffice --help``: :class:`HomeFailure` 10,
@@ -731,6 +733,59 @@ def serve_command(
         if worker is not None:
             worker.stop()
             worker.join(timeout=30)
+    click.echo("stopped", err=True)
+
+
+@backoffice.command("console")
+@click.option("--bind", default="127.0.0.1:8701", show_default=True, metavar="HOST:PORT",
+              envvar="TAPSTACK_BACKOFFICE_CONSOLE_BIND",
+              help="Address to listen on (port 0: any free; env "
+              "TAPSTACK_BACKOFFICE_CONSOLE_BIND).")  # fmt: skip
+@click.pass_context
+def console_command(ctx: click.Context, bind: str) -> None:
+    """Serve the web console until SIGTERM or Ctrl-C: riders, trips, aggregations,
+    debts, the deny list (an entry removed after confirmation, audited), taps per hour
+    and revenue per day.
+
+    HTTPS with the back office's server certificate (`backoffice tls show`; browsers
+    verify it with HOME/tls/server-ca.crt), no client certificate: operators sign in
+    with the id and credential `backoffice operator add` printed, and see what their
+    scopes allow (read; operations: the actions too). SIGHUP takes up a renewed server
+    certificate."""
+    import ssl
+
+    from httpserve.server import parse_bind, serve
+
+    home = _home(ctx)
+    try:
+        host, port = parse_bind(bind)
+    except ValueError:
+        raise click.BadParameter(
+            f"{bind!r} is not HOST:PORT, e.g. 127.0.0.1:8701", param_hint="--bind"
+        ) from None
+    try:
+        context = home.tls.server_context()
+    except PkiError as exc:
+        raise HomeFailure(f"{exc}; make the TLS folder with `backoffice tls init`") from None
+    context.verify_mode = ssl.CERT_NONE  # browsers: no client certificate asked for
+    from backoffice.console.app import BackOfficeConsole
+    from httpserve import ListenError
+
+    try:
+        console = BackOfficeConsole(home)
+    except (OSError, StoreError) as exc:
+        raise HomeFailure(f"cannot serve the console on {bind}: {exc}") from None
+
+    def ready(bound_host: str, bound_port: int) -> None:
+        click.echo(f"backoffice console on https://{bound_host}:{bound_port}", err=True)
+
+    try:
+        serve(lambda: console.app, host, port, ssl_context=context, ready=ready,
+              reload=lambda: home.tls.reload(context))  # fmt: skip
+    except ListenError as exc:
+        raise ToolFailure.of(str(exc), listen_exit(exc.errno)) from None
+    finally:
+        console.close()
     click.echo("stopped", err=True)
 
 

@@ -43,6 +43,9 @@ Migration 3, the console (``backoffice console``):
   (:mod:`emvwire.credentials`), when made and revoked.
 - ``audit_log``: one row per console action (who, what, to which object, when, with
   which outcome, details masked), appended only.
+- Indexes for the console's pages and charts: taps by time (taps per hour), trips by
+  travel day with their charge (revenue per day, read from the index alone),
+  aggregations by opening time (newest first), the deny list by version.
 """
 
 from __future__ import annotations
@@ -208,7 +211,7 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
     ),
     Migration(
         3,
-        "the console: operators and the audit log of their actions",
+        "the console: operators, the audit log of their actions, indexes of its pages",
         (
             """CREATE TABLE operators (
                 operator_id TEXT PRIMARY KEY, name TEXT NOT NULL, scopes TEXT NOT NULL,
@@ -217,6 +220,10 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
                 audit_id {serial_pk}, at TEXT NOT NULL, actor TEXT NOT NULL,
                 action TEXT NOT NULL, object_type TEXT NOT NULL, object_id TEXT NOT NULL,
                 details TEXT NOT NULL, outcome TEXT NOT NULL)""",
+            "CREATE INDEX taps_time ON taps (time_ms)",
+            "CREATE INDEX trips_day ON trips (travel_day, charge)",
+            "CREATE INDEX aggregations_opened ON aggregations (opened_at, aggregation_id)",
+            "CREATE INDEX deny_list_version ON deny_list (version)",
         ),
     ),
 )
