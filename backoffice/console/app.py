@@ -147,6 +147,7 @@ class BackOfficeConsole:
             request, signed, "overview.html", title="Overview", counts=self.data.counts(),
             day=day, taps_chart=taps_chart, revenue_chart=revenue_chart,
             taps_total=sum(n for _, n in hours), revenue_total=sum(v for _, v in revenue),
+            revenue_last=revenue[-1][0] if revenue else None,
             audit=self.data.audit(5),
         )  # fmt: skip
 

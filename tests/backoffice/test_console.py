@@ -19,8 +19,10 @@ from backoffice.console.app import BackOfficeConsole
 from backoffice.console.reports import ConsoleData
 from backoffice.operators import Operators
 from backoffice.store import Home, Store
+from emvwire.tls import SERVER_CA
 from terminal.apps.denylist import DenyList
 from terminal.apps.stream import DenyListFollower, JetStreamLink
+from tests.backoffice.consoles import HttpsBrowser, serve_console
 from tests.backoffice.streams import (
     consuming,
     new_operator,
@@ -87,7 +89,7 @@ def test_the_chart_data_of_a_known_traffic(rig: Rig, home: Home) -> None:
     assert "<title>11-24: 10.00 EUR</title>" in page
     assert "<title>11-25: 2.00 EUR</title>" in page
     assert "7 taps on 2026-11-24" in page
-    assert "12.00 EUR over the last 30" in page
+    assert "12.00 EUR over the 30 travel days to 2026-11-25" in page
 
 
 def test_signing_in_needs_the_operators_credential(rig: Rig) -> None:
@@ -210,3 +212,35 @@ def test_a_removal_reaches_the_nats_bucket(
                 follower.stop()
     finally:
         remove_operator(nats_url, operator)
+
+
+def test_the_console_is_served_over_https_without_client_certificate(rig: Rig, home: Home) -> None:
+    """``backoffice console`` as a process: the home's server certificate (verified
+    with its server CA), a browser without a client certificate signs in and gets the
+    overview; the session cookie is Secure, HttpOnly, SameSite=Strict; SIGTERM ends it
+    cleanly."""
+    with serve_console(home) as url:
+        browser = HttpsBrowser(url, str(home.tls.file(SERVER_CA)))
+        try:
+            status, headers, _ = browser.request("GET", "/")
+            assert (status, headers["location"]) == (303, "/sign-in?next=%2F")
+            assert browser.sign_in(*rig.reader) == 303
+            status, headers, page = browser.request("GET", "/")
+            assert status == 200
+            assert "<title>11-25: 2.00 EUR</title>" in page
+            assert headers["strict-transport-security"].startswith("max-age=")
+            assert headers["cache-control"] == "no-store"
+        finally:
+            browser.close()
+        signer = HttpsBrowser(url, str(home.tls.file(SERVER_CA)))
+        try:
+            signer.request("GET", "/sign-in")
+            _, headers, _ = signer.request(
+                "POST", "/sign-in", {"identity": rig.reader[0], "credential": rig.reader[1]}
+            )
+            cookie = headers["set-cookie"].lower()
+            assert "secure" in cookie
+            assert "httponly" in cookie
+            assert "samesite=strict" in cookie
+        finally:
+            signer.close()

@@ -11,7 +11,7 @@ from backoffice.engine import Engine
 from backoffice.store import Home, Store
 from tests.backoffice.taps import OTHER_PAN, VISA_PAN, FakeIssuer, plain_tap
 
-__all__ = ["DAY", "Traffic", "known_traffic"]
+__all__ = ["DAY", "Traffic", "busy_week", "known_traffic"]
 
 #: The first travel day (fares in UTC, days from midnight).
 DAY = datetime(2026, 11, 24, tzinfo=UTC)
@@ -54,3 +54,36 @@ def known_traffic(home: Home, store: Store) -> Traffic:
         revenue={"2026-11-24": 1000, "2026-11-25": 200},
         denied_reference=taps[4]["card_reference"],
     )
+
+
+def busy_week(home: Home, store: Store, riders: int = 40) -> str:
+    """A week of commuters (for the browser test's screenshots): ``riders`` cards, each
+    tapping on the way in (07:00-09:59) and back (16:00-18:59) on weekdays, some at
+    lunch too, over the seven travel days up to ``DAY``; one card declined by the
+    issuer (on the deny list, a debt). The engine runs the morning after. The masked
+    PAN of the declined card."""
+    pub = home.sealing_public_key()
+    store.add_gate("Central", None)
+    taps = []
+    declined = ""
+    for n in range(riders):
+        pan = f"4761739001{n:04d}10"
+        declined = declined or pan
+        for d in range(7):
+            day = DAY - timedelta(days=6 - d)
+            if day.weekday() >= 5 and n % 3:
+                continue
+            minutes = [7 * 60 + (n * 37 + d * 11) % 180, 16 * 60 + (n * 53 + d * 7) % 180]
+            if (n + d) % 4 == 0:
+                minutes.insert(1, 12 * 60 + (n * 13) % 60)
+            for m in minutes:
+                taps.append((pan, day + timedelta(minutes=m)))
+    taps.sort(key=lambda t: t[1])
+    store.insert_taps(
+        "G1",
+        [plain_tap(pub, "G1", i + 1, when, pan=pan) for i, (pan, when) in enumerate(taps)],
+        home.fares(),
+    )
+    issuer = FakeIssuer(declined={declined}, recover_after=99)
+    Engine.for_home(store, issuer).run(now=DAY + timedelta(days=1, hours=6))
+    return declined[:6] + "******" + declined[-4:]
