@@ -139,14 +139,15 @@ class BackOfficeConsole:
         )  # fmt: skip
         exponent = self.currency.exponent
         revenue_chart = bar_chart(
-            [(d[5:], v / 10**exponent) for d, v in revenue],
+            [(d[5:], v / 10**exponent) for d, v, _ in revenue],
             title="Revenue per travel day", unit=self.currency.alpha, max_labels=10,
             label=lambda v: f"{v:,.{exponent}f}",
         )  # fmt: skip
         return self._page(
             request, signed, "overview.html", title="Overview", counts=self.data.counts(),
             day=day, taps_chart=taps_chart, revenue_chart=revenue_chart,
-            taps_total=sum(n for _, n in hours), revenue_total=sum(v for _, v in revenue),
+            taps_total=sum(n for _, n in hours), revenue_total=sum(v for _, v, _ in revenue),
+            trips_total=sum(n for _, _, n in revenue),
             revenue_last=revenue[-1][0] if revenue else None,
             audit=self.data.audit(5),
         )  # fmt: skip

@@ -15,9 +15,9 @@ Charts (data only; the page draws them):
   whose time falls in each hour of that day, in the fare rules' time zone, the day
   starting at ``travel_day_start`` (:meth:`backoffice.fares.FareRules.
   travel_day_bounds`); every tap counts, opened or denied.
-- **revenue per day**: the fares charged (``trips.charge``, after caps) per travel
-  day, over :data:`REVENUE_DAYS` days up to the newest travel day with a trip; days
-  without trips count 0.
+- **revenue per day**: the fares charged (``trips.charge``, after caps) and the
+  trips per travel day, over :data:`REVENUE_DAYS` days up to the newest travel day
+  with a trip; days without trips count 0.
 """
 
 from __future__ import annotations
@@ -76,15 +76,16 @@ class ConsoleData:
     # -- overview and charts ----------------------------------------------------------------
 
     def counts(self) -> dict[str, int]:
-        """How many riders, trips, open aggregations, debts and deny-list entries."""
+        """How many riders, open aggregations, debts and deny-list entries (each an
+        index's count; the trips are counted by :meth:`revenue_per_day`, over its
+        days only: a count of every trip ever grows with the store)."""
         row = self.store.conn.execute(
             "SELECT (SELECT COUNT(*) FROM riders WHERE merged_into IS NULL), "
-            "(SELECT COUNT(*) FROM trips), "
             "(SELECT COUNT(*) FROM aggregations WHERE state = 'open'), "
             "(SELECT COUNT(*) FROM aggregations WHERE state = 'debt'), "
             "(SELECT COUNT(*) FROM deny_list)"
         ).fetchone()
-        names = ("riders", "trips", "open", "debts", "denied")
+        names = ("riders", "open", "debts", "denied")
         return {n: int(v) for n, v in zip(names, row, strict=True)}
 
     def latest_tap_day(self) -> date | None:
@@ -114,27 +115,29 @@ class ConsoleData:
             for h in range(hours)
         ]
 
-    def revenue_per_day(self, days: int = REVENUE_DAYS) -> list[tuple[str, int]]:
-        """(travel day, fares charged in minor units) for the ``days`` travel days up to
-        the newest with a trip (module docstring); empty when there are no trips."""
+    def revenue_per_day(self, days: int = REVENUE_DAYS) -> list[tuple[str, int, int]]:
+        """(travel day, fares charged in minor units, trips) for the ``days`` travel
+        days up to the newest with a trip (module docstring); empty when there are no
+        trips. One range of the ``trips_day`` index (travel day, charge)."""
         row = self.store.conn.execute("SELECT MAX(travel_day) FROM trips").fetchone()
         if row[0] is None:
             return []
         last = date.fromisoformat(row[0])
         first = last - timedelta(days=days - 1)
         sums = {
-            d: int(s)
-            for d, s in self.store.conn.execute(
-                "SELECT travel_day, SUM(charge) FROM trips WHERE travel_day >= ? "
+            d: (int(s), int(n))
+            for d, s, n in self.store.conn.execute(
+                "SELECT travel_day, SUM(charge), COUNT(*) FROM trips WHERE travel_day >= ? "
                 "GROUP BY travel_day",
                 (first.isoformat(),),
             )
         }
-        return [
-            ((first + timedelta(days=n)).isoformat(), sums.get((first + timedelta(days=n))
-                                                                .isoformat(), 0))
-            for n in range(days)
-        ]  # fmt: skip
+        out = []
+        for n in range(days):
+            day = (first + timedelta(days=n)).isoformat()
+            charged, trips = sums.get(day, (0, 0))
+            out.append((day, charged, trips))
+        return out
 
     # -- lists ---------------------------------------------------------------------------------
 

@@ -79,9 +79,10 @@ def test_the_chart_data_of_a_known_traffic(rig: Rig, home: Home) -> None:
     revenue = data.revenue_per_day()
     assert len(revenue) == 30
     assert revenue[-1][0] == "2026-11-25"
-    assert {d: v for d, v in revenue if v} == rig.traffic.revenue
+    assert {d: v for d, v, _ in revenue if v} == rig.traffic.revenue
+    assert {d: n for d, _, n in revenue if n} == {"2026-11-24": 6, "2026-11-25": 1}
     assert data.latest_tap_day() == (DAY + timedelta(days=1)).date()
-    assert data.counts() == {"riders": 2, "trips": 7, "open": 0, "debts": 1, "denied": 1}
+    assert data.counts() == {"riders": 2, "open": 0, "debts": 1, "denied": 1}
     # The page draws them: each bar's exact value is its title.
     page = _signed_in(rig, rig.reader).get("/?day=2026-11-24").body.decode()
     assert "<title>07:00: 2 taps</title>" in page
@@ -89,7 +90,7 @@ def test_the_chart_data_of_a_known_traffic(rig: Rig, home: Home) -> None:
     assert "<title>11-24: 10.00 EUR</title>" in page
     assert "<title>11-25: 2.00 EUR</title>" in page
     assert "7 taps on 2026-11-24" in page
-    assert "12.00 EUR over the 30 travel days to 2026-11-25" in page
+    assert "12.00 EUR for 7 trips over the 30 travel days to 2026-11-25" in page
 
 
 def test_signing_in_needs_the_operators_credential(rig: Rig) -> None:
