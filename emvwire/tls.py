@@ -110,18 +110,22 @@ def _ssl_failure(what: str, exc: Exception) -> PkiError:
 
 
 def server_context(
-    cert: Pathish, key: Pathish, client_ca: Pathish, *, password: bytes | None = None
+    cert: Pathish, key: Pathish, client_ca: Pathish | None, *, password: bytes | None = None
 ) -> ssl.SSLContext:
     """A server's context (module docstring): TLS 1.2 at least, the chain ``cert``
     (leaf first) with its ``key`` (decrypted with ``password``), client certificates
-    required and verified against ``client_ca`` (a PEM file of one or more CAs)."""
+    required and verified against ``client_ca`` (a PEM file of one or more CAs);
+    ``None``: no client certificate asked for (a web console's browsers, who sign in
+    with a credential instead)."""
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
-    context.verify_mode = ssl.CERT_REQUIRED
+    context.verify_mode = ssl.CERT_NONE if client_ca is None else ssl.CERT_REQUIRED
     try:
         context.load_cert_chain(cert, key, password)
     except (OSError, ssl.SSLError) as exc:
         raise _ssl_failure(f"server certificate {cert} and key {key}", exc) from None
+    if client_ca is None:
+        return context
     try:
         context.load_verify_locations(cafile=client_ca)
     except (OSError, ssl.SSLError) as exc:
@@ -503,13 +507,14 @@ class TlsFolder:
 
     # -- serving -------------------------------------------------------------------------
 
-    def server_context(self) -> ssl.SSLContext:
+    def server_context(self, *, clients: bool = True) -> ssl.SSLContext:
         """The context a server of this folder listens with (:func:`server_context`:
-        its certificate and key, client certificates of its CA required)."""
+        its certificate and key, client certificates of its CA required unless not
+        ``clients``)."""
         return server_context(
             self.path / SERVER_CERT,
             self.path / SERVER_KEY,
-            self.path / CA_CERT,
+            self.path / CA_CERT if clients else None,
             password=self._password,
         )
 

@@ -106,6 +106,12 @@ LAZY_COMMANDS: dict[str, tuple[str, str]] = {
         "issuer.commands.controls:decisions",
         "The program's decision endpoint: real-time approve or decline, signed both ways.",
     ),
+    "console": (
+        "issuer.commands.console:console_command",
+        "Run the issuer's web console: accounts, cards, tokens, terminals, ranges, "
+        "authorisations as they arrive, events and their webhook deliveries, spending "
+        "controls.",
+    ),
     "serve-iso8583": (
         "issuer.commands.iso8583:serve_iso8583_command",
         "Run the authorisation service's ISO 8583 listener (1987 field layout, a 2-byte "

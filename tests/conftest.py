@@ -7,9 +7,9 @@ a missing service is a failure instead, so CI can never pass by skipping
 (tests/support/services.py).
 
 Every test using one of these fixtures, directly or through other fixtures, is marked
-``pcsc``, ``postgres``, ``hsm`` or ``nats`` (:func:`pytest_collection_modifyitems`):
-the fast suite ``-m "not pcsc and not postgres and not hsm and not nats and not slow"``
-needs no service. A
+``pcsc``, ``postgres``, ``hsm``, ``nats`` or ``browser``
+(:func:`pytest_collection_modifyitems`): the fast suite ``-m "not pcsc and not postgres
+and not hsm and not nats and not slow and not browser"`` needs no service. A
 test that reaches a service another way carries the mark itself: on its ``pytest.param``
 when a parameter names the driver or backend (``request.getfixturevalue`` is not in
 ``item.fixturenames``), on the test when a subprocess it starts talks to the service.
@@ -27,6 +27,9 @@ Where each service is looked for, so that a run can make each one unreachable:
   subject and bucket names, with a random suffix, and delete them after).
 - SoftHSM: the module ``TAPSTACK_PKCS11_MODULE`` (default
   ``/usr/lib/softhsm/libsofthsm2.so``).
+- Chromium, for the web consoles' browser tests (Playwright drives it; its own browser
+  download is never used): ``TAPSTACK_CHROMIUM`` (default ``/usr/bin/chromium``,
+  Debian's ``chromium`` package). Those tests are marked ``browser``.
 """
 
 from __future__ import annotations
@@ -58,6 +61,13 @@ PCSCD_SOCKET = Path(os.environ.get("PCSCLITE_CSOCK_NAME", "/run/pcscd/pcscd.comm
 SOFTHSM_MODULE = Path(os.environ.get("TAPSTACK_PKCS11_MODULE", "/usr/lib/softhsm/libsofthsm2.so"))
 POSTGRES_URL = os.environ.get("TAPSTACK_TEST_PG", "postgresql://root@127.0.0.1:5432/test")
 NATS_URL = os.environ.get("TAPSTACK_TEST_NATS", "nats://127.0.0.1:4222")
+CHROMIUM = Path(os.environ.get("TAPSTACK_CHROMIUM", "/usr/bin/chromium"))
+#: Chromium's switches for a test: no sandbox (CI runs as root), nothing fetched from
+#: elsewhere, no first-run work.
+CHROMIUM_ARGS = (
+    "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync", "--no-first-run",
+)  # fmt: skip
 #: The TCP ports of pcscd's vpcd driver (readers 0 and 1).
 VPCD_PORTS = (VPCD_PORT, VPCD_PORT + 1)
 #: The fixture that reaches each service, and the mark of every test that uses it.
@@ -66,6 +76,7 @@ SERVICE_MARKS = {
     "postgres_url": "postgres",
     "softhsm": "hsm",
     "nats_url": "nats",
+    "chromium": "browser",
 }
 
 
@@ -167,6 +178,25 @@ def nats_url() -> str:
     except OSError as exc:
         missing_service(f"NATS is not reachable on {host}:{port}: {exc}")
     return NATS_URL
+
+
+@pytest.fixture(scope="session")
+def chromium() -> Iterator[Any]:
+    """Chromium driven by Playwright (sync API), one for the session: a
+    ``playwright.sync_api.Browser``. Playwright's sync API runs an event loop in this
+    thread: what needs ``asyncio.run`` meanwhile runs in another thread."""
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        missing_service("playwright is not installed (pip install -e '.[test]')")
+    if not CHROMIUM.exists():
+        missing_service(f"no chromium at {CHROMIUM} (apt-get install chromium)")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
 
 
 @pytest.fixture(scope="session")

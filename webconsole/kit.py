@@ -136,17 +136,19 @@ class Console:
     """One console's pages (module docstring).
 
     ``title``: the console's name, shown in every page; ``nav``: (path, label) of the
-    menu; ``templates``: the console's own template folder; ``authenticate(identity,
-    credential)``: the principal, or ``None``; ``load(id)``: the principal as it is
-    now, ``None`` if gone or revoked; ``scrub``: masks any PAN in a text; ``refused``
-    (principal, what, scope needed): writes a refusal down (an audit log);
-    ``identity_label``/``credential_label``: the sign-in form's fields."""
+    menu, or (path, label, scope) of an entry shown only to who holds ``scope``;
+    ``templates``: the console's own template folder (beside the kit's ``kit/...``);
+    ``authenticate(identity, credential)``: the principal, or ``None``; ``load(id)``:
+    the principal as it is now, ``None`` if gone or revoked; ``scrub``: masks any PAN
+    in a text; ``refused(principal, "METHOD /path", scope needed)``: writes a refusal
+    down (an audit log); ``identity_label``/``credential_label``: the sign-in form's
+    fields; ``signer``: the key of sessions (random per process if not given)."""
 
     def __init__(
         self,
         *,
         title: str,
-        nav: Sequence[tuple[str, str]],
+        nav: Sequence[tuple[str, str] | tuple[str, str, str]],
         templates: Path,
         authenticate: Authenticate,
         load: Load,
@@ -157,7 +159,7 @@ class Console:
         signer: Signer | None = None,
     ) -> None:
         self.title = title
-        self.nav = tuple(nav)
+        self.nav = tuple((item[0], item[1], item[2] if len(item) > 2 else "") for item in nav)
         self.authenticate = authenticate
         self.load = load
         self.refused = refused

@@ -186,12 +186,15 @@ class CliState:
             self._app.service = self._app.service.acting_as(cli_actor())
         return self._app
 
-    def service(self, bind: str, example: str, *, plain: bool, what: str) -> ServiceSetup:
-        """What ``issuer serve`` and ``serve-iso8583`` start from: the address of
-        ``--bind`` (``example`` shows its form), the home's configuration, the key
-        store's passphrase or PIN (asked once: each process opens its own issuer with
-        it) and the TLS folder (``None`` when ``plain``), its server context checked
-        to load; ``what`` names the plain protocol in the error that suggests it."""
+    def service(
+        self, bind: str, example: str, *, plain: bool, what: str, clients: bool = True
+    ) -> ServiceSetup:
+        """What ``issuer serve``, ``serve-iso8583`` and ``console`` start from: the
+        address of ``--bind`` (``example`` shows its form), the home's configuration,
+        the key store's passphrase or PIN (asked once: each process opens its own issuer
+        with it) and the TLS folder (``None`` when ``plain``), its server context
+        checked to load (asking for client certificates unless not ``clients``);
+        ``what`` names the plain protocol in the error that suggests it."""
         from emvwire.pki import PkiError
         from httpserve.server import parse_bind
         from issuer.bootstrap import open_issuer
@@ -212,7 +215,7 @@ class CliState:
         checked = open_issuer(config.home, db_url=self.db, passphrase=secret, pin=secret)
         try:
             folder = tls_folder(config.home, checked.keys)
-            context = folder.server_context()
+            context = folder.server_context(clients=clients)
         except (PkiError, OSError) as exc:
             raise ConfigCliError(
                 f"{exc}; make the TLS folder with `issuer tls init` (or {what} for local "

@@ -98,10 +98,20 @@ class IssuerHome:
     ) -> tuple[subprocess.Popen[str], str]:
         """``issuer serve`` of this home, with mutual TLS (and ``options``): the process
         and its URL."""
+        return self._start("serve", "--bind", bind, "--workers", str(workers), *options)
+
+    def console(
+        self, *options: str, bind: str = "127.0.0.1:0"
+    ) -> tuple[subprocess.Popen[str], str]:
+        """``issuer console`` of this home over HTTPS (and ``options``): the process and
+        its URL."""
+        return self._start("console", "--bind", bind, *options)
+
+    def _start(self, *args: str) -> tuple[subprocess.Popen[str], str]:
+        """A command of this home that prints its URL on standard error when ready."""
         env = {**os.environ, "TAPSTACK_ISSUER_HOME": str(self.home),
                "TAPSTACK_KEYSTORE_KEY": PASS}  # fmt: skip
-        cmd = [str(BIN / "issuer"), "serve", "--bind", bind, "--workers", str(workers),
-               *options]  # fmt: skip
+        cmd = [str(BIN / "issuer"), *args]
         if self.db:
             cmd += ["--db", self.db]
         proc = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, text=True)
