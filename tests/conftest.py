@@ -180,11 +180,13 @@ def nats_url() -> str:
     return NATS_URL
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def chromium() -> Iterator[Any]:
-    """Chromium driven by Playwright (sync API), one for the session: a
+    """Chromium driven by Playwright (sync API), one per test: a
     ``playwright.sync_api.Browser``. Playwright's sync API runs an event loop in this
-    thread: what needs ``asyncio.run`` meanwhile runs in another thread."""
+    thread: what needs ``asyncio.run`` meanwhile runs in another thread. Not one for
+    the session: its loop would stay running in this thread for every later test of
+    the process, whose ``asyncio.run`` (the ASGI calls, NATS) would then fail."""
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
