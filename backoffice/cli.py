@@ -752,8 +752,6 @@ def console_command(ctx: click.Context, bind: str) -> None:
     with the id and credential `backoffice operator add` printed, and see what their
     scopes allow (read; operations: the actions too). SIGHUP takes up a renewed server
     certificate."""
-    import ssl
-
     from httpserve.server import parse_bind, serve
 
     home = _home(ctx)
@@ -764,10 +762,9 @@ def console_command(ctx: click.Context, bind: str) -> None:
             f"{bind!r} is not HOST:PORT, e.g. 127.0.0.1:8701", param_hint="--bind"
         ) from None
     try:
-        context = home.tls.server_context()
+        context = home.tls.server_context(clients=False)  # browsers: no client certificate
     except PkiError as exc:
         raise HomeFailure(f"{exc}; make the TLS folder with `backoffice tls init`") from None
-    context.verify_mode = ssl.CERT_NONE  # browsers: no client certificate asked for
     from backoffice.console.app import BackOfficeConsole
     from httpserve import ListenError
 

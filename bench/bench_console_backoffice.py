@@ -43,7 +43,8 @@ from backoffice.store import Home, Store  # noqa: E402
 from bench.bench_backoffice import StubIssuer  # noqa: E402
 from bench.bench_backoffice_scale import DAY0, approve, batch_rows, pg_schema, write_batch  # noqa: E402
 from emvwire.tls import SERVER_CA  # noqa: E402
-from tests.backoffice.consoles import HttpsBrowser, serve_console  # noqa: E402
+from tests.backoffice.consoles import serve_console  # noqa: E402
+from tests.support.console import HttpsConsole  # noqa: E402
 
 PAGES = ("/", "/riders", "/trips", "/aggregations", "/debts", "/deny-list", "/audit")
 BATCH = 50_000
@@ -80,13 +81,13 @@ def fill(home: Home, trips: int, say: Any) -> dict[str, int]:
     return counts
 
 
-def timed(browser: HttpsBrowser, path: str) -> float:
+def timed(browser: HttpsConsole, path: str) -> float:
     """Milliseconds from sending a GET to the last byte of its answer (status 200)."""
     t0 = time.perf_counter()
-    status, _, _ = browser.request("GET", path)
+    answer = browser.request("GET", path)
     elapsed = (time.perf_counter() - t0) * 1000
-    if status != 200:
-        raise RuntimeError(f"GET {path}: {status}")
+    if answer.status != 200:
+        raise RuntimeError(f"GET {path}: {answer.status}")
     return elapsed
 
 
@@ -112,9 +113,9 @@ def main() -> None:
         with Store(home) as store:
             operator, credential = Operators(store).add("bench", ["operations"])
         url = stack.enter_context(serve_console(home))
-        browser = HttpsBrowser(url, str(home.tls.file(SERVER_CA)))
+        browser = HttpsConsole(url, home.tls.file(SERVER_CA))
         stack.callback(browser.close)
-        if browser.sign_in(operator.id, credential) != 303:
+        if browser.sign_in(operator.id, credential).status != 303:
             raise RuntimeError("sign-in refused")
         first = timed(browser, "/")
         results: dict[str, Any] = {}

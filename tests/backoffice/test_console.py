@@ -22,7 +22,7 @@ from backoffice.store import Home, Store
 from emvwire.tls import SERVER_CA
 from terminal.apps.denylist import DenyList
 from terminal.apps.stream import DenyListFollower, JetStreamLink
-from tests.backoffice.consoles import HttpsBrowser, serve_console
+from tests.backoffice.consoles import serve_console
 from tests.backoffice.streams import (
     consuming,
     new_operator,
@@ -32,7 +32,7 @@ from tests.backoffice.streams import (
 )
 from tests.backoffice.taps import OTHER_PAN, VISA_PAN
 from tests.backoffice.traffic import DAY, Traffic, known_traffic
-from tests.support.console import ConsoleClient
+from tests.support.console import ConsoleClient, HttpsConsole
 
 PAGES = ("/", "/riders", "/trips", "/aggregations", "/debts", "/deny-list", "/audit",
          "/?day=2026-11-24", "/trips?rider=1", "/aggregations?state=debt")  # fmt: skip
@@ -221,27 +221,20 @@ def test_the_console_is_served_over_https_without_client_certificate(rig: Rig, h
     overview; the session cookie is Secure, HttpOnly, SameSite=Strict; SIGTERM ends it
     cleanly."""
     with serve_console(home) as url:
-        browser = HttpsBrowser(url, str(home.tls.file(SERVER_CA)))
+        browser = HttpsConsole(url, home.tls.file(SERVER_CA))
         try:
-            status, headers, _ = browser.request("GET", "/")
-            assert (status, headers["location"]) == (303, "/sign-in?next=%2F")
-            assert browser.sign_in(*rig.reader) == 303
-            status, headers, page = browser.request("GET", "/")
-            assert status == 200
-            assert "<title>11-25: 2.00 EUR</title>" in page
-            assert headers["strict-transport-security"].startswith("max-age=")
-            assert headers["cache-control"] == "no-store"
-        finally:
-            browser.close()
-        signer = HttpsBrowser(url, str(home.tls.file(SERVER_CA)))
-        try:
-            signer.request("GET", "/sign-in")
-            _, headers, _ = signer.request(
-                "POST", "/sign-in", {"identity": rig.reader[0], "credential": rig.reader[1]}
-            )
-            cookie = headers["set-cookie"].lower()
+            first = browser.request("GET", "/")
+            assert (first.status, first.headers["location"]) == (303, "/sign-in?next=%2F")
+            signed = browser.sign_in(*rig.reader)
+            assert signed.status == 303
+            cookie = signed.headers["set-cookie"].lower()
             assert "secure" in cookie
             assert "httponly" in cookie
             assert "samesite=strict" in cookie
+            page = browser.request("GET", "/")
+            assert page.status == 200
+            assert "<title>11-25: 2.00 EUR</title>" in page.body.decode()
+            assert page.headers["strict-transport-security"].startswith("max-age=")
+            assert page.headers["cache-control"] == "no-store"
         finally:
-            signer.close()
+            browser.close()
