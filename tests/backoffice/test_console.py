@@ -8,13 +8,16 @@ confirmed, audited and carried to gates (HTTP list, NATS bucket)."""
 from __future__ import annotations
 
 import re
+import socket
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import NamedTuple
 
 import pytest
+from click.testing import CliRunner
 
+from backoffice.cli import backoffice
 from backoffice.console.app import BackOfficeConsole
 from backoffice.console.reports import ConsoleData
 from backoffice.operators import Operators
@@ -23,6 +26,7 @@ from emvwire.tls import SERVER_CA
 from terminal.apps.denylist import DenyList
 from terminal.apps.stream import DenyListFollower, JetStreamLink
 from tests.backoffice.consoles import serve_console
+from tests.backoffice.databases import home_args
 from tests.backoffice.streams import (
     consuming,
     new_operator,
@@ -238,3 +242,16 @@ def test_the_console_is_served_over_https_without_client_certificate(rig: Rig, h
             assert page.headers["cache-control"] == "no-store"
         finally:
             browser.close()
+
+
+def test_the_console_command_says_what_is_wrong(home: Home, tmp_path: Path) -> None:
+    def run(*args: str) -> int:
+        return CliRunner().invoke(backoffice, list(args)).exit_code
+
+    assert run("--home", str(tmp_path / "none"), "console") == 10  # no home: run init
+    assert run(*home_args(home), "console", "--bind", "nowhere") == 2
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        busy = f"127.0.0.1:{taken.getsockname()[1]}"
+        assert run(*home_args(home), "console", "--bind", busy) == 4
