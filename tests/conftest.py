@@ -180,13 +180,13 @@ def nats_url() -> str:
     return NATS_URL
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def chromium() -> Iterator[Any]:
-    """Chromium driven by Playwright (sync API), one per test: a
-    ``playwright.sync_api.Browser``. Playwright's sync API runs an event loop in this
-    thread: what needs ``asyncio.run`` meanwhile runs in another thread. Not one for
-    the session: its loop would stay running in this thread for every later test of
-    the process, whose ``asyncio.run`` (the ASGI calls, NATS) would then fail."""
+    """Chromium driven by Playwright (sync API), one per module: a
+    ``playwright.sync_api.Browser``. Playwright's sync API keeps an event loop running
+    in this thread while it lives, so that ``asyncio.run`` fails here meanwhile: the
+    browser's tests run such code in another thread, and the browser ends with its
+    module (a session-wide one would break every later test of the worker)."""
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
