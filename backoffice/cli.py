@@ -10,7 +10,9 @@ recovery), with a progress bar per stage on standard error when it is a terminal
 stream, the deny list to its bucket, the engine in the background; ``nats setup``
 makes the stream, consumer and bucket); ``--db postgresql://...`` puts the data on a
 PostgreSQL database several instances share;
-``trips``, ``riders``, ``aggregations`` and ``deny-list`` report. ``--json`` everywhere;
+``trips``, ``riders``, ``aggregations`` and ``deny-list`` report; ``operator
+add|list|revoke`` manages who signs in to ``console`` (the web console over HTTPS), whose
+actions ``audit`` lists. ``--json`` everywhere;
 data to standard output, messages to standard error; errors are
 :class:`clikit.errors.ToolFailure` subclasses with the exit codes all four tools share
 (:mod:`clikit.exits`, listed by ``backoffice --help``: :class:`HomeFailure` 10,
@@ -31,6 +33,7 @@ from typing import IO, TYPE_CHECKING, Any
 import click
 
 from backoffice.errors import StoreError
+from backoffice.operators import SCOPES as OPERATOR_SCOPES
 from backoffice.store import CA_NAME, ENV_DB, ENV_HOME, Home, Store
 from clikit.errors import ToolFailure, ToolGroup, listen_exit
 from clikit.exits import Exit
@@ -454,6 +457,102 @@ def gate_list(ctx: click.Context, as_json: bool) -> None:
         click.echo("No gates.", err=True)
 
 
+# --- operators of the console -------------------------------------------------------------
+
+
+@backoffice.group("operator")
+def operator_group() -> None:
+    """Operators of the console (`backoffice console`): add, list, revoke."""
+
+
+@operator_group.command("add")
+@click.argument("name")
+@click.option("--scope", "scopes", type=click.Choice(OPERATOR_SCOPES), multiple=True,
+              required=True,
+              help="What the operator may do (repeat): read (every page, masked), "
+              "operations (read, and the console's actions: deny-list removal).")  # fmt: skip
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+@click.pass_context
+def operator_add(ctx: click.Context, name: str, scopes: tuple[str, ...], as_json: bool) -> None:
+    """Make an operator of the console; prints its id and credential ONCE (only an
+    Argon2id hash is kept). It signs in to the console with both."""
+    from backoffice.operators import Operators
+
+    with _store(_home(ctx)) as store:
+        try:
+            made, credential = Operators(store).add(name, scopes)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="NAME") from None
+    if as_json:
+        _out({**made.to_json(), "credential": credential})
+        return
+    click.echo(f"Operator {made.id} ({made.name}), scopes {' '.join(made.scopes)}")
+    click.echo(f"  credential {credential}   (shown once: keep it)")
+
+
+@operator_group.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+@click.pass_context
+def operator_list(ctx: click.Context, as_json: bool) -> None:
+    """Every operator, oldest first (never a credential)."""
+    from backoffice.operators import Operators
+
+    with _store(_home(ctx)) as store:
+        found = Operators(store).all()
+    if as_json:
+        _out({"operators": [o.to_json() for o in found]})
+        return
+    for o in found:
+        status = f"revoked {o.revoked_at}" if o.revoked_at else "active"
+        click.echo(f"{o.id}  {o.name:<20} {' '.join(o.scopes):<16} since {o.created_at}  "
+                   f"{status}")  # fmt: skip
+    if not found:
+        click.echo("No operators: `backoffice operator add NAME --scope read` makes one.",
+                   err=True)  # fmt: skip
+
+
+@operator_group.command("revoke")
+@click.argument("operator_id")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+@click.pass_context
+def operator_revoke(ctx: click.Context, operator_id: str, as_json: bool) -> None:
+    """Refuse an operator from now on (a running console refuses its next request)."""
+    from backoffice.operators import Operators
+
+    with _store(_home(ctx)) as store:
+        try:
+            revoked = Operators(store).revoke(operator_id)
+        except StoreError as exc:
+            raise ToolFailure.of(
+                f"{exc}: `backoffice operator list` shows the operators", Exit.NOT_FOUND
+            ) from None
+    if as_json:
+        _out(revoked.to_json())
+        return
+    click.echo(f"Operator {revoked.id} revoked")
+
+
+@backoffice.command("audit")
+@click.option("--limit", type=click.IntRange(1, 10000), default=50, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+@click.pass_context
+def audit_command(ctx: click.Context, limit: int, as_json: bool) -> None:
+    """The audit log of the console's actions, newest first: who, what, to which
+    object, when, with which outcome (details masked)."""
+    from backoffice.operators import Operators
+
+    with _store(_home(ctx)) as store:
+        records = Operators(store).audit(limit)
+    if as_json:
+        _out({"audit": [r.to_json() for r in records]})
+        return
+    for r in records:
+        click.echo(f"{r.at}  {r.actor:<27} {r.action:<18} {r.object_type} {r.object_id}  "
+                   f"{r.outcome}")  # fmt: skip
+    if not records:
+        click.echo("No audit records.", err=True)
+
+
 # --- TLS ---------------------------------------------------------------------------------------
 
 
@@ -634,6 +733,56 @@ def serve_command(
         if worker is not None:
             worker.stop()
             worker.join(timeout=30)
+    click.echo("stopped", err=True)
+
+
+@backoffice.command("console")
+@click.option("--bind", default="127.0.0.1:8701", show_default=True, metavar="HOST:PORT",
+              envvar="TAPSTACK_BACKOFFICE_CONSOLE_BIND",
+              help="Address to listen on (port 0: any free; env "
+              "TAPSTACK_BACKOFFICE_CONSOLE_BIND).")  # fmt: skip
+@click.pass_context
+def console_command(ctx: click.Context, bind: str) -> None:
+    """Serve the web console until SIGTERM or Ctrl-C: riders, trips, aggregations,
+    debts, the deny list (an entry removed after confirmation, audited), taps per hour
+    and revenue per day.
+
+    HTTPS with the back office's server certificate (`backoffice tls show`; browsers
+    verify it with HOME/tls/server-ca.crt), no client certificate: operators sign in
+    with the id and credential `backoffice operator add` printed, and see what their
+    scopes allow (read; operations: the actions too). SIGHUP takes up a renewed server
+    certificate."""
+    from httpserve.server import parse_bind, serve
+
+    home = _home(ctx)
+    try:
+        host, port = parse_bind(bind)
+    except ValueError:
+        raise click.BadParameter(
+            f"{bind!r} is not HOST:PORT, e.g. 127.0.0.1:8701", param_hint="--bind"
+        ) from None
+    try:
+        context = home.tls.server_context(clients=False)  # browsers: no client certificate
+    except PkiError as exc:
+        raise HomeFailure(f"{exc}; make the TLS folder with `backoffice tls init`") from None
+    from backoffice.console.app import BackOfficeConsole
+    from httpserve import ListenError
+
+    try:
+        console = BackOfficeConsole(home)
+    except (OSError, StoreError) as exc:
+        raise HomeFailure(f"cannot serve the console on {bind}: {exc}") from None
+
+    def ready(bound_host: str, bound_port: int) -> None:
+        click.echo(f"backoffice console on https://{bound_host}:{bound_port}", err=True)
+
+    try:
+        serve(lambda: console.app, host, port, ssl_context=context, ready=ready,
+              reload=lambda: home.tls.reload(context))  # fmt: skip
+    except ListenError as exc:
+        raise ToolFailure.of(str(exc), listen_exit(exc.errno)) from None
+    finally:
+        console.close()
     click.echo("stopped", err=True)
 
 

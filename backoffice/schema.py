@@ -34,6 +34,18 @@ Migration 2, several instances on one database:
 - On PostgreSQL, sequences for the ids the engine hands out (riders, trips,
   aggregations): two instances never take the same. SQLite's one writer takes the next
   id from the table (or the ``aggregations`` counter of ``meta``) in its transaction.
+
+Migration 3, the console (``backoffice console``):
+
+- ``operators``: the people and programs that sign in to the console
+  (:mod:`backoffice.operators`): id ``bop_...``, name, scopes (``read``,
+  ``operations``, space-separated), the Argon2id hash of the credential
+  (:mod:`emvwire.credentials`), when made and revoked.
+- ``audit_log``: one row per console action (who, what, to which object, when, with
+  which outcome, details masked), appended only.
+- Indexes for the console's pages and charts: taps by time (taps per hour), trips by
+  travel day with their charge (revenue per day, read from the index alone),
+  aggregations by opening time (newest first), the deny list by version.
 """
 
 from __future__ import annotations
@@ -196,5 +208,22 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
                 "CREATE SEQUENCE aggregation_ids",
             ),
         },
+    ),
+    Migration(
+        3,
+        "the console: operators, the audit log of their actions, indexes of its pages",
+        (
+            """CREATE TABLE operators (
+                operator_id TEXT PRIMARY KEY, name TEXT NOT NULL, scopes TEXT NOT NULL,
+                credential_hash TEXT NOT NULL, created_at TEXT NOT NULL, revoked_at TEXT)""",
+            """CREATE TABLE audit_log (
+                audit_id {serial_pk}, at TEXT NOT NULL, actor TEXT NOT NULL,
+                action TEXT NOT NULL, object_type TEXT NOT NULL, object_id TEXT NOT NULL,
+                details TEXT NOT NULL, outcome TEXT NOT NULL)""",
+            "CREATE INDEX taps_time ON taps (time_ms)",
+            "CREATE INDEX trips_day ON trips (travel_day, charge)",
+            "CREATE INDEX aggregations_opened ON aggregations (opened_at, aggregation_id)",
+            "CREATE INDEX deny_list_version ON deny_list (version)",
+        ),
     ),
 )
