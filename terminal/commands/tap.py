@@ -74,7 +74,7 @@ def read_command(
     """
     from terminal.kernel.reading import read_card
 
-    config = load_terminal_config(config_path)
+    config = load_terminal_config(config_path, ca_keys=False)  # it authenticates nothing
     raw, reader = prepare_reader(reader_path, trace)
     try:
         wait_for_card(reader, timeout)

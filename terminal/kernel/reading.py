@@ -20,7 +20,7 @@ and a spent budget ends it; each is a problem of the reading.
 
 from __future__ import annotations
 
-import secrets
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -274,7 +274,7 @@ def read_card(
     reader: Reader,
     config: TerminalConfig,
     *,
-    rng: Callable[[int], bytes] = secrets.token_bytes,
+    rng: Callable[[int], bytes] = os.urandom,
     clock: Callable[[], datetime] = datetime.now,
     gpo: bool = True,
 ) -> CardReading:
