@@ -38,7 +38,7 @@ from emvwire.track2 import track2_expiry, track2_pan
 from terminal.kernel.bounds import Budget, RecordBytes, TransactionTimeoutError, afl_problem
 from terminal.kernel.config import TerminalConfig
 from terminal.kernel.entry_point.candidates import aid_matches, parse_ppse
-from terminal.kernel.transaction import Transaction
+from terminal.kernel.request import Transaction
 from terminal.readers.base import Reader
 
 __all__ = ["ApplicationReading", "CardReading", "RecordReading", "read_card"]
