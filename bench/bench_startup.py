@@ -6,7 +6,8 @@
 Each pair runs alternately (ours, theirs, ours, theirs...) so that the machine's load
 falls on both alike; printed are the median and the quartiles of the wall time of each
 process (``subprocess.run``, bytecode caches warm: one unmeasured run of each first,
-without ``PYTHONDONTWRITEBYTECODE``).
+without ``PYTHONDONTWRITEBYTECODE``), and the median of its CPU time, user and system
+(``getrusage`` of the children), which a loaded machine's waits leave out.
 
 - ``terminal --help`` beside ``emvtool --help``;
 - ``terminal read --reader pcsc:N`` beside ``emvtool -r N appdata 0`` on the same card:
@@ -35,6 +36,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import statistics
 import subprocess
 import sys
@@ -57,7 +59,15 @@ READER = "Virtual PCD 00 01"
 ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
 
 
-def _timed(argv: Sequence[str]) -> float:
+def _cpu() -> float:
+    """The CPU time (user and system) of this process's waited-for children so far."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _timed(argv: Sequence[str]) -> tuple[float, float]:
+    """The wall time and the CPU time of one run of ``argv`` (s)."""
+    cpu = _cpu()
     start = time.perf_counter()
     done = subprocess.run(argv, capture_output=True, check=False, env=ENV)
     elapsed = time.perf_counter() - start
@@ -65,26 +75,36 @@ def _timed(argv: Sequence[str]) -> float:
         raise SystemExit(
             f"{' '.join(argv)} exited with {done.returncode}: {done.stderr.decode()[-400:]}"
         )
-    return elapsed
+    return elapsed, _cpu() - cpu
 
 
 def measure(
     commands: dict[str, list[str]], runs: int, before: Callable[[], None] = lambda: None
 ) -> dict[str, dict[str, float]]:
-    """Wall time of each command, the commands alternating run after run (ms);
+    """Wall time of each command, the commands alternating run after run (ms), with the
+    median of its CPU time (user and system: what the machine's load hides least);
     ``before`` runs, untimed, before each of them."""
     for argv in commands.values():  # bytecode caches written, files in the page cache
         before()
         _timed(argv)
     times: dict[str, list[float]] = {name: [] for name in commands}
+    cpus: dict[str, list[float]] = {name: [] for name in commands}
     for _ in range(runs):
         for name, argv in commands.items():
             before()
-            times[name].append(_timed(argv) * 1000)
+            wall, cpu = _timed(argv)
+            times[name].append(wall * 1000)
+            cpus[name].append(cpu * 1000)
     out = {}
     for name, values in times.items():
         q1, median, q3 = statistics.quantiles(values, n=4, method="inclusive")
-        out[name] = {"median": median, "q1": q1, "q3": q3, "min": min(values)}
+        out[name] = {
+            "median": median,
+            "q1": q1,
+            "q3": q3,
+            "min": min(values),
+            "cpu": statistics.median(cpus[name]),
+        }
     return out
 
 
@@ -172,7 +192,10 @@ def _emvtool(path: str | None) -> str:
 def _print(title: str, results: dict[str, dict[str, float]]) -> None:
     print(title)
     for name, r in results.items():
-        print(f"  {name:<45} median {r['median']:6.1f} ms  (q1 {r['q1']:.1f}, q3 {r['q3']:.1f})")
+        print(
+            f"  {name:<45} median {r['median']:6.1f} ms  (q1 {r['q1']:.1f}, q3 {r['q3']:.1f})"
+            f"  CPU {r['cpu']:.1f} ms"
+        )
 
 
 def main() -> None:

@@ -8,8 +8,6 @@ same key.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 from typing import Final
 
 __all__ = ["DEMO_CARD_REFERENCE_KEY", "card_reference"]
@@ -29,6 +27,9 @@ def card_reference(key: bytes, pan: str, psn: bytes | None = None) -> str:
     bits. The same card gives the same reference on every terminal with the same key;
     without the key it tells nothing about the PAN.
     """
+    import hashlib  # on first use: a terminal that only reads a card loads no OpenSSL digest
+    import hmac
+
     psn_text = "--" if not psn else psn.hex().upper()
     mac = hmac.new(bytes(key), f"{pan}|{psn_text}".encode("ascii"), hashlib.sha256)
     return mac.hexdigest()[:32]

@@ -91,6 +91,25 @@ def test_terminal_read_loads_its_reading_without_the_transaction_machinery() -> 
     )
 
 
+def test_terminal_read_loads_no_ca_keys_digests_logging_nor_pathlib() -> None:
+    """A card reading authenticates nothing: its configuration comes without the CA keys
+    (no ``emvwire.oda``), and the reading, the PC/SC driver and the configuration load
+    no digest (``hashlib``: OpenSSL), no ``secrets`` (``os.urandom`` for the
+    unpredictable number), no ``logging`` (the drivers' loggers are made at their first
+    message) and no ``pathlib`` (with ``urllib.parse`` and ``ipaddress``); of the
+    kernel's transaction, the request alone."""
+    modules = _loaded(
+        "import terminal.commands.tap, terminal.kernel.reading, terminal.readers.pcsc\n"
+        "from terminal.commands.common import load_terminal_config\n"
+        "load_terminal_config(None, ca_keys=False)"
+    )
+    assert "terminal.readers.pcsc" in modules
+    unwanted = ("emvwire.oda", "hashlib", "hmac", "secrets", "logging", "pathlib", "urllib")
+    assert _any_of(modules, unwanted) == []
+    # the request alone (terminal.kernel.request), not the results and outcomes
+    assert _any_of(modules, ("terminal.kernel.transaction", "terminal.kernel.outcome")) == []
+
+
 def test_issuer_help_imports_neither_the_composition_root_nor_a_command() -> None:
     modules = _command("issuer", "--help")
     assert (

@@ -163,11 +163,14 @@ def open_cli_reader(path: str | None, *, read_uid: bool = False) -> Reader:
         ) from exc
 
 
-def load_terminal_config(path: str | None) -> TerminalConfig:
-    """The terminal configuration of ``--config`` (the built-in default without one);
+def load_terminal_config(path: str | None, *, ca_keys: bool = True) -> TerminalConfig:
+    """The terminal configuration of ``--config`` (the built-in default without one),
+    without its CA keys unless ``ca_keys`` (:func:`terminal.kernel.config.parse_config`);
     :class:`ConfigFailure` with the reason when it does not load."""
     try:
-        return default_config() if path is None else load_config(path)
+        if path is None:
+            return default_config(ca_keys=ca_keys)
+        return load_config(path, ca_keys=ca_keys)
     except ConfigError as exc:
         raise ConfigFailure(
             f"configuration: {exc}; fix the file, or leave --config out for the built-in one"

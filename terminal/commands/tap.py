@@ -11,7 +11,7 @@ starts slower for the other's modules (tests/test_startup.py).
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 import click
 
@@ -74,7 +74,7 @@ def read_command(
     """
     from terminal.kernel.reading import read_card
 
-    config = load_terminal_config(config_path)
+    config = load_terminal_config(config_path, ca_keys=False)  # it authenticates nothing
     raw, reader = prepare_reader(reader_path, trace)
     try:
         wait_for_card(reader, timeout)
@@ -258,9 +258,18 @@ def _go_online(
     if final.approved:
         return final, None
     reason = f" {final.reason}" if final.reason else ""
+    hint = DECLINE_HINTS.get(final.reason or "", "")
     return final, NotCompleted(
-        f"declined by the issuer: {final.response_code}{reason}; the card was not charged"
+        f"declined by the issuer: {final.response_code}{reason}; the card was not charged{hint}"
     )
+
+
+#: What a decline means when its name alone may puzzle: the card of another issuer (a
+#: fixture profile tapped at a fresh issuer) is unknown to this one.
+DECLINE_HINTS: Final = {
+    "CARD_NOT_FOUND": ": this issuer knows no such card; tap one it issued (`issuer card "
+    "provision` writes its profile) or registered (`issuer card register`)",
+}
 
 
 #: What the display says when the issuer does not answer after the tap.

@@ -37,29 +37,37 @@ is configured.
 
 The file format is JSON, schema ``tapstack.terminal-config/1``; :func:`load_config`
 validates it and names the first problem with its path. :func:`default_config` is
-the configuration the CLI uses when none is given.
+the configuration the CLI uses when none is given. A reading that authenticates
+nothing (``terminal read``) loads it with ``ca_keys=False``: :data:`NO_CA_KEYS` stands
+for the keys, and neither the key files nor :mod:`emvwire.oda` are read.
 """
 
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from emvwire.cardref import DEMO_CARD_REFERENCE_KEY
-from emvwire.errors import EmvWireError
-from emvwire.oda.capk import CaKeyStore
+from emvwire.errors import EmvWireError, OdaError
 from emvwire.tags import Tag
 from terminal.errors import TerminalError
 
+if TYPE_CHECKING:
+    from datetime import date
+
+    from emvwire.oda.capk import CaKey
+
 __all__ = [
     "DEFAULT_CURRENCY",
+    "NO_CA_KEYS",
     "SCHEMA",
     "TRANSACTION_TYPES",
     "UNVERIFIED_CDCVM_POLICIES",
     "Autorun",
+    "CaKeys",
     "CardTiming",
     "Combination",
     "ConfigError",
@@ -175,6 +183,40 @@ class RecordLimits:
     total_bytes: int = 16384
 
 
+class CaKeys(Protocol):
+    """The terminal's CA public keys as a kernel looks them up by (RID, index) (Book 2
+    §11.2): an :class:`emvwire.oda.capk.CaKeyStore`, or :data:`NO_CA_KEYS`."""
+
+    def find(self, rid: bytes, index: int) -> CaKey | None:
+        """The key for (RID, index), or ``None``."""
+
+    def get(self, rid: bytes, index: int, *, today: date | None = None) -> CaKey:
+        """The key for (RID, index); :class:`~emvwire.errors.OdaError` if absent or
+        expired on ``today``."""
+
+
+class _NoCaKeys:
+    """The CA keys of a configuration loaded without them (``ca_keys=False``): none,
+    so offline data authentication would fail as without the card's key (Book 2 §5.3
+    step 1)."""
+
+    def find(self, rid: bytes, index: int) -> CaKey | None:
+        return None
+
+    def get(self, rid: bytes, index: int, *, today: date | None = None) -> CaKey:
+        raise OdaError(
+            f"no CA public key {bytes(rid).hex().upper()}/{index:02X}: the configuration "
+            "was loaded without its CA keys"
+        )
+
+    def __repr__(self) -> str:
+        return "NO_CA_KEYS"
+
+
+#: See :class:`_NoCaKeys`.
+NO_CA_KEYS: Final[CaKeys] = _NoCaKeys()
+
+
 @dataclass(frozen=True, slots=True)
 class Autorun:
     """The configured Autorun transaction (Book B §3.1, §3.2.1.1; JSON ``autorun``):
@@ -192,7 +234,7 @@ class TerminalConfig:
 
     terminal_data: Mapping[int, bytes]
     combinations: tuple[Combination, ...]
-    ca_keys: CaKeyStore
+    ca_keys: CaKeys
     card_reference_key: bytes = field(default=DEMO_CARD_REFERENCE_KEY, repr=False)
     timing: CardTiming = CardTiming()
     records: RecordLimits = RecordLimits()
@@ -318,11 +360,15 @@ def _bounded(obj: Any, path: str, cls: type[Any], low: int, high: int) -> Any:
     return cls(**obj)
 
 
-def parse_config(obj: Any, *, base: Path | None = None) -> TerminalConfig:
+def parse_config(
+    obj: Any, *, base: str | os.PathLike[str] | None = None, ca_keys: bool = True
+) -> TerminalConfig:
     """Validate JSON data into a :class:`TerminalConfig` (or raise :class:`ConfigError`).
 
     ``ca_keys`` is a list whose items are either key files/folders (paths relative to
-    ``base``, read with :meth:`CaKeyStore.load`) or inline key objects.
+    ``base``, read with :meth:`~emvwire.oda.capk.CaKeyStore.load`) or inline key
+    objects; with ``ca_keys=False`` they are neither read nor checked
+    (:data:`NO_CA_KEYS`).
     """
     if not isinstance(obj, dict):
         raise ConfigError("", "a configuration is a JSON object")
@@ -334,7 +380,7 @@ def parse_config(obj: Any, *, base: Path | None = None) -> TerminalConfig:
         raise ConfigError("combinations", "expected a non-empty list")
     combos = tuple(_combination(c, f"combinations[{i}]") for i, c in enumerate(combos_raw))
     _check_types_per_combination(combos)
-    store = _ca_keys(obj.get("ca_keys", []), base)
+    store = _ca_keys(obj.get("ca_keys", []), base) if ca_keys else NO_CA_KEYS
     raw_key = obj.get("card_reference_key")
     ref_key = (
         DEMO_CARD_REFERENCE_KEY
@@ -382,17 +428,17 @@ def _autorun(obj: Any) -> Autorun | None:
     )
 
 
-def _ca_keys(items: Any, base: Path | None) -> CaKeyStore:
+def _ca_keys(items: Any, base: str | os.PathLike[str] | None) -> CaKeys:
+    from emvwire.oda.capk import CaKeyStore
+
     if not isinstance(items, list):
         raise ConfigError("ca_keys", "expected a list of key files or folders")
     paths = []
     for i, item in enumerate(items):
         if not isinstance(item, str):
             raise ConfigError(f"ca_keys[{i}]", "expected a path to a key file or folder")
-        path = Path(item)
-        if not path.is_absolute() and base is not None:
-            path = base / path
-        if not path.exists():
+        path = item if base is None else os.path.join(base, item)  # item if it is absolute
+        if not os.path.exists(path):
             raise ConfigError(f"ca_keys[{i}]", f"{path} does not exist")
         paths.append(path)
     try:
@@ -401,21 +447,24 @@ def _ca_keys(items: Any, base: Path | None) -> CaKeyStore:
         raise ConfigError("ca_keys", str(exc)) from None
 
 
-def load_config(path: str | Path) -> TerminalConfig:
-    """Read and validate a configuration file; every problem is a :class:`ConfigError`."""
-    file = Path(path)
+def load_config(path: str | os.PathLike[str], *, ca_keys: bool = True) -> TerminalConfig:
+    """Read and validate a configuration file; every problem is a :class:`ConfigError`
+    (``ca_keys``: as :func:`parse_config`'s). Paths are :mod:`os.path`'s: no
+    :mod:`pathlib` (with :mod:`urllib.parse` and :mod:`ipaddress`) in a command's start."""
+    file = os.fspath(path)
     try:
-        text = file.read_text()
+        with open(file, encoding="utf-8") as stream:
+            text = stream.read()
     except OSError as exc:
         raise ConfigError("", f"cannot read configuration {file}: {exc.strerror}") from None
     try:
         obj = json.loads(text)
     except json.JSONDecodeError as exc:
         raise ConfigError("", f"{file} is not JSON: line {exc.lineno}: {exc.msg}") from None
-    return parse_config(obj, base=file.parent)
+    return parse_config(obj, base=os.path.dirname(file), ca_keys=ca_keys)
 
 
-def default_config() -> TerminalConfig:
+def default_config(*, ca_keys: bool = True) -> TerminalConfig:
     """The built-in configuration: Visa, Mastercard, American Express and UnionPay in
     EUR in France, the EMV test CA keys and the tapstack test CA
     (``terminal/kernel/default_config.json``).
@@ -423,4 +472,5 @@ def default_config() -> TerminalConfig:
     Read beside this module: its ``ca_keys`` are folders relative to it, so the package
     is a folder on disk anyway (and ``importlib.resources``, with the zipfile and
     tempfile modules it loads, would cost every command's start some 10 ms)."""
-    return load_config(Path(__file__).with_name("default_config.json"))
+    here = os.path.dirname(__file__)
+    return load_config(os.path.join(here, "default_config.json"), ca_keys=ca_keys)

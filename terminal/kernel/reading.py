@@ -20,7 +20,7 @@ and a spent budget ends it; each is a problem of the reading.
 
 from __future__ import annotations
 
-import secrets
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -38,7 +38,7 @@ from emvwire.track2 import track2_expiry, track2_pan
 from terminal.kernel.bounds import Budget, RecordBytes, TransactionTimeoutError, afl_problem
 from terminal.kernel.config import TerminalConfig
 from terminal.kernel.entry_point.candidates import aid_matches, parse_ppse
-from terminal.kernel.transaction import Transaction
+from terminal.kernel.request import Transaction
 from terminal.readers.base import Reader
 
 __all__ = ["ApplicationReading", "CardReading", "RecordReading", "read_card"]
@@ -274,7 +274,7 @@ def read_card(
     reader: Reader,
     config: TerminalConfig,
     *,
-    rng: Callable[[int], bytes] = secrets.token_bytes,
+    rng: Callable[[int], bytes] = os.urandom,
     clock: Callable[[], datetime] = datetime.now,
     gpo: bool = True,
 ) -> CardReading:

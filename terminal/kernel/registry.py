@@ -42,10 +42,9 @@ from typing import Final, Protocol, runtime_checkable
 
 from emvwire.apdu import CApdu, RApdu
 from emvwire.mask import scrub
-from emvwire.oda.capk import CaKeyStore
 from emvwire.tags import FIELD_55_TAGS, Tag
 from terminal.kernel.bounds import Budget
-from terminal.kernel.config import Combination, TerminalConfig
+from terminal.kernel.config import CaKeys, Combination, TerminalConfig
 from terminal.kernel.outcome import Outcome, Start, Status, UiMessage, UiRequest
 from terminal.kernel.transaction import (
     Cvm,
@@ -255,7 +254,7 @@ class KernelContext:
         return self.indicators.ttq
 
     @property
-    def ca_keys(self) -> CaKeyStore:
+    def ca_keys(self) -> CaKeys:
         """The terminal's CA public keys."""
         return self.config.ca_keys
 

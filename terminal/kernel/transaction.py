@@ -2,7 +2,9 @@
 
 :class:`Transaction` is what the payment application asks for: an amount in minor
 units (9F02), an other amount (9F03, cashback), a currency (5F2A, the terminal's by
-default), a transaction type (9C) and a date and time (9A, 9F21).
+default), a transaction type (9C) and a date and time (9A, 9F21). It lives in
+:mod:`terminal.kernel.request`, apart from the results and outcomes, so that a card
+reading (:mod:`terminal.kernel.reading`) loads the request alone.
 
 :class:`TransactionResult` is what comes back from the entry point once the kernel
 has reached its outcome: the :class:`~terminal.kernel.outcome.Outcome` with its
@@ -21,12 +23,10 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, replace
-from datetime import datetime
+from dataclasses import dataclass, field
 from typing import Any, Final
 
 from emvwire.cardref import card_reference
-from emvwire.currency import MAX_AMOUNT
 from emvwire.errors import DecodeError
 from emvwire.mask import mask_pan, mask_track2
 from emvwire.tags import FIELD_55_TAGS, Tag
@@ -42,6 +42,7 @@ from terminal.kernel.outcome import (
     UiMessage,
     UiRequest,
 )
+from terminal.kernel.request import Transaction, bcd
 
 __all__ = [
     "DEFAULT_UI",
@@ -53,62 +54,6 @@ __all__ = [
     "bcd",
     "build_result",
 ]
-
-
-def bcd(value: int, length: int) -> bytes:
-    """``value`` as ``length`` bytes of packed BCD (format n, Book 3 §4.3)."""
-    if value < 0 or value >= 10 ** (2 * length):
-        raise ValueError(f"{value} does not fit {length} BCD bytes")
-    return bytes.fromhex(f"{value:0{2 * length}d}")
-
-
-@dataclass(frozen=True, slots=True)
-class Transaction:
-    """One transaction request (Book A §5.5; the data of Book 3 Annex A).
-
-    ``amount`` and ``other_amount`` are minor units (9F02, 9F03); ``currency`` the 5F2A
-    value (``None``: the terminal's); ``type`` the 9C value (00 purchase, 01 cash
-    advance, 09 purchase with cashback, 20 refund); ``when`` the date and time (``None``:
-    the clock's at the start of the transaction).
-    """
-
-    amount: int
-    other_amount: int = 0
-    currency: bytes | None = None
-    type: int = 0x00
-    when: datetime | None = None
-
-    def __post_init__(self) -> None:
-        for name in ("amount", "other_amount"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise TypeError(f"{name} is an int of minor units")
-            if not 0 <= value <= MAX_AMOUNT:
-                raise ValueError(f"{name} must be 0 to {MAX_AMOUNT} minor units")
-        if self.currency is not None and len(self.currency) != 2:
-            raise ValueError("currency is the two-byte 5F2A value (n 3)")
-        if not 0 <= self.type <= 0xFF:
-            raise ValueError("type is the one-byte 9C value")
-
-    def at(self, when: datetime) -> Transaction:
-        """The same request dated ``when``."""
-        return replace(self, when=when)
-
-    def data(self, terminal_currency: bytes) -> dict[int, bytes]:
-        """The transaction data objects: 9F02, 9F03, 5F2A, 9C and, when dated, 9A, 9F21."""
-        out = {
-            Tag.AMOUNT_AUTHORISED: bcd(self.amount, 6),
-            Tag.AMOUNT_OTHER: bcd(self.other_amount, 6),
-            Tag.TRANSACTION_CURRENCY_CODE: self.currency
-            if self.currency is not None
-            else terminal_currency,
-            Tag.TRANSACTION_TYPE: bytes((self.type,)),
-        }
-        if self.when is not None:
-            w = self.when
-            out[Tag.TRANSACTION_DATE] = bcd(w.year % 100 * 10000 + w.month * 100 + w.day, 3)
-            out[Tag.TRANSACTION_TIME] = bcd(w.hour * 10000 + w.minute * 100 + w.second, 3)
-        return out
 
 
 class Cvm(enum.Enum):

@@ -29,11 +29,10 @@ fail: :class:`Acr122uFeedback` then degrades to recording what it would have sho
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from typing import Final
 
-from terminal.readers.base import RecordingFeedback, Signal
+from terminal.readers.base import LazyLogger, RecordingFeedback, Signal
 
 __all__ = [
     "BUZZER_DURING_T1",
@@ -49,7 +48,7 @@ __all__ = [
     "picc_parameter_apdu",
 ]
 
-log = logging.getLogger(__name__)
+log = LazyLogger(__name__)
 
 #: P2 bits of the LED and buzzer control (API v2.04 §6.2), per LED:
 #: (final state, state mask, initial blinking state, blinking mask).

@@ -18,15 +18,16 @@ the caller waits for it (:meth:`Worker.wait`) or reports the reader busy.
 
 from __future__ import annotations
 
-import logging
 import queue
 import threading
 from collections.abc import Callable
 from typing import Final, Generic, TypeVar
 
+from terminal.readers.base import LazyLogger
+
 __all__ = ["IDLE_SECONDS", "DeadlineError", "Worker", "WorkerStuckError"]
 
-log = logging.getLogger(__name__)
+log = LazyLogger(__name__)
 
 #: Seconds a worker's thread waits for the next call before it ends.
 IDLE_SECONDS: Final = 5.0

@@ -65,7 +65,6 @@ from __future__ import annotations
 
 import contextlib
 import enum
-import logging
 import sys
 import time
 from collections.abc import Callable
@@ -78,6 +77,7 @@ from terminal.readers.base import (
     CardTimeoutError,
     CommunicationError,
     Feedback,
+    LazyLogger,
     NoCardError,
     Reader,
     ReaderError,
@@ -100,7 +100,7 @@ __all__ = [
     "resolve_reader",
 ]
 
-log = logging.getLogger(__name__)
+log = LazyLogger(__name__)
 
 T = TypeVar("T")
 

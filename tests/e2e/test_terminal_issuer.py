@@ -3,7 +3,8 @@ SQLite, a Visa card provisioned by ``issuer card provision`` and tapped in proce
 ``emulated:``): the issuer is checked before the card is asked for, so a wrong
 terminal key or a CA that is not the issuer's costs no tap (the card's ATC, read by
 ``card show`` from the state folder, does not move; exit 6); then the verdict first,
-approved (exit 0) or declined for funds (exit 5), with the detail under --verbose."""
+approved (exit 0) or declined for funds (exit 5), with the detail under --verbose; a card
+the issuer did not issue is declined CARD_NOT_FOUND with what to tap instead."""
 
 from __future__ import annotations
 
@@ -98,3 +99,17 @@ def test_approved_then_declined_with_the_verdict_first(shop: Shop) -> None:
     assert "Issuer answer: request " in declined.stdout
     assert "declined by the issuer: 51 INSUFFICIENT_FUNDS" in declined.stderr
     assert shop.atc() == before + 2
+
+
+def test_a_card_of_another_issuer_is_declined_with_what_to_do(shop: Shop) -> None:
+    stranger = shop.tmp / "visa-card.json"  # the fixture card: not this issuer's
+    stranger.write_bytes((e2e.ROOT / "fixtures" / "cards" / "visa-card.json").read_bytes())
+    args = shop.terminal.options(shop.url)
+    declined = CliRunner(env=CLEAN).invoke(
+        cli, ["pay", "--reader", f"emulated:{stranger}", "--amount", "1.00", *args]
+    )
+    assert declined.exit_code == 5, declined.output
+    assert declined.stdout.splitlines()[1].startswith("  issuer 14 declined CARD_NOT_FOUND")
+    assert "this issuer knows no such card; tap one it issued (`issuer card provision`" in (
+        declined.stderr
+    )

@@ -13,8 +13,10 @@ import pytest
 from emvwire import tlv
 from emvwire.cardref import DEMO_CARD_REFERENCE_KEY, card_reference
 from emvwire.contract import FIELD_55_TAGS
+from emvwire.errors import OdaError
 from emvwire.track2 import track2_expiry, track2_pan
 from terminal.kernel.config import (
+    NO_CA_KEYS,
     ConfigError,
     default_config,
     load_config,
@@ -107,6 +109,25 @@ def test_card_reference_key_in_the_configuration(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="unverified_cdcvm"):
         load_config(tmp_path / "c.json")
     assert "card_reference_key" not in repr(default_config())
+
+
+def test_a_configuration_loaded_without_its_ca_keys(tmp_path: Path) -> None:
+    """``ca_keys=False`` (``terminal read``): the key files are neither read nor checked,
+    and a kernel that asked for a key would find none, as for a card of an unknown CA."""
+    full = default_config()
+    bare = default_config(ca_keys=False)
+    assert full.ca_keys.find(bytes.fromhex("A000000003"), 0x92) is not None
+    assert bare.ca_keys is NO_CA_KEYS
+    assert bare.ca_keys.find(bytes.fromhex("A000000003"), 0x92) is None
+    with pytest.raises(OdaError, match=r"no CA public key A000000003/92: .* without its CA keys"):
+        bare.ca_keys.get(bytes.fromhex("A000000003"), 0x92)
+    assert (bare.terminal_data, bare.combinations) == (full.terminal_data, full.combinations)
+    doc = json.loads((Path("terminal/kernel/default_config.json")).read_text())
+    doc["ca_keys"] = ["no-such-folder"]
+    (tmp_path / "c.json").write_text(json.dumps(doc))
+    assert load_config(tmp_path / "c.json", ca_keys=False).ca_keys is NO_CA_KEYS
+    with pytest.raises(ConfigError, match=r"ca_keys\[0\]: .*no-such-folder does not exist"):
+        load_config(tmp_path / "c.json")
 
 
 def test_authorisation_data_keeps_the_field_55_order() -> None:
