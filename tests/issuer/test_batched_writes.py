@@ -3,7 +3,8 @@
 another on SQLite) decide exactly as they do one by one (``Authoriser._record``), on
 both ledgers: the same requests give the same answers, balances, flags and ledger;
 a taken request id, a declined amount, a replayed ATC and a bad cryptogram in a
-batch of good ones; one ATC replayed across two concurrent batches is approved once;
+batch of good ones; cards of one account reserving in order, a partial approval
+among them; one ATC replayed across two concurrent batches is approved once;
 group commit's ``together`` takes a failed job out and falls back job by job."""
 
 from __future__ import annotations
@@ -47,6 +48,8 @@ def _scenario(app: IssuerApp, *, together: bool) -> tuple[list[Answer], list[Any
     a, b, c = rich.card(), poor.card(), replays.card()
     token = poor.token(poor.card().id)
     d = twice.card()
+    shared = Shop(app, funds=1_000)  # one account, three cards: reservations in order
+    e, f, g, h = shared.card(), shared.card(), shared.card(), shared.card()
     # ATC 1 of card c is used before the batch: the batch's second ATC 1 is replayed.
     assert authoriser.authorise(replays.terminal, replays.request(c, 100)).approved
     c.atc = 1
@@ -62,6 +65,11 @@ def _scenario(app: IssuerApp, *, together: bool) -> tuple[list[Answer], list[Any
         (twice.terminal, twice.request(forged, 50)),
         (poor.terminal, declined),  # the same request id again: the stored answer
         (poor.terminal, poor.request(b, 10)),  # the account is empty by then
+        (shared.terminal, shared.request(e, 600)),
+        (shared.terminal, shared.request(f, 600)),  # 400 left: declined
+        (shared.terminal, shared.request(h, 500, partial=True)),  # partial: the 400
+        (shared.terminal, shared.request(g, 300)),  # nothing left
+        (shared.terminal, shared.request(e, 100)),
     ]
     raised: list[BaseException] = []
     record_many = authoriser._record_many
@@ -82,7 +90,7 @@ def _scenario(app: IssuerApp, *, together: bool) -> tuple[list[Answer], list[Any
     answers += [_answer(d) for d in authoriser.authorise_many([(twice.terminal, again)] * 2)]
     s = app.service
     state = [
-        [shop.balances() for shop in (rich, poor, replays, twice)],
+        [shop.balances() for shop in (rich, poor, replays, twice, shared)],
         [s.card(x.id).flag for x in (a, b, c, d)],
         s.token(token.id).flag,
         app.ledger.check(),
@@ -105,11 +113,22 @@ def test_a_batch_decides_together_as_one_by_one(issuer: IssuerApp) -> None:
         (False, "82", "CRYPTOGRAM_INVALID", None, False),
         (False, "51", "INSUFFICIENT_FUNDS", None, True),
         (False, "51", "INSUFFICIENT_FUNDS", None, False),
+        (True, "00", None, 600, False),
+        (False, "51", "INSUFFICIENT_FUNDS", None, False),
+        (True, "10", None, 400, False),
+        (False, "51", "INSUFFICIENT_FUNDS", None, False),
+        (False, "51", "INSUFFICIENT_FUNDS", None, False),
         (True, "00", None, 400, False),
         (True, "00", None, 400, True),
     ]
     balances, flags, token_flag, discrepancies = state
-    assert balances == [(100_000, 300), (1_000, 1_000), (100_000, 100), (100_000, 700)]
+    assert balances == [
+        (100_000, 300),
+        (1_000, 1_000),
+        (100_000, 100),
+        (100_000, 700),
+        (1_000, 1_000),
+    ]
     assert flags == [None, None, "ATC_REPLAYED", None]
     assert token_flag is None
     assert discrepancies == []
