@@ -28,7 +28,7 @@ from issuer.errors import (
 from issuer.ledger.controls_sql import SqlIncrements, SqlPrograms, SqlSpendingControls
 from issuer.ledger.events_sql import SqlEvents, SqlWebhooks
 from issuer.ledger.operators_sql import SqlAuditLog, SqlOperatorRequests, SqlOperators, SqlPages
-from issuer.ledger.repository import Discrepancy, UnitOfWork
+from issuer.ledger.repository import Discrepancy, Reservation, UnitOfWork
 from issuer.model.entities import (
     SYSTEM_PREFIX,
     Account,
@@ -56,7 +56,14 @@ from issuer.model.entities import (
     utc_now,
 )
 
-__all__ = ["Dialect", "SqlConnection", "SqlRepositories", "SqlUnitOfWork", "check_ledger"]
+__all__ = [
+    "Dialect",
+    "SqlConnection",
+    "SqlRepositories",
+    "SqlUnitOfWork",
+    "Statement",
+    "check_ledger",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +76,9 @@ class Dialect:
     is_unique_violation: Callable[[BaseException], bool]
     is_transient: Callable[[BaseException], bool]
     is_driver_error: Callable[[BaseException], bool]
+    #: Whether the driver sends several statements in one round trip
+    #: (:meth:`SqlConnection.each`: psycopg's pipeline mode).
+    pipelines: bool = False
 
     @functools.lru_cache(maxsize=512)  # noqa: B019 - dialects are module constants
     def sql(self, statement: str) -> str:
@@ -145,6 +155,44 @@ class SqlConnection:
                 raise self._translate(exc) from None
             raise
         return None if row is None else tuple(row)
+
+    def each(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> list[Statement]:
+        """Execute each statement in order; each one's rows affected and rows.
+        A dialect that :attr:`~Dialect.pipelines` sends them all in one round trip
+        (PostgreSQL's extended query protocol pipelined, one flush); on a conflict,
+        the statements after the failed one are not run."""
+        if not self.dialect.pipelines:
+            out = []
+            for sql, params in statements:
+                try:
+                    cur = self._execute(self._sql(sql), params)
+                    out.append(Statement(int(cur.rowcount), _rows(cur)))
+                except Exception as exc:
+                    if self.dialect.is_driver_error(exc):
+                        raise self._translate(exc) from None
+                    raise
+            return out
+        try:
+            with self.raw.pipeline():
+                cursors = [self._execute(self._sql(sql), params) for sql, params in statements]
+            return [Statement(int(cur.rowcount), _rows(cur)) for cur in cursors]
+        except Exception as exc:
+            if self.dialect.is_driver_error(exc):
+                raise self._translate(exc) from None
+            raise
+
+
+@dataclass(frozen=True, slots=True)
+class Statement:
+    """What :meth:`SqlConnection.each` says of one statement: the rows it affected
+    and the rows it returned."""
+
+    rowcount: int
+    rows: list[tuple[Any, ...]]
+
+
+def _rows(cur: Any) -> list[tuple[Any, ...]]:
+    return [] if cur.description is None else [tuple(r) for r in cur.fetchall()]
 
 
 #: Statement texts rewritten for each placeholder style (:class:`SqlConnection`).
@@ -261,19 +309,41 @@ class SqlAccounts:
         since: str | None = None,
         limit: int | None = None,
     ) -> bool:
-        sql = (
-            "UPDATE accounts SET held = held + ? WHERE id = ? AND kind <> 'system'"
-            " AND balance + credit_limit - held >= ?"
+        sql, params = reserve_statement(
+            account_id, amount, card_id=card_id, token_id=token_id, since=since, limit=limit
         )
-        params: tuple[object, ...] = (amount, account_id, amount)
-        if since is not None and limit is not None:
-            column, value = ("token_id", token_id) if token_id is not None else ("card_id", card_id)
-            sql += (
-                f" AND (SELECT COUNT(*) FROM authorisations WHERE {column} = ?"
-                " AND approved = 1 AND kind = 'authorisation' AND created_at >= ?) < ?"
-            )
-            params += (value, since, limit)
         return bool(self.db.run(sql, params))
+
+
+def reserve_statement(
+    account_id: str,
+    amount: int,
+    *,
+    card_id: str | None = None,
+    token_id: str | None = None,
+    since: str | None = None,
+    limit: int | None = None,
+    fresh_atc_of: str | None = None,
+) -> tuple[str, tuple[object, ...]]:
+    """The statement of :meth:`SqlAccounts.reserve`; with ``fresh_atc_of``, on
+    condition too that this transaction's ATC check of that instrument accepted its
+    ATC (the ``fresh`` mark of :data:`_ATC_UPSERT`, in the same round trip)."""
+    sql = (
+        "UPDATE accounts SET held = held + ? WHERE id = ? AND kind <> 'system'"
+        " AND balance + credit_limit - held >= ?"
+    )
+    params: tuple[object, ...] = (amount, account_id, amount)
+    if since is not None and limit is not None:
+        column, value = ("token_id", token_id) if token_id is not None else ("card_id", card_id)
+        sql += (
+            f" AND (SELECT COUNT(*) FROM authorisations WHERE {column} = ?"
+            " AND approved = 1 AND kind = 'authorisation' AND created_at >= ?) < ?"
+        )
+        params += (value, since, limit)
+    if fresh_atc_of is not None:
+        sql += " AND EXISTS (SELECT 1 FROM atc_state WHERE instrument_id = ? AND fresh = 1)"
+        params += (fresh_atc_of,)
+    return sql, params
 
 
 # -- BIN ranges --------------------------------------------------------------------------
@@ -724,6 +794,56 @@ def _auth(row: tuple[Any, ...]) -> Authorisation:
     )
 
 
+@functools.lru_cache(maxsize=64)
+def _auth_insert(count: int) -> str:
+    """The INSERT of ``count`` authorisation records in one statement (one whose
+    terminal sent its request id already is skipped); it returns the ids inserted."""
+    row = "(" + ", ".join("?" for _ in range(25)) + ")"
+    return (
+        f"INSERT INTO authorisations ({_AUTH_COLUMNS}) VALUES {', '.join([row] * count)}"
+        " ON CONFLICT (terminal_id, request_id) DO NOTHING RETURNING id"
+    )
+
+
+def add_statement(auths: Sequence[Authorisation]) -> tuple[str, list[object]]:
+    """The statement of :meth:`SqlAuthorisations.add` for ``auths`` (its rows: the
+    ids inserted)."""
+    params: list[object] = []
+    for auth in auths:
+        params += _auth_values(auth)
+    return _auth_insert(len(auths)), params
+
+
+def _auth_values(a: Authorisation) -> tuple[object, ...]:
+    return (
+        a.id,
+        a.kind.value,
+        a.terminal_id,
+        a.request_id,
+        a.request_hash,
+        a.amount,
+        a.currency,
+        int(a.approved),
+        a.response_code,
+        a.status.value,
+        a.created_at,
+        a.updated_at,
+        a.card_id,
+        a.token_id,
+        a.account_id,
+        a.parent_id,
+        a.mcc,
+        a.decline_reason,
+        a.atc,
+        a.held_amount,
+        a.captured_amount,
+        a.released_amount,
+        a.expires_at,
+        a.response,
+        a.channel,
+    )
+
+
 class SqlAuthorisations:
     """:class:`~issuer.ledger.repository.AuthorisationRepository` in SQL."""
 
@@ -731,40 +851,7 @@ class SqlAuthorisations:
         self.db = db
 
     def add(self, auth: Authorisation) -> bool:
-        a = auth
-        inserted = self.db.run(
-            f"INSERT INTO authorisations ({_AUTH_COLUMNS}) VALUES"
-            " (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-            " ON CONFLICT (terminal_id, request_id) DO NOTHING",
-            (
-                a.id,
-                a.kind.value,
-                a.terminal_id,
-                a.request_id,
-                a.request_hash,
-                a.amount,
-                a.currency,
-                int(a.approved),
-                a.response_code,
-                a.status.value,
-                a.created_at,
-                a.updated_at,
-                a.card_id,
-                a.token_id,
-                a.account_id,
-                a.parent_id,
-                a.mcc,
-                a.decline_reason,
-                a.atc,
-                a.held_amount,
-                a.captured_amount,
-                a.released_amount,
-                a.expires_at,
-                a.response,
-                a.channel,
-            ),
-        )
-        return bool(inserted)
+        return bool(self.db.all(*add_statement([auth])))
 
     def _event(
         self, transaction_id: str, kind: str, amount: int, request_id: str | None, when: str
@@ -871,11 +958,45 @@ class SqlAuthorisations:
 # -- journals ----------------------------------------------------------------------------
 
 
-@functools.lru_cache(maxsize=16)
+@functools.lru_cache(maxsize=128)
 def _entries_insert(count: int) -> str:
     """The INSERT of ``count`` entries in one statement."""
     values = ", ".join("(?, ?, ?, ?)" for _ in range(count))
     return f"INSERT INTO entries (journal_id, account_id, book, amount) VALUES {values}"
+
+
+@functools.lru_cache(maxsize=64)
+def _journals_insert(count: int) -> str:
+    """The INSERT of ``count`` journals in one statement."""
+    values = ", ".join("(?, ?, ?, ?, ?)" for _ in range(count))
+    return f"INSERT INTO journals (id, kind, transaction_id, memo, created_at) VALUES {values}"
+
+
+def journal_statements(journals: Sequence[Journal]) -> list[tuple[str, Sequence[Any]]]:
+    """The inserts of journals and their entries, two statements (:meth:`SqlJournals.post`
+    without its balances); :class:`IntegrityError` if a book of one does not sum to
+    zero."""
+    heads: list[Any] = []
+    rows: list[Any] = []
+    count = 0
+    for journal in journals:
+        if not journal.entries:
+            raise IntegrityError("a journal needs entries")
+        posted = held = 0
+        for e in journal.entries:
+            if e.book is Book.POSTED:
+                posted += e.amount
+            else:
+                held += e.amount
+            if e.amount:
+                count += 1
+                rows += (journal.id, e.account_id, e.book.value, e.amount)
+        for book, total in ((Book.POSTED, posted), (Book.HELD, held)):
+            if total:
+                raise IntegrityError(f"journal {journal.id}: the {book} book sums to {total}")
+        heads += (journal.id, journal.kind.value, journal.transaction_id, journal.memo,
+                  journal.created_at)  # fmt: skip
+    return [(_journals_insert(len(journals)), heads), (_entries_insert(count), rows)]
 
 
 class SqlJournals:
@@ -885,36 +1006,12 @@ class SqlJournals:
         self.db = db
 
     def post(self, journal: Journal, *, apply_balances: bool = True) -> None:
-        if not journal.entries:
-            raise IntegrityError("a journal needs entries")
-        posted = held = 0
-        rows: list[Any] = []
-        entries = []
-        for e in journal.entries:
-            if e.book is Book.POSTED:
-                posted += e.amount
-            else:
-                held += e.amount
-            if e.amount:
-                entries.append(e)
-                rows += (journal.id, e.account_id, e.book.value, e.amount)
-        for book, total in ((Book.POSTED, posted), (Book.HELD, held)):
-            if total:
-                raise IntegrityError(f"journal {journal.id}: the {book} book sums to {total}")
-        self.db.run(
-            "INSERT INTO journals (id, kind, transaction_id, memo, created_at)"
-            " VALUES (?, ?, ?, ?, ?)",
-            (
-                journal.id,
-                journal.kind.value,
-                journal.transaction_id,
-                journal.memo,
-                journal.created_at,
-            ),
-        )
-        self.db.run(_entries_insert(len(entries)), rows)
+        statements = journal_statements([journal])
+        for sql, params in statements:
+            self.db.run(sql, params)
         if not apply_balances:
             return
+        entries = [e for e in journal.entries if e.amount]
         # Running balances of cardholder accounts, locked in id order so that two
         # journals never wait on each other in a cycle. System accounts have none.
         totals: dict[tuple[str, Book], int] = {}
@@ -1008,8 +1105,51 @@ _ATC_UPSERT: Final = (
     " ELSE atc_state.highest_atc END,"
     f" updated_at = CASE WHEN {_RAISE} THEN excluded.updated_at"
     " ELSE atc_state.updated_at END"
-    " RETURNING highest_atc, fresh"
+    " RETURNING highest_atc, fresh, instrument_id"
 )
+
+
+@functools.lru_cache(maxsize=64)
+def _atc_upsert(count: int) -> str:
+    """:data:`_ATC_UPSERT` of ``count`` instruments (distinct) in one statement."""
+    values = ", ".join("(?, ?, ?, 1, 1)" for _ in range(count))
+    return _ATC_UPSERT.replace(" VALUES (?, ?, ?, 1, 1)", f" VALUES {values}", 1)
+
+
+def atc_statement(
+    checks: Sequence[tuple[str, int]], *, window: int, max_jump: int | None
+) -> tuple[str, list[object]]:
+    """The statement of :meth:`SqlAtcs.check_and_record` for ``(instrument, ATC)``
+    checks of distinct instruments (its rows, one per check: :func:`atc_verdict`)."""
+    if not 1 <= window <= MAX_ATC_WINDOW:
+        raise ValueError(f"the ATC window is 1 to {MAX_ATC_WINDOW}")
+    now = utc_now()
+    params: list[object] = []
+    for instrument_id, atc in checks:
+        if not 0 <= atc <= 0xFFFF:
+            raise ValueError("an ATC is 0 to 65535")
+        params += (instrument_id, atc, now)
+    jump = 0xFFFF if max_jump is None else max_jump
+    mask = (1 << window) - 1
+    params += (jump, window, mask, window,  # seen
+               jump, window,  # fresh
+               jump, jump)  # highest_atc, updated_at  # fmt: skip
+    return _atc_upsert(len(checks)), params
+
+
+def atc_verdict(
+    row: tuple[Any, ...] | None, atc: int, *, window: int, max_jump: int | None
+) -> AtcVerdict:
+    """The verdict on ``atc`` from the row :func:`atc_statement` returned."""
+    assert row is not None
+    highest, fresh = int(row[0]), int(row[1])
+    if fresh:
+        return AtcVerdict.NEW
+    if atc <= highest - window:
+        return AtcVerdict.ROLLED_BACK
+    if max_jump is not None and atc > highest + max_jump:
+        return AtcVerdict.JUMPED
+    return AtcVerdict.REPLAYED
 
 
 class SqlAtcs:
@@ -1027,28 +1167,10 @@ class SqlAtcs:
         max_jump: int | None = None,
         transaction_id: str | None = None,
     ) -> AtcVerdict:
-        if not 0 <= atc <= 0xFFFF:
-            raise ValueError("an ATC is 0 to 65535")
-        if not 1 <= window <= MAX_ATC_WINDOW:
-            raise ValueError(f"the ATC window is 1 to {MAX_ATC_WINDOW}")
-        jump = 0xFFFF if max_jump is None else max_jump
-        mask = (1 << window) - 1
-        row = self.db.one(
-            _ATC_UPSERT,
-            (instrument_id, atc, utc_now(),
-             jump, window, mask, window,  # seen
-             jump, window,  # fresh
-             jump, jump),  # highest_atc, updated_at
+        return atc_verdict(
+            self.db.one(*atc_statement([(instrument_id, atc)], window=window, max_jump=max_jump)),
+            atc, window=window, max_jump=max_jump,
         )  # fmt: skip
-        assert row is not None
-        highest, fresh = int(row[0]), int(row[1])
-        if fresh:
-            return AtcVerdict.NEW
-        if atc <= highest - window:
-            return AtcVerdict.ROLLED_BACK
-        if max_jump is not None and atc > highest + max_jump:
-            return AtcVerdict.JUMPED
-        return AtcVerdict.REPLAYED
 
     def highest(self, instrument_id: str) -> int | None:
         row = self.db.one(
@@ -1129,6 +1251,58 @@ class SqlUnitOfWork(UnitOfWork):
         self.controls = repos.controls
         self.programs = repos.programs
         self.increments = repos.increments
+
+    def check_and_reserve(
+        self, items: Sequence[Reservation]
+    ) -> list[tuple[AtcVerdict | None, bool]]:
+        """:meth:`UnitOfWork.check_and_reserve` in one :meth:`SqlConnection.each`: each
+        reservation whose ATC is checked holds only if its ATC was accepted (the
+        ``fresh`` mark its ATC statement left, just before it)."""
+        checked = [r for r in items if r.atc is not None]
+        if len({(r.window, r.max_jump) for r in checked}) > 1:
+            return super().check_and_reserve(items)  # one ATC statement per window
+        statements: list[tuple[str, Sequence[Any]]] = []
+        if checked:
+            statements.append(
+                atc_statement(
+                    [(r.instrument_id, r.atc) for r in checked if r.atc is not None],
+                    window=checked[0].window, max_jump=checked[0].max_jump,
+                )
+            )  # fmt: skip
+        for r in items:
+            if r.amount is not None:
+                statements.append(
+                    reserve_statement(
+                        r.account_id, r.amount, card_id=r.card_id, token_id=r.token_id,
+                        since=r.since, limit=r.limit,
+                        fresh_atc_of=r.instrument_id if r.atc is not None else None,
+                    )
+                )  # fmt: skip
+        done = iter(self.db.each(statements))
+        atcs = {row[2]: row for row in next(done).rows} if checked else {}
+        out: list[tuple[AtcVerdict | None, bool]] = []
+        for r in items:
+            verdict = None
+            if r.atc is not None:
+                row = atcs.get(r.instrument_id)
+                verdict = atc_verdict(row, r.atc, window=r.window, max_jump=r.max_jump)
+            reserved = bool(next(done).rowcount) if r.amount is not None else False
+            out.append((verdict, reserved))
+        return out
+
+    def record_many(self, records: Sequence[Authorisation], holds: Sequence[Journal]) -> list[bool]:
+        """:meth:`UnitOfWork.record_many` in one :meth:`SqlConnection.each` of three
+        statements (the records, the journals, their entries). A hold of a record not
+        added fails its journal's reference to it: the caller's unit of work fails (a
+        batch of group commit then runs one by one)."""
+        statements: list[tuple[str, Sequence[Any]]] = []
+        if records:
+            statements.append(add_statement(records))
+        if holds:
+            statements += journal_statements(holds)
+        done = self.db.each(statements)
+        added = {row[0] for row in done[0].rows} if records else set()
+        return [record.id in added for record in records]
 
     def commit(self) -> None:
         if self._done:
