@@ -985,4 +985,10 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
         _QR_PAYMENTS,
         {"sqlite": _qr_triggers("sqlite"), "postgresql": _qr_triggers("postgresql")},
     ),
+    Migration(
+        11,
+        "authorisations newest first: an index the console's live list and the operator"
+        " API's list read, instead of sorting the whole table",
+        ("CREATE INDEX authorisations_recent ON authorisations (created_at, id)",),
+    ),
 )

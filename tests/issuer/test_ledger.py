@@ -604,3 +604,19 @@ def test_migration_10_records_channels_and_keeps_them(
         assert old.generation() == before + 1
     finally:
         _dispose(old)
+
+
+def test_the_newest_authorisations_are_read_through_an_index(ledger: Ledger) -> None:
+    """Migration 11: the console's live list and the operator API read the newest
+    authorisations from ``authorisations_recent``, not by sorting the whole table."""
+    query = "SELECT id FROM authorisations ORDER BY created_at DESC, id DESC LIMIT 50"
+    with ledger.unit_of_work(write=False) as uow:
+        assert isinstance(uow, SqlUnitOfWork)
+        if ledger.dialect == "sqlite":
+            plan = " ".join(str(r[-1]) for r in uow.db.all("EXPLAIN QUERY PLAN " + query))
+            assert "authorisations_recent" in plan, plan
+            assert "TEMP B-TREE" not in plan, plan
+        else:
+            uow.db.run("SET LOCAL enable_seqscan = off")
+            plan = " ".join(str(r[0]) for r in uow.db.all("EXPLAIN " + query))
+            assert "authorisations_recent" in plan, plan
