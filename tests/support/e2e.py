@@ -35,7 +35,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, NoReturn
+from typing import Any, NoReturn
 
 from emvwire.tls import ClientTls
 from tests.support.services import missing_service
@@ -306,21 +306,24 @@ def require_free_reader(
     return name
 
 
-#: The vpcd reader this process claimed (:func:`own_vpcd_reader`), with the open lock
-#: file that holds the claim until the process ends; or why it could claim none.
-_claim: tuple[int, IO[str]] | str | None = None
+#: The vpcd reader this process claimed (:func:`own_vpcd_reader`), with the descriptor
+#: of the lock file that holds the claim until the process ends; or why it claimed none.
+_claim: tuple[int, int] | str | None = None
 
 
-def _lock_reader(number: int) -> IO[str] | None:
+def _lock_reader(number: int) -> int | None:
     """An exclusive lock on vpcd reader ``number`` among test processes (a lock file in
-    the temporary folder, freed when the process ends), or ``None`` if another holds it."""
-    handle = (Path(tempfile.gettempdir()) / f"tapstack-vpcd-{number}.lock").open("a")
+    the temporary folder, freed when the process ends; opened read-only, so that the
+    file another user made serves as well): its descriptor, or ``None`` if another test
+    process holds it."""
+    path = Path(tempfile.gettempdir()) / f"tapstack-vpcd-{number}.lock"
+    fd = os.open(path, os.O_RDONLY | os.O_CREAT, 0o644)
     try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
-        handle.close()
+        os.close(fd)
         return None
-    return handle
+    return fd
 
 
 def own_vpcd_reader(wait: float = 60.0) -> int:
@@ -337,7 +340,7 @@ def own_vpcd_reader(wait: float = 60.0) -> int:
     return _claim[0]
 
 
-def _claim_reader(wait: float) -> tuple[int, IO[str]] | str:
+def _claim_reader(wait: float) -> tuple[int, int] | str:
     """A vpcd reader no other test process claimed (its number and lock), or why none."""
     from terminal.readers.pcsc import list_pcsc_readers
 
@@ -351,9 +354,9 @@ def _claim_reader(wait: float) -> tuple[int, IO[str]] | str:
     deadline = time.monotonic() + wait
     while True:
         for number in listed:
-            handle = _lock_reader(number)
-            if handle is not None:
-                return number, handle
+            fd = _lock_reader(number)
+            if fd is not None:
+                return number, fd
         if time.monotonic() >= deadline:
             return (
                 "every vpcd reader is claimed by another test process (vpcd has two: run"
