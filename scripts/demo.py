@@ -54,7 +54,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 PCSCD_SOCKET = Path("/run/pcscd/pcscd.comm")
-VPCD_READER = 1  # 'Virtual PCD 00 01'
+VPCD_READER = 1  # 'Virtual PCD 00 01', unless --reader says otherwise
 #: Not a secret: the demo's key store lives in a temporary folder that is thrown away.
 PASSPHRASE = "demo passphrase"  # noqa: S105
 
@@ -63,8 +63,9 @@ class DemoError(Exception):
     """A step did not do what it should: the message says which and why."""
 
 
-def _pcsc_available() -> str | None:
-    """Why the PC/SC path cannot be used, or None when it can."""
+def _pcsc_available(reader: int) -> str | None:
+    """Why the PC/SC path through vpcd reader ``reader`` cannot be used, or None when it
+    can."""
     if not PCSCD_SOCKET.exists():
         return "pcscd is not running"
     try:
@@ -75,7 +76,7 @@ def _pcsc_available() -> str | None:
         names = [str(r) for r in readers()]
     except Exception as exc:  # pyscard raises several unrelated types
         return f"pcscd did not answer ({exc})"
-    if f"Virtual PCD 00 0{VPCD_READER}" not in names:
+    if f"Virtual PCD 00 0{reader}" not in names:
         return "no vpcd virtual reader (install vsmartcard-vpcd)"
     return None
 
@@ -88,9 +89,12 @@ class Demo:
     """The demo's folder, environment and background services; with ``show_commands``
     each command line is printed before it runs (module docstring)."""
 
-    def __init__(self, folder: Path, via_pcsc: bool, show_commands: bool = False) -> None:
+    def __init__(
+        self, folder: Path, via_pcsc: bool, show_commands: bool = False, reader: int = VPCD_READER
+    ) -> None:
         self.folder = folder
         self.via_pcsc = via_pcsc
+        self.reader = reader
         self.show_commands = show_commands
         #: Values a command printed once (keys), shown as shell variables: value -> name.
         self.secrets: dict[str, str] = {}
@@ -217,7 +221,7 @@ class Demo:
         if not self.via_pcsc:
             yield f"emulated:{profile}"
             return
-        args = ["card", "serve", str(profile), "--via", "pcsc", "--reader", str(VPCD_READER),
+        args = ["card", "serve", str(profile), "--via", "pcsc", "--reader", str(self.reader),
                 "--taps", str(taps), "--idle-timeout", "0.4"]  # fmt: skip
         self.show(args, background=True)
         server = subprocess.Popen(  # noqa: S603
@@ -230,7 +234,7 @@ class Demo:
             if "presenting" not in line:
                 raise DemoError(f"card serve did not start: {line.strip()}")
             time.sleep(0.3)  # pcscd notices the card
-            yield f"pcsc:{VPCD_READER}"
+            yield f"pcsc:{self.reader}"
         finally:
             try:
                 server.wait(timeout=15)
@@ -491,6 +495,8 @@ def main(argv: list[str]) -> int:
                         help="tap the software cards in process even when pcscd runs")  # fmt: skip
     parser.add_argument("--show-commands", action="store_true",
                         help="print the command lines that reproduce each step")  # fmt: skip
+    parser.add_argument("--reader", type=int, choices=(0, 1), default=VPCD_READER,
+                        help="the vpcd reader of the taps (default: %(default)s)")  # fmt: skip
     args = parser.parse_args(argv)
     # Each outcome is printed as it happens, also into a pipe or a log.
     sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
@@ -498,14 +504,19 @@ def main(argv: list[str]) -> int:
     check = subprocess.run([sys.executable, "-m", "emvwire"], check=False)
     if check.returncode:
         return check.returncode
-    why_not = "--in-process" if args.in_process else _pcsc_available()
+    why_not = "--in-process" if args.in_process else _pcsc_available(args.reader)
     via = (
-        "through pcscd + vpcd (Virtual PCD 00 01)" if why_not is None else f"in process ({why_not})"
+        f"through pcscd + vpcd (Virtual PCD 00 0{args.reader})"
+        if why_not is None
+        else f"in process ({why_not})"
     )
     print(f"\n   cards are tapped {via}\n")
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="tapstack-demo-") as tmp:
-        demo = Demo(Path(tmp), via_pcsc=why_not is None, show_commands=args.show_commands)
+        demo = Demo(
+            Path(tmp), via_pcsc=why_not is None, show_commands=args.show_commands,
+            reader=args.reader,
+        )  # fmt: skip
         demo.environment()
         try:
             setup = _issuer(demo)

@@ -35,13 +35,12 @@ from emvwire.crypto import kcv
 from emvwire.crypto.sm import kcv_sm4
 from emvwire.mask import mask_pan
 from emvwire.profile import CardProfile, load_profile
-from tests.support.services import missing_service
+from tests.support.e2e import free_vpcd_reader, reader_name
 
 ROOT = Path(__file__).resolve().parents[2]
 CARDS = ROOT / "fixtures" / "cards"
 NAMES = ("visa-card", "visa-phone", "mastercard-card", "mastercard-phone")
 #: The second vpcd reader: test_vpcd and other suites use the first.
-PCSC_READER = "Virtual PCD 00 01"
 
 
 def _profile(name: str) -> CardProfile:
@@ -641,14 +640,9 @@ def test_sigterm_stops_an_nfc_card_cleanly() -> None:
 
 
 @pytest.fixture
-def second_reader(pcscd: str) -> str:
-    """The name of the second vpcd reader (port 35964) of the running pcscd."""
-    from smartcard.System import readers
-
-    names = [str(r) for r in readers()]
-    if PCSC_READER not in names:
-        missing_service(f"no {PCSC_READER!r} in pcscd (vpcd's second reader); readers: {names}")
-    return PCSC_READER
+def vpcd_reader(pcscd: str) -> int:
+    """The number of this test process's vpcd reader of the running pcscd, empty."""
+    return free_vpcd_reader()
 
 
 class PyscardCard:
@@ -680,29 +674,30 @@ def _connect_when_present(name: str, timeout: float = 10.0) -> Any:
 
 
 @pytest.mark.pcsc
-def test_serve_pcsc_two_taps_read_by_pyscard(second_reader: str, tmp_path: Path) -> None:
+def test_serve_pcsc_two_taps_read_by_pyscard(vpcd_reader: int, tmp_path: Path) -> None:
     from smartcard.Exceptions import CardConnectionException
 
     profile = _profile("visa-card")
     aid = profile.applications[0].aid
     state = tmp_path / "visa.state.json"
     with _serve_process(
-        str(CARDS / "visa-card.json"), "--via", "pcsc", "--reader", "1", "--taps", "2",
-        "--state", str(state), "--pull-after", "10", "--json",
+        str(CARDS / "visa-card.json"), "--via", "pcsc", "--reader", str(vpcd_reader),
+        "--taps", "2", "--state", str(state), "--pull-after", "10", "--json",
     ) as proc:  # fmt: skip
-        conn = _connect_when_present(second_reader)
+        name = reader_name(vpcd_reader)
+        conn = _connect_when_present(name)
         assert bytes(conn.getATR()) == profile.atr
         probe = CardProbe(PyscardCard(conn))
         probe.select_ppse()
         probe.expect(select(aid))
         if probe.get_data(0x9F36) != b"\x00\x00":  # a fresh state file: ATC 0
-            pytest.fail(f"another card is in {second_reader!r}: is another suite using it?")
+            pytest.fail(f"another card is in {name!r}: is another suite using it?")
         tap = probe.tap()  # 10 C-APDUs in all: PPSE, SELECT, GET DATA, PPSE, ..., 4 records
         assert tap.aid == aid
         assert len(tap.records) == 4
         assert tap.data[0x9F36] == b"\x00\x01"
         conn.disconnect()  # pcscd powers the card down: the tap is over
-        conn = _connect_when_present(second_reader)
+        conn = _connect_when_present(name)
         probe = CardProbe(PyscardCard(conn))
         probe.select_ppse()
         probe.expect(select(aid))

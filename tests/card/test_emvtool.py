@@ -2,7 +2,8 @@
 
 The reader is python-emv's ``emvtool`` (PyPI ``emv``), in a virtualenv of its own
 (``scripts/emvtool-venv``: it needs pyscard 2.0.0 and click < 8). Our card is
-presented on vpcd's second reader by :func:`card.vpcd.serve_tap` in a thread, once the
+presented in this test process's vpcd reader (tests.support.e2e.own_vpcd_reader) by
+:func:`card.vpcd.serve_tap` in a thread, once the
 reader has been empty for a pcscd poll (:data:`card.vpcd.REMOVAL_GAP`: a card left there
 by whatever ran before is then gone for pcscd too);
 ``emvtool`` finds it through pcscd like any card: ``listapps`` (SELECT
@@ -28,14 +29,13 @@ import pytest
 from card.emv import EmvCard
 from card.vpcd import REMOVAL_GAP, VPCD_PORT, serve_tap
 from emvwire.profile import load_profile
+from tests.support.e2e import free_vpcd_reader, reader_name
 
 pytestmark = pytest.mark.pcsc
 
 ROOT = Path(__file__).resolve().parents[2]
 CARDS = ROOT / "fixtures" / "cards"
 REQUIRE_SERVICES = os.environ.get("TAPSTACK_REQUIRE_SERVICES", "") not in ("", "0")
-READER = "Virtual PCD 00 01"
-READER_PORT = VPCD_PORT + 1
 #: pyscard 2.0.0 builds from source (about 20 s here); pip may also have to download.
 VENV_TIMEOUT = 600
 #: Seconds without a word from vpcd before the reader counts as held by another card.
@@ -94,13 +94,13 @@ Present = Callable[[str], Presented]
 
 @pytest.fixture
 def present(pcscd: str) -> Iterator[Callable[[str], Presented]]:
-    """Present a fixture card on vpcd's second reader until the test ends, each
+    """Present a fixture card in this process's vpcd reader until the test ends, each
     presentation after the reader was empty for :data:`REMOVAL_GAP`."""
     from smartcard.System import readers
 
     names = [str(r) for r in readers()]
-    if READER not in names:
-        _missing(f"no {READER!r} in pcscd (vpcd's second reader); readers: {names}")
+    number = free_vpcd_reader()
+    reader, port = reader_name(number), VPCD_PORT + number
     stop = threading.Event()
     threads: list[threading.Thread] = []
     errors: list[BaseException] = []
@@ -111,15 +111,15 @@ def present(pcscd: str) -> Iterator[Callable[[str], Presented]]:
         def run() -> None:
             try:
                 while not stop.wait(REMOVAL_GAP):
-                    serve_tap(card, port=READER_PORT, stop=stop, busy_timeout=BUSY_TIMEOUT)
+                    serve_tap(card, port=port, stop=stop, busy_timeout=BUSY_TIMEOUT)
             except BaseException as exc:
                 errors.append(exc)
 
         thread = threading.Thread(target=run, name=f"card-{name}", daemon=True)
         thread.start()
         threads.append(thread)
-        _wait_for_card(READER, errors)
-        return Presented(card, names.index(READER))
+        _wait_for_card(reader, errors)
+        return Presented(card, names.index(reader))
 
     yield start
     stop.set()

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 import pytest
 
 from card.vpcd import VPCD_PORT, serve_once
+from tests.support import e2e
 
 pytestmark = pytest.mark.pcsc
 
@@ -58,21 +59,25 @@ def _wait_for_card(reader_name: str, present: bool, timeout: float = 3.0) -> Non
 
 @pytest.fixture
 def served(pcscd: str) -> Iterator[tuple[str, EchoCard, dict[str, int]]]:
+    """The echo card in this test process's vpcd reader (its name, the card, what it
+    answered once taken away)."""
     card = EchoCard()
     result: dict[str, int] = {}
     stop = threading.Event()
+    number = e2e.free_vpcd_reader()
+    name = e2e.reader_name(number)
 
     def run() -> None:
-        result["answered"] = serve_once(card, port=VPCD_PORT, stop=stop)
+        result["answered"] = serve_once(card, port=VPCD_PORT + number, stop=stop)
 
     thread = threading.Thread(target=run, daemon=True)
     thread.start()
-    _wait_for_card(pcscd, present=True)
-    yield pcscd, card, result
+    _wait_for_card(name, present=True)
+    yield name, card, result
     stop.set()
     thread.join(timeout=5)
     assert not thread.is_alive()
-    _wait_for_card(pcscd, present=False)
+    _wait_for_card(name, present=False)
 
 
 def test_pyscard_reaches_the_software_card(served: tuple[str, EchoCard, dict[str, int]]) -> None:

@@ -13,7 +13,7 @@ import sys
 
 import pytest
 
-from tests.support.e2e import ROOT, require_free_reader
+from tests.support.e2e import ROOT, free_vpcd_reader
 
 STEPS = [
     "== the issuer",
@@ -72,6 +72,5 @@ def test_demo_in_process_shows_the_commands_of_each_step() -> None:
 
 @pytest.mark.pcsc
 def test_demo_through_pcscd(pcscd: str) -> None:
-    require_free_reader(1)
-    out = _demo()
+    out = _demo("--reader", str(free_vpcd_reader()))
     assert "cards are tapped through pcscd + vpcd" in out

@@ -1,6 +1,6 @@
 """End to end through the real processes: ``issuer init`` and ``card provision`` in a
-temporary home, ``issuer serve`` on a free port, ``card serve --via pcsc --reader 1``
-behind pcscd + vpcd, ``terminal pay --reader pcsc:1 --issuer URL`` approved and in the
+temporary home, ``issuer serve`` on a free port, ``card serve --via pcsc --reader N``
+behind pcscd + vpcd, ``terminal pay --reader pcsc:N --issuer URL`` approved and in the
 ledger; then a replayed cryptogram, a tampered amount, a wrong terminal key, a rolled
 back ATC, a suspended phone token and a token outside its domain through the same
 service, each refused for its reason with the balance unchanged."""
@@ -44,12 +44,13 @@ def issuer_home(tmp_path: Path) -> Iterator[Issuer]:
 
 
 def _card(profile: Path, taps: int, *extra: str) -> e2e.ServedCard:
-    """``card serve`` on vpcd reader 1 (``--no-persist`` unless ``extra`` names
+    """``card serve`` on this process's vpcd reader (``--no-persist`` unless ``extra`` names
     ``--persist``: then its counters file beside the profile); it leaves the reader
     (and pcscd sees it empty) at the end of the ``with`` block."""
-    e2e.require_free_reader(1)
+    number = e2e.free_vpcd_reader()
     persist = ["--no-persist"] if "--persist" not in extra else []
-    return e2e.ServedCard(profile, taps, *persist, *(e for e in extra if e != "--persist"))
+    options = [*persist, *(e for e in extra if e != "--persist")]
+    return e2e.ServedCard(profile, taps, *options, reader=number)
 
 
 def _pay(issuer: Issuer, amount: str, key: str | None = None) -> subprocess.CompletedProcess[str]:
@@ -66,7 +67,7 @@ def _pay(issuer: Issuer, amount: str, key: str | None = None) -> subprocess.Comp
 
 def _pay_once(issuer: Issuer, amount: str, key: str | None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [str(e2e.BIN / "terminal"), "pay", "--reader", "pcsc:1", "--amount", amount,
+        [str(e2e.BIN / "terminal"), "pay", "--reader", e2e.own_reader_path(), "--amount", amount,
          "--timeout", "20", *issuer.terminal.options(issuer.url),
          *(["--terminal-key", key] if key else []), "--json"],
         capture_output=True, text=True, timeout=60,
@@ -79,7 +80,7 @@ def _tap_in_process(amount: int) -> Any:
     from terminal.kernel.transaction import Transaction
     from terminal.readers import open_reader
 
-    reader = open_reader("pcsc:1")
+    reader = open_reader(e2e.own_reader_path())
     try:
         return EntryPoint(default_config()).run(reader, Transaction(amount), timeout=20)
     finally:
@@ -113,7 +114,7 @@ def test_provision_serve_tap_approved_then_attacks_refused(pcscd: str, issuer_ho
         # The same card through the same reader in process: replay and tamper.
         result = _tap_in_process(500)
         if result.masked_pan != online["card"]:
-            pytest.skip("another process's card took vpcd reader 1 during the test")
+            pytest.skip("another process's card took our vpcd reader during the test")
         with HostClient(issuer_home.url, issuer_home.terminal_id, issuer_home.key,
                         tls=issuer_home.terminal.tls) as host:  # fmt: skip
             tags = decode_flat(result.authorisation_data)

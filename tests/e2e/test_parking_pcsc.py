@@ -1,6 +1,6 @@
 """End to end, the parking gate through pcscd + vpcd against a real ``issuer serve`` on
 SQLite: the car park's terminal registered at MCC 7523, cards provisioned by the
-issuer CLI and presented by ``card serve --via pcsc`` in vpcd reader 1, the lane run by
+issuer CLI and presented by ``card serve --via pcsc`` in a vpcd reader, the lane run by
 :func:`terminal.commands.parking.run_parking` (in process, with a fake clock: a stay of
 days in no time) and, once, by ``terminal gate parking`` as a subprocess.
 
@@ -60,10 +60,10 @@ def park(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CarPark]:
 
 
 def _card(profile: Path, taps: int, *extra: str) -> e2e.ServedCard:
-    """``card serve`` on vpcd reader 1 for ``taps`` taps (a tap ends 0.4 s after the
-    card's last answer: the driver takes the card away)."""
-    e2e.require_free_reader(1)
-    return e2e.ServedCard(profile, taps, "--idle-timeout", "0.4", *extra)
+    """``card serve`` on this process's vpcd reader for ``taps`` taps (a tap ends 0.4 s
+    after the card's last answer: the driver takes the card away)."""
+    number = e2e.free_vpcd_reader()
+    return e2e.ServedCard(profile, taps, "--idle-timeout", "0.4", *extra, reader=number)
 
 
 class Clock:
@@ -75,7 +75,7 @@ class Clock:
 
 
 class Lane:
-    """run_parking for one tap at a time on vpcd reader 1, output parsed."""
+    """run_parking for one tap at a time on this process's vpcd reader, output parsed."""
 
     def __init__(self, park: CarPark, home: Path, capsys: pytest.CaptureFixture[str]) -> None:
         self.park, self.home, self.capsys = park, home, capsys
@@ -84,7 +84,7 @@ class Lane:
     def tap(self, *, lane: str = "auto", url: str | None = None, taps: int = 1) -> Any:
         self.capsys.readouterr()
         run_parking(
-            reader_path="pcsc:1", config_path=None, home=str(self.home),
+            reader_path=e2e.own_reader_path(), config_path=None, home=str(self.home),
             issuer_url=url or self.park.url, terminal_id=self.park.terminal_id,
             terminal_key=self.park.key, tariff_path=None, max_amount=None, taps=taps,
             timeout=20, as_json=True, lane=lane, clock=self.clock, tls=self.park.terminal.tls,
@@ -199,7 +199,7 @@ def test_terminal_gate_parking(pcscd: str, park: CarPark, tmp_path: Path) -> Non
     env = {**os.environ, **park.terminal.environment(park.url)}
     with _card(park.card, 2):
         gate = subprocess.run(
-            [str(e2e.BIN / "terminal"), "gate", "parking", "--reader", "pcsc:1",
+            [str(e2e.BIN / "terminal"), "gate", "parking", "--reader", e2e.own_reader_path(),
              "--home", str(tmp_path / "gate"), "--tariff", str(tariff), "--taps", "2",
              "--timeout", "20", "--json"],
             env=env, capture_output=True, text=True, timeout=120,

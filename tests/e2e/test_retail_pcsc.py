@@ -1,7 +1,7 @@
 """End to end, the retail tap reader as a cashier and a POS run it: a real ``issuer serve``
 on SQLite (temporary home, a Visa card provisioned by the issuer CLI, the shop's
-terminal registered at MCC 5411), ``card serve --via pcsc`` presenting the card in vpcd
-reader 1 of pcscd, and ``terminal retail`` as a subprocess: sales from standard input
+terminal registered at MCC 5411), ``card serve --via pcsc`` presenting the card in a vpcd
+reader of pcscd, and ``terminal retail`` as a subprocess: sales from standard input
 (approved, and declined for funds), a void, a refund, the close of day matching the
 issuer (MATCH, exit 0) and the ledger's balances agreeing; a card pulled away mid-tap
 (not completed, nothing charged); the issuer down (found before the card is asked for:
@@ -68,10 +68,10 @@ def shop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Shop]:
 
 
 def _card(profile: Path, taps: int, *extra: str) -> e2e.ServedCard:
-    """``card serve`` on vpcd reader 1 for ``taps`` taps; a tap ends 0.4 s after the
-    card's last answer (the customer takes the card away)."""
-    e2e.require_free_reader(1)
-    return e2e.ServedCard(profile, taps, "--idle-timeout", "0.4", *extra)
+    """``card serve`` on this process's vpcd reader for ``taps`` taps; a tap ends 0.4 s
+    after the card's last answer (the customer takes the card away)."""
+    number = e2e.free_vpcd_reader()
+    return e2e.ServedCard(profile, taps, "--idle-timeout", "0.4", *extra, reader=number)
 
 
 def _lines(stdout: str) -> list[dict[str, Any]]:
@@ -87,7 +87,7 @@ def _no_pan(shop: Shop, *texts: str) -> None:
 def test_a_day_of_sales_void_refund_and_close_matches_the_issuer(pcscd: str, shop: Shop) -> None:
     with _card(shop.profile, 4):
         day = shop.retail(
-            "--reader", "pcsc:1", "--timeout", "20", "--stdin", "--json",
+            "--reader", e2e.own_reader_path(), "--timeout", "20", "--stdin", "--json",
             stdin="sale 12.34\n7.00\nsale 45.00\nrefund nonsense\nsale 1.234\nsale 500.00\n",
         )  # fmt: skip
     assert day.returncode == 0, day.stderr
@@ -143,7 +143,8 @@ def test_a_day_of_sales_void_refund_and_close_matches_the_issuer(pcscd: str, sho
 def test_a_card_pulled_away_mid_tap_is_not_charged(pcscd: str, shop: Shop) -> None:
     before = shop.balance()
     with _card(shop.profile, 3, "--pull-after", "2"):
-        pulled = shop.retail("--reader", "pcsc:1", "--timeout", "20", "--amount", "3.00")
+        reader = e2e.own_reader_path()
+        pulled = shop.retail("--reader", reader, "--timeout", "20", "--amount", "3.00")
     assert pulled.returncode == NOT_COMPLETED, pulled.stderr
     assert "[display] Present card again" in pulled.stderr
     assert "NOT COMPLETED" in pulled.stdout
@@ -155,7 +156,7 @@ def test_issuer_down_asks_for_no_card_and_charges_nothing(pcscd: str, shop: Shop
     before = shop.balance()
     with _card(shop.profile, 1) as card:
         down = shop.retail(
-            "--reader", "pcsc:1", "--timeout", "20", "--amount", "4.00", "--json",
+            "--reader", e2e.own_reader_path(), "--timeout", "20", "--amount", "4.00", "--json",
             "--host-timeout", "1", url=e2e.unused_url(),
         )  # fmt: skip
         card.stop()

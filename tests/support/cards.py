@@ -156,13 +156,19 @@ class VpcdCard:
     stop: threading.Event
     thread: threading.Thread
     outcome: dict[str, Any] = field(default_factory=dict)
+    removed: bool = False
 
     def remove(self) -> None:
-        """Take the card away and wait until pcscd sees the reader empty."""
+        """Take the card away and wait until pcscd sees the reader empty; once (a card
+        the test took away is not waited for again: another card may be in the reader
+        by then)."""
+        if self.removed:
+            return
         self.stop.set()
         self.thread.join(timeout=10)
         assert not self.thread.is_alive(), "the vpcd card never stopped"
         wait_until_empty(int(self.reader.rsplit(" ", 1)[1]))
+        self.removed = True
 
 
 def free_udp_port() -> int:

@@ -8,9 +8,10 @@ tests/terminal and bench/.
   :func:`serve_issuer` (``issuer serve`` on a free port with mutual TLS, its URL read
   from stderr, stopped on leaving). :class:`IssuerService` is what a test holds of a
   served issuer.
-- The vpcd readers of pcscd (machine-wide, TCP 35963/35964: one test run at a time):
-  :func:`require_free_reader`, :func:`free_vpcd_reader`,
-  :func:`wait_until_empty`.
+- The vpcd readers of pcscd (machine-wide, TCP 35963/35964): :func:`own_vpcd_reader` (the
+  one a test process claims for itself; :func:`own_reader_path` for a terminal),
+  :func:`free_vpcd_reader` (that one once empty),
+  :func:`require_free_reader`, :func:`wait_until_empty`.
 - The card: :class:`ServedCard`, ``card serve PROFILE --via pcsc --reader N`` presenting
   a software card in a vpcd reader (``card/cli.py``: one tap is one presentation).
 
@@ -21,12 +22,14 @@ tests/ it is a namespace package found from the repository root, which pytest
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import re
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
@@ -55,6 +58,8 @@ __all__ = [
     "init_issuer",
     "issuer_cli",
     "new_account",
+    "own_reader_path",
+    "own_vpcd_reader",
     "provision_card",
     "reader_name",
     "require_free_reader",
@@ -301,21 +306,78 @@ def require_free_reader(
     return name
 
 
-def free_vpcd_reader(wait: float = 5.0) -> int:
-    """The number of a vpcd reader holding no card, 1 first (the card tests use 0),
-    waiting up to ``wait`` seconds for a card of a previous test to leave; else skip (fail
-    when the run demands every service)."""
+#: The vpcd reader this process claimed (:func:`own_vpcd_reader`), with the descriptor
+#: of the lock file that holds the claim until the process ends; or why it claimed none.
+_claim: tuple[int, int] | str | None = None
+
+
+def _lock_reader(number: int) -> int | None:
+    """An exclusive lock on vpcd reader ``number`` among test processes (a lock file in
+    the temporary folder, freed when the process ends; opened read-only, so that the
+    file another user made serves as well): its descriptor, or ``None`` if another test
+    process holds it."""
+    path = Path(tempfile.gettempdir()) / f"tapstack-vpcd-{number}.lock"
+    fd = os.open(path, os.O_RDONLY | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    return fd
+
+
+def own_vpcd_reader(wait: float = 60.0) -> int:
+    """The number of the vpcd reader this test process presents its cards in, 1 first (the
+    benchmarks use 1), else 0: claimed by the first call for the rest of the process, so
+    that the pcscd tests on two pytest-xdist workers (scripts/test) have a reader each.
+    Waits up to ``wait`` seconds for a reader no other test process claimed; else skip
+    (fail when the run demands every service)."""
+    global _claim
+    if _claim is None:
+        _claim = _claim_reader(wait)
+    if isinstance(_claim, str):
+        missing_service(_claim)
+    return _claim[0]
+
+
+def _claim_reader(wait: float) -> tuple[int, int] | str:
+    """A vpcd reader no other test process claimed (its number and lock), or why none."""
     from terminal.readers.pcsc import list_pcsc_readers
 
-    listed = [n for n in (1, 0) if reader_name(n) in list_pcsc_readers()]
+    try:
+        names = list_pcsc_readers()
+    except Exception as exc:  # no pyscard, no pcscd: several unrelated types
+        return f"no pcscd with vpcd: {exc}"
+    listed = [n for n in (1, 0) if reader_name(n) in names]
+    if not listed:
+        return f"no vpcd reader in pcscd; readers: {names}"
     deadline = time.monotonic() + wait
     while True:
         for number in listed:
-            if wait_until_empty(number, 0):
-                return number
+            fd = _lock_reader(number)
+            if fd is not None:
+                return number, fd
         if time.monotonic() >= deadline:
-            missing_service("every vpcd reader holds another process's card")
+            return (
+                "every vpcd reader is claimed by another test process (vpcd has two: run"
+                " the pcscd tests on two workers at most)"
+            )
         time.sleep(0.1)
+
+
+def own_reader_path() -> str:
+    """The terminal's reader path of :func:`own_vpcd_reader` (``pcsc:N``)."""
+    return f"pcsc:{own_vpcd_reader()}"
+
+
+def free_vpcd_reader(wait: float = 5.0) -> int:
+    """:func:`own_vpcd_reader`, once it holds no card (a card of a previous test may take
+    a pcscd poll to leave; up to ``wait`` seconds); else skip (fail when the run demands
+    every service)."""
+    number = own_vpcd_reader()
+    if not wait_until_empty(number, wait):
+        missing_service(f"vpcd reader {number} holds another process's card")
+    return number
 
 
 # --- the card --------------------------------------------------------------------------------

@@ -1,14 +1,14 @@
 """Fixtures of the terminal tests: software cards presented through vpcd and nfcpy's udp.
 
 pcscd is shared with every other process on the machine (other test runs may hold a
-card in a vpcd reader), so a card here gets an ATR of its own, is presented in a vpcd
-reader that holds no card, and counts as presented only once vpcd asks it for its ATR.
+card in a vpcd reader), so a card here gets an ATR of its own, is presented in the vpcd
+reader this test process claimed (tests.support.e2e.own_vpcd_reader) once it holds no
+card, and counts as presented only once vpcd asks it for its ATR.
 """
 
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -17,6 +17,7 @@ import pytest
 
 from card.nfc import PiccParameters, ServeStats, serve_nfc, wait_listening
 from card.vpcd import VPCD_PORT, serve_tap
+from tests.support import e2e
 from tests.support.cards import NFC_UID, NfcCard, TestCard, VpcdCard, free_udp_port
 from tests.support.services import missing_service
 
@@ -26,64 +27,43 @@ _GROUP, _NAME = "tapstack.cards", "profile"  # terminal.readers.emulated's entry
 # --- vpcd --------------------------------------------------------------------------------
 
 
-def _present(name: str) -> bool:
-    from terminal.readers.pcsc import PcscReader
-
-    with PcscReader(name) as reader:
-        return reader.card_present()
-
-
-def _vpcd_readers() -> list[str]:
-    from terminal.readers.pcsc import list_pcsc_readers
-
-    # The second reader first: the card tests use the first.
-    return sorted((n for n in list_pcsc_readers() if n.startswith("Virtual PCD")), reverse=True)
-
-
 def _port(name: str) -> int:
     return VPCD_PORT + int(name.rsplit(" ", 1)[1])
 
 
 @pytest.fixture
 def free_vpcd_reader(pcscd: str) -> str:
-    """The name of a vpcd reader with no card in it now."""
-    for _ in range(2):
-        for name in _vpcd_readers():
-            if not _present(name):
-                return name
-        time.sleep(2)
-    missing_service("every vpcd reader holds another process's card")
+    """The name of this test process's vpcd reader, with no card in it now."""
+    return e2e.reader_name(e2e.free_vpcd_reader())
 
 
 @pytest.fixture
 def vpcd(pcscd: str) -> Iterator[Callable[..., VpcdCard]]:
-    """Present a card through vpcd: ``vpcd(card, max_apdus=None, **serve_tap options)``;
-    ``reader=NAME`` presents it in that vpcd reader (once it is free) rather than any."""
+    """Present a card through vpcd: ``vpcd(card, max_apdus=None, **serve_tap options)``, in
+    this test process's vpcd reader once it holds no card."""
     running: list[VpcdCard] = []
 
-    def present(card: Any, *, reader: str | None = None, **options: Any) -> VpcdCard:
+    def present(card: Any, **options: Any) -> VpcdCard:
         test_card = card if isinstance(card, TestCard) else TestCard(card)
-        for name in [reader] if reader is not None else _vpcd_readers():
-            if _present(name):
-                continue
-            stop = threading.Event()
-            served = VpcdCard(name, test_card, stop, threading.Thread())
+        name = e2e.reader_name(e2e.free_vpcd_reader())
+        stop = threading.Event()
+        served = VpcdCard(name, test_card, stop, threading.Thread())
 
-            def run(served: VpcdCard = served, name: str = name) -> None:
-                try:
-                    served.outcome["tap"] = serve_tap(
-                        test_card, port=_port(name), stop=served.stop, **options
-                    )
-                except BaseException as exc:
-                    served.outcome["error"] = exc
+        def run() -> None:
+            try:
+                served.outcome["tap"] = serve_tap(
+                    test_card, port=_port(name), stop=served.stop, **options
+                )
+            except BaseException as exc:
+                served.outcome["error"] = exc
 
-            served.thread = threading.Thread(target=run, name="vpcd-card", daemon=True)
-            served.thread.start()
-            if test_card.polled.wait(5):
-                running.append(served)
-                return served
-            served.remove()  # vpcd never spoke to us: another card holds that reader
-        missing_service("no vpcd reader free for a test card (other processes hold cards)")
+        served.thread = threading.Thread(target=run, name="vpcd-card", daemon=True)
+        served.thread.start()
+        if test_card.polled.wait(5):
+            running.append(served)
+            return served
+        served.remove()  # vpcd never spoke to us: another card holds that reader
+        missing_service(f"vpcd reader {name!r} is held by another process's card")
 
     yield present
     for served in running:
