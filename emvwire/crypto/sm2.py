@@ -26,7 +26,8 @@ sm2p256v1); :func:`signature_to_der` and :func:`signature_from_der` convert to a
 the ``SEQUENCE { r INTEGER, s INTEGER }`` of GM/T 0009 §7.3 that OpenSSL uses. SM3 is
 ``cryptography``'s (:func:`emvwire.crypto.sm.sm3`).
 
-The point arithmetic uses Jacobian coordinates (``x = X/Z^2``, ``y = Y/Z^3``), a table
+The point arithmetic uses Jacobian coordinates (``x = X/Z^2``, ``y = Y/Z^3``; doubling
+with a = -3 on sm2p256v1, additions of a table point with Z = 1 shortened), a table
 of ``2^i G`` for fixed-base multiplication and 4-bit windows for ``tP``.
 It is NOT constant time, and cannot be in pure Python (integer operations take time
 that depends on their values): the timing of a signature can leak about the nonce and
@@ -130,7 +131,10 @@ def _double(c: Curve, pt: _Jacobian) -> _Jacobian:
     yy = y * y % p
     zz = z * z % p
     s = 4 * x * yy % p
-    m = (3 * x * x + c.a * zz * zz) % p
+    if c.a == p - 3:  # sm2p256v1: 3x^2 - 3z^4 = 3(x - z^2)(x + z^2)
+        m = 3 * (x - zz) * (x + zz) % p
+    else:
+        m = (3 * x * x + c.a * zz * zz) % p
     x3 = (m * m - 2 * s) % p
     y3 = (m * (s - x3) - 8 * yy * yy) % p
     return x3, y3, 2 * y * z % p
@@ -145,10 +149,13 @@ def _add(c: Curve, p1: _Jacobian, p2: _Jacobian) -> _Jacobian:
     x2, y2, z2 = p2
     p = c.p
     z1z1 = z1 * z1 % p
-    z2z2 = z2 * z2 % p
-    u1 = x1 * z2z2 % p
+    if z2 == 1:  # a table point, Z = 1: fewer multiplications
+        u1, s1 = x1, y1
+    else:
+        z2z2 = z2 * z2 % p
+        u1 = x1 * z2z2 % p
+        s1 = y1 * z2 * z2z2 % p
     u2 = x2 * z1z1 % p
-    s1 = y1 * z2 * z2z2 % p
     s2 = y2 * z1 * z1z1 % p
     h = (u2 - u1) % p
     r = (s2 - s1) % p
