@@ -192,3 +192,15 @@ def test_sm2_ca_keys_in_key_files_and_the_store() -> None:
         rsa.get_sm2(RID, 0xE7)
     with pytest.raises(OdaError, match="has expired"):
         rsa.get_sm2(RID, 0xE8, today=date(2046, 1, 1))
+
+
+def test_a_certified_point_off_the_curve_is_refused_even_when_signed() -> None:
+    """The CA signs whatever it is given; the terminal still refuses a certified key
+    that is not a point of sm2p256v1 (or is the all-zero encoding of infinity)."""
+    issuer_cert, _ = _chain()
+    good_point = issuer_cert[13:77]
+    for point in (good_point[:-1] + bytes((good_point[-1] ^ 1,)), bytes(64)):
+        body = issuer_cert[:13] + point
+        forged = body + CA.sign(body)
+        with pytest.raises(OdaError, match="not a point of sm2p256v1"):
+            recover_sm2_issuer_key(CA_KEY, forged, PAN, TODAY)
