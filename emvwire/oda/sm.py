@@ -1,16 +1,17 @@
 """Offline data authentication with SM2 and SM3: UnionPay's SM suite (PBOC 3.0).
 
 PBOC 3.0 (JR/T 0025) adds to EMV's RSA offline data authentication a variant signed
-with SM2 and hashed with SM3, for the cards of its SM algorithm suite. What public
-descriptions of it give, and tapstack follows: the CA, issuer and ICC keys are SM2
-keys (Public Key Algorithm Indicator ``04``, Hash Algorithm Indicator ``07`` SM3); the
-certificates and the signed dynamic data are *not* recovered (no message recovery as
-with RSA): their data travel in clear, followed by the SM2 signature ``r || s``
-(64 bytes on sm2p256v1), with the format bytes ``12`` (issuer), ``14`` (ICC) and
-``15`` (signed dynamic data). The exact layout of the fields is not in a public text
-tapstack could check, so it is tapstack's own, Book 2's certificate content in Book 2's
-order with the signature appended, signed with the default signer ID
-(:data:`~emvwire.crypto.sm2.DEFAULT_ID`) and its ``ZA`` (GB/T 32918.2 §6.1):
+with SM2 and hashed with SM3, for the cards of its SM algorithm suite: the CA, issuer
+and ICC keys are SM2 keys, and the certificates and the signed dynamic data are not
+recovered (no message recovery as with RSA): their data travel in clear, followed by
+the SM2 signature ``r || s`` (64 bytes on sm2p256v1). The exact field layout of
+PBOC's variant is not in a public text tapstack could check, so what follows is
+tapstack's own: Book 2's certificate content in Book 2's order with the signature
+appended, Public Key Algorithm Indicator ``04`` (SM2) and Hash Algorithm Indicator
+``07`` (SM3), format bytes ``12`` (issuer) and ``14`` (ICC), the values EMV's own
+elliptic-curve certificates use (Book E), and ``15`` for the signed dynamic data;
+signatures with the default signer ID (:data:`~emvwire.crypto.sm2.DEFAULT_ID`) and its
+``ZA`` (GB/T 32918.2 §6.1):
 
 Issuer Public Key Certificate (tag ``90``; Book 2 Table 6's content), 141 bytes::
 
