@@ -74,8 +74,8 @@ _KEY_FIELDS = frozenset(
     | {"checksum", "note"}
 )
 _SM2_KEY_FIELDS = (_KEY_FIELDS - {"modulus", "exponent"}) | {"public_key"}
-#: Hash Algorithm Indicator of SM3 and Public Key Algorithm Indicator of SM2 (the values
-#: of UnionPay's SM suite, :mod:`emvwire.oda.sm`).
+#: Hash Algorithm Indicator of SM3 and Public Key Algorithm Indicator of SM2 (UnionPay's
+#: SM suite as tapstack reads it, :mod:`emvwire.oda.sm`).
 HASH_SM3 = 0x07
 PK_SM2 = 0x04
 
