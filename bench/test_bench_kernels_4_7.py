@@ -4,7 +4,8 @@ Express, Book C-4) and 7 (UnionPay, Book C-7) beside kernels 2 and 3
 
 Each flow is recorded once from a fixture card through the built-in configuration, then
 replayed (bench/replay.py): what is measured is the terminal's own work (entry point,
-DOLs, TLV, the decisions, CDA or fDDA with their RSA public operations, field 55). The
+DOLs, TLV, the decisions, CDA or fDDA with their RSA public operations or, on the SM
+suite card, SM2 verifications, field 55). The
 random source and the clock are fixed, so the recorded signatures stay valid.
 """
 
@@ -72,6 +73,16 @@ def test_unionpay_online(benchmark: Any) -> None:
 def test_unionpay_offline_with_fdda(benchmark: Any) -> None:
     result = _bench(benchmark, "unionpay-card", 1234, _config(b"\x07", floor_limit=5000))
     assert result.outcome is Outcome.APPROVED
+    assert result.apdu_count == 7
+
+
+def test_unionpay_sm_offline_with_sm2_fdda(benchmark: Any) -> None:
+    """The whole SM suite (fixtures/cards/unionpay-sm-card.json): the same flow as
+    the RSA one above, the certificates and fDDA verified with SM2 in pure Python
+    (emvwire/crypto/sm2.py), three signature verifications per tap."""
+    result = _bench(benchmark, "unionpay-sm-card", 1234, _config(b"\x07", floor_limit=5000))
+    assert result.outcome is Outcome.APPROVED
+    assert result.oda_method == "fDDA (SM2)"
     assert result.apdu_count == 7
 
 

@@ -4,7 +4,8 @@ Full chain = issuer certificate recovery + ICC certificate recovery (with the st
 data to be authenticated) + CDA verification of the GENERATE AC response. Run on the
 public Mastercard transcript (1152-bit CA, 896-bit issuer, 768-bit ICC key, e=3) and
 on generated 1984-bit keys (the EMV maximum) with e=3 and e=65537; plus the card's
-side, producing the CDA signature with a 1984-bit key.
+side, producing the CDA signature with a 1984-bit key. And SM2 on its own: one
+verification and one signature.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 import pytest
 
 from emvwire import tlv
+from emvwire.crypto.sm2 import Sm2PrivateKey
 from emvwire.oda import (
     CaKey,
     CaKeyStore,
@@ -161,3 +163,20 @@ def test_1984_bit_card_signs_cda(benchmark, synthetic: dict[str, Any]) -> None:
 def test_store_load_fixtures(benchmark) -> None:
     store = benchmark(CaKeyStore.load, FIXTURES.parent / "ca")
     assert len(store) == 6
+
+
+# ---------------------------------------------------------------------------------------
+# SM2 (UnionPay's SM suite, emvwire/crypto/sm2.py): one verification (a terminal makes
+# three per SM2 fDDA tap) and one signature (the card's fDDA), pure Python.
+
+_SM2_KEY = Sm2PrivateKey.generate()
+_SM2_MESSAGE = bytes(range(64))
+
+
+def test_sm2_verify(benchmark) -> None:
+    signature = _SM2_KEY.sign(_SM2_MESSAGE)
+    assert benchmark(_SM2_KEY.public.verify, _SM2_MESSAGE, signature)
+
+
+def test_sm2_sign(benchmark) -> None:
+    assert len(benchmark(_SM2_KEY.sign, _SM2_MESSAGE)) == 64

@@ -38,8 +38,9 @@ from card.state import ATC_MAX, AppState, CardState
 from emvwire import apdu, dol
 from emvwire.apdu import CApdu
 from emvwire.crypto import CryptogramData, generate_arqc
+from emvwire.crypto.sm2 import Sm2PrivateKey
 from emvwire.errors import DecodeError, DolError
-from emvwire.oda import SigningKey
+from emvwire.oda import SigningKey, sign_fdda, sign_sm2_fdda
 from emvwire.profile import Application, Record
 from emvwire.qualifiers import Bit
 from emvwire.tags import Tag
@@ -215,6 +216,7 @@ class PaymentApplication:
         self._sfis = frozenset(r.sfi for r in app.records)
         self._afl = app.afl()
         self._signer = _signing_key(app.rsa.pem) if app.rsa is not None else None
+        self._sm2 = Sm2PrivateKey.from_bytes(app.sm2.private) if app.sm2 is not None else None
         key = app.keys.ac
         # faults.wrong_key: a key the issuer does not have (every byte changed).
         self._ac_key = bytes(b ^ 0x5A for b in key) if wrong_key else key
@@ -315,8 +317,37 @@ class PaymentApplication:
 
     @property
     def signer(self) -> SigningKey | None:
-        """The ICC private key for fDDA / CDA, if the profile has one."""
+        """The ICC RSA private key for fDDA / CDA, if the profile has one."""
         return self._signer
+
+    @property
+    def signs_fdda(self) -> bool:
+        """Whether the profile has an ICC key (RSA, or SM2 on an SM suite card)."""
+        return self._signer is not None or self._sm2 is not None
+
+    def sign_fdda(
+        self,
+        icc_dynamic_number: bytes,
+        *,
+        unpredictable_number: bytes,
+        amount_authorised: bytes,
+        currency_code: bytes,
+        card_auth_data: bytes,
+    ) -> bytes:
+        """``9F4B`` for fDDA with the profile's key: Book 2 Table 17 with RSA
+        (:func:`emvwire.oda.sign_fdda`), or the SM variant with SM2
+        (:func:`emvwire.oda.sign_sm2_fdda`)."""
+        txn = {
+            "unpredictable_number": unpredictable_number,
+            "amount_authorised": amount_authorised,
+            "currency_code": currency_code,
+            "card_auth_data": card_auth_data,
+        }
+        if self._sm2 is not None:
+            return sign_sm2_fdda(self._sm2, icc_dynamic_number, **txn)
+        if self._signer is None:
+            raise ValueError("the profile has no ICC key")
+        return sign_fdda(self._signer, icc_dynamic_number, **txn)
 
     def random(self, length: int) -> bytes:
         """Fresh random bytes (card unpredictable number, ICC dynamic number, entropy)."""

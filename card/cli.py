@@ -652,6 +652,17 @@ def _key_check(key: bytes, cvn: int) -> dict[str, str]:
     return {"algorithm": "TDES", "kcv": kcv(key).hex().upper()}
 
 
+def _sm2_summary(private: bytes) -> dict[str, Any]:
+    """The ICC SM2 key of the SM suite: its curve and a fingerprint of its public key
+    (the leftmost 3 bytes of SM3(x || y)), never the key."""
+    from emvwire.crypto.sm import sm3
+    from emvwire.crypto.sm2 import Sm2PrivateKey
+
+    key = Sm2PrivateKey.from_bytes(private)
+    fingerprint = sm3(key.public.to_bytes(prefix=False))[:3].hex().upper()
+    return {"curve": key.curve.name, "fingerprint": fingerprint}
+
+
 def _rsa_summary(pem: bytes) -> dict[str, Any]:
     from cryptography.hazmat.primitives.asymmetric import rsa
     from cryptography.hazmat.primitives.serialization import load_pem_private_key
@@ -716,6 +727,7 @@ def _application(app: Application, counters: dict[str, Any], reveal: bool) -> di
             "smc": _key_check(app.keys.smc, app.cvn),
         },
         "icc_rsa_key": _rsa_summary(app.rsa.pem) if app.rsa is not None else None,
+        "icc_sm2_key": _sm2_summary(app.sm2.private) if app.sm2 is not None else None,
         "token": (
             {
                 "requestor_id": app.token.requestor_id,
@@ -831,6 +843,9 @@ def _render(info: dict[str, Any]) -> str:
                 if "bits" in rsa
                 else f"  ICC RSA key: {rsa['error']}"
             )
+        sm2 = a["icc_sm2_key"]
+        if sm2 is not None:
+            lines.append(f"  ICC SM2 key: {sm2['curve']}, public key SM3 {sm2['fingerprint']}")
         token = a["token"]
         if token is not None:
             lines.append(

@@ -14,6 +14,8 @@ What differs from the Visa card:
   (:attr:`~emvwire.crypto.cryptogram.Cvn.UNIONPAY_TDES`), or ``04``, the SM4 suite
   (:attr:`~emvwire.crypto.cryptogram.Cvn.UNIONPAY_SM4`), whichever the card range of
   the issuer gave the card;
+- on a card of the whole SM suite (a profile with an ICC SM2 key), fDDA's signature
+  is SM2's over SM3 (:func:`emvwire.oda.sign_sm2_fdda`), under SM2 certificates;
 - Issuer Application Data, 8 bytes: ``07 | DKI | CVN | 03 | CVR(3) | 00``, the length
   byte first as on UnionPay cards, the last byte issuer discretionary data (none);
   the whole IAD is MAC'd;

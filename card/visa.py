@@ -67,7 +67,6 @@ from card.application import (
     set_bit,
 )
 from emvwire import dol
-from emvwire.oda import sign_fdda
 from emvwire.qualifiers import CTQ, TTQ, Bit, is_set
 from emvwire.tags import Tag
 from emvwire.tlv import encode
@@ -185,18 +184,17 @@ class VisaApplication(PaymentApplication):
         d = decide(ttq, offline, usable=usable, cdcvm_capable=a.cdcvm)
         new_card = counters.last_online_atc == 0
         atc = self.next_atc()
-        fdda = d.fdda and self.signer is not None
+        fdda = d.fdda and self.signs_fdda
         ctq = self._ctq(ttq, d)
         iad = self.iad(self._cvr(ttq, d, new_card=new_card, oda=fdda))
         ac = self.cryptogram(values, atc, iad)
         self.record_outcome(d.ac, amount)
         atc_bytes = atc.to_bytes(2, "big")
         sdad = b""
-        if fdda and self.signer is not None:
+        if fdda:
             card_auth = bytes((_FDDA_VERSION,)) + self.random(4) + ctq
             txn.overrides[Tag.CARD_AUTHENTICATION_RELATED_DATA] = card_auth
-            sdad = sign_fdda(
-                self.signer,
+            sdad = self.sign_fdda(
                 atc_bytes,
                 unpredictable_number=un,
                 amount_authorised=amount_raw,

@@ -4,7 +4,9 @@ Both an issuer (which personalises cards from its own keys) and the tests (which
 cards) build profiles the same way, so the layout lives here, beside the profile
 format. The caller brings the secrets: ICC master keys already derived (an HSM
 derives them without letting the issuer master keys out), the ICC RSA key, and the
-issuer key with its certificate. What is built:
+issuer key with its certificate; or, for a UnionPay card of the SM suite, SM2 keys and
+SM2-signed certificates (:mod:`emvwire.oda.sm`: no remainders, no exponents, the card
+signs fDDA with SM2). What is built:
 
 - Visa (Book C-3, qVSDC): PPSE entry with kernel id 03, a PDOL asking for TTQ, amounts,
   country, TVR, currency, date, type and UN; AIP ``2000`` (DDA, used for fDDA); one
@@ -30,8 +32,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
 
+from emvwire.crypto.sm2 import Sm2PrivateKey
 from emvwire.errors import EmvWireError
-from emvwire.oda import CertificateParts, SigningKey, build_static_data, issue_icc_certificate
+from emvwire.oda import (
+    CertificateParts,
+    SigningKey,
+    build_static_data,
+    issue_icc_certificate,
+    issue_sm2_icc_certificate,
+)
 from emvwire.profile import (
     Application,
     CardProfile,
@@ -39,6 +48,7 @@ from emvwire.profile import (
     Form,
     IccKeys,
     IccRsaKey,
+    IccSm2Key,
     Kernel,
     ProfileError,
     Record,
@@ -92,9 +102,10 @@ _AMEX_AID = bytes.fromhex("A00000002501")
 
 @dataclass(frozen=True, slots=True)
 class IssuerCertificate:
-    """The issuer's RSA key with its certificate from a CA (tags 8F, 90, 92, 9F32)."""
+    """The issuer's key with its certificate from a CA (tags 8F, 90, 92, 9F32): RSA, or
+    SM2 (:mod:`emvwire.oda.sm`; ``parts`` then has no remainder and no exponent)."""
 
-    key: SigningKey
+    key: SigningKey | Sm2PrivateKey
     ca_index: int
     parts: CertificateParts
 
@@ -147,7 +158,7 @@ def personalise(
     expiry: date,
     cvn: int,
     icc_keys: IccKeys,
-    icc_key: SigningKey,
+    icc_key: SigningKey | Sm2PrivateKey,
     issuer: IssuerCertificate,
     effective: date | None = None,
     cardholder: str = "",
@@ -162,7 +173,8 @@ def personalise(
 
     For ``form="phone"`` the PAN is the payment token and ``token`` carries the
     requestor id, PAR and last 4 digits of the funding PAN (9F19, 9F24, 9F25); the
-    application declares consumer device CVM (CDCVM) capability.
+    application declares consumer device CVM (CDCVM) capability. ``icc_key`` and the
+    issuer's key are both RSA or both SM2.
     """
     if form == "phone" and token is None:
         raise ProfileError("token", "a phone wallet application needs its token data")
@@ -174,7 +186,8 @@ def personalise(
     data[Tag.APPLICATION_CURRENCY_CODE] = bytes.fromhex(currency)  # application currency code
     data[Tag.CA_PUBLIC_KEY_INDEX] = bytes((issuer.ca_index,))
     data[Tag.ISSUER_PUBLIC_KEY_CERTIFICATE] = issuer.parts.certificate
-    data[Tag.ISSUER_PUBLIC_KEY_EXPONENT] = issuer.parts.exponent
+    if issuer.parts.exponent:
+        data[Tag.ISSUER_PUBLIC_KEY_EXPONENT] = issuer.parts.exponent
     if issuer.parts.remainder:
         data[Tag.ISSUER_PUBLIC_KEY_REMAINDER] = issuer.parts.remainder
     if token is not None:
@@ -217,7 +230,8 @@ def personalise(
         keys=icc_keys,
         priority=1,
         kernel_id=layout.kernel_id,
-        rsa=IccRsaKey(icc_key.to_pem()),
+        rsa=IccRsaKey(icc_key.to_pem()) if isinstance(icc_key, SigningKey) else None,
+        sm2=IccSm2Key(icc_key.to_bytes()) if isinstance(icc_key, Sm2PrivateKey) else None,
         token=token,
         cdcvm=form == "phone",
         limits=dict(limits or {}),
@@ -254,10 +268,11 @@ def _certify(
     aip: bytes,
     pan: str,
     expiry: date,
-    icc_key: SigningKey,
+    icc_key: SigningKey | Sm2PrivateKey,
     issuer: IssuerCertificate,
 ) -> None:
-    """Sign the ICC key over the static data of the ODA records (Book 2 §6.4)."""
+    """Sign the ICC key over the static data of the ODA records (Book 2 §6.4), with RSA
+    or with SM2 (:mod:`emvwire.oda.sm`)."""
     oda = []
     for rec in records:
         if rec.oda:
@@ -265,13 +280,24 @@ def _certify(
             oda.append((rec.sfi, encode(Tag.RECORD_TEMPLATE, body)))
     static = build_static_data(oda, aip=aip, sda_tag_list=data.get(Tag.SDA_TAG_LIST))
     try:
-        parts = issue_icc_certificate(
-            issuer.key, icc_key.public, pan=pan, static_data=static, expiry=expiry
-        )
+        if isinstance(icc_key, Sm2PrivateKey) and isinstance(issuer.key, Sm2PrivateKey):
+            certificate = issue_sm2_icc_certificate(
+                issuer.key, icc_key.public, pan=pan, static_data=static, expiry=expiry
+            )
+            parts = CertificateParts(certificate, b"", b"")
+        elif isinstance(icc_key, SigningKey) and isinstance(issuer.key, SigningKey):
+            parts = issue_icc_certificate(
+                issuer.key, icc_key.public, pan=pan, static_data=static, expiry=expiry
+            )
+        else:
+            raise ProfileError("icc_key", "the ICC key and the issuer key are RSA or SM2 both")
     except EmvWireError as exc:
+        if isinstance(exc, ProfileError):
+            raise
         raise ProfileError("rsa", f"cannot certify the ICC key: {exc}") from None
     data[Tag.ICC_PUBLIC_KEY_CERTIFICATE] = parts.certificate
-    data[Tag.ICC_PUBLIC_KEY_EXPONENT] = parts.exponent
+    if parts.exponent:
+        data[Tag.ICC_PUBLIC_KEY_EXPONENT] = parts.exponent
     if parts.remainder:
         data[Tag.ICC_PUBLIC_KEY_REMAINDER] = parts.remainder
 

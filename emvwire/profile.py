@@ -4,9 +4,10 @@ A profile is what an issuer's personalisation writes and what ``card`` runs: for
 application its AID, label, priority and kernel id (Book B §3.3 directory entry), the
 data objects it holds (Book 3 Annex A), how they are laid out in records (Book 3
 §10.2, the AFL follows from the layout), its PDOL and AIP, the cryptogram version
-(CVN) with its ICC master keys (AC, SMI, SMC; Book 2 A1.4), the ICC RSA key for
-offline data authentication, its limits and counters. Faults a test can ask for are
-part of the profile too, so no test edits code to get a misbehaving card.
+(CVN) with its ICC master keys (AC, SMI, SMC; Book 2 A1.4), the ICC RSA key (or, on
+a card of UnionPay's SM suite, the ICC SM2 key) for offline data authentication, its
+limits and counters. Faults a test can ask for are part of the profile too, so no test
+edits code to get a misbehaving card.
 
 The format is JSON (schema ``tapstack.card-profile/1``, documented in
 ``fixtures/cards/README.md``): byte strings in hex, tags as hex strings. Loading
@@ -35,6 +36,7 @@ __all__ = [
     "Faults",
     "IccKeys",
     "IccRsaKey",
+    "IccSm2Key",
     "ProfileError",
     "Record",
     "TokenInfo",
@@ -104,6 +106,17 @@ class IccRsaKey:
 
 
 @dataclass(frozen=True, slots=True)
+class IccSm2Key:
+    """The ICC SM2 private key ``d`` (32 bytes) for the SM variant of fDDA
+    (:mod:`emvwire.oda.sm`)."""
+
+    private: bytes
+
+    def __repr__(self) -> str:
+        return "IccSm2Key(<hidden>)"
+
+
+@dataclass(frozen=True, slots=True)
 class TokenInfo:
     """A payment token's data (EMVCo tokenisation): requestor id (9F19, 11 digits),
     payment account reference (9F24, 29 characters), last 4 digits of the PAN (9F25)."""
@@ -163,6 +176,7 @@ class Application:
     priority: int | None = None
     kernel_id: bytes | None = None
     rsa: IccRsaKey | None = None
+    sm2: IccSm2Key | None = None
     token: TokenInfo | None = None
     cdcvm: bool = False
     limits: Mapping[str, int] = field(default_factory=dict)
@@ -267,6 +281,7 @@ def _app_to_json(app: Application) -> dict[str, Any]:
         ],
         "keys": {"ac": _hex(app.keys.ac), "smi": _hex(app.keys.smi), "smc": _hex(app.keys.smc)},
         "rsa_private_key": app.rsa.pem.decode() if app.rsa else None,
+        **({"sm2_private_key": _hex(app.sm2.private)} if app.sm2 else {}),
         "token": (
             {
                 "requestor_id": app.token.requestor_id,
@@ -423,6 +438,9 @@ def _parse_app(obj: Any, path: str) -> Application:
     pem = r.text("rsa_private_key", None)
     if pem is not None and "PRIVATE KEY" not in pem:
         raise ProfileError(f"{path}.rsa_private_key", "expected a PEM private key")
+    sm2 = r.hexbytes("sm2_private_key", None, lengths=(32,))
+    if sm2 is not None and pem is not None:
+        raise ProfileError(f"{path}.sm2_private_key", "an application has an RSA or an SM2 key")
     token_obj = r.raw("token", None)
     token = None
     if token_obj is not None:
@@ -459,6 +477,7 @@ def _parse_app(obj: Any, path: str) -> Application:
         priority=priority,
         kernel_id=kernel_id,
         rsa=IccRsaKey(pem.encode()) if pem is not None else None,
+        sm2=IccSm2Key(sm2) if sm2 is not None else None,
         token=token,
         cdcvm=r.flag("cdcvm", False),
         limits=limits,

@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from emvwire.oda import CaKey
+from emvwire.oda import AnyCaKey
 from emvwire.pki import DEFAULT_HOSTS
 from emvwire.tls import TlsPlan, plan_folder
 from issuer.config import (
@@ -32,7 +32,7 @@ from issuer.domain.group_commit import GroupCommit
 from issuer.domain.service import IssuerService
 from issuer.domain.vault import TokenVault
 from issuer.errors import ConfigError, ConflictError
-from issuer.keys.base import KeyStore, ca_key_id
+from issuer.keys.base import KeyStore, ca_key_id, sm2_ca_key_id
 from issuer.keys.file import DEFAULT_COST_LOG2, FileKeyStore
 from issuer.ledger import Ledger, open_ledger
 from issuer.ledger.repository import UnitOfWork
@@ -40,15 +40,20 @@ from issuer.model.entities import BinRange
 from issuer.personalisation.ranges import (
     CA_FOR_SCHEME,
     DEFAULT_RANGES,
+    SM2_CA_FOR_SCHEME,
     Progress,
     RangeSpec,
     ca_key_file,
     certify_range,
     check_range_spec,
     ensure_ca,
-    ensure_issuer_key,
     ensure_master_keys,
+    ensure_range_ca,
+    ensure_sm2_ca,
     load_test_ca_key,
+    load_test_sm2_ca_key,
+    range_ca_key_id,
+    sm_suite,
 )
 from issuer.pki import CA_NAME, tls_folder
 
@@ -204,6 +209,9 @@ def init_issuer(
     if ca == "test":
         for scheme in dict.fromkeys(r.scheme for r in ranges):
             load_test_ca_key(scheme, ca_dir)  # refused before anything is made
+        for spec in ranges:
+            if sm_suite(spec.scheme, spec.prefix, spec.cvn):
+                load_test_sm2_ca_key(spec.scheme, ca_dir)
     made_home = not home.exists()
     before = set(home.iterdir()) if not made_home else set()
     try:
@@ -314,15 +322,18 @@ def setup_ranges(
     progress: Progress = _quiet,
     master_keys: bool = True,
     added: Callable[[UnitOfWork, BinRange], None] | None = None,
-) -> list[CaKey]:
-    """Put the CA and issuer keys of ``ranges`` into ``keys`` (keeping what is there),
+) -> list[AnyCaKey]:
+    """Put the CA and issuer keys of ``ranges`` into ``keys`` (keeping what is there;
+    SM2 ones for a range of the SM suite),
     the master keys too unless ``master_keys`` is false, and the ranges with their
     certificates into ``ledger``; the CA public keys. ``added`` is called in the
     transaction adding each range (its audit record)."""
-    cas: dict[str, CaKey] = {}
-    for scheme in dict.fromkeys(r.scheme for r in ranges):
-        cas[scheme] = ensure_ca(keys, scheme, mode=ca, ca_dir=ca_dir, progress=progress)
-        ensure_issuer_key(keys, scheme, progress=progress)
+    cas: dict[str, AnyCaKey] = {}  # by label, in the order first needed
+    range_cas: dict[str, AnyCaKey] = {}
+    for spec in ranges:
+        range_ca = ensure_range_ca(keys, spec, mode=ca, ca_dir=ca_dir, progress=progress)
+        cas.setdefault(range_ca.label, range_ca)
+        range_cas[spec.prefix] = range_ca
     with ledger.unit_of_work(write=False) as uow:
         existing = {r.prefix for r in uow.bins.list()}
     for spec in ranges:
@@ -330,7 +341,7 @@ def setup_ranges(
             ensure_master_keys(keys, spec.scheme, spec.prefix, spec.cvn)
         if spec.prefix in existing:
             continue
-        bin_range = certify_range(keys, spec, cas[spec.scheme])
+        bin_range = certify_range(keys, spec, range_cas[spec.prefix])
         with ledger.unit_of_work() as uow:
             uow.bins.add(bin_range)
             if added is not None:
@@ -361,8 +372,7 @@ def add_range(
             raise ConflictError(
                 f"range {spec.prefix} overlaps range {other.prefix} ({other.scheme} {other.kind})"
             )
-    ca_spec = CA_FOR_SCHEME[spec.scheme]
-    had_ca = app.keys.has(ca_key_id(ca_spec.rid, ca_spec.index))
+    had_ca = app.keys.has(range_ca_key_id(spec))
 
     def audit(uow: UnitOfWork, bin_range: BinRange) -> None:
         service.record_change(
@@ -387,11 +397,18 @@ def add_range(
 
 
 def write_ca_file(app: IssuerApp) -> Path:
-    """Write ``HOME/ca.json``: the public keys of the CAs in the key store."""
-    cas = [
-        ensure_ca(app.keys, scheme, mode=app.config.ca)
+    """Write ``HOME/ca.json``: the public keys of the CAs in the key store (RSA, and
+    SM2 for the SM suite)."""
+    mode = app.config.ca
+    cas: list[AnyCaKey] = [
+        ensure_ca(app.keys, scheme, mode=mode)
         for scheme, spec in CA_FOR_SCHEME.items()
         if app.keys.has(ca_key_id(spec.rid, spec.index))
+    ]
+    cas += [
+        ensure_sm2_ca(app.keys, scheme, mode=mode)
+        for scheme, sm2 in SM2_CA_FOR_SCHEME.items()
+        if app.keys.has(sm2_ca_key_id(sm2.rid, sm2.index))
     ]
     path = app.config.home / CA_FILE
     path.write_text(json.dumps(ca_key_file(cas), indent=2) + "\n")

@@ -7,7 +7,10 @@ fixtures/issuer/test-master-keys.json (the AC key is the IMK of pyemv's publishe
 vectors) and the tapstack test CA of fixtures/ca/. ICC master keys derive by option B
 (option A for the PANs of 16 digits or fewer) or, for the SM4 cryptogram version, by
 :func:`emvwire.crypto.sm.derive_icc_mk_sm4`. Test issuer RSA keys are created
-once in fixtures/ca/ and reused, so re-running only renews the ICC RSA keys.
+once in fixtures/ca/ and reused, so re-running only renews the ICC RSA keys. The card
+of UnionPay's whole SM suite (``unionpay-sm-card``: SM4 cryptograms, SM2 offline data
+authentication) is certified by the SM2 test CA A000000333/E8 and a test issuer SM2 key
+(``*-sm2-private.hex``: the private key in hex), its ICC SM2 key renewed each run.
 """
 
 from __future__ import annotations
@@ -20,7 +23,13 @@ from pathlib import Path
 from emvwire.crypto.des import kcv
 from emvwire.crypto.kdf import derive_icc_mk_b
 from emvwire.crypto.sm import derive_icc_mk_sm4
-from emvwire.oda import SigningKey, issue_issuer_certificate
+from emvwire.crypto.sm2 import Sm2PrivateKey
+from emvwire.oda import (
+    CertificateParts,
+    SigningKey,
+    issue_issuer_certificate,
+    issue_sm2_issuer_certificate,
+)
 from emvwire.personalise import IssuerCertificate, personalise
 from emvwire.profile import IccKeys, TokenInfo
 
@@ -60,7 +69,15 @@ CARDS_TO_MAKE = [
     ("unionpay-card", "unionpay", "card", "6258000000000000016", "01", 0x01, "UNIONPAY/TEST", None),
     ("unionpay-phone", "unionpay", "phone", "6258010000000013", "00", 0x04, "",
      TokenInfo("60010030273", "U0010013020331234567890123456", "0018")),
+    # The whole SM suite: SM4 cryptograms (CVN 04) and SM2 offline data authentication.
+    ("unionpay-sm-card", "unionpay", "card", "6258020000000000012", "01", 0x04, "UNIONPAY/SM TEST",
+     None),
 ]  # fmt: skip
+#: The fixture cards whose offline data authentication is SM2's (emvwire/oda/sm.py);
+#: the phone above keeps the RSA certificates it was made with.
+SM2_CARDS = {"unionpay-sm-card"}
+#: The SM2 test CA's index under the UnionPay RID, and its private key file.
+SM2_CA = (0xE8, "test-ca-A000000333-E8-sm2-private.hex")
 
 
 def _issuer(scheme: str, pan: str) -> IssuerCertificate:
@@ -80,6 +97,22 @@ def _issuer(scheme: str, pan: str) -> IssuerCertificate:
     return IssuerCertificate(key, index, parts)
 
 
+def _sm2_key(name: str) -> Sm2PrivateKey:
+    return Sm2PrivateKey.from_bytes(bytes.fromhex((CA_DIR / name).read_text().strip()))
+
+
+def _sm2_issuer(pan: str) -> IssuerCertificate:
+    index, ca_file = SM2_CA
+    path = CA_DIR / "test-issuer-unionpay-sm2-private.hex"
+    if not path.exists():
+        path.write_text(Sm2PrivateKey.generate().to_bytes().hex().upper() + "\n")
+    key = _sm2_key(path.name)
+    certificate = issue_sm2_issuer_certificate(
+        _sm2_key(ca_file), key.public, issuer_identifier=pan[:6], expiry=date(2040, 12, 31)
+    )
+    return IssuerCertificate(key, index, CertificateParts(certificate, b"", b""))
+
+
 def main(only: list[str]) -> None:
     """Write every fixture card, or only those named on the command line."""
     master = json.loads(MASTER_KEYS.read_text())
@@ -91,6 +124,7 @@ def main(only: list[str]) -> None:
         derive = derive_icc_mk_sm4 if cvn == 0x04 else derive_icc_mk_b
         keys = IccKeys(*(derive(bytes.fromhex(imks[k]), pan, psn) for k in ("ac", "smi", "smc")))
         bits, exponent = SCHEMES[kernel][3], SCHEMES[kernel][4]
+        sm2 = file in SM2_CARDS
         profile = personalise(
             kernel=kernel,  # type: ignore[arg-type]
             form=form,  # type: ignore[arg-type]
@@ -100,8 +134,8 @@ def main(only: list[str]) -> None:
             expiry=date(2030, 12, 31),
             cvn=cvn,
             icc_keys=keys,
-            icc_key=SigningKey.generate(bits, exponent),
-            issuer=_issuer(kernel, pan),
+            icc_key=Sm2PrivateKey.generate() if sm2 else SigningKey.generate(bits, exponent),
+            issuer=_sm2_issuer(pan) if sm2 else _issuer(kernel, pan),
             cardholder=holder,
             token=token,
             uid=bytes.fromhex(UIDS[kernel]),

@@ -20,11 +20,13 @@ them is not public in a form tapstack could check, so the EMV constructions for 
   (``R = ATC || 00 * 14`` for application cryptograms);
 - :func:`sm4_cmac`: CMAC (ISO/IEC 9797-1 MAC algorithm 5) with SM4, the MAC of §A1.2.2.
 
-SM2 signatures (GB/T 32918) are not here: SM2's curve is not in ``cryptography``, and
-what the package registry offers for it is either unmaintained (``gmssl`` 3.2.2, pure
-Python, and ``tongsuopy`` 1.0.1, both last released in February 2023) or new and
-single-release (``gmssl-fast`` 0.1.0, 2026); a hand-written curve implementation was
-not wanted either. Offline data authentication stays RSA.
+SM2 signatures (GB/T 32918) are in :mod:`emvwire.crypto.sm2`, written for tapstack:
+SM2's curve is not in ``cryptography``, and what the package registry offers for it is
+either unmaintained (``gmssl`` 3.2.2, pure Python, and ``tongsuopy`` 1.0.1, both last
+released in February 2023), new and single-release (``gmssl-fast`` 0.1.0, 2026) or pure
+Python from a single author (``gmalg`` 1.1.2, 2026), so no faster and no better
+checked than the few hundred lines tested here against the standards' worked examples
+and OpenSSL.
 
 >>> sm4_ecb_encrypt(bytes.fromhex("0123456789abcdeffedcba9876543210"),
 ...                 bytes.fromhex("0123456789abcdeffedcba9876543210")).hex()

@@ -24,6 +24,12 @@ drop a check sum.
 kernel): a ``publicKey`` list of objects with ``rId``, ``index``, ``modulus``,
 ``exponent`` (hex), ``expiryDate`` (MMYY, optional), ``checksum`` (optional),
 ``hashAlgorithmIndicator`` and ``publicKeyAlgorithmIndicator`` (integers).
+
+An SM2 CA key (:class:`Sm2CaKey`, UnionPay's SM suite: :mod:`emvwire.oda.sm`) is a key
+file entry with ``"pk_algorithm": "04"``, ``"hash_algorithm": "07"`` (SM3) and
+``"public_key": "04 || x || y"`` (hex) in place of modulus and exponent; its check sum
+is SM3(RID || index || x || y), the RSA one's construction with the key's own hash
+(tapstack's choice: the public text gives none for SM2 CA keys).
 """
 
 from __future__ import annotations
@@ -36,6 +42,8 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+from emvwire.crypto.sm import sm3
+from emvwire.crypto.sm2 import Sm2PublicKey
 from emvwire.errors import CryptoError, DecodeError, OdaError
 from emvwire.oda._common import parse_mmyy
 from emvwire.oda.rsa import (
@@ -48,9 +56,13 @@ from emvwire.oda.rsa import (
 )
 
 __all__ = [
+    "HASH_SM3",
     "KEY_FILE_FORMAT",
+    "PK_SM2",
+    "AnyCaKey",
     "CaKey",
     "CaKeyStore",
+    "Sm2CaKey",
     "parse_key_file",
     "parse_terminal_config",
 ]
@@ -61,6 +73,11 @@ _KEY_FIELDS = frozenset(
     {"rid", "index", "modulus", "exponent", "expiry", "hash_algorithm", "pk_algorithm"}
     | {"checksum", "note"}
 )
+_SM2_KEY_FIELDS = (_KEY_FIELDS - {"modulus", "exponent"}) | {"public_key"}
+#: Hash Algorithm Indicator of SM3 and Public Key Algorithm Indicator of SM2 (UnionPay's
+#: SM suite as tapstack reads it, :mod:`emvwire.oda.sm`).
+HASH_SM3 = 0x07
+PK_SM2 = 0x04
 
 
 @dataclass(frozen=True, slots=True, kw_only=True, repr=False)
@@ -121,6 +138,61 @@ class CaKey(RsaPublicKey):
         return f"CaKey({self.label}, {len(self.modulus) * 8}-bit, e={self.exponent})"
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Sm2CaKey:
+    """One SM2 CA public key: RID, index, the point, expiry (module docstring)."""
+
+    rid: bytes
+    index: int
+    public: Sm2PublicKey
+    expiry: date | None = None
+    hash_algorithm: int = HASH_SM3
+    pk_algorithm: int = PK_SM2
+
+    def __post_init__(self) -> None:
+        if len(self.rid) != 5:
+            raise CryptoError(f"RID must be 5 bytes, got {len(self.rid)}")
+        if not 0 <= self.index <= 0xFF:
+            raise CryptoError(f"CA public key index {self.index} is not one byte")
+        if (self.hash_algorithm, self.pk_algorithm) != (HASH_SM3, PK_SM2):
+            raise CryptoError("an SM2 CA key has hash algorithm 07 (SM3) and algorithm 04 (SM2)")
+
+    @property
+    def label(self) -> str:
+        """``RID/index`` in hex, e.g. ``A000000333/E8``."""
+        return f"{self.rid.hex().upper()}/{self.index:02X}"
+
+    @property
+    def checksum(self) -> bytes:
+        """SM3(RID || index || x || y) (module docstring)."""
+        return sm3(self.rid + bytes((self.index,)) + self.public.to_bytes(prefix=False))
+
+    def check_checksum(self, checksum: bytes) -> None:
+        """Raise :class:`OdaError` unless ``checksum`` is this key's check sum."""
+        if not hmac.compare_digest(checksum, self.checksum):
+            raise OdaError(f"CA public key {self.label}: check sum does not match")
+
+    def expired(self, today: date) -> bool:
+        """Whether the key's expiry date has passed on ``today``."""
+        return self.expiry is not None and self.expiry < today
+
+    def to_json_object(self) -> dict[str, Any]:
+        """The key as a tapstack key file entry (with its check sum)."""
+        return {
+            "rid": self.rid.hex().upper(),
+            "index": f"{self.index:02X}",
+            "public_key": self.public.to_bytes().hex().upper(),
+            "expiry": self.expiry.isoformat() if self.expiry else None,
+            "hash_algorithm": f"{self.hash_algorithm:02X}",
+            "pk_algorithm": f"{self.pk_algorithm:02X}",
+            "checksum": self.checksum.hex().upper(),
+        }
+
+
+#: A CA public key of either kind.
+AnyCaKey = CaKey | Sm2CaKey
+
+
 def _hex(entry: Mapping[str, Any], name: str, where: str, length: int | None = None) -> bytes:
     value = entry.get(name)
     if not isinstance(value, str):
@@ -164,11 +236,12 @@ def _build(
     return key
 
 
-def _parse_key_entry(entry: Any, position: int) -> CaKey:
+def _parse_key_entry(entry: Any, position: int) -> AnyCaKey:
     where = f"key {position}"
     if not isinstance(entry, Mapping):
         raise DecodeError(f"{where}: not an object")
-    unknown = set(entry) - _KEY_FIELDS
+    sm2 = entry.get("pk_algorithm") == f"{PK_SM2:02X}"
+    unknown = set(entry) - (_SM2_KEY_FIELDS if sm2 else _KEY_FIELDS)
     if unknown:
         raise DecodeError(f"{where}: unknown fields {sorted(unknown)}")
     rid = _hex(entry, "rid", where, 5)
@@ -186,6 +259,8 @@ def _parse_key_entry(entry: Any, position: int) -> CaKey:
     hash_algorithm = _hex(entry, "hash_algorithm", where, 1)[0] if "hash_algorithm" in entry else 1
     pk_algorithm = _hex(entry, "pk_algorithm", where, 1)[0] if "pk_algorithm" in entry else 1
     checksum = _hex(entry, "checksum", where) if entry.get("checksum") is not None else None
+    if sm2:
+        return _build_sm2(where, rid, index, entry, expiry, hash_algorithm, checksum)
     return _build(
         where,
         rid,
@@ -199,6 +274,30 @@ def _parse_key_entry(entry: Any, position: int) -> CaKey:
     )
 
 
+def _build_sm2(
+    where: str,
+    rid: bytes,
+    index: bytes,
+    entry: Mapping[str, Any],
+    expiry: date | None,
+    hash_algorithm: int,
+    checksum: bytes | None,
+) -> Sm2CaKey:
+    try:
+        key = Sm2CaKey(
+            rid=rid,
+            index=index[0],
+            public=Sm2PublicKey.from_bytes(_hex(entry, "public_key", where)),
+            expiry=expiry,
+            hash_algorithm=hash_algorithm,
+        )
+    except CryptoError as exc:
+        raise DecodeError(f"{where}: {exc}") from None
+    if checksum is not None:
+        key.check_checksum(checksum)
+    return key
+
+
 def _load_json(text: str | bytes) -> Any:
     try:
         return json.loads(text)
@@ -206,7 +305,7 @@ def _load_json(text: str | bytes) -> Any:
         raise DecodeError(f"not valid JSON: {exc}") from None
 
 
-def parse_key_file(text: str | bytes) -> list[CaKey]:
+def parse_key_file(text: str | bytes) -> list[AnyCaKey]:
     """The keys of a tapstack key file (format in the module docstring).
 
     Malformed files raise :class:`DecodeError`; a check sum that does not match
@@ -289,30 +388,26 @@ def parse_terminal_config(
 class CaKeyStore:
     """The terminal's CA public keys, looked up by (RID, index) (Book 2 §11.2)."""
 
-    def __init__(self, keys: Iterable[CaKey] = ()) -> None:
-        self._keys: dict[tuple[bytes, int], CaKey] = {}
+    def __init__(self, keys: Iterable[AnyCaKey] = ()) -> None:
+        self._keys: dict[tuple[bytes, int], AnyCaKey] = {}
         #: Entries left out by a ``skip_invalid`` load, as ``(where, reason)``.
         self.rejected: list[tuple[str, str]] = []
         for key in keys:
             self.add(key)
 
-    def add(self, key: CaKey, *, replace: bool = False) -> None:
+    def add(self, key: AnyCaKey, *, replace: bool = False) -> None:
         """Add ``key``; a different key under the same (RID, index) needs ``replace``."""
         slot = (key.rid, key.index)
         old = self._keys.get(slot)
         if old is not None and old != key and not replace:
-            raise OdaError(f"CA public key {key.label} is already stored with another modulus")
+            raise OdaError(f"CA public key {key.label} is already stored with another key")
         self._keys[slot] = key
 
-    def find(self, rid: bytes, index: int) -> CaKey | None:
-        """The key for (RID, index), or ``None``."""
+    def find(self, rid: bytes, index: int) -> AnyCaKey | None:
+        """The key for (RID, index), RSA or SM2, or ``None``."""
         return self._keys.get((bytes(rid), index))
 
-    def get(self, rid: bytes, index: int, *, today: date | None = None) -> CaKey:
-        """The key for (RID, index); :class:`OdaError` if absent or expired on ``today``.
-
-        Book 2 §5.3 step 1 / §6.3 step 1: ODA fails when the terminal lacks the key.
-        """
+    def _get(self, rid: bytes, index: int, today: date | None) -> AnyCaKey:
         key = self.find(rid, index)
         label = f"{bytes(rid).hex().upper()}/{index:02X}"
         if key is None:
@@ -321,10 +416,28 @@ class CaKeyStore:
             raise OdaError(f"CA public key {label} has expired")
         return key
 
+    def get(self, rid: bytes, index: int, *, today: date | None = None) -> CaKey:
+        """The RSA key for (RID, index); :class:`OdaError` if absent, an SM2 key or
+        expired on ``today``.
+
+        Book 2 §5.3 step 1 / §6.3 step 1: ODA fails when the terminal lacks the key.
+        """
+        key = self._get(rid, index, today)
+        if not isinstance(key, CaKey):
+            raise OdaError(f"CA public key {key.label} is an SM2 key, not RSA")
+        return key
+
+    def get_sm2(self, rid: bytes, index: int, *, today: date | None = None) -> Sm2CaKey:
+        """The SM2 key for (RID, index), as :meth:`get` for RSA keys."""
+        key = self._get(rid, index, today)
+        if not isinstance(key, Sm2CaKey):
+            raise OdaError(f"CA public key {key.label} is an RSA key, not SM2")
+        return key
+
     def __len__(self) -> int:
         return len(self._keys)
 
-    def __iter__(self) -> Iterator[CaKey]:
+    def __iter__(self) -> Iterator[AnyCaKey]:
         return iter(sorted(self._keys.values(), key=lambda k: (k.rid, k.index)))
 
     def __contains__(self, slot: object) -> bool:

@@ -43,7 +43,9 @@ __all__ = [
     "CdaResult",
     "DynamicData",
     "cda_dynamic_data",
+    "dynamic_number",
     "fdda_terminal_data",
+    "number_field",
     "response_objects",
     "sign_cda",
     "sign_dda",
@@ -96,7 +98,9 @@ def _recover_dynamic(icc_key: RsaPublicKey, signed: bytes, tail: bytes) -> bytes
     return block[4 : 4 + ldd]
 
 
-def _dynamic_number(data: bytes) -> tuple[bytes, int]:
+def dynamic_number(data: bytes) -> tuple[bytes, int]:
+    """The ICC Dynamic Number at the head of ICC Dynamic Data (Book 2 §6.5.1) and where
+    it ends; :class:`OdaError` if its length byte is not 2-8 or runs past the data."""
     if not data or not 2 <= data[0] <= 8 or 1 + data[0] > len(data):
         raise OdaError(f"{_WHAT}: ICC dynamic number length is invalid")
     end = 1 + data[0]
@@ -109,7 +113,7 @@ def verify_dda(icc_key: RsaPublicKey, signed: bytes, ddol_data: bytes) -> Dynami
     ``ddol_data`` is the DDOL-related data the terminal sent.
     """
     data = _recover_dynamic(icc_key, signed, bytes(ddol_data))
-    number, _ = _dynamic_number(data)
+    number, _ = dynamic_number(data)
     return DynamicData(data, number)
 
 
@@ -153,7 +157,7 @@ def verify_fdda(
         unpredictable_number, amount_authorised, currency_code, card_auth_data
     )
     data = _recover_dynamic(icc_key, signed, tail)
-    number, _ = _dynamic_number(data)
+    number, _ = dynamic_number(data)
     return DynamicData(data, number)
 
 
@@ -237,7 +241,7 @@ def verify_cda(
     if len(unpredictable_number) != 4:
         raise OdaError("CDA unpredictable number (9F37) must be 4 bytes")
     data = _recover_dynamic(icc_key, values[Tag.SDAD], bytes(unpredictable_number))
-    number, pos = _dynamic_number(data)
+    number, pos = dynamic_number(data)
     if len(data) < pos + 1 + _AC_LENGTH + HASH_LENGTH:
         raise OdaError(f"{_WHAT}: ICC dynamic data is too short for CDA")
     cid = data[pos]
@@ -280,7 +284,8 @@ def sign_dynamic_data(
     return icc.sign(bytes((HEADER,)) + body + digest + bytes((TRAILER,)))
 
 
-def _number_field(icc_dynamic_number: bytes) -> bytes:
+def number_field(icc_dynamic_number: bytes) -> bytes:
+    """The ICC Dynamic Number with its length byte (Book 2 Table 18)."""
     if not 2 <= len(icc_dynamic_number) <= 8:
         raise CryptoError("ICC dynamic number must be 2 to 8 bytes")
     return bytes((len(icc_dynamic_number),)) + bytes(icc_dynamic_number)
@@ -288,7 +293,7 @@ def _number_field(icc_dynamic_number: bytes) -> bytes:
 
 def sign_dda(icc: SigningKey, icc_dynamic_number: bytes, ddol_data: bytes) -> bytes:
     """``9F4B`` for INTERNAL AUTHENTICATE (Book 2 §6.5.1)."""
-    return sign_dynamic_data(icc, _number_field(icc_dynamic_number), ddol_data)
+    return sign_dynamic_data(icc, number_field(icc_dynamic_number), ddol_data)
 
 
 def sign_fdda(
@@ -307,7 +312,7 @@ def sign_fdda(
         )
     except OdaError as exc:
         raise CryptoError(str(exc)) from None
-    return sign_dynamic_data(icc, _number_field(icc_dynamic_number), tail)
+    return sign_dynamic_data(icc, number_field(icc_dynamic_number), tail)
 
 
 def cda_dynamic_data(
@@ -316,7 +321,7 @@ def cda_dynamic_data(
     """The ICC Dynamic Data of CDA (Book 2 Table 19)."""
     if len(cryptogram) != _AC_LENGTH or len(transaction_hash) != HASH_LENGTH:
         raise CryptoError("cryptogram must be 8 bytes and the hash code 20")
-    return _number_field(icc_dynamic_number) + bytes((cid,)) + cryptogram + transaction_hash
+    return number_field(icc_dynamic_number) + bytes((cid,)) + cryptogram + transaction_hash
 
 
 def sign_cda(

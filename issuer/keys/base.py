@@ -10,14 +10,17 @@ Req. 3.5):
   leave the store: ICC master keys are derived *inside* it (Book 2 §A1.4.1 option A,
   §A1.4.2 option B) and only those leave, for personalisation and ARQC verification.
 - **RSA keys** of the certification authority (test CA) and of the issuer, which sign
-  issuer and ICC public key certificates (Book 2 §5.1, §6.1) without leaving an HSM.
+  issuer and ICC public key certificates (Book 2 §5.1, §6.1) without leaving an HSM;
+  for the ranges of UnionPay's SM suite, **SM2 keys** in their place
+  (:mod:`emvwire.oda.sm`; the file store only, as for SM4).
 - **Data protection keys**: an AES-256 key sealing PANs at rest (AES-GCM, NIST SP
   800-38D) and an HMAC-SHA256 key giving each PAN a keyed hash for look-up (a plain
   hash of a PAN inside a known BIN is brute-forced in seconds).
 
 Key identifiers are paths: ``imk/visa/476173/18/ac`` (version 1 of a master key;
 a later version after rotation is ``imk/visa/476173/18/ac/v2``), ``rsa/ca/A000000003/F1``,
-``rsa/issuer/visa``, ``data/pan-seal``, ``data/pan-hash``. Listing shows key check
+``rsa/issuer/visa``, ``sm2/ca/A000000333/E8``, ``sm2/issuer/unionpay``, ``data/pan-seal``,
+``data/pan-hash``. Listing shows key check
 values (ANSI X9.24-1 KCV: TDES of a zero block, three bytes; AES the same over a
 16-byte zero block, as PKCS#11 ``CKA_CHECK_VALUE``), never key values.
 """
@@ -36,7 +39,8 @@ from typing import Any, Final
 from emvwire.crypto.cryptogram import MasterKeyDerivation, cvn_spec
 from emvwire.crypto.des import kcv as tdes_kcv
 from emvwire.crypto.kdf import option_a_y, option_b_y
-from emvwire.crypto.sm import kcv_sm4
+from emvwire.crypto.sm import kcv_sm4, sm3
+from emvwire.crypto.sm2 import Sm2PrivateKey, Sm2PublicKey
 from emvwire.errors import CryptoError
 from emvwire.oda import RsaPublicKey, SigningKey
 from emvwire.profile import SUPPORTED_CVNS, IccKeys
@@ -59,6 +63,9 @@ __all__ = [
     "icc_derivation_data",
     "is_sm4",
     "issuer_key_id",
+    "sm2_ca_key_id",
+    "sm2_issuer_key_id",
+    "sm2_kcv",
 ]
 
 #: Payment schemes the issuer serves (the kernels of emvwire.profile).
@@ -83,6 +90,7 @@ class KeyKind(enum.StrEnum):
 
     MASTER = "master"
     RSA = "rsa"
+    SM2 = "sm2"
     DATA = "data"
     MAC = "mac"
 
@@ -95,6 +103,21 @@ def ca_key_id(rid: bytes, index: int) -> str:
 def issuer_key_id(scheme: str) -> str:
     """The key id of a scheme's issuer private key: ``rsa/issuer/visa``."""
     return f"rsa/issuer/{scheme}"
+
+
+def sm2_ca_key_id(rid: bytes, index: int) -> str:
+    """The key id of an SM2 CA private key: ``sm2/ca/A000000333/E8``."""
+    return f"sm2/ca/{rid.hex().upper()}/{index:02X}"
+
+
+def sm2_issuer_key_id(scheme: str) -> str:
+    """The key id of a scheme's issuer SM2 private key: ``sm2/issuer/unionpay``."""
+    return f"sm2/issuer/{scheme}"
+
+
+def sm2_kcv(public: Sm2PublicKey) -> bytes:
+    """SM2 key fingerprint: SM3 of ``x || y``, leftmost 3 bytes (as the RSA one)."""
+    return sm3(public.to_bytes(prefix=False))[:KCV_LENGTH]
 
 
 def check_key_id(key_id: str) -> str:
@@ -349,6 +372,26 @@ class KeyStore(ABC):
     @abstractmethod
     def signing_key(self, key_id: str) -> SigningKey:
         """A :class:`SigningKey` whose ``sign`` runs inside the store."""
+
+    # -- SM2 keys (UnionPay's SM suite) ---------------------------------------------
+
+    def import_sm2(self, key_id: str, key: Sm2PrivateKey) -> Sm2PublicKey:
+        """Store an SM2 private key (the SM2 test CA, an issuer key). Only the file
+        store keeps SM2 keys: PKCS#11 has no standard SM2 mechanism (as for SM4)."""
+        raise KeyStoreError(
+            f"{key_id}: SM2 keys are not available through the {self.backend} key store; "
+            "use the file key store for a range of the SM suite"
+        )
+
+    def generate_sm2(self, key_id: str) -> Sm2PublicKey:
+        """Create an SM2 key pair on sm2p256v1 (:meth:`import_sm2`)."""
+        return self.import_sm2(key_id, Sm2PrivateKey.generate())
+
+    def sm2_key(self, key_id: str) -> Sm2PrivateKey:
+        """The SM2 private key ``key_id`` (it signs certificates in this process)."""
+        raise KeyStoreError(
+            f"{key_id}: SM2 keys are not available through the {self.backend} key store"
+        )
 
     # -- data protection -----------------------------------------------------------
 

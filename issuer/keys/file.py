@@ -45,6 +45,7 @@ from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 from emvwire.crypto.des import adjust_odd_parity, tdes_ecb_encrypt
 from emvwire.crypto.des import kcv as tdes_kcv
 from emvwire.crypto.sm import derive_icc_mk_sm4, kcv_sm4
+from emvwire.crypto.sm2 import Sm2PrivateKey, Sm2PublicKey
 from emvwire.errors import EmvWireError
 from emvwire.oda import RsaPublicKey, SigningKey
 from issuer.errors import ConflictError, KeyStoreError, NotFoundError
@@ -62,6 +63,7 @@ from issuer.keys.base import (
     icc_derivation_data,
     is_sm4,
     rsa_algorithm,
+    sm2_kcv,
     sorted_infos,
 )
 
@@ -368,6 +370,20 @@ class FileKeyStore(KeyStore):
 
     def rsa_public(self, key_id: str) -> RsaPublicKey:
         return self.signing_key(key_id).public
+
+    # -- SM2 -----------------------------------------------------------------------
+
+    def import_sm2(self, key_id: str, key: Sm2PrivateKey) -> Sm2PublicKey:
+        self._add(key_id, KeyKind.SM2, "SM2-256", sm2_kcv(key.public), key.to_bytes())
+        return key.public
+
+    def sm2_key(self, key_id: str) -> Sm2PrivateKey:
+        if self.info(key_id).kind is not KeyKind.SM2:
+            raise KeyStoreError(f"key {key_id!r} is not an SM2 key")
+        try:
+            return Sm2PrivateKey.from_bytes(self._secret(key_id))
+        except EmvWireError:
+            raise KeyStoreError(f"SM2 key {key_id!r} is malformed") from None
 
     # -- data protection -----------------------------------------------------------
 

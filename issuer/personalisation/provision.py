@@ -6,7 +6,9 @@ else the account's newest active card of the scheme, else a new funding-only car
 with its domain controls. Then (EMV Book 2 §A1.4, §6): the ICC master keys are derived
 in the key store from the range's master keys, a fresh ICC RSA key is certified by the
 issuer key (which signs inside the store), and :func:`emvwire.personalise.personalise`
-lays out the profile that ``card serve`` runs.
+lays out the profile that ``card serve`` runs. A range of UnionPay's SM suite (its
+issuer key is an SM2 key) gets a fresh ICC SM2 key, certified with SM2
+(:mod:`emvwire.oda.sm`).
 """
 
 from __future__ import annotations
@@ -18,12 +20,13 @@ from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from emvwire.crypto.sm2 import Sm2PrivateKey
 from emvwire.errors import EmvWireError
 from emvwire.oda import CertificateParts, SigningKey
 from emvwire.personalise import IssuerCertificate, personalise
 from emvwire.profile import CardProfile, TokenInfo
 from issuer.errors import IssuerError, KeyStoreError, ValidationError
-from issuer.keys.base import KeyStore
+from issuer.keys.base import KeyKind, KeyStore
 from issuer.model.entities import BinRange, Card, CardOrigin, CardStatus, Token
 from issuer.personalisation.ranges import ICC_KEY_SIZE, Progress
 
@@ -69,13 +72,16 @@ class ProvisionResult:
         }
 
 
+def _sm2_range(keys: KeyStore, bin_range: BinRange) -> bool:
+    return keys.info(bin_range.issuer_key_id).kind is KeyKind.SM2
+
+
 def issuer_certificate(keys: KeyStore, bin_range: BinRange) -> IssuerCertificate:
-    """The range's issuer key (signing in the store) with its certificate."""
-    return IssuerCertificate(
-        keys.signing_key(bin_range.issuer_key_id),
-        bin_range.ca_index,
-        CertificateParts(bin_range.certificate, bin_range.remainder, bin_range.exponent),
-    )
+    """The range's issuer key (RSA signing in the store, or SM2) with its certificate."""
+    parts = CertificateParts(bin_range.certificate, bin_range.remainder, bin_range.exponent)
+    if _sm2_range(keys, bin_range):
+        return IssuerCertificate(keys.sm2_key(bin_range.issuer_key_id), bin_range.ca_index, parts)
+    return IssuerCertificate(keys.signing_key(bin_range.issuer_key_id), bin_range.ca_index, parts)
 
 
 def build_profile(
@@ -98,17 +104,23 @@ def build_profile(
     """Personalise one application from the store's keys (module docstring).
 
     ``icc_key`` may be given (tests reuse one); else a fresh key of
-    :data:`~issuer.personalisation.ranges.ICC_KEY_SIZE` is generated. ``uid`` defaults
+    :data:`~issuer.personalisation.ranges.ICC_KEY_SIZE` is generated (a fresh SM2 key
+    on a range of the SM suite, whatever ``icc_key`` is). ``uid`` defaults
     to a random single-size UID (first byte 08: random UID, ISO/IEC 14443-3 §6.4.4).
     The ICC master keys derive from version ``key_version`` of the range's master keys.
     """
     scheme = bin_range.scheme
     icc_keys = keys.derive_icc_keys(scheme, bin_range.prefix, cvn, pan, psn, key_version)
-    if icc_key is None:
+    icc: SigningKey | Sm2PrivateKey
+    if _sm2_range(keys, bin_range):
+        icc = Sm2PrivateKey.generate()
+    elif icc_key is None:
         bits, exponent = ICC_KEY_SIZE[scheme]
         if progress is not None:
             progress(f"generating the ICC key ({bits}-bit RSA)")
-        icc_key = SigningKey.generate(bits, exponent)
+        icc = SigningKey.generate(bits, exponent)
+    else:
+        icc = icc_key
     try:
         return personalise(
             kernel=scheme,  # type: ignore[arg-type]
@@ -119,7 +131,7 @@ def build_profile(
             expiry=expiry,
             cvn=cvn,
             icc_keys=icc_keys,
-            icc_key=icc_key,
+            icc_key=icc,
             issuer=issuer_certificate(keys, bin_range),
             cardholder=cardholder,
             token=token,

@@ -13,6 +13,11 @@ authentication out of the box) or a **new** CA generated in the key store, whose
 keys ``issuer init`` writes to ``HOME/ca.json`` for terminals to load. Neither is for
 real cards. The test CA's private keys are package data (``test_ca/`` beside this
 module, copies of ``fixtures/ca/``), so an installed ``issuer`` finds them.
+
+A range of UnionPay's SM suite (CVN 04, ``issuer range add --cvn 4``) is certified
+with SM2 instead (:mod:`emvwire.oda.sm`): the scheme's SM2 CA (the test CA's is
+A000000333/E8, :data:`SM2_CA_FOR_SCHEME`) certifies the issuer's SM2 key, whose
+certificate has no remainder and no exponent, and the range's cards get ICC SM2 keys.
 """
 
 from __future__ import annotations
@@ -24,11 +29,28 @@ from datetime import date
 from pathlib import Path
 from typing import Final
 
+from emvwire.crypto.sm2 import Sm2PrivateKey
 from emvwire.errors import EmvWireError
-from emvwire.oda import CaKey, SigningKey, issue_issuer_certificate
+from emvwire.oda import (
+    AnyCaKey,
+    CaKey,
+    SigningKey,
+    Sm2CaKey,
+    issue_issuer_certificate,
+    issue_sm2_issuer_certificate,
+)
 from emvwire.oda.capk import KEY_FILE_FORMAT
 from issuer.errors import ConfigError, KeyStoreError, ValidationError
-from issuer.keys.base import PURPOSES, KeyStore, MasterKeyRef, ca_key_id, issuer_key_id
+from issuer.keys.base import (
+    PURPOSES,
+    KeyStore,
+    MasterKeyRef,
+    ca_key_id,
+    is_sm4,
+    issuer_key_id,
+    sm2_ca_key_id,
+    sm2_issuer_key_id,
+)
 from issuer.model.entities import BinRange, utc_now
 
 __all__ = [
@@ -37,9 +59,11 @@ __all__ = [
     "ICC_KEY_SIZE",
     "ISSUER_KEY_SIZE",
     "PACKAGED_TEST_CA",
+    "SM2_CA_FOR_SCHEME",
     "CaSpec",
     "Progress",
     "RangeSpec",
+    "Sm2CaSpec",
     "ca_key_file",
     "certify_range",
     "check_range_spec",
@@ -47,7 +71,13 @@ __all__ = [
     "ensure_ca",
     "ensure_issuer_key",
     "ensure_master_keys",
+    "ensure_range_ca",
+    "ensure_sm2_ca",
+    "ensure_sm2_issuer_key",
     "load_test_ca_key",
+    "load_test_sm2_ca_key",
+    "range_ca_key_id",
+    "sm_suite",
 ]
 
 #: Reports a step of long work (RSA key generation) to the user.
@@ -119,6 +149,32 @@ CA_FOR_SCHEME: Final = {
         bytes.fromhex("A000000333"), 0xE7, 1152, 3, "test-ca-A000000333-E7-private.pem"
     ),
 }
+
+
+@dataclass(frozen=True, slots=True)
+class Sm2CaSpec:
+    """A scheme's SM2 CA key (the SM suite's): RID, index, the test CA's key file (``d``
+    in hex)."""
+
+    rid: bytes
+    index: int
+    test_key: str
+
+
+#: The SM2 test CA of fixtures/ca/ for the schemes with an SM suite.
+SM2_CA_FOR_SCHEME: Final = {
+    "unionpay": Sm2CaSpec(
+        bytes.fromhex("A000000333"), 0xE8, "test-ca-A000000333-E8-sm2-private.hex"
+    ),
+}
+
+
+def sm_suite(scheme: str, prefix: str, cvn: int) -> bool:
+    """Whether a range is of its scheme's SM suite: SM4 master keys (the CVN's,
+    :func:`~issuer.keys.base.is_sm4`) and so SM2 certificates."""
+    return scheme in SM2_CA_FOR_SCHEME and is_sm4(MasterKeyRef(scheme, prefix, cvn))
+
+
 #: Issuer key size and exponent per scheme (never longer than the CA key, Book 2 §5.1).
 ISSUER_KEY_SIZE: Final = {
     "visa": (1024, 3),
@@ -149,21 +205,34 @@ def default_test_ca_dir() -> Path | None:
     return PACKAGED_TEST_CA if PACKAGED_TEST_CA.is_dir() else None
 
 
+def _test_ca_file(name: str, ca_dir: Path | None) -> Path:
+    folder = ca_dir or default_test_ca_dir()
+    path = folder / name if folder else None
+    if path is None or not path.is_file():
+        raise ConfigError(
+            f"the test CA's private key {name} is not found (in the package's "
+            "test_ca folder, --ca-dir or TAPSTACK_TEST_CA_DIR); use --ca new for a fresh CA"
+        )
+    return path
+
+
 def load_test_ca_key(scheme: str, ca_dir: Path | None = None) -> SigningKey:
     """The scheme's test CA private key, from ``ca_dir`` or :func:`default_test_ca_dir`;
     :class:`ConfigError` if it is not there."""
-    spec = CA_FOR_SCHEME[scheme]
-    folder = ca_dir or default_test_ca_dir()
-    pem = folder / spec.test_pem if folder else None
-    if pem is None or not pem.is_file():
-        raise ConfigError(
-            f"the test CA's private key {spec.test_pem} is not found (in the package's "
-            "test_ca folder, --ca-dir or TAPSTACK_TEST_CA_DIR); use --ca new for a fresh CA"
-        )
+    pem = _test_ca_file(CA_FOR_SCHEME[scheme].test_pem, ca_dir)
     try:
         return SigningKey.from_pem(pem.read_bytes())
     except EmvWireError as exc:
         raise ConfigError(f"test CA key {pem.name}: {exc}") from None
+
+
+def load_test_sm2_ca_key(scheme: str, ca_dir: Path | None = None) -> Sm2PrivateKey:
+    """The scheme's SM2 test CA private key, as :func:`load_test_ca_key`."""
+    path = _test_ca_file(SM2_CA_FOR_SCHEME[scheme].test_key, ca_dir)
+    try:
+        return Sm2PrivateKey.from_bytes(bytes.fromhex(path.read_text().strip()))
+    except (ValueError, EmvWireError) as exc:
+        raise ConfigError(f"test CA key {path.name}: {exc}") from None
 
 
 def _quiet(_: str) -> None:
@@ -201,6 +270,57 @@ def ensure_ca(
     )
 
 
+def ensure_sm2_ca(
+    keys: KeyStore, scheme: str, *, mode: str = "test", ca_dir: Path | None = None
+) -> Sm2CaKey:
+    """The scheme's SM2 CA key, put into the key store if absent (as :func:`ensure_ca`)."""
+    spec = SM2_CA_FOR_SCHEME[scheme]
+    key_id = sm2_ca_key_id(spec.rid, spec.index)
+    if not keys.has(key_id):
+        if mode == "test":
+            keys.import_sm2(key_id, load_test_sm2_ca_key(scheme, ca_dir))
+        elif mode == "new":
+            keys.generate_sm2(key_id)
+        else:
+            raise ConfigError("the CA is 'test' or 'new'")
+    public = keys.sm2_key(key_id).public
+    return Sm2CaKey(rid=spec.rid, index=spec.index, public=public, expiry=CERTIFICATE_EXPIRY)
+
+
+def ensure_range_ca(
+    keys: KeyStore,
+    spec: RangeSpec,
+    *,
+    mode: str = "test",
+    ca_dir: Path | None = None,
+    progress: Progress = _quiet,
+) -> AnyCaKey:
+    """The CA that certifies ``spec``'s issuer key, RSA or (SM suite) SM2, and the
+    issuer key itself, both made if absent."""
+    if sm_suite(spec.scheme, spec.prefix, spec.cvn):
+        ensure_sm2_issuer_key(keys, spec.scheme)
+        return ensure_sm2_ca(keys, spec.scheme, mode=mode, ca_dir=ca_dir)
+    ensure_issuer_key(keys, spec.scheme, progress=progress)
+    return ensure_ca(keys, spec.scheme, mode=mode, ca_dir=ca_dir, progress=progress)
+
+
+def range_ca_key_id(spec: RangeSpec) -> str:
+    """The key id of the CA key that certifies ``spec``'s issuer key."""
+    if sm_suite(spec.scheme, spec.prefix, spec.cvn):
+        sm2 = SM2_CA_FOR_SCHEME[spec.scheme]
+        return sm2_ca_key_id(sm2.rid, sm2.index)
+    rsa = CA_FOR_SCHEME[spec.scheme]
+    return ca_key_id(rsa.rid, rsa.index)
+
+
+def ensure_sm2_issuer_key(keys: KeyStore, scheme: str) -> str:
+    """The key id of a scheme's issuer SM2 key, generated if absent."""
+    key_id = sm2_issuer_key_id(scheme)
+    if not keys.has(key_id):
+        keys.generate_sm2(key_id)
+    return key_id
+
+
 def ensure_issuer_key(keys: KeyStore, scheme: str, *, progress: Progress = _quiet) -> str:
     """The key id of the scheme's issuer RSA key, generated if absent."""
     key_id = issuer_key_id(scheme)
@@ -225,19 +345,31 @@ def ensure_master_keys(
     return made
 
 
-def certify_range(keys: KeyStore, spec: RangeSpec, ca: CaKey) -> BinRange:
+def certify_range(keys: KeyStore, spec: RangeSpec, ca: AnyCaKey) -> BinRange:
     """A :class:`BinRange` for ``spec`` with the issuer key certified by ``ca`` for the
-    range's prefix (Book 2 §5.1, issuer identifier = prefix)."""
-    issuer_id = issuer_key_id(spec.scheme)
-    ca_id = ca_key_id(ca.rid, ca.index)
+    range's prefix (Book 2 §5.1, issuer identifier = prefix); with an SM2 CA, the
+    issuer's SM2 key in an SM2 certificate (:mod:`emvwire.oda.sm`)."""
     try:
-        parts = issue_issuer_certificate(
-            keys.signing_key(ca_id),
-            keys.rsa_public(issuer_id),
-            issuer_identifier=spec.prefix,
-            expiry=CERTIFICATE_EXPIRY,
-            serial=os.urandom(3),
-        )
+        if isinstance(ca, Sm2CaKey):
+            issuer_id = sm2_issuer_key_id(spec.scheme)
+            certificate = issue_sm2_issuer_certificate(
+                keys.sm2_key(sm2_ca_key_id(ca.rid, ca.index)),
+                keys.sm2_key(issuer_id).public,
+                issuer_identifier=spec.prefix,
+                expiry=CERTIFICATE_EXPIRY,
+                serial=os.urandom(3),
+            )
+            remainder = exponent = b""
+        else:
+            issuer_id = issuer_key_id(spec.scheme)
+            parts = issue_issuer_certificate(
+                keys.signing_key(ca_key_id(ca.rid, ca.index)),
+                keys.rsa_public(issuer_id),
+                issuer_identifier=spec.prefix,
+                expiry=CERTIFICATE_EXPIRY,
+                serial=os.urandom(3),
+            )
+            certificate, remainder, exponent = parts
     except EmvWireError as exc:
         raise KeyStoreError(f"cannot certify the issuer key for {spec.prefix}: {exc}") from None
     return BinRange(
@@ -249,14 +381,14 @@ def certify_range(keys: KeyStore, spec: RangeSpec, ca: CaKey) -> BinRange:
         issuer_key_id=issuer_id,
         ca_rid=ca.rid,
         ca_index=ca.index,
-        certificate=parts.certificate,
-        remainder=parts.remainder,
-        exponent=parts.exponent,
+        certificate=certificate,
+        remainder=remainder,
+        exponent=exponent,
         created_at=utc_now(),
     )
 
 
-def ca_key_file(cas: Iterable[CaKey]) -> dict[str, object]:
+def ca_key_file(cas: Iterable[AnyCaKey]) -> dict[str, object]:
     """The CA public keys as a ``tapstack-capk/1`` key file (for a terminal's store)."""
     return {
         "format": KEY_FILE_FORMAT,

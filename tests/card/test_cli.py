@@ -126,6 +126,20 @@ def test_show_gives_the_kcv_of_sm4_keys_by_sm4() -> None:
     assert app["pan"] == "625801******0013"
 
 
+def test_show_names_the_sm2_key_of_the_sm_suite_card_never_its_value() -> None:
+    profile = _profile("unionpay-sm-card")
+    sm2 = profile.applications[0].sm2
+    assert sm2 is not None
+    result = _invoke("show", str(CARDS / "unionpay-sm-card.json"), "--json")
+    assert result.exit_code == 0, result.output
+    (app,) = json.loads(result.output)["applications"]
+    assert app["icc_rsa_key"] is None
+    assert app["icc_sm2_key"]["curve"] == "sm2p256v1"
+    assert sm2.private.hex() not in result.output.lower()
+    text = _invoke("show", str(CARDS / "unionpay-sm-card.json"))
+    assert "ICC SM2 key: sm2p256v1" in text.output
+
+
 def test_show_json_is_complete_and_masked() -> None:
     profile = _profile("mastercard-phone")
     result = _invoke("show", str(CARDS / "mastercard-phone.json"), "--json")

@@ -13,6 +13,7 @@ MODULES = [
     "emvwire.crypto.mac",
     "emvwire.crypto.kdf",
     "emvwire.crypto.cryptogram",
+    "emvwire.crypto.sm2",
 ]
 
 

@@ -44,13 +44,14 @@ def test_fixture_folder_loads_test_ca_and_transcript_keys() -> None:
         "A000000004/FA",
         "A000000025/E4",
         "A000000333/E7",
+        "A000000333/E8",  # SM2, UnionPay's SM suite
     ]
     f1 = store.get(VISA, 0xF1)
     assert (len(f1.modulus), f1.exponent, f1.expiry) == (128, 3, date(2045, 12, 31))
     mc99 = store.get(MC, 0x99)
     assert (len(mc99.modulus), mc99.exponent) == (176, 65537)
     assert (MC, 0xFA) in store
-    assert len(store) == 8
+    assert len(store) == 9
 
 
 def test_published_check_sums_match() -> None:
@@ -80,7 +81,7 @@ def test_json_round_trip_and_repr() -> None:
     key = store.get(VISA, 0xF1)
     assert repr(key) == "CaKey(A000000003/F1, 1024-bit, e=3)"
     assert key.modulus.hex().upper() not in repr(key)
-    assert repr(store) == "CaKeyStore(8 keys)"
+    assert repr(store) == "CaKeyStore(9 keys)"
 
 
 def test_single_key_object_file() -> None:
@@ -120,7 +121,7 @@ def test_duplicates() -> None:
     key = store.get(VISA, 0xF1)
     store.add(key)  # the same key again is harmless
     other = CaKey(rid=VISA, index=0xF1, modulus=store.get(MC, 0xF8).modulus, exponent=3)
-    with pytest.raises(OdaError, match="already stored with another modulus"):
+    with pytest.raises(OdaError, match="already stored with another key"):
         store.add(other)
     store.add(other, replace=True)
     assert store.get(VISA, 0xF1) is other

@@ -10,15 +10,21 @@ from __future__ import annotations
 
 import json
 import tomllib
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
+from card.emv import EmvCard
+from emvwire.oda import CaKeyStore
+from emvwire.profile import load_profile
 from issuer.cli import cli
 from issuer.personalisation.ranges import PACKAGED_TEST_CA
+from terminal.kernel.outcome import Outcome
 from tests.issuer.cli_kit import Issuer, all_commands, cli_runner
 from tests.issuer.helpers import CVN, OUTSIDE_V1, PAN_NEW, PAN_OLD, PREFIX, ROOT, independent_kcv
+from tests.support.kernel import kernel_config, tap
 
 
 @pytest.fixture
@@ -144,6 +150,7 @@ def test_the_test_ca_is_package_data(monkeypatch: pytest.MonkeyPatch) -> None:
         "test-ca-A000000004-99-private.pem",
         "test-ca-A000000025-E4-private.pem",
         "test-ca-A000000333-E7-private.pem",
+        "test-ca-A000000333-E8-sm2-private.hex",
     ]
     for name in packaged:
         assert (PACKAGED_TEST_CA / name).read_bytes() == (ROOT / "fixtures/ca" / name).read_bytes()
@@ -154,10 +161,17 @@ def test_a_unionpay_range_of_the_sm_suite_is_chosen_at_provisioning(
     bare: Issuer, tmp_path: Path
 ) -> None:
     """The SM suite is selectable per card range: a UnionPay range of CVN 4 gets SM4
-    master keys, and ``card provision --range`` issues its cards from it."""
+    master keys and an SM2 issuer key certified by the SM2 test CA (A000000333/E8,
+    written to HOME/ca.json), and ``card provision --range`` issues its cards from it
+    with ICC SM2 keys: the card taps offline-approved through the emulated reader with
+    SM2 fDDA under the CA keys the issuer wrote."""
     iss = bare
     added = iss.json("range", "add", "--scheme", "unionpay", "--prefix", "625802", "--cvn", "4")
-    assert added["ca"] == "A000000333/E7"
+    assert (added["ca"], added["issuer_key"]) == ("A000000333/E8", "sm2/issuer/unionpay")
+    ca_file = iss.home / "ca.json"
+    assert [(k["index"], k["pk_algorithm"]) for k in json.loads(ca_file.read_text())["keys"]] == [
+        ("E8", "04")
+    ]
     made = iss.json("keys", "generate", "--scheme", "unionpay", "--bin", "625802", "--cvn", "4")
     assert {k["algorithm"] for k in made} == {"SM4-128"}
     account = iss.json("account", "create", "--holder", "Li Lei")["id"]
@@ -166,5 +180,13 @@ def test_a_unionpay_range_of_the_sm_suite_is_chosen_at_provisioning(
              "card", "--range", "625802", "--out", str(out))  # fmt: skip
     app = json.loads(out.read_text())["applications"][0]
     assert (app["pan"][:6], app["cvn"], app["kernel_id"]) == ("625802", 4, "07")
+    assert app["rsa_private_key"] is None
+    assert len(bytes.fromhex(app["sm2_private_key"])) == 32
+    cfg = kernel_config(b"\x07", floor_limit=3000)
+    cfg = replace(cfg, ca_keys=CaKeyStore.load(ca_file))
+    profile = load_profile(out)  # the issuer sets no offline limits: the card's own here
+    offline = replace(profile.applications[0], limits={"offline_amount": 5000, "offline_count": 3})
+    result = tap(EmvCard(replace(profile, applications=(offline,))), 1000, cfg=cfg)
+    assert (result.outcome, result.oda_method) == (Outcome.APPROVED, "fDDA (SM2)"), result
     iss.run("card", "provision", "--account", account, "--scheme", "unionpay", "--form",
             "phone", "--range", "625802", "--out", str(tmp_path / "p.json"), code=2)  # fmt: skip

@@ -18,6 +18,7 @@ import pytest
 from emvwire.crypto.des import kcv
 from emvwire.crypto.kdf import derive_icc_mk_a, derive_icc_mk_b
 from emvwire.crypto.sm import derive_icc_mk_sm4, kcv_sm4
+from emvwire.crypto.sm2 import Sm2PrivateKey
 from emvwire.oda import CaKey, SigningKey, issue_issuer_certificate, recover_issuer_key
 from issuer.errors import (
     ConflictError,
@@ -33,6 +34,7 @@ from issuer.keys.base import (
     KeyStore,
     MasterKeyRef,
     ca_key_id,
+    sm2_kcv,
 )
 from issuer.keys.file import FileKeyStore
 from tests.issuer.helpers import PASSPHRASE, PUBLISHED_IMK, TEST_CA_DIR, open_softhsm_store
@@ -302,3 +304,26 @@ def test_sm4_master_keys_live_in_the_file_store_only(keystore: KeyStore) -> None
     assert keystore.import_(other, PUBLISHED_IMK, good).kcv == kcv_sm4(PUBLISHED_IMK)
     pan = "6258020000000011"
     assert keystore.derive_icc_mk(other, pan, "00") == derive_icc_mk_sm4(PUBLISHED_IMK, pan)
+
+
+def test_sm2_keys_live_in_the_file_store_only(keystore: KeyStore) -> None:
+    """The SM suite's CA and issuer keys (SM2): the file store keeps them sealed, lists
+    them with an SM3 fingerprint and never their value, and gives back the same key;
+    an RSA request for one is refused. A PKCS#11 token refuses SM2 clearly."""
+    key = Sm2PrivateKey.generate()
+    if keystore.backend == "pkcs11":
+        with pytest.raises(KeyStoreError, match="SM2 keys are not available"):
+            keystore.import_sm2("sm2/issuer/unionpay", key)
+        return
+    assert keystore.import_sm2("sm2/issuer/unionpay", key) == key.public
+    info = keystore.info("sm2/issuer/unionpay")
+    assert (info.kind, info.algorithm, info.kcv) == (KeyKind.SM2, "SM2-256", sm2_kcv(key.public))
+    assert keystore.sm2_key("sm2/issuer/unionpay").d == key.d
+    assert key.to_bytes().hex() not in json.dumps([i.to_json() for i in keystore.list()]).lower()
+    with pytest.raises(KeyStoreError, match="not an RSA key"):
+        keystore.signing_key("sm2/issuer/unionpay")
+    with pytest.raises(ConflictError):
+        keystore.generate_sm2("sm2/issuer/unionpay")
+    keystore.generate_rsa("rsa/issuer/unionpay", 1024, 3)
+    with pytest.raises(KeyStoreError, match="not an SM2 key"):
+        keystore.sm2_key("rsa/issuer/unionpay")

@@ -65,10 +65,14 @@ from emvwire.apdu import (
 )
 from emvwire.errors import DecodeError, EmvWireError
 from emvwire.oda import (
+    Sm2CaKey,
     build_static_data,
     recover_icc_key,
     recover_issuer_key,
+    recover_sm2_icc_key,
+    recover_sm2_issuer_key,
     verify_fdda,
+    verify_sm2_fdda,
 )
 from emvwire.qualifiers import AIP, CTQ, TTQ, TVR_BITS, is_set
 from emvwire.tags import Tag
@@ -132,6 +136,12 @@ _FDDA_TAGS: Final = {
     Tag.ICC_PUBLIC_KEY_EXPONENT: "ICC exponent",
     Tag.CARD_AUTHENTICATION_RELATED_DATA: "card authentication related data",
 }
+#: The same for the SM variant (:mod:`emvwire.oda.sm`): SM2 keys have no exponents.
+_SM2_FDDA_TAGS: Final = {
+    tag: name
+    for tag, name in _FDDA_TAGS.items()
+    if tag not in (Tag.ISSUER_PUBLIC_KEY_EXPONENT, Tag.ICC_PUBLIC_KEY_EXPONENT)
+}
 #: Visa form factor indicator (9F6E byte 1 bits 5-1) of a mobile phone: such
 #: credentials are tokens.
 _FFI_MOBILE_PHONE: Final = 0x03
@@ -175,6 +185,8 @@ class _Flow:
         self.reasons: list[str] = []
         self.cvm = Cvm.NOT_DETERMINED
         self.oda = OdaResult.NOT_PERFORMED
+        #: Whether the card's CA key is an SM2 key (fDDA's SM variant).
+        self.sm2 = False
         self.pan = ""
 
     # --- helpers --------------------------------------------------------------------
@@ -324,21 +336,47 @@ class _Flow:
                         self.oda_records.append((entry.sfi, answer.data))
 
     def _fdda(self, today: date) -> str | None:
-        """Verify fDDA; ``None`` when it passes, else why it failed."""
+        """Verify fDDA; ``None`` when it passes, else why it failed.
+
+        The CA key the card names (8F) decides the variant: an RSA key, Book 2's
+        certificates and Table 17; an SM2 key (UnionPay's SM suite), the certificates
+        and signature of :mod:`emvwire.oda.sm`."""
         card = self.card
         if not is_set(card.get(Tag.AIP, b""), AIP.DDA):
             return "the card does not support fDDA (AIP)"
-        missing = [name for tag, name in _FDDA_TAGS.items() if tag not in card]
+        rid = self.ctx.aid[:5]
+        index = card.get(Tag.CA_PUBLIC_KEY_INDEX, b"")
+        self.sm2 = len(index) == 1 and isinstance(self.ctx.ca_keys.find(rid, index[0]), Sm2CaKey)
+        needed = _SM2_FDDA_TAGS if self.sm2 else _FDDA_TAGS
+        missing = [name for tag, name in needed.items() if tag not in card]
         if missing:
             return "fDDA data missing: " + ", ".join(missing)
         card_auth = card[Tag.CARD_AUTHENTICATION_RELATED_DATA]
         if card_auth[0] != 0x01:
             return f"fDDA version {card_auth[0]:02X} is not supported"
         pan = card[Tag.PAN].hex().upper().rstrip("F") if Tag.PAN in card else self.pan
-        rid = self.ctx.aid[:5]
+        txn = {
+            "unpredictable_number": self.term[Tag.UNPREDICTABLE_NUMBER],
+            "amount_authorised": self.term[Tag.AMOUNT_AUTHORISED],
+            "currency_code": self.term[Tag.TRANSACTION_CURRENCY_CODE],
+            "card_auth_data": card_auth,
+        }
         try:
             with self.ctx.step("oda"):
-                ca_key = self.ctx.ca_keys.get(rid, card[Tag.CA_PUBLIC_KEY_INDEX][0], today=today)
+                static = build_static_data(
+                    self.oda_records, aip=card[Tag.AIP], sda_tag_list=card.get(Tag.SDA_TAG_LIST)
+                )
+                if self.sm2:
+                    ca_sm2 = self.ctx.ca_keys.get_sm2(rid, index[0], today=today)
+                    issuer_sm2 = recover_sm2_issuer_key(
+                        ca_sm2, card[Tag.ISSUER_PUBLIC_KEY_CERTIFICATE], pan, today
+                    )
+                    icc_sm2 = recover_sm2_icc_key(
+                        issuer_sm2, card[Tag.ICC_PUBLIC_KEY_CERTIFICATE], pan, static, today
+                    )
+                    verify_sm2_fdda(icc_sm2, card[Tag.SDAD], **txn)
+                    return None
+                ca_key = self.ctx.ca_keys.get(rid, index[0], today=today)
                 issuer = recover_issuer_key(
                     ca_key,
                     card[Tag.ISSUER_PUBLIC_KEY_CERTIFICATE],
@@ -346,9 +384,6 @@ class _Flow:
                     card[Tag.ISSUER_PUBLIC_KEY_EXPONENT],
                     pan,
                     today,
-                )
-                static = build_static_data(
-                    self.oda_records, aip=card[Tag.AIP], sda_tag_list=card.get(Tag.SDA_TAG_LIST)
                 )
                 icc = recover_icc_key(
                     issuer,
@@ -359,14 +394,7 @@ class _Flow:
                     static,
                     today,
                 )
-                verify_fdda(
-                    icc,
-                    card[Tag.SDAD],
-                    unpredictable_number=self.term[Tag.UNPREDICTABLE_NUMBER],
-                    amount_authorised=self.term[Tag.AMOUNT_AUTHORISED],
-                    currency_code=self.term[Tag.TRANSACTION_CURRENCY_CODE],
-                    card_auth_data=card_auth,
-                )
+                verify_fdda(icc, card[Tag.SDAD], **txn)
         except EmvWireError as exc:
             return f"fDDA failed: {exc}"
         return None
@@ -526,7 +554,11 @@ class _Flow:
             data=data,
             cvm=self.cvm,
             oda=self.oda,
-            oda_method="fDDA" if self.oda is not OdaResult.NOT_PERFORMED else "",
+            oda_method=(
+                ("fDDA (SM2)" if self.sm2 else "fDDA")
+                if self.oda is not OdaResult.NOT_PERFORMED
+                else ""
+            ),
             tvr=bytes(self.tvr),
             # The card MAC'd the TVR of the PDOL (Book C-3: the reader gives it at GPO,
             # before its own checks); field 55 must carry that one for the issuer to

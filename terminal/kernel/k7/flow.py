@@ -9,9 +9,9 @@ answer, the Card Transaction Qualifiers 9F6C, fDDA over 9F37 || 9F02 || 5F2A || 
 (card authentication related data, version 01) with the Book 2 certificates, and READ
 RECORD only for offline data authentication. Public tag dictionaries of UnionPay
 terminals and cards give these data objects the meanings of Book C-3 Annex A. Where
-Book C-7's own rules differ and are not publicly described (its SM2 variant of fDDA,
-its "electronic cash" balance 9F79, its contact-chip fallback), kernel 7 does what
-kernel 3 does, with kernel 3's defences, and the report of the change says so.
+Book C-7's own rules differ and are not publicly described (its "electronic cash"
+balance 9F79, its contact-chip fallback), kernel 7 does what kernel 3 does, with
+kernel 3's defences, and the report of the change says so.
 
 So the flow is :mod:`terminal.kernel.k3.flow` step for step (documented there):
 FCI and PDOL (a PDOL without the TTQ is refused: no mag-stripe mode), GET PROCESSING
@@ -23,7 +23,12 @@ in 9F69 is declined, whichever of its two bytes changed), the CVM
 Request (ARQC) or Declined (AAC).
 
 The card side's cryptogram version (TDES 01 or the SM4 suite 04, per card range) does
-not change the terminal: the issuer verifies the cryptogram.
+not change the terminal: the issuer verifies the cryptogram. The SM suite's offline data
+authentication does: a card whose CA public key index (8F) names an SM2 CA key in the
+terminal's store (the test CA's A000000333/E8) is verified with SM2 and SM3, PBOC 3.0's
+variant (SM2-signed issuer and ICC certificates and dynamic signature, no message
+recovery; the field layout is tapstack's where the public text is silent:
+:mod:`emvwire.oda.sm`), and the result names it (``fDDA (SM2)``).
 """
 
 from __future__ import annotations

@@ -52,6 +52,39 @@ def test_offline_approval_with_fdda() -> None:
     assert (result.oda, result.oda_method, result.apdu_count) == (OdaResult.PASSED, "fDDA", 7)
 
 
+def test_the_sm_suite_card_is_approved_offline_with_sm2_fdda() -> None:
+    """The whole SM suite (SM4 cryptogram, SM2-signed certificates and fDDA): the CA
+    key the card names (A000000333/E8) is an SM2 key, so kernel 7 verifies with SM2."""
+    result = tap(card("unionpay-sm-card"), 1000, cfg=kernel_config(b"\x07", floor_limit=3000))
+    assert result.outcome is Outcome.APPROVED, result
+    assert (result.oda, result.oda_method, result.apdu_count) == (
+        OdaResult.PASSED,
+        "fDDA (SM2)",
+        7,
+    )
+    assert result.data[0x9F27] == b"\x40"  # a TC
+    assert tlv.decode_flat(result.authorisation_data)[Tag.IAD][:3] == bytes.fromhex("070104")
+
+
+def _flip_sdad(values: dict[int, bytes]) -> None:
+    sdad = bytearray(values[Tag.SDAD])
+    sdad[-1] ^= 0x01  # the last bit of s
+    values[Tag.SDAD] = bytes(sdad)
+
+
+def test_a_tampered_sm2_signature_fails_oda_and_an_offline_reader_declines() -> None:
+    reason = "fDDA failed: signed dynamic application data SM2 signature does not verify"
+    online = kernel_config(b"\x07", floor_limit=3000)
+    result = tap(MitmCard(card("unionpay-sm-card"), rewrite_gpo(_flip_sdad)), 1000, cfg=online)
+    assert (result.outcome, result.oda) == (Outcome.ONLINE_REQUEST, OdaResult.FAILED)
+    assert result.reasons[0] == reason
+    assert result.tvr[0] & 0x08  # DDA failed
+    offline = kernel_config(b"\x07", floor_limit=3000, ttq=bytes.fromhex("2F004000"))
+    result = tap(MitmCard(card("unionpay-sm-card"), rewrite_gpo(_flip_sdad)), 1000, cfg=offline)
+    assert (result.outcome, result.oda) == (Outcome.DECLINED, OdaResult.FAILED)
+    assert reason in result.reasons
+
+
 def test_the_sm4_phone_verifies_its_holder_and_the_signature_covers_it() -> None:
     result = tap(card("unionpay-phone"), 6000)
     assert result.outcome is Outcome.ONLINE_REQUEST

@@ -1,4 +1,4 @@
-"""One whole transaction through pcscd and vpcd: the fixture card served by card.vpcd in a
+"""Whole transactions through pcscd and vpcd: a fixture card served by card.vpcd in a
 thread, the kernel on the pcsc driver."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import pytest
 from terminal.kernel.outcome import Outcome
 from terminal.kernel.transaction import Cvm, OdaResult
 from tests.support.cards import VpcdCard
-from tests.support.kernel import card, config, tap_reader
+from tests.support.kernel import card, config, kernel_config, tap_reader
 
 pytestmark = pytest.mark.pcsc
 
@@ -38,3 +38,18 @@ def test_offline_approval_through_pcscd(vpcd: Callable[..., VpcdCard]) -> None:
         result = tap_reader(reader, 1234, cfg=config(floor_limit=5000), timeout=10)
     assert result.outcome is Outcome.APPROVED, result.reasons
     assert result.apdu_count == 7
+
+
+def test_sm_suite_card_offline_with_sm2_fdda_through_pcscd(
+    vpcd: Callable[..., VpcdCard],
+) -> None:
+    """UnionPay's whole SM suite over pcscd: SM4 cryptogram, SM2 certificates and
+    fDDA verified by kernel 7."""
+    from terminal.readers.pcsc import PcscReader
+
+    served = vpcd(card("unionpay-sm-card"))
+    cfg = kernel_config(b"\x07", floor_limit=3000)
+    with PcscReader(served.reader) as reader:
+        result = tap_reader(reader, 1000, cfg=cfg, timeout=10)
+    assert result.outcome is Outcome.APPROVED, result.reasons
+    assert (result.oda, result.oda_method) == (OdaResult.PASSED, "fDDA (SM2)")
