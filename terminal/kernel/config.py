@@ -58,7 +58,7 @@ from terminal.errors import TerminalError
 if TYPE_CHECKING:
     from datetime import date
 
-    from emvwire.oda.capk import CaKey
+    from emvwire.oda.capk import AnyCaKey, CaKey, Sm2CaKey
 
 __all__ = [
     "DEFAULT_CURRENCY",
@@ -187,12 +187,15 @@ class CaKeys(Protocol):
     """The terminal's CA public keys as a kernel looks them up by (RID, index) (Book 2
     §11.2): an :class:`emvwire.oda.capk.CaKeyStore`, or :data:`NO_CA_KEYS`."""
 
-    def find(self, rid: bytes, index: int) -> CaKey | None:
-        """The key for (RID, index), or ``None``."""
+    def find(self, rid: bytes, index: int) -> AnyCaKey | None:
+        """The key for (RID, index), RSA or SM2, or ``None``."""
 
     def get(self, rid: bytes, index: int, *, today: date | None = None) -> CaKey:
-        """The key for (RID, index); :class:`~emvwire.errors.OdaError` if absent or
-        expired on ``today``."""
+        """The RSA key for (RID, index); :class:`~emvwire.errors.OdaError` if absent,
+        an SM2 key or expired on ``today``."""
+
+    def get_sm2(self, rid: bytes, index: int, *, today: date | None = None) -> Sm2CaKey:
+        """The SM2 key for (RID, index), as :meth:`get` for RSA keys."""
 
 
 class _NoCaKeys:
@@ -200,11 +203,18 @@ class _NoCaKeys:
     so offline data authentication would fail as without the card's key (Book 2 §5.3
     step 1)."""
 
-    def find(self, rid: bytes, index: int) -> CaKey | None:
+    def find(self, rid: bytes, index: int) -> AnyCaKey | None:
         return None
 
     def get(self, rid: bytes, index: int, *, today: date | None = None) -> CaKey:
-        raise OdaError(
+        raise self._absent(rid, index)
+
+    def get_sm2(self, rid: bytes, index: int, *, today: date | None = None) -> Sm2CaKey:
+        raise self._absent(rid, index)
+
+    @staticmethod
+    def _absent(rid: bytes, index: int) -> OdaError:
+        return OdaError(
             f"no CA public key {bytes(rid).hex().upper()}/{index:02X}: the configuration "
             "was loaded without its CA keys"
         )
