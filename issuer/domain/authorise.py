@@ -77,8 +77,9 @@ from issuer.domain.field55 import (
 from issuer.domain.program import ProgramRequest, Proposed, Verdict
 from issuer.domain.vault import DeclinedError, Instrument
 from issuer.errors import IssuerError, TransientError, ValidationError
+from issuer.ledger.repository import Reservation
 from issuer.model.controls import SpendingControls
-from issuer.model.entities import AtcVerdict, Terminal, new_id, utc_now
+from issuer.model.entities import AtcVerdict, Authorisation, Journal, Terminal, new_id, utc_now
 
 if TYPE_CHECKING:
     from issuer.ledger.repository import UnitOfWork
@@ -172,6 +173,69 @@ class Checked:
 _UNDECIDED: Final = TransientError("not decided: retry")
 
 
+def _atc_decline(
+    verdict: AtcVerdict, reason: DeclineReason | None, flag: bool
+) -> tuple[DeclineReason | None, bool]:
+    """The decline (and card flag) of an ATC verdict (EMV Book 2 §8.1: the ATC is an
+    anti-replay counter); ``reason`` and ``flag`` as they were if it is new."""
+    if verdict is AtcVerdict.REPLAYED:
+        return DeclineReason.ATC_REPLAYED, True
+    if verdict is AtcVerdict.ROLLED_BACK:
+        return DeclineReason.ATC_ROLLED_BACK, True
+    if verdict is AtcVerdict.JUMPED:
+        return DeclineReason.SUSPECTED_FRAUD, True
+    return reason, flag
+
+
+def _velocity_subject(inst: Instrument) -> tuple[str | None, str | None]:
+    """(token id, card id) whose approvals the velocity rule counts: the token's if the
+    instrument is one, else the card's."""
+    token_id = inst.token.id if inst.token else None
+    return token_id, None if token_id else inst.card.id
+
+
+def _keys(inst: Instrument | None) -> set[str]:
+    """What a write locks or counts: its instrument, card and account (a round of
+    :meth:`Authoriser._record_many` has each at most once)."""
+    if inst is None:
+        return set()
+    return {f"i:{inst.instrument_id}", f"c:{inst.card.id}", f"a:{inst.account.id}"}
+
+
+def _decided(
+    uow: UnitOfWork,
+    record: Authorisation,
+    inst: Instrument | None,
+    reason: DeclineReason | None,
+    flag: bool,
+) -> None:
+    """After a record is added: its event, and the flag of a card or token a decline
+    flags (a replayed ATC, a suspected fraud)."""
+    events.authorisation_decided(uow, record)
+    if flag and inst is not None and reason is not None:
+        if inst.token is not None:
+            uow.tokens.set_flag(inst.token.id, reason.value)
+        else:
+            uow.cards.set_flag(inst.card.id, reason.value)
+
+
+@dataclass(slots=True)
+class _Write:
+    """The write phase of one checked request, as a group commit job."""
+
+    authoriser: Authoriser
+    terminal: Terminal
+    request: AuthorisationRequest
+    digest: str
+    checked: _Checked
+
+    def __call__(self, uow: UnitOfWork) -> Decided:
+        return self.authoriser._record(
+            uow, terminal=self.terminal, request=self.request, digest=self.digest,
+            checked=self.checked,
+        )  # fmt: skip
+
+
 def _order(checked: _Checked | None) -> str:
     """The group-commit order of a write: its account (locks taken in id order)."""
     return checked.instrument.account.id if checked and checked.instrument else ""
@@ -194,14 +258,23 @@ class Authoriser:
         velocity_limit: int = VELOCITY_LIMIT,
         velocity_period: timedelta = VELOCITY_PERIOD,
         today: Callable[[], date] | None = None,
+        together: bool | None = None,
     ) -> None:
         self._issuer = issuer
+        self.together = together
         self.atc_window = atc_window
         self.atc_max_jump = atc_max_jump
         self.velocity = Velocity(velocity_limit, velocity_period)
         self._today = today or (lambda: datetime.now(UTC).date())
         self._keys: dict[tuple[str, str, int, str, int], bytes] = {}
         self._lock = threading.Lock()
+
+    def _together(self) -> bool:
+        """Whether :meth:`decide_many` runs a batch's write phases together
+        (:meth:`_record_many`): as asked, else if the ledger pipelines statements."""
+        if self.together is not None:
+            return self.together
+        return self._issuer.ledger.pipelines
 
     # -- the AC key --------------------------------------------------------------------
 
@@ -269,12 +342,10 @@ class Authoriser:
         for c in items:
             if c.outcome is None and c.checked is not None:
                 pending.append(c)
-                work = functools.partial(
-                    self._record,
-                    terminal=c.terminal, request=c.request, digest=c.digest, checked=c.checked,
-                )  # fmt: skip
+                work = _Write(self, c.terminal, c.request, c.digest, c.checked)
                 jobs.append((work, _order(c.checked)))
-        results = self._issuer.writes.run_batch(jobs)
+        together = self._record_many if self._together() else None
+        results = self._issuer.writes.run_batch(jobs, together=together)
         decided: dict[int, Decided | Exception] = {}
         for c, result in zip(pending, results, strict=True):
             try:
@@ -495,12 +566,7 @@ class Authoriser:
                 max_jump=self.atc_max_jump,
                 transaction_id=txn_id,
             )
-            if verdict is AtcVerdict.REPLAYED:
-                reason, flag = DeclineReason.ATC_REPLAYED, True
-            elif verdict is AtcVerdict.ROLLED_BACK:
-                reason, flag = DeclineReason.ATC_ROLLED_BACK, True
-            elif verdict is AtcVerdict.JUMPED:
-                reason, flag = DeclineReason.SUSPECTED_FRAUD, True
+            reason, flag = _atc_decline(verdict, reason, flag)
         partial = request.partial_allowed
         control = checked.breach if reason is None else None
         if control is not None:
@@ -519,34 +585,146 @@ class Authoriser:
         reserved = False
         if reason is None and inst is not None:
             reserved, reason, want = self._reserve(uow, inst, want, partial=partial)
-        if reason is not None and reason is not DeclineReason.SPENDING_CONTROL:
-            control = None
-        wire = control.wire() if control is not None else None
-        arpc, iad91 = self._arpc(
-            inst, checked, code_of(reason, control=wire, partial=want < checked.amount)
+        decided, record = self._conclude(
+            terminal, request, digest, checked, txn_id, reason, control, want
         )
-        decided = decide(
-            txn_id, reason, amount=checked.amount, currency=checked.currency, inst=inst,
-            card=checked.pan_masked, arpc=arpc, issuer_authentication_data=iad91,
-            approved_amount=want, control=wire,
-        )  # fmt: skip
-        record = new_record(
-            decided, terminal=terminal, request_id=request.request_id, digest=digest,
-            inst=inst, atc=checked.atc, channel=request.channel,
-        )  # fmt: skip
         if not uow.authorisations.add(record):
             raise _TakenError
         if checked.verdict is not None:
             uow.programs.record(checked.verdict.record(txn_id))
         if reserved and inst is not None and reason is None:
             funds.hold(uow, inst.account.id, want, txn_id, reserved=True)
-        events.authorisation_decided(uow, record)
-        if flag and inst is not None and reason is not None:
-            if inst.token is not None:
-                uow.tokens.set_flag(inst.token.id, reason.value)
-            else:
-                uow.cards.set_flag(inst.card.id, reason.value)
+        _decided(uow, record, inst, reason, flag)
         return decided
+
+    def _conclude(
+        self,
+        terminal: Terminal,
+        request: AuthorisationRequest,
+        digest: str,
+        checked: _Checked,
+        txn_id: str,
+        reason: DeclineReason | None,
+        control: Breach | None,
+        want: int,
+    ) -> tuple[Decided, Authorisation]:
+        """The answer (ARPC by the response code, Book 2 §8.2) and its record, once the
+        write phase's checks decided ``reason`` (the ``control`` it names) and ``want``."""
+        if reason is not None and reason is not DeclineReason.SPENDING_CONTROL:
+            control = None
+        wire = control.wire() if control is not None else None
+        arpc, iad91 = self._arpc(
+            checked.instrument, checked,
+            code_of(reason, control=wire, partial=want < checked.amount),
+        )  # fmt: skip
+        decided = decide(
+            txn_id, reason, amount=checked.amount, currency=checked.currency,
+            inst=checked.instrument, card=checked.pan_masked, arpc=arpc,
+            issuer_authentication_data=iad91, approved_amount=want, control=wire,
+        )  # fmt: skip
+        record = new_record(
+            decided, terminal=terminal, request_id=request.request_id, digest=digest,
+            inst=checked.instrument, atc=checked.atc, channel=request.channel,
+        )  # fmt: skip
+        return decided, record
+
+    def _record_many(self, uow: UnitOfWork, writes: list[_Write]) -> list[Decided | Exception]:
+        """The write phases of a batch (group commit's ``together``), deciding as
+        :meth:`_record` one after another would, in a few round trips per round.
+
+        A round is a run of writes of distinct instruments, cards and accounts (so no
+        statement of one depends on another's); each round costs two
+        :class:`~issuer.ledger.repository.UnitOfWork` calls that a ledger may send in one
+        round trip each: the ATC checks and the reservations
+        (:meth:`~issuer.ledger.repository.UnitOfWork.check_and_reserve`), then the
+        records and holds (:meth:`~issuer.ledger.repository.UnitOfWork.record_many`).
+        A write with the program's verdict or an amount limit runs alone
+        (:meth:`_record`), between rounds. Answers in order, up to the first write
+        that failed (its exception, last: group commit takes it out)."""
+        out: list[Decided | Exception] = []
+        round_: list[_Write] = []
+        seen: set[str] = set()
+        for w in writes:
+            c = w.checked
+            alone = c.verdict is not None or limits_amount(c.controls)
+            keys = _keys(c.instrument)
+            if round_ and (alone or not seen.isdisjoint(keys)):
+                if not self._round(uow, round_, out):
+                    return out
+                round_, seen = [], set()
+            if alone:
+                try:
+                    out.append(w(uow))
+                except Exception as exc:
+                    out.append(exc)
+                    return out
+                continue
+            round_.append(w)
+            seen |= keys
+        if round_:
+            self._round(uow, round_, out)
+        return out
+
+    def _round(self, uow: UnitOfWork, writes: list[_Write], out: list[Decided | Exception]) -> bool:
+        """One round of :meth:`_record_many` (answers appended to ``out``); ``False`` if
+        a request id was taken (its :class:`_TakenError` appended last)."""
+        since = self.velocity.since()
+        asks: list[tuple[_Write, Reservation | None]] = []
+        for w in writes:
+            c, inst = w.checked, w.checked.instrument
+            ask = None
+            if c.reason is None and inst is not None:
+                token_id, card_id = _velocity_subject(inst)
+                ask = Reservation(
+                    inst.instrument_id,
+                    c.atc,
+                    self.atc_window,
+                    self.atc_max_jump,
+                    inst.account.id,
+                    c.amount if c.breach is None else None,
+                    card_id,
+                    token_id,
+                    since,
+                    self.velocity.limit,
+                )
+            asks.append((w, ask))
+        answers = iter(uow.check_and_reserve([a for _, a in asks if a is not None]))
+        records: list[Authorisation] = []
+        holds: list[Journal] = []
+        done: list[tuple[Decided, Authorisation, DeclineReason | None, bool]] = []
+        for w, ask in asks:
+            c, inst = w.checked, w.checked.instrument
+            txn_id = c.txn_id or new_id("txn")
+            reason, flag = c.reason, c.flag
+            reserved = False
+            if ask is not None:
+                verdict, reserved = next(answers)
+                if verdict is not None:
+                    reason, flag = _atc_decline(verdict, reason, flag)
+            control = c.breach if reason is None else None
+            if control is not None:
+                reason = DeclineReason.SPENDING_CONTROL
+            want = c.amount
+            if reason is None and inst is not None and not reserved:
+                reserved, reason, want = self._short(
+                    uow, inst, want, partial=w.request.partial_allowed
+                )
+            decided, record = self._conclude(
+                w.terminal, w.request, w.digest, c, txn_id, reason, control, want
+            )
+            if reserved and inst is not None and reason is None:
+                holds.append(funds.hold_journal(inst.account.id, want, txn_id))
+            records.append(record)
+            done.append((decided, record, reason, flag))
+        for (decided, record, reason, flag), added, w in zip(
+            done, uow.record_many(records, holds), writes, strict=True
+        ):
+            if not added:
+                out.append(_TakenError())
+                return False
+            _decided(uow, record, w.checked.instrument, reason, flag)
+            out.append(decided)
+        return True
 
     def _reserve(
         self, uow: UnitOfWork, inst: Instrument, want: int, *, partial: bool
@@ -555,14 +733,28 @@ class Authoriser:
         if it holds nothing, the count tells velocity from funds, and a partial
         approval holds what is available. (reserved, decline reason, amount held)."""
         since = self.velocity.since()
-        token_id = inst.token.id if inst.token else None
-        card_id = None if token_id else inst.card.id
-        account_id = inst.account.id
+        token_id, card_id = _velocity_subject(inst)
         if uow.accounts.reserve(
-            account_id, want, card_id=card_id, token_id=token_id, since=since,
+            inst.account.id, want, card_id=card_id, token_id=token_id, since=since,
             limit=self.velocity.limit,
         ):  # fmt: skip
             return True, None, want
+        return self._short(uow, inst, want, partial=partial, since=since)
+
+    def _short(
+        self,
+        uow: UnitOfWork,
+        inst: Instrument,
+        want: int,
+        *,
+        partial: bool,
+        since: str | None = None,
+    ) -> tuple[bool, DeclineReason | None, int]:
+        """After a reservation that held nothing: velocity or funds, or the partial
+        approval of what is available (as :meth:`_reserve`)."""
+        since = since or self.velocity.since()
+        token_id, card_id = _velocity_subject(inst)
+        account_id = inst.account.id
         count = uow.authorisations.count_since(card_id=card_id, token_id=token_id, since=since)
         if count >= self.velocity.limit:
             return False, DeclineReason.VELOCITY_EXCEEDED, want

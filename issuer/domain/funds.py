@@ -56,6 +56,7 @@ __all__ = [
     "expire_due",
     "expiry_time",
     "hold",
+    "hold_journal",
     "refund",
     "release",
     "reverse",
@@ -113,8 +114,16 @@ def hold(
     """Reserve ``amount`` for an authorisation (the caller checked availability, or
     with ``reserved`` already added it to the held book:
     :meth:`~issuer.ledger.repository.AccountRepository.reserve`)."""
+    journal = hold_journal(account_id, amount, transaction_id)
+    uow.journals.post(journal, apply_balances=not reserved)
+    return journal
+
+
+def hold_journal(account_id: str, amount: int, transaction_id: str) -> Journal:
+    """The journal of :func:`hold` (for a caller that posts it with others:
+    :meth:`~issuer.ledger.repository.UnitOfWork.record_many`)."""
     _positive(amount)
-    journal = Journal(
+    return Journal(
         new_id("jrn"),
         JournalKind.HOLD,
         (Entry(account_id, Book.HELD, amount), Entry(_HOLDS, Book.HELD, -amount)),
@@ -122,8 +131,6 @@ def hold(
         transaction_id,
         "",
     )
-    uow.journals.post(journal, apply_balances=not reserved)
-    return journal
 
 
 def release(uow: UnitOfWork, account_id: str, amount: int, transaction_id: str) -> Journal:

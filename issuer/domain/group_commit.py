@@ -16,6 +16,12 @@ A job that raises is taken out: the transaction is rolled back, the caller gets 
 exception (a :class:`~issuer.errors.TransientError` is retried by the caller), and the
 other jobs run again in a new transaction, so one bad request never costs another's.
 A job must therefore have no effect but through its unit of work.
+
+A caller's batch (:meth:`GroupCommit.run_batch`) may also say how to run its jobs
+together (``together``: one function over the unit of work and all the jobs, which
+a ledger can then send in a few round trips rather than a few per job); its answer
+is read as if the jobs had run one after another (the first exception is the job
+taken out). If ``together`` itself raises, the batch is run again job by job.
 """
 
 from __future__ import annotations
@@ -39,6 +45,10 @@ POSTGRES_LEADERS: Final = 4
 
 T = TypeVar("T")
 
+#: Runs the works of a batch's jobs in one unit of work: each job's value, in order,
+#: up to the first job that failed (its exception, last).
+Together = Callable[["UnitOfWork", list[Any]], list[Any]]
+
 
 @dataclass(slots=True)
 class _Job(Generic[T]):
@@ -49,6 +59,10 @@ class _Job(Generic[T]):
     done: bool = False
     #: In a batch that a leader took from the queue (running, or about to).
     taken: bool = False
+
+
+#: What :meth:`GroupCommit._attempt` answers when the jobs are to run one by one.
+_ALONE: Final[_Job[Any]] = _Job(lambda uow: None, "")
 
 
 class GroupCommit:
@@ -100,10 +114,14 @@ class GroupCommit:
         return job.value  # type: ignore[no-any-return]
 
     def run_batch(
-        self, jobs: Sequence[tuple[Callable[[UnitOfWork], T], str]]
+        self,
+        jobs: Sequence[tuple[Callable[[UnitOfWork], T], str]],
+        *,
+        together: Together | None = None,
     ) -> list[T | Exception]:
         """Run ``(work, order)`` jobs of one caller in shared transactions (the caller
-        gathered them, e.g. an event loop's turn); each job's value or exception."""
+        gathered them, e.g. an event loop's turn); each job's value or exception.
+        ``together`` (module docstring) runs the works in order, in one go."""
         batch: list[_Job[T]] = [_Job(work, order) for work, order in jobs]
         if not batch:
             return []
@@ -112,7 +130,7 @@ class GroupCommit:
                 self._cond.wait()
             self._leaders += 1
         try:
-            self._execute(batch)
+            self._execute(batch, together)
         finally:
             with self._cond:
                 self._leaders -= 1
@@ -127,11 +145,14 @@ class GroupCommit:
                 raise job.error
         return out
 
-    def _execute(self, batch: list[_Job[Any]]) -> None:
+    def _execute(self, batch: list[_Job[Any]], together: Together | None = None) -> None:
         pending = sorted(batch, key=lambda j: j.order)
         try:
             while pending:
-                failed = self._attempt(pending)
+                failed = self._attempt(pending, together)
+                if failed is _ALONE:
+                    together = None
+                    continue
                 if failed is None:
                     for job in pending:
                         job.done = True
@@ -144,10 +165,28 @@ class GroupCommit:
             if not isinstance(exc, Exception):
                 raise
 
-    def _attempt(self, pending: list[_Job[Any]]) -> _Job[Any] | None:
+    def _attempt(self, pending: list[_Job[Any]], together: Together | None) -> _Job[Any] | None:
         """One transaction over ``pending``: ``None`` once committed, else the job that
-        raised (rolled back, nothing committed)."""
+        raised (rolled back, nothing committed), or :data:`_ALONE` if ``together``
+        raised (rolled back: the jobs are to run one by one)."""
         with self._ledger.unit_of_work() as uow:
+            if together is not None:
+                try:
+                    values = together(uow, [job.work for job in pending])
+                except Exception:
+                    return _ALONE
+                short = len(values) < len(pending)
+                if len(values) > len(pending) or (
+                    short and not (values and isinstance(values[-1], Exception))
+                ):
+                    return _ALONE  # a together that lost jobs: one by one
+                for job, value in zip(pending, values, strict=False):
+                    if isinstance(value, Exception):
+                        job.value, job.error = None, value
+                        return job
+                    job.value = value
+                uow.commit()
+                return None
             for job in pending:
                 try:
                     job.value = job.work(uow)

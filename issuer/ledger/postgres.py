@@ -46,6 +46,7 @@ POSTGRES_DIALECT = Dialect(
     is_unique_violation=lambda exc: isinstance(exc, pg_errors.UniqueViolation),
     is_transient=lambda exc: isinstance(exc, _TRANSIENT),
     is_driver_error=lambda exc: isinstance(exc, psycopg.Error),
+    pipelines=True,
 )
 
 
@@ -54,6 +55,7 @@ class PostgresLedger(SqlLedger):
 
     dialect = "postgresql"
     sql_dialect = POSTGRES_DIALECT
+    pipelines = True
 
     def __init__(
         self,

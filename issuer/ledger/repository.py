@@ -83,6 +83,7 @@ __all__ = [
     "Page",
     "PageRepository",
     "ProgramRepository",
+    "Reservation",
     "SpendingControlRepository",
     "TerminalRepository",
     "TokenRepository",
@@ -631,6 +632,26 @@ class Discrepancy:
         return f"{self.what} {self.subject}: expected {self.expected}, found {self.actual}"
 
 
+@dataclass(frozen=True, slots=True)
+class Reservation:
+    """One authorisation's ATC check and hold, for :meth:`UnitOfWork.check_and_reserve`:
+    the ATC of ``instrument_id`` (none to check: ``atc`` ``None``) as
+    :meth:`AtcRepository.check_and_record` decides it, then, if the ATC is new (or
+    none was checked) and ``amount`` is not ``None``, :meth:`AccountRepository.reserve`
+    of ``amount`` on ``account_id`` with its velocity condition."""
+
+    instrument_id: str
+    atc: int | None
+    window: int
+    max_jump: int | None
+    account_id: str
+    amount: int | None
+    card_id: str | None
+    token_id: str | None
+    since: str
+    limit: int
+
+
 class UnitOfWork(ABC):
     """One database transaction with every repository (module docstring)."""
 
@@ -661,6 +682,40 @@ class UnitOfWork(ABC):
     def rollback(self) -> None:
         """Undo the transaction's changes."""
 
+    def check_and_reserve(
+        self, items: Sequence[Reservation]
+    ) -> list[tuple[AtcVerdict | None, bool]]:
+        """Each reservation's ATC verdict (``None``: none checked) and whether its
+        amount was reserved, in order, as the repositories' own methods would decide
+        them one after another. The items must be of distinct instruments, cards and
+        accounts (each one's statements then depend on no other's). A ledger may send
+        them in one round trip (:meth:`issuer.ledger.sql.SqlConnection.each`)."""
+        out: list[tuple[AtcVerdict | None, bool]] = []
+        for r in items:
+            verdict = None
+            if r.atc is not None:
+                verdict = self.atcs.check_and_record(
+                    r.instrument_id, r.atc, window=r.window, max_jump=r.max_jump
+                )
+            reserved = False
+            if r.amount is not None and verdict in (None, AtcVerdict.NEW):
+                reserved = self.accounts.reserve(
+                    r.account_id, r.amount, card_id=r.card_id, token_id=r.token_id,
+                    since=r.since, limit=r.limit,
+                )  # fmt: skip
+            out.append((verdict, reserved))
+        return out
+
+    def record_many(self, records: Sequence[Authorisation], holds: Sequence[Journal]) -> list[bool]:
+        """:meth:`AuthorisationRepository.add` of each record (whether it was added) and
+        the hold journals, posted with ``apply_balances=False`` (their amounts were
+        reserved). Whatever one's answer, the caller rolls back if any was not added.
+        A ledger may send them in one round trip."""
+        added = [self.authorisations.add(record) for record in records]
+        for journal in holds:
+            self.journals.post(journal, apply_balances=False)
+        return added
+
     def __enter__(self) -> UnitOfWork:
         return self
 
@@ -679,6 +734,9 @@ class Ledger(ABC):
 
     #: ``"sqlite"`` or ``"postgresql"``.
     dialect: str = ""
+    #: Whether its units of work send several statements in one round trip
+    #: (:meth:`UnitOfWork.check_and_reserve`, :meth:`UnitOfWork.record_many`).
+    pipelines: bool = False
 
     @abstractmethod
     def migrate(self) -> list[int]:

@@ -28,7 +28,7 @@ from issuer.errors import (
 from issuer.ledger.controls_sql import SqlIncrements, SqlPrograms, SqlSpendingControls
 from issuer.ledger.events_sql import SqlEvents, SqlWebhooks
 from issuer.ledger.operators_sql import SqlAuditLog, SqlOperatorRequests, SqlOperators, SqlPages
-from issuer.ledger.repository import Discrepancy, UnitOfWork
+from issuer.ledger.repository import Discrepancy, Reservation, UnitOfWork
 from issuer.model.entities import (
     SYSTEM_PREFIX,
     Account,
@@ -56,7 +56,14 @@ from issuer.model.entities import (
     utc_now,
 )
 
-__all__ = ["Dialect", "SqlConnection", "SqlRepositories", "SqlUnitOfWork", "check_ledger"]
+__all__ = [
+    "Dialect",
+    "SqlConnection",
+    "SqlRepositories",
+    "SqlUnitOfWork",
+    "Statement",
+    "check_ledger",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +76,9 @@ class Dialect:
     is_unique_violation: Callable[[BaseException], bool]
     is_transient: Callable[[BaseException], bool]
     is_driver_error: Callable[[BaseException], bool]
+    #: Whether the driver sends several statements in one round trip
+    #: (:meth:`SqlConnection.each`: psycopg's pipeline mode).
+    pipelines: bool = False
 
     @functools.lru_cache(maxsize=512)  # noqa: B019 - dialects are module constants
     def sql(self, statement: str) -> str:
@@ -145,6 +155,47 @@ class SqlConnection:
                 raise self._translate(exc) from None
             raise
         return None if row is None else tuple(row)
+
+    def each(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> list[Statement]:
+        """Execute each statement in order; each one's rows affected and first row.
+        A dialect that :attr:`~Dialect.pipelines` sends them all in one round trip
+        (PostgreSQL's extended query protocol pipelined, one flush); on a conflict,
+        the statements after the failed one are not run."""
+        if not self.dialect.pipelines:
+            out = []
+            for sql, params in statements:
+                try:
+                    cur = self._execute(self._sql(sql), params)
+                    out.append(Statement(int(cur.rowcount), _first(cur)))
+                except Exception as exc:
+                    if self.dialect.is_driver_error(exc):
+                        raise self._translate(exc) from None
+                    raise
+            return out
+        try:
+            with self.raw.pipeline():
+                cursors = [self._execute(self._sql(sql), params) for sql, params in statements]
+            return [Statement(int(cur.rowcount), _first(cur)) for cur in cursors]
+        except Exception as exc:
+            if self.dialect.is_driver_error(exc):
+                raise self._translate(exc) from None
+            raise
+
+
+@dataclass(frozen=True, slots=True)
+class Statement:
+    """What :meth:`SqlConnection.each` says of one statement: the rows it affected
+    and the first row it returned (``None``: none)."""
+
+    rowcount: int
+    row: tuple[Any, ...] | None
+
+
+def _first(cur: Any) -> tuple[Any, ...] | None:
+    if cur.description is None:
+        return None
+    row = cur.fetchone()
+    return None if row is None else tuple(row)
 
 
 #: Statement texts rewritten for each placeholder style (:class:`SqlConnection`).
@@ -261,19 +312,41 @@ class SqlAccounts:
         since: str | None = None,
         limit: int | None = None,
     ) -> bool:
-        sql = (
-            "UPDATE accounts SET held = held + ? WHERE id = ? AND kind <> 'system'"
-            " AND balance + credit_limit - held >= ?"
+        sql, params = reserve_statement(
+            account_id, amount, card_id=card_id, token_id=token_id, since=since, limit=limit
         )
-        params: tuple[object, ...] = (amount, account_id, amount)
-        if since is not None and limit is not None:
-            column, value = ("token_id", token_id) if token_id is not None else ("card_id", card_id)
-            sql += (
-                f" AND (SELECT COUNT(*) FROM authorisations WHERE {column} = ?"
-                " AND approved = 1 AND kind = 'authorisation' AND created_at >= ?) < ?"
-            )
-            params += (value, since, limit)
         return bool(self.db.run(sql, params))
+
+
+def reserve_statement(
+    account_id: str,
+    amount: int,
+    *,
+    card_id: str | None = None,
+    token_id: str | None = None,
+    since: str | None = None,
+    limit: int | None = None,
+    fresh_atc_of: str | None = None,
+) -> tuple[str, tuple[object, ...]]:
+    """The statement of :meth:`SqlAccounts.reserve`; with ``fresh_atc_of``, on
+    condition too that this transaction's ATC check of that instrument accepted its
+    ATC (the ``fresh`` mark of :data:`_ATC_UPSERT`, in the same round trip)."""
+    sql = (
+        "UPDATE accounts SET held = held + ? WHERE id = ? AND kind <> 'system'"
+        " AND balance + credit_limit - held >= ?"
+    )
+    params: tuple[object, ...] = (amount, account_id, amount)
+    if since is not None and limit is not None:
+        column, value = ("token_id", token_id) if token_id is not None else ("card_id", card_id)
+        sql += (
+            f" AND (SELECT COUNT(*) FROM authorisations WHERE {column} = ?"
+            " AND approved = 1 AND kind = 'authorisation' AND created_at >= ?) < ?"
+        )
+        params += (value, since, limit)
+    if fresh_atc_of is not None:
+        sql += " AND EXISTS (SELECT 1 FROM atc_state WHERE instrument_id = ? AND fresh = 1)"
+        params += (fresh_atc_of,)
+    return sql, params
 
 
 # -- BIN ranges --------------------------------------------------------------------------
@@ -724,6 +797,43 @@ def _auth(row: tuple[Any, ...]) -> Authorisation:
     )
 
 
+def add_statement(auth: Authorisation) -> tuple[str, tuple[object, ...]]:
+    """The statement of :meth:`SqlAuthorisations.add` (a row: inserted)."""
+    a = auth
+    return (
+        f"INSERT INTO authorisations ({_AUTH_COLUMNS}) VALUES"
+        " (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        " ON CONFLICT (terminal_id, request_id) DO NOTHING",
+        (
+            a.id,
+            a.kind.value,
+            a.terminal_id,
+            a.request_id,
+            a.request_hash,
+            a.amount,
+            a.currency,
+            int(a.approved),
+            a.response_code,
+            a.status.value,
+            a.created_at,
+            a.updated_at,
+            a.card_id,
+            a.token_id,
+            a.account_id,
+            a.parent_id,
+            a.mcc,
+            a.decline_reason,
+            a.atc,
+            a.held_amount,
+            a.captured_amount,
+            a.released_amount,
+            a.expires_at,
+            a.response,
+            a.channel,
+        ),
+    )
+
+
 class SqlAuthorisations:
     """:class:`~issuer.ledger.repository.AuthorisationRepository` in SQL."""
 
@@ -731,40 +841,7 @@ class SqlAuthorisations:
         self.db = db
 
     def add(self, auth: Authorisation) -> bool:
-        a = auth
-        inserted = self.db.run(
-            f"INSERT INTO authorisations ({_AUTH_COLUMNS}) VALUES"
-            " (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-            " ON CONFLICT (terminal_id, request_id) DO NOTHING",
-            (
-                a.id,
-                a.kind.value,
-                a.terminal_id,
-                a.request_id,
-                a.request_hash,
-                a.amount,
-                a.currency,
-                int(a.approved),
-                a.response_code,
-                a.status.value,
-                a.created_at,
-                a.updated_at,
-                a.card_id,
-                a.token_id,
-                a.account_id,
-                a.parent_id,
-                a.mcc,
-                a.decline_reason,
-                a.atc,
-                a.held_amount,
-                a.captured_amount,
-                a.released_amount,
-                a.expires_at,
-                a.response,
-                a.channel,
-            ),
-        )
-        return bool(inserted)
+        return bool(self.db.run(*add_statement(auth)))
 
     def _event(
         self, transaction_id: str, kind: str, amount: int, request_id: str | None, when: str
@@ -878,6 +955,37 @@ def _entries_insert(count: int) -> str:
     return f"INSERT INTO entries (journal_id, account_id, book, amount) VALUES {values}"
 
 
+def journal_statements(journal: Journal) -> list[tuple[str, Sequence[Any]]]:
+    """The inserts of a journal and its entries (:meth:`SqlJournals.post` without its
+    balances); :class:`IntegrityError` if a book of it does not sum to zero."""
+    if not journal.entries:
+        raise IntegrityError("a journal needs entries")
+    posted = held = 0
+    rows: list[Any] = []
+    count = 0
+    for e in journal.entries:
+        if e.book is Book.POSTED:
+            posted += e.amount
+        else:
+            held += e.amount
+        if e.amount:
+            count += 1
+            rows += (journal.id, e.account_id, e.book.value, e.amount)
+    for book, total in ((Book.POSTED, posted), (Book.HELD, held)):
+        if total:
+            raise IntegrityError(f"journal {journal.id}: the {book} book sums to {total}")
+    head = (journal.id, journal.kind.value, journal.transaction_id, journal.memo,
+            journal.created_at)  # fmt: skip
+    return [
+        (
+            "INSERT INTO journals (id, kind, transaction_id, memo, created_at)"
+            " VALUES (?, ?, ?, ?, ?)",
+            head,
+        ),
+        (_entries_insert(count), rows),
+    ]
+
+
 class SqlJournals:
     """:class:`~issuer.ledger.repository.JournalRepository` in SQL."""
 
@@ -885,36 +993,12 @@ class SqlJournals:
         self.db = db
 
     def post(self, journal: Journal, *, apply_balances: bool = True) -> None:
-        if not journal.entries:
-            raise IntegrityError("a journal needs entries")
-        posted = held = 0
-        rows: list[Any] = []
-        entries = []
-        for e in journal.entries:
-            if e.book is Book.POSTED:
-                posted += e.amount
-            else:
-                held += e.amount
-            if e.amount:
-                entries.append(e)
-                rows += (journal.id, e.account_id, e.book.value, e.amount)
-        for book, total in ((Book.POSTED, posted), (Book.HELD, held)):
-            if total:
-                raise IntegrityError(f"journal {journal.id}: the {book} book sums to {total}")
-        self.db.run(
-            "INSERT INTO journals (id, kind, transaction_id, memo, created_at)"
-            " VALUES (?, ?, ?, ?, ?)",
-            (
-                journal.id,
-                journal.kind.value,
-                journal.transaction_id,
-                journal.memo,
-                journal.created_at,
-            ),
-        )
-        self.db.run(_entries_insert(len(entries)), rows)
+        statements = journal_statements(journal)
+        for sql, params in statements:
+            self.db.run(sql, params)
         if not apply_balances:
             return
+        entries = [e for e in journal.entries if e.amount]
         # Running balances of cardholder accounts, locked in id order so that two
         # journals never wait on each other in a cycle. System accounts have none.
         totals: dict[tuple[str, Book], int] = {}
@@ -1012,6 +1096,40 @@ _ATC_UPSERT: Final = (
 )
 
 
+def atc_statement(
+    instrument_id: str, atc: int, *, window: int, max_jump: int | None
+) -> tuple[str, tuple[object, ...]]:
+    """The statement of :meth:`SqlAtcs.check_and_record` (its row: :func:`atc_verdict`)."""
+    if not 0 <= atc <= 0xFFFF:
+        raise ValueError("an ATC is 0 to 65535")
+    if not 1 <= window <= MAX_ATC_WINDOW:
+        raise ValueError(f"the ATC window is 1 to {MAX_ATC_WINDOW}")
+    jump = 0xFFFF if max_jump is None else max_jump
+    mask = (1 << window) - 1
+    return (
+        _ATC_UPSERT,
+        (instrument_id, atc, utc_now(),
+         jump, window, mask, window,  # seen
+         jump, window,  # fresh
+         jump, jump),  # highest_atc, updated_at
+    )  # fmt: skip
+
+
+def atc_verdict(
+    row: tuple[Any, ...] | None, atc: int, *, window: int, max_jump: int | None
+) -> AtcVerdict:
+    """The verdict on ``atc`` from the row :func:`atc_statement` returned."""
+    assert row is not None
+    highest, fresh = int(row[0]), int(row[1])
+    if fresh:
+        return AtcVerdict.NEW
+    if atc <= highest - window:
+        return AtcVerdict.ROLLED_BACK
+    if max_jump is not None and atc > highest + max_jump:
+        return AtcVerdict.JUMPED
+    return AtcVerdict.REPLAYED
+
+
 class SqlAtcs:
     """:class:`~issuer.ledger.repository.AtcRepository` in SQL."""
 
@@ -1027,28 +1145,10 @@ class SqlAtcs:
         max_jump: int | None = None,
         transaction_id: str | None = None,
     ) -> AtcVerdict:
-        if not 0 <= atc <= 0xFFFF:
-            raise ValueError("an ATC is 0 to 65535")
-        if not 1 <= window <= MAX_ATC_WINDOW:
-            raise ValueError(f"the ATC window is 1 to {MAX_ATC_WINDOW}")
-        jump = 0xFFFF if max_jump is None else max_jump
-        mask = (1 << window) - 1
-        row = self.db.one(
-            _ATC_UPSERT,
-            (instrument_id, atc, utc_now(),
-             jump, window, mask, window,  # seen
-             jump, window,  # fresh
-             jump, jump),  # highest_atc, updated_at
+        return atc_verdict(
+            self.db.one(*atc_statement(instrument_id, atc, window=window, max_jump=max_jump)),
+            atc, window=window, max_jump=max_jump,
         )  # fmt: skip
-        assert row is not None
-        highest, fresh = int(row[0]), int(row[1])
-        if fresh:
-            return AtcVerdict.NEW
-        if atc <= highest - window:
-            return AtcVerdict.ROLLED_BACK
-        if max_jump is not None and atc > highest + max_jump:
-            return AtcVerdict.JUMPED
-        return AtcVerdict.REPLAYED
 
     def highest(self, instrument_id: str) -> int | None:
         row = self.db.one(
@@ -1129,6 +1229,44 @@ class SqlUnitOfWork(UnitOfWork):
         self.controls = repos.controls
         self.programs = repos.programs
         self.increments = repos.increments
+
+    def check_and_reserve(
+        self, items: Sequence[Reservation]
+    ) -> list[tuple[AtcVerdict | None, bool]]:
+        """:meth:`UnitOfWork.check_and_reserve` in one :meth:`SqlConnection.each`: each
+        reservation whose ATC is checked holds only if its ATC was accepted (the
+        ``fresh`` mark its ATC statement left, just before it)."""
+        statements: list[tuple[str, Sequence[Any]]] = []
+        for r in items:
+            if r.atc is not None:
+                statements.append(
+                    atc_statement(r.instrument_id, r.atc, window=r.window, max_jump=r.max_jump)
+                )
+            if r.amount is not None:
+                statements.append(
+                    reserve_statement(
+                        r.account_id, r.amount, card_id=r.card_id, token_id=r.token_id,
+                        since=r.since, limit=r.limit,
+                        fresh_atc_of=r.instrument_id if r.atc is not None else None,
+                    )
+                )  # fmt: skip
+        done = iter(self.db.each(statements))
+        out: list[tuple[AtcVerdict | None, bool]] = []
+        for r in items:
+            verdict = None
+            if r.atc is not None:
+                verdict = atc_verdict(next(done).row, r.atc, window=r.window, max_jump=r.max_jump)
+            reserved = bool(next(done).rowcount) if r.amount is not None else False
+            out.append((verdict, reserved))
+        return out
+
+    def record_many(self, records: Sequence[Authorisation], holds: Sequence[Journal]) -> list[bool]:
+        """:meth:`UnitOfWork.record_many` in one :meth:`SqlConnection.each`."""
+        statements: list[tuple[str, Sequence[Any]]] = [add_statement(r) for r in records]
+        for journal in holds:
+            statements += journal_statements(journal)
+        done = self.db.each(statements)
+        return [bool(d.rowcount) for d in done[: len(records)]]
 
     def commit(self) -> None:
         if self._done:
