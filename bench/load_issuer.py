@@ -2,13 +2,15 @@
 
     .venv/bin/python bench/load_issuer.py [--db URL] [--workers 2] [--clients 32]
         [--procs 2] [--seconds 20] [--cards 400] [--client raw|host|iso8583]
-        [--handshakes 200] [--dev-plain-http] [--webhook]
+        [--handshakes 200] [--dev-plain-http] [--webhook] [--instances 1]
 
 Makes a fresh issuer in a temporary home (file key store, the default ranges, its TLS
 folder), opens accounts with ample money, ``--clients`` terminals each with its TLS
 client certificate, and ``--cards`` Visa CVN 18 cards, and pre-computes a stream of
 ARQCs (ATC 1, 2, ... per card) as field 55 blobs, so that the generator spends no time
-on cryptography. Then it starts ``issuer serve --workers N`` on a free loopback port,
+on cryptography. Then it starts ``issuer serve --workers N`` on a free loopback port
+(``--instances M``: M separate ``issuer serve`` processes, each on a port of its own,
+on the same database; load process i drives instance i mod M, and there are at least M),
 with mutual TLS as deployed (``--dev-plain-http``: plain HTTP), and drives it from
 ``--procs`` processes with ``--clients`` keep-alive connections in all, each a
 terminal presenting its certificate and sending one request after another, for at
@@ -26,7 +28,10 @@ process, which leaves the shared cores to the service; ``--client iso8583`` driv
 It prints authorisations/s, p50/p99 latency, errors, the ledger check and the server's
 CPU time per authorisation (its processes' user + system time: less noisy than the
 rate on a shared machine) and the machine's 1-minute load average before the run (what
-else was running). Over HTTPS it first measures what a new connection costs
+else was running); on PostgreSQL also the CPU time of the server backends that
+served the issuer's connections while the load ran (found by their application name in
+``pg_stat_activity``, read from /proc: PostgreSQL on this machine). Over HTTPS it
+first measures what a new connection costs
 (:func:`handshake_cost`): ``--handshakes`` requests each on a new connection (TCP,
 the mutual TLS handshake, ``GET /health``) against as many on one keep-alive
 connection. Loopback only. Every authorisation is verified by the service (ARQC, ATC,
@@ -395,6 +400,12 @@ def main(client: str = "raw") -> None:
         help="raw client: each terminal's first request answered before the clock starts",
     )
     parser.add_argument(
+        "--instances",
+        type=int,
+        default=1,
+        help="separate issuer serve processes on the same database (the load spread)",
+    )
+    parser.add_argument(
         "--rate",
         type=float,
         default=0.0,
@@ -439,6 +450,26 @@ def _cpu_ticks(pid: int) -> int:
             fields = Path(f"/proc/{one}/stat").read_text().rsplit(")", 1)[1].split()
             total += int(fields[11]) + int(fields[12])  # utime, stime (proc(5))
     return total
+
+
+def _backend_ticks(db: str, application: str) -> dict[int, int]:
+    """Clock ticks (user + system) of each PostgreSQL backend whose connection has
+    ``application`` as its application name (PostgreSQL on this machine: /proc)."""
+    import psycopg
+
+    with psycopg.connect(db, autocommit=True) as conn:
+        pids = [
+            int(r[0])
+            for r in conn.execute(
+                "SELECT pid FROM pg_stat_activity WHERE application_name = %s", (application,)
+            )
+        ]
+    out: dict[int, int] = {}
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            out[pid] = int(fields[11]) + int(fields[12])
+    return out
 
 
 def handshake_cost(job: Job, server_pid: int, count: int) -> dict[str, Any]:
@@ -564,7 +595,11 @@ def bench(
         print(f"setup {time.perf_counter() - t0:.1f} s: {total} requests ready", file=sys.stderr)
         receiver = _webhook_receiver(home, args.db) if getattr(args, "webhook", False) else None
         finished = configure(home) if configure is not None else None
-        env = {**os.environ, "TAPSTACK_ISSUER_HOME": str(home), "TAPSTACK_KEYSTORE_KEY": PASS}
+        # libpq takes the application name from PGAPPNAME: the backends of the
+        # service's connections are found by it.
+        application = f"tapstack-bench-{os.getpid()}"
+        env = {**os.environ, "TAPSTACK_ISSUER_HOME": str(home), "TAPSTACK_KEYSTORE_KEY": PASS,
+               "PGAPPNAME": application}  # fmt: skip
         iso = args.client == "iso8583"
         serve = ["serve-iso8583"] if iso else ["serve", "--workers", str(args.workers)]
         cmd = [str(Path(sys.executable).parent / "issuer"), *serve, "--bind", "127.0.0.1:0"]
@@ -572,16 +607,24 @@ def bench(
             cmd.append("--dev-plain-http")
         if args.db:
             cmd[1:1] = ["--db", args.db]
-        server = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, text=True)
+        instances = max(1, getattr(args, "instances", 1))
+        servers: list[subprocess.Popen[str]] = []
         handshake: dict[str, Any] | None = None
+        usage_total = [0.0, 0.0]  # user, system seconds of every instance
         try:
-            assert server.stderr is not None
-            line = server.stderr.readline()
-            match = re.search(r"(https?|iso8583s?)://[\d.]+:\d+", line)
-            assert match, f"the service did not start: {line}"
-            url = match.group(0)
+            urls = []
+            for _ in range(instances):
+                server = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, text=True)
+                servers.append(server)
+                assert server.stderr is not None
+                line = server.stderr.readline()
+                match = re.search(r"(https?|iso8583s?)://[\d.]+:\d+", line)
+                assert match, f"the service did not start: {line}"
+                urls.append(match.group(0))
+            url = urls[0]
+            server = servers[0]
             time.sleep(0.5)
-            procs = max(1, args.procs)
+            procs = max(1, args.procs, instances)
             terms, streams = plan["terminals"], plan["streams"]
             if url.startswith("https") and args.handshakes > 0:
                 handshake = handshake_cost(
@@ -594,8 +637,8 @@ def bench(
             rate = getattr(args, "rate", 0.0)
             pace = len(terms) / rate if rate else 0.0
             jobs = [
-                Job(url, terms[i::procs], streams[i::procs], seconds, plan["server_ca"], warm,
-                    pace)
+                Job(urls[i % instances], terms[i::procs], streams[i::procs], seconds,
+                    plan["server_ca"], warm, pace)
                 for i in range(procs)
             ]  # fmt: skip
             before = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -604,9 +647,17 @@ def bench(
                 if warm is not None:
                     warm.wait()  # every terminal answered once: the window starts
                 window_start = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-                ticks = _cpu_ticks(server.pid)
+                ticks = sum(_cpu_ticks(one.pid) for one in servers)
+                backends = _backend_ticks(args.db, application) if args.db else {}
                 results = running.get()
-                window_cpu = (_cpu_ticks(server.pid) - ticks) / os.sysconf("SC_CLK_TCK")
+                ended = sum(_cpu_ticks(one.pid) for one in servers)
+                window_cpu = (ended - ticks) / os.sysconf("SC_CLK_TCK")
+                backend_cpu = None
+                if args.db:
+                    after_ticks = _backend_ticks(args.db, application)
+                    backend_cpu = sum(
+                        t - backends.get(pid, 0) for pid, t in after_ticks.items()
+                    ) / os.sysconf("SC_CLK_TCK")
                 pool.close()
                 pool.join()
             after = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -614,12 +665,16 @@ def bench(
             elapsed = max(took for _, _, took in results)
             webhook = _drain(receiver, home, args.db) if receiver is not None else None
         finally:
-            server.terminate()
-            # wait4: the server's CPU time, its worker processes' included.
-            _, status, usage = os.wait4(server.pid, 0)
-            server.returncode = os.waitstatus_to_exitcode(status)
-            if server.stderr is not None:
-                server.stderr.close()
+            for one in servers:
+                one.terminate()
+            for one in servers:
+                # wait4: the server's CPU time, its worker processes' included.
+                _, status, usage = os.wait4(one.pid, 0)
+                one.returncode = os.waitstatus_to_exitcode(status)
+                usage_total[0] += usage.ru_utime
+                usage_total[1] += usage.ru_stime
+                if one.stderr is not None:
+                    one.stderr.close()
             extra = finished(window_start) if finished is not None else {}
         latencies = sorted(x for lat, _, _ in results for x in lat)
         outcomes: dict[str, int] = {}
@@ -642,15 +697,19 @@ def bench(
             "per_second": round(n / elapsed, 1),
             "p50_ms": round(latencies[n // 2] * 1000, 2) if n else None,
             "p99_ms": round(latencies[min(n - 1, int(n * 0.99))] * 1000, 2) if n else None,
-            "server_cpu_s": round(usage.ru_utime + usage.ru_stime, 2),
-            "server_user_s": round(usage.ru_utime, 2),
-            "server_cpu_ms_per_auth": round((usage.ru_utime + usage.ru_stime) * 1000 / n, 3)
-            if n
-            else None,
+            "instances": instances,
+            "server_cpu_s": round(sum(usage_total), 2),
+            "server_user_s": round(usage_total[0], 2),
+            "server_cpu_ms_per_auth": round(sum(usage_total) * 1000 / n, 3) if n else None,
             "client_cpu_ms_per_auth": round(client_cpu * 1000 / n, 3) if n else None,
             # The server's CPU while the load ran (its processes' ticks from /proc):
             # with --warm, without the first request of each terminal.
             "server_cpu_ms_per_auth_in_run": round(window_cpu * 1000 / n, 3) if n else None,
+            # PostgreSQL's backends of the service's connections, while the load ran
+            # (a connection opened and closed within the run is not counted).
+            "postgres_backend_cpu_ms_per_auth_in_run": round(backend_cpu * 1000 / n, 3)
+            if n and backend_cpu is not None
+            else None,
             "outcomes": outcomes,
             "ledger_consistent": not problems,
             "new_connection": handshake,

@@ -194,12 +194,42 @@ def _velocity_subject(inst: Instrument) -> tuple[str | None, str | None]:
     return token_id, None if token_id else inst.card.id
 
 
-def _keys(inst: Instrument | None) -> set[str]:
-    """What a write locks or counts: its instrument, card and account (a round of
-    :meth:`Authoriser._record_many` has each at most once)."""
-    if inst is None:
-        return set()
-    return {f"i:{inst.instrument_id}", f"c:{inst.card.id}", f"a:{inst.account.id}"}
+@dataclass(slots=True)
+class _Round:
+    """What the writes of a round of :meth:`Authoriser._record_many` touch.
+
+    Its instruments and cards are distinct: a card's ATC state, velocity count and flag
+    belong to one write. Writes may share an account: their reservations run in the
+    round's order, each seeing the ones before, as one after another; except a write
+    that allows a partial approval, whose second reservation (of what is available,
+    after the first held nothing) would come after the later writes' first: such a
+    write has its account to itself in a round."""
+
+    writes: list[_Write] = field(default_factory=list)
+    cards: set[str] = field(default_factory=set)
+    accounts: set[str] = field(default_factory=set)
+    partial: set[str] = field(default_factory=set)
+
+    def admits(self, write: _Write) -> bool:
+        """Whether ``write`` can join (else the round is run first)."""
+        inst = write.checked.instrument
+        if inst is None:
+            return True
+        account = inst.account.id
+        if inst.instrument_id in self.cards or inst.card.id in self.cards:
+            return False
+        if account in self.partial:
+            return False
+        return not (write.request.partial_allowed and account in self.accounts)
+
+    def add(self, write: _Write) -> None:
+        self.writes.append(write)
+        inst = write.checked.instrument
+        if inst is not None:
+            self.cards |= {inst.instrument_id, inst.card.id}
+            self.accounts.add(inst.account.id)
+            if write.request.partial_allowed:
+                self.partial.add(inst.account.id)
 
 
 def _decided(
@@ -632,8 +662,8 @@ class Authoriser:
         """The write phases of a batch (group commit's ``together``), deciding as
         :meth:`_record` one after another would, in a few round trips per round.
 
-        A round is a run of writes of distinct instruments, cards and accounts (so no
-        statement of one depends on another's); each round costs two
+        A round is a run of writes whose statements depend on no other's but in the
+        order they run (:class:`_Round`); each round costs two
         :class:`~issuer.ledger.repository.UnitOfWork` calls that a ledger may send in one
         round trip each: the ATC checks and the reservations
         (:meth:`~issuer.ledger.repository.UnitOfWork.check_and_reserve`), then the
@@ -642,16 +672,14 @@ class Authoriser:
         (:meth:`_record`), between rounds. Answers in order, up to the first write
         that failed (its exception, last: group commit takes it out)."""
         out: list[Decided | Exception] = []
-        round_: list[_Write] = []
-        seen: set[str] = set()
+        round_ = _Round()
         for w in writes:
             c = w.checked
             alone = c.verdict is not None or limits_amount(c.controls)
-            keys = _keys(c.instrument)
-            if round_ and (alone or not seen.isdisjoint(keys)):
-                if not self._round(uow, round_, out):
+            if round_.writes and (alone or not round_.admits(w)):
+                if not self._round(uow, round_.writes, out):
                     return out
-                round_, seen = [], set()
+                round_ = _Round()
             if alone:
                 try:
                     out.append(w(uow))
@@ -659,10 +687,9 @@ class Authoriser:
                     out.append(exc)
                     return out
                 continue
-            round_.append(w)
-            seen |= keys
-        if round_:
-            self._round(uow, round_, out)
+            round_.add(w)
+        if round_.writes:
+            self._round(uow, round_.writes, out)
         return out
 
     def _round(self, uow: UnitOfWork, writes: list[_Write], out: list[Decided | Exception]) -> bool:

@@ -709,8 +709,9 @@ class UnitOfWork(ABC):
     def record_many(self, records: Sequence[Authorisation], holds: Sequence[Journal]) -> list[bool]:
         """:meth:`AuthorisationRepository.add` of each record (whether it was added) and
         the hold journals, posted with ``apply_balances=False`` (their amounts were
-        reserved). Whatever one's answer, the caller rolls back if any was not added.
-        A ledger may send them in one round trip."""
+        reserved). The caller rolls back if any was not added; a hold of a record not
+        added may fail (:class:`~issuer.errors.LedgerError`: its journal refers to no
+        record). A ledger may send them in one round trip."""
         added = [self.authorisations.add(record) for record in records]
         for journal in holds:
             self.journals.post(journal, apply_balances=False)

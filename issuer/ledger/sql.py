@@ -157,7 +157,7 @@ class SqlConnection:
         return None if row is None else tuple(row)
 
     def each(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> list[Statement]:
-        """Execute each statement in order; each one's rows affected and first row.
+        """Execute each statement in order; each one's rows affected and rows.
         A dialect that :attr:`~Dialect.pipelines` sends them all in one round trip
         (PostgreSQL's extended query protocol pipelined, one flush); on a conflict,
         the statements after the failed one are not run."""
@@ -166,7 +166,7 @@ class SqlConnection:
             for sql, params in statements:
                 try:
                     cur = self._execute(self._sql(sql), params)
-                    out.append(Statement(int(cur.rowcount), _first(cur)))
+                    out.append(Statement(int(cur.rowcount), _rows(cur)))
                 except Exception as exc:
                     if self.dialect.is_driver_error(exc):
                         raise self._translate(exc) from None
@@ -175,7 +175,7 @@ class SqlConnection:
         try:
             with self.raw.pipeline():
                 cursors = [self._execute(self._sql(sql), params) for sql, params in statements]
-            return [Statement(int(cur.rowcount), _first(cur)) for cur in cursors]
+            return [Statement(int(cur.rowcount), _rows(cur)) for cur in cursors]
         except Exception as exc:
             if self.dialect.is_driver_error(exc):
                 raise self._translate(exc) from None
@@ -185,17 +185,14 @@ class SqlConnection:
 @dataclass(frozen=True, slots=True)
 class Statement:
     """What :meth:`SqlConnection.each` says of one statement: the rows it affected
-    and the first row it returned (``None``: none)."""
+    and the rows it returned."""
 
     rowcount: int
-    row: tuple[Any, ...] | None
+    rows: list[tuple[Any, ...]]
 
 
-def _first(cur: Any) -> tuple[Any, ...] | None:
-    if cur.description is None:
-        return None
-    row = cur.fetchone()
-    return None if row is None else tuple(row)
+def _rows(cur: Any) -> list[tuple[Any, ...]]:
+    return [] if cur.description is None else [tuple(r) for r in cur.fetchall()]
 
 
 #: Statement texts rewritten for each placeholder style (:class:`SqlConnection`).
@@ -797,40 +794,53 @@ def _auth(row: tuple[Any, ...]) -> Authorisation:
     )
 
 
-def add_statement(auth: Authorisation) -> tuple[str, tuple[object, ...]]:
-    """The statement of :meth:`SqlAuthorisations.add` (a row: inserted)."""
-    a = auth
+@functools.lru_cache(maxsize=64)
+def _auth_insert(count: int) -> str:
+    """The INSERT of ``count`` authorisation records in one statement (one whose
+    terminal sent its request id already is skipped); it returns the ids inserted."""
+    row = "(" + ", ".join("?" for _ in range(25)) + ")"
     return (
-        f"INSERT INTO authorisations ({_AUTH_COLUMNS}) VALUES"
-        " (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-        " ON CONFLICT (terminal_id, request_id) DO NOTHING",
-        (
-            a.id,
-            a.kind.value,
-            a.terminal_id,
-            a.request_id,
-            a.request_hash,
-            a.amount,
-            a.currency,
-            int(a.approved),
-            a.response_code,
-            a.status.value,
-            a.created_at,
-            a.updated_at,
-            a.card_id,
-            a.token_id,
-            a.account_id,
-            a.parent_id,
-            a.mcc,
-            a.decline_reason,
-            a.atc,
-            a.held_amount,
-            a.captured_amount,
-            a.released_amount,
-            a.expires_at,
-            a.response,
-            a.channel,
-        ),
+        f"INSERT INTO authorisations ({_AUTH_COLUMNS}) VALUES {', '.join([row] * count)}"
+        " ON CONFLICT (terminal_id, request_id) DO NOTHING RETURNING id"
+    )
+
+
+def add_statement(auths: Sequence[Authorisation]) -> tuple[str, list[object]]:
+    """The statement of :meth:`SqlAuthorisations.add` for ``auths`` (its rows: the
+    ids inserted)."""
+    params: list[object] = []
+    for auth in auths:
+        params += _auth_values(auth)
+    return _auth_insert(len(auths)), params
+
+
+def _auth_values(a: Authorisation) -> tuple[object, ...]:
+    return (
+        a.id,
+        a.kind.value,
+        a.terminal_id,
+        a.request_id,
+        a.request_hash,
+        a.amount,
+        a.currency,
+        int(a.approved),
+        a.response_code,
+        a.status.value,
+        a.created_at,
+        a.updated_at,
+        a.card_id,
+        a.token_id,
+        a.account_id,
+        a.parent_id,
+        a.mcc,
+        a.decline_reason,
+        a.atc,
+        a.held_amount,
+        a.captured_amount,
+        a.released_amount,
+        a.expires_at,
+        a.response,
+        a.channel,
     )
 
 
@@ -841,7 +851,7 @@ class SqlAuthorisations:
         self.db = db
 
     def add(self, auth: Authorisation) -> bool:
-        return bool(self.db.run(*add_statement(auth)))
+        return bool(self.db.all(*add_statement([auth])))
 
     def _event(
         self, transaction_id: str, kind: str, amount: int, request_id: str | None, when: str
@@ -948,42 +958,45 @@ class SqlAuthorisations:
 # -- journals ----------------------------------------------------------------------------
 
 
-@functools.lru_cache(maxsize=16)
+@functools.lru_cache(maxsize=128)
 def _entries_insert(count: int) -> str:
     """The INSERT of ``count`` entries in one statement."""
     values = ", ".join("(?, ?, ?, ?)" for _ in range(count))
     return f"INSERT INTO entries (journal_id, account_id, book, amount) VALUES {values}"
 
 
-def journal_statements(journal: Journal) -> list[tuple[str, Sequence[Any]]]:
-    """The inserts of a journal and its entries (:meth:`SqlJournals.post` without its
-    balances); :class:`IntegrityError` if a book of it does not sum to zero."""
-    if not journal.entries:
-        raise IntegrityError("a journal needs entries")
-    posted = held = 0
+@functools.lru_cache(maxsize=64)
+def _journals_insert(count: int) -> str:
+    """The INSERT of ``count`` journals in one statement."""
+    values = ", ".join("(?, ?, ?, ?, ?)" for _ in range(count))
+    return f"INSERT INTO journals (id, kind, transaction_id, memo, created_at) VALUES {values}"
+
+
+def journal_statements(journals: Sequence[Journal]) -> list[tuple[str, Sequence[Any]]]:
+    """The inserts of journals and their entries, two statements (:meth:`SqlJournals.post`
+    without its balances); :class:`IntegrityError` if a book of one does not sum to
+    zero."""
+    heads: list[Any] = []
     rows: list[Any] = []
     count = 0
-    for e in journal.entries:
-        if e.book is Book.POSTED:
-            posted += e.amount
-        else:
-            held += e.amount
-        if e.amount:
-            count += 1
-            rows += (journal.id, e.account_id, e.book.value, e.amount)
-    for book, total in ((Book.POSTED, posted), (Book.HELD, held)):
-        if total:
-            raise IntegrityError(f"journal {journal.id}: the {book} book sums to {total}")
-    head = (journal.id, journal.kind.value, journal.transaction_id, journal.memo,
-            journal.created_at)  # fmt: skip
-    return [
-        (
-            "INSERT INTO journals (id, kind, transaction_id, memo, created_at)"
-            " VALUES (?, ?, ?, ?, ?)",
-            head,
-        ),
-        (_entries_insert(count), rows),
-    ]
+    for journal in journals:
+        if not journal.entries:
+            raise IntegrityError("a journal needs entries")
+        posted = held = 0
+        for e in journal.entries:
+            if e.book is Book.POSTED:
+                posted += e.amount
+            else:
+                held += e.amount
+            if e.amount:
+                count += 1
+                rows += (journal.id, e.account_id, e.book.value, e.amount)
+        for book, total in ((Book.POSTED, posted), (Book.HELD, held)):
+            if total:
+                raise IntegrityError(f"journal {journal.id}: the {book} book sums to {total}")
+        heads += (journal.id, journal.kind.value, journal.transaction_id, journal.memo,
+                  journal.created_at)  # fmt: skip
+    return [(_journals_insert(len(journals)), heads), (_entries_insert(count), rows)]
 
 
 class SqlJournals:
@@ -993,7 +1006,7 @@ class SqlJournals:
         self.db = db
 
     def post(self, journal: Journal, *, apply_balances: bool = True) -> None:
-        statements = journal_statements(journal)
+        statements = journal_statements([journal])
         for sql, params in statements:
             self.db.run(sql, params)
         if not apply_balances:
@@ -1092,27 +1105,36 @@ _ATC_UPSERT: Final = (
     " ELSE atc_state.highest_atc END,"
     f" updated_at = CASE WHEN {_RAISE} THEN excluded.updated_at"
     " ELSE atc_state.updated_at END"
-    " RETURNING highest_atc, fresh"
+    " RETURNING highest_atc, fresh, instrument_id"
 )
 
 
+@functools.lru_cache(maxsize=64)
+def _atc_upsert(count: int) -> str:
+    """:data:`_ATC_UPSERT` of ``count`` instruments (distinct) in one statement."""
+    values = ", ".join("(?, ?, ?, 1, 1)" for _ in range(count))
+    return _ATC_UPSERT.replace(" VALUES (?, ?, ?, 1, 1)", f" VALUES {values}", 1)
+
+
 def atc_statement(
-    instrument_id: str, atc: int, *, window: int, max_jump: int | None
-) -> tuple[str, tuple[object, ...]]:
-    """The statement of :meth:`SqlAtcs.check_and_record` (its row: :func:`atc_verdict`)."""
-    if not 0 <= atc <= 0xFFFF:
-        raise ValueError("an ATC is 0 to 65535")
+    checks: Sequence[tuple[str, int]], *, window: int, max_jump: int | None
+) -> tuple[str, list[object]]:
+    """The statement of :meth:`SqlAtcs.check_and_record` for ``(instrument, ATC)``
+    checks of distinct instruments (its rows, one per check: :func:`atc_verdict`)."""
     if not 1 <= window <= MAX_ATC_WINDOW:
         raise ValueError(f"the ATC window is 1 to {MAX_ATC_WINDOW}")
+    now = utc_now()
+    params: list[object] = []
+    for instrument_id, atc in checks:
+        if not 0 <= atc <= 0xFFFF:
+            raise ValueError("an ATC is 0 to 65535")
+        params += (instrument_id, atc, now)
     jump = 0xFFFF if max_jump is None else max_jump
     mask = (1 << window) - 1
-    return (
-        _ATC_UPSERT,
-        (instrument_id, atc, utc_now(),
-         jump, window, mask, window,  # seen
-         jump, window,  # fresh
-         jump, jump),  # highest_atc, updated_at
-    )  # fmt: skip
+    params += (jump, window, mask, window,  # seen
+               jump, window,  # fresh
+               jump, jump)  # highest_atc, updated_at  # fmt: skip
+    return _atc_upsert(len(checks)), params
 
 
 def atc_verdict(
@@ -1146,7 +1168,7 @@ class SqlAtcs:
         transaction_id: str | None = None,
     ) -> AtcVerdict:
         return atc_verdict(
-            self.db.one(*atc_statement(instrument_id, atc, window=window, max_jump=max_jump)),
+            self.db.one(*atc_statement([(instrument_id, atc)], window=window, max_jump=max_jump)),
             atc, window=window, max_jump=max_jump,
         )  # fmt: skip
 
@@ -1236,12 +1258,18 @@ class SqlUnitOfWork(UnitOfWork):
         """:meth:`UnitOfWork.check_and_reserve` in one :meth:`SqlConnection.each`: each
         reservation whose ATC is checked holds only if its ATC was accepted (the
         ``fresh`` mark its ATC statement left, just before it)."""
+        checked = [r for r in items if r.atc is not None]
+        if len({(r.window, r.max_jump) for r in checked}) > 1:
+            return super().check_and_reserve(items)  # one ATC statement per window
         statements: list[tuple[str, Sequence[Any]]] = []
-        for r in items:
-            if r.atc is not None:
-                statements.append(
-                    atc_statement(r.instrument_id, r.atc, window=r.window, max_jump=r.max_jump)
+        if checked:
+            statements.append(
+                atc_statement(
+                    [(r.instrument_id, r.atc) for r in checked if r.atc is not None],
+                    window=checked[0].window, max_jump=checked[0].max_jump,
                 )
+            )  # fmt: skip
+        for r in items:
             if r.amount is not None:
                 statements.append(
                     reserve_statement(
@@ -1251,22 +1279,30 @@ class SqlUnitOfWork(UnitOfWork):
                     )
                 )  # fmt: skip
         done = iter(self.db.each(statements))
+        atcs = {row[2]: row for row in next(done).rows} if checked else {}
         out: list[tuple[AtcVerdict | None, bool]] = []
         for r in items:
             verdict = None
             if r.atc is not None:
-                verdict = atc_verdict(next(done).row, r.atc, window=r.window, max_jump=r.max_jump)
+                row = atcs.get(r.instrument_id)
+                verdict = atc_verdict(row, r.atc, window=r.window, max_jump=r.max_jump)
             reserved = bool(next(done).rowcount) if r.amount is not None else False
             out.append((verdict, reserved))
         return out
 
     def record_many(self, records: Sequence[Authorisation], holds: Sequence[Journal]) -> list[bool]:
-        """:meth:`UnitOfWork.record_many` in one :meth:`SqlConnection.each`."""
-        statements: list[tuple[str, Sequence[Any]]] = [add_statement(r) for r in records]
-        for journal in holds:
-            statements += journal_statements(journal)
+        """:meth:`UnitOfWork.record_many` in one :meth:`SqlConnection.each` of three
+        statements (the records, the journals, their entries). A hold of a record not
+        added fails its journal's reference to it: the caller's unit of work fails (a
+        batch of group commit then runs one by one)."""
+        statements: list[tuple[str, Sequence[Any]]] = []
+        if records:
+            statements.append(add_statement(records))
+        if holds:
+            statements += journal_statements(holds)
         done = self.db.each(statements)
-        return [bool(d.rowcount) for d in done[: len(records)]]
+        added = {row[0] for row in done[0].rows} if records else set()
+        return [record.id in added for record in records]
 
     def commit(self) -> None:
         if self._done:

@@ -3,7 +3,8 @@
 another on SQLite) decide exactly as they do one by one (``Authoriser._record``), on
 both ledgers: the same requests give the same answers, balances, flags and ledger;
 a taken request id, a declined amount, a replayed ATC and a bad cryptogram in a
-batch of good ones; one ATC replayed across two concurrent batches is approved once;
+batch of good ones; cards of one account reserving in order, a partial approval
+among them; one ATC replayed across two concurrent batches is approved once;
 group commit's ``together`` takes a failed job out and falls back job by job."""
 
 from __future__ import annotations
@@ -47,21 +48,28 @@ def _scenario(app: IssuerApp, *, together: bool) -> tuple[list[Answer], list[Any
     a, b, c = rich.card(), poor.card(), replays.card()
     token = poor.token(poor.card().id)
     d = twice.card()
+    shared = Shop(app, funds=1_000)  # one account, three cards: reservations in order
+    e, f, g, h = shared.card(), shared.card(), shared.card(), shared.card()
     # ATC 1 of card c is used before the batch: the batch's second ATC 1 is replayed.
     assert authoriser.authorise(replays.terminal, replays.request(c, 100)).approved
     c.atc = 1
     forged = Payer(d.id, bytes(16), d.track2, d.pan)  # a wrong key: cryptogram invalid
-    retried = twice.request(d, 300)
+    declined = poor.request(b, 5_000)
     batch: list[tuple[Terminal, AuthorisationRequest]] = [
         (rich.terminal, rich.request(a, 100)),
-        (poor.terminal, poor.request(b, 5_000)),  # insufficient funds
+        (poor.terminal, declined),  # insufficient funds
         (replays.terminal, replays.request(c, 100)),  # replayed ATC
         (rich.terminal, rich.request(a, 200)),  # same card and account: next round
         (poor.terminal, poor.request(token, 1_500, partial=True)),  # partial: 1,000
-        (twice.terminal, retried),
+        (twice.terminal, twice.request(d, 300)),
         (twice.terminal, twice.request(forged, 50)),
-        (twice.terminal, retried),  # the same request id again: the stored answer
+        (poor.terminal, declined),  # the same request id again: the stored answer
         (poor.terminal, poor.request(b, 10)),  # the account is empty by then
+        (shared.terminal, shared.request(e, 600)),
+        (shared.terminal, shared.request(f, 600)),  # 400 left: declined
+        (shared.terminal, shared.request(h, 500, partial=True)),  # partial: the 400
+        (shared.terminal, shared.request(g, 300)),  # nothing left
+        (shared.terminal, shared.request(e, 100)),
     ]
     raised: list[BaseException] = []
     record_many = authoriser._record_many
@@ -75,10 +83,14 @@ def _scenario(app: IssuerApp, *, together: bool) -> tuple[list[Answer], list[Any
 
     authoriser._record_many = watched  # type: ignore[method-assign]
     answers = [_answer(d) for d in authoriser.authorise_many(batch)]
-    assert raised == []
+    assert raised == []  # decided together, not job by job
+    # An approved request twice in a batch: the second's record is not added, and its
+    # hold refers to no record: the batch runs again job by job, the same answers.
+    again = twice.request(d, 400)
+    answers += [_answer(d) for d in authoriser.authorise_many([(twice.terminal, again)] * 2)]
     s = app.service
     state = [
-        [shop.balances() for shop in (rich, poor, replays, twice)],
+        [shop.balances() for shop in (rich, poor, replays, twice, shared)],
         [s.card(x.id).flag for x in (a, b, c, d)],
         s.token(token.id).flag,
         app.ledger.check(),
@@ -99,11 +111,24 @@ def test_a_batch_decides_together_as_one_by_one(issuer: IssuerApp) -> None:
         (True, "10", None, 1_000, False),
         (True, "00", None, 300, False),
         (False, "82", "CRYPTOGRAM_INVALID", None, False),
-        (True, "00", None, 300, True),
+        (False, "51", "INSUFFICIENT_FUNDS", None, True),
         (False, "51", "INSUFFICIENT_FUNDS", None, False),
+        (True, "00", None, 600, False),
+        (False, "51", "INSUFFICIENT_FUNDS", None, False),
+        (True, "10", None, 400, False),
+        (False, "51", "INSUFFICIENT_FUNDS", None, False),
+        (False, "51", "INSUFFICIENT_FUNDS", None, False),
+        (True, "00", None, 400, False),
+        (True, "00", None, 400, True),
     ]
     balances, flags, token_flag, discrepancies = state
-    assert balances == [(100_000, 300), (1_000, 1_000), (100_000, 100), (100_000, 300)]
+    assert balances == [
+        (100_000, 300),
+        (1_000, 1_000),
+        (100_000, 100),
+        (100_000, 700),
+        (1_000, 1_000),
+    ]
     assert flags == [None, None, "ATC_REPLAYED", None]
     assert token_flag is None
     assert discrepancies == []
