@@ -25,8 +25,10 @@ A request has a read phase (:meth:`Authoriser.check`: nothing written) and a wri
 phase (:meth:`Authoriser.decide_many`) that runs in group commit with the write
 phases of concurrent requests. Between the two, a service with a decision endpoint
 asks the program (:meth:`Authoriser.proposal`, then :meth:`Authoriser.take`), waiting
-for it without holding anything. Reversal, completion, resubmission, refund and
-increments are :mod:`issuer.domain.clearing`'s.
+for it without holding anything. On a ledger that pipelines statements (PostgreSQL)
+the write phases of a batch run together, in rounds of two round trips
+(:meth:`Authoriser._record_many`), deciding exactly as one after another. Reversal,
+completion, resubmission, refund and increments are :mod:`issuer.domain.clearing`'s.
 
 Partial approval: a request that allows one (``partial_allowed``) and that a spending
 limit, the program or the available funds allow only in part is approved for that

@@ -7,8 +7,12 @@ READ ONLY`` for reads) and ``COMMIT`` (durable with the server's default
 ``synchronous_commit = on``). Rows are locked with ``SELECT ... FOR UPDATE`` (or an
 upsert, which locks the same way) where the repositories ask: the ATC state of a card,
 an account being debited; so concurrent services decide each ATC and each hold once.
-``schema`` puts the tables in a schema of their own (created if needed; tests use one
-per test). Serialisation failures, deadlocks and lock time-outs are
+Statements whose answers can wait go together in psycopg's pipeline mode, one round
+trip for many (:meth:`~issuer.ledger.sql.SqlConnection.each`: the write phases of a
+batch of authorisations, :meth:`~issuer.ledger.repository.UnitOfWork.check_and_reserve`
+and :meth:`~issuer.ledger.repository.UnitOfWork.record_many`). ``schema`` puts the
+tables in a schema of their own (created if needed; tests use one per test).
+Serialisation failures, deadlocks and lock time-outs are
 :class:`~issuer.errors.TransientError`.
 """
 

@@ -687,9 +687,10 @@ class UnitOfWork(ABC):
     ) -> list[tuple[AtcVerdict | None, bool]]:
         """Each reservation's ATC verdict (``None``: none checked) and whether its
         amount was reserved, in order, as the repositories' own methods would decide
-        them one after another. The items must be of distinct instruments, cards and
-        accounts (each one's statements then depend on no other's). A ledger may send
-        them in one round trip (:meth:`issuer.ledger.sql.SqlConnection.each`)."""
+        them one after another. The items must be of distinct instruments and cards
+        (a ledger may check all the ATCs first, then reserve in order: reservations of
+        one account see the ones before). A ledger may send them in one round trip
+        (:meth:`issuer.ledger.sql.SqlConnection.each`)."""
         out: list[tuple[AtcVerdict | None, bool]] = []
         for r in items:
             verdict = None
