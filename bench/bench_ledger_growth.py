@@ -1,7 +1,7 @@
 """Authorisations per second as the ledger grows (BENCHMARKS.md "Issuer ledger growth").
 
     .venv/bin/python bench/bench_ledger_growth.py [--db URL] [--sizes 100000,1000000]
-        [--seconds 20] [--workers 2] [--clients 32] [--procs 2] [--cards 400]
+        [--seconds 20] [--workers 2] [--clients 32] [--procs 2] [--cards 800]
 
 For each size N of ``--sizes``: a fresh issuer as bench/load_issuer.py makes it (its
 terminals, cards and pre-computed ARQCs), whose ledger is then filled with N past
@@ -263,12 +263,21 @@ def _configure(args: argparse.Namespace, total: int) -> Callable[[Path], Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--db", help="PostgreSQL URL (default: SQLite in the home)")
-    parser.add_argument("--sizes", default="100000,1000000,10000000")
-    parser.add_argument("--seconds", type=float, default=20.0)
-    parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--clients", type=int, default=32)
-    parser.add_argument("--procs", type=int, default=2)
-    parser.add_argument("--cards", type=int, default=400)
+    parser.add_argument(
+        "--sizes",
+        default="100000,1000000,10000000",
+        help="past authorisations of each run, comma-separated (a fresh ledger each)",
+    )
+    parser.add_argument("--seconds", type=float, default=20.0, help="each run's length (<= 60)")
+    parser.add_argument("--workers", type=int, default=2, help="issuer serve --workers")
+    parser.add_argument("--clients", type=int, default=32, help="terminals, one request each")
+    parser.add_argument("--procs", type=int, default=2, help="load generator processes")
+    parser.add_argument(
+        "--cards",
+        type=int,
+        default=800,
+        help="cards of the load, 45 requests each (800: 20 s at 1,800/s)",
+    )
     args = parser.parse_args()
     args.client, args.handshakes, args.dev_plain_http, args.warm = "raw", 0, False, True
     url = args.db
