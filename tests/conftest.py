@@ -39,6 +39,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -213,6 +214,23 @@ def postgres_url() -> str:
     except OSError as exc:
         missing_service(f"PostgreSQL is not reachable on {host}:{port}: {exc}")
     return POSTGRES_URL
+
+
+@pytest.fixture
+def pg_schema_url(postgres_url: str) -> Iterator[str]:
+    """``postgres_url`` on a schema of the test's own (libpq's search_path option),
+    empty, for processes the test starts (``issuer serve --db``); dropped after."""
+    import psycopg
+
+    schema = f"e2e_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {schema}")
+    sep = "&" if "?" in postgres_url else "?"
+    try:
+        yield f"{postgres_url}{sep}options=-csearch_path%3D{schema}"
+    finally:
+        with psycopg.connect(postgres_url, autocommit=True) as conn:
+            conn.execute(f"DROP SCHEMA {schema} CASCADE")
 
 
 @pytest.fixture(autouse=True)
