@@ -136,26 +136,29 @@ class PostgresLedger(SqlLedger):
                 self._give_back(conn)
 
             return conn, give_back
-        try:
-            conn.execute("BEGIN" if write else "BEGIN READ ONLY")
-        except psycopg.Error as exc:
-            conn.close()
-            self._slots.release()
-            raise LedgerError(f"cannot begin a transaction: {type(exc).__name__}") from None
+        db = self._repos(conn).db
+        db.forget()
+        begin = "BEGIN" if write else "BEGIN READ ONLY"
+        db.later(begin)  # sent with the first statement, in its round trip
 
         def finish(commit: bool) -> None:
             try:
-                if commit:
+                unsent = db.unsent()
+                if unsent == [begin] or (not commit and unsent[:1] == [begin]):
+                    db.forget()  # nothing was sent, nothing to send: no transaction
+                elif commit:
                     try:
-                        conn.execute("COMMIT")
-                    except psycopg.Error as exc:
-                        if not conn.broken:
+                        db.run("COMMIT")  # with what is queued (an outbox's events)
+                    except Exception as exc:
+                        if not conn.broken and not conn.closed:
                             conn.execute("ROLLBACK")
-                        if isinstance(exc, _TRANSIENT):
+                        if isinstance(exc, TransientError):
                             raise TransientError("commit failed on a conflict: retry") from None
                         raise
-                elif not conn.broken and not conn.closed:
-                    conn.execute("ROLLBACK")
+                else:
+                    db.forget()
+                    if not conn.broken and not conn.closed:
+                        conn.execute("ROLLBACK")
             finally:
                 self._give_back(conn)
 
