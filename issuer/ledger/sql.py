@@ -209,6 +209,10 @@ class SqlConnection:
             return [Statement(int(cur.rowcount), _rows(cur)) for cur in cursors]
         except Exception as exc:
             if self.dialect.is_driver_error(exc):
+                # psycopg may then count a statement prepared that the failed pipeline
+                # never prepared ("prepared statement ... does not exist" later): the
+                # connection is not used again (closed: its transaction rolls back).
+                self.raw.close()
                 raise self._translate(exc) from None
             raise
 
