@@ -829,7 +829,6 @@ def _auth(row: tuple[Any, ...]) -> Authorisation:
     )
 
 
-@functools.lru_cache(maxsize=64)
 @functools.lru_cache(maxsize=128)
 def _auth_insert(count: int, strict: bool = False) -> str:
     """The INSERT of ``count`` authorisation records in one statement (one whose
@@ -1337,12 +1336,13 @@ class SqlUnitOfWork(UnitOfWork):
         pipelines: the three are sent with the next statement (:meth:`SqlConnection.later`:
         the commit's round trip), the records' insert strict (a request id taken fails
         the transaction there)."""
+        deferred = last and self.db.dialect.pipelines
         statements: list[tuple[str, Sequence[Any]]] = []
         if records:
-            statements.append(add_statement(records, strict=last and self.db.dialect.pipelines))
+            statements.append(add_statement(records, strict=deferred))
         if holds:
             statements += journal_statements(holds)
-        if last and self.db.dialect.pipelines:
+        if deferred:
             for sql, params in statements:
                 self.db.later(sql, params)
             return [True] * len(records)
