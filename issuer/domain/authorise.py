@@ -26,8 +26,9 @@ phase (:meth:`Authoriser.decide_many`) that runs in group commit with the write
 phases of concurrent requests. Between the two, a service with a decision endpoint
 asks the program (:meth:`Authoriser.proposal`, then :meth:`Authoriser.take`), waiting
 for it without holding anything. On a ledger that pipelines statements (PostgreSQL)
-the write phases of a batch run together, in rounds of two round trips
-(:meth:`Authoriser._record_many`), deciding exactly as one after another. Reversal,
+the write phases of a batch run together, in rounds of two round trips, the
+transaction's begin and commit in the first and last (:meth:`Authoriser._record_many`),
+deciding exactly as one after another. Reversal,
 completion, resubmission, refund and increments are :mod:`issuer.domain.clearing`'s.
 
 Partial approval: a request that allows one (``partial_allowed``) and that a spending
@@ -668,8 +669,10 @@ class Authoriser:
         order they run (:class:`_Round`); each round costs two
         :class:`~issuer.ledger.repository.UnitOfWork` calls that a ledger may send in one
         round trip each: the ATC checks and the reservations
-        (:meth:`~issuer.ledger.repository.UnitOfWork.check_and_reserve`), then the
-        records and holds (:meth:`~issuer.ledger.repository.UnitOfWork.record_many`).
+        (:meth:`~issuer.ledger.repository.UnitOfWork.check_and_reserve`, with the
+        transaction's ``BEGIN`` in the first), then the records and holds
+        (:meth:`~issuer.ledger.repository.UnitOfWork.record_many`; the last round's
+        with the events and the ``COMMIT``: a batch of one round is two round trips).
         A write with the program's verdict or an amount limit runs alone
         (:meth:`_record`), between rounds. Answers in order, up to the first write
         that failed (its exception, last: group commit takes it out)."""
@@ -691,12 +694,22 @@ class Authoriser:
                 continue
             round_.add(w)
         if round_.writes:
-            self._round(uow, round_.writes, out)
+            self._round(uow, round_.writes, out, last=True)
         return out
 
-    def _round(self, uow: UnitOfWork, writes: list[_Write], out: list[Decided | Exception]) -> bool:
+    def _round(
+        self,
+        uow: UnitOfWork,
+        writes: list[_Write],
+        out: list[Decided | Exception],
+        *,
+        last: bool = False,
+    ) -> bool:
         """One round of :meth:`_record_many` (answers appended to ``out``); ``False`` if
-        a request id was taken (its :class:`_TakenError` appended last)."""
+        a request id was taken (its :class:`_TakenError` appended last). The ``last``
+        round's records and holds may go with the commit (``record_many``'s ``last``:
+        a request id taken then fails the commit, and group commit runs the batch one
+        by one)."""
         since = self.velocity.since()
         asks: list[tuple[_Write, Reservation | None]] = []
         for w in writes:
@@ -746,7 +759,7 @@ class Authoriser:
             records.append(record)
             done.append((decided, record, reason, flag))
         for (decided, record, reason, flag), added, w in zip(
-            done, uow.record_many(records, holds), writes, strict=True
+            done, uow.record_many(records, holds, last=last), writes, strict=True
         ):
             if not added:
                 out.append(_TakenError())

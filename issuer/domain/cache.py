@@ -1,15 +1,17 @@
 """Rows the authorisation service keeps between requests, valid while the ledger's
 cache generation stays the same.
 
-A terminal's record (with its credential hash) and a card's or token's instrument
-(card, account, token rows) change rarely, but each request needs them. The ledger
-keeps a *cache generation* (:mod:`issuer.ledger.schema`, migration 2): database
-triggers raise it in the very transaction that changes a status, a credential or any
-other column the read phase takes from these rows, whichever process commits it
-(``issuer card suspend`` in a shell, another ``issuer serve`` worker). The service
-reads it once per event-loop turn (:meth:`ReadCache.refresh`, one indexed read of one
-row) and drops every cached row when it moved. So a pause, a suspension, a closed
-account or a revoked terminal is seen from the first turn that starts after its
+A terminal's record (with its credential hash) and a card's or token's instrument (card,
+account, token rows) change rarely, but each request needs them. The ledger keeps a
+*cache generation* (:mod:`issuer.ledger.schema`, migration 2): database triggers raise
+it in the very transaction that changes a status, a credential or any other column the
+read phase takes from these rows, whichever process commits it (``issuer card suspend``
+in a shell, another ``issuer serve`` worker). The service reads it once per event-loop
+turn (:meth:`ReadCache.refresh`, one indexed read of one row, its own round trip: it
+cannot go with a write transaction's, which comes after the read phase that needs it;
+nor with the previous turn's commit, which would let a change committed in between go
+unseen for a turn) and drops every cached row when it moved. So a pause, a suspension, a
+closed account or a revoked terminal is seen from the first turn that starts after its
 commit, exactly as the read phase saw it before rows were cached: the bound is zero
 turns, no time-to-live.
 

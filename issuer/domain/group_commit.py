@@ -21,7 +21,9 @@ A caller's batch (:meth:`GroupCommit.run_batch`) may also say how to run its job
 together (``together``: one function over the unit of work and all the jobs, which
 a ledger can then send in a few round trips rather than a few per job); its answer
 is read as if the jobs had run one after another (the first exception is the job
-taken out). If ``together`` itself raises, the batch is run again job by job.
+taken out). If ``together`` itself raises, or the commit after it fails (a ledger may
+send the last of together's statements with the commit), the batch is run again job
+by job.
 """
 
 from __future__ import annotations
@@ -167,8 +169,8 @@ class GroupCommit:
 
     def _attempt(self, pending: list[_Job[Any]], together: Together | None) -> _Job[Any] | None:
         """One transaction over ``pending``: ``None`` once committed, else the job that
-        raised (rolled back, nothing committed), or :data:`_ALONE` if ``together``
-        raised (rolled back: the jobs are to run one by one)."""
+        raised (rolled back, nothing committed), or :data:`_ALONE` if ``together`` or
+        the commit after it raised (rolled back: the jobs are to run one by one)."""
         with self._ledger.unit_of_work() as uow:
             if together is not None:
                 try:
@@ -185,7 +187,10 @@ class GroupCommit:
                         job.value, job.error = None, value
                         return job
                     job.value = value
-                uow.commit()
+                try:
+                    uow.commit()  # may send the last of together's statements
+                except Exception:
+                    return _ALONE
                 return None
             for job in pending:
                 try:

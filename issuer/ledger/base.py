@@ -40,16 +40,20 @@ class SqlLedger(Ledger):
 
     def unit_of_work(self, *, write: bool = True, snapshot: bool = True) -> SqlUnitOfWork:
         raw, finish = self._acquire(write, snapshot)
-        # The repositories of a driver connection are made once (a service opens two or
-        # three units of work per request); a closed connection's are dropped when its
-        # id is reused by another.
+        repos = self._repos(raw)
+        return SqlUnitOfWork(repos.db, finish, repos)
+
+    def _repos(self, raw: Any) -> SqlRepositories:
+        """The repositories of a driver connection, made once (a service opens two or
+        three units of work per request); a closed connection's are dropped when its
+        id is reused by another."""
         repos = self._repositories.get(id(raw))
         if repos is None or repos.db.raw is not raw:
             if len(self._repositories) >= _MAX_CONNECTIONS_KEPT:
                 self._repositories.clear()
             repos = SqlRepositories(SqlConnection(raw, self.sql_dialect))
             self._repositories[id(raw)] = repos
-        return SqlUnitOfWork(repos.db, finish, repos)
+        return repos
 
     def generation(self) -> int:
         uow = self.unit_of_work(write=False, snapshot=False)

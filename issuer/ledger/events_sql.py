@@ -85,7 +85,7 @@ class SqlEvents:
             for e in chunk:
                 params += (e.id, e.type.value, e.object_type, e.object_id, e.terminal_id,
                            e.data, e.created_at)  # fmt: skip
-            self.db.run(_events_insert(len(chunk)), params)
+            self.db.later(_events_insert(len(chunk)), params)
 
     def discard(self) -> None:
         self._queue.clear()

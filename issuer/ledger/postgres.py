@@ -1,19 +1,24 @@
 """The PostgreSQL ledger (psycopg 3), chosen by a ``postgresql://`` URL.
 
-At most ``max_connections`` connections are open at once (a unit of work waits for
-one, then fails as transient); idle ones are kept in a small pool. Connections are in
+At most ``max_connections`` connections are open at once (a unit of work waits for one,
+then fails as transient); idle ones are kept in a small pool. Connections are in
 autocommit mode, each unit of work an explicit ``BEGIN`` (``READ COMMITTED``; ``BEGIN
 READ ONLY`` for reads) and ``COMMIT`` (durable with the server's default
-``synchronous_commit = on``). Rows are locked with ``SELECT ... FOR UPDATE`` (or an
-upsert, which locks the same way) where the repositories ask: the ATC state of a card,
-an account being debited; so concurrent services decide each ATC and each hold once.
-Statements whose answers can wait go together in psycopg's pipeline mode, one round
-trip for many (:meth:`~issuer.ledger.sql.SqlConnection.each`: the write phases of a
-batch of authorisations, :meth:`~issuer.ledger.repository.UnitOfWork.check_and_reserve`
-and :meth:`~issuer.ledger.repository.UnitOfWork.record_many`). ``schema`` puts the
-tables in a schema of their own (created if needed; tests use one per test).
-Serialisation failures, deadlocks and lock time-outs are
-:class:`~issuer.errors.TransientError`.
+``synchronous_commit = on``). The ``BEGIN`` goes in the round trip of the unit of work's
+first statement, and the statements whose answers nobody reads (the outbox's events, the
+last round of a batch's records: :meth:`~issuer.ledger.sql.SqlConnection.later`) in the
+``COMMIT``'s; a unit of work that sent nothing sends neither. A connection whose
+pipeline failed is closed rather than kept
+(:meth:`~issuer.ledger.sql.SqlConnection.each`). Rows are locked with ``SELECT ... FOR
+UPDATE`` (or an upsert, which locks the same way) where the repositories ask: the ATC
+state of a card, an account being debited; so concurrent services decide each ATC and
+each hold once. Statements whose answers can wait go together in psycopg's pipeline
+mode, one round trip for many (:meth:`~issuer.ledger.sql.SqlConnection.each`: the write
+phases of a batch of authorisations,
+:meth:`~issuer.ledger.repository.UnitOfWork.check_and_reserve` and
+:meth:`~issuer.ledger.repository.UnitOfWork.record_many`). ``schema`` puts the tables in
+a schema of their own (created if needed; tests use one per test). Serialisation
+failures, deadlocks and lock time-outs are :class:`~issuer.errors.TransientError`.
 """
 
 from __future__ import annotations
@@ -136,26 +141,29 @@ class PostgresLedger(SqlLedger):
                 self._give_back(conn)
 
             return conn, give_back
-        try:
-            conn.execute("BEGIN" if write else "BEGIN READ ONLY")
-        except psycopg.Error as exc:
-            conn.close()
-            self._slots.release()
-            raise LedgerError(f"cannot begin a transaction: {type(exc).__name__}") from None
+        db = self._repos(conn).db
+        db.forget()
+        begin = "BEGIN" if write else "BEGIN READ ONLY"
+        db.later(begin)  # sent with the first statement, in its round trip
 
         def finish(commit: bool) -> None:
             try:
-                if commit:
+                unsent = db.unsent()
+                if unsent == [begin] or (not commit and unsent[:1] == [begin]):
+                    db.forget()  # nothing was sent, nothing to send: no transaction
+                elif commit:
                     try:
-                        conn.execute("COMMIT")
-                    except psycopg.Error as exc:
-                        if not conn.broken:
+                        db.run("COMMIT")  # with what is queued (an outbox's events)
+                    except Exception as exc:
+                        if not conn.broken and not conn.closed:
                             conn.execute("ROLLBACK")
-                        if isinstance(exc, _TRANSIENT):
+                        if isinstance(exc, TransientError):
                             raise TransientError("commit failed on a conflict: retry") from None
                         raise
-                elif not conn.broken and not conn.closed:
-                    conn.execute("ROLLBACK")
+                else:
+                    db.forget()
+                    if not conn.broken and not conn.closed:
+                        conn.execute("ROLLBACK")
             finally:
                 self._give_back(conn)
 

@@ -707,12 +707,17 @@ class UnitOfWork(ABC):
             out.append((verdict, reserved))
         return out
 
-    def record_many(self, records: Sequence[Authorisation], holds: Sequence[Journal]) -> list[bool]:
+    def record_many(
+        self, records: Sequence[Authorisation], holds: Sequence[Journal], *, last: bool = False
+    ) -> list[bool]:
         """:meth:`AuthorisationRepository.add` of each record (whether it was added) and
         the hold journals, posted with ``apply_balances=False`` (their amounts were
         reserved). The caller rolls back if any was not added; a hold of a record not
         added may fail (:class:`~issuer.errors.LedgerError`: its journal refers to no
-        record). A ledger may send them in one round trip."""
+        record). A ledger may send them in one round trip; ``last`` (nothing but
+        statements whose answers nobody reads runs after them before the commit), in
+        the commit's: every record then counts as added, and one that is not fails the
+        transaction, in the commit or the statement after them."""
         added = [self.authorisations.add(record) for record in records]
         for journal in holds:
             self.journals.post(journal, apply_balances=False)

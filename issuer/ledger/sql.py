@@ -100,6 +100,8 @@ class SqlConnection:
         self.dialect = dialect
         self._rewrite = dialect.placeholder != "?"
         self._texts: dict[str, str] = _REWRITTEN.setdefault(dialect.placeholder, {})
+        #: Statements :meth:`later` queued, sent ahead of the next one.
+        self._ahead: list[tuple[str, Sequence[Any]]] = []
 
     def _sql(self, sql: str) -> str:
         if not self._rewrite:
@@ -125,8 +127,28 @@ class SqlConnection:
         both have ``execute``; without parameters psycopg does no ``%`` processing)."""
         return self.raw.execute(sql, params) if params else self.raw.execute(sql)
 
+    def later(self, sql: str, params: Sequence[Any] = ()) -> None:
+        """Execute a statement whose answer nobody reads. A dialect that
+        :attr:`~Dialect.pipelines` sends it ahead of the next statement, in that one's
+        round trip (its error, if any, is raised there: the statements after it in the
+        transaction are not run); others run it now."""
+        if self.dialect.pipelines:
+            self._ahead.append((sql, params))
+        else:
+            self.run(sql, params)
+
+    def unsent(self) -> list[str]:
+        """The statements :meth:`later` queued and not sent yet."""
+        return [sql for sql, _ in self._ahead]
+
+    def forget(self) -> None:
+        """Drop the statements :meth:`later` queued (a transaction ended unsent)."""
+        self._ahead.clear()
+
     def run(self, sql: str, params: Sequence[Any] = ()) -> int:
         """Execute; the number of rows affected."""
+        if self._ahead:
+            return self.each([(sql, params)])[0].rowcount
         try:
             cur = self._execute(self._sql(sql), params)
             return int(cur.rowcount)
@@ -137,6 +159,8 @@ class SqlConnection:
 
     def all(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         """Execute; every row."""
+        if self._ahead:
+            return self.each([(sql, params)])[0].rows
         try:
             cur = self._execute(self._sql(sql), params)
             return [tuple(r) for r in cur.fetchall()]
@@ -147,6 +171,9 @@ class SqlConnection:
 
     def one(self, sql: str, params: Sequence[Any] = ()) -> tuple[Any, ...] | None:
         """Execute; the first row or ``None``."""
+        if self._ahead:
+            rows = self.each([(sql, params)])[0].rows
+            return rows[0] if rows else None
         try:
             cur = self._execute(self._sql(sql), params)
             row = cur.fetchone()
@@ -159,8 +186,9 @@ class SqlConnection:
     def each(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> list[Statement]:
         """Execute each statement in order; each one's rows affected and rows.
         A dialect that :attr:`~Dialect.pipelines` sends them all in one round trip
-        (PostgreSQL's extended query protocol pipelined, one flush); on a conflict,
-        the statements after the failed one are not run."""
+        (PostgreSQL's extended query protocol pipelined, one flush), after those
+        :meth:`later` queued; on a conflict, the statements after the failed one are
+        not run."""
         if not self.dialect.pipelines:
             out = []
             for sql, params in statements:
@@ -172,12 +200,19 @@ class SqlConnection:
                         raise self._translate(exc) from None
                     raise
             return out
+        ahead, self._ahead = self._ahead, []
         try:
             with self.raw.pipeline():
+                for sql, params in ahead:
+                    self._execute(self._sql(sql), params)
                 cursors = [self._execute(self._sql(sql), params) for sql, params in statements]
             return [Statement(int(cur.rowcount), _rows(cur)) for cur in cursors]
         except Exception as exc:
             if self.dialect.is_driver_error(exc):
+                # psycopg may then count a statement prepared that the failed pipeline
+                # never prepared ("prepared statement ... does not exist" later): the
+                # connection is not used again (closed: its transaction rolls back).
+                self.raw.close()
                 raise self._translate(exc) from None
             raise
 
@@ -794,24 +829,25 @@ def _auth(row: tuple[Any, ...]) -> Authorisation:
     )
 
 
-@functools.lru_cache(maxsize=64)
-def _auth_insert(count: int) -> str:
+@functools.lru_cache(maxsize=128)
+def _auth_insert(count: int, strict: bool = False) -> str:
     """The INSERT of ``count`` authorisation records in one statement (one whose
-    terminal sent its request id already is skipped); it returns the ids inserted."""
+    terminal sent its request id already is skipped); it returns the ids inserted.
+    ``strict``: such a record fails the statement instead (a unique violation)."""
     row = "(" + ", ".join("?" for _ in range(25)) + ")"
-    return (
-        f"INSERT INTO authorisations ({_AUTH_COLUMNS}) VALUES {', '.join([row] * count)}"
-        " ON CONFLICT (terminal_id, request_id) DO NOTHING RETURNING id"
-    )
+    sql = f"INSERT INTO authorisations ({_AUTH_COLUMNS}) VALUES {', '.join([row] * count)}"
+    return sql if strict else sql + " ON CONFLICT (terminal_id, request_id) DO NOTHING RETURNING id"
 
 
-def add_statement(auths: Sequence[Authorisation]) -> tuple[str, list[object]]:
+def add_statement(
+    auths: Sequence[Authorisation], *, strict: bool = False
+) -> tuple[str, list[object]]:
     """The statement of :meth:`SqlAuthorisations.add` for ``auths`` (its rows: the
-    ids inserted)."""
+    ids inserted; ``strict``: :func:`_auth_insert`'s)."""
     params: list[object] = []
     for auth in auths:
         params += _auth_values(auth)
-    return _auth_insert(len(auths)), params
+    return _auth_insert(len(auths), strict), params
 
 
 def _auth_values(a: Authorisation) -> tuple[object, ...]:
@@ -1290,16 +1326,26 @@ class SqlUnitOfWork(UnitOfWork):
             out.append((verdict, reserved))
         return out
 
-    def record_many(self, records: Sequence[Authorisation], holds: Sequence[Journal]) -> list[bool]:
+    def record_many(
+        self, records: Sequence[Authorisation], holds: Sequence[Journal], *, last: bool = False
+    ) -> list[bool]:
         """:meth:`UnitOfWork.record_many` in one :meth:`SqlConnection.each` of three
         statements (the records, the journals, their entries). A hold of a record not
         added fails its journal's reference to it: the caller's unit of work fails (a
-        batch of group commit then runs one by one)."""
+        batch of group commit then runs one by one). ``last`` on a dialect that
+        pipelines: the three are sent with the next statement (:meth:`SqlConnection.later`:
+        the commit's round trip), the records' insert strict (a request id taken fails
+        the transaction there)."""
+        deferred = last and self.db.dialect.pipelines
         statements: list[tuple[str, Sequence[Any]]] = []
         if records:
-            statements.append(add_statement(records))
+            statements.append(add_statement(records, strict=deferred))
         if holds:
             statements += journal_statements(holds)
+        if deferred:
+            for sql, params in statements:
+                self.db.later(sql, params)
+            return [True] * len(records)
         done = self.db.each(statements)
         added = {row[0] for row in done[0].rows} if records else set()
         return [record.id in added for record in records]
