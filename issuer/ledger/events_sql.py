@@ -34,8 +34,10 @@ if TYPE_CHECKING:
 
 __all__ = ["SqlEvents", "SqlWebhooks"]
 
-#: Key of the advisory lock of the one event dispatcher on PostgreSQL ("tapevent").
-_DISPATCH_LOCK: Final = 0x7461706576656E74
+#: First key of the advisory lock of the one event dispatcher of a ledger on PostgreSQL
+#: ("tapv" in ASCII, an int4); the second is the hash of the ledger's schema, so that
+#: the ledgers of several schemas in one database each have their own dispatcher.
+_DISPATCH_LOCK: Final = 0x74617076
 #: Rows per multi-row statement (well below SQLite's 32,766 parameters).
 _CHUNK: Final = 200
 
@@ -149,7 +151,9 @@ class SqlEvents:
     def dispatch_lock(self) -> bool:
         if self.db.dialect.name != "postgresql":
             return True
-        row = self.db.one("SELECT pg_try_advisory_xact_lock(?)", (_DISPATCH_LOCK,))
+        row = self.db.one(
+            "SELECT pg_try_advisory_xact_lock(?, hashtext(current_schema()))", (_DISPATCH_LOCK,)
+        )
         return bool(row and row[0])
 
 

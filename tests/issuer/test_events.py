@@ -161,3 +161,22 @@ def test_events_page_newest_first_with_a_cursor(issuer: IssuerApp) -> None:
         api.list(event_type="authorisation.requested")
     event, deliveries = api.get(first.events[0].id)
     assert (event.type.value, deliveries) == ("account.created", [])
+
+
+@pytest.mark.postgres
+def test_each_ledger_of_one_database_has_its_own_event_dispatcher(postgres_url: str) -> None:
+    """The dispatcher's advisory lock is per schema: the ledgers of two schemas of one
+    database each dispatch their events, and a second dispatcher of one ledger waits."""
+    from tests.issuer.conftest import _postgres_ledger
+
+    first, second = _postgres_ledger(postgres_url), _postgres_ledger(postgres_url)
+    a, b = next(first), next(second)
+    try:
+        with a.unit_of_work() as holder, b.unit_of_work() as neighbour:
+            assert holder.events.dispatch_lock()
+            assert neighbour.events.dispatch_lock()
+            with a.unit_of_work() as rival:
+                assert not rival.events.dispatch_lock()
+    finally:
+        for gen in (first, second):
+            gen.close()
