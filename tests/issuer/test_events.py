@@ -167,16 +167,25 @@ def test_events_page_newest_first_with_a_cursor(issuer: IssuerApp) -> None:
 def test_each_ledger_of_one_database_has_its_own_event_dispatcher(postgres_url: str) -> None:
     """The dispatcher's advisory lock is per schema: the ledgers of two schemas of one
     database each dispatch their events, and a second dispatcher of one ledger waits."""
-    from tests.issuer.conftest import _postgres_ledger
+    import uuid
 
-    first, second = _postgres_ledger(postgres_url), _postgres_ledger(postgres_url)
-    a, b = next(first), next(second)
+    import psycopg
+
+    from issuer.ledger.postgres import PostgresLedger
+
+    names = [f"t_{uuid.uuid4().hex[:16]}" for _ in range(2)]
+    a, b = (PostgresLedger(postgres_url, schema=name) for name in names)
     try:
+        a.migrate()
+        b.migrate()
         with a.unit_of_work() as holder, b.unit_of_work() as neighbour:
             assert holder.events.dispatch_lock()
             assert neighbour.events.dispatch_lock()
             with a.unit_of_work() as rival:
                 assert not rival.events.dispatch_lock()
     finally:
-        for gen in (first, second):
-            gen.close()
+        a.close()
+        b.close()
+        with psycopg.connect(postgres_url, autocommit=True) as conn:
+            for name in names:
+                conn.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
