@@ -80,8 +80,58 @@ HASH_SM3 = 0x07
 PK_SM2 = 0x04
 
 
+class _CaKeyCommon:
+    """What an RSA and an SM2 CA public key share: their RID and index, expiry, check
+    sum and key file entry (Book 2 §11.2). The subclasses are the dataclasses."""
+
+    __slots__ = ()
+    rid: bytes
+    index: int
+    expiry: date | None
+    hash_algorithm: int
+    pk_algorithm: int
+
+    def _check_identity(self) -> None:
+        if len(self.rid) != 5:
+            raise CryptoError(f"RID must be 5 bytes, got {len(self.rid)}")
+        if not 0 <= self.index <= 0xFF:
+            raise CryptoError(f"CA public key index {self.index} is not one byte")
+
+    @property
+    def label(self) -> str:
+        """``RID/index`` in hex, e.g. ``A000000004/FA``."""
+        return f"{self.rid.hex().upper()}/{self.index:02X}"
+
+    @property
+    def checksum(self) -> bytes:
+        """The key's check sum (each kind says over what)."""
+        raise NotImplementedError
+
+    def check_checksum(self, checksum: bytes) -> None:
+        """Raise :class:`OdaError` unless ``checksum`` is this key's check sum."""
+        if not hmac.compare_digest(checksum, self.checksum):
+            raise OdaError(f"CA public key {self.label}: check sum does not match")
+
+    def expired(self, today: date) -> bool:
+        """Whether the key's expiry date has passed on ``today``."""
+        return self.expiry is not None and self.expiry < today
+
+    def _key_file_entry(self, key: dict[str, str]) -> dict[str, Any]:
+        """The key as a tapstack key file entry: ``key`` its own members, then the
+        shared ones with its check sum."""
+        return {
+            "rid": self.rid.hex().upper(),
+            "index": f"{self.index:02X}",
+            **key,
+            "expiry": self.expiry.isoformat() if self.expiry else None,
+            "hash_algorithm": f"{self.hash_algorithm:02X}",
+            "pk_algorithm": f"{self.pk_algorithm:02X}",
+            "checksum": self.checksum.hex().upper(),
+        }
+
+
 @dataclass(frozen=True, slots=True, kw_only=True, repr=False)
-class CaKey(RsaPublicKey):
+class CaKey(RsaPublicKey, _CaKeyCommon):
     """One CA public key: RID, index, modulus, exponent and its attributes (Book 2 §11.2)."""
 
     rid: bytes
@@ -92,19 +142,11 @@ class CaKey(RsaPublicKey):
 
     def __post_init__(self) -> None:
         RsaPublicKey.__post_init__(self)
-        if len(self.rid) != 5:
-            raise CryptoError(f"RID must be 5 bytes, got {len(self.rid)}")
-        if not 0 <= self.index <= 0xFF:
-            raise CryptoError(f"CA public key index {self.index} is not one byte")
+        self._check_identity()
         if self.hash_algorithm not in HASH_ALGORITHMS:
             raise CryptoError(f"hash algorithm {self.hash_algorithm:02X} is not supported")
         if self.pk_algorithm not in PK_ALGORITHMS:
             raise CryptoError(f"public key algorithm {self.pk_algorithm:02X} is not supported")
-
-    @property
-    def label(self) -> str:
-        """``RID/index`` in hex, e.g. ``A000000004/FA``."""
-        return f"{self.rid.hex().upper()}/{self.index:02X}"
 
     @property
     def checksum(self) -> bytes:
@@ -112,34 +154,21 @@ class CaKey(RsaPublicKey):
         data = self.rid + bytes((self.index,)) + self.modulus + exponent_bytes(self.exponent)
         return HASH_ALGORITHMS[self.hash_algorithm](data)
 
-    def check_checksum(self, checksum: bytes) -> None:
-        """Raise :class:`OdaError` unless ``checksum`` is this key's check sum."""
-        if not hmac.compare_digest(checksum, self.checksum):
-            raise OdaError(f"CA public key {self.label}: check sum does not match")
-
-    def expired(self, today: date) -> bool:
-        """Whether the key's expiry date has passed on ``today``."""
-        return self.expiry is not None and self.expiry < today
-
     def to_json_object(self) -> dict[str, Any]:
         """The key as a tapstack key file entry (with its check sum)."""
-        return {
-            "rid": self.rid.hex().upper(),
-            "index": f"{self.index:02X}",
-            "modulus": self.modulus.hex().upper(),
-            "exponent": exponent_bytes(self.exponent).hex().upper(),
-            "expiry": self.expiry.isoformat() if self.expiry else None,
-            "hash_algorithm": f"{self.hash_algorithm:02X}",
-            "pk_algorithm": f"{self.pk_algorithm:02X}",
-            "checksum": self.checksum.hex().upper(),
-        }
+        return self._key_file_entry(
+            {
+                "modulus": self.modulus.hex().upper(),
+                "exponent": exponent_bytes(self.exponent).hex().upper(),
+            }
+        )
 
     def __repr__(self) -> str:
         return f"CaKey({self.label}, {len(self.modulus) * 8}-bit, e={self.exponent})"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class Sm2CaKey:
+class Sm2CaKey(_CaKeyCommon):
     """One SM2 CA public key: RID, index, the point, expiry (module docstring)."""
 
     rid: bytes
@@ -150,43 +179,18 @@ class Sm2CaKey:
     pk_algorithm: int = PK_SM2
 
     def __post_init__(self) -> None:
-        if len(self.rid) != 5:
-            raise CryptoError(f"RID must be 5 bytes, got {len(self.rid)}")
-        if not 0 <= self.index <= 0xFF:
-            raise CryptoError(f"CA public key index {self.index} is not one byte")
+        self._check_identity()
         if (self.hash_algorithm, self.pk_algorithm) != (HASH_SM3, PK_SM2):
             raise CryptoError("an SM2 CA key has hash algorithm 07 (SM3) and algorithm 04 (SM2)")
-
-    @property
-    def label(self) -> str:
-        """``RID/index`` in hex, e.g. ``A000000333/E8``."""
-        return f"{self.rid.hex().upper()}/{self.index:02X}"
 
     @property
     def checksum(self) -> bytes:
         """SM3(RID || index || x || y) (module docstring)."""
         return sm3(self.rid + bytes((self.index,)) + self.public.to_bytes(prefix=False))
 
-    def check_checksum(self, checksum: bytes) -> None:
-        """Raise :class:`OdaError` unless ``checksum`` is this key's check sum."""
-        if not hmac.compare_digest(checksum, self.checksum):
-            raise OdaError(f"CA public key {self.label}: check sum does not match")
-
-    def expired(self, today: date) -> bool:
-        """Whether the key's expiry date has passed on ``today``."""
-        return self.expiry is not None and self.expiry < today
-
     def to_json_object(self) -> dict[str, Any]:
         """The key as a tapstack key file entry (with its check sum)."""
-        return {
-            "rid": self.rid.hex().upper(),
-            "index": f"{self.index:02X}",
-            "public_key": self.public.to_bytes().hex().upper(),
-            "expiry": self.expiry.isoformat() if self.expiry else None,
-            "hash_algorithm": f"{self.hash_algorithm:02X}",
-            "pk_algorithm": f"{self.pk_algorithm:02X}",
-            "checksum": self.checksum.hex().upper(),
-        }
+        return self._key_file_entry({"public_key": self.public.to_bytes().hex().upper()})
 
 
 #: A CA public key of either kind.

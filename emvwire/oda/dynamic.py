@@ -44,6 +44,7 @@ __all__ = [
     "DynamicData",
     "cda_dynamic_data",
     "dynamic_number",
+    "fdda_signing_data",
     "fdda_terminal_data",
     "number_field",
     "response_objects",
@@ -138,6 +139,22 @@ def fdda_terminal_data(
         + bytes(currency_code)
         + bytes(card_auth_data)
     )
+
+
+def fdda_signing_data(
+    unpredictable_number: bytes,
+    amount_authorised: bytes,
+    currency_code: bytes,
+    card_auth_data: bytes | None,
+) -> bytes:
+    """:func:`fdda_terminal_data` for the card that signs it: a request it cannot sign
+    is a :class:`CryptoError` of the card, not an ODA failure of the terminal."""
+    try:
+        return fdda_terminal_data(
+            unpredictable_number, amount_authorised, currency_code, card_auth_data
+        )
+    except OdaError as exc:
+        raise CryptoError(str(exc)) from None
 
 
 def verify_fdda(
@@ -306,12 +323,7 @@ def sign_fdda(
     card_auth_data: bytes | None = None,
 ) -> bytes:
     """``9F4B`` for a Visa fDDA GPO response (version from ``card_auth_data``)."""
-    try:
-        tail = fdda_terminal_data(
-            unpredictable_number, amount_authorised, currency_code, card_auth_data
-        )
-    except OdaError as exc:
-        raise CryptoError(str(exc)) from None
+    tail = fdda_signing_data(unpredictable_number, amount_authorised, currency_code, card_auth_data)
     return sign_dynamic_data(icc, number_field(icc_dynamic_number), tail)
 
 

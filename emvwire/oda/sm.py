@@ -56,7 +56,13 @@ from emvwire.errors import CryptoError, OdaError
 from emvwire.oda._common import bcd_digits, check_expiry, encode_mmyy, pad_digits
 from emvwire.oda.capk import HASH_SM3, PK_SM2, Sm2CaKey
 from emvwire.oda.certificates import pan_digits
-from emvwire.oda.dynamic import DynamicData, dynamic_number, fdda_terminal_data, number_field
+from emvwire.oda.dynamic import (
+    DynamicData,
+    dynamic_number,
+    fdda_signing_data,
+    fdda_terminal_data,
+    number_field,
+)
 
 __all__ = [
     "FORMAT_SM2_DYNAMIC",
@@ -246,12 +252,7 @@ def sign_sm2_fdda(
     card_auth_data: bytes | None = None,
 ) -> bytes:
     """``9F4B`` of the SM variant for an fDDA GPO response (module docstring)."""
-    try:
-        tail = fdda_terminal_data(
-            unpredictable_number, amount_authorised, currency_code, card_auth_data
-        )
-    except OdaError as exc:
-        raise CryptoError(str(exc)) from None
+    tail = fdda_signing_data(unpredictable_number, amount_authorised, currency_code, card_auth_data)
     data = number_field(icc_dynamic_number)
     body = bytes((FORMAT_SM2_DYNAMIC, HASH_SM3, len(data))) + data
     return body + icc.sign(body + tail)
