@@ -18,7 +18,7 @@ from emvwire.mask import scrub
 from tests.support.asgi import call
 from tests.support.console import ConsoleClient
 from webconsole import Column, Console, Principal, Signed, Signer, bar_chart
-from webconsole.kit import SESSION_COOKIE
+from webconsole.kit import MAX_FORM, SESSION_COOKIE
 
 PAN = "4761739001010010"
 PEOPLE = {
@@ -127,6 +127,31 @@ def test_a_post_without_the_session_token_is_refused(console: Rig) -> None:
     )
     assert answer.status == 403
     assert stranger.get("/").status == 303
+
+
+def test_a_hostile_form_is_refused_with_a_reason_and_changes_nothing(console: Rig) -> None:
+    """A form past the kit's bound, one that is not a form, bytes that are not UTF-8 and
+    a cookie of garbage: each a clear 4xx page, no traceback, no action done."""
+    app, done = console.app, console.done
+    browser = ConsoleClient(app)
+    browser.sign_in("op_doer", "doer-secret")
+    browser.get("/act")
+    cookie = {"cookie": f"{SESSION_COOKIE}={browser.cookie}"}
+    form = {**cookie, "content-type": "application/x-www-form-urlencoded"}
+    too_large = call(app, "POST", "/act", form, b"confirm=yes&x=" + b"a" * MAX_FORM)
+    assert too_large.status == 413
+    assert b"This form is too large." in too_large.body
+    as_json = {**cookie, "content-type": "application/json"}
+    not_a_form = call(app, "POST", "/act", as_json, b'{"confirm": "yes"}')
+    assert not_a_form.status == 415
+    assert b"A form is expected." in not_a_form.body
+    latin = f"confirm=yes&csrf={browser.csrf}&x=".encode() + b"\xff\xfe"
+    not_utf8 = call(app, "POST", "/act", form, latin)
+    assert not_utf8.status == 400
+    assert b"not UTF-8" in not_utf8.body
+    garbage = call(app, "GET", "/", {"cookie": f"{SESSION_COOKIE}=\x00%%%.."})
+    assert garbage.status == 303  # signed out: to the sign-in page
+    assert done == []
 
 
 def test_an_action_asks_first_then_redirects_with_a_signed_notice(console: Rig) -> None:
